@@ -1,0 +1,71 @@
+package dev.sohuc.ir;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A function: named, typed arguments, a straight-line body of nodes in SSA order, and named
+ * results (the model's outputs, e.g. {@code last_hidden_state}).
+ */
+public final class Function {
+  /** One function result: the name users see (an ONNX output name) and the value returned. */
+  public record Output(String name, Value value) {}
+
+  private final String name;
+  private final List<Value> arguments;
+  private final List<Node> body = new ArrayList<>();
+  private final List<Output> outputs = new ArrayList<>();
+
+  public Function(String name, List<Value> arguments) {
+    this.name = name;
+    this.arguments = List.copyOf(arguments);
+  }
+
+  public String name() {
+    return name;
+  }
+
+  public List<Value> arguments() {
+    return arguments;
+  }
+
+  /** The body, in order; passes edit it directly. */
+  public List<Node> body() {
+    return body;
+  }
+
+  public List<Output> outputs() {
+    return outputs;
+  }
+
+  public void setOutputs(List<Output> newOutputs) {
+    outputs.clear();
+    outputs.addAll(newOutputs);
+  }
+
+  /** Uses of each value (by the nodes that read it); outputs are not counted. */
+  public Map<Value, List<Node>> users() {
+    Map<Value, List<Node>> users = new HashMap<>();
+    for (Node n : body) {
+      for (Value v : n.op().operands()) {
+        users.computeIfAbsent(v, k -> new ArrayList<>()).add(n);
+      }
+    }
+    return users;
+  }
+
+  /** Replaces every use of {@code from} by {@code to}, in operands and outputs. */
+  public void replaceAllUses(Value from, Value to) {
+    for (Node n : body) {
+      if (n.op().operands().contains(from)) {
+        List<Value> ops = new ArrayList<>(n.op().operands());
+        Collections.replaceAll(ops, from, to);
+        n.setOp(n.op().withOperands(ops));
+      }
+    }
+    outputs.replaceAll(o -> o.value() == from ? new Output(o.name(), to) : o);
+  }
+}

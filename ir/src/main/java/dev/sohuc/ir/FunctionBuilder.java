@@ -1,0 +1,80 @@
+package dev.sohuc.ir;
+
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.OpException;
+import dev.sohuc.ir.type.TensorType;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Appends ops to a function, inferring result types and choosing unique value names. Used by
+ * the frontends and by passes that build new ops.
+ */
+public final class FunctionBuilder {
+  private final Function function;
+  private final Set<String> usedNames = new HashSet<>();
+  private int counter;
+
+  public FunctionBuilder(Function function) {
+    this.function = function;
+    function.arguments().forEach(a -> usedNames.add(a.name()));
+    for (Node n : function.body()) {
+      n.results().forEach(r -> usedNames.add(r.name()));
+    }
+  }
+
+  public Function function() {
+    return function;
+  }
+
+  /** Appends an op with one result and returns it. */
+  public Value add(Op op, Location loc) {
+    return addNode(op, loc, List.of()).result();
+  }
+
+  /** Appends an op with one result, named after {@code hint} where that name is free. */
+  public Value add(Op op, Location loc, String hint) {
+    return addNode(op, loc, List.of(hint)).result();
+  }
+
+  /** Appends an op; {@code hints} name its results (missing hints get numbers). */
+  public Node addNode(Op op, Location loc, List<String> hints) {
+    List<TensorType> types;
+    try {
+      types = op.inferResultTypes();
+    } catch (OpException e) {
+      throw new IrException("'" + op.mnemonic() + "'" + (loc.isKnown() ? " at \"" + loc.text() + "\"" : "")
+          + ": " + e.getMessage());
+    }
+    List<String> names = new ArrayList<>();
+    for (int i = 0; i < types.size(); i++) {
+      names.add(freshName(i < hints.size() ? hints.get(i) : null));
+    }
+    Node node = new Node(op, names, types, loc);
+    function.body().add(node);
+    return node;
+  }
+
+  /** {@code hint} if unused, else {@code hint_1}, {@code hint_2}...; numbers when no hint. */
+  public String freshName(String hint) {
+    if (hint == null || hint.isEmpty()) {
+      String n;
+      do {
+        n = String.valueOf(counter++);
+      } while (!usedNames.add(n));
+      return n;
+    }
+    if (usedNames.add(hint)) {
+      return hint;
+    }
+    for (int i = 1; ; i++) {
+      String n = hint + "_" + i;
+      if (usedNames.add(n)) {
+        return n;
+      }
+    }
+  }
+}
