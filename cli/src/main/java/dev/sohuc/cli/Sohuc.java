@@ -13,7 +13,6 @@ import java.io.PrintWriter;
     versionProvider = Sohuc.Version.class,
     description = "Compiles transformer models to Sohu-style microcode and runs it on an emulator.",
     subcommands = {
-      IrCommand.class,
       CommandLine.HelpCommand.class,
     })
 public final class Sohuc implements Runnable {
