@@ -1,0 +1,13 @@
+package dev.sohuc.isa;
+
+/** The four units that execute instructions; each non-control engine has its own in-order queue. */
+public enum Engine {
+  /** Control unit: scalar registers, hardware loops, issue of every other instruction. */
+  CTRL,
+  /** Strided 2-D/3-D block copies between HBM and SRAM. */
+  DMA,
+  /** Matrix unit: tile matrix multiply-accumulate into ACC. */
+  MXU,
+  /** Vector unit: elementwise, reductions and fused row functions on SRAM tiles, ACC read-out. */
+  VPU
+}

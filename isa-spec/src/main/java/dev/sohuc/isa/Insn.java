@@ -1,0 +1,119 @@
+package dev.sohuc.isa;
+
+/**
+ * One decoded instruction: a sealed interface with one record per table entry, so the emulator
+ * can switch over it exhaustively. Record components are the table's operand fields, named and
+ * ordered as in {@link InsnTable} (a test checks it); {@code waitTok} and {@code signalTok} come
+ * last in every record. Build words with {@link InsnCodec#encode}, records with
+ * {@link InsnCodec#decode}.
+ */
+public sealed interface Insn {
+
+  /** The table entry of this instruction. */
+  default InsnDef def() {
+    return InsnCodec.defOf(getClass());
+  }
+
+  default Engine engine() {
+    return def().engine();
+  }
+
+  /** The token this instruction waits on before it starts, 0 for none. */
+  int waitTok();
+
+  /** The token this instruction signals when it completes, 0 for none. */
+  int signalTok();
+
+  /** {@code halt} (CTRL engine); semantics in docs/isa.md. */
+  record Halt(int waitTok, int signalTok) implements Insn {}
+
+  /** {@code nop} (CTRL engine); semantics in docs/isa.md. */
+  record Nop(int waitTok, int signalTok) implements Insn {}
+
+  /** {@code barrier} (CTRL engine); semantics in docs/isa.md. */
+  record Barrier(int waitTok, int signalTok) implements Insn {}
+
+  /** {@code li} (CTRL engine); semantics in docs/isa.md. */
+  record Li(int rd, long imm, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code ldarg} (CTRL engine); semantics in docs/isa.md. */
+  record Ldarg(int rd, int index, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code add} (CTRL engine); semantics in docs/isa.md. */
+  record Add(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code sub} (CTRL engine); semantics in docs/isa.md. */
+  record Sub(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code mul} (CTRL engine); semantics in docs/isa.md. */
+  record Mul(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code min} (CTRL engine); semantics in docs/isa.md. */
+  record Min(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code max} (CTRL engine); semantics in docs/isa.md. */
+  record Max(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code addi} (CTRL engine); semantics in docs/isa.md. */
+  record Addi(int rd, int rs1, int imm, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code muli} (CTRL engine); semantics in docs/isa.md. */
+  record Muli(int rd, int rs1, int imm, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code shli} (CTRL engine); semantics in docs/isa.md. */
+  record Shli(int rd, int rs1, int shamt, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code shri} (CTRL engine); semantics in docs/isa.md. */
+  record Shri(int rd, int rs1, int shamt, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code loop} (CTRL engine); semantics in docs/isa.md. */
+  record Loop(int countReg, long countImm, int body, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code dma} (DMA engine); semantics in docs/isa.md. */
+  record Dma(MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPstride, int srcPstride, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code gather} (DMA engine); semantics in docs/isa.md. */
+  record Gather(MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff, boolean idx64, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code mma} (MXU engine); semantics in docs/isa.md. */
+  record Mma(int acc, int accOff, int ldc, int a, int aOff, int lda, int b, int bOff, int ldb, int m, int n, int kReg, int kImm, DType dtype, boolean ta, boolean tb, boolean accumulate, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vbin} (VPU engine); semantics in docs/isa.md. */
+  record Vbin(BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, int b, int bOff, int bStride, int rows, int cols, DType dtype, Bcast bcast, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vbini} (VPU engine); semantics in docs/isa.md. */
+  record Vbini(BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, float imm, int rows, int cols, DType dtype, boolean rev, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vun} (VPU engine); semantics in docs/isa.md. */
+  record Vun(UnaryFn fn, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vred} (VPU engine); semantics in docs/isa.md. */
+  record Vred(RedOp op, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vfill} (VPU engine); semantics in docs/isa.md. */
+  record Vfill(int dst, int dstOff, int dstStride, float value, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code softmax} (VPU engine); semantics in docs/isa.md. */
+  record Softmax(int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, float scale, boolean causal, int diag, int valid, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code layernorm} (VPU engine); semantics in docs/isa.md. */
+  record Layernorm(int dst, int dstOff, int src, int srcOff, int stride, int gamma, int gammaOff, int beta, int betaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code rmsnorm} (VPU engine); semantics in docs/isa.md. */
+  record Rmsnorm(int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int gamma, int gammaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code rope} (VPU engine); semantics in docs/isa.md. */
+  record Rope(RopeMode mode, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int cos, int cosOff, int sin, int sinOff, int tableStride, int pos, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code vglu} (VPU engine); semantics in docs/isa.md. */
+  record Vglu(UnaryFn fn, int dst, int dstOff, int dstStride, int gate, int gateOff, int gateStride, int up, int upOff, int upStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code cvt} (VPU engine); semantics in docs/isa.md. */
+  record Cvt(int dst, int dstOff, int dstStride, DType dstDtype, int src, int srcOff, int srcStride, DType srcDtype, int rows, int cols, ScaleMode mode, float scale, int scaleVec, int scaleVecOff, boolean div, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code accrd} (VPU engine); semantics in docs/isa.md. */
+  record Accrd(int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols, DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff, UnaryFn act, int waitTok, int signalTok) implements Insn {}
+
+  /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
+  record Accwr(int acc, int accOff, int accStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+}

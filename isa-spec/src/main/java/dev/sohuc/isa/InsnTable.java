@@ -1,0 +1,440 @@
+package dev.sohuc.isa;
+
+import static dev.sohuc.isa.Cost.Unit.BYTES;
+import static dev.sohuc.isa.Cost.Unit.ELEMENTS;
+import static dev.sohuc.isa.Cost.Unit.MACS;
+import static dev.sohuc.isa.Cost.Unit.NONE;
+import static dev.sohuc.isa.Engine.CTRL;
+import static dev.sohuc.isa.Engine.DMA;
+import static dev.sohuc.isa.Engine.MXU;
+import static dev.sohuc.isa.Engine.VPU;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * THE instruction table. Every instruction is one entry: opcode, mnemonic, engine, fields (laid
+ * out from bit 18 upwards in declaration order; bits 0..7 opcode, 8..12 wait token, 13..17
+ * signal token), assembly operands, semantics and cost. The encoder, decoder, assembler,
+ * disassembler and docs/isa.md are all derived from this list, and {@link #problems()} checks it.
+ */
+public final class InsnTable {
+  private InsnTable() {}
+
+  private static final String TILE_ROWS = "rows";
+  private static final String TILE_COLS = "cols";
+
+  private static final List<InsnDef> ALL = build();
+  private static final InsnDef[] BY_OPCODE = new InsnDef[256];
+  private static final Map<String, InsnDef> BY_MNEMONIC = new LinkedHashMap<>();
+
+  static {
+    for (InsnDef d : ALL) {
+      BY_OPCODE[d.opcode()] = d;
+      BY_MNEMONIC.put(d.mnemonic(), d);
+    }
+    List<String> problems = problems();
+    if (!problems.isEmpty()) {
+      throw new IllegalStateException("the ISA table is inconsistent:\n  "
+          + String.join("\n  ", problems));
+    }
+  }
+
+  /** Every instruction, in opcode order. */
+  public static List<InsnDef> all() {
+    return ALL;
+  }
+
+  /** The instruction with this opcode, or null. */
+  public static InsnDef byOpcode(int opcode) {
+    return opcode >= 0 && opcode < 256 ? BY_OPCODE[opcode] : null;
+  }
+
+  /** The instruction with this mnemonic, or null. */
+  public static InsnDef byMnemonic(String mnemonic) {
+    return BY_MNEMONIC.get(mnemonic);
+  }
+
+  /**
+   * The table's self-check, riscv-opcodes style: every bit of every instruction is assigned
+   * exactly once, every range fits its field, opcodes are unique and never 0x00 or 0xFF, every
+   * default is legal. Returns one line per problem; empty when the table is sound.
+   */
+  public static List<String> problems() {
+    List<String> out = new ArrayList<>();
+    Map<Integer, String> opcodes = new LinkedHashMap<>();
+    Map<String, String> mnemonics = new LinkedHashMap<>();
+    for (InsnDef d : ALL) {
+      String who = d.mnemonic();
+      if (d.opcode() <= 0x00 || d.opcode() >= 0xFF) {
+        out.add(who + ": opcode 0x" + Integer.toHexString(d.opcode()) + " is reserved illegal");
+      }
+      String prev = opcodes.put(d.opcode(), who);
+      if (prev != null) {
+        out.add(who + ": opcode 0x" + Integer.toHexString(d.opcode()) + " already used by " + prev);
+      }
+      if (mnemonics.put(who, who) != null) {
+        out.add(who + ": mnemonic defined twice");
+      }
+      String[] owner = new String[InsnDef.WORD_BITS];
+      for (Field f : d.fields()) {
+        if (f.width() < 1 || f.lo() < 0 || f.hi() >= InsnDef.WORD_BITS) {
+          out.add(who + "." + f.name() + ": bits " + f.lo() + ".." + f.hi() + " outside the word");
+          continue;
+        }
+        for (int b = f.lo(); b <= f.hi(); b++) {
+          if (owner[b] != null) {
+            out.add(who + ": bit " + b + " assigned to both " + owner[b] + " and " + f.name());
+          }
+          owner[b] = f.name();
+        }
+        if (f.kind() == FieldKind.UIMM || f.kind() == FieldKind.SIMM) {
+          long lo = f.kind() == FieldKind.UIMM ? 0
+              : (f.width() == 64 ? Long.MIN_VALUE : -(1L << (f.width() - 1)));
+          long hi = f.width() == 64 ? Long.MAX_VALUE
+              : (f.kind() == FieldKind.UIMM ? (1L << f.width()) - 1 : (1L << (f.width() - 1)) - 1);
+          if (f.min() < lo || f.max() > hi || f.min() > f.max()) {
+            out.add(who + "." + f.name() + ": range " + f.min() + ".." + f.max()
+                + " does not fit " + f.width() + " bits");
+          }
+        }
+        if (f.kind() == FieldKind.ENUM) {
+          for (AsmEnum e : f.allowed()) {
+            if (e.ordinal() >= (1 << f.width())) {
+              out.add(who + "." + f.name() + ": " + e.asmName() + " does not fit " + f.width()
+                  + " bits");
+            }
+          }
+        }
+      }
+      for (int b = 0; b < InsnDef.WORD_BITS; b++) {
+        if (owner[b] == null) {
+          out.add(who + ": bit " + b + " is not assigned");
+        }
+      }
+      for (Operand o : d.operands()) {
+        if (o.keyword()) {
+          for (int i = 0; i < o.fields().size(); i++) {
+            Field f = o.fields().get(i);
+            if (!f.legal(f.valueOf(o.defaults()[i]))) {
+              out.add(who + "." + o.name() + ": default " + o.defaults()[i] + " is not legal");
+            }
+          }
+        }
+      }
+      if (d.cost() == null || d.example() == null || d.semantics().isBlank()) {
+        out.add(who + ": missing cost, example or semantics");
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The table.
+
+  private static List<InsnDef> build() {
+    List<InsnDef> t = new ArrayList<>();
+
+    // ---- control unit: scalar registers, loops, synchronization
+    t.add(InsnDef.builder(0x01, "halt", CTRL)
+        .semantics("Stops issuing. The program ends when every engine queue has drained; "
+            + "a queue that can never drain is a token deadlock.")
+        .cost(1, NONE, 0, "-", v -> 0).example("halt").build());
+    t.add(InsnDef.builder(0x02, "nop", CTRL)
+        .semantics("Does nothing. With wait=t it is an explicit wait: the control unit stops "
+            + "issuing until token t is positive (and takes it); with signal=t it signals t.")
+        .cost(1, NONE, 0, "-", v -> 0).example("nop wait=3, signal=4").build());
+    t.add(InsnDef.builder(0x03, "barrier", CTRL)
+        .semantics("The control unit stops issuing until every engine queue is empty and every "
+            + "engine is idle.")
+        .cost(1, NONE, 0, "-", v -> 0).example("barrier").build());
+    t.add(InsnDef.builder(0x04, "li", CTRL)
+        .reg("rd", "destination register")
+        .simm("imm", 64, "64-bit value (any signed or unsigned 64-bit literal)")
+        .semantics("rd = imm.")
+        .cost(1, NONE, 0, "-", v -> 0).example("li r5, 0x100000000").build());
+    t.add(InsnDef.builder(0x05, "ldarg", CTRL)
+        .reg("rd", "destination register")
+        .uimm("index", 16, 0, 65535, "word index into the argument block")
+        .semantics("rd = the 64-bit little-endian word at HBM address argbase + 8 * index, where "
+            + "argbase is given at launch.")
+        .cost(1, NONE, 0, "-", v -> 0).example("ldarg r3, 0").build());
+    scalar3(t, 0x06, "add", "rd = rs1 + rs2 (64-bit, wrapping).", "add r1, r2, r3");
+    scalar3(t, 0x07, "sub", "rd = rs1 - rs2 (64-bit, wrapping).", "sub r1, r2, r3");
+    scalar3(t, 0x08, "mul", "rd = rs1 * rs2 (low 64 bits).", "mul r1, r2, r3");
+    scalar3(t, 0x09, "min", "rd = min(rs1, rs2), signed.", "min r1, r2, r3");
+    scalar3(t, 0x0A, "max", "rd = max(rs1, rs2), signed.", "max r1, r2, r3");
+    t.add(InsnDef.builder(0x0B, "addi", CTRL)
+        .reg("rd", "destination register").reg("rs1", "source register")
+        .simm("imm", 32, "signed addend")
+        .semantics("rd = rs1 + imm (64-bit, wrapping).")
+        .cost(1, NONE, 0, "-", v -> 0).example("addi r4, r4, -128").build());
+    t.add(InsnDef.builder(0x0C, "muli", CTRL)
+        .reg("rd", "destination register").reg("rs1", "source register")
+        .simm("imm", 32, "signed factor")
+        .semantics("rd = rs1 * imm (low 64 bits).")
+        .cost(1, NONE, 0, "-", v -> 0).example("muli r6, r3, 256").build());
+    t.add(InsnDef.builder(0x0D, "shli", CTRL)
+        .reg("rd", "destination register").reg("rs1", "source register")
+        .uimm("shamt", 6, 0, 63, "shift amount")
+        .semantics("rd = rs1 << shamt.")
+        .cost(1, NONE, 0, "-", v -> 0).example("shli r6, r3, 7").build());
+    t.add(InsnDef.builder(0x0E, "shri", CTRL)
+        .reg("rd", "destination register").reg("rs1", "source register")
+        .uimm("shamt", 6, 0, 63, "shift amount")
+        .semantics("rd = rs1 >>> shamt (logical: zeros shift in).")
+        .cost(1, NONE, 0, "-", v -> 0).example("shri r6, r3, 7").build());
+    t.add(InsnDef.builder(0x0F, "loop", CTRL)
+        .count("count", 32, "iteration count, unsigned")
+        .bodyLen("body", 16, "number of instructions in the body, which starts right after the "
+            + "loop; a label names the first instruction after the body")
+        .semantics("Runs the next `body` instructions `count` times (count read once, at issue; 0 "
+            + "skips the body). Zero overhead: the jump back costs no cycle. Loops nest 4 deep; an "
+            + "inner body must end at or before its outer body's end, and a fifth level traps.")
+        .cost(1, NONE, 0, "-", v -> 0).example("loop r7, done").build());
+
+    // ---- DMA: strided block copies
+    t.add(InsnDef.builder(0x20, "dma", DMA)
+        .enumf("dst_space", 2, MemSpace.class, "destination memory")
+        .addr("dst", 16, "destination byte address")
+        .reg("dst_rstride", "destination row stride in bytes (signed)")
+        .enumf("src_space", 2, MemSpace.class, "source memory")
+        .addr("src", 16, "source byte address")
+        .reg("src_rstride", "source row stride in bytes (signed)")
+        .uimm("row_bytes", 17, 0, (1 << 17) - 1, "bytes per row")
+        .count(TILE_ROWS, 10, "rows per plane")
+        .count("planes", 6, "planes (the third dimension)").kw(0, 1)
+        .reg("dst_pstride", "destination plane stride in bytes (signed)").kw(0)
+        .reg("src_pstride", "source plane stride in bytes (signed)").kw(0)
+        .semantics("For p < planes, r < rows: copies row_bytes bytes from src + p*src_pstride + "
+            + "r*src_rstride to dst + p*dst_pstride + r*dst_rstride, in that order, each row read "
+            + "completely before it is written.")
+        .cost(64, BYTES, 1, "row_bytes * rows * planes",
+            v -> v.field("row_bytes") * v.count(TILE_ROWS) * v.count("planes"))
+        .example("dma sram, r8+0, r9, hbm, r10+4096, r11, 256, 128, planes=4, src_pstride=r12")
+        .build());
+    t.add(InsnDef.builder(0x21, "gather", DMA)
+        .enumf("dst_space", 2, MemSpace.class, "destination memory")
+        .addr("dst", 16, "destination byte address")
+        .reg("dst_rstride", "destination row stride in bytes (signed)")
+        .enumf("src_space", 2, MemSpace.class, "source memory (the table)")
+        .addr("src", 16, "byte address of table row 0")
+        .reg("src_rstride", "table row stride in bytes (signed)")
+        .uimm("row_bytes", 17, 0, (1 << 17) - 1, "bytes per row")
+        .count(TILE_ROWS, 10, "rows to gather")
+        .addr("idx", 16, "SRAM byte address of the row indices")
+        .flag("idx64", "indices are i64 (else i32)")
+        .semantics("For r < rows: i = the signed i32 (or i64) at SRAM idx + 4r (8r); copies "
+            + "row_bytes bytes from src + i*src_rstride to dst + r*dst_rstride. Embedding "
+            + "lookup; an index outside the table traps as an out-of-bounds access.")
+        .cost(64, BYTES, 1, "row_bytes * rows",
+            v -> v.field("row_bytes") * v.count(TILE_ROWS))
+        .example("gather sram, r8, r9, hbm, r10, r11, 1536, r3, r12")
+        .build());
+
+    // ---- MXU
+    t.add(InsnDef.builder(0x40, "mma", MXU)
+        .addr("acc", 13, "ACC word address of C[0][0]")
+        .reg("ldc", "ACC row stride of C, in words")
+        .addr("a", 13, "SRAM byte address of A")
+        .reg("lda", "SRAM row stride of A as stored, in bytes")
+        .addr("b", 13, "SRAM byte address of B")
+        .reg("ldb", "SRAM row stride of B as stored, in bytes")
+        .uimm("m", 8, 1, 128, "rows of A and C")
+        .uimm("n", 8, 1, 128, "columns of B and C")
+        .count("k", 13, "the reduction length")
+        .enumf("dtype", 3, DType.class, "element type of A and B",
+            DType.F32, DType.BF16, DType.F16, DType.F8E4M3, DType.F8E5M2, DType.I8)
+        .flag("ta", "A is stored transposed (k x m)")
+        .flag("tb", "B is stored transposed (n x k)")
+        .flag("accumulate", "add to C instead of overwriting it")
+        .semantics("C[i][j] = (accumulate ? C[i][j] : 0) + sum over p < k of A[i][p] * B[p][j] for "
+            + "i < m, j < n. Float inputs: C is f32 and each step is c = fma(a, b, c) with one "
+            + "rounding, p ascending. i8 inputs: C is i32, wrapping. A[i][p] is at a + i*lda + "
+            + "p*esize (ta: a + p*lda + i*esize); B[p][j] at b + p*ldb + j*esize (tb: b + j*ldb + "
+            + "p*esize); C[i][j] at acc + i*ldc + j.")
+        .cost(128, MACS, 1, "m * n * k", v -> v.field("m") * v.field("n") * v.count("k"))
+        .example("mma r20+0, r21, r22+0, r23, r24+0, r25, 128, 128, r26, bf16, tb=1, accumulate=1")
+        .build());
+
+    // ---- VPU
+    t.add(tile(InsnDef.builder(0x60, "vbin", VPU)
+        .enumf("op", 3, BinOp.class, "the function")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("a", 10, "SRAM byte address of a").reg("a_stride", "its row stride")
+        .addr("b", 10, "SRAM byte address of b").reg("b_stride", "its row stride"))
+        .enumf("bcast", 2, Bcast.class, "how b is broadcast").kw(0)
+        .semantics("dst[i][j] = op(a[i][j], b') for i < rows, j < cols, where b' is b[i][j], or "
+            + "with bcast=row b[0][j], col b[i][0], scalar b[0][0]. Operands are converted to f32, "
+            + "the result is rounded once to dtype.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vbin add, r8, r9, r10, r9, r11, r0, r12, r13, bf16, bcast=row")
+        .build());
+    t.add(tile(InsnDef.builder(0x61, "vbini", VPU)
+        .enumf("op", 3, BinOp.class, "the function")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("a", 10, "SRAM byte address of a").reg("a_stride", "its row stride")
+        .f32("imm", "the f32 scalar operand"))
+        .flag("rev", "swap the operands: op(imm, a)")
+        .semantics("dst[i][j] = op(a[i][j], imm), or op(imm, a[i][j]) with rev=1, in f32, rounded "
+            + "once to dtype.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vbini mul, r8, r9, r8, r9, 0.125, r12, r13, f32")
+        .build());
+    t.add(tile(InsnDef.builder(0x62, "vun", VPU)
+        .enumf("fn", 4, UnaryFn.class, "the function")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride"))
+        .semantics("dst[i][j] = fn(src[i][j]) in f32 (see the function table), rounded once to "
+            + "dtype.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vun gelu_erf, r8, r9, r8, r9, r12, r13, f32")
+        .build());
+    t.add(tile(InsnDef.builder(0x63, "vred", VPU)
+        .enumf("op", 2, RedOp.class, "the reduction")
+        .addr("dst", 10, "SRAM byte address of the result column").reg("dst_stride",
+            "byte distance between consecutive results")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride"))
+        .semantics("dst[i] (at dst + i*dst_stride) = op over j < cols of src[i][j], computed in "
+            + "f32 (see the reduction table), rounded once to dtype.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vred max, r14, r15, r8, r9, r12, r13, f32")
+        .build());
+    t.add(tile(InsnDef.builder(0x64, "vfill", VPU)
+        .addr("dst", 10, "SRAM byte address of the tile").reg("dst_stride", "its row stride")
+        .f32("value", "the value"))
+        .semantics("dst[i][j] = value rounded to dtype, for i < rows, j < cols.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vfill r8, r9, 0.0, r12, r13, bf16")
+        .build());
+    t.add(tile(InsnDef.builder(0x65, "softmax", VPU)
+        .addr("dst", 10, "SRAM byte address of the probabilities").reg("dst_stride",
+            "its row stride")
+        .addr("src", 10, "SRAM byte address of the scores").reg("src_stride", "its row stride"))
+        .f32("scale", "multiplies every score first").kw(Float.floatToRawIntBits(1.0f))
+        .flag("causal", "mask column j of row i when j > i + diag")
+        .reg("diag", "signed causal offset: query row i sits at key column i + diag").kw(0)
+        .reg("valid", "mask columns j >= valid (r0: no length mask)").kw(0)
+        .semantics("Per row i: s[j] = scale * src[i][j] in f32; unmasked columns get exp(s[j] - m) "
+            + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from column 0; "
+            + "masked columns (causal, or j >= valid) get 0, and a fully masked row is all 0.")
+        .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
+        .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16")
+        .build());
+    t.add(tile(InsnDef.builder(0x66, "layernorm", VPU)
+        .addr("dst", 10, "SRAM byte address of the result")
+        .addr("src", 10, "SRAM byte address of the input")
+        .reg("stride", "row stride of both dst and src")
+        .addr("gamma", 10, "SRAM byte address of the scale vector (cols elements)")
+        .addr("beta", 10, "SRAM byte address of the shift vector (cols elements)"))
+        .f32("eps", "added to the variance").kw(Float.floatToRawIntBits(1e-5f))
+        .semantics("Per row: mean = sum(x)/cols, var = sum((x-mean)^2)/cols (f32 sums from column "
+            + "0), r = f32(1/sqrt(f64(var + eps))), dst = (x - mean) * r * gamma[j] + beta[j], "
+            + "each step rounded to f32, the result once to dtype. gamma and beta have type dtype.")
+        .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
+        .example("layernorm r8, r8, r9, r14, r15, r12, r13, f32, eps=1.0E-12")
+        .build());
+    t.add(tile(InsnDef.builder(0x67, "rmsnorm", VPU)
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
+        .addr("gamma", 10, "SRAM byte address of the scale vector (cols elements)"))
+        .f32("eps", "added to the mean square").kw(Float.floatToRawIntBits(1e-6f))
+        .semantics("Per row: ms = sum(x^2)/cols (f32 sum from column 0), r = f32(1/sqrt(f64(ms + "
+            + "eps))), dst = x * r * gamma[j], each step rounded to f32, the result once to dtype.")
+        .cost(32, ELEMENTS, 2, "rows * cols", InsnTable::tileElements)
+        .example("rmsnorm r8, r9, r8, r9, r14, r12, r13, bf16, eps=1.0E-5")
+        .build());
+    t.add(tile(InsnDef.builder(0x68, "rope", VPU)
+        .enumf("mode", 1, RopeMode.class, "which elements pair up")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
+        .addr("cos", 10, "SRAM byte address of the cosine table (row 0)")
+        .addr("sin", 10, "SRAM byte address of the sine table (row 0)")
+        .reg("table_stride", "row stride of both tables")
+        .reg("pos", "position of row 0: row i uses table row pos + i"))
+        .semantics("Row i uses t = pos + i and h = cols/2 (cols must be even). For c < h, with (x1, "
+            + "x2) = (x[c], x[c+h]) (half) or (x[2c], x[2c+1]) (interleaved) and cs = cos[t][c], "
+            + "sn = sin[t][c]: y1 = x1*cs - x2*sn, y2 = x2*cs + x1*sn, in f32, rounded to dtype.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("rope half, r8, r9, r8, r9, r14, r15, r17, r16, r12, r13, f32")
+        .build());
+    t.add(tile(InsnDef.builder(0x69, "vglu", VPU)
+        .enumf("fn", 4, UnaryFn.class, "the gate's activation")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("gate", 10, "SRAM byte address of the gate").reg("gate_stride", "its row stride")
+        .addr("up", 10, "SRAM byte address of the linear half").reg("up_stride", "its row stride"))
+        .semantics("dst[i][j] = fn(gate[i][j]) * up[i][j] in f32, rounded once to dtype (SwiGLU "
+            + "with fn=silu, GeGLU with gelu_erf).")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vglu silu, r8, r9, r10, r9, r11, r9, r12, r13, bf16")
+        .build());
+    t.add(InsnDef.builder(0x6A, "cvt", VPU)
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .enumf("dst_dtype", 3, DType.class, "result type")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
+        .enumf("src_dtype", 3, DType.class, "input type")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("mode", 2, ScaleMode.class, "where the scale comes from").kw(0)
+        .f32("scale", "per-tensor scale").kw(Float.floatToRawIntBits(1.0f))
+        .addr("scale_vec", 10, "SRAM byte address of an f32 scale vector").kw(0, 0)
+        .flag("div", "divide by the scale instead of multiplying")
+        .semantics("dst[i][j] = convert(f32(src[i][j]) * s) (or / s with div=1), with s the scale "
+            + "per mode; one f32 rounding, then the dtype's rounding and saturation. "
+            + "Quantize: f32 to i8/fp8 with div=1; dequantize: i8/fp8 to f32.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("cvt r8, r9, i8, r10, r11, f32, r12, r13, scale=0.05, div=1")
+        .build());
+    t.add(InsnDef.builder(0x6B, "accrd", VPU)
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "result type")
+        .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
+        .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
+        .enumf("bias_bcast", 2, Bcast.class, "how the f32 bias is broadcast (none: no bias)").kw(0)
+        .addr("bias", 10, "SRAM byte address of the f32 bias").kw(0, 0)
+        .enumf("act", 4, UnaryFn.class, "activation applied last").kw(0)
+        .semantics("dst[i][j] = convert(act(v * scale + bias')) with v = ACC[acc + i*acc_stride + "
+            + "j] as f32 (acc_i32: the i32 converted to f32) and bias' per bias_bcast; each step "
+            + "one f32 rounding. With acc_i32=1 and dtype=i32 the word is copied unchanged.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("accrd r8, r9, r20, r21, r12, r13, bf16, bias_bcast=row, bias=r14, act=gelu_tanh")
+        .build());
+    t.add(InsnDef.builder(0x6C, "accwr", VPU)
+        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
+        .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "input type")
+        .semantics("ACC[acc + i*acc_stride + j] = src[i][j] as f32 (float dtypes) or as i32 "
+            + "(i8, i32): preloads a bias or a residual that mma then accumulates onto.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("accwr r20, r21, r8, r9, r12, r13, f32")
+        .build());
+    return Collections.unmodifiableList(t);
+  }
+
+  private static void scalar3(List<InsnDef> t, int opcode, String mnemonic, String semantics,
+      String example) {
+    t.add(InsnDef.builder(opcode, mnemonic, CTRL)
+        .reg("rd", "destination register").reg("rs1", "first source register")
+        .reg("rs2", "second source register")
+        .semantics(semantics).cost(1, NONE, 0, "-", v -> 0).example(example).build());
+  }
+
+  /** Appends the VPU tile shape and element type every tile instruction ends with. */
+  private static InsnDef.Builder tile(InsnDef.Builder b) {
+    return b.reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "element type of every tile operand");
+  }
+
+  private static long tileElements(Cost.Values v) {
+    return v.count(TILE_ROWS) * v.count(TILE_COLS);
+  }
+}
