@@ -17,6 +17,8 @@ public final class FunctionBuilder {
   private final Function function;
   private final Set<String> usedNames = new HashSet<>();
   private int counter;
+  /** Where new nodes go: before this node, or at the end when null. */
+  private Node insertionPoint;
 
   public FunctionBuilder(Function function) {
     this.function = function;
@@ -28,6 +30,16 @@ public final class FunctionBuilder {
 
   public Function function() {
     return function;
+  }
+
+  /**
+   * Makes the following ops go just before {@code node} (which must be in the body) instead of
+   * at the end, so that passes can build replacements next to the op they rewrite; {@code null}
+   * appends again.
+   */
+  public FunctionBuilder insertBefore(Node node) {
+    this.insertionPoint = node;
+    return this;
   }
 
   /** Appends an op with one result and returns it. */
@@ -54,7 +66,15 @@ public final class FunctionBuilder {
       names.add(freshName(i < hints.size() ? hints.get(i) : null));
     }
     Node node = new Node(op, names, types, loc);
-    function.body().add(node);
+    if (insertionPoint == null) {
+      function.body().add(node);
+    } else {
+      int at = function.body().indexOf(insertionPoint);
+      if (at < 0) {
+        throw new IllegalStateException("insertion point " + insertionPoint.describe() + " is not in the body");
+      }
+      function.body().add(at, node);
+    }
     return node;
   }
 
