@@ -155,7 +155,7 @@ public final class InsnTable {
         .reg("rd", "destination register")
         .simm("imm", 64, "64-bit value (any signed or unsigned 64-bit literal)")
         .semantics("rd = imm.")
-        .cost(1, NONE, 0, "-", v -> 0).example("li r5, 0x100000000").build());
+        .cost(1, NONE, 0, "-", v -> 0).example("li r5, 4294967296").build());
     t.add(InsnDef.builder(0x05, "ldarg", CTRL)
         .reg("rd", "destination register")
         .uimm("index", 16, 0, 65535, "word index into the argument block")
@@ -214,7 +214,7 @@ public final class InsnTable {
             + "completely before it is written.")
         .cost(64, BYTES, 1, "row_bytes * rows * planes",
             v -> v.field("row_bytes") * v.count(TILE_ROWS) * v.count("planes"))
-        .example("dma sram, r8+0, r9, hbm, r10+4096, r11, 256, 128, planes=4, src_pstride=r12")
+        .example("dma sram, r8, r9, hbm, r10+4096, r11, 256, 128, planes=4, src_pstride=r12")
         .build());
     t.add(InsnDef.builder(0x21, "gather", DMA)
         .enumf("dst_space", 2, MemSpace.class, "destination memory")
@@ -257,7 +257,7 @@ public final class InsnTable {
             + "p*esize (ta: a + p*lda + i*esize); B[p][j] at b + p*ldb + j*esize (tb: b + j*ldb + "
             + "p*esize); C[i][j] at acc + i*ldc + j.")
         .cost(128, MACS, 1, "m * n * k", v -> v.field("m") * v.field("n") * v.count("k"))
-        .example("mma r20+0, r21, r22+0, r23, r24+0, r25, 128, 128, r26, bf16, tb=1, accumulate=1")
+        .example("mma r20, r21, r22, r23, r24, r25, 128, 128, r26, bf16, tb=1, accumulate=1")
         .build());
 
     // ---- VPU

@@ -1,0 +1,68 @@
+package dev.sohuc.isa.asm;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.isa.InsnDef;
+import dev.sohuc.isa.InsnTable;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuReader;
+import dev.sohuc.isa.container.SohuWriter;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Set;
+import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
+
+/** asm -> .sohu -> disasm -> asm gives identical bytes, on a program using every instruction. */
+class AsmRoundTripTest {
+
+  static String resource(String name) throws IOException {
+    try (InputStream in = AsmRoundTripTest.class.getResourceAsStream("/" + name)) {
+      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    }
+  }
+
+  @Test
+  void everyInstructionRoundTripsByteForByte() throws IOException {
+    String source = resource("every-instruction.s");
+    SohuProgram p1 = Assembler.assemble(source, "every-instruction.s");
+    byte[] bin1 = SohuWriter.write(p1);
+    String text1 = Disassembler.format(SohuReader.read(bin1, "a.sohu"), "a.sohu");
+    byte[] bin2 = SohuWriter.write(Assembler.assemble(text1, "disasm.s"));
+    assertArrayEquals(bin1, bin2);
+    String text2 = Disassembler.format(SohuReader.read(bin2, "b.sohu"), "b.sohu");
+    assertEquals(text1, text2);
+
+    Set<String> used = new TreeSet<>();
+    for (int pc = 0; pc < p1.code().size(); pc++) {
+      used.add(p1.decode(pc).def().mnemonic());
+    }
+    Set<String> all = new TreeSet<>();
+    InsnTable.all().forEach(d -> all.add(d.mnemonic()));
+    assertEquals(all, used, "every-instruction.s must use every instruction");
+    assertEquals(2, p1.symbols().size());
+    assertEquals(1, p1.debug().size());
+  }
+
+  @Test
+  void everyDocExampleAssemblesAndPrintsBackTheSame() {
+    for (InsnDef d : InsnTable.all()) {
+      String ex = d.example();
+      String source = ex.contains("done") ? ex + "\n nop\ndone: halt\n" : ex;
+      var words = Assembler.assembleCode(source, d.mnemonic() + "-example.s");
+      String printed = Disassembler.format(words.get(0));
+      assertEquals(d.mnemonic(), printed.split(" ")[0]);
+      assertTrue(words.size() >= 1);
+      if (!ex.contains("done")) {
+        assertEquals(normalize(ex), normalize(printed), "example of " + d.mnemonic());
+      }
+    }
+  }
+
+  private static String normalize(String s) {
+    return s.replaceAll("\\s+", " ").trim();
+  }
+}

@@ -1,0 +1,96 @@
+package dev.sohuc.isa.asm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.sohuc.isa.IsaException;
+import org.junit.jupiter.api.Test;
+
+/** Every error path of the assembler, with its exact message. */
+class AssemblerErrorTest {
+
+  private static String error(String source) {
+    return assertThrows(IsaException.class, () -> Assembler.assemble(source, "t.s")).getMessage();
+  }
+
+  @Test
+  void unknownMnemonic() {
+    assertEquals("t.s:2:3: unknown mnemonic 'mmx' (in \"mmx r1\")", error("halt\n  mmx r1\n"));
+  }
+
+  @Test
+  void operandOutOfRange() {
+    assertEquals("t.s:1:29: operand 'm' of mma: 300 is out of range 1..128 (in \"mma r1, r2, r3, "
+        + "r4, r5, r6, 300, 8, 8, bf16\")",
+        error("mma r1, r2, r3, r4, r5, r6, 300, 8, 8, bf16"));
+    assertEquals("t.s:1:14: operand 'imm' of addi: 4294967296 is out of range "
+        + "-2147483648..2147483647 (in \"addi r1, r2, 1 << 32\")", error("addi r1, r2, 1 << 32"));
+    assertEquals("t.s:1:5: operand 'acc' of mma (offset): 5000 is out of range -4096..4095 (in "
+        + "\"mma r1+5000, r2, r3, r4, r5, r6, 8, 8, 8, bf16\")",
+        error("mma r1+5000, r2, r3, r4, r5, r6, 8, 8, 8, bf16"));
+  }
+
+  @Test
+  void unknownRegister() {
+    assertEquals("t.s:1:13: operand 'rs2' of add: unknown register 'r32' (registers are r0..r31) "
+        + "(in \"add r1, r2, r32\")", error("add r1, r2, r32"));
+  }
+
+  @Test
+  void wrongKind() {
+    assertEquals("t.s:1:9: operand 'rs1' of add: expected a register r0..r31, got '5' (in \"add "
+        + "r1, 5, r3\")", error("add r1, 5, r3"));
+    assertEquals("t.s:1:8: operand 'imm' of li: expected an integer, got a register (in \"li r1, "
+        + "r2\")", error("li r1, r2"));
+    assertEquals("t.s:1:8: operand 'imm' of li: expected an integer, got the float 1.5 (in \"li "
+        + "r1, 1.5\")", error("li r1, 1.5"));
+    assertEquals("t.s:1:38: operand 'dtype' of mma: i32 is not allowed here (one of f32, bf16, f16,"
+        + " f8e4m3, f8e5m2, i8) (in \"mma r1, r2, r3, r4, r5, r6, 8, 8, 8, i32\")",
+        error("mma r1, r2, r3, r4, r5, r6, 8, 8, 8, i32"));
+    assertEquals("t.s:1:6: operand 'op' of vbin: expected one of add, sub, mul, div, max, min, "
+        + "pow, got 'xor' (in \"vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32\")",
+        error("vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32"));
+    assertEquals("t.s:1:9: operand 'dst' of vfill: an address or count takes one register (in "
+        + "\"vfill r1+r2, r3, 0.0, r4, r5, f32\")", error("vfill r1+r2, r3, 0.0, r4, r5, f32"));
+  }
+
+  @Test
+  void operandCountAndKeywords() {
+    assertEquals("t.s:1:9: missing operand 'rs2': add takes 3 (rd, rs1, rs2) (in \"add r1, r2\")",
+        error("add r1, r2"));
+    assertEquals("t.s:1:17: too many operands: add takes 3 (rd, rs1, rs2) and then keywords (in "
+        + "\"add r1, r2, r3, r4\")", error("add r1, r2, r3, r4"));
+    assertEquals("t.s:1:6: halt has no keyword operand 'foo' (keywords: wait, signal) (in \"halt "
+        + "foo=1\")", error("halt foo=1"));
+    assertEquals("t.s:1:17: positional operand after keyword operands (in \"add r1, wait=1, "
+        + "r3\")", error("add r1, wait=1, r3"));
+    assertEquals("t.s:1:14: operand 'wait' of halt given twice (in \"halt wait=1, wait=2\")",
+        error("halt wait=1, wait=2"));
+    assertEquals("t.s:1:11: operand 'wait' of halt: 32 is out of range 0..31 (in \"halt "
+        + "wait=32\")", error("halt wait=32"));
+  }
+
+  @Test
+  void namesAndDirectives() {
+    assertEquals("t.s:1:8: operand 'imm' of li: unknown name 'N' (in \"li r1, N\")",
+        error("li r1, N"));
+    assertEquals("t.s:2:1: 'a' is already defined (in \"a: halt\")", error("a: nop\na: halt"));
+    assertEquals("t.s:1:6: 'r3' is a register or reserved name (in \".equ r3, 1\")",
+        error(".equ r3, 1\nhalt"));
+    assertEquals("t.s:1:1: unknown directive .org (known: .equ, .reg, .target, .meta, .arg, "
+        + ".symbol, .constfile, .debug) (in \".org 5\")", error(".org 5\nhalt"));
+    assertEquals("t.s:1:1: the program has no instructions", error("# nothing\n"));
+  }
+
+  @Test
+  void syntaxError() {
+    assertEquals("t.s:1:9: syntax error: extraneous input ',' expecting {'(', '-', '+', '~', FLOAT,"
+        + " INT, IDENT} (in \"add r1, , r2\")", error("add r1, , r2"));
+  }
+
+  @Test
+  void labelsCountLoopBodies() {
+    var words = Assembler.assembleCode("loop 3, end\n nop\n nop\nend: halt\n", "t.s");
+    assertEquals("loop     3, 2", Disassembler.format(words.get(0)));
+  }
+}

@@ -1,0 +1,111 @@
+package dev.sohuc.isa.container;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import dev.sohuc.isa.IsaException;
+import dev.sohuc.isa.asm.Assembler;
+import dev.sohuc.isa.asm.AsmRoundTripTestAccess;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The .sohu reader accepts what the writer writes and rejects everything else with IsaException. */
+class ContainerTest {
+
+  static byte[] sample() throws Exception {
+    SohuProgram p = Assembler.assemble(AsmRoundTripTestAccess.everyInstruction(), "e.s");
+    SohuProgram withConsts = new SohuProgram(p.target(), p.code(),
+        new SohuProgram.InlineConstants(0x40000, new byte[] {1, 2, 3, 4, 5}), p.symbols(),
+        p.debug(), p.metadata(), p.args());
+    return SohuWriter.write(withConsts);
+  }
+
+  @Test
+  void roundTripsByteForByte() throws Exception {
+    byte[] bin = sample();
+    SohuProgram p = SohuReader.read(bin, "x.sohu");
+    assertArrayEquals(bin, SohuWriter.write(p));
+    assertEquals(p, SohuReader.read(SohuWriter.write(p), "y.sohu"));
+    SohuProgram ext = new SohuProgram(p.target(), p.code(), new SohuProgram.ExternalConstants(
+        0x1000, 1L << 40, "ab".repeat(32), "x.sohu.const"), List.of(), List.of(),
+        p.metadata(), List.of());
+    byte[] extBin = SohuWriter.write(ext);
+    assertEquals(ext, SohuReader.read(extBin, "z.sohu"));
+    assertArrayEquals(extBin, SohuWriter.write(SohuReader.read(extBin, "z.sohu")));
+  }
+
+  @Test
+  void everyTruncationIsRejectedWithIsaException() throws Exception {
+    byte[] bin = sample();
+    for (int n = 0; n < bin.length; n++) {
+      byte[] cut = java.util.Arrays.copyOf(bin, n);
+      IsaException e = assertThrows(IsaException.class, () -> SohuReader.read(cut, "t.sohu"));
+      assertTrue(e.getMessage().startsWith("t.sohu: "), e.getMessage());
+    }
+  }
+
+  @Test
+  void randomByteFlipsOnlyEverRaiseIsaException() throws Exception {
+    long seed = Long.getLong("seed", System.nanoTime());
+    System.out.println("ContainerTest seed: " + seed);
+    Random rnd = new Random(seed);
+    byte[] bin = sample();
+    int rejected = 0;
+    for (int i = 0; i < 5000; i++) {
+      byte[] bad = bin.clone();
+      int flips = 1 + rnd.nextInt(4);
+      for (int f = 0; f < flips; f++) {
+        int at = rnd.nextInt(rnd.nextBoolean() ? Math.min(bad.length, 256) : bad.length);
+        bad[at] = (byte) (rnd.nextBoolean() ? rnd.nextInt(256) : bad[at] ^ (1 << rnd.nextInt(8)));
+      }
+      try {
+        SohuProgram p = SohuReader.read(bad, "f.sohu");
+        SohuWriter.write(p);
+      } catch (IsaException expected) {
+        rejected++;
+      } catch (RuntimeException | Error other) {
+        fail("seed " + seed + " case " + i + ": " + other, other);
+      }
+    }
+    assertTrue(rejected > 1000, rejected + " rejected");
+  }
+
+  @Test
+  void messagesNameSectionAndOffset() throws Exception {
+    byte[] bin = sample();
+    byte[] v2 = bin.clone();
+    v2[8] = 2;
+    assertEquals("v.sohu: header at byte 8: unsupported format version 2.0 (this sohuc reads 1.0)",
+        assertThrows(IsaException.class, () -> SohuReader.read(v2, "v.sohu")).getMessage());
+    assertEquals("n.sohu: header at byte 0: bad magic number; not a .sohu file",
+        assertThrows(IsaException.class,
+            () -> SohuReader.read("hello, this is not a sohu file!!!".getBytes(), "n.sohu"))
+            .getMessage());
+    byte[] count = bin.clone();
+    // The symbols section's count: make it huge; the reader must refuse before allocating.
+    SohuProgram p = SohuReader.read(bin, "x");
+    int symOff = sectionOffset(bin, SectionKind.SYMBOLS);
+    count[symOff + 3] = 0x7F;
+    ContainerException e = assertThrows(ContainerException.class,
+        () -> SohuReader.read(count, "c.sohu"));
+    assertEquals("symbols section", e.section());
+    assertEquals(symOff, e.offset());
+    assertTrue(e.getMessage().contains("count 2130706434 needs at least"), e.getMessage());
+    assertEquals(2, p.symbols().size());
+  }
+
+  static int sectionOffset(byte[] bin, SectionKind kind) {
+    int n = bin[12] & 0xFF;
+    for (int i = 0; i < n; i++) {
+      int e = 32 + 24 * i;
+      if ((bin[e] & 0xFF) == kind.id()) {
+        return (bin[e + 8] & 0xFF) | (bin[e + 9] & 0xFF) << 8 | (bin[e + 10] & 0xFF) << 16;
+      }
+    }
+    throw new AssertionError(kind);
+  }
+}
