@@ -1,0 +1,128 @@
+package dev.sohuc.hf;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Optional;
+
+/**
+ * A model's {@code config.json}, with typed getters whose errors name the file and the key.
+ * Several keys have aliases across model families (GPT-2's {@code n_embd} is everyone else's
+ * {@code hidden_size}); getters take the names to try in order.
+ */
+public final class HfConfig {
+  private static final ObjectMapper JSON = JsonMapper.builder().build();
+
+  private final Path file;
+  private final JsonNode root;
+
+  HfConfig(Path file, JsonNode root) {
+    this.file = file;
+    this.root = root;
+  }
+
+  public static HfConfig read(Path file) {
+    JsonNode root;
+    try {
+      root = JSON.readTree(file.toFile());
+    } catch (IOException e) {
+      throw new HfImportException(file + ": not valid JSON: " + Safetensors.oneLine(e), e);
+    }
+    if (root == null || !root.isObject()) {
+      throw new HfImportException(file + ": not a JSON object");
+    }
+    return new HfConfig(file, root);
+  }
+
+  public Path file() {
+    return file;
+  }
+
+  public JsonNode root() {
+    return root;
+  }
+
+  private Optional<JsonNode> node(String... keys) {
+    for (String k : keys) {
+      JsonNode n = root.get(k);
+      if (n != null && !n.isNull()) {
+        return Optional.of(n);
+      }
+    }
+    return Optional.empty();
+  }
+
+  public boolean has(String... keys) {
+    return node(keys).isPresent();
+  }
+
+  public HfImportException error(String what) {
+    return new HfImportException(file + ": " + what);
+  }
+
+  private static String keysText(String... keys) {
+    return keys.length == 1 ? "\"" + keys[0] + "\"" : "\"" + String.join("\" (or \"", keys) + "\")";
+  }
+
+  public long getLong(String... keys) {
+    JsonNode n = node(keys).orElseThrow(() -> error("missing key " + keysText(keys)));
+    if (!n.isIntegralNumber() || !n.canConvertToLong()) {
+      throw error("key " + keysText(keys) + " must be an integer, got " + n);
+    }
+    return n.asLong();
+  }
+
+  public long getLong(long fallback, String... keys) {
+    return has(keys) ? getLong(keys) : fallback;
+  }
+
+  /** A positive integer (a size or a count). */
+  public long getPositive(String... keys) {
+    long v = getLong(keys);
+    if (v <= 0) {
+      throw error("key " + keysText(keys) + " must be positive, got " + v);
+    }
+    return v;
+  }
+
+  public double getDouble(double fallback, String... keys) {
+    Optional<JsonNode> n = node(keys);
+    if (n.isEmpty()) {
+      return fallback;
+    }
+    if (!n.get().isNumber()) {
+      throw error("key " + keysText(keys) + " must be a number, got " + n.get());
+    }
+    return n.get().asDouble();
+  }
+
+  public boolean getBool(boolean fallback, String... keys) {
+    Optional<JsonNode> n = node(keys);
+    if (n.isEmpty()) {
+      return fallback;
+    }
+    if (!n.get().isBoolean()) {
+      throw error("key " + keysText(keys) + " must be true or false, got " + n.get());
+    }
+    return n.get().asBoolean();
+  }
+
+  public Optional<String> getString(String... keys) {
+    Optional<JsonNode> n = node(keys);
+    if (n.isPresent() && !n.get().isTextual()) {
+      throw error("key " + keysText(keys) + " must be a string, got " + n.get());
+    }
+    return n.map(JsonNode::asText);
+  }
+
+  public Optional<JsonNode> getObject(String key) {
+    Optional<JsonNode> n = node(key);
+    if (n.isPresent() && !n.get().isObject()) {
+      throw error("key \"" + key + "\" must be an object, got " + n.get());
+    }
+    return n;
+  }
+}

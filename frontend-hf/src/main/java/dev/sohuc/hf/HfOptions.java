@@ -1,0 +1,46 @@
+package dev.sohuc.hf;
+
+import java.util.Map;
+
+/**
+ * How to import a Hugging Face model.
+ *
+ * @param graph       a prefill graph (the whole prompt, writing the KV cache) or a decode step
+ *                    (reading {@code past_key_values.N.*}, writing {@code present.N.*})
+ * @param dimBindings symbolic dims to fix, by name: {@code --shape seq=2048} is {@code seq -> 2048};
+ *                    the dims are {@code batch}, {@code seq} and {@code past}
+ * @param shapeOnly   forces weights to be sized placeholders even when a checkpoint exists; a
+ *                    directory with only {@code config.json} is imported shape-only anyway
+ */
+public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
+
+  /** Which program the graph computes. */
+  public enum GraphKind { PREFILL, DECODE }
+
+  public HfOptions {
+    dimBindings = Map.copyOf(dimBindings);
+    for (var e : dimBindings.entrySet()) {
+      if (e.getValue() < 0) {
+        throw new HfImportException("--shape " + e.getKey() + "=" + e.getValue() + ": a dim must not be negative");
+      }
+    }
+  }
+
+  /** A prefill graph with symbolic dims and weights from the checkpoint when there is one. */
+  public static HfOptions prefill() {
+    return new HfOptions(GraphKind.PREFILL, Map.of(), false);
+  }
+
+  /** A decode-step graph with symbolic dims. */
+  public static HfOptions decode() {
+    return new HfOptions(GraphKind.DECODE, Map.of(), false);
+  }
+
+  public HfOptions withDimBindings(Map<String, Long> bindings) {
+    return new HfOptions(graph, bindings, shapeOnly);
+  }
+
+  public HfOptions withShapeOnly(boolean only) {
+    return new HfOptions(graph, dimBindings, only);
+  }
+}

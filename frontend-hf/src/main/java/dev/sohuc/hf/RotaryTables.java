@@ -1,0 +1,114 @@
+package dev.sohuc.hf;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Optional;
+
+/**
+ * Rotary-embedding cos and sin tables {@code [maxPositions, rotaryDim]}, computed at import
+ * time the way Hugging Face computes them (f32 inverse frequencies, f32 angle products,
+ * {@code cat(freqs, freqs)} for rotate-half), with {@code rope_scaling} types {@code default},
+ * {@code linear} and {@code llama3} (Llama 3.1).
+ */
+final class RotaryTables {
+  final int maxPositions;
+  final int rotaryDim;
+  final float[] cos;
+  final float[] sin;
+
+  private RotaryTables(int maxPositions, int rotaryDim, float[] cos, float[] sin) {
+    this.maxPositions = maxPositions;
+    this.rotaryDim = rotaryDim;
+    this.cos = cos;
+    this.sin = sin;
+  }
+
+  /** Inverse frequencies of the {@code rotaryDim / 2} pairs, scaled as {@code rope_scaling} says. */
+  static float[] inverseFrequencies(HfConfig config, double theta, int rotaryDim) {
+    float[] inv = new float[rotaryDim / 2];
+    for (int i = 0; i < inv.length; i++) {
+      float exponent = (float) (2 * i) / (float) rotaryDim;
+      inv[i] = 1.0f / (float) Math.pow(theta, exponent);
+    }
+    Optional<JsonNode> scaling = config.getObject("rope_scaling");
+    if (scaling.isEmpty()) {
+      return inv;
+    }
+    JsonNode s = scaling.get();
+    JsonNode typeNode = s.has("rope_type") ? s.get("rope_type") : s.get("type");
+    String type = typeNode == null ? "default" : typeNode.asText();
+    switch (type) {
+      case "default" -> {
+        return inv;
+      }
+      case "linear" -> {
+        double factor = number(config, s, "factor");
+        for (int i = 0; i < inv.length; i++) {
+          inv[i] = (float) (inv[i] / factor);
+        }
+        return inv;
+      }
+      case "llama3" -> {
+        double factor = number(config, s, "factor");
+        double low = number(config, s, "low_freq_factor");
+        double high = number(config, s, "high_freq_factor");
+        double oldContext = number(config, s, "original_max_position_embeddings");
+        if (!(high > low)) {
+          throw config.error("rope_scaling: high_freq_factor (" + high + ") must exceed low_freq_factor (" + low + ")");
+        }
+        double lowWavelen = oldContext / low;
+        double highWavelen = oldContext / high;
+        for (int i = 0; i < inv.length; i++) {
+          double f = inv[i];
+          double wavelen = 2 * Math.PI / f;
+          if (wavelen > lowWavelen) {
+            f = f / factor;
+          } else if (wavelen >= highWavelen) {
+            double smooth = (oldContext / wavelen - low) / (high - low);
+            f = (1 - smooth) * f / factor + smooth * f;
+          }
+          inv[i] = (float) f;
+        }
+        return inv;
+      }
+      default -> throw config.error("rope_scaling type \"" + type
+          + "\" is not supported (supported: default, linear, llama3)");
+    }
+  }
+
+  private static double number(HfConfig config, JsonNode s, String key) {
+    JsonNode n = s.get(key);
+    if (n == null || !n.isNumber()) {
+      throw config.error("rope_scaling needs a number \"" + key + "\"");
+    }
+    return n.asDouble();
+  }
+
+  static RotaryTables compute(HfConfig config, double theta, int rotaryDim, int maxPositions) {
+    float[] inv = inverseFrequencies(config, theta, rotaryDim);
+    int half = rotaryDim / 2;
+    float[] cos = new float[maxPositions * rotaryDim];
+    float[] sin = new float[maxPositions * rotaryDim];
+    for (int p = 0; p < maxPositions; p++) {
+      for (int i = 0; i < half; i++) {
+        float angle = (float) p * inv[i];
+        float c = (float) Math.cos(angle);
+        float s = (float) Math.sin(angle);
+        int row = p * rotaryDim;
+        cos[row + i] = c;
+        cos[row + i + half] = c;
+        sin[row + i] = s;
+        sin[row + i + half] = s;
+      }
+    }
+    return new RotaryTables(maxPositions, rotaryDim, cos, sin);
+  }
+
+  static byte[] bytes(float[] values) {
+    ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(values);
+    return b.array();
+  }
+}
