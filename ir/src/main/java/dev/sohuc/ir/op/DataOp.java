@@ -170,7 +170,11 @@ public sealed interface DataOp extends Op {
     }
     if (dim.isStatic() && start.isStatic() && end.isStatic()) {
       long d = dim.value();
-      long s = clampIndex(start.value(), d, step > 0);
+      if (d == 0) {
+        return Dim.of(0);
+      }
+      // ONNX clamps a start into [0, d-1] for negative steps (an end into [-1, d-1]).
+      long s = step > 0 ? clampIndex(start.value(), d, true) : Math.max(0, clampIndex(start.value(), d, false));
       long e = clampIndex(end.value(), d, step > 0);
       long len = step > 0 ? Math.max(0, (e - s + step - 1) / step) : Math.max(0, (s - e - step - 1) / -step);
       return Dim.of(len);
