@@ -50,7 +50,7 @@ class AssemblerErrorTest {
     assertEquals("t.s:1:6: operand 'op' of vbin: expected one of add, sub, mul, div, max, min, "
         + "pow, got 'xor' (in \"vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32\")",
         error("vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32"));
-    assertEquals("t.s:1:9: operand 'dst' of vfill: an address or count takes one register (in "
+    assertEquals("t.s:1:10: operand 'dst' of vfill: an address or count takes one register (in "
         + "\"vfill r1+r2, r3, 0.0, r4, r5, f32\")", error("vfill r1+r2, r3, 0.0, r4, r5, f32"));
   }
 
