@@ -1,0 +1,787 @@
+package dev.sohuc.onnx;
+
+import ai.onnx.proto.OnnxMl.AttributeProto;
+import ai.onnx.proto.OnnxMl.TensorProto;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.OpException;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.ReductionOp;
+import dev.sohuc.ir.op.ReductionOp.ReduceKind;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The ONNX ops sohuc imports: one table, from which the importer dispatches, the preflight
+ * check lists what is missing, and {@code docs/onnx-ops.md} is generated.
+ */
+final class OnnxOps {
+  private OnnxOps() {}
+
+  /** Imports one node: defines its outputs as IR values or as known values. */
+  @FunctionalInterface
+  interface Handler {
+    void apply(OnnxNode n);
+  }
+
+  /**
+   * One supported op.
+   *
+   * @param sinceOpset the first opset (of its domain) in which sohuc imports it; every opset up
+   *     to {@link GraphImporter#MAX_OPSET} is supported, with the attribute forms of each
+   * @param irOps the IR ops it becomes, for the docs
+   * @param notes attribute variants and limits, for the docs
+   */
+  record OnnxOp(String domain, String opType, int sinceOpset, String irOps, String notes, Handler handler) {}
+
+  static final List<OnnxOp> TABLE = new ArrayList<>();
+
+  private static void op(String opType, int since, String irOps, String notes, Handler h) {
+    TABLE.add(new OnnxOp("", opType, Math.max(since, GraphImporter.MIN_OPSET), irOps, notes, h));
+  }
+
+  static {
+    for (var e : List.of(List.of("Add", BinaryKind.ADD), List.of("Sub", BinaryKind.SUB), List.of("Mul", BinaryKind.MUL),
+        List.of("Div", BinaryKind.DIV), List.of("Equal", BinaryKind.EQUAL), List.of("Less", BinaryKind.LESS),
+        List.of("LessOrEqual", BinaryKind.LESS_EQUAL), List.of("Greater", BinaryKind.GREATER),
+        List.of("GreaterOrEqual", BinaryKind.GREATER_EQUAL), List.of("And", BinaryKind.AND),
+        List.of("Or", BinaryKind.OR), List.of("Xor", BinaryKind.XOR))) {
+      BinaryKind k = (BinaryKind) e.get(1);
+      op((String) e.get(0), e.get(0).equals("LessOrEqual") || e.get(0).equals("GreaterOrEqual") ? 12 : 1,
+          k.mnemonic(), "broadcasting; folded when both inputs are known (shape arithmetic stays symbolic)",
+          n -> binary(n, k));
+    }
+    op("Pow", 1, "pow", "an exponent of another type is cast to the base's type", OnnxOps::pow);
+    op("Max", 1, "max", "variadic: a chain of binary max", n -> variadic(n, BinaryKind.MAX));
+    op("Min", 1, "min", "variadic: a chain of binary min", n -> variadic(n, BinaryKind.MIN));
+    for (var e : List.of(List.of("Sqrt", UnaryKind.SQRT), List.of("Reciprocal", UnaryKind.RECIPROCAL),
+        List.of("Neg", UnaryKind.NEG), List.of("Abs", UnaryKind.ABS), List.of("Exp", UnaryKind.EXP),
+        List.of("Log", UnaryKind.LOG), List.of("Erf", UnaryKind.ERF), List.of("Tanh", UnaryKind.TANH),
+        List.of("Sigmoid", UnaryKind.SIGMOID), List.of("Relu", UnaryKind.RELU), List.of("Not", UnaryKind.NOT),
+        List.of("Floor", UnaryKind.FLOOR), List.of("Ceil", UnaryKind.CEIL), List.of("Sin", UnaryKind.SIN),
+        List.of("Cos", UnaryKind.COS))) {
+      UnaryKind k = (UnaryKind) e.get(1);
+      op((String) e.get(0), 1, k.mnemonic(), "", n -> unary(n, k));
+    }
+    op("Gelu", 20, "gelu", "approximate = none | tanh", n -> n.emit(new TransformerOp.Gelu(n.value(0),
+        n.attrString("approximate", "none").equals("tanh"))));
+    op("Softmax", 1, "softmax", "opset < 13: axis defaults to 1 and flattens to 2-D (reshape around softmax)",
+        n -> softmax(n, false));
+    op("LogSoftmax", 1, "log_softmax", "as Softmax", n -> softmax(n, true));
+    op("MatMul", 1, "matmul", "float types", n -> n.emit(new LinalgOp.MatMul(n.value(0), n.value(1))));
+    op("Gemm", 1, "gemm", "alpha, beta, transA, transB; C optional", n -> n.emit(new LinalgOp.Gemm(n.value(0),
+        n.value(1), n.has(2) ? n.value(2) : null, n.attrFloat("alpha", 1), n.attrFloat("beta", 1),
+        n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0)));
+    op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
+    op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
+        OnnxOps::reshape);
+    op("Flatten", 1, "reshape", "axis in [-r, r]", OnnxOps::flatten);
+    op("Squeeze", 1, "reshape", "axes: attribute (< 13) or input (>= 13); none squeezes static 1s",
+        OnnxOps::squeeze);
+    op("Unsqueeze", 1, "reshape", "axes: attribute (< 13) or input (>= 13)", OnnxOps::unsqueeze);
+    op("Concat", 1, "concat", "folded on shape vectors", OnnxOps::concat);
+    op("Split", 1, "split", "sizes: attribute split (< 13), input (>= 13), num_outputs (>= 18), or equal parts",
+        OnnxOps::split);
+    op("Slice", 10, "slice", "starts/ends may be symbolic; axes and steps static", OnnxOps::slice);
+    op("Gather", 1, "gather", "folded on shape vectors", OnnxOps::gather);
+    op("GatherElements", 11, "gather_elements", "",
+        n -> n.emit(new DataOp.GatherElements(n.value(0), n.value(1), n.attrInt("axis", 0))));
+    op("Expand", 8, "expand", "shape input folded to dims", OnnxOps::expand);
+    op("Tile", 6, "tile", "repeats must be static", n -> n.emit(new DataOp.Tile(n.value(0),
+        boxed(n.longs(1, "repeats")))));
+    op("Where", 9, "where", "folded when all inputs are known", OnnxOps::where);
+    op("Cast", 6, "cast", "saturate (19) is the IR's fp8 saturation", n -> cast(n, n.attrType("to")));
+    op("CastLike", 15, "cast", "", n -> cast(n, n.type(1).elementType()));
+    op("Shape", 1, "(folded)", "start/end (15); becomes a known vector of dims, never an IR op", OnnxOps::shape);
+    op("Size", 1, "(folded)", "the element count as a known dim", n -> n.set(0, Known.ofDims(
+        List.of(product(n.type(0).dims())), true, ElementType.I64)));
+    op("ConstantOfShape", 9, "fill", "small static shapes fold to a constant", OnnxOps::constantOfShape);
+    op("Constant", 1, "constant / weight", "value, value_float(s), value_int(s); over "
+        + GraphImporter.MAX_INLINE_ELEMENTS + " elements becomes an inline weight", OnnxOps::constant);
+    op("Range", 11, "range", "static start and delta; the limit may be symbolic (delta 1)", OnnxOps::range);
+    op("ReduceMean", 1, "reduce_mean", "axes: attribute (< 18) or input (>= 18); noop_with_empty_axes",
+        n -> reduce(n, ReduceKind.MEAN));
+    op("ReduceSum", 1, "reduce_sum", "axes: attribute (< 13) or input (>= 13); noop_with_empty_axes",
+        n -> reduce(n, ReduceKind.SUM));
+    op("ReduceMax", 1, "reduce_max", "as ReduceMean", n -> reduce(n, ReduceKind.MAX));
+    op("ReduceMin", 1, "reduce_min", "as ReduceMean", n -> reduce(n, ReduceKind.MIN));
+    op("ReduceProd", 1, "reduce_prod", "as ReduceMean", n -> reduce(n, ReduceKind.PROD));
+    op("Clip", 1, "clip", "min/max: attributes (< 11) or static inputs (>= 11)", OnnxOps::clip);
+    op("Pad", 11, "pad", "static pads; constant_value; axes (18); modes constant, reflect, edge", OnnxOps::pad);
+    op("Trilu", 14, "trilu", "upper; k input static", n -> n.emit(new DataOp.Trilu(n.value(0),
+        n.attrInt("upper", 1) != 0, n.has(1) ? (long) n.scalar(1, "k") : 0)));
+    op("CumSum", 11, "cumsum", "axis input static; exclusive, reverse", n -> n.emit(new ReductionOp.CumSum(
+        n.value(0), (long) n.scalar(1, "axis"), n.attrInt("exclusive", 0) != 0, n.attrInt("reverse", 0) != 0)));
+    op("Identity", 1, "(none)", "aliases its input", n -> passThrough(n, 0, 0));
+    op("Dropout", 1, "(none) / fill", "inference: identity; the mask output is all true", OnnxOps::dropout);
+    op("LayerNormalization", 17, "layer_norm", "axis, epsilon; Mean and InvStdDev outputs are computed when used",
+        OnnxOps::layerNorm);
+    op("SimplifiedLayerNormalization", 1, "rms_norm", "ONNX Runtime's RMS norm; axis must be the last",
+        OnnxOps::simplifiedLayerNorm);
+    op("ScatterND", 11, "scatter_nd", "reduction none, add, mul (16), max, min (18)", n -> n.emit(
+        new DataOp.ScatterNd(n.value(0), n.value(1), n.value(2), scatterReduction(n))));
+    op("QuantizeLinear", 10, "quantize_linear", "zero point defaults to u8 (or output_dtype, 21) zero; "
+        + "axis (13); block_size must be 0", OnnxOps::quantize);
+    op("DequantizeLinear", 10, "dequantize_linear", "zero point defaults to zero; axis (13); block_size must be 0",
+        OnnxOps::dequantize);
+    op("DynamicQuantizeLinear", 11, "dynamic_quantize_linear", "",
+        n -> n.emitAll(new QuantOp.DynamicQuantizeLinear(n.value(0))));
+    op("MatMulInteger", 10, "matmul_integer", "zero points default to zero", n -> n.emit(new QuantOp.MatMulInteger(
+        n.value(0), n.value(1), n.has(2) ? n.value(2) : n.zeroScalar(n.type(0).elementType()),
+        n.has(3) ? n.value(3) : n.zeroScalar(n.type(1).elementType()))));
+  }
+
+  static boolean isDefaultDomain(String domain) {
+    return domain.isEmpty() || domain.equals("ai.onnx");
+  }
+
+  static Optional<OnnxOp> lookup(String domain, String opType, int opset) {
+    if (!isDefaultDomain(domain)) {
+      return Optional.empty();
+    }
+    return TABLE.stream().filter(o -> o.opType().equals(opType) && o.sinceOpset() <= opset).findFirst();
+  }
+
+  // ---- elementwise
+
+  private static void binary(OnnxNode n, BinaryKind kind) {
+    if (n.allKnown()) {
+      Known k = Fold.binary(kind, n.known(0), n.known(1));
+      if (k != null) {
+        n.set(0, k);
+        return;
+      }
+    }
+    n.emit(new ElementwiseOp.Binary(kind, n.value(0), n.value(1)));
+  }
+
+  private static void pow(OnnxNode n) {
+    if (n.type(0).elementType() == n.type(1).elementType()) {
+      binary(n, BinaryKind.POW);
+      return;
+    }
+    Value exponent = n.temp(new ElementwiseOp.Cast(n.value(1), n.type(0).elementType()));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.POW, n.value(0), exponent));
+  }
+
+  private static void variadic(OnnxNode n, BinaryKind kind) {
+    if (n.allKnown()) {
+      Known acc = n.known(0);
+      for (int i = 1; i < n.inputCount() && acc != null; i++) {
+        acc = Fold.binary(kind, acc, n.known(i));
+      }
+      if (acc != null) {
+        n.set(0, acc);
+        return;
+      }
+    }
+    if (n.inputCount() == 1) {
+      passThrough(n, 0, 0);
+      return;
+    }
+    Value acc = n.value(0);
+    for (int i = 1; i < n.inputCount(); i++) {
+      Op op = new ElementwiseOp.Binary(kind, acc, n.value(i));
+      acc = i == n.inputCount() - 1 ? n.emit(op) : n.temp(op);
+    }
+  }
+
+  private static void unary(OnnxNode n, UnaryKind kind) {
+    if (n.allKnown()) {
+      Known k = Fold.unary(kind, n.known(0));
+      if (k != null) {
+        n.set(0, k);
+        return;
+      }
+    }
+    n.emit(new ElementwiseOp.Unary(kind, n.value(0)));
+  }
+
+  private static void cast(OnnxNode n, ElementType to) {
+    if (n.allKnown()) {
+      Known k = Fold.cast(n.known(0), to);
+      if (k != null) {
+        n.set(0, k);
+        return;
+      }
+    }
+    n.emit(new ElementwiseOp.Cast(n.value(0), to));
+  }
+
+  private static void where(OnnxNode n) {
+    if (n.allKnown()) {
+      Known k = Fold.where(n.known(0), n.known(1), n.known(2));
+      if (k != null) {
+        n.set(0, k);
+        return;
+      }
+    }
+    n.emit(new ElementwiseOp.Where(n.value(0), n.value(1), n.value(2)));
+  }
+
+  private static void clip(OnnxNode n) {
+    double min;
+    double max;
+    if (n.opset < 11) {
+      min = n.attrFloat("min", Double.NEGATIVE_INFINITY);
+      max = n.attrFloat("max", Double.POSITIVE_INFINITY);
+    } else {
+      min = n.has(1) ? n.scalar(1, "min") : Double.NEGATIVE_INFINITY;
+      max = n.has(2) ? n.scalar(2, "max") : Double.POSITIVE_INFINITY;
+    }
+    n.emit(new ElementwiseOp.Clip(n.value(0), min, max));
+  }
+
+  // ---- softmax, norms
+
+  private static void softmax(OnnxNode n, boolean log) {
+    Value x = n.value(0);
+    int rank = x.type().rank();
+    long axis = n.attrInt("axis", n.opset >= 13 ? -1 : 1);
+    if (n.opset >= 13) {
+      n.emit(new ReductionOp.Softmax(x, axis, log));
+      return;
+    }
+    // Opset < 13 flattens to [prod(dims before axis), prod(dims from axis)] first.
+    int ax = normalizeAxis(n, axis, rank);
+    if (ax == rank - 1) {
+      n.emit(new ReductionOp.Softmax(x, -1, log));
+      return;
+    }
+    List<Dim> d = x.type().dims();
+    Value flat = n.reshape(x, List.of(product(d.subList(0, ax)), product(d.subList(ax, rank))));
+    Value s = n.temp(new ReductionOp.Softmax(flat, 1, log));
+    n.emit(new DataOp.Reshape(s, d));
+  }
+
+  private static void layerNorm(OnnxNode n) {
+    Value x = n.value(0);
+    long axis = n.attrInt("axis", -1);
+    double eps = n.attrFloat("epsilon", 1e-5);
+    n.emit(new TransformerOp.LayerNorm(x, n.value(1), n.has(2) ? n.value(2) : null, axis, eps));
+    if (n.wants(1) || n.wants(2)) {
+      int rank = x.type().rank();
+      int ax = normalizeAxis(n, axis, rank);
+      List<Long> axes = new ArrayList<>();
+      for (long a = ax; a < rank; a++) {
+        axes.add(a);
+      }
+      Value mean = n.temp(new ReductionOp.Reduce(ReduceKind.MEAN, x, axes, true));
+      n.set(1, mean);
+      Value centered = n.temp(new ElementwiseOp.Binary(BinaryKind.SUB, x, mean));
+      Value sq = n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, centered, centered));
+      Value var = n.temp(new ReductionOp.Reduce(ReduceKind.MEAN, sq, axes, true));
+      Value epsV = n.constant(Tensor.scalar(x.type().elementType(), eps));
+      Value std = n.temp(new ElementwiseOp.Unary(UnaryKind.SQRT,
+          n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, var, epsV))));
+      n.set(2, n.temp(new ElementwiseOp.Unary(UnaryKind.RECIPROCAL, std)));
+    }
+  }
+
+  private static void simplifiedLayerNorm(OnnxNode n) {
+    Value x = n.value(0);
+    int ax = normalizeAxis(n, n.attrInt("axis", -1), x.type().rank());
+    if (ax != x.type().rank() - 1) {
+      throw n.error("axis " + n.attrInt("axis", -1) + " is not the last axis (unsupported)");
+    }
+    if (n.wants(1)) {
+      throw n.error("the inv_std_var output is not supported");
+    }
+    n.emit(new TransformerOp.RmsNorm(x, n.value(1), n.attrFloat("epsilon", 1e-5), 0.0));
+  }
+
+  // ---- data movement
+
+  private static void passThrough(OnnxNode n, int in, int out) {
+    Known k = n.known(in);
+    if (k != null) {
+      n.set(out, k);
+    } else {
+      n.set(out, n.value(in));
+    }
+  }
+
+  private static void dropout(OnnxNode n) {
+    if (n.has(2) && n.known(2) instanceof Known.Concrete c && c.tensor().get(0) != 0) {
+      throw n.error("training_mode is true; sohuc imports models for inference");
+    }
+    passThrough(n, 0, 0);
+    if (n.wants(1)) {
+      n.set(1, n.temp(new SourceOp.Fill(n.type(0).dims(), 1, ElementType.BOOL)));
+    }
+  }
+
+  private static void transpose(OnnxNode n) {
+    int rank = n.type(0).rank();
+    List<Long> perm = n.attrInts("perm");
+    if (perm == null || perm.isEmpty() && rank > 0) {
+      perm = new ArrayList<>();
+      for (long i = rank - 1; i >= 0; i--) {
+        perm.add(i);
+      }
+    }
+    n.emit(new DataOp.Transpose(n.value(0), perm));
+  }
+
+  private static void reshape(OnnxNode n) {
+    List<Dim> shape = n.dims(1, "shape");
+    boolean allowZero = n.attrInt("allowzero", 0) != 0;
+    TensorType in = n.type(0);
+    List<Dim> target = new ArrayList<>();
+    for (int i = 0; i < shape.size(); i++) {
+      Dim d = shape.get(i);
+      if (!allowZero && d.is(0)) {
+        if (i >= in.rank()) {
+          throw n.error("shape " + shape + " copies dim " + i + " (0) of a rank-" + in.rank() + " input");
+        }
+        target.add(in.dim(i));
+      } else {
+        target.add(d);
+      }
+    }
+    reshapeTo(n, target);
+  }
+
+  /** Reshape output 0 to {@code target} (may hold one -1): folded when the input is known. */
+  private static void reshapeTo(OnnxNode n, List<Dim> target) {
+    List<Dim> out;
+    try {
+      out = new DataOp.Reshape(Value.argument("x", n.type(0)), target).inferResultTypes().get(0).dims();
+    } catch (OpException e) {
+      throw n.error(e.getMessage());
+    }
+    Known k = n.known(0);
+    if (k != null) {
+      Known r = reshapeKnown(k, out);
+      if (r != null) {
+        n.set(0, r);
+        return;
+      }
+    }
+    n.emit(new DataOp.Reshape(n.value(0), out));
+  }
+
+  private static Known reshapeKnown(Known k, List<Dim> out) {
+    if (out.size() <= 1 && Known.dimsOf(k) != null) {
+      return Known.ofDims(Known.dimsOf(k), out.isEmpty(), Known.elementType(k));
+    }
+    if (k instanceof Known.Concrete c && out.stream().allMatch(Dim::isStatic)) {
+      Tensor t = c.tensor();
+      long[] shape = out.stream().mapToLong(Dim::value).toArray();
+      return new Known.Concrete(t.isFloat() ? Tensor.ofFloats(t.elementType(), shape, t.floats().clone())
+          : Tensor.ofLongs(t.elementType(), shape, t.longs().clone()));
+    }
+    return null;
+  }
+
+  private static void flatten(OnnxNode n) {
+    List<Dim> d = n.type(0).dims();
+    long axis = n.attrInt("axis", 1);
+    if (axis < -d.size() || axis > d.size()) {
+      throw n.error("axis " + axis + " is out of range for rank " + d.size());
+    }
+    int ax = (int) (axis < 0 ? axis + d.size() : axis);
+    reshapeTo(n, List.of(product(d.subList(0, ax)), product(d.subList(ax, d.size()))));
+  }
+
+  private static List<Long> axesOf(OnnxNode n, int input, int sinceInputOpset) {
+    if (n.opset >= sinceInputOpset) {
+      return n.has(input) ? boxed(n.longs(input, "axes")) : null;
+    }
+    return n.attrInts("axes");
+  }
+
+  private static void squeeze(OnnxNode n) {
+    List<Dim> d = n.type(0).dims();
+    List<Long> axes = axesOf(n, 1, 13);
+    List<Integer> drop = new ArrayList<>();
+    if (axes == null || axes.isEmpty()) {
+      for (int i = 0; i < d.size(); i++) {
+        if (d.get(i).is(1)) {
+          drop.add(i);
+        }
+      }
+    } else {
+      for (long a : axes) {
+        int ax = normalizeAxis(n, a, d.size());
+        if (d.get(ax).isStatic() && !d.get(ax).is(1)) {
+          throw n.error("cannot squeeze axis " + a + " of size " + d.get(ax));
+        }
+        drop.add(ax);
+      }
+    }
+    List<Dim> out = new ArrayList<>();
+    for (int i = 0; i < d.size(); i++) {
+      if (!drop.contains(i)) {
+        out.add(d.get(i));
+      }
+    }
+    reshapeTo(n, out);
+  }
+
+  private static void unsqueeze(OnnxNode n) {
+    List<Dim> d = n.type(0).dims();
+    List<Long> axes = axesOf(n, 1, 13);
+    if (axes == null) {
+      throw n.error("needs axes");
+    }
+    int rank = d.size() + axes.size();
+    boolean[] inserted = new boolean[rank];
+    for (long a : axes) {
+      int ax = normalizeAxis(n, a, rank);
+      if (inserted[ax]) {
+        throw n.error("axis " + a + " is repeated");
+      }
+      inserted[ax] = true;
+    }
+    List<Dim> out = new ArrayList<>();
+    int j = 0;
+    for (int i = 0; i < rank; i++) {
+      out.add(inserted[i] ? Dim.of(1) : d.get(j++));
+    }
+    reshapeTo(n, out);
+  }
+
+  private static void concat(OnnxNode n) {
+    long axis = n.attrInt("axis", 0);
+    if (n.allKnown() && n.type(0).rank() == 1) {
+      List<Dim> all = new ArrayList<>();
+      boolean ok = true;
+      for (int i = 0; i < n.inputCount() && ok; i++) {
+        List<Dim> d = n.has(i) ? Known.dimsOf(n.known(i)) : null;
+        ok = d != null && n.type(i).rank() == 1 && n.type(i).elementType() == n.type(0).elementType();
+        if (ok) {
+          all.addAll(d);
+        }
+      }
+      if (ok) {
+        n.set(0, Known.ofDims(all, false, n.type(0).elementType()));
+        return;
+      }
+    }
+    List<Value> inputs = new ArrayList<>();
+    for (int i = 0; i < n.inputCount(); i++) {
+      inputs.add(n.value(i));
+    }
+    n.emit(new DataOp.Concat(inputs, axis));
+  }
+
+  private static void split(OnnxNode n) {
+    TensorType t = n.type(0);
+    long axis = n.attrInt("axis", 0);
+    int ax = normalizeAxis(n, axis, t.rank());
+    Dim total = t.dim(ax);
+    List<Dim> sizes;
+    if (n.opset >= 13 && n.has(1)) {
+      sizes = n.dims(1, "split");
+    } else if (n.opset < 13 && n.hasAttr("split")) {
+      sizes = n.attrInts("split").stream().map(Dim::of).toList();
+    } else {
+      long parts = n.hasAttr("num_outputs") ? n.attrInt("num_outputs", 1) : n.outputCount();
+      if (parts <= 0) {
+        throw n.error("num_outputs must be positive, got " + parts);
+      }
+      sizes = new ArrayList<>();
+      if (total.isStatic()) {
+        long chunk = (total.value() + parts - 1) / parts;
+        for (long i = 0, left = total.value(); i < parts; i++, left -= chunk) {
+          sizes.add(Dim.of(Math.max(0, Math.min(chunk, left))));
+        }
+      } else {
+        Dim chunk = total.dividedBy(parts).orElseThrow(() -> n.error("cannot split " + total + " into "
+            + parts + " equal parts"));
+        for (int i = 0; i < parts; i++) {
+          sizes.add(chunk);
+        }
+      }
+    }
+    n.emitAll(new DataOp.Split(n.value(0), axis, sizes));
+  }
+
+  private static void slice(OnnxNode n) {
+    List<Dim> starts = n.dims(1, "starts");
+    List<Dim> ends = n.dims(2, "ends");
+    List<Long> axes = new ArrayList<>();
+    if (n.has(3)) {
+      axes = boxed(n.longs(3, "axes"));
+    } else {
+      for (long i = 0; i < starts.size(); i++) {
+        axes.add(i);
+      }
+    }
+    List<Long> steps = n.has(4) ? boxed(n.longs(4, "steps")) : java.util.Collections.nCopies(starts.size(), 1L);
+    Known k = n.known(0);
+    if (k != null && n.type(0).rank() == 1 && Known.dimsOf(k) != null && starts.size() == 1
+        && starts.get(0).isStatic() && ends.get(0).isStatic()) {
+      List<Dim> data = Known.dimsOf(k);
+      long len = data.size();
+      long step = steps.get(0);
+      if (step != 0) {
+        long s = clamp(starts.get(0).value(), len, step > 0);
+        long e = clamp(ends.get(0).value(), len, step > 0);
+        List<Dim> out = new ArrayList<>();
+        for (long i = s; step > 0 ? i < e : i > e; i += step) {
+          out.add(data.get((int) i));
+        }
+        n.set(0, Known.ofDims(out, false, Known.elementType(k)));
+        return;
+      }
+    }
+    n.emit(new DataOp.Slice(n.value(0), starts, ends, axes, steps));
+  }
+
+  private static long clamp(long i, long dim, boolean forward) {
+    long v = i < 0 ? i + dim : i;
+    return forward ? Math.max(0, Math.min(v, dim)) : Math.max(-1, Math.min(v, dim - 1));
+  }
+
+  private static void gather(OnnxNode n) {
+    long axis = n.attrInt("axis", 0);
+    Known data = n.known(0);
+    Known idx = n.known(1);
+    if (data != null && idx instanceof Known.Concrete ci && n.type(0).rank() == 1 && Known.dimsOf(data) != null
+        && ci.tensor().rank() <= 1 && !ci.tensor().isFloat()) {
+      List<Dim> d = Known.dimsOf(data);
+      List<Dim> out = new ArrayList<>();
+      for (int i = 0; i < ci.tensor().size(); i++) {
+        long j = ci.tensor().getLong(i);
+        if (j < -d.size() || j >= d.size()) {
+          throw n.error("index " + j + " is out of range for " + d.size() + " entries");
+        }
+        out.add(d.get((int) (j < 0 ? j + d.size() : j)));
+      }
+      n.set(0, Known.ofDims(out, ci.tensor().rank() == 0, Known.elementType(data)));
+      return;
+    }
+    n.emit(new DataOp.Gather(n.value(0), n.value(1), axis));
+  }
+
+  private static void expand(OnnxNode n) {
+    List<Dim> shape = n.dims(1, "shape");
+    if (n.known(0) instanceof Known.Concrete c) {
+      List<Dim> out;
+      try {
+        out = new DataOp.Expand(Value.argument("x", n.type(0)), shape).inferResultTypes().get(0).dims();
+      } catch (OpException e) {
+        throw n.error(e.getMessage());
+      }
+      if (out.stream().allMatch(Dim::isStatic)) {
+        long[] s = out.stream().mapToLong(Dim::value).toArray();
+        if (Tensor.checkedSize(s) <= Fold.MAX_FOLD_ELEMENTS) {
+          Tensor src = c.tensor();
+          Tensor r = Tensor.zeros(src.elementType(), s);
+          for (int i = 0; i < r.size(); i++) {
+            r.set(i, src.get(Fold.sourceIndex(s, src.shape(), i)));
+          }
+          n.set(0, new Known.Concrete(r));
+          return;
+        }
+      }
+    }
+    n.emit(new DataOp.Expand(n.value(0), shape));
+  }
+
+  private static void shape(OnnxNode n) {
+    List<Dim> d = n.type(0).dims();
+    int rank = d.size();
+    long start = n.attrInt("start", 0);
+    long end = n.attrInt("end", rank);
+    int s = (int) Math.max(0, Math.min(start < 0 ? start + rank : start, rank));
+    int e = (int) Math.max(0, Math.min(end < 0 ? end + rank : end, rank));
+    n.set(0, Known.ofDims(d.subList(s, Math.max(s, e)), false, ElementType.I64));
+  }
+
+  private static void constantOfShape(OnnxNode n) {
+    List<Dim> shape = n.dims(0, "shape");
+    TensorProto v = n.attrTensor("value");
+    Tensor value = v == null ? Tensor.scalar(ElementType.F32, 0)
+        : OnnxTensors.toTensor(v, n.graph.where(n) + ": attribute 'value'");
+    if (value.size() != 1) {
+      throw n.error("attribute 'value' must hold one element, got " + value.type());
+    }
+    if (shape.stream().allMatch(Dim::isStatic)) {
+      long[] s = shape.stream().mapToLong(Dim::value).toArray();
+      if (Tensor.checkedSize(s) <= GraphImporter.MAX_INLINE_ELEMENTS) {
+        Tensor t = Tensor.zeros(value.elementType(), s);
+        for (int i = 0; i < t.size(); i++) {
+          t.set(i, value.get(0));
+        }
+        n.set(0, new Known.Concrete(t));
+        return;
+      }
+    }
+    n.emit(new SourceOp.Fill(shape, value.get(0), value.elementType()));
+  }
+
+  private static void constant(OnnxNode n) {
+    if (n.proto.getAttributeCount() != 1) {
+      throw n.error("needs exactly one value attribute, got " + n.proto.getAttributeCount());
+    }
+    AttributeProto a = n.proto.getAttribute(0);
+    String what = n.graph.where(n) + ": attribute '" + a.getName() + "'";
+    Tensor t = switch (a.getName()) {
+      case "value" -> OnnxTensors.toTensor(a.getT(), what);
+      case "value_float" -> Tensor.scalar(ElementType.F32, a.getF());
+      case "value_int" -> Tensor.ofLongs(ElementType.I64, new long[0], new long[] {a.getI()});
+      case "value_floats" -> {
+        float[] f = new float[a.getFloatsCount()];
+        for (int i = 0; i < f.length; i++) {
+          f[i] = a.getFloats(i);
+        }
+        yield Tensor.ofFloats(ElementType.F32, new long[] {f.length}, f);
+      }
+      case "value_ints" -> Tensor.ofLongs(ElementType.I64, new long[] {a.getIntsCount()},
+          a.getIntsList().stream().mapToLong(Long::longValue).toArray());
+      default -> throw n.error("attribute '" + a.getName() + "' is not supported (strings and sparse tensors)");
+    };
+    n.set(0, new Known.Concrete(t));
+  }
+
+  private static void range(OnnxNode n) {
+    ElementType type = n.type(0).elementType();
+    Known start = n.known(0);
+    Known limit = n.known(1);
+    Known delta = n.known(2);
+    if (start == null || delta == null || limit == null) {
+      throw n.dataDependent(start == null ? 0 : delta == null ? 2 : 1, "range bounds");
+    }
+    if (type.isFloat()) {
+      double s = n.scalar(0, "start");
+      double l = n.scalar(1, "limit");
+      double d = n.scalar(2, "delta");
+      double count = Math.max(Math.ceil((l - s) / d), 0);
+      if (!(count <= Fold.MAX_FOLD_ELEMENTS)) {
+        throw n.error("a float range of " + count + " elements is not supported");
+      }
+      Tensor t = Tensor.zeros(type, (long) count);
+      for (int i = 0; i < t.size(); i++) {
+        t.set(i, s + i * d);
+      }
+      n.set(0, new Known.Concrete(t));
+      return;
+    }
+    long s = (long) n.scalar(0, "start");
+    long d = (long) n.scalar(2, "delta");
+    Dim l = n.dims(1, "limit").get(0);
+    if (l.isStatic() && d != 0) {
+      long count = Math.max(0, Math.floorDiv(l.value() - s + d + (d > 0 ? -1 : 1), d));
+      if (count <= GraphImporter.MAX_INLINE_ELEMENTS) {
+        long[] v = new long[(int) count];
+        for (int i = 0; i < v.length; i++) {
+          v[i] = s + i * d;
+        }
+        n.set(0, new Known.Concrete(Tensor.ofLongs(type, new long[] {count}, v)));
+        return;
+      }
+    }
+    n.emit(new SourceOp.Range(s, l, d, type));
+  }
+
+  private static void reduce(OnnxNode n, ReduceKind kind) {
+    List<Long> axes = axesOf(n, 1, kind == ReduceKind.SUM ? 13 : 18);
+    boolean keepdims = n.attrInt("keepdims", 1) != 0;
+    if ((axes == null || axes.isEmpty()) && n.attrInt("noop_with_empty_axes", 0) != 0) {
+      passThrough(n, 0, 0);
+      return;
+    }
+    n.emit(new ReductionOp.Reduce(kind, n.value(0), axes == null ? List.of() : axes, keepdims));
+  }
+
+  private static void pad(OnnxNode n) {
+    String mode = n.attrString("mode", "constant");
+    DataOp.PadMode m = switch (mode) {
+      case "constant" -> DataOp.PadMode.CONSTANT;
+      case "reflect" -> DataOp.PadMode.REFLECT;
+      case "edge" -> DataOp.PadMode.EDGE;
+      default -> throw n.error("mode '" + mode + "' is not supported");
+    };
+    int rank = n.type(0).rank();
+    long[] pads = n.longs(1, "pads");
+    double value = n.has(2) ? n.scalar(2, "constant_value") : 0;
+    long[] full = pads;
+    if (n.has(3)) {
+      long[] axes = n.longs(3, "axes");
+      if (pads.length != 2 * axes.length) {
+        throw n.error("pads has " + pads.length + " entries for " + axes.length + " axes");
+      }
+      full = new long[2 * rank];
+      for (int j = 0; j < axes.length; j++) {
+        int ax = normalizeAxis(n, axes[j], rank);
+        full[ax] = pads[j];
+        full[ax + rank] = pads[j + axes.length];
+      }
+    }
+    n.emit(new DataOp.Pad(n.value(0), boxed(full), m, value));
+  }
+
+  private static DataOp.ScatterReduction scatterReduction(OnnxNode n) {
+    String r = n.attrString("reduction", "none");
+    return Arrays.stream(DataOp.ScatterReduction.values()).filter(x -> x.name().equalsIgnoreCase(r)).findFirst()
+        .orElseThrow(() -> n.error("reduction '" + r + "' is not supported"));
+  }
+
+  // ---- quantization
+
+  private static void quantize(OnnxNode n) {
+    requireNoBlocks(n);
+    ElementType zpType = n.has(2) ? n.type(2).elementType()
+        : n.hasAttr("output_dtype") ? n.attrType("output_dtype") : ElementType.U8;
+    Value zp = n.has(2) ? n.value(2) : zeros(n, zpType, n.type(1));
+    n.emit(new QuantOp.QuantizeLinear(n.value(0), n.value(1), zp, n.attrInt("axis", 1)));
+  }
+
+  private static void dequantize(OnnxNode n) {
+    requireNoBlocks(n);
+    Value zp = n.has(2) ? n.value(2) : zeros(n, n.type(0).elementType(), n.type(1));
+    n.emit(new QuantOp.DequantizeLinear(n.value(0), n.value(1), zp, n.attrInt("axis", 1)));
+  }
+
+  private static void requireNoBlocks(OnnxNode n) {
+    if (n.attrInt("block_size", 0) != 0) {
+      throw n.error("blocked quantization (block_size " + n.attrInt("block_size", 0) + ") is not supported");
+    }
+  }
+
+  /** A zero point of {@code type} shaped like the scale (ONNX lets it be omitted). */
+  private static Value zeros(OnnxNode n, ElementType type, TensorType like) {
+    if (!like.isStatic()) {
+      throw n.error("the scale's shape " + like + " must be static when the zero point is omitted");
+    }
+    return n.constant(Tensor.zeros(type, like.evaluateShape(java.util.Map.of())));
+  }
+
+  // ---- helpers
+
+  private static int normalizeAxis(OnnxNode n, long axis, int rank) {
+    if (axis < -rank || axis >= rank) {
+      throw n.error("axis " + axis + " is out of range for rank " + rank);
+    }
+    return (int) (axis < 0 ? axis + rank : axis);
+  }
+
+  static Dim product(List<Dim> dims) {
+    Dim p = Dim.of(1);
+    for (Dim d : dims) {
+      p = p.times(d);
+    }
+    return p;
+  }
+
+  private static List<Long> boxed(long[] v) {
+    return Arrays.stream(v).boxed().toList();
+  }
+}
