@@ -1,0 +1,33 @@
+package dev.sohuc.cli;
+
+import dev.sohuc.isa.asm.Assembler;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code sohuc asm FILE.s -o X.sohu}: assembles sohu assembly into a .sohu container. */
+@Command(name = "asm", mixinStandardHelpOptions = true,
+    description = "Assemble sohu assembly (docs/isa.md) into a .sohu file.")
+final class AsmCommand implements Callable<Integer> {
+
+  @Parameters(index = "0", paramLabel = "FILE.s", description = "Assembly source.")
+  Path source;
+
+  @Option(names = {"-o", "--output"}, required = true, paramLabel = "X.sohu",
+      description = "Output .sohu file.")
+  Path output;
+
+  @Override
+  public Integer call() throws Exception {
+    String text = Files.readString(source, StandardCharsets.UTF_8);
+    SohuProgram program = Assembler.assemble(text, source.toString());
+    SohuWriter.write(program, output);
+    return 0;
+  }
+}

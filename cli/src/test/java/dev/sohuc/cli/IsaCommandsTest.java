@@ -1,0 +1,139 @@
+package dev.sohuc.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** sohuc asm, disasm and inspect: good input round-trips, bad input exits 1 naming where. */
+class IsaCommandsTest {
+  @TempDir Path dir;
+
+  private record Result(int code, String out, String err) {}
+
+  private static Result run(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
+    return new Result(code, out.toString(), err.toString());
+  }
+
+  private Path write(String name, String text) throws Exception {
+    Path p = dir.resolve(name);
+    Files.writeString(p, text);
+    return p;
+  }
+
+  private static final String PROGRAM = """
+      .target "sohu-v1", "0000000000000000000000000000000000000000000000000000000000000001"
+      .arg seq, 0
+      .symbol in, "x", f32, ["seq", 384], 0x1000, 196608
+          ldarg    r1, 0
+          li       r2, 0x1000
+          loop     r1, end
+          dma      sram, r3, r4, hbm, r2, r4, 1536, 1, signal=1
+          vun      gelu_erf, r3, r4, r3, r4, r5, r6, f32, wait=1
+      end:
+          halt
+      """;
+
+  @Test
+  void asmDisasmAsmIsByteIdentical() throws Exception {
+    Path src = write("p.s", PROGRAM);
+    Path bin = dir.resolve("p.sohu");
+    Result asm = run("asm", src.toString(), "-o", bin.toString());
+    assertEquals(0, asm.code(), asm.err());
+    Result dis = run("disasm", bin.toString());
+    assertEquals(0, dis.code(), dis.err());
+    assertTrue(dis.out().contains("vun      gelu_erf, r3, r4, r3, r4, r5, r6, f32, wait=1"),
+        dis.out());
+    Path again = write("again.s", dis.out());
+    Path bin2 = dir.resolve("again.sohu");
+    assertEquals(0, run("asm", again.toString(), "-o", bin2.toString()).code());
+    assertArrayEquals(Files.readAllBytes(bin), Files.readAllBytes(bin2));
+  }
+
+  @Test
+  void inspectShowsHeaderSectionsSymbolsAndCounts() throws Exception {
+    Path bin = dir.resolve("p.sohu");
+    assertEquals(0, run("asm", write("p.s", PROGRAM).toString(), "-o", bin.toString()).code());
+    Result r = run("inspect", bin.toString());
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("target:      sohu-v1"), r.out());
+    assertTrue(r.out().contains("code"), r.out());
+    assertTrue(r.out().contains("in  x                    f32     [seq x 384]"), r.out());
+    assertTrue(r.out().contains("DMA          1"), r.out());
+    assertTrue(r.out().contains("CTRL         4"), r.out());
+    assertTrue(r.out().contains("vun               1"), r.out());
+  }
+
+  private static void assertUserError(Result r, String... fragments) {
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().startsWith("error: "), r.err());
+    for (String f : fragments) {
+      assertTrue(r.err().contains(f), "expected '" + f + "' in: " + r.err());
+    }
+    assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
+    assertFalse(r.err().contains("internal error"), r.err());
+  }
+
+  @Test
+  void notASohuFile() throws Exception {
+    Path f = write("notes.sohu", "this is a text file, not a program at all");
+    assertUserError(run("disasm", f.toString()), "notes.sohu: header at byte 0: bad magic number");
+    assertUserError(run("inspect", f.toString()), "bad magic number");
+  }
+
+  @Test
+  void wrongVersion() throws Exception {
+    Path bin = dir.resolve("p.sohu");
+    assertEquals(0, run("asm", write("p.s", PROGRAM).toString(), "-o", bin.toString()).code());
+    byte[] b = Files.readAllBytes(bin);
+    b[8] = 7;
+    Files.write(bin, b);
+    assertUserError(run("inspect", bin.toString()),
+        "header at byte 8: unsupported format version 7.0");
+  }
+
+  @Test
+  void illegalWord() throws Exception {
+    Path bin = dir.resolve("p.sohu");
+    assertEquals(0, run("asm", write("p.s", "nop\nhalt\n").toString(), "-o", bin.toString())
+        .code());
+    byte[] b = Files.readAllBytes(bin);
+    // The code section holds the two words; zero the opcode of the second (pc 1).
+    int codeOff = (b[32 + 24 + 8] & 0xFF) | (b[32 + 24 + 9] & 0xFF) << 8;
+    b[codeOff + 16] = 0;
+    Files.write(bin, b);
+    assertUserError(run("disasm", bin.toString()),
+        "code word 1 (byte 16 of the code section): illegal instruction word",
+        "opcode 0x00 is reserved illegal");
+  }
+
+  @Test
+  void unknownMnemonic() throws Exception {
+    Path src = write("bad.s", "nop\n  frobnicate r1, r2\n");
+    assertUserError(run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString()),
+        "bad.s:2:3: unknown mnemonic 'frobnicate'");
+  }
+
+  @Test
+  void operandOutOfRange() throws Exception {
+    Path src = write("bad.s", "shli r1, r2, 64\n");
+    assertUserError(run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString()),
+        "bad.s:1:14: operand 'shamt' of shli: 64 is out of range 0..63");
+  }
+
+  @Test
+  void missingFileAndUsage() {
+    assertUserError(run("disasm", dir.resolve("nope.sohu").toString()), "no such file");
+    assertEquals(2, run("asm", "x.s").code());
+  }
+}
