@@ -1,0 +1,180 @@
+package dev.sohuc.hf;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Each model family, tiny and with seeded random weights in a safetensors file: imported, run on
+ * the IR reference interpreter, and compared with ONNX Runtime running a plain-op ONNX graph
+ * built from the same weights ({@link ReferenceModels}), for a prompt and then for a decode step
+ * that feeds the prompt's KV cache back in. Tolerance: the largest difference is at most 1e-4 of
+ * the largest reference magnitude, per output.
+ */
+class HfNumericsTest {
+  static final long BATCH = 2;
+  static final long PROMPT = 6;
+  static final long STEP = 2;
+  static final double TOLERANCE = 1e-4;
+
+  @TempDir
+  Path tmp;
+
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "llama31", "llama-longrope", "llama-bf16", "mistral", "qwen2", "gemma", "phi3",
+      "mixtral", "gpt2"})
+  void decoderPromptThenDecodeStepMatchesOnnxRuntime(String variant) throws Exception {
+    TinyModel m = TinyModel.of(variant, 42);
+    Safetensors.Dtype dtype = Safetensors.Dtype.F32;
+    if (variant.equals("llama-bf16")) {
+      m.roundToBf16();
+      dtype = Safetensors.Dtype.BF16;
+    }
+    Path dir = m.writeTo(tmp.resolve(variant), dtype);
+    Random random = new Random(7);
+    long vocab = m.get("vocab_size");
+
+    // Prompt.
+    long[] promptIds = randomIds(random, BATCH * PROMPT, vocab);
+    Module prefill = HfImporter.importModel(dir, HfOptions.prefill());
+    Map<String, Tensor> ir = new Interpreter(prefill).run(List.of(ids(promptIds, PROMPT)));
+    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0),
+        Map.of("input_ids", longTensor(promptIds, BATCH, PROMPT)));
+    assertClose(variant + " prompt", ort, ir);
+
+    // One decode step of STEP tokens, each side fed its own prompt KV cache.
+    long[] stepIds = randomIds(random, BATCH * STEP, vocab);
+    Module decode = HfImporter.importModel(dir, HfOptions.decode());
+    long layers = m.config.containsKey("n_layer") ? m.get("n_layer") : m.get("num_hidden_layers");
+    List<Tensor> irInputs = new ArrayList<>(List.of(ids(stepIds, STEP)));
+    Map<String, Object> ortInputs = new HashMap<>();
+    ortInputs.put("input_ids", longTensor(stepIds, BATCH, STEP));
+    for (int i = 0; i < layers; i++) {
+      for (String kv : new String[] {"key", "value"}) {
+        Tensor present = ir.get("present." + i + "." + kv);
+        irInputs.add(present);
+        ortInputs.put("past_key_values." + i + "." + kv, floatTensor(ort.get("present." + i + "." + kv), present.shape()));
+      }
+    }
+    Map<String, Tensor> irStep = new Interpreter(decode).run(irInputs);
+    Map<String, float[]> ortStep = runOrt(ReferenceModels.build(m, BATCH, STEP, PROMPT), ortInputs);
+    assertClose(variant + " decode", ortStep, irStep);
+    assertEquals(PROMPT + STEP, irStep.get("present.0.key").shape()[2]);
+  }
+
+  @org.junit.jupiter.api.Test
+  void bertMatchesOnnxRuntime() throws Exception {
+    TinyModel m = TinyModel.of("bert", 42);
+    Path dir = m.writeTo(tmp.resolve("bert"), Safetensors.Dtype.F32);
+    Random random = new Random(7);
+    long[] ids = randomIds(random, BATCH * PROMPT, m.get("vocab_size"));
+    long[] mask = new long[(int) (BATCH * PROMPT)];
+    long[] types = new long[mask.length];
+    for (int i = 0; i < mask.length; i++) {
+      mask[i] = (i % PROMPT) < PROMPT - (i / PROMPT) ? 1 : 0; // the second sequence is padded by one
+      types[i] = (i % PROMPT) >= PROMPT / 2 ? 1 : 0;
+    }
+    Module module = HfImporter.importModel(dir, HfOptions.prefill());
+    Map<String, Tensor> ir = new Interpreter(module).run(List.of(ids(ids, PROMPT), ids(mask, PROMPT),
+        ids(types, PROMPT)));
+    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0), Map.of(
+        "input_ids", longTensor(ids, BATCH, PROMPT), "attention_mask", longTensor(mask, BATCH, PROMPT),
+        "token_type_ids", longTensor(types, BATCH, PROMPT)));
+    assertClose("bert", ort, ir);
+  }
+
+  // ---- helpers
+
+  static long[] randomIds(Random random, long n, long vocab) {
+    long[] ids = new long[(int) n];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = random.nextInt((int) vocab);
+    }
+    return ids;
+  }
+
+  static Tensor ids(long[] data, long seq) {
+    return Tensor.ofLongs(ElementType.I64, new long[] {data.length / seq, seq}, data.clone());
+  }
+
+  record Input(long[] longs, float[] floats, long[] shape) {}
+
+  static Input longTensor(long[] data, long... shape) {
+    return new Input(data, null, shape);
+  }
+
+  static Input floatTensor(float[] data, long... shape) {
+    return new Input(null, data, shape);
+  }
+
+  static Map<String, float[]> runOrt(OnnxGraph graph, Map<String, ?> inputs) throws OrtException {
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
+      opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+      try (OrtSession session = env.createSession(graph.modelBytes(), opts)) {
+        Map<String, OnnxTensor> feed = new LinkedHashMap<>();
+        try {
+          for (var e : inputs.entrySet()) {
+            Input in = (Input) e.getValue();
+            feed.put(e.getKey(), in.longs() != null
+                ? OnnxTensor.createTensor(env, LongBuffer.wrap(in.longs()), in.shape())
+                : OnnxTensor.createTensor(env, FloatBuffer.wrap(in.floats()), in.shape()));
+          }
+          Map<String, float[]> out = new LinkedHashMap<>();
+          try (OrtSession.Result result = session.run(feed)) {
+            for (Map.Entry<String, OnnxValue> e : result) {
+              FloatBuffer fb = ((OnnxTensor) e.getValue()).getFloatBuffer();
+              float[] data = new float[fb.remaining()];
+              fb.get(data);
+              out.put(e.getKey(), data);
+            }
+          }
+          return out;
+        } finally {
+          feed.values().forEach(OnnxTensor::close);
+        }
+      }
+    }
+  }
+
+  static void assertClose(String what, Map<String, float[]> expected, Map<String, Tensor> actual) {
+    assertEquals(new java.util.TreeSet<>(expected.keySet()), new java.util.TreeSet<>(actual.keySet()),
+        what + ": output names");
+    for (var e : expected.entrySet()) {
+      float[] want = e.getValue();
+      float[] got = actual.get(e.getKey()).floats();
+      assertEquals(want.length, got.length, what + " " + e.getKey() + ": element count");
+      double maxRef = 0;
+      double maxDiff = 0;
+      for (int i = 0; i < want.length; i++) {
+        maxRef = Math.max(maxRef, Math.abs(want[i]));
+        maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
+      }
+      assertTrue(maxRef > 0, what + " " + e.getKey() + " is all zeros");
+      assertTrue(maxDiff <= TOLERANCE * maxRef, what + " " + e.getKey() + ": max difference " + maxDiff
+          + " exceeds " + TOLERANCE + " x max magnitude " + maxRef);
+    }
+  }
+}
