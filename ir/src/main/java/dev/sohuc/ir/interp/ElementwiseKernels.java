@@ -96,7 +96,8 @@ final class ElementwiseKernels {
         case NEG -> mapLong(x, t, v -> -v);
         case ABS -> mapLong(x, t, Math::abs);
         case NOT -> mapLong(x, t, v -> v == 0 ? 1 : 0);
-        default -> throw new IrException(kind.mnemonic() + " takes a float tensor, got " + t);
+        case EXP, LOG, SQRT, RECIPROCAL, ERF, TANH, SIGMOID, RELU, SIN, COS, FLOOR, CEIL ->
+            throw new IrException(kind.mnemonic() + " takes a float tensor, got " + t);
       };
     }
     return mapFloat(x, t, switch (kind) {
@@ -136,7 +137,7 @@ final class ElementwiseKernels {
           case LESS_EQUAL -> (a, b) -> a <= b;
           case GREATER -> (a, b) -> a > b;
           case GREATER_EQUAL -> (a, b) -> a >= b;
-          default -> throw new IllegalStateException(kind.name());
+          case ADD, SUB, MUL, DIV, POW, MAX, MIN, MOD, AND, OR, XOR -> throw new IllegalStateException(kind.name());
         });
       }
       return zipLong(x, y, ElementType.BOOL, switch (kind) {
@@ -145,7 +146,7 @@ final class ElementwiseKernels {
         case LESS_EQUAL -> (a, b) -> a <= b ? 1 : 0;
         case GREATER -> (a, b) -> a > b ? 1 : 0;
         case GREATER_EQUAL -> (a, b) -> a >= b ? 1 : 0;
-        default -> throw new IllegalStateException(kind.name());
+        case ADD, SUB, MUL, DIV, POW, MAX, MIN, MOD, AND, OR, XOR -> throw new IllegalStateException(kind.name());
       });
     }
     if (t.isFloat()) {
@@ -158,7 +159,8 @@ final class ElementwiseKernels {
         case MAX -> Math::max;
         case MIN -> Math::min;
         case MOD -> (a, b) -> a % b; // C fmod: the sign of the dividend
-        default -> throw new IrException(kind.mnemonic() + " takes bool operands, got " + t);
+        case AND, OR, XOR -> throw new IrException(kind.mnemonic() + " takes bool operands, got " + t);
+        case EQUAL, LESS, LESS_EQUAL, GREATER, GREATER_EQUAL -> throw new IllegalStateException(kind.name());
       });
     }
     return zipLong(x, y, t, switch (kind) {
@@ -183,7 +185,7 @@ final class ElementwiseKernels {
       case AND -> (a, b) -> a & b;
       case OR -> (a, b) -> a | b;
       case XOR -> (a, b) -> a ^ b;
-      default -> throw new IllegalStateException(kind.name());
+      case EQUAL, LESS, LESS_EQUAL, GREATER, GREATER_EQUAL -> throw new IllegalStateException(kind.name());
     });
   }
 

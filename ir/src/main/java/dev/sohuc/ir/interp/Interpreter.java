@@ -97,9 +97,11 @@ public final class Interpreter {
       List<Tensor> results = execute(node, env, bindings);
       for (int r = 0; r < results.size(); r++) {
         Value v = node.results().get(r);
-        env.put(v, results.get(r));
         if (observer != null) {
           observer.onValue(v, results.get(r));
+        }
+        if (lastUse.containsKey(v) || outputs.contains(v)) {
+          env.put(v, results.get(r)); // a dead result is not kept
         }
       }
       for (Value v : node.op().operands()) {
