@@ -70,50 +70,88 @@ public sealed interface Insn {
   record Loop(int countReg, long countImm, int body, int waitTok, int signalTok) implements Insn {}
 
   /** {@code dma} (DMA engine); semantics in docs/isa.md. */
-  record Dma(MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPstride, int srcPstride, int waitTok, int signalTok) implements Insn {}
+  record Dma(
+      MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src,
+      int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int planesReg,
+      int planesImm, int dstPstride, int srcPstride, int waitTok, int signalTok) implements Insn {}
 
   /** {@code gather} (DMA engine); semantics in docs/isa.md. */
-  record Gather(MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff, boolean idx64, int waitTok, int signalTok) implements Insn {}
+  record Gather(
+      MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src,
+      int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff,
+      boolean idx64, int waitTok, int signalTok) implements Insn {}
 
   /** {@code mma} (MXU engine); semantics in docs/isa.md. */
-  record Mma(int acc, int accOff, int ldc, int a, int aOff, int lda, int b, int bOff, int ldb, int m, int n, int kReg, int kImm, DType dtype, boolean ta, boolean tb, boolean accumulate, int waitTok, int signalTok) implements Insn {}
+  record Mma(
+      int acc, int accOff, int ldc, int a, int aOff, int lda, int b, int bOff, int ldb, int m,
+      int n, int kReg, int kImm, DType dtype, boolean ta, boolean tb, boolean accumulate,
+      int waitTok, int signalTok) implements Insn {}
 
   /** {@code vbin} (VPU engine); semantics in docs/isa.md. */
-  record Vbin(BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, int b, int bOff, int bStride, int rows, int cols, DType dtype, Bcast bcast, int waitTok, int signalTok) implements Insn {}
+  record Vbin(
+      BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, int b, int bOff,
+      int bStride, int rows, int cols, DType dtype, Bcast bcast, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vbini} (VPU engine); semantics in docs/isa.md. */
-  record Vbini(BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, float imm, int rows, int cols, DType dtype, boolean rev, int waitTok, int signalTok) implements Insn {}
+  record Vbini(
+      BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, float imm,
+      int rows, int cols, DType dtype, boolean rev, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vun} (VPU engine); semantics in docs/isa.md. */
-  record Vun(UnaryFn fn, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Vun(
+      UnaryFn fn, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows,
+      int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vred} (VPU engine); semantics in docs/isa.md. */
-  record Vred(RedOp op, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Vred(
+      RedOp op, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows,
+      int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vfill} (VPU engine); semantics in docs/isa.md. */
-  record Vfill(int dst, int dstOff, int dstStride, float value, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Vfill(
+      int dst, int dstOff, int dstStride, float value, int rows, int cols, DType dtype,
+      int waitTok, int signalTok) implements Insn {}
 
   /** {@code softmax} (VPU engine); semantics in docs/isa.md. */
-  record Softmax(int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, float scale, boolean causal, int diag, int valid, int waitTok, int signalTok) implements Insn {}
+  record Softmax(
+      int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols,
+      DType dtype, float scale, boolean causal, int diag, int valid, int waitTok, int signalTok) implements Insn {}
 
   /** {@code layernorm} (VPU engine); semantics in docs/isa.md. */
-  record Layernorm(int dst, int dstOff, int src, int srcOff, int stride, int gamma, int gammaOff, int beta, int betaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
+  record Layernorm(
+      int dst, int dstOff, int src, int srcOff, int stride, int gamma, int gammaOff, int beta,
+      int betaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
 
   /** {@code rmsnorm} (VPU engine); semantics in docs/isa.md. */
-  record Rmsnorm(int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int gamma, int gammaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
+  record Rmsnorm(
+      int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int gamma,
+      int gammaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
 
   /** {@code rope} (VPU engine); semantics in docs/isa.md. */
-  record Rope(RopeMode mode, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int cos, int cosOff, int sin, int sinOff, int tableStride, int pos, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Rope(
+      RopeMode mode, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride,
+      int cos, int cosOff, int sin, int sinOff, int tableStride, int pos, int rows, int cols,
+      DType dtype, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vglu} (VPU engine); semantics in docs/isa.md. */
-  record Vglu(UnaryFn fn, int dst, int dstOff, int dstStride, int gate, int gateOff, int gateStride, int up, int upOff, int upStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Vglu(
+      UnaryFn fn, int dst, int dstOff, int dstStride, int gate, int gateOff, int gateStride,
+      int up, int upOff, int upStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
 
   /** {@code cvt} (VPU engine); semantics in docs/isa.md. */
-  record Cvt(int dst, int dstOff, int dstStride, DType dstDtype, int src, int srcOff, int srcStride, DType srcDtype, int rows, int cols, ScaleMode mode, float scale, int scaleVec, int scaleVecOff, boolean div, int waitTok, int signalTok) implements Insn {}
+  record Cvt(
+      int dst, int dstOff, int dstStride, DType dstDtype, int src, int srcOff, int srcStride,
+      DType srcDtype, int rows, int cols, ScaleMode mode, float scale, int scaleVec,
+      int scaleVecOff, boolean div, int waitTok, int signalTok) implements Insn {}
 
   /** {@code accrd} (VPU engine); semantics in docs/isa.md. */
-  record Accrd(int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols, DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff, UnaryFn act, int waitTok, int signalTok) implements Insn {}
+  record Accrd(
+      int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols,
+      DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff,
+      UnaryFn act, int waitTok, int signalTok) implements Insn {}
 
   /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
-  record Accwr(int acc, int accOff, int accStride, int src, int srcOff, int srcStride, int rows, int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+  record Accwr(
+      int acc, int accOff, int accStride, int src, int srcOff, int srcStride, int rows, int cols,
+      DType dtype, int waitTok, int signalTok) implements Insn {}
 }
