@@ -165,6 +165,20 @@ class InterpreterOpsTest {
   }
 
   @Test
+  void narrowTypesComputeWideAndRound() {
+    // bf16: 1 + 2^-8 is computed exactly in f32, then rounds (ties to even) back to 1
+    Tensor one = Tensor.ofFloats(ElementType.BF16, shape(1), new float[] {1});
+    Tensor tiny = Tensor.ofFloats(ElementType.BF16, shape(1), new float[] {0.00390625f});
+    assertTensor(run(binary(BinaryKind.ADD), one, tiny), ElementType.BF16, shape(1), 1.0);
+    assertTensor(run(unary(UnaryKind.SQRT), Tensor.ofFloats(ElementType.F16, shape(1), new float[] {2})),
+        ElementType.F16, shape(1), 1.4140625); // sqrt(2) rounded to f16
+    assertTensor(run(binary(BinaryKind.ADD), ints(ElementType.I32, shape(1), Integer.MAX_VALUE),
+        ints(ElementType.I32, shape(1), 1)), ElementType.I32, shape(1), Integer.MIN_VALUE);
+    assertTensor(run(binary(BinaryKind.SUB), ints(ElementType.U8, shape(1), 0), ints(ElementType.U8, shape(1), 1)),
+        ElementType.U8, shape(1), 255);
+  }
+
+  @Test
   void comparisonsAndLogic() {
     Tensor a = f32(shape(3), 1, 2, NAN);
     Tensor b = f32(shape(), 2);
@@ -381,7 +395,7 @@ class InterpreterOpsTest {
     assertTensor(run(v -> new DataOp.Pad(v.get(0), longs(-1, 1), PadMode.CONSTANT, 0), x), ElementType.F32,
         shape(3), 2, 3, 0);
     assertTensor(run(v -> new DataOp.Pad(v.get(0), longs(0, 1, 1, 0), PadMode.CONSTANT, -1), i64(shape(2, 2), 1, 2, 3, 4)),
-        ElementType.I64, shape(3, 3), 0 - 1, 1, 2, -1, 3, 4, -1, -1, -1);
+        ElementType.I64, shape(3, 3), -1, 1, 2, -1, 3, 4, -1, -1, -1);
   }
 
   @Test
