@@ -1,7 +1,5 @@
 package dev.sohuc.ir.interp;
 
-import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.FunctionBuilder;
 import dev.sohuc.ir.Module;
@@ -21,14 +19,15 @@ import dev.sohuc.ir.type.TensorType;
 import java.util.List;
 import java.util.Random;
 
-import org.junit.jupiter.api.Test;
-
 /**
- * A MiniLM-shaped encoder (6 layers, hidden 384, 12 heads, FFN 1536, seq 128) with random
- * weights, built from ONNX-level ops, must run in seconds: the interpreter is the reference for
- * every layer-by-layer comparison, so it has to be usable on real models.
+ * Benchmark, not a test: times the interpreter on a MiniLM-shaped encoder (6 layers, hidden
+ * 384, 12 heads, FFN 1536, seq 128) with random weights, built from ONNX-level ops. The
+ * interpreter is the reference for every layer-by-layer comparison, so it has to be usable on
+ * real models. Run its main from the test classpath, e.g.
+ * {@code mvn -q -pl ir test-compile exec:java -Dexec.classpathScope=test
+ * -Dexec.mainClass=dev.sohuc.ir.interp.EncoderBenchmark}.
  */
-class EncoderTimingTest {
+public final class EncoderBenchmark {
   private static final int HIDDEN = 384;
   private static final int HEADS = 12;
   private static final int FFN = 1536;
@@ -60,8 +59,11 @@ class EncoderTimingTest {
     return add(new DataOp.Transpose(r, List.of(0L, 2L, 1L, 3L)));
   }
 
-  @Test
-  void sixLayerEncoderRunsInSeconds() {
+  public static void main(String[] args) {
+    new EncoderBenchmark().run();
+  }
+
+  private void run() {
     Dim seq = Dim.symbol("seq");
     Value x = Value.argument("x", new TensorType(List.of(Dim.of(1), seq, Dim.of(HIDDEN)), ElementType.F32));
     Function f = new Function("main", List.of(x));
@@ -96,9 +98,10 @@ class EncoderTimingTest {
     Tensor out = interp.run(f, List.of(input)).get("last_hidden_state");
     double seconds = (System.nanoTime() - start) / 1e9;
     System.out.printf("6-layer encoder, seq 128 (seed %d): %.2f s%n", SEED, seconds);
+    long nonFinite = 0;
     for (float v : out.floats()) {
-      assertTrue(Float.isFinite(v), "seed " + SEED + ": non-finite output");
+      nonFinite += Float.isFinite(v) ? 0 : 1;
     }
-    assertTrue(seconds < 20, "seed " + SEED + ": took " + seconds + " s");
+    System.out.printf("non-finite outputs: %d%n", nonFinite);
   }
 }
