@@ -1,0 +1,288 @@
+package dev.sohuc.hf;
+
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Broken checkpoints and configs, each rejected with a one-line message naming the file and what is wrong. */
+class HfBadCheckpointTest {
+  @TempDir
+  Path tmp;
+
+  /** A safetensors file with a hand-written header and {@code dataBytes} zero bytes after it. */
+  private Path raw(String name, String header, long declaredHeaderLength, int dataBytes) throws IOException {
+    Path f = tmp.resolve(name);
+    byte[] h = header.getBytes(StandardCharsets.UTF_8);
+    ByteBuffer b = ByteBuffer.allocate(8 + h.length + dataBytes).order(ByteOrder.LITTLE_ENDIAN);
+    b.putLong(declaredHeaderLength < 0 ? h.length : declaredHeaderLength).put(h);
+    Files.write(f, b.array());
+    return f;
+  }
+
+  private Path raw(String name, String header, int dataBytes) throws IOException {
+    return raw(name, header, -1, dataBytes);
+  }
+
+  private static String message(Runnable r) {
+    HfImportException e = assertThrows(HfImportException.class, r::run);
+    assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
+    return e.getMessage();
+  }
+
+  private static void assertContains(String message, String... parts) {
+    for (String p : parts) {
+      assertTrue(message.contains(p), "expected '" + p + "' in: " + message);
+    }
+  }
+
+  @Test
+  void truncatedBeforeTheHeaderLength() throws IOException {
+    Path f = tmp.resolve("short.safetensors");
+    Files.write(f, new byte[] {1, 2, 3});
+    assertContains(message(() -> Safetensors.open(f)), "short.safetensors", "truncated", "3 bytes");
+  }
+
+  @Test
+  void truncatedData() throws IOException {
+    Path dir = TinyModel.of("llama", 1).writeTo(tmp.resolve("m"), Safetensors.Dtype.F32);
+    Path f = dir.resolve("model.safetensors");
+    try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+      raf.setLength(raf.length() - 100);
+    }
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())),
+        "model.safetensors", "tensor 'lm_head.weight'", "outside");
+  }
+
+  @Test
+  void headerLengthLargerThanTheFile() throws IOException {
+    Path f = raw("big.safetensors", "{}", 1000, 0);
+    assertContains(message(() -> Safetensors.open(f)), "big.safetensors", "header length 1000", "larger than the file");
+  }
+
+  @Test
+  void headerLengthOverTheCap() throws IOException {
+    Path f = raw("cap.safetensors", "{}", 1L << 40, 0);
+    assertContains(message(() -> Safetensors.open(f)), "cap.safetensors", "exceeds the limit");
+  }
+
+  @Test
+  void overlappingOffsets() throws IOException {
+    Path f = raw("overlap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+        + "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 24);
+    assertContains(message(() -> Safetensors.open(f)), "overlap.safetensors", "tensor 'b'", "overlaps tensor 'a'");
+  }
+
+  @Test
+  void offsetsOutsideTheFile() throws IOException {
+    Path f = raw("out.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[250],\"data_offsets\":[0,1000]}}", 16);
+    assertContains(message(() -> Safetensors.open(f)), "out.safetensors", "tensor 'a'", "[0, 1000]", "outside the 16 data bytes");
+  }
+
+  @Test
+  void gapsAndTrailingBytes() throws IOException {
+    Path gap = raw("gap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
+    assertContains(message(() -> Safetensors.open(gap)), "tensor 'a'", "gap");
+    Path trailing = raw("trail.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8);
+    assertContains(message(() -> Safetensors.open(trailing)), "trail.safetensors", "trailing");
+  }
+
+  @Test
+  void unknownDtype() throws IOException {
+    Path f = raw("dtype.safetensors", "{\"a\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+    assertContains(message(() -> Safetensors.open(f)), "dtype.safetensors", "tensor 'a'", "unknown dtype \"F7\"");
+  }
+
+  @Test
+  void shapeProductOverflowAndByteLengthMismatch() throws IOException {
+    Path f = raw("ovf.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
+        + "\"data_offsets\":[0,4]}}", 4);
+    assertContains(message(() -> Safetensors.open(f)), "tensor 'a'", "overflows");
+    Path g = raw("len.safetensors", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[0,4]}}", 4);
+    assertContains(message(() -> Safetensors.open(g)), "tensor 'a'", "needs 6 bytes", "hold 4");
+  }
+
+  @Test
+  void malformedJsonShapes() throws IOException {
+    Path j1 = raw("j1.safetensors", "[1,2]", 0);
+    assertContains(message(() -> Safetensors.open(j1)), "not a JSON object");
+    Path j2 = raw("j2.safetensors", "{\"a\":", 0);
+    assertContains(message(() -> Safetensors.open(j2)), "not valid JSON");
+    Path j3 = raw("j3.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0);
+    assertContains(message(() -> Safetensors.open(j3)), "tensor 'a'", "shape entry -1");
+    Path j4 = raw("j4.safetensors", "{\"__metadata__\":{\"k\":1}}", 0);
+    assertContains(message(() -> Safetensors.open(j4)), "__metadata__ entry 'k'");
+  }
+
+  @Test
+  void shardMissingFromTheIndex() throws IOException {
+    Path dir = tmp.resolve("sharded");
+    TinyModel m = TinyModel.of("llama", 3);
+    m.writeTo(dir, Safetensors.Dtype.F32);
+    Files.delete(dir.resolve("model.safetensors"));
+    Map<String, String> map = new LinkedHashMap<>();
+    m.weights.keySet().forEach(n -> map.put(n, n.startsWith("model.layers.1") ? "model-00002-of-00002.safetensors"
+        : "model-00001-of-00002.safetensors"));
+    SafetensorsWriter first = new SafetensorsWriter();
+    m.weights.forEach((n, d) -> {
+      if (!n.startsWith("model.layers.1")) {
+        first.add(n, Safetensors.Dtype.F32, m.shapes.get(n), d);
+      }
+    });
+    first.write(dir.resolve("model-00001-of-00002.safetensors"));
+    JsonMapper.builder().build().writeValue(dir.resolve("model.safetensors.index.json").toFile(),
+        Map.of("metadata", Map.of("total_size", 0), "weight_map", map));
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())),
+        "model.safetensors.index.json", "shard model-00002-of-00002.safetensors is missing", "model.layers.1");
+  }
+
+  @Test
+  void shardedCheckpointImportsLikeOneFile() throws IOException {
+    TinyModel m = TinyModel.of("llama", 3);
+    Path single = m.writeTo(tmp.resolve("single"), Safetensors.Dtype.F32);
+    Path dir = tmp.resolve("sharded");
+    m.writeTo(dir, Safetensors.Dtype.F32);
+    Files.delete(dir.resolve("model.safetensors"));
+    Map<String, String> map = new LinkedHashMap<>();
+    SafetensorsWriter[] shards = {new SafetensorsWriter(), new SafetensorsWriter()};
+    m.weights.forEach((n, d) -> {
+      int s = n.startsWith("model.layers.1") ? 1 : 0;
+      shards[s].add(n, Safetensors.Dtype.F32, m.shapes.get(n), d);
+      map.put(n, "model-0000" + (s + 1) + "-of-00002.safetensors");
+    });
+    shards[0].write(dir.resolve("model-00001-of-00002.safetensors"));
+    shards[1].write(dir.resolve("model-00002-of-00002.safetensors"));
+    JsonMapper.builder().build().writeValue(dir.resolve("model.safetensors.index.json").toFile(),
+        Map.of("metadata", Map.of("total_size", 0), "weight_map", map));
+    Module a = HfImporter.importModel(single, HfOptions.prefill());
+    Module b = HfImporter.importModel(dir, HfOptions.prefill());
+    Weight w = b.weights().get("model.layers.1.mlp.up_proj.weight");
+    Weight.Data.FileSlice slice = assertInstanceOf(Weight.Data.FileSlice.class, w.data());
+    assertTrue(slice.file().endsWith("model-00002-of-00002.safetensors"));
+    Tensor ids = Tensor.ofLongs(dev.sohuc.ir.type.ElementType.I64, new long[] {1, 5}, new long[] {1, 2, 3, 4, 5});
+    assertArrayEquals(new Interpreter(a).run(List.of(ids)).get("logits").floats(),
+        new Interpreter(b).run(List.of(ids)).get("logits").floats());
+  }
+
+  @Test
+  void tensorOfTheWrongShapeForTheConfig() throws IOException {
+    TinyModel m = TinyModel.of("llama", 4);
+    m.weights.put("model.layers.0.self_attn.k_proj.weight", new float[32 * 32]);
+    m.shapes.put("model.layers.0.self_attn.k_proj.weight", new long[] {32, 32});
+    Path dir = m.writeTo(tmp.resolve("shape"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "model.safetensors",
+        "tensor 'model.layers.0.self_attn.k_proj.weight'", "shape [32, 32]", "config needs [16, 32]");
+  }
+
+  @Test
+  void missingAndUnexpectedTensorsInOneError() throws IOException {
+    TinyModel m = TinyModel.of("llama", 5);
+    m.weights.remove("model.layers.1.mlp.up_proj.weight");
+    m.weights.remove("model.norm.weight");
+    m.weight("model.layers.0.self_attn.rotary_emb.inv_freq", 1, 0, 4); // a buffer: ignored
+    m.weight("model.layers.0.extra.weight", 1, 0, 4);
+    Path dir = m.writeTo(tmp.resolve("names"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "model.safetensors",
+        "missing tensors [model.layers.1.mlp.up_proj.weight, model.norm.weight] (2)",
+        "unexpected tensors [model.layers.0.extra.weight] (1)");
+  }
+
+  @Test
+  void nonFloatWeightDtype() throws IOException {
+    TinyModel m = TinyModel.of("llama", 6);
+    Path dir = m.writeTo(tmp.resolve("int"), Safetensors.Dtype.F32);
+    // Rewrite the norm weight's dtype: 4 bytes per element either way.
+    Path f = dir.resolve("model.safetensors");
+    byte[] bytes = Files.readAllBytes(f);
+    String s = new String(bytes, StandardCharsets.ISO_8859_1)
+        .replace("\"model.norm.weight\":{\"dtype\":\"F32\"", "\"model.norm.weight\":{\"dtype\":\"I32\"");
+    Files.write(f, s.getBytes(StandardCharsets.ISO_8859_1));
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())),
+        "tensor 'model.norm.weight'", "dtype I32", "F32, F16 or BF16");
+  }
+
+  @Test
+  void unknownModelTypeListsTheSupportedOnes() throws IOException {
+    Path dir = tmp.resolve("t5");
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"t5\"}");
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "config.json",
+        "model_type \"t5\" is not supported", "llama, mistral, qwen2, gemma, phi3, mixtral, gpt2, bert");
+  }
+
+  @Test
+  void contradictoryAndMissingConfigKeys() throws IOException {
+    TinyModel m = TinyModel.of("llama", 7);
+    m.config.put("hidden_size", 30);
+    Path dir = m.writeTo(tmp.resolve("c1"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "config.json",
+        "hidden_size (30) is not divisible by num_attention_heads (4)");
+
+    TinyModel k = TinyModel.of("llama", 7);
+    k.config.put("num_key_value_heads", 3);
+    Path dir2 = k.writeTo(tmp.resolve("c2"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir2, HfOptions.prefill())),
+        "num_attention_heads (4) is not a multiple of num_key_value_heads (3)");
+
+    TinyModel v = TinyModel.of("llama", 7);
+    v.config.remove("vocab_size");
+    Path dir3 = v.writeTo(tmp.resolve("c3"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir3, HfOptions.prefill())), "missing key \"vocab_size\"");
+
+    TinyModel r = TinyModel.of("llama", 7);
+    r.config.put("rope_scaling", Map.of("rope_type", "yarn", "factor", 4.0));
+    Path dir4 = r.writeTo(tmp.resolve("c4"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir4, HfOptions.prefill())),
+        "rope_scaling type \"yarn\" is not supported");
+  }
+
+  @Test
+  void shapeOnlyWhenThereAreNoWeights() throws IOException {
+    TinyModel m = TinyModel.of("mixtral", 8);
+    Path dir = m.writeTo(tmp.resolve("so"), Safetensors.Dtype.F32);
+    Files.delete(dir.resolve("model.safetensors"));
+    Module module = HfImporter.importModel(dir.resolve("config.json"), HfOptions.decode());
+    Weight w = module.weights().get("model.layers.0.block_sparse_moe.experts.3.w2.weight");
+    assertInstanceOf(Weight.Data.ShapeOnly.class, w.data());
+    assertEquals(dev.sohuc.ir.type.ElementType.F32, w.type().elementType()); // torch_dtype float32
+
+    Path withWeights = m.writeTo(tmp.resolve("forced"), Safetensors.Dtype.F32);
+    Module forced = HfImporter.importModel(withWeights, HfOptions.prefill().withShapeOnly(true));
+    assertInstanceOf(Weight.Data.ShapeOnly.class, forced.weights().get("model.norm.weight").data());
+  }
+
+  @Test
+  void shapeBindingsFixDimsByName() throws IOException {
+    Path dir = TinyModel.of("llama", 9).writeTo(tmp.resolve("bind"), Safetensors.Dtype.F32);
+    Module module = HfImporter.importModel(dir, HfOptions.decode().withDimBindings(Map.of("seq", 1L, "past", 7L)));
+    var fn = module.main();
+    assertEquals(List.of(Dim.symbol("batch"), Dim.of(1)), fn.arguments().get(0).type().dims());
+    assertEquals(Dim.of(8), fn.outputs().get(1).value().type().dim(2));
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill().withDimBindings(Map.of("past", 3L)))),
+        "--shape past=3", "no dim named 'past'", "batch, seq");
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.decode().withDimBindings(
+        Map.of("seq", 60L, "past", 10L)))), "past + seq (70) exceeds max_position_embeddings (64)");
+  }
+}
