@@ -1,0 +1,1202 @@
+package dev.sohuc.emu;
+
+import dev.sohuc.emu.kernel.MxuKernel;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.RedOp;
+import dev.sohuc.isa.RopeMode;
+import dev.sohuc.isa.UnaryFn;
+import dev.sohuc.isa.num.Numerics;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ForkJoinTask;
+
+/**
+ * The functional machine: executes every instruction on real numbers.
+ *
+ * <p>Order. The control unit issues in program order; an engine instruction whose engine queue is
+ * empty and whose wait token is available runs at once, others wait in their engine's in-order
+ * queue (depth from the machine description) with the register values read at issue. Whenever a
+ * token is signalled, the oldest ready queue head runs first. So a correctly synchronized program
+ * runs in program order wherever its tokens allow, the result never depends on timing, and a
+ * wait that nothing issued or queued can satisfy is reported as a deadlock.
+ */
+final class FunctionalMachine {
+  private static final int TOKENS = 32;
+  /** Row-parallel VPU work starts at this many elements. */
+  private static final long PARALLEL_ELEMENTS = 1 << 16;
+  /** mma unpacks A and B in chunks of this many k steps, bounding host memory. */
+  private static final int K_CHUNK = 2048;
+
+  private final Image image;
+  private final MachineDescription target;
+  private final Options options;
+  final Hbm hbm;
+  final byte[] sram;
+  final int[] acc;
+  final long[] regs = new long[32];
+  final long[] tokens = new long[TOKENS];
+  private final LoopStack loops = new LoopStack();
+  private final int queueDepth;
+  private long argBase;
+  private long issued;
+  private long seq;
+  private final long[] engineInsns = new long[Engine.values().length];
+
+  /** An engine instruction waiting in its queue, with the registers it read at issue. */
+  private record Pending(int pc, Insn insn, long seq, long[] regs) {}
+
+  @SuppressWarnings("unchecked")
+  private final ArrayDeque<Pending>[] queues = new ArrayDeque[Engine.values().length];
+
+  FunctionalMachine(Image image, MachineDescription target, Options options) {
+    this.image = image;
+    this.target = target;
+    this.options = options;
+    if (target.sramBytes() > Integer.MAX_VALUE - 16) {
+      throw new EmulatorException("target " + target.name() + ": an SRAM of "
+          + target.sramBytes() + " bytes is too large for the functional emulator (2 GiB max)");
+    }
+    if (target.accWords() > Integer.MAX_VALUE - 16) {
+      throw new EmulatorException("target " + target.name() + ": an ACC of "
+          + target.accWords() + " words is too large for the functional emulator");
+    }
+    this.hbm = new Hbm(target.hbmBytes(), options.hostHbmBudgetBytes());
+    this.sram = new byte[(int) target.sramBytes()];
+    this.acc = new int[(int) target.accWords()];
+    this.queueDepth = Math.max(1, target.queueDepth());
+    for (int e = 0; e < queues.length; e++) {
+      queues[e] = new ArrayDeque<>();
+    }
+  }
+
+  void setArgBase(long argBase) {
+    this.argBase = argBase;
+  }
+
+  long issued() {
+    return issued;
+  }
+
+  long engineInstructions(Engine e) {
+    return engineInsns[e.ordinal()];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Control unit.
+
+  /** Runs from pc 0 until halt and every queue has drained; throws Trap on a fault. */
+  void run() {
+    int pc = 0;
+    long max = options.maxInstructions();
+    while (true) {
+      Insn insn = image.insn(pc);
+      if (issued >= max) {
+        throw image.trap(pc, Trap.Kind.INSTRUCTION_LIMIT, "the instruction cap of " + max
+            + " issued instructions was reached (--max-instructions)");
+      }
+      issued++;
+      try {
+        int next = step(pc, insn);
+        if (next < 0) {
+          drainAll(pc, "halt");
+          return;
+        }
+        pc = next;
+      } catch (Fault f) {
+        throw image.trap(pc, f);
+      } catch (Trap t) {
+        throw t;
+      } catch (RuntimeException e) {
+        throw image.trap(pc, Trap.Kind.BAD_OPERAND, "internal emulator error: " + e);
+      }
+    }
+  }
+
+  private long r(int reg) {
+    return regs[reg];
+  }
+
+  private void set(int rd, long v) {
+    if (rd != 0) {
+      regs[rd] = v;
+    }
+  }
+
+  /** Issues one instruction; returns the next pc, or -1 for halt. */
+  private int step(int pc, Insn insn) {
+    engineInsns[insn.engine().ordinal()]++;
+    if (insn.engine() != Engine.CTRL) {
+      issueEngine(pc, insn);
+      return loops.next(pc);
+    }
+    ctrlWait(pc, insn.waitTok());
+    switch (insn) {
+      case Insn.Halt h -> {
+        signal(h.signalTok());
+        return -1;
+      }
+      case Insn.Nop n -> { }
+      case Insn.Barrier b -> drainAll(pc, "barrier");
+      case Insn.Li i -> set(i.rd(), i.imm());
+      case Insn.Ldarg l -> {
+        long addr = argBase + 8L * l.index();
+        hbm.check(addr, 8);
+        set(l.rd(), hbm.readLong(addr));
+      }
+      case Insn.Add a -> set(a.rd(), r(a.rs1()) + r(a.rs2()));
+      case Insn.Sub s -> set(s.rd(), r(s.rs1()) - r(s.rs2()));
+      case Insn.Mul m -> set(m.rd(), r(m.rs1()) * r(m.rs2()));
+      case Insn.Min m -> set(m.rd(), Math.min(r(m.rs1()), r(m.rs2())));
+      case Insn.Max m -> set(m.rd(), Math.max(r(m.rs1()), r(m.rs2())));
+      case Insn.Addi a -> set(a.rd(), r(a.rs1()) + a.imm());
+      case Insn.Muli m -> set(m.rd(), r(m.rs1()) * m.imm());
+      case Insn.Shli s -> set(s.rd(), r(s.rs1()) << s.shamt());
+      case Insn.Shri s -> set(s.rd(), r(s.rs1()) >>> s.shamt());
+      case Insn.Loop l -> {
+        int next = loops.enter(pc, r(l.countReg()) + l.countImm(), l.body(), image.length);
+        signal(l.signalTok());
+        return next;
+      }
+      case Insn.Dma d -> throw new IllegalStateException("not CTRL");
+      case Insn.Gather g -> throw new IllegalStateException("not CTRL");
+      case Insn.Mma m -> throw new IllegalStateException("not CTRL");
+      case Insn.Vbin v -> throw new IllegalStateException("not CTRL");
+      case Insn.Vbini v -> throw new IllegalStateException("not CTRL");
+      case Insn.Vun v -> throw new IllegalStateException("not CTRL");
+      case Insn.Vred v -> throw new IllegalStateException("not CTRL");
+      case Insn.Vfill v -> throw new IllegalStateException("not CTRL");
+      case Insn.Softmax s -> throw new IllegalStateException("not CTRL");
+      case Insn.Layernorm l -> throw new IllegalStateException("not CTRL");
+      case Insn.Rmsnorm rn -> throw new IllegalStateException("not CTRL");
+      case Insn.Rope rp -> throw new IllegalStateException("not CTRL");
+      case Insn.Vglu v -> throw new IllegalStateException("not CTRL");
+      case Insn.Cvt c -> throw new IllegalStateException("not CTRL");
+      case Insn.Accrd a -> throw new IllegalStateException("not CTRL");
+      case Insn.Accwr a -> throw new IllegalStateException("not CTRL");
+    }
+    signal(insn.signalTok());
+    return loops.next(pc);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Tokens and engine queues.
+
+  private boolean draining;
+
+  private static boolean isCtrl(Insn insn) {
+    return insn.engine() == Engine.CTRL;
+  }
+
+  private boolean ready(int tok) {
+    return tok == 0 || tokens[tok] > 0;
+  }
+
+  private void take(int tok) {
+    if (tok != 0) {
+      tokens[tok]--;
+    }
+  }
+
+  private void signal(int tok) {
+    if (tok == 0) {
+      return;
+    }
+    tokens[tok]++;
+    if (!draining) {
+      draining = true;
+      try {
+        while (runOldestReady()) {
+          // each run may signal and make another head ready
+        }
+      } finally {
+        draining = false;
+      }
+    }
+  }
+
+  /** Runs the oldest queue head whose token is available; false when none is. */
+  private boolean runOldestReady() {
+    Pending best = null;
+    int bestEngine = -1;
+    for (int e = 0; e < queues.length; e++) {
+      Pending head = queues[e].peekFirst();
+      if (head != null && ready(head.insn().waitTok()) && (best == null || head.seq() < best.seq())) {
+        best = head;
+        bestEngine = e;
+      }
+    }
+    if (best == null) {
+      return false;
+    }
+    queues[bestEngine].pollFirst();
+    take(best.insn().waitTok());
+    execAt(best.pc(), best.insn(), best.regs());
+    signal(best.insn().signalTok());
+    return true;
+  }
+
+  private void ctrlWait(int pc, int tok) {
+    if (tok == 0) {
+      return;
+    }
+    if (tokens[tok] == 0) {
+      // invariant: no queue head is ready, so nothing can signal tok any more
+      throw image.trap(pc, Trap.Kind.DEADLOCK, "the control unit waits on token " + tok
+          + " (count 0) and nothing issued can signal it" + blockedHeads());
+    }
+    tokens[tok]--;
+  }
+
+  private void issueEngine(int pc, Insn insn) {
+    ArrayDeque<Pending> q = queues[insn.engine().ordinal()];
+    if (q.isEmpty() && ready(insn.waitTok())) {
+      take(insn.waitTok());
+      execAt(pc, insn, regs);
+      signal(insn.signalTok());
+      return;
+    }
+    if (q.size() >= queueDepth) {
+      Pending head = q.peekFirst();
+      throw image.trap(head.pc(), Trap.Kind.DEADLOCK, "the " + insn.engine() + " waits on token "
+          + head.insn().waitTok() + " (count 0), its queue is full (" + queueDepth
+          + " instructions), so the control unit cannot issue pc " + pc
+          + " and nothing issued can signal the token");
+    }
+    q.addLast(new Pending(pc, insn, seq++, regs.clone()));
+  }
+
+  /** Halt and barrier: every queue must drain; since no head is ready, any left is a deadlock. */
+  private void drainAll(int pc, String why) {
+    Pending oldest = null;
+    for (ArrayDeque<Pending> q : queues) {
+      Pending h = q.peekFirst();
+      if (h != null && (oldest == null || h.seq() < oldest.seq())) {
+        oldest = h;
+      }
+    }
+    if (oldest != null) {
+      throw image.trap(oldest.pc(), Trap.Kind.DEADLOCK, "the " + oldest.insn().engine()
+          + " waits on token " + oldest.insn().waitTok() + " (count 0) and nothing left to run "
+          + "will signal it (the control unit reached " + why + " at pc " + pc + ")");
+    }
+  }
+
+  private String blockedHeads() {
+    StringBuilder sb = new StringBuilder();
+    for (ArrayDeque<Pending> q : queues) {
+      Pending h = q.peekFirst();
+      if (h != null) {
+        sb.append(sb.isEmpty() ? "; blocked: " : ", ").append(h.insn().engine())
+            .append(" at pc ").append(h.pc()).append(" on token ").append(h.insn().waitTok());
+      }
+    }
+    return sb.toString();
+  }
+
+  private void execAt(int pc, Insn insn, long[] r) {
+    try {
+      execute(insn, r);
+    } catch (Fault f) {
+      throw image.trap(pc, f);
+    } catch (Trap t) {
+      throw t;
+    } catch (OutOfMemoryError e) {
+      throw image.trap(pc, Trap.Kind.HOST_LIMIT, "the host ran out of memory");
+    } catch (RuntimeException e) {
+      throw image.trap(pc, Trap.Kind.BAD_OPERAND, "internal emulator error: " + e);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Bounds and operand checks.
+
+  private long count(String what, long v, long max) {
+    if (v < 0) {
+      throw Fault.bad(what + " = " + v + " is negative");
+    }
+    if (v > max) {
+      throw Fault.bad(what + " = " + v + " is larger than the emulator allows (" + max + ")");
+    }
+    return v;
+  }
+
+  private long countLimit() {
+    return Math.max(sram.length, 1 << 16);
+  }
+
+  private static long memSize(MemSpace s, Hbm hbm, byte[] sram) {
+    return s == MemSpace.HBM ? hbm.size() : sram.length;
+  }
+
+  /**
+   * Checks a 3-D block (planes x rows x rowBytes) in a memory; the extremes of an affine block
+   * are at its corners.
+   */
+  private void block(MemSpace space, String what, long base, long rows, long rstride, long planes,
+      long pstride, long rowBytes, int align) {
+    if (rows == 0 || planes == 0 || rowBytes == 0) {
+      return;
+    }
+    if (align > 1) {
+      aligned(space.name(), what, base, rows > 1 ? rstride : 0, align);
+      aligned(space.name(), what, 0, planes > 1 ? pstride : 0, align);
+    }
+    long size = memSize(space, hbm, sram);
+    try {
+      long lo = Long.MAX_VALUE;
+      long hi = Long.MIN_VALUE;
+      for (int cp = 0; cp < 2; cp++) {
+        for (int cr = 0; cr < 2; cr++) {
+          long a = Math.addExact(base, Math.addExact(
+              Math.multiplyExact(cp == 0 ? 0 : planes - 1, pstride),
+              Math.multiplyExact(cr == 0 ? 0 : rows - 1, rstride)));
+          lo = Math.min(lo, a);
+          hi = Math.max(hi, Math.addExact(a, rowBytes));
+        }
+      }
+      if (lo < 0 || hi > size) {
+        throw oob(space.name(), what, base, rows, rstride, planes, rowBytes, lo, hi, size);
+      }
+    } catch (ArithmeticException e) {
+      throw oob(space.name(), what, base, rows, rstride, planes, rowBytes, 0, 0, size);
+    }
+  }
+
+  private static Fault oob(String mem, String what, long base, long rows, long stride,
+      long planes, long rowBytes, long lo, long hi, long size) {
+    String shape = (planes > 1 ? planes + " x " : "") + rows + " rows x " + rowBytes + " bytes";
+    String span = hi > lo ? String.format(" spans [0x%x, 0x%x)", lo, hi) : " overflows 64 bits";
+    return Fault.oob(String.format("%s: %s %s at 0x%x (row stride %d)%s, outside %s (%d bytes)",
+        what, mem, shape, base, stride, span, mem, size));
+  }
+
+  private static void aligned(String mem, String what, long base, long stride, int align) {
+    if (Math.floorMod(base, align) != 0) {
+      throw new Fault(Trap.Kind.MISALIGNED, String.format("%s: %s address 0x%x is not a multiple "
+          + "of the element size %d", what, mem, base, align));
+    }
+    if (Math.floorMod(stride, align) != 0) {
+      throw new Fault(Trap.Kind.MISALIGNED, String.format("%s: %s stride %d is not a multiple "
+          + "of the element size %d", what, mem, stride, align));
+    }
+  }
+
+  /** Checks a rows x cols tile of dtype t in SRAM and returns its base address. */
+  private int tile(String what, long base, long stride, long rows, long cols, DType t) {
+    block(MemSpace.SRAM, what, base, rows, stride, 1, 0, cols * t.bytes(), t.bytes());
+    return (int) base;
+  }
+
+  /** Checks a rows x cols block of ACC words. */
+  private int accTile(String what, long base, long stride, long rows, long cols) {
+    if (rows == 0 || cols == 0) {
+      return 0;
+    }
+    try {
+      long last = Math.addExact(base, Math.multiplyExact(rows - 1, stride));
+      long lo = Math.min(base, last);
+      long hi = Math.addExact(Math.max(base, last), cols);
+      if (lo < 0 || hi > acc.length) {
+        throw Fault.oob(String.format("%s: ACC %d rows x %d words at word %d (row stride %d) "
+            + "spans words [%d, %d), outside ACC (%d words)", what, rows, cols, base, stride, lo,
+            hi, acc.length));
+      }
+    } catch (ArithmeticException e) {
+      throw Fault.oob(String.format("%s: ACC %d rows x %d words at word %d (row stride %d) "
+          + "overflows 64 bits", what, rows, cols, base, stride));
+    }
+    return (int) base;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Engine instructions.
+
+  private void execute(Insn insn, long[] r) {
+    switch (insn) {
+      case Insn.Dma d -> dma(d, r);
+      case Insn.Gather g -> gather(g, r);
+      case Insn.Mma m -> mma(m, r);
+      case Insn.Vbin v -> vbin(v, r);
+      case Insn.Vbini v -> vbini(v, r);
+      case Insn.Vun v -> vun(v, r);
+      case Insn.Vred v -> vred(v, r);
+      case Insn.Vfill v -> vfill(v, r);
+      case Insn.Softmax s -> softmax(s, r);
+      case Insn.Layernorm l -> layernorm(l, r);
+      case Insn.Rmsnorm n -> rmsnorm(n, r);
+      case Insn.Rope p -> rope(p, r);
+      case Insn.Vglu g -> vglu(g, r);
+      case Insn.Cvt c -> cvt(c, r);
+      case Insn.Accrd a -> accrd(a, r);
+      case Insn.Accwr a -> accwr(a, r);
+      default -> throw new IllegalStateException(insn.def().mnemonic() + " is not an engine "
+          + "instruction");
+    }
+  }
+
+  private void dma(Insn.Dma d, long[] r) {
+    long rows = count("rows", r[d.rowsReg()] + d.rowsImm(), Math.max(countLimit(), hbm.size()));
+    long planes = count("planes", r[d.planesReg()] + d.planesImm(),
+        Math.max(countLimit(), hbm.size()));
+    long rb = d.rowBytes();
+    long dst = r[d.dst()] + d.dstOff();
+    long src = r[d.src()] + d.srcOff();
+    long dRs = r[d.dstRstride()];
+    long sRs = r[d.srcRstride()];
+    long dPs = r[d.dstPstride()];
+    long sPs = r[d.srcPstride()];
+    if (rows == 0 || planes == 0 || rb == 0) {
+      return;
+    }
+    block(d.srcSpace(), "dma source", src, rows, sRs, planes, sPs, rb, 1);
+    block(d.dstSpace(), "dma destination", dst, rows, dRs, planes, dPs, rb, 1);
+    double total = (double) rows * planes * rb;
+    if (total > 4.0 * Math.max(hbm.size(), sram.length)) {
+      throw Fault.bad("dma of " + (long) total + " bytes is larger than the emulator allows");
+    }
+    byte[] tmp = new byte[(int) rb];
+    for (long p = 0; p < planes; p++) {
+      for (long i = 0; i < rows; i++) {
+        long s = src + p * sPs + i * sRs;
+        long t = dst + p * dPs + i * dRs;
+        copyRow(d.srcSpace(), s, d.dstSpace(), t, (int) rb, tmp);
+      }
+    }
+  }
+
+  private void copyRow(MemSpace from, long s, MemSpace to, long t, int n, byte[] tmp) {
+    if (from == MemSpace.SRAM && to == MemSpace.SRAM) {
+      System.arraycopy(sram, (int) s, sram, (int) t, n);
+    } else if (from == MemSpace.HBM && to == MemSpace.SRAM) {
+      hbm.read(s, sram, (int) t, n);
+    } else if (from == MemSpace.SRAM) {
+      hbm.write(t, sram, (int) s, n);
+    } else {
+      hbm.read(s, tmp, 0, n);
+      hbm.write(t, tmp, 0, n);
+    }
+  }
+
+  private void gather(Insn.Gather g, long[] r) {
+    long rows = count("rows", r[g.rowsReg()] + g.rowsImm(), countLimit());
+    long rb = g.rowBytes();
+    long dst = r[g.dst()] + g.dstOff();
+    long src = r[g.src()] + g.srcOff();
+    long dRs = r[g.dstRstride()];
+    long sRs = r[g.srcRstride()];
+    long idx = r[g.idx()] + g.idxOff();
+    int isz = g.idx64() ? 8 : 4;
+    if (rows == 0) {
+      return;
+    }
+    block(MemSpace.SRAM, "gather indices", idx, 1, 0, 1, 0, rows * isz, isz);
+    if (rb == 0) {
+      return;
+    }
+    block(g.dstSpace(), "gather destination", dst, rows, dRs, 1, 0, rb, 1);
+    byte[] tmp = new byte[(int) rb];
+    for (long i = 0; i < rows; i++) {
+      int at = (int) (idx + i * isz);
+      long index = g.idx64() ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
+      long s;
+      try {
+        s = Math.addExact(src, Math.multiplyExact(index, sRs));
+      } catch (ArithmeticException e) {
+        throw Fault.oob("gather: index " + index + " (row " + i + ") overflows the table address");
+      }
+      block(g.srcSpace(), "gather table row " + index + " (index " + i + ")", s, 1, 0, 1, 0, rb,
+          1);
+      copyRow(g.srcSpace(), s, g.dstSpace(), dst + i * dRs, (int) rb, tmp);
+    }
+  }
+
+  private void mma(Insn.Mma mm, long[] r) {
+    int m = mm.m();
+    int n = mm.n();
+    DType t = mm.dtype();
+    int e = t.bytes();
+    long k = count("k", r[mm.kReg()] + mm.kImm(), countLimit());
+    long a = r[mm.a()] + mm.aOff();
+    long b = r[mm.b()] + mm.bOff();
+    long lda = r[mm.lda()];
+    long ldb = r[mm.ldb()];
+    long c = r[mm.acc()] + mm.accOff();
+    long ldc = r[mm.ldc()];
+    if (mm.ta()) {
+      block(MemSpace.SRAM, "mma A (transposed, k x m)", a, k, lda, 1, 0, (long) m * e, e);
+    } else {
+      block(MemSpace.SRAM, "mma A (m x k)", a, m, lda, 1, 0, k * e, e);
+    }
+    if (mm.tb()) {
+      block(MemSpace.SRAM, "mma B (transposed, n x k)", b, n, ldb, 1, 0, k * e, e);
+    } else {
+      block(MemSpace.SRAM, "mma B (k x n)", b, k, ldb, 1, 0, (long) n * e, e);
+    }
+    int c0 = accTile("mma C", c, ldc, m, n);
+    boolean integer = t == DType.I8;
+    if (integer) {
+      int[][] cc = new int[m][n];
+      if (mm.accumulate()) {
+        for (int i = 0; i < m; i++) {
+          System.arraycopy(acc, (int) (c0 + i * ldc), cc[i], 0, n);
+        }
+      }
+      for (long p0 = 0; p0 < k; p0 += K_CHUNK) {
+        int kc = (int) Math.min(K_CHUNK, k - p0);
+        int[] aa = new int[m * kc];
+        int[][] bb = new int[kc][n];
+        for (int i = 0; i < m; i++) {
+          for (int p = 0; p < kc; p++) {
+            aa[i * kc + p] = sram[(int) aAddr(mm, a, lda, i, p0 + p)];
+          }
+        }
+        for (int p = 0; p < kc; p++) {
+          for (int j = 0; j < n; j++) {
+            bb[p][j] = sram[(int) bAddr(mm, b, ldb, p0 + p, j)];
+          }
+        }
+        MxuKernel.mmaI32(aa, bb, cc, m, n, kc, options.parallel());
+      }
+      for (int i = 0; i < m; i++) {
+        System.arraycopy(cc[i], 0, acc, (int) (c0 + i * ldc), n);
+      }
+      return;
+    }
+    float[][] cc = new float[m][n];
+    if (mm.accumulate()) {
+      for (int i = 0; i < m; i++) {
+        int base = (int) (c0 + i * ldc);
+        for (int j = 0; j < n; j++) {
+          cc[i][j] = Float.intBitsToFloat(acc[base + j]);
+        }
+      }
+    }
+    float[] row = new float[Math.max(m, n)];
+    for (long p0 = 0; p0 < k; p0 += K_CHUNK) {
+      int kc = (int) Math.min(K_CHUNK, k - p0);
+      float[] aa = new float[m * kc];
+      float[][] bb = new float[kc][];
+      if (!mm.ta()) {
+        float[] tmp = new float[kc];
+        for (int i = 0; i < m; i++) {
+          Elem.loadRow(sram, (int) aAddr(mm, a, lda, i, p0), kc, t, tmp);
+          System.arraycopy(tmp, 0, aa, i * kc, kc);
+        }
+      } else {
+        for (int p = 0; p < kc; p++) {
+          Elem.loadRow(sram, (int) aAddr(mm, a, lda, 0, p0 + p), m, t, row);
+          for (int i = 0; i < m; i++) {
+            aa[i * kc + p] = row[i];
+          }
+        }
+      }
+      if (!mm.tb()) {
+        for (int p = 0; p < kc; p++) {
+          bb[p] = new float[n];
+          Elem.loadRow(sram, (int) bAddr(mm, b, ldb, p0 + p, 0), n, t, bb[p]);
+        }
+      } else {
+        for (int p = 0; p < kc; p++) {
+          bb[p] = new float[n];
+        }
+        float[] tmp = new float[kc];
+        for (int j = 0; j < n; j++) {
+          Elem.loadRow(sram, (int) bAddr(mm, b, ldb, p0, j), kc, t, tmp);
+          for (int p = 0; p < kc; p++) {
+            bb[p][j] = tmp[p];
+          }
+        }
+      }
+      MxuKernel.mmaF32(aa, bb, cc, m, n, kc, options.parallel());
+    }
+    for (int i = 0; i < m; i++) {
+      int base = (int) (c0 + i * ldc);
+      for (int j = 0; j < n; j++) {
+        acc[base + j] = Float.floatToRawIntBits(cc[i][j]);
+      }
+    }
+  }
+
+  private static long aAddr(Insn.Mma mm, long a, long lda, long i, long p) {
+    int e = mm.dtype().bytes();
+    return mm.ta() ? a + p * lda + i * e : a + i * lda + p * e;
+  }
+
+  private static long bAddr(Insn.Mma mm, long b, long ldb, long p, long j) {
+    int e = mm.dtype().bytes();
+    return mm.tb() ? b + j * ldb + p * e : b + p * ldb + j * e;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // VPU: every operation works row by row (each row read completely before it is written), in
+  // parallel across rows when the tile is large and the output overlaps no input.
+
+  /** The work of one row; {@code buf} holds per-thread scratch rows. */
+  @FunctionalInterface
+  private interface RowOp {
+    void row(int i, float[][] buf);
+  }
+
+  private void rows(long rows, int cols, int buffers, boolean disjoint, RowOp op) {
+    int nrows = (int) rows;
+    int width = Math.max(cols, 1);
+    if (options.parallel() && disjoint && rows * cols >= PARALLEL_ELEMENTS && nrows >= 2) {
+      int threads = MxuKernel.pool().getParallelism();
+      int chunks = Math.min(nrows, threads * 4);
+      List<ForkJoinTask<?>> tasks = new ArrayList<>();
+      for (int c = 0; c < chunks; c++) {
+        int i0 = (int) ((long) nrows * c / chunks);
+        int i1 = (int) ((long) nrows * (c + 1) / chunks);
+        tasks.add(ForkJoinTask.adapt(() -> {
+          float[][] buf = new float[buffers][width];
+          for (int i = i0; i < i1; i++) {
+            op.row(i, buf);
+          }
+        }));
+      }
+      MxuKernel.pool().invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
+      for (ForkJoinTask<?> t : tasks) {
+        if (t.getException() instanceof Fault f) {
+          throw f;
+        }
+      }
+      return;
+    }
+    float[][] buf = new float[buffers][width];
+    for (int i = 0; i < nrows; i++) {
+      op.row(i, buf);
+    }
+  }
+
+  /** Byte ranges [lo, hi) of tiles, to decide whether rows may run in parallel. */
+  private static long[] span(long base, long stride, long rows, long rowBytes) {
+    long last = base + (rows - 1) * stride;
+    return new long[] {Math.min(base, last), Math.max(base, last) + rowBytes};
+  }
+
+  private static boolean disjoint(long[] out, long[]... ins) {
+    for (long[] in : ins) {
+      if (in != null && out[0] < in[1] && in[0] < out[1]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private long rowsOf(long[] r, int reg) {
+    return count("rows", r[reg], countLimit());
+  }
+
+  private int colsOf(long[] r, int reg) {
+    return (int) count("cols", r[reg], countLimit());
+  }
+
+  private void vbin(Insn.Vbin v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    long as = r[v.aStride()];
+    long bs = r[v.bStride()];
+    int dst = tile("vbin dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
+    int a = tile("vbin a", r[v.a()] + v.aOff(), as, rows, cols, t);
+    Bcast bc = v.bcast();
+    long bRows = bc == Bcast.NONE || bc == Bcast.COL ? rows : 1;
+    int bCols = bc == Bcast.NONE || bc == Bcast.ROW ? cols : 1;
+    int b = tile("vbin b", r[v.b()] + v.bOff(), bs, bRows, bCols, t);
+    int e = t.bytes();
+    float[] rowB = new float[cols];
+    if (bc == Bcast.ROW || bc == Bcast.SCALAR) {
+      Elem.loadRow(sram, b, bCols, t, rowB);
+    }
+    boolean par = disjoint(span(dst, ds, rows, (long) cols * e), span(a, as, rows, (long) cols * e),
+        span(b, bs, bRows, (long) bCols * e));
+    rows(rows, cols, 3, par, (i, buf) -> {
+      float[] x = buf[0];
+      float[] y = buf[1];
+      float[] o = buf[2];
+      Elem.loadRow(sram, (int) (a + i * as), cols, t, x);
+      switch (bc) {
+        case NONE -> Elem.loadRow(sram, (int) (b + i * bs), cols, t, y);
+        case ROW -> System.arraycopy(rowB, 0, y, 0, cols);
+        case COL -> java.util.Arrays.fill(y, 0, cols, Elem.load(sram, (int) (b + i * bs), t));
+        case SCALAR -> java.util.Arrays.fill(y, 0, cols, rowB[0]);
+      }
+      binop(v.op(), x, y, o, cols);
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, o);
+    });
+  }
+
+  private static void binop(dev.sohuc.isa.BinOp op, float[] x, float[] y, float[] o, int n) {
+    switch (op) {
+      case ADD -> {
+        for (int j = 0; j < n; j++) {
+          o[j] = x[j] + y[j];
+        }
+      }
+      case SUB -> {
+        for (int j = 0; j < n; j++) {
+          o[j] = x[j] - y[j];
+        }
+      }
+      case MUL -> {
+        for (int j = 0; j < n; j++) {
+          o[j] = x[j] * y[j];
+        }
+      }
+      default -> {
+        for (int j = 0; j < n; j++) {
+          o[j] = op.apply(x[j], y[j]);
+        }
+      }
+    }
+  }
+
+  private void vbini(Insn.Vbini v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    long as = r[v.aStride()];
+    int dst = tile("vbini dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
+    int a = tile("vbini a", r[v.a()] + v.aOff(), as, rows, cols, t);
+    long rb = (long) cols * t.bytes();
+    float imm = v.imm();
+    rows(rows, cols, 2, disjoint(span(dst, ds, rows, rb), span(a, as, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      float[] o = buf[1];
+      Elem.loadRow(sram, (int) (a + i * as), cols, t, x);
+      for (int j = 0; j < cols; j++) {
+        o[j] = v.rev() ? v.op().apply(imm, x[j]) : v.op().apply(x[j], imm);
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, o);
+    });
+  }
+
+  private void vun(Insn.Vun v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    long ss = r[v.srcStride()];
+    int dst = tile("vun dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
+    int src = tile("vun src", r[v.src()] + v.srcOff(), ss, rows, cols, t);
+    long rb = (long) cols * t.bytes();
+    UnaryFn fn = v.fn();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      for (int j = 0; j < cols; j++) {
+        x[j] = fn.apply(x[j]);
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+    });
+  }
+
+  private void vred(Insn.Vred v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    long ss = r[v.srcStride()];
+    int dst = tile("vred dst", r[v.dst()] + v.dstOff(), ds, rows, 1, t);
+    int src = tile("vred src", r[v.src()] + v.srcOff(), ss, rows, cols, t);
+    float[] x = new float[Math.max(cols, 1)];
+    for (long i = 0; i < rows; i++) {
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      Elem.store(sram, (int) (dst + i * ds), t, reduce(v.op(), x, cols));
+    }
+  }
+
+  static float reduce(RedOp op, float[] x, int n) {
+    switch (op) {
+      case SUM, MEAN -> {
+        float s = 0f;
+        for (int j = 0; j < n; j++) {
+          s += x[j];
+        }
+        return op == RedOp.SUM ? s : s / n;
+      }
+      case MAX -> {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+          m = Math.max(m, x[j]);
+        }
+        return m;
+      }
+      case MIN -> {
+        float m = Float.POSITIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+          m = Math.min(m, x[j]);
+        }
+        return m;
+      }
+      default -> throw new IllegalStateException(op.name());
+    }
+  }
+
+  private void vfill(Insn.Vfill v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    int dst = tile("vfill dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
+    float[] o = new float[cols];
+    java.util.Arrays.fill(o, v.value());
+    for (long i = 0; i < rows; i++) {
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, o);
+    }
+  }
+
+  private void softmax(Insn.Softmax s, long[] r) {
+    long rows = rowsOf(r, s.rows());
+    int cols = colsOf(r, s.cols());
+    DType t = s.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[s.dstStride()];
+    long ss = r[s.srcStride()];
+    int dst = tile("softmax dst", r[s.dst()] + s.dstOff(), ds, rows, cols, t);
+    int src = tile("softmax src", r[s.src()] + s.srcOff(), ss, rows, cols, t);
+    long diag = r[s.diag()];
+    long valid = s.valid() == 0 ? Long.MAX_VALUE : r[s.valid()];
+    float scale = s.scale();
+    boolean causal = s.causal();
+    long rb = (long) cols * t.bytes();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      // unmasked columns are j < limit: causal masks j > i + diag, valid masks j >= valid
+      long limit = Math.min(cols, valid);
+      if (causal) {
+        long d = Math.min(diag, cols);
+        limit = Math.min(limit, Math.max(-1, i + d) + 1);
+      }
+      int lim = (int) Math.max(0, limit);
+      float m = Float.NEGATIVE_INFINITY;
+      for (int j = 0; j < lim; j++) {
+        x[j] = scale * x[j];
+        m = Math.max(m, x[j]);
+      }
+      float sum = 0f;
+      for (int j = 0; j < lim; j++) {
+        x[j] = (float) StrictMath.exp(x[j] - m);
+        sum += x[j];
+      }
+      for (int j = 0; j < lim; j++) {
+        x[j] = x[j] / sum;
+      }
+      for (int j = lim; j < cols; j++) {
+        x[j] = 0f;
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+    });
+  }
+
+  private void layernorm(Insn.Layernorm l, long[] r) {
+    long rows = rowsOf(r, l.rows());
+    int cols = colsOf(r, l.cols());
+    DType t = l.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long st = r[l.stride()];
+    int dst = tile("layernorm dst", r[l.dst()] + l.dstOff(), st, rows, cols, t);
+    int src = tile("layernorm src", r[l.src()] + l.srcOff(), st, rows, cols, t);
+    int gb = tile("layernorm gamma", r[l.gamma()] + l.gammaOff(), 0, 1, cols, t);
+    int bb = tile("layernorm beta", r[l.beta()] + l.betaOff(), 0, 1, cols, t);
+    float[] gamma = new float[cols];
+    float[] beta = new float[cols];
+    Elem.loadRow(sram, gb, cols, t, gamma);
+    Elem.loadRow(sram, bb, cols, t, beta);
+    float eps = l.eps();
+    long rb = (long) cols * t.bytes();
+    rows(rows, cols, 1, dst == src || disjoint(span(dst, st, rows, rb), span(src, st, rows, rb)),
+        (i, buf) -> {
+          float[] x = buf[0];
+          Elem.loadRow(sram, (int) (src + i * st), cols, t, x);
+          float sum = 0f;
+          for (int j = 0; j < cols; j++) {
+            sum += x[j];
+          }
+          float mean = sum / cols;
+          float sq = 0f;
+          for (int j = 0; j < cols; j++) {
+            float d = x[j] - mean;
+            sq += d * d;
+          }
+          float var = sq / cols;
+          float rs = (float) (1.0 / StrictMath.sqrt((double) (var + eps)));
+          for (int j = 0; j < cols; j++) {
+            x[j] = (x[j] - mean) * rs * gamma[j] + beta[j];
+          }
+          Elem.storeRow(sram, (int) (dst + i * st), cols, t, x);
+        });
+  }
+
+  private void rmsnorm(Insn.Rmsnorm n, long[] r) {
+    long rows = rowsOf(r, n.rows());
+    int cols = colsOf(r, n.cols());
+    DType t = n.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[n.dstStride()];
+    long ss = r[n.srcStride()];
+    int dst = tile("rmsnorm dst", r[n.dst()] + n.dstOff(), ds, rows, cols, t);
+    int src = tile("rmsnorm src", r[n.src()] + n.srcOff(), ss, rows, cols, t);
+    int gb = tile("rmsnorm gamma", r[n.gamma()] + n.gammaOff(), 0, 1, cols, t);
+    float[] gamma = new float[cols];
+    Elem.loadRow(sram, gb, cols, t, gamma);
+    float eps = n.eps();
+    long rb = (long) cols * t.bytes();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      float sq = 0f;
+      for (int j = 0; j < cols; j++) {
+        sq += x[j] * x[j];
+      }
+      float ms = sq / cols;
+      float rs = (float) (1.0 / StrictMath.sqrt((double) (ms + eps)));
+      for (int j = 0; j < cols; j++) {
+        x[j] = x[j] * rs * gamma[j];
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+    });
+  }
+
+  private void rope(Insn.Rope p, long[] r) {
+    long rows = rowsOf(r, p.rows());
+    int cols = colsOf(r, p.cols());
+    DType t = p.dtype();
+    if (cols % 2 != 0) {
+      throw Fault.bad("rope: cols = " + cols + " is odd (cols must be even)");
+    }
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    int h = cols / 2;
+    long ds = r[p.dstStride()];
+    long ss = r[p.srcStride()];
+    long ts = r[p.tableStride()];
+    long pos = r[p.pos()];
+    int dst = tile("rope dst", r[p.dst()] + p.dstOff(), ds, rows, cols, t);
+    int src = tile("rope src", r[p.src()] + p.srcOff(), ss, rows, cols, t);
+    long cosRow0;
+    long sinRow0;
+    try {
+      cosRow0 = Math.addExact(r[p.cos()] + p.cosOff(), Math.multiplyExact(pos, ts));
+      sinRow0 = Math.addExact(r[p.sin()] + p.sinOff(), Math.multiplyExact(pos, ts));
+    } catch (ArithmeticException e) {
+      throw Fault.oob("rope: table row pos = " + pos + " overflows the table address");
+    }
+    int cb = tile("rope cos table (rows pos..pos+rows-1)", cosRow0, ts, rows, h, t);
+    int sb = tile("rope sin table (rows pos..pos+rows-1)", sinRow0, ts, rows, h, t);
+    boolean half = p.mode() == RopeMode.HALF;
+    long rb = (long) cols * t.bytes();
+    rows(rows, cols, 3, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      float[] cs = buf[1];
+      float[] sn = buf[2];
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      Elem.loadRow(sram, (int) (cb + i * ts), h, t, cs);
+      Elem.loadRow(sram, (int) (sb + i * ts), h, t, sn);
+      for (int c = 0; c < h; c++) {
+        int i1 = half ? c : 2 * c;
+        int i2 = half ? c + h : 2 * c + 1;
+        float x1 = x[i1];
+        float x2 = x[i2];
+        float y1 = x1 * cs[c] - x2 * sn[c];
+        float y2 = x2 * cs[c] + x1 * sn[c];
+        x[i1] = y1;
+        x[i2] = y2;
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+    });
+  }
+
+  private void vglu(Insn.Vglu g, long[] r) {
+    long rows = rowsOf(r, g.rows());
+    int cols = colsOf(r, g.cols());
+    DType t = g.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[g.dstStride()];
+    long gs = r[g.gateStride()];
+    long us = r[g.upStride()];
+    int dst = tile("vglu dst", r[g.dst()] + g.dstOff(), ds, rows, cols, t);
+    int gate = tile("vglu gate", r[g.gate()] + g.gateOff(), gs, rows, cols, t);
+    int up = tile("vglu up", r[g.up()] + g.upOff(), us, rows, cols, t);
+    long rb = (long) cols * t.bytes();
+    UnaryFn fn = g.fn();
+    rows(rows, cols, 2, disjoint(span(dst, ds, rows, rb), span(gate, gs, rows, rb),
+        span(up, us, rows, rb)), (i, buf) -> {
+          float[] x = buf[0];
+          float[] y = buf[1];
+          Elem.loadRow(sram, (int) (gate + i * gs), cols, t, x);
+          Elem.loadRow(sram, (int) (up + i * us), cols, t, y);
+          for (int j = 0; j < cols; j++) {
+            x[j] = fn.apply(x[j]) * y[j];
+          }
+          Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+        });
+  }
+
+  private void cvt(Insn.Cvt c, long[] r) {
+    long rows = rowsOf(r, c.rows());
+    int cols = colsOf(r, c.cols());
+    DType to = c.dstDtype();
+    DType from = c.srcDtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[c.dstStride()];
+    long ss = r[c.srcStride()];
+    int dst = tile("cvt dst", r[c.dst()] + c.dstOff(), ds, rows, cols, to);
+    int src = tile("cvt src", r[c.src()] + c.srcOff(), ss, rows, cols, from);
+    float[] vec;
+    switch (c.mode()) {
+      case TENSOR -> vec = null;
+      case ROW -> {
+        int at = tile("cvt scale_vec (one f32 per row)", r[c.scaleVec()] + c.scaleVecOff(), 0, 1,
+            rows, DType.F32);
+        vec = new float[(int) rows];
+        Elem.loadRow(sram, at, (int) rows, DType.F32, vec);
+      }
+      case COL -> {
+        int at = tile("cvt scale_vec (one f32 per column)", r[c.scaleVec()] + c.scaleVecOff(), 0,
+            1, cols, DType.F32);
+        vec = new float[cols];
+        Elem.loadRow(sram, at, cols, DType.F32, vec);
+      }
+      default -> throw new IllegalStateException(c.mode().name());
+    }
+    boolean div = c.div();
+    float scale = c.scale();
+    dev.sohuc.isa.ScaleMode mode = c.mode();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, (long) cols * to.bytes()),
+        span(src, ss, rows, (long) cols * from.bytes())), (i, buf) -> {
+          float[] x = buf[0];
+          Elem.loadRow(sram, (int) (src + i * ss), cols, from, x);
+          for (int j = 0; j < cols; j++) {
+            float s = switch (mode) {
+              case TENSOR -> scale;
+              case ROW -> vec[i];
+              case COL -> vec[j];
+            };
+            x[j] = div ? x[j] / s : x[j] * s;
+          }
+          Elem.storeRow(sram, (int) (dst + i * ds), cols, to, x);
+        });
+  }
+
+  private void accrd(Insn.Accrd a, long[] r) {
+    long rows = rowsOf(r, a.rows());
+    int cols = colsOf(r, a.cols());
+    DType t = a.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[a.dstStride()];
+    long as = r[a.accStride()];
+    int dst = tile("accrd dst", r[a.dst()] + a.dstOff(), ds, rows, cols, t);
+    int src = accTile("accrd ACC", r[a.acc()] + a.accOff(), as, rows, cols);
+    Bcast bc = a.biasBcast();
+    float[] bias = null;
+    if (bc != Bcast.NONE) {
+      int n = switch (bc) {
+        case ROW -> cols;
+        case COL -> (int) rows;
+        default -> 1;
+      };
+      int at = tile("accrd bias (f32)", r[a.bias()] + a.biasOff(), 0, 1, n, DType.F32);
+      bias = new float[n];
+      Elem.loadRow(sram, at, n, DType.F32, bias);
+    }
+    boolean copy = a.accI32() && t == DType.I32;
+    float scale = a.scale();
+    UnaryFn act = a.act();
+    float[] b = bias;
+    float[] x = new float[cols];
+    for (int i = 0; i < rows; i++) {
+      int base = (int) (src + i * as);
+      int out = (int) (dst + i * ds);
+      if (copy) {
+        for (int j = 0; j < cols; j++) {
+          Elem.putI32(sram, out + 4 * j, acc[base + j]);
+        }
+        continue;
+      }
+      for (int j = 0; j < cols; j++) {
+        int w = acc[base + j];
+        float v = a.accI32() ? (float) w : Float.intBitsToFloat(w);
+        v = v * scale;
+        if (b != null) {
+          v = v + switch (bc) {
+            case ROW -> b[j];
+            case COL -> b[i];
+            default -> b[0];
+          };
+        }
+        x[j] = act.apply(v);
+      }
+      Elem.storeRow(sram, out, cols, t, x);
+    }
+  }
+
+  private void accwr(Insn.Accwr a, long[] r) {
+    long rows = rowsOf(r, a.rows());
+    int cols = colsOf(r, a.cols());
+    DType t = a.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ss = r[a.srcStride()];
+    long as = r[a.accStride()];
+    int src = tile("accwr src", r[a.src()] + a.srcOff(), ss, rows, cols, t);
+    int dst = accTile("accwr ACC", r[a.acc()] + a.accOff(), as, rows, cols);
+    float[] x = new float[cols];
+    for (int i = 0; i < rows; i++) {
+      int in = (int) (src + i * ss);
+      int base = (int) (dst + i * as);
+      if (t.isFloat()) {
+        Elem.loadRow(sram, in, cols, t, x);
+        for (int j = 0; j < cols; j++) {
+          acc[base + j] = Float.floatToRawIntBits(x[j]);
+        }
+      } else {
+        for (int j = 0; j < cols; j++) {
+          acc[base + j] = Elem.loadInt(sram, in + t.bytes() * j, t);
+        }
+      }
+    }
+  }
+
+  /** For tests: round an f32 to a dtype as a store would. */
+  static float round(float v, DType t) {
+    return Numerics.roundTo(v, t);
+  }
+}
