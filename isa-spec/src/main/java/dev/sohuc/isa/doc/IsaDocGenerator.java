@@ -431,7 +431,7 @@ public final class IsaDocGenerator {
     sb.append("#### ").append(d.mnemonic()).append("\n\n");
     sb.append(String.format("Opcode 0x%02X, %s engine.%n%n", d.opcode(), d.engine()));
     sb.append("```\n").append(d.mnemonic());
-    List<String> ops = d.operands().stream().filter(o -> !o.keyword()).map(Operand::syntax)
+    List<String> ops = d.operands().stream().filter(o -> !o.keyword()).map(Operand::name)
         .toList();
     List<String> kws = d.operands().stream().filter(Operand::keyword)
         .map(o -> "[" + o.syntax() + "]").toList();
@@ -456,7 +456,9 @@ public final class IsaDocGenerator {
         Field f = o.fields().get(i);
         String opName = i == 0 ? "`" + o.name() + "`" + (o.keyword() ? " (keyword, default "
             + defaultText(o) + ")" : "") : "";
-        sb.append("| ").append(opName).append(" | ").append(f.name()).append(" (")
+        String form = i == 0 ? " `" + (o.keyword() ? o.syntax().substring(o.name().length() + 1)
+            : o.syntax()) + "`" : "";
+        sb.append("| ").append(opName).append(form).append(" | ").append(f.name()).append(" (")
             .append(f.hi()).append("..").append(f.lo()).append(") | ")
             .append(f.kind().name().toLowerCase(java.util.Locale.ROOT)).append(" | ")
             .append(f.range()).append(" | ").append(f.doc()).append(" |\n");
