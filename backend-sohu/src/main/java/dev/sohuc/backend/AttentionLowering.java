@@ -1,0 +1,219 @@
+package dev.sohuc.backend;
+
+import static dev.sohuc.backend.Emitter.TOK_LOAD;
+import static dev.sohuc.backend.Emitter.TOK_MXU;
+import static dev.sohuc.backend.Emitter.TOK_STORE;
+import static dev.sohuc.backend.Emitter.TOK_VPU;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.UnaryFn;
+import java.util.List;
+
+/**
+ * Fused attention. Loops: batch > kv head > query head of the group (GQA: query head
+ * {@code kvh * group + g} reads kv head {@code kvh}) > tiles of 128 query rows. The kv head's K
+ * and V ({@code [T, D]}) are loaded once per kv head and shared by its query heads. Per tile:
+ * {@code S = Q K^T} in 128-column ACC tiles (unrolled up to the bound of T; columns past the
+ * run-time T are never read), {@code accrd} to SRAM (scaled when a mask is added), the mask
+ * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
+ * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
+ */
+final class AttentionLowering {
+  static final int TILE = 128;
+
+  private final Lowering l;
+  private final Emitter e;
+
+  AttentionLowering(Lowering l) {
+    this.l = l;
+    this.e = l.emitter();
+  }
+
+  void attention(Node n, TransformerOp.Attention at) {
+    TensorType qt = at.q().type();
+    TensorType kt = at.k().type();
+    long d = qt.dim(3).value();
+    long dv = at.v().type().dim(3).value();
+    if (dv != d) {
+      throw new BackendException(n.describe() + ": value head size " + dv + " differs from "
+          + d);
+    }
+    Dim hq = qt.dim(1);
+    Dim hkv = kt.dim(1);
+    if (!hq.isStatic() || !hkv.isStatic()) {
+      throw new BackendException(n.describe() + ": head counts must be static");
+    }
+    long group = hq.value() / hkv.value();
+    if (!qt.dim(0).isStatic()) {
+      throw new BackendException(n.describe() + ": symbolic batch in attention");
+    }
+    Dim s = qt.dim(2);
+    Dim t = kt.dim(2);
+    long tBound = t.evaluate(l.bounds());
+    long tPad = Math.max(TILE, (tBound + TILE - 1) / TILE * TILE);
+    long nT = tPad / TILE;
+    int mTile = s.isStatic() && s.value() < TILE ? (int) Math.max(1, s.value()) : TILE;
+    long accWords = Lowering.ACC_BASE + TILE * tPad + TILE * d;
+    if (accWords > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
+          + "to " + tBound + ", the target has " + l.target().accWords());
+    }
+    long qBuf = l.sram(TILE * d * 4, "query tile");
+    long kBuf = l.sram(tPad * d * 4, "keys");
+    long vBuf = l.sram(tPad * d * 4, "values");
+    long sBuf = l.sram(TILE * tPad * 4, "scores");
+    long oBuf = l.sram(TILE * d * 4, "output tile");
+    Value mask = at.mask();
+    long mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
+    float scale = (float) at.scale();
+
+    // run-time dims and strides
+    int tReg = l.dimReg(t);
+    int sReg = l.dimReg(s);
+    int diagBase = e.alloc();
+    e.sub(diagBase, tReg, sReg);
+    int qHeadStep = l.dimReg(s.times(Dim.of(d * 4)));
+    int kHeadStep = l.dimReg(t.times(Dim.of(d * 4)));
+    int sTiles = e.alloc();
+    e.addImm(sTiles, sReg, TILE - 1);
+    e.shri(sTiles, sTiles, 7);
+    int qP = e.li(l.addr(at.q()));
+    int oP = e.li(l.addr(n.result()));
+    int kP = e.li(l.addr(at.k()));
+    int vP = e.li(l.addr(at.v()));
+    // mask strides per (batch, head, row); 0 where the mask broadcasts
+    int mB = 0;
+    int mP = 0;
+    int mbStep = 0;
+    int mhStep = 0;
+    int msStep = 0;
+    if (mask != null) {
+      TensorType mt = mask.type();
+      List<Dim> full = List.of(qt.dim(0), hq, s, t);
+      List<Dim> md = new java.util.ArrayList<>();
+      for (int i = 0; i < 4 - mt.rank(); i++) {
+        md.add(Dim.of(1));
+      }
+      md.addAll(mt.dims());
+      List<Dim> st = Lowering.strides(md, 4);
+      mbStep = l.dimReg(md.get(0).is(1) && !full.get(0).is(1) ? Dim.of(0) : st.get(0));
+      mhStep = l.dimReg(md.get(1).is(1) && !full.get(1).is(1) ? Dim.of(0) : st.get(1));
+      msStep = l.dimReg(md.get(2).is(1) && !full.get(2).is(1) ? Dim.of(0) : st.get(2));
+      if (!md.get(3).equals(t)) {
+        throw new BackendException(n.describe() + ": a mask that broadcasts over keys");
+      }
+      mB = e.li(l.addr(mask));
+      mP = e.alloc();
+    }
+    int dBytes = e.konst(d * 4);
+    int dCols = e.konst(d);
+    int padBytes = e.konst(tPad * 4);
+    int padWords = e.konst(tPad);
+    int four = e.konst(4);
+    int tileReg = e.konst(TILE);
+    int qSram = e.konst(qBuf);
+    int kSram = e.konst(kBuf);
+    int vSram = e.konst(vBuf);
+    int sSram = e.konst(sBuf);
+    int oSram = e.konst(oBuf);
+    int mSram = mask == null ? 0 : e.konst(mBuf);
+    int oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
+    int sAcc = e.konst(Lowering.ACC_BASE);
+    int bLoop = e.beginLoop(0, qt.dim(0).value());
+    if (mask != null) {
+      e.add(mP, mB, 0);
+    }
+    int kvLoop = e.beginLoop(0, hkv.value());
+    // K and V of this kv head: queued before the first query tile's load, which carries LOAD
+    e.dma(MemSpace.SRAM, kSram, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.dma(MemSpace.SRAM, vSram, dBytes, MemSpace.HBM, vP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    int gLoop = e.beginLoop(0, group);
+    int qT = e.copy(qP);
+    int oT = e.copy(oP);
+    int mT = mask == null ? 0 : e.copy(mP);
+    int rem = e.copy(sReg);
+    int cur = e.alloc();
+    int diag = e.copy(diagBase);
+    int sLoop = e.beginLoop(sTiles, 0);
+    e.min(cur, tileReg, rem);
+    if (mask != null) {
+      // element rows (row_bytes is an immediate, T is not): planes = query rows
+      e.dma(MemSpace.SRAM, mSram, four, MemSpace.HBM, mT, four, 4, tReg, 0, cur, 0, padBytes,
+          msStep);
+    }
+    int ld = e.dma(MemSpace.SRAM, qSram, dBytes, MemSpace.HBM, qT, dBytes, d * 4, cur, 0, 0, 1,
+        0, 0);
+    e.patchTokens(ld, 0, TOK_LOAD);
+    // S = Q K^T, 128 key columns per mma
+    int bT = e.copy(kSram);
+    int accT = e.copy(sAcc);
+    for (int i = 0; i < nT; i++) {
+      int mm = e.mma(accT, padWords, qSram, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
+          true, false);
+      if (i == 0) {
+        e.patchTokens(mm, TOK_LOAD, 0);
+      }
+      if (i == nT - 1) {
+        e.patchTokens(mm, 0, TOK_MXU);
+      }
+      e.addImm(bT, bT, TILE * d * 4);
+      e.addImm(accT, accT, TILE);
+    }
+    e.free(bT, accT);
+    int rd = e.accrd(sSram, padBytes, sAcc, padWords, cur, tReg, mask == null ? 1.0f : scale,
+        Bcast.NONE, 0, UnaryFn.NONE);
+    e.patchTokens(rd, TOK_MXU, 0);
+    if (mask != null) {
+      e.vbin(BinOp.ADD, sSram, padBytes, sSram, padBytes, mSram, padBytes, cur, tReg,
+          Bcast.NONE);
+    }
+    e.emit(new Insn.Softmax(sSram, 0, padBytes, sSram, 0, padBytes, cur, tReg, DType.F32,
+        mask == null ? scale : 1.0f, at.causal(), at.causal() ? diag : 0, 0, 0, TOK_VPU));
+    // O = P V over the run-time T
+    int pv = e.mma(oAcc, dCols, sSram, padBytes, vSram, dBytes, mTile, (int) d, tReg, 0, false,
+        false, false);
+    e.patchTokens(pv, TOK_VPU, TOK_MXU);
+    int ro = e.accrd(oSram, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    e.patchTokens(ro, TOK_MXU, TOK_STORE);
+    int st = e.dma(MemSpace.HBM, oT, dBytes, MemSpace.SRAM, oSram, dBytes, d * 4, cur, 0, 0, 1,
+        0, 0);
+    e.patchTokens(st, TOK_STORE, 0);
+    int step = e.alloc();
+    e.mulImm(step, tileReg, d * 4);
+    e.add(qT, qT, step);
+    e.add(oT, oT, step);
+    if (mask != null) {
+      e.mulImm(step, msStep, TILE);
+      e.add(mT, mT, step);
+    }
+    e.free(step);
+    e.sub(rem, rem, tileReg);
+    e.add(diag, diag, tileReg);
+    e.endLoop(sLoop);
+    e.free(qT, oT, mT, rem, cur, diag);
+    e.add(qP, qP, qHeadStep);
+    e.add(oP, oP, qHeadStep);
+    if (mask != null) {
+      e.add(mP, mP, mhStep);
+    }
+    e.endLoop(gLoop);
+    e.add(kP, kP, kHeadStep);
+    e.add(vP, vP, kHeadStep);
+    e.endLoop(kvLoop);
+    if (mask != null) {
+      e.add(mB, mB, mbStep);
+    }
+    e.endLoop(bLoop);
+    e.free(tReg, sReg, diagBase, qHeadStep, kHeadStep, sTiles, qP, oP, kP, vP, mB, mP, mbStep,
+        mhStep, msStep);
+  }
+}

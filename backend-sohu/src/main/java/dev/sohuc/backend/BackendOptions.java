@@ -1,0 +1,52 @@
+package dev.sohuc.backend;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * How to compile.
+ *
+ * @param target the machine description JSON (targets/*.json); null for the built-in defaults
+ * @param symbolBounds upper bound of each symbolic dimension (e.g. {@code seq -> 512}); buffers
+ *     are sized for these bounds, and a run may use any value up to them
+ * @param defaultSymbolBound bound of a symbol not named in {@code symbolBounds}
+ * @param bf16 compute matmuls in bf16 (not implemented yet: fp32 is kept)
+ */
+public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound,
+    boolean bf16) {
+
+  public static final long DEFAULT_SYMBOL_BOUND = 512;
+
+  public BackendOptions {
+    symbolBounds = new TreeMap<>(symbolBounds);
+    if (defaultSymbolBound < 1) {
+      throw new IllegalArgumentException("default symbol bound must be positive");
+    }
+  }
+
+  public static BackendOptions defaults() {
+    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, false);
+  }
+
+  public BackendOptions withTarget(Path t) {
+    return new BackendOptions(t, symbolBounds, defaultSymbolBound, bf16);
+  }
+
+  public BackendOptions withBound(String symbol, long bound) {
+    Map<String, Long> m = new TreeMap<>(symbolBounds);
+    m.put(symbol, bound);
+    return new BackendOptions(target, m, defaultSymbolBound, bf16);
+  }
+
+  public long boundOf(String symbol) {
+    return symbolBounds.getOrDefault(symbol, defaultSymbolBound);
+  }
+
+  /** One line for the container's metadata. */
+  public String describe() {
+    return "target=" + (target == null ? "<built-in sohu defaults>" : target.getFileName())
+        + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound
+        + " precision=" + (bf16 ? "bf16" : "fp32");
+  }
+}

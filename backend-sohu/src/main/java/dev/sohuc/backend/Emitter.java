@@ -1,0 +1,361 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnCodec;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.RedOp;
+import dev.sohuc.isa.ScaleMode;
+import dev.sohuc.isa.UnaryFn;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The instruction buffer: appends instructions with the IR op they belong to, allocates scalar
+ * registers, opens and closes hardware loops, and patches dependency tokens onto instructions
+ * already emitted. Register r0 reads as zero and is never allocated.
+ */
+final class Emitter {
+  /** Dependency tokens, each a counting semaphore between two engines (see the lowering notes). */
+  static final int TOK_LOAD = 1;   // DMA -> compute: a tile (and everything before it in the DMA queue) is in SRAM
+  static final int TOK_STORE = 2;  // compute -> DMA: a result tile is ready to store
+  static final int TOK_MXU = 3;    // MXU -> VPU: an ACC tile is complete
+  static final int TOK_VPU = 4;    // VPU -> MXU: an SRAM operand tile (softmax probabilities) is ready
+
+  static final int MAX_LOOP_DEPTH = 4;
+
+  private final List<Insn> code = new ArrayList<>();
+  private final List<String> debugOp = new ArrayList<>();
+  private final List<String> debugLoc = new ArrayList<>();
+  private final BitSet used = new BitSet(32);
+  private final Deque<Integer> openLoops = new ArrayDeque<>();
+  private final Map<Long, Integer> constants = new HashMap<>();
+  private final List<Integer> loopTemps = new ArrayList<>();
+  private String curOp = "prologue";
+  private String curLoc = "";
+
+  Emitter() {
+    used.set(0);
+  }
+
+  List<Insn> code() {
+    return code;
+  }
+
+  List<String> debugOps() {
+    return debugOp;
+  }
+
+  List<String> debugLocations() {
+    return debugLoc;
+  }
+
+  int pc() {
+    return code.size();
+  }
+
+  void setOp(String irOp, String location) {
+    curOp = irOp;
+    curLoc = location;
+  }
+
+  int emit(Insn insn) {
+    code.add(insn);
+    debugOp.add(curOp);
+    debugLoc.add(curLoc);
+    return code.size() - 1;
+  }
+
+  // ---- registers
+
+  int alloc() {
+    int r = used.nextClearBit(1);
+    if (r >= 32) {
+      throw new BackendException("out of scalar registers while lowering " + curOp
+          + " (the lowering needs fewer live registers)");
+    }
+    used.set(r);
+    return r;
+  }
+
+  void free(int... regs) {
+    for (int r : regs) {
+      if (r > 0) {
+        used.clear(r);
+      }
+    }
+  }
+
+  /** Marks a register as permanently taken (symbol values). */
+  void reserve(int r) {
+    used.set(r);
+  }
+
+  /** A register holding {@code value}, shared within the current op; released by {@link #endOp}. */
+  int konst(long value) {
+    if (value == 0) {
+      return 0;
+    }
+    if (!openLoops.isEmpty()) {
+      // inside a loop the li runs per iteration; not cached, so no use outside can see it unset
+      int t = alloc();
+      emit(new Insn.Li(t, value, 0, 0));
+      loopTemps.add(t);
+      return t;
+    }
+    Integer r = constants.get(value);
+    if (r == null) {
+      r = alloc();
+      emit(new Insn.Li(r, value, 0, 0));
+      constants.put(value, r);
+    }
+    return r;
+  }
+
+  /** A fresh register holding {@code value}, owned by the caller. */
+  int li(long value) {
+    int r = alloc();
+    emit(new Insn.Li(r, value, 0, 0));
+    return r;
+  }
+
+  int copy(int src) {
+    int r = alloc();
+    emit(new Insn.Add(r, src, 0, 0, 0));
+    return r;
+  }
+
+  /**
+   * Releases the op's shared constants. Constants created inside a loop body must not be used
+   * after the loop is left and re-entered, so callers create them before opening loops.
+   */
+  void endOp() {
+    for (int r : constants.values()) {
+      used.clear(r);
+    }
+    constants.clear();
+    for (int r : loopTemps) {
+      used.clear(r);
+    }
+    loopTemps.clear();
+  }
+
+  int liveRegisters() {
+    return used.cardinality() - 1;
+  }
+
+  // ---- loops
+
+  /** Opens {@code loop countReg+countImm}; returns the loop's pc for {@link #endLoop}. */
+  int beginLoop(int countReg, long countImm) {
+    if (openLoops.size() >= MAX_LOOP_DEPTH) {
+      throw new BackendException("loop nest deeper than " + MAX_LOOP_DEPTH + " while lowering "
+          + curOp);
+    }
+    int pc = emit(new Insn.Loop(countReg, countImm, 1, 0, 0));
+    openLoops.push(pc);
+    return pc;
+  }
+
+  void endLoop(int loopPc) {
+    int top = openLoops.pop();
+    if (top != loopPc) {
+      throw new IllegalStateException("loops closed out of order");
+    }
+    int body = pc() - loopPc - 1;
+    if (body < 1) {
+      emit(new Insn.Nop(0, 0));
+      body = 1;
+    }
+    Insn.Loop l = (Insn.Loop) code.get(loopPc);
+    code.set(loopPc, new Insn.Loop(l.countReg(), l.countImm(), body, 0, 0));
+  }
+
+  // ---- tokens
+
+  /** Replaces the wait (when {@code wait > 0}) and signal tokens of an emitted instruction. */
+  void patchTokens(int pc, int wait, int signal) {
+    Insn insn = code.get(pc);
+    long[] raw = InsnCodec.rawFields(insn);
+    if (wait > 0) {
+      if (raw[raw.length - 2] != 0) {
+        throw new IllegalStateException("instruction " + pc + " already waits");
+      }
+      raw[raw.length - 2] = wait;
+    }
+    if (signal > 0) {
+      if (raw[raw.length - 1] != 0) {
+        throw new IllegalStateException("instruction " + pc + " already signals");
+      }
+      raw[raw.length - 1] = signal;
+    }
+    code.set(pc, InsnCodec.fromRaw(insn.def(), raw));
+  }
+
+  /**
+   * Makes the instructions {@code [from, pc())} wait on {@code wait} before the first starts and
+   * signal {@code signal} when the last completes. They must all run on one engine (in order),
+   * outside loops; otherwise fences carry the tokens.
+   */
+  void bracket(int from, int wait, int signal, dev.sohuc.isa.Engine engine) {
+    boolean simple = pc() > from;
+    for (int i = from; i < pc() && simple; i++) {
+      simple = code.get(i).engine() == engine;
+    }
+    if (simple && (wait == 0 || code.get(from).waitTok() == 0)
+        && (signal == 0 || code.get(pc() - 1).signalTok() == 0)) {
+      if (wait > 0) {
+        patchTokens(from, wait, 0);
+      }
+      if (signal > 0) {
+        patchTokens(pc() - 1, 0, signal);
+      }
+      return;
+    }
+    if (wait > 0) {
+      code.add(from, fence(engine, wait, 0));
+      debugOp.add(from, curOp);
+      debugLoc.add(from, curLoc);
+    }
+    if (signal > 0) {
+      emit(fence(engine, 0, signal));
+    }
+  }
+
+  /** An instruction of {@code engine} that does nothing but wait and/or signal. */
+  static Insn fence(dev.sohuc.isa.Engine engine, int wait, int signal) {
+    return switch (engine) {
+      case DMA -> new Insn.Dma(MemSpace.SRAM, 0, 0, 0, MemSpace.SRAM, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+          wait, signal);
+      case MXU -> new Insn.Mma(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, DType.F32, false, false, true,
+          wait, signal);
+      case VPU -> new Insn.Vfill(0, 0, 0, 0f, 0, 0, DType.F32, wait, signal);
+      case CTRL -> new Insn.Nop(wait, signal);
+    };
+  }
+
+  // ---- instruction helpers (operands as the ISA table orders them)
+
+  void add(int rd, int rs1, int rs2) {
+    emit(new Insn.Add(rd, rs1, rs2, 0, 0));
+  }
+
+  void sub(int rd, int rs1, int rs2) {
+    emit(new Insn.Sub(rd, rs1, rs2, 0, 0));
+  }
+
+  void mul(int rd, int rs1, int rs2) {
+    emit(new Insn.Mul(rd, rs1, rs2, 0, 0));
+  }
+
+  void min(int rd, int rs1, int rs2) {
+    emit(new Insn.Min(rd, rs1, rs2, 0, 0));
+  }
+
+  void max(int rd, int rs1, int rs2) {
+    emit(new Insn.Max(rd, rs1, rs2, 0, 0));
+  }
+
+  /** rd = rs1 + imm for any 64-bit imm. */
+  void addImm(int rd, int rs1, long imm) {
+    if (imm == 0 && rd == rs1) {
+      return;
+    }
+    if (imm >= Integer.MIN_VALUE && imm <= Integer.MAX_VALUE) {
+      emit(new Insn.Addi(rd, rs1, (int) imm, 0, 0));
+    } else {
+      add(rd, rs1, konst(imm));
+    }
+  }
+
+  /** rd = rs1 * imm for any 64-bit imm. */
+  void mulImm(int rd, int rs1, long imm) {
+    if (imm > 0 && Long.bitCount(imm) == 1) {
+      int sh = Long.numberOfTrailingZeros(imm);
+      if (sh == 0) {
+        if (rd != rs1) {
+          add(rd, rs1, 0);
+        }
+      } else {
+        emit(new Insn.Shli(rd, rs1, sh, 0, 0));
+      }
+    } else if (imm >= Integer.MIN_VALUE && imm <= Integer.MAX_VALUE) {
+      emit(new Insn.Muli(rd, rs1, (int) imm, 0, 0));
+    } else {
+      mul(rd, rs1, konst(imm));
+    }
+  }
+
+  void shri(int rd, int rs1, int sh) {
+    emit(new Insn.Shri(rd, rs1, sh, 0, 0));
+  }
+
+  void swap(int a, int b) {
+    int t = alloc();
+    add(t, a, 0);
+    add(a, b, 0);
+    add(b, t, 0);
+    free(t);
+  }
+
+  /**
+   * dma: {@code rows} and {@code planes} are registers (0 with imm), strides are registers.
+   * Returns the pc.
+   */
+  int dma(MemSpace dstSpace, int dst, int dstRs, MemSpace srcSpace, int src, int srcRs,
+      long rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPs, int srcPs) {
+    if (rowBytes > (1 << 17) - 1) {
+      throw new BackendException("a DMA row of " + rowBytes + " bytes is longer than the DMA "
+          + "engine's 131071 while lowering " + curOp);
+    }
+    return emit(new Insn.Dma(dstSpace, dst, 0, dstRs, srcSpace, src, 0, srcRs, (int) rowBytes,
+        rowsReg, rowsImm, planesReg, planesImm, dstPs, srcPs, 0, 0));
+  }
+
+  int mma(int acc, int ldc, int a, int lda, int b, int ldb, int m, int n, int kReg, int kImm,
+      boolean ta, boolean tb, boolean accumulate) {
+    return emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, b, 0, ldb, m, n, kReg, kImm, DType.F32, ta,
+        tb, accumulate, 0, 0));
+  }
+
+  int accrd(int dst, int dstStride, int acc, int accStride, int rows, int cols, float scale,
+      Bcast biasBcast, int bias, UnaryFn act) {
+    return emit(new Insn.Accrd(dst, 0, dstStride, acc, 0, accStride, rows, cols, DType.F32, false,
+        scale, biasBcast, bias, 0, act, 0, 0));
+  }
+
+  int vbin(BinOp op, int dst, int dstStride, int a, int aStride, int b, int bStride, int rows,
+      int cols, Bcast bcast) {
+    return emit(new Insn.Vbin(op, dst, 0, dstStride, a, 0, aStride, b, 0, bStride, rows, cols,
+        DType.F32, bcast, 0, 0));
+  }
+
+  int vbini(BinOp op, int dst, int dstStride, int a, int aStride, float imm, int rows, int cols,
+      boolean rev) {
+    return emit(new Insn.Vbini(op, dst, 0, dstStride, a, 0, aStride, imm, rows, cols, DType.F32,
+        rev, 0, 0));
+  }
+
+  int vun(UnaryFn fn, int dst, int dstStride, int src, int srcStride, int rows, int cols) {
+    return emit(new Insn.Vun(fn, dst, 0, dstStride, src, 0, srcStride, rows, cols, DType.F32, 0,
+        0));
+  }
+
+  int vred(RedOp op, int dst, int dstStride, int src, int srcStride, int rows, int cols) {
+    return emit(new Insn.Vred(op, dst, 0, dstStride, src, 0, srcStride, rows, cols, DType.F32, 0,
+        0));
+  }
+
+  int cvt(int dst, int dstStride, DType dstType, int src, int srcStride, DType srcType, int rows,
+      int cols) {
+    return emit(new Insn.Cvt(dst, 0, dstStride, dstType, src, 0, srcStride, srcType, rows, cols,
+        ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+  }
+}

@@ -1,0 +1,1066 @@
+package dev.sohuc.backend;
+
+import static dev.sohuc.backend.Emitter.TOK_LOAD;
+import static dev.sohuc.backend.Emitter.TOK_MXU;
+import static dev.sohuc.backend.Emitter.TOK_STORE;
+import static dev.sohuc.backend.Emitter.TOK_VPU;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.ReductionOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.RedOp;
+import dev.sohuc.isa.RopeMode;
+import dev.sohuc.isa.UnaryFn;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Lowers one IR node to instructions. Every tensor lives in HBM, row-major and dense at its
+ * run-time shape; an op streams row tiles through SRAM:
+ *
+ * <pre>
+ *   DMA  load tile i+1 (signal LOAD)        | prefetch overlaps the compute of tile i
+ *   VPU/MXU compute tile i (wait LOAD ... signal STORE)
+ *   DMA  store tile i (wait STORE)
+ * </pre>
+ *
+ * Tokens are counting semaphores; each engine runs its queue in order, so one token per edge
+ * suffices: an instruction that waits for the last of several DMA loads waits only for the last.
+ * Every lowering leaves every token count where it found it (zero).
+ */
+final class Lowering {
+  static final long ACC_BASE = 16;   // ACC words 0..15: scratch of the MXU fence
+  static final long SRAM_ALIGN = 64;
+
+  private final Emitter e;
+  private final TargetInfo target;
+  private final Map<String, Integer> symbolRegs;
+  private final Map<Value, Long> hbm;
+  private final Map<Value, Tensor> known;
+  private long sramNext;
+  private Node node;
+
+  Lowering(Emitter e, TargetInfo target, Map<String, Integer> symbolRegs, Map<Value, Long> hbm,
+      Map<Value, Tensor> known) {
+    this.e = e;
+    this.target = target;
+    this.symbolRegs = symbolRegs;
+    this.hbm = hbm;
+    this.known = known;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Which ops this backend lowers: null when supported, else why not.
+
+  static String unsupportedReason(Node n, Map<Value, Tensor> known) {
+    Op op = n.op();
+    for (Value v : op.operands()) {
+      if (!known.containsKey(v) && !computable(v.type().elementType())) {
+        return "operand %" + v.name() + " has element type " + v.type().elementType();
+      }
+    }
+    return switch (op) {
+      case ElementwiseOp.Unary u -> unaryFn(u.kind()) == null ? "no VPU function for "
+          + u.kind().mnemonic() : requireF32(n);
+      case ElementwiseOp.Binary b -> binOp(b.kind()) == null ? "no VPU function for "
+          + b.kind().mnemonic() : (binaryPlan(b, known) == null ? "broadcast of "
+          + b.lhs().type() + " and " + b.rhs().type() + " is not supported" : requireF32(n));
+      case ElementwiseOp.Clip c -> requireF32(n);
+      case ElementwiseOp.Cast c -> castSupported(c.x().type().elementType(), c.to()) ? null
+          : "cast from " + c.x().type().elementType() + " to " + c.to();
+      case ElementwiseOp.Where w -> "select (where) has no lowering";
+      case LinalgOp.MatMul m -> matmulReason(m.a().type(), m.b().type(), n);
+      case LinalgOp.Gemm g -> g.c() != null && g.beta() != 1.0 ? "gemm with beta != 1"
+          : g.transA() ? "gemm with trans_a" : g.c() != null && !isRowVector(g.c().type(),
+          g.b().type().dim(g.transB() ? 0 : 1)) ? "gemm bias that is not a row vector"
+          : requireF32(n);
+      case ReductionOp.Softmax s -> s.log() ? "log_softmax"
+          : lastAxis(s.axis(), s.x().type()) ? requireF32(n) : "softmax over a non-last axis";
+      case ReductionOp.Reduce r -> r.kind() == ReductionOp.ReduceKind.PROD ? "reduce_prod"
+          : r.axes().size() == 1 && lastAxis(r.axes().get(0), r.x().type()) ? requireF32(n)
+          : "reduction over axes " + r.axes() + " (only the last axis)";
+      case TransformerOp.Attention a -> a.window() != 0 ? "sliding-window attention"
+          : !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
+          ? "attention head size above 128" : requireF32(n);
+      case TransformerOp.LayerNorm l -> l.x().type().dims().subList((int) Math.floorMod(l.axis(),
+          l.x().type().rank()), l.x().type().rank()).stream().allMatch(Dim::isStatic)
+          ? requireF32(n) : "layer_norm over symbolic dims";
+      case TransformerOp.RmsNorm r -> !r.x().type().dim(r.x().type().rank() - 1).isStatic()
+          ? "rms_norm over a symbolic dim" : r.gammaOffset() != 0 && !known.containsKey(r.gamma())
+          ? "rms_norm with gamma_offset and a computed gamma" : requireF32(n);
+      case TransformerOp.Rope r -> r.style() != TransformerOp.RopeStyle.ROTATE_HALF
+          ? "interleaved rope" : !r.x().type().dim(r.x().type().rank() - 1).isStatic()
+          ? "rope over a symbolic head size" : !leadingOnes(r.cos().type(), 2)
+          ? "rope tables with batch or head dims" : requireF32(n);
+      case TransformerOp.Gelu g -> requireF32(n);
+      case TransformerOp.Silu s -> requireF32(n);
+      case TransformerOp.SwiGlu s -> requireF32(n);
+      case TransformerOp.Embedding m -> !m.table().type().dim(1).isStatic()
+          ? "embedding with a symbolic width" : null;
+      case TransformerOp.KvCacheAppend k -> null;
+      case DataOp.Reshape r -> null;
+      case DataOp.Transpose t -> null;
+      case DataOp.Expand x -> null;
+      case DataOp.Concat c -> null;
+      case DataOp.Split s -> null;
+      case DataOp.Slice s -> sliceStarts(s) == null ? "slice with negative or symbolic starts "
+          + "or steps other than 1" : null;
+      case DataOp.Gather g -> Math.floorMod(g.axis(), g.data().type().rank()) != 0
+          ? "gather on axis " + g.axis() + " (only axis 0)"
+          : !g.data().type().dims().subList(1, g.data().type().rank()).stream()
+          .allMatch(Dim::isStatic) ? "gather rows of symbolic width" : null;
+      default -> "no lowering for '" + op.mnemonic() + "'";
+    };
+  }
+
+  private static boolean computable(ElementType t) {
+    return t == ElementType.F32 || t == ElementType.I64 || t == ElementType.I32
+        || t == ElementType.BOOL;
+  }
+
+  private static String requireF32(Node n) {
+    for (Value v : n.results()) {
+      if (v.type().elementType() != ElementType.F32) {
+        return "result type " + v.type().elementType() + " (this backend computes in f32)";
+      }
+    }
+    return null;
+  }
+
+  private static boolean castSupported(ElementType from, ElementType to) {
+    if (from == to) {
+      return true;
+    }
+    return to == ElementType.F32 && (from == ElementType.I64 || from == ElementType.I32
+        || from == ElementType.BOOL);
+  }
+
+  private static boolean lastAxis(long axis, TensorType t) {
+    return Math.floorMod(axis, Math.max(1, t.rank())) == t.rank() - 1;
+  }
+
+  private static boolean leadingOnes(TensorType t, int keep) {
+    for (int i = 0; i < t.rank() - keep; i++) {
+      if (!t.dim(i).is(1)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static boolean isRowVector(TensorType t, Dim n) {
+    return t.rank() >= 1 && t.dim(t.rank() - 1).equals(n) && leadingOnes(t, 1);
+  }
+
+  private static String matmulReason(TensorType a, TensorType b, Node n) {
+    if (a.rank() < 2 || b.rank() < 2) {
+      return "matmul with a vector operand";
+    }
+    if (!b.dim(b.rank() - 1).isStatic()) {
+      return "matmul with a symbolic number of columns (" + b.dim(b.rank() - 1) + ")";
+    }
+    if (!a.dim(a.rank() - 1).isStatic()) {
+      return "matmul with a symbolic reduction length (" + a.dim(a.rank() - 1) + ")";
+    }
+    if (b.rank() > 2) {
+      List<Dim> ab = a.dims().subList(0, a.rank() - 2);
+      List<Dim> bb = b.dims().subList(0, b.rank() - 2);
+      if (!ab.equals(bb) && !bb.stream().allMatch(d -> d.is(1))) {
+        return "matmul whose batch dims broadcast";
+      }
+    }
+    return requireF32(n);
+  }
+
+  static UnaryFn unaryFn(ElementwiseOp.UnaryKind k) {
+    return switch (k) {
+      case NEG -> UnaryFn.NEG;
+      case ABS -> UnaryFn.ABS;
+      case EXP -> UnaryFn.EXP;
+      case LOG -> UnaryFn.LOG;
+      case SQRT -> UnaryFn.SQRT;
+      case RECIPROCAL -> UnaryFn.RECIP;
+      case ERF -> UnaryFn.ERF;
+      case TANH -> UnaryFn.TANH;
+      case SIGMOID -> UnaryFn.SIGMOID;
+      case RELU -> UnaryFn.RELU;
+      default -> null;
+    };
+  }
+
+  static BinOp binOp(ElementwiseOp.BinaryKind k) {
+    return switch (k) {
+      case ADD -> BinOp.ADD;
+      case SUB -> BinOp.SUB;
+      case MUL -> BinOp.MUL;
+      case DIV -> BinOp.DIV;
+      case POW -> BinOp.POW;
+      case MAX -> BinOp.MAX;
+      case MIN -> BinOp.MIN;
+      default -> null;
+    };
+  }
+
+  /** How an elementwise binary op reads its second operand. */
+  enum Shape { FULL, ROW, COL, SCALAR }
+
+  /**
+   * The plan for {@code lhs op rhs}: which operand streams as "a", how "b" broadcasts, and
+   * whether a known scalar becomes an immediate. Null when unsupported.
+   */
+  record BinaryPlan(Value a, Value b, Shape bShape, boolean swapped, Float imm) {}
+
+  static BinaryPlan binaryPlan(ElementwiseOp.Binary bin, Map<Value, Tensor> known) {
+    List<Dim> out = dev.sohuc.ir.op.Shapes.broadcast(bin.lhs().type().dims(),
+        bin.rhs().type().dims());
+    Float lImm = scalarValue(bin.lhs(), known);
+    Float rImm = scalarValue(bin.rhs(), known);
+    if (rImm != null && squeezeEq(bin.lhs().type().dims(), out)) {
+      return new BinaryPlan(bin.lhs(), bin.rhs(), Shape.SCALAR, false, rImm);
+    }
+    if (lImm != null && squeezeEq(bin.rhs().type().dims(), out)) {
+      return new BinaryPlan(bin.rhs(), bin.lhs(), Shape.SCALAR, true, lImm);
+    }
+    Shape r = shapeOf(bin.rhs().type().dims(), out);
+    if (squeezeEq(bin.lhs().type().dims(), out) && r != null) {
+      return new BinaryPlan(bin.lhs(), bin.rhs(), r, false, null);
+    }
+    Shape l = shapeOf(bin.lhs().type().dims(), out);
+    if (bin.kind().commutative && squeezeEq(bin.rhs().type().dims(), out) && l != null) {
+      return new BinaryPlan(bin.rhs(), bin.lhs(), l, true, null);
+    }
+    return null;
+  }
+
+  private static Float scalarValue(Value v, Map<Value, Tensor> known) {
+    Tensor t = known.get(v);
+    if (t == null || t.size() != 1 || !t.isFloat()) {
+      return null;
+    }
+    return (float) t.get(0);
+  }
+
+  /** Equal after dropping leading 1s. */
+  private static boolean squeezeEq(List<Dim> a, List<Dim> b) {
+    return strip(a).equals(strip(b));
+  }
+
+  private static List<Dim> strip(List<Dim> d) {
+    int i = 0;
+    while (i < d.size() && d.get(i).is(1)) {
+      i++;
+    }
+    return d.subList(i, d.size());
+  }
+
+  private static Shape shapeOf(List<Dim> b, List<Dim> out) {
+    if (squeezeEq(b, out)) {
+      return Shape.FULL;
+    }
+    List<Dim> s = strip(b);
+    if (s.isEmpty()) {
+      return Shape.SCALAR;
+    }
+    if (out.isEmpty() || !out.get(out.size() - 1).isStatic()) {
+      return null;
+    }
+    if (s.size() == 1 && s.get(0).equals(out.get(out.size() - 1))) {
+      return Shape.ROW;
+    }
+    List<Dim> col = new ArrayList<>(out);
+    col.set(col.size() - 1, Dim.of(1));
+    if (squeezeEq(b, col)) {
+      return Shape.COL;
+    }
+    return null;
+  }
+
+  private static long[] sliceStarts(DataOp.Slice s) {
+    int r = s.x().type().rank();
+    long[] starts = new long[r];
+    for (int i = 0; i < s.axes().size(); i++) {
+      if (s.steps().get(i) != 1 || !s.starts().get(i).isStatic()) {
+        return null;
+      }
+      long st = s.starts().get(i).value();
+      int ax = (int) Math.floorMod(s.axes().get(i), r);
+      if (st < 0) {
+        Dim d = s.x().type().dim(ax);
+        if (!d.isStatic()) {
+          return null;
+        }
+        st = Math.max(0, st + d.value());
+      }
+      starts[ax] = st;
+    }
+    return starts;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Entry point.
+
+  void lower(Node n) {
+    this.node = n;
+    sramNext = SRAM_ALIGN;
+    switch (n.op()) {
+      case ElementwiseOp.Unary u -> unary(n, u.x(), unaryFn(u.kind()));
+      case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH
+          : UnaryFn.GELU_ERF);
+      case TransformerOp.Silu s -> unary(n, s.x(), UnaryFn.SILU);
+      case ElementwiseOp.Binary b -> binary(n, b);
+      case ElementwiseOp.Clip c -> clip(n, c);
+      case ElementwiseOp.Cast c -> cast(n, c);
+      case TransformerOp.SwiGlu s -> swiglu(n, s);
+      case ReductionOp.Softmax s -> softmax(n, s);
+      case ReductionOp.Reduce r -> reduce(n, r);
+      case TransformerOp.LayerNorm l -> layerNorm(n, l);
+      case TransformerOp.RmsNorm r -> rmsNorm(n, r);
+      case TransformerOp.Rope r -> rope(n, r);
+      case LinalgOp.MatMul m -> new MatmulLowering(this).matmul(n, m.a(), m.b(), false, null,
+          1.0f, UnaryFn.NONE);
+      case LinalgOp.Gemm g -> new MatmulLowering(this).matmul(n, g.a(), g.b(), g.transB(),
+          g.c(), (float) g.alpha(), UnaryFn.NONE);
+      case TransformerOp.Attention a -> new AttentionLowering(this).attention(n, a);
+      case TransformerOp.Embedding m -> gather(n, m.table(), m.ids());
+      case DataOp.Gather g -> gather(n, g.data(), g.indices());
+      case TransformerOp.KvCacheAppend k -> concat(n, List.of(k.past(), k.current()), 2);
+      case DataOp.Concat c -> concat(n, c.inputs(), (int) Math.floorMod(c.axis(),
+          c.inputs().get(0).type().rank()));
+      case DataOp.Split s -> split(n, s);
+      case DataOp.Transpose t -> transpose(n, t);
+      case DataOp.Expand x -> expand(n, x);
+      case DataOp.Slice s -> slice(n, s);
+      case DataOp.Reshape r -> copyDense(n.result(), r.x());
+      default -> throw new BackendException(n.describe() + ": no lowering");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Shared helpers, used by the matmul and attention lowerings too.
+
+  Emitter emitter() {
+    return e;
+  }
+
+  TargetInfo target() {
+    return target;
+  }
+
+  Node node() {
+    return node;
+  }
+
+  long addr(Value v) {
+    Long a = hbm.get(v);
+    if (a == null) {
+      throw new IllegalStateException("no HBM address for %" + v.name());
+    }
+    return a;
+  }
+
+  /** A bump allocation of SRAM for this op; fails naming the op when the target has too little. */
+  long sram(long bytes, String what) {
+    long at = sramNext;
+    sramNext = align(at + bytes);
+    if (sramNext > target.sramBytes()) {
+      throw new BackendException(node.describe() + ": needs " + sramNext + " bytes of SRAM (for "
+          + what + "), the target has " + target.sramBytes());
+    }
+    return at;
+  }
+
+  long sramUsed() {
+    return sramNext;
+  }
+
+  static long align(long v) {
+    return (v + SRAM_ALIGN - 1) / SRAM_ALIGN * SRAM_ALIGN;
+  }
+
+  /** A fresh register holding the run-time value of {@code d}. */
+  int dimReg(Dim d) {
+    if (d.isStatic()) {
+      return e.li(d.value());
+    }
+    int acc = e.alloc();
+    boolean first = true;
+    int t = e.alloc();
+    for (var term : d.terms().entrySet()) {
+      List<String> syms = term.getKey().symbols();
+      long c = term.getValue();
+      if (syms.isEmpty()) {
+        e.emit(new Insn.Li(t, c, 0, 0));
+      } else {
+        e.add(t, symbolReg(syms.get(0)), 0);
+        for (int i = 1; i < syms.size(); i++) {
+          e.mul(t, t, symbolReg(syms.get(i)));
+        }
+        if (c != 1) {
+          e.mulImm(t, t, c);
+        }
+      }
+      if (first) {
+        e.add(acc, t, 0);
+        first = false;
+      } else {
+        e.add(acc, acc, t);
+      }
+    }
+    if (first) {
+      e.emit(new Insn.Li(acc, 0, 0, 0));
+    }
+    e.free(t);
+    return acc;
+  }
+
+  private int symbolReg(String s) {
+    Integer r = symbolRegs.get(s);
+    if (r == null) {
+      throw new BackendException(node.describe() + ": symbolic dim ?" + s
+          + " is not bound by any input");
+    }
+    return r;
+  }
+
+  static Dim product(List<Dim> dims) {
+    Dim p = Dim.of(1);
+    for (Dim d : dims) {
+      p = p.times(d);
+    }
+    return p;
+  }
+
+  /** A tensor seen as rows x cols with static cols: the last dim, or 1 if it is symbolic. */
+  record View(Dim rows, long cols) {}
+
+  static View view(TensorType t) {
+    if (t.rank() == 0) {
+      return new View(Dim.of(1), 1);
+    }
+    Dim last = t.dim(t.rank() - 1);
+    if (last.isStatic()) {
+      return new View(product(t.dims().subList(0, t.rank() - 1)), last.value());
+    }
+    return new View(product(t.dims()), 1);
+  }
+
+  /** One streamed operand: its HBM base register, HBM row stride and bytes per row. */
+  record In(int hbmBase, long hbmRowStride, long rowBytes) {}
+
+  /** Emits the compute of one tile; registers hold SRAM addresses and the tile's row count. */
+  interface Body {
+    void emit(int[] inSram, int outSram, int rows, int rowStart);
+  }
+
+  /** Rows per tile: a power of two that keeps the double-buffered tiles within the SRAM left. */
+  long tileRows(long bytesPerRow, long max) {
+    long left = target.sramBytes() - sramNext;
+    long t = Long.highestOneBit(Math.max(1, max));
+    while (t > 1 && 2 * t * bytesPerRow > left) {
+      t /= 2;
+    }
+    return t;
+  }
+
+  /**
+   * Streams {@code rows} rows through SRAM in double-buffered tiles of {@code tile} rows (a power
+   * of two): load tile i+1 while tile i computes, store tile i after it. The output tile has
+   * {@code outRowBytes} per row; it is stored with row stride {@code outHbmStride}.
+   */
+  void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
+      long outHbmStride, Body body) {
+    rowStream(rowsReg, tile, ins, outBase, outRowBytes, outHbmStride, body, false, new int[0],
+        null, false);
+  }
+
+  /**
+   * The general form: with {@code rawTokens} the body places the LOAD wait and the STORE signal
+   * itself; {@code swapPairs} are register pairs swapped after every tile (more double
+   * buffers); {@code afterPrologue} runs right after tile 0's load is queued.
+   */
+  void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
+      long outHbmStride, Body body, boolean rawTokens, int[] swapPairs, Runnable afterPrologue,
+      boolean needRowStart) {
+    int log2 = Long.numberOfTrailingZeros(tile);
+    int nIn = ins.size();
+    int[] hbmPtr = new int[nIn];
+    int[] cur = new int[nIn];
+    int[] next = new int[nIn];
+    int[] inStride = new int[nIn];
+    int[] tileRs = new int[nIn];
+    long[] step = new long[nIn];
+    for (int i = 0; i < nIn; i++) {
+      In in = ins.get(i);
+      long bytes = tile * in.rowBytes();
+      cur[i] = e.li(sram(bytes, "input tile"));
+      next[i] = e.li(sram(bytes, "input tile"));
+      hbmPtr[i] = e.copy(in.hbmBase());
+      inStride[i] = e.konst(in.hbmRowStride());
+      tileRs[i] = e.konst(in.rowBytes());
+      step[i] = tile * in.hbmRowStride();
+    }
+    int outCur = e.li(sram(tile * outRowBytes, "output tile"));
+    int outNext = e.li(sram(tile * outRowBytes, "output tile"));
+    int outPtr = e.copy(outBase);
+    int outRs = e.konst(outRowBytes);
+    int outStride = e.konst(outHbmStride);
+    int tileReg = e.konst(tile);
+    int rem = e.copy(rowsReg);
+    int count = e.alloc();
+    e.addImm(count, rowsReg, tile - 1);
+    e.shri(count, count, log2);
+    int rowStart = needRowStart ? e.li(0) : 0;
+    int curRows = e.alloc();
+    int nextRows = e.alloc();
+    int rem2 = e.alloc();
+    // prologue: tile 0
+    e.min(curRows, tileReg, rem);
+    for (int i = 0; i < nIn; i++) {
+      int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], MemSpace.HBM, hbmPtr[i], inStride[i],
+          ins.get(i).rowBytes(), curRows, 0, 0, 1, 0, 0);
+      if (i == nIn - 1) {
+        e.patchTokens(pc, 0, TOK_LOAD);
+      }
+      e.addImm(hbmPtr[i], hbmPtr[i], step[i]);
+    }
+    if (afterPrologue != null) {
+      afterPrologue.run();
+    }
+    int loop = e.beginLoop(count, 0);
+    e.free(count);
+    e.min(curRows, tileReg, rem);
+    e.sub(rem2, rem, tileReg);
+    e.max(nextRows, rem2, 0);
+    e.min(nextRows, nextRows, tileReg);
+    for (int i = 0; i < nIn; i++) {
+      int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], MemSpace.HBM, hbmPtr[i], inStride[i],
+          ins.get(i).rowBytes(), nextRows, 0, 0, 1, 0, 0);
+      if (i == nIn - 1) {
+        e.patchTokens(pc, 0, TOK_LOAD);
+      }
+    }
+    int from = e.pc();
+    body.emit(cur, outCur, curRows, rowStart);
+    if (!rawTokens) {
+      e.bracket(from, TOK_LOAD, TOK_STORE, Engine.VPU);
+    }
+    int st = e.dma(MemSpace.HBM, outPtr, outStride, MemSpace.SRAM, outCur, outRs, outRowBytes,
+        curRows, 0, 0, 1, 0, 0);
+    e.patchTokens(st, TOK_STORE, 0);
+    for (int i = 0; i < nIn; i++) {
+      e.addImm(hbmPtr[i], hbmPtr[i], step[i]);
+      e.swap(cur[i], next[i]);
+    }
+    e.addImm(outPtr, outPtr, tile * outHbmStride);
+    e.swap(outCur, outNext);
+    for (int i = 0; i + 1 < swapPairs.length; i += 2) {
+      e.swap(swapPairs[i], swapPairs[i + 1]);
+    }
+    if (needRowStart) {
+      e.add(rowStart, rowStart, tileReg);
+    }
+    e.add(rem, rem2, 0);
+    e.endLoop(loop);
+    // the last iteration prefetched an empty tile; take its token back
+    e.emit(new Insn.Nop(TOK_LOAD, 0));
+    e.free(hbmPtr);
+    e.free(cur);
+    e.free(next);
+    e.free(outCur, outNext, outPtr, rem, rowStart, curRows, nextRows, rem2);
+  }
+
+  /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */
+  long preload(Value v, long bytes, String what) {
+    long at = sram(bytes, what);
+    int dst = e.li(at);
+    int src = e.li(addr(v));
+    e.dma(MemSpace.SRAM, dst, 0, MemSpace.HBM, src, 0, bytes, 0, 1, 0, 1, 0, 0);
+    e.free(dst, src);
+    return at;
+  }
+
+  static void requireStatic(Value v, String role, Node n) {
+    if (!v.type().isStatic()) {
+      throw new BackendException(n.describe() + ": " + role + " must have a static shape, got "
+          + v.type());
+    }
+  }
+
+  static long staticBytes(Value v) {
+    return v.type().staticElementCount().orElseThrow() * v.type().elementType().sizeBytes();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Elementwise and row ops.
+
+  private void unary(Node n, Value x, UnaryFn fn) {
+    View v = view(x.type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int src = e.li(addr(x));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(2 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, r, s) -> e.vun(fn, out, rs, in[0], rs, r, cols), false, new int[0], null,
+        false);
+    e.free(rows, src, dst);
+  }
+
+  private void clip(Node n, ElementwiseOp.Clip c) {
+    View v = view(c.x().type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int src = e.li(addr(c.x()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(2 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, r, s) -> {
+          e.vbini(BinOp.MAX, out, rs, in[0], rs, (float) c.min(), r, cols, false);
+          e.vbini(BinOp.MIN, out, rs, out, rs, (float) c.max(), r, cols, false);
+        });
+    e.free(rows, src, dst);
+  }
+
+  private void binary(Node n, ElementwiseOp.Binary bin) {
+    BinaryPlan p = binaryPlan(bin, known);
+    BinOp op = binOp(bin.kind());
+    TensorType outType = n.result().type();
+    View v = view(outType);
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int a = e.li(addr(p.a()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(3 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    if (p.imm() != null) {
+      float imm = p.imm();
+      rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+          (in, out, r, s) -> e.vbini(op, out, rs, in[0], rs, imm, r, cols, p.swapped()));
+    } else if (p.bShape() == Shape.FULL || p.bShape() == Shape.COL) {
+      long bRow = p.bShape() == Shape.FULL ? rowBytes : 4;
+      int b = e.li(addr(p.b()));
+      int bRs = e.konst(bRow);
+      Bcast bc = p.bShape() == Shape.FULL ? Bcast.NONE : Bcast.COL;
+      rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes), new In(b, bRow, bRow)), dst,
+          rowBytes, rowBytes, (in, out, r, s) -> e.vbin(op, out, rs, in[0], rs, in[1], bRs, r,
+              cols, bc));
+      e.free(b);
+    } else {
+      long bytes = p.bShape() == Shape.ROW ? rowBytes : 4;
+      int b = e.li(preload(p.b(), bytes, "broadcast operand"));
+      Bcast bc = p.bShape() == Shape.ROW ? Bcast.ROW : Bcast.SCALAR;
+      rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+          (in, out, r, s) -> e.vbin(op, out, rs, in[0], rs, b, 0, r, cols, bc));
+      e.free(b);
+    }
+    e.free(rows, a, dst);
+  }
+
+  private void swiglu(Node n, TransformerOp.SwiGlu s) {
+    View v = view(s.gate().type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int g = e.li(addr(s.gate()));
+    int u = e.li(addr(s.up()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(3 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    rowStream(rows, tile, List.of(new In(g, rowBytes, rowBytes), new In(u, rowBytes, rowBytes)),
+        dst, rowBytes, rowBytes, (in, out, r, st) -> e.emit(new Insn.Vglu(UnaryFn.SILU, out, 0,
+            rs, in[0], 0, rs, in[1], 0, rs, r, cols, DType.F32, 0, 0)));
+    e.free(rows, g, u, dst);
+  }
+
+  private void cast(Node n, ElementwiseOp.Cast c) {
+    ElementType from = c.x().type().elementType();
+    if (from == c.to()) {
+      copyDense(n.result(), c.x());
+      return;
+    }
+    int rows = dimReg(product(c.x().type().dims()));
+    int src = e.li(addr(c.x()));
+    int dst = e.li(addr(n.result()));
+    int four = e.konst(4);
+    int one = e.konst(1);
+    long inStride = from.sizeBytes();
+    long inBytes = from == ElementType.I64 ? 4 : from.sizeBytes();  // i64: the low word
+    DType srcType = from == ElementType.BOOL ? DType.I8 : DType.I32;
+    int inRs = e.konst(inBytes);
+    rowStream(rows, 1024, List.of(new In(src, inStride, inBytes)), dst, 4, 4,
+        (in, out, r, s) -> e.cvt(out, four, DType.F32, in[0], inRs, srcType, r, one));
+    e.free(rows, src, dst);
+  }
+
+  private void softmax(Node n, ReductionOp.Softmax s) {
+    View v = view(s.x().type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int src = e.li(addr(s.x()));
+    int dst = e.li(addr(n.result()));
+    if (v.cols() == 1 && !s.x().type().dim(s.x().type().rank() - 1).is(1)) {
+      throw new BackendException(n.describe() + ": softmax over a symbolic last dim");
+    }
+    long tile = tileRows(2 * rowBytes, 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, r, st) -> e.emit(new Insn.Softmax(out, 0, rs, in[0], 0, rs, r, cols, DType.F32,
+            1.0f, false, 0, 0, 0, 0)));
+    e.free(rows, src, dst);
+  }
+
+  private void reduce(Node n, ReductionOp.Reduce red) {
+    View v = view(red.x().type());
+    if (v.cols() == 1 && !red.x().type().dim(red.x().type().rank() - 1).is(1)) {
+      throw new BackendException(n.describe() + ": reduction over a symbolic last dim");
+    }
+    RedOp op = switch (red.kind()) {
+      case SUM -> RedOp.SUM;
+      case MEAN -> RedOp.MEAN;
+      case MAX -> RedOp.MAX;
+      case MIN -> RedOp.MIN;
+      case PROD -> throw new BackendException(n.describe() + ": reduce_prod");
+    };
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int four = e.konst(4);
+    int src = e.li(addr(red.x()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(rowBytes + 4, 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, 4, 4,
+        (in, out, r, st) -> e.vred(op, out, four, in[0], rs, r, cols));
+    e.free(rows, src, dst);
+  }
+
+  private void layerNorm(Node n, TransformerOp.LayerNorm l) {
+    int ax = (int) Math.floorMod(l.axis(), l.x().type().rank());
+    long cols = product(l.x().type().dims().subList(ax, l.x().type().rank())).value();
+    Dim rowsDim = product(l.x().type().dims().subList(0, ax));
+    long rowBytes = cols * 4;
+    int rows = dimReg(rowsDim);
+    int colsReg = e.konst(cols);
+    int rs = e.konst(rowBytes);
+    int gamma = e.li(preload(l.gamma(), rowBytes, "gamma"));
+    int beta;
+    if (l.beta() != null) {
+      beta = e.li(preload(l.beta(), rowBytes, "beta"));
+    } else {
+      beta = e.li(sram(rowBytes, "zero beta"));
+      e.emit(new Insn.Vfill(beta, 0, 0, 0f, e.konst(1), colsReg, DType.F32, 0, 0));
+    }
+    int src = e.li(addr(l.x()));
+    int dst = e.li(addr(n.result()));
+    float eps = (float) l.eps();
+    long tile = tileRows(2 * rowBytes, 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, r, st) -> e.emit(new Insn.Layernorm(out, 0, in[0], 0, rs, gamma, 0, beta, 0, r,
+            colsReg, DType.F32, eps, 0, 0)));
+    e.free(rows, gamma, beta, src, dst);
+  }
+
+  private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
+    View v = view(r.x().type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int colsReg = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    // a non-zero gamma_offset was folded into the gamma constant by the backend driver
+    int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
+    int src = e.li(addr(r.x()));
+    int dst = e.li(addr(n.result()));
+    float eps = (float) r.eps();
+    long tile = tileRows(2 * rowBytes, 128);
+    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, rr, st) -> e.emit(new Insn.Rmsnorm(out, 0, rs, in[0], 0, rs, gamma, 0, rr,
+            colsReg, DType.F32, eps, 0, 0)));
+    e.free(rows, gamma, src, dst);
+  }
+
+  /**
+   * x {@code [..., S, D]} with tables {@code [S, R]}: per leading plane, a row stream over S in
+   * which tile rows start at table row {@code rowStart}.
+   */
+  private void rope(Node n, TransformerOp.Rope r) {
+    TensorType xt = r.x().type();
+    int rank = xt.rank();
+    long d = xt.dim(rank - 1).value();
+    long rot = r.cos().type().dim(r.cos().type().rank() - 1).value();
+    Dim s = xt.dim(rank - 2);
+    Dim planes = product(xt.dims().subList(0, rank - 2));
+    long rowBytes = d * 4;
+    long tableBound = sizeAtBound(r.cos());
+    int cosBuf = e.li(preload(r.cos(), tableBound, "cos table"));
+    int sinBuf = e.li(preload(r.sin(), tableBound, "sin table"));
+    int tableStride = e.konst(rot * 4);
+    int colsReg = e.konst(d);
+    int rotReg = e.konst(rot);
+    int rs = e.konst(rowBytes);
+    int planeCount = dimReg(planes);
+    int sRows = dimReg(s);
+    int planeBytes = e.alloc();
+    e.mulImm(planeBytes, sRows, rowBytes);
+    int src = e.li(addr(r.x()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(2 * rowBytes, 128);
+    int loop = e.beginLoop(planeCount, 0);
+    rowStream(sRows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+        (in, out, rr, st) -> {
+          if (rot < d) {
+            e.vun(UnaryFn.NONE, out, rs, in[0], rs, rr, colsReg);
+          }
+          e.emit(new Insn.Rope(RopeMode.HALF, out, 0, rs, in[0], 0, rs, cosBuf, 0,
+              sinBuf, 0, tableStride, st, rr, rotReg, DType.F32, 0, 0));
+        }, false, new int[0], null, true);
+    e.add(src, src, planeBytes);
+    e.add(dst, dst, planeBytes);
+    e.endLoop(loop);
+    e.free(cosBuf, sinBuf, planeCount, sRows, planeBytes, src, dst);
+  }
+
+  private Map<Value, Long> boundSizes;
+  private Map<String, Long> bounds;
+
+  void setBounds(Map<String, Long> b) {
+    this.bounds = b;
+  }
+
+  Map<String, Long> bounds() {
+    return bounds;
+  }
+
+  void setBoundSizes(Map<Value, Long> sizes) {
+    this.boundSizes = sizes;
+  }
+
+  long sizeAtBound(Value v) {
+    return boundSizes.get(v);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Data movement: DMA block copies, HBM to HBM.
+
+  /** Dense row-major strides in bytes, as dims. */
+  static List<Dim> strides(List<Dim> dims, long esize) {
+    List<Dim> s = new ArrayList<>();
+    Dim acc = Dim.of(esize);
+    for (int i = dims.size() - 1; i >= 0; i--) {
+      s.add(0, acc);
+      acc = acc.times(dims.get(i));
+    }
+    return s;
+  }
+
+  /**
+   * Copies the block {@code dims} from {@code srcBase} (byte strides {@code srcStrides}) to
+   * {@code dstBase} (byte strides {@code dstStrides}) with DMA: the innermost contiguous run is
+   * a row, the next two axes are rows and planes, and outer axes are hardware loops.
+   */
+  void copyBlock(List<Dim> dims, List<Dim> srcStrides, List<Dim> dstStrides, int srcBase,
+      int dstBase, long esize) {
+    int r = dims.size();
+    long unit = esize;
+    int inner = r;   // axes [0, inner) are iterated; the unit covers the rest
+    if (r > 0 && dims.get(r - 1).isStatic() && srcStrides.get(r - 1).is(esize)
+        && dstStrides.get(r - 1).is(esize)) {
+      unit = esize * dims.get(r - 1).value();
+      inner = r - 1;
+    }
+    List<Integer> loopAxes = new ArrayList<>();
+    for (int i = 0; i < inner - 2; i++) {
+      loopAxes.add(i);
+    }
+    int rowsReg = inner >= 1 ? dimReg(dims.get(inner - 1)) : 0;
+    int rowsImm = inner >= 1 ? 0 : 1;
+    int srcRs = inner >= 1 ? dimReg(srcStrides.get(inner - 1)) : 0;
+    int dstRs = inner >= 1 ? dimReg(dstStrides.get(inner - 1)) : 0;
+    int planesReg = inner >= 2 ? dimReg(dims.get(inner - 2)) : 0;
+    int planesImm = inner >= 2 ? 0 : 1;
+    int srcPs = inner >= 2 ? dimReg(srcStrides.get(inner - 2)) : 0;
+    int dstPs = inner >= 2 ? dimReg(dstStrides.get(inner - 2)) : 0;
+    int src = e.copy(srcBase);
+    int dst = e.copy(dstBase);
+    int nLoops = loopAxes.size();
+    int[] counts = new int[nLoops];
+    int[] sStep = new int[nLoops];
+    int[] dStep = new int[nLoops];
+    int[] loops = new int[nLoops];
+    for (int k = 0; k < nLoops; k++) {
+      int ax = loopAxes.get(k);
+      counts[k] = dimReg(dims.get(ax));
+      sStep[k] = dimReg(srcStrides.get(ax));
+      dStep[k] = dimReg(dstStrides.get(ax));
+    }
+    for (int k = 0; k < nLoops; k++) {
+      loops[k] = e.beginLoop(counts[k], 0);
+    }
+    e.dma(MemSpace.HBM, dst, dstRs, MemSpace.HBM, src, srcRs, unit, rowsReg, rowsImm, planesReg,
+        planesImm, dstPs, srcPs);
+    int t = e.alloc();
+    for (int k = nLoops - 1; k >= 0; k--) {
+      e.add(src, src, sStep[k]);
+      e.add(dst, dst, dStep[k]);
+      e.endLoop(loops[k]);
+      // back to the start of this axis for the next iteration of the enclosing loop
+      e.mul(t, sStep[k], counts[k]);
+      e.sub(src, src, t);
+      e.mul(t, dStep[k], counts[k]);
+      e.sub(dst, dst, t);
+    }
+    e.free(t, rowsReg, srcRs, dstRs, planesReg, srcPs, dstPs, src, dst);
+    e.free(counts);
+    e.free(sStep);
+    e.free(dStep);
+  }
+
+  /** {@code dst = x} bytewise, both dense (reshape, identity cast): one copy. */
+  void copyDense(Value dst, Value x) {
+    if (addr(dst) == addr(x)) {
+      return;
+    }
+    long es = x.type().elementType().sizeBytes();
+    List<Dim> dims = List.of(product(x.type().dims()));
+    int s = e.li(addr(x));
+    int d = e.li(addr(dst));
+    copyBlock(dims, List.of(Dim.of(es)), List.of(Dim.of(es)), s, d, es);
+    e.free(s, d);
+  }
+
+  private void transpose(Node n, DataOp.Transpose t) {
+    TensorType xt = t.x().type();
+    long es = xt.elementType().sizeBytes();
+    List<Dim> inStrides = strides(xt.dims(), es);
+    List<Dim> outDims = n.result().type().dims();
+    List<Dim> srcStrides = new ArrayList<>();
+    for (long p : t.perm()) {
+      srcStrides.add(inStrides.get((int) p));
+    }
+    int s = e.li(addr(t.x()));
+    int d = e.li(addr(n.result()));
+    copyBlock(outDims, srcStrides, strides(outDims, es), s, d, es);
+    e.free(s, d);
+  }
+
+  private void expand(Node n, DataOp.Expand x) {
+    TensorType xt = x.x().type();
+    long es = xt.elementType().sizeBytes();
+    List<Dim> outDims = n.result().type().dims();
+    List<Dim> inStrides = strides(xt.dims(), es);
+    List<Dim> srcStrides = new ArrayList<>();
+    int off = outDims.size() - xt.rank();
+    for (int i = 0; i < outDims.size(); i++) {
+      int j = i - off;
+      boolean bcast = j < 0 || (xt.dim(j).is(1) && !outDims.get(i).is(1));
+      srcStrides.add(bcast ? Dim.of(0) : inStrides.get(j));
+    }
+    int s = e.li(addr(x.x()));
+    int d = e.li(addr(n.result()));
+    copyBlock(outDims, srcStrides, strides(outDims, es), s, d, es);
+    e.free(s, d);
+  }
+
+  private void slice(Node n, DataOp.Slice sl) {
+    TensorType xt = sl.x().type();
+    long es = xt.elementType().sizeBytes();
+    long[] starts = sliceStarts(sl);
+    List<Dim> inStrides = strides(xt.dims(), es);
+    Dim offset = Dim.of(0);
+    for (int i = 0; i < starts.length; i++) {
+      offset = offset.plus(inStrides.get(i).times(Dim.of(starts[i])));
+    }
+    int s = e.li(addr(sl.x()));
+    int o = dimReg(offset);
+    e.add(s, s, o);
+    int d = e.li(addr(n.result()));
+    List<Dim> outDims = n.result().type().dims();
+    copyBlock(outDims, inStrides, strides(outDims, es), s, d, es);
+    e.free(s, o, d);
+  }
+
+  private void concat(Node n, List<Value> inputs, int axis) {
+    List<Dim> outDims = n.result().type().dims();
+    long es = n.result().type().elementType().sizeBytes();
+    List<Dim> outStrides = strides(outDims, es);
+    int d = e.li(addr(n.result()));
+    for (Value in : inputs) {
+      int s = e.li(addr(in));
+      copyBlock(in.type().dims(), strides(in.type().dims(), es), outStrides, s, d, es);
+      int adv = dimReg(in.type().dim(axis).times(outStrides.get(axis)));
+      e.add(d, d, adv);
+      e.free(s, adv);
+    }
+    e.free(d);
+  }
+
+  private void split(Node n, DataOp.Split sp) {
+    TensorType xt = sp.x().type();
+    int axis = (int) Math.floorMod(sp.axis(), xt.rank());
+    long es = xt.elementType().sizeBytes();
+    List<Dim> inStrides = strides(xt.dims(), es);
+    int s = e.li(addr(sp.x()));
+    for (Value out : n.results()) {
+      int d = e.li(addr(out));
+      copyBlock(out.type().dims(), inStrides, strides(out.type().dims(), es), s, d, es);
+      int adv = dimReg(out.type().dim(axis).times(inStrides.get(axis)));
+      e.add(s, s, adv);
+      e.free(d, adv);
+    }
+    e.free(s);
+  }
+
+  /** Row gather along axis 0: ids go to SRAM in tiles of 512, the gather DMA copies rows. */
+  private void gather(Node n, Value table, Value ids) {
+    TensorType tt = table.type();
+    long rowBytes = product(tt.dims().subList(1, tt.rank())).value() * tt.elementType().sizeBytes();
+    boolean idx64 = ids.type().elementType() == ElementType.I64;
+    long idBytes = idx64 ? 8 : 4;
+    long tile = 512;
+    long idBuf = sram(tile * idBytes, "token ids");
+    int count = dimReg(product(ids.type().dims()));
+    int rem = e.copy(count);
+    int tiles = e.alloc();
+    e.addImm(tiles, count, tile - 1);
+    e.shri(tiles, tiles, 9);
+    int idSram = e.li(idBuf);
+    int idPtr = e.li(addr(ids));
+    int dst = e.li(addr(n.result()));
+    int src = e.li(addr(table));
+    int rowRs = e.konst(rowBytes);
+    int idRs = e.konst(idBytes);
+    int tileReg = e.konst(tile);
+    int cur = e.alloc();
+    int loop = e.beginLoop(tiles, 0);
+    e.min(cur, tileReg, rem);
+    e.dma(MemSpace.SRAM, idSram, idRs, MemSpace.HBM, idPtr, idRs, idBytes, cur, 0, 0, 1, 0, 0);
+    e.emit(new Insn.Gather(MemSpace.HBM, dst, 0, rowRs, MemSpace.HBM, src, 0, rowRs,
+        (int) rowBytes, cur, 0, idSram, 0, idx64, 0, 0));
+    e.addImm(idPtr, idPtr, tile * idBytes);
+    e.addImm(dst, dst, tile * rowBytes);
+    e.sub(rem, rem, tileReg);
+    e.endLoop(loop);
+    e.free(count, rem, tiles, idSram, idPtr, dst, src, cur);
+  }
+}

@@ -1,0 +1,159 @@
+package dev.sohuc.backend;
+
+import static dev.sohuc.backend.Emitter.TOK_LOAD;
+import static dev.sohuc.backend.Emitter.TOK_MXU;
+import static dev.sohuc.backend.Emitter.TOK_STORE;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.UnaryFn;
+import java.util.List;
+
+/**
+ * {@code C[M, N] = alpha * A[M, K] @ B[K, N] (+ bias[N]), act}, with B optionally stored
+ * transposed ({@code [N, K]}). Loop nest: batch (only when B has batch dims) > panels of 128
+ * columns of B > double-buffered row tiles of A. One {@code mma} per tile covers all of K
+ * (exact f32 fma chain in k order); ACC tiles are double-buffered so the MXU computes tile i+1
+ * while the VPU reads tile i out through {@code accrd} (bias and activation fused there). The
+ * next B panel is prefetched while the current one is in use (the weight stream).
+ */
+final class MatmulLowering {
+  static final int TILE = 128;
+
+  private final Lowering l;
+  private final Emitter e;
+
+  MatmulLowering(Lowering l) {
+    this.l = l;
+    this.e = l.emitter();
+  }
+
+  void matmul(Node n, Value a, Value b, boolean tb, Value bias, float alpha, UnaryFn act) {
+    TensorType at = a.type();
+    TensorType bt = b.type();
+    int ra = at.rank();
+    int rb = bt.rank();
+    long k = at.dim(ra - 1).value();
+    long cols = bt.dim(tb ? rb - 2 : rb - 1).value();
+    boolean batched = rb > 2 && !bt.dims().subList(0, rb - 2).stream().allMatch(d -> d.is(1));
+    Dim m = batched ? at.dim(ra - 2) : Lowering.product(at.dims().subList(0, ra - 1));
+    Dim batch = batched ? Lowering.product(at.dims().subList(0, ra - 2)) : Dim.of(1);
+    int mTile = m.isStatic() && m.value() < TILE ? (int) Math.max(1, m.value()) : TILE;
+    long accWords = Lowering.ACC_BASE + 2L * TILE * TILE;
+    if (accWords > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
+          + "has " + l.target().accWords());
+    }
+    long panelBytes = k * TILE * 4;
+    long biasBuf = bias == null ? 0 : l.preload(bias, cols * 4, "bias");
+    long bufA = l.sram(panelBytes, "B panel");
+    long bufB = l.sram(panelBytes, "B panel");
+    // the A tiles and output tiles of the row stream take the rest of the SRAM
+    long need = l.sramUsed() + 2 * (TILE * k * 4 + TILE * TILE * 4);
+    if (need > l.target().sramBytes()) {
+      throw new BackendException(n.describe() + ": needs " + need + " bytes of SRAM for a "
+          + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes()
+          + " (K-splitting is not implemented)");
+    }
+    int aBase = l.dimReg(Dim.of(l.addr(a)));
+    int bBase = e.li(l.addr(b));
+    int cBase = e.li(l.addr(n.result()));
+    int rows = l.dimReg(m);
+    int batchCount = l.dimReg(batch);
+    int aStep = l.dimReg(m.times(Dim.of(k * 4)));
+    int cStep = l.dimReg(m.times(Dim.of(cols * 4)));
+    long bStep = k * cols * 4;
+    // shared constants, made before any loop opens
+    int ldc = e.konst(TILE);
+    int lda = e.konst(k * 4);
+    int ldb = e.konst(tb ? k * 4 : TILE * 4);
+    int bSrcStride = e.konst(tb ? k * 4 : cols * 4);
+    int kReg = k > 8191 ? e.konst(k) : 0;
+    int kImm = k > 8191 ? 0 : (int) k;
+    int kRows = e.konst(k);
+    int tileK = e.konst(TILE);
+    long nFull = cols / TILE;
+    long tail = cols % TILE;
+    int fullCount = e.li(nFull);
+    int ntFull = e.konst(TILE);
+    int ntTail = tail > 0 ? e.konst(tail) : 0;
+    int ntFullBytes = e.konst(TILE * 4);
+    int ntTailBytes = tail > 0 ? e.konst(tail * 4) : 0;
+    int bCur = e.li(bufA);
+    int bNext = e.li(bufB);
+    int accCur = e.li(Lowering.ACC_BASE);
+    int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    int bPtr = e.alloc();
+    int cPtr = e.alloc();
+    int biasPtr = e.alloc();
+    int jrem = e.alloc();
+    int batchLoop = e.beginLoop(batchCount, 0);
+    e.add(bPtr, bBase, 0);
+    e.add(cPtr, cBase, 0);
+    e.emit(new dev.sohuc.isa.Insn.Li(biasPtr, biasBuf, 0, 0));
+    e.addImm(jrem, fullCount, -1);
+    if (nFull > 0) {
+      // panel 0 (no token: the first A tile's load, queued after it, carries LOAD)
+      loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
+      int jLoop = e.beginLoop(fullCount, 0);
+      Runnable prefetch = () -> {
+        // the next full panel; zero rows after the last one
+        int r = e.alloc();
+        int p = e.alloc();
+        e.min(r, jrem, e.konst(1));
+        e.max(r, r, 0);
+        e.mul(r, r, tb ? tileK : kRows);
+        e.addImm(p, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
+        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, p, bSrcStride, tb ? k * 4 : TILE * 4L,
+            r, 0, 0, 1, 0, 0);
+        e.free(r, p);
+      };
+      stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
+          kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
+      e.swap(bCur, bNext);
+      e.addImm(bPtr, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
+      e.addImm(cPtr, cPtr, TILE * 4L);
+      e.addImm(biasPtr, biasPtr, TILE * 4L);
+      e.addImm(jrem, jrem, -1);
+      e.endLoop(jLoop);
+    }
+    if (tail > 0) {
+      int tailRows = e.konst(tail);
+      loadPanel(bCur, bPtr, bSrcStride, ldb, tb, tail, tb ? tailRows : kRows, k);
+      stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
+          kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
+    }
+    e.add(aBase, aBase, aStep);
+    e.add(cBase, cBase, cStep);
+    e.addImm(bBase, bBase, bStep);
+    e.endLoop(batchLoop);
+    e.free(aBase, bBase, cBase, rows, batchCount, aStep, cStep, fullCount, bCur, bNext, accCur,
+        accNext, bPtr, cPtr, biasPtr, jrem);
+  }
+
+  private void loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
+      int rowsReg, long k) {
+    e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, src, srcStride, tb ? k * 4 : nt * 4, rowsReg, 0,
+        0, 1, 0, 0);
+  }
+
+  private void stream(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride, int nt,
+      int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, int mTile,
+      int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
+      Runnable afterPrologue) {
+    long tile = TILE;
+    l.rowStream(rows, tile, List.of(new Lowering.In(aBase, k * 4, k * 4)), cPtr, nt * 4L,
+        outHbmStride, (in, out, r, s) -> {
+          int mm = e.mma(accCur, ldc, in[0], lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb,
+              false);
+          e.patchTokens(mm, TOK_LOAD, TOK_MXU);
+          int rd = e.accrd(out, ntBytesReg, accCur, ldc, r, ntReg, alpha,
+              hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
+          e.patchTokens(rd, TOK_MXU, TOK_STORE);
+        }, true, new int[] {accCur, accNext}, afterPrologue, false);
+  }
+}

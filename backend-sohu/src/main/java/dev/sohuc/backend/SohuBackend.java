@@ -1,0 +1,434 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnCodec;
+import dev.sohuc.isa.Word;
+import dev.sohuc.isa.container.SohuProgram;
+import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The backend driver: fused IR in, a {@code .sohu} program out.
+ *
+ * <ol>
+ *   <li>checks every op and reports all unsupported ones at once;
+ *   <li>folds source ops (weights, constants, static fills and ranges) into the constants image;
+ *   <li>plans HBM: constants, inputs and outputs (sized at the symbols' bounds), then an arena
+ *       for intermediates with liveness-based first-fit reuse; reshapes alias their operand;
+ *   <li>emits code: {@code ldarg} of every symbolic dim, then each op's loop nest, ops separated
+ *       by {@code barrier}, then {@code halt};
+ *   <li>links the container: code, constants, symbols, per-instruction debug, metadata, args.
+ * </ol>
+ */
+public final class SohuBackend {
+  public static final String VERSION = "0.1.0";
+  /** HBM below this address is left unused, so that a null address traps. */
+  static final long HBM_BASE = 0x10000;
+  static final long HBM_ALIGN = 256;
+
+  private SohuBackend() {}
+
+  public static CompiledProgram compile(Module module, BackendOptions options) {
+    TargetInfo target = options.target() == null ? TargetInfo.defaults()
+        : TargetInfo.load(options.target());
+    return new SohuBackend.Run(module, options, target).run();
+  }
+
+  private static final class Run {
+    final Module module;
+    final BackendOptions options;
+    final TargetInfo target;
+    final Function fn;
+    final Map<Value, Tensor> known = new IdentityHashMap<>();
+    final Map<Value, Long> addr = new IdentityHashMap<>();
+    final Map<Value, Long> size = new IdentityHashMap<>();
+    final Map<String, Long> bounds = new LinkedHashMap<>();
+
+    Run(Module module, BackendOptions options, TargetInfo target) {
+      this.module = module;
+      this.options = options;
+      this.target = target;
+      this.fn = module.main();
+    }
+
+    CompiledProgram run() {
+      // symbols, in order of first appearance among the inputs
+      for (Value a : fn.arguments()) {
+        for (Dim d : a.type().dims()) {
+          for (String s : d.symbols()) {
+            bounds.putIfAbsent(s, options.boundOf(s));
+          }
+        }
+      }
+      List<String> problems = new ArrayList<>();
+      for (Node n : fn.body()) {
+        for (Value r : n.results()) {
+          for (Dim d : r.type().dims()) {
+            for (String s : d.symbols()) {
+              if (!bounds.containsKey(s)) {
+                problems.add(n.describe() + ": unbound dim ?" + s + " (not a dim of any input)");
+                bounds.put(s, 1L);
+              }
+            }
+          }
+        }
+      }
+      for (Value v : allValues()) {
+        size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
+      }
+      fold();
+      for (Node n : fn.body()) {
+        if (isSource(n)) {
+          if (!known.containsKey(n.result())) {
+            problems.add(n.describe() + ": '" + n.op().mnemonic() + "' with a symbolic shape");
+          }
+          continue;
+        }
+        String why = Lowering.unsupportedReason(n, known);
+        if (why != null) {
+          problems.add(n.describe() + ": " + why);
+        }
+      }
+      if (!problems.isEmpty()) {
+        throw new BackendException("unsupported by the sohu backend (" + problems.size() + "):\n  "
+            + String.join("\n  ", problems));
+      }
+      byte[] constImage = layoutConstants();
+      long next = align(HBM_BASE + constImage.length);
+      List<SohuProgram.Symbol> symbols = new ArrayList<>();
+      for (Value a : fn.arguments()) {
+        addr.put(a, next);
+        symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a)));
+        next = align(next + size.get(a));
+      }
+      Map<Value, Long> outputRegion = new IdentityHashMap<>();
+      List<Long> outputAddr = new ArrayList<>();
+      for (Function.Output o : fn.outputs()) {
+        long sz = size.get(o.value());
+        outputAddr.add(next);
+        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz));
+        Value root = aliasRoot(o.value());
+        if (o.value().producer() != null && !isSource(o.value().producer())
+            && !isAlias(o.value().producer()) && !outputRegion.containsKey(o.value())) {
+          outputRegion.put(o.value(), next);
+        }
+        next = align(next + sz);
+      }
+      long arenaBase = next;
+      long[] arena = planArena(arenaBase, outputRegion);
+      long hbmEnd = arenaBase + arena[0];
+      if (hbmEnd > target.hbmBytes()) {
+        throw new BackendException("model does not fit the target's HBM: needs " + hbmEnd
+            + " bytes at the symbol bounds " + bounds + ", " + target.name() + " has "
+            + target.hbmBytes());
+      }
+      // code
+      Emitter e = new Emitter();
+      Map<String, Integer> symRegs = new LinkedHashMap<>();
+      List<SohuProgram.ArgSlot> args = new ArrayList<>();
+      int index = 0;
+      for (String s : bounds.keySet()) {
+        int r = e.alloc();
+        e.reserve(r);
+        e.emit(new Insn.Ldarg(r, index, 0, 0));
+        symRegs.put(s, r);
+        args.add(new SohuProgram.ArgSlot(s, index++));
+      }
+      Lowering low = new Lowering(e, target, symRegs, addr, known);
+      low.setBoundSizes(size);
+      low.setBounds(bounds);
+      long maxSram = 0;
+      for (Node n : fn.body()) {
+        if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result()))) {
+          continue;
+        }
+        e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
+            n.location().text());
+        low.lower(n);
+        maxSram = Math.max(maxSram, low.sramUsed());
+        e.endOp();
+        e.emit(new Insn.Barrier(0, 0));
+      }
+      for (int i = 0; i < fn.outputs().size(); i++) {
+        Function.Output o = fn.outputs().get(i);
+        if (addr.get(o.value()) != outputAddr.get(i)) {
+          e.setOp("output %" + o.name(), "");
+          Value dst = Value.argument(o.name(), o.value().type());
+          addr.put(dst, outputAddr.get(i));
+          low.copyDense(dst, o.value());
+          e.endOp();
+        }
+      }
+      e.setOp("end", "");
+      e.emit(new Insn.Barrier(0, 0));
+      e.emit(new Insn.Halt(0, 0));
+      List<Word> words = new ArrayList<>();
+      List<SohuProgram.DebugEntry> debug = new ArrayList<>();
+      for (int pc = 0; pc < e.code().size(); pc++) {
+        words.add(InsnCodec.encode(e.code().get(pc)));
+        debug.add(new SohuProgram.DebugEntry(pc, e.debugOps().get(pc),
+            e.debugLocations().get(pc)));
+      }
+      TreeMap<String, String> meta = new TreeMap<>();
+      meta.put("compiler", "sohuc " + VERSION);
+      meta.put("module", module.name());
+      meta.put("options", options.describe());
+      meta.put("symbol_bounds", bounds.toString());
+      meta.put("hbm_bytes", Long.toString(hbmEnd));
+      SohuProgram.Constants consts = constImage.length == 0 ? null
+          : new SohuProgram.InlineConstants(HBM_BASE, constImage);
+      SohuProgram p = new SohuProgram(new SohuProgram.Target(target.name(), target.sha256()),
+          words, consts, symbols, debug, meta, args);
+      return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram);
+    }
+
+    private List<Value> allValues() {
+      List<Value> vs = new ArrayList<>(fn.arguments());
+      for (Node n : fn.body()) {
+        vs.addAll(n.results());
+      }
+      return vs;
+    }
+
+    private long bytesAtBound(TensorType t) {
+      long n = t.elementType().sizeBytes();
+      for (Dim d : t.dims()) {
+        n = Math.multiplyExact(n, Math.max(0, d.evaluate(bounds)));
+      }
+      return n;
+    }
+
+    static boolean isSource(Node n) {
+      return n.op() instanceof SourceOp || n.op() instanceof DataOp.Shape
+          || n.op() instanceof DataOp.Size;
+    }
+
+    /** Ops that reinterpret their operand's bytes: no code, the same HBM address. */
+    static boolean isAlias(Node n) {
+      return n.op() instanceof DataOp.Reshape
+          || (n.op() instanceof ElementwiseOp.Cast c
+              && c.x().type().elementType() == c.to());
+    }
+
+    private Value aliasRoot(Value v) {
+      while (v.producer() != null && isAlias(v.producer())) {
+        v = v.producer().op().operands().get(0);
+      }
+      return v;
+    }
+
+    /** Evaluates source ops at compile time. */
+    private void fold() {
+      for (Node n : fn.body()) {
+        Value r = n.results().isEmpty() ? null : n.results().get(0);
+        switch (n.op()) {
+          case SourceOp.Constant c -> known.put(r, c.value());
+          case SourceOp.WeightRef w -> {
+            Weight wt = module.weights().get(w.name());
+            if (wt == null) {
+              throw new BackendException(n.describe() + ": no weight @" + w.name());
+            }
+            if (wt.type().staticElementCount().orElse(2) == 1
+                && !(wt.data() instanceof Weight.Data.ShapeOnly)) {
+              known.put(r, Tensor.fromBytes(wt.type().elementType(), shape(wt.type()),
+                  wt.bytes()));
+            }
+          }
+          case SourceOp.Fill f -> {
+            if (r.type().isStatic()) {
+              Tensor t = Tensor.zeros(f.dtype(), shape(r.type()));
+              for (int i = 0; i < t.size(); i++) {
+                t.set(i, f.value());
+              }
+              known.put(r, t);
+            }
+          }
+          case SourceOp.Range g -> {
+            if (r.type().isStatic()) {
+              Tensor t = Tensor.zeros(g.dtype(), shape(r.type()));
+              for (int i = 0; i < t.size(); i++) {
+                t.set(i, g.start() + (double) i * g.delta());
+              }
+              known.put(r, t);
+            }
+          }
+          case DataOp.Shape s -> {
+            TensorType xt = s.x().type();
+            long[] dims = new long[(int) (s.end() - s.start())];
+            boolean ok = true;
+            for (int i = 0; i < dims.length; i++) {
+              Dim d = xt.dim((int) s.start() + i);
+              ok &= d.isStatic();
+              dims[i] = d.isStatic() ? d.value() : 0;
+            }
+            if (ok) {
+              known.put(r, Tensor.ofLongs(ElementType.I64, new long[] {dims.length}, dims));
+            }
+          }
+          case DataOp.Size s -> s.x().type().staticElementCount().ifPresent(c ->
+              known.put(r, Tensor.ofLongs(ElementType.I64, new long[0], new long[] {c})));
+          default -> { }
+        }
+      }
+    }
+
+    private static long[] shape(TensorType t) {
+      long[] s = new long[t.rank()];
+      for (int i = 0; i < s.length; i++) {
+        s[i] = t.dim(i).value();
+      }
+      return s;
+    }
+
+    private byte[] layoutConstants() {
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      Map<String, Long> weightAddr = new HashMap<>();
+      for (Node n : fn.body()) {
+        if (!isSource(n)) {
+          continue;
+        }
+        Value r = n.result();
+        if (n.op() instanceof SourceOp.WeightRef w) {
+          Long at = weightAddr.get(w.name());
+          if (at != null) {
+            addr.put(r, at);
+            continue;
+          }
+          Weight wt = module.weights().get(w.name());
+          pad(out);
+          long a = HBM_BASE + out.size();
+          addr.put(r, a);
+          weightAddr.put(w.name(), a);
+          if (wt.data() instanceof Weight.Data.ShapeOnly) {
+            out.writeBytes(new byte[(int) wt.sizeBytes()]);
+          } else {
+            ByteBuffer b = wt.bytes();
+            byte[] bytes = new byte[b.remaining()];
+            b.get(bytes);
+            out.writeBytes(bytes);
+          }
+        } else {
+          pad(out);
+          addr.put(r, HBM_BASE + out.size());
+          out.writeBytes(known.get(r).toBytes());
+        }
+      }
+      pad(out);
+      return out.toByteArray();
+    }
+
+    private static void pad(ByteArrayOutputStream out) {
+      while (out.size() % HBM_ALIGN != 0) {
+        out.write(0);
+      }
+    }
+
+    /**
+     * First-fit over live intervals. A value lives from its defining node to the last node
+     * that reads it (or reads an alias of it). Returns {arena bytes, bytes without reuse}.
+     */
+    private long[] planArena(long base, Map<Value, Long> outputRegion) {
+      List<Node> body = fn.body();
+      Map<Value, Integer> lastUse = new IdentityHashMap<>();
+      for (int i = 0; i < body.size(); i++) {
+        for (Value v : body.get(i).op().operands()) {
+          lastUse.put(aliasRoot(v), i);
+        }
+      }
+      for (Function.Output o : fn.outputs()) {
+        lastUse.put(aliasRoot(o.value()), body.size());
+      }
+      record Block(long off, long size, int end) {}
+      List<Block> live = new ArrayList<>();
+      long top = 0;
+      long total = 0;
+      for (int i = 0; i < body.size(); i++) {
+        Node n = body.get(i);
+        if (isSource(n)) {
+          continue;
+        }
+        if (isAlias(n) && !outputRegion.containsKey(n.result())) {
+          addr.put(n.result(), addr.get(n.op().operands().get(0)));
+          continue;
+        }
+        final int now = i;
+        live.removeIf(b -> b.end() < now);
+        for (Value r : n.results()) {
+          Long out = outputRegion.get(r);
+          if (out != null) {
+            addr.put(r, out);
+            continue;
+          }
+          long sz = size.get(r);
+          total += sz;
+          live.sort((x, y) -> Long.compare(x.off(), y.off()));
+          long at = 0;
+          for (Block b : live) {
+            if (b.off() - at >= sz) {
+              break;
+            }
+            at = Math.max(at, align(b.off() + b.size()));
+          }
+          live.add(new Block(at, sz, lastUse.getOrDefault(r, i)));
+          top = Math.max(top, at + sz);
+          addr.put(r, base + at);
+        }
+      }
+      return new long[] {align(top), total};
+    }
+
+    private SohuProgram.Symbol symbol(String name, SohuProgram.Direction dir, TensorType t,
+        long at, long bytes) {
+      List<SohuProgram.Dim> dims = new ArrayList<>();
+      for (Dim d : t.dims()) {
+        if (d.isStatic()) {
+          dims.add(new SohuProgram.Dim.Fixed(d.value()));
+        } else if (d.isSymbol()) {
+          dims.add(new SohuProgram.Dim.Sym(d.symbols().get(0)));
+        } else {
+          // a polynomial such as past+seq: written as its IR text without the '?' marks
+          dims.add(new SohuProgram.Dim.Sym(d.toString().replace("?", "")));
+        }
+      }
+      return new SohuProgram.Symbol(name, dir, dtype(t.elementType(), name), dims, at, bytes);
+    }
+
+    private static DType dtype(ElementType t, String name) {
+      return switch (t) {
+        case F32 -> DType.F32;
+        case BF16 -> DType.BF16;
+        case F16 -> DType.F16;
+        case F8E4M3 -> DType.F8E4M3;
+        case F8E5M2 -> DType.F8E5M2;
+        case I8, BOOL, U8 -> DType.I8;
+        case I32 -> DType.I32;
+        case I64 -> throw new BackendException("input or output " + name + " is i64, which the "
+            + ".sohu symbol table cannot describe");
+      };
+    }
+  }
+
+  static long align(long v) {
+    return (v + HBM_ALIGN - 1) / HBM_ALIGN * HBM_ALIGN;
+  }
+}
