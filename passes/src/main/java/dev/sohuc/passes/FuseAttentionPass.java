@@ -193,7 +193,8 @@ public final class FuseAttentionPass extends RewritePass {
     for (Value m : masks) {
       mask = mask == null ? m : cx.add(new Binary(BinaryKind.ADD, mask, m));
     }
-    return Replacement.op(new Attention(sc.q, k, v, mask, sc.scale, isCausal, 0));
+    double scale = et == ElementType.F32 ? RewriteContext.shortestF32(sc.scale) : sc.scale;
+    return Replacement.op(new Attention(sc.q, k, v, mask, scale, isCausal, 0));
   });
 
   // concat(past, new, axis = 2) -> kv_cache_append(past, new)   when past is a rank-4 function argument

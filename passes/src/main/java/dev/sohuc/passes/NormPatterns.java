@@ -53,7 +53,9 @@ final class NormPatterns {
       for (Value[] o : Patterns.orders(add)) {
         OptionalDouble eps = cx.splat(o[1]);
         if (eps.isPresent() && eps.getAsDouble() >= 0) {
-          return Optional.of(new RootOfSum(o[0], eps.getAsDouble()));
+          double e = o[1].type().elementType() == dev.sohuc.ir.type.ElementType.F32
+              ? RewriteContext.shortestF32(eps.getAsDouble()) : eps.getAsDouble();
+          return Optional.of(new RootOfSum(o[0], e));
         }
       }
       return Optional.empty();

@@ -161,6 +161,16 @@ public final class RewriteContext {
     return OptionalDouble.of(first);
   }
 
+  /**
+   * A number read from f32 data, written back as the shortest decimal that rounds to the same
+   * f32 ({@code 1.0E-12} rather than {@code 9.999999960041972E-13}), so fused attributes print
+   * as the model wrote them.
+   */
+  public static double shortestF32(double v) {
+    float f = (float) v;
+    return Float.isFinite(f) ? Double.parseDouble(Float.toString(f)) : v;
+  }
+
   /** True when {@code v} is a splat constant equal to {@code expected} within relative {@code tol}. */
   public boolean isSplat(Value v, double expected, double tol) {
     OptionalDouble s = splat(v);
