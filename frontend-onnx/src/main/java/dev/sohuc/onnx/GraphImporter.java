@@ -480,7 +480,11 @@ final class GraphImporter {
       unique = weightName + "_" + i;
     }
     module.addWeight(new Weight(unique, type, data));
-    return builder.add(new SourceOp.WeightRef(unique, type), current, shortName(hint));
+    return add(new SourceOp.WeightRef(unique, type), shortName(hint));
+  }
+
+  private Value add(dev.sohuc.ir.op.Op op, String hint) {
+    return builder.addNode(op, current, hint == null ? List.of() : List.of(hint)).result();
   }
 
   /** Emits a known value into the IR: a constant, a weight for big data, or shape arithmetic. */
@@ -491,19 +495,19 @@ final class GraphImporter {
       if (t.size() > MAX_INLINE_ELEMENTS) {
         return weight(hint == null ? "const" : hint, t.type(), new Weight.Data.Inline(t.toBytes()), hint);
       }
-      return builder.add(new SourceOp.Constant(t), current, h);
+      return add(new SourceOp.Constant(t), h);
     }
     Known.Dims d = (Known.Dims) k;
     List<Value> parts = new ArrayList<>();
     for (Dim dim : d.dims()) {
       parts.add(dimValue(dim));
     }
-    Value v = parts.size() == 1 ? parts.get(0) : builder.add(new DataOp.Concat(parts, 0), current, null);
+    Value v = parts.size() == 1 ? parts.get(0) : add(new DataOp.Concat(parts, 0), null);
     if (d.scalar()) {
-      v = builder.add(new DataOp.Reshape(v, List.of()), current, null);
+      v = add(new DataOp.Reshape(v, List.of()), null);
     }
     if (d.elementType() != ElementType.I64) {
-      v = builder.add(new ElementwiseOp.Cast(v, d.elementType()), current, null);
+      v = add(new ElementwiseOp.Cast(v, d.elementType()), null);
     }
     return v;
   }
@@ -511,25 +515,23 @@ final class GraphImporter {
   /** A 1-element i64 vector holding a dim's value at run time, read from the arguments' shapes. */
   private Value dimValue(Dim dim) {
     if (dim.isStatic()) {
-      return builder.add(new SourceOp.Constant(Tensor.ofLongs(ElementType.I64, new long[] {1},
-          new long[] {dim.value()})), current, null);
+      return add(new SourceOp.Constant(Tensor.ofLongs(ElementType.I64, new long[] {1},
+          new long[] {dim.value()})), null);
     }
     Value sum = null;
     for (var term : dim.terms().entrySet()) {
-      Value product = builder.add(new SourceOp.Constant(Tensor.ofLongs(ElementType.I64, new long[] {1},
-          new long[] {term.getValue()})), current, null);
+      Value product = add(new SourceOp.Constant(Tensor.ofLongs(ElementType.I64, new long[] {1},
+          new long[] {term.getValue()})), null);
       for (String sym : term.getKey().symbols()) {
         Object[] src = symbolSources.get(sym);
         if (src == null) {
           throw new OnnxImportException(file.path + ": cannot compute ?" + sym + " at run time");
         }
         int axis = (Integer) src[1];
-        Value s = builder.add(new DataOp.Shape((Value) src[0], axis, axis + 1), current, null);
-        product = builder.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, product, s),
-            current, null);
+        Value s = add(new DataOp.Shape((Value) src[0], axis, axis + 1), null);
+        product = add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, product, s), null);
       }
-      sum = sum == null ? product : builder.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, sum, product),
-          current, null);
+      sum = sum == null ? product : add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, sum, product), null);
     }
     return sum;
   }

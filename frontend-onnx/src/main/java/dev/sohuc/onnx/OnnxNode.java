@@ -198,7 +198,7 @@ final class OnnxNode {
 
   /** Appends an intermediate op (not an ONNX output). */
   Value temp(Op op) {
-    return graph.builder().add(op, loc, null);
+    return graph.builder().addNode(op, loc, List.of()).result();
   }
 
   /** Appends an op with several results and defines the outputs from them. */

@@ -1,0 +1,293 @@
+package dev.sohuc.onnx;
+
+import ai.onnx.proto.OnnxMl.AttributeProto;
+import ai.onnx.proto.OnnxMl.GraphProto;
+import ai.onnx.proto.OnnxMl.ModelProto;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.Function;
+
+import static dev.sohuc.onnx.Models.attr;
+import static dev.sohuc.onnx.Models.floats;
+import static dev.sohuc.onnx.Models.ints;
+import static dev.sohuc.onnx.Models.tensor;
+import static dev.sohuc.ir.type.ElementType.BOOL;
+import static dev.sohuc.ir.type.ElementType.F32;
+import static dev.sohuc.ir.type.ElementType.I32;
+import static dev.sohuc.ir.type.ElementType.I64;
+import static dev.sohuc.ir.type.ElementType.I8;
+import static dev.sohuc.ir.type.ElementType.U8;
+
+/**
+ * One test per supported op and attribute variant: a one-node model built here, imported, run
+ * on the reference interpreter and on ONNX Runtime with seeded random inputs, compared
+ * element-wise ({@code |a - b| <= 1e-5 * max(1, |b|)} for floats, exact for integers).
+ */
+class OpConformanceTest {
+
+  /** A node input: a graph input filled from {@code gen}, or an initializer holding {@code constant}. */
+  record In(ElementType type, long[] shape, Function<Random, Tensor> gen, Tensor constant) {}
+
+  record Case(String label, int opset, String op, List<In> inputs, List<AttributeProto> attrs, int outputs) {
+    Case opset(int v) {
+      return new Case(label, v, op, inputs, attrs, outputs);
+    }
+
+    Case attrs(AttributeProto... a) {
+      return new Case(label, opset, op, inputs, List.of(a), outputs);
+    }
+
+    Case outputs(int n) {
+      return new Case(label, opset, op, inputs, attrs, n);
+    }
+
+    Case named(String l) {
+      return new Case(l, opset, op, inputs, attrs, outputs);
+    }
+
+    @Override
+    public String toString() {
+      return label;
+    }
+  }
+
+  static Case t(String op, In... inputs) {
+    return new Case(op, 17, op, java.util.Arrays.asList(inputs), List.of(), 1);
+  }
+
+  static In f(long... shape) {
+    return new In(F32, shape, r -> random(F32, shape, r, -2, 2), null);
+  }
+
+  static In pos(long... shape) {
+    return new In(F32, shape, r -> random(F32, shape, r, 0.1, 3), null);
+  }
+
+  static In ix(ElementType type, long lo, long hi, long... shape) {
+    return new In(type, shape, r -> random(type, shape, r, lo, hi), null);
+  }
+
+  static In b(long... shape) {
+    return new In(BOOL, shape, r -> random(BOOL, shape, r, 0, 1), null);
+  }
+
+  static In c(Tensor t) {
+    return new In(t.elementType(), t.shape(), null, t);
+  }
+
+  static In ci(long... v) {
+    return c(Tensor.ofLongs(I64, new long[] {v.length}, v.clone()));
+  }
+
+  static In cs(ElementType type, double v) {
+    return c(Tensor.scalar(type, v));
+  }
+
+  static In none() {
+    return null;
+  }
+
+  static Tensor random(ElementType type, long[] shape, Random r, double lo, double hi) {
+    Tensor t = Tensor.zeros(type, shape);
+    for (int i = 0; i < t.size(); i++) {
+      t.set(i, type.isFloat() ? lo + (hi - lo) * r.nextDouble() : lo + r.nextInt((int) (hi - lo + 1)));
+    }
+    return t;
+  }
+
+  static List<Case> cases() {
+    List<Case> cs = new ArrayList<>();
+    for (String op : List.of("Add", "Sub", "Mul", "Div")) {
+      cs.add(t(op, f(2, 3, 4), f(4)));
+    }
+    cs.add(t("Add", ix(I64, -5, 5, 2, 3), ix(I64, -5, 5, 3)).named("Add i64"));
+    cs.add(t("Div", ix(I32, -9, 9, 2, 3), ix(I32, 1, 4, 3)).named("Div i32"));
+    cs.add(t("Pow", pos(2, 3), f(2, 3)));
+    cs.add(t("Pow", pos(2, 3), cs(I64, 2)).named("Pow i64 exponent"));
+    cs.add(t("Max", f(2, 3), f(3), f(1, 3)).named("Max variadic"));
+    cs.add(t("Min", f(2, 3), f(2, 3)));
+    cs.add(t("Min", f(2, 3)).named("Min one input"));
+    for (String op : List.of("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")) {
+      cs.add(t(op, ix(I64, 0, 3, 3, 4), ix(I64, 0, 3, 4)));
+    }
+    cs.add(t("Less", f(3, 4), f(3, 4)).named("Less f32"));
+    for (String op : List.of("And", "Or", "Xor")) {
+      cs.add(t(op, b(3, 4), b(4)));
+    }
+    cs.add(t("Not", b(3, 4)));
+    for (String op : List.of("Neg", "Abs", "Exp", "Erf", "Tanh", "Sigmoid", "Relu", "Floor", "Ceil", "Sin", "Cos")) {
+      cs.add(t(op, f(3, 5)));
+    }
+    for (String op : List.of("Sqrt", "Reciprocal", "Log")) {
+      cs.add(t(op, pos(3, 5)));
+    }
+    cs.add(t("Neg", ix(I64, -9, 9, 4)).named("Neg i64"));
+    cs.add(t("Gelu", f(3, 5)).opset(20).named("Gelu erf"));
+    cs.add(t("Gelu", f(3, 5)).opset(20).attrs(attr("approximate", "tanh")).named("Gelu tanh"));
+    cs.add(t("Softmax", f(2, 3, 4)).opset(13).named("Softmax 13 default axis"));
+    cs.add(t("Softmax", f(2, 3, 4)).opset(13).attrs(attr("axis", 1)).named("Softmax 13 axis 1"));
+    cs.add(t("Softmax", f(2, 3, 4)).opset(11).named("Softmax 11 default axis (flattens)"));
+    cs.add(t("Softmax", f(2, 3, 4)).opset(11).attrs(attr("axis", -1)).named("Softmax 11 axis -1"));
+    cs.add(t("LogSoftmax", f(2, 3, 4)).opset(13).named("LogSoftmax 13"));
+    cs.add(t("LogSoftmax", f(2, 3, 4)).opset(11).attrs(attr("axis", 0)).named("LogSoftmax 11 axis 0"));
+    cs.add(t("MatMul", f(2, 3, 4), f(4, 5)));
+    cs.add(t("MatMul", f(4), f(2, 4, 5)).named("MatMul vector"));
+    cs.add(t("Gemm", f(3, 4), f(4, 5), f(5)));
+    cs.add(t("Gemm", f(4, 3), f(5, 4), f(3, 5)).attrs(attr("transA", 1), attr("transB", 1), attr("alpha", 0.5),
+        attr("beta", 2.0)).named("Gemm transposed alpha beta"));
+    cs.add(t("Gemm", f(3, 4), f(4, 5)).named("Gemm no C"));
+    cs.add(t("Transpose", f(2, 3, 4)).attrs(ints("perm", 1, 2, 0)));
+    cs.add(t("Transpose", f(2, 3, 4)).named("Transpose default perm"));
+    cs.add(t("Reshape", f(2, 3, 4), ci(0, -1)));
+    cs.add(t("Reshape", f(2, 3, 4), ci(4, 1, 6)).opset(14).attrs(attr("allowzero", 1)).named("Reshape allowzero"));
+    cs.add(t("Flatten", f(2, 3, 4)).named("Flatten default"));
+    cs.add(t("Flatten", f(2, 3, 4)).attrs(attr("axis", 0)).named("Flatten axis 0"));
+    cs.add(t("Flatten", f(2, 3, 4)).attrs(attr("axis", -1)).named("Flatten axis -1"));
+    cs.add(t("Squeeze", f(2, 1, 4, 1)).opset(11).attrs(ints("axes", 1)).named("Squeeze 11 attr"));
+    cs.add(t("Squeeze", f(2, 1, 4, 1), ci(-1)).opset(13).named("Squeeze 13 input"));
+    cs.add(t("Squeeze", f(2, 1, 4, 1)).opset(13).named("Squeeze all"));
+    cs.add(t("Unsqueeze", f(2, 4)).opset(11).attrs(ints("axes", 0, 3)).named("Unsqueeze 11 attr"));
+    cs.add(t("Unsqueeze", f(2, 4), ci(-1, 1)).opset(13).named("Unsqueeze 13 input"));
+    cs.add(t("Concat", f(2, 3), f(2, 5)).attrs(attr("axis", 1)));
+    cs.add(t("Concat", f(2, 3), f(4, 3), f(1, 3)).attrs(attr("axis", -2)).named("Concat three"));
+    cs.add(t("Split", f(2, 6)).opset(11).attrs(attr("axis", 1), ints("split", 2, 4)).outputs(2)
+        .named("Split 11 attr"));
+    cs.add(t("Split", f(2, 6), ci(1, 5)).opset(13).attrs(attr("axis", 1)).outputs(2).named("Split 13 input"));
+    cs.add(t("Split", f(6, 2)).opset(13).outputs(3).named("Split equal"));
+    cs.add(t("Split", f(7, 2)).opset(18).attrs(attr("num_outputs", 3)).outputs(3).named("Split 18 num_outputs"));
+    cs.add(t("Slice", f(5, 6), ci(1), ci(4)).named("Slice starts ends"));
+    cs.add(t("Slice", f(5, 6), ci(0, 5), ci(Long.MAX_VALUE, 1), ci(0, 1), ci(2, -2)).named("Slice axes steps"));
+    cs.add(t("Slice", f(5, 6), ci(-1), ci(Long.MIN_VALUE), ci(1), ci(-1)).named("Slice reverse"));
+    cs.add(t("Gather", f(5, 3), c(Tensor.ofLongs(I64, new long[] {2, 2}, new long[] {0, 2, 4, -1}))));
+    cs.add(t("Gather", f(5, 3), ix(I64, 0, 2, 4)).attrs(attr("axis", 1)).named("Gather axis 1 runtime"));
+    cs.add(t("Gather", f(5, 3), cs(I64, 3)).named("Gather scalar index"));
+    cs.add(t("GatherElements", f(3, 4), ix(I64, 0, 3, 3, 2)).attrs(attr("axis", 1)));
+    cs.add(t("Expand", f(3, 1), ci(2, 3, 4)));
+    cs.add(t("Expand", f(2, 3), ci(1, 1)).named("Expand smaller shape"));
+    cs.add(t("Tile", f(2, 3), ci(2, 1)));
+    cs.add(t("Where", b(3, 4), f(3, 4), f(4)));
+    cs.add(t("Cast", f(3, 4)).attrs(attr("to", 7)).named("Cast f32 to i64"));
+    cs.add(t("Cast", ix(I64, -9, 9, 3, 4)).attrs(attr("to", 1)).named("Cast i64 to f32"));
+    cs.add(t("Cast", f(3, 4)).attrs(attr("to", 9)).named("Cast f32 to bool"));
+    cs.add(t("Cast", f(3, 4)).attrs(attr("to", 10)).named("Cast f32 to f16"));
+    cs.add(t("CastLike", f(3, 4), ix(I32, 0, 1, 1)));
+    cs.add(t("Shape", f(2, 3, 4)));
+    cs.add(t("Shape", f(2, 3, 4)).opset(15).attrs(attr("start", 1), attr("end", -1)).named("Shape start end"));
+    cs.add(t("Size", f(2, 3, 4)));
+    cs.add(t("ConstantOfShape", ci(2, 3)).named("ConstantOfShape default"));
+    cs.add(t("ConstantOfShape", ci(2, 3)).attrs(tensor("value", Tensor.ofLongs(I64, new long[] {1}, new long[] {7})))
+        .named("ConstantOfShape i64"));
+    cs.add(t("ConstantOfShape", ci(10, 10)).attrs(tensor("value", Tensor.ofFloats(F32, new long[] {1},
+        new float[] {0.5f}))).named("ConstantOfShape large (fill)"));
+    cs.add(t("Constant").attrs(floats("value_floats", 1, 2, 3)).named("Constant value_floats"));
+    cs.add(t("Constant").attrs(ints("value_ints", 1, 2, 3)).named("Constant value_ints"));
+    cs.add(t("Constant").attrs(attr("value_float", 2.5)).named("Constant value_float"));
+    cs.add(t("Constant").attrs(attr("value_int", 7L)).named("Constant value_int"));
+    cs.add(t("Constant").attrs(tensor("value", random(F32, new long[] {10, 10}, new Random(1), -1, 1)))
+        .named("Constant large tensor (weight)"));
+    cs.add(t("Range", cs(I64, 0), cs(I64, 10), cs(I64, 3)).named("Range i64"));
+    cs.add(t("Range", cs(I64, 5), cs(I64, 205), cs(I64, 1)).named("Range long (range op)"));
+    cs.add(t("Range", cs(F32, 1), cs(F32, 2), cs(F32, 0.25)).named("Range f32"));
+    cs.add(t("ReduceMean", f(2, 3, 4)).opset(13).attrs(ints("axes", -1)).named("ReduceMean 13 attr"));
+    cs.add(t("ReduceMean", f(2, 3, 4), ci(0, 2)).opset(18).attrs(attr("keepdims", 0)).named("ReduceMean 18 input"));
+    cs.add(t("ReduceSum", f(2, 3, 4), ci(1)).opset(13).named("ReduceSum 13 input"));
+    cs.add(t("ReduceSum", f(2, 3, 4)).opset(11).attrs(ints("axes", 1), attr("keepdims", 0)).named("ReduceSum 11 attr"));
+    cs.add(t("ReduceSum", f(2, 3, 4)).opset(13).named("ReduceSum all axes"));
+    cs.add(t("ReduceSum", f(2, 3, 4), ci()).opset(13).attrs(attr("noop_with_empty_axes", 1)).named("ReduceSum noop"));
+    cs.add(t("ReduceMax", f(2, 3, 4)).opset(13).attrs(ints("axes", 1)));
+    cs.add(t("ReduceMin", f(2, 3, 4), ci(-1)).opset(18).named("ReduceMin 18 input"));
+    cs.add(t("ReduceProd", f(2, 3, 4)).opset(13).attrs(ints("axes", 2)));
+    cs.add(t("Clip", f(3, 4), cs(F32, -0.5), cs(F32, 0.5)));
+    cs.add(t("Clip", f(3, 4), cs(F32, 0)).named("Clip min only"));
+    cs.add(t("Clip", f(3, 4), none(), cs(F32, 0)).named("Clip max only"));
+    cs.add(t("Clip", ix(I64, -9, 9, 3, 4), cs(I64, -2), cs(I64, 3)).named("Clip i64"));
+    cs.add(t("Pad", f(3, 4), ci(1, 0, 2, 3), cs(F32, 1.5)).named("Pad constant"));
+    cs.add(t("Pad", f(3, 4), ci(0, 2, 0, 1)).attrs(attr("mode", "reflect")).named("Pad reflect"));
+    cs.add(t("Pad", f(3, 4), ci(1, 1, 1, 1)).attrs(attr("mode", "edge")).named("Pad edge"));
+    cs.add(t("Pad", f(3, 4), ci(2, 1), none(), ci(1)).opset(18).named("Pad 18 axes"));
+    cs.add(t("Trilu", f(2, 4, 5)).named("Trilu upper"));
+    cs.add(t("Trilu", f(4, 5), cs(I64, -1)).attrs(attr("upper", 0)).named("Trilu lower k"));
+    cs.add(t("CumSum", f(3, 4), cs(I64, 1)));
+    cs.add(t("CumSum", f(3, 4), cs(I64, 0)).attrs(attr("exclusive", 1), attr("reverse", 1))
+        .named("CumSum exclusive reverse"));
+    cs.add(t("Identity", f(3, 4)));
+    cs.add(t("Dropout", f(3, 4)).opset(13).outputs(2).named("Dropout with mask"));
+    cs.add(t("Dropout", f(3, 4)).opset(11).attrs(attr("ratio", 0.3)).named("Dropout 11"));
+    cs.add(t("LayerNormalization", f(2, 3, 8), f(8), f(8)));
+    cs.add(t("LayerNormalization", f(2, 3, 8), f(3, 8)).attrs(attr("axis", -2), attr("epsilon", 1e-3))
+        .named("LayerNormalization axis -2 no bias"));
+    cs.add(t("LayerNormalization", f(2, 3, 8), f(8), f(8)).outputs(3).named("LayerNormalization mean invstd"));
+    cs.add(t("SimplifiedLayerNormalization", f(2, 3, 8), f(8)).attrs(attr("epsilon", 1e-6)));
+    cs.add(t("ScatterND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {2, 1}, new long[] {1, 3})), f(2, 3)));
+    cs.add(t("ScatterND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {2, 1}, new long[] {1, 1})), f(2, 3))
+        .attrs(attr("reduction", "add")).named("ScatterND add"));
+    cs.add(t("ScatterND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {2, 2}, new long[] {1, 0, 2, 2})), f(2))
+        .opset(18).attrs(attr("reduction", "max")).named("ScatterND max"));
+    cs.add(t("QuantizeLinear", f(3, 4), cs(F32, 0.02), cs(U8, 128)).named("QuantizeLinear u8"));
+    cs.add(t("QuantizeLinear", f(3, 4), cs(F32, 0.02)).named("QuantizeLinear no zero point"));
+    cs.add(t("QuantizeLinear", f(3, 4), c(Tensor.ofFloats(F32, new long[] {4}, new float[] {.01f, .02f, .03f, .04f})),
+        c(Tensor.ofLongs(I8, new long[] {4}, new long[] {0, 1, -1, 5}))).named("QuantizeLinear per axis i8"));
+    cs.add(t("DequantizeLinear", ix(U8, 0, 255, 3, 4), cs(F32, 0.02), cs(U8, 128)).named("DequantizeLinear u8"));
+    cs.add(t("DequantizeLinear", ix(I8, -128, 127, 3, 4), cs(F32, 0.05)).named("DequantizeLinear no zero point"));
+    cs.add(t("DequantizeLinear", ix(I8, -128, 127, 3, 4),
+        c(Tensor.ofFloats(F32, new long[] {3}, new float[] {.01f, .02f, .03f})),
+        c(Tensor.ofLongs(I8, new long[] {3}, new long[] {0, 1, -1}))).attrs(attr("axis", 0))
+        .named("DequantizeLinear per axis"));
+    cs.add(t("DynamicQuantizeLinear", f(3, 4)).outputs(3));
+    cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(U8, 0, 255, 4, 5), cs(U8, 12), cs(U8, 100)));
+    cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(I8, -128, 127, 4, 5)).named("MatMulInteger no zero points"));
+    return cs;
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void matchesOnnxRuntime(Case c, @TempDir Path dir) throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("one_" + c.op());
+    List<String> inputNames = new ArrayList<>();
+    List<String> runtimeNames = new ArrayList<>();
+    List<Tensor> runtime = new ArrayList<>();
+    Random rnd = new Random(c.label().hashCode());
+    for (int i = 0; i < c.inputs().size(); i++) {
+      In in = c.inputs().get(i);
+      if (in == null) {
+        inputNames.add("");
+        continue;
+      }
+      String name = "x" + i;
+      inputNames.add(name);
+      if (in.constant() != null) {
+        g.addInitializer(Models.initializer(name, in.constant()));
+      } else {
+        g.addInput(Models.input(name, in.type(), in.shape()));
+        runtimeNames.add(name);
+        runtime.add(in.gen().apply(rnd));
+      }
+    }
+    List<String> outputs = new ArrayList<>();
+    for (int i = 0; i < c.outputs(); i++) {
+      outputs.add("y" + i);
+      g.addOutput(Models.output("y" + i));
+    }
+    g.addNode(Models.node(c.op(), inputNames, outputs, c.attrs().toArray(AttributeProto[]::new)));
+    ModelProto model = Models.model(c.opset(), g.build());
+    Path file = Models.write(dir, "model.onnx", model);
+
+    Module m = OnnxImporter.importModel(file, ImportOptions.defaults());
+    Map<String, Tensor> ours = new Interpreter(m).run(runtime);
+    Map<String, Tensor> ort = OrtSupport.run(file, runtimeNames, runtime);
+    for (String out : outputs) {
+      OrtSupport.assertClose(c.label() + " output " + out, ort.get(out), ours.get(out), 1e-5);
+    }
+  }
+}
