@@ -27,6 +27,11 @@ final class TinyModel {
     this.random = new Random(seed);
   }
 
+  /** A model without config or weights, to be filled by the caller. */
+  static TinyModel empty(String name, long seed) {
+    return new TinyModel(name, seed);
+  }
+
   long get(String key) {
     return ((Number) config.get(key)).longValue();
   }
