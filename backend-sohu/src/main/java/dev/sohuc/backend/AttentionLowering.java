@@ -79,17 +79,13 @@ final class AttentionLowering {
     // run-time dims and strides
     int tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
-    int diagBase = e.alloc();
-    e.sub(diagBase, tReg, sReg);
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4)));
     int kHeadStep = l.dimReg(t.times(Dim.of(d * 4)));
-    int sTiles = e.alloc();
-    e.addImm(sTiles, sReg, TILE - 1);
-    e.shri(sTiles, sTiles, 7);
     int qP = e.li(l.addr(at.q()));
-    int oP = e.li(l.addr(n.result()));
     int kP = e.li(l.addr(at.k()));
-    int vP = e.li(l.addr(at.v()));
+    // O and V sit at fixed distances from Q and K: one pointer each
+    long oFromQ = l.addr(n.result()) - l.addr(at.q());
+    long vFromK = l.addr(at.v()) - l.addr(at.k());
     // mask strides per (batch, head, row); 0 where the mask broadcasts
     int mB = 0;
     int mP = 0;
@@ -120,12 +116,6 @@ final class AttentionLowering {
     int padWords = e.konst(tPad);
     int four = e.konst(4);
     int tileReg = e.konst(TILE);
-    int qSram = e.konst(qBuf);
-    int kSram = e.konst(kBuf);
-    int vSram = e.konst(vBuf);
-    int sSram = e.konst(sBuf);
-    int oSram = e.konst(oBuf);
-    int mSram = mask == null ? 0 : e.konst(mBuf);
     int oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
     int sAcc = e.konst(Lowering.ACC_BASE);
     int bLoop = e.beginLoop(0, qt.dim(0).value());
@@ -134,30 +124,43 @@ final class AttentionLowering {
     }
     int kvLoop = e.beginLoop(0, hkv.value());
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    e.dma(MemSpace.SRAM, kSram, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
-    e.dma(MemSpace.SRAM, vSram, dBytes, MemSpace.HBM, vP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    int a1 = e.li(kBuf);
+    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    int a2 = e.alloc();
+    e.addImm(a2, kP, vFromK);
+    e.emit(new Insn.Li(a1, vBuf, 0, 0));
+    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.free(a1, a2);
     int gLoop = e.beginLoop(0, group);
     int qT = e.copy(qP);
-    int oT = e.copy(oP);
     int mT = mask == null ? 0 : e.copy(mP);
     int rem = e.copy(sReg);
     int cur = e.alloc();
-    int diag = e.copy(diagBase);
+    int diag = e.alloc();
+    e.sub(diag, tReg, sReg);
+    int sTiles = e.alloc();
+    e.addImm(sTiles, sReg, TILE - 1);
+    e.shri(sTiles, sTiles, 7);
     int sLoop = e.beginLoop(sTiles, 0);
+    e.free(sTiles);
+    int x1 = e.alloc();
+    int x2 = e.alloc();
     e.min(cur, tileReg, rem);
     if (mask != null) {
       // element rows (row_bytes is an immediate, T is not): planes = query rows
-      e.dma(MemSpace.SRAM, mSram, four, MemSpace.HBM, mT, four, 4, tReg, 0, cur, 0, padBytes,
+      e.emit(new Insn.Li(x1, mBuf, 0, 0));
+      e.dma(MemSpace.SRAM, x1, four, MemSpace.HBM, mT, four, 4, tReg, 0, cur, 0, padBytes,
           msStep);
     }
-    int ld = e.dma(MemSpace.SRAM, qSram, dBytes, MemSpace.HBM, qT, dBytes, d * 4, cur, 0, 0, 1,
+    e.emit(new Insn.Li(x1, qBuf, 0, 0));
+    int ld = e.dma(MemSpace.SRAM, x1, dBytes, MemSpace.HBM, qT, dBytes, d * 4, cur, 0, 0, 1,
         0, 0);
     e.patchTokens(ld, 0, TOK_LOAD);
     // S = Q K^T, 128 key columns per mma
-    int bT = e.copy(kSram);
+    int bT = e.li(kBuf);
     int accT = e.copy(sAcc);
     for (int i = 0; i < nT; i++) {
-      int mm = e.mma(accT, padWords, qSram, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
+      int mm = e.mma(accT, padWords, x1, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
           true, false);
       if (i == 0) {
         e.patchTokens(mm, TOK_LOAD, 0);
@@ -169,28 +172,31 @@ final class AttentionLowering {
       e.addImm(accT, accT, TILE);
     }
     e.free(bT, accT);
-    int rd = e.accrd(sSram, padBytes, sAcc, padWords, cur, tReg, mask == null ? 1.0f : scale,
+    e.emit(new Insn.Li(x1, sBuf, 0, 0));
+    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, tReg, mask == null ? 1.0f : scale,
         Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(rd, TOK_MXU, 0);
     if (mask != null) {
-      e.vbin(BinOp.ADD, sSram, padBytes, sSram, padBytes, mSram, padBytes, cur, tReg,
-          Bcast.NONE);
+      e.emit(new Insn.Li(x2, mBuf, 0, 0));
+      e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, tReg, Bcast.NONE);
     }
-    e.emit(new Insn.Softmax(sSram, 0, padBytes, sSram, 0, padBytes, cur, tReg, DType.F32,
+    e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, tReg, DType.F32,
         mask == null ? scale : 1.0f, at.causal(), at.causal() ? diag : 0, 0, 0, TOK_VPU));
     // O = P V over the run-time T
-    int pv = e.mma(oAcc, dCols, sSram, padBytes, vSram, dBytes, mTile, (int) d, tReg, 0, false,
+    e.emit(new Insn.Li(x2, vBuf, 0, 0));
+    int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, tReg, 0, false,
         false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
-    int ro = e.accrd(oSram, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    e.emit(new Insn.Li(x1, oBuf, 0, 0));
+    int ro = e.accrd(x1, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(ro, TOK_MXU, TOK_STORE);
-    int st = e.dma(MemSpace.HBM, oT, dBytes, MemSpace.SRAM, oSram, dBytes, d * 4, cur, 0, 0, 1,
+    e.addImm(x2, qT, oFromQ);
+    int st = e.dma(MemSpace.HBM, x2, dBytes, MemSpace.SRAM, x1, dBytes, d * 4, cur, 0, 0, 1,
         0, 0);
     e.patchTokens(st, TOK_STORE, 0);
     int step = e.alloc();
     e.mulImm(step, tileReg, d * 4);
     e.add(qT, qT, step);
-    e.add(oT, oT, step);
     if (mask != null) {
       e.mulImm(step, msStep, TILE);
       e.add(mT, mT, step);
@@ -199,21 +205,18 @@ final class AttentionLowering {
     e.sub(rem, rem, tileReg);
     e.add(diag, diag, tileReg);
     e.endLoop(sLoop);
-    e.free(qT, oT, mT, rem, cur, diag);
+    e.free(qT, mT, rem, cur, diag, x1, x2);
     e.add(qP, qP, qHeadStep);
-    e.add(oP, oP, qHeadStep);
     if (mask != null) {
       e.add(mP, mP, mhStep);
     }
     e.endLoop(gLoop);
     e.add(kP, kP, kHeadStep);
-    e.add(vP, vP, kHeadStep);
     e.endLoop(kvLoop);
     if (mask != null) {
       e.add(mB, mB, mbStep);
     }
     e.endLoop(bLoop);
-    e.free(tReg, sReg, diagBase, qHeadStep, kHeadStep, sTiles, qP, oP, kP, vP, mB, mP, mbStep,
-        mhStep, msStep);
+    e.free(tReg, sReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
   }
 }

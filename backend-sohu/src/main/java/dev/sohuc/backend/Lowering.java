@@ -45,7 +45,8 @@ import java.util.Map;
  * Every lowering leaves every token count where it found it (zero).
  */
 final class Lowering {
-  static final long ACC_BASE = 16;   // ACC words 0..15: scratch of the MXU fence
+  // the MXU fence accumulates nothing onto ACC word 0, so ACC can start at 0
+  static final long ACC_BASE = 0;
   static final long SRAM_ALIGN = 64;
 
   private final Emitter e;
@@ -317,7 +318,7 @@ final class Lowering {
 
   void lower(Node n) {
     this.node = n;
-    sramNext = SRAM_ALIGN;
+    sramNext = 0;
     switch (n.op()) {
       case ElementwiseOp.Unary u -> unary(n, u.x(), unaryFn(u.kind()));
       case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH
@@ -527,8 +528,6 @@ final class Lowering {
     e.shri(count, count, log2);
     int rowStart = needRowStart ? e.li(0) : 0;
     int curRows = e.alloc();
-    int nextRows = e.alloc();
-    int rem2 = e.alloc();
     // prologue: tile 0
     e.min(curRows, tileReg, rem);
     for (int i = 0; i < nIn; i++) {
@@ -545,8 +544,9 @@ final class Lowering {
     int loop = e.beginLoop(count, 0);
     e.free(count);
     e.min(curRows, tileReg, rem);
-    e.sub(rem2, rem, tileReg);
-    e.max(nextRows, rem2, 0);
+    int nextRows = e.alloc();
+    e.sub(nextRows, rem, tileReg);
+    e.max(nextRows, nextRows, 0);
     e.min(nextRows, nextRows, tileReg);
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], MemSpace.HBM, hbmPtr[i], inStride[i],
@@ -555,6 +555,7 @@ final class Lowering {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
     }
+    e.free(nextRows);
     int from = e.pc();
     body.emit(cur, outCur, curRows, rowStart);
     if (!rawTokens) {
@@ -575,14 +576,14 @@ final class Lowering {
     if (needRowStart) {
       e.add(rowStart, rowStart, tileReg);
     }
-    e.add(rem, rem2, 0);
+    e.sub(rem, rem, tileReg);
     e.endLoop(loop);
     // the last iteration prefetched an empty tile; take its token back
     e.emit(new Insn.Nop(TOK_LOAD, 0));
     e.free(hbmPtr);
     e.free(cur);
     e.free(next);
-    e.free(outCur, outNext, outPtr, rem, rowStart, curRows, nextRows, rem2);
+    e.free(outCur, outNext, outPtr, rem, rowStart, curRows);
   }
 
   /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */

@@ -42,6 +42,7 @@ final class MatmulLowering {
     boolean batched = rb > 2 && !bt.dims().subList(0, rb - 2).stream().allMatch(d -> d.is(1));
     Dim m = batched ? at.dim(ra - 2) : Lowering.product(at.dims().subList(0, ra - 1));
     Dim batch = batched ? Lowering.product(at.dims().subList(0, ra - 2)) : Dim.of(1);
+    long bStep = k * cols * 4;
     int mTile = m.isStatic() && m.value() < TILE ? (int) Math.max(1, m.value()) : TILE;
     long accWords = Lowering.ACC_BASE + 2L * TILE * TILE;
     if (accWords > l.target().accWords()) {
@@ -59,14 +60,10 @@ final class MatmulLowering {
           + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes()
           + " (K-splitting is not implemented)");
     }
-    int aBase = l.dimReg(Dim.of(l.addr(a)));
-    int bBase = e.li(l.addr(b));
-    int cBase = e.li(l.addr(n.result()));
+    int aBase = e.li(l.addr(a));
+    int bPtr = e.li(l.addr(b));
+    int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
-    int batchCount = l.dimReg(batch);
-    int aStep = l.dimReg(m.times(Dim.of(k * 4)));
-    int cStep = l.dimReg(m.times(Dim.of(cols * 4)));
-    long bStep = k * cols * 4;
     // shared constants, made before any loop opens
     int ldc = e.konst(TILE);
     int lda = e.konst(k * 4);
@@ -78,7 +75,6 @@ final class MatmulLowering {
     int tileK = e.konst(TILE);
     long nFull = cols / TILE;
     long tail = cols % TILE;
-    int fullCount = e.li(nFull);
     int ntFull = e.konst(TILE);
     int ntTail = tail > 0 ? e.konst(tail) : 0;
     int ntFullBytes = e.konst(TILE * 4);
@@ -87,19 +83,22 @@ final class MatmulLowering {
     int bNext = e.li(bufB);
     int accCur = e.li(Lowering.ACC_BASE);
     int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
-    int bPtr = e.alloc();
-    int cPtr = e.alloc();
-    int biasPtr = e.alloc();
+    int biasPtr = bias == null ? 0 : e.alloc();
     int jrem = e.alloc();
-    int batchLoop = e.beginLoop(batchCount, 0);
-    e.add(bPtr, bBase, 0);
-    e.add(cPtr, cBase, 0);
-    e.emit(new dev.sohuc.isa.Insn.Li(biasPtr, biasBuf, 0, 0));
-    e.addImm(jrem, fullCount, -1);
+    int batchLoop = -1;
+    if (batched) {
+      int batchCount = l.dimReg(batch);
+      batchLoop = e.beginLoop(batchCount, 0);
+      e.free(batchCount);
+    }
+    if (bias != null) {
+      e.emit(new dev.sohuc.isa.Insn.Li(biasPtr, biasBuf, 0, 0));
+    }
+    e.emit(new dev.sohuc.isa.Insn.Li(jrem, nFull - 1, 0, 0));
     if (nFull > 0) {
       // panel 0 (no token: the first A tile's load, queued after it, carries LOAD)
       loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
-      int jLoop = e.beginLoop(fullCount, 0);
+      int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> {
         // the next full panel; zero rows after the last one
         int r = e.alloc();
@@ -117,7 +116,9 @@ final class MatmulLowering {
       e.swap(bCur, bNext);
       e.addImm(bPtr, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
       e.addImm(cPtr, cPtr, TILE * 4L);
-      e.addImm(biasPtr, biasPtr, TILE * 4L);
+      if (bias != null) {
+        e.addImm(biasPtr, biasPtr, TILE * 4L);
+      }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
     }
@@ -127,12 +128,20 @@ final class MatmulLowering {
       stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
           kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
     }
-    e.add(aBase, aBase, aStep);
-    e.add(cBase, cBase, cStep);
-    e.addImm(bBase, bBase, bStep);
-    e.endLoop(batchLoop);
-    e.free(aBase, bBase, cBase, rows, batchCount, aStep, cStep, fullCount, bCur, bNext, accCur,
-        accNext, bPtr, cPtr, biasPtr, jrem);
+    if (batched) {
+      // next batch: A and C move by one matrix, B by one matrix from where this one started
+      int t = e.alloc();
+      int step = l.dimReg(m.times(Dim.of(k * 4)));
+      e.add(aBase, aBase, step);
+      e.free(step);
+      step = l.dimReg(m.times(Dim.of(cols * 4)));
+      e.addImm(t, cPtr, -(nFull * TILE * 4L));
+      e.add(cPtr, t, step);
+      e.free(step, t);
+      e.addImm(bPtr, bPtr, bStep - (tb ? nFull * TILE * k * 4 : nFull * TILE * 4L));
+      e.endLoop(batchLoop);
+    }
+    e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
   }
 
   private void loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,

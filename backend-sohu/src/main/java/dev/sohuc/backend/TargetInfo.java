@@ -22,7 +22,7 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
 
   /** Used when no description is given: the numbers the sohu target assumes. */
   public static TargetInfo defaults() {
-    return new TargetInfo("sohu", "0".repeat(64), 32L << 20, 1L << 20, 144_000_000_000L);
+    return new TargetInfo("sohu", "0".repeat(64), 128L << 20, 4L << 20, 144_000_000_000L);
   }
 
   public static TargetInfo load(Path file) {
@@ -45,13 +45,13 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
       String f = file.getFileName().toString();
       name = f.endsWith(".json") ? f.substring(0, f.length() - 5) : f;
     }
-    long sram = number(root, d.sramBytes, "srambytes", "sramsize", "sramcapacitybytes");
-    long acc = number(root, -1, "accwords", "accumulatorwords");
+    long sram = path(root, "sram", "capacity", number(root, d.sramBytes, "srambytes", "sramsize"));
+    long acc = path(root, "acc", "capacity", number(root, -1, "accwords", "accumulatorwords"));
     if (acc < 0) {
       long accBytes = number(root, -1, "accbytes", "accumulatorbytes", "accsize");
       acc = accBytes < 0 ? d.accWords : accBytes / 4;
     }
-    long hbm = number(root, d.hbmBytes, "hbmbytes", "hbmsize", "hbmcapacitybytes");
+    long hbm = path(root, "hbm", "capacity", number(root, d.hbmBytes, "hbmbytes", "hbmsize"));
     return new TargetInfo(name, sha256(bytes), sram, acc, hbm);
   }
 
@@ -61,6 +61,15 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
     }
+  }
+
+  /** {@code root.a.b} (or {@code root.a.b.value}), as the emulator's descriptions nest them. */
+  private static long path(JsonNode root, String a, String b, long fallback) {
+    JsonNode n = root.path(a).path(b);
+    if (n.isObject()) {
+      n = n.path("value");
+    }
+    return n.isNumber() ? n.asLong() : fallback;
   }
 
   private static String text(JsonNode root, String key) {

@@ -1,0 +1,152 @@
+package dev.sohuc.backend;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Location;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.asm.Assembler;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuReader;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Compile-side checks that need no emulator: every op kind lowers, the container round-trips,
+ * the assembly re-assembles to the same code, code size is independent of the sequence bound,
+ * and unsupported ops are all reported at once.
+ */
+class SohuBackendTest {
+  static final ElementType F32 = ElementType.F32;
+
+  static TensorType seqType(long... tail) {
+    List<Dim> d = new java.util.ArrayList<>();
+    d.add(Dim.of(1));
+    d.add(Dim.symbol("seq"));
+    for (long t : tail) {
+      d.add(Dim.of(t));
+    }
+    return new TensorType(d, F32);
+  }
+
+  static Value weight(Module m, FunctionBuilder b, String name, long... shape) {
+    TensorType t = TensorType.of(F32, shape);
+    long n = t.staticElementCount().orElseThrow();
+    ByteBuffer bb = ByteBuffer.allocate((int) n * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < n; i++) {
+      bb.putFloat((float) Math.sin(i * 0.37 + name.length()));
+    }
+    m.addWeight(new Weight(name, t, new Weight.Data.Inline(bb.array())));
+    return b.add(new SourceOp.WeightRef(name, t), new Location(name), name);
+  }
+
+  /** A small encoder layer: layer_norm, matmul + bias, gelu, attention, residual add. */
+  static Module encoder(long hidden, int layers) {
+    Module m = new Module("enc");
+    Value x = Value.argument("x", seqType(hidden));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    Value h = x;
+    for (int l = 0; l < layers; l++) {
+      Value g = weight(m, b, "g" + l, hidden);
+      Value be = weight(m, b, "b" + l, hidden);
+      Value w = weight(m, b, "w" + l, hidden, hidden);
+      Value bias = weight(m, b, "bias" + l, hidden);
+      Value n = b.add(new TransformerOp.LayerNorm(h, g, be, -1, 1e-5), new Location("ln" + l));
+      Value mm = b.add(new LinalgOp.MatMul(n, w), new Location("mm" + l));
+      Value ad = b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, mm, bias),
+          new Location("bias" + l));
+      Value ge = b.add(new TransformerOp.Gelu(ad, false), new Location("gelu" + l));
+      h = b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, ge, h),
+          new Location("res" + l));
+    }
+    f.setOutputs(List.of(new Function.Output("y", h)));
+    return m;
+  }
+
+  @Test
+  void encoderCompilesAndRoundTrips() throws Exception {
+    CompiledProgram c = SohuBackend.compile(encoder(64, 2), BackendOptions.defaults());
+    SohuProgram p = c.program();
+    assertEquals(List.of(new SohuProgram.ArgSlot("seq", 0)), p.args());
+    assertEquals(p.code().size(), p.debug().size());
+    assertTrue(p.debug().stream().anyMatch(d -> d.location().equals("mm0")));
+    SohuProgram back = SohuReader.read(c.bytes(), "test.sohu");
+    assertEquals(p.code(), back.code());
+    SohuProgram reassembled = Assembler.assemble(c.assembly(), "test.s");
+    assertEquals(p.code(), reassembled.code());
+  }
+
+  @Test
+  void codeSizeDoesNotDependOnTheSequenceBound() {
+    Module m = encoder(64, 1);
+    int small = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 16))
+        .instructionCount();
+    int large = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 4096))
+        .instructionCount();
+    assertEquals(small, large);
+  }
+
+  @Test
+  void attentionWithGqaAndMaskCompiles() {
+    Module m = new Module("attn");
+    TensorType q = new TensorType(List.of(Dim.of(1), Dim.of(4), Dim.symbol("seq"), Dim.of(16)),
+        F32);
+    TensorType kv = new TensorType(List.of(Dim.of(1), Dim.of(2), Dim.symbol("seq"), Dim.of(16)),
+        F32);
+    TensorType mask = new TensorType(List.of(Dim.of(1), Dim.of(1), Dim.of(1), Dim.symbol("seq")),
+        F32);
+    Value vq = Value.argument("q", q);
+    Value vk = Value.argument("k", kv);
+    Value vv = Value.argument("v", kv);
+    Value vm = Value.argument("mask", mask);
+    Function f = new Function("main", List.of(vq, vk, vv, vm));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    Value o = b.add(new TransformerOp.Attention(vq, vk, vv, vm, 0.25, true, 0),
+        new Location("attn"));
+    f.setOutputs(List.of(new Function.Output("o", o)));
+    CompiledProgram c = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 300));
+    assertTrue(c.instructionCount() > 10);
+  }
+
+  @Test
+  void unsupportedOpsAreAllReported() {
+    Module m = new Module("bad");
+    Value x = Value.argument("x", seqType(8));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    Value s = b.add(new ElementwiseOp.Unary(ElementwiseOp.UnaryKind.SIN, x), new Location("Sin_0"));
+    Value c = b.add(new ElementwiseOp.Unary(ElementwiseOp.UnaryKind.COS, s), new Location("Cos_0"));
+    f.setOutputs(List.of(new Function.Output("y", c)));
+    BackendException e = assertThrows(BackendException.class,
+        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+    assertTrue(e.getMessage().contains("Sin_0") && e.getMessage().contains("Cos_0"),
+        e.getMessage());
+  }
+
+  @Test
+  void modelTooBigForTheTargetNamesTheBuffer() throws Exception {
+    java.nio.file.Path tiny = java.nio.file.Path.of("..", "targets", "tiny.json");
+    Module m = encoder(64, 1);
+    BackendException e = assertThrows(BackendException.class, () -> SohuBackend.compile(m,
+        BackendOptions.defaults().withTarget(tiny).withBound("seq", 1L << 20)));
+    assertTrue(e.getMessage().contains("HBM"), e.getMessage());
+  }
+}
