@@ -34,8 +34,8 @@ public record FusionReport(Map<String, Long> fused, Map<String, Long> rulesFired
       "softmax", "reduce_mean", "pow", "erf", "tanh", "sigmoid", "sqrt", "reciprocal", "div");
 
   public FusionReport {
-    fused = Map.copyOf(fused);
-    rulesFired = Map.copyOf(rulesFired);
+    fused = java.util.Collections.unmodifiableMap(new TreeMap<>(fused));
+    rulesFired = java.util.Collections.unmodifiableMap(new TreeMap<>(rulesFired));
     unfused = List.copyOf(unfused);
   }
 

@@ -35,7 +35,7 @@ final class MeaningCheck {
 
   /**
    * As above; {@code fixedSymbols} pins sizes of some dim symbols (others get 2..5), and integer
-   * inputs get values in [0, 2) when their name mentions a mask, else [0, 16).
+   * inputs get values in [0, 2) when their name mentions a mask or a type, else [0, 16).
    */
   static void assertPreservesMeaning(Module module, Consumer<Module> transform, long seed,
                                      Map<String, Long> fixedSymbols) {
@@ -97,7 +97,9 @@ final class MeaningCheck {
       long[] shape = arg.type().evaluateShape(bindings);
       ElementType t = arg.type().elementType();
       Tensor x = Tensor.zeros(t, shape);
-      boolean mask = arg.name().toLowerCase().contains("mask");
+      String lower = arg.name().toLowerCase();
+      boolean mask = lower.contains("mask");
+      boolean binary = mask || lower.contains("type"); // token_type_ids index a table of 2
       for (int i = 0; i < x.size(); i++) {
         if (t.isFloat()) {
           x.set(i, rnd.nextGaussian());
@@ -105,7 +107,7 @@ final class MeaningCheck {
           x.set(i, rnd.nextBoolean() ? 1 : 0);
         } else {
           // Masks keep the first position, so no row of attention is fully masked.
-          x.set(i, mask ? (i % shape[shape.length - 1] == 0 ? 1 : rnd.nextInt(2)) : rnd.nextInt(16));
+          x.set(i, mask && i % shape[shape.length - 1] == 0 ? 1 : rnd.nextInt(binary ? 2 : 16));
         }
       }
       inputs.add(x);
