@@ -65,6 +65,9 @@ final class ModelFile {
       in.setSizeLimit(Integer.MAX_VALUE);
       model = ModelProto.parseFrom(in);
     } catch (InvalidProtocolBufferException e) {
+      if (!startsLikeModel(buffer)) {
+        throw new OnnxImportException(path + ": not an ONNX protobuf file (it does not start with a ModelProto field)", e);
+      }
       throw parseError(path, e);
     } catch (IOException e) {
       throw new OnnxImportException(path + ": cannot read: " + e.getMessage(), e);
@@ -84,6 +87,15 @@ final class ModelFile {
           + model.getGraph().getInitializerCount() + " after parsing");
     }
     return new ModelFile(path, model, raw);
+  }
+
+  /** Whether the first byte is the tag of a ModelProto field that exporters write first. */
+  private static boolean startsLikeModel(ByteBuffer b) {
+    int first = b.get(0) & 0xff;
+    // ir_version (1, varint), producer_name (2), producer_version (3), domain (4),
+    // model_version (5, varint), doc_string (6), graph (7), opset_import (8)
+    return first == 0x08 || first == 0x12 || first == 0x1a || first == 0x22 || first == 0x28 || first == 0x32
+        || first == 0x3a || first == 0x42;
   }
 
   private static ByteBuffer map(Path path) {

@@ -1,0 +1,280 @@
+package dev.sohuc.onnx;
+
+import ai.onnx.proto.OnnxMl.AttributeProto;
+import ai.onnx.proto.OnnxMl.GraphProto;
+import ai.onnx.proto.OnnxMl.ModelProto;
+import ai.onnx.proto.OnnxMl.NodeProto;
+import ai.onnx.proto.OnnxMl.StringStringEntryProto;
+import ai.onnx.proto.OnnxMl.TensorProto;
+import com.google.protobuf.ByteString;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+import static dev.sohuc.onnx.Models.input;
+import static dev.sohuc.onnx.Models.node;
+import static dev.sohuc.onnx.Models.output;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Malformed and hostile models: each is rejected with a one-line message naming the file and what is wrong. */
+class BadModelTest {
+  @TempDir
+  Path dir;
+
+  private Path file(String name, ModelProto m) throws Exception {
+    return Models.write(dir, name, m);
+  }
+
+  private static void assertRejected(Path model, String... expected) {
+    OnnxImportException e = assertThrows(OnnxImportException.class,
+        () -> OnnxImporter.importModel(model, ImportOptions.defaults()));
+    String m = e.getMessage();
+    assertFalse(m.contains("\n"), () -> "message is not one line: " + m);
+    assertTrue(m.startsWith(model.toString()), () -> "message does not name the file: " + m);
+    for (String s : expected) {
+      assertTrue(m.contains(s), () -> "message lacks '" + s + "': " + m);
+    }
+  }
+
+  /** x (f32[4]) -> Relu -> y: a valid base to break. */
+  private static GraphProto.Builder relu() {
+    return GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addOutput(output("y")).addNode(node("Relu", List.of("x"), List.of("y")));
+  }
+
+  private static GraphProto.Builder withInitializer(TensorProto t) {
+    return GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4)).addInitializer(t)
+        .addOutput(output("y")).addNode(node("Add", List.of("x", t.getName()), List.of("y")));
+  }
+
+  @Test
+  void notProtobuf() throws Exception {
+    Path p = dir.resolve("text.onnx");
+    Files.write(p, new byte[] {(byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff, 0x0a, (byte) 0xff});
+    assertRejected(p, "not an ONNX protobuf file");
+    Path t = dir.resolve("readme.onnx");
+    Files.writeString(t, "hello, I am a text file\n");
+    OnnxImportException e = assertThrows(OnnxImportException.class, () -> OnnxImporter.importModel(t));
+    assertTrue(e.getMessage().contains("not an ONNX"), e.getMessage());
+  }
+
+  @Test
+  void truncated() throws Exception {
+    byte[] whole = Models.model(17, relu().build()).toByteArray();
+    Path p = dir.resolve("cut.onnx");
+    Files.write(p, Arrays.copyOf(whole, whole.length - 5));
+    assertRejected(p, "truncated");
+  }
+
+  @Test
+  void cycle() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addOutput(output("b"))
+        .addNode(node("Add", List.of("x", "b"), List.of("a")).toBuilder().setName("first"))
+        .addNode(node("Relu", List.of("a"), List.of("b")).toBuilder().setName("second")).build();
+    assertRejected(file("cycle.onnx", Models.model(17, g)), "cycle through node");
+  }
+
+  @Test
+  void unsortedGraphIsSorted() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addOutput(output("b"))
+        .addNode(node("Relu", List.of("a"), List.of("b")))
+        .addNode(node("Neg", List.of("x"), List.of("a"))).build();
+    Module m = OnnxImporter.importModel(file("unsorted.onnx", Models.model(17, g)));
+    assertEquals(2, m.main().body().size());
+  }
+
+  @Test
+  void undefinedInput() throws Exception {
+    GraphProto g = relu().clearNode().addNode(node("Relu", List.of("nope"), List.of("y"))).build();
+    assertRejected(file("undef.onnx", Models.model(17, g)), "reads 'nope'", "Relu_node");
+  }
+
+  @Test
+  void duplicateOutput() throws Exception {
+    GraphProto g = relu().addNode(node("Neg", List.of("x"), List.of("y"))).build();
+    assertRejected(file("dup.onnx", Models.model(17, g)), "'y' is defined twice");
+  }
+
+  @Test
+  void negativeDims() throws Exception {
+    TensorProto t = TensorProto.newBuilder().setName("w").setDataType(1).addDims(-4).build();
+    assertRejected(file("neg.onnx", Models.model(17, withInitializer(t).build())), "initializer 'w'", "negative dim");
+    GraphProto g = relu().clearInput().addInput(input("x", ElementType.F32, -3)).build();
+    assertRejected(file("neginput.onnx", Models.model(17, g)), "graph input 'x'", "negative dim");
+  }
+
+  @Test
+  void overflowingDims() throws Exception {
+    TensorProto t = TensorProto.newBuilder().setName("w").setDataType(1).addDims(1L << 40).addDims(1L << 40)
+        .build();
+    assertRejected(file("overflow.onnx", Models.model(17, withInitializer(t).build())), "initializer 'w'",
+        "overflows 64 bits");
+  }
+
+  @Test
+  void rawDataTooShort() throws Exception {
+    TensorProto t = TensorProto.newBuilder().setName("w").setDataType(1).addDims(4)
+        .setRawData(ByteString.copyFrom(new byte[8])).build();
+    assertRejected(file("short.onnx", Models.model(17, withInitializer(t).build())), "initializer 'w'",
+        "raw_data holds 8 bytes", "needs 16");
+  }
+
+  @Test
+  void trillionElementInitializer() throws Exception {
+    TensorProto typed = TensorProto.newBuilder().setName("w").setDataType(1).addDims(1_000_000).addDims(1_000_000)
+        .addFloatData(1).build();
+    assertRejected(file("huge.onnx", Models.model(17, withInitializer(typed).build())), "initializer 'w'",
+        "needs 1000000000000");
+    TensorProto raw = typed.toBuilder().clearFloatData().setRawData(ByteString.copyFrom(new byte[16])).build();
+    assertRejected(file("hugeraw.onnx", Models.model(17, withInitializer(raw).build())), "initializer 'w'",
+        "needs 4000000000000");
+  }
+
+  @Test
+  void opsetTooNew() throws Exception {
+    assertRejected(file("new.onnx", Models.model(22, relu().build())), "opset 22", "newer");
+  }
+
+  @Test
+  void opsetTooOld() throws Exception {
+    assertRejected(file("old.onnx", Models.model(9, relu().build())), "opset 9", "older");
+  }
+
+  private static TensorProto external(String location, long offset) {
+    return TensorProto.newBuilder().setName("w").setDataType(1).addDims(4)
+        .setDataLocation(TensorProto.DataLocation.EXTERNAL)
+        .addExternalData(StringStringEntryProto.newBuilder().setKey("location").setValue(location))
+        .addExternalData(StringStringEntryProto.newBuilder().setKey("offset").setValue(String.valueOf(offset)))
+        .addExternalData(StringStringEntryProto.newBuilder().setKey("length").setValue("16")).build();
+  }
+
+  @Test
+  void externalDataEscapingWithDotDot() throws Exception {
+    Path sub = Files.createDirectories(dir.resolve("model"));
+    Files.write(dir.resolve("x"), new byte[16]);
+    Path p = Models.write(sub, "m.onnx", Models.model(17, withInitializer(external("../x", 0)).build()));
+    assertRejected(p, "initializer 'w'", "'../x'", "escapes the model's folder");
+  }
+
+  @Test
+  void externalDataAbsolutePath() throws Exception {
+    Path target = dir.resolve("abs.bin");
+    Files.write(target, new byte[16]);
+    Path p = file("m.onnx", Models.model(17, withInitializer(external(target.toString(), 0)).build()));
+    assertRejected(p, "initializer 'w'", "absolute path");
+  }
+
+  @Test
+  void externalDataSymlinkEscaping() throws Exception {
+    Path sub = Files.createDirectories(dir.resolve("model"));
+    Path outside = dir.resolve("secret.bin");
+    Files.write(outside, new byte[16]);
+    Files.createSymbolicLink(sub.resolve("link.bin"), outside);
+    Path p = Models.write(sub, "m.onnx", Models.model(17, withInitializer(external("link.bin", 0)).build()));
+    assertRejected(p, "initializer 'w'", "symbolic link", "outside the model's folder");
+  }
+
+  @Test
+  void externalDataTooShort() throws Exception {
+    Files.write(dir.resolve("w.bin"), new byte[20]);
+    Path p = file("m.onnx", Models.model(17, withInitializer(external("w.bin", 8)).build()));
+    assertRejected(p, "initializer 'w'", "too few");
+  }
+
+  @Test
+  void externalDataIsMappedNotCopied() throws Exception {
+    ByteBuffer b = ByteBuffer.allocate(8 + 16).order(ByteOrder.LITTLE_ENDIAN);
+    b.putLong(0).putFloat(1).putFloat(2).putFloat(3).putFloat(4);
+    Files.write(dir.resolve("w.bin"), b.array());
+    Path p = file("m.onnx", Models.model(17, withInitializer(external("w.bin", 8)).build()));
+    Module m = OnnxImporter.importModel(p);
+    Weight w = m.weights().get("w");
+    // 4 elements stay inline constants; the data source is still checked and read.
+    Tensor y = new Interpreter(m).run(List.of(Tensor.ofFloats(ElementType.F32, new long[] {4}, new float[4])))
+        .get("y");
+    assertEquals(List.of(1f, 2f, 3f, 4f), List.of(y.floats()[0], y.floats()[1], y.floats()[2], y.floats()[3]));
+    assertTrue(w == null, "small initializers become constants");
+  }
+
+  @Test
+  void largeRawDataBecomesAFileSliceOfTheModel() throws Exception {
+    float[] v = new float[100];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = i * 0.5f;
+    }
+    Tensor t = Tensor.ofFloats(ElementType.F32, new long[] {100}, v);
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 100))
+        .addInitializer(Models.initializer("w", t)).addOutput(output("y"))
+        .addNode(node("Add", List.of("x", "w"), List.of("y"))).build();
+    Path p = file("big.onnx", Models.model(17, g));
+    Module m = OnnxImporter.importModel(p);
+    Weight w = m.weights().get("w");
+    Weight.Data.FileSlice slice = assertInstanceOf(Weight.Data.FileSlice.class, w.data());
+    assertEquals(p, slice.file());
+    assertEquals(400, slice.length());
+    ByteBuffer bytes = w.bytes();
+    assertEquals(49.5f, bytes.getFloat(99 * 4));
+  }
+
+  @Test
+  void nestedPastTheRecursionLimit() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("leaf").build();
+    for (int i = 0; i < 60; i++) {
+      g = GraphProto.newBuilder().setName("g" + i).addNode(NodeProto.newBuilder().setOpType("If")
+          .addAttribute(AttributeProto.newBuilder().setName("then_branch").setType(AttributeProto.AttributeType.GRAPH)
+              .setG(g))).build();
+    }
+    assertRejected(file("deep.onnx", Models.model(17, g)), "nested more than 100 levels");
+  }
+
+  @Test
+  void unsupportedOpsAreAllListed() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addOutput(output("d"))
+        .addNode(node("FooBar", List.of("x"), List.of("a")).toBuilder().setName("foo1"))
+        .addNode(node("FooBar", List.of("a"), List.of("b")).toBuilder().setName("foo2"))
+        .addNode(node("Attention", List.of("b"), List.of("c")).toBuilder().setName("attn").setDomain("com.microsoft"))
+        .addNode(node("NonZero", List.of("c"), List.of("d")).toBuilder().setName("nz")).build();
+    Path p = file("unsupported.onnx", Models.model(17, g));
+    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.Attention x1 (attn)",
+        "NonZero x1 (nz)");
+    PreflightReport r = Preflight.check(p, ImportOptions.defaults());
+    assertFalse(r.ok());
+    assertEquals(3, r.unsupportedOps().size());
+    assertTrue(r.render().contains("FooBar x2: foo1, foo2"), r.render());
+  }
+
+  @Test
+  void dataDependentShapeIsNamed() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addInput(input("s", ElementType.I64, 2)).addOutput(output("y"))
+        .addNode(node("Reshape", List.of("x", "s"), List.of("y"))).build();
+    assertRejected(file("dyn.onnx", Models.model(17, g)), "node 'Reshape_node' (Reshape)", "run-time data");
+  }
+
+  @Test
+  void unknownShapeBindingIsRejected() throws Exception {
+    Path p = file("ok.onnx", Models.model(17, relu().build()));
+    OnnxImportException e = assertThrows(OnnxImportException.class,
+        () -> OnnxImporter.importModel(p, new ImportOptions(Map.of("nope", List.of(1L)), Map.of())));
+    assertTrue(e.getMessage().contains("'nope', which is not a graph input"), e.getMessage());
+  }
+}
