@@ -7,6 +7,10 @@ WS           : [ \t\r\n]+ -> skip ;
 
 TENSOR_OPEN : 'tensor<' -> pushMode(TENSOR) ;
 
+// Dense data is one token, read by IrParser: a large constant costs no token per element.
+DENSE_DATA : 'dense<' ~[>]* '>' ;
+UNTERMINATED_DENSE : 'dense<' ~[>]* ;
+
 // Keywords come before BARE_ID so that they win on equal length; IrSyntax lets them be op and
 // attribute names too (`weight` is both a declaration and an op).
 MODULE     : 'module' ;
@@ -31,8 +35,6 @@ LPAREN : '(' ;
 RPAREN : ')' ;
 LBRACK : '[' ;
 RBRACK : ']' ;
-LANGLE : '<' ;
-RANGLE : '>' ;
 COMMA  : ',' ;
 COLON  : ':' ;
 EQUAL  : '=' ;

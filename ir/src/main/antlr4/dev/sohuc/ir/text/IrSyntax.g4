@@ -1,6 +1,6 @@
 // Grammar of sohuc IR text; IrParser turns the tree into a Module and IrPrinter writes the same
-// syntax. The rules avoid recursion (dense data is a flat token run checked against its type),
-// so no input, however deeply nested, can overflow the stack.
+// syntax. No rule is recursive (dense data is a single token that IrParser reads), so no input,
+// however deeply nested, can overflow the stack.
 parser grammar IrSyntax;
 
 options { tokenVocab = IrLexer; }
@@ -25,12 +25,13 @@ argument : VALUE_ID COLON tensorType ;
 
 output : STRING COLON tensorType ;
 
-node : VALUE_ID (COMMA VALUE_ID)* EQUAL opName operands? attributes?
+// Operands are inline rather than a rule of their own, so that after `add %a` the expected
+// tokens include ',' (ANTLR computes them within the current rule).
+node : results+=VALUE_ID (COMMA results+=VALUE_ID)* EQUAL opName
+       (operands+=VALUE_ID (COMMA operands+=VALUE_ID)*)? attributes?
        COLON tensorType (COMMA tensorType)* location? ;
 
 opName : BARE_ID | keyword ;
-
-operands : VALUE_ID (COMMA VALUE_ID)* ;
 
 attributes : LBRACE (attribute (COMMA attribute)*)? RBRACE ;
 
@@ -46,10 +47,8 @@ attrValue
     | LBRACK (dim (COMMA dim)*)? RBRACK                 # listAttr
     | BARE_ID                                           # elementTypeAttr
     | SYMBOL_ID                                         # symbolAttr
-    | DENSE LANGLE denseToken* RANGLE COLON tensorType  # denseAttr
+    | DENSE_DATA COLON tensorType                       # denseAttr
     ;
-
-denseToken : LBRACK | RBRACK | COMMA | number | TRUE | FALSE ;
 
 number : MINUS? (INT | FLOAT | INF) | NAN ;
 

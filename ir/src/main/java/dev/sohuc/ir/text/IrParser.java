@@ -23,6 +23,7 @@ import dev.sohuc.ir.text.IrSyntax.DimFactorContext;
 import dev.sohuc.ir.text.IrSyntax.DimTermContext;
 import dev.sohuc.ir.text.IrSyntax.NumberContext;
 import org.antlr.v4.runtime.BaseErrorListener;
+import org.antlr.v4.runtime.CharStream;
 import org.antlr.v4.runtime.CharStreams;
 import org.antlr.v4.runtime.CommonTokenStream;
 import org.antlr.v4.runtime.Parser;
@@ -48,6 +49,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.regex.Pattern;
 
 /**
  * Reads IR text (the syntax {@link IrPrinter} writes) into a verified {@link Module}.
@@ -65,6 +67,8 @@ import java.util.Set;
 public final class IrParser {
   /** Longest piece of input quoted in a message. */
   private static final int MAX_ECHO = 40;
+  /** Far above any real line (dense data is one token); makes a huge line of small tokens fail fast. */
+  private static final int MAX_TOKENS_PER_LINE = 100_000;
 
   private final String fileName;
   private final Path baseDir;
@@ -95,7 +99,7 @@ public final class IrParser {
   }
 
   private Module module(String text) {
-    IrLexer lexer = new IrLexer(CharStreams.fromString(text, fileName));
+    IrLexer lexer = new LineBoundedLexer(CharStreams.fromString(text, fileName));
     lexer.removeErrorListeners(); // ERROR_CHAR tokens leave every error to the parser
     CommonTokenStream tokens = new CommonTokenStream(lexer);
     if (tokens.LA(1) == Token.EOF) {
@@ -184,7 +188,7 @@ public final class IrParser {
 
     Scope(List<IrSyntax.NodeContext> nodes) {
       for (var n : nodes) {
-        n.VALUE_ID().forEach(v -> bodyNames.add(name(v.getSymbol())));
+        n.results.forEach(v -> bodyNames.add(name(v)));
       }
     }
 
@@ -220,7 +224,7 @@ public final class IrParser {
       Node node = node(m, scope, n);
       f.body().add(node);
       for (int i = 0; i < node.results().size(); i++) {
-        scope.define(n.VALUE_ID(i).getSymbol(), node.results().get(i));
+        scope.define(n.results.get(i), node.results().get(i));
       }
     }
     f.setOutputs(outputs(scope, ctx));
@@ -231,8 +235,8 @@ public final class IrParser {
     var declared = ctx.output();
     var returned = ctx.returnStmt().VALUE_ID();
     if (declared.size() != returned.size()) {
-      throw error(ctx.returnStmt().start, "return gives " + returned.size() + " values, the signature declares "
-          + declared.size() + " outputs");
+      throw error(ctx.returnStmt().start, "return gives " + count(returned.size(), "value") + ", the signature declares "
+          + count(declared.size(), "output"));
     }
     List<Function.Output> outputs = new ArrayList<>();
     Map<String, Token> seen = new HashMap<>();
@@ -240,13 +244,13 @@ public final class IrParser {
       Token nameToken = declared.get(i).STRING().getSymbol();
       String name = string(nameToken);
       if (seen.putIfAbsent(name, nameToken) != null) {
-        throw error(nameToken, "output name " + echo(nameToken.getText()) + " is used twice");
+        throw error(nameToken, "output name " + cut(nameToken.getText()) + " is used twice");
       }
       TensorType type = type(declared.get(i).tensorType());
       Token valueToken = returned.get(i).getSymbol();
       Value v = scope.use(valueToken);
       if (!v.type().equals(type)) {
-        throw error(valueToken, "output " + echo(nameToken.getText()) + " is declared " + type + " but "
+        throw error(valueToken, "output " + cut(nameToken.getText()) + " is declared " + type + " but "
             + valueToken.getText() + " is " + v.type());
       }
       outputs.add(new Function.Output(name, v));
@@ -261,9 +265,7 @@ public final class IrParser {
       throw error(opToken, "unknown op " + echo(mnemonic));
     }
     List<Value> operands = new ArrayList<>();
-    if (ctx.operands() != null) {
-      ctx.operands().VALUE_ID().forEach(v -> operands.add(scope.use(v.getSymbol())));
-    }
+    ctx.operands.forEach(v -> operands.add(scope.use(v)));
     Map<String, Attr> attrs = new LinkedHashMap<>();
     if (ctx.attributes() != null) {
       for (var a : ctx.attributes().attribute()) {
@@ -272,10 +274,11 @@ public final class IrParser {
         }
       }
     }
-    List<String> names = ctx.VALUE_ID().stream().map(v -> name(v.getSymbol())).toList();
+    List<String> names = ctx.results.stream().map(this::name).toList();
     List<TensorType> types = ctx.tensorType().stream().map(this::type).toList();
     if (names.size() != types.size()) {
-      throw error(opToken, names.size() + " results are named but " + types.size() + " types are given");
+      throw error(opToken, count(names.size(), "value") + " defined but " + count(types.size(), "result type")
+          + " given");
     }
     Op op;
     try {
@@ -367,7 +370,13 @@ public final class IrParser {
     return product;
   }
 
-  /** Reads {@code dense<...>} data, checking its brackets against the type's shape as it goes. */
+  private static final Pattern DENSE_INT = Pattern.compile("-?[0-9]+");
+  private static final Pattern DENSE_FLOAT = Pattern.compile("-?(inf|nan|[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+
+  /**
+   * Reads the text of a {@code dense<...>} token, checking its brackets against the type's shape
+   * as it goes; errors point into the token.
+   */
   private Tensor dense(IrSyntax.DenseAttrContext ctx) {
     TensorType type = type(ctx.tensorType());
     if (!type.isStatic()) {
@@ -381,6 +390,8 @@ public final class IrParser {
     } catch (IrException e) {
       throw error(ctx.tensorType().start, e.getMessage());
     }
+    Token data = ctx.DENSE_DATA().getSymbol();
+    String text = data.getText();
     float[] floats = et.isFloat() ? new float[size] : null;
     long[] longs = et.isFloat() ? null : new long[size];
     int next = 0;
@@ -389,46 +400,67 @@ public final class IrParser {
     boolean needEntry = true;
     boolean done = false;
     String mismatch = "dense data does not match " + type + ": ";
-    for (var tokenCtx : ctx.denseToken()) {
-      Token t = tokenCtx.start;
-      if (done) {
-        throw error(t, mismatch + "unexpected " + echo(t.getText()) + " after the data");
+    int end = text.length() - 1; // the closing '>'
+    for (int i = "dense<".length(); ; ) {
+      while (i < end && Character.isWhitespace(text.charAt(i))) {
+        i++;
       }
-      switch (t.getType()) {
-        case IrLexer.LBRACK -> {
+      if (i == end) {
+        break;
+      }
+      int at = i;
+      char c = text.charAt(i);
+      String item;
+      if (c == '[' || c == ']' || c == ',') {
+        item = String.valueOf(c);
+        i++;
+      } else {
+        while (i < end && (Character.isLetterOrDigit(text.charAt(i)) || "+-._".indexOf(text.charAt(i)) >= 0)) {
+          i++;
+        }
+        if (i == at) {
+          throw error(data, at, "unexpected character " + echo(String.valueOf(c)) + " in dense data");
+        }
+        item = text.substring(at, i);
+      }
+      if (done) {
+        throw error(data, at, mismatch + "unexpected " + echo(item) + " after the data");
+      }
+      switch (item) {
+        case "[" -> {
           if (!needEntry || depth == shape.length) {
-            throw error(t, mismatch + (depth == shape.length ? "expected a value" : "expected ',' or ']'"));
+            throw error(data, at, mismatch + (depth == shape.length ? "expected a value" : "expected ',' or ']'"));
           }
-          countEntry(t, entries, shape, depth, mismatch);
+          countEntry(data, at, entries, shape, depth, mismatch);
           entries[depth++] = 0;
         }
-        case IrLexer.RBRACK -> {
+        case "]" -> {
           if (depth == 0 || (needEntry && entries[depth - 1] > 0)) {
-            throw error(t, mismatch + "unexpected ']'");
+            throw error(data, at, mismatch + "unexpected ']'");
           }
           if (entries[depth - 1] != shape[depth - 1]) {
-            throw error(t, mismatch + "a list at depth " + depth + " has " + entries[depth - 1]
+            throw error(data, at, mismatch + "a list at depth " + depth + " has " + entries[depth - 1]
                 + " entries, not " + shape[depth - 1]);
           }
           depth--;
           needEntry = false;
           done = depth == 0;
         }
-        case IrLexer.COMMA -> {
+        case "," -> {
           if (needEntry || depth == 0) {
-            throw error(t, mismatch + "unexpected ','");
+            throw error(data, at, mismatch + "unexpected ','");
           }
           needEntry = true;
         }
         default -> {
           if (depth != shape.length || !needEntry) {
-            throw error(t, mismatch + (needEntry ? "expected '['" : "expected ',' or ']'"));
+            throw error(data, at, mismatch + (needEntry ? "expected '['" : "expected ',' or ']'"));
           }
-          countEntry(t, entries, shape, depth, mismatch);
+          countEntry(data, at, entries, shape, depth, mismatch);
           if (floats != null) {
-            floats[next++] = denseFloat(tokenCtx);
+            floats[next++] = denseFloat(data, at, item);
           } else {
-            longs[next++] = denseInteger(tokenCtx, et);
+            longs[next++] = denseInteger(data, at, item, et);
           }
           needEntry = false;
           done = depth == 0;
@@ -436,45 +468,49 @@ public final class IrParser {
       }
     }
     if (!done) {
-      throw error(ctx.RANGLE().getSymbol(), mismatch + "the data ends early");
+      throw error(data, end, mismatch + "the data ends early");
     }
     return floats != null ? Tensor.ofFloats(et, shape, floats) : Tensor.ofLongs(et, shape, longs);
   }
 
   /** Counts one more entry in the innermost open list (none open: the scalar of a rank-0 type). */
-  private void countEntry(Token t, long[] entries, long[] shape, int depth, String mismatch) {
+  private void countEntry(Token data, int at, long[] entries, long[] shape, int depth, String mismatch) {
     if (depth > 0 && ++entries[depth - 1] > shape[depth - 1]) {
-      throw error(t, mismatch + "a list at depth " + depth + " has more than " + shape[depth - 1] + " entries");
+      throw error(data, at, mismatch + "a list at depth " + depth + " has more than " + shape[depth - 1]
+          + " entries");
     }
   }
 
-  private float denseFloat(IrSyntax.DenseTokenContext ctx) {
-    NumberContext n = ctx.number();
-    if (n == null) {
-      throw error(ctx.start, "expected a number, got " + echo(ctx.getText()));
+  private float denseFloat(Token data, int at, String item) {
+    if (!DENSE_FLOAT.matcher(item).matches()) {
+      throw error(data, at, "expected a number, got " + echo(item));
     }
-    if (n.INF() != null || n.NAN() != null) {
-      return (float) floating(n);
-    }
-    // Parsed as float, not double then float, so that no value is rounded twice.
-    Token t = n.INT() != null ? n.INT().getSymbol() : n.FLOAT().getSymbol();
-    return Float.parseFloat((n.MINUS() != null ? "-" : "") + t.getText());
+    boolean negative = item.startsWith("-");
+    String magnitude = negative ? item.substring(1) : item;
+    float v = switch (magnitude) {
+      case "inf" -> Float.POSITIVE_INFINITY;
+      case "nan" -> Float.NaN;
+      // Parsed as float, not double then float, so that no value is rounded twice.
+      default -> Float.parseFloat(magnitude);
+    };
+    return negative ? -v : v;
   }
 
-  private long denseInteger(IrSyntax.DenseTokenContext ctx, ElementType et) {
+  private long denseInteger(Token data, int at, String item, ElementType et) {
     long v;
-    if (ctx.TRUE() != null || ctx.FALSE() != null) {
-      if (et != ElementType.BOOL) {
-        throw error(ctx.start, "expected an integer for " + et + " data, got " + ctx.getText());
+    if (et == ElementType.BOOL && (item.equals("true") || item.equals("false"))) {
+      v = item.equals("true") ? 1 : 0;
+    } else if (DENSE_INT.matcher(item).matches()) {
+      try {
+        v = Long.parseLong(item);
+      } catch (NumberFormatException e) {
+        throw error(data, at, "integer " + echo(item) + " does not fit in 64 bits");
       }
-      v = ctx.TRUE() != null ? 1 : 0;
-    } else if (ctx.number() != null && ctx.number().INT() != null) {
-      v = integer(ctx.number().INT().getSymbol(), ctx.number().MINUS() != null);
     } else {
-      throw error(ctx.start, "expected an integer for " + et + " data, got " + echo(ctx.getText()));
+      throw error(data, at, "expected an integer for " + et + " data, got " + echo(item));
     }
     if (Tensor.wrapTo(et, v) != v) {
-      throw error(ctx.start, "value " + v + " does not fit in " + et);
+      throw error(data, at, "value " + v + " does not fit in " + et);
     }
     return v;
   }
@@ -509,7 +545,7 @@ public final class IrParser {
     try {
       return Names.unquote(literal);
     } catch (RuntimeException badEscape) {
-      throw error(t, "bad escape sequence in " + echo(literal));
+      throw error(t, "bad escape sequence in " + cut(literal));
     }
   }
 
@@ -525,9 +561,54 @@ public final class IrParser {
     return new IrException(where(t) + ": " + message);
   }
 
+  /** An error at character {@code offset} of a (possibly multi-line) token. */
+  private IrException error(Token t, int offset, String message) {
+    String text = t.getText();
+    int line = t.getLine();
+    int lineStart = -t.getCharPositionInLine();
+    for (int i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+      line++;
+      lineStart = i + 1;
+    }
+    return new IrException(fileName + ":" + line + ":" + (offset - lineStart + 1) + ": " + message);
+  }
+
   /** Input quoted in a message, cut to {@value #MAX_ECHO} characters. */
-  static String echo(String text) {
-    return "'" + (text.length() <= MAX_ECHO ? text : text.substring(0, MAX_ECHO) + "...") + "'";
+  private static String echo(String text) {
+    return "'" + cut(text) + "'";
+  }
+
+  /** Input (such as a string literal, already quoted) cut to {@value #MAX_ECHO} characters. */
+  private static String cut(String text) {
+    return text.length() <= MAX_ECHO ? text : text.substring(0, MAX_ECHO) + "...";
+  }
+
+  /** {@code 1 value}, {@code 2 values}. */
+  private static String count(int n, String noun) {
+    return n + " " + noun + (n == 1 ? "" : "s");
+  }
+
+  /** A lexer that fails on a line with more than {@value #MAX_TOKENS_PER_LINE} tokens. */
+  private final class LineBoundedLexer extends IrLexer {
+    private int line;
+    private int tokensOnLine;
+
+    LineBoundedLexer(CharStream input) {
+      super(input);
+    }
+
+    @Override
+    public Token nextToken() {
+      Token t = super.nextToken();
+      if (t.getLine() != line) {
+        line = t.getLine();
+        tokensOnLine = 0;
+      }
+      if (++tokensOnLine > MAX_TOKENS_PER_LINE) {
+        throw error(t, "line " + line + " has more than " + MAX_TOKENS_PER_LINE + " tokens");
+      }
+      return t;
+    }
   }
 
   /** Turns the first syntax error into an IrException saying what was expected. */
@@ -538,6 +619,7 @@ public final class IrParser {
       Token t = (Token) offendingSymbol;
       String what = switch (t.getType()) {
         case IrLexer.UNTERMINATED_STRING -> "unterminated string";
+        case IrLexer.UNTERMINATED_DENSE -> "unterminated dense<...> data";
         case IrLexer.ERROR_CHAR -> "unexpected character " + echo(t.getText());
         default -> {
           IntervalSet expected = e != null ? e.getExpectedTokens() : ((Parser) recognizer).getExpectedTokens();
@@ -578,6 +660,11 @@ public final class IrParser {
         case IrLexer.STRING -> "a string";
         case IrLexer.BARE_ID -> "a name";
         case IrLexer.ELEMENT_TYPE -> "an element type";
+        case IrLexer.DENSE_DATA -> "dense<...> data";
+        // Tokens that both lexer modes spell alike have no literal name in the vocabulary.
+        case IrLexer.MINUS -> "'-'";
+        case IrLexer.PLUS -> "'+'";
+        case IrLexer.STAR -> "'*'";
         default -> IrLexer.VOCABULARY.getLiteralName(type);
       };
     }
