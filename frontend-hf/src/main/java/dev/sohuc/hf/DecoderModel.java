@@ -38,8 +38,13 @@ import java.util.List;
  * a later pass can make sparse.
  */
 final class DecoderModel {
-  /** Rotary tables up to this many elements are precomputed inline; larger ones are computed in the graph. */
-  static final long INLINE_ROPE_TABLE_LIMIT = 1L << 21;
+  /**
+   * Rotary cos/sin tables {@code [max_position_embeddings, rotary_dim]} up to this many elements
+   * (64 KB of f32 each) are precomputed as inline weights and sliced by position; larger ones
+   * (Llama-3-8B/70B: 8192 x 128) are computed in the graph from the positions and the inline
+   * inverse frequencies, so that IR dumps and shape-only imports stay small.
+   */
+  static final long INLINE_ROPE_TABLE_LIMIT = 1L << 14;
 
   enum Family { LLAMA, MISTRAL, QWEN2, GEMMA, PHI3, MIXTRAL }
 

@@ -132,6 +132,9 @@ class HfBadCheckpointTest {
     assertContains(message(() -> Safetensors.open(j2)), "not valid JSON");
     Path j3 = raw("j3.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0);
     assertContains(message(() -> Safetensors.open(j3)), "tensor 'a'", "shape entry -1");
+    Path j5 = raw("j5.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+        + "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0);
+    assertContains(message(() -> Safetensors.open(j5)), "j5.safetensors", "Duplicate field 'a'");
     Path j4 = raw("j4.safetensors", "{\"__metadata__\":{\"k\":1}}", 0);
     assertContains(message(() -> Safetensors.open(j4)), "__metadata__ entry 'k'");
   }
