@@ -1,0 +1,83 @@
+package dev.sohuc.onnx;
+
+import ai.onnx.proto.OnnxMl.TensorProto;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class TensorFilesTest {
+  @TempDir
+  Path dir;
+
+  @ParameterizedTest
+  @EnumSource(ElementType.class)
+  void roundTripsByteForByte(ElementType type) throws Exception {
+    Random r = new Random(type.ordinal());
+    byte[] raw = new byte[2 * 3 * 5 * type.sizeBytes()];
+    r.nextBytes(raw);
+    Tensor t = Tensor.fromBytes(type, new long[] {2, 3, 5}, java.nio.ByteBuffer.wrap(raw));
+    Path f = dir.resolve("t.pb");
+    TensorFiles.write(f, t, "tensor_" + type);
+    Tensor back = TensorFiles.read(f);
+    assertArrayEquals(t.toBytes(), back.toBytes());
+    assertEquals(t.type(), back.type());
+    assertEquals("tensor_" + type, TensorFiles.nameOf(f));
+    TensorFiles.write(dir.resolve("again.pb"), back, "tensor_" + type);
+    assertArrayEquals(Files.readAllBytes(f), Files.readAllBytes(dir.resolve("again.pb")));
+  }
+
+  @Test
+  void readsTypedFields() throws Exception {
+    Path f = dir.resolve("typed.pb");
+    Files.write(f, TensorProto.newBuilder().setDataType(1).addDims(3).addFloatData(1).addFloatData(2)
+        .addFloatData(3).build().toByteArray());
+    assertArrayEquals(new float[] {1, 2, 3}, TensorFiles.read(f).floats());
+    Files.write(f, TensorProto.newBuilder().setDataType(10).addDims(2).addInt32Data(0x3c00).addInt32Data(0xc000)
+        .build().toByteArray());
+    assertArrayEquals(new float[] {1, -2}, TensorFiles.read(f).floats());
+    Files.write(f, TensorProto.newBuilder().setDataType(7).addDims(2).addInt64Data(-5).addInt64Data(1L << 40)
+        .build().toByteArray());
+    assertArrayEquals(new long[] {-5, 1L << 40}, TensorFiles.read(f).longs());
+  }
+
+  @Test
+  void rejectsSizeMismatchBeforeAllocating() throws Exception {
+    Path f = dir.resolve("huge.pb");
+    Files.write(f, TensorProto.newBuilder().setDataType(1).addDims(1_000_000).addDims(1_000_000).addFloatData(1)
+        .build().toByteArray());
+    OnnxImportException e = assertThrows(OnnxImportException.class, () -> TensorFiles.read(f));
+    assertTrue(e.getMessage().startsWith(f.toString()), e.getMessage());
+  }
+
+  @Test
+  void readsInputsInOrder() throws Exception {
+    for (int i = 0; i < 3; i++) {
+      TensorFiles.write(dir.resolve("input_" + i + ".pb"), Tensor.scalar(ElementType.I64, i), "in" + i);
+    }
+    TensorFiles.write(dir.resolve("input_4.pb"), Tensor.scalar(ElementType.I64, 4), "gap");
+    List<Tensor> in = TensorFiles.readInputs(dir);
+    assertEquals(3, in.size());
+    assertEquals(2, in.get(2).getLong(0));
+  }
+
+  @Test
+  void emptyOrMissingFolderIsAnError() {
+    OnnxImportException e = assertThrows(OnnxImportException.class, () -> TensorFiles.readInputs(dir));
+    assertTrue(e.getMessage().contains("no input_0.pb"), e.getMessage());
+    e = assertThrows(OnnxImportException.class, () -> TensorFiles.readInputs(dir.resolve("missing")));
+    assertTrue(e.getMessage().contains("no such folder"), e.getMessage());
+  }
+}
