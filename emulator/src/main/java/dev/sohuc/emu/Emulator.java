@@ -1,0 +1,334 @@
+package dev.sohuc.emu;
+
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.IsaException;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuReader;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * Runs a {@code .sohu} program, in functional mode (real numbers) or timing mode (the cost
+ * model, no data). Every error is an {@link EmulatorException}: {@link Trap} for a program fault,
+ * {@link TargetException} for a bad machine description, the base type for bad inputs.
+ *
+ * <p>Launch protocol. Constants are loaded at their HBM address, inputs at their symbols' HBM
+ * addresses, and the argument block (one 64-bit little-endian word per arg slot) at
+ * {@link #argBase()}: the first 4 KiB boundary above every symbol and constant.
+ */
+public final class Emulator {
+  /** Where the argument block goes: above everything else, aligned. */
+  private static final long ARG_ALIGN = 4096;
+
+  private final SohuProgram program;
+  private final MachineDescription target;
+  private final Options options;
+  private final long argBase;
+
+  public Emulator(SohuProgram program, MachineDescription target, Options options) {
+    this.program = program;
+    this.target = target;
+    this.options = options == null ? Options.defaults() : options;
+    long top = 0;
+    if (program.constants() != null) {
+      top = Math.max(top, program.constants().hbmAddress() + program.constants().size());
+    }
+    for (SohuProgram.Symbol s : program.symbols()) {
+      top = Math.max(top, s.hbmAddress() + s.byteSize());
+    }
+    this.argBase = (top + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
+    int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
+    if (argBase + 8L * slots > target.hbmBytes() || top < 0) {
+      throw new EmulatorException("the program's symbols, constants and argument block need "
+          + (argBase + 8L * slots) + " bytes of HBM; target " + target.name() + " has "
+          + target.hbmBytes());
+    }
+  }
+
+  /** The HBM address of argument-block word 0 ({@code ldarg} reads argBase + 8 * index). */
+  public long argBase() {
+    return argBase;
+  }
+
+  public MachineDescription target() {
+    return target;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Functional mode.
+
+  /**
+   * Runs the program on real numbers. {@code inputs} binds every input symbol by name;
+   * {@code args} gives symbolic dimensions (those not given are taken from the input shapes).
+   * Returns every output symbol.
+   */
+  public FunctionalResult runFunctional(Map<String, HostTensor> inputs, Map<String, Long> args) {
+    try {
+      Map<String, Long> dims = new LinkedHashMap<>();
+      FunctionalMachine m = prepareFunctional(inputs, args, dims);
+      m.run();
+      Map<String, HostTensor> out = new LinkedHashMap<>();
+      for (SohuProgram.Symbol s : program.symbols()) {
+        if (s.direction() == SohuProgram.Direction.OUT) {
+          long[] shape = shape(s, dims);
+          long bytes = bytes(s, shape);
+          byte[] data = new byte[(int) bytes];
+          m.hbm.check(s.hbmAddress(), bytes);
+          m.hbm.read(s.hbmAddress(), data, 0, data.length);
+          out.put(s.name(), new HostTensor(s.dtype(), shape, data));
+        }
+      }
+      return new FunctionalResult(out, dims, m.issued());
+    } catch (IsaException e) {
+      throw new EmulatorException(e.getMessage(), e);
+    } catch (Fault f) {
+      throw new EmulatorException(f.getMessage());
+    } catch (OutOfMemoryError e) {
+      throw new EmulatorException("the host ran out of memory emulating this program");
+    }
+  }
+
+  /** Builds the functional machine with constants, inputs and the argument block loaded. */
+  FunctionalMachine prepareFunctional(Map<String, HostTensor> inputs, Map<String, Long> args,
+      Map<String, Long> dims) {
+    bindDims(inputs, args, dims, true);
+    FunctionalMachine m = new FunctionalMachine(new Image(program), target, options);
+    m.setArgBase(argBase);
+    SohuProgram.Constants c = program.constants();
+    if (c != null) {
+      byte[] bytes = switch (c) {
+        case SohuProgram.InlineConstants in -> in.bytes();
+        case SohuProgram.ExternalConstants ex -> {
+          if (options.programFile() == null) {
+            throw new EmulatorException("the constants live in the side file " + ex.fileName()
+                + "; give the .sohu path (Options.withProgramFile) to find it");
+          }
+          yield SohuReader.readSideFile(options.programFile(), ex);
+        }
+      };
+      load(m, "constants", c.hbmAddress(), bytes);
+    }
+    for (SohuProgram.Symbol s : program.symbols()) {
+      if (s.direction() == SohuProgram.Direction.IN) {
+        load(m, "input " + s.name(), s.hbmAddress(), inputs.get(s.name()).data());
+      }
+    }
+    for (SohuProgram.ArgSlot a : program.args()) {
+      m.hbm.writeLong(argBase + 8L * a.index(), dims.get(a.name()));
+    }
+    return m;
+  }
+
+  private static void load(FunctionalMachine m, String what, long addr, byte[] bytes) {
+    try {
+      m.hbm.check(addr, bytes.length);
+      m.hbm.write(addr, bytes, 0, bytes.length);
+    } catch (Fault f) {
+      throw new EmulatorException(what + ": " + f.getMessage());
+    }
+  }
+
+  private void bindDims(Map<String, HostTensor> inputs, Map<String, Long> args,
+      Map<String, Long> dims, boolean withInputs) {
+    TreeSet<String> known = new TreeSet<>();
+    for (SohuProgram.ArgSlot a : program.args()) {
+      known.add(a.name());
+    }
+    for (SohuProgram.Symbol s : program.symbols()) {
+      for (SohuProgram.Dim d : s.shape()) {
+        if (d instanceof SohuProgram.Dim.Sym sym) {
+          known.add(sym.name());
+        }
+      }
+    }
+    for (Map.Entry<String, Long> a : args.entrySet()) {
+      if (!known.contains(a.getKey())) {
+        throw new EmulatorException("argument " + a.getKey() + ": the program has no symbolic "
+            + "dimension of that name (it has: " + (known.isEmpty() ? "none" : String.join(", ",
+            known)) + ")");
+      }
+      if (a.getValue() == null || a.getValue() < 0) {
+        throw new EmulatorException("argument " + a.getKey() + " = " + a.getValue()
+            + " must be a non-negative number");
+      }
+      dims.put(a.getKey(), a.getValue());
+    }
+    List<String> inputNames = new ArrayList<>();
+    for (SohuProgram.Symbol s : program.symbols()) {
+      if (s.direction() != SohuProgram.Direction.IN) {
+        continue;
+      }
+      inputNames.add(s.name());
+      if (!withInputs) {
+        continue;
+      }
+      HostTensor t = inputs.get(s.name());
+      if (t == null) {
+        throw new EmulatorException("input " + s.name() + ": missing (the program expects "
+            + describe(s) + ")");
+      }
+      if (t.dtype() != s.dtype()) {
+        throw new EmulatorException("input " + s.name() + ": dtype " + t.dtype().asmName()
+            + ", but the program expects " + describe(s));
+      }
+      long[] shape = t.shape();
+      if (shape.length != s.shape().size()) {
+        throw new EmulatorException("input " + s.name() + ": shape " + Arrays.toString(shape)
+            + " has rank " + shape.length + ", but the program expects " + describe(s));
+      }
+      for (int i = 0; i < shape.length; i++) {
+        SohuProgram.Dim d = s.shape().get(i);
+        if (d instanceof SohuProgram.Dim.Fixed f && f.size() != shape[i]) {
+          throw new EmulatorException("input " + s.name() + ": dimension " + i + " is "
+              + shape[i] + ", but the program expects " + describe(s));
+        }
+        if (d instanceof SohuProgram.Dim.Sym sym) {
+          Long bound = dims.putIfAbsent(sym.name(), shape[i]);
+          if (bound != null && bound != shape[i]) {
+            throw new EmulatorException("input " + s.name() + ": dimension " + i + " ("
+                + sym.name() + ") is " + shape[i] + ", but " + sym.name() + " = " + bound);
+          }
+        }
+      }
+      if (t.data().length > s.byteSize()) {
+        throw new EmulatorException("input " + s.name() + ": " + t.data().length + " bytes, more "
+            + "than the " + s.byteSize() + " bytes the program reserves for it (a symbolic "
+            + "dimension above its compiled bound?)");
+      }
+    }
+    for (String name : inputs.keySet()) {
+      if (!inputNames.contains(name)) {
+        throw new EmulatorException("input " + name + ": the program has no input of that name "
+            + "(inputs: " + (inputNames.isEmpty() ? "none" : String.join(", ", inputNames)) + ")");
+      }
+    }
+    checkSlots(dims);
+  }
+
+  private void checkSlots(Map<String, Long> dims) {
+    for (SohuProgram.ArgSlot a : program.args()) {
+      if (!dims.containsKey(a.name())) {
+        throw new EmulatorException("argument " + a.name() + " (argument-block word " + a.index()
+            + "): not given, and no input shape implies it");
+      }
+    }
+  }
+
+  private static String describe(SohuProgram.Symbol s) {
+    return s.dtype().asmName() + " " + s.shape();
+  }
+
+  private static long[] shape(SohuProgram.Symbol s, Map<String, Long> dims) {
+    long[] shape = new long[s.shape().size()];
+    for (int i = 0; i < shape.length; i++) {
+      SohuProgram.Dim d = s.shape().get(i);
+      if (d instanceof SohuProgram.Dim.Fixed f) {
+        shape[i] = f.size();
+      } else {
+        String name = ((SohuProgram.Dim.Sym) d).name();
+        Long v = dims.get(name);
+        if (v == null) {
+          throw new EmulatorException("output " + s.name() + ": symbolic dimension " + name
+              + " is not bound (give it as an argument)");
+        }
+        shape[i] = v;
+      }
+    }
+    return shape;
+  }
+
+  private static long bytes(SohuProgram.Symbol s, long[] shape) {
+    double n = s.dtype().bytes();
+    for (long d : shape) {
+      n *= d;
+    }
+    if (n > s.byteSize() || n > Integer.MAX_VALUE - 16) {
+      throw new EmulatorException("output " + s.name() + ": shape " + Arrays.toString(shape)
+          + " needs " + (long) n + " bytes, more than the " + s.byteSize() + " reserved"
+          + (n > Integer.MAX_VALUE - 16 ? " or than one host array holds" : ""));
+    }
+    return (long) n;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timing mode.
+
+  /** Runs the cost model; {@code args} must give every argument-block value. */
+  public TimingReport runTiming(Map<String, Long> args) {
+    TraceWriter trace = null;
+    try {
+      Map<String, Long> dims = new LinkedHashMap<>();
+      bindDims(Map.of(), args, dims, false);
+      int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
+      long[] block = new long[slots];
+      for (SohuProgram.ArgSlot a : program.args()) {
+        block[a.index()] = dims.get(a.name());
+      }
+      if (options.trace() != null) {
+        String name = program.metadata().getOrDefault("name", options.programFile() == null
+            ? "program" : options.programFile().getFileName().toString());
+        trace = new TraceWriter(options.trace(), target, name, options.traceMaxEvents());
+      }
+      TimingMachine t = new TimingMachine(new Image(program), target, options, block, trace);
+      long cycles = t.run();
+      if (trace != null) {
+        trace.close();
+      }
+      return report(t, cycles, trace);
+    } catch (IsaException e) {
+      throw new EmulatorException(e.getMessage(), e);
+    } catch (java.io.UncheckedIOException e) {
+      throw new EmulatorException("cannot write the trace " + options.trace() + ": "
+          + e.getCause().getMessage());
+    } finally {
+      if (trace != null) {
+        try {
+          trace.close();
+        } catch (RuntimeException ignored) {
+          // already closed, or the original error is the one to report
+        }
+      }
+    }
+  }
+
+  private TimingReport report(TimingMachine t, long cycles, TraceWriter trace) {
+    double seconds = cycles / target.clockHz();
+    Map<Engine, TimingReport.EngineStats> engines = new EnumMap<>(Engine.class);
+    for (Engine e : Engine.values()) {
+      int i = e.ordinal();
+      engines.put(e, new TimingReport.EngineStats(t.count[i], t.busy[i],
+          cycles == 0 ? 0 : (double) t.busy[i] / cycles));
+    }
+    double flops = 0;
+    double peakTime = 0;
+    for (Map.Entry<DType, Long> e : t.macsByType.entrySet()) {
+      double f = 2.0 * e.getValue();
+      flops += f;
+      peakTime += f / target.peakFlops(e.getKey());
+    }
+    double peak = peakTime > 0 ? flops / peakTime : target.peakFlops(DType.F8E4M3);
+    double achieved = seconds > 0 ? flops / seconds : 0;
+    double bw = target.hbmBytesPerSecond();
+    double intensity = t.hbmBytes == 0 ? Double.POSITIVE_INFINITY : flops / t.hbmBytes;
+    double ridge = peak / bw;
+    boolean computeBound = flops > 0 && intensity >= ridge;
+    double attainable = Math.min(peak, Double.isInfinite(intensity) ? peak : intensity * bw);
+    double fraction;
+    if (flops > 0) {
+      fraction = achieved / attainable;
+    } else {
+      fraction = seconds > 0 ? t.hbmBytes / seconds / bw : 0;
+    }
+    return new TimingReport(target.name(), target.clockHz(), cycles, seconds, t.issued, engines,
+        t.macsByType, flops, peak,
+        peak > 0 ? achieved / peak : 0, achieved / target.peakFlops(DType.F8E4M3), t.hbmBytes,
+        bw, intensity, ridge, computeBound, attainable, fraction, options.trace(),
+        trace == null ? 0 : trace.events(), trace != null && trace.truncated());
+  }
+}
