@@ -245,9 +245,9 @@ final class DecoderModel {
         RotaryTables.bytes(inv), loc);
     Value pos = g.b.add(new SourceOp.Range(0, past.plus(seq), 1, ElementType.F32), loc, "positions");
     if (!past.is(0)) {
-      pos = g.rows(pos, past, seq, loc, "positions");
+      pos = g.rows(pos, past, seq, loc, "positions.new");
     }
-    pos = g.reshape(pos, List.of(seq, Dim.of(1)), loc, "positions");
+    pos = g.reshape(pos, List.of(seq, Dim.of(1)), loc, "positions.column");
     Value freqs = g.matmul(pos, invFreq, loc, "freqs");
     Value emb = g.b.add(new DataOp.Concat(List.of(freqs, freqs), -1), loc, "angles");
     return new Value[] {

@@ -71,14 +71,14 @@ final class Graph {
 
   /** {@code [B, S, H*D] -> [B, H, S, D]}. */
   Value splitHeads(Value x, Dim batch, Dim seq, long heads, long headDim, Location loc, String hint) {
-    Value r = reshape(x, List.of(batch, seq, Dim.of(heads), Dim.of(headDim)), loc, hint);
-    return transpose(r, List.of(0L, 2L, 1L, 3L), loc, hint);
+    Value r = reshape(x, List.of(batch, seq, Dim.of(heads), Dim.of(headDim)), loc, hint + ".bshd");
+    return transpose(r, List.of(0L, 2L, 1L, 3L), loc, hint + ".bhsd");
   }
 
   /** {@code [B, H, S, D] -> [B, S, H*D]}. */
   Value mergeHeads(Value x, Dim batch, Dim seq, long heads, long headDim, Location loc, String hint) {
-    Value t = transpose(x, List.of(0L, 2L, 1L, 3L), loc, hint);
-    return reshape(t, List.of(batch, seq, Dim.of(heads * headDim)), loc, hint);
+    Value t = transpose(x, List.of(0L, 2L, 1L, 3L), loc, hint + ".bshd");
+    return reshape(t, List.of(batch, seq, Dim.of(heads * headDim)), loc, hint + ".merged");
   }
 
   /** Rows {@code [start, start+length)} of a table along axis 0 (positions of this step). */
