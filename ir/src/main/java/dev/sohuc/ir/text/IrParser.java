@@ -63,6 +63,9 @@ import java.util.regex.Pattern;
  * file. {@link #parse(Path)} resolves it against that directory as the path was given (so
  * {@code sohuc ir models/m.ir} reads {@code models/w.bin} and prints that path); {@link
  * #parse(String, String)} has no directory and keeps paths exactly as written.
+ *
+ * <p>Tensor types need no spaces around {@code x} between static dims ({@code tensor<2x3xf32>});
+ * after a symbol they do, since {@code ?ax3} is the symbol {@code ax3}.
  */
 public final class IrParser {
   /** Longest piece of input quoted in a message. */

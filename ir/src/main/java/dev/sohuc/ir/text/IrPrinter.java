@@ -144,7 +144,7 @@ public final class IrPrinter {
     };
   }
 
-  static String attr(Attr a) {
+  private static String attr(Attr a) {
     return switch (a) {
       case Attr.Int i -> Long.toString(i.value());
       case Attr.Float f -> number(f.value());
@@ -162,7 +162,7 @@ public final class IrPrinter {
    * Shortest text that parses back to the same double; always with a '.' or an exponent, so a
    * float attribute never reads back as an integer one.
    */
-  static String number(double v) {
+  private static String number(double v) {
     if (Double.isNaN(v)) {
       return "nan";
     }

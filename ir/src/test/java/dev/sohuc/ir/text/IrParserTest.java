@@ -111,7 +111,7 @@ class IrParserTest {
 
   @Test
   void largeDenseDataIsOneToken() {
-    int n = 1 << 20;
+    int n = 1 << 18;
     String data = String.join(", ", java.util.Collections.nCopies(n, "-1.5e-3"));
     Module m = assertTimeoutPreemptively(Duration.ofSeconds(20), () -> IrParser.parse(
         "module @m { func @f() -> () { %c = constant {value = dense<[" + data + "]> : tensor<" + n
