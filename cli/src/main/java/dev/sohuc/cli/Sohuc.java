@@ -15,6 +15,7 @@ import java.io.PrintWriter;
     subcommands = {
       AsmCommand.class, DisasmCommand.class, InspectCommand.class,
       CommandLine.HelpCommand.class,
+      CompileCommand.class,
       OptCommand.class,
     })
 public final class Sohuc implements Runnable {

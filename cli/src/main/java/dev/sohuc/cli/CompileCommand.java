@@ -1,0 +1,118 @@
+package dev.sohuc.cli;
+
+import dev.sohuc.backend.BackendException;
+import dev.sohuc.backend.BackendOptions;
+import dev.sohuc.backend.CompiledProgram;
+import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.text.IrPrinter;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code sohuc compile MODEL -o X.sohu}: import, run the default pass pipeline, lower, link. */
+@Command(name = "compile", mixinStandardHelpOptions = true,
+    description = "Compile a model (.onnx or .ir) to a .sohu program.")
+final class CompileCommand implements Callable<Integer> {
+
+  @Parameters(index = "0", paramLabel = "MODEL", description = "The model: .onnx or .ir.")
+  Path model;
+
+  @Option(names = "-o", paramLabel = "FILE", description = "Output file (.sohu, or text for --emit ir|asm).")
+  Path output;
+
+  @Option(names = "--shape", paramLabel = "NAME=DIMS",
+      description = "An input's shape (input_ids=1x128) or a symbol's value or bound (seq=128).")
+  List<String> shapes = new ArrayList<>();
+
+  @Option(names = "--target", paramLabel = "FILE", description = "Machine description JSON (default: built-in sohu).")
+  Path target;
+
+  @Option(names = "--emit", paramLabel = "KIND", description = "ir, asm or bin (default bin).")
+  String emit = "bin";
+
+  @Option(names = "--print-ir-after-all", description = "Print the IR after every pass.")
+  boolean printAfterAll;
+
+  @Option(names = "--print-ir-after", paramLabel = "PASS", split = ",",
+      description = "Print the IR after the named passes.")
+  List<String> printAfter = new ArrayList<>();
+
+  @Option(names = "--report", description = "Print fusions, code size and memory use.")
+  boolean report;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    ShapeBindings bindings;
+    try {
+      bindings = ShapeBindings.parse(shapes);
+    } catch (IllegalArgumentException e) {
+      throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
+    if (!List.of("ir", "asm", "bin").contains(emit)) {
+      throw new CommandLine.ParameterException(spec.commandLine(),
+          "--emit must be ir, asm or bin, got " + emit);
+    }
+    Module m = ModelLoader.load(model, bindings, HfOptions.GraphKind.PREFILL);
+    PassManager pm = new PassManager(PassPipelines.defaultPipeline()).verifyEach(true);
+    if (printAfterAll) {
+      pm.printIrAfterAll(out);
+    }
+    if (!printAfter.isEmpty()) {
+      pm.printIrAfter(new HashSet<>(printAfter), out);
+    }
+    PassManager.Report passReport = pm.run(m);
+    if (report) {
+      out.print(passReport.fusion().render());
+    }
+    if (emit.equals("ir")) {
+      write(IrPrinter.print(m), out);
+      return 0;
+    }
+    BackendOptions options = new BackendOptions(target, Map.of(),
+        BackendOptions.DEFAULT_SYMBOL_BOUND, false);
+    // a symbol given a value by --shape was bound by the importer; others keep the default bound
+    CompiledProgram p;
+    try {
+      p = SohuBackend.compile(m, options);
+    } catch (BackendException e) {
+      throw new UserException(model + ": " + e.getMessage());
+    }
+    if (report) {
+      out.print(p.report());
+    }
+    if (emit.equals("asm")) {
+      write(p.assembly(), out);
+      return 0;
+    }
+    if (output == null) {
+      throw new CommandLine.ParameterException(spec.commandLine(), "-o FILE is required for --emit bin");
+    }
+    p.write(output);
+    return 0;
+  }
+
+  private void write(String text, PrintWriter out) throws java.io.IOException {
+    if (output == null) {
+      out.print(text);
+      out.flush();
+    } else {
+      Files.writeString(output, text);
+    }
+  }
+}

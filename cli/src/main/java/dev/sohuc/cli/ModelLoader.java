@@ -1,0 +1,50 @@
+package dev.sohuc.cli;
+
+import dev.sohuc.hf.HfImporter;
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.text.IrParser;
+import dev.sohuc.onnx.ImportOptions;
+import dev.sohuc.onnx.OnnxImporter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Loads a model by its kind: {@code .onnx} through the ONNX importer, {@code .ir} through the IR
+ * parser, a Hugging Face {@code config.json} (or the directory holding one) through the HF
+ * importer. The one place the CLI dispatches on model kind.
+ */
+final class ModelLoader {
+  private ModelLoader() {}
+
+  /** The model kinds the CLI reads. */
+  enum Format { ONNX, IR, HF }
+
+  static Format formatOf(Path model) {
+    String name = model.getFileName() == null ? "" : model.getFileName().toString();
+    if (name.endsWith(".onnx")) {
+      return Format.ONNX;
+    }
+    if (name.endsWith(".ir")) {
+      return Format.IR;
+    }
+    if (Files.isDirectory(model) || name.endsWith(".json")) {
+      return Format.HF;
+    }
+    throw new UserException(model + ": unknown model kind (expected .onnx, .ir, config.json or "
+        + "a checkpoint directory)");
+  }
+
+  static Module load(Path model, ShapeBindings shapes, HfOptions.GraphKind graph) {
+    if (!Files.exists(model)) {
+      throw new UserException(model + ": no such file");
+    }
+    return switch (formatOf(model)) {
+      case ONNX -> OnnxImporter.importModel(model,
+          new ImportOptions(shapes.inputShapes(), shapes.dimBindings()));
+      case IR -> IrParser.parse(model);
+      case HF -> HfImporter.importModel(model,
+          new HfOptions(graph, shapes.dimBindings(), false));
+    };
+  }
+}
