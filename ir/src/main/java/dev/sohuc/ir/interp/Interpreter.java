@@ -383,6 +383,9 @@ public final class Interpreter {
       case QuantOp.DynamicQuantizeLinear d -> QuantKernels.dynamicQuantize(in.of(d.x()));
       case QuantOp.MatMulInteger m -> List.of(LinalgKernels.matmulInteger(in.of(m.a()), in.of(m.b()),
           in.of(m.aZeroPoint()), in.of(m.bZeroPoint())));
+      case QuantOp.QMatMul m -> List.of(QuantizedKernels.qmatmul(in.of(m.x()), in.of(m.w()),
+          in.of(m.xScale()), in.of(m.wScale())));
+      case QuantOp.DynamicQuantize d -> QuantizedKernels.dynamicQuantize(in.of(d.x()), d.dtype(), d.granularity());
     };
   }
 

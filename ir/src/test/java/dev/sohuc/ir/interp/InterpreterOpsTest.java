@@ -66,6 +66,7 @@ class InterpreterOpsTest {
       "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "softmax", "log_softmax", "cumsum",
       "constant", "fill", "range", "weight",
       "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
+      "qmatmul", "dynamic_quantize", // QuantizedOpsTest
       "attention", "kv_cache_append", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding");
 
   @Test
