@@ -153,8 +153,7 @@ public final class Safetensors {
     }
     Path dir = indexFile.toAbsolutePath().getParent();
     Map<String, List<String>> byShard = new LinkedHashMap<>();
-    for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
-      var e = it.next();
+    for (var e : map.properties()) {
       if (!e.getValue().isTextual()) {
         throw new HfImportException(indexFile + ": weight_map entry '" + e.getKey() + "' is not a file name");
       }
@@ -255,16 +254,14 @@ public final class Safetensors {
     record Span(String name, long begin, long end) {}
     List<Span> spans = new ArrayList<>();
     Map<String, TensorInfo> out = new LinkedHashMap<>();
-    for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-      var e = it.next();
+    for (var e : root.properties()) {
       String name = e.getKey();
       JsonNode v = e.getValue();
       if (name.equals("__metadata__")) {
         if (!v.isObject()) {
           throw bad(file, "__metadata__ is not an object of strings");
         }
-        for (Iterator<Map.Entry<String, JsonNode>> m = v.fields(); m.hasNext(); ) {
-          var kv = m.next();
+        for (var kv : v.properties()) {
           if (!kv.getValue().isTextual()) {
             throw bad(file, "__metadata__ entry '" + kv.getKey() + "' is not a string");
           }
