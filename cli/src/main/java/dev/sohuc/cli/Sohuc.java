@@ -13,6 +13,7 @@ import java.io.PrintWriter;
     versionProvider = Sohuc.Version.class,
     description = "Compiles transformer models to Sohu-style microcode and runs it on an emulator.",
     subcommands = {
+      IrCommand.class,
       AsmCommand.class, DisasmCommand.class, InspectCommand.class,
       CommandLine.HelpCommand.class,
       CompileCommand.class,

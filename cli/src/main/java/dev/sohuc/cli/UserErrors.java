@@ -38,6 +38,7 @@ final class UserErrors implements CommandLine.IExecutionExceptionHandler {
   static boolean isUserError(Throwable e) {
     return e instanceof UserException
         || e instanceof dev.sohuc.ir.IrException
+        || e instanceof dev.sohuc.backend.BackendException
         || e instanceof dev.sohuc.isa.IsaException
         || e instanceof IOException
         || e instanceof UncheckedIOException;
