@@ -1,0 +1,482 @@
+package dev.sohuc.emu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.RedOp;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Every VPU instruction against a plain-Java computation of its documented semantics, including
+ * the rounding edge cases: bf16 ties, fp8 saturation and subnormals, int8 saturation and
+ * round-half-even.
+ */
+class VpuInstructionTest {
+  private static final DType F32 = DType.F32;
+  private static final DType BF16 = DType.BF16;
+
+  /** Registers r20..r23 hold common tile parameters: rows, cols, and two strides. */
+  private static String regs(long rows, long cols, long s1, long s2) {
+    return "li r20, " + rows + "\nli r21, " + cols + "\nli r22, " + s1 + "\nli r23, " + s2
+        + "\nli r10, 1024\nli r11, 4096\nli r12, 8192\nli r13, 12288\nli r14, 16384\n";
+  }
+
+  /** Independent bf16 round-to-nearest-even, written out from the definition. */
+  private static float roundBf16(float v) {
+    int bits = Float.floatToRawIntBits(v);
+    int lower = bits & 0xFFFF;
+    int upper = bits & 0xFFFF0000;
+    if (lower > 0x8000 || (lower == 0x8000 && (upper & 0x10000) != 0)) {
+      upper += 0x10000;
+    }
+    return Float.intBitsToFloat(upper);
+  }
+
+  @Test
+  void bf16TiesRoundToEven() {
+    // 1 + 2^-8 is halfway between bf16 1.0 and 1.0078125: even is 1.0;
+    // 1 + 3 * 2^-8 is halfway between 1.0078125 and 1.015625: even is 1.015625
+    FunctionalMachine m = TestSupport.machine(regs(1, 4, 8, 8) + """
+        vbin add, r12+0, r22, r10+0, r22, r11+0, r22, r20, r21, bf16
+        halt
+        """);
+    TestSupport.put(m, 1024, BF16, 1f, 1f, -1f, 256f);
+    TestSupport.put(m, 4096, BF16, 0x1p-8f, 0x1.8p-7f, -0x1p-8f, 1f);
+    m.run();
+    float[] got = TestSupport.get(m, 8192, BF16, 4);
+    assertEquals(1.0f, got[0]);
+    assertEquals(1.015625f, got[1]);
+    assertEquals(-1.0f, got[2]);
+    assertEquals(256f, got[3], "256 + 1 = 257 ties to even 256");
+    for (int i = 0; i < 4; i++) {
+      assertEquals(roundBf16(new float[] {1f + 0x1p-8f, 1f + 0x1.8p-7f, -1f - 0x1p-8f, 257f}[i]),
+          got[i]);
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(BinOp.class)
+  void vbinEveryOpAndBroadcast(BinOp op) {
+    for (String bcast : new String[] {"none", "row", "col", "scalar"}) {
+      int rows = 3;
+      int cols = 5;
+      FunctionalMachine m = TestSupport.machine(regs(rows, cols, 32, 40) + "vbin "
+          + op.asmName() + ", r12+0, r22, r10+0, r22, r11+0, r23, r20, r21, f32, bcast=" + bcast
+          + "\nhalt\n");
+      Random rnd = new Random(op.ordinal());
+      float[][] a = new float[rows][cols];
+      float[][] b = new float[rows][cols];
+      for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+          a[i][j] = rnd.nextFloat() * 4 - 1;
+          b[i][j] = rnd.nextFloat() * 3 - 1;
+          TestSupport.put(m, 1024 + i * 32 + j * 4, F32, a[i][j]);
+          TestSupport.put(m, 4096 + i * 40 + j * 4, F32, b[i][j]);
+        }
+      }
+      m.run();
+      for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+          float bv = switch (bcast) {
+            case "row" -> b[0][j];
+            case "col" -> b[i][0];
+            case "scalar" -> b[0][0];
+            default -> b[i][j];
+          };
+          float x = a[i][j];
+          float want = switch (op) {
+            case ADD -> x + bv;
+            case SUB -> x - bv;
+            case MUL -> x * bv;
+            case DIV -> x / bv;
+            case MAX -> Math.max(x, bv);
+            case MIN -> Math.min(x, bv);
+            case POW -> (float) StrictMath.pow(x, bv);
+          };
+          assertEquals(want, TestSupport.get(m, 8192 + i * 32 + j * 4, F32), op + " " + bcast
+              + " [" + i + "][" + j + "]");
+        }
+      }
+    }
+  }
+
+  @Test
+  void vbiniWithRevAndDivisionByZero() {
+    FunctionalMachine m = TestSupport.machine(regs(1, 4, 16, 16) + """
+        vbini sub, r12+0, r22, r10+0, r22, 0.5, r20, r21, f32, rev=1
+        vbini div, r13+0, r22, r10+0, r22, 0.0, r20, r21, f32
+        halt
+        """);
+    TestSupport.put(m, 1024, F32, 2f, -1f, 0f, 0.25f);
+    m.run();
+    float[] rev = TestSupport.get(m, 8192, F32, 4);
+    assertEquals(0.5f - 2f, rev[0]);
+    assertEquals(0.5f + 1f, rev[1]);
+    float[] div = TestSupport.get(m, 12288, F32, 4);
+    assertEquals(Float.POSITIVE_INFINITY, div[0]);
+    assertEquals(Float.NEGATIVE_INFINITY, div[1]);
+    assertEquals(Float.NaN, div[2]);
+  }
+
+  @Test
+  void vunFunctionsInBf16() {
+    String[] fns = {"exp", "tanh", "gelu_erf", "gelu_tanh", "silu", "sigmoid", "relu", "rsqrt"};
+    float[] x = {-2.5f, -0.5f, 0f, 0.75f, 3f, 1e-3f};
+    for (String fn : fns) {
+      FunctionalMachine m = TestSupport.machine(regs(1, x.length, 64, 64) + "vun " + fn
+          + ", r12+0, r22, r10+0, r22, r20, r21, bf16\nhalt\n");
+      TestSupport.put(m, 1024, BF16, x);
+      m.run();
+      for (int j = 0; j < x.length; j++) {
+        double d = roundBf16(x[j]);
+        double want = switch (fn) {
+          case "exp" -> StrictMath.exp(d);
+          case "tanh" -> StrictMath.tanh(d);
+          case "gelu_erf" -> 0.5 * d * (1 + dev.sohuc.isa.num.Numerics.erf(d / StrictMath.sqrt(2)));
+          case "gelu_tanh" -> 0.5 * d * (1 + StrictMath.tanh(StrictMath.sqrt(2 / StrictMath.PI)
+              * (d + 0.044715 * d * d * d)));
+          case "silu" -> d / (1 + StrictMath.exp(-d));
+          case "sigmoid" -> 1 / (1 + StrictMath.exp(-d));
+          case "relu" -> Math.max(d, 0);
+          case "rsqrt" -> 1 / StrictMath.sqrt(d);
+          default -> throw new AssertionError(fn);
+        };
+        assertEquals(roundBf16((float) want), TestSupport.get(m, 8192 + 2 * j, BF16),
+            fn + "(" + x[j] + ")");
+      }
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(RedOp.class)
+  void vredRowsInF32(RedOp op) {
+    int rows = 4;
+    int cols = 7;
+    FunctionalMachine m = TestSupport.machine(regs(rows, cols, 28, 8) + "vred " + op.asmName()
+        + ", r12+0, r23, r10+0, r22, r20, r21, f32\nhalt\n");
+    Random rnd = new Random(11);
+    float[][] x = new float[rows][cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        x[i][j] = (float) rnd.nextGaussian() * 1000;
+      }
+    }
+    x[3][2] = Float.NaN;
+    for (int i = 0; i < rows; i++) {
+      TestSupport.put(m, 1024 + 28 * i, F32, x[i]);
+    }
+    m.run();
+    for (int i = 0; i < rows; i++) {
+      float s = 0f;
+      float mx = Float.NEGATIVE_INFINITY;
+      float mn = Float.POSITIVE_INFINITY;
+      for (int j = 0; j < cols; j++) {
+        s += x[i][j];
+        mx = Float.isNaN(mx) || Float.isNaN(x[i][j]) ? Float.NaN : Math.max(mx, x[i][j]);
+        mn = Float.isNaN(mn) || Float.isNaN(x[i][j]) ? Float.NaN : Math.min(mn, x[i][j]);
+      }
+      float want = switch (op) {
+        case SUM -> s;
+        case MEAN -> s / cols;
+        case MAX -> mx;
+        case MIN -> mn;
+      };
+      assertEquals(want, TestSupport.get(m, 8192 + 8 * i, F32), op + " row " + i);
+    }
+  }
+
+  @Test
+  void vfillFp8SaturatesAndRoundsSubnormalsToEven() {
+    FunctionalMachine m = TestSupport.machine(regs(1, 2, 2, 2) + """
+        vfill r10+0, r0, 1000.0, r20, r21, f8e4m3
+        vfill r10+2, r0, -1.0e6, r20, r21, f8e5m2
+        vfill r10+4, r0, 9.765625E-4, r20, r21, f8e4m3
+        vfill r10+6, r0, 0.0029296875, r20, r21, f8e4m3
+        vfill r10+8, r0, 464.0, r20, r21, f8e4m3
+        vfill r10+10, r0, 1.52587890625E-5, r20, r21, f8e5m2
+        vfill r10+12, r0, 300.0, r20, r21, i8
+        vfill r10+14, r0, -2.5, r20, r21, i8
+        halt
+        """);
+    m.run();
+    DType e4 = DType.F8E4M3;
+    DType e5 = DType.F8E5M2;
+    assertEquals(0x7E, TestSupport.bits(m, 1024, e4), "1000 saturates to e4m3 max 448");
+    assertEquals(448f, TestSupport.get(m, 1024, e4));
+    assertEquals(-57344f, TestSupport.get(m, 1026, e5), "-1e6 saturates to e5m2 -57344");
+    assertEquals(0x00, TestSupport.bits(m, 1028, e4), "2^-10, half the smallest subnormal, ties to 0");
+    assertEquals(0x02, TestSupport.bits(m, 1030, e4), "1.5 * 2^-9 ties to even 2 * 2^-9");
+    assertEquals(448f, TestSupport.get(m, 1032, e4), "464 (halfway to 480) ties to even 448");
+    assertEquals(0x01, TestSupport.bits(m, 1034, e5), "2^-16 is the smallest e5m2 subnormal");
+    assertEquals(127f, TestSupport.get(m, 1036, DType.I8), "i8 saturates");
+    assertEquals(-2f, TestSupport.get(m, 1038, DType.I8), "-2.5 rounds half to even");
+  }
+
+  /** Plain softmax of one row with the documented masking. */
+  private static float[] softmaxRow(float[] x, int i, float scale, boolean causal, long diag,
+      long valid) {
+    int n = x.length;
+    float[] out = new float[n];
+    boolean[] masked = new boolean[n];
+    float max = Float.NEGATIVE_INFINITY;
+    boolean any = false;
+    float[] s = new float[n];
+    for (int j = 0; j < n; j++) {
+      masked[j] = (causal && j > i + diag) || j >= valid;
+      s[j] = scale * x[j];
+      if (!masked[j]) {
+        max = Math.max(max, s[j]);
+        any = true;
+      }
+    }
+    if (!any) {
+      return out;
+    }
+    float sum = 0f;
+    for (int j = 0; j < n; j++) {
+      if (!masked[j]) {
+        out[j] = (float) StrictMath.exp(s[j] - max);
+        sum += out[j];
+      }
+    }
+    for (int j = 0; j < n; j++) {
+      out[j] = masked[j] ? 0f : out[j] / sum;
+    }
+    return out;
+  }
+
+  @Test
+  void softmaxWithCausalMaskOnAPartialTile() {
+    // a 5 x 7 tile of a larger score matrix (row stride 128 bytes): query row i sits at key
+    // column i + diag with diag = -1, and only 6 of the 7 columns are valid keys; row 0 is
+    // fully masked
+    int rows = 5;
+    int cols = 7;
+    FunctionalMachine m = TestSupport.machine(regs(rows, cols, 128, 64) + """
+        li r24, -1
+        li r25, 6
+        softmax r12+0, r23, r10+0, r22, r20, r21, bf16, scale=0.125, causal=1, diag=r24, valid=r25
+        softmax r13+0, r23, r10+0, r22, r20, r21, bf16, scale=0.5
+        halt
+        """);
+    Random rnd = new Random(77);
+    float[][] x = new float[rows][cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        x[i][j] = roundBf16((float) rnd.nextGaussian() * 8);
+      }
+      TestSupport.put(m, 1024 + 128 * i, BF16, x[i]);
+    }
+    m.run();
+    for (int i = 0; i < rows; i++) {
+      float[] want = softmaxRow(x[i], i, 0.125f, true, -1, 6);
+      float[] wantPlain = softmaxRow(x[i], i, 0.5f, false, 0, Long.MAX_VALUE);
+      for (int j = 0; j < cols; j++) {
+        assertEquals(roundBf16(want[j]), TestSupport.get(m, 8192 + 64 * i + 2 * j, BF16),
+            "causal row " + i + " col " + j);
+        assertEquals(roundBf16(wantPlain[j]), TestSupport.get(m, 12288 + 64 * i + 2 * j, BF16),
+            "plain row " + i + " col " + j);
+      }
+    }
+    assertEquals(0f, TestSupport.get(m, 8192, BF16), "row 0 is fully masked: all zero");
+  }
+
+  @Test
+  void layernormAndRmsnorm() {
+    int rows = 3;
+    int cols = 10;
+    FunctionalMachine m = TestSupport.machine(regs(rows, cols, 64, 64) + """
+        layernorm r12+0, r10+0, r22, r11+0, r11+64, r20, r21, f32, eps=1.0E-5
+        rmsnorm r13+0, r22, r10+0, r22, r11+0, r20, r21, f32, eps=1.0E-6
+        halt
+        """);
+    Random rnd = new Random(5);
+    float[][] x = new float[rows][cols];
+    float[] gamma = new float[cols];
+    float[] beta = new float[cols];
+    for (int j = 0; j < cols; j++) {
+      gamma[j] = rnd.nextFloat() + 0.5f;
+      beta[j] = rnd.nextFloat() - 0.5f;
+    }
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        x[i][j] = (float) rnd.nextGaussian() * 3 + i;
+      }
+      TestSupport.put(m, 1024 + 64 * i, F32, x[i]);
+    }
+    TestSupport.put(m, 4096, F32, gamma);
+    TestSupport.put(m, 4096 + 64, F32, beta);
+    m.run();
+    for (int i = 0; i < rows; i++) {
+      float sum = 0f;
+      for (float v : x[i]) {
+        sum += v;
+      }
+      float mean = sum / cols;
+      float sq = 0f;
+      float ss = 0f;
+      for (float v : x[i]) {
+        sq += (v - mean) * (v - mean);
+        ss += v * v;
+      }
+      float r = (float) (1.0 / Math.sqrt((double) (sq / cols + 1e-5f)));
+      float rr = (float) (1.0 / Math.sqrt((double) (ss / cols + 1e-6f)));
+      for (int j = 0; j < cols; j++) {
+        assertEquals((x[i][j] - mean) * r * gamma[j] + beta[j],
+            TestSupport.get(m, 8192 + 64 * i + 4 * j, F32), "layernorm " + i + "," + j);
+        assertEquals(x[i][j] * rr * gamma[j], TestSupport.get(m, 12288 + 64 * i + 4 * j, F32),
+            "rmsnorm " + i + "," + j);
+      }
+    }
+  }
+
+  @Test
+  void ropeHalfAndInterleaved() {
+    int rows = 3;
+    int cols = 8;
+    int pos = 2;
+    FunctionalMachine m = TestSupport.machine(regs(rows, cols, 32, 16) + """
+        li r24, 2
+        rope half, r12+0, r22, r10+0, r22, r11+0, r11+256, r23, r24, r20, r21, f32
+        rope interleaved, r13+0, r22, r10+0, r22, r11+0, r11+256, r23, r24, r20, r21, f32
+        halt
+        """);
+    Random rnd = new Random(8);
+    float[][] x = new float[rows][cols];
+    float[][] cos = new float[pos + rows][4];
+    float[][] sin = new float[pos + rows][4];
+    for (int t = 0; t < pos + rows; t++) {
+      for (int c = 0; c < 4; c++) {
+        cos[t][c] = (float) Math.cos(t * (c + 1) * 0.3);
+        sin[t][c] = (float) Math.sin(t * (c + 1) * 0.3);
+      }
+      TestSupport.put(m, 4096 + 16 * t, F32, cos[t]);
+      TestSupport.put(m, 4096 + 256 + 16 * t, F32, sin[t]);
+    }
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        x[i][j] = (float) rnd.nextGaussian();
+      }
+      TestSupport.put(m, 1024 + 32 * i, F32, x[i]);
+    }
+    m.run();
+    for (int i = 0; i < rows; i++) {
+      float[] half = x[i].clone();
+      float[] inter = x[i].clone();
+      for (int c = 0; c < 4; c++) {
+        float cs = cos[pos + i][c];
+        float sn = sin[pos + i][c];
+        half[c] = x[i][c] * cs - x[i][c + 4] * sn;
+        half[c + 4] = x[i][c + 4] * cs + x[i][c] * sn;
+        inter[2 * c] = x[i][2 * c] * cs - x[i][2 * c + 1] * sn;
+        inter[2 * c + 1] = x[i][2 * c + 1] * cs + x[i][2 * c] * sn;
+      }
+      for (int j = 0; j < cols; j++) {
+        assertEquals(half[j], TestSupport.get(m, 8192 + 32 * i + 4 * j, F32), "half " + i);
+        assertEquals(inter[j], TestSupport.get(m, 12288 + 32 * i + 4 * j, F32), "inter " + i);
+      }
+    }
+  }
+
+  @Test
+  void vgluSwiGlu() {
+    FunctionalMachine m = TestSupport.machine(regs(2, 3, 16, 16) + """
+        vglu silu, r12+0, r22, r10+0, r22, r11+0, r22, r20, r21, bf16
+        halt
+        """);
+    float[] gate = {-1f, 0.5f, 2f, 3f, -0.25f, 0f};
+    float[] up = {2f, -3f, 0.5f, 1f, 4f, 7f};
+    for (int i = 0; i < 2; i++) {
+      TestSupport.put(m, 1024 + 16 * i, BF16, java.util.Arrays.copyOfRange(gate, 3 * i, 3 * i + 3));
+      TestSupport.put(m, 4096 + 16 * i, BF16, java.util.Arrays.copyOfRange(up, 3 * i, 3 * i + 3));
+    }
+    m.run();
+    for (int i = 0; i < 2; i++) {
+      for (int j = 0; j < 3; j++) {
+        double g = gate[3 * i + j];
+        float silu = (float) (g / (1 + StrictMath.exp(-g)));
+        assertEquals(roundBf16(silu * up[3 * i + j]), TestSupport.get(m, 8192 + 16 * i + 2 * j,
+            BF16));
+      }
+    }
+  }
+
+  @Test
+  void cvtQuantizesToInt8AndFp8WithScales() {
+    FunctionalMachine m = TestSupport.machine(regs(2, 4, 16, 4) + """
+        cvt r12+0, r23, i8, r10+0, r22, f32, r20, r21, scale=0.5, div=1
+        cvt r12+16, r23, f8e4m3, r10+0, r22, f32, r20, r21, mode=col, scale_vec=r11+0
+        cvt r13+0, r22, f32, r12+0, r23, i8, r20, r21, mode=row, scale_vec=r11+32
+        halt
+        """);
+    float[] x = {1.25f, -100f, 63.75f, 0.74f, 1.26f, 200f, -1.25f, 300f};
+    TestSupport.put(m, 1024, F32, java.util.Arrays.copyOfRange(x, 0, 4));
+    TestSupport.put(m, 1024 + 16, F32, java.util.Arrays.copyOfRange(x, 4, 8));
+    float[] colScale = {1f, 2f, 4f, 0.5f};
+    float[] rowScale = {0.5f, 0.25f};
+    TestSupport.put(m, 4096, F32, colScale);
+    TestSupport.put(m, 4096 + 32, F32, rowScale);
+    m.run();
+    // i8 = round-half-even(x / 0.5), saturated: 2.5->2, -200->-128, 127.5->128->127, 1.48->1,
+    // 2.52->3, 400->127, -2.5->-2, 600->127
+    int[] want = {2, -128, 127, 1, 3, 127, -2, 127};
+    for (int k = 0; k < 8; k++) {
+      assertEquals(want[k], (int) TestSupport.get(m, 8192 + k, DType.I8), "i8 element " + k);
+    }
+    for (int i = 0; i < 2; i++) {
+      for (int j = 0; j < 4; j++) {
+        float f8 = TestSupport.get(m, 8192 + 16 + 4 * i + j, DType.F8E4M3);
+        float v = Math.min(448f, Math.max(-448f, x[4 * i + j] * colScale[j]));
+        assertEquals(dev.sohuc.isa.num.Numerics.roundTo(v, DType.F8E4M3), f8);
+        assertEquals(want[4 * i + j] * rowScale[i], TestSupport.get(m, 12288 + 16 * i + 4 * j,
+            F32), "dequantized " + i + "," + j);
+      }
+    }
+  }
+
+  @Test
+  void accwrThenAccrdWithScaleBiasAndActivation() {
+    FunctionalMachine m = TestSupport.machine(regs(2, 3, 12, 8) + """
+        li r24, 100
+        accwr r24+0, r23, r10+0, r22, r20, r21, f32
+        accrd r12+0, r22, r24+0, r23, r20, r21, bf16, scale=2.0, bias_bcast=row, bias=r11+0, act=relu
+        accwr r24+32, r23, r13+0, r22, r20, r21, i8
+        accrd r14+0, r22, r24+32, r23, r20, r21, i32, acc_i32=1
+        accrd r14+64, r22, r24+32, r23, r20, r21, f32, acc_i32=1, scale=0.5, bias_bcast=col, bias=r11+16
+        halt
+        """);
+    TestSupport.put(m, 1024, F32, 1.5f, -3f, 0.1f);
+    TestSupport.put(m, 1024 + 12, F32, 2f, 0.75f, -0.5f);
+    TestSupport.put(m, 4096, F32, 0.25f, 1f, -1f);
+    TestSupport.put(m, 4096 + 16, F32, 10f, 20f);
+    m.sram[12288] = -128;
+    m.sram[12289] = 127;
+    m.sram[12290] = 5;
+    m.sram[12300] = -1;
+    m.sram[12301] = 0;
+    m.sram[12302] = 64;
+    m.run();
+    float[][] x = {{1.5f, -3f, 0.1f}, {2f, 0.75f, -0.5f}};
+    float[] bias = {0.25f, 1f, -1f};
+    for (int i = 0; i < 2; i++) {
+      for (int j = 0; j < 3; j++) {
+        assertEquals(Float.floatToRawIntBits(x[i][j]), m.acc[100 + 8 * i + j]);
+        float v = Math.max(0f, x[i][j] * 2f + bias[j]);
+        assertEquals(roundBf16(v), TestSupport.get(m, 8192 + 12 * i + 2 * j, BF16));
+      }
+    }
+    int[][] q = {{-128, 127, 5}, {-1, 0, 64}};
+    for (int i = 0; i < 2; i++) {
+      for (int j = 0; j < 3; j++) {
+        assertEquals(q[i][j], m.acc[132 + 8 * i + j], "accwr i8 sign-extends");
+        assertEquals(q[i][j], Elem.getI32(m.sram, 16384 + 12 * i + 4 * j), "i32 copy");
+        assertEquals(q[i][j] * 0.5f + (i == 0 ? 10f : 20f),
+            TestSupport.get(m, 16384 + 64 + 12 * i + 4 * j, F32));
+      }
+    }
+  }
+}
