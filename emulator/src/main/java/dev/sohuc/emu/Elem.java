@@ -71,6 +71,9 @@ final class Elem {
       case I8 -> m[addr];
       case I32 -> getI32(m, addr);
       case F16 -> Float.float16ToFloat((short) I16.get(m, addr));
+      // container-only types (host-side reads of inputs and outputs; no instruction uses them)
+      case I64 -> (float) ((getI32(m, addr) & 0xFFFFFFFFL) | ((long) getI32(m, addr + 4) << 32));
+      case BOOL -> m[addr] != 0 ? 1f : 0f;
     };
   }
 

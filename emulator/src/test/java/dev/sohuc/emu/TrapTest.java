@@ -1,0 +1,276 @@
+package dev.sohuc.emu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.isa.Word;
+import dev.sohuc.isa.container.SohuProgram;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** Every trap, in both modes where it applies, with its message. */
+class TrapTest {
+
+  private static Trap functional(String src) {
+    return functional(TestSupport.asm(src), TestSupport.opts());
+  }
+
+  private static Trap functional(SohuProgram p, Options o) {
+    Emulator emu = new Emulator(p, TestSupport.TINY, o);
+    return assertThrows(Trap.class, () -> emu.runFunctional(Map.of(), Map.of()));
+  }
+
+  private static Trap timing(String src) {
+    Emulator emu = new Emulator(TestSupport.asm(src), TestSupport.TINY, TestSupport.opts());
+    return assertThrows(Trap.class, () -> emu.runTiming(Map.of()));
+  }
+
+  private static void contains(String message, String... parts) {
+    for (String p : parts) {
+      assertTrue(message.contains(p), "message lacks \"" + p + "\": " + message);
+    }
+  }
+
+  @Test
+  void illegalWordsTrapWithTheirReason() {
+    for (Word w : List.of(new Word(0, 0), new Word(-1, -1), new Word(0xEE, 0))) {
+      SohuProgram p = SohuProgram.ofCode(new SohuProgram.Target("tiny", SohuProgram.Target.NO_HASH),
+          List.of(TestSupport.asm("li r1, 5").code().get(0), w));
+      Trap t = functional(p, TestSupport.opts());
+      assertEquals(Trap.Kind.ILLEGAL_INSTRUCTION, t.kind());
+      assertEquals(1, t.pc());
+      contains(t.getMessage(), "trap at pc 1", "illegal instruction", "opcode 0x");
+      Trap tt = assertThrows(Trap.class, () -> new Emulator(p, TestSupport.TINY,
+          TestSupport.opts()).runTiming(Map.of()));
+      assertEquals(t.getMessage(), tt.getMessage());
+    }
+  }
+
+  @Test
+  void runningPastTheEndTraps() {
+    Trap t = functional("li r1, 1\n");
+    assertEquals(Trap.Kind.ILLEGAL_INSTRUCTION, t.kind());
+    contains(t.getMessage(), "trap at pc 1", "outside the code (1 instructions)", "without halt");
+  }
+
+  @Test
+  void outOfBoundsSramAccessNamesMemoryAddressAndSize() {
+    String src = """
+        li r1, 262140
+        li r2, 1
+        li r3, 4
+        vfill r1+0, r0, 1.0, r2, r3, f32
+        halt
+        """;
+    Trap t = functional(src);
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+    assertEquals(3, t.pc());
+    contains(t.getMessage(), "trap at pc 3 `vfill", "r1, r0, 1.0, r2, r3, f32`", "vfill dst",
+        "SRAM", "0x3fffc", "16 bytes", "262144 bytes");
+  }
+
+  @Test
+  void outOfBoundsHbmAccess() {
+    Trap t = functional("""
+        li r1, 0x1000000
+        dma sram, r0+0, r0, hbm, r1-8, r0, 16, 1
+        halt
+        """);
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+    contains(t.getMessage(), "dma source", "HBM", "0xfffff8", "16777216 bytes");
+  }
+
+  @Test
+  void gatherIndexOutsideTheTable() {
+    // the index at SRAM 0 is 1e9: far outside the table
+    Trap t2 = functional("""
+        li r1, 100000
+        li r2, 64
+        li r3, 1
+        vfill r0+0, r0, 1.0E9, r3, r3, i32
+        gather sram, r1+0, r2, hbm, r0+0, r2, 64, 1, r0+0
+        halt
+        """);
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t2.kind());
+    contains(t2.getMessage(), "gather table row 1000000000", "HBM");
+  }
+
+  @Test
+  void misalignedAccessNamesTheElementSize() {
+    Trap t = functional("""
+        li r1, 1025
+        li r2, 1
+        vfill r1+0, r0, 1.0, r2, r2, bf16
+        halt
+        """);
+    assertEquals(Trap.Kind.MISALIGNED, t.kind());
+    contains(t.getMessage(), "misaligned", "vfill dst", "0x401", "element size 2");
+    Trap s = functional("""
+        li r1, 1024
+        li r2, 2
+        li r3, 6
+        vfill r1+0, r3, 1.0, r2, r2, f32
+        halt
+        """);
+    contains(s.getMessage(), "stride 6", "element size 4");
+  }
+
+  @Test
+  void accOutOfBounds() {
+    Trap t = functional("""
+        li r1, 65535
+        li r2, 2
+        li r3, 1
+        mma r1+0, r2, r0+0, r0, r0+0, r0, 2, 2, 1, bf16
+        halt
+        """);
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+    contains(t.getMessage(), "mma C", "ACC", "65536 words");
+  }
+
+  @Test
+  void deadlockOnAnEngineTokenNothingSignals() {
+    String src = """
+        li r2, 1
+        vfill r0+0, r0, 1.0, r2, r2, f32, wait=7
+        halt
+        """;
+    Trap t = functional(src);
+    assertEquals(Trap.Kind.DEADLOCK, t.kind());
+    assertEquals(1, t.pc());
+    contains(t.getMessage(), "deadlock", "the VPU waits on token 7", "halt");
+    Trap tt = timing(src);
+    assertEquals(Trap.Kind.DEADLOCK, tt.kind());
+    assertEquals(1, tt.pc());
+    contains(tt.getMessage(), "the VPU waits on token 7");
+  }
+
+  @Test
+  void deadlockOfTheControlUnit() {
+    String src = """
+        li r2, 1
+        vfill r0+0, r0, 1.0, r2, r2, f32, signal=3
+        nop wait=3
+        nop wait=3
+        halt
+        """;
+    Trap t = functional(src);
+    assertEquals(Trap.Kind.DEADLOCK, t.kind());
+    assertEquals(3, t.pc());
+    contains(t.getMessage(), "the control unit waits on token 3");
+    Trap tt = timing(src);
+    assertEquals(3, tt.pc());
+    contains(tt.getMessage(), "the control unit waits on token 3");
+  }
+
+  @Test
+  void deadlockWhenAFullQueueBlocksTheSignallingInstruction() {
+    // tiny's queues hold 8: nine MXU instructions wait on token 1, which only the DMA after
+    // them signals; the control unit can never issue the DMA
+    StringBuilder src = new StringBuilder("li r2, 1\n");
+    for (int i = 0; i < 9; i++) {
+      src.append("mma r0+0, r0, r0+0, r0, r0+0, r0, 1, 1, 1, bf16, wait=1\n");
+    }
+    src.append("dma sram, r0+0, r0, sram, r0+0, r0, 4, 1, signal=1\nhalt\n");
+    Trap t = functional(src.toString());
+    assertEquals(Trap.Kind.DEADLOCK, t.kind());
+    contains(t.getMessage(), "the MXU waits on token 1", "queue is full (8 instructions)",
+        "cannot issue pc 9");
+    Trap tt = timing(src.toString());
+    contains(tt.getMessage(), "the MXU waits on token 1", "queue is full (8 instructions)");
+  }
+
+  @Test
+  void instructionCap() {
+    String src = """
+        li r1, 0xffffffff
+        loop r1, end
+        loop r1, end
+        addi r2, r2, 1
+        end:
+        halt
+        """;
+    SohuProgram p = TestSupport.asm(src);
+    Trap t = functional(p, TestSupport.opts().withMaxInstructions(1000));
+    assertEquals(Trap.Kind.INSTRUCTION_LIMIT, t.kind());
+    contains(t.getMessage(), "instruction cap of 1000", "--max-instructions");
+    Trap tt = assertThrows(Trap.class, () -> new Emulator(p, TestSupport.TINY,
+        TestSupport.opts().withMaxInstructions(1000)).runTiming(Map.of()));
+    assertEquals(Trap.Kind.INSTRUCTION_LIMIT, tt.kind());
+  }
+
+  @Test
+  void loopNestingTooDeepOrCrossingItsParent() {
+    Trap t = functional("""
+        loop 2, e
+        loop 2, e
+        loop 2, e
+        loop 2, e
+        loop 2, e
+        nop
+        e:
+        halt
+        """);
+    assertEquals(Trap.Kind.LOOP_NESTING, t.kind());
+    assertEquals(4, t.pc());
+    contains(t.getMessage(), "fifth nested loop");
+    Trap c = functional("""
+        loop 2, outer
+        loop 2, inner
+        nop
+        outer:
+        nop
+        inner:
+        halt
+        """);
+    assertEquals(Trap.Kind.LOOP_NESTING, c.kind());
+    contains(c.getMessage(), "after the end of its enclosing loop body");
+  }
+
+  @Test
+  void negativeCountsTrapAsBadOperands() {
+    Trap t = functional("""
+        li r2, -1
+        li r3, 4
+        vfill r0+0, r0, 1.0, r2, r3, f32
+        halt
+        """);
+    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+    contains(t.getMessage(), "rows = -1 is negative");
+    Trap o = functional("""
+        li r2, 1
+        li r3, 3
+        rope half, r0+0, r0, r0+0, r0, r0+0, r0+0, r0, r0, r2, r3, f32
+        halt
+        """);
+    contains(o.getMessage(), "cols = 3 is odd");
+  }
+
+  @Test
+  void trapNamesTheIrOpAndSourceLocationFromTheDebugSection() {
+    Trap t = functional("""
+        li r1, 300000
+        li r2, 1
+        .debug "matmul_7", "model.onnx:/layer.0/MatMul"
+        vfill r1+0, r0, 1.0, r2, r2, f32
+        halt
+        """);
+    assertEquals("matmul_7", t.irOp());
+    assertEquals("model.onnx:/layer.0/MatMul", t.location());
+    contains(t.getMessage(), "(IR op matmul_7 at model.onnx:/layer.0/MatMul)");
+  }
+
+  @Test
+  void hbmHostBudget() {
+    Trap t = functional(TestSupport.asm("""
+        li r1, 0x100000
+        li r2, 4
+        dma hbm, r0+0, r1, sram, r0+0, r0, 1, r2
+        halt
+        """), TestSupport.opts().withHostHbmBudgetBytes(2 << 20));
+    assertEquals(Trap.Kind.HOST_LIMIT, t.kind());
+    contains(t.getMessage(), "host budget");
+  }
+}
