@@ -8,7 +8,15 @@ public enum DType implements AsmEnum {
   F8E4M3(1, "OCP fp8 E4M3FN: bias 7, max 448, no infinity; from f32 by round-to-nearest-even, saturating to +-448, NaN stays NaN."),
   F8E5M2(1, "OCP fp8 E5M2: bias 15, max 57344; from f32 by round-to-nearest-even, saturating (infinity too) to +-57344, NaN stays NaN."),
   I8(1, "Signed 8-bit integer; from f32 by round-half-to-even, saturating to [-128, 127], NaN to 0."),
-  I32(4, "Signed 32-bit integer; from f32 by round-half-to-even, saturating, NaN to 0.");
+  I32(4, "Signed 32-bit integer; from f32 by round-half-to-even, saturating, NaN to 0."),
+  I64(8, "Signed 64-bit integer, little-endian. Container symbols only (token ids, masks): no "
+      + "instruction's dtype field takes it; programs read the low 32-bit word as i32 or index "
+      + "with `gather idx64=1`."),
+  BOOL(1, "One byte, 0 false, anything else true. Container symbols only: programs read it as "
+      + "i8 (0 or 1).");
+
+  /** The types instruction dtype fields take (codes 0..6, a 3-bit field). */
+  public static final DType[] COMPUTE = {F32, BF16, F16, F8E4M3, F8E5M2, I8, I32};
 
   private final int bytes;
   private final String doc;
@@ -23,7 +31,7 @@ public enum DType implements AsmEnum {
   }
 
   public boolean isFloat() {
-    return this != I8 && this != I32;
+    return this != I8 && this != I32 && this != I64 && this != BOOL;
   }
 
   @Override

@@ -373,9 +373,9 @@ public final class InsnTable {
         .build());
     t.add(InsnDef.builder(0x6A, "cvt", VPU)
         .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
-        .enumf("dst_dtype", 3, DType.class, "result type")
+        .enumf("dst_dtype", 3, DType.class, "result type", DType.COMPUTE)
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
-        .enumf("src_dtype", 3, DType.class, "input type")
+        .enumf("src_dtype", 3, DType.class, "input type", DType.COMPUTE)
         .reg(TILE_ROWS, "register holding the number of rows")
         .reg(TILE_COLS, "register holding the number of columns")
         .enumf("mode", 2, ScaleMode.class, "where the scale comes from").kw(0)
@@ -393,7 +393,7 @@ public final class InsnTable {
         .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
         .reg(TILE_ROWS, "register holding the number of rows")
         .reg(TILE_COLS, "register holding the number of columns")
-        .enumf("dtype", 3, DType.class, "result type")
+        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE)
         .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
         .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
         .enumf("bias_bcast", 2, Bcast.class, "how the f32 bias is broadcast (none: no bias)").kw(0)
@@ -410,7 +410,7 @@ public final class InsnTable {
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
         .reg(TILE_ROWS, "register holding the number of rows")
         .reg(TILE_COLS, "register holding the number of columns")
-        .enumf("dtype", 3, DType.class, "input type")
+        .enumf("dtype", 3, DType.class, "input type", DType.COMPUTE)
         .semantics("ACC[acc + i*acc_stride + j] = src[i][j] as f32 (float dtypes) or as i32 "
             + "(i8, i32): preloads a bias or a residual that mma then accumulates onto.")
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
@@ -431,7 +431,7 @@ public final class InsnTable {
   private static InsnDef.Builder tile(InsnDef.Builder b) {
     return b.reg(TILE_ROWS, "register holding the number of rows")
         .reg(TILE_COLS, "register holding the number of columns")
-        .enumf("dtype", 3, DType.class, "element type of every tile operand");
+        .enumf("dtype", 3, DType.class, "element type of every tile operand", DType.COMPUTE);
   }
 
   private static long tileElements(Cost.Values v) {
