@@ -232,7 +232,7 @@ public final class Emulator {
         shape[i] = f.size();
       } else {
         String name = ((SohuProgram.Dim.Sym) d).name();
-        Long v = dims.get(name);
+        Long v = dims.containsKey(name) ? dims.get(name) : polynomial(name, dims);
         if (v == null) {
           throw new EmulatorException("output " + s.name() + ": symbolic dimension " + name
               + " is not bound (give it as an argument)");
@@ -241,6 +241,39 @@ public final class Emulator {
       }
     }
     return shape;
+  }
+
+  /**
+   * The value of a dimension the compiler wrote as a polynomial of symbols, such as
+   * {@code past+seq} or {@code 2*a*b-1}; null when a symbol in it is unbound or it is not one.
+   */
+  static Long polynomial(String text, Map<String, Long> dims) {
+    long sum = 0;
+    int sign = 1;
+    int i = 0;
+    String t = text.replace(" ", "");
+    while (i < t.length()) {
+      int j = i;
+      while (j < t.length() && t.charAt(j) != '+' && (t.charAt(j) != '-' || j == i)) {
+        j++;
+      }
+      long term = 1;
+      for (String f : t.substring(i, j).split("\\*")) {
+        if (f.matches("-?[0-9]+")) {
+          term *= Long.parseLong(f);
+        } else if (dims.containsKey(f)) {
+          term *= dims.get(f);
+        } else {
+          return null;
+        }
+      }
+      sum += sign * term;
+      if (j < t.length()) {
+        sign = t.charAt(j) == '-' ? -1 : 1;
+      }
+      i = j + 1;
+    }
+    return sum;
   }
 
   private static long bytes(SohuProgram.Symbol s, long[] shape) {
