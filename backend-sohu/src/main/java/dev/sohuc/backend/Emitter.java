@@ -103,14 +103,15 @@ final class Emitter {
     if (value == 0) {
       return 0;
     }
-    if (!openLoops.isEmpty()) {
-      // inside a loop the li runs per iteration; not cached, so no use outside can see it unset
+    Integer r = constants.get(value);
+    if (r == null && !openLoops.isEmpty()) {
+      // made inside a loop: the li runs per iteration; not cached, so no use outside the loop
+      // can see it unset (constants made before the first loop opened are valid everywhere)
       int t = alloc();
       emit(new Insn.Li(t, value, 0, 0));
       loopTemps.add(t);
       return t;
     }
-    Integer r = constants.get(value);
     if (r == null) {
       r = alloc();
       emit(new Insn.Li(r, value, 0, 0));

@@ -1,0 +1,240 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.text.IrParser;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * One small IR function per op form the backend claims, compiled, written, read back and run
+ * on the emulator, against the reference interpreter (see {@link EndToEndHarness}). Inputs are
+ * seeded random values: f32 in [-1, 1]; i64/i32 arguments named {@code ids*} in [0, 16), named
+ * {@code mask*} 0 or 1 (the last {@code pad} columns 0).
+ */
+class EndToEndOpsTest {
+  static final long SEED = 20240611L;
+
+  /** Compiles {@code body} (a func with args and results) once and checks each binding. */
+  static void check(String name, String func, List<Map<String, Long>> bindings) {
+    String text = "module @" + name + " {\n" + func + "\n}\n";
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, name + ".ir"),
+        BackendOptions.defaults().withBound("s", 300).withBound("p", 300));
+    for (Map<String, Long> b : bindings) {
+      Random r = new Random(SEED);
+      System.out.println(name + " seed " + SEED + " dims " + b);
+      c.check(inputs(c, b, r), EndToEndHarness.DEFAULT_TOL, name + " " + b);
+    }
+  }
+
+  static void check(String name, String func) {
+    check(name, func, List.of(Map.of("s", 5L), Map.of("s", 130L)));
+  }
+
+  static List<Tensor> inputs(EndToEndHarness.Compiled c, Map<String, Long> b, Random r) {
+    Function fn = c.reference.main();
+    List<Tensor> out = new ArrayList<>();
+    for (Value a : fn.arguments()) {
+      TensorType t = a.type();
+      long[] shape = new long[t.rank()];
+      for (int i = 0; i < shape.length; i++) {
+        shape[i] = t.dim(i).evaluate(b);
+      }
+      if (t.elementType() == ElementType.F32) {
+        out.add(EndToEndHarness.randomF32(r, 1.0, shape));
+      } else {
+        int n = Tensor.checkedSize(shape);
+        long[] v = new long[n];
+        long cols = shape.length == 0 ? 1 : shape[shape.length - 1];
+        for (int i = 0; i < n; i++) {
+          if (a.name().startsWith("mask")) {
+            v[i] = (i % cols) >= cols - b.getOrDefault("pad", 0L) ? 0 : 1;
+          } else if (t.elementType() == ElementType.BOOL) {
+            v[i] = r.nextInt(2);
+          } else {
+            v[i] = r.nextInt(16);
+          }
+        }
+        out.add(Tensor.ofLongs(t.elementType(), shape, v));
+      }
+    }
+    return out;
+  }
+
+  // ---- elementwise ----------------------------------------------------------------------
+
+  @Test
+  void unaryFunctions() {
+    check("unary", """
+        func @main(%x: tensor<1 x ?s x 24 x f32>) -> ("a": tensor<1 x ?s x 24 x f32>, "b": tensor<1 x ?s x 24 x f32>, "c": tensor<1 x ?s x 24 x f32>, "d": tensor<1 x ?s x 24 x f32>) {
+          %a = tanh %x : tensor<1 x ?s x 24 x f32>
+          %e = exp %x : tensor<1 x ?s x 24 x f32>
+          %b = sigmoid %e : tensor<1 x ?s x 24 x f32>
+          %n = neg %x : tensor<1 x ?s x 24 x f32>
+          %c = relu %n : tensor<1 x ?s x 24 x f32>
+          %d = clip %x {min = -0.5, max = 0.25} : tensor<1 x ?s x 24 x f32>
+          return %a, %b, %c, %d
+        }""");
+  }
+
+  @Test
+  void binaryBroadcastForms() {
+    check("binary", """
+        func @main(%x: tensor<1 x ?s x 24 x f32>, %y: tensor<1 x ?s x 24 x f32>, %rv: tensor<24 x f32>, %cv: tensor<1 x ?s x 1 x f32>, %sc: tensor<f32>) -> ("full": tensor<1 x ?s x 24 x f32>, "row": tensor<1 x ?s x 24 x f32>, "col": tensor<1 x ?s x 24 x f32>, "scalar": tensor<1 x ?s x 24 x f32>, "imm": tensor<1 x ?s x 24 x f32>, "rimm": tensor<1 x ?s x 24 x f32>, "rowl": tensor<1 x ?s x 24 x f32>) {
+          %full = mul %x, %y : tensor<1 x ?s x 24 x f32>
+          %row = sub %x, %rv : tensor<1 x ?s x 24 x f32>
+          %col = div %x, %cv : tensor<1 x ?s x 24 x f32>
+          %scalar = max %x, %sc : tensor<1 x ?s x 24 x f32>
+          %two = constant {value = dense<2.0> : tensor<f32>} : tensor<f32>
+          %imm = pow %x, %two : tensor<1 x ?s x 24 x f32>
+          %rimm = sub %two, %x : tensor<1 x ?s x 24 x f32>
+          %rowl = add %row, %x : tensor<1 x ?s x 24 x f32>
+          return %full, %row, %col, %scalar, %imm, %rimm, %rowl
+        }""");
+  }
+
+  @Test
+  void activations() {
+    check("act", """
+        func @main(%x: tensor<1 x ?s x 40 x f32>, %u: tensor<1 x ?s x 40 x f32>) -> ("ge": tensor<1 x ?s x 40 x f32>, "gt": tensor<1 x ?s x 40 x f32>, "si": tensor<1 x ?s x 40 x f32>, "sw": tensor<1 x ?s x 40 x f32>) {
+          %ge = gelu %x {approximate = "none"} : tensor<1 x ?s x 40 x f32>
+          %gt = gelu %x {approximate = "tanh"} : tensor<1 x ?s x 40 x f32>
+          %si = silu %x : tensor<1 x ?s x 40 x f32>
+          %sw = swiglu %x, %u : tensor<1 x ?s x 40 x f32>
+          return %ge, %gt, %si, %sw
+        }""");
+  }
+
+  // ---- linear algebra --------------------------------------------------------------------
+
+  @Test
+  void matmulLargeK() {
+    check("matmul", """
+        func @main(%x: tensor<1 x ?s x 300 x f32>, %w: tensor<300 x 200 x f32>) -> ("y": tensor<1 x ?s x 200 x f32>) {
+          %y = matmul %x, %w : tensor<1 x ?s x 200 x f32>
+          return %y
+        }""");
+  }
+
+  @Test
+  void batchedMatmul() {
+    check("bmm", """
+        func @main(%a: tensor<3 x ?s x 20 x f32>, %b: tensor<3 x 20 x 130 x f32>) -> ("y": tensor<3 x ?s x 130 x f32>) {
+          %y = matmul %a, %b : tensor<3 x ?s x 130 x f32>
+          return %y
+        }""");
+  }
+
+  @Test
+  void gemmWithBias() {
+    check("gemm", """
+        func @main(%a: tensor<?s x 33 x f32>, %b: tensor<150 x 33 x f32>, %c: tensor<150 x f32>) -> ("y": tensor<?s x 150 x f32>) {
+          %y = gemm %a, %b, %c {alpha = 0.5, beta = 1.0, trans_a = false, trans_b = true} : tensor<?s x 150 x f32>
+          return %y
+        }""");
+  }
+
+  // ---- reductions and norms -------------------------------------------------------------
+
+  @Test
+  void softmaxAndReductions() {
+    check("red", """
+        func @main(%x: tensor<1 x ?s x 50 x f32>) -> ("sm": tensor<1 x ?s x 50 x f32>, "rs": tensor<1 x ?s x 1 x f32>, "rm": tensor<1 x ?s x f32>, "rx": tensor<1 x ?s x 1 x f32>, "rn": tensor<1 x ?s x 1 x f32>) {
+          %sm = softmax %x {axis = -1} : tensor<1 x ?s x 50 x f32>
+          %rs = reduce_sum %x {axes = [-1], keepdims = true} : tensor<1 x ?s x 1 x f32>
+          %rm = reduce_mean %x {axes = [2], keepdims = false} : tensor<1 x ?s x f32>
+          %rx = reduce_max %x {axes = [-1], keepdims = true} : tensor<1 x ?s x 1 x f32>
+          %rn = reduce_min %x {axes = [-1], keepdims = true} : tensor<1 x ?s x 1 x f32>
+          return %sm, %rs, %rm, %rx, %rn
+        }""");
+  }
+
+  @Test
+  void norms() {
+    check("norms", """
+        func @main(%x: tensor<1 x ?s x 48 x f32>, %g: tensor<48 x f32>, %b: tensor<48 x f32>) -> ("ln": tensor<1 x ?s x 48 x f32>, "ln0": tensor<1 x ?s x 48 x f32>, "rms": tensor<1 x ?s x 48 x f32>) {
+          %ln = layer_norm %x, %g, %b {axis = -1, eps = 1.0E-12} : tensor<1 x ?s x 48 x f32>
+          %ln0 = layer_norm %x, %g {axis = -1, eps = 1.0E-5} : tensor<1 x ?s x 48 x f32>
+          %rms = rms_norm %x, %g {eps = 1.0E-6, gamma_offset = 0.0} : tensor<1 x ?s x 48 x f32>
+          return %ln, %ln0, %rms
+        }""");
+  }
+
+  @Test
+  void rope() {
+    check("rope", """
+        func @main(%x: tensor<1 x 3 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 3 x ?s x 16 x f32>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
+          %y = rope %x, %cos, %sin {style = "rotate_half"} : tensor<1 x 3 x ?s x 16 x f32>
+          return %y
+        }""");
+  }
+
+  // ---- attention ------------------------------------------------------------------------
+
+  @Test
+  void attentionGqaWithPaddingMask() {
+    check("attn_mask", """
+        func @main(%q: tensor<1 x 4 x ?s x 16 x f32>, %k: tensor<1 x 2 x ?s x 16 x f32>, %v: tensor<1 x 2 x ?s x 16 x f32>, %m: tensor<1 x 1 x 1 x ?s x f32>) -> ("o": tensor<1 x 4 x ?s x 16 x f32>) {
+          %o = attention %q, %k, %v, %m {scale = 0.25, causal = false, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o
+        }""");
+  }
+
+  @Test
+  void attentionCausalDecodeWithCache() {
+    check("attn_decode", """
+        func @main(%q: tensor<1 x 4 x ?s x 16 x f32>, %pk: tensor<1 x 2 x ?p x 16 x f32>, %k: tensor<1 x 2 x ?s x 16 x f32>, %v: tensor<1 x 2 x ?s x 16 x f32>) -> ("o": tensor<1 x 4 x ?s x 16 x f32>, "kc": tensor<1 x 2 x ?p+?s x 16 x f32>) {
+          %kc = kv_cache_append %pk, %k : tensor<1 x 2 x ?p+?s x 16 x f32>
+          %vc = kv_cache_append %pk, %v : tensor<1 x 2 x ?p+?s x 16 x f32>
+          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o, %kc
+        }""", List.of(Map.of("s", 1L, "p", 7L), Map.of("s", 5L, "p", 0L),
+            Map.of("s", 3L, "p", 140L)));
+  }
+
+  // ---- data movement --------------------------------------------------------------------
+
+  @Test
+  void embeddingAndGather() {
+    check("emb", """
+        func @main(%t: tensor<16 x 24 x f32>, %ids: tensor<1 x ?s x i64>, %ids32: tensor<?s x i32>) -> ("e": tensor<1 x ?s x 24 x f32>, "g": tensor<?s x 24 x f32>) {
+          %e = embedding %t, %ids : tensor<1 x ?s x 24 x f32>
+          %g = gather %t, %ids32 {axis = 0} : tensor<?s x 24 x f32>
+          return %e, %g
+        }""");
+  }
+
+  @Test
+  void transposeSliceConcatSplit() {
+    check("data", """
+        func @main(%x: tensor<1 x ?s x 4 x 6 x f32>, %y: tensor<1 x ?s x 4 x 2 x f32>) -> ("t": tensor<1 x 4 x ?s x 6 x f32>, "sl": tensor<1 x ?s x 2 x 3 x f32>, "cat": tensor<1 x ?s x 4 x 8 x f32>, "s0": tensor<1 x ?s x 1 x 6 x f32>, "s1": tensor<1 x ?s x 3 x 6 x f32>, "ex": tensor<2 x ?s x 4 x 2 x f32>) {
+          %t = transpose %x {perm = [0, 2, 1, 3]} : tensor<1 x 4 x ?s x 6 x f32>
+          %sl = slice %x {starts = [1, 2], ends = [3, 5], axes = [2, 3], steps = [1, 1]} : tensor<1 x ?s x 2 x 3 x f32>
+          %cat = concat %x, %y {axis = -1} : tensor<1 x ?s x 4 x 8 x f32>
+          %s0, %s1 = split %x {axis = 2, sizes = [1, 3]} : tensor<1 x ?s x 1 x 6 x f32>, tensor<1 x ?s x 3 x 6 x f32>
+          %ex = expand %y {shape = [2, ?s, 4, 2]} : tensor<2 x ?s x 4 x 2 x f32>
+          return %t, %sl, %cat, %s0, %s1, %ex
+        }""");
+  }
+
+  @Test
+  void casts() {
+    check("cast", """
+        func @main(%mask: tensor<1 x ?s x i64>, %ids: tensor<?s x i32>, %b: tensor<?s x bool>) -> ("a": tensor<1 x ?s x f32>, "c": tensor<?s x f32>, "d": tensor<?s x f32>) {
+          %a = cast %mask {to = f32} : tensor<1 x ?s x f32>
+          %c = cast %ids {to = f32} : tensor<?s x f32>
+          %d = cast %b {to = f32} : tensor<?s x f32>
+          return %a, %c, %d
+        }""", List.of(Map.of("s", 5L, "pad", 2L), Map.of("s", 290L, "pad", 16L)));
+  }
+}
