@@ -23,6 +23,7 @@ public final class PassRegistry {
     register(FuseSiluPass::new);
     register(FuseRopePass::new);
     register(FuseAttentionPass::new);
+    register(dev.sohuc.passes.quant.QuantizePass::new);
   }
 
   private PassRegistry() {}

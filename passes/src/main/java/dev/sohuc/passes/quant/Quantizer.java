@@ -1,0 +1,573 @@
+package dev.sohuc.passes.quant;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Location;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.FloatFormats;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.passes.DeadCodeEliminationPass;
+import dev.sohuc.passes.quant.QuantReport.Precision;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Quantizes every layer of a module: each {@code matmul} whose right operand is a 2-D f32
+ * weight (possibly through a {@code transpose}, as the HF frontend writes {@code nn.Linear})
+ * becomes a {@code qmatmul} in bf16, f8e4m3 or i8. Everything else (norms, softmax, attention,
+ * residual adds) stays in f32, which the VPU computes anyway.
+ *
+ * <ul>
+ *   <li>bf16: {@code cast x to bf16}, bf16 weights, f32 accumulation, scales 1.
+ *   <li>fp8: f8e4m3 weights with per-output-channel scales {@code max_k |W[k][n]| / 448}; the
+ *       activation gets a per-tensor scale {@code amax / 448} from calibration
+ *       ({@code quantize_linear}), or, without calibration, {@code dynamic_quantize} per token.
+ *   <li>int8: SmoothQuant first (layers reading one value share one {@code s}:
+ *       {@code s_j = max|X_j|^a / max|W_j|^(1-a)}, weights' rows times s, activation divided by
+ *       s, folded into the producing layer_norm/rms_norm's gamma (and beta) or else a
+ *       {@code mul}), then i8 weights per output channel and an i8 per-tensor activation
+ *       scale from the calibrated (smoothed) range; dynamic per-token i8 without calibration.
+ * </ul>
+ *
+ * The accuracy guard then measures every layer on the calibration sets (see {@link QuantReport}
+ * for the metric) and keeps a layer above {@code maxLayerError} in bf16 (bf16 mode: in f32).
+ */
+public final class Quantizer {
+  /** Percentile of |x| the calibration records beside the maximum. */
+  static final double PERCENTILE = 99.99;
+
+  private Quantizer() {}
+
+  /** One quantizable matmul. */
+  private record Layer(Node node, Value x, Tensor w, String name, String weightName) {
+    long k() {
+      return w.dim(0);
+    }
+
+    long n() {
+      return w.dim(1);
+    }
+  }
+
+  /** Calibrated range of one activation: per input channel max |x|, overall max and percentile. */
+  private static final class Range {
+    float[] channelMax;
+    float percentile;
+
+    void add(Tensor t) {
+      float[] v = t.floats();
+      int k = (int) t.dim(t.rank() - 1);
+      if (channelMax == null) {
+        channelMax = new float[k];
+      }
+      float[] abs = new float[v.length];
+      for (int i = 0; i < v.length; i++) {
+        float a = Math.abs(v[i]);
+        abs[i] = a;
+        int c = i % k;
+        channelMax[c] = Math.max(channelMax[c], a);
+      }
+      Arrays.sort(abs);
+      if (abs.length > 0) {
+        int at = (int) Math.min(abs.length - 1, Math.ceil(PERCENTILE / 100 * abs.length) - 1);
+        percentile = Math.max(percentile, abs[Math.max(0, at)]);
+      }
+    }
+
+    float max() {
+      float m = 0;
+      for (float c : channelMax) {
+        m = Math.max(m, c);
+      }
+      return m;
+    }
+  }
+
+  /** The decisions for one layer. */
+  private static final class Plan {
+    final Layer layer;
+    /** SmoothQuant divisor per input channel, or null. */
+    float[] smooth;
+    /** The weight the quantized layer multiplies: smoothed when smooth != null. */
+    Tensor w;
+    /** Per-tensor activation scale, or NaN for dynamic per-token scales. */
+    float xScale = Float.NaN;
+    Precision precision;
+    double error = Double.NaN;
+    double rejectedError = Double.NaN;
+    String activation = "";
+    String smoothing = "none";
+    String why = "";
+
+    Plan(Layer layer) {
+      this.layer = layer;
+      this.w = layer.w();
+    }
+  }
+
+  /** Quantizes {@code m} in place as {@code o} says and reports every layer. */
+  public static QuantReport quantize(Module m, QuantOptions o) {
+    double maxError = o.effectiveMaxLayerError();
+    if (o.mode() == QuantMode.NONE) {
+      return new QuantReport(o.mode(), maxError, 0, List.of());
+    }
+    Function f = m.main();
+    List<Layer> layers = findLayers(m, f);
+    List<Calibrator.CalibrationSet> sets = Calibrator.load(o.calibrationDirs(), o.reader(), f);
+    if (layers.isEmpty()) {
+      return new QuantReport(o.mode(), maxError, sets.size(), List.of());
+    }
+
+    // Calibration: ranges of every layer input, and each layer's f32 input and output per set.
+    Map<Value, Range> ranges = new HashMap<>();
+    Map<Value, List<Tensor>> seen = new HashMap<>();
+    Set<Value> watched = new HashSet<>();
+    Set<Value> inputs = new HashSet<>();
+    for (Layer l : layers) {
+      watched.add(l.x());
+      inputs.add(l.x());
+      watched.add(l.node().result());
+    }
+    if (!sets.isEmpty()) {
+      Calibrator.run(m, sets, (set, v, t) -> {
+        if (watched.contains(v)) {
+          seen.computeIfAbsent(v, k -> new ArrayList<>()).add(t);
+          if (inputs.contains(v)) {
+            ranges.computeIfAbsent(v, k -> new Range()).add(t);
+          }
+        }
+      });
+    }
+    boolean calibrated = !sets.isEmpty();
+
+    Map<Layer, Plan> plans = new LinkedHashMap<>();
+    for (Layer l : layers) {
+      plans.put(l, new Plan(l));
+    }
+    Precision target = switch (o.mode()) {
+      case BF16 -> Precision.BF16;
+      case FP8 -> Precision.FP8;
+      case INT8 -> Precision.INT8;
+      case NONE -> throw new IllegalStateException();
+    };
+    if (target == Precision.INT8 && calibrated) {
+      smooth(layers, plans, ranges, o.smoothAlpha());
+    }
+    for (Plan p : plans.values()) {
+      p.precision = target;
+      describeActivation(p, ranges.get(p.layer.x()), target, calibrated);
+    }
+
+    // The accuracy guard.
+    Precision fallback = target == Precision.BF16 ? Precision.F32 : Precision.BF16;
+    for (Plan p : plans.values()) {
+      if (!calibrated) {
+        p.why = "not measured: no calibration data";
+        continue;
+      }
+      List<Tensor> xs = seen.get(p.layer.x());
+      List<Tensor> ys = seen.get(p.layer.node().result());
+      p.error = measure(p, target, xs, ys);
+      if (p.error <= maxError) {
+        p.why = String.format(Locale.ROOT, "error %.5f <= %.4g", p.error, maxError);
+      } else {
+        p.rejectedError = p.error;
+        p.precision = fallback;
+        p.error = measure(p, fallback, xs, ys);
+        p.why = String.format(Locale.ROOT, "kept in %s: %s error %.5f > %.4g", fallback.text(), target.text(),
+            p.rejectedError, maxError);
+      }
+    }
+
+    rewrite(m, f, layers, plans);
+
+    List<QuantReport.Layer> rows = new ArrayList<>();
+    for (Plan p : plans.values()) {
+      Layer l = p.layer;
+      rows.add(new QuantReport.Layer(l.name(), l.node().location().text(), l.k(), l.n(), p.precision, p.error,
+          p.rejectedError, p.precision == Precision.BF16 || p.precision == Precision.F32 ? "unscaled " + p.precision.text()
+          : p.activation, p.smoothing, p.why));
+    }
+    return new QuantReport(o.mode(), maxError, sets.size(), rows);
+  }
+
+  // ---- finding layers ----
+
+  private static List<Layer> findLayers(Module m, Function f) {
+    List<Layer> layers = new ArrayList<>();
+    for (Node n : f.body()) {
+      if (!(n.op() instanceof LinalgOp.MatMul mm)) {
+        continue;
+      }
+      Value x = mm.a();
+      if (x.type().elementType() != ElementType.F32 || x.type().rank() < 2) {
+        continue;
+      }
+      WeightTensor w = weightOf(m, mm.b());
+      if (w == null || w.tensor().rank() != 2 || w.tensor().elementType() != ElementType.F32) {
+        continue;
+      }
+      layers.add(new Layer(n, x, w.tensor(), n.result().name(), w.name()));
+    }
+    return layers;
+  }
+
+  private record WeightTensor(String name, Tensor tensor) {}
+
+  /** The constant behind a value: a weight, a constant, or a 2-D transpose of one. */
+  private static WeightTensor weightOf(Module m, Value v) {
+    if (v.producer() == null) {
+      return null;
+    }
+    return switch (v.producer().op()) {
+      case SourceOp.WeightRef r -> {
+        Weight w = m.weights().get(r.name());
+        if (w == null || w.data() instanceof Weight.Data.ShapeOnly) {
+          yield null;
+        }
+        yield new WeightTensor(r.name(), Tensor.fromBytes(w.type().elementType(),
+            w.type().evaluateShape(Map.of()), w.bytes()));
+      }
+      case SourceOp.Constant c -> new WeightTensor("", c.value()); // not a module weight
+      case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L)) -> {
+        WeightTensor inner = weightOf(m, t.x());
+        yield inner == null || inner.tensor().rank() != 2 || !inner.tensor().isFloat() ? null
+            : new WeightTensor(inner.name(), transpose(inner.tensor()));
+      }
+      default -> null;
+    };
+  }
+
+  private static Tensor transpose(Tensor t) {
+    int r = (int) t.dim(0);
+    int c = (int) t.dim(1);
+    float[] v = t.floats();
+    float[] o = new float[v.length];
+    for (int i = 0; i < r; i++) {
+      for (int j = 0; j < c; j++) {
+        o[j * r + i] = v[i * c + j];
+      }
+    }
+    return Tensor.ofFloats(t.elementType(), new long[] {c, r}, o);
+  }
+
+  // ---- SmoothQuant ----
+
+  /**
+   * Layers that read one activation share one smoothing vector (it is applied to the activation
+   * once): {@code s_j = max|X_j|^a / max over the group's weights of max_n |W[j][n]|^(1-a)},
+   * clamped to [1e-4, 1e4]; a channel that is all zero on either side keeps s = 1.
+   */
+  private static void smooth(List<Layer> layers, Map<Layer, Plan> plans, Map<Value, Range> ranges, double alpha) {
+    Map<Value, List<Layer>> groups = new LinkedHashMap<>();
+    layers.forEach(l -> groups.computeIfAbsent(l.x(), k -> new ArrayList<>()).add(l));
+    for (var g : groups.entrySet()) {
+      Range r = ranges.get(g.getKey());
+      int k = (int) g.getValue().get(0).k();
+      float[] wMax = new float[k];
+      for (Layer l : g.getValue()) {
+        float[] w = l.w().floats();
+        int n = (int) l.n();
+        for (int i = 0; i < w.length; i++) {
+          wMax[i / n] = Math.max(wMax[i / n], Math.abs(w[i]));
+        }
+      }
+      float[] s = new float[k];
+      for (int j = 0; j < k; j++) {
+        double xm = r.channelMax[j];
+        double wm = wMax[j];
+        s[j] = xm == 0 || wm == 0 ? 1f
+            : (float) Math.min(1e4, Math.max(1e-4, Math.pow(xm, alpha) / Math.pow(wm, 1 - alpha)));
+      }
+      for (Layer l : g.getValue()) {
+        Plan p = plans.get(l);
+        p.smooth = s;
+        float[] w = l.w().floats();
+        int n = (int) l.n();
+        float[] ws = new float[w.length];
+        for (int i = 0; i < w.length; i++) {
+          ws[i] = w[i] * s[i / n];
+        }
+        p.w = Tensor.ofFloats(ElementType.F32, l.w().shape(), ws);
+      }
+    }
+  }
+
+  private static void describeActivation(Plan p, Range r, Precision target, boolean calibrated) {
+    if (target == Precision.BF16) {
+      p.activation = "unscaled bf16";
+      return;
+    }
+    if (!calibrated) {
+      p.activation = "dynamic per-token " + target.text() + " scales";
+      return;
+    }
+    float amax = r.max();
+    if (p.smooth != null) {
+      amax = 0;
+      for (int j = 0; j < r.channelMax.length; j++) {
+        amax = Math.max(amax, r.channelMax[j] / p.smooth[j]);
+      }
+    }
+    float qmax = QuantOp.maxMagnitude(target == Precision.INT8 ? ElementType.I8 : ElementType.F8E4M3);
+    p.xScale = amax == 0 ? 1f : amax / qmax;
+    p.activation = String.format(Locale.ROOT, "per-tensor %s scale %.4g (calibrated max %.4g, p%.2f %.4g%s)",
+        target.text(), p.xScale, r.max(), PERCENTILE, r.percentile, p.smooth != null
+            ? String.format(Locale.ROOT, ", smoothed max %.4g", amax) : "");
+  }
+
+  // ---- the guard ----
+
+  /** Relative L2 error of the layer in {@code p} against its recorded f32 outputs, over all sets. */
+  private static double measure(Plan plan, Precision p, List<Tensor> xs, List<Tensor> ys) {
+    Module scratch = new Module("guard");
+    Interpreter interp = new Interpreter(scratch);
+    double err = 0;
+    double ref = 0;
+    for (int s = 0; s < xs.size(); s++) {
+      Tensor x = xs.get(s);
+      Value arg = Value.argument("x", x.type());
+      Function g = new Function("layer", List.of(arg));
+      FunctionBuilder b = new FunctionBuilder(g);
+      Value in = arg;
+      if (plan.smooth != null) {
+        in = b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, arg,
+            b.add(new SourceOp.Constant(inverse(plan.smooth)), Location.UNKNOWN)), Location.UNKNOWN);
+      }
+      Value y = emit(b, scratch, in, plan, p, Location.UNKNOWN);
+      g.setOutputs(List.of(new Function.Output("y", y)));
+      float[] got = interp.run(g, List.of(x)).get("y").floats();
+      float[] want = ys.get(s).floats();
+      for (int i = 0; i < want.length; i++) {
+        double d = (double) got[i] - want[i];
+        err += d * d;
+        ref += (double) want[i] * want[i];
+      }
+    }
+    return ref == 0 ? (err == 0 ? 0 : Double.POSITIVE_INFINITY) : Math.sqrt(err / ref);
+  }
+
+  private static Tensor inverse(float[] s) {
+    float[] inv = new float[s.length];
+    for (int j = 0; j < s.length; j++) {
+      inv[j] = 1f / s[j];
+    }
+    return Tensor.ofFloats(ElementType.F32, new long[] {s.length}, inv);
+  }
+
+  // ---- emitting the quantized layer ----
+
+  /**
+   * Appends the layer in precision {@code p} reading {@code x} (already smoothed), adding the
+   * quantized weights to {@code target} under names derived from the layer, and returns y.
+   */
+  private static Value emit(FunctionBuilder b, Module target, Value x, Plan plan, Precision p, Location loc) {
+    String base = plan.layer.name();
+    if (p == Precision.F32) {
+      Value w = weightRef(b, target, base + ".w", plan.w, loc);
+      return b.add(new LinalgOp.MatMul(x, w), loc, base);
+    }
+    ElementType dtype = switch (p) {
+      case BF16 -> ElementType.BF16;
+      case FP8 -> ElementType.F8E4M3;
+      case INT8 -> ElementType.I8;
+      case F32 -> throw new IllegalStateException();
+    };
+    QuantizedWeight qw = quantizeWeight(plan.w, dtype);
+    Value w = weightRef(b, target, base + ".w." + dtype.text(), qw.q(), loc);
+    Value wScale = qw.scale() == null ? scalar(b, 1f, loc)
+        : weightRef(b, target, base + ".w_scale", qw.scale(), loc);
+    Value xq;
+    Value xScale;
+    if (p == Precision.BF16) {
+      xq = b.add(new ElementwiseOp.Cast(x, ElementType.BF16), loc, base + ".x_bf16");
+      xScale = scalar(b, 1f, loc);
+    } else if (Float.isNaN(plan.xScale)) {
+      Node dq = b.addNode(new QuantOp.DynamicQuantize(x, dtype, "row"), loc,
+          List.of(base + ".xq", base + ".x_scale"));
+      xq = dq.results().get(0);
+      xScale = dq.results().get(1);
+    } else {
+      xScale = scalar(b, plan.xScale, loc);
+      Value zero = b.add(new SourceOp.Constant(Tensor.zeros(dtype)), loc);
+      xq = b.add(new QuantOp.QuantizeLinear(x, xScale, zero, 1), loc, base + ".xq");
+    }
+    return b.add(new QuantOp.QMatMul(xq, w, xScale, wScale), loc, base);
+  }
+
+  private static Value scalar(FunctionBuilder b, float v, Location loc) {
+    return b.add(new SourceOp.Constant(Tensor.scalar(ElementType.F32, v)), loc);
+  }
+
+  private static Value weightRef(FunctionBuilder b, Module target, String name, Tensor t, Location loc) {
+    if (!target.weights().containsKey(name)) {
+      target.addWeight(new Weight(name, t.type(), new Weight.Data.Inline(t.toBytes())));
+    }
+    return b.add(new SourceOp.WeightRef(name, t.type()), loc, name);
+  }
+
+  /** A weight in a narrow type, with per-output-channel scales (null for bf16: scale 1). */
+  record QuantizedWeight(Tensor q, Tensor scale) {}
+
+  /**
+   * {@code scale[n] = max_k |w[k][n]| / qmax} (1 for an all-zero column), {@code q = convert(w / scale)}
+   * with the chip's rounding (fp8: nearest even, saturating; i8: half to even, saturating).
+   */
+  static QuantizedWeight quantizeWeight(Tensor w, ElementType dtype) {
+    float[] v = w.floats();
+    if (dtype == ElementType.BF16) {
+      return new QuantizedWeight(Tensor.ofFloats(ElementType.BF16, w.shape(), v.clone()), null);
+    }
+    int n = (int) w.dim(1);
+    float qmax = QuantOp.maxMagnitude(dtype);
+    float[] scale = new float[n];
+    for (int i = 0; i < v.length; i++) {
+      scale[i % n] = Math.max(scale[i % n], Math.abs(v[i]));
+    }
+    for (int j = 0; j < n; j++) {
+      scale[j] = scale[j] == 0 ? 1f : scale[j] / qmax;
+    }
+    Tensor q;
+    if (dtype == ElementType.I8) {
+      long[] o = new long[v.length];
+      for (int i = 0; i < v.length; i++) {
+        o[i] = Math.max(-128, Math.min(127, (long) Math.rint(v[i] / scale[i % n])));
+      }
+      q = Tensor.ofLongs(ElementType.I8, w.shape(), o);
+    } else {
+      float[] o = new float[v.length];
+      for (int i = 0; i < v.length; i++) {
+        o[i] = FloatFormats.Fp8.E4M3.round(v[i] / scale[i % n]);
+      }
+      q = Tensor.ofFloats(dtype, w.shape(), o);
+    }
+    return new QuantizedWeight(q, Tensor.ofFloats(ElementType.F32, new long[] {n}, scale));
+  }
+
+  // ---- rewriting the module ----
+
+  private static void rewrite(Module m, Function f, List<Layer> layers, Map<Layer, Plan> plans) {
+    Set<String> replaced = new HashSet<>();
+    layers.forEach(l -> replaced.add(l.weightName()));
+    FunctionBuilder b = new FunctionBuilder(f);
+    Map<Value, Value> smoothed = new HashMap<>();
+    Map<Value, List<Layer>> groups = new LinkedHashMap<>();
+    layers.forEach(l -> groups.computeIfAbsent(l.x(), k -> new ArrayList<>()).add(l));
+    for (var g : groups.entrySet()) {
+      Plan first = plans.get(g.getValue().get(0));
+      if (first.smooth != null) {
+        String how = applySmoothing(m, f, b, g.getKey(), g.getValue(), first.smooth, smoothed);
+        g.getValue().forEach(l -> plans.get(l).smoothing = how);
+      }
+    }
+    for (Layer l : layers) {
+      Plan p = plans.get(l);
+      Node node = l.node();
+      b.insertBefore(node);
+      Value x = smoothed.getOrDefault(l.x(), l.x());
+      Value y = emit(b, m, x, p, p.precision, node.location());
+      f.replaceAllUses(node.result(), y);
+      f.body().remove(node);
+    }
+    b.insertBefore(null);
+    DeadCodeEliminationPass.removeDead(f);
+    Set<String> used = new HashSet<>();
+    for (Function fn : m.functions()) {
+      for (Node n : fn.body()) {
+        if (n.op() instanceof SourceOp.WeightRef r) {
+          used.add(r.name());
+        }
+      }
+    }
+    replaced.removeAll(used);
+    m.weights().keySet().removeAll(replaced); // the f32 originals nothing reads any more
+  }
+
+  /**
+   * Divides the activation {@code x} by s for the group: folded into the layer_norm or rms_norm
+   * that produces x (in place when the group's layers are its only readers, else in a copy the
+   * group reads), or a {@code mul} by 1/s. Returns how, for the report.
+   */
+  private static String applySmoothing(Module m, Function f, FunctionBuilder b, Value x, List<Layer> group,
+                                       float[] s, Map<Value, Value> smoothed) {
+    Node producer = x.producer();
+    Op op = producer == null ? null : producer.op();
+    Set<Node> groupNodes = new HashSet<>();
+    group.forEach(l -> groupNodes.add(l.node()));
+    boolean onlyGroup = f.users().getOrDefault(x, List.of()).stream().allMatch(groupNodes::contains)
+        && f.outputs().stream().noneMatch(o -> o.value() == x);
+    String name = x.name() + ".smooth";
+    Op folded = null;
+    if (op instanceof TransformerOp.LayerNorm ln && lastAxis(ln.axis(), x) && constant(m, ln.gamma()) != null
+        && (ln.beta() == null || constant(m, ln.beta()) != null)) {
+      b.insertBefore(onlyGroup ? producer : group.get(0).node());
+      Value gamma = weightRef(b, m, name + ".gamma", divide(constant(m, ln.gamma()), s, 0), producer.location());
+      Value beta = ln.beta() == null ? null
+          : weightRef(b, m, name + ".beta", divide(constant(m, ln.beta()), s, 0), producer.location());
+      folded = new TransformerOp.LayerNorm(ln.x(), gamma, beta, ln.axis(), ln.eps());
+    } else if (op instanceof TransformerOp.RmsNorm rn && constant(m, rn.gamma()) != null) {
+      b.insertBefore(onlyGroup ? producer : group.get(0).node());
+      Value gamma = weightRef(b, m, name + ".gamma", divide(constant(m, rn.gamma()), s, (float) rn.gammaOffset()),
+          producer.location());
+      folded = new TransformerOp.RmsNorm(rn.x(), gamma, rn.eps(), rn.gammaOffset());
+    }
+    if (folded != null) {
+      if (onlyGroup) {
+        producer.setOp(folded);
+        return "1/s folded into " + producer.op().mnemonic() + " %" + x.name();
+      }
+      smoothed.put(x, b.add(folded, producer.location(), name));
+      return "1/s folded into a copy of " + op.mnemonic() + " %" + x.name();
+    }
+    b.insertBefore(group.get(0).node());
+    Value inv = b.add(new SourceOp.Constant(inverse(s)), group.get(0).node().location(), name + ".inv_s");
+    smoothed.put(x, b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, x, inv),
+        group.get(0).node().location(), name));
+    return "mul by 1/s";
+  }
+
+  private static boolean lastAxis(long axis, Value x) {
+    return axis == -1 || axis == x.type().rank() - 1;
+  }
+
+  private static Tensor constant(Module m, Value v) {
+    WeightTensor w = weightOf(m, v);
+    return w == null || w.tensor().elementType() != ElementType.F32 || w.tensor().rank() != 1 ? null : w.tensor();
+  }
+
+  /** {@code (v + offset) / s - offset}: a norm's gamma (with its offset) or beta divided by s. */
+  private static Tensor divide(Tensor t, float[] s, float offset) {
+    float[] v = t.floats();
+    float[] o = new float[v.length];
+    for (int j = 0; j < v.length; j++) {
+      o[j] = (v[j] + offset) / s[j] - offset;
+    }
+    return Tensor.ofFloats(ElementType.F32, t.shape(), o);
+  }
+
+  /** For tests: the type a quantized weight gets. */
+  static TensorType weightType(Tensor w, ElementType dtype) {
+    return w.type().withElementType(dtype);
+  }
+}
