@@ -229,6 +229,9 @@ final class TimingMachine {
   }
 
   private Op op(int pc) {
+    if (pc >= ops.length) {
+      image.insn(pc); // traps: the program ran past its end
+    }
     Op o = ops[pc];
     if (o != null) {
       return o;

@@ -1,0 +1,98 @@
+package dev.sohuc.emu;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuReader;
+import dev.sohuc.isa.container.SohuWriter;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The public API end to end: symbols bound by name, symbolic dims, input errors. */
+class EmulatorApiTest {
+  static final String DOUBLER = """
+      .symbol in, "x", f32, ["seq", 4], 0x1000, 1024
+      .symbol out, "y", f32, ["seq", 4], 0x2000, 1024
+      .arg seq, 0
+          ldarg r1, 0
+          li r2, 16
+          li r3, 4
+          li r4, 0x1000
+          li r5, 0x2000
+          dma sram, r0+0, r2, hbm, r4+0, r2, 16, r1, signal=1
+          vbini mul, r0+0, r2, r0+0, r2, 2.0, r1, r3, f32, wait=1, signal=2
+          dma hbm, r5+0, r2, sram, r0+0, r2, 16, r1, wait=2
+          halt
+      """;
+
+  private static Emulator emulator() {
+    // through the container writer and reader, as the CLI will get it
+    SohuProgram p = SohuReader.read(SohuWriter.write(TestSupport.asm(DOUBLER)), "doubler.sohu");
+    return new Emulator(p, TestSupport.TINY, Options.defaults());
+  }
+
+  @Test
+  void bindsInputsAndOutputsByNameWithSymbolicDims() {
+    float[] x = {1, 2, 3, 4, 5, 6, 7, 8, -1, -2, -3, -4};
+    FunctionalResult r = emulator().runFunctional(Map.of("x", HostTensor.ofF32(new long[] {3,
+        4}, x)), Map.of());
+    HostTensor y = r.outputs().get("y");
+    assertArrayEquals(new long[] {3, 4}, y.shape());
+    float[] want = new float[x.length];
+    for (int i = 0; i < x.length; i++) {
+      want[i] = 2 * x[i];
+    }
+    assertArrayEquals(want, y.toF32());
+    assertEquals(Map.of("seq", 3L), r.dims());
+  }
+
+  @Test
+  void timingTakesTheDimsAsArguments() {
+    TimingReport small = emulator().runTiming(Map.of("seq", 2L));
+    TimingReport big = emulator().runTiming(Map.of("seq", 16L));
+    assertTrue(big.cycles() > small.cycles());
+    EmulatorException e = assertThrows(EmulatorException.class,
+        () -> emulator().runTiming(Map.of()));
+    assertEquals("argument seq (argument-block word 0): not given, and no input shape implies "
+        + "it", e.getMessage());
+  }
+
+  @Test
+  void inputErrorsNameTheSymbol() {
+    Emulator emu = emulator();
+    HostTensor ok = HostTensor.ofF32(new long[] {2, 4}, new float[8]);
+    assertEquals("input x: missing (the program expects f32 [seq, 4])",
+        assertThrows(EmulatorException.class, () -> emu.runFunctional(Map.of(), Map.of()))
+            .getMessage());
+    HostTensor bf = new HostTensor(DType.BF16, new long[] {2, 4}, new byte[16]);
+    assertEquals("input x: dtype bf16, but the program expects f32 [seq, 4]",
+        assertThrows(EmulatorException.class,
+            () -> emu.runFunctional(Map.of("x", bf), Map.of())).getMessage());
+    HostTensor wrong = HostTensor.ofF32(new long[] {2, 5}, new float[10]);
+    assertEquals("input x: dimension 1 is 5, but the program expects f32 [seq, 4]",
+        assertThrows(EmulatorException.class,
+            () -> emu.runFunctional(Map.of("x", wrong), Map.of())).getMessage());
+    assertEquals("input x: dimension 0 (seq) is 2, but seq = 3",
+        assertThrows(EmulatorException.class,
+            () -> emu.runFunctional(Map.of("x", ok), Map.of("seq", 3L))).getMessage());
+    assertTrue(assertThrows(EmulatorException.class,
+        () -> emu.runFunctional(Map.of("x", ok, "z", ok), Map.of())).getMessage()
+        .startsWith("input z: the program has no input of that name"));
+    HostTensor huge = HostTensor.ofF32(new long[] {100, 4}, new float[400]);
+    assertTrue(assertThrows(EmulatorException.class,
+        () -> emu.runFunctional(Map.of("x", huge), Map.of())).getMessage()
+        .contains("more than the 1024 bytes the program reserves"));
+    assertTrue(assertThrows(EmulatorException.class,
+        () -> emu.runFunctional(Map.of("x", ok), Map.of("batch", 1L))).getMessage()
+        .startsWith("argument batch: the program has no symbolic dimension of that name"));
+  }
+
+  @Test
+  void argumentBlockSitsAboveEverySymbol() {
+    assertEquals(0x3000, emulator().argBase());
+  }
+}
