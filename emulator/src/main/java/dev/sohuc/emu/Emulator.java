@@ -60,6 +60,28 @@ public final class Emulator {
     return target;
   }
 
+  /**
+   * A one-line warning when the program was compiled for another machine description (by name,
+   * or by SHA-256 when the program records one), else null. Running it anyway is allowed: the
+   * emulator checks every access against the target it runs on.
+   */
+  public String targetWarning() {
+    SohuProgram.Target t = program.target();
+    if (t == null || t.name().equals("none")) {
+      return null;
+    }
+    if (!t.name().equals(target.name())) {
+      return "the program was compiled for target " + t.name() + ", running it on "
+          + target.name() + " (" + target.origin() + ")";
+    }
+    if (!t.sha256().equals(SohuProgram.Target.NO_HASH) && !t.sha256().equals(target.sha256())) {
+      return "the program was compiled for a different version of target " + t.name()
+          + " (SHA-256 " + t.sha256().substring(0, 12) + "..., this one is "
+          + target.sha256().substring(0, 12) + "...)";
+    }
+    return null;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Functional mode.
 
@@ -328,6 +350,22 @@ public final class Emulator {
         }
       }
     }
+  }
+
+  /** A timing machine for these dims, not yet run: one chip of a {@link MultiChipTiming} group. */
+  TimingMachine newTimingMachine(Map<String, Long> args) {
+    Map<String, Long> dims = new LinkedHashMap<>();
+    bindDims(Map.of(), args, dims, false);
+    int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
+    long[] block = new long[slots];
+    for (SohuProgram.ArgSlot a : program.args()) {
+      block[a.index()] = dims.get(a.name());
+    }
+    return new TimingMachine(new Image(program), target, options, block, null);
+  }
+
+  TimingReport report(TimingMachine t, long cycles) {
+    return report(t, cycles, null);
   }
 
   private TimingReport report(TimingMachine t, long cycles, TraceWriter trace) {

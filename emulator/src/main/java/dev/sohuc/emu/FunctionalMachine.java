@@ -164,6 +164,7 @@ final class FunctionalMachine {
       }
       case Insn.Dma d -> throw new IllegalStateException("not CTRL");
       case Insn.Gather g -> throw new IllegalStateException("not CTRL");
+      case Insn.Allreduce a -> throw new IllegalStateException("not CTRL");
       case Insn.Mma m -> throw new IllegalStateException("not CTRL");
       case Insn.Vbin v -> throw new IllegalStateException("not CTRL");
       case Insn.Vbini v -> throw new IllegalStateException("not CTRL");
@@ -416,10 +417,22 @@ final class FunctionalMachine {
   // ---------------------------------------------------------------------------------------------
   // Engine instructions.
 
+  /**
+   * A functional run is one chip, so its group is itself: the sum over one chip is the buffer
+   * unchanged. A group of several chips has no data here to add (timing: MultiChipTiming).
+   */
+  private void allreduce(Insn.Allreduce a) {
+    if (a.chips() != 1) {
+      throw Fault.bad("allreduce over " + a.chips() + " chips in a single-chip functional run "
+          + "(the functional emulator runs one chip; its group must be chips=1)");
+    }
+  }
+
   private void execute(Insn insn, long[] r) {
     switch (insn) {
       case Insn.Dma d -> dma(d, r);
       case Insn.Gather g -> gather(g, r);
+      case Insn.Allreduce a -> allreduce(a);
       case Insn.Mma m -> mma(m, r);
       case Insn.Vbin v -> vbin(v, r);
       case Insn.Vbini v -> vbini(v, r);

@@ -323,6 +323,16 @@ public final class MachineDescription {
     return Math.round(get("hbm.latency") * 1e-9 * clockHz());
   }
 
+  /** Chip-to-chip bandwidth per chip, in bytes per cycle (the rate of {@code allreduce}). */
+  public double linkBytesPerCycle() {
+    return get("interconnect.bandwidth") / clockHz();
+  }
+
+  /** One chip-to-chip hop, in cycles. */
+  public long linkLatencyCycles() {
+    return Math.round(get("interconnect.latency") * 1e-9 * clockHz());
+  }
+
   public long sramLatencyCycles() {
     return getLong("sram.latency");
   }

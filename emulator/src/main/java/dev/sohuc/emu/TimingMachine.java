@@ -54,6 +54,12 @@ final class TimingMachine {
   private final long[][] sig = new long[32][];
   private final int[] sigSize = new int[32];
 
+  // the chip-to-chip group this machine belongs to; null: a single-chip run
+  private Collective group;
+  private int chip;
+  long linkBytes;
+  long collectives;
+
   // statistics
   final Map<DType, Long> macsByType = new java.util.EnumMap<>(DType.class);
   long hbmBytes;
@@ -80,6 +86,12 @@ final class TimingMachine {
     }
   }
 
+  /** Makes this machine chip {@code chip} of a group whose collectives synchronize. */
+  void joinGroup(Collective group, int chip) {
+    this.group = group;
+    this.chip = chip;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Per-pc precomputation.
 
@@ -97,6 +109,7 @@ final class TimingMachine {
     int hbmSides;
     DType mmaType;
     boolean mma;
+    int chips;
     // cost: static when regsRead is empty; otherwise cached for the last register values
     int[] regsRead;
     long[] lastKey;
@@ -148,6 +161,7 @@ final class TimingMachine {
       case Insn.Loop l -> ctrl(o, K_LOOP, 0, l.countReg(), l.body(), l.countImm());
       case Insn.Dma d -> o.kind = 0;
       case Insn.Gather g -> o.kind = 0;
+      case Insn.Allreduce a -> o.kind = 0;
       case Insn.Mma m -> o.kind = 0;
       case Insn.Vbin v -> o.kind = 0;
       case Insn.Vbini v -> o.kind = 0;
@@ -271,6 +285,14 @@ final class TimingMachine {
         o.rate = o.hbmSides > 0 ? target.hbmBytesPerCycle() : target.sramBytesPerCycle();
         o.latency = o.hbmSides > 0 ? target.hbmLatencyCycles() : target.sramLatencyCycles();
       }
+      case LINK_BYTES -> {
+        o.chips = (int) o.values.field("chips");
+        o.rate = target.linkBytesPerCycle();
+        o.latency = 2L * (o.chips - 1) * target.linkLatencyCycles();
+        MemSpace space = MemSpace.values()[(int) o.values.field("space")];
+        // the ring reads and writes the local buffer once per step
+        o.hbmSides = space == MemSpace.HBM ? 2 : 0;
+      }
       case MACS -> {
         o.mma = true;
         o.mmaType = DType.values()[(int) o.values.field("dtype")];
@@ -348,8 +370,9 @@ final class TimingMachine {
         o.values.padN = -1;
       }
       if (work < 0) {
-        throw new Fault(Trap.Kind.BAD_OPERAND, "the work of this instruction is negative ("
-            + work + ", from " + c.formula() + "); a count register holds a negative value");
+        throw new Fault(Trap.Kind.BAD_OPERAND, "the work of this instruction (" + c.formula()
+            + " = " + work + ") is negative or overflows: a count register holds a negative or "
+            + "huge value");
       }
       o.work = work;
       double cyc = Math.ceil((double) o.passes * work / o.rate);
@@ -536,7 +559,16 @@ final class TimingMachine {
     if (o.wait != 0) {
       pop(o.wait);
     }
-    long end = at + cyc;
+    if (o.chips > 0) {
+      at = joinCollective(pc, o, at, cyc);
+    }
+    long end;
+    try {
+      end = Math.addExact(Math.addExact(at, cyc), o.latency);
+    } catch (ArithmeticException x) {
+      throw image.trap(pc, Trap.Kind.BAD_OPERAND, "simulated time overflows 64 bits");
+    }
+    end -= o.latency;
     freeAt[e] = end;
     long done = end + o.latency;
     lastDone[e] = Math.max(lastDone[e], done);
@@ -546,6 +578,31 @@ final class TimingMachine {
     }
     if (trace != null) {
       trace.slice(e, o.mnemonic, pc, at, cyc);
+    }
+  }
+
+  /**
+   * An allreduce starts when the last chip of its group arrives: returns that cycle (this
+   * chip's own arrival when it runs alone or the group is symmetric).
+   */
+  private long joinCollective(int pc, Op o, long at, long cyc) {
+    collectives++;
+    linkBytes += o.realWork;
+    if (group == null) {
+      if (o.chips != 1) {
+        throw image.trap(pc, Trap.Kind.BAD_OPERAND, "allreduce over " + o.chips + " chips in a "
+            + "single-chip run; run the group with MultiChipTiming");
+      }
+      return at;
+    }
+    if (o.chips != group.chips()) {
+      throw image.trap(pc, Trap.Kind.BAD_OPERAND, "allreduce over " + o.chips
+          + " chips in a group of " + group.chips());
+    }
+    try {
+      return group.arrive(chip, at, o.realWork);
+    } catch (Fault f) {
+      throw image.trap(pc, f);
     }
   }
 

@@ -59,13 +59,37 @@ public final class MxuKernel {
     for (int p0 = 0; p0 < k; p0 += K_BLOCK) {
       int p1 = Math.min(k, p0 + K_BLOCK);
       int i = i0;
-      // two rows at a time share every load of b
+      // two rows at a time share every load of b, and four k steps per pass over a row of C
+      // quarter its loads and stores; each element still sees p ascending, one fma per step
       for (; i + 1 < i1; i += 2) {
         float[] c0 = c[i];
         float[] c1 = c[i + 1];
         int a0 = i * k;
         int a1 = a0 + k;
-        for (int p = p0; p < p1; p++) {
+        int p = p0;
+        for (; p + 3 < p1; p += 4) {
+          float x0 = a[a0 + p];
+          float x1 = a[a0 + p + 1];
+          float x2 = a[a0 + p + 2];
+          float x3 = a[a0 + p + 3];
+          float y0 = a[a1 + p];
+          float y1 = a[a1 + p + 1];
+          float y2 = a[a1 + p + 2];
+          float y3 = a[a1 + p + 3];
+          float[] b0 = b[p];
+          float[] b1 = b[p + 1];
+          float[] b2 = b[p + 2];
+          float[] b3 = b[p + 3];
+          for (int j = 0; j < n; j++) {
+            float u0 = b0[j];
+            float u1 = b1[j];
+            float u2 = b2[j];
+            float u3 = b3[j];
+            c0[j] = Math.fma(x3, u3, Math.fma(x2, u2, Math.fma(x1, u1, Math.fma(x0, u0, c0[j]))));
+            c1[j] = Math.fma(y3, u3, Math.fma(y2, u2, Math.fma(y1, u1, Math.fma(y0, u0, c1[j]))));
+          }
+        }
+        for (; p < p1; p++) {
           float x0 = a[a0 + p];
           float x1 = a[a1 + p];
           float[] bp = b[p];
