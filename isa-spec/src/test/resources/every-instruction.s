@@ -31,6 +31,7 @@ start:
     dma      sram, r8, r9, hbm, r10+4096, r11, 256, TILE, wait=1
     dma      hbm, r8-16, r9, sram, r10, r11, 131071, r12+3, planes=r13+2, dst_pstride=r14, src_pstride=r15, signal=2
     gather   sram, r8, r9, hbm, r10, r11, 1536, r3, r12, idx64=1
+    allreduce hbm, r10+4096, r9+2, bf16, 8, wait=1
     loop     seq, end_outer
         loop     4, end_inner
             mma      r20+0, r21, r22+0, r23, r24+0, r25, 128, 128, r26+64, bf16, tb=1, accumulate=1

@@ -47,7 +47,9 @@ public record Cost(int fixedCycles, Unit unit, int passes, String formula, Work 
 
   /** What the work of an instruction is counted in. */
   public enum Unit {
-    NONE, BYTES, MACS, ELEMENTS
+    NONE, BYTES, MACS, ELEMENTS,
+    /** Bytes each chip sends over the interconnect (rate: interconnect.bandwidth per cycle). */
+    LINK_BYTES
   }
 
   /** Computes the work of one instruction from its field values and its registers. */

@@ -81,6 +81,11 @@ public sealed interface Insn {
       int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff,
       boolean idx64, int waitTok, int signalTok) implements Insn {}
 
+  /** {@code allreduce} (DMA engine); semantics in docs/isa.md. */
+  record Allreduce(
+      MemSpace space, int buf, int bufOff, int elemsReg, long elemsImm, DType dtype, int chips,
+      int waitTok, int signalTok) implements Insn {}
+
   /** {@code mma} (MXU engine); semantics in docs/isa.md. */
   record Mma(
       int acc, int accOff, int ldc, int a, int aOff, int lda, int b, int bOff, int ldb, int m,
