@@ -1,0 +1,119 @@
+package dev.sohuc.emu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.isa.asm.Assembler;
+import dev.sohuc.isa.container.SohuProgram;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** allreduce timing: the ring cost from the interconnect, and the group's rendezvous. */
+class MultiChipTimingTest {
+  static final MachineDescription SOHU = MachineDescription.defaultTarget();
+  static final long ELEMS = 1 << 20;
+
+  static SohuProgram asm(String body) {
+    return Assembler.assemble(".target \"sohu\", \"" + "0".repeat(64) + "\"\n" + body, "t.s");
+  }
+
+  static String allreduceOnly(int chips) {
+    return "li r9, " + ELEMS + "\nallreduce hbm, r0+4096, r9, f32, " + chips + "\nhalt\n";
+  }
+
+  /** The table's formula: 64 + ceil(2(N-1)/N x bytes / link bytes per cycle), + 2(N-1) hops. */
+  static long ringCycles(int chips, long bytes) {
+    long link = (2L * (chips - 1) * bytes + chips - 1) / chips;
+    return 64 + (long) Math.ceil(link / SOHU.linkBytesPerCycle())
+        + 2L * (chips - 1) * SOHU.linkLatencyCycles();
+  }
+
+  static List<Map<String, Long>> noDims(int n) {
+    return Collections.nCopies(n, Map.of());
+  }
+
+  @Test
+  void costIsTheRingFormula() {
+    for (int chips : new int[] {2, 4, 8}) {
+      SohuProgram p = asm(allreduceOnly(chips));
+      MultiChipTiming.Report r = MultiChipTiming.run(Collections.nCopies(chips, p), SOHU,
+          Options.defaults(), noDims(chips));
+      long expected = ringCycles(chips, ELEMS * 4);
+      // a few cycles of issue (li, allreduce) around the collective
+      assertTrue(Math.abs(r.cycles() - expected) <= 4, chips + " chips: " + r.cycles()
+          + " cycles, formula " + expected);
+      assertEquals(1, r.collectives());
+      assertEquals(chips * ((2L * (chips - 1) * ELEMS * 4 + chips - 1) / chips), r.linkBytes());
+    }
+  }
+
+  @Test
+  void aLateChipDelaysTheCollectiveForEveryone() {
+    // chip 1 first copies 4 GiB HBM -> HBM (the DMA's rate counts each byte once), then joins
+    String late = "li r9, " + ELEMS + "\nli r10, 65536\n"
+        + "dma hbm, r0+4096, r0, hbm, r0+4096, r0, 65536, 1, planes=r10+0, signal=1\n"
+        + "allreduce hbm, r0+4096, r9, f32, 2, wait=1\nhalt\n";
+    SohuProgram early = asm(allreduceOnly(2));
+    SohuProgram slow = asm(late);
+    MultiChipTiming.Report alone = MultiChipTiming.run(List.of(early, early), SOHU,
+        Options.defaults(), noDims(2));
+    MultiChipTiming.Report together = MultiChipTiming.run(List.of(early, slow), SOHU,
+        Options.defaults(), noDims(2));
+    long dmaCycles = (long) Math.ceil(65536.0 * 65536 / SOHU.hbmBytesPerCycle());
+    // the early chip finishes when the late one does: it waited at the rendezvous
+    long c0 = together.chips().get(0).cycles();
+    long c1 = together.chips().get(1).cycles();
+    assertTrue(Math.abs(c0 - c1) <= 4, c0 + " vs " + c1);
+    assertTrue(c0 >= alone.cycles() + dmaCycles, c0 + " < " + alone.cycles() + " + " + dmaCycles);
+    assertTrue(c0 <= alone.cycles() + dmaCycles + SOHU.hbmLatencyCycles() + 200);
+  }
+
+  @Test
+  void symmetricRunEqualsTheThreadedGroup() {
+    String body = "li r9, " + ELEMS + "\nli r10, 1024\n"
+        + "dma sram, r0, r0, hbm, r0+4096, r0, 65536, 1, planes=r10+0, signal=1\n"
+        + "allreduce hbm, r0+4096, r9, bf16, 8, wait=1, signal=2\n"
+        + "dma sram, r0, r0, hbm, r0+4096, r0, 65536, 1, wait=2\n"
+        + "allreduce hbm, r0+4096, r9, f32, 8\nhalt\n";
+    SohuProgram p = asm(body);
+    MultiChipTiming.Report threaded = MultiChipTiming.run(Collections.nCopies(8, p), SOHU,
+        Options.defaults(), noDims(8));
+    MultiChipTiming.Report sym = MultiChipTiming.runSymmetric(p, 8, SOHU, Options.defaults(),
+        Map.of());
+    assertEquals(threaded.cycles(), sym.cycles());
+    assertEquals(threaded.linkBytes(), sym.linkBytes());
+    assertEquals(2, sym.collectives());
+  }
+
+  @Test
+  void aChipThatNeverJoinsIsADeadlock() {
+    SohuProgram joins = asm(allreduceOnly(2));
+    SohuProgram skips = asm("li r9, 1\nhalt\n");
+    Trap t = assertThrows(Trap.class, () -> MultiChipTiming.run(List.of(joins, skips), SOHU,
+        Options.defaults(), noDims(2)));
+    assertEquals(Trap.Kind.DEADLOCK, t.kind());
+    assertTrue(t.getMessage().contains("chip 1 stopped after 0 allreduce"), t.getMessage());
+  }
+
+  @Test
+  void buffersOfDifferentSizesAreRejected() {
+    SohuProgram a = asm(allreduceOnly(2));
+    SohuProgram b = asm("li r9, 7\nallreduce hbm, r0+4096, r9, f32, 2\nhalt\n");
+    Trap t = assertThrows(Trap.class, () -> MultiChipTiming.run(List.of(a, b), SOHU,
+        Options.defaults(), noDims(2)));
+    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+  }
+
+  @Test
+  void aSingleChipRunAcceptsOnlyAGroupOfOne() {
+    TimingReport one = new Emulator(asm(allreduceOnly(1)), SOHU, Options.defaults())
+        .runTiming(Map.of());
+    assertTrue(one.cycles() < 100, "chips=1 moves nothing over the links: " + one.cycles());
+    Trap t = assertThrows(Trap.class, () -> new Emulator(asm(allreduceOnly(2)), SOHU,
+        Options.defaults()).runTiming(Map.of()));
+    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+  }
+}
