@@ -53,9 +53,6 @@ final class AttentionLowering {
       throw new BackendException(n.describe() + ": head counts must be static");
     }
     long group = hq.value() / hkv.value();
-    if (!qt.dim(0).isStatic()) {
-      throw new BackendException(n.describe() + ": symbolic batch in attention");
-    }
     Dim s = qt.dim(2);
     Dim t = kt.dim(2);
     long tBound = t.evaluate(l.bounds());
@@ -118,7 +115,9 @@ final class AttentionLowering {
     int tileReg = e.konst(TILE);
     int oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
     int sAcc = e.konst(Lowering.ACC_BASE);
-    int bLoop = e.beginLoop(0, qt.dim(0).value());
+    int bCount = l.dimReg(qt.dim(0));
+    int bLoop = e.beginLoop(bCount, 0);
+    e.free(bCount);
     if (mask != null) {
       e.add(mP, mB, 0);
     }

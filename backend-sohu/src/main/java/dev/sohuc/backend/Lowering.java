@@ -123,11 +123,36 @@ final class Lowering {
       case DataOp.Slice s -> sliceStarts(s) == null ? "slice with negative or symbolic starts "
           + "or steps other than 1" : null;
       case DataOp.Gather g -> Math.floorMod(g.axis(), g.data().type().rank()) != 0
-          ? "gather on axis " + g.axis() + " (only axis 0)"
+          ? (constantIndices(g, known) != null ? null : "gather on axis " + g.axis()
+          + " with computed or out-of-range indices (axis 0, or constant indices)")
           : !g.data().type().dims().subList(1, g.data().type().rank()).stream()
           .allMatch(Dim::isStatic) ? "gather rows of symbolic width" : null;
       default -> "no lowering for '" + op.mnemonic() + "'";
     };
+  }
+
+  /** The indices of a gather when they are constants in range, negatives resolved; else null. */
+  static long[] constantIndices(DataOp.Gather g, Map<Value, Tensor> known) {
+    Tensor t = known.get(g.indices());
+    if (t == null || t.size() > 64) {
+      return null;
+    }
+    Dim d = g.data().type().dim((int) Math.floorMod(g.axis(), g.data().type().rank()));
+    long[] out = new long[t.size()];
+    for (int i = 0; i < out.length; i++) {
+      long v = t.getLong(i);
+      if (v < 0) {
+        if (!d.isStatic()) {
+          return null;
+        }
+        v += d.value();
+      }
+      if (v < 0 || (d.isStatic() && v >= d.value())) {
+        return null;
+      }
+      out[i] = v;
+    }
+    return out;
   }
 
   private static boolean computable(ElementType t) {
@@ -339,7 +364,14 @@ final class Lowering {
           g.c(), (float) g.alpha(), UnaryFn.NONE);
       case TransformerOp.Attention a -> new AttentionLowering(this).attention(n, a);
       case TransformerOp.Embedding m -> gather(n, m.table(), m.ids());
-      case DataOp.Gather g -> gather(n, g.data(), g.indices());
+      case DataOp.Gather g -> {
+        if (Math.floorMod(g.axis(), g.data().type().rank()) == 0
+            && constantIndices(g, known) == null) {
+          gather(n, g.data(), g.indices());
+        } else {
+          gatherConstant(n, g);
+        }
+      }
       case TransformerOp.KvCacheAppend k -> concat(n, List.of(k.past(), k.current()), 2);
       case DataOp.Concat c -> concat(n, c.inputs(), (int) Math.floorMod(c.axis(),
           c.inputs().get(0).type().rank()));
@@ -1030,6 +1062,43 @@ final class Lowering {
       e.free(d, adv);
     }
     e.free(s);
+  }
+
+  /**
+   * Gather with constant indices on any axis (BERT's pooler takes token 0): one block copy per
+   * index, {@code out[outer..., j, inner...] = x[outer..., idx[j], inner...]}.
+   */
+  private void gatherConstant(Node n, DataOp.Gather g) {
+    TensorType xt = g.data().type();
+    int axis = (int) Math.floorMod(g.axis(), xt.rank());
+    long es = xt.elementType().sizeBytes();
+    long[] idx = constantIndices(g, known);
+    List<Dim> xStrides = strides(xt.dims(), es);
+    List<Dim> outDims = n.result().type().dims();
+    List<Dim> outStrides = strides(outDims, es);
+    int idxRank = g.indices().type().rank();
+    List<Dim> block = new ArrayList<>();
+    List<Dim> src = new ArrayList<>();
+    List<Dim> dst = new ArrayList<>();
+    for (int i = 0; i < xt.rank(); i++) {
+      if (i == axis) {
+        continue;
+      }
+      block.add(xt.dim(i));
+      src.add(xStrides.get(i));
+      dst.add(outStrides.get(i < axis ? i : i - 1 + idxRank));
+    }
+    Dim innerBytes = product(xt.dims().subList(axis + 1, xt.rank())).times(Dim.of(es));
+    for (int j = 0; j < idx.length; j++) {
+      int s = e.li(addr(g.data()));
+      int o = dimReg(xStrides.get(axis).times(Dim.of(idx[j])));
+      e.add(s, s, o);
+      int d = e.li(addr(n.result()));
+      int od = dimReg(innerBytes.times(Dim.of(j)));
+      e.add(d, d, od);
+      copyBlock(block, src, dst, s, d, es);
+      e.free(s, o, d, od);
+    }
   }
 
   /** Row gather along axis 0: ids go to SRAM in tiles of 512, the gather DMA copies rows. */

@@ -228,6 +228,27 @@ class EndToEndOpsTest {
   }
 
   @Test
+  void gatherConstantIndexOnAxis1() {
+    check("pool", """
+        func @main(%x: tensor<2 x ?s x 24 x f32>) -> ("y": tensor<2 x 24 x f32>, "z": tensor<2 x ?s x 2 x f32>) {
+          %i = constant {value = dense<0> : tensor<i64>} : tensor<i64>
+          %y = gather %x, %i {axis = 1} : tensor<2 x 24 x f32>
+          %j = constant {value = dense<[1, -1]> : tensor<2 x i64>} : tensor<2 x i64>
+          %z = gather %x, %j {axis = 2} : tensor<2 x ?s x 2 x f32>
+          return %y, %z
+        }""", List.of(Map.of("s", 5L)));
+  }
+
+  @Test
+  void attentionWithSymbolicBatch() {
+    check("attn_batch", """
+        func @main(%q: tensor<?b x 2 x ?s x 8 x f32>, %k: tensor<?b x 2 x ?s x 8 x f32>, %v: tensor<?b x 2 x ?s x 8 x f32>, %m: tensor<?b x 1 x 1 x ?s x f32>) -> ("o": tensor<?b x 2 x ?s x 8 x f32>) {
+          %o = attention %q, %k, %v, %m {scale = 0.35, causal = false, window = 0} : tensor<?b x 2 x ?s x 8 x f32>
+          return %o
+        }""", List.of(Map.of("s", 5L, "b", 3L), Map.of("s", 130L, "b", 1L)));
+  }
+
+  @Test
   void casts() {
     check("cast", """
         func @main(%mask: tensor<1 x ?s x i64>, %ids: tensor<?s x i32>, %b: tensor<?s x bool>) -> ("a": tensor<1 x ?s x f32>, "c": tensor<?s x f32>, "d": tensor<?s x f32>) {

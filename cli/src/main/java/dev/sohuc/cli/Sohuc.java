@@ -18,6 +18,7 @@ import java.io.PrintWriter;
       CommandLine.HelpCommand.class,
       CompileCommand.class,
       OptCommand.class,
+      RunCommand.class,
     })
 public final class Sohuc implements Runnable {
 
@@ -38,7 +39,10 @@ public final class Sohuc implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.exit(execute(args, new PrintWriter(System.out, true), new PrintWriter(System.err, true)));
+    PrintWriter out = new PrintWriter(System.out, true);
+    int code = execute(args, out, new PrintWriter(System.err, true));
+    out.flush();  // print() without a newline is not auto-flushed (compile --report)
+    System.exit(code);
   }
 
   /** Runs one command line with the given streams and returns its exit code; used by tests too. */

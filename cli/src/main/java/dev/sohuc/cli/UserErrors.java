@@ -40,6 +40,8 @@ final class UserErrors implements CommandLine.IExecutionExceptionHandler {
         || e instanceof dev.sohuc.ir.IrException
         || e instanceof dev.sohuc.backend.BackendException
         || e instanceof dev.sohuc.isa.IsaException
+        || e instanceof dev.sohuc.emu.EmulatorException  // traps included (Trap extends it)
+        || e instanceof dev.sohuc.onnx.OnnxImportException
         || e instanceof IOException
         || e instanceof UncheckedIOException;
   }

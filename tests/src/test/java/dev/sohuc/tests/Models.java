@@ -1,0 +1,135 @@
+package dev.sohuc.tests;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtSession;
+import dev.sohuc.cli.Sohuc;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.TensorFiles;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+
+/** Shared pieces of the end-to-end model tests and the benchmark. */
+final class Models {
+  private Models() {}
+
+  /** all-MiniLM-L6-v2 from the langchain4j jar, copied once to a file ORT and sohuc can read. */
+  static synchronized Path miniLm() throws IOException {
+    Path p = Path.of(System.getProperty("java.io.tmpdir"), "sohuc-all-minilm-l6-v2.onnx");
+    if (!Files.isRegularFile(p)) {
+      try (InputStream in = Models.class.getClassLoader()
+          .getResourceAsStream("all-minilm-l6-v2.onnx")) {
+        if (in == null) {
+          throw new IOException("all-minilm-l6-v2.onnx is not on the test classpath");
+        }
+        Path tmp = Files.createTempFile(p.getParent(), "minilm", ".onnx");
+        Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+        Files.move(tmp, p, StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
+    return p;
+  }
+
+  /** The repository root (the tests module runs in tests/). */
+  static Path root() {
+    Path here = Path.of("").toAbsolutePath();
+    return Files.isDirectory(here.resolve("examples")) ? here : here.getParent();
+  }
+
+  /** Runs the CLI; fails with its output when the exit code is not 0. */
+  static String sohuc(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
+    if (code != 0) {
+      throw new AssertionError("sohuc " + String.join(" ", args) + " exited " + code + ":\n"
+          + out + err);
+    }
+    return out.toString();
+  }
+
+  /** BERT inputs: seeded ids in [1000, 30000), the last {@code pad} tokens padding (id 0). */
+  static Map<String, long[][]> bertInputs(int seq, int pad, long seed) {
+    Random r = new Random(seed);
+    long[][] ids = new long[1][seq];
+    long[][] mask = new long[1][seq];
+    long[][] types = new long[1][seq];
+    for (int i = 0; i < seq; i++) {
+      boolean real = i < seq - pad;
+      ids[0][i] = !real ? 0 : i == 0 ? 101 : i == seq - pad - 1 ? 102 : 1000 + r.nextInt(29000);
+      mask[0][i] = real ? 1 : 0;
+    }
+    Map<String, long[][]> m = new LinkedHashMap<>();
+    m.put("input_ids", ids);
+    m.put("attention_mask", mask);
+    m.put("token_type_ids", types);
+    return m;
+  }
+
+  /** Writes the inputs as input_N.pb, each with its name. */
+  static void writeInputs(Map<String, long[][]> inputs, Path dir) throws IOException {
+    Files.createDirectories(dir);
+    int i = 0;
+    for (Map.Entry<String, long[][]> e : inputs.entrySet()) {
+      long[][] v = e.getValue();
+      long[] flat = new long[v.length * v[0].length];
+      for (int b = 0; b < v.length; b++) {
+        System.arraycopy(v[b], 0, flat, b * v[0].length, v[0].length);
+      }
+      TensorFiles.write(dir.resolve("input_" + i++ + ".pb"),
+          Tensor.ofLongs(ElementType.I64, new long[] {v.length, v[0].length}, flat), e.getKey());
+    }
+  }
+
+  /** ONNX Runtime's first output, flattened. */
+  static float[] ort(OrtSession session, Map<String, long[][]> inputs) throws Exception {
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    Map<String, OnnxTensor> feed = new LinkedHashMap<>();
+    try {
+      for (Map.Entry<String, long[][]> e : inputs.entrySet()) {
+        feed.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
+      }
+      try (OrtSession.Result r = session.run(feed)) {
+        float[][][] out = (float[][][]) r.get(0).getValue();
+        float[] flat = new float[out.length * out[0].length * out[0][0].length];
+        int k = 0;
+        for (float[][] a : out) {
+          for (float[] b : a) {
+            for (float c : b) {
+              flat[k++] = c;
+            }
+          }
+        }
+        return flat;
+      }
+    } finally {
+      feed.values().forEach(OnnxTensor::close);
+    }
+  }
+
+  /** max |a - b| / max(1, |b|); NaN anywhere is infinite. */
+  static double maxError(float[] got, float[] want) {
+    if (got.length != want.length) {
+      throw new AssertionError("length " + got.length + ", expected " + want.length);
+    }
+    double max = 0;
+    for (int i = 0; i < got.length; i++) {
+      double e = Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i]));
+      max = Double.isNaN(e) ? Double.POSITIVE_INFINITY : Math.max(max, e);
+    }
+    return max;
+  }
+
+  static float[] floats(Path pb) {
+    return TensorFiles.read(pb).floats();
+  }
+}
