@@ -27,6 +27,8 @@ import java.util.concurrent.ForkJoinTask;
  */
 final class FunctionalMachine {
   private static final int TOKENS = 32;
+  /** A token counter above this traps (docs/isa.md, synchronization rule 7). */
+  static final int MAX_TOKEN_COUNT = 65535;
   /** Row-parallel VPU work starts at this many elements. */
   private static final long PARALLEL_ELEMENTS = 1 << 16;
   /** mma unpacks A and B in chunks of this many k steps, bounding host memory. */
@@ -137,7 +139,7 @@ final class FunctionalMachine {
     ctrlWait(pc, insn.waitTok());
     switch (insn) {
       case Insn.Halt h -> {
-        signal(h.signalTok());
+        signal(pc, h.signalTok());
         return -1;
       }
       case Insn.Nop n -> { }
@@ -159,7 +161,7 @@ final class FunctionalMachine {
       case Insn.Shri s -> set(s.rd(), r(s.rs1()) >>> s.shamt());
       case Insn.Loop l -> {
         int next = loops.enter(pc, r(l.countReg()) + l.countImm(), l.body(), image.length);
-        signal(l.signalTok());
+        signal(pc, l.signalTok());
         return next;
       }
       case Insn.Dma d -> throw new IllegalStateException("not CTRL");
@@ -180,7 +182,7 @@ final class FunctionalMachine {
       case Insn.Accrd a -> throw new IllegalStateException("not CTRL");
       case Insn.Accwr a -> throw new IllegalStateException("not CTRL");
     }
-    signal(insn.signalTok());
+    signal(pc, insn.signalTok());
     return loops.next(pc);
   }
 
@@ -203,9 +205,13 @@ final class FunctionalMachine {
     }
   }
 
-  private void signal(int tok) {
+  private void signal(int pc, int tok) {
     if (tok == 0) {
       return;
+    }
+    if (tokens[tok] >= MAX_TOKEN_COUNT) {
+      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, "token " + tok + " would exceed "
+          + MAX_TOKEN_COUNT + " (signalled that often without a wait)");
     }
     tokens[tok]++;
     if (!draining) {
@@ -237,7 +243,7 @@ final class FunctionalMachine {
     queues[bestEngine].pollFirst();
     take(best.insn().waitTok());
     execAt(best.pc(), best.insn(), best.regs());
-    signal(best.insn().signalTok());
+    signal(best.pc(), best.insn().signalTok());
     return true;
   }
 
@@ -258,7 +264,7 @@ final class FunctionalMachine {
     if (q.isEmpty() && ready(insn.waitTok())) {
       take(insn.waitTok());
       execAt(pc, insn, regs);
-      signal(insn.signalTok());
+      signal(pc, insn.signalTok());
       return;
     }
     if (q.size() >= queueDepth) {
@@ -283,7 +289,8 @@ final class FunctionalMachine {
     if (oldest != null) {
       throw image.trap(oldest.pc(), Trap.Kind.DEADLOCK, "the " + oldest.insn().engine()
           + " waits on token " + oldest.insn().waitTok() + " (count 0) and nothing left to run "
-          + "will signal it (the control unit reached " + why + " at pc " + pc + ")");
+          + "will signal it (the control unit reached " + why + " at pc " + pc + ")"
+          + blockedHeads());
     }
   }
 

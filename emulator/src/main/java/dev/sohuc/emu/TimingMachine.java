@@ -391,9 +391,13 @@ final class TimingMachine {
   // ---------------------------------------------------------------------------------------------
   // Tokens.
 
-  private void push(int tok, long time) {
+  private void push(int pc, int tok, long time) {
     long[] h = sig[tok];
     int n = sigSize[tok];
+    if (n >= FunctionalMachine.MAX_TOKEN_COUNT) {
+      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, "token " + tok + " would exceed "
+          + FunctionalMachine.MAX_TOKEN_COUNT + " (signalled that often without a wait)");
+    }
     if (n == h.length) {
       h = sig[tok] = Arrays.copyOf(h, n * 2);
     }
@@ -525,6 +529,9 @@ final class TimingMachine {
       if (trace != null) {
         trace.slice(CTRL, c.mnemonic, pc, ctrlAt, c.fixed);
       }
+      if (c.signal != 0) {
+        push(pc, c.signal, done);
+      }
       try {
         pc = ctrl(pc, c);
       } catch (Fault f) {
@@ -533,9 +540,6 @@ final class TimingMachine {
       if (pc < 0) {
         halted = true;
         pc = 0;
-      }
-      if (c.signal != 0) {
-        push(c.signal, done);
       }
       ctrlTime = done;
     }
@@ -574,7 +578,7 @@ final class TimingMachine {
     lastDone[e] = Math.max(lastDone[e], done);
     busy[e] += cyc;
     if (o.signal != 0) {
-      push(o.signal, done);
+      push(pc, o.signal, done);
     }
     if (trace != null) {
       trace.slice(e, o.mnemonic, pc, at, cyc);

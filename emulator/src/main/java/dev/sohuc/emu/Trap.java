@@ -17,6 +17,8 @@ public final class Trap extends EmulatorException {
     MISALIGNED,
     /** A wait on a token that nothing left in the machine will signal. */
     DEADLOCK,
+    /** A token counter would exceed 65535. */
+    TOKEN_OVERFLOW,
     /** The instruction cap was reached. */
     INSTRUCTION_LIMIT,
     /** A hardware loop nested too deep or not contained in its outer loop. */

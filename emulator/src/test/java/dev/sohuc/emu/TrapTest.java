@@ -183,6 +183,24 @@ class TrapTest {
   }
 
   @Test
+  void tokenCounterOverflow() {
+    String src = """
+        li r1, 70000
+        loop r1, e
+        nop signal=9
+        e:
+        halt
+        """;
+    Trap t = functional(src);
+    assertEquals(Trap.Kind.TOKEN_OVERFLOW, t.kind());
+    assertEquals(2, t.pc());
+    contains(t.getMessage(), "token 9 would exceed 65535");
+    Trap tt = timing(src);
+    assertEquals(Trap.Kind.TOKEN_OVERFLOW, tt.kind());
+    assertEquals(2, tt.pc());
+  }
+
+  @Test
   void instructionCap() {
     String src = """
         li r1, 0xffffffff
