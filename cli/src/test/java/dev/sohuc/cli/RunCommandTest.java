@@ -1,0 +1,154 @@
+package dev.sohuc.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.TensorFiles;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class RunCommandTest {
+  // y = relu(x) + cast(ids), with a symbolic seq
+  static final String IR = """
+      module @m {
+        func @main(%x: tensor<1 x ?seq x 4 x f32>, %ids: tensor<1 x ?seq x i64>) -> ("y": tensor<1 x ?seq x 4 x f32>, "c": tensor<1 x ?seq x f32>) {
+          %y = relu %x : tensor<1 x ?seq x 4 x f32>
+          %c = cast %ids {to = f32} : tensor<1 x ?seq x f32>
+          return %y, %c
+        }
+      }
+      """;
+
+  @TempDir Path tmp;
+  Path bin;
+
+  record Run(int code, String out, String err) {}
+
+  static Run sohuc(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
+    return new Run(code, out.toString(), err.toString());
+  }
+
+  @BeforeEach
+  void compile() throws Exception {
+    Path ir = tmp.resolve("m.ir");
+    Files.writeString(ir, IR);
+    bin = tmp.resolve("m.sohu");
+    Run r = sohuc("compile", ir.toString(), "-o", bin.toString());
+    assertEquals(0, r.code(), r.err());
+  }
+
+  Path inputs(String name, Tensor x, Tensor ids) {
+    Path d = tmp.resolve(name);
+    try {
+      Files.createDirectories(d);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+    TensorFiles.write(d.resolve("input_0.pb"), x, "x");
+    if (ids != null) {
+      TensorFiles.write(d.resolve("input_1.pb"), ids, "ids");
+    }
+    return d;
+  }
+
+  static Tensor x(int seq) {
+    float[] v = new float[seq * 4];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = i % 3 - 1.5f;
+    }
+    return Tensor.ofFloats(ElementType.F32, new long[] {1, seq, 4}, v);
+  }
+
+  static Tensor ids(int seq) {
+    long[] v = new long[seq];
+    for (int i = 0; i < seq; i++) {
+      v[i] = 7 * i;
+    }
+    return Tensor.ofLongs(ElementType.I64, new long[] {1, seq}, v);
+  }
+
+  @Test
+  void functionalRunWritesNamedOutputsAtTheInputLength() {
+    Path out = tmp.resolve("out");
+    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+        "--output-dir", out.toString(), "--report");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("instructions"), r.out());
+    assertTrue(r.out().contains("MFU"), r.out());
+    TensorFiles.Named y = TensorFiles.readNamed(out.resolve("output_0.pb"));
+    assertEquals("y", y.name());
+    assertArrayEquals(new long[] {1, 3, 4}, y.tensor().shape());
+    assertEquals(0.5f, y.tensor().floats()[2]);
+    assertEquals(0f, y.tensor().floats()[0]);
+    TensorFiles.Named c = TensorFiles.readNamed(out.resolve("output_1.pb"));
+    assertArrayEquals(new float[] {0, 7, 14}, c.tensor().floats());
+  }
+
+  @Test
+  void missingInputNamesTheSymbol() {
+    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), null).toString(),
+        "--output-dir", tmp.resolve("o").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("input ids") && r.err().contains("missing"), r.err());
+  }
+
+  @Test
+  void wrongDtypeNamesTheSymbol() {
+    Run r = sohuc("run", bin.toString(), "--inputs",
+        inputs("in", x(3), Tensor.zeros(ElementType.F32, 1, 3)).toString(),
+        "--output-dir", tmp.resolve("o").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("input ids") && r.err().contains("i64"), r.err());
+  }
+
+  @Test
+  void wrongShapeNamesTheSymbol() {
+    Run r = sohuc("run", bin.toString(), "--inputs",
+        inputs("in", Tensor.zeros(ElementType.F32, 1, 3, 5), ids(3)).toString(),
+        "--output-dir", tmp.resolve("o").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("input x") && r.err().contains("shape"), r.err());
+  }
+
+  @Test
+  void inconsistentSymbolIsAnError() {
+    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(4)).toString(),
+        "--output-dir", tmp.resolve("o").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("seq"), r.err());
+  }
+
+  @Test
+  void timingModeTakesDimsFromShape() {
+    Run r = sohuc("run", bin.toString(), "--mode", "timing", "--shape", "seq=100", "--report",
+        "--trace", tmp.resolve("t.json").toString());
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("cycles") && r.out().contains("HBM"), r.out());
+    assertTrue(Files.isRegularFile(tmp.resolve("t.json")));
+  }
+
+  @Test
+  void instructionCapTraps() {
+    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+        "--max-instructions", "5");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("error:") && !r.err().contains("internal error"), r.err());
+  }
+
+  @Test
+  void badUsageExits2() {
+    assertEquals(2, sohuc("run", bin.toString(), "--mode", "fast").code());
+    assertEquals(2, sohuc("run", bin.toString()).code());
+  }
+}
