@@ -18,9 +18,11 @@ import java.util.List;
  * @param reader reads one {@code TensorProto} file; the CLI passes the ONNX frontend's reader
  *     (this module depends on {@code ir} only)
  * @param smoothAlpha SmoothQuant's migration strength (int8 only): {@code s_j = max|X_j|^a / max|W_j|^(1-a)}
+ * @param excludedLayers layers kept in the guard's fallback precision whatever they measure: a
+ *     layer is excluded when its name (its matmul's result name) contains one of these strings
  */
 public record QuantOptions(QuantMode mode, List<Path> calibrationDirs, double maxLayerError,
-                           TensorReader reader, double smoothAlpha) {
+                           TensorReader reader, double smoothAlpha, List<String> excludedLayers) {
 
   /** Reads one tensor file; errors should name the file. */
   @FunctionalInterface
@@ -30,6 +32,7 @@ public record QuantOptions(QuantMode mode, List<Path> calibrationDirs, double ma
 
   public QuantOptions {
     calibrationDirs = List.copyOf(calibrationDirs);
+    excludedLayers = List.copyOf(excludedLayers);
     if (!calibrationDirs.isEmpty() && reader == null) {
       throw new IllegalArgumentException("calibration folders need a tensor reader");
     }
@@ -40,15 +43,19 @@ public record QuantOptions(QuantMode mode, List<Path> calibrationDirs, double ma
 
   /** A mode without calibration and with the default guard threshold. */
   public static QuantOptions of(QuantMode mode) {
-    return new QuantOptions(mode, List.of(), Double.NaN, null, 0.5);
+    return new QuantOptions(mode, List.of(), Double.NaN, null, 0.5, List.of());
   }
 
   public QuantOptions withCalibration(List<Path> dirs, TensorReader tensorReader) {
-    return new QuantOptions(mode, dirs, maxLayerError, tensorReader, smoothAlpha);
+    return new QuantOptions(mode, dirs, maxLayerError, tensorReader, smoothAlpha, excludedLayers);
   }
 
   public QuantOptions withMaxLayerError(double x) {
-    return new QuantOptions(mode, calibrationDirs, x, reader, smoothAlpha);
+    return new QuantOptions(mode, calibrationDirs, x, reader, smoothAlpha, excludedLayers);
+  }
+
+  public QuantOptions excluding(List<String> layers) {
+    return new QuantOptions(mode, calibrationDirs, maxLayerError, reader, smoothAlpha, layers);
   }
 
   /** The guard threshold in effect. */

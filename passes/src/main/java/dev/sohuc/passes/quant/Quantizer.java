@@ -182,6 +182,14 @@ public final class Quantizer {
     // The accuracy guard.
     Precision fallback = target == Precision.BF16 ? Precision.F32 : Precision.BF16;
     for (Plan p : plans.values()) {
+      if (o.excludedLayers().stream().anyMatch(p.layer.name()::contains)) {
+        p.precision = fallback;
+        p.why = "kept in " + fallback.text() + ": excluded by option";
+        if (calibrated) {
+          p.error = measure(p, fallback, seen.get(p.layer.x()), seen.get(p.layer.node().result()));
+        }
+        continue;
+      }
       if (!calibrated) {
         p.why = "not measured: no calibration data";
         continue;
@@ -468,8 +476,8 @@ public final class Quantizer {
   // ---- rewriting the module ----
 
   private static void rewrite(Module m, Function f, List<Layer> layers, Map<Layer, Plan> plans) {
-    Set<String> replaced = new HashSet<>();
-    layers.forEach(l -> replaced.add(l.weightName()));
+    Set<String> oldWeights = new HashSet<>();
+    layers.forEach(l -> oldWeights.add(l.weightName()));
     FunctionBuilder b = new FunctionBuilder(f);
     Map<Value, Value> smoothed = new HashMap<>();
     Map<Value, List<Layer>> groups = new LinkedHashMap<>();
@@ -481,13 +489,15 @@ public final class Quantizer {
         g.getValue().forEach(l -> plans.get(l).smoothing = how);
       }
     }
+    Map<Value, Value> replaced = new HashMap<>(); // a layer's old result -> its quantized one
     for (Layer l : layers) {
       Plan p = plans.get(l);
       Node node = l.node();
       b.insertBefore(node);
-      Value x = smoothed.getOrDefault(l.x(), l.x());
+      Value x = smoothed.getOrDefault(l.x(), replaced.getOrDefault(l.x(), l.x()));
       Value y = emit(b, m, x, p, p.precision, node.location());
       f.replaceAllUses(node.result(), y);
+      replaced.put(node.result(), y);
       f.body().remove(node);
     }
     b.insertBefore(null);
@@ -500,8 +510,8 @@ public final class Quantizer {
         }
       }
     }
-    replaced.removeAll(used);
-    m.weights().keySet().removeAll(replaced); // the f32 originals nothing reads any more
+    oldWeights.removeAll(used);
+    m.weights().keySet().removeAll(oldWeights); // the f32 originals nothing reads any more
   }
 
   /**
