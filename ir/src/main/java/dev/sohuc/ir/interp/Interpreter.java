@@ -405,6 +405,8 @@ public final class Interpreter {
       case TransformerOp.Silu s -> TransformerKernels.silu(in.of(s.x()));
       case TransformerOp.SwiGlu s -> TransformerKernels.swiglu(in.of(s.gate()), in.of(s.up()));
       case TransformerOp.Embedding e -> TransformerKernels.embedding(in.of(e.table()), in.of(e.ids()));
+      // one chip's program: the group's sum is a multi-shard runner's business
+      case TransformerOp.AllReduce a -> in.of(a.x());
     };
   }
 

@@ -343,7 +343,43 @@ public sealed interface TransformerOp extends Op {
     }
   }
 
+  /**
+   * {@code %y = all_reduce %x {chips = 8}}: the element-wise sum of {@code x} over the {@code
+   * chips} chips of a tensor-parallel group, the same result on every chip (what the
+   * {@code shard-tensor-parallel} pass puts after row-parallel matmuls, whose per-chip outputs
+   * are partial sums). One module is one chip's program, so its single-program meaning (the
+   * reference interpreter's) is the identity; a multi-shard runner sums the shards' partials at
+   * each all_reduce instead. Constraints: {@code chips >= 1}; x is f32 or bf16.
+   */
+  record AllReduce(Value x, long chips) implements TransformerOp {
+    @Override
+    public String mnemonic() {
+      return "all_reduce";
+    }
+
+    @Override
+    public List<Value> operands() {
+      return List.of(x);
+    }
+
+    @Override
+    public List<Attr.Named> attributes() {
+      return List.of(Attr.Named.of("chips", chips));
+    }
+
+    @Override
+    public List<TensorType> inferResultTypes() {
+      Shapes.requireType(x, "input", ElementType.F32, ElementType.BF16);
+      if (chips < 1) {
+        throw new OpException("chips must be at least 1, got " + chips);
+      }
+      return List.of(x.type());
+    }
+  }
+
   static void register(OpRegistry.Registrar r) {
+    r.op("all_reduce", 1, "sum over the chips of a tensor-parallel group",
+        (o, a) -> new AllReduce(o.get(0), a.getInt("chips", 1)));
     r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window",
         (o, a) -> new Attention(o.get(0), o.get(1), o.get(2), OpRegistry.optional(o, 3),
             a.getFloat("scale"), a.getBool("causal", false), a.getInt("window", 0)));
