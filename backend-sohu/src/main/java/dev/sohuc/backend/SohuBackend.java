@@ -45,6 +45,8 @@ public final class SohuBackend {
   /** HBM below this address is left unused, so that a null address traps. */
   static final long HBM_BASE = 0x10000;
   static final long HBM_ALIGN = 256;
+  /** Shape-only weights are addressed from here (above HBM_BASE), after the data constants. */
+  static final long SHAPE_ONLY_BASE = 1L << 30;
 
   private SohuBackend() {}
 
@@ -63,6 +65,7 @@ public final class SohuBackend {
     final Map<Value, Long> addr = new IdentityHashMap<>();
     final Map<Value, Long> size = new IdentityHashMap<>();
     final Map<String, Long> bounds = new LinkedHashMap<>();
+    long shapeOnlyBytes;
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -104,7 +107,8 @@ public final class SohuBackend {
           }
           continue;
         }
-        String why = Lowering.unsupportedReason(n, known);
+        String why = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
+            ? CollectiveLowering.unsupportedReason(n, fn) : Lowering.unsupportedReason(n, known);
         if (why != null) {
           problems.add(n.describe() + ": " + why);
         }
@@ -114,7 +118,12 @@ public final class SohuBackend {
             + String.join("\n  ", problems));
       }
       byte[] constImage = layoutConstants();
-      long next = align(HBM_BASE + constImage.length);
+      if (shapeOnlyBytes > 0 && constImage.length > SHAPE_ONLY_BASE) {
+        throw new BackendException("constants of " + constImage.length + " bytes overlap the "
+            + "shape-only weight region at +" + SHAPE_ONLY_BASE);
+      }
+      long next = align(HBM_BASE + (shapeOnlyBytes > 0 ? SHAPE_ONLY_BASE + shapeOnlyBytes
+          : constImage.length));
       List<SohuProgram.Symbol> symbols = new ArrayList<>();
       for (Value a : fn.arguments()) {
         addr.put(a, next);
@@ -159,12 +168,17 @@ public final class SohuBackend {
       low.setBounds(bounds);
       long maxSram = 0;
       for (Node n : fn.body()) {
-        if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result()))) {
+        if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
+            && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
           continue;
         }
         e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
             n.location().text());
-        low.lower(n);
+        if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
+          CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+        } else {
+          low.lower(n);
+        }
         maxSram = Math.max(maxSram, low.sramUsed());
         e.endOp();
         e.emit(new Insn.Barrier(0, 0));
@@ -226,6 +240,8 @@ public final class SohuBackend {
     /** Ops that reinterpret their operand's bytes: no code, the same HBM address. */
     static boolean isAlias(Node n) {
       return n.op() instanceof DataOp.Reshape
+          // in place: the sum overwrites its operand, which has no other reader
+          || n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
           || (n.op() instanceof ElementwiseOp.Cast c
               && c.x().type().elementType() == c.to());
     }
@@ -320,7 +336,11 @@ public final class SohuBackend {
           addr.put(r, a);
           weightAddr.put(w.name(), a);
           if (wt.data() instanceof Weight.Data.ShapeOnly) {
-            out.writeBytes(new byte[(int) wt.sizeBytes()]);
+            // no data: an address range above the image (zeros when read), so shape-only
+            // models of any size compile for timing without materializing their bytes
+            addr.put(r, HBM_BASE + SHAPE_ONLY_BASE + shapeOnlyBytes);
+            weightAddr.put(w.name(), HBM_BASE + SHAPE_ONLY_BASE + shapeOnlyBytes);
+            shapeOnlyBytes = align(shapeOnlyBytes + wt.sizeBytes());
           } else {
             ByteBuffer b = wt.bytes();
             byte[] bytes = new byte[b.remaining()];

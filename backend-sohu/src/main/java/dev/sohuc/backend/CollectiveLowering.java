@@ -1,0 +1,54 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.MemSpace;
+import java.util.List;
+
+/**
+ * {@code all_reduce} to the chip's {@code allreduce}: in place on the operand's HBM buffer (the
+ * planner aliases the result to it), one instruction whose element count comes from the
+ * symbolic dims at run time.
+ */
+final class CollectiveLowering {
+  private CollectiveLowering() {}
+
+  static String unsupportedReason(Node n, Function fn) {
+    TransformerOp.AllReduce a = (TransformerOp.AllReduce) n.op();
+    ElementType t = a.x().type().elementType();
+    if (t != ElementType.F32 && t != ElementType.BF16) {
+      return "all_reduce of " + t;
+    }
+    if (a.chips() > 64) {
+      return "all_reduce over more than 64 chips";
+    }
+    List<Node> users = fn.users().getOrDefault(a.x(), List.of());
+    boolean output = fn.outputs().stream().anyMatch(o -> o.value() == a.x() || o.value() == n.result());
+    if (users.size() != 1 || output || a.x().producer() == null
+        || a.x().producer().op() instanceof dev.sohuc.ir.op.DataOp.Reshape
+        || a.x().producer().op() instanceof dev.sohuc.ir.op.SourceOp) {
+      return "all_reduce in place needs an operand computed by an op and read only by it";
+    }
+    return null;
+  }
+
+  static void allreduce(Emitter e, Lowering low, TransformerOp.AllReduce a, long hbmAddress) {
+    Value x = a.x();
+    int count = e.li(1);
+    for (Dim d : x.type().dims()) {
+      int r = low.dimReg(d);
+      e.mul(count, count, r);
+      e.free(r);
+    }
+    int base = e.li(hbmAddress);
+    DType t = x.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
+    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 0));
+    e.free(count, base);
+  }
+}
