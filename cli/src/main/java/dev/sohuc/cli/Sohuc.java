@@ -19,6 +19,7 @@ import java.io.PrintWriter;
       CompileCommand.class,
       OptCommand.class,
       RunCommand.class,
+      BenchCommand.class,
     })
 public final class Sohuc implements Runnable {
 

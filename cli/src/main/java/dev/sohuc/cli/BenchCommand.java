@@ -1,0 +1,260 @@
+package dev.sohuc.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.sohuc.isa.DType;
+import dev.sohuc.serving.ServingSimulator;
+import dev.sohuc.serving.StepModel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code sohuc bench}: a continuous-batching serving simulation on the compiled code's timing. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+    description = "Serving benchmark: tensor-parallel compile, continuous batching, timing emulator.")
+final class BenchCommand implements Callable<Integer> {
+  @Parameters(paramLabel = "CONFIG", description = "Hugging Face config.json or its folder.")
+  Path config;
+  @Option(names = "--chips", description = "Tensor-parallel chips (default 8).")
+  int chips = 8;
+  @Option(names = "--input-len", description = "Prompt tokens per request (default 2048).")
+  int inputLen = 2048;
+  @Option(names = "--output-len", description = "Output tokens per request (default 128).")
+  int outputLen = 128;
+  @Option(names = "--quantize", description = "none (fp32, the backend's only precision); bf16 and fp8 are refused.")
+  String quantize = "none";
+  @Option(names = "--rate", description = "Poisson arrivals, requests/s (default 0: all at t=0).")
+  double rate = 0;
+  @Option(names = "--requests", description = "Requests (default 256).")
+  int requests = 256;
+  @Option(names = "--seed", description = "Arrival seed (default 1).")
+  long seed = 1;
+  @Option(names = "--decode-batch", description = "Most decode sequences per step (default 127, the article's).")
+  int decodeBatch = 127;
+  @Option(names = "--prefill-chunk", description = "Prefill chunk tokens (default 128; the backend's rope preload caps it below 256).")
+  int chunk = 128;
+  @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
+  Path target;
+  @Option(names = "--report", description = "Write a self-contained HTML report.")
+  Path html;
+  @Option(names = "--json", description = "Write every figure as JSON.")
+  Path json;
+
+  @Override
+  public Integer call() throws Exception {
+    if (!quantize.equals("none") && !quantize.equals("fp32")) {
+      throw new UserException("--quantize " + quantize + " is unavailable: the sohu backend lowers "
+          + "fp32 only (BackendOptions.bf16 is not implemented), and the benchmark reports only "
+          + "what compiled code does");
+    }
+    long t0 = System.nanoTime();
+    StepModel model = new StepModel(config, chips, chunk, decodeBatch, inputLen + outputLen,
+        target);
+    var shape = model.shape();
+    double hbm = model.target().hbmBytes();
+    long kvPerTokenChip = shape.kvBytesPerTokenPerChip(chips);
+    long capacity = (long) ((hbm - shape.weightBytesPerChip()) / kvPerTokenChip);
+    boolean tty = System.console() != null;
+    ServingSimulator.Result res = ServingSimulator.run(model, requests, inputLen, outputLen, rate,
+        seed, decodeBatch, capacity, done -> {
+          if (tty) {
+            int w = 30;
+            int f = (int) ((long) done * w / requests);
+            System.err.print("\r[" + "#".repeat(f) + " ".repeat(w - f) + "] " + done + "/"
+                + requests + " requests");
+            if (done == requests) {
+              System.err.println();
+            }
+          }
+        });
+    Map<String, Object> out = figures(model, res, capacity, kvPerTokenChip);
+    out.put("wall_seconds", (System.nanoTime() - t0) / 1e9);
+    System.out.print(render(out));
+    if (json != null) {
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), out);
+    }
+    if (html != null) {
+      Files.writeString(html, BenchHtml.render(out, res));
+    }
+    return 0;
+  }
+
+  Map<String, Object> figures(StepModel model, ServingSimulator.Result res, long capacity,
+      long kvPerTokenChip) {
+    var shape = model.shape();
+    var target = model.target();
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("model", config.toString());
+    m.put("chips", chips);
+    m.put("precision", "fp32 (backend lowers fp32 only; weights compiled as fp32)");
+    m.put("input_len", inputLen);
+    m.put("output_len", outputLen);
+    m.put("requests", requests);
+    m.put("rate", rate);
+    m.put("seed", seed);
+    m.put("prefill_chunk", chunk);
+    m.put("decode_batch", decodeBatch);
+    long outTok = 0;
+    long inTok = 0;
+    List<Double> ttft = new ArrayList<>();
+    List<Double> tpot = new ArrayList<>();
+    for (var r : res.requests()) {
+      outTok += r.generated;
+      inTok += r.inputLen;
+      ttft.add(r.firstToken - r.arrival);
+      if (r.outputLen > 1) {
+        tpot.add((r.finish - r.firstToken) / (r.outputLen - 1));
+      }
+    }
+    double span = res.makespan();
+    m.put("makespan_seconds", span);
+    m.put("output_tokens", outTok);
+    m.put("output_tokens_per_s_server", outTok / span);
+    m.put("output_tokens_per_s_chip", outTok / span / chips);
+    m.put("total_tokens_per_s_server", (outTok + inTok) / span);
+    m.put("total_tokens_per_s_chip", (outTok + inTok) / span / chips);
+    m.put("claim_tokens_per_s_server", 500000);
+    m.put("ttft_p50_s", pct(ttft, 50));
+    m.put("ttft_p99_s", pct(ttft, 99));
+    m.put("tpot_p50_s", pct(tpot, 50));
+    m.put("tpot_p99_s", pct(tpot, 99));
+    double pf = 0, pt = 0, pp = 0, df = 0, dtm = 0, dp = 0, bytes = 0;
+    for (var s : res.steps()) {
+      if (s.prefill() != null) {
+        pf += s.prefill().flopsPerChip();
+        pt += s.prefill().seconds();
+        pp += s.prefill().flopsPerChip() / s.prefill().peakFlops();
+        bytes += s.prefill().hbmBytesPerChip();
+      }
+      if (s.decode() != null) {
+        df += s.decode().flopsPerChip();
+        dtm += s.decode().seconds();
+        dp += s.decode().flopsPerChip() / s.decode().peakFlops();
+        bytes += s.decode().hbmBytesPerChip();
+      }
+    }
+    double peakF32 = target.peakFlops(DType.F32);
+    m.put("peak_flops_program_dtype", peakF32);
+    m.put("prefill_mfu", pt > 0 ? pp / pt : 0);
+    m.put("decode_mfu", dtm > 0 ? dp / dtm : 0);
+    m.put("prefill_mfu_of_fp8_peak", pt > 0 ? pf / pt / target.peakFlops(DType.F8E4M3) : 0);
+    m.put("decode_mfu_of_fp8_peak", dtm > 0 ? df / dtm / target.peakFlops(DType.F8E4M3) : 0);
+    m.put("hbm_bandwidth_use", bytes / span / target.hbmBytesPerSecond());
+    // the article's batch: one full prefill plus decode_batch decodes at the longest KV
+    var p = model.prefill(inputLen);
+    var d = model.decode(decodeBatch, inputLen + outputLen - 1);
+    Map<String, Object> batch = new LinkedHashMap<>();
+    batch.put("seconds", p.seconds() + d.seconds());
+    batch.put("compiled_mxu_flops_server", (p.flopsPerChip() + d.flopsPerChip()) * chips);
+    batch.put("model_flops_2_x_params_x_tokens", 2.0 * shape.params() * (inputLen + decodeBatch));
+    batch.put("article_flops", 304e12);
+    batch.put("weight_bytes_server_fp32", shape.weightBytesPerChip() * chips);
+    batch.put("weight_bytes_bf16_params", 2.0 * shape.params());
+    batch.put("article_weight_bytes", 140e9);
+    batch.put("kv_bytes_server", (double) kvPerTokenChip * chips * decodeBatch
+        * (inputLen + outputLen - 1));
+    batch.put("article_kv_bytes", 72e9);
+    batch.put("tokens_per_s_server_at_this_batch", (inputLen + decodeBatch)
+        / (p.seconds() + d.seconds()));
+    m.put("article_batch", batch);
+    m.put("kv_capacity_tokens", capacity);
+    m.put("kv_max_tokens_used", res.maxKvTokensUsed());
+    m.put("timing_runs", model.timingRuns());
+    List<Map<String, Object>> steps = new ArrayList<>();
+    for (var s : res.steps()) {
+      Map<String, Object> e = new LinkedHashMap<>();
+      e.put("start", s.start());
+      e.put("seconds", s.seconds());
+      e.put("prefill_tokens", s.prefillTokens());
+      e.put("decode_tokens", s.decodeTokens());
+      e.put("decode_past", s.decodePast());
+      double f = (s.prefill() == null ? 0 : s.prefill().flopsPerChip())
+          + (s.decode() == null ? 0 : s.decode().flopsPerChip());
+      double b = (s.prefill() == null ? 0 : s.prefill().hbmBytesPerChip())
+          + (s.decode() == null ? 0 : s.decode().hbmBytesPerChip());
+      e.put("flops_per_chip", f);
+      e.put("hbm_bytes_per_chip", b);
+      e.put("compute_bound_s", f / peakF32);
+      e.put("bandwidth_bound_s", b / target.hbmBytesPerSecond());
+      e.put("time_over_max_bound", s.seconds() / Math.max(f / peakF32,
+          b / target.hbmBytesPerSecond()));
+      steps.add(e);
+    }
+    m.put("steps", steps);
+    return m;
+  }
+
+  static double pct(List<Double> v, double p) {
+    if (v.isEmpty()) {
+      return 0;
+    }
+    List<Double> s = new ArrayList<>(v);
+    s.sort(null);
+    int i = (int) Math.ceil(p / 100 * s.size()) - 1;
+    return s.get(Math.max(0, Math.min(s.size() - 1, i)));
+  }
+
+  @SuppressWarnings("unchecked")
+  static String render(Map<String, Object> m) {
+    StringBuilder sb = new StringBuilder();
+    java.util.function.BiConsumer<String, Object[]> line = (f, a) ->
+        sb.append(String.format(Locale.ROOT, f, a)).append('\n');
+    line.accept("model: %s on %d chips, %s", new Object[] {m.get("model"), m.get("chips"),
+        m.get("precision")});
+    line.accept("requests: %d x (%d in, %d out), rate %s/s, seed %d", new Object[] {
+        m.get("requests"), m.get("input_len"), m.get("output_len"), m.get("rate"), m.get("seed")});
+    line.accept("throughput: %.0f tokens/s per server (output; claim 500,000)", new Object[] {
+        m.get("output_tokens_per_s_server")});
+    line.accept("total throughput: %.0f tokens/s per server, %.0f per chip", new Object[] {
+        m.get("total_tokens_per_s_server"), m.get("total_tokens_per_s_chip")});
+    line.accept("output tokens/s per chip: %.0f", new Object[] {m.get("output_tokens_per_s_chip")});
+    line.accept("TTFT p50 %.3f s, p99 %.3f s; TPOT p50 %.1f ms, p99 %.1f ms", new Object[] {
+        m.get("ttft_p50_s"), m.get("ttft_p99_s"), 1e3 * (double) m.get("tpot_p50_s"),
+        1e3 * (double) m.get("tpot_p99_s")});
+    line.accept("prefill MFU: %.1f%%", new Object[] {100 * (double) m.get("prefill_mfu")});
+    line.accept("decode MFU: %.1f%%", new Object[] {100 * (double) m.get("decode_mfu")});
+    line.accept("  (MFU of the fp32 peak %.3g FLOP/s the compiled code runs at; of the FP8 peak: "
+        + "prefill %.2f%%, decode %.2f%%)", new Object[] {m.get("peak_flops_program_dtype"),
+        100 * (double) m.get("prefill_mfu_of_fp8_peak"),
+        100 * (double) m.get("decode_mfu_of_fp8_peak")});
+    line.accept("HBM bandwidth use: %.1f%%", new Object[] {100 * (double) m.get("hbm_bandwidth_use")});
+    Map<String, Object> b = (Map<String, Object>) m.get("article_batch");
+    line.accept("article batch (1 x %d prefill + %d decodes): %.3f s -> %.0f tokens/s per server",
+        new Object[] {m.get("input_len"), m.get("decode_batch"), b.get("seconds"),
+        b.get("tokens_per_s_server_at_this_batch")});
+    line.accept("  FLOPs: %.1f TFLOP compiled MXU work (attention and padding included), "
+        + "%.1f TFLOP = 2 x params x tokens; article 304 TFLOP", new Object[] {
+        (double) b.get("compiled_mxu_flops_server") / 1e12,
+        (double) b.get("model_flops_2_x_params_x_tokens") / 1e12});
+    line.accept("  weights: %.1f GB as compiled (fp32, embedding and lm_head replicated on every "
+        + "chip); %.1f GB at 2 bytes/param; article 140 GB", new Object[] {
+        (double) (long) b.get("weight_bytes_server_fp32") / 1e9,
+        (double) b.get("weight_bytes_bf16_params") / 1e9});
+    line.accept("  KV cache: %.1f GB (fp32, kv heads replicated to one per chip); article 72 GB",
+        new Object[] {(double) b.get("kv_bytes_server") / 1e9});
+    line.accept("KV capacity: %d tokens per server; most used %d", new Object[] {
+        m.get("kv_capacity_tokens"), m.get("kv_max_tokens_used")});
+    List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
+    line.accept("steps: %d (%d distinct shapes timed); each step against its bounds:", new Object[] {
+        steps.size(), m.get("timing_runs")});
+    int shown = 0;
+    for (Map<String, Object> s : steps) {
+      if (shown++ >= 5 && shown < steps.size()) {
+        continue;
+      }
+      line.accept("  t=%.3f s prefill %d + decode %d (past %d): %.4f s = %.2fx max(compute %.4f s, "
+          + "bandwidth %.4f s)", new Object[] {s.get("start"), s.get("prefill_tokens"),
+          s.get("decode_tokens"), s.get("decode_past"), s.get("seconds"),
+          s.get("time_over_max_bound"), s.get("compute_bound_s"), s.get("bandwidth_bound_s")});
+    }
+    return sb.toString();
+  }
+}

@@ -1,0 +1,64 @@
+package dev.sohuc.cli;
+
+import dev.sohuc.serving.ServingSimulator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/** The self-contained HTML report of {@code sohuc bench}: summary, SVG roofline, SVG timeline. */
+final class BenchHtml {
+  private BenchHtml() {}
+
+  @SuppressWarnings("unchecked")
+  static String render(Map<String, Object> m, ServingSimulator.Result res) {
+    StringBuilder sb = new StringBuilder("<!doctype html><html><head><meta charset=utf-8>"
+        + "<title>sohuc bench</title></head><body style='font-family:sans-serif'>");
+    sb.append("<h1>sohuc bench</h1><pre>").append(esc(BenchCommand.render(m))).append("</pre>");
+    List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
+    double peak = (double) m.get("peak_flops_program_dtype");
+    // roofline: x = FLOP/byte, y = FLOP/s, log-log over 1e-1..1e4 and 1e11..1e16
+    sb.append("<h2>Roofline (per chip)</h2><svg width=600 height=400 style='border:1px solid #ccc'>");
+    double ridge = 0;
+    for (Map<String, Object> s : steps) {
+      double f = (double) s.get("flops_per_chip");
+      double b = (double) s.get("hbm_bytes_per_chip");
+      double t = (double) s.get("seconds");
+      if (b > 0 && t > 0) {
+        ridge = peak / (b / (double) s.get("bandwidth_bound_s"));
+        sb.append(String.format(Locale.ROOT, "<circle cx=%.1f cy=%.1f r=3 fill=%s/>",
+            x(f / b), y(f / t), (int) s.get("prefill_tokens") > 0 ? "'#c33'" : "'#33c'"));
+      }
+    }
+    double bw = ridge > 0 ? peak / ridge : 1;
+    sb.append(String.format(Locale.ROOT, "<line x1=%.1f y1=%.1f x2=%.1f y2=%.1f stroke=black/>",
+        x(0.1), y(0.1 * bw), x(ridge), y(peak)));
+    sb.append(String.format(Locale.ROOT, "<line x1=%.1f y1=%.1f x2=%.1f y2=%.1f stroke=black/>",
+        x(ridge), y(peak), x(1e4), y(peak)));
+    sb.append("<text x=10 y=20>FLOP/s vs FLOP/byte (log-log); red: steps with prefill</text></svg>");
+    // timeline
+    sb.append("<h2>Timeline</h2><svg width=900 height=80 style='border:1px solid #ccc'>");
+    double span = res.makespan();
+    for (Map<String, Object> s : steps) {
+      double x0 = 900 * (double) s.get("start") / span;
+      double w = Math.max(0.5, 900 * (double) s.get("seconds") / span);
+      sb.append(String.format(Locale.ROOT, "<rect x=%.2f y=10 width=%.2f height=60 fill=%s "
+          + "stroke=white stroke-width=0.2><title>prefill %s decode %s</title></rect>", x0, w,
+          (int) s.get("prefill_tokens") > 0 ? "'#c33'" : "'#33c'", s.get("prefill_tokens"),
+          s.get("decode_tokens")));
+    }
+    sb.append("</svg></body></html>\n");
+    return sb.toString();
+  }
+
+  private static double x(double intensity) {
+    return 600 * (Math.log10(Math.max(intensity, 0.1)) + 1) / 5;
+  }
+
+  private static double y(double flops) {
+    return 400 - 400 * (Math.log10(Math.max(flops, 1e11)) - 11) / 5;
+  }
+
+  private static String esc(String s) {
+    return s.replace("&", "&amp;").replace("<", "&lt;");
+  }
+}

@@ -1,0 +1,120 @@
+package dev.sohuc.serving;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.Random;
+import java.util.function.IntConsumer;
+
+/**
+ * Continuous batching, step by step on the timing model: each step is at most one prefill (one
+ * waiting request's whole prompt, admitted when its input + output tokens fit the KV capacity)
+ * plus one decode token for every running sequence (up to {@code maxDecodeBatch}). Arrivals are
+ * a seeded Poisson process at {@code rate} requests/s (rate 0: all requests at t = 0).
+ */
+public final class ServingSimulator {
+
+  /** One request's life. */
+  public static final class Request {
+    public final int id;
+    public final double arrival;
+    public final int inputLen;
+    public final int outputLen;
+    public int generated;
+    public double firstToken = -1;
+    public double finish = -1;
+
+    Request(int id, double arrival, int inputLen, int outputLen) {
+      this.id = id;
+      this.arrival = arrival;
+      this.inputLen = inputLen;
+      this.outputLen = outputLen;
+    }
+  }
+
+  /** One step: its kind, time span, tokens and the timing of its programs. */
+  public record Step(double start, double seconds, int prefillTokens, int decodeTokens,
+      long decodePast, StepModel.StepTiming prefill, StepModel.StepTiming decode, long kvTokens) {}
+
+  public record Result(List<Request> requests, List<Step> steps, double makespan,
+      long kvCapacityTokens, long maxKvTokensUsed) {}
+
+  public static Result run(StepModel model, int requests, int inputLen, int outputLen,
+      double rate, long seed, int maxDecodeBatch, long kvCapacityTokens, IntConsumer progress) {
+    Random rnd = new Random(seed);
+    List<Request> all = new ArrayList<>();
+    double t = 0;
+    for (int i = 0; i < requests; i++) {
+      if (rate > 0) {
+        t += -Math.log(1 - rnd.nextDouble()) / rate;
+      }
+      all.add(new Request(i, rate > 0 ? t : 0, inputLen, outputLen));
+    }
+    Deque<Request> waiting = new ArrayDeque<>();
+    List<Request> running = new ArrayList<>();
+    List<Step> steps = new ArrayList<>();
+    int next = 0;
+    int done = 0;
+    long kvUsed = 0;
+    long kvMax = 0;
+    double now = 0;
+    while (done < requests) {
+      while (next < requests && all.get(next).arrival <= now) {
+        waiting.add(all.get(next++));
+      }
+      if (waiting.isEmpty() && running.isEmpty()) {
+        now = all.get(next).arrival;
+        continue;
+      }
+      Request pre = null;
+      Request head = waiting.peek();
+      if (head != null && running.size() < maxDecodeBatch
+          && kvUsed + head.inputLen + head.outputLen <= kvCapacityTokens) {
+        pre = waiting.poll();
+        kvUsed += pre.inputLen + pre.outputLen; // reserved for its whole life
+      }
+      if (pre == null && running.isEmpty()) {
+        throw new IllegalStateException("request " + head.id + " needs "
+            + (head.inputLen + head.outputLen) + " KV tokens; capacity " + kvCapacityTokens);
+      }
+      kvMax = Math.max(kvMax, kvUsed);
+      StepModel.StepTiming pt = pre == null ? null : model.prefill(pre.inputLen);
+      long past = 0;
+      for (Request r : running) {
+        past = Math.max(past, r.inputLen + r.generated - 1L);
+      }
+      StepModel.StepTiming dt = running.isEmpty() ? null : model.decode(running.size(), past);
+      double secs = (pt == null ? 0 : pt.seconds()) + (dt == null ? 0 : dt.seconds());
+      steps.add(new Step(now, secs, pre == null ? 0 : pre.inputLen, running.size(), past, pt, dt,
+          kvUsed));
+      now += secs;
+      List<Request> still = new ArrayList<>();
+      for (Request r : running) {
+        r.generated++;
+        if (r.generated == r.outputLen) {
+          r.finish = now;
+          kvUsed -= r.inputLen + r.outputLen;
+          done++;
+          progress.accept(done);
+        } else {
+          still.add(r);
+        }
+      }
+      running = still;
+      if (pre != null) {
+        pre.generated = 1;
+        pre.firstToken = now;
+        if (pre.outputLen == 1) {
+          pre.finish = now;
+          kvUsed -= pre.inputLen + pre.outputLen;
+          done++;
+          progress.accept(done);
+        } else {
+          running.add(pre);
+        }
+      }
+    }
+    return new Result(all, steps, now, kvCapacityTokens, kvMax);
+  }
+}

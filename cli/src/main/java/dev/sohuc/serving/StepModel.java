@@ -1,0 +1,263 @@
+package dev.sohuc.serving;
+
+import dev.sohuc.backend.BackendOptions;
+import dev.sohuc.backend.CompiledProgram;
+import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.MultiChipTiming;
+import dev.sohuc.emu.Options;
+import dev.sohuc.emu.TimingReport;
+import dev.sohuc.hf.HfImporter;
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
+import dev.sohuc.passes.tp.ShardTensorParallelPass;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The timing of serving steps from compiled code. Two per-chip programs are compiled once from
+ * the shape-only model, sharded with {@code shard-tensor-parallel}: a prefill program (batch 1,
+ * seq up to the chunk) and a decode program (batch up to the decode batch, seq 1, past up to the
+ * longest KV). The backend has one {@code past} per program, so a mixed step is the prefill
+ * program followed by the decode program, with every decode sequence padded to the longest KV
+ * length of the step rounded up to a multiple of {@link #KV_BUCKET}. Each distinct (kind, shape)
+ * runs once on the timing emulator with the N chips meeting at every allreduce (symmetric
+ * group: all chips run the same program on the same dims).
+ */
+public final class StepModel {
+  public static final int KV_BUCKET = 128;
+
+  /** One program run: time and work per chip. */
+  public record StepTiming(double seconds, double flopsPerChip, long hbmBytesPerChip,
+      double peakFlops, double mfu, double mfuFp8, long linkBytesPerChip, long collectives) {}
+
+  private final int chips;
+  private final int chunk;
+  private final MachineDescription target;
+  private final CompiledProgram prefill;
+  private final CompiledProgram decode;
+  private final Map<Long, StepTiming> prefillMemo = new HashMap<>();
+  private final Map<List<Long>, StepTiming> decodeMemo = new HashMap<>();
+  private final ModelShape shape;
+  private int timingRuns;
+
+  /** What the config says, for capacity and for the article's arithmetic. */
+  public record ModelShape(long params, long layers, long heads, long kvHeads, long headDim,
+      long hidden, long vocab, long weightBytesPerChip, int weightElementBytes) {
+    /** KV bytes one token takes on one chip (K and V, every layer, this chip's kv heads). */
+    public long kvBytesPerTokenPerChip(int chips) {
+      return 2 * layers * Math.max(1, kvHeads / chips) * headDim * weightElementBytes;
+    }
+  }
+
+  public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
+      Path targetFile) {
+    this.chips = chips;
+    this.target = targetFile == null ? MachineDescription.defaultTarget()
+        : MachineDescription.load(targetFile);
+    BackendOptions base = BackendOptions.defaults().withTarget(targetFile);
+    // chunked prefill: the decode graph (it has a past) at batch 1 and seq up to the chunk
+    Module pre = shard(HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true)));
+    this.shape = shapeOf(config, pre);
+    this.chunk = prefillChunk;
+    this.prefill = SohuBackend.compile(pre, base.withBound("batch", 1)
+        .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET)));
+    Module dec = shard(HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true)));
+    this.decode = SohuBackend.compile(dec, base.withBound("batch", maxDecodeBatch)
+        .withBound("seq", 1).withBound("past", ceilTo(maxKv, KV_BUCKET)));
+  }
+
+  private ModelShape shapeOf(Path config, Module sharded) {
+    long params = HfImporter.parameterCount(config);
+    long bytes = 0;
+    for (Weight w : sharded.weights().values()) {
+      bytes += w.sizeBytes();
+    }
+    var cfg = HfConfigView.read(config);
+    return new ModelShape(params, cfg.get("num_hidden_layers"), cfg.get("num_attention_heads"),
+        cfg.getOr("num_key_value_heads", cfg.get("num_attention_heads")),
+        cfg.getOr("head_dim", cfg.get("hidden_size") / cfg.get("num_attention_heads")),
+        cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, 4);
+  }
+
+  /** fp32 weights (the backend's only precision), fused, then chip 0's shard. */
+  private Module shard(Module m) {
+    toF32(m);
+    new PassManager(PassPipelines.defaultPipeline()).run(m);
+    new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
+    return m;
+  }
+
+  /**
+   * The backend computes in fp32 only, so a bf16 checkpoint is compiled as fp32 weights (4 bytes
+   * each); the frontend's casts become same-type casts, which the backend aliases away.
+   */
+  static void toF32(Module m) {
+    for (Weight w : List.copyOf(m.weights().values())) {
+      if (w.type().elementType() != ElementType.F32 && w.type().elementType().isFloat()) {
+        if (!(w.data() instanceof Weight.Data.ShapeOnly)) {
+          return;
+        }
+        m.weights().put(w.name(), new Weight(w.name(), w.type().withElementType(ElementType.F32),
+            w.data()));
+      }
+    }
+    Function f = m.main();
+    Function g = new Function(f.name(), f.arguments());
+    FunctionBuilder b = new FunctionBuilder(g);
+    Map<Value, Value> map = new IdentityHashMap<>();
+    for (Node n : f.body()) {
+      Op op = n.op();
+      List<Value> ops = new ArrayList<>();
+      for (Value v : op.operands()) {
+        ops.add(map.getOrDefault(v, v));
+      }
+      if (op instanceof dev.sohuc.ir.op.ElementwiseOp.Unary u
+          && (u.kind() == dev.sohuc.ir.op.ElementwiseOp.UnaryKind.COS
+              || u.kind() == dev.sohuc.ir.op.ElementwiseOp.UnaryKind.SIN)) {
+        map.put(n.result(), ropeTableRows(m, b, n, u.kind().name().toLowerCase()));
+        continue;
+      }
+      Op nop = op instanceof SourceOp.WeightRef w
+          ? new SourceOp.WeightRef(w.name(), m.weights().get(w.name()).type())
+          : ops.isEmpty() ? op : op.withOperands(ops);
+      Node nn = b.addNode(nop, n.location(), n.results().stream().map(Value::name).toList());
+      for (int i = 0; i < n.results().size(); i++) {
+        map.put(n.results().get(i), nn.results().get(i));
+      }
+    }
+    List<Function.Output> outs = new ArrayList<>();
+    for (Function.Output o : f.outputs()) {
+      outs.add(new Function.Output(o.name(), map.getOrDefault(o.value(), o.value())));
+    }
+    g.setOutputs(outs);
+    m.functions().set(m.functions().indexOf(f), g);
+  }
+
+  /**
+   * Large models compute their rotary cos/sin in the graph, and the backend has no cos or sin:
+   * for timing they read rows past..past+seq of a precomputed [max_positions, rotary_dim] table
+   * instead, as small models do (the frontend inlines their tables).
+   */
+  private static Value ropeTableRows(Module m, FunctionBuilder b, Node n, String which) {
+    dev.sohuc.ir.type.TensorType t = n.result().type();
+    java.util.Optional<Value> range = java.util.Optional.empty();
+    dev.sohuc.ir.type.Dim seq = t.dim(t.rank() - 2);
+    dev.sohuc.ir.type.Dim past = dev.sohuc.ir.type.Dim.of(0);
+    for (Value a : m.main().arguments()) {
+      if (a.name().startsWith("past_key_values.")) {
+        past = a.type().dim(2);
+        break;
+      }
+    }
+    long positions = 8192;
+    String name = "rotary_emb." + which + ".table";
+    dev.sohuc.ir.type.TensorType tt = dev.sohuc.ir.type.TensorType.of(ElementType.F32, positions,
+        t.dim(t.rank() - 1).value());
+    if (!m.weights().containsKey(name)) {
+      m.weights().put(name, new Weight(name, tt, new Weight.Data.ShapeOnly()));
+    }
+    Value table = b.add(new SourceOp.WeightRef(name, tt), n.location(), name);
+    // rows from 0, not from past: the backend cannot slice at a symbolic start; the same bytes
+    // move, so the timing is unchanged (these shape-only programs compute no real numbers)
+    return b.add(new dev.sohuc.ir.op.DataOp.Slice(table, List.of(dev.sohuc.ir.type.Dim.of(0)),
+        List.of(seq),
+        List.of(0L), List.of(1L)), n.location(), which);
+  }
+
+  static long ceilTo(long v, long q) {
+    return Math.max(q, (v + q - 1) / q * q);
+  }
+
+  /** A prompt of {@code tokens}, as consecutive chunks of at most the chunk size. */
+  public StepTiming prefill(long tokens) {
+    return prefillMemo.computeIfAbsent(tokens, t -> {
+      List<StepTiming> parts = new ArrayList<>();
+      for (long done = 0; done < t; done += chunk) {
+        parts.add(run(prefill, Map.of("batch", 1L, "seq", Math.min(chunk, t - done),
+            "past", done)));
+      }
+      return sum(parts);
+    });
+  }
+
+  private static StepTiming sum(List<StepTiming> parts) {
+    double s = 0;
+    double f = 0;
+    long h = 0;
+    long l = 0;
+    long c = 0;
+    double peakTime = 0;
+    for (StepTiming p : parts) {
+      s += p.seconds();
+      f += p.flopsPerChip();
+      h += p.hbmBytesPerChip();
+      l += p.linkBytesPerChip();
+      c += p.collectives();
+      peakTime += p.peakFlops() > 0 ? p.flopsPerChip() / p.peakFlops() : 0;
+    }
+    double peak = peakTime > 0 ? f / peakTime : parts.get(0).peakFlops();
+    double fp8 = parts.get(0).mfuFp8() > 0 ? parts.get(0).flopsPerChip()
+        / parts.get(0).seconds() / parts.get(0).mfuFp8() : 0;
+    return new StepTiming(s, f, h, peak, s > 0 ? f / s / peak : 0,
+        s > 0 && fp8 > 0 ? f / s / fp8 : 0, l, c);
+  }
+
+  public int prefillChunk() {
+    return chunk;
+  }
+
+  /** Decode of {@code batch} sequences whose longest cache is {@code past} tokens. */
+  public StepTiming decode(long batch, long past) {
+    long bucket = ceilTo(past, KV_BUCKET);
+    return decodeMemo.computeIfAbsent(List.of(batch, bucket),
+        k -> run(decode, Map.of("batch", batch, "seq", 1L, "past", bucket)));
+  }
+
+  private StepTiming run(CompiledProgram p, Map<String, Long> dims) {
+    timingRuns++;
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.program(), chips, target,
+        Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims);
+    TimingReport c = r.chips().get(0);
+    return new StepTiming(r.seconds(), c.flops(), c.hbmBytes(), c.peakFlops(), c.mfu(),
+        c.mfuFp8(), r.linkBytes() / chips, r.collectives());
+  }
+
+  public int timingRuns() {
+    return timingRuns;
+  }
+
+  public int chips() {
+    return chips;
+  }
+
+  public MachineDescription target() {
+    return target;
+  }
+
+  public ModelShape shape() {
+    return shape;
+  }
+
+  public CompiledProgram prefillProgram() {
+    return prefill;
+  }
+
+  public CompiledProgram decodeProgram() {
+    return decode;
+  }
+}
