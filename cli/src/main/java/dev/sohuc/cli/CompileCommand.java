@@ -1,21 +1,16 @@
 package dev.sohuc.cli;
 
-import dev.sohuc.backend.BackendException;
-import dev.sohuc.backend.BackendOptions;
 import dev.sohuc.backend.CompiledProgram;
-import dev.sohuc.backend.SohuBackend;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.text.IrPrinter;
 import dev.sohuc.passes.PassManager;
-import dev.sohuc.passes.PassPipelines;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -69,14 +64,14 @@ final class CompileCommand implements Callable<Integer> {
           "--emit must be ir, asm or bin, got " + emit);
     }
     Module m = ModelLoader.load(model, bindings, HfOptions.GraphKind.PREFILL);
-    PassManager pm = new PassManager(PassPipelines.defaultPipeline()).verifyEach(true);
-    if (printAfterAll) {
-      pm.printIrAfterAll(out);
-    }
-    if (!printAfter.isEmpty()) {
-      pm.printIrAfter(new HashSet<>(printAfter), out);
-    }
-    PassManager.Report passReport = pm.run(m);
+    PassManager.Report passReport = Toolchain.optimize(m, pm -> {
+      if (printAfterAll) {
+        pm.printIrAfterAll(out);
+      }
+      if (!printAfter.isEmpty()) {
+        pm.printIrAfter(new HashSet<>(printAfter), out);
+      }
+    });
     if (report) {
       out.print(passReport.fusion().render());
     }
@@ -84,15 +79,7 @@ final class CompileCommand implements Callable<Integer> {
       write(IrPrinter.print(m), out);
       return 0;
     }
-    BackendOptions options = new BackendOptions(target, Map.of(),
-        BackendOptions.DEFAULT_SYMBOL_BOUND, false);
-    // a symbol given a value by --shape was bound by the importer; others keep the default bound
-    CompiledProgram p;
-    try {
-      p = SohuBackend.compile(m, options);
-    } catch (BackendException e) {
-      throw new UserException(model + ": " + e.getMessage());
-    }
+    CompiledProgram p = Toolchain.lower(m, model, target);
     if (report) {
       out.print(p.report());
     }

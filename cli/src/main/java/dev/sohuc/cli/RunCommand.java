@@ -13,8 +13,6 @@ import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.onnx.TensorFiles;
 import java.io.PrintWriter;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -153,10 +151,8 @@ final class RunCommand implements Callable<Integer> {
       Files.createDirectories(outputDir);
       int i = 0;
       for (Map.Entry<String, HostTensor> o : result.outputs().entrySet()) {
-        HostTensor h = o.getValue();
-        Tensor t = Tensor.fromBytes(elementType(h.dtype()), h.shape(),
-            ByteBuffer.wrap(h.data()).order(ByteOrder.LITTLE_ENDIAN));
-        TensorFiles.write(outputDir.resolve("output_" + i++ + ".pb"), t, o.getKey());
+        TensorFiles.write(outputDir.resolve("output_" + i++ + ".pb"),
+            Toolchain.toTensor(o.getValue()), o.getKey());
       }
     }
     if (report) {

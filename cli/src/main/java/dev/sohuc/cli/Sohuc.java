@@ -18,7 +18,7 @@ import java.io.PrintWriter;
       CommandLine.HelpCommand.class,
       CompileCommand.class,
       OptCommand.class,
-      RunCommand.class,
+      RunCommand.class, TestCommand.class,
       BenchCommand.class,
     })
 public final class Sohuc implements Runnable {

@@ -1,0 +1,124 @@
+package dev.sohuc.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnx.proto.OnnxMl;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.TensorFiles;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** {@code sohuc test} on small generated cases in the ONNX backend-test layout. */
+class TestCommandTest {
+  @TempDir Path dir;
+
+  private record Result(int code, String out, String err) {}
+
+  private static Result run(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(args, new PrintWriter(out, true), new PrintWriter(err, true));
+    return new Result(code, out.toString(), err.toString());
+  }
+
+  private static OnnxMl.ValueInfoProto f32(String name, long... shape) {
+    OnnxMl.TensorShapeProto.Builder s = OnnxMl.TensorShapeProto.newBuilder();
+    for (long d : shape) {
+      s.addDim(OnnxMl.TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+    }
+    return OnnxMl.ValueInfoProto.newBuilder().setName(name).setType(OnnxMl.TypeProto.newBuilder()
+        .setTensorType(OnnxMl.TypeProto.Tensor.newBuilder()
+            .setElemType(OnnxMl.TensorProto.DataType.FLOAT.getNumber()).setShape(s))).build();
+  }
+
+  /** A case {@code y = OP(x, x)} (or {@code OP(x)}) on f32 [2, 3], with x and y given. */
+  private Path writeCase(String name, String op, int arity, float[] x, float[] y) throws Exception {
+    Path c = dir.resolve(name);
+    Path set = c.resolve("test_data_set_0");
+    Files.createDirectories(set);
+    OnnxMl.NodeProto.Builder n = OnnxMl.NodeProto.newBuilder().setOpType(op).setName(op + "_0")
+        .addOutput("y");
+    for (int i = 0; i < arity; i++) {
+      n.addInput("x");
+    }
+    OnnxMl.ModelProto m = OnnxMl.ModelProto.newBuilder().setIrVersion(8)
+        .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setVersion(17))
+        .setGraph(OnnxMl.GraphProto.newBuilder().setName(name).addNode(n)
+            .addInput(f32("x", 2, 3)).addOutput(f32("y", 2, 3))).build();
+    Files.write(c.resolve("model.onnx"), m.toByteArray());
+    long[] shape = {2, 3};
+    TensorFiles.write(set.resolve("input_0.pb"), Tensor.ofFloats(ElementType.F32, shape, x), "x");
+    TensorFiles.write(set.resolve("output_0.pb"), Tensor.ofFloats(ElementType.F32, shape, y), "y");
+    return c;
+  }
+
+  static final float[] X = {1, -2, 3.5f, 0.25f, -0.5f, 7};
+
+  private static float[] doubled() {
+    float[] y = X.clone();
+    for (int i = 0; i < y.length; i++) {
+      y[i] *= 2;
+    }
+    return y;
+  }
+
+  @Test
+  void passingCasePrintsPassAndExitsZero() throws Exception {
+    Path c = writeCase("test_add", "Add", 2, X, doubled());
+    Result r = run("test", c.toString());
+    assertEquals(0, r.code(), r.out() + r.err());
+    assertTrue(r.out().contains("PASS test_add"), r.out());
+    assertTrue(r.out().strip().endsWith("1 passed, 0 failed"), r.out());
+  }
+
+  @Test
+  void wrongExpectedOutputFailsWithTheErrorFigure() throws Exception {
+    float[] y = doubled();
+    y[4] = 3;  // want -1: |(-1) - 3| / max(1, 3) = 1.33
+    writeCase("test_add_wrong", "Add", 2, X, y);
+    Result r = run("test", dir.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    assertTrue(r.out().contains("FAIL test_add_wrong: test_data_set_0: y max error 1.33"), r.out());
+    assertTrue(r.out().contains("element 4"), r.out());
+    assertTrue(r.out().strip().endsWith("0 passed, 1 failed"), r.out());
+  }
+
+  @Test
+  void unsupportedOpFailsThatCaseAndTheRunGoesOn() throws Exception {
+    writeCase("test_a_det", "Det", 1, X, X);
+    writeCase("test_b_add", "Add", 2, X, doubled());
+    writeCase("test_c_mul_wrong", "Mul", 2, X, doubled());
+    Result r = run("test", dir.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    String[] lines = r.out().strip().split("\n");
+    assertEquals(4, lines.length, r.out());
+    assertTrue(lines[0].startsWith("FAIL test_a_det: ") && lines[0].contains("Det"), r.out());
+    assertTrue(lines[1].startsWith("PASS test_b_add"), r.out());
+    assertTrue(lines[2].startsWith("FAIL test_c_mul_wrong: "), r.out());
+    assertEquals("1 passed, 2 failed", lines[3]);
+  }
+
+  @Test
+  void toleranceOptionLoosensTheCheck() throws Exception {
+    float[] y = doubled();
+    y[0] += 0.01f;  // error 0.01 against |want| = 2.01
+    Path c = writeCase("test_loose", "Add", 2, X, y);
+    assertEquals(1, run("test", c.toString()).code());
+    Result r = run("test", "--tolerance", "0.01", c.toString());
+    assertEquals(0, r.code(), r.out() + r.err());
+  }
+
+  @Test
+  void folderWithoutCasesIsAUserError() throws Exception {
+    Files.createDirectories(dir.resolve("empty"));
+    Result r = run("test", dir.resolve("empty").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("no model.onnx"), r.err());
+  }
+}
