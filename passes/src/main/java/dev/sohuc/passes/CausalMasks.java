@@ -9,6 +9,7 @@ import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
 import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.passes.rewrite.Patterns;
 import dev.sohuc.passes.rewrite.RewriteContext;
@@ -16,6 +17,7 @@ import dev.sohuc.passes.rewrite.RewriteContext;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalDouble;
+import java.util.function.DoublePredicate;
 
 /**
  * Proves that a mask built from ops is the causal mask of attention with S queries and T keys:
@@ -27,7 +29,9 @@ import java.util.OptionalDouble;
  *   <li>boolean: {@code trilu(fill(true), lower, k = T-S)} (GPT-2's tril buffer),
  *       {@code not(..)} of the opposite, and comparisons of a column index
  *       {@code range(T)} with a row index {@code range(S) + offset} such as
- *       {@code greater(j, i + off)} (masked) or {@code less_equal(j, i + off)} (keep).
+ *       {@code greater(j, i + off)} (masked) or {@code less_equal(j, i + off)} (keep);
+ *   <li>constant: any of the above already folded to data (a static-shape export, or GPT-2's
+ *       tril buffer sliced to [S, T]), checked element by element when S and T are static.
  * </ul>
  * NEG is any value at or below {@link #NEG_LIMIT}: after it, exp underflows to 0 in f32 for any
  * scores of sane size, so the mask and {@code causal = true} mean the same.
@@ -88,6 +92,10 @@ final class CausalMasks {
     if (v.type().rank() < 2 || !coversScores(v)) {
       return false;
     }
+    Optional<Boolean> folded = constantMatches(v, x -> x <= NEG_LIMIT, x -> x == 0.0);
+    if (folded.isPresent()) {
+      return folded.get();
+    }
     Optional<DataOp.Trilu> tri = def(v, DataOp.Trilu.class);
     if (tri.isPresent()) {
       // triu(NEG, k): NEG where j - i >= k; causal hides j - i > T - S.
@@ -112,6 +120,11 @@ final class CausalMasks {
     if (v.type().rank() < 2 || !coversScores(v)) {
       return false;
     }
+    Optional<Boolean> folded = keep ? constantMatches(v, x -> x == 0.0, x -> x != 0.0)
+        : constantMatches(v, x -> x != 0.0, x -> x == 0.0);
+    if (folded.isPresent()) {
+      return folded.get();
+    }
     Optional<ElementwiseOp.Unary> not = Patterns.unary(v, UnaryKind.NOT);
     if (not.isPresent()) {
       return is(not.get().x(), !keep);
@@ -128,6 +141,37 @@ final class CausalMasks {
       return comparison(cmp.get(), keep);
     }
     return false;
+  }
+
+  /**
+   * For a constant [.., S, T] mask with static S and T: whether every element is {@code hidden}
+   * where causal attention hides key j from query i ({@code j > i + T - S}) and {@code visible}
+   * elsewhere, in every leading slice. Empty when the value is not a constant.
+   */
+  private Optional<Boolean> constantMatches(Value v, DoublePredicate hidden, DoublePredicate visible) {
+    if (!s.isStatic() || !t.isStatic()) {
+      return Optional.empty();
+    }
+    Optional<Tensor> c = cx.constant(v);
+    if (c.isEmpty() && v.producer() != null && v.producer().op() instanceof SourceOp.Constant k) {
+      // larger than what rules match by value, but a mask is read once, element by element
+      c = Optional.of(k.value());
+    }
+    if (c.isEmpty()) {
+      return Optional.empty();
+    }
+    Tensor m = c.get();
+    long rows = s.value();
+    long cols = t.value();
+    for (int e = 0; e < m.size(); e++) {
+      long j = e % cols;
+      long i = (e / cols) % rows;
+      boolean masked = j > i + cols - rows;
+      if (!(masked ? hidden : visible).test(m.get(e))) {
+        return Optional.of(false);
+      }
+    }
+    return Optional.of(true);
   }
 
   private boolean isTrue(Value v) {
