@@ -115,6 +115,8 @@ final class AttentionLowering {
     int tileReg = e.konst(TILE);
     int oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
     int sAcc = e.konst(Lowering.ACC_BASE);
+    // sliding window: softmax masks keys at or before (query position - window)
+    int win = at.window() > 0 ? e.konst(at.window()) : 0;
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -180,7 +182,8 @@ final class AttentionLowering {
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, tReg, Bcast.NONE);
     }
     e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, tReg, DType.F32,
-        mask == null ? scale : 1.0f, at.causal(), at.causal() ? diag : 0, 0, 0, TOK_VPU));
+        mask == null ? scale : 1.0f, at.causal(), at.causal() || win != 0 ? diag : 0, 0, win, 0,
+        TOK_VPU));
     // O = P V over the run-time T
     e.emit(new Insn.Li(x2, vBuf, 0, 0));
     int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, tReg, 0, false,

@@ -79,13 +79,15 @@ final class Lowering {
     return switch (op) {
       case ElementwiseOp.Unary u -> unaryFn(u.kind()) == null ? "no VPU function for "
           + u.kind().mnemonic() : requireF32(n);
+      case ElementwiseOp.Binary b when b.kind().isComparison() ->
+          SelectLowering.compareReason(b, known);
       case ElementwiseOp.Binary b -> binOp(b.kind()) == null ? "no VPU function for "
           + b.kind().mnemonic() : (binaryPlan(b, known) == null ? "broadcast of "
           + b.lhs().type() + " and " + b.rhs().type() + " is not supported" : requireF32(n));
       case ElementwiseOp.Clip c -> requireF32(n);
       case ElementwiseOp.Cast c -> castSupported(c.x().type().elementType(), c.to()) ? null
           : "cast from " + c.x().type().elementType() + " to " + c.to();
-      case ElementwiseOp.Where w -> "select (where) has no lowering";
+      case ElementwiseOp.Where w -> SelectLowering.whereReason(w, n.result().type(), known);
       case LinalgOp.MatMul m -> matmulReason(m.a().type(), m.b().type(), n);
       case LinalgOp.Gemm g -> g.c() != null && g.beta() != 1.0 ? "gemm with beta != 1"
           : g.transA() ? "gemm with trans_a" : g.c() != null && !isRowVector(g.c().type(),
@@ -96,15 +98,13 @@ final class Lowering {
       case ReductionOp.Reduce r -> r.kind() == ReductionOp.ReduceKind.PROD ? "reduce_prod"
           : r.axes().size() == 1 && lastAxis(r.axes().get(0), r.x().type()) ? requireF32(n)
           : "reduction over axes " + r.axes() + " (only the last axis)";
-      case TransformerOp.Attention a -> a.window() != 0 ? "sliding-window attention"
-          : !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
+      case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
           ? "attention head size above 128" : requireF32(n);
       case TransformerOp.LayerNorm l -> l.x().type().dims().subList((int) Math.floorMod(l.axis(),
           l.x().type().rank()), l.x().type().rank()).stream().allMatch(Dim::isStatic)
           ? requireF32(n) : "layer_norm over symbolic dims";
       case TransformerOp.RmsNorm r -> !r.x().type().dim(r.x().type().rank() - 1).isStatic()
-          ? "rms_norm over a symbolic dim" : r.gammaOffset() != 0 && !known.containsKey(r.gamma())
-          ? "rms_norm with gamma_offset and a computed gamma" : requireF32(n);
+          ? "rms_norm over a symbolic dim" : requireF32(n);
       case TransformerOp.Rope r -> r.style() != TransformerOp.RopeStyle.ROTATE_HALF
           ? "interleaved rope" : !r.x().type().dim(r.x().type().rank() - 1).isStatic()
           ? "rope over a symbolic head size" : !leadingOnes(r.cos().type(), 2)
@@ -120,8 +120,8 @@ final class Lowering {
       case DataOp.Expand x -> null;
       case DataOp.Concat c -> null;
       case DataOp.Split s -> null;
-      case DataOp.Slice s -> sliceStarts(s) == null ? "slice with negative or symbolic starts "
-          + "or steps other than 1" : null;
+      case DataOp.Slice s -> sliceStarts(s) == null ? "slice with a negative start on a symbolic "
+          + "dim or a step other than 1" : null;
       case DataOp.Gather g -> Math.floorMod(g.axis(), g.data().type().rank()) != 0
           ? (constantIndices(g, known) != null ? null : "gather on axis " + g.axis()
           + " with computed or out-of-range indices (axis 0, or constant indices)")
@@ -244,7 +244,7 @@ final class Lowering {
   }
 
   /** How an elementwise binary op reads its second operand. */
-  enum Shape { FULL, ROW, COL, SCALAR }
+  enum Shape { FULL, ROW, COL, SCALAR, PLANE }
 
   /**
    * The plan for {@code lhs op rhs}: which operand streams as "a", how "b" broadcasts, and
@@ -314,15 +314,29 @@ final class Lowering {
     if (squeezeEq(b, col)) {
       return Shape.COL;
     }
+    // b is the trailing dims of the output (GPT-2/BERT position embeddings [seq, h] against
+    // [batch, seq, h]): repeated for every leading plane
+    if (s.size() < out.size() && s.equals(out.subList(out.size() - s.size(), out.size()))) {
+      return Shape.PLANE;
+    }
     return null;
   }
 
-  private static long[] sliceStarts(DataOp.Slice s) {
+  /**
+   * The start of a slice on every axis, negatives resolved; a symbolic start (the decode step's
+   * rotary rows from ?past) is non-negative. Null when unsupported.
+   */
+  private static Dim[] sliceStarts(DataOp.Slice s) {
     int r = s.x().type().rank();
-    long[] starts = new long[r];
+    Dim[] starts = new Dim[r];
+    java.util.Arrays.fill(starts, Dim.of(0));
     for (int i = 0; i < s.axes().size(); i++) {
-      if (s.steps().get(i) != 1 || !s.starts().get(i).isStatic()) {
+      if (s.steps().get(i) != 1) {
         return null;
+      }
+      if (!s.starts().get(i).isStatic()) {
+        starts[(int) Math.floorMod(s.axes().get(i), r)] = s.starts().get(i);
+        continue;
       }
       long st = s.starts().get(i).value();
       int ax = (int) Math.floorMod(s.axes().get(i), r);
@@ -333,7 +347,7 @@ final class Lowering {
         }
         st = Math.max(0, st + d.value());
       }
-      starts[ax] = st;
+      starts[ax] = Dim.of(st);
     }
     return starts;
   }
@@ -349,7 +363,10 @@ final class Lowering {
       case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH
           : UnaryFn.GELU_ERF);
       case TransformerOp.Silu s -> unary(n, s.x(), UnaryFn.SILU);
+      case ElementwiseOp.Binary b when b.kind().isComparison() ->
+          new SelectLowering(this).compare(n, b);
       case ElementwiseOp.Binary b -> binary(n, b);
+      case ElementwiseOp.Where w -> new SelectLowering(this).where(n, w);
       case ElementwiseOp.Clip c -> clip(n, c);
       case ElementwiseOp.Cast c -> cast(n, c);
       case TransformerOp.SwiGlu s -> swiglu(n, s);
@@ -389,6 +406,11 @@ final class Lowering {
 
   Emitter emitter() {
     return e;
+  }
+
+  /** Values known at compile time (constants, folded sources): used by the lowerings. */
+  Map<Value, Tensor> known() {
+    return known;
   }
 
   TargetInfo target() {
@@ -690,6 +712,24 @@ final class Lowering {
       float imm = p.imm();
       rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
           (in, out, r, s) -> e.vbini(op, out, rs, in[0], rs, imm, r, cols, p.swapped()));
+    } else if (p.bShape() == Shape.PLANE) {
+      // per leading plane, a full-shape stream whose b restarts at the same base
+      List<Dim> bDims = strip(p.b().type().dims());
+      List<Dim> outDims = outType.dims();
+      Dim planeRows = product(bDims.subList(0, bDims.size() - 1));
+      int planes = dimReg(product(outDims.subList(0, outDims.size() - bDims.size())));
+      int pRows = dimReg(planeRows);
+      int planeBytes = e.alloc();
+      e.mulImm(planeBytes, pRows, rowBytes);
+      int b = e.li(addr(p.b()));
+      int loop = e.beginLoop(planes, 0);
+      rowStream(pRows, tile, List.of(new In(a, rowBytes, rowBytes), new In(b, rowBytes,
+          rowBytes)), dst, rowBytes, rowBytes, (in, out, r, s) -> e.vbin(op, out, rs, in[0], rs,
+          in[1], rs, r, cols, Bcast.NONE));
+      e.add(a, a, planeBytes);
+      e.add(dst, dst, planeBytes);
+      e.endLoop(loop);
+      e.free(planes, pRows, planeBytes, b);
     } else if (p.bShape() == Shape.FULL || p.bShape() == Shape.COL) {
       long bRow = p.bShape() == Shape.FULL ? rowBytes : 4;
       int b = e.li(addr(p.b()));
@@ -760,7 +800,7 @@ final class Lowering {
     long tile = tileRows(2 * rowBytes, 128);
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
         (in, out, r, st) -> e.emit(new Insn.Softmax(out, 0, rs, in[0], 0, rs, r, cols, DType.F32,
-            1.0f, false, 0, 0, 0, 0)));
+            1.0f, false, 0, 0, 0, 0, 0)));
     e.free(rows, src, dst);
   }
 
@@ -821,16 +861,28 @@ final class Lowering {
     int rows = dimReg(v.rows());
     int colsReg = e.konst(v.cols());
     int rs = e.konst(rowBytes);
-    // a non-zero gamma_offset was folded into the gamma constant by the backend driver
-    int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
+    int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
+    // Gemma's gamma_offset: the scale is (gamma + offset), made per tile from the loaded gamma
+    // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
+    float offset = (float) r.gammaOffset();
+    int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
+    int one = e.konst(1);
     int src = e.li(addr(r.x()));
     int dst = e.li(addr(n.result()));
     float eps = (float) r.eps();
     long tile = tileRows(2 * rowBytes, 128);
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
-        (in, out, rr, st) -> e.emit(new Insn.Rmsnorm(out, 0, rs, in[0], 0, rs, gamma, 0, rr,
-            colsReg, DType.F32, eps, 0, 0)));
-    e.free(rows, gamma, src, dst);
+        (in, out, rr, st) -> {
+          if (offset != 0) {
+            e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
+          }
+          e.emit(new Insn.Rmsnorm(out, 0, rs, in[0], 0, rs, gamma, 0, rr, colsReg, DType.F32,
+              eps, 0, 0));
+        });
+    e.free(rows, loaded, src, dst);
+    if (gamma != loaded) {
+      e.free(gamma);
+    }
   }
 
   /**
@@ -1018,11 +1070,11 @@ final class Lowering {
   private void slice(Node n, DataOp.Slice sl) {
     TensorType xt = sl.x().type();
     long es = xt.elementType().sizeBytes();
-    long[] starts = sliceStarts(sl);
+    Dim[] starts = sliceStarts(sl);
     List<Dim> inStrides = strides(xt.dims(), es);
     Dim offset = Dim.of(0);
     for (int i = 0; i < starts.length; i++) {
-      offset = offset.plus(inStrides.get(i).times(Dim.of(starts[i])));
+      offset = offset.plus(inStrides.get(i).times(starts[i]));
     }
     int s = e.li(addr(sl.x()));
     int o = dimReg(offset);

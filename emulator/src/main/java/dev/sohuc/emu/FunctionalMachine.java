@@ -1,5 +1,6 @@
 package dev.sohuc.emu;
 
+import dev.sohuc.emu.kernel.ExactMath;
 import dev.sohuc.emu.kernel.MxuKernel;
 import dev.sohuc.isa.Bcast;
 import dev.sohuc.isa.DType;
@@ -821,7 +822,7 @@ final class FunctionalMachine {
       float[] x = buf[0];
       Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
       for (int j = 0; j < cols; j++) {
-        x[j] = fn.apply(x[j]);
+        x[j] = ExactMath.apply(fn, x[j]);
       }
       Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
     });
@@ -901,6 +902,7 @@ final class FunctionalMachine {
     int src = tile("softmax src", r[s.src()] + s.srcOff(), ss, rows, cols, t);
     long diag = r[s.diag()];
     long valid = s.valid() == 0 ? Long.MAX_VALUE : r[s.valid()];
+    long window = s.window() == 0 ? 0 : r[s.window()];
     float scale = s.scale();
     boolean causal = s.causal();
     long rb = (long) cols * t.bytes();
@@ -914,18 +916,23 @@ final class FunctionalMachine {
         limit = Math.min(limit, Math.max(-1, i + d) + 1);
       }
       int lim = (int) Math.max(0, limit);
+      // a positive window masks j <= i + diag - window: unmasked columns start at lo
+      int lo = window <= 0 ? 0 : (int) Math.min(lim, Math.max(0, i + diag - window + 1));
       float m = Float.NEGATIVE_INFINITY;
-      for (int j = 0; j < lim; j++) {
+      for (int j = lo; j < lim; j++) {
         x[j] = scale * x[j];
         m = Math.max(m, x[j]);
       }
       float sum = 0f;
-      for (int j = 0; j < lim; j++) {
-        x[j] = (float) StrictMath.exp(x[j] - m);
+      for (int j = lo; j < lim; j++) {
+        x[j] = ExactMath.exp(x[j] - m);
         sum += x[j];
       }
-      for (int j = 0; j < lim; j++) {
+      for (int j = lo; j < lim; j++) {
         x[j] = x[j] / sum;
+      }
+      for (int j = 0; j < lo; j++) {
+        x[j] = 0f;
       }
       for (int j = lim; j < cols; j++) {
         x[j] = 0f;
@@ -1079,7 +1086,7 @@ final class FunctionalMachine {
           Elem.loadRow(sram, (int) (gate + i * gs), cols, t, x);
           Elem.loadRow(sram, (int) (up + i * us), cols, t, y);
           for (int j = 0; j < cols; j++) {
-            x[j] = fn.apply(x[j]) * y[j];
+            x[j] = ExactMath.apply(fn, x[j]) * y[j];
           }
           Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
         });
@@ -1181,7 +1188,7 @@ final class FunctionalMachine {
             default -> b[0];
           };
         }
-        x[j] = act.apply(v);
+        x[j] = ExactMath.apply(act, v);
       }
       Elem.storeRow(sram, out, cols, t, x);
     }

@@ -96,6 +96,7 @@ class VpuInstructionTest {
             case MAX -> Math.max(x, bv);
             case MIN -> Math.min(x, bv);
             case POW -> (float) StrictMath.pow(x, bv);
+            case GE -> x >= bv ? 1f : 0f;
           };
           assertEquals(want, TestSupport.get(m, 8192 + i * 32 + j * 4, F32), op + " " + bcast
               + " [" + i + "][" + j + "]");
@@ -219,6 +220,11 @@ class VpuInstructionTest {
   /** Plain softmax of one row with the documented masking. */
   private static float[] softmaxRow(float[] x, int i, float scale, boolean causal, long diag,
       long valid) {
+    return softmaxRow(x, i, scale, causal, diag, valid, 0);
+  }
+
+  private static float[] softmaxRow(float[] x, int i, float scale, boolean causal, long diag,
+      long valid, long window) {
     int n = x.length;
     float[] out = new float[n];
     boolean[] masked = new boolean[n];
@@ -226,7 +232,7 @@ class VpuInstructionTest {
     boolean any = false;
     float[] s = new float[n];
     for (int j = 0; j < n; j++) {
-      masked[j] = (causal && j > i + diag) || j >= valid;
+      masked[j] = (causal && j > i + diag) || j >= valid || (window > 0 && j <= i + diag - window);
       s[j] = scale * x[j];
       if (!masked[j]) {
         max = Math.max(max, s[j]);
@@ -283,6 +289,37 @@ class VpuInstructionTest {
       }
     }
     assertEquals(0f, TestSupport.get(m, 8192, BF16), "row 0 is fully masked: all zero");
+  }
+
+  @Test
+  void softmaxWithSlidingWindow() {
+    // query row i sits at key column i + 2 (two past keys); a window of 3 keeps columns
+    // i + 0 .. i + 2, so row 0 sees keys 0..2 and row 4 sees keys 4..6
+    int rows = 5;
+    int cols = 7;
+    FunctionalMachine m = TestSupport.machine(regs(rows, cols, 128, 128) + """
+        li r24, 2
+        li r25, 3
+        softmax r12+0, r23, r10+0, r22, r20, r21, f32, scale=0.5, causal=1, diag=r24, window=r25
+        halt
+        """);
+    Random rnd = new Random(78);
+    float[][] x = new float[rows][cols];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        x[i][j] = (float) rnd.nextGaussian() * 4;
+      }
+      TestSupport.put(m, 1024 + 128 * i, F32, x[i]);
+    }
+    m.run();
+    for (int i = 0; i < rows; i++) {
+      float[] want = softmaxRow(x[i], i, 0.5f, true, 2, Long.MAX_VALUE, 3);
+      for (int j = 0; j < cols; j++) {
+        assertEquals(want[j], TestSupport.get(m, 8192 + 128 * i + 4 * j, F32),
+            "window row " + i + " col " + j);
+      }
+    }
+    assertEquals(0f, TestSupport.get(m, 8192 + 128 * 4 + 4 * 3, F32), "key 3 is outside row 4's window");
   }
 
   @Test

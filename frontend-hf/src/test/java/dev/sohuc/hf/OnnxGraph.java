@@ -14,7 +14,7 @@ import java.util.List;
  * reference models are written with it from plain ONNX ops, independently of the IR's fused
  * transformer ops, so a test compares two different formulations of one model.
  */
-final class OnnxGraph {
+public final class OnnxGraph {
   private final OnnxMl.GraphProto.Builder graph = OnnxMl.GraphProto.newBuilder().setName("reference");
   private int counter;
 
@@ -272,7 +272,7 @@ final class OnnxGraph {
     return init("causal_mask", m, s, t);
   }
 
-  byte[] modelBytes() {
+  public byte[] modelBytes() {
     return OnnxMl.ModelProto.newBuilder().setIrVersion(8).setProducerName("sohuc-test")
         .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("").setVersion(17))
         .setGraph(graph).build().toByteArray();

@@ -12,10 +12,10 @@ import java.util.Map;
  * and when {@code past > 0}, {@code past_key_values.N.key/value} [B, KV, P, D]. Outputs: {@code
  * logits} (BERT: {@code last_hidden_state}) and {@code present.N.key/value}.
  */
-final class ReferenceModels {
+public final class ReferenceModels {
   private ReferenceModels() {}
 
-  static OnnxGraph build(TinyModel m, long batch, long seq, long past) {
+  public static OnnxGraph build(TinyModel m, long batch, long seq, long past) {
     return switch (m.type()) {
       case "gpt2" -> gpt2(m, batch, seq, past);
       case "bert" -> bert(m, batch, seq);

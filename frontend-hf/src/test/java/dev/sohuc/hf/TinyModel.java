@@ -15,9 +15,9 @@ import java.util.Random;
  * the Hugging Face checkpoint of that family names them (written here from the HF modeling
  * code, not from the importer).
  */
-final class TinyModel {
+public final class TinyModel {
   final String name;
-  final Map<String, Object> config = new LinkedHashMap<>();
+  public final Map<String, Object> config = new LinkedHashMap<>();
   final Map<String, float[]> weights = new LinkedHashMap<>();
   final Map<String, long[]> shapes = new LinkedHashMap<>();
   private final Random random;
@@ -32,7 +32,7 @@ final class TinyModel {
     return new TinyModel(name, seed);
   }
 
-  long get(String key) {
+  public long get(String key) {
     return ((Number) config.get(key)).longValue();
   }
 
@@ -77,7 +77,7 @@ final class TinyModel {
   }
 
   /** Rounds every weight to bf16, as a bf16 checkpoint holds it. */
-  void roundToBf16() {
+  public void roundToBf16() {
     for (float[] w : weights.values()) {
       for (int i = 0; i < w.length; i++) {
         w[i] = dev.sohuc.ir.tensor.FloatFormats.roundToBf16(w[i]);
@@ -86,7 +86,7 @@ final class TinyModel {
   }
 
   /** Writes config.json and model.safetensors into {@code dir}. */
-  Path writeTo(Path dir, Safetensors.Dtype dtype) {
+  public Path writeTo(Path dir, Safetensors.Dtype dtype) {
     try {
       Files.createDirectories(dir);
       JsonMapper.builder().build().writerWithDefaultPrettyPrinter().writeValue(dir.resolve("config.json").toFile(), config);
@@ -108,7 +108,7 @@ final class TinyModel {
   static final long INTER = 48;
   static final long VOCAB = 40;
 
-  static TinyModel of(String variant, long seed) {
+  public static TinyModel of(String variant, long seed) {
     TinyModel m = new TinyModel(variant, seed);
     switch (variant) {
       case "gpt2" -> m.gpt2();

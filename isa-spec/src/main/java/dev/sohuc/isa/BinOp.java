@@ -8,7 +8,8 @@ public enum BinOp implements AsmEnum {
   DIV("a / b, one f32 rounding (IEEE: x/0 is +-inf, 0/0 is NaN)."),
   MAX("max(a, b); NaN if either is NaN; max(-0, +0) = +0."),
   MIN("min(a, b); NaN if either is NaN; min(-0, +0) = -0."),
-  POW("a ** b, computed in f64 (java.lang.StrictMath.pow) and rounded to f32.");
+  POW("a ** b, computed in f64 (java.lang.StrictMath.pow) and rounded to f32."),
+  GE("1.0 if a >= b, else 0.0 (0.0 when either is NaN): comparisons as f32 masks.");
 
   private final String doc;
 
@@ -31,6 +32,7 @@ public enum BinOp implements AsmEnum {
       case MAX -> Math.max(a, b);
       case MIN -> Math.min(a, b);
       case POW -> (float) StrictMath.pow(a, b);
+      case GE -> a >= b ? 1f : 0f;
     };
   }
 }

@@ -120,7 +120,8 @@ public sealed interface Insn {
   /** {@code softmax} (VPU engine); semantics in docs/isa.md. */
   record Softmax(
       int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols,
-      DType dtype, float scale, boolean causal, int diag, int valid, int waitTok, int signalTok) implements Insn {}
+      DType dtype, float scale, boolean causal, int diag, int valid, int window, int waitTok,
+      int signalTok) implements Insn {}
 
   /** {@code layernorm} (VPU engine); semantics in docs/isa.md. */
   record Layernorm(

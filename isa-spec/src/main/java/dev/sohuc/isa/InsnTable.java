@@ -346,9 +346,12 @@ public final class InsnTable {
         .flag("causal", "mask column j of row i when j > i + diag")
         .reg("diag", "signed causal offset: query row i sits at key column i + diag").kw(0)
         .reg("valid", "mask columns j >= valid (r0: no length mask)").kw(0)
+        .reg("window", "sliding window: when positive, mask column j of row i when "
+            + "j <= i + diag - window (r0: no window)").kw(0)
         .semantics("Per row i: s[j] = scale * src[i][j] in f32; unmasked columns get exp(s[j] - m) "
-            + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from column 0; "
-            + "masked columns (causal, or j >= valid) get 0, and a fully masked row is all 0.")
+            + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from the first "
+            + "unmasked column; masked columns (causal, j >= valid, or outside a positive window) "
+            + "get 0, and a fully masked row is all 0.")
         .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
         .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16")
         .build());

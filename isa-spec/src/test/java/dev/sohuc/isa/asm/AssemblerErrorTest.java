@@ -48,7 +48,7 @@ class AssemblerErrorTest {
         + " f8e4m3, f8e5m2, i8) (in \"mma r1, r2, r3, r4, r5, r6, 8, 8, 8, i32\")",
         error("mma r1, r2, r3, r4, r5, r6, 8, 8, 8, i32"));
     assertEquals("t.s:1:6: operand 'op' of vbin: expected one of add, sub, mul, div, max, min, "
-        + "pow, got 'xor' (in \"vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32\")",
+        + "pow, ge, got 'xor' (in \"vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32\")",
         error("vbin xor, r1, r1, r1, r1, r1, r1, r1, r1, f32"));
     assertEquals("t.s:1:10: operand 'dst' of vfill: an address or count takes one register (in "
         + "\"vfill r1+r2, r3, 0.0, r4, r5, f32\")", error("vfill r1+r2, r3, 0.0, r4, r5, f32"));

@@ -1,0 +1,213 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.UnaryFn;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Comparisons and {@code where} (Mixtral's top-k routing: max-and-mask with {@code
+ * greater_equal} and {@code where(.., -inf, ..)}). Bools live in HBM as one byte per element;
+ * on the VPU they are f32 masks of 0.0 and 1.0.
+ *
+ * <pre>
+ *   a >= b   ge(a, b)            (the vbin ge function)
+ *   a <  b   1 - ge(a, b)
+ *   a <= b   ge(b, a)            (second operand full-shaped or a constant scalar)
+ *   a >  b   1 - ge(b, a)        (likewise)
+ *   where(c, a, b) = max(a + log c, b + log(1 - c))
+ * </pre>
+ *
+ * The select is exact for c in {0, 1} and operands that are finite or -inf: log 1 = 0 leaves
+ * the taken side unchanged and log 0 = -inf removes the other. A +inf or NaN operand on the
+ * side not taken would leak through; {@code lt}/{@code gt} of NaN give 1, not 0.
+ */
+final class SelectLowering {
+  private final Lowering l;
+  private final Emitter e;
+
+  SelectLowering(Lowering l) {
+    this.l = l;
+    this.e = l.emitter();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // What is supported.
+
+  static String compareReason(ElementwiseOp.Binary b, Map<Value, Tensor> known) {
+    if (b.kind() == BinaryKind.EQUAL) {
+      return "equal has no lowering";
+    }
+    if (b.lhs().type().elementType() != ElementType.F32
+        || b.rhs().type().elementType() != ElementType.F32) {
+      return "comparison of " + b.lhs().type().elementType() + " values (only f32)";
+    }
+    Lowering.BinaryPlan p = Lowering.binaryPlan(b, known);
+    if (p == null || p.bShape() == Lowering.Shape.PLANE) {
+      return "broadcast of " + b.lhs().type() + " and " + b.rhs().type() + " is not supported";
+    }
+    if (reversed(b.kind(), p) && p.imm() == null && p.bShape() != Lowering.Shape.FULL) {
+      return b.kind().mnemonic() + " with a broadcast second operand (only >= and <)";
+    }
+    return null;
+  }
+
+  static String whereReason(ElementwiseOp.Where w, TensorType out, Map<Value, Tensor> known) {
+    if (out.elementType() != ElementType.F32) {
+      return "where of " + out.elementType() + " values (only f32)";
+    }
+    if (w.condition().type().elementType() != ElementType.BOOL
+        || !sameShape(w.condition().type(), out)) {
+      return "where with a condition that is not a bool tensor of the result's shape";
+    }
+    for (Value v : List.of(w.onTrue(), w.onFalse())) {
+      if (imm(v, known) == null && !sameShape(v.type(), out)) {
+        return "where with an operand that broadcasts (only full-shaped or constant scalars)";
+      }
+    }
+    return null;
+  }
+
+  /** Whether the plan computes ge(b, a) rather than ge(a, b). */
+  private static boolean reversed(BinaryKind k, Lowering.BinaryPlan p) {
+    return (k == BinaryKind.LESS_EQUAL || k == BinaryKind.GREATER) != p.swapped();
+  }
+
+  private static boolean sameShape(TensorType t, TensorType out) {
+    return strip(t.dims()).equals(strip(out.dims()));
+  }
+
+  private static List<Dim> strip(List<Dim> d) {
+    int i = 0;
+    while (i < d.size() && d.get(i).is(1)) {
+      i++;
+    }
+    return d.subList(i, d.size());
+  }
+
+  private static Float imm(Value v, Map<Value, Tensor> known) {
+    Tensor t = known.get(v);
+    return t == null || t.size() != 1 || !t.isFloat() ? null : (float) t.get(0);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Lowerings.
+
+  void compare(Node n, ElementwiseOp.Binary bin) {
+    Lowering.BinaryPlan p = Lowering.binaryPlan(bin, l.known());
+    boolean rev = reversed(bin.kind(), p);
+    boolean negate = bin.kind() == BinaryKind.LESS || bin.kind() == BinaryKind.GREATER;
+    Lowering.View v = Lowering.view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int boolRs = e.konst(v.cols());
+    long tile = l.tileRows(5 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
+    int a = e.li(l.addr(p.a()));
+    int dst = e.li(l.addr(n.result()));
+    List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(a, rowBytes, rowBytes)));
+    int b = 0;
+    Bcast bc = Bcast.NONE;
+    int bRs = rs;
+    if (p.imm() == null) {
+      switch (p.bShape()) {
+        case FULL -> {
+          b = e.li(l.addr(p.b()));
+          ins.add(new Lowering.In(b, rowBytes, rowBytes));
+        }
+        case COL -> {
+          b = e.li(l.addr(p.b()));
+          bRs = e.konst(4);
+          bc = Bcast.COL;
+          ins.add(new Lowering.In(b, 4, 4));
+        }
+        case ROW, SCALAR -> {
+          b = e.li(l.preload(p.b(), p.bShape() == Lowering.Shape.ROW ? rowBytes : 4,
+              "broadcast operand"));
+          bRs = 0;
+          bc = p.bShape() == Lowering.Shape.ROW ? Bcast.ROW : Bcast.SCALAR;
+        }
+        default -> throw new BackendException(n.describe() + ": unsupported broadcast");
+      }
+    }
+    final int bFixed = b;
+    final int bStride = bRs;
+    final Bcast bcast = bc;
+    final boolean streamedB = ins.size() == 2;
+    l.rowStream(rows, tile, ins, dst, v.cols(), v.cols(), (in, out, r, s) -> {
+      if (p.imm() != null) {
+        e.vbini(BinOp.GE, mask, rs, in[0], rs, p.imm(), r, cols, rev);
+      } else {
+        int bb = streamedB ? in[1] : bFixed;
+        if (rev) {
+          e.vbin(BinOp.GE, mask, rs, bb, bStride, in[0], rs, r, cols, Bcast.NONE);
+        } else {
+          e.vbin(BinOp.GE, mask, rs, in[0], rs, bb, bStride, r, cols, bcast);
+        }
+      }
+      if (negate) {
+        e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
+      }
+      e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
+    });
+    e.free(rows, mask, a, dst, b);
+  }
+
+  void where(Node n, ElementwiseOp.Where w) {
+    Lowering.View v = Lowering.view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int boolRs = e.konst(v.cols());
+    Float aImm = imm(w.onTrue(), l.known());
+    Float bImm = imm(w.onFalse(), l.known());
+    long tile = l.tileRows(6 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    int taken = e.li(l.sram(tile * rowBytes, "a + log c"));
+    int other = e.li(l.sram(tile * rowBytes, "b + log(1 - c)"));
+    int c = e.li(l.addr(w.condition()));
+    int dst = e.li(l.addr(n.result()));
+    List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(c, v.cols(), v.cols())));
+    int a = 0;
+    int b = 0;
+    if (aImm == null) {
+      a = e.li(l.addr(w.onTrue()));
+      ins.add(new Lowering.In(a, rowBytes, rowBytes));
+    }
+    if (bImm == null) {
+      b = e.li(l.addr(w.onFalse()));
+      ins.add(new Lowering.In(b, rowBytes, rowBytes));
+    }
+    l.rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, r, s) -> {
+      e.cvt(other, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
+      e.vun(UnaryFn.LOG, taken, rs, other, rs, r, cols);
+      if (aImm != null) {
+        e.vbini(BinOp.ADD, taken, rs, taken, rs, aImm, r, cols, false);
+      } else {
+        e.vbin(BinOp.ADD, taken, rs, in[1], rs, taken, rs, r, cols, Bcast.NONE);
+      }
+      e.vbini(BinOp.SUB, other, rs, other, rs, 1.0f, r, cols, true);
+      e.vun(UnaryFn.LOG, other, rs, other, rs, r, cols);
+      if (bImm != null) {
+        e.vbini(BinOp.ADD, other, rs, other, rs, bImm, r, cols, false);
+      } else {
+        e.vbin(BinOp.ADD, other, rs, in[in.length - 1], rs, other, rs, r, cols, Bcast.NONE);
+      }
+      e.vbin(BinOp.MAX, out, rs, taken, rs, other, rs, r, cols, Bcast.NONE);
+    });
+    e.free(rows, taken, other, c, dst, a, b);
+  }
+}

@@ -1,0 +1,227 @@
+package dev.sohuc.tests;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.sohuc.backend.BackendOptions;
+import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.emu.Emulator;
+import dev.sohuc.emu.FunctionalResult;
+import dev.sohuc.emu.HostTensor;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.Options;
+import dev.sohuc.hf.HfImporter;
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.hf.ReferenceModels;
+import dev.sohuc.hf.Safetensors;
+import dev.sohuc.hf.TinyModel;
+import dev.sohuc.ir.Module;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuReader;
+import dev.sohuc.isa.container.SohuWriter;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Each Hugging Face model family, tiny and with seeded random weights (frontend-hf's
+ * {@link TinyModel}), imported from config.json + model.safetensors, run through the default
+ * pass pipeline and the sohu backend, written to container bytes, read back and run on the
+ * emulator; compared with ONNX Runtime running frontend-hf's plain-op reference graph
+ * ({@link ReferenceModels}) of the same weights. A prompt, then a decode step fed the
+ * emulator's own prompt KV cache (ORT gets its own). One binary per graph kind: batch, seq and
+ * past stay symbolic. Tolerance: the largest difference of each output is at most 1e-4 of its
+ * largest reference magnitude (the frontend's interpreter tests use the same rule).
+ */
+class HfCompiledNumericsTest {
+  static final long BATCH = 2;
+  static final long PROMPT = 6;
+  static final long STEP = 2;
+  static final double TOLERANCE = 1e-4;
+
+  @TempDir
+  Path tmp;
+
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "llama31", "mistral", "qwen2", "gemma", "phi3", "mixtral",
+      "gpt2"})
+  void promptThenDecodeStepCompiledAndEmulatedMatchOnnxRuntime(String variant) throws Exception {
+    TinyModel m = TinyModel.of(variant, 42);
+    Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
+    Random random = new Random(7);
+    long vocab = m.get("vocab_size");
+    long layers = m.config.containsKey("n_layer") ? m.get("n_layer")
+        : m.get("num_hidden_layers");
+
+    long[] promptIds = randomIds(random, BATCH * PROMPT, vocab);
+    SohuProgram prefill = compile(HfImporter.importModel(dir, HfOptions.prefill()));
+    Map<String, HostTensor> emuIn = new LinkedHashMap<>();
+    emuIn.put("input_ids", ids(promptIds, BATCH, PROMPT));
+    Map<String, HostTensor> emu = emulate(prefill, emuIn);
+    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", OrtIn.longs(promptIds, BATCH, PROMPT)));
+    assertClose(variant + " prompt", ort, emu);
+    assertArrayEquals(new long[] {BATCH, PROMPT, vocab}, emu.get("logits").shape());
+
+    long[] stepIds = randomIds(random, BATCH * STEP, vocab);
+    SohuProgram decode = compile(HfImporter.importModel(dir, HfOptions.decode()));
+    Map<String, HostTensor> stepIn = new LinkedHashMap<>();
+    Map<String, Object> ortIn = new LinkedHashMap<>();
+    stepIn.put("input_ids", ids(stepIds, BATCH, STEP));
+    ortIn.put("input_ids", OrtIn.longs(stepIds, BATCH, STEP));
+    for (int i = 0; i < layers; i++) {
+      for (String kv : new String[] {"key", "value"}) {
+        HostTensor present = emu.get("present." + i + "." + kv);
+        stepIn.put("past_key_values." + i + "." + kv, present);
+        ortIn.put("past_key_values." + i + "." + kv,
+            OrtIn.floats(ort.get("present." + i + "." + kv), present.shape()));
+      }
+    }
+    Map<String, HostTensor> emuStep = emulate(decode, stepIn);
+    Map<String, float[]> ortStep = runOrt(
+        ReferenceModels.build(m, BATCH, STEP, PROMPT).modelBytes(), ortIn);
+    assertClose(variant + " decode", ortStep, emuStep);
+    assertEquals(PROMPT + STEP, emuStep.get("present.0.key").shape()[2]);
+  }
+
+  @Test
+  void bertCompiledAndEmulatedMatchesOnnxRuntime() throws Exception {
+    TinyModel m = TinyModel.of("bert", 42);
+    Path dir = m.writeTo(tmp.resolve("bert"), Safetensors.Dtype.F32);
+    long[] idv = randomIds(new Random(7), BATCH * PROMPT, m.get("vocab_size"));
+    long[] mask = new long[(int) (BATCH * PROMPT)];
+    long[] types = new long[mask.length];
+    for (int i = 0; i < mask.length; i++) {
+      mask[i] = (i % PROMPT) < PROMPT - (i / PROMPT) ? 1 : 0; // the second row: one padding
+      types[i] = (i % PROMPT) >= PROMPT / 2 ? 1 : 0;
+    }
+    SohuProgram p = compile(HfImporter.importModel(dir, HfOptions.prefill()));
+    Map<String, HostTensor> in = new LinkedHashMap<>();
+    in.put("input_ids", ids(idv, BATCH, PROMPT));
+    in.put("attention_mask", ids(mask, BATCH, PROMPT));
+    in.put("token_type_ids", ids(types, BATCH, PROMPT));
+    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", OrtIn.longs(idv, BATCH, PROMPT),
+            "attention_mask", OrtIn.longs(mask, BATCH, PROMPT),
+            "token_type_ids", OrtIn.longs(types, BATCH, PROMPT)));
+    assertClose("bert prompt", ort, emulate(p, in));
+  }
+
+  // ---- compile and emulate, as `sohuc compile` and `sohuc run` do
+
+  static SohuProgram compile(Module m) {
+    new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(m);
+    SohuProgram p = SohuBackend.compile(m, BackendOptions.defaults()).program();
+    return SohuReader.read(SohuWriter.write(p), m.name() + ".sohu");
+  }
+
+  static Map<String, HostTensor> emulate(SohuProgram p, Map<String, HostTensor> inputs) {
+    Emulator emu = new Emulator(p, MachineDescription.defaultTarget(), Options.defaults());
+    FunctionalResult r = emu.runFunctional(inputs, Map.of());
+    return r.outputs();
+  }
+
+  static HostTensor ids(long[] v, long... shape) {
+    ByteBuffer b = ByteBuffer.allocate(v.length * 8).order(ByteOrder.LITTLE_ENDIAN);
+    for (long x : v) {
+      b.putLong(x);
+    }
+    return new HostTensor(DType.I64, shape, b.array());
+  }
+
+  static long[] randomIds(Random random, long n, long vocab) {
+    long[] ids = new long[(int) n];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = random.nextInt((int) vocab);
+    }
+    return ids;
+  }
+
+  // ---- ONNX Runtime
+
+  record OrtIn(long[] longs, float[] floats, long[] shape) {
+    static OrtIn longs(long[] v, long... shape) {
+      return new OrtIn(v, null, shape);
+    }
+
+    static OrtIn floats(float[] v, long... shape) {
+      return new OrtIn(null, v, shape);
+    }
+  }
+
+  static Map<String, float[]> runOrt(byte[] model, Map<String, ?> inputs) throws OrtException {
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
+      opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+      try (OrtSession session = env.createSession(model, opts)) {
+        Map<String, OnnxTensor> feed = new LinkedHashMap<>();
+        try {
+          for (var e : inputs.entrySet()) {
+            OrtIn in = (OrtIn) e.getValue();
+            feed.put(e.getKey(), in.longs() != null
+                ? OnnxTensor.createTensor(env, LongBuffer.wrap(in.longs()), in.shape())
+                : OnnxTensor.createTensor(env, FloatBuffer.wrap(in.floats()), in.shape()));
+          }
+          Map<String, float[]> out = new LinkedHashMap<>();
+          try (OrtSession.Result result = session.run(feed)) {
+            for (Map.Entry<String, OnnxValue> e : result) {
+              FloatBuffer fb = ((OnnxTensor) e.getValue()).getFloatBuffer();
+              float[] data = new float[fb.remaining()];
+              fb.get(data);
+              out.put(e.getKey(), data);
+            }
+          }
+          return out;
+        } finally {
+          feed.values().forEach(OnnxTensor::close);
+        }
+      }
+    }
+  }
+
+  /** Per output: max |ort - emulator| <= 1e-4 x max |ort|; prints each figure. */
+  static void assertClose(String what, Map<String, float[]> expected,
+      Map<String, HostTensor> actual) {
+    assertEquals(new TreeSet<>(expected.keySet()), new TreeSet<>(actual.keySet()),
+        what + ": output names");
+    for (var e : expected.entrySet()) {
+      float[] want = e.getValue();
+      float[] got = actual.get(e.getKey()).toF32();
+      assertEquals(want.length, got.length, what + " " + e.getKey() + ": element count");
+      double maxRef = 0;
+      double maxDiff = 0;
+      for (int i = 0; i < want.length; i++) {
+        maxRef = Math.max(maxRef, Math.abs(want[i]));
+        double d = Math.abs(want[i] - got[i]);
+        maxDiff = Double.isNaN(d) ? Double.POSITIVE_INFINITY : Math.max(maxDiff, d);
+      }
+      assertTrue(maxRef > 0, what + " " + e.getKey() + " is all zeros");
+      double rel = maxDiff / maxRef;
+      if (e.getKey().equals("logits") || e.getKey().equals("last_hidden_state")) {
+        System.out.printf("%s %s: compiled+emulated vs ORT max difference %.3g = %.3g of max "
+            + "magnitude %.3g%n", what, e.getKey(), maxDiff, rel, maxRef);
+      }
+      assertTrue(rel <= TOLERANCE, what + " " + e.getKey() + ": max difference " + maxDiff
+          + " exceeds " + TOLERANCE + " x max magnitude " + maxRef);
+    }
+  }
+}
