@@ -71,6 +71,9 @@ final class Lowering {
 
   static String unsupportedReason(Node n, Map<Value, Tensor> known) {
     Op op = n.op();
+    if (QuantLowering.claims(op)) {
+      return QuantLowering.unsupportedReason(n, known);
+    }
     for (Value v : op.operands()) {
       if (!known.containsKey(v) && !computable(v.type().elementType())) {
         return "operand %" + v.name() + " has element type " + v.type().elementType();
@@ -358,6 +361,10 @@ final class Lowering {
   void lower(Node n) {
     this.node = n;
     sramNext = 0;
+    if (QuantLowering.claims(n.op())) {
+      new QuantLowering(this).lower(n);
+      return;
+    }
     switch (n.op()) {
       case ElementwiseOp.Unary u -> unary(n, u.x(), unaryFn(u.kind()));
       case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH

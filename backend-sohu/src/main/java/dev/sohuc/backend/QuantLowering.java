@@ -1,0 +1,389 @@
+package dev.sohuc.backend;
+
+import static dev.sohuc.backend.Emitter.TOK_LOAD;
+import static dev.sohuc.backend.Emitter.TOK_MXU;
+import static dev.sohuc.backend.Emitter.TOK_STORE;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.BinOp;
+import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.MemSpace;
+import dev.sohuc.isa.RedOp;
+import dev.sohuc.isa.ScaleMode;
+import dev.sohuc.isa.UnaryFn;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Low-precision ops: {@code qmatmul} (an {@code mma} in bf16, f8e4m3, f8e5m2 or i8, then
+ * {@code accrd} and {@code cvt mode=row|col} for the scales), {@code dynamic_quantize}
+ * ({@code vun abs}, {@code vred max}, {@code cvt div=1}), {@code quantize_linear} and
+ * {@code dequantize_linear} with zero point 0 ({@code cvt}), and casts between float types.
+ *
+ * <p>Every step is the instruction whose rounding the reference interpreter's
+ * {@code QuantizedKernels}/{@code QuantKernels} model (docs/isa.md, "Numbers"), so the emulated
+ * results equal the interpreter's bit for bit. Quantized tensors live in HBM in their own type:
+ * a quantized weight is stored in the constants image at 1 or 2 bytes per element, and the
+ * {@code mma} streams it at that size.
+ */
+final class QuantLowering {
+  static final int TILE = MatmulLowering.TILE;
+  /** {@code dynamic_quantize}'s smallest scale, so that an all-zero row divides safely. */
+  static final float MIN_SCALE = Float.MIN_NORMAL;
+
+  private final Lowering l;
+  private final Emitter e;
+
+  QuantLowering(Lowering l) {
+    this.l = l;
+    this.e = l.emitter();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // What lowers.
+
+  /** Ops this class lowers: every quantized op, and casts between float types or from i8. */
+  static boolean claims(Op op) {
+    return op instanceof QuantOp || (op instanceof ElementwiseOp.Cast c && isQuantCast(c));
+  }
+
+  /** A cast the VPU's {@code cvt} computes exactly as the interpreter does. */
+  static boolean isQuantCast(ElementwiseOp.Cast c) {
+    ElementType from = c.x().type().elementType();
+    ElementType to = c.to();
+    if (from == to) {
+      return false;
+    }
+    boolean fromOk = isFloat(from) || from == ElementType.I8;
+    return fromOk && isFloat(to) && (from != ElementType.F32 || to != ElementType.F32)
+        && !(from == ElementType.I8 && to != ElementType.F32);
+  }
+
+  private static boolean isFloat(ElementType t) {
+    return t == ElementType.F32 || t == ElementType.BF16 || t == ElementType.F16
+        || t == ElementType.F8E4M3 || t == ElementType.F8E5M2;
+  }
+
+  /** Null when {@link #lower} handles {@code n}, else why not. */
+  static String unsupportedReason(Node n, Map<Value, Tensor> known) {
+    return switch (n.op()) {
+      case ElementwiseOp.Cast c -> lastDimStatic(c.x()) ? null : "cast over a symbolic last dim";
+      case QuantOp.QMatMul q -> qmatmulReason(q, known);
+      case QuantOp.DynamicQuantize d -> !d.granularity().equals("row")
+          ? "dynamic_quantize with per-tensor scales (only per-row scales lower)"
+          : !lastDimStatic(d.x()) ? "dynamic_quantize over a symbolic last dim"
+          : d.x().type().elementType() != ElementType.F32 ? "dynamic_quantize of "
+          + d.x().type().elementType() + " (only f32 inputs)" : null;
+      case QuantOp.QuantizeLinear q -> q.zeroPoint().type().elementType() == ElementType.U8
+          ? "quantize_linear to u8 (only i8 and fp8 with zero point 0)"
+          : linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known, "quantize_linear")
+          != null ? linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known,
+          "quantize_linear") : q.x().type().elementType() != ElementType.F32
+          ? "quantize_linear of " + q.x().type().elementType() + " (only f32 inputs)" : null;
+      case QuantOp.DequantizeLinear d -> d.x().type().elementType() == ElementType.U8
+          ? "dequantize_linear of u8 (only i8, i32 and fp8 with zero point 0)"
+          : d.scale().type().elementType() != ElementType.F32 ? "dequantize_linear to "
+          + d.scale().type().elementType() + " (only f32 results)"
+          : linearReason(d.x(), d.scale(), d.zeroPoint(), d.axis(), known, "dequantize_linear");
+      case QuantOp.DynamicQuantizeLinear d -> "dynamic_quantize_linear (asymmetric u8) has no "
+          + "lowering: the fold-qdq pass turns DynamicQuantizeLinear + MatMulInteger into "
+          + "dynamic_quantize + qmatmul";
+      case QuantOp.MatMulInteger m -> "matmul_integer has no lowering: the fold-qdq pass turns "
+          + "it into qmatmul when its zero points are 0 (asymmetric u8 stays on the interpreter)";
+      default -> "no quantized lowering for '" + n.op().mnemonic() + "'";
+    };
+  }
+
+  private static boolean lastDimStatic(Value v) {
+    TensorType t = v.type();
+    return t.rank() == 0 || t.dim(t.rank() - 1).isStatic();
+  }
+
+  private static String qmatmulReason(QuantOp.QMatMul q, Map<Value, Tensor> known) {
+    TensorType xt = q.x().type();
+    TensorType wt = q.w().type();
+    if (!xt.dim(xt.rank() - 1).isStatic() || !wt.isStatic()) {
+      return "qmatmul with a symbolic reduction length or weight shape";
+    }
+    if (q.xScale().type().rank() == 0 && !known.containsKey(q.xScale())) {
+      return "qmatmul with a computed per-tensor x scale (a constant or per-row scales lower)";
+    }
+    if (q.wScale().type().rank() == 0 && !known.containsKey(q.wScale())) {
+      return "qmatmul with a computed per-tensor w scale";
+    }
+    return null;
+  }
+
+  private static String linearReason(Value x, Value scale, Value zp, long axis,
+      Map<Value, Tensor> known, String what) {
+    Tensor z = known.get(zp);
+    if (z == null) {
+      return what + " with a computed zero point";
+    }
+    for (int i = 0; i < z.size(); i++) {
+      if (z.get(i) != 0) {
+        return what + " with a non-zero zero point (only symmetric quantization lowers)";
+      }
+    }
+    if (!lastDimStatic(x)) {
+      return what + " over a symbolic last dim";
+    }
+    if (scale.type().rank() == 0 || scale.type().staticElementCount().orElse(0L) == 1) {
+      return known.containsKey(scale) ? null : what + " with a computed scale";
+    }
+    int rank = x.type().rank();
+    if (Math.floorMod(axis, rank) != rank - 1) {
+      return what + " per channel on axis " + axis + " (only the last axis)";
+    }
+    return null;
+  }
+
+  static DType dtype(ElementType t) {
+    return switch (t) {
+      case F32 -> DType.F32;
+      case BF16 -> DType.BF16;
+      case F16 -> DType.F16;
+      case F8E4M3 -> DType.F8E4M3;
+      case F8E5M2 -> DType.F8E5M2;
+      case I8 -> DType.I8;
+      case I32 -> DType.I32;
+      default -> throw new BackendException("no instruction dtype for " + t);
+    };
+  }
+
+  private Float scalar(Value v) {
+    Tensor t = l.known().get(v);
+    return t == null || t.size() != 1 ? null : (float) t.get(0);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Lowering.
+
+  void lower(Node n) {
+    switch (n.op()) {
+      case ElementwiseOp.Cast c -> convert(n, c.x(), dtype(c.x().type().elementType()),
+          dtype(c.to()), null, 0, false);
+      case QuantOp.QuantizeLinear q -> convert(n, q.x(), DType.F32,
+          dtype(q.zeroPoint().type().elementType()), scalar(q.scale()), q.scale(), true);
+      case QuantOp.DequantizeLinear d -> convert(n, d.x(), dtype(d.x().type().elementType()),
+          DType.F32, scalar(d.scale()), d.scale(), false);
+      case QuantOp.DynamicQuantize d -> dynamicQuantize(n, d);
+      case QuantOp.QMatMul q -> qmatmul(n, q);
+      default -> throw new BackendException(n.describe() + ": no quantized lowering");
+    }
+  }
+
+  /**
+   * {@code dst = cvt(src * s)} (or {@code / s}): a plain conversion ({@code scaleValue} null and
+   * {@code scaleVec} null), a per-tensor scale (an immediate), or a per-channel scale along the
+   * last axis ({@code scaleVec}, an f32 vector preloaded to SRAM, {@code cvt mode=col}).
+   */
+  private void convert(Node n, Value x, DType from, DType to, Float scaleValue, Object scaleVec,
+      boolean div) {
+    Lowering.View v = Lowering.view(x.type());
+    long inRow = v.cols() * from.bytes();
+    long outRow = v.cols() * to.bytes();
+    boolean perChannel = scaleValue == null && scaleVec instanceof Value;
+    int vec = perChannel ? e.li(l.preload((Value) scaleVec, v.cols() * 4, "scale vector")) : 0;
+    float s = scaleValue == null ? 1.0f : scaleValue;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int inRs = e.konst(inRow);
+    int outRs = e.konst(outRow);
+    int src = e.li(l.addr(x));
+    int dst = e.li(l.addr(n.result()));
+    long tile = l.tileRows(2 * (inRow + outRow), v.cols() == 1 ? 1024 : 128);
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), dst, outRow, outRow,
+        (in, out, r, st) -> e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, from, r, cols,
+            perChannel ? ScaleMode.COL : ScaleMode.TENSOR, s, vec, 0, div, 0, 0)));
+    e.free(rows, src, dst, vec);
+  }
+
+  /**
+   * Per-row symmetric quantization in two row streams: the scales ({@code max |x| / qmax},
+   * at least 2^-126: {@code vun abs}, {@code vred max}, {@code vbini div}, {@code vbini max}),
+   * then {@code q = cvt(x / scale) mode=row div=1} reading x and its scales.
+   */
+  private void dynamicQuantize(Node n, QuantOp.DynamicQuantize d) {
+    Value x = d.x();
+    Lowering.View v = Lowering.view(x.type());
+    DType to = dtype(d.dtype());
+    float qmax = QuantOp.maxMagnitude(d.dtype());
+    long inRow = v.cols() * 4;
+    long outRow = v.cols() * to.bytes();
+    Value q = n.results().get(0);
+    Value scale = n.results().get(1);
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int inRs = e.konst(inRow);
+    int outRs = e.konst(outRow);
+    int four = e.konst(4);
+    int one = e.konst(1);
+    int src = e.li(l.addr(x));
+    int sDst = e.li(l.addr(scale));
+    long tile = l.tileRows(2 * (inRow + 4), 128);
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), sDst, 4, 4,
+        (in, out, r, st) -> {
+          e.vun(UnaryFn.ABS, in[0], inRs, in[0], inRs, r, cols);
+          e.vred(RedOp.MAX, out, four, in[0], inRs, r, cols);
+          e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
+          e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
+        });
+    e.free(sDst);
+    int sSrc = e.li(l.addr(scale));
+    int qDst = e.li(l.addr(q));
+    tile = l.tileRows(2 * (inRow + 4 + outRow), 128);
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow),
+        new Lowering.In(sSrc, 4, 4)), qDst, outRow, outRow,
+        (in, out, r, st) -> e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, DType.F32, r,
+            cols, ScaleMode.ROW, 1.0f, in[1], 0, true, 0, 0)));
+    e.free(rows, src, sSrc, qDst);
+  }
+
+  /**
+   * {@code y[M, N] = f32(f32(acc * x_scale) * w_scale)} with {@code acc = x[M, K] @ w[K, N]} by
+   * one {@code mma} per 128 x 128 output tile in the operands' type. The loop nest is the f32
+   * matmul's (panels of 128 weight columns, prefetched; double-buffered row tiles of x and
+   * ACC tiles): per tile, {@code mma}, {@code accrd} (times a per-tensor x scale), then
+   * {@code cvt mode=row} for per-token x scales (streamed beside x) and {@code cvt mode=col}
+   * for per-channel w scales (preloaded), or {@code cvt mode=tensor} for a scalar w scale.
+   */
+  private void qmatmul(Node n, QuantOp.QMatMul q) {
+    Value x = q.x();
+    Value w = q.w();
+    DType dt = dtype(x.type().elementType());
+    int es = dt.bytes();
+    TensorType xt = x.type();
+    long k = xt.dim(xt.rank() - 1).value();
+    long cols = w.type().dim(1).value();
+    Dim m = Lowering.product(xt.dims().subList(0, xt.rank() - 1));
+    int mTile = m.isStatic() && m.value() < TILE ? (int) Math.max(1, m.value()) : TILE;
+    Float sxImm = scalar(q.xScale());
+    Float swImm = scalar(q.wScale());
+    boolean rowScale = sxImm == null;
+    boolean colScale = swImm == null;
+    long accWords = Lowering.ACC_BASE + 2L * TILE * TILE;
+    if (accWords > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
+          + "has " + l.target().accWords());
+    }
+    if (k > 8191) {
+      throw new BackendException(n.describe() + ": qmatmul with K=" + k + " above 8191");
+    }
+    long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
+    // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
+    long xScaleBuf = rowScale ? l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales") : 0;
+    long panelBytes = k * TILE * es;
+    long bufA = l.sram(panelBytes, "w panel");
+    long bufB = l.sram(panelBytes, "w panel");
+    long need = l.sramUsed() + 2 * (TILE * k * es + TILE * TILE * 4);
+    if (need > l.target().sramBytes()) {
+      throw new BackendException(n.describe() + ": needs " + need + " bytes of SRAM for a "
+          + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes());
+    }
+    float accScale = rowScale ? 1.0f : sxImm;
+    float tailScale = colScale ? 1.0f : swImm;
+    int aBase = e.li(l.addr(x));
+    int sxBuf = rowScale ? e.li(xScaleBuf) : 0;
+    int bPtr = e.li(l.addr(w));
+    int cPtr = e.li(l.addr(n.result()));
+    int wsPtr = colScale ? e.li(wScaleBuf) : 0;
+    int rows = l.dimReg(m);
+    int ldc = e.konst(TILE);
+    int lda = e.konst(k * es);
+    int ldb = e.konst((long) TILE * es);
+    int bSrcStride = e.konst(cols * es);
+    int kRows = e.konst(k);
+    long nFull = cols / TILE;
+    long tail = cols % TILE;
+    int bCur = e.li(bufA);
+    int bNext = e.li(bufB);
+    int accCur = e.li(Lowering.ACC_BASE);
+    int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    int jrem = e.li(nFull - 1);
+    int one = e.konst(1);
+    e.konst(TILE * 4L); // the full panel's output row bytes, made before the loop opens
+    List<Lowering.In> ins = List.of(new Lowering.In(aBase, k * es, k * es));
+    Tail t = new Tail(rowScale, sxBuf, colScale, wsPtr, accScale, tailScale);
+    if (nFull > 0) {
+      e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es, kRows,
+          0, 0, 1, 0, 0);
+      int jLoop = e.beginLoop(0, nFull);
+      Runnable prefetch = () -> {
+        // the next full panel; zero rows after the last one
+        int r = e.alloc();
+        int p = e.alloc();
+        e.min(r, jrem, one);
+        e.max(r, r, 0);
+        e.mul(r, r, kRows);
+        e.addImm(p, bPtr, (long) TILE * es);
+        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, p, bSrcStride, (long) TILE * es, r, 0, 0,
+            1, 0, 0);
+        e.free(r, p);
+      };
+      stream(rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc, accCur,
+          accNext, t, prefetch);
+      e.swap(bCur, bNext);
+      e.addImm(bPtr, bPtr, (long) TILE * es);
+      e.addImm(cPtr, cPtr, TILE * 4L);
+      if (colScale) {
+        e.addImm(wsPtr, wsPtr, TILE * 4L);
+      }
+      e.addImm(jrem, jrem, -1);
+      e.endLoop(jLoop);
+    }
+    if (tail > 0) {
+      e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, tail * es, kRows, 0, 0, 1,
+          0, 0);
+      stream(rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc, accCur,
+          accNext, t, null);
+    }
+    e.free(aBase, sxBuf, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+  }
+
+  /** How an ACC tile becomes the f32 result: accrd's scale, then the scale conversions. */
+  private record Tail(boolean rowScale, int sxBuf, boolean colScale, int wsPtr, float accScale,
+      float tailScale) {}
+
+  private void stream(int rows, List<Lowering.In> ins, int lda, int cPtr, long outHbmStride,
+      int nt, int bSram, int ldb, long k, DType dt, int mTile, int ldc, int accCur, int accNext,
+      Tail t, Runnable afterPrologue) {
+    int ntReg = e.konst(nt);
+    int ntBytes = e.konst(nt * 4L);
+    boolean integer = dt == DType.I8;
+    l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
+      int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, 0,
+          (int) k, dt, false, false, false, 0, 0));
+      e.patchTokens(mm, TOK_LOAD, TOK_MXU);
+      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, accCur, 0, ldc, r, ntReg, DType.F32,
+          integer, t.accScale(), Bcast.NONE, 0, 0, UnaryFn.NONE, 0, 0));
+      e.patchTokens(last, TOK_MXU, 0);
+      if (t.rowScale()) {
+        int sv = e.alloc();
+        e.mulImm(sv, s, 4);
+        e.add(sv, sv, t.sxBuf());
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+            ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
+        e.free(sv);
+      }
+      if (t.colScale()) {
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+            ntReg, ScaleMode.COL, 1.0f, t.wsPtr(), 0, false, 0, 0));
+      } else if (t.tailScale() != 1.0f) {
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+            ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));
+      }
+      e.patchTokens(last, 0, TOK_STORE);
+    }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale());
+  }
+}

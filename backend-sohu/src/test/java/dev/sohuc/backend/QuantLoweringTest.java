@@ -1,0 +1,282 @@
+package dev.sohuc.backend;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Location;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.text.IrParser;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.passes.quant.QuantMode;
+import dev.sohuc.passes.quant.QuantOptions;
+import dev.sohuc.passes.quant.Quantizer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.Supplier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The quantized ops compiled and emulated against the reference interpreter: what the quantizer
+ * emits for every mode (casts, dynamic_quantize, quantize_linear, qmatmul with per-row,
+ * per-tensor and per-channel scales), and quantize/dequantize/cast forms written by hand. The
+ * interpreter models the chip's rounding rules, so the quantized ops agree exactly (0 error
+ * where their input comes straight from the model input: casts, qdq, the f8e5m2 qmatmul). With
+ * dynamic per-token scales the f32 layer_norm/gelu before them (a few ulp from the interpreter)
+ * move each row's scale by an ulp, which shows as up to ~5e-7 relative; the tolerance is 1e-6.
+ */
+class QuantLoweringTest {
+  static final long SEED = 9090L;
+  static final double TOL = 1e-6;
+  static final int D = 64;
+  static final int HID = 200;  // one full 128-column panel and a 72-column tail
+  static final int OUT = 48;
+
+  @TempDir Path tmp;
+
+  /** x [?s, 64] -> layer_norm -> fc1 [64 x 200] -> gelu -> fc2 [200 x 48], seeded weights. */
+  static Module mlp() {
+    Random rnd = new Random(SEED);
+    Module m = new Module("qmlp");
+    Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)), ElementType.F32));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    Location loc = new Location("qmlp");
+    Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
+    Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
+    Value h = b.add(new TransformerOp.LayerNorm(x, gamma, beta, -1, 1e-5), loc, "ln");
+    Value w1 = weight(m, b, "fc1.w", gaussian(rnd, new long[] {D, HID}, 0.125f, 0f));
+    Value y1 = b.add(new LinalgOp.MatMul(h, w1), loc, "fc1");
+    Value g = b.add(new TransformerOp.Gelu(y1, false), loc, "act");
+    Value w2 = weight(m, b, "fc2.w", gaussian(rnd, new long[] {HID, OUT}, 0.07f, 0f));
+    Value y2 = b.add(new LinalgOp.MatMul(g, w2), loc, "fc2");
+    f.setOutputs(List.of(new Function.Output("y", y2)));
+    return m;
+  }
+
+  static Value weight(Module m, FunctionBuilder b, String name, Tensor t) {
+    m.addWeight(new Weight(name, t.type(), new Weight.Data.Inline(t.toBytes())));
+    return b.add(new SourceOp.WeightRef(name, t.type()), Location.UNKNOWN, name);
+  }
+
+  static Tensor gaussian(Random rnd, long[] shape, float sd, float mean) {
+    float[] v = new float[Tensor.checkedSize(shape)];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = mean + sd * (float) rnd.nextGaussian();
+    }
+    return Tensor.ofFloats(ElementType.F32, shape, v);
+  }
+
+  /** Calibration folders whose input_0.pb the reader answers from memory. */
+  QuantOptions calibrated(QuantMode mode) {
+    Map<Path, Tensor> files = new HashMap<>();
+    List<Path> dirs = new ArrayList<>();
+    Random rnd = new Random(SEED + 1);
+    try {
+      for (int s = 0; s < 3; s++) {
+        Path dir = tmp.resolve(mode.flag() + "_calib_" + s);
+        Files.createDirectories(dir);
+        Path file = dir.resolve("input_0.pb");
+        Files.write(file, new byte[0]);
+        files.put(file, EndToEndHarness.randomF32(rnd, 2.0, 17, D));
+        dirs.add(dir);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return QuantOptions.of(mode).withCalibration(dirs, files::get);
+  }
+
+  /** Compiles the quantized module, checks s = 5, 130 and 300 rows; returns the compiled form. */
+  static EndToEndHarness.Compiled check(String label, Supplier<Module> factory) {
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("s", 300));
+    for (long s : new long[] {5, 130, 300}) {
+      Random r = new Random(SEED + s);
+      System.out.println(label + " seed " + (SEED + s) + " s=" + s);
+      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, s, D)), TOL,
+          label + " s=" + s);
+      assertTrue(res.maxError() <= TOL);
+    }
+    return c;
+  }
+
+  static Supplier<Module> quantized(QuantOptions o) {
+    return () -> {
+      Module m = mlp();
+      Quantizer.quantize(m, o);
+      return m;
+    };
+  }
+
+  static long count(Module m, Class<?> op) {
+    return m.main().body().stream().map(Node::op).filter(op::isInstance).count();
+  }
+
+  @Test
+  void bf16CastsAndQmatmul() {
+    Module m = quantized(QuantOptions.of(QuantMode.BF16)).get();
+    assertEquals(2, count(m, QuantOp.QMatMul.class));
+    check("bf16", quantized(QuantOptions.of(QuantMode.BF16)));
+  }
+
+  @Test
+  void fp8DynamicPerTokenScales() {
+    Module m = quantized(QuantOptions.of(QuantMode.FP8)).get();
+    assertEquals(2, count(m, QuantOp.DynamicQuantize.class));
+    check("fp8 dynamic", quantized(QuantOptions.of(QuantMode.FP8)));
+  }
+
+  @Test
+  void fp8CalibratedPerTensorScales() {
+    QuantOptions o = calibrated(QuantMode.FP8);
+    assertEquals(2, count(quantized(o).get(), QuantOp.QuantizeLinear.class));
+    check("fp8 calibrated", quantized(o));
+  }
+
+  @Test
+  void int8DynamicPerTokenScales() {
+    check("int8 dynamic", quantized(QuantOptions.of(QuantMode.INT8)));
+  }
+
+  @Test
+  void int8CalibratedWithSmoothQuant() {
+    QuantOptions o = calibrated(QuantMode.INT8);
+    assertEquals(2, count(quantized(o).get(), QuantOp.QuantizeLinear.class));
+    check("int8 calibrated", quantized(o));
+  }
+
+  @Test
+  void quantizedWeightsShrinkTheConstantsImage() {
+    long f32 = constantsBytes(EndToEndHarness.compile(QuantLoweringTest::mlp, BackendOptions.defaults()));
+    long bf16 = constantsBytes(EndToEndHarness.compile(quantized(QuantOptions.of(QuantMode.BF16)),
+        BackendOptions.defaults()));
+    long fp8 = constantsBytes(EndToEndHarness.compile(quantized(QuantOptions.of(QuantMode.FP8)),
+        BackendOptions.defaults()));
+    long weights = 4L * (D * HID + HID * OUT);
+    System.out.printf("constants: f32 %d, bf16 %d, fp8 %d bytes (f32 matmul weights %d)%n", f32,
+        bf16, fp8, weights);
+    // the matmul weights are most of the image: halved in bf16, quartered (plus scales) in fp8
+    assertTrue(bf16 <= f32 - weights / 2 + 1024, "bf16 " + bf16 + " vs f32 " + f32);
+    assertTrue(fp8 <= f32 - weights * 3 / 4 + 4 * (HID + OUT) + 2048, "fp8 " + fp8);
+  }
+
+  static long constantsBytes(EndToEndHarness.Compiled c) {
+    return c.program.constants() == null ? 0 : c.program.constants().size();
+  }
+
+  // ---- hand-written forms ----------------------------------------------------------------
+
+  static Supplier<Module> ir(String name, String func) {
+    String text = "module @" + name + " {\n" + func + "\n}\n";
+    return () -> IrParser.parse(text, name + ".ir");
+  }
+
+  static void checkIr(String name, String func) {
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(ir(name, func),
+        BackendOptions.defaults().withBound("s", 300));
+    for (long s : new long[] {3, 200}) {
+      Random r = new Random(SEED + s);
+      System.out.println(name + " seed " + (SEED + s) + " s=" + s);
+      c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40)), TOL, name + " s=" + s);
+    }
+  }
+
+  @Test
+  void castsBetweenFloatTypes() {
+    checkIr("casts", """
+        func @main(%x: tensor<?s x 40 x f32>) -> ("a": tensor<?s x 40 x f32>, "b": tensor<?s x 40 x f32>, "c": tensor<?s x 40 x f32>, "d": tensor<?s x 40 x f32>) {
+          %xb = cast %x {to = bf16} : tensor<?s x 40 x bf16>
+          %a = cast %xb {to = f32} : tensor<?s x 40 x f32>
+          %xh = cast %x {to = f16} : tensor<?s x 40 x f16>
+          %b = cast %xh {to = f32} : tensor<?s x 40 x f32>
+          %x8 = cast %x {to = f8e4m3} : tensor<?s x 40 x f8e4m3>
+          %c = cast %x8 {to = f32} : tensor<?s x 40 x f32>
+          %x5 = cast %xb {to = f8e5m2} : tensor<?s x 40 x f8e5m2>
+          %d = cast %x5 {to = f32} : tensor<?s x 40 x f32>
+          return %a, %b, %c, %d
+        }""");
+  }
+
+  @Test
+  void quantizeDequantizeZeroPointZero() {
+    float[] ch = new float[40];
+    for (int j = 0; j < ch.length; j++) {
+      ch[j] = 0.01f + 0.002f * j;
+    }
+    StringBuilder vec = new StringBuilder();
+    for (float v : ch) {
+      vec.append(vec.length() == 0 ? "" : ", ").append(v);
+    }
+    checkIr("qdq", """
+        func @main(%x: tensor<?s x 40 x f32>) -> ("a": tensor<?s x 40 x f32>, "b": tensor<?s x 40 x f32>, "c": tensor<?s x 40 x f32>, "d": tensor<?s x 40 x f32>) {
+          %s = constant {value = dense<0.0235> : tensor<f32>} : tensor<f32>
+          %sc = constant {value = dense<[VEC]> : tensor<40 x f32>} : tensor<40 x f32>
+          %z8 = constant {value = dense<0> : tensor<i8>} : tensor<i8>
+          %zc = constant {value = dense<[ZEROS]> : tensor<40 x i8>} : tensor<40 x i8>
+          %ze4 = constant {value = dense<0.0> : tensor<f8e4m3>} : tensor<f8e4m3>
+          %ze5 = constant {value = dense<[FZEROS]> : tensor<40 x f8e5m2>} : tensor<40 x f8e5m2>
+          %q = quantize_linear %x, %s, %z8 {axis = 1} : tensor<?s x 40 x i8>
+          %a = dequantize_linear %q, %s, %z8 {axis = 1} : tensor<?s x 40 x f32>
+          %qc = quantize_linear %x, %sc, %zc {axis = 1} : tensor<?s x 40 x i8>
+          %b = dequantize_linear %qc, %sc, %zc {axis = -1} : tensor<?s x 40 x f32>
+          %q4 = quantize_linear %x, %s, %ze4 {axis = 1} : tensor<?s x 40 x f8e4m3>
+          %c = dequantize_linear %q4, %s, %ze4 {axis = 1} : tensor<?s x 40 x f32>
+          %q5 = quantize_linear %x, %sc, %ze5 {axis = 1} : tensor<?s x 40 x f8e5m2>
+          %d = dequantize_linear %q5, %sc, %ze5 {axis = 1} : tensor<?s x 40 x f32>
+          return %a, %b, %c, %d
+        }""".replace("VEC", vec).replace("FZEROS", String.join(", ", java.util.Collections.nCopies(40, "0.0")))
+        .replace("ZEROS", String.join(", ", java.util.Collections.nCopies(40, "0"))));
+  }
+
+  @Test
+  void qmatmulInF8e5m2WithScalarScales() {
+    Random rnd = new Random(SEED);
+    Tensor w = gaussian(rnd, new long[] {40, 130}, 0.5f, 0f);
+    String hex = HexFormat.of().formatHex(w.toBytes());
+    String text = """
+        module @q5 {
+          weight @w : tensor<40 x 130 x f32> = inline 0xHEX
+          func @main(%x: tensor<?s x 40 x f32>) -> ("y": tensor<?s x 130 x f32>, "z": tensor<?s x 130 x f32>) {
+            %wf = weight {name = @w} : tensor<40 x 130 x f32>
+            %s = constant {value = dense<0.01> : tensor<f32>} : tensor<f32>
+            %sw = constant {value = dense<0.5> : tensor<f32>} : tensor<f32>
+            %z5 = constant {value = dense<0.0> : tensor<f8e5m2>} : tensor<f8e5m2>
+            %wq = quantize_linear %wf, %sw, %z5 {axis = 1} : tensor<40 x 130 x f8e5m2>
+            %xq, %xs = dynamic_quantize %x {dtype = f8e5m2, granularity = "row"} : tensor<?s x 40 x f8e5m2>, tensor<?s x 1 x f32>
+            %y = qmatmul %xq, %wq, %xs, %sw : tensor<?s x 130 x f32>
+            %xt = quantize_linear %x, %s, %z5 {axis = 1} : tensor<?s x 40 x f8e5m2>
+            %z = qmatmul %xt, %wq, %s, %sw : tensor<?s x 130 x f32>
+            return %y, %z
+          }
+        }
+        """.replace("HEX", hex);
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "q5.ir"),
+        BackendOptions.defaults().withBound("s", 300));
+    for (long s : new long[] {1, 129}) {
+      Random r = new Random(SEED + s);
+      c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40)), TOL, "q5 s=" + s);
+    }
+  }
+}
