@@ -67,7 +67,8 @@ class InterpreterOpsTest {
       "constant", "fill", "range", "weight",
       "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
       "qmatmul", "dynamic_quantize", // QuantizedOpsTest
-      "attention", "kv_cache_append", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding");
+      "attention", "kv_cache_append", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding",
+      "all_reduce");
 
   @Test
   void everyRegisteredOpHasAnInterpreterTest() {
@@ -681,6 +682,14 @@ class InterpreterOpsTest {
         -0.2689414322376251, 0.0, 1.7615941762924194);
     assertClose(run(a -> new TransformerOp.SwiGlu(a.get(0), a.get(1)), f32(shape(2), 2, -1), f32(shape(2), 3, 4)),
         shape(2), ULPS, 5.284782409667969, -1.0757657289505005);
+  }
+
+  @Test
+  void allReduceOfOneProgramIsItsOwnPartial() {
+    // One program holds one chip's partial sum; the other chips' shares arrive only on hardware
+    // (or in the multi-shard test runner), so the single-program semantics is the identity.
+    assertTensor(run(a -> new TransformerOp.AllReduce(a.get(0), 8), f32(shape(2), 1.5, -2)),
+        ElementType.F32, shape(2), 1.5, -2);
   }
 
   @Test
