@@ -4,7 +4,13 @@ import dev.sohuc.backend.CompiledProgram;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.text.IrPrinter;
+import dev.sohuc.onnx.TensorFiles;
 import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.quant.CalibrationException;
+import dev.sohuc.passes.quant.QuantMode;
+import dev.sohuc.passes.quant.QuantOptions;
+import dev.sohuc.passes.quant.QuantReport;
+import dev.sohuc.passes.quant.Quantizer;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,8 +51,20 @@ final class CompileCommand implements Callable<Integer> {
       description = "Print the IR after the named passes.")
   List<String> printAfter = new ArrayList<>();
 
-  @Option(names = "--report", description = "Print fusions, code size and memory use.")
+  @Option(names = "--report", description = "Print fusions, quantization, code size and memory use.")
   boolean report;
+
+  @Option(names = "--quantize", paramLabel = "MODE",
+      description = "none, bf16, fp8 or int8: matmuls with weights become qmatmul (default none).")
+  String quantize = "none";
+
+  @Option(names = "--calibrate", paramLabel = "DIR",
+      description = "A folder of input_N.pb files (one calibration set); repeat for more sets.")
+  List<Path> calibrate = new ArrayList<>();
+
+  @Option(names = "--max-layer-error", paramLabel = "X",
+      description = "Relative L2 error above which a layer stays in higher precision (default per mode).")
+  Double maxLayerError;
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -75,6 +93,10 @@ final class CompileCommand implements Callable<Integer> {
     if (report) {
       out.print(passReport.fusion().render());
     }
+    QuantReport quantReport = quantize(m);
+    if (report && quantReport != null) {
+      out.print(quantReport.render());
+    }
     if (emit.equals("ir")) {
       write(IrPrinter.print(m), out);
       return 0;
@@ -92,6 +114,32 @@ final class CompileCommand implements Callable<Integer> {
     }
     p.write(output);
     return 0;
+  }
+
+  /** Applies --quantize (after the default pipeline, on the fused IR); null for none. */
+  private QuantReport quantize(Module m) {
+    QuantOptions options;
+    try {
+      QuantMode mode = QuantMode.parse(quantize);
+      if (mode == QuantMode.NONE) {
+        if (!calibrate.isEmpty() || maxLayerError != null) {
+          throw new IllegalArgumentException("--calibrate and --max-layer-error need --quantize "
+              + "bf16, fp8 or int8");
+        }
+        return null;
+      }
+      options = QuantOptions.of(mode).withCalibration(calibrate, TensorFiles::read);
+      if (maxLayerError != null) {
+        options = options.withMaxLayerError(maxLayerError);
+      }
+    } catch (IllegalArgumentException e) {
+      throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
+    try {
+      return Quantizer.quantize(m, options);
+    } catch (CalibrationException e) {
+      throw new UserException(e.getMessage());
+    }
   }
 
   private void write(String text, PrintWriter out) throws java.io.IOException {

@@ -42,6 +42,7 @@ final class UserErrors implements CommandLine.IExecutionExceptionHandler {
         || e instanceof dev.sohuc.isa.IsaException
         || e instanceof dev.sohuc.emu.EmulatorException  // traps included (Trap extends it)
         || e instanceof dev.sohuc.onnx.OnnxImportException
+        || e instanceof dev.sohuc.passes.quant.CalibrationException
         || e instanceof IOException
         || e instanceof UncheckedIOException;
   }
