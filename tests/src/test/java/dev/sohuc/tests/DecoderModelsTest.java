@@ -1,0 +1,166 @@
+package dev.sohuc.tests;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtSession;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.TensorFiles;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The GPT-2 and Llama stacks of {@link DecoderGraphs}, for a full prompt and for one decode step
+ * with a KV cache, through {@code sohuc compile --report} and {@code sohuc run}: every output
+ * (logits and present keys/values) matches ONNX Runtime within 1e-4 relative, and the fusion
+ * report shows every attention, norm, activation and rope fused, nothing left over.
+ */
+class DecoderModelsTest {
+  static final double TOL = 1e-4;
+  static final long SEED = 11;
+  static final long PROMPT = 7;
+
+  @TempDir Path tmp;
+
+  @Test
+  void gpt2Prompt() throws Exception {
+    var c = DecoderGraphs.Gpt2.TINY;
+    String report = check("gpt2-prompt", DecoderGraphs.gpt2(c, 1, PROMPT, 0, SEED), c.vocab(),
+        PROMPT, 0, c.layers(), c.heads(), c.headDim());
+    assertFused(report, Map.of("attention", 2L, "layer_norm", 5L, "gelu", 2L));
+  }
+
+  @Test
+  void gpt2DecodeStepWithKvCache() throws Exception {
+    var c = DecoderGraphs.Gpt2.TINY;
+    String report = check("gpt2-decode", DecoderGraphs.gpt2(c, 1, 1, PROMPT, SEED), c.vocab(),
+        1, PROMPT, c.layers(), c.heads(), c.headDim());
+    assertFused(report, Map.of("attention", 2L, "layer_norm", 5L, "gelu", 2L,
+        "kv_cache_append", 4L));
+  }
+
+  @Test
+  void llamaPrompt() throws Exception {
+    var c = DecoderGraphs.Llama.TINY;
+    String report = check("llama-prompt", DecoderGraphs.llama(c, 1, PROMPT, 0, SEED), c.vocab(),
+        PROMPT, 0, c.layers(), c.kvHeads(), c.headDim());
+    assertFused(report, Map.of("attention", 2L, "rms_norm", 5L, "rope", 4L, "swiglu", 2L));
+  }
+
+  @Test
+  void llamaDecodeStepWithKvCache() throws Exception {
+    var c = DecoderGraphs.Llama.TINY;
+    String report = check("llama-decode", DecoderGraphs.llama(c, 1, 1, PROMPT, SEED), c.vocab(),
+        1, PROMPT, c.layers(), c.kvHeads(), c.headDim());
+    assertFused(report, Map.of("attention", 2L, "rms_norm", 5L, "rope", 4L,
+        "swiglu", 2L, "kv_cache_append", 4L));
+  }
+
+  /** Each op kind fused at least as often as given, and the report lists nothing unfused. */
+  private static void assertFused(String report, Map<String, Long> atLeast) {
+    assertTrue(report.contains("unfused: none"), report);
+    atLeast.forEach((op, n) -> {
+      var m = java.util.regex.Pattern.compile("(?m)^\\s+" + op + "\\s+(\\d+)$").matcher(report);
+      assertTrue(m.find(), op + " not fused:\n" + report);
+      assertTrue(Long.parseLong(m.group(1)) >= n, op + " fused " + m.group(1) + " times, want "
+          + n + ":\n" + report);
+    });
+  }
+
+  /** Compiles, emulates, compares every output with ORT; returns the compile report. */
+  private String check(String name, byte[] model, long vocab, long seq, long past, long layers,
+      long kvHeads, long headDim) throws Exception {
+    Path onnx = tmp.resolve(name + ".onnx");
+    Files.write(onnx, model);
+    Random r = new Random(SEED);
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    long[] ids = new long[(int) seq];
+    for (int i = 0; i < seq; i++) {
+      ids[i] = r.nextInt((int) vocab);
+    }
+    in.put("input_ids", Tensor.ofLongs(ElementType.I64, new long[] {1, seq}, ids));
+    if (past > 0) {
+      long[] shape = {1, kvHeads, past, headDim};
+      for (String p : DecoderGraphs.pastNames(layers)) {
+        float[] f = new float[(int) (kvHeads * past * headDim)];
+        for (int i = 0; i < f.length; i++) {
+          f[i] = (float) r.nextGaussian();
+        }
+        in.put(p, Tensor.ofFloats(ElementType.F32, shape, f));
+      }
+    }
+    Path inDir = tmp.resolve(name + "-in");
+    Files.createDirectories(inDir);
+    int i = 0;
+    for (Map.Entry<String, Tensor> e : in.entrySet()) {
+      TensorFiles.write(inDir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
+    }
+
+    // the causal mask is folded into every attention, never kept as a mask operand (one decode
+    // query sees every key, so there an all-zero mask may simply vanish: causal either way)
+    String ir = Models.sohuc("compile", onnx.toString(), "--emit", "ir");
+    List<String> attention = ir.lines().filter(l -> l.contains("= attention ")).toList();
+    assertEquals(layers, attention.size(), ir);
+    for (String a : attention) {
+      String operands = a.substring(a.indexOf("= attention ") + 12, a.indexOf(" {"));
+      assertEquals(3, operands.split(", ").length, "q, k, v and no mask: " + a);
+      assertTrue(seq == 1 || a.contains("causal = true"), a);
+    }
+    Path bin = tmp.resolve(name + ".sohu");
+    String report = Models.sohuc("compile", onnx.toString(), "--report", "-o", bin.toString());
+    Path outDir = tmp.resolve(name + "-out");
+    Models.sohuc("run", bin.toString(), "--inputs", inDir.toString(), "--output-dir",
+        outDir.toString());
+    Map<String, Tensor> got = new LinkedHashMap<>();
+    for (int k = 0; Files.isRegularFile(outDir.resolve("output_" + k + ".pb")); k++) {
+      TensorFiles.Named t = TensorFiles.readNamed(outDir.resolve("output_" + k + ".pb"));
+      got.put(t.name(), t.tensor());
+    }
+
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    Map<String, OnnxTensor> feed = new LinkedHashMap<>();
+    try (OrtSession s = env.createSession(model, new OrtSession.SessionOptions())) {
+      for (Map.Entry<String, Tensor> e : in.entrySet()) {
+        Tensor t = e.getValue();
+        feed.put(e.getKey(), t.elementType() == ElementType.I64
+            ? OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs()), t.shape())
+            : OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats()), t.shape()));
+      }
+      try (OrtSession.Result res = s.run(feed)) {
+        assertEquals(res.size(), got.size(), name + ": outputs " + got.keySet());
+        StringBuilder errors = new StringBuilder();
+        double worst = 0;
+        for (Map.Entry<String, OnnxValue> o : res) {
+          OnnxTensor want = (OnnxTensor) o.getValue();
+          Tensor g = got.get(o.getKey());
+          assertTrue(g != null, name + ": no output " + o.getKey() + " in " + got.keySet());
+          assertArrayEquals(want.getInfo().getShape(), g.shape(), name + ": " + o.getKey());
+          FloatBuffer fb = want.getFloatBuffer();
+          float[] w = new float[fb.remaining()];
+          fb.get(w);
+          double err = Models.maxError(g.floats(), w);
+          worst = Math.max(worst, err);
+          errors.append(String.format(" %s %.3g", o.getKey(), err));
+          assertTrue(err <= TOL, name + ": " + o.getKey() + " max error " + err + " > " + TOL);
+        }
+        System.out.printf("%s (seed %d): max error %.3g;%s%n", name, SEED, worst, errors);
+      }
+    } finally {
+      feed.values().forEach(OnnxTensor::close);
+    }
+    return report;
+  }
+}
