@@ -20,7 +20,8 @@ import java.util.Map;
  * each run their in-order queue concurrently. A queued instruction starts when its engine is
  * free, it has been issued, and its wait token has been signalled; it occupies its engine for
  * {@code fixedCycles + ceil(passes * work / rate)} cycles (isa-spec {@link Cost}) and signals
- * when it completes (DMA completion adds the memory latency, which pipelines). Events are
+ * when it completes: completion adds the pipeline latency (DMA: the memory's latency; mma: the
+ * table's latency), which delays the signal but not the engine's next instruction. Events are
  * committed in time order, so a signal is never consumed before it happens.
  */
 final class TimingMachine {
@@ -297,6 +298,8 @@ final class TimingMachine {
         o.mma = true;
         o.mmaType = DType.values()[(int) o.values.field("dtype")];
         o.rate = target.macsPerCycle(o.mmaType);
+        // fill and drain of the array: delays this tile's result, not the next tile's start
+        o.latency = c.latencyCycles();
       }
       case ELEMENTS -> o.rate = switch (vpuClass(insn)) {
         case SIMPLE -> target.get("vpu.simple_rate");

@@ -4,9 +4,17 @@ package dev.sohuc.isa;
  * The timing model's parameters for one instruction. An instruction occupies its engine for
  * {@code fixedCycles + ceil(passes * work / rate)} cycles, where work is counted in {@code unit}
  * by {@code formula} (from field values and register values read at issue), and rate is the
- * machine description's throughput of that engine for that unit (and dtype, for the MXU).
+ * machine description's throughput of that engine for that unit (and dtype, for the MXU). Its
+ * result is visible (its signal token fires) {@code latencyCycles} after that: pipeline latency,
+ * which delays the instruction's completion but not the next instruction's start on the engine.
  */
-public record Cost(int fixedCycles, Unit unit, int passes, String formula, Work work) {
+public record Cost(int fixedCycles, Unit unit, int passes, String formula, Work work,
+    int latencyCycles) {
+
+  /** A cost without pipeline latency. */
+  public Cost(int fixedCycles, Unit unit, int passes, String formula, Work work) {
+    this(fixedCycles, unit, passes, formula, work, 0);
+  }
 
   /**
    * The work of one instruction, with {@code reg} giving register values as read at issue:

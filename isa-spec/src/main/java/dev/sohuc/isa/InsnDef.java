@@ -171,6 +171,13 @@ public record InsnDef(
       return this;
     }
 
+    /** Pipeline latency: cycles from the end of the engine's occupancy to the result. */
+    Builder latency(int cycles) {
+      this.cost = new Cost(cost.fixedCycles(), cost.unit(), cost.passes(), cost.formula(),
+          cost.work(), cycles);
+      return this;
+    }
+
     Builder example(String asm) {
       this.example = asm;
       return this;

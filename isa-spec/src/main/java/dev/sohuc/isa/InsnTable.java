@@ -284,7 +284,8 @@ public final class InsnTable {
             + "rounding, p ascending. i8 inputs: C is i32, wrapping. A[i][p] is at a + i*lda + "
             + "p*esize (ta: a + p*lda + i*esize); B[p][j] at b + p*ldb + j*esize (tb: b + j*ldb + "
             + "p*esize); C[i][j] at acc + i*ldc + j.")
-        .cost(128, MACS, 1, "m * n * k", v -> v.field("m") * v.field("n") * v.count("k"))
+        .cost(0, MACS, 1, "m * n * k", v -> v.field("m") * v.field("n") * v.count("k"))
+        .latency(128)
         .example("mma r20, r21, r22, r23, r24, r25, 128, 128, r26, bf16, tb=1, accumulate=1")
         .build());
 

@@ -318,12 +318,19 @@ public final class IsaDocGenerator {
         the control unit. The timing emulator needs nothing else; `dev.sohuc.isa.Cost.workOf`
         computes `work` from a decoded instruction and a register file.
 
-        | mnemonic | engine | fixed | passes | work unit | work |
-        |---|---|---|---|---|---|
+        The result is visible (the signal token fires) `latency` cycles after the occupancy
+        ends: pipeline latency, which delays the instruction's completion but not the start of
+        the engine's next instruction, so back-to-back tiles pipeline (`mma`: the systolic
+        array's fill and drain). DMA latency comes from the machine description (HBM or SRAM
+        latency), not from this table.
+
+        | mnemonic | engine | fixed | latency | passes | work unit | work |
+        |---|---|---|---|---|---|---|
         """);
     for (InsnDef d : all) {
       sb.append("| `").append(d.mnemonic()).append("` | ").append(d.engine()).append(" | ")
-          .append(d.cost().fixedCycles()).append(" | ").append(d.cost().passes()).append(" | ")
+          .append(d.cost().fixedCycles()).append(" | ").append(d.cost().latencyCycles())
+          .append(" | ").append(d.cost().passes()).append(" | ")
           .append(d.cost().unit().name().toLowerCase(java.util.Locale.ROOT)).append(" | ")
           .append(d.cost().formula().equals("-") ? "-" : "`" + d.cost().formula() + "`")
           .append(" |\n");
@@ -469,6 +476,10 @@ public final class IsaDocGenerator {
       sb.append(" + ").append(d.cost().passes()).append(" x `").append(d.cost().formula())
           .append("` ").append(d.cost().unit().name().toLowerCase(java.util.Locale.ROOT))
           .append(" / rate");
+    }
+    if (d.cost().latencyCycles() > 0) {
+      sb.append(", then ").append(d.cost().latencyCycles())
+          .append(" cycles of pipeline latency (not occupancy)");
     }
     sb.append(".\n\nExample:\n\n```\n").append(d.example()).append("\n```\n\n");
   }
