@@ -80,6 +80,7 @@ final class Lowering {
       }
     }
     return switch (op) {
+      case ElementwiseOp.Unary u when TrigLowering.claims(u.kind()) -> requireF32(n);
       case ElementwiseOp.Unary u -> unaryFn(u.kind()) == null ? "no VPU function for "
           + u.kind().mnemonic() : requireF32(n);
       case ElementwiseOp.Binary b when b.kind().isComparison() ->
@@ -366,6 +367,8 @@ final class Lowering {
       return;
     }
     switch (n.op()) {
+      case ElementwiseOp.Unary u when TrigLowering.claims(u.kind()) ->
+          new TrigLowering(this).lower(n, u);
       case ElementwiseOp.Unary u -> unary(n, u.x(), unaryFn(u.kind()));
       case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH
           : UnaryFn.GELU_ERF);
@@ -652,7 +655,20 @@ final class Lowering {
     long at = sram(bytes, what);
     int dst = e.li(at);
     int src = e.li(addr(v));
-    e.dma(MemSpace.SRAM, dst, 0, MemSpace.HBM, src, 0, bytes, 0, 1, 0, 1, 0, 0);
+    // a DMA row is at most 128 KB: larger buffers (Llama-3's 2048 x 128 rotary tables) go as
+    // rows of the largest power of two that divides them
+    long row = bytes;
+    while (row > 65536 && row % 2 == 0) {
+      row /= 2;
+    }
+    if (row == bytes) {
+      e.dma(MemSpace.SRAM, dst, 0, MemSpace.HBM, src, 0, bytes, 0, 1, 0, 1, 0, 0);
+    } else {
+      int rows = e.li(bytes / row);
+      int stride = e.li(row);
+      e.dma(MemSpace.SRAM, dst, stride, MemSpace.HBM, src, stride, row, rows, 0, 0, 1, 0, 0);
+      e.free(rows, stride);
+    }
     e.free(dst, src);
     return at;
   }
