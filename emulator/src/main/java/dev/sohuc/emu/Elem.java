@@ -4,7 +4,9 @@ import dev.sohuc.isa.DType;
 import dev.sohuc.isa.num.Numerics;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
 
 /**
  * Element loads and stores on SRAM bytes, by dtype, with the ISA's numeric rules from
@@ -87,34 +89,36 @@ final class Elem {
 
   /** out[j] = element j of the row at addr, for j < n (elements adjacent). */
   static void loadRow(byte[] m, int addr, int n, DType t, float[] out) {
+    loadRow(m, addr, n, t, out, 0);
+  }
+
+  /** out[off + j] = element j of the row at addr, for j < n; f32 rows are one bulk copy. */
+  static void loadRow(byte[] m, int addr, int n, DType t, float[] out, int off) {
     int e = t.bytes();
     switch (t) {
-      case F32 -> {
-        for (int j = 0; j < n; j++) {
-          out[j] = Float.intBitsToFloat((int) I32.get(m, addr + 4 * j));
-        }
-      }
+      case F32 -> floats(m, addr, n).get(out, off, n);
       case BF16 -> {
         for (int j = 0; j < n; j++) {
-          out[j] = Float.intBitsToFloat(((short) I16.get(m, addr + 2 * j) & 0xFFFF) << 16);
+          out[off + j] = Float.intBitsToFloat(((short) I16.get(m, addr + 2 * j) & 0xFFFF) << 16);
         }
       }
       default -> {
         for (int j = 0; j < n; j++) {
-          out[j] = load(m, addr + e * j, t);
+          out[off + j] = load(m, addr + e * j, t);
         }
       }
     }
   }
 
+  /** The n f32 elements at addr as a little-endian view (bulk gets and puts are memcpy). */
+  private static FloatBuffer floats(byte[] m, int addr, int n) {
+    return ByteBuffer.wrap(m, addr, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+  }
+
   /** Stores in[j] rounded to t at the row at addr, for j < n. */
   static void storeRow(byte[] m, int addr, int n, DType t, float[] in) {
     switch (t) {
-      case F32 -> {
-        for (int j = 0; j < n; j++) {
-          I32.set(m, addr + 4 * j, Float.floatToRawIntBits(in[j]));
-        }
-      }
+      case F32 -> floats(m, addr, n).put(in, 0, n);
       case BF16 -> {
         for (int j = 0; j < n; j++) {
           I16.set(m, addr + 2 * j, (short) Numerics.toBf16(in[j]));

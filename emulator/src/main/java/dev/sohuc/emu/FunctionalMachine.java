@@ -480,12 +480,18 @@ final class FunctionalMachine {
     if (total > 4.0 * Math.max(hbm.size(), sram.length)) {
       throw Fault.bad("dma of " + (long) total + " bytes is larger than the emulator allows");
     }
-    byte[] tmp = new byte[(int) rb];
+    // rows dense on both sides of a copy between two memories are one bulk copy (within one
+    // memory, row order matters when source and destination overlap)
+    boolean dense = d.srcSpace() != d.dstSpace() && sRs == rb && dRs == rb
+        && rows * rb <= Integer.MAX_VALUE;
+    long n = dense ? rows * rb : rb;
+    long perPlane = dense ? 1 : rows;
+    byte[] tmp = dense ? null : new byte[(int) rb];
     for (long p = 0; p < planes; p++) {
-      for (long i = 0; i < rows; i++) {
+      for (long i = 0; i < perPlane; i++) {
         long s = src + p * sPs + i * sRs;
         long t = dst + p * dPs + i * dRs;
-        copyRow(d.srcSpace(), s, d.dstSpace(), t, (int) rb, tmp);
+        copyRow(d.srcSpace(), s, d.dstSpace(), t, (int) n, tmp);
       }
     }
   }
@@ -603,10 +609,8 @@ final class FunctionalMachine {
       float[] aa = new float[m * kc];
       float[][] bb = new float[kc][];
       if (!mm.ta()) {
-        float[] tmp = new float[kc];
         for (int i = 0; i < m; i++) {
-          Elem.loadRow(sram, (int) aAddr(mm, a, lda, i, p0), kc, t, tmp);
-          System.arraycopy(tmp, 0, aa, i * kc, kc);
+          Elem.loadRow(sram, (int) aAddr(mm, a, lda, i, p0), kc, t, aa, i * kc);
         }
       } else {
         for (int p = 0; p < kc; p++) {

@@ -46,7 +46,8 @@ public final class MxuBenchmark {
     boolean same = Arrays.deepEquals(c1, c2);
 
     Peak peak = Peak.estimate();
-    System.out.printf("mma f32 %dx%dx%d (bit-identical to naive: %s)%n", m, n, k, same);
+    System.out.printf("mma f32 %dx%dx%d (bit-identical to naive: %s; best run of each)%n", m, n, k,
+        same);
     System.out.printf("  naive triple loop      : %8.1f GFLOP/s%n", naive / 1e9);
     System.out.printf("  kernel, 1 thread       : %8.1f GFLOP/s%n", single / 1e9);
     System.out.printf("  kernel, %d threads      : %8.1f GFLOP/s  (%.0f%% of peak)%n",
@@ -55,19 +56,22 @@ public final class MxuBenchmark {
         peak.how());
   }
 
+  /**
+   * FLOP/s of the fastest of the runs made in about {@code seconds} (at least five): the best
+   * run is the least disturbed by whatever else shares the machine.
+   */
   private static double measure(Runnable r, double flops, double seconds) {
     for (int i = 0; i < 3; i++) {
       r.run();
     }
-    long reps = 0;
-    long t0 = System.nanoTime();
-    long t;
-    do {
+    long best = Long.MAX_VALUE;
+    long end = System.nanoTime() + (long) (seconds * 1e9);
+    for (int reps = 0; reps < 5 || System.nanoTime() < end; reps++) {
+      long t0 = System.nanoTime();
       r.run();
-      reps++;
-      t = System.nanoTime();
-    } while (t - t0 < seconds * 1e9);
-    return flops * reps / ((t - t0) * 1e-9);
+      best = Math.min(best, System.nanoTime() - t0);
+    }
+    return flops / (best * 1e-9);
   }
 
   /** fp32 peak = cores x GHz x FLOPs/cycle/core, from /proc/cpuinfo. */
