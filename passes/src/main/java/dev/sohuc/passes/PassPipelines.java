@@ -7,11 +7,12 @@ import java.util.List;
 public final class PassPipelines {
 
   /**
-   * The optimization pipeline of {@code sohuc compile}: clean up, fuse the transformer
+   * The optimization pipeline of {@code sohuc compile}: imported quantized matmuls onto
+   * qmatmul first (before fold-constants can dequantize small weights), clean up, fuse the transformer
    * decompositions into transformer ops, clean up what fusion left.
    */
   public static final List<String> DEFAULT = List.of(
-      "canonicalize", "fold-constants", "cse", "canonicalize",
+      "fold-qdq", "canonicalize", "fold-constants", "cse", "canonicalize",
       "fuse-layer-norm", "fuse-rms-norm", "fuse-gelu", "fuse-silu", "fuse-rope", "fuse-attention",
       "canonicalize", "cse", "dce");
 

@@ -23,6 +23,7 @@ public final class PassRegistry {
     register(FuseSiluPass::new);
     register(FuseRopePass::new);
     register(FuseAttentionPass::new);
+    register(dev.sohuc.passes.quant.FoldQdqPass::new);
     register(dev.sohuc.passes.quant.QuantizePass::new);
     register(dev.sohuc.passes.tp.ShardTensorParallelPass::new);
   }

@@ -69,11 +69,16 @@ public final class RewriteContext {
 
   /** Builds a helper op before the root, at the root's location; throws when the op is ill-typed. */
   public Value add(Op op) {
+    return addNode(op).result();
+  }
+
+  /** {@link #add} for an op with several results (dynamic_quantize): the new node. */
+  public Node addNode(Op op) {
     String hint = root.results().isEmpty() ? null : root.results().get(0).name();
     Node n = builder.addNode(op, root.location(), hint == null ? List.of() : List.of(hint));
     inserted.add(n);
     invalidate();
-    return n.result();
+    return n;
   }
 
   /** A scalar constant of the given type. */

@@ -1,0 +1,168 @@
+package dev.sohuc.passes.quant;
+
+import static dev.sohuc.passes.rewrite.Patterns.def;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.ElementwiseOp.Binary;
+import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.passes.RewritePass;
+import dev.sohuc.passes.rewrite.Patterns;
+import dev.sohuc.passes.rewrite.Replacement;
+import dev.sohuc.passes.rewrite.RewriteContext;
+import dev.sohuc.passes.rewrite.RewriteRule;
+
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * {@code fold-qdq}: already-quantized ONNX models onto the chip's quantized matmul.
+ *
+ * <ul>
+ *   <li>QDQ (static) form: {@code matmul(dequantize_linear(quantize_linear(x, sx, 0), sx, 0),
+ *       dequantize_linear(wq, sw, 0))} with wq a constant of type i8 or fp8 {@code [K, N]}, sw
+ *       a scalar or one value per column (axis 1) and every zero point 0 becomes
+ *       {@code qmatmul(quantize_linear(x, sx, 0), wq, sx, sw)}: the products are summed in the
+ *       quantized type and scaled once, instead of dequantized and summed in f32.
+ *   <li>Dynamic form (onnxruntime's {@code quantize_dynamic}): {@code mul(cast(matmul_integer(
+ *       aq, wq, azp, 0) to f32), mul(as, sw))} with {@code aq, as, azp =
+ *       dynamic_quantize_linear(x)} and wq an i8 constant becomes {@code qmatmul(xq, wq, xs, sw)}
+ *       with {@code xq, xs = dynamic_quantize(x) {dtype = i8, granularity = "row"}}: ONNX's
+ *       activation quantization is asymmetric u8 per tensor, which the i8 MXU cannot multiply
+ *       directly, so the activation is requantized symmetrically per token (at least as fine
+ *       a step as the original; the result differs from ONNX Runtime by less than one
+ *       activation quantization step times the column's weight magnitude).
+ * </ul>
+ *
+ * Asymmetric forms (u8 activations with a non-zero zero point in QDQ, u8 weights, non-zero
+ * weight zero points) are left as they are: the interpreter runs them, the backend reports them.
+ */
+public final class FoldQdqPass extends RewritePass {
+
+  /** A constant of the given element types whose every element is 0. */
+  private static boolean zero(RewriteContext cx, Value v) {
+    Optional<Tensor> t = cx.constant(v);
+    if (t.isEmpty()) {
+      return false;
+    }
+    for (int i = 0; i < t.get().size(); i++) {
+      if (t.get().get(i) != 0) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static boolean isConstant(Value v) {
+    Node p = v.producer();
+    return p != null && (p.op() instanceof SourceOp.WeightRef || p.op() instanceof SourceOp.Constant);
+  }
+
+  /** A per-tensor scale or one per column of a [K, N] weight (axis 1), all constant. */
+  private static boolean weightScale(RewriteContext cx, Value scale, Value w, long axis) {
+    if (scale.type().elementType() != ElementType.F32 || cx.constant(scale).isEmpty()) {
+      return false;
+    }
+    return scale.type().rank() == 0 || (scale.type().rank() == 1 && Math.floorMod(axis, 2) == 1
+        && scale.type().dim(0).equals(w.type().dim(1)));
+  }
+
+  /** Two scalar constants with one value. */
+  private static boolean sameScalar(RewriteContext cx, Value a, Value b) {
+    if (a == b) {
+      return true;
+    }
+    Optional<Tensor> ta = cx.constant(a);
+    Optional<Tensor> tb = cx.constant(b);
+    return ta.isPresent() && tb.isPresent() && ta.get().size() == 1 && tb.get().size() == 1
+        && ta.get().get(0) == tb.get().get(0);
+  }
+
+  // matmul(dq(q(x, sx, 0), sx, 0), dq(wq, sw, 0)) -> qmatmul(q(x, sx, 0), wq, sx, sw)
+  public static final RewriteRule QDQ_MATMUL = RewriteRule.of("qdq-matmul", Set.of("matmul"), (n, cx) -> {
+    LinalgOp.MatMul mm = (LinalgOp.MatMul) n.op();
+    Optional<QuantOp.DequantizeLinear> dx = def(mm.a(), QuantOp.DequantizeLinear.class);
+    Optional<QuantOp.DequantizeLinear> dw = def(mm.b(), QuantOp.DequantizeLinear.class);
+    if (dx.isEmpty() || dw.isEmpty() || mm.b().type().rank() != 2 || mm.a().type().rank() < 2) {
+      return Optional.empty();
+    }
+    Value xq = dx.get().x();
+    Optional<QuantOp.QuantizeLinear> qx = def(xq, QuantOp.QuantizeLinear.class);
+    Value wq = dw.get().x();
+    ElementType t = xq.type().elementType();
+    if (qx.isEmpty() || !QuantOp.MXU_TYPES.contains(t) || wq.type().elementType() != t
+        || !isConstant(wq) || dx.get().scale().type().elementType() != ElementType.F32
+        || qx.get().scale().type().rank() != 0 || !sameScalar(cx, qx.get().scale(), dx.get().scale())
+        || !zero(cx, qx.get().zeroPoint()) || !zero(cx, dx.get().zeroPoint()) || !zero(cx, dw.get().zeroPoint())
+        || !weightScale(cx, dw.get().scale(), wq, dw.get().axis())) {
+      return Optional.empty();
+    }
+    return Replacement.op(new QuantOp.QMatMul(xq, wq, dx.get().scale(), dw.get().scale()));
+  });
+
+  // mul(cast(matmul_integer(aq, wq, azp, 0), f32), mul(as, sw)) with aq, as, azp = dynamic_quantize_linear(x)
+  //   -> qmatmul(dynamic_quantize(x){i8, row}, wq, its scales, sw)
+  public static final RewriteRule DYNAMIC_MATMUL_INTEGER = RewriteRule.of("dynamic-matmul-integer", Set.of("mul"),
+      (n, cx) -> {
+        Binary mul = (Binary) n.op();
+        for (Value[] o : Patterns.orders(mul)) {
+          Optional<ElementwiseOp.Cast> cast = def(o[0], ElementwiseOp.Cast.class);
+          Optional<Binary> scales = Patterns.binary(o[1], BinaryKind.MUL);
+          if (cast.isEmpty() || cast.get().to() != ElementType.F32 || scales.isEmpty()) {
+            continue;
+          }
+          Optional<QuantOp.MatMulInteger> mi = def(cast.get().x(), QuantOp.MatMulInteger.class);
+          if (mi.isEmpty() || mi.get().a().producer() == null
+              || !(mi.get().a().producer().op() instanceof QuantOp.DynamicQuantizeLinear dql)) {
+            continue;
+          }
+          Node dq = mi.get().a().producer();
+          Value aScale = dq.results().get(1);
+          Value wq = mi.get().b();
+          if (mi.get().a() != dq.results().get(0) || mi.get().aZeroPoint() != dq.results().get(2)
+              || wq.type().elementType() != ElementType.I8 || wq.type().rank() != 2 || !isConstant(wq)
+              || !zero(cx, mi.get().bZeroPoint()) || mi.get().a().type().rank() < 2) {
+            continue;
+          }
+          for (Value[] s : Patterns.orders(scales.get())) {
+            if (s[0] == aScale && weightScale(cx, s[1], wq, 1)) {
+              Value x = dql.x();
+              QuantOp.DynamicQuantize dyn = new QuantOp.DynamicQuantize(x, ElementType.I8, "row");
+              Value[] qs = addTwo(cx, dyn);
+              return Replacement.op(new QuantOp.QMatMul(qs[0], wq, qs[1], s[1]));
+            }
+          }
+        }
+        return Optional.empty();
+      });
+
+  /** Adds a two-result op before the root; returns both results. */
+  private static Value[] addTwo(RewriteContext cx, QuantOp.DynamicQuantize op) {
+    Node p = cx.addNode(op);
+    return new Value[] {p.results().get(0), p.results().get(1)};
+  }
+
+  private static final List<RewriteRule> RULES = List.of(QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER);
+
+  @Override
+  public String name() {
+    return "fold-qdq";
+  }
+
+  @Override
+  public String summary() {
+    return "imported QDQ matmuls and DynamicQuantizeLinear + MatMulInteger onto qmatmul (symmetric forms only)";
+  }
+
+  @Override
+  public List<RewriteRule> rules() {
+    return RULES;
+  }
+}
