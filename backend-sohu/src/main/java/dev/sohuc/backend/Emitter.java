@@ -28,6 +28,7 @@ final class Emitter {
   static final int TOK_STORE = 2;  // compute -> DMA: a result tile is ready to store
   static final int TOK_MXU = 3;    // MXU -> VPU: an ACC tile is complete
   static final int TOK_VPU = 4;    // VPU -> MXU: an SRAM operand tile (softmax probabilities) is ready
+  static final int TOK_RESIDENT = 5; // DMA -> DMA: a whole operand preloaded into SRAM has arrived
 
   static final int MAX_LOOP_DEPTH = 4;
 

@@ -526,7 +526,16 @@ final class Lowering {
   }
 
   /** One streamed operand: its HBM base register, HBM row stride and bytes per row. */
-  record In(int hbmBase, long hbmRowStride, long rowBytes) {}
+  /**
+   * One streamed input: its base register, row stride and row bytes; {@code space} is where it
+   * lives (HBM, or SRAM when preloaded whole), and a nonzero {@code firstWait} is the token the
+   * first tile's copy waits on (the preload's arrival).
+   */
+  record In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait) {
+    In(int hbmBase, long hbmRowStride, long rowBytes) {
+      this(hbmBase, hbmRowStride, rowBytes, MemSpace.HBM, 0);
+    }
+  }
 
   /** Emits the compute of one tile; registers hold SRAM addresses and the tile's row count. */
   interface Body {
@@ -595,8 +604,11 @@ final class Lowering {
     // prologue: tile 0
     e.min(curRows, tileReg, rem);
     for (int i = 0; i < nIn; i++) {
-      int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], MemSpace.HBM, hbmPtr[i], inStride[i],
-          ins.get(i).rowBytes(), curRows, 0, 0, 1, 0, 0);
+      int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
+          inStride[i], ins.get(i).rowBytes(), curRows, 0, 0, 1, 0, 0);
+      if (ins.get(i).firstWait() != 0) {
+        e.patchTokens(pc, ins.get(i).firstWait(), 0);
+      }
       if (i == nIn - 1) {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
@@ -613,8 +625,8 @@ final class Lowering {
     e.max(nextRows, nextRows, 0);
     e.min(nextRows, nextRows, tileReg);
     for (int i = 0; i < nIn; i++) {
-      int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], MemSpace.HBM, hbmPtr[i], inStride[i],
-          ins.get(i).rowBytes(), nextRows, 0, 0, 1, 0, 0);
+      int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
+          inStride[i], ins.get(i).rowBytes(), nextRows, 0, 0, 1, 0, 0);
       if (i == nIn - 1) {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
@@ -651,6 +663,18 @@ final class Lowering {
   }
 
   /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */
+  /** Copies {@code rows} dense rows of {@code rowBytes} each from HBM to fresh SRAM. */
+  long preloadRows(Value v, long rowBytes, long rows, String what) {
+    long at = sram(rowBytes * rows, what);
+    int dst = e.li(at);
+    int src = e.li(addr(v));
+    int rs = e.konst(rowBytes);
+    int n = e.li(rows);
+    e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, src, rs, rowBytes, n, 0, 0, 1, 0, 0);
+    e.free(dst, src, n);
+    return at;
+  }
+
   long preload(Value v, long bytes, String what) {
     long at = sram(bytes, what);
     int dst = e.li(at);
@@ -921,8 +945,9 @@ final class Lowering {
     Dim planes = product(xt.dims().subList(0, rank - 2));
     long rowBytes = d * 4;
     long tableBound = sizeAtBound(r.cos());
-    int cosBuf = e.li(preload(r.cos(), tableBound, "cos table"));
-    int sinBuf = e.li(preload(r.sin(), tableBound, "sin table"));
+    // row tiles: the table at its bound can be longer than one DMA row (131071 bytes)
+    int cosBuf = e.li(preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
+    int sinBuf = e.li(preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
     int tableStride = e.konst(rot * 4);
     int colsReg = e.konst(d);
     int rotReg = e.konst(rot);
@@ -962,6 +987,12 @@ final class Lowering {
 
   void setBoundSizes(Map<Value, Long> sizes) {
     this.boundSizes = sizes;
+  }
+
+  /** The bytes of {@code v} at the symbols' bounds, or {@code or} when it has no HBM size. */
+  long sizeAtBoundOr(Value v, long or) {
+    Long b = boundSizes == null ? null : boundSizes.get(v);
+    return b == null ? or : b;
   }
 
   long sizeAtBound(Value v) {

@@ -60,7 +60,27 @@ final class MatmulLowering {
           + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes()
           + " (K-splitting is not implemented)");
     }
+    // A resident in SRAM when it fits at its bound: the panels of B re-read A from SRAM instead
+    // of HBM, so each step reads A from HBM once and B (the weights) once
+    long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
+    long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
+    boolean resident = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1
+        && l.sramUsed() + Lowering.align(aBound) + 2 * (TILE * k * 4 + TILE * TILE * 4)
+        <= l.target().sramBytes();
     int aBase = e.li(l.addr(a));
+    if (resident) {
+      long aAt = l.sram(aBound, "A (resident)");
+      int dst = e.li(aAt);
+      int rs = e.konst(k * 4);
+      int mRows = l.dimReg(m);
+      int ld = e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, aBase, rs, k * 4, mRows, 0, 0, 1, 0,
+          0);
+      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
+      e.free(mRows);
+      e.emit(new dev.sohuc.isa.Insn.Li(aBase, aAt, 0, 0));
+      e.free(dst);
+    }
+    aResident = resident;
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
@@ -96,8 +116,12 @@ final class MatmulLowering {
     }
     e.emit(new dev.sohuc.isa.Insn.Li(jrem, nFull - 1, 0, 0));
     if (nFull > 0) {
-      // panel 0 (no token: the first A tile's load, queued after it, carries LOAD)
-      loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
+      // panel 0 (no token: the first A tile's load, queued after it, carries LOAD); with A
+      // resident it waits for A's arrival, and every later copy of A is queued behind it
+      int p0 = loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
+      if (resident) {
+        e.patchTokens(p0, Emitter.TOK_RESIDENT, 0);
+      }
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> {
         // the next full panel; zero rows after the last one
@@ -144,18 +168,23 @@ final class MatmulLowering {
     e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
   }
 
-  private void loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
+  private int loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
       int rowsReg, long k) {
-    e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, src, srcStride, tb ? k * 4 : nt * 4, rowsReg, 0,
+    return e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, src, srcStride, tb ? k * 4 : nt * 4, rowsReg, 0,
         0, 1, 0, 0);
   }
+
+  /** Whether the matmul being lowered streams A from SRAM (preloaded whole). */
+  private boolean aResident;
 
   private void stream(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride, int nt,
       int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, int mTile,
       int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
       Runnable afterPrologue) {
     long tile = TILE;
-    l.rowStream(rows, tile, List.of(new Lowering.In(aBase, k * 4, k * 4)), cPtr, nt * 4L,
+    Lowering.In aIn = aResident ? new Lowering.In(aBase, k * 4, k * 4, MemSpace.SRAM, 0)
+        : new Lowering.In(aBase, k * 4, k * 4);
+    l.rowStream(rows, tile, List.of(aIn), cPtr, nt * 4L,
         outHbmStride, (in, out, r, s) -> {
           int mm = e.mma(accCur, ldc, in[0], lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb,
               false);
