@@ -39,14 +39,15 @@ final class BenchCommand implements Callable<Integer> {
   long seed = 1;
   @Option(names = "--decode-batch", description = "Most decode sequences per step (default 127, the article's).")
   int decodeBatch = 127;
-  @Option(names = "--prefill-chunk", description = "Prefill chunk tokens (default 128; the backend's rope preload caps it below 256).")
-  int chunk = 128;
+  @Option(names = "--prefill-chunk", description = "Prefill chunk tokens (default 0: the whole prompt in one step, weights read once).")
+  int chunk = 0;
   @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
   Path target;
   @Option(names = "--report", description = "Write a self-contained HTML report.")
   Path html;
   @Option(names = "--json", description = "Write every figure as JSON.")
   Path json;
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   @Override
   public Integer call() throws Exception {
@@ -56,6 +57,9 @@ final class BenchCommand implements Callable<Integer> {
           + "what compiled code does");
     }
     long t0 = System.nanoTime();
+    if (chunk <= 0) {
+      chunk = inputLen;
+    }
     StepModel model = new StepModel(config, chips, chunk, decodeBatch, inputLen + outputLen,
         target);
     var shape = model.shape();
@@ -77,7 +81,9 @@ final class BenchCommand implements Callable<Integer> {
         });
     Map<String, Object> out = figures(model, res, capacity, kvPerTokenChip);
     out.put("wall_seconds", (System.nanoTime() - t0) / 1e9);
-    System.out.print(render(out));
+    java.io.PrintWriter pw = spec.commandLine().getOut();
+    pw.print(render(out));
+    pw.flush();
     if (json != null) {
       new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), out);
     }
@@ -165,6 +171,10 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("tokens_per_s_server_at_this_batch", (inputLen + decodeBatch)
         / (p.seconds() + d.seconds()));
     m.put("article_batch", batch);
+    long kvHeads = shape.kvHeads();
+    m.put("kv_heads_layout", kvHeads >= chips
+        ? kvHeads / chips + " of " + kvHeads + " kv heads per chip, split across chips"
+        : kvHeads + " kv heads, each replicated on " + chips / kvHeads + " chips (1 per chip)");
     m.put("kv_capacity_tokens", capacity);
     m.put("kv_max_tokens_used", res.maxKvTokensUsed());
     m.put("timing_runs", model.timingRuns());
@@ -211,10 +221,13 @@ final class BenchCommand implements Callable<Integer> {
         m.get("precision")});
     line.accept("requests: %d x (%d in, %d out), rate %s/s, seed %d", new Object[] {
         m.get("requests"), m.get("input_len"), m.get("output_len"), m.get("rate"), m.get("seed")});
-    line.accept("throughput: %.0f tokens/s per server (output; claim 500,000)", new Object[] {
+    line.accept("throughput: %.0f tokens/s per server (input + output tokens, as the 500,000 "
+        + "claim counts them: %.2f%% of it; %.0f per chip)", new Object[] {
+        m.get("total_tokens_per_s_server"),
+        100 * (double) m.get("total_tokens_per_s_server") / 500000,
+        m.get("total_tokens_per_s_chip")});
+    line.accept("output throughput: %.0f output tokens/s per server", new Object[] {
         m.get("output_tokens_per_s_server")});
-    line.accept("total throughput: %.0f tokens/s per server, %.0f per chip", new Object[] {
-        m.get("total_tokens_per_s_server"), m.get("total_tokens_per_s_chip")});
     line.accept("output tokens/s per chip: %.0f", new Object[] {m.get("output_tokens_per_s_chip")});
     line.accept("TTFT p50 %.3f s, p99 %.3f s; TPOT p50 %.1f ms, p99 %.1f ms", new Object[] {
         m.get("ttft_p50_s"), m.get("ttft_p99_s"), 1e3 * (double) m.get("tpot_p50_s"),
@@ -238,8 +251,8 @@ final class BenchCommand implements Callable<Integer> {
         + "chip); %.1f GB at 2 bytes/param; article 140 GB", new Object[] {
         (double) (long) b.get("weight_bytes_server_fp32") / 1e9,
         (double) b.get("weight_bytes_bf16_params") / 1e9});
-    line.accept("  KV cache: %.1f GB (fp32, kv heads replicated to one per chip); article 72 GB",
-        new Object[] {(double) b.get("kv_bytes_server") / 1e9});
+    line.accept("  KV cache: %.1f GB (fp32, %s); article 72 GB",
+        new Object[] {(double) b.get("kv_bytes_server") / 1e9, m.get("kv_heads_layout")});
     line.accept("KV capacity: %d tokens per server; most used %d", new Object[] {
         m.get("kv_capacity_tokens"), m.get("kv_max_tokens_used")});
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
