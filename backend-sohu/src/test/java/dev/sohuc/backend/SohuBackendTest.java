@@ -12,6 +12,7 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.type.Dim;
@@ -132,12 +133,14 @@ class SohuBackendTest {
     Function f = new Function("main", List.of(x));
     m.functions().add(f);
     FunctionBuilder b = new FunctionBuilder(f);
-    Value s = b.add(new ElementwiseOp.Unary(ElementwiseOp.UnaryKind.SIN, x), new Location("Sin_0"));
-    Value c = b.add(new ElementwiseOp.Unary(ElementwiseOp.UnaryKind.COS, s), new Location("Cos_0"));
+    // log_softmax and reduce_prod have no lowering; both must be named in one error
+    Value s = b.add(new ReductionOp.Softmax(x, -1, true), new Location("LogSoftmax_0"));
+    Value c = b.add(new ReductionOp.Reduce(ReductionOp.ReduceKind.PROD, s, List.of(-1L), true),
+        new Location("ReduceProd_0"));
     f.setOutputs(List.of(new Function.Output("y", c)));
     BackendException e = assertThrows(BackendException.class,
         () -> SohuBackend.compile(m, BackendOptions.defaults()));
-    assertTrue(e.getMessage().contains("Sin_0") && e.getMessage().contains("Cos_0"),
+    assertTrue(e.getMessage().contains("LogSoftmax_0") && e.getMessage().contains("ReduceProd_0"),
         e.getMessage());
   }
 
