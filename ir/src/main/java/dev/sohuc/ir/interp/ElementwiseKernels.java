@@ -45,46 +45,64 @@ final class ElementwiseKernels {
     return Tensor.ofLongs(outType, x.shape(), o);
   }
 
+  /**
+   * Two operands broadcast against each other: the result shape, and where each operand's
+   * element for result element i lies.
+   */
+  private static final class Broadcast {
+    final long[] shape;
+    final int size;
+    // null where the operand already has the result shape, so element i is at i
+    private final int[] ix;
+    private final int[] iy;
+
+    Broadcast(Tensor x, Tensor y) {
+      shape = Indexing.broadcastShapes(x.shape(), y.shape());
+      size = Indexing.size(shape);
+      ix = Indexing.broadcastOffsets(x.shape(), shape);
+      iy = Indexing.broadcastOffsets(y.shape(), shape);
+    }
+
+    int x(int i) {
+      return ix == null ? i : ix[i];
+    }
+
+    int y(int i) {
+      return iy == null ? i : iy[i];
+    }
+  }
+
   static Tensor zipFloat(Tensor x, Tensor y, ElementType outType, DoubleBinaryOperator f) {
-    long[] shape = Indexing.broadcastShapes(x.shape(), y.shape());
-    int n = Indexing.size(shape);
-    int[] ix = Indexing.broadcastOffsets(x.shape(), shape);
-    int[] iy = Indexing.broadcastOffsets(y.shape(), shape);
+    Broadcast bc = new Broadcast(x, y);
     float[] a = x.floats();
     float[] b = y.floats();
-    float[] o = new float[n];
-    for (int i = 0; i < n; i++) {
-      o[i] = (float) f.applyAsDouble(a[ix == null ? i : ix[i]], b[iy == null ? i : iy[i]]);
+    float[] o = new float[bc.size];
+    for (int i = 0; i < o.length; i++) {
+      o[i] = (float) f.applyAsDouble(a[bc.x(i)], b[bc.y(i)]);
     }
-    return Tensor.ofFloats(outType, shape, o);
+    return Tensor.ofFloats(outType, bc.shape, o);
   }
 
   static Tensor zipLong(Tensor x, Tensor y, ElementType outType, LongBinaryOperator f) {
-    long[] shape = Indexing.broadcastShapes(x.shape(), y.shape());
-    int n = Indexing.size(shape);
-    int[] ix = Indexing.broadcastOffsets(x.shape(), shape);
-    int[] iy = Indexing.broadcastOffsets(y.shape(), shape);
+    Broadcast bc = new Broadcast(x, y);
     long[] a = x.longs();
     long[] b = y.longs();
-    long[] o = new long[n];
-    for (int i = 0; i < n; i++) {
-      o[i] = f.applyAsLong(a[ix == null ? i : ix[i]], b[iy == null ? i : iy[i]]);
+    long[] o = new long[bc.size];
+    for (int i = 0; i < o.length; i++) {
+      o[i] = f.applyAsLong(a[bc.x(i)], b[bc.y(i)]);
     }
-    return Tensor.ofLongs(outType, shape, o);
+    return Tensor.ofLongs(outType, bc.shape, o);
   }
 
   static Tensor compareFloat(Tensor x, Tensor y, FloatPredicate p) {
-    long[] shape = Indexing.broadcastShapes(x.shape(), y.shape());
-    int n = Indexing.size(shape);
-    int[] ix = Indexing.broadcastOffsets(x.shape(), shape);
-    int[] iy = Indexing.broadcastOffsets(y.shape(), shape);
+    Broadcast bc = new Broadcast(x, y);
     float[] a = x.floats();
     float[] b = y.floats();
-    long[] o = new long[n];
-    for (int i = 0; i < n; i++) {
-      o[i] = p.test(a[ix == null ? i : ix[i]], b[iy == null ? i : iy[i]]) ? 1 : 0;
+    long[] o = new long[bc.size];
+    for (int i = 0; i < o.length; i++) {
+      o[i] = p.test(a[bc.x(i)], b[bc.y(i)]) ? 1 : 0;
     }
-    return Tensor.ofLongs(ElementType.BOOL, shape, o);
+    return Tensor.ofLongs(ElementType.BOOL, bc.shape, o);
   }
 
   // ---- ops ----

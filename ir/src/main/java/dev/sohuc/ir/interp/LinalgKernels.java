@@ -65,13 +65,24 @@ final class LinalgKernels {
     boolean parallel() {
       return (long) batches * m * k * n > PARALLEL_WORK && (long) batches * m > 1;
     }
+
+    /** One output row: its index i within its matrix, and where its a row, b matrix and c row start. */
+    @FunctionalInterface
+    interface Row {
+      void compute(int i, int aOff, int bOff, int cOff);
+    }
+
+    /** Runs {@code row} for every (batch, i) output row, in parallel when the plan says so. */
+    void forEachRow(Row row) {
+      IntStream range = IntStream.range(0, batches * m);
+      (parallel() ? range.parallel() : range).forEach(r -> {
+        int batch = r / m;
+        int i = r % m;
+        row.compute(i, aMatrix(batch) * m * k + i * k, bMatrix(batch) * k * n, r * n);
+      });
+    }
   }
 
-  /** Runs {@code row(r)} for r in [0, rows), in parallel when the plan says so. */
-  private static void forEachRow(int rows, boolean parallel, java.util.function.IntConsumer row) {
-    IntStream range = IntStream.range(0, rows);
-    (parallel ? range.parallel() : range).forEach(row);
-  }
 
   static Tensor matmul(Tensor x, Tensor y) {
     Plan p = Plan.of(x.shape(), y.shape());
@@ -82,16 +93,10 @@ final class LinalgKernels {
   private static float[] matmulFloats(Plan p, Tensor x, Tensor y) {
     float[] a = x.floats();
     float[] b = y.floats();
-    int m = p.m();
     int k = p.k();
     int n = p.n();
     float[] c = new float[Indexing.size(p.outShape())];
-    forEachRow(p.batches() * m, p.parallel(), r -> {
-      int batch = r / m;
-      int i = r % m;
-      int aOff = p.aMatrix(batch) * m * k + i * k;
-      int bOff = p.bMatrix(batch) * k * n;
-      int cOff = r * n;
+    p.forEachRow((i, aOff, bOff, cOff) -> {
       for (int kk = 0; kk < k; kk++) {
         float aik = a[aOff + kk];
         int bRow = bOff + kk * n;
@@ -117,12 +122,7 @@ final class LinalgKernels {
     long[] az = zeroPoints(xZero, m, "a");
     long[] bz = zeroPoints(yZero, n, "b");
     long[] c = new long[Indexing.size(p.outShape())];
-    forEachRow(p.batches() * m, p.parallel(), r -> {
-      int batch = r / m;
-      int i = r % m;
-      int aOff = p.aMatrix(batch) * m * k + i * k;
-      int bOff = p.bMatrix(batch) * k * n;
-      int cOff = r * n;
+    p.forEachRow((i, aOff, bOff, cOff) -> {
       long zi = az[az.length == 1 ? 0 : i];
       for (int kk = 0; kk < k; kk++) {
         long aik = a[aOff + kk] - zi;
