@@ -140,11 +140,7 @@ final class Fold {
       case POW -> (double) (float) Math.pow(a, b);
       case MAX -> (double) Math.max(a, b);
       case MIN -> (double) Math.min(a, b);
-      case EQUAL -> a == b ? 1.0 : 0.0;
-      case LESS -> a < b ? 1.0 : 0.0;
-      case LESS_EQUAL -> a <= b ? 1.0 : 0.0;
-      case GREATER -> a > b ? 1.0 : 0.0;
-      case GREATER_EQUAL -> a >= b ? 1.0 : 0.0;
+      case EQUAL, LESS, LESS_EQUAL, GREATER, GREATER_EQUAL -> compare(kind, a < b, a == b, a > b);
       default -> null;
     };
   }
@@ -157,16 +153,28 @@ final class Fold {
       case DIV -> b == 0 ? null : (double) (a / b);
       case MAX -> (double) Math.max(a, b);
       case MIN -> (double) Math.min(a, b);
-      case EQUAL -> a == b ? 1.0 : 0.0;
-      case LESS -> a < b ? 1.0 : 0.0;
-      case LESS_EQUAL -> a <= b ? 1.0 : 0.0;
-      case GREATER -> a > b ? 1.0 : 0.0;
-      case GREATER_EQUAL -> a >= b ? 1.0 : 0.0;
+      case EQUAL, LESS, LESS_EQUAL, GREATER, GREATER_EQUAL -> compare(kind, a < b, a == b, a > b);
       case AND -> (a != 0 && b != 0) ? 1.0 : 0.0;
       case OR -> (a != 0 || b != 0) ? 1.0 : 0.0;
       case XOR -> ((a != 0) ^ (b != 0)) ? 1.0 : 0.0;
       default -> null;
     } instanceof Double d && Math.abs(d) < 0x1p52 ? d : null;
+  }
+
+  /**
+   * A comparison's bool as 1 or 0. The three orderings come separately because a NaN operand
+   * makes all three false, so {@code >=} is not {@code !<}.
+   */
+  private static double compare(BinaryKind kind, boolean lt, boolean eq, boolean gt) {
+    boolean r = switch (kind) {
+      case EQUAL -> eq;
+      case LESS -> lt;
+      case LESS_EQUAL -> lt || eq;
+      case GREATER -> gt;
+      case GREATER_EQUAL -> gt || eq;
+      default -> throw new IllegalArgumentException(kind + " is not a comparison");
+    };
+    return r ? 1.0 : 0.0;
   }
 
   static Known unary(UnaryKind kind, Known k) {
