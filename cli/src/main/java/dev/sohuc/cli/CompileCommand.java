@@ -71,12 +71,7 @@ final class CompileCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
-    ShapeBindings bindings;
-    try {
-      bindings = ShapeBindings.parse(shapes);
-    } catch (IllegalArgumentException e) {
-      throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
-    }
+    ShapeBindings bindings = ShapeBindings.parse(shapes, spec.commandLine());
     if (!List.of("ir", "asm", "bin").contains(emit)) {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "--emit must be ir, asm or bin, got " + emit);

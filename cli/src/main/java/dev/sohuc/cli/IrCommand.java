@@ -61,7 +61,7 @@ final class IrCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut();
-    ShapeBindings bindings = parseShapes();
+    ShapeBindings bindings = ShapeBindings.parse(shapes, spec.commandLine());
     if (run && (inputs == null || outputDir == null)) {
       throw new CommandLine.ParameterException(spec.commandLine(), "--run needs --inputs DIR and --output-dir DIR");
     }
@@ -80,14 +80,6 @@ final class IrCommand implements Callable<Integer> {
     }
     out.flush();
     return 0;
-  }
-
-  private ShapeBindings parseShapes() {
-    try {
-      return ShapeBindings.parse(shapes);
-    } catch (IllegalArgumentException e) {
-      throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
-    }
   }
 
   private int check(ShapeBindings bindings, PrintWriter out) {

@@ -93,12 +93,7 @@ final class RunCommand implements Callable<Integer> {
           "--max-instructions must be positive");
     }
     Map<String, Long> args = new LinkedHashMap<>();
-    ShapeBindings bindings;
-    try {
-      bindings = ShapeBindings.parse(shapes);
-    } catch (IllegalArgumentException e) {
-      throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
-    }
+    ShapeBindings bindings = ShapeBindings.parse(shapes, spec.commandLine());
     if (!bindings.inputShapes().isEmpty()) {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "run --shape takes SYMBOL=N, not shapes");

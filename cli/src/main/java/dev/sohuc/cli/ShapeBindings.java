@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import picocli.CommandLine;
 
 /**
  * The {@code --shape} options: {@code input_ids=1x128} fixes the whole shape of a model input,
@@ -11,6 +12,15 @@ import java.util.Map;
  * number binds a dim.
  */
 record ShapeBindings(Map<String, List<Long>> inputShapes, Map<String, Long> dimBindings) {
+
+  /** {@link #parse(List)}, with a malformed option reported as a usage error of {@code command}. */
+  static ShapeBindings parse(List<String> options, CommandLine command) {
+    try {
+      return parse(options);
+    } catch (IllegalArgumentException e) {
+      throw new CommandLine.ParameterException(command, e.getMessage());
+    }
+  }
 
   static ShapeBindings parse(List<String> options) {
     Map<String, List<Long>> shapes = new LinkedHashMap<>();
