@@ -1,12 +1,11 @@
 package dev.sohuc.cli;
 
+import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -15,15 +14,6 @@ import org.junit.jupiter.api.io.TempDir;
 /** sohuc asm, disasm and inspect: good input round-trips, bad input exits 1 naming where. */
 class IsaCommandsTest {
   @TempDir Path dir;
-
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
-    return new Result(code, out.toString(), err.toString());
-  }
 
   private Path write(String name, String text) throws Exception {
     Path p = dir.resolve(name);
@@ -48,9 +38,9 @@ class IsaCommandsTest {
   void asmDisasmAsmIsByteIdentical() throws Exception {
     Path src = write("p.s", PROGRAM);
     Path bin = dir.resolve("p.sohu");
-    Result asm = run("asm", src.toString(), "-o", bin.toString());
+    CliResult asm = run("asm", src.toString(), "-o", bin.toString());
     assertEquals(0, asm.code(), asm.err());
-    Result dis = run("disasm", bin.toString());
+    CliResult dis = run("disasm", bin.toString());
     assertEquals(0, dis.code(), dis.err());
     assertTrue(dis.out().contains("vun      gelu_erf, r3, r4, r3, r4, r5, r6, f32, wait=1"),
         dis.out());
@@ -64,7 +54,7 @@ class IsaCommandsTest {
   void inspectShowsHeaderSectionsSymbolsAndCounts() throws Exception {
     Path bin = dir.resolve("p.sohu");
     assertEquals(0, run("asm", write("p.s", PROGRAM).toString(), "-o", bin.toString()).code());
-    Result r = run("inspect", bin.toString());
+    CliResult r = run("inspect", bin.toString());
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("target:      sohu-v1"), r.out());
     assertTrue(r.out().contains("code"), r.out());
@@ -74,7 +64,7 @@ class IsaCommandsTest {
     assertTrue(r.out().contains("vun               1"), r.out());
   }
 
-  private static void assertUserError(Result r, String... fragments) {
+  private static void assertUserError(CliResult r, String... fragments) {
     assertEquals(1, r.code(), r.err());
     assertTrue(r.err().startsWith("error: "), r.err());
     for (String f : fragments) {

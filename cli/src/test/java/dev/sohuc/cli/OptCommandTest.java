@@ -1,11 +1,10 @@
 package dev.sohuc.cli;
 
+import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -14,15 +13,6 @@ import org.junit.jupiter.api.io.TempDir;
 /** sohuc opt: runs passes on IR text; bad pass names are usage errors, bad IR is exit 1. */
 class OptCommandTest {
   @TempDir Path dir;
-
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
-    return new Result(code, out.toString(), err.toString());
-  }
 
   private static final String SILU = """
       module @m {
@@ -44,7 +34,7 @@ class OptCommandTest {
 
   @Test
   void runsThePipelineAndPrintsTheResult() throws Exception {
-    Result r = run("opt", file().toString(), "--passes", "canonicalize,fuse-silu,dce");
+    CliResult r = run("opt", file().toString(), "--passes", "canonicalize,fuse-silu,dce");
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("%y = silu %x"), r.out());
     assertFalse(r.out().contains("sigmoid"), r.out());
@@ -52,7 +42,7 @@ class OptCommandTest {
 
   @Test
   void printsIrAfterNamedPassAndTheReport() throws Exception {
-    Result r = run("opt", file().toString(), "--passes", "canonicalize,fuse-silu", "--print-ir-after=canonicalize",
+    CliResult r = run("opt", file().toString(), "--passes", "canonicalize,fuse-silu", "--print-ir-after=canonicalize",
         "--report");
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("// ----- IR after canonicalize -----"), r.out());
@@ -63,7 +53,7 @@ class OptCommandTest {
 
   @Test
   void printIrAfterAllPrintsEveryPass() throws Exception {
-    Result r = run("opt", file().toString(), "--passes", "default", "--print-ir-after-all");
+    CliResult r = run("opt", file().toString(), "--passes", "default", "--print-ir-after-all");
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("IR after fuse-attention"), r.out());
     assertTrue(r.out().contains("IR after dce"), r.out());
@@ -71,7 +61,7 @@ class OptCommandTest {
 
   @Test
   void unknownPassIsAUsageErrorListingTheKnownOnes() throws Exception {
-    Result r = run("opt", file().toString(), "--passes", "canonicalize,fuse-magic");
+    CliResult r = run("opt", file().toString(), "--passes", "canonicalize,fuse-magic");
     assertEquals(2, r.code());
     assertTrue(r.err().contains("unknown pass 'fuse-magic'"), r.err());
     assertTrue(r.err().contains("fuse-attention"), r.err());
@@ -81,7 +71,7 @@ class OptCommandTest {
   void badIrExitsOneWithFileAndLine() throws Exception {
     Path p = dir.resolve("bad.ir");
     Files.writeString(p, "module @m {\n  func @main() -> () {\n    %y = frobnicate : tensor<f32>\n    return\n  }\n}\n");
-    Result r = run("opt", p.toString(), "--passes", "dce");
+    CliResult r = run("opt", p.toString(), "--passes", "dce");
     assertEquals(1, r.code(), r.err());
     assertTrue(r.err().contains("bad.ir:3"), r.err());
   }

@@ -1,5 +1,6 @@
 package dev.sohuc.cli;
 
+import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -8,8 +9,6 @@ import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.onnx.TensorFiles;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HexFormat;
@@ -20,15 +19,6 @@ import org.junit.jupiter.api.io.TempDir;
 /** {@code sohuc compile --quantize MODE [--calibrate DIR]... [--max-layer-error X] --report}. */
 class QuantizeCompileTest {
   @TempDir Path dir;
-
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(args, new PrintWriter(out, true), new PrintWriter(err, true));
-    return new Result(code, out.toString(), err.toString());
-  }
 
   /** x [?s, 64] @ w1 [64, 256] -> gelu -> @ w2 [256, 64], seeded weights. */
   private Path model() throws Exception {
@@ -86,9 +76,9 @@ class QuantizeCompileTest {
     Path m = model();
     Path f32 = dir.resolve("f32.sohu");
     Path q = dir.resolve("int8.sohu");
-    Result base = run("compile", m.toString(), "-o", f32.toString());
+    CliResult base = run("compile", m.toString(), "-o", f32.toString());
     assertEquals(0, base.code(), base.err());
-    Result r = run("compile", m.toString(), "-o", q.toString(), "--quantize", "int8",
+    CliResult r = run("compile", m.toString(), "-o", q.toString(), "--quantize", "int8",
         "--calibrate", calibration("c0", 9, ElementType.F32).toString(),
         "--calibrate", calibration("c1", 13, ElementType.F32).toString(),
         "--max-layer-error", "0.2", "--report");
@@ -103,7 +93,7 @@ class QuantizeCompileTest {
   @Test
   void bf16AndFp8WithoutCalibration() throws Exception {
     for (String mode : new String[] {"bf16", "fp8"}) {
-      Result r = run("compile", model().toString(), "-o", dir.resolve(mode + ".sohu").toString(),
+      CliResult r = run("compile", model().toString(), "-o", dir.resolve(mode + ".sohu").toString(),
           "--quantize", mode, "--report");
       assertEquals(0, r.code(), r.err());
       assertTrue(r.out().contains("quantization: " + mode + ", 0 calibration sets"), r.out());
@@ -113,7 +103,7 @@ class QuantizeCompileTest {
 
   @Test
   void emitIrShowsQmatmul() throws Exception {
-    Result r = run("compile", model().toString(), "--emit", "ir", "--quantize", "fp8");
+    CliResult r = run("compile", model().toString(), "--emit", "ir", "--quantize", "fp8");
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("qmatmul"), r.out());
     assertTrue(r.out().contains("dynamic_quantize"), r.out());
@@ -123,7 +113,7 @@ class QuantizeCompileTest {
   void emptyCalibrationFolderIsAUserErrorNamingIt() throws Exception {
     Path empty = dir.resolve("empty");
     Files.createDirectories(empty);
-    Result r = run("compile", model().toString(), "-o", dir.resolve("x.sohu").toString(),
+    CliResult r = run("compile", model().toString(), "-o", dir.resolve("x.sohu").toString(),
         "--quantize", "int8", "--calibrate", empty.toString());
     assertEquals(1, r.code(), r.out());
     assertTrue(r.err().startsWith("error: ") && r.err().contains("empty"), r.err());
@@ -132,7 +122,7 @@ class QuantizeCompileTest {
 
   @Test
   void calibrationOfTheWrongDtypeIsAUserError() throws Exception {
-    Result r = run("compile", model().toString(), "-o", dir.resolve("x.sohu").toString(),
+    CliResult r = run("compile", model().toString(), "-o", dir.resolve("x.sohu").toString(),
         "--quantize", "fp8", "--calibrate", calibration("bad", 4, ElementType.I64).toString());
     assertEquals(1, r.code(), r.out());
     assertTrue(r.err().contains("input_0.pb"), r.err());
@@ -140,7 +130,7 @@ class QuantizeCompileTest {
 
   @Test
   void badModeAndOrphanCalibrationAreUsageErrors() throws Exception {
-    Result r = run("compile", model().toString(), "--emit", "ir", "--quantize", "int4");
+    CliResult r = run("compile", model().toString(), "--emit", "ir", "--quantize", "int4");
     assertEquals(2, r.code(), r.err());
     assertTrue(r.err().contains("unknown quantization mode 'int4'"), r.err());
     r = run("compile", model().toString(), "--emit", "ir", "--calibrate", dir.toString());

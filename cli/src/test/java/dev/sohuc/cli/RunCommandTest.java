@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.onnx.TensorFiles;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeEach;
@@ -30,21 +28,12 @@ class RunCommandTest {
   @TempDir Path tmp;
   Path bin;
 
-  record Run(int code, String out, String err) {}
-
-  static Run sohuc(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(args, new PrintWriter(out), new PrintWriter(err));
-    return new Run(code, out.toString(), err.toString());
-  }
-
   @BeforeEach
   void compile() throws Exception {
     Path ir = tmp.resolve("m.ir");
     Files.writeString(ir, IR);
     bin = tmp.resolve("m.sohu");
-    Run r = sohuc("compile", ir.toString(), "-o", bin.toString());
+    CliResult r = CliResult.run("compile", ir.toString(), "-o", bin.toString());
     assertEquals(0, r.code(), r.err());
   }
 
@@ -81,7 +70,7 @@ class RunCommandTest {
   @Test
   void functionalRunWritesNamedOutputsAtTheInputLength() {
     Path out = tmp.resolve("out");
-    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
         "--output-dir", out.toString(), "--report");
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("instructions"), r.out());
@@ -97,7 +86,7 @@ class RunCommandTest {
 
   @Test
   void missingInputNamesTheSymbol() {
-    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), null).toString(),
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), null).toString(),
         "--output-dir", tmp.resolve("o").toString());
     assertEquals(1, r.code());
     assertTrue(r.err().contains("input ids") && r.err().contains("missing"), r.err());
@@ -105,7 +94,7 @@ class RunCommandTest {
 
   @Test
   void wrongDtypeNamesTheSymbol() {
-    Run r = sohuc("run", bin.toString(), "--inputs",
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs",
         inputs("in", x(3), Tensor.zeros(ElementType.F32, 1, 3)).toString(),
         "--output-dir", tmp.resolve("o").toString());
     assertEquals(1, r.code());
@@ -114,7 +103,7 @@ class RunCommandTest {
 
   @Test
   void wrongShapeNamesTheSymbol() {
-    Run r = sohuc("run", bin.toString(), "--inputs",
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs",
         inputs("in", Tensor.zeros(ElementType.F32, 1, 3, 5), ids(3)).toString(),
         "--output-dir", tmp.resolve("o").toString());
     assertEquals(1, r.code());
@@ -123,7 +112,7 @@ class RunCommandTest {
 
   @Test
   void inconsistentSymbolIsAnError() {
-    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(4)).toString(),
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(4)).toString(),
         "--output-dir", tmp.resolve("o").toString());
     assertEquals(1, r.code());
     assertTrue(r.err().contains("seq"), r.err());
@@ -131,7 +120,7 @@ class RunCommandTest {
 
   @Test
   void timingModeTakesDimsFromShape() {
-    Run r = sohuc("run", bin.toString(), "--mode", "timing", "--shape", "seq=100", "--report",
+    CliResult r = CliResult.run("run", bin.toString(), "--mode", "timing", "--shape", "seq=100", "--report",
         "--trace", tmp.resolve("t.json").toString());
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("cycles") && r.out().contains("HBM"), r.out());
@@ -140,7 +129,7 @@ class RunCommandTest {
 
   @Test
   void instructionCapTraps() {
-    Run r = sohuc("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
         "--max-instructions", "5");
     assertEquals(1, r.code());
     assertTrue(r.err().contains("error:") && !r.err().contains("internal error"), r.err());
@@ -148,7 +137,7 @@ class RunCommandTest {
 
   @Test
   void badUsageExits2() {
-    assertEquals(2, sohuc("run", bin.toString(), "--mode", "fast").code());
-    assertEquals(2, sohuc("run", bin.toString()).code());
+    assertEquals(2, CliResult.run("run", bin.toString(), "--mode", "fast").code());
+    assertEquals(2, CliResult.run("run", bin.toString()).code());
   }
 }

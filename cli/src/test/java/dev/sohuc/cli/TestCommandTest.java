@@ -1,5 +1,6 @@
 package dev.sohuc.cli;
 
+import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -7,8 +8,6 @@ import ai.onnx.proto.OnnxMl;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.onnx.TensorFiles;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -17,15 +16,6 @@ import org.junit.jupiter.api.io.TempDir;
 /** {@code sohuc test} on small generated cases in the ONNX backend-test layout. */
 class TestCommandTest {
   @TempDir Path dir;
-
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(args, new PrintWriter(out, true), new PrintWriter(err, true));
-    return new Result(code, out.toString(), err.toString());
-  }
 
   private static OnnxMl.ValueInfoProto f32(String name, long... shape) {
     OnnxMl.TensorShapeProto.Builder s = OnnxMl.TensorShapeProto.newBuilder();
@@ -71,7 +61,7 @@ class TestCommandTest {
   @Test
   void passingCasePrintsPassAndExitsZero() throws Exception {
     Path c = writeCase("test_add", "Add", 2, X, doubled());
-    Result r = run("test", c.toString());
+    CliResult r = run("test", c.toString());
     assertEquals(0, r.code(), r.out() + r.err());
     assertTrue(r.out().contains("PASS test_add"), r.out());
     assertTrue(r.out().strip().endsWith("1 passed, 0 failed"), r.out());
@@ -82,7 +72,7 @@ class TestCommandTest {
     float[] y = doubled();
     y[4] = 3;  // want -1: |(-1) - 3| / max(1, 3) = 1.33
     writeCase("test_add_wrong", "Add", 2, X, y);
-    Result r = run("test", dir.toString());
+    CliResult r = run("test", dir.toString());
     assertEquals(1, r.code(), r.out() + r.err());
     assertTrue(r.out().contains("FAIL test_add_wrong: test_data_set_0: y max error 1.33"), r.out());
     assertTrue(r.out().contains("element 4"), r.out());
@@ -94,7 +84,7 @@ class TestCommandTest {
     writeCase("test_a_det", "Det", 1, X, X);
     writeCase("test_b_add", "Add", 2, X, doubled());
     writeCase("test_c_mul_wrong", "Mul", 2, X, doubled());
-    Result r = run("test", dir.toString());
+    CliResult r = run("test", dir.toString());
     assertEquals(1, r.code(), r.out() + r.err());
     String[] lines = r.out().strip().split("\n");
     assertEquals(4, lines.length, r.out());
@@ -110,14 +100,14 @@ class TestCommandTest {
     y[0] += 0.01f;  // error 0.01 against |want| = 2.01
     Path c = writeCase("test_loose", "Add", 2, X, y);
     assertEquals(1, run("test", c.toString()).code());
-    Result r = run("test", "--tolerance", "0.01", c.toString());
+    CliResult r = run("test", "--tolerance", "0.01", c.toString());
     assertEquals(0, r.code(), r.out() + r.err());
   }
 
   @Test
   void folderWithoutCasesIsAUserError() throws Exception {
     Files.createDirectories(dir.resolve("empty"));
-    Result r = run("test", dir.resolve("empty").toString());
+    CliResult r = run("test", dir.resolve("empty").toString());
     assertEquals(1, r.code());
     assertTrue(r.err().contains("no model.onnx"), r.err());
   }
