@@ -1,10 +1,6 @@
 package dev.sohuc.hf;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
+import dev.sohuc.hf.OrtReference.Input;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
@@ -13,12 +9,9 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -60,8 +53,8 @@ class HfNumericsTest {
     long[] promptIds = randomIds(random, BATCH * PROMPT, vocab);
     Module prefill = HfImporter.importModel(dir, HfOptions.prefill());
     Map<String, Tensor> ir = new Interpreter(prefill).run(List.of(ids(promptIds, PROMPT)));
-    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0),
-        Map.of("input_ids", longTensor(promptIds, BATCH, PROMPT)));
+    Map<String, float[]> ort = OrtReference.run(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", Input.longs(promptIds, BATCH, PROMPT)));
     assertClose(variant + " prompt", ort, ir);
 
     // One decode step of STEP tokens, each side fed its own prompt KV cache.
@@ -69,17 +62,19 @@ class HfNumericsTest {
     Module decode = HfImporter.importModel(dir, HfOptions.decode());
     long layers = m.config.containsKey("n_layer") ? m.get("n_layer") : m.get("num_hidden_layers");
     List<Tensor> irInputs = new ArrayList<>(List.of(ids(stepIds, STEP)));
-    Map<String, Object> ortInputs = new HashMap<>();
-    ortInputs.put("input_ids", longTensor(stepIds, BATCH, STEP));
+    Map<String, Input> ortInputs = new HashMap<>();
+    ortInputs.put("input_ids", Input.longs(stepIds, BATCH, STEP));
     for (int i = 0; i < layers; i++) {
       for (String kv : new String[] {"key", "value"}) {
         Tensor present = ir.get("present." + i + "." + kv);
         irInputs.add(present);
-        ortInputs.put("past_key_values." + i + "." + kv, floatTensor(ort.get("present." + i + "." + kv), present.shape()));
+        ortInputs.put("past_key_values." + i + "." + kv,
+            Input.floats(ort.get("present." + i + "." + kv), present.shape()));
       }
     }
     Map<String, Tensor> irStep = new Interpreter(decode).run(irInputs);
-    Map<String, float[]> ortStep = runOrt(ReferenceModels.build(m, BATCH, STEP, PROMPT), ortInputs);
+    Map<String, float[]> ortStep =
+        OrtReference.run(ReferenceModels.build(m, BATCH, STEP, PROMPT).modelBytes(), ortInputs);
     assertClose(variant + " decode", ortStep, irStep);
     assertEquals(PROMPT + STEP, irStep.get("present.0.key").shape()[2]);
   }
@@ -99,9 +94,11 @@ class HfNumericsTest {
     Module module = HfImporter.importModel(dir, HfOptions.prefill());
     Map<String, Tensor> ir = new Interpreter(module).run(List.of(ids(ids, PROMPT), ids(mask, PROMPT),
         ids(types, PROMPT)));
-    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0), Map.of(
-        "input_ids", longTensor(ids, BATCH, PROMPT), "attention_mask", longTensor(mask, BATCH, PROMPT),
-        "token_type_ids", longTensor(types, BATCH, PROMPT)));
+    Map<String, float[]> ort = OrtReference.run(
+        ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(), Map.of(
+            "input_ids", Input.longs(ids, BATCH, PROMPT),
+            "attention_mask", Input.longs(mask, BATCH, PROMPT),
+            "token_type_ids", Input.longs(types, BATCH, PROMPT)));
     assertClose("bert", ort, ir);
   }
 
@@ -117,46 +114,6 @@ class HfNumericsTest {
 
   static Tensor ids(long[] data, long seq) {
     return Tensor.ofLongs(ElementType.I64, new long[] {data.length / seq, seq}, data.clone());
-  }
-
-  record Input(long[] longs, float[] floats, long[] shape) {}
-
-  static Input longTensor(long[] data, long... shape) {
-    return new Input(data, null, shape);
-  }
-
-  static Input floatTensor(float[] data, long... shape) {
-    return new Input(null, data, shape);
-  }
-
-  static Map<String, float[]> runOrt(OnnxGraph graph, Map<String, ?> inputs) throws OrtException {
-    OrtEnvironment env = OrtEnvironment.getEnvironment();
-    try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
-      opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
-      try (OrtSession session = env.createSession(graph.modelBytes(), opts)) {
-        Map<String, OnnxTensor> feed = new LinkedHashMap<>();
-        try {
-          for (var e : inputs.entrySet()) {
-            Input in = (Input) e.getValue();
-            feed.put(e.getKey(), in.longs() != null
-                ? OnnxTensor.createTensor(env, LongBuffer.wrap(in.longs()), in.shape())
-                : OnnxTensor.createTensor(env, FloatBuffer.wrap(in.floats()), in.shape()));
-          }
-          Map<String, float[]> out = new LinkedHashMap<>();
-          try (OrtSession.Result result = session.run(feed)) {
-            for (Map.Entry<String, OnnxValue> e : result) {
-              FloatBuffer fb = ((OnnxTensor) e.getValue()).getFloatBuffer();
-              float[] data = new float[fb.remaining()];
-              fb.get(data);
-              out.put(e.getKey(), data);
-            }
-          }
-          return out;
-        } finally {
-          feed.values().forEach(OnnxTensor::close);
-        }
-      }
-    }
   }
 
   static void assertClose(String what, Map<String, float[]> expected, Map<String, Tensor> actual) {

@@ -110,8 +110,8 @@ public final class TinyLlamaExample {
     w.write(dir.resolve("model.safetensors"));
     long[] ids = inputIds();
     Files.write(dir.resolve("inputs/input_0.pb"), tensorProto("input_ids", ids).toByteArray());
-    float[] logits = HfNumericsTest.runOrt(ReferenceModels.build(m, 1, PROMPT, 0),
-        Map.of("input_ids", HfNumericsTest.longTensor(ids, 1, PROMPT))).get("logits");
+    float[] logits = OrtReference.run(ReferenceModels.build(m, 1, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", OrtReference.Input.longs(ids, 1, PROMPT))).get("logits");
     Files.write(dir.resolve("expected/output_0.pb"), tensorProto("logits", logits, 1, PROMPT, VOCAB).toByteArray());
   }
 

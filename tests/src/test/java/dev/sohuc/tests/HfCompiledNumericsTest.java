@@ -4,11 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import dev.sohuc.backend.BackendOptions;
 import dev.sohuc.backend.SohuBackend;
 import dev.sohuc.emu.Emulator;
@@ -18,6 +13,8 @@ import dev.sohuc.emu.MachineDescription;
 import dev.sohuc.emu.Options;
 import dev.sohuc.hf.HfImporter;
 import dev.sohuc.hf.HfOptions;
+import dev.sohuc.hf.OrtReference;
+import dev.sohuc.hf.OrtReference.Input;
 import dev.sohuc.hf.ReferenceModels;
 import dev.sohuc.hf.Safetensors;
 import dev.sohuc.hf.TinyModel;
@@ -30,8 +27,6 @@ import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -77,27 +72,27 @@ class HfCompiledNumericsTest {
     Map<String, HostTensor> emuIn = new LinkedHashMap<>();
     emuIn.put("input_ids", ids(promptIds, BATCH, PROMPT));
     Map<String, HostTensor> emu = emulate(prefill, emuIn);
-    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
-        Map.of("input_ids", OrtIn.longs(promptIds, BATCH, PROMPT)));
+    Map<String, float[]> ort = OrtReference.run(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", Input.longs(promptIds, BATCH, PROMPT)));
     assertClose(variant + " prompt", ort, emu);
     assertArrayEquals(new long[] {BATCH, PROMPT, vocab}, emu.get("logits").shape());
 
     long[] stepIds = randomIds(random, BATCH * STEP, vocab);
     SohuProgram decode = compile(HfImporter.importModel(dir, HfOptions.decode()));
     Map<String, HostTensor> stepIn = new LinkedHashMap<>();
-    Map<String, Object> ortIn = new LinkedHashMap<>();
+    Map<String, Input> ortIn = new LinkedHashMap<>();
     stepIn.put("input_ids", ids(stepIds, BATCH, STEP));
-    ortIn.put("input_ids", OrtIn.longs(stepIds, BATCH, STEP));
+    ortIn.put("input_ids", Input.longs(stepIds, BATCH, STEP));
     for (int i = 0; i < layers; i++) {
       for (String kv : new String[] {"key", "value"}) {
         HostTensor present = emu.get("present." + i + "." + kv);
         stepIn.put("past_key_values." + i + "." + kv, present);
         ortIn.put("past_key_values." + i + "." + kv,
-            OrtIn.floats(ort.get("present." + i + "." + kv), present.shape()));
+            Input.floats(ort.get("present." + i + "." + kv), present.shape()));
       }
     }
     Map<String, HostTensor> emuStep = emulate(decode, stepIn);
-    Map<String, float[]> ortStep = runOrt(
+    Map<String, float[]> ortStep = OrtReference.run(
         ReferenceModels.build(m, BATCH, STEP, PROMPT).modelBytes(), ortIn);
     assertClose(variant + " decode", ortStep, emuStep);
     assertEquals(PROMPT + STEP, emuStep.get("present.0.key").shape()[2]);
@@ -119,10 +114,10 @@ class HfCompiledNumericsTest {
     in.put("input_ids", ids(idv, BATCH, PROMPT));
     in.put("attention_mask", ids(mask, BATCH, PROMPT));
     in.put("token_type_ids", ids(types, BATCH, PROMPT));
-    Map<String, float[]> ort = runOrt(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
-        Map.of("input_ids", OrtIn.longs(idv, BATCH, PROMPT),
-            "attention_mask", OrtIn.longs(mask, BATCH, PROMPT),
-            "token_type_ids", OrtIn.longs(types, BATCH, PROMPT)));
+    Map<String, float[]> ort = OrtReference.run(ReferenceModels.build(m, BATCH, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", Input.longs(idv, BATCH, PROMPT),
+            "attention_mask", Input.longs(mask, BATCH, PROMPT),
+            "token_type_ids", Input.longs(types, BATCH, PROMPT)));
     assertClose("bert prompt", ort, emulate(p, in));
   }
 
@@ -154,48 +149,6 @@ class HfCompiledNumericsTest {
       ids[i] = random.nextInt((int) vocab);
     }
     return ids;
-  }
-
-  // ---- ONNX Runtime
-
-  record OrtIn(long[] longs, float[] floats, long[] shape) {
-    static OrtIn longs(long[] v, long... shape) {
-      return new OrtIn(v, null, shape);
-    }
-
-    static OrtIn floats(float[] v, long... shape) {
-      return new OrtIn(null, v, shape);
-    }
-  }
-
-  static Map<String, float[]> runOrt(byte[] model, Map<String, ?> inputs) throws OrtException {
-    OrtEnvironment env = OrtEnvironment.getEnvironment();
-    try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
-      opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
-      try (OrtSession session = env.createSession(model, opts)) {
-        Map<String, OnnxTensor> feed = new LinkedHashMap<>();
-        try {
-          for (var e : inputs.entrySet()) {
-            OrtIn in = (OrtIn) e.getValue();
-            feed.put(e.getKey(), in.longs() != null
-                ? OnnxTensor.createTensor(env, LongBuffer.wrap(in.longs()), in.shape())
-                : OnnxTensor.createTensor(env, FloatBuffer.wrap(in.floats()), in.shape()));
-          }
-          Map<String, float[]> out = new LinkedHashMap<>();
-          try (OrtSession.Result result = session.run(feed)) {
-            for (Map.Entry<String, OnnxValue> e : result) {
-              FloatBuffer fb = ((OnnxTensor) e.getValue()).getFloatBuffer();
-              float[] data = new float[fb.remaining()];
-              fb.get(data);
-              out.put(e.getKey(), data);
-            }
-          }
-          return out;
-        } finally {
-          feed.values().forEach(OnnxTensor::close);
-        }
-      }
-    }
   }
 
   /** Per output: max |ort - emulator| <= 1e-4 x max |ort|; prints each figure. */
