@@ -989,6 +989,19 @@ final class Lowering {
     this.boundSizes = sizes;
   }
 
+  /** Conversions lowered inside the qmatmul that reads them (producer to qmatmul). */
+  private Map<Node, Node> fusedConversions = Map.of();
+
+  void setFusedConversions(Map<Node, Node> fused) {
+    this.fusedConversions = fused;
+  }
+
+  /** The producer of {@code x} when its conversion is fused into its qmatmul, else null. */
+  Node fusedConversion(Value x) {
+    Node p = x.producer();
+    return p != null && fusedConversions.containsKey(p) ? p : null;
+  }
+
   /** The bytes of {@code v} at the symbols' bounds, or {@code or} when it has no HBM size. */
   long sizeAtBoundOr(Value v, long or) {
     Long b = boundSizes == null ? null : boundSizes.get(v);

@@ -148,6 +148,84 @@ final class QuantLowering {
     return null;
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Fusing x's conversion into qmatmul.
+
+  /** Rows per tile of the conversion stream that fills the resident operand. */
+  static final int CONVERT_TILE = 128;
+
+  /** {@code -Dsohuc.backend.fuseQuantConversions=false} lowers every conversion on its own. */
+  static final String FUSE_PROPERTY = "sohuc.backend.fuseQuantConversions";
+
+  /**
+   * The conversions fused into the qmatmul that reads them, producer to consumer: a cast from
+   * f32, a per-row {@code dynamic_quantize} of f32 or a {@code quantize_linear} of f32 with a
+   * constant scalar scale and zero point 0, whose results only that qmatmul reads (as x, and
+   * the row scales as its x scale), and whose converted operand fits in SRAM whole at the
+   * symbols' bounds. The qmatmul then reads the f32 rows once, converts each tile in SRAM with
+   * the producer's own instructions (so the numbers are the unfused ones) into a resident
+   * low-precision copy, and runs every weight panel against it: the quantized tensor never
+   * goes to HBM and x is read once instead of once per 128 weight columns.
+   */
+  static Map<Node, Node> fusedConversions(dev.sohuc.ir.Function fn, Map<Value, Long> sizeAtBound,
+      Map<Value, Tensor> known, TargetInfo target) {
+    Map<Value, Integer> uses = new java.util.IdentityHashMap<>();
+    for (Node n : fn.body()) {
+      for (Value v : n.op().operands()) {
+        uses.merge(v, 1, Integer::sum);
+      }
+    }
+    for (dev.sohuc.ir.Function.Output o : fn.outputs()) {
+      uses.merge(o.value(), 1000, Integer::sum);
+    }
+    Map<Node, Node> fused = new java.util.IdentityHashMap<>();
+    if (!Boolean.parseBoolean(System.getProperty(FUSE_PROPERTY, "true"))) {
+      return fused;
+    }
+    for (Node n : fn.body()) {
+      if (!(n.op() instanceof QuantOp.QMatMul q) || q.x().producer() == null
+          || qmatmulReason(q, known) != null) {
+        continue;
+      }
+      Node p = q.x().producer();
+      boolean ok = switch (p.op()) {
+        case ElementwiseOp.Cast c -> isQuantCast(c)
+            && c.x().type().elementType() == ElementType.F32 && lastDimStatic(c.x());
+        case QuantOp.DynamicQuantize d -> unsupportedReason(p, known) == null
+            && p.results().get(1) == q.xScale() && uses.getOrDefault(q.xScale(), 0) == 1;
+        case QuantOp.QuantizeLinear ql -> unsupportedReason(p, known) == null
+            && known.containsKey(ql.scale()) && known.get(ql.scale()).size() == 1;
+        default -> false;
+      };
+      if (!ok || uses.getOrDefault(q.x(), 0) != 1 || q.x() == q.xScale()
+          || q.x() == q.w() || q.x() == q.wScale()) {
+        continue;
+      }
+      Value xf = p.op().operands().get(0);
+      TensorType xt = xf.type();
+      long k = xt.dim(xt.rank() - 1).value();
+      Long xBytes = sizeAtBound.get(xf);
+      if (xBytes == null || k * 4 > (1 << 17) - 1 || k > 8191) {
+        continue;
+      }
+      long es = dtype(q.x().type().elementType()).bytes();
+      if (k * es < 4) {
+        continue; // the conversion stream stores 4 bytes a row into the converted tensor's slot
+      }
+      long cols = q.w().type().dim(1).value();
+      long rowsAtBound = xBytes / (k * 4);
+      long slack = 16 * Lowering.SRAM_ALIGN;
+      long need = rowsAtBound * k * es + rowsAtBound * 4 + cols * 4 // resident A, x and w scales
+          + 3L * CONVERT_TILE * k * 4 + 2L * CONVERT_TILE * 4     // f32 tiles, |x| scratch, out
+          + 2L * k * TILE * es                                   // weight panels
+          + 2L * (TILE * k * es + TILE * TILE * 4) + slack;      // the mma stream's tiles
+      if (need <= target.sramBytes()) {
+        fused.put(p, n);
+      }
+    }
+    return fused;
+  }
+
   static DType dtype(ElementType t) {
     return switch (t) {
       case F32 -> DType.F32;
@@ -281,8 +359,12 @@ final class QuantLowering {
       throw new BackendException(n.describe() + ": qmatmul with K=" + k + " above 8191");
     }
     long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
+    // x's conversion fused here: x converted tile by tile into a resident SRAM copy
+    Node conv = l.fusedConversion(x);
+    long[] resident = conv == null ? null : convertResident(conv, k, dt);
     // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
-    long xScaleBuf = rowScale ? l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales") : 0;
+    long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
+        : l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales");
     long panelBytes = k * TILE * es;
     long bufA = l.sram(panelBytes, "w panel");
     long bufB = l.sram(panelBytes, "w panel");
@@ -293,7 +375,7 @@ final class QuantLowering {
     }
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
-    int aBase = e.li(l.addr(x));
+    int aBase = e.li(resident != null ? resident[0] : l.addr(x));
     int sxBuf = rowScale ? e.li(xScaleBuf) : 0;
     int bPtr = e.li(l.addr(w));
     int cPtr = e.li(l.addr(n.result()));
@@ -313,7 +395,9 @@ final class QuantLowering {
     int jrem = e.li(nFull - 1);
     int one = e.konst(1);
     e.konst(TILE * 4L); // the full panel's output row bytes, made before the loop opens
-    List<Lowering.In> ins = List.of(new Lowering.In(aBase, k * es, k * es));
+    List<Lowering.In> ins = List.of(resident != null
+        ? new Lowering.In(aBase, k * es, k * es, MemSpace.SRAM, 0)
+        : new Lowering.In(aBase, k * es, k * es));
     Tail t = new Tail(rowScale, sxBuf, colScale, wsPtr, accScale, tailScale);
     if (nFull > 0) {
       e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es, kRows,
@@ -349,6 +433,79 @@ final class QuantLowering {
           accNext, t, null);
     }
     e.free(aBase, sxBuf, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+  }
+
+  /**
+   * The fused conversion of qmatmul's x: streams the f32 rows of the producer's input through
+   * SRAM once and converts each tile with the producer's own instructions (a cast's or
+   * quantize_linear's {@code cvt}; dynamic_quantize's {@code vun abs}, {@code vred max},
+   * {@code vbini div}, {@code vbini max} into the row scales, then {@code cvt mode=row div=1}) into
+   * a resident copy of x in its low-precision type, so the numbers are the unfused ones. The
+   * per-row scales are kept in SRAM too, and also stored to the scale tensor's HBM (4 bytes a
+   * row); a cast or quantize_linear stores only a dead 4-byte row per row. Returns the SRAM
+   * addresses of the converted x and of the row scales (0 when none). The weight panels'
+   * DMAs are queued after this stream's last store, which waits for the last tile's
+   * conversion, so the mma stream's copies of x read converted rows.
+   */
+  private long[] convertResident(Node conv, long k, DType to) {
+    Value xf = conv.op().operands().get(0);
+    boolean dyn = conv.op() instanceof QuantOp.DynamicQuantize;
+    int es = to.bytes();
+    long inRow = k * 4;
+    long rowsAtBound = l.sizeAtBound(xf) / inRow;
+    long qAt = l.sram(rowsAtBound * k * es, "x converted (resident)");
+    long sAt = dyn ? l.sram(rowsAtBound * 4, "x row scales (resident)") : 0;
+    long scratchAt = dyn ? l.sram(CONVERT_TILE * inRow, "|x| tile") : 0;
+    float tensorScale = 1.0f;
+    boolean div = false;
+    if (conv.op() instanceof QuantOp.QuantizeLinear ql) {
+      tensorScale = scalar(ql.scale());
+      div = true;
+    }
+    float qmax = dyn ? QuantOp.maxMagnitude(((QuantOp.DynamicQuantize) conv.op()).dtype()) : 0;
+    Lowering.View v = Lowering.view(xf.type());
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(k);
+    int inRs = e.konst(inRow);
+    int qRs = e.konst(k * es);
+    int four = e.konst(4);
+    int one = e.konst(1);
+    int src = e.li(l.addr(xf));
+    int qBase = e.li(qAt);
+    int sBase = dyn ? e.li(sAt) : 0;
+    int scratch = dyn ? e.li(scratchAt) : 0;
+    int outHbm = e.li(l.addr(dyn ? conv.results().get(1) : conv.result()));
+    float s = tensorScale;
+    boolean d = div;
+    l.rowStream(rows, CONVERT_TILE, List.of(new Lowering.In(src, inRow, inRow)), outHbm, 4, 4,
+        (in, out, r, st) -> {
+          int qa = e.alloc();
+          e.mulImm(qa, st, k * es);
+          e.add(qa, qa, qBase);
+          if (dyn) {
+            int sa = e.alloc();
+            e.mulImm(sa, st, 4);
+            e.add(sa, sa, sBase);
+            e.vun(UnaryFn.ABS, scratch, inRs, in[0], inRs, r, cols);
+            e.vred(RedOp.MAX, out, four, scratch, inRs, r, cols);
+            e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
+            e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
+            e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
+                ScaleMode.ROW, 1.0f, out, 0, true, 0, 0));
+            // the resident copy of the scales, for the mma stream's cvt mode=row (x * 1 exact)
+            e.vbini(BinOp.MUL, sa, four, out, four, 1.0f, r, one, false);
+            e.free(sa);
+          } else {
+            e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
+                ScaleMode.TENSOR, s, 0, 0, d, 0, 0));
+          }
+          e.free(qa);
+        }, false, new int[0], null, true);
+    e.free(rows, src, qBase, sBase, scratch, outHbm);
+    // this stream's shared constants are not used after it: release them for the mma stream
+    // (qmatmul calls this before it makes any constant of its own)
+    e.endOp();
+    return new long[] {qAt, sAt};
   }
 
   /** How an ACC tile becomes the f32 result: accrd's scale, then the scale conversions. */

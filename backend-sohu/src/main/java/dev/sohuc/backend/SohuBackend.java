@@ -66,6 +66,8 @@ public final class SohuBackend {
     final Map<Value, Long> size = new IdentityHashMap<>();
     final Map<String, Long> bounds = new LinkedHashMap<>();
     long shapeOnlyBytes;
+    /** Conversions lowered inside their qmatmul (see QuantLowering.fusedConversions). */
+    Map<Node, Node> fusedConversions = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -144,6 +146,7 @@ public final class SohuBackend {
         next = align(next + sz);
       }
       long arenaBase = next;
+      fusedConversions = QuantLowering.fusedConversions(fn, size, known, target);
       long[] arena = planArena(arenaBase, outputRegion);
       long hbmEnd = arenaBase + arena[0];
       if (hbmEnd > target.hbmBytes()) {
@@ -166,10 +169,12 @@ public final class SohuBackend {
       Lowering low = new Lowering(e, target, symRegs, addr, known);
       low.setBoundSizes(size);
       low.setBounds(bounds);
+      low.setFusedConversions(fusedConversions);
       long maxSram = 0;
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
-            && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
+            && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
+            || fusedConversions.containsKey(n)) {
           continue;
         }
         e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
@@ -377,6 +382,13 @@ public final class SohuBackend {
       }
       for (Function.Output o : fn.outputs()) {
         lastUse.put(aliasRoot(o.value()), body.size());
+      }
+      // a conversion fused into its qmatmul reads its input when the qmatmul runs
+      for (Map.Entry<Node, Node> f : fusedConversions.entrySet()) {
+        int at = body.indexOf(f.getValue());
+        for (Value v : f.getKey().op().operands()) {
+          lastUse.merge(aliasRoot(v), at, Math::max);
+        }
       }
       record Block(long off, long size, int end) {}
       List<Block> live = new ArrayList<>();
