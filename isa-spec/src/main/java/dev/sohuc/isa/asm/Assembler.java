@@ -34,7 +34,6 @@ import dev.sohuc.isa.container.SohuProgram.Symbol;
 import dev.sohuc.isa.container.SohuProgram.Target;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
