@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.sohuc.isa.AsmEnum;
 import dev.sohuc.isa.Field;
-import dev.sohuc.isa.FieldKind;
 import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.InsnTable;
