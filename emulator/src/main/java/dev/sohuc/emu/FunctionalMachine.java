@@ -192,10 +192,6 @@ final class FunctionalMachine {
 
   private boolean draining;
 
-  private static boolean isCtrl(Insn insn) {
-    return insn.engine() == Engine.CTRL;
-  }
-
   private boolean ready(int tok) {
     return tok == 0 || tokens[tok] > 0;
   }
@@ -713,6 +709,26 @@ final class FunctionalMachine {
     return true;
   }
 
+  /** The work of a one-input instruction on one row: row i of its source, changed in place. */
+  @FunctionalInterface
+  private interface RowMap {
+    void map(int i, float[] x);
+  }
+
+  /**
+   * The loop nest of vun, softmax and rmsnorm: each row of src is loaded, mapped and stored to
+   * the same row of dst, in parallel when dst overlaps no source row.
+   */
+  private void mapRows(long rows, int cols, DType t, int dst, long ds, int src, long ss, RowMap f) {
+    long rb = (long) cols * t.bytes();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
+      float[] x = buf[0];
+      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      f.map(i, x);
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+    });
+  }
+
   private long rowsOf(long[] r, int reg) {
     return count("rows", r[reg], countLimit());
   }
@@ -820,15 +836,11 @@ final class FunctionalMachine {
     long ss = r[v.srcStride()];
     int dst = tile("vun dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
     int src = tile("vun src", r[v.src()] + v.srcOff(), ss, rows, cols, t);
-    long rb = (long) cols * t.bytes();
     UnaryFn fn = v.fn();
-    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
-      float[] x = buf[0];
-      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+    mapRows(rows, cols, t, dst, ds, src, ss, (i, x) -> {
       for (int j = 0; j < cols; j++) {
         x[j] = ExactMath.apply(fn, x[j]);
       }
-      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
     });
   }
 
@@ -909,10 +921,7 @@ final class FunctionalMachine {
     long window = s.window() == 0 ? 0 : r[s.window()];
     float scale = s.scale();
     boolean causal = s.causal();
-    long rb = (long) cols * t.bytes();
-    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
-      float[] x = buf[0];
-      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+    mapRows(rows, cols, t, dst, ds, src, ss, (i, x) -> {
       // unmasked columns are j < limit: causal masks j > i + diag, valid masks j >= valid
       long limit = Math.min(cols, valid);
       if (causal) {
@@ -941,7 +950,6 @@ final class FunctionalMachine {
       for (int j = lim; j < cols; j++) {
         x[j] = 0f;
       }
-      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
     });
   }
 
@@ -1001,10 +1009,7 @@ final class FunctionalMachine {
     float[] gamma = new float[cols];
     Elem.loadRow(sram, gb, cols, t, gamma);
     float eps = n.eps();
-    long rb = (long) cols * t.bytes();
-    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
-      float[] x = buf[0];
-      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+    mapRows(rows, cols, t, dst, ds, src, ss, (i, x) -> {
       float sq = 0f;
       for (int j = 0; j < cols; j++) {
         sq += x[j] * x[j];
@@ -1014,7 +1019,6 @@ final class FunctionalMachine {
       for (int j = 0; j < cols; j++) {
         x[j] = x[j] * rs * gamma[j];
       }
-      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
     });
   }
 
