@@ -318,13 +318,7 @@ public final class Emulator {
   public TimingReport runTiming(Map<String, Long> args) {
     TraceWriter trace = null;
     try {
-      Map<String, Long> dims = new LinkedHashMap<>();
-      bindDims(Map.of(), args, dims, false);
-      int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
-      long[] block = new long[slots];
-      for (SohuProgram.ArgSlot a : program.args()) {
-        block[a.index()] = dims.get(a.name());
-      }
+      long[] block = timingArgBlock(args);
       if (options.trace() != null) {
         String name = program.metadata().getOrDefault("name", options.programFile() == null
             ? "program" : options.programFile().getFileName().toString());
@@ -354,6 +348,14 @@ public final class Emulator {
 
   /** A timing machine for these dims, not yet run: one chip of a {@link MultiChipTiming} group. */
   TimingMachine newTimingMachine(Map<String, Long> args) {
+    return new TimingMachine(new Image(program), target, options, timingArgBlock(args), null);
+  }
+
+  /**
+   * The argument block, one word per slot index, from {@code args} alone: timing mode has no
+   * input tensors whose shapes could bind a dim.
+   */
+  private long[] timingArgBlock(Map<String, Long> args) {
     Map<String, Long> dims = new LinkedHashMap<>();
     bindDims(Map.of(), args, dims, false);
     int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
@@ -361,7 +363,7 @@ public final class Emulator {
     for (SohuProgram.ArgSlot a : program.args()) {
       block[a.index()] = dims.get(a.name());
     }
-    return new TimingMachine(new Image(program), target, options, block, null);
+    return block;
   }
 
   TimingReport report(TimingMachine t, long cycles) {
