@@ -1,11 +1,9 @@
 package dev.sohuc.backend;
 
 import dev.sohuc.ir.Function;
-import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.text.IrParser;
-import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import java.util.ArrayList;

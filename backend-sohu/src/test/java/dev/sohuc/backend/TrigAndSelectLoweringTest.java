@@ -2,7 +2,6 @@ package dev.sohuc.backend;
 
 import dev.sohuc.ir.text.IrParser;
 import dev.sohuc.ir.tensor.Tensor;
-import dev.sohuc.ir.type.ElementType;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
