@@ -42,24 +42,22 @@ public final class OnnxGraph {
   }
 
   String init(String hint, float[] data, long... shape) {
-    String name = fresh(hint);
     ByteBuffer b = ByteBuffer.allocate(data.length * 4).order(ByteOrder.LITTLE_ENDIAN);
     b.asFloatBuffer().put(data);
-    OnnxMl.TensorProto.Builder t = OnnxMl.TensorProto.newBuilder().setName(name)
-        .setDataType(OnnxMl.TensorProto.DataType.FLOAT.getNumber()).setRawData(ByteString.copyFrom(b.array()));
-    for (long d : shape) {
-      t.addDims(d);
-    }
-    graph.addInitializer(t);
-    return name;
+    return initializer(hint, OnnxMl.TensorProto.DataType.FLOAT, b.array(), shape);
   }
 
   String initLongs(String hint, long[] data, long... shape) {
-    String name = fresh(hint);
     ByteBuffer b = ByteBuffer.allocate(data.length * 8).order(ByteOrder.LITTLE_ENDIAN);
     b.asLongBuffer().put(data);
+    return initializer(hint, OnnxMl.TensorProto.DataType.INT64, b.array(), shape);
+  }
+
+  /** Adds an initializer from little-endian raw bytes; returns its fresh name. */
+  private String initializer(String hint, OnnxMl.TensorProto.DataType type, byte[] raw, long... shape) {
+    String name = fresh(hint);
     OnnxMl.TensorProto.Builder t = OnnxMl.TensorProto.newBuilder().setName(name)
-        .setDataType(OnnxMl.TensorProto.DataType.INT64.getNumber()).setRawData(ByteString.copyFrom(b.array()));
+        .setDataType(type.getNumber()).setRawData(ByteString.copyFrom(raw));
     for (long d : shape) {
       t.addDims(d);
     }
