@@ -219,11 +219,46 @@ final class QuantLowering {
           + 3L * CONVERT_TILE * k * 4 + 2L * CONVERT_TILE * 4     // f32 tiles, |x| scratch, out
           + 2L * k * TILE * es                                   // weight panels
           + 2L * (TILE * k * es + TILE * TILE * 4) + slack;      // the mma stream's tiles
-      if (need <= target.sramBytes()) {
+      if (need + k * 4 <= target.sramBytes()) {
         fused.put(p, n);
       }
     }
+    // a per-channel f32 multiply feeding only fused conversions (SmoothQuant's x / s, shared
+    // by the layers that read one activation) is applied by each of them to its f32 tile in SRAM
+    // with the same vbin mul instead of going through HBM on its own; it maps to the last
+    // qmatmul that reads it, so its input stays live until then
+    Map<Node, Integer> fusedReaders = new java.util.IdentityHashMap<>();
+    Map<Node, Node> lastReader = new java.util.IdentityHashMap<>();
+    for (Map.Entry<Node, Node> f : fused.entrySet()) {
+      Node pre = f.getKey().op().operands().get(0).producer();
+      if (pre != null && preScale(pre, known) != null) {
+        fusedReaders.merge(pre, 1, Integer::sum);
+        lastReader.merge(pre, f.getValue(),
+            (x, y) -> fn.body().indexOf(x) >= fn.body().indexOf(y) ? x : y);
+      }
+    }
+    for (Map.Entry<Node, Integer> r : fusedReaders.entrySet()) {
+      if (uses.getOrDefault(r.getKey().result(), 0).equals(r.getValue())) {
+        fused.put(r.getKey(), lastReader.get(r.getKey()));
+      }
+    }
     return fused;
+  }
+
+  /**
+   * The plan of {@code n} when it is an f32 multiply of a full operand by a constant vector
+   * along the last axis (a {@code vbin mul bcast=row}), else null.
+   */
+  static Lowering.BinaryPlan preScale(Node n, Map<Value, Tensor> known) {
+    if (!(n.op() instanceof ElementwiseOp.Binary bin)
+        || bin.kind() != ElementwiseOp.BinaryKind.MUL
+        || n.result().type().elementType() != ElementType.F32) {
+      return null;
+    }
+    Lowering.BinaryPlan p = Lowering.binaryPlan(bin, known);
+    return p != null && p.imm() == null && p.bShape() == Lowering.Shape.ROW
+        && known.containsKey(p.b()) && p.a().type().dims().equals(n.result().type().dims())
+        ? p : null;
   }
 
   static DType dtype(ElementType t) {
@@ -449,6 +484,11 @@ final class QuantLowering {
    */
   private long[] convertResident(Node conv, long k, DType to) {
     Value xf = conv.op().operands().get(0);
+    // SmoothQuant's per-channel multiply, fused too: applied to each f32 tile first
+    Node pre = l.fusedConversion(xf);
+    Lowering.BinaryPlan scaleBy = pre == null ? null : preScale(pre, l.known());
+    Value src0 = scaleBy == null ? xf : scaleBy.a();
+    long vecAt = scaleBy == null ? 0 : l.preload(scaleBy.b(), k * 4, "x channel scales");
     boolean dyn = conv.op() instanceof QuantOp.DynamicQuantize;
     int es = to.bytes();
     long inRow = k * 4;
@@ -470,7 +510,8 @@ final class QuantLowering {
     int qRs = e.konst(k * es);
     int four = e.konst(4);
     int one = e.konst(1);
-    int src = e.li(l.addr(xf));
+    int src = e.li(l.addr(src0));
+    int vec = scaleBy == null ? 0 : e.li(vecAt);
     int qBase = e.li(qAt);
     int sBase = dyn ? e.li(sAt) : 0;
     int scratch = dyn ? e.li(scratchAt) : 0;
@@ -482,6 +523,9 @@ final class QuantLowering {
           int qa = e.alloc();
           e.mulImm(qa, st, k * es);
           e.add(qa, qa, qBase);
+          if (scaleBy != null) {
+            e.vbin(BinOp.MUL, in[0], inRs, in[0], inRs, vec, 0, r, cols, Bcast.ROW);
+          }
           if (dyn) {
             int sa = e.alloc();
             e.mulImm(sa, st, 4);
@@ -501,7 +545,7 @@ final class QuantLowering {
           }
           e.free(qa);
         }, false, new int[0], null, true);
-    e.free(rows, src, qBase, sBase, scratch, outHbm);
+    e.free(rows, src, vec, qBase, sBase, scratch, outHbm);
     // this stream's shared constants are not used after it: release them for the mma stream
     // (qmatmul calls this before it makes any constant of its own)
     e.endOp();

@@ -145,7 +145,17 @@ class QuantLoweringTest {
   void fp8DynamicPerTokenScales() {
     Module m = quantized(QuantOptions.of(QuantMode.FP8)).get();
     assertEquals(2, count(m, QuantOp.DynamicQuantize.class));
-    check("fp8 dynamic", quantized(QuantOptions.of(QuantMode.FP8)));
+    assertLoweredInsideQmatmul(check("fp8 dynamic", quantized(QuantOptions.of(QuantMode.FP8))),
+        "dynamic_quantize");
+  }
+
+  /** No code is attributed to these ops: each was fused into the qmatmul that reads it. */
+  static void assertLoweredInsideQmatmul(EndToEndHarness.Compiled c, String... mnemonics) {
+    for (var d : c.program.debug()) {
+      for (String m : mnemonics) {
+        assertTrue(!d.irOp().startsWith(m + " "), () -> d.irOp() + " lowered on its own");
+      }
+    }
   }
 
   @Test
@@ -164,7 +174,11 @@ class QuantLoweringTest {
   void int8CalibratedWithSmoothQuant() {
     QuantOptions o = calibrated(QuantMode.INT8);
     assertEquals(2, count(quantized(o).get(), QuantOp.QuantizeLinear.class));
-    check("int8 calibrated", quantized(o));
+    assertTrue(quantized(o).get().main().body().stream().anyMatch(n -> n.op()
+        instanceof dev.sohuc.ir.op.ElementwiseOp.Binary b
+        && b.kind() == dev.sohuc.ir.op.ElementwiseOp.BinaryKind.MUL), "no smoothing multiply");
+    // the smoothing multiply and quantize_linear run inside each qmatmul's conversion stream
+    assertLoweredInsideQmatmul(check("int8 calibrated", quantized(o)), "quantize_linear", "mul");
   }
 
   @Test
