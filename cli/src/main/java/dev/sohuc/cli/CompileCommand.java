@@ -15,7 +15,6 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -44,12 +43,7 @@ final class CompileCommand implements Callable<Integer> {
   @Option(names = "--emit", paramLabel = "KIND", description = "ir, asm or bin (default bin).")
   String emit = "bin";
 
-  @Option(names = "--print-ir-after-all", description = "Print the IR after every pass.")
-  boolean printAfterAll;
-
-  @Option(names = "--print-ir-after", paramLabel = "PASS", split = ",",
-      description = "Print the IR after the named passes.")
-  List<String> printAfter = new ArrayList<>();
+  @CommandLine.Mixin PrintIrOptions printIr = new PrintIrOptions();
 
   @Option(names = "--report", description = "Print fusions, quantization, code size and memory use.")
   boolean report;
@@ -76,15 +70,9 @@ final class CompileCommand implements Callable<Integer> {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "--emit must be ir, asm or bin, got " + emit);
     }
+    printIr.checkNames(spec.commandLine());
     Module m = ModelLoader.load(model, bindings, HfOptions.GraphKind.PREFILL);
-    PassManager.Report passReport = Toolchain.optimize(m, pm -> {
-      if (printAfterAll) {
-        pm.printIrAfterAll(out);
-      }
-      if (!printAfter.isEmpty()) {
-        pm.printIrAfter(new HashSet<>(printAfter), out);
-      }
-    });
+    PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
     if (report) {
       out.print(passReport.fusion().render());
     }

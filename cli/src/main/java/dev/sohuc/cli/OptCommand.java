@@ -6,7 +6,6 @@ import dev.sohuc.ir.text.IrPrinter;
 import dev.sohuc.passes.Pass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
-import dev.sohuc.passes.PassRegistry;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -14,9 +13,7 @@ import picocli.CommandLine.Parameters;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.Callable;
 
 /** {@code sohuc opt FILE.ir --passes a,b,c}: runs a pass pipeline on IR text and prints the result. */
@@ -34,12 +31,7 @@ final class OptCommand implements Callable<Integer> {
       description = "comma-separated passes to run in order (default: ${DEFAULT-VALUE})")
   String passes;
 
-  @Option(names = "--print-ir-after-all", description = "print the IR after every pass")
-  boolean printAfterAll;
-
-  @Option(names = "--print-ir-after", paramLabel = "NAME", split = ",",
-      description = "print the IR after each run of the named pass (repeatable)")
-  List<String> printAfter = new ArrayList<>();
+  @CommandLine.Mixin PrintIrOptions printIr = new PrintIrOptions();
 
   @Option(names = "--report", description = "print the fusion report and per-pass time and memory")
   boolean report;
@@ -52,23 +44,15 @@ final class OptCommand implements Callable<Integer> {
     List<Pass> pipeline;
     try {
       pipeline = PassPipelines.parse(passes);
-      for (String name : printAfter) {
-        if (PassRegistry.lookup(name).isEmpty()) {
-          throw new PassPipelines.UnknownPassException(name);
-        }
-      }
     } catch (PassPipelines.UnknownPassException e) {
       throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }
+    printIr.checkNames(spec.commandLine());
     Module module = IrParser.parse(file);
     PassManager pm = new PassManager(pipeline);
-    if (printAfterAll) {
-      pm.printIrAfterAll(out);
-    } else if (!printAfter.isEmpty()) {
-      pm.printIrAfter(Set.copyOf(printAfter), out);
-    }
+    printIr.apply(pm, out);
     PassManager.Report r = pm.run(module);
-    if (printAfterAll || !printAfter.isEmpty()) {
+    if (printIr.any()) {
       out.println("// ----- final IR -----");
     }
     out.print(IrPrinter.print(module));

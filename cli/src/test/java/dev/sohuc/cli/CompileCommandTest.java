@@ -54,4 +54,11 @@ class CompileCommandTest {
     assertEquals(1, r.code(), r.out() + r.err());
     assertTrue(r.err().contains("LogSoftmax_7"), r.err());
   }
+
+  @Test
+  void unknownPrintIrAfterPassIsAUsageError() throws Exception {
+    CliResult r = run("compile", ir(GELU).toString(), "--emit", "ir", "--print-ir-after", "fuse-magic");
+    assertEquals(2, r.code(), r.out() + r.err());
+    assertTrue(r.err().contains("unknown pass 'fuse-magic'"), r.err());
+  }
 }
