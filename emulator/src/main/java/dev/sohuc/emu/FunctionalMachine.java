@@ -53,7 +53,7 @@ final class FunctionalMachine {
   /** An engine instruction waiting in its queue, with the registers it read at issue. */
   private record Pending(int pc, Insn insn, long seq, long[] regs) {}
 
-  @SuppressWarnings("unchecked")
+  @SuppressWarnings({"unchecked", "rawtypes"}) // no generic array creation in Java
   private final ArrayDeque<Pending>[] queues = new ArrayDeque[Engine.values().length];
 
   FunctionalMachine(Image image, MachineDescription target, Options options) {
