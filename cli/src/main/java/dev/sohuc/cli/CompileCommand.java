@@ -11,6 +11,7 @@ import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.QuantOptions;
 import dev.sohuc.passes.quant.QuantReport;
 import dev.sohuc.passes.quant.Quantizer;
+import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,10 +25,11 @@ import picocli.CommandLine.Parameters;
 
 /** {@code sohuc compile MODEL -o X.sohu}: import, run the default pass pipeline, lower, link. */
 @Command(name = "compile", mixinStandardHelpOptions = true,
-    description = "Compile a model (.onnx or .ir) to a .sohu program.")
+    description = "Compile a model (.onnx, .ir, or a Hugging Face config.json / folder) to a .sohu program.")
 final class CompileCommand implements Callable<Integer> {
 
-  @Parameters(index = "0", paramLabel = "MODEL", description = "The model: .onnx or .ir.")
+  @Parameters(index = "0", paramLabel = "MODEL",
+      description = "The model: FILE.onnx, FILE.ir, or a Hugging Face config.json or its folder.")
   Path model;
 
   @Option(names = "-o", paramLabel = "FILE", description = "Output file (.sohu, or text for --emit ir|asm).")
@@ -60,12 +62,19 @@ final class CompileCommand implements Callable<Integer> {
       description = "Relative L2 error above which a layer stays in higher precision (default per mode).")
   Double maxLayerError;
 
+  @Option(names = "--chips", paramLabel = "N",
+      description = "Tensor-parallel shard for N chips: the program of one chip, with all-reduces (default 1).")
+  int chips = 1;
+
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     ShapeBindings bindings = ShapeBindings.parse(shapes, spec.commandLine());
+    if (chips < 1) {
+      throw new CommandLine.ParameterException(spec.commandLine(), "--chips must be 1 or more, got " + chips);
+    }
     if (!List.of("ir", "asm", "bin").contains(emit)) {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "--emit must be ir, asm or bin, got " + emit);
@@ -75,6 +84,10 @@ final class CompileCommand implements Callable<Integer> {
     PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
     if (report) {
       out.print(passReport.fusion().render());
+    }
+    if (chips > 1) {
+      // Every chip runs the same program on its own weight shard; rank 0's is the one written.
+      new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
     }
     QuantReport quantReport = quantize(m);
     if (report && quantReport != null) {

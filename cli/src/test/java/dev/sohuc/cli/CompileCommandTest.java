@@ -39,6 +39,25 @@ class CompileCommandTest {
   }
 
   @Test
+  void chipsShardsTheModelAndAddsAllReduces() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    CliResult r = run("compile", tiny.toString(), "--chips", "2", "--emit", "ir");
+    assertEquals(0, r.code(), r.err());
+    // two layers, each with an all-reduce after the attention output and the MLP down projection
+    assertEquals(4, r.out().lines().filter(l -> l.contains("= all_reduce ")).count(), r.out());
+    assertTrue(r.out().contains("{chips = 2}"), r.out());
+    CliResult bin = run("compile", tiny.toString(), "--chips", "2", "-o", dir.resolve("t.sohu").toString());
+    assertEquals(0, bin.code(), bin.err());
+  }
+
+  @Test
+  void chipsBelowOneIsAUsageError() throws Exception {
+    CliResult r = run("compile", ir(GELU).toString(), "--chips", "0", "-o", dir.resolve("x.sohu").toString());
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--chips must be 1 or more"), r.err());
+  }
+
+  @Test
   void emitsAssembly() throws Exception {
     CliResult r = run("compile", ir(GELU).toString(), "--emit", "asm");
     assertEquals(0, r.code(), r.err());
