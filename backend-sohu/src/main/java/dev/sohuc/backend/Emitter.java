@@ -29,6 +29,14 @@ final class Emitter {
   static final int TOK_MXU = 3;    // MXU -> VPU: an ACC tile is complete
   static final int TOK_VPU = 4;    // VPU -> MXU: an SRAM operand tile (softmax probabilities) is ready
   static final int TOK_RESIDENT = 5; // DMA -> DMA: a whole operand preloaded into SRAM has arrived
+  // op handoff (SohuBackend): engine X has run every instruction of the previous op
+  static final int TOK_VPU_TO_DMA = 6;
+  static final int TOK_VPU_TO_MXU = 7;
+  static final int TOK_MXU_TO_DMA = 8;
+  static final int TOK_MXU_TO_VPU = 9;
+  static final int TOK_DMA_TO_VPU = 10;
+  static final int TOK_DMA_TO_MXU = 11;
+  static final int TOK_DMA_TO_DMA = 12;
 
   static final int MAX_LOOP_DEPTH = 4;
 
@@ -241,6 +249,17 @@ final class Emitter {
       case VPU -> new Insn.Vfill(0, 0, 0, 0f, 0, 0, DType.F32, wait, signal);
       case CTRL -> new Insn.Nop(wait, signal);
     };
+  }
+
+  /**
+   * A DMA that moves nothing but completes with HBM latency: started after every earlier DMA of
+   * the queue, it completes no earlier than any of them (the timing model's signal time is the
+   * instruction's own start + occupancy + its memory's latency), so its signal means every
+   * earlier DMA's memory effects are visible.
+   */
+  static Insn hbmFence(int wait, int signal) {
+    return new Insn.Dma(MemSpace.SRAM, 0, 0, 0, MemSpace.HBM, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+        wait, signal);
   }
 
   // ---- instruction helpers (operands as the ISA table orders them)

@@ -13,6 +13,7 @@ import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.Word;
@@ -35,8 +36,9 @@ import java.util.TreeMap;
  *   <li>folds source ops (weights, constants, static fills and ranges) into the constants image;
  *   <li>plans HBM: constants, inputs and outputs (sized at the symbols' bounds), then an arena
  *       for intermediates with liveness-based first-fit reuse; reshapes alias their operand;
- *   <li>emits code: {@code ldarg} of every symbolic dim, then each op's loop nest, ops separated
- *       by {@code barrier}, then {@code halt};
+ *   <li>emits code: {@code ldarg} of every symbolic dim, then each op's loop nest, ops joined by
+ *       token handoffs between the engines (a {@code barrier} around collectives and before the
+ *       output copies), then {@code halt};
  *   <li>links the container: code, constants, symbols, per-instruction debug, metadata, args.
  * </ol>
  */
@@ -171,6 +173,7 @@ public final class SohuBackend {
       low.setBounds(bounds);
       low.setFusedConversions(fusedConversions);
       long maxSram = 0;
+      Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
@@ -179,6 +182,14 @@ public final class SohuBackend {
         }
         e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
             n.location().text());
+        boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
+        if (prev != null) {
+          if (collective) {
+            e.emit(new Insn.Barrier(0, 0));
+          } else {
+            handoffStart(e, hbmHazard(prev, n));
+          }
+        }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
           CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
         } else {
@@ -186,6 +197,17 @@ public final class SohuBackend {
         }
         maxSram = Math.max(maxSram, low.sramUsed());
         e.endOp();
+        if (collective) {
+          e.emit(new Insn.Barrier(0, 0));
+          prev = null;
+        } else {
+          prev = n;
+          handoffEnd(e);
+        }
+      }
+      if (prev != null) {
+        e.setOp("handoff", "");
+        handoffStart(e, true);
         e.emit(new Insn.Barrier(0, 0));
       }
       for (int i = 0; i < fn.outputs().size(); i++) {
@@ -219,6 +241,104 @@ public final class SohuBackend {
       SohuProgram p = new SohuProgram(new SohuProgram.Target(target.name(), target.sha256()),
           words, consts, symbols, debug, meta, args);
       return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram);
+    }
+
+    /**
+     * The end of an op's code, in place of a barrier: each engine signals, once its queue has
+     * run the op's last instruction, one token per other engine (a DMA -> DMA token as well, for
+     * the next op's HBM reads of what this op stored). {@link #handoffStart} consumes them, so
+     * every token signalled here is waited on exactly once.
+     */
+    private static void handoffEnd(Emitter e) {
+      e.emit(Emitter.fence(Engine.VPU, 0, Emitter.TOK_VPU_TO_DMA));
+      e.emit(Emitter.fence(Engine.VPU, 0, Emitter.TOK_VPU_TO_MXU));
+      e.emit(Emitter.fence(Engine.MXU, 0, Emitter.TOK_MXU_TO_DMA));
+      e.emit(Emitter.fence(Engine.MXU, 0, Emitter.TOK_MXU_TO_VPU));
+      e.emit(Emitter.hbmFence(0, Emitter.TOK_DMA_TO_VPU));
+      e.emit(Emitter.hbmFence(0, Emitter.TOK_DMA_TO_MXU));
+      e.emit(Emitter.hbmFence(0, Emitter.TOK_DMA_TO_DMA));
+    }
+
+    /**
+     * The start of the next op's code: the control unit does not stall (it goes on issuing this
+     * op's instructions into the queues), but each engine's first instruction of this op waits
+     * until the other engines have run all of the previous op's instructions. SRAM and ACC are
+     * reused from offset 0 by every op, so the engines must not overlap across ops; HBM accesses
+     * are all DMA, which runs in queue order, and a read of an HBM range the previous op wrote
+     * (or a write of one it read or wrote) additionally waits for the previous op's last DMA to
+     * complete, memory latency included ({@code hazard}); otherwise this op's first DMA starts
+     * as soon as the previous op's compute is done, overlapping the latency of its last stores.
+     */
+    private static void handoffStart(Emitter e, boolean hazard) {
+      e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_VPU_TO_DMA, 0));
+      e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_MXU_TO_DMA, 0));
+      if (hazard) {
+        e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_DMA_TO_DMA, 0));
+      }
+      e.emit(Emitter.fence(Engine.VPU, Emitter.TOK_DMA_TO_VPU, 0));
+      e.emit(Emitter.fence(Engine.VPU, Emitter.TOK_MXU_TO_VPU, 0));
+      e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_DMA_TO_MXU, 0));
+      e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_VPU_TO_MXU, 0));
+      if (!hazard) {
+        // still consumed (every signal has one wait): by the VPU, which has just waited on the
+        // DMA -> VPU token the same DMA fences signal, so it waits no longer for it
+        e.emit(Emitter.fence(Engine.VPU, Emitter.TOK_DMA_TO_DMA, 0));
+      }
+    }
+
+    /** Whether {@code next} reads or writes an HBM range that {@code prev} writes, or writes one it reads. */
+    private boolean hbmHazard(Node prev, Node next) {
+      List<long[]> prevW = ranges(prev.results());
+      List<long[]> prevR = ranges(reads(prev));
+      List<long[]> nextR = ranges(reads(next));
+      List<long[]> nextW = ranges(next.results());
+      return overlaps(prevW, nextR) || overlaps(prevW, nextW) || overlaps(prevR, nextW);
+    }
+
+    /**
+     * An op's HBM operands, with the inputs of the conversions fused into it (read when it runs),
+     * transitively: a fused conversion may read another fused op's result (a SmoothQuant mul
+     * feeding a cast), which is never written, so its input is what is read.
+     */
+    private List<Value> reads(Node n) {
+      List<Value> vs = new ArrayList<>(n.op().operands());
+      for (Map.Entry<Node, Node> f : fusedConversions.entrySet()) {
+        if (f.getValue() == n) {
+          vs.addAll(f.getKey().op().operands());
+        }
+      }
+      for (int i = 0; i < vs.size(); i++) {
+        Node p = vs.get(i).producer();
+        if (p != null && fusedConversions.containsKey(p)) {
+          vs.addAll(p.op().operands());
+        }
+      }
+      return vs;
+    }
+
+    private List<long[]> ranges(List<Value> vs) {
+      List<long[]> out = new ArrayList<>();
+      for (Value v : vs) {
+        Long a = addr.get(v);
+        Long sz = size.get(v);
+        if (a == null || sz == null) {
+          out.add(new long[] {0, Long.MAX_VALUE});  // unknown: assume it touches everything
+        } else {
+          out.add(new long[] {a, a + sz});
+        }
+      }
+      return out;
+    }
+
+    private static boolean overlaps(List<long[]> xs, List<long[]> ys) {
+      for (long[] x : xs) {
+        for (long[] y : ys) {
+          if (x[0] < y[1] && y[0] < x[1]) {
+            return true;
+          }
+        }
+      }
+      return false;
     }
 
     private List<Value> allValues() {
