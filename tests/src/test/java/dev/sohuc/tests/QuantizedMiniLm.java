@@ -21,6 +21,7 @@ import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Engine;
 import dev.sohuc.onnx.OnnxImporter;
 import dev.sohuc.onnx.TensorFiles;
 import dev.sohuc.passes.PassManager;
@@ -44,8 +45,8 @@ import java.util.Random;
  * all-MiniLM-L6-v2 quantized, compiled and emulated: 8 calibration sets and 8 different
  * evaluation sets at seq 128 (1 to 112 padding tokens), the emulator's token embeddings against
  * ONNX Runtime f32 (mean and worst cosine over the real tokens), the interpreter's beside them,
- * the timing mode's cycles, MFU and HBM traffic at seq 128, and the bytes of the matmul weights
- * in the constants image.
+ * the timing mode's cycles, MFU, HBM traffic and busy cycles of the MXU, VPU and DMA engines at
+ * seq 128, and the bytes of the matmul weights in the constants image.
  */
 final class QuantizedMiniLm {
   static final int SEQ = 128;
@@ -55,18 +56,19 @@ final class QuantizedMiniLm {
   /** One mode's figures. */
   record Row(QuantMode mode, double emuMean, double emuWorst, String emuWorstAt, double interpMean,
       double interpWorst, long cycles, double mfu, long hbmBytes, long constantsBytes,
-      long matmulWeightBytes, QuantReport report) {
+      long matmulWeightBytes, QuantReport report, long mxuBusy, long vpuBusy, long dmaBusy) {
 
     static String header() {
-      return String.format(Locale.ROOT, "%-5s  %-22s  %-22s  %12s  %7s  %14s  %14s  %14s%n",
+      return String.format(Locale.ROOT,
+          "%-5s  %-22s  %-22s  %12s  %7s  %14s  %14s  %14s  %10s  %10s  %10s%n",
           "mode", "emulated cos mean/worst", "interpreter mean/worst", "cycles", "MFU %",
-          "HBM traffic B", "constants B", "mm weights B");
+          "HBM traffic B", "constants B", "mm weights B", "MXU busy", "VPU busy", "DMA busy");
     }
 
     String line() {
-      return String.format(Locale.ROOT, "%-5s  %.6f / %.6f    %.6f / %.6f    %,12d  %7.3f  %,14d  %,14d  %,14d%n",
+      return String.format(Locale.ROOT, "%-5s  %.6f / %.6f    %.6f / %.6f    %,12d  %7.3f  %,14d  %,14d  %,14d  %,10d  %,10d  %,10d%n",
           mode.flag(), emuMean, emuWorst, interpMean, interpWorst, cycles, 100 * mfu, hbmBytes,
-          constantsBytes, matmulWeightBytes);
+          constantsBytes, matmulWeightBytes, mxuBusy, vpuBusy, dmaBusy);
     }
   }
 
@@ -115,7 +117,13 @@ final class QuantizedMiniLm {
         .runTiming(Map.of("batch_1", (long) SEQ));
     long constants = c.program().constants() == null ? 0 : c.program().constants().size();
     return new Row(mode, cos.mean(), cos.worst, cos.worstAt, interp[0], interp[1], t.cycles(),
-        t.mfu(), t.hbmBytes(), constants, mmBytes, report);
+        t.mfu(), t.hbmBytes(), constants, mmBytes, report, busy(t, Engine.MXU),
+        busy(t, Engine.VPU), busy(t, Engine.DMA));
+  }
+
+  private static long busy(TimingReport t, Engine e) {
+    TimingReport.EngineStats s = t.engines().get(e);
+    return s == null ? 0 : s.busyCycles();
   }
 
   private double[] interpreterCosines(Module m) {
