@@ -3,6 +3,7 @@ package dev.sohuc.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.sohuc.isa.DType;
+import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.serving.ServingSimulator;
 import dev.sohuc.serving.StepModel;
 import java.nio.file.Files;
@@ -29,7 +30,9 @@ final class BenchCommand implements Callable<Integer> {
   int inputLen = 2048;
   @Option(names = "--output-len", description = "Output tokens per request (default 128).")
   int outputLen = 128;
-  @Option(names = "--quantize", description = "none (fp32, the backend's only precision); bf16 and fp8 are refused.")
+  @Option(names = "--quantize", description = "none (fp32), bf16 or fp8: each chip's linear layers "
+      + "quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul; "
+      + "attention, norms and the KV cache stay fp32.")
   String quantize = "none";
   @Option(names = "--rate", description = "Poisson arrivals, requests/s (default 0: all at t=0).")
   double rate = 0;
@@ -51,17 +54,19 @@ final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (!quantize.equals("none") && !quantize.equals("fp32")) {
-      throw new UserException("--quantize " + quantize + " is unavailable: the sohu backend lowers "
-          + "fp32 only (BackendOptions.bf16 is not implemented), and the benchmark reports only "
-          + "what compiled code does");
-    }
+    QuantMode mode = switch (quantize) {
+      case "none", "fp32" -> QuantMode.NONE;
+      case "bf16" -> QuantMode.BF16;
+      case "fp8" -> QuantMode.FP8;
+      default -> throw new UserException("--quantize " + quantize + " is unavailable: none, bf16 "
+          + "or fp8 (int8 needs calibration data, which a shape-only model has not)");
+    };
     long t0 = System.nanoTime();
     if (chunk <= 0) {
       chunk = inputLen;
     }
     StepModel model = new StepModel(config, chips, chunk, decodeBatch, inputLen + outputLen,
-        target);
+        target, mode);
     var shape = model.shape();
     double hbm = model.target().hbmBytes();
     long kvPerTokenChip = shape.kvBytesPerTokenPerChip(chips);
@@ -100,7 +105,19 @@ final class BenchCommand implements Callable<Integer> {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("model", config.toString());
     m.put("chips", chips);
-    m.put("precision", "fp32 (backend lowers fp32 only; weights compiled as fp32)");
+    m.put("precision", switch (model.quantMode()) {
+      case BF16 -> "bf16 (linear layers as qmatmul with shape-only bf16 weights, type-only "
+          + "quantization; attention, norms and KV cache fp32)";
+      case FP8 -> "fp8 (linear layers as qmatmul with shape-only f8e4m3 weights and per-channel "
+          + "scales, activations quantized per row; type-only quantization; attention, norms and "
+          + "KV cache fp32)";
+      default -> "fp32 (weights compiled as fp32)";
+    });
+    m.put("weights_dtype", switch (model.quantMode()) {
+      case BF16 -> "bf16";
+      case FP8 -> "fp8";
+      default -> "fp32";
+    });
     m.put("input_len", inputLen);
     m.put("output_len", outputLen);
     m.put("requests", requests);
@@ -148,7 +165,8 @@ final class BenchCommand implements Callable<Integer> {
       }
     }
     double peakF32 = target.peakFlops(DType.F32);
-    m.put("peak_flops_program_dtype", peakF32);
+    // the peak of the dtypes the compiled code's MXU work runs in, weighted by that work
+    m.put("peak_flops_program_dtype", pp + dp > 0 ? (pf + df) / (pp + dp) : peakF32);
     m.put("prefill_mfu", pt > 0 ? pp / pt : 0);
     m.put("decode_mfu", dtm > 0 ? dp / dtm : 0);
     m.put("prefill_mfu_of_fp8_peak", pt > 0 ? pf / pt / target.peakFlops(DType.F8E4M3) : 0);
@@ -192,10 +210,12 @@ final class BenchCommand implements Callable<Integer> {
           + (s.decode() == null ? 0 : s.decode().hbmBytesPerChip());
       e.put("flops_per_chip", f);
       e.put("hbm_bytes_per_chip", b);
-      e.put("compute_bound_s", f / peakF32);
+      // compute bound: each program's MXU work at the peak of the dtypes it runs in
+      double cb = (s.prefill() == null ? 0 : s.prefill().flopsPerChip() / s.prefill().peakFlops())
+          + (s.decode() == null ? 0 : s.decode().flopsPerChip() / s.decode().peakFlops());
+      e.put("compute_bound_s", cb);
       e.put("bandwidth_bound_s", b / target.hbmBytesPerSecond());
-      e.put("time_over_max_bound", s.seconds() / Math.max(f / peakF32,
-          b / target.hbmBytesPerSecond()));
+      e.put("time_over_max_bound", s.seconds() / Math.max(cb, b / target.hbmBytesPerSecond()));
       steps.add(e);
     }
     m.put("steps", steps);
@@ -234,8 +254,9 @@ final class BenchCommand implements Callable<Integer> {
         1e3 * (double) m.get("tpot_p99_s")});
     line.accept("prefill MFU: %.1f%%", new Object[] {100 * (double) m.get("prefill_mfu")});
     line.accept("decode MFU: %.1f%%", new Object[] {100 * (double) m.get("decode_mfu")});
-    line.accept("  (MFU of the fp32 peak %.3g FLOP/s the compiled code runs at; of the FP8 peak: "
-        + "prefill %.2f%%, decode %.2f%%)", new Object[] {m.get("peak_flops_program_dtype"),
+    line.accept("  (MFU of the %s peak %.3g FLOP/s the compiled code runs at (MXU work weighted "
+        + "by dtype); of the FP8 peak: prefill %.2f%%, decode %.2f%%)", new Object[] {
+        m.get("weights_dtype"), m.get("peak_flops_program_dtype"),
         100 * (double) m.get("prefill_mfu_of_fp8_peak"),
         100 * (double) m.get("decode_mfu_of_fp8_peak")});
     line.accept("HBM bandwidth use: %.1f%%", new Object[] {100 * (double) m.get("hbm_bandwidth_use")});
@@ -247,9 +268,9 @@ final class BenchCommand implements Callable<Integer> {
         + "%.1f TFLOP = 2 x params x tokens; article 304 TFLOP", new Object[] {
         (double) b.get("compiled_mxu_flops_server") / 1e12,
         (double) b.get("model_flops_2_x_params_x_tokens") / 1e12});
-    line.accept("  weights: %.1f GB as compiled (fp32, embedding and lm_head replicated on every "
-        + "chip); %.1f GB at 2 bytes/param; article 140 GB", new Object[] {
-        (double) (long) b.get("weight_bytes_server_fp32") / 1e9,
+    line.accept("  weights: %.1f GB as compiled (%s linear layers, embedding and lm_head replicated "
+        + "on every chip); %.1f GB at 2 bytes/param; article 140 GB", new Object[] {
+        (double) (long) b.get("weight_bytes_server_fp32") / 1e9, m.get("weights_dtype"),
         (double) b.get("weight_bytes_bf16_params") / 1e9});
     line.accept("  KV cache: %.1f GB (fp32, %s); article 72 GB",
         new Object[] {(double) b.get("kv_bytes_server") / 1e9, m.get("kv_heads_layout")});

@@ -20,6 +20,8 @@ import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
+import dev.sohuc.passes.quant.QuantMode;
+import dev.sohuc.passes.quant.Quantizer;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -46,6 +48,7 @@ public final class StepModel {
       double peakFlops, double mfu, double mfuFp8, long linkBytesPerChip, long collectives) {}
 
   private final int chips;
+  private final QuantMode quant;
   private final int chunk;
   private final MachineDescription target;
   private final CompiledProgram prefill;
@@ -66,12 +69,27 @@ public final class StepModel {
 
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile) {
+    this(config, chips, prefillChunk, maxDecodeBatch, maxKv, targetFile, QuantMode.NONE);
+  }
+
+  /**
+   * With {@code quant} bf16 or fp8, each chip's shard is quantized type-only after sharding
+   * ({@link Quantizer#quantizeShapeOnly}): its linear layers become {@code qmatmul} with
+   * shape-only bf16 / f8e4m3 weights, and the backend lowers those (QuantLowering), so the
+   * timing is the compiled quantized code's. Attention, norms and the KV cache stay fp32.
+   */
+  public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
+      Path targetFile, QuantMode quant) {
+    this.quant = quant;
     this.chips = chips;
     this.target = targetFile == null ? MachineDescription.defaultTarget()
         : MachineDescription.load(targetFile);
     BackendOptions base = BackendOptions.defaults().withTarget(targetFile);
     // chunked prefill: the decode graph (it has a past) at batch 1 and seq up to the chunk
-    Module pre = shard(HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true)));
+    Module pre = HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true));
+    prepare(pre);
+    lastTokenLogits(pre);
+    shardAndQuantize(pre);
     this.shape = shapeOf(config, pre);
     this.chunk = prefillChunk;
     this.prefill = SohuBackend.compile(pre, base.withBound("batch", 1)
@@ -94,12 +112,51 @@ public final class StepModel {
         cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, 4);
   }
 
-  /** fp32 weights (the backend's only precision), fused, then chip 0's shard. */
+  /** fp32 weights, fused, then chip 0's shard (quantized type-only when asked). */
   private Module shard(Module m) {
+    prepare(m);
+    shardAndQuantize(m);
+    return m;
+  }
+
+  private static void prepare(Module m) {
     toF32(m);
     new PassManager(PassPipelines.defaultPipeline()).run(m);
+  }
+
+  private void shardAndQuantize(Module m) {
     new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
-    return m;
+    Quantizer.quantizeShapeOnly(m, quant);
+  }
+
+  /**
+   * Serving samples the next token from the last prompt position only, so the prefill program
+   * computes lm_head for that row: a slice [seq-1, seq) of the final hidden state feeds the
+   * lm_head matmul (logits [batch, 1, vocab] instead of [batch, seq, vocab]). Returns whether
+   * the lm_head was found.
+   */
+  static boolean lastTokenLogits(Module m) {
+    Function f = m.main();
+    for (Node n : List.copyOf(f.body())) {
+      if (!(n.op() instanceof dev.sohuc.ir.op.LinalgOp.MatMul mm)
+          || !n.location().text().contains("lm_head") || mm.a().type().rank() != 3) {
+        continue;
+      }
+      Value x = mm.a();
+      dev.sohuc.ir.type.Dim seq = x.type().dim(1);
+      FunctionBuilder b = new FunctionBuilder(f);
+      b.insertBefore(n);
+      Value last = b.add(new dev.sohuc.ir.op.DataOp.Slice(x,
+          List.of(seq.minus(dev.sohuc.ir.type.Dim.of(1))), List.of(seq), List.of(1L),
+          List.of(1L)), n.location(), "last_hidden");
+      Value y = b.add(new dev.sohuc.ir.op.LinalgOp.MatMul(last, mm.b()), n.location(),
+          n.result().name() + ".last");
+      f.replaceAllUses(n.result(), y);
+      f.body().remove(n);
+      b.insertBefore(null);
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -235,6 +292,10 @@ public final class StepModel {
     TimingReport c = r.chips().get(0);
     return new StepTiming(r.seconds(), c.flops(), c.hbmBytes(), c.peakFlops(), c.mfu(),
         c.mfuFp8(), r.linkBytes() / chips, r.collectives());
+  }
+
+  public QuantMode quantMode() {
+    return quant;
   }
 
   public int timingRuns() {

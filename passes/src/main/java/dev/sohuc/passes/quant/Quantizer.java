@@ -220,6 +220,112 @@ public final class Quantizer {
     return new QuantReport(o.mode(), maxError, sets.size(), rows);
   }
 
+  /**
+   * Type-only quantization of a shape-only model (no weight data, so nothing to measure or
+   * round): every {@code matmul} whose right operand is a 2-D f32 shape-only weight (possibly
+   * through a 2-D {@code transpose}) becomes the {@code qmatmul} {@link #quantize} would write
+   * without calibration: bf16 casts x and reads a [k, n] bf16 weight with unit scales; fp8
+   * quantizes x per row ({@code dynamic_quantize}) and reads a [k, n] f8e4m3 weight with a
+   * shape-only f32 per-output-channel scale. The new weights are shape-only in their narrow
+   * type, so a timing run moves their real byte counts. INT8 is refused (it needs calibration
+   * data for SmoothQuant to be what {@link #quantize} would do). Returns the layers rewritten.
+   */
+  public static int quantizeShapeOnly(Module m, QuantMode mode) {
+    if (mode == QuantMode.NONE) {
+      return 0;
+    }
+    if (mode != QuantMode.BF16 && mode != QuantMode.FP8) {
+      throw new IllegalArgumentException("type-only quantization is bf16 or fp8, not " + mode);
+    }
+    ElementType dtype = mode == QuantMode.BF16 ? ElementType.BF16 : ElementType.F8E4M3;
+    Function f = m.main();
+    FunctionBuilder b = new FunctionBuilder(f);
+    Set<String> oldWeights = new HashSet<>();
+    int count = 0;
+    for (Node node : List.copyOf(f.body())) {
+      if (!(node.op() instanceof LinalgOp.MatMul mm)) {
+        continue;
+      }
+      Value x = mm.a();
+      String wName = shapeOnlyWeight(m, mm.b());
+      TensorType bt = mm.b().type();
+      if (x.type().elementType() != ElementType.F32 || x.type().rank() < 2 || wName == null
+          || bt.rank() != 2 || !bt.isStatic()) {
+        continue;
+      }
+      long k = bt.dim(0).value();
+      long n = bt.dim(1).value();
+      Location loc = node.location();
+      String base = node.result().name();
+      b.insertBefore(node);
+      String qName = wName + (mm.b().producer().op() instanceof DataOp.Transpose ? ".t." : ".")
+          + dtype.text();
+      TensorType qt = TensorType.of(dtype, k, n);
+      if (!m.weights().containsKey(qName)) {
+        m.addWeight(new Weight(qName, qt, new Weight.Data.ShapeOnly()));
+      }
+      Value w = b.add(new SourceOp.WeightRef(qName, qt), loc, qName);
+      Value xq;
+      Value xScale;
+      Value wScale;
+      if (dtype == ElementType.BF16) {
+        xq = b.add(new ElementwiseOp.Cast(x, ElementType.BF16), loc, base + ".x_bf16");
+        xScale = scalar(b, 1f, loc);
+        wScale = scalar(b, 1f, loc);
+      } else {
+        String sName = qName + ".w_scale";
+        TensorType st = TensorType.of(ElementType.F32, n);
+        if (!m.weights().containsKey(sName)) {
+          m.addWeight(new Weight(sName, st, new Weight.Data.ShapeOnly()));
+        }
+        wScale = b.add(new SourceOp.WeightRef(sName, st), loc, sName);
+        Node dq = b.addNode(new QuantOp.DynamicQuantize(x, dtype, "row"), loc,
+            List.of(base + ".xq", base + ".x_scale"));
+        xq = dq.results().get(0);
+        xScale = dq.results().get(1);
+      }
+      Value y = b.add(new QuantOp.QMatMul(xq, w, xScale, wScale), loc, base);
+      f.replaceAllUses(node.result(), y);
+      f.body().remove(node);
+      oldWeights.add(wName);
+      count++;
+    }
+    b.insertBefore(null);
+    DeadCodeEliminationPass.removeDead(f);
+    Set<String> used = new HashSet<>();
+    for (Function fn : m.functions()) {
+      for (Node n : fn.body()) {
+        if (n.op() instanceof SourceOp.WeightRef r) {
+          used.add(r.name());
+        }
+      }
+    }
+    oldWeights.removeAll(used);
+    m.weights().keySet().removeAll(oldWeights);
+    return count;
+  }
+
+  /** The name of the f32 shape-only weight behind {@code v} (directly or through a 2-D transpose). */
+  private static String shapeOnlyWeight(Module m, Value v) {
+    if (v.producer() == null) {
+      return null;
+    }
+    return switch (v.producer().op()) {
+      case SourceOp.WeightRef r -> {
+        Weight w = m.weights().get(r.name());
+        yield w != null && w.data() instanceof Weight.Data.ShapeOnly
+            && w.type().elementType() == ElementType.F32 ? r.name() : null;
+      }
+      case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L)) -> {
+        String inner = t.x().producer() != null
+            && t.x().producer().op() instanceof SourceOp.WeightRef ? shapeOnlyWeight(m, t.x())
+            : null;
+        yield inner;
+      }
+      default -> null;
+    };
+  }
+
   // ---- finding layers ----
 
   private static List<Layer> findLayers(Module m, Function f) {
