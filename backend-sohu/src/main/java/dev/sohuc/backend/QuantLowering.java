@@ -390,9 +390,6 @@ final class QuantLowering {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
           + "has " + l.target().accWords());
     }
-    if (k > 8191) {
-      throw new BackendException(n.describe() + ": qmatmul with K=" + k + " above 8191");
-    }
     long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
     // x's conversion fused here: x converted tile by tile into a resident SRAM copy
     Node conv = l.fusedConversion(x);
@@ -584,9 +581,13 @@ final class QuantLowering {
     int ntReg = e.konst(nt);
     int ntBytes = e.konst(nt * 4L);
     boolean integer = dt == DType.I8;
+    // K above the 13-bit immediate goes in a register (qmatmul made that constant before its
+    // loops, so this is the same register)
+    int kReg = k > 8191 ? e.konst(k) : 0;
+    int kImm = k > 8191 ? 0 : (int) k;
     l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
-      int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, 0,
-          (int) k, dt, false, false, false, 0, 0));
+      int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, kReg,
+          kImm, dt, false, false, false, 0, 0));
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
       int last = e.emit(new Insn.Accrd(out, 0, ntBytes, accCur, 0, ldc, r, ntReg, DType.F32,
           integer, t.accScale(), Bcast.NONE, 0, 0, UnaryFn.NONE, 0, 0));

@@ -141,6 +141,33 @@ class QuantLoweringTest {
     check("bf16", quantized(QuantOptions.of(QuantMode.BF16)));
   }
 
+  /** K above mma's 13-bit immediate (Llama-3-70B's 8192): the reduction length in a register. */
+  @Test
+  void bf16QmatmulWithKAbove8191() {
+    long k = 8200;
+    Supplier<Module> factory = () -> {
+      Random rnd = new Random(SEED);
+      Module m = new Module("bigk");
+      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
+          ElementType.F32));
+      Function f = new Function("main", List.of(x));
+      m.functions().add(f);
+      FunctionBuilder b = new FunctionBuilder(f);
+      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, 24}, 0.01f, 0f));
+      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("bigk"), "y");
+      f.setOutputs(List.of(new Function.Output("y", y)));
+      Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
+      return m;
+    };
+    assertEquals(1, count(factory.get(), QuantOp.QMatMul.class));
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("s", 8));
+    Random r = new Random(SEED + 7);
+    EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, 5, k)), TOL,
+        "bf16 K=8200");
+    assertTrue(res.maxError() <= TOL);
+  }
+
   @Test
   void fp8DynamicPerTokenScales() {
     Module m = quantized(QuantOptions.of(QuantMode.FP8)).get();
