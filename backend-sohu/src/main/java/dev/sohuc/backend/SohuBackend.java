@@ -12,7 +12,6 @@ import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
-import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
@@ -562,21 +561,7 @@ public final class SohuBackend {
           dims.add(new SohuProgram.Dim.Sym(d.toString().replace("?", "")));
         }
       }
-      return new SohuProgram.Symbol(name, dir, dtype(t.elementType(), name), dims, at, bytes);
-    }
-
-    private static DType dtype(ElementType t, String name) {
-      return switch (t) {
-        case F32 -> DType.F32;
-        case BF16 -> DType.BF16;
-        case F16 -> DType.F16;
-        case F8E4M3 -> DType.F8E4M3;
-        case F8E5M2 -> DType.F8E5M2;
-        case I8, U8 -> DType.I8;
-        case BOOL -> DType.BOOL;
-        case I32 -> DType.I32;
-        case I64 -> DType.I64;
-      };
+      return new SohuProgram.Symbol(name, dir, SymbolTypes.of(t.elementType()), dims, at, bytes);
     }
   }
 

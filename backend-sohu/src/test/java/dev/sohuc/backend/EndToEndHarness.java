@@ -10,7 +10,6 @@ import dev.sohuc.ir.Module;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
-import dev.sohuc.isa.DType;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.isa.container.SohuWriter;
 import dev.sohuc.isa.container.SohuProgram;
@@ -119,21 +118,7 @@ public final class EndToEndHarness {
   }
 
   public static HostTensor toHost(Tensor t) {
-    return new HostTensor(dtype(t.elementType()), t.shape(), t.toBytes());
-  }
-
-  public static DType dtype(ElementType t) {
-    return switch (t) {
-      case F32 -> DType.F32;
-      case BF16 -> DType.BF16;
-      case F16 -> DType.F16;
-      case F8E4M3 -> DType.F8E4M3;
-      case F8E5M2 -> DType.F8E5M2;
-      case I8, U8 -> DType.I8;
-      case BOOL -> DType.BOOL;
-      case I32 -> DType.I32;
-      case I64 -> DType.I64;
-    };
+    return new HostTensor(SymbolTypes.of(t.elementType()), t.shape(), t.toBytes());
   }
 
   /** Seeded uniform f32 in [-scale, scale]. */

@@ -1,5 +1,6 @@
 package dev.sohuc.cli;
 
+import dev.sohuc.backend.SymbolTypes;
 import dev.sohuc.emu.Emulator;
 import dev.sohuc.emu.FunctionalResult;
 import dev.sohuc.emu.HostTensor;
@@ -7,7 +8,6 @@ import dev.sohuc.emu.MachineDescription;
 import dev.sohuc.emu.Options;
 import dev.sohuc.emu.TimingReport;
 import dev.sohuc.ir.tensor.Tensor;
-import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
@@ -210,7 +210,7 @@ final class RunCommand implements Callable<Integer> {
             + s.shape() + ")");
       }
       Tensor t = f.tensor();
-      DType dt = dtype(t.elementType());
+      DType dt = SymbolTypes.of(t.elementType());
       if (dt != s.dtype()) {
         throw new UserException("input " + s.name() + ": the file holds " + dt.asmName()
             + ", the program expects " + s.dtype().asmName() + " " + s.shape());
@@ -231,33 +231,5 @@ final class RunCommand implements Callable<Integer> {
 
   private static String names(List<SohuProgram.Symbol> syms) {
     return String.join(", ", syms.stream().map(SohuProgram.Symbol::name).toList());
-  }
-
-  static DType dtype(ElementType t) {
-    return switch (t) {
-      case F32 -> DType.F32;
-      case BF16 -> DType.BF16;
-      case F16 -> DType.F16;
-      case F8E4M3 -> DType.F8E4M3;
-      case F8E5M2 -> DType.F8E5M2;
-      case I8, U8 -> DType.I8;
-      case BOOL -> DType.BOOL;
-      case I32 -> DType.I32;
-      case I64 -> DType.I64;
-    };
-  }
-
-  static ElementType elementType(DType t) {
-    return switch (t) {
-      case F32 -> ElementType.F32;
-      case BF16 -> ElementType.BF16;
-      case F16 -> ElementType.F16;
-      case F8E4M3 -> ElementType.F8E4M3;
-      case F8E5M2 -> ElementType.F8E5M2;
-      case I8 -> ElementType.I8;
-      case I32 -> ElementType.I32;
-      case I64 -> ElementType.I64;
-      case BOOL -> ElementType.BOOL;
-    };
   }
 }

@@ -4,6 +4,7 @@ import dev.sohuc.backend.BackendException;
 import dev.sohuc.backend.BackendOptions;
 import dev.sohuc.backend.CompiledProgram;
 import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.backend.SymbolTypes;
 import dev.sohuc.emu.HostTensor;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
@@ -54,7 +55,7 @@ final class Toolchain {
 
   /** An emulator output as an ONNX-side tensor. */
   static Tensor toTensor(HostTensor h) {
-    return Tensor.fromBytes(RunCommand.elementType(h.dtype()), h.shape(),
+    return Tensor.fromBytes(SymbolTypes.elementType(h.dtype()), h.shape(),
         ByteBuffer.wrap(h.data()).order(ByteOrder.LITTLE_ENDIAN));
   }
 }
