@@ -426,7 +426,6 @@ final class QuantLowering {
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
-    int sxBuf = rowScale ? e.li(xScaleBuf) : 0;
     int bPtr = e.li(l.addr(w));
     int cPtr = e.li(l.addr(n.result()));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
@@ -444,11 +443,15 @@ final class QuantLowering {
     int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
     int jrem = e.li(nFull - 1);
     int one = e.konst(1);
-    e.konst(TILE * 4L); // the full panel's output row bytes, made before the loop opens
+    // made before the loop opens, so the streams inside it find them (a constant first made
+    // inside the loop would take a loop temporary that lives until the op ends): the full
+    // panel's output row bytes and the result's row stride
+    e.konst(TILE * 4L);
+    e.konst(cols * 4);
     List<Lowering.In> ins = List.of(resident != null
         ? new Lowering.In(aBase, k * es, k * es, MemSpace.SRAM, 0)
         : new Lowering.In(aBase, k * es, k * es));
-    Tail t = new Tail(rowScale, sxBuf, colScale, wsPtr, accScale, tailScale);
+    Tail t = new Tail(rowScale, xScaleBuf, colScale, wsPtr, accScale, tailScale);
     if (nFull > 0) {
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es,
           kRows, 0, 0, 1, 0, 0);
@@ -458,21 +461,20 @@ final class QuantLowering {
       }
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> {
-        // the next full panel; zero rows after the last one
+        // the next full panel; zero rows after the last one. bPtr moves to that panel here
+        // (once per panel, as this runs once per stream), so no second address register
         int r = e.alloc();
-        int p = e.alloc();
         e.min(r, jrem, one);
         e.max(r, r, 0);
         e.mul(r, r, kRows);
-        e.addImm(p, bPtr, (long) TILE * es);
-        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, p, bSrcStride, (long) TILE * es, r, 0, 0,
-            1, 0, 0);
-        e.free(r, p);
+        e.addImm(bPtr, bPtr, (long) TILE * es);
+        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es, r, 0,
+            0, 1, 0, 0);
+        e.free(r);
       };
       stream(rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc, accCur,
           accNext, t, prefetch);
       e.swap(bCur, bNext);
-      e.addImm(bPtr, bPtr, (long) TILE * es);
       e.addImm(cPtr, cPtr, TILE * 4L);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, TILE * 4L);
@@ -486,7 +488,7 @@ final class QuantLowering {
       stream(rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc, accCur,
           accNext, t, null);
     }
-    e.free(aBase, sxBuf, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+    e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
   }
 
   /**
@@ -572,7 +574,7 @@ final class QuantLowering {
   }
 
   /** How an ACC tile becomes the f32 result: accrd's scale, then the scale conversions. */
-  private record Tail(boolean rowScale, int sxBuf, boolean colScale, int wsPtr, float accScale,
+  private record Tail(boolean rowScale, long sxBuf, boolean colScale, int wsPtr, float accScale,
       float tailScale) {}
 
   private void stream(int rows, List<Lowering.In> ins, int lda, int cPtr, long outHbmStride,
@@ -595,7 +597,7 @@ final class QuantLowering {
       if (t.rowScale()) {
         int sv = e.alloc();
         e.mulImm(sv, s, 4);
-        e.add(sv, sv, t.sxBuf());
+        e.addImm(sv, sv, t.sxBuf()); // the scales' SRAM address, an immediate
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
         e.free(sv);

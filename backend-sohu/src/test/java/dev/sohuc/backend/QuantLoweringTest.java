@@ -176,6 +176,40 @@ class QuantLoweringTest {
         "dynamic_quantize");
   }
 
+  /**
+   * fp8 qmatmul with dynamic per-row x fused in, full weight panels and a tail, and three
+   * symbols holding registers (as a served decoder's batch, seq and past length do): the
+   * lowering used to run out of scalar registers at the next panel's prefetch (the bench's
+   * "out of scalar registers while lowering qmatmul" on tiny-llama, llama-3-8b and 70B).
+   */
+  @Test
+  void fp8DynamicQmatmulWithThreeSymbols() {
+    long k = 64;
+    long n = 300;
+    Supplier<Module> factory = () -> {
+      Random rnd = new Random(SEED);
+      Module m = new Module("fp8sym");
+      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("a"), Dim.symbol("b"),
+          Dim.symbol("c"), Dim.of(k)), ElementType.F32));
+      Function f = new Function("main", List.of(x));
+      m.functions().add(f);
+      FunctionBuilder b = new FunctionBuilder(f);
+      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.1f, 0f));
+      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("fp8sym"), "y");
+      f.setOutputs(List.of(new Function.Output("y", y)));
+      Quantizer.quantize(m, QuantOptions.of(QuantMode.FP8));
+      return m;
+    };
+    assertEquals(1, count(factory.get(), QuantOp.DynamicQuantize.class));
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("a", 2).withBound("b", 3).withBound("c", 40));
+    assertLoweredInsideQmatmul(c, "dynamic_quantize");
+    Random r = new Random(SEED + 11);
+    EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, 2, 3, 37,
+        k)), TOL, "fp8 three symbols");
+    assertTrue(res.maxError() <= TOL);
+  }
+
   /** No code is attributed to these ops: each was fused into the qmatmul that reads it. */
   static void assertLoweredInsideQmatmul(EndToEndHarness.Compiled c, String... mnemonics) {
     for (var d : c.program.debug()) {
