@@ -56,7 +56,7 @@ public record PreflightReport(String model, int opset, int nodeCount, Map<String
     } else {
       sb.append("activations: not estimated (").append(activationNote).append(")\n");
     }
-    sb.append(ok() ? "ok: the model imports" : "not ok: the model does not import");
+    sb.append(ok() ? "ok: the model imports" : "not ok: the model does not import").append('\n');
     return sb.toString();
   }
 
