@@ -11,10 +11,8 @@ import java.util.TreeMap;
  * @param symbolBounds upper bound of each symbolic dimension (e.g. {@code seq -> 512}); buffers
  *     are sized for these bounds, and a run may use any value up to them
  * @param defaultSymbolBound bound of a symbol not named in {@code symbolBounds}
- * @param bf16 compute matmuls in bf16 (not implemented yet: fp32 is kept)
  */
-public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound,
-    boolean bf16) {
+public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound) {
 
   public static final long DEFAULT_SYMBOL_BOUND = 512;
 
@@ -26,17 +24,17 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   }
 
   public static BackendOptions defaults() {
-    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, false);
+    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND);
   }
 
   public BackendOptions withTarget(Path t) {
-    return new BackendOptions(t, symbolBounds, defaultSymbolBound, bf16);
+    return new BackendOptions(t, symbolBounds, defaultSymbolBound);
   }
 
   public BackendOptions withBound(String symbol, long bound) {
     Map<String, Long> m = new TreeMap<>(symbolBounds);
     m.put(symbol, bound);
-    return new BackendOptions(target, m, defaultSymbolBound, bf16);
+    return new BackendOptions(target, m, defaultSymbolBound);
   }
 
   public long boundOf(String symbol) {
@@ -46,7 +44,6 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   /** One line for the container's metadata. */
   public String describe() {
     return "target=" + (target == null ? "<built-in sohu defaults>" : target.getFileName())
-        + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound
-        + " precision=" + (bf16 ? "bf16" : "fp32");
+        + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound;
   }
 }

@@ -14,7 +14,6 @@ import dev.sohuc.passes.PassPipelines;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
-import java.util.Map;
 import java.util.function.Consumer;
 
 /**
@@ -37,8 +36,7 @@ final class Toolchain {
   /** Lowers an optimized module; a backend error becomes a user error naming the model. */
   static CompiledProgram lower(Module m, Path model, Path target) {
     // a symbol given a value by --shape was bound by the importer; others keep the default bound
-    BackendOptions options = new BackendOptions(target, Map.of(),
-        BackendOptions.DEFAULT_SYMBOL_BOUND, false);
+    BackendOptions options = BackendOptions.defaults().withTarget(target);
     try {
       return SohuBackend.compile(m, options);
     } catch (BackendException e) {
