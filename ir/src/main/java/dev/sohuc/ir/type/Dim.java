@@ -47,8 +47,8 @@ public record Dim(TreeMap<Monomial, Long> terms) {
   }
 
   public Dim {
+    terms = new TreeMap<>(terms); // copy first: the caller's map stays as it was
     terms.values().removeIf(c -> c == 0L);
-    terms = new TreeMap<>(terms);
   }
 
   public static Dim of(long value) {
