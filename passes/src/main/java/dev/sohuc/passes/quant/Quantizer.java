@@ -126,6 +126,34 @@ public final class Quantizer {
     }
   }
 
+  /**
+   * What {@code --quantize auto} means for {@code m}: the checkpoint's own precision, as serving
+   * stacks run a model in its stored dtype. BF16 when every matmul weight (through casts and
+   * transposes) is stored in bf16 (a bf16 Hugging Face checkpoint: its values are exactly
+   * representable, so only the activations round), NONE (f32) otherwise.
+   */
+  public static QuantMode autoMode(Module m) {
+    boolean any = false;
+    for (Node n : m.main().body()) {
+      if (n.op() instanceof LinalgOp.MatMul mm) {
+        Value v = mm.b();
+        while (v.producer() != null && (v.producer().op() instanceof DataOp.Transpose
+            || v.producer().op() instanceof ElementwiseOp.Cast)) {
+          v = v.producer().op().operands().get(0);
+        }
+        if (v.producer() == null || !(v.producer().op() instanceof SourceOp.WeightRef)
+            || v.type().rank() != 2 || !isLinear(mm.b().type().dim(0).value())) {
+          continue;
+        }
+        if (v.type().elementType() != ElementType.BF16) {
+          return QuantMode.NONE;
+        }
+        any = true;
+      }
+    }
+    return any ? QuantMode.BF16 : QuantMode.NONE;
+  }
+
   /** Quantizes {@code m} in place as {@code o} says and reports every layer. */
   public static QuantReport quantize(Module m, QuantOptions o) {
     double maxError = o.effectiveMaxLayerError();
@@ -133,10 +161,11 @@ public final class Quantizer {
       return new QuantReport(o.mode(), maxError, 0, List.of());
     }
     Function f = m.main();
+    List<QuantReport.Layer> rows = new ArrayList<>(quantizeShapeOnly(m, o.mode()));
     List<Layer> layers = findLayers(m, f);
     List<Calibrator.CalibrationSet> sets = Calibrator.load(o.calibrationDirs(), o.reader(), f);
     if (layers.isEmpty()) {
-      return new QuantReport(o.mode(), maxError, sets.size(), List.of());
+      return new QuantReport(o.mode(), maxError, sets.size(), rows);
     }
 
     // Calibration: ranges of every layer input, and each layer's f32 input and output per set.
@@ -210,7 +239,6 @@ public final class Quantizer {
 
     rewrite(m, f, layers, plans);
 
-    List<QuantReport.Layer> rows = new ArrayList<>();
     for (Plan p : plans.values()) {
       Layer l = p.layer;
       rows.add(new QuantReport.Layer(l.name(), l.node().location().text(), l.k(), l.n(), p.precision, p.error,
@@ -222,26 +250,34 @@ public final class Quantizer {
 
   /**
    * Type-only quantization of a shape-only model (no weight data, so nothing to measure or
-   * round): every {@code matmul} whose right operand is a 2-D f32 shape-only weight (possibly
-   * through a 2-D {@code transpose}) becomes the {@code qmatmul} {@link #quantize} would write
-   * without calibration: bf16 casts x and reads a [k, n] bf16 weight with unit scales; fp8
-   * quantizes x per row ({@code dynamic_quantize}) and reads a [k, n] f8e4m3 weight with a
-   * shape-only f32 per-output-channel scale. The new weights are shape-only in their narrow
-   * type, so a timing run moves their real byte counts. INT8 is refused (it needs calibration
-   * data for SmoothQuant to be what {@link #quantize} would do). Returns the layers rewritten.
+   * round): every {@code matmul} whose right operand is a 2-D float shape-only weight (possibly
+   * through a widening {@code cast} and a 2-D {@code transpose}) becomes the {@code qmatmul}
+   * {@link #quantize} would write without calibration: bf16 casts x and reads a [k, n] bf16
+   * weight with unit scales; fp8 quantizes x per row ({@code dynamic_quantize}) and reads a
+   * [k, n] f8e4m3 weight with a shape-only f32 per-output-channel scale. The new weights are
+   * shape-only in their narrow type, so a timing run moves their real byte counts. INT8 is
+   * refused (it needs calibration data for SmoothQuant to be what {@link #quantize} would do).
+   * Returns the layers rewritten, as report rows.
    */
-  public static int quantizeShapeOnly(Module m, QuantMode mode) {
+  public static List<QuantReport.Layer> quantizeShapeOnly(Module m, QuantMode mode) {
     if (mode == QuantMode.NONE) {
-      return 0;
+      return List.of();
+    }
+    Function f = m.main();
+    boolean any = f.body().stream().anyMatch(n -> n.op() instanceof LinalgOp.MatMul mm
+        && shapeOnlyWeight(m, mm.b()) != null);
+    if (!any) {
+      return List.of();
     }
     if (mode != QuantMode.BF16 && mode != QuantMode.FP8) {
-      throw new IllegalArgumentException("type-only quantization is bf16 or fp8, not " + mode);
+      throw new IllegalArgumentException("--quantize " + mode.flag() + " needs real weights and "
+          + "calibration data (SmoothQuant), and this model's weights are shape-only; use bf16 or fp8");
     }
     ElementType dtype = mode == QuantMode.BF16 ? ElementType.BF16 : ElementType.F8E4M3;
-    Function f = m.main();
+    Precision precision = mode == QuantMode.BF16 ? Precision.BF16 : Precision.FP8;
     FunctionBuilder b = new FunctionBuilder(f);
     Set<String> oldWeights = new HashSet<>();
-    int count = 0;
+    List<QuantReport.Layer> rows = new ArrayList<>();
     for (Node node : List.copyOf(f.body())) {
       if (!(node.op() instanceof LinalgOp.MatMul mm)) {
         continue;
@@ -250,7 +286,7 @@ public final class Quantizer {
       String wName = shapeOnlyWeight(m, mm.b());
       TensorType bt = mm.b().type();
       if (x.type().elementType() != ElementType.F32 || x.type().rank() < 2 || wName == null
-          || bt.rank() != 2 || !bt.isStatic()) {
+          || bt.rank() != 2 || !bt.isStatic() || !isLinear(bt.dim(0).value())) {
         continue;
       }
       long k = bt.dim(0).value();
@@ -260,6 +296,9 @@ public final class Quantizer {
       b.insertBefore(node);
       String qName = wName + (mm.b().producer().op() instanceof DataOp.Transpose ? ".t." : ".")
           + dtype.text();
+      rows.add(new QuantReport.Layer(base, loc.text(), k, n, precision, Double.NaN, Double.NaN,
+          dtype == ElementType.BF16 ? "unscaled bf16" : "dynamic per-token f8e4m3", "none",
+          "type-only: shape-only weights, nothing to measure"));
       TensorType qt = TensorType.of(dtype, k, n);
       if (!m.weights().containsKey(qName)) {
         m.addWeight(new Weight(qName, qt, new Weight.Data.ShapeOnly()));
@@ -288,7 +327,6 @@ public final class Quantizer {
       f.replaceAllUses(node.result(), y);
       f.body().remove(node);
       oldWeights.add(wName);
-      count++;
     }
     b.insertBefore(null);
     DeadCodeEliminationPass.removeDead(f);
@@ -302,10 +340,13 @@ public final class Quantizer {
     }
     oldWeights.removeAll(used);
     m.weights().keySet().removeAll(oldWeights);
-    return count;
+    return rows;
   }
 
-  /** The name of the f32 shape-only weight behind {@code v} (directly or through a 2-D transpose). */
+  /**
+   * The name of the float shape-only weight behind {@code v}: directly, through a widening
+   * {@code cast} to f32 (a bf16 checkpoint computed in f32), and/or through a 2-D transpose.
+   */
   private static String shapeOnlyWeight(Module m, Value v) {
     if (v.producer() == null) {
       return null;
@@ -316,11 +357,16 @@ public final class Quantizer {
         yield w != null && w.data() instanceof Weight.Data.ShapeOnly
             && w.type().elementType() == ElementType.F32 ? r.name() : null;
       }
+      case ElementwiseOp.Cast c when c.to() == ElementType.F32 -> {
+        Weight w = c.x().producer() != null && c.x().producer().op() instanceof SourceOp.WeightRef r
+            ? m.weights().get(r.name()) : null;
+        yield w != null && w.data() instanceof Weight.Data.ShapeOnly
+            && w.type().elementType().isFloat() ? w.name() : null;
+      }
       case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L)) -> {
-        String inner = t.x().producer() != null
-            && t.x().producer().op() instanceof SourceOp.WeightRef ? shapeOnlyWeight(m, t.x())
-            : null;
-        yield inner;
+        Op inner = t.x().producer() == null ? null : t.x().producer().op();
+        yield inner instanceof SourceOp.WeightRef || inner instanceof ElementwiseOp.Cast
+            ? shapeOnlyWeight(m, t.x()) : null;
       }
       default -> null;
     };
@@ -339,7 +385,8 @@ public final class Quantizer {
         continue;
       }
       WeightTensor w = weightOf(m, mm.b());
-      if (w == null || w.tensor().rank() != 2 || w.tensor().elementType() != ElementType.F32) {
+      if (w == null || w.tensor().rank() != 2 || w.tensor().elementType() != ElementType.F32
+          || !isLinear(w.tensor().dim(0))) {
         continue;
       }
       layers.add(new Layer(n, x, w.tensor(), n.result().name(), w.name()));
@@ -347,9 +394,18 @@ public final class Quantizer {
     return layers;
   }
 
+  /**
+   * Whether a matmul with reduction length {@code k} is a layer worth quantizing: k = 1 is an
+   * outer product (RoPE's positions x inv_freq), which gains nothing from a narrow MXU pass and
+   * whose positions bf16 would round (2047 -> 2048).
+   */
+  private static boolean isLinear(long k) {
+    return k > 1;
+  }
+
   private record WeightTensor(String name, Tensor tensor) {}
 
-  /** The constant behind a value: a weight, a constant, or a 2-D transpose of one. */
+  /** The constant behind a value: a weight, a constant, or a widening cast or 2-D transpose of one. */
   private static WeightTensor weightOf(Module m, Value v) {
     if (v.producer() == null) {
       return null;
@@ -364,6 +420,12 @@ public final class Quantizer {
             w.type().evaluateShape(Map.of()), w.bytes()));
       }
       case SourceOp.Constant c -> new WeightTensor("", c.value()); // not a module weight
+      case ElementwiseOp.Cast c when c.to() == ElementType.F32 -> {
+        // a bf16 / f16 checkpoint widened for f32 compute: the values are the weight's
+        WeightTensor inner = weightOf(m, c.x());
+        yield inner == null || !inner.tensor().isFloat() ? null : new WeightTensor(inner.name(),
+            Tensor.ofFloats(ElementType.F32, inner.tensor().shape(), inner.tensor().floats()));
+      }
       case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L)) -> {
         WeightTensor inner = weightOf(m, t.x());
         yield inner == null || inner.tensor().rank() != 2 || !inner.tensor().isFloat() ? null
