@@ -5,6 +5,7 @@ import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuWriter;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * The result of {@link SohuBackend#compile}: the container model plus what the compiler learned
@@ -16,9 +17,15 @@ import java.nio.file.Path;
  * @param arenaBytes the activation arena after liveness-based reuse
  * @param arenaBytesWithoutReuse what the arena would take if no buffer were reused
  * @param maxSramBytes the largest SRAM footprint of any op
+ * @param notes what the compiler decided that the user did not ask for (e.g. a symbol's bound
+ *     lowered so that the program fits HBM)
  */
 public record CompiledProgram(SohuProgram program, long hbmBytes, long arenaBytes,
-    long arenaBytesWithoutReuse, long maxSramBytes) {
+    long arenaBytesWithoutReuse, long maxSramBytes, List<String> notes) {
+
+  public CompiledProgram {
+    notes = List.copyOf(notes);
+  }
 
   /** The program as assembly that {@code sohuc asm} re-assembles. */
   public String assembly() {

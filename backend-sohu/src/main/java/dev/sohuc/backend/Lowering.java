@@ -75,7 +75,9 @@ final class Lowering {
       return QuantLowering.unsupportedReason(n, known);
     }
     for (Value v : op.operands()) {
-      if (!known.containsKey(v) && !computable(v.type().elementType())) {
+      // the gather DMA copies rows of any element type (a bf16 table's rows, widened after)
+      boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table();
+      if (!known.containsKey(v) && !computable(v.type().elementType()) && !copiedRows) {
         return "operand %" + v.name() + " has element type " + v.type().elementType();
       }
     }

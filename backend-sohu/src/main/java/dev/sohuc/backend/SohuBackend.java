@@ -24,6 +24,7 @@ import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -46,8 +47,6 @@ public final class SohuBackend {
   /** HBM below this address is left unused, so that a null address traps. */
   static final long HBM_BASE = 0x10000;
   static final long HBM_ALIGN = 256;
-  /** Shape-only weights are addressed from here (above HBM_BASE), after the data constants. */
-  static final long SHAPE_ONLY_BASE = 1L << 30;
 
   private SohuBackend() {}
 
@@ -66,7 +65,16 @@ public final class SohuBackend {
     final Map<Value, Long> addr = new IdentityHashMap<>();
     final Map<Value, Long> size = new IdentityHashMap<>();
     final Map<String, Long> bounds = new LinkedHashMap<>();
+    /** Shape-only weight values: their offset in the shape-only region after the constants image. */
+    final Map<Value, Long> shapeOnlyOffset = new IdentityHashMap<>();
     long shapeOnlyBytes;
+    // the HBM plan at the current bounds (see planHbm)
+    final List<SohuProgram.Symbol> symbols = new ArrayList<>();
+    final Map<Value, Long> outputRegion = new IdentityHashMap<>();
+    final List<Long> outputAddr = new ArrayList<>();
+    long[] arena;
+    long hbmEnd;
+    final List<String> notes = new ArrayList<>();
     /** Conversions lowered inside their qmatmul (see QuantLowering.fusedConversions). */
     Map<Node, Node> fusedConversions = Map.of();
 
@@ -99,9 +107,6 @@ public final class SohuBackend {
           }
         }
       }
-      for (Value v : allValues()) {
-        size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
-      }
       fold();
       for (Node n : fn.body()) {
         if (isSource(n)) {
@@ -120,41 +125,15 @@ public final class SohuBackend {
         throw new BackendException("unsupported by the sohu backend (" + problems.size() + "):\n  "
             + String.join("\n  ", problems));
       }
+      resize();
       byte[] constImage = layoutConstants();
-      if (shapeOnlyBytes > 0 && constImage.length > SHAPE_ONLY_BASE) {
-        throw new BackendException("constants of " + constImage.length + " bytes overlap the "
-            + "shape-only weight region at +" + SHAPE_ONLY_BASE);
+      long constEnd = align(HBM_BASE + constImage.length);
+      for (Map.Entry<Value, Long> w : shapeOnlyOffset.entrySet()) {
+        addr.put(w.getKey(), constEnd + w.getValue());
       }
-      long next = align(HBM_BASE + (shapeOnlyBytes > 0 ? SHAPE_ONLY_BASE + shapeOnlyBytes
-          : constImage.length));
-      List<SohuProgram.Symbol> symbols = new ArrayList<>();
-      for (Value a : fn.arguments()) {
-        addr.put(a, next);
-        symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a)));
-        next = align(next + size.get(a));
-      }
-      Map<Value, Long> outputRegion = new IdentityHashMap<>();
-      List<Long> outputAddr = new ArrayList<>();
-      for (Function.Output o : fn.outputs()) {
-        long sz = size.get(o.value());
-        outputAddr.add(next);
-        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz));
-        Value root = aliasRoot(o.value());
-        if (o.value().producer() != null && !isSource(o.value().producer())
-            && !isAlias(o.value().producer()) && !outputRegion.containsKey(o.value())) {
-          outputRegion.put(o.value(), next);
-        }
-        next = align(next + sz);
-      }
-      long arenaBase = next;
-      fusedConversions = QuantLowering.fusedConversions(fn, size, known, target);
-      long[] arena = planArena(arenaBase, outputRegion);
-      long hbmEnd = arenaBase + arena[0];
-      if (hbmEnd > target.hbmBytes()) {
-        throw new BackendException("model does not fit the target's HBM: needs " + hbmEnd
-            + " bytes at the symbol bounds " + bounds + ", " + target.name() + " has "
-            + target.hbmBytes());
-      }
+      long dataStart = align(constEnd + shapeOnlyBytes);
+      planHbm(dataStart);
+      fitDefaultBounds(dataStart);
       // code
       Emitter e = new Emitter();
       Map<String, Integer> symRegs = new LinkedHashMap<>();
@@ -211,7 +190,7 @@ public final class SohuBackend {
       }
       for (int i = 0; i < fn.outputs().size(); i++) {
         Function.Output o = fn.outputs().get(i);
-        if (addr.get(o.value()) != outputAddr.get(i)) {
+        if (!outputAddr.get(i).equals(addr.get(o.value()))) {
           e.setOp("output %" + o.name(), "");
           Value dst = Value.argument(o.name(), o.value().type());
           addr.put(dst, outputAddr.get(i));
@@ -239,7 +218,80 @@ public final class SohuBackend {
           : new SohuProgram.InlineConstants(HBM_BASE, constImage);
       SohuProgram p = new SohuProgram(new SohuProgram.Target(target.name(), target.sha256()),
           words, consts, symbols, debug, meta, args);
-      return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram);
+      return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram, notes);
+    }
+
+    /** Every value's HBM size at the current bounds. */
+    private void resize() {
+      for (Value v : allValues()) {
+        size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
+      }
+    }
+
+    /**
+     * Inputs, outputs and the arena from {@code start} at the current bounds: sets the symbols'
+     * addresses, the output regions, the arena plan and {@link #hbmEnd}.
+     */
+    private void planHbm(long start) {
+      symbols.clear();
+      outputRegion.clear();
+      outputAddr.clear();
+      long next = start;
+      for (Value a : fn.arguments()) {
+        addr.put(a, next);
+        symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a)));
+        next = align(next + size.get(a));
+      }
+      for (Function.Output o : fn.outputs()) {
+        long sz = size.get(o.value());
+        outputAddr.add(next);
+        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz));
+        if (o.value().producer() != null && !isSource(o.value().producer())
+            && !isAlias(o.value().producer()) && !outputRegion.containsKey(o.value())) {
+          outputRegion.put(o.value(), next);
+        }
+        next = align(next + sz);
+      }
+      fusedConversions = QuantLowering.fusedConversions(fn, size, known, target);
+      arena = planArena(next, outputRegion);
+      hbmEnd = next + arena[0];
+    }
+
+    /**
+     * When the program does not fit HBM at the bounds, the symbols that took the default bound
+     * (no {@code --shape} named them) are halved together until it fits, as a server sizes its
+     * batch to the memory left after the weights; a note says so. Bounds given explicitly are
+     * never changed: if even bound 1 does not fit, the error itemizes what HBM holds.
+     */
+    private void fitDefaultBounds(long dataStart) {
+      Map<String, Long> defaults = new LinkedHashMap<>(bounds);
+      defaults.keySet().removeAll(options.symbolBounds().keySet());
+      Map<String, Long> first = new LinkedHashMap<>(bounds);
+      long firstEnd = hbmEnd;
+      while (hbmEnd > target.hbmBytes() && defaults.values().stream().anyMatch(b -> b > 1)) {
+        defaults.replaceAll((k, b) -> Math.max(1, b / 2));
+        bounds.putAll(defaults);
+        resize();
+        planHbm(dataStart);
+      }
+      if (hbmEnd > target.hbmBytes()) {
+        throw new BackendException(String.format(Locale.ROOT, "model does not fit the target's "
+            + "HBM: needs %s at the symbol bounds %s (weights and constants %s, inputs and outputs "
+            + "%s, intermediates %s), %s has %s", gb(hbmEnd), bounds, gb(dataStart - HBM_BASE),
+            gb(hbmEnd - arena[0] - dataStart), gb(arena[0]), target.name(), gb(target.hbmBytes()))
+            + (defaults.isEmpty() ? "" : "; bind the symbols with --shape to trade batch for length"));
+      }
+      for (String sym : defaults.keySet()) {
+        if (!bounds.get(sym).equals(first.get(sym))) {
+          notes.add(String.format(Locale.ROOT, "?%s is bounded at %d, not the default %d: at %d the "
+              + "program needs %s of %s's %s HBM (bind it with --shape %s=N)", sym, bounds.get(sym),
+              first.get(sym), first.get(sym), gb(firstEnd), target.name(), gb(target.hbmBytes()), sym));
+        }
+      }
+    }
+
+    private static String gb(long bytes) {
+      return String.format(Locale.ROOT, "%.2f GB", bytes / 1e9);
     }
 
     /**
@@ -440,37 +492,41 @@ public final class SohuBackend {
       return s;
     }
 
+    /**
+     * The constants image: weights with data and folded constants, in body order. Shape-only
+     * weights get an offset in {@link #shapeOnlyOffset} instead: a region after the image (zeros
+     * when read), so shape-only models of any size compile without materializing their bytes.
+     */
     private byte[] layoutConstants() {
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       Map<String, Long> weightAddr = new HashMap<>();
+      Map<String, Long> shapeOnlyAt = new HashMap<>();
       for (Node n : fn.body()) {
         if (!isSource(n)) {
           continue;
         }
         Value r = n.result();
         if (n.op() instanceof SourceOp.WeightRef w) {
-          Long at = weightAddr.get(w.name());
-          if (at != null) {
-            addr.put(r, at);
+          Weight wt = module.weights().get(w.name());
+          if (wt.data() instanceof Weight.Data.ShapeOnly) {
+            shapeOnlyOffset.put(r, shapeOnlyAt.computeIfAbsent(w.name(), k -> {
+              long at = shapeOnlyBytes;
+              shapeOnlyBytes = align(shapeOnlyBytes + wt.sizeBytes());
+              return at;
+            }));
             continue;
           }
-          Weight wt = module.weights().get(w.name());
-          pad(out);
-          long a = HBM_BASE + out.size();
-          addr.put(r, a);
-          weightAddr.put(w.name(), a);
-          if (wt.data() instanceof Weight.Data.ShapeOnly) {
-            // no data: an address range above the image (zeros when read), so shape-only
-            // models of any size compile for timing without materializing their bytes
-            addr.put(r, HBM_BASE + SHAPE_ONLY_BASE + shapeOnlyBytes);
-            weightAddr.put(w.name(), HBM_BASE + SHAPE_ONLY_BASE + shapeOnlyBytes);
-            shapeOnlyBytes = align(shapeOnlyBytes + wt.sizeBytes());
-          } else {
+          Long at = weightAddr.get(w.name());
+          if (at == null) {
+            pad(out);
+            at = HBM_BASE + out.size();
+            weightAddr.put(w.name(), at);
             ByteBuffer b = wt.bytes();
             byte[] bytes = new byte[b.remaining()];
             b.get(bytes);
             out.writeBytes(bytes);
           }
+          addr.put(r, at);
         } else {
           pad(out);
           addr.put(r, HBM_BASE + out.size());

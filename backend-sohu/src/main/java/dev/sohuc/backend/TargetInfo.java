@@ -3,6 +3,8 @@ package dev.sohuc.backend;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -20,11 +22,32 @@ import java.util.Map;
  */
 public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes) {
 
-  /** Used when no description is given: the numbers the sohu target assumes. */
+  /** The machine description used when none is given, bundled on the class path by isa-spec. */
+  static final String DEFAULT_RESOURCE = "targets/sohu.json";
+  private static final TargetInfo DEFAULT = loadDefault();
+
+  /** The bundled {@code targets/sohu.json}: the same name and hash as {@code --target targets/sohu.json}. */
   public static TargetInfo defaults() {
-    return new TargetInfo("sohu", "0".repeat(64), 128L << 20, 4L << 20, 144_000_000_000L);
+    return DEFAULT;
   }
 
+  private static TargetInfo loadDefault() {
+    try (InputStream in = TargetInfo.class.getClassLoader().getResourceAsStream(DEFAULT_RESOURCE)) {
+      if (in == null) {
+        throw new IllegalStateException(DEFAULT_RESOURCE + " is missing from the class path "
+            + "(isa-spec's jar bundles it)");
+      }
+      TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1));
+      if (t.sramBytes <= 0 || t.accWords <= 0 || t.hbmBytes <= 0) {
+        throw new IllegalStateException(DEFAULT_RESOURCE + " lacks an SRAM, ACC or HBM capacity");
+      }
+      return t;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** A description file; keys it lacks take the built-in target's values. */
   public static TargetInfo load(Path file) {
     byte[] bytes;
     try {
@@ -32,19 +55,19 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
     } catch (IOException e) {
       throw new BackendException("cannot read target description " + file + ": " + e.getMessage());
     }
+    String f = file.getFileName().toString();
+    return parse(bytes, file.toString(), f.endsWith(".json") ? f.substring(0, f.length() - 5) : f, defaults());
+  }
+
+  private static TargetInfo parse(byte[] bytes, String source, String fallbackName, TargetInfo d) {
     JsonNode root;
     try {
       root = new ObjectMapper().readTree(bytes);
     } catch (IOException e) {
-      throw new BackendException("target description " + file + " is not valid JSON: "
+      throw new BackendException("target description " + source + " is not valid JSON: "
           + e.getMessage().lines().findFirst().orElse(""));
     }
-    TargetInfo d = defaults();
     String name = text(root, "name");
-    if (name == null) {
-      String f = file.getFileName().toString();
-      name = f.endsWith(".json") ? f.substring(0, f.length() - 5) : f;
-    }
     long sram = path(root, "sram", "capacity", number(root, d.sramBytes, "srambytes", "sramsize"));
     long acc = path(root, "acc", "capacity", number(root, -1, "accwords", "accumulatorwords"));
     if (acc < 0) {
@@ -52,7 +75,7 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
       acc = accBytes < 0 ? d.accWords : accBytes / 4;
     }
     long hbm = path(root, "hbm", "capacity", number(root, d.hbmBytes, "hbmbytes", "hbmsize"));
-    return new TargetInfo(name, sha256(bytes), sram, acc, hbm);
+    return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm);
   }
 
   private static String sha256(byte[] bytes) {

@@ -150,6 +150,53 @@ class SohuBackendTest {
     Module m = encoder(64, 1);
     BackendException e = assertThrows(BackendException.class, () -> SohuBackend.compile(m,
         BackendOptions.defaults().withTarget(tiny).withBound("seq", 1L << 20)));
-    assertTrue(e.getMessage().contains("HBM"), e.getMessage());
+    // an explicit bound is never lowered: the error itemizes what HBM would hold
+    assertTrue(e.getMessage().contains("HBM") && e.getMessage().contains("seq=1048576")
+        && e.getMessage().contains("weights and constants") && e.getMessage().contains("intermediates"),
+        e.getMessage());
+  }
+
+  /** A copy of targets/sohu.json with another HBM capacity. */
+  static java.nio.file.Path withHbm(java.nio.file.Path dir, long bytes) throws Exception {
+    String json = java.nio.file.Files.readString(java.nio.file.Path.of("..", "targets", "sohu.json"))
+        .replaceFirst("(\"hbm\": \\{\\s*\"capacity\": \\{\\s*\"value\": )\\d+", "$1" + bytes);
+    java.nio.file.Path t = dir.resolve("small-hbm.json");
+    java.nio.file.Files.writeString(t, json);
+    assertEquals(bytes, TargetInfo.load(t).hbmBytes());
+    return t;
+  }
+
+  @Test
+  void aDefaultBoundThatDoesNotFitHbmIsHalvedUntilItFits(@org.junit.jupiter.api.io.TempDir
+      java.nio.file.Path dir) throws Exception {
+    Module m = encoder(64, 1);
+    long at64 = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 64)).hbmBytes();
+    long at128 = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 128)).hbmBytes();
+    CompiledProgram c = SohuBackend.compile(m, BackendOptions.defaults()
+        .withTarget(withHbm(dir, (at64 + at128) / 2)));
+    assertEquals("{seq=64}", c.program().metadata().get("symbol_bounds"));
+    assertEquals(at64, c.hbmBytes());
+    assertEquals(1, c.notes().size(), c.notes().toString());
+    assertTrue(c.notes().get(0).startsWith("?seq is bounded at 64, not the default 512"),
+        c.notes().get(0));
+  }
+
+  @Test
+  void shapeOnlyWeightsFollowTheConstantsWithoutAGap() {
+    Module m = new Module("shape-only");
+    Value x = Value.argument("x", seqType(64));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    TensorType wt = TensorType.of(F32, 64, 64);
+    m.addWeight(new Weight("w", wt, new Weight.Data.ShapeOnly()));
+    Value w = b.add(new SourceOp.WeightRef("w", wt), new Location("w"), "w");
+    Value y = b.add(new LinalgOp.MatMul(x, w), new Location("mm"));
+    f.setOutputs(List.of(new Function.Output("y", y)));
+    CompiledProgram c = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 16));
+    // base + 16 KiB of weight + x and y (4 KiB each) + no arena
+    assertEquals(SohuBackend.HBM_BASE + 64 * 64 * 4 + 2 * 16 * 64 * 4, c.hbmBytes());
+    assertTrue(c.notes().isEmpty());
   }
 }
+

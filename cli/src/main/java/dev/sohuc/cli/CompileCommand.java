@@ -51,8 +51,9 @@ final class CompileCommand implements Callable<Integer> {
   boolean report;
 
   @Option(names = "--quantize", paramLabel = "MODE",
-      description = "none, bf16, fp8 or int8: matmuls with weights become qmatmul (default none).")
-  String quantize = "none";
+      description = "auto, none, bf16, fp8 or int8: matmuls with weights become qmatmul; auto "
+          + "(the default) is bf16 for a bf16 checkpoint and none (f32) otherwise.")
+  String quantize = "auto";
 
   @Option(names = "--calibrate", paramLabel = "DIR",
       description = "A folder of input_N.pb files (one calibration set); repeat for more sets.")
@@ -91,13 +92,19 @@ final class CompileCommand implements Callable<Integer> {
     }
     QuantReport quantReport = quantize(m);
     if (report && quantReport != null) {
+      if (quantize.strip().equalsIgnoreCase("auto")) {
+        out.println("--quantize auto: " + quantReport.mode().flag() + " (the checkpoint's linear "
+            + "weights are " + quantReport.mode().flag() + ")");
+      }
       out.print(quantReport.render());
     }
+    Toolchain.layoutWeights(m);
     if (emit.equals("ir")) {
       write(IrPrinter.print(m), out);
       return 0;
     }
     CompiledProgram p = Toolchain.lower(m, model, target);
+    p.notes().forEach(note -> spec.commandLine().getErr().println("note: " + note));
     if (report) {
       out.print(p.report());
     }
@@ -112,15 +119,16 @@ final class CompileCommand implements Callable<Integer> {
     return 0;
   }
 
-  /** Applies --quantize (after the default pipeline, on the fused IR); null for none. */
+  /** Applies --quantize (after the default pipeline and sharding); null for none. */
   private QuantReport quantize(Module m) {
     QuantOptions options;
     try {
-      QuantMode mode = QuantMode.parse(quantize);
+      boolean auto = quantize.strip().equalsIgnoreCase("auto");
+      QuantMode mode = auto ? Quantizer.autoMode(m) : QuantMode.parse(quantize);
       if (mode == QuantMode.NONE) {
         if (!calibrate.isEmpty() || maxLayerError != null) {
           throw new IllegalArgumentException("--calibrate and --max-layer-error need --quantize "
-              + "bf16, fp8 or int8");
+              + "bf16, fp8 or int8" + (auto ? " (auto means none here: the weights are not bf16)" : ""));
         }
         return null;
       }
@@ -135,6 +143,8 @@ final class CompileCommand implements Callable<Integer> {
       return Quantizer.quantize(m, options);
     } catch (CalibrationException e) {
       throw new UserException(e.getMessage());
+    } catch (IllegalArgumentException e) {
+      throw new UserException(model + ": " + e.getMessage());
     }
   }
 

@@ -9,11 +9,13 @@ import dev.sohuc.emu.HostTensor;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.passes.LayoutWeightsPass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.function.Consumer;
 
 /**
@@ -33,6 +35,14 @@ final class Toolchain {
     return pm.run(m);
   }
 
+  /**
+   * The last IR step before the backend, after sharding and quantization (which read weights in
+   * their checkpoint layout): weights stored as the code reads them.
+   */
+  static void layoutWeights(Module m) {
+    new PassManager(List.of(new LayoutWeightsPass())).verifyEach(true).run(m);
+  }
+
   /** Lowers an optimized module; a backend error becomes a user error naming the model. */
   static CompiledProgram lower(Module m, Path model, Path target) {
     // a symbol given a value by --shape was bound by the importer; others keep the default bound
@@ -48,6 +58,7 @@ final class Toolchain {
   static Compiled compile(Path model, ShapeBindings shapes, Path target) {
     Module m = ModelLoader.load(model, shapes, HfOptions.GraphKind.PREFILL);
     PassManager.Report report = optimize(m, pm -> { });
+    layoutWeights(m);
     return new Compiled(m, report, lower(m, model, target));
   }
 

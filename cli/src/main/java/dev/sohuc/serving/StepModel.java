@@ -18,6 +18,7 @@ import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.passes.LayoutWeightsPass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
 import dev.sohuc.passes.quant.QuantMode;
@@ -127,49 +128,8 @@ public final class StepModel {
   private void shardAndQuantize(Module m) {
     new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
     Quantizer.quantizeShapeOnly(m, quant);
-    pretransposeWeights(m);
-  }
-
-  /**
-   * A 2-D transpose of a shape-only weight (nn.Linear's [out, in] read as [in, out]) becomes a
-   * reference to a shape-only weight stored transposed: a server lays its weights out once at
-   * load time, and the compiled code would otherwise transpose them in HBM at every step.
-   */
-  static int pretransposeWeights(Module m) {
-    Function f = m.main();
-    int count = 0;
-    for (Node n : List.copyOf(f.body())) {
-      if (!(n.op() instanceof dev.sohuc.ir.op.DataOp.Transpose t)
-          || !t.perm().equals(List.of(1L, 0L)) || t.x().producer() == null
-          || !(t.x().producer().op() instanceof SourceOp.WeightRef r)) {
-        continue;
-      }
-      Weight w = m.weights().get(r.name());
-      if (w == null || !(w.data() instanceof Weight.Data.ShapeOnly)) {
-        continue;
-      }
-      String name = r.name() + ".T";
-      dev.sohuc.ir.type.TensorType tt = n.result().type();
-      if (!m.weights().containsKey(name)) {
-        m.weights().put(name, new Weight(name, tt, new Weight.Data.ShapeOnly()));
-      }
-      FunctionBuilder b = new FunctionBuilder(f);
-      b.insertBefore(n);
-      Value ref = b.add(new SourceOp.WeightRef(name, tt), n.location(), name);
-      b.insertBefore(null);
-      f.replaceAllUses(n.result(), ref);
-      f.body().remove(n);
-      count++;
-    }
-    dev.sohuc.passes.DeadCodeEliminationPass.removeDead(f);
-    java.util.Set<String> used = new java.util.HashSet<>();
-    for (Node n : f.body()) {
-      if (n.op() instanceof SourceOp.WeightRef r) {
-        used.add(r.name());
-      }
-    }
-    m.weights().keySet().retainAll(used);
-    return count;
+    // weights laid out at load time, not transposed in HBM every step
+    new PassManager(List.of(new LayoutWeightsPass())).run(m);
   }
 
   /**

@@ -50,6 +50,34 @@ class CompileCommandTest {
     assertEquals(0, bin.code(), bin.err());
   }
 
+  /**
+   * The HF issue's scale command: shape-only Llama-3-70B at seq 2048 on one chip. The bf16
+   * checkpoint compiles in bf16 (auto), its weights (141 GB) fill most of the 144 GiB, so the
+   * unbound batch gets the largest bound that fits, and a note says so.
+   */
+  @Test
+  void llama3_70bShapeOnlyCompilesOnOneChip() throws Exception {
+    Path config = Path.of("..", "examples", "llama-3-70b", "config.json");
+    Path out = dir.resolve("70b.sohu");
+    CliResult r = run("compile", config.toString(), "--shape", "seq=2048", "-o", out.toString(),
+        "--report");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("--quantize auto: bf16"), r.out());
+    assertTrue(r.out().contains("561 layers: 0 f8e4m3, 561 bf16"), r.out());
+    assertTrue(r.err().contains("note: ?batch is bounded at 4, not the default 512"), r.err());
+    var p = SohuReader.read(Files.readAllBytes(out), "70b.sohu");
+    assertEquals("{batch=4}", p.metadata().get("symbol_bounds"));
+    assertTrue(p.code().size() * 16L < 10_000_000, p.code().size() + " instructions");
+    assertTrue(Long.parseLong(p.metadata().get("hbm_bytes")) <= 144L << 30);
+
+    // in f32 the weights alone are twice the chip: the error itemizes HBM
+    CliResult f32 = run("compile", config.toString(), "--shape", "seq=2048", "--quantize", "none",
+        "-o", out.toString());
+    assertEquals(1, f32.code(), f32.err());
+    assertTrue(f32.err().contains("model does not fit the target's HBM")
+        && f32.err().contains("at the symbol bounds {batch=1} (weights and constants 280."), f32.err());
+  }
+
   @Test
   void chipsBelowOneIsAUsageError() throws Exception {
     CliResult r = run("compile", ir(GELU).toString(), "--chips", "0", "-o", dir.resolve("x.sohu").toString());

@@ -19,7 +19,7 @@ class MachineDescriptionTest {
   void defaultTargetHasThePublicNumbersAndTheDerivedPeak() {
     MachineDescription s = MachineDescription.defaultTarget();
     assertEquals("sohu", s.name());
-    assertEquals(144e9, s.hbmBytes());
+    assertEquals(144L << 30, s.hbmBytes());  // 144 GiB
     assertEquals(8, s.get("chip.chips_per_server"));
     assertEquals(9.70e15, s.peakFlops(DType.F8E4M3));
     assertEquals(s.peakFlops(DType.F8E4M3) / 2, s.peakFlops(DType.BF16));
