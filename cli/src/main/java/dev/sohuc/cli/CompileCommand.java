@@ -39,6 +39,10 @@ final class CompileCommand implements Callable<Integer> {
       description = "An input's shape (input_ids=1x128) or a symbol's value or bound (seq=128).")
   List<String> shapes = new ArrayList<>();
 
+  @Option(names = "--decode", description = "Hugging Face models: compile the decode-step graph "
+      + "(KV cache of ?past tokens in as past_key_values.N.key/value, present.N.* out)")
+  boolean decode;
+
   @Option(names = "--target", paramLabel = "FILE", description = "Machine description JSON (default: built-in sohu).")
   Path target;
 
@@ -81,7 +85,8 @@ final class CompileCommand implements Callable<Integer> {
           "--emit must be ir, asm or bin, got " + emit);
     }
     printIr.checkNames(spec.commandLine());
-    Module m = ModelLoader.load(model, bindings, HfOptions.GraphKind.PREFILL);
+    Module m = ModelLoader.load(model, bindings,
+        decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL);
     PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
     if (report) {
       out.print(passReport.fusion().render());

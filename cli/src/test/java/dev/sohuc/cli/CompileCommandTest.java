@@ -79,6 +79,18 @@ class CompileCommandTest {
   }
 
   @Test
+  void decodeCompilesTheKvCacheStep() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    Path out = dir.resolve("step.sohu");
+    CliResult r = run("compile", tiny.toString(), "--decode", "--shape", "seq=1", "-o", out.toString());
+    assertEquals(0, r.code(), r.err());
+    var p = SohuReader.read(Files.readAllBytes(out), "step.sohu");
+    var names = p.symbols().stream().map(s -> s.direction() + " " + s.name()).toList();
+    assertTrue(names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
+        && names.contains("OUT logits"), names.toString());
+  }
+
+  @Test
   void chipsBelowOneIsAUsageError() throws Exception {
     CliResult r = run("compile", ir(GELU).toString(), "--chips", "0", "-o", dir.resolve("x.sohu").toString());
     assertEquals(2, r.code(), r.err());
