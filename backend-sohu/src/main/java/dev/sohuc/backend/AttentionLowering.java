@@ -54,11 +54,16 @@ final class AttentionLowering {
     }
     long group = hq.value() / hkv.value();
     Dim s = qt.dim(2);
+    // a decode step (at most one query row per head): the query heads of a kv head are
+    // consecutive rows of Q, so they go through as the rows of one tile, reading K and V once
+    // per group; one query row sees every key, so the causal diagonal needs no per-head shift
+    long stack = s.evaluate(l.bounds()) <= 1 && at.window() == 0 && group <= TILE ? group : 1;
     Dim t = kt.dim(2);
     long tBound = t.evaluate(l.bounds());
     long tPad = Math.max(TILE, (tBound + TILE - 1) / TILE * TILE);
     long nT = tPad / TILE;
-    int mTile = s.isStatic() && s.value() < TILE ? (int) Math.max(1, s.value()) : TILE;
+    int mTile = s.isStatic() && s.value() * stack < TILE ? (int) Math.max(1, s.value() * stack)
+        : TILE;
     long accWords = Lowering.ACC_BASE + TILE * tPad + TILE * d;
     if (accWords > l.target().accWords()) {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
@@ -76,7 +81,8 @@ final class AttentionLowering {
     // run-time dims and strides
     int tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
-    int qHeadStep = l.dimReg(s.times(Dim.of(d * 4)));
+    int rowsReg = l.dimReg(s.times(Dim.of(stack)));
+    int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
     int kHeadStep = l.dimReg(t.times(Dim.of(d * 4)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
@@ -101,6 +107,12 @@ final class AttentionLowering {
       mbStep = l.dimReg(md.get(0).is(1) && !full.get(0).is(1) ? Dim.of(0) : st.get(0));
       mhStep = l.dimReg(md.get(1).is(1) && !full.get(1).is(1) ? Dim.of(0) : st.get(1));
       msStep = l.dimReg(md.get(2).is(1) && !full.get(2).is(1) ? Dim.of(0) : st.get(2));
+      if (stack > 1) {
+        // a stacked tile's rows are heads: the mask's row stride is its head stride
+        e.free(msStep);
+        msStep = e.copy(mhStep);
+        e.mulImm(mhStep, mhStep, stack);
+      }
       if (!md.get(3).equals(t)) {
         throw new BackendException(n.describe() + ": a mask that broadcasts over keys");
       }
@@ -132,15 +144,15 @@ final class AttentionLowering {
     e.emit(new Insn.Li(a1, vBuf, 0, 0));
     e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
     e.free(a1, a2);
-    int gLoop = e.beginLoop(0, group);
+    int gLoop = e.beginLoop(0, group / stack);
     int qT = e.copy(qP);
     int mT = mask == null ? 0 : e.copy(mP);
-    int rem = e.copy(sReg);
+    int rem = e.copy(rowsReg);
     int cur = e.alloc();
     int diag = e.alloc();
     e.sub(diag, tReg, sReg);
     int sTiles = e.alloc();
-    e.addImm(sTiles, sReg, TILE - 1);
+    e.addImm(sTiles, rowsReg, TILE - 1);
     e.shri(sTiles, sTiles, 7);
     int sLoop = e.beginLoop(sTiles, 0);
     e.free(sTiles);
@@ -219,6 +231,6 @@ final class AttentionLowering {
       e.add(mB, mB, mbStep);
     }
     e.endLoop(bLoop);
-    e.free(tReg, sReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
+    e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
   }
 }

@@ -619,12 +619,16 @@ final class Lowering {
     if (afterPrologue != null) {
       afterPrologue.run();
     }
+    // every tile but the last prefetches its successor; the last is peeled after the loop, so
+    // no empty tile is loaded (a DMA's fixed cost) and no LOAD token is taken back on the
+    // control unit, which could take a real tile's token from a busy engine and delay it
+    e.addImm(count, count, -1);
+    e.max(count, count, 0);
     int loop = e.beginLoop(count, 0);
     e.free(count);
     e.min(curRows, tileReg, rem);
     int nextRows = e.alloc();
     e.sub(nextRows, rem, tileReg);
-    e.max(nextRows, nextRows, 0);
     e.min(nextRows, nextRows, tileReg);
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
@@ -634,14 +638,17 @@ final class Lowering {
       }
     }
     e.free(nextRows);
-    int from = e.pc();
-    body.emit(cur, outCur, curRows, rowStart);
-    if (!rawTokens) {
-      e.bracket(from, TOK_LOAD, TOK_STORE, Engine.VPU);
-    }
-    int st = e.dma(MemSpace.HBM, outPtr, outStride, MemSpace.SRAM, outCur, outRs, outRowBytes,
-        curRows, 0, 0, 1, 0, 0);
-    e.patchTokens(st, TOK_STORE, 0);
+    Runnable computeAndStore = () -> {
+      int from = e.pc();
+      body.emit(cur, outCur, curRows, rowStart);
+      if (!rawTokens) {
+        e.bracket(from, TOK_LOAD, TOK_STORE, Engine.VPU);
+      }
+      int st = e.dma(MemSpace.HBM, outPtr, outStride, MemSpace.SRAM, outCur, outRs, outRowBytes,
+          curRows, 0, 0, 1, 0, 0);
+      e.patchTokens(st, TOK_STORE, 0);
+    };
+    computeAndStore.run();
     for (int i = 0; i < nIn; i++) {
       e.addImm(hbmPtr[i], hbmPtr[i], step[i]);
       e.swap(cur[i], next[i]);
@@ -656,8 +663,9 @@ final class Lowering {
     }
     e.sub(rem, rem, tileReg);
     e.endLoop(loop);
-    // the last iteration prefetched an empty tile; take its token back
-    e.emit(new Insn.Nop(TOK_LOAD, 0));
+    // the last tile (no rows when the stream is empty: its empty load's token is consumed here)
+    e.min(curRows, tileReg, rem);
+    computeAndStore.run();
     e.free(hbmPtr);
     e.free(cur);
     e.free(next);
@@ -936,7 +944,8 @@ final class Lowering {
 
   /**
    * x {@code [..., S, D]} with tables {@code [S, R]}: per leading plane, a row stream over S in
-   * which tile rows start at table row {@code rowStart}.
+   * which tile rows start at table row {@code rowStart}. When S is at most 1 (a decode step),
+   * every row of x uses table row 0: one row stream over all planes' rows, with table stride 0.
    */
   private void rope(Node n, TransformerOp.Rope r) {
     TensorType xt = r.x().type();
@@ -945,17 +954,18 @@ final class Lowering {
     long rot = r.cos().type().dim(r.cos().type().rank() - 1).value();
     Dim s = xt.dim(rank - 2);
     Dim planes = product(xt.dims().subList(0, rank - 2));
+    boolean oneRow = s.evaluate(bounds) <= 1;
     long rowBytes = d * 4;
     long tableBound = sizeAtBound(r.cos());
     // row tiles: the table at its bound can be longer than one DMA row (131071 bytes)
     int cosBuf = e.li(preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
     int sinBuf = e.li(preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
-    int tableStride = e.konst(rot * 4);
+    int tableStride = oneRow ? 0 : e.konst(rot * 4);
     int colsReg = e.konst(d);
     int rotReg = e.konst(rot);
     int rs = e.konst(rowBytes);
-    int planeCount = dimReg(planes);
-    int sRows = dimReg(s);
+    int planeCount = oneRow ? e.li(1) : dimReg(planes);
+    int sRows = dimReg(oneRow ? planes.times(s) : s);
     int planeBytes = e.alloc();
     e.mulImm(planeBytes, sRows, rowBytes);
     int src = e.li(addr(r.x()));
@@ -969,7 +979,7 @@ final class Lowering {
           }
           e.emit(new Insn.Rope(RopeMode.HALF, out, 0, rs, in[0], 0, rs, cosBuf, 0,
               sinBuf, 0, tableStride, st, rr, rotReg, DType.F32, 0, 0));
-        }, false, new int[0], null, true);
+        }, false, new int[0], null, !oneRow);
     e.add(src, src, planeBytes);
     e.add(dst, dst, planeBytes);
     e.endLoop(loop);
