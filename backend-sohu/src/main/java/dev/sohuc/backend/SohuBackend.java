@@ -62,6 +62,8 @@ public final class SohuBackend {
     final TargetInfo target;
     final Function fn;
     final Map<Value, Tensor> known = new IdentityHashMap<>();
+    /** Ranges of symbolic length, laid out at their bound (not known: their length varies). */
+    final Map<Value, Tensor> rangePrefixes = new IdentityHashMap<>();
     final Map<Value, Long> addr = new IdentityHashMap<>();
     final Map<Value, Long> size = new IdentityHashMap<>();
     final Map<String, Long> bounds = new LinkedHashMap<>();
@@ -110,7 +112,8 @@ public final class SohuBackend {
       fold();
       for (Node n : fn.body()) {
         if (isSource(n)) {
-          if (!(n.op() instanceof SourceOp.WeightRef) && !known.containsKey(n.result())) {
+          if (!(n.op() instanceof SourceOp.WeightRef) && !known.containsKey(n.result())
+              && !rangePrefixes.containsKey(n.result())) {
             problems.add(n.describe() + ": '" + n.op().mnemonic() + "' with a symbolic shape");
           }
           continue;
@@ -456,13 +459,15 @@ public final class SohuBackend {
             }
           }
           case SourceOp.Range g -> {
-            if (r.type().isStatic()) {
-              Tensor t = Tensor.zeros(g.dtype(), shape(r.type()));
-              for (int i = 0; i < t.size(); i++) {
-                t.set(i, g.start() + (double) i * g.delta());
-              }
-              known.put(r, t);
+            // a symbolic length: the range at the bound, whose prefix is the range at any
+            // length up to it (decode positions 0 .. past+seq)
+            long[] at = r.type().isStatic() ? shape(r.type())
+                : new long[] {Math.max(1, r.type().dim(0).evaluate(bounds))};
+            Tensor t = Tensor.zeros(g.dtype(), at);
+            for (int i = 0; i < t.size(); i++) {
+              t.set(i, g.start() + (double) i * g.delta());
             }
+            (r.type().isStatic() ? known : rangePrefixes).put(r, t);
           }
           case DataOp.Shape s -> {
             TensorType xt = s.x().type();
@@ -530,7 +535,7 @@ public final class SohuBackend {
         } else {
           pad(out);
           addr.put(r, HBM_BASE + out.size());
-          out.writeBytes(known.get(r).toBytes());
+          out.writeBytes(known.getOrDefault(r, rangePrefixes.get(r)).toBytes());
         }
       }
       pad(out);

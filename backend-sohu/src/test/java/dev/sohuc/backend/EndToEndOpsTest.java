@@ -99,6 +99,19 @@ class EndToEndOpsTest {
         }""");
   }
 
+  /** Decode positions past .. past+seq-1 from a range of symbolic length (laid out at its bound). */
+  @Test
+  void symbolicRangeGivesDecodePositions() {
+    check("positions", """
+        func @main(%k: tensor<1 x ?p x 4 x f32>, %x: tensor<1 x ?s x 4 x f32>) -> ("pos": tensor<?s x f32>, "y": tensor<1 x ?s x 4 x f32>) {
+          %all = range {start = 0, limit = [?p+?s], delta = 1, dtype = f32} : tensor<?p+?s x f32>
+          %pos = slice %all {starts = [?p], ends = [?p+?s], axes = [0], steps = [1]} : tensor<?s x f32>
+          %col = reshape %pos {shape = [1, ?s, 1]} : tensor<1 x ?s x 1 x f32>
+          %y = mul %x, %col : tensor<1 x ?s x 4 x f32>
+          return %pos, %y
+        }""", List.of(Map.of("p", 7L, "s", 3L), Map.of("p", 290L, "s", 300L)));
+  }
+
   @Test
   void activations() {
     check("act", """
