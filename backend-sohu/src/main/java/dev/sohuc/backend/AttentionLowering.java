@@ -32,6 +32,28 @@ final class AttentionLowering {
 
   private final Lowering l;
   private final Emitter e;
+  // per op: the SRAM layout, the shape and the registers its tiles share
+  private long vOff;
+  private long qOff;
+  private long oOff;
+  private long sBuf;
+  private long mBuf;
+  private boolean mask;
+  private boolean causal;
+  private long nT;
+  private int mTile;
+  private long d;
+  private float scale;
+  private long oFromQ;
+  private long vFromK;
+  private int tReg;
+  private int dBytes;
+  private int dCols;
+  private int padBytes;
+  private int padWords;
+  private int oAcc;
+  private int sAcc;
+  private int win;
 
   AttentionLowering(Lowering l) {
     this.l = l;
@@ -69,17 +91,28 @@ final class AttentionLowering {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
           + "to " + tBound + ", the target has " + l.target().accWords());
     }
-    long qBuf = l.sram(TILE * d * 4, "query tile");
-    long kBuf = l.sram(tPad * d * 4, "keys");
-    long vBuf = l.sram(tPad * d * 4, "values");
-    long sBuf = l.sram(TILE * tPad * 4, "scores");
-    long oBuf = l.sram(TILE * d * 4, "output tile");
+    // a slot holds one kv head's K and V, a query tile and its output tile
+    vOff = tPad * d * 4;
+    qOff = 2 * vOff;
+    oOff = qOff + TILE * d * 4;
+    long slotBytes = oOff + TILE * d * 4;
+    // decode without a mask: every kv head is one query tile, so the next head's K, V and Q
+    // load (into a second slot) while this head computes
+    boolean pipelined = stack > 1 && at.mask() == null;
+    long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
+    long slot1 = pipelined ? l.sram(slotBytes, "the next kv head's slot") : 0;
+    sBuf = l.sram(TILE * tPad * 4, "scores");
     Value mask = at.mask();
-    long mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
-    float scale = (float) at.scale();
+    mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
+    this.mask = mask != null;
+    this.nT = nT;
+    this.mTile = mTile;
+    this.d = d;
+    scale = (float) at.scale();
+    causal = at.causal();
 
     // run-time dims and strides
-    int tReg = l.dimReg(t);
+    tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
     int rowsReg = l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
@@ -87,8 +120,8 @@ final class AttentionLowering {
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each
-    long oFromQ = l.addr(n.result()) - l.addr(at.q());
-    long vFromK = l.addr(at.v()) - l.addr(at.k());
+    oFromQ = l.addr(n.result()) - l.addr(at.q());
+    vFromK = l.addr(at.v()) - l.addr(at.k());
     // mask strides per (batch, head, row); 0 where the mask broadcasts
     int mB = 0;
     int mP = 0;
@@ -119,16 +152,23 @@ final class AttentionLowering {
       mB = e.li(l.addr(mask));
       mP = e.alloc();
     }
-    int dBytes = e.konst(d * 4);
-    int dCols = e.konst(d);
-    int padBytes = e.konst(tPad * 4);
-    int padWords = e.konst(tPad);
+    dBytes = e.konst(d * 4);
+    dCols = e.konst(d);
+    padBytes = e.konst(tPad * 4);
+    padWords = e.konst(tPad);
     int four = e.konst(4);
     int tileReg = e.konst(TILE);
-    int oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
-    int sAcc = e.konst(Lowering.ACC_BASE);
+    oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
+    sAcc = e.konst(Lowering.ACC_BASE);
     // sliding window: softmax masks keys at or before (query position - window)
-    int win = at.window() > 0 ? e.konst(at.window()) : 0;
+    win = at.window() > 0 ? e.konst(at.window()) : 0;
+    if (pipelined) {
+      pipelined(qt.dim(0), hkv.value(), slot0, slot1, qP, kP, qHeadStep, kHeadStep, sReg,
+          rowsReg);
+      e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
+      return;
+    }
+    Slot slot = new Slot(0, slot0);
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -137,13 +177,7 @@ final class AttentionLowering {
     }
     int kvLoop = e.beginLoop(0, hkv.value());
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    int a1 = e.li(kBuf);
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
-    int a2 = e.alloc();
-    e.addImm(a2, kP, vFromK);
-    e.emit(new Insn.Li(a1, vBuf, 0, 0));
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
-    e.free(a1, a2);
+    loadKv(slot, kP);
     int gLoop = e.beginLoop(0, group / stack);
     int qT = e.copy(qP);
     int mT = mask == null ? 0 : e.copy(mP);
@@ -156,21 +190,126 @@ final class AttentionLowering {
     e.shri(sTiles, sTiles, 7);
     int sLoop = e.beginLoop(sTiles, 0);
     e.free(sTiles);
-    int x1 = e.alloc();
-    int x2 = e.alloc();
     e.min(cur, tileReg, rem);
     if (mask != null) {
       // element rows (row_bytes is an immediate, T is not): planes = query rows
-      e.emit(new Insn.Li(x1, mBuf, 0, 0));
+      int x1 = e.li(mBuf);
       e.dma(MemSpace.SRAM, x1, four, MemSpace.HBM, mT, four, 4, tReg, 0, cur, 0, padBytes,
           msStep);
+      e.free(x1);
     }
-    e.emit(new Insn.Li(x1, qBuf, 0, 0));
-    int ld = e.dma(MemSpace.SRAM, x1, dBytes, MemSpace.HBM, qT, dBytes, d * 4, cur, 0, 0, 1,
+    loadQuery(slot, qT, cur);
+    compute(slot, cur, diag);
+    store(slot, qT, cur);
+    int step = e.alloc();
+    e.mulImm(step, tileReg, d * 4);
+    e.add(qT, qT, step);
+    if (mask != null) {
+      e.mulImm(step, msStep, TILE);
+      e.add(mT, mT, step);
+    }
+    e.free(step);
+    e.sub(rem, rem, tileReg);
+    e.add(diag, diag, tileReg);
+    e.endLoop(sLoop);
+    e.free(qT, mT, rem, cur, diag);
+    e.add(qP, qP, qHeadStep);
+    if (mask != null) {
+      e.add(mP, mP, mhStep);
+    }
+    e.endLoop(gLoop);
+    e.add(kP, kP, kHeadStep);
+    e.endLoop(kvLoop);
+    if (mask != null) {
+      e.add(mB, mB, mbStep);
+    }
+    e.endLoop(bLoop);
+    e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
+  }
+
+  /**
+   * One query tile per kv head, software-pipelined over the batch's kv heads: the next head's
+   * K, V and Q load into the other slot before this head's output is stored, so the DMA queue
+   * streams K and V while the MXU and VPU compute. Every tile but the last loads its successor;
+   * the last is peeled after the loop (a load slot is reused only after the store queued
+   * before it in the DMA queue, which waits for the compute that read it).
+   */
+  private void pipelined(Dim batch, long kvHeads, long slot0, long slot1, int qP, int kP,
+      int qHeadStep, int kHeadStep, int sReg, int rows) {
+    int cur = e.li(slot0);
+    int next = e.li(slot1);
+    Slot now = new Slot(cur, 0);
+    Slot then = new Slot(next, 0);
+    int diag = e.alloc();
+    e.sub(diag, tReg, sReg);
+    int count = l.dimReg(batch);
+    e.mulImm(count, count, kvHeads);
+    e.addImm(count, count, -1);
+    e.max(count, count, 0);
+    loadKv(now, kP);
+    loadQuery(now, qP, rows);
+    int loop = e.beginLoop(count, 0);
+    e.free(count);
+    compute(now, rows, diag);
+    int qNext = e.alloc();
+    e.add(qNext, qP, qHeadStep);
+    e.add(kP, kP, kHeadStep);
+    loadKv(then, kP);
+    loadQuery(then, qNext, rows);
+    store(now, qP, rows);
+    e.add(qP, qNext, 0);
+    e.free(qNext);
+    e.swap(cur, next);
+    e.endLoop(loop);
+    compute(now, rows, diag);
+    store(now, qP, rows);
+    e.free(cur, next, diag);
+  }
+
+  /** An SRAM slot's base: in a register (slots that swap) or a constant. */
+  private record Slot(int reg, long base) {
+    void addr(Emitter e, int x, long off) {
+      if (reg == 0) {
+        e.emit(new Insn.Li(x, base + off, 0, 0));
+      } else {
+        e.addImm(x, reg, off);
+      }
+    }
+  }
+
+  /** K and V of the kv head at {@code kP} (HBM) into the slot. */
+  private void loadKv(Slot slot, int kP) {
+    int a1 = e.alloc();
+    int a2 = e.alloc();
+    slot.addr(e, a1, 0);
+    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.addImm(a2, kP, vFromK);
+    slot.addr(e, a1, vOff);
+    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.free(a1, a2);
+  }
+
+  /** {@code rows} query rows at {@code qT} (HBM) into the slot; the load signals LOAD. */
+  private void loadQuery(Slot slot, int qT, int rows) {
+    int x = e.alloc();
+    slot.addr(e, x, qOff);
+    int ld = e.dma(MemSpace.SRAM, x, dBytes, MemSpace.HBM, qT, dBytes, d * 4, rows, 0, 0, 1,
         0, 0);
     e.patchTokens(ld, 0, TOK_LOAD);
+    e.free(x);
+  }
+
+  /**
+   * The slot's query tile against its K and V: S = Q K^T (the first mma waits LOAD), scaled
+   * and masked, softmax, O = P V, into the slot's output tile (the last accrd signals STORE).
+   */
+  private void compute(Slot slot, int cur, int diag) {
+    int x1 = e.alloc();
+    int x2 = e.alloc();
     // S = Q K^T, 128 key columns per mma
-    int bT = e.li(kBuf);
+    slot.addr(e, x1, qOff);
+    int bT = e.alloc();
+    slot.addr(e, bT, 0);
     int accT = e.copy(sAcc);
     for (int i = 0; i < nT; i++) {
       int mm = e.mma(accT, padWords, x1, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
@@ -186,51 +325,35 @@ final class AttentionLowering {
     }
     e.free(bT, accT);
     e.emit(new Insn.Li(x1, sBuf, 0, 0));
-    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, tReg, mask == null ? 1.0f : scale,
+    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, tReg, mask ? scale : 1.0f,
         Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(rd, TOK_MXU, 0);
-    if (mask != null) {
+    if (mask) {
       e.emit(new Insn.Li(x2, mBuf, 0, 0));
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, tReg, Bcast.NONE);
     }
     e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, tReg, DType.F32,
-        mask == null ? scale : 1.0f, at.causal(), at.causal() || win != 0 ? diag : 0, 0, win, 0,
-        TOK_VPU));
+        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0, TOK_VPU));
     // O = P V over the run-time T
-    e.emit(new Insn.Li(x2, vBuf, 0, 0));
+    slot.addr(e, x2, vOff);
     int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, tReg, 0, false,
         false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
-    e.emit(new Insn.Li(x1, oBuf, 0, 0));
+    slot.addr(e, x1, oOff);
     int ro = e.accrd(x1, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(ro, TOK_MXU, TOK_STORE);
-    e.addImm(x2, qT, oFromQ);
-    int st = e.dma(MemSpace.HBM, x2, dBytes, MemSpace.SRAM, x1, dBytes, d * 4, cur, 0, 0, 1,
+    e.free(x1, x2);
+  }
+
+  /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */
+  private void store(Slot slot, int qT, int rows) {
+    int oHbm = e.alloc();
+    e.addImm(oHbm, qT, oFromQ);
+    int x = e.alloc();
+    slot.addr(e, x, oOff);
+    int st = e.dma(MemSpace.HBM, oHbm, dBytes, MemSpace.SRAM, x, dBytes, d * 4, rows, 0, 0, 1,
         0, 0);
     e.patchTokens(st, TOK_STORE, 0);
-    int step = e.alloc();
-    e.mulImm(step, tileReg, d * 4);
-    e.add(qT, qT, step);
-    if (mask != null) {
-      e.mulImm(step, msStep, TILE);
-      e.add(mT, mT, step);
-    }
-    e.free(step);
-    e.sub(rem, rem, tileReg);
-    e.add(diag, diag, tileReg);
-    e.endLoop(sLoop);
-    e.free(qT, mT, rem, cur, diag, x1, x2);
-    e.add(qP, qP, qHeadStep);
-    if (mask != null) {
-      e.add(mP, mP, mhStep);
-    }
-    e.endLoop(gLoop);
-    e.add(kP, kP, kHeadStep);
-    e.endLoop(kvLoop);
-    if (mask != null) {
-      e.add(mB, mB, mbStep);
-    }
-    e.endLoop(bLoop);
-    e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
+    e.free(oHbm, x);
   }
 }

@@ -23,9 +23,15 @@ class EndToEndOpsTest {
 
   /** Compiles {@code body} (a func with args and results) once and checks each binding. */
   static void check(String name, String func, List<Map<String, Long>> bindings) {
+    check(name, func, BackendOptions.defaults().withBound("s", 300).withBound("p", 300),
+        bindings);
+  }
+
+  static void check(String name, String func, BackendOptions options,
+      List<Map<String, Long>> bindings) {
     String text = "module @" + name + " {\n" + func + "\n}\n";
     EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, name + ".ir"),
-        BackendOptions.defaults().withBound("s", 300).withBound("p", 300));
+        options);
     for (Map<String, Long> b : bindings) {
       Random r = new Random(SEED);
       System.out.println(name + " seed " + SEED + " dims " + b);
@@ -211,6 +217,24 @@ class EndToEndOpsTest {
           return %o, %kc
         }""", List.of(Map.of("s", 1L, "p", 7L), Map.of("s", 5L, "p", 0L),
             Map.of("s", 3L, "p", 140L)));
+  }
+
+  @Test
+  void decodeStepWithOneQueryRow() {
+    // seq bound 1, as the serving decode program: rope reads one table row for all rows, the
+    // query heads of a kv head go as one tile, and the batch's kv heads are software-pipelined
+    check("decode_step", """
+        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>, "kc": tensor<?b x 2 x ?p+?s x 16 x f32>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
+          %qr = rope %q, %cos, %sin {style = "rotate_half"} : tensor<?b x 4 x ?s x 16 x f32>
+          %kc = kv_cache_append %pk, %k : tensor<?b x 2 x ?p+?s x 16 x f32>
+          %vc = kv_cache_append %pv, %v : tensor<?b x 2 x ?p+?s x 16 x f32>
+          %o = attention %qr, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<?b x 4 x ?s x 16 x f32>
+          return %o, %kc
+        }""", BackendOptions.defaults().withBound("s", 1).withBound("p", 300).withBound("b", 4),
+        List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 1L),
+            Map.of("s", 1L, "p", 0L, "b", 4L)));
   }
 
   // ---- data movement --------------------------------------------------------------------
