@@ -37,6 +37,7 @@ final class Emitter {
   static final int TOK_DMA_TO_VPU = 10;
   static final int TOK_DMA_TO_MXU = 11;
   static final int TOK_DMA_TO_DMA = 12;
+  static final int TOK_FREE = 13;  // DMA -> MXU: a stored tile's ACC and output buffers are free
 
   static final int MAX_LOOP_DEPTH = 4;
 

@@ -544,10 +544,20 @@ final class Lowering {
     void emit(int[] inSram, int outSram, int rows, int rowStart);
   }
 
-  /** Rows per tile: a power of two that keeps the double-buffered tiles within the SRAM left. */
+  /**
+   * A row stream's tile aims at this many bytes (inputs and output of one tile): narrow rows
+   * (a rope head, 512 bytes) in tiles of 128 left each tile's DMAs short next to the HBM
+   * latency, which only double buffering hides, so the stream waited on latency.
+   */
+  static final long TILE_BYTES = 4L << 20;
+
+  /**
+   * Rows per tile: a power of two, at least {@code max} rows or {@link #TILE_BYTES}, that keeps
+   * the double-buffered tiles within the SRAM left.
+   */
   long tileRows(long bytesPerRow, long max) {
     long left = target.sramBytes() - sramNext;
-    long t = Long.highestOneBit(Math.max(1, max));
+    long t = Long.highestOneBit(Math.max(1, Math.max(max, TILE_BYTES / bytesPerRow)));
     while (t > 1 && 2 * t * bytesPerRow > left) {
       t /= 2;
     }

@@ -9,6 +9,7 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.UnaryFn;
 import java.util.List;
@@ -64,8 +65,9 @@ final class MatmulLowering {
     // of HBM, so each step reads A from HBM once and B (the weights) once
     long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
     long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
+    // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
     boolean resident = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1
-        && l.sramUsed() + Lowering.align(aBound) + 2 * (TILE * k * 4 + TILE * TILE * 4)
+        && l.sramUsed() + Lowering.align(aBound) + panelBytes + RING * TILE * TILE * 4
         <= l.target().sramBytes();
     int aBase = e.li(l.addr(a));
     if (resident) {
@@ -81,6 +83,19 @@ final class MatmulLowering {
       e.free(dst);
     }
     aResident = resident;
+    if (resident) {
+      // tiles of resident A go straight to the MXU, into a ring of ACC/output tile pairs, all
+      // free at first
+      if (Lowering.ACC_BASE + RING * TILE * TILE > l.target().accWords()) {
+        throw new BackendException(n.describe() + ": needs " + RING * TILE * TILE + " ACC "
+            + "words, the target has " + l.target().accWords());
+      }
+      outRing = l.sram(RING * TILE * TILE * 4, "output tiles");
+      tileNo = e.li(0);
+      for (int i = 0; i < RING; i++) {
+        e.emit(Emitter.fence(Engine.CTRL, 0, Emitter.TOK_FREE));
+      }
+    }
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
@@ -101,6 +116,11 @@ final class MatmulLowering {
     int ntTailBytes = tail > 0 ? e.konst(tail * 4) : 0;
     int bCur = e.li(bufA);
     int bNext = e.li(bufB);
+    // with resident A the weights stream two panels ahead: a panel's prefetch is queued after
+    // the stores of the panel before, which wait for its compute, itself behind its panel's
+    // HBM latency; one panel ahead, that chain would pace the weight stream
+    int ahead = resident ? 2 : 1;
+    int bAhead = resident ? e.li(l.sram(panelBytes, "B panel")) : bNext;
     int accCur = e.li(Lowering.ACC_BASE);
     int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
     int biasPtr = bias == null ? 0 : e.alloc();
@@ -120,24 +140,39 @@ final class MatmulLowering {
       // resident it waits for A's arrival, and every later copy of A is queued behind it
       int p0 = loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
       if (resident) {
-        e.patchTokens(p0, Emitter.TOK_RESIDENT, 0);
+        // with resident A the panels' loads carry LOAD themselves
+        e.patchTokens(p0, Emitter.TOK_RESIDENT, TOK_LOAD);
+        if (nFull > 1) {
+          int p = e.alloc();
+          e.addImm(p, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
+          int p1 = loadPanel(bNext, p, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
+          e.patchTokens(p1, 0, TOK_LOAD);
+          e.free(p);
+        }
       }
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> {
-        // the next full panel; zero rows after the last one
+        // the full panel `ahead` panels on; zero rows past the last one
         int r = e.alloc();
         int p = e.alloc();
-        e.min(r, jrem, e.konst(1));
+        e.addImm(r, jrem, 1 - ahead);
+        e.min(r, r, e.konst(1));
         e.max(r, r, 0);
         e.mul(r, r, tb ? tileK : kRows);
-        e.addImm(p, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
-        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, p, bSrcStride, tb ? k * 4 : TILE * 4L,
-            r, 0, 0, 1, 0, 0);
+        e.addImm(p, bPtr, ahead * (tb ? (long) TILE * k * 4 : TILE * 4L));
+        int pf = e.dma(MemSpace.SRAM, bAhead, ldb, MemSpace.HBM, p, bSrcStride,
+            tb ? k * 4 : TILE * 4L, r, 0, 0, 1, 0, 0);
+        if (resident) {
+          e.patchTokens(pf, 0, TOK_LOAD);
+        }
         e.free(r, p);
       };
       stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
           kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
       e.swap(bCur, bNext);
+      if (ahead == 2) {
+        e.swap(bNext, bAhead);
+      }
       e.addImm(bPtr, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
       e.addImm(cPtr, cPtr, TILE * 4L);
       if (bias != null) {
@@ -145,10 +180,17 @@ final class MatmulLowering {
       }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
+      // the last panels' prefetches moved nothing; their LOADs are taken before the tail's
+      for (int i = 0; resident && i < Math.min(nFull, ahead); i++) {
+        e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+      }
     }
     if (tail > 0) {
       int tailRows = e.konst(tail);
-      loadPanel(bCur, bPtr, bSrcStride, ldb, tb, tail, tb ? tailRows : kRows, k);
+      int pt = loadPanel(bCur, bPtr, bSrcStride, ldb, tb, tail, tb ? tailRows : kRows, k);
+      if (resident) {
+        e.patchTokens(pt, 0, TOK_LOAD);  // resident A has two or more panels: p0 waited for A
+      }
       stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
           kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
     }
@@ -165,7 +207,17 @@ final class MatmulLowering {
       e.addImm(bPtr, bPtr, bStep - (tb ? nFull * TILE * k * 4 : nFull * TILE * 4L));
       e.endLoop(batchLoop);
     }
+    if (resident) {
+      // the ring's pairs are all free again at the end
+      for (int i = 0; i < RING; i++) {
+        e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
+      }
+      e.free(tileNo);
+    }
     e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
+    if (resident) {
+      e.free(bAhead);
+    }
   }
 
   private int loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
@@ -176,14 +228,28 @@ final class MatmulLowering {
 
   /** Whether the matmul being lowered streams A from SRAM (preloaded whole). */
   private boolean aResident;
+  /**
+   * With resident A: ACC/output tile pairs in flight. A pair is reused once its store has
+   * completed, HBM latency included (about 750 cycles), so the ring covers that latency even
+   * for the shortest mma (K = 1024: 84 cycles).
+   */
+  static final int RING = 16;
+  /** With resident A: the SRAM output tiles' ring and the register counting tiles. */
+  private long outRing;
+  private int tileNo;
 
   private void stream(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride, int nt,
       int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, int mTile,
       int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
       Runnable afterPrologue) {
     long tile = TILE;
-    Lowering.In aIn = aResident ? new Lowering.In(aBase, k * 4, k * 4, MemSpace.SRAM, 0)
-        : new Lowering.In(aBase, k * 4, k * 4);
+    if (aResident) {
+      streamResident(rows, aBase, lda, k, cPtr, outHbmStride, nt, ntReg, ntBytesReg, bSram, ldb,
+          kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, hasBias, biasPtr, act,
+          afterPrologue);
+      return;
+    }
+    Lowering.In aIn = new Lowering.In(aBase, k * 4, k * 4);
     l.rowStream(rows, tile, List.of(aIn), cPtr, nt * 4L,
         outHbmStride, (in, out, r, s) -> {
           int mm = e.mma(accCur, ldc, in[0], lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb,
@@ -193,5 +259,58 @@ final class MatmulLowering {
               hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
           e.patchTokens(rd, TOK_MXU, TOK_STORE);
         }, true, new int[] {accCur, accNext}, afterPrologue, false);
+  }
+
+  /**
+   * The row tiles of one panel with A resident in SRAM: the mma reads each tile of A where it
+   * lies, so the DMA queue only stores results (and streams the weights). Tile i uses pair
+   * i mod RING of the ring; its mma waits FREE, which the store of tile i - RING signals: that
+   * pair's output tile has then been stored, after the accrd that read its ACC tile. The
+   * panel's arrival (its load signals LOAD) is awaited by an MXU fence first.
+   */
+  private void streamResident(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride,
+      int nt, int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb,
+      int mTile, int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr,
+      UnaryFn act, Runnable afterPrologue) {
+    e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+    if (afterPrologue != null) {
+      afterPrologue.run();
+    }
+    int tileReg = e.konst(TILE);
+    int outStride = e.konst(outHbmStride);
+    int a = e.copy(aBase);
+    int c = e.copy(cPtr);
+    int rem = e.copy(rows);
+    int cur = e.alloc();
+    e.addImm(cur, rows, TILE - 1);
+    e.shri(cur, cur, 7);
+    int loop = e.beginLoop(cur, 0);
+    e.min(cur, tileReg, rem);
+    // this tile's pair: tileNo mod RING
+    int acc = e.alloc();
+    int out = e.alloc();
+    int log = Integer.numberOfTrailingZeros(RING);
+    e.shri(acc, tileNo, log);
+    e.mulImm(acc, acc, RING);
+    e.sub(acc, tileNo, acc);
+    e.mulImm(out, acc, TILE * TILE * 4);
+    e.addImm(out, out, outRing);
+    e.mulImm(acc, acc, TILE * TILE);
+    e.addImm(acc, acc, Lowering.ACC_BASE);
+    int mm = e.mma(acc, ldc, a, lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb, false);
+    e.patchTokens(mm, Emitter.TOK_FREE, TOK_MXU);
+    int rd = e.accrd(out, ntBytesReg, acc, ldc, cur, ntReg, alpha,
+        hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
+    e.patchTokens(rd, TOK_MXU, TOK_STORE);
+    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * 4L, cur,
+        0, 0, 1, 0, 0);
+    e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
+    e.free(acc, out);
+    e.addImm(a, a, TILE * k * 4);
+    e.addImm(c, c, TILE * outHbmStride);
+    e.sub(rem, rem, tileReg);
+    e.addImm(tileNo, tileNo, 1);
+    e.endLoop(loop);
+    e.free(a, c, rem, cur);
   }
 }

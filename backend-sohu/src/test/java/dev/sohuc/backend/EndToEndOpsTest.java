@@ -142,6 +142,18 @@ class EndToEndOpsTest {
   }
 
   @Test
+  void matmulWithResidentRowsPastTheTileRing() {
+    // A resident in SRAM: more row tiles than the ring of ACC/output tiles (17 > 16 at s=2100),
+    // four full weight panels streamed two ahead, then a tail panel
+    check("matmul_ring", """
+        func @main(%x: tensor<?s x 24 x f32>, %w: tensor<24 x 600 x f32>) -> ("y": tensor<?s x 600 x f32>) {
+          %y = matmul %x, %w : tensor<?s x 600 x f32>
+          return %y
+        }""", BackendOptions.defaults().withBound("s", 2200),
+        List.of(Map.of("s", 2100L), Map.of("s", 1L), Map.of("s", 129L)));
+  }
+
+  @Test
   void batchedMatmul() {
     check("bmm", """
         func @main(%a: tensor<3 x ?s x 20 x f32>, %b: tensor<3 x 20 x 130 x f32>) -> ("y": tensor<3 x ?s x 130 x f32>) {
