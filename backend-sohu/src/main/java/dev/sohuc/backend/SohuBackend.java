@@ -165,10 +165,11 @@ public final class SohuBackend {
             n.location().text());
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
         if (prev != null) {
+          // the tokens of the previous op's handoffEnd are consumed before a barrier too:
+          // left over, they let a later op's engines start before the op before it finished
+          handoffStart(e, collective || hbmHazard(prev, n));
           if (collective) {
             e.emit(new Insn.Barrier(0, 0));
-          } else {
-            handoffStart(e, hbmHazard(prev, n));
           }
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {

@@ -156,11 +156,10 @@ class ServingSimulatorTest {
 
   @Test
   @org.junit.jupiter.api.Disabled("not reached by the compiled schedule: decode batch 1 at past "
-      + "128 on this config takes 0.151 ms against a bandwidth bound of 0.036 ms (4.2x; the "
-      + "bound fell 3x when weights stopped being transposed in HBM every step, from 0.106 ms, "
-      + "the time only from 0.192 ms): per-op latency dominates, the token handoff between ops "
-      + "still makes each op's first load wait for the previous op's compute (no weight "
-      + "prefetch across ops) and kv_cache_append copies the cache")
+      + "128 on this config takes 0.140 ms against a bandwidth bound of 0.036 ms (3.9x; was "
+      + "0.151 ms): per-op latency dominates a batch-1 step (each op's first load waits for the "
+      + "previous op's compute, no weight prefetch across ops; per-DMA fixed cost on small "
+      + "copies), and kv_cache_append copies the whole cache")
   void decodeOnlyMemoryBoundLandsWithin10PercentOfBandwidthBound() throws IOException {
     StepModel m = mid();
     var t = m.decode(1, 128);
@@ -171,9 +170,10 @@ class ServingSimulatorTest {
 
   @Test
   @org.junit.jupiter.api.Disabled("not reached by the compiled schedule: a 2048-token prefill on "
-      + "this config takes 1.562 ms against a compute bound of 0.513 ms (3.0x; lm_head on the "
-      + "last token only); ops do not overlap each other, nor attention and the VPU ops "
-      + "between matmuls the matmuls")
+      + "this config takes 1.204 ms against a compute bound of 0.513 ms (2.3x; was 1.562 ms; "
+      + "lm_head on the last token only): attention runs its tiles one after another (MXU, "
+      + "softmax on the VPU, stores not overlapped) and computes the causally masked half, the "
+      + "all-reduces (interconnect) and the VPU ops between matmuls overlap no matmul")
   void longPrefillComputeBoundLandsWithin10PercentOfComputeBound() throws IOException {
     StepModel m = mid();
     var t = m.prefill(2048);
