@@ -324,21 +324,33 @@ final class AttentionLowering {
       e.addImm(accT, accT, TILE);
     }
     e.free(bT, accT);
+    // causal: the tile's last row sees keys 0..diag + cur - 1 and no row sees more, so the
+    // scores are read out, normalized and multiplied by V over those columns only (the rest
+    // would get probability 0)
+    int cols = tReg;
+    if (causal) {
+      cols = e.alloc();
+      e.add(cols, diag, cur);
+      e.min(cols, cols, tReg);
+    }
     e.emit(new Insn.Li(x1, sBuf, 0, 0));
-    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, tReg, mask ? scale : 1.0f,
+    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, cols, mask ? scale : 1.0f,
         Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(rd, TOK_MXU, 0);
     if (mask) {
       e.emit(new Insn.Li(x2, mBuf, 0, 0));
-      e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, tReg, Bcast.NONE);
+      e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
     }
-    e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, tReg, DType.F32,
+    e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, cols, DType.F32,
         mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0, TOK_VPU));
-    // O = P V over the run-time T
+    // O = P V over the visible keys
     slot.addr(e, x2, vOff);
-    int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, tReg, 0, false,
+    int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, cols, 0, false,
         false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
+    if (causal) {
+      e.free(cols);
+    }
     slot.addr(e, x1, oOff);
     int ro = e.accrd(x1, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(ro, TOK_MXU, TOK_STORE);

@@ -228,7 +228,7 @@ class EndToEndOpsTest {
           %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
           return %o, %kc
         }""", List.of(Map.of("s", 1L, "p", 7L), Map.of("s", 5L, "p", 0L),
-            Map.of("s", 3L, "p", 140L)));
+            Map.of("s", 3L, "p", 140L), Map.of("s", 200L, "p", 0L), Map.of("s", 150L, "p", 20L)));
   }
 
   @Test
