@@ -100,7 +100,8 @@ final class AttentionLowering {
     // load (into a second slot) while this head computes
     boolean pipelined = stack > 1 && at.mask() == null;
     long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
-    long slot1 = pipelined ? l.sram(slotBytes, "the next kv head's slot") : 0;
+    // without a mask the next query tile also loads while this one computes (second slot)
+    long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
     sBuf = l.sram(TILE * tPad * 4, "scores");
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
@@ -168,6 +169,12 @@ final class AttentionLowering {
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
+    if (mask == null) {
+      prefetched(qt.dim(0), hkv.value(), group / stack, slot0, slot1, qP, kP, kHeadStep, sReg,
+          rowsReg);
+      e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
+      return;
+    }
     Slot slot = new Slot(0, slot0);
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
@@ -199,7 +206,7 @@ final class AttentionLowering {
       e.free(x1);
     }
     loadQuery(slot, qT, cur);
-    compute(slot, cur, diag);
+    compute(slot, slot, cur, diag);
     store(slot, qT, cur);
     int step = e.alloc();
     e.mulImm(step, tileReg, d * 4);
@@ -250,7 +257,7 @@ final class AttentionLowering {
     loadQuery(now, qP, rows);
     int loop = e.beginLoop(count, 0);
     e.free(count);
-    compute(now, rows, diag);
+    compute(now, now, rows, diag);
     int qNext = e.alloc();
     e.add(qNext, qP, qHeadStep);
     e.add(kP, kP, kHeadStep);
@@ -261,9 +268,83 @@ final class AttentionLowering {
     e.free(qNext);
     e.swap(cur, next);
     e.endLoop(loop);
-    compute(now, rows, diag);
+    compute(now, now, rows, diag);
     store(now, qP, rows);
     e.free(cur, next, diag);
+  }
+
+  /**
+   * Query tiles without a mask: per kv head, its K and V load once into slot 0, then the query
+   * tiles of its heads go one after another, each loading the next tile's query into the
+   * other slot before it computes (the group's query rows are contiguous, so the next tile
+   * starts where this one ends, in this head or the next), so the HBM latency of a query load
+   * overlaps the compute before it. A slot's query and output are reused only after the store
+   * queued before that reload, which waits for the compute that read them.
+   */
+  private void prefetched(Dim batch, long kvHeads, long heads, long slot0, long slot1, int qP,
+      int kP, int kHeadStep, int sReg, int rows) {
+    Slot kv = new Slot(0, slot0);
+    int cur = e.li(slot0);
+    int next = e.li(slot1);
+    Slot now = new Slot(cur, 0);
+    Slot then = new Slot(next, 0);
+    int tileReg = e.konst(TILE);
+    int one = e.konst(1);
+    int bCount = l.dimReg(batch);
+    int bLoop = e.beginLoop(bCount, 0);
+    e.free(bCount);
+    int kvLoop = e.beginLoop(0, kvHeads);
+    // K and V of this kv head: queued before the first query tile's load, which carries LOAD
+    loadKv(kv, kP);
+    int t = e.alloc();
+    e.min(t, tileReg, rows);
+    loadQuery(now, qP, t);
+    int headsLeft = e.li(heads - 1);
+    int gLoop = e.beginLoop(0, heads);
+    int rem = e.copy(rows);
+    int diag = e.alloc();
+    e.sub(diag, tReg, sReg);
+    e.addImm(t, rows, TILE - 1);
+    e.shri(t, t, 7);
+    int sLoop = e.beginLoop(t, 0);
+    int rowsNow = e.alloc();
+    e.min(rowsNow, tileReg, rem);
+    // the next tile's rows: the rest of this head, else the next head's first tile, else none
+    int after = e.alloc();
+    int nextRows = e.alloc();
+    e.sub(after, rem, tileReg);
+    e.max(after, after, 0);
+    e.min(nextRows, after, tileReg);
+    e.min(after, after, one);
+    e.sub(after, one, after);
+    e.min(t, headsLeft, one);
+    e.mul(after, after, t);
+    e.min(t, tileReg, rows);
+    e.mul(after, after, t);
+    e.add(nextRows, nextRows, after);
+    int qNext = after;
+    e.mulImm(t, rowsNow, d * 4);
+    e.add(qNext, qP, t);
+    loadQuery(then, qNext, nextRows);
+    e.free(nextRows);
+    compute(kv, now, rowsNow, diag);
+    store(now, qP, rowsNow);
+    e.add(qP, qNext, 0);
+    e.free(after, rowsNow);
+    e.swap(cur, next);
+    e.sub(rem, rem, tileReg);
+    e.add(diag, diag, tileReg);
+    e.endLoop(sLoop);
+    e.addImm(headsLeft, headsLeft, -1);
+    e.free(rem, diag);
+    e.endLoop(gLoop);
+    // the last tile's prefetch loaded nothing: its LOAD is taken on the MXU, its consumer
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
+    e.add(kP, kP, kHeadStep);
+    e.free(headsLeft);
+    e.endLoop(kvLoop);
+    e.endLoop(bLoop);
+    e.free(cur, next, t);
   }
 
   /** An SRAM slot's base: in a register (slots that swap) or a constant. */
@@ -300,16 +381,16 @@ final class AttentionLowering {
   }
 
   /**
-   * The slot's query tile against its K and V: S = Q K^T (the first mma waits LOAD), scaled
+   * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma waits LOAD), scaled
    * and masked, softmax, O = P V, into the slot's output tile (the last accrd signals STORE).
    */
-  private void compute(Slot slot, int cur, int diag) {
+  private void compute(Slot kv, Slot slot, int cur, int diag) {
     int x1 = e.alloc();
     int x2 = e.alloc();
     // S = Q K^T, 128 key columns per mma
     slot.addr(e, x1, qOff);
     int bT = e.alloc();
-    slot.addr(e, bT, 0);
+    kv.addr(e, bT, 0);
     int accT = e.copy(sAcc);
     for (int i = 0; i < nT; i++) {
       int mm = e.mma(accT, padWords, x1, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
@@ -344,7 +425,7 @@ final class AttentionLowering {
     e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, cols, DType.F32,
         mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0, TOK_VPU));
     // O = P V over the visible keys
-    slot.addr(e, x2, vOff);
+    kv.addr(e, x2, vOff);
     int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, cols, 0, false,
         false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
