@@ -418,12 +418,31 @@ public final class SohuBackend {
     }
 
     /** Ops that reinterpret their operand's bytes: no code, the same HBM address. */
-    static boolean isAlias(Node n) {
+    boolean isAlias(Node n) {
       return n.op() instanceof DataOp.Reshape
           // in place: the sum overwrites its operand, which has no other reader
           || n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
           || (n.op() instanceof ElementwiseOp.Cast c
-              && c.x().type().elementType() == c.to());
+              && c.x().type().elementType() == c.to())
+          || (n.op() instanceof DataOp.Transpose t && keepsLayout(t));
+    }
+
+    /**
+     * Whether a transpose only moves axes of extent at most 1 at the bounds (a decode step's
+     * [batch, 1, heads, dim] to [batch, heads, 1, dim]): the bytes stay in the same order.
+     */
+    private boolean keepsLayout(DataOp.Transpose t) {
+      List<Dim> dims = t.x().type().dims();
+      long last = -1;
+      for (long p : t.perm()) {
+        if (dims.get((int) p).evaluate(bounds) > 1) {
+          if (p < last) {
+            return false;
+          }
+          last = p;
+        }
+      }
+      return true;
     }
 
     private Value aliasRoot(Value v) {

@@ -233,10 +233,12 @@ class EndToEndOpsTest {
 
   @Test
   void decodeStepWithOneQueryRow() {
-    // seq bound 1, as the serving decode program: rope reads one table row for all rows, the
-    // query heads of a kv head go as one tile, and the batch's kv heads are software-pipelined
+    // seq bound 1, as the serving decode program: the [b, s, h, d] -> [b, h, s, d] transpose
+    // is an alias, rope reads one table row for all rows, the query heads of a kv head go as
+    // one tile, and the batch's kv heads are software-pipelined
     check("decode_step", """
-        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>, "kc": tensor<?b x 2 x ?p+?s x 16 x f32>) {
+        func @main(%qs: tensor<?b x ?s x 4 x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>, "kc": tensor<?b x 2 x ?p+?s x 16 x f32>) {
+          %q = transpose %qs {perm = [0, 2, 1, 3]} : tensor<?b x 4 x ?s x 16 x f32>
           %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
           %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
           %qr = rope %q, %cos, %sin {style = "rotate_half"} : tensor<?b x 4 x ?s x 16 x f32>
