@@ -13,9 +13,18 @@ import java.util.Optional;
  * calibration set. Measuring each layer in isolation (not the error that piles up from earlier
  * layers) is what lets the guard point at the one layer that is hard to quantize.
  *
+ * <p>The guard then checks the whole model: {@code outputCosine} is the mean cosine of the
+ * quantized model's output vectors (along the last axis) against f32 on the calibration sets, of
+ * the output that loses most when there are several (logits and KV caches). Below
+ * {@code minOutputCosine} the layers whose quantization alone costs the output most were kept in
+ * higher precision, and their rows say so.
+ *
  * @param calibrationSets how many sets the scales and errors come from (0: dynamic scales, no guard)
+ * @param outputCosine the final model's output cosine on the calibration sets, NaN when not measured
+ * @param weightRounding how the narrow weights were rounded
  */
-public record QuantReport(QuantMode mode, double maxLayerError, int calibrationSets, List<Layer> layers) {
+public record QuantReport(QuantMode mode, double maxLayerError, int calibrationSets, List<Layer> layers,
+                          double outputCosine, double minOutputCosine, String weightRounding) {
 
   /** The precision a layer's matmul runs in. */
   public enum Precision {
@@ -68,6 +77,11 @@ public record QuantReport(QuantMode mode, double maxLayerError, int calibrationS
     if (mode == QuantMode.NONE) {
       return sb.append("  (nothing quantized)\n").toString();
     }
+    if (!Double.isNaN(outputCosine)) {
+      sb.append(String.format(Locale.ROOT, "  output cosine against f32 on the calibration sets: %.6f (min %.6g)%n",
+          outputCosine, minOutputCosine));
+    }
+    sb.append("  weights: ").append(weightRounding).append('\n');
     int w = Math.max(5, layers.stream().mapToInt(l -> l.name().length()).max().orElse(5));
     sb.append(String.format(Locale.ROOT, "  %-" + w + "s  %-11s  %-7s  %9s  %s%n", "layer", "k x n", "prec", "error", "why"));
     for (Layer l : layers) {

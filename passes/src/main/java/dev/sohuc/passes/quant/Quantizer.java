@@ -119,10 +119,16 @@ public final class Quantizer {
     String activation = "";
     String smoothing = "none";
     String why = "";
+    /** The weight in each narrow type, made once (error-compensating rounding is not cheap). */
+    final Map<ElementType, QuantizedWeight> quantized = new HashMap<>();
 
     Plan(Layer layer) {
       this.layer = layer;
       this.w = layer.w();
+    }
+
+    QuantizedWeight weight(ElementType dtype) {
+      return quantized.computeIfAbsent(dtype, t -> quantizeWeight(w, t));
     }
   }
 
@@ -157,15 +163,16 @@ public final class Quantizer {
   /** Quantizes {@code m} in place as {@code o} says and reports every layer. */
   public static QuantReport quantize(Module m, QuantOptions o) {
     double maxError = o.effectiveMaxLayerError();
+    double minCosine = o.effectiveMinOutputCosine();
     if (o.mode() == QuantMode.NONE) {
-      return new QuantReport(o.mode(), maxError, 0, List.of());
+      return new QuantReport(o.mode(), maxError, 0, List.of(), Double.NaN, minCosine, ROUND_TO_NEAREST);
     }
     Function f = m.main();
     List<QuantReport.Layer> rows = new ArrayList<>(quantizeShapeOnly(m, o.mode()));
     List<Layer> layers = findLayers(m, f);
     List<Calibrator.CalibrationSet> sets = Calibrator.load(o.calibrationDirs(), o.reader(), f);
     if (layers.isEmpty()) {
-      return new QuantReport(o.mode(), maxError, sets.size(), rows);
+      return new QuantReport(o.mode(), maxError, sets.size(), rows, Double.NaN, minCosine, ROUND_TO_NEAREST);
     }
 
     // Calibration: ranges of every layer input, and each layer's f32 input and output per set.
@@ -178,8 +185,16 @@ public final class Quantizer {
       inputs.add(l.x());
       watched.add(l.node().result());
     }
+    List<Value> outputs = f.outputs().stream().map(Function.Output::value).toList();
+    List<Map<Value, Tensor>> reference = new ArrayList<>(); // the f32 outputs of each set
     if (!sets.isEmpty()) {
       Calibrator.run(m, sets, (set, v, t) -> {
+        if (outputs.contains(v)) {
+          while (reference.size() <= set) {
+            reference.add(new HashMap<>());
+          }
+          reference.get(set).put(v, t);
+        }
         if (watched.contains(v)) {
           seen.computeIfAbsent(v, k -> new ArrayList<>()).add(t);
           if (inputs.contains(v)) {
@@ -206,6 +221,10 @@ public final class Quantizer {
     for (Plan p : plans.values()) {
       p.precision = target;
       describeActivation(p, ranges.get(p.layer.x()), target, calibrated);
+    }
+    boolean compensated = target == Precision.FP8 && calibrated;
+    if (compensated) {
+      roundAgainstCalibration(layers, plans, seen);
     }
 
     // The accuracy guard.
@@ -237,6 +256,12 @@ public final class Quantizer {
       }
     }
 
+    double outputCosine = Double.NaN;
+    if (calibrated) {
+      outputCosine = keepSensitiveLayers(new OutputCheck(m, sets, outputs, reference), List.copyOf(plans.values()),
+          target, fallback, minCosine, seen);
+    }
+
     rewrite(m, f, layers, plans);
 
     for (Plan p : plans.values()) {
@@ -245,8 +270,12 @@ public final class Quantizer {
           p.rejectedError, p.precision == Precision.BF16 || p.precision == Precision.F32 ? "unscaled " + p.precision.text()
           : p.activation, p.smoothing, p.why));
     }
-    return new QuantReport(o.mode(), maxError, sets.size(), rows);
+    return new QuantReport(o.mode(), maxError, sets.size(), rows, outputCosine, minCosine,
+        compensated ? "f8e4m3 rounded to compensate each layer's error on its calibration inputs (GPTQ)"
+            : ROUND_TO_NEAREST);
   }
+
+  private static final String ROUND_TO_NEAREST = "rounded to nearest";
 
   /**
    * Type-only quantization of a shape-only model (no weight data, so nothing to measure or
@@ -490,6 +519,24 @@ public final class Quantizer {
     }
   }
 
+  /**
+   * fp8 weights by {@link ErrorCompensatingRounding} on each layer's calibration inputs (layers
+   * reading one value share its H). On MiniLM it removes half the weights' share of the error;
+   * int8 keeps rounding to nearest, as its guard and SmoothQuant were tuned with it.
+   */
+  private static void roundAgainstCalibration(List<Layer> layers, Map<Layer, Plan> plans,
+                                              Map<Value, List<Tensor>> seen) {
+    Map<Value, List<Layer>> groups = new LinkedHashMap<>();
+    layers.forEach(l -> groups.computeIfAbsent(l.x(), k -> new ArrayList<>()).add(l));
+    for (var g : groups.entrySet()) {
+      double[] h = ErrorCompensatingRounding.hessian(seen.get(g.getKey()), (int) g.getValue().get(0).k());
+      for (Layer l : g.getValue()) {
+        Plan p = plans.get(l);
+        p.quantized.put(ElementType.F8E4M3, ErrorCompensatingRounding.round(p.w, h));
+      }
+    }
+  }
+
   private static void describeActivation(Plan p, Range r, Precision target, boolean calibrated) {
     if (target == Precision.BF16) {
       p.activation = "unscaled bf16";
@@ -526,12 +573,7 @@ public final class Quantizer {
       Value arg = Value.argument("x", x.type());
       Function g = new Function("layer", List.of(arg));
       FunctionBuilder b = new FunctionBuilder(g);
-      Value in = arg;
-      if (plan.smooth != null) {
-        in = b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, arg,
-            b.add(new SourceOp.Constant(inverse(plan.smooth)), Location.UNKNOWN)), Location.UNKNOWN);
-      }
-      Value y = emit(b, scratch, in, plan, p, Location.UNKNOWN);
+      Value y = emit(b, scratch, smoothed(b, arg, plan, Location.UNKNOWN), plan, p, Location.UNKNOWN);
       g.setOutputs(List.of(new Function.Output("y", y)));
       float[] got = interp.run(g, List.of(x)).get("y").floats();
       float[] want = ys.get(s).floats();
@@ -542,6 +584,159 @@ public final class Quantizer {
       }
     }
     return ref == 0 ? (err == 0 ? 0 : Double.POSITIVE_INFINITY) : Math.sqrt(err / ref);
+  }
+
+  /** The f32 layer input {@code x} divided by the layer's SmoothQuant s, if it has one. */
+  private static Value smoothed(FunctionBuilder b, Value x, Plan plan, Location loc) {
+    return plan.smooth == null ? x : b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL, x,
+        b.add(new SourceOp.Constant(inverse(plan.smooth)), loc)), loc);
+  }
+
+  /**
+   * How many calibration sets measure each layer's cost to the output: a model run per layer per
+   * set, so one (MiniLM at seq 128: 36 runs of about a second). The ranking is all they are used
+   * for; the whole model is then checked on every set.
+   */
+  private static final int SENSITIVITY_SETS = 1;
+
+  /**
+   * The guard's check of the whole model. When the output cosine on the calibration sets (the
+   * worst output's mean cosine) is
+   * below {@code min}, each layer still in {@code target} is measured alone (only it quantized,
+   * the rest f32: what it costs the output's cosine) and the most costly are kept in
+   * {@code fallback}, most costly first, until the whole model meets {@code min} again. The
+   * costs add up nearly linearly (MiniLM fp8: the 36 single-layer costs sum to 1.03 times the
+   * all-layer loss), so each round moves layers until the costs say the rest fits, then checks
+   * the whole model. Returns the final output cosine.
+   */
+  private static double keepSensitiveLayers(OutputCheck check, List<Plan> plans, Precision target,
+                                            Precision fallback, double min, Map<Value, List<Tensor>> seen) {
+    double cos = check.cosine(plans, null, check.sets());
+    List<Plan> candidates = new ArrayList<>(plans.stream().filter(p -> p.precision == target).toList());
+    if (cos >= min || candidates.isEmpty()) {
+      return cos;
+    }
+    double allTarget = cos;
+    Map<Plan, Double> cost = new HashMap<>();
+    int probeSets = Math.min(SENSITIVITY_SETS, check.sets());
+    for (Plan p : candidates) {
+      cost.put(p, 1 - check.cosine(List.of(p), target, probeSets));
+    }
+    candidates.sort((a, b) -> Double.compare(cost.get(b), cost.get(a)));
+    double remaining = cost.values().stream().mapToDouble(Double::doubleValue).sum();
+    int next = 0;
+    while (cos < min && next < candidates.size()) {
+      double loss = 1 - cos; // the measured loss scales the costs still in target
+      double left = remaining;
+      do {
+        Plan p = candidates.get(next++);
+        left -= cost.get(p);
+        p.rejectedError = p.error;
+        p.precision = fallback;
+        p.error = measure(p, fallback, seen.get(p.layer.x()), seen.get(p.layer.node().result()));
+        p.why = String.format(Locale.ROOT, "kept in %s: %s here alone costs the output %.2e of cosine "
+            + "(most costly %d of %d); all-%s output cosine %.6f < %.6g", fallback.text(), target.text(),
+            cost.get(p), next, candidates.size(), target.text(), allTarget, min);
+      } while (next < candidates.size() && loss * left / remaining > 1 - min);
+      remaining = left;
+      cos = check.cosine(plans, null, check.sets());
+    }
+    return cos;
+  }
+
+  /**
+   * Runs the f32 model with some layers swapped for their quantized form (in place, undone after
+   * each run) and compares its outputs with the f32 model's on the calibration sets.
+   */
+  private static final class OutputCheck {
+    private final Function f;
+    private final Module scratch = new Module("output-check"); // the model's weights and the swapped layers'
+    private final Interpreter interp = new Interpreter(scratch);
+    private final List<Calibrator.CalibrationSet> sets;
+    private final List<Value> outputs;
+    private final List<Map<Value, Tensor>> reference;
+
+    OutputCheck(Module m, List<Calibrator.CalibrationSet> sets, List<Value> outputs,
+                List<Map<Value, Tensor>> reference) {
+      this.f = m.main();
+      this.sets = sets;
+      this.outputs = outputs;
+      this.reference = reference;
+      m.weights().values().forEach(scratch::addWeight);
+    }
+
+    int sets() {
+      return sets.size();
+    }
+
+    /**
+     * The lowest, over the float outputs, of the mean cosine of the output's last-axis vectors
+     * against f32 over the first {@code count} sets (each output on its own: a prefill's KV cache
+     * outputs have many more vectors than its logits), with {@code layers} quantized in
+     * {@code precision} (null: each in its planned precision).
+     */
+    double cosine(List<Plan> layers, Precision precision, int count) {
+      Set<Node> original = new HashSet<>(f.body());
+      List<Value[]> swaps = new ArrayList<>(); // {f32 result, quantized result}
+      FunctionBuilder b = new FunctionBuilder(f);
+      for (Plan p : layers) {
+        Node node = p.layer.node();
+        b.insertBefore(node);
+        Value x = ((LinalgOp.MatMul) node.op()).a(); // a swapped layer's result when it reads one
+        Value y = emit(b, scratch, smoothed(b, x, p, node.location()), p,
+            precision == null ? p.precision : precision, node.location());
+        f.replaceAllUses(node.result(), y);
+        swaps.add(new Value[] {node.result(), y});
+      }
+      try {
+        double[] sum = new double[outputs.size()];
+        long[] n = new long[outputs.size()];
+        for (int s = 0; s < count; s++) {
+          Map<String, Tensor> got = interp.run(f, sets.get(s).inputs());
+          int i = 0;
+          for (Tensor t : got.values()) {
+            Tensor want = reference.get(s).get(outputs.get(i));
+            if (t.isFloat() && t.rank() > 0) {
+              float[] g = t.floats();
+              float[] w = want.floats();
+              int d = (int) t.dim(t.rank() - 1);
+              for (int at = 0; at + d <= g.length; at += d) {
+                sum[i] += cosine(g, w, at, d);
+                n[i]++;
+              }
+            }
+            i++;
+          }
+        }
+        double lowest = 1;
+        for (int i = 0; i < sum.length; i++) {
+          lowest = n[i] == 0 ? lowest : Math.min(lowest, sum[i] / n[i]);
+        }
+        return lowest;
+      } finally {
+        for (int i = swaps.size() - 1; i >= 0; i--) {
+          f.replaceAllUses(swaps.get(i)[1], swaps.get(i)[0]);
+        }
+        f.body().removeIf(node -> !original.contains(node));
+      }
+    }
+
+    /** 1 for two zero vectors, -1 when either has a NaN. */
+    private static double cosine(float[] a, float[] b, int at, int d) {
+      double dot = 0;
+      double na = 0;
+      double nb = 0;
+      for (int i = at; i < at + d; i++) {
+        dot += (double) a[i] * b[i];
+        na += (double) a[i] * a[i];
+        nb += (double) b[i] * b[i];
+      }
+      if (na == 0 && nb == 0) {
+        return 1;
+      }
+      double c = dot / Math.sqrt(na * nb);
+      return Double.isNaN(c) ? -1 : c;
+    }
   }
 
   private static Tensor inverse(float[] s) {
@@ -570,7 +765,7 @@ public final class Quantizer {
       case INT8 -> ElementType.I8;
       case F32 -> throw new IllegalStateException();
     };
-    QuantizedWeight qw = quantizeWeight(plan.w, dtype);
+    QuantizedWeight qw = plan.weight(dtype);
     Value w = weightRef(b, target, base + ".w." + dtype.text(), qw.q(), loc);
     Value wScale = qw.scale() == null ? scalar(b, 1f, loc)
         : weightRef(b, target, base + ".w_scale", qw.scale(), loc);
@@ -616,14 +811,7 @@ public final class Quantizer {
       return new QuantizedWeight(Tensor.ofFloats(ElementType.BF16, w.shape(), v.clone()), null);
     }
     int n = (int) w.dim(1);
-    float qmax = QuantOp.maxMagnitude(dtype);
-    float[] scale = new float[n];
-    for (int i = 0; i < v.length; i++) {
-      scale[i % n] = Math.max(scale[i % n], Math.abs(v[i]));
-    }
-    for (int j = 0; j < n; j++) {
-      scale[j] = scale[j] == 0 ? 1f : scale[j] / qmax;
-    }
+    float[] scale = channelScales(v, n, dtype);
     Tensor q;
     if (dtype == ElementType.I8) {
       long[] o = new long[v.length];
@@ -639,6 +827,19 @@ public final class Quantizer {
       q = Tensor.ofFloats(dtype, w.shape(), o);
     }
     return new QuantizedWeight(q, Tensor.ofFloats(ElementType.F32, new long[] {n}, scale));
+  }
+
+  /** {@code max_k |w[k][n]| / qmax} per output channel n of a row-major [k, n] weight (1 for an all-zero column). */
+  static float[] channelScales(float[] v, int n, ElementType dtype) {
+    float qmax = QuantOp.maxMagnitude(dtype);
+    float[] scale = new float[n];
+    for (int i = 0; i < v.length; i++) {
+      scale[i % n] = Math.max(scale[i % n], Math.abs(v[i]));
+    }
+    for (int j = 0; j < n; j++) {
+      scale[j] = scale[j] == 0 ? 1f : scale[j] / qmax;
+    }
+    return scale;
   }
 
   // ---- rewriting the module ----

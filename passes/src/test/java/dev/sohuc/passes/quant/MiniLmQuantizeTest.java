@@ -42,15 +42,17 @@ class MiniLmQuantizeTest {
   }
 
   /**
-   * Issue 9 asks for 0.999. With every one of the 36 layers in f8e4m3 (3 mantissa bits: each
-   * layer measures 3-4% relative error, uniformly, so the guard has no outlier to keep back)
-   * MiniLM reaches 0.9959; this asserts what the mode reaches so that a regression shows, and the
-   * gap stays open in the issue.
+   * Issue 9's 0.999. All 36 layers in f8e4m3 reach 0.9969 (weights rounded against the
+   * calibration inputs; 0.9959 rounded to nearest): e4m3's 3 mantissa bits give every layer the
+   * same 3-4% error, and the output's loss is spread over the layers in proportion to their
+   * FLOPs. The guard's output check (calibration output cosine 0.9975 < 0.9995) keeps the 18
+   * layers that cost the output most in bf16 (the 12 FFN layers and 6 attention projections):
+   * 0.99948, worst token 0.9982.
    */
   @Test
   void fp8() {
     Accuracy a = fixture.run(QuantMode.FP8);
-    assertTrue(a.meanCosine() >= 0.995, a::row);
+    assertTrue(a.meanCosine() >= 0.999, a::row);
   }
 
   @Test

@@ -92,14 +92,14 @@ class TinyLlamaQuantizeTest {
   }
 
   /**
-   * Issue 9 asks for 0.999; all-f8e4m3 reaches 0.988 here (every layer measures 3.6% error, the
-   * SNR of 3 mantissa bits, against 1% for calibrated i8 on these Gaussian-like weights). This
-   * pins what the mode reaches; the gap stays open in the issue.
+   * Issue 9's 0.999. All-f8e4m3 reaches 0.988 here: each of these 64-wide random-Gaussian layers
+   * alone costs the logits 2e-4 to 1.8e-3 of cosine, so the guard's output check (calibration
+   * logits cosine 0.9888 < 0.9995) keeps 13 of the 15 layers in bf16; 0.99964.
    */
   @Test
   void fp8() {
     Accuracy a = run(QuantMode.FP8);
-    assertTrue(a.meanCosine() >= 0.985, a::row);
+    assertTrue(a.meanCosine() >= 0.999, a::row);
   }
 
   @Test

@@ -18,7 +18,8 @@ import java.util.List;
  * embeddings, worst token, and how many layers the guard kept in bf16.
  *
  * <pre>
- * java ... dev.sohuc.passes.quant.bench.QuantAccuracyBenchmark [bf16 fp8 int8] [--max-layer-error X] [--report]
+ * java ... dev.sohuc.passes.quant.bench.QuantAccuracyBenchmark [bf16 fp8 int8] [--max-layer-error X]
+ *     [--min-output-cosine C] [--exclude LAYER]... [--report]
  * </pre>
  */
 public final class QuantAccuracyBenchmark {
@@ -27,11 +28,13 @@ public final class QuantAccuracyBenchmark {
   public static void main(String[] args) throws Exception {
     List<QuantMode> modes = new ArrayList<>();
     double maxError = Double.NaN;
+    double minCosine = Double.NaN;
     boolean report = false;
     List<String> excluded = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--max-layer-error" -> maxError = Double.parseDouble(args[++i]);
+        case "--min-output-cosine" -> minCosine = Double.parseDouble(args[++i]);
         case "--report" -> report = true;
         case "--exclude" -> excluded.add(args[++i]);
         default -> modes.add(QuantMode.parse(args[i]));
@@ -46,7 +49,8 @@ public final class QuantAccuracyBenchmark {
     for (QuantMode mode : modes) {
       Module m = fixture.importFused();
       long t0 = System.nanoTime();
-      QuantReport r = Quantizer.quantize(m, fixture.options(mode).withMaxLayerError(maxError).excluding(excluded));
+      QuantReport r = Quantizer.quantize(m, fixture.options(mode).withMaxLayerError(maxError).excluding(excluded)
+          .withMinOutputCosine(minCosine));
       long quantMs = (System.nanoTime() - t0) / 1_000_000;
       if (report) {
         System.out.print(r.render());
