@@ -121,8 +121,9 @@ final class MatmulLowering {
     // HBM latency; one panel ahead, that chain would pace the weight stream
     int ahead = resident ? 2 : 1;
     int bAhead = resident ? e.li(l.sram(panelBytes, "B panel")) : bNext;
-    int accCur = e.li(Lowering.ACC_BASE);
-    int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    // the row stream's two ACC tiles (resident A uses its ring instead)
+    int accCur = resident ? 0 : e.li(Lowering.ACC_BASE);
+    int accNext = resident ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
     int biasPtr = bias == null ? 0 : e.alloc();
     int jrem = e.alloc();
     int batchLoop = -1;
@@ -245,8 +246,7 @@ final class MatmulLowering {
     long tile = TILE;
     if (aResident) {
       streamResident(rows, aBase, lda, k, cPtr, outHbmStride, nt, ntReg, ntBytesReg, bSram, ldb,
-          kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, hasBias, biasPtr, act,
-          afterPrologue);
+          kReg, kImm, tb, mTile, ldc, alpha, hasBias, biasPtr, act, afterPrologue);
       return;
     }
     Lowering.In aIn = new Lowering.In(aBase, k * 4, k * 4);
@@ -270,8 +270,8 @@ final class MatmulLowering {
    */
   private void streamResident(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride,
       int nt, int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb,
-      int mTile, int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr,
-      UnaryFn act, Runnable afterPrologue) {
+      int mTile, int ldc, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
+      Runnable afterPrologue) {
     e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
