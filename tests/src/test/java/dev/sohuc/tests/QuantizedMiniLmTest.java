@@ -13,9 +13,10 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * all-MiniLM-L6-v2 quantized, compiled and emulated (not only interpreted) against ONNX Runtime
- * f32; see {@link QuantizedMiniLm}. The bounds are what the quantizer reaches on the interpreter
- * (passes' MiniLmQuantizeTest): bf16 0.9999 as issue 9 asks, fp8 0.995 (the issue asks 0.999;
- * all-e4m3 does not reach it), int8 0.99. The emulator must agree with the interpreter closely.
+ * f32; see {@link QuantizedMiniLm}. The bounds are issue 9's (passes' MiniLmQuantizeTest checks
+ * them on the interpreter): bf16 0.9999, fp8 0.999 (the guard's output check keeps the layers that
+ * cost the output most in bf16: 18 of 36), int8 0.99. The emulator must agree with the
+ * interpreter closely.
  */
 class QuantizedMiniLmTest {
   @TempDir static Path tmp;
@@ -52,7 +53,7 @@ class QuantizedMiniLmTest {
 
   @Test
   void fp8() {
-    bound(QuantMode.FP8, 0.995);
+    bound(QuantMode.FP8, 0.999);
   }
 
   @Test
@@ -60,19 +61,28 @@ class QuantizedMiniLmTest {
     bound(QuantMode.INT8, 0.99);
   }
 
-  /** A fact of the compiled programs: matmul weights take 2 bytes (bf16) or 1 byte plus scales. */
+  /**
+   * A fact of the compiled programs: matmul weights take 2 bytes (bf16) or 1 byte plus scales, a
+   * layer the accuracy guard keeps in bf16 2 bytes per weight, as the report says.
+   */
   @Test
-  void matmulWeightBytesHalveAndQuarter() {
+  void matmulWeightBytesFollowTheReport() {
     long f32 = rows.get(QuantMode.NONE).matmulWeightBytes();
     assertEquals(f32 / 2, rows.get(QuantMode.BF16).matmulWeightBytes());
-    assertEquals(f32 / 4, rows.get(QuantMode.FP8).matmulWeightBytes());
-    // int8: the accuracy guard keeps the layers it rejects in bf16 (2 bytes per weight)
-    long int8 = rows.get(QuantMode.INT8).matmulWeightBytes();
-    assertTrue(int8 >= f32 / 4 && int8 < f32 / 3, () -> "int8 matmul weights " + int8);
     long c32 = rows.get(QuantMode.NONE).constantsBytes();
-    assertTrue(rows.get(QuantMode.BF16).constantsBytes() <= c32 - f32 / 2 + (1 << 20));
-    assertTrue(rows.get(QuantMode.FP8).constantsBytes() <= c32 - f32 * 3 / 4 + (1 << 20));
-    assertTrue(rows.get(QuantMode.INT8).constantsBytes() <= c32 - (f32 - int8) + (1 << 20));
+    for (QuantMode m : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
+      QuantizedMiniLm.Row r = rows.get(m);
+      long reported = r.report().layers().stream().mapToLong(l -> l.k() * l.n() * switch (l.precision()) {
+        case F32 -> 4;
+        case BF16 -> 2;
+        case FP8, INT8 -> 1;
+      }).sum();
+      assertEquals(reported, r.matmulWeightBytes(), r.report()::render);
+      if (m != QuantMode.BF16) { // mostly 1-byte layers: fewer bytes than all-bf16
+        assertTrue(r.matmulWeightBytes() < f32 / 2, r.report()::render);
+      }
+      assertTrue(r.constantsBytes() <= c32 - (f32 - r.matmulWeightBytes()) + (1 << 20), r::line);
+    }
   }
 
   /**
