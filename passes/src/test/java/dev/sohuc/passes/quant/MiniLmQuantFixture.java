@@ -33,7 +33,7 @@ import java.util.Random;
  * seeded random token ids, [SEP], then padding with attention_mask 0), and ONNX Runtime's f32
  * last_hidden_state for the evaluation sets.
  */
-public final class MiniLmQuantFixture {
+public final class MiniLmQuantFixture implements QuantFixture {
   public static final int SEQ = 128;
   public static final int HIDDEN = 384;
   static final int VOCAB = 30522;
@@ -114,18 +114,20 @@ public final class MiniLmQuantFixture {
     }
   }
 
-  /** The f32 model after the default pipeline (what {@code sohuc compile} quantizes). */
+  @Override
   public Module importFused() {
     Module m = OnnxImporter.importModel(model, ImportOptions.defaults());
     new PassManager(PassPipelines.defaultPipeline()).run(m);
     return m;
   }
 
+  @Override
   public QuantOptions options(QuantMode mode) {
     return QuantOptions.of(mode).withCalibration(calibrationDirs, TensorFiles::read);
   }
 
-  /** Mean and worst cosine of the real (unpadded) tokens' embeddings against ONNX Runtime f32. */
+  /** The real (unpadded) tokens' embeddings against ONNX Runtime f32. */
+  @Override
   public Accuracy evaluate(Module m, String mode) {
     Interpreter interp = new Interpreter(m);
     Accuracy.Builder acc = new Accuracy.Builder();
@@ -141,16 +143,6 @@ public final class MiniLmQuantFixture {
       }
     }
     return acc.build("MiniLM-L6", mode);
-  }
-
-  /** Quantizes a fresh import in {@code mode} and measures it; prints the report and the row. */
-  public Accuracy run(QuantMode mode) {
-    Module m = importFused();
-    QuantReport report = Quantizer.quantize(m, options(mode));
-    System.out.print(report.render());
-    Accuracy a = evaluate(m, mode.flag());
-    System.out.println(a.row());
-    return a;
   }
 
   static List<Value> arguments(Module m) {
