@@ -50,15 +50,14 @@ final class ErrorCompensatingRounding {
   }
 
   /**
-   * {@code w} [k, n] in f8e4m3 with per-output-channel scales, rounded against {@code h}
-   * ({@link #hessian} of the layer's calibration inputs).
+   * {@code w} [k, n] in f8e4m3 with per-output-channel scales, rounded against {@code u}
+   * ({@link #inverseFactor} of the {@link #hessian} of the layer's calibration inputs).
    */
-  static Quantizer.QuantizedWeight round(Tensor w, double[] h) {
+  static Quantizer.QuantizedWeight round(Tensor w, double[] u) {
     int k = (int) w.dim(0);
     int n = (int) w.dim(1);
     float[] v = w.floats();
     float[] scale = Quantizer.channelScales(v, n, ElementType.F8E4M3);
-    double[] u = inverseFactor(h, k);
     double[] rest = new double[v.length]; // the weights still to round, with the errors pushed onto them
     for (int i = 0; i < v.length; i++) {
       rest[i] = v[i];
@@ -90,9 +89,10 @@ final class ErrorCompensatingRounding {
   /**
    * The upper-triangular U with {@code U^T U = (H + damping)^-1}. With P the reversal permutation
    * and {@code P H P = L L^T}, {@code U = P L^-1 P}: one Cholesky factorization and one
-   * triangular inverse instead of inverting H and factorizing the inverse.
+   * triangular inverse instead of inverting H and factorizing the inverse. Both keep L^T by rows,
+   * so that every inner loop runs along a row (vectorizes).
    */
-  private static double[] inverseFactor(double[] h, int k) {
+  static double[] inverseFactor(double[] h, int k) {
     double mean = 0;
     for (int i = 0; i < k; i++) {
       mean += h[i * k + i];
@@ -105,27 +105,33 @@ final class ErrorCompensatingRounding {
       }
       a[i * k + i] = (a[i * k + i] == 0 ? 1 : a[i * k + i]) + DAMPING * mean;
     }
-    double[] l = new double[k * k];
-    for (int i = 0; i < k; i++) {
-      for (int j = 0; j <= i; j++) {
-        double s = a[i * k + j];
-        for (int p = 0; p < j; p++) {
-          s -= l[i * k + p] * l[j * k + p];
+    // right-looking Cholesky on the upper triangle: row j of a becomes row j of L^T
+    for (int j = 0; j < k; j++) {
+      int rj = j * k;
+      double d = Math.sqrt(a[rj + j]);
+      for (int c = j; c < k; c++) {
+        a[rj + c] /= d;
+      }
+      for (int i = j + 1; i < k; i++) {
+        double li = a[rj + i];
+        int ri = i * k;
+        for (int c = i; c < k; c++) {
+          a[ri + c] -= li * a[rj + c];
         }
-        l[i * k + j] = i == j ? Math.sqrt(s) : s / l[j * k + j];
       }
     }
-    // column c of L^-1 by forward substitution, stored as row c of inv (inv = (L^-1)^T)
+    // column c of L^-1 by column-wise forward substitution, stored as row c of inv
     double[] inv = new double[k * k];
     for (int c = 0; c < k; c++) {
       int row = c * k;
-      inv[row + c] = 1 / l[c * k + c];
-      for (int i = c + 1; i < k; i++) {
-        double s = 0;
-        for (int p = c; p < i; p++) {
-          s -= l[i * k + p] * inv[row + p];
+      inv[row + c] = 1;
+      for (int i = c; i < k; i++) {
+        double y = inv[row + i] / a[i * k + i];
+        inv[row + i] = y;
+        int ri = i * k;
+        for (int r = i + 1; r < k; r++) {
+          inv[row + r] -= a[ri + r] * y;
         }
-        inv[row + i] = s / l[i * k + i];
       }
     }
     double[] u = new double[k * k];

@@ -27,10 +27,12 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.IntFunction;
 
 /**
  * Quantizes every layer of a module: each {@code matmul} whose right operand is a 2-D f32
@@ -258,8 +260,9 @@ public final class Quantizer {
 
     double outputCosine = Double.NaN;
     if (calibrated) {
-      outputCosine = keepSensitiveLayers(new OutputCheck(m, sets, outputs, reference), List.copyOf(plans.values()),
-          target, fallback, minCosine, seen);
+      List<Plan> all = List.copyOf(plans.values());
+      outputCosine = keepSensitiveLayers(new OutputCheck(m, sets, outputs, reference, all), all, target, fallback,
+          minCosine, seen);
     }
 
     rewrite(m, f, layers, plans);
@@ -529,10 +532,11 @@ public final class Quantizer {
     Map<Value, List<Layer>> groups = new LinkedHashMap<>();
     layers.forEach(l -> groups.computeIfAbsent(l.x(), k -> new ArrayList<>()).add(l));
     for (var g : groups.entrySet()) {
-      double[] h = ErrorCompensatingRounding.hessian(seen.get(g.getKey()), (int) g.getValue().get(0).k());
+      int k = (int) g.getValue().get(0).k();
+      double[] u = ErrorCompensatingRounding.inverseFactor(ErrorCompensatingRounding.hessian(seen.get(g.getKey()), k), k);
       for (Layer l : g.getValue()) {
         Plan p = plans.get(l);
-        p.quantized.put(ElementType.F8E4M3, ErrorCompensatingRounding.round(p.w, h));
+        p.quantized.put(ElementType.F8E4M3, ErrorCompensatingRounding.round(p.w, u));
       }
     }
   }
@@ -593,8 +597,8 @@ public final class Quantizer {
   }
 
   /**
-   * How many calibration sets measure each layer's cost to the output: a model run per layer per
-   * set, so one (MiniLM at seq 128: 36 runs of about a second). The ranking is all they are used
+   * How many calibration sets measure each layer's cost to the output: a run from the layer on
+   * per layer per set, so one (MiniLM at seq 128: 36 runs of up to a second). The ranking is all they are used
    * for; the whole model is then checked on every set.
    */
   private static final int SENSITIVITY_SETS = 1;
@@ -620,7 +624,7 @@ public final class Quantizer {
     Map<Plan, Double> cost = new HashMap<>();
     int probeSets = Math.min(SENSITIVITY_SETS, check.sets());
     for (Plan p : candidates) {
-      cost.put(p, 1 - check.cosine(List.of(p), target, probeSets));
+      cost.put(p, 1 - check.cosineAlone(p, target, probeSets));
     }
     candidates.sort((a, b) -> Double.compare(cost.get(b), cost.get(a)));
     double remaining = cost.values().stream().mapToDouble(Double::doubleValue).sum();
@@ -655,14 +659,22 @@ public final class Quantizer {
     private final List<Calibrator.CalibrationSet> sets;
     private final List<Value> outputs;
     private final List<Map<Value, Tensor>> reference;
+    /** The values live into some layer, which a run starting at that layer reads. */
+    private final Set<Value> liveIntoLayers = new HashSet<>();
+    /** Those values' f32 tensors on the first sets, recorded once. */
+    private final List<Map<Value, Tensor>> state = new ArrayList<>();
 
     OutputCheck(Module m, List<Calibrator.CalibrationSet> sets, List<Value> outputs,
-                List<Map<Value, Tensor>> reference) {
+                List<Map<Value, Tensor>> reference, List<Plan> plans) {
       this.f = m.main();
       this.sets = sets;
       this.outputs = outputs;
       this.reference = reference;
       m.weights().values().forEach(scratch::addWeight);
+      List<Node> body = f.body();
+      for (Plan p : plans) {
+        liveIntoLayers.addAll(liveInto(body.subList(body.indexOf(p.layer.node()), body.size())));
+      }
     }
 
     int sets() {
@@ -677,7 +689,61 @@ public final class Quantizer {
      */
     double cosine(List<Plan> layers, Precision precision, int count) {
       Set<Node> original = new HashSet<>(f.body());
-      List<Value[]> swaps = new ArrayList<>(); // {f32 result, quantized result}
+      List<Value[]> swaps = swap(layers, precision);
+      try {
+        return compare(f, s -> sets.get(s).inputs(), count);
+      } finally {
+        undo(original, swaps);
+      }
+    }
+
+    /**
+     * {@link #cosine} with only {@code layer} quantized, run from that layer on (half the model on
+     * average): the values live into it are the f32 model's, recorded once per set.
+     */
+    double cosineAlone(Plan layer, Precision precision, int count) {
+      while (state.size() < count) {
+        Map<Value, Tensor> values = new HashMap<>();
+        interp.run(f, sets.get(state.size()).inputs(), (v, t) -> {
+          if (liveIntoLayers.contains(v)) {
+            values.put(v, t);
+          }
+        });
+        state.add(values);
+      }
+      Set<Node> original = new HashSet<>(f.body());
+      List<Value[]> swaps = swap(List.of(layer), precision);
+      try {
+        int start = 0;
+        while (original.contains(f.body().get(start))) {
+          start++; // to the swapped layer's first node
+        }
+        List<Node> tail = f.body().subList(start, f.body().size());
+        List<Value> in = liveInto(tail);
+        Function suffix = new Function(f.name(), in);
+        suffix.body().addAll(tail);
+        suffix.setOutputs(f.outputs());
+        return compare(suffix, s -> in.stream().map(state.get(s)::get).toList(), count);
+      } finally {
+        undo(original, swaps);
+      }
+    }
+
+    /** The function's arguments (they bind its symbols), then every other value {@code tail} reads but does not define. */
+    private List<Value> liveInto(List<Node> tail) {
+      Set<Value> defined = new HashSet<>();
+      tail.forEach(n -> defined.addAll(n.results()));
+      Set<Value> in = new LinkedHashSet<>(f.arguments());
+      for (Node n : tail) {
+        n.op().operands().stream().filter(v -> !defined.contains(v)).forEach(in::add);
+      }
+      outputs.stream().filter(v -> !defined.contains(v)).forEach(in::add);
+      return List.copyOf(in);
+    }
+
+    /** Inserts each layer's quantized form before it and moves its users there; returns {f32 result, quantized result} pairs. */
+    private List<Value[]> swap(List<Plan> layers, Precision precision) {
+      List<Value[]> swaps = new ArrayList<>();
       FunctionBuilder b = new FunctionBuilder(f);
       for (Plan p : layers) {
         Node node = p.layer.node();
@@ -688,37 +754,41 @@ public final class Quantizer {
         f.replaceAllUses(node.result(), y);
         swaps.add(new Value[] {node.result(), y});
       }
-      try {
-        double[] sum = new double[outputs.size()];
-        long[] n = new long[outputs.size()];
-        for (int s = 0; s < count; s++) {
-          Map<String, Tensor> got = interp.run(f, sets.get(s).inputs());
-          int i = 0;
-          for (Tensor t : got.values()) {
-            Tensor want = reference.get(s).get(outputs.get(i));
-            if (t.isFloat() && t.rank() > 0) {
-              float[] g = t.floats();
-              float[] w = want.floats();
-              int d = (int) t.dim(t.rank() - 1);
-              for (int at = 0; at + d <= g.length; at += d) {
-                sum[i] += cosine(g, w, at, d);
-                n[i]++;
-              }
-            }
-            i++;
-          }
-        }
-        double lowest = 1;
-        for (int i = 0; i < sum.length; i++) {
-          lowest = n[i] == 0 ? lowest : Math.min(lowest, sum[i] / n[i]);
-        }
-        return lowest;
-      } finally {
-        for (int i = swaps.size() - 1; i >= 0; i--) {
-          f.replaceAllUses(swaps.get(i)[1], swaps.get(i)[0]);
-        }
-        f.body().removeIf(node -> !original.contains(node));
+      return swaps;
+    }
+
+    private void undo(Set<Node> original, List<Value[]> swaps) {
+      for (int i = swaps.size() - 1; i >= 0; i--) {
+        f.replaceAllUses(swaps.get(i)[1], swaps.get(i)[0]);
       }
+      f.body().removeIf(node -> !original.contains(node));
+    }
+
+    private double compare(Function run, IntFunction<List<Tensor>> inputs, int count) {
+      double[] sum = new double[outputs.size()];
+      long[] n = new long[outputs.size()];
+      for (int s = 0; s < count; s++) {
+        Map<String, Tensor> got = interp.run(run, inputs.apply(s));
+        int i = 0;
+        for (Tensor t : got.values()) {
+          Tensor want = reference.get(s).get(outputs.get(i));
+          if (t.isFloat() && t.rank() > 0) {
+            float[] g = t.floats();
+            float[] w = want.floats();
+            int d = (int) t.dim(t.rank() - 1);
+            for (int at = 0; at + d <= g.length; at += d) {
+              sum[i] += cosine(g, w, at, d);
+              n[i]++;
+            }
+          }
+          i++;
+        }
+      }
+      double lowest = 1;
+      for (int i = 0; i < sum.length; i++) {
+        lowest = n[i] == 0 ? lowest : Math.min(lowest, sum[i] / n[i]);
+      }
+      return lowest;
     }
 
     /** 1 for two zero vectors, -1 when either has a NaN. */
