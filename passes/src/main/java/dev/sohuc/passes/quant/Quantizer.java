@@ -42,9 +42,11 @@ import java.util.function.IntFunction;
  *
  * <ul>
  *   <li>bf16: {@code cast x to bf16}, bf16 weights, f32 accumulation, scales 1.
- *   <li>fp8: f8e4m3 weights with per-output-channel scales {@code max_k |W[k][n]| / 448}; the
- *       activation gets a per-tensor scale {@code amax / 448} from calibration
- *       ({@code quantize_linear}), or, without calibration, {@code dynamic_quantize} per token.
+ *   <li>fp8: f8e4m3 weights with per-output-channel scales {@code max_k |W[k][n]| / 448}, rounded
+ *       to compensate the layer's error on its calibration inputs when there are some
+ *       ({@link ErrorCompensatingRounding}); the activation gets a per-tensor scale
+ *       {@code amax / 448} from calibration ({@code quantize_linear}), or, without calibration,
+ *       {@code dynamic_quantize} per token.
  *   <li>int8: SmoothQuant first (layers reading one value share one {@code s}:
  *       {@code s_j = max|X_j|^a / max|W_j|^(1-a)}, weights' rows times s, activation divided by
  *       s, folded into the producing layer_norm/rms_norm's gamma (and beta) or else a
@@ -53,7 +55,9 @@ import java.util.function.IntFunction;
  * </ul>
  *
  * The accuracy guard then measures every layer on the calibration sets (see {@link QuantReport}
- * for the metric) and keeps a layer above {@code maxLayerError} in bf16 (bf16 mode: in f32).
+ * for the metric) and keeps a layer above {@code maxLayerError} in bf16 (bf16 mode: in f32), then
+ * checks the whole model's outputs against f32 and, below {@code minOutputCosine}, keeps the
+ * layers that cost the output most in bf16 too.
  */
 public final class Quantizer {
   /** Percentile of |x| the calibration records beside the maximum. */
@@ -533,7 +537,8 @@ public final class Quantizer {
     layers.forEach(l -> groups.computeIfAbsent(l.x(), k -> new ArrayList<>()).add(l));
     for (var g : groups.entrySet()) {
       int k = (int) g.getValue().get(0).k();
-      double[] u = ErrorCompensatingRounding.inverseFactor(ErrorCompensatingRounding.hessian(seen.get(g.getKey()), k), k);
+      double[] h = ErrorCompensatingRounding.hessian(seen.get(g.getKey()), k);
+      double[] u = ErrorCompensatingRounding.inverseFactor(h, k);
       for (Layer l : g.getValue()) {
         Plan p = plans.get(l);
         p.quantized.put(ElementType.F8E4M3, ErrorCompensatingRounding.round(p.w, u));
@@ -598,16 +603,16 @@ public final class Quantizer {
 
   /**
    * How many calibration sets measure each layer's cost to the output: a run from the layer on
-   * per layer per set, so one (MiniLM at seq 128: 36 runs of up to a second). The ranking is all they are used
-   * for; the whole model is then checked on every set.
+   * per layer per set, so one (MiniLM at seq 128: 36 runs of up to a second). The costs only
+   * rank the layers; the whole model is then checked on every set.
    */
   private static final int SENSITIVITY_SETS = 1;
 
   /**
    * The guard's check of the whole model. When the output cosine on the calibration sets (the
-   * worst output's mean cosine) is
-   * below {@code min}, each layer still in {@code target} is measured alone (only it quantized,
-   * the rest f32: what it costs the output's cosine) and the most costly are kept in
+   * worst output's mean cosine) is below {@code min}, each layer still in {@code target} is
+   * measured alone (only it quantized, the rest f32: what it costs the output's cosine) and the
+   * most costly are kept in
    * {@code fallback}, most costly first, until the whole model meets {@code min} again. The
    * costs add up nearly linearly (MiniLM fp8: the 36 single-layer costs sum to 1.03 times the
    * all-layer loss), so each round moves layers until the costs say the rest fits, then checks
@@ -729,7 +734,7 @@ public final class Quantizer {
       }
     }
 
-    /** The function's arguments (they bind its symbols), then every other value {@code tail} reads but does not define. */
+    /** The function's arguments (they bind its symbols), then the other values {@code tail} reads, not defines. */
     private List<Value> liveInto(List<Node> tail) {
       Set<Value> defined = new HashSet<>();
       tail.forEach(n -> defined.addAll(n.results()));
@@ -741,7 +746,7 @@ public final class Quantizer {
       return List.copyOf(in);
     }
 
-    /** Inserts each layer's quantized form before it and moves its users there; returns {f32 result, quantized result} pairs. */
+    /** Inserts each layer's quantized form before it and moves its users there; returns {f32, quantized} pairs. */
     private List<Value[]> swap(List<Plan> layers, Precision precision) {
       List<Value[]> swaps = new ArrayList<>();
       FunctionBuilder b = new FunctionBuilder(f);
