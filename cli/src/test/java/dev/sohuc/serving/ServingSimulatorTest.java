@@ -156,7 +156,7 @@ class ServingSimulatorTest {
 
   @Test
   @org.junit.jupiter.api.Disabled("not reached by the compiled schedule: decode batch 1 at past "
-      + "128 on this config takes 0.140 ms against a bandwidth bound of 0.036 ms (3.9x; was "
+      + "128 on this config takes 0.136 ms against a bandwidth bound of 0.036 ms (3.8x; was "
       + "0.151 ms): per-op latency dominates a batch-1 step (each op's first load waits for the "
       + "previous op's compute, no weight prefetch across ops; per-DMA fixed cost on small "
       + "copies), and kv_cache_append copies the whole cache")
@@ -170,10 +170,10 @@ class ServingSimulatorTest {
 
   @Test
   @org.junit.jupiter.api.Disabled("not reached by the compiled schedule: a 2048-token prefill on "
-      + "this config takes 1.204 ms against a compute bound of 0.513 ms (2.3x; was 1.562 ms; "
-      + "lm_head on the last token only): attention runs its tiles one after another (MXU, "
-      + "softmax on the VPU, stores not overlapped) and computes the causally masked half, the "
-      + "all-reduces (interconnect) and the VPU ops between matmuls overlap no matmul")
+      + "this config takes 0.954 ms against a compute bound of 0.499 ms (1.9x; was 1.562 ms "
+      + "against 0.513 ms; lm_head on the last token only): the all-reduces (interconnect), the "
+      + "norms and residual adds (VPU, HBM) overlap no matmul, and attention's MXU and VPU work "
+      + "alternate within a query tile")
   void longPrefillComputeBoundLandsWithin10PercentOfComputeBound() throws IOException {
     StepModel m = mid();
     var t = m.prefill(2048);
