@@ -30,10 +30,11 @@ final class BenchCommand implements Callable<Integer> {
   int inputLen = 2048;
   @Option(names = "--output-len", description = "Output tokens per request (default 128).")
   int outputLen = 128;
-  @Option(names = "--quantize", description = "none (fp32), bf16 or fp8: each chip's linear layers "
-      + "quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul; "
-      + "attention, norms and the KV cache stay fp32.")
-  String quantize = "none";
+  @Option(names = "--quantize", description = "auto, none (fp32), bf16 or fp8: each chip's linear "
+      + "layers quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul; "
+      + "attention, norms and the KV cache stay fp32. auto (the default) is the checkpoint's "
+      + "torch_dtype: bf16 for bfloat16, none otherwise.")
+  String quantize = "auto";
   @Option(names = "--rate", description = "Poisson arrivals, requests/s (default 0: all at t=0).")
   double rate = 0;
   @Option(names = "--requests", description = "Requests (default 256).")
@@ -55,11 +56,12 @@ final class BenchCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     QuantMode mode = switch (quantize) {
+      case "auto" -> StepModel.checkpointPrecision(config);
       case "none", "fp32" -> QuantMode.NONE;
       case "bf16" -> QuantMode.BF16;
       case "fp8" -> QuantMode.FP8;
-      default -> throw new UserException("--quantize " + quantize + " is unavailable: none, bf16 "
-          + "or fp8 (int8 needs calibration data, which a shape-only model has not)");
+      default -> throw new UserException("--quantize " + quantize + " is unavailable: auto, none, "
+          + "bf16 or fp8 (int8 needs calibration data, which a shape-only model has not)");
     };
     long t0 = System.nanoTime();
     if (chunk <= 0) {

@@ -26,6 +26,12 @@ record HfConfigView(JsonNode root) {
     return n.asLong();
   }
 
+  /** A string key, or {@code fallback} when absent or not text. */
+  String textOr(String key, String fallback) {
+    JsonNode n = root.get(key);
+    return n != null && n.isTextual() ? n.asText() : fallback;
+  }
+
   long getOr(String key, long fallback) {
     JsonNode n = root.get(key);
     return n == null || n.isNull() ? fallback : n.asLong();

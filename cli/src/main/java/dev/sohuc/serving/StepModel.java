@@ -100,6 +100,15 @@ public final class StepModel {
         .withBound("seq", 1).withBound("past", ceilTo(maxKv, KV_BUCKET)));
   }
 
+  /**
+   * What {@code --quantize auto} serves: the checkpoint's stored precision ({@code torch_dtype}),
+   * as {@code sohuc compile} does: bf16 for a bfloat16 checkpoint, fp32 otherwise.
+   */
+  public static QuantMode checkpointPrecision(Path config) {
+    return HfConfigView.read(config).textOr("torch_dtype", "float32").equals("bfloat16")
+        ? QuantMode.BF16 : QuantMode.NONE;
+  }
+
   private ModelShape shapeOf(Path config, Module sharded) {
     long params = HfImporter.parameterCount(config);
     long bytes = 0;

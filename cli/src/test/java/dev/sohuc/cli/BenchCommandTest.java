@@ -55,6 +55,14 @@ class BenchCommandTest {
     assertTrue(err.toString().contains("int8"), err.toString());
   }
 
+  @Test
+  void autoServesTheCheckpointsPrecision() {
+    assertEquals(dev.sohuc.passes.quant.QuantMode.BF16, dev.sohuc.serving.StepModel
+        .checkpointPrecision(Path.of("..", "examples", "llama-3-70b", "config.json")));
+    assertEquals(dev.sohuc.passes.quant.QuantMode.NONE, dev.sohuc.serving.StepModel
+        .checkpointPrecision(Path.of("..", "examples", "tiny-llama", "config.json")));
+  }
+
   /**
    * bf16: the compiled programs run qmatmul in bf16, and MFU is against its peak. (fp8 is wired
    * the same way, but QuantLowering runs out of scalar registers on these qmatmuls for now.)
