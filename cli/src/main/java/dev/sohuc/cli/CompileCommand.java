@@ -67,6 +67,12 @@ final class CompileCommand implements Callable<Integer> {
       description = "Relative L2 error above which a layer stays in higher precision (default per mode).")
   Double maxLayerError;
 
+  @Option(names = "--min-output-cosine", paramLabel = "C",
+      description = "The accuracy guard's bound on the whole model: the mean cosine of its outputs "
+          + "against f32 on the calibration sets; below it the costliest layers stay in higher "
+          + "precision (default per mode: bf16 0.99995, fp8 0.9995, int8 0.995; -1 turns it off).")
+  Double minOutputCosine;
+
   @Option(names = "--chips", paramLabel = "N",
       description = "Tensor-parallel shard for N chips: the program of one chip, with all-reduces (default 1).")
   int chips = 1;
@@ -131,8 +137,8 @@ final class CompileCommand implements Callable<Integer> {
       boolean auto = quantize.strip().equalsIgnoreCase("auto");
       QuantMode mode = auto ? Quantizer.autoMode(m) : QuantMode.parse(quantize);
       if (mode == QuantMode.NONE) {
-        if (!calibrate.isEmpty() || maxLayerError != null) {
-          throw new IllegalArgumentException("--calibrate and --max-layer-error need --quantize "
+        if (!calibrate.isEmpty() || maxLayerError != null || minOutputCosine != null) {
+          throw new IllegalArgumentException("--calibrate, --max-layer-error and --min-output-cosine need --quantize "
               + "bf16, fp8 or int8" + (auto ? " (auto means none here: the weights are not bf16)" : ""));
         }
         return null;
@@ -140,6 +146,9 @@ final class CompileCommand implements Callable<Integer> {
       options = QuantOptions.of(mode).withCalibration(calibrate, TensorFiles::read);
       if (maxLayerError != null) {
         options = options.withMaxLayerError(maxLayerError);
+      }
+      if (minOutputCosine != null) {
+        options = options.withMinOutputCosine(minOutputCosine);
       }
     } catch (IllegalArgumentException e) {
       throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());

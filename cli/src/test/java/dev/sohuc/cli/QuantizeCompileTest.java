@@ -140,5 +140,13 @@ class QuantizeCompileTest {
         "--max-layer-error", "-1");
     assertEquals(2, r.code(), r.err());
     assertTrue(r.err().contains("--max-layer-error"), r.err());
+    r = run("compile", model().toString(), "--emit", "ir", "--quantize", "fp8",
+        "--min-output-cosine", "1.5");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("the minimum output cosine must be in [-1, 1], got 1.5"), r.err());
+    r = run("compile", model().toString(), "--emit", "ir", "--quantize", "none",
+        "--min-output-cosine", "0.999");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--min-output-cosine need --quantize"), r.err());
   }
 }
