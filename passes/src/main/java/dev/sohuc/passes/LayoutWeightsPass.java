@@ -14,10 +14,8 @@ import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * {@code layout-weights}: stores weights the way the compiled code reads them, as a server lays
@@ -66,7 +64,7 @@ public final class LayoutWeightsPass implements Pass {
         default -> null;
       });
     }
-    dropUnreadWeights(module);
+    module.removeUnreadWeights(List.copyOf(module.weights().keySet()));
     return c.result();
   }
 
@@ -127,31 +125,7 @@ public final class LayoutWeightsPass implements Pass {
 
   private static Tensor laidOut(Weight w, ElementType to, boolean transpose) {
     Tensor t = Tensor.fromBytes(w.type().elementType(), w.type().evaluateShape(Map.of()), w.bytes());
-    float[] v = t.floats();
-    if (!transpose) {
-      return Tensor.ofFloats(to, t.shape(), v);
-    }
-    int rows = (int) t.dim(0);
-    int cols = (int) t.dim(1);
-    float[] o = new float[v.length];
-    for (int i = 0; i < rows; i++) {
-      for (int j = 0; j < cols; j++) {
-        o[j * rows + i] = v[i * cols + j];
-      }
-    }
-    return Tensor.ofFloats(to, new long[] {cols, rows}, o);
-  }
-
-  private static void dropUnreadWeights(Module m) {
-    Set<String> read = new HashSet<>();
-    for (Function f : m.functions()) {
-      for (Node n : f.body()) {
-        if (n.op() instanceof SourceOp.WeightRef r) {
-          read.add(r.name());
-        }
-      }
-    }
-    m.weights().keySet().retainAll(read);
+    return transpose ? t.transposed() : Tensor.ofFloats(to, t.shape(), t.floats());
   }
 
   @Override

@@ -144,6 +144,23 @@ public final class Tensor {
     return floats != null;
   }
 
+  /** A new rank-2 float tensor: this one's rows as columns. */
+  public Tensor transposed() {
+    if (rank() != 2) {
+      throw new IllegalStateException("transposed() needs rank 2, not " + rank());
+    }
+    int rows = (int) dim(0);
+    int cols = (int) dim(1);
+    float[] v = floats();
+    float[] o = new float[v.length];
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        o[j * rows + i] = v[i * cols + j];
+      }
+    }
+    return ofFloats(elementType, new long[] {cols, rows}, o);
+  }
+
   /** The backing float array (shared, not copied): kernels read and write it directly. */
   public float[] floats() {
     if (floats == null) {

@@ -366,16 +366,7 @@ public final class Quantizer {
     }
     b.insertBefore(null);
     DeadCodeEliminationPass.removeDead(f);
-    Set<String> used = new HashSet<>();
-    for (Function fn : m.functions()) {
-      for (Node n : fn.body()) {
-        if (n.op() instanceof SourceOp.WeightRef r) {
-          used.add(r.name());
-        }
-      }
-    }
-    oldWeights.removeAll(used);
-    m.weights().keySet().removeAll(oldWeights);
+    m.removeUnreadWeights(oldWeights);
     return rows;
   }
 
@@ -465,23 +456,10 @@ public final class Quantizer {
       case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L)) -> {
         WeightTensor inner = weightOf(m, t.x());
         yield inner == null || inner.tensor().rank() != 2 || !inner.tensor().isFloat() ? null
-            : new WeightTensor(inner.name(), transpose(inner.tensor()));
+            : new WeightTensor(inner.name(), inner.tensor().transposed());
       }
       default -> null;
     };
-  }
-
-  private static Tensor transpose(Tensor t) {
-    int r = (int) t.dim(0);
-    int c = (int) t.dim(1);
-    float[] v = t.floats();
-    float[] o = new float[v.length];
-    for (int i = 0; i < r; i++) {
-      for (int j = 0; j < c; j++) {
-        o[j * r + i] = v[i * c + j];
-      }
-    }
-    return Tensor.ofFloats(t.elementType(), new long[] {c, r}, o);
   }
 
   // ---- SmoothQuant ----
@@ -946,16 +924,7 @@ public final class Quantizer {
     }
     b.insertBefore(null);
     DeadCodeEliminationPass.removeDead(f);
-    Set<String> used = new HashSet<>();
-    for (Function fn : m.functions()) {
-      for (Node n : fn.body()) {
-        if (n.op() instanceof SourceOp.WeightRef r) {
-          used.add(r.name());
-        }
-      }
-    }
-    oldWeights.removeAll(used);
-    m.weights().keySet().removeAll(oldWeights); // the f32 originals nothing reads any more
+    m.removeUnreadWeights(oldWeights); // the f32 originals nothing reads any more
   }
 
   /**
