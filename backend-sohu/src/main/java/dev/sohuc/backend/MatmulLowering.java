@@ -9,10 +9,13 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Bcast;
+import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.UnaryFn;
 import java.util.List;
+import java.util.function.IntSupplier;
 
 /**
  * {@code C[M, N] = alpha * A[M, K] @ B[K, N] (+ bias[N]), act}, with B optionally stored
@@ -67,7 +70,7 @@ final class MatmulLowering {
     long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
     // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
     boolean resident = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1
-        && l.sramUsed() + Lowering.align(aBound) + panelBytes + RING * TILE * TILE * 4
+        && l.sramUsed() + Lowering.align(aBound) + panelBytes + RING_BYTES
         <= l.target().sramBytes();
     int aBase = e.li(l.addr(a));
     if (resident) {
@@ -84,17 +87,7 @@ final class MatmulLowering {
     }
     aResident = resident;
     if (resident) {
-      // tiles of resident A go straight to the MXU, into a ring of ACC/output tile pairs, all
-      // free at first
-      if (Lowering.ACC_BASE + RING * TILE * TILE > l.target().accWords()) {
-        throw new BackendException(n.describe() + ": needs " + RING * TILE * TILE + " ACC "
-            + "words, the target has " + l.target().accWords());
-      }
-      outRing = l.sram(RING * TILE * TILE * 4, "output tiles");
-      tileNo = e.li(0);
-      for (int i = 0; i < RING; i++) {
-        e.emit(Emitter.fence(Engine.CTRL, 0, Emitter.TOK_FREE));
-      }
+      openRing(n);
     }
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
@@ -144,29 +137,17 @@ final class MatmulLowering {
         // with resident A the panels' loads carry LOAD themselves
         e.patchTokens(p0, Emitter.TOK_RESIDENT, TOK_LOAD);
         if (nFull > 1) {
-          int p = e.alloc();
-          e.addImm(p, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
-          int p1 = loadPanel(bNext, p, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
-          e.patchTokens(p1, 0, TOK_LOAD);
-          e.free(p);
+          e.patchTokens(prefetchPanel(bNext, ldb, bPtr, bSrcStride, tb ? k * 4 : TILE * 4L,
+              tb ? tileK : kRows, jrem, 1, tb ? (long) TILE * k * 4 : TILE * 4L), 0, TOK_LOAD);
         }
       }
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> {
-        // the full panel `ahead` panels on; zero rows past the last one
-        int r = e.alloc();
-        int p = e.alloc();
-        e.addImm(r, jrem, 1 - ahead);
-        e.min(r, r, e.konst(1));
-        e.max(r, r, 0);
-        e.mul(r, r, tb ? tileK : kRows);
-        e.addImm(p, bPtr, ahead * (tb ? (long) TILE * k * 4 : TILE * 4L));
-        int pf = e.dma(MemSpace.SRAM, bAhead, ldb, MemSpace.HBM, p, bSrcStride,
-            tb ? k * 4 : TILE * 4L, r, 0, 0, 1, 0, 0);
+        int pf = prefetchPanel(bAhead, ldb, bPtr, bSrcStride, tb ? k * 4 : TILE * 4L,
+            tb ? tileK : kRows, jrem, ahead, tb ? (long) TILE * k * 4 : TILE * 4L);
         if (resident) {
           e.patchTokens(pf, 0, TOK_LOAD);
         }
-        e.free(r, p);
       };
       stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
           kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
@@ -181,9 +162,8 @@ final class MatmulLowering {
       }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
-      // the last panels' prefetches moved nothing; their LOADs are taken before the tail's
-      for (int i = 0; resident && i < Math.min(nFull, ahead); i++) {
-        e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+      if (resident) {
+        takeEmptyPrefetches(nFull, ahead);
       }
     }
     if (tail > 0) {
@@ -209,16 +189,59 @@ final class MatmulLowering {
       e.endLoop(batchLoop);
     }
     if (resident) {
-      // the ring's pairs are all free again at the end
-      for (int i = 0; i < RING; i++) {
-        e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
-      }
-      e.free(tileNo);
+      closeRing();
     }
     e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
     if (resident) {
       e.free(bAhead);
     }
+  }
+
+  /**
+   * Loads the full weight panel {@code ahead} panels after the one at {@code bPtr} (zero rows
+   * when the panels left, {@code jrem + 1}, are fewer), so the panel loop needs no branch.
+   */
+  int prefetchPanel(int dst, int ldb, int bPtr, int srcStride, long rowBytes, int rowsReg,
+      int jrem, int ahead, long panelStep) {
+    int r = e.alloc();
+    int p = e.alloc();
+    e.addImm(r, jrem, 1 - ahead);
+    e.min(r, r, e.konst(1));
+    e.max(r, r, 0);
+    e.mul(r, r, rowsReg);
+    e.addImm(p, bPtr, ahead * panelStep);
+    int pf = e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, p, srcStride, rowBytes, r, 0, 0, 1, 0,
+        0);
+    e.free(r, p);
+    return pf;
+  }
+
+  /** The last panels' prefetches moved nothing; their LOADs are taken before the tail's. */
+  void takeEmptyPrefetches(long nFull, int ahead) {
+    for (int i = 0; i < Math.min(nFull, ahead); i++) {
+      e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+    }
+  }
+
+  /** Opens the ring of ACC/output tile pairs for {@link #streamResident}, all free at first. */
+  void openRing(Node n) {
+    if (Lowering.ACC_BASE + RING * TILE * TILE > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + RING * TILE * TILE + " ACC "
+          + "words, the target has " + l.target().accWords());
+    }
+    outRing = l.sram(RING_BYTES, "output tiles");
+    tileNo = e.li(0);
+    for (int i = 0; i < RING / GROUP; i++) {
+      e.emit(Emitter.fence(Engine.CTRL, 0, Emitter.TOK_FREE));
+    }
+  }
+
+  /** Takes back the ring's FREE tokens: every pair's store has completed. */
+  void closeRing() {
+    for (int i = 0; i < RING / GROUP; i++) {
+      e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
+    }
+    e.free(tileNo);
   }
 
   private int loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
@@ -230,12 +253,17 @@ final class MatmulLowering {
   /** Whether the matmul being lowered streams A from SRAM (preloaded whole). */
   private boolean aResident;
   /**
-   * With resident A: ACC/output tile pairs in flight. A pair is reused once its store has
-   * completed, HBM latency included (about 750 cycles), so the ring covers that latency even
-   * for the shortest mma (K = 1024: 84 cycles).
+   * With resident A: ACC/output tiles in flight, RING / GROUP groups. A group's tiles are reused
+   * once its store has completed, HBM latency included (about 500 cycles after the store's
+   * own), so the ring covers that latency even for the shortest mma (a bf16 mma at K = 1024: 11
+   * cycles a tile; with 16 tiles, 4 groups, the o projection waited on FREE).
    */
-  static final int RING = 16;
-  /** With resident A: the SRAM output tiles' ring and the register counting tiles. */
+  static final int RING = 32;
+  /** Row tiles per store with resident A (a power of two dividing RING). */
+  static final int GROUP = 4;
+  /** SRAM bytes the ring's output tiles take. */
+  static final long RING_BYTES = (long) RING * TILE * TILE * 4;
+  /** With resident A: the SRAM output tiles' ring and the register counting groups. */
   private long outRing;
   private int tileNo;
 
@@ -245,8 +273,13 @@ final class MatmulLowering {
       Runnable afterPrologue) {
     long tile = TILE;
     if (aResident) {
-      streamResident(rows, aBase, lda, k, cPtr, outHbmStride, nt, ntReg, ntBytesReg, bSram, ldb,
-          kReg, kImm, tb, mTile, ldc, alpha, hasBias, biasPtr, act, afterPrologue);
+      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, nt, ntBytesReg, bSram, ldb,
+          kReg, kImm, tb, DType.F32, mTile, ldc, false, (out, acc, r, s) -> {
+            int rd = e.accrd(out, ntBytesReg, acc, ldc, r, ntReg, alpha,
+                hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
+            e.patchTokens(rd, TOK_MXU, 0);
+            return rd;
+          }, afterPrologue);
       return;
     }
     Lowering.In aIn = new Lowering.In(aBase, k * 4, k * 4);
@@ -262,55 +295,87 @@ final class MatmulLowering {
   }
 
   /**
-   * The row tiles of one panel with A resident in SRAM: the mma reads each tile of A where it
-   * lies, so the DMA queue only stores results (and streams the weights). Tile i uses pair
-   * i mod RING of the ring; its mma waits FREE, which the store of tile i - RING signals: that
-   * pair's output tile has then been stored, after the accrd that read its ACC tile. The
-   * panel's arrival (its load signals LOAD) is awaited by an MXU fence first.
+   * Reads {@code rows} rows of ACC out into SRAM output rows ({@code accrd}, then any scaling):
+   * its first VPU instruction waits MXU; returns its last, which the caller makes signal STORE.
+   * {@code rowStart} is the first row's index (0 when not asked for).
    */
-  private void streamResident(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride,
-      int nt, int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb,
-      int mTile, int ldc, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
-      Runnable afterPrologue) {
+  interface Readout {
+    int emit(int out, int acc, int rows, int rowStart);
+  }
+
+  /**
+   * The row tiles of one panel with A resident in SRAM ({@code aRowBytes} a row, in the mma's
+   * type {@code dt}): the mma reads each tile of A where it lies, so the DMA queue only streams
+   * the weights and stores results. Tiles go in groups of GROUP: one readout and one store per
+   * group, since a DMA's fixed cost (64 cycles) and a VPU op's are close to a bf16 mma's time
+   * and above an fp8 one's. A group's ACC tiles and output tiles are contiguous (rows one after
+   * another), its last mma alone signals MXU (the MXU runs in order), and the readout's last
+   * instruction signals STORE. The ring holds RING / GROUP groups; group i's mmas wait FREE (an
+   * MXU fence), which the store of group i - RING / GROUP signals. The panel's arrival (its
+   * load signals LOAD) is awaited by an MXU fence first.
+   */
+  void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, long outHbmStride,
+      int nt, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, DType dt,
+      int mTile, int ldc, boolean needRowStart, Readout readout, Runnable afterPrologue) {
     e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
     }
-    int tileReg = e.konst(TILE);
+    int groupRows = e.konst(GROUP * TILE);
     int outStride = e.konst(outHbmStride);
     int a = e.copy(aBase);
     int c = e.copy(cPtr);
     int rem = e.copy(rows);
-    int cur = e.alloc();
-    e.addImm(cur, rows, TILE - 1);
-    e.shri(cur, cur, 7);
-    int loop = e.beginLoop(cur, 0);
-    e.min(cur, tileReg, rem);
-    // this tile's pair: tileNo mod RING
-    int acc = e.alloc();
+    int rowStart = needRowStart ? e.li(0) : 0;
+    int groups = e.alloc();
+    e.addImm(groups, rows, GROUP * TILE - 1);
+    e.shri(groups, groups, Integer.numberOfTrailingZeros(GROUP * TILE));
+    int loop = e.beginLoop(groups, 0);
+    e.free(groups);
+    // this group's rows and tiles, and its slot: group tileNo mod (RING / GROUP)
+    int gRows = e.alloc();
+    e.min(gRows, groupRows, rem);
+    int tiles = e.alloc();
+    e.addImm(tiles, gRows, TILE - 1);
+    e.shri(tiles, tiles, 7);
+    e.addImm(tiles, tiles, -1);
+    int gAcc = e.alloc();
+    e.shri(gAcc, tileNo, Integer.numberOfTrailingZeros(RING / GROUP));
+    e.mulImm(gAcc, gAcc, RING / GROUP);
+    e.sub(gAcc, tileNo, gAcc);
     int out = e.alloc();
-    int log = Integer.numberOfTrailingZeros(RING);
-    e.shri(acc, tileNo, log);
-    e.mulImm(acc, acc, RING);
-    e.sub(acc, tileNo, acc);
-    e.mulImm(out, acc, TILE * TILE * 4);
+    e.mulImm(out, gAcc, GROUP * TILE * TILE * 4L);
     e.addImm(out, out, outRing);
-    e.mulImm(acc, acc, TILE * TILE);
-    e.addImm(acc, acc, Lowering.ACC_BASE);
-    int mm = e.mma(acc, ldc, a, lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb, false);
-    e.patchTokens(mm, Emitter.TOK_FREE, TOK_MXU);
-    int rd = e.accrd(out, ntBytesReg, acc, ldc, cur, ntReg, alpha,
-        hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
-    e.patchTokens(rd, TOK_MXU, TOK_STORE);
-    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * 4L, cur,
+    e.mulImm(gAcc, gAcc, GROUP * TILE * TILE);
+    e.addImm(gAcc, gAcc, Lowering.ACC_BASE);
+    int acc = e.copy(gAcc);
+    e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
+    // all but the last tile's mma, then the last, which signals MXU
+    IntSupplier mma = () -> {
+      int mm = e.emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, bSram, 0, ldb, mTile, nt, kReg,
+          kImm, dt, false, tb, false, 0, 0));
+      e.addImm(acc, acc, TILE * TILE);
+      e.addImm(a, a, TILE * aRowBytes);
+      return mm;
+    };
+    int tileLoop = e.beginLoop(tiles, 0);
+    e.free(tiles);
+    mma.getAsInt();
+    e.endLoop(tileLoop);
+    e.patchTokens(mma.getAsInt(), 0, TOK_MXU);
+    // the group's rows lie one after another in ACC (ldc apart) and in its output tiles
+    e.patchTokens(readout.emit(out, gAcc, gRows, rowStart), 0, TOK_STORE);
+    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * 4L, gRows,
         0, 0, 1, 0, 0);
     e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
-    e.free(acc, out);
-    e.addImm(a, a, TILE * k * 4);
-    e.addImm(c, c, TILE * outHbmStride);
-    e.sub(rem, rem, tileReg);
+    e.sub(rem, rem, gRows);
+    if (needRowStart) {
+      e.add(rowStart, rowStart, gRows);
+    }
+    e.free(acc, out, gAcc, gRows);
+    e.addImm(c, c, GROUP * TILE * outHbmStride);
     e.addImm(tileNo, tileNo, 1);
     e.endLoop(loop);
-    e.free(a, c, rem, cur);
+    e.free(a, c, rem, rowStart);
   }
 }

@@ -205,7 +205,7 @@ final class QuantLowering {
       TensorType xt = xf.type();
       long k = xt.dim(xt.rank() - 1).value();
       Long xBytes = sizeAtBound.get(xf);
-      if (xBytes == null || k * 4 > (1 << 17) - 1 || k > 8191) {
+      if (xBytes == null || k * 4 > (1 << 17) - 1) {
         continue;
       }
       long es = dtype(q.x().type().elementType()).bytes();
@@ -423,6 +423,14 @@ final class QuantLowering {
       e.free(dst, src, rs, mRows);
       resident = new long[] {xAt, 0};
     }
+    // x resident (converted here or preloaded): the f32 matmul's resident-A schedule, so each
+    // tile's mma reads x where it lies (no per-tile SRAM copy of x on the DMA queue, whose
+    // fixed cost outweighed a bf16/fp8 mma), into a ring of output tiles, with the weights
+    // streamed two panels ahead
+    MatmulLowering ml = new MatmulLowering(l);
+    boolean ring = resident != null
+        && Lowering.ACC_BASE + (long) MatmulLowering.RING * TILE * TILE <= l.target().accWords()
+        && l.sramUsed() + panelBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
@@ -439,54 +447,68 @@ final class QuantLowering {
     long tail = cols % TILE;
     int bCur = e.li(bufA);
     int bNext = e.li(bufB);
-    int accCur = e.li(Lowering.ACC_BASE);
-    int accNext = e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    int ahead = ring ? 2 : 1;
+    int bAhead = ring ? e.li(l.sram(panelBytes, "w panel")) : bNext;
+    // the row stream's two ACC tiles (the ring replaces them)
+    int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
+    int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
     int jrem = e.li(nFull - 1);
-    int one = e.konst(1);
     // made before the loop opens, so the streams inside it find them (a constant first made
     // inside the loop would take a loop temporary that lives until the op ends): the full
-    // panel's output row bytes and the result's row stride
+    // panel's output row bytes, the result's row stride and the prefetch's clamp
     e.konst(TILE * 4L);
     e.konst(cols * 4);
+    e.konst(1);
+    if (ring) {
+      ml.openRing(n);
+    }
     List<Lowering.In> ins = List.of(resident != null
         ? new Lowering.In(aBase, k * es, k * es, MemSpace.SRAM, 0)
         : new Lowering.In(aBase, k * es, k * es));
     Tail t = new Tail(rowScale, xScaleBuf, colScale, wsPtr, accScale, tailScale);
+    long panelStep = (long) TILE * es;
     if (nFull > 0) {
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es,
           kRows, 0, 0, 1, 0, 0);
-      if (preloaded) {
-        // x's copies from SRAM queue behind this panel: it waits for x's arrival
-        e.patchTokens(p0, Emitter.TOK_RESIDENT, 0);
+      // preloaded x: this panel waits for x's arrival, and what reads x queues behind it; with
+      // the ring the panels' loads signal LOAD themselves, awaited by an MXU fence
+      e.patchTokens(p0, preloaded ? Emitter.TOK_RESIDENT : 0, ring ? TOK_LOAD : 0);
+      if (ring && nFull > 1) {
+        e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, 1,
+            panelStep), 0, TOK_LOAD);
       }
       int jLoop = e.beginLoop(0, nFull);
-      Runnable prefetch = () -> {
-        // the next full panel; zero rows after the last one. bPtr moves to that panel here
-        // (once per panel, as this runs once per stream), so no second address register
-        int r = e.alloc();
-        e.min(r, jrem, one);
-        e.max(r, r, 0);
-        e.mul(r, r, kRows);
-        e.addImm(bPtr, bPtr, (long) TILE * es);
-        e.dma(MemSpace.SRAM, bNext, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es, r, 0,
-            0, 1, 0, 0);
-        e.free(r);
-      };
-      stream(rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc, accCur,
-          accNext, t, prefetch);
+      Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bAhead, ldb, bPtr, bSrcStride,
+          panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc,
+          accCur, accNext, t, prefetch);
       e.swap(bCur, bNext);
+      if (ring) {
+        e.swap(bNext, bAhead);
+      }
+      e.addImm(bPtr, bPtr, panelStep);
       e.addImm(cPtr, cPtr, TILE * 4L);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, TILE * 4L);
       }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
+      if (ring) {
+        ml.takeEmptyPrefetches(nFull, ahead);
+      }
     }
     if (tail > 0) {
-      e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, tail * es, kRows, 0, 0, 1,
-          0, 0);
-      stream(rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc, accCur,
-          accNext, t, null);
+      int pt = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, tail * es, kRows,
+          0, 0, 1, 0, 0);
+      if (ring) {
+        e.patchTokens(pt, 0, TOK_LOAD);
+      }
+      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc,
+          accCur, accNext, t, null);
+    }
+    if (ring) {
+      ml.closeRing();
+      e.free(bAhead);
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
   }
@@ -577,21 +599,42 @@ final class QuantLowering {
   private record Tail(boolean rowScale, long sxBuf, boolean colScale, int wsPtr, float accScale,
       float tailScale) {}
 
-  private void stream(int rows, List<Lowering.In> ins, int lda, int cPtr, long outHbmStride,
-      int nt, int bSram, int ldb, long k, DType dt, int mTile, int ldc, int accCur, int accNext,
-      Tail t, Runnable afterPrologue) {
+  /**
+   * One panel's row tiles: with {@code ring}, {@link MatmulLowering#streamResident} (x resident,
+   * read by the mma in place); else a row stream of x's tiles through two ACC tiles.
+   */
+  private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
+      int cPtr, long outHbmStride, int nt, int bSram, int ldb, long k, DType dt, int mTile,
+      int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
     int ntReg = e.konst(nt);
     int ntBytes = e.konst(nt * 4L);
-    boolean integer = dt == DType.I8;
     // K above the 13-bit immediate goes in a register (qmatmul made that constant before its
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
+    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8);
+    if (ring) {
+      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride, nt,
+          ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc, t.rowScale(), readout,
+          afterPrologue);
+      return;
+    }
     l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
       int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, kReg,
           kImm, dt, false, false, false, 0, 0));
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
-      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, accCur, 0, ldc, r, ntReg, DType.F32,
+      e.patchTokens(readout.emit(out, accCur, r, s), 0, TOK_STORE);
+    }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale());
+  }
+
+  /**
+   * An ACC tile to the f32 result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
+   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales.
+   */
+  private MatmulLowering.Readout readout(Tail t, int ntReg, int ntBytes, int ldc,
+      boolean integer) {
+    return (out, acc, r, s) -> {
+      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg, DType.F32,
           integer, t.accScale(), Bcast.NONE, 0, 0, UnaryFn.NONE, 0, 0));
       e.patchTokens(last, TOK_MXU, 0);
       if (t.rowScale()) {
@@ -609,7 +652,7 @@ final class QuantLowering {
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));
       }
-      e.patchTokens(last, 0, TOK_STORE);
-    }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale());
+      return last;
+    };
   }
 }

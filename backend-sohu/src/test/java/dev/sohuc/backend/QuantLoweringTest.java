@@ -211,6 +211,40 @@ class QuantLoweringTest {
     assertTrue(res.maxError() <= TOL);
   }
 
+  /**
+   * fp8 dynamic qmatmul on the resident-x ring: 9 row tiles (groups of 4, 4 and 1, the last
+   * tile 76 rows, so per-row scales are read from each group's first row), 9 full weight panels
+   * and a tail (30 groups: the ring of 8 wraps), against the interpreter.
+   */
+  @Test
+  void fp8DynamicQmatmulWrapsTheRingOfTileGroups() {
+    long k = 64;
+    long n = 9 * 128 + 40;
+    Supplier<Module> factory = () -> {
+      Random rnd = new Random(SEED);
+      Module m = new Module("fp8ring");
+      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
+          ElementType.F32));
+      Function f = new Function("main", List.of(x));
+      m.functions().add(f);
+      FunctionBuilder b = new FunctionBuilder(f);
+      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.1f, 0f));
+      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("fp8ring"), "y");
+      f.setOutputs(List.of(new Function.Output("y", y)));
+      Quantizer.quantize(m, QuantOptions.of(QuantMode.FP8));
+      return m;
+    };
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("s", 1100));
+    assertLoweredInsideQmatmul(c, "dynamic_quantize");
+    for (long s : new long[] {1100, 130}) {
+      Random r = new Random(SEED + s);
+      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, s, k)), TOL,
+          "fp8 ring s=" + s);
+      assertTrue(res.maxError() <= TOL);
+    }
+  }
+
   /** No code is attributed to these ops: each was fused into the qmatmul that reads it. */
   static void assertLoweredInsideQmatmul(EndToEndHarness.Compiled c, String... mnemonics) {
     for (var d : c.program.debug()) {
