@@ -261,16 +261,11 @@ final class QuantLowering {
         ? p : null;
   }
 
+  /** The instruction dtype of {@code t}: the symbol mapping, minus the types no MXU/VPU op takes. */
   static DType dtype(ElementType t) {
     return switch (t) {
-      case F32 -> DType.F32;
-      case BF16 -> DType.BF16;
-      case F16 -> DType.F16;
-      case F8E4M3 -> DType.F8E4M3;
-      case F8E5M2 -> DType.F8E5M2;
-      case I8 -> DType.I8;
-      case I32 -> DType.I32;
-      default -> throw new BackendException("no instruction dtype for " + t);
+      case U8, BOOL, I64 -> throw new BackendException("no instruction dtype for " + t);
+      default -> SymbolTypes.of(t);
     };
   }
 

@@ -257,7 +257,7 @@ public final class SohuBackend {
         next = align(next + sz);
       }
       fusedConversions = QuantLowering.fusedConversions(fn, size, known, target);
-      arena = planArena(next, outputRegion);
+      arena = planArena(next);
       hbmEnd = next + arena[0];
     }
 
@@ -572,7 +572,7 @@ public final class SohuBackend {
      * First-fit over live intervals. A value lives from its defining node to the last node
      * that reads it (or reads an alias of it). Returns {arena bytes, bytes without reuse}.
      */
-    private long[] planArena(long base, Map<Value, Long> outputRegion) {
+    private long[] planArena(long base) {
       List<Node> body = fn.body();
       Map<Value, Integer> lastUse = new IdentityHashMap<>();
       for (int i = 0; i < body.size(); i++) {

@@ -103,7 +103,7 @@ final class CompileCommand implements Callable<Integer> {
     }
     QuantReport quantReport = quantize(m);
     if (report && quantReport != null) {
-      if (quantize.strip().equalsIgnoreCase("auto")) {
+      if (autoQuantize()) {
         out.println("--quantize auto: " + quantReport.mode().flag() + " (the checkpoint's linear "
             + "weights are " + quantReport.mode().flag() + ")");
       }
@@ -130,11 +130,15 @@ final class CompileCommand implements Callable<Integer> {
     return 0;
   }
 
+  private boolean autoQuantize() {
+    return quantize.strip().equalsIgnoreCase("auto");
+  }
+
   /** Applies --quantize (after the default pipeline and sharding); null for none. */
   private QuantReport quantize(Module m) {
     QuantOptions options;
     try {
-      boolean auto = quantize.strip().equalsIgnoreCase("auto");
+      boolean auto = autoQuantize();
       QuantMode mode = auto ? Quantizer.autoMode(m) : QuantMode.parse(quantize);
       if (mode == QuantMode.NONE) {
         if (!calibrate.isEmpty() || maxLayerError != null || minOutputCosine != null) {

@@ -53,13 +53,12 @@ public final class LayoutWeightsPass implements Pass {
     for (Function f : module.functions()) {
       // embeddings first, so that the cast they read is gone before casts become weights
       rewrite(f, n -> n.op() instanceof TransformerOp.Embedding e
-          && weightBehindCast(e.table()) != null ? narrowGather(f, n, e, c) : null);
+          && weightCast(module, e.table()) != null ? narrowGather(f, n, e, c) : null);
       rewrite(f, n -> switch (n.op()) {
         case DataOp.Transpose t when t.perm().equals(List.of(1L, 0L))
             && t.x().type().elementType().isFloat() && weight(module, t.x()) != null ->
             replace(f, n, module, weight(module, t.x()), ".T", t.x().type().elementType(), true, c);
-        case ElementwiseOp.Cast cast when cast.to().isFloat()
-            && cast.x().type().elementType().isFloat() && weight(module, cast.x()) != null ->
+        case ElementwiseOp.Cast cast when weightCast(module, n.result()) != null ->
             replace(f, n, module, weight(module, cast.x()), "." + cast.to().text(), cast.to(), false, c);
         default -> null;
       });
@@ -98,11 +97,11 @@ public final class LayoutWeightsPass implements Pass {
         ? m.weights().get(r.name()) : null;
   }
 
-  /** The value's producer is a float cast of a weight reference: the cast's operand is returned. */
-  private static Value weightBehindCast(Value v) {
+  /** The float-to-float cast of a weight that produces {@code v}, or null. */
+  private static ElementwiseOp.Cast weightCast(Module m, Value v) {
     return v.producer() != null && v.producer().op() instanceof ElementwiseOp.Cast c
-        && c.to().isFloat() && c.x().type().elementType().isFloat() && c.x().producer() != null
-        && c.x().producer().op() instanceof SourceOp.WeightRef ? c.x() : null;
+        && c.to().isFloat() && c.x().type().elementType().isFloat() && weight(m, c.x()) != null
+        ? c : null;
   }
 
   /** A reference to {@code w} stored as {@code n}'s result (transposed and/or retyped). */
