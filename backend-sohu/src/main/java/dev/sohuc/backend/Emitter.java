@@ -331,9 +331,12 @@ final class Emitter {
    * dma: {@code rows} and {@code planes} are registers (0 with imm), strides are registers.
    * Returns the pc.
    */
+  /** The widest row one dma moves (its row field is 17 bits). */
+  static final long MAX_DMA_ROW_BYTES = (1 << 17) - 1;
+
   int dma(MemSpace dstSpace, int dst, int dstRs, MemSpace srcSpace, int src, int srcRs,
       long rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPs, int srcPs) {
-    if (rowBytes > (1 << 17) - 1) {
+    if (rowBytes > MAX_DMA_ROW_BYTES) {
       throw new BackendException("a DMA row of " + rowBytes + " bytes is longer than the DMA "
           + "engine's 131071 while lowering " + curOp);
     }

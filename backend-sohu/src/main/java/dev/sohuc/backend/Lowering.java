@@ -1055,6 +1055,19 @@ final class Lowering {
    */
   void copyBlock(List<Dim> dims, List<Dim> srcStrides, List<Dim> dstStrides, int srcBase,
       int dstBase, long esize) {
+    if (!dims.isEmpty() && dims.getLast().isStatic() && srcStrides.getLast().is(esize)
+        && dstStrides.getLast().is(esize)
+        && dims.getLast().value() * esize > Emitter.MAX_DMA_ROW_BYTES) {
+      // a contiguous run longer than one DMA row: split it into rows of the largest divisor
+      long d = dims.getLast().value();
+      long row = Emitter.MAX_DMA_ROW_BYTES / esize;
+      while (d % row != 0) {
+        row--;
+      }
+      dims = withLast(dims, Dim.of(d / row), Dim.of(row));
+      srcStrides = withLast(srcStrides, Dim.of(row * esize), Dim.of(esize));
+      dstStrides = withLast(dstStrides, Dim.of(row * esize), Dim.of(esize));
+    }
     int r = dims.size();
     long unit = esize;
     int inner = r;   // axes [0, inner) are iterated; the unit covers the rest
@@ -1108,6 +1121,14 @@ final class Lowering {
     e.free(counts);
     e.free(sStep);
     e.free(dStep);
+  }
+
+  /** {@code dims} with its last entry replaced by {@code a, b}. */
+  private static List<Dim> withLast(List<Dim> dims, Dim a, Dim b) {
+    List<Dim> out = new ArrayList<>(dims.subList(0, dims.size() - 1));
+    out.add(a);
+    out.add(b);
+    return out;
   }
 
   /** {@code dst = x} bytewise, both dense (reshape, identity cast): one copy. */

@@ -21,11 +21,13 @@ import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 
 /**
@@ -246,7 +248,12 @@ public final class SohuBackend {
         symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a)));
         next = align(next + size.get(a));
       }
+      Set<String> names = new HashSet<>(fn.arguments().stream().map(Value::name).toList());
       for (Function.Output o : fn.outputs()) {
+        if (!names.add(o.name())) {
+          throw new BackendException("output \"" + o.name() + "\" has the name of an input or "
+              + "another output; a .sohu program names each input and output once");
+        }
         long sz = size.get(o.value());
         outputAddr.add(next);
         symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz));

@@ -118,6 +118,16 @@ class EndToEndOpsTest {
         }""", List.of(Map.of("p", 7L, "s", 3L), Map.of("p", 290L, "s", 300L)));
   }
 
+  /** Contiguous runs longer than one DMA row (131071 bytes) are copied as several rows. */
+  @Test
+  void copiesLongerThanOneDmaRow() {
+    check("longcopy", """
+        func @main(%x: tensor<3 x 65536 x f32>, %y: tensor<100003 x f32>) -> ("flat": tensor<196608 x f32>, "same": tensor<100003 x f32>) {
+          %flat = reshape %x {shape = [196608]} : tensor<196608 x f32>
+          return %flat, %y
+        }""", List.of(Map.of()));
+  }
+
   @Test
   void activations() {
     check("act", """

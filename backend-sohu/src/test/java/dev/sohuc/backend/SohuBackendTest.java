@@ -9,6 +9,7 @@ import dev.sohuc.ir.FunctionBuilder;
 import dev.sohuc.ir.Location;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.text.IrParser;
 import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
@@ -124,6 +125,22 @@ class SohuBackendTest {
     f.setOutputs(List.of(new Function.Output("o", o)));
     CompiledProgram c = SohuBackend.compile(m, BackendOptions.defaults().withBound("seq", 300));
     assertTrue(c.instructionCount() > 10);
+  }
+
+  @Test
+  void anOutputNamedLikeAnInputIsRefused() {
+    Module m = IrParser.parse("""
+        module @dup {
+        func @main(%x: tensor<4 x f32>) -> ("x": tensor<4 x f32>) {
+          %y = neg %x : tensor<4 x f32>
+          return %y
+        }
+        }
+        """, "dup.ir");
+    BackendException e = assertThrows(BackendException.class,
+        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+    assertEquals("output \"x\" has the name of an input or another output; a .sohu program "
+        + "names each input and output once", e.getMessage());
   }
 
   @Test

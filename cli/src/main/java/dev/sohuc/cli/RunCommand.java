@@ -57,6 +57,11 @@ final class RunCommand implements Callable<Integer> {
       description = "Timing mode: write a Chrome/Perfetto trace.")
   Path trace;
 
+  @Option(names = "--profile", arity = "0..1", fallbackValue = "25", paramLabel = "N",
+      description = "Timing mode: print the N ops (default 25) that took the most time, and the "
+          + "time of each op kind.")
+  Integer profile;
+
   @Option(names = "--report", description = "Print the run's summary (timing mode: cycles, "
       + "per-engine busy time, MFU, HBM bytes).")
   boolean report;
@@ -84,6 +89,10 @@ final class RunCommand implements Callable<Integer> {
           "--mode must be functional or timing, got " + mode);
     }
     boolean functional = mode.equals("functional");
+    if (profile != null && (functional || profile <= 0)) {
+      throw new CommandLine.ParameterException(spec.commandLine(), functional
+          ? "--profile needs --mode timing" : "--profile N must be positive");
+    }
     if (functional && inputs == null) {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "functional mode needs --inputs DIR");
@@ -134,6 +143,9 @@ final class RunCommand implements Callable<Integer> {
       } else {
         out.printf(Locale.ROOT, "%,d cycles, MFU %.1f%%, HBM %,d bytes%n", r.cycles(),
             100 * r.mfu(), r.hbmBytes());
+      }
+      if (profile != null) {
+        out.print(r.renderProfile(profile));
       }
       out.flush();
       return 0;

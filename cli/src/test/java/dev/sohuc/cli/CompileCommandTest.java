@@ -48,6 +48,16 @@ class CompileCommandTest {
     assertTrue(r.out().contains("{chips = 2}"), r.out());
     CliResult bin = run("compile", tiny.toString(), "--chips", "2", "-o", dir.resolve("t.sohu").toString());
     assertEquals(0, bin.code(), bin.err());
+    // one shard's program times as the whole group (its peers run the same code); the profile
+    // charges each all-reduce its link time
+    CliResult timed = run("run", dir.resolve("t.sohu").toString(), "--mode", "timing",
+        "--shape", "batch=1", "--shape", "seq=16", "--profile", "40");
+    assertEquals(0, timed.code(), timed.err());
+    assertTrue(timed.out().contains("all_reduce %model.layers.1.mlp.down.all_reduce")
+        && timed.out().contains("by kind:"), timed.out());
+    CliResult functional = run("run", dir.resolve("t.sohu").toString(), "--profile");
+    assertEquals(2, functional.code());
+    assertTrue(functional.err().contains("--profile needs --mode timing"), functional.err());
   }
 
   /**

@@ -402,6 +402,6 @@ public final class Emulator {
         t.macsByType, flops, peak,
         peak > 0 ? achieved / peak : 0, achieved / target.peakFlops(DType.F8E4M3), t.hbmBytes,
         bw, intensity, ridge, computeBound, attainable, fraction, options.trace(),
-        trace == null ? 0 : trace.events(), trace != null && trace.truncated());
+        t.opTimings(), trace == null ? 0 : trace.events(), trace != null && trace.truncated());
   }
 }

@@ -66,6 +66,11 @@ final class Image {
     }
   }
 
+  /** The debug entry of pc, or null where the debug section has none. */
+  SohuProgram.DebugEntry debugEntry(int pc) {
+    return debug.get(pc);
+  }
+
   Trap trap(long pc, Trap.Kind kind, String detail) {
     SohuProgram.DebugEntry d = pc >= 0 && pc < length ? debug.get((int) pc) : null;
     return new Trap(kind, pc, text((int) Math.min(Integer.MAX_VALUE, pc)),

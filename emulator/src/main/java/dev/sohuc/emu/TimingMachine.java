@@ -61,7 +61,13 @@ final class TimingMachine {
   long linkBytes;
   long collectives;
 
-  // statistics
+  // statistics; per pc for the op profile (first start -1 until it runs)
+  final long[] pcFirst;
+  final long[] pcDone;
+  final long[] pcBusy;
+  final int[] pcEngine;
+  final long[] pcHbm;
+  final long[] pcMacs;
   final Map<DType, Long> macsByType = new java.util.EnumMap<>(DType.class);
   long hbmBytes;
   long issued;
@@ -76,6 +82,13 @@ final class TimingMachine {
     this.trace = trace;
     this.ops = new Op[image.length];
     this.depth = Math.max(1, target.queueDepth());
+    this.pcFirst = new long[image.length];
+    Arrays.fill(pcFirst, -1);
+    this.pcDone = new long[image.length];
+    this.pcBusy = new long[image.length];
+    this.pcEngine = new int[image.length];
+    this.pcHbm = new long[image.length];
+    this.pcMacs = new long[image.length];
     for (int e = 1; e < 4; e++) {
       qPc[e] = new int[depth];
       qIssue[e] = new long[depth];
@@ -521,14 +534,17 @@ final class TimingMachine {
         qSize[e]++;
         if (c.mma) {
           macsByType.merge(c.mmaType, c.realWork, Long::sum);
+          pcMacs[pc] += c.realWork;
         }
         hbmBytes += c.hbmSides * c.realWork;
+        pcHbm[pc] += c.hbmSides * c.realWork;
         ctrlTime = ctrlAt + 1;
         pc = loops.next(pc);
         continue;
       }
       long done = ctrlAt + c.fixed;
       busy[CTRL] += c.fixed;
+      profile(pc, CTRL, ctrlAt, c.fixed, done);
       if (trace != null) {
         trace.slice(CTRL, c.mnemonic, pc, ctrlAt, c.fixed);
       }
@@ -580,12 +596,27 @@ final class TimingMachine {
     long done = end + o.latency;
     lastDone[e] = Math.max(lastDone[e], done);
     busy[e] += cyc;
+    profile(pc, e, at, cyc, done);
     if (o.signal != 0) {
       push(pc, o.signal, done);
     }
     if (trace != null) {
       trace.slice(e, o.mnemonic, pc, at, cyc);
     }
+  }
+
+  private void profile(int pc, int engine, long at, long cycles, long done) {
+    if (pcFirst[pc] < 0) {
+      pcFirst[pc] = at;
+    }
+    pcDone[pc] = Math.max(pcDone[pc], done);
+    pcBusy[pc] += cycles;
+    pcEngine[pc] = engine;
+  }
+
+  /** Where the time went, per IR op. */
+  List<OpTiming> opTimings() {
+    return OpTiming.of(image, pcFirst, pcDone, pcBusy, pcEngine, pcHbm, pcMacs);
   }
 
   /**
@@ -596,11 +627,8 @@ final class TimingMachine {
     collectives++;
     linkBytes += o.realWork;
     if (group == null) {
-      if (o.chips != 1) {
-        throw image.trap(pc, Trap.Kind.BAD_OPERAND, "allreduce over " + o.chips + " chips in a "
-            + "single-chip run; run the group with MultiChipTiming");
-      }
-      return at;
+      // one tensor-parallel shard timed alone stands for all N: its peers run the same code
+      group = new Collective.Symmetric(o.chips);
     }
     if (o.chips != group.chips()) {
       throw image.trap(pc, Trap.Kind.BAD_OPERAND, "allreduce over " + o.chips

@@ -3,6 +3,7 @@ package dev.sohuc.emu;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -25,6 +26,7 @@ import java.util.Map;
  * @param attainableFlops min(peakFlops, intensity x HBM bandwidth)
  * @param fractionOfBound achieved FLOP/s / attainableFlops (for a program without MXU work:
  *     achieved HBM bytes/s / HBM bandwidth)
+ * @param ops where the time went, per IR op of the debug section, in program order
  */
 public record TimingReport(
     String target,
@@ -46,6 +48,7 @@ public record TimingReport(
     double attainableFlops,
     double fractionOfBound,
     Path trace,
+    List<OpTiming> ops,
     long traceSlices,
     boolean traceTruncated) {
 
@@ -54,6 +57,7 @@ public record TimingReport(
     java.util.EnumMap<DType, Long> macs = new java.util.EnumMap<>(DType.class);
     macs.putAll(macsByType);
     macsByType = java.util.Collections.unmodifiableMap(macs);
+    ops = List.copyOf(ops);
   }
 
   /** One engine's share of the run. */
@@ -105,6 +109,11 @@ public record TimingReport(
           traceSlices, traceTruncated ? ", truncated" : ""));
     }
     return sb.toString();
+  }
+
+  /** The op profile: the {@code top} ops by self time, then every op kind. */
+  public String renderProfile(int top) {
+    return OpTiming.render(ops, cycles, clockHz, top);
   }
 
   static String si(double v, String unit) {

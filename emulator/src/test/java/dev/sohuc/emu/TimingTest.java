@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -165,5 +166,38 @@ class TimingTest {
     assertEquals((long) Math.ceil(128 * 128 * 1024 / macsPerCycle),
         sohu.engines().get(Engine.MXU).busyCycles());
     assertEquals(64L * 32 * 1024, sohu.macsByType().get(DType.BF16));
+  }
+
+  @Test
+  void profileChargesEachOpItsOwnTime() {
+    // a DMA-bound op, then (after a barrier) an MXU-bound op
+    TimingReport r = timing("""
+        .debug "load %w", "model.w"
+        li r3, 256
+        li r2, 128
+        loop 50, e
+        dma sram, r0+0, r3, hbm, r0+0, r3, 256, 256
+        e:
+        barrier
+        .debug "matmul %y", "model.y"
+        mma r0+0, r2, r0+0, r2, r0+0, r2, 128, 128, 256, bf16
+        halt
+        """);
+    List<OpTiming> ops = r.ops();
+    assertEquals(List.of("load %w", "matmul %y"), ops.stream().map(OpTiming::op).toList());
+    OpTiming load = ops.get(0);
+    OpTiming mm = ops.get(1);
+    assertEquals("model.w", load.location());
+    assertEquals(N * DMA_CYCLES, load.busy(Engine.DMA));
+    assertEquals(N * 65536L, load.hbmBytes());
+    assertEquals(MMA_CYCLES, mm.busy(Engine.MXU));
+    assertEquals(2.0 * 128 * 128 * 256, mm.flops());
+    assertTrue(mm.startCycle() >= load.endCycle(), "the mma waits for the loads");
+    // self times tile the run: the loads' end, then the mma's occupancy and latency
+    assertEquals(r.cycles(), load.selfCycles() + mm.selfCycles());
+    assertEquals(MMA_CYCLES + MMA_LATENCY, mm.selfCycles(), 4);
+    String table = r.renderProfile(5);
+    assertTrue(table.contains("load %w") && table.contains("by kind:")
+        && table.indexOf("load %w") < table.indexOf("matmul %y"), table);
   }
 }

@@ -1,0 +1,112 @@
+package dev.sohuc.emu;
+
+import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.container.SohuProgram;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Where a timing run spent its time, per IR op of the debug section (one node of the compiled
+ * graph, or the backend's own glue such as handoffs and output copies).
+ *
+ * @param op the IR op as the debug section names it ({@code matmul %x}); "?" without debug info
+ * @param location its source location
+ * @param startCycle when its first instruction started on an engine
+ * @param endCycle when its last instruction completed
+ * @param selfCycles how far it pushed the run's end: its completion past every earlier op's
+ *     (the ops' self cycles add up to the run's cycles, less the control unit's tail)
+ * @param busyCycles per engine, cycles its instructions occupied
+ * @param hbmBytes bytes it moved to or from HBM
+ * @param flops 2 x its multiply-accumulates (unpadded)
+ */
+public record OpTiming(String op, String location, long startCycle, long endCycle,
+    long selfCycles, Map<Engine, Long> busyCycles, long hbmBytes, double flops) {
+
+  /** The op's kind: the first word of its name ({@code matmul}, {@code rms_norm}, ...). */
+  public String kind() {
+    int sp = op.indexOf(' ');
+    return sp < 0 ? op : op.substring(0, sp);
+  }
+
+  /**
+   * Groups per-pc figures by the debug entry of each pc (a pc without one belongs to the entry
+   * before it, as in a line table), in program order of first appearance; self cycles are
+   * computed over the groups in that order.
+   */
+  static List<OpTiming> of(Image image, long[] first, long[] done, long[] busy, int[] engine,
+      long[] hbm, long[] macs) {
+    record Acc(String op, String loc, long[] v, EnumMap<Engine, Long> busy) {}
+    Map<String, Acc> groups = new LinkedHashMap<>();
+    String op = "?";
+    String loc = "";
+    for (int pc = 0; pc < image.length; pc++) {
+      SohuProgram.DebugEntry d = image.debugEntry(pc);
+      if (d != null) {
+        op = d.irOp() == null || d.irOp().isEmpty() ? "?" : d.irOp();
+        loc = d.location() == null ? "" : d.location();
+      }
+      if (first[pc] < 0) {
+        continue;
+      }
+      String o = op;
+      String l = loc;
+      Acc a = groups.computeIfAbsent(o + "\u0000" + l, k -> new Acc(o, l,
+          new long[] {Long.MAX_VALUE, 0, 0, 0}, new EnumMap<>(Engine.class)));
+      a.v[0] = Math.min(a.v[0], first[pc]);
+      a.v[1] = Math.max(a.v[1], done[pc]);
+      a.v[2] += hbm[pc];
+      a.v[3] += macs[pc];
+      a.busy.merge(Engine.values()[engine[pc]], busy[pc], Long::sum);
+    }
+    List<OpTiming> out = new ArrayList<>();
+    long frontier = 0;
+    for (Acc a : groups.values()) {
+      long self = Math.max(0, a.v[1] - frontier);
+      frontier = Math.max(frontier, a.v[1]);
+      out.add(new OpTiming(a.op, a.loc, a.v[0], a.v[1], self, Map.copyOf(a.busy), a.v[2],
+          2.0 * a.v[3]));
+    }
+    return out;
+  }
+
+  /**
+   * A table of the {@code top} ops with the most self time, then the self time of every op
+   * kind, as profilers print them.
+   */
+  public static String render(List<OpTiming> ops, long totalCycles, double clockHz, int top) {
+    StringBuilder sb = new StringBuilder();
+    double total = Math.max(1, totalCycles);
+    sb.append(String.format(Locale.ROOT, "%-9s %6s %9s %9s %9s %10s  %s%n", "self", "share",
+        "DMA", "MXU", "VPU", "HBM", "op"));
+    ops.stream().sorted((a, b) -> Long.compare(b.selfCycles, a.selfCycles)).limit(top)
+        .forEach(o -> sb.append(String.format(Locale.ROOT, "%-9s %5.1f%% %9s %9s %9s %10s  %s%n",
+            us(o.selfCycles, clockHz), 100 * o.selfCycles / total,
+            us(o.busy(Engine.DMA), clockHz), us(o.busy(Engine.MXU), clockHz),
+            us(o.busy(Engine.VPU), clockHz), TimingReport.si(o.hbmBytes, "B"), o.op)));
+    Map<String, long[]> kinds = new LinkedHashMap<>();
+    for (OpTiming o : ops) {
+      long[] k = kinds.computeIfAbsent(o.kind(), x -> new long[2]);
+      k[0] += o.selfCycles;
+      k[1]++;
+    }
+    sb.append(String.format(Locale.ROOT, "by kind:%n"));
+    kinds.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue()[0], a.getValue()[0]))
+        .forEach(e -> sb.append(String.format(Locale.ROOT, "  %-24s %5.1f%%  %s over %d op%s%n",
+            e.getKey(), 100 * e.getValue()[0] / total, us(e.getValue()[0], clockHz),
+            e.getValue()[1], e.getValue()[1] == 1 ? "" : "s")));
+    return sb.toString();
+  }
+
+  /** Busy cycles on engine {@code e}. */
+  public long busy(Engine e) {
+    return busyCycles.getOrDefault(e, 0L);
+  }
+
+  private static String us(long cycles, double clockHz) {
+    return String.format(Locale.ROOT, "%.1fus", cycles / clockHz * 1e6);
+  }
+}
