@@ -190,6 +190,8 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("article_kv_bytes", 72e9);
     batch.put("tokens_per_s_server_at_this_batch", (inputLen + decodeBatch)
         / (p.seconds() + d.seconds()));
+    batch.put("prefill_seconds_by_op_kind", p.secondsByKind());
+    batch.put("decode_seconds_by_op_kind", d.secondsByKind());
     m.put("article_batch", batch);
     long kvHeads = shape.kvHeads();
     m.put("kv_heads_layout", kvHeads >= chips
@@ -217,6 +219,9 @@ final class BenchCommand implements Callable<Integer> {
           + (s.decode() == null ? 0 : s.decode().flopsPerChip() / s.decode().peakFlops());
       e.put("compute_bound_s", cb);
       e.put("bandwidth_bound_s", b / target.hbmBytesPerSecond());
+      double lb = (s.prefill() == null ? 0 : s.prefill().linkBoundSeconds())
+          + (s.decode() == null ? 0 : s.decode().linkBoundSeconds());
+      e.put("interconnect_bound_s", lb);
       e.put("time_over_max_bound", s.seconds() / Math.max(cb, b / target.hbmBytesPerSecond()));
       steps.add(e);
     }
@@ -276,6 +281,10 @@ final class BenchCommand implements Callable<Integer> {
         (double) b.get("weight_bytes_bf16_params") / 1e9});
     line.accept("  KV cache: %.1f GB (fp32, %s); article 72 GB",
         new Object[] {(double) b.get("kv_bytes_server") / 1e9, m.get("kv_heads_layout")});
+    line.accept("  where the time goes, prefill: %s", new Object[] {
+        byKind((Map<String, Double>) b.get("prefill_seconds_by_op_kind"))});
+    line.accept("  where the time goes, decode: %s", new Object[] {
+        byKind((Map<String, Double>) b.get("decode_seconds_by_op_kind"))});
     line.accept("KV capacity: %d tokens per server; most used %d", new Object[] {
         m.get("kv_capacity_tokens"), m.get("kv_max_tokens_used")});
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
@@ -287,10 +296,29 @@ final class BenchCommand implements Callable<Integer> {
         continue;
       }
       line.accept("  t=%.3f s prefill %d + decode %d (past %d): %.4f s = %.2fx max(compute %.4f s, "
-          + "bandwidth %.4f s)", new Object[] {s.get("start"), s.get("prefill_tokens"),
-          s.get("decode_tokens"), s.get("decode_past"), s.get("seconds"),
-          s.get("time_over_max_bound"), s.get("compute_bound_s"), s.get("bandwidth_bound_s")});
+          + "bandwidth %.4f s); interconnect alone %.4f s", new Object[] {s.get("start"),
+          s.get("prefill_tokens"), s.get("decode_tokens"), s.get("decode_past"), s.get("seconds"),
+          s.get("time_over_max_bound"), s.get("compute_bound_s"), s.get("bandwidth_bound_s"),
+          s.get("interconnect_bound_s")});
     }
+    return sb.toString();
+  }
+
+  /** The largest op kinds' shares of a step: "qmatmul 54% (32.1 ms), all_reduce 24% ...". */
+  static String byKind(Map<String, Double> kinds) {
+    double total = kinds.values().stream().mapToDouble(Double::doubleValue).sum();
+    StringBuilder sb = new StringBuilder();
+    double rest = total;
+    int n = 0;
+    for (Map.Entry<String, Double> e : kinds.entrySet()) {
+      if (n++ == 6) {
+        break;
+      }
+      sb.append(String.format(Locale.ROOT, "%s %.0f%% (%.2f ms), ", e.getKey(),
+          100 * e.getValue() / total, 1e3 * e.getValue()));
+      rest -= e.getValue();
+    }
+    sb.append(String.format(Locale.ROOT, "other %.0f%%", total > 0 ? 100 * rest / total : 0));
     return sb.toString();
   }
 }

@@ -5,6 +5,7 @@ import dev.sohuc.backend.CompiledProgram;
 import dev.sohuc.backend.SohuBackend;
 import dev.sohuc.emu.MachineDescription;
 import dev.sohuc.emu.MultiChipTiming;
+import dev.sohuc.emu.OpTiming;
 import dev.sohuc.emu.Options;
 import dev.sohuc.emu.TimingReport;
 import dev.sohuc.hf.HfImporter;
@@ -28,6 +29,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -44,9 +46,16 @@ import java.util.Map;
 public final class StepModel {
   public static final int KV_BUCKET = 128;
 
-  /** One program run: time and work per chip. */
+  /**
+   * One program run: time and work per chip.
+   *
+   * @param linkBoundSeconds the interconnect bound: the collectives' link bytes over the link
+   *     bandwidth plus their ring latency, the least time they take with nothing else to do
+   * @param secondsByKind self time per op kind (OpTiming), largest first
+   */
   public record StepTiming(double seconds, double flopsPerChip, long hbmBytesPerChip,
-      double peakFlops, double mfu, double mfuFp8, long linkBytesPerChip, long collectives) {}
+      double peakFlops, double mfu, double mfuFp8, long linkBytesPerChip, long collectives,
+      double linkBoundSeconds, Map<String, Double> secondsByKind) {}
 
   private final int chips;
   private final QuantMode quant;
@@ -270,8 +279,12 @@ public final class StepModel {
     long h = 0;
     long l = 0;
     long c = 0;
+    double link = 0;
+    Map<String, Double> kinds = new HashMap<>();
     double peakTime = 0;
     for (StepTiming p : parts) {
+      link += p.linkBoundSeconds();
+      p.secondsByKind().forEach((k, v) -> kinds.merge(k, v, Double::sum));
       s += p.seconds();
       f += p.flopsPerChip();
       h += p.hbmBytesPerChip();
@@ -283,7 +296,7 @@ public final class StepModel {
     double fp8 = parts.get(0).mfuFp8() > 0 ? parts.get(0).flopsPerChip()
         / parts.get(0).seconds() / parts.get(0).mfuFp8() : 0;
     return new StepTiming(s, f, h, peak, s > 0 ? f / s / peak : 0,
-        s > 0 && fp8 > 0 ? f / s / fp8 : 0, l, c);
+        s > 0 && fp8 > 0 ? f / s / fp8 : 0, l, c, link, largestFirst(kinds));
   }
 
   public int prefillChunk() {
@@ -302,8 +315,22 @@ public final class StepModel {
     MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.program(), chips, target,
         Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims);
     TimingReport c = r.chips().get(0);
+    long linkBytes = r.linkBytes() / chips;
+    double linkBound = chips < 2 ? 0 : linkBytes / (target.linkBytesPerCycle() * target.clockHz())
+        + r.collectives() * 2.0 * (chips - 1) * target.linkLatencyCycles() / target.clockHz();
+    Map<String, Double> kinds = new HashMap<>();
+    for (OpTiming o : c.ops()) {
+      kinds.merge(o.kind(), o.selfCycles() / target.clockHz(), Double::sum);
+    }
     return new StepTiming(r.seconds(), c.flops(), c.hbmBytes(), c.peakFlops(), c.mfu(),
-        c.mfuFp8(), r.linkBytes() / chips, r.collectives());
+        c.mfuFp8(), linkBytes, r.collectives(), linkBound, largestFirst(kinds));
+  }
+
+  private static Map<String, Double> largestFirst(Map<String, Double> kinds) {
+    Map<String, Double> out = new LinkedHashMap<>();
+    kinds.entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed())
+        .forEach(e -> out.put(e.getKey(), e.getValue()));
+    return out;
   }
 
   public QuantMode quantMode() {
