@@ -539,6 +539,12 @@ final class Lowering {
     }
   }
 
+  /**
+   * A second output of a row stream: the body writes it into each output tile row after the
+   * first output's {@code outRowBytes}, and the stream stores it to its own tensor.
+   */
+  record Out(int hbmBase, long rowBytes, long hbmRowStride) {}
+
   /** Emits the compute of one tile; registers hold SRAM addresses and the tile's row count. */
   interface Body {
     void emit(int[] inSram, int outSram, int rows, int rowStart);
@@ -572,17 +578,18 @@ final class Lowering {
   void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
       long outHbmStride, Body body) {
     rowStream(rowsReg, tile, ins, outBase, outRowBytes, outHbmStride, body, false, new int[0],
-        null, false);
+        null, false, null);
   }
 
   /**
    * The general form: with {@code rawTokens} the body places the LOAD wait and the STORE signal
    * itself; {@code swapPairs} are register pairs swapped after every tile (more double
-   * buffers); {@code afterPrologue} runs right after tile 0's load is queued.
+   * buffers); {@code afterPrologue} runs right after tile 0's load is queued; a non-null
+   * {@code second} output follows the first in each tile row and is stored after it.
    */
   void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
       long outHbmStride, Body body, boolean rawTokens, int[] swapPairs, Runnable afterPrologue,
-      boolean needRowStart) {
+      boolean needRowStart, Out second) {
     int log2 = Long.numberOfTrailingZeros(tile);
     int nIn = ins.size();
     int[] hbmPtr = new int[nIn];
@@ -601,10 +608,14 @@ final class Lowering {
       tileRs[i] = e.konst(in.rowBytes());
       step[i] = tile * in.hbmRowStride();
     }
-    int outCur = e.li(sram(tile * outRowBytes, "output tile"));
-    int outNext = e.li(sram(tile * outRowBytes, "output tile"));
+    long tileRowBytes = outRowBytes + (second == null ? 0 : second.rowBytes());
+    int outCur = e.li(sram(tile * tileRowBytes, "output tile"));
+    int outNext = e.li(sram(tile * tileRowBytes, "output tile"));
     int outPtr = e.copy(outBase);
-    int outRs = e.konst(outRowBytes);
+    int outRs = e.konst(tileRowBytes);
+    int secondPtr = second == null ? 0 : e.copy(second.hbmBase());
+    int secondStride = second == null ? 0 : e.konst(second.hbmRowStride());
+    int secondTile = second == null ? 0 : e.alloc();
     int outStride = e.konst(outHbmStride);
     int tileReg = e.konst(tile);
     int rem = e.copy(rowsReg);
@@ -657,6 +668,12 @@ final class Lowering {
       int st = e.dma(MemSpace.HBM, outPtr, outStride, MemSpace.SRAM, outCur, outRs, outRowBytes,
           curRows, 0, 0, 1, 0, 0);
       e.patchTokens(st, TOK_STORE, 0);
+      if (second != null) {
+        // after the first store in the DMA queue, so after the same STORE token
+        e.addImm(secondTile, outCur, outRowBytes);
+        e.dma(MemSpace.HBM, secondPtr, secondStride, MemSpace.SRAM, secondTile, outRs,
+            second.rowBytes(), curRows, 0, 0, 1, 0, 0);
+      }
     };
     computeAndStore.run();
     for (int i = 0; i < nIn; i++) {
@@ -664,6 +681,9 @@ final class Lowering {
       e.swap(cur[i], next[i]);
     }
     e.addImm(outPtr, outPtr, tile * outHbmStride);
+    if (second != null) {
+      e.addImm(secondPtr, secondPtr, tile * second.hbmRowStride());
+    }
     e.swap(outCur, outNext);
     for (int i = 0; i + 1 < swapPairs.length; i += 2) {
       e.swap(swapPairs[i], swapPairs[i + 1]);
@@ -679,7 +699,7 @@ final class Lowering {
     e.free(hbmPtr);
     e.free(cur);
     e.free(next);
-    e.free(outCur, outNext, outPtr, rem, rowStart, curRows);
+    e.free(outCur, outNext, outPtr, rem, rowStart, curRows, secondPtr, secondTile);
   }
 
   /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */
@@ -741,8 +761,7 @@ final class Lowering {
     int dst = e.li(addr(n.result()));
     long tile = tileRows(2 * rowBytes, v.cols() == 1 ? 1024 : 128);
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
-        (in, out, r, s) -> e.vun(fn, out, rs, in[0], rs, r, cols), false, new int[0], null,
-        false);
+        (in, out, r, s) -> e.vun(fn, out, rs, in[0], rs, r, cols));
     e.free(rows, src, dst);
   }
 
@@ -922,12 +941,51 @@ final class Lowering {
     e.free(rows, gamma, beta, src, dst);
   }
 
+  /**
+   * Residual adds lowered inside the rms_norm that reads them (add to norm): {@code
+   * rms_norm(a + b)} with a and b of the sum's shape, where the norm is the next op after the
+   * add. The norm's stream then reads a and b, adds them in SRAM, normalizes the sum and
+   * stores both the sum (for the next residual) and the normalized rows: the sum is not read
+   * back from HBM, and one op's latency is saved.
+   */
+  static Map<Node, Node> fusedResidualAdds(dev.sohuc.ir.Function fn, Map<Value, Tensor> known) {
+    Map<Node, Node> fused = new java.util.IdentityHashMap<>();
+    Node add = null;
+    for (Node n : fn.body()) {
+      if (SohuBackend.isSource(n)) {
+        continue;
+      }
+      if (add != null && n.op() instanceof TransformerOp.RmsNorm r && r.x() == add.result()
+          && r.x().type().elementType() == ElementType.F32
+          && r.x().type().dim(r.x().type().rank() - 1).isStatic()) {
+        fused.put(add, n);
+      }
+      add = residualAdd(n, known) ? n : null;
+    }
+    return fused;
+  }
+
+  private static boolean residualAdd(Node n, Map<Value, Tensor> known) {
+    if (!(n.op() instanceof ElementwiseOp.Binary bin) || bin.kind() != ElementwiseOp.BinaryKind.ADD
+        || n.result().type().elementType() != ElementType.F32) {
+      return false;
+    }
+    BinaryPlan p = binaryPlan(bin, known);
+    return p != null && p.imm() == null && p.bShape() == Shape.FULL
+        && p.a().type().dims().equals(n.result().type().dims());
+  }
+
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
     long rowBytes = v.cols() * 4;
     int rows = dimReg(v.rows());
     int colsReg = e.konst(v.cols());
     int rs = e.konst(rowBytes);
+    Node add = fusedProducer(r.x());
+    if (add != null) {
+      residualRmsNorm(n, r, add, v, rows, colsReg, rs);
+      return;
+    }
     int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
     // Gemma's gamma_offset: the scale is (gamma + offset), made per tile from the loaded gamma
     // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
@@ -947,6 +1005,42 @@ final class Lowering {
               eps, 0, 0));
         });
     e.free(rows, loaded, src, dst);
+    if (gamma != loaded) {
+      e.free(gamma);
+    }
+  }
+
+  /**
+   * {@code y = rms_norm(a + b)} and the sum {@code a + b}, in one stream: each tile row of the
+   * output is [y | sum], the sum written by {@code vbin add} and normalized from there.
+   */
+  private void residualRmsNorm(Node n, TransformerOp.RmsNorm r, Node add, View v, int rows,
+      int colsReg, int rs) {
+    BinaryPlan p = binaryPlan((ElementwiseOp.Binary) add.op(), known);
+    long rowBytes = v.cols() * 4;
+    int tileRs = e.konst(2 * rowBytes);
+    int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
+    float offset = (float) r.gammaOffset();
+    int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
+    int one = e.konst(1);
+    int a = e.li(addr(p.a()));
+    int b = e.li(addr(p.b()));
+    int sum = e.li(addr(add.result()));
+    int dst = e.li(addr(n.result()));
+    int sumTile = e.alloc();
+    float eps = (float) r.eps();
+    long tile = tileRows(4 * rowBytes, 128);
+    rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes), new In(b, rowBytes, rowBytes)),
+        dst, rowBytes, rowBytes, (in, out, rr, st) -> {
+          e.addImm(sumTile, out, rowBytes);
+          e.vbin(BinOp.ADD, sumTile, tileRs, in[0], rs, in[1], rs, rr, colsReg, Bcast.NONE);
+          if (offset != 0) {
+            e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
+          }
+          e.emit(new Insn.Rmsnorm(out, 0, tileRs, sumTile, 0, tileRs, gamma, 0, rr, colsReg,
+              DType.F32, eps, 0, 0));
+        }, false, new int[0], null, false, new Out(sum, rowBytes, rowBytes));
+    e.free(rows, loaded, a, b, sum, dst, sumTile);
     if (gamma != loaded) {
       e.free(gamma);
     }
@@ -989,7 +1083,7 @@ final class Lowering {
           }
           e.emit(new Insn.Rope(RopeMode.HALF, out, 0, rs, in[0], 0, rs, cosBuf, 0,
               sinBuf, 0, tableStride, st, rr, rotReg, DType.F32, 0, 0));
-        }, false, new int[0], null, !oneRow);
+        }, false, new int[0], null, !oneRow, null);
     e.add(src, src, planeBytes);
     e.add(dst, dst, planeBytes);
     e.endLoop(loop);
@@ -1011,17 +1105,17 @@ final class Lowering {
     this.boundSizes = sizes;
   }
 
-  /** Conversions lowered inside the qmatmul that reads them (producer to qmatmul). */
-  private Map<Node, Node> fusedConversions = Map.of();
+  /** Ops lowered inside the op that reads them (producer to consumer; see SohuBackend). */
+  private Map<Node, Node> fusedProducers = Map.of();
 
-  void setFusedConversions(Map<Node, Node> fused) {
-    this.fusedConversions = fused;
+  void setFusedProducers(Map<Node, Node> fused) {
+    this.fusedProducers = fused;
   }
 
-  /** The producer of {@code x} when its conversion is fused into its qmatmul, else null. */
-  Node fusedConversion(Value x) {
+  /** The producer of {@code x} when it is lowered inside its consumer, else null. */
+  Node fusedProducer(Value x) {
     Node p = x.producer();
-    return p != null && fusedConversions.containsKey(p) ? p : null;
+    return p != null && fusedProducers.containsKey(p) ? p : null;
   }
 
   /** The bytes of {@code v} at the symbols' bounds, or {@code or} when it has no HBM size. */

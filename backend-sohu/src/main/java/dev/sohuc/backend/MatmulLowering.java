@@ -291,7 +291,7 @@ final class MatmulLowering {
           int rd = e.accrd(out, ntBytesReg, accCur, ldc, r, ntReg, alpha,
               hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
           e.patchTokens(rd, TOK_MXU, TOK_STORE);
-        }, true, new int[] {accCur, accNext}, afterPrologue, false);
+        }, true, new int[] {accCur, accNext}, afterPrologue, false, null);
   }
 
   /**

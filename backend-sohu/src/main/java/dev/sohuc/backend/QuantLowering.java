@@ -387,7 +387,7 @@ final class QuantLowering {
     }
     long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
     // x's conversion fused here: x converted tile by tile into a resident SRAM copy
-    Node conv = l.fusedConversion(x);
+    Node conv = l.fusedProducer(x);
     long[] resident = conv == null ? null : convertResident(conv, k, dt);
     // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
     long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
@@ -523,7 +523,7 @@ final class QuantLowering {
   private long[] convertResident(Node conv, long k, DType to) {
     Value xf = conv.op().operands().get(0);
     // SmoothQuant's per-channel multiply, fused too: applied to each f32 tile first
-    Node pre = l.fusedConversion(xf);
+    Node pre = l.fusedProducer(xf);
     Lowering.BinaryPlan scaleBy = pre == null ? null : preScale(pre, l.known());
     Value src0 = scaleBy == null ? xf : scaleBy.a();
     long vecAt = scaleBy == null ? 0 : l.preload(scaleBy.b(), k * 4, "x channel scales");
@@ -582,7 +582,7 @@ final class QuantLowering {
                 ScaleMode.TENSOR, s, 0, 0, d, 0, 0));
           }
           e.free(qa);
-        }, false, new int[0], null, true);
+        }, false, new int[0], null, true, null);
     e.free(rows, src, vec, qBase, sBase, scratch, outHbm);
     // this stream's shared constants are not used after it: release them for the mma stream
     // (qmatmul calls this before it makes any constant of its own)
@@ -619,7 +619,7 @@ final class QuantLowering {
           kImm, dt, false, false, false, 0, 0));
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
       e.patchTokens(readout.emit(out, accCur, r, s), 0, TOK_STORE);
-    }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale());
+    }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale(), null);
   }
 
   /**

@@ -58,6 +58,12 @@ public final class SohuBackend {
     return new SohuBackend.Run(module, options, target).run();
   }
 
+  /** Ops that make no code: weights, constants, arguments and shape queries. */
+  static boolean isSource(Node n) {
+    return n.op() instanceof SourceOp || n.op() instanceof DataOp.Shape
+        || n.op() instanceof DataOp.Size;
+  }
+
   private static final class Run {
     final Module module;
     final BackendOptions options;
@@ -79,8 +85,12 @@ public final class SohuBackend {
     long[] arena;
     long hbmEnd;
     final List<String> notes = new ArrayList<>();
-    /** Conversions lowered inside their qmatmul (see QuantLowering.fusedConversions). */
-    Map<Node, Node> fusedConversions = Map.of();
+    /**
+     * Ops lowered inside the op that reads them, producer to consumer: conversions inside their
+     * qmatmul (QuantLowering.fusedConversions), residual adds inside the rms_norm after them
+     * (Lowering.fusedResidualAdds).
+     */
+    Map<Node, Node> fusedProducers = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -154,13 +164,13 @@ public final class SohuBackend {
       Lowering low = new Lowering(e, target, symRegs, addr, known);
       low.setBoundSizes(size);
       low.setBounds(bounds);
-      low.setFusedConversions(fusedConversions);
+      low.setFusedProducers(fusedProducers);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
-            || fusedConversions.containsKey(n)) {
+            || fusedProducers.containsKey(n)) {
           continue;
         }
         e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
@@ -263,7 +273,9 @@ public final class SohuBackend {
         }
         next = align(next + sz);
       }
-      fusedConversions = QuantLowering.fusedConversions(fn, size, known, target);
+      fusedProducers = new IdentityHashMap<>(QuantLowering.fusedConversions(fn, size, known,
+          target));
+      fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
       arena = planArena(next);
       hbmEnd = next + arena[0];
     }
@@ -350,11 +362,22 @@ public final class SohuBackend {
 
     /** Whether {@code next} reads or writes an HBM range that {@code prev} writes, or writes one it reads. */
     private boolean hbmHazard(Node prev, Node next) {
-      List<long[]> prevW = ranges(prev.results());
+      List<long[]> prevW = ranges(writes(prev));
       List<long[]> prevR = ranges(reads(prev));
       List<long[]> nextR = ranges(reads(next));
-      List<long[]> nextW = ranges(next.results());
+      List<long[]> nextW = ranges(writes(next));
       return overlaps(prevW, nextR) || overlaps(prevW, nextW) || overlaps(prevR, nextW);
+    }
+
+    /** An op's results, with those of the producers fused into it (it writes them). */
+    private List<Value> writes(Node n) {
+      List<Value> vs = new ArrayList<>(n.results());
+      for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
+        if (f.getValue() == n) {
+          vs.addAll(f.getKey().results());
+        }
+      }
+      return vs;
     }
 
     /**
@@ -364,14 +387,14 @@ public final class SohuBackend {
      */
     private List<Value> reads(Node n) {
       List<Value> vs = new ArrayList<>(n.op().operands());
-      for (Map.Entry<Node, Node> f : fusedConversions.entrySet()) {
+      for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
         if (f.getValue() == n) {
           vs.addAll(f.getKey().op().operands());
         }
       }
       for (int i = 0; i < vs.size(); i++) {
         Node p = vs.get(i).producer();
-        if (p != null && fusedConversions.containsKey(p)) {
+        if (p != null && fusedProducers.containsKey(p)) {
           vs.addAll(p.op().operands());
         }
       }
@@ -417,11 +440,6 @@ public final class SohuBackend {
         n = Math.multiplyExact(n, Math.max(0, d.evaluate(bounds)));
       }
       return n;
-    }
-
-    static boolean isSource(Node n) {
-      return n.op() instanceof SourceOp || n.op() instanceof DataOp.Shape
-          || n.op() instanceof DataOp.Size;
     }
 
     /** Ops that reinterpret their operand's bytes: no code, the same HBM address. */
@@ -590,8 +608,8 @@ public final class SohuBackend {
       for (Function.Output o : fn.outputs()) {
         lastUse.put(aliasRoot(o.value()), body.size());
       }
-      // a conversion fused into its qmatmul reads its input when the qmatmul runs
-      for (Map.Entry<Node, Node> f : fusedConversions.entrySet()) {
+      // a producer fused into its consumer reads its inputs when the consumer runs
+      for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
         int at = body.indexOf(f.getValue());
         for (Value v : f.getKey().op().operands()) {
           lastUse.merge(aliasRoot(v), at, Math::max);

@@ -1,11 +1,15 @@
 package dev.sohuc.backend;
 
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.text.IrParser;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.container.SohuProgram;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -205,6 +209,28 @@ class EndToEndOpsTest {
           %rms = rms_norm %x, %g {eps = 1.0E-6, gamma_offset = 0.0} : tensor<1 x ?s x 48 x f32>
           return %ln, %ln0, %rms
         }""");
+  }
+
+  /**
+   * A residual add followed by rms_norm lowers as one stream that stores the sum and the norm
+   * (the second residual's sum feeds the next add and is an output, the Gemma offset applies).
+   */
+  @Test
+  void residualAddFusedIntoRmsNorm() {
+    String func = """
+        func @main(%a: tensor<1 x ?s x 48 x f32>, %b: tensor<1 x ?s x 48 x f32>, %g: tensor<48 x f32>) -> ("y": tensor<1 x ?s x 48 x f32>, "y2": tensor<1 x ?s x 48 x f32>, "h2": tensor<1 x ?s x 48 x f32>) {
+          %h = add %a, %b : tensor<1 x ?s x 48 x f32>
+          %y = rms_norm %h, %g {eps = 1.0E-6, gamma_offset = 0.0} : tensor<1 x ?s x 48 x f32>
+          %h2 = add %h, %y : tensor<1 x ?s x 48 x f32>
+          %y2 = rms_norm %h2, %g {eps = 1.0E-5, gamma_offset = 1.0} : tensor<1 x ?s x 48 x f32>
+          return %y, %y2, %h2
+        }""";
+    check("addnorm", func);
+    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + func + "\n}\n",
+        "m.ir"), BackendOptions.defaults().withBound("s", 300)).program;
+    List<String> ops = p.debug().stream().map(SohuProgram.DebugEntry::irOp).distinct().toList();
+    assertTrue(ops.contains("rms_norm %y") && ops.contains("rms_norm %y2"), ops.toString());
+    assertFalse(ops.stream().anyMatch(o -> o.startsWith("add ")), ops.toString());
   }
 
   @Test
