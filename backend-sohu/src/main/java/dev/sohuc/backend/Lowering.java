@@ -1112,6 +1112,17 @@ final class Lowering {
     this.fusedProducers = fused;
   }
 
+  /** qmatmuls that find their converted x resident, left by the one before (QuantLowering). */
+  private java.util.Set<Node> reusedConversions = java.util.Set.of();
+
+  void setReusedConversions(java.util.Set<Node> reused) {
+    this.reusedConversions = reused;
+  }
+
+  boolean reusesConversion(Node qmatmul) {
+    return reusedConversions.contains(qmatmul);
+  }
+
   /** The producer of {@code x} when it is lowered inside its consumer, else null. */
   Node fusedProducer(Value x) {
     Node p = x.producer();

@@ -188,17 +188,26 @@ final class QuantLowering {
         continue;
       }
       Node p = q.x().producer();
+      if (fused.containsKey(p)) {
+        continue; // a later reader of a conversion fused into the first
+      }
+      List<Node> readers = consecutiveReaders(fn, p);
+      boolean dynamic = p.op() instanceof QuantOp.DynamicQuantize;
       boolean ok = switch (p.op()) {
         case ElementwiseOp.Cast c -> isQuantCast(c)
             && c.x().type().elementType() == ElementType.F32 && lastDimStatic(c.x());
         case QuantOp.DynamicQuantize d -> unsupportedReason(p, known) == null
-            && p.results().get(1) == q.xScale() && uses.getOrDefault(q.xScale(), 0) == 1;
+            && uses.getOrDefault(p.results().get(1), 0) == readers.size();
         case QuantOp.QuantizeLinear ql -> unsupportedReason(p, known) == null
             && known.containsKey(ql.scale()) && known.get(ql.scale()).size() == 1;
         default -> false;
       };
-      if (!ok || uses.getOrDefault(q.x(), 0) != 1 || q.x() == q.xScale()
-          || q.x() == q.w() || q.x() == q.wScale()) {
+      for (Node r : readers) {
+        QuantOp.QMatMul rq = (QuantOp.QMatMul) r.op();
+        ok &= qmatmulReason(rq, known) == null && rq.x() != rq.xScale() && rq.x() != rq.w()
+            && rq.x() != rq.wScale() && (!dynamic || rq.xScale() == p.results().get(1));
+      }
+      if (!ok || uses.getOrDefault(q.x(), 0) != readers.size()) {
         continue;
       }
       Value xf = p.op().operands().get(0);
@@ -212,7 +221,8 @@ final class QuantLowering {
       if (k * es < 4) {
         continue; // the conversion stream stores 4 bytes a row into the converted tensor's slot
       }
-      long cols = q.w().type().dim(1).value();
+      long cols = readers.stream()
+          .mapToLong(r -> ((QuantOp.QMatMul) r.op()).w().type().dim(1).value()).max().orElse(0);
       long rowsAtBound = xBytes / (k * 4);
       long slack = 16 * Lowering.SRAM_ALIGN;
       long need = rowsAtBound * k * es + rowsAtBound * 4 + cols * 4 // resident A, x and w scales
@@ -243,6 +253,63 @@ final class QuantLowering {
       }
     }
     return fused;
+  }
+
+  /**
+   * The qmatmuls that read {@code conv}'s result as x when they follow one another with only
+   * sources between them (q, k and v of one shared cast), in order; empty when something else
+   * reads it in between or they are not consecutive.
+   */
+  private static List<Node> consecutiveReaders(dev.sohuc.ir.Function fn, Node conv) {
+    List<Node> readers = new java.util.ArrayList<>();
+    boolean open = false;
+    for (Node n : fn.body()) {
+      boolean reads = n.op().operands().contains(conv.results().get(0));
+      if (reads && n.op() instanceof QuantOp.QMatMul q && q.x() == conv.results().get(0)) {
+        if (!readers.isEmpty() && !open) {
+          return List.of();
+        }
+        readers.add(n);
+        open = true;
+      } else if (reads) {
+        return List.of();
+      } else if (open && !SohuBackend.isSource(n) && n != conv) {
+        open = false;
+      }
+    }
+    return readers;
+  }
+
+  /**
+   * The qmatmuls whose fused conversion is the one the qmatmul lowered just before them made
+   * (the same conversion node, or the same op on the same input: q, k and v of one normalized
+   * activation, or gate and up),
+   * with only sources and fused producers between them: that conversion is still resident in
+   * SRAM, so they read it there instead of converting x again.
+   */
+  static java.util.Set<Node> reusedConversions(dev.sohuc.ir.Function fn, Map<Node, Node> fused) {
+    Map<Node, Node> conversionOf = new java.util.IdentityHashMap<>();
+    for (Node n : fn.body()) {
+      if (n.op() instanceof QuantOp.QMatMul q && q.x().producer() != null
+          && fused.containsKey(q.x().producer())) {
+        conversionOf.put(n, q.x().producer());
+      }
+    }
+    java.util.Set<Node> reused = java.util.Collections.newSetFromMap(
+        new java.util.IdentityHashMap<>());
+    Node previous = null;
+    for (Node n : fn.body()) {
+      if (SohuBackend.isSource(n) || fused.containsKey(n)) {
+        continue;
+      }
+      Node conv = conversionOf.get(n);
+      Node before = previous == null ? null : conversionOf.get(previous);
+      if (conv != null && before != null && (conv == before || conv.op().equals(before.op()))) {
+        reused.add(n);
+      }
+      previous = conv != null ? n : null;
+    }
+    return reused;
   }
 
   /**
@@ -385,10 +452,12 @@ final class QuantLowering {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
           + "has " + l.target().accWords());
     }
-    long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
-    // x's conversion fused here: x converted tile by tile into a resident SRAM copy
+    // x's conversion fused here: x converted tile by tile into a resident SRAM copy, or left
+    // there by the previous qmatmul (claimed first, so it lies at the same SRAM address)
     Node conv = l.fusedProducer(x);
-    long[] resident = conv == null ? null : convertResident(conv, k, dt);
+    long[] resident = conv == null ? null : convertResident(conv, k, dt,
+        l.reusesConversion(n));
+    long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
     // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
     long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
         : l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales");
@@ -518,21 +587,27 @@ final class QuantLowering {
    * row); a cast or quantize_linear stores only a dead 4-byte row per row. Returns the SRAM
    * addresses of the converted x and of the row scales (0 when none). The weight panels'
    * DMAs are queued after this stream's last store, which waits for the last tile's
-   * conversion, so the mma stream's copies of x read converted rows.
+   * conversion, so the mma stream's copies of x read converted rows. With {@code reuse} the
+   * previous qmatmul made the same conversion (see {@link #reusedConversions}): the same SRAM
+   * is claimed, in the same order, and nothing is converted.
    */
-  private long[] convertResident(Node conv, long k, DType to) {
+  private long[] convertResident(Node conv, long k, DType to, boolean reuse) {
     Value xf = conv.op().operands().get(0);
     // SmoothQuant's per-channel multiply, fused too: applied to each f32 tile first
     Node pre = l.fusedProducer(xf);
     Lowering.BinaryPlan scaleBy = pre == null ? null : preScale(pre, l.known());
     Value src0 = scaleBy == null ? xf : scaleBy.a();
-    long vecAt = scaleBy == null ? 0 : l.preload(scaleBy.b(), k * 4, "x channel scales");
+    long vecAt = scaleBy == null ? 0 : reuse ? l.sram(k * 4, "x channel scales")
+        : l.preload(scaleBy.b(), k * 4, "x channel scales");
     boolean dyn = conv.op() instanceof QuantOp.DynamicQuantize;
     int es = to.bytes();
     long inRow = k * 4;
     long rowsAtBound = l.sizeAtBound(xf) / inRow;
     long qAt = l.sram(rowsAtBound * k * es, "x converted (resident)");
     long sAt = dyn ? l.sram(rowsAtBound * 4, "x row scales (resident)") : 0;
+    if (reuse) {
+      return new long[] {qAt, sAt};
+    }
     long scratchAt = dyn ? l.sram(CONVERT_TILE * inRow, "|x| tile") : 0;
     float tensorScale = 1.0f;
     boolean div = false;

@@ -165,6 +165,7 @@ public final class SohuBackend {
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
+      low.setReusedConversions(QuantLowering.reusedConversions(fn, fusedProducers));
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
