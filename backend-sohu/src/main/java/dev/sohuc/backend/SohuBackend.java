@@ -594,6 +594,9 @@ public final class SohuBackend {
       }
     }
 
+    /** An arena buffer: its offset, its bytes and the last node that reads it. */
+    private record Block(long off, long size, int end) {}
+
     /**
      * First-fit over live intervals. A value lives from its defining node to the last node
      * that reads it (or reads an alias of it). Returns {arena bytes, bytes without reuse}.
@@ -616,7 +619,6 @@ public final class SohuBackend {
           lastUse.merge(aliasRoot(v), at, Math::max);
         }
       }
-      record Block(long off, long size, int end) {}
       List<Block> live = new ArrayList<>();
       long top = 0;
       long total = 0;
@@ -631,6 +633,7 @@ public final class SohuBackend {
         }
         final int now = i;
         live.removeIf(b -> b.end() < now);
+        Block addend = inPlaceAddend(n, live, lastUse, base, now);
         for (Value r : n.results()) {
           Long out = outputRegion.get(r);
           if (out != null) {
@@ -638,6 +641,14 @@ public final class SohuBackend {
             continue;
           }
           long sz = size.get(r);
+          if (addend != null) {
+            // the addend's last reader writes its result over it, row for row
+            live.remove(addend);
+            live.add(new Block(addend.off(), sz, lastUse.getOrDefault(r, i)));
+            addr.put(r, base + addend.off());
+            total += sz;
+            continue;
+          }
           total += sz;
           live.sort((x, y) -> Long.compare(x.off(), y.off()));
           long at = 0;
@@ -653,6 +664,40 @@ public final class SohuBackend {
         }
       }
       return new long[] {align(top), total};
+    }
+
+    /**
+     * The arena block of an addend of the residual add fused into rms_norm {@code n} that the
+     * norm reads last and whose size is the norm's result's, else null. The fused stream reads
+     * a tile's rows of both addends before it stores that tile's rows, so the norm's result may
+     * take the addend's place exactly (not overlap it partly): without that, the addends, the
+     * sum and the result would all be live at once, one buffer more than unfused.
+     */
+    private Block inPlaceAddend(Node n, List<Block> live, Map<Value, Integer> lastUse, long base,
+        int now) {
+      Node add = null;
+      for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
+        if (f.getValue() == n && n.op() instanceof dev.sohuc.ir.op.TransformerOp.RmsNorm) {
+          add = f.getKey();
+        }
+      }
+      if (add == null) {
+        return null;
+      }
+      for (Value v : add.op().operands()) {
+        Value root = aliasRoot(v);
+        Long at = addr.get(root);
+        if (at == null || lastUse.getOrDefault(root, -1) != now
+            || !size.get(root).equals(size.get(n.result()))) {
+          continue;
+        }
+        for (Block b : live) {
+          if (b.off() == at - base) {
+            return b;
+          }
+        }
+      }
+      return null;
     }
 
     private SohuProgram.Symbol symbol(String name, SohuProgram.Direction dir, TensorType t,
