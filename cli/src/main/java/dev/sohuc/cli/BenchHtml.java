@@ -5,7 +5,10 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
-/** The self-contained HTML report of {@code sohuc bench}: summary, SVG roofline, SVG timeline. */
+/**
+ * The self-contained HTML report of {@code sohuc bench}: summary, SVG roofline, SVG timeline and
+ * where the article batch's time goes.
+ */
 final class BenchHtml {
   private BenchHtml() {}
 
@@ -46,8 +49,37 @@ final class BenchHtml {
           (int) s.get("prefill_tokens") > 0 ? "'#c33'" : "'#33c'", s.get("prefill_tokens"),
           s.get("decode_tokens")));
     }
+    sb.append("</svg>");
+    Map<String, Object> batch = (Map<String, Object>) m.get("article_batch");
+    sb.append("<h2>Where the time goes (article batch, self time per op kind)</h2>");
+    sb.append("<svg width=900 height=90 style='border:1px solid #ccc'>");
+    timeBar(sb, "prefill", (Map<String, Double>) batch.get("prefill_seconds_by_op_kind"), 10);
+    timeBar(sb, "decode", (Map<String, Double>) batch.get("decode_seconds_by_op_kind"), 50);
     sb.append("</svg></body></html>\n");
     return sb.toString();
+  }
+
+  private static final String[] COLORS = {"#c33", "#33c", "#3a3", "#c93", "#939", "#399", "#777"};
+
+  /** One horizontal bar at height {@code y}: the op kinds' shares, labelled where wide enough. */
+  private static void timeBar(StringBuilder sb, String label, Map<String, Double> kinds, int y) {
+    double total = kinds.values().stream().mapToDouble(Double::doubleValue).sum();
+    sb.append(String.format(Locale.ROOT, "<text x=5 y=%d>%s</text>", y + 20, label));
+    double x = 70;
+    int i = 0;
+    for (Map.Entry<String, Double> k : kinds.entrySet()) {
+      double w = total > 0 ? 820 * k.getValue() / total : 0;
+      sb.append(String.format(Locale.ROOT, "<rect x=%.2f y=%d width=%.2f height=30 fill='%s' "
+          + "stroke=white stroke-width=0.5><title>%s: %.3f ms (%.1f%%)</title></rect>", x, y, w,
+          COLORS[Math.min(i, COLORS.length - 1)], esc(k.getKey()), 1e3 * k.getValue(),
+          100 * k.getValue() / total));
+      if (w > 60) {
+        sb.append(String.format(Locale.ROOT, "<text x=%.2f y=%d fill=white font-size=11>%s "
+            + "%.0f%%</text>", x + 3, y + 19, esc(k.getKey()), 100 * k.getValue() / total));
+      }
+      x += w;
+      i++;
+    }
   }
 
   private static double x(double intensity) {

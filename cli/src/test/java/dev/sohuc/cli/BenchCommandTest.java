@@ -41,8 +41,22 @@ class BenchCommandTest {
     assertTrue(j.get("steps").size() > 0);
     for (JsonNode s : j.get("steps")) {
       assertTrue(s.get("time_over_max_bound").asDouble() >= 1.0, s.toString());
+      // the all-reduces alone take at least their link time
+      double link = s.get("interconnect_bound_s").asDouble();
+      assertTrue(link > 0 && link < s.get("seconds").asDouble(), s.toString());
     }
-    assertTrue(Files.readString(html).contains("<svg"));
+    // the op kinds' self times add up to the step (less the control unit's last cycles)
+    JsonNode batch = j.get("article_batch");
+    double prefill = 0;
+    for (JsonNode v : batch.get("prefill_seconds_by_op_kind")) {
+      prefill += v.asDouble();
+    }
+    assertTrue(batch.get("prefill_seconds_by_op_kind").has("all_reduce")
+        && batch.get("prefill_seconds_by_op_kind").has("matmul"), batch.toString());
+    assertTrue(prefill > 0 && prefill <= batch.get("seconds").asDouble(), batch.toString());
+    assertTrue(text.contains("where the time goes, prefill: "), text);
+    String page = Files.readString(html);
+    assertTrue(page.contains("<svg") && page.contains("Where the time goes"));
   }
 
   @Test
