@@ -222,7 +222,8 @@ final class BenchCommand implements Callable<Integer> {
       double lb = (s.prefill() == null ? 0 : s.prefill().linkBoundSeconds())
           + (s.decode() == null ? 0 : s.decode().linkBoundSeconds());
       e.put("interconnect_bound_s", lb);
-      e.put("time_over_max_bound", s.seconds() / Math.max(cb, b / target.hbmBytesPerSecond()));
+      e.put("time_over_max_bound", s.seconds()
+          / Math.max(lb, Math.max(cb, b / target.hbmBytesPerSecond())));
       steps.add(e);
     }
     m.put("steps", steps);
@@ -288,7 +289,9 @@ final class BenchCommand implements Callable<Integer> {
     line.accept("KV capacity: %d tokens per server; most used %d", new Object[] {
         m.get("kv_capacity_tokens"), m.get("kv_max_tokens_used")});
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
-    line.accept("steps: %d (%d distinct shapes timed); each step against its bounds:", new Object[] {
+    line.accept("steps: %d (%d distinct shapes timed); each step against its bounds (compute: "
+        + "MXU work at peak; bandwidth: HBM bytes at HBM bandwidth; interconnect: all-reduce bytes "
+        + "at link bandwidth plus ring latency):", new Object[] {
         steps.size(), m.get("timing_runs")});
     int shown = 0;
     for (Map<String, Object> s : steps) {
@@ -296,7 +299,7 @@ final class BenchCommand implements Callable<Integer> {
         continue;
       }
       line.accept("  t=%.3f s prefill %d + decode %d (past %d): %.4f s = %.2fx max(compute %.4f s, "
-          + "bandwidth %.4f s); interconnect alone %.4f s", new Object[] {s.get("start"),
+          + "bandwidth %.4f s, interconnect %.4f s)", new Object[] {s.get("start"),
           s.get("prefill_tokens"), s.get("decode_tokens"), s.get("decode_past"), s.get("seconds"),
           s.get("time_over_max_bound"), s.get("compute_bound_s"), s.get("bandwidth_bound_s"),
           s.get("interconnect_bound_s")});
