@@ -216,6 +216,41 @@ final class MatmulLowering {
     return pf;
   }
 
+  /** Most weight panels in flight ahead of the one being used. */
+  static final int MAX_PANELS_AHEAD = 8;
+
+  /**
+   * How many panels ahead to load: enough that the panels in flight cover the target's HBM
+   * latency in bytes, at least 2, at most {@link #MAX_PANELS_AHEAD}, and no more than the
+   * SRAM left beside the output ring holds ({@code ahead + 1} slots of {@code slotBytes}).
+   */
+  static int panelsAhead(Lowering l, long slotBytes) {
+    long cover = (l.target().hbmLatencyBytes() + slotBytes - 1) / slotBytes + 1;
+    int ahead = (int) Math.max(2, Math.min(MAX_PANELS_AHEAD, cover));
+    while (ahead > 2 && l.sramUsed() + (ahead + 1L) * slotBytes + RING_BYTES
+        > l.target().sramBytes()) {
+      ahead--;
+    }
+    return ahead;
+  }
+
+  /**
+   * Moves {@code slot} (an SRAM address register) to the next of {@code count} slots of
+   * {@code slotBytes} from {@code base}, back to the first after the last, without a branch.
+   */
+  void nextSlot(int slot, long base, long slotBytes, int count) {
+    long end = base + count * slotBytes;
+    int past = e.alloc();
+    e.addImm(slot, slot, slotBytes);
+    // past = 1 when slot reached the end, else 0
+    e.addImm(past, slot, 1 - end);
+    e.max(past, past, 0);
+    e.min(past, past, e.konst(1));
+    e.mulImm(past, past, count * slotBytes);
+    e.sub(slot, slot, past);
+    e.free(past);
+  }
+
   /** The last panels' prefetches moved nothing; their LOADs are taken before the tail's. */
   void takeEmptyPrefetches(long nFull, int ahead) {
     for (int i = 0; i < Math.min(nFull, ahead); i++) {

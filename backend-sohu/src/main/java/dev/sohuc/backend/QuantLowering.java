@@ -462,9 +462,8 @@ final class QuantLowering {
     long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
         : l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales");
     long panelBytes = k * TILE * es;
-    long bufA = l.sram(panelBytes, "w panel");
-    long bufB = l.sram(panelBytes, "w panel");
-    long need = l.sramUsed() + 2 * (TILE * k * es + TILE * TILE * 4);
+    long slotBytes = Lowering.align(panelBytes);
+    long need = l.sramUsed() + 2 * slotBytes + 2 * (TILE * k * es + TILE * TILE * 4);
     if (need > l.target().sramBytes()) {
       throw new BackendException(n.describe() + ": needs " + need + " bytes of SRAM for a "
           + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes());
@@ -494,7 +493,13 @@ final class QuantLowering {
     MatmulLowering ml = new MatmulLowering(l);
     boolean ring = resident != null
         && Lowering.ACC_BASE + (long) MatmulLowering.RING * TILE * TILE <= l.target().accWords()
-        && l.sramUsed() + panelBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
+        && l.sramUsed() + 3 * slotBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
+    // the weight panels' slots, one after another: with the ring, enough panels in flight to
+    // cover the HBM latency (small panels: K = 1024 is 256 KB, a quarter of its bytes), walked
+    // by two registers whatever their number (this panel's slot and the prefetch's, the one
+    // before it); without, two swapped buffers
+    int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
+    long slots = l.sram((ahead + 1) * slotBytes, "w panels");
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
@@ -509,10 +514,8 @@ final class QuantLowering {
     int kRows = e.konst(k);
     long nFull = cols / TILE;
     long tail = cols % TILE;
-    int bCur = e.li(bufA);
-    int bNext = e.li(bufB);
-    int ahead = ring ? 2 : 1;
-    int bAhead = ring ? e.li(l.sram(panelBytes, "w panel")) : bNext;
+    int bCur = e.li(slots);
+    int bNext = e.li(slots + ahead * slotBytes);
     // the row stream's two ACC tiles (the ring replaces them)
     int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
     int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
@@ -537,18 +540,22 @@ final class QuantLowering {
       // preloaded x: this panel waits for x's arrival, and what reads x queues behind it; with
       // the ring the panels' loads signal LOAD themselves, awaited by an MXU fence
       e.patchTokens(p0, preloaded ? Emitter.TOK_RESIDENT : 0, ring ? TOK_LOAD : 0);
-      if (ring && nFull > 1) {
-        e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, 1,
+      for (int i = 1; ring && i < Math.min(nFull, ahead); i++) {
+        int slot = e.li(slots + i * slotBytes);
+        e.patchTokens(ml.prefetchPanel(slot, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, i,
             panelStep), 0, TOK_LOAD);
+        e.free(slot);
       }
       int jLoop = e.beginLoop(0, nFull);
-      Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bAhead, ldb, bPtr, bSrcStride,
+      Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
           panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
       stream(ml, ring, rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc,
           accCur, accNext, t, prefetch);
-      e.swap(bCur, bNext);
       if (ring) {
-        e.swap(bNext, bAhead);
+        ml.nextSlot(bCur, slots, slotBytes, ahead + 1);
+        ml.nextSlot(bNext, slots, slotBytes, ahead + 1);
+      } else {
+        e.swap(bCur, bNext);
       }
       e.addImm(bPtr, bPtr, panelStep);
       e.addImm(cPtr, cPtr, TILE * 4L);
@@ -572,7 +579,6 @@ final class QuantLowering {
     }
     if (ring) {
       ml.closeRing();
-      e.free(bAhead);
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
   }

@@ -16,11 +16,14 @@ import java.util.Map;
 
 /**
  * What the backend needs to know of a machine description: its name and hash (recorded in the
- * container) and the memory sizes it plans against. Read from targets/*.json with Jackson; keys
+ * container), the memory sizes it plans against, and the bytes of HBM reads that must be in
+ * flight to cover the HBM latency ({@code hbmLatencyBytes}: bandwidth x latency, which sets how
+ * far ahead weight panels are loaded). Read from targets/*.json with Jackson; keys
  * are matched loosely ({@code sram_bytes}, {@code sramBytes}, nested {@code {"value": n,
  * "source": ...}} objects) because the description is owned by the emulator.
  */
-public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes) {
+public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes,
+    long hbmLatencyBytes) {
 
   /** The machine description used when none is given, bundled on the class path by isa-spec. */
   static final String DEFAULT_RESOURCE = "targets/sohu.json";
@@ -37,7 +40,7 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
         throw new IllegalStateException(DEFAULT_RESOURCE + " is missing from the class path "
             + "(isa-spec's jar bundles it)");
       }
-      TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1));
+      TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1, 0));
       if (t.sramBytes <= 0 || t.accWords <= 0 || t.hbmBytes <= 0) {
         throw new IllegalStateException(DEFAULT_RESOURCE + " lacks an SRAM, ACC or HBM capacity");
       }
@@ -75,7 +78,12 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
       acc = accBytes < 0 ? d.accWords : accBytes / 4;
     }
     long hbm = path(root, "hbm", "capacity", number(root, d.hbmBytes, "hbmbytes", "hbmsize"));
-    return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm);
+    long bandwidth = path(root, "hbm", "bandwidth", -1);
+    long latencyNs = path(root, "hbm", "latency", -1);
+    long inFlight = bandwidth > 0 && latencyNs > 0 ? (long) (bandwidth * (latencyNs * 1e-9))
+        : d.hbmLatencyBytes;
+    return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm,
+        inFlight);
   }
 
   private static String sha256(byte[] bytes) {
