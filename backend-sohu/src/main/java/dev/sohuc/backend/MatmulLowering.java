@@ -293,9 +293,9 @@ final class MatmulLowering {
    * own), so the ring covers that latency even for the shortest mma (a bf16 mma at K = 1024: 11
    * cycles a tile; with 16 tiles, 4 groups, the o projection waited on FREE).
    */
-  static final int RING = 32;
+  static final int RING = 64;
   /** Row tiles per store with resident A (a power of two dividing RING). */
-  static final int GROUP = 4;
+  static final int GROUP = 16;
   /** SRAM bytes the ring's output tiles take. */
   static final long RING_BYTES = (long) RING * TILE * TILE * 4;
   /** With resident A: the SRAM output tiles' ring and the register counting groups. */
