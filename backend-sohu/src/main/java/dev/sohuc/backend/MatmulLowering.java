@@ -69,22 +69,18 @@ final class MatmulLowering {
     long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
     long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
     // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
-    boolean resident = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1
-        && l.sramUsed() + Lowering.align(aBound) + panelBytes + RING_BYTES
-        <= l.target().sramBytes();
-    int aBase = e.li(l.addr(a));
-    if (resident) {
-      long aAt = l.sram(aBound, "A (resident)");
-      int dst = e.li(aAt);
-      int rs = e.konst(k * 4);
-      int mRows = l.dimReg(m);
-      int ld = e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, aBase, rs, k * 4, mRows, 0, 0, 1, 0,
-          0);
-      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
-      e.free(mRows);
-      e.emit(new dev.sohuc.isa.Insn.Li(aBase, aAt, 0, 0));
-      e.free(dst);
-    }
+    boolean residentCase = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1;
+    long room = l.target().sramBytes() - (l.sramUsed() + panelBytes + RING_BYTES);
+    boolean whole = residentCase && Lowering.align(aBound) <= room;
+    // A larger than the SRAM: resident a block of rows at a time (a power of two of 128 or
+    // more), the weights streamed once per block, instead of A re-read for every panel
+    long blockRows = whole || !residentCase ? 0 : Long.highestOneBit(Math.max(1,
+        room / (k * 4)));
+    boolean blocked = blockRows >= TILE;
+    boolean resident = whole || blocked;
+    int aHbm = e.li(l.addr(a));
+    long aAt = resident ? l.sram(blocked ? blockRows * k * 4 : aBound, "A (resident)") : 0;
+    int aBase = resident ? e.li(aAt) : aHbm;
     aResident = resident;
     if (resident) {
       openRing(n);
@@ -92,6 +88,7 @@ final class MatmulLowering {
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
+    int rowsLeft = blocked ? e.copy(rows) : 0;
     // shared constants, made before any loop opens
     int ldc = e.konst(TILE);
     int lda = e.konst(k * 4);
@@ -124,6 +121,23 @@ final class MatmulLowering {
       int batchCount = l.dimReg(batch);
       batchLoop = e.beginLoop(batchCount, 0);
       e.free(batchCount);
+    } else if (blocked) {
+      int blockRowsReg = e.konst(blockRows);
+      int blocks = e.alloc();
+      e.addImm(blocks, rows, blockRows - 1);
+      e.shri(blocks, blocks, Long.numberOfTrailingZeros(blockRows));
+      batchLoop = e.beginLoop(blocks, 0);
+      e.free(blocks);
+      e.min(rows, rowsLeft, blockRowsReg);
+    }
+    if (resident) {
+      // A (this block of it) into SRAM; the panels' first load waits for it
+      int rs = e.konst(k * 4);
+      int dst = e.li(aAt);
+      int ld = e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, aHbm, rs, k * 4, rows, 0, 0, 1, 0,
+          0);
+      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
+      e.free(dst);
     }
     if (bias != null) {
       e.emit(new dev.sohuc.isa.Insn.Li(biasPtr, biasBuf, 0, 0));
@@ -187,11 +201,21 @@ final class MatmulLowering {
       e.free(step, t);
       e.addImm(bPtr, bPtr, bStep - (tb ? nFull * TILE * k * 4 : nFull * TILE * 4L));
       e.endLoop(batchLoop);
+    } else if (blocked) {
+      // next block of rows: A and C move by the block, B goes back to its first panel
+      e.addImm(aHbm, aHbm, blockRows * k * 4);
+      e.addImm(cPtr, cPtr, blockRows * cols * 4 - nFull * TILE * 4L);
+      e.addImm(bPtr, bPtr, -(tb ? nFull * TILE * k * 4 : nFull * TILE * 4L));
+      e.sub(rowsLeft, rowsLeft, rows);
+      e.endLoop(batchLoop);
     }
     if (resident) {
       closeRing();
     }
-    e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
+    e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem, rowsLeft);
+    if (aHbm != aBase) {
+      e.free(aHbm);
+    }
     if (resident) {
       e.free(bAhead);
     }

@@ -1,5 +1,6 @@
 package dev.sohuc.backend;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -157,14 +158,39 @@ class EndToEndOpsTest {
 
   @Test
   void matmulWithResidentRowsPastTheTileRing() {
-    // A resident in SRAM: more row tiles than the ring of ACC/output tiles (17 > 16 at s=2100),
-    // four full weight panels streamed two ahead, then a tail panel
+    // A resident in SRAM: more row tiles than the ring of ACC/output tiles (66 > 64 at s=8400),
+    // four full weight panels streamed ahead, then a tail panel
     check("matmul_ring", """
         func @main(%x: tensor<?s x 24 x f32>, %w: tensor<24 x 600 x f32>) -> ("y": tensor<?s x 600 x f32>) {
           %y = matmul %x, %w : tensor<?s x 600 x f32>
           return %y
-        }""", BackendOptions.defaults().withBound("s", 2200),
-        List.of(Map.of("s", 2100L), Map.of("s", 1L), Map.of("s", 129L)));
+        }""", BackendOptions.defaults().withBound("s", 8500),
+        List.of(Map.of("s", 8400L), Map.of("s", 1L), Map.of("s", 129L)));
+  }
+
+  /**
+   * A larger than the SRAM (a 6 MiB target): resident 512 rows at a time, the weights streamed
+   * once per block; s = 1300 is two full blocks and a partial one, s = 100 one partial block.
+   */
+  @Test
+  void matmulWithABiggerThanSramGoesInBlocksOfRows(@org.junit.jupiter.api.io.TempDir
+      java.nio.file.Path dir) throws java.io.IOException {
+    java.nio.file.Path target = dir.resolve("small-sram.json");
+    java.nio.file.Files.writeString(target, "{\"name\": \"small-sram\", \"sram\": "
+        + "{\"capacity\": {\"value\": 6291456}}}");
+    String func = """
+        func @main(%x: tensor<?s x 512 x f32>, %w: tensor<512 x 300 x f32>) -> ("y": tensor<?s x 300 x f32>) {
+          %y = matmul %x, %w : tensor<?s x 300 x f32>
+          return %y
+        }""";
+    BackendOptions options = BackendOptions.defaults().withTarget(target).withBound("s", 4096);
+    check("matmul_blocks", func, options, List.of(Map.of("s", 1300L), Map.of("s", 100L)));
+    // HBM traffic: x once, the weights once per block (3), y once
+    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + func + "\n}\n",
+        "m.ir"), options).program;
+    long bytes = new dev.sohuc.emu.Emulator(p, dev.sohuc.emu.MachineDescription.defaultTarget(),
+        dev.sohuc.emu.Options.defaults()).runTiming(Map.of("s", 1300L)).hbmBytes();
+    assertEquals(1300 * 512 * 4 + 3 * 512 * 300 * 4 + 1300 * 300 * 4, bytes);
   }
 
   @Test

@@ -215,9 +215,9 @@ class QuantLoweringTest {
   }
 
   /**
-   * fp8 dynamic qmatmul on the resident-x ring: 9 row tiles (groups of 4, 4 and 1, the last
-   * tile 76 rows, so per-row scales are read from each group's first row), 9 full weight panels
-   * and a tail (30 groups: the ring of 8 wraps), against the interpreter.
+   * fp8 dynamic qmatmul on the resident-x ring: 9 row tiles (one group, the last tile 76 rows,
+   * so per-row scales are read from the group's first row), 9 full weight panels and a tail
+   * (10 groups: the ring of 4 wraps), against the interpreter.
    */
   @Test
   void fp8DynamicQmatmulWrapsTheRingOfTileGroups() {
