@@ -39,36 +39,50 @@ public record OpTiming(String op, String location, long startCycle, long endCycl
    */
   static List<OpTiming> of(Image image, long[] first, long[] done, long[] busy, int[] engine,
       long[] hbm, long[] macs) {
-    record Acc(String op, String loc, long[] v, EnumMap<Engine, Long> busy) {}
+    record Acc(String op, String loc, long[] v, long[] busy) {}
     Map<String, Acc> groups = new LinkedHashMap<>();
     String op = "?";
     String loc = "";
+    Acc a = null;  // the group of the debug entry in force; looked up once per entry
     for (int pc = 0; pc < image.length; pc++) {
       SohuProgram.DebugEntry d = image.debugEntry(pc);
       if (d != null) {
-        op = d.irOp() == null || d.irOp().isEmpty() ? "?" : d.irOp();
-        loc = d.location() == null ? "" : d.location();
+        String o = d.irOp() == null || d.irOp().isEmpty() ? "?" : d.irOp();
+        String l = d.location() == null ? "" : d.location();
+        if (a == null || !o.equals(op) || !l.equals(loc)) {
+          a = null;
+        }
+        op = o;
+        loc = l;
       }
       if (first[pc] < 0) {
         continue;
       }
-      String o = op;
-      String l = loc;
-      Acc a = groups.computeIfAbsent(o + "\u0000" + l, k -> new Acc(o, l,
-          new long[] {Long.MAX_VALUE, 0, 0, 0}, new EnumMap<>(Engine.class)));
+      if (a == null) {
+        String o = op;
+        String l = loc;
+        a = groups.computeIfAbsent(o + "\u0000" + l, k -> new Acc(o, l,
+            new long[] {Long.MAX_VALUE, 0, 0, 0}, new long[Engine.values().length]));
+      }
       a.v[0] = Math.min(a.v[0], first[pc]);
       a.v[1] = Math.max(a.v[1], done[pc]);
       a.v[2] += hbm[pc];
       a.v[3] += macs[pc];
-      a.busy.merge(Engine.values()[engine[pc]], busy[pc], Long::sum);
+      a.busy[engine[pc]] += busy[pc];
     }
     List<OpTiming> out = new ArrayList<>();
     long frontier = 0;
-    for (Acc a : groups.values()) {
-      long self = Math.max(0, a.v[1] - frontier);
-      frontier = Math.max(frontier, a.v[1]);
-      out.add(new OpTiming(a.op, a.loc, a.v[0], a.v[1], self, Map.copyOf(a.busy), a.v[2],
-          2.0 * a.v[3]));
+    for (Acc g : groups.values()) {
+      long self = Math.max(0, g.v[1] - frontier);
+      frontier = Math.max(frontier, g.v[1]);
+      EnumMap<Engine, Long> busyByEngine = new EnumMap<>(Engine.class);
+      for (Engine e : Engine.values()) {
+        if (g.busy[e.ordinal()] > 0) {
+          busyByEngine.put(e, g.busy[e.ordinal()]);
+        }
+      }
+      out.add(new OpTiming(g.op, g.loc, g.v[0], g.v[1], self, Map.copyOf(busyByEngine), g.v[2],
+          2.0 * g.v[3]));
     }
     return out;
   }
