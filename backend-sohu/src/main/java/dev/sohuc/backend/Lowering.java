@@ -975,6 +975,11 @@ final class Lowering {
         && p.a().type().dims().equals(n.result().type().dims());
   }
 
+  /**
+   * rms_norm as one row stream; with its residual add fused in ({@link #fusedResidualAdds}) the
+   * stream reads both addends and each output tile row is [y | sum]: {@code vbin add} writes the
+   * sum, the norm reads it there, and the sum is stored as a second output.
+   */
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
     long rowBytes = v.cols() * 4;
@@ -982,65 +987,43 @@ final class Lowering {
     int colsReg = e.konst(v.cols());
     int rs = e.konst(rowBytes);
     Node add = fusedProducer(r.x());
-    if (add != null) {
-      residualRmsNorm(n, r, add, v, rows, colsReg, rs);
-      return;
-    }
+    BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
+    int outRs = add == null ? rs : e.konst(2 * rowBytes);
     int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
     // Gemma's gamma_offset: the scale is (gamma + offset), made per tile from the loaded gamma
     // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
     float offset = (float) r.gammaOffset();
     int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
     int one = e.konst(1);
-    int src = e.li(addr(r.x()));
-    int dst = e.li(addr(n.result()));
-    float eps = (float) r.eps();
-    long tile = tileRows(2 * rowBytes, 128);
-    rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
-        (in, out, rr, st) -> {
-          if (offset != 0) {
-            e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
-          }
-          e.emit(new Insn.Rmsnorm(out, 0, rs, in[0], 0, rs, gamma, 0, rr, colsReg, DType.F32,
-              eps, 0, 0));
-        });
-    e.free(rows, loaded, src, dst);
-    if (gamma != loaded) {
-      e.free(gamma);
+    List<Value> inputs = add == null ? List.of(r.x()) : List.of(addends.a(), addends.b());
+    int[] src = new int[inputs.size()];
+    List<In> ins = new ArrayList<>();
+    for (int i = 0; i < src.length; i++) {
+      src[i] = e.li(addr(inputs.get(i)));
+      ins.add(new In(src[i], rowBytes, rowBytes));
     }
-  }
-
-  /**
-   * {@code y = rms_norm(a + b)} and the sum {@code a + b}, in one stream: each tile row of the
-   * output is [y | sum], the sum written by {@code vbin add} and normalized from there.
-   */
-  private void residualRmsNorm(Node n, TransformerOp.RmsNorm r, Node add, View v, int rows,
-      int colsReg, int rs) {
-    BinaryPlan p = binaryPlan((ElementwiseOp.Binary) add.op(), known);
-    long rowBytes = v.cols() * 4;
-    int tileRs = e.konst(2 * rowBytes);
-    int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
-    float offset = (float) r.gammaOffset();
-    int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
-    int one = e.konst(1);
-    int a = e.li(addr(p.a()));
-    int b = e.li(addr(p.b()));
-    int sum = e.li(addr(add.result()));
     int dst = e.li(addr(n.result()));
-    int sumTile = e.alloc();
+    int sum = add == null ? 0 : e.li(addr(add.result()));
+    int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
-    long tile = tileRows(4 * rowBytes, 128);
-    rowStream(rows, tile, List.of(new In(a, rowBytes, rowBytes), new In(b, rowBytes, rowBytes)),
-        dst, rowBytes, rowBytes, (in, out, rr, st) -> {
-          e.addImm(sumTile, out, rowBytes);
-          e.vbin(BinOp.ADD, sumTile, tileRs, in[0], rs, in[1], rs, rr, colsReg, Bcast.NONE);
-          if (offset != 0) {
-            e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
-          }
-          e.emit(new Insn.Rmsnorm(out, 0, tileRs, sumTile, 0, tileRs, gamma, 0, rr, colsReg,
-              DType.F32, eps, 0, 0));
-        }, false, new int[0], null, false, new Out(sum, rowBytes, rowBytes));
-    e.free(rows, loaded, a, b, sum, dst, sumTile);
+    long tile = tileRows((add == null ? 2 : 4) * rowBytes, 128);
+    rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, rr, st) -> {
+      int x = in[0];
+      int xRs = rs;
+      if (add != null) {
+        e.addImm(sumTile, out, rowBytes);
+        e.vbin(BinOp.ADD, sumTile, outRs, in[0], rs, in[1], rs, rr, colsReg, Bcast.NONE);
+        x = sumTile;
+        xRs = outRs;
+      }
+      if (offset != 0) {
+        e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
+      }
+      e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
+          0, 0));
+    }, false, new int[0], null, false, add == null ? null : new Out(sum, rowBytes, rowBytes));
+    e.free(src);
+    e.free(rows, loaded, dst, sum, sumTile);
     if (gamma != loaded) {
       e.free(gamma);
     }
