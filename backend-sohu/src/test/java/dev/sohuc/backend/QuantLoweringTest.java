@@ -389,4 +389,41 @@ class QuantLoweringTest {
       c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40)), TOL, "q5 s=" + s);
     }
   }
+
+  /**
+   * A row-parallel layer's tail as the quantizer leaves it on a tensor-parallel chip: the bf16
+   * qmatmul's partial rounded to bf16, summed in place by a bf16 {@code allreduce} (a group of
+   * one chip here: the functional emulator runs one chip, so the sum is the identity), widened
+   * back and added to the f32 residual. Exact against the interpreter (it models each rounding).
+   */
+  @Test
+  void bf16AllReduceBetweenQmatmulAndResidualAdd() {
+    Random rnd = new Random(SEED);
+    Tensor w = gaussian(rnd, new long[] {40, 130}, 0.5f, 0f);
+    String text = """
+        module @tp {
+          weight @w : tensor<40 x 130 x f32> = inline 0xHEX
+          func @main(%x: tensor<?s x 40 x f32>, %res: tensor<?s x 130 x f32>) -> ("y": tensor<?s x 130 x f32>) {
+            %wf = weight {name = @w} : tensor<40 x 130 x f32>
+            %wb = cast %wf {to = bf16} : tensor<40 x 130 x bf16>
+            %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+            %xb = cast %x {to = bf16} : tensor<?s x 40 x bf16>
+            %p = qmatmul %xb, %wb, %one, %one : tensor<?s x 130 x f32>
+            %pb = cast %p {to = bf16} : tensor<?s x 130 x bf16>
+            %sum = all_reduce %pb {chips = 1} : tensor<?s x 130 x bf16>
+            %sf = cast %sum {to = f32} : tensor<?s x 130 x f32>
+            %y = add %res, %sf : tensor<?s x 130 x f32>
+            return %y
+          }
+        }
+        """.replace("HEX", HexFormat.of().formatHex(w.toBytes()));
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
+        BackendOptions.defaults().withBound("s", 300));
+    for (long s : new long[] {1, 129}) {
+      Random r = new Random(SEED + s);
+      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40),
+          EndToEndHarness.randomF32(r, 3.0, s, 130)), 0, "tp s=" + s);
+      assertEquals(0, res.maxError());
+    }
+  }
 }
