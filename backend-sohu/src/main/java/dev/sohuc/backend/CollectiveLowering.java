@@ -48,7 +48,8 @@ final class CollectiveLowering {
     }
     int base = e.li(hbmAddress);
     DType t = x.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
-    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 0));
+    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 1, 0, 0,
+        0));
     e.free(count, base);
   }
 }

@@ -249,6 +249,8 @@ final class Emitter {
           wait, signal);
       case VPU -> new Insn.Vfill(0, 0, 0, 0f, 0, 0, DType.F32, wait, signal);
       case CTRL -> new Insn.Nop(wait, signal);
+      // an allreduce would be a rendezvous of the group: the link has no cheap no-op
+      case LINK -> throw new IllegalArgumentException("no fence on the LINK engine");
     };
   }
 
