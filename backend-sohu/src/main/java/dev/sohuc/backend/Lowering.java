@@ -1024,6 +1024,31 @@ final class Lowering {
     return p != null && fusedConversions.containsKey(p) ? p : null;
   }
 
+  /** What each qmatmul may do to its result in its own code (QuantLowering.epilogues). */
+  private Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
+  /** The ops whose work a qmatmul did: they emit no code of their own. */
+  private final java.util.Set<Node> doneInside = java.util.Collections.newSetFromMap(
+      new java.util.IdentityHashMap<>());
+
+  void setEpilogues(Map<Node, QuantLowering.Epilogue> epilogues) {
+    this.epilogues = epilogues;
+  }
+
+  /** The epilogue qmatmul {@code n} may apply, or null. */
+  QuantLowering.Epilogue epilogue(Node n) {
+    return epilogues.get(n);
+  }
+
+  /** Records that {@code n}'s work was done inside the op lowered now. */
+  void doneInside(Node n) {
+    doneInside.add(n);
+  }
+
+  /** Whether {@code n}'s work was done inside an op lowered before it. */
+  boolean isDoneInside(Node n) {
+    return doneInside.contains(n);
+  }
+
   /** The bytes of {@code v} at the symbols' bounds, or {@code or} when it has no HBM size. */
   long sizeAtBoundOr(Value v, long or) {
     Long b = boundSizes == null ? null : boundSizes.get(v);

@@ -245,6 +245,57 @@ final class QuantLowering {
     return fused;
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Fusing the result's narrowing and its all_reduce into qmatmul.
+
+  /**
+   * What a qmatmul may do with its result in its own code. {@code narrow}: a cast of the f32
+   * result to bf16, its only reader: each tile is rounded to bf16 as it leaves ACC (the last
+   * readout instruction writes bf16; the same roundings as the cast), and the f32 result is
+   * never written. {@code sum}: the all_reduce of that bf16 tensor, its only reader (null if
+   * none): each finished weight panel's columns are summed over the group on the LINK engine
+   * while the MXU computes the next panel, so only the last panel's sum is not hidden behind
+   * the matmul (async tensor parallelism). Applied on the resident-x ring schedule only
+   * ({@link Lowering#isDoneInside} tells); otherwise the cast and the all_reduce lower alone.
+   */
+  record Epilogue(Node narrow, Node sum) {}
+
+  /** The epilogue of every qmatmul that has one. */
+  static Map<Node, Epilogue> epilogues(dev.sohuc.ir.Function fn) {
+    Map<Node, Epilogue> out = new java.util.IdentityHashMap<>();
+    if (!Boolean.parseBoolean(System.getProperty(FUSE_PROPERTY, "true"))) {
+      return out;
+    }
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = java.util.Collections.newSetFromMap(
+        new java.util.IdentityHashMap<>());
+    fn.outputs().forEach(o -> outputs.add(o.value()));
+    List<Node> body = fn.body();
+    for (int i = 0; i < body.size(); i++) {
+      Node n = body.get(i);
+      if (!(n.op() instanceof QuantOp.QMatMul)) {
+        continue;
+      }
+      List<Node> readers = users.getOrDefault(n.result(), List.of());
+      if (readers.size() != 1 || outputs.contains(n.result()) || !lastDimStatic(n.result())
+          || !(readers.get(0).op() instanceof ElementwiseOp.Cast c) || c.to() != ElementType.BF16) {
+        continue;
+      }
+      // the cast comes next (constants aside): no op in between may take its buffer, which
+      // the qmatmul has already written
+      Node narrow = readers.get(0);
+      int at = body.indexOf(narrow);
+      if (!body.subList(i + 1, at).stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+        continue;
+      }
+      List<Node> next = users.getOrDefault(narrow.result(), List.of());
+      Node sum = next.size() == 1 && next.get(0).op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
+          && CollectiveLowering.unsupportedReason(next.get(0), fn) == null ? next.get(0) : null;
+      out.put(n, new Epilogue(narrow, sum));
+    }
+    return out;
+  }
+
   /**
    * The plan of {@code n} when it is an f32 multiply of a full operand by a constant vector
    * along the last axis (a {@code vbin mul bcast=row}), else null.
@@ -426,11 +477,17 @@ final class QuantLowering {
     boolean ring = resident != null
         && Lowering.ACC_BASE + (long) MatmulLowering.RING * TILE * TILE <= l.target().accWords()
         && l.sramUsed() + panelBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
+    // the epilogue (bf16 rounding, the group's sum per panel) rides on the ring schedule
+    Epilogue ep = ring ? l.epilogue(n) : null;
+    Node sum = ep == null ? null : ep.sum();
+    Value result = ep == null ? n.result() : ep.narrow().result();
+    DType outType = ep == null ? DType.F32 : DType.BF16;
+    long oes = outType.bytes();
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
     int bPtr = e.li(l.addr(w));
-    int cPtr = e.li(l.addr(n.result()));
+    int cPtr = e.li(l.addr(result));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
     int rows = l.dimReg(m);
     int ldc = e.konst(TILE);
@@ -452,7 +509,7 @@ final class QuantLowering {
     // inside the loop would take a loop temporary that lives until the op ends): the full
     // panel's output row bytes, the result's row stride and the prefetch's clamp
     e.konst(TILE * 4L);
-    e.konst(cols * 4);
+    e.konst(cols * oes);
     e.konst(1);
     if (ring) {
       ml.openRing(n);
@@ -475,14 +532,17 @@ final class QuantLowering {
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bAhead, ldb, bPtr, bSrcStride,
           panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
-      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc,
-          accCur, accNext, t, prefetch);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE, bCur, ldb, k, dt, mTile,
+          ldc, accCur, accNext, t, prefetch);
+      if (sum != null) {
+        sumPanel(sum, cPtr, rows, TILE, cols * oes);
+      }
       e.swap(bCur, bNext);
       if (ring) {
         e.swap(bNext, bAhead);
       }
       e.addImm(bPtr, bPtr, panelStep);
-      e.addImm(cPtr, cPtr, TILE * 4L);
+      e.addImm(cPtr, cPtr, TILE * oes);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, TILE * 4L);
       }
@@ -498,14 +558,35 @@ final class QuantLowering {
       if (ring) {
         e.patchTokens(pt, 0, TOK_LOAD);
       }
-      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc,
-          accCur, accNext, t, null);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail, bCur, ldb, k, dt,
+          mTile, ldc, accCur, accNext, t, null);
+      if (sum != null) {
+        sumPanel(sum, cPtr, rows, (int) tail, cols * oes);
+      }
     }
     if (ring) {
       ml.closeRing();
       e.free(bAhead);
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+    if (ep != null) {
+      l.doneInside(ep.narrow());
+      if (sum != null) {
+        l.doneInside(sum);
+      }
+    }
+  }
+
+  /**
+   * Sums the panel just stored (columns {@code cPtr} .. + nt of every row, bf16) over the group
+   * on the LINK engine: a DMA fence queued after the panel's stores signals LINK once they are
+   * in HBM, and the allreduce waits for it; the next panel's work goes on meanwhile.
+   */
+  private void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride) {
+    int chips = (int) ((dev.sohuc.ir.op.TransformerOp.AllReduce) sum.op()).chips();
+    e.emitFor(sum, Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emitFor(sum, new Insn.Allreduce(MemSpace.HBM, cPtr, 0, 0, nt, DType.BF16, chips, rows, 0,
+        e.konst(rowStride), Emitter.TOK_LINK, 0));
   }
 
   /**
@@ -599,20 +680,23 @@ final class QuantLowering {
    * read by the mma in place); else a row stream of x's tiles through two ACC tiles.
    */
   private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
-      int cPtr, long outHbmStride, int nt, int bSram, int ldb, long k, DType dt, int mTile,
-      int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
+      int cPtr, long outHbmStride, DType outType, int nt, int bSram, int ldb, long k, DType dt,
+      int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
     int ntReg = e.konst(nt);
     int ntBytes = e.konst(nt * 4L);
     // K above the 13-bit immediate goes in a register (qmatmul made that constant before its
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8);
+    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8, outType);
     if (ring) {
-      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride, nt,
-          ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc, t.rowScale(), readout,
-          afterPrologue);
+      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
+          outType.bytes(), nt, ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc,
+          t.rowScale(), readout, afterPrologue);
       return;
+    }
+    if (outType != DType.F32) {
+      throw new IllegalStateException("a narrowed result only on the ring schedule");
     }
     l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
       int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, kReg,
@@ -623,28 +707,32 @@ final class QuantLowering {
   }
 
   /**
-   * An ACC tile to the f32 result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
-   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales.
+   * An ACC tile to the result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
+   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales, each
+   * in f32 but the last, which rounds to {@code outType} (f32, or bf16 for a fused narrowing:
+   * one more rounding of the f32 value, as the cast does), in place at the tile's f32 row stride.
    */
   private MatmulLowering.Readout readout(Tail t, int ntReg, int ntBytes, int ldc,
-      boolean integer) {
+      boolean integer, DType outType) {
+    boolean scaleCols = t.colScale() || t.tailScale() != 1.0f;
     return (out, acc, r, s) -> {
-      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg, DType.F32,
-          integer, t.accScale(), Bcast.NONE, 0, 0, UnaryFn.NONE, 0, 0));
+      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
+          t.rowScale() || scaleCols ? DType.F32 : outType, integer, t.accScale(), Bcast.NONE, 0,
+          0, UnaryFn.NONE, 0, 0));
       e.patchTokens(last, TOK_MXU, 0);
       if (t.rowScale()) {
         int sv = e.alloc();
         e.mulImm(sv, s, 4);
         e.addImm(sv, sv, t.sxBuf()); // the scales' SRAM address, an immediate
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
-            ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, scaleCols ? DType.F32 : outType, out, 0,
+            ntBytes, DType.F32, r, ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
         e.free(sv);
       }
       if (t.colScale()) {
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.COL, 1.0f, t.wsPtr(), 0, false, 0, 0));
       } else if (t.tailScale() != 1.0f) {
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));
       }
       return last;

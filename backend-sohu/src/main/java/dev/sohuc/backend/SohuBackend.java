@@ -81,6 +81,8 @@ public final class SohuBackend {
     final List<String> notes = new ArrayList<>();
     /** Conversions lowered inside their qmatmul (see QuantLowering.fusedConversions). */
     Map<Node, Node> fusedConversions = Map.of();
+    /** What each qmatmul may do to its result in its own code (QuantLowering.epilogues). */
+    Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -131,6 +133,7 @@ public final class SohuBackend {
             + String.join("\n  ", problems));
       }
       resize();
+      epilogues = QuantLowering.epilogues(fn);
       byte[] constImage = layoutConstants();
       long constEnd = align(HBM_BASE + constImage.length);
       for (Map.Entry<Value, Long> w : shapeOnlyOffset.entrySet()) {
@@ -155,16 +158,17 @@ public final class SohuBackend {
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedConversions(fusedConversions);
+      low.setEpilogues(epilogues);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
-            || fusedConversions.containsKey(n)) {
+            || fusedConversions.containsKey(n)
+            || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
           continue;
         }
-        e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
-            n.location().text());
+        e.setOp(Emitter.opName(n), n.location().text());
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
         if (prev != null) {
           // the tokens of the previous op's handoffEnd are consumed before a barrier too:
@@ -175,7 +179,10 @@ public final class SohuBackend {
           }
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
-          CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+          // summed panel by panel inside its qmatmul: only the barriers, to wait for the link
+          if (!low.isDoneInside(n)) {
+            CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+          }
         } else {
           low.lower(n);
         }
@@ -594,6 +601,14 @@ public final class SohuBackend {
       for (Map.Entry<Node, Node> f : fusedConversions.entrySet()) {
         int at = body.indexOf(f.getValue());
         for (Value v : f.getKey().op().operands()) {
+          lastUse.merge(aliasRoot(v), at, Math::max);
+        }
+      }
+      // a qmatmul that narrows its result writes the narrowed value, defined one node later:
+      // what the qmatmul reads lives until then, so that value's block cannot take theirs
+      for (Map.Entry<Node, QuantLowering.Epilogue> ep : epilogues.entrySet()) {
+        int at = body.indexOf(ep.getValue().narrow());
+        for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
         }
       }
