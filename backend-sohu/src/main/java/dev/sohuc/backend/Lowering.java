@@ -797,6 +797,9 @@ final class Lowering {
       e.add(dst, dst, planeBytes);
       e.endLoop(loop);
       e.free(planes, pRows, planeBytes, b);
+    } else if (p.bShape() == Shape.FULL && (fusedConversion(p.a()) != null
+        || fusedConversion(p.b()) != null)) {
+      widenedBinary(p, op, v, rows, cols, rs, dst);
     } else if (p.bShape() == Shape.FULL || p.bShape() == Shape.COL) {
       long bRow = p.bShape() == Shape.FULL ? rowBytes : 4;
       int b = e.li(addr(p.b()));
@@ -815,6 +818,44 @@ final class Lowering {
       e.free(b);
     }
     e.free(rows, a, dst);
+  }
+
+  /**
+   * A full-shape binary op one of whose operands is a bf16 tensor widened by a cast fused here
+   * (QuantLowering.fusedConversions: the summed partial before the residual add): that operand
+   * streams in as bf16, half the bytes, and a {@code cvt} widens each tile in SRAM before the
+   * same {@code vbin}, so the numbers are the unfused ones.
+   */
+  private void widenedBinary(BinaryPlan p, BinOp op, View v, int rows, int cols, int rs,
+      int dst) {
+    long rowBytes = v.cols() * 4;
+    List<In> ins = new ArrayList<>();
+    boolean[] wide = new boolean[2];
+    int[] bases = new int[2];
+    List<Value> operands = List.of(p.a(), p.b());
+    for (int i = 0; i < 2; i++) {
+      Node cast = fusedConversion(operands.get(i));
+      wide[i] = cast != null;
+      long row = wide[i] ? v.cols() * 2 : rowBytes;
+      bases[i] = e.li(addr(wide[i] ? cast.op().operands().get(0) : operands.get(i)));
+      ins.add(new In(bases[i], row, row));
+    }
+    int halfRs = e.konst(v.cols() * 2);
+    long tile = tileRows(4 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    int scratch = e.li(sram(tile * rowBytes, "widened tile"));
+    rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, r, s) -> {
+      int[] f32 = new int[2];
+      for (int i = 0; i < 2; i++) {
+        f32[i] = in[i];
+        if (wide[i]) {
+          e.emit(new Insn.Cvt(scratch, 0, rs, DType.F32, in[i], 0, halfRs, DType.BF16, r, cols,
+              dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+          f32[i] = scratch;
+        }
+      }
+      e.vbin(op, out, rs, f32[0], rs, f32[1], rs, r, cols, Bcast.NONE);
+    });
+    e.free(bases[0], bases[1], scratch);
   }
 
   private void swiglu(Node n, TransformerOp.SwiGlu s) {

@@ -223,6 +223,28 @@ final class QuantLowering {
         fused.put(p, n);
       }
     }
+    // a widening cast of bf16 to f32 read only by a full-shape binary op (the summed bf16
+    // partial before the residual add) is applied by that op to each tile in SRAM: the f32
+    // copy never goes to HBM. One per op: the scratch tile holds one widened operand.
+    for (Node n : fn.body()) {
+      if (!(n.op() instanceof ElementwiseOp.Binary bin) || bin.lhs() == bin.rhs()
+          || n.result().type().elementType() != ElementType.F32) {
+        continue;
+      }
+      Lowering.BinaryPlan p = Lowering.binaryPlan(bin, known);
+      if (p == null || p.imm() != null || p.bShape() != Lowering.Shape.FULL) {
+        continue;
+      }
+      for (Value v : List.of(p.a(), p.b())) {
+        Node c = v.producer();
+        if (c != null && c.op() instanceof ElementwiseOp.Cast cast && cast.to() == ElementType.F32
+            && cast.x().type().elementType() == ElementType.BF16 && uses.getOrDefault(v, 0) == 1
+            && lastDimStatic(v)) {
+          fused.put(c, n);
+          break;
+        }
+      }
+    }
     // a per-channel f32 multiply feeding only fused conversions (SmoothQuant's x / s, shared
     // by the layers that read one activation) is applied by each of them to its f32 tile in SRAM
     // with the same vbin mul instead of going through HBM on its own; it maps to the last
