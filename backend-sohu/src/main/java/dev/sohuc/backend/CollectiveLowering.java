@@ -38,6 +38,21 @@ final class CollectiveLowering {
     return null;
   }
 
+  /**
+   * Sums the panel just stored ({@code nt} columns from {@code cPtr}, in every one of
+   * {@code rows} rows {@code rowStride} bytes apart) over the group on the LINK engine, inside a
+   * matmul's panel loop (QuantLowering.Epilogue): a DMA fence queued after the panel's stores
+   * signals LINK once they are in HBM, and the allreduce waits for it; the next panel's work
+   * goes on meanwhile. Both are the all_reduce's work in the profile.
+   */
+  static void sumPanel(Emitter e, Node sum, int cPtr, int rows, int nt, long rowStride,
+      DType dtype) {
+    int chips = (int) ((TransformerOp.AllReduce) sum.op()).chips();
+    e.emitFor(sum, Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emitFor(sum, new Insn.Allreduce(MemSpace.HBM, cPtr, 0, 0, nt, dtype, chips, rows, 0,
+        e.konst(rowStride), Emitter.TOK_LINK, 0));
+  }
+
   static void allreduce(Emitter e, Lowering low, TransformerOp.AllReduce a, long hbmAddress) {
     Value x = a.x();
     int count = e.li(1);

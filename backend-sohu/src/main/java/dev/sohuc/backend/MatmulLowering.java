@@ -89,6 +89,9 @@ final class MatmulLowering {
     if (resident) {
       openRing(n);
     }
+    // the group's sum of the result, panel by panel on the link, rides on the ring schedule
+    QuantLowering.Epilogue ep = resident ? l.epilogue(n) : null;
+    Node sum = ep == null ? null : ep.sum();
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
@@ -151,6 +154,9 @@ final class MatmulLowering {
       };
       stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
           kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * 4, DType.F32);
+      }
       e.swap(bCur, bNext);
       if (ahead == 2) {
         e.swap(bNext, bAhead);
@@ -174,6 +180,9 @@ final class MatmulLowering {
       }
       stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
           kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * 4, DType.F32);
+      }
     }
     if (batched) {
       // next batch: A and C move by one matrix, B by one matrix from where this one started
@@ -194,6 +203,9 @@ final class MatmulLowering {
     e.free(aBase, bPtr, cPtr, rows, bCur, bNext, accCur, accNext, biasPtr, jrem);
     if (resident) {
       e.free(bAhead);
+    }
+    if (sum != null) {
+      l.doneInside(sum);
     }
   }
 

@@ -268,54 +268,60 @@ final class QuantLowering {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Fusing the result's narrowing and its all_reduce into qmatmul.
+  // Fusing the result's narrowing and its all_reduce into the matmul.
 
   /**
-   * What a qmatmul may do with its result in its own code. {@code narrow}: a cast of the f32
-   * result to bf16, its only reader: each tile is rounded to bf16 as it leaves ACC (the last
-   * readout instruction writes bf16; the same roundings as the cast), and the f32 result is
-   * never written. {@code sum}: the all_reduce of that bf16 tensor, its only reader (null if
-   * none): each finished weight panel's columns are summed over the group on the LINK engine
-   * while the MXU computes the next panel, so only the last panel's sum is not hidden behind
-   * the matmul (async tensor parallelism). Applied on the resident-x ring schedule only
+   * What a qmatmul or matmul may do with its result in its own code. {@code narrow} (qmatmul
+   * only, or null): a cast of the f32 result to bf16, its only reader, placed right after it:
+   * each tile is rounded to bf16 as it leaves ACC (the last readout instruction writes bf16:
+   * the same roundings as the cast), and the f32 result is never written. {@code sum} (or
+   * null): the all_reduce of the result (of the narrowed one if any), its only reader: each
+   * finished weight panel's columns are summed over the group on the LINK engine while the MXU
+   * computes the next panel, so only the last panel's sum is not hidden behind the matmul
+   * (async tensor parallelism). Applied on the resident ring schedules only
    * ({@link Lowering#isDoneInside} tells); otherwise the cast and the all_reduce lower alone.
    */
   record Epilogue(Node narrow, Node sum) {}
 
-  /** The epilogue of every qmatmul that has one. */
+  /** The epilogue of every qmatmul and matmul that has one. */
   static Map<Node, Epilogue> epilogues(dev.sohuc.ir.Function fn) {
     Map<Node, Epilogue> out = new java.util.IdentityHashMap<>();
     if (!Boolean.parseBoolean(System.getProperty(FUSE_PROPERTY, "true"))) {
       return out;
     }
     Map<Value, List<Node>> users = fn.users();
-    java.util.Set<Value> outputs = java.util.Collections.newSetFromMap(
-        new java.util.IdentityHashMap<>());
-    fn.outputs().forEach(o -> outputs.add(o.value()));
     List<Node> body = fn.body();
     for (int i = 0; i < body.size(); i++) {
       Node n = body.get(i);
-      if (!(n.op() instanceof QuantOp.QMatMul)) {
+      if (!(n.op() instanceof QuantOp.QMatMul) && !(n.op() instanceof dev.sohuc.ir.op.LinalgOp.MatMul)) {
         continue;
       }
-      List<Node> readers = users.getOrDefault(n.result(), List.of());
-      if (readers.size() != 1 || outputs.contains(n.result()) || !lastDimStatic(n.result())
-          || !(readers.get(0).op() instanceof ElementwiseOp.Cast c) || c.to() != ElementType.BF16) {
-        continue;
-      }
+      Node next = soleReader(fn, users, n.result());
+      Node narrow = null;
       // the cast comes next (constants aside): no op in between may take its buffer, which
       // the qmatmul has already written
-      Node narrow = readers.get(0);
-      int at = body.indexOf(narrow);
-      if (!body.subList(i + 1, at).stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
-        continue;
+      if (n.op() instanceof QuantOp.QMatMul && next != null
+          && next.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
+          && lastDimStatic(n.result()) && body.subList(i + 1, body.indexOf(next)).stream()
+          .allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+        narrow = next;
+        next = soleReader(fn, users, narrow.result());
       }
-      List<Node> next = users.getOrDefault(narrow.result(), List.of());
-      Node sum = next.size() == 1 && next.get(0).op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
-          && CollectiveLowering.unsupportedReason(next.get(0), fn) == null ? next.get(0) : null;
-      out.put(n, new Epilogue(narrow, sum));
+      Node sum = next != null && next.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
+          && CollectiveLowering.unsupportedReason(next, fn) == null ? next : null;
+      if (narrow != null || sum != null) {
+        out.put(n, new Epilogue(narrow, sum));
+      }
     }
     return out;
+  }
+
+  /** The only op that reads {@code v}, or null (none, several, or an output). */
+  private static Node soleReader(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users,
+      Value v) {
+    List<Node> readers = users.getOrDefault(v, List.of());
+    boolean output = fn.outputs().stream().anyMatch(o -> o.value() == v);
+    return readers.size() == 1 && !output ? readers.get(0) : null;
   }
 
   /**
@@ -501,9 +507,10 @@ final class QuantLowering {
         && l.sramUsed() + panelBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
     // the epilogue (bf16 rounding, the group's sum per panel) rides on the ring schedule
     Epilogue ep = ring ? l.epilogue(n) : null;
+    Node narrow = ep == null ? null : ep.narrow();
     Node sum = ep == null ? null : ep.sum();
-    Value result = ep == null ? n.result() : ep.narrow().result();
-    DType outType = ep == null ? DType.F32 : DType.BF16;
+    Value result = narrow == null ? n.result() : narrow.result();
+    DType outType = narrow == null ? DType.F32 : DType.BF16;
     long oes = outType.bytes();
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
@@ -557,7 +564,7 @@ final class QuantLowering {
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE, bCur, ldb, k, dt, mTile,
           ldc, accCur, accNext, t, prefetch);
       if (sum != null) {
-        sumPanel(sum, cPtr, rows, TILE, cols * oes);
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * oes, outType);
       }
       e.swap(bCur, bNext);
       if (ring) {
@@ -583,7 +590,7 @@ final class QuantLowering {
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail, bCur, ldb, k, dt,
           mTile, ldc, accCur, accNext, t, null);
       if (sum != null) {
-        sumPanel(sum, cPtr, rows, (int) tail, cols * oes);
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * oes, outType);
       }
     }
     if (ring) {
@@ -591,24 +598,11 @@ final class QuantLowering {
       e.free(bAhead);
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
-    if (ep != null) {
-      l.doneInside(ep.narrow());
-      if (sum != null) {
-        l.doneInside(sum);
+    for (Node done : new Node[] {narrow, sum}) {
+      if (done != null) {
+        l.doneInside(done);
       }
     }
-  }
-
-  /**
-   * Sums the panel just stored (columns {@code cPtr} .. + nt of every row, bf16) over the group
-   * on the LINK engine: a DMA fence queued after the panel's stores signals LINK once they are
-   * in HBM, and the allreduce waits for it; the next panel's work goes on meanwhile.
-   */
-  private void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride) {
-    int chips = (int) ((dev.sohuc.ir.op.TransformerOp.AllReduce) sum.op()).chips();
-    e.emitFor(sum, Emitter.hbmFence(0, Emitter.TOK_LINK));
-    e.emitFor(sum, new Insn.Allreduce(MemSpace.HBM, cPtr, 0, 0, nt, DType.BF16, chips, rows, 0,
-        e.konst(rowStride), Emitter.TOK_LINK, 0));
   }
 
   /**

@@ -607,6 +607,9 @@ public final class SohuBackend {
       // a qmatmul that narrows its result writes the narrowed value, defined one node later:
       // what the qmatmul reads lives until then, so that value's block cannot take theirs
       for (Map.Entry<Node, QuantLowering.Epilogue> ep : epilogues.entrySet()) {
+        if (ep.getValue().narrow() == null) {
+          continue;
+        }
         int at = body.indexOf(ep.getValue().narrow());
         for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
