@@ -12,9 +12,12 @@ import dev.sohuc.isa.MemSpace;
 import java.util.List;
 
 /**
- * {@code all_reduce} to the chip's {@code allreduce}: in place on the operand's HBM buffer (the
- * planner aliases the result to it), one instruction whose element count comes from the
- * symbolic dims at run time.
+ * {@code all_reduce} to the chip's {@code allreduce} on the LINK engine, in place on the
+ * operand's HBM buffer (the planner aliases the result to it): one instruction whose element
+ * count comes from the symbolic dims at run time, between barriers; or, when the operand is a
+ * matmul's result (QuantLowering.Epilogue), one per finished weight panel inside the matmul's
+ * loop ({@link #sumPanel}), and the all_reduce's own code is only the barriers that wait for
+ * the link.
  */
 final class CollectiveLowering {
   private CollectiveLowering() {}
