@@ -1052,22 +1052,22 @@ final class Lowering {
     this.boundSizes = sizes;
   }
 
-  /** Conversions lowered inside the qmatmul that reads them (producer to qmatmul). */
+  /** Conversions lowered inside the op that reads them (producer to that op). */
   private Map<Node, Node> fusedConversions = Map.of();
 
   void setFusedConversions(Map<Node, Node> fused) {
     this.fusedConversions = fused;
   }
 
-  /** The producer of {@code x} when its conversion is fused into its qmatmul, else null. */
+  /** The producer of {@code x} when its conversion is fused into its reader, else null. */
   Node fusedConversion(Value x) {
     Node p = x.producer();
     return p != null && fusedConversions.containsKey(p) ? p : null;
   }
 
-  /** What each qmatmul may do to its result in its own code (QuantLowering.epilogues). */
+  /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
   private Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
-  /** The ops whose work a qmatmul did: they emit no code of their own. */
+  /** The ops whose work a matmul did in its own code: they emit none of their own. */
   private final java.util.Set<Node> doneInside = java.util.Collections.newSetFromMap(
       new java.util.IdentityHashMap<>());
 
@@ -1075,7 +1075,7 @@ final class Lowering {
     this.epilogues = epilogues;
   }
 
-  /** The epilogue qmatmul {@code n} may apply, or null. */
+  /** The epilogue the matmul {@code n} may apply, or null. */
   QuantLowering.Epilogue epilogue(Node n) {
     return epilogues.get(n);
   }

@@ -165,7 +165,8 @@ final class QuantLowering {
    * symbols' bounds. The qmatmul then reads the f32 rows once, converts each tile in SRAM with
    * the producer's own instructions (so the numbers are the unfused ones) into a resident
    * low-precision copy, and runs every weight panel against it: the quantized tensor never
-   * goes to HBM and x is read once instead of once per 128 weight columns.
+   * goes to HBM and x is read once instead of once per 128 weight columns. Also a widening
+   * cast of bf16 read only by a full-shape binary op, fused into that op (below).
    */
   static Map<Node, Node> fusedConversions(dev.sohuc.ir.Function fn, Map<Value, Long> sizeAtBound,
       Map<Value, Tensor> known, TargetInfo target) {

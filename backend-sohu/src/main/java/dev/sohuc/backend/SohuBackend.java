@@ -79,9 +79,9 @@ public final class SohuBackend {
     long[] arena;
     long hbmEnd;
     final List<String> notes = new ArrayList<>();
-    /** Conversions lowered inside their qmatmul (see QuantLowering.fusedConversions). */
+    /** Conversions lowered inside the op that reads them (QuantLowering.fusedConversions). */
     Map<Node, Node> fusedConversions = Map.of();
-    /** What each qmatmul may do to its result in its own code (QuantLowering.epilogues). */
+    /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
     Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
@@ -179,7 +179,7 @@ public final class SohuBackend {
           }
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
-          // summed panel by panel inside its qmatmul: only the barriers, to wait for the link
+          // summed panel by panel inside its matmul: only the barriers, to wait for the link
           if (!low.isDoneInside(n)) {
             CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
           }
