@@ -12,9 +12,12 @@ import dev.sohuc.isa.MemSpace;
 import java.util.List;
 
 /**
- * {@code all_reduce} to the chip's {@code allreduce}: in place on the operand's HBM buffer (the
- * planner aliases the result to it), one instruction whose element count comes from the
- * symbolic dims at run time.
+ * {@code all_reduce} to the chip's {@code allreduce} on the LINK engine, in place on the
+ * operand's HBM buffer (the planner aliases the result to it): one instruction whose element
+ * count comes from the symbolic dims at run time, between barriers; or, when the operand is a
+ * matmul's result (QuantLowering.Epilogue), one per finished weight panel inside the matmul's
+ * loop ({@link #sumPanel}), and the all_reduce's own code is only the barriers that wait for
+ * the link.
  */
 final class CollectiveLowering {
   private CollectiveLowering() {}
@@ -38,6 +41,21 @@ final class CollectiveLowering {
     return null;
   }
 
+  /**
+   * Sums the panel just stored ({@code nt} columns from {@code cPtr}, in every one of
+   * {@code rows} rows {@code rowStride} bytes apart) over the group on the LINK engine, inside a
+   * matmul's panel loop (QuantLowering.Epilogue): a DMA fence queued after the panel's stores
+   * signals LINK once they are in HBM, and the allreduce waits for it; the next panel's work
+   * goes on meanwhile. Both are the all_reduce's work in the profile.
+   */
+  static void sumPanel(Emitter e, Node sum, int cPtr, int rows, int nt, long rowStride,
+      DType dtype) {
+    int chips = (int) ((TransformerOp.AllReduce) sum.op()).chips();
+    e.emitFor(sum, Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emitFor(sum, new Insn.Allreduce(MemSpace.HBM, cPtr, 0, 0, nt, dtype, chips, rows, 0,
+        e.konst(rowStride), Emitter.TOK_LINK, 0));
+  }
+
   static void allreduce(Emitter e, Lowering low, TransformerOp.AllReduce a, long hbmAddress) {
     Value x = a.x();
     int count = e.li(1);
@@ -48,7 +66,8 @@ final class CollectiveLowering {
     }
     int base = e.li(hbmAddress);
     DType t = x.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
-    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 0));
+    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 1, 0, 0,
+        0));
     e.free(count, base);
   }
 }

@@ -38,6 +38,7 @@ final class Emitter {
   static final int TOK_DMA_TO_MXU = 11;
   static final int TOK_DMA_TO_DMA = 12;
   static final int TOK_FREE = 13;  // DMA -> MXU: a stored tile's ACC and output buffers are free
+  static final int TOK_LINK = 14;  // DMA -> LINK: a finished block of a result is in HBM
 
   static final int MAX_LOOP_DEPTH = 4;
 
@@ -81,6 +82,25 @@ final class Emitter {
     debugOp.add(curOp);
     debugLoc.add(curLoc);
     return code.size() - 1;
+  }
+
+  /** The debug name of an IR op: its mnemonic and its first result ({@code qmatmul %y}). */
+  static String opName(dev.sohuc.ir.Node n) {
+    return n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name());
+  }
+
+  /**
+   * Emits {@code insn} as the work of {@code n}, an op whose code lies inside the current op's
+   * (a fused all_reduce's collectives in its qmatmul's panel loop), so the profile charges it
+   * there.
+   */
+  int emitFor(dev.sohuc.ir.Node n, Insn insn) {
+    String op = curOp;
+    String loc = curLoc;
+    setOp(opName(n), n.location().text());
+    int pc = emit(insn);
+    setOp(op, loc);
+    return pc;
   }
 
   // ---- registers
@@ -249,6 +269,8 @@ final class Emitter {
           wait, signal);
       case VPU -> new Insn.Vfill(0, 0, 0, 0f, 0, 0, DType.F32, wait, signal);
       case CTRL -> new Insn.Nop(wait, signal);
+      // an allreduce would be a rendezvous of the group: the link has no cheap no-op
+      case LINK -> throw new IllegalArgumentException("no fence on the LINK engine");
     };
   }
 

@@ -816,6 +816,9 @@ final class Lowering {
       e.add(dst, dst, planeBytes);
       e.endLoop(loop);
       e.free(planes, pRows, planeBytes, b);
+    } else if (p.bShape() == Shape.FULL && (fusedProducer(p.a()) != null
+        || fusedProducer(p.b()) != null)) {
+      widenedBinary(p, op, v, rows, cols, rs, dst);
     } else if (p.bShape() == Shape.FULL || p.bShape() == Shape.COL) {
       long bRow = p.bShape() == Shape.FULL ? rowBytes : 4;
       int b = e.li(addr(p.b()));
@@ -834,6 +837,73 @@ final class Lowering {
       e.free(b);
     }
     e.free(rows, a, dst);
+  }
+
+  /**
+   * A full-shape binary op one of whose operands is a bf16 tensor widened by a cast fused here
+   * (QuantLowering.fusedConversions: the summed partial before the residual add).
+   */
+  private void widenedBinary(BinaryPlan p, BinOp op, View v, int rows, int cols, int rs,
+      int dst) {
+    long rowBytes = v.cols() * 4;
+    long tile = tileRows(4 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    WidenedOperands w = new WidenedOperands(List.of(p.a(), p.b()), v.cols(), tile);
+    rowStream(rows, tile, w.ins(), dst, rowBytes, rowBytes, (in, out, r, s) -> {
+      int[] f32 = w.f32(in, r, cols, rs);
+      e.vbin(op, out, rs, f32[0], rs, f32[1], rs, r, cols, Bcast.NONE);
+    });
+    w.free();
+  }
+
+  /**
+   * The row-stream inputs of f32 operands of {@code cols} columns, in tiles of {@code tile} rows.
+   * An operand made by a bf16 to f32 cast fused into this op (QuantLowering.fusedConversions)
+   * streams in as bf16, half the bytes, and {@link #f32} widens its tile in SRAM ({@code cvt})
+   * before use, so the numbers are the unfused ones.
+   */
+  private final class WidenedOperands {
+    private final List<In> ins = new ArrayList<>();
+    private final int[] bases;
+    /** Per operand: the SRAM tile it is widened into, 0 when it streams in as f32. */
+    private final int[] scratch;
+    private final int halfRs;
+
+    WidenedOperands(List<Value> operands, long cols, long tile) {
+      bases = new int[operands.size()];
+      scratch = new int[operands.size()];
+      for (int i = 0; i < bases.length; i++) {
+        Node cast = fusedProducer(operands.get(i));
+        boolean wide = cast != null && cast.op() instanceof ElementwiseOp.Cast;
+        long row = wide ? cols * 2 : cols * 4;
+        bases[i] = e.li(addr(wide ? cast.op().operands().get(0) : operands.get(i)));
+        scratch[i] = wide ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
+        ins.add(new In(bases[i], row, row));
+      }
+      halfRs = e.konst(cols * 2);
+    }
+
+    List<In> ins() {
+      return ins;
+    }
+
+    /** This tile's operands in f32 (the widened ones in their scratch tiles). */
+    int[] f32(int[] in, int rows, int colsReg, int rs) {
+      int[] f32 = new int[in.length];
+      for (int i = 0; i < in.length; i++) {
+        f32[i] = in[i];
+        if (scratch[i] != 0) {
+          e.emit(new Insn.Cvt(scratch[i], 0, rs, DType.F32, in[i], 0, halfRs, DType.BF16, rows,
+              colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+          f32[i] = scratch[i];
+        }
+      }
+      return f32;
+    }
+
+    void free() {
+      e.free(bases);
+      e.free(scratch);
+    }
   }
 
   private void swiglu(Node n, TransformerOp.SwiGlu s) {
@@ -995,24 +1065,21 @@ final class Lowering {
     float offset = (float) r.gammaOffset();
     int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
     int one = e.konst(1);
-    List<Value> inputs = add == null ? List.of(r.x()) : List.of(addends.a(), addends.b());
-    int[] src = new int[inputs.size()];
-    List<In> ins = new ArrayList<>();
-    for (int i = 0; i < src.length; i++) {
-      src[i] = e.li(addr(inputs.get(i)));
-      ins.add(new In(src[i], rowBytes, rowBytes));
-    }
     int dst = e.li(addr(n.result()));
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
-    long tile = tileRows((add == null ? 2 : 4) * rowBytes, 128);
-    rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, rr, st) -> {
+    long tile = tileRows((add == null ? 2 : 5) * rowBytes, 128);
+    // the addends (one may be the bf16 partial sum a fused cast widens), or x
+    WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
+        : List.of(addends.a(), addends.b()), v.cols(), tile);
+    rowStream(rows, tile, w.ins(), dst, rowBytes, rowBytes, (in, out, rr, st) -> {
       int x = in[0];
       int xRs = rs;
       if (add != null) {
+        int[] f32 = w.f32(in, rr, colsReg, rs);
         e.addImm(sumTile, out, rowBytes);
-        e.vbin(BinOp.ADD, sumTile, outRs, in[0], rs, in[1], rs, rr, colsReg, Bcast.NONE);
+        e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
         x = sumTile;
         xRs = outRs;
       }
@@ -1022,7 +1089,7 @@ final class Lowering {
       e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
           0, 0));
     }, false, new int[0], null, false, add == null ? null : new Out(sum, rowBytes, rowBytes));
-    e.free(src);
+    w.free();
     e.free(rows, loaded, dst, sum, sumTile);
     if (gamma != loaded) {
       e.free(gamma);
@@ -1110,6 +1177,31 @@ final class Lowering {
   Node fusedProducer(Value x) {
     Node p = x.producer();
     return p != null && fusedProducers.containsKey(p) ? p : null;
+  }
+
+  /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
+  private Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
+  /** The ops whose work a matmul did in its own code: they emit none of their own. */
+  private final java.util.Set<Node> doneInside = java.util.Collections.newSetFromMap(
+      new java.util.IdentityHashMap<>());
+
+  void setEpilogues(Map<Node, QuantLowering.Epilogue> epilogues) {
+    this.epilogues = epilogues;
+  }
+
+  /** The epilogue the matmul {@code n} may apply, or null. */
+  QuantLowering.Epilogue epilogue(Node n) {
+    return epilogues.get(n);
+  }
+
+  /** Records that {@code n}'s work was done inside the op lowered now. */
+  void doneInside(Node n) {
+    doneInside.add(n);
+  }
+
+  /** Whether {@code n}'s work was done inside an op lowered before it. */
+  boolean isDoneInside(Node n) {
+    return doneInside.contains(n);
   }
 
   /** The bytes of {@code v} at the symbols' bounds, or {@code or} when it has no HBM size. */

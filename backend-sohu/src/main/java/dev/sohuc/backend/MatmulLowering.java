@@ -85,6 +85,9 @@ final class MatmulLowering {
     if (resident) {
       openRing(n);
     }
+    // the group's sum of the result, panel by panel on the link, rides on the ring schedule
+    QuantLowering.Epilogue ep = resident ? l.epilogue(n) : null;
+    Node sum = ep == null ? null : ep.sum();
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
     int rows = l.dimReg(m);
@@ -165,6 +168,9 @@ final class MatmulLowering {
       };
       stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
           kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * 4, DType.F32);
+      }
       e.swap(bCur, bNext);
       if (ahead == 2) {
         e.swap(bNext, bAhead);
@@ -188,6 +194,9 @@ final class MatmulLowering {
       }
       stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
           kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * 4, DType.F32);
+      }
     }
     if (batched) {
       // next batch: A and C move by one matrix, B by one matrix from where this one started
@@ -218,6 +227,9 @@ final class MatmulLowering {
     }
     if (resident) {
       e.free(bAhead);
+    }
+    if (sum != null) {
+      l.doneInside(sum);
     }
   }
 
@@ -332,7 +344,7 @@ final class MatmulLowering {
       Runnable afterPrologue) {
     long tile = TILE;
     if (aResident) {
-      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, nt, ntBytesReg, bSram, ldb,
+      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, 4, nt, ntBytesReg, bSram, ldb,
           kReg, kImm, tb, DType.F32, mTile, ldc, false, (out, acc, r, s) -> {
             int rd = e.accrd(out, ntBytesReg, acc, ldc, r, ntReg, alpha,
                 hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
@@ -371,11 +383,13 @@ final class MatmulLowering {
    * another), its last mma alone signals MXU (the MXU runs in order), and the readout's last
    * instruction signals STORE. The ring holds RING / GROUP groups; group i's mmas wait FREE (an
    * MXU fence), which the store of group i - RING / GROUP signals. The panel's arrival (its
-   * load signals LOAD) is awaited by an MXU fence first.
+   * load signals LOAD) is awaited by an MXU fence first. The result has {@code outEs}-byte
+   * elements (4, or 2 when the readout rounds to bf16).
    */
   void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, long outHbmStride,
-      int nt, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, DType dt,
-      int mTile, int ldc, boolean needRowStart, Readout readout, Runnable afterPrologue) {
+      long outEs, int nt, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb,
+      DType dt, int mTile, int ldc, boolean needRowStart, Readout readout,
+      Runnable afterPrologue) {
     e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
@@ -424,7 +438,8 @@ final class MatmulLowering {
     e.patchTokens(mma.getAsInt(), 0, TOK_MXU);
     // the group's rows lie one after another in ACC (ldc apart) and in its output tiles
     e.patchTokens(readout.emit(out, gAcc, gRows, rowStart), 0, TOK_STORE);
-    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * 4L, gRows,
+    // the output tiles keep f32 rows; a bf16 result is the first half of each
+    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * outEs, gRows,
         0, 0, 1, 0, 0);
     e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
     e.sub(rem, rem, gRows);

@@ -165,7 +165,8 @@ final class QuantLowering {
    * symbols' bounds. The qmatmul then reads the f32 rows once, converts each tile in SRAM with
    * the producer's own instructions (so the numbers are the unfused ones) into a resident
    * low-precision copy, and runs every weight panel against it: the quantized tensor never
-   * goes to HBM and x is read once instead of once per 128 weight columns.
+   * goes to HBM and x is read once instead of once per 128 weight columns. Also a widening
+   * cast of bf16 read only by a full-shape binary op, fused into that op (below).
    */
   static Map<Node, Node> fusedConversions(dev.sohuc.ir.Function fn, Map<Value, Long> sizeAtBound,
       Map<Value, Tensor> known, TargetInfo target) {
@@ -233,6 +234,28 @@ final class QuantLowering {
         fused.put(p, n);
       }
     }
+    // a widening cast of bf16 to f32 read only by a full-shape binary op (the summed bf16
+    // partial before the residual add) is applied by that op to each tile in SRAM: the f32
+    // copy never goes to HBM. One per op: the scratch tile holds one widened operand.
+    for (Node n : fn.body()) {
+      if (!(n.op() instanceof ElementwiseOp.Binary bin) || bin.lhs() == bin.rhs()
+          || n.result().type().elementType() != ElementType.F32) {
+        continue;
+      }
+      Lowering.BinaryPlan p = Lowering.binaryPlan(bin, known);
+      if (p == null || p.imm() != null || p.bShape() != Lowering.Shape.FULL) {
+        continue;
+      }
+      for (Value v : List.of(p.a(), p.b())) {
+        Node c = v.producer();
+        if (c != null && c.op() instanceof ElementwiseOp.Cast cast && cast.to() == ElementType.F32
+            && cast.x().type().elementType() == ElementType.BF16 && uses.getOrDefault(v, 0) == 1
+            && lastDimStatic(v)) {
+          fused.put(c, n);
+          break;
+        }
+      }
+    }
     // a per-channel f32 multiply feeding only fused conversions (SmoothQuant's x / s, shared
     // by the layers that read one activation) is applied by each of them to its f32 tile in SRAM
     // with the same vbin mul instead of going through HBM on its own; it maps to the last
@@ -253,6 +276,63 @@ final class QuantLowering {
       }
     }
     return fused;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Fusing the result's narrowing and its all_reduce into the matmul.
+
+  /**
+   * What a qmatmul or matmul may do with its result in its own code. {@code narrow} (qmatmul
+   * only, or null): a cast of the f32 result to bf16, its only reader, placed right after it:
+   * each tile is rounded to bf16 as it leaves ACC (the last readout instruction writes bf16:
+   * the same roundings as the cast), and the f32 result is never written. {@code sum} (or
+   * null): the all_reduce of the result (of the narrowed one if any), its only reader: each
+   * finished weight panel's columns are summed over the group on the LINK engine while the MXU
+   * computes the next panel, so only the last panel's sum is not hidden behind the matmul
+   * (async tensor parallelism). Applied on the resident ring schedules only
+   * ({@link Lowering#isDoneInside} tells); otherwise the cast and the all_reduce lower alone.
+   */
+  record Epilogue(Node narrow, Node sum) {}
+
+  /** The epilogue of every qmatmul and matmul that has one. */
+  static Map<Node, Epilogue> epilogues(dev.sohuc.ir.Function fn) {
+    Map<Node, Epilogue> out = new java.util.IdentityHashMap<>();
+    if (!Boolean.parseBoolean(System.getProperty(FUSE_PROPERTY, "true"))) {
+      return out;
+    }
+    Map<Value, List<Node>> users = fn.users();
+    List<Node> body = fn.body();
+    for (int i = 0; i < body.size(); i++) {
+      Node n = body.get(i);
+      if (!(n.op() instanceof QuantOp.QMatMul) && !(n.op() instanceof dev.sohuc.ir.op.LinalgOp.MatMul)) {
+        continue;
+      }
+      Node next = soleReader(fn, users, n.result());
+      Node narrow = null;
+      // the cast comes next (constants aside): no op in between may take its buffer, which
+      // the qmatmul has already written
+      if (n.op() instanceof QuantOp.QMatMul && next != null
+          && next.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
+          && lastDimStatic(n.result()) && body.subList(i + 1, body.indexOf(next)).stream()
+          .allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+        narrow = next;
+        next = soleReader(fn, users, narrow.result());
+      }
+      Node sum = next != null && next.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
+          && CollectiveLowering.unsupportedReason(next, fn) == null ? next : null;
+      if (narrow != null || sum != null) {
+        out.put(n, new Epilogue(narrow, sum));
+      }
+    }
+    return out;
+  }
+
+  /** The only op that reads {@code v}, or null (none, several, or an output). */
+  private static Node soleReader(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users,
+      Value v) {
+    List<Node> readers = users.getOrDefault(v, List.of());
+    boolean output = fn.outputs().stream().anyMatch(o -> o.value() == v);
+    return readers.size() == 1 && !output ? readers.get(0) : null;
   }
 
   /**
@@ -500,11 +580,18 @@ final class QuantLowering {
     // before it); without, two swapped buffers
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
+    // the epilogue (bf16 rounding, the group's sum per panel) rides on the ring schedule
+    Epilogue ep = ring ? l.epilogue(n) : null;
+    Node narrow = ep == null ? null : ep.narrow();
+    Node sum = ep == null ? null : ep.sum();
+    Value result = narrow == null ? n.result() : narrow.result();
+    DType outType = narrow == null ? DType.F32 : DType.BF16;
+    long oes = outType.bytes();
     float accScale = rowScale ? 1.0f : sxImm;
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
     int bPtr = e.li(l.addr(w));
-    int cPtr = e.li(l.addr(n.result()));
+    int cPtr = e.li(l.addr(result));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
     int rows = l.dimReg(m);
     int ldc = e.konst(TILE);
@@ -524,7 +611,7 @@ final class QuantLowering {
     // inside the loop would take a loop temporary that lives until the op ends): the full
     // panel's output row bytes, the result's row stride and the prefetch's clamp
     e.konst(TILE * 4L);
-    e.konst(cols * 4);
+    e.konst(cols * oes);
     e.konst(1);
     if (ring) {
       ml.openRing(n);
@@ -549,8 +636,11 @@ final class QuantLowering {
       int jLoop = e.beginLoop(0, nFull);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
           panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
-      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, TILE, bCur, ldb, k, dt, mTile, ldc,
-          accCur, accNext, t, prefetch);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE, bCur, ldb, k, dt, mTile,
+          ldc, accCur, accNext, t, prefetch);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * oes, outType);
+      }
       if (ring) {
         ml.nextSlot(bCur, slots, slotBytes, ahead + 1);
         ml.nextSlot(bNext, slots, slotBytes, ahead + 1);
@@ -558,7 +648,7 @@ final class QuantLowering {
         e.swap(bCur, bNext);
       }
       e.addImm(bPtr, bPtr, panelStep);
-      e.addImm(cPtr, cPtr, TILE * 4L);
+      e.addImm(cPtr, cPtr, TILE * oes);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, TILE * 4L);
       }
@@ -574,13 +664,21 @@ final class QuantLowering {
       if (ring) {
         e.patchTokens(pt, 0, TOK_LOAD);
       }
-      stream(ml, ring, rows, ins, lda, cPtr, cols * 4, (int) tail, bCur, ldb, k, dt, mTile, ldc,
-          accCur, accNext, t, null);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail, bCur, ldb, k, dt,
+          mTile, ldc, accCur, accNext, t, null);
+      if (sum != null) {
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * oes, outType);
+      }
     }
     if (ring) {
       ml.closeRing();
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+    for (Node done : new Node[] {narrow, sum}) {
+      if (done != null) {
+        l.doneInside(done);
+      }
+    }
   }
 
   /**
@@ -680,20 +778,23 @@ final class QuantLowering {
    * read by the mma in place); else a row stream of x's tiles through two ACC tiles.
    */
   private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
-      int cPtr, long outHbmStride, int nt, int bSram, int ldb, long k, DType dt, int mTile,
-      int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
+      int cPtr, long outHbmStride, DType outType, int nt, int bSram, int ldb, long k, DType dt,
+      int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
     int ntReg = e.konst(nt);
     int ntBytes = e.konst(nt * 4L);
     // K above the 13-bit immediate goes in a register (qmatmul made that constant before its
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8);
+    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8, outType);
     if (ring) {
-      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride, nt,
-          ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc, t.rowScale(), readout,
-          afterPrologue);
+      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
+          outType.bytes(), nt, ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc,
+          t.rowScale(), readout, afterPrologue);
       return;
+    }
+    if (outType != DType.F32) {
+      throw new IllegalStateException("a narrowed result only on the ring schedule");
     }
     l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
       int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, kReg,
@@ -704,28 +805,32 @@ final class QuantLowering {
   }
 
   /**
-   * An ACC tile to the f32 result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
-   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales.
+   * An ACC tile to the result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
+   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales, each
+   * in f32 but the last, which rounds to {@code outType} (f32, or bf16 for a fused narrowing:
+   * one more rounding of the f32 value, as the cast does), in place at the tile's f32 row stride.
    */
   private MatmulLowering.Readout readout(Tail t, int ntReg, int ntBytes, int ldc,
-      boolean integer) {
+      boolean integer, DType outType) {
+    boolean scaleCols = t.colScale() || t.tailScale() != 1.0f;
     return (out, acc, r, s) -> {
-      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg, DType.F32,
-          integer, t.accScale(), Bcast.NONE, 0, 0, UnaryFn.NONE, 0, 0));
+      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
+          t.rowScale() || scaleCols ? DType.F32 : outType, integer, t.accScale(), Bcast.NONE, 0,
+          0, UnaryFn.NONE, 0, 0));
       e.patchTokens(last, TOK_MXU, 0);
       if (t.rowScale()) {
         int sv = e.alloc();
         e.mulImm(sv, s, 4);
         e.addImm(sv, sv, t.sxBuf()); // the scales' SRAM address, an immediate
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
-            ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, scaleCols ? DType.F32 : outType, out, 0,
+            ntBytes, DType.F32, r, ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
         e.free(sv);
       }
       if (t.colScale()) {
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.COL, 1.0f, t.wsPtr(), 0, false, 0, 0));
       } else if (t.tailScale() != 1.0f) {
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, DType.F32, out, 0, ntBytes, DType.F32, r,
+        last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));
       }
       return last;

@@ -87,10 +87,12 @@ public final class SohuBackend {
     final List<String> notes = new ArrayList<>();
     /**
      * Ops lowered inside the op that reads them, producer to consumer: conversions inside their
-     * qmatmul (QuantLowering.fusedConversions), residual adds inside the rms_norm after them
-     * (Lowering.fusedResidualAdds).
+     * reader (QuantLowering.fusedConversions: a qmatmul, or the binary op a widening cast feeds),
+     * residual adds inside the rms_norm after them (Lowering.fusedResidualAdds).
      */
     Map<Node, Node> fusedProducers = Map.of();
+    /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
+    Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -141,6 +143,7 @@ public final class SohuBackend {
             + String.join("\n  ", problems));
       }
       resize();
+      epilogues = QuantLowering.epilogues(fn);
       byte[] constImage = layoutConstants();
       long constEnd = align(HBM_BASE + constImage.length);
       for (Map.Entry<Value, Long> w : shapeOnlyOffset.entrySet()) {
@@ -166,16 +169,17 @@ public final class SohuBackend {
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
       low.setReusedConversions(QuantLowering.reusedConversions(fn, fusedProducers));
+      low.setEpilogues(epilogues);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
-            || fusedProducers.containsKey(n)) {
+            || fusedProducers.containsKey(n)
+            || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
           continue;
         }
-        e.setOp(n.op().mnemonic() + " %" + (n.results().isEmpty() ? "" : n.results().get(0).name()),
-            n.location().text());
+        e.setOp(Emitter.opName(n), n.location().text());
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
         if (prev != null) {
           // the tokens of the previous op's handoffEnd are consumed before a barrier too:
@@ -186,7 +190,10 @@ public final class SohuBackend {
           }
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
-          CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+          // summed panel by panel inside its matmul: only the barriers, to wait for the link
+          if (!low.isDoneInside(n)) {
+            CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+          }
         } else {
           low.lower(n);
         }
@@ -612,10 +619,27 @@ public final class SohuBackend {
       for (Function.Output o : fn.outputs()) {
         lastUse.put(aliasRoot(o.value()), body.size());
       }
-      // a producer fused into its consumer reads its inputs when the consumer runs
+      // a producer fused into its consumer reads its inputs when the consumer runs, and that
+      // consumer may itself be fused further (a widening cast into the residual add, the add
+      // into the rms_norm after it)
       for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
-        int at = body.indexOf(f.getValue());
+        Node consumer = f.getValue();
+        while (fusedProducers.containsKey(consumer)) {
+          consumer = fusedProducers.get(consumer);
+        }
+        int at = body.indexOf(consumer);
         for (Value v : f.getKey().op().operands()) {
+          lastUse.merge(aliasRoot(v), at, Math::max);
+        }
+      }
+      // a qmatmul that narrows its result writes the narrowed value, defined one node later:
+      // what the qmatmul reads lives until then, so that value's block cannot take theirs
+      for (Map.Entry<Node, QuantLowering.Epilogue> ep : epilogues.entrySet()) {
+        if (ep.getValue().narrow() == null) {
+          continue;
+        }
+        int at = body.indexOf(ep.getValue().narrow());
+        for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
         }
       }

@@ -193,6 +193,41 @@ class EndToEndOpsTest {
     assertEquals(1300 * 512 * 4 + 3 * 512 * 300 * 4 + 1300 * 300 * 4, bytes);
   }
 
+  /**
+   * A row-parallel f32 matmul followed by its all_reduce (a group of one: the functional
+   * emulator runs one chip): on the resident ring each finished weight panel is summed on the
+   * link inside the matmul's panel loop, one allreduce for the full panels (in the loop) and
+   * one for the 44-column tail, over every row at the result's row stride.
+   */
+  @Test
+  void matmulSumsEachPanelOnTheLink() {
+    String text = """
+        module @tp {
+        func @main(%x: tensor<?s x 24 x f32>, %w: tensor<24 x 300 x f32>, %r: tensor<?s x 300 x f32>) -> ("y": tensor<?s x 300 x f32>) {
+          %p = matmul %x, %w : tensor<?s x 300 x f32>
+          %sum = all_reduce %p {chips = 1} : tensor<?s x 300 x f32>
+          %y = add %r, %sum : tensor<?s x 300 x f32>
+          return %y
+        }
+        }
+        """;
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
+        BackendOptions.defaults().withBound("s", 300));
+    List<Long> elems = new ArrayList<>();
+    for (var d : c.program.debug()) {
+      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+          instanceof dev.sohuc.isa.Insn.Allreduce a) {
+        assertEquals("all_reduce %sum", d.irOp());
+        elems.add(a.elemsImm());
+      }
+    }
+    assertEquals(List.of(128L, 44L), elems);
+    for (long s : new long[] {1, 129, 300}) {
+      Random r = new Random(SEED + s);
+      c.check(inputs(c, Map.of("s", s), r), EndToEndHarness.DEFAULT_TOL, "tp s=" + s);
+    }
+  }
+
   @Test
   void batchedMatmul() {
     check("bmm", """

@@ -443,4 +443,73 @@ class QuantLoweringTest {
       c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40)), TOL, "q5 s=" + s);
     }
   }
+
+  /**
+   * A row-parallel layer's tail as the quantizer leaves it on a tensor-parallel chip: the
+   * qmatmul's partial rounded to bf16, summed in place by an all_reduce of bf16 (a group of one
+   * chip here: the functional emulator runs one chip, so the sum is the identity), widened back
+   * and added to the f32 residual. The qmatmul rounds its tiles to bf16 itself and sums each
+   * finished weight panel (one full, one of 2 columns) on the link: the cast lowers no code,
+   * and the all_reduce's code is its two allreduces, each over every row of its panel's
+   * columns; the add reads the bf16 sum and widens it in SRAM (the widening cast lowers no
+   * code either). bf16 (unit scales: accrd rounds to bf16) and fp8 (per-row and per-channel
+   * scales: the last cvt does). Exact against the interpreter, which models each rounding.
+   */
+  @Test
+  void qmatmulRoundsToBf16AndSumsEachPanelOnTheLink() {
+    Random rnd = new Random(SEED);
+    Tensor w = gaussian(rnd, new long[] {40, 130}, 0.5f, 0f);
+    StringBuilder scales = new StringBuilder();
+    for (int j = 0; j < 130; j++) {
+      scales.append(j == 0 ? "" : ", ").append(0.01f + 0.001f * j);
+    }
+    String bf16 = """
+        %wb = cast %wf {to = bf16} : tensor<40 x 130 x bf16>
+        %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+        %xb = cast %x {to = bf16} : tensor<?s x 40 x bf16>
+        %p = qmatmul %xb, %wb, %one, %one : tensor<?s x 130 x f32>""";
+    String fp8 = """
+        %sw = constant {value = dense<[SCALES]> : tensor<130 x f32>} : tensor<130 x f32>
+        %z = constant {value = dense<[ZEROS]> : tensor<130 x f8e4m3>} : tensor<130 x f8e4m3>
+        %wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<40 x 130 x f8e4m3>
+        %xq, %xs = dynamic_quantize %x {dtype = f8e4m3, granularity = "row"} : tensor<?s x 40 x f8e4m3>, tensor<?s x 1 x f32>
+        %p = qmatmul %xq, %wq, %xs, %sw : tensor<?s x 130 x f32>""".replace("SCALES", scales)
+        .replace("ZEROS", String.join(", ", java.util.Collections.nCopies(130, "0.0")));
+    for (String layer : List.of(bf16, fp8)) {
+      String text = """
+          module @tp {
+            weight @w : tensor<40 x 130 x f32> = inline 0xHEX
+            func @main(%x: tensor<?s x 40 x f32>, %res: tensor<?s x 130 x f32>) -> ("y": tensor<?s x 130 x f32>) {
+              %wf = weight {name = @w} : tensor<40 x 130 x f32>
+          LAYER
+              %pb = cast %p {to = bf16} : tensor<?s x 130 x bf16>
+              %sum = all_reduce %pb {chips = 1} : tensor<?s x 130 x bf16>
+              %sf = cast %sum {to = f32} : tensor<?s x 130 x f32>
+              %y = add %res, %sf : tensor<?s x 130 x f32>
+              return %y
+            }
+          }
+          """.replace("HEX", HexFormat.of().formatHex(w.toBytes())).replace("LAYER", layer);
+      EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
+          BackendOptions.defaults().withBound("s", 300));
+      List<dev.sohuc.isa.Insn> sums = new ArrayList<>();
+      for (var d : c.program.debug()) {
+        assertTrue(!d.irOp().startsWith("cast %pb") && !d.irOp().startsWith("cast %sf"),
+            d.irOp() + " lowered on its own");
+        dev.sohuc.isa.Insn insn = dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()));
+        if (insn instanceof dev.sohuc.isa.Insn.Allreduce a) {
+          assertEquals("all_reduce %sum", d.irOp());
+          sums.add(a);
+        }
+      }
+      assertEquals(List.of(128L, 2L), sums.stream()
+          .map(a -> ((dev.sohuc.isa.Insn.Allreduce) a).elemsImm()).toList());
+      for (long s : new long[] {1, 129, 300}) {
+        Random r = new Random(SEED + s);
+        EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40),
+            EndToEndHarness.randomF32(r, 3.0, s, 130)), 0, "tp s=" + s);
+        assertEquals(0, res.maxError());
+      }
+    }
+  }
 }

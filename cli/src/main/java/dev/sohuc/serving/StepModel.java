@@ -19,6 +19,7 @@ import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.isa.Engine;
 import dev.sohuc.passes.LayoutWeightsPass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
@@ -49,8 +50,10 @@ public final class StepModel {
   /**
    * One program run: time and work per chip.
    *
-   * @param linkBoundSeconds the interconnect bound: the collectives' link bytes over the link
-   *     bandwidth plus their ring latency, the least time they take with nothing else to do
+   * @param linkBoundSeconds the interconnect bound: the LINK engine's busy time (each
+   *     collective's fixed cost and link bytes over the link bandwidth) plus one ring latency,
+   *     the least time the collectives take with nothing else to do (the link pipelines them:
+   *     a collective's latency delays its completion, not the next one's start)
    * @param secondsByKind self time per op kind (OpTiming), largest first
    */
   public record StepTiming(double seconds, double flopsPerChip, long hbmBytesPerChip,
@@ -316,8 +319,9 @@ public final class StepModel {
         Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims);
     TimingReport c = r.chips().get(0);
     long linkBytes = r.linkBytes() / chips;
-    double linkBound = chips < 2 ? 0 : linkBytes / (target.linkBytesPerCycle() * target.clockHz())
-        + r.collectives() * 2.0 * (chips - 1) * target.linkLatencyCycles() / target.clockHz();
+    double linkBound = chips < 2 || r.collectives() == 0 ? 0
+        : (c.engines().get(Engine.LINK).busyCycles()
+            + 2.0 * (chips - 1) * target.linkLatencyCycles()) / target.clockHz();
     Map<String, Double> kinds = new HashMap<>();
     for (OpTiming o : c.ops()) {
       kinds.merge(o.kind(), o.selfCycles() / target.clockHz(), Double::sum);

@@ -114,7 +114,7 @@ class ServingSimulatorTest {
   }
 
   @Test
-  void noStepBeatsItsComputeOrBandwidthBound() {
+  void noStepBeatsItsComputeBandwidthOrInterconnectBound() {
     StepModel m = model(small, 2, 64, 4, 64 + 8, null);
     ServingSimulator.Result r = ServingSimulator.run(m, 6, 64, 8, 0, 1, 4, 1_000_000, d -> { });
     double bw = m.target().hbmBytesPerSecond();
@@ -126,6 +126,8 @@ class ServingSimulatorTest {
         }
         assertTrue(t.seconds() >= t.flopsPerChip() / t.peakFlops(), t.toString());
         assertTrue(t.seconds() >= t.hbmBytesPerChip() / bw, t.toString());
+        assertTrue(t.seconds() >= t.linkBoundSeconds() && t.linkBoundSeconds() > 0,
+            t.toString());
         assertTrue(t.flopsPerChip() > 0 && t.hbmBytesPerChip() > 0);
         checked++;
       }

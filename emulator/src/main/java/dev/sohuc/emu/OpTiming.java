@@ -94,13 +94,15 @@ public record OpTiming(String op, String location, long startCycle, long endCycl
   public static String render(List<OpTiming> ops, long totalCycles, double clockHz, int top) {
     StringBuilder sb = new StringBuilder();
     double total = Math.max(1, totalCycles);
-    sb.append(String.format(Locale.ROOT, "%-9s %6s %9s %9s %9s %10s  %s%n", "self", "share",
-        "DMA", "MXU", "VPU", "HBM", "op"));
+    sb.append(String.format(Locale.ROOT, "%-9s %6s %9s %9s %9s %9s %10s  %s%n", "self", "share",
+        "DMA", "MXU", "VPU", "LINK", "HBM", "op"));
     ops.stream().sorted((a, b) -> Long.compare(b.selfCycles, a.selfCycles)).limit(top)
-        .forEach(o -> sb.append(String.format(Locale.ROOT, "%-9s %5.1f%% %9s %9s %9s %10s  %s%n",
+        .forEach(o -> sb.append(String.format(Locale.ROOT,
+            "%-9s %5.1f%% %9s %9s %9s %9s %10s  %s%n",
             us(o.selfCycles, clockHz), 100 * o.selfCycles / total,
             us(o.busy(Engine.DMA), clockHz), us(o.busy(Engine.MXU), clockHz),
-            us(o.busy(Engine.VPU), clockHz), TimingReport.si(o.hbmBytes, "B"), o.op)));
+            us(o.busy(Engine.VPU), clockHz), us(o.busy(Engine.LINK), clockHz),
+            TimingReport.si(o.hbmBytes, "B"), o.op)));
     Map<String, long[]> kinds = new LinkedHashMap<>();
     for (OpTiming o : ops) {
       long[] k = kinds.computeIfAbsent(o.kind(), x -> new long[2]);

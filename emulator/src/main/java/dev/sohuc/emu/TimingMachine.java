@@ -16,8 +16,8 @@ import java.util.Map;
 
 /**
  * The timing machine: no data, only the cost model. The control unit issues one instruction per
- * cycle in program order (scalar instructions take their table cost on it); DMA, MXU and VPU
- * each run their in-order queue concurrently. A queued instruction starts when its engine is
+ * cycle in program order (scalar instructions take their table cost on it); DMA, MXU, VPU and
+ * LINK each run their in-order queue concurrently. A queued instruction starts when its engine is
  * free, it has been issued, and its wait token has been signalled; it occupies its engine for
  * {@code fixedCycles + ceil(passes * work / rate)} cycles (isa-spec {@link Cost}) and signals
  * when it completes: completion adds the pipeline latency (DMA: the memory's latency; mma: the
@@ -27,6 +27,8 @@ import java.util.Map;
 final class TimingMachine {
   static final long NEVER = Long.MAX_VALUE;
   private static final int CTRL = 0;
+  /** Engines by ordinal; CTRL issues, the others run queues. */
+  private static final int ENGINES = Engine.values().length;
 
   private final Image image;
   private final MachineDescription target;
@@ -40,16 +42,16 @@ final class TimingMachine {
   private final int depth;
 
   // per engine (index = Engine.ordinal(); CTRL unused): in-order queue as a ring buffer
-  private final int[][] qPc = new int[4][];
-  private final long[][] qIssue = new long[4][];
-  private final long[][] qCycles = new long[4][];
-  private final long[][] qSeq = new long[4][];
-  private final int[] qHead = new int[4];
-  private final int[] qSize = new int[4];
-  private final long[] freeAt = new long[4];
-  private final long[] lastDone = new long[4];
-  final long[] busy = new long[4];
-  final long[] count = new long[4];
+  private final int[][] qPc = new int[ENGINES][];
+  private final long[][] qIssue = new long[ENGINES][];
+  private final long[][] qCycles = new long[ENGINES][];
+  private final long[][] qSeq = new long[ENGINES][];
+  private final int[] qHead = new int[ENGINES];
+  private final int[] qSize = new int[ENGINES];
+  private final long[] freeAt = new long[ENGINES];
+  private final long[] lastDone = new long[ENGINES];
+  final long[] busy = new long[ENGINES];
+  final long[] count = new long[ENGINES];
 
   // tokens: a min-heap of pending signal times per token
   private final long[][] sig = new long[32][];
@@ -89,7 +91,7 @@ final class TimingMachine {
     this.pcEngine = new int[image.length];
     this.pcHbm = new long[image.length];
     this.pcMacs = new long[image.length];
-    for (int e = 1; e < 4; e++) {
+    for (int e = 1; e < ENGINES; e++) {
       qPc[e] = new int[depth];
       qIssue[e] = new long[depth];
       qCycles[e] = new long[depth];
@@ -475,7 +477,7 @@ final class TimingMachine {
         if (c.engine != CTRL) {
           ctrlAt = qSize[c.engine] < depth ? ctrlTime : NEVER;
         } else if (c.kind == K_BARRIER) {
-          ctrlAt = qSize[1] + qSize[2] + qSize[3] == 0 ? Math.max(ctrlTime, allDone()) : NEVER;
+          ctrlAt = queued() == 0 ? Math.max(ctrlTime, allDone()) : NEVER;
         } else {
           ctrlAt = ctrlTime;
         }
@@ -487,7 +489,7 @@ final class TimingMachine {
       // the engines' next starts
       int best = -1;
       long bestAt = ctrlAt;
-      for (int e = 1; e < 4; e++) {
+      for (int e = 1; e < ENGINES; e++) {
         if (qSize[e] == 0) {
           continue;
         }
@@ -508,7 +510,7 @@ final class TimingMachine {
         continue;
       }
       if (ctrlAt == NEVER) {
-        if (halted && qSize[1] + qSize[2] + qSize[3] == 0) {
+        if (halted && queued() == 0) {
           return Math.max(ctrlTime, allDone());
         }
         throw deadlock(pc, c, halted);
@@ -564,9 +566,18 @@ final class TimingMachine {
     }
   }
 
+  /** Instructions waiting in the engines' queues. */
+  private int queued() {
+    int n = 0;
+    for (int e = 1; e < ENGINES; e++) {
+      n += qSize[e];
+    }
+    return n;
+  }
+
   private long allDone() {
     long t = 0;
-    for (int e = 1; e < 4; e++) {
+    for (int e = 1; e < ENGINES; e++) {
       t = Math.max(t, lastDone[e]);
     }
     return t;
@@ -647,7 +658,7 @@ final class TimingMachine {
           + " (count 0) and nothing issued can signal it");
     }
     int oldest = -1;
-    for (int e = 1; e < 4; e++) {
+    for (int e = 1; e < ENGINES; e++) {
       if (qSize[e] > 0 && (oldest < 0 || qSeq[e][qHead[e]] < qSeq[oldest][qHead[oldest]])) {
         oldest = e;
       }

@@ -107,13 +107,38 @@ class MultiChipTimingTest {
     assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
   }
 
+  /** A shard timed alone stands for its symmetric group (one chip of N, as the bench times). */
   @Test
-  void aSingleChipRunAcceptsOnlyAGroupOfOne() {
+  void aSingleChipRunTimesItsGroupAsSymmetric() {
     TimingReport one = new Emulator(asm(allreduceOnly(1)), SOHU, Options.defaults())
         .runTiming(Map.of());
     assertTrue(one.cycles() < 100, "chips=1 moves nothing over the links: " + one.cycles());
-    Trap t = assertThrows(Trap.class, () -> new Emulator(asm(allreduceOnly(2)), SOHU,
-        Options.defaults()).runTiming(Map.of()));
-    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+    TimingReport alone = new Emulator(asm(allreduceOnly(2)), SOHU, Options.defaults())
+        .runTiming(Map.of());
+    assertEquals(MultiChipTiming.runSymmetric(asm(allreduceOnly(2)), 2, SOHU, Options.defaults(),
+        Map.of()).cycles(), alone.cycles());
+  }
+
+  /**
+   * The allreduce runs on the LINK engine, so a copy queued behind it on the DMA starts at once:
+   * the run takes the longer of the two (the copy), not the sum of their occupancies. A 2-D
+   * allreduce (rows x elems at a row stride) moves rows x elems elements.
+   */
+  @Test
+  void theLinkOverlapsTheDmaAndSumsRows() {
+    long rows = 64;
+    String body = "li r9, " + ELEMS / rows + "\nli r10, " + rows + "\nli r11, " + 8 * ELEMS / rows
+        + "\nli r12, 16384\n"
+        + "allreduce hbm, r0+4096, r9, f32, 8, rows=r10, stride=r11\n"
+        + "dma sram, r0, r0, hbm, r0+4096, r0, 65536, 1, planes=r12+0\nhalt\n";
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(asm(body), 8, SOHU,
+        Options.defaults(), Map.of());
+    long ring = ringCycles(8, ELEMS * 4);
+    long dma = 64 + (long) Math.ceil(65536.0 * 16384 / SOHU.hbmBytesPerCycle())
+        + SOHU.hbmLatencyCycles();
+    assertEquals(8 * ((2L * 7 * ELEMS * 4 + 7) / 8), r.linkBytes());
+    assertTrue(dma > ring, "the copy is the longer: " + dma + " vs " + ring);
+    // a few cycles of issue (4 li, the two engine instructions) before the copy starts
+    assertTrue(r.cycles() >= dma && r.cycles() <= dma + 8, r.cycles() + " vs " + dma);
   }
 }

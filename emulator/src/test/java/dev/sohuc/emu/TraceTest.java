@@ -47,7 +47,7 @@ class TraceTest {
             .add(e.get("name").asText());
       }
     }
-    assertEquals(Map.of(0, "CTRL", 1, "DMA", 2, "MXU", 3, "VPU"), tracks);
+    assertEquals(Map.of(0, "CTRL", 1, "DMA", 2, "MXU", 3, "VPU", 4, "LINK"), tracks);
     assertEquals(Set.of("dma"), names.get(1));
     assertEquals(Set.of("mma"), names.get(2));
     assertEquals(Set.of("accrd"), names.get(3));

@@ -1,6 +1,6 @@
 package dev.sohuc.isa;
 
-/** The four units that execute instructions; each non-control engine has its own in-order queue. */
+/** The units that execute instructions; each non-control engine has its own in-order queue. */
 public enum Engine {
   /** Control unit: scalar registers, hardware loops, issue of every other instruction. */
   CTRL,
@@ -9,5 +9,10 @@ public enum Engine {
   /** Matrix unit: tile matrix multiply-accumulate into ACC. */
   MXU,
   /** Vector unit: elementwise, reductions and fused row functions on SRAM tiles, ACC read-out. */
-  VPU
+  VPU,
+  /**
+   * Chip-to-chip link: collectives over the interconnect, beside the DMA engine (it reads and
+   * writes HBM too), so a tensor-parallel sum overlaps the next tiles' copies and compute.
+   */
+  LINK
 }

@@ -81,10 +81,10 @@ public sealed interface Insn {
       int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff,
       boolean idx64, int waitTok, int signalTok) implements Insn {}
 
-  /** {@code allreduce} (DMA engine); semantics in docs/isa.md. */
+  /** {@code allreduce} (LINK engine); semantics in docs/isa.md. */
   record Allreduce(
       MemSpace space, int buf, int bufOff, int elemsReg, long elemsImm, DType dtype, int chips,
-      int waitTok, int signalTok) implements Insn {}
+      int rowsReg, int rowsImm, int stride, int waitTok, int signalTok) implements Insn {}
 
   /** {@code mma} (MXU engine); semantics in docs/isa.md. */
   record Mma(

@@ -7,6 +7,7 @@ import static dev.sohuc.isa.Cost.Unit.MACS;
 import static dev.sohuc.isa.Cost.Unit.NONE;
 import static dev.sohuc.isa.Engine.CTRL;
 import static dev.sohuc.isa.Engine.DMA;
+import static dev.sohuc.isa.Engine.LINK;
 import static dev.sohuc.isa.Engine.MXU;
 import static dev.sohuc.isa.Engine.VPU;
 
@@ -236,31 +237,37 @@ public final class InsnTable {
         .example("gather sram, r8, r9, hbm, r10, r11, 1536, r3, r12")
         .build());
 
-    // ---- DMA: chip-to-chip collectives (the interconnect rides on the DMA queue)
-    t.add(InsnDef.builder(0x28, "allreduce", DMA)
+    // ---- LINK: chip-to-chip collectives, on their own engine beside the DMA
+    t.add(InsnDef.builder(0x28, "allreduce", LINK)
         .enumf("space", 2, MemSpace.class, "memory that holds the buffer on every chip")
-        .addr("buf", 16, "byte address of the buffer (the same address on every chip)")
-        .count("elems", 32, "number of elements in the buffer")
+        .addr("buf", 16, "byte address of the buffer's first row (the same on every chip)")
+        .count("elems", 32, "elements per row")
         .enumf("dtype", 3, DType.class, "element type of the buffer", DType.F32, DType.BF16)
         .uimm("chips", 7, 1, 64, "group size: the chips 0 .. chips-1 of the server take part")
+        .count(TILE_ROWS, 10, "rows").kw(0, 1)
+        .reg("stride", "row stride in bytes (signed)").kw(0)
         .semantics("Sum all-reduce across the group: when every chip of the group has started its "
             + "allreduce (the k-th allreduce of each chip meets the k-th of the others), every "
-            + "chip's buffer[i] becomes the sum over chips c of buffer_c[i] for i < elems, added "
-            + "in f32 in chip order 0, 1, .. chips-1 and rounded once to dtype; with chips=1 it "
-            + "is the identity. Ring algorithm: reduce-scatter then all-gather, 2(chips-1) steps "
-            + "of bytes/chips each. Time: it starts when the last chip of the group arrives and "
-            + "occupies the DMA queue for 64 + ceil(2(chips-1)/chips x bytes / link) cycles, "
-            + "with bytes = elems x esize and link = interconnect.bandwidth in bytes per cycle; "
-            + "completion adds 2(chips-1) x interconnect.latency (one hop per ring step). The "
-            + "buffer is read and written once per ring step: HBM traffic is counted as twice "
-            + "the link bytes.")
-        .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * elems * esize / chips", v -> {
+            + "chip's buffer[r][i] (row r at buf + r*stride) becomes the sum over chips c of "
+            + "buffer_c[r][i] for r < rows, i < elems, added in f32 in chip order 0, 1, .. "
+            + "chips-1 and rounded once to dtype; with chips=1 it is the identity. Rows let a "
+            + "column block of a matrix (a finished weight panel's outputs) be summed while the "
+            + "next block is computed. Ring algorithm: reduce-scatter then all-gather, "
+            + "2(chips-1) steps of bytes/chips each. Time: it starts when the last chip of the "
+            + "group arrives and occupies the LINK queue for 64 + ceil(2(chips-1)/chips x bytes "
+            + "/ link) cycles, with bytes = rows x elems x esize and link = "
+            + "interconnect.bandwidth in bytes per cycle; completion adds 2(chips-1) x "
+            + "interconnect.latency (one hop per ring step). The buffer is read and written once "
+            + "per ring step: HBM traffic is counted as twice the link bytes. The link shares "
+            + "HBM with the DMA engine, but the model charges no contention between them: each "
+            + "runs at its own rate.")
+        .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
           long chips = v.field("chips");
           long esize = v.field("dtype") == DType.BF16.ordinal() ? 2 : 4;
-          long bytes = v.count("elems") * esize;
+          long bytes = v.count(TILE_ROWS) * v.count("elems") * esize;
           return (2 * (chips - 1) * bytes + chips - 1) / chips;
         })
-        .example("allreduce hbm, r8+4096, r9, f32, 8")
+        .example("allreduce hbm, r8+4096, r9, bf16, 8, rows=r10, stride=r11")
         .build());
 
     // ---- MXU

@@ -13,7 +13,11 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.passes.quant.QuantMode;
+import dev.sohuc.passes.quant.QuantOptions;
+import dev.sohuc.passes.quant.Quantizer;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -66,6 +70,44 @@ class ShardTensorParallelPassTest {
   void decodeLogitsAndCacheMatchOnTwoAndFourChips() {
     checkSharded(HfOptions.decode(), 2, 13);
     checkSharded(HfOptions.decode(), 4, 14);
+  }
+
+  /**
+   * Quantized to bf16 after sharding, each chip sums its o_proj and down_proj partials in bf16:
+   * the two chips' logits match the unsharded bf16 model's within 1% of their magnitude (the
+   * partials are rounded to bf16 before the sum, 2^-9 relative each, through 2 layers).
+   */
+  @Test
+  void bf16ShardsSumInBf16AndMatchTheUnshardedBf16Model() {
+    HfOptions options = HfOptions.prefill();
+    Module full = fused(TINY, options);
+    Quantizer.quantize(full, QuantOptions.of(QuantMode.BF16));
+    List<Tensor> inputs = MeaningCheck.randomInputs(full.main(), 21, Map.of());
+    Tensor expected = new Interpreter(full).run(inputs).get("logits");
+    List<Module> shards = new ArrayList<>();
+    for (int r = 0; r < 2; r++) {
+      Module s = shard(TINY, options, 2, r);
+      Quantizer.quantize(s, QuantOptions.of(QuantMode.BF16));
+      List<TransformerOp.AllReduce> sums = s.main().body().stream()
+          .filter(x -> x.op() instanceof TransformerOp.AllReduce)
+          .map(x -> (TransformerOp.AllReduce) x.op()).toList();
+      assertEquals(4, sums.size(), "o_proj and down_proj of 2 layers");
+      sums.forEach(a -> assertEquals(ElementType.BF16, a.x().type().elementType()));
+      shards.add(s);
+    }
+    List<Map<String, Tensor>> got = runSharded(shards, List.of(inputs, inputs));
+    for (int r = 0; r < 2; r++) {
+      Tensor logits = got.get(r).get("logits");
+      double maxAbs = 0;
+      double maxErr = 0;
+      for (int i = 0; i < expected.size(); i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(expected.get(i)));
+        maxErr = Math.max(maxErr, Math.abs(expected.get(i) - logits.get(i)));
+      }
+      System.out.println("bf16 all_reduce, chip " + r + ": max |logit error| " + maxErr
+          + " of max |logit| " + maxAbs);
+      assertTrue(maxAbs > 0.1 && maxErr < 0.01 * maxAbs, maxErr + " vs " + maxAbs);
+    }
   }
 
   /** Heads of the tiny model: 4 query heads, 2 kv heads. */
@@ -178,17 +220,20 @@ class ShardTensorParallelPassTest {
       }
       sums = new ArrayList<>();
       for (int i = 0; i < k; i++) {
-        Tensor acc = null;
+        // added in f32, rounded once to the partials' type (bf16 sums too)
+        Tensor first = last.get(0).get("partial." + i);
+        float[] acc = new float[first.size()];
         for (int c = 0; c < n; c++) {
           Tensor p = last.get(c).get("partial." + i);
-          if (acc == null) {
-            acc = Tensor.zeros(p.type().elementType(), p.shape());
-          }
           for (int e = 0; e < p.size(); e++) {
-            acc.set(e, (float) (acc.get(e) + p.get(e)));
+            acc[e] = (float) (acc[e] + p.get(e));
           }
         }
-        sums.add(acc);
+        Tensor sum = Tensor.zeros(first.type().elementType(), first.shape());
+        for (int e = 0; e < acc.length; e++) {
+          sum.set(e, acc[e]);
+        }
+        sums.add(sum);
       }
     }
     List<Map<String, Tensor>> out = new ArrayList<>();

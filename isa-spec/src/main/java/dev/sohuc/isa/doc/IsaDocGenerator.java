@@ -130,15 +130,16 @@ public final class IsaDocGenerator {
                  +-------------------------- control unit (CTRL) ---------------------------+
                  |  32 x 64-bit scalar registers, loop stack (4 deep), token counters 1..31  |
                  |  issues every instruction in program order into one queue per engine     |
-                 +------------+----------------------+-----------------------+-------------+
-                              |                      |                       |
-                         DMA queue               MXU queue               VPU queue
-                              v                      v                       v
-            HBM <=====>  +---------+   SRAM   +-------------+  ACC    +---------------+
-         (weights,       |   DMA   | <======> |  MXU: tile  | ======> | VPU: vectors, |
-          activations,   | engine  | scratch- | matmul-acc  |  f32 /  | fused row ops,|
-          arg block)     +---------+   pad    +-------------+  i32    | ACC read-out  |
-                                                                      +---------------+
+                 +-----+-----------+----------------------+-----------------------+---------+
+                       |           |                      |                       |
+                  LINK queue   DMA queue              MXU queue               VPU queue
+                       v           v                      v                       v
+                 +----------+ +---------+   SRAM   +-------------+  ACC    +---------------+
+        other <=>|   LINK   | |   DMA   | <======> |  MXU: tile  | ======> | VPU: vectors, |
+        chips    |  engine  | | engine  | scratch- | matmul-acc  |  f32 /  | fused row ops,|
+                 +----------+ +---------+   pad    +-------------+  i32    | ACC read-out  |
+                      ^            ^                                       +---------------+
+                      +=== HBM ====+  (weights, activations, KV cache, arg block)
         ```
 
         **Memories.** Every address is explicit; nothing is cached behind the program's back.
@@ -153,7 +154,7 @@ public final class IsaDocGenerator {
 
         Element accesses must be aligned to the element size; a misaligned access traps.
 
-        **Engines.** Four units run concurrently (decoupled access/execute):
+        **Engines.** Five units run concurrently (decoupled access/execute):
 
         | engine | runs | instructions |
         |---|---|---|
@@ -198,7 +199,7 @@ public final class IsaDocGenerator {
         This is exactly what the emulator implements.
 
         1. **Issue.** The control unit walks the program in order. It executes control
-           instructions itself (one per cycle) and pushes every DMA, MXU and VPU instruction,
+           instructions itself (one per cycle) and pushes every DMA, MXU, VPU and LINK instruction,
            with its register operands already read, onto that engine's in-order queue. When the
            queue is full (its depth is a machine parameter, at least 1) issue stalls.
         2. **Tokens.** There are 31 counting semaphores, tokens 1..31, each starting at 0. Every
@@ -509,6 +510,8 @@ public final class IsaDocGenerator {
       case DMA -> "strided 2-D/3-D block copies and gathers between HBM and SRAM";
       case MXU -> "128 x 128 tile matrix multiply-accumulate into ACC";
       case VPU -> "elementwise ops, reductions, fused softmax/norms/rope, conversions, ACC I/O";
+      case LINK -> "collectives with the other chips of the server over the interconnect, "
+          + "reading and writing HBM";
     };
   }
 

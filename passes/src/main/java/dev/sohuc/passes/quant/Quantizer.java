@@ -21,6 +21,7 @@ import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.passes.DeadCodeEliminationPass;
 import dev.sohuc.passes.quant.QuantReport.Precision;
+import dev.sohuc.passes.tp.AllReducePrecision;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -166,7 +167,10 @@ public final class Quantizer {
     return any ? QuantMode.BF16 : QuantMode.NONE;
   }
 
-  /** Quantizes {@code m} in place as {@code o} says and reports every layer. */
+  /**
+   * Quantizes {@code m} in place as {@code o} says and reports every layer; a tensor-parallel
+   * shard then sums its qmatmul partials in bf16 ({@link AllReducePrecision}).
+   */
   public static QuantReport quantize(Module m, QuantOptions o) {
     double maxError = o.effectiveMaxLayerError();
     double minCosine = o.effectiveMinOutputCosine();
@@ -270,6 +274,7 @@ public final class Quantizer {
     }
 
     rewrite(m, f, layers, plans);
+    AllReducePrecision.reduceInBf16(f);
 
     for (Plan p : plans.values()) {
       Layer l = p.layer;
@@ -293,7 +298,9 @@ public final class Quantizer {
    * [k, n] f8e4m3 weight with a shape-only f32 per-output-channel scale. The new weights are
    * shape-only in their narrow type, so a timing run moves their real byte counts. INT8 is
    * refused (it needs calibration data for SmoothQuant to be what {@link #quantize} would do).
-   * Returns the layers rewritten, as report rows.
+   * A tensor-parallel shard's sums of qmatmul partials go to bf16
+   * ({@link AllReducePrecision}), as in {@link #quantize}. Returns the layers rewritten, as
+   * report rows.
    */
   public static List<QuantReport.Layer> quantizeShapeOnly(Module m, QuantMode mode) {
     if (mode == QuantMode.NONE) {
@@ -367,6 +374,7 @@ public final class Quantizer {
     b.insertBefore(null);
     DeadCodeEliminationPass.removeDead(f);
     m.removeUnreadWeights(oldWeights);
+    AllReducePrecision.reduceInBf16(f);
     return rows;
   }
 
