@@ -26,6 +26,11 @@ import java.util.List;
  * run-time T are never read), {@code accrd} to SRAM (scaled when a mask is added), the mask
  * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
  * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
+ *
+ * <p>K and V stored in bf16 (a quantized model's) set the MXU type of both products: each
+ * query tile is converted to bf16 in SRAM before {@code Q K^T} and the probabilities after the
+ * f32 softmax before {@code P V}; scores, softmax and the output stay f32. f32 K and V keep
+ * both products in f32.
  */
 final class AttentionLowering {
   static final int TILE = 128;
@@ -36,6 +41,13 @@ final class AttentionLowering {
   private long vOff;
   private long qOff;
   private long oOff;
+  private long nqOff;
+  private long pBuf;
+  // the MXU type (K and V's), its size, and the row bytes of a K or V tile and of P in it
+  private DType mxu;
+  private long es;
+  private int kvBytes;
+  private int pBytes;
   private long sBuf;
   private long mBuf;
   private boolean mask;
@@ -91,11 +103,15 @@ final class AttentionLowering {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
           + "to " + tBound + ", the target has " + l.target().accWords());
     }
-    // a slot holds one kv head's K and V, a query tile and its output tile
-    vOff = tPad * d * 4;
+    mxu = QuantLowering.dtype(kt.elementType());
+    es = mxu.bytes();
+    // a slot holds one kv head's K and V, a query tile and its output tile, and for narrow K
+    // and V the query tile converted to their type
+    vOff = tPad * d * es;
     qOff = 2 * vOff;
     oOff = qOff + TILE * d * 4;
-    long slotBytes = oOff + TILE * d * 4;
+    nqOff = oOff + TILE * d * 4;
+    long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
     // decode without a mask: every kv head is one query tile, so the next head's K, V and Q
     // load (into a second slot) while this head computes
     boolean pipelined = stack > 1 && at.mask() == null;
@@ -103,6 +119,7 @@ final class AttentionLowering {
     // without a mask the next query tile also loads while this one computes (second slot)
     long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
     sBuf = l.sram(TILE * tPad * 4, "scores");
+    pBuf = narrow() ? l.sram(TILE * tPad * es, "probabilities in " + mxu) : 0;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
     this.mask = mask != null;
@@ -117,7 +134,7 @@ final class AttentionLowering {
     int sReg = l.dimReg(s);
     int rowsReg = l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
-    int kHeadStep = l.dimReg(t.times(Dim.of(d * 4)));
+    int kHeadStep = l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each
@@ -155,6 +172,8 @@ final class AttentionLowering {
     }
     dBytes = e.konst(d * 4);
     dCols = e.konst(d);
+    kvBytes = e.konst(d * es);
+    pBytes = narrow() ? e.konst(tPad * es) : 0;
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
     int four = e.konst(4);
@@ -338,13 +357,20 @@ final class AttentionLowering {
     e.addImm(headsLeft, headsLeft, -1);
     e.free(rem, diag);
     e.endLoop(gLoop);
-    // the last tile's prefetch loaded nothing: its LOAD is taken on the MXU, its consumer
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
+    // the last tile's prefetch loaded nothing: its LOAD is taken by its consumer, the query's
+    // conversion (VPU) or else the first mma
+    e.emit(Emitter.fence(narrow() ? dev.sohuc.isa.Engine.VPU : dev.sohuc.isa.Engine.MXU,
+        TOK_LOAD, 0));
     e.add(kP, kP, kHeadStep);
     e.free(headsLeft);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
     e.free(cur, next, t);
+  }
+
+  /** K and V narrower than f32: both products run in their type. */
+  private boolean narrow() {
+    return mxu != DType.F32;
   }
 
   /** An SRAM slot's base: in a register (slots that swap) or a constant. */
@@ -363,10 +389,10 @@ final class AttentionLowering {
     int a1 = e.alloc();
     int a2 = e.alloc();
     slot.addr(e, a1, 0);
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.dma(MemSpace.SRAM, a1, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, tReg, 0, 0, 1, 0, 0);
     e.addImm(a2, kP, vFromK);
     slot.addr(e, a1, vOff);
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
+    e.dma(MemSpace.SRAM, a1, kvBytes, MemSpace.HBM, a2, kvBytes, d * es, tReg, 0, 0, 1, 0, 0);
     e.free(a1, a2);
   }
 
@@ -381,27 +407,34 @@ final class AttentionLowering {
   }
 
   /**
-   * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma waits LOAD), scaled
-   * and masked, softmax, O = P V, into the slot's output tile (the last accrd signals STORE).
+   * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma, or for
+   * narrow K the query's conversion, waits LOAD), scaled and masked, softmax, O = P V, into the
+   * slot's output tile (the last accrd signals STORE).
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
     int x1 = e.alloc();
     int x2 = e.alloc();
     // S = Q K^T, 128 key columns per mma
     slot.addr(e, x1, qOff);
+    if (narrow()) {
+      slot.addr(e, x2, nqOff);
+      int cv = e.cvt(mxu, x2, kvBytes, DType.F32, x1, dBytes, cur, dCols);
+      e.patchTokens(cv, TOK_LOAD, TOK_VPU);
+      slot.addr(e, x1, nqOff);
+    }
     int bT = e.alloc();
     kv.addr(e, bT, 0);
     int accT = e.copy(sAcc);
     for (int i = 0; i < nT; i++) {
-      int mm = e.mma(accT, padWords, x1, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
-          true, false);
+      int mm = e.mma(mxu, accT, padWords, x1, kvBytes, bT, kvBytes, mTile, TILE, 0, (int) d,
+          false, true, false);
       if (i == 0) {
-        e.patchTokens(mm, TOK_LOAD, 0);
+        e.patchTokens(mm, narrow() ? TOK_VPU : TOK_LOAD, 0);
       }
       if (i == nT - 1) {
         e.patchTokens(mm, 0, TOK_MXU);
       }
-      e.addImm(bT, bT, TILE * d * 4);
+      e.addImm(bT, bT, TILE * d * es);
       e.addImm(accT, accT, TILE);
     }
     e.free(bT, accT);
@@ -423,11 +456,17 @@ final class AttentionLowering {
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
     }
     e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, cols, DType.F32,
-        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0, TOK_VPU));
+        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0,
+        narrow() ? 0 : TOK_VPU));
+    if (narrow()) {
+      e.emit(new Insn.Li(x2, pBuf, 0, 0));
+      e.patchTokens(e.cvt(mxu, x2, pBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
+      e.emit(new Insn.Li(x1, pBuf, 0, 0));
+    }
     // O = P V over the visible keys
     kv.addr(e, x2, vOff);
-    int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, cols, 0, false,
-        false, false);
+    int pv = e.mma(mxu, oAcc, dCols, x1, narrow() ? pBytes : padBytes, x2, kvBytes, mTile,
+        (int) d, cols, 0, false, false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
     if (causal) {
       e.free(cols);

@@ -37,8 +37,9 @@ import java.util.function.IntFunction;
 /**
  * Quantizes every layer of a module: each {@code matmul} whose right operand is a 2-D f32
  * weight (possibly through a {@code transpose}, as the HF frontend writes {@code nn.Linear})
- * becomes a {@code qmatmul} in bf16, f8e4m3 or i8. Everything else (norms, softmax, attention,
- * residual adds) stays in f32, which the VPU computes anyway.
+ * becomes a {@code qmatmul} in bf16, f8e4m3 or i8. In bf16 and fp8, attention's products run in
+ * bf16 too ({@link Bf16Attention}). Everything else (norms, softmax, residual adds) stays in
+ * f32, which the VPU computes anyway.
  *
  * <ul>
  *   <li>bf16: {@code cast x to bf16}, bf16 weights, f32 accumulation, scales 1.
@@ -293,13 +294,17 @@ public final class Quantizer {
    * [k, n] f8e4m3 weight with a shape-only f32 per-output-channel scale. The new weights are
    * shape-only in their narrow type, so a timing run moves their real byte counts. INT8 is
    * refused (it needs calibration data for SmoothQuant to be what {@link #quantize} would do).
-   * Returns the layers rewritten, as report rows.
+   * In bf16 and fp8, weights shape-only or not, attention reads bf16 K and V
+   * ({@link Bf16Attention}). Returns the layers rewritten, as report rows.
    */
   public static List<QuantReport.Layer> quantizeShapeOnly(Module m, QuantMode mode) {
     if (mode == QuantMode.NONE) {
       return List.of();
     }
     Function f = m.main();
+    if (mode == QuantMode.BF16 || mode == QuantMode.FP8) {
+      Bf16Attention.apply(f);
+    }
     boolean any = f.body().stream().anyMatch(n -> n.op() instanceof LinalgOp.MatMul mm
         && shapeOnlyWeight(m, mm.b()) != null);
     if (!any) {
