@@ -43,11 +43,10 @@ final class AttentionLowering {
   private long oOff;
   private long nqOff;
   private long pBuf;
-  // the MXU type (K and V's), its size, and the row bytes of a K or V tile and of P in it
+  // the MXU type (K and V's), its size, and the row bytes of a K or V tile
   private DType mxu;
   private long es;
   private int kvBytes;
-  private int pBytes;
   private long sBuf;
   private long mBuf;
   private boolean mask;
@@ -119,7 +118,9 @@ final class AttentionLowering {
     // without a mask the next query tile also loads while this one computes (second slot)
     long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
     sBuf = l.sram(TILE * tPad * 4, "scores");
-    pBuf = narrow() ? l.sram(TILE * tPad * es, "probabilities in " + mxu) : 0;
+    // P in K's type at the scores' row stride (the rest of each row unused), so that P V
+    // needs no register of its own for the stride
+    pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
     this.mask = mask != null;
@@ -173,10 +174,8 @@ final class AttentionLowering {
     dBytes = e.konst(d * 4);
     dCols = e.konst(d);
     kvBytes = e.konst(d * es);
-    pBytes = narrow() ? e.konst(tPad * es) : 0;
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
-    int four = e.konst(4);
     int tileReg = e.konst(TILE);
     oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
     sAcc = e.konst(Lowering.ACC_BASE);
@@ -194,6 +193,7 @@ final class AttentionLowering {
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
+    int four = e.konst(4);
     Slot slot = new Slot(0, slot0);
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
@@ -460,12 +460,12 @@ final class AttentionLowering {
         narrow() ? 0 : TOK_VPU));
     if (narrow()) {
       e.emit(new Insn.Li(x2, pBuf, 0, 0));
-      e.patchTokens(e.cvt(mxu, x2, pBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
+      e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
       e.emit(new Insn.Li(x1, pBuf, 0, 0));
     }
     // O = P V over the visible keys
     kv.addr(e, x2, vOff);
-    int pv = e.mma(mxu, oAcc, dCols, x1, narrow() ? pBytes : padBytes, x2, kvBytes, mTile,
+    int pv = e.mma(mxu, oAcc, dCols, x1, padBytes, x2, kvBytes, mTile,
         (int) d, cols, 0, false, false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
     if (causal) {

@@ -167,15 +167,24 @@ public final class Quantizer {
     return any ? QuantMode.BF16 : QuantMode.NONE;
   }
 
-  /** Quantizes {@code m} in place as {@code o} says and reports every layer. */
+  /**
+   * Quantizes {@code m} in place as {@code o} says and reports every layer; in bf16 and fp8,
+   * attention then reads bf16 K and V from a bf16 KV cache ({@link Bf16Attention}).
+   */
   public static QuantReport quantize(Module m, QuantOptions o) {
+    QuantReport report = quantizeLayers(m, o);
+    attentionInBf16(m, o.mode());
+    return report;
+  }
+
+  private static QuantReport quantizeLayers(Module m, QuantOptions o) {
     double maxError = o.effectiveMaxLayerError();
     double minCosine = o.effectiveMinOutputCosine();
     if (o.mode() == QuantMode.NONE) {
       return new QuantReport(o.mode(), maxError, 0, List.of(), Double.NaN, minCosine, ROUND_TO_NEAREST);
     }
     Function f = m.main();
-    List<QuantReport.Layer> rows = new ArrayList<>(quantizeShapeOnly(m, o.mode()));
+    List<QuantReport.Layer> rows = new ArrayList<>(shapeOnlyLayers(m, o.mode()));
     List<Layer> layers = findLayers(m, f);
     List<Calibrator.CalibrationSet> sets = Calibrator.load(o.calibrationDirs(), o.reader(), f);
     if (layers.isEmpty()) {
@@ -294,17 +303,27 @@ public final class Quantizer {
    * [k, n] f8e4m3 weight with a shape-only f32 per-output-channel scale. The new weights are
    * shape-only in their narrow type, so a timing run moves their real byte counts. INT8 is
    * refused (it needs calibration data for SmoothQuant to be what {@link #quantize} would do).
-   * In bf16 and fp8, weights shape-only or not, attention reads bf16 K and V
-   * ({@link Bf16Attention}). Returns the layers rewritten, as report rows.
+   * In bf16 and fp8, attention then reads bf16 K and V from a bf16 KV cache
+   * ({@link Bf16Attention}), as after {@link #quantize}. Returns the layers rewritten, as
+   * report rows.
    */
   public static List<QuantReport.Layer> quantizeShapeOnly(Module m, QuantMode mode) {
+    List<QuantReport.Layer> rows = shapeOnlyLayers(m, mode);
+    attentionInBf16(m, mode);
+    return rows;
+  }
+
+  private static void attentionInBf16(Module m, QuantMode mode) {
+    if (mode == QuantMode.BF16 || mode == QuantMode.FP8) {
+      Bf16Attention.apply(m);
+    }
+  }
+
+  private static List<QuantReport.Layer> shapeOnlyLayers(Module m, QuantMode mode) {
     if (mode == QuantMode.NONE) {
       return List.of();
     }
     Function f = m.main();
-    if (mode == QuantMode.BF16 || mode == QuantMode.FP8) {
-      Bf16Attention.apply(f);
-    }
     boolean any = f.body().stream().anyMatch(n -> n.op() instanceof LinalgOp.MatMul mm
         && shapeOnlyWeight(m, mm.b()) != null);
     if (!any) {
