@@ -34,6 +34,8 @@ import java.util.List;
  */
 final class AttentionLowering {
   static final int TILE = 128;
+  /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
+  static final int MAX_DEPTH = 4;
 
   private final Lowering l;
   private final Emitter e;
@@ -111,8 +113,8 @@ final class AttentionLowering {
     oOff = qOff + TILE * d * 4;
     nqOff = oOff + TILE * d * 4;
     long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
-    // decode without a mask: every kv head is one query tile, so the next head's K, V and Q
-    // load (into a second slot) while this head computes
+    // decode without a mask: every kv head is one query tile, so the next heads' K, V and Q
+    // load (into further slots) while this head computes
     boolean pipelined = stack > 1 && at.mask() == null;
     long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
     // without a mask the next query tile also loads while this one computes (second slot)
@@ -123,6 +125,11 @@ final class AttentionLowering {
     pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
+    List<Long> slots = new java.util.ArrayList<>(List.of(slot0, slot1));
+    while (pipelined && slots.size() < MAX_DEPTH
+        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
+      slots.add(l.sram(slotBytes, "a further tile's slot"));
+    }
     this.mask = mask != null;
     this.nT = nT;
     this.mTile = mTile;
@@ -182,8 +189,7 @@ final class AttentionLowering {
     // sliding window: softmax masks keys at or before (query position - window)
     win = at.window() > 0 ? e.konst(at.window()) : 0;
     if (pipelined) {
-      pipelined(qt.dim(0), hkv.value(), slot0, slot1, qP, kP, qHeadStep, kHeadStep, sReg,
-          rowsReg);
+      pipelined(qt.dim(0), hkv.value(), slots, qP, kP, qHeadStep, kHeadStep, sReg, rowsReg);
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
@@ -203,7 +209,7 @@ final class AttentionLowering {
     }
     int kvLoop = e.beginLoop(0, hkv.value());
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    loadKv(slot, kP);
+    loadKv(slot, kP, tReg);
     int gLoop = e.beginLoop(0, group / stack);
     int qT = e.copy(qP);
     int mT = mask == null ? 0 : e.copy(mP);
@@ -254,42 +260,71 @@ final class AttentionLowering {
   }
 
   /**
-   * One query tile per kv head, software-pipelined over the batch's kv heads: the next head's
-   * K, V and Q load into the other slot before this head's output is stored, so the DMA queue
-   * streams K and V while the MXU and VPU compute. Every tile but the last loads its successor;
-   * the last is peeled after the loop (a load slot is reused only after the store queued
-   * before it in the DMA queue, which waits for the compute that read it).
+   * One query tile per kv head, software-pipelined over the batch's kv heads through a ring of
+   * slots: tile i computes while tiles i+1 .. i+depth-1 load. A load is queued behind the
+   * store queued before it, which waits for that tile's compute, so each extra slot hides the
+   * HBM latency of a load behind one more compute. A slot is reloaded only after the store of
+   * its previous tile, queued before the reload. Loads past the last tile move nothing but
+   * still signal LOAD; their consumer takes those after the loop.
    */
-  private void pipelined(Dim batch, long kvHeads, long slot0, long slot1, int qP, int kP,
+  private void pipelined(Dim batch, long kvHeads, List<Long> slots, int qP, int kP,
       int qHeadStep, int kHeadStep, int sReg, int rows) {
-    int cur = e.li(slot0);
-    int next = e.li(slot1);
-    Slot now = new Slot(cur, 0);
-    Slot then = new Slot(next, 0);
+    int depth = slots.size();
+    int[] ring = new int[depth];
+    for (int j = 0; j < depth; j++) {
+      ring[j] = e.li(slots.get(j));
+    }
+    int one = e.konst(1);
     int diag = e.alloc();
     e.sub(diag, tReg, sReg);
-    int count = l.dimReg(batch);
-    e.mulImm(count, count, kvHeads);
-    e.addImm(count, count, -1);
-    e.max(count, count, 0);
-    loadKv(now, kP);
-    loadQuery(now, qP, rows);
+    int left = l.dimReg(batch);
+    e.mulImm(left, left, kvHeads);
+    int count = e.copy(left);
+    int qStore = e.copy(qP);
+    for (int j = 0; j < depth - 1; j++) {
+      loadAhead(new Slot(ring[j], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
+    }
     int loop = e.beginLoop(count, 0);
     e.free(count);
+    Slot now = new Slot(ring[0], 0);
     compute(now, now, rows, diag);
-    int qNext = e.alloc();
-    e.add(qNext, qP, qHeadStep);
-    e.add(kP, kP, kHeadStep);
-    loadKv(then, kP);
-    loadQuery(then, qNext, rows);
-    store(now, qP, rows);
-    e.add(qP, qNext, 0);
-    e.free(qNext);
-    e.swap(cur, next);
+    loadAhead(new Slot(ring[depth - 1], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
+    store(now, qStore, rows);
+    e.add(qStore, qStore, qHeadStep);
+    // the ring turns: the next tile's slot is now's, now's is the last to load
+    int t = e.copy(ring[0]);
+    for (int j = 0; j < depth - 1; j++) {
+      e.add(ring[j], ring[j + 1], 0);
+    }
+    e.add(ring[depth - 1], t, 0);
+    e.free(t);
     e.endLoop(loop);
-    compute(now, now, rows, diag);
-    store(now, qP, rows);
-    e.free(cur, next, diag);
+    for (int j = 0; j < depth - 1; j++) {
+      e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
+    }
+    for (int r : ring) {
+      e.free(r);
+    }
+    e.free(diag, left, qStore);
+  }
+
+  /**
+   * The next tile's K, V and Q into {@code slot} and the load pointers past them; once
+   * {@code left} (tiles not yet loaded) is 0, loads of no rows that still signal LOAD.
+   */
+  private void loadAhead(Slot slot, int qP, int kP, int qHeadStep, int kHeadStep, int rows,
+      int left, int one) {
+    int on = e.alloc();
+    e.min(on, left, one);
+    int n = e.alloc();
+    e.mul(n, tReg, on);
+    loadKv(slot, kP, n);
+    e.mul(n, rows, on);
+    loadQuery(slot, qP, n);
+    e.sub(left, left, on);
+    e.add(qP, qP, qHeadStep);
+    e.add(kP, kP, kHeadStep);
+    e.free(on, n);
   }
 
   /**
@@ -314,7 +349,7 @@ final class AttentionLowering {
     e.free(bCount);
     int kvLoop = e.beginLoop(0, kvHeads);
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    loadKv(kv, kP);
+    loadKv(kv, kP, tReg);
     int t = e.alloc();
     e.min(t, tileReg, rows);
     loadQuery(now, qP, t);
@@ -357,15 +392,18 @@ final class AttentionLowering {
     e.addImm(headsLeft, headsLeft, -1);
     e.free(rem, diag);
     e.endLoop(gLoop);
-    // the last tile's prefetch loaded nothing: its LOAD is taken by its consumer, the query's
-    // conversion (VPU) or else the first mma
-    e.emit(Emitter.fence(narrow() ? dev.sohuc.isa.Engine.VPU : dev.sohuc.isa.Engine.MXU,
-        TOK_LOAD, 0));
+    // the last tile's prefetch loaded nothing: its LOAD is taken by its consumer
+    e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
     e.add(kP, kP, kHeadStep);
     e.free(headsLeft);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
     e.free(cur, next, t);
+  }
+
+  /** The engine that waits a query tile's LOAD: the query's conversion, else the first mma. */
+  private dev.sohuc.isa.Engine loadConsumer() {
+    return narrow() ? dev.sohuc.isa.Engine.VPU : dev.sohuc.isa.Engine.MXU;
   }
 
   /** K and V narrower than f32: both products run in their type. */
@@ -384,16 +422,18 @@ final class AttentionLowering {
     }
   }
 
-  /** K and V of the kv head at {@code kP} (HBM) into the slot. */
-  private void loadKv(Slot slot, int kP) {
-    int a1 = e.alloc();
-    int a2 = e.alloc();
-    slot.addr(e, a1, 0);
-    e.dma(MemSpace.SRAM, a1, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, tReg, 0, 0, 1, 0, 0);
-    e.addImm(a2, kP, vFromK);
-    slot.addr(e, a1, vOff);
-    e.dma(MemSpace.SRAM, a1, kvBytes, MemSpace.HBM, a2, kvBytes, d * es, tReg, 0, 0, 1, 0, 0);
-    e.free(a1, a2);
+  /**
+   * The first {@code keys} keys and values of the kv head at {@code kP} (HBM) into the slot:
+   * one DMA of two planes, K's and V's, paying the DMA's fixed cost once.
+   */
+  private void loadKv(Slot slot, int kP, int keys) {
+    int a = e.alloc();
+    slot.addr(e, a, 0);
+    int dstPlanes = e.li(vOff);
+    int srcPlanes = e.li(vFromK);
+    e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
+        dstPlanes, srcPlanes);
+    e.free(a, dstPlanes, srcPlanes);
   }
 
   /** {@code rows} query rows at {@code qT} (HBM) into the slot; the load signals LOAD. */
