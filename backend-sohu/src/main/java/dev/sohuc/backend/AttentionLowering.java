@@ -264,8 +264,12 @@ final class AttentionLowering {
    * slots: tile i computes while tiles i+1 .. i+depth-1 load. A load is queued behind the
    * store queued before it, which waits for that tile's compute, so each extra slot hides the
    * HBM latency of a load behind one more compute. A slot is reloaded only after the store of
-   * its previous tile, queued before the reload. Loads past the last tile move nothing but
-   * still signal LOAD; their consumer takes those after the loop.
+   * its previous tile, queued before the reload. The next tile's S = Q K^T is queued between
+   * this tile's P V and its read-out, so the MXU and VPU latencies of one tile overlap the
+   * other's work (the ACC and SRAM tiles they share are ordered by the engines' queues: the
+   * next Q K^T waits behind this P V, which waits for this tile's scores to be read). Loads
+   * past the last tile move nothing but still signal LOAD, and the scores past the last tile
+   * are never read: their tokens are taken after the loop.
    */
   private void pipelined(Dim batch, long kvHeads, List<Long> slots, int qP, int kP,
       int qHeadStep, int kHeadStep, int sReg, int rows) {
@@ -284,11 +288,15 @@ final class AttentionLowering {
     for (int j = 0; j < depth - 1; j++) {
       loadAhead(new Slot(ring[j], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
     }
+    Slot now = new Slot(ring[0], 0);
+    Slot next = new Slot(ring[1], 0);
+    scores(now, now, rows);
     int loop = e.beginLoop(count, 0);
     e.free(count);
-    Slot now = new Slot(ring[0], 0);
-    compute(now, now, rows, diag);
+    attend(now, rows, diag);
     loadAhead(new Slot(ring[depth - 1], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
+    scores(next, next, rows);
+    readOut(now, rows);
     store(now, qStore, rows);
     e.add(qStore, qStore, qHeadStep);
     // the ring turns: the next tile's slot is now's, now's is the last to load
@@ -299,9 +307,10 @@ final class AttentionLowering {
     e.add(ring[depth - 1], t, 0);
     e.free(t);
     e.endLoop(loop);
-    for (int j = 0; j < depth - 1; j++) {
+    for (int j = 0; j < depth - 2; j++) {
       e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
     }
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
     for (int r : ring) {
       e.free(r);
     }
@@ -452,6 +461,13 @@ final class AttentionLowering {
    * slot's output tile (the last accrd signals STORE).
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
+    scores(kv, slot, cur);
+    attend(kv, cur, diag);
+    readOut(slot, cur);
+  }
+
+  /** S = Q K^T into ACC (the last mma signals MXU). */
+  private void scores(Slot kv, Slot slot, int cur) {
     int x1 = e.alloc();
     int x2 = e.alloc();
     // S = Q K^T, 128 key columns per mma
@@ -477,7 +493,13 @@ final class AttentionLowering {
       e.addImm(bT, bT, TILE * d * es);
       e.addImm(accT, accT, TILE);
     }
-    e.free(bT, accT);
+    e.free(bT, accT, x1, x2);
+  }
+
+  /** S read out (waits MXU), masked, softmax, then O = P V into ACC (signals MXU). */
+  private void attend(Slot kv, int cur, int diag) {
+    int x1 = e.alloc();
+    int x2 = e.alloc();
     // causal: the tile's last row sees keys 0..diag + cur - 1 and no row sees more, so the
     // scores are read out, normalized and multiplied by V over those columns only (the rest
     // would get probability 0)
@@ -511,10 +533,16 @@ final class AttentionLowering {
     if (causal) {
       e.free(cols);
     }
-    slot.addr(e, x1, oOff);
-    int ro = e.accrd(x1, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
-    e.patchTokens(ro, TOK_MXU, TOK_STORE);
     e.free(x1, x2);
+  }
+
+  /** O from ACC into the slot's output tile (waits MXU, signals STORE). */
+  private void readOut(Slot slot, int cur) {
+    int x = e.alloc();
+    slot.addr(e, x, oOff);
+    int ro = e.accrd(x, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    e.patchTokens(ro, TOK_MXU, TOK_STORE);
+    e.free(x);
   }
 
   /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */
