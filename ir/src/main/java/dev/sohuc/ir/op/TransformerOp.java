@@ -384,7 +384,8 @@ public sealed interface TransformerOp extends Op {
   static void register(OpRegistry.Registrar r) {
     r.op("all_reduce", 1, "sum over the chips of a tensor-parallel group",
         (o, a) -> new AllReduce(o.get(0), a.getInt("chips", 1)));
-    r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window",
+    r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window; "
+        + "k and v may be narrower (bf16) than q",
         (o, a) -> new Attention(o.get(0), o.get(1), o.get(2), OpRegistry.optional(o, 3),
             a.getFloat("scale"), a.getBool("causal", false), a.getInt("window", 0)));
     r.op("kv_cache_append", 2, "append new keys or values to a KV cache",
