@@ -45,6 +45,9 @@ final class AttentionLowering {
   private long oOff;
   private long nqOff;
   private long pBuf;
+  // the pipelined decode schedule's resident query tiles: f32, and in K's type
+  private long qRes;
+  private long nqRes;
   // the MXU type (K and V's), its size, and the row bytes of a K or V tile
   private DType mxu;
   private long es;
@@ -113,9 +116,15 @@ final class AttentionLowering {
     oOff = qOff + TILE * d * 4;
     nqOff = oOff + TILE * d * 4;
     long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
-    // decode without a mask: every kv head is one query tile, so the next heads' K, V and Q
-    // load (into further slots) while this head computes
-    boolean pipelined = stack > 1 && at.mask() == null;
+    // decode without a mask: every kv head is one query tile, so the next heads' K and V load
+    // (into further slots) while this head computes, and the batch's query tiles (mTile rows
+    // apart, one more for the scores queued past the last) are resident: one DMA loads them
+    // all, and for narrow K one cvt converts them
+    long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
+    boolean pipelined = stack > 1 && at.mask() == null
+        && qResBytes <= l.target().sramBytes() / 8;
+    qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
+    nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
     long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
     // without a mask the next query tile also loads while this one computes (second slot)
     long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
@@ -261,7 +270,8 @@ final class AttentionLowering {
 
   /**
    * One query tile per kv head, software-pipelined over the batch's kv heads through a ring of
-   * slots: tile i computes while tiles i+1 .. i+depth-1 load. A load is queued behind the
+   * slots: tile i computes while the K and V of tiles i+1 .. i+depth-1 load (the query tiles
+   * are resident, loaded and converted before the loop). A load is queued behind the
    * store queued before it, which waits for that tile's compute, so each extra slot hides the
    * HBM latency of a load behind one more compute. A slot is reloaded only after the store of
    * its previous tile, queued before the reload. The next tile's S = Q K^T is queued between
@@ -285,17 +295,36 @@ final class AttentionLowering {
     e.mulImm(left, left, kvHeads);
     int count = e.copy(left);
     int qStore = e.copy(qP);
+    // the query tiles, tile j at qRes + j * mTile * d * 4 (one DMA), for narrow K converted to
+    // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads
+    int x = e.li(qRes);
+    int y = e.li(mTile * d * 4);
+    int ld = e.dma(MemSpace.SRAM, x, dBytes, MemSpace.HBM, qP, dBytes, d * 4, rows, 0, left, 0,
+        y, qHeadStep);
+    if (narrow()) {
+      e.patchTokens(ld, 0, TOK_LOAD);
+      e.mulImm(y, left, mTile);
+      e.emit(new Insn.Li(qP, nqRes, 0, 0));
+      e.patchTokens(e.cvt(mxu, qP, kvBytes, DType.F32, x, dBytes, y, dCols), TOK_LOAD, TOK_VPU);
+      e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_VPU, 0));
+    }
+    e.free(x, y);
+    e.emit(new Insn.Li(qP, narrow() ? nqRes : qRes, 0, 0));
+    Slot query = new Slot(qP, 0);
+    long qTileBytes = mTile * d * es;
     for (int j = 0; j < depth - 1; j++) {
-      loadAhead(new Slot(ring[j], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
+      loadAhead(new Slot(ring[j], 0), kP, kHeadStep, left, one);
     }
     Slot now = new Slot(ring[0], 0);
     Slot next = new Slot(ring[1], 0);
-    scores(now, now, rows);
+    scores(now, query, 0, TOK_LOAD);
+    e.addImm(qP, qP, qTileBytes);
     int loop = e.beginLoop(count, 0);
     e.free(count);
     attend(now, rows, diag);
-    loadAhead(new Slot(ring[depth - 1], 0), qP, kP, qHeadStep, kHeadStep, rows, left, one);
-    scores(next, next, rows);
+    loadAhead(new Slot(ring[depth - 1], 0), kP, kHeadStep, left, one);
+    scores(next, query, 0, TOK_LOAD);
+    e.addImm(qP, qP, qTileBytes);
     readOut(now, rows);
     store(now, qStore, rows);
     e.add(qStore, qStore, qHeadStep);
@@ -308,7 +337,7 @@ final class AttentionLowering {
     e.free(t);
     e.endLoop(loop);
     for (int j = 0; j < depth - 2; j++) {
-      e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
+      e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
     }
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
     for (int r : ring) {
@@ -318,20 +347,16 @@ final class AttentionLowering {
   }
 
   /**
-   * The next tile's K, V and Q into {@code slot} and the load pointers past them; once
-   * {@code left} (tiles not yet loaded) is 0, loads of no rows that still signal LOAD.
+   * The next tile's K and V into {@code slot} (signals LOAD) and the pointer past them; once
+   * {@code left} (tiles not yet loaded) is 0, a load of no rows that still signals LOAD.
    */
-  private void loadAhead(Slot slot, int qP, int kP, int qHeadStep, int kHeadStep, int rows,
-      int left, int one) {
+  private void loadAhead(Slot slot, int kP, int kHeadStep, int left, int one) {
     int on = e.alloc();
     e.min(on, left, one);
     int n = e.alloc();
     e.mul(n, tReg, on);
-    loadKv(slot, kP, n);
-    e.mul(n, rows, on);
-    loadQuery(slot, qP, n);
+    e.patchTokens(loadKv(slot, kP, n), 0, TOK_LOAD);
     e.sub(left, left, on);
-    e.add(qP, qP, qHeadStep);
     e.add(kP, kP, kHeadStep);
     e.free(on, n);
   }
@@ -435,14 +460,15 @@ final class AttentionLowering {
    * The first {@code keys} keys and values of the kv head at {@code kP} (HBM) into the slot:
    * one DMA of two planes, K's and V's, paying the DMA's fixed cost once.
    */
-  private void loadKv(Slot slot, int kP, int keys) {
+  private int loadKv(Slot slot, int kP, int keys) {
     int a = e.alloc();
     slot.addr(e, a, 0);
     int dstPlanes = e.li(vOff);
     int srcPlanes = e.li(vFromK);
-    e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
+    int pc = e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
         dstPlanes, srcPlanes);
     e.free(a, dstPlanes, srcPlanes);
+    return pc;
   }
 
   /** {@code rows} query rows at {@code qT} (HBM) into the slot; the load signals LOAD. */
@@ -461,23 +487,34 @@ final class AttentionLowering {
    * slot's output tile (the last accrd signals STORE).
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
-    scores(kv, slot, cur);
+    if (narrow()) {
+      convertQuery(slot, cur);
+      scores(kv, slot, nqOff, TOK_VPU);
+    } else {
+      scores(kv, slot, qOff, TOK_LOAD);
+    }
     attend(kv, cur, diag);
     readOut(slot, cur);
   }
 
-  /** S = Q K^T into ACC (the last mma signals MXU). */
-  private void scores(Slot kv, Slot slot, int cur) {
+  /** The slot's f32 query tile into K's type beside it (waits LOAD, signals VPU). */
+  private void convertQuery(Slot slot, int cur) {
     int x1 = e.alloc();
     int x2 = e.alloc();
-    // S = Q K^T, 128 key columns per mma
     slot.addr(e, x1, qOff);
-    if (narrow()) {
-      slot.addr(e, x2, nqOff);
-      int cv = e.cvt(mxu, x2, kvBytes, DType.F32, x1, dBytes, cur, dCols);
-      e.patchTokens(cv, TOK_LOAD, TOK_VPU);
-      slot.addr(e, x1, nqOff);
-    }
+    slot.addr(e, x2, nqOff);
+    e.patchTokens(e.cvt(mxu, x2, kvBytes, DType.F32, x1, dBytes, cur, dCols), TOK_LOAD,
+        TOK_VPU);
+    e.free(x1, x2);
+  }
+
+  /**
+   * S = Q K^T into ACC, 128 key columns per mma, the query tile in K's type at
+   * {@code q.addr(at)} (the first mma waits {@code wait}, the last signals MXU).
+   */
+  private void scores(Slot kv, Slot q, long at, int wait) {
+    int x1 = e.alloc();
+    q.addr(e, x1, at);
     int bT = e.alloc();
     kv.addr(e, bT, 0);
     int accT = e.copy(sAcc);
@@ -485,7 +522,7 @@ final class AttentionLowering {
       int mm = e.mma(mxu, accT, padWords, x1, kvBytes, bT, kvBytes, mTile, TILE, 0, (int) d,
           false, true, false);
       if (i == 0) {
-        e.patchTokens(mm, narrow() ? TOK_VPU : TOK_LOAD, 0);
+        e.patchTokens(mm, wait, 0);
       }
       if (i == nT - 1) {
         e.patchTokens(mm, 0, TOK_MXU);
@@ -493,7 +530,7 @@ final class AttentionLowering {
       e.addImm(bT, bT, TILE * d * es);
       e.addImm(accT, accT, TILE);
     }
-    e.free(bT, accT, x1, x2);
+    e.free(bT, accT, x1);
   }
 
   /** S read out (waits MXU), masked, softmax, then O = P V into ACC (signals MXU). */
