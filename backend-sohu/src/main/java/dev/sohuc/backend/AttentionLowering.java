@@ -119,7 +119,8 @@ final class AttentionLowering {
     // decode without a mask: every kv head is one query tile, so the next heads' K and V load
     // (into further slots) while this head computes, and the batch's query tiles (mTile rows
     // apart, one more for the scores queued past the last) are resident: one DMA loads them
-    // all, and for narrow K one cvt converts them
+    // all, and for narrow K one cvt converts them (a batch whose queries would take more
+    // than an eighth of SRAM goes the prefetched way instead)
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
     boolean pipelined = stack > 1 && at.mask() == null
         && qResBytes <= l.target().sramBytes() / 8;
