@@ -33,8 +33,7 @@ final class BenchCommand implements Callable<Integer> {
   @Option(names = "--quantize", description = "auto, none (fp32), bf16 or fp8: each chip's linear "
       + "layers quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul, "
       + "attention's products in bf16 over a bf16 KV cache; norms stay fp32. auto (the default) "
-      + "is the checkpoint's "
-      + "torch_dtype: bf16 for bfloat16, none otherwise.")
+      + "is the checkpoint's torch_dtype: bf16 for bfloat16, none otherwise.")
   String quantize = "auto";
   @Option(names = "--rate", description = "Poisson arrivals, requests/s (default 0: all at t=0).")
   double rate = 0;
