@@ -4,6 +4,7 @@ import static dev.sohuc.backend.Emitter.TOK_LOAD;
 import static dev.sohuc.backend.Emitter.TOK_MXU;
 import static dev.sohuc.backend.Emitter.TOK_STORE;
 import static dev.sohuc.backend.Emitter.TOK_VPU;
+import static dev.sohuc.backend.Emitter.TOK_VPU_TO_DMA;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
@@ -36,6 +37,8 @@ final class AttentionLowering {
   static final int TILE = 128;
   /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
   static final int MAX_DEPTH = 4;
+  /** The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}). */
+  static final int PREFETCH_DEPTH = 3;
 
   private final Lowering l;
   private final Emitter e;
@@ -126,18 +129,21 @@ final class AttentionLowering {
         && qResBytes <= l.target().sramBytes() / 8;
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
-    long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
-    // without a mask the next query tile also loads while this one computes (second slot)
-    long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
+    List<Long> slots = new java.util.ArrayList<>();
+    slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
+    // without a mask the next query tiles also load while this one computes (further slots,
+    // the second required, the others as SRAM allows)
+    if (at.mask() == null) {
+      slots.add(l.sram(slotBytes, "the next tile's slot"));
+    }
     sBuf = l.sram(TILE * tPad * 4, "scores");
     // P in K's type at the scores' row stride (the rest of each row unused), so that P V
     // needs no register of its own for the stride
     pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
-    List<Long> slots = new java.util.ArrayList<>(List.of(slot0, slot1));
-    while (pipelined && slots.size() < MAX_DEPTH
-        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
+    int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
+    while (slots.size() < depth && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
       slots.add(l.sram(slotBytes, "a further tile's slot"));
     }
     this.mask = mask != null;
@@ -204,13 +210,12 @@ final class AttentionLowering {
       return;
     }
     if (mask == null) {
-      prefetched(qt.dim(0), hkv.value(), group / stack, slot0, slot1, qP, kP, kHeadStep, sReg,
-          rowsReg);
+      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, kHeadStep, sReg, rowsReg);
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
     int four = e.konst(4);
-    Slot slot = new Slot(0, slot0);
+    Slot slot = new Slot(0, slots.get(0));
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -329,13 +334,7 @@ final class AttentionLowering {
     readOut(now, rows);
     store(now, qStore, rows);
     e.add(qStore, qStore, qHeadStep);
-    // the ring turns: the next tile's slot is now's, now's is the last to load
-    int t = e.copy(ring[0]);
-    for (int j = 0; j < depth - 1; j++) {
-      e.add(ring[j], ring[j + 1], 0);
-    }
-    e.add(ring[depth - 1], t, 0);
-    e.free(t);
+    rotate(ring);
     e.endLoop(loop);
     for (int j = 0; j < depth - 2; j++) {
       e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
@@ -364,76 +363,117 @@ final class AttentionLowering {
 
   /**
    * Query tiles without a mask: per kv head, its K and V load once into slot 0, then the query
-   * tiles of its heads go one after another, each loading the next tile's query into the
-   * other slot before it computes (the group's query rows are contiguous, so the next tile
-   * starts where this one ends, in this head or the next), so the HBM latency of a query load
-   * overlaps the compute before it. A slot's query and output are reused only after the store
-   * queued before that reload, which waits for the compute that read them.
+   * tiles of its heads go one after another through a ring of slots, each tile's compute
+   * queued after the load of the tile {@code depth - 1} ahead (the group's query rows are
+   * contiguous, so a load cursor walks them tile by tile, head by head), so the HBM latency
+   * of a query load overlaps the computes before it. A slot's query and output are reused
+   * only after the store queued before that reload, which waits for the compute that read
+   * them. As in {@link #pipelined}, the next tile's S = Q K^T is queued between this tile's
+   * P V and its read-out (its query converted whole: rows past the tile's are never read).
+   * Loads past the kv head's last tile move nothing but still signal LOAD, and the scores
+   * queued past it are never read: their tokens are taken after the head, and the next kv
+   * head's K and V load waits for those scores.
    */
-  private void prefetched(Dim batch, long kvHeads, long heads, long slot0, long slot1, int qP,
+  private void prefetched(Dim batch, long kvHeads, long heads, List<Long> slots, int qP,
       int kP, int kHeadStep, int sReg, int rows) {
-    Slot kv = new Slot(0, slot0);
-    int cur = e.li(slot0);
-    int next = e.li(slot1);
-    Slot now = new Slot(cur, 0);
-    Slot then = new Slot(next, 0);
+    int depth = slots.size();
+    Slot kv = new Slot(0, slots.get(0));
+    int[] ring = new int[depth];
+    for (int j = 0; j < depth; j++) {
+      ring[j] = e.li(slots.get(j));
+    }
     int tileReg = e.konst(TILE);
     int one = e.konst(1);
+    // the load cursor: the next query row to load, the rows left in its head, the heads after
+    int qLoad = e.copy(qP);
+    int loadRows = e.alloc();
+    int loadHeads = e.alloc();
     int bCount = l.dimReg(batch);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
     int kvLoop = e.beginLoop(0, kvHeads);
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
     loadKv(kv, kP, tReg);
-    int t = e.alloc();
-    e.min(t, tileReg, rows);
-    loadQuery(now, qP, t);
-    int headsLeft = e.li(heads - 1);
+    e.add(loadRows, rows, 0);
+    e.emit(new Insn.Li(loadHeads, heads - 1, 0, 0));
+    for (int j = 0; j < depth - 1; j++) {
+      loadNextQuery(new Slot(ring[j], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    }
+    Slot now = new Slot(ring[0], 0);
+    Slot next = new Slot(ring[1], 0);
+    queryScores(kv, now, tileReg);
     int gLoop = e.beginLoop(0, heads);
     int rem = e.copy(rows);
     int diag = e.alloc();
     e.sub(diag, tReg, sReg);
+    int t = e.alloc();
     e.addImm(t, rows, TILE - 1);
     e.shri(t, t, 7);
     int sLoop = e.beginLoop(t, 0);
+    e.free(t);
     int rowsNow = e.alloc();
     e.min(rowsNow, tileReg, rem);
-    // the next tile's rows: the rest of this head, else the next head's first tile, else none
-    int after = e.alloc();
-    int nextRows = e.alloc();
-    e.sub(after, rem, tileReg);
-    e.max(after, after, 0);
-    e.min(nextRows, after, tileReg);
-    e.min(after, after, one);
-    e.sub(after, one, after);
-    e.min(t, headsLeft, one);
-    e.mul(after, after, t);
-    e.min(t, tileReg, rows);
-    e.mul(after, after, t);
-    e.add(nextRows, nextRows, after);
-    int qNext = after;
-    e.mulImm(t, rowsNow, d * 4);
-    e.add(qNext, qP, t);
-    loadQuery(then, qNext, nextRows);
-    e.free(nextRows);
-    compute(kv, now, rowsNow, diag);
+    loadNextQuery(new Slot(ring[depth - 1], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    attend(kv, rowsNow, diag);
+    queryScores(kv, next, tileReg);
+    readOut(now, rowsNow);
     store(now, qP, rowsNow);
-    e.add(qP, qNext, 0);
-    e.free(after, rowsNow);
-    e.swap(cur, next);
+    e.mulImm(rowsNow, rowsNow, d * 4);
+    e.add(qP, qP, rowsNow);
+    e.free(rowsNow);
+    rotate(ring);
     e.sub(rem, rem, tileReg);
     e.add(diag, diag, tileReg);
     e.endLoop(sLoop);
-    e.addImm(headsLeft, headsLeft, -1);
     e.free(rem, diag);
     e.endLoop(gLoop);
-    // the last tile's prefetch loaded nothing: its LOAD is taken by its consumer
-    e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
+    for (int j = 0; j < depth - 2; j++) {
+      e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
+    }
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, TOK_VPU_TO_DMA));
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.DMA, TOK_VPU_TO_DMA, 0));
     e.add(kP, kP, kHeadStep);
-    e.free(headsLeft);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
-    e.free(cur, next, t);
+    for (int r : ring) {
+      e.free(r);
+    }
+    e.free(qLoad, loadRows, loadHeads);
+  }
+
+  /**
+   * The query tile at the load cursor into {@code slot} (signals LOAD): up to 128 of the rows
+   * left in its head, then the cursor moves past them, to the next head when this one is done;
+   * past the last head, a load of no rows.
+   */
+  private void loadNextQuery(Slot slot, int qLoad, int loadRows, int loadHeads, int rows,
+      int tileReg, int one) {
+    int n = e.alloc();
+    e.min(n, tileReg, loadRows);
+    loadQuery(slot, qLoad, n);
+    e.sub(loadRows, loadRows, n);
+    e.mulImm(n, n, d * 4);
+    e.add(qLoad, qLoad, n);
+    // the head is done (no rows left) and another follows: the cursor moves to it
+    int next = e.alloc();
+    e.min(n, loadRows, one);
+    e.sub(n, one, n);
+    e.min(next, loadHeads, one);
+    e.mul(n, n, next);
+    e.sub(loadHeads, loadHeads, n);
+    e.mul(n, n, rows);
+    e.add(loadRows, loadRows, n);
+    e.free(n, next);
+  }
+
+  /** The ring of slot registers turns by one: each takes the next one's slot, the last the first's. */
+  private void rotate(int[] ring) {
+    int t = e.copy(ring[0]);
+    for (int j = 0; j < ring.length - 1; j++) {
+      e.add(ring[j], ring[j + 1], 0);
+    }
+    e.add(ring[ring.length - 1], t, 0);
+    e.free(t);
   }
 
   /** The engine that waits a query tile's LOAD: the query's conversion, else the first mma. */
@@ -488,14 +528,19 @@ final class AttentionLowering {
    * slot's output tile (the last accrd signals STORE).
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
+    queryScores(kv, slot, cur);
+    attend(kv, cur, diag);
+    readOut(slot, cur);
+  }
+
+  /** S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows converted first. */
+  private void queryScores(Slot kv, Slot slot, int rows) {
     if (narrow()) {
-      convertQuery(slot, cur);
+      convertQuery(slot, rows);
       scores(kv, slot, nqOff, TOK_VPU);
     } else {
       scores(kv, slot, qOff, TOK_LOAD);
     }
-    attend(kv, cur, diag);
-    readOut(slot, cur);
   }
 
   /** The slot's f32 query tile into K's type beside it (waits LOAD, signals VPU). */
