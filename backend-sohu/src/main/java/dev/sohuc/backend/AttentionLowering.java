@@ -466,7 +466,7 @@ final class AttentionLowering {
     e.free(n, next);
   }
 
-  /** The ring of slot registers turns by one: each takes the next one's slot, the last the first's. */
+  /** The ring of slot registers turns by one: each takes the next's slot, the last the first's. */
   private void rotate(int[] ring) {
     int t = e.copy(ring[0]);
     for (int j = 0; j < ring.length - 1; j++) {
@@ -533,7 +533,10 @@ final class AttentionLowering {
     readOut(slot, cur);
   }
 
-  /** S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows converted first. */
+  /**
+   * S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows
+   * converted first.
+   */
   private void queryScores(Slot kv, Slot slot, int rows) {
     if (narrow()) {
       convertQuery(slot, rows);
