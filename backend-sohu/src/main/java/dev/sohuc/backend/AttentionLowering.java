@@ -143,7 +143,8 @@ final class AttentionLowering {
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
     int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
-    while (slots.size() < depth && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
+    while (slots.size() < depth
+        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
       slots.add(l.sram(slotBytes, "a further tile's slot"));
     }
     this.mask = mask != null;
