@@ -4,6 +4,7 @@ import static dev.sohuc.backend.Emitter.TOK_LOAD;
 import static dev.sohuc.backend.Emitter.TOK_MXU;
 import static dev.sohuc.backend.Emitter.TOK_STORE;
 import static dev.sohuc.backend.Emitter.TOK_VPU;
+import static dev.sohuc.backend.Emitter.TOK_VPU_TO_DMA;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
@@ -26,9 +27,18 @@ import java.util.List;
  * run-time T are never read), {@code accrd} to SRAM (scaled when a mask is added), the mask
  * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
  * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
+ *
+ * <p>K and V stored in bf16 (a quantized model's) set the MXU type of both products: each
+ * query tile is converted to bf16 in SRAM before {@code Q K^T} and the probabilities after the
+ * f32 softmax before {@code P V}; scores, softmax and the output stay f32. f32 K and V keep
+ * both products in f32.
  */
 final class AttentionLowering {
   static final int TILE = 128;
+  /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
+  static final int MAX_DEPTH = 4;
+  /** The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}). */
+  static final int PREFETCH_DEPTH = 3;
 
   private final Lowering l;
   private final Emitter e;
@@ -36,6 +46,15 @@ final class AttentionLowering {
   private long vOff;
   private long qOff;
   private long oOff;
+  private long nqOff;
+  private long pBuf;
+  // the pipelined decode schedule's resident query tiles: f32, and in K's type
+  private long qRes;
+  private long nqRes;
+  // the MXU type (K and V's), its size, and the row bytes of a K or V tile
+  private DType mxu;
+  private long es;
+  private int kvBytes;
   private long sBuf;
   private long mBuf;
   private boolean mask;
@@ -91,20 +110,43 @@ final class AttentionLowering {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
           + "to " + tBound + ", the target has " + l.target().accWords());
     }
-    // a slot holds one kv head's K and V, a query tile and its output tile
-    vOff = tPad * d * 4;
+    mxu = QuantLowering.dtype(kt.elementType());
+    es = mxu.bytes();
+    // a slot holds one kv head's K and V, a query tile and its output tile, and for narrow K
+    // and V the query tile converted to their type
+    vOff = tPad * d * es;
     qOff = 2 * vOff;
     oOff = qOff + TILE * d * 4;
-    long slotBytes = oOff + TILE * d * 4;
-    // decode without a mask: every kv head is one query tile, so the next head's K, V and Q
-    // load (into a second slot) while this head computes
-    boolean pipelined = stack > 1 && at.mask() == null;
-    long slot0 = l.sram(slotBytes, "keys, values, query and output tiles");
-    // without a mask the next query tile also loads while this one computes (second slot)
-    long slot1 = at.mask() == null ? l.sram(slotBytes, "the next tile's slot") : 0;
+    nqOff = oOff + TILE * d * 4;
+    long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
+    // decode without a mask: every kv head is one query tile, so the next heads' K and V load
+    // (into further slots) while this head computes, and the batch's query tiles (mTile rows
+    // apart, one more for the scores queued past the last) are resident: one DMA loads them
+    // all, and for narrow K one cvt converts them (a batch whose queries would take more
+    // than an eighth of SRAM goes the prefetched way instead)
+    long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
+    boolean pipelined = stack > 1 && at.mask() == null
+        && qResBytes <= l.target().sramBytes() / 8;
+    qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
+    nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
+    List<Long> slots = new java.util.ArrayList<>();
+    slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
+    // without a mask the next query tiles also load while this one computes (further slots,
+    // the second required, the others as SRAM allows)
+    if (at.mask() == null) {
+      slots.add(l.sram(slotBytes, "the next tile's slot"));
+    }
     sBuf = l.sram(TILE * tPad * 4, "scores");
+    // P in K's type at the scores' row stride (the rest of each row unused), so that P V
+    // needs no register of its own for the stride
+    pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
+    int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
+    while (slots.size() < depth
+        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
+      slots.add(l.sram(slotBytes, "a further tile's slot"));
+    }
     this.mask = mask != null;
     this.nT = nT;
     this.mTile = mTile;
@@ -117,7 +159,7 @@ final class AttentionLowering {
     int sReg = l.dimReg(s);
     int rowsReg = l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
-    int kHeadStep = l.dimReg(t.times(Dim.of(d * 4)));
+    int kHeadStep = l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each
@@ -155,27 +197,26 @@ final class AttentionLowering {
     }
     dBytes = e.konst(d * 4);
     dCols = e.konst(d);
+    kvBytes = e.konst(d * es);
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
-    int four = e.konst(4);
     int tileReg = e.konst(TILE);
     oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
     sAcc = e.konst(Lowering.ACC_BASE);
     // sliding window: softmax masks keys at or before (query position - window)
     win = at.window() > 0 ? e.konst(at.window()) : 0;
     if (pipelined) {
-      pipelined(qt.dim(0), hkv.value(), slot0, slot1, qP, kP, qHeadStep, kHeadStep, sReg,
-          rowsReg);
+      pipelined(qt.dim(0), hkv.value(), slots, qP, kP, qHeadStep, kHeadStep, sReg, rowsReg);
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
     if (mask == null) {
-      prefetched(qt.dim(0), hkv.value(), group / stack, slot0, slot1, qP, kP, kHeadStep, sReg,
-          rowsReg);
+      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, kHeadStep, sReg, rowsReg);
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
-    Slot slot = new Slot(0, slot0);
+    int four = e.konst(4);
+    Slot slot = new Slot(0, slots.get(0));
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -184,7 +225,7 @@ final class AttentionLowering {
     }
     int kvLoop = e.beginLoop(0, hkv.value());
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    loadKv(slot, kP);
+    loadKv(slot, kP, tReg);
     int gLoop = e.beginLoop(0, group / stack);
     int qT = e.copy(qP);
     int mT = mask == null ? 0 : e.copy(mP);
@@ -235,116 +276,215 @@ final class AttentionLowering {
   }
 
   /**
-   * One query tile per kv head, software-pipelined over the batch's kv heads: the next head's
-   * K, V and Q load into the other slot before this head's output is stored, so the DMA queue
-   * streams K and V while the MXU and VPU compute. Every tile but the last loads its successor;
-   * the last is peeled after the loop (a load slot is reused only after the store queued
-   * before it in the DMA queue, which waits for the compute that read it).
+   * One query tile per kv head, software-pipelined over the batch's kv heads through a ring of
+   * slots: tile i computes while the K and V of tiles i+1 .. i+depth-1 load (the query tiles
+   * are resident, loaded and converted before the loop). A load is queued behind the
+   * store queued before it, which waits for that tile's compute, so each extra slot hides the
+   * HBM latency of a load behind one more compute. A slot is reloaded only after the store of
+   * its previous tile, queued before the reload. The next tile's S = Q K^T is queued between
+   * this tile's P V and its read-out, so the MXU and VPU latencies of one tile overlap the
+   * other's work (the ACC and SRAM tiles they share are ordered by the engines' queues: the
+   * next Q K^T waits behind this P V, which waits for this tile's scores to be read). Loads
+   * past the last tile move nothing but still signal LOAD, and the scores past the last tile
+   * are never read: their tokens are taken after the loop.
    */
-  private void pipelined(Dim batch, long kvHeads, long slot0, long slot1, int qP, int kP,
+  private void pipelined(Dim batch, long kvHeads, List<Long> slots, int qP, int kP,
       int qHeadStep, int kHeadStep, int sReg, int rows) {
-    int cur = e.li(slot0);
-    int next = e.li(slot1);
-    Slot now = new Slot(cur, 0);
-    Slot then = new Slot(next, 0);
+    int depth = slots.size();
+    int[] ring = new int[depth];
+    for (int j = 0; j < depth; j++) {
+      ring[j] = e.li(slots.get(j));
+    }
+    int one = e.konst(1);
     int diag = e.alloc();
     e.sub(diag, tReg, sReg);
-    int count = l.dimReg(batch);
-    e.mulImm(count, count, kvHeads);
-    e.addImm(count, count, -1);
-    e.max(count, count, 0);
-    loadKv(now, kP);
-    loadQuery(now, qP, rows);
+    int left = l.dimReg(batch);
+    e.mulImm(left, left, kvHeads);
+    int count = e.copy(left);
+    int qStore = e.copy(qP);
+    // the query tiles, tile j at qRes + j * mTile * d * 4 (one DMA), for narrow K converted to
+    // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads
+    int x = e.li(qRes);
+    int y = e.li(mTile * d * 4);
+    int ld = e.dma(MemSpace.SRAM, x, dBytes, MemSpace.HBM, qP, dBytes, d * 4, rows, 0, left, 0,
+        y, qHeadStep);
+    if (narrow()) {
+      e.patchTokens(ld, 0, TOK_LOAD);
+      e.mulImm(y, left, mTile);
+      e.emit(new Insn.Li(qP, nqRes, 0, 0));
+      e.patchTokens(e.cvt(mxu, qP, kvBytes, DType.F32, x, dBytes, y, dCols), TOK_LOAD, TOK_VPU);
+      e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_VPU, 0));
+    }
+    e.free(x, y);
+    e.emit(new Insn.Li(qP, narrow() ? nqRes : qRes, 0, 0));
+    Slot query = new Slot(qP, 0);
+    long qTileBytes = mTile * d * es;
+    for (int j = 0; j < depth - 1; j++) {
+      loadAhead(new Slot(ring[j], 0), kP, kHeadStep, left, one);
+    }
+    Slot now = new Slot(ring[0], 0);
+    Slot next = new Slot(ring[1], 0);
+    scores(now, query, 0, TOK_LOAD);
+    e.addImm(qP, qP, qTileBytes);
     int loop = e.beginLoop(count, 0);
     e.free(count);
-    compute(now, now, rows, diag);
-    int qNext = e.alloc();
-    e.add(qNext, qP, qHeadStep);
-    e.add(kP, kP, kHeadStep);
-    loadKv(then, kP);
-    loadQuery(then, qNext, rows);
-    store(now, qP, rows);
-    e.add(qP, qNext, 0);
-    e.free(qNext);
-    e.swap(cur, next);
+    attend(now, rows, diag);
+    loadAhead(new Slot(ring[depth - 1], 0), kP, kHeadStep, left, one);
+    scores(next, query, 0, TOK_LOAD);
+    e.addImm(qP, qP, qTileBytes);
+    readOut(now, rows);
+    store(now, qStore, rows);
+    e.add(qStore, qStore, qHeadStep);
+    rotate(ring);
     e.endLoop(loop);
-    compute(now, now, rows, diag);
-    store(now, qP, rows);
-    e.free(cur, next, diag);
+    for (int j = 0; j < depth - 2; j++) {
+      e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
+    }
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
+    for (int r : ring) {
+      e.free(r);
+    }
+    e.free(diag, left, qStore);
+  }
+
+  /**
+   * The next tile's K and V into {@code slot} (signals LOAD) and the pointer past them; once
+   * {@code left} (tiles not yet loaded) is 0, a load of no rows that still signals LOAD.
+   */
+  private void loadAhead(Slot slot, int kP, int kHeadStep, int left, int one) {
+    int on = e.alloc();
+    e.min(on, left, one);
+    int n = e.alloc();
+    e.mul(n, tReg, on);
+    e.patchTokens(loadKv(slot, kP, n), 0, TOK_LOAD);
+    e.sub(left, left, on);
+    e.add(kP, kP, kHeadStep);
+    e.free(on, n);
   }
 
   /**
    * Query tiles without a mask: per kv head, its K and V load once into slot 0, then the query
-   * tiles of its heads go one after another, each loading the next tile's query into the
-   * other slot before it computes (the group's query rows are contiguous, so the next tile
-   * starts where this one ends, in this head or the next), so the HBM latency of a query load
-   * overlaps the compute before it. A slot's query and output are reused only after the store
-   * queued before that reload, which waits for the compute that read them.
+   * tiles of its heads go one after another through a ring of slots, each tile's compute
+   * queued after the load of the tile {@code depth - 1} ahead (the group's query rows are
+   * contiguous, so a load cursor walks them tile by tile, head by head), so the HBM latency
+   * of a query load overlaps the computes before it. A slot's query and output are reused
+   * only after the store queued before that reload, which waits for the compute that read
+   * them. As in {@link #pipelined}, the next tile's S = Q K^T is queued between this tile's
+   * P V and its read-out (its query converted whole: rows past the tile's are never read).
+   * Loads past the kv head's last tile move nothing but still signal LOAD, and the scores
+   * queued past it are never read: their tokens are taken after the head, and the next kv
+   * head's K and V load waits for those scores.
    */
-  private void prefetched(Dim batch, long kvHeads, long heads, long slot0, long slot1, int qP,
+  private void prefetched(Dim batch, long kvHeads, long heads, List<Long> slots, int qP,
       int kP, int kHeadStep, int sReg, int rows) {
-    Slot kv = new Slot(0, slot0);
-    int cur = e.li(slot0);
-    int next = e.li(slot1);
-    Slot now = new Slot(cur, 0);
-    Slot then = new Slot(next, 0);
+    int depth = slots.size();
+    Slot kv = new Slot(0, slots.get(0));
+    int[] ring = new int[depth];
+    for (int j = 0; j < depth; j++) {
+      ring[j] = e.li(slots.get(j));
+    }
     int tileReg = e.konst(TILE);
     int one = e.konst(1);
+    // the load cursor: the next query row to load, the rows left in its head, the heads after
+    int qLoad = e.copy(qP);
+    int loadRows = e.alloc();
+    int loadHeads = e.alloc();
     int bCount = l.dimReg(batch);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
     int kvLoop = e.beginLoop(0, kvHeads);
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
-    loadKv(kv, kP);
-    int t = e.alloc();
-    e.min(t, tileReg, rows);
-    loadQuery(now, qP, t);
-    int headsLeft = e.li(heads - 1);
+    loadKv(kv, kP, tReg);
+    e.add(loadRows, rows, 0);
+    e.emit(new Insn.Li(loadHeads, heads - 1, 0, 0));
+    for (int j = 0; j < depth - 1; j++) {
+      loadNextQuery(new Slot(ring[j], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    }
+    Slot now = new Slot(ring[0], 0);
+    Slot next = new Slot(ring[1], 0);
+    queryScores(kv, now, tileReg);
     int gLoop = e.beginLoop(0, heads);
     int rem = e.copy(rows);
     int diag = e.alloc();
     e.sub(diag, tReg, sReg);
+    int t = e.alloc();
     e.addImm(t, rows, TILE - 1);
     e.shri(t, t, 7);
     int sLoop = e.beginLoop(t, 0);
+    e.free(t);
     int rowsNow = e.alloc();
     e.min(rowsNow, tileReg, rem);
-    // the next tile's rows: the rest of this head, else the next head's first tile, else none
-    int after = e.alloc();
-    int nextRows = e.alloc();
-    e.sub(after, rem, tileReg);
-    e.max(after, after, 0);
-    e.min(nextRows, after, tileReg);
-    e.min(after, after, one);
-    e.sub(after, one, after);
-    e.min(t, headsLeft, one);
-    e.mul(after, after, t);
-    e.min(t, tileReg, rows);
-    e.mul(after, after, t);
-    e.add(nextRows, nextRows, after);
-    int qNext = after;
-    e.mulImm(t, rowsNow, d * 4);
-    e.add(qNext, qP, t);
-    loadQuery(then, qNext, nextRows);
-    e.free(nextRows);
-    compute(kv, now, rowsNow, diag);
+    loadNextQuery(new Slot(ring[depth - 1], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    attend(kv, rowsNow, diag);
+    queryScores(kv, next, tileReg);
+    readOut(now, rowsNow);
     store(now, qP, rowsNow);
-    e.add(qP, qNext, 0);
-    e.free(after, rowsNow);
-    e.swap(cur, next);
+    e.mulImm(rowsNow, rowsNow, d * 4);
+    e.add(qP, qP, rowsNow);
+    e.free(rowsNow);
+    rotate(ring);
     e.sub(rem, rem, tileReg);
     e.add(diag, diag, tileReg);
     e.endLoop(sLoop);
-    e.addImm(headsLeft, headsLeft, -1);
     e.free(rem, diag);
     e.endLoop(gLoop);
-    // the last tile's prefetch loaded nothing: its LOAD is taken on the MXU, its consumer
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
+    for (int j = 0; j < depth - 2; j++) {
+      e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
+    }
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, TOK_VPU_TO_DMA));
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.DMA, TOK_VPU_TO_DMA, 0));
     e.add(kP, kP, kHeadStep);
-    e.free(headsLeft);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
-    e.free(cur, next, t);
+    for (int r : ring) {
+      e.free(r);
+    }
+    e.free(qLoad, loadRows, loadHeads);
+  }
+
+  /**
+   * The query tile at the load cursor into {@code slot} (signals LOAD): up to 128 of the rows
+   * left in its head, then the cursor moves past them, to the next head when this one is done;
+   * past the last head, a load of no rows.
+   */
+  private void loadNextQuery(Slot slot, int qLoad, int loadRows, int loadHeads, int rows,
+      int tileReg, int one) {
+    int n = e.alloc();
+    e.min(n, tileReg, loadRows);
+    loadQuery(slot, qLoad, n);
+    e.sub(loadRows, loadRows, n);
+    e.mulImm(n, n, d * 4);
+    e.add(qLoad, qLoad, n);
+    // the head is done (no rows left) and another follows: the cursor moves to it
+    int next = e.alloc();
+    e.min(n, loadRows, one);
+    e.sub(n, one, n);
+    e.min(next, loadHeads, one);
+    e.mul(n, n, next);
+    e.sub(loadHeads, loadHeads, n);
+    e.mul(n, n, rows);
+    e.add(loadRows, loadRows, n);
+    e.free(n, next);
+  }
+
+  /** The ring of slot registers turns by one: each takes the next's slot, the last the first's. */
+  private void rotate(int[] ring) {
+    int t = e.copy(ring[0]);
+    for (int j = 0; j < ring.length - 1; j++) {
+      e.add(ring[j], ring[j + 1], 0);
+    }
+    e.add(ring[ring.length - 1], t, 0);
+    e.free(t);
+  }
+
+  /** The engine that waits a query tile's LOAD: the query's conversion, else the first mma. */
+  private dev.sohuc.isa.Engine loadConsumer() {
+    return narrow() ? dev.sohuc.isa.Engine.VPU : dev.sohuc.isa.Engine.MXU;
+  }
+
+  /** K and V narrower than f32: both products run in their type. */
+  private boolean narrow() {
+    return mxu != DType.F32;
   }
 
   /** An SRAM slot's base: in a register (slots that swap) or a constant. */
@@ -358,16 +498,19 @@ final class AttentionLowering {
     }
   }
 
-  /** K and V of the kv head at {@code kP} (HBM) into the slot. */
-  private void loadKv(Slot slot, int kP) {
-    int a1 = e.alloc();
-    int a2 = e.alloc();
-    slot.addr(e, a1, 0);
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, kP, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
-    e.addImm(a2, kP, vFromK);
-    slot.addr(e, a1, vOff);
-    e.dma(MemSpace.SRAM, a1, dBytes, MemSpace.HBM, a2, dBytes, d * 4, tReg, 0, 0, 1, 0, 0);
-    e.free(a1, a2);
+  /**
+   * The first {@code keys} keys and values of the kv head at {@code kP} (HBM) into the slot:
+   * one DMA of two planes, K's and V's, paying the DMA's fixed cost once.
+   */
+  private int loadKv(Slot slot, int kP, int keys) {
+    int a = e.alloc();
+    slot.addr(e, a, 0);
+    int dstPlanes = e.li(vOff);
+    int srcPlanes = e.li(vFromK);
+    int pc = e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
+        dstPlanes, srcPlanes);
+    e.free(a, dstPlanes, srcPlanes);
+    return pc;
   }
 
   /** {@code rows} query rows at {@code qT} (HBM) into the slot; the load signals LOAD. */
@@ -381,30 +524,69 @@ final class AttentionLowering {
   }
 
   /**
-   * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma waits LOAD), scaled
-   * and masked, softmax, O = P V, into the slot's output tile (the last accrd signals STORE).
+   * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma, or for
+   * narrow K the query's conversion, waits LOAD), scaled and masked, softmax, O = P V, into the
+   * slot's output tile (the last accrd signals STORE).
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
+    queryScores(kv, slot, cur);
+    attend(kv, cur, diag);
+    readOut(slot, cur);
+  }
+
+  /**
+   * S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows
+   * converted first.
+   */
+  private void queryScores(Slot kv, Slot slot, int rows) {
+    if (narrow()) {
+      convertQuery(slot, rows);
+      scores(kv, slot, nqOff, TOK_VPU);
+    } else {
+      scores(kv, slot, qOff, TOK_LOAD);
+    }
+  }
+
+  /** The slot's f32 query tile into K's type beside it (waits LOAD, signals VPU). */
+  private void convertQuery(Slot slot, int cur) {
     int x1 = e.alloc();
     int x2 = e.alloc();
-    // S = Q K^T, 128 key columns per mma
     slot.addr(e, x1, qOff);
+    slot.addr(e, x2, nqOff);
+    e.patchTokens(e.cvt(mxu, x2, kvBytes, DType.F32, x1, dBytes, cur, dCols), TOK_LOAD,
+        TOK_VPU);
+    e.free(x1, x2);
+  }
+
+  /**
+   * S = Q K^T into ACC, 128 key columns per mma, the query tile in K's type at
+   * {@code q.addr(at)} (the first mma waits {@code wait}, the last signals MXU).
+   */
+  private void scores(Slot kv, Slot q, long at, int wait) {
+    int x1 = e.alloc();
+    q.addr(e, x1, at);
     int bT = e.alloc();
     kv.addr(e, bT, 0);
     int accT = e.copy(sAcc);
     for (int i = 0; i < nT; i++) {
-      int mm = e.mma(accT, padWords, x1, dBytes, bT, dBytes, mTile, TILE, 0, (int) d, false,
-          true, false);
+      int mm = e.mma(mxu, accT, padWords, x1, kvBytes, bT, kvBytes, mTile, TILE, 0, (int) d,
+          false, true, false);
       if (i == 0) {
-        e.patchTokens(mm, TOK_LOAD, 0);
+        e.patchTokens(mm, wait, 0);
       }
       if (i == nT - 1) {
         e.patchTokens(mm, 0, TOK_MXU);
       }
-      e.addImm(bT, bT, TILE * d * 4);
+      e.addImm(bT, bT, TILE * d * es);
       e.addImm(accT, accT, TILE);
     }
-    e.free(bT, accT);
+    e.free(bT, accT, x1);
+  }
+
+  /** S read out (waits MXU), masked, softmax, then O = P V into ACC (signals MXU). */
+  private void attend(Slot kv, int cur, int diag) {
+    int x1 = e.alloc();
+    int x2 = e.alloc();
     // causal: the tile's last row sees keys 0..diag + cur - 1 and no row sees more, so the
     // scores are read out, normalized and multiplied by V over those columns only (the rest
     // would get probability 0)
@@ -423,19 +605,31 @@ final class AttentionLowering {
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
     }
     e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, cols, DType.F32,
-        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0, TOK_VPU));
+        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0,
+        narrow() ? 0 : TOK_VPU));
+    if (narrow()) {
+      e.emit(new Insn.Li(x2, pBuf, 0, 0));
+      e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
+      e.emit(new Insn.Li(x1, pBuf, 0, 0));
+    }
     // O = P V over the visible keys
     kv.addr(e, x2, vOff);
-    int pv = e.mma(oAcc, dCols, x1, padBytes, x2, dBytes, mTile, (int) d, cols, 0, false,
-        false, false);
+    int pv = e.mma(mxu, oAcc, dCols, x1, padBytes, x2, kvBytes, mTile,
+        (int) d, cols, 0, false, false, false);
     e.patchTokens(pv, TOK_VPU, TOK_MXU);
     if (causal) {
       e.free(cols);
     }
-    slot.addr(e, x1, oOff);
-    int ro = e.accrd(x1, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
-    e.patchTokens(ro, TOK_MXU, TOK_STORE);
     e.free(x1, x2);
+  }
+
+  /** O from ACC into the slot's output tile (waits MXU, signals STORE). */
+  private void readOut(Slot slot, int cur) {
+    int x = e.alloc();
+    slot.addr(e, x, oOff);
+    int ro = e.accrd(x, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    e.patchTokens(ro, TOK_MXU, TOK_STORE);
+    e.free(x);
   }
 
   /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */

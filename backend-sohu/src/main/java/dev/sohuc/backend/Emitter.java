@@ -368,8 +368,20 @@ final class Emitter {
 
   int mma(int acc, int ldc, int a, int lda, int b, int ldb, int m, int n, int kReg, int kImm,
       boolean ta, boolean tb, boolean accumulate) {
-    return emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, b, 0, ldb, m, n, kReg, kImm, DType.F32, ta,
-        tb, accumulate, 0, 0));
+    return mma(DType.F32, acc, ldc, a, lda, b, ldb, m, n, kReg, kImm, ta, tb, accumulate);
+  }
+
+  int mma(DType dtype, int acc, int ldc, int a, int lda, int b, int ldb, int m, int n, int kReg,
+      int kImm, boolean ta, boolean tb, boolean accumulate) {
+    return emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, b, 0, ldb, m, n, kReg, kImm, dtype, ta, tb,
+        accumulate, 0, 0));
+  }
+
+  /** {@code dst = cvt(src)} of a rows x cols tile, unscaled. */
+  int cvt(DType to, int dst, int dstStride, DType from, int src, int srcStride, int rows,
+      int cols) {
+    return emit(new Insn.Cvt(dst, 0, dstStride, to, src, 0, srcStride, from, rows, cols,
+        ScaleMode.TENSOR, 1f, 0, 0, false, 0, 0));
   }
 
   int accrd(int dst, int dstStride, int acc, int accStride, int rows, int cols, float scale,

@@ -75,8 +75,11 @@ final class Lowering {
       return QuantLowering.unsupportedReason(n, known);
     }
     for (Value v : op.operands()) {
-      // the gather DMA copies rows of any element type (a bf16 table's rows, widened after)
-      boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table();
+      // the gather DMA copies rows of any element type (a bf16 table's rows, widened after),
+      // kv_cache_append copies a cache of any type, and attention checks its K and V below
+      boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table()
+          || op instanceof TransformerOp.KvCacheAppend
+          || op instanceof TransformerOp.Attention a && (v == a.k() || v == a.v());
       if (!known.containsKey(v) && !computable(v.type().elementType()) && !copiedRows) {
         return "operand %" + v.name() + " has element type " + v.type().elementType();
       }
@@ -105,7 +108,10 @@ final class Lowering {
           : r.axes().size() == 1 && lastAxis(r.axes().get(0), r.x().type()) ? requireF32(n)
           : "reduction over axes " + r.axes() + " (only the last axis)";
       case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
-          ? "attention head size above 128" : requireF32(n);
+          ? "attention head size above 128"
+          : !List.of(ElementType.F32, ElementType.BF16).contains(a.k().type().elementType())
+          ? "attention keys and values in " + a.k().type().elementType() + " (f32 or bf16)"
+          : requireF32(n);
       case TransformerOp.LayerNorm l -> l.x().type().dims().subList((int) Math.floorMod(l.axis(),
           l.x().type().rank()), l.x().type().rank()).stream().allMatch(Dim::isStatic)
           ? requireF32(n) : "layer_norm over symbolic dims";

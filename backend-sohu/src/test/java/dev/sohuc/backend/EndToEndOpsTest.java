@@ -25,6 +25,11 @@ import org.junit.jupiter.api.Test;
  */
 class EndToEndOpsTest {
   static final long SEED = 20240611L;
+  /**
+   * Attention over bf16 K and V: the MXU also rounds the query and the probabilities to bf16
+   * (the interpreter keeps them f32), two roundings of 2^-9 relative each.
+   */
+  static final double BF16_ATTENTION_TOL = 4e-3;
 
   /** Compiles {@code body} (a func with args and results) once and checks each binding. */
   static void check(String name, String func, List<Map<String, Long>> bindings) {
@@ -34,13 +39,18 @@ class EndToEndOpsTest {
 
   static void check(String name, String func, BackendOptions options,
       List<Map<String, Long>> bindings) {
+    check(name, func, options, bindings, EndToEndHarness.DEFAULT_TOL);
+  }
+
+  static void check(String name, String func, BackendOptions options,
+      List<Map<String, Long>> bindings, double tol) {
     String text = "module @" + name + " {\n" + func + "\n}\n";
     EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, name + ".ir"),
         options);
     for (Map<String, Long> b : bindings) {
       Random r = new Random(SEED);
       System.out.println(name + " seed " + SEED + " dims " + b);
-      c.check(inputs(c, b, r), EndToEndHarness.DEFAULT_TOL, name + " " + b);
+      c.check(inputs(c, b, r), tol, name + " " + b);
     }
   }
 
@@ -356,6 +366,45 @@ class EndToEndOpsTest {
         }""", BackendOptions.defaults().withBound("s", 1).withBound("p", 300).withBound("b", 4),
         List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 1L),
             Map.of("s", 1L, "p", 0L, "b", 4L)));
+  }
+
+  @Test
+  void attentionOverBf16KeysAndValues() {
+    check("attn_bf16_mask", """
+        func @main(%q: tensor<1 x 4 x ?s x 16 x f32>, %k: tensor<1 x 2 x ?s x 16 x f32>, %v: tensor<1 x 2 x ?s x 16 x f32>, %m: tensor<1 x 1 x 1 x ?s x f32>) -> ("o": tensor<1 x 4 x ?s x 16 x f32>) {
+          %kb = cast %k {to = bf16} : tensor<1 x 2 x ?s x 16 x bf16>
+          %vb = cast %v {to = bf16} : tensor<1 x 2 x ?s x 16 x bf16>
+          %o = attention %q, %kb, %vb, %m {scale = 0.25, causal = false, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o
+        }""", BackendOptions.defaults().withBound("s", 300),
+        List.of(Map.of("s", 5L), Map.of("s", 130L)), BF16_ATTENTION_TOL);
+    // a bf16 cache: the new keys and values converted, appended, and read as bf16 tiles
+    check("attn_bf16_decode", """
+        func @main(%q: tensor<1 x 4 x ?s x 16 x f32>, %p: tensor<1 x 2 x ?p x 16 x f32>, %k: tensor<1 x 2 x ?s x 16 x f32>, %v: tensor<1 x 2 x ?s x 16 x f32>) -> ("o": tensor<1 x 4 x ?s x 16 x f32>, "kc": tensor<1 x 2 x ?p+?s x 16 x bf16>) {
+          %pb = cast %p {to = bf16} : tensor<1 x 2 x ?p x 16 x bf16>
+          %kb = cast %k {to = bf16} : tensor<1 x 2 x ?s x 16 x bf16>
+          %vb = cast %v {to = bf16} : tensor<1 x 2 x ?s x 16 x bf16>
+          %kc = kv_cache_append %pb, %kb : tensor<1 x 2 x ?p+?s x 16 x bf16>
+          %vc = kv_cache_append %pb, %vb : tensor<1 x 2 x ?p+?s x 16 x bf16>
+          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o, %kc
+        }""", BackendOptions.defaults().withBound("s", 300).withBound("p", 300),
+        List.of(Map.of("s", 1L, "p", 7L), Map.of("s", 3L, "p", 140L),
+            Map.of("s", 150L, "p", 20L)), BF16_ATTENTION_TOL);
+    // one query row per head: the stacked, software-pipelined decode schedule
+    check("attn_bf16_step", """
+        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>) {
+          %pkb = cast %pk {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %pvb = cast %pv {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %kb = cast %k {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %vb = cast %v {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %kc = kv_cache_append %pkb, %kb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %vc = kv_cache_append %pvb, %vb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<?b x 4 x ?s x 16 x f32>
+          return %o
+        }""", BackendOptions.defaults().withBound("s", 1).withBound("p", 300).withBound("b", 4),
+        List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 1L)),
+        BF16_ATTENTION_TOL);
   }
 
   // ---- data movement --------------------------------------------------------------------

@@ -31,9 +31,9 @@ final class BenchCommand implements Callable<Integer> {
   @Option(names = "--output-len", description = "Output tokens per request (default 128).")
   int outputLen = 128;
   @Option(names = "--quantize", description = "auto, none (fp32), bf16 or fp8: each chip's linear "
-      + "layers quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul; "
-      + "attention, norms and the KV cache stay fp32. auto (the default) is the checkpoint's "
-      + "torch_dtype: bf16 for bfloat16, none otherwise.")
+      + "layers quantized type-only (shape-only weights in bf16 / f8e4m3) and lowered as qmatmul, "
+      + "attention's products in bf16 over a bf16 KV cache; norms stay fp32. auto (the default) "
+      + "is the checkpoint's torch_dtype: bf16 for bfloat16, none otherwise.")
   String quantize = "auto";
   @Option(names = "--rate", description = "Poisson arrivals, requests/s (default 0: all at t=0).")
   double rate = 0;
@@ -109,10 +109,10 @@ final class BenchCommand implements Callable<Integer> {
     m.put("chips", chips);
     m.put("precision", switch (model.quantMode()) {
       case BF16 -> "bf16 (linear layers as qmatmul with shape-only bf16 weights, type-only "
-          + "quantization; attention, norms and KV cache fp32)";
+          + "quantization; attention's products and the KV cache bf16; norms fp32)";
       case FP8 -> "fp8 (linear layers as qmatmul with shape-only f8e4m3 weights and per-channel "
-          + "scales, activations quantized per row; type-only quantization; attention, norms and "
-          + "KV cache fp32)";
+          + "scales, activations quantized per row; type-only quantization; attention's products "
+          + "and the KV cache bf16; norms fp32)";
       default -> "fp32 (weights compiled as fp32)";
     });
     m.put("weights_dtype", switch (model.quantMode()) {
@@ -194,6 +194,7 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("decode_seconds_by_op_kind", d.secondsByKind());
     m.put("article_batch", batch);
     long kvHeads = shape.kvHeads();
+    m.put("kv_dtype", shape.kvType().text());
     m.put("kv_heads_layout", kvHeads >= chips
         ? kvHeads / chips + " of " + kvHeads + " kv heads per chip, split across chips"
         : kvHeads + " kv heads, each replicated on " + chips / kvHeads + " chips (1 per chip)");
@@ -280,8 +281,8 @@ final class BenchCommand implements Callable<Integer> {
         + "on every chip); %.1f GB at 2 bytes/param; article 140 GB", new Object[] {
         (double) (long) b.get("weight_bytes_server_fp32") / 1e9, m.get("weights_dtype"),
         (double) b.get("weight_bytes_bf16_params") / 1e9});
-    line.accept("  KV cache: %.1f GB (fp32, %s); article 72 GB",
-        new Object[] {(double) b.get("kv_bytes_server") / 1e9, m.get("kv_heads_layout")});
+    line.accept("  KV cache: %.1f GB (%s, %s); article 72 GB", new Object[] {
+        (double) b.get("kv_bytes_server") / 1e9, m.get("kv_dtype"), m.get("kv_heads_layout")});
     line.accept("  where the time goes, prefill: %s", new Object[] {
         byKind((Map<String, Double>) b.get("prefill_seconds_by_op_kind"))});
     line.accept("  where the time goes, decode: %s", new Object[] {

@@ -55,8 +55,9 @@ final class CompileCommand implements Callable<Integer> {
   boolean report;
 
   @Option(names = "--quantize", paramLabel = "MODE",
-      description = "auto, none, bf16, fp8 or int8: matmuls with weights become qmatmul; auto "
-          + "(the default) is bf16 for a bf16 checkpoint and none (f32) otherwise.")
+      description = "auto, none, bf16, fp8 or int8: matmuls with weights become qmatmul (bf16 "
+          + "and fp8: attention's products in bf16, the KV cache bf16); auto (the default) is "
+          + "bf16 for a bf16 checkpoint and none (f32) otherwise.")
   String quantize = "auto";
 
   @Option(names = "--calibrate", paramLabel = "DIR",

@@ -71,12 +71,15 @@ public final class StepModel {
   private final ModelShape shape;
   private int timingRuns;
 
-  /** What the config says, for capacity and for the article's arithmetic. */
+  /**
+   * What the config says, for capacity and for the article's arithmetic; the KV cache's
+   * element type is the compiled program's ({@code past_key_values.*}).
+   */
   public record ModelShape(long params, long layers, long heads, long kvHeads, long headDim,
-      long hidden, long vocab, long weightBytesPerChip, int weightElementBytes) {
+      long hidden, long vocab, long weightBytesPerChip, ElementType kvType) {
     /** KV bytes one token takes on one chip (K and V, every layer, this chip's kv heads). */
     public long kvBytesPerTokenPerChip(int chips) {
-      return 2 * layers * Math.max(1, kvHeads / chips) * headDim * weightElementBytes;
+      return 2 * layers * Math.max(1, kvHeads / chips) * headDim * kvType.sizeBytes();
     }
   }
 
@@ -89,7 +92,8 @@ public final class StepModel {
    * With {@code quant} bf16 or fp8, each chip's shard is quantized type-only after sharding
    * ({@link Quantizer#quantizeShapeOnly}): its linear layers become {@code qmatmul} with
    * shape-only bf16 / f8e4m3 weights, and the backend lowers those (QuantLowering), so the
-   * timing is the compiled quantized code's. Attention, norms and the KV cache stay fp32.
+   * timing is the compiled quantized code's; attention then reads bf16 K and V from a bf16 KV
+   * cache. Norms and softmax stay fp32.
    */
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile, QuantMode quant) {
@@ -128,10 +132,14 @@ public final class StepModel {
       bytes += w.sizeBytes();
     }
     var cfg = HfConfigView.read(config);
+    ElementType kvType = sharded.main().arguments().stream()
+        .filter(a -> a.name().startsWith("past_key_values.")).findFirst()
+        .orElseThrow(() -> new IllegalStateException("a decode graph without past_key_values"))
+        .type().elementType();
     return new ModelShape(params, cfg.get("num_hidden_layers"), cfg.get("num_attention_heads"),
         cfg.getOr("num_key_value_heads", cfg.get("num_attention_heads")),
         cfg.getOr("head_dim", cfg.get("hidden_size") / cfg.get("num_attention_heads")),
-        cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, 4);
+        cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, kvType);
   }
 
   /** fp32 weights, fused, then chip 0's shard (quantized type-only when asked). */

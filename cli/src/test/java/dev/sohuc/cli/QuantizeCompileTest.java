@@ -4,14 +4,28 @@ import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.emu.Emulator;
+import dev.sohuc.emu.HostTensor;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.Options;
+import dev.sohuc.hf.HfImporter;
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.isa.DType;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.onnx.TensorFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -99,6 +113,60 @@ class QuantizeCompileTest {
       assertTrue(r.out().contains("quantization: " + mode + ", 0 calibration sets"), r.out());
       assertTrue(r.out().contains("not measured: no calibration data"), r.out());
     }
+  }
+
+  /**
+   * A bf16 decode step of the real tiny-llama checkpoint: the KV cache is bf16 in and out, and
+   * the emulated logits stay within 2e-2 of the largest f32 interpreter logit (bf16 linear
+   * layers, and attention's query and probabilities rounded to bf16 on the MXU), the caches
+   * holding bf16 values for both.
+   */
+  @Test
+  void bf16DecodeStepKeepsABf16CacheAndTracksTheF32Interpreter() throws Exception {
+    Path ex = Path.of("..", "examples", "tiny-llama");
+    Path bin = dir.resolve("decode.sohu");
+    CliResult r = run("compile", ex.toString(), "--decode", "--quantize", "bf16", "-o",
+        bin.toString());
+    assertEquals(0, r.code(), r.err());
+    SohuProgram p = SohuReader.read(Files.readAllBytes(bin), "decode.sohu");
+    Function f = HfImporter.importModel(ex, HfOptions.decode()).main();
+    Map<String, Long> dims = Map.of("batch", 2L, "seq", 1L, "past", 37L);
+    Random rnd = new Random(3);
+    List<Tensor> refIn = new ArrayList<>();
+    Map<String, HostTensor> emuIn = new LinkedHashMap<>();
+    for (Value a : f.arguments()) {
+      long[] shape = a.type().dims().stream().mapToLong(d -> d.evaluate(dims)).toArray();
+      int n = Tensor.checkedSize(shape);
+      if (a.name().startsWith("past_key_values.")) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+          v[i] = (float) rnd.nextGaussian();
+        }
+        Tensor bf16 = Tensor.ofFloats(ElementType.BF16, shape, v);
+        refIn.add(Tensor.ofFloats(ElementType.F32, shape, bf16.floats()));
+        emuIn.put(a.name(), new HostTensor(DType.BF16, shape, bf16.toBytes()));
+      } else {
+        long[] ids = rnd.longs(n, 0, 64).toArray();
+        Tensor t = Tensor.ofLongs(a.type().elementType(), shape, ids);
+        refIn.add(t);
+        emuIn.put(a.name(), new HostTensor(DType.I64, shape, t.toBytes()));
+      }
+    }
+    float[] want = new Interpreter(HfImporter.importModel(ex, HfOptions.decode()))
+        .run(refIn).get("logits").floats();
+    Map<String, HostTensor> out = new Emulator(p, MachineDescription.defaultTarget(),
+        Options.defaults()).runFunctional(emuIn, Map.of()).outputs();
+    assertEquals(DType.BF16, out.get("present.0.key").dtype());
+    float[] got = out.get("logits").toF32();
+    double max = 0;
+    double err = 0;
+    for (int i = 0; i < want.length; i++) {
+      max = Math.max(max, Math.abs(want[i]));
+      err = Math.max(err, Math.abs(got[i] - want[i]));
+    }
+    System.out.printf("tiny-llama bf16 decode: max logit error %.3g of max |logit| %.3g%n", err,
+        max);
+    assertTrue(err <= 2e-2 * max, err + " > 2e-2 x " + max);
   }
 
   @Test

@@ -21,7 +21,9 @@ public sealed interface TransformerOp extends Op {
    * query head h reads kv head {@code h / (Hq/Hkv)}). The optional additive mask broadcasts to
    * {@code [B, Hq, S, T]}. Causal masking aligns the queries with the last S keys (query i sees
    * keys {@code j <= i + T - S}), which is what a decode step over a KV cache needs; a non-zero
-   * window also hides keys more than {@code window - 1} positions back (sliding window).
+   * window also hides keys more than {@code window - 1} positions back (sliding window). k and v
+   * may be stored in a narrower float type than q and the mask (a bf16 KV cache); the result has
+   * q's type.
    */
   record Attention(Value q, Value k, Value v, Value mask, double scale, boolean causal, long window)
       implements TransformerOp {
@@ -43,8 +45,10 @@ public sealed interface TransformerOp extends Op {
 
     @Override
     public List<TensorType> inferResultTypes() {
-      ElementType t = Shapes.sameElementType(operands(), "q, k, v and mask");
+      ElementType t = Shapes.sameElementType(OpRegistry.present(q, mask), "q and mask");
+      Shapes.sameElementType(List.of(k, v), "k and v");
       Shapes.requireFloat(q, "q");
+      Shapes.requireFloat(k, "k");
       for (Value x : List.of(q, k, v)) {
         Shapes.requireRank(x, "q, k and v", 4);
       }
@@ -380,7 +384,8 @@ public sealed interface TransformerOp extends Op {
   static void register(OpRegistry.Registrar r) {
     r.op("all_reduce", 1, "sum over the chips of a tensor-parallel group",
         (o, a) -> new AllReduce(o.get(0), a.getInt("chips", 1)));
-    r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window",
+    r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window; "
+        + "k and v may be narrower (bf16) than q",
         (o, a) -> new Attention(o.get(0), o.get(1), o.get(2), OpRegistry.optional(o, 3),
             a.getFloat("scale"), a.getBool("causal", false), a.getInt("window", 0)));
     r.op("kv_cache_append", 2, "append new keys or values to a KV cache",

@@ -38,8 +38,9 @@ import java.util.function.IntFunction;
 /**
  * Quantizes every layer of a module: each {@code matmul} whose right operand is a 2-D f32
  * weight (possibly through a {@code transpose}, as the HF frontend writes {@code nn.Linear})
- * becomes a {@code qmatmul} in bf16, f8e4m3 or i8. Everything else (norms, softmax, attention,
- * residual adds) stays in f32, which the VPU computes anyway.
+ * becomes a {@code qmatmul} in bf16, f8e4m3 or i8. In bf16 and fp8, attention's products run in
+ * bf16 too ({@link Bf16Attention}). Everything else (norms, softmax, residual adds) stays in
+ * f32, which the VPU computes anyway.
  *
  * <ul>
  *   <li>bf16: {@code cast x to bf16}, bf16 weights, f32 accumulation, scales 1.
@@ -169,16 +170,23 @@ public final class Quantizer {
 
   /**
    * Quantizes {@code m} in place as {@code o} says and reports every layer; a tensor-parallel
-   * shard then sums its qmatmul partials in bf16 ({@link AllReducePrecision}).
+   * shard then sums its qmatmul partials in bf16 ({@link AllReducePrecision}), and in bf16 and
+   * fp8 attention reads bf16 K and V from a bf16 KV cache ({@link Bf16Attention}).
    */
   public static QuantReport quantize(Module m, QuantOptions o) {
+    QuantReport report = quantizeLayers(m, o);
+    attentionInBf16(m, o.mode());
+    return report;
+  }
+
+  private static QuantReport quantizeLayers(Module m, QuantOptions o) {
     double maxError = o.effectiveMaxLayerError();
     double minCosine = o.effectiveMinOutputCosine();
     if (o.mode() == QuantMode.NONE) {
       return new QuantReport(o.mode(), maxError, 0, List.of(), Double.NaN, minCosine, ROUND_TO_NEAREST);
     }
     Function f = m.main();
-    List<QuantReport.Layer> rows = new ArrayList<>(quantizeShapeOnly(m, o.mode()));
+    List<QuantReport.Layer> rows = new ArrayList<>(shapeOnlyLayers(m, o.mode()));
     List<Layer> layers = findLayers(m, f);
     List<Calibrator.CalibrationSet> sets = Calibrator.load(o.calibrationDirs(), o.reader(), f);
     if (layers.isEmpty()) {
@@ -299,10 +307,23 @@ public final class Quantizer {
    * shape-only in their narrow type, so a timing run moves their real byte counts. INT8 is
    * refused (it needs calibration data for SmoothQuant to be what {@link #quantize} would do).
    * A tensor-parallel shard's sums of qmatmul partials go to bf16
-   * ({@link AllReducePrecision}), as in {@link #quantize}. Returns the layers rewritten, as
+   * ({@link AllReducePrecision}) and, in bf16 and fp8, attention reads bf16 K and V from a bf16
+   * KV cache ({@link Bf16Attention}), as in {@link #quantize}. Returns the layers rewritten, as
    * report rows.
    */
   public static List<QuantReport.Layer> quantizeShapeOnly(Module m, QuantMode mode) {
+    List<QuantReport.Layer> rows = shapeOnlyLayers(m, mode);
+    attentionInBf16(m, mode);
+    return rows;
+  }
+
+  private static void attentionInBf16(Module m, QuantMode mode) {
+    if (mode == QuantMode.BF16 || mode == QuantMode.FP8) {
+      Bf16Attention.apply(m);
+    }
+  }
+
+  private static List<QuantReport.Layer> shapeOnlyLayers(Module m, QuantMode mode) {
     if (mode == QuantMode.NONE) {
       return List.of();
     }
