@@ -191,6 +191,14 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("tokens_per_s_server_at_this_batch", (inputLen + decodeBatch)
         / (p.seconds() + d.seconds()));
     batch.put("prefill_seconds_by_op_kind", p.secondsByKind());
+    // the highest prefill MFU this compiled code could reach on this target: its MXU work at
+    // peak against the largest of its three bounds
+    double pCompute = p.flopsPerChip() / p.peakFlops();
+    double pBandwidth = p.hbmBytesPerChip() / target.hbmBytesPerSecond();
+    double pLink = p.linkBoundSeconds();
+    batch.put("prefill_mfu_ceiling", pCompute / Math.max(pCompute, Math.max(pBandwidth, pLink)));
+    batch.put("prefill_ceiling_bound", pBandwidth >= pLink && pBandwidth > pCompute
+        ? "HBM bandwidth" : pLink > pCompute ? "interconnect" : "compute");
     batch.put("decode_seconds_by_op_kind", d.secondsByKind());
     m.put("article_batch", batch);
     long kvHeads = shape.kvHeads();
@@ -283,6 +291,9 @@ final class BenchCommand implements Callable<Integer> {
         (double) b.get("weight_bytes_bf16_params") / 1e9});
     line.accept("  KV cache: %.1f GB (%s, %s); article 72 GB", new Object[] {
         (double) b.get("kv_bytes_server") / 1e9, m.get("kv_dtype"), m.get("kv_heads_layout")});
+    line.accept("  prefill MFU ceiling of this compiled code: %.1f%% (its %s bound; the article "
+        + "claims over 90%%)", new Object[] {100 * (double) b.get("prefill_mfu_ceiling"),
+        b.get("prefill_ceiling_bound")});
     line.accept("  where the time goes, prefill: %s", new Object[] {
         byKind((Map<String, Double>) b.get("prefill_seconds_by_op_kind"))});
     line.accept("  where the time goes, decode: %s", new Object[] {
