@@ -822,8 +822,8 @@ final class Lowering {
       e.add(dst, dst, planeBytes);
       e.endLoop(loop);
       e.free(planes, pRows, planeBytes, b);
-    } else if (p.bShape() == Shape.FULL && (fusedProducer(p.a()) != null
-        || fusedProducer(p.b()) != null)) {
+    } else if (p.bShape() == Shape.FULL && (widening(p.a()) != null
+        || widening(p.b()) != null)) {
       widenedBinary(p, op, v, rows, cols, rs, dst);
     } else if (p.bShape() == Shape.FULL || p.bShape() == Shape.COL) {
       long bRow = p.bShape() == Shape.FULL ? rowBytes : 4;
@@ -878,8 +878,8 @@ final class Lowering {
       bases = new int[operands.size()];
       scratch = new int[operands.size()];
       for (int i = 0; i < bases.length; i++) {
-        Node cast = fusedProducer(operands.get(i));
-        boolean wide = cast != null && cast.op() instanceof ElementwiseOp.Cast;
+        Node cast = widening(operands.get(i));
+        boolean wide = cast != null;
         long row = wide ? cols * 2 : cols * 4;
         bases[i] = e.li(addr(wide ? cast.op().operands().get(0) : operands.get(i)));
         scratch[i] = wide ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
@@ -1177,6 +1177,12 @@ final class Lowering {
 
   boolean reusesConversion(Node qmatmul) {
     return reusedConversions.contains(qmatmul);
+  }
+
+  /** The bf16 to f32 cast that makes {@code x}, fused into the op reading it, else null. */
+  Node widening(Value x) {
+    Node p = fusedProducer(x);
+    return p != null && p.op() instanceof ElementwiseOp.Cast ? p : null;
   }
 
   /** The producer of {@code x} when it is lowered inside its consumer, else null. */
