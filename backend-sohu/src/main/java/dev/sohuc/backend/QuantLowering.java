@@ -552,18 +552,22 @@ final class QuantLowering {
     // read it (as the f32 matmul does): one HBM read of x, the panels re-read it from SRAM
     long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
     long xBound = resident != null ? 0 : l.sizeAtBoundOr(x, -1);
-    boolean preloaded = resident == null && panels >= 2 && cols / TILE > 0 && xBound > 0
-        && k * es <= (1 << 17) - 1 && need + Lowering.align(xBound) <= l.target().sramBytes();
+    boolean residentCase = resident == null && panels >= 2 && cols / TILE > 0 && xBound > 0
+        && k * es <= (1 << 17) - 1;
+    boolean preloaded = residentCase
+        && need + Lowering.align(xBound) <= l.target().sramBytes();
+    // x larger than the SRAM at its bound (a generous ?batch): resident a block of rows at a time
+    // (a power of two of 128 or more, leaving room for the deepest panel prefetch and the ring),
+    // the weights streamed once per block. Not with per-row x scales: the readout finds a
+    // tile's scales by its row in the whole of x.
+    long room = l.target().sramBytes() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
+        * slotBytes + MatmulLowering.RING_BYTES);
+    long blockRows = preloaded || !residentCase || rowScale || room <= 0 ? 0
+        : Long.highestOneBit(Math.max(1, room / (k * es)));
+    boolean blocked = blockRows >= TILE;
+    preloaded |= blocked;
+    long xAt = preloaded ? l.sram(blocked ? blockRows * k * es : xBound, "x (resident)") : 0;
     if (preloaded) {
-      long xAt = l.sram(xBound, "x (resident)");
-      int dst = e.li(xAt);
-      int src = e.li(l.addr(x));
-      int rs = e.li(k * es);
-      int mRows = l.dimReg(m);
-      int ld = e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, src, rs, k * es, mRows, 0, 0, 1, 0,
-          0);
-      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
-      e.free(dst, src, rs, mRows);
       resident = new long[] {xAt, 0};
     }
     // x resident (converted here or preloaded): the f32 matmul's resident-A schedule, so each
@@ -594,6 +598,8 @@ final class QuantLowering {
     int cPtr = e.li(l.addr(result));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
     int rows = l.dimReg(m);
+    int xHbm = preloaded ? e.li(l.addr(x)) : 0;
+    int rowsLeft = blocked ? e.copy(rows) : 0;
     int ldc = e.konst(TILE);
     int lda = e.konst(k * es);
     int ldb = e.konst((long) TILE * es);
@@ -621,6 +627,28 @@ final class QuantLowering {
         : new Lowering.In(aBase, k * es, k * es));
     Tail t = new Tail(rowScale, xScaleBuf, colScale, wsPtr, accScale, tailScale);
     long panelStep = (long) TILE * es;
+    int blockLoop = 0;
+    if (blocked) {
+      int blockRowsReg = e.konst(blockRows);
+      int blocks = e.alloc();
+      e.addImm(blocks, rows, blockRows - 1);
+      e.shri(blocks, blocks, Long.numberOfTrailingZeros(blockRows));
+      blockLoop = e.beginLoop(blocks, 0);
+      e.free(blocks);
+      e.min(rows, rowsLeft, blockRowsReg);
+      // each block walks the weights from the first panel, in the first slot
+      e.emit(new Insn.Li(jrem, nFull - 1, 0, 0));
+      e.emit(new Insn.Li(bCur, slots, 0, 0));
+      e.emit(new Insn.Li(bNext, slots + ahead * slotBytes, 0, 0));
+    }
+    if (preloaded) {
+      // x (this block of it) into SRAM; the first panel's load waits for it
+      int dst = e.li(xAt);
+      int ld = e.dma(MemSpace.SRAM, dst, lda, MemSpace.HBM, xHbm, lda, k * es, rows, 0, 0, 1, 0,
+          0);
+      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
+      e.free(dst);
+    }
     if (nFull > 0) {
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es,
           kRows, 0, 0, 1, 0, 0);
@@ -670,10 +698,22 @@ final class QuantLowering {
         CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * oes, outType);
       }
     }
+    if (blocked) {
+      // next block of rows: x and the result move by the block, the weights and their scales
+      // go back to the first panel
+      e.addImm(xHbm, xHbm, blockRows * k * es);
+      e.addImm(cPtr, cPtr, blockRows * cols * oes - nFull * TILE * oes);
+      e.addImm(bPtr, bPtr, -nFull * panelStep);
+      if (colScale) {
+        e.addImm(wsPtr, wsPtr, -nFull * TILE * 4L);
+      }
+      e.sub(rowsLeft, rowsLeft, rows);
+      e.endLoop(blockLoop);
+    }
     if (ring) {
       ml.closeRing();
     }
-    e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem);
+    e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem, xHbm, rowsLeft);
     for (Node done : new Node[] {narrow, sum}) {
       if (done != null) {
         l.doneInside(done);

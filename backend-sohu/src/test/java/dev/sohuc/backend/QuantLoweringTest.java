@@ -299,6 +299,49 @@ class QuantLoweringTest {
     }
   }
 
+  /**
+   * A bf16 qmatmul whose x is larger than the SRAM at its bound (a 6 MiB target, ?s up to 8192,
+   * so x's cast is not fused either): x resident 512 rows at a time, the weights streamed once
+   * per block. s = 1300 is two full blocks and a partial one; the qmatmul's own HBM traffic is
+   * x once, the weights three times and y once.
+   */
+  @Test
+  void bf16QmatmulWithXBiggerThanSramGoesInBlocksOfRows() throws IOException {
+    Path target = tmp.resolve("small-sram.json");
+    Files.writeString(target, "{\"name\": \"small-sram\", \"sram\": "
+        + "{\"capacity\": {\"value\": 6291456}}}");
+    long k = 512;
+    long n = 300;
+    Supplier<Module> factory = () -> {
+      Random rnd = new Random(SEED);
+      Module m = new Module("blocks");
+      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
+          ElementType.F32));
+      Function f = new Function("main", List.of(x));
+      m.functions().add(f);
+      FunctionBuilder b = new FunctionBuilder(f);
+      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.05f, 0f));
+      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("blocks"), "y");
+      f.setOutputs(List.of(new Function.Output("y", y)));
+      Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
+      return m;
+    };
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withTarget(target).withBound("s", 8192));
+    for (long s : new long[] {1300, 100}) {
+      Random r = new Random(SEED + s);
+      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, s, k)), TOL,
+          "bf16 blocks s=" + s);
+      assertTrue(res.maxError() <= TOL);
+    }
+    var timing = new dev.sohuc.emu.Emulator(c.program,
+        dev.sohuc.emu.MachineDescription.defaultTarget(), dev.sohuc.emu.Options.defaults())
+        .runTiming(Map.of("s", 1300L));
+    long qmatmulBytes = timing.ops().stream().filter(o -> o.op().startsWith("qmatmul "))
+        .mapToLong(dev.sohuc.emu.OpTiming::hbmBytes).sum();
+    assertEquals(1300 * k * 2 + 3 * k * n * 2 + 1300 * n * 4, qmatmulBytes);
+  }
+
   /** No code is attributed to these ops: each was fused into the qmatmul that reads it. */
   static void assertLoweredInsideQmatmul(EndToEndHarness.Compiled c, String... mnemonics) {
     for (var d : c.program.debug()) {
