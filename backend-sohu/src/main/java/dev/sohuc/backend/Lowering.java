@@ -1065,6 +1065,12 @@ final class Lowering {
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
     int outRs = add == null ? rs : e.konst(2 * rowBytes);
+    // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
+    // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
+    Node cast = residency.normCasts().get(n);
+    long residentAt = cast == null ? 0
+        : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
+    int residentRs = cast == null ? 0 : e.konst(v.cols() * 2);
     int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
     // Gemma's gamma_offset: the scale is (gamma + offset), made per tile from the loaded gamma
     // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
@@ -1094,7 +1100,17 @@ final class Lowering {
       }
       e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
           0, 0));
-    }, false, new int[0], null, false, add == null ? null : new Out(sum, rowBytes, rowBytes));
+      if (cast != null) {
+        // the cast's own rounding, into this tile's rows of the resident copy
+        int at = e.alloc();
+        e.mulImm(at, st, v.cols() * 2);
+        e.addImm(at, at, residentAt);
+        e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, out, 0, outRs, DType.F32, rr,
+            colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+        e.free(at);
+      }
+    }, false, new int[0], null, cast != null, add == null ? null
+        : new Out(sum, rowBytes, rowBytes));
     w.free();
     e.free(rows, loaded, dst, sum, sumTile);
     if (gamma != loaded) {
@@ -1168,15 +1184,16 @@ final class Lowering {
     this.fusedProducers = fused;
   }
 
-  /** qmatmuls that find their converted x resident, left by the one before (QuantLowering). */
-  private java.util.Set<Node> reusedConversions = java.util.Set.of();
+  /** Converted x left resident in SRAM for the next qmatmul (QuantLowering.residency). */
+  private QuantLowering.Residency residency = new QuantLowering.Residency(java.util.Set.of(),
+      Map.of());
 
-  void setReusedConversions(java.util.Set<Node> reused) {
-    this.reusedConversions = reused;
+  void setResidency(QuantLowering.Residency residency) {
+    this.residency = residency;
   }
 
   boolean reusesConversion(Node qmatmul) {
-    return reusedConversions.contains(qmatmul);
+    return residency.reused().contains(qmatmul);
   }
 
   /** The bf16 to f32 cast that makes {@code x}, fused into the op reading it, else null. */

@@ -361,13 +361,20 @@ final class QuantLowering {
   }
 
   /**
-   * The qmatmuls whose fused conversion is the one the qmatmul lowered just before them made
-   * (the same conversion node, or the same op on the same input: q, k and v of one normalized
-   * activation, or gate and up),
-   * with only sources and fused producers between them: that conversion is still resident in
-   * SRAM, so they read it there instead of converting x again.
+   * Which fused conversions of x find it already resident in SRAM, left by the op lowered just
+   * before (with only sources and fused producers between).
+   *
+   * @param reused the qmatmuls that convert nothing: the previous qmatmul made the same
+   *     conversion (the same node, or the same op on the same input: q, k and v of one
+   *     normalized activation, or gate and up), or the previous op is the rms_norm whose result
+   *     they cast, which converted each tile it made ({@code normCasts})
+   * @param normCasts rms_norms that also cast their result to bf16 into the SRAM where the next
+   *     qmatmul claims its converted x, to the cast they do
    */
-  static java.util.Set<Node> reusedConversions(dev.sohuc.ir.Function fn, Map<Node, Node> fused) {
+  record Residency(java.util.Set<Node> reused, Map<Node, Node> normCasts) {}
+
+  static Residency residency(dev.sohuc.ir.Function fn, Map<Node, Node> fused,
+      Map<Value, Long> sizeAtBound, TargetInfo target) {
     Map<Node, Node> conversionOf = new java.util.IdentityHashMap<>();
     for (Node n : fn.body()) {
       if (n.op() instanceof QuantOp.QMatMul q && q.x().producer() != null
@@ -377,6 +384,7 @@ final class QuantLowering {
     }
     java.util.Set<Node> reused = java.util.Collections.newSetFromMap(
         new java.util.IdentityHashMap<>());
+    Map<Node, Node> normCasts = new java.util.IdentityHashMap<>();
     Node previous = null;
     for (Node n : fn.body()) {
       if (SohuBackend.isSource(n) || fused.containsKey(n)) {
@@ -386,10 +394,30 @@ final class QuantLowering {
       Node before = previous == null ? null : conversionOf.get(previous);
       if (conv != null && before != null && (conv == before || conv.op().equals(before.op()))) {
         reused.add(n);
+      } else if (conv != null && previous != null && castOfNorm(conv, previous, sizeAtBound,
+          target)) {
+        reused.add(n);
+        normCasts.put(previous, conv);
       }
-      previous = conv != null ? n : null;
+      previous = n;
     }
-    return reused;
+    return new Residency(reused, normCasts);
+  }
+
+  /**
+   * Whether {@code norm} can leave the converted x of {@code conv} resident: a plain cast to
+   * bf16 of the f32 rms_norm's result, whose converted rows fit the SRAM at their bound beside
+   * the norm's own tiles (a quarter of the SRAM).
+   */
+  private static boolean castOfNorm(Node conv, Node norm, Map<Value, Long> sizeAtBound,
+      TargetInfo target) {
+    if (!(conv.op() instanceof ElementwiseOp.Cast c) || c.to() != ElementType.BF16
+        || !(norm.op() instanceof dev.sohuc.ir.op.TransformerOp.RmsNorm)
+        || c.x() != norm.result() || norm.result().type().elementType() != ElementType.F32) {
+      return false;
+    }
+    Long bytes = sizeAtBound.get(norm.result());
+    return bytes != null && bytes / 2 <= target.sramBytes() * 3 / 4;
   }
 
   /**
@@ -732,7 +760,7 @@ final class QuantLowering {
    * addresses of the converted x and of the row scales (0 when none). The weight panels'
    * DMAs are queued after this stream's last store, which waits for the last tile's
    * conversion, so the mma stream's copies of x read converted rows. With {@code reuse} the
-   * previous qmatmul made the same conversion (see {@link #reusedConversions}): the same SRAM
+   * previous op left the same conversion resident (see {@link #residency}): the same SRAM
    * is claimed, in the same order, and nothing is converted.
    */
   private long[] convertResident(Node conv, long k, DType to, boolean reuse) {

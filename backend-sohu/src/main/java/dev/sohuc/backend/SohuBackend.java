@@ -168,7 +168,7 @@ public final class SohuBackend {
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
-      low.setReusedConversions(QuantLowering.reusedConversions(fn, fusedProducers));
+      low.setResidency(QuantLowering.residency(fn, fusedProducers, size, target));
       low.setEpilogues(epilogues);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
