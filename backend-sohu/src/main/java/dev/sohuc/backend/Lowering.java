@@ -907,7 +907,16 @@ final class Lowering {
     }
 
     void free() {
+      freeBases();
+      freeScratch();
+    }
+
+    /** The HBM base registers, once the row stream has copied them. */
+    void freeBases() {
       e.free(bases);
+    }
+
+    void freeScratch() {
       e.free(scratch);
     }
   }
@@ -1076,7 +1085,7 @@ final class Lowering {
     // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
     float offset = (float) r.gammaOffset();
     int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
-    int one = e.konst(1);
+    int one = offset == 0 ? 0 : e.konst(1);
     int dst = e.li(addr(n.result()));
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
@@ -1101,18 +1110,24 @@ final class Lowering {
       e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
           0, 0));
       if (cast != null) {
-        // the cast's own rounding, into this tile's rows of the resident copy
-        int at = e.alloc();
+        // the cast's own rounding, into this tile's rows of the resident copy (the address in
+        // sumTile's register, free once the norm has read the sum)
+        int at = add != null ? sumTile : e.alloc();
         e.mulImm(at, st, v.cols() * 2);
         e.addImm(at, at, residentAt);
         e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, out, 0, outRs, DType.F32, rr,
             colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
-        e.free(at);
+        if (add == null) {
+          e.free(at);
+        }
       }
-    }, false, new int[0], null, cast != null, add == null ? null
-        : new Out(sum, rowBytes, rowBytes));
-    w.free();
-    e.free(rows, loaded, dst, sum, sumTile);
+    }, false, new int[0], () -> {
+      // the stream has copied its base addresses: their registers are free for the loop
+      w.freeBases();
+      e.free(dst, sum);
+    }, cast != null, add == null ? null : new Out(sum, rowBytes, rowBytes));
+    w.freeScratch();
+    e.free(rows, loaded, sumTile);
     if (gamma != loaded) {
       e.free(gamma);
     }
