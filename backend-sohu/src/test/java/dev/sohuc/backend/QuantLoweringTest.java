@@ -250,52 +250,62 @@ class QuantLoweringTest {
 
   /**
    * q, k and v style siblings: three linears of one normalized activation. The first qmatmul
-   * converts x into SRAM; the other two find it there (no conversion instructions of their own:
-   * no {@code vred} of the per-row scales, no {@code cvt} from f32 into the operand type).
+   * converts x into SRAM and the other two find it there (no conversion instructions of their
+   * own: no {@code vred} of the per-row scales, no {@code cvt} from f32 into the operand type).
+   * After an rms_norm in bf16, the norm itself casts each tile it makes into that SRAM, and q
+   * converts nothing either.
    */
   @Test
   void siblingQmatmulsShareOneConversion() {
     for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8}) {
-      Supplier<Module> factory = () -> {
-        Random rnd = new Random(SEED);
-        Module m = new Module("siblings");
-        Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)),
-            ElementType.F32));
-        Function f = new Function("main", List.of(x));
-        m.functions().add(f);
-        FunctionBuilder b = new FunctionBuilder(f);
-        Location loc = new Location("attn");
-        Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
-        Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
-        Value h = b.add(new TransformerOp.LayerNorm(x, gamma, beta, -1, 1e-5), loc, "ln");
-        List<Function.Output> outs = new ArrayList<>();
-        for (String name : new String[] {"q", "k", "v"}) {
-          long n = name.equals("q") ? HID : OUT;
-          Value w = weight(m, b, name + ".w", gaussian(rnd, new long[] {D, n}, 0.125f, 0f));
-          outs.add(new Function.Output(name, b.add(new LinalgOp.MatMul(h, w), loc, name)));
+      for (boolean rms : new boolean[] {false, true}) {
+        Supplier<Module> factory = () -> {
+          Random rnd = new Random(SEED);
+          Module m = new Module("siblings");
+          Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)),
+              ElementType.F32));
+          Function f = new Function("main", List.of(x));
+          m.functions().add(f);
+          FunctionBuilder b = new FunctionBuilder(f);
+          Location loc = new Location("attn");
+          Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
+          Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
+          Value h = b.add(rms ? new TransformerOp.RmsNorm(x, gamma, 1e-5, 0.0)
+              : new TransformerOp.LayerNorm(x, gamma, beta, -1, 1e-5), loc, "ln");
+          List<Function.Output> outs = new ArrayList<>();
+          for (String name : new String[] {"q", "k", "v"}) {
+            long n = name.equals("q") ? HID : OUT;
+            Value w = weight(m, b, name + ".w", gaussian(rnd, new long[] {D, n}, 0.125f, 0f));
+            outs.add(new Function.Output(name, b.add(new LinalgOp.MatMul(h, w), loc, name)));
+          }
+          f.setOutputs(outs);
+          Quantizer.quantize(m, QuantOptions.of(mode).withMinOutputCosine(-1));
+          return m;
+        };
+        String label = mode + (rms ? " rms_norm" : " layer_norm") + " siblings";
+        EndToEndHarness.Compiled c = check(label, factory);
+        Map<String, List<Insn>> byOp = new HashMap<>();
+        for (var d : c.program.debug()) {
+          // the quantized linear of %k is %k_1
+          byOp.computeIfAbsent(d.irOp().replaceAll("_1$", ""), k -> new ArrayList<>())
+              .add(InsnCodec.decode(c.program.code().get(d.pc())));
         }
-        f.setOutputs(outs);
-        Quantizer.quantize(m, QuantOptions.of(mode).withMinOutputCosine(-1));
-        return m;
-      };
-      EndToEndHarness.Compiled c = check(mode + " siblings", factory);
-      Map<String, List<Insn>> byOp = new HashMap<>();
-      for (var d : c.program.debug()) {
-        // the quantized linear of %k is %k_1
-        byOp.computeIfAbsent(d.irOp().replaceAll("_1$", ""), k -> new ArrayList<>())
-            .add(InsnCodec.decode(c.program.code().get(d.pc())));
+        assertLoweredInsideQmatmul(c, "cast", "dynamic_quantize");
+        java.util.function.Predicate<Insn> converts = i -> i instanceof Insn.Vred
+            || i instanceof Insn.Cvt cv && cv.srcDtype() == DType.F32 && cv.dstDtype() != DType.F32;
+        for (String reused : new String[] {"qmatmul %k", "qmatmul %v"}) {
+          List<Insn> insns = byOp.get(reused);
+          assertTrue(insns != null && insns.stream().anyMatch(i -> i instanceof Insn.Mma),
+              label + ": " + byOp.keySet());
+          assertTrue(insns.stream().noneMatch(converts), label + ": " + reused
+              + " converts x again");
+        }
+        boolean normConverts = rms && mode == QuantMode.BF16;
+        String norm = (rms ? "rms_norm" : "layer_norm") + " %ln";
+        assertEquals(normConverts, byOp.get(norm).stream().anyMatch(converts), label + ": norm");
+        assertEquals(!normConverts, byOp.get("qmatmul %q").stream().anyMatch(converts),
+            label + ": q");
       }
-      assertLoweredInsideQmatmul(c, "cast", "dynamic_quantize");
-      for (String reused : new String[] {"qmatmul %k", "qmatmul %v"}) {
-        List<Insn> insns = byOp.get(reused);
-        assertTrue(insns != null && insns.stream().anyMatch(i -> i instanceof Insn.Mma),
-            mode + ": " + byOp.keySet());
-        assertTrue(insns.stream().noneMatch(i -> i instanceof Insn.Vred
-            || i instanceof Insn.Cvt cv && cv.srcDtype() == DType.F32 && cv.dstDtype() != DType.F32),
-            mode + ": " + reused + " converts x again");
-      }
-      assertTrue(byOp.get("qmatmul %q").stream().anyMatch(i -> i instanceof Insn.Cvt cv
-          && cv.srcDtype() == DType.F32 && cv.dstDtype() != DType.F32), mode + ": q converts x");
     }
   }
 
