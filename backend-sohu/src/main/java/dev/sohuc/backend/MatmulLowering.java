@@ -74,9 +74,8 @@ final class MatmulLowering {
     boolean whole = residentCase && Lowering.align(aBound) <= room;
     // A larger than the SRAM: resident a block of rows at a time (a power of two of 128 or
     // more), the weights streamed once per block, instead of A re-read for every panel
-    long blockRows = whole || !residentCase ? 0 : Long.highestOneBit(Math.max(1,
-        room / (k * 4)));
-    boolean blocked = blockRows >= TILE;
+    long blockRows = whole || !residentCase ? 0 : blockRows(room, k * 4);
+    boolean blocked = blockRows > 0;
     boolean resident = whole || blocked;
     int aHbm = e.li(l.addr(a));
     long aAt = resident ? l.sram(blocked ? blockRows * k * 4 : aBound, "A (resident)") : 0;
@@ -125,13 +124,7 @@ final class MatmulLowering {
       batchLoop = e.beginLoop(batchCount, 0);
       e.free(batchCount);
     } else if (blocked) {
-      int blockRowsReg = e.konst(blockRows);
-      int blocks = e.alloc();
-      e.addImm(blocks, rows, blockRows - 1);
-      e.shri(blocks, blocks, Long.numberOfTrailingZeros(blockRows));
-      batchLoop = e.beginLoop(blocks, 0);
-      e.free(blocks);
-      e.min(rows, rowsLeft, blockRowsReg);
+      batchLoop = beginRowBlocks(rows, rowsLeft, blockRows);
     }
     if (resident) {
       // A (this block of it) into SRAM; the panels' first load waits for it
@@ -215,8 +208,7 @@ final class MatmulLowering {
       e.addImm(aHbm, aHbm, blockRows * k * 4);
       e.addImm(cPtr, cPtr, blockRows * cols * 4 - nFull * TILE * 4L);
       e.addImm(bPtr, bPtr, -(tb ? nFull * TILE * k * 4 : nFull * TILE * 4L));
-      e.sub(rowsLeft, rowsLeft, rows);
-      e.endLoop(batchLoop);
+      endRowBlocks(batchLoop, rows, rowsLeft);
     }
     if (resident) {
       closeRing();
@@ -250,6 +242,36 @@ final class MatmulLowering {
         0);
     e.free(r, p);
     return pf;
+  }
+
+  /**
+   * Rows of A (or x) kept resident at a time when the whole does not fit: the largest power of
+   * two whose rows of {@code rowBytes} fit {@code room} bytes, or 0 when that is under a tile.
+   */
+  static long blockRows(long room, long rowBytes) {
+    long rows = Long.highestOneBit(Math.max(1, room / rowBytes));
+    return rows >= TILE ? rows : 0;
+  }
+
+  /**
+   * Opens the loop over blocks of {@code blockRows} rows: each iteration, {@code rows} holds
+   * that block's rows, the lesser of the block and {@code rowsLeft} (all rows at first).
+   */
+  int beginRowBlocks(int rows, int rowsLeft, long blockRows) {
+    int blockRowsReg = e.konst(blockRows);
+    int blocks = e.alloc();
+    e.addImm(blocks, rows, blockRows - 1);
+    e.shri(blocks, blocks, Long.numberOfTrailingZeros(blockRows));
+    int loop = e.beginLoop(blocks, 0);
+    e.free(blocks);
+    e.min(rows, rowsLeft, blockRowsReg);
+    return loop;
+  }
+
+  /** Closes the loop of {@link #beginRowBlocks}: the block's rows are done. */
+  void endRowBlocks(int loop, int rows, int rowsLeft) {
+    e.sub(rowsLeft, rowsLeft, rows);
+    e.endLoop(loop);
   }
 
   /** Most weight panels in flight ahead of the one being used. */

@@ -590,9 +590,9 @@ final class QuantLowering {
     // tile's scales by its row in the whole of x.
     long room = l.target().sramBytes() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
         * slotBytes + MatmulLowering.RING_BYTES);
-    long blockRows = preloaded || !residentCase || rowScale || room <= 0 ? 0
-        : Long.highestOneBit(Math.max(1, room / (k * es)));
-    boolean blocked = blockRows >= TILE;
+    long blockRows = preloaded || !residentCase || rowScale ? 0
+        : MatmulLowering.blockRows(room, k * es);
+    boolean blocked = blockRows > 0;
     preloaded |= blocked;
     long xAt = preloaded ? l.sram(blocked ? blockRows * k * es : xBound, "x (resident)") : 0;
     if (preloaded) {
@@ -657,13 +657,7 @@ final class QuantLowering {
     long panelStep = (long) TILE * es;
     int blockLoop = 0;
     if (blocked) {
-      int blockRowsReg = e.konst(blockRows);
-      int blocks = e.alloc();
-      e.addImm(blocks, rows, blockRows - 1);
-      e.shri(blocks, blocks, Long.numberOfTrailingZeros(blockRows));
-      blockLoop = e.beginLoop(blocks, 0);
-      e.free(blocks);
-      e.min(rows, rowsLeft, blockRowsReg);
+      blockLoop = ml.beginRowBlocks(rows, rowsLeft, blockRows);
       // each block walks the weights from the first panel, in the first slot
       e.emit(new Insn.Li(jrem, nFull - 1, 0, 0));
       e.emit(new Insn.Li(bCur, slots, 0, 0));
@@ -735,8 +729,7 @@ final class QuantLowering {
       if (colScale) {
         e.addImm(wsPtr, wsPtr, -nFull * TILE * 4L);
       }
-      e.sub(rowsLeft, rowsLeft, rows);
-      e.endLoop(blockLoop);
+      ml.endRowBlocks(blockLoop, rows, rowsLeft);
     }
     if (ring) {
       ml.closeRing();
