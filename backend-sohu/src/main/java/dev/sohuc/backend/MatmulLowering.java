@@ -55,8 +55,19 @@ final class MatmulLowering {
     }
     long panelBytes = k * TILE * 4;
     long biasBuf = bias == null ? 0 : l.preload(bias, cols * 4, "bias");
-    long bufA = l.sram(panelBytes, "B panel");
-    long bufB = l.sram(panelBytes, "B panel");
+    // A resident in SRAM when it fits at its bound: the panels of B re-read A from SRAM instead
+    // of HBM, so each step reads A from HBM once and B (the weights) once
+    long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
+    long nFull = cols / TILE;
+    long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
+    // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
+    boolean residentCase = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1;
+    // few rows: several panels a load, A resident whole beside the three loads
+    int wide = residentCase ? panelsPerLoad(panelBytes, nFull, aBound / (k * 4), DType.F32, 3,
+        Lowering.align(aBound)) : 1;
+    long loadBytes = wide * panelBytes;
+    long bufA = l.sram(loadBytes, "B panels");
+    long bufB = l.sram(loadBytes, "B panels");
     // the A tiles and output tiles of the row stream take the rest of the SRAM
     long need = l.sramUsed() + 2 * (TILE * k * 4 + TILE * TILE * 4);
     if (need > l.target().sramBytes()) {
@@ -64,13 +75,7 @@ final class MatmulLowering {
           + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes()
           + " (K-splitting is not implemented)");
     }
-    // A resident in SRAM when it fits at its bound: the panels of B re-read A from SRAM instead
-    // of HBM, so each step reads A from HBM once and B (the weights) once
-    long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
-    long aBound = batched ? 0 : l.sizeAtBoundOr(a, -1);
-    // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
-    boolean residentCase = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1;
-    long room = l.target().sramBytes() - (l.sramUsed() + panelBytes + RING_BYTES);
+    long room = l.target().sramBytes() - (l.sramUsed() + loadBytes + RING_BYTES);
     boolean whole = residentCase && Lowering.align(aBound) <= room;
     // A larger than the SRAM: resident a block of rows at a time (a power of two of 128 or
     // more), the weights streamed once per block, instead of A re-read for every panel
@@ -94,25 +99,32 @@ final class MatmulLowering {
     // shared constants, made before any loop opens
     int ldc = e.konst(TILE);
     int lda = e.konst(k * 4);
-    int ldb = e.konst(tb ? k * 4 : TILE * 4);
+    int ldb = e.konst(tb ? k * 4 : wide * TILE * 4L);
     int bSrcStride = e.konst(tb ? k * 4 : cols * 4);
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
     int kRows = e.konst(k);
-    int tileK = e.konst(TILE);
-    long nFull = cols / TILE;
+    int loadK = e.konst(wide * TILE);
+    long loads = nFull / wide;
     long tail = cols % TILE;
     int ntFull = e.konst(TILE);
     int ntTail = tail > 0 ? e.konst(tail) : 0;
-    int ntFullBytes = e.konst(TILE * 4);
+    // the output tiles' row bytes: the load's columns in f32
+    int ntFullBytes = e.konst(wide * TILE * 4L);
     int ntTailBytes = tail > 0 ? e.konst(tail * 4) : 0;
+    if (wide > 1) {
+      e.konst(TILE * 4L);  // the store's plane stride, made before the loops open
+    }
+    // one load: its bytes a row (B stored [K, N]) or its rows ([N, K]), and the next one's step
+    long loadRowBytes = tb ? k * 4 : wide * TILE * 4L;
+    long loadStep = tb ? wide * TILE * k * 4 : wide * TILE * 4L;
     int bCur = e.li(bufA);
     int bNext = e.li(bufB);
     // with resident A the weights stream two panels ahead: a panel's prefetch is queued after
     // the stores of the panel before, which wait for its compute, itself behind its panel's
     // HBM latency; one panel ahead, that chain would pace the weight stream
     int ahead = resident ? 2 : 1;
-    int bAhead = resident ? e.li(l.sram(panelBytes, "B panel")) : bNext;
+    int bAhead = resident ? e.li(l.sram(loadBytes, "B panels")) : bNext;
     // the row stream's two ACC tiles (resident A uses its ring instead)
     int accCur = resident ? 0 : e.li(Lowering.ACC_BASE);
     int accNext = resident ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
@@ -127,66 +139,69 @@ final class MatmulLowering {
       batchLoop = beginRowBlocks(rows, rowsLeft, blockRows);
     }
     if (resident) {
-      // A (this block of it) into SRAM; the panels' first load waits for it
+      // A (this block of it) into SRAM, queued before the first panel's load: that load's
+      // LOAD, which the first mma awaits, comes after A's arrival (the DMA queue runs in order
+      // and every HBM read has the same latency), so the weight stream starts without waiting
       int rs = e.konst(k * 4);
       int dst = e.li(aAt);
-      int ld = e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, aHbm, rs, k * 4, rows, 0, 0, 1, 0,
-          0);
-      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
+      e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, aHbm, rs, k * 4, rows, 0, 0, 1, 0, 0);
       e.free(dst);
     }
     if (bias != null) {
       e.emit(new dev.sohuc.isa.Insn.Li(biasPtr, biasBuf, 0, 0));
     }
-    e.emit(new dev.sohuc.isa.Insn.Li(jrem, nFull - 1, 0, 0));
+    e.emit(new dev.sohuc.isa.Insn.Li(jrem, loads - 1, 0, 0));
     if (nFull > 0) {
-      // panel 0 (no token: the first A tile's load, queued after it, carries LOAD); with A
-      // resident it waits for A's arrival, and every later copy of A is queued behind it
-      int p0 = loadPanel(bCur, bPtr, bSrcStride, ldb, tb, TILE, tb ? tileK : kRows, k);
+      // panel 0 (no token: the first A tile's load, queued after it, carries LOAD)
+      int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, loadRowBytes,
+          tb ? loadK : kRows, 0, 0, 1, 0, 0);
       if (resident) {
         // with resident A the panels' loads carry LOAD themselves
-        e.patchTokens(p0, Emitter.TOK_RESIDENT, TOK_LOAD);
-        if (nFull > 1) {
-          e.patchTokens(prefetchPanel(bNext, ldb, bPtr, bSrcStride, tb ? k * 4 : TILE * 4L,
-              tb ? tileK : kRows, jrem, 1, tb ? (long) TILE * k * 4 : TILE * 4L), 0, TOK_LOAD);
+        e.patchTokens(p0, 0, TOK_LOAD);
+        if (loads > 1) {
+          e.patchTokens(prefetchPanel(bNext, ldb, bPtr, bSrcStride, loadRowBytes,
+              tb ? loadK : kRows, jrem, 1, loadStep), 0, TOK_LOAD);
         }
       }
-      int jLoop = e.beginLoop(0, nFull);
+      int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> {
-        int pf = prefetchPanel(bAhead, ldb, bPtr, bSrcStride, tb ? k * 4 : TILE * 4L,
-            tb ? tileK : kRows, jrem, ahead, tb ? (long) TILE * k * 4 : TILE * 4L);
+        int pf = prefetchPanel(bAhead, ldb, bPtr, bSrcStride, loadRowBytes,
+            tb ? loadK : kRows, jrem, ahead, loadStep);
         if (resident) {
           e.patchTokens(pf, 0, TOK_LOAD);
         }
       };
-      stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes, bCur, ldb, kReg,
-          kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
+      stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes,
+          new Panels(bCur, ldb, tb, wide, tb ? TILE * k * 4 : TILE * 4L), kReg, kImm, mTile, ldc,
+          accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * 4, DType.F32);
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, wide * TILE, cols * 4, DType.F32);
       }
       e.swap(bCur, bNext);
       if (ahead == 2) {
         e.swap(bNext, bAhead);
       }
-      e.addImm(bPtr, bPtr, tb ? (long) TILE * k * 4 : TILE * 4L);
-      e.addImm(cPtr, cPtr, TILE * 4L);
+      e.addImm(bPtr, bPtr, loadStep);
+      e.addImm(cPtr, cPtr, wide * TILE * 4L);
       if (bias != null) {
-        e.addImm(biasPtr, biasPtr, TILE * 4L);
+        e.addImm(biasPtr, biasPtr, wide * TILE * 4L);
       }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
       if (resident) {
-        takeEmptyPrefetches(nFull, ahead);
+        takeEmptyPrefetches(loads, ahead);
       }
     }
     if (tail > 0) {
       int tailRows = e.konst(tail);
-      int pt = loadPanel(bCur, bPtr, bSrcStride, ldb, tb, tail, tb ? tailRows : kRows, k);
+      int pt = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride,
+          tb ? k * 4 : tail * 4, tb ? tailRows : kRows, 0, 0, 1, 0, 0);
       if (resident) {
         e.patchTokens(pt, 0, TOK_LOAD);  // resident A has two or more panels: p0 waited for A
       }
-      stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes, bCur, ldb,
-          kReg, kImm, tb, mTile, ldc, accCur, accNext, alpha, bias != null, biasPtr, act, null);
+      stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes,
+          Panels.one(bCur, ldb, tb), kReg, kImm, mTile, ldc, accCur, accNext, alpha,
+          bias != null, biasPtr, act, null);
       if (sum != null) {
         CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * 4, DType.F32);
       }
@@ -337,12 +352,6 @@ final class MatmulLowering {
     e.free(tileNo);
   }
 
-  private int loadPanel(int dst, int src, int srcStride, int ldb, boolean tb, long nt,
-      int rowsReg, long k) {
-    return e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, src, srcStride, tb ? k * 4 : nt * 4, rowsReg, 0,
-        0, 1, 0, 0);
-  }
-
   /** Whether the matmul being lowered streams A from SRAM (preloaded whole). */
   private boolean aResident;
   /**
@@ -361,16 +370,26 @@ final class MatmulLowering {
   private int tileNo;
 
   private void stream(int rows, int aBase, int lda, long k, int cPtr, long outHbmStride, int nt,
-      int ntReg, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb, int mTile,
-      int ldc, int accCur, int accNext, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
+      int ntReg, int outRowBytes, Panels b, int kReg, int kImm, int mTile, int ldc, int accCur,
+      int accNext, float alpha, boolean hasBias, int biasPtr, UnaryFn act,
       Runnable afterPrologue) {
     long tile = TILE;
     if (aResident) {
-      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, 4, nt, ntBytesReg, bSram, ldb,
-          kReg, kImm, tb, DType.F32, mTile, ldc, false, (out, acc, r, s) -> {
-            int rd = e.accrd(out, ntBytesReg, acc, ldc, r, ntReg, alpha,
-                hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
-            e.patchTokens(rd, TOK_MXU, 0);
+      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, 4, nt, outRowBytes, b, kReg,
+          kImm, DType.F32, mTile, ldc, false, (out, acc, r, s, sub) -> {
+            // the sub-panel's bias columns
+            int bp = hasBias && sub > 0 ? e.alloc() : biasPtr;
+            if (bp != biasPtr) {
+              e.addImm(bp, biasPtr, sub * TILE * 4L);
+            }
+            int rd = e.accrd(out, outRowBytes, acc, ldc, r, ntReg, alpha,
+                hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? bp : 0, act);
+            if (sub == 0) {
+              e.patchTokens(rd, TOK_MXU, 0);
+            }
+            if (bp != biasPtr) {
+              e.free(bp);
+            }
             return rd;
           }, afterPrologue);
       return;
@@ -378,53 +397,104 @@ final class MatmulLowering {
     Lowering.In aIn = new Lowering.In(aBase, k * 4, k * 4);
     l.rowStream(rows, tile, List.of(aIn), cPtr, nt * 4L,
         outHbmStride, (in, out, r, s) -> {
-          int mm = e.mma(accCur, ldc, in[0], lda, bSram, ldb, mTile, nt, kReg, kImm, false, tb,
-              false);
+          int mm = e.mma(accCur, ldc, in[0], lda, b.sram(), b.ldb(), mTile, nt, kReg, kImm, false,
+              b.transposed(), false);
           e.patchTokens(mm, TOK_LOAD, TOK_MXU);
-          int rd = e.accrd(out, ntBytesReg, accCur, ldc, r, ntReg, alpha,
+          int rd = e.accrd(out, outRowBytes, accCur, ldc, r, ntReg, alpha,
               hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
           e.patchTokens(rd, TOK_MXU, TOK_STORE);
         }, true, new int[] {accCur, accNext}, afterPrologue, false, null);
   }
 
   /**
-   * Reads {@code rows} rows of ACC out into SRAM output rows ({@code accrd}, then any scaling):
-   * its first VPU instruction waits MXU; returns its last, which the caller makes signal STORE.
-   * {@code rowStart} is the first row's index (0 when not asked for).
+   * Reads {@code rows} rows of ACC out into SRAM output rows ({@code accrd}, then any scaling);
+   * returns its last instruction, which the caller makes signal STORE. {@code rowStart} is the
+   * first row's index (0 when not asked for). {@code sub} is the 128-column sub-panel of the
+   * load the tile belongs to (0 outside {@link #streamResident}): its columns start at
+   * {@code sub * 128} of the load's (for bias and scale vectors), and only sub-panel 0's first
+   * VPU instruction waits MXU (the group's last mma alone signals it).
    */
   interface Readout {
-    int emit(int out, int acc, int rows, int rowStart);
+    int emit(int out, int acc, int rows, int rowStart, int sub);
   }
 
   /**
-   * The row tiles of one panel with A resident in SRAM ({@code aRowBytes} a row, in the mma's
-   * type {@code dt}): the mma reads each tile of A where it lies, so the DMA queue only streams
-   * the weights and stores results. Tiles go in groups of GROUP: one readout and one store per
-   * group, since a DMA's fixed cost (64 cycles) and a VPU op's are close to a bf16 mma's time
-   * and above an fp8 one's. A group's ACC tiles and output tiles are contiguous (rows one after
-   * another), its last mma alone signals MXU (the MXU runs in order), and the readout's last
-   * instruction signals STORE. The ring holds RING / GROUP groups; group i's mmas wait FREE (an
-   * MXU fence), which the store of group i - RING / GROUP signals. The panel's arrival (its
-   * load signals LOAD) is awaited by an MXU fence first. The result has {@code outEs}-byte
-   * elements (4, or 2 when the readout rounds to bf16).
+   * The weight panels of one load in SRAM at register {@code sram}, row stride {@code ldb}
+   * ({@code transposed}: stored {@code [N, K]}): {@code count} sub-panels of up to 128 columns,
+   * {@code stride} bytes apart.
+   */
+  record Panels(int sram, int ldb, boolean transposed, int count, long stride) {
+    static Panels one(int sram, int ldb, boolean transposed) {
+      return new Panels(sram, ldb, transposed, 1, 0);
+    }
+  }
+
+  /** Bytes of weights one load brings when the weight stream bounds a matmul. */
+  static final long WIDE_LOAD_BYTES = 32L << 20;
+  /**
+   * Fewest loads a matmul's weights are cut into, so that computing and storing one load
+   * overlaps the stream of the next (a single load would leave the DMA queue idle meanwhile).
+   */
+  static final int MIN_LOADS = 4;
+
+  /**
+   * 128-column weight panels per load: 1, or when streaming the weights bounds the matmul at
+   * {@code rowsBound} rows (a decode step's few rows), a power of two up to GROUP, dividing the
+   * {@code nFull} full panels into MIN_LOADS loads or more, whose load is at most
+   * WIDE_LOAD_BYTES (or one panel): each load's
+   * DMA and each group's store cost 64 cycles however big, 15% on top of a 4 MB panel's stream
+   * when paid per panel. No more than {@code slots} such loads, {@code reserve} bytes and the
+   * output ring must fit the SRAM left.
+   */
+  int panelsPerLoad(long panelBytes, long nFull, long rowsBound, DType dt, int slots,
+      long reserve) {
+    if (!l.target().weightStreamBound(rowsBound, dt)) {
+      return 1;
+    }
+    int p = 1;
+    while (2 * p <= GROUP && 2 * p * panelBytes <= WIDE_LOAD_BYTES
+        && nFull / (2 * p) >= MIN_LOADS) {
+      p *= 2;
+    }
+    while (p > 1 && (nFull % p != 0 || l.sramUsed() + reserve + RING_BYTES
+        + slots * Lowering.align(p * panelBytes) > l.target().sramBytes())) {
+      p /= 2;
+    }
+    return p;
+  }
+
+  /**
+   * The row tiles of one load of weight panels with A resident in SRAM ({@code aRowBytes} a
+   * row, in the mma's type {@code dt}): the mma reads each tile of A where it lies, so the DMA
+   * queue only streams the weights and stores results. Tiles go in groups of GROUP / count
+   * row tiles times the load's {@code count} sub-panels: one readout per sub-panel and one
+   * store per group (its planes the sub-panels), since a DMA's fixed cost (64 cycles) and a VPU
+   * op's are close to a bf16 mma's time and above an fp8 one's. A group's ACC tiles are
+   * contiguous per sub-panel (rows one after another), its output tiles hold rows of all its
+   * sub-panels ({@code outRowBytes} apart, sub-panel j at column j * nt), its last mma alone
+   * signals MXU (the MXU runs in order), and the readout's last instruction signals STORE. The
+   * ring holds RING / GROUP groups; group i's mmas wait FREE (an MXU fence), which the store of
+   * group i - RING / GROUP signals. The load's arrival (it signals LOAD) is awaited by an MXU
+   * fence first. The result has {@code outEs}-byte elements (4, or 2 when the readout rounds
+   * to bf16).
    */
   void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, long outHbmStride,
-      long outEs, int nt, int ntBytesReg, int bSram, int ldb, int kReg, int kImm, boolean tb,
-      DType dt, int mTile, int ldc, boolean needRowStart, Readout readout,
-      Runnable afterPrologue) {
+      long outEs, int nt, int outRowBytes, Panels b, int kReg, int kImm, DType dt, int mTile,
+      int ldc, boolean needRowStart, Readout readout, Runnable afterPrologue) {
     e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
     }
-    int groupRows = e.konst(GROUP * TILE);
+    long groupTiles = GROUP / b.count();
+    int groupRows = e.konst(groupTiles * TILE);
     int outStride = e.konst(outHbmStride);
     int a = e.copy(aBase);
     int c = e.copy(cPtr);
     int rem = e.copy(rows);
     int rowStart = needRowStart ? e.li(0) : 0;
     int groups = e.alloc();
-    e.addImm(groups, rows, GROUP * TILE - 1);
-    e.shri(groups, groups, Integer.numberOfTrailingZeros(GROUP * TILE));
+    e.addImm(groups, rows, groupTiles * TILE - 1);
+    e.shri(groups, groups, Long.numberOfTrailingZeros(groupTiles * TILE));
     int loop = e.beginLoop(groups, 0);
     e.free(groups);
     // this group's rows and tiles, and its slot: group tileNo mod (RING / GROUP)
@@ -443,33 +513,67 @@ final class MatmulLowering {
     e.addImm(out, out, outRing);
     e.mulImm(gAcc, gAcc, GROUP * TILE * TILE);
     e.addImm(gAcc, gAcc, Lowering.ACC_BASE);
-    int acc = e.copy(gAcc);
     e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
-    // all but the last tile's mma, then the last, which signals MXU
-    IntSupplier mma = () -> {
-      int mm = e.emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, bSram, 0, ldb, mTile, nt, kReg,
-          kImm, dt, false, tb, false, 0, 0));
-      e.addImm(acc, acc, TILE * TILE);
-      e.addImm(a, a, TILE * aRowBytes);
-      return mm;
-    };
-    int tileLoop = e.beginLoop(tiles, 0);
+    // per sub-panel: all but the last tile's mma, then the last; the group's very last
+    // signals MXU. The last sub-panel walks A itself, on to the next group's first row.
+    for (int j = 0; j < b.count(); j++) {
+      boolean lastSub = j == b.count() - 1;
+      int acc = e.alloc();
+      e.addImm(acc, gAcc, j * groupTiles * TILE * TILE);
+      int at = lastSub ? a : e.copy(a);
+      int bt = j == 0 ? b.sram() : e.alloc();
+      if (j > 0) {
+        e.addImm(bt, b.sram(), j * b.stride());
+      }
+      IntSupplier mma = () -> {
+        int mm = e.emit(new Insn.Mma(acc, 0, ldc, at, 0, lda, bt, 0, b.ldb(), mTile, nt, kReg,
+            kImm, dt, false, b.transposed(), false, 0, 0));
+        e.addImm(acc, acc, TILE * TILE);
+        e.addImm(at, at, TILE * aRowBytes);
+        return mm;
+      };
+      int tileLoop = e.beginLoop(tiles, 0);
+      mma.getAsInt();
+      e.endLoop(tileLoop);
+      int last = mma.getAsInt();
+      if (lastSub) {
+        e.patchTokens(last, 0, TOK_MXU);
+      } else {
+        e.free(at);
+      }
+      e.free(acc, j == 0 ? 0 : bt);
+    }
     e.free(tiles);
-    mma.getAsInt();
-    e.endLoop(tileLoop);
-    e.patchTokens(mma.getAsInt(), 0, TOK_MXU);
-    // the group's rows lie one after another in ACC (ldc apart) and in its output tiles
-    e.patchTokens(readout.emit(out, gAcc, gRows, rowStart), 0, TOK_STORE);
-    // the output tiles keep f32 rows; a bf16 result is the first half of each
-    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, ntBytesReg, nt * outEs, gRows,
-        0, 0, 1, 0, 0);
+    // the sub-panels' rows lie one after another in ACC (ldc apart); their readouts fill the
+    // group's output rows side by side, the last signals STORE
+    for (int j = 0; j < b.count(); j++) {
+      int acc = j == 0 ? gAcc : e.alloc();
+      int o = j == 0 ? out : e.alloc();
+      if (j > 0) {
+        e.addImm(acc, gAcc, j * groupTiles * TILE * TILE);
+        e.addImm(o, out, j * nt * 4L);
+      }
+      int last = readout.emit(o, acc, gRows, rowStart, j);
+      if (j == b.count() - 1) {
+        e.patchTokens(last, 0, TOK_STORE);
+      }
+      if (j > 0) {
+        e.free(acc, o);
+      }
+    }
+    // the output tiles keep f32 rows (a bf16 result is the first half of each sub-panel's):
+    // one store, a plane per sub-panel
+    int dstPlanes = b.count() > 1 ? e.konst(nt * outEs) : 0;
+    int srcPlanes = b.count() > 1 ? e.konst(nt * 4L) : 0;
+    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, outRowBytes, nt * outEs, gRows,
+        0, 0, b.count(), dstPlanes, srcPlanes);
     e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
     e.sub(rem, rem, gRows);
     if (needRowStart) {
       e.add(rowStart, rowStart, gRows);
     }
-    e.free(acc, out, gAcc, gRows);
-    e.addImm(c, c, GROUP * TILE * outHbmStride);
+    e.free(out, gAcc, gRows);
+    e.addImm(c, c, groupTiles * TILE * outHbmStride);
     e.addImm(tileNo, tileNo, 1);
     e.endLoop(loop);
     e.free(a, c, rem, rowStart);

@@ -610,6 +610,10 @@ final class QuantLowering {
     // cover the HBM latency (small panels: K = 1024 is 256 KB, a quarter of its bytes), walked
     // by two registers whatever their number (this panel's slot and the prefetch's, the one
     // before it); without, two swapped buffers
+    // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM)
+    long nFull = cols / TILE;
+    int wide = ring ? ml.panelsPerLoad(panelBytes, nFull, m.evaluate(l.bounds()), dt, 3, 0) : 1;
+    slotBytes = Lowering.align(wide * panelBytes);
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
     // the epilogue (bf16 rounding, the group's sum per panel) rides on the ring schedule
@@ -630,21 +634,26 @@ final class QuantLowering {
     int rowsLeft = blocked ? e.copy(rows) : 0;
     int ldc = e.konst(TILE);
     int lda = e.konst(k * es);
-    int ldb = e.konst((long) TILE * es);
+    int ldb = e.konst(wide * TILE * es);
     int bSrcStride = e.konst(cols * es);
     int kRows = e.konst(k);
-    long nFull = cols / TILE;
+    long loads = nFull / wide;
     long tail = cols % TILE;
     int bCur = e.li(slots);
     int bNext = e.li(slots + ahead * slotBytes);
     // the row stream's two ACC tiles (the ring replaces them)
     int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
     int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
-    int jrem = e.li(nFull - 1);
+    int jrem = e.li(loads - 1);
     // made before the loop opens, so the streams inside it find them (a constant first made
-    // inside the loop would take a loop temporary that lives until the op ends): the full
-    // panel's output row bytes, the result's row stride and the prefetch's clamp
-    e.konst(TILE * 4L);
+    // inside the loop would take a loop temporary that lives until the op ends): the load's
+    // output row bytes, the store's plane strides, the result's row stride and the
+    // prefetch's clamp
+    e.konst(wide * TILE * 4L);
+    if (wide > 1) {
+      e.konst(TILE * 4L);
+      e.konst(TILE * oes);
+    }
     e.konst(cols * oes);
     e.konst(1);
     if (ring) {
@@ -654,42 +663,45 @@ final class QuantLowering {
         ? new Lowering.In(aBase, k * es, k * es, MemSpace.SRAM, 0)
         : new Lowering.In(aBase, k * es, k * es));
     Tail t = new Tail(rowScale, xScaleBuf, colScale, wsPtr, accScale, tailScale);
-    long panelStep = (long) TILE * es;
+    long panelStep = wide * TILE * es;
     int blockLoop = 0;
     if (blocked) {
       blockLoop = ml.beginRowBlocks(rows, rowsLeft, blockRows);
       // each block walks the weights from the first panel, in the first slot
-      e.emit(new Insn.Li(jrem, nFull - 1, 0, 0));
+      e.emit(new Insn.Li(jrem, loads - 1, 0, 0));
       e.emit(new Insn.Li(bCur, slots, 0, 0));
       e.emit(new Insn.Li(bNext, slots + ahead * slotBytes, 0, 0));
     }
     if (preloaded) {
-      // x (this block of it) into SRAM; the first panel's load waits for it
+      // x (this block of it) into SRAM; without the ring the first panel's load waits for it
+      // (the row stream's SRAM copies of x queue behind that load); with the ring the first
+      // panel's LOAD, which the first mma awaits, comes after x's arrival anyway (the DMA queue
+      // runs in order and every HBM read has the same latency)
       int dst = e.li(xAt);
       int ld = e.dma(MemSpace.SRAM, dst, lda, MemSpace.HBM, xHbm, lda, k * es, rows, 0, 0, 1, 0,
           0);
-      e.patchTokens(ld, 0, Emitter.TOK_RESIDENT);
+      e.patchTokens(ld, 0, ring ? 0 : Emitter.TOK_RESIDENT);
       e.free(dst);
     }
     if (nFull > 0) {
-      int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, (long) TILE * es,
-          kRows, 0, 0, 1, 0, 0);
-      // preloaded x: this panel waits for x's arrival, and what reads x queues behind it; with
-      // the ring the panels' loads signal LOAD themselves, awaited by an MXU fence
-      e.patchTokens(p0, preloaded ? Emitter.TOK_RESIDENT : 0, ring ? TOK_LOAD : 0);
-      for (int i = 1; ring && i < Math.min(nFull, ahead); i++) {
+      int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, panelStep, kRows,
+          0, 0, 1, 0, 0);
+      // with the ring the panels' loads signal LOAD themselves, awaited by an MXU fence
+      e.patchTokens(p0, preloaded && !ring ? Emitter.TOK_RESIDENT : 0, ring ? TOK_LOAD : 0);
+      for (int i = 1; ring && i < Math.min(loads, ahead); i++) {
         int slot = e.li(slots + i * slotBytes);
         e.patchTokens(ml.prefetchPanel(slot, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, i,
             panelStep), 0, TOK_LOAD);
         e.free(slot);
       }
-      int jLoop = e.beginLoop(0, nFull);
+      int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
           panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
-      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE, bCur, ldb, k, dt, mTile,
-          ldc, accCur, accNext, t, prefetch);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE,
+          new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
+          accNext, t, prefetch);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, TILE, cols * oes, outType);
+        CollectiveLowering.sumPanel(e, sum, cPtr, rows, wide * TILE, cols * oes, outType);
       }
       if (ring) {
         ml.nextSlot(bCur, slots, slotBytes, ahead + 1);
@@ -698,14 +710,14 @@ final class QuantLowering {
         e.swap(bCur, bNext);
       }
       e.addImm(bPtr, bPtr, panelStep);
-      e.addImm(cPtr, cPtr, TILE * oes);
+      e.addImm(cPtr, cPtr, wide * TILE * oes);
       if (colScale) {
-        e.addImm(wsPtr, wsPtr, TILE * 4L);
+        e.addImm(wsPtr, wsPtr, wide * TILE * 4L);
       }
       e.addImm(jrem, jrem, -1);
       e.endLoop(jLoop);
       if (ring) {
-        ml.takeEmptyPrefetches(nFull, ahead);
+        ml.takeEmptyPrefetches(loads, ahead);
       }
     }
     if (tail > 0) {
@@ -714,8 +726,9 @@ final class QuantLowering {
       if (ring) {
         e.patchTokens(pt, 0, TOK_LOAD);
       }
-      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail, bCur, ldb, k, dt,
-          mTile, ldc, accCur, accNext, t, null);
+      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail,
+          MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,
+          null);
       if (sum != null) {
         CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * oes, outType);
       }
@@ -725,7 +738,7 @@ final class QuantLowering {
       // go back to the first panel
       e.addImm(xHbm, xHbm, blockRows * k * es);
       e.addImm(cPtr, cPtr, blockRows * cols * oes - nFull * TILE * oes);
-      e.addImm(bPtr, bPtr, -nFull * panelStep);
+      e.addImm(bPtr, bPtr, -loads * panelStep);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, -nFull * TILE * 4L);
       }
@@ -839,29 +852,31 @@ final class QuantLowering {
    * read by the mma in place); else a row stream of x's tiles through two ACC tiles.
    */
   private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
-      int cPtr, long outHbmStride, DType outType, int nt, int bSram, int ldb, long k, DType dt,
-      int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
+      int cPtr, long outHbmStride, DType outType, int nt, MatmulLowering.Panels b, long k,
+      DType dt, int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
     int ntReg = e.konst(nt);
-    int ntBytes = e.konst(nt * 4L);
+    // the output tiles' row bytes: the load's columns in f32
+    int outRowBytes = e.konst(b.count() * nt * 4L);
     // K above the 13-bit immediate goes in a register (qmatmul made that constant before its
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = readout(t, ntReg, ntBytes, ldc, dt == DType.I8, outType);
+    MatmulLowering.Readout readout = readout(t, ntReg, outRowBytes, ldc, dt == DType.I8,
+        outType);
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
-          outType.bytes(), nt, ntBytes, bSram, ldb, kReg, kImm, false, dt, mTile, ldc,
-          t.rowScale(), readout, afterPrologue);
+          outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc, t.rowScale(), readout,
+          afterPrologue);
       return;
     }
     if (outType != DType.F32) {
       throw new IllegalStateException("a narrowed result only on the ring schedule");
     }
     l.rowStream(rows, TILE, ins, cPtr, nt * 4L, outHbmStride, (in, out, r, s) -> {
-      int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, bSram, 0, ldb, mTile, nt, kReg,
-          kImm, dt, false, false, false, 0, 0));
+      int mm = e.emit(new Insn.Mma(accCur, 0, ldc, in[0], 0, lda, b.sram(), 0, b.ldb(), mTile, nt,
+          kReg, kImm, dt, false, false, false, 0, 0));
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
-      e.patchTokens(readout.emit(out, accCur, r, s), 0, TOK_STORE);
+      e.patchTokens(readout.emit(out, accCur, r, s, 0), 0, TOK_STORE);
     }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale(), null);
   }
 
@@ -874,11 +889,13 @@ final class QuantLowering {
   private MatmulLowering.Readout readout(Tail t, int ntReg, int ntBytes, int ldc,
       boolean integer, DType outType) {
     boolean scaleCols = t.colScale() || t.tailScale() != 1.0f;
-    return (out, acc, r, s) -> {
+    return (out, acc, r, s, sub) -> {
       int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
           t.rowScale() || scaleCols ? DType.F32 : outType, integer, t.accScale(), Bcast.NONE, 0,
           0, UnaryFn.NONE, 0, 0));
-      e.patchTokens(last, TOK_MXU, 0);
+      if (sub == 0) {
+        e.patchTokens(last, TOK_MXU, 0);
+      }
       if (t.rowScale()) {
         int sv = e.alloc();
         e.mulImm(sv, s, 4);
@@ -888,8 +905,16 @@ final class QuantLowering {
         e.free(sv);
       }
       if (t.colScale()) {
+        // the sub-panel's columns of the w scales
+        int ws = sub == 0 ? t.wsPtr() : e.alloc();
+        if (sub > 0) {
+          e.addImm(ws, t.wsPtr(), sub * TILE * 4L);
+        }
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
-            ntReg, ScaleMode.COL, 1.0f, t.wsPtr(), 0, false, 0, 0));
+            ntReg, ScaleMode.COL, 1.0f, ws, 0, false, 0, 0));
+        if (sub > 0) {
+          e.free(ws);
+        }
       } else if (t.tailScale() != 1.0f) {
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));

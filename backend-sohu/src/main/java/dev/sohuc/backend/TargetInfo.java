@@ -9,6 +9,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import dev.sohuc.isa.DType;
+import java.util.EnumMap;
 import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.Locale;
@@ -18,12 +20,19 @@ import java.util.Map;
  * What the backend needs to know of a machine description: its name and hash (recorded in the
  * container), the memory sizes it plans against, and the bytes of HBM reads that must be in
  * flight to cover the HBM latency ({@code hbmLatencyBytes}: bandwidth x latency, which sets how
- * far ahead weight panels are loaded). Read from targets/*.json with Jackson; keys
+ * far ahead weight panels are loaded), and per mma type the rows below which a matmul is bound
+ * by its weight stream ({@code balanceRows}: the type's bytes times the MXU's peak in that
+ * type, over twice the HBM bandwidth). Read from targets/*.json with Jackson; keys
  * are matched loosely ({@code sram_bytes}, {@code sramBytes}, nested {@code {"value": n,
  * "source": ...}} objects) because the description is owned by the emulator.
  */
 public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes,
-    long hbmLatencyBytes) {
+    long hbmLatencyBytes, Map<DType, Long> balanceRows) {
+
+  /** The description's key of each mma type's peak rate ({@code mxu.peak_bf16}, ...). */
+  private static final Map<DType, String> PEAK_KEYS = Map.of(DType.F32, "peak_f32", DType.BF16,
+      "peak_bf16", DType.F16, "peak_f16", DType.F8E4M3, "peak_f8", DType.F8E5M2, "peak_f8",
+      DType.I8, "peak_i8");
 
   /** The machine description used when none is given, bundled on the class path by isa-spec. */
   static final String DEFAULT_RESOURCE = "targets/sohu.json";
@@ -40,7 +49,8 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
         throw new IllegalStateException(DEFAULT_RESOURCE + " is missing from the class path "
             + "(isa-spec's jar bundles it)");
       }
-      TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1, 0));
+      TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1, 0,
+          Map.of()));
       if (t.sramBytes <= 0 || t.accWords <= 0 || t.hbmBytes <= 0) {
         throw new IllegalStateException(DEFAULT_RESOURCE + " lacks an SRAM, ACC or HBM capacity");
       }
@@ -82,8 +92,28 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
     long latencyNs = path(root, "hbm", "latency", -1);
     long inFlight = bandwidth > 0 && latencyNs > 0 ? (long) (bandwidth * (latencyNs * 1e-9))
         : d.hbmLatencyBytes;
+    Map<DType, Long> balance = new EnumMap<>(DType.class);
+    PEAK_KEYS.forEach((t, key) -> {
+      long peak = path(root, "mxu", key, -1);
+      if (peak > 0 && bandwidth > 0) {
+        balance.put(t, (long) (t.bytes() * (double) peak / (2.0 * bandwidth)));
+      } else if (d.balanceRows.containsKey(t)) {
+        balance.put(t, d.balanceRows.get(t));
+      }
+    });
     return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm,
-        inFlight);
+        inFlight, Map.copyOf(balance));
+  }
+
+  /**
+   * Whether a matmul of {@code rows} rows whose weights are {@code type} is bound by streaming
+   * its weights from HBM rather than by the MXU: its rows, padded to whole 128-row tiles, are
+   * fewer than {@link #balanceRows} (each weight element, {@code type.bytes()} bytes read once,
+   * is 2 FLOP per row). False when the description gives no peak or bandwidth.
+   */
+  boolean weightStreamBound(long rows, DType type) {
+    long padded = (Math.max(1, rows) + 127) / 128 * 128;
+    return padded < balanceRows.getOrDefault(type, 0L);
   }
 
   private static String sha256(byte[] bytes) {

@@ -238,6 +238,41 @@ class EndToEndOpsTest {
     }
   }
 
+  /**
+   * Few rows (a decode step's): the weight stream bounds these matmuls, so each load brings
+   * four 128-column panels (16 full panels, then a 52-column tail): a [K, N] weight with the
+   * panels' sums on the link, one allreduce per load, and a transposed [N, K] weight with a
+   * bias read per sub-panel.
+   */
+  @Test
+  void matmulsOfFewRowsLoadSeveralPanelsAtOnce() {
+    String text = """
+        module @wide {
+        func @main(%x: tensor<?s x 24 x f32>, %w: tensor<24 x 2100 x f32>, %bt: tensor<2100 x 24 x f32>, %c: tensor<2100 x f32>, %r: tensor<?s x 2100 x f32>) -> ("y": tensor<?s x 2100 x f32>, "g": tensor<?s x 2100 x f32>) {
+          %p = matmul %x, %w : tensor<?s x 2100 x f32>
+          %sum = all_reduce %p {chips = 1} : tensor<?s x 2100 x f32>
+          %y = add %r, %sum : tensor<?s x 2100 x f32>
+          %g = gemm %x, %bt, %c {alpha = 0.5, beta = 1.0, trans_a = false, trans_b = true} : tensor<?s x 2100 x f32>
+          return %y, %g
+        }
+        }
+        """;
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "wide.ir"),
+        BackendOptions.defaults().withBound("s", 100));
+    List<Long> elems = new ArrayList<>();
+    for (var d : c.program.debug()) {
+      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+          instanceof dev.sohuc.isa.Insn.Allreduce a) {
+        elems.add(a.elemsImm());
+      }
+    }
+    assertEquals(List.of(512L, 52L), elems);
+    for (long s : new long[] {1, 5, 100}) {
+      Random r = new Random(SEED + s);
+      c.check(inputs(c, Map.of("s", s), r), EndToEndHarness.DEFAULT_TOL, "wide s=" + s);
+    }
+  }
+
   @Test
   void batchedMatmul() {
     check("bmm", """

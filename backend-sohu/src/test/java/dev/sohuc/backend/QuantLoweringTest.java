@@ -510,57 +510,78 @@ class QuantLoweringTest {
    */
   @Test
   void qmatmulRoundsToBf16AndSumsEachPanelOnTheLink() {
+    roundAndSumOnTheLink(130, 300, List.of(128L, 2L), 1, 129, 300);
+  }
+
+  /**
+   * As above with few rows (a decode step's) and 2100 columns: the weight stream bounds the
+   * qmatmul, so each load brings four panels (16 full, then a 52-column tail), summed in one
+   * allreduce; its readouts take the per-channel scales of their own sub-panel and its bf16
+   * result is stored one plane per sub-panel.
+   */
+  @Test
+  void qmatmulOfFewRowsLoadsSeveralPanelsAtOnce() {
+    roundAndSumOnTheLink(2100, 100, List.of(512L, 52L), 1, 5, 100);
+  }
+
+  /**
+   * A [40, cols] qmatmul (bf16, and fp8 with per-row and per-channel scales) rounded to bf16
+   * and summed on the link, compiled at the bound {@code s} and run at each of {@code rows}:
+   * the allreduces' widths are {@code sums}, the numbers exact against the interpreter.
+   */
+  static void roundAndSumOnTheLink(int cols, long bound, List<Long> sums, long... rows) {
     Random rnd = new Random(SEED);
-    Tensor w = gaussian(rnd, new long[] {40, 130}, 0.5f, 0f);
+    Tensor w = gaussian(rnd, new long[] {40, cols}, 0.5f, 0f);
     StringBuilder scales = new StringBuilder();
-    for (int j = 0; j < 130; j++) {
+    for (int j = 0; j < cols; j++) {
       scales.append(j == 0 ? "" : ", ").append(0.01f + 0.001f * j);
     }
     String bf16 = """
-        %wb = cast %wf {to = bf16} : tensor<40 x 130 x bf16>
+        %wb = cast %wf {to = bf16} : tensor<40 x COLS x bf16>
         %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
         %xb = cast %x {to = bf16} : tensor<?s x 40 x bf16>
-        %p = qmatmul %xb, %wb, %one, %one : tensor<?s x 130 x f32>""";
+        %p = qmatmul %xb, %wb, %one, %one : tensor<?s x COLS x f32>""";
     String fp8 = """
-        %sw = constant {value = dense<[SCALES]> : tensor<130 x f32>} : tensor<130 x f32>
-        %z = constant {value = dense<[ZEROS]> : tensor<130 x f8e4m3>} : tensor<130 x f8e4m3>
-        %wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<40 x 130 x f8e4m3>
+        %sw = constant {value = dense<[SCALES]> : tensor<COLS x f32>} : tensor<COLS x f32>
+        %z = constant {value = dense<[ZEROS]> : tensor<COLS x f8e4m3>} : tensor<COLS x f8e4m3>
+        %wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<40 x COLS x f8e4m3>
         %xq, %xs = dynamic_quantize %x {dtype = f8e4m3, granularity = "row"} : tensor<?s x 40 x f8e4m3>, tensor<?s x 1 x f32>
-        %p = qmatmul %xq, %wq, %xs, %sw : tensor<?s x 130 x f32>""".replace("SCALES", scales)
-        .replace("ZEROS", String.join(", ", java.util.Collections.nCopies(130, "0.0")));
+        %p = qmatmul %xq, %wq, %xs, %sw : tensor<?s x COLS x f32>""".replace("SCALES", scales)
+        .replace("ZEROS", String.join(", ", java.util.Collections.nCopies(cols, "0.0")));
     for (String layer : List.of(bf16, fp8)) {
       String text = """
           module @tp {
-            weight @w : tensor<40 x 130 x f32> = inline 0xHEX
-            func @main(%x: tensor<?s x 40 x f32>, %res: tensor<?s x 130 x f32>) -> ("y": tensor<?s x 130 x f32>) {
-              %wf = weight {name = @w} : tensor<40 x 130 x f32>
+            weight @w : tensor<40 x COLS x f32> = inline 0xHEX
+            func @main(%x: tensor<?s x 40 x f32>, %res: tensor<?s x COLS x f32>) -> ("y": tensor<?s x COLS x f32>) {
+              %wf = weight {name = @w} : tensor<40 x COLS x f32>
           LAYER
-              %pb = cast %p {to = bf16} : tensor<?s x 130 x bf16>
-              %sum = all_reduce %pb {chips = 1} : tensor<?s x 130 x bf16>
-              %sf = cast %sum {to = f32} : tensor<?s x 130 x f32>
-              %y = add %res, %sf : tensor<?s x 130 x f32>
+              %pb = cast %p {to = bf16} : tensor<?s x COLS x bf16>
+              %sum = all_reduce %pb {chips = 1} : tensor<?s x COLS x bf16>
+              %sf = cast %sum {to = f32} : tensor<?s x COLS x f32>
+              %y = add %res, %sf : tensor<?s x COLS x f32>
               return %y
             }
           }
-          """.replace("HEX", HexFormat.of().formatHex(w.toBytes())).replace("LAYER", layer);
+          """.replace("HEX", HexFormat.of().formatHex(w.toBytes())).replace("LAYER", layer)
+          .replace("COLS", Integer.toString(cols));
       EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
-          BackendOptions.defaults().withBound("s", 300));
-      List<dev.sohuc.isa.Insn> sums = new ArrayList<>();
+          BackendOptions.defaults().withBound("s", bound));
+      List<dev.sohuc.isa.Insn> found = new ArrayList<>();
       for (var d : c.program.debug()) {
         assertTrue(!d.irOp().startsWith("cast %pb") && !d.irOp().startsWith("cast %sf"),
             d.irOp() + " lowered on its own");
         dev.sohuc.isa.Insn insn = dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()));
         if (insn instanceof dev.sohuc.isa.Insn.Allreduce a) {
           assertEquals("all_reduce %sum", d.irOp());
-          sums.add(a);
+          found.add(a);
         }
       }
-      assertEquals(List.of(128L, 2L), sums.stream()
+      assertEquals(sums, found.stream()
           .map(a -> ((dev.sohuc.isa.Insn.Allreduce) a).elemsImm()).toList());
-      for (long s : new long[] {1, 129, 300}) {
+      for (long s : rows) {
         Random r = new Random(SEED + s);
         EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40),
-            EndToEndHarness.randomF32(r, 3.0, s, 130)), 0, "tp s=" + s);
+            EndToEndHarness.randomF32(r, 3.0, s, cols)), 0, "tp s=" + s);
         assertEquals(0, res.maxError());
       }
     }
