@@ -104,7 +104,7 @@ final class MatmulLowering {
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
     int kRows = e.konst(k);
-    int loadK = e.konst(wide * TILE);
+    int loadK = tb ? e.konst(wide * TILE) : 0;
     long loads = nFull / wide;
     long tail = cols % TILE;
     int ntFull = e.konst(TILE);
@@ -515,33 +515,38 @@ final class MatmulLowering {
     e.addImm(gAcc, gAcc, Lowering.ACC_BASE);
     e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
     // per sub-panel: all but the last tile's mma, then the last; the group's very last
-    // signals MXU. The last sub-panel walks A itself, on to the next group's first row.
+    // signals MXU. Each sub-panel walks A from the group's first row (then steps back), and
+    // the load's register walks the sub-panels (then steps back): no registers of their own.
     for (int j = 0; j < b.count(); j++) {
-      boolean lastSub = j == b.count() - 1;
       int acc = e.alloc();
       e.addImm(acc, gAcc, j * groupTiles * TILE * TILE);
-      int at = lastSub ? a : e.copy(a);
-      int bt = j == 0 ? b.sram() : e.alloc();
       if (j > 0) {
-        e.addImm(bt, b.sram(), j * b.stride());
+        e.addImm(b.sram(), b.sram(), b.stride());
       }
       IntSupplier mma = () -> {
-        int mm = e.emit(new Insn.Mma(acc, 0, ldc, at, 0, lda, bt, 0, b.ldb(), mTile, nt, kReg,
-            kImm, dt, false, b.transposed(), false, 0, 0));
+        int mm = e.emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, b.sram(), 0, b.ldb(), mTile, nt,
+            kReg, kImm, dt, false, b.transposed(), false, 0, 0));
         e.addImm(acc, acc, TILE * TILE);
-        e.addImm(at, at, TILE * aRowBytes);
+        e.addImm(a, a, TILE * aRowBytes);
         return mm;
       };
       int tileLoop = e.beginLoop(tiles, 0);
       mma.getAsInt();
       e.endLoop(tileLoop);
       int last = mma.getAsInt();
-      if (lastSub) {
+      e.free(acc);
+      if (j == b.count() - 1) {
         e.patchTokens(last, 0, TOK_MXU);
       } else {
-        e.free(at);
+        int walked = e.alloc();
+        e.addImm(walked, tiles, 1);
+        e.mulImm(walked, walked, TILE * aRowBytes);
+        e.sub(a, a, walked);
+        e.free(walked);
       }
-      e.free(acc, j == 0 ? 0 : bt);
+    }
+    if (b.count() > 1) {
+      e.addImm(b.sram(), b.sram(), -(b.count() - 1) * b.stride());
     }
     e.free(tiles);
     // the sub-panels' rows lie one after another in ACC (ldc apart); their readouts fill the
