@@ -7,6 +7,7 @@
 .arg "kv_len", 1
 .symbol in, "input_ids", i32, [1, "seq"], 0x1000, 2048
 .symbol out, "logits", f32, [1, "seq", 384], 0x10000, 786432
+.symbol in, "past", f32, [1, 2, "past"@64, 16], 0xd0000, 8192
 .equ TILE, 128
 .equ HALF, TILE / 2
 .equ EPS, 1.0e-5

@@ -159,7 +159,9 @@ final class AttentionLowering {
     int sReg = l.dimReg(s);
     int rowsReg = l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
-    int kHeadStep = l.dimReg(t.times(Dim.of(d * es)));
+    // a head's K and V: its positions, or the capacity of a cache appended to in place
+    long capacity = l.kvCapacity(at.k());
+    int kHeadStep = capacity > 0 ? e.li(capacity * d * es) : l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each

@@ -407,7 +407,9 @@ final class Lowering {
           gatherConstant(n, g);
         }
       }
-      case TransformerOp.KvCacheAppend k -> concat(n, List.of(k.past(), k.current()), 2);
+      case TransformerOp.KvCacheAppend k when kvCapacity.containsKey(n.result()) ->
+          appendInPlace(n, k);
+      case TransformerOp.KvCacheAppend k -> concat(n, List.of(k.past(), k.current()), KV_AXIS);
       case DataOp.Concat c -> concat(n, c.inputs(), (int) Math.floorMod(c.axis(),
           c.inputs().get(0).type().rank()));
       case DataOp.Split s -> split(n, s);
@@ -1417,6 +1419,39 @@ final class Lowering {
     List<Dim> outDims = n.result().type().dims();
     copyBlock(outDims, inStrides, strides(outDims, es), s, d, es);
     e.free(s, o, d);
+  }
+
+  /** The position axis of a KV cache ({@code [batch, kv heads, positions, head size]}). */
+  static final int KV_AXIS = 2;
+
+  /** KV caches laid out at a capacity, appended to in place (SohuBackend.inPlaceAppends). */
+  private Map<Value, Long> kvCapacity = Map.of();
+
+  void setKvCapacity(Map<Value, Long> capacity) {
+    this.kvCapacity = capacity;
+  }
+
+  /** The capacity {@code v}'s position axis is laid out at, or 0 when it is dense. */
+  long kvCapacity(Value v) {
+    return kvCapacity.getOrDefault(v, 0L);
+  }
+
+  /**
+   * kv_cache_append into a cache laid out at its capacity: the result is the past's region,
+   * so only the new positions move, each (batch, head)'s after its past ones.
+   */
+  private void appendInPlace(Node n, TransformerOp.KvCacheAppend k) {
+    // [batch x heads, new positions, head size]: one DMA, a plane per (batch, head)
+    List<Dim> cur = k.current().type().dims();
+    List<Dim> dims = List.of(product(cur.subList(0, KV_AXIS)), cur.get(KV_AXIS), cur.get(3));
+    long es = n.result().type().elementType().sizeBytes();
+    List<Dim> laidStrides = strides(List.of(dims.get(0), Dim.of(kvCapacity(n.result())),
+        dims.get(2)), es);
+    int s = e.li(addr(k.current()));
+    int d = dimReg(k.past().type().dim(KV_AXIS).times(laidStrides.get(1)));
+    e.addImm(d, d, addr(n.result()));
+    copyBlock(dims, strides(dims, es), laidStrides, s, d, es);
+    e.free(s, d);
   }
 
   private void concat(Node n, List<Value> inputs, int axis) {

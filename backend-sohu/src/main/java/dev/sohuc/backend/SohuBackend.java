@@ -93,6 +93,8 @@ public final class SohuBackend {
     Map<Node, Node> fusedProducers = Map.of();
     /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
     Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
+    /** The KV caches appended to in place, input and result, to their capacity (planHbm). */
+    Map<Value, Long> kvCapacity = Map.of();
 
     Run(Module module, BackendOptions options, TargetInfo target) {
       this.module = module;
@@ -170,6 +172,7 @@ public final class SohuBackend {
       low.setFusedProducers(fusedProducers);
       low.setResidency(QuantLowering.residency(fn, fusedProducers, size, target));
       low.setEpilogues(epilogues);
+      low.setKvCapacity(kvCapacity);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       for (Node n : fn.body()) {
@@ -246,6 +249,48 @@ public final class SohuBackend {
     }
 
     /** Every value's HBM size at the current bounds. */
+    /**
+     * The KV caches appended to in place: a kv_cache_append whose past is an input that nothing
+     * else reads, whose position axis is symbolic, and whose result is an output that
+     * otherwise only attentions read, as both their K and V (an attention whose K is appended
+     * in place needs its V too, at the same capacity). The input is laid out at the bound of
+     * the result's position axis and the output shares its address, so the append writes only
+     * the new positions instead of copying the cache. Maps the input and the result to that
+     * capacity.
+     */
+    private Map<Value, Long> inPlaceAppends() {
+      Set<Value> outputs = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+      fn.outputs().forEach(o -> outputs.add(o.value()));
+      Map<Value, List<Node>> users = fn.users();
+      Map<Value, Long> cap = new IdentityHashMap<>();
+      for (Node n : fn.body()) {
+        if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheAppend k
+            && k.past().isArgument() && users.get(k.past()).size() == 1
+            && !outputs.contains(k.past())
+            && !k.past().type().dim(Lowering.KV_AXIS).isStatic() && outputs.contains(n.result())
+            && users.getOrDefault(n.result(), List.of()).stream().allMatch(u -> u.op()
+                instanceof dev.sohuc.ir.op.TransformerOp.Attention a
+                && !a.q().equals(n.result()) && !n.result().equals(a.mask()))) {
+          long c = n.result().type().dim(Lowering.KV_AXIS).evaluate(bounds);
+          cap.put(k.past(), c);
+          cap.put(n.result(), c);
+        }
+      }
+      // both of an attention's K and V in place, or neither
+      for (Node n : fn.body()) {
+        if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.Attention a
+            && !java.util.Objects.equals(cap.get(a.k()), cap.get(a.v()))) {
+          for (Value v : List.of(a.k(), a.v())) {
+            if (cap.remove(v) != null) {
+              cap.remove(((dev.sohuc.ir.op.TransformerOp.KvCacheAppend) v.producer().op())
+                  .past());
+            }
+          }
+        }
+      }
+      return cap;
+    }
+
     private void resize() {
       for (Value v : allValues()) {
         size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
@@ -260,10 +305,21 @@ public final class SohuBackend {
       symbols.clear();
       outputRegion.clear();
       outputAddr.clear();
+      kvCapacity = inPlaceAppends();
+      Map<Value, List<Node>> users = fn.users();
+      Map<Value, Value> cacheOf = new IdentityHashMap<>();
       long next = start;
       for (Value a : fn.arguments()) {
+        Long capacity = kvCapacity.get(a);
+        if (capacity != null) {
+          // laid out at the appended cache's bound, which its output shares
+          Value result = users.get(a).get(0).result();
+          size.put(a, size.get(result));
+          cacheOf.put(result, a);
+        }
         addr.put(a, next);
-        symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a)));
+        symbols.add(symbol(a.name(), SohuProgram.Direction.IN, a.type(), next, size.get(a),
+            capacity == null ? 0 : capacity));
         next = align(next + size.get(a));
       }
       Set<String> names = new HashSet<>(fn.arguments().stream().map(Value::name).toList());
@@ -273,8 +329,17 @@ public final class SohuBackend {
               + "another output; a .sohu program names each input and output once");
         }
         long sz = size.get(o.value());
+        Value cache = cacheOf.get(o.value());
+        if (cache != null) {
+          // appended in place: the output is its input's region
+          outputAddr.add(addr.get(cache));
+          symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(),
+              addr.get(cache), sz, kvCapacity.get(cache)));
+          outputRegion.putIfAbsent(o.value(), addr.get(cache));
+          continue;
+        }
         outputAddr.add(next);
-        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz));
+        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz, 0));
         if (o.value().producer() != null && !isSource(o.value().producer())
             && !isAlias(o.value().producer()) && !outputRegion.containsKey(o.value())) {
           outputRegion.put(o.value(), next);
@@ -724,17 +789,20 @@ public final class SohuBackend {
       return null;
     }
 
+    /** A symbol; with {@code capacity} above 0, its KV position axis is laid out at it. */
     private SohuProgram.Symbol symbol(String name, SohuProgram.Direction dir, TensorType t,
-        long at, long bytes) {
+        long at, long bytes, long capacity) {
       List<SohuProgram.Dim> dims = new ArrayList<>();
-      for (Dim d : t.dims()) {
+      for (int i = 0; i < t.rank(); i++) {
+        Dim d = t.dim(i);
+        long cap = i == Lowering.KV_AXIS ? capacity : 0;
         if (d.isStatic()) {
           dims.add(new SohuProgram.Dim.Fixed(d.value()));
         } else if (d.isSymbol()) {
-          dims.add(new SohuProgram.Dim.Sym(d.symbols().get(0)));
+          dims.add(new SohuProgram.Dim.Sym(d.symbols().get(0), cap));
         } else {
           // a polynomial such as past+seq: written as its IR text without the '?' marks
-          dims.add(new SohuProgram.Dim.Sym(d.toString().replace("?", "")));
+          dims.add(new SohuProgram.Dim.Sym(d.toString().replace("?", ""), cap));
         }
       }
       return new SohuProgram.Symbol(name, dir, SymbolTypes.of(t.elementType()), dims, at, bytes);

@@ -101,8 +101,7 @@ public final class Emulator {
           long[] shape = shape(s, dims);
           long bytes = bytes(s, shape);
           byte[] data = new byte[(int) bytes];
-          m.hbm.check(s.hbmAddress(), bytes);
-          m.hbm.read(s.hbmAddress(), data, 0, data.length);
+          transfer(m, s, shape, data, false);
           out.put(s.name(), new HostTensor(s.dtype(), shape, data));
         }
       }
@@ -138,13 +137,76 @@ public final class Emulator {
     }
     for (SohuProgram.Symbol s : program.symbols()) {
       if (s.direction() == SohuProgram.Direction.IN) {
-        load(m, "input " + s.name(), s.hbmAddress(), inputs.get(s.name()).data());
+        HostTensor t = inputs.get(s.name());
+        try {
+          transfer(m, s, t.shape(), t.data(), true);
+        } catch (Fault f) {
+          throw new EmulatorException("input " + s.name() + ": " + f.getMessage());
+        }
       }
     }
     for (SohuProgram.ArgSlot a : program.args()) {
       m.hbm.writeLong(argBase + 8L * a.index(), dims.get(a.name()));
     }
     return m;
+  }
+
+  /**
+   * Copies a symbol's dense host bytes into HBM ({@code write}) or out of it, in its layout: row
+   * major, each dim with a capacity allocated at that extent (the contiguous runs are what lies
+   * inside the last such dim).
+   */
+  private static void transfer(FunctionalMachine m, SohuProgram.Symbol s, long[] shape,
+      byte[] dense, boolean write) {
+    int rank = shape.length;
+    long[] laidStride = new long[rank];
+    long[] denseStride = new long[rank];
+    long laid = s.dtype().bytes();
+    long packed = s.dtype().bytes();
+    int lastCapacity = -1;
+    for (int i = rank - 1; i >= 0; i--) {
+      laidStride[i] = laid;
+      denseStride[i] = packed;
+      long extent = capacity(s.shape().get(i));
+      if (extent > 0 && lastCapacity < 0) {
+        lastCapacity = i;
+      }
+      laid *= extent > 0 ? extent : shape[i];
+      packed *= shape[i];
+    }
+    m.hbm.check(s.hbmAddress(), laid);
+    if (lastCapacity < 0) {
+      if (write) {
+        m.hbm.write(s.hbmAddress(), dense, 0, dense.length);
+      } else {
+        m.hbm.read(s.hbmAddress(), dense, 0, dense.length);
+      }
+      return;
+    }
+    // one run per index of the dims before the last dim with a capacity
+    long run = shape[lastCapacity] * denseStride[lastCapacity];
+    long[] index = new long[lastCapacity];
+    for (long done = 0; done < dense.length; done += run) {
+      long at = s.hbmAddress();
+      long from = 0;
+      for (int i = 0; i < lastCapacity; i++) {
+        at += index[i] * laidStride[i];
+        from += index[i] * denseStride[i];
+      }
+      if (write) {
+        m.hbm.write(at, dense, (int) from, (int) run);
+      } else {
+        m.hbm.read(at, dense, (int) from, (int) run);
+      }
+      for (int i = lastCapacity - 1; i >= 0 && ++index[i] == shape[i]; i--) {
+        index[i] = 0;
+      }
+    }
+  }
+
+  /** The extent a dim is laid out at when that is its capacity, else 0. */
+  private static long capacity(SohuProgram.Dim d) {
+    return d instanceof SohuProgram.Dim.Sym sym ? sym.capacity() : 0;
   }
 
   private static void load(FunctionalMachine m, String what, long addr, byte[] bytes) {
@@ -210,6 +272,10 @@ public final class Emulator {
           throw new EmulatorException("input " + s.name() + ": dimension " + i + " is "
               + shape[i] + ", but the program expects " + describe(s));
         }
+        if (capacity(d) > 0 && shape[i] > capacity(d)) {
+          throw new EmulatorException("input " + s.name() + ": dimension " + i + " is "
+              + shape[i] + ", above the capacity " + capacity(d) + " the program lays it out at");
+        }
         if (d instanceof SohuProgram.Dim.Sym sym) {
           Long bound = dims.putIfAbsent(sym.name(), shape[i]);
           if (bound != null && bound != shape[i]) {
@@ -218,10 +284,10 @@ public final class Emulator {
           }
         }
       }
-      if (t.data().length > s.byteSize()) {
-        throw new EmulatorException("input " + s.name() + ": " + t.data().length + " bytes, more "
-            + "than the " + s.byteSize() + " bytes the program reserves for it (a symbolic "
-            + "dimension above its compiled bound?)");
+      if (laidOutBytes(s, shape) > s.byteSize()) {
+        throw new EmulatorException("input " + s.name() + ": " + (long) laidOutBytes(s, shape)
+            + " bytes, more than the " + s.byteSize() + " bytes the program reserves for it (a "
+            + "symbolic dimension above its compiled bound?)");
       }
     }
     for (String name : inputs.keySet()) {
@@ -298,12 +364,25 @@ public final class Emulator {
     return sum;
   }
 
+  /** The bytes a symbol of this shape spans in HBM (a dim with a capacity at that extent). */
+  private static double laidOutBytes(SohuProgram.Symbol s, long[] shape) {
+    double n = s.dtype().bytes();
+    for (int i = 0; i < shape.length; i++) {
+      n *= Math.max(shape[i], capacity(s.shape().get(i)));
+    }
+    return n;
+  }
+
   private static long bytes(SohuProgram.Symbol s, long[] shape) {
     double n = s.dtype().bytes();
-    for (long d : shape) {
-      n *= d;
+    for (int i = 0; i < shape.length; i++) {
+      if (capacity(s.shape().get(i)) > 0 && shape[i] > capacity(s.shape().get(i))) {
+        throw new EmulatorException("output " + s.name() + ": dimension " + i + " is " + shape[i]
+            + ", above the capacity " + capacity(s.shape().get(i)) + " it is laid out at");
+      }
+      n *= shape[i];
     }
-    if (n > s.byteSize() || n > Integer.MAX_VALUE - 16) {
+    if (laidOutBytes(s, shape) > s.byteSize() || n > Integer.MAX_VALUE - 16) {
       throw new EmulatorException("output " + s.name() + ": shape " + Arrays.toString(shape)
           + " needs " + (long) n + " bytes, more than the " + s.byteSize() + " reserved"
           + (n > Integer.MAX_VALUE - 16 ? " or than one host array holds" : ""));

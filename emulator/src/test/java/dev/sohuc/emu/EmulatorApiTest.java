@@ -91,6 +91,40 @@ class EmulatorApiTest {
         .startsWith("argument batch: the program has no symbolic dimension of that name"));
   }
 
+  /** A cache laid out at capacity 4 and appended to in place: the output shares its address. */
+  static final String APPEND = """
+      .symbol in, "cache", f32, [2, "past"@4, 2], 0x1000, 64
+      .symbol in, "new", f32, [2, 1, 2], 0x2000, 16
+      .symbol out, "out", f32, [2, "past+1"@4, 2], 0x1000, 64
+      .arg past, 0
+          ldarg r1, 0
+          li r2, 8
+          muli r3, r1, 8
+          addi r3, r3, 0x1000
+          li r4, 0x2000
+          li r5, 32
+          dma hbm, r3+0, r2, hbm, r4+0, r2, 8, 1, planes=2, dst_pstride=r5, src_pstride=r2
+          halt
+      """;
+
+  @Test
+  void capacityDimsLayOutTheirAxisAtTheCapacity() {
+    SohuProgram p = SohuReader.read(SohuWriter.write(TestSupport.asm(APPEND)), "append.sohu");
+    Emulator emu = new Emulator(p, TestSupport.TINY, Options.defaults());
+    HostTensor cache = HostTensor.ofF32(new long[] {2, 3, 2}, new float[] {1, 2, 3, 4, 5, 6,
+        7, 8, 9, 10, 11, 12});
+    HostTensor add = HostTensor.ofF32(new long[] {2, 1, 2}, new float[] {-1, -2, -3, -4});
+    HostTensor out = emu.runFunctional(Map.of("cache", cache, "new", add), Map.of())
+        .outputs().get("out");
+    assertArrayEquals(new long[] {2, 4, 2}, out.shape());
+    assertArrayEquals(new float[] {1, 2, 3, 4, 5, 6, -1, -2, 7, 8, 9, 10, 11, 12, -3, -4},
+        out.toF32());
+    HostTensor full = HostTensor.ofF32(new long[] {2, 5, 2}, new float[20]);
+    assertEquals("input cache: dimension 1 is 5, above the capacity 4 the program lays it out "
+        + "at", assertThrows(EmulatorException.class,
+            () -> emu.runFunctional(Map.of("cache", full, "new", add), Map.of())).getMessage());
+  }
+
   @Test
   void argumentBlockSitsAboveEverySymbol() {
     assertEquals(0x3000, emulator().argBase());

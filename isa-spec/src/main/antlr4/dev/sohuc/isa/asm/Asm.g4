@@ -2,6 +2,7 @@
 //   label:  mnemonic operand, operand, key=value   # comment (or ; comment)
 //   .equ NAME, expr      .reg NAME, rN      .target "name", "sha256"   .meta "key", "value"
 //   .arg name, index     .symbol in|out, "name", dtype, [dims], addr, bytes    .debug "op", "loc"
+//   (a symbolic dim laid out at a capacity: "past"@2176)
 grammar Asm;
 
 program     : line* EOF ;
@@ -13,7 +14,7 @@ instruction : IDENT (operand (',' operand)*)? ;
 operand     : (key=IDENT '=')? expr ;
 arg         : expr | STRING | shape ;
 shape       : '[' (dim (',' dim)*)? ']' ;
-dim         : expr | STRING ;
+dim         : expr | STRING ('@' capacity=expr)? ;
 
 expr
   : '(' expr ')'                      # Parens

@@ -183,12 +183,17 @@ public final class Assembler {
           String n = string(a.get(1));
           DType dt = enumValue(a.get(2).expr(), DType.class, List.of(DType.values()), "dtype");
           if (a.get(3).shape() == null) {
-            throw error(a.get(3).start, "expected a shape like [\"seq\", 384]");
+            throw error(a.get(3).start, "expected a shape like [\"seq\", 384] (a symbolic dim "
+                + "laid out at a capacity: \"past\"@2176)");
           }
           List<Dim> shape = new ArrayList<>();
           for (DimContext dim : a.get(3).shape().dim()) {
             if (dim.STRING() != null) {
-              shape.add(new Dim.Sym(unquote(dim.STRING().getSymbol())));
+              long capacity = dim.capacity == null ? 0 : integer(dim.capacity, "capacity");
+              if (dim.capacity != null && capacity <= 0) {
+                throw error(dim.capacity.start, "capacity " + capacity + " is not positive");
+              }
+              shape.add(new Dim.Sym(unquote(dim.STRING().getSymbol()), capacity));
             } else {
               long v = integer(dim.expr(), "dimension");
               if (v < 0) {

@@ -107,7 +107,8 @@ public final class Disassembler {
     }
     for (Symbol s : p.symbols()) {
       List<String> dims = s.shape().stream().map(d -> d instanceof SohuProgram.Dim.Sym y
-          ? quote(y.name()) : d.toString()).toList();
+          ? quote(y.name()) + (y.capacity() > 0 ? "@" + y.capacity() : "") : d.toString())
+          .toList();
       sb.append(".symbol ").append(s.direction().name().toLowerCase(java.util.Locale.ROOT))
           .append(", ").append(quote(s.name())).append(", ").append(s.dtype().asmName())
           .append(", [").append(String.join(", ", dims)).append("], ")

@@ -130,17 +130,29 @@ public record SohuProgram(
       }
     }
 
-    record Sym(String name) implements Dim {
+    /**
+     * A symbolic dimension; with {@code capacity} above 0 its axis is allocated that many
+     * entries whatever its run-time size (the layout of a cache appended to in place: the
+     * entries of the outer dims lie {@code capacity} apart, the first {@code name} of each
+     * valid).
+     */
+    record Sym(String name, long capacity) implements Dim {
+      public Sym(String name) {
+        this(name, 0);
+      }
+
       @Override
       public String toString() {
-        return name;
+        return capacity > 0 ? name + "@" + capacity : name;
       }
     }
   }
 
   /**
    * One input or output tensor, row-major at {@code hbmAddress}; {@code byteSize} is its size at
-   * the largest value of its symbolic dims (the space reserved).
+   * the largest value of its symbolic dims (the space reserved). A dim with a capacity
+   * ({@link Dim.Sym#capacity}) is laid out at that extent; an output may then share an input's
+   * address (a cache the program appends to in place).
    */
   public record Symbol(String name, Direction direction, DType dtype, List<Dim> shape,
       long hbmAddress, long byteSize) {

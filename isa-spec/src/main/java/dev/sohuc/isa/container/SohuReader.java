@@ -269,6 +269,14 @@ public final class SohuReader {
             shape.add(new Dim.Fixed(v));
           } else if (tag == 1) {
             shape.add(new Dim.Sym(str()));
+          } else if (tag == 2) {
+            String dim = str();
+            long capacity = u64();
+            if (capacity <= 0) {
+              throw fail(pos - 8, "symbol \"" + name + "\": dimension " + dim + " with capacity "
+                  + capacity);
+            }
+            shape.add(new Dim.Sym(dim, capacity));
           } else {
             throw fail(pos - 1, "symbol \"" + name + "\": bad dimension tag " + tag);
           }

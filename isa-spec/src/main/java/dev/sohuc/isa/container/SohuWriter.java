@@ -74,9 +74,13 @@ public final class SohuWriter {
           if (d instanceof Dim.Fixed f) {
             o.u8(0);
             o.u64(f.size());
-          } else if (d instanceof Dim.Sym sym) {
+          } else if (d instanceof Dim.Sym sym && sym.capacity() == 0) {
             o.u8(1);
             o.str(sym.name());
+          } else if (d instanceof Dim.Sym sym) {
+            o.u8(2);
+            o.str(sym.name());
+            o.u64(sym.capacity());
           }
         }
         o.u64(s.hbmAddress());

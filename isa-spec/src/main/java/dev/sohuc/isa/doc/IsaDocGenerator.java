@@ -248,6 +248,10 @@ public final class IsaDocGenerator {
         dimension names), HBM address and reserved byte size. The runtime copies inputs to their
         addresses, fills the argument block from the inputs' actual shapes, runs the program,
         and reads outputs back (row-major, with the symbolic dimensions at their actual values).
+        A symbolic dimension may carry a capacity (`"past"@2176` in assembly): that axis is then
+        laid out at the capacity whatever its actual value, each outer index's entries that far
+        apart. A KV cache appended to in place is an input laid out so, and the output after the
+        append shares its address: the program writes only the new positions.
 
         ## Numbers: data types and rounding
 
@@ -380,7 +384,7 @@ public final class IsaDocGenerator {
         | `.target "name", "sha256"` | the machine description the program is for |
         | `.meta "key", "value"` | a metadata entry |
         | `.arg name, index` | argument-block word `index` holds symbolic dimension `name` |
-        | `.symbol in\\|out, "name", dtype, [dims], hbm_address, bytes` | an input or output; a dim is a number or a "symbol" |
+        | `.symbol in\\|out, "name", dtype, [dims], hbm_address, bytes` | an input or output; a dim is a number, a "symbol", or a "symbol"@capacity |
         | `.constfile hbm_address, size, "sha256", "file"` | constants in a side file |
         | `.debug "ir op", "location"` | debug info for the next instruction |
 

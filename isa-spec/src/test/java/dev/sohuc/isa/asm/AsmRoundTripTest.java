@@ -43,7 +43,8 @@ class AsmRoundTripTest {
     Set<String> all = new TreeSet<>();
     InsnTable.all().forEach(d -> all.add(d.mnemonic()));
     assertEquals(all, used, "every-instruction.s must use every instruction");
-    assertEquals(2, p1.symbols().size());
+    assertEquals(3, p1.symbols().size());
+    assertEquals(new SohuProgram.Dim.Sym("past", 64), p1.symbols().get(2).shape().get(2));
     assertEquals(1, p1.debug().size());
   }
 

@@ -80,6 +80,8 @@ class AssemblerErrorTest {
     assertEquals("t.s:1:1: unknown directive .org (known: .equ, .reg, .target, .meta, .arg, "
         + ".symbol, .constfile, .debug) (in \".org 5\")", error(".org 5\nhalt"));
     assertEquals("t.s:1:1: the program has no instructions", error("# nothing\n"));
+    assertEquals("t.s:1:32: capacity 0 is not positive (in \".symbol in, \"kv\", f32, [\"past\"@0, "
+        + "16], 0x1000, 64\")", error(".symbol in, \"kv\", f32, [\"past\"@0, 16], 0x1000, 64\nhalt"));
   }
 
   @Test
