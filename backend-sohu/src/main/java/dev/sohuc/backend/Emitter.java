@@ -39,6 +39,11 @@ final class Emitter {
   static final int TOK_DMA_TO_DMA = 12;
   static final int TOK_FREE = 13;  // DMA -> MXU: a stored tile's ACC and output buffers are free
   static final int TOK_LINK = 14;  // DMA -> LINK: a finished block of a result is in HBM
+  // DMA -> MXU: a weight panel of the resident-operand ring is in SRAM. Not LOAD: a conversion
+  // fused into the same op streams on LOAD to the VPU, and an MXU waiting LOAD could take a
+  // token meant for it (a deadlock: the VPU then waits for a load that is queued behind a store
+  // waiting for the VPU)
+  static final int TOK_PANEL = 15;
 
   static final int MAX_LOOP_DEPTH = 4;
 

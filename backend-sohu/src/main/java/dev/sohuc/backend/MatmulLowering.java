@@ -140,7 +140,7 @@ final class MatmulLowering {
     }
     if (resident) {
       // A (this block of it) into SRAM, queued before the first panel's load: that load's
-      // LOAD, which the first mma awaits, comes after A's arrival (the DMA queue runs in order
+      // PANEL, which the first mma awaits, comes after A's arrival (the DMA queue runs in order
       // and every HBM read has the same latency), so the weight stream starts without waiting
       int rs = e.konst(k * 4);
       int dst = e.li(aAt);
@@ -156,11 +156,11 @@ final class MatmulLowering {
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, loadRowBytes,
           tb ? loadK : kRows, 0, 0, 1, 0, 0);
       if (resident) {
-        // with resident A the panels' loads carry LOAD themselves
-        e.patchTokens(p0, 0, TOK_LOAD);
+        // with resident A the panels' loads signal PANEL themselves
+        e.patchTokens(p0, 0, Emitter.TOK_PANEL);
         if (loads > 1) {
           e.patchTokens(prefetchPanel(bNext, ldb, bPtr, bSrcStride, loadRowBytes,
-              tb ? loadK : kRows, jrem, 1, loadStep), 0, TOK_LOAD);
+              tb ? loadK : kRows, jrem, 1, loadStep), 0, Emitter.TOK_PANEL);
         }
       }
       int jLoop = e.beginLoop(0, loads);
@@ -168,7 +168,7 @@ final class MatmulLowering {
         int pf = prefetchPanel(bAhead, ldb, bPtr, bSrcStride, loadRowBytes,
             tb ? loadK : kRows, jrem, ahead, loadStep);
         if (resident) {
-          e.patchTokens(pf, 0, TOK_LOAD);
+          e.patchTokens(pf, 0, Emitter.TOK_PANEL);
         }
       };
       stream(rows, aBase, lda, k, cPtr, cols * 4, TILE, ntFull, ntFullBytes,
@@ -197,7 +197,7 @@ final class MatmulLowering {
       int pt = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride,
           tb ? k * 4 : tail * 4, tb ? tailRows : kRows, 0, 0, 1, 0, 0);
       if (resident) {
-        e.patchTokens(pt, 0, TOK_LOAD);  // resident A has two or more panels: p0 waited for A
+        e.patchTokens(pt, 0, Emitter.TOK_PANEL);
       }
       stream(rows, aBase, lda, k, cPtr, cols * 4, (int) tail, ntTail, ntTailBytes,
           Panels.one(bCur, ldb, tb), kReg, kImm, mTile, ldc, accCur, accNext, alpha,
@@ -324,10 +324,10 @@ final class MatmulLowering {
     e.free(past);
   }
 
-  /** The last panels' prefetches moved nothing; their LOADs are taken before the tail's. */
+  /** The last panels' prefetches moved nothing; their PANELs are taken before the tail's. */
   void takeEmptyPrefetches(long nFull, int ahead) {
     for (int i = 0; i < Math.min(nFull, ahead); i++) {
-      e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+      e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_PANEL, 0));
     }
   }
 
@@ -474,14 +474,14 @@ final class MatmulLowering {
    * sub-panels ({@code outRowBytes} apart, sub-panel j at column j * nt), its last mma alone
    * signals MXU (the MXU runs in order), and the readout's last instruction signals STORE. The
    * ring holds RING / GROUP groups; group i's mmas wait FREE (an MXU fence), which the store of
-   * group i - RING / GROUP signals. The load's arrival (it signals LOAD) is awaited by an MXU
+   * group i - RING / GROUP signals. The load's arrival (it signals PANEL) is awaited by an MXU
    * fence first. The result has {@code outEs}-byte elements (4, or 2 when the readout rounds
    * to bf16).
    */
   void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, long outHbmStride,
       long outEs, int nt, int outRowBytes, Panels b, int kReg, int kImm, DType dt, int mTile,
       int ldc, boolean needRowStart, Readout readout, Runnable afterPrologue) {
-    e.emit(Emitter.fence(Engine.MXU, TOK_LOAD, 0));
+    e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_PANEL, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
     }

@@ -675,7 +675,7 @@ final class QuantLowering {
     if (preloaded) {
       // x (this block of it) into SRAM; without the ring the first panel's load waits for it
       // (the row stream's SRAM copies of x queue behind that load); with the ring the first
-      // panel's LOAD, which the first mma awaits, comes after x's arrival anyway (the DMA queue
+      // panel's PANEL, which the first mma awaits, comes after x's arrival anyway (the DMA queue
       // runs in order and every HBM read has the same latency)
       int dst = e.li(xAt);
       int ld = e.dma(MemSpace.SRAM, dst, lda, MemSpace.HBM, xHbm, lda, k * es, rows, 0, 0, 1, 0,
@@ -686,17 +686,18 @@ final class QuantLowering {
     if (nFull > 0) {
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, panelStep, kRows,
           0, 0, 1, 0, 0);
-      // with the ring the panels' loads signal LOAD themselves, awaited by an MXU fence
-      e.patchTokens(p0, preloaded && !ring ? Emitter.TOK_RESIDENT : 0, ring ? TOK_LOAD : 0);
+      // with the ring the panels' loads signal PANEL themselves, awaited by an MXU fence
+      e.patchTokens(p0, preloaded && !ring ? Emitter.TOK_RESIDENT : 0,
+          ring ? Emitter.TOK_PANEL : 0);
       for (int i = 1; ring && i < Math.min(loads, ahead); i++) {
         int slot = e.li(slots + i * slotBytes);
         e.patchTokens(ml.prefetchPanel(slot, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, i,
-            panelStep), 0, TOK_LOAD);
+            panelStep), 0, Emitter.TOK_PANEL);
         e.free(slot);
       }
       int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
-          panelStep, kRows, jrem, ahead, panelStep), 0, ring ? TOK_LOAD : 0);
+          panelStep, kRows, jrem, ahead, panelStep), 0, ring ? Emitter.TOK_PANEL : 0);
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE,
           new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
           accNext, t, prefetch);
@@ -724,7 +725,7 @@ final class QuantLowering {
       int pt = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, tail * es, kRows,
           0, 0, 1, 0, 0);
       if (ring) {
-        e.patchTokens(pt, 0, TOK_LOAD);
+        e.patchTokens(pt, 0, Emitter.TOK_PANEL);
       }
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail,
           MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,

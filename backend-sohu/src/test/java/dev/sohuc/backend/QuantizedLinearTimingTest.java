@@ -52,15 +52,20 @@ class QuantizedLinearTimingTest {
   static final Map<QuantMode, Row> unfused = new EnumMap<>(QuantMode.class);
 
   static Module linear() {
+    return linear(SEQ, D, D);
+  }
+
+  /** {@code y[rows, n] = x[rows, k] @ w[k, n]}, seeded weights. */
+  static Module linear(long rows, long k, long n) {
     Random rnd = new Random(4096);
     Module m = new Module("linear");
-    Value x = Value.argument("x", new TensorType(List.of(Dim.of(SEQ), Dim.of(D)),
+    Value x = Value.argument("x", new TensorType(List.of(Dim.of(rows), Dim.of(k)),
         ElementType.F32));
     Function f = new Function("main", List.of(x));
     m.functions().add(f);
     FunctionBuilder b = new FunctionBuilder(f);
     Value w = QuantLoweringTest.weight(m, b, "fc.w",
-        QuantLoweringTest.gaussian(rnd, new long[] {D, D}, 0.02f, 0f));
+        QuantLoweringTest.gaussian(rnd, new long[] {k, n}, 0.02f, 0f));
     Value y = b.add(new LinalgOp.MatMul(x, w), new Location("linear"), "fc");
     f.setOutputs(List.of(new Function.Output("y", y)));
     return m;
@@ -123,6 +128,26 @@ class QuantizedLinearTimingTest {
     assertTrue(fused.get(QuantMode.BF16).hbmBytes() <= f32.hbmBytes() - wF32 / 2 + slack);
     assertTrue(fused.get(QuantMode.FP8).hbmBytes() <= f32.hbmBytes() - wF32 * 3 / 4 + slack);
     assertTrue(fused.get(QuantMode.INT8).hbmBytes() <= f32.hbmBytes() - wF32 * 3 / 4 + slack);
+  }
+
+  /**
+   * x's conversion fused into a qmatmul on the resident ring, at row counts that left a tile
+   * of the conversion stream in flight when the MXU began waiting for weight panels: the ring
+   * waits its own token, so the timing run ends instead of trapping on a deadlock (it did
+   * when both waited LOAD).
+   */
+  @Test
+  void fusedConversionBesideTheWeightRingRunsToTheEnd() {
+    for (QuantMode mode : List.of(QuantMode.BF16, QuantMode.FP8)) {
+      for (long rows : new long[] {129, 300}) {
+        Module m = linear(rows, 4096, 1024);
+        Quantizer.quantize(m, QuantOptions.of(mode));
+        TimingReport t = new Emulator(SohuBackend.compile(m, BackendOptions.defaults())
+            .program(), MachineDescription.defaultTarget(), Options.defaults())
+            .runTiming(Map.of());
+        assertTrue(t.cycles() > 0, mode + " rows " + rows);
+      }
+    }
   }
 
   @Test
