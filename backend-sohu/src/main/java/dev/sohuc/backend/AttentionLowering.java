@@ -42,12 +42,16 @@ final class AttentionLowering {
 
   private final Lowering l;
   private final Emitter e;
-  // per op: the SRAM layout, the shape and the registers its tiles share
-  private long vOff;
+  // per op: the SRAM layout, the shape and the registers its tiles share; a slot is its query
+  // tile, output tile, the query in K's type (narrow K) and then K and V (only slot 0 holds
+  // K and V in the prefetched schedule, so its further slots end at kOff)
   private long qOff;
   private long oOff;
   private long nqOff;
-  private long pBuf;
+  private long kOff;
+  private long vOff;
+  // the buffers P V reads the probabilities from (f32: the scores buffer, softmax in place)
+  private long[] pBufs;
   // the pipelined decode schedule's resident query tiles: f32, and in K's type
   private long qRes;
   private long nqRes;
@@ -55,6 +59,7 @@ final class AttentionLowering {
   private DType mxu;
   private long es;
   private int kvBytes;
+  // the scores read out of ACC (softmax in place)
   private long sBuf;
   private long mBuf;
   private boolean mask;
@@ -70,8 +75,9 @@ final class AttentionLowering {
   private int dCols;
   private int padBytes;
   private int padWords;
-  private int oAcc;
-  private int sAcc;
+  // the ACC words of one query tile: its scores S, then at oInRegion its output O
+  private long region;
+  private long oInRegion;
   private int win;
 
   AttentionLowering(Lowering l) {
@@ -105,20 +111,22 @@ final class AttentionLowering {
     long nT = tPad / TILE;
     int mTile = s.isStatic() && s.value() * stack < TILE ? (int) Math.max(1, s.value() * stack)
         : TILE;
-    long accWords = Lowering.ACC_BASE + TILE * tPad + TILE * d;
-    if (accWords > l.target().accWords()) {
-      throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
-          + "to " + tBound + ", the target has " + l.target().accWords());
+    oInRegion = TILE * tPad;
+    region = oInRegion + TILE * d;
+    if (Lowering.ACC_BASE + region > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + (Lowering.ACC_BASE + region)
+          + " ACC words for keys up to " + tBound + ", the target has "
+          + l.target().accWords());
     }
     mxu = QuantLowering.dtype(kt.elementType());
     es = mxu.bytes();
-    // a slot holds one kv head's K and V, a query tile and its output tile, and for narrow K
-    // and V the query tile converted to their type
-    vOff = tPad * d * es;
-    qOff = 2 * vOff;
-    oOff = qOff + TILE * d * 4;
-    nqOff = oOff + TILE * d * 4;
-    long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
+    qOff = 0;
+    oOff = TILE * d * 4;
+    nqOff = 2 * TILE * d * 4;
+    kOff = nqOff + (narrow() ? TILE * d * es : 0);
+    vOff = kOff + tPad * d * es;
+    long slotBytes = vOff + tPad * d * es;
+    long scoreBytes = TILE * tPad * 4;
     // decode without a mask: every kv head is one query tile, so the next heads' K and V load
     // (into further slots) while this head computes, and the batch's query tiles (mTile rows
     // apart, one more for the scores queued past the last) are resident: one DMA loads them
@@ -132,20 +140,22 @@ final class AttentionLowering {
     List<Long> slots = new java.util.ArrayList<>();
     slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
     // without a mask the next query tiles also load while this one computes (further slots,
-    // the second required, the others as SRAM allows)
+    // the second required, the others as SRAM allows); those of the prefetched schedule hold
+    // a query and its output only
+    long further = pipelined ? slotBytes : kOff;
     if (at.mask() == null) {
-      slots.add(l.sram(slotBytes, "the next tile's slot"));
+      slots.add(l.sram(further, "the next tile's slot"));
     }
-    sBuf = l.sram(TILE * tPad * 4, "scores");
+    sBuf = l.sram(scoreBytes, "scores");
     // P in K's type at the scores' row stride (the rest of each row unused), so that P V
     // needs no register of its own for the stride
-    pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
+    pBufs = new long[] {narrow() ? l.sram(scoreBytes, "probabilities in " + mxu) : sBuf};
     Value mask = at.mask();
-    mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
+    mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
     int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
     while (slots.size() < depth
-        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
-      slots.add(l.sram(slotBytes, "a further tile's slot"));
+        && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
+      slots.add(l.sram(further, "a further tile's slot"));
     }
     this.mask = mask != null;
     this.nT = nT;
@@ -201,8 +211,6 @@ final class AttentionLowering {
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
     int tileReg = e.konst(TILE);
-    oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
-    sAcc = e.konst(Lowering.ACC_BASE);
     // sliding window: softmax masks keys at or before (query position - window)
     win = at.window() > 0 ? e.konst(at.window()) : 0;
     if (pipelined) {
@@ -216,7 +224,7 @@ final class AttentionLowering {
       return;
     }
     int four = e.konst(4);
-    Slot slot = new Slot(0, slots.get(0));
+    Slot slot = Slot.at(slots.get(0));
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -317,22 +325,25 @@ final class AttentionLowering {
     }
     e.free(x, y);
     e.emit(new Insn.Li(qP, narrow() ? nqRes : qRes, 0, 0));
-    Slot query = new Slot(qP, 0);
+    Slot query = Slot.in(qP);
     long qTileBytes = mTile * d * es;
     for (int j = 0; j < depth - 1; j++) {
-      loadAhead(new Slot(ring[j], 0), kP, kHeadStep, left, one);
+      loadAhead(Slot.in(ring[j]), kP, kHeadStep, left, one);
     }
-    Slot now = new Slot(ring[0], 0);
-    Slot next = new Slot(ring[1], 0);
-    scores(now, query, 0, TOK_LOAD);
+    Slot now = Slot.in(ring[0]);
+    Slot next = Slot.in(ring[1]);
+    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot probs = Slot.at(pBufs[0]);
+    scores(now, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
     int loop = e.beginLoop(count, 0);
     e.free(count);
-    attend(now, rows, diag);
-    loadAhead(new Slot(ring[depth - 1], 0), kP, kHeadStep, left, one);
-    scores(next, query, 0, TOK_LOAD);
+    softmax(acc, probs, rows, diag);
+    weigh(now, acc, probs, rows, diag);
+    loadAhead(Slot.in(ring[depth - 1]), kP, kHeadStep, left, one);
+    scores(next, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
-    readOut(now, rows);
+    readOut(acc, now, rows);
     store(now, qStore, rows);
     e.add(qStore, qStore, qHeadStep);
     rotate(ring);
@@ -378,7 +389,7 @@ final class AttentionLowering {
   private void prefetched(Dim batch, long kvHeads, long heads, List<Long> slots, int qP,
       int kP, int kHeadStep, int sReg, int rows) {
     int depth = slots.size();
-    Slot kv = new Slot(0, slots.get(0));
+    Slot kv = Slot.at(slots.get(0));
     int[] ring = new int[depth];
     for (int j = 0; j < depth; j++) {
       ring[j] = e.li(slots.get(j));
@@ -398,11 +409,13 @@ final class AttentionLowering {
     e.add(loadRows, rows, 0);
     e.emit(new Insn.Li(loadHeads, heads - 1, 0, 0));
     for (int j = 0; j < depth - 1; j++) {
-      loadNextQuery(new Slot(ring[j], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+      loadNextQuery(Slot.in(ring[j]), qLoad, loadRows, loadHeads, rows, tileReg, one);
     }
-    Slot now = new Slot(ring[0], 0);
-    Slot next = new Slot(ring[1], 0);
-    queryScores(kv, now, tileReg);
+    Slot now = Slot.in(ring[0]);
+    Slot next = Slot.in(ring[1]);
+    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot probs = Slot.at(pBufs[0]);
+    queryScores(kv, now, tileReg, acc);
     int gLoop = e.beginLoop(0, heads);
     int rem = e.copy(rows);
     int diag = e.alloc();
@@ -414,10 +427,11 @@ final class AttentionLowering {
     e.free(t);
     int rowsNow = e.alloc();
     e.min(rowsNow, tileReg, rem);
-    loadNextQuery(new Slot(ring[depth - 1], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
-    attend(kv, rowsNow, diag);
-    queryScores(kv, next, tileReg);
-    readOut(now, rowsNow);
+    loadNextQuery(Slot.in(ring[depth - 1]), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    softmax(acc, probs, rowsNow, diag);
+    weigh(kv, acc, probs, rowsNow, diag);
+    queryScores(kv, next, tileReg, acc);
+    readOut(acc, now, rowsNow);
     store(now, qP, rowsNow);
     e.mulImm(rowsNow, rowsNow, d * 4);
     e.add(qP, qP, rowsNow);
@@ -487,13 +501,27 @@ final class AttentionLowering {
     return mxu != DType.F32;
   }
 
-  /** An SRAM slot's base: in a register (slots that swap) or a constant. */
-  private record Slot(int reg, long base) {
+  /**
+   * A base address, of an SRAM slot or buffer or of an ACC region: {@code base + step * reg},
+   * a constant or in a register (slots that rotate).
+   */
+  private record Slot(int reg, long base, long step) {
+    static Slot at(long base) {
+      return new Slot(0, base, 0);
+    }
+
+    static Slot in(int reg) {
+      return new Slot(reg, 0, 1);
+    }
+
     void addr(Emitter e, int x, long off) {
-      if (reg == 0) {
+      if (reg == 0 || step == 0) {
         e.emit(new Insn.Li(x, base + off, 0, 0));
+      } else if (step == 1) {
+        e.addImm(x, reg, base + off);
       } else {
-        e.addImm(x, reg, off);
+        e.mulImm(x, reg, step);
+        e.addImm(x, x, base + off);
       }
     }
   }
@@ -504,8 +532,8 @@ final class AttentionLowering {
    */
   private int loadKv(Slot slot, int kP, int keys) {
     int a = e.alloc();
-    slot.addr(e, a, 0);
-    int dstPlanes = e.li(vOff);
+    slot.addr(e, a, kOff);
+    int dstPlanes = e.li(vOff - kOff);
     int srcPlanes = e.li(vFromK);
     int pc = e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
         dstPlanes, srcPlanes);
@@ -526,25 +554,35 @@ final class AttentionLowering {
   /**
    * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma, or for
    * narrow K the query's conversion, waits LOAD), scaled and masked, softmax, O = P V, into the
-   * slot's output tile (the last accrd signals STORE).
+   * slot's output tile (the last accrd signals STORE); one ACC region and one probabilities
+   * buffer.
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
-    queryScores(kv, slot, cur);
-    attend(kv, cur, diag);
-    readOut(slot, cur);
+    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot probs = Slot.at(pBufs[0]);
+    queryScores(kv, slot, cur, acc);
+    softmax(acc, probs, cur, diag);
+    weigh(kv, acc, probs, cur, diag);
+    readOut(acc, slot, cur);
   }
 
   /**
-   * S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows
-   * converted first.
+   * S = Q K^T of the slot's query tile into {@code acc} (it waits LOAD); for narrow K its
+   * {@code rows} rows converted first.
    */
-  private void queryScores(Slot kv, Slot slot, int rows) {
+  private void queryScores(Slot kv, Slot slot, int rows, Slot acc) {
     if (narrow()) {
       convertQuery(slot, rows);
-      scores(kv, slot, nqOff, TOK_VPU);
-    } else {
-      scores(kv, slot, qOff, TOK_LOAD);
     }
+    slotScores(kv, slot, acc);
+  }
+
+  /**
+   * S = Q K^T of the slot's query tile, already in K's type, into {@code acc}: the first mma
+   * waits LOAD, or for narrow K the VPU's conversion.
+   */
+  private void slotScores(Slot kv, Slot slot, Slot acc) {
+    scores(kv, slot, narrow() ? nqOff : qOff, narrow() ? TOK_VPU : TOK_LOAD, acc);
   }
 
   /** The slot's f32 query tile into K's type beside it (waits LOAD, signals VPU). */
@@ -559,15 +597,17 @@ final class AttentionLowering {
   }
 
   /**
-   * S = Q K^T into ACC, 128 key columns per mma, the query tile in K's type at
-   * {@code q.addr(at)} (the first mma waits {@code wait}, the last signals MXU).
+   * S = Q K^T into the scores of the ACC region {@code acc}, 128 key columns per mma, the query
+   * tile in K's type at {@code q.addr(at)} (the first mma waits {@code wait}, the last signals
+   * MXU).
    */
-  private void scores(Slot kv, Slot q, long at, int wait) {
+  private void scores(Slot kv, Slot q, long at, int wait, Slot acc) {
     int x1 = e.alloc();
     q.addr(e, x1, at);
     int bT = e.alloc();
-    kv.addr(e, bT, 0);
-    int accT = e.copy(sAcc);
+    kv.addr(e, bT, kOff);
+    int accT = e.alloc();
+    acc.addr(e, accT, 0);
     for (int i = 0; i < nT; i++) {
       int mm = e.mma(mxu, accT, padWords, x1, kvBytes, bT, kvBytes, mTile, TILE, 0, (int) d,
           false, true, false);
@@ -583,21 +623,38 @@ final class AttentionLowering {
     e.free(bT, accT, x1);
   }
 
-  /** S read out (waits MXU), masked, softmax, then O = P V into ACC (signals MXU). */
-  private void attend(Slot kv, int cur, int diag) {
+  /**
+   * The key columns the tile's rows see: T (in tReg), or causal, up to its last row's diagonal
+   * (a fresh register): the tile's last row sees keys 0..diag + cur - 1 and no row sees more,
+   * so the scores are read out, normalized and multiplied by V over those columns only (the
+   * rest would get probability 0).
+   */
+  private int visibleKeys(int cur, int diag) {
+    if (!causal) {
+      return tReg;
+    }
+    int cols = e.alloc();
+    e.add(cols, diag, cur);
+    e.min(cols, cols, tReg);
+    return cols;
+  }
+
+  /**
+   * S read out of {@code acc} (waits MXU), masked, softmax, and the probabilities at
+   * {@code probs} for P V (signals VPU): f32 in place, the scores read out there; narrow
+   * converted there to K's type from the scores buffer.
+   */
+  private void softmax(Slot acc, Slot probs, int cur, int diag) {
+    int cols = visibleKeys(cur, diag);
     int x1 = e.alloc();
     int x2 = e.alloc();
-    // causal: the tile's last row sees keys 0..diag + cur - 1 and no row sees more, so the
-    // scores are read out, normalized and multiplied by V over those columns only (the rest
-    // would get probability 0)
-    int cols = tReg;
-    if (causal) {
-      cols = e.alloc();
-      e.add(cols, diag, cur);
-      e.min(cols, cols, tReg);
+    if (narrow()) {
+      e.emit(new Insn.Li(x1, sBuf, 0, 0));
+    } else {
+      probs.addr(e, x1, 0);
     }
-    e.emit(new Insn.Li(x1, sBuf, 0, 0));
-    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, cols, mask ? scale : 1.0f,
+    acc.addr(e, x2, 0);
+    int rd = e.accrd(x1, padBytes, x2, padWords, cur, cols, mask ? scale : 1.0f,
         Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(rd, TOK_MXU, 0);
     if (mask) {
@@ -608,28 +665,45 @@ final class AttentionLowering {
         mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0,
         narrow() ? 0 : TOK_VPU));
     if (narrow()) {
-      e.emit(new Insn.Li(x2, pBuf, 0, 0));
+      probs.addr(e, x2, 0);
       e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
-      e.emit(new Insn.Li(x1, pBuf, 0, 0));
-    }
-    // O = P V over the visible keys
-    kv.addr(e, x2, vOff);
-    int pv = e.mma(mxu, oAcc, dCols, x1, padBytes, x2, kvBytes, mTile,
-        (int) d, cols, 0, false, false, false);
-    e.patchTokens(pv, TOK_VPU, TOK_MXU);
-    if (causal) {
-      e.free(cols);
     }
     e.free(x1, x2);
+    if (cols != tReg) {
+      e.free(cols);
+    }
   }
 
-  /** O from ACC into the slot's output tile (waits MXU, signals STORE). */
-  private void readOut(Slot slot, int cur) {
+  /**
+   * O = P V over the visible keys, P at {@code probs}, into the output of {@code acc} (waits
+   * VPU, signals MXU).
+   */
+  private void weigh(Slot kv, Slot acc, Slot probs, int cur, int diag) {
+    int cols = visibleKeys(cur, diag);
+    int x1 = e.alloc();
+    int x2 = e.alloc();
+    int o = e.alloc();
+    probs.addr(e, x1, 0);
+    kv.addr(e, x2, vOff);
+    acc.addr(e, o, oInRegion);
+    int pv = e.mma(mxu, o, dCols, x1, padBytes, x2, kvBytes, mTile, (int) d, cols, 0, false,
+        false, false);
+    e.patchTokens(pv, TOK_VPU, TOK_MXU);
+    e.free(x1, x2, o);
+    if (cols != tReg) {
+      e.free(cols);
+    }
+  }
+
+  /** O from the ACC region {@code acc} into the slot's output tile (waits MXU, signals STORE). */
+  private void readOut(Slot acc, Slot slot, int cur) {
     int x = e.alloc();
     slot.addr(e, x, oOff);
-    int ro = e.accrd(x, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    int o = e.alloc();
+    acc.addr(e, o, oInRegion);
+    int ro = e.accrd(x, dBytes, o, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(ro, TOK_MXU, TOK_STORE);
-    e.free(x);
+    e.free(x, o);
   }
 
   /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */
