@@ -4,7 +4,6 @@ import static dev.sohuc.backend.Emitter.TOK_LOAD;
 import static dev.sohuc.backend.Emitter.TOK_MXU;
 import static dev.sohuc.backend.Emitter.TOK_STORE;
 import static dev.sohuc.backend.Emitter.TOK_VPU;
-import static dev.sohuc.backend.Emitter.TOK_VPU_TO_DMA;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
@@ -28,6 +27,11 @@ import java.util.List;
  * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
  * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
  *
+ * <p>Schedules: a decode step's stacked heads are software-pipelined over the batch's kv heads
+ * ({@link #pipelined}); query tiles without a mask keep two tiles in flight, the MXU's
+ * products of one overlapping the VPU's softmax of the other ({@link #prefetched}); the rest
+ * (a mask, or two tiles' ACC or SRAM buffers that do not fit) go one tile after another.
+ *
  * <p>K and V stored in bf16 (a quantized model's) set the MXU type of both products: each
  * query tile is converted to bf16 in SRAM before {@code Q K^T} and the probabilities after the
  * f32 softmax before {@code P V}; scores, softmax and the output stay f32. f32 K and V keep
@@ -37,8 +41,13 @@ final class AttentionLowering {
   static final int TILE = 128;
   /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
   static final int MAX_DEPTH = 4;
-  /** The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}). */
-  static final int PREFETCH_DEPTH = 3;
+  /**
+   * The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}).
+   * Its S = Q K^T is queued with the tile before it, so a query tile's load is queued three
+   * tiles before its first use: enough to hide the HBM latency behind a 70B prefill's tiles
+   * (with fewer slots the MXU waits for queries).
+   */
+  static final int PREFETCH_DEPTH = 5;
 
   private final Lowering l;
   private final Emitter e;
@@ -50,7 +59,9 @@ final class AttentionLowering {
   private long nqOff;
   private long kOff;
   private long vOff;
-  // the buffers P V reads the probabilities from (f32: the scores buffer, softmax in place)
+  // the buffers P V reads the probabilities from (f32: the scores buffers, softmax in place);
+  // two in the overlapped schedule, one tile's P V reading one while the next tile's
+  // softmax writes the other
   private long[] pBufs;
   // the pipelined decode schedule's resident query tiles: f32, and in K's type
   private long qRes;
@@ -75,7 +86,7 @@ final class AttentionLowering {
   private int dCols;
   private int padBytes;
   private int padWords;
-  // the ACC words of one query tile: its scores S, then at oInRegion its output O
+  // the ACC words of one query tile in flight: its scores S, then at oInRegion its output O
   private long region;
   private long oInRegion;
   private int win;
@@ -135,24 +146,33 @@ final class AttentionLowering {
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
     boolean pipelined = stack > 1 && at.mask() == null
         && qResBytes <= l.target().sramBytes() / 8;
+    // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
+    // slot and a second probabilities buffer; where they do not fit, tiles go one by one
+    long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)
+        + (narrow() ? 3 : 2) * Lowering.align(scoreBytes);
+    boolean overlap = at.mask() == null && !pipelined
+        && Lowering.ACC_BASE + 2 * region <= l.target().accWords()
+        && l.sramUsed() + overlapSram <= l.target().sramBytes();
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
     List<Long> slots = new java.util.ArrayList<>();
     slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
-    // without a mask the next query tiles also load while this one computes (further slots,
-    // the second required, the others as SRAM allows); those of the prefetched schedule hold
-    // a query and its output only
+    // the further slots of the prefetched schedule hold a query and its output only
     long further = pipelined ? slotBytes : kOff;
-    if (at.mask() == null) {
+    if (pipelined || overlap) {
       slots.add(l.sram(further, "the next tile's slot"));
     }
     sBuf = l.sram(scoreBytes, "scores");
     // P in K's type at the scores' row stride (the rest of each row unused), so that P V
     // needs no register of its own for the stride
-    pBufs = new long[] {narrow() ? l.sram(scoreBytes, "probabilities in " + mxu) : sBuf};
+    pBufs = new long[overlap ? 2 : 1];
+    for (int j = 0; j < pBufs.length; j++) {
+      pBufs[j] = narrow() ? l.sram(scoreBytes, "probabilities in " + mxu)
+          : j == 0 ? sBuf : l.sram(scoreBytes, "the other tile's scores");
+    }
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
-    int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
+    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
       slots.add(l.sram(further, "a further tile's slot"));
@@ -167,7 +187,7 @@ final class AttentionLowering {
     // run-time dims and strides
     tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
-    int rowsReg = l.dimReg(s.times(Dim.of(stack)));
+    int rowsReg = stack == 1 ? sReg : l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
     int kHeadStep = l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
@@ -218,9 +238,11 @@ final class AttentionLowering {
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
-    if (mask == null) {
-      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, kHeadStep, sReg, rowsReg);
-      e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
+    if (overlap) {
+      // the head strides are made where needed: the loop holds every register it can spare
+      e.free(qHeadStep, kHeadStep);
+      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, sReg, rowsReg);
+      e.free(tReg, sReg, rowsReg, qP, kP);
       return;
     }
     int four = e.konst(4);
@@ -374,20 +396,43 @@ final class AttentionLowering {
   }
 
   /**
-   * Query tiles without a mask: per kv head, its K and V load once into slot 0, then the query
-   * tiles of its heads go one after another through a ring of slots, each tile's compute
-   * queued after the load of the tile {@code depth - 1} ahead (the group's query rows are
-   * contiguous, so a load cursor walks them tile by tile, head by head), so the HBM latency
-   * of a query load overlaps the computes before it. A slot's query and output are reused
-   * only after the store queued before that reload, which waits for the compute that read
-   * them. As in {@link #pipelined}, the next tile's S = Q K^T is queued between this tile's
-   * P V and its read-out (its query converted whole: rows past the tile's are never read).
+   * Query tiles without a mask, the MXU's work on one tile overlapping the VPU's on another:
+   * per kv head, its K and V load once into slot 0, then the query tiles of its heads go one
+   * after another through a ring of slots (the group's query rows are contiguous, so a load
+   * cursor walks them tile by tile, head by head), each tile's load queued {@code depth - 1}
+   * tiles ahead, so that its HBM latency hides behind the tiles before it.
+   *
+   * <p>Per tile i, the MXU computes the next tile's S(i+1) = Q K^T while the VPU reads out S(i)
+   * and runs its softmax; then the MXU computes O(i) = P V while the VPU reads out O(i-1):
+   * <pre>
+   *   VPU: cvt Q(i+1) (narrow K), accrd S(i), softmax(i), cvt P(i) (narrow), accrd O(i-1)
+   *   MXU: S(i+1), P V(i)
+   *   DMA: load tile i+depth-1 into tile i-1's slot, store O(i-1) from that slot
+   * </pre>
+   * Two tiles are in flight, so each has its own ACC region (S, then O) and probabilities
+   * buffer: tile i those of parity i. Tokens count: the MXU signals S(0), [fence], S(1), P V(0),
+   * S(2), P V(1) ... in the order the VPU waits for them (accrd S(0), the 0-row accrd O(-1),
+   * accrd S(1), accrd O(0) ...), and for narrow K the VPU signals Q(i+1) before P(i), as the
+   * MXU waits for them. A buffer is written only after its last reader is done:
+   * <ul>
+   *   <li>S(i+1) overwrites S(i-1)'s region after P V(i-1) (MXU order), which waited for the
+   *       softmax behind accrd S(i-1); P V(i) overwrites O(i-2) after softmax(i), behind
+   *       accrd O(i-2) (VPU order); softmax(i) overwrites P(i-2) after accrd S(i), which
+   *       waited for S(i), behind P V(i-2).
+   *   <li>A slot's query (and so its conversion, which waits for the load) is reloaded behind
+   *       the store of O(i-2) on the DMA queue, which waited for accrd O(i-2), after P V(i-2)
+   *       and so after S(i-1) (MXU order) and cvt Q(i-1) (VPU order).
+   *   <li>A slot's output tile is rewritten by accrd O(j) after the load of tile j+1 (it waits
+   *       the S(j+1) or cvt Q(j+1) that waited for that load), and that load is queued behind
+   *       the store of the slot's previous tile.
+   * </ul>
    * Loads past the kv head's last tile move nothing but still signal LOAD, and the scores
-   * queued past it are never read: their tokens are taken after the head, and the next kv
-   * head's K and V load waits for those scores.
+   * queued past the last tile are never read: their tokens are taken after the head, then its
+   * last tile is read out and stored. The next kv head's K and V load is queued behind that
+   * store, so after every MXU read of this head's.
    */
   private void prefetched(Dim batch, long kvHeads, long heads, List<Long> slots, int qP,
-      int kP, int kHeadStep, int sReg, int rows) {
+      int kP, int sReg, int rows) {
     int depth = slots.size();
     Slot kv = Slot.at(slots.get(0));
     int[] ring = new int[depth];
@@ -400,6 +445,11 @@ final class AttentionLowering {
     int qLoad = e.copy(qP);
     int loadRows = e.alloc();
     int loadHeads = e.alloc();
+    // the parity of the tile now computed (its ACC region and probabilities buffer), and the
+    // rows of the tile before it, stored this iteration at qP (the output rows not yet stored)
+    int parity = e.alloc();
+    int prevRows = e.alloc();
+    e.emit(new Insn.Li(parity, 0, 0, 0));
     int bCount = l.dimReg(batch);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -411,11 +461,13 @@ final class AttentionLowering {
     for (int j = 0; j < depth - 1; j++) {
       loadNextQuery(Slot.in(ring[j]), qLoad, loadRows, loadHeads, rows, tileReg, one);
     }
-    Slot now = Slot.in(ring[0]);
-    Slot next = Slot.in(ring[1]);
-    Slot acc = Slot.at(Lowering.ACC_BASE);
-    Slot probs = Slot.at(pBufs[0]);
-    queryScores(kv, now, tileReg, acc);
+    // this tile's ACC region and probabilities buffer, and the other tile's region
+    Slot acc = region(parity, false);
+    Slot probs = Slot.alternating(parity, pBufs[0], pBufs[1]);
+    Slot other = region(parity, true);
+    queryScores(kv, Slot.in(ring[0]), tileReg, acc);
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, TOK_MXU));
+    e.emit(new Insn.Li(prevRows, 0, 0, 0));
     int gLoop = e.beginLoop(0, heads);
     int rem = e.copy(rows);
     int diag = e.alloc();
@@ -427,16 +479,22 @@ final class AttentionLowering {
     e.free(t);
     int rowsNow = e.alloc();
     e.min(rowsNow, tileReg, rem);
-    loadNextQuery(Slot.in(ring[depth - 1]), qLoad, loadRows, loadHeads, rows, tileReg, one);
+    Slot next = Slot.in(ring[1]);
+    Slot prev = Slot.in(ring[depth - 1]);
+    if (narrow()) {
+      convertQuery(next, tileReg);
+    }
     softmax(acc, probs, rowsNow, diag);
+    slotScores(kv, next, other);
     weigh(kv, acc, probs, rowsNow, diag);
-    queryScores(kv, next, tileReg, acc);
-    readOut(acc, now, rowsNow);
-    store(now, qP, rowsNow);
-    e.mulImm(rowsNow, rowsNow, d * 4);
-    e.add(qP, qP, rowsNow);
+    // queued before the store of O(i-1) for one more tile of lead: it writes only the query
+    // of tile i-1's slot, which S(i-1) has read (see above)
+    loadNextQuery(prev, qLoad, loadRows, loadHeads, rows, tileReg, one);
+    storeTile(other, prev, qP, prevRows);
+    e.add(prevRows, rowsNow, 0);
     e.free(rowsNow);
     rotate(ring);
+    e.sub(parity, one, parity);
     e.sub(rem, rem, tileReg);
     e.add(diag, diag, tileReg);
     e.endLoop(sLoop);
@@ -445,15 +503,42 @@ final class AttentionLowering {
     for (int j = 0; j < depth - 2; j++) {
       e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
     }
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, TOK_VPU_TO_DMA));
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.DMA, TOK_VPU_TO_DMA, 0));
-    e.add(kP, kP, kHeadStep);
+    // the scores past the last tile, never read; then the last tile (the parity flipped past
+    // it, its slot rotated to the ring's end)
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
+    storeTile(other, Slot.in(ring[depth - 1]), qP, prevRows);
+    // the next kv head's K: T rows on
+    int step = e.alloc();
+    e.mulImm(step, tReg, d * es);
+    e.add(kP, kP, step);
+    e.free(step);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(qLoad, loadRows, loadHeads);
+    e.free(qLoad, loadRows, loadHeads, parity, prevRows);
+  }
+
+  /**
+   * The {@code rows} rows of a finished tile, O in the ACC region {@code acc}, read out into
+   * its slot (waits MXU) and stored to the output rows at {@code qP}, which then moves past
+   * them.
+   */
+  private void storeTile(Slot acc, Slot slot, int qP, int rows) {
+    readOut(acc, slot, rows);
+    store(slot, qP, rows);
+    int step = e.alloc();
+    e.mulImm(step, rows, d * 4);
+    e.add(qP, qP, step);
+    e.free(step);
+  }
+
+  /** The ACC region of the tile of {@code parity}, or of the other tile in flight. */
+  private Slot region(int parity, boolean other) {
+    long r0 = Lowering.ACC_BASE;
+    long r1 = Lowering.ACC_BASE + region;
+    return other ? Slot.alternating(parity, r1, r0) : Slot.alternating(parity, r0, r1);
   }
 
   /**
@@ -502,8 +587,9 @@ final class AttentionLowering {
   }
 
   /**
-   * A base address, of an SRAM slot or buffer or of an ACC region: {@code base + step * reg},
-   * a constant or in a register (slots that rotate).
+   * A base address, of an SRAM slot or buffer or of an ACC region: a constant, in a register
+   * (slots that rotate), or one of two constants by a parity register (buffers that alternate):
+   * {@code base + step * reg}.
    */
   private record Slot(int reg, long base, long step) {
     static Slot at(long base) {
@@ -512,6 +598,11 @@ final class AttentionLowering {
 
     static Slot in(int reg) {
       return new Slot(reg, 0, 1);
+    }
+
+    /** {@code at0} while {@code parity} is 0, {@code at1} while it is 1. */
+    static Slot alternating(int parity, long at0, long at1) {
+      return new Slot(parity, at0, at1 - at0);
     }
 
     void addr(Emitter e, int x, long off) {
