@@ -4,7 +4,6 @@ import static dev.sohuc.backend.Emitter.TOK_LOAD;
 import static dev.sohuc.backend.Emitter.TOK_MXU;
 import static dev.sohuc.backend.Emitter.TOK_STORE;
 import static dev.sohuc.backend.Emitter.TOK_VPU;
-import static dev.sohuc.backend.Emitter.TOK_VPU_TO_DMA;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
@@ -28,6 +27,11 @@ import java.util.List;
  * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
  * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
  *
+ * <p>Schedules: a decode step's stacked heads are software-pipelined over the batch's kv heads
+ * ({@link #pipelined}); query tiles without a mask keep two tiles in flight, the MXU's
+ * products of one overlapping the VPU's softmax of the other ({@link #prefetched}); the rest
+ * (a mask, or two tiles' ACC or SRAM buffers that do not fit) go one tile after another.
+ *
  * <p>K and V stored in bf16 (a quantized model's) set the MXU type of both products: each
  * query tile is converted to bf16 in SRAM before {@code Q K^T} and the probabilities after the
  * f32 softmax before {@code P V}; scores, softmax and the output stay f32. f32 K and V keep
@@ -37,17 +41,28 @@ final class AttentionLowering {
   static final int TILE = 128;
   /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
   static final int MAX_DEPTH = 4;
-  /** The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}). */
-  static final int PREFETCH_DEPTH = 3;
+  /**
+   * The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}).
+   * Its S = Q K^T is queued with the tile before it, so a query tile's load is queued three
+   * tiles before its first use: enough to hide the HBM latency behind a 70B prefill's tiles
+   * (with fewer slots the MXU waits for queries).
+   */
+  static final int PREFETCH_DEPTH = 5;
 
   private final Lowering l;
   private final Emitter e;
-  // per op: the SRAM layout, the shape and the registers its tiles share
-  private long vOff;
+  // per op: the SRAM layout, the shape and the registers its tiles share; a slot is its query
+  // tile, output tile, the query in K's type (narrow K) and then K and V (only slot 0 holds
+  // K and V in the prefetched schedule, so its further slots end at kOff)
   private long qOff;
   private long oOff;
   private long nqOff;
-  private long pBuf;
+  private long kOff;
+  private long vOff;
+  // the buffers P V reads the probabilities from (f32: the scores buffers, softmax in place);
+  // two in the overlapped schedule, one tile's P V reading one while the next tile's
+  // softmax writes the other
+  private long[] pBufs;
   // the pipelined decode schedule's resident query tiles: f32, and in K's type
   private long qRes;
   private long nqRes;
@@ -55,6 +70,7 @@ final class AttentionLowering {
   private DType mxu;
   private long es;
   private int kvBytes;
+  // the scores read out of ACC (softmax in place)
   private long sBuf;
   private long mBuf;
   private boolean mask;
@@ -70,8 +86,9 @@ final class AttentionLowering {
   private int dCols;
   private int padBytes;
   private int padWords;
-  private int oAcc;
-  private int sAcc;
+  // the ACC words of one query tile in flight: its scores S, then at oInRegion its output O
+  private long region;
+  private long oInRegion;
   private int win;
 
   AttentionLowering(Lowering l) {
@@ -105,20 +122,22 @@ final class AttentionLowering {
     long nT = tPad / TILE;
     int mTile = s.isStatic() && s.value() * stack < TILE ? (int) Math.max(1, s.value() * stack)
         : TILE;
-    long accWords = Lowering.ACC_BASE + TILE * tPad + TILE * d;
-    if (accWords > l.target().accWords()) {
-      throw new BackendException(n.describe() + ": needs " + accWords + " ACC words for keys up "
-          + "to " + tBound + ", the target has " + l.target().accWords());
+    oInRegion = TILE * tPad;
+    region = oInRegion + TILE * d;
+    if (Lowering.ACC_BASE + region > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + (Lowering.ACC_BASE + region)
+          + " ACC words for keys up to " + tBound + ", the target has "
+          + l.target().accWords());
     }
     mxu = QuantLowering.dtype(kt.elementType());
     es = mxu.bytes();
-    // a slot holds one kv head's K and V, a query tile and its output tile, and for narrow K
-    // and V the query tile converted to their type
-    vOff = tPad * d * es;
-    qOff = 2 * vOff;
-    oOff = qOff + TILE * d * 4;
-    nqOff = oOff + TILE * d * 4;
-    long slotBytes = nqOff + (narrow() ? TILE * d * es : 0);
+    qOff = 0;
+    oOff = TILE * d * 4;
+    nqOff = 2 * TILE * d * 4;
+    kOff = nqOff + (narrow() ? TILE * d * es : 0);
+    vOff = kOff + tPad * d * es;
+    long slotBytes = vOff + tPad * d * es;
+    long scoreBytes = TILE * tPad * 4;
     // decode without a mask: every kv head is one query tile, so the next heads' K and V load
     // (into further slots) while this head computes, and the batch's query tiles (mTile rows
     // apart, one more for the scores queued past the last) are resident: one DMA loads them
@@ -127,25 +146,36 @@ final class AttentionLowering {
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
     boolean pipelined = stack > 1 && at.mask() == null
         && qResBytes <= l.target().sramBytes() / 8;
+    // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
+    // slot and a second probabilities buffer; where they do not fit, tiles go one by one
+    long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)
+        + (narrow() ? 3 : 2) * Lowering.align(scoreBytes);
+    boolean overlap = at.mask() == null && !pipelined
+        && Lowering.ACC_BASE + 2 * region <= l.target().accWords()
+        && l.sramUsed() + overlapSram <= l.target().sramBytes();
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
     List<Long> slots = new java.util.ArrayList<>();
     slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
-    // without a mask the next query tiles also load while this one computes (further slots,
-    // the second required, the others as SRAM allows)
-    if (at.mask() == null) {
-      slots.add(l.sram(slotBytes, "the next tile's slot"));
+    // the further slots of the prefetched schedule hold a query and its output only
+    long further = pipelined ? slotBytes : kOff;
+    if (pipelined || overlap) {
+      slots.add(l.sram(further, "the next tile's slot"));
     }
-    sBuf = l.sram(TILE * tPad * 4, "scores");
+    sBuf = l.sram(scoreBytes, "scores");
     // P in K's type at the scores' row stride (the rest of each row unused), so that P V
     // needs no register of its own for the stride
-    pBuf = narrow() ? l.sram(TILE * tPad * 4, "probabilities in " + mxu) : 0;
+    pBufs = new long[overlap ? 2 : 1];
+    for (int j = 0; j < pBufs.length; j++) {
+      pBufs[j] = narrow() ? l.sram(scoreBytes, "probabilities in " + mxu)
+          : j == 0 ? sBuf : l.sram(scoreBytes, "the other tile's scores");
+    }
     Value mask = at.mask();
-    mBuf = mask == null ? 0 : l.sram(TILE * tPad * 4, "mask tile");
-    int depth = pipelined ? MAX_DEPTH : mask == null ? PREFETCH_DEPTH : 1;
+    mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
+    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH : 1;
     while (slots.size() < depth
-        && l.sramUsed() + Lowering.align(slotBytes) <= l.target().sramBytes()) {
-      slots.add(l.sram(slotBytes, "a further tile's slot"));
+        && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
+      slots.add(l.sram(further, "a further tile's slot"));
     }
     this.mask = mask != null;
     this.nT = nT;
@@ -157,7 +187,7 @@ final class AttentionLowering {
     // run-time dims and strides
     tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
-    int rowsReg = l.dimReg(s.times(Dim.of(stack)));
+    int rowsReg = stack == 1 ? sReg : l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
     // a head's K and V: its positions, or the capacity of a cache appended to in place
     long capacity = l.kvCapacity(at.k());
@@ -203,8 +233,6 @@ final class AttentionLowering {
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
     int tileReg = e.konst(TILE);
-    oAcc = e.konst(Lowering.ACC_BASE + TILE * tPad);
-    sAcc = e.konst(Lowering.ACC_BASE);
     // sliding window: softmax masks keys at or before (query position - window)
     win = at.window() > 0 ? e.konst(at.window()) : 0;
     if (pipelined) {
@@ -212,13 +240,15 @@ final class AttentionLowering {
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
       return;
     }
-    if (mask == null) {
-      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, kHeadStep, sReg, rowsReg);
-      e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
+    if (overlap) {
+      // the head strides are made where needed: the loop holds every register it can spare
+      e.free(qHeadStep, kHeadStep);
+      prefetched(qt.dim(0), hkv.value(), group / stack, slots, qP, kP, sReg, rowsReg);
+      e.free(tReg, sReg, rowsReg, qP, kP);
       return;
     }
     int four = e.konst(4);
-    Slot slot = new Slot(0, slots.get(0));
+    Slot slot = Slot.at(slots.get(0));
     int bCount = l.dimReg(qt.dim(0));
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -319,22 +349,25 @@ final class AttentionLowering {
     }
     e.free(x, y);
     e.emit(new Insn.Li(qP, narrow() ? nqRes : qRes, 0, 0));
-    Slot query = new Slot(qP, 0);
+    Slot query = Slot.in(qP);
     long qTileBytes = mTile * d * es;
     for (int j = 0; j < depth - 1; j++) {
-      loadAhead(new Slot(ring[j], 0), kP, kHeadStep, left, one);
+      loadAhead(Slot.in(ring[j]), kP, kHeadStep, left, one);
     }
-    Slot now = new Slot(ring[0], 0);
-    Slot next = new Slot(ring[1], 0);
-    scores(now, query, 0, TOK_LOAD);
+    Slot now = Slot.in(ring[0]);
+    Slot next = Slot.in(ring[1]);
+    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot probs = Slot.at(pBufs[0]);
+    scores(now, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
     int loop = e.beginLoop(count, 0);
     e.free(count);
-    attend(now, rows, diag);
-    loadAhead(new Slot(ring[depth - 1], 0), kP, kHeadStep, left, one);
-    scores(next, query, 0, TOK_LOAD);
+    softmax(acc, probs, rows, diag);
+    weigh(now, acc, probs, rows, diag);
+    loadAhead(Slot.in(ring[depth - 1]), kP, kHeadStep, left, one);
+    scores(next, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
-    readOut(now, rows);
+    readOut(acc, now, rows);
     store(now, qStore, rows);
     e.add(qStore, qStore, qHeadStep);
     rotate(ring);
@@ -365,22 +398,45 @@ final class AttentionLowering {
   }
 
   /**
-   * Query tiles without a mask: per kv head, its K and V load once into slot 0, then the query
-   * tiles of its heads go one after another through a ring of slots, each tile's compute
-   * queued after the load of the tile {@code depth - 1} ahead (the group's query rows are
-   * contiguous, so a load cursor walks them tile by tile, head by head), so the HBM latency
-   * of a query load overlaps the computes before it. A slot's query and output are reused
-   * only after the store queued before that reload, which waits for the compute that read
-   * them. As in {@link #pipelined}, the next tile's S = Q K^T is queued between this tile's
-   * P V and its read-out (its query converted whole: rows past the tile's are never read).
+   * Query tiles without a mask, the MXU's work on one tile overlapping the VPU's on another:
+   * per kv head, its K and V load once into slot 0, then the query tiles of its heads go one
+   * after another through a ring of slots (the group's query rows are contiguous, so a load
+   * cursor walks them tile by tile, head by head), each tile's load queued {@code depth - 1}
+   * tiles ahead, so that its HBM latency hides behind the tiles before it.
+   *
+   * <p>Per tile i, the MXU computes the next tile's S(i+1) = Q K^T while the VPU reads out S(i)
+   * and runs its softmax; then the MXU computes O(i) = P V while the VPU reads out O(i-1):
+   * <pre>
+   *   VPU: cvt Q(i+1) (narrow K), accrd S(i), softmax(i), cvt P(i) (narrow), accrd O(i-1)
+   *   MXU: S(i+1), P V(i)
+   *   DMA: load tile i+depth-1 into tile i-1's slot, store O(i-1) from that slot
+   * </pre>
+   * Two tiles are in flight, so each has its own ACC region (S, then O) and probabilities
+   * buffer: tile i those of parity i. Tokens count: the MXU signals S(0), [fence], S(1), P V(0),
+   * S(2), P V(1) ... in the order the VPU waits for them (accrd S(0), the 0-row accrd O(-1),
+   * accrd S(1), accrd O(0) ...), and for narrow K the VPU signals Q(i+1) before P(i), as the
+   * MXU waits for them. A buffer is written only after its last reader is done:
+   * <ul>
+   *   <li>S(i+1) overwrites S(i-1)'s region after P V(i-1) (MXU order), which waited for the
+   *       softmax behind accrd S(i-1); P V(i) overwrites O(i-2) after softmax(i), behind
+   *       accrd O(i-2) (VPU order); softmax(i) overwrites P(i-2) after accrd S(i), which
+   *       waited for S(i), behind P V(i-2).
+   *   <li>A slot's query (and so its conversion, which waits for the load) is reloaded behind
+   *       the store of O(i-2) on the DMA queue, which waited for accrd O(i-2), after P V(i-2)
+   *       and so after S(i-1) (MXU order) and cvt Q(i-1) (VPU order).
+   *   <li>A slot's output tile is rewritten by accrd O(j) after the load of tile j+1 (it waits
+   *       the S(j+1) or cvt Q(j+1) that waited for that load), and that load is queued behind
+   *       the store of the slot's previous tile.
+   * </ul>
    * Loads past the kv head's last tile move nothing but still signal LOAD, and the scores
-   * queued past it are never read: their tokens are taken after the head, and the next kv
-   * head's K and V load waits for those scores.
+   * queued past the last tile are never read: their tokens are taken after the head, then its
+   * last tile is read out and stored. The next kv head's K and V load is queued behind that
+   * store, so after every MXU read of this head's.
    */
   private void prefetched(Dim batch, long kvHeads, long heads, List<Long> slots, int qP,
-      int kP, int kHeadStep, int sReg, int rows) {
+      int kP, int sReg, int rows) {
     int depth = slots.size();
-    Slot kv = new Slot(0, slots.get(0));
+    Slot kv = Slot.at(slots.get(0));
     int[] ring = new int[depth];
     for (int j = 0; j < depth; j++) {
       ring[j] = e.li(slots.get(j));
@@ -391,6 +447,11 @@ final class AttentionLowering {
     int qLoad = e.copy(qP);
     int loadRows = e.alloc();
     int loadHeads = e.alloc();
+    // the parity of the tile now computed (its ACC region and probabilities buffer), and the
+    // rows of the tile before it, stored this iteration at qP (the output rows not yet stored)
+    int parity = e.alloc();
+    int prevRows = e.alloc();
+    e.emit(new Insn.Li(parity, 0, 0, 0));
     int bCount = l.dimReg(batch);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
@@ -400,11 +461,15 @@ final class AttentionLowering {
     e.add(loadRows, rows, 0);
     e.emit(new Insn.Li(loadHeads, heads - 1, 0, 0));
     for (int j = 0; j < depth - 1; j++) {
-      loadNextQuery(new Slot(ring[j], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
+      loadNextQuery(Slot.in(ring[j]), qLoad, loadRows, loadHeads, rows, tileReg, one);
     }
-    Slot now = new Slot(ring[0], 0);
-    Slot next = new Slot(ring[1], 0);
-    queryScores(kv, now, tileReg);
+    // this tile's ACC region and probabilities buffer, and the other tile's region
+    Slot acc = region(parity, false);
+    Slot probs = Slot.alternating(parity, pBufs[0], pBufs[1]);
+    Slot other = region(parity, true);
+    queryScores(kv, Slot.in(ring[0]), tileReg, acc);
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, TOK_MXU));
+    e.emit(new Insn.Li(prevRows, 0, 0, 0));
     int gLoop = e.beginLoop(0, heads);
     int rem = e.copy(rows);
     int diag = e.alloc();
@@ -416,15 +481,22 @@ final class AttentionLowering {
     e.free(t);
     int rowsNow = e.alloc();
     e.min(rowsNow, tileReg, rem);
-    loadNextQuery(new Slot(ring[depth - 1], 0), qLoad, loadRows, loadHeads, rows, tileReg, one);
-    attend(kv, rowsNow, diag);
-    queryScores(kv, next, tileReg);
-    readOut(now, rowsNow);
-    store(now, qP, rowsNow);
-    e.mulImm(rowsNow, rowsNow, d * 4);
-    e.add(qP, qP, rowsNow);
+    Slot next = Slot.in(ring[1]);
+    Slot prev = Slot.in(ring[depth - 1]);
+    if (narrow()) {
+      convertQuery(next, tileReg);
+    }
+    softmax(acc, probs, rowsNow, diag);
+    slotScores(kv, next, other);
+    weigh(kv, acc, probs, rowsNow, diag);
+    // queued before the store of O(i-1) for one more tile of lead: it writes only the query
+    // of tile i-1's slot, which S(i-1) has read (see above)
+    loadNextQuery(prev, qLoad, loadRows, loadHeads, rows, tileReg, one);
+    storeTile(other, prev, qP, prevRows);
+    e.add(prevRows, rowsNow, 0);
     e.free(rowsNow);
     rotate(ring);
+    e.sub(parity, one, parity);
     e.sub(rem, rem, tileReg);
     e.add(diag, diag, tileReg);
     e.endLoop(sLoop);
@@ -433,15 +505,42 @@ final class AttentionLowering {
     for (int j = 0; j < depth - 2; j++) {
       e.emit(Emitter.fence(loadConsumer(), TOK_LOAD, 0));
     }
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, TOK_VPU_TO_DMA));
-    e.emit(Emitter.fence(dev.sohuc.isa.Engine.DMA, TOK_VPU_TO_DMA, 0));
-    e.add(kP, kP, kHeadStep);
+    // the scores past the last tile, never read; then the last tile (the parity flipped past
+    // it, its slot rotated to the ring's end)
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
+    storeTile(other, Slot.in(ring[depth - 1]), qP, prevRows);
+    // the next kv head's K: T rows on
+    int step = e.alloc();
+    e.mulImm(step, tReg, d * es);
+    e.add(kP, kP, step);
+    e.free(step);
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(qLoad, loadRows, loadHeads);
+    e.free(qLoad, loadRows, loadHeads, parity, prevRows);
+  }
+
+  /**
+   * The {@code rows} rows of a finished tile, O in the ACC region {@code acc}, read out into
+   * its slot (waits MXU) and stored to the output rows at {@code qP}, which then moves past
+   * them.
+   */
+  private void storeTile(Slot acc, Slot slot, int qP, int rows) {
+    readOut(acc, slot, rows);
+    store(slot, qP, rows);
+    int step = e.alloc();
+    e.mulImm(step, rows, d * 4);
+    e.add(qP, qP, step);
+    e.free(step);
+  }
+
+  /** The ACC region of the tile of {@code parity}, or of the other tile in flight. */
+  private Slot region(int parity, boolean other) {
+    long r0 = Lowering.ACC_BASE;
+    long r1 = Lowering.ACC_BASE + region;
+    return other ? Slot.alternating(parity, r1, r0) : Slot.alternating(parity, r0, r1);
   }
 
   /**
@@ -489,13 +588,33 @@ final class AttentionLowering {
     return mxu != DType.F32;
   }
 
-  /** An SRAM slot's base: in a register (slots that swap) or a constant. */
-  private record Slot(int reg, long base) {
+  /**
+   * A base address, of an SRAM slot or buffer or of an ACC region: a constant, in a register
+   * (slots that rotate), or one of two constants by a parity register (buffers that alternate):
+   * {@code base + step * reg}.
+   */
+  private record Slot(int reg, long base, long step) {
+    static Slot at(long base) {
+      return new Slot(0, base, 0);
+    }
+
+    static Slot in(int reg) {
+      return new Slot(reg, 0, 1);
+    }
+
+    /** {@code at0} while {@code parity} is 0, {@code at1} while it is 1. */
+    static Slot alternating(int parity, long at0, long at1) {
+      return new Slot(parity, at0, at1 - at0);
+    }
+
     void addr(Emitter e, int x, long off) {
-      if (reg == 0) {
+      if (reg == 0 || step == 0) {
         e.emit(new Insn.Li(x, base + off, 0, 0));
+      } else if (step == 1) {
+        e.addImm(x, reg, base + off);
       } else {
-        e.addImm(x, reg, off);
+        e.mulImm(x, reg, step);
+        e.addImm(x, x, base + off);
       }
     }
   }
@@ -506,8 +625,8 @@ final class AttentionLowering {
    */
   private int loadKv(Slot slot, int kP, int keys) {
     int a = e.alloc();
-    slot.addr(e, a, 0);
-    int dstPlanes = e.li(vOff);
+    slot.addr(e, a, kOff);
+    int dstPlanes = e.li(vOff - kOff);
     int srcPlanes = e.li(vFromK);
     int pc = e.dma(MemSpace.SRAM, a, kvBytes, MemSpace.HBM, kP, kvBytes, d * es, keys, 0, 0, 2,
         dstPlanes, srcPlanes);
@@ -528,25 +647,35 @@ final class AttentionLowering {
   /**
    * The slot's query tile against the K and V in {@code kv}: S = Q K^T (the first mma, or for
    * narrow K the query's conversion, waits LOAD), scaled and masked, softmax, O = P V, into the
-   * slot's output tile (the last accrd signals STORE).
+   * slot's output tile (the last accrd signals STORE); one ACC region and one probabilities
+   * buffer.
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
-    queryScores(kv, slot, cur);
-    attend(kv, cur, diag);
-    readOut(slot, cur);
+    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot probs = Slot.at(pBufs[0]);
+    queryScores(kv, slot, cur, acc);
+    softmax(acc, probs, cur, diag);
+    weigh(kv, acc, probs, cur, diag);
+    readOut(acc, slot, cur);
   }
 
   /**
-   * S = Q K^T of the slot's query tile (it waits LOAD); for narrow K its {@code rows} rows
-   * converted first.
+   * S = Q K^T of the slot's query tile into {@code acc} (it waits LOAD); for narrow K its
+   * {@code rows} rows converted first.
    */
-  private void queryScores(Slot kv, Slot slot, int rows) {
+  private void queryScores(Slot kv, Slot slot, int rows, Slot acc) {
     if (narrow()) {
       convertQuery(slot, rows);
-      scores(kv, slot, nqOff, TOK_VPU);
-    } else {
-      scores(kv, slot, qOff, TOK_LOAD);
     }
+    slotScores(kv, slot, acc);
+  }
+
+  /**
+   * S = Q K^T of the slot's query tile, already in K's type, into {@code acc}: the first mma
+   * waits LOAD, or for narrow K the VPU's conversion.
+   */
+  private void slotScores(Slot kv, Slot slot, Slot acc) {
+    scores(kv, slot, narrow() ? nqOff : qOff, narrow() ? TOK_VPU : TOK_LOAD, acc);
   }
 
   /** The slot's f32 query tile into K's type beside it (waits LOAD, signals VPU). */
@@ -561,15 +690,17 @@ final class AttentionLowering {
   }
 
   /**
-   * S = Q K^T into ACC, 128 key columns per mma, the query tile in K's type at
-   * {@code q.addr(at)} (the first mma waits {@code wait}, the last signals MXU).
+   * S = Q K^T into the scores of the ACC region {@code acc}, 128 key columns per mma, the query
+   * tile in K's type at {@code q.addr(at)} (the first mma waits {@code wait}, the last signals
+   * MXU).
    */
-  private void scores(Slot kv, Slot q, long at, int wait) {
+  private void scores(Slot kv, Slot q, long at, int wait, Slot acc) {
     int x1 = e.alloc();
     q.addr(e, x1, at);
     int bT = e.alloc();
-    kv.addr(e, bT, 0);
-    int accT = e.copy(sAcc);
+    kv.addr(e, bT, kOff);
+    int accT = e.alloc();
+    acc.addr(e, accT, 0);
     for (int i = 0; i < nT; i++) {
       int mm = e.mma(mxu, accT, padWords, x1, kvBytes, bT, kvBytes, mTile, TILE, 0, (int) d,
           false, true, false);
@@ -585,21 +716,38 @@ final class AttentionLowering {
     e.free(bT, accT, x1);
   }
 
-  /** S read out (waits MXU), masked, softmax, then O = P V into ACC (signals MXU). */
-  private void attend(Slot kv, int cur, int diag) {
+  /**
+   * The key columns the tile's rows see: T (in tReg), or causal, up to its last row's diagonal
+   * (a fresh register): the tile's last row sees keys 0..diag + cur - 1 and no row sees more,
+   * so the scores are read out, normalized and multiplied by V over those columns only (the
+   * rest would get probability 0).
+   */
+  private int visibleKeys(int cur, int diag) {
+    if (!causal) {
+      return tReg;
+    }
+    int cols = e.alloc();
+    e.add(cols, diag, cur);
+    e.min(cols, cols, tReg);
+    return cols;
+  }
+
+  /**
+   * S read out of {@code acc} (waits MXU), masked, softmax, and the probabilities at
+   * {@code probs} for P V (signals VPU): f32 in place, the scores read out there; narrow
+   * converted there to K's type from the scores buffer.
+   */
+  private void softmax(Slot acc, Slot probs, int cur, int diag) {
+    int cols = visibleKeys(cur, diag);
     int x1 = e.alloc();
     int x2 = e.alloc();
-    // causal: the tile's last row sees keys 0..diag + cur - 1 and no row sees more, so the
-    // scores are read out, normalized and multiplied by V over those columns only (the rest
-    // would get probability 0)
-    int cols = tReg;
-    if (causal) {
-      cols = e.alloc();
-      e.add(cols, diag, cur);
-      e.min(cols, cols, tReg);
+    if (narrow()) {
+      e.emit(new Insn.Li(x1, sBuf, 0, 0));
+    } else {
+      probs.addr(e, x1, 0);
     }
-    e.emit(new Insn.Li(x1, sBuf, 0, 0));
-    int rd = e.accrd(x1, padBytes, sAcc, padWords, cur, cols, mask ? scale : 1.0f,
+    acc.addr(e, x2, 0);
+    int rd = e.accrd(x1, padBytes, x2, padWords, cur, cols, mask ? scale : 1.0f,
         Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(rd, TOK_MXU, 0);
     if (mask) {
@@ -610,28 +758,45 @@ final class AttentionLowering {
         mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0,
         narrow() ? 0 : TOK_VPU));
     if (narrow()) {
-      e.emit(new Insn.Li(x2, pBuf, 0, 0));
+      probs.addr(e, x2, 0);
       e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
-      e.emit(new Insn.Li(x1, pBuf, 0, 0));
-    }
-    // O = P V over the visible keys
-    kv.addr(e, x2, vOff);
-    int pv = e.mma(mxu, oAcc, dCols, x1, padBytes, x2, kvBytes, mTile,
-        (int) d, cols, 0, false, false, false);
-    e.patchTokens(pv, TOK_VPU, TOK_MXU);
-    if (causal) {
-      e.free(cols);
     }
     e.free(x1, x2);
+    if (cols != tReg) {
+      e.free(cols);
+    }
   }
 
-  /** O from ACC into the slot's output tile (waits MXU, signals STORE). */
-  private void readOut(Slot slot, int cur) {
+  /**
+   * O = P V over the visible keys, P at {@code probs}, into the output of {@code acc} (waits
+   * VPU, signals MXU).
+   */
+  private void weigh(Slot kv, Slot acc, Slot probs, int cur, int diag) {
+    int cols = visibleKeys(cur, diag);
+    int x1 = e.alloc();
+    int x2 = e.alloc();
+    int o = e.alloc();
+    probs.addr(e, x1, 0);
+    kv.addr(e, x2, vOff);
+    acc.addr(e, o, oInRegion);
+    int pv = e.mma(mxu, o, dCols, x1, padBytes, x2, kvBytes, mTile, (int) d, cols, 0, false,
+        false, false);
+    e.patchTokens(pv, TOK_VPU, TOK_MXU);
+    e.free(x1, x2, o);
+    if (cols != tReg) {
+      e.free(cols);
+    }
+  }
+
+  /** O from the ACC region {@code acc} into the slot's output tile (waits MXU, signals STORE). */
+  private void readOut(Slot acc, Slot slot, int cur) {
     int x = e.alloc();
     slot.addr(e, x, oOff);
-    int ro = e.accrd(x, dBytes, oAcc, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    int o = e.alloc();
+    acc.addr(e, o, oInRegion);
+    int ro = e.accrd(x, dBytes, o, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
     e.patchTokens(ro, TOK_MXU, TOK_STORE);
-    e.free(x);
+    e.free(x, o);
   }
 
   /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */

@@ -475,6 +475,51 @@ class EndToEndOpsTest {
         BF16_ATTENTION_TOL);
   }
 
+  /**
+   * Prefill without a mask: several query tiles per head (300 rows are 128 + 128 + 44), four
+   * query heads per kv head and two batches, so the prefetched schedule runs its ring of
+   * query slots and its two tiles in flight (both ACC regions and probabilities buffers)
+   * across tiles, heads, kv heads and batches; causal, full and sliding-window, over f32 K
+   * and V (through a neg, as the bf16 ones through their cast) and bf16.
+   */
+  @Test
+  void prefillAttentionOverManyTilesAndGroupedHeads() {
+    String attn = """
+          %o = attention %q, %k, %v {scale = 0.25, causal = true, window = 0} : tensor<?b x 8 x ?s x 16 x f32>
+          %f = attention %q, %k, %v {scale = 0.25, causal = false, window = 0} : tensor<?b x 8 x ?s x 16 x f32>
+          %w = attention %q, %k, %v {scale = 0.25, causal = true, window = 50} : tensor<?b x 8 x ?s x 16 x f32>
+          return %o, %f, %w
+        }""";
+    String sig = """
+        func @main(%q: tensor<?b x 8 x ?s x 16 x f32>, %kf: tensor<?b x 2 x ?s x 16 x f32>, %vf: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 8 x ?s x 16 x f32>, "f": tensor<?b x 8 x ?s x 16 x f32>, "w": tensor<?b x 8 x ?s x 16 x f32>) {
+        """;
+    BackendOptions options = BackendOptions.defaults().withBound("s", 300).withBound("b", 2);
+    List<Map<String, Long>> bindings = List.of(Map.of("s", 300L, "b", 2L),
+        Map.of("s", 5L, "b", 1L), Map.of("s", 129L, "b", 2L));
+    check("attn_prefill", sig + """
+          %k = neg %kf : tensor<?b x 2 x ?s x 16 x f32>
+          %v = neg %vf : tensor<?b x 2 x ?s x 16 x f32>
+        """ + attn, options, bindings);
+    check("attn_prefill_bf16", sig + """
+          %k = cast %kf {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %v = cast %vf {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+        """ + attn, options, bindings, BF16_ATTENTION_TOL);
+  }
+
+  /**
+   * Keys bounded at 17000: two query tiles' scores (128 x 17024 words each) do not fit ACC,
+   * so the tiles of an unmasked attention go one after another.
+   */
+  @Test
+  void prefillAttentionTooLongToOverlapGoesTileByTile() {
+    check("attn_long", """
+        func @main(%q: tensor<1 x 4 x ?s x 16 x f32>, %k: tensor<1 x 2 x ?s x 16 x f32>, %v: tensor<1 x 2 x ?s x 16 x f32>) -> ("o": tensor<1 x 4 x ?s x 16 x f32>) {
+          %o = attention %q, %k, %v {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o
+        }""", BackendOptions.defaults().withBound("s", 17000),
+        List.of(Map.of("s", 5L), Map.of("s", 200L)));
+  }
+
   // ---- data movement --------------------------------------------------------------------
 
   @Test
