@@ -82,6 +82,8 @@ final class AttentionLowering {
   private long oFromQ;
   private long vFromK;
   private int tReg;
+  /** The positions a K or V head is laid out at when its cache is appended in place, else 0. */
+  private long kvCapacity;
   private int dBytes;
   private int dCols;
   private int padBytes;
@@ -190,8 +192,9 @@ final class AttentionLowering {
     int rowsReg = stack == 1 ? sReg : l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
     // a head's K and V: its positions, or the capacity of a cache appended to in place
-    long capacity = l.kvCapacity(at.k());
-    int kHeadStep = capacity > 0 ? e.li(capacity * d * es) : l.dimReg(t.times(Dim.of(d * es)));
+    kvCapacity = l.kvCapacity(at.k());
+    int kHeadStep = kvCapacity > 0 ? e.li(kvCapacity * d * es)
+        : l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each
@@ -509,11 +512,15 @@ final class AttentionLowering {
     // it, its slot rotated to the ring's end)
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
     storeTile(other, Slot.in(ring[depth - 1]), qP, prevRows);
-    // the next kv head's K: T rows on
-    int step = e.alloc();
-    e.mulImm(step, tReg, d * es);
-    e.add(kP, kP, step);
-    e.free(step);
+    // the next kv head's K: T rows on (or the capacity of a cache appended in place)
+    if (kvCapacity > 0) {
+      e.addImm(kP, kP, kvCapacity * d * es);
+    } else {
+      int step = e.alloc();
+      e.mulImm(step, tReg, d * es);
+      e.add(kP, kP, step);
+      e.free(step);
+    }
     e.endLoop(kvLoop);
     e.endLoop(bLoop);
     for (int r : ring) {

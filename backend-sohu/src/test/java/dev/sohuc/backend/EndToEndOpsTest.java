@@ -411,6 +411,18 @@ class EndToEndOpsTest {
   }
 
   /**
+   * The same step with several new positions (a prefill chunk after a past): the caches
+   * appended in place hold 600 positions a head, more than the run's p + s, and the
+   * overlapped prefill attention walks its kv heads that far apart.
+   */
+  @Test
+  void chunkAppendedInPlaceAfterAPast() {
+    check("chunk_in_place", DECODE_STEP, BackendOptions.defaults().withBound("s", 300)
+        .withBound("p", 300).withBound("b", 2), List.of(Map.of("s", 150L, "p", 20L, "b", 2L),
+        Map.of("s", 5L, "p", 7L, "b", 1L), Map.of("s", 300L, "p", 0L, "b", 2L)));
+  }
+
+  /**
    * The decode step's caches: each input laid out at the bound of p+s (301 positions), its
    * output at the same address, and the append writes only the new positions: the step's HBM
    * traffic has the caches' new rows, not copies of them.
