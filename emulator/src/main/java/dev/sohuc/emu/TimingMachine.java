@@ -298,7 +298,9 @@ final class TimingMachine {
         MemSpace src = MemSpace.values()[(int) o.values.field("src_space")];
         MemSpace dst = MemSpace.values()[(int) o.values.field("dst_space")];
         o.hbmSides = (src == MemSpace.HBM ? 1 : 0) + (dst == MemSpace.HBM ? 1 : 0);
-        o.rate = o.hbmSides > 0 ? target.hbmBytesPerCycle() : target.sramBytesPerCycle();
+        // HBM to HBM moves every byte through HBM twice (a read and a write)
+        o.rate = o.hbmSides > 0 ? target.hbmBytesPerCycle() / o.hbmSides
+            : target.sramBytesPerCycle();
         o.latency = o.hbmSides > 0 ? target.hbmLatencyCycles() : target.sramLatencyCycles();
       }
       case LINK_BYTES -> {

@@ -52,7 +52,8 @@ class MultiChipTimingTest {
 
   @Test
   void aLateChipDelaysTheCollectiveForEveryone() {
-    // chip 1 first copies 4 GiB HBM -> HBM (the DMA's rate counts each byte once), then joins
+    // chip 1 first copies 4 GiB HBM -> HBM (each byte read and written: half the HBM rate),
+    // then joins
     String late = "li r9, " + ELEMS + "\nli r10, 65536\n"
         + "dma hbm, r0+4096, r0, hbm, r0+4096, r0, 65536, 1, planes=r10+0, signal=1\n"
         + "allreduce hbm, r0+4096, r9, f32, 2, wait=1\nhalt\n";
@@ -62,7 +63,7 @@ class MultiChipTimingTest {
         Options.defaults(), noDims(2));
     MultiChipTiming.Report together = MultiChipTiming.run(List.of(early, slow), SOHU,
         Options.defaults(), noDims(2));
-    long dmaCycles = (long) Math.ceil(65536.0 * 65536 / SOHU.hbmBytesPerCycle());
+    long dmaCycles = (long) Math.ceil(2 * 65536.0 * 65536 / SOHU.hbmBytesPerCycle());
     // the early chip finishes when the late one does: it waited at the rendezvous
     long c0 = together.chips().get(0).cycles();
     long c1 = together.chips().get(1).cycles();

@@ -318,7 +318,8 @@ public final class IsaDocGenerator {
 
         where `fixed` and `passes` are per instruction (below), `work` is counted in the unit of
         the instruction from its fields and the registers read at issue, and `rate` is the
-        machine description's throughput: DMA bytes per cycle (per memory pair), MXU MACs per
+        machine description's throughput: DMA bytes per cycle (per memory pair: an HBM-to-HBM
+        copy reads and writes HBM, so it gets half the HBM bandwidth), MXU MACs per
         cycle (per input dtype), VPU elements per cycle. Control instructions take one cycle of
         the control unit. The timing emulator needs nothing else; `dev.sohuc.isa.Cost.workOf`
         computes `work` from a decoded instruction and a register file.
