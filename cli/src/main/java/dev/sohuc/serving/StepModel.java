@@ -20,6 +20,7 @@ import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.Engine;
+import dev.sohuc.isa.InsnTable;
 import dev.sohuc.passes.LayoutWeightsPass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
@@ -51,7 +52,8 @@ public final class StepModel {
    * One program run: time and work per chip.
    *
    * @param linkBoundSeconds the interconnect bound: the LINK engine's busy time (each
-   *     collective's fixed cost and link bytes over the link bandwidth) plus one ring latency,
+   *     collective's fixed cost and link bytes over the link bandwidth) plus one allreduce's
+   *     latency (a hop per step, InsnTable.allreduceSteps),
    *     the least time the collectives take with nothing else to do (the link pipelines them:
    *     a collective's latency delays its completion, not the next one's start)
    * @param secondsByKind self time per op kind (OpTiming), largest first
@@ -329,7 +331,8 @@ public final class StepModel {
     long linkBytes = r.linkBytes() / chips;
     double linkBound = chips < 2 || r.collectives() == 0 ? 0
         : (c.engines().get(Engine.LINK).busyCycles()
-            + 2.0 * (chips - 1) * target.linkLatencyCycles()) / target.clockHz();
+            + (double) InsnTable.allreduceSteps(chips) * target.linkLatencyCycles())
+            / target.clockHz();
     Map<String, Double> kinds = new HashMap<>();
     for (OpTiming o : c.ops()) {
       kinds.merge(o.kind(), o.selfCycles() / target.clockHz(), Double::sum);

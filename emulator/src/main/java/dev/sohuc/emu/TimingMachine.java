@@ -306,7 +306,8 @@ final class TimingMachine {
       case LINK_BYTES -> {
         o.chips = (int) o.values.field("chips");
         o.rate = target.linkBytesPerCycle();
-        o.latency = 2L * (o.chips - 1) * target.linkLatencyCycles();
+        o.latency = (long) dev.sohuc.isa.InsnTable.allreduceSteps(o.chips)
+            * target.linkLatencyCycles();
         MemSpace space = MemSpace.values()[(int) o.values.field("space")];
         // the ring reads and writes the local buffer once per step
         o.hbmSides = space == MemSpace.HBM ? 2 : 0;

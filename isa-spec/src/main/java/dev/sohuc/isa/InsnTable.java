@@ -252,13 +252,15 @@ public final class InsnTable {
             + "buffer_c[r][i] for r < rows, i < elems, added in f32 in chip order 0, 1, .. "
             + "chips-1 and rounded once to dtype; with chips=1 it is the identity. Rows let a "
             + "column block of a matrix (a finished weight panel's outputs) be summed while the "
-            + "next block is computed. Ring algorithm: reduce-scatter then all-gather, "
-            + "2(chips-1) steps of bytes/chips each. Time: it starts when the last chip of the "
-            + "group arrives and occupies the LINK queue for 64 + ceil(2(chips-1)/chips x bytes "
-            + "/ link) cycles, with bytes = rows x elems x esize and link = "
-            + "interconnect.bandwidth in bytes per cycle; completion adds 2(chips-1) x "
-            + "interconnect.latency (one hop per ring step). The buffer is read and written once "
-            + "per ring step: HBM traffic is counted as twice the link bytes. The link shares "
+            + "next block is computed. Algorithm: a reduce-scatter then an all-gather, each chip "
+            + "sending 2(chips-1)/chips x bytes in all; for a group of a power-of-two size by "
+            + "recursive halving then recursive doubling (2 log2(chips) steps), otherwise around "
+            + "a ring (2(chips-1) steps). Time: it starts when the last chip of the group "
+            + "arrives and occupies the LINK queue for 64 + ceil(2(chips-1)/chips x bytes / "
+            + "link) cycles, with bytes = rows x elems x esize and link = "
+            + "interconnect.bandwidth in bytes per cycle; completion adds one "
+            + "interconnect.latency per step. The buffer is read and written once per step's "
+            + "bytes: HBM traffic is counted as twice the link bytes. The link shares "
             + "HBM with the DMA engine, but the model charges no contention between them: each "
             + "runs at its own rate.")
         .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
@@ -475,5 +477,18 @@ public final class InsnTable {
 
   private static long tileElements(Cost.Values v) {
     return v.count(TILE_ROWS) * v.count(TILE_COLS);
+  }
+
+  /**
+   * The link steps of one allreduce over {@code chips} chips, each paying the interconnect
+   * latency: 2 log2(chips) for a power of two (recursive halving, then doubling), else
+   * 2(chips - 1) (a ring); 0 for one chip.
+   */
+  public static int allreduceSteps(int chips) {
+    if (chips <= 1) {
+      return 0;
+    }
+    return Integer.bitCount(chips) == 1 ? 2 * Integer.numberOfTrailingZeros(chips)
+        : 2 * (chips - 1);
   }
 }
