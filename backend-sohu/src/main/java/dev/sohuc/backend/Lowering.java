@@ -598,6 +598,28 @@ final class Lowering {
   void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
       long outHbmStride, Body body, boolean rawTokens, int[] swapPairs, Runnable afterPrologue,
       boolean needRowStart, Out second) {
+    rowStream(rowsReg, tile, ins, outBase, outRowBytes, outHbmStride, body, rawTokens,
+        swapPairs, afterPrologue, needRowStart, second, null);
+  }
+
+  /**
+   * Planes of a row stream: each tile holds the same rows of {@code count} planes (a register;
+   * at most {@code max}), {@code hbmStride} bytes apart in HBM (a register) for every input and
+   * the output, one DMA for all of them. In SRAM, plane p of a tile follows plane p - 1 (tile
+   * rows of the tensor's row bytes apart).
+   */
+  record Planes(int count, long max, int hbmStride) {}
+
+  /** The general form with planes (null: one). */
+  void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
+      long outHbmStride, Body body, boolean rawTokens, int[] swapPairs, Runnable afterPrologue,
+      boolean needRowStart, Out second, Planes planes) {
+    if (planes != null && second != null) {
+      throw new IllegalArgumentException("a second output of a stream of planes");
+    }
+    long planeCount = planes == null ? 1 : planes.max();
+    int planesReg = planes == null ? 0 : planes.count();
+    int planesImm = planes == null ? 1 : 0;
     int log2 = Long.numberOfTrailingZeros(tile);
     int nIn = ins.size();
     int[] hbmPtr = new int[nIn];
@@ -608,7 +630,7 @@ final class Lowering {
     long[] step = new long[nIn];
     for (int i = 0; i < nIn; i++) {
       In in = ins.get(i);
-      long bytes = tile * in.rowBytes();
+      long bytes = planeCount * tile * in.rowBytes();
       cur[i] = e.li(sram(bytes, "input tile"));
       next[i] = e.li(sram(bytes, "input tile"));
       hbmPtr[i] = e.copy(in.hbmBase());
@@ -617,8 +639,15 @@ final class Lowering {
       step[i] = tile * in.hbmRowStride();
     }
     long tileRowBytes = outRowBytes + (second == null ? 0 : second.rowBytes());
-    int outCur = e.li(sram(tile * tileRowBytes, "output tile"));
-    int outNext = e.li(sram(tile * tileRowBytes, "output tile"));
+    int outCur = e.li(sram(planeCount * tile * tileRowBytes, "output tile"));
+    int outNext = e.li(sram(planeCount * tile * tileRowBytes, "output tile"));
+    // SRAM plane strides of each input's tiles and of the output's
+    int[] inPlane = new int[nIn];
+    for (int i = 0; i < nIn; i++) {
+      inPlane[i] = planes == null ? 0 : e.konst(tile * ins.get(i).rowBytes());
+    }
+    int outPlane = planes == null ? 0 : e.konst(tile * tileRowBytes);
+    int hbmPlane = planes == null ? 0 : planes.hbmStride();
     int outPtr = e.copy(outBase);
     int outRs = e.konst(tileRowBytes);
     int secondPtr = second == null ? 0 : e.copy(second.hbmBase());
@@ -636,7 +665,8 @@ final class Lowering {
     e.min(curRows, tileReg, rem);
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
-          inStride[i], ins.get(i).rowBytes(), curRows, 0, 0, 1, 0, 0);
+          inStride[i], ins.get(i).rowBytes(), curRows, 0, planesReg, planesImm, inPlane[i],
+          hbmPlane);
       if (ins.get(i).firstWait() != 0) {
         e.patchTokens(pc, ins.get(i).firstWait(), 0);
       }
@@ -661,7 +691,8 @@ final class Lowering {
     e.min(nextRows, nextRows, tileReg);
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
-          inStride[i], ins.get(i).rowBytes(), nextRows, 0, 0, 1, 0, 0);
+          inStride[i], ins.get(i).rowBytes(), nextRows, 0, planesReg, planesImm, inPlane[i],
+          hbmPlane);
       if (i == nIn - 1) {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
@@ -674,7 +705,7 @@ final class Lowering {
         e.bracket(from, TOK_LOAD, TOK_STORE, Engine.VPU);
       }
       int st = e.dma(MemSpace.HBM, outPtr, outStride, MemSpace.SRAM, outCur, outRs, outRowBytes,
-          curRows, 0, 0, 1, 0, 0);
+          curRows, 0, planesReg, planesImm, hbmPlane, outPlane);
       e.patchTokens(st, TOK_STORE, 0);
       if (second != null) {
         // after the first store in the DMA queue, so after the same STORE token
@@ -1140,6 +1171,13 @@ final class Lowering {
    * which tile rows start at table row {@code rowStart}. When S is at most 1 (a decode step),
    * every row of x uses table row 0: one row stream over all planes' rows, with table stride 0.
    */
+  /**
+   * Rope over the last two dims (positions, head size) of each plane (batch x heads). A tile
+   * holds the same positions of every plane, one DMA each way, and one rope per plane reads
+   * the tile's table rows: a stream per plane would drain at every plane (its first load's
+   * latency and last store exposed, 64 heads times). A decode step (one position) streams its
+   * planes as rows that all read table row 0.
+   */
   private void rope(Node n, TransformerOp.Rope r) {
     TensorType xt = r.x().type();
     int rank = xt.rank();
@@ -1157,25 +1195,34 @@ final class Lowering {
     int colsReg = e.konst(d);
     int rotReg = e.konst(rot);
     int rs = e.konst(rowBytes);
-    int planeCount = oneRow ? e.li(1) : dimReg(planes);
+    long planesBound = oneRow ? 1 : Math.max(1, planes.evaluate(bounds));
+    int planeCount = oneRow ? 0 : dimReg(planes);
     int sRows = dimReg(oneRow ? planes.times(s) : s);
-    int planeBytes = e.alloc();
-    e.mulImm(planeBytes, sRows, rowBytes);
+    int planeBytes = oneRow ? 0 : dimReg(s.times(Dim.of(rowBytes)));
     int src = e.li(addr(r.x()));
     int dst = e.li(addr(n.result()));
-    long tile = tileRows(2 * rowBytes, 128);
-    int loop = e.beginLoop(planeCount, 0);
+    long tile = tileRows(2 * rowBytes * planesBound, oneRow ? 128 : 1);
+    int planeStep = oneRow ? 0 : e.konst(tile * rowBytes);
     rowStream(sRows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
         (in, out, rr, st) -> {
+          int x = e.copy(in[0]);
+          int y = e.copy(out);
+          e.emit(Emitter.fence(Engine.VPU, TOK_LOAD, 0));
+          int loop = oneRow ? -1 : e.beginLoop(planeCount, 0);
           if (rot < d) {
-            e.vun(UnaryFn.NONE, out, rs, in[0], rs, rr, colsReg);
+            e.vun(UnaryFn.NONE, y, rs, x, rs, rr, colsReg);
           }
-          e.emit(new Insn.Rope(RopeMode.HALF, out, 0, rs, in[0], 0, rs, cosBuf, 0,
-              sinBuf, 0, tableStride, st, rr, rotReg, DType.F32, 0, 0));
-        }, false, new int[0], null, !oneRow, null);
-    e.add(src, src, planeBytes);
-    e.add(dst, dst, planeBytes);
-    e.endLoop(loop);
+          e.emit(new Insn.Rope(RopeMode.HALF, y, 0, rs, x, 0, rs, cosBuf, 0, sinBuf, 0,
+              tableStride, st, rr, rotReg, DType.F32, 0, 0));
+          if (!oneRow) {
+            e.add(x, x, planeStep);
+            e.add(y, y, planeStep);
+            e.endLoop(loop);
+          }
+          e.emit(Emitter.fence(Engine.VPU, 0, TOK_STORE));
+          e.free(x, y);
+        }, true, new int[0], null, !oneRow, null,
+        oneRow ? null : new Planes(planeCount, planesBound, planeBytes));
     e.free(cosBuf, sinBuf, planeCount, sRows, planeBytes, src, dst);
   }
 
