@@ -1167,11 +1167,6 @@ final class Lowering {
   }
 
   /**
-   * x {@code [..., S, D]} with tables {@code [S, R]}: per leading plane, a row stream over S in
-   * which tile rows start at table row {@code rowStart}. When S is at most 1 (a decode step),
-   * every row of x uses table row 0: one row stream over all planes' rows, with table stride 0.
-   */
-  /**
    * Rope over the last two dims (positions, head size) of each plane (batch x heads). A tile
    * holds the same positions of every plane, one DMA each way, and one rope per plane reads
    * the tile's table rows: a stream per plane would drain at every plane (its first load's
@@ -1195,14 +1190,34 @@ final class Lowering {
     int colsReg = e.konst(d);
     int rotReg = e.konst(rot);
     int rs = e.konst(rowBytes);
+    // planes per stream: all of them, or (a power of two) as many as leave tiles of
+    // MIN_ROPE_ROWS positions in half the SRAM, the streams then one after another
     long planesBound = oneRow ? 1 : Math.max(1, planes.evaluate(bounds));
-    int planeCount = oneRow ? 0 : dimReg(planes);
+    long fit = Math.max(1, (target.sramBytes() - sramNext) / 2 / (4 * rowBytes * MIN_ROPE_ROWS));
+    long perStream = planesBound <= fit ? planesBound : Long.highestOneBit(fit);
+    int planesLeft = oneRow ? 0 : dimReg(planes);
+    int planeCount = oneRow ? 0 : e.alloc();
     int sRows = dimReg(oneRow ? planes.times(s) : s);
     int planeBytes = oneRow ? 0 : dimReg(s.times(Dim.of(rowBytes)));
     int src = e.li(addr(r.x()));
     int dst = e.li(addr(n.result()));
-    long tile = tileRows(2 * rowBytes * planesBound, oneRow ? 128 : 1);
+    long tile = tileRows(2 * rowBytes * perStream, oneRow ? 128 : 1);
     int planeStep = oneRow ? 0 : e.konst(tile * rowBytes);
+    int streams = oneRow ? 0 : e.alloc();
+    int chunkBytes = oneRow ? 0 : e.alloc();
+    int chunkLoop = -1;
+    if (!oneRow) {
+      if (perStream == planesBound) {
+        e.emit(new Insn.Li(streams, 1, 0, 0));
+      } else {
+        e.addImm(streams, planesLeft, perStream - 1);
+        e.shri(streams, streams, Long.numberOfTrailingZeros(perStream));
+      }
+      e.mulImm(chunkBytes, planeBytes, perStream);
+      chunkLoop = e.beginLoop(streams, 0);
+      e.free(streams);
+      e.min(planeCount, planesLeft, e.konst(perStream));
+    }
     rowStream(sRows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
         (in, out, rr, st) -> {
           int x = e.copy(in[0]);
@@ -1222,9 +1237,19 @@ final class Lowering {
           e.emit(Emitter.fence(Engine.VPU, 0, TOK_STORE));
           e.free(x, y);
         }, true, new int[0], null, !oneRow, null,
-        oneRow ? null : new Planes(planeCount, planesBound, planeBytes));
-    e.free(cosBuf, sinBuf, planeCount, sRows, planeBytes, src, dst);
+        oneRow ? null : new Planes(planeCount, perStream, planeBytes));
+    if (!oneRow) {
+      // the next planes
+      e.add(src, src, chunkBytes);
+      e.add(dst, dst, chunkBytes);
+      e.sub(planesLeft, planesLeft, planeCount);
+      e.endLoop(chunkLoop);
+    }
+    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, planeBytes, src, dst, chunkBytes);
   }
+
+  /** Fewest positions a tile of a rope stream holds when its planes do not all fit at once. */
+  static final long MIN_ROPE_ROWS = 16;
 
   private Map<Value, Long> boundSizes;
   private Map<String, Long> bounds;

@@ -360,6 +360,26 @@ class EndToEndOpsTest {
         }""");
   }
 
+  /**
+   * Rope over 3 batches of 5 heads on a 96 KiB SRAM: the 15 planes do not fit one stream's
+   * tiles, so they go 4 at a time (the last stream 3), each tile of positions in one DMA.
+   */
+  @Test
+  void ropeInStreamsOfPlanes(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+      throws java.io.IOException {
+    java.nio.file.Path target = dir.resolve("tiny-sram.json");
+    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
+        + "{\"capacity\": {\"value\": 98304}}}");
+    check("rope_planes", """
+        func @main(%x: tensor<?b x 5 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<?b x 5 x ?s x 16 x f32>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
+          %y = rope %x, %cos, %sin {style = "rotate_half"} : tensor<?b x 5 x ?s x 16 x f32>
+          return %y
+        }""", BackendOptions.defaults().withTarget(target).withBound("s", 300).withBound("b", 3),
+        List.of(Map.of("s", 300L, "b", 3L), Map.of("s", 37L, "b", 2L), Map.of("s", 2L, "b", 1L)));
+  }
+
   // ---- attention ------------------------------------------------------------------------
 
   @Test
