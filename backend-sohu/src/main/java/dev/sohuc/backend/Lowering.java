@@ -1096,7 +1096,9 @@ final class Lowering {
   /**
    * rms_norm as one row stream; with its residual add fused in ({@link #fusedResidualAdds}) the
    * stream reads both addends and each output tile row is [y | sum]: {@code vbin add} writes the
-   * sum, the norm reads it there, and the sum is stored as a second output.
+   * sum, the norm reads it there, and the sum is stored as a second output. When only the cast
+   * into the next qmatmul's resident x reads y (QuantLowering.Residency#unstoredNorms), y goes
+   * to a scratch tile and the stream stores the sum alone.
    */
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
@@ -1106,7 +1108,8 @@ final class Lowering {
     int rs = e.konst(rowBytes);
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
-    int outRs = add == null ? rs : e.konst(2 * rowBytes);
+    boolean unstored = add != null && residency.unstoredNorms().contains(n);
+    int outRs = add == null || unstored ? rs : e.konst(2 * rowBytes);
     // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
@@ -1119,20 +1122,21 @@ final class Lowering {
     float offset = (float) r.gammaOffset();
     int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
     int one = offset == 0 ? 0 : e.konst(1);
-    int dst = e.li(addr(n.result()));
+    int dst = unstored ? 0 : e.li(addr(n.result()));
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
     long tile = tileRows((add == null ? 2 : 5) * rowBytes, 128);
+    int normed = unstored ? e.li(sram(tile * rowBytes, "normalized tile")) : 0;
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
         : List.of(addends.a(), addends.b()), v.cols(), tile);
-    rowStream(rows, tile, w.ins(), dst, rowBytes, rowBytes, (in, out, rr, st) -> {
+    rowStream(rows, tile, w.ins(), unstored ? sum : dst, rowBytes, rowBytes, (in, out, rr, st) -> {
       int x = in[0];
       int xRs = rs;
       if (add != null) {
         int[] f32 = w.f32(in, rr, colsReg, rs);
-        e.addImm(sumTile, out, rowBytes);
+        e.addImm(sumTile, out, unstored ? 0 : rowBytes);
         e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
         x = sumTile;
         xRs = outRs;
@@ -1140,7 +1144,9 @@ final class Lowering {
       if (offset != 0) {
         e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
       }
-      e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
+      int y = unstored ? normed : out;
+      int yRs = unstored ? rs : outRs;
+      e.emit(new Insn.Rmsnorm(y, 0, yRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
           0, 0));
       if (cast != null) {
         // the cast's own rounding, into this tile's rows of the resident copy (the address in
@@ -1148,7 +1154,7 @@ final class Lowering {
         int at = add != null ? sumTile : e.alloc();
         e.mulImm(at, st, v.cols() * 2);
         e.addImm(at, at, residentAt);
-        e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, out, 0, outRs, DType.F32, rr,
+        e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, y, 0, yRs, DType.F32, rr,
             colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
         if (add == null) {
           e.free(at);
@@ -1158,9 +1164,9 @@ final class Lowering {
       // the stream has copied its base addresses: their registers are free for the loop
       w.freeBases();
       e.free(dst, sum);
-    }, cast != null, add == null ? null : new Out(sum, rowBytes, rowBytes));
+    }, cast != null, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
-    e.free(rows, loaded, sumTile);
+    e.free(rows, loaded, sumTile, normed);
     if (gamma != loaded) {
       e.free(gamma);
     }
@@ -1275,7 +1281,7 @@ final class Lowering {
 
   /** Converted x left resident in SRAM for the next qmatmul (QuantLowering.residency). */
   private QuantLowering.Residency residency = new QuantLowering.Residency(java.util.Set.of(),
-      Map.of());
+      Map.of(), java.util.Set.of());
 
   void setResidency(QuantLowering.Residency residency) {
     this.residency = residency;

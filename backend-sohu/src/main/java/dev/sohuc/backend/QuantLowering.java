@@ -370,8 +370,11 @@ final class QuantLowering {
    *     they cast, which converted each tile it made ({@code normCasts})
    * @param normCasts rms_norms that also cast their result to bf16 into the SRAM where the next
    *     qmatmul claims its converted x, to the cast they do
+   * @param unstoredNorms those of them whose f32 result nothing reads from HBM (only casts
+   *     like theirs read it, and every reader of those takes the resident copy): not stored
    */
-  record Residency(java.util.Set<Node> reused, Map<Node, Node> normCasts) {}
+  record Residency(java.util.Set<Node> reused, Map<Node, Node> normCasts,
+      java.util.Set<Node> unstoredNorms) {}
 
   static Residency residency(dev.sohuc.ir.Function fn, Map<Node, Node> fused,
       Map<Value, Long> sizeAtBound, TargetInfo target) {
@@ -401,7 +404,22 @@ final class QuantLowering {
       }
       previous = n;
     }
-    return new Residency(reused, normCasts);
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = java.util.Collections.newSetFromMap(
+        new java.util.IdentityHashMap<>());
+    fn.outputs().forEach(o -> outputs.add(o.value()));
+    java.util.Set<Node> unstored = java.util.Collections.newSetFromMap(
+        new java.util.IdentityHashMap<>());
+    // read only by casts like the one it does (one per sibling qmatmul, or one for all), each
+    // read only by qmatmuls that take the resident copy
+    normCasts.forEach((norm, cast) -> {
+      if (!outputs.contains(norm.result()) && users.get(norm.result()).stream().allMatch(
+          c -> c.op().equals(cast.op()) && !outputs.contains(c.result())
+              && users.getOrDefault(c.result(), List.of()).stream().allMatch(reused::contains))) {
+        unstored.add(norm);
+      }
+    });
+    return new Residency(reused, normCasts, unstored);
   }
 
   /**

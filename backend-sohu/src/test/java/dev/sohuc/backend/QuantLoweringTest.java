@@ -114,14 +114,25 @@ class QuantLoweringTest {
 
   /** Compiles the quantized module, checks s = 5, 130 and 300 rows; returns the compiled form. */
   static EndToEndHarness.Compiled check(String label, Supplier<Module> factory) {
+    return check(label, factory, TOL);
+  }
+
+  /**
+   * A bf16 cast right after an f32 norm: the norm's last ulp (the emulator's and the
+   * interpreter's differ there) can flip an element's bf16 rounding, 2^-8 of it, which moves a
+   * product of 64 terms by up to ~2e-4 relative; the other elements stay exact.
+   */
+  static final double NORM_THEN_BF16_TOL = 1e-3;
+
+  static EndToEndHarness.Compiled check(String label, Supplier<Module> factory, double tol) {
     EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withBound("s", 300));
     for (long s : new long[] {5, 130, 300}) {
       Random r = new Random(SEED + s);
       System.out.println(label + " seed " + (SEED + s) + " s=" + s);
-      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, s, D)), TOL,
+      EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 2.0, s, D)), tol,
           label + " s=" + s);
-      assertTrue(res.maxError() <= TOL);
+      assertTrue(res.maxError() <= tol);
     }
     return c;
   }
@@ -270,9 +281,20 @@ class QuantLoweringTest {
           Location loc = new Location("attn");
           Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
           Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
-          Value h = b.add(rms ? new TransformerOp.RmsNorm(x, gamma, 1e-5, 0.0)
-              : new TransformerOp.LayerNorm(x, gamma, beta, -1, 1e-5), loc, "ln");
           List<Function.Output> outs = new ArrayList<>();
+          // rms_norm after a residual add (of x and x * x: single roundings, as the
+          // interpreter's), fused into its stream: with the casts into the resident x the
+          // only readers of the norm, only the sum is stored
+          Value in = x;
+          if (rms) {
+            Value sq = b.add(new dev.sohuc.ir.op.ElementwiseOp.Binary(
+                dev.sohuc.ir.op.ElementwiseOp.BinaryKind.MUL, x, x), loc, "sq");
+            in = b.add(new dev.sohuc.ir.op.ElementwiseOp.Binary(
+                dev.sohuc.ir.op.ElementwiseOp.BinaryKind.ADD, x, sq), loc, "sum");
+            outs.add(new Function.Output("sum", in));
+          }
+          Value h = b.add(rms ? new TransformerOp.RmsNorm(in, gamma, 1e-5, 0.0)
+              : new TransformerOp.LayerNorm(x, gamma, beta, -1, 1e-5), loc, "ln");
           for (String name : new String[] {"q", "k", "v"}) {
             long n = name.equals("q") ? HID : OUT;
             Value w = weight(m, b, name + ".w", gaussian(rnd, new long[] {D, n}, 0.125f, 0f));
@@ -283,7 +305,8 @@ class QuantLoweringTest {
           return m;
         };
         String label = mode + (rms ? " rms_norm" : " layer_norm") + " siblings";
-        EndToEndHarness.Compiled c = check(label, factory);
+        EndToEndHarness.Compiled c = check(label, factory,
+            rms && mode == QuantMode.BF16 ? NORM_THEN_BF16_TOL : TOL);
         Map<String, List<Insn>> byOp = new HashMap<>();
         for (var d : c.program.debug()) {
           // the quantized linear of %k is %k_1
