@@ -204,6 +204,29 @@ class EndToEndOpsTest {
   }
 
   /**
+   * Compiles {@code text} (its all_reduce is %sum) at the bound {@code s}, checks that its
+   * allreduces sum rows of {@code widths} elements, and runs it at each of {@code rows}
+   * against the interpreter.
+   */
+  static void sumsOnTheLink(String text, long s, List<Long> widths, long... rows) {
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
+        BackendOptions.defaults().withBound("s", s));
+    List<Long> elems = new ArrayList<>();
+    for (var d : c.program.debug()) {
+      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+          instanceof dev.sohuc.isa.Insn.Allreduce a) {
+        assertEquals("all_reduce %sum", d.irOp());
+        elems.add(a.elemsImm());
+      }
+    }
+    assertEquals(widths, elems);
+    for (long n : rows) {
+      Random r = new Random(SEED + n);
+      c.check(inputs(c, Map.of("s", n), r), EndToEndHarness.DEFAULT_TOL, "tp s=" + n);
+    }
+  }
+
+  /**
    * A row-parallel f32 matmul followed by its all_reduce (a group of one: the functional
    * emulator runs one chip): on the resident ring each finished weight panel is summed on the
    * link inside the matmul's panel loop, one allreduce for the full panels (in the loop) and
@@ -221,21 +244,7 @@ class EndToEndOpsTest {
         }
         }
         """;
-    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
-        BackendOptions.defaults().withBound("s", 300));
-    List<Long> elems = new ArrayList<>();
-    for (var d : c.program.debug()) {
-      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
-          instanceof dev.sohuc.isa.Insn.Allreduce a) {
-        assertEquals("all_reduce %sum", d.irOp());
-        elems.add(a.elemsImm());
-      }
-    }
-    assertEquals(List.of(128L, 44L), elems);
-    for (long s : new long[] {1, 129, 300}) {
-      Random r = new Random(SEED + s);
-      c.check(inputs(c, Map.of("s", s), r), EndToEndHarness.DEFAULT_TOL, "tp s=" + s);
-    }
+    sumsOnTheLink(text, 300, List.of(128L, 44L), 1, 129, 300);
   }
 
   /**
@@ -257,20 +266,7 @@ class EndToEndOpsTest {
         }
         }
         """;
-    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "wide.ir"),
-        BackendOptions.defaults().withBound("s", 100));
-    List<Long> elems = new ArrayList<>();
-    for (var d : c.program.debug()) {
-      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
-          instanceof dev.sohuc.isa.Insn.Allreduce a) {
-        elems.add(a.elemsImm());
-      }
-    }
-    assertEquals(List.of(512L, 52L), elems);
-    for (long s : new long[] {1, 5, 100}) {
-      Random r = new Random(SEED + s);
-      c.check(inputs(c, Map.of("s", s), r), EndToEndHarness.DEFAULT_TOL, "wide s=" + s);
-    }
+    sumsOnTheLink(text, 100, List.of(512L, 52L), 1, 5, 100);
   }
 
   @Test
