@@ -248,7 +248,6 @@ public final class SohuBackend {
       return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram, notes);
     }
 
-    /** Every value's HBM size at the current bounds. */
     /**
      * The KV caches appended to in place: a kv_cache_append whose past is an input that nothing
      * else reads, whose position axis is symbolic, and whose result is an output that
@@ -291,6 +290,7 @@ public final class SohuBackend {
       return cap;
     }
 
+    /** Every value's HBM size at the current bounds. */
     private void resize() {
       for (Value v : allValues()) {
         size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
