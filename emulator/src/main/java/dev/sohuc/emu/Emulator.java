@@ -171,7 +171,11 @@ public final class Emulator {
       if (extent > 0 && lastCapacity < 0) {
         lastCapacity = i;
       }
-      laid *= extent > 0 ? extent : shape[i];
+      try {
+        laid = Math.multiplyExact(laid, extent > 0 ? extent : shape[i]);
+      } catch (ArithmeticException e) {
+        throw Fault.oob("symbol " + s.name() + " spans more than 2^63 bytes of HBM");
+      }
       packed *= shape[i];
     }
     m.hbm.check(s.hbmAddress(), laid);
@@ -193,6 +197,7 @@ public final class Emulator {
         at += index[i] * laidStride[i];
         from += index[i] * denseStride[i];
       }
+      m.hbm.check(at, run);
       if (write) {
         m.hbm.write(at, dense, (int) from, (int) run);
       } else {
