@@ -187,7 +187,7 @@ public final class SohuBackend {
         if (prev != null) {
           // the tokens of the previous op's handoffEnd are consumed before a barrier too:
           // left over, they let a later op's engines start before the op before it finished
-          handoffStart(e, collective || hbmHazard(prev, n));
+          handoffStart(e, collective);
           if (collective) {
             e.emit(new Insn.Barrier(0, 0));
           }
@@ -410,11 +410,13 @@ public final class SohuBackend {
      * The start of the next op's code: the control unit does not stall (it goes on issuing this
      * op's instructions into the queues), but each engine's first instruction of this op waits
      * until the other engines have run all of the previous op's instructions. SRAM and ACC are
-     * reused from offset 0 by every op, so the engines must not overlap across ops; HBM accesses
-     * are all DMA, which runs in queue order, and a read of an HBM range the previous op wrote
-     * (or a write of one it read or wrote) additionally waits for the previous op's last DMA to
-     * complete, memory latency included ({@code hazard}); otherwise this op's first DMA starts
-     * as soon as the previous op's compute is done, overlapping the latency of its last stores.
+     * reused from offset 0 by every op, so the engines must not overlap across ops. The op's
+     * first DMA starts as soon as the previous op's compute is done, overlapping the latency of
+     * its last stores: HBM is read and written by one in-order DMA queue whose accesses all
+     * take the same latency, so a read queued after a write of the same bytes reaches the
+     * memory after it. Only before a collective ({@code hazard}), whose LINK engine reads HBM
+     * beside that queue, does the DMA also wait for the previous op's last DMA to complete,
+     * memory latency included.
      */
     private static void handoffStart(Emitter e, boolean hazard) {
       e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_VPU_TO_DMA, 0));
@@ -431,26 +433,6 @@ public final class SohuBackend {
         // DMA -> VPU token the same DMA fences signal, so it waits no longer for it
         e.emit(Emitter.fence(Engine.VPU, Emitter.TOK_DMA_TO_DMA, 0));
       }
-    }
-
-    /** Whether {@code next} reads or writes an HBM range that {@code prev} writes, or writes one it reads. */
-    private boolean hbmHazard(Node prev, Node next) {
-      List<long[]> prevW = ranges(writes(prev));
-      List<long[]> prevR = ranges(reads(prev));
-      List<long[]> nextR = ranges(reads(next));
-      List<long[]> nextW = ranges(writes(next));
-      return overlaps(prevW, nextR) || overlaps(prevW, nextW) || overlaps(prevR, nextW);
-    }
-
-    /** An op's results, with those of the producers fused into it (it writes them). */
-    private List<Value> writes(Node n) {
-      List<Value> vs = new ArrayList<>(n.results());
-      for (Map.Entry<Node, Node> f : fusedProducers.entrySet()) {
-        if (f.getValue() == n) {
-          vs.addAll(f.getKey().results());
-        }
-      }
-      return vs;
     }
 
     /**
@@ -472,31 +454,6 @@ public final class SohuBackend {
         }
       }
       return vs;
-    }
-
-    private List<long[]> ranges(List<Value> vs) {
-      List<long[]> out = new ArrayList<>();
-      for (Value v : vs) {
-        Long a = addr.get(v);
-        Long sz = size.get(v);
-        if (a == null || sz == null) {
-          out.add(new long[] {0, Long.MAX_VALUE});  // unknown: assume it touches everything
-        } else {
-          out.add(new long[] {a, a + sz});
-        }
-      }
-      return out;
-    }
-
-    private static boolean overlaps(List<long[]> xs, List<long[]> ys) {
-      for (long[] x : xs) {
-        for (long[] y : ys) {
-          if (x[0] < y[1] && y[0] < x[1]) {
-            return true;
-          }
-        }
-      }
-      return false;
     }
 
     private List<Value> allValues() {
