@@ -12,6 +12,7 @@ import dev.sohuc.isa.Bcast;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnTable;
 import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.UnaryFn;
 import java.util.List;
@@ -331,6 +332,32 @@ final class MatmulLowering {
     }
   }
 
+  /**
+   * Walks a pointer into a per-column vector (bias, scales) of a load's sub-panels: before
+   * sub-panel {@code sub}'s readout ({@code after} false) it moves to that sub-panel's columns;
+   * after the last sub-panel's it steps back to the load's first column. No register of its own.
+   */
+  void stepSubPanel(int ptr, int sub, int subs, boolean after) {
+    if (ptr == 0) {
+      return;
+    }
+    if (!after && sub > 0) {
+      e.addImm(ptr, ptr, TILE * 4L);
+    } else if (after && sub == subs - 1 && subs > 1) {
+      e.addImm(ptr, ptr, -(subs - 1) * TILE * 4L);
+    }
+  }
+
+  /**
+   * The ACC address of the ring group whose output tiles start at {@code out}: group g's tiles
+   * are g * GROUP tiles into both, 4 bytes of output tile a word of ACC.
+   */
+  private void accOfOut(int acc, int out) {
+    e.addImm(acc, out, -outRing);
+    e.shri(acc, acc, 2);
+    e.addImm(acc, acc, Lowering.ACC_BASE);
+  }
+
   /** Opens the ring of ACC/output tile pairs for {@link #streamResident}, all free at first. */
   void openRing(Node n) {
     if (Lowering.ACC_BASE + RING * TILE * TILE > l.target().accWords()) {
@@ -377,19 +404,14 @@ final class MatmulLowering {
     if (aResident) {
       streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, 4, nt, outRowBytes, b, kReg,
           kImm, DType.F32, mTile, ldc, false, (out, acc, r, s, sub) -> {
-            // the sub-panel's bias columns
-            int bp = hasBias && sub > 0 ? e.alloc() : biasPtr;
-            if (bp != biasPtr) {
-              e.addImm(bp, biasPtr, sub * TILE * 4L);
-            }
+            // the sub-panel's bias columns: the pointer walks them and steps back after
+            stepSubPanel(hasBias ? biasPtr : 0, sub, b.count(), false);
             int rd = e.accrd(out, outRowBytes, acc, ldc, r, ntReg, alpha,
-                hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? bp : 0, act);
+                hasBias ? Bcast.ROW : Bcast.NONE, hasBias ? biasPtr : 0, act);
             if (sub == 0) {
               e.patchTokens(rd, TOK_MXU, 0);
             }
-            if (bp != biasPtr) {
-              e.free(bp);
-            }
+            stepSubPanel(hasBias ? biasPtr : 0, sub, b.count(), true);
             return rd;
           }, afterPrologue);
       return;
@@ -429,31 +451,33 @@ final class MatmulLowering {
     }
   }
 
-  /** Bytes of weights one load brings when the weight stream bounds a matmul. */
+  /** Most bytes of weights one load brings. */
   static final long WIDE_LOAD_BYTES = 32L << 20;
-  /**
-   * Fewest loads a matmul's weights are cut into, so that computing and storing one load
-   * overlaps the stream of the next (a single load would leave the DMA queue idle meanwhile).
-   */
-  static final int MIN_LOADS = 4;
+  /** The fixed cycles of a DMA, whatever its size: the ISA table's. */
+  static final int DMA_FIXED_CYCLES = InsnTable.byMnemonic("dma").cost().fixedCycles();
 
   /**
    * 128-column weight panels per load: 1, or when streaming the weights bounds the matmul at
-   * {@code rowsBound} rows (a decode step's few rows), a power of two up to GROUP, dividing the
-   * {@code nFull} full panels into MIN_LOADS loads or more, whose load is at most
-   * WIDE_LOAD_BYTES (or one panel): each load's
-   * DMA and each group's store cost 64 cycles however big, 15% on top of a 4 MB panel's stream
-   * when paid per panel. No more than {@code slots} such loads, {@code reserve} bytes and the
-   * output ring must fit the SRAM left.
+   * {@code rowsBound} rows (a decode step's few rows), the power of two nearest the count that
+   * balances two costs. Each load's DMA and each group's store cost DMA_FIXED_CYCLES however
+   * big (15% on top of a 4 MB panel's stream when paid per panel): {@code nFull} panels in
+   * loads of p pay 2 x DMA_FIXED_CYCLES x nFull / p. After the last load arrives the MXU works
+   * on its p panels with the DMA queue idle: p times a panel's MXU time. The sum is least at
+   * p = sqrt(2 x DMA_FIXED_CYCLES x nFull / panel MXU cycles). At most GROUP, dividing the
+   * full panels, a load of at most WIDE_LOAD_BYTES, and {@code slots} such loads beside
+   * {@code reserve} bytes and the output ring within the SRAM left.
    */
   int panelsPerLoad(long panelBytes, long nFull, long rowsBound, DType dt, int slots,
       long reserve) {
-    if (!l.target().weightStreamBound(rowsBound, dt)) {
+    double mxuOverStream = l.target().mxuOverStream(rowsBound, dt);
+    if (!(mxuOverStream < 1) || nFull < 2) {
       return 1;
     }
+    double panelMxuCycles = mxuOverStream * panelBytes / l.target().hbmBytesPerCycle();
+    double best = Math.sqrt(2.0 * DMA_FIXED_CYCLES * nFull / Math.max(1, panelMxuCycles));
     int p = 1;
-    while (2 * p <= GROUP && 2 * p * panelBytes <= WIDE_LOAD_BYTES
-        && nFull / (2 * p) >= MIN_LOADS) {
+    // doubling while the next power of two is nearer best on a log scale
+    while (2 * p <= GROUP && 2 * p * panelBytes <= WIDE_LOAD_BYTES && best >= p * Math.sqrt(2)) {
       p *= 2;
     }
     while (p > 1 && (nFull % p != 0 || l.sramUsed() + reserve + RING_BYTES
@@ -515,18 +539,19 @@ final class MatmulLowering {
     e.addImm(gAcc, gAcc, Lowering.ACC_BASE);
     e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
     // per sub-panel: all but the last tile's mma, then the last; the group's very last
-    // signals MXU. Each sub-panel walks A from the group's first row (then steps back), and
-    // the load's register walks the sub-panels (then steps back): no registers of their own.
+    // signals MXU. Each sub-panel walks A from the group's first row (then steps back), the
+    // load's register walks the sub-panels (then steps back), and gAcc walks the sub-panel's
+    // ACC tiles (remade from out after): no registers of their own.
     for (int j = 0; j < b.count(); j++) {
-      int acc = e.alloc();
-      e.addImm(acc, gAcc, j * groupTiles * TILE * TILE);
       if (j > 0) {
+        accOfOut(gAcc, out);
+        e.addImm(gAcc, gAcc, j * groupTiles * TILE * TILE);
         e.addImm(b.sram(), b.sram(), b.stride());
       }
       IntSupplier mma = () -> {
-        int mm = e.emit(new Insn.Mma(acc, 0, ldc, a, 0, lda, b.sram(), 0, b.ldb(), mTile, nt,
+        int mm = e.emit(new Insn.Mma(gAcc, 0, ldc, a, 0, lda, b.sram(), 0, b.ldb(), mTile, nt,
             kReg, kImm, dt, false, b.transposed(), false, 0, 0));
-        e.addImm(acc, acc, TILE * TILE);
+        e.addImm(gAcc, gAcc, TILE * TILE);
         e.addImm(a, a, TILE * aRowBytes);
         return mm;
       };
@@ -534,7 +559,6 @@ final class MatmulLowering {
       mma.getAsInt();
       e.endLoop(tileLoop);
       int last = mma.getAsInt();
-      e.free(acc);
       if (j == b.count() - 1) {
         e.patchTokens(last, 0, TOK_MXU);
       } else {
@@ -549,22 +573,22 @@ final class MatmulLowering {
       e.addImm(b.sram(), b.sram(), -(b.count() - 1) * b.stride());
     }
     e.free(tiles);
+    accOfOut(gAcc, out);
     // the sub-panels' rows lie one after another in ACC (ldc apart); their readouts fill the
     // group's output rows side by side, the last signals STORE
+    // (the group's ACC and output registers walk the sub-panels, the output's stepping back)
     for (int j = 0; j < b.count(); j++) {
-      int acc = j == 0 ? gAcc : e.alloc();
-      int o = j == 0 ? out : e.alloc();
       if (j > 0) {
-        e.addImm(acc, gAcc, j * groupTiles * TILE * TILE);
-        e.addImm(o, out, j * nt * 4L);
+        e.addImm(gAcc, gAcc, groupTiles * TILE * TILE);
+        e.addImm(out, out, nt * 4L);
       }
-      int last = readout.emit(o, acc, gRows, rowStart, j);
+      int last = readout.emit(out, gAcc, gRows, rowStart, j);
       if (j == b.count() - 1) {
         e.patchTokens(last, 0, TOK_STORE);
       }
-      if (j > 0) {
-        e.free(acc, o);
-      }
+    }
+    if (b.count() > 1) {
+      e.addImm(out, out, -(b.count() - 1) * nt * 4L);
     }
     // the output tiles keep f32 rows (a bf16 result is the first half of each sub-panel's):
     // one store, a plane per sub-panel

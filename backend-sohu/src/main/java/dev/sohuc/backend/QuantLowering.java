@@ -880,8 +880,8 @@ final class QuantLowering {
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = readout(t, ntReg, outRowBytes, ldc, dt == DType.I8,
-        outType);
+    MatmulLowering.Readout readout = readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8,
+        outType, b.count());
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
           outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc, t.rowScale(), readout,
@@ -905,8 +905,8 @@ final class QuantLowering {
    * in f32 but the last, which rounds to {@code outType} (f32, or bf16 for a fused narrowing:
    * one more rounding of the f32 value, as the cast does), in place at the tile's f32 row stride.
    */
-  private MatmulLowering.Readout readout(Tail t, int ntReg, int ntBytes, int ldc,
-      boolean integer, DType outType) {
+  private MatmulLowering.Readout readout(MatmulLowering ml, Tail t, int ntReg, int ntBytes,
+      int ldc, boolean integer, DType outType, int subs) {
     boolean scaleCols = t.colScale() || t.tailScale() != 1.0f;
     return (out, acc, r, s, sub) -> {
       int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
@@ -925,15 +925,10 @@ final class QuantLowering {
       }
       if (t.colScale()) {
         // the sub-panel's columns of the w scales
-        int ws = sub == 0 ? t.wsPtr() : e.alloc();
-        if (sub > 0) {
-          e.addImm(ws, t.wsPtr(), sub * TILE * 4L);
-        }
+        ml.stepSubPanel(t.wsPtr(), sub, subs, false);
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
-            ntReg, ScaleMode.COL, 1.0f, ws, 0, false, 0, 0));
-        if (sub > 0) {
-          e.free(ws);
-        }
+            ntReg, ScaleMode.COL, 1.0f, t.wsPtr(), 0, false, 0, 0));
+        ml.stepSubPanel(t.wsPtr(), sub, subs, true);
       } else if (t.tailScale() != 1.0f) {
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,
             ntReg, ScaleMode.TENSOR, t.tailScale(), 0, 0, false, 0, 0));

@@ -22,12 +22,13 @@ import java.util.Map;
  * flight to cover the HBM latency ({@code hbmLatencyBytes}: bandwidth x latency, which sets how
  * far ahead weight panels are loaded), and per mma type the rows below which a matmul is bound
  * by its weight stream ({@code balanceRows}: the type's bytes times the MXU's peak in that
- * type, over twice the HBM bandwidth). Read from targets/*.json with Jackson; keys
- * are matched loosely ({@code sram_bytes}, {@code sramBytes}, nested {@code {"value": n,
- * "source": ...}} objects) because the description is owned by the emulator.
+ * type, over twice the HBM bandwidth), and the HBM bytes a cycle streams. Read from
+ * targets/*.json with Jackson; keys are matched loosely ({@code sram_bytes}, {@code sramBytes},
+ * nested {@code {"value": n, "source": ...}} objects) because the description is owned by the
+ * emulator.
  */
 public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes,
-    long hbmLatencyBytes, Map<DType, Long> balanceRows) {
+    long hbmLatencyBytes, Map<DType, Long> balanceRows, double hbmBytesPerCycle) {
 
   /** The description's key of each mma type's peak rate ({@code mxu.peak_bf16}, ...). */
   private static final Map<DType, String> PEAK_KEYS = Map.of(DType.F32, "peak_f32", DType.BF16,
@@ -50,7 +51,7 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
             + "(isa-spec's jar bundles it)");
       }
       TargetInfo t = parse(in.readAllBytes(), DEFAULT_RESOURCE, "sohu", new TargetInfo("sohu", "", -1, -1, -1, 0,
-          Map.of()));
+          Map.of(), 0));
       if (t.sramBytes <= 0 || t.accWords <= 0 || t.hbmBytes <= 0) {
         throw new IllegalStateException(DEFAULT_RESOURCE + " lacks an SRAM, ACC or HBM capacity");
       }
@@ -101,19 +102,25 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
         balance.put(t, d.balanceRows.get(t));
       }
     });
+    long clock = path(root, "chip", "clock", -1);
+    double perCycle = bandwidth > 0 && clock > 0 ? (double) bandwidth / clock
+        : d.hbmBytesPerCycle;
     return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm,
-        inFlight, Map.copyOf(balance));
+        inFlight, Map.copyOf(balance), perCycle);
   }
 
   /**
-   * Whether a matmul of {@code rows} rows whose weights are {@code type} is bound by streaming
-   * its weights from HBM rather than by the MXU: its rows, padded to whole 128-row tiles, are
-   * fewer than {@link #balanceRows} (each weight element, {@code type.bytes()} bytes read once,
-   * is 2 FLOP per row). False when the description gives no peak or bandwidth.
+   * The MXU time of a matmul of {@code rows} rows whose weights are {@code type}, over the time
+   * to stream those weights from HBM: its rows, padded to whole 128-row tiles, over
+   * {@link #balanceRows} (each weight element, {@code type.bytes()} bytes read once, is 2 FLOP
+   * per row). Below 1 the weight stream bounds the matmul. Infinite when the description gives
+   * no peak, bandwidth or clock.
    */
-  boolean weightStreamBound(long rows, DType type) {
+  double mxuOverStream(long rows, DType type) {
     long padded = (Math.max(1, rows) + 127) / 128 * 128;
-    return padded < balanceRows.getOrDefault(type, 0L);
+    long balance = balanceRows.getOrDefault(type, 0L);
+    return balance <= 0 || hbmBytesPerCycle <= 0 ? Double.POSITIVE_INFINITY
+        : (double) padded / balance;
   }
 
   private static String sha256(byte[] bytes) {

@@ -537,14 +537,14 @@ class QuantLoweringTest {
   }
 
   /**
-   * As above with few rows (a decode step's) and 2100 columns: the weight stream bounds the
-   * qmatmul, so each load brings four panels (16 full, then a 52-column tail), summed in one
-   * allreduce; its readouts take the per-channel scales of their own sub-panel and its bf16
-   * result is stored one plane per sub-panel.
+   * As above with few rows (a decode step's) and 4100 columns: the weight stream bounds the
+   * qmatmul, so each load brings 16 panels (32 full in 2 loads, then a 4-column tail), summed
+   * in one allreduce; its readouts take the per-channel scales of their own sub-panel and its
+   * bf16 result is stored one plane per sub-panel.
    */
   @Test
   void qmatmulOfFewRowsLoadsSeveralPanelsAtOnce() {
-    roundAndSumOnTheLink(2100, 100, List.of(512L, 52L), 1, 5, 100);
+    roundAndSumOnTheLink(4100, 100, List.of(2048L, 4L), 1, 5, 100);
   }
 
   /**
