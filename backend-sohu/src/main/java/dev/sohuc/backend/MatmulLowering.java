@@ -575,8 +575,8 @@ final class MatmulLowering {
     e.free(tiles);
     accOfOut(gAcc, out);
     // the sub-panels' rows lie one after another in ACC (ldc apart); their readouts fill the
-    // group's output rows side by side, the last signals STORE
-    // (the group's ACC and output registers walk the sub-panels, the output's stepping back)
+    // group's output rows side by side, the last signals STORE (gAcc and out walk the
+    // sub-panels, out stepping back for the store)
     for (int j = 0; j < b.count(); j++) {
       if (j > 0) {
         e.addImm(gAcc, gAcc, groupTiles * TILE * TILE);
