@@ -45,6 +45,8 @@ final class FunctionalMachine {
   final long[] tokens = new long[TOKENS];
   private final LoopStack loops = new LoopStack();
   private final int queueDepth;
+  /** The race check's random order ({@link Options#scheduleSeed}), or null: oldest first. */
+  private final java.util.Random shuffle;
   private long argBase;
   private long issued;
   private long seq;
@@ -72,6 +74,8 @@ final class FunctionalMachine {
     this.sram = new byte[(int) target.sramBytes()];
     this.acc = new int[(int) target.accWords()];
     this.queueDepth = Math.max(1, target.queueDepth());
+    this.shuffle = options.scheduleSeed() == null ? null
+        : new java.util.Random(options.scheduleSeed());
     for (int e = 0; e < queues.length; e++) {
       queues[e] = new ArrayDeque<>();
     }
@@ -211,6 +215,9 @@ final class FunctionalMachine {
           + MAX_TOKEN_COUNT + " (signalled that often without a wait)");
     }
     tokens[tok]++;
+    if (shuffle != null) {
+      return;  // the queues run when the control unit must wait, or at random (issueEngine)
+    }
     if (!draining) {
       draining = true;
       try {
@@ -220,6 +227,33 @@ final class FunctionalMachine {
       } finally {
         draining = false;
       }
+    }
+  }
+
+  /** Race check: runs a random queue head whose token is available; false when none is. */
+  private boolean runRandomReady() {
+    int[] ready = new int[queues.length];
+    int n = 0;
+    for (int e = 0; e < queues.length; e++) {
+      Pending head = queues[e].peekFirst();
+      if (head != null && ready(head.insn().waitTok())) {
+        ready[n++] = e;
+      }
+    }
+    if (n == 0) {
+      return false;
+    }
+    Pending p = queues[ready[shuffle.nextInt(n)]].pollFirst();
+    take(p.insn().waitTok());
+    execAt(p.pc(), p.insn(), p.regs());
+    signal(p.pc(), p.insn().signalTok());
+    return true;
+  }
+
+  /** Race check: runs ready queue heads, in a random order, while {@code more} holds. */
+  private void runRandomWhile(java.util.function.BooleanSupplier more) {
+    while (more.getAsBoolean() && runRandomReady()) {
+      // each run may signal and make another head ready
     }
   }
 
@@ -248,6 +282,9 @@ final class FunctionalMachine {
     if (tok == 0) {
       return;
     }
+    if (shuffle != null) {
+      runRandomWhile(() -> tokens[tok] == 0);
+    }
     if (tokens[tok] == 0) {
       // invariant: no queue head is ready, so nothing can signal tok any more
       throw image.trap(pc, Trap.Kind.DEADLOCK, "the control unit waits on token " + tok
@@ -258,7 +295,16 @@ final class FunctionalMachine {
 
   private void issueEngine(int pc, Insn insn) {
     ArrayDeque<Pending> q = queues[insn.engine().ordinal()];
-    if (q.isEmpty() && ready(insn.waitTok())) {
+    if (shuffle != null) {
+      // queued even when it could run: it runs when the control unit must wait (a full queue,
+      // a token, a barrier) or at random here, after or before other engines' instructions
+      runRandomWhile(() -> q.size() >= queueDepth);
+      if (q.size() < queueDepth) {
+        q.addLast(new Pending(pc, insn, seq++, regs.clone()));
+        runRandomWhile(() -> shuffle.nextInt(4) == 0);
+        return;
+      }
+    } else if (q.isEmpty() && ready(insn.waitTok())) {
       take(insn.waitTok());
       execAt(pc, insn, regs);
       signal(pc, insn.signalTok());
@@ -276,6 +322,9 @@ final class FunctionalMachine {
 
   /** Halt and barrier: every queue must drain; since no head is ready, any left is a deadlock. */
   private void drainAll(int pc, String why) {
+    if (shuffle != null) {
+      runRandomWhile(() -> true);
+    }
     Pending oldest = null;
     for (ArrayDeque<Pending> q : queues) {
       Pending h = q.peekFirst();

@@ -12,9 +12,13 @@ import java.nio.file.Path;
  * @param parallel whether functional kernels may use several threads (results are identical)
  * @param hostHbmBudgetBytes functional mode traps when a program touches more HBM than this
  * @param programFile the .sohu file, to find a side file of constants; null if none
+ * @param scheduleSeed functional mode: null runs each engine's ready instructions as soon as
+ *     the tokens allow, oldest first; a seed runs them later, in a random order the tokens
+ *     allow (each engine still in its own order), so that an instruction a missing token
+ *     leaves unordered against another engine's can run on either side of it: a race check
  */
 public record Options(long maxInstructions, Path trace, int traceMaxEvents, boolean parallel,
-    long hostHbmBudgetBytes, Path programFile) {
+    long hostHbmBudgetBytes, Path programFile, Long scheduleSeed) {
 
   /** One billion instructions: seconds to minutes, never forever. */
   public static final long DEFAULT_MAX_INSTRUCTIONS = 1_000_000_000L;
@@ -32,33 +36,41 @@ public record Options(long maxInstructions, Path trace, int traceMaxEvents, bool
   public static Options defaults() {
     long budget = Math.max(64L << 20, Runtime.getRuntime().maxMemory() / 2);
     return new Options(DEFAULT_MAX_INSTRUCTIONS, null, DEFAULT_TRACE_MAX_EVENTS, true, budget,
-        null);
+        null, null);
   }
 
   public Options withMaxInstructions(long n) {
-    return new Options(n, trace, traceMaxEvents, parallel, hostHbmBudgetBytes, programFile);
+    return new Options(n, trace, traceMaxEvents, parallel, hostHbmBudgetBytes, programFile,
+        scheduleSeed);
   }
 
   public Options withTrace(Path file) {
     return new Options(maxInstructions, file, traceMaxEvents, parallel, hostHbmBudgetBytes,
-        programFile);
+        programFile, scheduleSeed);
   }
 
   public Options withTraceMaxEvents(int n) {
-    return new Options(maxInstructions, trace, n, parallel, hostHbmBudgetBytes, programFile);
+    return new Options(maxInstructions, trace, n, parallel, hostHbmBudgetBytes, programFile,
+        scheduleSeed);
   }
 
   public Options withParallel(boolean on) {
     return new Options(maxInstructions, trace, traceMaxEvents, on, hostHbmBudgetBytes,
-        programFile);
+        programFile, scheduleSeed);
   }
 
   public Options withHostHbmBudgetBytes(long bytes) {
-    return new Options(maxInstructions, trace, traceMaxEvents, parallel, bytes, programFile);
+    return new Options(maxInstructions, trace, traceMaxEvents, parallel, bytes, programFile,
+        scheduleSeed);
   }
 
   public Options withProgramFile(Path file) {
     return new Options(maxInstructions, trace, traceMaxEvents, parallel, hostHbmBudgetBytes,
-        file);
+        file, scheduleSeed);
+  }
+
+  public Options withScheduleSeed(Long seed) {
+    return new Options(maxInstructions, trace, traceMaxEvents, parallel, hostHbmBudgetBytes,
+        programFile, seed);
   }
 }

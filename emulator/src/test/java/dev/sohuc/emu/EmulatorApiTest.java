@@ -91,6 +91,36 @@ class EmulatorApiTest {
         .startsWith("argument batch: the program has no symbolic dimension of that name"));
   }
 
+  /**
+   * The race check: with a schedule seed the engines' instructions run in random orders the
+   * tokens allow. The doubler's store waits for the doubling, so every order gives the same
+   * output; without that wait, some order stores the loaded rows before they are doubled.
+   */
+  @Test
+  void aScheduleSeedRunsTheEnginesInOtherOrdersTheTokensAllow() {
+    HostTensor x = HostTensor.ofF32(new long[] {3, 4}, new float[] {1, 2, 3, 4, 5, 6, 7, 8, 9,
+        10, 11, 12});
+    String racy = DOUBLER.replace("dma hbm, r5+0, r2, sram, r0+0, r2, 16, r1, wait=2",
+        "dma hbm, r5+0, r2, sram, r0+0, r2, 16, r1");
+    boolean raced = false;
+    for (long seed = 0; seed < 20; seed++) {
+      for (String asm : new String[] {DOUBLER, racy}) {
+        SohuProgram p = TestSupport.asm(asm);
+        float[] inOrder = new Emulator(p, TestSupport.TINY, Options.defaults())
+            .runFunctional(Map.of("x", x), Map.of()).outputs().get("y").toF32();
+        float[] shuffled = new Emulator(p, TestSupport.TINY,
+            Options.defaults().withScheduleSeed(seed)).runFunctional(Map.of("x", x), Map.of())
+            .outputs().get("y").toF32();
+        if (asm.equals(DOUBLER)) {
+          assertArrayEquals(inOrder, shuffled, "seed " + seed);
+        } else {
+          raced |= !java.util.Arrays.equals(inOrder, shuffled);
+        }
+      }
+    }
+    assertTrue(raced, "no order ran the racy store before the doubling");
+  }
+
   /** A cache laid out at capacity 4 and appended to in place: the output shares its address. */
   static final String APPEND = """
       .symbol in, "cache", f32, [2, "past"@4, 2], 0x1000, 64
