@@ -145,6 +145,35 @@ class QuantLoweringTest {
     };
   }
 
+  /**
+   * {@code y = x @ w}: x {@code [rows..., k]} f32, w {@code [k, n]} seeded Gaussian weights of
+   * deviation {@code sd}; the module is named {@code name}.
+   */
+  static Module linear(String name, List<Dim> rows, long k, long n, float sd) {
+    Random rnd = new Random(SEED);
+    Module m = new Module(name);
+    List<Dim> dims = new ArrayList<>(rows);
+    dims.add(Dim.of(k));
+    Value x = Value.argument("x", new TensorType(dims, ElementType.F32));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, sd, 0f));
+    Value y = b.add(new LinalgOp.MatMul(x, w), new Location(name), "y");
+    f.setOutputs(List.of(new Function.Output("y", y)));
+    return m;
+  }
+
+  /** {@link #linear} quantized in {@code mode}. */
+  static Supplier<Module> quantizedLinear(String name, List<Dim> rows, long k, long n, float sd,
+      QuantMode mode) {
+    return () -> {
+      Module m = linear(name, rows, k, n, sd);
+      Quantizer.quantize(m, QuantOptions.of(mode));
+      return m;
+    };
+  }
+
   static long count(Module m, Class<?> op) {
     return m.main().body().stream().map(Node::op).filter(op::isInstance).count();
   }
@@ -160,20 +189,8 @@ class QuantLoweringTest {
   @Test
   void bf16QmatmulWithKAbove8191() {
     long k = 8200;
-    Supplier<Module> factory = () -> {
-      Random rnd = new Random(SEED);
-      Module m = new Module("bigk");
-      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
-          ElementType.F32));
-      Function f = new Function("main", List.of(x));
-      m.functions().add(f);
-      FunctionBuilder b = new FunctionBuilder(f);
-      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, 24}, 0.01f, 0f));
-      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("bigk"), "y");
-      f.setOutputs(List.of(new Function.Output("y", y)));
-      Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
-      return m;
-    };
+    Supplier<Module> factory = quantizedLinear("bigk", List.of(Dim.symbol("s")), k, 24, 0.01f,
+        QuantMode.BF16);
     assertEquals(1, count(factory.get(), QuantOp.QMatMul.class));
     EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withBound("s", 8));
@@ -201,20 +218,8 @@ class QuantLoweringTest {
   void fp8DynamicQmatmulWithThreeSymbols() {
     long k = 64;
     long n = 300;
-    Supplier<Module> factory = () -> {
-      Random rnd = new Random(SEED);
-      Module m = new Module("fp8sym");
-      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("a"), Dim.symbol("b"),
-          Dim.symbol("c"), Dim.of(k)), ElementType.F32));
-      Function f = new Function("main", List.of(x));
-      m.functions().add(f);
-      FunctionBuilder b = new FunctionBuilder(f);
-      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.1f, 0f));
-      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("fp8sym"), "y");
-      f.setOutputs(List.of(new Function.Output("y", y)));
-      Quantizer.quantize(m, QuantOptions.of(QuantMode.FP8));
-      return m;
-    };
+    Supplier<Module> factory = quantizedLinear("fp8sym", List.of(Dim.symbol("a"),
+        Dim.symbol("b"), Dim.symbol("c")), k, n, 0.1f, QuantMode.FP8);
     assertEquals(1, count(factory.get(), QuantOp.DynamicQuantize.class));
     EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withBound("a", 2).withBound("b", 3).withBound("c", 40));
@@ -234,20 +239,8 @@ class QuantLoweringTest {
   void fp8DynamicQmatmulWrapsTheRingOfTileGroups() {
     long k = 64;
     long n = 9 * 128 + 40;
-    Supplier<Module> factory = () -> {
-      Random rnd = new Random(SEED);
-      Module m = new Module("fp8ring");
-      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
-          ElementType.F32));
-      Function f = new Function("main", List.of(x));
-      m.functions().add(f);
-      FunctionBuilder b = new FunctionBuilder(f);
-      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.1f, 0f));
-      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("fp8ring"), "y");
-      f.setOutputs(List.of(new Function.Output("y", y)));
-      Quantizer.quantize(m, QuantOptions.of(QuantMode.FP8));
-      return m;
-    };
+    Supplier<Module> factory = quantizedLinear("fp8ring", List.of(Dim.symbol("s")), k, n, 0.1f,
+        QuantMode.FP8);
     EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withBound("s", 1100));
     assertLoweredInsideQmatmul(c, "dynamic_quantize");
@@ -345,20 +338,8 @@ class QuantLoweringTest {
         + "{\"capacity\": {\"value\": 6291456}}}");
     long k = 512;
     long n = 300;
-    Supplier<Module> factory = () -> {
-      Random rnd = new Random(SEED);
-      Module m = new Module("blocks");
-      Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(k)),
-          ElementType.F32));
-      Function f = new Function("main", List.of(x));
-      m.functions().add(f);
-      FunctionBuilder b = new FunctionBuilder(f);
-      Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, 0.05f, 0f));
-      Value y = b.add(new LinalgOp.MatMul(x, w), new Location("blocks"), "y");
-      f.setOutputs(List.of(new Function.Output("y", y)));
-      Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
-      return m;
-    };
+    Supplier<Module> factory = quantizedLinear("blocks", List.of(Dim.symbol("s")), k, n, 0.05f,
+        QuantMode.BF16);
     EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withTarget(target).withBound("s", 8192));
     for (long s : new long[] {1300, 100}) {

@@ -6,24 +6,13 @@ import dev.sohuc.emu.Emulator;
 import dev.sohuc.emu.MachineDescription;
 import dev.sohuc.emu.Options;
 import dev.sohuc.emu.TimingReport;
-import dev.sohuc.ir.Function;
-import dev.sohuc.ir.FunctionBuilder;
-import dev.sohuc.ir.Location;
 import dev.sohuc.ir.Module;
-import dev.sohuc.ir.Value;
-import dev.sohuc.ir.op.LinalgOp;
-import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
-import dev.sohuc.ir.type.ElementType;
-import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Engine;
 import dev.sohuc.passes.quant.QuantMode;
-import dev.sohuc.passes.quant.QuantOptions;
-import dev.sohuc.passes.quant.Quantizer;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -51,29 +40,9 @@ class QuantizedLinearTimingTest {
   static final Map<QuantMode, Row> fused = new EnumMap<>(QuantMode.class);
   static final Map<QuantMode, Row> unfused = new EnumMap<>(QuantMode.class);
 
-  static Module linear() {
-    return linear(SEQ, D, D);
-  }
-
-  /** {@code y[rows, n] = x[rows, k] @ w[k, n]}, seeded weights. */
-  static Module linear(long rows, long k, long n) {
-    Random rnd = new Random(4096);
-    Module m = new Module("linear");
-    Value x = Value.argument("x", new TensorType(List.of(Dim.of(rows), Dim.of(k)),
-        ElementType.F32));
-    Function f = new Function("main", List.of(x));
-    m.functions().add(f);
-    FunctionBuilder b = new FunctionBuilder(f);
-    Value w = QuantLoweringTest.weight(m, b, "fc.w",
-        QuantLoweringTest.gaussian(rnd, new long[] {k, n}, 0.02f, 0f));
-    Value y = b.add(new LinalgOp.MatMul(x, w), new Location("linear"), "fc");
-    f.setOutputs(List.of(new Function.Output("y", y)));
-    return m;
-  }
-
   static Row measure(QuantMode mode, boolean fuse) {
-    Module m = linear();
-    Quantizer.quantize(m, QuantOptions.of(mode));
+    Module m = QuantLoweringTest.quantizedLinear("linear", List.of(Dim.of(SEQ)), D, D, 0.02f,
+        mode).get();
     String old = System.getProperty(QuantLowering.FUSE_PROPERTY);
     System.setProperty(QuantLowering.FUSE_PROPERTY, Boolean.toString(fuse));
     CompiledProgram c;
@@ -140,8 +109,8 @@ class QuantizedLinearTimingTest {
   void fusedConversionBesideTheWeightRingRunsToTheEnd() {
     for (QuantMode mode : List.of(QuantMode.BF16, QuantMode.FP8)) {
       for (long rows : new long[] {129, 300}) {
-        Module m = linear(rows, 4096, 1024);
-        Quantizer.quantize(m, QuantOptions.of(mode));
+        Module m = QuantLoweringTest.quantizedLinear("linear", List.of(Dim.of(rows)), 4096, 1024,
+            0.02f, mode).get();
         TimingReport t = new Emulator(SohuBackend.compile(m, BackendOptions.defaults())
             .program(), MachineDescription.defaultTarget(), Options.defaults())
             .runTiming(Map.of());
