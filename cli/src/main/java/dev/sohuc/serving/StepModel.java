@@ -53,9 +53,9 @@ public final class StepModel {
    *
    * @param linkBoundSeconds the interconnect bound: the LINK engine's busy time (each
    *     collective's fixed cost and link bytes over the link bandwidth) plus one allreduce's
-   *     latency (a hop per step, InsnTable.allreduceSteps),
-   *     the least time the collectives take with nothing else to do (the link pipelines them:
-   *     a collective's latency delays its completion, not the next one's start)
+   *     latency (a hop per step, InsnTable.allreduceSteps): the least time the collectives
+   *     take with nothing else to do (the link pipelines them: a collective's latency delays
+   *     its completion, not the next one's start)
    * @param secondsByKind self time per op kind (OpTiming), largest first
    */
   public record StepTiming(double seconds, double flopsPerChip, long hbmBytesPerChip,

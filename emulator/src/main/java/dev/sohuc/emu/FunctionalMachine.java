@@ -243,11 +243,15 @@ final class FunctionalMachine {
     if (n == 0) {
       return false;
     }
-    Pending p = queues[ready[shuffle.nextInt(n)]].pollFirst();
+    run(queues[ready[shuffle.nextInt(n)]].pollFirst());
+    return true;
+  }
+
+  /** Runs a queue head that is ready: takes its token, executes it, signals. */
+  private void run(Pending p) {
     take(p.insn().waitTok());
     execAt(p.pc(), p.insn(), p.regs());
     signal(p.pc(), p.insn().signalTok());
-    return true;
   }
 
   /** Race check: runs ready queue heads, in a random order, while {@code more} holds. */
@@ -271,10 +275,7 @@ final class FunctionalMachine {
     if (best == null) {
       return false;
     }
-    queues[bestEngine].pollFirst();
-    take(best.insn().waitTok());
-    execAt(best.pc(), best.insn(), best.regs());
-    signal(best.pc(), best.insn().signalTok());
+    run(queues[bestEngine].pollFirst());
     return true;
   }
 
