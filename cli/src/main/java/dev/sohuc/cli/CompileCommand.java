@@ -1,7 +1,6 @@
 package dev.sohuc.cli;
 
 import dev.sohuc.backend.CompiledProgram;
-import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.text.IrPrinter;
 import dev.sohuc.onnx.TensorFiles;
@@ -39,9 +38,7 @@ final class CompileCommand implements Callable<Integer> {
       description = "An input's shape (input_ids=1x128) or a symbol's value or bound (seq=128).")
   List<String> shapes = new ArrayList<>();
 
-  @Option(names = "--decode", description = "Hugging Face models: compile the decode-step graph "
-      + "(KV cache of ?past tokens in as past_key_values.N.key/value, present.N.* out)")
-  boolean decode;
+  @CommandLine.Mixin GraphKindOptions graph = new GraphKindOptions();
 
   @Option(names = "--target", paramLabel = "FILE", description = "Machine description JSON (default: built-in sohu).")
   Path target;
@@ -93,7 +90,7 @@ final class CompileCommand implements Callable<Integer> {
     }
     printIr.checkNames(spec.commandLine());
     Module m = ModelLoader.load(model, bindings,
-        decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL);
+        graph.kind(spec.commandLine()));
     PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
     if (report) {
       out.print(passReport.fusion().render());

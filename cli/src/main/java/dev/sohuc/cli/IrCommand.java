@@ -1,6 +1,5 @@
 package dev.sohuc.cli;
 
-import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Weight;
@@ -41,8 +40,7 @@ final class IrCommand implements Callable<Integer> {
       description = "input_ids=1x128 fixes an input's shape; seq=128 binds a symbolic dim (repeatable)")
   List<String> shapes = new ArrayList<>();
 
-  @Option(names = "--decode", description = "Hugging Face models: build the decode-step graph with KV cache")
-  boolean decode;
+  @CommandLine.Mixin GraphKindOptions graph = new GraphKindOptions();
 
   @Option(names = "--check", description = "preflight: unsupported ops, unbound dims, memory; exit 1 if unsupported")
   boolean check;
@@ -72,7 +70,7 @@ final class IrCommand implements Callable<Integer> {
       return check(bindings, out);
     }
     Module module = ModelLoader.load(model, bindings,
-        decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL);
+        graph.kind(spec.commandLine()));
     if (run) {
       runInterpreter(module, out);
     } else {
@@ -85,7 +83,7 @@ final class IrCommand implements Callable<Integer> {
   private int check(ShapeBindings bindings, PrintWriter out) {
     if (ModelLoader.formatOf(model) != ModelLoader.Format.ONNX) {
       Module m = ModelLoader.load(model, bindings,
-          decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL);
+          graph.kind(spec.commandLine()));
       long bytes = m.weights().values().stream().mapToLong(Weight::sizeBytes).sum();
       out.printf("%s: ok, %d ops, %d weights (%,d bytes)%n", model,
           m.functions().stream().mapToInt(f -> f.body().size()).sum(), m.weights().size(), bytes);

@@ -150,64 +150,152 @@ final class DecoderModel {
   }
 
   Function build() {
+    if (ctx.step()) {
+      return buildStep();
+    }
     Dim batch = ctx.dim("batch");
     Dim seq = ctx.dim("seq");
     Dim past = ctx.decode() ? ctx.dim("past") : Dim.of(0);
     List<Value> args = new ArrayList<>();
     Value ids = ModelContext.arg("input_ids", List.of(batch, seq), ElementType.I64);
     args.add(ids);
-    List<Value> pastK = new ArrayList<>();
-    List<Value> pastV = new ArrayList<>();
-    if (ctx.decode()) {
-      List<Dim> cacheDims = List.of(batch, Dim.of(kvHeads), past, Dim.of(headDim));
-      for (int i = 0; i < layers; i++) {
-        pastK.add(ModelContext.arg("past_key_values." + i + ".key", cacheDims, ElementType.F32));
-        pastV.add(ModelContext.arg("past_key_values." + i + ".value", cacheDims, ElementType.F32));
-      }
-      for (int i = 0; i < layers; i++) {
-        args.add(pastK.get(i));
-        args.add(pastV.get(i));
-      }
-    }
+    List<Value> caches = ctx.decode() ? cacheArguments(batch, past) : List.of();
+    args.addAll(caches);
     if (ctx.decode()) {
       checkPositions(past, seq);
     }
     Graph g = ctx.start(args, "");
-    Location embedLoc = new Location("model.embed_tokens");
-    Value table = g.weights.use("model.embed_tokens.weight", List.of(vocab, hidden), embedLoc);
-    Value h = g.b.add(new TransformerOp.Embedding(table, ids), embedLoc, "embeddings");
-    if (family == Family.GEMMA) {
-      // Gemma scales by sqrt(hidden_size) rounded to the activation dtype (f32 here).
-      h = g.binary(BinaryKind.MUL, h, g.scalar((float) Math.sqrt(hidden), embedLoc, "normalizer"), embedLoc,
-          "embeddings");
-    }
+    Value table = embeddingTable(g);
+    Value h = embed(g, table, ids, "embeddings");
     Value[] cosSin = rotary(g, past, seq);
     List<Function.Output> presents = new ArrayList<>();
+    h = layers(g, h, (qkv, i) -> {
+      Value[] kv = new Value[2];
+      Value a = headsAttention(g, qkv, i, batch, seq, cosSin,
+          ctx.decode() ? caches.subList(2 * i, 2 * i + 2) : null, kv, "");
+      presents.add(new Function.Output("present." + i + ".key", kv[0]));
+      presents.add(new Function.Output("present." + i + ".value", kv[1]));
+      return a;
+    });
+    Value logits = lmHead(g, rmsNorm(g, h, "model.norm", "final_norm"), table);
+    List<Function.Output> outputs = new ArrayList<>();
+    outputs.add(new Function.Output("logits", logits));
+    outputs.addAll(presents);
+    return finish(g, outputs);
+  }
+
+  /**
+   * A serving step: one prompt of {@code seq} tokens (positions 0 .. seq-1) and {@code batch}
+   * decode sequences of one token each at position {@code past}, in one graph. The prompt's rows
+   * and the decodes' rows go through every linear layer together, so the weights are read once
+   * per step; only attention splits them (the prompt attends to itself causally, each decode to
+   * its cache). Inputs {@code input_ids [1, seq]}, {@code decode_ids [batch, 1]} and the decodes'
+   * {@code past_key_values.N.*}; outputs {@code logits [1, 1+batch, vocab]} (the prompt's last
+   * position, then each decode: what serving samples from), the decodes' {@code present.N.*} and
+   * the prompt's new cache {@code prompt.present.N.* [1, kv_heads, seq, head_dim]}.
+   */
+  private Function buildStep() {
+    Dim batch = ctx.dim("batch");
+    Dim seq = ctx.dim("seq");
+    Dim past = ctx.dim("past");
+    Value ids = ModelContext.arg("input_ids", List.of(Dim.of(1), seq), ElementType.I64);
+    Value decodeIds = ModelContext.arg("decode_ids", List.of(batch, Dim.of(1)), ElementType.I64);
+    List<Value> caches = cacheArguments(batch, past);
+    List<Value> args = new ArrayList<>(List.of(ids, decodeIds));
+    args.addAll(caches);
+    checkPositions(Dim.of(0), seq);
+    checkPositions(past, Dim.of(1));
+    Graph g = ctx.start(args, "");
+    Value table = embeddingTable(g);
+    Location embedLoc = new Location("model.embed_tokens");
+    Value decodes = g.reshape(embed(g, table, decodeIds, "decode_embeddings"),
+        List.of(Dim.of(1), batch, Dim.of(hidden)), embedLoc, "decode_embeddings.rows");
+    Value h = g.b.add(new DataOp.Concat(List.of(embed(g, table, ids, "prompt_embeddings"), decodes), 1),
+        embedLoc, "embeddings");
+    Value[] promptRope = rotary(g, Dim.of(0), seq);
+    Value[] decodeRope = rotary(g, past, Dim.of(1));
+    List<Function.Output> presents = new ArrayList<>();
+    List<Function.Output> promptPresents = new ArrayList<>();
+    h = layers(g, h, (qkv, i) -> {
+      Location loc = new Location("model.layers." + i + ".self_attn");
+      Value[] promptKv = new Value[2];
+      Value prompt = headsAttention(g, rowsOf(g, qkv, Dim.of(0), seq, loc), i, Dim.of(1), seq, promptRope,
+          null, promptKv, ".prompt");
+      Value[] decodeKv = new Value[2];
+      Value decode = headsAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, Dim.of(1), decodeRope,
+          caches.subList(2 * i, 2 * i + 2), decodeKv, ".decode");
+      promptPresents.add(new Function.Output("prompt.present." + i + ".key", promptKv[0]));
+      promptPresents.add(new Function.Output("prompt.present." + i + ".value", promptKv[1]));
+      presents.add(new Function.Output("present." + i + ".key", decodeKv[0]));
+      presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
+      decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc, "decode.attn.rows");
+      return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
+    });
+    h = rmsNorm(g, h, "model.norm", "final_norm");
+    // the rows serving samples from: the prompt's last position and every decode, contiguous
+    Value sampled = g.b.add(new DataOp.Slice(h, List.of(seq.minus(Dim.of(1))), List.of(seq.plus(batch)),
+        List.of(1L), List.of(1L)), new Location("lm_head"), "sampled_hidden");
+    List<Function.Output> outputs = new ArrayList<>();
+    outputs.add(new Function.Output("logits", lmHead(g, sampled, table)));
+    outputs.addAll(presents);
+    outputs.addAll(promptPresents);
+    return finish(g, outputs);
+  }
+
+  /** {@code past_key_values.N.key} and {@code .value} of every layer, in that order. */
+  private List<Value> cacheArguments(Dim batch, Dim past) {
+    List<Dim> cacheDims = List.of(batch, Dim.of(kvHeads), past, Dim.of(headDim));
+    List<Value> caches = new ArrayList<>();
+    for (int i = 0; i < layers; i++) {
+      caches.add(ModelContext.arg("past_key_values." + i + ".key", cacheDims, ElementType.F32));
+      caches.add(ModelContext.arg("past_key_values." + i + ".value", cacheDims, ElementType.F32));
+    }
+    return caches;
+  }
+
+  private Value embeddingTable(Graph g) {
+    return g.weights.use("model.embed_tokens.weight", List.of(vocab, hidden), new Location("model.embed_tokens"));
+  }
+
+  private Value embed(Graph g, Value table, Value ids, String hint) {
+    Location loc = new Location("model.embed_tokens");
+    Value h = g.b.add(new TransformerOp.Embedding(table, ids), loc, hint);
+    if (family == Family.GEMMA) {
+      // Gemma scales by sqrt(hidden_size) rounded to the activation dtype (f32 here).
+      h = g.binary(BinaryKind.MUL, h, g.scalar((float) Math.sqrt(hidden), loc, "normalizer"), loc, hint);
+    }
+    return h;
+  }
+
+  /** What a layer's attention makes of its q, k and v projections: {@code [.., rows, heads * head_dim]}. */
+  private interface AttentionCore {
+    Value apply(Value[] qkv, int layer);
+  }
+
+  /** The decoder blocks over the residual stream {@code h}, attention's middle from {@code core}. */
+  private Value layers(Graph g, Value h, AttentionCore core) {
     for (int i = 0; i < layers; i++) {
       String p = "model.layers." + i;
       Value x = rmsNorm(g, h, p + ".input_layernorm", p + ".norm1");
-      Value[] kv = new Value[2];
-      Value a = attention(g, x, i, batch, seq, cosSin, ctx.decode() ? pastK.get(i) : null,
-          ctx.decode() ? pastV.get(i) : null, kv);
-      presents.add(new Function.Output("present." + i + ".key", kv[0]));
-      presents.add(new Function.Output("present." + i + ".value", kv[1]));
+      Value a = outputProjection(g, core.apply(projections(g, x, i), i), i);
       h = g.add(h, a, new Location(p), p + ".attn_residual");
       x = rmsNorm(g, h, p + ".post_attention_layernorm", p + ".norm2");
       Value m = family == Family.MIXTRAL ? moe(g, x, p) : mlp(g, x, p + ".mlp");
       h = g.add(h, m, new Location(p), p + ".mlp_residual");
     }
-    h = rmsNorm(g, h, "model.norm", "final_norm");
+    return h;
+  }
+
+  private Value lmHead(Graph g, Value h, Value table) {
     Location headLoc = new Location("lm_head");
-    Value logits;
     if (tied) {
       Value wt = g.transpose(table, List.of(1L, 0L), headLoc, "lm_head.wT");
-      logits = g.matmul(h, wt, headLoc, "logits");
-    } else {
-      logits = g.linear(h, "lm_head.weight", null, hidden, vocab, headLoc, "logits");
+      return g.matmul(h, wt, headLoc, "logits");
     }
-    List<Function.Output> outputs = new ArrayList<>();
-    outputs.add(new Function.Output("logits", logits));
-    outputs.addAll(presents);
+    return g.linear(h, "lm_head.weight", null, hidden, vocab, headLoc, "logits");
+  }
+
+  private Function finish(Graph g, List<Function.Output> outputs) {
     g.b.function().setOutputs(outputs);
     g.weights.checkComplete(ctx.checkpointPath,
         name -> name.endsWith(".rotary_emb.inv_freq") || (tied && name.equals("lm_head.weight")));
@@ -229,20 +317,29 @@ final class DecoderModel {
     return g.b.add(new TransformerOp.RmsNorm(x, w, eps, offset), loc, hint);
   }
 
+  /** The rotary tables (small models) or inverse frequencies (large ones), made once per graph. */
+  private Value cosTable;
+  private Value sinTable;
+  private Value invFreq;
+
   /** cos and sin {@code [seq, rotaryDim]} for positions {@code past .. past+seq-1}. */
   private Value[] rotary(Graph g, Dim past, Dim seq) {
     Location loc = new Location("model.rotary_emb");
     if (maxPositions * rotaryDim <= INLINE_ROPE_TABLE_LIMIT) {
-      RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
-      TensorType type = TensorType.of(ElementType.F32, maxPositions, rotaryDim);
-      Value cosTable = g.weights.inline("rotary_emb.cos", type, RotaryTables.bytes(t.cos), loc);
-      Value sinTable = g.weights.inline("rotary_emb.sin", type, RotaryTables.bytes(t.sin), loc);
+      if (cosTable == null) {
+        RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
+        TensorType type = TensorType.of(ElementType.F32, maxPositions, rotaryDim);
+        cosTable = g.weights.inline("rotary_emb.cos", type, RotaryTables.bytes(t.cos), loc);
+        sinTable = g.weights.inline("rotary_emb.sin", type, RotaryTables.bytes(t.sin), loc);
+      }
       return new Value[] {g.rows(cosTable, past, seq, loc, "cos"), g.rows(sinTable, past, seq, loc, "sin")};
     }
     // Large tables (long-context models) are computed from the positions instead.
-    float[] inv = RotaryTables.inverseFrequencies(c, theta, rotaryDim);
-    Value invFreq = g.weights.inline("rotary_emb.inv_freq", TensorType.of(ElementType.F32, 1, inv.length),
-        RotaryTables.bytes(inv), loc);
+    if (invFreq == null) {
+      float[] inv = RotaryTables.inverseFrequencies(c, theta, rotaryDim);
+      invFreq = g.weights.inline("rotary_emb.inv_freq", TensorType.of(ElementType.F32, 1, inv.length),
+          RotaryTables.bytes(inv), loc);
+    }
     Value pos = g.b.add(new SourceOp.Range(0, past.plus(seq), 1, ElementType.F32), loc, "positions");
     if (!past.is(0)) {
       pos = g.rows(pos, past, seq, loc, "positions.new");
@@ -255,44 +352,65 @@ final class DecoderModel {
         g.b.add(new ElementwiseOp.Unary(UnaryKind.SIN, emb), loc, "sin")};
   }
 
-  private Value attention(Graph g, Value x, int layer, Dim batch, Dim seq, Value[] cosSin, Value pastK, Value pastV,
-                          Value[] presentOut) {
+  /** The q, k and v projections of {@code x}, heads not yet split. */
+  private Value[] projections(Graph g, Value x, int layer) {
     String p = "model.layers." + layer + ".self_attn";
     Location loc = new Location(p);
     long qOut = heads * headDim;
     long kvOut = kvHeads * headDim;
-    Value q;
-    Value k;
-    Value v;
     if (family == Family.PHI3) {
       Value qkv = g.linear(x, p + ".qkv_proj.weight", null, hidden, qOut + 2 * kvOut, loc, p + ".qkv");
-      List<Value> parts = g.b.addNode(new DataOp.Split(qkv, -1, List.of(Dim.of(qOut), Dim.of(kvOut), Dim.of(kvOut))),
-          loc, List.of(p + ".q", p + ".k", p + ".v")).results();
-      q = parts.get(0);
-      k = parts.get(1);
-      v = parts.get(2);
-    } else {
-      q = g.linear(x, p + ".q_proj.weight", qkvBias ? p + ".q_proj.bias" : null, hidden, qOut, loc, p + ".q");
-      k = g.linear(x, p + ".k_proj.weight", qkvBias ? p + ".k_proj.bias" : null, hidden, kvOut, loc, p + ".k");
-      v = g.linear(x, p + ".v_proj.weight", qkvBias ? p + ".v_proj.bias" : null, hidden, kvOut, loc, p + ".v");
+      return g.b.addNode(new DataOp.Split(qkv, -1, List.of(Dim.of(qOut), Dim.of(kvOut), Dim.of(kvOut))),
+          loc, List.of(p + ".q", p + ".k", p + ".v")).results().toArray(Value[]::new);
     }
-    q = g.splitHeads(q, batch, seq, heads, headDim, loc, p + ".q");
-    k = g.splitHeads(k, batch, seq, kvHeads, headDim, loc, p + ".k");
-    v = g.splitHeads(v, batch, seq, kvHeads, headDim, loc, p + ".v");
+    return new Value[] {
+        g.linear(x, p + ".q_proj.weight", qkvBias ? p + ".q_proj.bias" : null, hidden, qOut, loc, p + ".q"),
+        g.linear(x, p + ".k_proj.weight", qkvBias ? p + ".k_proj.bias" : null, hidden, kvOut, loc, p + ".k"),
+        g.linear(x, p + ".v_proj.weight", qkvBias ? p + ".v_proj.bias" : null, hidden, kvOut, loc, p + ".v")};
+  }
+
+  /** Rows {@code [start, start+count)} (axis 1) of each of q, k and v. */
+  private static Value[] rowsOf(Graph g, Value[] qkv, Dim start, Dim count, Location loc) {
+    Value[] out = new Value[qkv.length];
+    for (int i = 0; i < qkv.length; i++) {
+      out[i] = g.b.add(new DataOp.Slice(qkv[i], List.of(start), List.of(start.plus(count)), List.of(1L),
+          List.of(1L)), loc, qkv[i].name() + ".rows");
+    }
+    return out;
+  }
+
+  /**
+   * Rotary embeddings, the KV cache ({@code cache}: the layer's past key and value, or null) and
+   * attention over {@code [batch, seq]} rows of q, k and v; returns {@code [batch, seq, heads *
+   * head_dim]} and puts the layer's new key and value (the present) in {@code presentOut}.
+   */
+  private Value headsAttention(Graph g, Value[] qkv, int layer, Dim batch, Dim seq, Value[] cosSin,
+                               List<Value> cache, Value[] presentOut, String segment) {
+    String p = "model.layers." + layer + ".self_attn";
+    String hint = p + segment;
+    Location loc = new Location(p);
+    Value q = g.splitHeads(qkv[0], batch, seq, heads, headDim, loc, hint + ".q");
+    Value k = g.splitHeads(qkv[1], batch, seq, kvHeads, headDim, loc, hint + ".k");
+    Value v = g.splitHeads(qkv[2], batch, seq, kvHeads, headDim, loc, hint + ".v");
     var style = TransformerOp.RopeStyle.ROTATE_HALF;
-    q = g.b.add(new TransformerOp.Rope(q, cosSin[0], cosSin[1], style), loc, p + ".q_rot");
-    k = g.b.add(new TransformerOp.Rope(k, cosSin[0], cosSin[1], style), loc, p + ".k_rot");
-    if (pastK != null) {
-      k = g.b.add(new TransformerOp.KvCacheAppend(pastK, k), loc, "present." + layer + ".key");
-      v = g.b.add(new TransformerOp.KvCacheAppend(pastV, v), loc, "present." + layer + ".value");
+    q = g.b.add(new TransformerOp.Rope(q, cosSin[0], cosSin[1], style), loc, hint + ".q_rot");
+    k = g.b.add(new TransformerOp.Rope(k, cosSin[0], cosSin[1], style), loc, hint + ".k_rot");
+    if (cache != null) {
+      k = g.b.add(new TransformerOp.KvCacheAppend(cache.get(0), k), loc, "present." + layer + ".key");
+      v = g.b.add(new TransformerOp.KvCacheAppend(cache.get(1), v), loc, "present." + layer + ".value");
     }
     presentOut[0] = k;
     presentOut[1] = v;
     long window = slidingWindow > 0 && layer >= firstWindowLayer ? slidingWindow : 0;
     Value a = g.b.add(new TransformerOp.Attention(q, k, v, null, 1.0 / Math.sqrt(headDim), true, window),
-        loc, p + ".attn");
-    a = g.mergeHeads(a, batch, seq, heads, headDim, loc, p + ".attn");
-    return g.linear(a, p + ".o_proj.weight", outBias ? p + ".o_proj.bias" : null, qOut, hidden, loc, p + ".o");
+        loc, hint + ".attn");
+    return g.mergeHeads(a, batch, seq, heads, headDim, loc, hint + ".attn");
+  }
+
+  private Value outputProjection(Graph g, Value a, int layer) {
+    String p = "model.layers." + layer + ".self_attn";
+    return g.linear(a, p + ".o_proj.weight", outBias ? p + ".o_proj.bias" : null, heads * headDim, hidden,
+        new Location(p), p + ".o");
   }
 
   private Value mlp(Graph g, Value x, String p) {

@@ -18,7 +18,8 @@ import java.util.List;
  * {@code [?batch, ?seq, vocab]} out, and for decoders {@code present.N.key}/{@code .value}
  * {@code [?batch, kv_heads, ?past+?seq, head_dim]} out (prefill writes the cache too); decode
  * graphs take {@code past_key_values.N.key}/{@code .value} {@code [?batch, kv_heads, ?past,
- * head_dim]} and place the new tokens at positions {@code past .. past+seq-1}. BERT takes
+ * head_dim]} and place the new tokens at positions {@code past .. past+seq-1}. A serving step
+ * ({@link HfOptions#step}) does both at once: see {@code DecoderModel.buildStep}. BERT takes
  * {@code input_ids}, {@code attention_mask} and {@code token_type_ids} and returns
  * {@code last_hidden_state}.
  */
@@ -55,6 +56,10 @@ public final class HfImporter {
         ? dir.resolve(Safetensors.INDEX_FILE) : dir.resolve(Safetensors.SINGLE_FILE);
     Module module = new Module(moduleName(dir, type));
     ModelContext ctx = new ModelContext(c, options, checkpoint, checkpointPath, shapeOnlyType(c), module);
+    if (options.graph() == HfOptions.GraphKind.STEP && List.of("gpt2", "bert").contains(type)) {
+      throw c.error("model_type \"" + type + "\" has no serving-step graph (Llama-family decoders "
+          + "only: llama, mistral, qwen2, gemma, phi3, mixtral)");
+    }
     switch (type) {
       case "gpt2" -> new Gpt2Model(ctx).build();
       case "bert" -> new BertModel(ctx).build();

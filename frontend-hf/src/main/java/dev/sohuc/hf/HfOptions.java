@@ -5,8 +5,9 @@ import java.util.Map;
 /**
  * How to import a Hugging Face model.
  *
- * @param graph       a prefill graph (the whole prompt, writing the KV cache) or a decode step
- *                    (reading {@code past_key_values.N.*}, writing {@code present.N.*})
+ * @param graph       a prefill graph (the whole prompt, writing the KV cache), a decode step
+ *                    (reading {@code past_key_values.N.*}, writing {@code present.N.*}) or a
+ *                    serving step (one prompt and a batch of decodes through the same weights)
  * @param dimBindings symbolic dims to fix, by name: {@code --shape seq=2048} is {@code seq -> 2048};
  *                    the dims are {@code batch}, {@code seq} and {@code past}
  * @param shapeOnly   forces weights to be sized placeholders even when a checkpoint exists; a
@@ -15,7 +16,7 @@ import java.util.Map;
 public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
 
   /** Which program the graph computes. */
-  public enum GraphKind { PREFILL, DECODE }
+  public enum GraphKind { PREFILL, DECODE, STEP }
 
   public HfOptions {
     dimBindings = Map.copyOf(dimBindings);
@@ -34,6 +35,14 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   /** A decode-step graph with symbolic dims. */
   public static HfOptions decode() {
     return new HfOptions(GraphKind.DECODE, Map.of(), false);
+  }
+
+  /**
+   * A serving step with symbolic dims: a prompt of {@code seq} tokens and {@code batch} decode
+   * sequences at {@code past} cached tokens, one pass over the weights (Llama-family decoders).
+   */
+  public static HfOptions step() {
+    return new HfOptions(GraphKind.STEP, Map.of(), false);
   }
 
   public HfOptions withDimBindings(Map<String, Long> bindings) {

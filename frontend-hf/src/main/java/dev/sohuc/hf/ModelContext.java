@@ -37,6 +37,10 @@ final class ModelContext {
     return options.graph() == HfOptions.GraphKind.DECODE;
   }
 
+  boolean step() {
+    return options.graph() == HfOptions.GraphKind.STEP;
+  }
+
   /** The dim {@code name}: the bound value from {@code --shape name=N}, or the symbol {@code ?name}. */
   Dim dim(String name) {
     dimsUsed.add(name);

@@ -98,6 +98,73 @@ class HfCompiledNumericsTest {
     assertEquals(PROMPT + STEP, emuStep.get("present.0.key").shape()[2]);
   }
 
+  /**
+   * A serving step (one prompt and a batch of decodes through the same weights, one binary with
+   * seq, batch and past symbolic) against ORT running the prompt and the decodes as two graphs:
+   * the step's logits rows are the prompt's last position and each decode's, its caches theirs.
+   */
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "qwen2", "phi3"})
+  void servingStepCompiledAndEmulatedMatchesOnnxRuntime(String variant) throws Exception {
+    TinyModel m = TinyModel.of(variant, 42);
+    Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
+    Random random = new Random(9);
+    long vocab = m.get("vocab_size");
+    long layers = m.get("num_hidden_layers");
+    long kvHeads = m.get("num_key_value_heads");
+    long headDim = m.get("hidden_size") / m.get("num_attention_heads");
+    long decodes = 3;
+    long past = 5;
+
+    long[] prompt = randomIds(random, PROMPT, vocab);
+    long[] decodeIds = randomIds(random, decodes, vocab);
+    Map<String, HostTensor> in = new LinkedHashMap<>();
+    in.put("input_ids", ids(prompt, 1, PROMPT));
+    in.put("decode_ids", ids(decodeIds, decodes, 1));
+    Map<String, Input> ortDecodeIn = new LinkedHashMap<>();
+    ortDecodeIn.put("input_ids", Input.longs(decodeIds, decodes, 1));
+    long[] cacheShape = {decodes, kvHeads, past, headDim};
+    for (int i = 0; i < layers; i++) {
+      for (String kv : new String[] {"key", "value"}) {
+        float[] cache = new float[(int) (decodes * kvHeads * past * headDim)];
+        for (int j = 0; j < cache.length; j++) {
+          cache[j] = (float) random.nextGaussian();
+        }
+        in.put("past_key_values." + i + "." + kv, HostTensor.ofF32(cacheShape, cache));
+        ortDecodeIn.put("past_key_values." + i + "." + kv, Input.floats(cache, cacheShape));
+      }
+    }
+    Map<String, HostTensor> step = emulate(compile(HfImporter.importModel(dir, HfOptions.step())),
+        in);
+
+    Map<String, float[]> ortPrompt = OrtReference.run(
+        ReferenceModels.build(m, 1, PROMPT, 0).modelBytes(),
+        Map.of("input_ids", Input.longs(prompt, 1, PROMPT)));
+    Map<String, float[]> ortDecode = OrtReference.run(
+        ReferenceModels.build(m, decodes, 1, past).modelBytes(), ortDecodeIn);
+    float[] promptLogits = ortPrompt.get("logits");
+    float[] decodeLogits = ortDecode.get("logits");
+    float[] want = new float[(int) ((1 + decodes) * vocab)];
+    System.arraycopy(promptLogits, (int) ((PROMPT - 1) * vocab), want, 0, (int) vocab);
+    System.arraycopy(decodeLogits, 0, want, (int) vocab, decodeLogits.length);
+    Map<String, float[]> expected = new LinkedHashMap<>();
+    expected.put("logits", want);
+    for (var e : ortPrompt.entrySet()) {
+      if (e.getKey().startsWith("present.")) {
+        expected.put("prompt." + e.getKey(), e.getValue());
+      }
+    }
+    for (var e : ortDecode.entrySet()) {
+      if (e.getKey().startsWith("present.")) {
+        expected.put(e.getKey(), e.getValue());
+      }
+    }
+    assertClose(variant + " step", expected, step);
+    assertArrayEquals(new long[] {1, 1 + decodes, vocab}, step.get("logits").shape());
+    assertArrayEquals(new long[] {decodes, kvHeads, past + 1, headDim},
+        step.get("present.0.key").shape());
+  }
+
   @Test
   void bertCompiledAndEmulatedMatchesOnnxRuntime() throws Exception {
     TinyModel m = TinyModel.of("bert", 42);

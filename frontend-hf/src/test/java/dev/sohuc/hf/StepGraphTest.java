@@ -1,0 +1,118 @@
+package dev.sohuc.hf;
+
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A serving-step graph (one prompt and a batch of decodes through the same weights) computes what
+ * the prefill graph computes for the prompt and the decode graph for the decodes: on the reference
+ * interpreter, with seeded weights and random KV caches, its logits rows and caches match theirs
+ * within 1e-5 of the largest magnitude (the rows share matmuls, so only summation order may differ).
+ */
+class StepGraphTest {
+  static final long PROMPT = 5;
+  static final long DECODES = 3;
+  static final long PAST = 4;
+  static final double TOLERANCE = 1e-5;
+
+  @TempDir
+  Path tmp;
+
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "llama-longrope", "mistral", "qwen2", "gemma", "phi3", "mixtral"})
+  void stepMatchesPrefillAndDecodeGraphs(String variant) {
+    TinyModel m = TinyModel.of(variant, 11);
+    Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
+    Random random = new Random(3);
+    long vocab = m.get("vocab_size");
+    long layers = m.get("num_hidden_layers");
+    long kvHeads = m.get("num_key_value_heads");
+    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
+        : m.get("hidden_size") / m.get("num_attention_heads");
+
+    long[] prompt = HfNumericsTest.randomIds(random, PROMPT, vocab);
+    long[] decodeIds = HfNumericsTest.randomIds(random, DECODES, vocab);
+    List<Tensor> caches = new ArrayList<>();
+    for (int i = 0; i < 2 * layers; i++) {
+      caches.add(randomCache(random, new long[] {DECODES, kvHeads, PAST, headDim}));
+    }
+
+    Map<String, Tensor> pre = new Interpreter(HfImporter.importModel(dir, HfOptions.prefill()))
+        .run(List.of(HfNumericsTest.ids(prompt, PROMPT)));
+    List<Tensor> decodeInputs = new ArrayList<>(List.of(HfNumericsTest.ids(decodeIds, 1)));
+    decodeInputs.addAll(caches);
+    Map<String, Tensor> dec = new Interpreter(HfImporter.importModel(dir, HfOptions.decode()))
+        .run(decodeInputs);
+    List<Tensor> stepInputs = new ArrayList<>(List.of(HfNumericsTest.ids(prompt, PROMPT),
+        HfNumericsTest.ids(decodeIds, 1)));
+    stepInputs.addAll(caches);
+    Module stepGraph = HfImporter.importModel(dir, HfOptions.step());
+    Map<String, Tensor> step = new Interpreter(stepGraph).run(stepInputs);
+
+    Tensor logits = step.get("logits");
+    assertArrayEquals(new long[] {1, 1 + DECODES, vocab}, logits.shape());
+    float[] got = logits.floats();
+    float[] promptLast = Arrays.copyOfRange(pre.get("logits").floats(),
+        (int) ((PROMPT - 1) * vocab), (int) (PROMPT * vocab));
+    assertClose(variant + " prompt logits", promptLast, Arrays.copyOfRange(got, 0, (int) vocab));
+    assertClose(variant + " decode logits", dec.get("logits").floats(),
+        Arrays.copyOfRange(got, (int) vocab, got.length));
+    for (int i = 0; i < layers; i++) {
+      for (String kv : List.of("key", "value")) {
+        String name = "present." + i + "." + kv;
+        assertClose(variant + " " + name, dec.get(name).floats(), step.get(name).floats());
+        assertArrayEquals(dec.get(name).shape(), step.get(name).shape(), name);
+        assertClose(variant + " prompt." + name, pre.get(name).floats(),
+            step.get("prompt." + name).floats());
+      }
+    }
+  }
+
+  @Test
+  void stepGraphsAreForDecodersOnly() {
+    Path dir = TinyModel.of("gpt2", 1).writeTo(tmp.resolve("gpt2"), Safetensors.Dtype.F32);
+    HfImportException e = assertThrows(HfImportException.class,
+        () -> HfImporter.importModel(dir, HfOptions.step()));
+    assertTrue(e.getMessage().contains("config.json") && e.getMessage().contains("no serving-step graph"),
+        e.getMessage());
+  }
+
+  private static Tensor randomCache(Random random, long[] shape) {
+    float[] data = new float[(int) Arrays.stream(shape).reduce(1, Math::multiplyExact)];
+    for (int i = 0; i < data.length; i++) {
+      data[i] = (float) random.nextGaussian();
+    }
+    return Tensor.ofFloats(ElementType.F32, shape, data);
+  }
+
+  private static void assertClose(String what, float[] want, float[] got) {
+    assertEquals(want.length, got.length, what + ": element count");
+    double maxRef = 0;
+    double maxDiff = 0;
+    for (int i = 0; i < want.length; i++) {
+      maxRef = Math.max(maxRef, Math.abs(want[i]));
+      maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
+    }
+    assertTrue(maxRef > 0, what + " is all zeros");
+    assertTrue(maxDiff <= TOLERANCE * maxRef, what + ": max difference " + maxDiff + " exceeds "
+        + TOLERANCE + " x max magnitude " + maxRef);
+  }
+}
