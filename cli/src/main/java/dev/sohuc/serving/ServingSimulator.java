@@ -10,7 +10,8 @@ import java.util.function.IntConsumer;
 /**
  * Continuous batching, step by step on the timing model: each step is at most one prefill (one
  * waiting request's whole prompt, admitted when its input + output tokens fit the KV capacity)
- * plus one decode token for every running sequence (up to {@code maxDecodeBatch}). Arrivals are
+ * plus one decode token for every running sequence (up to {@code maxDecodeBatch}), as one step
+ * program when the prompt fits the prefill chunk. Arrivals are
  * a seeded Poisson process at {@code rate} requests/s (rate 0: all requests at t = 0).
  */
 public final class ServingSimulator {
@@ -33,7 +34,11 @@ public final class ServingSimulator {
     }
   }
 
-  /** One step: its kind, time span, tokens and the timing of its programs. */
+  /**
+   * One step: its time span, tokens and the timing of its programs. {@code prefill} is the
+   * program that carries the step's prompt: the step program when decodes ride along (then
+   * {@code decode} is null), else the prefill program; {@code decode} is a step without a prompt.
+   */
   public record Step(double start, double seconds, int prefillTokens, int decodeTokens,
       long decodePast, StepModel.StepTiming prefill, StepModel.StepTiming decode, long kvTokens) {}
 
@@ -79,12 +84,18 @@ public final class ServingSimulator {
             + (head.inputLen + head.outputLen) + " KV tokens; capacity " + kvCapacityTokens);
       }
       kvMax = Math.max(kvMax, kvUsed);
-      StepModel.StepTiming pt = pre == null ? null : model.prefill(pre.inputLen);
       long past = 0;
       for (Request r : running) {
         past = Math.max(past, r.inputLen + r.generated - 1L);
       }
-      StepModel.StepTiming dt = running.isEmpty() ? null : model.decode(running.size(), past);
+      StepModel.StepTiming pt = null;
+      StepModel.StepTiming dt = null;
+      if (pre != null && !running.isEmpty() && pre.inputLen <= model.prefillChunk()) {
+        pt = model.step(pre.inputLen, running.size(), past);
+      } else {
+        pt = pre == null ? null : model.prefill(pre.inputLen);
+        dt = running.isEmpty() ? null : model.decode(running.size(), past);
+      }
       double secs = (pt == null ? 0 : pt.seconds()) + (dt == null ? 0 : dt.seconds());
       steps.add(new Step(now, secs, pre == null ? 0 : pre.inputLen, running.size(), past, pt, dt,
           kvUsed));

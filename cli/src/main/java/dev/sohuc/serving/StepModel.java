@@ -36,17 +36,31 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The timing of serving steps from compiled code. Two per-chip programs are compiled once from
- * the shape-only model, sharded with {@code shard-tensor-parallel}: a prefill program (batch 1,
- * seq up to the chunk) and a decode program (batch up to the decode batch, seq 1, past up to the
- * longest KV). The backend has one {@code past} per program, so a mixed step is the prefill
- * program followed by the decode program, with every decode sequence padded to the longest KV
- * length of the step rounded up to a multiple of {@link #KV_BUCKET}. Each distinct (kind, shape)
- * runs once on the timing emulator with the N chips meeting at every allreduce (symmetric
- * group: all chips run the same program on the same dims).
+ * The timing of serving steps from compiled code. Three per-chip programs are compiled once from
+ * the shape-only model, sharded with {@code shard-tensor-parallel}:
+ * <ul>
+ *   <li>the serving-step program (HF {@code --step} graph: one prompt of up to the chunk plus
+ *       up to the decode batch of decodes, past up to the longest KV), for a step that admits a
+ *       prompt while others decode: the prompt's rows and the decodes' rows share every linear
+ *       layer, so the weights are read once per step;
+ *   <li>a prefill program (batch 1, seq up to the chunk, with a past), for a prompt with nothing
+ *       else to run and for the earlier chunks of a prompt longer than the chunk;
+ *   <li>a decode program (batch up to the decode batch, seq 1), for a step with no prompt.
+ * </ul>
+ * The backend has one {@code past} per program: every decode sequence of a step is padded to
+ * the step's longest KV length rounded up to a multiple of {@link #KV_BUCKET}, and a step
+ * program's decode batch is rounded up as {@link #stepRows} says. Each distinct
+ * (kind, shape) runs once on the timing emulator with the N chips meeting at every allreduce
+ * (symmetric group: all chips run the same program on the same dims).
  */
 public final class StepModel {
   public static final int KV_BUCKET = 128;
+  /**
+   * Step programs are timed at decode batches rounded up to a power of two below this, and to a
+   * multiple of it from there (see {@link #stepRows}): the decodes' rows are few next to the
+   * prompt's, and the bench then times tens of step shapes instead of hundreds.
+   */
+  public static final int BATCH_BUCKET = 16;
 
   /**
    * One program run: time and work per chip.
@@ -68,8 +82,11 @@ public final class StepModel {
   private final MachineDescription target;
   private final CompiledProgram prefill;
   private final CompiledProgram decode;
+  private final CompiledProgram step;
+  private final int maxDecodeBatch;
   private final Map<Long, StepTiming> prefillMemo = new HashMap<>();
   private final Map<List<Long>, StepTiming> decodeMemo = new HashMap<>();
+  private final Map<List<Long>, StepTiming> stepMemo = new HashMap<>();
   private final ModelShape shape;
   private int timingRuns;
 
@@ -116,6 +133,10 @@ public final class StepModel {
     Module dec = shard(HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true)));
     this.decode = SohuBackend.compile(dec, base.withBound("batch", maxDecodeBatch)
         .withBound("seq", 1).withBound("past", ceilTo(maxKv, KV_BUCKET)));
+    this.maxDecodeBatch = maxDecodeBatch;
+    Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)));
+    this.step = SohuBackend.compile(st, base.withBound("batch", ceilTo(maxDecodeBatch,
+        BATCH_BUCKET)).withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET)));
   }
 
   /**
@@ -316,6 +337,27 @@ public final class StepModel {
     return chunk;
   }
 
+  /**
+   * One step program: a prompt of {@code tokens} (at most the chunk) and {@code batch} decodes
+   * whose longest cache is {@code past} tokens, the weights read once.
+   */
+  public StepTiming step(long tokens, long batch, long past) {
+    if (tokens > chunk || batch < 1 || batch > maxDecodeBatch) {
+      throw new IllegalArgumentException("a step program takes a prompt of at most " + chunk
+          + " tokens and 1 to " + maxDecodeBatch + " decodes; got " + tokens + " and " + batch);
+    }
+    long rows = stepRows(batch);
+    long bucket = ceilTo(past, KV_BUCKET);
+    return stepMemo.computeIfAbsent(List.of(tokens, rows, bucket),
+        k -> run(step, Map.of("batch", rows, "seq", tokens, "past", bucket)));
+  }
+
+  /** The decode batch a step program is timed at: 1, 2, 4, 8, then multiples of 16. */
+  static long stepRows(long batch) {
+    return batch >= BATCH_BUCKET ? ceilTo(batch, BATCH_BUCKET)
+        : Long.highestOneBit(batch) == batch ? batch : Long.highestOneBit(batch) << 1;
+  }
+
   /** Decode of {@code batch} sequences whose longest cache is {@code past} tokens. */
   public StepTiming decode(long batch, long past) {
     long bucket = ceilTo(past, KV_BUCKET);
@@ -374,5 +416,9 @@ public final class StepModel {
 
   public CompiledProgram decodeProgram() {
     return decode;
+  }
+
+  public CompiledProgram stepProgram() {
+    return step;
   }
 }

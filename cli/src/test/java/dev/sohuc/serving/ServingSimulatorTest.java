@@ -132,7 +132,27 @@ class ServingSimulatorTest {
         checked++;
       }
     }
-    assertTrue(checked > r.steps().size());
+    assertEquals(r.steps().size(), checked, "one or two programs per step");
+    assertTrue(r.steps().stream().anyMatch(st -> st.prefillTokens() > 0 && st.decodeTokens() > 0
+        && st.decode() == null), "a prompt with decodes riding along runs as one step program");
+  }
+
+  @Test
+  void aStepProgramReadsTheWeightsOnce() throws IOException {
+    // wide enough for the linear weights to outweigh the rope tables (8 MB), and a batch the
+    // step program runs unpadded (StepModel.stepRows)
+    StepModel m = model(config("mid", 1024, 2048, 2, 8, 2, 512), 2, 64, 16, 64 + 8, null);
+    var step = m.step(64, 16, 64);
+    var prefill = m.prefill(64);
+    var decode = m.decode(16, 64);
+    long weights = m.shape().weightBytesPerChip();
+    // the decodes add their caches and activations to the prefill's bytes, not the weights again
+    long separate = prefill.hbmBytesPerChip() + decode.hbmBytesPerChip();
+    assertTrue(step.hbmBytesPerChip() < separate - weights / 2,
+        step.hbmBytesPerChip() + " bytes vs " + separate + " as two programs, weights " + weights);
+    assertTrue(step.hbmBytesPerChip() > prefill.hbmBytesPerChip());
+    assertTrue(step.seconds() < prefill.seconds() + decode.seconds());
+    assertTrue(step.seconds() > prefill.seconds());
   }
 
   @Test

@@ -41,7 +41,7 @@ import java.util.Map;
  * </ul>
  *
  * Weights with data are sliced into inline weights; shape-only weights just get their new type.
- * Reshapes that split or merge the head dim are rescaled; every other op is rebuilt on its new
+ * Reshapes that split or merge the head dim, or regroup rows, are rescaled; every other op is rebuilt on its new
  * operands, so types follow by inference.
  */
 public final class ShardTensorParallelPass implements Pass {
@@ -297,7 +297,13 @@ public final class ShardTensorParallelPass implements Pass {
           * newLast.value()));
       return shape;
     }
+    if (shape.size() == in.size() && newLast.isStatic()
+        && shape.get(shape.size() - 1).equals(in.get(in.size() - 1))) {
+      // rows regrouped ([1, B, X] -> [B, 1, X]): the width follows the new one
+      shape.set(shape.size() - 1, newLast);
+      return shape;
+    }
     throw new PassException(NAME + ": cannot shard " + n.describe()
-        + " (only reshapes that split or merge the head dim are rescaled)", null);
+        + " (only reshapes that split or merge the head dim, or regroup rows, are rescaled)", null);
   }
 }
