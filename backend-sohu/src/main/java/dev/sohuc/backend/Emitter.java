@@ -44,6 +44,9 @@ final class Emitter {
   // token meant for it (a deadlock: the VPU then waits for a load that is queued behind a store
   // waiting for the VPU)
   static final int TOK_PANEL = 15;
+  // LINK -> DMA: the sums on the link of a matmul's result are done (SohuBackend: the all_reduce
+  // summed inside its matmul runs on past the matmul; its first reader waits for this)
+  static final int TOK_SUMMED = 16;
 
   static final int MAX_LOOP_DEPTH = 4;
 
@@ -274,9 +277,16 @@ final class Emitter {
           wait, signal);
       case VPU -> new Insn.Vfill(0, 0, 0, 0f, 0, 0, DType.F32, wait, signal);
       case CTRL -> new Insn.Nop(wait, signal);
-      // an allreduce would be a rendezvous of the group: the link has no cheap no-op
-      case LINK -> throw new IllegalArgumentException("no fence on the LINK engine");
+      case LINK -> throw new IllegalArgumentException("a LINK fence needs its group: linkFence");
     };
+  }
+
+  /**
+   * An allreduce of no elements over {@code chips}: it meets no other chip and completes as the
+   * group's allreduces do, so its signal means the LINK work queued before it is done.
+   */
+  static Insn linkFence(int chips, int signal) {
+    return new Insn.Allreduce(MemSpace.HBM, 0, 0, 0, 0, DType.F32, chips, 0, 0, 0, 0, signal);
   }
 
   /**

@@ -40,7 +40,8 @@ import java.util.TreeMap;
  *       for intermediates with liveness-based first-fit reuse; reshapes alias their operand;
  *   <li>emits code: {@code ldarg} of every symbolic dim, then each op's loop nest, ops joined by
  *       token handoffs between the engines (a {@code barrier} around collectives and before the
- *       output copies), then {@code halt};
+ *       output copies; an all_reduce summed inside its matmul instead runs on the link past it,
+ *       and the first op that reads the sum waits for its LINK fence), then {@code halt};
  *   <li>links the container: code, constants, symbols, per-instruction debug, metadata, args.
  * </ol>
  */
@@ -175,6 +176,8 @@ public final class SohuBackend {
       low.setKvCapacity(kvCapacity);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
+      // all_reduces summed inside their matmul whose link work runs on past it, oldest first
+      List<Value> summing = new ArrayList<>();
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
@@ -184,19 +187,30 @@ public final class SohuBackend {
         }
         e.setOp(Emitter.opName(n), n.location().text());
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
+        if (collective && low.isDoneInside(n)) {
+          // summed panel by panel inside its matmul (the op before): the other engines go on
+          // with the next ops, and a LINK fence tells the first op that reads the sum
+          e.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.AllReduce) n.op())
+              .chips(), Emitter.TOK_SUMMED));
+          e.endOp();
+          summing.add(aliasRoot(n.result()));
+          continue;
+        }
         if (prev != null) {
           // the tokens of the previous op's handoffEnd are consumed before a barrier too:
           // left over, they let a later op's engines start before the op before it finished
           handoffStart(e, collective);
-          if (collective) {
+        }
+        if (collective) {
+          if (prev != null || !summing.isEmpty()) {
+            awaitSums(e, summing, summing.size());
             e.emit(new Insn.Barrier(0, 0));
           }
+        } else {
+          awaitSums(e, summing, sumsRead(n, summing));
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
-          // summed panel by panel inside its matmul: only the barriers, to wait for the link
-          if (!low.isDoneInside(n)) {
-            CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
-          }
+          CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
         } else {
           low.lower(n);
         }
@@ -210,9 +224,12 @@ public final class SohuBackend {
           handoffEnd(e);
         }
       }
-      if (prev != null) {
+      if (prev != null || !summing.isEmpty()) {
         e.setOp("handoff", "");
-        handoffStart(e, true);
+        if (prev != null) {
+          handoffStart(e, true);
+        }
+        awaitSums(e, summing, summing.size());
         e.emit(new Insn.Barrier(0, 0));
       }
       for (int i = 0; i < fn.outputs().size(); i++) {
@@ -433,6 +450,29 @@ public final class SohuBackend {
         // DMA -> VPU token the same DMA fences signal, so it waits no longer for it
         e.emit(Emitter.fence(Engine.VPU, Emitter.TOK_DMA_TO_DMA, 0));
       }
+    }
+
+    /**
+     * How many of the sums still on the link {@code n} must wait for: up to the last one it
+     * reads (the LINK queue completes them in order), or 0.
+     */
+    private int sumsRead(Node n, List<Value> summing) {
+      int upTo = 0;
+      for (Value v : reads(n)) {
+        upTo = Math.max(upTo, summing.indexOf(aliasRoot(v)) + 1);
+      }
+      return upTo;
+    }
+
+    /**
+     * The DMA queue waits for the first {@code count} sums still on the link (one TOK_SUMMED
+     * each, signalled in order by their LINK fences), and they leave the list.
+     */
+    private static void awaitSums(Emitter e, List<Value> summing, int count) {
+      for (int i = 0; i < count; i++) {
+        e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_SUMMED, 0));
+      }
+      summing.subList(0, count).clear();
     }
 
     /**

@@ -304,9 +304,11 @@ final class TimingMachine {
         o.latency = o.hbmSides > 0 ? target.hbmLatencyCycles() : target.sramLatencyCycles();
       }
       case LINK_BYTES -> {
-        o.chips = (int) o.values.field("chips");
+        int chips = (int) o.values.field("chips");
+        // a LINK fence meets no other chip (o.chips 0), but completes as an allreduce would
+        o.chips = o.insn instanceof Insn.Allreduce a && a.isFence() ? 0 : chips;
         o.rate = target.linkBytesPerCycle();
-        o.latency = (long) dev.sohuc.isa.InsnTable.allreduceSteps(o.chips)
+        o.latency = (long) dev.sohuc.isa.InsnTable.allreduceSteps(chips)
             * target.linkLatencyCycles();
         MemSpace space = MemSpace.values()[(int) o.values.field("space")];
         // the ring reads and writes the local buffer once per step

@@ -262,7 +262,10 @@ public final class InsnTable {
             + "interconnect.latency per step. The buffer is read and written once per step's "
             + "bytes: HBM traffic is counted as twice the link bytes. The link shares "
             + "HBM with the DMA engine, but the model charges no contention between them: each "
-            + "runs at its own rate.")
+            + "runs at its own rate. An allreduce whose elems or rows is the immediate 0 with "
+            + "register r0 is a LINK fence: it moves nothing, meets no other chip, and completes "
+            + "one completion latency after it starts, so no earlier than the LINK work queued "
+            + "before it; its signal tells another engine that the earlier sums are done.")
         .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
           long chips = v.field("chips");
           long esize = v.field("dtype") == DType.BF16.ordinal() ? 2 : 4;
