@@ -64,8 +64,9 @@ final class MatmulLowering {
     // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
     boolean residentCase = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1;
     // few rows: several panels a load, A resident whole beside the three loads
+    QuantLowering.Epilogue summed = residentCase ? l.epilogue(n) : null;
     int wide = residentCase ? panelsPerLoad(panelBytes, nFull, aBound / (k * 4), DType.F32, 3,
-        Lowering.align(aBound)) : 1;
+        Lowering.align(aBound), summed != null && summed.sum() != null) : 1;
     long loadBytes = wide * panelBytes;
     long bufA = l.sram(loadBytes, "B panels");
     long bufB = l.sram(loadBytes, "B panels");
@@ -457,6 +458,13 @@ final class MatmulLowering {
   static final int DMA_FIXED_CYCLES = InsnTable.byMnemonic("dma").cost().fixedCycles();
 
   /**
+   * The most allreduces a matmul whose result is summed on the link issues (one a load): half
+   * the LINK queue (16 deep), so its sums queue without stalling the control unit, which goes
+   * on issuing the next ops while they run (SohuBackend: sums that run past their matmul).
+   */
+  static final int MAX_LINK_SUMS = 8;
+
+  /**
    * 128-column weight panels per load: 1, or when streaming the weights bounds the matmul at
    * {@code rowsBound} rows (a decode step's few rows), the power of two nearest the count that
    * balances two costs. Each load's DMA and each group's store cost DMA_FIXED_CYCLES however
@@ -465,19 +473,28 @@ final class MatmulLowering {
    * on its p panels with the DMA queue idle: p times a panel's MXU time. The sum is least at
    * p = sqrt(2 x DMA_FIXED_CYCLES x nFull / panel MXU cycles). At most GROUP, dividing the
    * full panels, a load of at most WIDE_LOAD_BYTES, and {@code slots} such loads beside
-   * {@code reserve} bytes and the output ring within the SRAM left.
+   * {@code reserve} bytes and the output ring within the SRAM left. A result {@code summed} on
+   * the link (one allreduce a load) takes at least nFull / MAX_LINK_SUMS panels a load, within
+   * those limits.
    */
   int panelsPerLoad(long panelBytes, long nFull, long rowsBound, DType dt, int slots,
-      long reserve) {
-    double mxuOverStream = l.target().mxuOverStream(rowsBound, dt);
-    if (!(mxuOverStream < 1) || nFull < 2) {
+      long reserve, boolean summed) {
+    if (nFull < 2) {
       return 1;
     }
-    double panelMxuCycles = mxuOverStream * panelBytes / l.target().hbmBytesPerCycle();
-    double best = Math.sqrt(2.0 * DMA_FIXED_CYCLES * nFull / Math.max(1, panelMxuCycles));
+    double mxuOverStream = l.target().mxuOverStream(rowsBound, dt);
     int p = 1;
-    // doubling while the next power of two is nearer best on a log scale
-    while (2 * p <= GROUP && 2 * p * panelBytes <= WIDE_LOAD_BYTES && best >= p * Math.sqrt(2)) {
+    if (mxuOverStream < 1) {
+      double panelMxuCycles = mxuOverStream * panelBytes / l.target().hbmBytesPerCycle();
+      double best = Math.sqrt(2.0 * DMA_FIXED_CYCLES * nFull / Math.max(1, panelMxuCycles));
+      // doubling while the next power of two is nearer best on a log scale
+      while (2 * p <= GROUP && 2 * p * panelBytes <= WIDE_LOAD_BYTES
+          && best >= p * Math.sqrt(2)) {
+        p *= 2;
+      }
+    }
+    while (summed && nFull > (long) p * MAX_LINK_SUMS && 2 * p <= GROUP
+        && 2 * p * panelBytes <= WIDE_LOAD_BYTES) {
       p *= 2;
     }
     while (p > 1 && (nFull % p != 0 || l.sramUsed() + reserve + RING_BYTES

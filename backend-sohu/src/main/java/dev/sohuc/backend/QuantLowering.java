@@ -630,12 +630,13 @@ final class QuantLowering {
     // before it); without, two swapped buffers
     // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM)
     long nFull = cols / TILE;
-    int wide = ring ? ml.panelsPerLoad(panelBytes, nFull, m.evaluate(l.bounds()), dt, 3, 0) : 1;
+    Epilogue ep = ring ? l.epilogue(n) : null;
+    int wide = ring ? ml.panelsPerLoad(panelBytes, nFull, m.evaluate(l.bounds()), dt, 3, 0,
+        ep != null && ep.sum() != null) : 1;
     slotBytes = Lowering.align(wide * panelBytes);
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
-    // the epilogue (bf16 rounding, the group's sum per panel) rides on the ring schedule
-    Epilogue ep = ring ? l.epilogue(n) : null;
+    // the epilogue (bf16 rounding, the group's sum per load) rides on the ring schedule
     Node narrow = ep == null ? null : ep.narrow();
     Node sum = ep == null ? null : ep.sum();
     Value result = narrow == null ? n.result() : narrow.result();

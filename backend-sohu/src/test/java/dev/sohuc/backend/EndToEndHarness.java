@@ -1,5 +1,7 @@
 package dev.sohuc.backend;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
 import dev.sohuc.emu.Emulator;
 import dev.sohuc.emu.FunctionalResult;
 import dev.sohuc.emu.HostTensor;
@@ -152,6 +154,29 @@ public final class EndToEndHarness {
 
   public static Tensor longs(ElementType t, long[] shape, long... values) {
     return Tensor.ofLongs(t, shape, values);
+  }
+
+  /**
+   * The widths (elements a row) of the allreduces that sum {@code %sum} on the link, all
+   * attributed to it, after checking its one LINK fence: the sums run on past their matmul, and
+   * the fence tells the op that reads them.
+   */
+  static List<Long> linkSums(Compiled c) {
+    List<Long> widths = new ArrayList<>();
+    int fences = 0;
+    for (var d : c.program.debug()) {
+      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+          instanceof dev.sohuc.isa.Insn.Allreduce a) {
+        assertEquals("all_reduce %sum", d.irOp());
+        if (a.isFence()) {
+          fences++;
+        } else {
+          widths.add(a.elemsImm());
+        }
+      }
+    }
+    assertEquals(1, fences, "LINK fences of all_reduce %sum");
+    return widths;
   }
 
   static List<Tensor> list(Tensor... ts) {

@@ -211,15 +211,7 @@ class EndToEndOpsTest {
   static void sumsOnTheLink(String text, long s, List<Long> widths, long... rows) {
     EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
         BackendOptions.defaults().withBound("s", s));
-    List<Long> elems = new ArrayList<>();
-    for (var d : c.program.debug()) {
-      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
-          instanceof dev.sohuc.isa.Insn.Allreduce a) {
-        assertEquals("all_reduce %sum", d.irOp());
-        elems.add(a.elemsImm());
-      }
-    }
-    assertEquals(widths, elems);
+    assertEquals(widths, EndToEndHarness.linkSums(c));
     for (long n : rows) {
       Random r = new Random(SEED + n);
       c.check(inputs(c, Map.of("s", n), r), EndToEndHarness.DEFAULT_TOL, "tp s=" + n);

@@ -570,18 +570,11 @@ class QuantLoweringTest {
           .replace("COLS", Integer.toString(cols));
       EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
           BackendOptions.defaults().withBound("s", bound));
-      List<dev.sohuc.isa.Insn> found = new ArrayList<>();
       for (var d : c.program.debug()) {
         assertTrue(!d.irOp().startsWith("cast %pb") && !d.irOp().startsWith("cast %sf"),
             d.irOp() + " lowered on its own");
-        dev.sohuc.isa.Insn insn = dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()));
-        if (insn instanceof dev.sohuc.isa.Insn.Allreduce a) {
-          assertEquals("all_reduce %sum", d.irOp());
-          found.add(a);
-        }
       }
-      assertEquals(sums, found.stream()
-          .map(a -> ((dev.sohuc.isa.Insn.Allreduce) a).elemsImm()).toList());
+      assertEquals(sums, EndToEndHarness.linkSums(c));
       for (long s : rows) {
         Random r = new Random(SEED + s);
         EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40),

@@ -90,7 +90,7 @@ final class CompileCommand implements Callable<Integer> {
     }
     printIr.checkNames(spec.commandLine());
     Module m = ModelLoader.load(model, bindings,
-        graph.kind(spec.commandLine()));
+        graph.options(spec.commandLine()));
     PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
     if (report) {
       out.print(passReport.fusion().render());

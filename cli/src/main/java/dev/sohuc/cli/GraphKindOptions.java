@@ -4,7 +4,10 @@ import dev.sohuc.hf.HfOptions;
 import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
-/** {@code --decode} and {@code --step}: which graph a Hugging Face model is imported as. */
+/**
+ * {@code --decode}, {@code --step} and {@code --micro-batches}: which graph a Hugging Face model
+ * is imported as.
+ */
 final class GraphKindOptions {
   @Option(names = "--decode", description = "Hugging Face models: the decode-step graph (KV cache of "
       + "?past tokens in as past_key_values.N.key/value, present.N.* out)")
@@ -16,12 +19,23 @@ final class GraphKindOptions {
       + "prompt.present.N.* out")
   boolean step;
 
-  HfOptions.GraphKind kind(CommandLine cl) {
+  @Option(names = "--micro-batches", paramLabel = "N", description = "With --step: the prompt in N "
+      + "micro-batches of ?seq tokens (input_ids Nx?seq), each layer's ops run for one after the "
+      + "other so that one's tensor-parallel sums overlap the next one's compute (default 1)")
+  int microBatches = 1;
+
+  /** How to import a Hugging Face model, dims not yet bound. */
+  HfOptions options(CommandLine cl) {
     if (decode && step) {
       throw new CommandLine.ParameterException(cl, "--decode and --step name different graphs: "
           + "give one");
     }
-    return step ? HfOptions.GraphKind.STEP
+    if (microBatches < 1 || (microBatches > 1 && !step)) {
+      throw new CommandLine.ParameterException(cl, "--micro-batches " + microBatches
+          + ": 1 or more, and more than 1 only with --step");
+    }
+    HfOptions.GraphKind kind = step ? HfOptions.GraphKind.STEP
         : decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL;
+    return new HfOptions(kind, java.util.Map.of(), false, microBatches);
   }
 }

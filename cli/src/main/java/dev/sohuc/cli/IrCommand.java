@@ -70,7 +70,7 @@ final class IrCommand implements Callable<Integer> {
       return check(bindings, out);
     }
     Module module = ModelLoader.load(model, bindings,
-        graph.kind(spec.commandLine()));
+        graph.options(spec.commandLine()));
     if (run) {
       runInterpreter(module, out);
     } else {
@@ -83,7 +83,7 @@ final class IrCommand implements Callable<Integer> {
   private int check(ShapeBindings bindings, PrintWriter out) {
     if (ModelLoader.formatOf(model) != ModelLoader.Format.ONNX) {
       Module m = ModelLoader.load(model, bindings,
-          graph.kind(spec.commandLine()));
+          graph.options(spec.commandLine()));
       long bytes = m.weights().values().stream().mapToLong(Weight::sizeBytes).sum();
       out.printf("%s: ok, %d ops, %d weights (%,d bytes)%n", model,
           m.functions().stream().mapToInt(f -> f.body().size()).sum(), m.weights().size(), bytes);

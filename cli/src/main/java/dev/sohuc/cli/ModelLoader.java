@@ -35,7 +35,8 @@ final class ModelLoader {
         + "a checkpoint directory)");
   }
 
-  static Module load(Path model, ShapeBindings shapes, HfOptions.GraphKind graph) {
+  /** The model at {@code model}; a Hugging Face one imported as {@code hf} says, with the shapes. */
+  static Module load(Path model, ShapeBindings shapes, HfOptions hf) {
     if (!Files.exists(model)) {
       throw new UserException(model + ": no such file");
     }
@@ -43,8 +44,7 @@ final class ModelLoader {
       case ONNX -> OnnxImporter.importModel(model,
           new ImportOptions(shapes.inputShapes(), shapes.dimBindings()));
       case IR -> IrParser.parse(model);
-      case HF -> HfImporter.importModel(model,
-          new HfOptions(graph, shapes.dimBindings(), false));
+      case HF -> HfImporter.importModel(model, hf.withDimBindings(shapes.dimBindings()));
     };
   }
 }

@@ -56,7 +56,7 @@ final class Toolchain {
 
   /** Import, default pipeline and backend in one go (prefill graph for HF checkpoints). */
   static Compiled compile(Path model, ShapeBindings shapes, Path target) {
-    Module m = ModelLoader.load(model, shapes, HfOptions.GraphKind.PREFILL);
+    Module m = ModelLoader.load(model, shapes, HfOptions.prefill());
     PassManager.Report report = optimize(m, pm -> { });
     layoutWeights(m);
     return new Compiled(m, report, lower(m, model, target));

@@ -39,10 +39,11 @@ import java.util.Map;
  * The timing of serving steps from compiled code. Three per-chip programs are compiled once from
  * the shape-only model, sharded with {@code shard-tensor-parallel}:
  * <ul>
- *   <li>the serving-step program (HF {@code --step} graph: one prompt of up to the chunk plus
- *       up to the decode batch of decodes, past up to the longest KV), for a step that admits a
- *       prompt while others decode: the prompt's rows and the decodes' rows share every linear
- *       layer, so the weights are read once per step;
+ *   <li>the serving-step program (HF {@code --step} graph: one prompt of up to the chunk, in
+ *       {@link #MICRO_BATCHES} micro-batches, plus up to the decode batch of decodes, past up to
+ *       the longest KV), for a step that admits a prompt while others decode: the prompt's rows
+ *       and the decodes' rows share every linear layer, so the weights are read once per
+ *       micro-batch instead of once more for the decodes;
  *   <li>a prefill program (batch 1, seq up to the chunk, with a past), for a prompt with nothing
  *       else to run and for the earlier chunks of a prompt longer than the chunk;
  *   <li>a decode program (batch up to the decode batch, seq 1), for a step with no prompt.
@@ -61,6 +62,11 @@ public final class StepModel {
    * prompt's, and the bench then times tens of step shapes instead of hundreds.
    */
   public static final int BATCH_BUCKET = 16;
+  /**
+   * A step program's prompt runs in two micro-batches of half its tokens (HfOptions
+   * microBatches): each layer's sums on the link for one overlap the other's compute.
+   */
+  public static final int MICRO_BATCHES = 2;
 
   /**
    * One program run: time and work per chip.
@@ -134,9 +140,11 @@ public final class StepModel {
     this.decode = SohuBackend.compile(dec, base.withBound("batch", maxDecodeBatch)
         .withBound("seq", 1).withBound("past", ceilTo(maxKv, KV_BUCKET)));
     this.maxDecodeBatch = maxDecodeBatch;
-    Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)));
+    Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
+        .withMicroBatches(MICRO_BATCHES)));
     this.step = SohuBackend.compile(st, base.withBound("batch", ceilTo(maxDecodeBatch,
-        BATCH_BUCKET)).withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET)));
+        BATCH_BUCKET)).withBound("seq", microBatchTokens(prefillChunk))
+        .withBound("past", ceilTo(maxKv, KV_BUCKET)));
   }
 
   /**
@@ -348,8 +356,14 @@ public final class StepModel {
     }
     long rows = stepRows(batch);
     long bucket = ceilTo(past, KV_BUCKET);
-    return stepMemo.computeIfAbsent(List.of(tokens, rows, bucket),
-        k -> run(step, Map.of("batch", rows, "seq", tokens, "past", bucket)));
+    long seq = microBatchTokens(tokens);
+    return stepMemo.computeIfAbsent(List.of(seq, rows, bucket),
+        k -> run(step, Map.of("batch", rows, "seq", seq, "past", bucket)));
+  }
+
+  /** A micro-batch's tokens for a prompt of {@code tokens}: an odd prompt is padded by one. */
+  static long microBatchTokens(long tokens) {
+    return (tokens + MICRO_BATCHES - 1) / MICRO_BATCHES;
   }
 
   /** The decode batch a step program is timed at: 1, 2, 4, 8, then multiples of 16. */

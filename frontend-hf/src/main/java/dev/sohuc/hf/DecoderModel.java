@@ -169,14 +169,14 @@ final class DecoderModel {
     Value h = embed(g, table, ids, "embeddings");
     Value[] cosSin = rotary(g, past, seq);
     List<Function.Output> presents = new ArrayList<>();
-    h = layers(g, h, (qkv, i) -> {
+    h = layers(g, List.of(h), (qkv, i, m) -> {
       Value[] kv = new Value[2];
       Value a = headsAttention(g, qkv, i, batch, seq, cosSin,
           ctx.decode() ? caches.subList(2 * i, 2 * i + 2) : null, kv, "");
       presents.add(new Function.Output("present." + i + ".key", kv[0]));
       presents.add(new Function.Output("present." + i + ".value", kv[1]));
       return a;
-    });
+    }).get(0);
     Value logits = lmHead(g, rmsNorm(g, h, "model.norm", "final_norm"), table);
     List<Function.Output> outputs = new ArrayList<>();
     outputs.add(new Function.Output("logits", logits));
@@ -185,52 +185,74 @@ final class DecoderModel {
   }
 
   /**
-   * A serving step: one prompt of {@code seq} tokens (positions 0 .. seq-1) and {@code batch}
-   * decode sequences of one token each at position {@code past}, in one graph. The prompt's rows
-   * and the decodes' rows go through every linear layer together, so the weights are read once
-   * per step; only attention splits them (the prompt attends to itself causally, each decode to
-   * its cache). Inputs {@code input_ids [1, seq]}, {@code decode_ids [batch, 1]} and the decodes'
-   * {@code past_key_values.N.*}; outputs {@code logits [1, 1+batch, vocab]} (the prompt's last
-   * position, then each decode: what serving samples from), the decodes' {@code present.N.*} and
-   * the prompt's new cache {@code prompt.present.N.* [1, kv_heads, seq, head_dim]}.
+   * A serving step: one prompt of {@code micro x seq} tokens (positions 0 .. micro*seq-1) and
+   * {@code batch} decode sequences of one token each at position {@code past}, in one graph.
+   * The prompt's rows and the decodes' rows go through every linear layer together, so the
+   * weights are read once per step (once per micro-batch: a micro-batch's layer then sums on the
+   * link while the next one computes); only attention splits them (the prompt attends to itself
+   * causally, each decode to its cache). Inputs {@code input_ids [micro, seq]} (the prompt, row
+   * after row), {@code decode_ids [batch, 1]} and the decodes' {@code past_key_values.N.*};
+   * outputs {@code logits [1, 1+batch, vocab]} (the prompt's last position, then each decode:
+   * what serving samples from), the decodes' {@code present.N.*} and the prompt's new cache
+   * {@code prompt.present.N.* [1, kv_heads, micro*seq, head_dim]}.
    */
   private Function buildStep() {
+    int micro = ctx.options.microBatches();
     Dim batch = ctx.dim("batch");
     Dim seq = ctx.dim("seq");
     Dim past = ctx.dim("past");
-    Value ids = ModelContext.arg("input_ids", List.of(Dim.of(1), seq), ElementType.I64);
+    Value ids = ModelContext.arg("input_ids", List.of(Dim.of(micro), seq), ElementType.I64);
     Value decodeIds = ModelContext.arg("decode_ids", List.of(batch, Dim.of(1)), ElementType.I64);
     List<Value> caches = cacheArguments(batch, past);
     List<Value> args = new ArrayList<>(List.of(ids, decodeIds));
     args.addAll(caches);
-    checkPositions(Dim.of(0), seq);
+    checkPositions(Dim.of(0), seq.times(Dim.of(micro)));
     checkPositions(past, Dim.of(1));
     Graph g = ctx.start(args, "");
     Value table = embeddingTable(g);
     Location embedLoc = new Location("model.embed_tokens");
+    List<Value> streams = new ArrayList<>();
+    List<Value[]> promptRope = new ArrayList<>();
+    for (int m = 0; m < micro; m++) {
+      Value rowIds = micro == 1 ? ids : g.b.add(new DataOp.Slice(ids, List.of(Dim.of(m)), List.of(Dim.of(m + 1)),
+          List.of(0L), List.of(1L)), embedLoc, "input_ids.micro" + m);
+      streams.add(embed(g, table, rowIds, "prompt_embeddings"));
+      promptRope.add(rotary(g, seq.times(Dim.of(m)), seq));
+    }
+    // the decodes' rows ride on the last micro-batch
     Value decodes = g.reshape(embed(g, table, decodeIds, "decode_embeddings"),
         List.of(Dim.of(1), batch, Dim.of(hidden)), embedLoc, "decode_embeddings.rows");
-    Value h = g.b.add(new DataOp.Concat(List.of(embed(g, table, ids, "prompt_embeddings"), decodes), 1),
-        embedLoc, "embeddings");
-    Value[] promptRope = rotary(g, Dim.of(0), seq);
+    streams.set(micro - 1, g.b.add(new DataOp.Concat(List.of(streams.get(micro - 1), decodes), 1), embedLoc,
+        "embeddings"));
     Value[] decodeRope = rotary(g, past, Dim.of(1));
     List<Function.Output> presents = new ArrayList<>();
     List<Function.Output> promptPresents = new ArrayList<>();
-    h = layers(g, h, (qkv, i) -> {
+    List<Value> promptKeys = new ArrayList<>();
+    List<Value> promptValues = new ArrayList<>();
+    Value h = layers(g, streams, (qkv, i, m) -> {
       Location loc = new Location("model.layers." + i + ".self_attn");
+      String segment = micro == 1 ? ".prompt" : ".prompt" + m;
       Value[] promptKv = new Value[2];
-      Value prompt = headsAttention(g, rowsOf(g, qkv, Dim.of(0), seq, loc), i, Dim.of(1), seq, promptRope,
-          null, promptKv, ".prompt");
+      // micro-batch m's queries see the keys of micro-batches 0 .. m
+      Value prompt = headsAttention(g, rowsOf(g, qkv, Dim.of(0), seq, loc), i, Dim.of(1), seq, promptRope.get(m),
+          m == 0 ? null : List.of(promptKeys.get(m - 1), promptValues.get(m - 1)), promptKv, segment);
+      promptKeys.add(promptKv[0]);
+      promptValues.add(promptKv[1]);
+      if (m < micro - 1) {
+        return prompt;
+      }
+      promptPresents.add(new Function.Output("prompt.present." + i + ".key", promptKv[0]));
+      promptPresents.add(new Function.Output("prompt.present." + i + ".value", promptKv[1]));
+      promptKeys.clear();
+      promptValues.clear();
       Value[] decodeKv = new Value[2];
       Value decode = headsAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, Dim.of(1), decodeRope,
           caches.subList(2 * i, 2 * i + 2), decodeKv, ".decode");
-      promptPresents.add(new Function.Output("prompt.present." + i + ".key", promptKv[0]));
-      promptPresents.add(new Function.Output("prompt.present." + i + ".value", promptKv[1]));
       presents.add(new Function.Output("present." + i + ".key", decodeKv[0]));
       presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
       decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc, "decode.attn.rows");
       return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
-    });
+    }).get(micro - 1);
     h = rmsNorm(g, h, "model.norm", "final_norm");
     // the rows serving samples from: the prompt's last position and every decode, contiguous
     Value sampled = g.b.add(new DataOp.Slice(h, List.of(seq.minus(Dim.of(1))), List.of(seq.plus(batch)),
@@ -267,21 +289,49 @@ final class DecoderModel {
     return h;
   }
 
-  /** What a layer's attention makes of its q, k and v projections: {@code [.., rows, heads * head_dim]}. */
+  /**
+   * What a layer's attention makes of micro-batch {@code m}'s q, k and v projections:
+   * {@code [.., rows, heads * head_dim]}.
+   */
   private interface AttentionCore {
-    Value apply(Value[] qkv, int layer);
+    Value apply(Value[] qkv, int layer, int m);
   }
 
-  /** The decoder blocks over the residual stream {@code h}, attention's middle from {@code core}. */
-  private Value layers(Graph g, Value h, AttentionCore core) {
+  /**
+   * The decoder blocks over the residual streams of the micro-batches (one for a plain graph),
+   * attention's middle from {@code core}. Each half of a layer (attention, then the MLP) runs
+   * for every micro-batch in turn, and a micro-batch's residual add comes with its next norm,
+   * after the other micro-batches' work of that half: the sum on the link of one micro-batch's
+   * o or down projection (tensor parallelism) has the next one's ops to overlap.
+   */
+  private List<Value> layers(Graph g, List<Value> streams, AttentionCore core) {
+    List<Value> h = new ArrayList<>(streams);
+    List<Value> branch = new ArrayList<>();
     for (int i = 0; i < layers; i++) {
       String p = "model.layers." + i;
-      Value x = rmsNorm(g, h, p + ".input_layernorm", p + ".norm1");
-      Value a = outputProjection(g, core.apply(projections(g, x, i), i), i);
-      h = g.add(h, a, new Location(p), p + ".attn_residual");
-      x = rmsNorm(g, h, p + ".post_attention_layernorm", p + ".norm2");
-      Value m = family == Family.MIXTRAL ? moe(g, x, p) : mlp(g, x, p + ".mlp");
-      h = g.add(h, m, new Location(p), p + ".mlp_residual");
+      Location loc = new Location(p);
+      for (int m = 0; m < h.size(); m++) {
+        Value r = i == 0 ? h.get(m) : g.add(h.get(m), branch.get(m), new Location("model.layers." + (i - 1)),
+            "model.layers." + (i - 1) + ".mlp_residual");
+        h.set(m, r);
+        Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
+        Value a = outputProjection(g, core.apply(projections(g, x, i), i, m), i);
+        if (branch.size() > m) {
+          branch.set(m, a);
+        } else {
+          branch.add(a);
+        }
+      }
+      for (int m = 0; m < h.size(); m++) {
+        Value r = g.add(h.get(m), branch.get(m), loc, p + ".attn_residual");
+        h.set(m, r);
+        Value x = rmsNorm(g, r, p + ".post_attention_layernorm", p + ".norm2");
+        branch.set(m, family == Family.MIXTRAL ? moe(g, x, p) : mlp(g, x, p + ".mlp"));
+      }
+    }
+    for (int m = 0; m < h.size(); m++) {
+      h.set(m, g.add(h.get(m), branch.get(m), new Location("model.layers." + (layers - 1)),
+          "model.layers." + (layers - 1) + ".mlp_residual"));
     }
     return h;
   }
@@ -380,7 +430,8 @@ final class DecoderModel {
   }
 
   /**
-   * Rotary embeddings, the KV cache ({@code cache}: the layer's past key and value, or null) and
+   * Rotary embeddings, the KV cache ({@code cache}: the layer's past key and value, or the
+   * earlier micro-batches' of a prompt, or null) and
    * attention over {@code [batch, seq]} rows of q, k and v; returns {@code [batch, seq, heads *
    * head_dim]} and puts the layer's new key and value (the present) in {@code presentOut}.
    */
@@ -396,8 +447,8 @@ final class DecoderModel {
     q = g.b.add(new TransformerOp.Rope(q, cosSin[0], cosSin[1], style), loc, hint + ".q_rot");
     k = g.b.add(new TransformerOp.Rope(k, cosSin[0], cosSin[1], style), loc, hint + ".k_rot");
     if (cache != null) {
-      k = g.b.add(new TransformerOp.KvCacheAppend(cache.get(0), k), loc, "present." + layer + ".key");
-      v = g.b.add(new TransformerOp.KvCacheAppend(cache.get(1), v), loc, "present." + layer + ".value");
+      k = g.b.add(new TransformerOp.KvCacheAppend(cache.get(0), k), loc, "present." + layer + segment + ".key");
+      v = g.b.add(new TransformerOp.KvCacheAppend(cache.get(1), v), loc, "present." + layer + segment + ".value");
     }
     presentOut[0] = k;
     presentOut[1] = v;

@@ -12,13 +12,25 @@ import java.util.Map;
  *                    the dims are {@code batch}, {@code seq} and {@code past}
  * @param shapeOnly   forces weights to be sized placeholders even when a checkpoint exists; a
  *                    directory with only {@code config.json} is imported shape-only anyway
+ * @param microBatches a serving step's prompt in this many micro-batches of {@code seq} tokens
+ *                    ({@code input_ids [microBatches, seq]}): each layer runs its ops for every
+ *                    micro-batch in turn, so the sum on the link of one micro-batch's layer can
+ *                    run while the next one computes (1 for other graphs)
  */
-public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
+public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly, int microBatches) {
 
   /** Which program the graph computes. */
   public enum GraphKind { PREFILL, DECODE, STEP }
 
+  public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
+    this(graph, dimBindings, shapeOnly, 1);
+  }
+
   public HfOptions {
+    if (microBatches < 1 || (microBatches > 1 && graph != GraphKind.STEP)) {
+      throw new HfImportException(microBatches + " micro-batches: a serving step takes 1 or more, "
+          + "other graphs 1");
+    }
     dimBindings = Map.copyOf(dimBindings);
     for (var e : dimBindings.entrySet()) {
       if (e.getValue() < 0) {
@@ -46,10 +58,14 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   }
 
   public HfOptions withDimBindings(Map<String, Long> bindings) {
-    return new HfOptions(graph, bindings, shapeOnly);
+    return new HfOptions(graph, bindings, shapeOnly, microBatches);
   }
 
   public HfOptions withShapeOnly(boolean only) {
-    return new HfOptions(graph, dimBindings, only);
+    return new HfOptions(graph, dimBindings, only, microBatches);
+  }
+
+  public HfOptions withMicroBatches(int count) {
+    return new HfOptions(graph, dimBindings, shapeOnly, count);
   }
 }

@@ -22,8 +22,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * A serving-step graph (one prompt and a batch of decodes through the same weights) computes what
- * the prefill graph computes for the prompt and the decode graph for the decodes: on the reference
+ * A serving-step graph (one prompt, whole or in micro-batches, and a batch of decodes through the
+ * same weights) computes what the prefill graph computes for the prompt and the decode graph for
+ * the decodes: on the reference
  * interpreter, with seeded weights and random KV caches, its logits rows and caches match theirs
  * within 1e-5 of the largest magnitude (the rows share matmuls, so only summation order may differ).
  */
@@ -39,6 +40,18 @@ class StepGraphTest {
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama", "llama-longrope", "mistral", "qwen2", "gemma", "phi3", "mixtral"})
   void stepMatchesPrefillAndDecodeGraphs(String variant) {
+    check(variant, 1);
+  }
+
+  /** The prompt in micro-batches: input_ids [micro, seq], the rows one prompt. */
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "llama-longrope", "gemma", "phi3", "mixtral"})
+  void promptInMicroBatchesMatchesThePrefillGraph(String variant) {
+    check(variant, 2);
+    check(variant, 3);
+  }
+
+  private void check(String variant, int micro) {
     TinyModel m = TinyModel.of(variant, 11);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
     Random random = new Random(3);
@@ -48,7 +61,8 @@ class StepGraphTest {
     long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
         : m.get("hidden_size") / m.get("num_attention_heads");
 
-    long[] prompt = HfNumericsTest.randomIds(random, PROMPT, vocab);
+    long promptLen = micro * PROMPT;
+    long[] prompt = HfNumericsTest.randomIds(random, promptLen, vocab);
     long[] decodeIds = HfNumericsTest.randomIds(random, DECODES, vocab);
     List<Tensor> caches = new ArrayList<>();
     for (int i = 0; i < 2 * layers; i++) {
@@ -56,7 +70,7 @@ class StepGraphTest {
     }
 
     Map<String, Tensor> pre = new Interpreter(HfImporter.importModel(dir, HfOptions.prefill()))
-        .run(List.of(HfNumericsTest.ids(prompt, PROMPT)));
+        .run(List.of(HfNumericsTest.ids(prompt, promptLen)));
     List<Tensor> decodeInputs = new ArrayList<>(List.of(HfNumericsTest.ids(decodeIds, 1)));
     decodeInputs.addAll(caches);
     Map<String, Tensor> dec = new Interpreter(HfImporter.importModel(dir, HfOptions.decode()))
@@ -64,14 +78,14 @@ class StepGraphTest {
     List<Tensor> stepInputs = new ArrayList<>(List.of(HfNumericsTest.ids(prompt, PROMPT),
         HfNumericsTest.ids(decodeIds, 1)));
     stepInputs.addAll(caches);
-    Module stepGraph = HfImporter.importModel(dir, HfOptions.step());
+    Module stepGraph = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(micro));
     Map<String, Tensor> step = new Interpreter(stepGraph).run(stepInputs);
 
     Tensor logits = step.get("logits");
     assertArrayEquals(new long[] {1, 1 + DECODES, vocab}, logits.shape());
     float[] got = logits.floats();
     float[] promptLast = Arrays.copyOfRange(pre.get("logits").floats(),
-        (int) ((PROMPT - 1) * vocab), (int) (PROMPT * vocab));
+        (int) ((promptLen - 1) * vocab), (int) (promptLen * vocab));
     assertClose(variant + " prompt logits", promptLast, Arrays.copyOfRange(got, 0, (int) vocab));
     assertClose(variant + " decode logits", dec.get("logits").floats(),
         Arrays.copyOfRange(got, (int) vocab, got.length));

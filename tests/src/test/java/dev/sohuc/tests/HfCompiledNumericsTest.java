@@ -99,27 +99,34 @@ class HfCompiledNumericsTest {
   }
 
   /**
-   * A serving step (one prompt and a batch of decodes through the same weights, one binary with
-   * seq, batch and past symbolic) against ORT running the prompt and the decodes as two graphs:
+   * A serving step (one prompt, whole or in micro-batches ("llama x2"), and a batch of decodes
+   * through the same weights, one binary with seq, batch and past symbolic) against ORT running
+   * the prompt and the decodes as two graphs:
    * the step's logits rows are the prompt's last position and each decode's, its caches theirs.
    */
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"llama", "qwen2", "phi3"})
-  void servingStepCompiledAndEmulatedMatchesOnnxRuntime(String variant) throws Exception {
+  @ValueSource(strings = {"llama", "qwen2", "phi3", "llama x2", "gemma x2", "mixtral x3"})
+  void servingStepCompiledAndEmulatedMatchesOnnxRuntime(String variantAndMicroBatches)
+      throws Exception {
+    String[] parts = variantAndMicroBatches.split(" x");
+    String variant = parts[0];
+    int micro = parts.length > 1 ? Integer.parseInt(parts[1]) : 1;
     TinyModel m = TinyModel.of(variant, 42);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
     Random random = new Random(9);
     long vocab = m.get("vocab_size");
     long layers = m.get("num_hidden_layers");
     long kvHeads = m.get("num_key_value_heads");
-    long headDim = m.get("hidden_size") / m.get("num_attention_heads");
+    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
+        : m.get("hidden_size") / m.get("num_attention_heads");
     long decodes = 3;
     long past = 5;
 
-    long[] prompt = randomIds(random, PROMPT, vocab);
+    long promptLen = micro * PROMPT;
+    long[] prompt = randomIds(random, promptLen, vocab);
     long[] decodeIds = randomIds(random, decodes, vocab);
     Map<String, HostTensor> in = new LinkedHashMap<>();
-    in.put("input_ids", ids(prompt, 1, PROMPT));
+    in.put("input_ids", ids(prompt, micro, PROMPT));
     in.put("decode_ids", ids(decodeIds, decodes, 1));
     Map<String, Input> ortDecodeIn = new LinkedHashMap<>();
     ortDecodeIn.put("input_ids", Input.longs(decodeIds, decodes, 1));
@@ -134,18 +141,18 @@ class HfCompiledNumericsTest {
         ortDecodeIn.put("past_key_values." + i + "." + kv, Input.floats(cache, cacheShape));
       }
     }
-    Map<String, HostTensor> step = emulate(compile(HfImporter.importModel(dir, HfOptions.step())),
-        in);
+    Map<String, HostTensor> step = emulate(compile(HfImporter.importModel(dir,
+        HfOptions.step().withMicroBatches(micro))), in);
 
     Map<String, float[]> ortPrompt = OrtReference.run(
-        ReferenceModels.build(m, 1, PROMPT, 0).modelBytes(),
-        Map.of("input_ids", Input.longs(prompt, 1, PROMPT)));
+        ReferenceModels.build(m, 1, promptLen, 0).modelBytes(),
+        Map.of("input_ids", Input.longs(prompt, 1, promptLen)));
     Map<String, float[]> ortDecode = OrtReference.run(
         ReferenceModels.build(m, decodes, 1, past).modelBytes(), ortDecodeIn);
     float[] promptLogits = ortPrompt.get("logits");
     float[] decodeLogits = ortDecode.get("logits");
     float[] want = new float[(int) ((1 + decodes) * vocab)];
-    System.arraycopy(promptLogits, (int) ((PROMPT - 1) * vocab), want, 0, (int) vocab);
+    System.arraycopy(promptLogits, (int) ((promptLen - 1) * vocab), want, 0, (int) vocab);
     System.arraycopy(decodeLogits, 0, want, (int) vocab, decodeLogits.length);
     Map<String, float[]> expected = new LinkedHashMap<>();
     expected.put("logits", want);
