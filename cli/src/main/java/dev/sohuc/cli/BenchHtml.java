@@ -51,9 +51,12 @@ final class BenchHtml {
     }
     sb.append("</svg>");
     Map<String, Object> batch = (Map<String, Object>) m.get("article_batch");
-    sb.append("<h2>Where the time goes (article batch, self time per op kind)</h2>");
+    sb.append("<h2>Where the time goes (self time per op kind: the article batch's ")
+        .append((boolean) batch.get("one_step_program") ? "step program" : "prefill")
+        .append(", and a decode-only step)</h2>");
     sb.append("<svg width=900 height=90 style='border:1px solid #ccc'>");
-    timeBar(sb, "prefill", (Map<String, Double>) batch.get("prefill_seconds_by_op_kind"), 10);
+    timeBar(sb, (boolean) batch.get("one_step_program") ? "step" : "prefill",
+        (Map<String, Double>) batch.get("prefill_seconds_by_op_kind"), 10);
     timeBar(sb, "decode", (Map<String, Double>) batch.get("decode_seconds_by_op_kind"), 50);
     sb.append("</svg></body></html>\n");
     return sb.toString();
