@@ -306,7 +306,8 @@ final class DecoderModel {
    */
   private List<Value> layers(Graph g, List<Value> streams, AttentionCore core) {
     List<Value> h = new ArrayList<>(streams);
-    List<Value> branch = new ArrayList<>();
+    // each micro-batch's attention or MLP output, added to its residual stream later
+    List<Value> branch = new ArrayList<>(java.util.Collections.nCopies(h.size(), (Value) null));
     for (int i = 0; i < layers; i++) {
       String p = "model.layers." + i;
       Location loc = new Location(p);
@@ -315,12 +316,7 @@ final class DecoderModel {
             "model.layers." + (i - 1) + ".mlp_residual");
         h.set(m, r);
         Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
-        Value a = outputProjection(g, core.apply(projections(g, x, i), i, m), i);
-        if (branch.size() > m) {
-          branch.set(m, a);
-        } else {
-          branch.add(a);
-        }
+        branch.set(m, outputProjection(g, core.apply(projections(g, x, i), i, m), i));
       }
       for (int m = 0; m < h.size(); m++) {
         Value r = g.add(h.get(m), branch.get(m), loc, p + ".attn_residual");
@@ -430,10 +426,10 @@ final class DecoderModel {
   }
 
   /**
-   * Rotary embeddings, the KV cache ({@code cache}: the layer's past key and value, or the
-   * earlier micro-batches' of a prompt, or null) and
-   * attention over {@code [batch, seq]} rows of q, k and v; returns {@code [batch, seq, heads *
-   * head_dim]} and puts the layer's new key and value (the present) in {@code presentOut}.
+   * Rotary embeddings, the KV cache ({@code cache}: the layer's past key and value, those of the
+   * prompt's earlier micro-batches, or null) and attention over {@code [batch, seq]} rows of q, k
+   * and v; returns {@code [batch, seq, heads * head_dim]} and puts the layer's new key and value
+   * (the present) in {@code presentOut}.
    */
   private Value headsAttention(Graph g, Value[] qkv, int layer, Dim batch, Dim seq, Value[] cosSin,
                                List<Value> cache, Value[] presentOut, String segment) {

@@ -24,9 +24,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * A serving-step graph (one prompt, whole or in micro-batches, and a batch of decodes through the
  * same weights) computes what the prefill graph computes for the prompt and the decode graph for
- * the decodes: on the reference
- * interpreter, with seeded weights and random KV caches, its logits rows and caches match theirs
- * within 1e-5 of the largest magnitude (the rows share matmuls, so only summation order may differ).
+ * the decodes: on the reference interpreter, with seeded weights and random KV caches, its logits
+ * rows and caches match theirs within 1e-5 of the largest magnitude (the rows share matmuls, so
+ * only summation order may differ).
  */
 class StepGraphTest {
   static final long PROMPT = 5;
