@@ -11,8 +11,8 @@ import java.util.function.IntConsumer;
  * Continuous batching, step by step on the timing model: each step is at most one prefill (one
  * waiting request's whole prompt, admitted when its input + output tokens fit the KV capacity)
  * plus one decode token for every running sequence (up to {@code maxDecodeBatch}), as one step
- * program when the prompt fits the prefill chunk. Arrivals are
- * a seeded Poisson process at {@code rate} requests/s (rate 0: all requests at t = 0).
+ * program when the prompt fits the prefill chunk. Arrivals are a seeded Poisson process at
+ * {@code rate} requests/s (rate 0: all requests at t = 0).
  */
 public final class ServingSimulator {
 

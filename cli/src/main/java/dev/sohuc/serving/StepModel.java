@@ -347,7 +347,7 @@ public final class StepModel {
 
   /**
    * One step program: a prompt of {@code tokens} (at most the chunk) and {@code batch} decodes
-   * whose longest cache is {@code past} tokens, the weights read once.
+   * whose longest cache is {@code past} tokens, the weights read once per micro-batch.
    */
   public StepTiming step(long tokens, long batch, long past) {
     if (tokens > chunk || batch < 1 || batch > maxDecodeBatch) {

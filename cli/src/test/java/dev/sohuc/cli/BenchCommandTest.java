@@ -111,8 +111,11 @@ class BenchCommandTest {
     }
     var model = new dev.sohuc.serving.StepModel(Path.of("..", "examples", "tiny-llama",
         "config.json"), 2, 32, 3, 36, null, dev.sohuc.passes.quant.QuantMode.BF16);
-    assertTrue(model.decodeProgram().program().code().stream()
-        .anyMatch(w -> dev.sohuc.isa.InsnCodec.decode(w) instanceof dev.sohuc.isa.Insn.Mma m
-            && m.dtype() == dev.sohuc.isa.DType.BF16), "no bf16 mma in the bf16 decode program");
+    for (var p : java.util.List.of(model.prefillProgram(), model.decodeProgram(),
+        model.stepProgram())) {
+      assertTrue(p.program().code().stream()
+          .anyMatch(w -> dev.sohuc.isa.InsnCodec.decode(w) instanceof dev.sohuc.isa.Insn.Mma m
+              && m.dtype() == dev.sohuc.isa.DType.BF16), "no bf16 mma in a bf16 program");
+    }
   }
 }
