@@ -458,11 +458,14 @@ final class MatmulLowering {
   static final int DMA_FIXED_CYCLES = InsnTable.byMnemonic("dma").cost().fixedCycles();
 
   /**
-   * The most allreduces a matmul whose result is summed on the link issues (one a load): half
-   * the LINK queue (16 deep), so its sums queue without stalling the control unit, which goes
-   * on issuing the next ops while they run (SohuBackend: sums that run past their matmul).
+   * The most allreduces a matmul whose result is summed on the link issues (one a load): the
+   * LINK queue's depth, so that its sums queue without stalling the control unit for long, which
+   * goes on issuing the next ops while they run (SohuBackend: sums that run past their matmul).
+   * Fewer, wider loads cost more than they save: a wide load's row groups are shorter (GROUP
+   * tiles a group), so its readouts and stores are more and smaller (on the 70B step program, 8
+   * was 1% slower in bf16 and 2% in fp8, and 4 slower still).
    */
-  static final int MAX_LINK_SUMS = 8;
+  static final int MAX_LINK_SUMS = 16;
 
   /**
    * 128-column weight panels per load: 1, or when streaming the weights bounds the matmul at
