@@ -1492,6 +1492,9 @@ final class Lowering {
     }
     int s = e.li(addr(sl.x()));
     int o = dimReg(offset);
+    // a symbolic start that is negative at run time (seq - 1 of an empty prompt) starts at the
+    // tensor's first element, not before it
+    e.max(o, o, 0);
     e.add(s, s, o);
     int d = e.li(addr(n.result()));
     List<Dim> outDims = n.result().type().dims();

@@ -30,9 +30,10 @@ final class GraphKindOptions {
       throw new CommandLine.ParameterException(cl, "--decode and --step name different graphs: "
           + "give one");
     }
-    if (microBatches < 1 || (microBatches > 1 && !step)) {
+    if (microBatches < 1 || microBatches > HfOptions.MAX_MICRO_BATCHES
+        || (microBatches > 1 && !step)) {
       throw new CommandLine.ParameterException(cl, "--micro-batches " + microBatches
-          + ": 1 or more, and more than 1 only with --step");
+          + ": 1 to " + HfOptions.MAX_MICRO_BATCHES + ", and more than 1 only with --step");
     }
     HfOptions.GraphKind kind = step ? HfOptions.GraphKind.STEP
         : decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL;

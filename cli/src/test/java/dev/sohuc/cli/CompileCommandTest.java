@@ -101,6 +101,43 @@ class CompileCommandTest {
   }
 
   @Test
+  void stepCompilesThePromptAndTheDecodesAsOneProgram() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    Path out = dir.resolve("serving.sohu");
+    CliResult r = run("compile", tiny.toString(), "--step", "--micro-batches", "2", "-o",
+        out.toString());
+    assertEquals(0, r.code(), r.err());
+    var p = SohuReader.read(Files.readAllBytes(out), "serving.sohu");
+    var names = p.symbols().stream().map(s -> s.direction() + " " + s.name()).toList();
+    assertTrue(names.contains("IN input_ids") && names.contains("IN decode_ids")
+        && names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
+        && names.contains("OUT prompt.present.1.value") && names.contains("OUT logits"),
+        names.toString());
+  }
+
+  @Test
+  void graphOptionsThatDoNotGoTogetherAreUsageErrors() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    CliResult both = run("compile", tiny.toString(), "--step", "--decode", "-o",
+        dir.resolve("x.sohu").toString());
+    assertEquals(2, both.code(), both.err());
+    assertTrue(both.err().contains("--decode and --step name different graphs"), both.err());
+    for (String[] bad : new String[][] {{"--micro-batches", "2"}, {"--step", "--micro-batches",
+        "0"}, {"--step", "--micro-batches", "65"}}) {
+      String[] args = new String[bad.length + 4];
+      args[0] = "compile";
+      args[1] = tiny.toString();
+      System.arraycopy(bad, 0, args, 2, bad.length);
+      args[bad.length + 2] = "-o";
+      args[bad.length + 3] = dir.resolve("x.sohu").toString();
+      CliResult r = run(args);
+      assertEquals(2, r.code(), String.join(" ", bad) + ": " + r.err());
+      assertTrue(r.err().contains("--micro-batches " + bad[bad.length - 1] + ": 1 to 64, and "
+          + "more than 1 only with --step"), r.err());
+    }
+  }
+
+  @Test
   void chipsBelowOneIsAUsageError() throws Exception {
     CliResult r = run("compile", ir(GELU).toString(), "--chips", "0", "-o", dir.resolve("x.sohu").toString());
     assertEquals(2, r.code(), r.err());

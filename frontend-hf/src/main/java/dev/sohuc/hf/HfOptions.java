@@ -19,6 +19,9 @@ import java.util.Map;
  */
 public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly, int microBatches) {
 
+  /** The most micro-batches a step's prompt is split into (each is a copy of every layer's ops). */
+  public static final int MAX_MICRO_BATCHES = 64;
+
   /** Which program the graph computes. */
   public enum GraphKind { PREFILL, DECODE, STEP }
 
@@ -27,9 +30,10 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   }
 
   public HfOptions {
-    if (microBatches < 1 || (microBatches > 1 && graph != GraphKind.STEP)) {
-      throw new HfImportException(microBatches + " micro-batches: a serving step takes 1 or more, "
-          + "other graphs 1");
+    if (microBatches < 1 || microBatches > MAX_MICRO_BATCHES
+        || (microBatches > 1 && graph != GraphKind.STEP)) {
+      throw new HfImportException(microBatches + " micro-batches: a serving step takes 1 to "
+          + MAX_MICRO_BATCHES + ", other graphs 1");
     }
     dimBindings = Map.copyOf(dimBindings);
     for (var e : dimBindings.entrySet()) {
