@@ -402,7 +402,7 @@ final class Emitter {
   int accrd(int dst, int dstStride, int acc, int accStride, int rows, int cols, float scale,
       Bcast biasBcast, int bias, UnaryFn act) {
     return emit(new Insn.Accrd(dst, 0, dstStride, acc, 0, accStride, rows, cols, DType.F32, false,
-        scale, biasBcast, bias, 0, act, 0, 0));
+        scale, biasBcast, bias, 0, false, act, 0, 0));
   }
 
   int vbin(BinOp op, int dst, int dstStride, int a, int aStride, int b, int bStride, int rows,

@@ -27,7 +27,7 @@ import java.util.Map;
 /**
  * Low-precision ops: {@code qmatmul} (an {@code mma} in bf16, f8e4m3, f8e5m2 or i8, then
  * {@code accrd} and {@code cvt mode=row|col} for the scales), {@code dynamic_quantize}
- * ({@code vun abs}, {@code vred max}, {@code cvt div=1}), {@code quantize_linear} and
+ * ({@code vred amax}, {@code cvt div=1}), {@code quantize_linear} and
  * {@code dequantize_linear} with zero point 0 ({@code cvt}), and casts between float types.
  *
  * <p>Every step is the instruction whose rounding the reference interpreter's
@@ -227,7 +227,7 @@ final class QuantLowering {
       long rowsAtBound = xBytes / (k * 4);
       long slack = 16 * Lowering.SRAM_ALIGN;
       long need = rowsAtBound * k * es + rowsAtBound * 4 + cols * 4 // resident A, x and w scales
-          + 3L * CONVERT_TILE * k * 4 + 2L * CONVERT_TILE * 4     // f32 tiles, |x| scratch, out
+          + 2L * CONVERT_TILE * k * 4 + 2L * CONVERT_TILE * 4     // f32 tiles, out
           + 2L * k * TILE * es                                   // weight panels
           + 2L * (TILE * k * es + TILE * TILE * 4) + slack;      // the mma stream's tiles
       if (need + k * 4 <= target.sramBytes()) {
@@ -512,7 +512,7 @@ final class QuantLowering {
 
   /**
    * Per-row symmetric quantization in two row streams: the scales ({@code max |x| / qmax},
-   * at least 2^-126: {@code vun abs}, {@code vred max}, {@code vbini div}, {@code vbini max}),
+   * at least 2^-126: {@code vred amax}, {@code vbini div}, {@code vbini max}),
    * then {@code q = cvt(x / scale) mode=row div=1} reading x and its scales.
    */
   private void dynamicQuantize(Node n, QuantOp.DynamicQuantize d) {
@@ -535,8 +535,7 @@ final class QuantLowering {
     long tile = l.tileRows(2 * (inRow + 4), 128);
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), sDst, 4, 4,
         (in, out, r, st) -> {
-          e.vun(UnaryFn.ABS, in[0], inRs, in[0], inRs, r, cols);
-          e.vred(RedOp.MAX, out, four, in[0], inRs, r, cols);
+          e.vred(RedOp.AMAX, out, four, in[0], inRs, r, cols);
           e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
           e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
         });
@@ -778,7 +777,7 @@ final class QuantLowering {
   /**
    * The fused conversion of qmatmul's x: streams the f32 rows of the producer's input through
    * SRAM once and converts each tile with the producer's own instructions (a cast's or
-   * quantize_linear's {@code cvt}; dynamic_quantize's {@code vun abs}, {@code vred max},
+   * quantize_linear's {@code cvt}; dynamic_quantize's {@code vred amax},
    * {@code vbini div}, {@code vbini max} into the row scales, then {@code cvt mode=row div=1}) into
    * a resident copy of x in its low-precision type, so the numbers are the unfused ones. The
    * per-row scales are kept in SRAM too, and also stored to the scale tensor's HBM (4 bytes a
@@ -806,7 +805,6 @@ final class QuantLowering {
     if (reuse) {
       return new long[] {qAt, sAt};
     }
-    long scratchAt = dyn ? l.sram(CONVERT_TILE * inRow, "|x| tile") : 0;
     float tensorScale = 1.0f;
     boolean div = false;
     if (conv.op() instanceof QuantOp.QuantizeLinear ql) {
@@ -825,7 +823,6 @@ final class QuantLowering {
     int vec = scaleBy == null ? 0 : e.li(vecAt);
     int qBase = e.li(qAt);
     int sBase = dyn ? e.li(sAt) : 0;
-    int scratch = dyn ? e.li(scratchAt) : 0;
     int outHbm = e.li(l.addr(dyn ? conv.results().get(1) : conv.result()));
     float s = tensorScale;
     boolean d = div;
@@ -841,8 +838,7 @@ final class QuantLowering {
             int sa = e.alloc();
             e.mulImm(sa, st, 4);
             e.add(sa, sa, sBase);
-            e.vun(UnaryFn.ABS, scratch, inRs, in[0], inRs, r, cols);
-            e.vred(RedOp.MAX, out, four, scratch, inRs, r, cols);
+            e.vred(RedOp.AMAX, out, four, in[0], inRs, r, cols);
             e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
             e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
             e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
@@ -856,7 +852,7 @@ final class QuantLowering {
           }
           e.free(qa);
         }, false, new int[0], null, true, null);
-    e.free(rows, src, vec, qBase, sBase, scratch, outHbm);
+    e.free(rows, src, vec, qBase, sBase, outHbm);
     // this stream's shared constants are not used after it: release them for the mma stream
     // (qmatmul calls this before it makes any constant of its own)
     e.endOp();
@@ -901,28 +897,29 @@ final class QuantLowering {
   }
 
   /**
-   * An ACC tile to the result: {@code accrd} (waits MXU), then {@code cvt mode=row} by the
-   * tile's rows' x scales and {@code cvt mode=col} or {@code mode=tensor} by the w scales, each
-   * in f32 but the last, which rounds to {@code outType} (f32, or bf16 for a fused narrowing:
-   * one more rounding of the f32 value, as the cast does), in place at the tile's f32 row stride.
+   * An ACC tile to the result: {@code accrd} (waits MXU) times the tile's rows' x scales
+   * ({@code bias_mul=1}, the scales a per-row bias), then {@code cvt mode=col} or
+   * {@code mode=tensor} by the w scales, each in f32 but the last, which rounds to
+   * {@code outType} (f32, or bf16 for a fused narrowing: one more rounding of the f32 value, as
+   * the cast does), in place at the tile's f32 row stride.
    */
   private MatmulLowering.Readout readout(MatmulLowering ml, Tail t, int ntReg, int ntBytes,
       int ldc, boolean integer, DType outType, int subs) {
     boolean scaleCols = t.colScale() || t.tailScale() != 1.0f;
     return (out, acc, r, s, sub) -> {
-      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
-          t.rowScale() || scaleCols ? DType.F32 : outType, integer, t.accScale(), Bcast.NONE, 0,
-          0, UnaryFn.NONE, 0, 0));
-      if (sub == 0) {
-        e.patchTokens(last, TOK_MXU, 0);
-      }
+      // per-row x scales multiply in the readout itself (a per-row "bias" that multiplies)
+      int sv = 0;
       if (t.rowScale()) {
-        int sv = e.alloc();
+        sv = e.alloc();
         e.mulImm(sv, s, 4);
         e.addImm(sv, sv, t.sxBuf()); // the scales' SRAM address, an immediate
-        last = e.emit(new Insn.Cvt(out, 0, ntBytes, scaleCols ? DType.F32 : outType, out, 0,
-            ntBytes, DType.F32, r, ntReg, ScaleMode.ROW, 1.0f, sv, 0, false, 0, 0));
-        e.free(sv);
+      }
+      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
+          scaleCols ? DType.F32 : outType, integer, t.accScale(),
+          t.rowScale() ? Bcast.COL : Bcast.NONE, sv, 0, t.rowScale(), UnaryFn.NONE, 0, 0));
+      e.free(sv);
+      if (sub == 0) {
+        e.patchTokens(last, TOK_MXU, 0);
       }
       if (t.colScale()) {
         // the sub-panel's columns of the w scales

@@ -929,6 +929,13 @@ final class FunctionalMachine {
         }
         return m;
       }
+      case AMAX -> {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+          m = Math.max(m, Math.abs(x[j]));
+        }
+        return m;
+      }
       case MIN -> {
         float m = Float.POSITIVE_INFINITY;
         for (int j = 0; j < n; j++) {
@@ -1241,11 +1248,12 @@ final class FunctionalMachine {
         float v = a.accI32() ? (float) w : Float.intBitsToFloat(w);
         v = v * scale;
         if (b != null) {
-          v = v + switch (bc) {
+          float bij = switch (bc) {
             case ROW -> b[j];
             case COL -> b[i];
             default -> b[0];
           };
+          v = a.biasMul() ? v * bij : v + bij;
         }
         x[j] = ExactMath.apply(act, v);
       }

@@ -175,16 +175,20 @@ class VpuInstructionTest {
       float s = 0f;
       float mx = Float.NEGATIVE_INFINITY;
       float mn = Float.POSITIVE_INFINITY;
+      float amx = Float.NEGATIVE_INFINITY;
       for (int j = 0; j < cols; j++) {
         s += x[i][j];
         mx = Float.isNaN(mx) || Float.isNaN(x[i][j]) ? Float.NaN : Math.max(mx, x[i][j]);
         mn = Float.isNaN(mn) || Float.isNaN(x[i][j]) ? Float.NaN : Math.min(mn, x[i][j]);
+        amx = Float.isNaN(amx) || Float.isNaN(x[i][j]) ? Float.NaN
+            : Math.max(amx, Math.abs(x[i][j]));
       }
       float want = switch (op) {
         case SUM -> s;
         case MEAN -> s / cols;
         case MAX -> mx;
         case MIN -> mn;
+        case AMAX -> amx;
       };
       assertEquals(want, TestSupport.get(m, 8192 + 8 * i, F32), op + " row " + i);
     }
@@ -484,6 +488,7 @@ class VpuInstructionTest {
         accwr r24+32, r23, r13+0, r22, r20, r21, i8
         accrd r14+0, r22, r24+32, r23, r20, r21, i32, acc_i32=1
         accrd r14+64, r22, r24+32, r23, r20, r21, f32, acc_i32=1, scale=0.5, bias_bcast=col, bias=r11+16
+        accrd r14+128, r22, r24+32, r23, r20, r21, f32, acc_i32=1, scale=0.5, bias_bcast=col, bias=r11+16, bias_mul=1
         halt
         """);
     TestSupport.put(m, 1024, F32, 1.5f, -3f, 0.1f);
@@ -513,6 +518,8 @@ class VpuInstructionTest {
         assertEquals(q[i][j], Elem.getI32(m.sram, 16384 + 12 * i + 4 * j), "i32 copy");
         assertEquals(q[i][j] * 0.5f + (i == 0 ? 10f : 20f),
             TestSupport.get(m, 16384 + 64 + 12 * i + 4 * j, F32));
+        assertEquals(q[i][j] * 0.5f * (i == 0 ? 10f : 20f),
+            TestSupport.get(m, 16384 + 128 + 12 * i + 4 * j, F32), "bias_mul: a per-row scale");
       }
     }
   }

@@ -159,7 +159,7 @@ public sealed interface Insn {
   record Accrd(
       int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols,
       DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff,
-      UnaryFn act, int waitTok, int signalTok) implements Insn {}
+      boolean biasMul, UnaryFn act, int waitTok, int signalTok) implements Insn {}
 
   /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
   record Accwr(

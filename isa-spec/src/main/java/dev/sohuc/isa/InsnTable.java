@@ -335,7 +335,7 @@ public final class InsnTable {
         .example("vun gelu_erf, r8, r9, r8, r9, r12, r13, f32")
         .build());
     t.add(tile(InsnDef.builder(0x63, "vred", VPU)
-        .enumf("op", 2, RedOp.class, "the reduction")
+        .enumf("op", 3, RedOp.class, "the reduction")
         .addr("dst", 10, "SRAM byte address of the result column").reg("dst_stride",
             "byte distance between consecutive results")
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride"))
@@ -442,10 +442,13 @@ public final class InsnTable {
         .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
         .enumf("bias_bcast", 2, Bcast.class, "how the f32 bias is broadcast (none: no bias)").kw(0)
         .addr("bias", 10, "SRAM byte address of the f32 bias").kw(0, 0)
+        .flag("bias_mul", "the bias multiplies instead of adding (a per-row or per-column scale)")
         .enumf("act", 4, UnaryFn.class, "activation applied last").kw(0)
         .semantics("dst[i][j] = convert(act(v * scale + bias')) with v = ACC[acc + i*acc_stride + "
-            + "j] as f32 (acc_i32: the i32 converted to f32) and bias' per bias_bcast; each step "
-            + "one f32 rounding. With acc_i32=1 and dtype=i32 the word is copied unchanged.")
+            + "j] as f32 (acc_i32: the i32 converted to f32) and bias' per bias_bcast; with "
+            + "bias_mul=1, convert(act(v * scale * bias')) instead (a quantized matmul's per-row "
+            + "or per-column scales); each step one f32 rounding. With acc_i32=1 and dtype=i32 "
+            + "the word is copied unchanged.")
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("accrd r8, r9, r20, r21, r12, r13, bf16, bias_bcast=row, bias=r14, act=gelu_tanh")
         .build());
