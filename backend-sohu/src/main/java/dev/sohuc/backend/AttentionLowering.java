@@ -63,9 +63,11 @@ final class AttentionLowering {
   // two in the overlapped schedule, one tile's P V reading one while the next tile's
   // softmax writes the other
   private long[] pBufs;
-  // the pipelined decode schedule's resident query tiles: f32, and in K's type
+  // the pipelined decode schedule's resident query tiles: f32, and in K's type; and its
+  // resident output tiles, stored in one DMA after the last
   private long qRes;
   private long nqRes;
+  private long oRes;
   // the MXU type (K and V's), its size, and the row bytes of a K or V tile
   private DType mxu;
   private long es;
@@ -142,12 +144,12 @@ final class AttentionLowering {
     long scoreBytes = TILE * tPad * 4;
     // decode without a mask: every kv head is one query tile, so the next heads' K and V load
     // (into further slots) while this head computes, and the batch's query tiles (mTile rows
-    // apart, one more for the scores queued past the last) are resident: one DMA loads them
-    // all, and for narrow K one cvt converts them (a batch whose queries would take more
-    // than an eighth of SRAM goes the prefetched way instead)
+    // apart, one more for the scores queued past the last) and output tiles are resident: one
+    // DMA loads the queries, for narrow K one cvt converts them, and one DMA stores the outputs
+    // (a batch whose tiles would take more than an eighth of SRAM goes the prefetched way)
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
     boolean pipelined = stack > 1 && at.mask() == null
-        && qResBytes <= l.target().sramBytes() / 8;
+        && 2 * qResBytes <= l.target().sramBytes() / 8;
     // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
     // slot and a second probabilities buffer; where they do not fit, tiles go one by one
     long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)
@@ -157,6 +159,7 @@ final class AttentionLowering {
         && l.sramUsed() + overlapSram <= l.target().sramBytes();
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
+    oRes = pipelined ? l.sram(qResBytes, "the batch's output tiles") : 0;
     List<Long> slots = new java.util.ArrayList<>();
     slots.add(l.sram(slotBytes, "keys, values, query and output tiles"));
     // the further slots of the prefetched schedule hold a query and its output only
@@ -313,15 +316,16 @@ final class AttentionLowering {
   /**
    * One query tile per kv head, software-pipelined over the batch's kv heads through a ring of
    * slots: tile i computes while the K and V of tiles i+1 .. i+depth-1 load (the query tiles
-   * are resident, loaded and converted before the loop). A load is queued behind the
-   * store queued before it, which waits for that tile's compute, so each extra slot hides the
-   * HBM latency of a load behind one more compute. A slot is reloaded only after the store of
-   * its previous tile, queued before the reload. The next tile's S = Q K^T is queued between
-   * this tile's P V and its read-out, so the MXU and VPU latencies of one tile overlap the
-   * other's work (the ACC and SRAM tiles they share are ordered by the engines' queues: the
-   * next Q K^T waits behind this P V, which waits for this tile's scores to be read). Loads
-   * past the last tile move nothing but still signal LOAD, and the scores past the last tile
-   * are never read: their tokens are taken after the loop.
+   * are resident, loaded and converted before the loop, and the output tiles too, read out
+   * into place and stored in one DMA after the loop). A slot is reloaded only after the P V of
+   * its previous tile has read it: the reload waits SLOT, which an MXU fence after each P V
+   * signals (one signal ahead for the slot no tile used yet, one taken after the loop), so
+   * each extra slot hides the HBM latency of a load behind one more compute. The next tile's
+   * S = Q K^T is queued between this tile's P V and its read-out, so the MXU and VPU latencies
+   * of one tile overlap the other's work (the ACC and SRAM tiles they share are ordered by the
+   * engines' queues: the next Q K^T waits behind this P V, which waits for this tile's scores
+   * to be read). Loads past the last tile move nothing but still signal LOAD, and the scores
+   * past the last tile are never read: their tokens are taken after the loop.
    */
   private void pipelined(Dim batch, long kvHeads, List<Long> slots, int qP, int kP,
       int qHeadStep, int kHeadStep, int sReg, int rows) {
@@ -336,6 +340,7 @@ final class AttentionLowering {
     int left = l.dimReg(batch);
     e.mulImm(left, left, kvHeads);
     int count = e.copy(left);
+    int tiles = e.copy(left);
     int qStore = e.copy(qP);
     // the query tiles, tile j at qRes + j * mTile * d * 4 (one DMA), for narrow K converted to
     // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads
@@ -355,46 +360,58 @@ final class AttentionLowering {
     Slot query = Slot.in(qP);
     long qTileBytes = mTile * d * es;
     for (int j = 0; j < depth - 1; j++) {
-      loadAhead(Slot.in(ring[j]), kP, kHeadStep, left, one);
+      loadAhead(Slot.in(ring[j]), kP, kHeadStep, left, one, 0);
     }
     Slot now = Slot.in(ring[0]);
     Slot next = Slot.in(ring[1]);
     Slot acc = Slot.at(Lowering.ACC_BASE);
     Slot probs = Slot.at(pBufs[0]);
+    int out = e.li(oRes);
     scores(now, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
+    // the first reload goes into the slot no tile has used
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, Emitter.TOK_SLOT));
     int loop = e.beginLoop(count, 0);
     e.free(count);
     softmax(acc, probs, rows, diag);
     weigh(now, acc, probs, rows, diag);
-    loadAhead(Slot.in(ring[depth - 1]), kP, kHeadStep, left, one);
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, Emitter.TOK_SLOT));
+    loadAhead(Slot.in(ring[depth - 1]), kP, kHeadStep, left, one, Emitter.TOK_SLOT);
     scores(next, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
-    readOut(acc, now, rows);
-    store(now, qStore, rows);
-    e.add(qStore, qStore, qHeadStep);
+    readOut(acc, Slot.in(out), 0, rows, 0);
+    e.addImm(out, out, mTile * d * 4);
     rotate(ring);
     e.endLoop(loop);
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.DMA, Emitter.TOK_SLOT, 0));
     for (int j = 0; j < depth - 2; j++) {
       e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, TOK_LOAD, 0));
     }
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
+    // every output tile, once the last is read out (the VPU runs in order)
+    e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, 0, TOK_STORE));
+    int oHbm = e.alloc();
+    e.addImm(oHbm, qStore, oFromQ);
+    e.emit(new Insn.Li(out, oRes, 0, 0));
+    int tileBytes = e.li(mTile * d * 4);
+    e.patchTokens(e.dma(MemSpace.HBM, oHbm, dBytes, MemSpace.SRAM, out, dBytes, d * 4, rows, 0,
+        tiles, 0, qHeadStep, tileBytes), TOK_STORE, 0);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(diag, left, qStore);
+    e.free(diag, left, tiles, qStore, out, oHbm, tileBytes);
   }
 
   /**
    * The next tile's K and V into {@code slot} (signals LOAD) and the pointer past them; once
    * {@code left} (tiles not yet loaded) is 0, a load of no rows that still signals LOAD.
    */
-  private void loadAhead(Slot slot, int kP, int kHeadStep, int left, int one) {
+  private void loadAhead(Slot slot, int kP, int kHeadStep, int left, int one, int wait) {
     int on = e.alloc();
     e.min(on, left, one);
     int n = e.alloc();
     e.mul(n, tReg, on);
-    e.patchTokens(loadKv(slot, kP, n), 0, TOK_LOAD);
+    e.patchTokens(loadKv(slot, kP, n), wait, TOK_LOAD);
     e.sub(left, left, on);
     e.add(kP, kP, kHeadStep);
     e.free(on, n);
@@ -797,12 +814,17 @@ final class AttentionLowering {
 
   /** O from the ACC region {@code acc} into the slot's output tile (waits MXU, signals STORE). */
   private void readOut(Slot acc, Slot slot, int cur) {
+    readOut(acc, slot, oOff, cur, TOK_STORE);
+  }
+
+  /** O from the ACC region {@code acc} to {@code at} in {@code slot} (waits MXU). */
+  private void readOut(Slot acc, Slot slot, long at, int cur, int signal) {
     int x = e.alloc();
-    slot.addr(e, x, oOff);
+    slot.addr(e, x, at);
     int o = e.alloc();
     acc.addr(e, o, oInRegion);
     int ro = e.accrd(x, dBytes, o, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
-    e.patchTokens(ro, TOK_MXU, TOK_STORE);
+    e.patchTokens(ro, TOK_MXU, signal);
     e.free(x, o);
   }
 

@@ -47,6 +47,9 @@ final class Emitter {
   // LINK -> DMA: the sums on the link of a matmul's result are done (SohuBackend: the all_reduce
   // summed inside its matmul runs on past the matmul; its first reader waits for this)
   static final int TOK_SUMMED = 16;
+  // MXU -> DMA: a decode attention slot's K and V have been read (its last P V is done), so the
+  // next K and V may load into it (AttentionLowering's pipelined schedule)
+  static final int TOK_SLOT = 17;
 
   static final int MAX_LOOP_DEPTH = 4;
 
