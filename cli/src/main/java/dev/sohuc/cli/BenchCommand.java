@@ -55,6 +55,23 @@ final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    for (var n : List.of(Map.entry("--chips", chips), Map.entry("--input-len", inputLen),
+        Map.entry("--output-len", outputLen), Map.entry("--requests", requests),
+        Map.entry("--decode-batch", decodeBatch))) {
+      if (n.getValue() < 1) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), n.getKey()
+            + " must be 1 or more, got " + n.getValue());
+      }
+    }
+    if (!(rate >= 0) || Double.isInfinite(rate)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--rate must be 0 (all requests at once) or a positive number of requests/s, got "
+          + rate);
+    }
+    if (chunk < 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--prefill-chunk must be 0 (the whole prompt) or more, got " + chunk);
+    }
     QuantMode mode = switch (quantize) {
       case "auto" -> StepModel.checkpointPrecision(config);
       case "none", "fp32" -> QuantMode.NONE;

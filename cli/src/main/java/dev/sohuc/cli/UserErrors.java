@@ -43,6 +43,7 @@ final class UserErrors implements CommandLine.IExecutionExceptionHandler {
         || e instanceof dev.sohuc.emu.EmulatorException  // traps included (Trap extends it)
         || e instanceof dev.sohuc.onnx.OnnxImportException
         || e instanceof dev.sohuc.passes.quant.CalibrationException
+        || e instanceof dev.sohuc.passes.tp.ShardException
         || e instanceof IOException
         || e instanceof UncheckedIOException;
   }

@@ -75,6 +75,42 @@ class BenchCommandTest {
     assertTrue(err.toString().contains("int8"), err.toString());
   }
 
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.CsvSource(delimiter = '|', value = {
+      "--input-len 0 | --input-len must be 1 or more, got 0",
+      "--output-len 0 | --output-len must be 1 or more, got 0",
+      "--requests -1 | --requests must be 1 or more, got -1",
+      "--decode-batch 0 | --decode-batch must be 1 or more, got 0",
+      "--chips 0 | --chips must be 1 or more, got 0",
+      "--rate -2 | --rate must be 0 (all requests at once) or a positive number",
+      "--rate NaN | --rate must be 0 (all requests at once) or a positive number",
+      "--prefill-chunk -1 | --prefill-chunk must be 0 (the whole prompt) or more, got -1"})
+  void outOfRangeOptionsAreUsageErrors(String option, String message) {
+    StringWriter err = new StringWriter();
+    String[] kv = option.split(" ");
+    // tiny-llama's 4 heads split over 2 chips (the default, 8, would not)
+    java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("bench",
+        "../examples/tiny-llama/config.json", kv[0], kv[1]));
+    if (!kv[0].equals("--chips")) {
+      args.addAll(java.util.List.of("--chips", "2"));
+    }
+    int code = Sohuc.execute(args.toArray(String[]::new), new PrintWriter(new StringWriter()),
+        new PrintWriter(err));
+    assertEquals(2, code, err.toString());
+    assertTrue(err.toString().contains(message), err.toString());
+  }
+
+  @Test
+  void chipsTheModelDoesNotSplitOverIsAUserError() {
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
+        "--chips", "3"}, new PrintWriter(new StringWriter()), new PrintWriter(err));
+    assertEquals(1, code, err.toString());
+    assertTrue(err.toString().contains(
+        "error: shard-tensor-parallel: 4 query heads do not split over 3 chips"), err.toString());
+    assertTrue(!err.toString().contains("internal error"), err.toString());
+  }
+
   @Test
   void autoServesTheCheckpointsPrecision() {
     assertEquals(dev.sohuc.passes.quant.QuantMode.BF16, dev.sohuc.serving.StepModel

@@ -274,7 +274,9 @@ class ShardTensorParallelPassTest {
   @Test
   void headsThatDoNotSplitAreRejected() {
     Module m = fused(TINY, HfOptions.prefill());
-    assertThrows(PassException.class,
+    var e = assertThrows(dev.sohuc.passes.tp.ShardException.class,
         () -> new ShardTensorParallelPass(3, 0).run(m));
+    assertEquals("shard-tensor-parallel: 4 query heads do not split over 3 chips",
+        e.getMessage());
   }
 }

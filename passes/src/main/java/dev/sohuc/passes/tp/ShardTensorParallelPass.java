@@ -14,7 +14,6 @@ import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.passes.Pass;
-import dev.sohuc.passes.PassException;
 import dev.sohuc.passes.PassResult;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -176,21 +175,22 @@ public final class ShardTensorParallelPass implements Pass {
         TensorType q = a.q().type();
         TensorType k = a.k().type();
         if (!q.dim(1).isStatic() || !k.dim(1).isStatic() || !q.dim(3).isStatic()) {
-          throw new PassException(NAME + ": attention heads must be static", null);
+          throw new ShardException(NAME + ": attention heads must be static");
         }
         Heads h = new Heads(q.dim(1).value(), k.dim(1).value(), q.dim(3).value());
         if (h.q % chips != 0) {
-          throw new PassException(NAME + ": " + h.q + " query heads do not split over " + chips
-              + " chips", null);
+          throw new ShardException(NAME + ": " + h.q + " query heads do not split over " + chips
+              + " chips");
         }
         if (h.kv % chips != 0 && chips % h.kv != 0) {
-          throw new PassException(NAME + ": " + h.kv + " kv heads neither split over nor "
-              + "replicate evenly across " + chips + " chips", null);
+          throw new ShardException(NAME + ": " + h.kv + " kv heads neither split over nor "
+              + "replicate evenly across " + chips + " chips");
         }
         return h;
       }
     }
-    throw new PassException(NAME + ": no attention op: run the fusion passes first", null);
+    throw new ShardException(NAME + ": no attention op to split heads by (tensor parallelism "
+        + "shards fused transformer decoders)");
   }
 
   private enum Role { COLUMN, ROW, REPLICATED }
@@ -209,8 +209,8 @@ public final class ShardTensorParallelPass implements Pass {
         return Role.ROW;
       }
       if (weight.endsWith("." + r + ".bias")) {
-        throw new PassException(NAME + ": a bias on the row-parallel " + r + " (" + weight
-            + ") would be added N times; not supported", null);
+        throw new ShardException(NAME + ": a bias on the row-parallel " + r + " (" + weight
+            + ") would be added N times; not supported");
       }
     }
     return Role.REPLICATED;
@@ -235,7 +235,7 @@ public final class ShardTensorParallelPass implements Pass {
     TensorType t = w.type();
     int axis = role == Role.COLUMN ? 0 : 1;
     if (t.rank() != (w.name().endsWith(".bias") ? 1 : 2)) {
-      throw new PassException(NAME + ": @" + w.name() + " has rank " + t.rank(), null);
+      throw new ShardException(NAME + ": @" + w.name() + " has rank " + t.rank());
     }
     long size = t.dim(axis).value();
     long lo;
@@ -246,8 +246,8 @@ public final class ShardTensorParallelPass implements Pass {
       lo = h.firstKv(chips, rank) * h.dim;
     } else {
       if (size % chips != 0) {
-        throw new PassException(NAME + ": @" + w.name() + " dim " + axis + " (" + size
-            + ") does not split over " + chips + " chips", null);
+        throw new ShardException(NAME + ": @" + w.name() + " dim " + axis + " (" + size
+            + ") does not split over " + chips + " chips");
       }
       count = size / chips;
       lo = rank * count;
@@ -303,7 +303,7 @@ public final class ShardTensorParallelPass implements Pass {
       shape.set(shape.size() - 1, newLast);
       return shape;
     }
-    throw new PassException(NAME + ": cannot shard " + n.describe()
-        + " (only reshapes that split or merge the head dim, or regroup rows, are rescaled)", null);
+    throw new ShardException(NAME + ": cannot shard " + n.describe()
+        + " (only reshapes that split or merge the head dim, or regroup rows, are rescaled)");
   }
 }
