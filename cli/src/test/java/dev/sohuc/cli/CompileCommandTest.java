@@ -94,10 +94,15 @@ class CompileCommandTest {
     Path out = dir.resolve("step.sohu");
     CliResult r = run("compile", tiny.toString(), "--decode", "--shape", "seq=1", "-o", out.toString());
     assertEquals(0, r.code(), r.err());
-    var p = SohuReader.read(Files.readAllBytes(out), "step.sohu");
-    var names = p.symbols().stream().map(s -> s.direction() + " " + s.name()).toList();
+    var names = symbols(out);
     assertTrue(names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
         && names.contains("OUT logits"), names.toString());
+  }
+
+  /** "IN name" / "OUT name" of each symbol of a .sohu file. */
+  private static java.util.List<String> symbols(Path sohu) throws Exception {
+    var p = SohuReader.read(Files.readAllBytes(sohu), sohu.getFileName().toString());
+    return p.symbols().stream().map(s -> s.direction() + " " + s.name()).toList();
   }
 
   @Test
@@ -107,8 +112,7 @@ class CompileCommandTest {
     CliResult r = run("compile", tiny.toString(), "--step", "--micro-batches", "2", "-o",
         out.toString());
     assertEquals(0, r.code(), r.err());
-    var p = SohuReader.read(Files.readAllBytes(out), "serving.sohu");
-    var names = p.symbols().stream().map(s -> s.direction() + " " + s.name()).toList();
+    var names = symbols(out);
     assertTrue(names.contains("IN input_ids") && names.contains("IN decode_ids")
         && names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
         && names.contains("OUT prompt.present.1.value") && names.contains("OUT logits"),
