@@ -759,7 +759,8 @@ final class AttentionLowering {
   /**
    * S read out of {@code acc} (waits MXU), masked, softmax, and the probabilities at
    * {@code probs} for P V (signals VPU): f32 in place, the scores read out there; narrow
-   * converted there to K's type from the scores buffer.
+   * written there in K's type from the scores buffer (bf16 by the softmax itself, another type
+   * by a cvt after it).
    */
   private void softmax(Slot acc, Slot probs, int cur, int diag) {
     int cols = visibleKeys(cur, diag);
@@ -778,10 +779,16 @@ final class AttentionLowering {
       e.emit(new Insn.Li(x2, mBuf, 0, 0));
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
     }
-    e.emit(new Insn.Softmax(x1, 0, padBytes, x1, 0, padBytes, cur, cols, DType.F32,
-        mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, 0,
-        narrow() ? 0 : TOK_VPU));
-    if (narrow()) {
+    // bf16 probabilities straight from the softmax; another narrow type by a cvt after it
+    boolean toBf16 = mxu == DType.BF16;
+    boolean thenCvt = narrow() && !toBf16;
+    if (toBf16) {
+      probs.addr(e, x2, 0);
+    }
+    e.emit(new Insn.Softmax(toBf16 ? x2 : x1, 0, padBytes, x1, 0, padBytes, cur, cols,
+        DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
+        0, thenCvt ? 0 : TOK_VPU));
+    if (thenCvt) {
       probs.addr(e, x2, 0);
       e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
     }

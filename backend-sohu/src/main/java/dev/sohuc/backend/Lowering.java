@@ -1004,7 +1004,7 @@ final class Lowering {
     long tile = tileRows(2 * rowBytes, 128);
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
         (in, out, r, st) -> e.emit(new Insn.Softmax(out, 0, rs, in[0], 0, rs, r, cols, DType.F32,
-            1.0f, false, 0, 0, 0, 0, 0)));
+            1.0f, false, 0, 0, 0, false, 0, 0)));
     e.free(rows, src, dst);
   }
 
@@ -1097,8 +1097,9 @@ final class Lowering {
    * rms_norm as one row stream; with its residual add fused in ({@link #fusedResidualAdds}) the
    * stream reads both addends and each output tile row is [y | sum]: {@code vbin add} writes the
    * sum, the norm reads it there, and the sum is stored as a second output. When only the cast
-   * into the next qmatmul's resident x reads y (QuantLowering.Residency#unstoredNorms), y goes
-   * to a scratch tile and the stream stores the sum alone.
+   * into the next qmatmul's resident x reads y (QuantLowering.Residency#unstoredNorms), the
+   * norm writes its bf16 rounding there itself ({@code out_bf16}) and the stream stores the sum
+   * alone.
    */
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
@@ -1127,7 +1128,6 @@ final class Lowering {
     int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
     long tile = tileRows((add == null ? 2 : 5) * rowBytes, 128);
-    int normed = unstored ? e.li(sram(tile * rowBytes, "normalized tile")) : 0;
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
         : List.of(addends.a(), addends.b()), v.cols(), tile);
@@ -1144,17 +1144,25 @@ final class Lowering {
       if (offset != 0) {
         e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
       }
-      int y = unstored ? normed : out;
-      int yRs = unstored ? rs : outRs;
-      e.emit(new Insn.Rmsnorm(y, 0, yRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
-          0, 0));
+      if (unstored) {
+        // the cast's own rounding, by the norm into this tile's rows of the resident copy
+        int at = e.alloc();
+        e.mulImm(at, st, v.cols() * 2);
+        e.addImm(at, at, residentAt);
+        e.emit(new Insn.Rmsnorm(at, 0, residentRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32,
+            eps, true, 0, 0));
+        e.free(at);
+        return;
+      }
+      e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
+          false, 0, 0));
       if (cast != null) {
         // the cast's own rounding, into this tile's rows of the resident copy (the address in
         // sumTile's register, free once the norm has read the sum)
         int at = add != null ? sumTile : e.alloc();
         e.mulImm(at, st, v.cols() * 2);
         e.addImm(at, at, residentAt);
-        e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, y, 0, yRs, DType.F32, rr,
+        e.emit(new Insn.Cvt(at, 0, residentRs, DType.BF16, out, 0, outRs, DType.F32, rr,
             colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
         if (add == null) {
           e.free(at);
@@ -1166,7 +1174,7 @@ final class Lowering {
       e.free(dst, sum);
     }, cast != null, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
-    e.free(rows, loaded, sumTile, normed);
+    e.free(rows, loaded, sumTile);
     if (gamma != loaded) {
       e.free(gamma);
     }

@@ -307,8 +307,11 @@ class QuantLoweringTest {
               .add(InsnCodec.decode(c.program.code().get(d.pc())));
         }
         assertLoweredInsideQmatmul(c, "cast", "dynamic_quantize");
+        // x's conversion: a cvt from f32, the abs-max of a dynamic scale, or a norm writing
+        // bf16 itself
         java.util.function.Predicate<Insn> converts = i -> i instanceof Insn.Vred
-            || i instanceof Insn.Cvt cv && cv.srcDtype() == DType.F32 && cv.dstDtype() != DType.F32;
+            || i instanceof Insn.Cvt cv && cv.srcDtype() == DType.F32 && cv.dstDtype() != DType.F32
+            || i instanceof Insn.Rmsnorm rn && rn.outBf16();
         for (String reused : new String[] {"qmatmul %k", "qmatmul %v"}) {
           List<Insn> insns = byOp.get(reused);
           assertTrue(insns != null && insns.stream().anyMatch(i -> i instanceof Insn.Mma),

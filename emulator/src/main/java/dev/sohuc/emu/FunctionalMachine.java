@@ -771,13 +771,26 @@ final class FunctionalMachine {
    * the same row of dst, in parallel when dst overlaps no source row.
    */
   private void mapRows(long rows, int cols, DType t, int dst, long ds, int src, long ss, RowMap f) {
-    long rb = (long) cols * t.bytes();
-    rows(rows, cols, 1, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
-      float[] x = buf[0];
-      Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
-      f.map(i, x);
-      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
-    });
+    mapRows(rows, cols, t, t, dst, ds, src, ss, f);
+  }
+
+  /** Rows of {@code in} mapped in f32 and stored as {@code out} (its rounding after dtype's). */
+  private void mapRows(long rows, int cols, DType in, DType out, int dst, long ds, int src,
+      long ss, RowMap f) {
+    long inRb = (long) cols * in.bytes();
+    long outRb = (long) cols * out.bytes();
+    rows(rows, cols, 1, disjoint(span(dst, ds, rows, outRb), span(src, ss, rows, inRb)),
+        (i, buf) -> {
+          float[] x = buf[0];
+          Elem.loadRow(sram, (int) (src + i * ss), cols, in, x);
+          f.map(i, x);
+          if (out != in) {
+            for (int j = 0; j < cols; j++) {
+              x[j] = dev.sohuc.isa.num.Numerics.roundTo(x[j], in);
+            }
+          }
+          Elem.storeRow(sram, (int) (dst + i * ds), cols, out, x);
+        });
   }
 
   private long rowsOf(long[] r, int reg) {
@@ -972,14 +985,15 @@ final class FunctionalMachine {
     }
     long ds = r[s.dstStride()];
     long ss = r[s.srcStride()];
-    int dst = tile("softmax dst", r[s.dst()] + s.dstOff(), ds, rows, cols, t);
+    DType out = s.outBf16() ? DType.BF16 : t;
+    int dst = tile("softmax dst", r[s.dst()] + s.dstOff(), ds, rows, cols, out);
     int src = tile("softmax src", r[s.src()] + s.srcOff(), ss, rows, cols, t);
     long diag = r[s.diag()];
     long valid = s.valid() == 0 ? Long.MAX_VALUE : r[s.valid()];
     long window = s.window() == 0 ? 0 : r[s.window()];
     float scale = s.scale();
     boolean causal = s.causal();
-    mapRows(rows, cols, t, dst, ds, src, ss, (i, x) -> {
+    mapRows(rows, cols, t, out, dst, ds, src, ss, (i, x) -> {
       // unmasked columns are j < limit: causal masks j > i + diag, valid masks j >= valid
       long limit = Math.min(cols, valid);
       if (causal) {
@@ -1061,13 +1075,14 @@ final class FunctionalMachine {
     }
     long ds = r[n.dstStride()];
     long ss = r[n.srcStride()];
-    int dst = tile("rmsnorm dst", r[n.dst()] + n.dstOff(), ds, rows, cols, t);
+    DType out = n.outBf16() ? DType.BF16 : t;
+    int dst = tile("rmsnorm dst", r[n.dst()] + n.dstOff(), ds, rows, cols, out);
     int src = tile("rmsnorm src", r[n.src()] + n.srcOff(), ss, rows, cols, t);
     int gb = tile("rmsnorm gamma", r[n.gamma()] + n.gammaOff(), 0, 1, cols, t);
     float[] gamma = new float[cols];
     Elem.loadRow(sram, gb, cols, t, gamma);
     float eps = n.eps();
-    mapRows(rows, cols, t, dst, ds, src, ss, (i, x) -> {
+    mapRows(rows, cols, t, out, dst, ds, src, ss, (i, x) -> {
       float sq = 0f;
       for (int j = 0; j < cols; j++) {
         sq += x[j] * x[j];

@@ -305,6 +305,7 @@ class VpuInstructionTest {
         li r24, 2
         li r25, 3
         softmax r12+0, r23, r10+0, r22, r20, r21, f32, scale=0.5, causal=1, diag=r24, window=r25
+        softmax r13+0, r23, r10+0, r22, r20, r21, f32, scale=0.5, causal=1, diag=r24, window=r25, out_bf16=1
         halt
         """);
     Random rnd = new Random(78);
@@ -321,6 +322,8 @@ class VpuInstructionTest {
       for (int j = 0; j < cols; j++) {
         assertEquals(want[j], TestSupport.get(m, 8192 + 128 * i + 4 * j, F32),
             "window row " + i + " col " + j);
+        assertEquals(roundBf16(want[j]), TestSupport.get(m, 12288 + 128 * i + 2 * j, BF16),
+            "out_bf16 row " + i + " col " + j);
       }
     }
     assertEquals(0f, TestSupport.get(m, 8192 + 128 * 4 + 4 * 3, F32), "key 3 is outside row 4's window");
@@ -333,6 +336,7 @@ class VpuInstructionTest {
     FunctionalMachine m = TestSupport.machine(regs(rows, cols, 64, 64) + """
         layernorm r12+0, r10+0, r22, r11+0, r11+64, r20, r21, f32, eps=1.0E-5
         rmsnorm r13+0, r22, r10+0, r22, r11+0, r20, r21, f32, eps=1.0E-6
+        rmsnorm r14+0, r22, r10+0, r22, r11+0, r20, r21, f32, eps=1.0E-6, out_bf16=1
         halt
         """);
     Random rnd = new Random(5);
@@ -371,6 +375,8 @@ class VpuInstructionTest {
             TestSupport.get(m, 8192 + 64 * i + 4 * j, F32), "layernorm " + i + "," + j);
         assertEquals(x[i][j] * rr * gamma[j], TestSupport.get(m, 12288 + 64 * i + 4 * j, F32),
             "rmsnorm " + i + "," + j);
+        assertEquals(roundBf16(x[i][j] * rr * gamma[j]),
+            TestSupport.get(m, 16384 + 64 * i + 2 * j, BF16), "rmsnorm out_bf16 " + i + "," + j);
       }
     }
   }

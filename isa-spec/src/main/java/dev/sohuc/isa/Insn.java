@@ -125,8 +125,8 @@ public sealed interface Insn {
   /** {@code softmax} (VPU engine); semantics in docs/isa.md. */
   record Softmax(
       int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols,
-      DType dtype, float scale, boolean causal, int diag, int valid, int window, int waitTok,
-      int signalTok) implements Insn {}
+      DType dtype, float scale, boolean causal, int diag, int valid, int window,
+      boolean outBf16, int waitTok, int signalTok) implements Insn {}
 
   /** {@code layernorm} (VPU engine); semantics in docs/isa.md. */
   record Layernorm(
@@ -136,7 +136,8 @@ public sealed interface Insn {
   /** {@code rmsnorm} (VPU engine); semantics in docs/isa.md. */
   record Rmsnorm(
       int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int gamma,
-      int gammaOff, int rows, int cols, DType dtype, float eps, int waitTok, int signalTok) implements Insn {}
+      int gammaOff, int rows, int cols, DType dtype, float eps, boolean outBf16, int waitTok,
+      int signalTok) implements Insn {}
 
   /** {@code rope} (VPU engine); semantics in docs/isa.md. */
   record Rope(

@@ -361,10 +361,12 @@ public final class InsnTable {
         .reg("valid", "mask columns j >= valid (r0: no length mask)").kw(0)
         .reg("window", "sliding window: when positive, mask column j of row i when "
             + "j <= i + diag - window (r0: no window)").kw(0)
+        .flag("out_bf16", "the probabilities are written as bf16 (for a bf16 P V), not dtype")
         .semantics("Per row i: s[j] = scale * src[i][j] in f32; unmasked columns get exp(s[j] - m) "
             + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from the first "
             + "unmasked column; masked columns (causal, j >= valid, or outside a positive window) "
-            + "get 0, and a fully masked row is all 0.")
+            + "get 0, and a fully masked row is all 0. Each probability is rounded to dtype, then "
+            + "with out_bf16=1 to bf16 (as a cvt after it would), and dst holds bf16.")
         .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
         .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16")
         .build());
@@ -386,8 +388,10 @@ public final class InsnTable {
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
         .addr("gamma", 10, "SRAM byte address of the scale vector (cols elements)"))
         .f32("eps", "added to the mean square").kw(Float.floatToRawIntBits(1e-6f))
+        .flag("out_bf16", "the result is written as bf16 (for a bf16 matmul), not dtype")
         .semantics("Per row: ms = sum(x^2)/cols (f32 sum from column 0), r = f32(1/sqrt(f64(ms + "
-            + "eps))), dst = x * r * gamma[j], each step rounded to f32, the result once to dtype.")
+            + "eps))), dst = x * r * gamma[j], each step rounded to f32, the result once to dtype, "
+            + "then with out_bf16=1 to bf16 (as a cvt after it would), and dst holds bf16.")
         .cost(32, ELEMENTS, 2, "rows * cols", InsnTable::tileElements)
         .example("rmsnorm r8, r9, r8, r9, r14, r12, r13, bf16, eps=1.0E-5")
         .build());
