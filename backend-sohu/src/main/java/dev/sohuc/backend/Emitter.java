@@ -405,7 +405,7 @@ final class Emitter {
   int accrd(int dst, int dstStride, int acc, int accStride, int rows, int cols, float scale,
       Bcast biasBcast, int bias, UnaryFn act) {
     return emit(new Insn.Accrd(dst, 0, dstStride, acc, 0, accStride, rows, cols, DType.F32, false,
-        scale, biasBcast, bias, 0, false, act, 0, 0));
+        scale, biasBcast, bias, 0, act, false, 0, 0));
   }
 
   int vbin(BinOp op, int dst, int dstStride, int a, int aStride, int b, int bStride, int rows,
@@ -426,8 +426,14 @@ final class Emitter {
   }
 
   int vred(RedOp op, int dst, int dstStride, int src, int srcStride, int rows, int cols) {
-    return emit(new Insn.Vred(op, dst, 0, dstStride, src, 0, srcStride, rows, cols, DType.F32, 0,
-        0));
+    return vred(op, false, dst, dstStride, src, srcStride, rows, cols);
+  }
+
+  /** vred over the absolute values with {@code abs} (max: a symmetric quantization's abs-max). */
+  int vred(RedOp op, boolean abs, int dst, int dstStride, int src, int srcStride, int rows,
+      int cols) {
+    return emit(new Insn.Vred(op, dst, 0, dstStride, src, 0, srcStride, rows, cols, DType.F32, abs,
+        0, 0));
   }
 
   int cvt(int dst, int dstStride, DType dstType, int src, int srcStride, DType srcType, int rows,

@@ -27,7 +27,7 @@ import java.util.Map;
 /**
  * Low-precision ops: {@code qmatmul} (an {@code mma} in bf16, f8e4m3, f8e5m2 or i8, then
  * {@code accrd} and {@code cvt mode=row|col} for the scales), {@code dynamic_quantize}
- * ({@code vred amax}, {@code cvt div=1}), {@code quantize_linear} and
+ * ({@code vred max abs=1}, {@code cvt div=1}), {@code quantize_linear} and
  * {@code dequantize_linear} with zero point 0 ({@code cvt}), and casts between float types.
  *
  * <p>Every step is the instruction whose rounding the reference interpreter's
@@ -512,7 +512,7 @@ final class QuantLowering {
 
   /**
    * Per-row symmetric quantization in two row streams: the scales ({@code max |x| / qmax},
-   * at least 2^-126: {@code vred amax}, {@code vbini div}, {@code vbini max}),
+   * at least 2^-126: {@code vred max abs=1}, {@code vbini div}, {@code vbini max}),
    * then {@code q = cvt(x / scale) mode=row div=1} reading x and its scales.
    */
   private void dynamicQuantize(Node n, QuantOp.DynamicQuantize d) {
@@ -535,7 +535,7 @@ final class QuantLowering {
     long tile = l.tileRows(2 * (inRow + 4), 128);
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), sDst, 4, 4,
         (in, out, r, st) -> {
-          e.vred(RedOp.AMAX, out, four, in[0], inRs, r, cols);
+          e.vred(RedOp.MAX, true, out, four, in[0], inRs, r, cols);
           e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
           e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
         });
@@ -777,7 +777,7 @@ final class QuantLowering {
   /**
    * The fused conversion of qmatmul's x: streams the f32 rows of the producer's input through
    * SRAM once and converts each tile with the producer's own instructions (a cast's or
-   * quantize_linear's {@code cvt}; dynamic_quantize's {@code vred amax},
+   * quantize_linear's {@code cvt}; dynamic_quantize's {@code vred max abs=1},
    * {@code vbini div}, {@code vbini max} into the row scales, then {@code cvt mode=row div=1}) into
    * a resident copy of x in its low-precision type, so the numbers are the unfused ones. The
    * per-row scales are kept in SRAM too, and also stored to the scale tensor's HBM (4 bytes a
@@ -838,7 +838,7 @@ final class QuantLowering {
             int sa = e.alloc();
             e.mulImm(sa, st, 4);
             e.add(sa, sa, sBase);
-            e.vred(RedOp.AMAX, out, four, in[0], inRs, r, cols);
+            e.vred(RedOp.MAX, true, out, four, in[0], inRs, r, cols);
             e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
             e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
             e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
@@ -916,7 +916,7 @@ final class QuantLowering {
       }
       int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
           scaleCols ? DType.F32 : outType, integer, t.accScale(),
-          t.rowScale() ? Bcast.COL : Bcast.NONE, sv, 0, t.rowScale(), UnaryFn.NONE, 0, 0));
+          t.rowScale() ? Bcast.COL : Bcast.NONE, sv, 0, UnaryFn.NONE, t.rowScale(), 0, 0));
       e.free(sv);
       if (sub == 0) {
         e.patchTokens(last, TOK_MXU, 0);

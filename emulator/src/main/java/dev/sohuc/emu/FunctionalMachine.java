@@ -922,6 +922,11 @@ final class FunctionalMachine {
     float[] x = new float[Math.max(cols, 1)];
     for (long i = 0; i < rows; i++) {
       Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
+      if (v.abs()) {
+        for (int j = 0; j < cols; j++) {
+          x[j] = Math.abs(x[j]);
+        }
+      }
       Elem.store(sram, (int) (dst + i * ds), t, reduce(v.op(), x, cols));
     }
   }
@@ -939,13 +944,6 @@ final class FunctionalMachine {
         float m = Float.NEGATIVE_INFINITY;
         for (int j = 0; j < n; j++) {
           m = Math.max(m, x[j]);
-        }
-        return m;
-      }
-      case AMAX -> {
-        float m = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < n; j++) {
-          m = Math.max(m, Math.abs(x[j]));
         }
         return m;
       }

@@ -158,7 +158,8 @@ class VpuInstructionTest {
     int rows = 4;
     int cols = 7;
     FunctionalMachine m = TestSupport.machine(regs(rows, cols, 28, 8) + "vred " + op.asmName()
-        + ", r12+0, r23, r10+0, r22, r20, r21, f32\nhalt\n");
+        + ", r12+0, r23, r10+0, r22, r20, r21, f32\nvred " + op.asmName()
+        + ", r13+0, r23, r10+0, r22, r20, r21, f32, abs=1\nhalt\n");
     Random rnd = new Random(11);
     float[][] x = new float[rows][cols];
     for (int i = 0; i < rows; i++) {
@@ -172,25 +173,25 @@ class VpuInstructionTest {
     }
     m.run();
     for (int i = 0; i < rows; i++) {
-      float s = 0f;
-      float mx = Float.NEGATIVE_INFINITY;
-      float mn = Float.POSITIVE_INFINITY;
-      float amx = Float.NEGATIVE_INFINITY;
-      for (int j = 0; j < cols; j++) {
-        s += x[i][j];
-        mx = Float.isNaN(mx) || Float.isNaN(x[i][j]) ? Float.NaN : Math.max(mx, x[i][j]);
-        mn = Float.isNaN(mn) || Float.isNaN(x[i][j]) ? Float.NaN : Math.min(mn, x[i][j]);
-        amx = Float.isNaN(amx) || Float.isNaN(x[i][j]) ? Float.NaN
-            : Math.max(amx, Math.abs(x[i][j]));
+      for (boolean abs : new boolean[] {false, true}) {
+        float s = 0f;
+        float mx = Float.NEGATIVE_INFINITY;
+        float mn = Float.POSITIVE_INFINITY;
+        for (int j = 0; j < cols; j++) {
+          float v = abs ? Math.abs(x[i][j]) : x[i][j];
+          s += v;
+          mx = Float.isNaN(mx) || Float.isNaN(v) ? Float.NaN : Math.max(mx, v);
+          mn = Float.isNaN(mn) || Float.isNaN(v) ? Float.NaN : Math.min(mn, v);
+        }
+        float want = switch (op) {
+          case SUM -> s;
+          case MEAN -> s / cols;
+          case MAX -> mx;
+          case MIN -> mn;
+        };
+        assertEquals(want, TestSupport.get(m, (abs ? 12288 : 8192) + 8 * i, F32),
+            op + (abs ? " abs=1" : "") + " row " + i);
       }
-      float want = switch (op) {
-        case SUM -> s;
-        case MEAN -> s / cols;
-        case MAX -> mx;
-        case MIN -> mn;
-        case AMAX -> amx;
-      };
-      assertEquals(want, TestSupport.get(m, 8192 + 8 * i, F32), op + " row " + i);
     }
   }
 

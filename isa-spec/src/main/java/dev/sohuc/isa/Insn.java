@@ -115,7 +115,7 @@ public sealed interface Insn {
   /** {@code vred} (VPU engine); semantics in docs/isa.md. */
   record Vred(
       RedOp op, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows,
-      int cols, DType dtype, int waitTok, int signalTok) implements Insn {}
+      int cols, DType dtype, boolean abs, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vfill} (VPU engine); semantics in docs/isa.md. */
   record Vfill(
@@ -160,7 +160,7 @@ public sealed interface Insn {
   record Accrd(
       int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols,
       DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff,
-      boolean biasMul, UnaryFn act, int waitTok, int signalTok) implements Insn {}
+      UnaryFn act, boolean biasMul, int waitTok, int signalTok) implements Insn {}
 
   /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
   record Accwr(

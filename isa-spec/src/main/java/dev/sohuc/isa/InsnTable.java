@@ -335,12 +335,14 @@ public final class InsnTable {
         .example("vun gelu_erf, r8, r9, r8, r9, r12, r13, f32")
         .build());
     t.add(tile(InsnDef.builder(0x63, "vred", VPU)
-        .enumf("op", 3, RedOp.class, "the reduction")
+        .enumf("op", 2, RedOp.class, "the reduction")
         .addr("dst", 10, "SRAM byte address of the result column").reg("dst_stride",
             "byte distance between consecutive results")
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride"))
-        .semantics("dst[i] (at dst + i*dst_stride) = op over j < cols of src[i][j], computed in "
-            + "f32 (see the reduction table), rounded once to dtype.")
+        .flag("abs", "reduce the absolute values (with max: a symmetric quantization's abs-max)")
+        .semantics("dst[i] (at dst + i*dst_stride) = op over j < cols of src[i][j] (|src[i][j]| "
+            + "with abs=1, exact), computed in f32 (see the reduction table), rounded once to "
+            + "dtype.")
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("vred max, r14, r15, r8, r9, r12, r13, f32")
         .build());
@@ -446,8 +448,8 @@ public final class InsnTable {
         .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
         .enumf("bias_bcast", 2, Bcast.class, "how the f32 bias is broadcast (none: no bias)").kw(0)
         .addr("bias", 10, "SRAM byte address of the f32 bias").kw(0, 0)
-        .flag("bias_mul", "the bias multiplies instead of adding (a per-row or per-column scale)")
         .enumf("act", 4, UnaryFn.class, "activation applied last").kw(0)
+        .flag("bias_mul", "the bias multiplies instead of adding (a per-row or per-column scale)")
         .semantics("dst[i][j] = convert(act(v * scale + bias')) with v = ACC[acc + i*acc_stride + "
             + "j] as f32 (acc_i32: the i32 converted to f32) and bias' per bias_bcast; with "
             + "bias_mul=1, convert(act(v * scale * bias')) instead (a quantized matmul's per-row "

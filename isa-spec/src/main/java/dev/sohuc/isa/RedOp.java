@@ -5,9 +5,7 @@ public enum RedOp implements AsmEnum {
   SUM("Sum of the row, accumulated in f32 from column 0 upwards."),
   MAX("Largest element of the row (NaN if any is NaN); -inf for an empty row."),
   MIN("Smallest element of the row (NaN if any is NaN); +inf for an empty row."),
-  MEAN("The f32 sum divided by cols (one f32 division); NaN for an empty row."),
-  AMAX("Largest absolute value of the row (NaN if any is NaN); -inf for an empty row: the "
-      + "abs-max of a symmetric quantization's scale in one pass.");
+  MEAN("The f32 sum divided by cols (one f32 division); NaN for an empty row.");
 
   private final String doc;
 
