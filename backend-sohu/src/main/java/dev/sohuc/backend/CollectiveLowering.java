@@ -32,7 +32,8 @@ final class CollectiveLowering {
       return "all_reduce over more than 64 chips";
     }
     List<Node> users = fn.users().getOrDefault(a.x(), List.of());
-    boolean output = fn.outputs().stream().anyMatch(o -> o.value() == a.x() || o.value() == n.result());
+    java.util.Set<Value> outputs = fn.outputValues();
+    boolean output = outputs.contains(a.x()) || outputs.contains(n.result());
     if (users.size() != 1 || output || a.x().producer() == null
         || a.x().producer().op() instanceof dev.sohuc.ir.op.DataOp.Reshape
         || a.x().producer().op() instanceof dev.sohuc.ir.op.SourceOp) {

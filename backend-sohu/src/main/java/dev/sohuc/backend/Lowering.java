@@ -1326,6 +1326,12 @@ final class Lowering {
     return epilogues.get(n);
   }
 
+  /** Whether {@code n}'s epilogue sums its result on the link (an all_reduce after it). */
+  boolean summedOnLink(Node n) {
+    QuantLowering.Epilogue ep = epilogues.get(n);
+    return ep != null && ep.sum() != null;
+  }
+
   /** Records that {@code n}'s work was done inside the op lowered now. */
   void doneInside(Node n) {
     doneInside.add(n);

@@ -64,9 +64,8 @@ final class MatmulLowering {
     // (with a third panel buffer and the ring of output tiles instead of the row stream's tiles)
     boolean residentCase = !batched && aBound > 0 && panels >= 2 && k * 4 <= (1 << 17) - 1;
     // few rows: several panels a load, A resident whole beside the three loads
-    QuantLowering.Epilogue summed = residentCase ? l.epilogue(n) : null;
     int wide = residentCase ? panelsPerLoad(panelBytes, nFull, aBound / (k * 4), DType.F32, 3,
-        Lowering.align(aBound), summed != null && summed.sum() != null) : 1;
+        Lowering.align(aBound), l.summedOnLink(n)) : 1;
     long loadBytes = wide * panelBytes;
     long bufA = l.sram(loadBytes, "B panels");
     long bufB = l.sram(loadBytes, "B panels");

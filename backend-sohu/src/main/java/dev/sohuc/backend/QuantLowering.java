@@ -331,8 +331,7 @@ final class QuantLowering {
   private static Node soleReader(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users,
       Value v) {
     List<Node> readers = users.getOrDefault(v, List.of());
-    boolean output = fn.outputs().stream().anyMatch(o -> o.value() == v);
-    return readers.size() == 1 && !output ? readers.get(0) : null;
+    return readers.size() == 1 && !fn.outputValues().contains(v) ? readers.get(0) : null;
   }
 
   /**
@@ -405,9 +404,7 @@ final class QuantLowering {
       previous = n;
     }
     Map<Value, List<Node>> users = fn.users();
-    java.util.Set<Value> outputs = java.util.Collections.newSetFromMap(
-        new java.util.IdentityHashMap<>());
-    fn.outputs().forEach(o -> outputs.add(o.value()));
+    java.util.Set<Value> outputs = fn.outputValues();
     java.util.Set<Node> unstored = java.util.Collections.newSetFromMap(
         new java.util.IdentityHashMap<>());
     // read only by casts like the one it does (one per sibling qmatmul, or one for all), each
@@ -511,6 +508,18 @@ final class QuantLowering {
   }
 
   /**
+   * The symmetric scales of {@code rows} rows of f32 x at {@code x} into the column at
+   * {@code out} ({@code four}: its stride): {@code max |x| / qmax}, at least MIN_SCALE.
+   * {@code one}: a register holding 1.
+   */
+  private void rowScales(int out, int four, int x, int xRs, int rows, int cols, float qmax,
+      int one) {
+    e.vred(RedOp.MAX, true, out, four, x, xRs, rows, cols);
+    e.vbini(BinOp.DIV, out, four, out, four, qmax, rows, one, false);
+    e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, rows, one, false);
+  }
+
+  /**
    * Per-row symmetric quantization in two row streams: the scales ({@code max |x| / qmax},
    * at least 2^-126: {@code vred max abs=1}, {@code vbini div}, {@code vbini max}),
    * then {@code q = cvt(x / scale) mode=row div=1} reading x and its scales.
@@ -535,9 +544,7 @@ final class QuantLowering {
     long tile = l.tileRows(2 * (inRow + 4), 128);
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), sDst, 4, 4,
         (in, out, r, st) -> {
-          e.vred(RedOp.MAX, true, out, four, in[0], inRs, r, cols);
-          e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
-          e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
+          rowScales(out, four, in[0], inRs, r, cols, qmax, one);
         });
     e.free(sDst);
     int sSrc = e.li(l.addr(scale));
@@ -629,13 +636,13 @@ final class QuantLowering {
     // before it); without, two swapped buffers
     // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM)
     long nFull = cols / TILE;
-    Epilogue ep = ring ? l.epilogue(n) : null;
     int wide = ring ? ml.panelsPerLoad(panelBytes, nFull, m.evaluate(l.bounds()), dt, 3, 0,
-        ep != null && ep.sum() != null) : 1;
+        l.summedOnLink(n)) : 1;
     slotBytes = Lowering.align(wide * panelBytes);
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
     // the epilogue (bf16 rounding, the group's sum per load) rides on the ring schedule
+    Epilogue ep = ring ? l.epilogue(n) : null;
     Node narrow = ep == null ? null : ep.narrow();
     Node sum = ep == null ? null : ep.sum();
     Value result = narrow == null ? n.result() : narrow.result();
@@ -838,9 +845,7 @@ final class QuantLowering {
             int sa = e.alloc();
             e.mulImm(sa, st, 4);
             e.add(sa, sa, sBase);
-            e.vred(RedOp.MAX, true, out, four, in[0], inRs, r, cols);
-            e.vbini(BinOp.DIV, out, four, out, four, qmax, r, one, false);
-            e.vbini(BinOp.MAX, out, four, out, four, MIN_SCALE, r, one, false);
+            rowScales(out, four, in[0], inRs, r, cols, qmax, one);
             e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
                 ScaleMode.ROW, 1.0f, out, 0, true, 0, 0));
             // the resident copy of the scales, for the mma stream's cvt mode=row (x * 1 exact)

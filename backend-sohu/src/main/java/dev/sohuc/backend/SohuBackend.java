@@ -275,8 +275,7 @@ public final class SohuBackend {
      * capacity.
      */
     private Map<Value, Long> inPlaceAppends() {
-      Set<Value> outputs = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
-      fn.outputs().forEach(o -> outputs.add(o.value()));
+      Set<Value> outputs = fn.outputValues();
       Map<Value, List<Node>> users = fn.users();
       Map<Value, Long> cap = new IdentityHashMap<>();
       for (Node n : fn.body()) {

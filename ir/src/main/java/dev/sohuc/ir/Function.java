@@ -46,6 +46,15 @@ public final class Function {
     outputs.addAll(newOutputs);
   }
 
+  /** The values the function returns (each once, whatever names it is returned under). */
+  public java.util.Set<Value> outputValues() {
+    java.util.Set<Value> vs = new java.util.HashSet<>();
+    for (Output o : outputs) {
+      vs.add(o.value());
+    }
+    return vs;
+  }
+
   /** Uses of each value (by the nodes that read it); outputs are not counted. */
   public Map<Value, List<Node>> users() {
     Map<Value, List<Node>> users = new HashMap<>();
