@@ -393,13 +393,12 @@ final class AttentionLowering {
     int oHbm = e.alloc();
     e.addImm(oHbm, qStore, oFromQ);
     e.emit(new Insn.Li(out, oRes, 0, 0));
-    int tileBytes = e.li(mTile * d * 4);
     e.patchTokens(e.dma(MemSpace.HBM, oHbm, dBytes, MemSpace.SRAM, out, dBytes, d * 4, rows, 0,
-        tiles, 0, qHeadStep, tileBytes), TOK_STORE, 0);
+        tiles, 0, qHeadStep, e.konst(mTile * d * 4)), TOK_STORE, 0);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(diag, left, tiles, qStore, out, oHbm, tileBytes);
+    e.free(diag, left, tiles, qStore, out, oHbm);
   }
 
   /**
@@ -779,17 +778,16 @@ final class AttentionLowering {
       e.emit(new Insn.Li(x2, mBuf, 0, 0));
       e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
     }
-    // bf16 probabilities straight from the softmax; another narrow type by a cvt after it
+    // narrow: the probabilities in bf16 straight from the softmax, another type by a cvt
     boolean toBf16 = mxu == DType.BF16;
     boolean thenCvt = narrow() && !toBf16;
-    if (toBf16) {
+    if (narrow()) {
       probs.addr(e, x2, 0);
     }
     e.emit(new Insn.Softmax(toBf16 ? x2 : x1, 0, padBytes, x1, 0, padBytes, cur, cols,
         DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
         0, thenCvt ? 0 : TOK_VPU));
     if (thenCvt) {
-      probs.addr(e, x2, 0);
       e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
     }
     e.free(x1, x2);

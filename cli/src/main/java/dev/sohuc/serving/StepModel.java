@@ -142,8 +142,8 @@ public final class StepModel {
     this.maxDecodeBatch = maxDecodeBatch;
     Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
         .withMicroBatches(MICRO_BATCHES)));
-    this.step = SohuBackend.compile(st, base.withBound("batch", ceilTo(maxDecodeBatch,
-        BATCH_BUCKET)).withBound("seq", microBatchTokens(prefillChunk))
+    this.step = SohuBackend.compile(st, base.withBound("batch", stepRows(maxDecodeBatch))
+        .withBound("seq", microBatchTokens(prefillChunk))
         .withBound("past", ceilTo(maxKv, KV_BUCKET)));
   }
 
