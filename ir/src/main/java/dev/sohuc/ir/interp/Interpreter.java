@@ -392,8 +392,10 @@ public final class Interpreter {
   private static Tensor transformer(TransformerOp op, Operands in) {
     return switch (op) {
       case TransformerOp.Attention a -> TransformerKernels.attention(in.of(a.q()), in.of(a.k()), in.of(a.v()),
-          in.ofOptional(a.mask()), a.scale(), a.causal(), a.window());
+          in.ofOptional(a.mask()), in.ofOptional(a.pastLengths()), a.scale(), a.causal(), a.window());
       case TransformerOp.KvCacheAppend k -> TransformerKernels.kvCacheAppend(in.of(k.past()), in.of(k.current()));
+      case TransformerOp.KvCacheWrite w -> TransformerKernels.kvCacheWrite(in.of(w.cache()), in.of(w.current()),
+          in.of(w.pastLengths()));
       case TransformerOp.LayerNorm l -> {
         Tensor x = in.of(l.x());
         yield TransformerKernels.layerNorm(x, in.of(l.gamma()), in.ofOptional(l.beta()),

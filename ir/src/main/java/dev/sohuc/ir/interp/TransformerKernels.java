@@ -19,8 +19,11 @@ final class TransformerKernels {
    * {@code softmax(scale * q @ k^T + mask) @ v} per head. Dot products accumulate in f32 in
    * key order, as the unfused matmul would. Masked-out keys (causal, window) score -inf, so a
    * query row with every key masked gives NaN, as ONNX Runtime's softmax over all -inf does.
+   * With {@code pastLengths}, batch row b's queries sit after its {@code pastLengths[b]} cached
+   * keys and the keys past them are hidden.
    */
-  static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, double scale, boolean causal, long window) {
+  static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, Tensor pastLengths, double scale,
+                          boolean causal, long window) {
     long[] qs = q.shape();
     long[] ks = k.shape();
     long[] vs = v.shape();
@@ -45,7 +48,13 @@ final class TransformerKernels {
     float[] kv = k.floats();
     float[] vv = v.floats();
     int group = hq / hkv;
-    long offset = (long) t - s; // query i sits at key position i + T - S
+    // query i of batch row b sits at key position i + offset[b]; keys from limit[b] on are hidden
+    long[] offset = new long[b];
+    Arrays.fill(offset, (long) t - s);
+    if (pastLengths != null) {
+      long[] lengths = cacheLengths(pastLengths, b, s, t);
+      System.arraycopy(lengths, 0, offset, 0, b);
+    }
     float fscale = (float) scale;
     IntStream heads = IntStream.range(0, b * hq);
     ((long) b * hq * s * t * d > (1 << 16) ? heads.parallel() : heads).forEach(bh -> {
@@ -53,10 +62,12 @@ final class TransformerKernels {
       int h = bh % hq;
       int kvHead = batch * hkv + h / group;
       float[] scores = new float[t];
+      long at0 = offset[batch];
+      long limit = at0 + s;
       for (int i = 0; i < s; i++) {
         int qOff = (bh * s + i) * d;
         for (int j = 0; j < t; j++) {
-          boolean visible = (!causal || j <= i + offset) && (window <= 0 || j > i + offset - window);
+          boolean visible = j < limit && (!causal || j <= i + at0) && (window <= 0 || j > i + at0 - window);
           if (!visible) {
             scores[j] = Float.NEGATIVE_INFINITY;
             continue;
@@ -93,6 +104,44 @@ final class TransformerKernels {
           + " and " + Arrays.toString(current.shape()));
     }
     return DataKernels.concat(List.of(past, current), 2);
+  }
+
+  /** The cache with each batch row's new entries written after its {@code pastLengths[b]} ones. */
+  static Tensor kvCacheWrite(Tensor cache, Tensor current, Tensor pastLengths) {
+    long[] cs = cache.shape();
+    long[] ns = current.shape();
+    if (cs.length != 4 || ns.length != 4 || cs[0] != ns[0] || cs[1] != ns[1] || cs[3] != ns[3]) {
+      throw new IrException("kv_cache_write shapes do not fit: cache " + Arrays.toString(cs) + ", new "
+          + Arrays.toString(ns));
+    }
+    int b = (int) cs[0];
+    int h = (int) cs[1];
+    int t = (int) cs[2];
+    int s = (int) ns[2];
+    int d = (int) cs[3];
+    long[] lengths = cacheLengths(pastLengths, b, s, t);
+    float[] out = cache.floats().clone();
+    float[] nv = current.floats();
+    for (int bh = 0; bh < b * h; bh++) {
+      int at = (int) lengths[bh / h];
+      System.arraycopy(nv, bh * s * d, out, (bh * t + at) * d, s * d);
+    }
+    return Tensor.ofFloats(cache.elementType(), cs, out);
+  }
+
+  /** The past lengths, each checked to leave room for {@code s} new positions of {@code t}. */
+  private static long[] cacheLengths(Tensor pastLengths, int b, int s, int t) {
+    long[] lengths = pastLengths.longs();
+    if (lengths.length != b) {
+      throw new IrException(lengths.length + " past lengths for a batch of " + b);
+    }
+    for (int i = 0; i < b; i++) {
+      if (lengths[i] < 0 || lengths[i] + s > t) {
+        throw new IrException("past_lengths[" + i + "] = " + lengths[i] + " leaves no room for " + s
+            + " new position" + (s == 1 ? "" : "s") + " in a cache of " + t);
+      }
+    }
+    return lengths;
   }
 
   /** Offsets of a parameter of shape {@code p} broadcast to {@code dims}, or null for identity. */

@@ -24,9 +24,20 @@ public sealed interface TransformerOp extends Op {
    * window also hides keys more than {@code window - 1} positions back (sliding window). k and v
    * may be stored in a narrower float type than q and the mask (a bf16 KV cache); the result has
    * q's type.
+   *
+   * <p>The optional integer {@code past_lengths [B]} (the operand after the mask, told from it by
+   * its integer type) makes the key count per batch row: sequence b's cache holds
+   * {@code past_lengths[b]} tokens and its S queries are the tokens after them, so it sees keys
+   * {@code j < past_lengths[b] + S} of its T (a serving step's decodes, each with its own KV
+   * length, over caches of one capacity T); causal masking and the window then count from its
+   * queries' positions {@code past_lengths[b] + i}.
    */
-  record Attention(Value q, Value k, Value v, Value mask, double scale, boolean causal, long window)
-      implements TransformerOp {
+  record Attention(Value q, Value k, Value v, Value mask, Value pastLengths, double scale, boolean causal,
+                   long window) implements TransformerOp {
+    public Attention(Value q, Value k, Value v, Value mask, double scale, boolean causal, long window) {
+      this(q, k, v, mask, null, scale, causal, window);
+    }
+
     @Override
     public String mnemonic() {
       return "attention";
@@ -34,7 +45,7 @@ public sealed interface TransformerOp extends Op {
 
     @Override
     public List<Value> operands() {
-      return OpRegistry.present(q, k, v, mask);
+      return OpRegistry.present(q, k, v, mask, pastLengths);
     }
 
     @Override
@@ -67,6 +78,9 @@ public sealed interface TransformerOp extends Op {
       }
       if (window < 0) {
         throw new OpException("window must be 0 (none) or positive, got " + window);
+      }
+      if (pastLengths != null) {
+        checkPastLengths(pastLengths, qd.get(0));
       }
       if (mask != null) {
         List<Dim> scores = List.of(qd.get(0), hq, qd.get(2), kd.get(2));
@@ -111,6 +125,48 @@ public sealed interface TransformerOp extends Op {
       out.set(2, past.type().dim(2).plus(current.type().dim(2)));
       return List.of(new TensorType(out, t));
     }
+  }
+
+  /**
+   * {@code %present = kv_cache_write %cache, %new, %past_lengths}: the cache {@code [B, H, T, D]}
+   * with sequence b's new keys or values {@code [B, H, S, D]} written at positions
+   * {@code past_lengths[b] .. past_lengths[b]+S-1}: a cache of capacity T whose sequences each
+   * hold their own number of tokens. Every {@code past_lengths[b] + S} must be at most T.
+   */
+  record KvCacheWrite(Value cache, Value current, Value pastLengths) implements TransformerOp {
+    @Override
+    public String mnemonic() {
+      return "kv_cache_write";
+    }
+
+    @Override
+    public List<Value> operands() {
+      return List.of(cache, current, pastLengths);
+    }
+
+    @Override
+    public List<Attr.Named> attributes() {
+      return List.of();
+    }
+
+    @Override
+    public List<TensorType> inferResultTypes() {
+      ElementType t = Shapes.sameElementType(List.of(cache, current), "cache and new entries");
+      Shapes.requireRank(cache, "cache", 4);
+      Shapes.requireRank(current, "new", 4);
+      for (int i : new int[] {0, 1, 3}) {
+        Shapes.requireSameDim(cache.type().dim(i), current.type().dim(i), "dims " + i + " of cache and new entries");
+      }
+      checkPastLengths(pastLengths, cache.type().dim(0));
+      return List.of(new TensorType(cache.type().dims(), t));
+    }
+  }
+
+  /** The checks on a {@code past_lengths} operand: one integer per batch row. */
+  private static void checkPastLengths(Value lengths, Dim batch) {
+    Shapes.requireType(lengths, "past_lengths", ElementType.I64, ElementType.I32);
+    Shapes.requireRank(lengths, "past_lengths", 1);
+    Shapes.requireSameDim(lengths.type().dim(0), batch, "past_lengths and the batch");
   }
 
   /**
@@ -384,12 +440,19 @@ public sealed interface TransformerOp extends Op {
   static void register(OpRegistry.Registrar r) {
     r.op("all_reduce", 1, "sum over the chips of a tensor-parallel group",
         (o, a) -> new AllReduce(o.get(0), a.getInt("chips", 1)));
-    r.op("attention", 3, 4, "scaled dot-product attention with GQA, causal mask and window; "
-        + "k and v may be narrower (bf16) than q",
-        (o, a) -> new Attention(o.get(0), o.get(1), o.get(2), OpRegistry.optional(o, 3),
-            a.getFloat("scale"), a.getBool("causal", false), a.getInt("window", 0)));
+    r.op("attention", 3, 5, "scaled dot-product attention with GQA, causal mask, window and per-sequence "
+        + "past lengths; k and v may be narrower (bf16) than q", (o, a) -> {
+          // the mask is a float, the past lengths an integer tensor: either may come alone
+          Value fourth = OpRegistry.optional(o, 3);
+          boolean lengthsOnly = o.size() == 4 && fourth.type().elementType().isInteger();
+          return new Attention(o.get(0), o.get(1), o.get(2), lengthsOnly ? null : fourth,
+              lengthsOnly ? fourth : OpRegistry.optional(o, 4), a.getFloat("scale"), a.getBool("causal", false),
+              a.getInt("window", 0));
+        });
     r.op("kv_cache_append", 2, "append new keys or values to a KV cache",
         (o, a) -> new KvCacheAppend(o.get(0), o.get(1)));
+    r.op("kv_cache_write", 3, "write new keys or values into a KV cache at each sequence's length",
+        (o, a) -> new KvCacheWrite(o.get(0), o.get(1), o.get(2)));
     r.op("layer_norm", 2, 3, "layer normalization with optional bias",
         (o, a) -> new LayerNorm(o.get(0), o.get(1), OpRegistry.optional(o, 2), a.getInt("axis", -1),
             a.getFloat("eps", 1e-5)));

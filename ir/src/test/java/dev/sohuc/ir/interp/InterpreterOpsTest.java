@@ -11,8 +11,10 @@ import static dev.sohuc.ir.interp.Harness.runAll;
 import static dev.sohuc.ir.interp.Harness.shape;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.ir.IrException;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.Weight;
@@ -67,7 +69,7 @@ class InterpreterOpsTest {
       "constant", "fill", "range", "weight",
       "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
       "qmatmul", "dynamic_quantize", // QuantizedOpsTest
-      "attention", "kv_cache_append", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding",
+      "attention", "kv_cache_append", "kv_cache_write", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding",
       "all_reduce");
 
   @Test
@@ -616,6 +618,40 @@ class InterpreterOpsTest {
     Tensor r = run(a -> new TransformerOp.KvCacheAppend(a.get(0), a.get(1)),
         f32(shape(1, 2, 2, 1), 1, 2, 5, 6), f32(shape(1, 2, 1, 1), 3, 7));
     assertTensor(r, ElementType.F32, shape(1, 2, 3, 1), 1, 2, 3, 5, 6, 7);
+  }
+
+  @Test
+  void attentionWithPastLengthsHidesEachRowsUnwrittenKeys() {
+    // two sequences over caches of T=3: row 0 holds no past keys (sees key 0), row 1 one (sees 0 and 1)
+    Tensor q = f32(shape(2, 1, 1, 1), 1, 1);
+    Tensor k = f32(shape(2, 1, 3, 1), 0, 0, 0, 0, 0, 0);
+    Tensor v = f32(shape(2, 1, 3, 1), 3, 6, 9, 3, 6, 9);
+    Tensor lengths = ints(ElementType.I64, shape(2), 0, 1);
+    Tensor r = run(a -> new TransformerOp.Attention(a.get(0), a.get(1), a.get(2), null, a.get(3), 1.0, true, 0),
+        q, k, v, lengths);
+    assertClose(r, shape(2, 1, 1, 1), 1e-6, 3, 4.5);
+    // a window of 1 leaves each query its own key
+    Tensor w = run(a -> new TransformerOp.Attention(a.get(0), a.get(1), a.get(2), null, a.get(3), 1.0, true, 1),
+        q, k, v, lengths);
+    assertClose(w, shape(2, 1, 1, 1), 1e-6, 3, 6);
+    IrException full = assertThrows(IrException.class, () -> run(a -> new TransformerOp.Attention(a.get(0), a.get(1),
+        a.get(2), null, a.get(3), 1.0, true, 0), q, k, v, ints(ElementType.I64, shape(2), 0, 3)));
+    assertEquals("'attention' (%r, at \"test\"): past_lengths[1] = 3 leaves no room for 1 new position in a cache of 3", full.getMessage());
+  }
+
+  @Test
+  void kvCacheWriteStoresEachRowAtItsLength() {
+    Tensor cache = f32(shape(2, 1, 3, 1), 1, 2, 3, 4, 5, 6);
+    Tensor current = f32(shape(2, 1, 1, 1), 7, 8);
+    Tensor r = run(a -> new TransformerOp.KvCacheWrite(a.get(0), a.get(1), a.get(2)), cache, current,
+        ints(ElementType.I64, shape(2), 0, 2));
+    assertTensor(r, ElementType.F32, shape(2, 1, 3, 1), 7, 2, 3, 4, 5, 8);
+    // the input cache is not written
+    assertTensor(cache, ElementType.F32, shape(2, 1, 3, 1), 1, 2, 3, 4, 5, 6);
+    IrException negative = assertThrows(IrException.class, () -> run(a -> new TransformerOp.KvCacheWrite(a.get(0),
+        a.get(1), a.get(2)), cache, current, ints(ElementType.I64, shape(2), -1, 0)));
+    assertEquals("'kv_cache_write' (%r, at \"test\"): past_lengths[0] = -1 leaves no room for 1 new position in a cache of 3",
+        negative.getMessage());
   }
 
   @Test
