@@ -186,15 +186,18 @@ final class DecoderModel {
 
   /**
    * A serving step: one prompt of {@code micro x seq} tokens (positions 0 .. micro*seq-1) and
-   * {@code batch} decode sequences of one token each at position {@code past}, in one graph.
-   * The prompt's rows and the decodes' rows go through every linear layer together, so the
-   * weights are read once per step (once per micro-batch: a micro-batch's layer then sums on the
-   * link while the next one computes); only attention splits them (the prompt attends to itself
-   * causally, each decode to its cache). Inputs {@code input_ids [micro, seq]} (the prompt, row
-   * after row), {@code decode_ids [batch, 1]} and the decodes' {@code past_key_values.N.*};
-   * outputs {@code logits [1, 1+batch, vocab]} (the prompt's last position, then each decode:
-   * what serving samples from), the decodes' {@code present.N.*} and the prompt's new cache
-   * {@code prompt.present.N.* [1, kv_heads, micro*seq, head_dim]}.
+   * {@code batch} decode sequences of one token each, decode b at position
+   * {@code past_lengths[b]}, in one graph. The prompt's rows and the decodes' rows go through
+   * every linear layer together, so the weights are read once per step (once per micro-batch: a
+   * micro-batch's layer then sums on the link while the next one computes); only attention splits
+   * them (the prompt attends to itself causally, each decode to its own cache). Inputs
+   * {@code input_ids [micro, seq]} (the prompt, row after row), {@code decode_ids [batch, 1]},
+   * {@code past_lengths [batch]} (the tokens each decode's cache holds) and the decodes'
+   * {@code past_key_values.N.* [batch, kv_heads, past, head_dim]}, caches of capacity
+   * {@code past} (at least every past length plus one); outputs {@code logits [1, 1+batch, vocab]}
+   * (the prompt's last position, then each decode: what serving samples from), the decodes'
+   * caches {@code present.N.*} with each new key and value written at its sequence's length, and
+   * the prompt's new cache {@code prompt.present.N.* [1, kv_heads, micro*seq, head_dim]}.
    */
   private Function buildStep() {
     int micro = ctx.options.microBatches();
@@ -203,11 +206,12 @@ final class DecoderModel {
     Dim past = ctx.dim("past");
     Value ids = ModelContext.arg("input_ids", List.of(Dim.of(micro), seq), ElementType.I64);
     Value decodeIds = ModelContext.arg("decode_ids", List.of(batch, Dim.of(1)), ElementType.I64);
+    Value pastLengths = ModelContext.arg("past_lengths", List.of(batch), ElementType.I64);
     List<Value> caches = cacheArguments(batch, past);
-    List<Value> args = new ArrayList<>(List.of(ids, decodeIds));
+    List<Value> args = new ArrayList<>(List.of(ids, decodeIds, pastLengths));
     args.addAll(caches);
     checkPositions(Dim.of(0), seq.times(Dim.of(micro)));
-    checkPositions(past, Dim.of(1));
+    checkPositions(past, Dim.of(0));
     Graph g = ctx.start(args, "");
     Value table = embeddingTable(g);
     Location embedLoc = new Location("model.embed_tokens");
@@ -224,7 +228,7 @@ final class DecoderModel {
         List.of(Dim.of(1), batch, Dim.of(hidden)), embedLoc, "decode_embeddings.rows");
     streams.set(micro - 1, g.b.add(new DataOp.Concat(List.of(streams.get(micro - 1), decodes), 1), embedLoc,
         "embeddings"));
-    Value[] decodeRope = rotary(g, past, Dim.of(1));
+    Value[] decodeRope = rotaryAt(g, pastLengths);
     List<Function.Output> presents = new ArrayList<>();
     List<Function.Output> promptPresents = new ArrayList<>();
     List<Value> promptKeys = new ArrayList<>();
@@ -246,8 +250,8 @@ final class DecoderModel {
       promptKeys.clear();
       promptValues.clear();
       Value[] decodeKv = new Value[2];
-      Value decode = headsAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, Dim.of(1), decodeRope,
-          caches.subList(2 * i, 2 * i + 2), decodeKv, ".decode");
+      Value decode = decodeAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, decodeRope,
+          caches.subList(2 * i, 2 * i + 2), pastLengths, decodeKv);
       presents.add(new Function.Output("present." + i + ".key", decodeKv[0]));
       presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
       decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc, "decode.attn.rows");
@@ -371,6 +375,35 @@ final class DecoderModel {
   /** cos and sin {@code [seq, rotaryDim]} for positions {@code past .. past+seq-1}. */
   private Value[] rotary(Graph g, Dim past, Dim seq) {
     Location loc = new Location("model.rotary_emb");
+    if (inlineRopeTables(g)) {
+      return new Value[] {g.rows(cosTable, past, seq, loc, "cos"), g.rows(sinTable, past, seq, loc, "sin")};
+    }
+    Value pos = g.b.add(new SourceOp.Range(0, past.plus(seq), 1, ElementType.F32), loc, "positions");
+    if (!past.is(0)) {
+      pos = g.rows(pos, past, seq, loc, "positions.new");
+    }
+    return rotaryFromPositions(g, g.reshape(pos, List.of(seq, Dim.of(1)), loc, "positions.column"));
+  }
+
+  /** cos and sin {@code [batch, rotaryDim]} at each position of {@code positions [batch]}. */
+  private Value[] rotaryAt(Graph g, Value positions) {
+    Location loc = new Location("model.rotary_emb");
+    if (inlineRopeTables(g)) {
+      return new Value[] {
+          g.b.add(new TransformerOp.Embedding(cosTable, positions), loc, "cos.at"),
+          g.b.add(new TransformerOp.Embedding(sinTable, positions), loc, "sin.at")};
+    }
+    Value pos = g.b.add(new ElementwiseOp.Cast(positions, ElementType.F32), loc, "positions.at");
+    return rotaryFromPositions(g, g.reshape(pos, List.of(positions.type().dim(0), Dim.of(1)), loc,
+        "positions.at.column"));
+  }
+
+  /**
+   * Whether the rotary tables are inline weights (made here once) rather than computed from the
+   * positions with the inverse frequencies (made here once instead).
+   */
+  private boolean inlineRopeTables(Graph g) {
+    Location loc = new Location("model.rotary_emb");
     if (maxPositions * rotaryDim <= INLINE_ROPE_TABLE_LIMIT) {
       if (cosTable == null) {
         RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
@@ -378,7 +411,7 @@ final class DecoderModel {
         cosTable = g.weights.inline("rotary_emb.cos", type, RotaryTables.bytes(t.cos), loc);
         sinTable = g.weights.inline("rotary_emb.sin", type, RotaryTables.bytes(t.sin), loc);
       }
-      return new Value[] {g.rows(cosTable, past, seq, loc, "cos"), g.rows(sinTable, past, seq, loc, "sin")};
+      return true;
     }
     // Large tables (long-context models) are computed from the positions instead.
     if (invFreq == null) {
@@ -386,11 +419,12 @@ final class DecoderModel {
       invFreq = g.weights.inline("rotary_emb.inv_freq", TensorType.of(ElementType.F32, 1, inv.length),
           RotaryTables.bytes(inv), loc);
     }
-    Value pos = g.b.add(new SourceOp.Range(0, past.plus(seq), 1, ElementType.F32), loc, "positions");
-    if (!past.is(0)) {
-      pos = g.rows(pos, past, seq, loc, "positions.new");
-    }
-    pos = g.reshape(pos, List.of(seq, Dim.of(1)), loc, "positions.column");
+    return false;
+  }
+
+  /** cos and sin {@code [n, rotaryDim]} of the positions column {@code pos [n, 1]} (f32). */
+  private Value[] rotaryFromPositions(Graph g, Value pos) {
+    Location loc = new Location("model.rotary_emb");
     Value freqs = g.matmul(pos, invFreq, loc, "freqs");
     Value emb = g.b.add(new DataOp.Concat(List.of(freqs, freqs), -1), loc, "angles");
     return new Value[] {
@@ -448,9 +482,52 @@ final class DecoderModel {
     }
     presentOut[0] = k;
     presentOut[1] = v;
+    return attend(g, q, k, v, null, layer, batch, seq, hint);
+  }
+
+  /**
+   * A step's decodes' attention: decode row b ({@code qkv} rows {@code [1, batch, ..]}) over its
+   * own cache ({@code cache}: the layer's past key and value, capacity {@code past}), its new key
+   * and value written at position {@code pastLengths[b]}. Returns {@code [batch, 1, heads *
+   * head_dim]} and puts the written caches in {@code presentOut}.
+   */
+  private Value decodeAttention(Graph g, Value[] qkv, int layer, Dim batch, Value[] cosSin, List<Value> cache,
+                                Value pastLengths, Value[] presentOut) {
+    String p = "model.layers." + layer + ".self_attn";
+    String hint = p + ".decode";
+    Location loc = new Location(p);
+    Value q = decodeHeads(g, qkv[0], batch, heads, cosSin, loc, hint + ".q");
+    Value k = decodeHeads(g, qkv[1], batch, kvHeads, cosSin, loc, hint + ".k");
+    Value v = decodeHeads(g, qkv[2], batch, kvHeads, null, loc, hint + ".v");
+    presentOut[0] = g.b.add(new TransformerOp.KvCacheWrite(cache.get(0), k, pastLengths), loc,
+        "present." + layer + ".key");
+    presentOut[1] = g.b.add(new TransformerOp.KvCacheWrite(cache.get(1), v, pastLengths), loc,
+        "present." + layer + ".value");
+    return attend(g, q, presentOut[0], presentOut[1], pastLengths, layer, batch, Dim.of(1), hint);
+  }
+
+  /**
+   * The decodes' rows {@code [1, batch, n * head_dim]} as heads {@code [batch, n, 1, head_dim]},
+   * rotated by {@code cosSin} (row b's tables, {@code [batch, rotary_dim]}) unless it is null: the
+   * rows are split as the positions of one sequence, {@code [1, n, batch, head_dim]}, so that
+   * rope reads each its own table row.
+   */
+  private Value decodeHeads(Graph g, Value rows, Dim batch, long n, Value[] cosSin, Location loc, String hint) {
+    Value x = g.splitHeads(rows, Dim.of(1), batch, n, headDim, loc, hint);
+    if (cosSin != null) {
+      x = g.b.add(new TransformerOp.Rope(x, cosSin[0], cosSin[1], TransformerOp.RopeStyle.ROTATE_HALF), loc,
+          hint + "_rot");
+    }
+    return g.transpose(x, List.of(2L, 1L, 0L, 3L), loc, hint + ".heads");
+  }
+
+  /** Attention of {@code [batch, heads, seq, head_dim]} queries, heads merged: {@code [batch, seq, ..]}. */
+  private Value attend(Graph g, Value q, Value k, Value v, Value pastLengths, int layer, Dim batch, Dim seq,
+                       String hint) {
+    Location loc = new Location("model.layers." + layer + ".self_attn");
     long window = slidingWindow > 0 && layer >= firstWindowLayer ? slidingWindow : 0;
-    Value a = g.b.add(new TransformerOp.Attention(q, k, v, null, 1.0 / Math.sqrt(headDim), true, window),
-        loc, hint + ".attn");
+    Value a = g.b.add(new TransformerOp.Attention(q, k, v, null, pastLengths, 1.0 / Math.sqrt(headDim), true,
+        window), loc, hint + ".attn");
     return g.mergeHeads(a, batch, seq, heads, headDim, loc, hint + ".attn");
   }
 

@@ -23,15 +23,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A serving-step graph (one prompt, whole or in micro-batches, and a batch of decodes through the
- * same weights) computes what the prefill graph computes for the prompt and the decode graph for
- * the decodes: on the reference interpreter, with seeded weights and random KV caches, its logits
- * rows and caches match theirs within 1e-5 of the largest magnitude (the rows share matmuls, so
- * only summation order may differ).
+ * same weights, each decode with its own KV length) computes what the prefill graph computes for
+ * the prompt and the decode graph for each decode alone over its own cache: on the reference
+ * interpreter, with seeded weights and random KV caches, its logits rows and caches match theirs
+ * within 1e-5 of the largest magnitude (the rows share matmuls, so only summation order may
+ * differ), and the cache positions past each decode's new one are left as they were.
  */
 class StepGraphTest {
   static final long PROMPT = 5;
-  static final long DECODES = 3;
-  static final long PAST = 4;
+  /** The decodes' past lengths: one empty cache, one full to the capacity less one. */
+  static final long[] PAST_LENGTHS = {2, 0, 5};
+  static final long DECODES = PAST_LENGTHS.length;
+  static final long CAPACITY = 6;
   static final double TOLERANCE = 1e-5;
 
   @TempDir
@@ -64,19 +67,16 @@ class StepGraphTest {
     long promptLen = micro * PROMPT;
     long[] prompt = HfNumericsTest.randomIds(random, promptLen, vocab);
     long[] decodeIds = HfNumericsTest.randomIds(random, DECODES, vocab);
+    long[] cacheShape = {DECODES, kvHeads, CAPACITY, headDim};
     List<Tensor> caches = new ArrayList<>();
     for (int i = 0; i < 2 * layers; i++) {
-      caches.add(randomCache(random, new long[] {DECODES, kvHeads, PAST, headDim}));
+      caches.add(randomCache(random, cacheShape));
     }
 
     Map<String, Tensor> pre = new Interpreter(HfImporter.importModel(dir, HfOptions.prefill()))
         .run(List.of(HfNumericsTest.ids(prompt, promptLen)));
-    List<Tensor> decodeInputs = new ArrayList<>(List.of(HfNumericsTest.ids(decodeIds, 1)));
-    decodeInputs.addAll(caches);
-    Map<String, Tensor> dec = new Interpreter(HfImporter.importModel(dir, HfOptions.decode()))
-        .run(decodeInputs);
     List<Tensor> stepInputs = new ArrayList<>(List.of(HfNumericsTest.ids(prompt, PROMPT),
-        HfNumericsTest.ids(decodeIds, 1)));
+        HfNumericsTest.ids(decodeIds, 1), Tensor.ofLongs(ElementType.I64, new long[] {DECODES}, PAST_LENGTHS)));
     stepInputs.addAll(caches);
     Module stepGraph = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(micro));
     Map<String, Tensor> step = new Interpreter(stepGraph).run(stepInputs);
@@ -87,17 +87,52 @@ class StepGraphTest {
     float[] promptLast = Arrays.copyOfRange(pre.get("logits").floats(),
         (int) ((promptLen - 1) * vocab), (int) (promptLen * vocab));
     assertClose(variant + " prompt logits", promptLast, Arrays.copyOfRange(got, 0, (int) vocab));
-    assertClose(variant + " decode logits", dec.get("logits").floats(),
-        Arrays.copyOfRange(got, (int) vocab, got.length));
     for (int i = 0; i < layers; i++) {
       for (String kv : List.of("key", "value")) {
         String name = "present." + i + "." + kv;
-        assertClose(variant + " " + name, dec.get(name).floats(), step.get(name).floats());
-        assertArrayEquals(dec.get(name).shape(), step.get(name).shape(), name);
+        assertArrayEquals(cacheShape, step.get(name).shape(), name);
         assertClose(variant + " prompt." + name, pre.get(name).floats(),
             step.get("prompt." + name).floats());
       }
     }
+    Module decodeGraph = HfImporter.importModel(dir, HfOptions.decode());
+    for (int b = 0; b < DECODES; b++) {
+      // decode b alone over the first past_lengths[b] positions of its cache
+      long len = PAST_LENGTHS[b];
+      List<Tensor> decodeInputs = new ArrayList<>(List.of(HfNumericsTest.ids(new long[] {decodeIds[b]}, 1)));
+      for (Tensor cache : caches) {
+        decodeInputs.add(positions(cache, b, 0, len));
+      }
+      Map<String, Tensor> dec = new Interpreter(decodeGraph).run(decodeInputs);
+      String what = variant + " decode " + b;
+      assertClose(what + " logits", dec.get("logits").floats(),
+          Arrays.copyOfRange(got, (int) ((1 + b) * vocab), (int) ((2 + b) * vocab)));
+      for (int i = 0; i < layers; i++) {
+        for (String kv : List.of("key", "value")) {
+          String name = "present." + i + "." + kv;
+          Tensor present = step.get(name);
+          assertClose(what + " " + name, dec.get(name).floats(), positions(present, b, 0, len + 1).floats());
+          // the positions after the new one are the cache's own
+          Tensor past = caches.get(2 * i + (kv.equals("key") ? 0 : 1));
+          assertArrayEquals(positions(past, b, len + 1, CAPACITY).floats(),
+              positions(present, b, len + 1, CAPACITY).floats(), what + " " + name + " past its length");
+        }
+      }
+    }
+  }
+
+  /** Positions {@code [from, to)} of batch row {@code b} of a cache, as a batch of one. */
+  private static Tensor positions(Tensor cache, int b, long from, long to) {
+    long[] s = cache.shape();
+    int heads = (int) s[1];
+    int d = (int) s[3];
+    float[] all = cache.floats();
+    float[] out = new float[(int) (heads * (to - from) * d)];
+    for (int h = 0; h < heads; h++) {
+      System.arraycopy(all, (int) (((b * s[1] + h) * s[2] + from) * d), out, (int) (h * (to - from) * d),
+          (int) ((to - from) * d));
+    }
+    return Tensor.ofFloats(ElementType.F32, new long[] {1, heads, to - from, d}, out);
   }
 
   @Test

@@ -21,10 +21,11 @@ import java.util.Set;
  * backend run {@code Q K^T} and {@code P V} as bf16 {@code mma}s (f32 accumulation, softmax in
  * f32) instead of f32 ones at an eighth of the rate, and the KV cache is stored in bf16:
  * <ul>
- *   <li>K or V appended to a cache argument ({@code kv_cache_append %past, %new}, read only by
- *       attention): the argument becomes bf16, the new rows are cast before the append, and the
- *       appended cache (the {@code present.*} output) is bf16, so the step moves half the bytes
- *       and casts only its new rows;
+ *   <li>K or V appended to or written into a cache argument ({@code kv_cache_append %past, %new}
+ *       or {@code kv_cache_write %past, %new, %lengths}, read only by attention): the argument
+ *       becomes bf16, the new rows are cast before the append, and the appended cache (the
+ *       {@code present.*} output) is bf16, so the step moves half the bytes and casts only its
+ *       new rows;
  *   <li>any other f32 K or V is cast right before the attention, and where it is also returned
  *       (a prefill's {@code present.*}) the bf16 copy is what the function returns.
  * </ul>
@@ -88,18 +89,21 @@ final class Bf16Attention {
   }
 
   /**
-   * The {@code kv_cache_append}s whose cache can be stored in bf16: the past is an f32 argument
-   * read by nothing else, and the appended cache is read only by attention as K or V.
+   * The {@code kv_cache_append}s and {@code kv_cache_write}s whose cache can be stored in bf16:
+   * the past is an f32 argument read by nothing else, and the appended cache is read only by
+   * attention as K or V.
    */
   private static Set<Node> narrowAppends(Function f, Set<Value> kv) {
     Map<Value, List<Node>> users = f.users();
     Set<Node> out = new HashSet<>();
     for (Value v : kv) {
       Node p = v.producer();
-      if (p == null || !(p.op() instanceof TransformerOp.KvCacheAppend app)) {
+      if (p == null || !(p.op() instanceof TransformerOp.KvCacheAppend
+          || p.op() instanceof TransformerOp.KvCacheWrite)) {
         continue;
       }
-      Value past = app.past();
+      // the past cache, then the new entries, in both ops
+      Value past = p.op().operands().get(0);
       boolean onlyAttention = users.get(v).stream().allMatch(u ->
           u.op() instanceof TransformerOp.Attention a && a.q() != v && a.mask() != v);
       if (past.isArgument() && past.type().elementType() == ElementType.F32
