@@ -19,6 +19,8 @@ start:
     li       r5, 0xffffffffffffffff
     ldarg    seq, 0
     ldarg    r4, 1, wait=0, signal=0
+    ldarg    r4, 2, r5
+    ldarg    r6, 2, r0, signal=1
     add      r1, r2, seq
     sub      r1, r2, r3
     mul      r1, r2, r3

@@ -163,7 +163,7 @@ public final class SohuBackend {
       for (String s : bounds.keySet()) {
         int r = e.alloc();
         e.reserve(r);
-        e.emit(new Insn.Ldarg(r, index, 0, 0));
+        e.emit(new Insn.Ldarg(r, index, 0, 0, 0));
         symRegs.put(s, r);
         args.add(new SohuProgram.ArgSlot(s, index++));
       }

@@ -51,9 +51,23 @@ public final class Emulator {
     }
   }
 
-  /** The HBM address of argument-block word 0 ({@code ldarg} reads argBase + 8 * index). */
+  /**
+   * The HBM address of argument-block word 0 ({@code ldarg} reads argBase + 8 * (index + rs)).
+   */
   public long argBase() {
     return argBase;
+  }
+
+  /**
+   * The argument-block word {@code ldarg} reads, {@code index + rs}; a fault unless it lies in
+   * the block's {@code words} words, so a bad register never reads the HBM beyond the block.
+   */
+  static int argWord(int index, long rs, int words) {
+    if (rs < -index || rs >= words - index) {
+      throw Fault.oob("ldarg of argument-block word " + index + " + " + rs + " (rs) is outside "
+          + (words == 0 ? "the empty argument block" : "the block's words 0.." + (words - 1)));
+    }
+    return (int) (index + rs);
   }
 
   public MachineDescription target() {
@@ -120,7 +134,8 @@ public final class Emulator {
       Map<String, Long> dims) {
     bindDims(inputs, args, dims, true);
     FunctionalMachine m = new FunctionalMachine(new Image(program), target, options);
-    m.setArgBase(argBase);
+    m.setArgBlock(argBase,
+        program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0));
     SohuProgram.Constants c = program.constants();
     if (c != null) {
       byte[] bytes = switch (c) {

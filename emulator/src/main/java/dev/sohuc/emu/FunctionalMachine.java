@@ -48,6 +48,7 @@ final class FunctionalMachine {
   /** The race check's random order ({@link Options#scheduleSeed}), or null: oldest first. */
   private final java.util.Random shuffle;
   private long argBase;
+  private int argWords;
   private long issued;
   private long seq;
   private final long[] engineInsns = new long[Engine.values().length];
@@ -81,8 +82,10 @@ final class FunctionalMachine {
     }
   }
 
-  void setArgBase(long argBase) {
+  /** Where the argument block lies and how many words it has ({@code ldarg} reads only those). */
+  void setArgBlock(long argBase, int argWords) {
     this.argBase = argBase;
+    this.argWords = argWords;
   }
 
   long issued() {
@@ -150,11 +153,8 @@ final class FunctionalMachine {
       case Insn.Nop n -> { }
       case Insn.Barrier b -> drainAll(pc, "barrier");
       case Insn.Li i -> set(i.rd(), i.imm());
-      case Insn.Ldarg l -> {
-        long addr = argBase + 8L * l.index();
-        hbm.check(addr, 8);
-        set(l.rd(), hbm.readLong(addr));
-      }
+      case Insn.Ldarg l -> set(l.rd(),
+          hbm.readLong(argBase + 8L * Emulator.argWord(l.index(), r(l.rs()), argWords)));
       case Insn.Add a -> set(a.rd(), r(a.rs1()) + r(a.rs2()));
       case Insn.Sub s -> set(s.rd(), r(s.rs1()) - r(s.rs2()));
       case Insn.Mul m -> set(m.rd(), r(m.rs1()) * r(m.rs2()));

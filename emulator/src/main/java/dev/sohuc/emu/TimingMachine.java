@@ -164,7 +164,7 @@ final class TimingMachine {
       case Insn.Nop n -> o.kind = K_NOP;
       case Insn.Barrier b -> o.kind = K_BARRIER;
       case Insn.Li i -> ctrl(o, K_LI, i.rd(), 0, 0, i.imm());
-      case Insn.Ldarg l -> ctrl(o, K_LDARG, l.rd(), 0, 0, l.index());
+      case Insn.Ldarg l -> ctrl(o, K_LDARG, l.rd(), l.rs(), 0, l.index());
       case Insn.Add a -> ctrl(o, K_ADD, a.rd(), a.rs1(), a.rs2(), 0);
       case Insn.Sub a -> ctrl(o, K_SUB, a.rd(), a.rs1(), a.rs2(), 0);
       case Insn.Mul a -> ctrl(o, K_MUL, a.rd(), a.rs1(), a.rs2(), 0);
@@ -692,7 +692,8 @@ final class TimingMachine {
       }
       case K_NOP, K_BARRIER -> { }
       case K_LI -> set(o.rd, o.imm);
-      case K_LDARG -> set(o.rd, o.imm < argBlock.length ? argBlock[(int) o.imm] : 0);
+      case K_LDARG ->
+          set(o.rd, argBlock[Emulator.argWord((int) o.imm, r[o.rs1], argBlock.length)]);
       case K_ADD -> set(o.rd, r[o.rs1] + r[o.rs2]);
       case K_SUB -> set(o.rd, r[o.rs1] - r[o.rs2]);
       case K_MUL -> set(o.rd, r[o.rs1] * r[o.rs2]);

@@ -73,6 +73,27 @@ class ControlInstructionTest {
   }
 
   @Test
+  void ldargAddsItsRegisterToTheIndex() {
+    SohuProgram p = TestSupport.asm("""
+        .arg a, 0
+        .arg b, 1
+        .arg c, 2
+        li r7, 2
+        ldarg r1, 0, r7
+        li r7, -1
+        ldarg r2, 2, r7
+        ldarg r3, 1, r0
+        halt
+        """);
+    FunctionalMachine m = new Emulator(p, TestSupport.TINY, TestSupport.opts())
+        .prepareFunctional(Map.of(), Map.of("a", 10L, "b", 11L, "c", 12L), new HashMap<>());
+    m.run();
+    assertEquals(12, m.regs[1]);
+    assertEquals(11, m.regs[2], "a negative register steps back");
+    assertEquals(11, m.regs[3]);
+  }
+
+  @Test
   void nestedLoopsCountEveryIteration() {
     // outer 3 x (inner 4 x r1 += 1; r2 += 1), then a zero-count loop that must be skipped
     FunctionalMachine m = run("""

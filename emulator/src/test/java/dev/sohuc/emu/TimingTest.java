@@ -142,6 +142,27 @@ class TimingTest {
   }
 
   @Test
+  void ldargWithARegisterIndexFeedsCostsToo() {
+    // k is word 1 + r1 of the block: the register picks which argument drives the mma
+    String src = """
+        .arg k0, 0
+        .arg k1, 1
+        .arg pick, 2
+        ldarg r1, 2
+        ldarg r5, 0, r1
+        li r2, 128
+        mma r0+0, r2, r0+0, r2, r0+0, r2, 128, 128, r5, bf16
+        halt
+        """;
+    Emulator emu = new Emulator(TestSupport.asm(src), TestSupport.TINY, TestSupport.opts());
+    Map<String, Long> dims = new java.util.HashMap<>(Map.of("k0", 256L, "k1", 2048L));
+    dims.put("pick", 0L);
+    assertEquals(512, emu.runTiming(dims).engines().get(Engine.MXU).busyCycles());
+    dims.put("pick", 1L);
+    assertEquals(4096, emu.runTiming(dims).engines().get(Engine.MXU).busyCycles());
+  }
+
+  @Test
   void reportRenders() {
     TimingReport r = timing(doubleBuffered(true));
     String text = r.render();

@@ -49,6 +49,33 @@ class TrapTest {
   }
 
   @Test
+  void ldargOutsideTheArgumentBlockTrapsInBothModes() {
+    String src = """
+        .arg a, 0
+        .arg b, 1
+        li r7, 1
+        ldarg r1, 1, r7
+        halt
+        """;
+    Emulator emu = new Emulator(TestSupport.asm(src), TestSupport.TINY, TestSupport.opts());
+    Map<String, Long> dims = Map.of("a", 5L, "b", 6L);
+    Trap t = assertThrows(Trap.class, () -> emu.runFunctional(Map.of(), dims));
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+    assertEquals("trap at pc 1 `ldarg    r1, 1, r7`: out of bounds: ldarg of argument-block word "
+        + "1 + 1 (rs) is outside the block's words 0..1", t.getMessage());
+    assertEquals(t.getMessage(), assertThrows(Trap.class, () -> emu.runTiming(dims))
+        .getMessage());
+    Trap below = assertThrows(Trap.class, () -> new Emulator(TestSupport.asm(
+        src.replace("li r7, 1", "li r7, -2")), TestSupport.TINY, TestSupport.opts())
+        .runTiming(dims));
+    assertTrue(below.getMessage().endsWith("word 1 + -2 (rs) is outside the block's words 0..1"),
+        below.getMessage());
+    contains(functional("ldarg r1, 0\nhalt\n").getMessage(), "trap at pc 0",
+        "ldarg of argument-block word 0 + 0 (rs) is outside the empty argument block");
+    contains(timing("ldarg r1, 0\nhalt\n").getMessage(), "the empty argument block");
+  }
+
+  @Test
   void runningPastTheEndTraps() {
     Trap t = functional("li r1, 1\n");
     assertEquals(Trap.Kind.ILLEGAL_INSTRUCTION, t.kind());

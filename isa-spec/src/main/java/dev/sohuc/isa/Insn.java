@@ -37,7 +37,7 @@ public sealed interface Insn {
   record Li(int rd, long imm, int waitTok, int signalTok) implements Insn {}
 
   /** {@code ldarg} (CTRL engine); semantics in docs/isa.md. */
-  record Ldarg(int rd, int index, int waitTok, int signalTok) implements Insn {}
+  record Ldarg(int rd, int index, int rs, int waitTok, int signalTok) implements Insn {}
 
   /** {@code add} (CTRL engine); semantics in docs/isa.md. */
   record Add(int rd, int rs1, int rs2, int waitTok, int signalTok) implements Insn {}

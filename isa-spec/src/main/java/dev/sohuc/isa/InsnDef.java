@@ -100,6 +100,17 @@ public record InsnDef(
       return this;
     }
 
+    /**
+     * Makes the last operand an optional positional one with these raw default values: it may
+     * be left off when no positional operand after it is written, so a field that takes bits
+     * that were reserved keeps the old assembly (and the old encoding, with default 0).
+     */
+    Builder optional(long... defaults) {
+      Operand o = operands.remove(operands.size() - 1);
+      operands.add(new Operand(o.name(), o.form(), o.fields(), false, defaults, false, o.doc()));
+      return this;
+    }
+
     Builder reg(String name, String doc) {
       Field f = field(name, FieldKind.REG, 5, 0, 31, null, null, doc);
       return op(name, Operand.Form.REG, List.of(f), doc);

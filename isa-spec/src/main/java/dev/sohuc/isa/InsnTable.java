@@ -63,7 +63,8 @@ public final class InsnTable {
   /**
    * The table's self-check, riscv-opcodes style: every bit of every instruction is assigned
    * exactly once, every range fits its field, opcodes are unique and never 0x00 or 0xFF, every
-   * default is legal. Returns one line per problem; empty when the table is sound.
+   * default is legal, optional positional operands come last. Returns one line per problem;
+   * empty when the table is sound.
    */
   public static List<String> problems() {
     List<String> out = new ArrayList<>();
@@ -117,8 +118,14 @@ public final class InsnTable {
           out.add(who + ": bit " + b + " is not assigned");
         }
       }
+      boolean sawOptional = false;
       for (Operand o : d.operands()) {
-        if (o.keyword()) {
+        if (!o.keyword() && o.optional()) {
+          sawOptional = true;
+        } else if (!o.keyword() && sawOptional) {
+          out.add(who + "." + o.name() + ": a required operand after an optional one");
+        }
+        if (o.optional()) {
           for (int i = 0; i < o.fields().size(); i++) {
             Field f = o.fields().get(i);
             if (!f.legal(f.valueOf(o.defaults()[i]))) {
@@ -161,9 +168,13 @@ public final class InsnTable {
     t.add(InsnDef.builder(0x05, "ldarg", CTRL)
         .reg("rd", "destination register")
         .uimm("index", 16, 0, 65535, "word index into the argument block")
-        .semantics("rd = the 64-bit little-endian word at HBM address argbase + 8 * index, where "
-            + "argbase is given at launch.")
-        .cost(1, NONE, 0, "-", v -> 0).example("ldarg r3, 0").build());
+        .reg("rs", "register added to the index (r0: none), e.g. a sequence's number in an "
+            + "argument array").optional(0)
+        .semantics("rd = the 64-bit little-endian word at HBM address argbase + 8 * (index + rs), "
+            + "where argbase and the block's length in words are given at launch. An index + rs "
+            + "outside the block (negative, or at or past its length) traps as an out-of-bounds "
+            + "access.")
+        .cost(1, NONE, 0, "-", v -> 0).example("ldarg r3, 5, r7").build());
     scalar3(t, 0x06, "add", "rd = rs1 + rs2 (64-bit, wrapping).", "add r1, r2, r3");
     scalar3(t, 0x07, "sub", "rd = rs1 - rs2 (64-bit, wrapping).", "sub r1, r2, r3");
     scalar3(t, 0x08, "mul", "rd = rs1 * rs2 (low 64 bits).", "mul r1, r2, r3");

@@ -9,7 +9,8 @@ import java.util.List;
  * is r0, or {@code rN} alone when the immediate is 0).
  *
  * @param keyword written {@code name=value}, optional, after the positional operands
- * @param defaults for keyword operands, the raw value of each field when omitted
+ * @param defaults the raw value of each field when the operand is omitted; null for a positional
+ *     operand that must be written (a positional operand with defaults may be left off the end)
  * @param labelRelative a label used here means "instructions from the next one up to the label"
  */
 public record Operand(
@@ -27,6 +28,11 @@ public record Operand(
   @Override
   public long[] defaults() {
     return defaults == null ? null : defaults.clone();
+  }
+
+  /** May be omitted: a keyword, or a positional operand with defaults at the end of the list. */
+  public boolean optional() {
+    return defaults != null;
   }
 
   public Field first() {

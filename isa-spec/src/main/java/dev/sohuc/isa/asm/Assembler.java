@@ -282,11 +282,14 @@ public final class Assembler {
         set[fi] = true;
       }
     }
-    if (nPos < positional.size()) {
+    if (nPos < positional.size() && !positional.get(nPos).optional()) {
       throw error(ic.stop, "missing operand '" + positional.get(nPos).name() + "': " + mnemonic
           + " takes " + positional.size() + " (" + names(positional) + ")", ic);
     }
-    for (Operand o : keywords.values()) {
+    for (Operand o : def.operands()) {
+      if (!o.optional()) {
+        continue;
+      }
       for (int i = 0; i < o.fields().size(); i++) {
         int fi = fields.indexOf(o.fields().get(i));
         if (!set[fi]) {
@@ -298,7 +301,8 @@ public final class Assembler {
   }
 
   private static String names(List<Operand> ops) {
-    return String.join(", ", ops.stream().map(Operand::name).toList());
+    return String.join(", ", ops.stream().map(o -> o.optional() ? "[" + o.name() + "]"
+        : o.name()).toList());
   }
 
   private long[] operandValue(InsnDef def, Operand o, ExprContext e, InstructionContext ic) {

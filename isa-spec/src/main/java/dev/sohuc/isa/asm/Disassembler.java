@@ -17,9 +17,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Prints instructions in exactly the syntax {@link Assembler} reads: positional operands, then
- * keyword operands whose value differs from their default. Assembling the output gives the same
- * bytes.
+ * Prints instructions in exactly the syntax {@link Assembler} reads: positional operands (those
+ * at the end that are optional and at their default left off), then keyword operands whose value
+ * differs from their default. Assembling the output gives the same bytes.
  */
 public final class Disassembler {
   private Disassembler() {}
@@ -33,17 +33,28 @@ public final class Disassembler {
     long[] raw = InsnCodec.rawFields(insn);
     List<Field> fields = d.operandFields();
     List<String> parts = new ArrayList<>();
+    List<String> keywords = new ArrayList<>();
+    int needed = 0; // positional parts up to the last one that is not an omittable default
     for (Operand o : d.operands()) {
       long[] vals = new long[o.fields().size()];
       for (int i = 0; i < vals.length; i++) {
         vals[i] = raw[fields.indexOf(o.fields().get(i))];
       }
-      if (o.keyword() && java.util.Arrays.equals(vals, o.defaults())) {
-        continue;
-      }
+      boolean atDefault = o.optional() && java.util.Arrays.equals(vals, o.defaults());
       String text = value(o, vals);
-      parts.add(o.keyword() ? o.name() + "=" + text : text);
+      if (o.keyword()) {
+        if (!atDefault) {
+          keywords.add(o.name() + "=" + text);
+        }
+      } else {
+        parts.add(text);
+        if (!atDefault) {
+          needed = parts.size();
+        }
+      }
     }
+    parts.subList(needed, parts.size()).clear();
+    parts.addAll(keywords);
     if (parts.isEmpty()) {
       return d.mnemonic();
     }

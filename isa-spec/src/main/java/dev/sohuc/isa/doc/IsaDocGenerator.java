@@ -242,16 +242,19 @@ public final class IsaDocGenerator {
         A compiled program serves every value of its symbolic dimensions (sequence length, KV
         length, batch) up to the bounds it was compiled for. At launch the runtime writes one
         64-bit little-endian word per symbolic dimension into an *argument block* in HBM and
-        passes its base address to the machine; `ldarg rd, i` loads word i. The `.sohu` file's
-        argument table says which dimension lives at which index (for example `seq` -> 0), and
-        its symbol table gives each input and output: name, dtype, shape (numbers or symbolic
-        dimension names), HBM address and reserved byte size. The runtime copies inputs to their
-        addresses, fills the argument block from the inputs' actual shapes, runs the program,
-        and reads outputs back (row-major, with the symbolic dimensions at their actual values).
-        A symbolic dimension may carry a capacity (`"past"@2176` in assembly): that axis is then
-        laid out at the capacity whatever its actual value, each outer index's entries that far
-        apart. A KV cache appended to in place is an input laid out so, and the output after the
-        append shares its address: the program writes only the new positions.
+        passes the machine its base address and its length in words; `ldarg rd, i` loads word
+        i, and `ldarg rd, i, rs` word i + rs (a register walks a run of words), and an `ldarg`
+        whose word lies outside the block (negative, or at or past its length) traps rather
+        than reading whatever HBM lies beyond. The `.sohu` file's argument table says which
+        dimension lives at which index (for example `seq` -> 0), and its symbol table gives
+        each input and output: name, dtype, shape (numbers or symbolic dimension names), HBM
+        address and reserved byte size. The runtime copies inputs to their addresses, fills the
+        argument block from the inputs' actual shapes, runs the program, and reads outputs back
+        (row-major, with the symbolic dimensions at their actual values). A symbolic dimension
+        may carry a capacity (`"past"@2176` in assembly): that axis is then laid out at the
+        capacity whatever its actual value, each outer index's entries that far apart. A KV
+        cache appended to in place is an input laid out so, and the output after the append
+        shares its address: the program writes only the new positions.
 
         ## Numbers: data types and rounding
 
@@ -353,7 +356,8 @@ public final class IsaDocGenerator {
         ## Instructions
 
         Syntax: positional operands in order, then `key=value` operands in any order, all
-        separated by commas. Keyword operands may be omitted and then take their default; every
+        separated by commas. Keyword operands may be omitted and then take their default, and so
+        may a positional operand in brackets when no positional operand follows it; every
         instruction also accepts `wait=t` and `signal=t` (default 0). `rB+off` is a base
         register plus a signed immediate offset; `rN+imm` is a count, a register plus an
         unsigned immediate (write `imm` alone for r0, `rN` alone for +0).
@@ -444,8 +448,8 @@ public final class IsaDocGenerator {
     sb.append("#### ").append(d.mnemonic()).append("\n\n");
     sb.append(String.format("Opcode 0x%02X, %s engine.%n%n", d.opcode(), d.engine()));
     sb.append("```\n").append(d.mnemonic());
-    List<String> ops = d.operands().stream().filter(o -> !o.keyword()).map(Operand::name)
-        .toList();
+    List<String> ops = d.operands().stream().filter(o -> !o.keyword())
+        .map(o -> o.optional() ? "[" + o.name() + "]" : o.name()).toList();
     List<String> kws = d.operands().stream().filter(Operand::keyword)
         .map(o -> "[" + o.syntax() + "]").toList();
     List<String> parts = new ArrayList<>(ops);
@@ -467,8 +471,8 @@ public final class IsaDocGenerator {
     for (Operand o : d.operands()) {
       for (int i = 0; i < o.fields().size(); i++) {
         Field f = o.fields().get(i);
-        String opName = i == 0 ? "`" + o.name() + "`" + (o.keyword() ? " (keyword, default "
-            + defaultText(o) + ")" : "") : "";
+        String opName = i == 0 ? "`" + o.name() + "`" + (o.optional() ? " (" + (o.keyword()
+            ? "keyword" : "optional") + ", default " + defaultText(o) + ")" : "") : "";
         String form = i == 0 ? " `" + (o.keyword() ? o.syntax().substring(o.name().length() + 1)
             : o.syntax()) + "`" : "";
         sb.append("| ").append(opName).append(form).append(" | ").append(f.name()).append(" (")

@@ -4,8 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.InsnTable;
+import dev.sohuc.isa.Word;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.isa.container.SohuWriter;
@@ -46,6 +49,21 @@ class AsmRoundTripTest {
     assertEquals(3, p1.symbols().size());
     assertEquals(new SohuProgram.Dim.Sym("past", 64), p1.symbols().get(2).shape().get(2));
     assertEquals(1, p1.debug().size());
+  }
+
+  /** ldarg's rs took reserved bits: without it, the word is the one ldarg always had. */
+  @Test
+  void ldargRegisterIndexIsOptionalAndKeepsTheOldEncoding() {
+    Word plain = Assembler.assembleCode("ldarg r3, 5", "a.s").get(0);
+    assertEquals(new Word(0x05 | 3L << 18 | 5L << 23, 0), plain);
+    assertEquals(plain, Assembler.assembleCode("ldarg r3, 5, r0", "b.s").get(0));
+    assertEquals("ldarg    r3, 5", Disassembler.format(plain));
+    Word indexed = Assembler.assembleCode("ldarg r3, 5, r7", "c.s").get(0);
+    assertEquals(new Word(0x05 | 3L << 18 | 5L << 23 | 7L << 39, 0), indexed);
+    assertEquals(new Insn.Ldarg(3, 5, 7, 0, 0), InsnCodec.decode(indexed));
+    assertEquals("ldarg    r3, 5, r7", Disassembler.format(indexed));
+    assertEquals("ldarg    r3, 5, signal=2",
+        Disassembler.format(Assembler.assembleCode("ldarg r3, 5, signal=2", "d.s").get(0)));
   }
 
   @Test

@@ -64,6 +64,12 @@ class AssemblerErrorTest {
         + "foo=1\")", error("halt foo=1"));
     assertEquals("t.s:1:17: positional operand after keyword operands (in \"add r1, wait=1, "
         + "r3\")", error("add r1, wait=1, r3"));
+    assertEquals("t.s:1:7: missing operand 'index': ldarg takes 3 (rd, index, [rs]) (in "
+        + "\"ldarg r1\")", error("ldarg r1"));
+    assertEquals("t.s:1:18: too many operands: ldarg takes 3 (rd, index, [rs]) and then keywords "
+        + "(in \"ldarg r1, 0, r2, r3\")", error("ldarg r1, 0, r2, r3"));
+    assertEquals("t.s:1:14: operand 'rs' of ldarg: expected a register r0..r31, got '4' (in "
+        + "\"ldarg r1, 0, 4\")", error("ldarg r1, 0, 4"));
     assertEquals("t.s:1:14: operand 'wait' of halt given twice (in \"halt wait=1, wait=2\")",
         error("halt wait=1, wait=2"));
     assertEquals("t.s:1:11: operand 'wait' of halt: 32 is out of range 0..31 (in \"halt "
