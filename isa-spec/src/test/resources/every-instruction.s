@@ -5,6 +5,7 @@
 .meta "options", "--quantize none"
 .arg seq, 0
 .arg "kv_len", 1
+.arg "input_ids", 2, 16, "kv_len"
 .symbol in, "input_ids", i32, [1, "seq"], 0x1000, 2048
 .symbol out, "logits", f32, [1, "seq", 384], 0x10000, 786432
 .symbol in, "past", f32, [1, 2, "past"@64, 16], 0xd0000, 8192

@@ -55,7 +55,14 @@ final class InspectCommand implements Callable<Integer> {
     }
     if (!p.args().isEmpty()) {
       out.println("arguments:");
-      p.args().forEach(a -> out.printf("  arg %d = %s%n", a.index(), a.name()));
+      for (SohuProgram.ArgSlot a : p.args()) {
+        if (a.isArray()) {
+          out.printf("  args %d..%d = %s (array: its values, each below %s)%n", a.index(),
+              a.index() + a.words() - 1, a.name(), a.values().below());
+        } else {
+          out.printf("  arg %d = %s%n", a.index(), a.name());
+        }
+      }
     }
     if (!p.symbols().isEmpty()) {
       out.println("symbols:");

@@ -25,6 +25,8 @@ class IsaCommandsTest {
       .target "sohu-v1", "0000000000000000000000000000000000000000000000000000000000000001"
       .arg seq, 0
       .symbol in, "x", f32, ["seq", 384], 0x1000, 196608
+      .symbol in, "lens", i64, [8], 0x40000, 64
+      .arg "lens", 1, 8, seq
           ldarg    r1, 0
           li       r2, 0x1000
           loop     r1, end
@@ -59,6 +61,8 @@ class IsaCommandsTest {
     assertTrue(r.out().contains("target:      sohu-v1"), r.out());
     assertTrue(r.out().contains("code"), r.out());
     assertTrue(r.out().contains("in  x                    f32     [seq x 384]"), r.out());
+    assertTrue(r.out().contains("arg 0 = seq"), r.out());
+    assertTrue(r.out().contains("args 1..8 = lens (array: its values, each below seq)"), r.out());
     assertTrue(r.out().contains("DMA          1"), r.out());
     assertTrue(r.out().contains("CTRL         4"), r.out());
     assertTrue(r.out().contains("vun               1"), r.out());

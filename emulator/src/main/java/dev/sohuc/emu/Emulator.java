@@ -19,8 +19,9 @@ import java.util.TreeSet;
  * {@link TargetException} for a bad machine description, the base type for bad inputs.
  *
  * <p>Launch protocol. Constants are loaded at their HBM address, inputs at their symbols' HBM
- * addresses, and the argument block (one 64-bit little-endian word per arg slot) at
- * {@link #argBase()}: the first 4 KiB boundary above every symbol and constant.
+ * addresses, and the argument block (64-bit little-endian words: one per dim slot, an argument
+ * array's capacity per array slot) at {@link #argBase()}: the first 4 KiB boundary above every
+ * symbol and constant.
  */
 public final class Emulator {
   /** Where the argument block goes: above everything else, aligned. */
@@ -43,11 +44,10 @@ public final class Emulator {
       top = Math.max(top, s.hbmAddress() + s.byteSize());
     }
     this.argBase = (top + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
-    int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
-    if (argBase + 8L * slots > target.hbmBytes() || top < 0) {
+    long blockEnd = argBase + 8L * program.argWords();
+    if (blockEnd > target.hbmBytes() || top < 0) {
       throw new EmulatorException("the program's symbols, constants and argument block need "
-          + (argBase + 8L * slots) + " bytes of HBM; target " + target.name() + " has "
-          + target.hbmBytes());
+          + blockEnd + " bytes of HBM; target " + target.name() + " has " + target.hbmBytes());
     }
   }
 
@@ -134,8 +134,7 @@ public final class Emulator {
       Map<String, Long> dims) {
     bindDims(inputs, args, dims, true);
     FunctionalMachine m = new FunctionalMachine(new Image(program), target, options);
-    m.setArgBlock(argBase,
-        program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0));
+    m.setArgBlock(argBase, program.argWords());
     SohuProgram.Constants c = program.constants();
     if (c != null) {
       byte[] bytes = switch (c) {
@@ -457,8 +456,7 @@ public final class Emulator {
   private long[] timingArgBlock(Map<String, Long> args) {
     Map<String, Long> dims = new LinkedHashMap<>();
     bindDims(Map.of(), args, dims, false);
-    int slots = program.args().stream().mapToInt(a -> a.index() + 1).max().orElse(0);
-    long[] block = new long[slots];
+    long[] block = new long[program.argWords()];
     for (SohuProgram.ArgSlot a : program.args()) {
       block[a.index()] = dims.get(a.name());
     }

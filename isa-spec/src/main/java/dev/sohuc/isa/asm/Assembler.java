@@ -161,18 +161,38 @@ public final class Assembler {
           }
         }
         case ".arg" -> {
-          arity(d, 2);
-          String n = a.get(0).STRING() != null ? string(a.get(0)) : ident(a.get(0));
-          long idx = integer(a.get(1).expr(), "argument index");
-          if (idx < 0 || idx > 65535) {
-            throw error(a.get(1).start, "argument index " + idx + " is out of range 0..65535");
+          if (a.size() != 2 && a.size() != 4) {
+            throw error(d.start, ".arg takes 2 arguments (a dim: name, index) or 4 (an array: "
+                + "input name, index, capacity, below), got " + a.size());
           }
+          String n = name(a.get(0));
+          long idx = integer(a.get(1).expr(), "argument index");
+          ArgSlot.Values values = null;
+          if (a.size() == 4) {
+            long capacity = integer(a.get(2).expr(), "argument array capacity");
+            if (capacity < 1 || capacity > ArgSlot.MAX_WORDS) {
+              throw error(a.get(2).start, "argument array capacity " + capacity
+                  + " is out of range 1.." + ArgSlot.MAX_WORDS);
+            }
+            values = new ArgSlot.Values((int) capacity, name(a.get(3)));
+          }
+          long words = values == null ? 1 : values.capacity();
+          if (idx < 0 || idx + words > ArgSlot.MAX_WORDS) {
+            throw error(a.get(1).start, "argument index " + idx + (words > 1 ? " with "
+                + words + " words" : "") + " does not fit the " + ArgSlot.MAX_WORDS
+                + "-word argument block");
+          }
+          ArgSlot slot = new ArgSlot(n, (int) idx, values);
           for (ArgSlot s : args) {
-            if (s.name().equals(n) || s.index() == idx) {
-              throw error(a.get(0).start, "argument " + n + " or index " + idx + " defined twice");
+            if (s.name().equals(n)) {
+              throw error(a.get(0).start, "argument " + n + " defined twice");
+            }
+            if (s.overlaps(slot)) {
+              throw error(a.get(1).start, "argument " + slot.describe() + " overlaps argument "
+                  + s.describe());
             }
           }
-          args.add(new ArgSlot(n, (int) idx));
+          args.add(slot);
         }
         case ".symbol" -> {
           arity(d, 6);
@@ -581,6 +601,11 @@ public final class Assembler {
       return n.getText();
     }
     throw error(a.start, "expected a name, got '" + a.getText() + "'");
+  }
+
+  /** A name written bare or as a "string". */
+  private String name(ArgContext a) {
+    return a.STRING() != null ? string(a) : ident(a);
   }
 
   private String string(ArgContext a) {

@@ -114,7 +114,12 @@ public final class Disassembler {
           .append('\n');
     }
     for (SohuProgram.ArgSlot a : p.args()) {
-      sb.append(".arg ").append(quote(a.name())).append(", ").append(a.index()).append('\n');
+      sb.append(".arg ").append(quote(a.name())).append(", ").append(a.index());
+      if (a.isArray()) {
+        sb.append(", ").append(a.values().capacity()).append(", ")
+            .append(quote(a.values().below()));
+      }
+      sb.append('\n');
     }
     for (Symbol s : p.symbols()) {
       List<String> dims = s.shape().stream().map(d -> d instanceof SohuProgram.Dim.Sym y

@@ -22,7 +22,8 @@ import java.util.TreeMap;
  * @param symbols the program's inputs and outputs
  * @param debug per-instruction IR op and source location, by increasing pc
  * @param metadata compiler version, options and the like, sorted by key
- * @param args which symbolic dimension lives in which argument-block word
+ * @param args which symbolic dimension, or which input's values (an argument array), lives in
+ *     which argument-block words; the dims first, then the arrays, each in the order given
  */
 public record SohuProgram(
     Target target,
@@ -42,12 +43,19 @@ public record SohuProgram(
     symbols = List.copyOf(symbols);
     debug = List.copyOf(debug);
     metadata = java.util.Collections.unmodifiableSortedMap(new TreeMap<>(metadata));
-    args = List.copyOf(args);
+    // the container keeps dims and arrays in two sections: this order survives a round trip
+    args = java.util.stream.Stream.concat(args.stream().filter(a -> !a.isArray()),
+        args.stream().filter(ArgSlot::isArray)).toList();
   }
 
   /** A program with only code, for tests and hand-written assembly. */
   public static SohuProgram ofCode(Target target, List<Word> code) {
     return new SohuProgram(target, code, null, List.of(), List.of(), new TreeMap<>(), List.of());
+  }
+
+  /** The argument block's length in words: as far as its furthest slot reaches. */
+  public int argWords() {
+    return args.stream().mapToInt(a -> a.index() + a.words()).max().orElse(0);
   }
 
   /** Decodes instruction pc; throws IllegalInstructionException for an illegal word. */
@@ -164,6 +172,58 @@ public record SohuProgram(
   /** Instruction pc was compiled from IR op {@code irOp}, at source {@code location}. */
   public record DebugEntry(int pc, String irOp, String location) {}
 
-  /** Argument-block word {@code index} holds the value of symbolic dimension {@code name}. */
-  public record ArgSlot(String name, int index) {}
+  /**
+   * Argument-block word {@code index} holds the value of symbolic dimension {@code name}; or,
+   * with {@code values}, words {@code index .. index + capacity - 1} are an argument array that
+   * holds the values of the integer input {@code name}.
+   */
+  public record ArgSlot(String name, int index, Values values) {
+    /** The most words an argument block has: word indices are 16-bit in {@code ldarg}. */
+    public static final int MAX_WORDS = 1 << 16;
+
+    public ArgSlot {
+      if (index < 0 || (long) index + (values == null ? 1 : values.capacity()) > MAX_WORDS) {
+        throw new IsaException("argument " + name + " at word " + index + " does not fit the "
+            + MAX_WORDS + "-word argument block");
+      }
+    }
+
+    /** A symbolic dimension's slot. */
+    public ArgSlot(String name, int index) {
+      this(name, index, null);
+    }
+
+    /**
+     * An argument array's shape: {@code capacity} words, the input's values flattened row-major
+     * (i64 or i32, zeros past its element count), each in [0, value of dim {@code below}).
+     */
+    public record Values(int capacity, String below) {
+      public Values {
+        if (capacity < 1) {
+          throw new IsaException("an argument array needs a capacity of at least 1, not "
+              + capacity);
+        }
+      }
+    }
+
+    public boolean isArray() {
+      return values != null;
+    }
+
+    /** How many words of the block the slot takes. */
+    public int words() {
+      return values == null ? 1 : values.capacity();
+    }
+
+    /** Whether the two slots share a word of the block. */
+    public boolean overlaps(ArgSlot o) {
+      return index < o.index + o.words() && o.index < index + words();
+    }
+
+    /** The slot in words, for messages: {@code seq (word 0)}, {@code pos (words 3..130)}. */
+    public String describe() {
+      return name + (values == null ? " (word " + index + ")"
+          : " (words " + index + ".." + (index + words() - 1) + ")");
+    }
+  }
 }

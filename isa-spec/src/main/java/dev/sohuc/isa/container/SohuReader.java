@@ -78,6 +78,9 @@ public final class SohuReader {
     private final byte[] d;
     private final String source;
     private String section = "header";
+    /** The argument slots read so far, by first word, and their names. */
+    private final TreeMap<Integer, ArgSlot> slotsByIndex = new TreeMap<>();
+    private final Set<String> slotNames = new HashSet<>();
     private int pos;
     private int end;
 
@@ -195,8 +198,13 @@ public final class SohuReader {
           ? debug(enter(entries.get(SectionKind.DEBUG)), code.size()) : List.of();
       TreeMap<String, String> meta = entries.containsKey(SectionKind.METADATA)
           ? metadata(enter(entries.get(SectionKind.METADATA))) : new TreeMap<>();
-      List<ArgSlot> args = entries.containsKey(SectionKind.ARGS)
-          ? args(enter(entries.get(SectionKind.ARGS))) : List.of();
+      List<ArgSlot> args = new ArrayList<>();
+      if (entries.containsKey(SectionKind.ARGS)) {
+        args.addAll(args(enter(entries.get(SectionKind.ARGS))));
+      }
+      if (entries.containsKey(SectionKind.ARG_ARRAYS)) {
+        args.addAll(argArrays(enter(entries.get(SectionKind.ARG_ARRAYS))));
+      }
       return new SohuProgram(target, code, constants, symbols, debug, meta, args);
     }
 
@@ -325,22 +333,55 @@ public final class SohuReader {
     }
 
     private List<ArgSlot> args(Entry e) {
-      int n = count(8);
+      int n = count(4 + 4);
       List<ArgSlot> out = new ArrayList<>(n);
-      Set<String> names = new HashSet<>();
-      Set<Long> indices = new HashSet<>();
       for (int i = 0; i < n; i++) {
         int at = pos;
         String name = str();
         long idx = u32();
-        if (!names.add(name) || !indices.add(idx) || idx > 65535) {
-          throw fail(at, "argument \"" + name + "\" at index " + idx
-              + " is a duplicate or beyond 65535");
+        if (idx >= ArgSlot.MAX_WORDS) {
+          throw fail(at, "argument \"" + name + "\" at index " + idx + " is beyond "
+              + (ArgSlot.MAX_WORDS - 1));
         }
-        out.add(new ArgSlot(name, (int) idx));
+        out.add(claim(at, new ArgSlot(name, (int) idx)));
       }
       done();
       return out;
+    }
+
+    private List<ArgSlot> argArrays(Entry e) {
+      int n = count(4 + 4 + 4 + 4);
+      List<ArgSlot> out = new ArrayList<>(n);
+      for (int i = 0; i < n; i++) {
+        int at = pos;
+        String name = str();
+        long idx = u32();
+        long capacity = u32();
+        String below = str();
+        if (capacity < 1 || idx + capacity > ArgSlot.MAX_WORDS) {
+          throw fail(at, "argument array \"" + name + "\" of " + capacity + " words at index "
+              + idx + " is empty or runs past the " + ArgSlot.MAX_WORDS + "-word block");
+        }
+        out.add(claim(at, new ArgSlot(name, (int) idx, new ArgSlot.Values((int) capacity,
+            below))));
+      }
+      done();
+      return out;
+    }
+
+    /** Takes the slot's words and name, both of which must still be free. */
+    private ArgSlot claim(int at, ArgSlot s) {
+      if (!slotNames.add(s.name())) {
+        throw fail(at, "second argument named \"" + s.name() + "\"");
+      }
+      // the slots so far are disjoint: only the last one starting at or before s's end can reach s
+      Map.Entry<Integer, ArgSlot> before = slotsByIndex.floorEntry(s.index() + s.words() - 1);
+      if (before != null && before.getValue().overlaps(s)) {
+        throw fail(at, "argument " + s.describe() + " overlaps argument "
+            + before.getValue().describe());
+      }
+      slotsByIndex.put(s.index(), s);
+      return s;
     }
 
     /** Reads an entry count and checks it against the bytes left before anything is allocated. */

@@ -107,14 +107,27 @@ public final class SohuWriter {
       }
       add(kinds, payloads, SectionKind.METADATA, o);
     }
-    if (!p.args().isEmpty()) {
+    List<ArgSlot> dims = p.args().stream().filter(a -> !a.isArray()).toList();
+    if (!dims.isEmpty()) {
       Out o = new Out();
-      o.u32(p.args().size());
-      for (ArgSlot a : p.args()) {
+      o.u32(dims.size());
+      for (ArgSlot a : dims) {
         o.str(a.name());
         o.u32(a.index());
       }
       add(kinds, payloads, SectionKind.ARGS, o);
+    }
+    List<ArgSlot> arrays = p.args().stream().filter(ArgSlot::isArray).toList();
+    if (!arrays.isEmpty()) {
+      Out o = new Out();
+      o.u32(arrays.size());
+      for (ArgSlot a : arrays) {
+        o.str(a.name());
+        o.u32(a.index());
+        o.u32(a.values().capacity());
+        o.str(a.values().below());
+      }
+      add(kinds, payloads, SectionKind.ARG_ARRAYS, o);
     }
 
     long offset = align(HEADER_BYTES + (long) ENTRY_BYTES * kinds.size());

@@ -243,18 +243,29 @@ public final class IsaDocGenerator {
         length, batch) up to the bounds it was compiled for. At launch the runtime writes one
         64-bit little-endian word per symbolic dimension into an *argument block* in HBM and
         passes the machine its base address and its length in words; `ldarg rd, i` loads word
-        i, and `ldarg rd, i, rs` word i + rs (a register walks a run of words), and an `ldarg`
-        whose word lies outside the block (negative, or at or past its length) traps rather
-        than reading whatever HBM lies beyond. The `.sohu` file's argument table says which
-        dimension lives at which index (for example `seq` -> 0), and its symbol table gives
-        each input and output: name, dtype, shape (numbers or symbolic dimension names), HBM
-        address and reserved byte size. The runtime copies inputs to their addresses, fills the
-        argument block from the inputs' actual shapes, runs the program, and reads outputs back
-        (row-major, with the symbolic dimensions at their actual values). A symbolic dimension
-        may carry a capacity (`"past"@2176` in assembly): that axis is then laid out at the
-        capacity whatever its actual value, each outer index's entries that far apart. A KV
-        cache appended to in place is an input laid out so, and the output after the append
-        shares its address: the program writes only the new positions.
+        i. The `.sohu` file's argument table says which dimension lives at which index (for
+        example `seq` -> 0), and its symbol table gives each input and output: name, dtype,
+        shape (numbers or symbolic dimension names), HBM address and reserved byte size. The
+        runtime copies inputs to their addresses, fills the argument block from the inputs'
+        actual shapes, runs the program, and reads outputs back (row-major, with the symbolic
+        dimensions at their actual values). A symbolic dimension may carry a capacity
+        (`"past"@2176` in assembly): that axis is then laid out at the capacity whatever its
+        actual value, each outer index's entries that far apart. A KV cache appended to in place
+        is an input laid out so, and the output after the append shares its address: the
+        program writes only the new positions.
+
+        **Argument arrays.** Values that differ per sequence of a batch (each decode sequence's
+        KV length or position) reach the control unit through an *argument array*: the
+        argument-array table gives an integer input, a word index, a capacity and a bound dim,
+        for example `.arg "positions", 3, 128, "past"` in assembly. The runtime writes the
+        input's values (i64 or i32, any shape, flattened row-major) into words 3 .. 3+127, and 0
+        into the words past its element count; it rejects the launch when the input has more
+        elements than the capacity or a value lies outside [0, past). The input is also copied
+        to its own HBM address as usual. `ldarg rd, i, rs` loads word i + rs, so a loop walks
+        the array with a register (`ldarg r5, 3, r7` reads sequence r7's value); r0, the
+        default, gives word i alone. The block is as long as its furthest slot reaches, and an
+        `ldarg` whose word lies outside it (negative, or at or past its length) traps rather
+        than reading whatever HBM lies beyond.
 
         ## Numbers: data types and rounding
 
@@ -389,6 +400,7 @@ public final class IsaDocGenerator {
         | `.target "name", "sha256"` | the machine description the program is for |
         | `.meta "key", "value"` | a metadata entry |
         | `.arg name, index` | argument-block word `index` holds symbolic dimension `name` |
+        | `.arg name, index, capacity, below` | argument-block words `index` .. `index+capacity-1` hold the values of integer input `name`, each in [0, dim `below`) |
         | `.symbol in\\|out, "name", dtype, [dims], hbm_address, bytes` | an input or output; a dim is a number, a "symbol", or a "symbol"@capacity |
         | `.constfile hbm_address, size, "sha256", "file"` | constants in a side file |
         | `.debug "ir op", "location"` | debug info for the next instruction |
@@ -406,7 +418,7 @@ public final class IsaDocGenerator {
         0       8     magic 89 53 4F 48 55 0D 0A 1A  ("\\x89SOHU\\r\\n\\x1a")
         8       2     format version major (1)
         10      2     format version minor (0)
-        12      4     section count n (2..8)
+        12      4     section count n (2..9)
         16      8     file size in bytes
         24      8     reserved, 0
         32      24*n  section table: u32 kind, u32 reserved (0), u64 offset, u64 length
@@ -423,6 +435,7 @@ public final class IsaDocGenerator {
         | 6 | debug | u32 count; each: u32 pc (strictly increasing), str IR op, str source location |
         | 7 | metadata | u32 count; each: str key (strictly increasing), str value |
         | 8 | args | u32 count; each: str name, u32 index |
+        | 9 | arg_arrays | u32 count; each: str input name, u32 index, u32 capacity (>= 1), str bound dim; index + capacity <= 65536, and no two argument slots share a word |
 
         `str` is a u32 byte length and UTF-8 bytes. Each kind appears at most once, sections lie
         after the table, inside the file and do not overlap, and every payload is consumed

@@ -15,6 +15,7 @@ import dev.sohuc.isa.container.SohuWriter;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
@@ -64,6 +65,28 @@ class AsmRoundTripTest {
     assertEquals("ldarg    r3, 5, r7", Disassembler.format(indexed));
     assertEquals("ldarg    r3, 5, signal=2",
         Disassembler.format(Assembler.assembleCode("ldarg r3, 5, signal=2", "d.s").get(0)));
+  }
+
+  @Test
+  void argumentArraysRoundTrip() {
+    String source = """
+        .arg past, 0
+        .arg "positions", 1, 128, past
+        .arg batch, 129
+            halt
+        """;
+    SohuProgram p = Assembler.assemble(source, "a.s");
+    assertEquals(List.of(new SohuProgram.ArgSlot("past", 0), new SohuProgram.ArgSlot("batch",
+        129), new SohuProgram.ArgSlot("positions", 1, new SohuProgram.ArgSlot.Values(128,
+        "past"))), p.args(), "dims first, then arrays");
+    assertEquals(130, p.argWords());
+    String text = Disassembler.format(p, "a.sohu");
+    assertTrue(text.contains(".arg \"positions\", 1, 128, \"past\"\n"), text);
+    SohuProgram again = Assembler.assemble(text, "b.s");
+    assertEquals(p, again);
+    assertArrayEquals(SohuWriter.write(p), SohuWriter.write(again));
+    assertEquals(text, Disassembler.format(SohuReader.read(SohuWriter.write(again), "c.sohu"),
+        "a.sohu"));
   }
 
   @Test

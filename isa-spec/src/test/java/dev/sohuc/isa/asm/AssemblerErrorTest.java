@@ -91,6 +91,22 @@ class AssemblerErrorTest {
   }
 
   @Test
+  void argumentSlots() {
+    assertEquals("t.s:1:1: .arg takes 2 arguments (a dim: name, index) or 4 (an array: input "
+        + "name, index, capacity, below), got 3 (in \".arg pos, 0, 4\")",
+        error(".arg pos, 0, 4\nhalt"));
+    assertEquals("t.s:1:14: argument array capacity 0 is out of range 1..65536 (in \".arg pos, "
+        + "0, 0, past\")", error(".arg pos, 0, 0, past\nhalt"));
+    assertEquals("t.s:1:11: argument index 65530 with 8 words does not fit the 65536-word "
+        + "argument block (in \".arg pos, 65530, 8, past\")",
+        error(".arg pos, 65530, 8, past\nhalt"));
+    assertEquals("t.s:2:11: argument pos (words 1..4) overlaps argument past (word 3) (in \".arg "
+        + "pos, 1, 4, past\")", error(".arg past, 3\n.arg pos, 1, 4, past\nhalt"));
+    assertEquals("t.s:2:6: argument past defined twice (in \".arg \"past\", 1\")",
+        error(".arg past, 0\n.arg \"past\", 1\nhalt"));
+  }
+
+  @Test
   void syntaxError() {
     assertEquals("t.s:1:9: syntax error: extraneous input ',' expecting {'(', '-', '+', '~', FLOAT,"
         + " INT, IDENT} (in \"add r1, , r2\")", error("add r1, , r2"));

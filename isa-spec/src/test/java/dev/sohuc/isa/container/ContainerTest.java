@@ -98,6 +98,76 @@ class ContainerTest {
     assertEquals(3, p.symbols().size());
   }
 
+  @Test
+  void argumentArraysRoundTripBesideAnUnchangedArgsSection() {
+    SohuProgram p = withArgs(List.of(new SohuProgram.ArgSlot("seq", 0),
+        new SohuProgram.ArgSlot("positions", 4, new SohuProgram.ArgSlot.Values(64, "past")),
+        new SohuProgram.ArgSlot("past", 1),
+        new SohuProgram.ArgSlot("lens", 68, new SohuProgram.ArgSlot.Values(1, "past"))));
+    byte[] bin = SohuWriter.write(p);
+    assertEquals(p, SohuReader.read(bin, "a.sohu"));
+    assertArrayEquals(bin, SohuWriter.write(SohuReader.read(bin, "a.sohu")));
+    assertEquals(69, p.argWords());
+    // the dims' section holds what a program without arrays holds
+    byte[] dimsOnly = SohuWriter.write(withArgs(List.of(new SohuProgram.ArgSlot("seq", 0),
+        new SohuProgram.ArgSlot("past", 1))));
+    assertArrayEquals(section(dimsOnly, SectionKind.ARGS), section(bin, SectionKind.ARGS));
+  }
+
+  @Test
+  void readerRejectsArgumentArraysThatOverlapOrOverflow() {
+    SohuProgram.ArgSlot.Values four = new SohuProgram.ArgSlot.Values(4, "past");
+    byte[] overlapsDim = SohuWriter.write(withArgs(List.of(new SohuProgram.ArgSlot("past", 2),
+        new SohuProgram.ArgSlot("pos", 0, four))));
+    int at = sectionOffset(overlapsDim, SectionKind.ARG_ARRAYS) + 4;
+    assertEquals("o.sohu: arg_arrays section at byte " + at + ": argument pos (words 0..3) "
+        + "overlaps argument past (word 2)", assertThrows(ContainerException.class,
+            () -> SohuReader.read(overlapsDim, "o.sohu")).getMessage());
+    byte[] overlapsArray = SohuWriter.write(withArgs(List.of(new SohuProgram.ArgSlot("a", 10,
+        four), new SohuProgram.ArgSlot("b", 7, four))));
+    assertTrue(assertThrows(ContainerException.class, () -> SohuReader.read(overlapsArray,
+        "o.sohu")).getMessage().endsWith("argument b (words 7..10) overlaps argument a "
+        + "(words 10..13)"));
+    byte[] sameName = SohuWriter.write(withArgs(List.of(new SohuProgram.ArgSlot("past", 0),
+        new SohuProgram.ArgSlot("past", 1, four))));
+    assertTrue(assertThrows(ContainerException.class, () -> SohuReader.read(sameName, "n.sohu"))
+        .getMessage().endsWith("second argument named \"past\""));
+    // capacity 4 at index 65532 fits exactly; patched to 5 it runs past the block
+    byte[] big = SohuWriter.write(withArgs(List.of(new SohuProgram.ArgSlot("pos", 65532, four))));
+    int entry = sectionOffset(big, SectionKind.ARG_ARRAYS) + 4;
+    big[entry + 4 + 3 + 4] = 5;
+    assertEquals("b.sohu: arg_arrays section at byte " + entry + ": argument array \"pos\" of 5 "
+        + "words at index 65532 is empty or runs past the 65536-word block",
+        assertThrows(ContainerException.class, () -> SohuReader.read(big, "b.sohu"))
+            .getMessage());
+    big[entry + 4 + 3 + 4] = 0;
+    assertTrue(assertThrows(ContainerException.class, () -> SohuReader.read(big, "b.sohu"))
+        .getMessage().endsWith("argument array \"pos\" of 0 words at index 65532 is empty or "
+        + "runs past the 65536-word block"));
+  }
+
+  private static SohuProgram withArgs(List<SohuProgram.ArgSlot> args) {
+    SohuProgram p = SohuProgram.ofCode(new SohuProgram.Target("t", SohuProgram.Target.NO_HASH),
+        Assembler.assembleCode("halt", "h.s"));
+    return new SohuProgram(p.target(), p.code(), null, List.of(), List.of(), p.metadata(), args);
+  }
+
+  /** The payload of a section, found through the section table. */
+  private static byte[] section(byte[] bin, SectionKind kind) {
+    int n = bin[12] & 0xFF;
+    for (int i = 0; i < n; i++) {
+      int e = 32 + 24 * i;
+      if ((bin[e] & 0xFF) == kind.id()) {
+        int off = (int) java.nio.ByteBuffer.wrap(bin, e + 8, 8)
+            .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        int len = (int) java.nio.ByteBuffer.wrap(bin, e + 16, 8)
+            .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+        return java.util.Arrays.copyOfRange(bin, off, off + len);
+      }
+    }
+    throw new AssertionError(kind);
+  }
+
   static int sectionOffset(byte[] bin, SectionKind kind) {
     int n = bin[12] & 0xFF;
     for (int i = 0; i < n; i++) {
