@@ -135,8 +135,14 @@ final class RunCommand implements Callable<Integer> {
           }
         }
       }
+      for (SohuProgram.ArgSlot a : p.args()) {
+        if (a.isArray() && in.isEmpty()) {
+          throw new UserException("argument array " + a.describe() + " holds the values of "
+              + "input " + a.name() + ": give them with --inputs DIR (--shape gives only dims)");
+        }
+      }
       long t0 = System.nanoTime();
-      TimingReport r = emu.runTiming(args);
+      TimingReport r = emu.runTiming(args, emu.arrayValues(in));
       if (report) {
         out.print(r.render());
         out.printf(Locale.ROOT, "emulated in %.3f s%n", (System.nanoTime() - t0) / 1e9);
@@ -173,7 +179,7 @@ final class RunCommand implements Callable<Integer> {
       }
       // the cost model of the same run, at the same dims
       TimingReport r = new Emulator(p, md, Options.defaults().withMaxInstructions(maxInstructions)
-          .withProgramFile(program)).runTiming(result.dims());
+          .withProgramFile(program)).runTiming(result.dims(), emu.arrayValues(in));
       out.print(r.render());
     }
     out.flush();

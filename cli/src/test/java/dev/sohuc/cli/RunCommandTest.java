@@ -128,6 +128,44 @@ class RunCommandTest {
   }
 
   @Test
+  void timingModeFillsArgumentArraysFromTheInputs() throws Exception {
+    Path src = tmp.resolve("a.s");
+    Files.writeString(src, """
+        .symbol in, "pos", i64, [1, "seq"], 0x1000, 64
+        .arg seq, 0
+        .arg "pos", 1, 8, seq
+            ldarg r1, 0
+            loop r1, done
+            ldarg r3, 1, r2
+            addi r2, r2, 1
+        done:
+            halt
+        """);
+    Path a = tmp.resolve("a.sohu");
+    CliResult asm = CliResult.run("asm", src.toString(), "-o", a.toString());
+    assertEquals(0, asm.code(), asm.err());
+    CliResult dimsOnly = CliResult.run("run", a.toString(), "--mode", "timing", "--shape",
+        "seq=2");
+    assertEquals(1, dimsOnly.code());
+    assertTrue(dimsOnly.err().contains("argument array pos (words 1..8) holds the values of "
+        + "input pos: give them with --inputs DIR"), dimsOnly.err());
+    Path in = tmp.resolve("pos");
+    Files.createDirectories(in);
+    TensorFiles.write(in.resolve("input_0.pb"),
+        Tensor.ofLongs(ElementType.I64, new long[] {1, 3}, new long[] {2, 0, 1}), "pos");
+    CliResult r = CliResult.run("run", a.toString(), "--mode", "timing", "--inputs",
+        in.toString());
+    assertEquals(0, r.code(), r.err());
+    TensorFiles.write(in.resolve("input_0.pb"),
+        Tensor.ofLongs(ElementType.I64, new long[] {1, 3}, new long[] {2, 3, 1}), "pos");
+    CliResult bad = CliResult.run("run", a.toString(), "--mode", "timing", "--inputs",
+        in.toString());
+    assertEquals(1, bad.code());
+    assertTrue(bad.err().contains("input pos: element 1 is 3, outside [0, seq) with seq = 3"),
+        bad.err());
+  }
+
+  @Test
   void instructionCapTraps() {
     CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
         "--max-instructions", "5");

@@ -49,6 +49,13 @@ public final class Emulator {
       throw new EmulatorException("the program's symbols, constants and argument block need "
           + blockEnd + " bytes of HBM; target " + target.name() + " has " + target.hbmBytes());
     }
+    for (SohuProgram.ArgSlot a : program.args()) {
+      if (a.isArray() && program.symbols().stream().noneMatch(
+          s -> s.direction() == SohuProgram.Direction.IN && s.name().equals(a.name()))) {
+        throw new EmulatorException("argument array " + a.describe() + ": the program has no "
+            + "input of that name to take its values from");
+      }
+    }
   }
 
   /**
@@ -159,10 +166,30 @@ public final class Emulator {
         }
       }
     }
-    for (SohuProgram.ArgSlot a : program.args()) {
-      m.hbm.writeLong(argBase + 8L * a.index(), dims.get(a.name()));
+    long[] block = argBlock(dims, arrayValues(inputs));
+    for (int i = 0; i < block.length; i++) {
+      m.hbm.writeLong(argBase + 8L * i, block[i]);
     }
     return m;
+  }
+
+  /**
+   * The values of the program's argument arrays, by input name, from those of {@code inputs}
+   * that fill one: what functional mode writes, for {@link #runTiming(Map, Map)} on real inputs.
+   */
+  public Map<String, long[]> arrayValues(Map<String, HostTensor> inputs) {
+    Map<String, long[]> out = new LinkedHashMap<>();
+    for (SohuProgram.ArgSlot a : program.args()) {
+      if (a.isArray() && inputs.containsKey(a.name())) {
+        try {
+          out.put(a.name(), inputs.get(a.name()).integers());
+        } catch (EmulatorException e) {
+          throw new EmulatorException("input " + a.name() + " fills argument array "
+              + a.describe() + ": " + e.getMessage());
+        }
+      }
+    }
+    return out;
   }
 
   /**
@@ -241,7 +268,7 @@ public final class Emulator {
       Map<String, Long> dims, boolean withInputs) {
     TreeSet<String> known = new TreeSet<>();
     for (SohuProgram.ArgSlot a : program.args()) {
-      known.add(a.name());
+      known.add(a.isArray() ? a.values().below() : a.name());
     }
     for (SohuProgram.Symbol s : program.symbols()) {
       for (SohuProgram.Dim d : s.shape()) {
@@ -320,7 +347,7 @@ public final class Emulator {
 
   private void checkSlots(Map<String, Long> dims) {
     for (SohuProgram.ArgSlot a : program.args()) {
-      if (!dims.containsKey(a.name())) {
+      if (!a.isArray() && !dims.containsKey(a.name())) {
         throw new EmulatorException("argument " + a.name() + " (argument-block word " + a.index()
             + "): not given, and no input shape implies it");
       }
@@ -412,11 +439,20 @@ public final class Emulator {
   // ---------------------------------------------------------------------------------------------
   // Timing mode.
 
-  /** Runs the cost model; {@code args} must give every argument-block value. */
-  public TimingReport runTiming(Map<String, Long> args) {
+  /** Runs the cost model; {@code dims} must give every dim of the argument block. */
+  public TimingReport runTiming(Map<String, Long> dims) {
+    return runTiming(dims, Map.of());
+  }
+
+  /**
+   * Runs the cost model; {@code dims} must give every dim of the argument block, and
+   * {@code arrays} the values of every argument array by its input's name (timing mode has no
+   * input tensors to take them from), checked as functional mode checks the inputs.
+   */
+  public TimingReport runTiming(Map<String, Long> dims, Map<String, long[]> arrays) {
     TraceWriter trace = null;
     try {
-      long[] block = timingArgBlock(args);
+      long[] block = timingArgBlock(dims, arrays);
       if (options.trace() != null) {
         String name = program.metadata().getOrDefault("name", options.programFile() == null
             ? "program" : options.programFile().getFileName().toString());
@@ -444,21 +480,67 @@ public final class Emulator {
     }
   }
 
-  /** A timing machine for these dims, not yet run: one chip of a {@link MultiChipTiming} group. */
-  TimingMachine newTimingMachine(Map<String, Long> args) {
-    return new TimingMachine(new Image(program), target, options, timingArgBlock(args), null);
+  /**
+   * A timing machine for these dims and argument arrays, not yet run: one chip of a
+   * {@link MultiChipTiming} group.
+   */
+  TimingMachine newTimingMachine(Map<String, Long> dims, Map<String, long[]> arrays) {
+    return new TimingMachine(new Image(program), target, options, timingArgBlock(dims, arrays),
+        null);
   }
 
   /**
-   * The argument block, one word per slot index, from {@code args} alone: timing mode has no
-   * input tensors whose shapes could bind a dim.
+   * The argument block from {@code dims} and {@code arrays} alone: timing mode has no input
+   * tensors whose shapes could bind a dim.
    */
-  private long[] timingArgBlock(Map<String, Long> args) {
-    Map<String, Long> dims = new LinkedHashMap<>();
-    bindDims(Map.of(), args, dims, false);
+  private long[] timingArgBlock(Map<String, Long> dims, Map<String, long[]> arrays) {
+    Map<String, Long> bound = new LinkedHashMap<>();
+    bindDims(Map.of(), dims, bound, false);
+    List<String> names = program.args().stream().filter(SohuProgram.ArgSlot::isArray)
+        .map(SohuProgram.ArgSlot::name).toList();
+    for (String name : arrays.keySet()) {
+      if (!names.contains(name)) {
+        throw new EmulatorException("argument array " + name + ": the program has no argument "
+            + "array of that name (it has: " + (names.isEmpty() ? "none" : String.join(", ",
+            names)) + ")");
+      }
+    }
+    return argBlock(bound, arrays);
+  }
+
+  /**
+   * The argument block: each dim's value, and each argument array's values (zeros after them),
+   * checked to fit its capacity and to lie in [0, its bound dim).
+   */
+  private long[] argBlock(Map<String, Long> dims, Map<String, long[]> arrays) {
     long[] block = new long[program.argWords()];
     for (SohuProgram.ArgSlot a : program.args()) {
-      block[a.index()] = dims.get(a.name());
+      if (!a.isArray()) {
+        block[a.index()] = dims.get(a.name());
+        continue;
+      }
+      long[] values = arrays.get(a.name());
+      if (values == null) {
+        throw new EmulatorException("argument array " + a.describe() + ": not given (the "
+            + "values of input " + a.name() + ")");
+      }
+      if (values.length > a.words()) {
+        throw new EmulatorException("input " + a.name() + ": " + values.length + " elements, "
+            + "more than the " + a.words() + " words of its argument array " + a.describe());
+      }
+      String below = a.values().below();
+      Long bound = polynomial(below, dims);
+      if (bound == null) {
+        throw new EmulatorException("input " + a.name() + ": the bound of its argument array, "
+            + "symbolic dimension " + below + ", is not bound (give it as an argument)");
+      }
+      for (int i = 0; i < values.length; i++) {
+        if (values[i] < 0 || values[i] >= bound) {
+          throw new EmulatorException("input " + a.name() + ": element " + i + " is " + values[i]
+              + ", outside [0, " + below + ") with " + below + " = " + bound);
+        }
+      }
+      System.arraycopy(values, 0, block, a.index(), values.length);
     }
     return block;
   }

@@ -54,6 +54,20 @@ public record HostTensor(DType dtype, long[] shape, byte[] data) {
     return new HostTensor(DType.F32, shape, b.array());
   }
 
+  /** The elements of an i64 or i32 tensor, in row-major order; an error for other dtypes. */
+  public long[] integers() {
+    if (dtype != DType.I64 && dtype != DType.I32) {
+      throw new EmulatorException("dtype " + dtype.asmName() + ", but only an i64 or i32 tensor "
+          + "holds integers");
+    }
+    ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
+    long[] out = new long[(int) elements()];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = dtype == DType.I64 ? b.getLong() : b.getInt();
+    }
+    return out;
+  }
+
   /** The elements converted to f32 with the ISA's rules. */
   public float[] toF32() {
     float[] out = new float[(int) elements()];

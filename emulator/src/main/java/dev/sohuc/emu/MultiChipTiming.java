@@ -3,6 +3,7 @@ package dev.sohuc.emu;
 import dev.sohuc.isa.IsaException;
 import dev.sohuc.isa.container.SohuProgram;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -29,12 +30,22 @@ public final class MultiChipTiming {
   public record Report(long cycles, double seconds, List<TimingReport> chips, long collectives,
       long linkBytes) {}
 
-  /** Runs chip i's program with dims {@code args.get(i)}; programs may differ (pipeline stages). */
+  /** Runs chip i's program with dims {@code dims.get(i)}; programs may differ (pipeline stages). */
   public static Report run(List<SohuProgram> programs, MachineDescription target, Options options,
-      List<Map<String, Long>> args) {
+      List<Map<String, Long>> dims) {
+    return run(programs, target, options, dims, Collections.nCopies(dims.size(), Map.of()));
+  }
+
+  /**
+   * Runs chip i's program with dims {@code dims.get(i)} and argument arrays
+   * {@code arrays.get(i)} (by input name, as {@link Emulator#runTiming(Map, Map)} takes them).
+   */
+  public static Report run(List<SohuProgram> programs, MachineDescription target, Options options,
+      List<Map<String, Long>> dims, List<Map<String, long[]>> arrays) {
     int n = programs.size();
-    if (n == 0 || args.size() != n) {
-      throw new IllegalArgumentException("need one program and one dims map per chip");
+    if (n == 0 || dims.size() != n || arrays.size() != n) {
+      throw new IllegalArgumentException("need one program, one dims map and one arrays map per "
+          + "chip");
     }
     Group group = new Group(n);
     List<Emulator> emus = new ArrayList<>();
@@ -43,7 +54,7 @@ public final class MultiChipTiming {
       Emulator e = new Emulator(programs.get(i), target, options);
       TimingMachine t;
       try {
-        t = e.newTimingMachine(args.get(i));
+        t = e.newTimingMachine(dims.get(i), arrays.get(i));
       } catch (IsaException ex) {
         throw new EmulatorException(ex.getMessage(), ex);
       }
@@ -96,11 +107,17 @@ public final class MultiChipTiming {
 
   /** N identical chips on identical dims: one machine simulated, collectives exact. */
   public static Report runSymmetric(SohuProgram program, int chips, MachineDescription target,
-      Options options, Map<String, Long> args) {
+      Options options, Map<String, Long> dims) {
+    return runSymmetric(program, chips, target, options, dims, Map.of());
+  }
+
+  /** N identical chips on identical dims and argument arrays: one machine simulated. */
+  public static Report runSymmetric(SohuProgram program, int chips, MachineDescription target,
+      Options options, Map<String, Long> dims, Map<String, long[]> arrays) {
     Emulator e = new Emulator(program, target, options);
     TimingMachine t;
     try {
-      t = e.newTimingMachine(args);
+      t = e.newTimingMachine(dims, arrays);
     } catch (IsaException ex) {
       throw new EmulatorException(ex.getMessage(), ex);
     }

@@ -9,6 +9,9 @@ import dev.sohuc.isa.DType;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.isa.container.SohuWriter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -158,5 +161,118 @@ class EmulatorApiTest {
   @Test
   void argumentBlockSitsAboveEverySymbol() {
     assertEquals(0x3000, emulator().argBase());
+  }
+
+  /** y[i] = table[pos[i]]: the positions reach the control unit as an argument array. */
+  static final String GATHER_ROWS = """
+      .symbol in, "table", f32, [8, 4], 0x1000, 128
+      .symbol in, "pos", i64, ["batch"], 0x2000, 128
+      .symbol out, "y", f32, ["batch", 4], 0x3000, 128
+      .arg batch, 0
+      .arg past, 1
+      .arg "pos", 2, 8, past
+          ldarg r1, 0
+          li r5, 0x3000
+          loop r1, done
+          ldarg r3, 2, r2
+          shli r4, r3, 4
+          addi r4, r4, 0x1000
+          dma hbm, r5+0, r0, hbm, r4+0, r0, 16, 1, signal=1
+          nop wait=1
+          addi r5, r5, 16
+          addi r2, r2, 1
+      done:
+          halt
+      """;
+
+  private static final HostTensor TABLE = HostTensor.ofF32(new long[] {8, 4}, new float[] {
+      0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23, 30, 31, 32, 33, 40, 41, 42, 43, 50, 51, 52, 53,
+      60, 61, 62, 63, 70, 71, 72, 73});
+
+  private static HostTensor ints(DType dtype, long... values) {
+    ByteBuffer b = ByteBuffer.allocate(values.length * dtype.bytes())
+        .order(ByteOrder.LITTLE_ENDIAN);
+    for (long v : values) {
+      if (dtype == DType.I64) {
+        b.putLong(v);
+      } else {
+        b.putInt((int) v);
+      }
+    }
+    return new HostTensor(dtype, new long[] {values.length}, b.array());
+  }
+
+  private static Emulator gather(String source) {
+    SohuProgram p = SohuReader.read(SohuWriter.write(TestSupport.asm(source)), "gather.sohu");
+    return new Emulator(p, TestSupport.TINY, TestSupport.opts());
+  }
+
+  private static String functionalError(Emulator emu, HostTensor pos) {
+    return assertThrows(EmulatorException.class, () -> emu.runFunctional(Map.of("table", TABLE,
+        "pos", pos), Map.of("past", 8L))).getMessage();
+  }
+
+  @Test
+  void anArgumentArrayHoldsAnIntegerInputsValues() {
+    Emulator emu = gather(GATHER_ROWS);
+    float[] want = {30, 31, 32, 33, 0, 1, 2, 3, 70, 71, 72, 73};
+    FunctionalResult r = emu.runFunctional(Map.of("table", TABLE, "pos",
+        ints(DType.I64, 3, 0, 7)), Map.of("past", 8L));
+    assertArrayEquals(want, r.outputs().get("y").toF32());
+    assertArrayEquals(want, gather(GATHER_ROWS.replace("\"pos\", i64", "\"pos\", i32"))
+        .runFunctional(Map.of("table", TABLE, "pos", ints(DType.I32, 3, 0, 7)), Map.of("past", 8L))
+        .outputs().get("y").toF32());
+
+    FunctionalMachine m = emu.prepareFunctional(Map.of("table", TABLE, "pos",
+        ints(DType.I64, 3, 0, 7)), Map.of("past", 8L), new java.util.HashMap<>());
+    assertEquals(7, m.hbm.readLong(0x2000 + 16), "the input lies at its own address too");
+    assertEquals(3, m.hbm.readLong(emu.argBase()));
+    assertEquals(8, m.hbm.readLong(emu.argBase() + 8));
+    assertEquals(7, m.hbm.readLong(emu.argBase() + 8 * 4));
+    assertEquals(0, m.hbm.readLong(emu.argBase() + 8 * 5), "words past the values are 0");
+  }
+
+  @Test
+  void argumentArrayValuesAreChecked() {
+    Emulator emu = gather(GATHER_ROWS);
+    assertEquals("input pos: element 1 is 8, outside [0, past) with past = 8",
+        functionalError(emu, ints(DType.I64, 3, 8)));
+    assertEquals("input pos: element 0 is -1, outside [0, past) with past = 8",
+        functionalError(emu, ints(DType.I64, -1, 2)));
+    assertEquals("input pos: 9 elements, more than the 8 words of its argument array pos "
+        + "(words 2..9)", functionalError(emu, ints(DType.I64, 0, 0, 0, 0, 0, 0, 0, 0, 0)));
+    Emulator floats = gather(GATHER_ROWS.replace("\"pos\", i64", "\"pos\", f32"));
+    assertEquals("input pos fills argument array pos (words 2..9): dtype f32, but only an i64 or "
+        + "i32 tensor holds integers", functionalError(floats, HostTensor.ofF32(new long[] {2},
+        1, 2)));
+    assertEquals("argument array nope (words 0..3): the program has no input of that name to "
+        + "take its values from", assertThrows(EmulatorException.class,
+            () -> gather(".arg past, 4\n.arg nope, 0, 4, past\nhalt\n")).getMessage());
+  }
+
+  @Test
+  void timingModeTakesArgumentArraysByName() {
+    Emulator emu = gather(GATHER_ROWS);
+    Map<String, Long> dims = Map.of("batch", 3L, "past", 8L);
+    Map<String, long[]> arrays = Map.of("pos", new long[] {3, 0, 7});
+    TimingReport r = emu.runTiming(dims, arrays);
+    assertEquals(emu.runFunctional(Map.of("table", TABLE, "pos", ints(DType.I64, 3, 0, 7)),
+        Map.of("past", 8L)).instructions(), r.instructions());
+    assertEquals("argument array pos (words 2..9): not given (the values of input pos)",
+        assertThrows(EmulatorException.class, () -> emu.runTiming(dims)).getMessage());
+    assertEquals("input pos: element 1 is 9, outside [0, past) with past = 8",
+        assertThrows(EmulatorException.class, () -> emu.runTiming(dims,
+            Map.of("pos", new long[] {3, 9}))).getMessage());
+    assertEquals("argument array lens: the program has no argument array of that name (it has: "
+        + "pos)", assertThrows(EmulatorException.class, () -> emu.runTiming(dims,
+            Map.of("pos", new long[] {1}, "lens", new long[] {1}))).getMessage());
+
+    SohuProgram p = TestSupport.asm(GATHER_ROWS);
+    assertEquals(r.cycles(), MultiChipTiming.runSymmetric(p, 2, TestSupport.TINY,
+        TestSupport.opts(), dims, arrays).cycles());
+    assertEquals(r.cycles(), MultiChipTiming.run(List.of(p, p), TestSupport.TINY,
+        TestSupport.opts(), List.of(dims, dims), List.of(arrays, arrays)).cycles());
+    assertThrows(EmulatorException.class, () -> MultiChipTiming.runSymmetric(p, 2,
+        TestSupport.TINY, TestSupport.opts(), dims));
   }
 }
