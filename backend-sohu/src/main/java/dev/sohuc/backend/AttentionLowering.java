@@ -84,8 +84,15 @@ final class AttentionLowering {
   private long oFromQ;
   private long vFromK;
   private int tReg;
-  /** The positions a K or V head is laid out at when its cache is appended in place, else 0. */
-  private long kvCapacity;
+  // past_lengths (null without): each batch row's key count, its past length plus S, is read
+  // from the argument block into tReg before its tiles
+  private Value lengths;
+  private int sLen;
+  /**
+   * The positions a K or V head spans when that is a constant (a cache laid out at its capacity,
+   * or static keys), else 0 (T, from a register).
+   */
+  private long kvPositions;
   private int dBytes;
   private int dCols;
   private int padBytes;
@@ -177,7 +184,8 @@ final class AttentionLowering {
     }
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
-    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH : 1;
+    // with past lengths, the prefetched schedule's batch row counter takes a slot's register
+    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH - (at.pastLengths() == null ? 0 : 1) : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
       slots.add(l.sram(further, "a further tile's slot"));
@@ -192,11 +200,18 @@ final class AttentionLowering {
     // run-time dims and strides
     tReg = l.dimReg(t);
     int sReg = l.dimReg(s);
+    lengths = at.pastLengths();
+    sLen = sReg;
     int rowsReg = stack == 1 ? sReg : l.dimReg(s.times(Dim.of(stack)));
     int qHeadStep = l.dimReg(s.times(Dim.of(d * 4 * stack)));
     // a head's K and V: its positions, or the capacity of a cache appended to in place
-    kvCapacity = l.kvCapacity(at.k());
-    int kHeadStep = kvCapacity > 0 ? e.li(kvCapacity * d * es)
+    long capacity = l.kvCapacity(at.k());
+    kvPositions = capacity > 0 ? capacity : t.isStatic() ? t.value() : 0;
+    if (lengths != null && kvPositions == 0) {
+      throw new BackendException(n.describe() + ": past_lengths over keys and values not laid out at a "
+          + "capacity (kv_cache_write results that only attention reads)");
+    }
+    int kHeadStep = kvPositions > 0 ? e.li(kvPositions * d * es)
         : l.dimReg(t.times(Dim.of(d * es)));
     int qP = e.li(l.addr(at.q()));
     int kP = e.li(l.addr(at.k()));
@@ -256,8 +271,10 @@ final class AttentionLowering {
     int four = e.konst(4);
     Slot slot = Slot.at(slots.get(0));
     int bCount = l.dimReg(qt.dim(0));
+    int bIdx = lengths == null ? 0 : e.li(0);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
+    rowKeys(bIdx);
     if (mask != null) {
       e.add(mP, mB, 0);
     }
@@ -309,8 +326,29 @@ final class AttentionLowering {
     if (mask != null) {
       e.add(mB, mB, mbStep);
     }
+    nextRow(bIdx);
     e.endLoop(bLoop);
-    e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep);
+    e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep, bIdx);
+  }
+
+  /** With past lengths: tReg = the key count of batch row {@code row}, its past length plus S. */
+  private void rowKeys(int row) {
+    keysOf(tReg, row);
+  }
+
+  /** {@code rd} = batch row {@code row}'s key count (with past lengths only). */
+  private void keysOf(int rd, int row) {
+    if (lengths != null) {
+      l.loadLength(rd, lengths, row);
+      e.add(rd, rd, sLen);
+    }
+  }
+
+  /** The batch row counter moves on (with past lengths only). */
+  private void nextRow(int row) {
+    if (lengths != null) {
+      e.addImm(row, row, 1);
+    }
   }
 
   /**
@@ -341,6 +379,10 @@ final class AttentionLowering {
     e.mulImm(left, left, kvHeads);
     int count = e.copy(left);
     int tiles = e.copy(left);
+    this.kvHeads = kvHeads;
+    this.tiles = tiles;
+    // with past lengths, the tile computed (its batch row's key count is read per tile)
+    int computed = lengths == null ? 0 : e.li(0);
     int qStore = e.copy(qP);
     // the query tiles, tile j at qRes + j * mTile * d * 4 (one DMA), for narrow K converted to
     // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads
@@ -373,6 +415,14 @@ final class AttentionLowering {
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, Emitter.TOK_SLOT));
     int loop = e.beginLoop(count, 0);
     e.free(count);
+    if (lengths != null) {
+      int row = e.alloc();
+      tileRow(row, computed);
+      keysOf(tReg, row);
+      e.free(row);
+      e.sub(diag, tReg, sReg);
+      e.addImm(computed, computed, 1);
+    }
     softmax(acc, probs, rows, diag);
     weigh(now, acc, probs, rows, diag);
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, Emitter.TOK_SLOT));
@@ -398,7 +448,26 @@ final class AttentionLowering {
     for (int r : ring) {
       e.free(r);
     }
-    e.free(diag, left, tiles, qStore, out, oHbm);
+    e.free(diag, left, tiles, qStore, out, oHbm, computed);
+  }
+
+  // the pipelined schedule's kv heads per batch row and its tile count (a register)
+  private long kvHeads;
+  private int tiles;
+
+  /**
+   * {@code rd} = the batch row of tile {@code tile} of the pipelined schedule (a tile per kv
+   * head): the tile over the kv heads, exact for tiles below 2^16 (a multiply and shift for a
+   * divisor that is not a power of two).
+   */
+  private void tileRow(int rd, int tile) {
+    if (Long.bitCount(kvHeads) == 1) {
+      e.shri(rd, tile, Long.numberOfTrailingZeros(kvHeads));
+      return;
+    }
+    // ceil(2^31 / kvHeads): for tile * kvHeads < 2^31 the error stays below one step
+    e.mulImm(rd, tile, ((1L << 31) + kvHeads - 1) / kvHeads);
+    e.shri(rd, rd, 31);
   }
 
   /**
@@ -409,7 +478,16 @@ final class AttentionLowering {
     int on = e.alloc();
     e.min(on, left, one);
     int n = e.alloc();
-    e.mul(n, tReg, on);
+    if (lengths != null) {
+      // the key count of the tile loaded: tiles - left, the last tile's once none is left
+      e.max(n, left, one);
+      e.sub(n, tiles, n);
+      tileRow(n, n);
+      keysOf(n, n);
+      e.mul(n, n, on);
+    } else {
+      e.mul(n, tReg, on);
+    }
     e.patchTokens(loadKv(slot, kP, n), wait, TOK_LOAD);
     e.sub(left, left, on);
     e.add(kP, kP, kHeadStep);
@@ -472,8 +550,10 @@ final class AttentionLowering {
     int prevRows = e.alloc();
     e.emit(new Insn.Li(parity, 0, 0, 0));
     int bCount = l.dimReg(batch);
+    int bIdx = lengths == null ? 0 : e.li(0);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
+    rowKeys(bIdx);
     int kvLoop = e.beginLoop(0, kvHeads);
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
     loadKv(kv, kP, tReg);
@@ -528,9 +608,9 @@ final class AttentionLowering {
     // it, its slot rotated to the ring's end)
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
     storeTile(other, Slot.in(ring[depth - 1]), qP, prevRows);
-    // the next kv head's K: T rows on (or the capacity of a cache appended in place)
-    if (kvCapacity > 0) {
-      e.addImm(kP, kP, kvCapacity * d * es);
+    // the next kv head's K: T rows on (or the positions a head spans, when constant)
+    if (kvPositions > 0) {
+      e.addImm(kP, kP, kvPositions * d * es);
     } else {
       int step = e.alloc();
       e.mulImm(step, tReg, d * es);
@@ -538,11 +618,12 @@ final class AttentionLowering {
       e.free(step);
     }
     e.endLoop(kvLoop);
+    nextRow(bIdx);
     e.endLoop(bLoop);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(qLoad, loadRows, loadHeads, parity, prevRows);
+    e.free(qLoad, loadRows, loadHeads, parity, prevRows, bIdx);
   }
 
   /**

@@ -79,7 +79,8 @@ final class Lowering {
       // kv_cache_append copies a cache of any type, and attention checks its K and V below
       boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table()
           || op instanceof TransformerOp.KvCacheAppend
-          || op instanceof TransformerOp.Attention a && (v == a.k() || v == a.v());
+          || op instanceof TransformerOp.KvCacheWrite
+          || op instanceof TransformerOp.Attention a && (v == a.k() || v == a.v() || v == a.pastLengths());
       if (!known.containsKey(v) && !computable(v.type().elementType()) && !copiedRows) {
         return "operand %" + v.name() + " has element type " + v.type().elementType();
       }
@@ -109,6 +110,9 @@ final class Lowering {
           : "reduction over axes " + r.axes() + " (only the last axis)";
       case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
           ? "attention head size above 128"
+          : a.pastLengths() != null && !a.pastLengths().isArgument()
+          ? "past_lengths computed in the program (the argument block holds an input's)"
+          : a.pastLengths() != null && a.mask() != null ? "attention with both a mask and past_lengths"
           : !List.of(ElementType.F32, ElementType.BF16).contains(a.k().type().elementType())
           ? "attention keys and values in " + a.k().type().elementType() + " (f32 or bf16)"
           : requireF32(n);
@@ -127,6 +131,9 @@ final class Lowering {
       case TransformerOp.Embedding m -> !m.table().type().dim(1).isStatic()
           ? "embedding with a symbolic width" : null;
       case TransformerOp.KvCacheAppend k -> null;
+      case TransformerOp.KvCacheWrite w -> !w.pastLengths().isArgument()
+          ? "past_lengths computed in the program (the argument block holds an input's)"
+          : !w.cache().type().dim(3).isStatic() ? "a cache with a symbolic head size" : null;
       case DataOp.Reshape r -> null;
       case DataOp.Transpose t -> null;
       case DataOp.Expand x -> null;
@@ -410,6 +417,7 @@ final class Lowering {
       case TransformerOp.KvCacheAppend k when kvCapacity.containsKey(n.result()) ->
           appendInPlace(n, k);
       case TransformerOp.KvCacheAppend k -> concat(n, List.of(k.past(), k.current()), KV_AXIS);
+      case TransformerOp.KvCacheWrite w -> cacheWrite(n, w);
       case DataOp.Concat c -> concat(n, c.inputs(), (int) Math.floorMod(c.axis(),
           c.inputs().get(0).type().rank()));
       case DataOp.Split s -> split(n, s);
@@ -1519,8 +1527,26 @@ final class Lowering {
   /** The position axis of a KV cache ({@code [batch, kv heads, positions, head size]}). */
   static final int KV_AXIS = 2;
 
-  /** KV caches laid out at a capacity, appended to in place (SohuBackend.inPlaceAppends). */
+  /**
+   * KV caches laid out at a capacity (SohuBackend.cacheLayouts): appended to in place, or
+   * written by kv_cache_write (in place when the cache argument is too).
+   */
   private Map<Value, Long> kvCapacity = Map.of();
+  /** The argument-block word of each past_lengths input's first value. */
+  private Map<Value, Integer> lengthSlots = Map.of();
+
+  void setLengthSlots(Map<Value, Integer> slots) {
+    this.lengthSlots = slots;
+  }
+
+  /** {@code rd = lengths[index]} (the register {@code index}), from the argument block. */
+  void loadLength(int rd, Value lengths, int index) {
+    Integer slot = lengthSlots.get(lengths);
+    if (slot == null) {
+      throw new BackendException("%" + lengths.name() + " has no argument-block words");
+    }
+    e.emit(new Insn.Ldarg(rd, slot, index, 0, 0));
+  }
 
   void setKvCapacity(Map<Value, Long> capacity) {
     this.kvCapacity = capacity;
@@ -1547,6 +1573,50 @@ final class Lowering {
     e.addImm(d, d, addr(n.result()));
     copyBlock(dims, strides(dims, es), laidStrides, s, d, es);
     e.free(s, d);
+  }
+
+  /**
+   * kv_cache_write: each batch row's new entries ({@code [heads, S, D]}, one DMA with a plane
+   * per head) written at its past length, read from the argument block, into the result laid
+   * out at its capacity: the cache's own region when written in place, else a copy of it.
+   */
+  private void cacheWrite(Node n, TransformerOp.KvCacheWrite w) {
+    List<Dim> cache = w.cache().type().dims();
+    List<Dim> cur = w.current().type().dims();
+    long es = n.result().type().elementType().sizeBytes();
+    long capacity = kvCapacity(n.result());
+    Dim positions = capacity > 0 ? Dim.of(capacity) : cache.get(KV_AXIS);
+    List<Dim> laidStrides = strides(List.of(cache.get(0), cache.get(1), positions, cache.get(3)), es);
+    if (!kvCapacity.containsKey(w.cache())) {
+      int s = e.li(addr(w.cache()));
+      int d = e.li(addr(n.result()));
+      copyBlock(cache, strides(cache, es), laidStrides, s, d, es);
+      e.free(s, d);
+    }
+    long rowBytes = cache.get(3).value() * es;
+    int src = e.li(addr(w.current()));
+    int dstBase = e.li(addr(n.result()));
+    int rs = e.konst(rowBytes);
+    int sRows = dimReg(cur.get(KV_AXIS));
+    int heads = dimReg(cur.get(1));
+    int dstPlane = dimReg(laidStrides.get(1));
+    int srcPlane = dimReg(cur.get(KV_AXIS).times(Dim.of(rowBytes)));
+    int dstRow = dimReg(laidStrides.get(0));
+    int srcRow = dimReg(cur.get(1).times(cur.get(KV_AXIS)).times(Dim.of(rowBytes)));
+    int b = e.li(0);
+    int at = e.alloc();
+    int count = dimReg(cache.get(0));
+    int loop = e.beginLoop(count, 0);
+    e.free(count);
+    loadLength(at, w.pastLengths(), b);
+    e.mulImm(at, at, rowBytes);
+    e.add(at, at, dstBase);
+    e.dma(MemSpace.HBM, at, rs, MemSpace.HBM, src, rs, rowBytes, sRows, 0, heads, 0, dstPlane, srcPlane);
+    e.add(src, src, srcRow);
+    e.add(dstBase, dstBase, dstRow);
+    e.addImm(b, b, 1);
+    e.endLoop(loop);
+    e.free(src, dstBase, sRows, heads, dstPlane, srcPlane, dstRow, srcRow, b, at);
   }
 
   private void concat(Node n, List<Value> inputs, int axis) {

@@ -167,7 +167,17 @@ public final class SohuBackend {
         symRegs.put(s, r);
         args.add(new SohuProgram.ArgSlot(s, index++));
       }
+      Map<Value, Integer> lengthSlots = new IdentityHashMap<>();
+      for (Map.Entry<Value, Dim> lengths : pastLengths().entrySet()) {
+        Value v = lengths.getKey();
+        int capacity = (int) v.type().dim(0).evaluate(bounds);
+        args.add(new SohuProgram.ArgSlot(v.name(), index, new SohuProgram.ArgSlot.Values(capacity,
+            lengths.getValue().toString().replace("?", ""))));
+        lengthSlots.put(v, index);
+        index += capacity;
+      }
       Lowering low = new Lowering(e, target, symRegs, addr, known);
+      low.setLengthSlots(lengthSlots);
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
@@ -266,37 +276,61 @@ public final class SohuBackend {
     }
 
     /**
-     * The KV caches appended to in place: a kv_cache_append whose past is an input that nothing
-     * else reads, whose position axis is symbolic, and whose result is an output that
-     * otherwise only attentions read, as both their K and V (an attention whose K is appended
-     * in place needs its V too, at the same capacity). The input is laid out at the bound of
-     * the result's position axis and the output shares its address, so the append writes only
-     * the new positions instead of copying the cache. Maps the input and the result to that
-     * capacity.
+     * The KV caches laid out at a capacity, mapped to it:
+     * <ul>
+     *   <li>appended to in place: a kv_cache_append whose past is an input that nothing else
+     *       reads, whose position axis is symbolic, and whose result is an output that
+     *       otherwise only attentions read, as both their K and V (an attention whose K is
+     *       appended in place needs its V too, at the same capacity). The input is laid out at
+     *       the bound of the result's position axis and the output shares its address, so the
+     *       append writes only the new positions instead of copying the cache;
+     *   <li>written: a kv_cache_write's result with a symbolic position axis that only
+     *       attentions read as K or V, at its bound (they then step heads by a constant), and
+     *       its cache too when that is an input nothing else reads and the result an output
+     *       (written in place, the output sharing its address).
+     * </ul>
      */
-    private Map<Value, Long> inPlaceAppends() {
+    private Map<Value, Long> cacheLayouts() {
       Set<Value> outputs = fn.outputValues();
       Map<Value, List<Node>> users = fn.users();
       Map<Value, Long> cap = new IdentityHashMap<>();
       for (Node n : fn.body()) {
+        if (!(n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheAppend
+            || n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheWrite)) {
+          continue;
+        }
+        // read only as attentions' K or V, which step its heads by the capacity
+        boolean keysOnly = users.getOrDefault(n.result(), List.of()).stream().allMatch(u -> u.op()
+            instanceof dev.sohuc.ir.op.TransformerOp.Attention a
+            && (n.result().equals(a.k()) || n.result().equals(a.v())) && !a.q().equals(n.result())
+            && !n.result().equals(a.mask()));
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheAppend k
             && k.past().isArgument() && users.get(k.past()).size() == 1
             && !outputs.contains(k.past())
             && !k.past().type().dim(Lowering.KV_AXIS).isStatic() && outputs.contains(n.result())
-            && users.getOrDefault(n.result(), List.of()).stream().allMatch(u -> u.op()
-                instanceof dev.sohuc.ir.op.TransformerOp.Attention a
-                && !a.q().equals(n.result()) && !n.result().equals(a.mask()))) {
+            && keysOnly) {
           long c = n.result().type().dim(Lowering.KV_AXIS).evaluate(bounds);
           cap.put(k.past(), c);
           cap.put(n.result(), c);
         }
+        if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheWrite w
+            && !w.cache().type().dim(Lowering.KV_AXIS).isStatic() && keysOnly) {
+          long c = w.cache().type().dim(Lowering.KV_AXIS).evaluate(bounds);
+          cap.put(n.result(), c);
+          if (w.cache().isArgument() && users.get(w.cache()).size() == 1
+              && !outputs.contains(w.cache()) && outputs.contains(n.result())) {
+            cap.put(w.cache(), c);
+          }
+        }
       }
-      // both of an attention's K and V in place, or neither
+      // both of an attention's K and V appended in place, or neither
       for (Node n : fn.body()) {
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.Attention a
             && !java.util.Objects.equals(cap.get(a.k()), cap.get(a.v()))) {
           for (Value v : List.of(a.k(), a.v())) {
-            if (cap.remove(v) != null) {
+            if (v.producer() != null
+                && v.producer().op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheAppend
+                && cap.remove(v) != null) {
               cap.remove(((dev.sohuc.ir.op.TransformerOp.KvCacheAppend) v.producer().op())
                   .past());
             }
@@ -304,6 +338,33 @@ public final class SohuBackend {
         }
       }
       return cap;
+    }
+
+    /**
+     * The past_lengths inputs (of kv_cache_write and attention), which the argument block holds
+     * too, each with the bound its values stay below: T - S + 1 of the first op that reads it,
+     * so that every sequence's S new positions fit its T.
+     */
+    private Map<Value, Dim> pastLengths() {
+      Map<Value, Dim> out = new java.util.LinkedHashMap<>();
+      for (Node n : fn.body()) {
+        Value lengths = null;
+        Dim keys = null;
+        Dim news = null;
+        if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.KvCacheWrite w) {
+          lengths = w.pastLengths();
+          keys = w.cache().type().dim(Lowering.KV_AXIS);
+          news = w.current().type().dim(Lowering.KV_AXIS);
+        } else if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.Attention a && a.pastLengths() != null) {
+          lengths = a.pastLengths();
+          keys = a.k().type().dim(Lowering.KV_AXIS);
+          news = a.q().type().dim(Lowering.KV_AXIS);
+        }
+        if (lengths != null) {
+          out.putIfAbsent(lengths, keys.minus(news).plus(Dim.of(1)));
+        }
+      }
+      return out;
     }
 
     /** Every value's HBM size at the current bounds. */
@@ -321,7 +382,7 @@ public final class SohuBackend {
       symbols.clear();
       outputRegion.clear();
       outputAddr.clear();
-      kvCapacity = inPlaceAppends();
+      kvCapacity = cacheLayouts();
       Map<Value, List<Node>> users = fn.users();
       Map<Value, Value> cacheOf = new IdentityHashMap<>();
       long next = start;
@@ -355,7 +416,8 @@ public final class SohuBackend {
           continue;
         }
         outputAddr.add(next);
-        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz, 0));
+        symbols.add(symbol(o.name(), SohuProgram.Direction.OUT, o.value().type(), next, sz,
+            kvCapacity.getOrDefault(o.value(), 0L)));
         if (o.value().producer() != null && !isSource(o.value().producer())
             && !isAlias(o.value().producer()) && !outputRegion.containsKey(o.value())) {
           outputRegion.put(o.value(), next);

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.emu.HostTensor;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.tensor.Tensor;
@@ -76,6 +77,9 @@ class EndToEndOpsTest {
         for (int i = 0; i < n; i++) {
           if (a.name().startsWith("mask")) {
             v[i] = (i % cols) >= cols - b.getOrDefault("pad", 0L) ? 0 : 1;
+          } else if (a.name().startsWith("lens")) {
+            // past lengths: each leaves room for the s new positions in p
+            v[i] = r.nextInt((int) (b.get("p") - b.get("s") + 1));
           } else if (t.elementType() == ElementType.BOOL) {
             v[i] = r.nextInt(2);
           } else {
@@ -417,6 +421,67 @@ class EndToEndOpsTest {
   void decodeStepWithOneQueryRow() {
     check("decode_step", DECODE_STEP, DECODE_BOUNDS, List.of(Map.of("s", 1L, "p", 7L, "b", 3L),
         Map.of("s", 1L, "p", 140L, "b", 1L), Map.of("s", 1L, "p", 0L, "b", 4L)));
+  }
+
+  /**
+   * A serving step's decodes, each with its own past length (the argument block's): the new
+   * keys and values written at each length into caches read only by the attentions (in place),
+   * and the attentions over each sequence's keys: the decode schedule (stacked heads,
+   * pipelined), and with a window the one-tile-at-a-time schedule.
+   */
+  static final String RAGGED_STEP = """
+      func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>, %lens: tensor<?b x i64>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>, "w": tensor<?b x 4 x ?s x 16 x f32>, "kc": tensor<?b x 2 x ?p x 16 x f32>, "vc": tensor<?b x 2 x ?p x 16 x f32>) {
+        %kc = kv_cache_write %pk, %k, %lens : tensor<?b x 2 x ?p x 16 x f32>
+        %vc = kv_cache_write %pv, %v, %lens : tensor<?b x 2 x ?p x 16 x f32>
+        %o = attention %q, %kc, %vc, %lens {scale = 0.25, causal = true, window = 0} : tensor<?b x 4 x ?s x 16 x f32>
+        %w = attention %q, %kc, %vc, %lens {scale = 0.25, causal = true, window = 3} : tensor<?b x 4 x ?s x 16 x f32>
+        return %o, %w, %kc, %vc
+      }""";
+
+  @Test
+  void decodesWithTheirOwnPastLengths() {
+    check("ragged_step", RAGGED_STEP, DECODE_BOUNDS, List.of(Map.of("s", 1L, "p", 7L, "b", 3L),
+        Map.of("s", 1L, "p", 140L, "b", 4L), Map.of("s", 1L, "p", 1L, "b", 2L)));
+    // several new positions each: the prefill schedules
+    check("ragged_chunk", RAGGED_STEP, BackendOptions.defaults().withBound("s", 300)
+        .withBound("p", 300).withBound("b", 2), List.of(Map.of("s", 150L, "p", 200L, "b", 2L),
+        Map.of("s", 5L, "p", 7L, "b", 1L)));
+  }
+
+  /**
+   * The written caches are laid out at the bound of p and their outputs share the inputs'
+   * addresses; the argument block holds the past lengths after the dims, each below p.
+   */
+  @Test
+  void pastLengthsLiveInTheArgumentBlock() {
+    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + RAGGED_STEP
+        + "\n}\n", "m.ir"), DECODE_BOUNDS).program;
+    Map<String, SohuProgram.Symbol> sym = new java.util.HashMap<>();
+    p.symbols().forEach(x -> sym.put(x.name(), x));
+    for (String[] io : new String[][] {{"pk", "kc"}, {"pv", "vc"}}) {
+      assertEquals(sym.get(io[0]).hbmAddress(), sym.get(io[1]).hbmAddress());
+      assertEquals(new SohuProgram.Dim.Sym("p", 300), sym.get(io[1]).shape().get(2));
+    }
+    SohuProgram.ArgSlot lens = p.args().stream().filter(SohuProgram.ArgSlot::isArray).findFirst()
+        .orElseThrow();
+    assertEquals("lens", lens.name());
+    assertEquals(new SohuProgram.ArgSlot.Values(4, "p-s+1"), lens.values());
+    assertEquals(p.args().size() - 1, lens.index());
+    // a length that leaves no room for the new position is refused at launch
+    Map<String, HostTensor> in = new java.util.LinkedHashMap<>();
+    for (SohuProgram.Symbol x : p.symbols()) {
+      if (x.direction() == SohuProgram.Direction.IN && !x.name().equals("lens")) {
+        long[] shape = x.name().startsWith("p") ? new long[] {1, 2, 7, 16} : x.name().equals("q")
+            ? new long[] {1, 4, 1, 16} : new long[] {1, 2, 1, 16};
+        in.put(x.name(), EndToEndHarness.toHost(Tensor.zeros(ElementType.F32, shape)));
+      }
+    }
+    in.put("lens", EndToEndHarness.toHost(Tensor.ofLongs(ElementType.I64, new long[] {1}, new long[] {7})));
+    var emu = new dev.sohuc.emu.Emulator(p, dev.sohuc.emu.MachineDescription.defaultTarget(),
+        dev.sohuc.emu.Options.defaults());
+    var e = org.junit.jupiter.api.Assertions.assertThrows(dev.sohuc.emu.EmulatorException.class,
+        () -> emu.runFunctional(in, Map.of()));
+    assertEquals("input lens: element 0 is 7, outside [0, p-s+1) with p-s+1 = 7", e.getMessage());
   }
 
   /**

@@ -85,13 +85,16 @@ public final class ServingSimulator {
       }
       kvMax = Math.max(kvMax, kvUsed);
       long past = 0;
-      for (Request r : running) {
-        past = Math.max(past, r.inputLen + r.generated - 1L);
+      long[] pastLengths = new long[running.size()];
+      for (int i = 0; i < pastLengths.length; i++) {
+        Request r = running.get(i);
+        pastLengths[i] = r.inputLen + r.generated - 1L;
+        past = Math.max(past, pastLengths[i]);
       }
       StepModel.StepTiming pt = null;
       StepModel.StepTiming dt = null;
       if (pre != null && !running.isEmpty() && pre.inputLen <= model.prefillChunk()) {
-        pt = model.step(pre.inputLen, running.size(), past);
+        pt = model.step(pre.inputLen, pastLengths);
       } else {
         pt = pre == null ? null : model.prefill(pre.inputLen);
         dt = running.isEmpty() ? null : model.decode(running.size(), past);

@@ -40,19 +40,24 @@ import java.util.Map;
  * the shape-only model, sharded with {@code shard-tensor-parallel}:
  * <ul>
  *   <li>the serving-step program (HF {@code --step} graph: one prompt of up to the chunk, in
- *       {@link #MICRO_BATCHES} micro-batches, plus up to the decode batch of decodes, past up to
- *       the longest KV), for a step that admits a prompt while others decode: the prompt's rows
- *       and the decodes' rows share every linear layer, so the weights are read once per
- *       micro-batch instead of once more for the decodes;
+ *       {@link #MICRO_BATCHES} micro-batches, plus up to the decode batch of decodes, each with
+ *       its own KV length, read from the argument block), for a step that admits a prompt while
+ *       others decode: the prompt's rows and the decodes' rows share every linear layer, so the
+ *       weights are read once per micro-batch instead of once more for the decodes;
  *   <li>a prefill program (batch 1, seq up to the chunk, with a past), for a prompt with nothing
  *       else to run and for the earlier chunks of a prompt longer than the chunk;
  *   <li>a decode program (batch up to the decode batch, seq 1), for a step with no prompt.
  * </ul>
- * The backend has one {@code past} per program: every decode sequence of a step is padded to
- * the step's longest KV length rounded up to a multiple of {@link #KV_BUCKET}, and a step
- * program's decode batch is rounded up as {@link #stepRows} says. Each distinct
- * (kind, shape) runs once on the timing emulator with the N chips meeting at every allreduce
- * (symmetric group: all chips run the same program on the same dims).
+ * A step program's decodes attend over their own KV lengths, in caches of the step's longest
+ * length plus one rounded up to a multiple of {@link #KV_BUCKET}; its decode batch is rounded up
+ * as {@link #stepRows} says. A step is timed once per (prompt, rows, capacity, mean KV length
+ * rounded up to {@link #KV_BUCKET}): with the lengths of the first step of that shape, since a
+ * decode's attention work grows with its keys, so steps whose lengths have that mean take about
+ * its time. The prefill and decode programs have one {@code past} (every decode of a decode
+ * step is padded to the step's longest KV length, rounded up to a multiple of
+ * {@link #KV_BUCKET}). Each distinct shape runs once on the timing emulator with the N chips
+ * meeting at every allreduce (symmetric group: all chips run the same program on the same
+ * dims).
  */
 public final class StepModel {
   public static final int KV_BUCKET = 128;
@@ -144,7 +149,7 @@ public final class StepModel {
         .withMicroBatches(MICRO_BATCHES)));
     this.step = SohuBackend.compile(st, base.withBound("batch", stepRows(maxDecodeBatch))
         .withBound("seq", microBatchTokens(prefillChunk))
-        .withBound("past", ceilTo(maxKv, KV_BUCKET)));
+        .withBound("past", ceilTo(maxKv + 1, KV_BUCKET)));
   }
 
   /**
@@ -309,7 +314,7 @@ public final class StepModel {
       List<StepTiming> parts = new ArrayList<>();
       for (long done = 0; done < t; done += chunk) {
         parts.add(run(prefill, Map.of("batch", 1L, "seq", Math.min(chunk, t - done),
-            "past", done)));
+            "past", done), Map.of()));
       }
       return sum(parts);
     });
@@ -346,19 +351,26 @@ public final class StepModel {
   }
 
   /**
-   * One step program: a prompt of {@code tokens} (at most the chunk) and {@code batch} decodes
-   * whose longest cache is {@code past} tokens, the weights read once per micro-batch.
+   * One step program: a prompt of {@code tokens} (at most the chunk) and a decode per entry of
+   * {@code pastLengths} (the tokens its cache holds), the weights read once per micro-batch.
    */
-  public StepTiming step(long tokens, long batch, long past) {
+  public StepTiming step(long tokens, long[] pastLengths) {
+    int batch = pastLengths.length;
     if (tokens > chunk || batch < 1 || batch > maxDecodeBatch) {
       throw new IllegalArgumentException("a step program takes a prompt of at most " + chunk
           + " tokens and 1 to " + maxDecodeBatch + " decodes; got " + tokens + " and " + batch);
     }
     long rows = stepRows(batch);
-    long bucket = ceilTo(past, KV_BUCKET);
+    long longest = java.util.Arrays.stream(pastLengths).max().getAsLong();
+    long capacity = ceilTo(longest + 1, KV_BUCKET);
+    long mean = ceilTo((java.util.Arrays.stream(pastLengths).sum() + batch - 1) / batch, KV_BUCKET);
     long seq = microBatchTokens(tokens);
-    return stepMemo.computeIfAbsent(List.of(seq, rows, bucket),
-        k -> run(step, Map.of("batch", rows, "seq", seq, "past", bucket)));
+    return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> {
+      // the rows the batch is rounded up by stand at the mean
+      long[] lengths = java.util.Arrays.copyOf(pastLengths, (int) rows);
+      java.util.Arrays.fill(lengths, batch, (int) rows, Math.min(mean, capacity - 1));
+      return run(step, Map.of("batch", rows, "seq", seq, "past", capacity), Map.of("past_lengths", lengths));
+    });
   }
 
   /** A micro-batch's tokens for a prompt of {@code tokens}: an odd prompt is padded by one. */
@@ -376,13 +388,13 @@ public final class StepModel {
   public StepTiming decode(long batch, long past) {
     long bucket = ceilTo(past, KV_BUCKET);
     return decodeMemo.computeIfAbsent(List.of(batch, bucket),
-        k -> run(decode, Map.of("batch", batch, "seq", 1L, "past", bucket)));
+        k -> run(decode, Map.of("batch", batch, "seq", 1L, "past", bucket), Map.of()));
   }
 
-  private StepTiming run(CompiledProgram p, Map<String, Long> dims) {
+  private StepTiming run(CompiledProgram p, Map<String, Long> dims, Map<String, long[]> arrays) {
     timingRuns++;
     MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.program(), chips, target,
-        Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims);
+        Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims, arrays);
     TimingReport c = r.chips().get(0);
     long linkBytes = r.linkBytes() / chips;
     double linkBound = chips < 2 || r.collectives() == 0 ? 0

@@ -113,7 +113,7 @@ class CompileCommandTest {
         out.toString());
     assertEquals(0, r.code(), r.err());
     var names = symbols(out);
-    assertTrue(names.contains("IN input_ids") && names.contains("IN decode_ids")
+    assertTrue(names.contains("IN input_ids") && names.contains("IN decode_ids") && names.contains("IN past_lengths")
         && names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
         && names.contains("OUT prompt.present.1.value") && names.contains("OUT logits"),
         names.toString());

@@ -147,7 +147,9 @@ class ServingSimulatorTest {
     // wide enough for the linear weights to outweigh the rope tables (8 MB), and a batch the
     // step program runs unpadded (StepModel.stepRows)
     StepModel m = model(config("mid", 1024, 2048, 2, 8, 2, 512), 2, 64, 16, 64 + 8, null);
-    var step = m.step(64, 16, 64);
+    long[] pastLengths = new long[16];
+    java.util.Arrays.fill(pastLengths, 64);
+    var step = m.step(64, pastLengths);
     var prefill = m.prefill(64);
     var decode = m.decode(16, 64);
     long separate = prefill.hbmBytesPerChip() + decode.hbmBytesPerChip();

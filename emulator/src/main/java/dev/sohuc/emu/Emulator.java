@@ -21,7 +21,8 @@ import java.util.TreeSet;
  * <p>Launch protocol. Constants are loaded at their HBM address, inputs at their symbols' HBM
  * addresses, and the argument block (64-bit little-endian words: one per dim slot, an argument
  * array's capacity per array slot) at {@link #argBase()}: the first 4 KiB boundary above every
- * symbol and constant.
+ * symbol, constant and the program's working memory (its metadata's {@code hbm_bytes}), so that
+ * the program's own writes never reach the block it reads lengths from as it runs.
  */
 public final class Emulator {
   /** Where the argument block goes: above everything else, aligned. */
@@ -43,6 +44,7 @@ public final class Emulator {
     for (SohuProgram.Symbol s : program.symbols()) {
       top = Math.max(top, s.hbmAddress() + s.byteSize());
     }
+    top = Math.max(top, workingMemoryEnd(program));
     this.argBase = (top + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
     long blockEnd = argBase + 8L * program.argWords();
     if (blockEnd > target.hbmBytes() || top < 0) {
@@ -56,6 +58,23 @@ public final class Emulator {
             + "input of that name to take its values from");
       }
     }
+  }
+
+  /** The end of the HBM the program says it uses (metadata {@code hbm_bytes}), else 0. */
+  private static long workingMemoryEnd(SohuProgram program) {
+    String v = program.metadata().get("hbm_bytes");
+    if (v == null) {
+      return 0;
+    }
+    try {
+      long end = Long.parseLong(v);
+      if (end >= 0) {
+        return end;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new EmulatorException("metadata hbm_bytes \"" + v + "\" is not a byte count");
   }
 
   /**

@@ -99,10 +99,11 @@ class HfCompiledNumericsTest {
   }
 
   /**
-   * A serving step (one prompt, whole or in micro-batches ("llama x2"), and a batch of decodes
-   * through the same weights, one binary with seq, batch and past symbolic) against ORT running
-   * the prompt and the decodes as two graphs:
-   * the step's logits rows are the prompt's last position and each decode's, its caches theirs.
+   * A serving step (one prompt, whole or in micro-batches ("llama x2"), and a batch of decodes,
+   * each with its own KV length, through the same weights; one binary with seq, batch and past
+   * symbolic and the lengths in the argument block) against ORT running the prompt, and each
+   * decode alone over its own cache: the step's logits rows are the prompt's last position and
+   * each decode's, its caches theirs (each decode's positions past its new one unchanged).
    */
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama", "qwen2", "phi3", "llama x2", "gemma x2", "mixtral x3"})
@@ -119,8 +120,9 @@ class HfCompiledNumericsTest {
     long kvHeads = m.get("num_key_value_heads");
     long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
         : m.get("hidden_size") / m.get("num_attention_heads");
-    long decodes = 3;
-    long past = 5;
+    long[] pastLengths = {2, 0, 4};
+    int decodes = pastLengths.length;
+    long capacity = 5;
 
     long promptLen = micro * PROMPT;
     long[] prompt = randomIds(random, promptLen, vocab);
@@ -128,17 +130,17 @@ class HfCompiledNumericsTest {
     Map<String, HostTensor> in = new LinkedHashMap<>();
     in.put("input_ids", ids(prompt, micro, PROMPT));
     in.put("decode_ids", ids(decodeIds, decodes, 1));
-    Map<String, Input> ortDecodeIn = new LinkedHashMap<>();
-    ortDecodeIn.put("input_ids", Input.longs(decodeIds, decodes, 1));
-    long[] cacheShape = {decodes, kvHeads, past, headDim};
+    in.put("past_lengths", ids(pastLengths, decodes));
+    long[] cacheShape = {decodes, kvHeads, capacity, headDim};
+    Map<String, float[]> caches = new LinkedHashMap<>();
     for (int i = 0; i < layers; i++) {
       for (String kv : new String[] {"key", "value"}) {
-        float[] cache = new float[(int) (decodes * kvHeads * past * headDim)];
+        float[] cache = new float[(int) (decodes * kvHeads * capacity * headDim)];
         for (int j = 0; j < cache.length; j++) {
           cache[j] = (float) random.nextGaussian();
         }
         in.put("past_key_values." + i + "." + kv, HostTensor.ofF32(cacheShape, cache));
-        ortDecodeIn.put("past_key_values." + i + "." + kv, Input.floats(cache, cacheShape));
+        caches.put(i + "." + kv, cache);
       }
     }
     Map<String, HostTensor> step = emulate(compile(HfImporter.importModel(dir,
@@ -147,29 +149,53 @@ class HfCompiledNumericsTest {
     Map<String, float[]> ortPrompt = OrtReference.run(
         ReferenceModels.build(m, 1, promptLen, 0).modelBytes(),
         Map.of("input_ids", Input.longs(prompt, 1, promptLen)));
-    Map<String, float[]> ortDecode = OrtReference.run(
-        ReferenceModels.build(m, decodes, 1, past).modelBytes(), ortDecodeIn);
-    float[] promptLogits = ortPrompt.get("logits");
-    float[] decodeLogits = ortDecode.get("logits");
-    float[] want = new float[(int) ((1 + decodes) * vocab)];
-    System.arraycopy(promptLogits, (int) ((promptLen - 1) * vocab), want, 0, (int) vocab);
-    System.arraycopy(decodeLogits, 0, want, (int) vocab, decodeLogits.length);
     Map<String, float[]> expected = new LinkedHashMap<>();
-    expected.put("logits", want);
+    float[] want = new float[(int) ((1 + decodes) * vocab)];
+    System.arraycopy(ortPrompt.get("logits"), (int) ((promptLen - 1) * vocab), want, 0, (int) vocab);
     for (var e : ortPrompt.entrySet()) {
       if (e.getKey().startsWith("present.")) {
         expected.put("prompt." + e.getKey(), e.getValue());
       }
     }
-    for (var e : ortDecode.entrySet()) {
-      if (e.getKey().startsWith("present.")) {
-        expected.put(e.getKey(), e.getValue());
+    // the step's caches: the inputs, with each decode's ORT cache over its first positions
+    caches.forEach((k, v) -> expected.put("present." + k, v.clone()));
+    for (int row = 0; row < decodes; row++) {
+      int b = row;
+      long len = pastLengths[b];
+      Map<String, Input> ortDecodeIn = new LinkedHashMap<>();
+      ortDecodeIn.put("input_ids", Input.longs(new long[] {decodeIds[b]}, 1, 1));
+      long[] ownShape = {1, kvHeads, len, headDim};
+      if (len > 0) {
+        // (a reference model of no past is a prefill: it takes no caches)
+        caches.forEach((k, v) -> ortDecodeIn.put("past_key_values." + k,
+            Input.floats(positions(v, b, kvHeads, capacity, headDim, 0, len), ownShape)));
+      }
+      Map<String, float[]> ortDecode = OrtReference.run(
+          ReferenceModels.build(m, 1, 1, len).modelBytes(), ortDecodeIn);
+      System.arraycopy(ortDecode.get("logits"), 0, want, (int) ((1 + b) * vocab), (int) vocab);
+      for (String k : caches.keySet()) {
+        float[] present = ortDecode.get("present." + k);
+        float[] full = expected.get("present." + k);
+        for (int h = 0; h < kvHeads; h++) {
+          System.arraycopy(present, (int) (h * (len + 1) * headDim), full,
+              (int) (((b * kvHeads + h) * capacity) * headDim), (int) ((len + 1) * headDim));
+        }
       }
     }
+    expected.put("logits", want);
     assertClose(variant + " step", expected, step);
     assertArrayEquals(new long[] {1, 1 + decodes, vocab}, step.get("logits").shape());
-    assertArrayEquals(new long[] {decodes, kvHeads, past + 1, headDim},
-        step.get("present.0.key").shape());
+    assertArrayEquals(cacheShape, step.get("present.0.key").shape());
+  }
+
+  /** Positions {@code [from, to)} of batch row {@code b} of a {@code [B, heads, t, d]} cache. */
+  private static float[] positions(float[] cache, int b, long heads, long t, long d, long from, long to) {
+    float[] out = new float[(int) (heads * (to - from) * d)];
+    for (int h = 0; h < heads; h++) {
+      System.arraycopy(cache, (int) (((b * heads + h) * t + from) * d), out, (int) (h * (to - from) * d),
+          (int) ((to - from) * d));
+    }
+    return out;
   }
 
   @Test
