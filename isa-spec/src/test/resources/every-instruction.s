@@ -69,6 +69,7 @@ end_outer:
     rmsnorm  r8, r9, r8, r9, r14, r12, r13, bf16, eps=1.0E-5
     rope     half, r8, r9, r8, r9, r14, r15, r17, r16, r12, r13, f32
     rope     interleaved, r8, r9, r8, r9, r14, r15, r17, r16, r12, r13, bf16
+    rope     half, r8, r9, r8, r9, r14, r15, r17, r16, r12, r13, f32, group=r7
     vglu     silu, r8, r9, r10, r9, r11, r9, r12, r13, bf16
     vglu     gelu_erf, r8, r9, r10, r9, r11, r9, r12, r13, f32
     cvt      r8, r9, i8, r10, r11, f32, r12, r13, scale=0.05, div=1

@@ -123,8 +123,9 @@ final class Lowering {
           ? "rms_norm over a symbolic dim" : requireF32(n);
       case TransformerOp.Rope r -> r.style() != TransformerOp.RopeStyle.ROTATE_HALF
           ? "interleaved rope" : !r.x().type().dim(r.x().type().rank() - 1).isStatic()
-          ? "rope over a symbolic head size" : !leadingOnes(r.cos().type(), 2)
-          ? "rope tables with batch or head dims" : requireF32(n);
+          ? "rope over a symbolic head size" : !leadingOnes(r.cos().type(), 2) && !tablePerSequence(r)
+          ? "rope tables with batch or head dims (other than a row per sequence of one position)"
+          : requireF32(n);
       case TransformerOp.Gelu g -> requireF32(n);
       case TransformerOp.Silu s -> requireF32(n);
       case TransformerOp.SwiGlu s -> requireF32(n);
@@ -198,6 +199,24 @@ final class Lowering {
 
   private static boolean lastAxis(long axis, TensorType t) {
     return Math.floorMod(axis, Math.max(1, t.rank())) == t.rank() - 1;
+  }
+
+  /**
+   * A rope over one position per sequence ({@code [B, .., 1, D]}) whose tables hold a row per
+   * sequence ({@code [B, 1, .., 1, R]}): the sequence's heads share its row.
+   */
+  private static boolean tablePerSequence(TransformerOp.Rope r) {
+    TensorType x = r.x().type();
+    TensorType c = r.cos().type();
+    if (c.rank() != x.rank() || x.rank() < 3 || !x.dim(x.rank() - 2).is(1) || !c.dim(0).equals(x.dim(0))) {
+      return false;
+    }
+    for (int i = 1; i < c.rank() - 1; i++) {
+      if (!c.dim(i).is(1)) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private static boolean leadingOnes(TensorType t, int keep) {
@@ -1193,7 +1212,8 @@ final class Lowering {
    * holds the same positions of every plane, one DMA each way, and one rope per plane reads
    * the tile's table rows: a stream per plane would drain at every plane (its first load's
    * latency and last store exposed, 64 heads times). A decode step (one position) streams its
-   * planes as rows that all read table row 0.
+   * planes as rows that all read table row 0, or with a table row per sequence, each sequence's
+   * heads (rows) its row.
    */
   private void rope(Node n, TransformerOp.Rope r) {
     TensorType xt = r.x().type();
@@ -1203,12 +1223,15 @@ final class Lowering {
     Dim s = xt.dim(rank - 2);
     Dim planes = product(xt.dims().subList(0, rank - 2));
     boolean oneRow = s.evaluate(bounds) <= 1;
+    boolean perSequence = !leadingOnes(r.cos().type(), 2);
     long rowBytes = d * 4;
     long tableBound = sizeAtBound(r.cos());
     // row tiles: the table at its bound can be longer than one DMA row (131071 bytes)
     int cosBuf = e.li(preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
     int sinBuf = e.li(preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
-    int tableStride = oneRow ? 0 : e.konst(rot * 4);
+    int tableStride = oneRow && !perSequence ? 0 : e.konst(rot * 4);
+    // a sequence's rows (its heads) read one table row
+    int group = perSequence ? dimReg(product(xt.dims().subList(1, rank - 1))) : 0;
     int colsReg = e.konst(d);
     int rotReg = e.konst(rot);
     int rs = e.konst(rowBytes);
@@ -1250,7 +1273,7 @@ final class Lowering {
             e.vun(UnaryFn.NONE, y, rs, x, rs, rr, colsReg);
           }
           e.emit(new Insn.Rope(RopeMode.HALF, y, 0, rs, x, 0, rs, cosBuf, 0, sinBuf, 0,
-              tableStride, st, rr, rotReg, DType.F32, 0, 0));
+              tableStride, st, rr, rotReg, DType.F32, group, 0, 0));
           if (!oneRow) {
             e.add(x, x, planeStep);
             e.add(y, y, planeStep);
@@ -1258,7 +1281,7 @@ final class Lowering {
           }
           e.emit(Emitter.fence(Engine.VPU, 0, TOK_STORE));
           e.free(x, y);
-        }, true, new int[0], null, !oneRow, null,
+        }, true, new int[0], null, !oneRow || perSequence, null,
         oneRow ? null : new Planes(planeCount, perStream, planeBytes));
     if (!oneRow) {
       // the next planes
@@ -1267,7 +1290,7 @@ final class Lowering {
       e.sub(planesLeft, planesLeft, planeCount);
       e.endLoop(chunkLoop);
     }
-    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, planeBytes, src, dst, chunkBytes);
+    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, planeBytes, src, dst, chunkBytes, group);
   }
 
   /** Fewest positions a tile of a rope stream holds when its planes do not all fit at once. */

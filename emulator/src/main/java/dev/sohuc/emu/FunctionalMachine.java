@@ -1110,16 +1110,20 @@ final class FunctionalMachine {
     long pos = r[p.pos()];
     int dst = tile("rope dst", r[p.dst()] + p.dstOff(), ds, rows, cols, t);
     int src = tile("rope src", r[p.src()] + p.srcOff(), ss, rows, cols, t);
+    // rows pos .. pos+rows-1 read table rows first .. (pos+rows-1)/group
+    long group = Math.max(1, r[p.group()]);
+    long first = Math.floorDiv(pos, group);
     long cosRow0;
     long sinRow0;
     try {
-      cosRow0 = Math.addExact(r[p.cos()] + p.cosOff(), Math.multiplyExact(pos, ts));
-      sinRow0 = Math.addExact(r[p.sin()] + p.sinOff(), Math.multiplyExact(pos, ts));
+      cosRow0 = Math.addExact(r[p.cos()] + p.cosOff(), Math.multiplyExact(first, ts));
+      sinRow0 = Math.addExact(r[p.sin()] + p.sinOff(), Math.multiplyExact(first, ts));
     } catch (ArithmeticException e) {
       throw Fault.oob("rope: table row pos = " + pos + " overflows the table address");
     }
-    int cb = tile("rope cos table (rows pos..pos+rows-1)", cosRow0, ts, rows, h, t);
-    int sb = tile("rope sin table (rows pos..pos+rows-1)", sinRow0, ts, rows, h, t);
+    long tableRows = Math.floorDiv(pos + rows - 1, group) - first + 1;
+    int cb = tile("rope cos table (rows (pos..pos+rows-1)/group)", cosRow0, ts, tableRows, h, t);
+    int sb = tile("rope sin table (rows (pos..pos+rows-1)/group)", sinRow0, ts, tableRows, h, t);
     boolean half = p.mode() == RopeMode.HALF;
     long rb = (long) cols * t.bytes();
     rows(rows, cols, 3, disjoint(span(dst, ds, rows, rb), span(src, ss, rows, rb)), (i, buf) -> {
@@ -1127,8 +1131,9 @@ final class FunctionalMachine {
       float[] cs = buf[1];
       float[] sn = buf[2];
       Elem.loadRow(sram, (int) (src + i * ss), cols, t, x);
-      Elem.loadRow(sram, (int) (cb + i * ts), h, t, cs);
-      Elem.loadRow(sram, (int) (sb + i * ts), h, t, sn);
+      long row = Math.floorDiv(pos + i, group) - first;
+      Elem.loadRow(sram, (int) (cb + row * ts), h, t, cs);
+      Elem.loadRow(sram, (int) (sb + row * ts), h, t, sn);
       for (int c = 0; c < h; c++) {
         int i1 = half ? c : 2 * c;
         int i2 = half ? c + h : 2 * c + 1;

@@ -382,6 +382,7 @@ class VpuInstructionTest {
     }
   }
 
+  /** Half and interleaved pairs; with a group of 2, rows (pos + i) / 2 of the tables. */
   @Test
   void ropeHalfAndInterleaved() {
     int rows = 3;
@@ -389,8 +390,10 @@ class VpuInstructionTest {
     int pos = 2;
     FunctionalMachine m = TestSupport.machine(regs(rows, cols, 32, 16) + """
         li r24, 2
+        li r25, 2
         rope half, r12+0, r22, r10+0, r22, r11+0, r11+256, r23, r24, r20, r21, f32
         rope interleaved, r13+0, r22, r10+0, r22, r11+0, r11+256, r23, r24, r20, r21, f32
+        rope half, r14+0, r22, r10+0, r22, r11+0, r11+256, r23, r24, r20, r21, f32, group=r25
         halt
         """);
     Random rnd = new Random(8);
@@ -415,6 +418,7 @@ class VpuInstructionTest {
     for (int i = 0; i < rows; i++) {
       float[] half = x[i].clone();
       float[] inter = x[i].clone();
+      float[] grouped = x[i].clone();
       for (int c = 0; c < 4; c++) {
         float cs = cos[pos + i][c];
         float sn = sin[pos + i][c];
@@ -422,10 +426,15 @@ class VpuInstructionTest {
         half[c + 4] = x[i][c + 4] * cs + x[i][c] * sn;
         inter[2 * c] = x[i][2 * c] * cs - x[i][2 * c + 1] * sn;
         inter[2 * c + 1] = x[i][2 * c + 1] * cs + x[i][2 * c] * sn;
+        float gc = cos[(pos + i) / 2][c];
+        float gs = sin[(pos + i) / 2][c];
+        grouped[c] = x[i][c] * gc - x[i][c + 4] * gs;
+        grouped[c + 4] = x[i][c + 4] * gc + x[i][c] * gs;
       }
       for (int j = 0; j < cols; j++) {
         assertEquals(half[j], TestSupport.get(m, 8192 + 32 * i + 4 * j, F32), "half " + i);
         assertEquals(inter[j], TestSupport.get(m, 12288 + 32 * i + 4 * j, F32), "inter " + i);
+        assertEquals(grouped[j], TestSupport.get(m, 16384 + 32 * i + 4 * j, F32), "group " + i);
       }
     }
   }

@@ -385,17 +385,25 @@ final class DecoderModel {
     return rotaryFromPositions(g, g.reshape(pos, List.of(seq, Dim.of(1)), loc, "positions.column"));
   }
 
-  /** cos and sin {@code [batch, rotaryDim]} at each position of {@code positions [batch]}. */
+  /**
+   * cos and sin {@code [batch, 1, 1, rotaryDim]} at each position of {@code positions [batch]}
+   * (to broadcast over a sequence's heads).
+   */
   private Value[] rotaryAt(Graph g, Value positions) {
     Location loc = new Location("model.rotary_emb");
+    Dim batch = positions.type().dim(0);
+    Value[] tables;
     if (inlineRopeTables(g)) {
-      return new Value[] {
+      tables = new Value[] {
           g.b.add(new TransformerOp.Embedding(cosTable, positions), loc, "cos.at"),
           g.b.add(new TransformerOp.Embedding(sinTable, positions), loc, "sin.at")};
+    } else {
+      Value pos = g.b.add(new ElementwiseOp.Cast(positions, ElementType.F32), loc, "positions.at");
+      tables = rotaryFromPositions(g, g.reshape(pos, List.of(batch, Dim.of(1)), loc, "positions.at.column"));
     }
-    Value pos = g.b.add(new ElementwiseOp.Cast(positions, ElementType.F32), loc, "positions.at");
-    return rotaryFromPositions(g, g.reshape(pos, List.of(positions.type().dim(0), Dim.of(1)), loc,
-        "positions.at.column"));
+    List<Dim> perSequence = List.of(batch, Dim.of(1), Dim.of(1), Dim.of(rotaryDim));
+    return new Value[] {g.reshape(tables[0], perSequence, loc, "cos.at.rows"),
+        g.reshape(tables[1], perSequence, loc, "sin.at.rows")};
   }
 
   /**
@@ -508,17 +516,16 @@ final class DecoderModel {
 
   /**
    * The decodes' rows {@code [1, batch, n * head_dim]} as heads {@code [batch, n, 1, head_dim]},
-   * rotated by {@code cosSin} (row b's tables, {@code [batch, rotary_dim]}) unless it is null: the
-   * rows are split as the positions of one sequence, {@code [1, n, batch, head_dim]}, so that
-   * rope reads each its own table row.
+   * rotated by {@code cosSin} (row b's tables, {@code [batch, 1, 1, rotary_dim]}: shared by its
+   * heads) unless it is null.
    */
   private Value decodeHeads(Graph g, Value rows, Dim batch, long n, Value[] cosSin, Location loc, String hint) {
-    Value x = g.splitHeads(rows, Dim.of(1), batch, n, headDim, loc, hint);
-    if (cosSin != null) {
-      x = g.b.add(new TransformerOp.Rope(x, cosSin[0], cosSin[1], TransformerOp.RopeStyle.ROTATE_HALF), loc,
-          hint + "_rot");
+    Value x = g.splitHeads(rows, batch, Dim.of(1), n, headDim, loc, hint);
+    if (cosSin == null) {
+      return x;
     }
-    return g.transpose(x, List.of(2L, 1L, 0L, 3L), loc, hint + ".heads");
+    return g.b.add(new TransformerOp.Rope(x, cosSin[0], cosSin[1], TransformerOp.RopeStyle.ROTATE_HALF), loc,
+        hint + "_rot");
   }
 
   /** Attention of {@code [batch, heads, seq, head_dim]} queries, heads merged: {@code [batch, seq, ..]}. */

@@ -143,7 +143,7 @@ public sealed interface Insn {
   record Rope(
       RopeMode mode, int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride,
       int cos, int cosOff, int sin, int sinOff, int tableStride, int pos, int rows, int cols,
-      DType dtype, int waitTok, int signalTok) implements Insn {}
+      DType dtype, int group, int waitTok, int signalTok) implements Insn {}
 
   /** {@code vglu} (VPU engine); semantics in docs/isa.md. */
   record Vglu(

@@ -416,7 +416,10 @@ public final class InsnTable {
         .addr("sin", 10, "SRAM byte address of the sine table (row 0)")
         .reg("table_stride", "row stride of both tables")
         .reg("pos", "position of row 0: row i uses table row pos + i"))
-        .semantics("Row i uses t = pos + i and h = cols/2 (cols must be even). For c < h, with (x1, "
+        .reg("group", "rows per table row: row i uses table row (pos + i) / group, so the heads "
+            + "of one sequence share its row (r0: one row each)").kw(0)
+        .semantics("Row i uses t = (pos + i) / g, with g the group register's value (1 when it is "
+            + "r0 or below 1), and h = cols/2 (cols must be even). For c < h, with (x1, "
             + "x2) = (x[c], x[c+h]) (half) or (x[2c], x[2c+1]) (interleaved) and cs = cos[t][c], "
             + "sn = sin[t][c]: y1 = x1*cs - x2*sn, y2 = x2*cs + x1*sn, in f32, rounded to dtype.")
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
