@@ -160,6 +160,25 @@ class ServingSimulatorTest {
     assertTrue(step.flopsPerChip() > decode.flopsPerChip());
   }
 
+  /**
+   * A step's decodes attend over their own KV lengths: with one decode at the longest length (the
+   * same cache capacity) and the rest short, the step reads fewer KV bytes and takes less time
+   * than with every decode at the longest.
+   */
+  @Test
+  void decodesWithShortCachesReadOnlyTheirKeys() throws IOException {
+    StepModel m = model(config("ragged", 1024, 2048, 2, 8, 2, 512), 2, 64, 16, 1024, null);
+    long[] longest = new long[16];
+    java.util.Arrays.fill(longest, 1000);
+    long[] ragged = longest.clone();
+    java.util.Arrays.fill(ragged, 1, 16, 10);
+    var all = m.step(64, longest);
+    var mixed = m.step(64, ragged);
+    assertTrue(mixed.hbmBytesPerChip() < all.hbmBytesPerChip(),
+        mixed.hbmBytesPerChip() + " bytes vs " + all.hbmBytesPerChip() + " at the longest");
+    assertTrue(mixed.seconds() < all.seconds(), mixed.seconds() + " s vs " + all.seconds() + " s");
+  }
+
   @Test
   void doublingPeakFlopsRoughlyHalvesComputeBoundPrefill() throws IOException {
     // fp32 peak low and HBM fast: a 512-token prefill of a 2048-wide model is compute-bound

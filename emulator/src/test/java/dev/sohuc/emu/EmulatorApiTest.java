@@ -163,6 +163,21 @@ class EmulatorApiTest {
     assertEquals(0x3000, emulator().argBase());
   }
 
+  /** And above the working memory the program declares (its intermediates), which it writes. */
+  @Test
+  void argumentBlockSitsAboveTheWorkingMemory() {
+    SohuProgram p = TestSupport.asm(DOUBLER);
+    java.util.TreeMap<String, String> meta = new java.util.TreeMap<>(p.metadata());
+    meta.put("hbm_bytes", Long.toString(0x5432));
+    SohuProgram withMemory = new SohuProgram(p.target(), p.code(), p.constants(), p.symbols(), p.debug(), meta,
+        p.args());
+    assertEquals(0x6000, new Emulator(withMemory, TestSupport.TINY, Options.defaults()).argBase());
+    meta.put("hbm_bytes", "lots");
+    SohuProgram bad = new SohuProgram(p.target(), p.code(), p.constants(), p.symbols(), p.debug(), meta, p.args());
+    assertEquals("metadata hbm_bytes \"lots\" is not a byte count", assertThrows(EmulatorException.class,
+        () -> new Emulator(bad, TestSupport.TINY, Options.defaults())).getMessage());
+  }
+
   /** y[i] = table[pos[i]]: the positions reach the control unit as an argument array. */
   static final String GATHER_ROWS = """
       .symbol in, "table", f32, [8, 4], 0x1000, 128
