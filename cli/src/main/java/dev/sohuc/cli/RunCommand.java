@@ -135,14 +135,14 @@ final class RunCommand implements Callable<Integer> {
           }
         }
       }
+      Map<String, long[]> arrays = new LinkedHashMap<>(emu.arrayValues(in));
       for (SohuProgram.ArgSlot a : p.args()) {
-        if (a.isArray() && in.isEmpty()) {
-          throw new UserException("argument array " + a.describe() + " holds the values of "
-              + "input " + a.name() + ": give them with --inputs DIR (--shape gives only dims)");
+        if (a.isArray() && !arrays.containsKey(a.name())) {
+          arrays.put(a.name(), uniformArray(p, a, args));
         }
       }
       long t0 = System.nanoTime();
-      TimingReport r = emu.runTiming(args, emu.arrayValues(in));
+      TimingReport r = emu.runTiming(args, arrays);
       if (report) {
         out.print(r.render());
         out.printf(Locale.ROOT, "emulated in %.3f s%n", (System.nanoTime() - t0) / 1e9);
@@ -184,6 +184,37 @@ final class RunCommand implements Callable<Integer> {
     }
     out.flush();
     return 0;
+  }
+
+  /**
+   * Timing without input files: an argument array's value for every element of its input from
+   * {@code --shape NAME=V} (taken out of the dims), the element count from the input's shape.
+   */
+  private static long[] uniformArray(SohuProgram p, SohuProgram.ArgSlot a, Map<String, Long> args) {
+    Long value = args.remove(a.name());
+    if (value == null) {
+      throw new UserException("argument array " + a.describe() + " holds the values of input " + a.name()
+          + ": give them with --inputs DIR, or one value for every element with --shape " + a.name() + "=N");
+    }
+    SohuProgram.Symbol input = p.symbols().stream().filter(x -> x.name().equals(a.name())).findFirst()
+        .orElseThrow();
+    long count = 1;
+    for (SohuProgram.Dim d : input.shape()) {
+      Long n = d instanceof SohuProgram.Dim.Fixed f ? Long.valueOf(f.size())
+          : args.get(((SohuProgram.Dim.Sym) d).name());
+      if (n == null) {
+        throw new UserException("input " + a.name() + ": its dimension " + d + " is not given (--shape "
+            + d + "=N), so its element count is unknown");
+      }
+      count *= n;
+    }
+    if (count > a.values().capacity()) {
+      throw new UserException("input " + a.name() + ": " + count + " elements, more than the "
+          + a.values().capacity() + " of its argument array");
+    }
+    long[] values = new long[(int) count];
+    java.util.Arrays.fill(values, value);
+    return values;
   }
 
   /**

@@ -148,7 +148,17 @@ class RunCommandTest {
         "seq=2");
     assertEquals(1, dimsOnly.code());
     assertTrue(dimsOnly.err().contains("argument array pos (words 1..8) holds the values of "
-        + "input pos: give them with --inputs DIR"), dimsOnly.err());
+        + "input pos: give them with --inputs DIR, or one value for every element with --shape pos=N"),
+        dimsOnly.err());
+    // one value for every element: seq = 2 of them
+    CliResult uniform = CliResult.run("run", a.toString(), "--mode", "timing", "--shape", "seq=2",
+        "--shape", "pos=1");
+    assertEquals(0, uniform.code(), uniform.err());
+    CliResult outside = CliResult.run("run", a.toString(), "--mode", "timing", "--shape", "seq=2",
+        "--shape", "pos=2");
+    assertEquals(1, outside.code());
+    assertTrue(outside.err().contains("input pos: element 0 is 2, outside [0, seq) with seq = 2"),
+        outside.err());
     Path in = tmp.resolve("pos");
     Files.createDirectories(in);
     TensorFiles.write(in.resolve("input_0.pb"),
