@@ -59,6 +59,18 @@ class EndToEndOpsTest {
     check(name, func, List.of(Map.of("s", 5L), Map.of("s", 130L)));
   }
 
+  /** The program of one function's text, compiled as {@link #check} compiles it. */
+  static SohuProgram program(String func, BackendOptions options) {
+    return EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + func + "\n}\n", "m.ir"), options)
+        .program;
+  }
+
+  static Map<String, SohuProgram.Symbol> symbols(SohuProgram p) {
+    Map<String, SohuProgram.Symbol> sym = new java.util.HashMap<>();
+    p.symbols().forEach(x -> sym.put(x.name(), x));
+    return sym;
+  }
+
   static List<Tensor> inputs(EndToEndHarness.Compiled c, Map<String, Long> b, Random r) {
     Function fn = c.reference.main();
     List<Tensor> out = new ArrayList<>();
@@ -200,8 +212,7 @@ class EndToEndOpsTest {
     BackendOptions options = BackendOptions.defaults().withTarget(target).withBound("s", 4096);
     check("matmul_blocks", func, options, List.of(Map.of("s", 1300L), Map.of("s", 100L)));
     // HBM traffic: x once, the weights once per block (3), y once
-    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + func + "\n}\n",
-        "m.ir"), options).program;
+    SohuProgram p = program(func, options);
     long bytes = new dev.sohuc.emu.Emulator(p, dev.sohuc.emu.MachineDescription.defaultTarget(),
         dev.sohuc.emu.Options.defaults()).runTiming(Map.of("s", 1300L)).hbmBytes();
     assertEquals(1300 * 512 * 4 + 3 * 512 * 300 * 4 + 1300 * 300 * 4, bytes);
@@ -335,8 +346,7 @@ class EndToEndOpsTest {
           %z = mul %y, %h : tensor<?s x 4096 x f32>
           return %z
         }""");
-    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + func + "\n}\n",
-        "m.ir"), BackendOptions.defaults().withBound("s", 300)).program;
+    SohuProgram p = program(func, BackendOptions.defaults().withBound("s", 300));
     List<String> ops = p.debug().stream().map(SohuProgram.DebugEntry::irOp).distinct().toList();
     assertTrue(ops.contains("rms_norm %y") && ops.contains("rms_norm %y2"), ops.toString());
     assertFalse(ops.stream().anyMatch(o -> o.startsWith("add ")), ops.toString());
@@ -454,10 +464,8 @@ class EndToEndOpsTest {
    */
   @Test
   void pastLengthsLiveInTheArgumentBlock() {
-    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + RAGGED_STEP
-        + "\n}\n", "m.ir"), DECODE_BOUNDS).program;
-    Map<String, SohuProgram.Symbol> sym = new java.util.HashMap<>();
-    p.symbols().forEach(x -> sym.put(x.name(), x));
+    SohuProgram p = program(RAGGED_STEP, DECODE_BOUNDS);
+    Map<String, SohuProgram.Symbol> sym = symbols(p);
     for (String[] io : new String[][] {{"pk", "kc"}, {"pv", "vc"}}) {
       assertEquals(sym.get(io[0]).hbmAddress(), sym.get(io[1]).hbmAddress());
       assertEquals(new SohuProgram.Dim.Sym("p", 300), sym.get(io[1]).shape().get(2));
@@ -503,10 +511,8 @@ class EndToEndOpsTest {
    */
   @Test
   void kvCachesAreAppendedInPlace() {
-    SohuProgram p = EndToEndHarness.compile(() -> IrParser.parse("module @m {\n" + DECODE_STEP
-        + "\n}\n", "m.ir"), DECODE_BOUNDS).program;
-    Map<String, SohuProgram.Symbol> sym = new java.util.HashMap<>();
-    p.symbols().forEach(x -> sym.put(x.name(), x));
+    SohuProgram p = program(DECODE_STEP, DECODE_BOUNDS);
+    Map<String, SohuProgram.Symbol> sym = symbols(p);
     for (String[] io : new String[][] {{"pk", "kc"}, {"pv", "vc"}}) {
       assertEquals(sym.get(io[0]).hbmAddress(), sym.get(io[1]).hbmAddress());
       assertEquals(new SohuProgram.Dim.Sym("p", 301), sym.get(io[0]).shape().get(2));

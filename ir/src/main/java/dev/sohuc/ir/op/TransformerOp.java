@@ -115,12 +115,7 @@ public sealed interface TransformerOp extends Op {
 
     @Override
     public List<TensorType> inferResultTypes() {
-      ElementType t = Shapes.sameElementType(operands(), "cache and new entries");
-      Shapes.requireRank(past, "past", 4);
-      Shapes.requireRank(current, "new", 4);
-      for (int i : new int[] {0, 1, 3}) {
-        Shapes.requireSameDim(past.type().dim(i), current.type().dim(i), "dims " + i + " of cache and new entries");
-      }
+      ElementType t = checkCacheAndNew(past, "past", current);
       List<Dim> out = new ArrayList<>(past.type().dims());
       out.set(2, past.type().dim(2).plus(current.type().dim(2)));
       return List.of(new TensorType(out, t));
@@ -151,15 +146,24 @@ public sealed interface TransformerOp extends Op {
 
     @Override
     public List<TensorType> inferResultTypes() {
-      ElementType t = Shapes.sameElementType(List.of(cache, current), "cache and new entries");
-      Shapes.requireRank(cache, "cache", 4);
-      Shapes.requireRank(current, "new", 4);
-      for (int i : new int[] {0, 1, 3}) {
-        Shapes.requireSameDim(cache.type().dim(i), current.type().dim(i), "dims " + i + " of cache and new entries");
-      }
+      ElementType t = checkCacheAndNew(cache, "cache", current);
       checkPastLengths(pastLengths, cache.type().dim(0));
       return List.of(new TensorType(cache.type().dims(), t));
     }
+  }
+
+  /**
+   * A cache {@code [B, H, T, D]} and new entries {@code [B, H, S, D]} of one element type, which
+   * it returns.
+   */
+  private static ElementType checkCacheAndNew(Value cache, String role, Value current) {
+    ElementType t = Shapes.sameElementType(List.of(cache, current), "cache and new entries");
+    Shapes.requireRank(cache, role, 4);
+    Shapes.requireRank(current, "new", 4);
+    for (int i : new int[] {0, 1, 3}) {
+      Shapes.requireSameDim(cache.type().dim(i), current.type().dim(i), "dims " + i + " of cache and new entries");
+    }
+    return t;
   }
 
   /** The checks on a {@code past_lengths} operand: one integer per batch row. */
