@@ -27,6 +27,10 @@ import java.util.List;
  * tile added with {@code vbin}, {@code softmax} over the run-time T with the causal diagonal
  * {@code s0 + T - S}, then {@code O = P V} with k = T from a register.
  *
+ * <p>With {@code past_lengths}, batch row b sees its own keys: its key count (its past length
+ * plus S, from the argument block: an {@code ldarg} indexed by the row) replaces T in its
+ * tiles' loads, softmax and P V, and its K and V heads lie a cache's capacity apart.
+ *
  * <p>Schedules: a decode step's stacked heads are software-pipelined over the batch's kv heads
  * ({@link #pipelined}); query tiles without a mask keep two tiles in flight, the MXU's
  * products of one overlapping the VPU's softmax of the other ({@link #prefetched}); the rest
@@ -274,7 +278,7 @@ final class AttentionLowering {
     int bIdx = lengths == null ? 0 : e.li(0);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
-    rowKeys(bIdx);
+    keysOf(tReg, bIdx);
     if (mask != null) {
       e.add(mP, mB, 0);
     }
@@ -331,11 +335,6 @@ final class AttentionLowering {
     e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP, mB, mP, mbStep, mhStep, msStep, bIdx);
   }
 
-  /** With past lengths: tReg = the key count of batch row {@code row}, its past length plus S. */
-  private void rowKeys(int row) {
-    keysOf(tReg, row);
-  }
-
   /** {@code rd} = batch row {@code row}'s key count (with past lengths only). */
   private void keysOf(int rd, int row) {
     if (lengths != null) {
@@ -381,6 +380,10 @@ final class AttentionLowering {
     int tiles = e.copy(left);
     this.kvHeads = kvHeads;
     this.tiles = tiles;
+    if (lengths != null && batch.evaluate(l.bounds()) * kvHeads * kvHeads >= 1L << 31) {
+      throw new BackendException("a decode batch of " + batch.evaluate(l.bounds()) + " over " + kvHeads
+          + " kv heads is too large to find each tile's sequence");
+    }
     // with past lengths, the tile computed (its batch row's key count is read per tile)
     int computed = lengths == null ? 0 : e.li(0);
     int qStore = e.copy(qP);
@@ -457,15 +460,15 @@ final class AttentionLowering {
 
   /**
    * {@code rd} = the batch row of tile {@code tile} of the pipelined schedule (a tile per kv
-   * head): the tile over the kv heads, exact for tiles below 2^16 (a multiply and shift for a
-   * divisor that is not a power of two).
+   * head): the tile over the kv heads (for a divisor that is not a power of two, a multiply by
+   * ceil(2^31 / kvHeads) and a shift, exact while tile * kvHeads stays below 2^31: its error,
+   * under kvHeads, then adds less than one step).
    */
   private void tileRow(int rd, int tile) {
     if (Long.bitCount(kvHeads) == 1) {
       e.shri(rd, tile, Long.numberOfTrailingZeros(kvHeads));
       return;
     }
-    // ceil(2^31 / kvHeads): for tile * kvHeads < 2^31 the error stays below one step
     e.mulImm(rd, tile, ((1L << 31) + kvHeads - 1) / kvHeads);
     e.shri(rd, rd, 31);
   }
@@ -553,7 +556,7 @@ final class AttentionLowering {
     int bIdx = lengths == null ? 0 : e.li(0);
     int bLoop = e.beginLoop(bCount, 0);
     e.free(bCount);
-    rowKeys(bIdx);
+    keysOf(tReg, bIdx);
     int kvLoop = e.beginLoop(0, kvHeads);
     // K and V of this kv head: queued before the first query tile's load, which carries LOAD
     loadKv(kv, kP, tReg);
