@@ -265,7 +265,10 @@ public final class IsaDocGenerator {
         the array with a register (`ldarg r5, 3, r7` reads sequence r7's value); r0, the
         default, gives word i alone. The block is as long as its furthest slot reaches, and an
         `ldarg` whose word lies outside it (negative, or at or past its length) traps rather
-        than reading whatever HBM lies beyond.
+        than reading whatever HBM lies beyond. The runtime places the block above all the HBM
+        the program uses: its symbols, its constants and its working memory (the byte count the
+        compiler writes as metadata `hbm_bytes`), so that a program may read the block (a
+        sequence's length) after it has written its intermediates.
 
         ## Numbers: data types and rounding
 
