@@ -1115,13 +1115,14 @@ final class FunctionalMachine {
     long first = Math.floorDiv(pos, group);
     long cosRow0;
     long sinRow0;
+    long tableRows;
     try {
       cosRow0 = Math.addExact(r[p.cos()] + p.cosOff(), Math.multiplyExact(first, ts));
       sinRow0 = Math.addExact(r[p.sin()] + p.sinOff(), Math.multiplyExact(first, ts));
+      tableRows = Math.floorDiv(Math.addExact(pos, rows - 1), group) - first + 1;
     } catch (ArithmeticException e) {
       throw Fault.oob("rope: table row pos = " + pos + " overflows the table address");
     }
-    long tableRows = Math.floorDiv(pos + rows - 1, group) - first + 1;
     int cb = tile("rope cos table (rows (pos..pos+rows-1)/group)", cosRow0, ts, tableRows, h, t);
     int sb = tile("rope sin table (rows (pos..pos+rows-1)/group)", sinRow0, ts, tableRows, h, t);
     boolean half = p.mode() == RopeMode.HALF;

@@ -291,6 +291,17 @@ class TrapTest {
         halt
         """);
     contains(o.getMessage(), "cols = 3 is odd");
+    // a table position at the end of the range: no wrap-around to a negative row
+    Trap far = functional("""
+        li r2, 2
+        li r3, 4
+        li r4, 9223372036854775807
+        li r5, 16
+        li r6, 3
+        rope half, r0+0, r5, r0+0, r5, r0+0, r0+0, r5, r4, r2, r3, f32, group=r6
+        halt
+        """);
+    contains(far.getMessage(), "table row pos = 9223372036854775807 overflows the table address");
   }
 
   @Test
