@@ -193,14 +193,14 @@ final class BenchCommand implements Callable<Integer> {
     m.put("hbm_bandwidth_use", bytes / span / target.hbmBytesPerSecond());
     // the article's batch: one full prefill plus decode_batch decodes, as one step program when
     // the prompt fits a chunk; in the steady state the decodes are one per generated count
-    // 1 .. output_len - 1, each at its own KV length (two programs: all at the longest)
+    // 1 .. output_len - 1, each at its own KV length
     boolean oneProgram = inputLen <= model.prefillChunk();
     long[] pastLengths = new long[decodeBatch];
     for (int i = 0; i < decodeBatch; i++) {
       pastLengths[i] = inputLen + i % Math.max(1, outputLen - 1);
     }
     var p = oneProgram ? model.step(inputLen, pastLengths) : model.prefill(inputLen);
-    var d = model.decode(decodeBatch, inputLen + outputLen - 1);
+    var d = model.decode(pastLengths);
     double batchSeconds = p.seconds() + (oneProgram ? 0 : d.seconds());
     double batchFlops = p.flopsPerChip() + (oneProgram ? 0 : d.flopsPerChip());
     Map<String, Object> batch = new LinkedHashMap<>();

@@ -5,13 +5,18 @@ import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
 /**
- * {@code --decode}, {@code --step} and {@code --micro-batches}: which graph a Hugging Face model
- * is imported as.
+ * {@code --decode [--ragged]}, {@code --step} and {@code --micro-batches}: which graph a Hugging
+ * Face model is imported as.
  */
 final class GraphKindOptions {
   @Option(names = "--decode", description = "Hugging Face models: the decode-step graph (KV cache of "
       + "?past tokens in as past_key_values.N.key/value, present.N.* out)")
   boolean decode;
+
+  @Option(names = "--ragged", description = "With --decode (Hugging Face decoders): one token a "
+      + "sequence, sequence b at position past_lengths[b] (input past_lengths, ?batch) of caches of "
+      + "capacity ?past, its new key and value written there")
+  boolean ragged;
 
   @Option(names = "--step", description = "Hugging Face decoders: the serving-step graph, one prompt "
       + "(input_ids 1x?seq) and ?batch decodes (decode_ids, past_key_values.N.*) through the same "
@@ -30,13 +35,18 @@ final class GraphKindOptions {
       throw new CommandLine.ParameterException(cl, "--decode and --step name different graphs: "
           + "give one");
     }
+    if (ragged && !decode) {
+      throw new CommandLine.ParameterException(cl, "--ragged goes with --decode (a --step graph's "
+          + "decodes always have their own lengths)");
+    }
     if (microBatches < 1 || microBatches > HfOptions.MAX_MICRO_BATCHES
         || (microBatches > 1 && !step)) {
       throw new CommandLine.ParameterException(cl, "--micro-batches " + microBatches
           + ": 1 to " + HfOptions.MAX_MICRO_BATCHES + ", and more than 1 only with --step");
     }
     HfOptions.GraphKind kind = step ? HfOptions.GraphKind.STEP
-        : decode ? HfOptions.GraphKind.DECODE : HfOptions.GraphKind.PREFILL;
+        : decode ? (ragged ? HfOptions.GraphKind.RAGGED_DECODE : HfOptions.GraphKind.DECODE)
+        : HfOptions.GraphKind.PREFILL;
     return new HfOptions(kind, java.util.Map.of(), false, microBatches);
   }
 }

@@ -97,7 +97,7 @@ public final class ServingSimulator {
         pt = model.step(pre.inputLen, pastLengths);
       } else {
         pt = pre == null ? null : model.prefill(pre.inputLen);
-        dt = running.isEmpty() ? null : model.decode(running.size(), past);
+        dt = running.isEmpty() ? null : model.decode(pastLengths);
       }
       double secs = (pt == null ? 0 : pt.seconds()) + (dt == null ? 0 : dt.seconds());
       steps.add(new Step(now, secs, pre == null ? 0 : pre.inputLen, running.size(), past, pt, dt,

@@ -46,18 +46,17 @@ import java.util.Map;
  *       weights are read once per micro-batch instead of once more for the decodes;
  *   <li>a prefill program (batch 1, seq up to the chunk, with a past), for a prompt with nothing
  *       else to run and for the earlier chunks of a prompt longer than the chunk;
- *   <li>a decode program (batch up to the decode batch, seq 1), for a step with no prompt.
+ *   <li>a decode program (HF ragged decode graph: up to the decode batch of decodes, each with
+ *       its own KV length), for a step with no prompt.
  * </ul>
- * A step program's decodes attend over their own KV lengths, in caches of the step's longest
- * length plus one rounded up to a multiple of {@link #KV_BUCKET}; its decode batch is rounded up
- * as {@link #stepRows} says. A step is timed once per (prompt, rows, capacity, mean KV length
- * rounded up to {@link #KV_BUCKET}): with the lengths of the first step of that shape, since a
- * decode's attention work grows with its keys, so steps whose lengths have that mean take about
- * its time. The prefill and decode programs have one {@code past} (every decode of a decode
- * step is padded to the step's longest KV length, rounded up to a multiple of
- * {@link #KV_BUCKET}). Each distinct shape runs once on the timing emulator with the N chips
- * meeting at every allreduce (symmetric group: all chips run the same program on the same
- * dims).
+ * The step and decode programs' decodes attend over their own KV lengths, in caches of the
+ * step's longest length plus one rounded up to a multiple of {@link #KV_BUCKET}; a step
+ * program's decode batch is rounded up as {@link #stepRows} says. Such a step is timed once per
+ * (prompt, rows, capacity, mean KV length rounded up to {@link #KV_BUCKET}): with the lengths of
+ * the first step of that shape, since a decode's attention work grows with its keys, so steps
+ * whose lengths have that mean take about its time. Each distinct shape runs once on the timing
+ * emulator with the N chips meeting at every allreduce (symmetric group: all chips run the same
+ * program on the same dims).
  */
 public final class StepModel {
   public static final int KV_BUCKET = 128;
@@ -141,9 +140,9 @@ public final class StepModel {
     this.chunk = prefillChunk;
     this.prefill = SohuBackend.compile(pre, base.withBound("batch", 1)
         .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET)));
-    Module dec = shard(HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true)));
+    Module dec = shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)));
     this.decode = SohuBackend.compile(dec, base.withBound("batch", maxDecodeBatch)
-        .withBound("seq", 1).withBound("past", ceilTo(maxKv, KV_BUCKET)));
+        .withBound("past", ceilTo(maxKv + 1, KV_BUCKET)));
     this.maxDecodeBatch = maxDecodeBatch;
     Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
         .withMicroBatches(MICRO_BATCHES)));
@@ -361,16 +360,30 @@ public final class StepModel {
           + " tokens and 1 to " + maxDecodeBatch + " decodes; got " + tokens + " and " + batch);
     }
     long rows = stepRows(batch);
-    long longest = java.util.Arrays.stream(pastLengths).max().getAsLong();
-    long capacity = ceilTo(longest + 1, KV_BUCKET);
-    long mean = ceilTo((java.util.Arrays.stream(pastLengths).sum() + batch - 1) / batch, KV_BUCKET);
+    long capacity = capacity(pastLengths);
+    long mean = meanLength(pastLengths);
     long seq = microBatchTokens(tokens);
-    return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> {
-      // the rows the batch is rounded up by stand at the mean
-      long[] lengths = java.util.Arrays.copyOf(pastLengths, (int) rows);
-      java.util.Arrays.fill(lengths, batch, (int) rows, Math.min(mean, capacity - 1));
-      return run(step, Map.of("batch", rows, "seq", seq, "past", capacity), Map.of("past_lengths", lengths));
-    });
+    return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> run(step,
+        Map.of("batch", rows, "seq", seq, "past", capacity), Map.of("past_lengths", padded(pastLengths, rows,
+            Math.min(mean, capacity - 1)))));
+  }
+
+  /** The caches' capacity for these lengths: the longest plus the new position, bucketed. */
+  private static long capacity(long[] pastLengths) {
+    return ceilTo(java.util.Arrays.stream(pastLengths).max().getAsLong() + 1, KV_BUCKET);
+  }
+
+  /** The lengths' mean, rounded up to the bucket. */
+  private static long meanLength(long[] pastLengths) {
+    long n = pastLengths.length;
+    return ceilTo((java.util.Arrays.stream(pastLengths).sum() + n - 1) / n, KV_BUCKET);
+  }
+
+  /** The lengths and, up to {@code rows}, rows at {@code fill} (a batch rounded up). */
+  private static long[] padded(long[] pastLengths, long rows, long fill) {
+    long[] lengths = java.util.Arrays.copyOf(pastLengths, (int) rows);
+    java.util.Arrays.fill(lengths, pastLengths.length, (int) rows, fill);
+    return lengths;
   }
 
   /** A micro-batch's tokens for a prompt of {@code tokens}: an odd prompt is padded by one. */
@@ -384,11 +397,16 @@ public final class StepModel {
         : Long.highestOneBit(batch) == batch ? batch : Long.highestOneBit(batch) << 1;
   }
 
-  /** Decode of {@code batch} sequences whose longest cache is {@code past} tokens. */
-  public StepTiming decode(long batch, long past) {
-    long bucket = ceilTo(past, KV_BUCKET);
-    return decodeMemo.computeIfAbsent(List.of(batch, bucket),
-        k -> run(decode, Map.of("batch", batch, "seq", 1L, "past", bucket), Map.of()));
+  /** Decode of a sequence per entry of {@code pastLengths} (the tokens its cache holds). */
+  public StepTiming decode(long[] pastLengths) {
+    long batch = pastLengths.length;
+    if (batch < 1 || batch > maxDecodeBatch) {
+      throw new IllegalArgumentException("a decode program takes 1 to " + maxDecodeBatch + " decodes; got "
+          + batch);
+    }
+    long capacity = capacity(pastLengths);
+    return decodeMemo.computeIfAbsent(List.of(batch, capacity, meanLength(pastLengths)), k -> run(decode,
+        Map.of("batch", batch, "past", capacity), Map.of("past_lengths", pastLengths)));
   }
 
   private StepTiming run(CompiledProgram p, Map<String, Long> dims, Map<String, long[]> arrays) {

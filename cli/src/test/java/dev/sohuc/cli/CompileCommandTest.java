@@ -4,6 +4,7 @@ import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -120,12 +121,28 @@ class CompileCommandTest {
   }
 
   @Test
+  void raggedDecodeTakesEachSequencesLengthInTheArgumentBlock() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    Path out = dir.resolve("ragged.sohu");
+    CliResult r = run("compile", tiny.toString(), "--decode", "--ragged", "-o", out.toString());
+    assertEquals(0, r.code(), r.err());
+    var names = symbols(out);
+    assertTrue(names.contains("IN input_ids") && names.contains("IN past_lengths")
+        && names.contains("OUT present.1.value") && names.contains("OUT logits"), names.toString());
+    SohuProgram p = SohuReader.read(out);
+    assertTrue(p.args().stream().anyMatch(a -> a.isArray() && a.name().equals("past_lengths")), p.args().toString());
+  }
+
+  @Test
   void graphOptionsThatDoNotGoTogetherAreUsageErrors() throws Exception {
     Path tiny = Path.of("..", "examples", "tiny-llama");
     CliResult both = run("compile", tiny.toString(), "--step", "--decode", "-o",
         dir.resolve("x.sohu").toString());
     assertEquals(2, both.code(), both.err());
     assertTrue(both.err().contains("--decode and --step name different graphs"), both.err());
+    CliResult ragged = run("compile", tiny.toString(), "--ragged", "-o", dir.resolve("x.sohu").toString());
+    assertEquals(2, ragged.code(), ragged.err());
+    assertTrue(ragged.err().contains("--ragged goes with --decode"), ragged.err());
     for (String[] bad : new String[][] {{"--micro-batches", "2"}, {"--step", "--micro-batches",
         "0"}, {"--step", "--micro-batches", "65"}}) {
       String[] args = new String[bad.length + 4];

@@ -151,7 +151,7 @@ class ServingSimulatorTest {
     java.util.Arrays.fill(pastLengths, 64);
     var step = m.step(64, pastLengths);
     var prefill = m.prefill(64);
-    var decode = m.decode(16, 64);
+    var decode = m.decode(pastLengths);
     long separate = prefill.hbmBytesPerChip() + decode.hbmBytesPerChip();
     assertTrue(step.hbmBytesPerChip() < separate,
         step.hbmBytesPerChip() + " bytes vs " + separate + " as two programs");
@@ -209,7 +209,7 @@ class ServingSimulatorTest {
   @Test
   void decodeOnlyMemoryBoundLandsWithin10PercentOfBandwidthBound() throws IOException {
     StepModel m = wide();
-    var t = m.decode(1, 128);
+    var t = m.decode(new long[] {128});
     double bound = t.hbmBytesPerChip() / m.target().hbmBytesPerSecond();
     assertTrue(bound > t.flopsPerChip() / t.peakFlops(), "memory-bound");
     assertTrue(t.seconds() <= 1.10 * bound, t.seconds() + " s vs bound " + bound + " s");

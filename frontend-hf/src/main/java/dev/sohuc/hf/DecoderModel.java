@@ -153,6 +153,9 @@ final class DecoderModel {
     if (ctx.step()) {
       return buildStep();
     }
+    if (ctx.raggedDecode()) {
+      return buildRaggedDecode();
+    }
     Dim batch = ctx.dim("batch");
     Dim seq = ctx.dim("seq");
     Dim past = ctx.decode() ? ctx.dim("past") : Dim.of(0);
@@ -265,6 +268,39 @@ final class DecoderModel {
     outputs.add(new Function.Output("logits", lmHead(g, sampled, table)));
     outputs.addAll(presents);
     outputs.addAll(promptPresents);
+    return finish(g, outputs);
+  }
+
+  /**
+   * A decode step of one token a sequence, sequence b at position {@code past_lengths[b]}: inputs
+   * {@code input_ids [batch, 1]}, {@code past_lengths [batch]} and {@code past_key_values.N.*}
+   * (caches of capacity {@code past}); outputs {@code logits [batch, 1, vocab]} and the caches
+   * {@code present.N.*} with each new key and value written at its sequence's length. The
+   * decodes of {@link #buildStep} without the prompt.
+   */
+  private Function buildRaggedDecode() {
+    Dim batch = ctx.dim("batch");
+    Dim past = ctx.dim("past");
+    Value ids = ModelContext.arg("input_ids", List.of(batch, Dim.of(1)), ElementType.I64);
+    Value pastLengths = ModelContext.arg("past_lengths", List.of(batch), ElementType.I64);
+    List<Value> caches = cacheArguments(batch, past);
+    List<Value> args = new ArrayList<>(List.of(ids, pastLengths));
+    args.addAll(caches);
+    checkPositions(past, Dim.of(0));
+    Graph g = ctx.start(args, "");
+    Value table = embeddingTable(g);
+    Value[] rope = rotaryAt(g, pastLengths);
+    List<Function.Output> presents = new ArrayList<>();
+    Value h = layers(g, List.of(embed(g, table, ids, "embeddings")), (qkv, i, m) -> {
+      Value[] kv = new Value[2];
+      Value a = decodeAttention(g, qkv, i, batch, rope, caches.subList(2 * i, 2 * i + 2), pastLengths, kv);
+      presents.add(new Function.Output("present." + i + ".key", kv[0]));
+      presents.add(new Function.Output("present." + i + ".value", kv[1]));
+      return a;
+    }).get(0);
+    List<Function.Output> outputs = new ArrayList<>();
+    outputs.add(new Function.Output("logits", lmHead(g, rmsNorm(g, h, "model.norm", "final_norm"), table)));
+    outputs.addAll(presents);
     return finish(g, outputs);
   }
 
@@ -494,8 +530,8 @@ final class DecoderModel {
   }
 
   /**
-   * A step's decodes' attention: decode row b ({@code qkv} rows {@code [1, batch, ..]}) over its
-   * own cache ({@code cache}: the layer's past key and value, capacity {@code past}), its new key
+   * A step's decodes' attention: decode row b ({@code qkv} rows {@code [1, batch, ..]} or
+   * {@code [batch, 1, ..]}) over its own cache ({@code cache}: the layer's past key and value, capacity {@code past}), its new key
    * and value written at position {@code pastLengths[b]}. Returns {@code [batch, 1, heads *
    * head_dim]} and puts the written caches in {@code presentOut}.
    */

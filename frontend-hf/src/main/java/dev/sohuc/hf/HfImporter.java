@@ -56,9 +56,11 @@ public final class HfImporter {
         ? dir.resolve(Safetensors.INDEX_FILE) : dir.resolve(Safetensors.SINGLE_FILE);
     Module module = new Module(moduleName(dir, type));
     ModelContext ctx = new ModelContext(c, options, checkpoint, checkpointPath, shapeOnlyType(c), module);
-    if (options.graph() == HfOptions.GraphKind.STEP && List.of("gpt2", "bert").contains(type)) {
-      throw c.error("model_type \"" + type + "\" has no serving-step graph (Llama-family decoders "
-          + "only: llama, mistral, qwen2, gemma, phi3, mixtral)");
+    if ((options.graph() == HfOptions.GraphKind.STEP || options.graph() == HfOptions.GraphKind.RAGGED_DECODE)
+        && List.of("gpt2", "bert").contains(type)) {
+      throw c.error("model_type \"" + type + "\" has no " + (options.graph() == HfOptions.GraphKind.STEP
+          ? "serving-step" : "ragged decode") + " graph (Llama-family decoders only: llama, mistral, qwen2, "
+          + "gemma, phi3, mixtral)");
     }
     switch (type) {
       case "gpt2" -> new Gpt2Model(ctx).build();

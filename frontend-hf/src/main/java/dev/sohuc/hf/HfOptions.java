@@ -6,8 +6,9 @@ import java.util.Map;
  * How to import a Hugging Face model.
  *
  * @param graph       a prefill graph (the whole prompt, writing the KV cache), a decode step
- *                    (reading {@code past_key_values.N.*}, writing {@code present.N.*}) or a
- *                    serving step (one prompt and a batch of decodes through the same weights)
+ *                    (reading {@code past_key_values.N.*}, writing {@code present.N.*}), a ragged
+ *                    decode step (one token a sequence, each at its own KV length) or a serving
+ *                    step (one prompt and a batch of decodes through the same weights)
  * @param dimBindings symbolic dims to fix, by name: {@code --shape seq=2048} is {@code seq -> 2048};
  *                    the dims are {@code batch}, {@code seq} and {@code past}
  * @param shapeOnly   forces weights to be sized placeholders even when a checkpoint exists; a
@@ -23,7 +24,7 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   public static final int MAX_MICRO_BATCHES = 64;
 
   /** Which program the graph computes. */
-  public enum GraphKind { PREFILL, DECODE, STEP }
+  public enum GraphKind { PREFILL, DECODE, RAGGED_DECODE, STEP }
 
   public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
     this(graph, dimBindings, shapeOnly, 1);
@@ -51,6 +52,14 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   /** A decode-step graph with symbolic dims. */
   public static HfOptions decode() {
     return new HfOptions(GraphKind.DECODE, Map.of(), false);
+  }
+
+  /**
+   * A decode step of one token a sequence, sequence b at position {@code past_lengths[b]} of a
+   * cache of capacity {@code past} (Llama-family decoders), with symbolic dims.
+   */
+  public static HfOptions raggedDecode() {
+    return new HfOptions(GraphKind.RAGGED_DECODE, Map.of(), false);
   }
 
   /**

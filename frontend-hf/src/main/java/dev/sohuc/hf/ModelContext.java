@@ -37,6 +37,10 @@ final class ModelContext {
     return options.graph() == HfOptions.GraphKind.DECODE;
   }
 
+  boolean raggedDecode() {
+    return options.graph() == HfOptions.GraphKind.RAGGED_DECODE;
+  }
+
   boolean step() {
     return options.graph() == HfOptions.GraphKind.STEP;
   }

@@ -95,6 +95,42 @@ class StepGraphTest {
             step.get("prompt." + name).floats());
       }
     }
+    assertDecodesMatchAlone(variant, dir, decodeIds, caches, got, 1, vocab, step);
+  }
+
+  /** The ragged decode graph: the step's decodes without a prompt. */
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "llama-longrope", "gemma", "phi3", "mixtral"})
+  void raggedDecodeMatchesEachSequenceAlone(String variant) {
+    TinyModel m = TinyModel.of(variant, 13);
+    Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
+    Random random = new Random(5);
+    long vocab = m.get("vocab_size");
+    long layers = m.get("num_hidden_layers");
+    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
+        : m.get("hidden_size") / m.get("num_attention_heads");
+    long[] decodeIds = HfNumericsTest.randomIds(random, DECODES, vocab);
+    List<Tensor> caches = new ArrayList<>();
+    for (int i = 0; i < 2 * layers; i++) {
+      caches.add(randomCache(random, new long[] {DECODES, m.get("num_key_value_heads"), CAPACITY, headDim}));
+    }
+    List<Tensor> inputs = new ArrayList<>(List.of(HfNumericsTest.ids(decodeIds, 1),
+        Tensor.ofLongs(ElementType.I64, new long[] {DECODES}, PAST_LENGTHS)));
+    inputs.addAll(caches);
+    Map<String, Tensor> out = new Interpreter(HfImporter.importModel(dir, HfOptions.raggedDecode())).run(inputs);
+    assertArrayEquals(new long[] {DECODES, 1, vocab}, out.get("logits").shape());
+    assertDecodesMatchAlone(variant + " ragged decode", dir, decodeIds, caches, out.get("logits").floats(), 0,
+        vocab, out);
+  }
+
+  /**
+   * Decode b ({@code logits} row {@code firstRow + b}, and {@code step}'s present.*) against the
+   * decode graph run on it alone over the first past_lengths[b] positions of its cache; the
+   * positions after its new one are the cache's own.
+   */
+  private static void assertDecodesMatchAlone(String variant, Path dir, long[] decodeIds, List<Tensor> caches,
+      float[] logits, int firstRow, long vocab, Map<String, Tensor> step) {
+    int layers = caches.size() / 2;
     Module decodeGraph = HfImporter.importModel(dir, HfOptions.decode());
     for (int b = 0; b < DECODES; b++) {
       // decode b alone over the first past_lengths[b] positions of its cache
@@ -106,7 +142,7 @@ class StepGraphTest {
       Map<String, Tensor> dec = new Interpreter(decodeGraph).run(decodeInputs);
       String what = variant + " decode " + b;
       assertClose(what + " logits", dec.get("logits").floats(),
-          Arrays.copyOfRange(got, (int) ((1 + b) * vocab), (int) ((2 + b) * vocab)));
+          Arrays.copyOfRange(logits, (int) ((firstRow + b) * vocab), (int) ((firstRow + b + 1) * vocab)));
       for (int i = 0; i < layers; i++) {
         for (String kv : List.of("key", "value")) {
           String name = "present." + i + "." + kv;
@@ -142,6 +178,9 @@ class StepGraphTest {
         () -> HfImporter.importModel(dir, HfOptions.step()));
     assertTrue(e.getMessage().contains("config.json") && e.getMessage().contains("no serving-step graph"),
         e.getMessage());
+    HfImportException ragged = assertThrows(HfImportException.class,
+        () -> HfImporter.importModel(dir, HfOptions.raggedDecode()));
+    assertTrue(ragged.getMessage().contains("no ragged decode graph"), ragged.getMessage());
   }
 
   private static Tensor randomCache(Random random, long[] shape) {
