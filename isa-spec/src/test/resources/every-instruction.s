@@ -35,6 +35,7 @@ start:
     dma      sram, r8, r9, hbm, r10+4096, r11, 256, TILE, wait=1
     dma      hbm, r8-16, r9, sram, r10, r11, 131071, r12+3, planes=r13+2, dst_pstride=r14, src_pstride=r15, signal=2
     gather   sram, r8, r9, hbm, r10, r11, 1536, r3, r12, idx64=1
+    scatter  hbm, r8, r9, r10, sram, r11, r12, 256, r3, r13, idx64=1
     allreduce hbm, r10+4096, r9+2, bf16, 8, wait=1
     loop     seq, end_outer
         loop     4, end_inner

@@ -171,6 +171,7 @@ final class FunctionalMachine {
       }
       case Insn.Dma d -> throw new IllegalStateException("not CTRL");
       case Insn.Gather g -> throw new IllegalStateException("not CTRL");
+      case Insn.Scatter s -> throw new IllegalStateException("not CTRL");
       case Insn.Allreduce a -> throw new IllegalStateException("not CTRL");
       case Insn.Mma m -> throw new IllegalStateException("not CTRL");
       case Insn.Vbin v -> throw new IllegalStateException("not CTRL");
@@ -487,6 +488,7 @@ final class FunctionalMachine {
     switch (insn) {
       case Insn.Dma d -> dma(d, r);
       case Insn.Gather g -> gather(g, r);
+      case Insn.Scatter s -> scatter(s, r);
       case Insn.Allreduce a -> allreduce(a);
       case Insn.Mma m -> mma(m, r);
       case Insn.Vbin v -> vbin(v, r);
@@ -586,6 +588,39 @@ final class FunctionalMachine {
       block(g.srcSpace(), "gather table row " + index + " (index " + i + ")", s, 1, 0, 1, 0, rb,
           1);
       copyRow(g.srcSpace(), s, g.dstSpace(), dst + i * dRs, (int) rb, tmp);
+    }
+  }
+
+  private void scatter(Insn.Scatter g, long[] r) {
+    long rows = count("rows", r[g.rowsReg()] + g.rowsImm(), countLimit());
+    long rb = g.rowBytes();
+    long dst = r[g.dst()] + g.dstOff();
+    long src = r[g.src()] + g.srcOff();
+    long dRs = r[g.dstRstride()];
+    long dIs = r[g.dstIstride()];
+    long sRs = r[g.srcRstride()];
+    long idx = r[g.idx()] + g.idxOff();
+    int isz = g.idx64() ? 8 : 4;
+    if (rows == 0) {
+      return;
+    }
+    block(MemSpace.SRAM, "scatter indices", idx, 1, 0, 1, 0, rows * isz, isz);
+    if (rb == 0) {
+      return;
+    }
+    block(g.srcSpace(), "scatter source", src, rows, sRs, 1, 0, rb, 1);
+    byte[] tmp = new byte[(int) rb];
+    for (long i = 0; i < rows; i++) {
+      int at = (int) (idx + i * isz);
+      long index = g.idx64() ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
+      long d;
+      try {
+        d = Math.addExact(Math.addExact(dst, Math.multiplyExact(i, dRs)), Math.multiplyExact(index, dIs));
+      } catch (ArithmeticException e) {
+        throw Fault.oob("scatter: index " + index + " (row " + i + ") overflows the destination address");
+      }
+      block(g.dstSpace(), "scatter destination of row " + i + " (index " + index + ")", d, 1, 0, 1, 0, rb, 1);
+      copyRow(g.srcSpace(), src + i * sRs, g.dstSpace(), d, (int) rb, tmp);
     }
   }
 

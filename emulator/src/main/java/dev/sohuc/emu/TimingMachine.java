@@ -177,6 +177,7 @@ final class TimingMachine {
       case Insn.Loop l -> ctrl(o, K_LOOP, 0, l.countReg(), l.body(), l.countImm());
       case Insn.Dma d -> o.kind = 0;
       case Insn.Gather g -> o.kind = 0;
+      case Insn.Scatter s -> o.kind = 0;
       case Insn.Allreduce a -> o.kind = 0;
       case Insn.Mma m -> o.kind = 0;
       case Insn.Vbin v -> o.kind = 0;

@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-/** dma and gather against plain index arithmetic. */
+/** dma, gather and scatter against plain index arithmetic. */
 class DmaInstructionTest {
 
   @Test
@@ -102,5 +102,38 @@ class DmaInstructionTest {
         assertEquals(table[(int) idx64[r] * 16 + b], m.sram[512 + r * 8 + b]);
       }
     }
+  }
+
+  /**
+   * Three rows of 8 bytes from SRAM into an HBM cache of rows 64 bytes apart, row r at its index
+   * in 8-byte units (a sequence's length): the rest of the cache is untouched.
+   */
+  @Test
+  void scatterWritesEachRowAtItsIndex() {
+    FunctionalMachine m = TestSupport.machine("""
+        li r1, 0x2000
+        li r2, 64
+        li r3, 8
+        li r4, 256
+        li r5, 64
+        scatter hbm, r1+0, r2, r3, sram, r4+0, r3, 8, 3, r5+0, idx64=1
+        halt
+        """);
+    byte[] rows = new byte[24];
+    new Random(4).nextBytes(rows);
+    System.arraycopy(rows, 0, m.sram, 256, rows.length);
+    long[] idx = {5, 0, 7};
+    for (int i = 0; i < idx.length; i++) {
+      Elem.putI32(m.sram, 64 + 8 * i, (int) idx[i]);
+      Elem.putI32(m.sram, 64 + 8 * i + 4, 0);
+    }
+    m.run();
+    byte[] cache = new byte[3 * 64];
+    m.hbm.read(0x2000, cache, 0, cache.length);
+    byte[] want = new byte[3 * 64];
+    for (int r = 0; r < 3; r++) {
+      System.arraycopy(rows, 8 * r, want, (int) (64 * r + 8 * idx[r]), 8);
+    }
+    assertArrayEquals(want, cache);
   }
 }

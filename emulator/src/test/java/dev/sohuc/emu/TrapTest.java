@@ -275,6 +275,19 @@ class TrapTest {
   }
 
   @Test
+  void scatterPastMemoryTraps() {
+    Trap t = functional("""
+        li r1, 64
+        li r2, 8
+        li r3, 4611686018427387904
+        scatter hbm, r3+0, r0, r2, sram, r0+0, r2, 8, 1, r1+0
+        halt
+        """);
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+    contains(t.getMessage(), "scatter");
+  }
+
+  @Test
   void negativeCountsTrapAsBadOperands() {
     Trap t = functional("""
         li r2, -1

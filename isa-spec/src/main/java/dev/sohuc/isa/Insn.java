@@ -81,6 +81,12 @@ public sealed interface Insn {
       int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff,
       boolean idx64, int waitTok, int signalTok) implements Insn {}
 
+  /** {@code scatter} (DMA engine); semantics in docs/isa.md. */
+  record Scatter(
+      MemSpace dstSpace, int dst, int dstOff, int dstRstride, int dstIstride, MemSpace srcSpace,
+      int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx,
+      int idxOff, boolean idx64, int waitTok, int signalTok) implements Insn {}
+
   /** {@code allreduce} (LINK engine); semantics in docs/isa.md. */
   record Allreduce(
       MemSpace space, int buf, int bufOff, int elemsReg, long elemsImm, DType dtype, int chips,

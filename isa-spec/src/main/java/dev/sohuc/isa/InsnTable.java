@@ -247,6 +247,26 @@ public final class InsnTable {
             v -> v.field("row_bytes") * v.count(TILE_ROWS))
         .example("gather sram, r8, r9, hbm, r10, r11, 1536, r3, r12")
         .build());
+    t.add(InsnDef.builder(0x22, "scatter", DMA)
+        .enumf("dst_space", 2, MemSpace.class, "destination memory")
+        .addr("dst", 16, "destination byte address of row 0 at index 0")
+        .reg("dst_rstride", "destination row stride in bytes (signed)")
+        .reg("dst_istride", "destination bytes per unit of a row's index (signed)")
+        .enumf("src_space", 2, MemSpace.class, "source memory")
+        .addr("src", 16, "source byte address")
+        .reg("src_rstride", "source row stride in bytes (signed)")
+        .uimm("row_bytes", 12, 0, (1 << 12) - 1, "bytes per row (a head's keys or values)")
+        .count(TILE_ROWS, 10, "rows to scatter")
+        .addr("idx", 16, "SRAM byte address of the row indices")
+        .flag("idx64", "indices are i64 (else i32)")
+        .semantics("For r < rows: i = the signed i32 (or i64) at SRAM idx + 4r (8r); copies "
+            + "row_bytes bytes from src + r*src_rstride to dst + r*dst_rstride + i*dst_istride. "
+            + "Writes each row at its own offset, as a KV cache's new entries at their sequences' "
+            + "lengths; a destination outside memory traps as an out-of-bounds access.")
+        .cost(64, BYTES, 1, "row_bytes * rows",
+            v -> v.field("row_bytes") * v.count(TILE_ROWS))
+        .example("scatter hbm, r8, r9, r10, sram, r11, r12, 256, r3, r13, idx64=1")
+        .build());
 
     // ---- LINK: chip-to-chip collectives, on their own engine beside the DMA
     t.add(InsnDef.builder(0x28, "allreduce", LINK)
