@@ -2,6 +2,7 @@ package dev.sohuc.backend;
 
 import static dev.sohuc.backend.Emitter.TOK_LOAD;
 import static dev.sohuc.backend.Emitter.TOK_MXU;
+import static dev.sohuc.backend.Emitter.TOK_RESIDENT;
 import static dev.sohuc.backend.Emitter.TOK_STORE;
 import static dev.sohuc.backend.Emitter.TOK_VPU;
 
@@ -1599,9 +1600,11 @@ final class Lowering {
   }
 
   /**
-   * kv_cache_write: each batch row's new entries ({@code [heads, S, D]}, one DMA with a plane
-   * per head) written at its past length, read from the argument block, into the result laid
-   * out at its capacity: the cache's own region when written in place, else a copy of it.
+   * kv_cache_write into the result laid out at its capacity (the cache's own region when written
+   * in place, else a copy of it), each sequence's new entries at its past length from the
+   * argument block. One new position a sequence: a scatter of every (sequence, head) row at its
+   * sequence's length, the lengths loaded into SRAM once per head; more: one DMA a sequence (a
+   * plane per head).
    */
   private void cacheWrite(Node n, TransformerOp.KvCacheWrite w) {
     List<Dim> cache = w.cache().type().dims();
@@ -1617,8 +1620,47 @@ final class Lowering {
       e.free(s, d);
     }
     long rowBytes = cache.get(3).value() * es;
+    if (cur.get(KV_AXIS).is(1) && cur.get(1).isStatic()) {
+      scatterRows(w, cur, laidStrides.get(1), rowBytes, addr(n.result()));
+    } else {
+      writePerSequence(w, cur, laidStrides, rowBytes, addr(n.result()));
+    }
+  }
+
+  /**
+   * One new position a sequence: row r = b * heads + h of the new entries goes to the result's
+   * row r (a head's positions apart) at position lengths[b]; the index of row r is lengths[b],
+   * copied once per head into SRAM from the lengths input.
+   */
+  private void scatterRows(TransformerOp.KvCacheWrite w, List<Dim> cur, Dim headStride, long rowBytes,
+      long result) {
+    Value lengths = w.pastLengths();
+    long isz = lengths.type().elementType().sizeBytes();
+    long heads = cur.get(1).value();
+    int idx = e.li(sram(cur.get(0).evaluate(bounds) * heads * isz, "each row's past length"));
+    int lens = e.li(addr(lengths));
+    int batch = dimReg(cur.get(0));
+    int iszReg = e.konst(isz);
+    int idxRow = e.konst(heads * isz);
+    // lengths[b] to idx[b * heads + h]: rows b, a plane per head (the source plane stride 0)
+    e.patchTokens(e.dma(MemSpace.SRAM, idx, idxRow, MemSpace.HBM, lens, iszReg, isz, batch, 0, 0, (int) heads,
+        iszReg, 0), 0, TOK_RESIDENT);
+    int rows = e.alloc();
+    e.mulImm(rows, batch, heads);
+    int dst = e.li(result);
     int src = e.li(addr(w.current()));
-    int dstBase = e.li(addr(n.result()));
+    int dstRow = dimReg(headStride);
+    int rs = e.konst(rowBytes);
+    e.emit(new Insn.Scatter(MemSpace.HBM, dst, 0, dstRow, rs, MemSpace.HBM, src, 0, rs, (int) rowBytes, rows, 0,
+        idx, 0, isz == 8, TOK_RESIDENT, 0));
+    e.free(idx, lens, batch, rows, dst, src, dstRow);
+  }
+
+  /** Several new positions a sequence: one DMA a sequence, a plane per head, at its length. */
+  private void writePerSequence(TransformerOp.KvCacheWrite w, List<Dim> cur, List<Dim> laidStrides, long rowBytes,
+      long result) {
+    int src = e.li(addr(w.current()));
+    int dstBase = e.li(result);
     int rs = e.konst(rowBytes);
     int sRows = dimReg(cur.get(KV_AXIS));
     int heads = dimReg(cur.get(1));
@@ -1628,7 +1670,7 @@ final class Lowering {
     int srcRow = dimReg(cur.get(1).times(cur.get(KV_AXIS)).times(Dim.of(rowBytes)));
     int b = e.li(0);
     int at = e.alloc();
-    int count = dimReg(cache.get(0));
+    int count = dimReg(cur.get(0));
     int loop = e.beginLoop(count, 0);
     e.free(count);
     loadLength(at, w.pastLengths(), b);

@@ -452,6 +452,10 @@ class EndToEndOpsTest {
   void decodesWithTheirOwnPastLengths() {
     check("ragged_step", RAGGED_STEP, DECODE_BOUNDS, List.of(Map.of("s", 1L, "p", 7L, "b", 3L),
         Map.of("s", 1L, "p", 140L, "b", 4L), Map.of("s", 1L, "p", 1L, "b", 2L)));
+    // one new position a sequence as a static dim (a serving step's decodes): one scatter writes
+    // every sequence's new key (value) rows
+    check("ragged_scatter", RAGGED_STEP.replace("?s", "1"), DECODE_BOUNDS,
+        List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 4L)));
     // three kv heads a sequence: the pipelined schedule finds a tile's sequence by a multiply
     // and shift, not a shift alone
     check("ragged_three_kv_heads", RAGGED_STEP.replace("?b x 4 x", "?b x 6 x").replace("?b x 2 x", "?b x 3 x"),
