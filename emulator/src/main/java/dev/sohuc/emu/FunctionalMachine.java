@@ -559,68 +559,72 @@ final class FunctionalMachine {
   }
 
   private void gather(Insn.Gather g, long[] r) {
-    long rows = count("rows", r[g.rowsReg()] + g.rowsImm(), countLimit());
-    long rb = g.rowBytes();
     long dst = r[g.dst()] + g.dstOff();
     long src = r[g.src()] + g.srcOff();
     long dRs = r[g.dstRstride()];
     long sRs = r[g.srcRstride()];
-    long idx = r[g.idx()] + g.idxOff();
-    int isz = g.idx64() ? 8 : 4;
-    if (rows == 0) {
-      return;
-    }
-    block(MemSpace.SRAM, "gather indices", idx, 1, 0, 1, 0, rows * isz, isz);
-    if (rb == 0) {
-      return;
-    }
-    block(g.dstSpace(), "gather destination", dst, rows, dRs, 1, 0, rb, 1);
-    byte[] tmp = new byte[(int) rb];
-    for (long i = 0; i < rows; i++) {
-      int at = (int) (idx + i * isz);
-      long index = g.idx64() ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
-      long s;
-      try {
-        s = Math.addExact(src, Math.multiplyExact(index, sRs));
-      } catch (ArithmeticException e) {
-        throw Fault.oob("gather: index " + index + " (row " + i + ") overflows the table address");
-      }
-      block(g.srcSpace(), "gather table row " + index + " (index " + i + ")", s, 1, 0, 1, 0, rb,
-          1);
-      copyRow(g.srcSpace(), s, g.dstSpace(), dst + i * dRs, (int) rb, tmp);
-    }
+    // the table row is indexed, the destination rows are consecutive
+    indexedRows("gather", r[g.rowsReg()] + g.rowsImm(), g.rowBytes(), r[g.idx()] + g.idxOff(), g.idx64(),
+        g.srcSpace(), (i, index) -> Math.addExact(src, Math.multiplyExact(index, sRs)),
+        g.dstSpace(), (i, index) -> dst + i * dRs, true, dst, dRs);
   }
 
   private void scatter(Insn.Scatter g, long[] r) {
-    long rows = count("rows", r[g.rowsReg()] + g.rowsImm(), countLimit());
-    long rb = g.rowBytes();
     long dst = r[g.dst()] + g.dstOff();
     long src = r[g.src()] + g.srcOff();
     long dRs = r[g.dstRstride()];
     long dIs = r[g.dstIstride()];
     long sRs = r[g.srcRstride()];
-    long idx = r[g.idx()] + g.idxOff();
-    int isz = g.idx64() ? 8 : 4;
+    // the source rows are consecutive, the destination row is indexed
+    indexedRows("scatter", r[g.rowsReg()] + g.rowsImm(), g.rowBytes(), r[g.idx()] + g.idxOff(), g.idx64(),
+        g.srcSpace(), (i, index) -> src + i * sRs,
+        g.dstSpace(), (i, index) -> Math.addExact(Math.addExact(dst, Math.multiplyExact(i, dRs)),
+            Math.multiplyExact(index, dIs)), false, src, sRs);
+  }
+
+  /** A row's address from its number and its index (ArithmeticException on overflow). */
+  private interface RowAddress {
+    long at(long row, long index);
+  }
+
+  /**
+   * Copies {@code rows} rows of {@code rb} bytes, row i with the i32 (i64) index at SRAM
+   * {@code idx}, from {@code src.at(i, index)} to {@code dst.at(i, index)}: a gather when the
+   * source is the indexed side, a scatter when the destination is. The other side's rows,
+   * {@code plainRs} apart from {@code plain}, are checked at once, the indexed side row by row.
+   */
+  private void indexedRows(String op, long rowsValue, long rb, long idx, boolean idx64, MemSpace srcSpace,
+      RowAddress src, MemSpace dstSpace, RowAddress dst, boolean indexedSource, long plain, long plainRs) {
+    long rows = count("rows", rowsValue, countLimit());
+    int isz = idx64 ? 8 : 4;
     if (rows == 0) {
       return;
     }
-    block(MemSpace.SRAM, "scatter indices", idx, 1, 0, 1, 0, rows * isz, isz);
+    block(MemSpace.SRAM, op + " indices", idx, 1, 0, 1, 0, rows * isz, isz);
     if (rb == 0) {
       return;
     }
-    block(g.srcSpace(), "scatter source", src, rows, sRs, 1, 0, rb, 1);
+    block(indexedSource ? dstSpace : srcSpace, op + (indexedSource ? " destination" : " source"), plain, rows,
+        plainRs, 1, 0, rb, 1);
     byte[] tmp = new byte[(int) rb];
     for (long i = 0; i < rows; i++) {
       int at = (int) (idx + i * isz);
-      long index = g.idx64() ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
+      long index = idx64 ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
+      long s;
       long d;
       try {
-        d = Math.addExact(Math.addExact(dst, Math.multiplyExact(i, dRs)), Math.multiplyExact(index, dIs));
+        s = src.at(i, index);
+        d = dst.at(i, index);
       } catch (ArithmeticException e) {
-        throw Fault.oob("scatter: index " + index + " (row " + i + ") overflows the destination address");
+        throw Fault.oob(op + ": index " + index + " (row " + i + ") overflows the "
+            + (indexedSource ? "table" : "destination") + " address");
       }
-      block(g.dstSpace(), "scatter destination of row " + i + " (index " + index + ")", d, 1, 0, 1, 0, rb, 1);
-      copyRow(g.srcSpace(), src + i * sRs, g.dstSpace(), d, (int) rb, tmp);
+      if (indexedSource) {
+        block(srcSpace, op + " table row " + index + " (index " + i + ")", s, 1, 0, 1, 0, rb, 1);
+      } else {
+        block(dstSpace, op + " destination of row " + i + " (index " + index + ")", d, 1, 0, 1, 0, rb, 1);
+      }
+      copyRow(srcSpace, s, dstSpace, d, (int) rb, tmp);
     }
   }
 
