@@ -75,7 +75,7 @@ public final class ReferenceModels {
     long h = m.get("hidden_size");
     long heads = m.get("num_attention_heads");
     long kv = m.get("num_key_value_heads");
-    long d = m.config.containsKey("head_dim") ? m.get("head_dim") : h / heads;
+    long d = m.headDim();
     long inter = m.get("intermediate_size");
     long vocab = m.get("vocab_size");
     long layers = m.get("num_hidden_layers");

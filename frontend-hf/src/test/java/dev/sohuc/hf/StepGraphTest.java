@@ -61,8 +61,7 @@ class StepGraphTest {
     long vocab = m.get("vocab_size");
     long layers = m.get("num_hidden_layers");
     long kvHeads = m.get("num_key_value_heads");
-    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
-        : m.get("hidden_size") / m.get("num_attention_heads");
+    long headDim = m.headDim();
 
     long promptLen = micro * PROMPT;
     long[] prompt = HfNumericsTest.randomIds(random, promptLen, vocab);
@@ -107,8 +106,7 @@ class StepGraphTest {
     Random random = new Random(5);
     long vocab = m.get("vocab_size");
     long layers = m.get("num_hidden_layers");
-    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
-        : m.get("hidden_size") / m.get("num_attention_heads");
+    long headDim = m.headDim();
     long[] decodeIds = HfNumericsTest.randomIds(random, DECODES, vocab);
     List<Tensor> caches = new ArrayList<>();
     for (int i = 0; i < 2 * layers; i++) {

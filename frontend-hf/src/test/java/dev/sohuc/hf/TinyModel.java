@@ -36,6 +36,11 @@ public final class TinyModel {
     return ((Number) config.get(key)).longValue();
   }
 
+  /** The attention head size: {@code head_dim}, else hidden size over heads. */
+  public long headDim() {
+    return config.containsKey("head_dim") ? get("head_dim") : get("hidden_size") / get("num_attention_heads");
+  }
+
   double getDouble(String key, double fallback) {
     Object v = config.get(key);
     return v == null ? fallback : ((Number) v).doubleValue();

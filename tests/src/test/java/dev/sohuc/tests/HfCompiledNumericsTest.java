@@ -118,8 +118,7 @@ class HfCompiledNumericsTest {
     long vocab = m.get("vocab_size");
     long layers = m.get("num_hidden_layers");
     long kvHeads = m.get("num_key_value_heads");
-    long headDim = m.config.containsKey("head_dim") ? m.get("head_dim")
-        : m.get("hidden_size") / m.get("num_attention_heads");
+    long headDim = m.headDim();
     long[] pastLengths = {2, 0, 4};
     int decodes = pastLengths.length;
     long capacity = 5;
