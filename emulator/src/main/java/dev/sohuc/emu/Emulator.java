@@ -287,7 +287,11 @@ public final class Emulator {
       Map<String, Long> dims, boolean withInputs) {
     TreeSet<String> known = new TreeSet<>();
     for (SohuProgram.ArgSlot a : program.args()) {
-      known.add(a.isArray() ? a.values().below() : a.name());
+      if (a.isArray()) {
+        known.addAll(symbolsOf(a.values().below()));
+      } else {
+        known.add(a.name());
+      }
     }
     for (SohuProgram.Symbol s : program.symbols()) {
       for (SohuProgram.Dim d : s.shape()) {
@@ -427,6 +431,12 @@ public final class Emulator {
       i = j + 1;
     }
     return sum;
+  }
+
+  /** The symbol names in a dimension written as a polynomial ({@link #polynomial}'s form). */
+  static List<String> symbolsOf(String text) {
+    return java.util.Arrays.stream(text.replace(" ", "").split("[-+*]"))
+        .filter(f -> !f.isEmpty() && !f.matches("[0-9]+")).toList();
   }
 
   /** The bytes a symbol of this shape spans in HBM (a dim with a capacity at that extent). */

@@ -163,6 +163,22 @@ class EmulatorApiTest {
     assertEquals(0x3000, emulator().argBase());
   }
 
+  /** An array's bound names dims only through the symbols in it, never a number. */
+  @Test
+  void unknownDimsListTheSymbolsOfAnArraysBound() {
+    for (String[] bound : new String[][] {{"8", "none"}, {"p-s+1", "p, s"}}) {
+      SohuProgram p = TestSupport.asm("""
+          .symbol in, "pos", i64, [4], 0x1000, 64
+          .arg "pos", 0, 4, "%s"
+              halt
+          """.formatted(bound[0]));
+      Emulator emu = new Emulator(p, TestSupport.TINY, Options.defaults());
+      assertEquals("argument seq: the program has no symbolic dimension of that name (it has: " + bound[1] + ")",
+          assertThrows(EmulatorException.class, () -> emu.runTiming(Map.of("seq", 1L),
+              Map.of("pos", new long[] {1, 2, 3, 4}))).getMessage());
+    }
+  }
+
   /** And above the working memory the program declares (its intermediates), which it writes. */
   @Test
   void argumentBlockSitsAboveTheWorkingMemory() {
