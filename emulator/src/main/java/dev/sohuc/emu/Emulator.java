@@ -566,7 +566,7 @@ public final class Emulator {
       for (int i = 0; i < values.length; i++) {
         if (values[i] < 0 || values[i] >= bound) {
           throw new EmulatorException("input " + a.name() + ": element " + i + " is " + values[i]
-              + ", outside [0, " + below + ") with " + below + " = " + bound);
+              + ", outside [0, " + below + ")" + (symbolsOf(below).isEmpty() ? "" : " with " + below + " = " + bound));
         }
       }
       System.arraycopy(values, 0, block, a.index(), values.length);

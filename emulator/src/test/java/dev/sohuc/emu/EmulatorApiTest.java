@@ -177,6 +177,15 @@ class EmulatorApiTest {
           assertThrows(EmulatorException.class, () -> emu.runTiming(Map.of("seq", 1L),
               Map.of("pos", new long[] {1, 2, 3, 4}))).getMessage());
     }
+    // a number bound is stated as it is
+    SohuProgram p = TestSupport.asm("""
+        .symbol in, "pos", i64, [4], 0x1000, 64
+        .arg "pos", 0, 4, "8"
+            halt
+        """);
+    Emulator emu = new Emulator(p, TestSupport.TINY, Options.defaults());
+    assertEquals("input pos: element 2 is 8, outside [0, 8)", assertThrows(EmulatorException.class,
+        () -> emu.runTiming(Map.of(), Map.of("pos", new long[] {1, 2, 8, 4}))).getMessage());
   }
 
   /** And above the working memory the program declares (its intermediates), which it writes. */
