@@ -3,6 +3,7 @@ package dev.sohuc.serving;
 import dev.sohuc.backend.BackendOptions;
 import dev.sohuc.backend.CompiledProgram;
 import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.emu.Emulator;
 import dev.sohuc.emu.MachineDescription;
 import dev.sohuc.emu.MultiChipTiming;
 import dev.sohuc.emu.OpTiming;
@@ -34,6 +35,10 @@ import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * The timing of serving steps from compiled code. Three per-chip programs are compiled once from
@@ -90,9 +95,9 @@ public final class StepModel {
   private final QuantMode quant;
   private final int chunk;
   private final MachineDescription target;
-  private final CompiledProgram prefill;
-  private final CompiledProgram decode;
-  private final CompiledProgram step;
+  private final Timed prefill;
+  private final Timed decode;
+  private final Timed step;
   private final int maxDecodeBatch;
   private final Map<Long, StepTiming> prefillMemo = new HashMap<>();
   private final Map<List<Long>, StepTiming> decodeMemo = new HashMap<>();
@@ -131,24 +136,62 @@ public final class StepModel {
     this.target = targetFile == null ? MachineDescription.defaultTarget()
         : MachineDescription.load(targetFile);
     BackendOptions base = BackendOptions.defaults().withTarget(targetFile);
-    // chunked prefill: the decode graph (it has a past) at batch 1 and seq up to the chunk
-    Module pre = HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true));
-    prepare(pre);
-    lastTokenLogits(pre);
-    shardAndQuantize(pre);
-    this.shape = shapeOf(config, pre);
     this.chunk = prefillChunk;
-    this.prefill = SohuBackend.compile(pre, base.withBound("batch", 1)
-        .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET)));
-    Module dec = shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)));
-    this.decode = SohuBackend.compile(dec, base.withBound("batch", maxDecodeBatch)
-        .withBound("past", ceilTo(maxKv + 1, KV_BUCKET)));
     this.maxDecodeBatch = maxDecodeBatch;
-    Module st = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
-        .withMicroBatches(MICRO_BATCHES)));
-    this.step = SohuBackend.compile(st, base.withBound("batch", stepRows(maxDecodeBatch))
-        .withBound("seq", microBatchTokens(prefillChunk))
-        .withBound("past", ceilTo(maxKv + 1, KV_BUCKET)));
+    // the three programs compile independently, on up to three cores: the step program, the
+    // largest, first
+    try (ExecutorService pool = Executors.newFixedThreadPool(
+        Math.min(3, Runtime.getRuntime().availableProcessors()))) {
+      // chunked prefill: the decode graph (it has a past) at batch 1 and seq up to the chunk
+      Future<Module> pre = pool.submit(() -> {
+        Module m = HfImporter.importModel(config, HfOptions.decode().withShapeOnly(true));
+        prepare(m);
+        lastTokenLogits(m);
+        shardAndQuantize(m);
+        return m;
+      });
+      Future<CompiledProgram> stepProgram = pool.submit(() -> SohuBackend.compile(
+          shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
+              .withMicroBatches(MICRO_BATCHES))),
+          base.withBound("batch", stepRows(maxDecodeBatch))
+              .withBound("seq", microBatchTokens(prefillChunk))
+              .withBound("past", ceilTo(maxKv + 1, KV_BUCKET))));
+      Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
+          shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true))),
+          base.withBound("batch", maxDecodeBatch).withBound("past", ceilTo(maxKv + 1, KV_BUCKET))));
+      this.shape = shapeOf(config, await(pre));
+      // on this thread, while the pool compiles the other two
+      this.prefill = timed(SohuBackend.compile(await(pre), base.withBound("batch", 1)
+          .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET))));
+      this.decode = timed(await(decodeProgram));
+      this.step = timed(await(stepProgram));
+    }
+  }
+
+  /** A compiled program and the emulator that times it, kept so the program is decoded once. */
+  private record Timed(CompiledProgram compiled, Emulator emulator) {}
+
+  private Timed timed(CompiledProgram p) {
+    return new Timed(p, new Emulator(p.program(), target,
+        Options.defaults().withMaxInstructions(Long.MAX_VALUE)));
+  }
+
+  /** A compile job's result, its failure rethrown as it was thrown. */
+  private static <T> T await(Future<T> job) {
+    try {
+      return job.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while compiling", e);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException r) {
+        throw r;
+      }
+      if (e.getCause() instanceof Error err) {
+        throw err;
+      }
+      throw new IllegalStateException(e.getCause());
+    }
   }
 
   /**
@@ -409,10 +452,9 @@ public final class StepModel {
         Map.of("batch", batch, "past", capacity), Map.of("past_lengths", pastLengths)));
   }
 
-  private StepTiming run(CompiledProgram p, Map<String, Long> dims, Map<String, long[]> arrays) {
+  private StepTiming run(Timed p, Map<String, Long> dims, Map<String, long[]> arrays) {
     timingRuns++;
-    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.program(), chips, target,
-        Options.defaults().withMaxInstructions(Long.MAX_VALUE), dims, arrays);
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.emulator(), chips, dims, arrays);
     TimingReport c = r.chips().get(0);
     long linkBytes = r.linkBytes() / chips;
     double linkBound = chips < 2 || r.collectives() == 0 ? 0
@@ -455,14 +497,14 @@ public final class StepModel {
   }
 
   public CompiledProgram prefillProgram() {
-    return prefill;
+    return prefill.compiled();
   }
 
   public CompiledProgram decodeProgram() {
-    return decode;
+    return decode.compiled();
   }
 
   public CompiledProgram stepProgram() {
-    return step;
+    return step.compiled();
   }
 }

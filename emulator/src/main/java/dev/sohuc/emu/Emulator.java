@@ -32,11 +32,13 @@ public final class Emulator {
   private final MachineDescription target;
   private final Options options;
   private final long argBase;
+  private final Image image;
 
   public Emulator(SohuProgram program, MachineDescription target, Options options) {
     this.program = program;
     this.target = target;
     this.options = options == null ? Options.defaults() : options;
+    this.image = new Image(program);
     long top = 0;
     if (program.constants() != null) {
       top = Math.max(top, program.constants().hbmAddress() + program.constants().size());
@@ -159,7 +161,7 @@ public final class Emulator {
   FunctionalMachine prepareFunctional(Map<String, HostTensor> inputs, Map<String, Long> args,
       Map<String, Long> dims) {
     bindDims(inputs, args, dims, true);
-    FunctionalMachine m = new FunctionalMachine(new Image(program), target, options);
+    FunctionalMachine m = new FunctionalMachine(image, target, options);
     m.setArgBlock(argBase, program.argWords());
     SohuProgram.Constants c = program.constants();
     if (c != null) {
@@ -487,7 +489,7 @@ public final class Emulator {
             ? "program" : options.programFile().getFileName().toString());
         trace = new TraceWriter(options.trace(), target, name, options.traceMaxEvents());
       }
-      TimingMachine t = new TimingMachine(new Image(program), target, options, block, trace);
+      TimingMachine t = new TimingMachine(image, target, options, block, trace);
       long cycles = t.run();
       if (trace != null) {
         trace.close();
@@ -514,7 +516,7 @@ public final class Emulator {
    * {@link MultiChipTiming} group.
    */
   TimingMachine newTimingMachine(Map<String, Long> dims, Map<String, long[]> arrays) {
-    return new TimingMachine(new Image(program), target, options, timingArgBlock(dims, arrays),
+    return new TimingMachine(image, target, options, timingArgBlock(dims, arrays),
         null);
   }
 

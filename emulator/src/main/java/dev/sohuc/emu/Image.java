@@ -3,26 +3,34 @@ package dev.sohuc.emu;
 import dev.sohuc.isa.IllegalInstructionException;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
+import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.Word;
 import dev.sohuc.isa.asm.Disassembler;
 import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.Field;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
  * A program prepared for execution: instructions decoded lazily (once per pc) and the debug
- * section indexed by pc, so that every trap can name its instruction and IR op.
+ * section indexed by pc, so that every trap can name its instruction and IR op. An emulator
+ * keeps one image for all its runs, so a program timed many times (the serving benchmark's
+ * step shapes) is decoded once. Not thread-safe.
  */
 final class Image {
   final SohuProgram program;
   final int length;
   private final Insn[] insns;
+  private final Fields[] fields;
+  private final Map<InsnDef, Map<String, Integer>> fieldIndex = new HashMap<>();
   private final Map<Integer, SohuProgram.DebugEntry> debug = new HashMap<>();
 
   Image(SohuProgram program) {
     this.program = program;
     this.length = program.code().size();
     this.insns = new Insn[length];
+    this.fields = new Fields[length];
     for (SohuProgram.DebugEntry e : program.debug()) {
       debug.put(e.pc(), e);
     }
@@ -47,6 +55,36 @@ final class Image {
       insns[pc] = i;
     }
     return i;
+  }
+
+  /**
+   * An instruction's operand fields: each one's position by name and its value as the cost
+   * formulas read it (a register field's value is its register number).
+   */
+  record Fields(Map<String, Integer> index, long[] values) {}
+
+  /** The operand fields of the (decodable) instruction at pc, computed once. */
+  Fields fields(int pc) {
+    Fields f = fields[pc];
+    if (f == null) {
+      Insn insn = insn(pc);
+      List<Field> defined = insn.def().operandFields();
+      Map<String, Integer> index = fieldIndex.computeIfAbsent(insn.def(), d -> {
+        Map<String, Integer> byName = new HashMap<>();
+        for (int i = 0; i < defined.size(); i++) {
+          byName.put(defined.get(i).name(), i);
+        }
+        return byName;
+      });
+      long[] raw = InsnCodec.rawFields(insn);
+      long[] values = new long[raw.length];
+      for (int i = 0; i < raw.length; i++) {
+        values[i] = defined.get(i).valueOf(raw[i]);
+      }
+      f = new Fields(index, values);
+      fields[pc] = f;
+    }
+    return f;
   }
 
   /** The disassembly of pc, or the raw word when it does not decode. */

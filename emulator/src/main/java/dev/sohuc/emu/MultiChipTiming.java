@@ -114,7 +114,16 @@ public final class MultiChipTiming {
   /** N identical chips on identical dims and argument arrays: one machine simulated. */
   public static Report runSymmetric(SohuProgram program, int chips, MachineDescription target,
       Options options, Map<String, Long> dims, Map<String, long[]> arrays) {
-    Emulator e = new Emulator(program, target, options);
+    return runSymmetric(new Emulator(program, target, options), chips, dims, arrays);
+  }
+
+  /**
+   * N identical chips running {@code e}'s program: one machine simulated. An emulator kept for
+   * many runs decodes its program once.
+   */
+  public static Report runSymmetric(Emulator e, int chips, Map<String, Long> dims,
+      Map<String, long[]> arrays) {
+    MachineDescription target = e.target();
     TimingMachine t;
     try {
       t = e.newTimingMachine(dims, arrays);

@@ -3,14 +3,11 @@ package dev.sohuc.emu;
 import dev.sohuc.isa.Cost;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Engine;
-import dev.sohuc.isa.Field;
 import dev.sohuc.isa.Insn;
-import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.UnaryFn;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -206,23 +203,17 @@ final class TimingMachine {
 
   /** Field values of one instruction for {@link Cost.Work}, with registers from a live file. */
   private static final class FieldValues implements Cost.Values {
-    final Map<String, Integer> index = new HashMap<>();
+    final Map<String, Integer> index;
     final long[] value;
-    final List<Field> fields;
     long[] regs;
     long padM = -1;
     long padN = -1;
     int[] recorded = new int[0];
     boolean recording;
 
-    FieldValues(Insn insn) {
-      fields = insn.def().operandFields();
-      long[] raw = InsnCodec.rawFields(insn);
-      value = new long[raw.length];
-      for (int i = 0; i < raw.length; i++) {
-        index.put(fields.get(i).name(), i);
-        value[i] = fields.get(i).valueOf(raw[i]);
-      }
+    FieldValues(Image.Fields fields) {
+      index = fields.index();
+      value = fields.values();
     }
 
     @Override
@@ -280,7 +271,7 @@ final class TimingMachine {
     o.fixed = c.fixedCycles();
     o.passes = c.passes();
     if (c.unit() != Cost.Unit.NONE) {
-      o.values = new FieldValues(insn);
+      o.values = new FieldValues(image.fields(pc));
       o.values.regs = regs;
       o.values.recording = true;
       try {
