@@ -85,11 +85,14 @@ public final class StepModel {
    *     latency (a hop per step, InsnTable.allreduceSteps): the least time the collectives
    *     take with nothing else to do (the link pipelines them: a collective's latency delays
    *     its completion, not the next one's start)
+   * @param vpuBusySeconds the VPU's busy time: the vector work the compiled code gives it
+   *     (softmax, norms, activations, conversions, accumulator read-out) at the target's vector
+   *     rates, which no overlap with the other engines can shorten
    * @param secondsByKind self time per op kind (OpTiming), largest first
    */
   public record StepTiming(double seconds, double flopsPerChip, long hbmBytesPerChip,
       double peakFlops, double mfu, double mfuFp8, long linkBytesPerChip, long collectives,
-      double linkBoundSeconds, Map<String, Double> secondsByKind) {}
+      double linkBoundSeconds, double vpuBusySeconds, Map<String, Double> secondsByKind) {}
 
   private final int chips;
   private final QuantMode quant;
@@ -369,10 +372,12 @@ public final class StepModel {
     long l = 0;
     long c = 0;
     double link = 0;
+    double vpu = 0;
     Map<String, Double> kinds = new HashMap<>();
     double peakTime = 0;
     for (StepTiming p : parts) {
       link += p.linkBoundSeconds();
+      vpu += p.vpuBusySeconds();
       p.secondsByKind().forEach((k, v) -> kinds.merge(k, v, Double::sum));
       s += p.seconds();
       f += p.flopsPerChip();
@@ -385,7 +390,7 @@ public final class StepModel {
     double fp8 = parts.get(0).mfuFp8() > 0 ? parts.get(0).flopsPerChip()
         / parts.get(0).seconds() / parts.get(0).mfuFp8() : 0;
     return new StepTiming(s, f, h, peak, s > 0 ? f / s / peak : 0,
-        s > 0 && fp8 > 0 ? f / s / fp8 : 0, l, c, link, largestFirst(kinds));
+        s > 0 && fp8 > 0 ? f / s / fp8 : 0, l, c, link, vpu, largestFirst(kinds));
   }
 
   public int prefillChunk() {
@@ -466,7 +471,8 @@ public final class StepModel {
       kinds.merge(o.kind(), o.selfCycles() / target.clockHz(), Double::sum);
     }
     return new StepTiming(r.seconds(), c.flops(), c.hbmBytes(), c.peakFlops(), c.mfu(),
-        c.mfuFp8(), linkBytes, r.collectives(), linkBound, largestFirst(kinds));
+        c.mfuFp8(), linkBytes, r.collectives(), linkBound,
+        c.engines().get(Engine.VPU).busyCycles() / target.clockHz(), largestFirst(kinds));
   }
 
   private static Map<String, Double> largestFirst(Map<String, Double> kinds) {

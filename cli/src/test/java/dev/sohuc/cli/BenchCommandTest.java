@@ -57,6 +57,14 @@ class BenchCommandTest {
         batch.toString());
     double ceiling = batch.get("prefill_mfu_ceiling").asDouble();
     assertTrue(ceiling > 0 && ceiling <= 1, batch.toString());
+    // the ceiling is the lowest of the three bounds'
+    double lowest = 1;
+    for (String bound : java.util.List.of("HBM bandwidth", "VPU", "interconnect")) {
+      double c = batch.get("prefill_mfu_ceilings").get(bound).asDouble();
+      assertTrue(c > 0 && c <= 1, bound + ": " + batch);
+      lowest = Math.min(lowest, c);
+    }
+    assertEquals(lowest, ceiling, 1e-12);
     assertTrue(text.contains("prefill MFU ceiling of this compiled code: "), text);
     assertTrue(batch.get("one_step_program").asBoolean(), batch.toString());
     assertTrue(text.contains("where the time goes, its step program (prefill and decodes): "),
