@@ -9,6 +9,7 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
@@ -226,12 +227,17 @@ final class QuantLowering {
           .mapToLong(r -> ((QuantOp.QMatMul) r.op()).w().type().dim(1).value()).max().orElse(0);
       long rowsAtBound = xBytes / (k * 4);
       long slack = 16 * Lowering.SRAM_ALIGN;
+      Node glu = fusableSwiGlu(xf, uses);
       long need = rowsAtBound * k * es + rowsAtBound * 4 + cols * 4 // resident A, x and w scales
-          + 2L * CONVERT_TILE * k * 4 + 2L * CONVERT_TILE * 4     // f32 tiles, out
+          + (glu == null ? 2L : 4L) * CONVERT_TILE * k * 4        // f32 tiles (gate and up)
+          + 2L * CONVERT_TILE * 4                                // out
           + 2L * k * TILE * es                                   // weight panels
           + 2L * (TILE * k * es + TILE * TILE * 4) + slack;      // the mma stream's tiles
       if (need + k * 4 <= target.sramBytes()) {
         fused.put(p, n);
+        if (glu != null) {
+          fused.put(glu, n);
+        }
       }
     }
     // a widening cast of bf16 to f32 read only by a full-shape binary op (the summed bf16
@@ -449,6 +455,20 @@ final class QuantLowering {
     return p != null && p.imm() == null && p.bShape() == Lowering.Shape.ROW
         && known.containsKey(p.b()) && p.a().type().dims().equals(n.result().type().dims())
         ? p : null;
+  }
+
+  /**
+   * The SwiGLU that makes {@code xf}, when the conversion of {@code xf} is its only reader (a
+   * down projection's x): the conversion stream then reads the gate and up rows and applies
+   * the SwiGLU's own {@code vglu} to each tile before converting it, so the activation never
+   * goes to HBM and is not read back from there. Else null.
+   */
+  private static Node fusableSwiGlu(Value xf, Map<Value, Integer> uses) {
+    Node p = xf.producer();
+    return p != null && p.op() instanceof TransformerOp.SwiGlu s
+        && uses.getOrDefault(xf, 0) == 1 && xf.type().elementType() == ElementType.F32
+        && s.gate().type().dims().equals(xf.type().dims())
+        && s.up().type().dims().equals(xf.type().dims()) ? p : null;
   }
 
   /** The instruction dtype of {@code t}: the symbol mapping, minus the types no MXU/VPU op takes. */
@@ -797,10 +817,13 @@ final class QuantLowering {
    */
   private long[] convertResident(Node conv, long k, DType to, boolean reuse) {
     Value xf = conv.op().operands().get(0);
-    // SmoothQuant's per-channel multiply, fused too: applied to each f32 tile first
+    // SmoothQuant's per-channel multiply or a down projection's SwiGLU, fused too: applied to
+    // each f32 tile first
     Node pre = l.fusedProducer(xf);
     Lowering.BinaryPlan scaleBy = pre == null ? null : preScale(pre, l.known());
-    Value src0 = scaleBy == null ? xf : scaleBy.a();
+    TransformerOp.SwiGlu glu = pre != null && pre.op() instanceof TransformerOp.SwiGlu g ? g
+        : null;
+    Value src0 = scaleBy != null ? scaleBy.a() : glu != null ? glu.gate() : xf;
     long vecAt = scaleBy == null ? 0 : reuse ? l.sram(k * 4, "x channel scales")
         : l.preload(scaleBy.b(), k * 4, "x channel scales");
     boolean dyn = conv.op() instanceof QuantOp.DynamicQuantize;
@@ -827,19 +850,26 @@ final class QuantLowering {
     int four = e.konst(4);
     int one = e.konst(1);
     int src = e.li(l.addr(src0));
+    int up = glu == null ? 0 : e.li(l.addr(glu.up()));
     int vec = scaleBy == null ? 0 : e.li(vecAt);
     int qBase = e.li(qAt);
     int sBase = dyn ? e.li(sAt) : 0;
     int outHbm = e.li(l.addr(dyn ? conv.results().get(1) : conv.result()));
     float s = tensorScale;
     boolean d = div;
-    l.rowStream(rows, CONVERT_TILE, List.of(new Lowering.In(src, inRow, inRow)), outHbm, 4, 4,
+    List<Lowering.In> ins = glu == null ? List.of(new Lowering.In(src, inRow, inRow))
+        : List.of(new Lowering.In(src, inRow, inRow), new Lowering.In(up, inRow, inRow));
+    l.rowStream(rows, CONVERT_TILE, ins, outHbm, 4, 4,
         (in, out, r, st) -> {
           int qa = e.alloc();
           e.mulImm(qa, st, k * es);
           e.add(qa, qa, qBase);
           if (scaleBy != null) {
             e.vbin(BinOp.MUL, in[0], inRs, in[0], inRs, vec, 0, r, cols, Bcast.ROW);
+          }
+          if (glu != null) {
+            e.emit(new Insn.Vglu(UnaryFn.SILU, in[0], 0, inRs, in[0], 0, inRs, in[1], 0, inRs,
+                r, cols, DType.F32, 0, 0));
           }
           if (dyn) {
             int sa = e.alloc();
@@ -857,7 +887,7 @@ final class QuantLowering {
           }
           e.free(qa);
         }, false, new int[0], null, true, null);
-    e.free(rows, src, vec, qBase, sBase, outHbm);
+    e.free(rows, src, up, vec, qBase, sBase, outHbm);
     // this stream's shared constants are not used after it: release them for the mma stream
     // (qmatmul calls this before it makes any constant of its own)
     e.endOp();
