@@ -104,7 +104,9 @@ final class AttentionLowering {
   // the ACC words of one query tile in flight: its scores S, then at oInRegion its output O
   private long region;
   private long oInRegion;
-  private int win;
+  // the sliding window (0: none), put in a register only around each softmax: the prefetched
+  // schedule's loops hold every register they can spare
+  private long window;
 
   AttentionLowering(Lowering l) {
     this.l = l;
@@ -259,7 +261,7 @@ final class AttentionLowering {
     padWords = e.konst(tPad);
     int tileReg = e.konst(TILE);
     // sliding window: softmax masks keys at or before (query position - window)
-    win = at.window() > 0 ? e.konst(at.window()) : 0;
+    window = at.window();
     if (pipelined) {
       pipelined(qt.dim(0), hkv.value(), slots, qP, kP, qHeadStep, kHeadStep, sReg, rowsReg);
       e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
@@ -868,9 +870,11 @@ final class AttentionLowering {
     if (narrow()) {
       probs.addr(e, x2, 0);
     }
+    int win = window > 0 ? e.li(window) : 0;
     e.emit(new Insn.Softmax(toBf16 ? x2 : x1, 0, padBytes, x1, 0, padBytes, cur, cols,
         DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
         0, thenCvt ? 0 : TOK_VPU));
+    e.free(win);
     if (thenCvt) {
       e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
     }

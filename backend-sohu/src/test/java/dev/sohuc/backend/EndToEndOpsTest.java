@@ -407,6 +407,29 @@ class EndToEndOpsTest {
   }
 
   /**
+   * A sliding-window prefill chunk over a bf16 cache, batch symbolic (a Phi-3 or Mistral prompt
+   * chunk): the prefetched schedule's loops hold every register they can spare, so the
+   * window's size is put in one only around each softmax (held throughout, it left P V none).
+   */
+  @Test
+  void windowedPrefillOverABf16CacheWithASymbolicBatch() {
+    check("attn_window_cache", """
+        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pkf: tensor<?b x 2 x ?p x 16 x f32>, %pvf: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>) {
+          %pk = cast %pkf {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %pv = cast %pvf {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %kb = cast %k {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %vb = cast %v {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %kc = kv_cache_append %pk, %kb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %vc = kv_cache_append %pv, %vb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 100} : tensor<?b x 4 x ?s x 16 x f32>
+          return %o
+        }""", BackendOptions.defaults().withBound("s", 300).withBound("p", 200)
+            .withBound("b", 2), List.of(Map.of("s", 300L, "p", 200L, "b", 2L),
+            Map.of("s", 130L, "p", 7L, "b", 1L), Map.of("s", 5L, "p", 0L, "b", 2L)),
+        BF16_ATTENTION_TOL);
+  }
+
+  /**
    * A decode step, seq bound 1 as the serving decode program: the [b, s, h, d] -> [b, h, s, d]
    * transpose is an alias, rope reads one table row for all rows, the query heads of a kv head
    * go as one tile, and the batch's kv heads are software-pipelined. Both caches are outputs

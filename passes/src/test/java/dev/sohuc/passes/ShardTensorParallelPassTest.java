@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.hf.HfImporter;
 import dev.sohuc.hf.HfOptions;
+import dev.sohuc.hf.Safetensors;
+import dev.sohuc.hf.TinyModel;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
@@ -26,6 +28,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * shard-tensor-parallel: the N per-chip programs, run together with every all_reduce summing
@@ -115,8 +118,43 @@ class ShardTensorParallelPassTest {
     return kv >= chips ? rank * (kv / chips) : (rank * (q / chips)) / (q / kv);
   }
 
+  /**
+   * Phi-3's fused projections (qkv_proj, gate_up_proj: each part's share of the rows kept, the
+   * split after them rescaled) and Mixtral's experts (w1 and w3 column-parallel, w2
+   * row-parallel, one sum per layer after the weighted experts are added up), on two chips (kv
+   * heads split) and four (kv heads replicated).
+   */
+  @Test
+  void fusedProjectionsAndExpertsShardAndMatch(@TempDir Path tmp) {
+    for (String family : List.of("phi3", "mixtral")) {
+      Path dir = TinyModel.of(family, 5).writeTo(tmp.resolve(family), Safetensors.Dtype.F32);
+      checkSharded(dir, HfOptions.decode(), 2, 31);
+      checkSharded(dir, HfOptions.prefill(), 4, 32);
+    }
+    // one sum per layer after attention and one after the experts (not one per expert)
+    Path mixtral = tmp.resolve("mixtral");
+    assertEquals(4, shard(mixtral, HfOptions.prefill(), 2, 0).main().body().stream()
+        .filter(x -> x.op() instanceof TransformerOp.AllReduce).count());
+  }
+
+  @Test
+  void modelsWithoutKnownProjectionsAreRejected(@TempDir Path tmp) {
+    Path gpt2 = TinyModel.of("gpt2", 5).writeTo(tmp.resolve("gpt2"), Safetensors.Dtype.F32);
+    Module m = fused(gpt2, HfOptions.prefill());
+    var e = assertThrows(dev.sohuc.passes.tp.ShardException.class,
+        () -> new ShardTensorParallelPass(2, 0).run(m));
+    assertEquals("shard-tensor-parallel: found none of the projection weights it splits (q_proj, "
+        + "k_proj, v_proj, gate_proj, up_proj, qkv_proj, gate_up_proj, w1, w3 as *.NAME.weight); "
+        + "this model names its projections otherwise, so it cannot be sharded", e.getMessage());
+  }
+
   void checkSharded(HfOptions options, int chips, long seed) {
-    Module full = fused(TINY, options);
+    checkSharded(TINY, options, chips, seed);
+  }
+
+  /** A tiny model with 4 query heads and 2 kv heads, as every tiny family has. */
+  void checkSharded(Path model, HfOptions options, int chips, long seed) {
+    Module full = fused(model, options);
     List<Tensor> inputs = MeaningCheck.randomInputs(full.main(), seed, Map.of());
     System.out.println("shard-tensor-parallel meaning check, chips=" + chips + ": seed " + seed);
     Map<String, Tensor> expected = new Interpreter(full).run(inputs);
@@ -124,7 +162,7 @@ class ShardTensorParallelPassTest {
     List<List<Tensor>> shardInputs = new ArrayList<>();
     long kvLocal = Math.max(1, 2 / chips);
     for (int r = 0; r < chips; r++) {
-      Module s = shard(TINY, options, chips, r);
+      Module s = shard(model, options, chips, r);
       shards.add(s);
       List<Tensor> in = new ArrayList<>();
       for (int i = 0; i < inputs.size(); i++) {

@@ -20,6 +20,7 @@ import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * {@code --shard-tensor-parallel} (options {@code chips=N}, default 1, and {@code rank=R}, default
@@ -27,13 +28,20 @@ import java.util.Map;
  * an N-chip tensor-parallel group, Megatron style.
  *
  * <ul>
- *   <li>column-parallel: {@code q_proj, k_proj, v_proj, gate_proj, up_proj} keep 1/N of their
- *       output rows, so each chip holds {@code heads/N} query heads and {@code intermediate/N}
- *       MLP columns. With {@code kv_heads >= N} the kv heads are split too; with fewer, chip R
- *       keeps the one kv head its query heads read (kv heads replicated {@code N/kv_heads}
- *       times);
- *   <li>row-parallel: {@code o_proj, down_proj} keep 1/N of their input columns, and their
- *       matmul is followed by {@code all_reduce {chips = N}} (a partial sum on each chip);
+ *   <li>column-parallel: {@code q_proj, k_proj, v_proj, gate_proj, up_proj} and a mixture of
+ *       experts' {@code w1, w3} keep 1/N of their output rows, so each chip holds
+ *       {@code heads/N} query heads and {@code intermediate/N} MLP columns. With
+ *       {@code kv_heads >= N} the kv heads are split too; with fewer, chip R keeps the one kv
+ *       head its query heads read (kv heads replicated {@code N/kv_heads} times). Fused
+ *       projections ({@code qkv_proj}: q, k and v rows one after another; {@code gate_up_proj}:
+ *       gate then up) keep each part's share, and the split of their output is rescaled to
+ *       match;
+ *   <li>row-parallel: {@code o_proj, down_proj} and an expert's {@code w2} keep 1/N of their
+ *       input columns, so their result is a partial sum on each chip. It stays partial through
+ *       ops linear in it (a product with a replicated value, a sum of partials: the experts'
+ *       weighted outputs added up) and is summed by {@code all_reduce {chips = N}} right after
+ *       the last of them, before anything else reads it: once after o_proj and down_proj, once
+ *       per mixture-of-experts layer, and a row-parallel bias is added after the sum;
  *   <li>embedding, norms, rotary tables and {@code lm_head} stay replicated: every chip looks up
  *       the full table and computes all logits (no vocab split, so no gather);
  *   <li>the KV-cache arguments and present outputs get {@code kv_heads/N} (or 1) heads.
@@ -47,8 +55,8 @@ public final class ShardTensorParallelPass implements Pass {
   public static final String NAME = "shard-tensor-parallel";
 
   private static final List<String> COLUMN = List.of("q_proj", "k_proj", "v_proj", "gate_proj",
-      "up_proj");
-  private static final List<String> ROW = List.of("o_proj", "down_proj");
+      "up_proj", "qkv_proj", "gate_up_proj", "w1", "w3");
+  private static final List<String> ROW = List.of("o_proj", "down_proj", "w2");
 
   private final int chips;
   private final int rank;
@@ -107,8 +115,9 @@ public final class ShardTensorParallelPass implements Pass {
     Heads heads = heads(f);
     // weights first: their new types drive everything downstream
     Map<String, TensorType> newTypes = new java.util.HashMap<>();
+    Map<String, List<Long>> fusedParts = new java.util.HashMap<>();
     for (Weight w : List.copyOf(module.weights().values())) {
-      Weight s = shard(w, heads);
+      Weight s = shard(w, heads, fusedParts);
       if (s != w) {
         module.weights().put(w.name(), s);
         newTypes.put(w.name(), s.type());
@@ -116,6 +125,12 @@ public final class ShardTensorParallelPass implements Pass {
             : "row-parallel weights");
       }
     }
+    if (counters.result().count("column-parallel weights") == 0) {
+      throw new ShardException(NAME + ": found none of the projection weights it splits ("
+          + String.join(", ", COLUMN) + " as *.NAME.weight); this model names its projections "
+          + "otherwise, so it cannot be sharded");
+    }
+    Set<Node> summedAfter = partialSums(f);
     Map<Value, Value> map = new IdentityHashMap<>();
     List<Value> args = new ArrayList<>();
     for (Value a : f.arguments()) {
@@ -144,6 +159,8 @@ public final class ShardTensorParallelPass implements Pass {
         nop = new SourceOp.WeightRef(w.name(), newTypes.get(w.name()));
       } else if (op instanceof DataOp.Reshape r && !ops.get(0).type().equals(r.x().type())) {
         nop = new DataOp.Reshape(ops.get(0), reshape(n, r, ops.get(0).type()));
+      } else if (op instanceof DataOp.Split sp && !ops.get(0).type().equals(sp.x().type())) {
+        nop = new DataOp.Split(ops.get(0), sp.axis(), split(n, sp, fusedParts));
       } else {
         nop = ops.isEmpty() ? op : op.withOperands(ops);
       }
@@ -152,7 +169,7 @@ public final class ShardTensorParallelPass implements Pass {
       for (int i = 0; i < n.results().size(); i++) {
         map.put(n.results().get(i), nn.results().get(i));
       }
-      if (op instanceof LinalgOp.MatMul m && role(weightName(m.b())) == Role.ROW) {
+      if (summedAfter.contains(n)) {
         Value sum = b.add(new TransformerOp.AllReduce(nn.result(), chips), n.location(),
             n.result().name() + ".all_reduce");
         map.put(n.result(), sum);
@@ -193,6 +210,66 @@ public final class ShardTensorParallelPass implements Pass {
         + "shards fused transformer decoders)");
   }
 
+  /**
+   * The ops after which a partial sum is summed: of the row-parallel matmuls and the ops linear
+   * in their partial results (a product or quotient by a value that is not partial, a sum or
+   * difference of two partials), those whose result something else reads (or is an output).
+   * An op stays linear only while every partial it reads stays partial, so the set is narrowed
+   * until that holds: a partial read both by a linear op and by another is summed, and the
+   * linear op then reads the sum, so it is summed no later than its inputs are.
+   */
+  private static Set<Node> partialSums(Function f) {
+    Set<Node> linear = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : f.body()) {
+      if (n.op() instanceof LinalgOp.MatMul m && role(weightName(m.b())) == Role.ROW
+          || partialOperands(n, linear) != null) {
+        linear.add(n);
+      }
+    }
+    Map<Value, List<Node>> users = f.users();
+    Set<Value> outputs = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    f.outputs().forEach(o -> outputs.add(o.value()));
+    java.util.function.Predicate<Value> staysPartial = v -> !outputs.contains(v)
+        && users.getOrDefault(v, List.of()).stream().allMatch(linear::contains);
+    boolean changed = true;
+    while (changed) {
+      changed = false;
+      for (Node n : List.copyOf(linear)) {
+        List<Value> partials = n.op() instanceof LinalgOp.MatMul ? List.of()
+            : partialOperands(n, linear);
+        if (partials == null || !partials.stream().allMatch(staysPartial)) {
+          linear.remove(n);
+          changed = true;
+        }
+      }
+    }
+    Set<Node> summed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : linear) {
+      if (!staysPartial.test(n.result())) {
+        summed.add(n);
+      }
+    }
+    return summed;
+  }
+
+  /**
+   * The operands of {@code n} that {@code partial} makes, when {@code n} is linear in them (see
+   * {@link #partialSums}); else null.
+   */
+  private static List<Value> partialOperands(Node n, Set<Node> partial) {
+    if (!(n.op() instanceof dev.sohuc.ir.op.ElementwiseOp.Binary bin)) {
+      return null;
+    }
+    boolean a = bin.lhs().producer() != null && partial.contains(bin.lhs().producer());
+    boolean b = bin.rhs().producer() != null && partial.contains(bin.rhs().producer());
+    return switch (bin.kind()) {
+      case MUL -> a != b ? List.of(a ? bin.lhs() : bin.rhs()) : null;
+      case DIV -> a && !b ? List.of(bin.lhs()) : null;
+      case ADD, SUB -> a && b ? List.of(bin.lhs(), bin.rhs()) : null;
+      default -> null;
+    };
+  }
+
   private enum Role { COLUMN, ROW, REPLICATED }
 
   private static Role role(String weight) {
@@ -208,10 +285,7 @@ public final class ShardTensorParallelPass implements Pass {
       if (weight.endsWith("." + r + ".weight")) {
         return Role.ROW;
       }
-      if (weight.endsWith("." + r + ".bias")) {
-        throw new ShardException(NAME + ": a bias on the row-parallel " + r + " (" + weight
-            + ") would be added N times; not supported");
-      }
+
     }
     return Role.REPLICATED;
   }
@@ -226,8 +300,12 @@ public final class ShardTensorParallelPass implements Pass {
     return p != null && p.op() instanceof SourceOp.WeightRef w ? w.name() : null;
   }
 
-  /** Rows [lo, lo+count) of the output dim (dim 0) or columns of the input dim (dim 1). */
-  private Weight shard(Weight w, Heads h) {
+  /**
+   * The blocks of the output dim (dim 0) a column-parallel weight keeps, in order, or the
+   * columns of the input dim (dim 1) a row-parallel one keeps; a fused projection's part sizes
+   * on this chip go into {@code fusedParts} under its name, for the split of its output.
+   */
+  private Weight shard(Weight w, Heads h, Map<String, List<Long>> fusedParts) {
     Role role = role(w.name());
     if (role == Role.REPLICATED) {
       return w;
@@ -237,21 +315,17 @@ public final class ShardTensorParallelPass implements Pass {
     if (t.rank() != (w.name().endsWith(".bias") ? 1 : 2)) {
       throw new ShardException(NAME + ": @" + w.name() + " has rank " + t.rank());
     }
-    long size = t.dim(axis).value();
-    long lo;
-    long count;
-    boolean kv = w.name().contains(".k_proj.") || w.name().contains(".v_proj.");
-    if (kv) {
-      count = h.localKv(chips) * h.dim;
-      lo = h.firstKv(chips, rank) * h.dim;
-    } else {
-      if (size % chips != 0) {
-        throw new ShardException(NAME + ": @" + w.name() + " dim " + axis + " (" + size
-            + ") does not split over " + chips + " chips");
-      }
-      count = size / chips;
-      lo = rank * count;
+    if (role == Role.ROW && t.rank() == 1) {
+      return w; // a row-parallel bias, added once to the sum
     }
+    long size = t.dim(axis).value();
+    List<long[]> blocks = role == Role.ROW ? List.of(evenBlock(w, 0, size))
+        : columnBlocks(w, size, h);
+    if (blocks.size() > 1) {
+      fusedParts.put(w.name().substring(0, w.name().lastIndexOf('.')),
+          blocks.stream().map(b -> b[1]).toList());
+    }
+    long count = blocks.stream().mapToLong(b -> b[1]).sum();
     List<Dim> d = new ArrayList<>(t.dims());
     d.set(axis, Dim.of(count));
     TensorType nt = t.withDims(d);
@@ -264,13 +338,16 @@ public final class ShardTensorParallelPass implements Pass {
     long cols = t.rank() == 1 ? t.dim(0).value() : t.dim(1).value();
     byte[] out = new byte[Math.toIntExact(nt.staticElementCount().orElseThrow() * esize)];
     int o = 0;
-    if (axis == 0 && t.rank() == 1) {
-      src.position((int) (lo * esize));
-      src.get(out, 0, (int) (count * esize));
-    } else if (axis == 0) {
-      src.position((int) (lo * cols * esize));
-      src.get(out, 0, out.length);
+    if (axis == 0) {
+      // a block of output rows is contiguous (a bias: a block of elements)
+      long rowBytes = (t.rank() == 1 ? 1 : cols) * esize;
+      for (long[] b : blocks) {
+        src.position((int) (b[0] * rowBytes));
+        src.get(out, o, (int) (b[1] * rowBytes));
+        o += (int) (b[1] * rowBytes);
+      }
     } else {
+      long lo = blocks.get(0)[0];
       for (long r = 0; r < rows; r++) {
         src.position((int) ((r * cols + lo) * esize));
         src.get(out, o, (int) (count * esize));
@@ -278,6 +355,66 @@ public final class ShardTensorParallelPass implements Pass {
       }
     }
     return new Weight(w.name(), nt, new Weight.Data.Inline(out));
+  }
+
+  /** The (first, count) blocks of a column-parallel weight's output rows this chip keeps. */
+  private List<long[]> columnBlocks(Weight w, long size, Heads h) {
+    String name = w.name();
+    long q = h.q * h.dim;
+    long kv = h.kv * h.dim;
+    long[] myQ = {rank * h.localQ(chips) * h.dim, h.localQ(chips) * h.dim};
+    long[] myKv = {h.firstKv(chips, rank) * h.dim, h.localKv(chips) * h.dim};
+    if (name.contains(".k_proj.") || name.contains(".v_proj.")) {
+      return List.of(myKv);
+    }
+    if (name.contains(".qkv_proj.")) {
+      if (size != q + 2 * kv) {
+        throw new ShardException(NAME + ": @" + name + " has " + size + " output rows, not the "
+            + q + " + 2 x " + kv + " of its query, key and value heads");
+      }
+      return List.of(myQ, new long[] {q + myKv[0], myKv[1]},
+          new long[] {q + kv + myKv[0], myKv[1]});
+    }
+    if (name.contains(".gate_up_proj.")) {
+      if (size % 2 != 0) {
+        throw new ShardException(NAME + ": @" + name + " has an odd number of output rows ("
+            + size + "), not gate and up halves");
+      }
+      return List.of(evenBlock(w, 0, size / 2), evenBlock(w, size / 2, size / 2));
+    }
+    return List.of(evenBlock(w, 0, size));
+  }
+
+  /** This chip's 1/N of the {@code size} rows or columns from {@code first}. */
+  private long[] evenBlock(Weight w, long first, long size) {
+    if (size % chips != 0) {
+      throw new ShardException(NAME + ": @" + w.name() + " (" + size + " "
+          + (role(w.name()) == Role.COLUMN ? "output rows" : "input columns")
+          + ") does not split over " + chips + " chips");
+    }
+    return new long[] {first + rank * (size / chips), size / chips};
+  }
+
+  /**
+   * The part sizes of a split of a fused projection's output (through a bias add): the parts
+   * this chip keeps of each.
+   */
+  private static List<Dim> split(Node n, DataOp.Split sp, Map<String, List<Long>> fusedParts) {
+    Node p = sp.x().producer();
+    while (p != null && p.op() instanceof dev.sohuc.ir.op.ElementwiseOp.Binary bin
+        && bin.kind() == dev.sohuc.ir.op.ElementwiseOp.BinaryKind.ADD) {
+      p = bin.lhs().producer();
+    }
+    String w = p != null && p.op() instanceof LinalgOp.MatMul m ? weightName(m.b()) : null;
+    List<Long> parts = w == null ? null
+        : fusedParts.get(w.substring(0, w.lastIndexOf('.')));
+    int rank = sp.x().type().rank();
+    if (parts == null || parts.size() != sp.sizes().size()
+        || Math.floorMod(sp.axis(), rank) != rank - 1) {
+      throw new ShardException(NAME + ": cannot shard " + n.describe() + " (only the split of a "
+          + "fused projection's output into its parts is rescaled)");
+    }
+    return parts.stream().map(Dim::of).toList();
   }
 
   /** Rescales a reshape that splits ([.., X] -> [.., A, B]) or merges the last dims. */
