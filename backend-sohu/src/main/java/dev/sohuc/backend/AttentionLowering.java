@@ -896,9 +896,17 @@ final class AttentionLowering {
     probs.addr(e, x1, 0);
     kv.addr(e, x2, vOff);
     acc.addr(e, o, oInRegion);
-    int pv = e.mma(mxu, o, dCols, x1, padBytes, x2, kvBytes, mTile, (int) d, cols, 0, false,
-        false, false);
-    e.patchTokens(pv, TOK_VPU, TOK_MXU);
+    // O's columns in blocks of the MXU's 128 (a head size above it: Gemma's 256); the MXU runs
+    // them in order, so the first waits for P and the last tells that O is done
+    for (long c = 0; c < d; c += TILE) {
+      if (c > 0) {
+        e.addImm(x2, x2, TILE * es);
+        e.addImm(o, o, TILE);
+      }
+      int pv = e.mma(mxu, o, dCols, x1, padBytes, x2, kvBytes, mTile, (int) Math.min(TILE, d - c),
+          cols, 0, false, false, false);
+      e.patchTokens(pv, c == 0 ? TOK_VPU : 0, c + TILE >= d ? TOK_MXU : 0);
+    }
     e.free(x1, x2, o);
     if (cols != tReg) {
       e.free(cols);

@@ -109,8 +109,8 @@ final class Lowering {
       case ReductionOp.Reduce r -> r.kind() == ReductionOp.ReduceKind.PROD ? "reduce_prod"
           : r.axes().size() == 1 && lastAxis(r.axes().get(0), r.x().type()) ? requireF32(n)
           : "reduction over axes " + r.axes() + " (only the last axis)";
-      case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic() || a.q().type().dim(3).value() > 128
-          ? "attention head size above 128"
+      case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic()
+          ? "attention over a symbolic head size"
           : a.pastLengths() != null && !a.pastLengths().isArgument()
           ? "past_lengths computed in the program (the argument block holds an input's)"
           : a.pastLengths() != null && a.mask() != null ? "attention with both a mask and past_lengths"
@@ -1145,12 +1145,8 @@ final class Lowering {
     long residentAt = cast == null ? 0
         : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
     int residentRs = cast == null ? 0 : e.konst(v.cols() * 2);
-    int loaded = e.li(preload(r.gamma(), rowBytes, "gamma"));
-    // Gemma's gamma_offset: the scale is (gamma + offset), made per tile from the loaded gamma
-    // (idempotent, and after the tile's LOAD wait, which orders it after the gamma DMA)
+    int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
     float offset = (float) r.gammaOffset();
-    int gamma = offset == 0 ? loaded : e.li(sram(rowBytes, "gamma + gamma_offset"));
-    int one = offset == 0 ? 0 : e.konst(1);
     int dst = unstored ? 0 : e.li(addr(n.result()));
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
@@ -1168,9 +1164,6 @@ final class Lowering {
         e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
         x = sumTile;
         xRs = outRs;
-      }
-      if (offset != 0) {
-        e.vbini(BinOp.ADD, gamma, rs, loaded, rs, offset, one, colsReg, false);
       }
       if (unstored) {
         // the cast's own rounding, by the norm into this tile's rows of the resident copy
@@ -1200,12 +1193,17 @@ final class Lowering {
       // the stream has copied its base addresses: their registers are free for the loop
       w.freeBases();
       e.free(dst, sum);
+      if (offset != 0) {
+        // Gemma's gamma_offset: the scale (gamma + offset), made in place once the first
+        // tile's load, queued after gamma's, has arrived; it passes that LOAD on to the tile
+        int one = e.li(1);
+        e.patchTokens(e.vbini(BinOp.ADD, gamma, rs, gamma, rs, offset, one, colsReg, false),
+            TOK_LOAD, TOK_LOAD);
+        e.free(one);
+      }
     }, cast != null, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
-    e.free(rows, loaded, sumTile);
-    if (gamma != loaded) {
-      e.free(gamma);
-    }
+    e.free(rows, gamma, sumTile);
   }
 
   /**

@@ -336,6 +336,18 @@ class EndToEndOpsTest {
           return %y, %y2, %h2
         }""";
     check("addnorm", func);
+    // Gemma's final norm in a serving program: the bf16 sum of the chips' partials widened
+    // into the add, the offset, and both the sum and the norm stored: the offset is applied to
+    // gamma once, in place, so the stream has the registers it needs
+    check("addnorm_gemma", """
+        func @main(%a: tensor<?b x ?s x 3072 x f32>, %pf: tensor<?b x ?s x 3072 x f32>, %g: tensor<3072 x f32>) -> ("y": tensor<?b x ?s x 3072 x f32>, "h": tensor<?b x ?s x 3072 x f32>) {
+          %pb = cast %pf {to = bf16} : tensor<?b x ?s x 3072 x bf16>
+          %p = cast %pb {to = f32} : tensor<?b x ?s x 3072 x f32>
+          %h = add %a, %p : tensor<?b x ?s x 3072 x f32>
+          %y = rms_norm %h, %g {eps = 1.0E-6, gamma_offset = 1.0} : tensor<?b x ?s x 3072 x f32>
+          return %y, %h
+        }""", BackendOptions.defaults().withBound("s", 300).withBound("b", 2),
+        List.of(Map.of("s", 300L, "b", 2L), Map.of("s", 3L, "b", 1L)));
     // an intermediate addend read last by the norm: the norm's result takes its place, and rows
     // of 16 KB make 128-row tiles, so s = 130 and 300 stream two and three tiles over it
     check("addnorm_inplace", """
@@ -384,6 +396,41 @@ class EndToEndOpsTest {
   }
 
   // ---- attention ------------------------------------------------------------------------
+
+  /**
+   * Head sizes above the MXU's 128 columns (Gemma's 256, and 192): P V runs in blocks of 128
+   * output columns. The masked one-tile schedule, the prefetched prefill schedule over f32 and
+   * bf16 K and V, and the stacked, pipelined decode schedule.
+   */
+  @Test
+  void attentionWithHeadsWiderThanTheMxu() {
+    for (int d : new int[] {256, 192}) {
+      // the model's own scale, 1/sqrt(d): bf16 K and V round the scores by 2^-9 of their size
+      String scale = "scale = " + 1 / Math.sqrt(d);
+      String q = "tensor<?b x 4 x ?s x " + d + " x f32>";
+      String kv = "tensor<?b x 2 x ?s x " + d + " x f32>";
+      BackendOptions options = BackendOptions.defaults().withBound("s", 200).withBound("b", 2);
+      List<Map<String, Long>> dims = List.of(Map.of("s", 200L, "b", 2L),
+          Map.of("s", 5L, "b", 1L));
+      check("attn_mask_d" + d, "func @main(%q: " + q + ", %k: " + kv + ", %v: " + kv
+          + ", %m: tensor<?b x 1 x 1 x ?s x f32>) -> (\"o\": " + q + ") {\n"
+          + "  %o = attention %q, %k, %v, %m {" + scale + ", causal = false, window = 0} : " + q
+          + "\n  return %o\n}", options, dims);
+      for (String kvType : new String[] {"f32", "bf16"}) {
+        String kt = kv.replace("f32", kvType);
+        check("attn_prefill_d" + d + "_" + kvType, "func @main(%q: " + q + ", %kf: " + kv
+            + ", %vf: " + kv + ") -> (\"o\": " + q + ") {\n"
+            + "  %k = cast %kf {to = " + kvType + "} : " + kt + "\n"
+            + "  %v = cast %vf {to = " + kvType + "} : " + kt + "\n"
+            + "  %o = attention %q, %k, %v {" + scale + ", causal = true, window = 0} : " + q
+            + "\n  return %o\n}", options, dims,
+            kvType.equals("bf16") ? BF16_ATTENTION_TOL : EndToEndHarness.DEFAULT_TOL);
+      }
+      check("decode_step_d" + d, DECODE_STEP.replace("x 16 x", "x " + d + " x")
+          .replace("x 8 x f32>", "x " + d / 2 + " x f32>"), DECODE_BOUNDS,
+          List.of(Map.of("s", 1L, "p", 140L, "b", 3L), Map.of("s", 1L, "p", 0L, "b", 4L)));
+    }
+  }
 
   @Test
   void attentionGqaWithPaddingMask() {

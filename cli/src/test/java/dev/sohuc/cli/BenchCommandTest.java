@@ -108,6 +108,52 @@ class BenchCommandTest {
     assertTrue(err.toString().contains(message), err.toString());
   }
 
+  /**
+   * Each decoder family at its published dims (two layers), sharded and served: Mistral's
+   * sliding window, Qwen2's biases (28 heads: on 4 chips), Gemma's 256-wide heads and norm
+   * offset, Phi-3's fused projections and window, Mixtral's experts. Every one compiles and
+   * finishes its requests.
+   */
+  @Test
+  void everyDecoderFamilyServesAtItsRealDims() throws Exception {
+    String common = "\"num_hidden_layers\": 2, \"rms_norm_eps\": 1e-05, "
+        + "\"torch_dtype\": \"bfloat16\", \"max_position_embeddings\": 32768, ";
+    java.util.Map<String, String> families = new java.util.LinkedHashMap<>();
+    families.put("mistral", "\"model_type\": \"mistral\", \"hidden_size\": 4096, "
+        + "\"intermediate_size\": 14336, \"num_attention_heads\": 32, "
+        + "\"num_key_value_heads\": 8, \"vocab_size\": 32000, \"sliding_window\": 4096, "
+        + "\"rope_theta\": 10000.0");
+    families.put("qwen2", "\"model_type\": \"qwen2\", \"hidden_size\": 3584, "
+        + "\"intermediate_size\": 18944, \"num_attention_heads\": 28, "
+        + "\"num_key_value_heads\": 4, \"vocab_size\": 152064, \"rope_theta\": 1000000.0");
+    families.put("gemma", "\"model_type\": \"gemma\", \"hidden_size\": 3072, "
+        + "\"intermediate_size\": 24576, \"num_attention_heads\": 16, "
+        + "\"num_key_value_heads\": 16, \"head_dim\": 256, \"vocab_size\": 256000, "
+        + "\"hidden_activation\": \"gelu_pytorch_tanh\", \"rope_theta\": 10000.0");
+    families.put("phi3", "\"model_type\": \"phi3\", \"hidden_size\": 3072, "
+        + "\"intermediate_size\": 8192, \"num_attention_heads\": 32, "
+        + "\"num_key_value_heads\": 32, \"vocab_size\": 32064, \"sliding_window\": 2047, "
+        + "\"hidden_act\": \"silu\", \"rope_theta\": 10000.0");
+    families.put("mixtral", "\"model_type\": \"mixtral\", \"hidden_size\": 4096, "
+        + "\"intermediate_size\": 14336, \"num_attention_heads\": 32, "
+        + "\"num_key_value_heads\": 8, \"vocab_size\": 32000, \"num_local_experts\": 8, "
+        + "\"num_experts_per_tok\": 2, \"rope_theta\": 1000000.0");
+    for (var f : families.entrySet()) {
+      Path cfg = tmp.resolve(f.getKey() + ".json");
+      Files.writeString(cfg, "{" + common + f.getValue() + "}");
+      Path json = tmp.resolve(f.getKey() + "-bench.json");
+      StringWriter err = new StringWriter();
+      int code = Sohuc.execute(new String[] {"bench", cfg.toString(), "--chips",
+          f.getKey().equals("qwen2") ? "4" : "8", "--input-len", "256", "--output-len", "4",
+          "--requests", "3", "--json", json.toString()}, new PrintWriter(new StringWriter()),
+          new PrintWriter(err));
+      assertEquals(0, code, f.getKey() + ": " + err);
+      JsonNode j = new ObjectMapper().readTree(json.toFile());
+      assertEquals(3 * 4, j.get("output_tokens").asLong(), f.getKey());
+      assertTrue(j.get("prefill_mfu").asDouble() > 0, f.getKey());
+    }
+  }
+
   @Test
   void chipsTheModelDoesNotSplitOverIsAUserError() {
     StringWriter err = new StringWriter();
