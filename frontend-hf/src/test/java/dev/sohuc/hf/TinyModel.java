@@ -126,6 +126,7 @@ public final class TinyModel {
   private void decoder(String variant) {
     String type = switch (variant) {
       case "llama31", "llama-bf16", "llama-longrope" -> "llama";
+      case "gemma-wide" -> "gemma";
       default -> variant;
     };
     config.put("model_type", type);
@@ -148,8 +149,9 @@ public final class TinyModel {
       }
       case "llama-longrope" -> config.put("max_position_embeddings", 400000);
       case "mistral" -> config.put("sliding_window", 3);
-      case "gemma" -> {
-        headDim = 16;
+      case "gemma", "gemma-wide" -> {
+        // Gemma's real heads are 256 wide, twice the MXU's columns
+        headDim = variant.equals("gemma") ? 16 : 256;
         config.put("head_dim", headDim);
         config.put("hidden_activation", "gelu_pytorch_tanh");
         config.put("rms_norm_eps", 1e-6);
