@@ -214,9 +214,9 @@ public final class ShardTensorParallelPass implements Pass {
    * The ops after which a partial sum is summed: of the row-parallel matmuls and the ops linear
    * in their partial results (a product or quotient by a value that is not partial, a sum or
    * difference of two partials), those whose result something else reads (or is an output).
-   * An op stays linear only while every partial it reads stays partial, so the set is narrowed
-   * until that holds: a partial read both by a linear op and by another is summed, and the
-   * linear op then reads the sum, so it is summed no later than its inputs are.
+   * An op counts as linear only while every partial it reads is read by linear ops alone: a
+   * partial that something else also reads is summed where it is made, every reader then reads
+   * the sum, and the op is no longer linear; the set is narrowed until this holds.
    */
   private static Set<Node> partialSums(Function f) {
     Set<Node> linear = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
@@ -282,10 +282,9 @@ public final class ShardTensorParallelPass implements Pass {
       }
     }
     for (String r : ROW) {
-      if (weight.endsWith("." + r + ".weight")) {
+      if (weight.endsWith("." + r + ".weight") || weight.endsWith("." + r + ".bias")) {
         return Role.ROW;
       }
-
     }
     return Role.REPLICATED;
   }
