@@ -208,6 +208,9 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("one_step_program", oneProgram);
     batch.put("compiled_mxu_flops_server", batchFlops * chips);
     batch.put("model_flops_2_x_params_x_tokens", 2.0 * shape.params() * (inputLen + decodeBatch));
+    batch.put("active_params", shape.activeParams());
+    batch.put("model_flops_2_x_active_params_x_tokens",
+        2.0 * shape.activeParams() * (inputLen + decodeBatch));
     batch.put("article_flops", 304e12);
     batch.put("weight_bytes_server_fp32", shape.weightBytesPerChip() * chips);
     batch.put("weight_bytes_bf16_params", 2.0 * shape.params());
@@ -323,6 +326,13 @@ final class BenchCommand implements Callable<Integer> {
         (double) b.get("compiled_mxu_flops_server") / 1e12,
         (double) b.get("model_flops_2_x_params_x_tokens") / 1e12,
         ((Number) b.get("params")).doubleValue() / 1e9});
+    if (((Number) b.get("active_params")).longValue() < ((Number) b.get("params")).longValue()) {
+      line.accept("  a mixture of experts: a token's routed experts make %.1fe9 params active, "
+          + "%.1f TFLOP for this batch; the compiled code runs every expert on every token "
+          + "(dense, the unselected ones weighted by zero), so its MXU work and MFU count them "
+          + "all", new Object[] {((Number) b.get("active_params")).doubleValue() / 1e9,
+          (double) b.get("model_flops_2_x_active_params_x_tokens") / 1e12});
+    }
     line.accept("  weights: %.1f GB as compiled (%s linear layers split across the chips; the "
         + "embedding table, kept f32, and lm_head on every chip); %.1f GB at 2 bytes/param; "
         + "article 140 GB, 70e9 params at 2 bytes", new Object[] {

@@ -112,8 +112,8 @@ public final class StepModel {
    * What the config says, for capacity and for the article's arithmetic; the KV cache's
    * element type is the compiled program's ({@code past_key_values.*}).
    */
-  public record ModelShape(long params, long layers, long heads, long kvHeads, long headDim,
-      long hidden, long vocab, long weightBytesPerChip, ElementType kvType) {
+  public record ModelShape(long params, long activeParams, long layers, long heads, long kvHeads,
+      long headDim, long hidden, long vocab, long weightBytesPerChip, ElementType kvType) {
     /** KV bytes one token takes on one chip (K and V, every layer, this chip's kv heads). */
     public long kvBytesPerTokenPerChip(int chips) {
       return 2 * layers * Math.max(1, kvHeads / chips) * headDim * kvType.sizeBytes();
@@ -217,7 +217,14 @@ public final class StepModel {
         .filter(a -> a.name().startsWith("past_key_values.")).findFirst()
         .orElseThrow(() -> new IllegalStateException("a decode graph without past_key_values"))
         .type().elementType();
-    return new ModelShape(params, cfg.get("num_hidden_layers"), cfg.get("num_attention_heads"),
+    // a mixture of experts: a token's work is that of the experts it is routed to (each expert
+    // three hidden x intermediate matrices, as Mixtral's)
+    long unrouted = Math.max(0, cfg.getOr("num_local_experts", 1)
+        - cfg.getOr("num_experts_per_tok", cfg.getOr("num_local_experts", 1)));
+    long activeParams = params - cfg.get("num_hidden_layers") * unrouted * 3
+        * cfg.get("hidden_size") * cfg.getOr("intermediate_size", 0);
+    return new ModelShape(params, activeParams, cfg.get("num_hidden_layers"),
+        cfg.get("num_attention_heads"),
         cfg.getOr("num_key_value_heads", cfg.get("num_attention_heads")),
         cfg.getOr("head_dim", cfg.get("hidden_size") / cfg.get("num_attention_heads")),
         cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, kvType);

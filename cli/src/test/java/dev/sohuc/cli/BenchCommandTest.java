@@ -151,6 +151,10 @@ class BenchCommandTest {
       JsonNode j = new ObjectMapper().readTree(json.toFile());
       assertEquals(3 * 4, j.get("output_tokens").asLong(), f.getKey());
       assertTrue(j.get("prefill_mfu").asDouble() > 0, f.getKey());
+      // Mixtral's 2 of 8 experts: 6 of its experts' 3 x 4096 x 14336 matrices a layer idle
+      JsonNode batch = j.get("article_batch");
+      assertEquals(f.getKey().equals("mixtral") ? 2L * 6 * 3 * 4096 * 14336 : 0,
+          batch.get("params").asLong() - batch.get("active_params").asLong(), f.getKey());
     }
   }
 
