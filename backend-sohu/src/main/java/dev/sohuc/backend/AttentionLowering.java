@@ -43,8 +43,13 @@ import java.util.List;
  */
 final class AttentionLowering {
   static final int TILE = 128;
-  /** The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). */
-  static final int MAX_DEPTH = 4;
+  /**
+   * The most slots the pipelined decode schedule keeps in flight (see {@link #pipelined}). A
+   * slot is reloaded once its tile's P V is done: its load's HBM latency, Q K^T, softmax and
+   * P V take about four loads' time for a 70B decode's K and V (2k keys), so with six the DMA
+   * engine streams without waiting for a slot (with four it idled a fifth of the time).
+   */
+  static final int MAX_DEPTH = 6;
   /**
    * The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}).
    * Its S = Q K^T is queued with the tile before it, so a query tile's load is queued three
@@ -107,6 +112,8 @@ final class AttentionLowering {
   // the sliding window (0: none), put in a register only around each softmax: the prefetched
   // schedule's loops hold every register they can spare
   private long window;
+  // the queries' HBM address
+  private long qAddr;
 
   AttentionLowering(Lowering l) {
     this.l = l;
@@ -219,7 +226,8 @@ final class AttentionLowering {
     }
     int kHeadStep = kvPositions > 0 ? e.li(kvPositions * d * es)
         : l.dimReg(t.times(Dim.of(d * es)));
-    int qP = e.li(l.addr(at.q()));
+    qAddr = l.addr(at.q());
+    int qP = e.li(qAddr);
     int kP = e.li(l.addr(at.k()));
     // O and V sit at fixed distances from Q and K: one pointer each
     oFromQ = l.addr(n.result()) - l.addr(at.q());
@@ -263,8 +271,11 @@ final class AttentionLowering {
     // sliding window: softmax masks keys at or before (query position - window)
     window = at.window();
     if (pipelined) {
-      pipelined(qt.dim(0), hkv.value(), slots, qP, kP, qHeadStep, kHeadStep, sReg, rowsReg);
-      e.free(tReg, sReg, rowsReg, qHeadStep, kHeadStep, qP, kP);
+      // the query head stride is made where it is used, outside the loop
+      e.free(qHeadStep);
+      pipelined(qt.dim(0), hkv.value(), slots, qP, kP, s.times(Dim.of(d * 4 * stack)),
+          kHeadStep, sReg, rowsReg);
+      e.free(tReg, sReg, rowsReg, kHeadStep, qP, kP);
       return;
     }
     if (overlap) {
@@ -367,7 +378,7 @@ final class AttentionLowering {
    * past the last tile are never read: their tokens are taken after the loop.
    */
   private void pipelined(Dim batch, long kvHeads, List<Long> slots, int qP, int kP,
-      int qHeadStep, int kHeadStep, int sReg, int rows) {
+      Dim qHeadStep, int kHeadStep, int sReg, int rows) {
     int depth = slots.size();
     int[] ring = new int[depth];
     for (int j = 0; j < depth; j++) {
@@ -388,13 +399,16 @@ final class AttentionLowering {
     }
     // with past lengths, the tile computed (its batch row's key count is read per tile)
     int computed = lengths == null ? 0 : e.li(0);
-    int qStore = e.copy(qP);
     // the query tiles, tile j at qRes + j * mTile * d * 4 (one DMA), for narrow K converted to
-    // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads
+    // nqRes; then qP, not needed in HBM any more, walks the tiles the MXU reads (the loop holds
+    // every register it can spare: the head stride and the queries' HBM address are made again
+    // for the store after it)
     int x = e.li(qRes);
     int y = e.li(mTile * d * 4);
+    int qStep = l.dimReg(qHeadStep);
     int ld = e.dma(MemSpace.SRAM, x, dBytes, MemSpace.HBM, qP, dBytes, d * 4, rows, 0, left, 0,
-        y, qHeadStep);
+        y, qStep);
+    e.free(qStep);
     if (narrow()) {
       e.patchTokens(ld, 0, TOK_LOAD);
       e.mulImm(y, left, mTile);
@@ -445,15 +459,15 @@ final class AttentionLowering {
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
     // every output tile, once the last is read out (the VPU runs in order)
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, 0, TOK_STORE));
-    int oHbm = e.alloc();
-    e.addImm(oHbm, qStore, oFromQ);
+    int oHbm = e.li(qAddr + oFromQ);
+    qStep = l.dimReg(qHeadStep);
     e.emit(new Insn.Li(out, oRes, 0, 0));
     e.patchTokens(e.dma(MemSpace.HBM, oHbm, dBytes, MemSpace.SRAM, out, dBytes, d * 4, rows, 0,
-        tiles, 0, qHeadStep, e.konst(mTile * d * 4)), TOK_STORE, 0);
+        tiles, 0, qStep, e.konst(mTile * d * 4)), TOK_STORE, 0);
     for (int r : ring) {
       e.free(r);
     }
-    e.free(diag, left, tiles, qStore, out, oHbm, computed);
+    e.free(diag, left, tiles, out, oHbm, qStep, computed);
   }
 
   // the pipelined schedule's kv heads per batch row and its tile count (a register)
