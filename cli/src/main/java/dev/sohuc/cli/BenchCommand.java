@@ -53,6 +53,8 @@ final class BenchCommand implements Callable<Integer> {
   Path json;
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
+  static final int MAX_REQUESTS = 100_000;
+
   @Override
   public Integer call() throws Exception {
     for (var n : List.of(Map.entry("--chips", chips), Map.entry("--input-len", inputLen),
@@ -62,6 +64,11 @@ final class BenchCommand implements Callable<Integer> {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(), n.getKey()
             + " must be 1 or more, got " + n.getValue());
       }
+    }
+    if (requests > MAX_REQUESTS) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--requests must be at "
+          + "most " + MAX_REQUESTS + " (the simulation keeps every request and step, for the "
+          + "percentiles and --json), got " + requests);
     }
     if (!(rate >= 0) || Double.isInfinite(rate)) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),

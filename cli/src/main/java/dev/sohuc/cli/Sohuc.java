@@ -53,7 +53,14 @@ public final class Sohuc implements Runnable {
     cli.setErr(err);
     cli.setExitCodeExceptionMapper(UserErrors::exitCode);
     cli.setExecutionExceptionHandler(new UserErrors());
-    return cli.execute(args);
+    try {
+      return cli.execute(args);
+    } catch (OutOfMemoryError e) {
+      err.println("error: the host ran out of memory (Java heap); give the JVM more with "
+          + "SOHUC_JAVA_OPTS=-Xmx..., or ask for less (shorter sequences, fewer requests)");
+      err.flush();
+      return EXIT_BAD_INPUT;
+    }
   }
 
   static final class Version implements CommandLine.IVersionProvider {

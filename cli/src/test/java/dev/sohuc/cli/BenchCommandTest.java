@@ -88,6 +88,8 @@ class BenchCommandTest {
       "--input-len 0 | --input-len must be 1 or more, got 0",
       "--output-len 0 | --output-len must be 1 or more, got 0",
       "--requests -1 | --requests must be 1 or more, got -1",
+      "--requests 10000000 | --requests must be at most 100000 (the simulation keeps every "
+          + "request and step, for the percentiles and --json), got 10000000",
       "--decode-batch 0 | --decode-batch must be 1 or more, got 0",
       "--chips 0 | --chips must be 1 or more, got 0",
       "--rate -2 | --rate must be 0 (all requests at once) or a positive number",
