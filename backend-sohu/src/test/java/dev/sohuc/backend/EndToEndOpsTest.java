@@ -453,6 +453,19 @@ class EndToEndOpsTest {
             Map.of("s", 3L, "p", 140L), Map.of("s", 200L, "p", 0L), Map.of("s", 150L, "p", 20L)));
   }
 
+  /** Attention over bf16 caches appended with new bf16 keys and values. */
+  static final String BF16_CACHE_ATTENTION = """
+        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>) {
+          %pkb = cast %pk {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %pvb = cast %pv {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
+          %kb = cast %k {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %vb = cast %v {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
+          %kc = kv_cache_append %pkb, %kb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %vc = kv_cache_append %pvb, %vb : tensor<?b x 2 x ?p+?s x 16 x bf16>
+          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<?b x 4 x ?s x 16 x f32>
+          return %o
+        }""";
+
   /**
    * A sliding-window prefill chunk over a bf16 cache, batch symbolic (a Phi-3 or Mistral prompt
    * chunk): the prefetched schedule's loops hold every register they can spare, so the
@@ -460,18 +473,9 @@ class EndToEndOpsTest {
    */
   @Test
   void windowedPrefillOverABf16CacheWithASymbolicBatch() {
-    check("attn_window_cache", """
-        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pkf: tensor<?b x 2 x ?p x 16 x f32>, %pvf: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>) {
-          %pk = cast %pkf {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
-          %pv = cast %pvf {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
-          %kb = cast %k {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
-          %vb = cast %v {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
-          %kc = kv_cache_append %pk, %kb : tensor<?b x 2 x ?p+?s x 16 x bf16>
-          %vc = kv_cache_append %pv, %vb : tensor<?b x 2 x ?p+?s x 16 x bf16>
-          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 100} : tensor<?b x 4 x ?s x 16 x f32>
-          return %o
-        }""", BackendOptions.defaults().withBound("s", 300).withBound("p", 200)
-            .withBound("b", 2), List.of(Map.of("s", 300L, "p", 200L, "b", 2L),
+    check("attn_window_cache", BF16_CACHE_ATTENTION.replace("window = 0", "window = 100"),
+        BackendOptions.defaults().withBound("s", 300).withBound("p", 200).withBound("b", 2),
+        List.of(Map.of("s", 300L, "p", 200L, "b", 2L),
             Map.of("s", 130L, "p", 7L, "b", 1L), Map.of("s", 5L, "p", 0L, "b", 2L)),
         BF16_ATTENTION_TOL);
   }
@@ -630,17 +634,8 @@ class EndToEndOpsTest {
         List.of(Map.of("s", 1L, "p", 7L), Map.of("s", 3L, "p", 140L),
             Map.of("s", 150L, "p", 20L)), BF16_ATTENTION_TOL);
     // one query row per head: the stacked, software-pipelined decode schedule
-    check("attn_bf16_step", """
-        func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>) {
-          %pkb = cast %pk {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
-          %pvb = cast %pv {to = bf16} : tensor<?b x 2 x ?p x 16 x bf16>
-          %kb = cast %k {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
-          %vb = cast %v {to = bf16} : tensor<?b x 2 x ?s x 16 x bf16>
-          %kc = kv_cache_append %pkb, %kb : tensor<?b x 2 x ?p+?s x 16 x bf16>
-          %vc = kv_cache_append %pvb, %vb : tensor<?b x 2 x ?p+?s x 16 x bf16>
-          %o = attention %q, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<?b x 4 x ?s x 16 x f32>
-          return %o
-        }""", BackendOptions.defaults().withBound("s", 1).withBound("p", 300).withBound("b", 4),
+    check("attn_bf16_step", BF16_CACHE_ATTENTION,
+        BackendOptions.defaults().withBound("s", 1).withBound("p", 300).withBound("b", 4),
         List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 1L)),
         BF16_ATTENTION_TOL);
   }

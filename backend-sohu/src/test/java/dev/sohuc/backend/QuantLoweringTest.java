@@ -57,14 +57,27 @@ class QuantLoweringTest {
 
   @TempDir Path tmp;
 
+  /** A module whose main takes x {@code [rows..., k]} f32, with a builder at its end. */
+  record Graph(Module module, Function main, Value x, FunctionBuilder b) {
+    static Graph of(String name, List<Dim> rows, long k) {
+      Module m = new Module(name);
+      List<Dim> dims = new ArrayList<>(rows);
+      dims.add(Dim.of(k));
+      Value x = Value.argument("x", new TensorType(dims, ElementType.F32));
+      Function f = new Function("main", List.of(x));
+      m.functions().add(f);
+      return new Graph(m, f, x, new FunctionBuilder(f));
+    }
+  }
+
   /** x [?s, 64] -> layer_norm -> fc1 [64 x 200] -> gelu -> fc2 [200 x 48], seeded weights. */
   static Module mlp() {
     Random rnd = new Random(SEED);
-    Module m = new Module("qmlp");
-    Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)), ElementType.F32));
-    Function f = new Function("main", List.of(x));
-    m.functions().add(f);
-    FunctionBuilder b = new FunctionBuilder(f);
+    Graph graph = Graph.of("qmlp", List.of(Dim.symbol("s")), D);
+    Module m = graph.module();
+    Value x = graph.x();
+    Function f = graph.main();
+    FunctionBuilder b = graph.b();
     Location loc = new Location("qmlp");
     Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
     Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
@@ -158,13 +171,11 @@ class QuantLoweringTest {
    */
   static Module linear(String name, List<Dim> rows, long k, long n, float sd) {
     Random rnd = new Random(SEED);
-    Module m = new Module(name);
-    List<Dim> dims = new ArrayList<>(rows);
-    dims.add(Dim.of(k));
-    Value x = Value.argument("x", new TensorType(dims, ElementType.F32));
-    Function f = new Function("main", List.of(x));
-    m.functions().add(f);
-    FunctionBuilder b = new FunctionBuilder(f);
+    Graph graph = Graph.of(name, rows, k);
+    Module m = graph.module();
+    Value x = graph.x();
+    Function f = graph.main();
+    FunctionBuilder b = graph.b();
     Value w = weight(m, b, "w", gaussian(rnd, new long[] {k, n}, sd, 0f));
     Value y = b.add(new LinalgOp.MatMul(x, w), new Location(name), "y");
     f.setOutputs(List.of(new Function.Output("y", y)));
@@ -272,12 +283,11 @@ class QuantLoweringTest {
       for (boolean rms : new boolean[] {false, true}) {
         Supplier<Module> factory = () -> {
           Random rnd = new Random(SEED);
-          Module m = new Module("siblings");
-          Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)),
-              ElementType.F32));
-          Function f = new Function("main", List.of(x));
-          m.functions().add(f);
-          FunctionBuilder b = new FunctionBuilder(f);
+          Graph graph = Graph.of("siblings", List.of(Dim.symbol("s")), D);
+          Module m = graph.module();
+          Value x = graph.x();
+          Function f = graph.main();
+          FunctionBuilder b = graph.b();
           Location loc = new Location("attn");
           Value gamma = weight(m, b, "ln.gamma", gaussian(rnd, new long[] {D}, 0.1f, 1f));
           Value beta = weight(m, b, "ln.beta", gaussian(rnd, new long[] {D}, 0.1f, 0f));
@@ -345,12 +355,11 @@ class QuantLoweringTest {
     for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
       Supplier<Module> factory = () -> {
         Random rnd = new Random(SEED);
-        Module m = new Module("mlp");
-        Value x = Value.argument("x", new TensorType(List.of(Dim.symbol("s"), Dim.of(D)),
-            ElementType.F32));
-        Function f = new Function("main", List.of(x));
-        m.functions().add(f);
-        FunctionBuilder b = new FunctionBuilder(f);
+        Graph graph = Graph.of("mlp", List.of(Dim.symbol("s")), D);
+        Module m = graph.module();
+        Value x = graph.x();
+        Function f = graph.main();
+        FunctionBuilder b = graph.b();
         Location loc = new Location("mlp");
         Value gate = b.add(new LinalgOp.MatMul(x, weight(m, b, "gate.w",
             gaussian(rnd, new long[] {D, HID}, 0.125f, 0f))), loc, "gate");
