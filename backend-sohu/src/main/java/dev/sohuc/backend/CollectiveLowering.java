@@ -47,14 +47,25 @@ final class CollectiveLowering {
    * {@code rows} rows {@code rowStride} bytes apart) over the group on the LINK engine, inside a
    * matmul's panel loop (QuantLowering.Epilogue): a DMA fence queued after the panel's stores
    * signals LINK once they are in HBM, and the allreduce waits for it; the next panel's work
-   * goes on meanwhile. Both are the all_reduce's work in the profile.
+   * goes on meanwhile. Both are the all_reduce's work in the profile. {@code urgent} (a register,
+   * 0 for r0: never) is nonzero for the last panel, whose sum the next op waits for: the link
+   * may finish it in one step.
    */
   static void sumPanel(Emitter e, Node sum, int cPtr, int rows, int nt, long rowStride,
-      DType dtype) {
+      DType dtype, int urgent) {
     int chips = (int) ((TransformerOp.AllReduce) sum.op()).chips();
     e.emitFor(sum, Emitter.hbmFence(0, Emitter.TOK_LINK));
     e.emitFor(sum, new Insn.Allreduce(MemSpace.HBM, cPtr, 0, 0, nt, dtype, chips, rows, 0,
-        e.konst(rowStride), Emitter.TOK_LINK, 0));
+        e.konst(rowStride), urgent, Emitter.TOK_LINK, 0));
+  }
+
+  /**
+   * {@code rd} = 1 while {@code left} (panels still to come after this one) is 0, else 0: the
+   * last panel's sum is urgent. {@code one} holds 1.
+   */
+  static void lastPanel(Emitter e, int rd, int left, int one) {
+    e.min(rd, left, one);
+    e.sub(rd, one, rd);
   }
 
   static void allreduce(Emitter e, Lowering low, TransformerOp.AllReduce a, long hbmAddress) {
@@ -67,8 +78,9 @@ final class CollectiveLowering {
     }
     int base = e.li(hbmAddress);
     DType t = x.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
-    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 1, 0, 0,
-        0));
+    // alone between barriers: its latency always shows
+    e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 1, 0,
+        e.konst(1), 0, 0));
     e.free(count, base);
   }
 }

@@ -164,6 +164,8 @@ final class MatmulLowering {
               tb ? loadK : kRows, jrem, 1, loadStep), 0, Emitter.TOK_PANEL);
         }
       }
+      // made before the loop: the last panel's urgent flag needs it (sumPanel)
+      e.konst(1);
       int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> {
         int pf = prefetchPanel(bAhead, ldb, bPtr, bSrcStride, loadRowBytes,
@@ -176,7 +178,7 @@ final class MatmulLowering {
           new Panels(bCur, ldb, tb, wide, tb ? TILE * k * 4 : TILE * 4L), kReg, kImm, mTile, ldc,
           accCur, accNext, alpha, bias != null, biasPtr, act, prefetch);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, wide * TILE, cols * 4, DType.F32);
+        sumPanel(sum, cPtr, rows, wide * TILE, cols * 4, DType.F32, tail == 0 ? jrem : 0);
       }
       e.swap(bCur, bNext);
       if (ahead == 2) {
@@ -204,7 +206,7 @@ final class MatmulLowering {
           Panels.one(bCur, ldb, tb), kReg, kImm, mTile, ldc, accCur, accNext, alpha,
           bias != null, biasPtr, act, null);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * 4, DType.F32);
+        sumPanel(sum, cPtr, rows, (int) tail, cols * 4, DType.F32, -1);
       }
     }
     if (batched) {
@@ -239,6 +241,23 @@ final class MatmulLowering {
     if (sum != null) {
       l.doneInside(sum);
     }
+  }
+
+  /**
+   * The sum of a finished panel on the link (CollectiveLowering.sumPanel), urgent when it is the
+   * last: {@code left} is the register of the panels still to come in the loop (the last panel
+   * is the one at 0), -1 for a panel known to be the last (the tail), or 0 for one that is not.
+   */
+  void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride, DType dtype, int left) {
+    if (left <= 0) {
+      CollectiveLowering.sumPanel(e, sum, cPtr, rows, nt, rowStride, dtype,
+          left < 0 ? e.konst(1) : 0);
+      return;
+    }
+    int urgent = e.alloc();
+    CollectiveLowering.lastPanel(e, urgent, left, e.konst(1));
+    CollectiveLowering.sumPanel(e, sum, cPtr, rows, nt, rowStride, dtype, urgent);
+    e.free(urgent);
   }
 
   /**

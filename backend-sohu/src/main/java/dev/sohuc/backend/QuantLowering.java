@@ -747,7 +747,7 @@ final class QuantLowering {
           new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
           accNext, t, prefetch);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, wide * TILE, cols * oes, outType);
+        ml.sumPanel(sum, cPtr, rows, wide * TILE, cols * oes, outType, tail == 0 ? jrem : 0);
       }
       if (ring) {
         ml.nextSlot(bCur, slots, slotBytes, ahead + 1);
@@ -776,7 +776,7 @@ final class QuantLowering {
           MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,
           null);
       if (sum != null) {
-        CollectiveLowering.sumPanel(e, sum, cPtr, rows, (int) tail, cols * oes, outType);
+        ml.sumPanel(sum, cPtr, rows, (int) tail, cols * oes, outType, -1);
       }
     }
     if (blocked) {

@@ -369,7 +369,7 @@ final class BenchCommand implements Callable<Integer> {
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
     line.accept("steps: %d (%d distinct shapes timed); each step against its bounds (compute: "
         + "MXU work at peak; bandwidth: HBM bytes at HBM bandwidth; interconnect: all-reduce bytes "
-        + "at link bandwidth plus one allreduce's latency):", new Object[] {
+        + "at link bandwidth plus one link latency):", new Object[] {
         steps.size(), m.get("timing_runs")});
     int shown = 0;
     for (Map<String, Object> s : steps) {

@@ -21,7 +21,6 @@ import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.Engine;
-import dev.sohuc.isa.InsnTable;
 import dev.sohuc.passes.LayoutWeightsPass;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
@@ -81,10 +80,10 @@ public final class StepModel {
    * One program run: time and work per chip.
    *
    * @param linkBoundSeconds the interconnect bound: the LINK engine's busy time (each
-   *     collective's fixed cost and link bytes over the link bandwidth) plus one allreduce's
-   *     latency (a hop per step, InsnTable.allreduceSteps): the least time the collectives
-   *     take with nothing else to do (the link pipelines them: a collective's latency delays
-   *     its completion, not the next one's start)
+   *     collective's fixed cost and link bytes over the link bandwidth) plus one interconnect
+   *     latency (the last sum's step, an urgent one's only step at the least): the least time
+   *     the collectives take with nothing else to do (the link pipelines them: a collective's
+   *     latency delays its completion, not the next one's start)
    * @param vpuBusySeconds the VPU's busy time: the vector work the compiled code gives it
    *     (softmax, norms, activations, conversions, accumulator read-out) at the target's vector
    *     rates, which no overlap with the other engines can shorten
@@ -470,8 +469,7 @@ public final class StepModel {
     TimingReport c = r.chips().get(0);
     long linkBytes = r.linkBytes() / chips;
     double linkBound = chips < 2 || r.collectives() == 0 ? 0
-        : (c.engines().get(Engine.LINK).busyCycles()
-            + (double) InsnTable.allreduceSteps(chips) * target.linkLatencyCycles())
+        : (c.engines().get(Engine.LINK).busyCycles() + (double) target.linkLatencyCycles())
             / target.clockHz();
     Map<String, Double> kinds = new HashMap<>();
     for (OpTiming o : c.ops()) {

@@ -42,6 +42,10 @@ final class TimingMachine {
   private final int[][] qPc = new int[ENGINES][];
   private final long[][] qIssue = new long[ENGINES][];
   private final long[][] qCycles = new long[ENGINES][];
+  // per queued instruction: its completion latency and its work (an urgent allreduce's
+  // algorithm, and so both, depend on its size)
+  private final long[][] qLatency = new long[ENGINES][];
+  private final long[][] qWork = new long[ENGINES][];
   private final long[][] qSeq = new long[ENGINES][];
   private final int[] qHead = new int[ENGINES];
   private final int[] qSize = new int[ENGINES];
@@ -92,6 +96,8 @@ final class TimingMachine {
       qPc[e] = new int[depth];
       qIssue[e] = new long[depth];
       qCycles[e] = new long[depth];
+      qLatency[e] = new long[depth];
+      qWork[e] = new long[depth];
       qSeq[e] = new long[depth];
     }
     for (int t = 0; t < 32; t++) {
@@ -123,6 +129,7 @@ final class TimingMachine {
     DType mmaType;
     boolean mma;
     int chips;
+    boolean fence;
     // cost: static when regsRead is empty; otherwise cached for the last register values
     int[] regsRead;
     long[] lastKey;
@@ -297,10 +304,12 @@ final class TimingMachine {
       }
       case LINK_BYTES -> {
         int chips = (int) o.values.field("chips");
-        // a LINK fence meets no other chip (o.chips 0), but completes as an allreduce would
-        o.chips = o.insn instanceof Insn.Allreduce a && a.isFence() ? 0 : chips;
+        // a LINK fence meets no other chip (o.chips 0) and completes with the LINK work before
+        // it (start)
+        o.fence = o.insn instanceof Insn.Allreduce a && a.isFence();
+        o.chips = o.fence ? 0 : chips;
         o.rate = target.linkBytesPerCycle();
-        o.latency = (long) dev.sohuc.isa.InsnTable.allreduceSteps(chips)
+        o.latency = o.fence ? 0 : (long) dev.sohuc.isa.InsnTable.allreduceSteps(chips)
             * target.linkLatencyCycles();
         MemSpace space = MemSpace.values()[(int) o.values.field("space")];
         // the ring reads and writes the local buffer once per step
@@ -524,19 +533,33 @@ final class TimingMachine {
       }
       if (c.engine != CTRL) {
         long cyc = cycles(pc, c);
+        long latency = c.latency;
+        long work = c.realWork;
+        if (c.chips > 1 && c.insn instanceof Insn.Allreduce a && regs[a.urgent()] != 0) {
+          // urgent: one step when that finishes first (docs/isa.md, allreduce)
+          long oneStep = (c.chips - 1) * dev.sohuc.isa.InsnTable.allreduceBytes(c.values);
+          long oneStepCycles = c.fixed + (long) Math.ceil(oneStep / c.rate);
+          if (oneStepCycles + target.linkLatencyCycles() < cyc + latency) {
+            cyc = oneStepCycles;
+            latency = target.linkLatencyCycles();
+            work = oneStep;
+          }
+        }
         int e = c.engine;
         int slot = (qHead[e] + qSize[e]) % depth;
         qPc[e][slot] = pc;
         qIssue[e][slot] = ctrlAt + 1;
         qCycles[e][slot] = cyc;
+        qLatency[e][slot] = latency;
+        qWork[e][slot] = work;
         qSeq[e][slot] = seq++;
         qSize[e]++;
         if (c.mma) {
           macsByType.merge(c.mmaType, c.realWork, Long::sum);
           pcMacs[pc] += c.realWork;
         }
-        hbmBytes += c.hbmSides * c.realWork;
-        pcHbm[pc] += c.hbmSides * c.realWork;
+        hbmBytes += c.hbmSides * work;
+        pcHbm[pc] += c.hbmSides * work;
         ctrlTime = ctrlAt + 1;
         pc = loops.next(pc);
         continue;
@@ -584,6 +607,7 @@ final class TimingMachine {
     int h = qHead[e];
     int pc = qPc[e][h];
     long cyc = qCycles[e][h];
+    long latency = qLatency[e][h];
     Op o = ops[pc];
     qHead[e] = (h + 1) % depth;
     qSize[e]--;
@@ -591,17 +615,18 @@ final class TimingMachine {
       pop(o.wait);
     }
     if (o.chips > 0) {
-      at = joinCollective(pc, o, at, cyc);
+      at = joinCollective(pc, o, at, qWork[e][h]);
     }
     long end;
     try {
-      end = Math.addExact(Math.addExact(at, cyc), o.latency);
+      end = Math.addExact(Math.addExact(at, cyc), latency);
     } catch (ArithmeticException x) {
       throw image.trap(pc, Trap.Kind.BAD_OPERAND, "simulated time overflows 64 bits");
     }
-    end -= o.latency;
+    end -= latency;
     freeAt[e] = end;
-    long done = end + o.latency;
+    // a LINK fence is done once the sums queued before it are (their latencies differ)
+    long done = o.fence ? Math.max(end, lastDone[e]) : end + latency;
     lastDone[e] = Math.max(lastDone[e], done);
     busy[e] += cyc;
     profile(pc, e, at, cyc, done);
@@ -631,9 +656,9 @@ final class TimingMachine {
    * An allreduce starts when the last chip of its group arrives: returns that cycle (this
    * chip's own arrival when it runs alone or the group is symmetric).
    */
-  private long joinCollective(int pc, Op o, long at, long cyc) {
+  private long joinCollective(int pc, Op o, long at, long work) {
     collectives++;
-    linkBytes += o.realWork;
+    linkBytes += work;
     if (group == null) {
       // one tensor-parallel shard timed alone stands for all N: its peers run the same code
       group = new Collective.Symmetric(o.chips);
@@ -643,7 +668,7 @@ final class TimingMachine {
           + " chips in a group of " + group.chips());
     }
     try {
-      return group.arrive(chip, at, o.realWork);
+      return group.arrive(chip, at, work);
     } catch (Fault f) {
       throw image.trap(pc, f);
     }

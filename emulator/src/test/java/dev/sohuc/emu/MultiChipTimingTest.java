@@ -24,7 +24,6 @@ class MultiChipTimingTest {
     return "li r9, " + ELEMS + "\nallreduce hbm, r0+4096, r9, f32, " + chips + "\nhalt\n";
   }
 
-  /** The table's formula: 64 + ceil(2(N-1)/N x bytes / link bytes per cycle), + 2(N-1) hops. */
   /**
    * The allreduce formula: its link bytes over the link rate, then one latency per step: 2 log2
    * chips for a power of two (recursive halving and doubling), 2 (chips - 1) otherwise (a ring).
@@ -60,6 +59,38 @@ class MultiChipTimingTest {
       assertEquals(1, r.collectives());
       assertEquals(chips * ((2L * (chips - 1) * ELEMS * 4 + chips - 1) / chips), r.linkBytes());
     }
+  }
+
+  /**
+   * An urgent allreduce goes in one step when that finishes first: a 4 KB sum completes one
+   * link latency after its 7 x 4 KB, not six latencies after its 2 x 7/8 x 4 KB; a 4 MB one
+   * keeps reduce-scatter and all-gather, and so does a small one that is not urgent. A LINK
+   * fence after the urgent sum completes with it.
+   */
+  @Test
+  void anUrgentAllreduceOfASmallBufferTakesOneStep() {
+    long small = 1024;
+    String urgent = "li r9, %d\nli r10, 1\nallreduce hbm, r0+4096, r9, f32, 8, urgent=r10%s\n"
+        + "halt\n";
+    long oneStep = 64 + (long) Math.ceil(7 * small * 4 / SOHU.linkBytesPerCycle())
+        + SOHU.linkLatencyCycles();
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(asm(String.format(urgent, small,
+        "")), 8, SOHU, Options.defaults(), Map.of());
+    assertTrue(Math.abs(r.cycles() - oneStep) <= 4, r.cycles() + " vs " + oneStep);
+    assertEquals(8 * 7 * small * 4, r.linkBytes());
+    assertTrue(oneStep < allreduceCycles(8, small * 4));
+    MultiChipTiming.Report plain = MultiChipTiming.runSymmetric(asm(String.format(urgent, small,
+        "").replace(", urgent=r10", "")), 8, SOHU, Options.defaults(), Map.of());
+    assertTrue(Math.abs(plain.cycles() - allreduceCycles(8, small * 4)) <= 4,
+        plain.cycles() + " cycles");
+    MultiChipTiming.Report large = MultiChipTiming.runSymmetric(asm(String.format(urgent, ELEMS,
+        "")), 8, SOHU, Options.defaults(), Map.of());
+    assertTrue(Math.abs(large.cycles() - allreduceCycles(8, ELEMS * 4)) <= 4,
+        large.cycles() + " cycles");
+    MultiChipTiming.Report fenced = MultiChipTiming.runSymmetric(asm(String.format(urgent, small,
+        "\nallreduce hbm, 0, 0, f32, 8, rows=0, signal=1\nnop wait=1")), 8, SOHU,
+        Options.defaults(), Map.of());
+    assertTrue(Math.abs(fenced.cycles() - oneStep) <= 70, fenced.cycles() + " vs " + oneStep);
   }
 
   @Test

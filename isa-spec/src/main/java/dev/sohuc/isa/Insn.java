@@ -90,7 +90,8 @@ public sealed interface Insn {
   /** {@code allreduce} (LINK engine); semantics in docs/isa.md. */
   record Allreduce(
       MemSpace space, int buf, int bufOff, int elemsReg, long elemsImm, DType dtype, int chips,
-      int rowsReg, int rowsImm, int stride, int waitTok, int signalTok) implements Insn {
+      int rowsReg, int rowsImm, int stride, int urgent, int waitTok, int signalTok)
+      implements Insn {
     /** No elements or no rows, as the immediate 0 with r0: a LINK fence (docs/isa.md). */
     public boolean isFence() {
       return (elemsReg == 0 && elemsImm == 0) || (rowsReg == 0 && rowsImm == 0);

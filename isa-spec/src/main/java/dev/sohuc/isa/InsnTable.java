@@ -277,6 +277,8 @@ public final class InsnTable {
         .uimm("chips", 7, 1, 64, "group size: the chips 0 .. chips-1 of the server take part")
         .count(TILE_ROWS, 10, "rows").kw(0, 1)
         .reg("stride", "row stride in bytes (signed)").kw(0)
+        .reg("urgent", "nonzero: nothing queued after it hides its latency (the one-step "
+            + "algorithm may finish it sooner)").kw(0)
         .semantics("Sum all-reduce across the group: when every chip of the group has started its "
             + "allreduce (the k-th allreduce of each chip meets the k-th of the others), every "
             + "chip's buffer[r][i] (row r at buf + r*stride) becomes the sum over chips c of "
@@ -286,22 +288,27 @@ public final class InsnTable {
             + "next block is computed. Algorithm: a reduce-scatter then an all-gather, each chip "
             + "sending 2(chips-1)/chips x bytes in all; for a group of a power-of-two size by "
             + "recursive halving then recursive doubling (2 log2(chips) steps), otherwise around "
-            + "a ring (2(chips-1) steps). Time: it starts when the last chip of the group "
-            + "arrives and occupies the LINK queue for 64 + ceil(2(chips-1)/chips x bytes / "
-            + "link) cycles, with bytes = rows x elems x esize and link = "
+            + "a ring (2(chips-1) steps). An urgent allreduce (its register nonzero, say the "
+            + "last panel of a matmul's sums, whose completion the next op waits for) may go "
+            + "in one step instead: each chip sends its whole buffer to every other ((chips-1) "
+            + "x bytes) and adds what it receives, in the same order; the LINK engine takes "
+            + "whichever algorithm finishes it first, so a small buffer's latency is one step, "
+            + "not 2 log2(chips). The sums are the same either way. Time: it starts when the "
+            + "last chip of the group arrives and occupies the LINK queue for 64 + ceil(link "
+            + "bytes / link) cycles, with link bytes 2(chips-1)/chips x bytes (the table's work) "
+            + "or (chips-1) x bytes in one step, bytes = rows x elems x esize and link = "
             + "interconnect.bandwidth in bytes per cycle; completion adds one "
             + "interconnect.latency per step. The buffer is read and written once per step's "
             + "bytes: HBM traffic is counted as twice the link bytes. The link shares "
             + "HBM with the DMA engine, but the model charges no contention between them: each "
             + "runs at its own rate. An allreduce whose elems or rows is the immediate 0 with "
             + "register r0 is a LINK fence: it moves nothing, meets no other chip, and completes "
-            + "one completion latency after it starts, so no earlier than the LINK work queued "
-            + "before it; its signal tells another engine that the earlier sums are done.")
+            + "when the LINK work queued before it has completed (at the end of its own 64 "
+            + "cycles at the earliest); its signal tells another engine that the earlier sums "
+            + "are done.")
         .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
           long chips = v.field("chips");
-          long esize = v.field("dtype") == DType.BF16.ordinal() ? 2 : 4;
-          long bytes = v.count(TILE_ROWS) * v.count("elems") * esize;
-          return (2 * (chips - 1) * bytes + chips - 1) / chips;
+          return (2 * (chips - 1) * allreduceBytes(v) + chips - 1) / chips;
         })
         .example("allreduce hbm, r8+4096, r9, bf16, 8, rows=r10, stride=r11")
         .build());
@@ -525,10 +532,17 @@ public final class InsnTable {
     return v.count(TILE_ROWS) * v.count(TILE_COLS);
   }
 
+  /** The bytes an allreduce sums on each chip: rows x elems x the element size. */
+  public static long allreduceBytes(Cost.Values v) {
+    long esize = v.field("dtype") == DType.BF16.ordinal() ? 2 : 4;
+    return v.count(TILE_ROWS) * v.count("elems") * esize;
+  }
+
   /**
-   * The link steps of one allreduce over {@code chips} chips, each paying the interconnect
-   * latency: 2 log2(chips) for a power of two (recursive halving, then doubling), else
-   * 2(chips - 1) (a ring); 0 for one chip.
+   * The link steps of one allreduce over {@code chips} chips by reduce-scatter and all-gather,
+   * each paying the interconnect latency: 2 log2(chips) for a power of two (recursive halving,
+   * then doubling), else 2(chips - 1) (a ring); 0 for one chip. An urgent allreduce may take
+   * one step instead.
    */
   public static int allreduceSteps(int chips) {
     if (chips <= 1) {
