@@ -113,13 +113,13 @@ public final class SohuBackend {
           }
         }
       }
-      List<String> problems = new ArrayList<>();
+      List<Problem> problems = new ArrayList<>();
       for (Node n : fn.body()) {
         for (Value r : n.results()) {
           for (Dim d : r.type().dims()) {
             for (String s : d.symbols()) {
               if (!bounds.containsKey(s)) {
-                problems.add(n.describe() + ": unbound dim ?" + s + " (not a dim of any input)");
+                problems.add(new Problem(n, "unbound dim ?" + s + " (not a dim of any input)"));
                 bounds.put(s, 1L);
               }
             }
@@ -131,19 +131,19 @@ public final class SohuBackend {
         if (isSource(n)) {
           if (!(n.op() instanceof SourceOp.WeightRef) && !known.containsKey(n.result())
               && !rangePrefixes.containsKey(n.result())) {
-            problems.add(n.describe() + ": '" + n.op().mnemonic() + "' with a symbolic shape");
+            problems.add(new Problem(n, "'" + n.op().mnemonic() + "' with a symbolic shape"));
           }
           continue;
         }
         String why = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
             ? CollectiveLowering.unsupportedReason(n, fn) : Lowering.unsupportedReason(n, known);
         if (why != null) {
-          problems.add(n.describe() + ": " + why);
+          problems.add(new Problem(n, why));
         }
       }
       if (!problems.isEmpty()) {
         throw new BackendException("unsupported by the sohu backend (" + problems.size() + "):\n  "
-            + String.join("\n  ", problems));
+            + String.join("\n  ", grouped(problems)));
       }
       resize();
       epilogues = QuantLowering.epilogues(fn);
@@ -606,6 +606,32 @@ public final class SohuBackend {
         v = v.producer().op().operands().get(0);
       }
       return v;
+    }
+
+    /** An op the backend cannot lower, and why. */
+    private record Problem(Node node, String reason) {}
+
+    /**
+     * The problems, each reason once per op kind: a model's layers repeat the same unsupported
+     * op, so the first is named in full and a few of the others after it.
+     */
+    private static List<String> grouped(List<Problem> problems) {
+      Map<String, List<Problem>> byReason = new java.util.LinkedHashMap<>();
+      for (Problem p : problems) {
+        byReason.computeIfAbsent(p.node().op().mnemonic() + ": " + p.reason(),
+            r -> new ArrayList<>()).add(p);
+      }
+      List<String> out = new ArrayList<>();
+      for (List<Problem> g : byReason.values()) {
+        List<String> others = g.subList(1, g.size()).stream()
+            .map(p -> p.node().results().isEmpty() ? p.node().op().mnemonic()
+                : "%" + p.node().results().get(0).name()).toList();
+        out.add(g.get(0).node().describe() + ": " + g.get(0).reason() + (others.isEmpty() ? ""
+            : "\n    and " + others.size() + " more the same way: "
+            + String.join(", ", others.subList(0, Math.min(4, others.size())))
+            + (others.size() > 4 ? ", ..." : "")));
+      }
+      return out;
     }
 
     /** Evaluates source ops at compile time. */

@@ -154,11 +154,19 @@ class SohuBackendTest {
     Value s = b.add(new ReductionOp.Softmax(x, -1, true), new Location("LogSoftmax_0"));
     Value c = b.add(new ReductionOp.Reduce(ReductionOp.ReduceKind.PROD, s, List.of(-1L), true),
         new Location("ReduceProd_0"));
-    f.setOutputs(List.of(new Function.Output("y", c)));
+    // the same reason again (a model's layers repeat their ops): said once, the others listed
+    Value s2 = b.add(new ReductionOp.Softmax(c, -1, true), new Location("LogSoftmax_1"), "s2");
+    Value s3 = b.add(new ReductionOp.Softmax(s2, -1, true), new Location("LogSoftmax_2"), "s3");
+    f.setOutputs(List.of(new Function.Output("y", s3)));
     BackendException e = assertThrows(BackendException.class,
         () -> SohuBackend.compile(m, BackendOptions.defaults()));
     assertTrue(e.getMessage().contains("LogSoftmax_0") && e.getMessage().contains("ReduceProd_0"),
         e.getMessage());
+    assertTrue(e.getMessage().startsWith("unsupported by the sohu backend (4):\n"),
+        e.getMessage());
+    assertTrue(e.getMessage().contains(": log_softmax\n    and 2 more the same way: %s2, %s3"),
+        e.getMessage());
+    assertTrue(!e.getMessage().contains("LogSoftmax_1"), e.getMessage());
   }
 
   @Test
