@@ -1,5 +1,6 @@
 package dev.sohuc.emu;
 
+import dev.sohuc.isa.Field;
 import dev.sohuc.isa.IllegalInstructionException;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
@@ -7,7 +8,6 @@ import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.Word;
 import dev.sohuc.isa.asm.Disassembler;
 import dev.sohuc.isa.container.SohuProgram;
-import dev.sohuc.isa.Field;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
