@@ -9,6 +9,7 @@ import dev.sohuc.emu.MultiChipTiming;
 import dev.sohuc.emu.OpTiming;
 import dev.sohuc.emu.Options;
 import dev.sohuc.emu.TimingReport;
+import dev.sohuc.hf.HfConfig;
 import dev.sohuc.hf.HfImporter;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Function;
@@ -201,8 +202,14 @@ public final class StepModel {
    * as {@code sohuc compile} does: bf16 for a bfloat16 checkpoint, fp32 otherwise.
    */
   public static QuantMode checkpointPrecision(Path config) {
-    return HfConfigView.read(config).textOr("torch_dtype", "float32").equals("bfloat16")
-        ? QuantMode.BF16 : QuantMode.NONE;
+    return HfConfig.read(configFile(config)).getString("torch_dtype", "dtype").orElse("float32")
+        .equals("bfloat16") ? QuantMode.BF16 : QuantMode.NONE;
+  }
+
+  /** config.json, given it or its folder. */
+  private static Path configFile(Path configOrDir) {
+    return java.nio.file.Files.isDirectory(configOrDir) ? configOrDir.resolve("config.json")
+        : configOrDir;
   }
 
   private ModelShape shapeOf(Path config, Module sharded) {
@@ -211,22 +218,23 @@ public final class StepModel {
     for (Weight w : sharded.weights().values()) {
       bytes += w.sizeBytes();
     }
-    var cfg = HfConfigView.read(config);
+    HfConfig cfg = HfConfig.read(configFile(config));
     ElementType kvType = sharded.main().arguments().stream()
         .filter(a -> a.name().startsWith("past_key_values.")).findFirst()
         .orElseThrow(() -> new IllegalStateException("a decode graph without past_key_values"))
         .type().elementType();
     // a mixture of experts: a token's work is that of the experts it is routed to (each expert
     // three hidden x intermediate matrices, as Mixtral's)
-    long unrouted = Math.max(0, cfg.getOr("num_local_experts", 1)
-        - cfg.getOr("num_experts_per_tok", cfg.getOr("num_local_experts", 1)));
-    long activeParams = params - cfg.get("num_hidden_layers") * unrouted * 3
-        * cfg.get("hidden_size") * cfg.getOr("intermediate_size", 0);
-    return new ModelShape(params, activeParams, cfg.get("num_hidden_layers"),
-        cfg.get("num_attention_heads"),
-        cfg.getOr("num_key_value_heads", cfg.get("num_attention_heads")),
-        cfg.getOr("head_dim", cfg.get("hidden_size") / cfg.get("num_attention_heads")),
-        cfg.get("hidden_size"), cfg.get("vocab_size"), bytes, kvType);
+    long experts = cfg.getLong(1, "num_local_experts");
+    long unrouted = Math.max(0, experts - cfg.getLong(experts, "num_experts_per_tok"));
+    long layers = cfg.getLong("num_hidden_layers");
+    long hidden = cfg.getLong("hidden_size");
+    long heads = cfg.getLong("num_attention_heads");
+    long activeParams = params - layers * unrouted * 3 * hidden
+        * cfg.getLong(0, "intermediate_size");
+    return new ModelShape(params, activeParams, layers, heads,
+        cfg.getLong(heads, "num_key_value_heads"), cfg.getLong(hidden / heads, "head_dim"),
+        hidden, cfg.getLong("vocab_size"), bytes, kvType);
   }
 
   /** fp32 weights, fused, then chip 0's shard (quantized type-only when asked). */

@@ -161,6 +161,17 @@ class BenchCommandTest {
   }
 
   @Test
+  void aConfigThatIsNotJsonIsNamedInTheError() throws Exception {
+    Path cfg = tmp.resolve("config.json");
+    Files.writeString(cfg, "not json");
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(new String[] {"bench", cfg.toString()},
+        new PrintWriter(new StringWriter()), new PrintWriter(err));
+    assertEquals(1, code, err.toString());
+    assertTrue(err.toString().startsWith("error: " + cfg + ": not valid JSON: "), err.toString());
+  }
+
+  @Test
   void chipsTheModelDoesNotSplitOverIsAUserError() {
     StringWriter err = new StringWriter();
     int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
