@@ -34,7 +34,7 @@ final class BertModel {
     this.ctx = ctx;
     this.c = ctx.config;
     hidden = c.getPositive("hidden_size");
-    layers = c.getPositive("num_hidden_layers");
+    layers = c.getCount(HfConfig.MAX_LAYERS, "num_hidden_layers");
     heads = c.getPositive("num_attention_heads");
     if (hidden % heads != 0) {
       throw c.error("hidden_size (" + hidden + ") is not divisible by num_attention_heads (" + heads + ")");

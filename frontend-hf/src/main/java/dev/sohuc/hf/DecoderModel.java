@@ -78,7 +78,7 @@ final class DecoderModel {
     this.c = ctx.config;
     this.family = family;
     hidden = c.getPositive("hidden_size");
-    layers = c.getPositive("num_hidden_layers");
+    layers = c.getCount(HfConfig.MAX_LAYERS, "num_hidden_layers");
     heads = c.getPositive("num_attention_heads");
     kvHeads = c.has("num_key_value_heads") ? c.getPositive("num_key_value_heads") : heads;
     if (c.has("head_dim")) {
@@ -114,7 +114,7 @@ final class DecoderModel {
       act = Activation.parse(c, "hidden_act", c.getString("hidden_act").orElse("silu"));
     }
     if (family == Family.MIXTRAL) {
-      experts = c.getPositive("num_local_experts");
+      experts = c.getCount(HfConfig.MAX_EXPERTS, "num_local_experts");
       topK = c.getPositive("num_experts_per_tok");
       if (topK > experts) {
         throw c.error("num_experts_per_tok (" + topK + ") exceeds num_local_experts (" + experts + ")");

@@ -34,7 +34,7 @@ final class Gpt2Model {
     this.ctx = ctx;
     this.c = ctx.config;
     hidden = c.getPositive("n_embd", "hidden_size");
-    layers = c.getPositive("n_layer", "num_hidden_layers");
+    layers = c.getCount(HfConfig.MAX_LAYERS, "n_layer", "num_hidden_layers");
     heads = c.getPositive("n_head", "num_attention_heads");
     if (hidden % heads != 0) {
       throw c.error("n_embd (" + hidden + ") is not divisible by n_head (" + heads + ")");

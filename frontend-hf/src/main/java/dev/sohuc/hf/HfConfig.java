@@ -14,6 +14,11 @@ import java.util.Optional;
  * {@code hidden_size}); getters take the names to try in order.
  */
 public final class HfConfig {
+  /** The most layers a config may have (published models have under 200). */
+  public static final long MAX_LAYERS = 1024;
+  /** The most experts a mixture-of-experts layer may have (published ones have up to 256). */
+  public static final long MAX_EXPERTS = 1024;
+
   private static final ObjectMapper JSON = JsonMapper.builder().build();
 
   private final Path file;
@@ -84,6 +89,19 @@ public final class HfConfig {
     long v = getLong(keys);
     if (v <= 0) {
       throw error("key " + keysText(keys) + " must be positive, got " + v);
+    }
+    return v;
+  }
+
+  /**
+   * A positive count at most {@code max}: a layer or expert count past any real model's, which
+   * would make a graph too large to build, is refused here.
+   */
+  public long getCount(long max, String... keys) {
+    long v = getPositive(keys);
+    if (v > max) {
+      throw error("key " + keysText(keys) + " is " + v + ", more than the " + max
+          + " this importer builds");
     }
     return v;
   }

@@ -261,6 +261,21 @@ class HfBadCheckpointTest {
         "rope_scaling type \"yarn\" is not supported");
   }
 
+  /** A layer or expert count no model has would build a graph too large to hold: refused. */
+  @Test
+  void layerAndExpertCountsPastAnyModelsAreRefused() throws IOException {
+    TinyModel m = TinyModel.of("llama", 7);
+    m.config.put("num_hidden_layers", 1_000_000_000);
+    Path dir = m.writeTo(tmp.resolve("l1"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "config.json",
+        "key \"num_hidden_layers\" is 1000000000, more than the 1024 this importer builds");
+    TinyModel x = TinyModel.of("mixtral", 7);
+    x.config.put("num_local_experts", 100_000);
+    Path dir2 = x.writeTo(tmp.resolve("l2"), Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir2, HfOptions.prefill())),
+        "key \"num_local_experts\" is 100000, more than the 1024 this importer builds");
+  }
+
   @Test
   void shapeOnlyWhenThereAreNoWeights() throws IOException {
     TinyModel m = TinyModel.of("mixtral", 8);
