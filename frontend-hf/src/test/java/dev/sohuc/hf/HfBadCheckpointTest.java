@@ -236,44 +236,40 @@ class HfBadCheckpointTest {
   }
 
   @Test
-  void contradictoryAndMissingConfigKeys() throws IOException {
-    TinyModel m = TinyModel.of("llama", 7);
-    m.config.put("hidden_size", 30);
-    Path dir = m.writeTo(tmp.resolve("c1"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "config.json",
+  void contradictoryAndMissingConfigKeys() {
+    assertContains(importError("llama", "hidden_size", 30), "config.json",
         "hidden_size (30) is not divisible by num_attention_heads (4)");
-
-    TinyModel k = TinyModel.of("llama", 7);
-    k.config.put("num_key_value_heads", 3);
-    Path dir2 = k.writeTo(tmp.resolve("c2"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir2, HfOptions.prefill())),
+    assertContains(importError("llama", "num_key_value_heads", 3),
         "num_attention_heads (4) is not a multiple of num_key_value_heads (3)");
-
-    TinyModel v = TinyModel.of("llama", 7);
-    v.config.remove("vocab_size");
-    Path dir3 = v.writeTo(tmp.resolve("c3"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir3, HfOptions.prefill())), "missing key \"vocab_size\"");
-
-    TinyModel r = TinyModel.of("llama", 7);
-    r.config.put("rope_scaling", Map.of("rope_type", "yarn", "factor", 4.0));
-    Path dir4 = r.writeTo(tmp.resolve("c4"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir4, HfOptions.prefill())),
-        "rope_scaling type \"yarn\" is not supported");
+    assertContains(importError("llama", "vocab_size", null), "missing key \"vocab_size\"");
+    assertContains(importError("llama", "rope_scaling", Map.of("rope_type", "yarn", "factor",
+        4.0)), "rope_scaling type \"yarn\" is not supported");
   }
 
   /** A layer or expert count no model has would build a graph too large to hold: refused. */
   @Test
-  void layerAndExpertCountsPastAnyModelsAreRefused() throws IOException {
-    TinyModel m = TinyModel.of("llama", 7);
-    m.config.put("num_hidden_layers", 1_000_000_000);
-    Path dir = m.writeTo(tmp.resolve("l1"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill())), "config.json",
+  void layerAndExpertCountsPastAnyModelsAreRefused() {
+    assertContains(importError("llama", "num_hidden_layers", 1_000_000_000), "config.json",
         "key \"num_hidden_layers\" is 1000000000, more than the 1024 this importer builds");
-    TinyModel x = TinyModel.of("mixtral", 7);
-    x.config.put("num_local_experts", 100_000);
-    Path dir2 = x.writeTo(tmp.resolve("l2"), Safetensors.Dtype.F32);
-    assertContains(message(() -> HfImporter.importModel(dir2, HfOptions.prefill())),
+    assertContains(importError("mixtral", "num_local_experts", 100_000),
         "key \"num_local_experts\" is 100000, more than the 1024 this importer builds");
+  }
+
+  private int configs;
+
+  /**
+   * The import error of a tiny {@code family} model whose config has {@code key} set to
+   * {@code value} (removed when null).
+   */
+  private String importError(String family, String key, Object value) {
+    TinyModel m = TinyModel.of(family, 7);
+    if (value == null) {
+      m.config.remove(key);
+    } else {
+      m.config.put(key, value);
+    }
+    Path dir = m.writeTo(tmp.resolve("config" + configs++), Safetensors.Dtype.F32);
+    return message(() -> HfImporter.importModel(dir, HfOptions.prefill()));
   }
 
   @Test
