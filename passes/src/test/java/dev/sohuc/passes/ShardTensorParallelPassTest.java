@@ -9,12 +9,20 @@ import dev.sohuc.hf.HfOptions;
 import dev.sohuc.hf.Safetensors;
 import dev.sohuc.hf.TinyModel;
 import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Location;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.passes.quant.QuantMode;
@@ -24,9 +32,11 @@ import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -135,6 +145,89 @@ class ShardTensorParallelPassTest {
     Path mixtral = tmp.resolve("mixtral");
     assertEquals(4, shard(mixtral, HfOptions.prefill(), 2, 0).main().body().stream()
         .filter(x -> x.op() instanceof TransformerOp.AllReduce).count());
+  }
+
+  /**
+   * A row-parallel bias (an o_proj bias, as some checkpoints have) is added once, to the sum: the
+   * partial meets the bias add, so the all_reduce comes before it. Two chips' outputs match the
+   * unsharded attention block's.
+   */
+  @Test
+  void aRowParallelBiasIsAddedAfterTheSum() {
+    Module full = attentionWithOutputBias();
+    List<Tensor> inputs = MeaningCheck.randomInputs(full.main(), 41, Map.of());
+    Tensor expected = new Interpreter(full).run(inputs).get("y");
+    List<Module> shards = new ArrayList<>();
+    for (int r = 0; r < 2; r++) {
+      Module s = attentionWithOutputBias();
+      new PassManager(List.of(new ShardTensorParallelPass(2, r))).run(s);
+      Node add = s.main().body().stream().filter(x -> x.op() instanceof ElementwiseOp.Binary).findFirst().orElseThrow();
+      assertTrue(add.op().operands().get(0).producer().op() instanceof TransformerOp.AllReduce,
+          "the bias is added to the sum");
+      shards.add(s);
+    }
+    List<Map<String, Tensor>> got = runSharded(shards, List.of(inputs, inputs));
+    for (int r = 0; r < 2; r++) {
+      MeaningCheck.assertClose(expected, got.get(r).get("y"), "y of chip " + r);
+    }
+  }
+
+  /** x [1, 6, 8] through q/k/v (2 heads of 4), causal attention, o_proj with a bias. */
+  static Module attentionWithOutputBias() {
+    Random rnd = new Random(3);
+    Module m = new Module("attn_bias");
+    Value x = Value.argument("x", TensorType.of(ElementType.F32, 1, 6, 8));
+    Function f = new Function("main", List.of(x));
+    m.functions().add(f);
+    FunctionBuilder b = new FunctionBuilder(f);
+    java.util.function.Function<String, Value> heads = proj -> {
+      Value w = weight(m, b, "l.self_attn." + proj + ".weight", rnd, 8, 8);
+      Value wt = b.add(new DataOp.Transpose(w, List.of(1L, 0L)),
+          Location.UNKNOWN, proj + ".t");
+      Value y = b.add(new LinalgOp.MatMul(x, wt),
+          Location.UNKNOWN, proj);
+      Value split = b.add(new DataOp.Reshape(y, dims(1, 6, 2, 4)),
+          Location.UNKNOWN, proj + ".bshd");
+      return b.add(new DataOp.Transpose(split, List.of(0L, 2L, 1L, 3L)),
+          Location.UNKNOWN, proj + ".bhsd");
+    };
+    Value q = heads.apply("q_proj");
+    Value k = heads.apply("k_proj");
+    Value v = heads.apply("v_proj");
+    Value a = b.add(new TransformerOp.Attention(q, k, v, null, 0.5, true, 0),
+        Location.UNKNOWN, "attn");
+    Value back = b.add(new DataOp.Transpose(a, List.of(0L, 2L, 1L, 3L)),
+        Location.UNKNOWN, "attn.bshd");
+    Value merged = b.add(new DataOp.Reshape(back, dims(1, 6, 8)),
+        Location.UNKNOWN, "attn.merged");
+    Value wo = weight(m, b, "l.self_attn.o_proj.weight", rnd, 8, 8);
+    Value wot = b.add(new DataOp.Transpose(wo, List.of(1L, 0L)),
+        Location.UNKNOWN, "o.t");
+    Value o = b.add(new LinalgOp.MatMul(merged, wot),
+        Location.UNKNOWN, "o");
+    Value bias = weight(m, b, "l.self_attn.o_proj.bias", rnd, 8);
+    Value y = b.add(new ElementwiseOp.Binary(
+        ElementwiseOp.BinaryKind.ADD, o, bias), Location.UNKNOWN,
+        "y");
+    f.setOutputs(List.of(new Function.Output("y", y)));
+    return m;
+  }
+
+  static List<Dim> dims(long... d) {
+    return Arrays.stream(d).mapToObj(Dim::of).toList();
+  }
+
+  static Value weight(Module m, FunctionBuilder b, String name,
+      Random rnd, long... shape) {
+    float[] v = new float[(int) Arrays.stream(shape).reduce(1, (p, q) -> p * q)];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = 0.3f * (float) rnd.nextGaussian();
+    }
+    Tensor t = Tensor.ofFloats(ElementType.F32, shape, v);
+    m.addWeight(new Weight(name, t.type(), new Weight.Data.Inline(
+        t.toBytes())));
+    return b.add(new SourceOp.WeightRef(name, t.type()),
+        Location.UNKNOWN, name);
   }
 
   @Test
