@@ -202,15 +202,10 @@ public final class StepModel {
    * as {@code sohuc compile} does: bf16 for a bfloat16 checkpoint, fp32 otherwise.
    */
   public static QuantMode checkpointPrecision(Path config) {
-    return HfConfig.read(configFile(config)).getString("torch_dtype", "dtype").orElse("float32")
+    return HfConfig.read(HfConfig.locate(config)).getString("torch_dtype", "dtype").orElse("float32")
         .equals("bfloat16") ? QuantMode.BF16 : QuantMode.NONE;
   }
 
-  /** config.json, given it or its folder. */
-  private static Path configFile(Path configOrDir) {
-    return java.nio.file.Files.isDirectory(configOrDir) ? configOrDir.resolve("config.json")
-        : configOrDir;
-  }
 
   private ModelShape shapeOf(Path config, Module sharded) {
     long params = HfImporter.parameterCount(config);
@@ -218,7 +213,7 @@ public final class StepModel {
     for (Weight w : sharded.weights().values()) {
       bytes += w.sizeBytes();
     }
-    HfConfig cfg = HfConfig.read(configFile(config));
+    HfConfig cfg = HfConfig.read(HfConfig.locate(config));
     ElementType kvType = sharded.main().arguments().stream()
         .filter(a -> a.name().startsWith("past_key_values.")).findFirst()
         .orElseThrow(() -> new IllegalStateException("a decode graph without past_key_values"))
@@ -426,8 +421,8 @@ public final class StepModel {
     long mean = meanLength(pastLengths);
     long seq = microBatchTokens(tokens);
     return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> run(step,
-        Map.of("batch", rows, "seq", seq, "past", capacity), Map.of("past_lengths", padded(pastLengths, rows,
-            Math.min(mean, capacity - 1)))));
+        Map.of("batch", rows, "seq", seq, "past", capacity),
+        Map.of("past_lengths", padded(pastLengths, rows, Math.min(mean, capacity - 1)))));
   }
 
   /** The caches' capacity for these lengths: the longest plus the new position, bucketed. */
@@ -463,12 +458,13 @@ public final class StepModel {
   public StepTiming decode(long[] pastLengths) {
     long batch = pastLengths.length;
     if (batch < 1 || batch > maxDecodeBatch) {
-      throw new IllegalArgumentException("a decode program takes 1 to " + maxDecodeBatch + " decodes; got "
-          + batch);
+      throw new IllegalArgumentException("a decode program takes 1 to " + maxDecodeBatch
+          + " decodes; got " + batch);
     }
     long capacity = capacity(pastLengths);
-    return decodeMemo.computeIfAbsent(List.of(batch, capacity, meanLength(pastLengths)), k -> run(decode,
-        Map.of("batch", batch, "past", capacity), Map.of("past_lengths", pastLengths)));
+    return decodeMemo.computeIfAbsent(List.of(batch, capacity, meanLength(pastLengths)),
+        k -> run(decode, Map.of("batch", batch, "past", capacity),
+            Map.of("past_lengths", pastLengths)));
   }
 
   private StepTiming run(Timed p, Map<String, Long> dims, Map<String, long[]> arrays) {

@@ -29,6 +29,12 @@ public final class HfConfig {
     this.root = root;
   }
 
+  /** config.json, given it or the model's folder. */
+  public static Path locate(Path configJsonOrDir) {
+    return java.nio.file.Files.isDirectory(configJsonOrDir)
+        ? configJsonOrDir.resolve("config.json") : configJsonOrDir;
+  }
+
   public static HfConfig read(Path file) {
     JsonNode root;
     try {

@@ -38,7 +38,7 @@ public final class HfImporter {
    *     and the key or tensor
    */
   public static Module importModel(Path configJsonOrDir, HfOptions options) {
-    Path config = Files.isDirectory(configJsonOrDir) ? configJsonOrDir.resolve("config.json") : configJsonOrDir;
+    Path config = HfConfig.locate(configJsonOrDir);
     if (!Files.isRegularFile(config)) {
       throw new HfImportException(config + ": no such file (expected a Hugging Face config.json or its directory)");
     }
@@ -76,7 +76,7 @@ public final class HfImporter {
    * excluded), without building a graph: 70.6e9 for Llama-3-70B.
    */
   public static long parameterCount(Path configJsonOrDir) {
-    Path config = Files.isDirectory(configJsonOrDir) ? configJsonOrDir.resolve("config.json") : configJsonOrDir;
+    Path config = HfConfig.locate(configJsonOrDir);
     HfConfig c = HfConfig.read(config);
     ModelContext ctx = new ModelContext(c, HfOptions.prefill(), null, config, ElementType.BF16, new Module("count"));
     String type = c.getString("model_type").orElse("");
