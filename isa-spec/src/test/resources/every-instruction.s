@@ -37,6 +37,8 @@ start:
     gather   sram, r8, r9, hbm, r10, r11, 1536, r3, r12, idx64=1
     scatter  hbm, r8, r9, r10, sram, r11, r12, 256, r3, r13, idx64=1
     allreduce hbm, r10+4096, r9+2, bf16, 8, wait=1
+    reducescatter sram, r11-8, r10+4096, r9+2, f32, 6, 5, signal=3
+    allgather hbm, r11, r10, 1024, bf16, 64, 63, wait=3
     loop     seq, end_outer
         loop     4, end_inner
             mma      r20+0, r21, r22+0, r23, r24+0, r25, 128, 128, r26+64, bf16, tb=1, accumulate=1

@@ -173,6 +173,8 @@ final class FunctionalMachine {
       case Insn.Gather g -> throw new IllegalStateException("not CTRL");
       case Insn.Scatter s -> throw new IllegalStateException("not CTRL");
       case Insn.Allreduce a -> throw new IllegalStateException("not CTRL");
+      case Insn.Reducescatter rs -> throw new IllegalStateException("not CTRL");
+      case Insn.Allgather ag -> throw new IllegalStateException("not CTRL");
       case Insn.Mma m -> throw new IllegalStateException("not CTRL");
       case Insn.Vbin v -> throw new IllegalStateException("not CTRL");
       case Insn.Vbini v -> throw new IllegalStateException("not CTRL");
@@ -473,14 +475,46 @@ final class FunctionalMachine {
   // Engine instructions.
 
   /**
-   * A functional run is one chip, so its group is itself: the sum over one chip is the buffer
-   * unchanged. A group of several chips has no data here to add (timing: MultiChipTiming); a
-   * LINK fence moves nothing in any group.
+   * A functional run is one chip, so a collective's group must be itself: a group of several
+   * chips has no data here to add or gather (timing: MultiChipTiming); a LINK fence moves
+   * nothing in any group.
    */
-  private void allreduce(Insn.Allreduce a) {
-    if (a.chips() != 1 && !a.isFence()) {
-      throw Fault.bad("allreduce over " + a.chips() + " chips in a single-chip functional run "
-          + "(the functional emulator runs one chip; its group must be chips=1)");
+  private static <C extends Insn & Insn.LinkCollective> void singleChip(C c) {
+    Collective.checkRank(c);
+    if (c.chips() != 1 && !c.isFence()) {
+      throw Fault.bad(c.def().mnemonic() + " over " + c.chips() + " chips in a single-chip "
+          + "functional run (the functional emulator runs one chip; its group must be chips=1)");
+    }
+  }
+
+  /**
+   * reducescatter and allgather in a group of one chip: its block is the whole data, so both
+   * copy elems elements from src to dst (a sum over one chip is its value unchanged).
+   */
+  private <C extends Insn & Insn.BlockCollective> void blockCollective(C c, long[] r) {
+    singleChip(c);
+    String what = c.def().mnemonic();
+    int esize = c.dtype().bytes();
+    // bounded so that the byte count cannot overflow: the bounds check reports a huge block
+    long elems = count("elems", r[c.elemsReg()] + c.elemsImm(), Long.MAX_VALUE / esize);
+    long bytes = elems * esize;
+    long src = r[c.src()] + c.srcOff();
+    long dst = r[c.dst()] + c.dstOff();
+    block(c.space(), what + " source", src, 1, 0, 1, 0, bytes, esize);
+    block(c.space(), what + " destination", dst, 1, 0, 1, 0, bytes, esize);
+    move(c.space(), src, dst, bytes);
+  }
+
+  /** Copies bytes within one memory as if all were read before any is written (memmove). */
+  private void move(MemSpace space, long src, long dst, long bytes) {
+    int chunk = (int) Math.min(bytes, 1 << 20);
+    byte[] tmp = new byte[chunk];
+    // with dst above src, the end goes first: no chunk overwrites source not yet read
+    boolean fromEnd = dst > src;
+    for (long done = 0; done < bytes; done += chunk) {
+      int n = (int) Math.min(chunk, bytes - done);
+      long at = fromEnd ? bytes - done - n : done;
+      copyRow(space, src + at, space, dst + at, n, tmp);
     }
   }
 
@@ -489,7 +523,9 @@ final class FunctionalMachine {
       case Insn.Dma d -> dma(d, r);
       case Insn.Gather g -> gather(g, r);
       case Insn.Scatter s -> scatter(s, r);
-      case Insn.Allreduce a -> allreduce(a);
+      case Insn.Allreduce a -> singleChip(a);
+      case Insn.Reducescatter rs -> blockCollective(rs, r);
+      case Insn.Allgather ag -> blockCollective(ag, r);
       case Insn.Mma m -> mma(m, r);
       case Insn.Vbin v -> vbin(v, r);
       case Insn.Vbini v -> vbini(v, r);

@@ -10,10 +10,11 @@ import java.util.Map;
 
 /**
  * The timing model of N chips running their programs together: one {@link TimingMachine} per
- * chip, each on its own thread, meeting at every {@code allreduce}. A collective starts when the
- * last chip of the group arrives and then costs what the table says (ring all-reduce over the
- * machine description's interconnect), so a chip that arrives early waits. A chip that halts
- * while others wait in a collective is a deadlock trap naming both.
+ * chip, each on its own thread, meeting at every LINK collective ({@code allreduce},
+ * {@code reducescatter}, {@code allgather}). A collective starts when the last chip of the group
+ * arrives and then costs what the table says (over the machine description's interconnect), so
+ * a chip that arrives early waits. A chip that halts while others wait in a collective is a
+ * deadlock trap naming both.
  */
 public final class MultiChipTiming {
   private MultiChipTiming() {}
@@ -24,7 +25,7 @@ public final class MultiChipTiming {
    * @param cycles the group's time: the slowest chip's cycles
    * @param seconds cycles / clock
    * @param chips each chip's own timing report (its cycles include the time it waited)
-   * @param collectives allreduce instructions each chip executed
+   * @param collectives LINK collectives each chip executed
    * @param linkBytes bytes each chip sent over the interconnect, summed over chips
    */
   public record Report(long cycles, double seconds, List<TimingReport> chips, long collectives,
@@ -153,13 +154,17 @@ public final class MultiChipTiming {
     return new Report(max, max / target.clockHz(), reports, machines.get(0).collectives, link);
   }
 
-  /** The threaded rendezvous: round k collects every chip's k-th arrival. */
+  /**
+   * The threaded rendezvous: round k collects every chip's k-th arrival, which must be the same
+   * instruction over as many bytes.
+   */
   static final class Group implements Collective {
     private final int n;
     private final Map<Long, long[]> arrivals = new HashMap<>();
     private final Map<Long, Integer> arrived = new HashMap<>();
     private final long[] next;
     private final long[] bytes;
+    private final String[] kinds;
     private final boolean[] done;
     private final long[] doneAfter;
     private final long[] completed;
@@ -169,6 +174,7 @@ public final class MultiChipTiming {
       this.n = n;
       this.next = new long[n];
       this.bytes = new long[n];
+      this.kinds = new String[n];
       this.done = new boolean[n];
       this.doneAfter = new long[n];
       this.completed = new long[n];
@@ -180,17 +186,23 @@ public final class MultiChipTiming {
     }
 
     @Override
-    public synchronized long arrive(int chip, long at, long linkBytes) {
+    public synchronized long arrive(int chip, long at, String kind, long linkBytes) {
       long round = next[chip]++;
       long[] a = arrivals.computeIfAbsent(round, r -> new long[n]);
       a[chip] = at;
       bytes[chip] = linkBytes;
+      kinds[chip] = kind;
       int count = arrived.merge(round, 1, Integer::sum);
       if (count == n) {
         for (int c = 0; c < n; c++) {
+          if (!kinds[c].equals(kind)) {
+            throw Fault.bad("collective #" + (round + 1) + ": chip " + chip + " runs " + kind
+                + " but chip " + c + " runs " + kinds[c]
+                + " (the k-th collective must be the same instruction on every chip)");
+          }
           if (bytes[c] != linkBytes) {
-            throw Fault.bad("allreduce #" + (round + 1) + ": chip " + chip + " sends "
-                + linkBytes + " bytes but chip " + c + " sends " + bytes[c]
+            throw Fault.bad("collective #" + (round + 1) + " (" + kind + "): chip " + chip
+                + " sends " + linkBytes + " bytes but chip " + c + " sends " + bytes[c]
                 + " (the buffers must have the same size on every chip)");
           }
         }
@@ -200,16 +212,16 @@ public final class MultiChipTiming {
         for (int c = 0; c < n; c++) {
           if (done[c] && doneAfter[c] <= round) {
             victims.add(chip);
-            throw new Fault(Trap.Kind.DEADLOCK, "chip " + chip + " waits in allreduce #"
-                + (round + 1) + " but chip " + c + " stopped after " + doneAfter[c]
-                + " allreduce(s)");
+            throw new Fault(Trap.Kind.DEADLOCK, "chip " + chip + " waits in collective #"
+                + (round + 1) + " (" + kind + ") but chip " + c + " stopped after "
+                + doneAfter[c] + " collective(s)");
           }
         }
         try {
           wait();
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
-          throw new Fault(Trap.Kind.DEADLOCK, "interrupted in allreduce #" + (round + 1));
+          throw new Fault(Trap.Kind.DEADLOCK, "interrupted in collective #" + (round + 1));
         }
       }
       long start = 0;

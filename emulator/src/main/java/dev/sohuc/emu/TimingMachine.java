@@ -183,6 +183,8 @@ final class TimingMachine {
       case Insn.Gather g -> o.kind = 0;
       case Insn.Scatter s -> o.kind = 0;
       case Insn.Allreduce a -> o.kind = 0;
+      case Insn.Reducescatter rs -> o.kind = 0;
+      case Insn.Allgather ag -> o.kind = 0;
       case Insn.Mma m -> o.kind = 0;
       case Insn.Vbin v -> o.kind = 0;
       case Insn.Vbini v -> o.kind = 0;
@@ -303,14 +305,19 @@ final class TimingMachine {
         o.latency = o.hbmSides > 0 ? target.hbmLatencyCycles() : target.sramLatencyCycles();
       }
       case LINK_BYTES -> {
-        int chips = (int) o.values.field("chips");
+        // the table's LINK_BYTES instructions are the collectives
+        Insn.LinkCollective link = (Insn.LinkCollective) insn;
+        try {
+          Collective.checkRank(link);
+        } catch (Fault f) {
+          throw image.trap(pc, f);
+        }
         // a LINK fence meets no other chip (o.chips 0) and completes with the LINK work before
         // it (start)
-        o.fence = o.insn instanceof Insn.Allreduce a && a.isFence();
-        o.chips = o.fence ? 0 : chips;
+        o.fence = link.isFence();
+        o.chips = o.fence ? 0 : link.chips();
         o.rate = target.linkBytesPerCycle();
-        o.latency = o.fence ? 0 : (long) dev.sohuc.isa.InsnTable.allreduceSteps(chips)
-            * target.linkLatencyCycles();
+        o.latency = o.fence ? 0 : (long) link.linkSteps() * target.linkLatencyCycles();
         MemSpace space = MemSpace.values()[(int) o.values.field("space")];
         // the ring reads and writes the local buffer once per step
         o.hbmSides = space == MemSpace.HBM ? 2 : 0;
@@ -653,7 +660,7 @@ final class TimingMachine {
   }
 
   /**
-   * An allreduce starts when the last chip of its group arrives: returns that cycle (this
+   * A collective starts when the last chip of its group arrives: returns that cycle (this
    * chip's own arrival when it runs alone or the group is symmetric).
    */
   private long joinCollective(int pc, Op o, long at, long work) {
@@ -664,11 +671,11 @@ final class TimingMachine {
       group = new Collective.Symmetric(o.chips);
     }
     if (o.chips != group.chips()) {
-      throw image.trap(pc, Trap.Kind.BAD_OPERAND, "allreduce over " + o.chips
+      throw image.trap(pc, Trap.Kind.BAD_OPERAND, o.mnemonic + " over " + o.chips
           + " chips in a group of " + group.chips());
     }
     try {
-      return group.arrive(chip, at, work);
+      return group.arrive(chip, at, o.mnemonic, work);
     } catch (Fault f) {
       throw image.trap(pc, f);
     }

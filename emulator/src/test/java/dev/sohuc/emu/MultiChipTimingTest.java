@@ -4,14 +4,19 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.asm.Assembler;
 import dev.sohuc.isa.container.SohuProgram;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
-/** allreduce timing: the ring cost from the interconnect, and the group's rendezvous. */
+/**
+ * LINK collective timing (allreduce, reducescatter, allgather): the cost from the interconnect,
+ * and the group's rendezvous.
+ */
 class MultiChipTimingTest {
   static final MachineDescription SOHU = MachineDescription.defaultTarget();
   static final long ELEMS = 1 << 20;
@@ -139,7 +144,8 @@ class MultiChipTimingTest {
     Trap t = assertThrows(Trap.class, () -> MultiChipTiming.run(List.of(joins, skips), SOHU,
         Options.defaults(), noDims(2)));
     assertEquals(Trap.Kind.DEADLOCK, t.kind());
-    assertTrue(t.getMessage().contains("chip 1 stopped after 0 allreduce"), t.getMessage());
+    assertTrue(t.getMessage().contains("waits in collective #1 (allreduce) but chip 1 stopped "
+        + "after 0 collective(s)"), t.getMessage());
   }
 
   @Test
@@ -184,5 +190,97 @@ class MultiChipTimingTest {
     assertTrue(dma > ring, "the copy is the longer: " + dma + " vs " + ring);
     // a few cycles of issue (4 li, the two engine instructions) before the copy starts
     assertTrue(r.cycles() >= dma && r.cycles() <= dma + 8, r.cycles() + " vs " + dma);
+  }
+
+  /** f32 elements of one chip's block in the reducescatter and allgather tests: 1 MiB. */
+  static final long BLOCK = 1 << 18;
+
+  /** One reducescatter or allgather of a 1 MiB f32 block per chip, in HBM, as chip rank. */
+  static String blockCollective(String mnemonic, int chips, int rank) {
+    return mnemonic + " hbm, r10, r0+4096, r9, f32, " + chips + ", " + rank + "\n";
+  }
+
+  static SohuProgram blockProgram(String body) {
+    return asm("li r9, " + BLOCK + "\nli r10, " + (1L << 30) + "\n" + body + "halt\n");
+  }
+
+  /**
+   * reducescatter and allgather occupy the LINK for 64 + (chips - 1) blocks over the link rate,
+   * and complete one link latency per step later: log2(8) = 3 steps (recursive halving or
+   * doubling), 6 - 1 = 5 around a ring of 6. HBM traffic is twice the link bytes.
+   */
+  @Test
+  void blockCollectivesCostTheirLinkBytesAndOneLatencyPerStep() {
+    for (String mnemonic : List.of("reducescatter", "allgather")) {
+      for (int chips : new int[] {8, 6}) {
+        long steps = chips == 8 ? 3 : 5;
+        long linkBytes = (chips - 1) * BLOCK * 4;
+        TimingReport r = new Emulator(blockProgram(blockCollective(mnemonic, chips, 1)), SOHU,
+            Options.defaults()).runTiming(Map.of());
+        long busy = 64 + (long) Math.ceil(linkBytes / SOHU.linkBytesPerCycle());
+        String what = mnemonic + " over " + chips + " chips";
+        assertEquals(busy, r.engines().get(Engine.LINK).busyCycles(), what);
+        long done = busy + steps * SOHU.linkLatencyCycles();
+        // a few cycles of issue (two li, the collective) before it starts
+        assertTrue(r.cycles() >= done && r.cycles() <= done + 4, what + ": " + r.cycles()
+            + " cycles, formula " + done);
+        assertEquals(2 * linkBytes, r.hbmBytes(), what);
+      }
+    }
+  }
+
+  /**
+   * The k-th collective of each chip meets the k-th of the others whatever its kind: chips
+   * that each run an allreduce, a reducescatter and an allgather under their own rank time as
+   * the symmetric group does.
+   */
+  @Test
+  void collectivesOfEveryKindMeetInOrder() {
+    List<SohuProgram> chips = new ArrayList<>();
+    for (int rank = 0; rank < 8; rank++) {
+      chips.add(blockProgram("allreduce hbm, r10, r9, f32, 8\n"
+          + blockCollective("reducescatter", 8, rank) + blockCollective("allgather", 8, rank)));
+    }
+    MultiChipTiming.Report threaded = MultiChipTiming.run(chips, SOHU, Options.defaults(),
+        noDims(8));
+    MultiChipTiming.Report sym = MultiChipTiming.runSymmetric(chips.get(3), 8, SOHU,
+        Options.defaults(), Map.of());
+    assertEquals(3, threaded.collectives());
+    assertEquals(sym.cycles(), threaded.cycles());
+    long perChip = (2 * 7 * BLOCK * 4 + 7) / 8 + 2 * 7 * BLOCK * 4;
+    assertEquals(8 * perChip, threaded.linkBytes());
+    assertEquals(threaded.linkBytes(), sym.linkBytes());
+  }
+
+  @Test
+  void collectivesOfDifferentKindsDoNotMeet() {
+    SohuProgram scatters = blockProgram(blockCollective("reducescatter", 2, 0));
+    SohuProgram gathers = blockProgram(blockCollective("allgather", 2, 1));
+    Trap t = assertThrows(Trap.class, () -> MultiChipTiming.run(List.of(scatters, gathers), SOHU,
+        Options.defaults(), noDims(2)));
+    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+    assertTrue(t.getMessage().contains("collective #1: chip "), t.getMessage());
+    assertTrue(t.getMessage().contains("(the k-th collective must be the same instruction on "
+        + "every chip)"), t.getMessage());
+  }
+
+  /**
+   * A LINK fence (no elements) after a reducescatter completes no earlier than the
+   * reducescatter: a copy that waits on the fence starts after the sums' last latency.
+   */
+  @Test
+  void aFenceCompletesAfterTheReducescatterBeforeIt() {
+    String fenced = blockCollective("reducescatter", 8, 2)
+        + "reducescatter hbm, 0, 0, 0, f32, 8, 0, signal=1\n"
+        + "dma sram, r0, r0, hbm, r0+4096, r0, 65536, 1, wait=1\n";
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(blockProgram(fenced), 8, SOHU,
+        Options.defaults(), Map.of());
+    long scattered = 64 + (long) Math.ceil(7 * BLOCK * 4 / SOHU.linkBytesPerCycle())
+        + 3 * SOHU.linkLatencyCycles();
+    long copy = 64 + (long) Math.ceil(65536 / SOHU.hbmBytesPerCycle())
+        + SOHU.hbmLatencyCycles();
+    assertEquals(1, r.collectives(), "the fence meets no other chip");
+    assertTrue(r.cycles() >= scattered + copy && r.cycles() <= scattered + copy + 8,
+        r.cycles() + " cycles vs " + (scattered + copy));
   }
 }

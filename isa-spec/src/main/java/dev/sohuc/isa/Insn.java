@@ -87,16 +87,91 @@ public sealed interface Insn {
       int src, int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx,
       int idxOff, boolean idx64, int waitTok, int signalTok) implements Insn {}
 
+  /**
+   * A LINK-engine collective: the k-th collective of each chip of its group meets the k-th of
+   * the others, whichever of these instructions they are (docs/isa.md, allreduce).
+   */
+  sealed interface LinkCollective permits Allreduce, BlockCollective {
+    /** The group size. */
+    int chips();
+
+    /** Moves nothing and meets no other chip: a LINK fence (docs/isa.md). */
+    boolean isFence();
+
+    /** The link steps it takes over its group, each paying one interconnect latency. */
+    int linkSteps();
+  }
+
+  /**
+   * A collective over chips blocks of elems elements, one block per chip: {@code reducescatter}
+   * and {@code allgather}, whose operands are the same.
+   */
+  sealed interface BlockCollective extends LinkCollective permits Reducescatter, Allgather {
+    MemSpace space();
+
+    int dst();
+
+    int dstOff();
+
+    int src();
+
+    int srcOff();
+
+    int elemsReg();
+
+    long elemsImm();
+
+    DType dtype();
+
+    /** This chip's index in its group; below {@link #chips()} in a legal program. */
+    int rank();
+
+    /** No elements, as the immediate 0 with r0: a LINK fence like allreduce's. */
+    @Override
+    default boolean isFence() {
+      return noCount(elemsReg(), elemsImm());
+    }
+
+    /** One phase of an allreduce: a reduce-scatter, or an all-gather. */
+    @Override
+    default int linkSteps() {
+      return InsnTable.phaseSteps(chips());
+    }
+  }
+
+  /** A count operand that is the immediate 0 with r0. */
+  private static boolean noCount(int reg, long imm) {
+    return reg == 0 && imm == 0;
+  }
+
   /** {@code allreduce} (LINK engine); semantics in docs/isa.md. */
   record Allreduce(
       MemSpace space, int buf, int bufOff, int elemsReg, long elemsImm, DType dtype, int chips,
       int rowsReg, int rowsImm, int stride, int urgent, int waitTok, int signalTok)
-      implements Insn {
+      implements Insn, LinkCollective {
     /** No elements or no rows, as the immediate 0 with r0: a LINK fence (docs/isa.md). */
+    @Override
     public boolean isFence() {
-      return (elemsReg == 0 && elemsImm == 0) || (rowsReg == 0 && rowsImm == 0);
+      return noCount(elemsReg, elemsImm) || noCount(rowsReg, rowsImm);
+    }
+
+    @Override
+    public int linkSteps() {
+      return InsnTable.allreduceSteps(chips);
     }
   }
+
+  /** {@code reducescatter} (LINK engine); semantics in docs/isa.md. */
+  record Reducescatter(
+      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, long elemsImm,
+      DType dtype, int chips, int rank, int waitTok, int signalTok)
+      implements Insn, BlockCollective {}
+
+  /** {@code allgather} (LINK engine); semantics in docs/isa.md. */
+  record Allgather(
+      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, long elemsImm,
+      DType dtype, int chips, int rank, int waitTok, int signalTok)
+      implements Insn, BlockCollective {}
 
   /** {@code mma} (MXU engine); semantics in docs/isa.md. */
   record Mma(

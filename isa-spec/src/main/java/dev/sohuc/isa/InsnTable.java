@@ -28,6 +28,24 @@ public final class InsnTable {
 
   private static final String TILE_ROWS = "rows";
   private static final String TILE_COLS = "cols";
+  private static final String CHIPS = "chips";
+  private static final String CHIPS_DOC =
+      "group size: the chips 0 .. chips-1 of the server take part";
+  /** How chips meet at the LINK collectives, as their semantics state it. */
+  private static final String MEETING = "The k-th LINK collective of each chip (allreduce, "
+      + "reducescatter or allgather) meets the k-th of the others, which must be the same "
+      + "instruction over as many bytes.";
+  /** What reducescatter and allgather share in their semantics: ranks, overlap, time, fence. */
+  private static final String BLOCK_COLLECTIVE = "The rank operand, the chip's index in the "
+      + "group, must be below chips (the emulator traps otherwise). Every chip's src is read "
+      + "before any dst is written, so the two may overlap (in place). Time: each chip sends "
+      + "link bytes = (chips-1) x elems x esize (the table's work); it starts when the last chip "
+      + "of the group arrives and occupies the LINK queue for 64 + ceil(link bytes / link) "
+      + "cycles, with link = interconnect.bandwidth in bytes per cycle; completion adds one "
+      + "interconnect.latency per step. HBM traffic is counted as twice the link bytes, with no "
+      + "contention charged against the DMA engine, as for allreduce. One whose elems is the "
+      + "immediate 0 with register r0 is a LINK fence, as an allreduce is: it moves nothing, "
+      + "meets no other chip, and completes when the LINK work queued before it has completed.";
 
   private static final List<InsnDef> ALL = build();
   private static final InsnDef[] BY_OPCODE = new InsnDef[256];
@@ -274,30 +292,29 @@ public final class InsnTable {
         .addr("buf", 16, "byte address of the buffer's first row (the same on every chip)")
         .count("elems", 32, "elements per row")
         .enumf("dtype", 3, DType.class, "element type of the buffer", DType.F32, DType.BF16)
-        .uimm("chips", 7, 1, 64, "group size: the chips 0 .. chips-1 of the server take part")
+        .uimm(CHIPS, 7, 1, 64, CHIPS_DOC)
         .count(TILE_ROWS, 10, "rows").kw(0, 1)
         .reg("stride", "row stride in bytes (signed)").kw(0)
         .reg("urgent", "nonzero: nothing queued after it hides its latency (the one-step "
             + "algorithm may finish it sooner)").kw(0)
         .semantics("Sum all-reduce across the group: when every chip of the group has started its "
-            + "allreduce (the k-th allreduce of each chip meets the k-th of the others), every "
-            + "chip's buffer[r][i] (row r at buf + r*stride) becomes the sum over chips c of "
-            + "buffer_c[r][i] for r < rows, i < elems, added in f32 in chip order 0, 1, .. "
-            + "chips-1 and rounded once to dtype; with chips=1 it is the identity. Rows let a "
-            + "column block of a matrix (a finished weight panel's outputs) be summed while the "
-            + "next block is computed. Algorithm: a reduce-scatter then an all-gather, each chip "
-            + "sending 2(chips-1)/chips x bytes in all; for a group of a power-of-two size by "
-            + "recursive halving then recursive doubling (2 log2(chips) steps), otherwise around "
-            + "a ring (2(chips-1) steps). An urgent allreduce (its register nonzero, say the "
-            + "last panel of a matmul's sums, whose completion the next op waits for) may go "
-            + "in one step instead: each chip sends its whole buffer to every other ((chips-1) "
-            + "x bytes) and adds what it receives, in the same order; the LINK engine takes "
-            + "whichever algorithm finishes it first, so a small buffer's latency is one step, "
-            + "not 2 log2(chips). The sums are the same either way. Time: it starts when the "
-            + "last chip of the group arrives and occupies the LINK queue for 64 + ceil(link "
-            + "bytes / link) cycles, with link bytes 2(chips-1)/chips x bytes (the table's work) "
-            + "or (chips-1) x bytes in one step, bytes = rows x elems x esize and link = "
-            + "interconnect.bandwidth in bytes per cycle; completion adds one "
+            + "allreduce, every chip's buffer[r][i] (row r at buf + r*stride) becomes the sum "
+            + "over chips c of buffer_c[r][i] for r < rows, i < elems, added in f32 in chip order "
+            + "0, 1, .. chips-1 and rounded once to dtype; with chips=1 it is the identity. "
+            + MEETING + " Rows let a column block of a matrix (a finished weight panel's outputs) "
+            + "be summed while the next block is computed. Algorithm: a reduce-scatter then an "
+            + "all-gather, each chip sending 2(chips-1)/chips x bytes in all; for a group of a "
+            + "power-of-two size by recursive halving then recursive doubling (2 log2(chips) "
+            + "steps), otherwise around a ring (2(chips-1) steps). An urgent allreduce (its "
+            + "register nonzero, say the last panel of a matmul's sums, whose completion the next "
+            + "op waits for) may go in one step instead: each chip sends its whole buffer to every "
+            + "other ((chips-1) x bytes) and adds what it receives, in the same order; the LINK "
+            + "engine takes whichever algorithm finishes it first, so a small buffer's latency is "
+            + "one step, not 2 log2(chips). The sums are the same either way. Time: it starts "
+            + "when the last chip of the group arrives and occupies the LINK queue for 64 + "
+            + "ceil(link bytes / link) cycles, with link bytes 2(chips-1)/chips x bytes (the "
+            + "table's work) or (chips-1) x bytes in one step, bytes = rows x elems x esize and "
+            + "link = interconnect.bandwidth in bytes per cycle; completion adds one "
             + "interconnect.latency per step. The buffer is read and written once per step's "
             + "bytes: HBM traffic is counted as twice the link bytes. The link shares "
             + "HBM with the DMA engine, but the model charges no contention between them: each "
@@ -307,10 +324,37 @@ public final class InsnTable {
             + "cycles at the earliest); its signal tells another engine that the earlier sums "
             + "are done.")
         .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
-          long chips = v.field("chips");
+          long chips = v.field(CHIPS);
           return (2 * (chips - 1) * allreduceBytes(v) + chips - 1) / chips;
         })
         .example("allreduce hbm, r8+4096, r9, bf16, 8, rows=r10, stride=r11")
+        .build());
+    t.add(blockCollective(0x29, "reducescatter",
+        "byte address of this chip's block of the sums (elems elements)",
+        "byte address of the chips x elems elements this chip adds in (block c for chip c)")
+        .semantics("Sum reduce-scatter across the group: src holds chips blocks of elems "
+            + "contiguous elements of dtype on every chip, block c at src + c*elems*esize. When "
+            + "every chip of the group has started its reducescatter, dst[i] on chip rank becomes "
+            + "the sum over chips c of src_c[rank*elems + i] for i < elems, added in f32 in chip "
+            + "order 0, 1, .. chips-1 and rounded once to dtype: each chip keeps the sums of its "
+            + "own block, 1/chips of what an allreduce would give it. With chips=1 it copies "
+            + "elems elements. " + MEETING + " Sequence parallelism reduce-scatters a "
+            + "row-parallel matmul's partial sums, normalizes each chip's rows, then all-gathers "
+            + "them. Algorithm: for a group of a power-of-two size by recursive halving "
+            + "(log2(chips) steps), otherwise around a ring (chips-1 steps). " + BLOCK_COLLECTIVE)
+        .example("reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3")
+        .build());
+    t.add(blockCollective(0x2A, "allgather",
+        "byte address of the gathered chips x elems elements (block c from chip c)",
+        "byte address of this chip's block (elems elements)")
+        .semantics("All-gather across the group: src holds elems contiguous elements of dtype on "
+            + "every chip. When every chip of the group has started its allgather, dst[c*elems + "
+            + "i] on every chip becomes src_c[i] for c < chips, i < elems: chip c's block lands in "
+            + "block c, bit for bit, and every chip holds the same chips x elems elements. With "
+            + "chips=1 it copies elems elements. " + MEETING + " Algorithm: for a group of a "
+            + "power-of-two size by recursive doubling (log2(chips) steps), otherwise around a "
+            + "ring (chips-1 steps). " + BLOCK_COLLECTIVE)
+        .example("allgather hbm, r8+4096, r9, r10, f32, 6, 5")
         .build());
 
     // ---- MXU
@@ -532,23 +576,52 @@ public final class InsnTable {
     return v.count(TILE_ROWS) * v.count(TILE_COLS);
   }
 
+  /**
+   * The entry of reducescatter or allgather up to its semantics: chips blocks of elems elements,
+   * one per chip, of which each chip sends the chips - 1 that are not its own.
+   */
+  private static InsnDef.Builder blockCollective(int opcode, String mnemonic, String dstDoc,
+      String srcDoc) {
+    return InsnDef.builder(opcode, mnemonic, LINK)
+        .enumf("space", 2, MemSpace.class,
+            "memory that holds dst and src, at the same addresses on every chip")
+        .addr("dst", 16, dstDoc)
+        .addr("src", 16, srcDoc)
+        .count("elems", 32, "elements of one chip's block")
+        .enumf("dtype", 3, DType.class, "element type of dst and src", DType.F32, DType.BF16)
+        .uimm(CHIPS, 7, 1, 64, CHIPS_DOC)
+        .uimm("rank", 7, 0, 63, "this chip's index in the group, below chips")
+        .cost(64, LINK_BYTES, 1, "(chips - 1) * elems * esize",
+            v -> (v.field(CHIPS) - 1) * blockBytes(v));
+  }
+
+  /** The bytes of one block of a collective: elems x the element size. */
+  private static long blockBytes(Cost.Values v) {
+    return v.count("elems") * DType.values()[(int) v.field("dtype")].bytes();
+  }
+
   /** The bytes an allreduce sums on each chip: rows x elems x the element size. */
   public static long allreduceBytes(Cost.Values v) {
-    long esize = v.field("dtype") == DType.BF16.ordinal() ? 2 : 4;
-    return v.count(TILE_ROWS) * v.count("elems") * esize;
+    return v.count(TILE_ROWS) * blockBytes(v);
   }
 
   /**
-   * The link steps of one allreduce over {@code chips} chips by reduce-scatter and all-gather,
-   * each paying the interconnect latency: 2 log2(chips) for a power of two (recursive halving,
-   * then doubling), else 2(chips - 1) (a ring); 0 for one chip. An urgent allreduce may take
-   * one step instead.
+   * The link steps of one phase of a collective over {@code chips} chips (a reduce-scatter or
+   * an all-gather), each paying the interconnect latency: log2(chips) for a power of two
+   * (recursive halving or doubling), else chips - 1 (a ring); 0 for one chip.
    */
-  public static int allreduceSteps(int chips) {
+  public static int phaseSteps(int chips) {
     if (chips <= 1) {
       return 0;
     }
-    return Integer.bitCount(chips) == 1 ? 2 * Integer.numberOfTrailingZeros(chips)
-        : 2 * (chips - 1);
+    return Integer.bitCount(chips) == 1 ? Integer.numberOfTrailingZeros(chips) : chips - 1;
+  }
+
+  /**
+   * The link steps of one allreduce: a reduce-scatter then an all-gather, so twice
+   * {@link #phaseSteps}. An urgent allreduce may take one step instead.
+   */
+  public static int allreduceSteps(int chips) {
+    return 2 * phaseSteps(chips);
   }
 }

@@ -4,10 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.InsnDef;
 import dev.sohuc.isa.InsnTable;
+import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.Word;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
@@ -65,6 +67,37 @@ class AsmRoundTripTest {
     assertEquals("ldarg    r3, 5, r7", Disassembler.format(indexed));
     assertEquals("ldarg    r3, 5, signal=2",
         Disassembler.format(Assembler.assembleCode("ldarg r3, 5, signal=2", "d.s").get(0)));
+  }
+
+  /**
+   * reducescatter and allgather take the same operands in the same bits: each assembles to its
+   * record, with chips and rank in the bits the table gives them, and prints back the same.
+   */
+  @Test
+  void blockCollectivesAssembleToTheirRecords() {
+    String rsText = "reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3, signal=2";
+    Word rs = Assembler.assembleCode(rsText, "a.s").get(0);
+    assertEquals(new Insn.Reducescatter(MemSpace.HBM, 8, 0, 9, 4096, 10, 0, DType.BF16, 8, 3, 0,
+        2), InsnCodec.decode(rs));
+    assertEquals(0x29, rs.bits(0, 8));
+    assertEquals(8, rs.bits(102, 7));
+    assertEquals(3, rs.bits(109, 7));
+    assertEquals(0, rs.bits(116, 12), "reserved");
+    assertEquals(rsText, Disassembler.format(rs).replaceAll("\\s+", " "));
+
+    String agText = "allgather sram, r11-8, r12, r13+1024, f32, 64, 63, wait=1";
+    Word ag = Assembler.assembleCode(agText, "b.s").get(0);
+    Insn.Allgather decoded = (Insn.Allgather) InsnCodec.decode(ag);
+    assertEquals(new Insn.Allgather(MemSpace.SRAM, 11, -8, 12, 0, 13, 1024, DType.F32, 64, 63, 1,
+        0), decoded);
+    assertEquals(0x2A, ag.bits(0, 8));
+    assertEquals(agText, Disassembler.format(ag).replaceAll("\\s+", " "));
+    assertEquals(false, decoded.isFence());
+    assertEquals(6, decoded.linkSteps(), "log2(64) steps of recursive doubling");
+    Insn.Reducescatter fence = (Insn.Reducescatter) InsnCodec.decode(
+        Assembler.assembleCode("reducescatter hbm, 0, 0, 0, f32, 6, 0", "c.s").get(0));
+    assertEquals(true, fence.isFence());
+    assertEquals(5, fence.linkSteps(), "a ring of 6 chips: 5 steps");
   }
 
   @Test

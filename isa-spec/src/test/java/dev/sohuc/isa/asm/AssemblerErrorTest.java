@@ -30,6 +30,23 @@ class AssemblerErrorTest {
         error("mma r1+5000, r2, r3, r4, r5, r6, 8, 8, 8, bf16"));
   }
 
+  /** A collective's group size, rank and element type are checked against the table. */
+  @Test
+  void collectiveOperandsOutOfRange() {
+    assertEquals("t.s:1:37: operand 'chips' of reducescatter: 0 is out of range 1..64 (in "
+        + "\"reducescatter hbm, r1, r2, r3, f32, 0, 0\")",
+        error("reducescatter hbm, r1, r2, r3, f32, 0, 0"));
+    assertEquals("t.s:1:33: operand 'chips' of allgather: 65 is out of range 1..64 (in "
+        + "\"allgather hbm, r1, r2, r3, f32, 65, 0\")",
+        error("allgather hbm, r1, r2, r3, f32, 65, 0"));
+    assertEquals("t.s:1:38: operand 'rank' of allgather: 64 is out of range 0..63 (in "
+        + "\"allgather hbm, r1, r2, r3, bf16, 64, 64\")",
+        error("allgather hbm, r1, r2, r3, bf16, 64, 64"));
+    assertEquals("t.s:1:32: operand 'dtype' of reducescatter: f8e4m3 is not allowed here (one of "
+        + "f32, bf16) (in \"reducescatter hbm, r1, r2, r3, f8e4m3, 8, 0\")",
+        error("reducescatter hbm, r1, r2, r3, f8e4m3, 8, 0"));
+  }
+
   @Test
   void unknownRegister() {
     assertEquals("t.s:1:13: operand 'rs2' of add: unknown register 'r32' (registers are r0..r31) "

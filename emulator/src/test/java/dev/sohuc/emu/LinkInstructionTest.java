@@ -1,0 +1,141 @@
+package dev.sohuc.emu;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * reducescatter and allgather in the functional emulator, which runs one chip: a group of one
+ * copies its block bit for bit; a larger group, a rank outside it, or a block outside memory
+ * traps.
+ */
+class LinkInstructionTest {
+
+  private static byte[] random(int n, long seed) {
+    byte[] b = new byte[n];
+    new Random(seed).nextBytes(b);
+    return b;
+  }
+
+  private static byte[] hbm(FunctionalMachine m, long addr, int n) {
+    byte[] b = new byte[n];
+    m.hbm.read(addr, b, 0, n);
+    return b;
+  }
+
+  /**
+   * Random bits (NaN payloads, negative zeros, subnormals included) come out unchanged: the sum
+   * over one chip is its value, not 0 + value, and nothing is rounded.
+   */
+  @Test
+  void aGroupOfOneCopiesItsBlockBitForBit() {
+    FunctionalMachine m = TestSupport.machine("""
+        li r1, 0x1000
+        li r2, 0x9000
+        li r3, 300
+        li r4, 1024
+        reducescatter hbm, r2, r1+0, r3, f32, 1, 0
+        allgather hbm, r2+2048, r1, r3, bf16, 1, 0
+        reducescatter sram, r4+4096, r4, 77, bf16, 1, 0
+        allgather sram, r4+8192, r4, r3+1, f32, 1, 0
+        halt
+        """);
+    byte[] hbmSrc = random(1200, 1);
+    byte[] sramSrc = random(1204, 2);
+    m.hbm.write(0x1000, hbmSrc, 0, hbmSrc.length);
+    System.arraycopy(sramSrc, 0, m.sram, 1024, sramSrc.length);
+    byte[] sramAfterBf16 = m.sram.clone();
+    m.run();
+    assertArrayEquals(hbmSrc, hbm(m, 0x9000, 1200), "reducescatter f32: 300 elements");
+    assertArrayEquals(Arrays.copyOf(hbmSrc, 600), hbm(m, 0x9000 + 2048, 600),
+        "allgather bf16: 300 elements");
+    assertArrayEquals(new byte[4], hbm(m, 0x9000 + 2048 + 600, 4), "nothing past the block");
+    assertArrayEquals(Arrays.copyOf(sramSrc, 154),
+        Arrays.copyOfRange(m.sram, 1024 + 4096, 1024 + 4096 + 154), "reducescatter bf16");
+    assertEquals(sramAfterBf16[1024 + 4096 + 154], m.sram[1024 + 4096 + 154]);
+    assertArrayEquals(sramSrc, Arrays.copyOfRange(m.sram, 1024 + 8192, 1024 + 8192 + 1204),
+        "allgather f32: 301 elements");
+  }
+
+  /**
+   * An in-place collective overlaps dst and src: every element is read before any is written,
+   * across more HBM than the emulator copies at once, in either direction.
+   */
+  @Test
+  void overlappingBlocksAreReadBeforeWritten() {
+    int elems = (3 << 20) / 4 + 3;
+    int bytes = elems * 4;
+    byte[] src = random(bytes, 3);
+    for (int shift : new int[] {4, -4, 1 << 20}) {
+      FunctionalMachine m = TestSupport.machine("li r1, " + (0x200000 + shift)
+          + "\nli r2, 0x200000\nli r3, " + elems
+          + "\nallgather hbm, r1, r2, r3, f32, 1, 0\nhalt\n");
+      m.hbm.write(0x200000, src, 0, bytes);
+      m.run();
+      assertArrayEquals(src, hbm(m, 0x200000 + shift, bytes), "shift " + shift);
+    }
+  }
+
+  @Test
+  void aGroupOfSeveralChipsTraps() {
+    for (String insn : new String[] {"reducescatter sram, r1, r2, 16, f32, 2, 1",
+        "allgather hbm, r1, r2, 16, bf16, 8, 0"}) {
+      String mnemonic = insn.split(" ")[0];
+      Trap t = assertThrows(Trap.class, () -> TestSupport.machine(insn + "\nhalt\n").run());
+      assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+      assertTrue(t.getMessage().contains(mnemonic + " over " + insn.split(", ")[5]
+          + " chips in a single-chip functional run (the functional emulator runs one chip; "
+          + "its group must be chips=1)"), t.getMessage());
+    }
+  }
+
+  /** No elements (the immediate 0 with r0) is a LINK fence: it meets no chip, in any group. */
+  @Test
+  void aFenceMovesNothingInAnyGroup() {
+    FunctionalMachine m = TestSupport.machine("""
+        li r1, 64
+        reducescatter sram, r1, r0, 0, f32, 8, 3, signal=1
+        allgather sram, r1, r0, 0, bf16, 64, 63, wait=1
+        halt
+        """);
+    byte[] before = random(256, 4);
+    System.arraycopy(before, 0, m.sram, 0, before.length);
+    m.run();
+    assertArrayEquals(before, Arrays.copyOf(m.sram, 256));
+  }
+
+  /** The table checks rank and chips each alone; a rank past the group traps in both modes. */
+  @Test
+  void aRankOutsideTheGroupTrapsInBothModes() {
+    String src = "reducescatter sram, r1, r2, 4, f32, 1, 1\nhalt\n";
+    Trap f = assertThrows(Trap.class, () -> TestSupport.machine(src).run());
+    Trap t = assertThrows(Trap.class, () -> new Emulator(TestSupport.asm(src), TestSupport.TINY,
+        TestSupport.opts()).runTiming(Map.of()));
+    for (Trap trap : new Trap[] {f, t}) {
+      assertEquals(Trap.Kind.BAD_OPERAND, trap.kind());
+      assertEquals(0, trap.pc());
+      assertTrue(trap.getMessage().contains("rank 1 is not below chips=1 (the rank is this "
+          + "chip's index in its group)"), trap.getMessage());
+    }
+  }
+
+  @Test
+  void aBlockOutsideMemoryTraps() {
+    Trap dst = assertThrows(Trap.class, () -> TestSupport.machine(
+        "li r1, 262136\nallgather sram, r1, r0, 4, f32, 1, 0\nhalt\n").run());
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, dst.kind());
+    assertTrue(dst.getMessage().contains("allgather destination: SRAM 1 rows x 16 bytes at "
+        + "0x3fff8 (row stride 0) spans [0x3fff8, 0x40008), outside SRAM (262144 bytes)"),
+        dst.getMessage());
+    Trap src = assertThrows(Trap.class, () -> TestSupport.machine(
+        "li r1, 16777214\nreducescatter hbm, r0, r1, 2, bf16, 1, 0\nhalt\n").run());
+    assertEquals(Trap.Kind.OUT_OF_BOUNDS, src.kind());
+    assertTrue(src.getMessage().contains("reducescatter source: HBM"), src.getMessage());
+  }
+}
