@@ -17,8 +17,12 @@ import java.util.Map;
  *                    ({@code input_ids [microBatches, seq]}): each layer runs its ops for every
  *                    micro-batch in turn, so the sum on the link of one micro-batch's layer can
  *                    run while the next one computes (1 for other graphs)
+ * @param dimMultiples symbolic dims known to be multiples, by name: {@code seq -> 8} makes the
+ *                    prompt {@code 8*?"seq/8"} tokens (a sequence-parallel program splits its
+ *                    rows into 8 equal blocks only when the types say they divide)
  */
-public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly, int microBatches) {
+public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly,
+    int microBatches, Map<String, Long> dimMultiples) {
 
   /** The most micro-batches a step's prompt is split into (each is a copy of every layer's ops). */
   public static final int MAX_MICRO_BATCHES = 64;
@@ -27,7 +31,12 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   public enum GraphKind { PREFILL, DECODE, RAGGED_DECODE, STEP }
 
   public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
-    this(graph, dimBindings, shapeOnly, 1);
+    this(graph, dimBindings, shapeOnly, 1, Map.of());
+  }
+
+  public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly,
+      int microBatches) {
+    this(graph, dimBindings, shapeOnly, microBatches, Map.of());
   }
 
   public HfOptions {
@@ -40,6 +49,13 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
     for (var e : dimBindings.entrySet()) {
       if (e.getValue() < 0) {
         throw new HfImportException("--shape " + e.getKey() + "=" + e.getValue() + ": a dim must not be negative");
+      }
+    }
+    dimMultiples = Map.copyOf(dimMultiples);
+    for (var e : dimMultiples.entrySet()) {
+      if (e.getValue() < 1) {
+        throw new HfImportException("dim " + e.getKey() + " as a multiple of " + e.getValue()
+            + ": the factor must be at least 1");
       }
     }
   }
@@ -71,14 +87,24 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   }
 
   public HfOptions withDimBindings(Map<String, Long> bindings) {
-    return new HfOptions(graph, bindings, shapeOnly, microBatches);
+    return new HfOptions(graph, bindings, shapeOnly, microBatches, dimMultiples);
   }
 
   public HfOptions withShapeOnly(boolean only) {
-    return new HfOptions(graph, dimBindings, only, microBatches);
+    return new HfOptions(graph, dimBindings, only, microBatches, dimMultiples);
   }
 
   public HfOptions withMicroBatches(int count) {
-    return new HfOptions(graph, dimBindings, shapeOnly, count);
+    return new HfOptions(graph, dimBindings, shapeOnly, count, dimMultiples);
+  }
+
+  /** The named symbolic dims as multiples: {@code ?seq} becomes {@code k*?"seq/k"}. */
+  public HfOptions withDimMultiples(Map<String, Long> multiples) {
+    return new HfOptions(graph, dimBindings, shapeOnly, microBatches, multiples);
+  }
+
+  /** The symbol that counts the blocks of a dim taken as a multiple of {@code k}. */
+  public static String blocksSymbol(String dim, long k) {
+    return dim + "/" + k;
   }
 }

@@ -49,7 +49,12 @@ final class ModelContext {
   Dim dim(String name) {
     dimsUsed.add(name);
     Long v = options.dimBindings().get(name);
-    return v == null ? Dim.symbol(name) : Dim.of(v);
+    if (v != null) {
+      return Dim.of(v);
+    }
+    Long k = options.dimMultiples().get(name);
+    return k == null ? Dim.symbol(name)
+        : Dim.symbol(HfOptions.blocksSymbol(name, k)).times(Dim.of(k));
   }
 
   /** Rejects bindings of dims the graph does not have, naming the ones it has. */

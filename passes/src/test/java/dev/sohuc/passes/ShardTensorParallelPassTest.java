@@ -297,81 +297,159 @@ class ShardTensorParallelPassTest {
   }
 
   /**
-   * The multi-shard reference runner. Each chip's program is opened at its all_reduces: their
-   * results become extra inputs and their operands extra outputs (the partial sums). Round j
-   * runs every chip with the sums from round j-1; the first j sums are exact after round j, so
-   * K all_reduces need K+1 rounds. Sums add the chips' partials in chip order, as the ISA does.
+   * The multi-shard reference runner. Each chip's program is opened at its collectives
+   * (all_reduce, reduce_scatter, all_gather): their results become extra inputs and their
+   * operands extra outputs. Round j runs every chip with the collectives' results from round
+   * j-1; the first j are exact after round j, so K collectives need K+1 rounds. Sums add the
+   * chips' partials in chip order in f32 and round once, as the ISA does; a reduce_scatter keeps
+   * chip c's block of the sum, an all_gather puts the chips' blocks one after another.
    */
   static List<Map<String, Tensor>> runSharded(List<Module> shards, List<List<Tensor>> inputs) {
     int n = shards.size();
     List<Function> open = new ArrayList<>();
-    int k = -1;
+    List<Node> collectives = null;
     for (Module m : shards) {
       Function f = m.main();
-      List<Node> ars = f.body().stream()
-          .filter(x -> x.op() instanceof TransformerOp.AllReduce).toList();
-      assertTrue(k < 0 || k == ars.size(), "every chip has the same all_reduces");
-      k = ars.size();
+      List<Node> cs = f.body().stream().filter(x -> isCollective(x.op())).toList();
+      assertTrue(collectives == null || collectives.size() == cs.size(),
+          "every chip has the same collectives");
+      collectives = collectives == null ? cs : collectives;
       List<Value> args = new ArrayList<>(f.arguments());
-      List<Value> sums = new ArrayList<>();
-      for (int i = 0; i < ars.size(); i++) {
-        Value v = Value.argument("all_reduce." + i, ars.get(i).result().type());
+      List<Value> results = new ArrayList<>();
+      for (int i = 0; i < cs.size(); i++) {
+        Value v = Value.argument("collective." + i, cs.get(i).result().type());
         args.add(v);
-        sums.add(v);
+        results.add(v);
       }
       Function g = new Function(f.name(), args);
       for (Node x : f.body()) {
-        if (!(x.op() instanceof TransformerOp.AllReduce)) {
+        if (!isCollective(x.op())) {
           g.body().add(x);
         }
       }
       List<Function.Output> outs = new ArrayList<>(f.outputs());
-      for (int i = 0; i < ars.size(); i++) {
-        outs.add(new Function.Output("partial." + i, ars.get(i).op().operands().get(0)));
+      for (int i = 0; i < cs.size(); i++) {
+        outs.add(new Function.Output("operand." + i, cs.get(i).op().operands().get(0)));
       }
       g.setOutputs(outs);
-      for (int i = 0; i < ars.size(); i++) {
-        g.replaceAllUses(ars.get(i).result(), sums.get(i));
+      for (int i = 0; i < cs.size(); i++) {
+        g.replaceAllUses(cs.get(i).result(), results.get(i));
       }
       m.functions().set(m.functions().indexOf(f), g);
       open.add(g);
     }
-    assertTrue(k > 0, "the sharded program has all_reduces");
-    List<Tensor> sums = null;
+    int k = collectives.size();
+    assertTrue(k > 0, "the sharded program has collectives");
+    List<List<Tensor>> results = null;  // per chip, per collective
     List<Map<String, Tensor>> last = null;
     for (int round = 0; round <= k; round++) {
       last = new ArrayList<>();
       for (int c = 0; c < n; c++) {
         List<Tensor> in = new ArrayList<>(inputs.get(c));
         for (int i = 0; i < k; i++) {
-          in.add(sums == null ? zerosOf(open.get(c).arguments().get(inputs.get(c).size() + i)
-              .type(), inputs.get(c), open.get(c)) : sums.get(i));
+          in.add(results == null ? zerosOf(open.get(c).arguments().get(inputs.get(c).size() + i)
+              .type(), inputs.get(c), open.get(c)) : results.get(c).get(i));
         }
         last.add(new Interpreter(shards.get(c)).run(open.get(c), in));
       }
-      sums = new ArrayList<>();
-      for (int i = 0; i < k; i++) {
-        // added in f32, rounded once to the partials' type (bf16 sums too)
-        Tensor first = last.get(0).get("partial." + i);
-        float[] acc = new float[first.size()];
-        for (int c = 0; c < n; c++) {
-          Tensor p = last.get(c).get("partial." + i);
-          for (int e = 0; e < p.size(); e++) {
-            acc[e] = (float) (acc[e] + p.get(e));
+      results = new ArrayList<>();
+      for (int c = 0; c < n; c++) {
+        List<Tensor> mine = new ArrayList<>();
+        for (int i = 0; i < k; i++) {
+          List<Tensor> operands = new ArrayList<>();
+          for (Map<String, Tensor> chip : last) {
+            operands.add(chip.get("operand." + i));
           }
+          mine.add(collect(collectives.get(i).op(), operands, c));
         }
-        Tensor sum = Tensor.zeros(first.type().elementType(), first.shape());
-        for (int e = 0; e < acc.length; e++) {
-          sum.set(e, acc[e]);
-        }
-        sums.add(sum);
+        results.add(mine);
       }
     }
     List<Map<String, Tensor>> out = new ArrayList<>();
     for (Map<String, Tensor> m : last) {
       Map<String, Tensor> o = new LinkedHashMap<>(m);
-      o.keySet().removeIf(s -> s.startsWith("partial."));
+      o.keySet().removeIf(s -> s.startsWith("operand."));
       out.add(o);
+    }
+    return out;
+  }
+
+  static boolean isCollective(dev.sohuc.ir.op.Op op) {
+    return op instanceof TransformerOp.AllReduce || op instanceof TransformerOp.ReduceScatter
+        || op instanceof TransformerOp.AllGather;
+  }
+
+  /** What chip c receives from a collective of the chips' operands. */
+  static Tensor collect(dev.sohuc.ir.op.Op op, List<Tensor> operands, int c) {
+    return switch (op) {
+      case TransformerOp.AllReduce a -> sum(operands);
+      case TransformerOp.ReduceScatter r -> blocks(sum(operands), r.axis(), operands.size()).get(c);
+      case TransformerOp.AllGather g -> concat(operands, g.axis());
+      default -> throw new IllegalArgumentException(op.mnemonic());
+    };
+  }
+
+  /** Added in f32 in chip order, rounded once to the partials' type. */
+  static Tensor sum(List<Tensor> operands) {
+    Tensor first = operands.get(0);
+    float[] acc = new float[first.size()];
+    for (Tensor p : operands) {
+      for (int e = 0; e < p.size(); e++) {
+        acc[e] = (float) (acc[e] + p.get(e));
+      }
+    }
+    Tensor sum = Tensor.zeros(first.type().elementType(), first.shape());
+    for (int e = 0; e < acc.length; e++) {
+      sum.set(e, acc[e]);
+    }
+    return sum;
+  }
+
+  /** t cut into {@code count} equal blocks along {@code axis}. */
+  static List<Tensor> blocks(Tensor t, long axis, int count) {
+    long[] shape = t.shape();
+    int ax = (int) axis;
+    long outer = 1;
+    for (int a = 0; a < ax; a++) {
+      outer *= shape[a];
+    }
+    long inner = t.size() / outer / shape[ax];
+    long rows = shape[ax] / count;
+    List<Tensor> out = new ArrayList<>();
+    for (int c = 0; c < count; c++) {
+      long[] bs = shape.clone();
+      bs[ax] = rows;
+      Tensor blk = Tensor.zeros(t.type().elementType(), bs);
+      int i = 0;
+      for (long o = 0; o < outer; o++) {
+        for (long e = 0; e < rows * inner; e++) {
+          blk.set(i++, t.get((int) ((o * shape[ax] + c * rows) * inner + e)));
+        }
+      }
+      out.add(blk);
+    }
+    return out;
+  }
+
+  /** The chips' blocks one after another along {@code axis}. */
+  static Tensor concat(List<Tensor> parts, long axis) {
+    long[] shape = parts.get(0).shape();
+    int ax = (int) axis;
+    long outer = 1;
+    for (int a = 0; a < ax; a++) {
+      outer *= shape[a];
+    }
+    long block = parts.get(0).size() / outer;
+    long[] whole = shape.clone();
+    whole[ax] = shape[ax] * parts.size();
+    Tensor out = Tensor.zeros(parts.get(0).type().elementType(), whole);
+    int i = 0;
+    for (long o = 0; o < outer; o++) {
+      for (Tensor p : parts) {
+        for (long e = 0; e < block; e++) {
+          out.set(i++, p.get((int) (o * block + e)));
+        }
+      }
     }
     return out;
   }

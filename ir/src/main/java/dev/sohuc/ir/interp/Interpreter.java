@@ -19,6 +19,7 @@ import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -161,8 +162,14 @@ public final class Interpreter {
           throw new IrException(name + " dim " + d + " is " + actual + " but its type " + type
               + " says " + dim.value());
         }
-        if (dim.isSymbol()) {
+        long multiple = multipleOfOneSymbol(dim);
+        if (multiple > 1 && actual % multiple != 0) {
+          throw new IrException(name + " dim " + d + " is " + actual + " but its type " + type
+              + " says a multiple of " + multiple);
+        }
+        if (multiple > 0) {
           String sym = dim.symbols().get(0);
+          actual /= multiple;
           Long prev = bindings.putIfAbsent(sym, actual);
           if (prev == null) {
             boundBy.put(sym, name + " dim " + d);
@@ -178,7 +185,7 @@ public final class Interpreter {
       Value arg = args.get(i);
       for (int d = 0; d < arg.type().rank(); d++) {
         Dim dim = arg.type().dim(d);
-        if (dim.isStatic() || dim.isSymbol()) {
+        if (dim.isStatic() || multipleOfOneSymbol(dim) > 0) {
           continue;
         }
         long actual = inputs.get(i).dim(d);
@@ -409,7 +416,40 @@ public final class Interpreter {
       case TransformerOp.Embedding e -> TransformerKernels.embedding(in.of(e.table()), in.of(e.ids()));
       // one chip's program: the group's sum is a multi-shard runner's business
       case TransformerOp.AllReduce a -> in.of(a.x());
+      case TransformerOp.ReduceScatter r -> block(in.of(r.x()), r.chips(), r.rank(), r.axis());
+      case TransformerOp.AllGather g -> placed(in.of(g.x()), g.chips(), g.rank(), g.axis());
     };
+  }
+
+  /**
+   * k for a dim {@code k*?s} of one symbol (1 for {@code ?s}), which an input's extent binds
+   * (to extent / k); 0 for any other dim.
+   */
+  private static long multipleOfOneSymbol(Dim dim) {
+    var terms = dim.terms();
+    if (terms.size() != 1 || terms.firstKey().symbols().size() != 1) {
+      return 0;
+    }
+    long k = terms.firstEntry().getValue();
+    return k > 0 ? k : 0;
+  }
+
+  /** Block {@code rank} of {@code chips} equal blocks of x along {@code axis}. */
+  private static Tensor block(Tensor x, long chips, long rank, long axis) {
+    int a = axis(axis, x.rank());
+    long size = x.dim(a) / chips;
+    return DataKernels.slice(x, new long[] {rank * size}, new long[] {(rank + 1) * size},
+        new long[] {a}, new long[] {1});
+  }
+
+  /** x at block {@code rank} of {@code chips} along {@code axis}, zeros in the other blocks. */
+  private static Tensor placed(Tensor x, long chips, long rank, long axis) {
+    Tensor zeros = Tensor.zeros(x.elementType(), x.shape());
+    List<Tensor> blocks = new ArrayList<>();
+    for (long c = 0; c < chips; c++) {
+      blocks.add(c == rank ? x : zeros);
+    }
+    return DataKernels.concat(blocks, axis(axis, x.rank()));
   }
 
   // ---- attribute helpers ----

@@ -441,9 +441,102 @@ public sealed interface TransformerOp extends Op {
     }
   }
 
+  /**
+   * {@code %y = reduce_scatter %x {chips = 8, rank = 3, axis = 1}}: the element-wise sum of
+   * {@code x} over the {@code chips} chips of a tensor-parallel group, of which chip {@code rank}
+   * keeps block {@code rank} of {@code chips} equal blocks along {@code axis} (Megatron sequence
+   * parallelism: the row-parallel partial sums arrive with 1/chips of the rows on each chip). As
+   * for all_reduce, the single-program meaning is this chip's block of x (the other chips adding
+   * nothing); a multi-shard runner adds the partials. Constraints: {@code 0 <= rank < chips}; x
+   * is f32 or bf16; the axis's size divides by chips.
+   */
+  record ReduceScatter(Value x, long chips, long rank, long axis) implements TransformerOp {
+    @Override
+    public String mnemonic() {
+      return "reduce_scatter";
+    }
+
+    @Override
+    public List<Value> operands() {
+      return List.of(x);
+    }
+
+    @Override
+    public List<Attr.Named> attributes() {
+      return groupAttributes(chips, rank, axis);
+    }
+
+    @Override
+    public List<TensorType> inferResultTypes() {
+      Shapes.requireType(x, "input", ElementType.F32, ElementType.BF16);
+      int a = checkGroup(x, chips, rank, axis);
+      Dim whole = x.type().dim(a);
+      Dim block = whole.dividedBy(chips).orElseThrow(() -> new OpException("axis " + axis
+          + " has " + whole + " elements, which do not split into " + chips + " equal blocks"));
+      List<Dim> out = new ArrayList<>(x.type().dims());
+      out.set(a, block);
+      return List.of(x.type().withDims(out));
+    }
+  }
+
+  /**
+   * {@code %y = all_gather %x {chips = 8, rank = 3, axis = 1}}: the chips' {@code x} put one
+   * after another along {@code axis}, chip 0's first; the same result on every chip. The
+   * single-program meaning places this chip's x at block {@code rank} and zeros elsewhere (the
+   * other chips contributing nothing, as for all_reduce); a multi-shard runner puts their blocks
+   * there. Constraints: {@code 0 <= rank < chips}.
+   */
+  record AllGather(Value x, long chips, long rank, long axis) implements TransformerOp {
+    @Override
+    public String mnemonic() {
+      return "all_gather";
+    }
+
+    @Override
+    public List<Value> operands() {
+      return List.of(x);
+    }
+
+    @Override
+    public List<Attr.Named> attributes() {
+      return groupAttributes(chips, rank, axis);
+    }
+
+    @Override
+    public List<TensorType> inferResultTypes() {
+      int a = checkGroup(x, chips, rank, axis);
+      List<Dim> out = new ArrayList<>(x.type().dims());
+      out.set(a, x.type().dim(a).times(Dim.of(chips)));
+      return List.of(x.type().withDims(out));
+    }
+  }
+
+  /** The attributes reduce_scatter and all_gather share: a group, this chip's place, an axis. */
+  private static List<Attr.Named> groupAttributes(long chips, long rank, long axis) {
+    return List.of(Attr.Named.of("chips", chips), Attr.Named.of("rank", rank),
+        Attr.Named.of("axis", axis));
+  }
+
+  /** Checks a collective's group and returns its axis, counted from the front. */
+  private static int checkGroup(Value x, long chips, long rank, long axis) {
+    if (chips < 1) {
+      throw new OpException("chips must be at least 1, got " + chips);
+    }
+    if (rank < 0 || rank >= chips) {
+      throw new OpException("rank must be in [0, " + chips + "), got " + rank);
+    }
+    return Shapes.axis(axis, x.type().rank(), "axis");
+  }
+
   static void register(OpRegistry.Registrar r) {
     r.op("all_reduce", 1, "sum over the chips of a tensor-parallel group",
         (o, a) -> new AllReduce(o.get(0), a.getInt("chips", 1)));
+    r.op("reduce_scatter", 1, "sum over the chips of a group, each keeping its block of an axis",
+        (o, a) -> new ReduceScatter(o.get(0), a.getInt("chips", 1), a.getInt("rank", 0),
+            a.getInt("axis", 0)));
+    r.op("all_gather", 1, "the chips' blocks of a group, one after another along an axis",
+        (o, a) -> new AllGather(o.get(0), a.getInt("chips", 1), a.getInt("rank", 0),
+            a.getInt("axis", 0)));
     r.op("attention", 3, 5, "scaled dot-product attention with GQA, causal mask, window and per-sequence "
         + "past lengths; k and v may be narrower (bf16) than q", (o, a) -> {
           // the mask is a float, the past lengths an integer tensor: either may come alone

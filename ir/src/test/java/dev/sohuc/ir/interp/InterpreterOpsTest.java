@@ -26,6 +26,7 @@ import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
 import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.OpException;
 import dev.sohuc.ir.op.OpRegistry;
 import dev.sohuc.ir.op.QuantOp;
 import dev.sohuc.ir.op.ReductionOp;
@@ -70,7 +71,7 @@ class InterpreterOpsTest {
       "quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
       "qmatmul", "dynamic_quantize", // QuantizedOpsTest
       "attention", "kv_cache_append", "kv_cache_write", "layer_norm", "rms_norm", "rope", "gelu", "silu", "swiglu", "embedding",
-      "all_reduce");
+      "all_reduce", "reduce_scatter", "all_gather");
 
   @Test
   void everyRegisteredOpHasAnInterpreterTest() {
@@ -726,6 +727,34 @@ class InterpreterOpsTest {
     // (or in the multi-shard test runner), so the single-program semantics is the identity.
     assertTensor(run(a -> new TransformerOp.AllReduce(a.get(0), 8), f32(shape(2), 1.5, -2)),
         ElementType.F32, shape(2), 1.5, -2);
+  }
+
+  @Test
+  void reduceScatterOfOneProgramKeepsItsBlock() {
+    // the sum's other terms come from other chips: one program keeps its own block of its partial
+    Tensor x = f32(shape(1, 4, 2), 0, 1, 2, 3, 4, 5, 6, 7);
+    assertTensor(run(a -> new TransformerOp.ReduceScatter(a.get(0), 2, 1, 1), x),
+        ElementType.F32, shape(1, 2, 2), 4, 5, 6, 7);
+    assertTensor(run(a -> new TransformerOp.ReduceScatter(a.get(0), 4, 0, -2), x),
+        ElementType.F32, shape(1, 1, 2), 0, 1);
+  }
+
+  @Test
+  void allGatherOfOneProgramPlacesItsBlock() {
+    assertTensor(run(a -> new TransformerOp.AllGather(a.get(0), 3, 1, 0), f32(shape(1, 2), 8, 9)),
+        ElementType.F32, shape(3, 2), 0, 0, 8, 9, 0, 0);
+  }
+
+  @Test
+  void collectivesCheckTheirGroup() {
+    Value x = Value.argument("x", TensorType.of(ElementType.F32, 6, 2));
+    assertEquals("rank must be in [0, 2), got 2", assertThrows(OpException.class,
+        () -> new TransformerOp.AllGather(x, 2, 2, 0).inferResultTypes()).getMessage());
+    assertEquals("axis 1 has 2 elements, which do not split into 4 equal blocks",
+        assertThrows(OpException.class,
+            () -> new TransformerOp.ReduceScatter(x, 4, 0, 1).inferResultTypes()).getMessage());
+    assertEquals("axis 2 is out of range for rank 2", assertThrows(OpException.class,
+        () -> new TransformerOp.ReduceScatter(x, 2, 0, 2).inferResultTypes()).getMessage());
   }
 
   @Test

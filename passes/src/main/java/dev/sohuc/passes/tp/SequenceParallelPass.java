@@ -1,0 +1,276 @@
+package dev.sohuc.passes.tp;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.FunctionBuilder;
+import dev.sohuc.ir.Location;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.passes.Pass;
+import dev.sohuc.passes.PassResult;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * {@code --sequence-parallel} (options {@code chips=N}, {@code rank=R}): Megatron-style sequence
+ * parallelism on chip R's tensor-parallel program. Between a row-parallel projection and the
+ * next column-parallel one every chip used to hold all rows of the residual stream and
+ * normalize all of them, the same work N times. Here each {@code all_reduce} becomes a
+ * {@code reduce_scatter} (chip R keeps block R of the rows), the row-local ops after it (the
+ * residual add, casts, rms_norm and layer_norm over the hidden axis, any element-wise op) run
+ * on that block, and an {@code all_gather} brings the rows back where a row-mixing op reads
+ * them (a matmul, attention, a slice, an output). The link moves the same bytes (a ring
+ * all-reduce is a reduce-scatter then an all-gather) or fewer (the gather after a narrowing
+ * cast moves bf16), the sums are the same sums, and the norms cost 1/N.
+ *
+ * <p>The rows are the first axis of extent other than 1, which must not be the last (hidden)
+ * axis and must split into N equal blocks; an all_reduce whose rows do not, or whose sum only a
+ * row-mixing op reads, stays as it is. A full value meeting a block (the embeddings added to the
+ * first sum) is sliced to the block.
+ */
+public final class SequenceParallelPass implements Pass {
+  public static final String NAME = "sequence-parallel";
+
+  private final int chips;
+  private final int rank;
+
+  public SequenceParallelPass(int chips, int rank) {
+    if (chips < 1 || rank < 0 || rank >= chips) {
+      throw new IllegalArgumentException("need chips >= 1 and 0 <= rank < chips, got chips="
+          + chips + " rank=" + rank);
+    }
+    this.chips = chips;
+    this.rank = rank;
+  }
+
+  @Override
+  public String name() {
+    return NAME;
+  }
+
+  @Override
+  public String summary() {
+    return "shard the rows between tensor-parallel sums (reduce_scatter, all_gather)";
+  }
+
+  @Override
+  public boolean shouldApply(Module module) {
+    return chips > 1;
+  }
+
+  /** A value held as this chip's block of its rows: the axis, and the rows of the whole. */
+  private record Rows(int axis, Dim whole) {}
+
+  /**
+   * The rows of a value of type t: its first axis of extent other than 1, when that is not the
+   * last axis and splits into equal blocks over the chips.
+   */
+  private Optional<Rows> rowsOf(TensorType t) {
+    int axis = 0;
+    while (axis < t.rank() - 1 && t.dim(axis).is(1)) {
+      axis++;
+    }
+    if (axis >= t.rank() - 1 || t.dim(axis).dividedBy(chips).isEmpty()) {
+      return Optional.empty();
+    }
+    return Optional.of(new Rows(axis, t.dim(axis)));
+  }
+
+  @Override
+  public PassResult run(Module module) {
+    PassResult.Counters counters = new PassResult.Counters();
+    Function f = module.main();
+    Map<Value, Value> full = new IdentityHashMap<>();   // old value -> its whole rows, new
+    Map<Value, Value> block = new IdentityHashMap<>();  // old value -> this chip's block, new
+    Map<Value, Rows> rows = new IdentityHashMap<>();    // new block value -> its rows
+    Map<Value, Value> sliced = new IdentityHashMap<>(); // new whole value -> its block
+    Function g = new Function(f.name(), f.arguments());
+    FunctionBuilder b = new FunctionBuilder(g);
+    for (Value a : f.arguments()) {
+      full.put(a, a);
+    }
+    Rewriter w = new Rewriter(f.users(), b, full, block, rows, sliced, counters);
+    for (Node n : f.body()) {
+      w.rewrite(n);
+    }
+    List<Function.Output> outs = new ArrayList<>();
+    for (Function.Output o : f.outputs()) {
+      outs.add(new Function.Output(o.name(), w.whole(o.value(), null)));
+    }
+    g.setOutputs(outs);
+    module.functions().set(module.functions().indexOf(f), g);
+    return counters.result();
+  }
+
+  /** Rebuilds the body node by node, each value as a whole, a block, or both. */
+  private final class Rewriter {
+    private final FunctionBuilder b;
+    private final Map<Value, Value> full;
+    private final Map<Value, Value> block;
+    private final Map<Value, Rows> rows;
+    private final Map<Value, Value> sliced;
+    private final PassResult.Counters counters;
+    private final Map<Value, List<Node>> users;
+    /** The row-local ops built so far, by op (operands by identity): a repeat is not rebuilt. */
+    private final Map<Op, Value> blockOps = new java.util.HashMap<>();
+    /** Each block's gather, once. */
+    private final Map<Value, Value> gathers = new IdentityHashMap<>();
+
+    Rewriter(Map<Value, List<Node>> users, FunctionBuilder b, Map<Value, Value> full, Map<Value, Value> block,
+        Map<Value, Rows> rows, Map<Value, Value> sliced, PassResult.Counters counters) {
+      this.b = b;
+      this.full = full;
+      this.block = block;
+      this.rows = rows;
+      this.sliced = sliced;
+      this.counters = counters;
+      this.users = users;
+    }
+
+    void rewrite(Node n) {
+      Op op = n.op();
+      if (op instanceof TransformerOp.AllReduce a && a.chips() == chips) {
+        Optional<Rows> r = rowsOf(a.x().type());
+        if (r.isPresent() && readByRowLocalOp(n)) {
+          Value x = whole(a.x(), n.location());
+          Value s = b.add(new TransformerOp.ReduceScatter(x, chips, rank, r.get().axis()),
+              n.location(), n.result().name() + ".reduce_scatter");
+          rows.put(s, r.get());
+          block.put(n.result(), s);
+          counters.add("all_reduce to reduce_scatter");
+          return;
+        }
+      }
+      Rows r = rowLocal(n);
+      List<Value> operands = new ArrayList<>();
+      for (Value v : op.operands()) {
+        operands.add(r == null ? whole(v, n.location())
+            : blockOf(v, r, n.result().type().rank(), n.location()));
+      }
+      Op rebuilt = operands.isEmpty() ? op : op.withOperands(operands);
+      if (r != null) {
+        // the projections after a norm each cast it: one cast of the block, one gather
+        Value same = blockOps.get(rebuilt);
+        if (same != null) {
+          block.put(n.result(), same);
+          return;
+        }
+      }
+      Node nn = b.addNode(rebuilt, n.location(), n.results().stream().map(Value::name).toList());
+      for (int i = 0; i < n.results().size(); i++) {
+        Value v = nn.results().get(i);
+        if (r == null) {
+          full.put(n.results().get(i), v);
+        } else {
+          block.put(n.results().get(i), v);
+          rows.put(v, r);
+          blockOps.put(rebuilt, v);
+        }
+      }
+    }
+
+    /**
+     * The rows n would run on when it reads a block: some operand is one, n works row by row
+     * (element-wise, or normalizes the last axis), and every other operand either covers all
+     * the rows (it is sliced) or is broadcast over them. Null: n runs on whole values.
+     */
+    private Rows rowLocal(Node n) {
+      Rows r = null;
+      for (Value v : n.op().operands()) {
+        Value nb = block.get(v);
+        if (nb != null) {
+          r = rows.get(nb);
+          break;
+        }
+      }
+      if (r == null || n.results().size() != 1 || !worksRowByRow(n.op())) {
+        return null;
+      }
+      int rank = n.result().type().rank();
+      for (Value v : n.op().operands()) {
+        if (block.containsKey(v)) {
+          if (v.type().rank() != rank || !rows.get(block.get(v)).equals(r)) {
+            return null;
+          }
+          continue;
+        }
+        int axis = r.axis() - (rank - v.type().rank());
+        boolean broadcast = axis < 0 || v.type().dim(axis).is(1);
+        if (!broadcast && !v.type().dim(axis).equals(r.whole())) {
+          return null;
+        }
+      }
+      return r;
+    }
+
+    private static boolean worksRowByRow(Op op) {
+      return op instanceof Op.Elementwise
+          || op instanceof TransformerOp.RmsNorm
+          || (op instanceof TransformerOp.LayerNorm ln
+              && (ln.axis() == -1 || ln.axis() == ln.x().type().rank() - 1));
+    }
+
+    /** Whether some reader of n's result would run on a block (else the scatter gains nothing). */
+    private boolean readByRowLocalOp(Node n) {
+      for (Node u : users.getOrDefault(n.result(), List.of())) {
+        if (u.results().size() == 1 && worksRowByRow(u.op())) {
+          return true;
+        }
+      }
+      return false;
+    }
+
+    /** v as a whole: its block gathered the first time a whole of it is needed. */
+    Value whole(Value v, Location at) {
+      Value w = full.get(v);
+      if (w != null) {
+        return w;
+      }
+      Value nb = block.get(v);
+      if (nb == null) {
+        throw new IllegalStateException(v + " is read before it is defined");
+      }
+      Value gathered = gathers.get(nb);
+      if (gathered == null) {
+        gathered = b.add(new TransformerOp.AllGather(nb, chips, rank, rows.get(nb).axis()), at,
+            v.name() + ".all_gather");
+        gathers.put(nb, gathered);
+        counters.add("all_gather inserted");
+      }
+      full.put(v, gathered);
+      return gathered;
+    }
+
+    /** v as this chip's block of rows r, or whole when it is broadcast over them. */
+    private Value blockOf(Value v, Rows r, int resultRank, Location at) {
+      Value nb = block.get(v);
+      if (nb != null) {
+        return nb;
+      }
+      Value w = whole(v, at);
+      int axis = r.axis() - (resultRank - w.type().rank());
+      if (axis < 0 || w.type().dim(axis).is(1)) {
+        return w;
+      }
+      Value s = sliced.get(w);
+      if (s == null) {
+        Dim size = r.whole().dividedBy(chips).orElseThrow();
+        Dim start = size.times(Dim.of(rank));
+        s = b.add(new DataOp.Slice(w, List.of(start), List.of(start.plus(size)),
+            List.of((long) axis), List.of(1L)), at, w.name() + ".rows");
+        rows.put(s, r);
+        sliced.put(w, s);
+        counters.add("rows sliced");
+      }
+      return s;
+    }
+  }
+}

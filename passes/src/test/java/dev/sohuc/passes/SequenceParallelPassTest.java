@@ -1,0 +1,132 @@
+package dev.sohuc.passes;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sohuc.hf.HfOptions;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.passes.quant.QuantMode;
+import dev.sohuc.passes.quant.QuantOptions;
+import dev.sohuc.passes.quant.Quantizer;
+import dev.sohuc.passes.tp.SequenceParallelPass;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/**
+ * sequence-parallel: the chips' programs with their rows split between the sums, run together
+ * by the multi-shard runner (ShardTensorParallelPassTest.runSharded), compute exactly what the
+ * all_reduce programs compute: the same sums in the same order, and norms that read one row at
+ * a time.
+ */
+class SequenceParallelPassTest {
+
+  /** tiny-llama (2 layers) sharded over {@code chips}, quantized, rows split when {@code sp}. */
+  static List<Module> shards(HfOptions options, int chips, QuantMode mode, boolean sp) {
+    List<Module> out = new ArrayList<>();
+    for (int r = 0; r < chips; r++) {
+      Module m = ShardTensorParallelPassTest.shard(ShardTensorParallelPassTest.TINY, options,
+          chips, r);
+      if (mode != QuantMode.NONE) {
+        Quantizer.quantize(m, QuantOptions.of(mode));
+      }
+      if (sp) {
+        new PassManager(List.of(new SequenceParallelPass(chips, r))).run(m);
+      }
+      out.add(m);
+    }
+    return out;
+  }
+
+  static long count(Module m, Class<? extends Op> kind) {
+    return m.main().body().stream().filter(n -> kind.isInstance(n.op())).count();
+  }
+
+  /** Runs both sets of shards on the same inputs and checks every output bit for bit. */
+  static void assertSameOutputs(List<Module> allReduce, List<Module> split, long seed,
+      Map<String, Long> dims) {
+    List<Tensor> inputs = MeaningCheck.randomInputs(allReduce.get(0).main(), seed, dims);
+    List<List<Tensor>> each = new ArrayList<>();
+    allReduce.forEach(m -> each.add(inputs));
+    List<Map<String, Tensor>> want = ShardTensorParallelPassTest.runSharded(allReduce, each);
+    List<Map<String, Tensor>> got = ShardTensorParallelPassTest.runSharded(split, each);
+    for (int c = 0; c < want.size(); c++) {
+      assertEquals(want.get(c).keySet(), got.get(c).keySet());
+      for (String name : want.get(c).keySet()) {
+        Tensor w = want.get(c).get(name);
+        Tensor g = got.get(c).get(name);
+        assertEquals(w.type(), g.type(), name);
+        for (int i = 0; i < w.size(); i++) {
+          assertEquals(w.get(i), g.get(i), 0.0, name + " of chip " + c + " at " + i);
+        }
+      }
+    }
+  }
+
+  @Test
+  void splitRowsComputeWhatAllReducesComputeInF32AndBf16() {
+    HfOptions options = HfOptions.prefill().withDimBindings(Map.of("batch", 1L, "seq", 6L));
+    for (QuantMode mode : List.of(QuantMode.NONE, QuantMode.BF16)) {
+      List<Module> sp = shards(options, 2, mode, true);
+      Module chip1 = sp.get(1);
+      // o_proj and down_proj of 2 layers: every sum is scattered, none left whole
+      assertEquals(0, count(chip1, TransformerOp.AllReduce.class), mode + ": all_reduce");
+      assertEquals(4, count(chip1, TransformerOp.ReduceScatter.class), mode + ": reduce_scatter");
+      // the normed rows gathered for each projection group after a sum (3), and for lm_head
+      assertEquals(4, count(chip1, TransformerOp.AllGather.class), mode + ": all_gather");
+      for (Node n : chip1.main().body()) {
+        if (n.op() instanceof TransformerOp.ReduceScatter r) {
+          assertEquals(1, r.rank());
+          assertEquals("tensor<1 x 3 x 64 x " + r.x().type().elementType() + ">",
+              n.result().type().toString());
+        }
+      }
+      // the first norm reads the embeddings, on every row; the others, 3 rows of 6
+      List<String> norms = chip1.main().body().stream()
+          .filter(n -> n.op() instanceof TransformerOp.RmsNorm)
+          .map(n -> n.result().type().toString()).toList();
+      assertEquals(List.of("tensor<1 x 6 x 64 x f32>", "tensor<1 x 3 x 64 x f32>",
+          "tensor<1 x 3 x 64 x f32>", "tensor<1 x 3 x 64 x f32>", "tensor<1 x 3 x 64 x f32>"),
+          norms, mode.toString());
+      assertSameOutputs(shards(options, 2, mode, false), sp, 51, Map.of());
+    }
+  }
+
+  /** A symbolic prompt split when the frontend says it is a multiple of the chips. */
+  @Test
+  void symbolicRowsTakenAsMultiplesSplit() {
+    HfOptions options = HfOptions.prefill().withDimBindings(Map.of("batch", 1L))
+        .withDimMultiples(Map.of("seq", 2L));
+    List<Module> sp = shards(options, 2, QuantMode.BF16, true);
+    Node scatter = sp.get(0).main().body().stream()
+        .filter(n -> n.op() instanceof TransformerOp.ReduceScatter).findFirst().orElseThrow();
+    assertEquals("tensor<1 x ?\"seq/2\" x 64 x bf16>", scatter.result().type().toString());
+    assertSameOutputs(shards(options, 2, QuantMode.BF16, false), sp, 52, Map.of("seq/2", 4L));
+  }
+
+  /** A decode step's rows are its batch: axis 0, one row a chip here. */
+  @Test
+  void decodeBatchRowsSplit() {
+    HfOptions options = HfOptions.decode().withDimBindings(Map.of("batch", 2L, "seq", 1L));
+    List<Module> sp = shards(options, 2, QuantMode.BF16, true);
+    assertEquals(4, count(sp.get(0), TransformerOp.ReduceScatter.class));
+    assertSameOutputs(shards(options, 2, QuantMode.BF16, false), sp, 53, Map.of("past", 5L));
+  }
+
+  @Test
+  void rowsThatDoNotSplitKeepTheirAllReduce() {
+    HfOptions options = HfOptions.prefill().withDimBindings(Map.of("batch", 1L, "seq", 5L));
+    Module m = shards(options, 2, QuantMode.BF16, true).get(0);
+    assertEquals(4, count(m, TransformerOp.AllReduce.class));
+    assertEquals(0, count(m, TransformerOp.ReduceScatter.class) + count(m,
+        TransformerOp.AllGather.class));
+    // symbolic rows the types do not say divide stay whole too
+    Module symbolic = shards(HfOptions.prefill(), 2, QuantMode.BF16, true).get(0);
+    assertEquals(4, count(symbolic, TransformerOp.AllReduce.class));
+  }
+}
