@@ -17,7 +17,9 @@ import java.util.List;
  * count comes from the symbolic dims at run time, between barriers; or, when the operand is a
  * matmul's result (QuantLowering.Epilogue), one per finished weight panel inside the matmul's
  * loop ({@link #sumPanel}), and the all_reduce's own code is only the barriers that wait for
- * the link.
+ * the link. {@code reduce_scatter} and {@code all_gather} go to {@code reducescatter} and
+ * {@code allgather} from the operand's buffer to the result's, on the link while the next ops
+ * run ({@link #block}).
  */
 final class CollectiveLowering {
   private CollectiveLowering() {}
@@ -70,17 +72,82 @@ final class CollectiveLowering {
 
   static void allreduce(Emitter e, Lowering low, TransformerOp.AllReduce a, long hbmAddress) {
     Value x = a.x();
-    int count = e.li(1);
-    for (Dim d : x.type().dims()) {
-      int r = low.dimReg(d);
-      e.mul(count, count, r);
-      e.free(r);
-    }
+    int count = elements(e, low, x.type().dims());
     int base = e.li(hbmAddress);
     DType t = x.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
     // alone between barriers: its latency always shows
     e.emit(new Insn.Allreduce(MemSpace.HBM, base, 0, count, 0, t, (int) a.chips(), 0, 1, 0,
         e.konst(1), 0, 0));
     e.free(count, base);
+  }
+
+  /** A register holding the product of {@code dims} at run time. */
+  private static int elements(Emitter e, Lowering low, List<Dim> dims) {
+    int count = e.li(1);
+    for (Dim d : dims) {
+      int r = low.dimReg(d);
+      e.mul(count, count, r);
+      e.free(r);
+    }
+    return count;
+  }
+
+  /** Why a reduce_scatter or all_gather cannot be lowered, or null. */
+  static String blockUnsupportedReason(Node n) {
+    Value x = n.op().operands().get(0);
+    ElementType t = x.type().elementType();
+    if (t != ElementType.F32 && t != ElementType.BF16) {
+      return n.op().mnemonic() + " of " + t;
+    }
+    Group g = group(n);
+    if (g.chips() > 64) {
+      return n.op().mnemonic() + " over more than 64 chips";
+    }
+    // chip c's block is one contiguous run of bytes only when nothing is outside the axis
+    for (int a = 0; a < g.axis(); a++) {
+      if (!x.type().dim(a).is(1)) {
+        return n.op().mnemonic() + " along axis " + g.axis() + " of " + x.type()
+            + ": the dims before the axis must be 1, so that each chip's block is contiguous";
+      }
+    }
+    return null;
+  }
+
+  /** A block collective's group, this chip's place in it, and its axis from the front. */
+  private record Group(long chips, long rank, int axis) {}
+
+  private static Group group(Node n) {
+    return switch (n.op()) {
+      case TransformerOp.ReduceScatter r -> new Group(r.chips(), r.rank(),
+          (int) (r.axis() < 0 ? r.axis() + r.x().type().rank() : r.axis()));
+      case TransformerOp.AllGather g -> new Group(g.chips(), g.rank(),
+          (int) (g.axis() < 0 ? g.axis() + g.x().type().rank() : g.axis()));
+      default -> throw new IllegalArgumentException(n.describe() + " is no block collective");
+    };
+  }
+
+  /**
+   * A reduce_scatter or all_gather from {@code src} to {@code dst} (HBM addresses), left
+   * running on the link: a DMA fence starts it once the operand's stores are in HBM (every DMA
+   * queued before has completed), and a LINK fence after it signals {@link Emitter#TOK_SUMMED}
+   * in order with the other sums, for the first op that reads the result to wait on.
+   */
+  static void block(Emitter e, Lowering low, Node n, long src, long dst) {
+    Group g = group(n);
+    // the elements of one chip's block: the scatter's result, the gather's operand
+    Value blockValue = n.op() instanceof TransformerOp.ReduceScatter ? n.result()
+        : n.op().operands().get(0);
+    int count = elements(e, low, blockValue.type().dims());
+    int from = e.li(src);
+    int to = e.li(dst);
+    DType t = blockValue.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
+    e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emit(n.op() instanceof TransformerOp.ReduceScatter
+        ? new Insn.Reducescatter(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
+            (int) g.rank(), Emitter.TOK_LINK, 0)
+        : new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
+            (int) g.rank(), Emitter.TOK_LINK, 0));
+    e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
+    e.free(count, from, to);
   }
 }

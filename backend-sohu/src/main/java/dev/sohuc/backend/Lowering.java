@@ -397,6 +397,8 @@ final class Lowering {
   void lower(Node n) {
     this.node = n;
     sramNext = 0;
+    residentBefore = residentNow;
+    residentNow = null;
     if (QuantLowering.claims(n.op())) {
       new QuantLowering(this).lower(n);
       return;
@@ -1323,6 +1325,27 @@ final class Lowering {
 
   void setResidency(QuantLowering.Residency residency) {
     this.residency = residency;
+  }
+
+  /** An operand an op left whole in SRAM for the next op: the value and its SRAM address. */
+  record ResidentValue(Value value, long sramAddress) {}
+
+  private ResidentValue residentBefore;
+  private ResidentValue residentNow;
+
+  /** Whether the op lowered just before left {@code v} whole in SRAM. */
+  boolean leftResident(Value v) {
+    return residentBefore != null && residentBefore.value() == v;
+  }
+
+  /** Whether the op lowered just before left {@code v} whole in SRAM at {@code sramAddress}. */
+  boolean leftResident(Value v, long sramAddress) {
+    return leftResident(v) && residentBefore.sramAddress() == sramAddress;
+  }
+
+  /** This op leaves {@code v} whole in SRAM at {@code sramAddress} when it ends. */
+  void leaveResident(Value v, long sramAddress) {
+    residentNow = new ResidentValue(v, sramAddress);
   }
 
   boolean reusesConversion(Node qmatmul) {

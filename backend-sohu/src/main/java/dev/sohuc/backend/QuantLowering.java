@@ -621,10 +621,12 @@ final class QuantLowering {
           + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes());
     }
     // unfused: x resident in SRAM when it fits at its bound and two or more weight panels
-    // read it (as the f32 matmul does): one HBM read of x, the panels re-read it from SRAM
+    // read it (as the f32 matmul does), or the op before left it there: one HBM read of x, the
+    // panels re-read it from SRAM
     long panels = cols / TILE + (cols % TILE > 0 ? 1 : 0);
     long xBound = resident != null ? 0 : l.sizeAtBoundOr(x, -1);
-    boolean residentCase = resident == null && panels >= 2 && cols / TILE > 0 && xBound > 0
+    boolean residentCase = resident == null && (panels >= 2 || l.leftResident(x))
+        && cols / TILE > 0 && xBound > 0
         && k * es <= (1 << 17) - 1;
     boolean preloaded = residentCase
         && need + Lowering.align(xBound) <= l.target().sramBytes();
@@ -717,7 +719,12 @@ final class QuantLowering {
       e.emit(new Insn.Li(bCur, slots, 0, 0));
       e.emit(new Insn.Li(bNext, slots + ahead * slotBytes, 0, 0));
     }
-    if (preloaded) {
+    // q, k and v (gate and up) of one gathered x: the one before left it where this one puts it
+    boolean xLeft = preloaded && !blocked && ring && l.leftResident(x, xAt);
+    if (preloaded && !blocked) {
+      l.leaveResident(x, xAt);
+    }
+    if (preloaded && !xLeft) {
       // x (this block of it) into SRAM; without the ring the first panel's load waits for it
       // (the row stream's SRAM copies of x queue behind that load); with the ring the first
       // panel's PANEL, which the first mma awaits, comes after x's arrival anyway (the DMA queue

@@ -136,7 +136,9 @@ public final class SohuBackend {
           continue;
         }
         String why = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
-            ? CollectiveLowering.unsupportedReason(n, fn) : Lowering.unsupportedReason(n, known);
+            ? CollectiveLowering.unsupportedReason(n, fn)
+            : isBlockCollective(n) ? CollectiveLowering.blockUnsupportedReason(n)
+            : Lowering.unsupportedReason(n, known);
         if (why != null) {
           problems.add(new Problem(n, why));
         }
@@ -196,6 +198,15 @@ public final class SohuBackend {
           continue;
         }
         e.setOp(Emitter.opName(n), n.location().text());
+        if (isBlockCollective(n)) {
+          // on the link while the next ops run; the first that reads the result waits for it
+          awaitSums(e, summing, sumsRead(n, summing));
+          CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
+              addr.get(n.result()));
+          e.endOp();
+          summing.add(n.result());
+          continue;
+        }
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
         if (collective && low.isDoneInside(n)) {
           // summed panel by panel inside its matmul (the op before): the other engines go on
@@ -601,6 +612,11 @@ public final class SohuBackend {
       return true;
     }
 
+    private static boolean isBlockCollective(Node n) {
+      return n.op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter
+          || n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllGather;
+    }
+
     private Value aliasRoot(Value v) {
       while (v.producer() != null && isAlias(v.producer())) {
         v = v.producer().op().operands().get(0);
@@ -790,6 +806,14 @@ public final class SohuBackend {
         int at = body.indexOf(ep.getValue().narrow());
         for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
+        }
+      }
+      // a reduce_scatter or all_gather reads its operand on the link until a reader of its
+      // result waits for it: the operand lives as long as the result
+      for (Node n : body) {
+        if (isBlockCollective(n)) {
+          lastUse.merge(aliasRoot(n.op().operands().get(0)),
+              lastUse.getOrDefault(n.result(), body.size()), Math::max);
         }
       }
       List<Block> live = new ArrayList<>();

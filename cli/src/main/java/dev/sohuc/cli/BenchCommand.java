@@ -45,6 +45,12 @@ final class BenchCommand implements Callable<Integer> {
   int decodeBatch = 127;
   @Option(names = "--prefill-chunk", description = "Prefill chunk tokens (default 0: the whole prompt in one step, weights read once).")
   int chunk = 0;
+  @Option(names = "--sequence-parallel", negatable = true, defaultValue = "true",
+      fallbackValue = "true", description = "Between the tensor-parallel sums each chip keeps "
+      + "and normalizes 1/N of the rows of a step (reduce_scatter, all_gather; rows padded to "
+      + "whole blocks). On by default except with fp8, whose per-row scales would gather f32 "
+      + "rows; --no-sequence-parallel keeps all rows on every chip (all_reduce).")
+  boolean sequenceParallel = true;
   @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
   Path target;
   @Option(names = "--report", description = "Write a self-contained HTML report.")
@@ -92,7 +98,7 @@ final class BenchCommand implements Callable<Integer> {
       chunk = inputLen;
     }
     StepModel model = new StepModel(config, chips, chunk, decodeBatch, inputLen + outputLen,
-        target, mode);
+        target, mode, sequenceParallel);
     var shape = model.shape();
     double hbm = model.target().hbmBytes();
     long kvPerTokenChip = shape.kvBytesPerTokenPerChip(chips);
@@ -131,6 +137,9 @@ final class BenchCommand implements Callable<Integer> {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("model", config.toString());
     m.put("chips", chips);
+    m.put("parallelism", chips == 1 ? "one chip" : model.sequenceParallel()
+        ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
+        : "tensor-parallel (all_reduce)");
     m.put("precision", switch (model.quantMode()) {
       case BF16 -> "bf16 (linear layers as qmatmul with shape-only bf16 weights, type-only "
           + "quantization; attention's products and the KV cache bf16; norms fp32)";
@@ -300,8 +309,8 @@ final class BenchCommand implements Callable<Integer> {
     StringBuilder sb = new StringBuilder();
     java.util.function.BiConsumer<String, Object[]> line = (f, a) ->
         sb.append(String.format(Locale.ROOT, f, a)).append('\n');
-    line.accept("model: %s on %d chips, %s", new Object[] {m.get("model"), m.get("chips"),
-        m.get("precision")});
+    line.accept("model: %s on %d chips, %s, %s", new Object[] {m.get("model"), m.get("chips"),
+        m.get("parallelism"), m.get("precision")});
     line.accept("requests: %d x (%d in, %d out), rate %s/s, seed %d", new Object[] {
         m.get("requests"), m.get("input_len"), m.get("output_len"), m.get("rate"), m.get("seed")});
     line.accept("throughput: %.0f tokens/s per server (input + output tokens, as the 500,000 "

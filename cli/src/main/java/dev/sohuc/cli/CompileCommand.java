@@ -10,6 +10,7 @@ import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.QuantOptions;
 import dev.sohuc.passes.quant.QuantReport;
 import dev.sohuc.passes.quant.Quantizer;
+import dev.sohuc.passes.tp.SequenceParallelPass;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -75,6 +76,12 @@ final class CompileCommand implements Callable<Integer> {
       description = "Tensor-parallel shard for N chips: the program of one chip, with all-reduces (default 1).")
   int chips = 1;
 
+  @Option(names = "--sequence-parallel", negatable = true, defaultValue = "true",
+      fallbackValue = "true", description = "With --chips N: between the tensor-parallel sums "
+      + "each chip keeps and normalizes 1/N of the rows (reduce_scatter, all_gather) where the "
+      + "rows split into N equal blocks (static shapes); on by default.")
+  boolean sequenceParallel = true;
+
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @Override
@@ -100,6 +107,9 @@ final class CompileCommand implements Callable<Integer> {
       new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
     }
     QuantReport quantReport = quantize(m);
+    if (chips > 1 && sequenceParallel) {
+      new PassManager(List.of(new SequenceParallelPass(chips, 0))).run(m);
+    }
     if (report && quantReport != null) {
       if (autoQuantize()) {
         out.println("--quantize auto: " + quantReport.mode().flag() + " (the checkpoint's linear "

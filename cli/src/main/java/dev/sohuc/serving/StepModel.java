@@ -27,6 +27,7 @@ import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
 import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.Quantizer;
+import dev.sohuc.passes.tp.SequenceParallelPass;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -95,6 +96,10 @@ public final class StepModel {
       double linkBoundSeconds, double vpuBusySeconds, Map<String, Double> secondsByKind) {}
 
   private final int chips;
+  /** Rows sharded between the sums (more than one chip, and asked). */
+  private final boolean sequenceParallel;
+  /** The dims taken as multiples of the chips (seq and batch when sequence-parallel). */
+  private final Map<String, Long> multiples;
   private final QuantMode quant;
   private final int chunk;
   private final MachineDescription target;
@@ -122,7 +127,7 @@ public final class StepModel {
 
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile) {
-    this(config, chips, prefillChunk, maxDecodeBatch, maxKv, targetFile, QuantMode.NONE);
+    this(config, chips, prefillChunk, maxDecodeBatch, maxKv, targetFile, QuantMode.NONE, true);
   }
 
   /**
@@ -130,12 +135,21 @@ public final class StepModel {
    * ({@link Quantizer#quantizeShapeOnly}): its linear layers become {@code qmatmul} with
    * shape-only bf16 / f8e4m3 weights, and the backend lowers those (QuantLowering), so the
    * timing is the compiled quantized code's; attention then reads bf16 K and V from a bf16 KV
-   * cache. Norms and softmax stay fp32.
+   * cache. Norms and softmax stay fp32. With {@code sequenceParallel} (more than one chip, not
+   * fp8) the step program shards its rows between the tensor-parallel sums
+   * ({@link SequenceParallelPass}); its prompt and decode rows are then taken in multiples of
+   * the chips, the rows of a step rounded up to them. The decode-only program keeps all_reduce:
+   * its 127 rows make collectives too small to hide, and it measured slower split.
    */
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
-      Path targetFile, QuantMode quant) {
+      Path targetFile, QuantMode quant, boolean sequenceParallel) {
     this.quant = quant;
     this.chips = chips;
+    // fp8 quantizes each row by its own scale after the gather, so it would gather f32 rows:
+    // twice the link bytes of the sums it replaces, and measured slower
+    this.sequenceParallel = sequenceParallel && chips > 1 && quant != QuantMode.FP8;
+    this.multiples = this.sequenceParallel ? Map.of("seq", (long) chips, "batch", (long) chips)
+        : Map.of();
     this.target = targetFile == null ? MachineDescription.defaultTarget()
         : MachineDescription.load(targetFile);
     BackendOptions base = BackendOptions.defaults().withTarget(targetFile);
@@ -155,12 +169,12 @@ public final class StepModel {
       });
       Future<CompiledProgram> stepProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
-              .withMicroBatches(MICRO_BATCHES))),
-          base.withBound("batch", stepRows(maxDecodeBatch))
-              .withBound("seq", microBatchTokens(prefillChunk))
-              .withBound("past", ceilTo(maxKv + 1, KV_BUCKET))));
+              .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)), sequenceParallel),
+          bounds(base, Map.of("batch", stepRows(maxDecodeBatch),
+              "seq", microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)))));
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
-          shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true))),
+          shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)),
+              false),
           base.withBound("batch", maxDecodeBatch).withBound("past", ceilTo(maxKv + 1, KV_BUCKET))));
       this.shape = shapeOf(config, await(pre));
       // on this thread, while the pool compiles the other two
@@ -232,11 +246,44 @@ public final class StepModel {
         hidden, cfg.getLong("vocab_size"), bytes, kvType);
   }
 
-  /** fp32 weights, fused, then chip 0's shard (quantized type-only when asked). */
-  private Module shard(Module m) {
+  /**
+   * fp32 weights, fused, then chip 0's shard (quantized type-only when asked), its rows sharded
+   * between the sums when sequence-parallel.
+   */
+  private Module shard(Module m, boolean rowsSplit) {
     prepare(m);
     shardAndQuantize(m);
+    if (rowsSplit) {
+      new PassManager(List.of(new SequenceParallelPass(chips, 0))).run(m);
+    }
     return m;
+  }
+
+  /**
+   * Dims by name as a step or decode program takes them: a dim taken as a multiple of the
+   * chips is given as its count of blocks, rounded up (the rows padded to whole blocks).
+   */
+  private Map<String, Long> programDims(Map<String, Long> dims) {
+    Map<String, Long> out = new HashMap<>();
+    dims.forEach((name, value) -> {
+      Long k = multiples.get(name);
+      out.put(k == null ? name : HfOptions.blocksSymbol(name, k),
+          k == null ? value : (value + k - 1) / k);
+    });
+    return out;
+  }
+
+  private BackendOptions bounds(BackendOptions base, Map<String, Long> dims) {
+    BackendOptions o = base;
+    for (Map.Entry<String, Long> d : programDims(dims).entrySet()) {
+      o = o.withBound(d.getKey(), d.getValue());
+    }
+    return o;
+  }
+
+  /** Decode rows as a program runs them: whole blocks when the rows are sharded. */
+  private long programRows(long rows) {
+    return sequenceParallel ? ceilTo(rows, chips) : rows;
   }
 
   private static void prepare(Module m) {
@@ -416,12 +463,12 @@ public final class StepModel {
       throw new IllegalArgumentException("a step program takes a prompt of at most " + chunk
           + " tokens and 1 to " + maxDecodeBatch + " decodes; got " + tokens + " and " + batch);
     }
-    long rows = stepRows(batch);
+    long rows = programRows(stepRows(batch));
     long capacity = capacity(pastLengths);
     long mean = meanLength(pastLengths);
     long seq = microBatchTokens(tokens);
     return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> run(step,
-        Map.of("batch", rows, "seq", seq, "past", capacity),
+        programDims(Map.of("batch", rows, "seq", seq, "past", capacity)),
         Map.of("past_lengths", padded(pastLengths, rows, Math.min(mean, capacity - 1)))));
   }
 
@@ -462,7 +509,8 @@ public final class StepModel {
           + " decodes; got " + batch);
     }
     long capacity = capacity(pastLengths);
-    return decodeMemo.computeIfAbsent(List.of(batch, capacity, meanLength(pastLengths)),
+    long mean = meanLength(pastLengths);
+    return decodeMemo.computeIfAbsent(List.of(batch, capacity, mean),
         k -> run(decode, Map.of("batch", batch, "past", capacity),
             Map.of("past_lengths", pastLengths)));
   }
@@ -493,6 +541,11 @@ public final class StepModel {
 
   public QuantMode quantMode() {
     return quant;
+  }
+
+  /** Whether the step program splits its rows between the sums. */
+  public boolean sequenceParallel() {
+    return sequenceParallel;
   }
 
   public int timingRuns() {

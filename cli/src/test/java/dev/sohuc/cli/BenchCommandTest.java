@@ -51,7 +51,10 @@ class BenchCommandTest {
     for (JsonNode v : batch.get("prefill_seconds_by_op_kind")) {
       prefill += v.asDouble();
     }
-    assertTrue(batch.get("prefill_seconds_by_op_kind").has("all_reduce")
+    // sequence-parallel by default: the step's sums are reduce-scattered, its rows gathered
+    assertTrue(j.get("parallelism").asText().contains("sequence-parallel"), j.toString());
+    assertTrue(batch.get("prefill_seconds_by_op_kind").has("reduce_scatter")
+        && batch.get("prefill_seconds_by_op_kind").has("all_gather")
         && batch.get("prefill_seconds_by_op_kind").has("matmul"), batch.toString());
     assertTrue(prefill > 0 && prefill <= batch.get("seconds").asDouble() * (1 + 1e-9),
         batch.toString());
@@ -217,7 +220,7 @@ class BenchCommandTest {
       }
     }
     var model = new dev.sohuc.serving.StepModel(Path.of("..", "examples", "tiny-llama",
-        "config.json"), 2, 32, 3, 36, null, dev.sohuc.passes.quant.QuantMode.BF16);
+        "config.json"), 2, 32, 3, 36, null, dev.sohuc.passes.quant.QuantMode.BF16, true);
     for (var p : java.util.List.of(model.prefillProgram(), model.decodeProgram(),
         model.stepProgram())) {
       assertTrue(p.program().code().stream()

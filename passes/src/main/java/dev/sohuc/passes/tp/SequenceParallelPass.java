@@ -7,6 +7,10 @@ import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.QuantOp;
+import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.type.Dim;
@@ -106,8 +110,82 @@ public final class SequenceParallelPass implements Pass {
       outs.add(new Function.Output(o.name(), w.whole(o.value(), null)));
     }
     g.setOutputs(outs);
+    counters.add("all_gather issued a matmul earlier", issueGathersEarlier(g));
     module.functions().set(module.functions().indexOf(f), g);
     return counters.result();
+  }
+
+  /**
+   * Moves each all_gather, with the ops that make its rows (the residual add, the norm, the
+   * cast), above the matmul before them when they do not read it: the gather then crosses the
+   * link while that matmul (another micro-batch's projection) computes, instead of in front of
+   * the projections that read it. The sum the norm reads was started before the other
+   * micro-batch's attention, so it is done by then. Returns how many moved.
+   */
+  private static int issueGathersEarlier(Function g) {
+    List<Node> body = g.body();
+    int moved = 0;
+    for (int i = 0; i < body.size(); i++) {
+      if (!(body.get(i).op() instanceof TransformerOp.AllGather)) {
+        continue;
+      }
+      // the gather's chain: the nodes just before it that it reads, transitively
+      java.util.Set<Value> needed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+      needed.addAll(body.get(i).op().operands());
+      List<Node> chain = new ArrayList<>(List.of(body.get(i)));
+      int start = i;
+      while (start > 0) {
+        Node p = body.get(start - 1);
+        boolean read = p.results().stream().anyMatch(needed::contains);
+        if (!read && !(p.op() instanceof SourceOp)) {
+          break;
+        }
+        start--;
+        if (read) {
+          chain.add(0, p);
+          needed.addAll(p.op().operands());
+        }
+      }
+      // the matmul before the chain, with what comes between them and the casts it converts
+      int at = start;
+      while (at > 0 && !isMatmul(body.get(at - 1))) {
+        at--;
+      }
+      if (at == 0) {
+        continue;
+      }
+      at--;
+      while (at > 0 && body.get(at - 1).op() instanceof ElementwiseOp.Cast c
+          && body.get(at).op().operands().contains(body.get(at - 1).result())) {
+        at--;
+      }
+      List<Node> passed = body.subList(at, start);
+      List<Node> sources = new ArrayList<>();
+      boolean independent = true;
+      for (Node p : passed) {
+        if (p.results().stream().anyMatch(needed::contains)) {
+          if (p.op() instanceof SourceOp) {
+            sources.add(p);   // a weight the norm reads moves up with it
+          } else {
+            independent = false;
+          }
+        }
+      }
+      if (!independent) {
+        continue;
+      }
+      body.removeAll(chain);
+      body.removeAll(sources);
+      List<Node> block = new ArrayList<>(sources);
+      block.addAll(chain);
+      body.addAll(at, block);
+      moved++;
+    }
+    return moved;
+  }
+
+  private static boolean isMatmul(Node n) {
+    return n.op() instanceof QuantOp.QMatMul || n.op() instanceof LinalgOp.MatMul;
   }
 
   /** Rebuilds the body node by node, each value as a whole, a block, or both. */
