@@ -47,10 +47,7 @@ public final class SequenceParallelPass implements Pass {
   private final int rank;
 
   public SequenceParallelPass(int chips, int rank) {
-    if (chips < 1 || rank < 0 || rank >= chips) {
-      throw new IllegalArgumentException("need chips >= 1 and 0 <= rank < chips, got chips="
-          + chips + " rank=" + rank);
-    }
+    ShardTensorParallelPass.checkGroup(chips, rank);
     this.chips = chips;
     this.rank = rank;
   }
@@ -92,16 +89,9 @@ public final class SequenceParallelPass implements Pass {
   public PassResult run(Module module) {
     PassResult.Counters counters = new PassResult.Counters();
     Function f = module.main();
-    Map<Value, Value> full = new IdentityHashMap<>();   // old value -> its whole rows, new
-    Map<Value, Value> block = new IdentityHashMap<>();  // old value -> this chip's block, new
-    Map<Value, Rows> rows = new IdentityHashMap<>();    // new block value -> its rows
-    Map<Value, Value> sliced = new IdentityHashMap<>(); // new whole value -> its block
     Function g = new Function(f.name(), f.arguments());
-    FunctionBuilder b = new FunctionBuilder(g);
-    for (Value a : f.arguments()) {
-      full.put(a, a);
-    }
-    Rewriter w = new Rewriter(f.users(), b, full, block, rows, sliced, counters);
+    Rewriter w = new Rewriter(f.users(), new FunctionBuilder(g), counters);
+    f.arguments().forEach(a -> w.full.put(a, a));
     for (Node n : f.body()) {
       w.rewrite(n);
     }
@@ -190,27 +180,26 @@ public final class SequenceParallelPass implements Pass {
 
   /** Rebuilds the body node by node, each value as a whole, a block, or both. */
   private final class Rewriter {
-    private final FunctionBuilder b;
-    private final Map<Value, Value> full;
-    private final Map<Value, Value> block;
-    private final Map<Value, Rows> rows;
-    private final Map<Value, Value> sliced;
-    private final PassResult.Counters counters;
     private final Map<Value, List<Node>> users;
+    private final FunctionBuilder b;
+    private final PassResult.Counters counters;
+    /** Old value to its whole rows, in the new body. */
+    private final Map<Value, Value> full = new IdentityHashMap<>();
+    /** Old value to this chip's block of its rows, in the new body. */
+    private final Map<Value, Value> block = new IdentityHashMap<>();
+    /** New block value to its rows. */
+    private final Map<Value, Rows> rows = new IdentityHashMap<>();
+    /** New whole value to its slice of this chip's rows. */
+    private final Map<Value, Value> sliced = new IdentityHashMap<>();
     /** The row-local ops built so far, by op (operands by identity): a repeat is not rebuilt. */
     private final Map<Op, Value> blockOps = new java.util.HashMap<>();
     /** Each block's gather, once. */
     private final Map<Value, Value> gathers = new IdentityHashMap<>();
 
-    Rewriter(Map<Value, List<Node>> users, FunctionBuilder b, Map<Value, Value> full, Map<Value, Value> block,
-        Map<Value, Rows> rows, Map<Value, Value> sliced, PassResult.Counters counters) {
-      this.b = b;
-      this.full = full;
-      this.block = block;
-      this.rows = rows;
-      this.sliced = sliced;
-      this.counters = counters;
+    Rewriter(Map<Value, List<Node>> users, FunctionBuilder b, PassResult.Counters counters) {
       this.users = users;
+      this.b = b;
+      this.counters = counters;
     }
 
     void rewrite(Node n) {

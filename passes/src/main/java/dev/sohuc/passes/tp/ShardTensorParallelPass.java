@@ -66,10 +66,7 @@ public final class ShardTensorParallelPass implements Pass {
   }
 
   public ShardTensorParallelPass(int chips, int rank) {
-    if (chips < 1 || rank < 0 || rank >= chips) {
-      throw new IllegalArgumentException("need chips >= 1 and 0 <= rank < chips, got chips="
-          + chips + " rank=" + rank);
-    }
+    checkGroup(chips, rank);
     this.chips = chips;
     this.rank = rank;
   }
@@ -87,6 +84,14 @@ public final class ShardTensorParallelPass implements Pass {
   @Override
   public boolean shouldApply(Module module) {
     return chips > 1;
+  }
+
+  /** Rejects a group that is not {@code chips >= 1} with {@code 0 <= rank < chips}. */
+  static void checkGroup(int chips, int rank) {
+    if (chips < 1 || rank < 0 || rank >= chips) {
+      throw new IllegalArgumentException("need chips >= 1 and 0 <= rank < chips, got chips="
+          + chips + " rank=" + rank);
+    }
   }
 
   /** Head layout read off the first attention op. */
