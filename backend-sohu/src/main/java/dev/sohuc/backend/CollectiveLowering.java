@@ -96,7 +96,10 @@ final class CollectiveLowering {
   static String blockUnsupportedReason(Node n) {
     Value x = n.op().operands().get(0);
     ElementType t = x.type().elementType();
-    if (t != ElementType.F32 && t != ElementType.BF16) {
+    boolean sums = n.op() instanceof TransformerOp.ReduceScatter;
+    if (sums ? t != ElementType.F32 && t != ElementType.BF16
+        : !List.of(ElementType.F32, ElementType.BF16, ElementType.F16, ElementType.F8E4M3,
+            ElementType.F8E5M2, ElementType.I8, ElementType.I32).contains(t)) {
       return n.op().mnemonic() + " of " + t;
     }
     Group g = group(n);
@@ -140,7 +143,7 @@ final class CollectiveLowering {
     int count = elements(e, low, blockValue.type().dims());
     int from = e.li(src);
     int to = e.li(dst);
-    DType t = blockValue.type().elementType() == ElementType.BF16 ? DType.BF16 : DType.F32;
+    DType t = QuantLowering.dtype(blockValue.type().elementType());
     e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
     e.emit(n.op() instanceof TransformerOp.ReduceScatter
         ? new Insn.Reducescatter(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),

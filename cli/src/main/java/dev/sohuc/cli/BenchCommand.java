@@ -48,8 +48,8 @@ final class BenchCommand implements Callable<Integer> {
   @Option(names = "--sequence-parallel", negatable = true, defaultValue = "true",
       fallbackValue = "true", description = "Between the tensor-parallel sums each chip keeps "
       + "and normalizes 1/N of the rows of a step (reduce_scatter, all_gather; rows padded to "
-      + "whole blocks). On by default except with fp8, whose per-row scales would gather f32 "
-      + "rows; --no-sequence-parallel keeps all rows on every chip (all_reduce).")
+      + "whole blocks). On by default; --no-sequence-parallel keeps all rows on every chip "
+      + "(all_reduce).")
   boolean sequenceParallel = true;
   @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
   Path target;

@@ -135,8 +135,8 @@ public final class StepModel {
    * ({@link Quantizer#quantizeShapeOnly}): its linear layers become {@code qmatmul} with
    * shape-only bf16 / f8e4m3 weights, and the backend lowers those (QuantLowering), so the
    * timing is the compiled quantized code's; attention then reads bf16 K and V from a bf16 KV
-   * cache. Norms and softmax stay fp32. With {@code sequenceParallel} (more than one chip, not
-   * fp8) the step program shards its rows between the tensor-parallel sums
+   * cache. Norms and softmax stay fp32. With {@code sequenceParallel} (more than one chip) the
+   * step program shards its rows between the tensor-parallel sums
    * ({@link SequenceParallelPass}); its prompt and decode rows are then taken in multiples of
    * the chips, the rows of a step rounded up to them. The decode-only program keeps all_reduce:
    * its 127 rows make collectives too small to hide, and it measured slower split.
@@ -145,9 +145,7 @@ public final class StepModel {
       Path targetFile, QuantMode quant, boolean sequenceParallel) {
     this.quant = quant;
     this.chips = chips;
-    // fp8 quantizes each row by its own scale after the gather, so it would gather f32 rows:
-    // twice the link bytes of the sums it replaces, and measured slower
-    this.sequenceParallel = sequenceParallel && chips > 1 && quant != QuantMode.FP8;
+    this.sequenceParallel = sequenceParallel && chips > 1;
     this.multiples = this.sequenceParallel ? Map.of("seq", (long) chips, "batch", (long) chips)
         : Map.of();
     this.target = targetFile == null ? MachineDescription.defaultTarget()

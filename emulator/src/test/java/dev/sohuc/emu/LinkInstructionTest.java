@@ -63,6 +63,26 @@ class LinkInstructionTest {
         "allgather f32: 301 elements");
   }
 
+  /** allgather is a copy of any type an instruction moves: fp8 activations, i8, f16. */
+  @Test
+  void anAllgatherCopiesNarrowTypesByTheirSize() {
+    FunctionalMachine m = TestSupport.machine("""
+        li r1, 0x1000
+        li r2, 0x9000
+        allgather hbm, r2, r1, 301, f8e4m3, 1, 0
+        allgather hbm, r2+1024, r1, 301, i8, 1, 0
+        allgather hbm, r2+2048, r1, 301, f16, 1, 0
+        halt
+        """);
+    byte[] src = random(602, 4);
+    m.hbm.write(0x1000, src, 0, src.length);
+    m.run();
+    assertArrayEquals(Arrays.copyOf(src, 301), hbm(m, 0x9000, 301), "f8e4m3: 301 bytes");
+    assertArrayEquals(new byte[3], hbm(m, 0x9000 + 301, 3), "nothing past the block");
+    assertArrayEquals(Arrays.copyOf(src, 301), hbm(m, 0x9000 + 1024, 301), "i8: 301 bytes");
+    assertArrayEquals(src, hbm(m, 0x9000 + 2048, 602), "f16: 602 bytes");
+  }
+
   /**
    * An in-place collective overlaps dst and src: every element is read before any is written,
    * across more HBM than the emulator copies at once, in either direction.

@@ -331,7 +331,8 @@ public final class InsnTable {
         .build());
     t.add(blockCollective(0x29, "reducescatter",
         "byte address of this chip's block of the sums (elems elements)",
-        "byte address of the chips x elems elements this chip adds in (block c for chip c)")
+        "byte address of the chips x elems elements this chip adds in (block c for chip c)",
+        DType.F32, DType.BF16)
         .semantics("Sum reduce-scatter across the group: src holds chips blocks of elems "
             + "contiguous elements of dtype on every chip, block c at src + c*elems*esize. When "
             + "every chip of the group has started its reducescatter, dst[i] on chip rank becomes "
@@ -344,9 +345,11 @@ public final class InsnTable {
             + "(log2(chips) steps), otherwise around a ring (chips-1 steps). " + BLOCK_COLLECTIVE)
         .example("reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3")
         .build());
+    // a copy: any type an instruction moves (fp8 activations and their f32 row scales too)
     t.add(blockCollective(0x2A, "allgather",
         "byte address of the gathered chips x elems elements (block c from chip c)",
-        "byte address of this chip's block (elems elements)")
+        "byte address of this chip's block (elems elements)",
+        DType.F32, DType.BF16, DType.F16, DType.F8E4M3, DType.F8E5M2, DType.I8, DType.I32)
         .semantics("All-gather across the group: src holds elems contiguous elements of dtype on "
             + "every chip. When every chip of the group has started its allgather, dst[c*elems + "
             + "i] on every chip becomes src_c[i] for c < chips, i < elems: chip c's block lands in "
@@ -581,14 +584,14 @@ public final class InsnTable {
    * one per chip, of which each chip sends the chips - 1 that are not its own.
    */
   private static InsnDef.Builder blockCollective(int opcode, String mnemonic, String dstDoc,
-      String srcDoc) {
+      String srcDoc, DType... dtypes) {
     return InsnDef.builder(opcode, mnemonic, LINK)
         .enumf("space", 2, MemSpace.class,
             "memory that holds dst and src, at the same addresses on every chip")
         .addr("dst", 16, dstDoc)
         .addr("src", 16, srcDoc)
         .count("elems", 32, "elements of one chip's block")
-        .enumf("dtype", 3, DType.class, "element type of dst and src", DType.F32, DType.BF16)
+        .enumf("dtype", 3, DType.class, "element type of dst and src", dtypes)
         .uimm(CHIPS, 7, 1, 64, CHIPS_DOC)
         .uimm("rank", 7, 0, 63, "this chip's index in the group, below chips")
         .cost(64, LINK_BYTES, 1, "(chips - 1) * elems * esize",

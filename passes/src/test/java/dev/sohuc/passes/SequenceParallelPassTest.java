@@ -97,6 +97,23 @@ class SequenceParallelPassTest {
     }
   }
 
+  /**
+   * fp8: each row is quantized on the chip that holds it (its own scale), and the fp8 rows and
+   * their f32 scales are gathered, a byte an element: the same numbers as quantizing the
+   * gathered f32 rows.
+   */
+  @Test
+  void fp8RowsAreQuantizedBeforeTheGather() {
+    HfOptions options = HfOptions.prefill().withDimBindings(Map.of("batch", 1L, "seq", 6L));
+    List<Module> sp = shards(options, 2, QuantMode.FP8, true);
+    List<String> gathered = sp.get(0).main().body().stream()
+        .filter(n -> n.op() instanceof TransformerOp.AllGather)
+        .map(n -> n.op().operands().get(0).type().elementType().toString()).toList();
+    assertTrue(gathered.contains("f8e4m3"), gathered.toString());
+    assertEquals(0, count(sp.get(0), TransformerOp.AllReduce.class));
+    assertSameOutputs(shards(options, 2, QuantMode.FP8, false), sp, 54, Map.of());
+  }
+
   /** A symbolic prompt split when the frontend says it is a multiple of the chips. */
   @Test
   void symbolicRowsTakenAsMultiplesSplit() {

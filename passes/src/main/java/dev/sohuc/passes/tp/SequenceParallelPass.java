@@ -29,11 +29,12 @@ import java.util.Optional;
  * next column-parallel one every chip used to hold all rows of the residual stream and
  * normalize all of them, the same work N times. Here each {@code all_reduce} becomes a
  * {@code reduce_scatter} (chip R keeps block R of the rows), the row-local ops after it (the
- * residual add, casts, rms_norm and layer_norm over the hidden axis, any element-wise op) run
- * on that block, and an {@code all_gather} brings the rows back where a row-mixing op reads
- * them (a matmul, attention, a slice, an output). The link moves the same bytes (a ring
- * all-reduce is a reduce-scatter then an all-gather) or fewer (the gather after a narrowing
- * cast moves bf16), the sums are the same sums, and the norms cost 1/N.
+ * residual add, casts, rms_norm and layer_norm over the hidden axis, per-row dynamic
+ * quantization, any element-wise op) run on that block, and an {@code all_gather} brings the
+ * rows back where a row-mixing op reads them (a matmul, attention, a slice, an output). The link
+ * moves the same bytes (a ring all-reduce is a reduce-scatter then an all-gather) or fewer (the
+ * gather after a narrowing cast moves bf16, after fp8 quantization one byte an element and a
+ * scale a row), the sums are the same sums, and the norms cost 1/N.
  *
  * <p>The rows are the first axis of extent other than 1, which must not be the last (hidden)
  * axis and must split into N equal blocks; an all_reduce whose rows do not, or whose sum only a
@@ -192,7 +193,7 @@ public final class SequenceParallelPass implements Pass {
     /** New whole value to its slice of this chip's rows. */
     private final Map<Value, Value> sliced = new IdentityHashMap<>();
     /** The row-local ops built so far, by op (operands by identity): a repeat is not rebuilt. */
-    private final Map<Op, Value> blockOps = new java.util.HashMap<>();
+    private final Map<Op, Node> blockOps = new java.util.HashMap<>();
     /** Each block's gather, once. */
     private final Map<Value, Value> gathers = new IdentityHashMap<>();
 
@@ -220,18 +221,17 @@ public final class SequenceParallelPass implements Pass {
       List<Value> operands = new ArrayList<>();
       for (Value v : op.operands()) {
         operands.add(r == null ? whole(v, n.location())
-            : blockOf(v, r, n.result().type().rank(), n.location()));
+            : blockOf(v, r, n.results().get(0).type().rank(), n.location()));
       }
       Op rebuilt = operands.isEmpty() ? op : op.withOperands(operands);
-      if (r != null) {
-        // the projections after a norm each cast it: one cast of the block, one gather
-        Value same = blockOps.get(rebuilt);
-        if (same != null) {
-          block.put(n.result(), same);
-          return;
+      // the projections after a norm each cast (or quantize) it: one of the block, one gather
+      Node nn = r == null ? null : blockOps.get(rebuilt);
+      if (nn == null) {
+        nn = b.addNode(rebuilt, n.location(), n.results().stream().map(Value::name).toList());
+        if (r != null) {
+          blockOps.put(rebuilt, nn);
         }
       }
-      Node nn = b.addNode(rebuilt, n.location(), n.results().stream().map(Value::name).toList());
       for (int i = 0; i < n.results().size(); i++) {
         Value v = nn.results().get(i);
         if (r == null) {
@@ -239,7 +239,6 @@ public final class SequenceParallelPass implements Pass {
         } else {
           block.put(n.results().get(i), v);
           rows.put(v, r);
-          blockOps.put(rebuilt, v);
         }
       }
     }
@@ -258,10 +257,10 @@ public final class SequenceParallelPass implements Pass {
           break;
         }
       }
-      if (r == null || n.results().size() != 1 || !worksRowByRow(n.op())) {
+      if (r == null || !worksRowByRow(n.op())) {
         return null;
       }
-      int rank = n.result().type().rank();
+      int rank = n.results().get(0).type().rank();
       for (Value v : n.op().operands()) {
         if (block.containsKey(v)) {
           if (v.type().rank() != rank || !rows.get(block.get(v)).equals(r)) {
@@ -281,6 +280,8 @@ public final class SequenceParallelPass implements Pass {
     private static boolean worksRowByRow(Op op) {
       return op instanceof Op.Elementwise
           || op instanceof TransformerOp.RmsNorm
+          // its values and its [.., rows, 1] scales: each row by its own largest magnitude
+          || (op instanceof QuantOp.DynamicQuantize d && d.granularity().equals("row"))
           || (op instanceof TransformerOp.LayerNorm ln
               && (ln.axis() == -1 || ln.axis() == ln.x().type().rank() - 1));
     }
@@ -288,7 +289,7 @@ public final class SequenceParallelPass implements Pass {
     /** Whether some reader of n's result would run on a block (else the scatter gains nothing). */
     private boolean readByRowLocalOp(Node n) {
       for (Node u : users.getOrDefault(n.result(), List.of())) {
-        if (u.results().size() == 1 && worksRowByRow(u.op())) {
+        if (worksRowByRow(u.op())) {
           return true;
         }
       }
