@@ -1090,6 +1090,33 @@ final class Lowering {
   }
 
   /**
+   * rms_norms that write their bf16 rounding themselves (rmsnorm out_bf16) to the cast that is
+   * their only reader, right after them: the f32 rows are never stored, nor read back to be
+   * cast (a sequence-parallel norm before the all_gather of its bf16 rows). Not those whose
+   * cast the next qmatmul converts in SRAM ({@link QuantLowering.Residency#normCasts}).
+   */
+  static Map<Node, Node> narrowedNorms(dev.sohuc.ir.Function fn,
+      QuantLowering.Residency residency) {
+    Map<Node, Node> out = new java.util.IdentityHashMap<>();
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = fn.outputValues();
+    Node norm = null;
+    for (Node n : fn.body()) {
+      if (SohuBackend.isSource(n)) {
+        continue;
+      }
+      if (norm != null && n.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
+          && c.x() == norm.result() && users.get(norm.result()).size() == 1
+          && !outputs.contains(norm.result()) && !residency.normCasts().containsKey(norm)) {
+        out.put(norm, n);
+      }
+      norm = n.op() instanceof TransformerOp.RmsNorm r
+          && r.x().type().elementType() == ElementType.F32 ? n : null;
+    }
+    return out;
+  }
+
+  /**
    * Residual adds lowered inside the rms_norm that reads them (add to norm): {@code
    * rms_norm(a + b)} with a and b of the sum's shape, where the norm is the next op after the
    * add. The norm's stream then reads a and b, adds them in SRAM, normalizes the sum and
@@ -1140,7 +1167,10 @@ final class Lowering {
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
     boolean unstored = add != null && residency.unstoredNorms().contains(n);
-    int outRs = add == null || unstored ? rs : e.konst(2 * rowBytes);
+    // y as the bf16 cast after the norm wants it, written by the norm itself
+    Node narrowTo = narrowedNorms.get(n);
+    long yBytes = narrowTo == null ? rowBytes : v.cols() * 2;
+    int outRs = unstored ? rs : e.konst(add == null ? yBytes : yBytes + rowBytes);
     // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
@@ -1149,7 +1179,7 @@ final class Lowering {
     int residentRs = cast == null ? 0 : e.konst(v.cols() * 2);
     int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
     float offset = (float) r.gammaOffset();
-    int dst = unstored ? 0 : e.li(addr(n.result()));
+    int dst = unstored ? 0 : e.li(addr(narrowTo == null ? n.result() : narrowTo.result()));
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
@@ -1157,12 +1187,14 @@ final class Lowering {
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
         : List.of(addends.a(), addends.b()), v.cols(), tile);
-    rowStream(rows, tile, w.ins(), unstored ? sum : dst, rowBytes, rowBytes, (in, out, rr, st) -> {
+    long storedBytes = unstored ? rowBytes : yBytes;
+    rowStream(rows, tile, w.ins(), unstored ? sum : dst, storedBytes, storedBytes,
+        (in, out, rr, st) -> {
       int x = in[0];
       int xRs = rs;
       if (add != null) {
         int[] f32 = w.f32(in, rr, colsReg, rs);
-        e.addImm(sumTile, out, unstored ? 0 : rowBytes);
+        e.addImm(sumTile, out, unstored ? 0 : yBytes);
         e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
         x = sumTile;
         xRs = outRs;
@@ -1178,7 +1210,7 @@ final class Lowering {
         return;
       }
       e.emit(new Insn.Rmsnorm(out, 0, outRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
-          false, 0, 0));
+          narrowTo != null, 0, 0));
       if (cast != null) {
         // the cast's own rounding, into this tile's rows of the resident copy (the address in
         // sumTile's register, free once the norm has read the sum)
@@ -1325,6 +1357,13 @@ final class Lowering {
 
   void setResidency(QuantLowering.Residency residency) {
     this.residency = residency;
+  }
+
+  /** rms_norm to the bf16 cast it writes itself ({@link #narrowedNorms}). */
+  private Map<Node, Node> narrowedNorms = Map.of();
+
+  void setNarrowedNorms(Map<Node, Node> narrowedNorms) {
+    this.narrowedNorms = narrowedNorms;
   }
 
   /** An operand an op left whole in SRAM for the next op: the value and its SRAM address. */

@@ -183,7 +183,13 @@ public final class SohuBackend {
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
-      low.setResidency(QuantLowering.residency(fn, fusedProducers, size, target));
+      QuantLowering.Residency residency = QuantLowering.residency(fn, fusedProducers, size,
+          target);
+      low.setResidency(residency);
+      Map<Node, Node> narrowedNorms = Lowering.narrowedNorms(fn, residency);
+      low.setNarrowedNorms(narrowedNorms);
+      Set<Node> castByNorm = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+      castByNorm.addAll(narrowedNorms.values());
       low.setEpilogues(epilogues);
       low.setKvCapacity(kvCapacity);
       long maxSram = 0;
@@ -193,7 +199,7 @@ public final class SohuBackend {
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
-            || fusedProducers.containsKey(n)
+            || fusedProducers.containsKey(n) || castByNorm.contains(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
           continue;
         }

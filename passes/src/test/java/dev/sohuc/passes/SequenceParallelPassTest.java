@@ -126,6 +126,27 @@ class SequenceParallelPassTest {
     assertSameOutputs(shards(options, 2, QuantMode.BF16, false), sp, 52, Map.of("seq/2", 4L));
   }
 
+  /**
+   * A serving step in two micro-batches: each gather, with the norm that makes its rows, is
+   * issued above the other micro-batch's projection before it, and the outputs stay those of
+   * the all_reduce programs.
+   */
+  @Test
+  void gathersIssuedEarlierInAServingStepKeepItsOutputs() {
+    HfOptions options = HfOptions.step().withMicroBatches(2)
+        .withDimBindings(Map.of("seq", 4L, "batch", 2L, "past", 16L));
+    List<Module> sp = new ArrayList<>();
+    for (int r = 0; r < 2; r++) {
+      Module m = ShardTensorParallelPassTest.shard(ShardTensorParallelPassTest.TINY, options, 2,
+          r);
+      Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
+      PassResult result = new SequenceParallelPass(2, r).run(m);
+      assertTrue(result.count("all_gather issued a matmul earlier") > 0, result.toString());
+      sp.add(m);
+    }
+    assertSameOutputs(shards(options, 2, QuantMode.BF16, false), sp, 55, Map.of());
+  }
+
   /** A decode step's rows are its batch: axis 0, one row a chip here. */
   @Test
   void decodeBatchRowsSplit() {
