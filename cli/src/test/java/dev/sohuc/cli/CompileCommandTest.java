@@ -62,6 +62,35 @@ class CompileCommandTest {
   }
 
   /**
+   * With static rows that split over the chips, the sums become reduce_scatters and the normed
+   * rows all_gathers (sequence parallelism, on by default); the program runs in timing mode,
+   * its collectives on the link. --no-sequence-parallel keeps the all_reduces.
+   */
+  @Test
+  void staticRowsAreSplitBetweenTheSums() throws Exception {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    CliResult ir = run("compile", tiny.toString(), "--chips", "2", "--shape", "batch=1",
+        "--shape", "seq=16", "--emit", "ir");
+    assertEquals(0, ir.code(), ir.err());
+    assertEquals(4, ir.out().lines().filter(l -> l.contains("= reduce_scatter ")).count(),
+        ir.out());
+    assertTrue(ir.out().contains("{chips = 2, rank = 0, axis = 1} : tensor<1 x 8 x 64 x f32>"),
+        ir.out());
+    assertEquals(0, ir.out().lines().filter(l -> l.contains("= all_reduce ")).count());
+    CliResult off = run("compile", tiny.toString(), "--chips", "2", "--shape", "batch=1",
+        "--shape", "seq=16", "--no-sequence-parallel", "--emit", "ir");
+    assertEquals(4, off.out().lines().filter(l -> l.contains("= all_reduce ")).count(),
+        off.out());
+    Path out = dir.resolve("sp.sohu");
+    assertEquals(0, run("compile", tiny.toString(), "--chips", "2", "--shape", "batch=1",
+        "--shape", "seq=16", "-o", out.toString()).code());
+    CliResult timed = run("run", out.toString(), "--mode", "timing", "--profile", "60");
+    assertEquals(0, timed.code(), timed.err());
+    assertTrue(timed.out().contains("reduce_scatter %model.layers.1.mlp.down.all_reduce"
+        + ".reduce_scatter") && timed.out().contains("all_gather"), timed.out());
+  }
+
+  /**
    * The HF issue's scale command: shape-only Llama-3-70B at seq 2048 on one chip. The bf16
    * checkpoint compiles in bf16 (auto), its weights (141 GB) fill most of the 144 GiB, so the
    * unbound batch gets the largest bound that fits, and a note says so.
