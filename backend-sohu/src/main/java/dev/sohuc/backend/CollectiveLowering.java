@@ -62,6 +62,43 @@ final class CollectiveLowering {
   }
 
   /**
+   * Reduce-scatters the panel just stored (as {@link #sumPanel}: {@code nt} columns from
+   * {@code cPtr}, {@code rows} rows {@code rowStride} bytes apart) over the group on the LINK
+   * engine, inside the matmul's panel loop: chip rank keeps the sums of its block of the panel's
+   * rows, at the same columns of the scatter's result ({@code delta} bytes from the matmul's
+   * result, with the same row stride). The rows divide by the chips (the types say so), a power
+   * of two ({@link #scattersPanels}).
+   */
+  static void scatterPanel(Emitter e, Node scatter, int cPtr, int rows, int nt, long rowStride,
+      DType dtype, long delta) {
+    TransformerOp.ReduceScatter r = (TransformerOp.ReduceScatter) scatter.op();
+    int blockRows = e.alloc();
+    e.shri(blockRows, rows, Long.numberOfTrailingZeros(r.chips()));
+    int dst = e.alloc();
+    e.addImm(dst, cPtr, delta);
+    int stride = e.konst(rowStride);
+    e.emitFor(scatter, Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emitFor(scatter, new Insn.Reducescatter(MemSpace.HBM, dst, 0, cPtr, 0, 0, nt, dtype,
+        (int) r.chips(), (int) r.rank(), blockRows, 0, stride, stride, Emitter.TOK_LINK, 0));
+    e.free(blockRows, dst);
+  }
+
+  /**
+   * Whether the matmul result {@code x}'s reduce_scatter {@code n} can go panel by panel inside
+   * the matmul: a group of a power of two (the block rows are a shift of the rows), split
+   * along the rows of a [1, .., rows, cols] result.
+   */
+  static boolean scattersPanels(Node n) {
+    if (!(n.op() instanceof TransformerOp.ReduceScatter r) || blockUnsupportedReason(n) != null
+        || Long.bitCount(r.chips()) != 1) {
+      return false;
+    }
+    int rank = r.x().type().rank();
+    int axis = (int) (r.axis() < 0 ? r.axis() + rank : r.axis());
+    return rank >= 2 && axis == rank - 2;
+  }
+
+  /**
    * {@code rd} = 1 while {@code left} (panels still to come after this one) is 0, else 0: the
    * last panel's sum is urgent. {@code one} holds 1.
    */
@@ -147,9 +184,9 @@ final class CollectiveLowering {
     e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
     e.emit(n.op() instanceof TransformerOp.ReduceScatter
         ? new Insn.Reducescatter(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
-            (int) g.rank(), Emitter.TOK_LINK, 0)
+            (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0)
         : new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
-            (int) g.rank(), Emitter.TOK_LINK, 0));
+            (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0));
     e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
     e.free(count, from, to);
   }

@@ -1413,9 +1413,18 @@ final class Lowering {
     this.epilogues = epilogues;
   }
 
-  /** The epilogue the matmul {@code n} may apply, or null. */
-  QuantLowering.Epilogue epilogue(Node n) {
-    return epilogues.get(n);
+  /**
+   * The epilogue the matmul {@code n} may apply, or null. Over {@code rowBlocks} (x resident a
+   * block of rows at a time) a reduce_scatter is not done panel by panel, since each chip's rows
+   * span the blocks: it lowers alone after the matmul.
+   */
+  QuantLowering.Epilogue epilogue(Node n, boolean rowBlocks) {
+    QuantLowering.Epilogue ep = epilogues.get(n);
+    if (ep != null && rowBlocks && ep.sum() != null
+        && ep.sum().op() instanceof TransformerOp.ReduceScatter) {
+      return ep.narrow() == null ? null : new QuantLowering.Epilogue(ep.narrow(), null);
+    }
+    return ep;
   }
 
   /** Whether {@code n}'s epilogue sums its result on the link (an all_reduce after it). */

@@ -91,7 +91,7 @@ final class MatmulLowering {
       openRing(n);
     }
     // the group's sum of the result, panel by panel on the link, rides on the ring schedule
-    QuantLowering.Epilogue ep = resident ? l.epilogue(n) : null;
+    QuantLowering.Epilogue ep = resident ? l.epilogue(n, blocked) : null;
     Node sum = ep == null ? null : ep.sum();
     int bPtr = e.li(l.addr(b));
     int cPtr = e.li(l.addr(n.result()));
@@ -249,6 +249,11 @@ final class MatmulLowering {
    * is the one at 0), -1 for a panel known to be the last (the tail), or 0 for one that is not.
    */
   void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride, DType dtype, int left) {
+    if (sum.op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter r) {
+      CollectiveLowering.scatterPanel(e, sum, cPtr, rows, nt, rowStride, dtype,
+          l.addr(sum.result()) - l.addr(r.x()));
+      return;
+    }
     if (left <= 0) {
       CollectiveLowering.sumPanel(e, sum, cPtr, rows, nt, rowStride, dtype,
           left < 0 ? e.konst(1) : 0);

@@ -324,8 +324,9 @@ final class QuantLowering {
         narrow = next;
         next = soleReader(fn, users, narrow.result());
       }
-      Node sum = next != null && next.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
-          && CollectiveLowering.unsupportedReason(next, fn) == null ? next : null;
+      Node sum = next != null && (next.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
+          && CollectiveLowering.unsupportedReason(next, fn) == null
+          || CollectiveLowering.scattersPanels(next)) ? next : null;
       if (narrow != null || sum != null) {
         out.put(n, new Epilogue(narrow, sum));
       }
@@ -664,7 +665,7 @@ final class QuantLowering {
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
     // the epilogue (bf16 rounding, the group's sum per load) rides on the ring schedule
-    Epilogue ep = ring ? l.epilogue(n) : null;
+    Epilogue ep = ring ? l.epilogue(n, blocked) : null;
     Node narrow = ep == null ? null : ep.narrow();
     Node sum = ep == null ? null : ep.sum();
     Value result = narrow == null ? n.result() : narrow.result();

@@ -200,15 +200,23 @@ public final class SohuBackend {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castByNorm.contains(n)
-            || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))) {
+            || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
+                && !isBlockCollective(n))) {
           continue;
         }
         e.setOp(Emitter.opName(n), n.location().text());
         if (isBlockCollective(n)) {
           // on the link while the next ops run; the first that reads the result waits for it
-          awaitSums(e, summing, sumsRead(n, summing));
-          CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
-              addr.get(n.result()));
+          if (low.isDoneInside(n)) {
+            // scattered panel by panel inside its matmul: a LINK fence after the last panel
+            // tells the first op that reads the result
+            e.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.ReduceScatter) n.op())
+                .chips(), Emitter.TOK_SUMMED));
+          } else {
+            awaitSums(e, summing, sumsRead(n, summing));
+            CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
+                addr.get(n.result()));
+          }
           e.endOp();
           summing.add(n.result());
           continue;
@@ -803,13 +811,18 @@ public final class SohuBackend {
           lastUse.merge(aliasRoot(v), at, Math::max);
         }
       }
-      // a qmatmul that narrows its result writes the narrowed value, defined one node later:
-      // what the qmatmul reads lives until then, so that value's block cannot take theirs
+      // a qmatmul that narrows its result writes the narrowed value, defined one node later,
+      // and a reduce_scatter done panel by panel its result, later still: what the matmul reads
+      // lives until then, so that those values' blocks cannot take theirs
       for (Map.Entry<Node, QuantLowering.Epilogue> ep : epilogues.entrySet()) {
-        if (ep.getValue().narrow() == null) {
+        Node scatter = ep.getValue().sum() != null
+            && ep.getValue().sum().op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter
+            ? ep.getValue().sum() : null;
+        Node last = scatter != null ? scatter : ep.getValue().narrow();
+        if (last == null) {
           continue;
         }
-        int at = body.indexOf(ep.getValue().narrow());
+        int at = body.indexOf(last);
         for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
         }

@@ -257,14 +257,16 @@ class EndToEndOpsTest {
   /**
    * Sequence parallelism's pattern in a group of one (the functional emulator runs one chip):
    * a matmul's sums reduce-scattered, the residual added and normalized on the chip's rows, the
-   * bf16 rows all-gathered for the next matmul. Each collective is one instruction on the link
-   * with its LINK fence, and the numbers are the interpreter's (up to the bf16 rounding below).
+   * bf16 rows all-gathered for the next matmul. The matmul's scatter goes panel by panel in its
+   * loop (a reducescatter for the 128-column panel, one for the 72-column tail); the gather and
+   * a scatter of an add's result are one instruction each; each collective ends with a LINK
+   * fence. The numbers are the interpreter's (up to the bf16 rounding below).
    */
   @Test
   void reduceScatterAndAllGatherRunOnTheLink() {
     String text = """
         module @sp {
-        func @main(%x: tensor<1 x ?s x 24 x f32>, %w: tensor<24 x 200 x f32>, %r: tensor<1 x ?s x 200 x f32>, %g: tensor<200 x f32>, %w2: tensor<200 x 130 x f32>) -> ("y": tensor<1 x ?s x 130 x f32>, "h": tensor<1 x ?s x 200 x f32>) {
+        func @main(%x: tensor<1 x ?s x 24 x f32>, %w: tensor<24 x 200 x f32>, %r: tensor<1 x ?s x 200 x f32>, %g: tensor<200 x f32>, %w2: tensor<200 x 130 x f32>) -> ("y": tensor<1 x ?s x 130 x f32>, "h": tensor<1 x ?s x 200 x f32>, "hs": tensor<1 x ?s x 200 x f32>) {
           %p = matmul %x, %w : tensor<1 x ?s x 200 x f32>
           %part = reduce_scatter %p {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 200 x f32>
           %h = add %r, %part : tensor<1 x ?s x 200 x f32>
@@ -273,7 +275,9 @@ class EndToEndOpsTest {
           %all = all_gather %nb {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 200 x bf16>
           %nf = cast %all {to = f32} : tensor<1 x ?s x 200 x f32>
           %y = matmul %nf, %w2 : tensor<1 x ?s x 130 x f32>
-          return %y, %h
+          %hh = add %h, %h : tensor<1 x ?s x 200 x f32>
+          %hs = reduce_scatter %hh {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 200 x f32>
+          return %y, %h, %hs
         }
         }
         """;
@@ -289,8 +293,10 @@ class EndToEndOpsTest {
     }
     assertEquals(Map.of("Allgather in all_gather %all", 1L,
         "Allreduce fence in all_gather %all", 1L,
-        "Reducescatter in reduce_scatter %part", 1L,
-        "Allreduce fence in reduce_scatter %part", 1L), collectives);
+        "Reducescatter in reduce_scatter %part", 2L,
+        "Allreduce fence in reduce_scatter %part", 1L,
+        "Reducescatter in reduce_scatter %hs", 1L,
+        "Allreduce fence in reduce_scatter %hs", 1L), collectives);
     // 0.02: where the emulator's and the interpreter's f32 norms differ in the last place, the
     // bf16 rounding of a normalized value can go the other way, one bf16 step (2^-8 of ~1)
     // times a weight of ~1 in y

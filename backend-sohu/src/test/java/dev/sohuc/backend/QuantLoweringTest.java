@@ -589,6 +589,34 @@ class QuantLoweringTest {
    * the allreduces' widths are {@code sums}, the numbers exact against the interpreter.
    */
   static void roundAndSumOnTheLink(int cols, long bound, List<Long> sums, long... rows) {
+    roundAndSumOnTheLink(cols, bound, "all_reduce %pb {chips = 1}",
+        c -> assertEquals(sums, EndToEndHarness.linkSums(c)), rows);
+  }
+
+  /**
+   * Sequence parallelism's form of the same tail: the bf16 partial reduce-scattered over its
+   * rows (a group of one). The qmatmul scatters each finished panel in its loop, one
+   * reducescatter per panel (the full one and the 2-column tail) of the panel's columns, the
+   * scatter's own code only its LINK fence; exact against the interpreter.
+   */
+  @Test
+  void qmatmulReduceScattersEachPanelOnTheLink() {
+    roundAndSumOnTheLink(130, 300, "reduce_scatter %pb {chips = 1, rank = 0, axis = 0}", c -> {
+      List<Long> widths = new java.util.ArrayList<>();
+      for (var d : c.program.debug()) {
+        if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+            instanceof dev.sohuc.isa.Insn.Reducescatter r) {
+          assertEquals("reduce_scatter %sum", d.irOp());
+          widths.add(r.elemsImm() + 0L);
+        }
+      }
+      assertEquals(List.of(128L, 2L), widths);
+    }, 1, 129, 300);
+  }
+
+  /** The tail with {@code collective} (of %pb, as %sum), its link code checked by {@code links}. */
+  static void roundAndSumOnTheLink(int cols, long bound, String collective,
+      java.util.function.Consumer<EndToEndHarness.Compiled> links, long... rows) {
     Random rnd = new Random(SEED);
     Tensor w = gaussian(rnd, new long[] {40, cols}, 0.5f, 0f);
     StringBuilder scales = new StringBuilder();
@@ -615,13 +643,14 @@ class QuantLoweringTest {
               %wf = weight {name = @w} : tensor<40 x COLS x f32>
           LAYER
               %pb = cast %p {to = bf16} : tensor<?s x COLS x bf16>
-              %sum = all_reduce %pb {chips = 1} : tensor<?s x COLS x bf16>
+              %sum = COLLECTIVE : tensor<?s x COLS x bf16>
               %sf = cast %sum {to = f32} : tensor<?s x COLS x f32>
               %y = add %res, %sf : tensor<?s x COLS x f32>
               return %y
             }
           }
           """.replace("HEX", HexFormat.of().formatHex(w.toBytes())).replace("LAYER", layer)
+          .replace("COLLECTIVE", collective)
           .replace("COLS", Integer.toString(cols));
       EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "tp.ir"),
           BackendOptions.defaults().withBound("s", bound));
@@ -629,7 +658,7 @@ class QuantLoweringTest {
         assertTrue(!d.irOp().startsWith("cast %pb") && !d.irOp().startsWith("cast %sf"),
             d.irOp() + " lowered on its own");
       }
-      assertEquals(sums, EndToEndHarness.linkSums(c));
+      links.accept(c);
       for (long s : rows) {
         Random r = new Random(SEED + s);
         EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(r, 3.0, s, 40),

@@ -489,7 +489,8 @@ final class FunctionalMachine {
 
   /**
    * reducescatter and allgather in a group of one chip: its block is the whole data, so both
-   * copy elems elements from src to dst (a sum over one chip is its value unchanged).
+   * copy rows rows of elems elements from src to dst (a sum over one chip is its value
+   * unchanged), every source row read before any destination row is written.
    */
   private <C extends Insn & Insn.BlockCollective> void blockCollective(C c, long[] r) {
     singleChip(c);
@@ -497,12 +498,49 @@ final class FunctionalMachine {
     int esize = c.dtype().bytes();
     // bounded so that the byte count cannot overflow: the bounds check reports a huge block
     long elems = count("elems", r[c.elemsReg()] + c.elemsImm(), Long.MAX_VALUE / esize);
-    long bytes = elems * esize;
+    long rows = count("rows", r[c.rowsReg()] + c.rowsImm(), Math.max(countLimit(), hbm.size()));
+    long rowBytes = elems * esize;
     long src = r[c.src()] + c.srcOff();
     long dst = r[c.dst()] + c.dstOff();
-    block(c.space(), what + " source", src, 1, 0, 1, 0, bytes, esize);
-    block(c.space(), what + " destination", dst, 1, 0, 1, 0, bytes, esize);
-    move(c.space(), src, dst, bytes);
+    long srcStride = rowStride(c.sstride(), r, rowBytes);
+    long dstStride = rowStride(c.dstride(), r, rowBytes);
+    block(c.space(), what + " source", src, rows, srcStride, 1, 0, rowBytes, esize);
+    block(c.space(), what + " destination", dst, rows, dstStride, 1, 0, rowBytes, esize);
+    if (rows <= 1 || srcStride == rowBytes && dstStride == rowBytes) {
+      // both sides contiguous (the checks above bound rows x rowBytes by the memory)
+      move(c.space(), src, dst, rows * rowBytes);
+    } else {
+      moveRows(c.space(), what, src, srcStride, dst, dstStride, rows, rowBytes);
+    }
+  }
+
+  /** A collective's row stride: the register's value, or packed rows where it is r0. */
+  private static long rowStride(int reg, long[] r, long rowBytes) {
+    return reg == 0 ? rowBytes : r[reg];
+  }
+
+  /**
+   * Copies rows strided rows of rowBytes bytes within one memory, every row read before any is
+   * written: strided rows may interleave with the rows they overwrite in any order, so all are
+   * staged.
+   */
+  private void moveRows(MemSpace space, String what, long src, long srcStride, long dst,
+      long dstStride, long rows, long rowBytes) {
+    if (rowBytes == 0) {
+      return;
+    }
+    if (rows > (Integer.MAX_VALUE - 8) / rowBytes) {
+      throw Fault.bad(what + " of " + rows + " rows x " + rowBytes + " bytes with row strides is "
+          + "larger than the emulator allows");
+    }
+    int n = (int) rowBytes;
+    byte[] staged = new byte[(int) (rows * n)];
+    for (int i = 0; i < rows; i++) {
+      load(space, src + i * srcStride, staged, i * n, n);
+    }
+    for (int i = 0; i < rows; i++) {
+      store(space, dst + i * dstStride, staged, i * n, n);
+    }
   }
 
   /** Copies bytes within one memory as if all were read before any is written (memmove). */
@@ -582,15 +620,31 @@ final class FunctionalMachine {
   }
 
   private void copyRow(MemSpace from, long s, MemSpace to, long t, int n, byte[] tmp) {
-    if (from == MemSpace.SRAM && to == MemSpace.SRAM) {
-      System.arraycopy(sram, (int) s, sram, (int) t, n);
-    } else if (from == MemSpace.HBM && to == MemSpace.SRAM) {
-      hbm.read(s, sram, (int) t, n);
+    if (to == MemSpace.SRAM) {
+      load(from, s, sram, (int) t, n);
     } else if (from == MemSpace.SRAM) {
-      hbm.write(t, sram, (int) s, n);
+      store(to, t, sram, (int) s, n);
     } else {
-      hbm.read(s, tmp, 0, n);
-      hbm.write(t, tmp, 0, n);
+      load(from, s, tmp, 0, n);
+      store(to, t, tmp, 0, n);
+    }
+  }
+
+  /** Reads n bytes of a memory at addr into {@code to} at off. */
+  private void load(MemSpace space, long addr, byte[] to, int off, int n) {
+    if (space == MemSpace.SRAM) {
+      System.arraycopy(sram, (int) addr, to, off, n);
+    } else {
+      hbm.read(addr, to, off, n);
+    }
+  }
+
+  /** Writes n bytes of {@code from} at off into a memory at addr. */
+  private void store(MemSpace space, long addr, byte[] from, int off, int n) {
+    if (space == MemSpace.SRAM) {
+      System.arraycopy(from, off, sram, (int) addr, n);
+    } else {
+      hbm.write(addr, from, off, n);
     }
   }
 

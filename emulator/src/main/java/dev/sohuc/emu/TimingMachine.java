@@ -544,7 +544,7 @@ final class TimingMachine {
         long work = c.realWork;
         if (c.chips > 1 && c.insn instanceof Insn.Allreduce a && regs[a.urgent()] != 0) {
           // urgent: one step when that finishes first (docs/isa.md, allreduce)
-          long oneStep = (c.chips - 1) * dev.sohuc.isa.InsnTable.allreduceBytes(c.values);
+          long oneStep = (c.chips - 1) * dev.sohuc.isa.InsnTable.collectiveBytes(c.values);
           long oneStepCycles = c.fixed + (long) Math.ceil(oneStep / c.rate);
           if (oneStepCycles + target.linkLatencyCycles() < cyc + latency) {
             cyc = oneStepCycles;

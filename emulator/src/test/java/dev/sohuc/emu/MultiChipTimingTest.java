@@ -230,6 +230,32 @@ class MultiChipTimingTest {
   }
 
   /**
+   * A block of rows sends every row: 8 chips, 4 rows of 1000 bf16 (strided, the rows from an
+   * immediate or a register) occupy the LINK for 64 + 7 x 4 x 1000 x 2 bytes over the link rate,
+   * complete log2(8) = 3 latencies later, and count twice the link bytes of HBM traffic.
+   */
+  @Test
+  void blockCollectivesOfRowsCostEveryRow() {
+    for (String mnemonic : List.of("reducescatter", "allgather")) {
+      for (String rows : List.of("4", "r13+1")) {
+        String body = "li r11, 4096\nli r12, 2048\nli r13, 3\n" + mnemonic
+            + " hbm, r10, r0+4096, 1000, bf16, 8, 5, rows=" + rows + ", sstride=r11, dstride=r12\n";
+        TimingReport r = new Emulator(blockProgram(body), SOHU, Options.defaults())
+            .runTiming(Map.of());
+        long linkBytes = 7L * 4 * 1000 * 2;
+        long busy = 64 + (long) Math.ceil(linkBytes / SOHU.linkBytesPerCycle());
+        String what = mnemonic + " of rows=" + rows;
+        assertEquals(busy, r.engines().get(Engine.LINK).busyCycles(), what);
+        long done = busy + 3 * SOHU.linkLatencyCycles();
+        // a few cycles of issue (five li, the collective) before it starts
+        assertTrue(r.cycles() >= done && r.cycles() <= done + 8, what + ": " + r.cycles()
+            + " cycles, formula " + done);
+        assertEquals(2 * linkBytes, r.hbmBytes(), what);
+      }
+    }
+  }
+
+  /**
    * The k-th collective of each chip meets the k-th of the others whatever its kind: chips
    * that each run an allreduce, a reducescatter and an allgather under their own rank time as
    * the symmetric group does.

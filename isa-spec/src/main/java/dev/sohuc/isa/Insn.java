@@ -103,8 +103,8 @@ public sealed interface Insn {
   }
 
   /**
-   * A collective over chips blocks of elems elements, one block per chip: {@code reducescatter}
-   * and {@code allgather}, whose operands are the same.
+   * A collective over chips blocks of rows x elems elements, one block per chip, rows strided:
+   * {@code reducescatter} and {@code allgather}, whose operands are the same.
    */
   sealed interface BlockCollective extends LinkCollective permits Reducescatter, Allgather {
     MemSpace space();
@@ -119,17 +119,28 @@ public sealed interface Insn {
 
     int elemsReg();
 
-    long elemsImm();
+    int elemsImm();
 
     DType dtype();
 
     /** This chip's index in its group; below {@link #chips()} in a legal program. */
     int rank();
 
-    /** No elements, as the immediate 0 with r0: a LINK fence like allreduce's. */
+    /** Rows of one chip's block, as a count: this register plus {@link #rowsImm()}. */
+    int rowsReg();
+
+    int rowsImm();
+
+    /** The register holding src's row stride in bytes; r0 means packed rows (elems x esize). */
+    int sstride();
+
+    /** The register holding dst's row stride in bytes; r0 means packed rows (elems x esize). */
+    int dstride();
+
+    /** No elements or no rows, as the immediate 0 with r0: a LINK fence like allreduce's. */
     @Override
     default boolean isFence() {
-      return noCount(elemsReg(), elemsImm());
+      return movesNothing(elemsReg(), elemsImm(), rowsReg(), rowsImm());
     }
 
     /** One phase of an allreduce: a reduce-scatter, or an all-gather. */
@@ -139,9 +150,12 @@ public sealed interface Insn {
     }
   }
 
-  /** A count operand that is the immediate 0 with r0. */
-  private static boolean noCount(int reg, long imm) {
-    return reg == 0 && imm == 0;
+  /**
+   * The LINK collectives' fence test: no elements or no rows, a count that is the immediate 0
+   * with r0, so known without reading a register (docs/isa.md, allreduce).
+   */
+  private static boolean movesNothing(int elemsReg, long elemsImm, int rowsReg, long rowsImm) {
+    return elemsReg == 0 && elemsImm == 0 || rowsReg == 0 && rowsImm == 0;
   }
 
   /** {@code allreduce} (LINK engine); semantics in docs/isa.md. */
@@ -152,7 +166,7 @@ public sealed interface Insn {
     /** No elements or no rows, as the immediate 0 with r0: a LINK fence (docs/isa.md). */
     @Override
     public boolean isFence() {
-      return noCount(elemsReg, elemsImm) || noCount(rowsReg, rowsImm);
+      return movesNothing(elemsReg, elemsImm, rowsReg, rowsImm);
     }
 
     @Override
@@ -163,15 +177,15 @@ public sealed interface Insn {
 
   /** {@code reducescatter} (LINK engine); semantics in docs/isa.md. */
   record Reducescatter(
-      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, long elemsImm,
-      DType dtype, int chips, int rank, int waitTok, int signalTok)
-      implements Insn, BlockCollective {}
+      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, int elemsImm,
+      DType dtype, int chips, int rank, int rowsReg, int rowsImm, int sstride, int dstride,
+      int waitTok, int signalTok) implements Insn, BlockCollective {}
 
   /** {@code allgather} (LINK engine); semantics in docs/isa.md. */
   record Allgather(
-      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, long elemsImm,
-      DType dtype, int chips, int rank, int waitTok, int signalTok)
-      implements Insn, BlockCollective {}
+      MemSpace space, int dst, int dstOff, int src, int srcOff, int elemsReg, int elemsImm,
+      DType dtype, int chips, int rank, int rowsReg, int rowsImm, int sstride, int dstride,
+      int waitTok, int signalTok) implements Insn, BlockCollective {}
 
   /** {@code mma} (MXU engine); semantics in docs/isa.md. */
   record Mma(

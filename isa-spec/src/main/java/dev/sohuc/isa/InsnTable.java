@@ -35,17 +35,22 @@ public final class InsnTable {
   private static final String MEETING = "The k-th LINK collective of each chip (allreduce, "
       + "reducescatter or allgather) meets the k-th of the others, which must be the same "
       + "instruction over as many bytes.";
-  /** What reducescatter and allgather share in their semantics: ranks, overlap, time, fence. */
-  private static final String BLOCK_COLLECTIVE = "The rank operand, the chip's index in the "
-      + "group, must be below chips (the emulator traps otherwise). Every chip's src is read "
-      + "before any dst is written, so the two may overlap (in place). Time: each chip sends "
-      + "link bytes = (chips-1) x elems x esize (the table's work); it starts when the last chip "
-      + "of the group arrives and occupies the LINK queue for 64 + ceil(link bytes / link) "
-      + "cycles, with link = interconnect.bandwidth in bytes per cycle; completion adds one "
-      + "interconnect.latency per step. HBM traffic is counted as twice the link bytes, with no "
-      + "contention charged against the DMA engine, as for allreduce. One whose elems is the "
-      + "immediate 0 with register r0 is a LINK fence, as an allreduce is: it moves nothing, "
-      + "meets no other chip, and completes when the LINK work queued before it has completed.";
+  /**
+   * What reducescatter and allgather share in their semantics: strides, ranks, overlap, time,
+   * fence.
+   */
+  private static final String BLOCK_COLLECTIVE = "S_src and S_dst are the values of the "
+      + "sstride and dstride registers, or elems x esize (packed rows) where the register is r0. "
+      + "The rank operand, the chip's index in the group, must be below chips (the emulator "
+      + "traps otherwise). Every chip's src is read before any dst is written, so the two may "
+      + "overlap (in place). Time: each chip sends link bytes = (chips-1) x rows x elems x esize "
+      + "(the table's work); it starts when the last chip of the group arrives and occupies the "
+      + "LINK queue for 64 + ceil(link bytes / link) cycles, with link = interconnect.bandwidth "
+      + "in bytes per cycle; completion adds one interconnect.latency per step. HBM traffic is "
+      + "counted as twice the link bytes, with no contention charged against the DMA engine, as "
+      + "for allreduce. One whose elems or rows is the immediate 0 with register r0 is a LINK "
+      + "fence, as an allreduce is: it moves nothing, meets no other chip, and completes when "
+      + "the LINK work queued before it has completed.";
 
   private static final List<InsnDef> ALL = build();
   private static final InsnDef[] BY_OPCODE = new InsnDef[256];
@@ -325,39 +330,49 @@ public final class InsnTable {
             + "are done.")
         .cost(64, LINK_BYTES, 1, "2 * (chips - 1) * rows * elems * esize / chips", v -> {
           long chips = v.field(CHIPS);
-          return (2 * (chips - 1) * allreduceBytes(v) + chips - 1) / chips;
+          return (2 * (chips - 1) * collectiveBytes(v) + chips - 1) / chips;
         })
         .example("allreduce hbm, r8+4096, r9, bf16, 8, rows=r10, stride=r11")
         .build());
     t.add(blockCollective(0x29, "reducescatter",
-        "byte address of this chip's block of the sums (elems elements)",
-        "byte address of the chips x elems elements this chip adds in (block c for chip c)",
+        "byte address of row 0 of this chip's block of the sums",
+        "byte address of row 0 of the chips x rows rows this chip adds in (chip c's block: "
+            + "rows c*rows onwards)",
         DType.F32, DType.BF16)
-        .semantics("Sum reduce-scatter across the group: src holds chips blocks of elems "
-            + "contiguous elements of dtype on every chip, block c at src + c*elems*esize. When "
-            + "every chip of the group has started its reducescatter, dst[i] on chip rank becomes "
-            + "the sum over chips c of src_c[rank*elems + i] for i < elems, added in f32 in chip "
-            + "order 0, 1, .. chips-1 and rounded once to dtype: each chip keeps the sums of its "
-            + "own block, 1/chips of what an allreduce would give it. With chips=1 it copies "
+        .semantics("Sum reduce-scatter across the group: src holds chips x rows rows of elems "
+            + "elements of dtype on every chip, row r at src + r*S_src, and chip c's block is "
+            + "its rows c*rows to c*rows + rows - 1. When every chip of the group has started its "
+            + "reducescatter, on chip rank dst row r (at dst + r*S_dst) element i becomes the sum "
+            + "over chips c of src_c row rank*rows + r element i, for r < rows, i < elems, added "
+            + "in f32 in chip order 0, 1, .. chips-1 and rounded once to dtype: each chip keeps "
+            + "the sums of its own block, 1/chips of what an allreduce would give it. With rows=1 "
+            + "and packed rows (r0 strides) block c is the elems contiguous elements at src + "
+            + "c*elems*esize; with rows and strides a matmul reduce-scatters each finished column "
+            + "panel of its output while it computes the next. With chips=1 it copies rows x "
             + "elems elements. " + MEETING + " Sequence parallelism reduce-scatters a "
             + "row-parallel matmul's partial sums, normalizes each chip's rows, then all-gathers "
             + "them. Algorithm: for a group of a power-of-two size by recursive halving "
             + "(log2(chips) steps), otherwise around a ring (chips-1 steps). " + BLOCK_COLLECTIVE)
-        .example("reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3")
+        .example("reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3, rows=r11, sstride=r12, "
+            + "dstride=r13")
         .build());
     // a copy: any type an instruction moves (fp8 activations and their f32 row scales too)
     t.add(blockCollective(0x2A, "allgather",
-        "byte address of the gathered chips x elems elements (block c from chip c)",
-        "byte address of this chip's block (elems elements)",
+        "byte address of row 0 of the gathered chips x rows rows (chip c's block: rows c*rows "
+            + "onwards)",
+        "byte address of row 0 of this chip's block",
         DType.F32, DType.BF16, DType.F16, DType.F8E4M3, DType.F8E5M2, DType.I8, DType.I32)
-        .semantics("All-gather across the group: src holds elems contiguous elements of dtype on "
-            + "every chip. When every chip of the group has started its allgather, dst[c*elems + "
-            + "i] on every chip becomes src_c[i] for c < chips, i < elems: chip c's block lands in "
-            + "block c, bit for bit, and every chip holds the same chips x elems elements. With "
-            + "chips=1 it copies elems elements. " + MEETING + " Algorithm: for a group of a "
-            + "power-of-two size by recursive doubling (log2(chips) steps), otherwise around a "
-            + "ring (chips-1 steps). " + BLOCK_COLLECTIVE)
-        .example("allgather hbm, r8+4096, r9, r10, f32, 6, 5")
+        .semantics("All-gather across the group: src holds rows rows of elems elements of dtype "
+            + "on every chip, row r at src + r*S_src. When every chip of the group has started "
+            + "its allgather, on every chip dst row c*rows + r (at dst + (c*rows + r)*S_dst) "
+            + "becomes src_c row r (its elems elements), for c < chips, r < rows: chip c's block "
+            + "lands in rows c*rows to c*rows + rows - 1, bit for bit, and every chip holds the "
+            + "same chips x rows rows. With rows=1 and packed rows (r0 strides) block c is the "
+            + "elems contiguous elements at dst + c*elems*esize. With chips=1 it copies rows x "
+            + "elems elements. " + MEETING + " Algorithm: for a group of a power-of-two size by "
+            + "recursive doubling (log2(chips) steps), otherwise around a ring (chips-1 steps). "
+            + BLOCK_COLLECTIVE)
+        .example("allgather hbm, r8+4096, r9, r10, f32, 6, 5, rows=4, dstride=r11")
         .build());
 
     // ---- MXU
@@ -580,8 +595,9 @@ public final class InsnTable {
   }
 
   /**
-   * The entry of reducescatter or allgather up to its semantics: chips blocks of elems elements,
-   * one per chip, of which each chip sends the chips - 1 that are not its own.
+   * The entry of reducescatter or allgather up to its semantics: chips blocks of rows x elems
+   * elements, rows strided, one block per chip, of which each chip sends the chips - 1 that are
+   * not its own.
    */
   private static InsnDef.Builder blockCollective(int opcode, String mnemonic, String dstDoc,
       String srcDoc, DType... dtypes) {
@@ -590,22 +606,24 @@ public final class InsnTable {
             "memory that holds dst and src, at the same addresses on every chip")
         .addr("dst", 16, dstDoc)
         .addr("src", 16, srcDoc)
-        .count("elems", 32, "elements of one chip's block")
+        // 16 bits leave room for rows and strides; a longer row takes its count in the register
+        .count("elems", 16, "elements per row")
         .enumf("dtype", 3, DType.class, "element type of dst and src", dtypes)
         .uimm(CHIPS, 7, 1, 64, CHIPS_DOC)
         .uimm("rank", 7, 0, 63, "this chip's index in the group, below chips")
-        .cost(64, LINK_BYTES, 1, "(chips - 1) * elems * esize",
-            v -> (v.field(CHIPS) - 1) * blockBytes(v));
+        .count(TILE_ROWS, 10, "rows of one chip's block").kw(0, 1)
+        .reg("sstride", "src row stride in bytes (signed; r0: packed, elems x esize)").kw(0)
+        .reg("dstride", "dst row stride in bytes (signed; r0: packed, elems x esize)").kw(0)
+        .cost(64, LINK_BYTES, 1, "(chips - 1) * rows * elems * esize",
+            v -> (v.field(CHIPS) - 1) * collectiveBytes(v));
   }
 
-  /** The bytes of one block of a collective: elems x the element size. */
-  private static long blockBytes(Cost.Values v) {
-    return v.count("elems") * DType.values()[(int) v.field("dtype")].bytes();
-  }
-
-  /** The bytes an allreduce sums on each chip: rows x elems x the element size. */
-  public static long allreduceBytes(Cost.Values v) {
-    return v.count(TILE_ROWS) * blockBytes(v);
+  /**
+   * rows x elems x the element size: the bytes an allreduce sums on each chip, or one chip's
+   * block of a reducescatter or allgather.
+   */
+  public static long collectiveBytes(Cost.Values v) {
+    return v.count(TILE_ROWS) * v.count("elems") * DType.values()[(int) v.field("dtype")].bytes();
   }
 
   /**

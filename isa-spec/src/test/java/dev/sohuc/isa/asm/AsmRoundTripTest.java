@@ -71,33 +71,50 @@ class AsmRoundTripTest {
 
   /**
    * reducescatter and allgather take the same operands in the same bits: each assembles to its
-   * record, with chips and rank in the bits the table gives them, and prints back the same.
+   * record, with chips, rank, rows and the strides in the bits the table gives them, and prints
+   * back the same, leaving out the keywords at their defaults.
    */
   @Test
   void blockCollectivesAssembleToTheirRecords() {
-    String rsText = "reducescatter hbm, r8, r9+4096, r10, bf16, 8, 3, signal=2";
+    String rsText = "reducescatter hbm, r8, r9+4096, r10+65535, bf16, 8, 3, rows=r11+1023, "
+        + "sstride=r12, dstride=r13, signal=2";
     Word rs = Assembler.assembleCode(rsText, "a.s").get(0);
-    assertEquals(new Insn.Reducescatter(MemSpace.HBM, 8, 0, 9, 4096, 10, 0, DType.BF16, 8, 3, 0,
-        2), InsnCodec.decode(rs));
+    assertEquals(new Insn.Reducescatter(MemSpace.HBM, 8, 0, 9, 4096, 10, 65535, DType.BF16, 8, 3,
+        11, 1023, 12, 13, 0, 2), InsnCodec.decode(rs));
     assertEquals(0x29, rs.bits(0, 8));
-    assertEquals(8, rs.bits(102, 7));
-    assertEquals(3, rs.bits(109, 7));
-    assertEquals(0, rs.bits(116, 12), "reserved");
+    assertEquals(10, rs.bits(62, 5), "elems register");
+    assertEquals(65535, rs.bits(67, 16), "elems immediate: 16 bits");
+    assertEquals(DType.BF16.ordinal(), rs.bits(83, 3));
+    assertEquals(8, rs.bits(86, 7));
+    assertEquals(3, rs.bits(93, 7));
+    assertEquals(11, rs.bits(100, 5), "rows register");
+    assertEquals(1023, rs.bits(105, 10), "rows immediate");
+    assertEquals(12, rs.bits(115, 5));
+    assertEquals(13, rs.bits(120, 5));
+    assertEquals(0, rs.bits(125, 3), "reserved");
     assertEquals(rsText, Disassembler.format(rs).replaceAll("\\s+", " "));
 
     String agText = "allgather sram, r11-8, r12, r13+1024, f32, 64, 63, wait=1";
     Word ag = Assembler.assembleCode(agText, "b.s").get(0);
     Insn.Allgather decoded = (Insn.Allgather) InsnCodec.decode(ag);
-    assertEquals(new Insn.Allgather(MemSpace.SRAM, 11, -8, 12, 0, 13, 1024, DType.F32, 64, 63, 1,
-        0), decoded);
+    assertEquals(new Insn.Allgather(MemSpace.SRAM, 11, -8, 12, 0, 13, 1024, DType.F32, 64, 63, 0,
+        1, 0, 0, 1, 0), decoded, "one packed row by default");
     assertEquals(0x2A, ag.bits(0, 8));
     assertEquals(agText, Disassembler.format(ag).replaceAll("\\s+", " "));
+    assertEquals(Assembler.assembleCode(agText.replace(", wait", ", rows=1, sstride=r0, "
+        + "dstride=r0, wait"), "c.s").get(0), ag, "the defaults written out");
     assertEquals(false, decoded.isFence());
     assertEquals(6, decoded.linkSteps(), "log2(64) steps of recursive doubling");
-    Insn.Reducescatter fence = (Insn.Reducescatter) InsnCodec.decode(
-        Assembler.assembleCode("reducescatter hbm, 0, 0, 0, f32, 6, 0", "c.s").get(0));
-    assertEquals(true, fence.isFence());
-    assertEquals(5, fence.linkSteps(), "a ring of 6 chips: 5 steps");
+    for (String fenceText : new String[] {"reducescatter hbm, 0, 0, 0, f32, 6, 0",
+        "reducescatter hbm, 0, 0, r5, f32, 6, 0, rows=0"}) {
+      Insn.Reducescatter fence = (Insn.Reducescatter) InsnCodec.decode(
+          Assembler.assembleCode(fenceText, "d.s").get(0));
+      assertEquals(true, fence.isFence(), fenceText);
+      assertEquals(5, fence.linkSteps(), "a ring of 6 chips: 5 steps");
+    }
+    Insn.Allgather rowsInARegister = (Insn.Allgather) InsnCodec.decode(
+        Assembler.assembleCode("allgather hbm, 0, 0, 4, f32, 6, 0, rows=r7", "e.s").get(0));
+    assertEquals(false, rowsInARegister.isFence(), "r7 may hold rows: not known to be none");
   }
 
   @Test

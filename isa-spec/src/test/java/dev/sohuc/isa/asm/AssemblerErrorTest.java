@@ -45,6 +45,12 @@ class AssemblerErrorTest {
     assertEquals("t.s:1:32: operand 'dtype' of reducescatter: f8e4m3 is not allowed here (one of "
         + "f32, bf16) (in \"reducescatter hbm, r1, r2, r3, f8e4m3, 8, 0\")",
         error("reducescatter hbm, r1, r2, r3, f8e4m3, 8, 0"));
+    assertEquals("t.s:1:24: operand 'elems' of allgather (immediate part): 65536 is out of range "
+        + "0..65535 (in \"allgather hbm, r1, r2, 65536, f32, 8, 0\")",
+        error("allgather hbm, r1, r2, 65536, f32, 8, 0"));
+    assertEquals("t.s:1:48: operand 'rows' of reducescatter (immediate part): 1024 is out of "
+        + "range 0..1023 (in \"reducescatter hbm, r1, r2, r3, f32, 8, 0, rows=1024\")",
+        error("reducescatter hbm, r1, r2, r3, f32, 8, 0, rows=1024"));
   }
 
   @Test
