@@ -26,6 +26,7 @@ public final class PassRegistry {
     register(dev.sohuc.passes.quant.FoldQdqPass::new);
     register(dev.sohuc.passes.quant.QuantizePass::new);
     register(dev.sohuc.passes.tp.ShardTensorParallelPass::new);
+    register(dev.sohuc.passes.tp.SequenceParallelPass::new);
     register(LayoutWeightsPass::new);
   }
 

@@ -47,6 +47,11 @@ public final class SequenceParallelPass implements Pass {
   private final int chips;
   private final int rank;
 
+  /** The registry's form: one chip, so the module is its own shard and nothing changes. */
+  public SequenceParallelPass() {
+    this(1, 0);
+  }
+
   public SequenceParallelPass(int chips, int rank) {
     ShardTensorParallelPass.checkGroup(chips, rank);
     this.chips = chips;
@@ -98,7 +103,7 @@ public final class SequenceParallelPass implements Pass {
     }
     List<Function.Output> outs = new ArrayList<>();
     for (Function.Output o : f.outputs()) {
-      outs.add(new Function.Output(o.name(), w.whole(o.value(), null)));
+      outs.add(new Function.Output(o.name(), w.whole(o.value(), Location.UNKNOWN)));
     }
     g.setOutputs(outs);
     counters.add("all_gather issued a matmul earlier", issueGathersEarlier(g));
