@@ -507,8 +507,7 @@ public final class StepModel {
           + " decodes; got " + batch);
     }
     long capacity = capacity(pastLengths);
-    long mean = meanLength(pastLengths);
-    return decodeMemo.computeIfAbsent(List.of(batch, capacity, mean),
+    return decodeMemo.computeIfAbsent(List.of(batch, capacity, meanLength(pastLengths)),
         k -> run(decode, Map.of("batch", batch, "past", capacity),
             Map.of("past_lengths", pastLengths)));
   }
