@@ -506,7 +506,12 @@ public sealed interface TransformerOp extends Op {
     public List<TensorType> inferResultTypes() {
       int a = checkGroup(x, chips, rank, axis);
       List<Dim> out = new ArrayList<>(x.type().dims());
-      out.set(a, x.type().dim(a).times(Dim.of(chips)));
+      try {
+        out.set(a, x.type().dim(a).times(Dim.of(chips)));
+      } catch (ArithmeticException overflow) {
+        throw new OpException(chips + " blocks of " + x.type().dim(a) + " along axis " + axis
+            + " overflow a dim");
+      }
       return List.of(x.type().withDims(out));
     }
   }

@@ -755,6 +755,9 @@ class InterpreterOpsTest {
             () -> new TransformerOp.ReduceScatter(x, 4, 0, 1).inferResultTypes()).getMessage());
     assertEquals("axis 2 is out of range for rank 2", assertThrows(OpException.class,
         () -> new TransformerOp.ReduceScatter(x, 2, 0, 2).inferResultTypes()).getMessage());
+    assertEquals("4611686018427387904 blocks of 6 along axis 0 overflow a dim",
+        assertThrows(OpException.class, () -> new TransformerOp.AllGather(x, 1L << 62, 0, 0)
+            .inferResultTypes()).getMessage());
   }
 
   @Test
