@@ -3,6 +3,7 @@ package dev.sohuc.backend;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.Shapes;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
@@ -94,8 +95,7 @@ final class CollectiveLowering {
       return false;
     }
     int rank = r.x().type().rank();
-    int axis = (int) (r.axis() < 0 ? r.axis() + rank : r.axis());
-    return rank >= 2 && axis == rank - 2;
+    return rank >= 2 && group(n).axis() == rank - 2;
   }
 
   /**
@@ -159,9 +159,9 @@ final class CollectiveLowering {
   private static Group group(Node n) {
     return switch (n.op()) {
       case TransformerOp.ReduceScatter r -> new Group(r.chips(), r.rank(),
-          (int) (r.axis() < 0 ? r.axis() + r.x().type().rank() : r.axis()));
+          Shapes.axis(r.axis(), r.x().type().rank(), "axis"));
       case TransformerOp.AllGather g -> new Group(g.chips(), g.rank(),
-          (int) (g.axis() < 0 ? g.axis() + g.x().type().rank() : g.axis()));
+          Shapes.axis(g.axis(), g.x().type().rank(), "axis"));
       default -> throw new IllegalArgumentException(n.describe() + " is no block collective");
     };
   }

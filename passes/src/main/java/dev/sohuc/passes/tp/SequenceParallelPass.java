@@ -273,9 +273,8 @@ public final class SequenceParallelPass implements Pass {
           }
           continue;
         }
-        int axis = r.axis() - (rank - v.type().rank());
-        boolean broadcast = axis < 0 || v.type().dim(axis).is(1);
-        if (!broadcast && !v.type().dim(axis).equals(r.whole())) {
+        int axis = rowsAxisOf(v, r, rank);
+        if (axis >= 0 && !v.type().dim(axis).equals(r.whole())) {
           return null;
         }
       }
@@ -322,6 +321,15 @@ public final class SequenceParallelPass implements Pass {
       return gathered;
     }
 
+    /**
+     * The axis of v that an op of rank {@code resultRank} reads as rows r (operands broadcast
+     * from the right), or -1 when v is broadcast over them (it lacks the axis, or it is 1).
+     */
+    private static int rowsAxisOf(Value v, Rows r, int resultRank) {
+      int axis = r.axis() - (resultRank - v.type().rank());
+      return axis < 0 || v.type().dim(axis).is(1) ? -1 : axis;
+    }
+
     /** v as this chip's block of rows r, or whole when it is broadcast over them. */
     private Value blockOf(Value v, Rows r, int resultRank, Location at) {
       Value nb = block.get(v);
@@ -329,8 +337,8 @@ public final class SequenceParallelPass implements Pass {
         return nb;
       }
       Value w = whole(v, at);
-      int axis = r.axis() - (resultRank - w.type().rank());
-      if (axis < 0 || w.type().dim(axis).is(1)) {
+      int axis = rowsAxisOf(w, r, resultRank);
+      if (axis < 0) {
         return w;
       }
       Value s = sliced.get(w);
