@@ -7,6 +7,7 @@ import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.QuantOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.passes.quant.QuantMode;
@@ -142,6 +143,19 @@ class SequenceParallelPassTest {
       Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
       PassResult result = new SequenceParallelPass(2, r).run(m);
       assertTrue(result.count("all_gather issued a matmul earlier") > 0, result.toString());
+      // the second micro-batch's q/k/v gather crosses the link beside the first's attention
+      List<Node> body = m.main().body();
+      boolean besideAttention = false;
+      for (int i = 0; i < body.size(); i++) {
+        if (body.get(i).op() instanceof TransformerOp.AllGather) {
+          Node next = body.subList(i + 1, body.size()).stream()
+              .filter(n -> n.op() instanceof TransformerOp.Attention
+                  || n.op() instanceof QuantOp.QMatMul)
+              .findFirst().orElseThrow();
+          besideAttention |= next.op() instanceof TransformerOp.Attention;
+        }
+      }
+      assertTrue(besideAttention, "no all_gather issued above an attention");
       sp.add(m);
     }
     assertSameOutputs(shards(options, 2, QuantMode.BF16, false), sp, 55, Map.of());

@@ -113,10 +113,12 @@ public final class SequenceParallelPass implements Pass {
 
   /**
    * Moves each all_gather, with the ops that make its rows (the residual add, the norm, the
-   * cast), above the matmul before them when they do not read it: the gather then crosses the
-   * link while that matmul (another micro-batch's projection) computes, instead of in front of
-   * the projections that read it. The sum the norm reads was started before the other
-   * micro-batch's attention, so it is done by then. Returns how many moved.
+   * cast), above the matmul before them when they do not read it, and further above the
+   * attention before that matmul when no other matmul lies between: the gather then crosses the
+   * link while that attention (VPU-bound) or matmul (another micro-batch's) computes, instead
+   * of in front of the projections that read it, and the matmul's own sums find the link free.
+   * The sum the norm reads was started before the other micro-batch's attention, so it is done
+   * by then. Returns how many moved.
    */
   private static int issueGathersEarlier(Function g) {
     List<Node> body = g.body();
@@ -143,31 +145,23 @@ public final class SequenceParallelPass implements Pass {
         }
       }
       // the matmul before the chain, with what comes between them and the casts it converts
-      int at = start;
-      while (at > 0 && !isMatmul(body.get(at - 1))) {
-        at--;
-      }
-      if (at == 0) {
+      int at = above(body, start, SequenceParallelPass::isMatmul);
+      if (at < 0) {
         continue;
       }
-      at--;
       while (at > 0 && body.get(at - 1).op() instanceof ElementwiseOp.Cast c
           && body.get(at).op().operands().contains(body.get(at - 1).result())) {
         at--;
       }
-      List<Node> passed = body.subList(at, start);
-      List<Node> sources = new ArrayList<>();
-      boolean independent = true;
-      for (Node p : passed) {
-        if (p.results().stream().anyMatch(needed::contains)) {
-          if (p.op() instanceof SourceOp) {
-            sources.add(p);   // a weight the norm reads moves up with it
-          } else {
-            independent = false;
-          }
-        }
+      // and above the attention before that matmul (no other matmul between), when the chain
+      // reads nothing made there either
+      int heavy = above(body, at, n -> isMatmul(n) || n.op() instanceof TransformerOp.Attention);
+      if (heavy >= 0 && !isMatmul(body.get(heavy))
+          && passable(body.subList(heavy, at), needed) != null) {
+        at = heavy;
       }
-      if (!independent) {
+      List<Node> sources = passable(body.subList(at, start), needed);
+      if (sources == null) {
         continue;
       }
       body.removeAll(chain);
@@ -178,6 +172,32 @@ public final class SequenceParallelPass implements Pass {
       moved++;
     }
     return moved;
+  }
+
+  /**
+   * The weights among {@code passed} that make a value in {@code needed} (they move up with the
+   * chain that reads them, as a norm's gamma), or null when another of them makes one.
+   */
+  private static List<Node> passable(List<Node> passed, java.util.Set<Value> needed) {
+    List<Node> sources = new ArrayList<>();
+    for (Node p : passed) {
+      if (p.results().stream().anyMatch(needed::contains)) {
+        if (!(p.op() instanceof SourceOp)) {
+          return null;
+        }
+        sources.add(p);
+      }
+    }
+    return sources;
+  }
+
+  /** The index of the last node above {@code index} that {@code test} accepts, or -1. */
+  private static int above(List<Node> body, int index, java.util.function.Predicate<Node> test) {
+    int i = index - 1;
+    while (i >= 0 && !test.test(body.get(i))) {
+      i--;
+    }
+    return i;
   }
 
   private static boolean isMatmul(Node n) {
