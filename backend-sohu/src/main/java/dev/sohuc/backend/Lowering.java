@@ -1433,6 +1433,18 @@ final class Lowering {
     return ep != null && ep.sum() != null;
   }
 
+  /** SwiGLUs whose gate and up lower as one qmatmul, by the gate's node. */
+  private Map<Node, QuantLowering.GatedPair> gatedPairs = Map.of();
+
+  void setGatedPairs(Map<Node, QuantLowering.GatedPair> pairs) {
+    this.gatedPairs = pairs;
+  }
+
+  /** The pair {@code n} is the gate of, or null. */
+  QuantLowering.GatedPair gatedPair(Node n) {
+    return gatedPairs.get(n);
+  }
+
   /** Records that {@code n}'s work was done inside the op lowered now. */
   void doneInside(Node n) {
     doneInside.add(n);

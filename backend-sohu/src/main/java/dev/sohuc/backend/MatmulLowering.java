@@ -271,6 +271,13 @@ final class MatmulLowering {
    */
   int prefetchPanel(int dst, int ldb, int bPtr, int srcStride, long rowBytes, int rowsReg,
       int jrem, int ahead, long panelStep) {
+    return prefetchPanel(dst, ldb, bPtr, srcStride, rowBytes, rowsReg, jrem, ahead, panelStep,
+        PanelPlanes.ONE);
+  }
+
+  /** {@link #prefetchPanel}, the load in {@code planes} (each of {@code rowBytes} a row). */
+  int prefetchPanel(int dst, int ldb, int bPtr, int srcStride, long rowBytes, int rowsReg,
+      int jrem, int ahead, long panelStep, PanelPlanes planes) {
     int r = e.alloc();
     int p = e.alloc();
     e.addImm(r, jrem, 1 - ahead);
@@ -278,8 +285,8 @@ final class MatmulLowering {
     e.max(r, r, 0);
     e.mul(r, r, rowsReg);
     e.addImm(p, bPtr, ahead * panelStep);
-    int pf = e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, p, srcStride, rowBytes, r, 0, 0, 1, 0,
-        0);
+    int pf = e.dma(MemSpace.SRAM, dst, ldb, MemSpace.HBM, p, srcStride, rowBytes, r, 0, 0,
+        planes.count(), planes.dstStride(), planes.srcStride());
     e.free(r, p);
     return pf;
   }
@@ -462,6 +469,20 @@ final class MatmulLowering {
    */
   interface Readout {
     int emit(int out, int acc, int rows, int rowStart, int sub);
+
+    /** How many of a load's {@code count} sub-panels' output columns are stored. */
+    default int storedSubPanels(int count) {
+      return count;
+    }
+  }
+
+  /**
+   * How a weight load is laid out: {@code count} planes, each a row of the slot, their SRAM and
+   * HBM strides in registers (r0 for one plane). Two planes make a gated pair's load, a gate
+   * panel and an up panel from two weights.
+   */
+  record PanelPlanes(int count, int dstStride, int srcStride) {
+    static final PanelPlanes ONE = new PanelPlanes(1, 0, 0);
   }
 
   /**
@@ -634,11 +655,12 @@ final class MatmulLowering {
       e.addImm(out, out, -(b.count() - 1) * nt * 4L);
     }
     // the output tiles keep f32 rows (a bf16 result is the first half of each sub-panel's):
-    // one store, a plane per sub-panel
-    int dstPlanes = b.count() > 1 ? e.konst(nt * outEs) : 0;
-    int srcPlanes = b.count() > 1 ? e.konst(nt * 4L) : 0;
+    // one store, a plane per sub-panel the readout leaves
+    int stored = readout.storedSubPanels(b.count());
+    int dstPlanes = stored > 1 ? e.konst(nt * outEs) : 0;
+    int srcPlanes = stored > 1 ? e.konst(nt * 4L) : 0;
     int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, outRowBytes, nt * outEs, gRows,
-        0, 0, b.count(), dstPlanes, srcPlanes);
+        0, 0, stored, dstPlanes, srcPlanes);
     e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
     e.sub(rem, rem, gRows);
     if (needRowStart) {

@@ -170,7 +170,14 @@ final class QuantLowering {
    * cast of bf16 read only by a full-shape binary op, fused into that op (below).
    */
   static Map<Node, Node> fusedConversions(dev.sohuc.ir.Function fn, Map<Value, Long> sizeAtBound,
-      Map<Value, Tensor> known, TargetInfo target) {
+      Map<Value, Tensor> known, TargetInfo target, Map<Node, GatedPair> pairs) {
+    // the gated pairs write their SwiGLU's activation (or its bf16 cast) themselves
+    java.util.Set<Node> paired = java.util.Collections.newSetFromMap(
+        new java.util.IdentityHashMap<>());
+    for (GatedPair pair : pairs.values()) {
+      paired.add(pair.glu());
+      paired.add(pair.last());
+    }
     Map<Value, Integer> uses = new java.util.IdentityHashMap<>();
     for (Node n : fn.body()) {
       for (Value v : n.op().operands()) {
@@ -190,8 +197,8 @@ final class QuantLowering {
         continue;
       }
       Node p = q.x().producer();
-      if (fused.containsKey(p)) {
-        continue; // a later reader of a conversion fused into the first
+      if (fused.containsKey(p) || paired.contains(p)) {
+        continue; // a later reader of a conversion fused into the first, or a pair's cast
       }
       List<Node> readers = consecutiveReaders(fn, p);
       boolean dynamic = p.op() instanceof QuantOp.DynamicQuantize;
@@ -228,6 +235,7 @@ final class QuantLowering {
       long rowsAtBound = xBytes / (k * 4);
       long slack = 16 * Lowering.SRAM_ALIGN;
       Node glu = fusableSwiGlu(xf, uses);
+      glu = paired.contains(glu) ? null : glu;
       long need = rowsAtBound * k * es + rowsAtBound * 4 + cols * 4 // resident A, x and w scales
           + (glu == null ? 2L : 4L) * CONVERT_TILE * k * 4        // f32 tiles (gate and up)
           + 2L * CONVERT_TILE * 4                                // out
@@ -332,6 +340,73 @@ final class QuantLowering {
       }
     }
     return out;
+  }
+
+  /**
+   * A SwiGLU's gate and up projections lowered as one qmatmul (see {@link #gatedPairs}): the
+   * gate's node stands for the pair; {@code up}, {@code glu} and the bf16 cast {@code narrow}
+   * of the activation (or null) are done inside it.
+   */
+  record GatedPair(Node up, Node glu, Node narrow) {
+    /** The last node whose work the pair does: what it writes is defined there. */
+    Node last() {
+      return narrow != null ? narrow : glu;
+    }
+  }
+
+  /**
+   * The SwiGLUs whose gate and up are qmatmuls of one x, read only by it, with the same scalar
+   * scales and 128-column multiples of the same weight shape, all three one after another
+   * (constants aside), keyed by the gate's node. One weight-panel loop then loads a gate panel
+   * and the up panel of the same columns together (a DMA of two planes) and reads both out of
+   * ACC into one output tile, where the SwiGLU's own {@code vglu} (and the cast to bf16 after
+   * it, when that is its only reader) makes the activation's columns before they are stored:
+   * gate and up never go to HBM in f32, and the down projection no longer applies the SwiGLU
+   * in front of its own panels.
+   */
+  static Map<Node, GatedPair> gatedPairs(dev.sohuc.ir.Function fn, Map<Value, Tensor> known) {
+    Map<Node, GatedPair> out = new java.util.IdentityHashMap<>();
+    if (!Boolean.parseBoolean(System.getProperty(FUSE_PROPERTY, "true"))) {
+      return out;
+    }
+    Map<Value, List<Node>> users = fn.users();
+    List<Node> body = fn.body();
+    for (Node glu : body) {
+      if (!(glu.op() instanceof TransformerOp.SwiGlu s)
+          || glu.result().type().elementType() != ElementType.F32) {
+        continue;
+      }
+      Node gate = s.gate().producer();
+      Node up = s.up().producer();
+      if (gate == null || up == null || soleReader(fn, users, s.gate()) != glu
+          || soleReader(fn, users, s.up()) != glu
+          || !(gate.op() instanceof QuantOp.QMatMul g) || !(up.op() instanceof QuantOp.QMatMul u)
+          || qmatmulReason(g, known) != null || qmatmulReason(u, known) != null
+          || g.x() != u.x() || !g.w().type().equals(u.w().type())
+          || g.w().type().dim(1).value() % TILE != 0
+          || g.xScale() != u.xScale() && !sameScalar(g.xScale(), u.xScale(), known)
+          || !sameScalar(g.wScale(), u.wScale(), known)) {
+        continue;
+      }
+      int at = body.indexOf(gate);
+      if (body.indexOf(up) < at || !body.subList(at + 1, body.indexOf(glu)).stream()
+          .allMatch(x -> x == up || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+        continue;
+      }
+      Node next = soleReader(fn, users, glu.result());
+      Node narrow = next != null && next.op() instanceof ElementwiseOp.Cast c
+          && c.to() == ElementType.BF16 && body.subList(body.indexOf(glu) + 1, body.indexOf(next))
+          .stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp) ? next : null;
+      out.put(gate, new GatedPair(up, glu, narrow));
+    }
+    return out;
+  }
+
+  /** Whether {@code a} and {@code b} are one scalar constant value. */
+  private static boolean sameScalar(Value a, Value b, Map<Value, Tensor> known) {
+    Tensor x = known.get(a);
+    Tensor y = known.get(b);
+    return x != null && y != null && x.size() == 1 && y.size() == 1 && x.get(0) == y.get(0);
   }
 
   /** The only op that reads {@code v}, or null (none, several, or an output). */
@@ -657,18 +732,22 @@ final class QuantLowering {
     // cover the HBM latency (small panels: K = 1024 is 256 KB, a quarter of its bytes), walked
     // by two registers whatever their number (this panel's slot and the prefetch's, the one
     // before it); without, two swapped buffers
-    // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM)
-    long nFull = cols / TILE;
-    int wide = ring ? ml.panelsPerLoad(panelBytes, nFull, m.evaluate(l.bounds()), dt, 3, 0,
-        l.summedOnLink(n)) : 1;
+    // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM).
+    // A gated pair loads the gate's panel and the up's of the same columns together: its
+    // result has half the loads' columns
+    GatedPair pair = ring && !blocked ? l.gatedPair(n) : null;
+    long nFull = (pair != null ? 2 : 1) * cols / TILE;
+    int wide = pair != null ? 2 : ring ? ml.panelsPerLoad(panelBytes, nFull,
+        m.evaluate(l.bounds()), dt, 3, 0, l.summedOnLink(n)) : 1;
     slotBytes = Lowering.align(wide * panelBytes);
     int ahead = ring ? MatmulLowering.panelsAhead(l, slotBytes) : 1;
     long slots = l.sram((ahead + 1) * slotBytes, "w panels");
     // the epilogue (bf16 rounding, the group's sum per load) rides on the ring schedule
-    Epilogue ep = ring ? l.epilogue(n, blocked) : null;
-    Node narrow = ep == null ? null : ep.narrow();
+    Epilogue ep = ring && pair == null ? l.epilogue(n, blocked) : null;
+    Node narrow = pair != null ? pair.narrow() : ep == null ? null : ep.narrow();
     Node sum = ep == null ? null : ep.sum();
-    Value result = narrow == null ? n.result() : narrow.result();
+    Value result = pair != null ? pair.last().result()
+        : narrow == null ? n.result() : narrow.result();
     DType outType = narrow == null ? DType.F32 : DType.BF16;
     long oes = outType.bytes();
     float accScale = rowScale ? 1.0f : sxImm;
@@ -684,6 +763,10 @@ final class QuantLowering {
     int lda = e.konst(k * es);
     int ldb = e.konst(wide * TILE * es);
     int bSrcStride = e.konst(cols * es);
+    // a pair's load: a plane of 128 columns from each weight, side by side in the slot
+    MatmulLowering.PanelPlanes planes = pair == null ? MatmulLowering.PanelPlanes.ONE
+        : new MatmulLowering.PanelPlanes(2, e.konst(TILE * es),
+        e.konst(l.addr(((QuantOp.QMatMul) pair.up().op()).w()) - l.addr(w)));
     int kRows = e.konst(k);
     long loads = nFull / wide;
     long tail = cols % TILE;
@@ -736,24 +819,28 @@ final class QuantLowering {
       e.patchTokens(ld, 0, ring ? 0 : Emitter.TOK_RESIDENT);
       e.free(dst);
     }
+    // the bytes of a load's rows in each plane, and how far the next load's columns lie
+    long loadBytes = panelStep / planes.count();
+    // one panel's columns of the result per pair's load (the activation's), else the load's
+    long outStep = wide * TILE * oes / planes.count();
     if (nFull > 0) {
-      int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, panelStep, kRows,
-          0, 0, 1, 0, 0);
+      int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, loadBytes, kRows,
+          0, 0, planes.count(), planes.dstStride(), planes.srcStride());
       // with the ring the panels' loads signal PANEL themselves, awaited by an MXU fence
       e.patchTokens(p0, preloaded && !ring ? Emitter.TOK_RESIDENT : 0,
           ring ? Emitter.TOK_PANEL : 0);
       for (int i = 1; ring && i < Math.min(loads, ahead); i++) {
         int slot = e.li(slots + i * slotBytes);
-        e.patchTokens(ml.prefetchPanel(slot, ldb, bPtr, bSrcStride, panelStep, kRows, jrem, i,
-            panelStep), 0, Emitter.TOK_PANEL);
+        e.patchTokens(ml.prefetchPanel(slot, ldb, bPtr, bSrcStride, loadBytes, kRows, jrem, i,
+            loadBytes, planes), 0, Emitter.TOK_PANEL);
         e.free(slot);
       }
       int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
-          panelStep, kRows, jrem, ahead, panelStep), 0, ring ? Emitter.TOK_PANEL : 0);
+          loadBytes, kRows, jrem, ahead, loadBytes, planes), 0, ring ? Emitter.TOK_PANEL : 0);
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE,
           new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
-          accNext, t, prefetch);
+          accNext, t, prefetch, pair);
       if (sum != null) {
         ml.sumPanel(sum, cPtr, rows, wide * TILE, cols * oes, outType, tail == 0 ? jrem : 0);
       }
@@ -763,8 +850,8 @@ final class QuantLowering {
       } else {
         e.swap(bCur, bNext);
       }
-      e.addImm(bPtr, bPtr, panelStep);
-      e.addImm(cPtr, cPtr, wide * TILE * oes);
+      e.addImm(bPtr, bPtr, loadBytes);
+      e.addImm(cPtr, cPtr, outStep);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, wide * TILE * 4L);
       }
@@ -782,7 +869,7 @@ final class QuantLowering {
       }
       stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail,
           MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,
-          null);
+          null, null);
       if (sum != null) {
         ml.sumPanel(sum, cPtr, rows, (int) tail, cols * oes, outType, -1);
       }
@@ -802,7 +889,8 @@ final class QuantLowering {
       ml.closeRing();
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem, xHbm, rowsLeft);
-    for (Node done : new Node[] {narrow, sum}) {
+    for (Node done : new Node[] {narrow, sum, pair == null ? null : pair.up(),
+        pair == null ? null : pair.glu()}) {
       if (done != null) {
         l.doneInside(done);
       }
@@ -912,7 +1000,8 @@ final class QuantLowering {
    */
   private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
       int cPtr, long outHbmStride, DType outType, int nt, MatmulLowering.Panels b, long k,
-      DType dt, int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue) {
+      DType dt, int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue,
+      GatedPair pair) {
     int ntReg = e.konst(nt);
     // the output tiles' row bytes: the load's columns in f32
     int outRowBytes = e.konst(b.count() * nt * 4L);
@@ -920,8 +1009,10 @@ final class QuantLowering {
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8,
-        outType, b.count());
+    MatmulLowering.Readout readout = pair != null
+        ? gatedReadout(readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, DType.F32, 2),
+            ntReg, outRowBytes, nt, outType)
+        : readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count());
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
           outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc, t.rowScale(), readout,
@@ -937,6 +1028,40 @@ final class QuantLowering {
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
       e.patchTokens(readout.emit(out, accCur, r, s, 0), 0, TOK_STORE);
     }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale(), null);
+  }
+
+  /**
+   * A gated pair's readout: the gate's and the up's tiles read out in f32 side by side
+   * ({@code both}), then the SwiGLU's {@code vglu} into the gate's columns and, for a result in
+   * bf16, the cast's {@code cvt} in place: the instructions (and so the numbers) of the SwiGLU
+   * and the cast lowered after the two qmatmuls. Only that first sub-panel is stored.
+   */
+  private MatmulLowering.Readout gatedReadout(MatmulLowering.Readout both, int ntReg,
+      int rowBytes, int nt, DType outType) {
+    return new MatmulLowering.Readout() {
+      @Override
+      public int emit(int out, int acc, int rows, int rowStart, int sub) {
+        int last = both.emit(out, acc, rows, rowStart, sub);
+        if (sub == 1) {
+          // out is at the up's columns now (streamResident walks it per sub-panel)
+          int gate = e.alloc();
+          e.addImm(gate, out, -nt * 4L);
+          last = e.emit(new Insn.Vglu(UnaryFn.SILU, gate, 0, rowBytes, gate, 0, rowBytes, out, 0,
+              rowBytes, rows, ntReg, DType.F32, 0, 0));
+          if (outType != DType.F32) {
+            last = e.emit(new Insn.Cvt(gate, 0, rowBytes, outType, gate, 0, rowBytes, DType.F32,
+                rows, ntReg, ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+          }
+          e.free(gate);
+        }
+        return last;
+      }
+
+      @Override
+      public int storedSubPanels(int count) {
+        return 1;
+      }
+    };
   }
 
   /**

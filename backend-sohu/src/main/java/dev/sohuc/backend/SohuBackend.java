@@ -94,6 +94,8 @@ public final class SohuBackend {
     Map<Node, Node> fusedProducers = Map.of();
     /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
     Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
+    /** SwiGLUs whose gate and up are one qmatmul, by the gate (QuantLowering.gatedPairs). */
+    Map<Node, QuantLowering.GatedPair> gatedPairs = Map.of();
     /** The KV caches appended to in place, input and result, to their capacity (planHbm). */
     Map<Value, Long> kvCapacity = Map.of();
 
@@ -149,6 +151,7 @@ public final class SohuBackend {
       }
       resize();
       epilogues = QuantLowering.epilogues(fn);
+      gatedPairs = QuantLowering.gatedPairs(fn, known);
       byte[] constImage = layoutConstants();
       long constEnd = align(HBM_BASE + constImage.length);
       for (Map.Entry<Value, Long> w : shapeOnlyOffset.entrySet()) {
@@ -191,6 +194,7 @@ public final class SohuBackend {
       Set<Node> castByNorm = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
       castByNorm.addAll(narrowedNorms.values());
       low.setEpilogues(epilogues);
+      low.setGatedPairs(gatedPairs);
       low.setKvCapacity(kvCapacity);
       long maxSram = 0;
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
@@ -450,7 +454,7 @@ public final class SohuBackend {
         next = align(next + sz);
       }
       fusedProducers = new IdentityHashMap<>(QuantLowering.fusedConversions(fn, size, known,
-          target));
+          target, gatedPairs));
       fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
       arena = planArena(next);
       hbmEnd = next + arena[0];
@@ -825,6 +829,16 @@ public final class SohuBackend {
         int at = body.indexOf(last);
         for (Value v : reads(ep.getKey())) {
           lastUse.merge(aliasRoot(v), at, Math::max);
+        }
+      }
+      // a gated pair writes its activation from the gate's place: what either projection reads
+      // lives until the activation is defined
+      for (Map.Entry<Node, QuantLowering.GatedPair> pair : gatedPairs.entrySet()) {
+        int at = body.indexOf(pair.getValue().last());
+        for (Node n : List.of(pair.getKey(), pair.getValue().up())) {
+          for (Value v : reads(n)) {
+            lastUse.merge(aliasRoot(v), at, Math::max);
+          }
         }
       }
       // a reduce_scatter or all_gather reads its operand on the link until a reader of its

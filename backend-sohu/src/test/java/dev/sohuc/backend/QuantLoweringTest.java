@@ -1,8 +1,10 @@
 package dev.sohuc.backend;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.emu.HostTensor;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.FunctionBuilder;
 import dev.sohuc.ir.Location;
@@ -353,31 +355,73 @@ class QuantLoweringTest {
   @Test
   void downProjectionAppliesTheSwiGluInItsConversion() {
     for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
-      Supplier<Module> factory = () -> {
-        Random rnd = new Random(SEED);
-        Graph graph = Graph.of("mlp", List.of(Dim.symbol("s")), D);
-        Module m = graph.module();
-        Value x = graph.x();
-        Function f = graph.main();
-        FunctionBuilder b = graph.b();
-        Location loc = new Location("mlp");
-        Value gate = b.add(new LinalgOp.MatMul(x, weight(m, b, "gate.w",
-            gaussian(rnd, new long[] {D, HID}, 0.125f, 0f))), loc, "gate");
-        Value up = b.add(new LinalgOp.MatMul(x, weight(m, b, "up.w",
-            gaussian(rnd, new long[] {D, HID}, 0.125f, 0f))), loc, "up");
-        Value act = b.add(new TransformerOp.SwiGlu(gate, up), loc, "act");
-        Value down = b.add(new LinalgOp.MatMul(act, weight(m, b, "down.w",
-            gaussian(rnd, new long[] {HID, OUT}, 0.07f, 0f))), loc, "down");
-        f.setOutputs(List.of(new Function.Output("down", down)));
-        Quantizer.quantize(m, QuantOptions.of(mode).withMinOutputCosine(-1));
-        return m;
-      };
-      EndToEndHarness.Compiled c = check(mode + " swiglu mlp", factory,
+      EndToEndHarness.Compiled c = check(mode + " swiglu mlp", gatedMlp(HID, mode),
           mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL);
       assertLoweredInsideQmatmul(c, "swiglu");
       assertTrue(c.program.code().stream().map(InsnCodec::decode)
           .anyMatch(i -> i instanceof Insn.Vglu), mode + ": no vglu");
     }
+  }
+
+  /** x -> down(swiglu(gate(x), up(x))), the projections {@code hid} wide, quantized. */
+  static Supplier<Module> gatedMlp(int hid, QuantMode mode) {
+    return () -> {
+      Random rnd = new Random(SEED);
+      Graph graph = Graph.of("mlp", List.of(Dim.symbol("s")), D);
+      Module m = graph.module();
+      Value x = graph.x();
+      Function f = graph.main();
+      FunctionBuilder b = graph.b();
+      Location loc = new Location("mlp");
+      Value gate = b.add(new LinalgOp.MatMul(x, weight(m, b, "gate.w",
+          gaussian(rnd, new long[] {D, hid}, 0.125f, 0f))), loc, "gate");
+      Value up = b.add(new LinalgOp.MatMul(x, weight(m, b, "up.w",
+          gaussian(rnd, new long[] {D, hid}, 0.125f, 0f))), loc, "up");
+      Value act = b.add(new TransformerOp.SwiGlu(gate, up), loc, "act");
+      Value down = b.add(new LinalgOp.MatMul(act, weight(m, b, "down.w",
+          gaussian(rnd, new long[] {hid, OUT}, 0.07f, 0f))), loc, "down");
+      f.setOutputs(List.of(new Function.Output("down", down)));
+      Quantizer.quantize(m, QuantOptions.of(mode).withMinOutputCosine(-1));
+      return m;
+    };
+  }
+
+  /**
+   * bf16 gate and up projections of whole 128-column panels: one loop loads the gate's panel
+   * and the up's of the same columns together and writes the SwiGLU's activation, rounded to
+   * bf16, itself. The up projection, the SwiGLU and the cast have no code of their own, and
+   * the outputs are bit for bit those of the ops lowered one by one (fusions off), over row
+   * counts that wrap the ring of tile groups.
+   */
+  @Test
+  void gateAndUpRunAsOnePairedQmatmul() {
+    Supplier<Module> factory = gatedMlp(384, QuantMode.BF16);
+    EndToEndHarness.Compiled paired = check("bf16 gated pair", factory, SILU_THEN_BF16_TOL);
+    assertLoweredInsideQmatmul(paired, "swiglu", "cast");
+    assertTrue(paired.program.debug().stream().noneMatch(d -> d.irOp().startsWith("qmatmul %up")),
+        "the up projection lowered on its own");
+    EndToEndHarness.Compiled apart;
+    System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
+    try {
+      apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
+    } finally {
+      System.clearProperty(QuantLowering.FUSE_PROPERTY);
+    }
+    EndToEndHarness.Compiled pairedBig = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("s", 1100));
+    for (long s : new long[] {3, 1100}) {
+      Map<String, HostTensor> in = Map.of(factory.get().main().arguments().get(0).name(),
+          EndToEndHarness.toHost(EndToEndHarness.randomF32(new Random(SEED + s), 2.0, s, D)));
+      byte[] want = run(apart, in).outputs().values().iterator().next().data();
+      byte[] got = run(pairedBig, in).outputs().values().iterator().next().data();
+      assertArrayEquals(want, got, "s=" + s);
+    }
+  }
+
+  private static dev.sohuc.emu.FunctionalResult run(EndToEndHarness.Compiled c,
+      Map<String, HostTensor> in) {
+    return new dev.sohuc.emu.Emulator(c.program, dev.sohuc.emu.MachineDescription.defaultTarget(),
+        dev.sohuc.emu.Options.defaults()).runFunctional(in, Map.of());
   }
 
   /**
