@@ -786,6 +786,12 @@ final class Lowering {
 
   long preload(Value v, long bytes, String what) {
     long at = sram(bytes, what);
+    load(at, v, bytes);
+    return at;
+  }
+
+  /** Loads the first {@code bytes} of {@code v} from HBM to SRAM at {@code at} (one DMA). */
+  void load(long at, Value v, long bytes) {
     int dst = e.li(at);
     int src = e.li(addr(v));
     // a DMA row is at most 128 KB: larger buffers (Llama-3's 2048 x 128 rotary tables) go as
@@ -803,7 +809,6 @@ final class Lowering {
       e.free(rows, stride);
     }
     e.free(dst, src);
-    return at;
   }
 
   static void requireStatic(Value v, String role, Node n) {

@@ -355,8 +355,8 @@ final class QuantLowering {
   }
 
   /**
-   * The SwiGLUs whose gate and up are qmatmuls of one x, read only by it, with the same scalar
-   * scales and 128-column multiples of the same weight shape, all three one after another
+   * The SwiGLUs whose gate and up are qmatmuls of one x and x scale, read only by it, with the
+   * same scalar w scale or per-channel ones, and 128-column multiples of the same weight shape, all three one after another
    * (constants aside), keyed by the gate's node. One weight-panel loop then loads a gate panel
    * and the up panel of the same columns together (a DMA of two planes) and reads both out of
    * ACC into one output tile, where the SwiGLU's own {@code vglu} (and the cast to bf16 after
@@ -385,7 +385,8 @@ final class QuantLowering {
           || g.x() != u.x() || !g.w().type().equals(u.w().type())
           || g.w().type().dim(1).value() % TILE != 0
           || g.xScale() != u.xScale() && !sameScalar(g.xScale(), u.xScale(), known)
-          || !sameScalar(g.wScale(), u.wScale(), known)) {
+          || !sameScalar(g.wScale(), u.wScale(), known)
+          && !(perChannel(g.wScale(), g.w()) && perChannel(u.wScale(), u.w()))) {
         continue;
       }
       int at = body.indexOf(gate);
@@ -400,6 +401,13 @@ final class QuantLowering {
       out.put(gate, new GatedPair(up, glu, narrow));
     }
     return out;
+  }
+
+  /** Whether {@code scale} holds one f32 per column of {@code w}. */
+  private static boolean perChannel(Value scale, Value w) {
+    TensorType t = scale.type();
+    return t.rank() == 1 && t.dim(0).equals(w.type().dim(1))
+        && t.elementType() == ElementType.F32;
   }
 
   /** Whether {@code a} and {@code b} are one scalar constant value. */
@@ -685,7 +693,12 @@ final class QuantLowering {
     Node conv = l.fusedProducer(x);
     long[] resident = conv == null ? null : convertResident(conv, k, dt,
         l.reusesConversion(n));
-    long wScaleBuf = colScale ? l.preload(q.wScale(), cols * 4, "w scales") : 0;
+    // a gated pair's w scales go interleaved as its loads' columns (gate's 128, up's 128, ..),
+    // loaded once the pair is known to apply (else the gate's alone)
+    GatedPair candidate = l.gatedPair(n);
+    long wScaleBuf = !colScale ? 0 : candidate == null
+        ? l.preload(q.wScale(), cols * 4, "w scales")
+        : l.sram(2 * cols * 4, "w scales (gate's and up's)");
     // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
     long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
         : l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales");
@@ -735,7 +748,15 @@ final class QuantLowering {
     // few rows: several panels a load (panelsAhead then fits the loads in flight to the SRAM).
     // A gated pair loads the gate's panel and the up's of the same columns together: its
     // result has half the loads' columns
-    GatedPair pair = ring && !blocked ? l.gatedPair(n) : null;
+    GatedPair pair = ring && !blocked ? candidate : null;
+    if (colScale && candidate != null) {
+      if (pair != null) {
+        loadPairedScales(wScaleBuf, q.wScale(), ((QuantOp.QMatMul) pair.up().op()).wScale(),
+            cols);
+      } else {
+        l.load(wScaleBuf, q.wScale(), cols * 4);
+      }
+    }
     long nFull = (pair != null ? 2 : 1) * cols / TILE;
     int wide = pair != null ? 2 : ring ? ml.panelsPerLoad(panelBytes, nFull,
         m.evaluate(l.bounds()), dt, 3, 0, l.summedOnLink(n)) : 1;
@@ -1028,6 +1049,23 @@ final class QuantLowering {
       e.patchTokens(mm, TOK_LOAD, TOK_MXU);
       e.patchTokens(readout.emit(out, accCur, r, s, 0), 0, TOK_STORE);
     }, true, new int[] {accCur, accNext}, afterPrologue, t.rowScale(), null);
+  }
+
+  /**
+   * The gate's and the up's per-channel w scales ({@code cols} each) into SRAM at {@code at} as
+   * the pair's loads meet them: 128 of the gate's, the up's same 128, and so on (one DMA, a plane
+   * a weight).
+   */
+  private void loadPairedScales(long at, Value gate, Value up, long cols) {
+    int dst = e.li(at);
+    int src = e.li(l.addr(gate));
+    int chunks = e.li(cols / TILE);
+    int dstRow = e.li(2 * TILE * 4L);
+    int srcRow = e.li(TILE * 4L);
+    int srcPlane = e.li(l.addr(up) - l.addr(gate));
+    e.dma(MemSpace.SRAM, dst, dstRow, MemSpace.HBM, src, srcRow, TILE * 4L, chunks, 0, 0, 2,
+        srcRow, srcPlane);
+    e.free(dst, src, chunks, dstRow, srcRow, srcPlane);
   }
 
   /**

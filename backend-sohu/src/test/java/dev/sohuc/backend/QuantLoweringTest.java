@@ -387,34 +387,38 @@ class QuantLoweringTest {
   }
 
   /**
-   * bf16 gate and up projections of whole 128-column panels: one loop loads the gate's panel
-   * and the up's of the same columns together and writes the SwiGLU's activation, rounded to
-   * bf16, itself. The up projection, the SwiGLU and the cast have no code of their own, and
-   * the outputs are bit for bit those of the ops lowered one by one (fusions off), over row
-   * counts that wrap the ring of tile groups.
+   * Gate and up projections of whole 128-column panels: one loop loads the gate's panel and the
+   * up's of the same columns together (their per-channel fp8 and int8 w scales interleaved the
+   * same way) and writes the SwiGLU's activation itself, in bf16 when a cast to bf16 is its only
+   * reader. The up projection, the SwiGLU and that cast have no code of their own, and the
+   * outputs are bit for bit those of the ops lowered one by one (fusions off), over row counts
+   * that wrap the ring of tile groups.
    */
   @Test
   void gateAndUpRunAsOnePairedQmatmul() {
-    Supplier<Module> factory = gatedMlp(384, QuantMode.BF16);
-    EndToEndHarness.Compiled paired = check("bf16 gated pair", factory, SILU_THEN_BF16_TOL);
-    assertLoweredInsideQmatmul(paired, "swiglu", "cast");
-    assertTrue(paired.program.debug().stream().noneMatch(d -> d.irOp().startsWith("qmatmul %up")),
-        "the up projection lowered on its own");
-    EndToEndHarness.Compiled apart;
-    System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
-    try {
-      apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
-    } finally {
-      System.clearProperty(QuantLowering.FUSE_PROPERTY);
-    }
-    EndToEndHarness.Compiled pairedBig = EndToEndHarness.compile(factory,
-        BackendOptions.defaults().withBound("s", 1100));
-    for (long s : new long[] {3, 1100}) {
-      Map<String, HostTensor> in = Map.of(factory.get().main().arguments().get(0).name(),
-          EndToEndHarness.toHost(EndToEndHarness.randomF32(new Random(SEED + s), 2.0, s, D)));
-      byte[] want = run(apart, in).outputs().values().iterator().next().data();
-      byte[] got = run(pairedBig, in).outputs().values().iterator().next().data();
-      assertArrayEquals(want, got, "s=" + s);
+    for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
+      Supplier<Module> factory = gatedMlp(384, mode);
+      EndToEndHarness.Compiled paired = check(mode + " gated pair", factory,
+          mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL);
+      assertLoweredInsideQmatmul(paired, "swiglu", "cast");
+      assertTrue(paired.program.debug().stream()
+          .noneMatch(d -> d.irOp().startsWith("qmatmul %up")), mode + ": up lowered on its own");
+      EndToEndHarness.Compiled apart;
+      System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
+      try {
+        apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
+      } finally {
+        System.clearProperty(QuantLowering.FUSE_PROPERTY);
+      }
+      EndToEndHarness.Compiled big = EndToEndHarness.compile(factory,
+          BackendOptions.defaults().withBound("s", 1100));
+      for (long s : new long[] {3, 1100}) {
+        Map<String, HostTensor> in = Map.of(factory.get().main().arguments().get(0).name(),
+            EndToEndHarness.toHost(EndToEndHarness.randomF32(new Random(SEED + s), 2.0, s, D)));
+        byte[] want = run(apart, in).outputs().values().iterator().next().data();
+        byte[] got = run(big, in).outputs().values().iterator().next().data();
+        assertArrayEquals(want, got, mode + " s=" + s);
+      }
     }
   }
 
