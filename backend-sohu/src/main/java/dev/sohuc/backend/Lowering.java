@@ -1188,7 +1188,10 @@ final class Lowering {
     int sum = add == null ? 0 : e.li(addr(add.result()));
     int sumTile = add == null ? 0 : e.alloc();
     float eps = (float) r.eps();
-    long tile = tileRows((add == null ? 2 : 5) * rowBytes, 128);
+    // tiles of at least 64 rows, not 128: a 70B norm's 8192 f32 columns (with its residual add)
+    // then fill 2.5 MB a tile, so a chip's block of 136 rows or a decode batch of 127 goes in
+    // 2-3 tiles whose loads, VPU work and stores overlap instead of one after another
+    long tile = tileRows((add == null ? 2 : 5) * rowBytes, 64);
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
         : List.of(addends.a(), addends.b()), v.cols(), tile);
