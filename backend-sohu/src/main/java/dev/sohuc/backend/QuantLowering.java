@@ -356,13 +356,13 @@ final class QuantLowering {
 
   /**
    * The SwiGLUs whose gate and up are qmatmuls of one x and x scale, read only by it, with the
-   * same scalar w scale or per-channel ones, and 128-column multiples of the same weight shape, all three one after another
-   * (constants aside), keyed by the gate's node. One weight-panel loop then loads a gate panel
-   * and the up panel of the same columns together (a DMA of two planes) and reads both out of
-   * ACC into one output tile, where the SwiGLU's own {@code vglu} (and the cast to bf16 after
-   * it, when that is its only reader) makes the activation's columns before they are stored:
-   * gate and up never go to HBM in f32, and the down projection no longer applies the SwiGLU
-   * in front of its own panels.
+   * same scalar w scale or per-channel ones and the same weight shape of whole 128-column
+   * panels, all three one after another (constants aside), keyed by the gate's node. One
+   * weight-panel loop then loads a gate panel and the up panel of the same columns together (a
+   * DMA of two planes) and reads both out of ACC into one output tile, where the SwiGLU's own
+   * {@code vglu} (and the cast to bf16 after it, when that is its only reader) makes the
+   * activation's columns before they are stored: gate and up never go to HBM in f32, and the
+   * down projection no longer applies the SwiGLU in front of its own panels.
    */
   static Map<Node, GatedPair> gatedPairs(dev.sohuc.ir.Function fn, Map<Value, Tensor> known) {
     Map<Node, GatedPair> out = new java.util.IdentityHashMap<>();
