@@ -355,9 +355,10 @@ final class QuantLowering {
   }
 
   /**
-   * The SwiGLUs whose gate and up are qmatmuls of one x and x scale, read only by it, with the
-   * same scalar w scale or per-channel ones and the same weight shape of whole 128-column
-   * panels, all three one after another (constants aside), keyed by the gate's node. One
+   * The SwiGLUs whose gate and up are qmatmuls of one x and x scale ({@link #sameX}), read only
+   * by it, with the same scalar w scale or per-channel ones and the same weight shape of whole
+   * 128-column panels, all three one after another (constants aside), keyed by the gate's node.
+   * One
    * weight-panel loop then loads a gate panel and the up panel of the same columns together (a
    * DMA of two planes) and reads both out of ACC into one output tile, where the SwiGLU's own
    * {@code vglu} (and the cast to bf16 after it, when that is its only reader) makes the
@@ -382,16 +383,18 @@ final class QuantLowering {
           || soleReader(fn, users, s.up()) != glu
           || !(gate.op() instanceof QuantOp.QMatMul g) || !(up.op() instanceof QuantOp.QMatMul u)
           || qmatmulReason(g, known) != null || qmatmulReason(u, known) != null
-          || g.x() != u.x() || !g.w().type().equals(u.w().type())
+          || !sameX(g, u, known) || !g.w().type().equals(u.w().type())
           || g.w().type().dim(1).value() % TILE != 0
-          || g.xScale() != u.xScale() && !sameScalar(g.xScale(), u.xScale(), known)
           || !sameScalar(g.wScale(), u.wScale(), known)
           && !(perChannel(g.wScale(), g.w()) && perChannel(u.wScale(), u.w()))) {
         continue;
       }
+      // between them only the up (and its own conversion of x, when it makes one) and constants
       int at = body.indexOf(gate);
+      Node upConversion = u.x() == g.x() ? up : u.x().producer();
       if (body.indexOf(up) < at || !body.subList(at + 1, body.indexOf(glu)).stream()
-          .allMatch(x -> x == up || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+          .allMatch(x -> x == up || x == upConversion
+              || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
         continue;
       }
       Node next = soleReader(fn, users, glu.result());
@@ -401,6 +404,27 @@ final class QuantLowering {
       out.put(gate, new GatedPair(up, glu, narrow));
     }
     return out;
+  }
+
+  /**
+   * Whether {@code u} reads the x and x scale {@code g} reads: the same values, or the results
+   * of one conversion of the same value made twice (the quantizer converts x for each
+   * projection; the pair's loop converts it once, as the gate's).
+   */
+  private static boolean sameX(QuantOp.QMatMul g, QuantOp.QMatMul u, Map<Value, Tensor> known) {
+    if (g.x() != u.x()) {
+      Node a = g.x().producer();
+      Node b = u.x().producer();
+      if (a == null || b == null || !a.op().equals(b.op())
+          || a.results().indexOf(g.x()) != b.results().indexOf(u.x())) {
+        return false;
+      }
+      int scale = a.results().indexOf(g.xScale());
+      if (scale >= 0) {
+        return scale == b.results().indexOf(u.xScale());
+      }
+    }
+    return g.xScale() == u.xScale() || sameScalar(g.xScale(), u.xScale(), known);
   }
 
   /** Whether {@code scale} holds one f32 per column of {@code w}. */

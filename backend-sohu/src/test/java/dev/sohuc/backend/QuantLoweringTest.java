@@ -24,6 +24,9 @@ import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
 import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.QuantOptions;
 import dev.sohuc.passes.quant.Quantizer;
@@ -422,9 +425,57 @@ class QuantLoweringTest {
     }
   }
 
+  /**
+   * The quantizer converts x once per projection; unless a later pass merges them, the up reads
+   * its own conversion of the norm's output (a decode program's gate and up). The pair still
+   * forms, converts x once, as the gate's, and gives the numbers of the ops lowered apart.
+   */
+  @Test
+  void gateAndUpWithTheirOwnConversionsOfXStillPair() {
+    for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8}) {
+      Supplier<Module> factory = gatedMlp(256, mode);
+      Module m = factory.get();
+      new PassManager(PassPipelines.defaultPipeline()).run(m);
+      Function f = m.main();
+      Node up = f.body().stream().filter(n -> n.op() instanceof QuantOp.QMatMul
+          && n.result().name().startsWith("up")).findFirst().orElseThrow();
+      QuantOp.QMatMul q = (QuantOp.QMatMul) up.op();
+      Node conversion = q.x().producer();
+      FunctionBuilder b = new FunctionBuilder(f).insertBefore(up);
+      Node own = b.addNode(conversion.op(), up.location(),
+          conversion.results().stream().map(r -> r.name() + ".up").toList());
+      int scale = conversion.results().indexOf(q.xScale());
+      Value upAgain = b.add(new QuantOp.QMatMul(own.results().get(0), q.w(),
+          scale < 0 ? q.xScale() : own.results().get(scale), q.wScale()), up.location(), "up");
+      f.replaceAllUses(up.result(), upAgain);
+      f.body().remove(up);
+      assertEquals(2, f.body().stream().filter(n -> n.op().equals(conversion.op())).count());
+      SohuProgram paired = SohuBackend.compile(m, BackendOptions.defaults().withBound("s", 300))
+          .program();
+      assertTrue(paired.debug().stream().noneMatch(d -> d.irOp().startsWith("qmatmul %up")),
+          mode + ": up lowered on its own");
+      EndToEndHarness.Compiled apart;
+      System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
+      try {
+        apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 300));
+      } finally {
+        System.clearProperty(QuantLowering.FUSE_PROPERTY);
+      }
+      Map<String, HostTensor> in = Map.of(f.arguments().get(0).name(), EndToEndHarness.toHost(
+          EndToEndHarness.randomF32(new Random(SEED + 300), 2.0, 300, D)));
+      assertArrayEquals(run(apart.program, in).outputs().values().iterator().next().data(),
+          run(paired, in).outputs().values().iterator().next().data(), mode.toString());
+    }
+  }
+
   private static dev.sohuc.emu.FunctionalResult run(EndToEndHarness.Compiled c,
       Map<String, HostTensor> in) {
-    return new dev.sohuc.emu.Emulator(c.program, dev.sohuc.emu.MachineDescription.defaultTarget(),
+    return run(c.program, in);
+  }
+
+  private static dev.sohuc.emu.FunctionalResult run(SohuProgram program,
+      Map<String, HostTensor> in) {
+    return new dev.sohuc.emu.Emulator(program, dev.sohuc.emu.MachineDescription.defaultTarget(),
         dev.sohuc.emu.Options.defaults()).runFunctional(in, Map.of());
   }
 
