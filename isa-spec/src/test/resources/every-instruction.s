@@ -83,6 +83,8 @@ end_outer:
     accrd    r8, r9, r20, r21, r12, r13, bf16, bias_bcast=row, bias=r14, act=gelu_tanh
     accrd    r8, r9, r20+8, r21, r12, r13, i32, acc_i32=1
     accrd    r8, r9, r20, r21, r12, r13, f32, acc_i32=1, scale=0.001, act=relu
+    accdq    r8, r9, r20, r21, r12, r13, bf16, r14, r15
+    accdq    r8+64, r9, r20+16, r21, r12, r13, f32, r14, r15, acc_i32=1, scale=0.5
     accwr    r20, r21, r8, r9, r12, r13, f32
     nop      wait=3, signal=4
     barrier

@@ -1131,7 +1131,9 @@ final class QuantLowering {
    * ({@code bias_mul=1}, the scales a per-row bias), then {@code cvt mode=col} or
    * {@code mode=tensor} by the w scales, each in f32 but the last, which rounds to
    * {@code outType} (f32, or bf16 for a fused narrowing: one more rounding of the f32 value, as
-   * the cast does), in place at the tile's f32 row stride.
+   * the cast does), in place at the tile's f32 row stride. Per-row x scales with per-column w
+   * scales (fp8 and int8 with dynamic per-token x) take one {@code accdq} instead, which gives
+   * the numbers of that accrd and cvt in half the VPU work.
    */
   private MatmulLowering.Readout readout(MatmulLowering ml, Tail t, int ntReg, int ntBytes,
       int ldc, boolean integer, DType outType, int subs) {
@@ -1144,14 +1146,24 @@ final class QuantLowering {
         e.mulImm(sv, s, 4);
         e.addImm(sv, sv, t.sxBuf()); // the scales' SRAM address, an immediate
       }
-      int last = e.emit(new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
-          scaleCols ? DType.F32 : outType, integer, t.accScale(),
-          t.rowScale() ? Bcast.COL : Bcast.NONE, sv, 0, UnaryFn.NONE, t.rowScale(), 0, 0));
+      boolean both = t.rowScale() && t.colScale();
+      if (both) {
+        // per-token x scales and per-channel w scales in one pass (the numbers of the two below)
+        ml.stepSubPanel(t.wsPtr(), sub, subs, false);
+      }
+      int last = e.emit(both
+          ? new Insn.Accdq(out, 0, ntBytes, acc, 0, ldc, r, ntReg, outType, sv, t.wsPtr(),
+              integer, t.accScale(), 0, 0)
+          : new Insn.Accrd(out, 0, ntBytes, acc, 0, ldc, r, ntReg,
+              scaleCols ? DType.F32 : outType, integer, t.accScale(),
+              t.rowScale() ? Bcast.COL : Bcast.NONE, sv, 0, UnaryFn.NONE, t.rowScale(), 0, 0));
       e.free(sv);
       if (sub == 0) {
         e.patchTokens(last, TOK_MXU, 0);
       }
-      if (t.colScale()) {
+      if (both) {
+        ml.stepSubPanel(t.wsPtr(), sub, subs, true);
+      } else if (t.colScale()) {
         // the sub-panel's columns of the w scales
         ml.stepSubPanel(t.wsPtr(), sub, subs, false);
         last = e.emit(new Insn.Cvt(out, 0, ntBytes, outType, out, 0, ntBytes, DType.F32, r,

@@ -188,6 +188,7 @@ final class FunctionalMachine {
       case Insn.Vglu v -> throw new IllegalStateException("not CTRL");
       case Insn.Cvt c -> throw new IllegalStateException("not CTRL");
       case Insn.Accrd a -> throw new IllegalStateException("not CTRL");
+      case Insn.Accdq a -> throw new IllegalStateException("not CTRL");
       case Insn.Accwr a -> throw new IllegalStateException("not CTRL");
     }
     signal(pc, insn.signalTok());
@@ -577,6 +578,7 @@ final class FunctionalMachine {
       case Insn.Vglu g -> vglu(g, r);
       case Insn.Cvt c -> cvt(c, r);
       case Insn.Accrd a -> accrd(a, r);
+      case Insn.Accdq a -> accdq(a, r);
       case Insn.Accwr a -> accwr(a, r);
       default -> throw new IllegalStateException(insn.def().mnemonic() + " is not an engine "
           + "instruction");
@@ -1406,6 +1408,37 @@ final class FunctionalMachine {
         x[j] = ExactMath.apply(act, v);
       }
       Elem.storeRow(sram, out, cols, t, x);
+    }
+  }
+
+  private void accdq(Insn.Accdq a, long[] r) {
+    long rows = rowsOf(r, a.rows());
+    int cols = colsOf(r, a.cols());
+    DType t = a.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[a.dstStride()];
+    long as = r[a.accStride()];
+    int dst = tile("accdq dst", r[a.dst()] + a.dstOff(), ds, rows, cols, t);
+    int src = accTile("accdq ACC", r[a.acc()] + a.accOff(), as, rows, cols);
+    float[] rowScales = new float[(int) rows];
+    Elem.loadRow(sram, tile("accdq row scales (f32)", r[a.rowScales()], 0, 1, (int) rows,
+        DType.F32), (int) rows, DType.F32, rowScales);
+    float[] colScales = new float[cols];
+    Elem.loadRow(sram, tile("accdq column scales (f32)", r[a.colScales()], 0, 1, cols,
+        DType.F32), cols, DType.F32, colScales);
+    float scale = a.scale();
+    float[] x = new float[cols];
+    for (int i = 0; i < rows; i++) {
+      int base = (int) (src + i * as);
+      for (int j = 0; j < cols; j++) {
+        int w = acc[base + j];
+        float v = a.accI32() ? (float) w : Float.intBitsToFloat(w);
+        // one f32 rounding a product, in this order: the numbers of accrd then cvt mode=col
+        x[j] = v * scale * rowScales[i] * colScales[j];
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
     }
   }
 

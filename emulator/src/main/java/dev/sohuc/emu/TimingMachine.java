@@ -198,6 +198,7 @@ final class TimingMachine {
       case Insn.Vglu v -> o.kind = 0;
       case Insn.Cvt v -> o.kind = 0;
       case Insn.Accrd v -> o.kind = 0;
+      case Insn.Accdq v -> o.kind = 0;
       case Insn.Accwr v -> o.kind = 0;
     }
   }
@@ -365,6 +366,7 @@ final class TimingMachine {
       case Insn.Vfill v -> VpuClass.SIMPLE;
       case Insn.Rope r -> VpuClass.SIMPLE;
       case Insn.Cvt c -> VpuClass.SIMPLE;
+      case Insn.Accdq a -> VpuClass.SIMPLE;
       case Insn.Accwr a -> VpuClass.SIMPLE;
       default -> VpuClass.SIMPLE;
     };

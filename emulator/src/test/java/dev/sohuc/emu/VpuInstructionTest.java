@@ -1,6 +1,8 @@
 package dev.sohuc.emu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.isa.BinOp;
 import dev.sohuc.isa.DType;
@@ -538,5 +540,55 @@ class VpuInstructionTest {
             TestSupport.get(m, 16384 + 128 + 12 * i + 4 * j, F32), "bias_mul: a per-row scale");
       }
     }
+  }
+
+  /**
+   * accdq dequantizes an f32 and an i32 tile by row and column scales in one instruction, bit
+   * for bit as accrd bias_mul=1 bias_bcast=col (the row scales, to f32) then cvt mode=col does
+   * in two; a row-scale vector past the end of SRAM traps naming it.
+   */
+  @Test
+  void accdqIsAccrdThenCvtByColumnScalesInOnePass() {
+    FunctionalMachine m = TestSupport.machine(regs(3, 5, 20, 8) + """
+        li r24, 100
+        li r15, 5120
+        li r16, 12800
+        li r17, 8704
+        li r18, 13312
+        li r19, 13824
+        accwr r24+0, r23, r10+0, r22, r20, r21, f32
+        accdq r12+0, r22, r24+0, r23, r20, r21, bf16, r11, r15, scale=0.75
+        accrd r13+0, r22, r24+0, r23, r20, r21, f32, scale=0.75, bias_bcast=col, bias=r11+0, bias_mul=1
+        cvt r16+0, r22, bf16, r13+0, r22, f32, r20, r21, mode=col, scale_vec=r15
+        accwr r24+64, r23, r14+0, r22, r20, r21, i8
+        accdq r17+0, r22, r24+64, r23, r20, r21, f8e4m3, r11, r15, acc_i32=1
+        accrd r18+0, r22, r24+64, r23, r20, r21, f32, acc_i32=1, bias_bcast=col, bias=r11+0, bias_mul=1
+        cvt r19+0, r22, f8e4m3, r18+0, r22, f32, r20, r21, mode=col, scale_vec=r15
+        halt
+        """);
+    Random rnd = new Random(7);
+    for (int k = 0; k < 60; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 3f);
+      m.sram[16384 + k] = (byte) (rnd.nextInt(256) - 128);
+    }
+    TestSupport.put(m, 4096, F32, 0.013f, 1.7f, -0.4f);
+    TestSupport.put(m, 5120, F32, 0.3f, 11f, 0.0071f, -2.5f, 1f);
+    m.run();
+    for (int i = 0; i < 3; i++) {
+      for (int j = 0; j < 5; j++) {
+        assertEquals(Elem.bits(m.sram, 12800 + 20 * i + 2 * j, DType.BF16),
+            Elem.bits(m.sram, 8192 + 20 * i + 2 * j, DType.BF16), "bf16 " + i + "," + j);
+        assertEquals(m.sram[13824 + 20 * i + j], m.sram[8704 + 20 * i + j],
+            "fp8 from i32 " + i + "," + j);
+      }
+    }
+    FunctionalMachine past = TestSupport.machine(regs(3, 5, 20, 8) + """
+        li r15, 5120
+        li r16, 1099511627776
+        accdq r12+0, r22, r0+0, r23, r20, r21, bf16, r16, r15
+        halt
+        """);
+    Trap trap = assertThrows(Trap.class, past::run);
+    assertTrue(trap.getMessage().contains("accdq row scales"), trap.getMessage());
   }
 }

@@ -258,6 +258,12 @@ public sealed interface Insn {
       DType dtype, boolean accI32, float scale, Bcast biasBcast, int bias, int biasOff,
       UnaryFn act, boolean biasMul, int waitTok, int signalTok) implements Insn {}
 
+  /** {@code accdq} (VPU engine); semantics in docs/isa.md. */
+  record Accdq(
+      int dst, int dstOff, int dstStride, int acc, int accOff, int accStride, int rows, int cols,
+      DType dtype, int rowScales, int colScales, boolean accI32, float scale, int waitTok,
+      int signalTok) implements Insn {}
+
   /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
   record Accwr(
       int acc, int accOff, int accStride, int src, int srcOff, int srcStride, int rows, int cols,

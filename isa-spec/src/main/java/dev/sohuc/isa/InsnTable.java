@@ -561,6 +561,25 @@ public final class InsnTable {
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("accrd r8, r9, r20, r21, r12, r13, bf16, bias_bcast=row, bias=r14, act=gelu_tanh")
         .build());
+    t.add(InsnDef.builder(0x6D, "accdq", VPU)
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE)
+        .reg("row_scales", "register holding the SRAM byte address of one f32 scale per row")
+        .reg("col_scales", "register holding the SRAM byte address of one f32 scale per column")
+        .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
+        .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
+        .semantics("dst[i][j] = convert(f32(f32(v * scale) * row_scales[i]) * col_scales[j]) "
+            + "with v = ACC[acc + i*acc_stride + j] as f32 (acc_i32: the i32 converted to f32), "
+            + "each product one f32 rounding, then the dtype's rounding and saturation. A "
+            + "quantized matmul's dequantization by per-token x scales and per-channel w scales "
+            + "in one pass over the tile: the numbers of accrd bias_mul=1 bias_bcast=col (the row "
+            + "scales) to f32, then cvt mode=col (the column scales), in half the VPU work.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("accdq r8, r9, r20, r21, r12, r13, bf16, r14, r15")
+        .build());
     t.add(InsnDef.builder(0x6C, "accwr", VPU)
         .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
