@@ -856,43 +856,50 @@ final class AttentionLowering {
   }
 
   /**
-   * S read out of {@code acc} (waits MXU), masked, softmax, and the probabilities at
-   * {@code probs} for P V (signals VPU): f32 in place, the scores read out there; narrow
-   * written there in K's type from the scores buffer (bf16 by the softmax itself, another type
-   * by a cvt after it).
+   * The softmax of S in {@code acc} (waits MXU) into the probabilities at {@code probs} for P V
+   * (signals VPU). Without a mask the softmax reads S straight from ACC ({@code src_acc}); with
+   * one, S is read out to SRAM first (scaled), where the mask tile is added. f32: the
+   * probabilities at probs; narrow: in K's type, bf16 by the softmax itself, another type by a
+   * cvt from the scores buffer after it.
    */
   private void softmax(Slot acc, Slot probs, int cur, int diag) {
     int cols = visibleKeys(cur, diag);
-    int x1 = e.alloc();
-    int x2 = e.alloc();
-    if (narrow()) {
-      e.emit(new Insn.Li(x1, sBuf, 0, 0));
-    } else {
-      probs.addr(e, x1, 0);
-    }
-    acc.addr(e, x2, 0);
-    int rd = e.accrd(x1, padBytes, x2, padWords, cur, cols, mask ? scale : 1.0f,
-        Bcast.NONE, 0, UnaryFn.NONE);
-    e.patchTokens(rd, TOK_MXU, 0);
+    // the scores (in SRAM, read out of ACC for the mask, or where the mma left them) and the
+    // softmax's output; registers are read at issue, so each is reused once its reader is queued
+    int src = e.alloc();
+    int dst = e.alloc();
     if (mask) {
-      e.emit(new Insn.Li(x2, mBuf, 0, 0));
-      e.vbin(BinOp.ADD, x1, padBytes, x1, padBytes, x2, padBytes, cur, cols, Bcast.NONE);
+      if (narrow()) {
+        e.emit(new Insn.Li(src, sBuf, 0, 0));
+      } else {
+        probs.addr(e, src, 0);
+      }
+      acc.addr(e, dst, 0);
+      e.patchTokens(e.accrd(src, padBytes, dst, padWords, cur, cols, scale, Bcast.NONE, 0,
+          UnaryFn.NONE), TOK_MXU, 0);
+      e.emit(new Insn.Li(dst, mBuf, 0, 0));
+      e.vbin(BinOp.ADD, src, padBytes, src, padBytes, dst, padBytes, cur, cols, Bcast.NONE);
+    } else {
+      acc.addr(e, src, 0);
     }
     // narrow: the probabilities in bf16 straight from the softmax, another type by a cvt
     boolean toBf16 = mxu == DType.BF16;
     boolean thenCvt = narrow() && !toBf16;
-    if (narrow()) {
-      probs.addr(e, x2, 0);
+    if (thenCvt) {
+      e.emit(new Insn.Li(dst, sBuf, 0, 0));
+    } else {
+      probs.addr(e, dst, 0);
     }
     int win = window > 0 ? e.li(window) : 0;
-    e.emit(new Insn.Softmax(toBf16 ? x2 : x1, 0, padBytes, x1, 0, padBytes, cur, cols,
+    e.emit(new Insn.Softmax(dst, 0, padBytes, src, 0, mask ? padBytes : padWords, cur, cols,
         DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
-        0, thenCvt ? 0 : TOK_VPU));
+        !mask, mask ? 0 : TOK_MXU, thenCvt ? 0 : TOK_VPU));
     e.free(win);
     if (thenCvt) {
-      e.patchTokens(e.cvt(mxu, x2, padBytes, DType.F32, x1, padBytes, cur, cols), 0, TOK_VPU);
+      probs.addr(e, src, 0);
+      e.patchTokens(e.cvt(mxu, src, padBytes, DType.F32, dst, padBytes, cur, cols), 0, TOK_VPU);
     }
-    e.free(x1, x2);
+    e.free(src, dst);
     if (cols != tReg) {
       e.free(cols);
     }

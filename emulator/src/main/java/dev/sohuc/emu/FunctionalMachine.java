@@ -1116,13 +1116,12 @@ final class FunctionalMachine {
     long ss = r[s.srcStride()];
     DType out = s.outBf16() ? DType.BF16 : t;
     int dst = tile("softmax dst", r[s.dst()] + s.dstOff(), ds, rows, cols, out);
-    int src = tile("softmax src", r[s.src()] + s.srcOff(), ss, rows, cols, t);
     long diag = r[s.diag()];
     long valid = s.valid() == 0 ? Long.MAX_VALUE : r[s.valid()];
     long window = s.window() == 0 ? 0 : r[s.window()];
     float scale = s.scale();
     boolean causal = s.causal();
-    mapRows(rows, cols, t, out, dst, ds, src, ss, (i, x) -> {
+    RowMap softmaxRow = (i, x) -> {
       // unmasked columns are j < limit: causal masks j > i + diag, valid masks j >= valid
       long limit = Math.min(cols, valid);
       if (causal) {
@@ -1151,7 +1150,28 @@ final class FunctionalMachine {
       for (int j = lim; j < cols; j++) {
         x[j] = 0f;
       }
-    });
+    };
+    if (!s.srcAcc()) {
+      int src = tile("softmax src", r[s.src()] + s.srcOff(), ss, rows, cols, t);
+      mapRows(rows, cols, t, out, dst, ds, src, ss, softmaxRow);
+      return;
+    }
+    // the scores in ACC: f32 words, rows ss words apart
+    int src = accTile("softmax ACC scores", r[s.src()] + s.srcOff(), ss, rows, cols);
+    float[] x = new float[cols];
+    for (int i = 0; i < rows; i++) {
+      int base = (int) (src + i * ss);
+      for (int j = 0; j < cols; j++) {
+        x[j] = Float.intBitsToFloat(acc[base + j]);
+      }
+      softmaxRow.map(i, x);
+      if (out != t) {
+        for (int j = 0; j < cols; j++) {
+          x[j] = dev.sohuc.isa.num.Numerics.roundTo(x[j], t);
+        }
+      }
+      Elem.storeRow(sram, (int) (dst + i * ds), cols, out, x);
+    }
   }
 
   private void layernorm(Insn.Layernorm l, long[] r) {

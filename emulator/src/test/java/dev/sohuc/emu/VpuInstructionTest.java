@@ -591,4 +591,44 @@ class VpuInstructionTest {
     Trap trap = assertThrows(Trap.class, past::run);
     assertTrue(trap.getMessage().contains("accdq row scales"), trap.getMessage());
   }
+
+  /**
+   * softmax src_acc=1 reads the scores where an mma leaves them, f32 words in ACC rows apart by
+   * a word stride: the same probabilities as reading them out with accrd first, causal and with
+   * bf16 output; scores past the end of ACC trap naming them.
+   */
+  @Test
+  void softmaxReadsScoresStraightFromAcc() {
+    FunctionalMachine m = TestSupport.machine(regs(3, 6, 24, 8) + """
+        li r24, 200
+        li r25, 2
+        li r15, 5120
+        accwr r24+0, r23, r10+0, r22, r20, r21, f32
+        softmax r12+0, r22, r24+0, r23, r20, r21, f32, scale=0.35, causal=1, diag=r25, out_bf16=1, src_acc=1
+        accrd r15+0, r22, r24+0, r23, r20, r21, f32
+        softmax r13+0, r22, r15+0, r22, r20, r21, f32, scale=0.35, causal=1, diag=r25, out_bf16=1
+        halt
+        """);
+    Random rnd = new Random(11);
+    for (int k = 0; k < 18; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 4f);
+    }
+    m.run();
+    boolean someNonZero = false;
+    for (int i = 0; i < 3; i++) {
+      for (int j = 0; j < 6; j++) {
+        int want = Elem.bits(m.sram, 12288 + 24 * i + 2 * j, DType.BF16);
+        assertEquals(want, Elem.bits(m.sram, 8192 + 24 * i + 2 * j, DType.BF16), i + "," + j);
+        someNonZero |= want != 0;
+      }
+    }
+    assertTrue(someNonZero);
+    FunctionalMachine past = TestSupport.machine(regs(3, 6, 24, 8) + """
+        li r24, 1099511627776
+        softmax r12+0, r22, r24+0, r23, r20, r21, f32, src_acc=1
+        halt
+        """);
+    Trap trap = assertThrows(Trap.class, past::run);
+    assertTrue(trap.getMessage().contains("softmax ACC scores"), trap.getMessage());
+  }
 }

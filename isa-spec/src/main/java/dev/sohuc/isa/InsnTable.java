@@ -464,11 +464,16 @@ public final class InsnTable {
         .reg("window", "sliding window: when positive, mask column j of row i when "
             + "j <= i + diag - window (r0: no window)").kw(0)
         .flag("out_bf16", "the probabilities are written as bf16 (for a bf16 P V), not dtype")
+        .flag("src_acc", "the scores are f32 words in ACC: src is a word address, src_stride "
+            + "counts words")
         .semantics("Per row i: s[j] = scale * src[i][j] in f32; unmasked columns get exp(s[j] - m) "
             + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from the first "
             + "unmasked column; masked columns (causal, j >= valid, or outside a positive window) "
             + "get 0, and a fully masked row is all 0. Each probability is rounded to dtype, then "
-            + "with out_bf16=1 to bf16 (as a cvt after it would), and dst holds bf16.")
+            + "with out_bf16=1 to bf16 (as a cvt after it would), and dst holds bf16. With "
+            + "src_acc=1, src[i][j] is the f32 word ACC[src + i*src_stride + j]: the scores an "
+            + "mma left there, read without an accrd copying them to SRAM first (the same "
+            + "numbers: that copy is exact).")
         .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
         .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16")
         .build());
