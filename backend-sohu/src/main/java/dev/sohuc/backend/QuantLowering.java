@@ -648,9 +648,10 @@ final class QuantLowering {
   }
 
   /**
-   * Per-row symmetric quantization in two row streams: the scales ({@code max |x| / qmax},
-   * at least 2^-126: {@code vred max abs=1}, {@code vbini div}, {@code vbini max}),
-   * then {@code q = cvt(x / scale) mode=row div=1} reading x and its scales.
+   * Per-row symmetric quantization in one row stream: per tile, the scales ({@code max |x| /
+   * qmax}, at least 2^-126: {@code vred max abs=1}, {@code vbini div}, {@code vbini max}) into
+   * a scratch vector, {@code q = cvt(x / scale) mode=row div=1} reading them, and a copy of them
+   * beside the tile's q rows, stored as the stream's second output.
    */
   private void dynamicQuantize(Node n, QuantOp.DynamicQuantize d) {
     Value x = d.x();
@@ -664,25 +665,26 @@ final class QuantLowering {
     int rows = l.dimReg(v.rows());
     int cols = e.konst(v.cols());
     int inRs = e.konst(inRow);
-    int outRs = e.konst(outRow);
+    // the output tile's rows: q, then the row's scale
+    int tileRs = e.konst(outRow + 4);
     int four = e.konst(4);
     int one = e.konst(1);
     int src = e.li(l.addr(x));
-    int sDst = e.li(l.addr(scale));
-    long tile = l.tileRows(2 * (inRow + 4), 128);
-    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), sDst, 4, 4,
-        (in, out, r, st) -> {
-          rowScales(out, four, in[0], inRs, r, cols, qmax, one);
-        });
-    e.free(sDst);
-    int sSrc = e.li(l.addr(scale));
     int qDst = e.li(l.addr(q));
-    tile = l.tileRows(2 * (inRow + 4 + outRow), 128);
-    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow),
-        new Lowering.In(sSrc, 4, 4)), qDst, outRow, outRow,
-        (in, out, r, st) -> e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, DType.F32, r,
-            cols, ScaleMode.ROW, 1.0f, in[1], 0, true, 0, 0)));
-    e.free(rows, src, sSrc, qDst);
+    int sDst = e.li(l.addr(scale));
+    long tile = l.tileRows(2 * (inRow + outRow + 4) + 4, 128);
+    int scratch = e.li(l.sram(tile * 4, "row scales"));
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), qDst, outRow, outRow,
+        (in, out, r, st) -> {
+          rowScales(scratch, four, in[0], inRs, r, cols, qmax, one);
+          e.emit(new Insn.Cvt(out, 0, tileRs, to, in[0], 0, inRs, DType.F32, r, cols,
+              ScaleMode.ROW, 1.0f, scratch, 0, true, 0, 0));
+          int scales = e.alloc();
+          e.addImm(scales, out, outRow);
+          e.vbini(BinOp.MUL, scales, tileRs, scratch, four, 1.0f, r, one, false);
+          e.free(scales);
+        }, false, new int[0], null, false, new Lowering.Out(sDst, 4, 4));
+    e.free(rows, src, qDst, sDst, scratch);
   }
 
   /**
