@@ -750,7 +750,7 @@ final class QuantLowering {
     // the weights streamed once per block. Not with per-row x scales: the readout finds a
     // tile's scales by its row in the whole of x.
     long room = l.target().sramBytes() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
-        * slotBytes + MatmulLowering.RING_BYTES);
+        * slotBytes + MatmulLowering.ringBytes(l.target()));
     long blockRows = preloaded || !residentCase || rowScale ? 0
         : MatmulLowering.blockRows(room, k * es);
     boolean blocked = blockRows > 0;
@@ -765,8 +765,10 @@ final class QuantLowering {
     // streamed two panels ahead
     MatmulLowering ml = new MatmulLowering(l);
     boolean ring = resident != null
-        && Lowering.ACC_BASE + (long) MatmulLowering.RING * TILE * TILE <= l.target().accWords()
-        && l.sramUsed() + 3 * slotBytes + MatmulLowering.RING_BYTES <= l.target().sramBytes();
+        && Lowering.ACC_BASE + (long) MatmulLowering.ring(l.target()) * TILE * TILE
+            <= l.target().accWords()
+        && l.sramUsed() + 3 * slotBytes + MatmulLowering.ringBytes(l.target())
+            <= l.target().sramBytes();
     // the weight panels' slots, one after another: with the ring, enough panels in flight to
     // cover the HBM latency (small panels: K = 1024 is 256 KB, a quarter of its bytes), walked
     // by two registers whatever their number (this panel's slot and the prefetch's, the one
