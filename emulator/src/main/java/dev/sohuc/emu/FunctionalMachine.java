@@ -1376,17 +1376,40 @@ final class FunctionalMachine {
         });
   }
 
-  private void accrd(Insn.Accrd a, long[] r) {
-    long rows = rowsOf(r, a.rows());
-    int cols = colsOf(r, a.cols());
-    DType t = a.dtype();
+  /**
+   * The tiles of a readout from ACC ({@code accrd}, {@code accdq}): rows x cols f32 or i32 words
+   * from ACC to dtype in SRAM, both bounds-checked; null when it is empty.
+   */
+  private record AccReadout(long rows, int cols, int dst, long ds, int src, long as) {
+    /** The f32 value of an ACC word: the i32 converted for an i8 matmul's ACC. */
+    static float value(int word, boolean i32) {
+      return i32 ? (float) word : Float.intBitsToFloat(word);
+    }
+  }
+
+  private AccReadout accReadout(String name, long[] r, int rowsReg, int colsReg, int dstReg,
+      int dstOff, int dstStrideReg, int accReg, int accOff, int accStrideReg, DType t) {
+    long rows = rowsOf(r, rowsReg);
+    int cols = colsOf(r, colsReg);
     if (rows == 0 || cols == 0) {
+      return null;
+    }
+    long ds = r[dstStrideReg];
+    long as = r[accStrideReg];
+    int dst = tile(name + " dst", r[dstReg] + dstOff, ds, rows, cols, t);
+    int src = accTile(name + " ACC", r[accReg] + accOff, as, rows, cols);
+    return new AccReadout(rows, cols, dst, ds, src, as);
+  }
+
+  private void accrd(Insn.Accrd a, long[] r) {
+    DType t = a.dtype();
+    AccReadout o = accReadout("accrd", r, a.rows(), a.cols(), a.dst(), a.dstOff(), a.dstStride(),
+        a.acc(), a.accOff(), a.accStride(), t);
+    if (o == null) {
       return;
     }
-    long ds = r[a.dstStride()];
-    long as = r[a.accStride()];
-    int dst = tile("accrd dst", r[a.dst()] + a.dstOff(), ds, rows, cols, t);
-    int src = accTile("accrd ACC", r[a.acc()] + a.accOff(), as, rows, cols);
+    long rows = o.rows();
+    int cols = o.cols();
     Bcast bc = a.biasBcast();
     float[] bias = null;
     if (bc != Bcast.NONE) {
@@ -1405,8 +1428,8 @@ final class FunctionalMachine {
     float[] b = bias;
     float[] x = new float[cols];
     for (int i = 0; i < rows; i++) {
-      int base = (int) (src + i * as);
-      int out = (int) (dst + i * ds);
+      int base = (int) (o.src() + i * o.as());
+      int out = (int) (o.dst() + i * o.ds());
       if (copy) {
         for (int j = 0; j < cols; j++) {
           Elem.putI32(sram, out + 4 * j, acc[base + j]);
@@ -1414,9 +1437,7 @@ final class FunctionalMachine {
         continue;
       }
       for (int j = 0; j < cols; j++) {
-        int w = acc[base + j];
-        float v = a.accI32() ? (float) w : Float.intBitsToFloat(w);
-        v = v * scale;
+        float v = AccReadout.value(acc[base + j], a.accI32()) * scale;
         if (b != null) {
           float bij = switch (bc) {
             case ROW -> b[j];
@@ -1432,33 +1453,28 @@ final class FunctionalMachine {
   }
 
   private void accdq(Insn.Accdq a, long[] r) {
-    long rows = rowsOf(r, a.rows());
-    int cols = colsOf(r, a.cols());
-    DType t = a.dtype();
-    if (rows == 0 || cols == 0) {
+    AccReadout o = accReadout("accdq", r, a.rows(), a.cols(), a.dst(), a.dstOff(),
+        a.dstStride(), a.acc(), a.accOff(), a.accStride(), a.dtype());
+    if (o == null) {
       return;
     }
-    long ds = r[a.dstStride()];
-    long as = r[a.accStride()];
-    int dst = tile("accdq dst", r[a.dst()] + a.dstOff(), ds, rows, cols, t);
-    int src = accTile("accdq ACC", r[a.acc()] + a.accOff(), as, rows, cols);
-    float[] rowScales = new float[(int) rows];
-    Elem.loadRow(sram, tile("accdq row scales (f32)", r[a.rowScales()], 0, 1, (int) rows,
-        DType.F32), (int) rows, DType.F32, rowScales);
+    int rows = (int) o.rows();
+    int cols = o.cols();
+    float[] rowScales = new float[rows];
+    Elem.loadRow(sram, tile("accdq row scales (f32)", r[a.rowScales()], 0, 1, rows, DType.F32),
+        rows, DType.F32, rowScales);
     float[] colScales = new float[cols];
     Elem.loadRow(sram, tile("accdq column scales (f32)", r[a.colScales()], 0, 1, cols,
         DType.F32), cols, DType.F32, colScales);
     float scale = a.scale();
     float[] x = new float[cols];
     for (int i = 0; i < rows; i++) {
-      int base = (int) (src + i * as);
+      int base = (int) (o.src() + i * o.as());
       for (int j = 0; j < cols; j++) {
-        int w = acc[base + j];
-        float v = a.accI32() ? (float) w : Float.intBitsToFloat(w);
         // one f32 rounding a product, in this order: the numbers of accrd then cvt mode=col
-        x[j] = v * scale * rowScales[i] * colScales[j];
+        x[j] = AccReadout.value(acc[base + j], a.accI32()) * scale * rowScales[i] * colScales[j];
       }
-      Elem.storeRow(sram, (int) (dst + i * ds), cols, t, x);
+      Elem.storeRow(sram, (int) (o.dst() + i * o.ds()), cols, a.dtype(), x);
     }
   }
 

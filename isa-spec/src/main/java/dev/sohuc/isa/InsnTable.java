@@ -546,12 +546,7 @@ public final class InsnTable {
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("cvt r8, r9, i8, r10, r11, f32, r12, r13, scale=0.05, div=1")
         .build());
-    t.add(InsnDef.builder(0x6B, "accrd", VPU)
-        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
-        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
-        .reg(TILE_ROWS, "register holding the number of rows")
-        .reg(TILE_COLS, "register holding the number of columns")
-        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE)
+    t.add(accReadout(InsnDef.builder(0x6B, "accrd", VPU))
         .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
         .f32("scale", "multiplies every element first").kw(Float.floatToRawIntBits(1.0f))
         .enumf("bias_bcast", 2, Bcast.class, "how the f32 bias is broadcast (none: no bias)").kw(0)
@@ -566,12 +561,7 @@ public final class InsnTable {
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("accrd r8, r9, r20, r21, r12, r13, bf16, bias_bcast=row, bias=r14, act=gelu_tanh")
         .build());
-    t.add(InsnDef.builder(0x6D, "accdq", VPU)
-        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
-        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
-        .reg(TILE_ROWS, "register holding the number of rows")
-        .reg(TILE_COLS, "register holding the number of columns")
-        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE)
+    t.add(accReadout(InsnDef.builder(0x6D, "accdq", VPU))
         .reg("row_scales", "register holding the SRAM byte address of one f32 scale per row")
         .reg("col_scales", "register holding the SRAM byte address of one f32 scale per column")
         .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
@@ -612,6 +602,15 @@ public final class InsnTable {
     return b.reg(TILE_ROWS, "register holding the number of rows")
         .reg(TILE_COLS, "register holding the number of columns")
         .enumf("dtype", 3, DType.class, "element type of every tile operand", DType.COMPUTE);
+  }
+
+  /** A readout's tile operands: ACC rows to dtype rows in SRAM. */
+  private static InsnDef.Builder accReadout(InsnDef.Builder b) {
+    return b.addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE);
   }
 
   private static long tileElements(Cost.Values v) {
