@@ -177,6 +177,9 @@ final class QuantLowering {
     for (GatedPair pair : pairs.values()) {
       paired.add(pair.glu());
       paired.add(pair.last());
+      if (pair.activation() != null) {
+        paired.add(pair.activation());
+      }
     }
     Map<Value, Integer> uses = new java.util.IdentityHashMap<>();
     for (Node n : fn.body()) {
@@ -343,11 +346,12 @@ final class QuantLowering {
   }
 
   /**
-   * A SwiGLU's gate and up projections lowered as one qmatmul (see {@link #gatedPairs}): the
-   * gate's node stands for the pair; {@code up}, {@code glu} and the bf16 cast {@code narrow}
-   * of the activation (or null) are done inside it.
+   * A gated unit's gate and up projections lowered as one qmatmul (see {@link #gatedPairs}): the
+   * gate's node stands for the pair; {@code up}, {@code glu} (a SwiGLU, or the product of a
+   * GeGLU), the GeGLU's {@code activation} of the gate (null for a SwiGLU) and the bf16 cast
+   * {@code narrow} of the result (or null) are done inside it, the activation being {@code fn}.
    */
-  record GatedPair(Node up, Node glu, Node narrow) {
+  record GatedPair(Node up, Node glu, Node narrow, Node activation, UnaryFn fn) {
     /** The last node whose work the pair does: what it writes is defined there. */
     Node last() {
       return narrow != null ? narrow : glu;
@@ -355,15 +359,15 @@ final class QuantLowering {
   }
 
   /**
-   * The SwiGLUs whose gate and up are qmatmuls of one x and x scale ({@link #sameX}), read only
-   * by it, with the same scalar w scale or per-channel ones and the same weight shape of whole
-   * 128-column panels, all three one after another (constants aside), keyed by the gate's node.
-   * One
-   * weight-panel loop then loads a gate panel and the up panel of the same columns together (a
-   * DMA of two planes) and reads both out of ACC into one output tile, where the SwiGLU's own
-   * {@code vglu} (and the cast to bf16 after it, when that is its only reader) makes the
-   * activation's columns before they are stored: gate and up never go to HBM in f32, and the
-   * down projection no longer applies the SwiGLU in front of its own panels.
+   * The gated units (a SwiGLU, or a GeGLU: a gelu of the gate times the up) whose gate and up
+   * are qmatmuls of one x and x scale ({@link #sameX}), read only by the unit, with the same
+   * scalar w scale or per-channel ones and the same weight shape of whole 128-column panels,
+   * all one after another (constants aside), keyed by the gate's node. One weight-panel loop
+   * then loads a gate panel and the up panel of the same columns together (a DMA of two planes)
+   * and reads both out of ACC into one output tile, where the unit's own {@code vglu} (and the
+   * cast to bf16 after it, when that is its only reader) makes the result's columns before they
+   * are stored: gate and up never go to HBM in f32, and the down projection no longer applies
+   * the unit in front of its own panels.
    */
   static Map<Node, GatedPair> gatedPairs(dev.sohuc.ir.Function fn, Map<Value, Tensor> known) {
     Map<Node, GatedPair> out = new java.util.IdentityHashMap<>();
@@ -373,14 +377,15 @@ final class QuantLowering {
     Map<Value, List<Node>> users = fn.users();
     List<Node> body = fn.body();
     for (Node glu : body) {
-      if (!(glu.op() instanceof TransformerOp.SwiGlu s)
-          || glu.result().type().elementType() != ElementType.F32) {
+      Unit unit = unit(fn, users, glu);
+      if (unit == null || glu.result().type().elementType() != ElementType.F32) {
         continue;
       }
-      Node gate = s.gate().producer();
-      Node up = s.up().producer();
-      if (gate == null || up == null || soleReader(fn, users, s.gate()) != glu
-          || soleReader(fn, users, s.up()) != glu
+      Node gate = unit.gate().producer();
+      Node up = unit.up().producer();
+      Node gateReader = unit.activation() != null ? unit.activation() : glu;
+      if (gate == null || up == null || soleReader(fn, users, unit.gate()) != gateReader
+          || soleReader(fn, users, unit.up()) != glu
           || !(gate.op() instanceof QuantOp.QMatMul g) || !(up.op() instanceof QuantOp.QMatMul u)
           || qmatmulReason(g, known) != null || qmatmulReason(u, known) != null
           || !sameX(g, u, known) || !g.w().type().equals(u.w().type())
@@ -389,11 +394,12 @@ final class QuantLowering {
           && !(perChannel(g.wScale(), g.w()) && perChannel(u.wScale(), u.w()))) {
         continue;
       }
-      // between them only the up (and its own conversion of x, when it makes one) and constants
+      // between them only the up (and its own conversion of x, when it makes one), the gate's
+      // activation and constants
       int at = body.indexOf(gate);
       Node upConversion = u.x() == g.x() ? up : u.x().producer();
       if (body.indexOf(up) < at || !body.subList(at + 1, body.indexOf(glu)).stream()
-          .allMatch(x -> x == up || x == upConversion
+          .allMatch(x -> x == up || x == upConversion || x == unit.activation()
               || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
         continue;
       }
@@ -401,9 +407,35 @@ final class QuantLowering {
       Node narrow = next != null && next.op() instanceof ElementwiseOp.Cast c
           && c.to() == ElementType.BF16 && body.subList(body.indexOf(glu) + 1, body.indexOf(next))
           .stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp) ? next : null;
-      out.put(gate, new GatedPair(up, glu, narrow));
+      out.put(gate, new GatedPair(up, glu, narrow, unit.activation(), unit.fn()));
     }
     return out;
+  }
+
+  /** A gated unit's gate and up values, the gate's activation node (GeGLU) and function. */
+  private record Unit(Value gate, Value up, Node activation, UnaryFn fn) {}
+
+  /**
+   * {@code n} as a gated unit: a SwiGLU, or a product one of whose factors is a gelu read only
+   * by it (a GeGLU, as Gemma's MLP); else null.
+   */
+  private static Unit unit(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users, Node n) {
+    if (n.op() instanceof TransformerOp.SwiGlu s) {
+      return new Unit(s.gate(), s.up(), null, UnaryFn.SILU);
+    }
+    if (!(n.op() instanceof ElementwiseOp.Binary b) || b.kind() != ElementwiseOp.BinaryKind.MUL
+        || !b.lhs().type().equals(b.rhs().type())) {
+      return null;
+    }
+    for (Value v : List.of(b.lhs(), b.rhs())) {
+      Node p = v.producer();
+      if (p != null && p.op() instanceof TransformerOp.Gelu g && soleReader(fn, users, v) == n
+          && g.x().type().equals(v.type())) {
+        return new Unit(g.x(), v == b.lhs() ? b.rhs() : b.lhs(), p,
+            g.tanhApproximation() ? UnaryFn.GELU_TANH : UnaryFn.GELU_ERF);
+      }
+    }
+    return null;
   }
 
   /**
@@ -939,7 +971,7 @@ final class QuantLowering {
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem, xHbm, rowsLeft);
     for (Node done : new Node[] {narrow, sum, pair == null ? null : pair.up(),
-        pair == null ? null : pair.glu()}) {
+        pair == null ? null : pair.glu(), pair == null ? null : pair.activation()}) {
       if (done != null) {
         l.doneInside(done);
       }
@@ -1060,7 +1092,7 @@ final class QuantLowering {
     int kImm = k > 8191 ? 0 : (int) k;
     MatmulLowering.Readout readout = pair != null
         ? gatedReadout(readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, DType.F32, 2),
-            ntReg, outRowBytes, nt, outType)
+            ntReg, outRowBytes, nt, outType, pair.fn())
         : readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count());
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
@@ -1098,12 +1130,13 @@ final class QuantLowering {
 
   /**
    * A gated pair's readout: the gate's and the up's tiles read out in f32 side by side
-   * ({@code both}), then the SwiGLU's {@code vglu} into the gate's columns and, for a result in
-   * bf16, the cast's {@code cvt} in place: the instructions (and so the numbers) of the SwiGLU
-   * and the cast lowered after the two qmatmuls. Only that first sub-panel is stored.
+   * ({@code both}), then {@code vglu} ({@code fn} of the gate times the up, in f32) into the
+   * gate's columns and, for a result in bf16, the cast's {@code cvt} in place: the numbers of the
+   * unit (a SwiGLU's vglu; a GeGLU's gelu, then mul) and the cast lowered after the two
+   * qmatmuls. Only that first sub-panel is stored.
    */
   private MatmulLowering.Readout gatedReadout(MatmulLowering.Readout both, int ntReg,
-      int rowBytes, int nt, DType outType) {
+      int rowBytes, int nt, DType outType, UnaryFn fn) {
     return new MatmulLowering.Readout() {
       @Override
       public int emit(int out, int acc, int rows, int rowStart, int sub) {
@@ -1112,7 +1145,7 @@ final class QuantLowering {
           // out is at the up's columns now (streamResident walks it per sub-panel)
           int gate = e.alloc();
           e.addImm(gate, out, -nt * 4L);
-          last = e.emit(new Insn.Vglu(UnaryFn.SILU, gate, 0, rowBytes, gate, 0, rowBytes, out, 0,
+          last = e.emit(new Insn.Vglu(fn, gate, 0, rowBytes, gate, 0, rowBytes, out, 0,
               rowBytes, rows, ntReg, DType.F32, 0, 0));
           if (outType != DType.F32) {
             last = e.emit(new Insn.Cvt(gate, 0, rowBytes, outType, gate, 0, rowBytes, DType.F32,

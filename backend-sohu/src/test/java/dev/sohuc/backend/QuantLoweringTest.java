@@ -12,6 +12,7 @@ import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.QuantOp;
 import dev.sohuc.ir.op.SourceOp;
@@ -368,6 +369,11 @@ class QuantLoweringTest {
 
   /** x -> down(swiglu(gate(x), up(x))), the projections {@code hid} wide, quantized. */
   static Supplier<Module> gatedMlp(int hid, QuantMode mode) {
+    return gatedMlp(hid, mode, false);
+  }
+
+  /** {@link #gatedMlp}, or with {@code geglu} down(gelu_tanh(gate(x)) * up(x)) (Gemma's). */
+  static Supplier<Module> gatedMlp(int hid, QuantMode mode, boolean geglu) {
     return () -> {
       Random rnd = new Random(SEED);
       Graph graph = Graph.of("mlp", List.of(Dim.symbol("s")), D);
@@ -380,7 +386,9 @@ class QuantLoweringTest {
           gaussian(rnd, new long[] {D, hid}, 0.125f, 0f))), loc, "gate");
       Value up = b.add(new LinalgOp.MatMul(x, weight(m, b, "up.w",
           gaussian(rnd, new long[] {D, hid}, 0.125f, 0f))), loc, "up");
-      Value act = b.add(new TransformerOp.SwiGlu(gate, up), loc, "act");
+      Value act = geglu ? b.add(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.MUL,
+          b.add(new TransformerOp.Gelu(gate, true), loc, "gelu"), up), loc, "act")
+          : b.add(new TransformerOp.SwiGlu(gate, up), loc, "act");
       Value down = b.add(new LinalgOp.MatMul(act, weight(m, b, "down.w",
           gaussian(rnd, new long[] {hid, OUT}, 0.07f, 0f))), loc, "down");
       f.setOutputs(List.of(new Function.Output("down", down)));
@@ -400,28 +408,35 @@ class QuantLoweringTest {
   @Test
   void gateAndUpRunAsOnePairedQmatmul() {
     for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
-      Supplier<Module> factory = gatedMlp(384, mode);
-      EndToEndHarness.Compiled paired = check(mode + " gated pair", factory,
-          mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL);
-      assertLoweredInsideQmatmul(paired, "swiglu", "cast");
-      assertTrue(paired.program.debug().stream()
-          .noneMatch(d -> d.irOp().startsWith("qmatmul %up")), mode + ": up lowered on its own");
-      EndToEndHarness.Compiled apart;
-      System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
-      try {
-        apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
-      } finally {
-        System.clearProperty(QuantLowering.FUSE_PROPERTY);
-      }
-      EndToEndHarness.Compiled big = EndToEndHarness.compile(factory,
-          BackendOptions.defaults().withBound("s", 1100));
-      for (long s : new long[] {3, 1100}) {
-        Map<String, HostTensor> in = Map.of(factory.get().main().arguments().get(0).name(),
-            EndToEndHarness.toHost(EndToEndHarness.randomF32(new Random(SEED + s), 2.0, s, D)));
-        byte[] want = run(apart, in).outputs().values().iterator().next().data();
-        byte[] got = run(big, in).outputs().values().iterator().next().data();
-        assertArrayEquals(want, got, mode + " s=" + s);
-      }
+      gateAndUpRunAsOnePairedQmatmul(mode, false);
+    }
+    gateAndUpRunAsOnePairedQmatmul(QuantMode.BF16, true);
+    gateAndUpRunAsOnePairedQmatmul(QuantMode.FP8, true);
+  }
+
+  private void gateAndUpRunAsOnePairedQmatmul(QuantMode mode, boolean geglu) {
+    String label = mode + (geglu ? " geglu" : " swiglu");
+    Supplier<Module> factory = gatedMlp(384, mode, geglu);
+    EndToEndHarness.Compiled paired = check(label + " gated pair", factory,
+        mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL);
+    assertLoweredInsideQmatmul(paired, "swiglu", "cast", "gelu", "mul");
+    assertTrue(paired.program.debug().stream()
+        .noneMatch(d -> d.irOp().startsWith("qmatmul %up")), label + ": up lowered on its own");
+    EndToEndHarness.Compiled apart;
+    System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
+    try {
+      apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
+    } finally {
+      System.clearProperty(QuantLowering.FUSE_PROPERTY);
+    }
+    EndToEndHarness.Compiled big = EndToEndHarness.compile(factory,
+        BackendOptions.defaults().withBound("s", 1100));
+    for (long s : new long[] {3, 1100}) {
+      Map<String, HostTensor> in = Map.of(factory.get().main().arguments().get(0).name(),
+          EndToEndHarness.toHost(EndToEndHarness.randomF32(new Random(SEED + s), 2.0, s, D)));
+      byte[] want = run(apart, in).outputs().values().iterator().next().data();
+      byte[] got = run(big, in).outputs().values().iterator().next().data();
+      assertArrayEquals(want, got, label + " s=" + s);
     }
   }
 
