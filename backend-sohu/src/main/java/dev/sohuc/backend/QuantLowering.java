@@ -801,6 +801,12 @@ final class QuantLowering {
             <= l.target().accWords()
         && l.sramUsed() + 3 * slotBytes + MatmulLowering.ringBytes(l.target())
             <= l.target().sramBytes();
+    if (conv != null && !ring) {
+      // the row stream's mmas wait LOAD, as the conversion's VPU work did: issued while the
+      // conversion still runs, an mma could take a load's token meant for it, which then never
+      // comes (the x copies that would signal again queue behind the conversion's stores)
+      e.emit(new Insn.Barrier(0, 0));
+    }
     // the weight panels' slots, one after another: with the ring, enough panels in flight to
     // cover the HBM latency (small panels: K = 1024 is 256 KB, a quarter of its bytes), walked
     // by two registers whatever their number (this panel's slot and the prefetch's, the one

@@ -525,6 +525,39 @@ class QuantLoweringTest {
     assertEquals(1300 * k * 2 + 3 * k * n * 2 + 1300 * n * 4, qmatmulBytes);
   }
 
+  /**
+   * Targets without room for the ring of output tiles (ACC of 512 Ki words, or 3 MiB of SRAM):
+   * a qmatmul whose x conversion is fused runs the row stream after it, whose mmas wait LOAD as
+   * the conversion's VPU work does. Issued while the conversion ran, an mma could take one of
+   * its loads' tokens and the program deadlocked once x spanned three tiles; the stream now
+   * starts after the conversion. A gated MLP there lowers its gate and up apart (no pair without
+   * the ring), with the gate's w scales loaded alone.
+   */
+  @Test
+  void qmatmulsWithoutTheRingRunPastAFusedConversion() throws IOException {
+    for (String room : List.of("\"acc\": {\"capacity\": {\"value\": 524288}}",
+        "\"sram\": {\"capacity\": {\"value\": 3145728}}")) {
+      Path target = tmp.resolve("no-ring.json");
+      Files.writeString(target, "{\"name\": \"no-ring\", " + room + "}");
+      for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8}) {
+        double tol = mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL;
+        for (Supplier<Module> factory : List.of(quantizedLinear("lin", List.of(Dim.symbol("s")),
+            D, 384, 0.1f, mode), gatedMlp(384, mode))) {
+          EndToEndHarness.Compiled c = EndToEndHarness.compile(factory,
+              BackendOptions.defaults().withTarget(target).withBound("s", 300));
+          boolean gated = c.program.debug().stream().anyMatch(d -> d.irOp().startsWith("swiglu"));
+          assertEquals(gated, c.program.debug().stream()
+              .anyMatch(d -> d.irOp().startsWith("qmatmul %up")), "gate and up apart");
+          for (long s : new long[] {5, 300}) {
+            EndToEndHarness.Result res = c.check(List.of(EndToEndHarness.randomF32(
+                new Random(SEED + s), 2.0, s, D)), tol, mode + " no ring s=" + s);
+            assertTrue(res.maxError() <= tol);
+          }
+        }
+      }
+    }
+  }
+
   /** No code is attributed to these ops: each was fused into the qmatmul that reads it. */
   static void assertLoweredInsideQmatmul(EndToEndHarness.Compiled c, String... mnemonics) {
     for (var d : c.program.debug()) {
