@@ -347,11 +347,12 @@ final class QuantLowering {
 
   /**
    * A gated unit's gate and up projections lowered as one qmatmul (see {@link #gatedPairs}): the
-   * gate's node stands for the pair; {@code up}, {@code glu} (a SwiGLU, or the product of a
+   * gate's node stands for the pair; {@code up} (or, for one qmatmul of both weights, as Phi-3's
+   * gate_up_proj, the {@code split} of its result), {@code glu} (a SwiGLU, or the product of a
    * GeGLU), the GeGLU's {@code activation} of the gate (null for a SwiGLU) and the bf16 cast
    * {@code narrow} of the result (or null) are done inside it, the activation being {@code fn}.
    */
-  record GatedPair(Node up, Node glu, Node narrow, Node activation, UnaryFn fn) {
+  record GatedPair(Node up, Node split, Node glu, Node narrow, Node activation, UnaryFn fn) {
     /** The last node whose work the pair does: what it writes is defined there. */
     Node last() {
       return narrow != null ? narrow : glu;
@@ -381,9 +382,14 @@ final class QuantLowering {
       if (unit == null || glu.result().type().elementType() != ElementType.F32) {
         continue;
       }
+      Node gateReader = unit.activation() != null ? unit.activation() : glu;
+      GatedPair split = splitPair(fn, users, unit, glu, gateReader, known);
+      if (split != null) {
+        out.put(unit.gate().producer().op().operands().get(0).producer(), split);
+        continue;
+      }
       Node gate = unit.gate().producer();
       Node up = unit.up().producer();
-      Node gateReader = unit.activation() != null ? unit.activation() : glu;
       if (gate == null || up == null || soleReader(fn, users, unit.gate()) != gateReader
           || soleReader(fn, users, unit.up()) != glu
           || !(gate.op() instanceof QuantOp.QMatMul g) || !(up.op() instanceof QuantOp.QMatMul u)
@@ -403,13 +409,58 @@ final class QuantLowering {
               || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
         continue;
       }
-      Node next = soleReader(fn, users, glu.result());
-      Node narrow = next != null && next.op() instanceof ElementwiseOp.Cast c
-          && c.to() == ElementType.BF16 && body.subList(body.indexOf(glu) + 1, body.indexOf(next))
-          .stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp) ? next : null;
-      out.put(gate, new GatedPair(up, glu, narrow, unit.activation(), unit.fn()));
+      out.put(gate, new GatedPair(up, null, glu, narrowOf(fn, users, glu), unit.activation(),
+          unit.fn()));
     }
     return out;
+  }
+
+  /**
+   * The unit as a pair of one qmatmul whose result a split along its last axis cuts into the
+   * gate and the up halves (Phi-3's gate_up_proj), each half whole 128-column panels, the three
+   * one after another (constants aside); else null.
+   */
+  private static GatedPair splitPair(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users,
+      Unit unit, Node glu, Node gateReader, Map<Value, Tensor> known) {
+    Node split = unit.gate().producer();
+    if (split == null || split != unit.up().producer()
+        || !(split.op() instanceof dev.sohuc.ir.op.DataOp.Split sp) || split.results().size() != 2
+        || split.results().get(0) != unit.gate() || split.results().get(1) != unit.up()
+        || soleReader(fn, users, unit.gate()) != gateReader
+        || soleReader(fn, users, unit.up()) != glu) {
+      return null;
+    }
+    Node mm = sp.x().producer();
+    if (mm == null || !(mm.op() instanceof QuantOp.QMatMul q) || qmatmulReason(q, known) != null
+        || soleReader(fn, users, sp.x()) != split) {
+      return null;
+    }
+    int rank = sp.x().type().rank();
+    long cols = q.w().type().dim(1).value();
+    if ((sp.axis() != -1 && sp.axis() != rank - 1) || cols % (2 * TILE) != 0
+        || !sp.sizes().equals(List.of(Dim.of(cols / 2), Dim.of(cols / 2)))
+        || !(known.get(q.wScale()) != null && known.get(q.wScale()).size() == 1
+            || perChannel(q.wScale(), q.w()))) {
+      return null;
+    }
+    List<Node> body = fn.body();
+    if (!body.subList(body.indexOf(mm) + 1, body.indexOf(glu)).stream()
+        .allMatch(x -> x == split || x == unit.activation()
+            || x.op() instanceof dev.sohuc.ir.op.SourceOp)) {
+      return null;
+    }
+    return new GatedPair(null, split, glu, narrowOf(fn, users, glu), unit.activation(),
+        unit.fn());
+  }
+
+  /** The cast to bf16 that alone reads the unit's result right after it (constants aside). */
+  private static Node narrowOf(dev.sohuc.ir.Function fn, Map<Value, List<Node>> users,
+      Node glu) {
+    List<Node> body = fn.body();
+    Node next = soleReader(fn, users, glu.result());
+    return next != null && next.op() instanceof ElementwiseOp.Cast c
+        && c.to() == ElementType.BF16 && body.subList(body.indexOf(glu) + 1, body.indexOf(next))
+        .stream().allMatch(x -> x.op() instanceof dev.sohuc.ir.op.SourceOp) ? next : null;
   }
 
   /** A gated unit's gate and up values, the gate's activation node (GeGLU) and function. */
@@ -756,7 +807,7 @@ final class QuantLowering {
     GatedPair candidate = l.gatedPair(n);
     long wScaleBuf = !colScale ? 0 : candidate == null
         ? l.preload(q.wScale(), cols * 4, "w scales")
-        : l.sram(2 * cols * 4, "w scales (gate's and up's)");
+        : l.sram((candidate.split() != null ? 1 : 2) * cols * 4, "w scales (gate's and up's)");
     // per-token scales: all rows' at once (at the symbols' bounds), read at the tile's first row
     long xScaleBuf = !rowScale ? 0 : resident != null ? resident[1]
         : l.preload(q.xScale(), l.sizeAtBound(q.xScale()), "x scales");
@@ -815,15 +866,21 @@ final class QuantLowering {
     // A gated pair loads the gate's panel and the up's of the same columns together: its
     // result has half the loads' columns
     GatedPair pair = ring && !blocked ? candidate : null;
+    // the result's columns: a split pair's weight holds the gate's and then the up's
+    long outCols = pair != null && pair.split() != null ? cols / 2 : cols;
+    // where the up's weight and w scales lie from the gate's
+    long upWeight = pair == null ? 0 : pair.split() != null ? outCols * es
+        : l.addr(((QuantOp.QMatMul) pair.up().op()).w()) - l.addr(w);
     if (colScale && candidate != null) {
       if (pair != null) {
-        loadPairedScales(wScaleBuf, q.wScale(), ((QuantOp.QMatMul) pair.up().op()).wScale(),
-            cols);
+        loadPairedScales(wScaleBuf, l.addr(q.wScale()), pair.split() != null
+            ? l.addr(q.wScale()) + outCols * 4
+            : l.addr(((QuantOp.QMatMul) pair.up().op()).wScale()), outCols);
       } else {
         l.load(wScaleBuf, q.wScale(), cols * 4);
       }
     }
-    long nFull = (pair != null ? 2 : 1) * cols / TILE;
+    long nFull = (pair != null ? 2 : 1) * outCols / TILE;
     int wide = pair != null ? 2 : ring ? ml.panelsPerLoad(panelBytes, nFull,
         m.evaluate(l.bounds()), dt, 3, 0, l.summedOnLink(n)) : 1;
     slotBytes = Lowering.align(wide * panelBytes);
@@ -852,11 +909,10 @@ final class QuantLowering {
     int bSrcStride = e.konst(cols * es);
     // a pair's load: a plane of 128 columns from each weight, side by side in the slot
     MatmulLowering.PanelPlanes planes = pair == null ? MatmulLowering.PanelPlanes.ONE
-        : new MatmulLowering.PanelPlanes(2, e.konst(TILE * es),
-        e.konst(l.addr(((QuantOp.QMatMul) pair.up().op()).w()) - l.addr(w)));
+        : new MatmulLowering.PanelPlanes(2, e.konst(TILE * es), e.konst(upWeight));
     int kRows = e.konst(k);
     long loads = nFull / wide;
-    long tail = cols % TILE;
+    long tail = outCols % TILE;
     int bCur = e.li(slots);
     int bNext = e.li(slots + ahead * slotBytes);
     // the row stream's two ACC tiles (the ring replaces them)
@@ -872,7 +928,7 @@ final class QuantLowering {
       e.konst(TILE * 4L);
       e.konst(TILE * oes);
     }
-    e.konst(cols * oes);
+    e.konst(outCols * oes);
     e.konst(1);
     if (ring) {
       ml.openRing(n);
@@ -925,11 +981,12 @@ final class QuantLowering {
       int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
           loadBytes, kRows, jrem, ahead, loadBytes, planes), 0, ring ? Emitter.TOK_PANEL : 0);
-      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, TILE,
+      stream(ml, ring, rows, ins, lda, cPtr, outCols * oes, outType, TILE,
           new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
           accNext, t, prefetch, pair);
       if (sum != null) {
-        ml.sumPanel(sum, cPtr, rows, wide * TILE, cols * oes, outType, tail == 0 ? jrem : 0);
+        ml.sumPanel(sum, cPtr, rows, wide * TILE, outCols * oes, outType,
+            tail == 0 ? jrem : 0);
       }
       if (ring) {
         ml.nextSlot(bCur, slots, slotBytes, ahead + 1);
@@ -954,18 +1011,18 @@ final class QuantLowering {
       if (ring) {
         e.patchTokens(pt, 0, Emitter.TOK_PANEL);
       }
-      stream(ml, ring, rows, ins, lda, cPtr, cols * oes, outType, (int) tail,
+      stream(ml, ring, rows, ins, lda, cPtr, outCols * oes, outType, (int) tail,
           MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,
           null, null);
       if (sum != null) {
-        ml.sumPanel(sum, cPtr, rows, (int) tail, cols * oes, outType, -1);
+        ml.sumPanel(sum, cPtr, rows, (int) tail, outCols * oes, outType, -1);
       }
     }
     if (blocked) {
       // next block of rows: x and the result move by the block, the weights and their scales
       // go back to the first panel
       e.addImm(xHbm, xHbm, blockRows * k * es);
-      e.addImm(cPtr, cPtr, blockRows * cols * oes - nFull * TILE * oes);
+      e.addImm(cPtr, cPtr, blockRows * outCols * oes - nFull * TILE * oes);
       e.addImm(bPtr, bPtr, -loads * panelStep);
       if (colScale) {
         e.addImm(wsPtr, wsPtr, -nFull * TILE * 4L);
@@ -977,7 +1034,8 @@ final class QuantLowering {
     }
     e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem, xHbm, rowsLeft);
     for (Node done : new Node[] {narrow, sum, pair == null ? null : pair.up(),
-        pair == null ? null : pair.glu(), pair == null ? null : pair.activation()}) {
+        pair == null ? null : pair.split(), pair == null ? null : pair.glu(),
+        pair == null ? null : pair.activation()}) {
       if (done != null) {
         l.doneInside(done);
       }
@@ -1118,17 +1176,17 @@ final class QuantLowering {
   }
 
   /**
-   * The gate's and the up's per-channel w scales ({@code cols} each) into SRAM at {@code at} as
-   * the pair's loads meet them: 128 of the gate's, the up's same 128, and so on (one DMA, a plane
-   * a weight).
+   * The gate's and the up's per-channel w scales ({@code cols} each, at HBM {@code gate} and
+   * {@code up}) into SRAM at {@code at} as the pair's loads meet them: 128 of the gate's, the
+   * up's same 128, and so on (one DMA, a plane a weight).
    */
-  private void loadPairedScales(long at, Value gate, Value up, long cols) {
+  private void loadPairedScales(long at, long gate, long up, long cols) {
     int dst = e.li(at);
-    int src = e.li(l.addr(gate));
+    int src = e.li(gate);
     int chunks = e.li(cols / TILE);
     int dstRow = e.li(2 * TILE * 4L);
     int srcRow = e.li(TILE * 4L);
-    int srcPlane = e.li(l.addr(up) - l.addr(gate));
+    int srcPlane = e.li(up - gate);
     e.dma(MemSpace.SRAM, dst, dstRow, MemSpace.HBM, src, srcRow, TILE * 4L, chunks, 0, 0, 2,
         srcRow, srcPlane);
     e.free(dst, src, chunks, dstRow, srcRow, srcPlane);

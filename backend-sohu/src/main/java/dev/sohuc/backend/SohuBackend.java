@@ -835,8 +835,8 @@ public final class SohuBackend {
       // lives until the activation is defined
       for (Map.Entry<Node, QuantLowering.GatedPair> pair : gatedPairs.entrySet()) {
         int at = body.indexOf(pair.getValue().last());
-        for (Node n : List.of(pair.getKey(), pair.getValue().up())) {
-          for (Value v : reads(n)) {
+        for (Node n : new Node[] {pair.getKey(), pair.getValue().up()}) {
+          for (Value v : n == null ? List.<Value>of() : reads(n)) {
             lastUse.merge(aliasRoot(v), at, Math::max);
           }
         }

@@ -12,6 +12,7 @@ import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.QuantOp;
@@ -398,28 +399,55 @@ class QuantLoweringTest {
   }
 
   /**
-   * Gate and up projections of whole 128-column panels: one loop loads the gate's panel and the
-   * up's of the same columns together (their per-channel fp8 and int8 w scales interleaved the
-   * same way) and writes the SwiGLU's activation itself, in bf16 when a cast to bf16 is its only
-   * reader. The up projection, the SwiGLU and that cast have no code of their own, and the
+   * x -> down(swiglu(split(gate_up(x)))): one projection of both weights whose result a split
+   * cuts into the gate and the up halves (Phi-3's gate_up_proj), {@code hid} wide each.
+   */
+  static Supplier<Module> splitGatedMlp(int hid, QuantMode mode) {
+    return () -> {
+      Random rnd = new Random(SEED);
+      Graph graph = Graph.of("mlp", List.of(Dim.symbol("s")), D);
+      Module m = graph.module();
+      FunctionBuilder b = graph.b();
+      Location loc = new Location("mlp");
+      Value both = b.add(new LinalgOp.MatMul(graph.x(), weight(m, b, "gate_up.w",
+          gaussian(rnd, new long[] {D, 2L * hid}, 0.125f, 0f))), loc, "gate_up");
+      Node halves = b.addNode(new DataOp.Split(both, -1, List.of(Dim.of(hid), Dim.of(hid))),
+          loc, List.of("gate", "up"));
+      Value act = b.add(new TransformerOp.SwiGlu(halves.results().get(0),
+          halves.results().get(1)), loc, "act");
+      Value down = b.add(new LinalgOp.MatMul(act, weight(m, b, "down.w",
+          gaussian(rnd, new long[] {hid, OUT}, 0.07f, 0f))), loc, "down");
+      graph.main().setOutputs(List.of(new Function.Output("down", down)));
+      Quantizer.quantize(m, QuantOptions.of(mode).withMinOutputCosine(-1));
+      return m;
+    };
+  }
+
+  /**
+   * Gate and up projections of whole 128-column panels (two weights, or the two halves of one,
+   * split after it): one loop loads the gate's panel and the up's of the same columns together
+   * (their per-channel fp8 and int8 w scales interleaved the same way) and writes the unit's
+   * result itself (a SwiGLU, or a GeGLU's gelu then mul), in bf16 when a cast to bf16 is its
+   * only reader. The up projection, the split, the unit and that cast have no code of their
+   * own, and the
    * outputs are bit for bit those of the ops lowered one by one (fusions off), over row counts
    * that wrap the ring of tile groups.
    */
   @Test
   void gateAndUpRunAsOnePairedQmatmul() {
     for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8, QuantMode.INT8}) {
-      gateAndUpRunAsOnePairedQmatmul(mode, false);
+      gateAndUpRunAsOnePairedQmatmul(mode + " swiglu", gatedMlp(384, mode));
     }
-    gateAndUpRunAsOnePairedQmatmul(QuantMode.BF16, true);
-    gateAndUpRunAsOnePairedQmatmul(QuantMode.FP8, true);
+    for (QuantMode mode : new QuantMode[] {QuantMode.BF16, QuantMode.FP8}) {
+      gateAndUpRunAsOnePairedQmatmul(mode + " geglu", gatedMlp(384, mode, true));
+      gateAndUpRunAsOnePairedQmatmul(mode + " gate_up", splitGatedMlp(384, mode));
+    }
   }
 
-  private void gateAndUpRunAsOnePairedQmatmul(QuantMode mode, boolean geglu) {
-    String label = mode + (geglu ? " geglu" : " swiglu");
-    Supplier<Module> factory = gatedMlp(384, mode, geglu);
+  private void gateAndUpRunAsOnePairedQmatmul(String label, Supplier<Module> factory) {
     EndToEndHarness.Compiled paired = check(label + " gated pair", factory,
-        mode == QuantMode.BF16 ? SILU_THEN_BF16_TOL : TOL);
-    assertLoweredInsideQmatmul(paired, "swiglu", "cast", "gelu", "mul");
+        label.startsWith("BF16") ? SILU_THEN_BF16_TOL : TOL);
+    assertLoweredInsideQmatmul(paired, "swiglu", "cast", "gelu", "mul", "split");
     assertTrue(paired.program.debug().stream()
         .noneMatch(d -> d.irOp().startsWith("qmatmul %up")), label + ": up lowered on its own");
     EndToEndHarness.Compiled apart;
