@@ -9,6 +9,7 @@ import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnTable;
 import dev.sohuc.isa.MemSpace;
 import java.util.List;
 
@@ -133,10 +134,10 @@ final class CollectiveLowering {
   static String blockUnsupportedReason(Node n) {
     Value x = n.op().operands().get(0);
     ElementType t = x.type().elementType();
-    boolean sums = n.op() instanceof TransformerOp.ReduceScatter;
-    if (sums ? t != ElementType.F32 && t != ElementType.BF16
-        : !List.of(ElementType.F32, ElementType.BF16, ElementType.F16, ElementType.F8E4M3,
-            ElementType.F8E5M2, ElementType.I8, ElementType.I32).contains(t)) {
+    // the types the instruction moves are the ISA table's (u8 shares i8's, not its meaning)
+    String insn = n.op() instanceof TransformerOp.ReduceScatter ? "reducescatter" : "allgather";
+    if (t == ElementType.U8 || !InsnTable.byMnemonic(insn).field("dtype").allowed()
+        .contains(SymbolTypes.of(t))) {
       return n.op().mnemonic() + " of " + t;
     }
     Group g = group(n);

@@ -143,6 +143,29 @@ class SohuBackendTest {
         + "names each input and output once", e.getMessage());
   }
 
+  /**
+   * Gathers of types allgather does not move (the ISA table's list) are refused, naming the
+   * type; u8, stored as i8, too. (The IR already keeps reduce_scatter to f32 and bf16.)
+   */
+  @Test
+  void blockCollectivesOfTypesTheLinkDoesNotMoveAreRefused() {
+    Module m = IrParser.parse("""
+        module @types {
+        func @main(%a: tensor<2 x i64>, %c: tensor<2 x u8>) -> (
+            "g": tensor<4 x i64>, "u": tensor<4 x u8>) {
+          %g = all_gather %a {chips = 2, rank = 0, axis = 0} : tensor<4 x i64>
+          %u = all_gather %c {chips = 2, rank = 0, axis = 0} : tensor<4 x u8>
+          return %g, %u
+        }
+        }
+        """, "types.ir");
+    BackendException e = assertThrows(BackendException.class,
+        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+    for (String why : List.of("all_gather of i64", "all_gather of u8")) {
+      assertTrue(e.getMessage().contains(why), e.getMessage());
+    }
+  }
+
   @Test
   void unsupportedOpsAreAllReported() {
     Module m = new Module("bad");
