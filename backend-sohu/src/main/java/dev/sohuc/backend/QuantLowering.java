@@ -309,7 +309,15 @@ final class QuantLowering {
    * (async tensor parallelism). Applied on the resident ring schedules only
    * ({@link Lowering#isDoneInside} tells); otherwise the cast and the all_reduce lower alone.
    */
-  record Epilogue(Node narrow, Node sum) {}
+  record Epilogue(Node narrow, Node sum) {
+    /**
+     * The last node whose result the matmul writes, or null: a reduce_scatter done panel by
+     * panel, else the narrowing cast (an all_reduce sums in place, on the matmul's buffer).
+     */
+    Node last() {
+      return sum != null && sum.op() instanceof TransformerOp.ReduceScatter ? sum : narrow;
+    }
+  }
 
   /** The epilogue of every qmatmul and matmul that has one. */
   static Map<Node, Epilogue> epilogues(dev.sohuc.ir.Function fn) {

@@ -802,6 +802,12 @@ public final class SohuBackend {
       for (Function.Output o : fn.outputs()) {
         lastUse.put(aliasRoot(o.value()), body.size());
       }
+      // values read by work done later than their reader's place in the body live until then
+      java.util.function.BiConsumer<List<Value>, Integer> liveUntil = (values, at) -> {
+        for (Value v : values) {
+          lastUse.merge(aliasRoot(v), at, Math::max);
+        }
+      };
       // a producer fused into its consumer reads its inputs when the consumer runs, and that
       // consumer may itself be fused further (a widening cast into the residual add, the add
       // into the rms_norm after it)
@@ -810,35 +816,23 @@ public final class SohuBackend {
         while (fusedProducers.containsKey(consumer)) {
           consumer = fusedProducers.get(consumer);
         }
-        int at = body.indexOf(consumer);
-        for (Value v : f.getKey().op().operands()) {
-          lastUse.merge(aliasRoot(v), at, Math::max);
-        }
+        liveUntil.accept(f.getKey().op().operands(), body.indexOf(consumer));
       }
       // a qmatmul that narrows its result writes the narrowed value, defined one node later,
       // and a reduce_scatter done panel by panel its result, later still: what the matmul reads
       // lives until then, so that those values' blocks cannot take theirs
       for (Map.Entry<Node, QuantLowering.Epilogue> ep : epilogues.entrySet()) {
-        Node scatter = ep.getValue().sum() != null
-            && ep.getValue().sum().op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter
-            ? ep.getValue().sum() : null;
-        Node last = scatter != null ? scatter : ep.getValue().narrow();
-        if (last == null) {
-          continue;
-        }
-        int at = body.indexOf(last);
-        for (Value v : reads(ep.getKey())) {
-          lastUse.merge(aliasRoot(v), at, Math::max);
+        if (ep.getValue().last() != null) {
+          liveUntil.accept(reads(ep.getKey()), body.indexOf(ep.getValue().last()));
         }
       }
       // a gated pair writes its activation from the gate's place: what either projection reads
       // lives until the activation is defined
       for (Map.Entry<Node, QuantLowering.GatedPair> pair : gatedPairs.entrySet()) {
         int at = body.indexOf(pair.getValue().last());
-        for (Node n : new Node[] {pair.getKey(), pair.getValue().up()}) {
-          for (Value v : n == null ? List.<Value>of() : reads(n)) {
-            lastUse.merge(aliasRoot(v), at, Math::max);
-          }
+        liveUntil.accept(reads(pair.getKey()), at);
+        if (pair.getValue().up() != null) {
+          liveUntil.accept(reads(pair.getValue().up()), at);
         }
       }
       // a reduce_scatter or all_gather reads its operand on the link until a reader of its
