@@ -565,15 +565,21 @@ final class Lowering {
     return new View(product(t.dims()), 1);
   }
 
-  /** One streamed operand: its HBM base register, HBM row stride and bytes per row. */
   /**
    * One streamed input: its base register, row stride and row bytes; {@code space} is where it
-   * lives (HBM, or SRAM when preloaded whole), and a nonzero {@code firstWait} is the token the
-   * first tile's copy waits on (the preload's arrival).
+   * lives (HBM, or SRAM when preloaded whole), a nonzero {@code firstWait} is the token the
+   * first tile's copy waits on (the preload's arrival), and a nonzero {@code planeStride} a
+   * register holding its own HBM plane stride in a stream of {@link Planes} (else the
+   * stream's).
    */
-  record In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait) {
+  record In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait,
+      int planeStride) {
     In(int hbmBase, long hbmRowStride, long rowBytes) {
-      this(hbmBase, hbmRowStride, rowBytes, MemSpace.HBM, 0);
+      this(hbmBase, hbmRowStride, rowBytes, MemSpace.HBM, 0, 0);
+    }
+
+    In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait) {
+      this(hbmBase, hbmRowStride, rowBytes, space, firstWait, 0);
     }
   }
 
@@ -634,8 +640,8 @@ final class Lowering {
 
   /**
    * Planes of a row stream: each tile holds the same rows of {@code count} planes (a register;
-   * at most {@code max}), {@code hbmStride} bytes apart in HBM (a register) for every input and
-   * the output, one DMA for all of them. In SRAM, plane p of a tile follows plane p - 1 (tile
+   * at most {@code max}), {@code hbmStride} bytes apart in HBM (a register) for the output and
+   * every input without a plane stride of its own, one DMA for all of them. In SRAM, plane p of a tile follows plane p - 1 (tile
    * rows of the tensor's row bytes apart).
    */
   record Planes(int count, long max, int hbmStride) {}
@@ -678,6 +684,10 @@ final class Lowering {
     }
     int outPlane = planes == null ? 0 : e.konst(tile * tileRowBytes);
     int hbmPlane = planes == null ? 0 : planes.hbmStride();
+    int[] inHbmPlane = new int[nIn];
+    for (int i = 0; i < nIn; i++) {
+      inHbmPlane[i] = ins.get(i).planeStride() != 0 ? ins.get(i).planeStride() : hbmPlane;
+    }
     int outPtr = e.copy(outBase);
     int outRs = e.konst(tileRowBytes);
     int secondPtr = second == null ? 0 : e.copy(second.hbmBase());
@@ -696,7 +706,7 @@ final class Lowering {
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
           inStride[i], ins.get(i).rowBytes(), curRows, 0, planesReg, planesImm, inPlane[i],
-          hbmPlane);
+          inHbmPlane[i]);
       if (ins.get(i).firstWait() != 0) {
         e.patchTokens(pc, ins.get(i).firstWait(), 0);
       }
@@ -722,7 +732,7 @@ final class Lowering {
     for (int i = 0; i < nIn; i++) {
       int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
           inStride[i], ins.get(i).rowBytes(), nextRows, 0, planesReg, planesImm, inPlane[i],
-          hbmPlane);
+          inHbmPlane[i]);
       if (i == nIn - 1) {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
@@ -1145,6 +1155,27 @@ final class Lowering {
     return fused;
   }
 
+  /**
+   * Transposes of [1, S, H, D] to [1, H, S, D] lowered inside the rope that is their only
+   * reader (transpose to rope): the rope's stream reads each head's rows H rows apart from the
+   * transpose's operand, so the transposed copy is neither written nor read back.
+   */
+  static Map<Node, Node> foldedTransposes(dev.sohuc.ir.Function fn) {
+    Map<Node, Node> folded = new java.util.IdentityHashMap<>();
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = fn.outputValues();
+    for (Node n : fn.body()) {
+      if (n.op() instanceof TransformerOp.Rope r && r.style() == TransformerOp.RopeStyle.ROTATE_HALF
+          && r.x().producer() != null && r.x().producer().op() instanceof DataOp.Transpose t
+          && t.perm().equals(List.of(0L, 2L, 1L, 3L)) && t.x().type().dim(0).is(1)
+          && t.x().type().dim(2).isStatic() && users.get(r.x()).equals(List.of(n))
+          && !outputs.contains(r.x())) {
+        folded.put(r.x().producer(), n);
+      }
+    }
+    return folded;
+  }
+
   private static boolean residualAdd(Node n, Map<Value, Tensor> known) {
     if (!(n.op() instanceof ElementwiseOp.Binary bin) || bin.kind() != ElementwiseOp.BinaryKind.ADD
         || n.result().type().elementType() != ElementType.F32) {
@@ -1285,7 +1316,13 @@ final class Lowering {
     int planeCount = oneRow ? 0 : e.alloc();
     int sRows = dimReg(oneRow ? planes.times(s) : s);
     int planeBytes = oneRow ? 0 : dimReg(s.times(Dim.of(rowBytes)));
-    int src = e.li(addr(r.x()));
+    // a [0, 2, 1, 3] transpose lowered here (foldedTransposes): plane h, row s of x is row
+    // s * heads + h of its [1, S, heads, D] operand (a decode step's transpose moves nothing)
+    Node transposed = fusedProducer(r.x());
+    long heads = transposed == null || oneRow ? 1 : xt.dim(1).value();
+    int src = e.li(addr(transposed == null ? r.x() : transposed.op().operands().get(0)));
+    int srcPlane = heads > 1 ? e.konst(rowBytes) : 0;
+    int srcChunk = heads > 1 ? e.konst(perStream * rowBytes) : 0;
     int dst = e.li(addr(n.result()));
     long tile = tileRows(2 * rowBytes * perStream, oneRow ? 128 : 1);
     int planeStep = oneRow ? 0 : e.konst(tile * rowBytes);
@@ -1304,7 +1341,8 @@ final class Lowering {
       e.free(streams);
       e.min(planeCount, planesLeft, e.konst(perStream));
     }
-    rowStream(sRows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
+    rowStream(sRows, tile, List.of(new In(src, heads * rowBytes, rowBytes, MemSpace.HBM, 0,
+        srcPlane)), dst, rowBytes, rowBytes,
         (in, out, rr, st) -> {
           int x = e.copy(in[0]);
           int y = e.copy(out);
@@ -1326,7 +1364,7 @@ final class Lowering {
         oneRow ? null : new Planes(planeCount, perStream, planeBytes));
     if (!oneRow) {
       // the next planes
-      e.add(src, src, chunkBytes);
+      e.add(src, src, heads > 1 ? srcChunk : chunkBytes);
       e.add(dst, dst, chunkBytes);
       e.sub(planesLeft, planesLeft, planeCount);
       e.endLoop(chunkLoop);

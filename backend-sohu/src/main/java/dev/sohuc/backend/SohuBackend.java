@@ -456,6 +456,7 @@ public final class SohuBackend {
       fusedProducers = new IdentityHashMap<>(QuantLowering.fusedConversions(fn, size, known,
           target, gatedPairs));
       fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
+      fusedProducers.putAll(Lowering.foldedTransposes(fn));
       arena = planArena(next);
       hbmEnd = next + arena[0];
     }
@@ -609,7 +610,34 @@ public final class SohuBackend {
           || n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
           || (n.op() instanceof ElementwiseOp.Cast c
               && c.x().type().elementType() == c.to())
-          || (n.op() instanceof DataOp.Transpose t && keepsLayout(t));
+          || (n.op() instanceof DataOp.Transpose t && keepsLayout(t))
+          || (n.op() instanceof DataOp.Slice s && isPrefix(s, n.result().type()));
+    }
+
+    /**
+     * Whether a slice's result is the first bytes of its operand: every start 0 and step 1, the
+     * axes outside the one it cuts of extent 1 and those inside it whole (a step's prompt rows,
+     * the first of its rows). Not over a KV cache laid out at a capacity, whose bytes are not
+     * in its type's order.
+     */
+    private boolean isPrefix(DataOp.Slice s, TensorType result) {
+      for (int i = 0; i < s.axes().size(); i++) {
+        if (s.steps().get(i) != 1 || !s.starts().get(i).is(0)) {
+          return false;
+        }
+      }
+      List<Dim> in = s.x().type().dims();
+      List<Dim> out = result.dims();
+      int cut = 0;
+      while (cut < in.size() && in.get(cut).equals(out.get(cut))) {
+        cut++;
+      }
+      for (int i = 0; cut < in.size() && i < in.size(); i++) {
+        if (i < cut ? !in.get(i).is(1) : i > cut && !in.get(i).equals(out.get(i))) {
+          return false;
+        }
+      }
+      return !kvCapacity.containsKey(aliasRoot(s.x()));
     }
 
     /**
