@@ -1156,6 +1156,32 @@ final class Lowering {
   }
 
   /**
+   * Ropes that write their bf16 rounding themselves to the cast that is their only reader (the
+   * keys a bf16 attention or KV cache takes), with nothing but sources and {@code aliases}
+   * between them: the f32 rows are never stored, nor read back to be cast. What the rope reads
+   * must live until the cast, where its result is defined (SohuBackend's planner).
+   */
+  static Map<Node, Node> narrowedRopes(dev.sohuc.ir.Function fn,
+      java.util.function.Predicate<Node> aliases) {
+    Map<Node, Node> out = new java.util.IdentityHashMap<>();
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = fn.outputValues();
+    Node rope = null;
+    for (Node n : fn.body()) {
+      if (SohuBackend.isSource(n) || (rope != null && aliases.test(n))) {
+        continue;
+      }
+      if (rope != null && n.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
+          && c.x() == rope.result() && users.get(rope.result()).size() == 1
+          && !outputs.contains(rope.result())) {
+        out.put(rope, n);
+      }
+      rope = n.op() instanceof TransformerOp.Rope ? n : null;
+    }
+    return out;
+  }
+
+  /**
    * Transposes of [1, S, H, D] to [1, H, S, D] lowered inside the rope that is their only
    * reader (transpose to rope): the rope's stream reads each head's rows H rows apart from the
    * transpose's operand, so the transposed copy is neither written nor read back.
@@ -1297,6 +1323,10 @@ final class Lowering {
     boolean oneRow = s.evaluate(bounds) <= 1;
     boolean perSequence = !leadingOnes(r.cos().type(), 2);
     long rowBytes = d * 4;
+    // y as the bf16 cast after the rope wants it (narrowedRopes): the rope writes f32 rows into
+    // a scratch tile and a cvt narrows them into the tile that is stored
+    Node narrowTo = narrowedRopes.get(n);
+    long outRowBytes = narrowTo == null ? rowBytes : d * 2;
     long tableBound = sizeAtBound(r.cos());
     // row tiles: the table at its bound can be longer than one DMA row (131071 bytes)
     int cosBuf = e.li(preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
@@ -1308,44 +1338,53 @@ final class Lowering {
     int rotReg = e.konst(rot);
     int rs = e.konst(rowBytes);
     // planes per stream: all of them, or (a power of two) as many as leave tiles of
-    // MIN_ROPE_ROWS positions in half the SRAM, the streams then one after another
+    // MIN_ROPE_ROWS positions in half the SRAM (double-buffered input and output rows, and the
+    // scratch row when narrowed), the streams then one after another
     long planesBound = oneRow ? 1 : Math.max(1, planes.evaluate(bounds));
-    long fit = Math.max(1, (target.sramBytes() - sramNext) / 2 / (4 * rowBytes * MIN_ROPE_ROWS));
+    long fit = Math.max(1, (target.sramBytes() - sramNext) / 2
+        / ((narrowTo == null ? 4 : 5) * rowBytes * MIN_ROPE_ROWS));
     long perStream = planesBound <= fit ? planesBound : Long.highestOneBit(fit);
     int planesLeft = oneRow ? 0 : dimReg(planes);
     int planeCount = oneRow ? 0 : e.alloc();
     int sRows = dimReg(oneRow ? planes.times(s) : s);
-    int planeBytes = oneRow ? 0 : dimReg(s.times(Dim.of(rowBytes)));
     // a [0, 2, 1, 3] transpose lowered here (foldedTransposes): plane h, row s of x is row
     // s * heads + h of its [1, S, heads, D] operand (a decode step's transpose moves nothing)
     Node transposed = fusedProducer(r.x());
     long heads = transposed == null || oneRow ? 1 : xt.dim(1).value();
+    // HBM plane strides of x and of y (one register when they are equal)
+    boolean samePlanes = heads == 1 && narrowTo == null;
+    int inPlaneBytes = oneRow ? 0 : heads > 1 ? e.li(rowBytes) : dimReg(s.times(Dim.of(rowBytes)));
+    int outPlaneBytes = oneRow || samePlanes ? inPlaneBytes
+        : dimReg(s.times(Dim.of(outRowBytes)));
     int src = e.li(addr(transposed == null ? r.x() : transposed.op().operands().get(0)));
-    int srcPlane = heads > 1 ? e.konst(rowBytes) : 0;
-    int srcChunk = heads > 1 ? e.konst(perStream * rowBytes) : 0;
-    int dst = e.li(addr(n.result()));
+    int dst = e.li(addr(narrowTo == null ? n.result() : narrowTo.result()));
     long tile = tileRows(2 * rowBytes * perStream, oneRow ? 128 : 1);
+    long wide = narrowTo == null ? 0 : sram(perStream * tile * rowBytes, "rope rows in f32");
     int planeStep = oneRow ? 0 : e.konst(tile * rowBytes);
-    int streams = oneRow ? 0 : e.alloc();
-    int chunkBytes = oneRow ? 0 : e.alloc();
+    // streams of planes one after another, when they do not all fit one
+    boolean chunked = !oneRow && perStream < planesBound;
+    int streams = chunked ? e.alloc() : 0;
+    int srcChunk = chunked ? e.alloc() : 0;
+    int dstChunk = chunked && !samePlanes ? e.alloc() : srcChunk;
     int chunkLoop = -1;
-    if (!oneRow) {
-      if (perStream == planesBound) {
-        e.emit(new Insn.Li(streams, 1, 0, 0));
-      } else {
-        e.addImm(streams, planesLeft, perStream - 1);
-        e.shri(streams, streams, Long.numberOfTrailingZeros(perStream));
+    if (chunked) {
+      e.addImm(streams, planesLeft, perStream - 1);
+      e.shri(streams, streams, Long.numberOfTrailingZeros(perStream));
+      e.mulImm(srcChunk, inPlaneBytes, perStream);
+      if (dstChunk != srcChunk) {
+        e.mulImm(dstChunk, outPlaneBytes, perStream);
       }
-      e.mulImm(chunkBytes, planeBytes, perStream);
       chunkLoop = e.beginLoop(streams, 0);
       e.free(streams);
+    }
+    if (!oneRow) {
       e.min(planeCount, planesLeft, e.konst(perStream));
     }
     rowStream(sRows, tile, List.of(new In(src, heads * rowBytes, rowBytes, MemSpace.HBM, 0,
-        srcPlane)), dst, rowBytes, rowBytes,
+        inPlaneBytes)), dst, outRowBytes, outRowBytes,
         (in, out, rr, st) -> {
           int x = e.copy(in[0]);
-          int y = e.copy(out);
+          int y = narrowTo == null ? e.copy(out) : e.li(wide);
           e.emit(Emitter.fence(Engine.VPU, TOK_LOAD, 0));
           int loop = oneRow ? -1 : e.beginLoop(planeCount, 0);
           if (rot < d) {
@@ -1358,18 +1397,31 @@ final class Lowering {
             e.add(y, y, planeStep);
             e.endLoop(loop);
           }
+          if (narrowTo != null) {
+            // the tile's planes are whole tiles of rows in both buffers: one cvt for all of
+            // them (rows past the tile's own are not stored)
+            int rows = oneRow ? rr : e.alloc();
+            if (!oneRow) {
+              e.mulImm(rows, planeCount, tile);
+            }
+            e.free(y);
+            y = e.li(wide);
+            e.cvt(DType.BF16, out, e.konst(outRowBytes), DType.F32, y, rs, rows, colsReg);
+            e.free(oneRow ? 0 : rows);
+          }
           e.emit(Emitter.fence(Engine.VPU, 0, TOK_STORE));
           e.free(x, y);
         }, true, new int[0], null, !oneRow || perSequence, null,
-        oneRow ? null : new Planes(planeCount, perStream, planeBytes));
-    if (!oneRow) {
+        oneRow ? null : new Planes(planeCount, perStream, outPlaneBytes));
+    if (chunked) {
       // the next planes
-      e.add(src, src, heads > 1 ? srcChunk : chunkBytes);
-      e.add(dst, dst, chunkBytes);
+      e.add(src, src, srcChunk);
+      e.add(dst, dst, dstChunk);
       e.sub(planesLeft, planesLeft, planeCount);
       e.endLoop(chunkLoop);
     }
-    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, planeBytes, src, dst, chunkBytes, group);
+    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, inPlaneBytes, src, dst, srcChunk, group);
+    e.free(outPlaneBytes == inPlaneBytes ? 0 : outPlaneBytes, dstChunk == srcChunk ? 0 : dstChunk);
   }
 
   /** Fewest positions a tile of a rope stream holds when its planes do not all fit at once. */
@@ -1403,6 +1455,13 @@ final class Lowering {
 
   void setResidency(QuantLowering.Residency residency) {
     this.residency = residency;
+  }
+
+  /** rope to the bf16 cast it writes itself ({@link #narrowedRopes}). */
+  private Map<Node, Node> narrowedRopes = Map.of();
+
+  void setNarrowedRopes(Map<Node, Node> narrowedRopes) {
+    this.narrowedRopes = narrowedRopes;
   }
 
   /** rms_norm to the bf16 cast it writes itself ({@link #narrowedNorms}). */

@@ -89,9 +89,12 @@ public final class SohuBackend {
     /**
      * Ops lowered inside the op that reads them, producer to consumer: conversions inside their
      * reader (QuantLowering.fusedConversions: a qmatmul, or the binary op a widening cast feeds),
-     * residual adds inside the rms_norm after them (Lowering.fusedResidualAdds).
+     * residual adds inside the rms_norm after them (Lowering.fusedResidualAdds), transposes
+     * inside the rope after them (Lowering.foldedTransposes).
      */
     Map<Node, Node> fusedProducers = Map.of();
+    /** Ropes to the bf16 cast each writes itself (Lowering.narrowedRopes). */
+    Map<Node, Node> narrowedRopes = Map.of();
     /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
     Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
     /** SwiGLUs whose gate and up are one qmatmul, by the gate (QuantLowering.gatedPairs). */
@@ -191,8 +194,11 @@ public final class SohuBackend {
       low.setResidency(residency);
       Map<Node, Node> narrowedNorms = Lowering.narrowedNorms(fn, residency);
       low.setNarrowedNorms(narrowedNorms);
-      Set<Node> castByNorm = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
-      castByNorm.addAll(narrowedNorms.values());
+      low.setNarrowedRopes(narrowedRopes);
+      // casts written by the norm or rope before them
+      Set<Node> castInside = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+      castInside.addAll(narrowedNorms.values());
+      castInside.addAll(narrowedRopes.values());
       low.setEpilogues(epilogues);
       low.setGatedPairs(gatedPairs);
       low.setKvCapacity(kvCapacity);
@@ -203,7 +209,7 @@ public final class SohuBackend {
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
-            || fusedProducers.containsKey(n) || castByNorm.contains(n)
+            || fusedProducers.containsKey(n) || castInside.contains(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
                 && !isBlockCollective(n))) {
           continue;
@@ -457,6 +463,7 @@ public final class SohuBackend {
           target, gatedPairs));
       fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
       fusedProducers.putAll(Lowering.foldedTransposes(fn));
+      narrowedRopes = Lowering.narrowedRopes(fn, this::isAlias);
       arena = planArena(next);
       hbmEnd = next + arena[0];
     }
@@ -862,6 +869,10 @@ public final class SohuBackend {
         if (pair.getValue().up() != null) {
           liveUntil.accept(reads(pair.getValue().up()), at);
         }
+      }
+      // a rope that writes the cast after it: what it reads lives until the cast is defined
+      for (Map.Entry<Node, Node> narrowed : narrowedRopes.entrySet()) {
+        liveUntil.accept(reads(narrowed.getKey()), body.indexOf(narrowed.getValue()));
       }
       // a reduce_scatter or all_gather reads its operand on the link until a reader of its
       // result waits for it: the operand lives as long as the result

@@ -25,7 +25,9 @@ import java.util.Set;
  *       or {@code kv_cache_write %past, %new, %lengths}, read only by attention): the argument
  *       becomes bf16, the new rows are cast before the append, and the appended cache (the
  *       {@code present.*} output) is bf16, so the step moves half the bytes and casts only its
- *       new rows;
+ *       new rows. A past that something else reads too (a micro-batched prompt's first half,
+ *       which its own attention reads) is cast instead, that cast shared with the other
+ *       attention, so the append moves bf16 and nothing casts the whole appended cache;
  *   <li>any other f32 K or V is cast right before the attention, and where it is also returned
  *       (a prefill's {@code present.*}) the bf16 copy is what the function returns.
  * </ul>
@@ -50,9 +52,12 @@ final class Bf16Attention {
     Set<Node> appends = narrowAppends(f, kv);
     Map<Value, Value> map = new IdentityHashMap<>();
     List<Value> args = new ArrayList<>();
+    Map<Value, List<Node>> users = f.users();
     for (Value a : f.arguments()) {
       Value na = a;
-      if (appends.stream().anyMatch(n -> n.op().operands().get(0) == a)) {
+      // a past cache that nothing else reads comes in bf16 (any other past is cast)
+      if (users.getOrDefault(a, List.of()).size() == 1
+          && appends.stream().anyMatch(n -> n.op().operands().get(0) == a)) {
         na = Value.argument(a.name(), a.type().withElementType(ElementType.BF16));
       }
       args.add(na);
@@ -68,6 +73,7 @@ final class Bf16Attention {
       }
       Op op = n.op();
       if (appends.contains(n)) {
+        ops.set(0, cast(b, ops.get(0), n, bf16));
         ops.set(1, cast(b, ops.get(1), n, bf16));
       } else if (op instanceof TransformerOp.Attention a && kv.contains(a.k())) {
         ops.set(1, cast(b, ops.get(1), n, bf16));
@@ -90,8 +96,7 @@ final class Bf16Attention {
 
   /**
    * The {@code kv_cache_append}s and {@code kv_cache_write}s whose cache can be stored in bf16:
-   * the past is an f32 argument read by nothing else, and the appended cache is read only by
-   * attention as K or V.
+   * the past is f32 and the appended cache is read only by attention as K or V.
    */
   private static Set<Node> narrowAppends(Function f, Set<Value> kv) {
     Map<Value, List<Node>> users = f.users();
@@ -106,8 +111,7 @@ final class Bf16Attention {
       Value past = p.op().operands().get(0);
       boolean onlyAttention = users.get(v).stream().allMatch(u ->
           u.op() instanceof TransformerOp.Attention a && a.q() != v && a.mask() != v);
-      if (past.isArgument() && past.type().elementType() == ElementType.F32
-          && users.get(past).size() == 1 && onlyAttention) {
+      if (past.type().elementType() == ElementType.F32 && onlyAttention) {
         out.add(p);
       }
     }

@@ -60,6 +60,30 @@ class Bf16AttentionTest {
     assertEquals(ElementType.BF16, type(f, "present.key"));
   }
 
+  /**
+   * A prompt in two micro-batches: the second appends its K and V to the first's, which the
+   * first's attention reads too. Each half is cast once (the first's cast shared by its
+   * attention and the append), and the append moves bf16: no cast of the appended whole.
+   */
+  @Test
+  void microBatchedPromptAppendsBf16Halves() {
+    Function f = apply("""
+        func @main(%q0: tensor<1 x 4 x ?s x 16 x f32>, %q1: tensor<1 x 4 x ?s x 16 x f32>, %k0: tensor<1 x 2 x ?s x 16 x f32>, %v0: tensor<1 x 2 x ?s x 16 x f32>, %k1: tensor<1 x 2 x ?s x 16 x f32>, %v1: tensor<1 x 2 x ?s x 16 x f32>) -> ("o0": tensor<1 x 4 x ?s x 16 x f32>, "o1": tensor<1 x 4 x ?s x 16 x f32>, "present.key": tensor<1 x 2 x 2*?s x 16 x f32>) {
+          %kr0 = neg %k0 : tensor<1 x 2 x ?s x 16 x f32>
+          %o0 = attention %q0, %kr0, %v0 {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          %kr1 = neg %k1 : tensor<1 x 2 x ?s x 16 x f32>
+          %kc = kv_cache_append %kr0, %kr1 : tensor<1 x 2 x 2*?s x 16 x f32>
+          %vc = kv_cache_append %v0, %v1 : tensor<1 x 2 x 2*?s x 16 x f32>
+          %o1 = attention %q1, %kc, %vc {scale = 0.25, causal = true, window = 0} : tensor<1 x 4 x ?s x 16 x f32>
+          return %o0, %o1, %kc
+        }""").main();
+    String ir = IrPrinter.print(f);
+    assertEquals(4, ir.split("= cast ").length - 1, ir);
+    assertTrue(ir.contains("kv_cache_append %kr0.bf16, %kr1.bf16"), ir);
+    assertTrue(ir.contains("kv_cache_append %v0.bf16, %v1.bf16"), ir);
+    assertEquals(ElementType.BF16, type(f, "present.key"));
+  }
+
   @Test
   void aCacheReadBeyondAttentionStaysF32AndIsCastBeforeIt() {
     Function f = apply("""
