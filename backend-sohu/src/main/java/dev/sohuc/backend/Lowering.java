@@ -1353,7 +1353,7 @@ final class Lowering {
     long heads = transposed == null || oneRow ? 1 : xt.dim(1).value();
     // HBM plane strides of x and of y (one register when they are equal)
     boolean samePlanes = heads == 1 && narrowTo == null;
-    int inPlaneBytes = oneRow ? 0 : heads > 1 ? e.li(rowBytes) : dimReg(s.times(Dim.of(rowBytes)));
+    int inPlaneBytes = oneRow ? 0 : heads > 1 ? rs : dimReg(s.times(Dim.of(rowBytes)));
     int outPlaneBytes = oneRow || samePlanes ? inPlaneBytes
         : dimReg(s.times(Dim.of(outRowBytes)));
     int src = e.li(addr(transposed == null ? r.x() : transposed.op().operands().get(0)));
@@ -1399,15 +1399,13 @@ final class Lowering {
           }
           if (narrowTo != null) {
             // the tile's planes are whole tiles of rows in both buffers: one cvt for all of
-            // them (rows past the tile's own are not stored)
-            int rows = oneRow ? rr : e.alloc();
+            // them (rows past the tile's own are not stored); x's register counts them
             if (!oneRow) {
-              e.mulImm(rows, planeCount, tile);
+              e.mulImm(x, planeCount, tile);
             }
-            e.free(y);
-            y = e.li(wide);
-            e.cvt(DType.BF16, out, e.konst(outRowBytes), DType.F32, y, rs, rows, colsReg);
-            e.free(oneRow ? 0 : rows);
+            e.emit(new Insn.Li(y, wide, 0, 0));
+            e.cvt(DType.BF16, out, e.konst(outRowBytes), DType.F32, y, rs, oneRow ? rr : x,
+                colsReg);
           }
           e.emit(Emitter.fence(Engine.VPU, 0, TOK_STORE));
           e.free(x, y);
@@ -1420,8 +1418,9 @@ final class Lowering {
       e.sub(planesLeft, planesLeft, planeCount);
       e.endLoop(chunkLoop);
     }
-    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, inPlaneBytes, src, dst, srcChunk, group);
-    e.free(outPlaneBytes == inPlaneBytes ? 0 : outPlaneBytes, dstChunk == srcChunk ? 0 : dstChunk);
+    e.free(cosBuf, sinBuf, planesLeft, planeCount, sRows, src, dst, srcChunk, group);
+    e.free(heads > 1 ? 0 : inPlaneBytes, outPlaneBytes == inPlaneBytes ? 0 : outPlaneBytes,
+        dstChunk == srcChunk ? 0 : dstChunk);
   }
 
   /** Fewest positions a tile of a rope stream holds when its planes do not all fit at once. */
