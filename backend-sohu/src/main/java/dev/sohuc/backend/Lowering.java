@@ -77,8 +77,11 @@ final class Lowering {
     }
     for (Value v : op.operands()) {
       // the gather DMA copies rows of any element type (a bf16 table's rows, widened after),
-      // kv_cache_append copies a cache of any type, and attention checks its K and V below
+      // reshapes, transposes, slices and kv_cache_append copy bytes of any type, and attention
+      // checks its K and V below
       boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table()
+          || op instanceof DataOp.Reshape || op instanceof DataOp.Transpose
+          || op instanceof DataOp.Slice
           || op instanceof TransformerOp.KvCacheAppend
           || op instanceof TransformerOp.KvCacheWrite
           || op instanceof TransformerOp.Attention a && (v == a.k() || v == a.v() || v == a.pastLengths());

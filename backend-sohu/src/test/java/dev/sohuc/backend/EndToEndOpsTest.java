@@ -851,6 +851,22 @@ class EndToEndOpsTest {
     assertTrue(ops.contains("slice %cols") && ops.contains("slice %first"), ops.toString());
   }
 
+  /** Transposes, slices and reshapes move bf16 elements as they move f32 ones. */
+  @Test
+  void bf16ValuesMoveLikeF32Ones() {
+    check("data_bf16", """
+        func @main(%x: tensor<1 x ?s x 4 x 6 x f32>) -> ("t": tensor<1 x 4 x ?s x 6 x bf16>, "sl": tensor<1 x ?s x 2 x 3 x f32>, "r": tensor<?s x 24 x f32>) {
+          %xb = cast %x {to = bf16} : tensor<1 x ?s x 4 x 6 x bf16>
+          %t = transpose %xb {perm = [0, 2, 1, 3]} : tensor<1 x 4 x ?s x 6 x bf16>
+          %slb = slice %xb {starts = [1, 2], ends = [3, 5], axes = [2, 3], steps = [1, 1]} : tensor<1 x ?s x 2 x 3 x bf16>
+          %sl = cast %slb {to = f32} : tensor<1 x ?s x 2 x 3 x f32>
+          %rb = reshape %xb {shape = [?s, 24]} : tensor<?s x 24 x bf16>
+          %r = cast %rb {to = f32} : tensor<?s x 24 x f32>
+          return %t, %sl, %r
+        }""", BackendOptions.defaults().withBound("s", 300),
+        List.of(Map.of("s", 5L), Map.of("s", 130L)), 0);
+  }
+
   @Test
   void gatherConstantIndexOnAxis1() {
     check("pool", """

@@ -320,6 +320,7 @@ public final class Quantizer {
   private static void attentionInBf16(Module m, QuantMode mode) {
     if (mode == QuantMode.BF16 || mode == QuantMode.FP8) {
       Bf16Attention.apply(m);
+      CastsAtProjections.apply(m);
     }
   }
 
