@@ -70,6 +70,7 @@ end_outer:
     softmax  r8, r9, r8, r9, r12, r13, bf16, valid=r17
     softmax  r8, r9, r8, r9, r12, r13, f32, causal=1, diag=r16, window=r18
     softmax  r8, r9, r20+16, r21, r12, r13, f32, scale=0.125, causal=1, diag=r16, out_bf16=1, src_acc=1
+    softmax  r8, r9, r20, r21, r12, r13, f32, causal=1, diag=r16, out_bf16=1, src_acc=1, sums=r22
     layernorm r8, r8, r9, r14, r15, r12, r13, f32, eps=1.0E-12
     layernorm r8, r8, r9, r14, r15, r12, r13, f32, eps=EPS
     rmsnorm  r8, r9, r8, r9, r14, r12, r13, bf16, eps=1.0E-5

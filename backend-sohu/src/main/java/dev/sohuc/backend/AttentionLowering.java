@@ -114,6 +114,8 @@ final class AttentionLowering {
   private long window;
   // the queries' HBM address
   private long qAddr;
+  // the prefetched schedule's two tiles' 1 / sum per row
+  private long[] sumsBufs;
 
   AttentionLowering(Lowering l) {
     this.l = l;
@@ -173,7 +175,7 @@ final class AttentionLowering {
     // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
     // slot and a second probabilities buffer; where they do not fit, tiles go one by one
     long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)
-        + (narrow() ? 3 : 2) * Lowering.align(scoreBytes);
+        + (narrow() ? 3 : 2) * Lowering.align(scoreBytes) + 2 * Lowering.align(TILE * 4);
     boolean overlap = at.mask() == null && !pipelined
         && Lowering.ACC_BASE + 2 * region <= l.target().accWords()
         && l.sramUsed() + overlapSram <= l.target().sramBytes();
@@ -195,10 +197,15 @@ final class AttentionLowering {
       pBufs[j] = narrow() ? l.sram(scoreBytes, "probabilities in " + mxu)
           : j == 0 ? sBuf : l.sram(scoreBytes, "the other tile's scores");
     }
+    // the overlapped tiles' 1 / sum per row (their softmax defers the division to the readout)
+    sumsBufs = overlap ? new long[] {l.sram(TILE * 4, "row sums"), l.sram(TILE * 4, "row sums")}
+        : null;
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
-    // with past lengths, the prefetched schedule's batch row counter takes a slot's register
-    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH - (at.pastLengths() == null ? 0 : 1) : 1;
+    // with past lengths, the prefetched schedule's batch row counter takes a slot's register,
+    // and with a window, the register its softmax holds the window in beside the row sums'
+    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH
+        - (at.pastLengths() == null ? 0 : 1) - (at.window() > 0 ? 1 : 0) : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
       slots.add(l.sram(further, "a further tile's slot"));
@@ -448,7 +455,7 @@ final class AttentionLowering {
     loadAhead(Slot.in(ring[depth - 1]), kP, kHeadStep, left, one, Emitter.TOK_SLOT);
     scores(next, query, 0, TOK_LOAD, acc);
     e.addImm(qP, qP, qTileBytes);
-    readOut(acc, Slot.in(out), 0, rows, 0);
+    readOut(acc, Slot.in(out), null, 0, rows, 0);
     e.addImm(out, out, mTile * d * 4);
     rotate(ring);
     e.endLoop(loop);
@@ -585,6 +592,10 @@ final class AttentionLowering {
     Slot acc = region(parity, false);
     Slot probs = Slot.alternating(parity, pBufs[0], pBufs[1]);
     Slot other = region(parity, true);
+    // each tile's 1 / sum per row (its softmax defers the division to its readout), and the
+    // other tile's
+    Slot sums = Slot.alternating(parity, sumsBufs[0], sumsBufs[1]);
+    Slot otherSums = Slot.alternating(parity, sumsBufs[1], sumsBufs[0]);
     queryScores(kv, Slot.in(ring[0]), tileReg, acc);
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.MXU, 0, TOK_MXU));
     e.emit(new Insn.Li(prevRows, 0, 0, 0));
@@ -604,13 +615,13 @@ final class AttentionLowering {
     if (narrow()) {
       convertQuery(next, tileReg);
     }
-    softmax(acc, probs, rowsNow, diag);
+    softmax(acc, probs, sums, rowsNow, diag);
     slotScores(kv, next, other);
     weigh(kv, acc, probs, rowsNow, diag);
     // queued before the store of O(i-1) for one more tile of lead: it writes only the query
     // of tile i-1's slot, which S(i-1) has read (see above)
     loadNextQuery(prev, qLoad, loadRows, loadHeads, rows, tileReg, one);
-    storeTile(other, prev, qP, prevRows);
+    storeTile(other, prev, otherSums, qP, prevRows);
     e.add(prevRows, rowsNow, 0);
     e.free(rowsNow);
     rotate(ring);
@@ -626,7 +637,7 @@ final class AttentionLowering {
     // the scores past the last tile, never read; then the last tile (the parity flipped past
     // it, its slot rotated to the ring's end)
     e.emit(Emitter.fence(dev.sohuc.isa.Engine.VPU, TOK_MXU, 0));
-    storeTile(other, Slot.in(ring[depth - 1]), qP, prevRows);
+    storeTile(other, Slot.in(ring[depth - 1]), otherSums, qP, prevRows);
     // the next kv head's K: T rows on (or the positions a head spans, when constant)
     if (kvPositions > 0) {
       e.addImm(kP, kP, kvPositions * d * es);
@@ -647,11 +658,11 @@ final class AttentionLowering {
 
   /**
    * The {@code rows} rows of a finished tile, O in the ACC region {@code acc}, read out into
-   * its slot (waits MXU) and stored to the output rows at {@code qP}, which then moves past
-   * them.
+   * its slot (waits MXU), each row times its 1 / sum at {@code sums}, and stored to the output
+   * rows at {@code qP}, which then moves past them.
    */
-  private void storeTile(Slot acc, Slot slot, int qP, int rows) {
-    readOut(acc, slot, rows);
+  private void storeTile(Slot acc, Slot slot, Slot sums, int qP, int rows) {
+    readOut(acc, slot, sums, rows);
     store(slot, qP, rows);
     int step = e.alloc();
     e.mulImm(step, rows, d * 4);
@@ -779,7 +790,7 @@ final class AttentionLowering {
     queryScores(kv, slot, cur, acc);
     softmax(acc, probs, cur, diag);
     weigh(kv, acc, probs, cur, diag);
-    readOut(acc, slot, cur);
+    readOut(acc, slot, null, cur);
   }
 
   /**
@@ -863,6 +874,14 @@ final class AttentionLowering {
    * cvt from the scores buffer after it.
    */
   private void softmax(Slot acc, Slot probs, int cur, int diag) {
+    softmax(acc, probs, null, cur, diag);
+  }
+
+  /**
+   * {@link #softmax}; with {@code sums} (not null) the probabilities are left unnormalized and
+   * each row's 1 / sum goes to that slot, which the readout of O multiplies by.
+   */
+  private void softmax(Slot acc, Slot probs, Slot sums, int cur, int diag) {
     int cols = visibleKeys(cur, diag);
     // the scores (in SRAM, read out of ACC for the mask, or where the mma left them) and the
     // softmax's output; registers are read at issue, so each is reused once its reader is queued
@@ -891,10 +910,15 @@ final class AttentionLowering {
       probs.addr(e, dst, 0);
     }
     int win = window > 0 ? e.li(window) : 0;
+    int sum = 0;
+    if (sums != null) {
+      sum = e.alloc();
+      sums.addr(e, sum, 0);
+    }
     e.emit(new Insn.Softmax(dst, 0, padBytes, src, 0, mask ? padBytes : padWords, cur, cols,
         DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
-        !mask, mask ? 0 : TOK_MXU, thenCvt ? 0 : TOK_VPU));
-    e.free(win);
+        !mask, sum, mask ? 0 : TOK_MXU, thenCvt ? 0 : TOK_VPU));
+    e.free(win, sum);
     if (thenCvt) {
       probs.addr(e, src, 0);
       e.patchTokens(e.cvt(mxu, src, padBytes, DType.F32, dst, padBytes, cur, cols), 0, TOK_VPU);
@@ -934,20 +958,29 @@ final class AttentionLowering {
     }
   }
 
-  /** O from the ACC region {@code acc} into the slot's output tile (waits MXU, signals STORE). */
-  private void readOut(Slot acc, Slot slot, int cur) {
-    readOut(acc, slot, oOff, cur, TOK_STORE);
+  /**
+   * O from the ACC region {@code acc} into the slot's output tile (waits MXU, signals STORE),
+   * each row times its 1 / sum at {@code sums} when the softmax left P unnormalized (else null).
+   */
+  private void readOut(Slot acc, Slot slot, Slot sums, int cur) {
+    readOut(acc, slot, sums, oOff, cur, TOK_STORE);
   }
 
   /** O from the ACC region {@code acc} to {@code at} in {@code slot} (waits MXU). */
-  private void readOut(Slot acc, Slot slot, long at, int cur, int signal) {
+  private void readOut(Slot acc, Slot slot, Slot sums, long at, int cur, int signal) {
     int x = e.alloc();
     slot.addr(e, x, at);
     int o = e.alloc();
     acc.addr(e, o, oInRegion);
-    int ro = e.accrd(x, dBytes, o, dCols, cur, dCols, 1.0f, Bcast.NONE, 0, UnaryFn.NONE);
+    int sum = 0;
+    if (sums != null) {
+      sum = e.alloc();
+      sums.addr(e, sum, 0);
+    }
+    int ro = e.emit(new Insn.Accrd(x, 0, dBytes, o, 0, dCols, cur, dCols, DType.F32, false, 1.0f,
+        sums == null ? Bcast.NONE : Bcast.COL, sum, 0, UnaryFn.NONE, sums != null, 0, 0));
     e.patchTokens(ro, TOK_MXU, signal);
-    e.free(x, o);
+    e.free(x, o, sum);
   }
 
   /** The slot's output tile to the rows of O for the query rows at {@code qT} (waits STORE). */

@@ -1052,7 +1052,7 @@ final class Lowering {
     long tile = tileRows(2 * rowBytes, 128);
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, rowBytes, rowBytes,
         (in, out, r, st) -> e.emit(new Insn.Softmax(out, 0, rs, in[0], 0, rs, r, cols, DType.F32,
-            1.0f, false, 0, 0, 0, false, false, 0, 0)));
+            1.0f, false, 0, 0, 0, false, false, 0, 0, 0)));
     e.free(rows, src, dst);
   }
 

@@ -1121,6 +1121,8 @@ final class FunctionalMachine {
     long window = s.window() == 0 ? 0 : r[s.window()];
     float scale = s.scale();
     boolean causal = s.causal();
+    // deferred normalization: each row's 1 / sum, one f32 a row
+    int sums = s.sums() == 0 ? -1 : tile("softmax sums", r[s.sums()], 4, rows, 1, DType.F32);
     RowMap softmaxRow = (i, x) -> {
       // unmasked columns are j < limit: causal masks j > i + diag, valid masks j >= valid
       long limit = Math.min(cols, valid);
@@ -1141,8 +1143,13 @@ final class FunctionalMachine {
         x[j] = ExactMath.exp(x[j] - m);
         sum += x[j];
       }
-      for (int j = lo; j < lim; j++) {
-        x[j] = x[j] / sum;
+      if (sums >= 0) {
+        Elem.storeRow(sram, (int) (sums + 4 * i), 1, DType.F32,
+            new float[] {lo < lim ? 1f / sum : 0f});
+      } else {
+        for (int j = lo; j < lim; j++) {
+          x[j] = x[j] / sum;
+        }
       }
       for (int j = 0; j < lo; j++) {
         x[j] = 0f;

@@ -631,4 +631,44 @@ class VpuInstructionTest {
     Trap trap = assertThrows(Trap.class, past::run);
     assertTrue(trap.getMessage().contains("softmax ACC scores"), trap.getMessage());
   }
+
+  /**
+   * softmax with a sums register leaves the probabilities unnormalized, exp(s - m), and writes
+   * each row's f32 1 / sum: times those, they are the normalized probabilities (within one f32
+   * rounding); a fully masked row gets 0 and no probability; a sums vector out of SRAM traps
+   * naming it.
+   */
+  @Test
+  void softmaxDefersItsNormalizationToTheSums() {
+    // causal with diag -1: row 0 sees no key (fully masked), rows 1 and 2 one and two
+    FunctionalMachine m = TestSupport.machine(regs(3, 6, 24, 24) + """
+        li r25, -1
+        li r26, 20480
+        softmax r12+0, r22, r10+0, r23, r20, r21, f32, scale=0.35, causal=1, diag=r25, sums=r26
+        softmax r13+0, r22, r10+0, r23, r20, r21, f32, scale=0.35, causal=1, diag=r25
+        halt
+        """);
+    Random rnd = new Random(5);
+    for (int k = 0; k < 18; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 4f);
+    }
+    m.run();
+    assertEquals(0f, TestSupport.get(m, 20480, F32));
+    for (int i = 0; i < 3; i++) {
+      float inv = TestSupport.get(m, 20480 + 4 * i, F32);
+      for (int j = 0; j < 6; j++) {
+        float p = TestSupport.get(m, 8192 + 24 * i + 4 * j, F32);
+        float want = TestSupport.get(m, 12288 + 24 * i + 4 * j, F32);
+        assertEquals(want, p * inv, Math.ulp(want), i + "," + j);
+        assertEquals(j >= i, p == 0f, i + "," + j);
+      }
+    }
+    FunctionalMachine past = TestSupport.machine(regs(3, 6, 24, 24) + """
+        li r26, 1099511627776
+        softmax r12+0, r22, r10+0, r23, r20, r21, f32, sums=r26
+        halt
+        """);
+    Trap trap = assertThrows(Trap.class, past::run);
+    assertTrue(trap.getMessage().contains("softmax sums"), trap.getMessage());
+  }
 }

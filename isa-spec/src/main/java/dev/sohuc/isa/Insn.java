@@ -222,7 +222,7 @@ public sealed interface Insn {
   record Softmax(
       int dst, int dstOff, int dstStride, int src, int srcOff, int srcStride, int rows, int cols,
       DType dtype, float scale, boolean causal, int diag, int valid, int window,
-      boolean outBf16, boolean srcAcc, int waitTok, int signalTok) implements Insn {}
+      boolean outBf16, boolean srcAcc, int sums, int waitTok, int signalTok) implements Insn {}
 
   /** {@code layernorm} (VPU engine); semantics in docs/isa.md. */
   record Layernorm(

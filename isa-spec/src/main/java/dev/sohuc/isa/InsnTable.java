@@ -466,6 +466,8 @@ public final class InsnTable {
         .flag("out_bf16", "the probabilities are written as bf16 (for a bf16 P V), not dtype")
         .flag("src_acc", "the scores are f32 words in ACC: src is a word address, src_stride "
             + "counts words")
+        .reg("sums", "register holding the SRAM byte address of one f32 per row: other than r0, "
+            + "the probabilities are left unnormalized and each row's 1 / sum goes there").kw(0)
         .semantics("Per row i: s[j] = scale * src[i][j] in f32; unmasked columns get exp(s[j] - m) "
             + "/ sum, with m the unmasked maximum and the sum accumulated in f32 from the first "
             + "unmasked column; masked columns (causal, j >= valid, or outside a positive window) "
@@ -473,9 +475,14 @@ public final class InsnTable {
             + "with out_bf16=1 to bf16 (as a cvt after it would), and dst holds bf16. With "
             + "src_acc=1, src[i][j] is the f32 word ACC[src + i*src_stride + j]: the scores an "
             + "mma left there, read without an accrd copying them to SRAM first (the same "
-            + "numbers: that copy is exact).")
-        .cost(32, ELEMENTS, 3, "rows * cols", InsnTable::tileElements)
-        .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16")
+            + "numbers: that copy is exact). With a sums register other than r0, unmasked columns "
+            + "get exp(s[j] - m) itself and the f32 word at sums + 4i gets f32(1 / sum), 0 for a "
+            + "fully masked row: a P V of those probabilities read out with accrd bias_mul=1 "
+            + "bias_bcast=col over the sums is the attention with its division moved after the "
+            + "product (FlashAttention's deferred normalization), one pass fewer over the scores.")
+        .cost(32, ELEMENTS, 1, "rows * cols * passes (3, or 2 with sums)",
+            v -> tileElements(v) * (v.field("sums") == 0 ? 3 : 2))
+        .example("softmax r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16, sums=r17")
         .build());
     t.add(tile(InsnDef.builder(0x66, "layernorm", VPU)
         .addr("dst", 10, "SRAM byte address of the result")
