@@ -576,15 +576,28 @@ final class Lowering {
    * stream's).
    */
   record In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait,
-      int planeStride) {
+      int planeStride, Blocks blocks) {
     In(int hbmBase, long hbmRowStride, long rowBytes) {
-      this(hbmBase, hbmRowStride, rowBytes, MemSpace.HBM, 0, 0);
+      this(hbmBase, hbmRowStride, rowBytes, MemSpace.HBM, 0, 0, null);
     }
 
     In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait) {
-      this(hbmBase, hbmRowStride, rowBytes, space, firstWait, 0);
+      this(hbmBase, hbmRowStride, rowBytes, space, firstWait, 0, null);
+    }
+
+    In(int hbmBase, long hbmRowStride, long rowBytes, MemSpace space, int firstWait,
+        int planeStride) {
+      this(hbmBase, hbmRowStride, rowBytes, space, firstWait, planeStride, null);
     }
   }
+
+  /**
+   * A streamed input whose rows are each {@code count} blocks of {@code blockBytes}, block b of
+   * a row from HBM plane b, {@code planeStride} (a register) bytes apart, the plane's rows
+   * {@code hbmRowStride} apart: the rows of [1, S, H * D] read from a [1, H, S, D] tensor (an
+   * attention's output through the transpose to [1, S, H, D]), one DMA a tile.
+   */
+  record Blocks(int count, long blockBytes, int planeStride) {}
 
   /**
    * A second output of a row stream: the body writes it into each output tile row after the
@@ -707,9 +720,8 @@ final class Lowering {
     // prologue: tile 0
     e.min(curRows, tileReg, rem);
     for (int i = 0; i < nIn; i++) {
-      int pc = e.dma(MemSpace.SRAM, cur[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
-          inStride[i], ins.get(i).rowBytes(), curRows, 0, planesReg, planesImm, inPlane[i],
-          inHbmPlane[i]);
+      int pc = load(ins.get(i), cur[i], tileRs[i], hbmPtr[i], inStride[i], curRows, planesReg,
+          planesImm, inPlane[i], inHbmPlane[i]);
       if (ins.get(i).firstWait() != 0) {
         e.patchTokens(pc, ins.get(i).firstWait(), 0);
       }
@@ -733,9 +745,8 @@ final class Lowering {
     e.sub(nextRows, rem, tileReg);
     e.min(nextRows, nextRows, tileReg);
     for (int i = 0; i < nIn; i++) {
-      int pc = e.dma(MemSpace.SRAM, next[i], tileRs[i], ins.get(i).space(), hbmPtr[i],
-          inStride[i], ins.get(i).rowBytes(), nextRows, 0, planesReg, planesImm, inPlane[i],
-          inHbmPlane[i]);
+      int pc = load(ins.get(i), next[i], tileRs[i], hbmPtr[i], inStride[i], nextRows, planesReg,
+          planesImm, inPlane[i], inHbmPlane[i]);
       if (i == nIn - 1) {
         e.patchTokens(pc, 0, TOK_LOAD);
       }
@@ -782,6 +793,20 @@ final class Lowering {
     e.free(cur);
     e.free(next);
     e.free(outCur, outNext, outPtr, rem, rowStart, curRows, secondPtr, secondTile);
+  }
+
+  /**
+   * A row stream's load of one tile of {@code in} (its blocks, when it has them, as the DMA's
+   * planes: each a column block of the tile's rows).
+   */
+  private int load(In in, int dst, int dstRowStride, int src, int srcRowStride, int rows,
+      int planesReg, int planesImm, int dstPlane, int srcPlane) {
+    Blocks b = in.blocks();
+    return b == null
+        ? e.dma(MemSpace.SRAM, dst, dstRowStride, in.space(), src, srcRowStride, in.rowBytes(),
+            rows, 0, planesReg, planesImm, dstPlane, srcPlane)
+        : e.dma(MemSpace.SRAM, dst, dstRowStride, in.space(), src, srcRowStride, b.blockBytes(),
+            rows, 0, 0, b.count(), e.konst(b.blockBytes()), b.planeStride());
   }
 
   /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */
@@ -1189,20 +1214,44 @@ final class Lowering {
    * reader (transpose to rope): the rope's stream reads each head's rows H rows apart from the
    * transpose's operand, so the transposed copy is neither written nor read back.
    */
-  static Map<Node, Node> foldedTransposes(dev.sohuc.ir.Function fn) {
+  static Map<Node, Node> foldedTransposes(dev.sohuc.ir.Function fn, Map<Node, Node> fused) {
     Map<Node, Node> folded = new java.util.IdentityHashMap<>();
     Map<Value, List<Node>> users = fn.users();
     java.util.Set<Value> outputs = fn.outputValues();
     for (Node n : fn.body()) {
       if (n.op() instanceof TransformerOp.Rope r && r.style() == TransformerOp.RopeStyle.ROTATE_HALF
-          && r.x().producer() != null && r.x().producer().op() instanceof DataOp.Transpose t
-          && t.perm().equals(List.of(0L, 2L, 1L, 3L)) && t.x().type().dim(0).is(1)
-          && t.x().type().dim(2).isStatic() && users.get(r.x()).equals(List.of(n))
-          && !outputs.contains(r.x())) {
+          && swapsHeads(r.x(), users, outputs, n) && r.x().type().dim(1).isStatic()) {
         folded.put(r.x().producer(), n);
+      }
+      // an attention's output, transposed back and its heads merged, that the qmatmul after
+      // it converts itself (the o projection's x): the conversion reads the heads' rows
+      Node qmatmul = fused.get(n);
+      if (qmatmul != null && n.op().operands().get(0).producer() != null
+          && n.op().operands().get(0).producer().op() instanceof DataOp.Reshape merge) {
+        Value t = merge.x();
+        TensorType tt = t.type();
+        if (tt.rank() == 4 && tt.dim(2).isStatic() && tt.dim(3).isStatic()
+            && users.get(n.op().operands().get(0)).equals(List.of(n))
+            && !outputs.contains(n.op().operands().get(0))
+            && n.op().operands().get(0).type().rank() == 3
+            && n.op().operands().get(0).type().dim(2).is(tt.dim(2).value() * tt.dim(3).value())
+            && swapsHeads(t, users, outputs, n.op().operands().get(0).producer())) {
+          folded.put(t.producer(), qmatmul);
+        }
       }
     }
     return folded;
+  }
+
+  /**
+   * Whether {@code v} is a [0, 2, 1, 3] transpose's result of a [1, .., .., ..] tensor, read
+   * by {@code reader} alone and not returned.
+   */
+  private static boolean swapsHeads(Value v, Map<Value, List<Node>> users,
+      java.util.Set<Value> outputs, Node reader) {
+    return v.producer() != null && v.producer().op() instanceof DataOp.Transpose t
+        && t.perm().equals(List.of(0L, 2L, 1L, 3L)) && t.x().type().dim(0).is(1)
+        && users.get(v).equals(List.of(reader)) && !outputs.contains(v);
   }
 
   private static boolean residualAdd(Node n, Map<Value, Tensor> known) {

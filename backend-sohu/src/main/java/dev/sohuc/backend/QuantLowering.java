@@ -6,6 +6,7 @@ import static dev.sohuc.backend.Emitter.TOK_STORE;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.QuantOp;
@@ -1098,7 +1099,13 @@ final class QuantLowering {
     int qRs = e.konst(k * es);
     int four = e.konst(4);
     int one = e.konst(1);
-    int src = e.li(l.addr(src0));
+    // x as the heads of an attention's output, its transpose folded here (foldedTransposes):
+    // each row of x is H blocks of D, block h from head h's rows
+    Node heads = pre == null && xf.producer() != null && xf.producer().op() instanceof DataOp.Reshape
+        ? l.fusedProducer(xf.producer().op().operands().get(0)) : null;
+    TensorType ht = heads == null ? null : heads.op().operands().get(0).type();
+    int src = e.li(l.addr(heads == null ? src0 : heads.op().operands().get(0)));
+    int headStride = heads == null ? 0 : l.dimReg(ht.dim(2).times(Dim.of(ht.dim(3).value() * 4)));
     int up = glu == null ? 0 : e.li(l.addr(glu.up()));
     int vec = scaleBy == null ? 0 : e.li(vecAt);
     int qBase = e.li(qAt);
@@ -1106,7 +1113,10 @@ final class QuantLowering {
     int outHbm = e.li(l.addr(dyn ? conv.results().get(1) : conv.result()));
     float s = tensorScale;
     boolean d = div;
-    List<Lowering.In> ins = glu == null ? List.of(new Lowering.In(src, inRow, inRow))
+    List<Lowering.In> ins = heads != null ? List.of(new Lowering.In(src,
+        ht.dim(3).value() * 4, inRow, MemSpace.HBM, 0, 0, new Lowering.Blocks(
+            (int) ht.dim(1).value(), ht.dim(3).value() * 4, headStride)))
+        : glu == null ? List.of(new Lowering.In(src, inRow, inRow))
         : List.of(new Lowering.In(src, inRow, inRow), new Lowering.In(up, inRow, inRow));
     l.rowStream(rows, CONVERT_TILE, ins, outHbm, 4, 4,
         (in, out, r, st) -> {
@@ -1136,7 +1146,7 @@ final class QuantLowering {
           }
           e.free(qa);
         }, false, new int[0], null, true, null);
-    e.free(rows, src, up, vec, qBase, sBase, outHbm);
+    e.free(rows, src, up, vec, qBase, sBase, outHbm, headStride);
     // this stream's shared constants are not used after it: release them for the mma stream
     // (qmatmul calls this before it makes any constant of its own)
     e.endOp();

@@ -462,7 +462,7 @@ public final class SohuBackend {
       fusedProducers = new IdentityHashMap<>(QuantLowering.fusedConversions(fn, size, known,
           target, gatedPairs));
       fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
-      fusedProducers.putAll(Lowering.foldedTransposes(fn));
+      fusedProducers.putAll(Lowering.foldedTransposes(fn, fusedProducers));
       narrowedRopes = Lowering.narrowedRopes(fn, this::isAlias);
       arena = planArena(next);
       hbmEnd = next + arena[0];

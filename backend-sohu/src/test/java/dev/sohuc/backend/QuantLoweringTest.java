@@ -2,6 +2,7 @@ package dev.sohuc.backend;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.emu.HostTensor;
@@ -699,6 +700,53 @@ class QuantLoweringTest {
           return %a, %b, %c, %d
         }""".replace("VEC", vec).replace("FZEROS", String.join(", ", java.util.Collections.nCopies(40, "0.0")))
         .replace("ZEROS", String.join(", ", java.util.Collections.nCopies(40, "0"))));
+  }
+
+  /**
+   * The o projection's x: an attention's [1, H, S, D] output transposed to [1, S, H, D], its
+   * heads merged and converted by the qmatmul (a bf16 cast, or fp8 per-row quantization): the
+   * conversion reads each row's H blocks from the heads' rows, and the transpose emits no code.
+   */
+  @Test
+  void theOProjectionReadsItsXFromTheHeads() {
+    Random rnd = new Random(SEED);
+    Tensor w = gaussian(rnd, new long[] {128, 130}, 0.5f, 0f);
+    String hex = HexFormat.of().formatHex(w.toBytes());
+    for (String conversion : List.of(
+        "%xq = cast %xm {to = bf16} : tensor<1 x ?s x 128 x bf16>\n"
+            + "%xs = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>",
+        "%xq, %xs = dynamic_quantize %xm {dtype = f8e4m3, granularity = \"row\"} "
+            + ": tensor<1 x ?s x 128 x f8e4m3>, tensor<1 x ?s x 1 x f32>")) {
+      String wType = conversion.contains("f8e4m3") ? "f8e4m3" : "bf16";
+      String text = """
+          module @oproj {
+            weight @w : tensor<128 x 130 x f32> = inline 0xHEX
+            func @main(%a: tensor<1 x 4 x ?s x 32 x f32>) -> ("y": tensor<1 x ?s x 130 x f32>) {
+              %wf = weight {name = @w} : tensor<128 x 130 x f32>
+              %sw = constant {value = dense<0.5> : tensor<f32>} : tensor<f32>
+              WEIGHT
+              %at = transpose %a {perm = [0, 2, 1, 3]} : tensor<1 x ?s x 4 x 32 x f32>
+              %xm = reshape %at {shape = [1, ?s, 128]} : tensor<1 x ?s x 128 x f32>
+              CONVERSION
+              %y = qmatmul %xq, %wq, %xs, %sw : tensor<1 x ?s x 130 x f32>
+              return %y
+            }
+          }
+          """.replace("HEX", hex).replace("CONVERSION", conversion).replace("WEIGHT",
+              wType.equals("bf16") ? "%wq = cast %wf {to = bf16} : tensor<128 x 130 x bf16>"
+              : "%z = constant {value = dense<0.0> : tensor<f8e4m3>} : tensor<f8e4m3>\n"
+              + "%wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<128 x 130 x f8e4m3>");
+      EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "o.ir"),
+          BackendOptions.defaults().withBound("s", 300));
+      List<String> ops = c.program.debug().stream().map(SohuProgram.DebugEntry::irOp).distinct()
+          .toList();
+      assertFalse(ops.contains("transpose %at"), ops.toString());
+      for (long s : new long[] {1, 129, 300}) {
+        Random r = new Random(SEED + s);
+        c.check(List.of(EndToEndHarness.randomF32(r, 1.0, 1, 4, s, 32)), TOL,
+            "o projection " + wType + " s=" + s);
+      }
+    }
   }
 
   @Test
