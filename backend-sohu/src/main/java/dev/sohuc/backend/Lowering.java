@@ -12,6 +12,7 @@ import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.QuantOp;
 import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
@@ -657,8 +658,8 @@ final class Lowering {
   /**
    * Planes of a row stream: each tile holds the same rows of {@code count} planes (a register;
    * at most {@code max}), {@code hbmStride} bytes apart in HBM (a register) for the output and
-   * every input without a plane stride of its own, one DMA for all of them. In SRAM, plane p of a tile follows plane p - 1 (tile
-   * rows of the tensor's row bytes apart).
+   * every input without a plane stride of its own, one DMA for all of them. In SRAM, plane p
+   * of a tile follows plane p - 1 (tile rows of the tensor's row bytes apart).
    */
   record Planes(int count, long max, int hbmStride) {}
 
@@ -1224,9 +1225,11 @@ final class Lowering {
         folded.put(r.x().producer(), n);
       }
       // an attention's output, transposed back and its heads merged, that the qmatmul after
-      // it converts itself (the o projection's x): the conversion reads the heads' rows
+      // it converts itself (the o projection's x): the conversion reads the heads' rows (not
+      // when another op fused into the qmatmul, SmoothQuant's multiply, reads them first)
       Node qmatmul = fused.get(n);
-      if (qmatmul != null && n.op().operands().get(0).producer() != null
+      if (qmatmul != null && qmatmul.op() instanceof QuantOp.QMatMul q
+          && q.x() == n.results().get(0) && n.op().operands().get(0).producer() != null
           && n.op().operands().get(0).producer().op() instanceof DataOp.Reshape merge) {
         Value t = merge.x();
         TensorType tt = t.type();

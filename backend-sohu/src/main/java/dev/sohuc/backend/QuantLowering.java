@@ -1101,7 +1101,8 @@ final class QuantLowering {
     int one = e.konst(1);
     // x as the heads of an attention's output, its transpose folded here (foldedTransposes):
     // each row of x is H blocks of D, block h from head h's rows
-    Node heads = pre == null && xf.producer() != null && xf.producer().op() instanceof DataOp.Reshape
+    Node heads = pre == null && xf.producer() != null
+        && xf.producer().op() instanceof DataOp.Reshape
         ? l.fusedProducer(xf.producer().op().operands().get(0)) : null;
     TensorType ht = heads == null ? null : heads.op().operands().get(0).type();
     int src = e.li(l.addr(heads == null ? src0 : heads.op().operands().get(0)));

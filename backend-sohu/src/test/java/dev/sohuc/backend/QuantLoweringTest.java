@@ -716,8 +716,20 @@ class QuantLoweringTest {
         "%xq = cast %xm {to = bf16} : tensor<1 x ?s x 128 x bf16>\n"
             + "%xs = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>",
         "%xq, %xs = dynamic_quantize %xm {dtype = f8e4m3, granularity = \"row\"} "
-            + ": tensor<1 x ?s x 128 x f8e4m3>, tensor<1 x ?s x 1 x f32>")) {
-      String wType = conversion.contains("f8e4m3") ? "f8e4m3" : "bf16";
+            + ": tensor<1 x ?s x 128 x f8e4m3>, tensor<1 x ?s x 1 x f32>",
+        "%xs = constant {value = dense<0.02> : tensor<f32>} : tensor<f32>\n"
+            + "%zx = constant {value = dense<0> : tensor<i8>} : tensor<i8>\n"
+            + "%xq = quantize_linear %xm, %xs, %zx {axis = 1} : tensor<1 x ?s x 128 x i8>",
+        // SmoothQuant's per-channel multiply reads x first: the transpose stays
+        "%xs = constant {value = dense<0.02> : tensor<f32>} : tensor<f32>\n"
+            + "%zx = constant {value = dense<0> : tensor<i8>} : tensor<i8>\n"
+            + "%cs = constant {value = dense<[" + String.join(", ",
+                java.util.Collections.nCopies(64, "0.5, 2.0")) + "]> : tensor<128 x f32>} "
+            + ": tensor<128 x f32>\n"
+            + "%xsm = mul %xm, %cs : tensor<1 x ?s x 128 x f32>\n"
+            + "%xq = quantize_linear %xsm, %xs, %zx {axis = 1} : tensor<1 x ?s x 128 x i8>")) {
+      String wType = conversion.contains("f8e4m3") ? "f8e4m3" : conversion.contains("i8>")
+          ? "i8" : "bf16";
       String text = """
           module @oproj {
             weight @w : tensor<128 x 130 x f32> = inline 0xHEX
@@ -734,13 +746,15 @@ class QuantLoweringTest {
           }
           """.replace("HEX", hex).replace("CONVERSION", conversion).replace("WEIGHT",
               wType.equals("bf16") ? "%wq = cast %wf {to = bf16} : tensor<128 x 130 x bf16>"
-              : "%z = constant {value = dense<0.0> : tensor<f8e4m3>} : tensor<f8e4m3>\n"
-              + "%wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<128 x 130 x f8e4m3>");
+              : "%z = constant {value = dense<0> : tensor<WT>} : tensor<WT>\n"
+              + "%wq = quantize_linear %wf, %sw, %z {axis = 1} : tensor<128 x 130 x WT>")
+              .replace("WT", wType);
       EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "o.ir"),
           BackendOptions.defaults().withBound("s", 300));
       List<String> ops = c.program.debug().stream().map(SohuProgram.DebugEntry::irOp).distinct()
           .toList();
-      assertFalse(ops.contains("transpose %at"), ops.toString());
+      assertEquals(conversion.contains("mul"), ops.contains("transpose %at"), ops.toString());
+      assertTrue(!conversion.contains("mul") || !ops.contains("mul %xsm"), ops.toString());
       for (long s : new long[] {1, 129, 300}) {
         Random r = new Random(SEED + s);
         c.check(List.of(EndToEndHarness.randomF32(r, 1.0, 1, 4, s, 32)), TOL,

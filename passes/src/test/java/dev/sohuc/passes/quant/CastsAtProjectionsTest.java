@@ -77,7 +77,8 @@ class CastsAtProjectionsTest {
 
   @Test
   void aProjectionWithAnotherReaderStaysF32() {
-    String func = SPLIT_V.replace("-> (\"prompt\"", "-> (\"v\": tensor<1 x 6 x 4 x f32>, \"prompt\"")
+    String func = SPLIT_V
+        .replace("-> (\"prompt\"", "-> (\"v\": tensor<1 x 6 x 4 x f32>, \"prompt\"")
         .replace("return %prompt", "return %v, %prompt");
     Module m = parse(func);
     CastsAtProjections.apply(m);
