@@ -434,9 +434,7 @@ class EndToEndOpsTest {
   @Test
   void ropeInStreamsOfPlanes(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
       throws java.io.IOException {
-    java.nio.file.Path target = dir.resolve("tiny-sram.json");
-    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
-        + "{\"capacity\": {\"value\": 98304}}}");
+    java.nio.file.Path target = tinySram(dir);
     check("rope_planes", """
         func @main(%x: tensor<?b x 5 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<?b x 5 x ?s x 16 x f32>) {
           %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
@@ -447,6 +445,29 @@ class EndToEndOpsTest {
         List.of(Map.of("s", 300L, "b", 3L), Map.of("s", 37L, "b", 2L), Map.of("s", 2L, "b", 1L)));
   }
 
+  /** A target of 96 KiB of SRAM, where a stream's planes do not all fit at once. */
+  private static java.nio.file.Path tinySram(java.nio.file.Path dir) throws java.io.IOException {
+    java.nio.file.Path target = dir.resolve("tiny-sram.json");
+    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
+        + "{\"capacity\": {\"value\": 98304}}}");
+    return target;
+  }
+
+  /**
+   * A rope of 5 heads read from [1, S, 5, 16] through the transpose to [1, 5, S, 16], its
+   * result {@code %r}; {@code tail} makes the output {@code %y} of element type {@code out}.
+   */
+  private static String transposedRope(String out, String tail) {
+    return """
+        func @main(%x: tensor<1 x ?s x 5 x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 5 x ?s x 16 x OUT>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
+          %xt = transpose %x {perm = [0, 2, 1, 3]} : tensor<1 x 5 x ?s x 16 x f32>
+          %r = rope %xt, %cos, %sin {style = "rotate_half"} : tensor<1 x 5 x ?s x 16 x f32>
+          TAIL
+        }""".replace("OUT", out).replace("TAIL", tail);
+  }
+
   /**
    * A rope reading [1, S, H, D] through the transpose to [1, H, S, D] in front of it: the
    * transpose emits no code of its own. On the 96 KiB SRAM the 5 heads go 4 then 1 a stream.
@@ -454,25 +475,12 @@ class EndToEndOpsTest {
   @Test
   void ropeReadsThroughATranspose(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
       throws java.io.IOException {
-    java.nio.file.Path target = dir.resolve("tiny-sram.json");
-    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
-        + "{\"capacity\": {\"value\": 98304}}}");
-    String func = """
-        func @main(%x: tensor<1 x ?s x 5 x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 5 x ?s x 16 x f32>) {
-          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
-          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
-          %xt = transpose %x {perm = [0, 2, 1, 3]} : tensor<1 x 5 x ?s x 16 x f32>
-          %y = rope %xt, %cos, %sin {style = "rotate_half"} : tensor<1 x 5 x ?s x 16 x f32>
-          return %y
-        }""";
-    List<Map<String, Long>> dims = List.of(Map.of("s", 300L), Map.of("s", 37L),
-        Map.of("s", 1L));
+    String func = transposedRope("f32", "return %r");
     for (BackendOptions options : List.of(BackendOptions.defaults().withBound("s", 300),
-        BackendOptions.defaults().withTarget(target).withBound("s", 300))) {
-      check("rope_transposed", func, options, dims);
-      List<String> ops = program(func, options).debug().stream()
-          .map(SohuProgram.DebugEntry::irOp).distinct().toList();
-      assertFalse(ops.contains("transpose %xt"), ops.toString());
+        BackendOptions.defaults().withTarget(tinySram(dir)).withBound("s", 300))) {
+      check("rope_transposed", func, options, List.of(Map.of("s", 300L), Map.of("s", 37L),
+          Map.of("s", 1L)));
+      assertFalse(ops(func, options).contains("transpose %xt"));
     }
   }
 
@@ -484,31 +492,24 @@ class EndToEndOpsTest {
   @Test
   void ropeWritesTheBf16CastAfterIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
       throws java.io.IOException {
-    java.nio.file.Path target = dir.resolve("tiny-sram.json");
-    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
-        + "{\"capacity\": {\"value\": 98304}}}");
-    String func = """
-        func @main(%x: tensor<1 x ?s x 5 x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 5 x ?s x 16 x bf16>) {
-          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
-          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
-          %xt = transpose %x {perm = [0, 2, 1, 3]} : tensor<1 x 5 x ?s x 16 x f32>
-          %r = rope %xt, %cos, %sin {style = "rotate_half"} : tensor<1 x 5 x ?s x 16 x f32>
-          %y = cast %r {to = bf16} : tensor<1 x 5 x ?s x 16 x bf16>
-          return %y
-        }""";
-    List<Map<String, Long>> dims = List.of(Map.of("s", 300L), Map.of("s", 37L),
-        Map.of("s", 1L));
+    String func = transposedRope("bf16", """
+        %y = cast %r {to = bf16} : tensor<1 x 5 x ?s x 16 x bf16>
+          return %y""");
     for (BackendOptions options : List.of(BackendOptions.defaults().withBound("s", 300),
-        BackendOptions.defaults().withTarget(target).withBound("s", 300),
+        BackendOptions.defaults().withTarget(tinySram(dir)).withBound("s", 300),
         BackendOptions.defaults().withBound("s", 1))) {
       // one bf16 step (2^-7 of values up to 2): the reference's f32 rope can differ from the
       // chip's in the last bit, and the cast then round the other way
-      check("rope_bf16", func, options, options.boundOf("s") == 1
-          ? List.of(Map.of("s", 1L)) : dims, 0x1p-7);
-      List<String> ops = program(func, options).debug().stream()
-          .map(SohuProgram.DebugEntry::irOp).distinct().toList();
-      assertFalse(ops.contains("cast %y"), ops.toString());
+      check("rope_bf16", func, options, options.boundOf("s") == 1 ? List.of(Map.of("s", 1L))
+          : List.of(Map.of("s", 300L), Map.of("s", 37L), Map.of("s", 1L)), 0x1p-7);
+      assertFalse(ops(func, options).contains("cast %y"));
     }
+  }
+
+  /** The IR ops a function's program has code for. */
+  private static List<String> ops(String func, BackendOptions options) {
+    return program(func, options).debug().stream().map(SohuProgram.DebugEntry::irOp).distinct()
+        .toList();
   }
 
   // ---- attention ------------------------------------------------------------------------
@@ -845,8 +846,7 @@ class EndToEndOpsTest {
     BackendOptions options = BackendOptions.defaults().withBound("s", 300).withBound("t", 400);
     check("prefix_slices", func, options,
         List.of(Map.of("s", 300L, "t", 400L), Map.of("s", 5L, "t", 130L)));
-    List<String> ops = program(func, options).debug().stream()
-        .map(SohuProgram.DebugEntry::irOp).distinct().toList();
+    List<String> ops = ops(func, options);
     assertFalse(ops.contains("slice %rows"), ops.toString());
     assertTrue(ops.contains("slice %cols") && ops.contains("slice %first"), ops.toString());
   }
