@@ -138,12 +138,15 @@ final class AttentionLowering {
     }
     long group = hq.value() / hkv.value();
     Dim s = qt.dim(2);
+    Dim t = kt.dim(2);
+    long tBound = t.evaluate(l.bounds());
+    // sliding window: softmax masks keys at or before (query position - window); a window of
+    // at least the keys at the bounds masks none (Mistral's 4096 over a shorter context)
+    window = at.window() < tBound ? at.window() : 0;
     // a decode step (at most one query row per head): the query heads of a kv head are
     // consecutive rows of Q, so they go through as the rows of one tile, reading K and V once
     // per group; one query row sees every key, so the causal diagonal needs no per-head shift
-    long stack = s.evaluate(l.bounds()) <= 1 && at.window() == 0 && group <= TILE ? group : 1;
-    Dim t = kt.dim(2);
-    long tBound = t.evaluate(l.bounds());
+    long stack = s.evaluate(l.bounds()) <= 1 && window == 0 && group <= TILE ? group : 1;
     long tPad = Math.max(TILE, (tBound + TILE - 1) / TILE * TILE);
     long nT = tPad / TILE;
     int mTile = s.isStatic() && s.value() * stack < TILE ? (int) Math.max(1, s.value() * stack)
@@ -205,7 +208,7 @@ final class AttentionLowering {
     // with past lengths, the prefetched schedule's batch row counter takes a slot's register,
     // and with a window, the register its softmax holds the window in beside the row sums'
     int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH
-        - (at.pastLengths() == null ? 0 : 1) - (at.window() > 0 ? 1 : 0) : 1;
+        - (at.pastLengths() == null ? 0 : 1) - (window > 0 ? 1 : 0) : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
       slots.add(l.sram(further, "a further tile's slot"));
@@ -275,8 +278,6 @@ final class AttentionLowering {
     padBytes = e.konst(tPad * 4);
     padWords = e.konst(tPad);
     int tileReg = e.konst(TILE);
-    // sliding window: softmax masks keys at or before (query position - window)
-    window = at.window();
     if (pipelined) {
       // the query head stride is made where it is used, outside the loop
       e.free(qHeadStep);

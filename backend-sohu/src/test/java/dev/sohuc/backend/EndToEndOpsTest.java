@@ -11,6 +11,7 @@ import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.text.IrParser;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
+import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.container.SohuProgram;
 import java.util.ArrayList;
 import java.util.List;
@@ -595,6 +596,24 @@ class EndToEndOpsTest {
         List.of(Map.of("s", 300L, "p", 200L, "b", 2L),
             Map.of("s", 130L, "p", 7L, "b", 1L), Map.of("s", 5L, "p", 0L, "b", 2L)),
         BF16_ATTENTION_TOL);
+  }
+
+  /**
+   * A window no shorter than the keys at the bounds masks none (Mistral's 4096 over a shorter
+   * context): the program is the windowless one, its softmaxes without a window register.
+   */
+  @Test
+  void aWindowLongerThanTheKeysMasksNothing() {
+    String func = BF16_CACHE_ATTENTION.replace("window = 0", "window = 500");
+    BackendOptions options = BackendOptions.defaults().withBound("s", 300).withBound("p", 200)
+        .withBound("b", 2);
+    check("attn_long_window", func, options, List.of(Map.of("s", 300L, "p", 200L, "b", 2L),
+        Map.of("s", 5L, "p", 0L, "b", 1L)), BF16_ATTENTION_TOL);
+    SohuProgram p = program(func, options);
+    List<Insn.Softmax> softmaxes = p.code().stream().map(dev.sohuc.isa.InsnCodec::decode)
+        .filter(i -> i instanceof Insn.Softmax).map(i -> (Insn.Softmax) i).toList();
+    assertFalse(softmaxes.isEmpty());
+    assertTrue(softmaxes.stream().allMatch(x -> x.window() == 0), softmaxes.toString());
   }
 
   /**
