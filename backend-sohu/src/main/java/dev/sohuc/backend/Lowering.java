@@ -1211,9 +1211,15 @@ final class Lowering {
   }
 
   /**
-   * Transposes of [1, S, H, D] to [1, H, S, D] lowered inside the rope that is their only
-   * reader (transpose to rope): the rope's stream reads each head's rows H rows apart from the
-   * transpose's operand, so the transposed copy is neither written nor read back.
+   * [0, 2, 1, 3] transposes of a [1, .., .., ..] tensor lowered inside their only reader, so
+   * the transposed copy is neither written nor read back (transpose to reader):
+   * <ul>
+   *   <li>[1, S, H, D] to [1, H, S, D] into the rope after it, whose stream reads each head's
+   *       rows H rows apart from the transpose's operand;
+   *   <li>an attention's [1, H, S, D] output back to [1, S, H, D], heads merged by a reshape,
+   *       into the qmatmul whose fused conversion ({@code fused}) reads that x: each row's H
+   *       blocks come from the heads' rows.
+   * </ul>
    */
   static Map<Node, Node> foldedTransposes(dev.sohuc.ir.Function fn, Map<Node, Node> fused) {
     Map<Node, Node> folded = new java.util.IdentityHashMap<>();

@@ -90,7 +90,8 @@ public final class SohuBackend {
      * Ops lowered inside the op that reads them, producer to consumer: conversions inside their
      * reader (QuantLowering.fusedConversions: a qmatmul, or the binary op a widening cast feeds),
      * residual adds inside the rms_norm after them (Lowering.fusedResidualAdds), transposes
-     * inside the rope after them (Lowering.foldedTransposes).
+     * inside the rope after them or the qmatmul converting their merged heads
+     * (Lowering.foldedTransposes).
      */
     Map<Node, Node> fusedProducers = Map.of();
     /** Ropes to the bf16 cast each writes itself (Lowering.narrowedRopes). */
