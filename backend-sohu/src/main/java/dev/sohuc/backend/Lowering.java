@@ -1235,21 +1235,39 @@ final class Lowering {
       // when another op fused into the qmatmul, SmoothQuant's multiply, reads them first)
       Node qmatmul = fused.get(n);
       if (qmatmul != null && qmatmul.op() instanceof QuantOp.QMatMul q
-          && q.x() == n.results().get(0) && n.op().operands().get(0).producer() != null
-          && n.op().operands().get(0).producer().op() instanceof DataOp.Reshape merge) {
-        Value t = merge.x();
-        TensorType tt = t.type();
-        if (tt.rank() == 4 && tt.dim(2).isStatic() && tt.dim(3).isStatic()
-            && users.get(n.op().operands().get(0)).equals(List.of(n))
-            && !outputs.contains(n.op().operands().get(0))
-            && n.op().operands().get(0).type().rank() == 3
-            && n.op().operands().get(0).type().dim(2).is(tt.dim(2).value() * tt.dim(3).value())
-            && swapsHeads(t, users, outputs, n.op().operands().get(0).producer())) {
-          folded.put(t.producer(), qmatmul);
+          && q.x() == n.results().get(0) && mergedHeads(n.op().operands().get(0), n, users,
+              outputs) != null) {
+        folded.put(mergedHeads(n.op().operands().get(0), n, users, outputs), qmatmul);
+      }
+      // or that a concat copies beside other rows (a step's prompt rows before its decodes'):
+      // the copy reads the heads' rows
+      if (n.op() instanceof DataOp.Concat c) {
+        for (Value in : c.inputs()) {
+          Node t = mergedHeads(in, n, users, outputs);
+          if (t != null && Math.floorMod(c.axis(), in.type().rank()) < in.type().rank() - 1) {
+            folded.put(t, n);
+          }
         }
       }
     }
     return folded;
+  }
+
+  /**
+   * The [0, 2, 1, 3] transpose of a [1, H, S, D] tensor (H and D static) whose heads a reshape
+   * merges into {@code v} ([1, S, H * D]), both read only by the next op ({@code reader} reads
+   * v), else null.
+   */
+  private static Node mergedHeads(Value v, Node reader, Map<Value, List<Node>> users,
+      java.util.Set<Value> outputs) {
+    if (v.producer() == null || !(v.producer().op() instanceof DataOp.Reshape merge)) {
+      return null;
+    }
+    TensorType tt = merge.x().type();
+    return tt.rank() == 4 && tt.dim(2).isStatic() && tt.dim(3).isStatic()
+        && users.get(v).equals(List.of(reader)) && !outputs.contains(v)
+        && v.type().rank() == 3 && v.type().dim(2).is(tt.dim(2).value() * tt.dim(3).value())
+        && swapsHeads(merge.x(), users, outputs, v.producer()) ? merge.x().producer() : null;
   }
 
   /**
@@ -1560,6 +1578,16 @@ final class Lowering {
   Node widening(Value x) {
     Node p = fusedProducer(x);
     return p != null && p.op() instanceof ElementwiseOp.Cast ? p : null;
+  }
+
+  /**
+   * The transpose to [1, S, H, D] lowered inside the reader of {@code merged}, the reshape of
+   * its result to [1, S, H * D] (Lowering.foldedTransposes), else null.
+   */
+  Node foldedHeads(Value merged) {
+    Node t = merged.producer() != null && merged.producer().op() instanceof DataOp.Reshape r
+        ? fusedProducer(r.x()) : null;
+    return t != null && t.op() instanceof DataOp.Transpose ? t : null;
   }
 
   /** The producer of {@code x} when it is lowered inside its consumer, else null. */
@@ -1936,8 +1964,20 @@ final class Lowering {
     List<Dim> outStrides = strides(outDims, es);
     int d = e.li(addr(n.result()));
     for (Value in : inputs) {
-      int s = e.li(addr(in));
-      copyBlock(in.type().dims(), strides(in.type().dims(), es), outStrides, s, d, es);
+      // merged heads whose transpose is folded here (foldedTransposes): copied from the
+      // [1, H, S, D] tensor as [1, S, H, D], each head's block of the output rows in turn
+      Node heads = foldedHeads(in);
+      int s = e.li(addr(heads == null ? in : heads.op().operands().get(0)));
+      if (heads == null) {
+        copyBlock(in.type().dims(), strides(in.type().dims(), es), outStrides, s, d, es);
+      } else {
+        List<Dim> hd = heads.op().operands().get(0).type().dims();
+        List<Dim> hs = strides(hd, es);
+        copyBlock(List.of(hd.get(0), hd.get(2), hd.get(1), hd.get(3)),
+            List.of(hs.get(0), hs.get(2), hs.get(1), hs.get(3)),
+            List.of(outStrides.get(0), outStrides.get(1), Dim.of(hd.get(3).value() * es),
+                Dim.of(es)), s, d, es);
+      }
       int adv = dimReg(in.type().dim(axis).times(outStrides.get(axis)));
       e.add(d, d, adv);
       e.free(s, adv);

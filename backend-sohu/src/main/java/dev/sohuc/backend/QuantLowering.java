@@ -6,7 +6,6 @@ import static dev.sohuc.backend.Emitter.TOK_STORE;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
-import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.QuantOp;
@@ -1101,9 +1100,7 @@ final class QuantLowering {
     int one = e.konst(1);
     // x as the heads of an attention's output, its transpose folded here (foldedTransposes):
     // each row of x is H blocks of D, block h from head h's rows
-    Node heads = pre == null && xf.producer() != null
-        && xf.producer().op() instanceof DataOp.Reshape
-        ? l.fusedProducer(xf.producer().op().operands().get(0)) : null;
+    Node heads = pre == null ? l.foldedHeads(xf) : null;
     TensorType ht = heads == null ? null : heads.op().operands().get(0).type();
     int src = e.li(l.addr(heads == null ? src0 : heads.op().operands().get(0)));
     int headStride = heads == null ? 0 : l.dimReg(ht.dim(2).times(Dim.of(ht.dim(3).value() * 4)));

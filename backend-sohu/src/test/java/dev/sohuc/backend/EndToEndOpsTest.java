@@ -870,6 +870,32 @@ class EndToEndOpsTest {
     assertTrue(ops.contains("slice %cols") && ops.contains("slice %first"), ops.toString());
   }
 
+  /**
+   * Heads transposed back to [1, S, H, D] and merged, that a concat puts before other rows (a
+   * step's prompt rows before its decodes'): the concat copies them from the heads, and the
+   * transpose emits no code. Concatenated along the merged axis they are not rows: the
+   * transpose stays.
+   */
+  @Test
+  void aConcatCopiesMergedHeadsFromTheHeads() {
+    String func = """
+        func @main(%a: tensor<1 x 4 x ?s x 32 x f32>, %b: tensor<1 x ?t x 128 x f32>, %c: tensor<1 x 4 x ?s x 32 x f32>, %e: tensor<1 x ?s x 8 x f32>) -> ("y": tensor<1 x ?s+?t x 128 x f32>, "z": tensor<1 x ?s x 136 x f32>) {
+          %at = transpose %a {perm = [0, 2, 1, 3]} : tensor<1 x ?s x 4 x 32 x f32>
+          %am = reshape %at {shape = [1, ?s, 128]} : tensor<1 x ?s x 128 x f32>
+          %y = concat %am, %b {axis = 1} : tensor<1 x ?s+?t x 128 x f32>
+          %ct = transpose %c {perm = [0, 2, 1, 3]} : tensor<1 x ?s x 4 x 32 x f32>
+          %cm = reshape %ct {shape = [1, ?s, 128]} : tensor<1 x ?s x 128 x f32>
+          %z = concat %cm, %e {axis = 2} : tensor<1 x ?s x 136 x f32>
+          return %y, %z
+        }""";
+    BackendOptions options = BackendOptions.defaults().withBound("s", 300).withBound("t", 130);
+    check("concat_heads", func, options, List.of(Map.of("s", 300L, "t", 130L),
+        Map.of("s", 5L, "t", 1L)), 0);
+    List<String> ops = ops(func, options);
+    assertFalse(ops.contains("transpose %at"), ops.toString());
+    assertTrue(ops.contains("transpose %ct"), ops.toString());
+  }
+
   /** Transposes, slices and reshapes move bf16 elements as they move f32 ones. */
   @Test
   void bf16ValuesMoveLikeF32Ones() {
