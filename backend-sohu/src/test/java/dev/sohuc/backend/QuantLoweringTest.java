@@ -445,19 +445,23 @@ class QuantLoweringTest {
     }
   }
 
+  /** {@code factory}'s program, ?s bounded at {@code s}, with the ops lowered apart. */
+  private static EndToEndHarness.Compiled compiledApart(Supplier<Module> factory, long s) {
+    System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
+    try {
+      return EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", s));
+    } finally {
+      System.clearProperty(QuantLowering.FUSE_PROPERTY);
+    }
+  }
+
   private void gateAndUpRunAsOnePairedQmatmul(String label, Supplier<Module> factory) {
     EndToEndHarness.Compiled paired = check(label + " gated pair", factory,
         label.startsWith("BF16") ? SILU_THEN_BF16_TOL : TOL);
     assertLoweredInsideQmatmul(paired, "swiglu", "cast", "gelu", "mul", "split");
     assertTrue(paired.program.debug().stream()
         .noneMatch(d -> d.irOp().startsWith("qmatmul %up")), label + ": up lowered on its own");
-    EndToEndHarness.Compiled apart;
-    System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
-    try {
-      apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 1100));
-    } finally {
-      System.clearProperty(QuantLowering.FUSE_PROPERTY);
-    }
+    EndToEndHarness.Compiled apart = compiledApart(factory, 1100);
     EndToEndHarness.Compiled big = EndToEndHarness.compile(factory,
         BackendOptions.defaults().withBound("s", 1100));
     for (long s : new long[] {3, 1100}) {
@@ -498,13 +502,7 @@ class QuantLoweringTest {
           .program();
       assertTrue(paired.debug().stream().noneMatch(d -> d.irOp().startsWith("qmatmul %up")),
           mode + ": up lowered on its own");
-      EndToEndHarness.Compiled apart;
-      System.setProperty(QuantLowering.FUSE_PROPERTY, "false");
-      try {
-        apart = EndToEndHarness.compile(factory, BackendOptions.defaults().withBound("s", 300));
-      } finally {
-        System.clearProperty(QuantLowering.FUSE_PROPERTY);
-      }
+      EndToEndHarness.Compiled apart = compiledApart(factory, 300);
       Map<String, HostTensor> in = Map.of(f.arguments().get(0).name(), EndToEndHarness.toHost(
           EndToEndHarness.randomF32(new Random(SEED + 300), 2.0, 300, D)));
       assertArrayEquals(run(apart.program, in).outputs().values().iterator().next().data(),
