@@ -582,14 +582,12 @@ class VpuInstructionTest {
             "fp8 from i32 " + i + "," + j);
       }
     }
-    FunctionalMachine past = TestSupport.machine(regs(3, 5, 20, 8) + """
+    assertTrapNaming(regs(3, 5, 20, 8) + """
         li r15, 5120
         li r16, 1099511627776
         accdq r12+0, r22, r0+0, r23, r20, r21, bf16, r16, r15
         halt
-        """);
-    Trap trap = assertThrows(Trap.class, past::run);
-    assertTrue(trap.getMessage().contains("accdq row scales"), trap.getMessage());
+        """, "accdq row scales");
   }
 
   /**
@@ -609,10 +607,7 @@ class VpuInstructionTest {
         softmax r13+0, r22, r15+0, r22, r20, r21, f32, scale=0.35, causal=1, diag=r25, out_bf16=1
         halt
         """);
-    Random rnd = new Random(11);
-    for (int k = 0; k < 18; k++) {
-      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 4f);
-    }
+    putScores(m, 11);
     m.run();
     boolean someNonZero = false;
     for (int i = 0; i < 3; i++) {
@@ -623,13 +618,11 @@ class VpuInstructionTest {
       }
     }
     assertTrue(someNonZero);
-    FunctionalMachine past = TestSupport.machine(regs(3, 6, 24, 8) + """
+    assertTrapNaming(regs(3, 6, 24, 8) + """
         li r24, 1099511627776
         softmax r12+0, r22, r24+0, r23, r20, r21, f32, src_acc=1
         halt
-        """);
-    Trap trap = assertThrows(Trap.class, past::run);
-    assertTrue(trap.getMessage().contains("softmax ACC scores"), trap.getMessage());
+        """, "softmax ACC scores");
   }
 
   /**
@@ -648,10 +641,7 @@ class VpuInstructionTest {
         softmax r13+0, r22, r10+0, r23, r20, r21, f32, scale=0.35, causal=1, diag=r25
         halt
         """);
-    Random rnd = new Random(5);
-    for (int k = 0; k < 18; k++) {
-      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 4f);
-    }
+    putScores(m, 5);
     m.run();
     assertEquals(0f, TestSupport.get(m, 20480, F32));
     for (int i = 0; i < 3; i++) {
@@ -663,12 +653,25 @@ class VpuInstructionTest {
         assertEquals(j >= i, p == 0f, i + "," + j);
       }
     }
-    FunctionalMachine past = TestSupport.machine(regs(3, 6, 24, 24) + """
+    assertTrapNaming(regs(3, 6, 24, 24) + """
         li r26, 1099511627776
         softmax r12+0, r22, r10+0, r23, r20, r21, f32, sums=r26
         halt
-        """);
-    Trap trap = assertThrows(Trap.class, past::run);
-    assertTrue(trap.getMessage().contains("softmax sums"), trap.getMessage());
+        """, "softmax sums");
+  }
+
+  /** 18 f32 scores (3 rows of 6) at SRAM 1024, where r10 points: Gaussian, spread 4. */
+  private static void putScores(FunctionalMachine m, long seed) {
+    Random rnd = new Random(seed);
+    for (int k = 0; k < 18; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 4f);
+    }
+  }
+
+  /** {@code program} traps, and its message names {@code what}. */
+  private static void assertTrapNaming(String program, String what) {
+    FunctionalMachine m = TestSupport.machine(program);
+    Trap trap = assertThrows(Trap.class, m::run);
+    assertTrue(trap.getMessage().contains(what), trap.getMessage());
   }
 }
