@@ -1141,24 +1141,35 @@ final class Lowering {
    */
   static Map<Node, Node> narrowedNorms(dev.sohuc.ir.Function fn,
       QuantLowering.Residency residency) {
+    return castsRightAfter(fn, n -> n.op() instanceof TransformerOp.RmsNorm r
+        && r.x().type().elementType() == ElementType.F32
+        && !residency.normCasts().containsKey(n), SohuBackend::isSource);
+  }
+
+  /**
+   * Each {@code producer} node to the cast to bf16 that is its result's only reader, with
+   * nothing but {@code between} nodes between them, the result not returned.
+   */
+  private static Map<Node, Node> castsRightAfter(dev.sohuc.ir.Function fn,
+      java.util.function.Predicate<Node> producer, java.util.function.Predicate<Node> between) {
     Map<Node, Node> out = new java.util.IdentityHashMap<>();
     Map<Value, List<Node>> users = fn.users();
     java.util.Set<Value> outputs = fn.outputValues();
-    Node norm = null;
+    Node p = null;
     for (Node n : fn.body()) {
-      if (SohuBackend.isSource(n)) {
+      if (p != null && between.test(n)) {
         continue;
       }
-      if (norm != null && n.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
-          && c.x() == norm.result() && users.get(norm.result()).size() == 1
-          && !outputs.contains(norm.result()) && !residency.normCasts().containsKey(norm)) {
-        out.put(norm, n);
+      if (p != null && n.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
+          && c.x() == p.result() && users.get(p.result()).size() == 1
+          && !outputs.contains(p.result())) {
+        out.put(p, n);
       }
-      norm = n.op() instanceof TransformerOp.RmsNorm r
-          && r.x().type().elementType() == ElementType.F32 ? n : null;
+      p = producer.test(n) ? n : null;
     }
     return out;
   }
+
 
   /**
    * Residual adds lowered inside the rms_norm that reads them (add to norm): {@code
@@ -1192,23 +1203,10 @@ final class Lowering {
    */
   static Map<Node, Node> narrowedRopes(dev.sohuc.ir.Function fn,
       java.util.function.Predicate<Node> aliases) {
-    Map<Node, Node> out = new java.util.IdentityHashMap<>();
-    Map<Value, List<Node>> users = fn.users();
-    java.util.Set<Value> outputs = fn.outputValues();
-    Node rope = null;
-    for (Node n : fn.body()) {
-      if (SohuBackend.isSource(n) || (rope != null && aliases.test(n))) {
-        continue;
-      }
-      if (rope != null && n.op() instanceof ElementwiseOp.Cast c && c.to() == ElementType.BF16
-          && c.x() == rope.result() && users.get(rope.result()).size() == 1
-          && !outputs.contains(rope.result())) {
-        out.put(rope, n);
-      }
-      rope = n.op() instanceof TransformerOp.Rope ? n : null;
-    }
-    return out;
+    return castsRightAfter(fn, n -> n.op() instanceof TransformerOp.Rope,
+        n -> SohuBackend.isSource(n) || aliases.test(n));
   }
+
 
   /**
    * [0, 2, 1, 3] transposes of a [1, .., .., ..] tensor lowered inside their only reader, so
