@@ -168,12 +168,14 @@ final class CollectiveLowering {
   }
 
   /**
-   * A reduce_scatter or all_gather from {@code src} to {@code dst} (HBM addresses), left
-   * running on the link: a DMA fence starts it once the operand's stores are in HBM (every DMA
-   * queued before has completed), and a LINK fence after it signals {@link Emitter#TOK_SUMMED}
-   * in order with the other sums, for the first op that reads the result to wait on.
+   * A reduce_scatter or all_gather from {@code src} to {@code dst} (addresses in {@code space}),
+   * left running on the link: a DMA fence starts it once the operand's stores are in HBM (every
+   * DMA queued before has completed; in SRAM, the norm that wrote the operand has stored its
+   * last tile, after its last write), and a LINK fence after it signals
+   * {@link Emitter#TOK_SUMMED} in order with the other sums, for the first op that reads the
+   * result to wait on.
    */
-  static void block(Emitter e, Lowering low, Node n, long src, long dst) {
+  static void block(Emitter e, Lowering low, Node n, MemSpace space, long src, long dst) {
     Group g = group(n);
     // the elements of one chip's block: the scatter's result, the gather's operand
     Value blockValue = n.op() instanceof TransformerOp.ReduceScatter ? n.result()
@@ -184,9 +186,9 @@ final class CollectiveLowering {
     DType t = QuantLowering.dtype(blockValue.type().elementType());
     e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
     e.emit(n.op() instanceof TransformerOp.ReduceScatter
-        ? new Insn.Reducescatter(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
+        ? new Insn.Reducescatter(space, to, 0, from, 0, count, 0, t, (int) g.chips(),
             (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0)
-        : new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, count, 0, t, (int) g.chips(),
+        : new Insn.Allgather(space, to, 0, from, 0, count, 0, t, (int) g.chips(),
             (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0));
     e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
     e.free(count, from, to);

@@ -66,6 +66,7 @@ final class Lowering {
     this.symbolRegs = symbolRegs;
     this.hbm = hbm;
     this.known = known;
+    this.sramTop = target.sramBytes();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -401,6 +402,7 @@ final class Lowering {
   void lower(Node n) {
     this.node = n;
     sramNext = 0;
+    sramTop = sramGathers.limit(n, target.sramBytes());
     residentBefore = residentNow;
     residentNow = null;
     if (QuantLowering.claims(n.op())) {
@@ -487,11 +489,17 @@ final class Lowering {
   long sram(long bytes, String what) {
     long at = sramNext;
     sramNext = align(at + bytes);
-    if (sramNext > target.sramBytes()) {
+    if (sramNext > sramTop) {
       throw new BackendException(node.describe() + ": needs " + sramNext + " bytes of SRAM (for "
-          + what + "), the target has " + target.sramBytes());
+          + what + "), the target has " + sramTop
+          + (sramTop < target.sramBytes() ? " below the gathers landing in SRAM" : ""));
     }
     return at;
+  }
+
+  /** The end of the SRAM this op may use: below the regions of gathers landing in SRAM. */
+  long sramLimit() {
+    return sramTop;
   }
 
   long sramUsed() {
@@ -623,7 +631,7 @@ final class Lowering {
    * the double-buffered tiles within the SRAM left.
    */
   long tileRows(long bytesPerRow, long max) {
-    long left = target.sramBytes() - sramNext;
+    long left = sramTop - sramNext;
     long t = Long.highestOneBit(Math.max(1, Math.max(max, TILE_BYTES / bytesPerRow)));
     while (t > 1 && 2 * t * bytesPerRow > left) {
       t /= 2;
@@ -1305,7 +1313,10 @@ final class Lowering {
     int rs = e.konst(rowBytes);
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
-    boolean unstored = add != null && residency.unstoredNorms().contains(n);
+    // this chip's block of the rows an all_gather takes to SRAM (SramGathers): y goes there
+    Long gatheredAt = sramGathers.normBlock(n);
+    boolean unstored = add != null
+        && (residency.unstoredNorms().contains(n) || gatheredAt != null);
     // y as the bf16 cast after the norm wants it, written by the norm itself
     Node narrowTo = narrowedNorms.get(n);
     long yBytes = narrowTo == null ? rowBytes : v.cols() * 2;
@@ -1313,9 +1324,10 @@ final class Lowering {
     // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
-    long residentAt = cast == null ? 0
+    boolean bf16InSram = cast != null || gatheredAt != null;
+    long residentAt = gatheredAt != null ? gatheredAt : cast == null ? 0
         : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
-    int residentRs = cast == null ? 0 : e.konst(v.cols() * 2);
+    int residentRs = bf16InSram ? e.konst(v.cols() * 2) : 0;
     int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
     float offset = (float) r.gammaOffset();
     int dst = unstored ? 0 : e.li(addr(narrowTo == null ? n.result() : narrowTo.result()));
@@ -1377,7 +1389,7 @@ final class Lowering {
             TOK_LOAD, TOK_LOAD);
         e.free(one);
       }
-    }, cast != null, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
+    }, bf16InSram, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
     e.free(rows, gamma, sumTile);
   }
@@ -1418,7 +1430,7 @@ final class Lowering {
     // MIN_ROPE_ROWS positions in half the SRAM (double-buffered input and output rows, and the
     // scratch row when narrowed), the streams then one after another
     long planesBound = oneRow ? 1 : Math.max(1, planes.evaluate(bounds));
-    long fit = Math.max(1, (target.sramBytes() - sramNext) / 2
+    long fit = Math.max(1, (sramTop - sramNext) / 2
         / ((narrowTo == null ? 4 : 5) * rowBytes * MIN_ROPE_ROWS));
     long perStream = planesBound <= fit ? planesBound : Long.highestOneBit(fit);
     int planesLeft = oneRow ? 0 : dimReg(planes);
@@ -1545,6 +1557,28 @@ final class Lowering {
 
   void setNarrowedNorms(Map<Node, Node> narrowedNorms) {
     this.narrowedNorms = narrowedNorms;
+  }
+
+  /** The all_gathers that land in SRAM, and the SRAM each op keeps clear of them. */
+  private SramGathers sramGathers = SramGathers.none();
+  /** The end of the SRAM the op being lowered may use. */
+  private long sramTop;
+
+  void setSramGathers(SramGathers sramGathers) {
+    this.sramGathers = sramGathers;
+  }
+
+  /** The SRAM address where {@code v} was gathered, or null when it is in HBM. */
+  Long gatheredInSram(Value v) {
+    return sramGathers.region(v);
+  }
+
+  /**
+   * Whether {@code n} is a qmatmul whose x was gathered in SRAM: its mmas read x there (it
+   * takes no other schedule, QuantLowering), and nothing else it reads is on the link.
+   */
+  boolean readsGatherOnMxu(Node n) {
+    return n.op() instanceof QuantOp.QMatMul q && gatheredInSram(q.x()) != null;
   }
 
   /** An operand an op left whole in SRAM for the next op: the value and its SRAM address. */

@@ -808,8 +808,9 @@ final class QuantLowering {
     // x's conversion fused here: x converted tile by tile into a resident SRAM copy, or left
     // there by the previous qmatmul (claimed first, so it lies at the same SRAM address)
     Node conv = l.fusedProducer(x);
-    long[] resident = conv == null ? null : convertResident(conv, k, dt,
-        l.reusesConversion(n));
+    Long gathered = l.gatheredInSram(x);
+    long[] resident = gathered != null ? new long[] {gathered, 0}
+        : conv == null ? null : convertResident(conv, k, dt, l.reusesConversion(n));
     // a gated pair's w scales go interleaved as its loads' columns (gate's 128, up's 128, ..),
     // loaded once the pair is known to apply (else the gate's alone)
     GatedPair candidate = l.gatedPair(n);
@@ -822,9 +823,9 @@ final class QuantLowering {
     long panelBytes = k * TILE * es;
     long slotBytes = Lowering.align(panelBytes);
     long need = l.sramUsed() + 2 * slotBytes + 2 * (TILE * k * es + TILE * TILE * 4);
-    if (need > l.target().sramBytes()) {
+    if (need > l.sramLimit()) {
       throw new BackendException(n.describe() + ": needs " + need + " bytes of SRAM for a "
-          + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes());
+          + TILE + "-row tile with K=" + k + ", the target has " + l.sramLimit());
     }
     // unfused: x resident in SRAM when it fits at its bound and two or more weight panels
     // read it (as the f32 matmul does), or the op before left it there: one HBM read of x, the
@@ -835,12 +836,12 @@ final class QuantLowering {
         && cols / TILE > 0 && xBound > 0
         && k * es <= (1 << 17) - 1;
     boolean preloaded = residentCase
-        && need + Lowering.align(xBound) <= l.target().sramBytes();
+        && need + Lowering.align(xBound) <= l.sramLimit();
     // x larger than the SRAM at its bound (a generous ?batch): resident a block of rows at a time
     // (a power of two of 128 or more, leaving room for the deepest panel prefetch and the ring),
     // the weights streamed once per block. Not with per-row x scales: the readout finds a
     // tile's scales by its row in the whole of x.
-    long room = l.target().sramBytes() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
+    long room = l.sramLimit() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
         * slotBytes + MatmulLowering.ringBytes(l.target()));
     long blockRows = preloaded || !residentCase || rowScale ? 0
         : MatmulLowering.blockRows(room, k * es);
@@ -859,7 +860,12 @@ final class QuantLowering {
         && Lowering.ACC_BASE + (long) MatmulLowering.ring(l.target()) * TILE * TILE
             <= l.target().accWords()
         && l.sramUsed() + 3 * slotBytes + MatmulLowering.ringBytes(l.target())
-            <= l.target().sramBytes();
+            <= l.sramLimit();
+    if (gathered != null && !ring) {
+      // its mmas alone wait for the gather (SohuBackend): a row stream would copy x by DMA
+      throw new BackendException(n.describe() + ": x gathered in SRAM, but no room for the "
+          + "schedule whose mmas read it there");
+    }
     if (conv != null && !ring) {
       // the row stream's mmas wait LOAD, as the conversion's VPU work did: issued while the
       // conversion still runs, an mma could take a load's token meant for it, which then never

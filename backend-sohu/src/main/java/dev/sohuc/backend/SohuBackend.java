@@ -15,6 +15,7 @@ import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
+import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.Word;
 import dev.sohuc.isa.container.SohuProgram;
 import java.io.ByteArrayOutputStream;
@@ -164,7 +165,17 @@ public final class SohuBackend {
       long dataStart = align(constEnd + shapeOnlyBytes);
       planHbm(dataStart);
       fitDefaultBounds(dataStart);
-      // code
+      try {
+        return emit(constImage, true);
+      } catch (BackendException tooLittleSram) {
+        // an op found too little SRAM below a gather's region: every gather through HBM (an
+        // error unrelated to the regions comes again from this run)
+        return emit(constImage, false);
+      }
+    }
+
+    /** The code, and the program; with {@code gathersInSram} planned by SramGathers. */
+    private CompiledProgram emit(byte[] constImage, boolean gathersInSram) {
       Emitter e = new Emitter();
       Map<String, Integer> symRegs = new LinkedHashMap<>();
       List<SohuProgram.ArgSlot> args = new ArrayList<>();
@@ -195,6 +206,9 @@ public final class SohuBackend {
       low.setResidency(residency);
       Map<Node, Node> narrowedNorms = Lowering.narrowedNorms(fn, residency);
       low.setNarrowedNorms(narrowedNorms);
+      SramGathers gathers = gathersInSram ? SramGathers.plan(fn, narrowedNorms, fusedProducers,
+          known, size, target.sramBytes()) : SramGathers.none();
+      low.setSramGathers(gathers);
       low.setNarrowedRopes(narrowedRopes);
       // casts written by the norm or rope before them
       Set<Node> castInside = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
@@ -225,8 +239,16 @@ public final class SohuBackend {
                 .chips(), Emitter.TOK_SUMMED));
           } else {
             awaitSums(e, summing, sumsRead(n, summing));
-            CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
-                addr.get(n.result()));
+            Long region = gathers.gatherRegion(n);
+            if (region == null) {
+              CollectiveLowering.block(e, low, n, MemSpace.HBM,
+                  addr.get(n.op().operands().get(0)), addr.get(n.result()));
+            } else {
+              // the norm wrote this chip's block in its place in the region
+              long block = size.get(n.op().operands().get(0));
+              long rank = ((dev.sohuc.ir.op.TransformerOp.AllGather) n.op()).rank();
+              CollectiveLowering.block(e, low, n, MemSpace.SRAM, region + rank * block, region);
+            }
           }
           e.endOp();
           summing.add(n.result());
@@ -253,14 +275,18 @@ public final class SohuBackend {
             e.emit(new Insn.Barrier(0, 0));
           }
         } else {
-          awaitSums(e, summing, sumsRead(n, summing));
+          // a qmatmul's mmas read x where its gather left it in SRAM: they wait, while the
+          // weights' loads go ahead
+          awaitSums(e, summing, sumsRead(n, summing), low.readsGatherOnMxu(n) ? Engine.MXU
+              : Engine.DMA);
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
           CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
         } else {
           low.lower(n);
         }
-        maxSram = Math.max(maxSram, low.sramUsed());
+        // with the regions of gathers landing in SRAM above the op's own
+        maxSram = Math.max(maxSram, low.sramUsed() + target.sramBytes() - low.sramLimit());
         e.endOp();
         if (collective) {
           e.emit(new Insn.Barrier(0, 0));
@@ -568,8 +594,13 @@ public final class SohuBackend {
      * each, signalled in order by their LINK fences), and they leave the list.
      */
     private static void awaitSums(Emitter e, List<Value> summing, int count) {
+      awaitSums(e, summing, count, Engine.DMA);
+    }
+
+    /** The same, waited for by {@code engine}: the one engine of the op that reads them. */
+    private static void awaitSums(Emitter e, List<Value> summing, int count, Engine engine) {
       for (int i = 0; i < count; i++) {
-        e.emit(Emitter.fence(Engine.DMA, Emitter.TOK_SUMMED, 0));
+        e.emit(Emitter.fence(engine, Emitter.TOK_SUMMED, 0));
       }
       summing.subList(0, count).clear();
     }
