@@ -168,22 +168,40 @@ final class CollectiveLowering {
   }
 
   /**
-   * A reduce_scatter or all_gather from {@code src} to {@code dst} (addresses in {@code space}),
-   * left running on the link: a DMA fence starts it once the operand's stores are in HBM (every
-   * DMA queued before has completed; in SRAM, the norm that wrote the operand has stored its
-   * last tile, after its last write), and a LINK fence after it signals
-   * {@link Emitter#TOK_SUMMED} in order with the other sums, for the first op that reads the
-   * result to wait on.
+   * A reduce_scatter or all_gather from {@code src} to {@code dst} (HBM addresses), left
+   * running on the link: a DMA fence starts it once the operand's stores are in HBM (every DMA
+   * queued before has completed), and a LINK fence after it signals {@link Emitter#TOK_SUMMED}
+   * in order with the other sums, for the first op that reads the result to wait on.
    */
-  static void block(Emitter e, Lowering low, Node n, MemSpace space, long src, long dst) {
-    Group g = group(n);
-    // the elements of one chip's block: the scatter's result, the gather's operand
+  static void block(Emitter e, Lowering low, Node n, long src, long dst) {
+    int count = blockElements(e, low, n);
+    emitBlock(e, n, MemSpace.HBM, count, e.li(src), e.li(dst));
+  }
+
+  /**
+   * An all_gather within SRAM (SramGathers): the norm before it wrote this chip's block in its
+   * place in the {@code region}, and the gather fills in the others' around it. The DMA fence
+   * that starts it waits for the norm's last store, which follows its last write.
+   */
+  static void gatherInSram(Emitter e, Lowering low, Node n, long region) {
+    int count = blockElements(e, low, n);
+    int from = e.alloc();
+    e.mulImm(from, count, group(n).rank() * QuantLowering.dtype(
+        n.result().type().elementType()).bytes());
+    e.addImm(from, from, region);
+    emitBlock(e, n, MemSpace.SRAM, count, from, e.li(region));
+  }
+
+  /** The elements of one chip's block, in a register: the scatter's result, the gather's operand. */
+  private static int blockElements(Emitter e, Lowering low, Node n) {
     Value blockValue = n.op() instanceof TransformerOp.ReduceScatter ? n.result()
         : n.op().operands().get(0);
-    int count = elements(e, low, blockValue.type().dims());
-    int from = e.li(src);
-    int to = e.li(dst);
-    DType t = QuantLowering.dtype(blockValue.type().elementType());
+    return elements(e, low, blockValue.type().dims());
+  }
+
+  private static void emitBlock(Emitter e, Node n, MemSpace space, int count, int from, int to) {
+    Group g = group(n);
+    DType t = QuantLowering.dtype(n.result().type().elementType());
     e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
     e.emit(n.op() instanceof TransformerOp.ReduceScatter
         ? new Insn.Reducescatter(space, to, 0, from, 0, count, 0, t, (int) g.chips(),

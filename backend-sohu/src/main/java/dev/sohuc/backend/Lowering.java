@@ -1314,9 +1314,9 @@ final class Lowering {
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
     // this chip's block of the rows an all_gather takes to SRAM (SramGathers): y goes there
-    Long gatheredAt = sramGathers.normBlock(n);
+    SramGathers.Block gathered = sramGathers.normBlock(n);
     boolean unstored = add != null
-        && (residency.unstoredNorms().contains(n) || gatheredAt != null);
+        && (residency.unstoredNorms().contains(n) || gathered != null);
     // y as the bf16 cast after the norm wants it, written by the norm itself
     Node narrowTo = narrowedNorms.get(n);
     long yBytes = narrowTo == null ? rowBytes : v.cols() * 2;
@@ -1324,10 +1324,16 @@ final class Lowering {
     // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
-    boolean bf16InSram = cast != null || gatheredAt != null;
-    long residentAt = gatheredAt != null ? gatheredAt : cast == null ? 0
+    boolean bf16InSram = cast != null || gathered != null;
+    long residentAt = cast == null ? 0
         : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
     int residentRs = bf16InSram ? e.konst(v.cols() * 2) : 0;
+    // the block's address in the region: rank times the rows' bytes
+    int blockAt = gathered == null ? 0 : e.alloc();
+    if (gathered != null) {
+      e.mulImm(blockAt, rows, gathered.rank() * v.cols() * 2);
+      e.addImm(blockAt, blockAt, gathered.region());
+    }
     int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
     float offset = (float) r.gammaOffset();
     int dst = unstored ? 0 : e.li(addr(narrowTo == null ? n.result() : narrowTo.result()));
@@ -1357,7 +1363,11 @@ final class Lowering {
         // the cast's own rounding, by the norm into this tile's rows of the resident copy
         int at = e.alloc();
         e.mulImm(at, st, v.cols() * 2);
-        e.addImm(at, at, residentAt);
+        if (blockAt != 0) {
+          e.add(at, at, blockAt);
+        } else {
+          e.addImm(at, at, residentAt);
+        }
         e.emit(new Insn.Rmsnorm(at, 0, residentRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32,
             eps, true, 0, 0));
         e.free(at);
@@ -1391,7 +1401,7 @@ final class Lowering {
       }
     }, bf16InSram, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
-    e.free(rows, gamma, sumTile);
+    e.free(rows, gamma, sumTile, blockAt);
   }
 
   /**

@@ -15,7 +15,6 @@ import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Engine;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnCodec;
-import dev.sohuc.isa.MemSpace;
 import dev.sohuc.isa.Word;
 import dev.sohuc.isa.container.SohuProgram;
 import java.io.ByteArrayOutputStream;
@@ -241,13 +240,10 @@ public final class SohuBackend {
             awaitSums(e, summing, sumsRead(n, summing));
             Long region = gathers.gatherRegion(n);
             if (region == null) {
-              CollectiveLowering.block(e, low, n, MemSpace.HBM,
-                  addr.get(n.op().operands().get(0)), addr.get(n.result()));
+              CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
+                  addr.get(n.result()));
             } else {
-              // the norm wrote this chip's block in its place in the region
-              long block = size.get(n.op().operands().get(0));
-              long rank = ((dev.sohuc.ir.op.TransformerOp.AllGather) n.op()).rank();
-              CollectiveLowering.block(e, low, n, MemSpace.SRAM, region + rank * block, region);
+              CollectiveLowering.gatherInSram(e, low, n, region);
             }
           }
           e.endOp();

@@ -22,8 +22,8 @@ import java.util.Map;
  * lowers below the region ({@link #limit}); the gather runs on the link while they do.
  *
  * <p>A region is planned only for a norm whose residual add is fused into it (the stream then
- * stores the sum alone, and writes the normalized rows straight into the region), for static
- * shapes, and within a quarter of the SRAM for all regions live at once.
+ * stores the sum alone, and writes the normalized rows straight into the region), laid out at
+ * the rows' bound, and within a quarter of the SRAM for all regions live at once.
  */
 final class SramGathers {
   /** The SRAM of every live region together stays within this fraction of the SRAM. */
@@ -31,14 +31,20 @@ final class SramGathers {
 
   /** The gathered value to its region's address in SRAM. */
   private final Map<Value, Long> regions = new IdentityHashMap<>();
-  /** The norm to the SRAM address of this chip's block in its gather's region. */
-  private final Map<Node, Long> normBlocks = new IdentityHashMap<>();
+  /** The norm to its gather's region, where it writes this chip's block. */
+  private final Map<Node, Block> normBlocks = new IdentityHashMap<>();
   /** The gather to its region's address. */
   private final Map<Node, Long> gathers = new IdentityHashMap<>();
   /** The ops that lower below a region, to the lowest region's address while they run. */
   private final Map<Node, Long> limits = new IdentityHashMap<>();
 
   private SramGathers() {}
+
+  /**
+   * Where a norm writes its rows: block {@code rank} of the region at {@code region}, its rows'
+   * count times their bytes from it (the count may be known only at run time).
+   */
+  record Block(long region, long rank) {}
 
   /** None: every gather goes through HBM. */
   static SramGathers none() {
@@ -76,7 +82,7 @@ final class SramGathers {
       List<Node> readers = users.getOrDefault(g.result(), List.of());
       if (norm == null || !fusedAdd(norm, fused) || readers.isEmpty()
           || users.get(x).size() != 1
-          || outputs.contains(g.result()) || !x.type().isStatic()
+          || outputs.contains(g.result()) || !x.type().dim(x.type().rank() - 1).isStatic()
           || x.type().elementType() != ElementType.BF16
           || !readers.stream().allMatch(r -> takesResidentX(r, g.result(), known))) {
         continue;
@@ -97,10 +103,9 @@ final class SramGathers {
         continue;
       }
       live.add(new long[] {address, bytes, last});
-      long block = sizeAtBound.get(x);
       s.regions.put(g.result(), address);
       s.gathers.put(g, address);
-      s.normBlocks.put(norm, address + a.rank() * block);
+      s.normBlocks.put(norm, new Block(address, a.rank()));
       for (int j = first; j <= last; j++) {
         s.limits.merge(body.get(j), address, Math::min);
       }
@@ -134,7 +139,7 @@ final class SramGathers {
   }
 
   /** Where the norm {@code n} writes its bf16 rows in SRAM (its block of a region), or null. */
-  Long normBlock(Node n) {
+  Block normBlock(Node n) {
     return normBlocks.get(n);
   }
 
