@@ -1303,7 +1303,9 @@ final class Lowering {
    * sum, the norm reads it there, and the sum is stored as a second output. When only the cast
    * into the next qmatmul's resident x reads y (QuantLowering.Residency#unstoredNorms), the
    * norm writes its bf16 rounding there itself ({@code out_bf16}) and the stream stores the sum
-   * alone.
+   * alone; so too for this chip's block of an all_gather landing in SRAM ({@link SramGathers}),
+   * where with a per-row quantization after the norm the stream quantizes each tile's f32 rows
+   * itself, into the region's rows and scales.
    */
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
@@ -1324,14 +1326,18 @@ final class Lowering {
     // the next qmatmul's converted x, made here tile by tile: claimed first, as the qmatmul
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
-    boolean bf16InSram = cast != null || gathered != null;
+    boolean writesInSram = cast != null || gathered != null;
     long residentAt = cast == null ? 0
         : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
-    int residentRs = bf16InSram ? e.konst(v.cols() * 2) : 0;
-    // the block's address in the region: rank times the rows' bytes
-    int blockAt = gathered == null ? 0 : e.alloc();
-    if (gathered != null) {
-      e.mulImm(blockAt, rows, gathered.rank() * v.cols() * 2);
+    QuantOp.DynamicQuantize quantize = gathered == null || gathered.quantize() == null ? null
+        : (QuantOp.DynamicQuantize) gathered.quantize().op();
+    DType yType = quantize == null ? DType.BF16 : QuantLowering.dtype(quantize.dtype());
+    int residentRs = writesInSram ? e.konst(v.cols() * yType.bytes()) : 0;
+    // the block's address in the region: rank times the rows' bytes (a quantizing stream finds
+    // its tile's rows and scales from the row index each tile, short of registers)
+    int blockAt = quantize != null || gathered == null ? 0 : e.alloc();
+    if (blockAt != 0) {
+      e.mulImm(blockAt, rows, gathered.rank() * v.cols() * yType.bytes());
       e.addImm(blockAt, blockAt, gathered.region());
     }
     int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
@@ -1343,7 +1349,11 @@ final class Lowering {
     // tiles of at least 64 rows, not 128: a 70B norm's 8192 f32 columns (with its residual add)
     // then fill 2.5 MB a tile, so a chip's block of 136 rows or a decode batch of 127 goes in
     // 2-3 tiles whose loads, VPU work and stores overlap instead of one after another
-    long tile = tileRows((add == null ? 2 : 5) * rowBytes, 64);
+    long tile = tileRows(((add == null ? 2 : 5) + (quantize == null ? 0 : 1)) * rowBytes, 64);
+    // the normalized f32 rows of a tile, for the quantization
+    long yTile = quantize == null ? 0 : sram(tile * rowBytes, "normalized rows");
+    int four = quantize == null ? 0 : e.konst(4);
+    int oneReg = quantize == null ? 0 : e.konst(1);
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
         : List.of(addends.a(), addends.b()), v.cols(), tile);
@@ -1358,6 +1368,24 @@ final class Lowering {
         e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
         x = sumTile;
         xRs = outRs;
+      }
+      if (quantize != null) {
+        int y = e.li(yTile);
+        e.emit(new Insn.Rmsnorm(y, 0, rs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
+            false, 0, 0));
+        // the tile's first row in the gathered rows, then its q rows' and scales' addresses
+        int scales = e.alloc();
+        e.mulImm(scales, rows, gathered.rank());
+        e.add(scales, scales, st);
+        int q = e.alloc();
+        e.mulImm(q, scales, v.cols() * yType.bytes());
+        e.addImm(q, q, gathered.region());
+        e.mulImm(scales, scales, 4);
+        e.addImm(scales, scales, gathered.scales());
+        new QuantLowering(this).quantizeRows(q, residentRs, yType, scales, four, y, rs, rr,
+            colsReg, QuantOp.maxMagnitude(quantize.dtype()), oneReg);
+        e.free(q, scales, y);
+        return;
       }
       if (unstored) {
         // the cast's own rounding, by the norm into this tile's rows of the resident copy
@@ -1399,7 +1427,7 @@ final class Lowering {
             TOK_LOAD, TOK_LOAD);
         e.free(one);
       }
-    }, bf16InSram, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
+    }, writesInSram, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
     e.free(rows, gamma, sumTile, blockAt);
   }

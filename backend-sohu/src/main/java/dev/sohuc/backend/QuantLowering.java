@@ -739,6 +739,18 @@ final class QuantLowering {
   }
 
   /**
+   * Per-row symmetric quantization of {@code rows} rows of f32 x at {@code x} into {@code q}
+   * (row stride {@code qRs}, type {@code to}): the scales into the column at {@code scales}
+   * ({@link #rowScales}), then {@code q = cvt(x / scale) mode=row div=1} reading them.
+   */
+  void quantizeRows(int q, int qRs, DType to, int scales, int four, int x, int xRs, int rows,
+      int cols, float qmax, int one) {
+    rowScales(scales, four, x, xRs, rows, cols, qmax, one);
+    e.emit(new Insn.Cvt(q, 0, qRs, to, x, 0, xRs, DType.F32, rows, cols, ScaleMode.ROW, 1.0f,
+        scales, 0, true, 0, 0));
+  }
+
+  /**
    * Per-row symmetric quantization in one row stream: per tile, the scales ({@code max |x| /
    * qmax}, at least 2^-126: {@code vred max abs=1}, {@code vbini div}, {@code vbini max}) into
    * a scratch vector, {@code q = cvt(x / scale) mode=row div=1} reading them, and a copy of them
@@ -767,9 +779,7 @@ final class QuantLowering {
     int scratch = e.li(l.sram(tile * 4, "row scales"));
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), qDst, outRow, outRow,
         (in, out, r, st) -> {
-          rowScales(scratch, four, in[0], inRs, r, cols, qmax, one);
-          e.emit(new Insn.Cvt(out, 0, tileRs, to, in[0], 0, inRs, DType.F32, r, cols,
-              ScaleMode.ROW, 1.0f, scratch, 0, true, 0, 0));
+          quantizeRows(out, tileRs, to, scratch, four, in[0], inRs, r, cols, qmax, one);
           int scales = e.alloc();
           e.addImm(scales, out, outRow);
           e.vbini(BinOp.MUL, scales, tileRs, scratch, four, 1.0f, r, one, false);
@@ -809,7 +819,8 @@ final class QuantLowering {
     // there by the previous qmatmul (claimed first, so it lies at the same SRAM address)
     Node conv = l.fusedProducer(x);
     Long gathered = l.gatheredInSram(x);
-    long[] resident = gathered != null ? new long[] {gathered, 0}
+    long[] resident = gathered != null
+        ? new long[] {gathered, sxImm == null ? l.gatheredInSram(q.xScale()) : 0}
         : conv == null ? null : convertResident(conv, k, dt, l.reusesConversion(n));
     // a gated pair's w scales go interleaved as its loads' columns (gate's 128, up's 128, ..),
     // loaded once the pair is known to apply (else the gate's alone)
@@ -1138,9 +1149,7 @@ final class QuantLowering {
             int sa = e.alloc();
             e.mulImm(sa, st, 4);
             e.add(sa, sa, sBase);
-            rowScales(out, four, in[0], inRs, r, cols, qmax, one);
-            e.emit(new Insn.Cvt(qa, 0, qRs, to, in[0], 0, inRs, DType.F32, r, cols,
-                ScaleMode.ROW, 1.0f, out, 0, true, 0, 0));
+            quantizeRows(qa, qRs, to, out, four, in[0], inRs, r, cols, qmax, one);
             // the resident copy of the scales, for the mma stream's cvt mode=row (x * 1 exact)
             e.vbini(BinOp.MUL, sa, four, out, four, 1.0f, r, one, false);
             e.free(sa);

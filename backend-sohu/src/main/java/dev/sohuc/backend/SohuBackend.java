@@ -167,8 +167,9 @@ public final class SohuBackend {
       try {
         return emit(constImage, true);
       } catch (BackendException tooLittleSram) {
-        // an op found too little SRAM below a gather's region: every gather through HBM (an
-        // error unrelated to the regions comes again from this run)
+        // an op found too little SRAM (or registers) beside a gather's region: every gather
+        // through HBM (an error unrelated to the regions comes again from this run)
+        notes.add("all_gathers through HBM, not SRAM: " + tooLittleSram.getMessage());
         return emit(constImage, false);
       }
     }
@@ -224,6 +225,7 @@ public final class SohuBackend {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castInside.contains(n)
+            || gathers.quantizedInNorm(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
                 && !isBlockCollective(n))) {
           continue;

@@ -35,6 +35,9 @@ final class SramGathers {
   private final Map<Node, Block> normBlocks = new IdentityHashMap<>();
   /** The gather to its region's address. */
   private final Map<Node, Long> gathers = new IdentityHashMap<>();
+  /** The dynamic_quantize ops that the norm before them does (their rows go to SRAM). */
+  private final java.util.Set<Node> quantizedInNorms = java.util.Collections.newSetFromMap(
+      new IdentityHashMap<>());
   /** The ops that lower below a region, to the lowest region's address while they run. */
   private final Map<Node, Long> limits = new IdentityHashMap<>();
 
@@ -42,9 +45,11 @@ final class SramGathers {
 
   /**
    * Where a norm writes its rows: block {@code rank} of the region at {@code region}, its rows'
-   * count times their bytes from it (the count may be known only at run time).
+   * count times their bytes from it (the count may be known only at run time); with a per-row
+   * {@code quantize} (a dynamic_quantize it does in its own stream), its rows' scales likewise
+   * into the region at {@code scales}.
    */
-  record Block(long region, long rank) {}
+  record Block(long region, long scales, long rank, Node quantize) {}
 
   /** None: every gather goes through HBM. */
   static SramGathers none() {
@@ -70,47 +75,81 @@ final class SramGathers {
     for (int i = 0; i < body.size(); i++) {
       index.put(body.get(i), i);
     }
-    // live regions: address, bytes, and the index of the last op that reads them
+    // live regions: address, and the index of the last op that reads them
     List<long[]> live = new ArrayList<>();
-    for (int i = 0; i < body.size(); i++) {
-      Node g = body.get(i);
+    for (Node g : body) {
       if (!(g.op() instanceof TransformerOp.AllGather a)) {
         continue;
       }
       Value x = a.x();
-      Node norm = x.producer() == null ? null : normOfCast.get(x.producer());
+      Node p = x.producer();
       List<Node> readers = users.getOrDefault(g.result(), List.of());
-      if (norm == null || !fusedAdd(norm, fused) || readers.isEmpty()
-          || users.get(x).size() != 1
-          || outputs.contains(g.result()) || !x.type().dim(x.type().rank() - 1).isStatic()
-          || x.type().elementType() != ElementType.BF16
-          || !readers.stream().allMatch(r -> takesResidentX(r, g.result(), known))) {
+      if (p == null || readers.isEmpty() || users.get(x).size() != 1
+          || outputs.contains(g.result()) || !x.type().dim(x.type().rank() - 1).isStatic()) {
+        continue;
+      }
+      // bf16 rows the norm casts itself, or the rows and scales of its per-row quantization
+      Node norm = x.type().elementType() == ElementType.BF16 ? normOfCast.get(p) : null;
+      Node scaleGather = norm == null ? scaleGather(p, x, g, users, outputs) : null;
+      if (scaleGather != null) {
+        norm = ((QuantOp.DynamicQuantize) p.op()).x().producer();
+      }
+      Value scales = scaleGather == null ? null : scaleGather.result();
+      if (norm == null || !(norm.op() instanceof TransformerOp.RmsNorm) || !fusedAdd(norm, fused)
+          || !readers.stream().allMatch(r -> takesResidentX(r, g.result(), scales, known))
+          || scales != null && !users.get(scales).stream().allMatch(readers::contains)) {
         continue;
       }
       int first = index.get(norm);
       int last = readers.stream().mapToInt(index::get).max().orElseThrow();
-      int at = first;
-      live.removeIf(r -> r[2] < at);
+      live.removeIf(r -> r[1] < first);
       // whole 128-row tiles: an mma reads a last partial tile's rows past x's end
       TensorType t = g.result().type();
-      long rowBytes = t.dim(t.rank() - 1).value() * 2;
-      long rows = sizeAtBound.get(g.result()) / rowBytes;
-      long bytes = Lowering.align((rows + MatmulLowering.TILE - 1) / MatmulLowering.TILE
-          * MatmulLowering.TILE * rowBytes);
-      long below = live.stream().mapToLong(r -> r[0]).min().orElse(sramBytes);
-      long address = below - bytes;
+      long rowBytes = t.dim(t.rank() - 1).value() * t.elementType().sizeBytes();
+      long rows = (sizeAtBound.get(g.result()) / rowBytes + MatmulLowering.TILE - 1)
+          / MatmulLowering.TILE * MatmulLowering.TILE;
+      long valueBytes = Lowering.align(rows * rowBytes);
+      long bytes = valueBytes + (scales == null ? 0 : Lowering.align(rows * 4));
+      long address = live.stream().mapToLong(r -> r[0]).min().orElse(sramBytes) - bytes;
       if (address < sramBytes - sramBytes / SHARE) {
         continue;
       }
-      live.add(new long[] {address, bytes, last});
+      live.add(new long[] {address, last});
       s.regions.put(g.result(), address);
       s.gathers.put(g, address);
-      s.normBlocks.put(norm, new Block(address, a.rank()));
+      if (scales != null) {
+        s.regions.put(scales, address + valueBytes);
+        s.gathers.put(scaleGather, address + valueBytes);
+        s.quantizedInNorms.add(p);
+      }
+      s.normBlocks.put(norm, new Block(address, scales == null ? 0 : address + valueBytes,
+          a.rank(), scales == null ? null : p));
       for (int j = first; j <= last; j++) {
         s.limits.merge(body.get(j), address, Math::min);
       }
     }
     return s;
+  }
+
+  /**
+   * The all_gather of the scales beside {@code x}, the rows of {@code q}, a per-row dynamic
+   * quantization of an rms_norm's result that nothing else reads, when that gather alone reads
+   * the scales and moves them as {@code rows} moves x; else null.
+   */
+  private static Node scaleGather(Node q, Value x, Node rows, Map<Value, List<Node>> users,
+      java.util.Set<Value> outputs) {
+    if (!(q.op() instanceof QuantOp.DynamicQuantize d) || !d.granularity().equals("row")
+        || q.results().get(0) != x || d.x().producer() == null
+        || users.get(d.x()).size() != 1 || outputs.contains(d.x())) {
+      return null;
+    }
+    Value scales = q.results().get(1);
+    List<Node> readers = users.getOrDefault(scales, List.of());
+    TransformerOp.AllGather r = (TransformerOp.AllGather) rows.op();
+    return readers.size() == 1 && !outputs.contains(scales)
+        && readers.get(0).op() instanceof TransformerOp.AllGather a && a.chips() == r.chips()
+        && a.rank() == r.rank() && a.axis() == r.axis()
+        && !outputs.contains(readers.get(0).result()) ? readers.get(0) : null;
   }
 
   /** Whether the norm's residual add is lowered inside it. */
@@ -119,10 +158,16 @@ final class SramGathers {
     return add != null && fused.get(add) == norm;
   }
 
-  /** A qmatmul whose x is {@code x}, with one scale for all of x (no per-row scales). */
-  private static boolean takesResidentX(Node n, Value x, Map<Value, Tensor> known) {
-    if (!(n.op() instanceof QuantOp.QMatMul q) || q.x() != x || q.w() == x) {
+  /**
+   * A qmatmul whose x is {@code x}: with one scale for all of x, or ({@code scales} not null)
+   * with those per-row scales.
+   */
+  private static boolean takesResidentX(Node n, Value x, Value scales, Map<Value, Tensor> known) {
+    if (!(n.op() instanceof QuantOp.QMatMul q) || q.x() != x || q.w() == x || q.w() == scales) {
       return false;
+    }
+    if (scales != null) {
+      return q.xScale() == scales;
     }
     Tensor scale = known.get(q.xScale());
     return scale != null && scale.size() == 1;
@@ -148,8 +193,8 @@ final class SramGathers {
     return limits.getOrDefault(n, sramBytes);
   }
 
-  /** Whether any gather lands in SRAM. */
-  boolean any() {
-    return !regions.isEmpty();
+  /** Whether {@code n} is a dynamic_quantize that the norm before it does. */
+  boolean quantizedInNorm(Node n) {
+    return quantizedInNorms.contains(n);
   }
 }

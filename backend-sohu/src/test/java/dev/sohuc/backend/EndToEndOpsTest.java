@@ -310,53 +310,67 @@ class EndToEndOpsTest {
   /**
    * A gather of a norm's bf16 rows that only qmatmuls read lands in SRAM (SramGathers): the norm
    * writes its rows there and stores only the residual sum, the allgather moves them within
-   * SRAM, and q and k find x there, their mmas waiting for the link while the weights load. A
-   * second reader of the gathered rows (a cast) keeps the gather in HBM. The region is laid out
-   * at the rows' bound. The numbers are the interpreter's, with the engines' order shuffled as
-   * the tokens allow (the harness's race check), up to one bf16 step of a normalized value
+   * SRAM, and q and k find x there, their mmas waiting for the link while the weights load. With
+   * fp8 the norm also does the per-row quantization after it, writing the rows and their scales
+   * to two regions that two allgathers fill; the dynamic_quantize has no code of its own. A
+   * second reader of the gathered rows (a cast) keeps the gathers in HBM. The regions are laid
+   * out at the rows' bound. The numbers are the interpreter's, with the engines' order shuffled
+   * as the tokens allow (the harness's race check), up to one bf16 step of a normalized value
    * (0.02, as above).
    */
   @Test
   void aGatherOnlyQmatmulsReadLandsInSram() {
-    for (boolean alsoCast : new boolean[] {false, true}) {
-      String text = """
-          module @sp {
-          func @main(%r: tensor<1 x ?s x 256 x f32>, %d: tensor<1 x ?s x 256 x f32>, %g: tensor<256 x f32>, %wq: tensor<256 x 384 x f32>, %wk: tensor<256 x 128 x f32>) -> ("q": tensor<1 x ?s x 384 x f32>, "k": tensor<1 x ?s x 128 x f32>, "h": tensor<1 x ?s x 256 x f32>EXTRA_TYPE) {
-            %wqb = cast %wq {to = bf16} : tensor<256 x 384 x bf16>
-            %wkb = cast %wk {to = bf16} : tensor<256 x 128 x bf16>
-            %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
-            %h = add %r, %d : tensor<1 x ?s x 256 x f32>
-            %n = rms_norm %h, %g {eps = 1.0E-5, gamma_offset = 0.0} : tensor<1 x ?s x 256 x f32>
-            %nb = cast %n {to = bf16} : tensor<1 x ?s x 256 x bf16>
-            %all = all_gather %nb {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 256 x bf16>
-            %q = qmatmul %all, %wqb, %one, %one : tensor<1 x ?s x 384 x f32>
-            %k = qmatmul %all, %wkb, %one, %one : tensor<1 x ?s x 128 x f32>EXTRA_OP
-            return %q, %k, %hEXTRA_OUT
+    for (String type : new String[] {"bf16", "f8e4m3"}) {
+      for (boolean alsoCast : new boolean[] {false, true}) {
+        boolean fp8 = type.equals("f8e4m3");
+        String quantize = fp8 ? """
+                %nb, %ns = dynamic_quantize %n {dtype = f8e4m3, granularity = "row"} : tensor<1 x ?s x 256 x f8e4m3>, tensor<1 x ?s x 1 x f32>
+                %alls = all_gather %ns {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 1 x f32>
+            """ : """
+                %nb = cast %n {to = bf16} : tensor<1 x ?s x 256 x bf16>
+            """;
+        String text = """
+            module @sp {
+            func @main(%r: tensor<1 x ?s x 256 x f32>, %d: tensor<1 x ?s x 256 x f32>, %g: tensor<256 x f32>, %wq: tensor<256 x 384 x f32>, %wk: tensor<256 x 128 x f32>) -> ("q": tensor<1 x ?s x 384 x f32>, "k": tensor<1 x ?s x 128 x f32>, "h": tensor<1 x ?s x 256 x f32>EXTRA_TYPE) {
+              %wqb = cast %wq {to = ELEM} : tensor<256 x 384 x ELEM>
+              %wkb = cast %wk {to = ELEM} : tensor<256 x 128 x ELEM>
+              %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+              %h = add %r, %d : tensor<1 x ?s x 256 x f32>
+              %n = rms_norm %h, %g {eps = 1.0E-5, gamma_offset = 0.0} : tensor<1 x ?s x 256 x f32>
+            QUANTIZE
+              %all = all_gather %nb {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 256 x ELEM>
+              %q = qmatmul %all, %wqb, XSCALE, %one : tensor<1 x ?s x 384 x f32>
+              %k = qmatmul %all, %wkb, XSCALE, %one : tensor<1 x ?s x 128 x f32>EXTRA_OP
+              return %q, %k, %hEXTRA_OUT
+            }
+            }
+            """.replace("QUANTIZE", quantize).replace("ELEM", type)
+            .replace("XSCALE", fp8 ? "%alls" : "%one")
+            .replace("EXTRA_TYPE", alsoCast ? ", \"nf\": tensor<1 x ?s x 256 x f32>" : "")
+            .replace("EXTRA_OP", alsoCast
+                ? "\n    %nf = cast %all {to = f32} : tensor<1 x ?s x 256 x f32>" : "")
+            .replace("EXTRA_OUT", alsoCast ? ", %nf" : "");
+        EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "sp.ir"),
+            BackendOptions.defaults().withBound("s", 300));
+        List<dev.sohuc.isa.MemSpace> spaces = new ArrayList<>();
+        boolean mxuWaits = false;
+        for (var d : c.program.debug()) {
+          var insn = dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()));
+          if (insn instanceof dev.sohuc.isa.Insn.Allgather a) {
+            spaces.add(a.space());
           }
-          }
-          """.replace("EXTRA_TYPE", alsoCast ? ", \"nf\": tensor<1 x ?s x 256 x f32>" : "")
-          .replace("EXTRA_OP", alsoCast
-              ? "\n    %nf = cast %all {to = f32} : tensor<1 x ?s x 256 x f32>" : "")
-          .replace("EXTRA_OUT", alsoCast ? ", %nf" : "");
-      EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "sp.ir"),
-          BackendOptions.defaults().withBound("s", 300));
-      List<dev.sohuc.isa.MemSpace> spaces = new ArrayList<>();
-      boolean mxuWaits = false;
-      for (var d : c.program.debug()) {
-        var insn = dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()));
-        if (insn instanceof dev.sohuc.isa.Insn.Allgather a) {
-          spaces.add(a.space());
+          // the first qmatmul's mmas wait for the gather (an MXU fence on its token)
+          mxuWaits |= d.irOp().equals("qmatmul %q") && insn instanceof dev.sohuc.isa.Insn.Mma m
+              && m.waitTok() == Emitter.TOK_SUMMED;
+          assertTrue(alsoCast || !d.irOp().startsWith("dynamic_quantize"), d.irOp());
         }
-        // the first qmatmul's mmas wait for the gather (an MXU fence on its token)
-        mxuWaits |= d.irOp().equals("qmatmul %q") && insn instanceof dev.sohuc.isa.Insn.Mma m
-            && m.waitTok() == Emitter.TOK_SUMMED;
-      }
-      String label = alsoCast ? "gather also cast" : "gather only for qmatmuls";
-      assertEquals(List.of(alsoCast ? dev.sohuc.isa.MemSpace.HBM : dev.sohuc.isa.MemSpace.SRAM),
-          spaces, label);
-      assertEquals(!alsoCast, mxuWaits, label);
-      for (long n : new long[] {1, 129, 300}) {
-        c.check(inputs(c, Map.of("s", n), new Random(SEED + n)), 0.02, label + " s=" + n);
+        String label = type + (alsoCast ? " gather also cast" : " gather only for qmatmuls");
+        assertEquals(java.util.Collections.nCopies(fp8 ? 2 : 1,
+            alsoCast ? dev.sohuc.isa.MemSpace.HBM : dev.sohuc.isa.MemSpace.SRAM), spaces, label);
+        assertEquals(!alsoCast, mxuWaits, label);
+        for (long n : new long[] {1, 129, 300}) {
+          c.check(inputs(c, Map.of("s", n), new Random(SEED + n)), 0.02, label + " s=" + n);
+        }
       }
     }
   }
