@@ -181,7 +181,7 @@ final class AttentionLowering {
         + (narrow() ? 3 : 2) * Lowering.align(scoreBytes) + 2 * Lowering.align(TILE * 4);
     boolean overlap = at.mask() == null && !pipelined
         && Lowering.ACC_BASE + 2 * region <= l.target().accWords()
-        && l.sramUsed() + overlapSram <= l.target().sramBytes();
+        && l.sramUsed() + overlapSram <= l.sramLimit();
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
     oRes = pipelined ? l.sram(qResBytes, "the batch's output tiles") : 0;
@@ -210,7 +210,7 @@ final class AttentionLowering {
     int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH
         - (at.pastLengths() == null ? 0 : 1) - (window > 0 ? 1 : 0) : 1;
     while (slots.size() < depth
-        && l.sramUsed() + Lowering.align(further) <= l.target().sramBytes()) {
+        && l.sramUsed() + Lowering.align(further) <= l.sramLimit()) {
       slots.add(l.sram(further, "a further tile's slot"));
     }
     this.mask = mask != null;

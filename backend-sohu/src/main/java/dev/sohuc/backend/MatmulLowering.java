@@ -71,12 +71,12 @@ final class MatmulLowering {
     long bufB = l.sram(loadBytes, "B panels");
     // the A tiles and output tiles of the row stream take the rest of the SRAM
     long need = l.sramUsed() + 2 * (TILE * k * 4 + TILE * TILE * 4);
-    if (need > l.target().sramBytes()) {
+    if (need > l.sramLimit()) {
       throw new BackendException(n.describe() + ": needs " + need + " bytes of SRAM for a "
-          + TILE + "-row tile with K=" + k + ", the target has " + l.target().sramBytes()
+          + TILE + "-row tile with K=" + k + ", the target has " + l.sramLimit()
           + " (K-splitting is not implemented)");
     }
-    long room = l.target().sramBytes() - (l.sramUsed() + loadBytes + ringBytes(l.target()));
+    long room = l.sramLimit() - (l.sramUsed() + loadBytes + ringBytes(l.target()));
     boolean whole = residentCase && Lowering.align(aBound) <= room;
     // A larger than the SRAM: resident a block of rows at a time (a power of two of 128 or
     // more), the weights streamed once per block, instead of A re-read for every panel
@@ -333,7 +333,7 @@ final class MatmulLowering {
     long cover = (l.target().hbmLatencyBytes() + slotBytes - 1) / slotBytes + 1;
     int ahead = (int) Math.max(2, Math.min(MAX_PANELS_AHEAD, cover));
     while (ahead > 2 && l.sramUsed() + (ahead + 1L) * slotBytes + ringBytes(l.target())
-        > l.target().sramBytes()) {
+        > l.sramLimit()) {
       ahead--;
     }
     return ahead;
@@ -563,7 +563,7 @@ final class MatmulLowering {
       p *= 2;
     }
     while (p > 1 && (nFull % p != 0 || l.sramUsed() + reserve + ringBytes(l.target())
-        + slots * Lowering.align(p * panelBytes) > l.target().sramBytes())) {
+        + slots * Lowering.align(p * panelBytes) > l.sramLimit())) {
       p /= 2;
     }
     return p;

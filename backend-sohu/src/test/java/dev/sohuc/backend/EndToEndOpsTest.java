@@ -323,33 +323,7 @@ class EndToEndOpsTest {
     for (String type : new String[] {"bf16", "f8e4m3"}) {
       for (boolean alsoCast : new boolean[] {false, true}) {
         boolean fp8 = type.equals("f8e4m3");
-        String quantize = fp8 ? """
-                %nb, %ns = dynamic_quantize %n {dtype = f8e4m3, granularity = "row"} : tensor<1 x ?s x 256 x f8e4m3>, tensor<1 x ?s x 1 x f32>
-                %alls = all_gather %ns {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 1 x f32>
-            """ : """
-                %nb = cast %n {to = bf16} : tensor<1 x ?s x 256 x bf16>
-            """;
-        String text = """
-            module @sp {
-            func @main(%r: tensor<1 x ?s x 256 x f32>, %d: tensor<1 x ?s x 256 x f32>, %g: tensor<256 x f32>, %wq: tensor<256 x 384 x f32>, %wk: tensor<256 x 128 x f32>) -> ("q": tensor<1 x ?s x 384 x f32>, "k": tensor<1 x ?s x 128 x f32>, "h": tensor<1 x ?s x 256 x f32>EXTRA_TYPE) {
-              %wqb = cast %wq {to = ELEM} : tensor<256 x 384 x ELEM>
-              %wkb = cast %wk {to = ELEM} : tensor<256 x 128 x ELEM>
-              %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
-              %h = add %r, %d : tensor<1 x ?s x 256 x f32>
-              %n = rms_norm %h, %g {eps = 1.0E-5, gamma_offset = 0.0} : tensor<1 x ?s x 256 x f32>
-            QUANTIZE
-              %all = all_gather %nb {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 256 x ELEM>
-              %q = qmatmul %all, %wqb, XSCALE, %one : tensor<1 x ?s x 384 x f32>
-              %k = qmatmul %all, %wkb, XSCALE, %one : tensor<1 x ?s x 128 x f32>EXTRA_OP
-              return %q, %k, %hEXTRA_OUT
-            }
-            }
-            """.replace("QUANTIZE", quantize).replace("ELEM", type)
-            .replace("XSCALE", fp8 ? "%alls" : "%one")
-            .replace("EXTRA_TYPE", alsoCast ? ", \"nf\": tensor<1 x ?s x 256 x f32>" : "")
-            .replace("EXTRA_OP", alsoCast
-                ? "\n    %nf = cast %all {to = f32} : tensor<1 x ?s x 256 x f32>" : "")
-            .replace("EXTRA_OUT", alsoCast ? ", %nf" : "");
+        String text = gatheredProjections(type, alsoCast);
         EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "sp.ir"),
             BackendOptions.defaults().withBound("s", 300));
         List<dev.sohuc.isa.MemSpace> spaces = new ArrayList<>();
@@ -373,6 +347,68 @@ class EndToEndOpsTest {
         }
       }
     }
+  }
+
+  /**
+   * On a 512 KiB SRAM the region of 256 gathered rows (128 KiB, a quarter) leaves the qmatmuls
+   * too little for the schedule whose mmas read x in place: the program is compiled again with
+   * the gather in HBM, says so in a note, and computes the same numbers.
+   */
+  @Test
+  void aGatherWhoseRegionLeavesTooLittleSramGoesThroughHbm(
+      @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+      throws java.io.IOException {
+    java.nio.file.Path target = sramTarget(dir, 512 << 10);
+    String text = gatheredProjections("bf16", false);
+    BackendOptions options = BackendOptions.defaults().withTarget(target).withBound("s", 256);
+    CompiledProgram p = SohuBackend.compile(IrParser.parse(text, "sp.ir"), options);
+    assertTrue(p.notes().stream().anyMatch(n -> n.startsWith("all_gathers through HBM, not SRAM: ")
+        && n.contains("(%q)")), p.notes().toString());
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "sp.ir"),
+        options);
+    for (var d : c.program.debug()) {
+      if (dev.sohuc.isa.InsnCodec.decode(c.program.code().get(d.pc()))
+          instanceof dev.sohuc.isa.Insn.Allgather a) {
+        assertEquals(dev.sohuc.isa.MemSpace.HBM, a.space());
+      }
+    }
+    c.check(inputs(c, Map.of("s", 200L), new Random(SEED)), 0.02, "gather through HBM");
+  }
+
+  /**
+   * A residual add and rms_norm whose rows are cast to {@code type} (bf16), or quantized to it
+   * per row (f8e4m3), and all-gathered for two qmatmuls, q and k; {@code alsoCast}: a cast to
+   * f32 of the gathered rows is returned too.
+   */
+  private static String gatheredProjections(String type, boolean alsoCast) {
+    boolean fp8 = type.equals("f8e4m3");
+    String quantize = fp8 ? """
+            %nb, %ns = dynamic_quantize %n {dtype = f8e4m3, granularity = "row"} : tensor<1 x ?s x 256 x f8e4m3>, tensor<1 x ?s x 1 x f32>
+            %alls = all_gather %ns {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 1 x f32>
+        """ : """
+            %nb = cast %n {to = bf16} : tensor<1 x ?s x 256 x bf16>
+        """;
+    return """
+        module @sp {
+        func @main(%r: tensor<1 x ?s x 256 x f32>, %d: tensor<1 x ?s x 256 x f32>, %g: tensor<256 x f32>, %wq: tensor<256 x 384 x f32>, %wk: tensor<256 x 128 x f32>) -> ("q": tensor<1 x ?s x 384 x f32>, "k": tensor<1 x ?s x 128 x f32>, "h": tensor<1 x ?s x 256 x f32>EXTRA_TYPE) {
+          %wqb = cast %wq {to = ELEM} : tensor<256 x 384 x ELEM>
+          %wkb = cast %wk {to = ELEM} : tensor<256 x 128 x ELEM>
+          %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+          %h = add %r, %d : tensor<1 x ?s x 256 x f32>
+          %n = rms_norm %h, %g {eps = 1.0E-5, gamma_offset = 0.0} : tensor<1 x ?s x 256 x f32>
+        QUANTIZE
+          %all = all_gather %nb {chips = 1, rank = 0, axis = 1} : tensor<1 x ?s x 256 x ELEM>
+          %q = qmatmul %all, %wqb, XSCALE, %one : tensor<1 x ?s x 384 x f32>
+          %k = qmatmul %all, %wkb, XSCALE, %one : tensor<1 x ?s x 128 x f32>EXTRA_OP
+          return %q, %k, %hEXTRA_OUT
+        }
+        }
+        """.replace("QUANTIZE", quantize).replace("ELEM", type)
+        .replace("XSCALE", fp8 ? "%alls" : "%one")
+        .replace("EXTRA_TYPE", alsoCast ? ", \"nf\": tensor<1 x ?s x 256 x f32>" : "")
+        .replace("EXTRA_OP", alsoCast
+            ? "\n    %nf = cast %all {to = f32} : tensor<1 x ?s x 256 x f32>" : "")
+        .replace("EXTRA_OUT", alsoCast ? ", %nf" : "");
   }
 
   /**
@@ -516,9 +552,15 @@ class EndToEndOpsTest {
 
   /** A target of 96 KiB of SRAM, where a stream's planes do not all fit at once. */
   private static java.nio.file.Path tinySram(java.nio.file.Path dir) throws java.io.IOException {
-    java.nio.file.Path target = dir.resolve("tiny-sram.json");
-    java.nio.file.Files.writeString(target, "{\"name\": \"tiny-sram\", \"sram\": "
-        + "{\"capacity\": {\"value\": 98304}}}");
+    return sramTarget(dir, 96 << 10);
+  }
+
+  /** The default target with {@code bytes} of SRAM. */
+  private static java.nio.file.Path sramTarget(java.nio.file.Path dir, long bytes)
+      throws java.io.IOException {
+    java.nio.file.Path target = dir.resolve("sram-" + bytes + ".json");
+    java.nio.file.Files.writeString(target, "{\"name\": \"sram-" + bytes + "\", \"sram\": "
+        + "{\"capacity\": {\"value\": " + bytes + "}}}");
     return target;
   }
 
