@@ -221,6 +221,11 @@ public final class SohuBackend {
       Node prev = null;  // the op lowered last, joined to the next by an engine handoff
       // all_reduces summed inside their matmul whose link work runs on past it, oldest first
       List<Value> summing = new ArrayList<>();
+      // the engine that waits for sums: the DMA, or the MXU from a qmatmul that read its x
+      // where a gather left it in SRAM until the next handoff (a DMA waiting too before that
+      // could take a sum's token meant for the MXU; a collective reads its operand in the link's
+      // order anyway)
+      Engine sumsWaiter = Engine.DMA;
       for (Node n : fn.body()) {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
@@ -239,7 +244,7 @@ public final class SohuBackend {
             e.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.ReduceScatter) n.op())
                 .chips(), Emitter.TOK_SUMMED));
           } else {
-            awaitSums(e, summing, sumsRead(n, summing));
+            awaitSums(e, summing, sumsRead(n, summing), sumsWaiter);
             Long region = gathers.gatherRegion(n);
             if (region == null) {
               CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
@@ -267,6 +272,7 @@ public final class SohuBackend {
           // left over, they let a later op's engines start before the op before it finished
           handoffStart(e, collective);
         }
+        sumsWaiter = Engine.DMA;
         if (collective) {
           if (prev != null || !summing.isEmpty()) {
             awaitSums(e, summing, summing.size());
@@ -275,8 +281,8 @@ public final class SohuBackend {
         } else {
           // a qmatmul's mmas read x where its gather left it in SRAM: they wait, while the
           // weights' loads go ahead
-          awaitSums(e, summing, sumsRead(n, summing), low.readsGatherOnMxu(n) ? Engine.MXU
-              : Engine.DMA);
+          sumsWaiter = low.readsGatherOnMxu(n) ? Engine.MXU : Engine.DMA;
+          awaitSums(e, summing, sumsRead(n, summing), sumsWaiter);
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
           CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));

@@ -110,7 +110,9 @@ final class SramGathers {
           / MatmulLowering.TILE * MatmulLowering.TILE;
       long valueBytes = Lowering.align(rows * rowBytes);
       long bytes = valueBytes + (scales == null ? 0 : Lowering.align(rows * 4));
-      long address = live.stream().mapToLong(r -> r[0]).min().orElse(sramBytes) - bytes;
+      // aligned down from the SRAM's end or the lowest live region
+      long below = live.stream().mapToLong(r -> r[0]).min().orElse(sramBytes);
+      long address = (below - bytes) / Lowering.SRAM_ALIGN * Lowering.SRAM_ALIGN;
       if (address < sramBytes - sramBytes / SHARE) {
         continue;
       }
