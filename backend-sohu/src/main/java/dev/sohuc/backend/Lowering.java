@@ -1327,19 +1327,12 @@ final class Lowering {
     // claims it (QuantLowering.convertResident), so both find it at the same SRAM address
     Node cast = residency.normCasts().get(n);
     boolean writesInSram = cast != null || gathered != null;
-    long residentAt = cast == null ? 0
+    long residentAt = gathered != null ? gathered.region() : cast == null ? 0
         : sram(sizeAtBound(n.result()) / rowBytes * v.cols() * 2, "x converted (resident)");
     QuantOp.DynamicQuantize quantize = gathered == null || gathered.quantize() == null ? null
         : (QuantOp.DynamicQuantize) gathered.quantize().op();
     DType yType = quantize == null ? DType.BF16 : QuantLowering.dtype(quantize.dtype());
     int residentRs = writesInSram ? e.konst(v.cols() * yType.bytes()) : 0;
-    // the block's address in the region: rank times the rows' bytes (a quantizing stream finds
-    // its tile's rows and scales from the row index each tile, short of registers)
-    int blockAt = quantize != null || gathered == null ? 0 : e.alloc();
-    if (blockAt != 0) {
-      e.mulImm(blockAt, rows, gathered.rank() * v.cols() * yType.bytes());
-      e.addImm(blockAt, blockAt, gathered.region());
-    }
     int gamma = e.li(preload(r.gamma(), rowBytes, "gamma"));
     float offset = (float) r.gammaOffset();
     int dst = unstored ? 0 : e.li(addr(narrowTo == null ? n.result() : narrowTo.result()));
@@ -1373,10 +1366,9 @@ final class Lowering {
         int y = e.li(yTile);
         e.emit(new Insn.Rmsnorm(y, 0, rs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32, eps,
             false, 0, 0));
-        // the tile's first row in the gathered rows, then its q rows' and scales' addresses
+        // the tile's q rows' and scales' addresses, from its first row in the gathered rows
         int scales = e.alloc();
-        e.mulImm(scales, rows, gathered.rank());
-        e.add(scales, scales, st);
+        gatheredRow(scales, rows, st, gathered);
         int q = e.alloc();
         e.mulImm(q, scales, v.cols() * yType.bytes());
         e.addImm(q, q, gathered.region());
@@ -1390,12 +1382,11 @@ final class Lowering {
       if (unstored) {
         // the cast's own rounding, by the norm into this tile's rows of the resident copy
         int at = e.alloc();
-        e.mulImm(at, st, v.cols() * 2);
-        if (blockAt != 0) {
-          e.add(at, at, blockAt);
-        } else {
-          e.addImm(at, at, residentAt);
+        if (gathered != null) {
+          gatheredRow(at, rows, st, gathered);
         }
+        e.mulImm(at, gathered != null ? at : st, v.cols() * 2);
+        e.addImm(at, at, residentAt);
         e.emit(new Insn.Rmsnorm(at, 0, residentRs, x, 0, xRs, gamma, 0, rr, colsReg, DType.F32,
             eps, true, 0, 0));
         e.free(at);
@@ -1429,7 +1420,16 @@ final class Lowering {
       }
     }, writesInSram, add == null || unstored ? null : new Out(sum, rowBytes, rowBytes));
     w.freeScratch();
-    e.free(rows, gamma, sumTile, blockAt);
+    e.free(rows, gamma, sumTile);
+  }
+
+  /**
+   * {@code reg = rank x rows + st}: where a norm's tile, its rows from {@code st}, goes in the
+   * rows of the gather that takes its block to SRAM ({@link SramGathers}).
+   */
+  private void gatheredRow(int reg, int rows, int st, SramGathers.Block block) {
+    e.mulImm(reg, rows, block.rank());
+    e.add(reg, reg, st);
   }
 
   /**
