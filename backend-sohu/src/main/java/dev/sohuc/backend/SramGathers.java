@@ -18,8 +18,10 @@ import java.util.Map;
  * qmatmuls read (q, k and v; gate and up) goes from the norm's tiles straight to a region at the
  * top of SRAM, where the qmatmuls find x resident, instead of through HBM: no store of the
  * norm's rows, no HBM traffic on the link, and no load of x by the qmatmuls (16.8 MB, 2.3 us, in
- * each of a 70B layer's four gathers). Every op from the norm to the last of those qmatmuls
- * lowers below the region ({@link #limit}); the gather runs on the link while they do.
+ * each of a 70B layer's four gathers). At fp8 the norm also does the per-row dynamic_quantize
+ * after it, into two regions (the rows, their scales) that two gathers fill. Every op from the
+ * norm to the last of those qmatmuls lowers below the regions ({@link #limit}); the gathers run
+ * on the link while they do.
  *
  * <p>A region is planned only for a norm whose residual add is fused into it (the stream then
  * stores the sum alone, and writes the normalized rows straight into the region), laid out at
