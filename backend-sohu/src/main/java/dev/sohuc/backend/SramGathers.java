@@ -9,9 +9,11 @@ import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * All_gathers that land in SRAM. A sequence-parallel gather of a norm's bf16 rows that only
@@ -38,8 +40,7 @@ final class SramGathers {
   /** The gather to its region's address. */
   private final Map<Node, Long> gathers = new IdentityHashMap<>();
   /** The dynamic_quantize ops that the norm before them does (their rows go to SRAM). */
-  private final java.util.Set<Node> quantizedInNorms = java.util.Collections.newSetFromMap(
-      new IdentityHashMap<>());
+  private final Set<Node> quantizedInNorms = Collections.newSetFromMap(new IdentityHashMap<>());
   /** The ops that lower below a region, to the lowest region's address while they run. */
   private final Map<Node, Long> limits = new IdentityHashMap<>();
 
@@ -71,7 +72,7 @@ final class SramGathers {
     Map<Node, Node> normOfCast = new IdentityHashMap<>();
     narrowedNorms.forEach((norm, cast) -> normOfCast.put(cast, norm));
     Map<Value, List<Node>> users = fn.users();
-    java.util.Set<Value> outputs = fn.outputValues();
+    Set<Value> outputs = fn.outputValues();
     List<Node> body = fn.body();
     Map<Node, Integer> index = new IdentityHashMap<>();
     for (int i = 0; i < body.size(); i++) {
@@ -141,7 +142,7 @@ final class SramGathers {
    * the scales and moves them as {@code rows} moves x; else null.
    */
   private static Node scaleGather(Node q, Value x, Node rows, Map<Value, List<Node>> users,
-      java.util.Set<Value> outputs) {
+      Set<Value> outputs) {
     if (!(q.op() instanceof QuantOp.DynamicQuantize d) || !d.granularity().equals("row")
         || q.results().get(0) != x || d.x().producer() == null
         || users.get(d.x()).size() != 1 || outputs.contains(d.x())) {
