@@ -52,6 +52,19 @@ public final class FunctionBuilder {
     return addNode(op, loc, List.of(hint)).result();
   }
 
+  /**
+   * Appends {@code op} as the copy of {@code n}, a node of the function being rebuilt: at its
+   * location, its results' names as hints, and each of its results mapped to the copy's in
+   * {@code map}.
+   */
+  public Node addCopy(Node n, Op op, java.util.Map<Value, Value> map) {
+    Node copy = addNode(op, n.location(), n.results().stream().map(Value::name).toList());
+    for (int i = 0; i < n.results().size(); i++) {
+      map.put(n.results().get(i), copy.results().get(i));
+    }
+    return copy;
+  }
+
   /** Appends an op; {@code hints} name its results (missing hints get numbers). */
   public Node addNode(Op op, Location loc, List<String> hints) {
     List<TensorType> types;

@@ -79,11 +79,7 @@ final class Bf16Attention {
         ops.set(1, cast(b, ops.get(1), n, bf16));
         ops.set(2, cast(b, ops.get(2), n, bf16));
       }
-      Node nn = b.addNode(ops.isEmpty() ? op : op.withOperands(ops), n.location(),
-          n.results().stream().map(Value::name).toList());
-      for (int i = 0; i < n.results().size(); i++) {
-        map.put(n.results().get(i), nn.results().get(i));
-      }
+      b.addCopy(n, ops.isEmpty() ? op : op.withOperands(ops), map);
     }
     List<Function.Output> outs = new ArrayList<>();
     for (Function.Output o : f.outputs()) {

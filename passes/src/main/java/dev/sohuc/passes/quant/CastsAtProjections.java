@@ -59,11 +59,7 @@ final class CastsAtProjections {
         map.put(n.result(), ops.get(0));
         continue;
       }
-      Node nn = b.addNode(ops.isEmpty() ? n.op() : n.op().withOperands(ops), n.location(),
-          n.results().stream().map(Value::name).toList());
-      for (int i = 0; i < n.results().size(); i++) {
-        map.put(n.results().get(i), nn.results().get(i));
-      }
+      Node nn = b.addCopy(n, ops.isEmpty() ? n.op() : n.op().withOperands(ops), map);
       if (roots.contains(n)) {
         map.put(n.result(), b.add(new ElementwiseOp.Cast(nn.result(), ElementType.BF16),
             n.location(), n.result().name() + ".bf16"));

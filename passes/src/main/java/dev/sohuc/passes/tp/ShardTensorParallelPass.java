@@ -169,11 +169,7 @@ public final class ShardTensorParallelPass implements Pass {
       } else {
         nop = ops.isEmpty() ? op : op.withOperands(ops);
       }
-      List<String> hints = n.results().stream().map(Value::name).toList();
-      Node nn = b.addNode(nop, n.location(), hints);
-      for (int i = 0; i < n.results().size(); i++) {
-        map.put(n.results().get(i), nn.results().get(i));
-      }
+      Node nn = b.addCopy(n, nop, map);
       if (summedAfter.contains(n)) {
         Value sum = b.add(new TransformerOp.AllReduce(nn.result(), chips), n.location(),
             n.result().name() + ".all_reduce");
