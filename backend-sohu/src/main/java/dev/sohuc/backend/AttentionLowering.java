@@ -754,6 +754,16 @@ final class AttentionLowering {
     }
   }
 
+  /** A fresh register holding the address of a tile's row sums, or 0 (r0) without them. */
+  private int sumsAddress(Slot sums) {
+    if (sums == null) {
+      return 0;
+    }
+    int r = e.alloc();
+    sums.addr(e, r, 0);
+    return r;
+  }
+
   /**
    * The first {@code keys} keys and values of the kv head at {@code kP} (HBM) into the slot:
    * one DMA of two planes, K's and V's, paying the DMA's fixed cost once.
@@ -911,11 +921,7 @@ final class AttentionLowering {
       probs.addr(e, dst, 0);
     }
     int win = window > 0 ? e.li(window) : 0;
-    int sum = 0;
-    if (sums != null) {
-      sum = e.alloc();
-      sums.addr(e, sum, 0);
-    }
+    int sum = sumsAddress(sums);
     e.emit(new Insn.Softmax(dst, 0, padBytes, src, 0, mask ? padBytes : padWords, cur, cols,
         DType.F32, mask ? 1.0f : scale, causal, causal || win != 0 ? diag : 0, 0, win, toBf16,
         !mask, sum, mask ? 0 : TOK_MXU, thenCvt ? 0 : TOK_VPU));
@@ -973,11 +979,7 @@ final class AttentionLowering {
     slot.addr(e, x, at);
     int o = e.alloc();
     acc.addr(e, o, oInRegion);
-    int sum = 0;
-    if (sums != null) {
-      sum = e.alloc();
-      sums.addr(e, sum, 0);
-    }
+    int sum = sumsAddress(sums);
     int ro = e.emit(new Insn.Accrd(x, 0, dBytes, o, 0, dCols, cur, dCols, DType.F32, false, 1.0f,
         sums == null ? Bcast.NONE : Bcast.COL, sum, 0, UnaryFn.NONE, sums != null, 0, 0));
     e.patchTokens(ro, TOK_MXU, signal);

@@ -1241,9 +1241,11 @@ final class Lowering {
       // when another op fused into the qmatmul, SmoothQuant's multiply, reads them first)
       Node qmatmul = fused.get(n);
       if (qmatmul != null && qmatmul.op() instanceof QuantOp.QMatMul q
-          && q.x() == n.results().get(0) && mergedHeads(n.op().operands().get(0), n, users,
-              outputs) != null) {
-        folded.put(mergedHeads(n.op().operands().get(0), n, users, outputs), qmatmul);
+          && q.x() == n.results().get(0)) {
+        Node heads = mergedHeads(n.op().operands().get(0), n, users, outputs);
+        if (heads != null) {
+          folded.put(heads, qmatmul);
+        }
       }
       // or that a concat copies beside other rows (a step's prompt rows before its decodes'):
       // the copy reads the heads' rows
