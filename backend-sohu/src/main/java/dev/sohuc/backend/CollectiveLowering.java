@@ -7,6 +7,7 @@ import dev.sohuc.ir.op.Shapes;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.Insn;
 import dev.sohuc.isa.InsnTable;
@@ -144,8 +145,9 @@ final class CollectiveLowering {
     if (g.chips() > 64) {
       return n.op().mnemonic() + " over more than 64 chips";
     }
-    // chip c's block is one contiguous run of bytes only when nothing is outside the axis
-    for (int a = 0; a < g.axis(); a++) {
+    // chip c's block is one contiguous run of bytes only when nothing is outside the axis (or
+    // one per row, gathered row by row, along the last axis)
+    for (int a = 0; a < g.axis() && !gathersColumns(n); a++) {
       if (!x.type().dim(a).is(1)) {
         return n.op().mnemonic() + " along axis " + g.axis() + " of " + x.type()
             + ": the dims before the axis must be 1, so that each chip's block is contiguous";
@@ -174,8 +176,55 @@ final class CollectiveLowering {
    * in order with the other sums, for the first op that reads the result to wait on.
    */
   static void block(Emitter e, Lowering low, Node n, long src, long dst) {
+    if (gathersColumns(n)) {
+      gatherColumns(e, low, n, src, dst);
+      return;
+    }
     int count = blockElements(e, low, n);
     emitBlock(e, n, MemSpace.HBM, count, e.li(src), e.li(dst));
+  }
+
+  /** An all_gather along the last axis of a value of more than one row. */
+  private static boolean gathersColumns(Node n) {
+    if (!(n.op() instanceof TransformerOp.AllGather)) {
+      return false;
+    }
+    TensorType t = n.op().operands().get(0).type();
+    return group(n).axis() == t.rank() - 1
+        && !t.dims().subList(0, t.rank() - 1).stream().allMatch(d -> d.is(1));
+  }
+
+  /**
+   * An all_gather of columns ([.., rows, cols] to [.., rows, chips x cols]: the
+   * vocabulary-parallel logits) from {@code src} to {@code dst} in HBM. One allgather of one row
+   * places chip c's block c block-widths into its destination when the destination's row
+   * stride is a block's bytes; one such allgather per row, the first waiting for the operand's
+   * stores, the others queued behind it on the link.
+   */
+  private static void gatherColumns(Emitter e, Lowering low, Node n, long src, long dst) {
+    Group g = group(n);
+    List<Dim> dims = n.op().operands().get(0).type().dims();
+    DType t = QuantLowering.dtype(n.result().type().elementType());
+    int rows = elements(e, low, dims.subList(0, dims.size() - 1));
+    int cols = elements(e, low, dims.subList(dims.size() - 1, dims.size()));
+    int blockBytes = e.alloc();
+    e.mulImm(blockBytes, cols, t.bytes());
+    int rowBytes = e.alloc();
+    e.mulImm(rowBytes, blockBytes, g.chips());
+    int from = e.li(src);
+    int to = e.li(dst);
+    e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emit(new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, cols, 0, t, (int) g.chips(),
+        (int) g.rank(), 0, 1, 0, blockBytes, Emitter.TOK_LINK, 0));
+    e.addImm(rows, rows, -1);
+    int loop = e.beginLoop(rows, 0);
+    e.add(from, from, blockBytes);
+    e.add(to, to, rowBytes);
+    e.emit(new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, cols, 0, t, (int) g.chips(),
+        (int) g.rank(), 0, 1, 0, blockBytes, 0, 0));
+    e.endLoop(loop);
+    e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
+    e.free(rows, cols, blockBytes, rowBytes, from, to);
   }
 
   /**

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.emu.HostTensor;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.MultiChipTiming;
+import dev.sohuc.emu.Options;
 import dev.sohuc.ir.Function;
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.tensor.Tensor;
@@ -305,6 +308,32 @@ class EndToEndOpsTest {
       c.check(inputs(c, Map.of("s", n), new Random(SEED + n)), 0.02,
           "sp s=" + n);
     }
+  }
+
+  /**
+   * An all_gather of columns (the vocabulary-parallel logits: [1, rows, cols] to [1, rows,
+   * chips x cols]) goes one row at a time, each chip's block of a row landing at its place in
+   * it. In a group of one each row is copied (the numbers are the interpreter's, rows 1 to the
+   * bound); in a group of four, timed, every chip sends three blocks of every row, one allgather
+   * a row.
+   */
+  @Test
+  void anAllGatherOfColumnsGoesRowByRow() {
+    String func = """
+        func @main(%x: tensor<1 x ?s x 24 x f32>, %w: tensor<24 x COLS x f32>) -> ("logits": tensor<1 x ?s x VOCAB x f32>) {
+          %l = matmul %x, %w : tensor<1 x ?s x COLS x f32>
+          %all = all_gather %l {chips = CHIPS, rank = RANK, axis = 2} : tensor<1 x ?s x VOCAB x f32>
+          return %all
+        }
+        """;
+    check("columns", func.replace("COLS", "40").replace("VOCAB", "40").replace("CHIPS", "1")
+        .replace("RANK", "0"), List.of(Map.of("s", 1L), Map.of("s", 7L), Map.of("s", 300L)));
+    SohuProgram four = program(func.replace("COLS", "40").replace("VOCAB", "160")
+        .replace("CHIPS", "4").replace("RANK", "2"), BackendOptions.defaults().withBound("s", 300));
+    MultiChipTiming.Report r = MultiChipTiming.runSymmetric(four, 4,
+        MachineDescription.defaultTarget(), Options.defaults(), Map.of("s", 129L));
+    assertEquals(129, r.collectives(), "one allgather a row");
+    assertEquals(4L * 3 * 129 * 40 * 4, r.linkBytes(), "three blocks of every row, each chip");
   }
 
   /**

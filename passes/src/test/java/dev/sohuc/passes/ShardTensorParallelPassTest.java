@@ -1,6 +1,7 @@
 package dev.sohuc.passes;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -29,6 +30,7 @@ import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.QuantOptions;
 import dev.sohuc.passes.quant.Quantizer;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -473,11 +475,56 @@ class ShardTensorParallelPassTest {
         m.weights().get("model.layers.79.mlp.up_proj.weight").type().toString());
     assertEquals("tensor<8192 x 3584 x bf16>",
         m.weights().get("model.layers.79.mlp.down_proj.weight").type().toString());
-    assertEquals("tensor<128256 x 8192 x bf16>", m.weights().get("lm_head.weight").type().toString());
+    // the vocabulary split: each chip computes 16032 of the logits, gathered along the vocab
+    assertEquals("tensor<16032 x 8192 x bf16>", m.weights().get("lm_head.weight").type().toString());
+    assertEquals(List.of("tensor<?batch x ?seq x 128256 x f32>"), m.main().body().stream()
+        .filter(x -> x.op() instanceof TransformerOp.AllGather g && g.axis() == 2)
+        .map(x -> x.result().type().toString()).toList());
     long allReduces = m.main().body().stream()
         .filter(x -> x.op() instanceof TransformerOp.AllReduce a && a.chips() == 8).count();
     assertEquals(160, allReduces);
     assertEquals(1, m.main().arguments().get(1).type().dim(1).value(), "one kv head per chip");
+  }
+
+  /**
+   * Gemma and Qwen2 tie lm_head to the embedding table: each chip's lm_head.weight is its slice
+   * of the table's vocabulary rows (the lookup keeps the whole table), and the gathered logits
+   * match the unsharded model's on 2 and 4 chips.
+   */
+  @Test
+  void aTiedHeadSplitsASliceOfTheEmbeddingTable(@TempDir Path tmp) {
+    for (String family : List.of("gemma", "qwen2")) {
+      Path dir = TinyModel.of(family, 7).writeTo(tmp.resolve(family), Safetensors.Dtype.F32);
+      Module full = fused(dir, HfOptions.prefill());
+      assertFalse(full.weights().containsKey("lm_head.weight"), family + " is tied");
+      Weight table = full.weights().get("model.embed_tokens.weight");
+      long vocab = table.type().dim(0).value();
+      Module chip1 = shard(dir, HfOptions.prefill(), 2, 1);
+      assertEquals(table.type(), chip1.weights().get("model.embed_tokens.weight").type());
+      Weight head = chip1.weights().get("lm_head.weight");
+      assertEquals(table.type().withDims(List.of(Dim.of(vocab / 2), table.type().dim(1))),
+          head.type());
+      // chip 1's rows are the table's second half, byte for byte
+      ByteBuffer all = table.bytes();
+      all.position((int) (head.sizeBytes()));
+      ByteBuffer half = all.slice().limit((int) head.sizeBytes());
+      assertEquals(half, head.bytes());
+      checkSharded(dir, HfOptions.prefill(), 2, 41);
+      checkSharded(dir, HfOptions.decode(), 4, 42);
+    }
+  }
+
+  /** A vocabulary that does not split over the chips leaves lm_head whole, with no gather. */
+  @Test
+  void aVocabularyThatDoesNotSplitStaysReplicated(@TempDir Path tmp) throws java.io.IOException {
+    String config = Files.readString(LLAMA_70B.resolve("config.json"))
+        .replace("\"vocab_size\": 128256", "\"vocab_size\": 128257");
+    Files.writeString(tmp.resolve("config.json"), config);
+    Module m = shard(tmp, HfOptions.decode().withShapeOnly(true), 8, 3);
+    assertEquals("tensor<128257 x 8192 x bf16>",
+        m.weights().get("lm_head.weight").type().toString());
+    assertEquals(0, m.main().body().stream()
+        .filter(x -> x.op() instanceof TransformerOp.AllGather).count());
   }
 
   @Test

@@ -124,7 +124,9 @@ public final class SequenceParallelPass implements Pass {
     List<Node> body = g.body();
     int moved = 0;
     for (int i = 0; i < body.size(); i++) {
-      if (!(body.get(i).op() instanceof TransformerOp.AllGather)) {
+      // the rows' gathers, not a gather of columns (the vocabulary-parallel logits)
+      if (!(body.get(i).op() instanceof TransformerOp.AllGather a)
+          || Math.floorMod(a.axis(), a.x().type().rank()) == a.x().type().rank() - 1) {
         continue;
       }
       // the gather's chain: the nodes just before it that it reads, transitively

@@ -42,8 +42,13 @@ import java.util.Set;
  *       weighted outputs added up) and is summed by {@code all_reduce {chips = N}} right after
  *       the last of them, before anything else reads it: once after o_proj and down_proj, once
  *       per mixture-of-experts layer, and a row-parallel bias is added after the sum;
- *   <li>embedding, norms, rotary tables and {@code lm_head} stay replicated: every chip looks up
- *       the full table and computes all logits (no vocab split, so no gather);
+ *   <li>vocabulary-parallel {@code lm_head}: each chip keeps 1/N of the vocabulary's rows of
+ *       {@code lm_head.weight} (of the embedding table when the two are tied: a slice of it
+ *       becomes {@code lm_head.weight}) and computes those logits, and an
+ *       {@code all_gather} along the vocabulary axis puts the chips' columns side by side, so
+ *       each chip reads 1/N of the head's bytes instead of all of them; a vocabulary that does
+ *       not split into N equal blocks stays replicated;
+ *   <li>embedding, norms and rotary tables stay replicated: every chip looks up the full table;
  *   <li>the KV-cache arguments and present outputs get {@code kv_heads/N} (or 1) heads.
  * </ul>
  *
@@ -57,6 +62,8 @@ public final class ShardTensorParallelPass implements Pass {
   private static final List<String> COLUMN = List.of("q_proj", "k_proj", "v_proj", "gate_proj",
       "up_proj", "qkv_proj", "gate_up_proj", "w1", "w3");
   private static final List<String> ROW = List.of("o_proj", "down_proj", "w2");
+  /** The logits' weight, [vocab, hidden], split by vocabulary rows. */
+  static final String LM_HEAD = "lm_head.weight";
 
   private final int chips;
   private final int rank;
@@ -135,6 +142,16 @@ public final class ShardTensorParallelPass implements Pass {
           + String.join(", ", COLUMN) + " as *.NAME.weight); this model names its projections "
           + "otherwise, so it cannot be sharded");
     }
+    VocabHead head = vocabHead(module, f);
+    if (head != null) {
+      Weight table = module.weights().get(head.weight());
+      long vocab = table.type().dim(0).value();
+      Weight s = slice(table, LM_HEAD, 0,
+          List.of(new long[] {rank * (vocab / chips), vocab / chips}));
+      module.weights().put(LM_HEAD, s);
+      newTypes.put(LM_HEAD, s.type());
+      counters.add("vocabulary-parallel lm_head");
+    }
     Set<Node> summedAfter = partialSums(f);
     Map<Value, Value> map = new IdentityHashMap<>();
     List<Value> args = new ArrayList<>();
@@ -159,6 +176,15 @@ public final class ShardTensorParallelPass implements Pass {
       for (Value v : op.operands()) {
         ops.add(map.getOrDefault(v, v));
       }
+      if (head != null && n == head.tiedTranspose()) {
+        // the tied table's transpose becomes the transpose of this chip's slice of it
+        DataOp.Transpose t = (DataOp.Transpose) op;
+        Value slice = b.add(new SourceOp.WeightRef(LM_HEAD, newTypes.get(LM_HEAD)),
+            n.location(), LM_HEAD);
+        map.put(n.result(), b.add(new DataOp.Transpose(slice, t.perm()), n.location(),
+            n.result().name()));
+        continue;
+      }
       Op nop;
       if (op instanceof SourceOp.WeightRef w && newTypes.containsKey(w.name())) {
         nop = new SourceOp.WeightRef(w.name(), newTypes.get(w.name()));
@@ -175,6 +201,11 @@ public final class ShardTensorParallelPass implements Pass {
             n.result().name() + ".all_reduce");
         map.put(n.result(), sum);
         counters.add("all_reduce inserted");
+      }
+      if (head != null && n == head.matmul()) {
+        int last = nn.result().type().rank() - 1;
+        map.put(n.result(), b.add(new TransformerOp.AllGather(nn.result(), chips, rank, last),
+            n.location(), n.result().name() + ".all_gather"));
       }
     }
     List<Function.Output> outs = new ArrayList<>();
@@ -209,6 +240,45 @@ public final class ShardTensorParallelPass implements Pass {
     }
     throw new ShardException(NAME + ": no attention op to split heads by (tensor parallelism "
         + "shards fused transformer decoders)");
+  }
+
+  /**
+   * The logits' matmul, the weight it reads ({@code lm_head.weight}, or the embedding table it
+   * is tied to) and, when tied, the transpose of the table that only it reads.
+   */
+  private record VocabHead(Node matmul, String weight, Node tiedTranspose) {}
+
+  /**
+   * The logits' matmul, when its vocabulary splits into equal blocks over the chips: the matmul
+   * whose weight is {@code lm_head.weight} (through a transpose or cast), or, for a head tied to
+   * the embedding table, the matmul at {@code lm_head} that reads the table through a transpose
+   * nothing else reads. Null when there is none or the vocabulary does not split.
+   */
+  private VocabHead vocabHead(Module module, Function f) {
+    Map<Value, List<Node>> users = f.users();
+    for (Node n : f.body()) {
+      if (!(n.op() instanceof LinalgOp.MatMul m)) {
+        continue;
+      }
+      String w = weightName(m.b());
+      boolean tied = w != null && !w.equals(LM_HEAD) && n.location().text().equals("lm_head");
+      if (w == null || !(w.equals(LM_HEAD) || tied)) {
+        continue;
+      }
+      TensorType t = module.weights().get(w).type();
+      if (t.rank() != 2 || !t.dim(0).isStatic() || t.dim(0).value() % chips != 0
+          || (tied && module.weights().containsKey(LM_HEAD))) {
+        return null;
+      }
+      Node transpose = m.b().producer();
+      if (tied && !(transpose.op() instanceof DataOp.Transpose tr
+          && tr.x().producer() != null && tr.x().producer().op() instanceof SourceOp.WeightRef
+          && users.get(m.b()).size() == 1)) {
+        return null;
+      }
+      return new VocabHead(n, w, tied ? transpose : null);
+    }
+    return null;
   }
 
   /**
@@ -325,12 +395,21 @@ public final class ShardTensorParallelPass implements Pass {
       fusedParts.put(w.name().substring(0, w.name().lastIndexOf('.')),
           blocks.stream().map(b -> b[1]).toList());
     }
+    return slice(w, w.name(), axis, blocks);
+  }
+
+  /**
+   * Weight {@code name}: the {@code (first, count)} blocks of w along {@code axis} (0: rows, or
+   * a bias's elements; 1: columns of the one block), in order.
+   */
+  private static Weight slice(Weight w, String name, int axis, List<long[]> blocks) {
+    TensorType t = w.type();
     long count = blocks.stream().mapToLong(b -> b[1]).sum();
     List<Dim> d = new ArrayList<>(t.dims());
     d.set(axis, Dim.of(count));
     TensorType nt = t.withDims(d);
     if (w.data() instanceof Weight.Data.ShapeOnly) {
-      return new Weight(w.name(), nt, w.data());
+      return new Weight(name, nt, w.data());
     }
     int esize = t.elementType().sizeBytes();
     ByteBuffer src = w.bytes();
@@ -354,7 +433,7 @@ public final class ShardTensorParallelPass implements Pass {
         o += (int) (count * esize);
       }
     }
-    return new Weight(w.name(), nt, new Weight.Data.Inline(out));
+    return new Weight(name, nt, new Weight.Data.Inline(out));
   }
 
   /** The (first, count) blocks of a column-parallel weight's output rows this chip keeps. */
