@@ -349,8 +349,9 @@ final class BenchCommand implements Callable<Integer> {
           + "all", new Object[] {((Number) b.get("active_params")).doubleValue() / 1e9,
           (double) b.get("model_flops_2_x_active_params_x_tokens") / 1e12});
     }
-    line.accept("  weights: %.1f GB as compiled (%s linear layers split across the chips; the "
-        + "embedding table, kept f32, and lm_head on every chip); %.1f GB at 2 bytes/param; "
+    line.accept("  weights: %.1f GB as compiled (%s linear layers, and lm_head where the "
+        + "vocabulary splits, split across the chips; the embedding table, kept f32, on every "
+        + "chip); %.1f GB at 2 bytes/param; "
         + "article 140 GB, 70e9 params at 2 bytes", new Object[] {
         (double) (long) b.get("weight_bytes_server_fp32") / 1e9, m.get("weights_dtype"),
         (double) b.get("weight_bytes_bf16_params") / 1e9});
