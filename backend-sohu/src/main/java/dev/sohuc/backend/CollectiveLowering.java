@@ -198,8 +198,8 @@ final class CollectiveLowering {
    * An all_gather of columns ([.., rows, cols] to [.., rows, chips x cols]: the
    * vocabulary-parallel logits) from {@code src} to {@code dst} in HBM. One allgather of one row
    * places chip c's block c block-widths into its destination when the destination's row
-   * stride is a block's bytes; one such allgather per row, the first waiting for the operand's
-   * stores, the others queued behind it on the link.
+   * stride is a block's bytes; one such allgather per row, queued behind a LINK fence that
+   * waits for the operand's stores (and takes their token even when there are no rows).
    */
   private static void gatherColumns(Emitter e, Lowering low, Node n, long src, long dst) {
     Group g = group(n);
@@ -214,14 +214,12 @@ final class CollectiveLowering {
     int from = e.li(src);
     int to = e.li(dst);
     e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
-    e.emit(new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, cols, 0, t, (int) g.chips(),
-        (int) g.rank(), 0, 1, 0, blockBytes, Emitter.TOK_LINK, 0));
-    e.addImm(rows, rows, -1);
+    e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_LINK, 0));
     int loop = e.beginLoop(rows, 0);
-    e.add(from, from, blockBytes);
-    e.add(to, to, rowBytes);
     e.emit(new Insn.Allgather(MemSpace.HBM, to, 0, from, 0, cols, 0, t, (int) g.chips(),
         (int) g.rank(), 0, 1, 0, blockBytes, 0, 0));
+    e.add(from, from, blockBytes);
+    e.add(to, to, rowBytes);
     e.endLoop(loop);
     e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
     e.free(rows, cols, blockBytes, rowBytes, from, to);

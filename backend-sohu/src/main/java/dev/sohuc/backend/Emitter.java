@@ -289,7 +289,12 @@ final class Emitter {
    * group's allreduces do, so its signal means the LINK work queued before it is done.
    */
   static Insn linkFence(int chips, int signal) {
-    return new Insn.Allreduce(MemSpace.HBM, 0, 0, 0, 0, DType.F32, chips, 0, 0, 0, 0, 0,
+    return linkFence(chips, 0, signal);
+  }
+
+  /** {@link #linkFence(int, int)} that first waits for token {@code wait}. */
+  static Insn linkFence(int chips, int wait, int signal) {
+    return new Insn.Allreduce(MemSpace.HBM, 0, 0, 0, 0, DType.F32, chips, 0, 0, 0, 0, wait,
         signal);
   }
 
