@@ -265,8 +265,11 @@ public final class ShardTensorParallelPass implements Pass {
       if (w == null || !(w.equals(LM_HEAD) || tied)) {
         continue;
       }
+      // [vocab, hidden], the logits' last axis its rows (not a head stored transposed)
       TensorType t = module.weights().get(w).type();
+      TensorType logits = n.result().type();
       if (t.rank() != 2 || !t.dim(0).isStatic() || t.dim(0).value() % chips != 0
+          || !t.dim(0).equals(logits.dim(logits.rank() - 1))
           || (tied && module.weights().containsKey(LM_HEAD))) {
         return null;
       }
