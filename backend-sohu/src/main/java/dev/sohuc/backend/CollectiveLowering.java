@@ -69,11 +69,11 @@ final class CollectiveLowering {
    * {@code cPtr}, {@code rows} rows {@code rowStride} bytes apart) over the group on the LINK
    * engine, inside the matmul's panel loop: chip rank keeps the sums of its block of the panel's
    * rows, at the same columns of the scatter's result ({@code delta} bytes from the matmul's
-   * result, with the same row stride). The rows divide by the chips (the types say so), a power
-   * of two ({@link #scattersPanels}).
+   * result, with the same row stride), both in HBM or both in SRAM ({@code space}). The rows
+   * divide by the chips (the types say so), a power of two ({@link #scattersPanels}).
    */
   static void scatterPanel(Emitter e, Node scatter, int cPtr, int rows, int nt, long rowStride,
-      DType dtype, long delta) {
+      DType dtype, long delta, MemSpace space) {
     TransformerOp.ReduceScatter r = (TransformerOp.ReduceScatter) scatter.op();
     int blockRows = e.alloc();
     e.shri(blockRows, rows, Long.numberOfTrailingZeros(r.chips()));
@@ -81,7 +81,7 @@ final class CollectiveLowering {
     e.addImm(dst, cPtr, delta);
     int stride = e.konst(rowStride);
     e.emitFor(scatter, Emitter.hbmFence(0, Emitter.TOK_LINK));
-    e.emitFor(scatter, new Insn.Reducescatter(MemSpace.HBM, dst, 0, cPtr, 0, 0, nt, dtype,
+    e.emitFor(scatter, new Insn.Reducescatter(space, dst, 0, cPtr, 0, 0, nt, dtype,
         (int) r.chips(), (int) r.rank(), blockRows, 0, stride, stride, Emitter.TOK_LINK, 0));
     e.free(blockRows, dst);
   }
@@ -226,7 +226,7 @@ final class CollectiveLowering {
   }
 
   /**
-   * An all_gather within SRAM (SramGathers): the norm before it wrote this chip's block in its
+   * An all_gather within SRAM (SramCollectives): the norm before it wrote this chip's block in its
    * place in the {@code region}, and the gather fills in the others' around it. The DMA fence
    * that starts it waits for the norm's last store, which follows its last write.
    */

@@ -402,7 +402,7 @@ final class Lowering {
   void lower(Node n) {
     this.node = n;
     sramNext = 0;
-    sramTop = sramGathers.limit(n, target.sramBytes());
+    sramTop = sramCollectives.limit(n, target.sramBytes());
     residentBefore = residentNow;
     residentNow = null;
     if (QuantLowering.claims(n.op())) {
@@ -492,7 +492,7 @@ final class Lowering {
     if (sramNext > sramTop) {
       throw new BackendException(node.describe() + ": needs " + sramNext + " bytes of SRAM (for "
           + what + "), the target has " + sramTop
-          + (sramTop < target.sramBytes() ? " below the gathers landing in SRAM" : ""));
+          + (sramTop < target.sramBytes() ? " below the collectives' regions in SRAM" : ""));
     }
     return at;
   }
@@ -996,9 +996,12 @@ final class Lowering {
         Node cast = widening(operands.get(i));
         boolean wide = cast != null;
         long row = wide ? cols * 2 : cols * 4;
-        bases[i] = e.li(addr(wide ? cast.op().operands().get(0) : operands.get(i)));
+        Value source = wide ? cast.op().operands().get(0) : operands.get(i);
+        // a reduce_scatter's block in SRAM (SramCollectives), else HBM
+        Long inSram = scatteredInSram(source);
+        bases[i] = e.li(inSram != null ? inSram : addr(source));
         scratch[i] = wide ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
-        ins.add(new In(bases[i], row, row));
+        ins.add(new In(bases[i], row, row, inSram != null ? MemSpace.SRAM : MemSpace.HBM, 0));
       }
       halfRs = e.konst(cols * 2);
     }
@@ -1305,9 +1308,9 @@ final class Lowering {
    * sum, the norm reads it there, and the sum is stored as a second output. When only the cast
    * into the next qmatmul's resident x reads y (QuantLowering.Residency#unstoredNorms), the
    * norm writes its bf16 rounding there itself ({@code out_bf16}) and the stream stores the sum
-   * alone; so too for this chip's block of an all_gather landing in SRAM ({@link SramGathers}),
-   * where with a per-row quantization after the norm the stream quantizes each tile's f32 rows
-   * itself, into the region's rows and scales.
+   * alone; so too for this chip's block of an all_gather landing in SRAM
+   * ({@link SramCollectives}), where with a per-row quantization after the norm the stream
+   * quantizes each tile's f32 rows itself, into the region's rows and scales.
    */
   private void rmsNorm(Node n, TransformerOp.RmsNorm r) {
     View v = view(r.x().type());
@@ -1317,8 +1320,8 @@ final class Lowering {
     int rs = e.konst(rowBytes);
     Node add = fusedProducer(r.x());
     BinaryPlan addends = add == null ? null : binaryPlan((ElementwiseOp.Binary) add.op(), known);
-    // this chip's block of the rows an all_gather takes to SRAM (SramGathers): y goes there
-    SramGathers.Block gathered = sramGathers.normBlock(n);
+    // this chip's block of the rows an all_gather takes to SRAM (SramCollectives): y goes there
+    SramCollectives.Block gathered = sramCollectives.normBlock(n);
     boolean unstored = add != null
         && (residency.unstoredNorms().contains(n) || gathered != null);
     // y as the bf16 cast after the norm wants it, written by the norm itself
@@ -1427,9 +1430,9 @@ final class Lowering {
 
   /**
    * {@code reg = rank x rows + st}: where a norm's tile, its rows from {@code st}, goes in the
-   * rows of the gather that takes its block to SRAM ({@link SramGathers}).
+   * rows of the gather that takes its block to SRAM ({@link SramCollectives}).
    */
-  private void gatheredRow(int reg, int rows, int st, SramGathers.Block block) {
+  private void gatheredRow(int reg, int rows, int st, SramCollectives.Block block) {
     e.mulImm(reg, rows, block.rank());
     e.add(reg, reg, st);
   }
@@ -1599,18 +1602,31 @@ final class Lowering {
     this.narrowedNorms = narrowedNorms;
   }
 
-  /** The all_gathers that land in SRAM, and the SRAM each op keeps clear of them. */
-  private SramGathers sramGathers = SramGathers.none();
+  /** The collectives that run in SRAM, and the SRAM each op keeps clear of their regions. */
+  private SramCollectives sramCollectives = SramCollectives.none();
   /** The end of the SRAM the op being lowered may use. */
   private long sramTop;
 
-  void setSramGathers(SramGathers sramGathers) {
-    this.sramGathers = sramGathers;
+  void setSramCollectives(SramCollectives sramCollectives) {
+    this.sramCollectives = sramCollectives;
   }
 
   /** The SRAM address where {@code v} was gathered, or null when it is in HBM. */
   Long gatheredInSram(Value v) {
-    return sramGathers.region(v);
+    return sramCollectives.region(v);
+  }
+
+  /**
+   * The SRAM address of a reduce-scattered qmatmul's partial sums or of the scatter's block,
+   * when they live in SRAM (SramCollectives), or null.
+   */
+  Long scatteredInSram(Value v) {
+    return sramCollectives.scatteredInSram(v);
+  }
+
+  /** The partial sums qmatmul {@code n} stores in SRAM for its scatter, or null. */
+  Value sramPartialSums(Node n) {
+    return sramCollectives.partialSums(n);
   }
 
   /**

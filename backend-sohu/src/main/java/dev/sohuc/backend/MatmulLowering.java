@@ -250,8 +250,11 @@ final class MatmulLowering {
    */
   void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride, DType dtype, int left) {
     if (sum.op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter r) {
+      // from the partial sums' region to the block's (SramCollectives), or within HBM
+      Long from = l.scatteredInSram(r.x());
       CollectiveLowering.scatterPanel(e, sum, cPtr, rows, nt, rowStride, dtype,
-          l.addr(sum.result()) - l.addr(r.x()));
+          from != null ? l.scatteredInSram(sum.result()) - from
+              : l.addr(sum.result()) - l.addr(r.x()), from != null ? MemSpace.SRAM : MemSpace.HBM);
       return;
     }
     if (left <= 0) {
@@ -451,8 +454,8 @@ final class MatmulLowering {
       Runnable afterPrologue) {
     long tile = TILE;
     if (aResident) {
-      streamResident(rows, aBase, lda, k * 4, cPtr, outHbmStride, 4, nt, outRowBytes, b, kReg,
-          kImm, DType.F32, mTile, ldc, false, (out, acc, r, s, sub) -> {
+      streamResident(rows, aBase, lda, k * 4, cPtr, MemSpace.HBM, outHbmStride, 4, nt,
+          outRowBytes, b, kReg, kImm, DType.F32, mTile, ldc, false, (out, acc, r, s, sub) -> {
             // the sub-panel's bias columns: the pointer walks them and steps back after
             stepSubPanel(hasBias ? biasPtr : 0, sub, b.count(), false);
             int rd = e.accrd(out, outRowBytes, acc, ldc, r, ntReg, alpha,
@@ -584,9 +587,10 @@ final class MatmulLowering {
    * awaited by an MXU fence first. The result has {@code outEs}-byte elements (4, or 2 when the readout rounds
    * to bf16).
    */
-  void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, long outHbmStride,
-      long outEs, int nt, int outRowBytes, Panels b, int kReg, int kImm, DType dt, int mTile,
-      int ldc, boolean needRowStart, Readout readout, Runnable afterPrologue) {
+  void streamResident(int rows, int aBase, int lda, long aRowBytes, int cPtr, MemSpace cSpace,
+      long outHbmStride, long outEs, int nt, int outRowBytes, Panels b, int kReg, int kImm,
+      DType dt, int mTile, int ldc, boolean needRowStart, Readout readout,
+      Runnable afterPrologue) {
     e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_PANEL, 0));
     if (afterPrologue != null) {
       afterPrologue.run();
@@ -678,8 +682,8 @@ final class MatmulLowering {
     int stored = readout.storedSubPanels(b.count());
     int dstPlanes = stored > 1 ? e.konst(nt * outEs) : 0;
     int srcPlanes = stored > 1 ? e.konst(nt * 4L) : 0;
-    int st = e.dma(MemSpace.HBM, c, outStride, MemSpace.SRAM, out, outRowBytes, nt * outEs, gRows,
-        0, 0, stored, dstPlanes, srcPlanes);
+    int st = e.dma(cSpace, c, outStride, MemSpace.SRAM, out, outRowBytes, nt * outEs, gRows, 0,
+        0, stored, dstPlanes, srcPlanes);
     e.patchTokens(st, TOK_STORE, Emitter.TOK_FREE);
     e.sub(rem, rem, gRows);
     if (needRowStart) {

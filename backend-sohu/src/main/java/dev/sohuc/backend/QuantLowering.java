@@ -937,7 +937,16 @@ final class QuantLowering {
     float tailScale = colScale ? 1.0f : swImm;
     int aBase = e.li(resident != null ? resident[0] : l.addr(x));
     int bPtr = e.li(l.addr(w));
-    int cPtr = e.li(l.addr(result));
+    // partial sums reduce-scattered from SRAM (SramCollectives) go there, else to HBM; the plan
+    // holds only when this schedule rounds and scatters them itself
+    Value partial = l.sramPartialSums(n);
+    if (partial != null && (partial != result || sum == null)) {
+      throw new BackendException(n.describe() + ": its partial sums were planned in SRAM, but "
+          + "its schedule does not round and scatter them itself");
+    }
+    Long resultInSram = partial == null ? null : l.scatteredInSram(partial);
+    MemSpace cSpace = resultInSram != null ? MemSpace.SRAM : MemSpace.HBM;
+    int cPtr = e.li(resultInSram != null ? resultInSram : l.addr(result));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
     int rows = l.dimReg(m);
     int xHbm = preloaded ? e.li(l.addr(x)) : 0;
@@ -1020,7 +1029,7 @@ final class QuantLowering {
       int jLoop = e.beginLoop(0, loads);
       Runnable prefetch = () -> e.patchTokens(ml.prefetchPanel(bNext, ldb, bPtr, bSrcStride,
           loadBytes, kRows, jrem, ahead, loadBytes, planes), 0, ring ? Emitter.TOK_PANEL : 0);
-      stream(ml, ring, rows, ins, lda, cPtr, outCols * oes, outType, TILE,
+      stream(ml, ring, rows, ins, lda, cPtr, cSpace, outCols * oes, outType, TILE,
           new MatmulLowering.Panels(bCur, ldb, false, wide, TILE * es), k, dt, mTile, ldc, accCur,
           accNext, t, prefetch, pair);
       if (sum != null) {
@@ -1050,7 +1059,7 @@ final class QuantLowering {
       if (ring) {
         e.patchTokens(pt, 0, Emitter.TOK_PANEL);
       }
-      stream(ml, ring, rows, ins, lda, cPtr, outCols * oes, outType, (int) tail,
+      stream(ml, ring, rows, ins, lda, cPtr, cSpace, outCols * oes, outType, (int) tail,
           MatmulLowering.Panels.one(bCur, ldb, false), k, dt, mTile, ldc, accCur, accNext, t,
           null, null);
       if (sum != null) {
@@ -1189,9 +1198,9 @@ final class QuantLowering {
    * read by the mma in place); else a row stream of x's tiles through two ACC tiles.
    */
   private void stream(MatmulLowering ml, boolean ring, int rows, List<Lowering.In> ins, int lda,
-      int cPtr, long outHbmStride, DType outType, int nt, MatmulLowering.Panels b, long k,
-      DType dt, int mTile, int ldc, int accCur, int accNext, Tail t, Runnable afterPrologue,
-      GatedPair pair) {
+      int cPtr, MemSpace cSpace, long outHbmStride, DType outType, int nt,
+      MatmulLowering.Panels b, long k, DType dt, int mTile, int ldc, int accCur, int accNext,
+      Tail t, Runnable afterPrologue, GatedPair pair) {
     int ntReg = e.konst(nt);
     // the output tiles' row bytes: the load's columns in f32
     int outRowBytes = e.konst(b.count() * nt * 4L);
@@ -1204,7 +1213,8 @@ final class QuantLowering {
             ntReg, outRowBytes, nt, outType, pair.fn())
         : readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count());
     if (ring) {
-      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, outHbmStride,
+      ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, cSpace,
+          outHbmStride,
           outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc, t.rowScale(), readout,
           afterPrologue);
       return;

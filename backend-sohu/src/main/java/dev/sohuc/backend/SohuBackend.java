@@ -167,15 +167,15 @@ public final class SohuBackend {
       try {
         return emit(constImage, true);
       } catch (BackendException tooLittleSram) {
-        // an op found too little SRAM (or registers) beside a gather's region: every gather
-        // through HBM (an error unrelated to the regions comes again from this run)
-        notes.add("all_gathers through HBM, not SRAM: " + tooLittleSram.getMessage());
+        // an op found too little SRAM (or registers) beside a collective's region: every
+        // gather and scatter through HBM (an error unrelated to the regions comes again)
+        notes.add("collectives through HBM, not SRAM: " + tooLittleSram.getMessage());
         return emit(constImage, false);
       }
     }
 
-    /** The code, and the program; with {@code gathersInSram} planned by SramGathers. */
-    private CompiledProgram emit(byte[] constImage, boolean gathersInSram) {
+    /** The code, and the program; with {@code collectivesInSram} planned by SramCollectives. */
+    private CompiledProgram emit(byte[] constImage, boolean collectivesInSram) {
       Emitter e = new Emitter();
       Map<String, Integer> symRegs = new LinkedHashMap<>();
       List<SohuProgram.ArgSlot> args = new ArrayList<>();
@@ -206,9 +206,9 @@ public final class SohuBackend {
       low.setResidency(residency);
       Map<Node, Node> narrowedNorms = Lowering.narrowedNorms(fn, residency);
       low.setNarrowedNorms(narrowedNorms);
-      SramGathers gathers = gathersInSram ? SramGathers.plan(fn, narrowedNorms, fusedProducers,
-          known, size, target.sramBytes()) : SramGathers.none();
-      low.setSramGathers(gathers);
+      SramCollectives inSram = collectivesInSram ? SramCollectives.plan(fn, narrowedNorms,
+          fusedProducers, known, size, target.sramBytes()) : SramCollectives.none();
+      low.setSramCollectives(inSram);
       low.setNarrowedRopes(narrowedRopes);
       // casts written by the norm or rope before them
       Set<Node> castInside = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
@@ -230,7 +230,7 @@ public final class SohuBackend {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castInside.contains(n)
-            || gathers.quantizedInNorm(n)
+            || inSram.quantizedInNorm(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
                 && !isBlockCollective(n))) {
           continue;
@@ -245,7 +245,7 @@ public final class SohuBackend {
                 .chips(), Emitter.TOK_SUMMED));
           } else {
             awaitSums(e, summing, sumsRead(n, summing), sumsWaiter);
-            Long region = gathers.gatherRegion(n);
+            Long region = inSram.gatherRegion(n);
             if (region == null) {
               CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
                   addr.get(n.result()));
