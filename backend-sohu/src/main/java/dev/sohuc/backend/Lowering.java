@@ -998,7 +998,7 @@ final class Lowering {
         long row = wide ? cols * 2 : cols * 4;
         Value source = wide ? cast.op().operands().get(0) : operands.get(i);
         // a reduce_scatter's block in SRAM (SramCollectives), else HBM
-        Long inSram = scatteredInSram(source);
+        Long inSram = sramCollectives.scatteredInSram(source);
         bases[i] = e.li(inSram != null ? inSram : addr(source));
         scratch[i] = wide ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
         ins.add(new In(bases[i], row, row, inSram != null ? MemSpace.SRAM : MemSpace.HBM, 0));
@@ -1616,17 +1616,9 @@ final class Lowering {
     return sramCollectives.region(v);
   }
 
-  /**
-   * The SRAM address of a reduce-scattered qmatmul's partial sums or of the scatter's block,
-   * when they live in SRAM (SramCollectives), or null.
-   */
-  Long scatteredInSram(Value v) {
-    return sramCollectives.scatteredInSram(v);
-  }
-
-  /** The partial sums qmatmul {@code n} stores in SRAM for its scatter, or null. */
-  Value sramPartialSums(Node n) {
-    return sramCollectives.partialSums(n);
+  /** The collectives planned in SRAM and their regions. */
+  SramCollectives inSram() {
+    return sramCollectives;
   }
 
   /**

@@ -251,9 +251,9 @@ final class MatmulLowering {
   void sumPanel(Node sum, int cPtr, int rows, int nt, long rowStride, DType dtype, int left) {
     if (sum.op() instanceof dev.sohuc.ir.op.TransformerOp.ReduceScatter r) {
       // from the partial sums' region to the block's (SramCollectives), or within HBM
-      Long from = l.scatteredInSram(r.x());
+      Long from = l.inSram().scatteredInSram(r.x());
       CollectiveLowering.scatterPanel(e, sum, cPtr, rows, nt, rowStride, dtype,
-          from != null ? l.scatteredInSram(sum.result()) - from
+          from != null ? l.inSram().scatteredInSram(sum.result()) - from
               : l.addr(sum.result()) - l.addr(r.x()), from != null ? MemSpace.SRAM : MemSpace.HBM);
       return;
     }

@@ -939,12 +939,12 @@ final class QuantLowering {
     int bPtr = e.li(l.addr(w));
     // partial sums reduce-scattered from SRAM (SramCollectives) go there, else to HBM; the plan
     // holds only when this schedule rounds and scatters them itself
-    Value partial = l.sramPartialSums(n);
+    Value partial = l.inSram().partialSums(n);
     if (partial != null && (partial != result || sum == null)) {
       throw new BackendException(n.describe() + ": its partial sums were planned in SRAM, but "
           + "its schedule does not round and scatter them itself");
     }
-    Long resultInSram = partial == null ? null : l.scatteredInSram(partial);
+    Long resultInSram = partial == null ? null : l.inSram().scatteredInSram(partial);
     MemSpace cSpace = resultInSram != null ? MemSpace.SRAM : MemSpace.HBM;
     int cPtr = e.li(resultInSram != null ? resultInSram : l.addr(result));
     int wsPtr = colScale ? e.li(wScaleBuf) : 0;
