@@ -497,7 +497,7 @@ final class Lowering {
     return at;
   }
 
-  /** The end of the SRAM this op may use: below the regions of gathers landing in SRAM. */
+  /** The end of the SRAM this op may use: below the collectives' regions in SRAM. */
   long sramLimit() {
     return sramTop;
   }
@@ -1611,11 +1611,6 @@ final class Lowering {
     this.sramCollectives = sramCollectives;
   }
 
-  /** The SRAM address where {@code v} was gathered, or null when it is in HBM. */
-  Long gatheredInSram(Value v) {
-    return sramCollectives.region(v);
-  }
-
   /** The collectives planned in SRAM and their regions. */
   SramCollectives inSram() {
     return sramCollectives;
@@ -1626,7 +1621,7 @@ final class Lowering {
    * takes no other schedule, QuantLowering), and nothing else it reads is on the link.
    */
   boolean readsGatherOnMxu(Node n) {
-    return n.op() instanceof QuantOp.QMatMul q && gatheredInSram(q.x()) != null;
+    return n.op() instanceof QuantOp.QMatMul q && sramCollectives.gatheredInSram(q.x()) != null;
   }
 
   /** An operand an op left whole in SRAM for the next op: the value and its SRAM address. */

@@ -832,9 +832,9 @@ final class QuantLowering {
     // x's conversion fused here: x converted tile by tile into a resident SRAM copy, or left
     // there by the previous qmatmul (claimed first, so it lies at the same SRAM address)
     Node conv = l.fusedProducer(x);
-    Long gathered = l.gatheredInSram(x);
+    Long gathered = l.inSram().gatheredInSram(x);
     long[] resident = gathered != null
-        ? new long[] {gathered, sxImm == null ? l.gatheredInSram(q.xScale()) : 0}
+        ? new long[] {gathered, sxImm == null ? l.inSram().gatheredInSram(q.xScale()) : 0}
         : conv == null ? null : convertResident(conv, k, dt, l.reusesConversion(n));
     // a gated pair's w scales go interleaved as its loads' columns (gate's 128, up's 128, ..),
     // loaded once the pair is known to apply (else the gate's alone)
@@ -1214,9 +1214,8 @@ final class QuantLowering {
         : readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count());
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, cSpace,
-          outHbmStride,
-          outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc, t.rowScale(), readout,
-          afterPrologue);
+          outHbmStride, outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc,
+          t.rowScale(), readout, afterPrologue);
       return;
     }
     if (outType != DType.F32) {

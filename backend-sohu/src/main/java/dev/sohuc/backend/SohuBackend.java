@@ -289,7 +289,7 @@ public final class SohuBackend {
         } else {
           low.lower(n);
         }
-        // with the regions of gathers landing in SRAM above the op's own
+        // with the collectives' regions in SRAM above the op's own
         maxSram = Math.max(maxSram, low.sramUsed() + target.sramBytes() - low.sramLimit());
         e.endOp();
         if (collective) {

@@ -70,13 +70,13 @@ final class SramCollectives {
    */
   record Block(long region, long scales, long rank, Node quantize) {}
 
-  /** None: every gather goes through HBM. */
+  /** None: every gather and scatter goes through HBM. */
   static SramCollectives none() {
     return new SramCollectives();
   }
 
   /**
-   * Plans the regions of {@code fn}'s gathers.
+   * Plans the regions of {@code fn}'s gathers, then of its scatters.
    *
    * @param narrowedNorms the norms that write their bf16 cast themselves, to that cast
    * @param fused ops lowered inside their reader, to that reader (a norm's residual add)
@@ -274,7 +274,7 @@ final class SramCollectives {
   }
 
   /** The SRAM address of the region {@code v} was gathered into, or null (it is in HBM). */
-  Long region(Value v) {
+  Long gatheredInSram(Value v) {
     return regions.get(v);
   }
 

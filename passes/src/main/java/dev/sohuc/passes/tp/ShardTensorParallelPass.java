@@ -146,8 +146,7 @@ public final class ShardTensorParallelPass implements Pass {
     if (head != null) {
       Weight table = module.weights().get(head.weight());
       long vocab = table.type().dim(0).value();
-      Weight s = slice(table, LM_HEAD, 0,
-          List.of(new long[] {rank * (vocab / chips), vocab / chips}));
+      Weight s = slice(table, LM_HEAD, 0, List.of(evenBlock(table, 0, vocab)));
       module.weights().put(LM_HEAD, s);
       newTypes.put(LM_HEAD, s.type());
       counters.add("vocabulary-parallel lm_head");
