@@ -138,7 +138,7 @@ class ServingSimulatorTest {
   }
 
   /**
-   * The decodes ride on the prompt's last micro-batch: the step program reads the weights once
+   * The decodes ride on the prompt's first micro-batch: the step program reads the weights once
    * per micro-batch (two) instead of a prefill program's once plus a decode program's once, and
    * its micro-batches' sums on the link overlap each other's compute.
    */

@@ -226,17 +226,17 @@ final class DecoderModel {
       streams.add(embed(g, table, rowIds, "prompt_embeddings"));
       promptRope.add(rotary(g, seq.times(Dim.of(m)), seq));
     }
-    // the decodes' rows ride on the last micro-batch
+    // the decodes' rows ride on the first micro-batch, whose causal attention is the cheapest
     Value decodes = g.reshape(embed(g, table, decodeIds, "decode_embeddings"),
         List.of(Dim.of(1), batch, Dim.of(hidden)), embedLoc, "decode_embeddings.rows");
-    streams.set(micro - 1, g.b.add(new DataOp.Concat(List.of(streams.get(micro - 1), decodes), 1), embedLoc,
+    streams.set(0, g.b.add(new DataOp.Concat(List.of(streams.get(0), decodes), 1), embedLoc,
         "embeddings"));
     Value[] decodeRope = rotaryAt(g, pastLengths);
     List<Function.Output> presents = new ArrayList<>();
     List<Function.Output> promptPresents = new ArrayList<>();
     List<Value> promptKeys = new ArrayList<>();
     List<Value> promptValues = new ArrayList<>();
-    Value h = layers(g, streams, (qkv, i, m) -> {
+    List<Value> h = layers(g, streams, (qkv, i, m) -> {
       Location loc = new Location("model.layers." + i + ".self_attn");
       String segment = micro == 1 ? ".prompt" : ".prompt" + m;
       Value[] promptKv = new Value[2];
@@ -245,13 +245,15 @@ final class DecoderModel {
           m == 0 ? null : List.of(promptKeys.get(m - 1), promptValues.get(m - 1)), promptKv, segment);
       promptKeys.add(promptKv[0]);
       promptValues.add(promptKv[1]);
-      if (m < micro - 1) {
+      if (m == micro - 1) {
+        promptPresents.add(new Function.Output("prompt.present." + i + ".key", promptKv[0]));
+        promptPresents.add(new Function.Output("prompt.present." + i + ".value", promptKv[1]));
+        promptKeys.clear();
+        promptValues.clear();
+      }
+      if (m > 0) {
         return prompt;
       }
-      promptPresents.add(new Function.Output("prompt.present." + i + ".key", promptKv[0]));
-      promptPresents.add(new Function.Output("prompt.present." + i + ".value", promptKv[1]));
-      promptKeys.clear();
-      promptValues.clear();
       Value[] decodeKv = new Value[2];
       Value decode = decodeAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, decodeRope,
           caches.subList(2 * i, 2 * i + 2), pastLengths, decodeKv);
@@ -259,11 +261,17 @@ final class DecoderModel {
       presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
       decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc, "decode.attn.rows");
       return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
-    }).get(micro - 1);
-    h = rmsNorm(g, h, "model.norm", "final_norm");
-    // the rows serving samples from: the prompt's last position and every decode, contiguous
-    Value sampled = g.b.add(new DataOp.Slice(h, List.of(seq.minus(Dim.of(1))), List.of(seq.plus(batch)),
-        List.of(1L), List.of(1L)), new Location("lm_head"), "sampled_hidden");
+    }, (m, hm) -> {
+      // the rows serving samples from, taken as soon as each stream is done: the prompt's last
+      // position (the last micro-batch's) and every decode (the first's), in that order
+      Dim from = m == micro - 1 ? seq.minus(Dim.of(1)) : seq;
+      Dim to = m == 0 ? seq.plus(batch) : seq;
+      return g.b.add(new DataOp.Slice(hm, List.of(from), List.of(to), List.of(1L), List.of(1L)),
+          new Location("lm_head"), m == 0 ? "decode_hidden" : "prompt_last_hidden");
+    });
+    Value sampled = micro == 1 ? h.get(0) : g.b.add(new DataOp.Concat(List.of(h.get(micro - 1), h.get(0)), 1),
+        new Location("lm_head"), "sampled_hidden");
+    sampled = rmsNorm(g, sampled, "model.norm", "final_norm");
     List<Function.Output> outputs = new ArrayList<>();
     outputs.add(new Function.Output("logits", lmHead(g, sampled, table)));
     outputs.addAll(presents);
@@ -345,6 +353,12 @@ final class DecoderModel {
    * o or down projection (tensor parallelism) has the next one's ops to overlap.
    */
   private List<Value> layers(Graph g, List<Value> streams, AttentionCore core) {
+    return layers(g, streams, core, (m, h) -> h);
+  }
+
+  /** {@link #layers}, each stream passed through {@code tail} as soon as its last layer is done. */
+  private List<Value> layers(Graph g, List<Value> streams, AttentionCore core,
+      java.util.function.BiFunction<Integer, Value, Value> tail) {
     List<Value> h = new ArrayList<>(streams);
     // each micro-batch's attention or MLP output, added to its residual stream later
     List<Value> branch = new ArrayList<>(java.util.Collections.nCopies(h.size(), (Value) null));
@@ -366,8 +380,8 @@ final class DecoderModel {
       }
     }
     for (int m = 0; m < h.size(); m++) {
-      h.set(m, g.add(h.get(m), branch.get(m), new Location("model.layers." + (layers - 1)),
-          "model.layers." + (layers - 1) + ".mlp_residual"));
+      h.set(m, tail.apply(m, g.add(h.get(m), branch.get(m), new Location("model.layers." + (layers - 1)),
+          "model.layers." + (layers - 1) + ".mlp_residual")));
     }
     return h;
   }

@@ -130,8 +130,8 @@ class SequenceParallelPassTest {
 
   /**
    * A serving step in two micro-batches: each gather, with the norm that makes its rows, is
-   * issued above the other micro-batch's projection before it, and the outputs stay those of
-   * the all_reduce programs.
+   * issued above the other micro-batch's projection before it, the prompt's last row comes from
+   * the last chip's block alone, and the outputs stay those of the all_reduce programs.
    */
   @Test
   void gathersIssuedEarlierInAServingStepKeepItsOutputs() {
@@ -144,6 +144,11 @@ class SequenceParallelPassTest {
       Quantizer.quantize(m, QuantOptions.of(QuantMode.BF16));
       PassResult result = new SequenceParallelPass(2, r).run(m);
       assertTrue(result.count("all_gather issued a matmul earlier") > 0, result.toString());
+      // the prompt's last position: one row from each chip, not the micro-batch's rows
+      assertEquals(1, result.count("all_gather of the blocks' last rows"), result.toString());
+      Node lastRows = m.main().body().stream()
+          .filter(n -> n.result().name().startsWith("prompt_last_hidden.all_gather")).findFirst().orElseThrow();
+      assertEquals("tensor<1 x 2 x 64 x f32>", lastRows.result().type().toString());
       // the second micro-batch's q/k/v gather crosses the link beside the first's attention
       List<Node> body = m.main().body();
       boolean besideAttention = false;

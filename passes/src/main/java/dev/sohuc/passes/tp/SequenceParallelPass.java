@@ -31,7 +31,8 @@ import java.util.Optional;
  * {@code reduce_scatter} (chip R keeps block R of the rows), the row-local ops after it (the
  * residual add, casts, rms_norm and layer_norm over the hidden axis, per-row dynamic
  * quantization, any element-wise op) run on that block, and an {@code all_gather} brings the
- * rows back where a row-mixing op reads them (a matmul, attention, a slice, an output). The link
+ * rows back where a row-mixing op reads them (a matmul, attention, a slice, an output; a slice of
+ * the last row gathers only each block's last row, the last chip's being it). The link
  * moves the same bytes (a ring all-reduce is a reduce-scatter then an all-gather) or fewer (the
  * gather after a narrowing cast moves bf16, after fp8 quantization one byte an element and a
  * scale a row), the sums are the same sums, and the norms cost 1/N.
@@ -244,6 +245,10 @@ public final class SequenceParallelPass implements Pass {
           return;
         }
       }
+      if (op instanceof DataOp.Slice sl && lastRowOfBlock(sl)) {
+        full.put(n.result(), lastRow(sl, n.location(), n.result().name()));
+        return;
+      }
       Rows r = rowLocal(n);
       List<Value> operands = new ArrayList<>();
       for (Value v : op.operands()) {
@@ -301,6 +306,37 @@ public final class SequenceParallelPass implements Pass {
         }
       }
       return r;
+    }
+
+    /**
+     * Whether sl takes the last row of a block value (the prompt's last position, what serving
+     * samples from): the last chip's block holds it.
+     */
+    private boolean lastRowOfBlock(DataOp.Slice sl) {
+      Value nb = block.get(sl.x());
+      if (nb == null || sl.axes().size() != 1 || sl.steps().get(0) != 1) {
+        return false;
+      }
+      Rows r = rows.get(nb);
+      return Math.floorMod(sl.axes().get(0), sl.x().type().rank()) == r.axis()
+          && sl.ends().get(0).equals(r.whole()) && sl.starts().get(0).equals(r.whole().minus(Dim.of(1)));
+    }
+
+    /**
+     * The last row of sl's whole without gathering all its rows: each chip's block's last row
+     * gathered, N rows, of which the last chip's is it.
+     */
+    private Value lastRow(DataOp.Slice sl, Location at, String name) {
+      Value nb = block.get(sl.x());
+      int axis = rows.get(nb).axis();
+      Dim size = nb.type().dim(axis);
+      List<Long> axes = List.of((long) axis);
+      Value mine = b.add(new DataOp.Slice(nb, List.of(size.minus(Dim.of(1))), List.of(size), axes, List.of(1L)),
+          at, name + ".block_row");
+      Value each = b.add(new TransformerOp.AllGather(mine, chips, rank, axis), at, name + ".all_gather");
+      counters.add("all_gather of the blocks' last rows");
+      return b.add(new DataOp.Slice(each, List.of(Dim.of(chips - 1)), List.of(Dim.of(chips)), axes, List.of(1L)),
+          at, name);
     }
 
     private static boolean worksRowByRow(Op op) {
