@@ -131,34 +131,47 @@ final class OnnxNode {
     return attr(name) != null;
   }
 
-  long attrInt(String name, long fallback) {
+  /**
+   * The attribute {@code name}, or null when absent; an attribute whose declared type is not
+   * {@code type} is an error rather than read from the wrong field (an INT {@code alpha} would
+   * read as 0.0). An attribute without a declared type (old exporters) is taken as it is.
+   */
+  private AttributeProto typed(String name, AttributeProto.AttributeType type) {
     AttributeProto a = attr(name);
+    if (a != null && a.getType() != AttributeProto.AttributeType.UNDEFINED && a.getType() != type) {
+      throw error("attribute '" + name + "' must be " + type + ", got " + a.getType());
+    }
+    return a;
+  }
+
+  long attrInt(String name, long fallback) {
+    AttributeProto a = typed(name, AttributeProto.AttributeType.INT);
     return a == null ? fallback : a.getI();
   }
 
   double attrFloat(String name, double fallback) {
-    AttributeProto a = attr(name);
+    AttributeProto a = typed(name, AttributeProto.AttributeType.FLOAT);
     return a == null ? fallback : a.getF();
   }
 
   String attrString(String name, String fallback) {
-    AttributeProto a = attr(name);
+    AttributeProto a = typed(name, AttributeProto.AttributeType.STRING);
     return a == null ? fallback : a.getS().toStringUtf8();
   }
 
   /** An ints attribute, or null when absent. */
   List<Long> attrInts(String name) {
-    AttributeProto a = attr(name);
+    AttributeProto a = typed(name, AttributeProto.AttributeType.INTS);
     return a == null ? null : a.getIntsList();
   }
 
   TensorProto attrTensor(String name) {
-    AttributeProto a = attr(name);
+    AttributeProto a = typed(name, AttributeProto.AttributeType.TENSOR);
     return a == null ? null : a.getT();
   }
 
   ElementType attrType(String name) {
-    AttributeProto a = attr(name);
+    AttributeProto a = typed(name, AttributeProto.AttributeType.INT);
     if (a == null) {
       throw error("missing attribute '" + name + "'");
     }

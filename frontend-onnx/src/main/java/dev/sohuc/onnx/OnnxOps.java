@@ -98,8 +98,10 @@ final class OnnxOps {
         OnnxOps::split);
     op("Slice", 10, "slice", "starts/ends may be symbolic; axes and steps static", OnnxOps::slice);
     op("Gather", 1, "gather", "folded on shape vectors", OnnxOps::gather);
-    op("GatherElements", 11, "gather_elements", "",
-        n -> n.emit(new DataOp.GatherElements(n.value(0), n.value(1), n.attrInt("axis", 0))));
+    op("GatherElements", 11, "gather_elements", "", n -> {
+      checkConstantIndices(n, n.known(1), n.attrInt("axis", 0));
+      n.emit(new DataOp.GatherElements(n.value(0), n.value(1), n.attrInt("axis", 0)));
+    });
     op("Expand", 8, "expand", "shape input folded to dims", OnnxOps::expand);
     op("Tile", 6, "tile", "repeats must be static", n -> n.emit(new DataOp.Tile(n.value(0),
         boxed(n.longs(1, "repeats")))));
@@ -567,7 +569,32 @@ final class OnnxOps {
       n.set(0, Known.ofDims(out, ci.tensor().rank() == 0, Known.elementType(data)));
       return;
     }
+    checkConstantIndices(n, idx, axis);
     n.emit(new DataOp.Gather(n.value(0), n.value(1), axis));
+  }
+
+  /**
+   * Constant indices must lie in [-size, size) of the data's static dim at {@code axis}: ONNX
+   * says an index outside is an error, and a table lookup past its rows would read whatever
+   * lies beyond the table instead.
+   */
+  private static void checkConstantIndices(OnnxNode n, Known idx, long axis) {
+    int rank = n.type(0).rank();
+    if (!(idx instanceof Known.Concrete ci) || ci.tensor().isFloat() || axis < -rank || axis >= rank) {
+      return;  // computed indices, or a bad axis the op itself reports
+    }
+    Dim d = n.type(0).dim((int) (axis < 0 ? axis + rank : axis));
+    if (!d.isStatic()) {
+      return;
+    }
+    long size = d.value();
+    for (int i = 0; i < ci.tensor().size(); i++) {
+      long j = ci.tensor().getLong(i);
+      if (j < -size || j >= size) {
+        throw n.error("index " + j + " (element " + i + " of input '" + n.proto.getInput(1)
+            + "') is out of range for axis " + axis + " of size " + size);
+      }
+    }
   }
 
   private static void expand(OnnxNode n) {
@@ -678,7 +705,12 @@ final class OnnxOps {
     long d = (long) n.scalar(2, "delta");
     Dim l = n.dims(1, "limit").get(0);
     if (l.isStatic() && d != 0) {
-      long count = Math.max(0, Math.floorDiv(l.value() - s + d + (d > 0 ? -1 : 1), d));
+      long count;
+      try {
+        count = Math.max(0, Math.floorDiv(Math.addExact(Math.subtractExact(l.value(), s), d + (d > 0 ? -1 : 1)), d));
+      } catch (ArithmeticException e) {
+        throw n.error("range from " + s + " to " + l.value() + " by " + d + " has more elements than 64 bits count");
+      }
       if (count <= GraphImporter.MAX_INLINE_ELEMENTS) {
         long[] v = new long[(int) count];
         for (int i = 0; i < v.length; i++) {

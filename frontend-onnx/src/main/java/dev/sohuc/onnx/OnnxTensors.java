@@ -98,7 +98,13 @@ final class OnnxTensors {
    */
   static ByteBuffer bytes(TensorProto t, ElementType type, long[] dims, String what) {
     long count = elementCount(dims, what);
-    long neededBytes = Math.multiplyExact(count, (long) type.sizeBytes());
+    long neededBytes;
+    try {
+      neededBytes = Math.multiplyExact(count, (long) type.sizeBytes());
+    } catch (ArithmeticException e) {
+      throw new OnnxImportException(what + " has dims " + Arrays.toString(dims) + " whose " + type
+          + " bytes overflow 64 bits");
+    }
     if (t.hasRawData()) {
       ByteString raw = t.getRawData();
       if (raw.size() != neededBytes) {

@@ -277,4 +277,46 @@ class BadModelTest {
         () -> OnnxImporter.importModel(p, new ImportOptions(Map.of("nope", List.of(1L)), Map.of())));
     assertTrue(e.getMessage().contains("'nope', which is not a graph input"), e.getMessage());
   }
+
+  @Test
+  void attributeOfTheWrongTypeIsRejected() throws Exception {
+    // an INT alpha would read as 0.0 from the float field, a FLOAT axis as 0
+    GraphProto gemm = GraphProto.newBuilder().setName("g").addInput(input("a", ElementType.F32, 2, 2))
+        .addInput(input("b", ElementType.F32, 2, 2)).addOutput(output("y"))
+        .addNode(node("Gemm", List.of("a", "b"), List.of("y"), Models.attr("alpha", 2L))).build();
+    assertRejected(file("gemm.onnx", Models.model(17, gemm)), "node 'Gemm_node' (Gemm)",
+        "attribute 'alpha' must be FLOAT, got INT");
+    GraphProto softmax = relu().clearNode()
+        .addNode(node("Softmax", List.of("x"), List.of("y"), Models.attr("axis", 1.5))).build();
+    assertRejected(file("softmax.onnx", Models.model(17, softmax)), "attribute 'axis' must be INT, got FLOAT");
+  }
+
+  @Test
+  void constantGatherIndexOutOfRange() throws Exception {
+    Tensor table = Tensor.zeros(ElementType.F32, 4, 2);
+    for (long index : new long[] {4, -5}) {
+      GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1))
+          .addInitializer(Models.initializer("w", table))
+          .addInitializer(Models.initializer("i", Tensor.ofLongs(ElementType.I64, new long[] {1}, new long[] {index})))
+          .addOutput(output("y")).addNode(node("Gather", List.of("w", "i"), List.of("y"))).build();
+      assertRejected(file("gather" + index + ".onnx", Models.model(17, g)), "node 'Gather_node' (Gather)",
+          "index " + index + " (element 0 of input 'i') is out of range for axis 0 of size 4");
+    }
+  }
+
+  @Test
+  void rangeWhoseLengthOverflows() throws Exception {
+    GraphProto g = GraphProto.newBuilder().setName("g").addOutput(output("y"))
+        .addInitializer(Models.initializer("a", Tensor.ofLongs(ElementType.I64, new long[0], new long[] {Long.MIN_VALUE})))
+        .addInitializer(Models.initializer("b", Tensor.ofLongs(ElementType.I64, new long[0], new long[] {Long.MAX_VALUE})))
+        .addInitializer(Models.initializer("c", Tensor.ofLongs(ElementType.I64, new long[0], new long[] {1})))
+        .addNode(node("Range", List.of("a", "b", "c"), List.of("y"))).build();
+    assertRejected(file("range.onnx", Models.model(17, g)), "node 'Range_node' (Range)", "more elements than 64 bits count");
+  }
+
+  @Test
+  void nodeWithAnEmptyOutputName() throws Exception {
+    GraphProto g = relu().clearNode().addNode(node("Relu", List.of("x"), List.of(""))).build();
+    assertRejected(file("unnamed.onnx", Models.model(17, g)), "graph output 'y' is not defined");
+  }
 }

@@ -63,6 +63,17 @@ class TensorFilesTest {
   }
 
   @Test
+  void rejectsDimsWhoseBytesOverflow() throws Exception {
+    // 2^62 elements count in 64 bits, their 8-byte elements do not
+    Path f = dir.resolve("overflow.pb");
+    Files.write(f, TensorProto.newBuilder().setDataType(7).addDims(1L << 31).addDims(1L << 31)
+        .setRawData(com.google.protobuf.ByteString.EMPTY).build().toByteArray());
+    OnnxImportException e = assertThrows(OnnxImportException.class, () -> TensorFiles.read(f));
+    assertTrue(e.getMessage().startsWith(f.toString()), e.getMessage());
+    assertTrue(e.getMessage().contains("bytes overflow 64 bits"), e.getMessage());
+  }
+
+  @Test
   void readsInputsInOrder() throws Exception {
     for (int i = 0; i < 3; i++) {
       TensorFiles.write(dir.resolve("input_" + i + ".pb"), Tensor.scalar(ElementType.I64, i), "in" + i);

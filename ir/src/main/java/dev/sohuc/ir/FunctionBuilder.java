@@ -49,7 +49,7 @@ public final class FunctionBuilder {
 
   /** Appends an op with one result, named after {@code hint} where that name is free. */
   public Value add(Op op, Location loc, String hint) {
-    return addNode(op, loc, List.of(hint)).result();
+    return addNode(op, loc, hint == null ? List.of() : List.of(hint)).result();
   }
 
   /**
