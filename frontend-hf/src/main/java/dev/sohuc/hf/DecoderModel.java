@@ -96,9 +96,20 @@ final class DecoderModel {
     intermediate = c.getPositive("intermediate_size");
     vocab = c.getPositive("vocab_size");
     eps = c.getDouble(1e-6, "rms_norm_eps");
+    if (!(eps >= 0)) {
+      throw c.error("key \"rms_norm_eps\" must be non-negative, got " + eps);
+    }
     theta = c.getDouble(10000.0, "rope_theta");
+    if (!(theta > 0) || Double.isInfinite(theta)) {
+      // theta ** (2i/d) of zero or a negative theta makes every rotary angle inf or NaN
+      throw c.error("key \"rope_theta\" must be a positive number, got " + theta);
+    }
     maxPositions = c.getPositive("max_position_embeddings");
     double partial = c.getDouble(1.0, "partial_rotary_factor");
+    if (headDim * partial > Integer.MAX_VALUE) {
+      throw c.error("head_dim " + headDim + " gives " + (long) (headDim * partial)
+          + " rotary dims, more than this importer builds");
+    }
     rotaryDim = (int) (headDim * partial);
     if (rotaryDim <= 0 || rotaryDim % 2 != 0 || rotaryDim > headDim) {
       throw c.error("partial_rotary_factor " + partial + " gives " + rotaryDim
@@ -462,7 +473,8 @@ final class DecoderModel {
    */
   private boolean inlineRopeTables(Graph g) {
     Location loc = new Location("model.rotary_emb");
-    if (maxPositions * rotaryDim <= INLINE_ROPE_TABLE_LIMIT) {
+    // divided, not multiplied: max_position_embeddings near 2^63 must not wrap to a small table
+    if (maxPositions <= INLINE_ROPE_TABLE_LIMIT / rotaryDim) {
       if (cosTable == null) {
         RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
         TensorType type = TensorType.of(ElementType.F32, maxPositions, rotaryDim);

@@ -78,12 +78,17 @@ final class RotaryTables {
     }
   }
 
+  /** A positive, finite number of {@code rope_scaling}: a factor or a length divides frequencies. */
   private static double number(HfConfig config, JsonNode s, String key) {
     JsonNode n = s.get(key);
     if (n == null || !n.isNumber()) {
       throw config.error("rope_scaling needs a number \"" + key + "\"");
     }
-    return n.asDouble();
+    double v = n.asDouble();
+    if (!(v > 0) || Double.isInfinite(v)) {
+      throw config.error("rope_scaling \"" + key + "\" must be a positive number, got " + n);
+    }
+    return v;
   }
 
   static RotaryTables compute(HfConfig config, double theta, int rotaryDim, int maxPositions) {

@@ -207,6 +207,10 @@ public final class Safetensors {
       ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
       readFully(ch, lenBuf, 0);
       long headerLen = lenBuf.getLong(0);
+      if (headerLen < 0) {  // the 64-bit length is unsigned: past 2^63 it reads negative here
+        throw bad(file, "header length " + Long.toUnsignedString(headerLen) + " exceeds the limit of "
+            + MAX_HEADER_BYTES + " bytes");
+      }
       if (headerLen < 2) {
         throw bad(file, "header length " + Long.toUnsignedString(headerLen) + " is too small for a JSON object");
       }

@@ -89,6 +89,16 @@ class HfBadCheckpointTest {
   }
 
   @Test
+  void headerLengthPastTwoToThe63() throws IOException {
+    // the length is an unsigned 64-bit number: 2^63 must read as too large, not as negative
+    Path f = tmp.resolve("sign.safetensors");
+    Files.write(f, ByteBuffer.allocate(10).order(ByteOrder.LITTLE_ENDIAN).putLong(Long.MIN_VALUE)
+        .put((byte) '{').put((byte) '}').array());
+    assertContains(message(() -> Safetensors.open(f)), "sign.safetensors", "header length 9223372036854775808",
+        "exceeds the limit");
+  }
+
+  @Test
   void overlappingOffsets() throws IOException {
     Path f = raw("overlap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
         + "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 24);
@@ -244,6 +254,29 @@ class HfBadCheckpointTest {
     assertContains(importError("llama", "vocab_size", null), "missing key \"vocab_size\"");
     assertContains(importError("llama", "rope_scaling", Map.of("rope_type", "yarn", "factor",
         4.0)), "rope_scaling type \"yarn\" is not supported");
+  }
+
+  /** Values that would make every rotary angle or norm NaN are refused, not imported. */
+  @Test
+  void ropeAndNormConstantsThatMakeNaNsAreRefused() {
+    assertContains(importError("llama", "rope_theta", 0), "config.json",
+        "key \"rope_theta\" must be a positive number, got 0.0");
+    assertContains(importError("llama", "rope_theta", -10000.0), "key \"rope_theta\" must be a positive number");
+    assertContains(importError("llama", "rope_scaling", Map.of("type", "linear", "factor", 0)), "config.json",
+        "rope_scaling \"factor\" must be a positive number, got 0");
+    assertContains(importError("llama", "rms_norm_eps", -1.0), "config.json",
+        "key \"rms_norm_eps\" must be non-negative, got -1.0");
+  }
+
+  /** max_position_embeddings x rotary dims past 2^63 must not wrap to a small inline table. */
+  @Test
+  void hugeMaxPositionsComputeTheRotaryTablesFromPositions() throws IOException {
+    TinyModel m = TinyModel.of("llama", 7);
+    m.config.put("max_position_embeddings", 1L << 60);
+    Path dir = m.writeTo(tmp.resolve("maxpos"), Safetensors.Dtype.F32);
+    Module module = HfImporter.importModel(dir, HfOptions.prefill());
+    assertFalse(module.weights().containsKey("rotary_emb.cos"), "no inline table of 2^60 rows");
+    assertTrue(module.weights().containsKey("rotary_emb.inv_freq"));
   }
 
   /** A layer or expert count no model has would build a graph too large to hold: refused. */
