@@ -41,15 +41,17 @@ public final class Emulator {
     this.image = new Image(program);
     long top = 0;
     if (program.constants() != null) {
-      top = Math.max(top, program.constants().hbmAddress() + program.constants().size());
+      top = Math.max(top, regionEnd("constants", program.constants().hbmAddress(),
+          program.constants().size(), target));
     }
     for (SohuProgram.Symbol s : program.symbols()) {
-      top = Math.max(top, s.hbmAddress() + s.byteSize());
+      top = Math.max(top, regionEnd("symbol " + s.name(), s.hbmAddress(), s.byteSize(), target));
     }
-    top = Math.max(top, workingMemoryEnd(program));
+    top = Math.max(top, regionEnd("metadata hbm_bytes", 0, workingMemoryEnd(program), target));
+    // every region ends within the target's HBM, so none of this overflows
     this.argBase = (top + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
     long blockEnd = argBase + 8L * program.argWords();
-    if (blockEnd > target.hbmBytes() || top < 0) {
+    if (blockEnd > target.hbmBytes()) {
       throw new EmulatorException("the program's symbols, constants and argument block need "
           + blockEnd + " bytes of HBM; target " + target.name() + " has " + target.hbmBytes());
     }
@@ -60,6 +62,20 @@ public final class Emulator {
             + "input of that name to take its values from");
       }
     }
+  }
+
+  /**
+   * The end of a region the container places in HBM, checked to lie inside the target's HBM
+   * before any sum of addresses can wrap past 2^63 (and so slip under the check of the total).
+   */
+  private static long regionEnd(String what, long address, long bytes, MachineDescription target) {
+    long hbm = target.hbmBytes();
+    if (address < 0 || bytes < 0 || address > hbm || bytes > hbm - address) {
+      throw new EmulatorException(what + ": HBM [" + Long.toUnsignedString(address) + ", +"
+          + Long.toUnsignedString(bytes) + ") lies outside target " + target.name() + "'s "
+          + hbm + " bytes of HBM");
+    }
+    return address + bytes;
   }
 
   /** The end of the HBM the program says it uses (metadata {@code hbm_bytes}), else 0. */

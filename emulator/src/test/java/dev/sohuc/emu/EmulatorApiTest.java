@@ -222,6 +222,29 @@ class EmulatorApiTest {
         () -> new Emulator(bad, TestSupport.TINY, Options.defaults())).getMessage());
   }
 
+  /**
+   * A working memory or a symbol whose end passes 2^63 must not wrap to a small or negative
+   * address and so slip under the check against the target's HBM.
+   */
+  @Test
+  void regionsPastTheTargetsHbmAreRefusedBeforeTheirEndsWrap() {
+    SohuProgram p = TestSupport.asm(DOUBLER);
+    java.util.TreeMap<String, String> meta = new java.util.TreeMap<>(p.metadata());
+    meta.put("hbm_bytes", Long.toString(Long.MAX_VALUE - 100));
+    SohuProgram huge = new SohuProgram(p.target(), p.code(), p.constants(), p.symbols(), p.debug(), meta, p.args());
+    String m = assertThrows(EmulatorException.class,
+        () -> new Emulator(huge, TestSupport.TINY, Options.defaults())).getMessage();
+    assertTrue(m.startsWith("metadata hbm_bytes: HBM [0, +9223372036854775707) lies outside target"), m);
+
+    SohuProgram wraps = TestSupport.asm("""
+        .symbol in, "x", f32, [4], 0x7ffffffffffffff0, 16
+            halt
+        """);
+    m = assertThrows(EmulatorException.class,
+        () -> new Emulator(wraps, TestSupport.TINY, Options.defaults())).getMessage();
+    assertTrue(m.startsWith("symbol x: HBM [9223372036854775792, +16) lies outside target"), m);
+  }
+
   /** y[i] = table[pos[i]]: the positions reach the control unit as an argument array. */
   static final String GATHER_ROWS = """
       .symbol in, "table", f32, [8, 4], 0x1000, 128
