@@ -3,6 +3,7 @@ package dev.sohuc.cli;
 import dev.sohuc.isa.asm.Assembler;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuWriter;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,7 +26,12 @@ final class AsmCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    String text = Files.readString(source, StandardCharsets.UTF_8);
+    String text;
+    try {
+      text = Files.readString(source, StandardCharsets.UTF_8);
+    } catch (CharacterCodingException e) {
+      throw new UserException(source + ": not UTF-8 text");  // as the IR parser says it
+    }
     SohuProgram program = Assembler.assemble(text, source.toString());
     SohuWriter.write(program, output);
     return 0;

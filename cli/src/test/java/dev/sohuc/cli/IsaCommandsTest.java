@@ -112,6 +112,14 @@ class IsaCommandsTest {
   }
 
   @Test
+  void binaryAssemblySource() throws Exception {
+    Path src = dir.resolve("junk.s");
+    java.nio.file.Files.write(src, new byte[] {0, 1, 2, (byte) 0xff});
+    assertUserError(run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString()),
+        "junk.s: not UTF-8 text");
+  }
+
+  @Test
   void unknownMnemonic() throws Exception {
     Path src = write("bad.s", "nop\n  frobnicate r1, r2\n");
     assertUserError(run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString()),
