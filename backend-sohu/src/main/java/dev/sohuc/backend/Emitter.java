@@ -29,13 +29,12 @@ final class Emitter {
   static final int TOK_MXU = 3;    // MXU -> VPU: an ACC tile is complete
   static final int TOK_VPU = 4;    // VPU -> MXU: an SRAM operand tile (softmax probabilities) is ready
   static final int TOK_RESIDENT = 5; // DMA -> DMA: a whole operand preloaded into SRAM has arrived
-  // op handoff (SohuBackend): engine X has run every instruction of the previous op
+  // op handoff (SohuBackend): engine X has run every instruction of the previous op (the
+  // VPU's token to the DMA and the MXU: the MXU's as well)
   static final int TOK_VPU_TO_DMA = 6;
   static final int TOK_VPU_TO_MXU = 7;
-  static final int TOK_MXU_TO_DMA = 8;
   static final int TOK_MXU_TO_VPU = 9;
   static final int TOK_DMA_TO_VPU = 10;
-  static final int TOK_DMA_TO_MXU = 11;
   static final int TOK_DMA_TO_DMA = 12;
   static final int TOK_FREE = 13;  // DMA -> MXU: a stored tile's ACC and output buffers are free
   static final int TOK_LINK = 14;  // DMA -> LINK: a finished block of a result is in HBM
