@@ -334,6 +334,7 @@ public final class SohuBackend {
       meta.put("options", options.describe());
       meta.put("symbol_bounds", bounds.toString());
       meta.put("hbm_bytes", Long.toString(hbmEnd));
+      LaunchChecks.addTo(fn, known, meta);
       SohuProgram.Constants consts = constImage.length == 0 ? null
           : new SohuProgram.InlineConstants(HBM_BASE, constImage);
       SohuProgram p = new SohuProgram(new SohuProgram.Target(target.name(), target.sha256()),
@@ -1003,15 +1004,20 @@ public final class SohuBackend {
         long cap = i == Lowering.KV_AXIS ? capacity : 0;
         if (d.isStatic()) {
           dims.add(new SohuProgram.Dim.Fixed(d.value()));
-        } else if (d.isSymbol()) {
-          dims.add(new SohuProgram.Dim.Sym(d.symbols().get(0), cap));
         } else {
-          // a polynomial such as past+seq: written as its IR text without the '?' marks
-          dims.add(new SohuProgram.Dim.Sym(d.toString().replace("?", ""), cap));
+          dims.add(new SohuProgram.Dim.Sym(containerText(d), cap));
         }
       }
       return new SohuProgram.Symbol(name, dir, SymbolTypes.of(t.elementType()), dims, at, bytes);
     }
+  }
+
+  /**
+   * A symbolic dim as the container writes it: a symbol's name, or a polynomial such as
+   * past+seq as its IR text without the '?' marks.
+   */
+  static String containerText(Dim d) {
+    return d.isSymbol() ? d.symbols().get(0) : d.toString().replace("?", "");
   }
 
   static long align(long v) {

@@ -188,4 +188,41 @@ class RunCommandTest {
     assertEquals(2, CliResult.run("run", bin.toString(), "--mode", "fast").code());
     assertEquals(2, CliResult.run("run", bin.toString()).code());
   }
+
+  /**
+   * The tiny Llama's token ids pick rows of its 256-row embedding table and its positions rows
+   * of its 128-row rotary tables: the binary says so (launch limits in its metadata), and a run
+   * past them is refused instead of reading whatever lies beyond the tables.
+   */
+  @Test
+  void runsPastTheModelsTablesAreRefused() {
+    Path tiny = tmp.resolve("tiny.sohu");
+    CliResult c = CliResult.run("compile", "../examples/tiny-llama", "-o", tiny.toString());
+    assertEquals(0, c.code(), c.err());
+    CliResult inspect = CliResult.run("inspect", tiny.toString());
+    assertTrue(inspect.out().contains("dim_limits = seq<=128"), inspect.out());
+    assertTrue(inspect.out().contains("index_limits = input_ids<256"), inspect.out());
+    String[][] cases = {
+        {"256", "4", "input input_ids: element 3 is 256, outside [0, 256): the rows of the table "
+            + "it indexes (metadata index_limits)"},
+        {"-1", "4", "input input_ids: element 3 is -1, outside [0, 256)"},
+        {"1", "129", "dimensions: seq = 129 exceeds 128: the program slices a table of 128 rows "
+            + "up to seq (metadata dim_limits)"}};
+    for (String[] k : cases) {
+      long[] v = new long[Integer.parseInt(k[1])];
+      v[3] = Long.parseLong(k[0]);
+      Path d = tmp.resolve("ids" + k[0]);
+      try {
+        Files.createDirectories(d);
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+      TensorFiles.write(d.resolve("input_0.pb"), Tensor.ofLongs(ElementType.I64, new long[] {1, v.length}, v),
+          "input_ids");
+      CliResult r = CliResult.run("run", tiny.toString(), "--inputs", d.toString(), "--output-dir",
+          tmp.resolve("o").toString());
+      assertEquals(1, r.code(), r.err());
+      assertTrue(r.err().contains(k[2]), r.err());
+    }
+  }
 }

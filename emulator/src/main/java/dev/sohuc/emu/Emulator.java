@@ -376,6 +376,7 @@ public final class Emulator {
             + " bytes, more than the " + s.byteSize() + " bytes the program reserves for it (a "
             + "symbolic dimension above its compiled bound?)");
       }
+      checkIndexLimit(s.name(), t);
     }
     for (String name : inputs.keySet()) {
       if (!inputNames.contains(name)) {
@@ -384,6 +385,62 @@ public final class Emulator {
       }
     }
     checkSlots(dims);
+    checkDimLimits(dims);
+  }
+
+  /**
+   * The compiler's dim limits (metadata {@code dim_limits}, docs/isa.md "Launch limits"): each
+   * bound polynomial at most its number, as the slices of static tables the program reads need.
+   */
+  private void checkDimLimits(Map<String, Long> dims) {
+    for (String[] limit : limits("dim_limits", "<=")) {
+      Long v = polynomial(limit[0], dims);
+      if (v != null && v > Long.parseLong(limit[1])) {
+        throw new EmulatorException("dimensions: " + limit[0] + " = " + v + " exceeds " + limit[1]
+            + ": the program slices a table of " + limit[1] + " rows up to " + limit[0]
+            + " (metadata dim_limits)");
+      }
+    }
+  }
+
+  /**
+   * The compiler's index limit on input {@code name} (metadata {@code index_limits}): every
+   * value in [0, its number), the rows of the table it picks rows of.
+   */
+  private void checkIndexLimit(String name, HostTensor t) {
+    for (String[] limit : limits("index_limits", "<")) {
+      if (!limit[0].equals(name)) {
+        continue;
+      }
+      long rows = Long.parseLong(limit[1]);
+      long[] values = t.integers();
+      for (int i = 0; i < values.length; i++) {
+        if (values[i] < 0 || values[i] >= rows) {
+          throw new EmulatorException("input " + name + ": element " + i + " is " + values[i]
+              + ", outside [0, " + rows + "): the rows of the table it indexes (metadata "
+              + "index_limits)");
+        }
+      }
+    }
+  }
+
+  /** Metadata {@code key}'s entries, each split at {@code op} into its two sides. */
+  private List<String[]> limits(String key, String op) {
+    String text = program.metadata().get(key);
+    List<String[]> out = new ArrayList<>();
+    if (text == null) {
+      return out;
+    }
+    for (String entry : text.split(",")) {
+      int at = entry.indexOf(op);
+      String number = at < 0 ? "" : entry.substring(at + op.length());
+      if (at <= 0 || !number.matches("[0-9]{1,18}")) {
+        throw new EmulatorException("metadata " + key + ": entry '" + entry + "' is not of the "
+            + "form NAME" + op + "NUMBER");
+      }
+      out.add(new String[] {entry.substring(0, at), number});
+    }
+    return out;
   }
 
   private void checkSlots(Map<String, Long> dims) {
@@ -438,6 +495,9 @@ public final class Emulator {
           term *= Long.parseLong(f);
         } else if (dims.containsKey(f)) {
           term *= dims.get(f);
+        } else if (f.length() > 2 && f.startsWith("\"") && f.endsWith("\"")
+            && dims.containsKey(f.substring(1, f.length() - 1))) {
+          term *= dims.get(f.substring(1, f.length() - 1));  // a quoted name such as "seq/8"
         } else {
           return null;
         }

@@ -357,4 +357,34 @@ class EmulatorApiTest {
     assertThrows(EmulatorException.class, () -> MultiChipTiming.runSymmetric(p, 2,
         TestSupport.TINY, TestSupport.opts(), dims));
   }
+
+  /**
+   * The compiler's launch limits (metadata dim_limits and index_limits): a launch whose dims
+   * exceed a sliced table's rows, or whose index input picks a row past its table, is refused
+   * in both modes (the index values only where there are values, functional mode).
+   */
+  @Test
+  void launchLimitsInTheMetadataAreChecked() {
+    String limited = GATHER_ROWS.replace(".arg batch, 0", """
+        .meta "dim_limits", "batch+past<=10"
+        .meta "index_limits", "pos<5"
+        .arg batch, 0""");
+    Emulator emu = gather(limited);
+    assertArrayEquals(new float[] {30, 31, 32, 33, 0, 1, 2, 3}, emu.runFunctional(Map.of("table",
+        TABLE, "pos", ints(DType.I64, 3, 0)), Map.of("past", 8L)).outputs().get("y").toF32());
+    assertEquals("input pos: element 2 is 7, outside [0, 5): the rows of the table it indexes "
+        + "(metadata index_limits)", assertThrows(EmulatorException.class, () -> emu.runFunctional(
+            Map.of("table", TABLE, "pos", ints(DType.I64, 3, 0, 7)), Map.of("past", 7L))).getMessage());
+    String tooLong = "dimensions: batch+past = 11 exceeds 10: the program slices a table of 10 rows "
+        + "up to batch+past (metadata dim_limits)";
+    assertEquals(tooLong, functionalError(emu, ints(DType.I64, 3, 0, 1)));
+    assertEquals(tooLong, assertThrows(EmulatorException.class,
+        () -> emu.runTiming(Map.of("batch", 3L, "past", 8L))).getMessage());
+    Emulator malformed = gather(GATHER_ROWS.replace(".arg batch, 0", """
+        .meta "dim_limits", "past"
+        .arg batch, 0"""));
+    assertEquals("metadata dim_limits: entry 'past' is not of the form NAME<=NUMBER",
+        assertThrows(EmulatorException.class, () -> malformed.runTiming(Map.of("batch", 1L,
+            "past", 8L))).getMessage());
+  }
 }

@@ -1,0 +1,96 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * What a launch must satisfy that the compiled code cannot check itself, written into the
+ * container's metadata so that the runtime refuses a launch the reference interpreter would
+ * refuse instead of reading past a table (docs/isa.md, "Launch limits"):
+ * <ul>
+ *   <li>{@value #DIM_LIMITS}: a slice of a static axis up to a symbolic end (a rotary table's
+ *       rows {@code [past, past+seq)}) reads past the table when the end exceeds the axis, so
+ *       {@code past+seq<=128};
+ *   <li>{@value #INDEX_LIMITS}: an input whose values pick rows of a table (token ids into the
+ *       embeddings) must pick rows that exist, so {@code input_ids<32000}.
+ * </ul>
+ * Entries are separated by commas; a program with none has no such key.
+ */
+final class LaunchChecks {
+  static final String DIM_LIMITS = "dim_limits";
+  static final String INDEX_LIMITS = "index_limits";
+
+  private LaunchChecks() {}
+
+  /** Adds fn's limits to {@code meta}; {@code known} holds the constant values. */
+  static void addTo(Function fn, Map<Value, Tensor> known, Map<String, String> meta) {
+    Set<String> dims = new LinkedHashSet<>();
+    Map<Value, Long> rows = new IdentityHashMap<>();
+    Map<Value, Node> producers = new IdentityHashMap<>();
+    for (Node n : fn.body()) {
+      n.results().forEach(r -> producers.put(r, n));
+      switch (n.op()) {
+        case DataOp.Slice s -> {
+          for (int k = 0; k < s.axes().size(); k++) {
+            int axis = (int) Math.floorMod(s.axes().get(k), s.x().type().rank());
+            Dim size = s.x().type().dim(axis);
+            Dim end = s.ends().get(k);
+            if (size.isStatic() && !end.isStatic() && s.steps().get(k) > 0) {
+              dims.add(SohuBackend.containerText(end) + "<=" + size.value());
+            }
+          }
+        }
+        case TransformerOp.Embedding m -> indexes(m.ids(), m.table().type().dim(0), producers, fn, rows);
+        case DataOp.Gather g when Math.floorMod(g.axis(), g.data().type().rank()) == 0
+            && Lowering.constantIndices(g, known) == null ->
+            indexes(g.indices(), g.data().type().dim(0), producers, fn, rows);
+        default -> { }
+      }
+    }
+    if (!dims.isEmpty()) {
+      meta.put(DIM_LIMITS, String.join(",", dims));
+    }
+    if (!rows.isEmpty()) {
+      Map<String, Long> byName = new TreeMap<>();
+      rows.forEach((arg, n) -> byName.merge(arg.name(), n, Math::min));
+      meta.put(INDEX_LIMITS, String.join(",", byName.entrySet().stream()
+          .map(e -> e.getKey() + "<" + e.getValue()).toList()));
+    }
+  }
+
+  /**
+   * Records {@code tableRows} against each argument whose values reach {@code ids} moved but
+   * not computed (reshaped, sliced, transposed, concatenated).
+   */
+  private static void indexes(Value ids, Dim tableRows, Map<Value, Node> producers, Function fn,
+      Map<Value, Long> rows) {
+    if (!tableRows.isStatic()) {
+      return;
+    }
+    if (fn.arguments().contains(ids)) {
+      rows.merge(ids, tableRows.value(), Math::min);
+      return;
+    }
+    Node p = producers.get(ids);
+    if (p == null) {
+      return;
+    }
+    switch (p.op()) {
+      case DataOp.Reshape r -> indexes(r.x(), tableRows, producers, fn, rows);
+      case DataOp.Slice s -> indexes(s.x(), tableRows, producers, fn, rows);
+      case DataOp.Transpose t -> indexes(t.x(), tableRows, producers, fn, rows);
+      case DataOp.Concat c -> c.inputs().forEach(v -> indexes(v, tableRows, producers, fn, rows));
+      default -> { }
+    }
+  }
+}
