@@ -738,57 +738,66 @@ public final class SohuBackend {
     /** Evaluates source ops at compile time. */
     private void fold() {
       for (Node n : fn.body()) {
-        Value r = n.results().isEmpty() ? null : n.results().get(0);
-        switch (n.op()) {
-          case SourceOp.Constant c -> known.put(r, c.value());
-          case SourceOp.WeightRef w -> {
-            Weight wt = module.weights().get(w.name());
-            if (wt == null) {
-              throw new BackendException(n.describe() + ": no weight @" + w.name());
-            }
-            if (wt.type().staticElementCount().orElse(2) == 1
-                && !(wt.data() instanceof Weight.Data.ShapeOnly)) {
-              known.put(r, Tensor.fromBytes(wt.type().elementType(), shape(wt.type()),
-                  wt.bytes()));
-            }
-          }
-          case SourceOp.Fill f -> {
-            if (r.type().isStatic()) {
-              Tensor t = Tensor.zeros(f.dtype(), shape(r.type()));
-              for (int i = 0; i < t.size(); i++) {
-                t.set(i, f.value());
-              }
-              known.put(r, t);
-            }
-          }
-          case SourceOp.Range g -> {
-            // a symbolic length: the range at the bound, whose prefix is the range at any
-            // length up to it (decode positions 0 .. past+seq)
-            long[] at = r.type().isStatic() ? shape(r.type())
-                : new long[] {Math.max(1, r.type().dim(0).evaluate(bounds))};
-            Tensor t = Tensor.zeros(g.dtype(), at);
-            for (int i = 0; i < t.size(); i++) {
-              t.set(i, g.start() + (double) i * g.delta());
-            }
-            (r.type().isStatic() ? known : rangePrefixes).put(r, t);
-          }
-          case DataOp.Shape s -> {
-            TensorType xt = s.x().type();
-            long[] dims = new long[(int) (s.end() - s.start())];
-            boolean ok = true;
-            for (int i = 0; i < dims.length; i++) {
-              Dim d = xt.dim((int) s.start() + i);
-              ok &= d.isStatic();
-              dims[i] = d.isStatic() ? d.value() : 0;
-            }
-            if (ok) {
-              known.put(r, Tensor.ofLongs(ElementType.I64, new long[] {dims.length}, dims));
-            }
-          }
-          case DataOp.Size s -> s.x().type().staticElementCount().ifPresent(c ->
-              known.put(r, Tensor.ofLongs(ElementType.I64, new long[0], new long[] {c})));
-          default -> { }
+        try {
+          foldNode(n);
+        } catch (dev.sohuc.ir.IrException e) {
+          // a constant too large to hold (a hostile Range or Fill): named by its node
+          throw new BackendException(n.describe() + ": " + e.getMessage());
         }
+      }
+    }
+
+    private void foldNode(Node n) {
+      Value r = n.results().isEmpty() ? null : n.results().get(0);
+      switch (n.op()) {
+        case SourceOp.Constant c -> known.put(r, c.value());
+        case SourceOp.WeightRef w -> {
+          Weight wt = module.weights().get(w.name());
+          if (wt == null) {
+            throw new BackendException(n.describe() + ": no weight @" + w.name());
+          }
+          if (wt.type().staticElementCount().orElse(2) == 1
+              && !(wt.data() instanceof Weight.Data.ShapeOnly)) {
+            known.put(r, Tensor.fromBytes(wt.type().elementType(), shape(wt.type()),
+                wt.bytes()));
+          }
+        }
+        case SourceOp.Fill f -> {
+          if (r.type().isStatic()) {
+            Tensor t = Tensor.zeros(f.dtype(), shape(r.type()));
+            for (int i = 0; i < t.size(); i++) {
+              t.set(i, f.value());
+            }
+            known.put(r, t);
+          }
+        }
+        case SourceOp.Range g -> {
+          // a symbolic length: the range at the bound, whose prefix is the range at any
+          // length up to it (decode positions 0 .. past+seq)
+          long[] at = r.type().isStatic() ? shape(r.type())
+              : new long[] {Math.max(1, r.type().dim(0).evaluate(bounds))};
+          Tensor t = Tensor.zeros(g.dtype(), at);
+          for (int i = 0; i < t.size(); i++) {
+            t.set(i, g.start() + (double) i * g.delta());
+          }
+          (r.type().isStatic() ? known : rangePrefixes).put(r, t);
+        }
+        case DataOp.Shape s -> {
+          TensorType xt = s.x().type();
+          long[] dims = new long[(int) (s.end() - s.start())];
+          boolean ok = true;
+          for (int i = 0; i < dims.length; i++) {
+            Dim d = xt.dim((int) s.start() + i);
+            ok &= d.isStatic();
+            dims[i] = d.isStatic() ? d.value() : 0;
+          }
+          if (ok) {
+            known.put(r, Tensor.ofLongs(ElementType.I64, new long[] {dims.length}, dims));
+          }
+        }
+        case DataOp.Size s -> s.x().type().staticElementCount().ifPresent(c ->
+            known.put(r, Tensor.ofLongs(ElementType.I64, new long[0], new long[] {c})));
+        default -> { }
       }
     }
 

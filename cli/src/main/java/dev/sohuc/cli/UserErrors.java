@@ -52,6 +52,10 @@ final class UserErrors implements CommandLine.IExecutionExceptionHandler {
     if (e instanceof NoSuchFileException nf) {
       return nf.getFile() + ": no such file";
     }
+    if (e instanceof java.nio.file.FileAlreadyExistsException fe) {
+      // what Files.createDirectories says of an output folder that is a file
+      return fe.getFile() + ": exists and is not a folder";
+    }
     if (e instanceof UncheckedIOException u) {
       return message(u.getCause());
     }

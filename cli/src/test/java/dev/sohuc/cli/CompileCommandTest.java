@@ -217,4 +217,21 @@ class CompileCommandTest {
     assertEquals(2, r.code(), r.out() + r.err());
     assertTrue(r.err().contains("unknown pass 'fuse-magic'"), r.err());
   }
+
+  /** A constant too large to hold (a hostile Range) is named by its node, not a bare shape. */
+  @Test
+  void aConstantTooLargeToFoldNamesItsNode() throws Exception {
+    Path model = ir("""
+        module @g {
+          func @main() -> ("Y": tensor<1152921504606846976 x i64>) {
+            %Y = range {start = 0, limit = [1152921504606846976], delta = 1, dtype = i64} : tensor<1152921504606846976 x i64> loc("Range_Y")
+            return %Y
+          }
+        }
+        """);
+    CliResult r = run("compile", model.toString(), "-o", dir.resolve("r.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("m.ir: 'range' (%Y, at \"Range_Y\"): shape [1152921504606846976] has more "
+        + "than 2147483639 elements"), r.err());
+  }
 }

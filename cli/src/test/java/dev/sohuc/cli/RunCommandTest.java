@@ -225,4 +225,23 @@ class RunCommandTest {
       assertTrue(r.err().contains(k[2]), r.err());
     }
   }
+
+  @Test
+  void anOutputFolderThatIsAFileIsAnError() throws Exception {
+    Path file = tmp.resolve("taken");
+    Files.writeString(file, "");
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+        "--output-dir", file.toString());
+    assertEquals(1, r.code());
+    assertEquals("error: " + file + ": exists and is not a folder", r.err().strip());
+  }
+
+  /** Timing mode has no input tensors, so the dims alone must fit what the program reserves. */
+  @Test
+  void timingDimsAboveTheCompiledBoundAreAnError() {
+    CliResult r = CliResult.run("run", bin.toString(), "--mode", "timing", "--shape", "seq=100000");
+    assertEquals(1, r.code());
+    assertEquals("error: input x: f32 [1, seq, 4] at [1, 100000, 4] needs 1600000 bytes, more than the "
+        + "8192 the program reserves for it (a symbolic dimension above its compiled bound)", r.err().strip());
+  }
 }

@@ -424,6 +424,33 @@ public final class Emulator {
     }
   }
 
+  /**
+   * Timing mode, which has no input tensors whose sizes functional mode checks: each input at
+   * these dims must fit the bytes the program reserves for it (no dim above its compiled bound).
+   */
+  private void checkInputsFit(Map<String, Long> dims) {
+    for (SohuProgram.Symbol s : program.symbols()) {
+      if (s.direction() != SohuProgram.Direction.IN) {
+        continue;
+      }
+      long[] shape = new long[s.shape().size()];
+      boolean known = true;
+      for (int i = 0; i < shape.length && known; i++) {
+        SohuProgram.Dim d = s.shape().get(i);
+        Long v = d instanceof SohuProgram.Dim.Fixed f ? Long.valueOf(f.size())
+            : polynomial(((SohuProgram.Dim.Sym) d).name(), dims);
+        known = v != null;
+        shape[i] = known ? v : 0;
+      }
+      if (known && laidOutBytes(s, shape) > s.byteSize()) {
+        throw new EmulatorException("input " + s.name() + ": " + describe(s) + " at "
+            + Arrays.toString(shape) + " needs " + String.format(java.util.Locale.ROOT, "%.0f",
+            laidOutBytes(s, shape)) + " bytes, more than the " + s.byteSize()
+            + " the program reserves for it (a symbolic dimension above its compiled bound)");
+      }
+    }
+  }
+
   /** Metadata {@code key}'s entries, each split at {@code op} into its two sides. */
   private List<String[]> limits(String key, String op) {
     String text = program.metadata().get(key);
@@ -603,6 +630,7 @@ public final class Emulator {
   private long[] timingArgBlock(Map<String, Long> dims, Map<String, long[]> arrays) {
     Map<String, Long> bound = new LinkedHashMap<>();
     bindDims(Map.of(), dims, bound, false);
+    checkInputsFit(bound);
     List<String> names = program.args().stream().filter(SohuProgram.ArgSlot::isArray)
         .map(SohuProgram.ArgSlot::name).toList();
     for (String name : arrays.keySet()) {
