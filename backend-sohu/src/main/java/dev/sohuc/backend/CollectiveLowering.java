@@ -80,7 +80,7 @@ final class CollectiveLowering {
     int dst = e.alloc();
     e.addImm(dst, cPtr, delta);
     int stride = e.konst(rowStride);
-    e.emitFor(scatter, Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emitFor(scatter, storesDone(space));
     e.emitFor(scatter, new Insn.Reducescatter(space, dst, 0, cPtr, 0, 0, nt, dtype,
         (int) r.chips(), (int) r.rank(), blockRows, 0, stride, stride, Emitter.TOK_LINK, 0));
     e.free(blockRows, dst);
@@ -249,7 +249,7 @@ final class CollectiveLowering {
   private static void emitBlock(Emitter e, Node n, MemSpace space, int count, int from, int to) {
     Group g = group(n);
     DType t = QuantLowering.dtype(n.result().type().elementType());
-    e.emit(Emitter.hbmFence(0, Emitter.TOK_LINK));
+    e.emit(storesDone(space));
     e.emit(n.op() instanceof TransformerOp.ReduceScatter
         ? new Insn.Reducescatter(space, to, 0, from, 0, count, 0, t, (int) g.chips(),
             (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0)
@@ -257,5 +257,15 @@ final class CollectiveLowering {
             (int) g.rank(), 0, 1, 0, 0, Emitter.TOK_LINK, 0));
     e.emit(Emitter.linkFence((int) g.chips(), Emitter.TOK_SUMMED));
     e.free(count, from, to);
+  }
+
+  /**
+   * The DMA fence after the stores a collective in {@code space} reads, signalling LINK once
+   * they have landed: with HBM's latency, or with SRAM's where they all went to SRAM (a fence
+   * completes with its own memory's latency, after every earlier DMA of that memory).
+   */
+  private static Insn storesDone(MemSpace space) {
+    return space == MemSpace.SRAM ? Emitter.fence(dev.sohuc.isa.Engine.DMA, 0, Emitter.TOK_LINK)
+        : Emitter.hbmFence(0, Emitter.TOK_LINK);
   }
 }

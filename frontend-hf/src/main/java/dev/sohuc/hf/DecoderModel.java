@@ -274,7 +274,11 @@ final class DecoderModel {
       return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
     }, (m, hm) -> {
       // the rows serving samples from, taken as soon as each stream is done: the prompt's last
-      // position (the last micro-batch's) and every decode (the first's), in that order
+      // position (the last micro-batch's) and every decode (the first's), in that order; a
+      // middle micro-batch has none
+      if (m > 0 && m < micro - 1) {
+        return hm;
+      }
       Dim from = m == micro - 1 ? seq.minus(Dim.of(1)) : seq;
       Dim to = m == 0 ? seq.plus(batch) : seq;
       return g.b.add(new DataOp.Slice(hm, List.of(from), List.of(to), List.of(1L), List.of(1L)),
