@@ -48,6 +48,7 @@ public final class Emulator {
       top = Math.max(top, regionEnd("symbol " + s.name(), s.hbmAddress(), s.byteSize(), target));
     }
     top = Math.max(top, regionEnd("metadata hbm_bytes", 0, workingMemoryEnd(program), target));
+    checkDisjoint(program);
     // every region ends within the target's HBM, so none of this overflows
     this.argBase = (top + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
     long blockEnd = argBase + 8L * program.argWords();
@@ -62,6 +63,36 @@ public final class Emulator {
             + "input of that name to take its values from");
       }
     }
+  }
+
+  /**
+   * No symbol lies over the constants, and no two inputs over each other: loading one would
+   * overwrite the other (weights or inputs) and the run would compute with them silently. An
+   * output may share an input's bytes: a KV cache appended in place.
+   */
+  private static void checkDisjoint(SohuProgram program) {
+    List<SohuProgram.Symbol> symbols = program.symbols();
+    SohuProgram.Constants c = program.constants();
+    for (int i = 0; i < symbols.size(); i++) {
+      SohuProgram.Symbol s = symbols.get(i);
+      if (c != null && overlap(s.hbmAddress(), s.byteSize(), c.hbmAddress(), c.size())) {
+        throw new EmulatorException("symbol " + s.name() + ": HBM [" + s.hbmAddress() + ", +"
+            + s.byteSize() + ") overlaps the constants [" + c.hbmAddress() + ", +" + c.size() + ")");
+      }
+      for (int j = 0; j < i && s.direction() == SohuProgram.Direction.IN; j++) {
+        SohuProgram.Symbol o = symbols.get(j);
+        if (o.direction() == SohuProgram.Direction.IN
+            && overlap(s.hbmAddress(), s.byteSize(), o.hbmAddress(), o.byteSize())) {
+          throw new EmulatorException("inputs " + o.name() + " and " + s.name() + " overlap in HBM ([" + o.hbmAddress()
+              + ", +" + o.byteSize() + ") and [" + s.hbmAddress() + ", +" + s.byteSize() + "))");
+        }
+      }
+    }
+  }
+
+  /** Whether [a, a+n) and [b, b+m) share a byte (both lie inside HBM: no overflow). */
+  private static boolean overlap(long a, long n, long b, long m) {
+    return n > 0 && m > 0 && a < b + m && b < a + n;
   }
 
   /**

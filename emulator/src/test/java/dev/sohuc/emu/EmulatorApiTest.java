@@ -387,4 +387,27 @@ class EmulatorApiTest {
         assertThrows(EmulatorException.class, () -> malformed.runTiming(Map.of("batch", 1L,
             "past", 8L))).getMessage());
   }
+
+  /** Loading one input must not overwrite another or the constants (an output may alias one). */
+  @Test
+  void inputsOverTheConstantsOrEachOtherAreRefused() {
+    SohuProgram two = TestSupport.asm("""
+        .symbol in, "a", f32, [4], 0x1000, 16
+        .symbol in, "b", f32, [4], 0x1008, 16
+        .symbol out, "c", f32, [4], 0x1000, 16
+            halt
+        """);
+    assertEquals("inputs a and b overlap in HBM ([4096, +16) and [4104, +16))",
+        assertThrows(EmulatorException.class,
+            () -> new Emulator(two, TestSupport.TINY, Options.defaults())).getMessage());
+    SohuProgram p = TestSupport.asm(DOUBLER);
+    SohuProgram overConstants = new SohuProgram(p.target(), p.code(),
+        new SohuProgram.InlineConstants(0x1100, new byte[64]), p.symbols(), p.debug(), p.metadata(), p.args());
+    assertEquals("symbol x: HBM [4096, +1024) overlaps the constants [4352, +64)",
+        assertThrows(EmulatorException.class,
+            () -> new Emulator(overConstants, TestSupport.TINY, Options.defaults())).getMessage());
+    // an output over an input (a cache appended in place) is fine
+    new Emulator(TestSupport.asm(DOUBLER.replace("0x2000, 1024", "0x1000, 1024")), TestSupport.TINY,
+        Options.defaults());
+  }
 }
