@@ -146,7 +146,9 @@ final class AttentionLowering {
     // a decode step (at most one query row per head): the query heads of a kv head are
     // consecutive rows of Q, so they go through as the rows of one tile, reading K and V once
     // per group; one query row sees every key, so the causal diagonal needs no per-head shift
-    long stack = s.evaluate(l.bounds()) <= 1 && window == 0 && group <= TILE ? group : 1;
+    // (a window would: softmax takes a tile's rows as consecutive positions)
+    boolean decode = s.evaluate(l.bounds()) <= 1 && group <= TILE;
+    long stack = decode && window == 0 ? group : 1;
     long tPad = Math.max(TILE, (tBound + TILE - 1) / TILE * TILE);
     long nT = tPad / TILE;
     int mTile = s.isStatic() && s.value() * stack < TILE ? (int) Math.max(1, s.value() * stack)
@@ -173,7 +175,9 @@ final class AttentionLowering {
     // DMA loads the queries, for narrow K one cvt converts them, and one DMA stores the outputs
     // (a batch whose tiles would take more than an eighth of SRAM goes the prefetched way)
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
-    boolean pipelined = stack > 1 && at.mask() == null
+    // each tile one kv head with all its query heads: stacked, or without GQA (then also under
+    // a window, Phi-3's) a head of its own
+    boolean pipelined = decode && stack == group && at.mask() == null
         && 2 * qResBytes <= l.target().sramBytes() / 8;
     // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
     // slot and a second probabilities buffer; where they do not fit, tiles go one by one

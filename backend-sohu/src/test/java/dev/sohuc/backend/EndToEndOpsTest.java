@@ -930,6 +930,9 @@ class EndToEndOpsTest {
     // and shift, not a shift alone
     check("ragged_three_kv_heads", RAGGED_STEP.replace("?b x 4 x", "?b x 6 x").replace("?b x 2 x", "?b x 3 x"),
         DECODE_BOUNDS, List.of(Map.of("s", 1L, "p", 9L, "b", 4L), Map.of("s", 1L, "p", 130L, "b", 3L)));
+    // a kv head per query head (Phi-3): pipelined too, a head a tile, the window's too
+    check("ragged_no_gqa", RAGGED_STEP.replace("?b x 4 x", "?b x 2 x"), DECODE_BOUNDS,
+        List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 4L)));
     // several new positions each: the prefill schedules
     check("ragged_chunk", RAGGED_STEP, BackendOptions.defaults().withBound("s", 300)
         .withBound("p", 300).withBound("b", 2), List.of(Map.of("s", 150L, "p", 200L, "b", 2L),
