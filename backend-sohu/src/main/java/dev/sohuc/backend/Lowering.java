@@ -904,6 +904,15 @@ final class Lowering {
   }
 
   private void binary(Node n, ElementwiseOp.Binary bin) {
+    for (Value v : bin.operands()) {
+      Node mul = fusedProducer(v);
+      // the multiply fused into this add (fusedScaledAdds), not a residual add fused elsewhere
+      if (mul != null && fusedProducers.get(mul) == n && mul.op() instanceof ElementwiseOp.Binary m
+          && m.kind() == ElementwiseOp.BinaryKind.MUL) {
+        scaledAdd(n, bin.operands().get(0) == v ? bin.rhs() : bin.lhs(), m);
+        return;
+      }
+    }
     BinaryPlan p = binaryPlan(bin, known);
     BinOp op = binOp(bin.kind());
     TensorType outType = n.result().type();
@@ -958,6 +967,31 @@ final class Lowering {
       e.free(b);
     }
     e.free(rows, a, dst);
+  }
+
+  /**
+   * {@code s + y * w} in one stream ({@link #fusedScaledAdds}): each tile of s and y with w's
+   * number a row, the product into the output tile and s added to it.
+   */
+  private void scaledAdd(Node n, Value sum, ElementwiseOp.Binary mul) {
+    BinaryPlan p = binaryPlan(mul, known);
+    View v = view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    int rows = dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int wRs = e.konst(4);
+    int s = e.li(addr(sum));
+    int y = e.li(addr(p.a()));
+    int w = e.li(addr(p.b()));
+    int dst = e.li(addr(n.result()));
+    long tile = tileRows(3 * rowBytes + 4, v.cols() == 1 ? 1024 : 128);
+    rowStream(rows, tile, List.of(new In(s, rowBytes, rowBytes), new In(y, rowBytes, rowBytes),
+        new In(w, 4, 4)), dst, rowBytes, rowBytes, (in, out, r, st) -> {
+          e.vbin(BinOp.MUL, out, rs, in[1], rs, in[2], wRs, r, cols, Bcast.COL);
+          e.vbin(BinOp.ADD, out, rs, in[0], rs, out, rs, r, cols, Bcast.NONE);
+        });
+    e.free(rows, s, y, w, dst);
   }
 
   /**
@@ -1204,6 +1238,48 @@ final class Lowering {
       add = residualAdd(n, known) ? n : null;
     }
     return fused;
+  }
+
+  /**
+   * Multiplies lowered inside the add that reads them (multiply to add): {@code s + y * w}, s and
+   * y f32 of the sum's shape and w one number a row, the product read by nothing else (a dense
+   * mixture of experts weighting each expert's rows and summing them). The add's stream reads s,
+   * y and w and multiplies in SRAM: the product is neither stored nor read back, the same
+   * roundings in the same order. Not an add that {@code taken} already lowers elsewhere (a
+   * residual add inside its norm).
+   */
+  static Map<Node, Node> fusedScaledAdds(dev.sohuc.ir.Function fn, Map<Value, Tensor> known,
+      java.util.Set<Node> taken) {
+    Map<Node, Node> fused = new java.util.IdentityHashMap<>();
+    Map<Value, List<Node>> users = fn.users();
+    java.util.Set<Value> outputs = fn.outputValues();
+    for (Node n : fn.body()) {
+      if (taken.contains(n) || !residualAdd(n, known)) {
+        continue;
+      }
+      for (Value v : n.op().operands()) {
+        Node m = v.producer();
+        if (m != null && !outputs.contains(v) && users.get(v).size() == 1
+            && m.op() instanceof ElementwiseOp.Binary mul
+            && mul.kind() == ElementwiseOp.BinaryKind.MUL && unwidened(mul.lhs())
+            && unwidened(mul.rhs()) && unwidened(n.op().operands().get(0))
+            && unwidened(n.op().operands().get(1))) {
+          BinaryPlan mp = binaryPlan(mul, known);
+          if (mp != null && mp.imm() == null && mp.bShape() == Shape.COL
+              && mp.a().type().dims().equals(n.result().type().dims())) {
+            fused.put(m, n);
+            break;
+          }
+        }
+      }
+    }
+    return fused;
+  }
+
+  /** An f32 value no cast makes (so no fused conversion streams it in narrower). */
+  private static boolean unwidened(Value v) {
+    return v.type().elementType() == ElementType.F32
+        && (v.producer() == null || !(v.producer().op() instanceof ElementwiseOp.Cast));
   }
 
   /**

@@ -494,6 +494,7 @@ public final class SohuBackend {
       fusedProducers = new IdentityHashMap<>(QuantLowering.fusedConversions(fn, size, known,
           target, gatedPairs));
       fusedProducers.putAll(Lowering.fusedResidualAdds(fn, known));
+      fusedProducers.putAll(Lowering.fusedScaledAdds(fn, known, fusedProducers.keySet()));
       fusedProducers.putAll(Lowering.foldedTransposes(fn, fusedProducers));
       narrowedRopes = Lowering.narrowedRopes(fn, this::isAlias);
       arena = planArena(next);
