@@ -443,6 +443,10 @@ public final class Emulator {
       if (!limit[0].equals(name)) {
         continue;
       }
+      if (t.dtype() != DType.I64 && t.dtype() != DType.I32) {
+        throw new EmulatorException("input " + name + ": dtype " + t.dtype().asmName()
+            + ", but metadata index_limits takes its values as row indices");
+      }
       long rows = Long.parseLong(limit[1]);
       long[] values = t.integers();
       for (int i = 0; i < values.length; i++) {

@@ -380,6 +380,10 @@ class EmulatorApiTest {
     assertEquals(tooLong, functionalError(emu, ints(DType.I64, 3, 0, 1)));
     assertEquals(tooLong, assertThrows(EmulatorException.class,
         () -> emu.runTiming(Map.of("batch", 3L, "past", 8L))).getMessage());
+    Emulator onFloats = gather(limited.replace("\"pos<5\"", "\"table<5\""));
+    assertEquals("input table: dtype f32, but metadata index_limits takes its values as row indices",
+        assertThrows(EmulatorException.class, () -> onFloats.runFunctional(Map.of("table", TABLE,
+            "pos", ints(DType.I64, 3, 0)), Map.of("past", 8L))).getMessage());
     Emulator malformed = gather(GATHER_ROWS.replace(".arg batch, 0", """
         .meta "dim_limits", "past"
         .arg batch, 0"""));
