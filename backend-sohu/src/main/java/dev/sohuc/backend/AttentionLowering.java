@@ -109,6 +109,8 @@ final class AttentionLowering {
   // the ACC words of one query tile in flight: its scores S, then at oInRegion its output O
   private long region;
   private long oInRegion;
+  // the pipelined decode schedule's window (0: none): each tile's last keys it loads
+  private long keyWindow;
   // the sliding window (0: none), put in a register only around each softmax: the prefetched
   // schedule's loops hold every register they can spare
   private long window;
@@ -148,6 +150,14 @@ final class AttentionLowering {
     // per group; one query row sees every key, so the causal diagonal needs no per-head shift
     // (a window would: softmax takes a tile's rows as consecutive positions)
     boolean decode = s.evaluate(l.bounds()) <= 1 && group <= TILE;
+    // a decode's one query row sees its sequence's last `window` keys only: with GQA and past
+    // lengths each tile loads just those, all visible, so no window is left for softmax and the
+    // heads stack (without GQA the softmax's window costs no pipelining, and the register the
+    // loads would skip keys by would cost a slot: measured slower on Phi-3)
+    keyWindow = decode && group > 1 && window > 0 && at.pastLengths() != null ? window : 0;
+    if (keyWindow > 0) {
+      window = 0;
+    }
     long stack = decode && window == 0 ? group : 1;
     long tPad = Math.max(TILE, (tBound + TILE - 1) / TILE * TILE);
     long nT = tPad / TILE;
@@ -210,8 +220,9 @@ final class AttentionLowering {
     Value mask = at.mask();
     mBuf = mask == null ? 0 : l.sram(scoreBytes, "mask tile");
     // with past lengths, the prefetched schedule's batch row counter takes a slot's register,
-    // and with a window, the register its softmax holds the window in beside the row sums'
-    int depth = pipelined ? MAX_DEPTH : overlap ? PREFETCH_DEPTH
+    // and with a window, the register its softmax holds the window in beside the row sums';
+    // the pipelined schedule's window, the register its loads skip the earlier keys by
+    int depth = pipelined ? MAX_DEPTH - (keyWindow > 0 ? 1 : 0) : overlap ? PREFETCH_DEPTH
         - (at.pastLengths() == null ? 0 : 1) - (window > 0 ? 1 : 0) : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.sramLimit()) {
@@ -451,6 +462,7 @@ final class AttentionLowering {
       tileRow(row, computed);
       keysOf(tReg, row);
       e.free(row);
+      lastKeys(tReg);
       e.sub(diag, tReg, sReg);
       e.addImm(computed, computed, 1);
     }
@@ -519,10 +531,32 @@ final class AttentionLowering {
     } else {
       e.mul(n, tReg, on);
     }
-    e.patchTokens(loadKv(slot, kP, n), wait, TOK_LOAD);
+    // with a window, from the first key the tile sees (its earlier ones skipped)
+    int from = kP;
+    if (keyWindow > 0) {
+      from = e.alloc();
+      e.addImm(from, n, -keyWindow);
+      e.max(from, from, 0);
+      e.sub(n, n, from);
+      e.mulImm(from, from, d * es);
+      e.add(from, from, kP);
+    }
+    e.patchTokens(loadKv(slot, from, n), wait, TOK_LOAD);
     e.sub(left, left, on);
     e.add(kP, kP, kHeadStep);
     e.free(on, n);
+    if (from != kP) {
+      e.free(from);
+    }
+  }
+
+  /** A tile's key count cut to the last {@link #keyWindow} keys it loads (with a window). */
+  private void lastKeys(int keys) {
+    if (keyWindow > 0) {
+      int w = e.li(keyWindow);
+      e.min(keys, keys, w);
+      e.free(w);
+    }
   }
 
   /**

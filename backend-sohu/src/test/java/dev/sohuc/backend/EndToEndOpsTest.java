@@ -931,7 +931,7 @@ class EndToEndOpsTest {
    * A serving step's decodes, each with its own past length (the argument block's): the new
    * keys and values written at each length into caches read only by the attentions (in place),
    * and the attentions over each sequence's keys: the decode schedule (stacked heads,
-   * pipelined), and with a window the one-tile-at-a-time schedule.
+   * pipelined), with a window loading each sequence's last keys only.
    */
   static final String RAGGED_STEP = """
       func @main(%q: tensor<?b x 4 x ?s x 16 x f32>, %pk: tensor<?b x 2 x ?p x 16 x f32>, %pv: tensor<?b x 2 x ?p x 16 x f32>, %k: tensor<?b x 2 x ?s x 16 x f32>, %v: tensor<?b x 2 x ?s x 16 x f32>, %lens: tensor<?b x i64>) -> ("o": tensor<?b x 4 x ?s x 16 x f32>, "w": tensor<?b x 4 x ?s x 16 x f32>, "kc": tensor<?b x 2 x ?p x 16 x f32>, "vc": tensor<?b x 2 x ?p x 16 x f32>) {
@@ -954,9 +954,15 @@ class EndToEndOpsTest {
     // and shift, not a shift alone
     check("ragged_three_kv_heads", RAGGED_STEP.replace("?b x 4 x", "?b x 6 x").replace("?b x 2 x", "?b x 3 x"),
         DECODE_BOUNDS, List.of(Map.of("s", 1L, "p", 9L, "b", 4L), Map.of("s", 1L, "p", 130L, "b", 3L)));
-    // a kv head per query head (Phi-3): pipelined too, a head a tile, the window's too
+    // a kv head per query head (Phi-3): pipelined too, a head a tile
     check("ragged_no_gqa", RAGGED_STEP.replace("?b x 4 x", "?b x 2 x"), DECODE_BOUNDS,
         List.of(Map.of("s", 1L, "p", 7L, "b", 3L), Map.of("s", 1L, "p", 140L, "b", 4L)));
+    // both attentions go the pipelined way (a slot's reload waits for its last P V: SLOT)
+    SohuProgram p = program(RAGGED_STEP, DECODE_BOUNDS);
+    for (String op : List.of("attention %o", "attention %w")) {
+      assertTrue(p.debug().stream().anyMatch(d -> d.irOp().equals(op)
+          && dev.sohuc.isa.InsnCodec.decode(p.code().get(d.pc())).waitTok() == Emitter.TOK_SLOT), op);
+    }
     // several new positions each: the prefill schedules
     check("ragged_chunk", RAGGED_STEP, BackendOptions.defaults().withBound("s", 300)
         .withBound("p", 300).withBound("b", 2), List.of(Map.of("s", 150L, "p", 200L, "b", 2L),
