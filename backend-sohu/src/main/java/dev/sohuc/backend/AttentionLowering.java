@@ -109,7 +109,8 @@ final class AttentionLowering {
   // the ACC words of one query tile in flight: its scores S, then at oInRegion its output O
   private long region;
   private long oInRegion;
-  // the pipelined decode schedule's window (0: none): each tile's last keys it loads
+  // the pipelined decode schedule's window (0: none): each tile loads only its sequence's last
+  // keyWindow keys
   private long keyWindow;
   // the sliding window (0: none), put in a register only around each softmax: the prefetched
   // schedule's loops hold every register they can spare
@@ -185,8 +186,8 @@ final class AttentionLowering {
     // DMA loads the queries, for narrow K one cvt converts them, and one DMA stores the outputs
     // (a batch whose tiles would take more than an eighth of SRAM goes the prefetched way)
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
-    // each tile one kv head with all its query heads: stacked, or without GQA (then also under
-    // a window, Phi-3's) a head of its own
+    // each tile one kv head with all its query heads: stacked (under a window too, loading the
+    // last keys only), or without GQA a head of its own (the softmax keeping Phi-3's window)
     boolean pipelined = decode && stack == group && at.mask() == null
         && 2 * qResBytes <= l.target().sramBytes() / 8;
     // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
