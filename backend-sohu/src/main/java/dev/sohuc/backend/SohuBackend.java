@@ -542,9 +542,9 @@ public final class SohuBackend {
      * The end of an op's code, in place of a barrier: the MXU hands its end to the VPU, whose end
      * then means both are done; the DMA waits for that, so that nothing queued after it (the
      * next op's loads) overwrites SRAM the op still reads, and signals the next op's VPU once
-     * its own last access has reached memory. Each DMA fence occupies the DMA queue (a DMA's
-     * fixed cost) in front of the next op's first load, hence one. With {@link #handoffStart},
-     * which consumes the rest, every token signalled here is waited on exactly once.
+     * its own last store has read SRAM. Each DMA fence occupies the DMA queue (a DMA's fixed
+     * cost) in front of the next op's first load, hence one. With {@link #handoffStart}, which
+     * consumes the rest, every token signalled here is waited on exactly once.
      */
     private static void handoffEnd(Emitter e) {
       e.emit(Emitter.fence(Engine.MXU, 0, Emitter.TOK_MXU_TO_VPU));
@@ -559,15 +559,14 @@ public final class SohuBackend {
      * for the previous op's: SRAM and ACC are reused from offset 0 by every op. The DMA has
      * waited (handoffEnd) until the compute engines are done (their last SRAM reads and writes,
      * before its loads overwrite SRAM); the VPU waits until the DMA's last store has read SRAM
-     * and reached memory (before it writes SRAM), the MXU until the VPU has read ACC out (before
-     * it writes ACC). The
-     * MXU need not wait for the DMA: it only reads SRAM this op's own loads or the VPU wrote, and
-     * those come after. The op's first DMA starts as soon as the previous op's compute is done,
-     * overlapping the latency of its last stores: HBM is read and written by one in-order DMA
-     * queue whose accesses all take the same latency, so a read queued after a write of the same
-     * bytes reaches the memory after it. Only before a collective ({@code hazard}), whose LINK
-     * engine reads HBM beside that queue, does the DMA also wait for the previous op's last DMA
-     * to complete, memory latency included.
+     * (before it writes SRAM), the MXU until the VPU has read ACC out (before it writes ACC).
+     * The MXU need not wait for the DMA: it only reads SRAM this op's own loads or the VPU
+     * wrote, and those come after. The op's first DMA starts as soon as the previous op's
+     * compute is done, overlapping the latency of its last stores: HBM is read and written by
+     * one in-order DMA queue whose accesses all take the same latency, so a read queued after a
+     * write of the same bytes reaches the memory after it. Only before a collective
+     * ({@code hazard}), whose LINK engine reads HBM beside that queue, does the DMA also wait
+     * for the previous op's last DMA to complete, memory latency included.
      */
     private static void handoffStart(Emitter e, boolean hazard) {
       if (hazard) {
