@@ -7,7 +7,6 @@ import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
-import java.util.IdentityHashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
@@ -35,10 +34,9 @@ final class LaunchChecks {
   /** Adds fn's limits to {@code meta}; {@code known} holds the constant values. */
   static void addTo(Function fn, Map<Value, Tensor> known, Map<String, String> meta) {
     Set<String> dims = new LinkedHashSet<>();
-    Map<Value, Long> rows = new IdentityHashMap<>();
-    Map<Value, Node> producers = new IdentityHashMap<>();
+    // each index input's name to the fewest rows of the tables it picks rows of
+    Map<String, Long> rows = new TreeMap<>();
     for (Node n : fn.body()) {
-      n.results().forEach(r -> producers.put(r, n));
       switch (n.op()) {
         case DataOp.Slice s -> {
           for (int k = 0; k < s.axes().size(); k++) {
@@ -50,10 +48,10 @@ final class LaunchChecks {
             }
           }
         }
-        case TransformerOp.Embedding m -> indexes(m.ids(), m.table().type().dim(0), producers, fn, rows);
+        case TransformerOp.Embedding m -> indexes(m.ids(), m.table().type().dim(0), fn, rows);
         case DataOp.Gather g when Math.floorMod(g.axis(), g.data().type().rank()) == 0
             && Lowering.constantIndices(g, known) == null ->
-            indexes(g.indices(), g.data().type().dim(0), producers, fn, rows);
+            indexes(g.indices(), g.data().type().dim(0), fn, rows);
         default -> { }
       }
     }
@@ -61,9 +59,7 @@ final class LaunchChecks {
       meta.put(DIM_LIMITS, String.join(",", dims));
     }
     if (!rows.isEmpty()) {
-      Map<String, Long> byName = new TreeMap<>();
-      rows.forEach((arg, n) -> byName.merge(arg.name(), n, Math::min));
-      meta.put(INDEX_LIMITS, String.join(",", byName.entrySet().stream()
+      meta.put(INDEX_LIMITS, String.join(",", rows.entrySet().stream()
           .map(e -> e.getKey() + "<" + e.getValue()).toList()));
     }
   }
@@ -72,24 +68,23 @@ final class LaunchChecks {
    * Records {@code tableRows} against each argument whose values reach {@code ids} moved but
    * not computed (reshaped, sliced, transposed, concatenated).
    */
-  private static void indexes(Value ids, Dim tableRows, Map<Value, Node> producers, Function fn,
-      Map<Value, Long> rows) {
+  private static void indexes(Value ids, Dim tableRows, Function fn, Map<String, Long> rows) {
     if (!tableRows.isStatic()) {
       return;
     }
     if (fn.arguments().contains(ids)) {
-      rows.merge(ids, tableRows.value(), Math::min);
+      rows.merge(ids.name(), tableRows.value(), Math::min);
       return;
     }
-    Node p = producers.get(ids);
+    Node p = ids.producer();
     if (p == null) {
       return;
     }
     switch (p.op()) {
-      case DataOp.Reshape r -> indexes(r.x(), tableRows, producers, fn, rows);
-      case DataOp.Slice s -> indexes(s.x(), tableRows, producers, fn, rows);
-      case DataOp.Transpose t -> indexes(t.x(), tableRows, producers, fn, rows);
-      case DataOp.Concat c -> c.inputs().forEach(v -> indexes(v, tableRows, producers, fn, rows));
+      case DataOp.Reshape r -> indexes(r.x(), tableRows, fn, rows);
+      case DataOp.Slice s -> indexes(s.x(), tableRows, fn, rows);
+      case DataOp.Transpose t -> indexes(t.x(), tableRows, fn, rows);
+      case DataOp.Concat c -> c.inputs().forEach(v -> indexes(v, tableRows, fn, rows));
       default -> { }
     }
   }

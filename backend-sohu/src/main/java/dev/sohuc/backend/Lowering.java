@@ -1254,7 +1254,8 @@ final class Lowering {
     Map<Value, List<Node>> users = fn.users();
     java.util.Set<Value> outputs = fn.outputValues();
     for (Node n : fn.body()) {
-      if (taken.contains(n) || !residualAdd(n, known)) {
+      if (taken.contains(n) || !residualAdd(n, known)
+          || !n.op().operands().stream().allMatch(Lowering::unwidened)) {
         continue;
       }
       for (Value v : n.op().operands()) {
@@ -1262,8 +1263,7 @@ final class Lowering {
         if (m != null && !outputs.contains(v) && users.get(v).size() == 1
             && m.op() instanceof ElementwiseOp.Binary mul
             && mul.kind() == ElementwiseOp.BinaryKind.MUL && unwidened(mul.lhs())
-            && unwidened(mul.rhs()) && unwidened(n.op().operands().get(0))
-            && unwidened(n.op().operands().get(1))) {
+            && unwidened(mul.rhs())) {
           BinaryPlan mp = binaryPlan(mul, known);
           if (mp != null && mp.imm() == null && mp.bShape() == Shape.COL
               && mp.a().type().dims().equals(n.result().type().dims())) {

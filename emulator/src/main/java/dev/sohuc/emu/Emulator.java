@@ -362,6 +362,7 @@ public final class Emulator {
       dims.put(a.getKey(), a.getValue());
     }
     List<String> inputNames = new ArrayList<>();
+    List<String[]> indexLimits = withInputs ? limits("index_limits", "<") : List.of();
     for (SohuProgram.Symbol s : program.symbols()) {
       if (s.direction() != SohuProgram.Direction.IN) {
         continue;
@@ -407,7 +408,7 @@ public final class Emulator {
             + " bytes, more than the " + s.byteSize() + " bytes the program reserves for it (a "
             + "symbolic dimension above its compiled bound?)");
       }
-      checkIndexLimit(s.name(), t);
+      checkIndexLimit(s.name(), t, indexLimits);
     }
     for (String name : inputs.keySet()) {
       if (!inputNames.contains(name)) {
@@ -435,11 +436,12 @@ public final class Emulator {
   }
 
   /**
-   * The compiler's index limit on input {@code name} (metadata {@code index_limits}): every
-   * value in [0, its number), the rows of the table it picks rows of.
+   * The compiler's index limit on input {@code name} ({@code indexLimits}, metadata
+   * {@code index_limits}): every value in [0, its number), the rows of the table it picks rows
+   * of.
    */
-  private void checkIndexLimit(String name, HostTensor t) {
-    for (String[] limit : limits("index_limits", "<")) {
+  private void checkIndexLimit(String name, HostTensor t, List<String[]> indexLimits) {
+    for (String[] limit : indexLimits) {
       if (!limit[0].equals(name)) {
         continue;
       }
