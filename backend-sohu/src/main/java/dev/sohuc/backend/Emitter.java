@@ -59,6 +59,8 @@ final class Emitter {
   private final Deque<Integer> openLoops = new ArrayDeque<>();
   private final Map<Long, Integer> constants = new HashMap<>();
   private final List<Integer> loopTemps = new ArrayList<>();
+  /** Per open loop, innermost first: the constants made in its body so far. */
+  private final Deque<Map<Long, Integer>> loopConstants = new ArrayDeque<>();
   private String curOp = "prologue";
   private String curLoc = "";
 
@@ -88,6 +90,12 @@ final class Emitter {
   }
 
   int emit(Insn insn) {
+    // a field out of its range fails here, where the op it was lowering is known
+    try {
+      InsnCodec.encode(insn);
+    } catch (dev.sohuc.isa.IsaException ex) {
+      throw new BackendException(ex.getMessage() + " while lowering " + curOp);
+    }
     code.add(insn);
     debugOp.add(curOp);
     debugLoc.add(curLoc);
@@ -144,12 +152,17 @@ final class Emitter {
       return 0;
     }
     Integer r = constants.get(value);
+    for (Map<Long, Integer> level : loopConstants) {
+      r = r != null ? r : level.get(value);
+    }
     if (r == null && !openLoops.isEmpty()) {
-      // made inside a loop: the li runs per iteration; not cached, so no use outside the loop
-      // can see it unset (constants made before the first loop opened are valid everywhere)
+      // made inside a loop: the li runs per iteration, so it is shared only by what follows it
+      // in that loop's body (nested loops included), and no use after the loop can see it unset
+      // (constants made before the first loop opened are valid everywhere)
       int t = alloc();
       emit(new Insn.Li(t, value, 0, 0));
       loopTemps.add(t);
+      loopConstants.peek().put(value, t);
       return t;
     }
     if (r == null) {
@@ -202,11 +215,13 @@ final class Emitter {
     }
     int pc = emit(new Insn.Loop(countReg, countImm, 1, 0, 0));
     openLoops.push(pc);
+    loopConstants.push(new HashMap<>());
     return pc;
   }
 
   void endLoop(int loopPc) {
     int top = openLoops.pop();
+    loopConstants.pop();
     if (top != loopPc) {
       throw new IllegalStateException("loops closed out of order");
     }
@@ -372,18 +387,31 @@ final class Emitter {
     free(t);
   }
 
-  /**
-   * dma: {@code rows} and {@code planes} are registers (0 with imm), strides are registers.
-   * Returns the pc.
-   */
   /** The widest row one dma moves (its row field is 17 bits). */
   static final long MAX_DMA_ROW_BYTES = (1 << 17) - 1;
+  /** The largest rows and planes a dma's immediate fields hold (10 and 6 bits). */
+  private static final int MAX_ROWS_IMM = (1 << 10) - 1;
+  private static final int MAX_PLANES_IMM = (1 << 6) - 1;
+
+  /**
+   * dma: {@code rows} and {@code planes} are a register plus an immediate (a register 0 reads
+   * 0), strides are registers. Returns the pc.
+   */
 
   int dma(MemSpace dstSpace, int dst, int dstRs, MemSpace srcSpace, int src, int srcRs,
       long rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPs, int srcPs) {
     if (rowBytes > MAX_DMA_ROW_BYTES) {
       throw new BackendException("a DMA row of " + rowBytes + " bytes is longer than the DMA "
           + "engine's 131071 while lowering " + curOp);
+    }
+    // a count past its immediate field (64 heads' planes) goes in a register of its own
+    if (planesImm > MAX_PLANES_IMM && planesReg == 0) {
+      planesReg = konst(planesImm);
+      planesImm = 0;
+    }
+    if (rowsImm > MAX_ROWS_IMM && rowsReg == 0) {
+      rowsReg = konst(rowsImm);
+      rowsImm = 0;
     }
     return emit(new Insn.Dma(dstSpace, dst, 0, dstRs, srcSpace, src, 0, srcRs, (int) rowBytes,
         rowsReg, rowsImm, planesReg, planesImm, dstPs, srcPs, 0, 0));

@@ -818,7 +818,6 @@ final class Lowering {
             rows, 0, 0, b.count(), e.konst(b.blockBytes()), b.planeStride());
   }
 
-  /** Copies HBM bytes into a fresh SRAM buffer, in the DMA queue before what follows. */
   /** Copies {@code rows} dense rows of {@code rowBytes} each from HBM to fresh SRAM. */
   long preloadRows(Value v, long rowBytes, long rows, String what) {
     long at = sram(rowBytes * rows, what);

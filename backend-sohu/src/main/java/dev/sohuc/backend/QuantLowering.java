@@ -967,10 +967,11 @@ final class QuantLowering {
     int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
     int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
     int jrem = e.li(loads - 1);
-    // made before the loop opens, so the streams inside it find them (a constant first made
-    // inside the loop would take a loop temporary that lives until the op ends): the load's
-    // output row bytes, the store's plane strides, the result's row stride and the
-    // prefetch's clamp
+    // made before the loops open, so the streams inside them find them (a constant first made
+    // inside a loop takes a loop temporary that lives until the op ends): the load's output
+    // row bytes, the store's plane strides, the result's row stride and the prefetch's clamp;
+    // in blocks of rows, also the ring's rows a group and the tail panel's columns and row
+    // bytes (its stream is inside the blocks' loop too)
     e.konst(wide * TILE * 4L);
     if (wide > 1) {
       e.konst(TILE * 4L);
@@ -978,6 +979,14 @@ final class QuantLowering {
     }
     e.konst(outCols * oes);
     e.konst(1);
+    if (blocked && ring) {
+      e.konst(MatmulLowering.GROUP / wide * TILE);
+      e.konst(MatmulLowering.GROUP * TILE);
+    }
+    if (blocked && tail > 0) {
+      e.konst(tail);
+      e.konst(tail * 4L);
+    }
     if (ring) {
       ml.openRing(n);
     }

@@ -724,6 +724,26 @@ class EndToEndOpsTest {
         List.of(Map.of("s", 300L, "b", 3L), Map.of("s", 37L, "b", 2L), Map.of("s", 2L, "b", 1L)));
   }
 
+  /**
+   * The same streams of planes, each rounded to bf16 for the cast after the rope (a prompt's
+   * keys at a large batch bound): the streams' constants, made inside their loop, are shared
+   * there, or the registers run out.
+   */
+  @Test
+  void ropeInStreamsOfPlanesWritesItsBf16Cast(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+      throws java.io.IOException {
+    check("rope_planes_bf16", """
+        func @main(%x: tensor<?b x 5 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 8 x f32>) -> ("y": tensor<?b x 5 x ?s x 16 x bf16>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = concat %sn, %sn {axis = -1} : tensor<?s x 16 x f32>
+          %r = rope %x, %cos, %sin {style = "rotate_half"} : tensor<?b x 5 x ?s x 16 x f32>
+          %y = cast %r {to = bf16} : tensor<?b x 5 x ?s x 16 x bf16>
+          return %y
+        }""", BackendOptions.defaults().withTarget(tinySram(dir)).withBound("s", 300)
+            .withBound("b", 3),
+        List.of(Map.of("s", 300L, "b", 3L), Map.of("s", 37L, "b", 2L)), 0x1p-7);
+  }
+
   /** A target of 96 KiB of SRAM, where a stream's planes do not all fit at once. */
   private static java.nio.file.Path tinySram(java.nio.file.Path dir) throws java.io.IOException {
     return sramTarget(dir, 96 << 10);

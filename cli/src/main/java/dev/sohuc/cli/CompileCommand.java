@@ -168,9 +168,9 @@ final class CompileCommand implements Callable<Integer> {
     try {
       return Quantizer.quantize(m, options);
     } catch (CalibrationException e) {
-      throw new UserException(e.getMessage());
+      throw new UserException(e.getMessage(), e);
     } catch (IllegalArgumentException e) {
-      throw new UserException(model + ": " + e.getMessage());
+      throw new UserException(model + ": " + e.getMessage(), e);
     }
   }
 

@@ -50,7 +50,7 @@ final class Toolchain {
     try {
       return SohuBackend.compile(m, options);
     } catch (BackendException e) {
-      throw new UserException(model + ": " + e.getMessage());
+      throw new UserException(model + ": " + e.getMessage(), e);
     }
   }
 

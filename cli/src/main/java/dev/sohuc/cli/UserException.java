@@ -5,4 +5,9 @@ public final class UserException extends RuntimeException {
   public UserException(String message) {
     super(message);
   }
+
+  /** The same, keeping {@code cause} for {@code --verbose}'s stack trace. */
+  public UserException(String message, Throwable cause) {
+    super(message, cause);
+  }
 }

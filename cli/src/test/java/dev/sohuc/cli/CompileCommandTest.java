@@ -118,6 +118,25 @@ class CompileCommandTest {
         && f32.err().contains("at the symbol bounds {batch=1} (weights and constants 280."), f32.err());
   }
 
+  /**
+   * Llama-3-70B's common graphs, shape-only: one 2048-token prompt on one chip (the o
+   * projection reads its 64 heads' blocks, more than a DMA's planes immediate holds) and the
+   * decode step on 8 chips at the default bounds (the vocabulary-parallel logits' tail panel
+   * streamed per block of rows, where its constants once ran out of registers).
+   */
+  @Test
+  void llama3_70bPromptAndDecodeGraphsCompile() {
+    Path config = Path.of("..", "examples", "llama-3-70b", "config.json");
+    for (String[] args : new String[][] {{"--shape", "batch=1", "--shape", "seq=2048"},
+        {"--decode", "--chips", "8"}}) {
+      java.util.List<String> argv = new java.util.ArrayList<>(java.util.List.of("compile",
+          config.toString(), "-o", dir.resolve("70b.sohu").toString()));
+      argv.addAll(java.util.List.of(args));
+      CliResult r = run(argv.toArray(String[]::new));
+      assertEquals(0, r.code(), String.join(" ", args) + ": " + r.err());
+    }
+  }
+
   @Test
   void decodeCompilesTheKvCacheStep() throws Exception {
     Path tiny = Path.of("..", "examples", "tiny-llama");
