@@ -60,6 +60,8 @@ final class BenchCommand implements Callable<Integer> {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   static final int MAX_REQUESTS = 100_000;
+  /** Seconds of arrivals past which a double's time no longer resolves a step (1e-7 s at 1e9). */
+  static final double MAX_ARRIVAL_SPAN_S = 1e9;
 
   @Override
   public Integer call() throws Exception {
@@ -80,6 +82,13 @@ final class BenchCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--rate must be 0 (all requests at once) or a positive number of requests/s, got "
           + rate);
+    }
+    if (rate > 0 && requests / rate > MAX_ARRIVAL_SPAN_S) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
+          "--rate %s spreads %d requests over about %.3g s, past the %.0e s within which the "
+          + "simulation's clock still tells a step's microseconds; give at least %.3g "
+          + "requests/s", rate, requests, requests / rate, MAX_ARRIVAL_SPAN_S,
+          requests / MAX_ARRIVAL_SPAN_S));
     }
     if (chunk < 0) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),

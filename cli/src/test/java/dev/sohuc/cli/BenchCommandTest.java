@@ -97,6 +97,9 @@ class BenchCommandTest {
       "--chips 0 | --chips must be 1 or more, got 0",
       "--rate -2 | --rate must be 0 (all requests at once) or a positive number",
       "--rate NaN | --rate must be 0 (all requests at once) or a positive number",
+      "--rate 1e-300 | --rate 1.0E-300 spreads 256 requests over about 2.56e+302 s, past the "
+          + "1e+09 s within which the simulation's clock still tells a step's microseconds; give "
+          + "at least 2.56e-07 requests/s",
       "--prefill-chunk -1 | --prefill-chunk must be 0 (the whole prompt) or more, got -1"})
   void outOfRangeOptionsAreUsageErrors(String option, String message) {
     StringWriter err = new StringWriter();
