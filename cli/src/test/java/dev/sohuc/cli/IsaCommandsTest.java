@@ -6,8 +6,16 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.sohuc.isa.Word;
+import dev.sohuc.isa.asm.Assembler;
+import dev.sohuc.isa.container.SohuProgram;
+import dev.sohuc.isa.container.SohuWriter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.zip.CRC32C;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -93,22 +101,42 @@ class IsaCommandsTest {
     b[8] = 7;
     Files.write(bin, b);
     assertUserError(run("inspect", bin.toString()),
-        "header at byte 8: unsupported format version 7.0");
+        "header at byte 8: unsupported format version 7.1");
   }
 
   @Test
   void illegalWord() throws Exception {
+    // A sound file (its checksums match) whose second word (pc 1) has the reserved opcode 0.
+    List<Word> code = Assembler.assembleCode("nop\nhalt\n", "p.s");
+    Path bin = dir.resolve("p.sohu");
+    SohuWriter.write(SohuProgram.ofCode(new SohuProgram.Target("t", SohuProgram.Target.NO_HASH),
+        List.of(code.get(0), code.get(1).withBits(0, 8, 0))), bin);
+    assertUserError(run("disasm", bin.toString()),
+        "code word 1 (byte 16 of the code section): illegal instruction word",
+        "opcode 0x00 is reserved illegal");
+  }
+
+  @Test
+  void flippedCodeBitIsRefusedAsCorrupt() throws Exception {
     Path bin = dir.resolve("p.sohu");
     assertEquals(0, run("asm", write("p.s", "nop\nhalt\n").toString(), "-o", bin.toString())
         .code());
     byte[] b = Files.readAllBytes(bin);
-    // The code section holds the two words; zero the opcode of the second (pc 1).
-    int codeOff = (b[32 + 24 + 8] & 0xFF) | (b[32 + 24 + 9] & 0xFF) << 8;
-    b[codeOff + 16] = 0;
+    // The code is the second section: its table entry starts at byte 56, its checksum at 60.
+    int codeOff = (b[56 + 8] & 0xFF) | (b[56 + 9] & 0xFF) << 8;
+    long stored = ByteBuffer.wrap(b, 60, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() & 0xFFFFFFFFL;
+    b[codeOff + 16 + 9] ^= 0x10;
     Files.write(bin, b);
-    assertUserError(run("disasm", bin.toString()),
-        "code word 1 (byte 16 of the code section): illegal instruction word",
-        "opcode 0x00 is reserved illegal");
+    CRC32C actual = new CRC32C();
+    actual.update(b, codeOff, 2 * Word.BYTES);
+    String message = String.format("error: %s: code section at byte 60: checksum 0x%08x does not "
+        + "match the section's bytes (0x%08x); the file is corrupt%n", bin, stored,
+        actual.getValue());
+    for (String command : List.of("disasm", "inspect")) {
+      CliResult r = run(command, bin.toString());
+      assertEquals(1, r.code(), r.err());
+      assertEquals(message, r.err());
+    }
   }
 
   @Test

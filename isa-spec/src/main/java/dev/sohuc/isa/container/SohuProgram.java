@@ -36,7 +36,7 @@ public record SohuProgram(
 
   /** Format version this code writes and reads. */
   public static final int VERSION_MAJOR = 1;
-  public static final int VERSION_MINOR = 0;
+  public static final int VERSION_MINOR = 1;
 
   public SohuProgram {
     code = List.copyOf(code);

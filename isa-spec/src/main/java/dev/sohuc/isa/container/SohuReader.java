@@ -33,7 +33,9 @@ import java.util.TreeMap;
 /**
  * Reads and validates a {@code .sohu} file. Every offset, length, count and the version are
  * checked before anything is allocated, no allocation is larger than the input, and every
- * rejection is a {@link ContainerException} naming the section and byte offset.
+ * rejection is a {@link ContainerException} naming the section and byte offset. The sections'
+ * checksums are compared last, once the whole file has parsed, so a malformed file is reported
+ * by what is malformed rather than as a checksum mismatch.
  */
 public final class SohuReader {
   private SohuReader() {}
@@ -72,7 +74,9 @@ public final class SohuReader {
     return new Parser(data, source).program();
   }
 
-  private record Entry(SectionKind kind, long offset, long length) {}
+  /** A section table entry; {@code checksumAt} is the file offset of its stored CRC-32C. */
+  private record Entry(SectionKind kind, long offset, long length, int checksumAt,
+      long checksum) {}
 
   private static final class Parser {
     private final byte[] d;
@@ -139,9 +143,7 @@ public final class SohuReader {
         if (id > 255 || k == null) {
           throw fail(at, "unknown section kind " + id);
         }
-        if (u32() != 0) {
-          throw fail(at + 4, "reserved bytes of entry " + i + " are not zero");
-        }
+        long checksum = u32();
         long off = u64();
         long len = u64();
         if (off < tableEnd || off > d.length || len < 0 || len > d.length - off) {
@@ -157,7 +159,7 @@ public final class SohuReader {
         if (entries.containsKey(k)) {
           throw fail(at, "second " + k.label() + " section");
         }
-        Entry e = new Entry(k, off, len);
+        Entry e = new Entry(k, off, len, at + 4, checksum);
         entries.put(k, e);
         ordered.add(e);
       }
@@ -205,7 +207,20 @@ public final class SohuReader {
       if (entries.containsKey(SectionKind.ARG_ARRAYS)) {
         args.addAll(argArrays(enter(entries.get(SectionKind.ARG_ARRAYS))));
       }
-      return new SohuProgram(target, code, constants, symbols, debug, meta, args);
+      SohuProgram program = new SohuProgram(target, code, constants, symbols, debug, meta, args);
+      for (Entry e : ordered) {
+        checkChecksum(e);
+      }
+      return program;
+    }
+
+    private void checkChecksum(Entry e) {
+      enter(e);
+      long actual = SohuWriter.checksum(d, pos, end - pos);
+      if (actual != e.checksum) {
+        throw fail(e.checksumAt, String.format("checksum 0x%08x does not match the section's "
+            + "bytes (0x%08x); the file is corrupt", e.checksum, actual));
+      }
     }
 
     private Entry enter(Entry e) {

@@ -16,9 +16,10 @@ import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.zip.CRC32C;
 
 /**
- * Writes the {@code .sohu} format, version 1 (layout in docs/isa.md). Output is canonical: the
+ * Writes the {@code .sohu} format, version 1.1 (layout in docs/isa.md). Output is canonical: the
  * same program always gives the same bytes, and {@link SohuReader} accepts exactly what this
  * writes.
  */
@@ -145,7 +146,7 @@ public final class SohuWriter {
     f.u64(0);
     for (int i = 0; i < kinds.size(); i++) {
       f.u32(kinds.get(i).id());
-      f.u32(0);
+      f.u32(checksum(payloads.get(i), 0, payloads.get(i).length));
       f.u64(offsets[i]);
       f.u64(payloads.get(i).length);
     }
@@ -160,6 +161,16 @@ public final class SohuWriter {
   private static void add(List<SectionKind> kinds, List<byte[]> payloads, SectionKind k, Out o) {
     kinds.add(k);
     payloads.add(o.toByteArray());
+  }
+
+  /**
+   * The CRC-32C of a section's bytes, kept in its table entry: a flipped bit in the code often
+   * still decodes to a valid instruction, and would run silently to a different answer.
+   */
+  static long checksum(byte[] data, int offset, int length) {
+    CRC32C crc = new CRC32C();
+    crc.update(data, offset, length);
+    return crc.getValue();
   }
 
   static long align(long v) {

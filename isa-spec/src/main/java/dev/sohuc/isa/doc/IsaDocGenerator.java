@@ -424,17 +424,17 @@ public final class IsaDocGenerator {
 
         ## The .sohu container
 
-        All integers little-endian. Version 1.0:
+        All integers little-endian. Version 1.1:
 
         ```
         offset  size  field
         0       8     magic 89 53 4F 48 55 0D 0A 1A  ("\\x89SOHU\\r\\n\\x1a")
         8       2     format version major (1)
-        10      2     format version minor (0)
+        10      2     format version minor (1)
         12      4     section count n (2..9)
         16      8     file size in bytes
         24      8     reserved, 0
-        32      24*n  section table: u32 kind, u32 reserved (0), u64 offset, u64 length
+        32      24*n  section table: u32 kind, u32 CRC-32C of the payload, u64 offset, u64 length
         ...           section payloads, 16-byte aligned, zero padded
         ```
 
@@ -454,8 +454,14 @@ public final class IsaDocGenerator {
         after the table, inside the file and do not overlap, and every payload is consumed
         exactly. The reader checks every offset, length, count and the version before it
         allocates anything, never allocates more than the file holds, and reports the section
-        and byte offset of what it rejects. Code words are not decoded at load: an illegal
-        word traps when executed (and `sohuc disasm` names its pc).
+        and byte offset of what it rejects. Once the whole file has parsed, it compares each
+        payload with the CRC-32C (Castagnoli, as `java.util.zip.CRC32C`) in its table entry and
+        refuses a mismatch as a corrupt file, naming the section and the byte offset of the
+        stored checksum: a flipped bit in the code often still decodes to a valid instruction
+        and would run to a different answer. Checking the sums last keeps the precise message
+        for a file that is malformed rather than damaged. Version 1.0 files (the same layout
+        with the checksums zero) are refused by the version check. Code words are not decoded
+        at load: an illegal word traps when executed (and `sohuc disasm` names its pc).
 
         ## Worked example: a double-buffered tiled matmul
 

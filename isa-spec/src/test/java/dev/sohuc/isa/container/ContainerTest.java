@@ -7,10 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.sohuc.isa.IsaException;
+import dev.sohuc.isa.Word;
 import dev.sohuc.isa.asm.Assembler;
 import dev.sohuc.isa.asm.AsmRoundTripTestAccess;
+import java.io.InputStream;
 import java.util.List;
 import java.util.Random;
+import java.util.zip.CRC32C;
 import org.junit.jupiter.api.Test;
 
 /** The .sohu reader accepts what the writer writes and rejects everything else with IsaException. */
@@ -79,7 +82,7 @@ class ContainerTest {
     byte[] bin = sample();
     byte[] v2 = bin.clone();
     v2[8] = 2;
-    assertEquals("v.sohu: header at byte 8: unsupported format version 2.0 (this sohuc reads 1.0)",
+    assertEquals("v.sohu: header at byte 8: unsupported format version 2.1 (this sohuc reads 1.1)",
         assertThrows(IsaException.class, () -> SohuReader.read(v2, "v.sohu")).getMessage());
     assertEquals("n.sohu: header at byte 0: bad magic number; not a .sohu file",
         assertThrows(IsaException.class,
@@ -96,6 +99,44 @@ class ContainerTest {
     assertEquals(symOff, e.offset());
     assertTrue(e.getMessage().contains("count 2130706435 needs at least"), e.getMessage());
     assertEquals(3, p.symbols().size());
+  }
+
+  @Test
+  void everyBitFlippedInTheCodeIsRefusedByItsChecksum() throws Exception {
+    byte[] bin = sample();
+    int entry = entry(bin, SectionKind.CODE);
+    byte[] code = section(bin, SectionKind.CODE);
+    long stored = crc32c(code);
+    assertEquals(stored, java.nio.ByteBuffer.wrap(bin, entry + 4, 4)
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN).getInt() & 0xFFFFFFFFL);
+    int codeOff = sectionOffset(bin, SectionKind.CODE);
+    // every bit of the first four words and of the last (halt)
+    int[] words = {0, 1, 2, 3, code.length / Word.BYTES - 1};
+    for (int word : words) {
+      for (int bit = 0; bit < 8 * Word.BYTES; bit++) {
+        byte[] bad = bin.clone();
+        bad[codeOff + Word.BYTES * word + bit / 8] ^= (byte) (1 << (bit % 8));
+        byte[] badCode = section(bad, SectionKind.CODE);
+        String expected = String.format("b.sohu: code section at byte %d: checksum 0x%08x does not "
+            + "match the section's bytes (0x%08x); the file is corrupt", entry + 4, stored,
+            crc32c(badCode));
+        assertEquals(expected, assertThrows(ContainerException.class,
+            () -> SohuReader.read(bad, "b.sohu")).getMessage(), "word " + word + " bit " + bit);
+      }
+    }
+  }
+
+  @Test
+  void fuzzSeedsAreFilesOfTheCurrentVersion() throws Exception {
+    // a seed the version or checksum check refuses would only ever fuzz the header
+    for (String seed : List.of("tiny.sohu", "every-instruction.sohu")) {
+      byte[] bin;
+      try (InputStream in = ContainerTest.class.getResourceAsStream(
+          "SohuReaderFuzzTestInputs/load/" + seed)) {
+        bin = in.readAllBytes();
+      }
+      assertArrayEquals(bin, SohuWriter.write(SohuReader.read(bin, seed)), seed);
+    }
   }
 
   @Test
@@ -154,26 +195,31 @@ class ContainerTest {
 
   /** The payload of a section, found through the section table. */
   private static byte[] section(byte[] bin, SectionKind kind) {
-    int n = bin[12] & 0xFF;
-    for (int i = 0; i < n; i++) {
-      int e = 32 + 24 * i;
-      if ((bin[e] & 0xFF) == kind.id()) {
-        int off = (int) java.nio.ByteBuffer.wrap(bin, e + 8, 8)
-            .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
-        int len = (int) java.nio.ByteBuffer.wrap(bin, e + 16, 8)
-            .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
-        return java.util.Arrays.copyOfRange(bin, off, off + len);
-      }
-    }
-    throw new AssertionError(kind);
+    int e = entry(bin, kind);
+    int len = (int) java.nio.ByteBuffer.wrap(bin, e + 16, 8)
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    int off = sectionOffset(bin, kind);
+    return java.util.Arrays.copyOfRange(bin, off, off + len);
   }
 
   static int sectionOffset(byte[] bin, SectionKind kind) {
+    int e = entry(bin, kind);
+    return (bin[e + 8] & 0xFF) | (bin[e + 9] & 0xFF) << 8 | (bin[e + 10] & 0xFF) << 16;
+  }
+
+  private static long crc32c(byte[] b) {
+    CRC32C crc = new CRC32C();
+    crc.update(b);
+    return crc.getValue();
+  }
+
+  /** The byte offset of a section's entry in the section table. */
+  private static int entry(byte[] bin, SectionKind kind) {
     int n = bin[12] & 0xFF;
     for (int i = 0; i < n; i++) {
       int e = 32 + 24 * i;
       if ((bin[e] & 0xFF) == kind.id()) {
-        return (bin[e + 8] & 0xFF) | (bin[e + 9] & 0xFF) << 8 | (bin[e + 10] & 0xFF) << 16;
+        return e;
       }
     }
     throw new AssertionError(kind);
