@@ -95,6 +95,22 @@ class TestCommandTest {
   }
 
   @Test
+  void outputFileBeyondTheModelsOutputsFailsTheCase() throws Exception {
+    Path c = writeCase("test_add_extra", "Add", 2, X, doubled());
+    Path set = c.resolve("test_data_set_0");
+    // named like the model's output, so matching by name alone would pass it
+    TensorFiles.write(set.resolve("output_1.pb"),
+        Tensor.ofFloats(ElementType.F32, new long[] {2, 3}, X), "y");
+    CliResult r = run("test", c.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    assertEquals("FAIL test_add_extra: test_data_set_0: output_1.pb has no output to compare "
+        + "with: the model has 1 output\n0 passed, 1 failed\n", r.out());
+    Files.move(set.resolve("output_1.pb"), set.resolve("output_7.pb"));
+    assertTrue(run("test", c.toString()).out().startsWith("FAIL test_add_extra: test_data_set_0: "
+        + "output_7.pb has no output to compare with: the model has 1 output\n"));
+  }
+
+  @Test
   void toleranceOptionLoosensTheCheck() throws Exception {
     float[] y = doubled();
     y[0] += 0.01f;  // error 0.01 against |want| = 2.01
