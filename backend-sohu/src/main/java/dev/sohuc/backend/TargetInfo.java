@@ -25,7 +25,7 @@ import java.util.Map;
  * type, over twice the HBM bandwidth), and the HBM bytes a cycle streams. Read from
  * targets/*.json with Jackson; keys are matched loosely ({@code sram_bytes}, {@code sramBytes},
  * nested {@code {"value": n, "source": ...}} objects) because the description is owned by the
- * emulator.
+ * emulator. A key it reads that holds the wrong JSON type is an error, not a silent default.
  */
 public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes,
     long hbmLatencyBytes, Map<DType, Long> balanceRows, double hbmBytesPerCycle) {
@@ -81,28 +81,35 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
       throw new BackendException("target description " + source + " is not valid JSON: "
           + e.getMessage().lines().findFirst().orElse(""));
     }
-    String name = text(root, "name");
-    long sram = path(root, "sram", "capacity", number(root, d.sramBytes, "srambytes", "sramsize"));
-    long acc = path(root, "acc", "capacity", number(root, -1, "accwords", "accumulatorwords"));
+    if (root == null || !root.isObject()) {
+      throw new BackendException("target description " + source
+          + ": the top level must be a JSON object");
+    }
+    String name = text(root, source, "name");
+    long sram = path(root, source, "sram", "capacity",
+        number(root, source, d.sramBytes, "srambytes", "sramsize"));
+    long acc = path(root, source, "acc", "capacity",
+        number(root, source, -1, "accwords", "accumulatorwords"));
     if (acc < 0) {
-      long accBytes = number(root, -1, "accbytes", "accumulatorbytes", "accsize");
+      long accBytes = number(root, source, -1, "accbytes", "accumulatorbytes", "accsize");
       acc = accBytes < 0 ? d.accWords : accBytes / 4;
     }
-    long hbm = path(root, "hbm", "capacity", number(root, d.hbmBytes, "hbmbytes", "hbmsize"));
-    long bandwidth = path(root, "hbm", "bandwidth", -1);
-    long latencyNs = path(root, "hbm", "latency", -1);
+    long hbm = path(root, source, "hbm", "capacity",
+        number(root, source, d.hbmBytes, "hbmbytes", "hbmsize"));
+    long bandwidth = path(root, source, "hbm", "bandwidth", -1);
+    long latencyNs = path(root, source, "hbm", "latency", -1);
     long inFlight = bandwidth > 0 && latencyNs > 0 ? (long) (bandwidth * (latencyNs * 1e-9))
         : d.hbmLatencyBytes;
     Map<DType, Long> balance = new EnumMap<>(DType.class);
     PEAK_KEYS.forEach((t, key) -> {
-      long peak = path(root, "mxu", key, -1);
+      long peak = path(root, source, "mxu", key, -1);
       if (peak > 0 && bandwidth > 0) {
         balance.put(t, (long) (t.bytes() * (double) peak / (2.0 * bandwidth)));
       } else if (d.balanceRows.containsKey(t)) {
         balance.put(t, d.balanceRows.get(t));
       }
     });
-    long clock = path(root, "chip", "clock", -1);
+    long clock = path(root, source, "chip", "clock", -1);
     double perCycle = bandwidth > 0 && clock > 0 ? (double) bandwidth / clock
         : d.hbmBytesPerCycle;
     return new TargetInfo(name == null ? fallbackName : name, sha256(bytes), sram, acc, hbm,
@@ -132,45 +139,71 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
   }
 
   /** {@code root.a.b} (or {@code root.a.b.value}), as the emulator's descriptions nest them. */
-  private static long path(JsonNode root, String a, String b, long fallback) {
-    JsonNode n = root.path(a).path(b);
-    if (n.isObject()) {
-      n = n.path("value");
+  private static long path(JsonNode root, String source, String a, String b, long fallback) {
+    JsonNode group = root.path(a);
+    if (!group.isMissingNode() && !group.isObject()) {
+      throw wrongType(source, a, "an object", group);
     }
-    return n.isNumber() ? n.asLong() : fallback;
+    JsonNode n = group.path(b);
+    return n.isMissingNode() ? fallback : number(source, a + "." + b, n);
   }
 
-  private static String text(JsonNode root, String key) {
-    JsonNode n = find(root, key);
-    return n != null && n.isTextual() ? n.asText() : null;
+  private static String text(JsonNode root, String source, String key) {
+    Field f = find(root, "", key);
+    if (f == null) {
+      return null;
+    }
+    if (!f.value.isTextual()) {
+      throw wrongType(source, f.path, "a string", f.value);
+    }
+    return f.value.asText();
   }
 
-  private static long number(JsonNode root, long fallback, String... keys) {
+  /** The first of the keys the description has, or the fallback when it has none. */
+  private static long number(JsonNode root, String source, long fallback, String... keys) {
     for (String k : keys) {
-      JsonNode n = find(root, k);
-      if (n != null && n.isObject() && n.has("value")) {
-        n = n.get("value");
-      }
-      if (n != null && n.isNumber()) {
-        return n.asLong();
+      Field f = find(root, "", k);
+      if (f != null) {
+        return number(source, f.path, f.value);
       }
     }
     return fallback;
   }
 
+  /** A number, bare or as the emulator's {@code {"value": n, ...}}. */
+  private static long number(String source, String path, JsonNode n) {
+    if (n.isObject() && n.has("value")) {
+      return number(source, path + ".value", n.get("value"));
+    }
+    if (!n.isNumber()) {
+      throw wrongType(source, path, "a number", n);
+    }
+    return n.asLong();
+  }
+
+  private static BackendException wrongType(String source, String path, String expected,
+      JsonNode found) {
+    return new BackendException("target description " + source + ": " + path + ": must be "
+        + expected + ", not " + found);
+  }
+
+  /** A key found by {@link #find}, with its dotted path in the description. */
+  private record Field(String path, JsonNode value) {}
+
   /** Depth-first search for a key, ignoring case, '_' and '-'. */
-  private static JsonNode find(JsonNode node, String key) {
+  private static Field find(JsonNode node, String prefix, String key) {
     if (node == null || !node.isObject()) {
       return null;
     }
     for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
       Map.Entry<String, JsonNode> e = it.next();
       if (normalize(e.getKey()).equals(key)) {
-        return e.getValue();
+        return new Field(prefix + e.getKey(), e.getValue());
       }
     }
     for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-      JsonNode found = find(it.next().getValue(), key);
+      Map.Entry<String, JsonNode> e = it.next();
+      Field found = find(e.getValue(), prefix + e.getKey() + ".", key);
       if (found != null) {
         return found;
       }

@@ -215,6 +215,25 @@ class SohuBackendTest {
   }
 
   @Test
+  void aTargetFieldOfTheWrongJsonTypeIsNamedWithTheTypeItNeeds(@org.junit.jupiter.api.io.TempDir
+      java.nio.file.Path dir) throws Exception {
+    java.nio.file.Path t = dir.resolve("bad.json");
+    for (var c : java.util.Map.of(
+        "{\"name\": 5}", "name: must be a string, not 5",
+        "{\"hbm\": {\"capacity\": {\"value\": \"154618822656\"}}}",
+        "hbm.capacity.value: must be a number, not \"154618822656\"",
+        "{\"sram\": 134217728}", "sram: must be an object, not 134217728",
+        "{\"chip\": {\"clock\": {\"unit\": \"Hz\"}}}",
+        "chip.clock: must be a number, not {\"unit\":\"Hz\"}",
+        "{\"memory\": {\"acc_bytes\": true}}", "memory.acc_bytes: must be a number, not true",
+        "[134217728]", "the top level must be a JSON object").entrySet()) {
+      java.nio.file.Files.writeString(t, c.getKey());
+      assertEquals("target description " + t + ": " + c.getValue(),
+          assertThrows(BackendException.class, () -> TargetInfo.load(t)).getMessage(), c.getKey());
+    }
+  }
+
+  @Test
   void aDefaultBoundThatDoesNotFitHbmIsHalvedUntilItFits(@org.junit.jupiter.api.io.TempDir
       java.nio.file.Path dir) throws Exception {
     Module m = encoder(64, 1);

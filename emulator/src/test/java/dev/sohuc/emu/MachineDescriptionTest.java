@@ -109,6 +109,24 @@ class MachineDescriptionTest {
   }
 
   @Test
+  void wrongJsonTypesAreNamedWithTheTypeTheyNeed(@TempDir Path dir) throws Exception {
+    String file = dir.resolve("bad.json") + ": ";
+    ObjectNode j = tiny();
+    j.put("name", 5);
+    assertEquals(file + "name: must be a non-empty string", reject(j, dir).getMessage());
+    ObjectNode k = tiny();
+    ((ObjectNode) k.get("sram").get("capacity")).put("value", "134217728");
+    assertEquals(file + "sram.capacity.value: must be a number, not \"134217728\"",
+        reject(k, dir).getMessage());
+    ObjectNode l = tiny();
+    ((ObjectNode) l.get("chip").get("clock")).put("unit", 5);
+    assertEquals(file + "chip.clock.unit: must be \"Hz\", not 5", reject(l, dir).getMessage());
+    ObjectNode m = tiny();
+    m.put("sram", 134217728);
+    assertEquals(file + "sram: must be an object", reject(m, dir).getMessage());
+  }
+
+  @Test
   void notJsonAndMissingFile(@TempDir Path dir) throws Exception {
     Path f = dir.resolve("x.json");
     Files.writeString(f, "{ nope");
