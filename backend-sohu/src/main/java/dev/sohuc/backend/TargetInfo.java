@@ -1,7 +1,9 @@
 package dev.sohuc.backend;
 
+import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -34,6 +36,10 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
   private static final Map<DType, String> PEAK_KEYS = Map.of(DType.F32, "peak_f32", DType.BF16,
       "peak_bf16", DType.F16, "peak_f16", DType.F8E4M3, "peak_f8", DType.F8E5M2, "peak_f8",
       DType.I8, "peak_i8");
+
+  /** A key given twice is an error: otherwise the last silently wins. */
+  private static final ObjectMapper JSON = JsonMapper.builder()
+      .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
   /** The machine description used when none is given, bundled on the class path by isa-spec. */
   static final String DEFAULT_RESOURCE = "targets/sohu.json";
@@ -76,7 +82,7 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
   private static TargetInfo parse(byte[] bytes, String source, String fallbackName, TargetInfo d) {
     JsonNode root;
     try {
-      root = new ObjectMapper().readTree(bytes);
+      root = JSON.readTree(bytes);
     } catch (IOException e) {
       throw new BackendException("target description " + source + " is not valid JSON: "
           + e.getMessage().lines().findFirst().orElse(""));

@@ -234,6 +234,16 @@ class SohuBackendTest {
   }
 
   @Test
+  void aTargetKeyGivenTwiceIsRefused(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+      throws Exception {
+    java.nio.file.Path t = dir.resolve("twice.json");
+    java.nio.file.Files.writeString(t, "{\"name\": \"a\", \"sram\": {\"capacity\": 1, "
+        + "\"capacity\": 2}}");
+    assertEquals("target description " + t + " is not valid JSON: Duplicate field 'capacity'",
+        assertThrows(BackendException.class, () -> TargetInfo.load(t)).getMessage());
+  }
+
+  @Test
   void aDefaultBoundThatDoesNotFitHbmIsHalvedUntilItFits(@org.junit.jupiter.api.io.TempDir
       java.nio.file.Path dir) throws Exception {
     Module m = encoder(64, 1);

@@ -231,6 +231,24 @@ class CompileCommandTest {
   }
 
   @Test
+  void aJsonKeyGivenTwiceExitsOneNamingTheFileAndTheKey() throws Exception {
+    Path config = dir.resolve("config.json");
+    Files.writeString(config, Files.readString(Path.of("..", "examples", "tiny-llama",
+        "config.json")).replaceFirst("\"hidden_size\"", "\"hidden_size\": 8, \"hidden_size\""));
+    CliResult r = run("compile", dir.toString(), "-o", dir.resolve("x.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + config + ": not valid JSON: Duplicate field 'hidden_size'\n", r.err());
+    Path target = dir.resolve("twice.json");
+    Files.writeString(target, "{\"name\": \"a\", \"name\": \"b\"}");
+    Path model = ir(GELU);
+    CliResult t = run("compile", model.toString(), "-o", dir.resolve("x.sohu").toString(),
+        "--target", target.toString());
+    assertEquals(1, t.code(), t.err());
+    assertEquals("error: " + model + ": target description " + target + " is not valid JSON: "
+        + "Duplicate field 'name'\n", t.err());
+  }
+
+  @Test
   void unknownPrintIrAfterPassIsAUsageError() throws Exception {
     CliResult r = run("compile", ir(GELU).toString(), "--emit", "ir", "--print-ir-after", "fuse-magic");
     assertEquals(2, r.code(), r.out() + r.err());

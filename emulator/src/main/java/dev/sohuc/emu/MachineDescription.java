@@ -1,8 +1,10 @@
 package dev.sohuc.emu;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.sohuc.isa.DType;
 import java.io.IOException;
 import java.io.InputStream;
@@ -53,6 +55,10 @@ public final class MachineDescription {
       new Spec("control.queue_depth", "instructions", true, false),
       new Spec("interconnect.bandwidth", "bytes/s", false, false),
       new Spec("interconnect.latency", "ns", false, true));
+
+  /** A key given twice is an error: otherwise the last silently wins. */
+  private static final ObjectMapper JSON = JsonMapper.builder()
+      .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
   /** One loaded number with its unit and the source that justifies it. */
   public record Value(String path, double value, String unit, String source) {}
@@ -108,7 +114,7 @@ public final class MachineDescription {
   public static MachineDescription parse(byte[] json, String origin) {
     JsonNode root;
     try {
-      root = new ObjectMapper().readTree(json);
+      root = JSON.readTree(json);
     } catch (JsonProcessingException e) {
       throw new TargetException(origin, "(file)", "not valid JSON: "
           + e.getOriginalMessage().lines().findFirst().orElse("") + " at line "

@@ -127,6 +127,14 @@ class MachineDescriptionTest {
   }
 
   @Test
+  void aKeyGivenTwiceIsRefused(@TempDir Path dir) throws Exception {
+    Path f = dir.resolve("twice.json");
+    Files.writeString(f, "{\n  \"name\": \"a\",\n  \"name\": \"b\"\n}");
+    assertEquals(f + ": (file): not valid JSON: Duplicate field 'name' at line 3",
+        assertThrows(TargetException.class, () -> MachineDescription.load(f)).getMessage());
+  }
+
+  @Test
   void notJsonAndMissingFile(@TempDir Path dir) throws Exception {
     Path f = dir.resolve("x.json");
     Files.writeString(f, "{ nope");

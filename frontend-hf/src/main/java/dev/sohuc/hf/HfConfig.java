@@ -1,5 +1,6 @@
 package dev.sohuc.hf;
 
+import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
@@ -19,7 +20,9 @@ public final class HfConfig {
   /** The most experts a mixture-of-experts layer may have (published ones have up to 256). */
   public static final long MAX_EXPERTS = 1024;
 
-  private static final ObjectMapper JSON = JsonMapper.builder().build();
+  /** A key given twice is an error: otherwise the last silently wins. */
+  private static final ObjectMapper JSON = JsonMapper.builder()
+      .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
   private final Path file;
   private final JsonNode root;

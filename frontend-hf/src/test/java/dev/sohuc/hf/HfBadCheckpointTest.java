@@ -142,11 +142,28 @@ class HfBadCheckpointTest {
     assertContains(message(() -> Safetensors.open(j2)), "not valid JSON");
     Path j3 = raw("j3.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0);
     assertContains(message(() -> Safetensors.open(j3)), "tensor 'a'", "shape entry -1");
-    Path j5 = raw("j5.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
-        + "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0);
-    assertContains(message(() -> Safetensors.open(j5)), "j5.safetensors", "Duplicate field 'a'");
     Path j4 = raw("j4.safetensors", "{\"__metadata__\":{\"k\":1}}", 0);
     assertContains(message(() -> Safetensors.open(j4)), "__metadata__ entry 'k'");
+  }
+
+  /** Without the check, a key given twice would silently take its last value. */
+  @Test
+  void duplicateKeysAreRefusedNamingTheFileAndTheKey() throws IOException {
+    Path dir = tmp.resolve("dup");
+    Files.createDirectories(dir);
+    Path config = dir.resolve("config.json");
+    Files.writeString(config, "{\"model_type\": \"llama\", \"hidden_size\": 32, \"hidden_size\": 64}");
+    assertEquals(config + ": not valid JSON: Duplicate field 'hidden_size'",
+        message(() -> HfImporter.importModel(dir, HfOptions.prefill())));
+    Path header = raw("dup.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        + "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
+    assertEquals(header + ": header is not valid JSON: Duplicate field 'a'",
+        message(() -> Safetensors.open(header)));
+    Path index = dir.resolve(Safetensors.INDEX_FILE);
+    Files.writeString(index, "{\"weight_map\": {\"w\": \"model-1.safetensors\", "
+        + "\"w\": \"model-2.safetensors\"}}");
+    assertEquals(index + ": not a valid safetensors index: Duplicate field 'w'",
+        message(() -> Safetensors.openIndex(index)));
   }
 
   @Test
