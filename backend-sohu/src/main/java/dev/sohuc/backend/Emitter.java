@@ -58,8 +58,10 @@ final class Emitter {
   private final BitSet used = new BitSet(32);
   private final Deque<Integer> openLoops = new ArrayDeque<>();
   private final Map<Long, Integer> constants = new HashMap<>();
-  private final List<Integer> loopTemps = new ArrayList<>();
-  /** Per open loop, innermost first: the constants made in its body so far. */
+  /**
+   * Per open loop, innermost first: the constants made in its body so far, whose registers are
+   * freed when it closes.
+   */
   private final Deque<Map<Long, Integer>> loopConstants = new ArrayDeque<>();
   private String curOp = "prologue";
   private String curLoc = "";
@@ -157,11 +159,10 @@ final class Emitter {
     }
     if (r == null && !openLoops.isEmpty()) {
       // made inside a loop: the li runs per iteration, so it is shared only by what follows it
-      // in that loop's body (nested loops included), and no use after the loop can see it unset
-      // (constants made before the first loop opened are valid everywhere)
+      // in that loop's body (nested loops included) and freed when the loop closes (constants
+      // made before the first loop opened are valid everywhere)
       int t = alloc();
       emit(new Insn.Li(t, value, 0, 0));
-      loopTemps.add(t);
       loopConstants.peek().put(value, t);
       return t;
     }
@@ -187,18 +188,14 @@ final class Emitter {
   }
 
   /**
-   * Releases the op's shared constants. Constants created inside a loop body must not be used
-   * after the loop is left and re-entered, so callers create them before opening loops.
+   * Releases the op's shared constants (those made inside a loop were released when it closed:
+   * a caller keeps a constant for use after a loop by making it before the loop opens).
    */
   void endOp() {
     for (int r : constants.values()) {
       used.clear(r);
     }
     constants.clear();
-    for (int r : loopTemps) {
-      used.clear(r);
-    }
-    loopTemps.clear();
   }
 
   int liveRegisters() {
@@ -221,7 +218,9 @@ final class Emitter {
 
   void endLoop(int loopPc) {
     int top = openLoops.pop();
-    loopConstants.pop();
+    for (int r : loopConstants.pop().values()) {
+      used.clear(r);
+    }
     if (top != loopPc) {
       throw new IllegalStateException("loops closed out of order");
     }

@@ -962,16 +962,12 @@ final class QuantLowering {
     long loads = nFull / wide;
     long tail = outCols % TILE;
     int bCur = e.li(slots);
-    int bNext = e.li(slots + ahead * slotBytes);
     // the row stream's two ACC tiles (the ring replaces them)
     int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
     int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
-    int jrem = e.li(loads - 1);
-    // made before the loops open, so the streams inside them find them (a constant first made
-    // inside a loop takes a loop temporary that lives until the op ends): the load's output
-    // row bytes, the store's plane strides, the result's row stride and the prefetch's clamp;
-    // in blocks of rows, also the ring's rows a group and the tail panel's columns and row
-    // bytes (its stream is inside the blocks' loop too)
+    // made before the loop opens, so the streams inside it find them (a constant first made
+    // inside the loop is one of its own, remade each time it is entered): the load's output
+    // row bytes, the store's plane strides, the result's row stride and the prefetch's clamp
     e.konst(wide * TILE * 4L);
     if (wide > 1) {
       e.konst(TILE * 4L);
@@ -979,14 +975,6 @@ final class QuantLowering {
     }
     e.konst(outCols * oes);
     e.konst(1);
-    if (blocked && ring) {
-      e.konst(MatmulLowering.GROUP / wide * TILE);
-      e.konst(MatmulLowering.GROUP * TILE);
-    }
-    if (blocked && tail > 0) {
-      e.konst(tail);
-      e.konst(tail * 4L);
-    }
     if (ring) {
       ml.openRing(n);
     }
@@ -999,9 +987,7 @@ final class QuantLowering {
     if (blocked) {
       blockLoop = ml.beginRowBlocks(rows, rowsLeft, blockRows);
       // each block walks the weights from the first panel, in the first slot
-      e.emit(new Insn.Li(jrem, loads - 1, 0, 0));
       e.emit(new Insn.Li(bCur, slots, 0, 0));
-      e.emit(new Insn.Li(bNext, slots + ahead * slotBytes, 0, 0));
     }
     // q, k and v (gate and up) of one gathered x: the one before left it where this one puts it
     boolean xLeft = preloaded && !blocked && ring && l.leftResident(x, xAt);
@@ -1024,6 +1010,10 @@ final class QuantLowering {
     // one panel's columns of the result per pair's load (the activation's), else the load's
     long outStep = wide * TILE * oes / planes.count();
     if (nFull > 0) {
+      // the next load's slot and the loads left, set afresh for each block of rows and free
+      // again for the tail panel's stream
+      int bNext = e.li(slots + ahead * slotBytes);
+      int jrem = e.li(loads - 1);
       int p0 = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, loadBytes, kRows,
           0, 0, planes.count(), planes.dstStride(), planes.srcStride());
       // with the ring the panels' loads signal PANEL themselves, awaited by an MXU fence
@@ -1061,6 +1051,7 @@ final class QuantLowering {
       if (ring) {
         ml.takeEmptyPrefetches(loads, ahead);
       }
+      e.free(bNext, jrem);
     }
     if (tail > 0) {
       int pt = e.dma(MemSpace.SRAM, bCur, ldb, MemSpace.HBM, bPtr, bSrcStride, tail * es, kRows,
@@ -1089,7 +1080,7 @@ final class QuantLowering {
     if (ring) {
       ml.closeRing();
     }
-    e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, bNext, accCur, accNext, jrem, xHbm, rowsLeft);
+    e.free(aBase, bPtr, cPtr, wsPtr, rows, bCur, accCur, accNext, xHbm, rowsLeft);
     for (Node done : new Node[] {narrow, sum, pair == null ? null : pair.up(),
         pair == null ? null : pair.split(), pair == null ? null : pair.glu(),
         pair == null ? null : pair.activation()}) {

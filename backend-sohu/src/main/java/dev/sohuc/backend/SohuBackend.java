@@ -50,6 +50,8 @@ public final class SohuBackend {
   /** HBM below this address is left unused, so that a null address traps. */
   static final long HBM_BASE = 0x10000;
   static final long HBM_ALIGN = 256;
+  /** The most bytes an HBM plan adds up (sums below it cannot overflow a long). */
+  static final long MAX_PLANNED_BYTES = 1L << 62;
 
   private SohuBackend() {}
 
@@ -434,10 +436,20 @@ public final class SohuBackend {
       return out;
     }
 
-    /** Every value's HBM size at the current bounds. */
+    /**
+     * Every value's HBM size at the current bounds. Their total stays within 2^62 bytes, so no
+     * sum of them in the HBM plan overflows (a shape-only config's vocabulary can be anything).
+     */
     private void resize() {
+      long total = 0;
       for (Value v : allValues()) {
-        size.put(v, align(Math.max(1, bytesAtBound(v.type()))));
+        long bytes = bytesAtBound(v.type());
+        total += Math.min(bytes, MAX_PLANNED_BYTES) + HBM_ALIGN;
+        if (total > MAX_PLANNED_BYTES) {
+          throw new BackendException("%" + v.name() + " (" + v.type() + ") takes the program "
+              + "past 2^62 bytes at the symbol bounds " + bounds + ": no HBM holds it");
+        }
+        size.put(v, align(Math.max(1, bytes)));
       }
     }
 
@@ -634,10 +646,15 @@ public final class SohuBackend {
       return vs;
     }
 
+    /** A tensor's bytes at the bounds, or Long.MAX_VALUE when they overflow a long. */
     private long bytesAtBound(TensorType t) {
       long n = t.elementType().sizeBytes();
-      for (Dim d : t.dims()) {
-        n = Math.multiplyExact(n, Math.max(0, d.evaluate(bounds)));
+      try {
+        for (Dim d : t.dims()) {
+          n = Math.multiplyExact(n, Math.max(0, d.evaluate(bounds)));
+        }
+      } catch (ArithmeticException overflow) {
+        return Long.MAX_VALUE;
       }
       return n;
     }

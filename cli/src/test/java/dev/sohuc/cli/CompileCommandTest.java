@@ -2,6 +2,7 @@ package dev.sohuc.cli;
 
 import static dev.sohuc.cli.CliResult.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sohuc.isa.container.SohuProgram;
@@ -119,18 +120,28 @@ class CompileCommandTest {
   }
 
   /**
-   * Llama-3-70B's common graphs, shape-only: one 2048-token prompt on one chip (the o
-   * projection reads its 64 heads' blocks, more than a DMA's planes immediate holds) and the
-   * decode step on 8 chips at the default bounds (the vocabulary-parallel logits' tail panel
-   * streamed per block of rows, where its constants once ran out of registers).
+   * Real models' common graphs, shape-only: Llama-3-70B's 2048-token prompt on one chip (the o
+   * projection reads its 64 heads' blocks, more than a DMA's planes immediate holds), and the
+   * decode step on 8 chips at the default bounds of Llama-3-70B and Phi-3-mini (two layers):
+   * their vocabulary-parallel logits stream in blocks of rows with a tail panel, where the
+   * registers once ran out.
    */
   @Test
-  void llama3_70bPromptAndDecodeGraphsCompile() {
-    Path config = Path.of("..", "examples", "llama-3-70b", "config.json");
-    for (String[] args : new String[][] {{"--shape", "batch=1", "--shape", "seq=2048"},
-        {"--decode", "--chips", "8"}}) {
-      java.util.List<String> argv = new java.util.ArrayList<>(java.util.List.of("compile",
-          config.toString(), "-o", dir.resolve("70b.sohu").toString()));
+  void realModelsPromptAndDecodeGraphsCompile() throws Exception {
+    Path llama = Path.of("..", "examples", "llama-3-70b", "config.json");
+    Path phi3 = Files.createDirectories(dir.resolve("phi3")).resolve("config.json");
+    Files.writeString(phi3, """
+        {"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+         "num_attention_heads": 32, "num_key_value_heads": 32, "num_hidden_layers": 2,
+         "vocab_size": 32064, "sliding_window": 2047, "hidden_act": "silu",
+         "rope_theta": 10000.0, "rms_norm_eps": 1e-05, "max_position_embeddings": 4096,
+         "torch_dtype": "bfloat16"}""");
+    for (String[] args : new String[][] {
+        {llama.toString(), "--shape", "batch=1", "--shape", "seq=2048"},
+        {llama.toString(), "--decode", "--chips", "8"},
+        {phi3.toString(), "--decode", "--chips", "8"}}) {
+      java.util.List<String> argv = new java.util.ArrayList<>(java.util.List.of("compile", "-o",
+          dir.resolve("m.sohu").toString()));
       argv.addAll(java.util.List.of(args));
       CliResult r = run(argv.toArray(String[]::new));
       assertEquals(0, r.code(), String.join(" ", args) + ": " + r.err());
@@ -270,5 +281,22 @@ class CompileCommandTest {
     assertEquals(1, r.code(), r.err());
     assertTrue(r.err().contains("m.ir: 'range' (%Y, at \"Range_Y\"): shape [1152921504606846976] has more "
         + "than 2147483639 elements"), r.err());
+  }
+
+  /**
+   * A shape-only config whose tensors add up past what a long counts (a vocabulary of 2^62) is
+   * refused by the tensor that crosses 2^62 bytes, not an overflow deep in the HBM plan.
+   */
+  @Test
+  void tensorsPastTwoToTheSixtyTwoBytesAreRefused() throws Exception {
+    String config = Files.readString(Path.of("..", "examples", "llama-3-8b", "config.json"))
+        .replace("\"vocab_size\": 128256", "\"vocab_size\": 4611686018427387904");
+    Path hf = Files.createDirectories(dir.resolve("huge-vocab"));
+    Files.writeString(hf.resolve("config.json"), config);
+    CliResult r = run("compile", hf.toString(), "-o", dir.resolve("v.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("(tensor<4611686018427387904 x 4096 x bf16>) takes the program past "
+        + "2^62 bytes at the symbol bounds"), r.err());
+    assertFalse(r.err().contains("internal error"), r.err());
   }
 }
