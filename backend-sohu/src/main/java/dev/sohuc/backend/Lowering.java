@@ -78,10 +78,11 @@ final class Lowering {
       return QuantLowering.unsupportedReason(n, known);
     }
     for (Value v : op.operands()) {
-      // the gather DMA copies rows of any element type (a bf16 table's rows, widened after),
-      // reshapes, transposes, slices and kv_cache_append copy bytes of any type, and attention
-      // checks its K and V below
+      // the gather DMA copies rows of any element type (a bf16 or i8 table's rows, converted
+      // after), reshapes, transposes, slices and kv_cache_append copy bytes of any type, and
+      // attention checks its K and V below
       boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table()
+          || op instanceof DataOp.Gather g && v == g.data()
           || op instanceof DataOp.Reshape || op instanceof DataOp.Transpose
           || op instanceof DataOp.Slice
           || op instanceof TransformerOp.KvCacheAppend

@@ -28,8 +28,9 @@ import java.util.Map;
 /**
  * Low-precision ops: {@code qmatmul} (an {@code mma} in bf16, f8e4m3, f8e5m2 or i8, then
  * {@code accrd} and {@code cvt mode=row|col} for the scales), {@code dynamic_quantize}
- * ({@code vred max abs=1}, {@code cvt div=1}), {@code quantize_linear} and
- * {@code dequantize_linear} with zero point 0 ({@code cvt}), and casts between float types.
+ * ({@code vred max abs=1}, {@code cvt div=1}), {@code quantize_linear} with zero point 0 and
+ * {@code dequantize_linear} ({@code cvt}; i8 with a zero point for the whole tensor: {@code cvt},
+ * {@code vbini sub}, {@code cvt}), and casts between float types.
  *
  * <p>Every step is the instruction whose rounding the reference interpreter's
  * {@code QuantizedKernels}/{@code QuantKernels} model (docs/isa.md, "Numbers"), so the emulated
@@ -87,15 +88,16 @@ final class QuantLowering {
           + d.x().type().elementType() + " (only f32 inputs)" : null;
       case QuantOp.QuantizeLinear q -> q.zeroPoint().type().elementType() == ElementType.U8
           ? "quantize_linear to u8 (only i8 and fp8 with zero point 0)"
-          : linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known, "quantize_linear")
-          != null ? linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known,
-          "quantize_linear") : q.x().type().elementType() != ElementType.F32
+          : linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known, "quantize_linear",
+          false) != null ? linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known,
+          "quantize_linear", false) : q.x().type().elementType() != ElementType.F32
           ? "quantize_linear of " + q.x().type().elementType() + " (only f32 inputs)" : null;
       case QuantOp.DequantizeLinear d -> d.x().type().elementType() == ElementType.U8
-          ? "dequantize_linear of u8 (only i8, i32 and fp8 with zero point 0)"
+          ? "dequantize_linear of u8 (only i8, i32 and fp8; fold-qdq makes a gathered u8 table i8)"
           : d.scale().type().elementType() != ElementType.F32 ? "dequantize_linear to "
           + d.scale().type().elementType() + " (only f32 results)"
-          : linearReason(d.x(), d.scale(), d.zeroPoint(), d.axis(), known, "dequantize_linear");
+          : linearReason(d.x(), d.scale(), d.zeroPoint(), d.axis(), known, "dequantize_linear",
+          d.x().type().elementType() == ElementType.I8);
       case QuantOp.DynamicQuantizeLinear d -> "dynamic_quantize_linear (asymmetric u8) has no "
           + "lowering: the fold-qdq pass turns DynamicQuantizeLinear + MatMulInteger into "
           + "dynamic_quantize + qmatmul";
@@ -125,15 +127,18 @@ final class QuantLowering {
     return null;
   }
 
+  /** {@code offsetOk}: a non-zero zero point for the whole tensor lowers too. */
   private static String linearReason(Value x, Value scale, Value zp, long axis,
-      Map<Value, Tensor> known, String what) {
+      Map<Value, Tensor> known, String what, boolean offsetOk) {
     Tensor z = known.get(zp);
     if (z == null) {
       return what + " with a computed zero point";
     }
     for (int i = 0; i < z.size(); i++) {
-      if (z.get(i) != 0) {
-        return what + " with a non-zero zero point (only symmetric quantization lowers)";
+      if (z.get(i) != 0 && !(offsetOk && z.size() == 1)) {
+        return what + " with a non-zero zero point " + (offsetOk
+            ? "per channel (only one for the whole tensor lowers)"
+            : "(only symmetric quantization lowers)");
       }
     }
     if (!lastDimStatic(x)) {
@@ -692,6 +697,12 @@ final class QuantLowering {
     };
   }
 
+  /** The zero point for the whole tensor; 0 per channel (where only zeros lower). */
+  private float zeroPoint(QuantOp.DequantizeLinear d) {
+    Float z = scalar(d.zeroPoint());
+    return z == null ? 0 : z;
+  }
+
   private Float scalar(Value v) {
     Tensor t = l.known().get(v);
     return t == null || t.size() != 1 ? null : (float) t.get(0);
@@ -706,6 +717,8 @@ final class QuantLowering {
           dtype(c.to()), null, 0, false);
       case QuantOp.QuantizeLinear q -> convert(n, q.x(), DType.F32,
           dtype(q.zeroPoint().type().elementType()), scalar(q.scale()), q.scale(), true);
+      case QuantOp.DequantizeLinear d when zeroPoint(d) != 0 ->
+          dequantizeOffset(n, d, zeroPoint(d));
       case QuantOp.DequantizeLinear d -> convert(n, d.x(), dtype(d.x().type().elementType()),
           DType.F32, scalar(d.scale()), d.scale(), false);
       case QuantOp.DynamicQuantize d -> dynamicQuantize(n, d);
@@ -737,6 +750,37 @@ final class QuantLowering {
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), dst, outRow, outRow,
         (in, out, r, st) -> e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, from, r, cols,
             perChannel ? ScaleMode.COL : ScaleMode.TENSOR, s, vec, 0, div, 0, 0)));
+    e.free(rows, src, dst, vec);
+  }
+
+  /**
+   * {@code (q - zp) * s} of i8 q with a non-zero zero point for the whole tensor, per tile:
+   * {@code cvt} to f32, {@code vbini sub} of zp (both exact), then {@code cvt} f32 to f32 by the
+   * scale: one rounding, as ONNX Runtime's.
+   */
+  private void dequantizeOffset(Node n, QuantOp.DequantizeLinear d, float zp) {
+    Lowering.View v = Lowering.view(d.x().type());
+    long inRow = v.cols();
+    long outRow = v.cols() * 4;
+    Float scaleValue = scalar(d.scale());
+    int vec = scaleValue == null ? e.li(l.preload(d.scale(), outRow, "scale vector")) : 0;
+    float s = scaleValue == null ? 1.0f : scaleValue;
+    ScaleMode mode = scaleValue == null ? ScaleMode.COL : ScaleMode.TENSOR;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int inRs = e.konst(inRow);
+    int outRs = e.konst(outRow);
+    int src = e.li(l.addr(d.x()));
+    int dst = e.li(l.addr(n.result()));
+    long tile = l.tileRows(2 * (inRow + outRow), v.cols() == 1 ? 1024 : 128);
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), dst, outRow, outRow,
+        (in, out, r, st) -> {
+          e.emit(new Insn.Cvt(out, 0, outRs, DType.F32, in[0], 0, inRs, DType.I8, r, cols,
+              ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+          e.vbini(BinOp.SUB, out, outRs, out, outRs, zp, r, cols, false);
+          e.emit(new Insn.Cvt(out, 0, outRs, DType.F32, out, 0, outRs, DType.F32, r, cols, mode,
+              s, vec, 0, false, 0, 0));
+        });
     e.free(rows, src, dst, vec);
   }
 

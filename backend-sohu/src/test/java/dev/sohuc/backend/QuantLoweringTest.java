@@ -701,6 +701,52 @@ class QuantLoweringTest {
   }
 
   /**
+   * onnxruntime's quantized embeddings: rows of a u8 table gathered by token id, then
+   * {@code (q - zp) * s}. fold-qdq makes table and zero point i8, 128 lower: zero point 128
+   * (all-MiniLM-L6-v2-q's) leaves 0 (a {@code cvt}), 131 leaves 3 for the whole tensor
+   * ({@code cvt}, {@code vbini sub}, {@code cvt}); per channel, the scales. Exact.
+   */
+  @Test
+  void gatheredU8TableRowsDequantize() {
+    Random rnd = new Random(SEED);
+    byte[] table = new byte[50 * 40];
+    rnd.nextBytes(table);
+    StringBuilder scales = new StringBuilder();
+    for (int j = 0; j < 40; j++) {
+      scales.append(j == 0 ? "" : ", ").append(0.01f + 0.002f * j);
+    }
+    String text = """
+        module @qemb {
+          weight @t : tensor<50 x 40 x u8> = inline 0xHEX
+          func @main(%ids: tensor<?s x i64>) -> ("a": tensor<?s x 40 x f32>, "b": tensor<?s x 40 x f32>, "c": tensor<?s x 40 x f32>) {
+            %t = weight {name = @t} : tensor<50 x 40 x u8>
+            %rows = gather %t, %ids {axis = 0} : tensor<?s x 40 x u8>
+            %s = constant {value = dense<0.0235> : tensor<f32>} : tensor<f32>
+            %sc = constant {value = dense<[SCALES]> : tensor<40 x f32>} : tensor<40 x f32>
+            %z = constant {value = dense<128> : tensor<u8>} : tensor<u8>
+            %z3 = constant {value = dense<131> : tensor<u8>} : tensor<u8>
+            %zc = constant {value = dense<[ZC]> : tensor<40 x u8>} : tensor<40 x u8>
+            %a = dequantize_linear %rows, %s, %z {axis = 1} : tensor<?s x 40 x f32>
+            %b = dequantize_linear %rows, %s, %z3 {axis = 1} : tensor<?s x 40 x f32>
+            %c = dequantize_linear %rows, %sc, %zc {axis = 1} : tensor<?s x 40 x f32>
+            return %a, %b, %c
+          }
+        }
+        """.replace("HEX", HexFormat.of().formatHex(table)).replace("SCALES", scales)
+        .replace("ZC", String.join(", ", java.util.Collections.nCopies(40, "128")));
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "qemb.ir"),
+        BackendOptions.defaults().withBound("s", 300));
+    for (int s : new int[] {3, 200}) {
+      long[] ids = new long[s];
+      for (int i = 0; i < s; i++) {
+        ids[i] = rnd.nextInt(50);
+      }
+      c.check(List.of(EndToEndHarness.longs(ElementType.I64, new long[] {s}, ids)), 0,
+          "qemb s=" + s);
+    }
+  }
+
+  /**
    * The o projection's x: an attention's [1, H, S, D] output transposed to [1, S, H, D], its
    * heads merged and converted by the qmatmul (a bf16 cast, or fp8 per-row quantization): the
    * conversion reads each row's H blocks from the heads' rows, and the transpose emits no code.

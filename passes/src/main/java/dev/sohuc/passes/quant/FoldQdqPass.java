@@ -4,6 +4,8 @@ import static dev.sohuc.passes.rewrite.Patterns.def;
 
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.Binary;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
@@ -12,12 +14,14 @@ import dev.sohuc.ir.op.QuantOp;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.passes.RewritePass;
 import dev.sohuc.passes.rewrite.Patterns;
 import dev.sohuc.passes.rewrite.Replacement;
 import dev.sohuc.passes.rewrite.RewriteContext;
 import dev.sohuc.passes.rewrite.RewriteRule;
 
+import java.nio.ByteBuffer;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
@@ -39,6 +43,10 @@ import java.util.Set;
  *       directly, so the activation is requantized symmetrically per token (at least as fine
  *       a step as the original; the result differs from ONNX Runtime by less than one
  *       activation quantization step times the column's weight magnitude).
+ *   <li>Quantized tables (onnxruntime's quantized Gather, as in its quantized BERT embeddings):
+ *       {@code dequantize_linear(gather(t, ids), s, zp)} with a u8 table {@code t} becomes the
+ *       same over an i8 table {@code t - 128} and zero point {@code zp - 128}: the same
+ *       numbers, in a type the chip has (the backend subtracts a non-zero zero point).
  * </ul>
  *
  * Asymmetric forms (u8 activations with a non-zero zero point in QDQ, u8 weights, non-zero
@@ -143,13 +151,65 @@ public final class FoldQdqPass extends RewritePass {
         return Optional.empty();
       });
 
+  // dequantize_linear(gather(t, ids), s, zp) with t and zp u8 constants
+  //   -> dequantize_linear(gather(t - 128, ids), s, zp - 128), both i8: the same q - zp, in a
+  //   type the chip has, and the table still one byte a value
+  public static final RewriteRule U8_TABLE = RewriteRule.of("u8-table", Set.of("dequantize_linear"),
+      (n, cx) -> {
+        QuantOp.DequantizeLinear dq = (QuantOp.DequantizeLinear) n.op();
+        Optional<DataOp.Gather> g = def(dq.x(), DataOp.Gather.class);
+        Optional<Tensor> zp = cx.constant(dq.zeroPoint());
+        if (g.isEmpty() || zp.isEmpty() || dq.x().type().elementType() != ElementType.U8
+            || !isConstant(g.get().data())) {
+          return Optional.empty();
+        }
+        Value rows = cx.add(new DataOp.Gather(signed(cx, g.get().data()), g.get().indices(),
+            g.get().axis()));
+        return Replacement.op(new QuantOp.DequantizeLinear(rows, dq.scale(),
+            cx.add(new SourceOp.Constant(signed(zp.get()))), dq.axis()));
+      });
+
+  /** A u8 constant or weight as i8 values 128 lower: one weight for every gather of it. */
+  private static Value signed(RewriteContext cx, Value u8) {
+    if (u8.producer().op() instanceof SourceOp.Constant c) {
+      return cx.add(new SourceOp.Constant(signed(c.value())));
+    }
+    Weight w = cx.module().weights().get(((SourceOp.WeightRef) u8.producer().op()).name());
+    String name = w.name() + ".i8";
+    TensorType type = w.type().withElementType(ElementType.I8);
+    if (!cx.module().weights().containsKey(name)) {
+      Weight.Data data = w.data();
+      if (!(data instanceof Weight.Data.ShapeOnly)) {
+        ByteBuffer src = w.bytes();
+        byte[] bytes = new byte[src.remaining()];
+        src.get(bytes);
+        for (int i = 0; i < bytes.length; i++) {
+          // v - 128 in two's complement is v with its top bit flipped
+          bytes[i] ^= (byte) 0x80;
+        }
+        data = new Weight.Data.Inline(bytes);
+      }
+      cx.module().addWeight(new Weight(name, type, data));
+    }
+    return cx.add(new SourceOp.WeightRef(name, type));
+  }
+
+  private static Tensor signed(Tensor u8) {
+    long[] v = new long[u8.size()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = u8.getLong(i) - 128;
+    }
+    return Tensor.ofLongs(ElementType.I8, u8.shape(), v);
+  }
+
   /** Adds a two-result op before the root; returns both results. */
   private static Value[] addTwo(RewriteContext cx, QuantOp.DynamicQuantize op) {
     Node p = cx.addNode(op);
     return new Value[] {p.results().get(0), p.results().get(1)};
   }
 
-  private static final List<RewriteRule> RULES = List.of(QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER);
+  private static final List<RewriteRule> RULES =
+      List.of(QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER, U8_TABLE);
 
   @Override
   public String name() {
@@ -158,7 +218,8 @@ public final class FoldQdqPass extends RewritePass {
 
   @Override
   public String summary() {
-    return "imported QDQ matmuls and DynamicQuantizeLinear + MatMulInteger onto qmatmul (symmetric forms only)";
+    return "imported QDQ matmuls and DynamicQuantizeLinear + MatMulInteger onto qmatmul (symmetric forms only), "
+        + "gathered u8 tables to i8";
   }
 
   @Override
