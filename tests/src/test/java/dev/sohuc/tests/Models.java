@@ -23,15 +23,19 @@ final class Models {
   private Models() {}
 
   /** all-MiniLM-L6-v2 from the langchain4j jar, copied once to a file ORT and sohuc can read. */
-  static synchronized Path miniLm() throws IOException {
-    Path p = Path.of(System.getProperty("java.io.tmpdir"), "sohuc-all-minilm-l6-v2.onnx");
+  static Path miniLm() throws IOException {
+    return model("all-minilm-l6-v2.onnx");
+  }
+
+  /** A model file of a langchain4j jar on the test classpath, copied once to a file. */
+  static synchronized Path model(String resource) throws IOException {
+    Path p = Path.of(System.getProperty("java.io.tmpdir"), "sohuc-" + resource);
     if (!Files.isRegularFile(p)) {
-      try (InputStream in = Models.class.getClassLoader()
-          .getResourceAsStream("all-minilm-l6-v2.onnx")) {
+      try (InputStream in = Models.class.getClassLoader().getResourceAsStream(resource)) {
         if (in == null) {
-          throw new IOException("all-minilm-l6-v2.onnx is not on the test classpath");
+          throw new IOException(resource + " is not on the test classpath");
         }
-        Path tmp = Files.createTempFile(p.getParent(), "minilm", ".onnx");
+        Path tmp = Files.createTempFile(p.getParent(), "model", ".onnx");
         Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
         Files.move(tmp, p, StandardCopyOption.REPLACE_EXISTING);
       }
