@@ -104,7 +104,11 @@ final class CompileCommand implements Callable<Integer> {
     }
     if (chips > 1) {
       // Every chip runs the same program on its own weight shard; rank 0's is the one written.
-      new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
+      try {
+        new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
+      } catch (dev.sohuc.passes.tp.ShardException e) {
+        throw new UserException(model + ": " + e.getMessage(), e);
+      }
     }
     QuantReport quantReport = quantize(m);
     if (chips > 1 && sequenceParallel) {

@@ -299,4 +299,15 @@ class CompileCommandTest {
         + "2^62 bytes at the symbol bounds"), r.err());
     assertFalse(r.err().contains("internal error"), r.err());
   }
+
+  /** A chip count the model's heads do not split over names the model and the counts that do. */
+  @Test
+  void chipsTheHeadsDoNotSplitOverNameTheCountsThatDo() {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    CliResult r = run("compile", tiny.toString(), "--chips", "3", "-o",
+        dir.resolve("t.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + tiny + ": shard-tensor-parallel: 4 query heads do not split over 3 "
+        + "chips; the model's heads split over 2 or 4 chips\n", r.err());
+  }
 }

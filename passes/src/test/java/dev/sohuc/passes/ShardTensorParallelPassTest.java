@@ -532,7 +532,7 @@ class ShardTensorParallelPassTest {
     Module m = fused(TINY, HfOptions.prefill());
     var e = assertThrows(dev.sohuc.passes.tp.ShardException.class,
         () -> new ShardTensorParallelPass(3, 0).run(m));
-    assertEquals("shard-tensor-parallel: 4 query heads do not split over 3 chips",
-        e.getMessage());
+    assertEquals("shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's "
+        + "heads split over 2 or 4 chips", e.getMessage());
   }
 }

@@ -103,6 +103,25 @@ public final class ShardTensorParallelPass implements Pass {
 
   /** Head layout read off the first attention op. */
   private record Heads(long q, long kv, long dim) {
+    /** Whether each of n chips takes q / n query heads and its kv heads split or replicated. */
+    boolean splitOver(long n) {
+      return q % n == 0 && (kv % n == 0 || n % kv == 0);
+    }
+
+    /** "; the model's heads split over 1, 2 or 4 chips": the chip counts that would do. */
+    String chipCountsThatSplit() {
+      List<String> counts = new ArrayList<>();
+      for (long n = 2; n <= q; n++) {
+        if (splitOver(n)) {
+          counts.add(Long.toString(n));
+        }
+      }
+      String last = counts.isEmpty() ? "" : counts.remove(counts.size() - 1);
+      return "; the model's heads split over " + (last.isEmpty() ? "no more than 1 chip"
+          : counts.isEmpty() ? last + " chips" : String.join(", ", counts) + " or " + last
+          + " chips");
+    }
+
     long localQ(int n) {
       return q / n;
     }
@@ -228,11 +247,11 @@ public final class ShardTensorParallelPass implements Pass {
         Heads h = new Heads(q.dim(1).value(), k.dim(1).value(), q.dim(3).value());
         if (h.q % chips != 0) {
           throw new ShardException(NAME + ": " + h.q + " query heads do not split over " + chips
-              + " chips");
+              + " chips" + h.chipCountsThatSplit());
         }
-        if (h.kv % chips != 0 && chips % h.kv != 0) {
+        if (!h.splitOver(chips)) {
           throw new ShardException(NAME + ": " + h.kv + " kv heads neither split over nor "
-              + "replicate evenly across " + chips + " chips");
+              + "replicate evenly across " + chips + " chips" + h.chipCountsThatSplit());
         }
         return h;
       }
