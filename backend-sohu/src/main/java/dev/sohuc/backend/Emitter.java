@@ -155,7 +155,9 @@ final class Emitter {
     }
     Integer r = constants.get(value);
     for (Map<Long, Integer> level : loopConstants) {
-      r = r != null ? r : level.get(value);
+      if (r == null) {
+        r = level.get(value);
+      }
     }
     if (r == null && !openLoops.isEmpty()) {
       // made inside a loop: the li runs per iteration, so it is shared only by what follows it
@@ -396,7 +398,6 @@ final class Emitter {
    * dma: {@code rows} and {@code planes} are a register plus an immediate (a register 0 reads
    * 0), strides are registers. Returns the pc.
    */
-
   int dma(MemSpace dstSpace, int dst, int dstRs, MemSpace srcSpace, int src, int srcRs,
       long rowBytes, int rowsReg, int rowsImm, int planesReg, int planesImm, int dstPs, int srcPs) {
     if (rowBytes > MAX_DMA_ROW_BYTES) {
