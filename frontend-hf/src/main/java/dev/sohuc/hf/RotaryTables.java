@@ -10,7 +10,7 @@ import java.util.Optional;
  * Rotary-embedding cos and sin tables {@code [maxPositions, rotaryDim]}, computed at import
  * time the way Hugging Face computes them (f32 inverse frequencies, f32 angle products,
  * {@code cat(freqs, freqs)} for rotate-half), with {@code rope_scaling} types {@code default},
- * {@code linear} and {@code llama3} (Llama 3.1).
+ * {@code linear}, {@code dynamic} and {@code llama3} (Llama 3.1).
  */
 final class RotaryTables {
   final int maxPositions;
@@ -41,6 +41,13 @@ final class RotaryTables {
     String type = typeNode == null ? "default" : typeNode.asText();
     switch (type) {
       case "default" -> {
+        return inv;
+      }
+      case "dynamic" -> {
+        // dynamic NTK scaling raises theta only for positions past max_position_embeddings,
+        // which the importer refuses (checkPositions, the programs' dim limits): below them its
+        // frequencies are the default ones
+        number(config, s, "factor");
         return inv;
       }
       case "linear" -> {
@@ -74,7 +81,7 @@ final class RotaryTables {
         return inv;
       }
       default -> throw config.error("rope_scaling type \"" + type
-          + "\" is not supported (supported: default, linear, llama3)");
+          + "\" is not supported (supported: default, linear, dynamic, llama3)");
     }
   }
 

@@ -26,7 +26,10 @@ public final class ReferenceModels {
   private static final OnnxMl.TensorProto.DataType I64 = OnnxMl.TensorProto.DataType.INT64;
   private static final OnnxMl.TensorProto.DataType F32 = OnnxMl.TensorProto.DataType.FLOAT;
 
-  /** HF's inverse frequencies, in double precision, with the llama3 rope_scaling when configured. */
+  /**
+   * HF's inverse frequencies, in double precision, with the llama3 rope_scaling when configured
+   * (dynamic NTK scaling changes them only past max_position_embeddings, which no test reaches).
+   */
   @SuppressWarnings("unchecked")
   static double[] inverseFrequencies(TinyModel m, int r) {
     double theta = m.getDouble("rope_theta", 10000);

@@ -125,7 +125,7 @@ public final class TinyModel {
 
   private void decoder(String variant) {
     String type = switch (variant) {
-      case "llama31", "llama-bf16", "llama-longrope" -> "llama";
+      case "llama31", "llama-bf16", "llama-longrope", "llama-dynamic" -> "llama";
       case "gemma-wide" -> "gemma";
       default -> variant;
     };
@@ -148,6 +148,7 @@ public final class TinyModel {
             "high_freq_factor", 4.0, "original_max_position_embeddings", 16));
       }
       case "llama-longrope" -> config.put("max_position_embeddings", 400000);
+      case "llama-dynamic" -> config.put("rope_scaling", Map.of("type", "dynamic", "factor", 2.0));
       case "mistral" -> config.put("sliding_window", 3);
       case "gemma", "gemma-wide" -> {
         // Gemma's real heads are 256 wide, twice the MXU's columns
