@@ -310,4 +310,15 @@ class CompileCommandTest {
     assertEquals("error: " + tiny + ": shard-tensor-parallel: 4 query heads do not split over 3 "
         + "chips; the model's heads split over 2 or 4 chips\n", r.err());
   }
+
+  /** A prompt longer than the model's positions is refused by the config, not a shape clash. */
+  @Test
+  void aPromptPastTheModelsPositionsNamesTheConfig() {
+    Path tiny = Path.of("..", "examples", "tiny-llama");
+    CliResult r = run("compile", tiny.toString(), "--shape", "seq=300", "-o",
+        dir.resolve("t.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + tiny.resolve("config.json") + ": past + seq (300) exceeds "
+        + "max_position_embeddings (128)\n", r.err());
+  }
 }

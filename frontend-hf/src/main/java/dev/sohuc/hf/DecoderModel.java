@@ -45,6 +45,8 @@ final class DecoderModel {
    * inverse frequencies, so that IR dumps and shape-only imports stay small.
    */
   static final long INLINE_ROPE_TABLE_LIMIT = 1L << 14;
+  /** The most positions a longrope model's inline tables hold (Phi-3's original is 4096). */
+  static final long MAX_LONGROPE_POSITIONS = 1L << 16;
 
   enum Family { LLAMA, MISTRAL, QWEN2, GEMMA, PHI3, MIXTRAL }
 
@@ -62,6 +64,8 @@ final class DecoderModel {
   final double eps;
   final double theta;
   final long maxPositions;
+  /** Phi-3's LongRoPE (rope_scaling type longrope): its tables are always inline. */
+  private final boolean longrope;
   final int rotaryDim;
   final boolean tied;
   final boolean qkvBias;
@@ -104,7 +108,15 @@ final class DecoderModel {
       // theta ** (2i/d) of zero or a negative theta makes every rotary angle inf or NaN
       throw c.error("key \"rope_theta\" must be a positive number, got " + theta);
     }
-    maxPositions = c.getPositive("max_position_embeddings");
+    // a longrope model is served below original_max_position_embeddings, where HF takes its
+    // short factors; its inline tables then hold every position the program accepts
+    longrope = RotaryTables.longropePositions(c).isPresent();
+    maxPositions = longrope ? RotaryTables.longropePositions(c).get()
+        : c.getPositive("max_position_embeddings");
+    if (longrope && maxPositions > MAX_LONGROPE_POSITIONS) {
+      throw c.error("longrope's original_max_position_embeddings " + maxPositions + " is more "
+          + "than the " + MAX_LONGROPE_POSITIONS + " positions this importer tabulates");
+    }
     double partial = c.getDouble(1.0, "partial_rotary_factor");
     if (headDim * partial > Integer.MAX_VALUE) {
       throw c.error("head_dim " + headDim + " gives " + (long) (headDim * partial)
@@ -175,9 +187,7 @@ final class DecoderModel {
     args.add(ids);
     List<Value> caches = ctx.decode() ? cacheArguments(batch, past) : List.of();
     args.addAll(caches);
-    if (ctx.decode()) {
-      checkPositions(past, seq);
-    }
+    checkPositions(past, seq);
     Graph g = ctx.start(args, "");
     Value table = embeddingTable(g);
     Value h = embed(g, table, ids, "embeddings");
@@ -421,7 +431,10 @@ final class DecoderModel {
   private void checkPositions(Dim past, Dim seq) {
     Dim end = past.plus(seq);
     if (end.isStatic() && end.value() > maxPositions) {
-      throw c.error("past + seq (" + end.value() + ") exceeds max_position_embeddings (" + maxPositions + ")");
+      throw c.error("past + seq (" + end.value() + ") exceeds " + (longrope
+          ? "original_max_position_embeddings (" + maxPositions + "): longrope's long factors, "
+              + "which HF takes past it, are not supported"
+          : "max_position_embeddings (" + maxPositions + ")"));
     }
   }
 
@@ -478,7 +491,7 @@ final class DecoderModel {
   private boolean inlineRopeTables(Graph g) {
     Location loc = new Location("model.rotary_emb");
     // divided, not multiplied: max_position_embeddings near 2^63 must not wrap to a small table
-    if (maxPositions <= INLINE_ROPE_TABLE_LIMIT / rotaryDim) {
+    if (longrope || maxPositions <= INLINE_ROPE_TABLE_LIMIT / rotaryDim) {
       if (cosTable == null) {
         RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
         TensorType type = TensorType.of(ElementType.F32, maxPositions, rotaryDim);

@@ -10,7 +10,8 @@ import java.util.Optional;
  * Rotary-embedding cos and sin tables {@code [maxPositions, rotaryDim]}, computed at import
  * time the way Hugging Face computes them (f32 inverse frequencies, f32 angle products,
  * {@code cat(freqs, freqs)} for rotate-half), with {@code rope_scaling} types {@code default},
- * {@code linear}, {@code dynamic} and {@code llama3} (Llama 3.1).
+ * {@code linear}, {@code dynamic}, {@code llama3} (Llama 3.1) and {@code longrope} (Phi-3's, its
+ * short factors and attention factor).
  */
 final class RotaryTables {
   final int maxPositions;
@@ -37,10 +38,28 @@ final class RotaryTables {
       return inv;
     }
     JsonNode s = scaling.get();
-    JsonNode typeNode = s.has("rope_type") ? s.get("rope_type") : s.get("type");
-    String type = typeNode == null ? "default" : typeNode.asText();
+    String type = scalingType(config).orElseThrow();
     switch (type) {
       case "default" -> {
+        return inv;
+      }
+      case "longrope", "su" -> {
+        // Phi-3's LongRoPE: each pair's frequency divided by its short factor, the ones HF
+        // takes while every position is below original_max_position_embeddings (the importer
+        // serves no more: longPositions); past it HF switches to the long factors
+        JsonNode shortFactors = s.get("short_factor");
+        if (shortFactors == null || !shortFactors.isArray() || shortFactors.size() != inv.length) {
+          throw config.error("rope_scaling \"short_factor\" must be an array of " + inv.length
+              + " numbers (one per rotary pair)");
+        }
+        for (int i = 0; i < inv.length; i++) {
+          JsonNode f = shortFactors.get(i);
+          if (!f.isNumber() || !(f.asDouble() > 0) || Double.isInfinite(f.asDouble())) {
+            throw config.error("rope_scaling \"short_factor\" must hold positive numbers, got " + f);
+          }
+          float exponent = (float) (2 * i) / (float) rotaryDim;
+          inv[i] = 1.0f / ((float) f.asDouble() * (float) Math.pow(theta, exponent));
+        }
         return inv;
       }
       case "dynamic" -> {
@@ -81,8 +100,50 @@ final class RotaryTables {
         return inv;
       }
       default -> throw config.error("rope_scaling type \"" + type
-          + "\" is not supported (supported: default, linear, dynamic, llama3)");
+          + "\" is not supported (supported: default, linear, dynamic, llama3, longrope)");
     }
+  }
+
+  /** The rope_scaling object's type, or empty without one. */
+  private static Optional<String> scalingType(HfConfig config) {
+    return config.getObject("rope_scaling").map(s -> {
+      JsonNode t = s.has("rope_type") ? s.get("rope_type") : s.get("type");
+      return t == null ? "default" : t.asText();
+    });
+  }
+
+  /**
+   * The positions a longrope model is served for (its original_max_position_embeddings, top
+   * level as Phi-3 writes it, or in rope_scaling), or empty for other rope types.
+   */
+  static Optional<Long> longropePositions(HfConfig config) {
+    Optional<String> type = scalingType(config);
+    if (type.isEmpty() || !(type.get().equals("longrope") || type.get().equals("su"))) {
+      return Optional.empty();
+    }
+    JsonNode s = config.getObject("rope_scaling").get();
+    return Optional.of(s.has("original_max_position_embeddings")
+        ? (long) number(config, s, "original_max_position_embeddings")
+        : config.getPositive("original_max_position_embeddings"));
+  }
+
+  /**
+   * What HF multiplies cos and sin by: for longrope its attention_factor, by default
+   * sqrt(1 + ln(s) / ln(original)) when the context is stretched by s = max_position_embeddings
+   * / original_max_position_embeddings > 1; 1 for every other type.
+   */
+  static float attentionFactor(HfConfig config) {
+    Optional<Long> original = longropePositions(config);
+    if (original.isEmpty()) {
+      return 1.0f;
+    }
+    JsonNode s = config.getObject("rope_scaling").get();
+    if (s.has("attention_factor")) {
+      return (float) number(config, s, "attention_factor");
+    }
+    double stretch = (double) config.getPositive("max_position_embeddings") / original.get();
+    return stretch <= 1 ? 1.0f
+        : (float) Math.sqrt(1 + Math.log(stretch) / Math.log(original.get()));
   }
 
   /** A positive, finite number of {@code rope_scaling}: a factor or a length divides frequencies. */
@@ -100,14 +161,15 @@ final class RotaryTables {
 
   static RotaryTables compute(HfConfig config, double theta, int rotaryDim, int maxPositions) {
     float[] inv = inverseFrequencies(config, theta, rotaryDim);
+    float scale = attentionFactor(config);
     int half = rotaryDim / 2;
     float[] cos = new float[maxPositions * rotaryDim];
     float[] sin = new float[maxPositions * rotaryDim];
     for (int p = 0; p < maxPositions; p++) {
       for (int i = 0; i < half; i++) {
         float angle = (float) p * inv[i];
-        float c = (float) Math.cos(angle);
-        float s = (float) Math.sin(angle);
+        float c = (float) Math.cos(angle) * scale;
+        float s = (float) Math.sin(angle) * scale;
         int row = p * rotaryDim;
         cos[row + i] = c;
         cos[row + i + half] = c;

@@ -273,6 +273,26 @@ class HfBadCheckpointTest {
         4.0)), "rope_scaling type \"yarn\" is not supported");
   }
 
+  /**
+   * longrope: its short factors, one per rotary pair, and no position past
+   * original_max_position_embeddings (HF's long factors there are not supported).
+   */
+  @Test
+  void longropeNeedsItsShortFactorsAndStaysBelowItsOriginalPositions() throws IOException {
+    assertContains(importError("phi3-longrope", "rope_scaling", Map.of("type", "longrope",
+        "short_factor", List.of(1.0, 2.0))), "config.json",
+        "rope_scaling \"short_factor\" must be an array of 4 numbers (one per rotary pair)");
+    assertContains(importError("phi3-longrope", "rope_scaling", Map.of("type", "longrope",
+        "short_factor", List.of(1.0, 2.0, 0.0, 1.0))),
+        "rope_scaling \"short_factor\" must hold positive numbers, got 0.0");
+    Path dir = TinyModel.of("phi3-longrope", 7).writeTo(tmp.resolve("longrope"),
+        Safetensors.Dtype.F32);
+    assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill()
+        .withDimBindings(Map.of("seq", 17L)))), "past + seq (17) exceeds "
+        + "original_max_position_embeddings (16): longrope's long factors, which HF takes past "
+        + "it, are not supported");
+  }
+
   /** Values that would make every rotary angle or norm NaN are refused, not imported. */
   @Test
   void ropeAndNormConstantsThatMakeNaNsAreRefused() {

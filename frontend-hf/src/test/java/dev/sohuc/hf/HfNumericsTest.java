@@ -37,7 +37,7 @@ class HfNumericsTest {
 
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama", "llama31", "llama-longrope", "llama-dynamic", "llama-bf16", "mistral", "qwen2",
-      "gemma", "phi3", "mixtral", "gpt2"})
+      "gemma", "phi3", "phi3-longrope", "mixtral", "gpt2"})
   void decoderPromptThenDecodeStepMatchesOnnxRuntime(String variant) throws Exception {
     TinyModel m = TinyModel.of(variant, 42);
     Safetensors.Dtype dtype = Safetensors.Dtype.F32;

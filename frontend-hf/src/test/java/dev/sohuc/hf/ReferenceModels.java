@@ -27,17 +27,21 @@ public final class ReferenceModels {
   private static final OnnxMl.TensorProto.DataType F32 = OnnxMl.TensorProto.DataType.FLOAT;
 
   /**
-   * HF's inverse frequencies, in double precision, with the llama3 rope_scaling when configured
-   * (dynamic NTK scaling changes them only past max_position_embeddings, which no test reaches).
+   * HF's inverse frequencies, in double precision, with the llama3 rope_scaling when configured,
+   * and longrope's short factors (the ones HF takes below original_max_position_embeddings);
+   * dynamic NTK scaling changes them only past max_position_embeddings, which no test reaches.
    */
   @SuppressWarnings("unchecked")
   static double[] inverseFrequencies(TinyModel m, int r) {
     double theta = m.getDouble("rope_theta", 10000);
     double[] inv = new double[r / 2];
-    for (int i = 0; i < inv.length; i++) {
-      inv[i] = 1.0 / Math.pow(theta, 2.0 * i / r);
-    }
     Map<String, Object> scaling = (Map<String, Object>) m.config.get("rope_scaling");
+    List<Number> shortFactors = scaling != null && "longrope".equals(scaling.get("type"))
+        ? (List<Number>) scaling.get("short_factor") : null;
+    for (int i = 0; i < inv.length; i++) {
+      double divide = shortFactors == null ? 1 : shortFactors.get(i).doubleValue();
+      inv[i] = 1.0 / (divide * Math.pow(theta, 2.0 * i / r));
+    }
     if (scaling != null && "llama3".equals(scaling.get("rope_type"))) {
       double factor = ((Number) scaling.get("factor")).doubleValue();
       double low = ((Number) scaling.get("low_freq_factor")).doubleValue();
@@ -58,15 +62,31 @@ public final class ReferenceModels {
     return inv;
   }
 
+  /**
+   * HF's longrope attention factor, sqrt(1 + ln(s) / ln(original)) for a context stretched s
+   * times past its original_max_position_embeddings; 1 for every other rope.
+   */
+  @SuppressWarnings("unchecked")
+  static double attentionFactor(TinyModel m) {
+    Map<String, Object> scaling = (Map<String, Object>) m.config.get("rope_scaling");
+    if (scaling == null || !"longrope".equals(scaling.get("type"))) {
+      return 1;
+    }
+    double original = m.get("original_max_position_embeddings");
+    double stretch = m.get("max_position_embeddings") / original;
+    return stretch <= 1 ? 1 : Math.sqrt(1 + Math.log(stretch) / Math.log(original));
+  }
+
   private static float[][] rotary(TinyModel m, int r, long seq, long past) {
     double[] inv = inverseFrequencies(m, r);
+    double scale = attentionFactor(m);
     float[] cos = new float[(int) (seq * r)];
     float[] sin = new float[(int) (seq * r)];
     for (int s = 0; s < seq; s++) {
       for (int i = 0; i < r / 2; i++) {
         double a = (past + s) * inv[i];
-        cos[s * r + i] = cos[s * r + i + r / 2] = (float) Math.cos(a);
-        sin[s * r + i] = sin[s * r + i + r / 2] = (float) Math.sin(a);
+        cos[s * r + i] = cos[s * r + i + r / 2] = (float) (Math.cos(a) * scale);
+        sin[s * r + i] = sin[s * r + i + r / 2] = (float) (Math.sin(a) * scale);
       }
     }
     return new float[][] {cos, sin};

@@ -7,6 +7,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -127,6 +128,7 @@ public final class TinyModel {
     String type = switch (variant) {
       case "llama31", "llama-bf16", "llama-longrope", "llama-dynamic" -> "llama";
       case "gemma-wide" -> "gemma";
+      case "phi3-longrope" -> "phi3";
       default -> variant;
     };
     config.put("model_type", type);
@@ -161,6 +163,15 @@ public final class TinyModel {
         config.put("partial_rotary_factor", 0.5);
         config.put("sliding_window", 5);
         config.put("hidden_act", "silu");
+      }
+      case "phi3-longrope" -> {
+        // Phi-3-mini-128k's form: a context stretched 32 times past its original 16 positions
+        config.put("sliding_window", 5);
+        config.put("hidden_act", "silu");
+        config.put("max_position_embeddings", 512);
+        config.put("original_max_position_embeddings", 16);
+        config.put("rope_scaling", Map.of("type", "longrope",
+            "short_factor", List.of(1.0, 1.25, 1.5, 2.0), "long_factor", List.of(4.0, 8.0, 16.0, 32.0)));
       }
       case "mixtral" -> {
         config.put("num_local_experts", 4);
