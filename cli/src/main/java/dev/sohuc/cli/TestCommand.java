@@ -193,6 +193,13 @@ final class TestCommand implements Callable<Integer> {
     if (n == 0) {
       throw new CaseFailure(where + ": no output_0.pb");
     }
+    // the files are read up to the first missing one: a later one would go unchecked
+    for (int later = n + 1; later < byPosition.size(); later++) {
+      if (Files.isRegularFile(set.resolve("output_" + later + ".pb"))) {
+        throw new CaseFailure(where + ": output_" + n + ".pb is missing, but output_" + later
+            + ".pb is there");
+      }
+    }
     return worst;
   }
 

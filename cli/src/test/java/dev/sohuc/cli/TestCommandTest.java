@@ -110,6 +110,34 @@ class TestCommandTest {
         + "output_7.pb has no output to compare with: the model has 1 output\n"));
   }
 
+  /** output_1.pb missing before output_2.pb: the files are read in order, so it is an error. */
+  @Test
+  void aGapInTheOutputFilesFailsTheCase() throws Exception {
+    Path c = dir.resolve("test_three_outputs");
+    Path set = c.resolve("test_data_set_0");
+    Files.createDirectories(set);
+    OnnxMl.GraphProto.Builder g = OnnxMl.GraphProto.newBuilder().setName("three")
+        .addInput(f32("x", 2, 3));
+    for (String[] op : new String[][] {{"Add", "y"}, {"Mul", "z"}, {"Sub", "w"}}) {
+      g.addNode(OnnxMl.NodeProto.newBuilder().setOpType(op[0]).setName(op[0] + "_0")
+          .addInput("x").addInput("x").addOutput(op[1]));
+      g.addOutput(f32(op[1], 2, 3));
+    }
+    Files.write(c.resolve("model.onnx"), OnnxMl.ModelProto.newBuilder().setIrVersion(8)
+        .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setVersion(17)).setGraph(g)
+        .build().toByteArray());
+    long[] shape = {2, 3};
+    TensorFiles.write(set.resolve("input_0.pb"), Tensor.ofFloats(ElementType.F32, shape, X), "x");
+    TensorFiles.write(set.resolve("output_0.pb"), Tensor.ofFloats(ElementType.F32, shape,
+        doubled()), "y");
+    // a wrong w, which a run that stopped at the gap would never read
+    TensorFiles.write(set.resolve("output_2.pb"), Tensor.ofFloats(ElementType.F32, shape, X), "w");
+    CliResult r = run("test", c.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    assertEquals("FAIL test_three_outputs: test_data_set_0: output_1.pb is missing, but "
+        + "output_2.pb is there\n0 passed, 1 failed\n", r.out());
+  }
+
   @Test
   void toleranceOptionLoosensTheCheck() throws Exception {
     float[] y = doubled();
