@@ -223,8 +223,9 @@ final class AttentionLowering {
     // with past lengths, the prefetched schedule's batch row counter takes a slot's register,
     // and with a window, the register its softmax holds the window in beside the row sums';
     // the pipelined schedule's window, the register its loads skip the earlier keys by
-    int depth = pipelined ? MAX_DEPTH - (keyWindow > 0 ? 1 : 0) : overlap ? PREFETCH_DEPTH
-        - (at.pastLengths() == null ? 0 : 1) - (window > 0 ? 1 : 0) : 1;
+    int depth = pipelined ? MAX_DEPTH - (keyWindow > 0 ? 1 : 0) - registersPastBudget(d, es, tPad)
+        : overlap ? PREFETCH_DEPTH - (at.pastLengths() == null ? 0 : 1) - (window > 0 ? 1 : 0)
+        : 1;
     while (slots.size() < depth
         && l.sramUsed() + Lowering.align(further) <= l.sramLimit()) {
       slots.add(l.sram(further, "a further tile's slot"));
@@ -755,6 +756,19 @@ final class AttentionLowering {
   /** The engine that waits a query tile's LOAD: the query's conversion, else the first mma. */
   private dev.sohuc.isa.Engine loadConsumer() {
     return narrow() ? dev.sohuc.isa.Engine.VPU : dev.sohuc.isa.Engine.MXU;
+  }
+
+  /**
+   * The registers the pipelined schedule's constants and the program's symbols take past what
+   * MAX_DEPTH leaves them: three symbols, and five distinct constants among the query and K row
+   * bytes, the head size, the padded keys in bytes and in words, and the tile (128-wide heads
+   * make the head size the tile's). A small model's heads (16 wide) take one more; each is a
+   * slot fewer.
+   */
+  private int registersPastBudget(long d, long es, long tPad) {
+    long constants = java.util.stream.LongStream.of(d * 4, d, d * es, tPad * 4, tPad, TILE)
+        .distinct().count();
+    return (int) Math.max(0, constants - 5) + Math.max(0, e.liveRegisters() - 3);
   }
 
   /** K and V narrower than f32: both products run in their type. */
