@@ -307,25 +307,22 @@ class CompileCommandTest {
     assertFalse(r.err().contains("internal error"), r.err());
   }
 
-  /** A chip count the model's heads do not split over names the model and the counts that do. */
-  @Test
-  void chipsTheHeadsDoNotSplitOverNameTheCountsThatDo() {
+  /**
+   * What the tiny Llama cannot be compiled for is refused by the model and what it lacks: heads
+   * that do not split over the chips (and the counts they do split over), a prompt past its
+   * positions (by the config, not a shape clash in the rope).
+   */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.CsvSource(delimiter = '|', value = {
+      "--chips 3 | : shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's "
+          + "heads split over 2 or 4 chips",
+      "--shape seq=300 | /config.json: past + seq (300) exceeds max_position_embeddings (128)"})
+  void whatTheModelCannotServeIsNamed(String option, String message) {
     Path tiny = Path.of("..", "examples", "tiny-llama");
-    CliResult r = run("compile", tiny.toString(), "--chips", "3", "-o",
+    String[] kv = option.split(" ");
+    CliResult r = run("compile", tiny.toString(), kv[0], kv[1], "-o",
         dir.resolve("t.sohu").toString());
     assertEquals(1, r.code(), r.err());
-    assertEquals("error: " + tiny + ": shard-tensor-parallel: 4 query heads do not split over 3 "
-        + "chips; the model's heads split over 2 or 4 chips\n", r.err());
-  }
-
-  /** A prompt longer than the model's positions is refused by the config, not a shape clash. */
-  @Test
-  void aPromptPastTheModelsPositionsNamesTheConfig() {
-    Path tiny = Path.of("..", "examples", "tiny-llama");
-    CliResult r = run("compile", tiny.toString(), "--shape", "seq=300", "-o",
-        dir.resolve("t.sohu").toString());
-    assertEquals(1, r.code(), r.err());
-    assertEquals("error: " + tiny.resolve("config.json") + ": past + seq (300) exceeds "
-        + "max_position_embeddings (128)\n", r.err());
+    assertEquals("error: " + tiny + message + "\n", r.err());
   }
 }
