@@ -16,6 +16,7 @@ import dev.sohuc.ir.type.TensorType;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * Llama-style decoders: pre-norm RMSNorm blocks, rotary embeddings, grouped-query attention
@@ -45,8 +46,11 @@ final class DecoderModel {
    * inverse frequencies, so that IR dumps and shape-only imports stay small.
    */
   static final long INLINE_ROPE_TABLE_LIMIT = 1L << 14;
-  /** The most positions a longrope model's inline tables hold (Phi-3's original is 4096). */
-  static final long MAX_LONGROPE_POSITIONS = 1L << 16;
+  /**
+   * The most positions tables that must be inline hold (RotaryTables.tabulatedPositions;
+   * Phi-3's longrope serves 4096).
+   */
+  static final long MAX_TABULATED_POSITIONS = 1L << 16;
 
   enum Family { LLAMA, MISTRAL, QWEN2, GEMMA, PHI3, MIXTRAL }
 
@@ -64,8 +68,8 @@ final class DecoderModel {
   final double eps;
   final double theta;
   final long maxPositions;
-  /** Phi-3's LongRoPE (rope_scaling type longrope): its tables are always inline. */
-  private final boolean longrope;
+  /** Whether the rotary tables are always inline (RotaryTables.tabulatedPositions). */
+  private final boolean tabulated;
   final int rotaryDim;
   final boolean tied;
   final boolean qkvBias;
@@ -108,14 +112,14 @@ final class DecoderModel {
       // theta ** (2i/d) of zero or a negative theta makes every rotary angle inf or NaN
       throw c.error("key \"rope_theta\" must be a positive number, got " + theta);
     }
-    // a longrope model is served below original_max_position_embeddings, where HF takes its
-    // short factors; its inline tables then hold every position the program accepts
-    longrope = RotaryTables.longropePositions(c).isPresent();
-    maxPositions = longrope ? RotaryTables.longropePositions(c).get()
-        : c.getPositive("max_position_embeddings");
-    if (longrope && maxPositions > MAX_LONGROPE_POSITIONS) {
-      throw c.error("longrope's original_max_position_embeddings " + maxPositions + " is more "
-          + "than the " + MAX_LONGROPE_POSITIONS + " positions this importer tabulates");
+    // longrope and dynamic rope change their frequencies past a position: served below it,
+    // with inline tables that every program checks its positions against
+    Optional<Long> tabulatedPositions = RotaryTables.tabulatedPositions(c);
+    tabulated = tabulatedPositions.isPresent();
+    maxPositions = tabulatedPositions.orElseGet(() -> c.getPositive("max_position_embeddings"));
+    if (tabulated && maxPositions > MAX_TABULATED_POSITIONS) {
+      throw c.error("rope_scaling serves " + maxPositions + " positions from inline tables, "
+          + "more than the " + MAX_TABULATED_POSITIONS + " this importer tabulates");
     }
     double partial = c.getDouble(1.0, "partial_rotary_factor");
     if (headDim * partial > Integer.MAX_VALUE) {
@@ -431,7 +435,7 @@ final class DecoderModel {
   private void checkPositions(Dim past, Dim seq) {
     Dim end = past.plus(seq);
     if (end.isStatic() && end.value() > maxPositions) {
-      throw c.error("past + seq (" + end.value() + ") exceeds " + (longrope
+      throw c.error("past + seq (" + end.value() + ") exceeds " + (RotaryTables.longrope(c)
           ? "original_max_position_embeddings (" + maxPositions + "): longrope's long factors, "
               + "which HF takes past it, are not supported"
           : "max_position_embeddings (" + maxPositions + ")"));
@@ -491,7 +495,7 @@ final class DecoderModel {
   private boolean inlineRopeTables(Graph g) {
     Location loc = new Location("model.rotary_emb");
     // divided, not multiplied: max_position_embeddings near 2^63 must not wrap to a small table
-    if (longrope || maxPositions <= INLINE_ROPE_TABLE_LIMIT / rotaryDim) {
+    if (tabulated || maxPositions <= INLINE_ROPE_TABLE_LIMIT / rotaryDim) {
       if (cosTable == null) {
         RotaryTables t = RotaryTables.compute(c, theta, rotaryDim, (int) maxPositions);
         TensorType type = TensorType.of(ElementType.F32, maxPositions, rotaryDim);

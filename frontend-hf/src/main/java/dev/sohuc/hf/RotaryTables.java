@@ -46,7 +46,7 @@ final class RotaryTables {
       case "longrope", "su" -> {
         // Phi-3's LongRoPE: each pair's frequency divided by its short factor, the ones HF
         // takes while every position is below original_max_position_embeddings (the importer
-        // serves no more: longPositions); past it HF switches to the long factors
+        // serves no more: tabulatedPositions); past it HF switches to the long factors
         JsonNode shortFactors = s.get("short_factor");
         if (shortFactors == null || !shortFactors.isArray() || shortFactors.size() != inv.length) {
           throw config.error("rope_scaling \"short_factor\" must be an array of " + inv.length
@@ -64,8 +64,8 @@ final class RotaryTables {
       }
       case "dynamic" -> {
         // dynamic NTK scaling raises theta only for positions past max_position_embeddings,
-        // which the importer refuses (checkPositions, the programs' dim limits): below them its
-        // frequencies are the default ones
+        // which no program reaches (tabulatedPositions): below them its frequencies are the
+        // default ones
         number(config, s, "factor");
         return inv;
       }
@@ -113,18 +113,30 @@ final class RotaryTables {
   }
 
   /**
-   * The positions a longrope model is served for (its original_max_position_embeddings, top
-   * level as Phi-3 writes it, or in rope_scaling), or empty for other rope types.
+   * The positions a model whose frequencies change past some position is served for, its
+   * tables inline so that every program refuses a position past them: longrope's
+   * original_max_position_embeddings (top level as Phi-3 writes it, or in rope_scaling), past
+   * which HF takes the long factors, and dynamic's max_position_embeddings, past which HF
+   * raises theta; empty for the other types, whose frequencies hold at every position.
    */
-  static Optional<Long> longropePositions(HfConfig config) {
-    Optional<String> type = scalingType(config);
-    if (type.isEmpty() || !(type.get().equals("longrope") || type.get().equals("su"))) {
-      return Optional.empty();
+  static Optional<Long> tabulatedPositions(HfConfig config) {
+    if (longrope(config)) {
+      return Optional.of(longropeOriginal(config));
     }
+    return scalingType(config).filter(t -> t.equals("dynamic"))
+        .map(t -> config.getPositive("max_position_embeddings"));
+  }
+
+  /** Whether rope_scaling is Phi-3's LongRoPE ({@code longrope}, or its old name {@code su}). */
+  static boolean longrope(HfConfig config) {
+    return scalingType(config).filter(t -> t.equals("longrope") || t.equals("su")).isPresent();
+  }
+
+  private static long longropeOriginal(HfConfig config) {
     JsonNode s = config.getObject("rope_scaling").get();
-    return Optional.of(s.has("original_max_position_embeddings")
+    return s.has("original_max_position_embeddings")
         ? (long) number(config, s, "original_max_position_embeddings")
-        : config.getPositive("original_max_position_embeddings"));
+        : config.getPositive("original_max_position_embeddings");
   }
 
   /**
@@ -133,17 +145,20 @@ final class RotaryTables {
    * / original_max_position_embeddings > 1; 1 for every other type.
    */
   static float attentionFactor(HfConfig config) {
-    Optional<Long> original = longropePositions(config);
-    if (original.isEmpty()) {
+    if (!longrope(config)) {
       return 1.0f;
     }
     JsonNode s = config.getObject("rope_scaling").get();
     if (s.has("attention_factor")) {
       return (float) number(config, s, "attention_factor");
     }
-    double stretch = (double) config.getPositive("max_position_embeddings") / original.get();
-    return stretch <= 1 ? 1.0f
-        : (float) Math.sqrt(1 + Math.log(stretch) / Math.log(original.get()));
+    long original = longropeOriginal(config);
+    double stretch = (double) config.getPositive("max_position_embeddings") / original;
+    if (stretch > 1 && original < 2) {
+      throw config.error("original_max_position_embeddings " + original + " makes longrope's "
+          + "attention factor sqrt(1 + ln(s) / ln(original)) infinite");
+    }
+    return stretch <= 1 ? 1.0f : (float) Math.sqrt(1 + Math.log(stretch) / Math.log(original));
   }
 
   /** A positive, finite number of {@code rope_scaling}: a factor or a length divides frequencies. */
