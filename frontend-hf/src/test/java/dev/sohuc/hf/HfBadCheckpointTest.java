@@ -285,6 +285,9 @@ class HfBadCheckpointTest {
     assertContains(importError("phi3-longrope", "rope_scaling", Map.of("type", "longrope",
         "short_factor", List.of(1.0, 2.0, 0.0, 1.0))),
         "rope_scaling \"short_factor\" must hold positive numbers, got 0.0");
+    assertContains(importError("phi3-longrope", "original_max_position_embeddings", 1),
+        "original_max_position_embeddings 1 makes longrope's attention factor "
+        + "sqrt(1 + ln(s) / ln(original)) infinite");
     Path dir = TinyModel.of("phi3-longrope", 7).writeTo(tmp.resolve("longrope"),
         Safetensors.Dtype.F32);
     assertContains(message(() -> HfImporter.importModel(dir, HfOptions.prefill()
