@@ -444,7 +444,7 @@ public final class IsaDocGenerator {
         | 2 | code (required) | n x 16-byte instruction words |
         | 3 | const_inline | u64 HBM address, then the bytes |
         | 4 | const_external | u64 HBM address, u64 size, 32-byte SHA-256, str file name (a sibling file, e.g. `model.sohu.const`) |
-        | 5 | symbols | u32 count; each: str name, u8 direction (0 in, 1 out), u8 dtype code, u8 rank, rank x (u8 0 + u64 size, or u8 1 + str symbol), u64 HBM address, u64 bytes |
+        | 5 | symbols | u32 count; each: str name, u8 direction (0 in, 1 out), u8 dtype code, u8 rank, rank x (u8 0 + u64 size, u8 1 + str symbol, or u8 2 + str symbol + u64 capacity: a KV cache laid out at its capacity), u64 HBM address, u64 bytes |
         | 6 | debug | u32 count; each: u32 pc (strictly increasing), str IR op, str source location |
         | 7 | metadata | u32 count; each: str key (strictly increasing), str value |
         | 8 | args | u32 count; each: str name, u32 index |
