@@ -28,6 +28,7 @@ import dev.sohuc.passes.PassPipelines;
 import dev.sohuc.passes.quant.QuantMode;
 import dev.sohuc.passes.quant.Quantizer;
 import dev.sohuc.passes.tp.SequenceParallelPass;
+import dev.sohuc.passes.tp.ShardException;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -100,6 +101,8 @@ public final class StepModel {
   private final boolean sequenceParallel;
   /** The dims taken as multiples of the chips (seq and batch when sequence-parallel). */
   private final Map<String, Long> multiples;
+  /** The config.json it was built from, named in its errors. */
+  private final Path config;
   private final QuantMode quant;
   private final int chunk;
   private final MachineDescription target;
@@ -143,6 +146,7 @@ public final class StepModel {
    */
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile, QuantMode quant, boolean sequenceParallel) {
+    this.config = config;
     this.quant = quant;
     this.chips = chips;
     this.sequenceParallel = sequenceParallel && chips > 1;
@@ -290,7 +294,11 @@ public final class StepModel {
   }
 
   private void shardAndQuantize(Module m) {
-    new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
+    try {
+      new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
+    } catch (ShardException e) {
+      throw new ShardException(config + ": " + e.getMessage());
+    }
     Quantizer.quantizeShapeOnly(m, quant);
     // weights laid out at load time, not transposed in HBM every step
     new PassManager(List.of(new LayoutWeightsPass())).run(m);

@@ -183,8 +183,9 @@ class BenchCommandTest {
     int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
         "--chips", "3"}, new PrintWriter(new StringWriter()), new PrintWriter(err));
     assertEquals(1, code, err.toString());
-    assertTrue(err.toString().contains(
-        "error: shard-tensor-parallel: 4 query heads do not split over 3 chips"), err.toString());
+    assertTrue(err.toString().contains("error: ../examples/tiny-llama/config.json: "
+        + "shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's heads "
+        + "split over 2 or 4 chips"), err.toString());
     assertTrue(!err.toString().contains("internal error"), err.toString());
   }
 
