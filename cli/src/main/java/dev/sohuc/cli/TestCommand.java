@@ -17,6 +17,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.stream.Collectors;
@@ -149,15 +150,20 @@ final class TestCommand implements Callable<Integer> {
       throws CaseFailure, IOException {
     List<HostTensor> byPosition = List.copyOf(outputs.values());
     String where = set.getFileName().toString();
-    String extra = extraOutputFile(set, byPosition.size());
-    if (extra != null) {
-      throw new CaseFailure(where + ": " + extra + " has no output to compare with: the model has "
-          + byPosition.size() + (byPosition.size() == 1 ? " output" : " outputs"));
+    List<String> files = outputFiles(set);
+    // a file past the model's outputs expects more than the model gives: read by name it
+    // would check an output another file already covers
+    Set<String> compared = IntStream.range(0, byPosition.size()).mapToObj(TestCommand::outputFile)
+        .collect(Collectors.toSet());
+    Optional<String> extra = files.stream().filter(f -> !compared.contains(f)).findFirst();
+    if (extra.isPresent()) {
+      throw new CaseFailure(where + ": " + extra.get() + " has no output to compare with: the "
+          + "model has " + byPosition.size() + (byPosition.size() == 1 ? " output" : " outputs"));
     }
     double worst = 0;
     int n = 0;
-    for (; Files.isRegularFile(set.resolve("output_" + n + ".pb")); n++) {
-      TensorFiles.Named want = TensorFiles.readNamed(set.resolve("output_" + n + ".pb"));
+    for (; files.contains(outputFile(n)); n++) {
+      TensorFiles.Named want = TensorFiles.readNamed(set.resolve(outputFile(n)));
       HostTensor got = outputs.get(want.name());
       String label = want.name() == null || want.name().isEmpty() ? "output " + n : want.name();
       if (got == null) {
@@ -195,26 +201,23 @@ final class TestCommand implements Callable<Integer> {
     }
     // the files are read up to the first missing one: a later one would go unchecked
     for (int later = n + 1; later < byPosition.size(); later++) {
-      if (Files.isRegularFile(set.resolve("output_" + later + ".pb"))) {
-        throw new CaseFailure(where + ": output_" + n + ".pb is missing, but output_" + later
-            + ".pb is there");
+      if (files.contains(outputFile(later))) {
+        throw new CaseFailure(where + ": " + outputFile(n) + " is missing, but "
+            + outputFile(later) + " is there");
       }
     }
     return worst;
   }
 
-  /**
-   * The first output_N.pb in the set other than output_0.pb .. output_{count-1}.pb, or null.
-   * Such a file expects more than the model gives: read by name it would check an output that
-   * another file already covers, and past a gap it would not be read at all.
-   */
-  private static String extraOutputFile(Path set, int count) throws IOException {
-    Set<String> compared = IntStream.range(0, count).mapToObj(i -> "output_" + i + ".pb")
-        .collect(Collectors.toSet());
+  private static String outputFile(int n) {
+    return "output_" + n + ".pb";
+  }
+
+  /** The set's output_N.pb file names, sorted. */
+  private static List<String> outputFiles(Path set) throws IOException {
     try (Stream<Path> s = Files.list(set)) {
-      return s.map(p -> p.getFileName().toString())
-          .filter(f -> f.matches("output_\\d+\\.pb") && !compared.contains(f))
-          .sorted().findFirst().orElse(null);
+      return s.filter(Files::isRegularFile).map(p -> p.getFileName().toString())
+          .filter(f -> f.matches("output_\\d+\\.pb")).sorted().toList();
     }
   }
 }
