@@ -86,12 +86,7 @@ final class QuantLowering {
           : !lastDimStatic(d.x()) ? "dynamic_quantize over a symbolic last dim"
           : d.x().type().elementType() != ElementType.F32 ? "dynamic_quantize of "
           + d.x().type().elementType() + " (only f32 inputs)" : null;
-      case QuantOp.QuantizeLinear q -> q.zeroPoint().type().elementType() == ElementType.U8
-          ? "quantize_linear to u8 (only i8 and fp8 with zero point 0)"
-          : linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known, "quantize_linear",
-          false) != null ? linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known,
-          "quantize_linear", false) : q.x().type().elementType() != ElementType.F32
-          ? "quantize_linear of " + q.x().type().elementType() + " (only f32 inputs)" : null;
+      case QuantOp.QuantizeLinear q -> quantizeLinearReason(q, known);
       case QuantOp.DequantizeLinear d -> d.x().type().elementType() == ElementType.U8
           ? "dequantize_linear of u8 (only i8, i32 and fp8; fold-qdq makes a gathered u8 table i8)"
           : d.scale().type().elementType() != ElementType.F32 ? "dequantize_linear to "
@@ -125,6 +120,20 @@ final class QuantLowering {
       return "qmatmul with a computed per-tensor w scale";
     }
     return null;
+  }
+
+  /** Why quantize_linear does not lower: its zero point's type, scale and zero point, x's type. */
+  private static String quantizeLinearReason(QuantOp.QuantizeLinear q, Map<Value, Tensor> known) {
+    if (q.zeroPoint().type().elementType() == ElementType.U8) {
+      return "quantize_linear to u8 (only i8 and fp8 with zero point 0)";
+    }
+    String linear = linearReason(q.x(), q.scale(), q.zeroPoint(), q.axis(), known,
+        "quantize_linear", false);
+    if (linear != null) {
+      return linear;
+    }
+    return q.x().type().elementType() != ElementType.F32
+        ? "quantize_linear of " + q.x().type().elementType() + " (only f32 inputs)" : null;
   }
 
   /** {@code offsetOk}: a non-zero zero point for the whole tensor lowers too. */
