@@ -162,6 +162,15 @@ class IsaCommandsTest {
   }
 
   @Test
+  void deeplyNestedExpressionIsRefusedNotAStackOverflow() throws Exception {
+    Path src = write("deep.s", "li r1, " + "(".repeat(100_000) + "1" + ")".repeat(100_000) + "\nhalt\n");
+    CliResult r = run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + src + ":1:264: more than 256 operators and parentheses on one line; split the"
+        + " expression with .equ (in \"li r1, " + "(".repeat(73) + "...\")" + System.lineSeparator(), r.err());
+  }
+
+  @Test
   void missingFileAndUsage() {
     assertUserError(run("disasm", dir.resolve("nope.sohu").toString()), "no such file");
     assertEquals(2, run("asm", "x.s").code());

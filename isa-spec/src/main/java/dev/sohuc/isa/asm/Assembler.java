@@ -38,8 +38,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import org.antlr.v4.runtime.BaseErrorListener;
+import org.antlr.v4.runtime.CharStream;
 import org.antlr.v4.runtime.CharStreams;
 import org.antlr.v4.runtime.CommonTokenStream;
 import org.antlr.v4.runtime.ParserRuleContext;
@@ -53,6 +55,15 @@ import org.antlr.v4.runtime.Token;
  * {@code file:line:col: what is wrong (in "the instruction")}.
  */
 public final class Assembler {
+  /**
+   * Bounds the depth of an expression's tree, which the parser and the evaluator both recurse
+   * on: far above any real line ({@code li r10, 128 * K * 2}), far below a stack overflow.
+   */
+  private static final int MAX_OPERATORS_PER_LINE = 256;
+  private static final Set<String> OPERATORS = Set.of("(", "-", "+", "~", "*", "/", "%", "<<", ">>");
+  /** Longest piece of a line quoted in a message. */
+  private static final int MAX_QUOTE = 80;
+
   private final String file;
   private final String[] lines;
   private final Map<String, Integer> labels = new HashMap<>();
@@ -79,7 +90,7 @@ public final class Assembler {
     if (!source.endsWith("\n")) {
       source = source + "\n";
     }
-    AsmLexer lexer = new AsmLexer(CharStreams.fromString(source, file));
+    AsmLexer lexer = new OperatorBoundedLexer(CharStreams.fromString(source, file));
     AsmParser parser = new AsmParser(new CommonTokenStream(lexer));
     BaseErrorListener thrower = new BaseErrorListener() {
       @Override
@@ -659,6 +670,33 @@ public final class Assembler {
       return "";
     }
     String text = lines[line - 1].strip();
+    if (text.length() > MAX_QUOTE) {
+      text = text.substring(0, MAX_QUOTE) + "...";
+    }
     return text.isEmpty() ? "" : " (in \"" + text + "\")";
+  }
+
+  /** A lexer that fails on a line with more than {@value #MAX_OPERATORS_PER_LINE} operators. */
+  private final class OperatorBoundedLexer extends AsmLexer {
+    private int line;
+    private int operatorsOnLine;
+
+    OperatorBoundedLexer(CharStream input) {
+      super(input);
+    }
+
+    @Override
+    public Token nextToken() {
+      Token t = super.nextToken();
+      if (t.getLine() != line) {
+        line = t.getLine();
+        operatorsOnLine = 0;
+      }
+      if (OPERATORS.contains(t.getText()) && ++operatorsOnLine > MAX_OPERATORS_PER_LINE) {
+        throw error(t, "more than " + MAX_OPERATORS_PER_LINE
+            + " operators and parentheses on one line; split the expression with .equ");
+      }
+      return t;
+    }
   }
 }

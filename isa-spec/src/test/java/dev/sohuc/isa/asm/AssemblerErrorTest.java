@@ -135,6 +135,20 @@ class AssemblerErrorTest {
         + " INT, IDENT} (in \"add r1, , r2\")", error("add r1, , r2"));
   }
 
+  /** Deep nesting is refused before the parser and the evaluator recurse into it. */
+  @Test
+  void deeplyNestedExpression() {
+    String deep = "(".repeat(100_000) + "1" + ")".repeat(100_000);
+    assertEquals("t.s:2:264: more than 256 operators and parentheses on one line; split the expression"
+        + " with .equ (in \"li r1, " + "(".repeat(73) + "...\")", error("halt\nli r1, " + deep + "\n"));
+    String chain = "1" + "+1".repeat(200_000);
+    assertEquals("t.s:1:521: more than 256 operators and parentheses on one line; split the expression"
+        + " with .equ (in \"li r1, " + chain.substring(0, 73) + "...\")", error("li r1, " + chain));
+    String negated = "-".repeat(100_000) + "1";
+    assertEquals("t.s:1:264: more than 256 operators and parentheses on one line; split the expression"
+        + " with .equ (in \"li r1, " + "-".repeat(73) + "...\")", error("li r1, " + negated));
+  }
+
   @Test
   void labelsCountLoopBodies() {
     var words = Assembler.assembleCode("loop 3, end\n nop\n nop\nend: halt\n", "t.s");
