@@ -395,8 +395,11 @@ public final class IrParser {
     }
     Token data = ctx.DENSE_DATA().getSymbol();
     String text = data.getText();
-    float[] floats = et.isFloat() ? new float[size] : null;
-    long[] longs = et.isFloat() ? null : new long[size];
+    // Every value takes at least one character of the token, so data that parses fits in an
+    // array as long as the text; a type claiming more elements fails below without allocating them.
+    int capacity = Math.min(size, text.length());
+    float[] floats = et.isFloat() ? new float[capacity] : null;
+    long[] longs = et.isFloat() ? null : new long[capacity];
     int next = 0;
     long[] entries = new long[shape.length]; // entries so far in each open list
     int depth = 0;
