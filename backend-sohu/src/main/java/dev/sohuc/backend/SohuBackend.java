@@ -20,6 +20,7 @@ import dev.sohuc.isa.container.SohuProgram;
 import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
@@ -52,6 +53,8 @@ public final class SohuBackend {
   static final long HBM_ALIGN = 256;
   /** The most bytes an HBM plan adds up (sums below it cannot overflow a long). */
   static final long MAX_PLANNED_BYTES = 1L << 62;
+  /** The constants image is one byte array, so no folded constant can be larger. */
+  static final long MAX_FOLDED_BYTES = Integer.MAX_VALUE - 8;
 
   private SohuBackend() {}
 
@@ -781,6 +784,7 @@ public final class SohuBackend {
         }
         case SourceOp.Fill f -> {
           if (r.type().isStatic()) {
+            checkFoldable(n, f.dtype(), shape(r.type()));
             Tensor t = Tensor.zeros(f.dtype(), shape(r.type()));
             for (int i = 0; i < t.size(); i++) {
               t.set(i, f.value());
@@ -793,6 +797,7 @@ public final class SohuBackend {
           // length up to it (decode positions 0 .. past+seq)
           long[] at = r.type().isStatic() ? shape(r.type())
               : new long[] {Math.max(1, r.type().dim(0).evaluate(bounds))};
+          checkFoldable(n, g.dtype(), at);
           Tensor t = Tensor.zeros(g.dtype(), at);
           for (int i = 0; i < t.size(); i++) {
             t.set(i, g.start() + (double) i * g.delta());
@@ -815,6 +820,18 @@ public final class SohuBackend {
         case DataOp.Size s -> s.x().type().staticElementCount().ifPresent(c ->
             known.put(r, Tensor.ofLongs(ElementType.I64, new long[0], new long[] {c})));
         default -> { }
+      }
+    }
+
+    /**
+     * Refuses a fill or range whose bytes cannot be part of the constants image, before they are
+     * allocated: a few bytes of a model (a ConstantOfShape's shape) can ask for gigabytes.
+     */
+    private static void checkFoldable(Node n, ElementType type, long[] shape) {
+      long bytes = Tensor.checkedSize(shape) * (long) type.sizeBytes();
+      if (bytes > MAX_FOLDED_BYTES) {
+        throw new BackendException(n.describe() + ": a constant of " + type + " " + Arrays.toString(shape)
+            + " is " + bytes + " bytes, more than a program's constants can hold (" + MAX_FOLDED_BYTES + ")");
       }
     }
 

@@ -291,6 +291,27 @@ class CompileCommandTest {
   }
 
   /**
+   * A fill of a billion f32 (a ConstantOfShape of a hostile shape: 4 GB from a few bytes) is
+   * refused by its node before it is allocated, not by running out of memory.
+   */
+  @Test
+  void aConstantLargerThanTheConstantsImageIsRefusedBeforeAllocating() throws Exception {
+    Path model = ir("""
+        module @g {
+          func @main() -> ("Y": tensor<1000000000 x f32>) {
+            %Y = fill {shape = [1000000000], value = 1.0, dtype = f32} : tensor<1000000000 x f32> loc("ConstantOfShape_Y")
+            return %Y
+          }
+        }
+        """);
+    CliResult r = run("compile", model.toString(), "-o", dir.resolve("f.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + model + ": 'fill' (%Y, at \"ConstantOfShape_Y\"): a constant of f32 [1000000000] is"
+        + " 4000000000 bytes, more than a program's constants can hold (2147483639)" + System.lineSeparator(),
+        r.err());
+  }
+
+  /**
    * A shape-only config whose tensors add up past what a long counts (a vocabulary of 2^62) is
    * refused by the tensor that crosses 2^62 bytes, not an overflow deep in the HBM plan.
    */
