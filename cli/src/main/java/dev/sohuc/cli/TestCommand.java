@@ -175,6 +175,11 @@ final class TestCommand implements Callable<Integer> {
         throw new CaseFailure(where + ": " + label + " has shape " + Arrays.toString(g.shape())
             + ", expected " + Arrays.toString(w.shape()));
       }
+      // values compare as doubles, so an i64 file of zeros would pass for an f32 output of zeros
+      if (g.elementType() != w.elementType()) {
+        throw new CaseFailure(where + ": " + label + " is " + g.elementType() + ", expected "
+            + w.elementType());
+      }
       double err = 0;
       int at = -1;
       for (int i = 0; i < w.size(); i++) {

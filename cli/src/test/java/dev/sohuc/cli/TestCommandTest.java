@@ -80,6 +80,19 @@ class TestCommandTest {
   }
 
   @Test
+  void expectedOutputOfAnotherElementTypeFailsTheCase() throws Exception {
+    // whole numbers, so that the values match and only the element type differs
+    float[] x = {1, -2, 3, 4, -5, 7};
+    Path c = writeCase("test_add_i64", "Add", 2, x, x);
+    TensorFiles.write(c.resolve("test_data_set_0").resolve("output_0.pb"),
+        Tensor.ofLongs(ElementType.I64, new long[] {2, 3}, new long[] {2, -4, 6, 8, -10, 14}), "y");
+    CliResult r = run("test", c.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    assertEquals("FAIL test_add_i64: test_data_set_0: y is f32, expected i64" + System.lineSeparator()
+        + "0 passed, 1 failed" + System.lineSeparator(), r.out());
+  }
+
+  @Test
   void unsupportedOpFailsThatCaseAndTheRunGoesOn() throws Exception {
     writeCase("test_a_det", "Det", 1, X, X);
     writeCase("test_b_add", "Add", 2, X, doubled());
