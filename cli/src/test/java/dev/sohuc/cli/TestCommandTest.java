@@ -93,6 +93,24 @@ class TestCommandTest {
   }
 
   @Test
+  void nanWhereNanIsExpectedPasses() throws Exception {
+    float[] x = X.clone();
+    x[2] = Float.NaN;
+    float[] y = doubled();
+    y[2] = Float.NaN;
+    Path c = writeCase("test_add_nan", "Add", 2, x, y);
+    CliResult r = run("test", c.toString());
+    assertEquals(0, r.code(), r.out() + r.err());
+    assertEquals("PASS test_add_nan (max error 0.00)" + System.lineSeparator() + "1 passed, 0 failed"
+        + System.lineSeparator(), r.out());
+    y[2] = 7;
+    writeCase("test_add_nan", "Add", 2, x, y);
+    r = run("test", c.toString());
+    assertEquals(1, r.code(), r.out() + r.err());
+    assertTrue(r.out().contains("element 2: got NaN, expected 7.0"), r.out());
+  }
+
+  @Test
   void unsupportedOpFailsThatCaseAndTheRunGoesOn() throws Exception {
     writeCase("test_a_det", "Det", 1, X, X);
     writeCase("test_b_add", "Add", 2, X, doubled());
