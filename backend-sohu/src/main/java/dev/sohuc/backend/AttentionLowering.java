@@ -525,8 +525,10 @@ final class AttentionLowering {
     int n = e.alloc();
     if (lengths != null) {
       // the key count of the tile loaded: tiles - left, the last tile's once none is left
+      // (the first's when there are none: a batch of no rows loads nothing)
       e.max(n, left, one);
       e.sub(n, tiles, n);
+      e.max(n, n, 0);
       tileRow(n, n);
       keysOf(n, n);
       e.mul(n, n, on);

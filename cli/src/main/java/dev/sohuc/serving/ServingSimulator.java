@@ -36,8 +36,9 @@ public final class ServingSimulator {
 
   /**
    * One step: its time span, tokens and the timing of its programs. {@code prefill} is the
-   * program that carries the step's prompt: the step program when decodes ride along (then
-   * {@code decode} is null), else the prefill program; {@code decode} is a step without a prompt.
+   * program that carries the step's prompt: the step program for a prompt of at most a chunk,
+   * decodes riding along or not (then {@code decode} is null), else the prefill program, chunk
+   * by chunk; {@code decode} is a step without a prompt, or the decodes beside a longer one.
    */
   public record Step(double start, double seconds, int prefillTokens, int decodeTokens,
       long decodePast, StepModel.StepTiming prefill, StepModel.StepTiming decode, long kvTokens) {}
@@ -93,7 +94,7 @@ public final class ServingSimulator {
       }
       StepModel.StepTiming pt = null;
       StepModel.StepTiming dt = null;
-      if (pre != null && !running.isEmpty() && pre.inputLen <= model.prefillChunk()) {
+      if (pre != null && pre.inputLen <= model.prefillChunk()) {
         pt = model.step(pre.inputLen, pastLengths);
       } else {
         pt = pre == null ? null : model.prefill(pre.inputLen);
