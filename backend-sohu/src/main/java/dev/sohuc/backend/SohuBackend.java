@@ -101,6 +101,10 @@ public final class SohuBackend {
     Map<Node, Node> fusedProducers = Map.of();
     /** Ropes to the bf16 cast each writes itself (Lowering.narrowedRopes). */
     Map<Node, Node> narrowedRopes = Map.of();
+    /** The qmatmuls' x conversions, resident in SRAM or written by the norm before them. */
+    QuantLowering.Residency residency;
+    /** Norms to the bf16 cast each writes itself (Lowering.narrowedNorms). */
+    Map<Node, Node> narrowedNorms = Map.of();
     /** What each matmul may do to its result in its own code (QuantLowering.epilogues). */
     Map<Node, QuantLowering.Epilogue> epilogues = Map.of();
     /** SwiGLUs whose gate and up are one qmatmul, by the gate (QuantLowering.gatedPairs). */
@@ -206,10 +210,7 @@ public final class SohuBackend {
       low.setBoundSizes(size);
       low.setBounds(bounds);
       low.setFusedProducers(fusedProducers);
-      QuantLowering.Residency residency = QuantLowering.residency(fn, fusedProducers, size,
-          target);
       low.setResidency(residency);
-      Map<Node, Node> narrowedNorms = Lowering.narrowedNorms(fn, residency);
       low.setNarrowedNorms(narrowedNorms);
       SramCollectives inSram = collectivesInSram ? SramCollectives.plan(fn, narrowedNorms,
           fusedProducers, known, size, target.sramBytes()) : SramCollectives.none();
@@ -512,6 +513,8 @@ public final class SohuBackend {
       fusedProducers.putAll(Lowering.fusedScaledAdds(fn, known, fusedProducers.keySet()));
       fusedProducers.putAll(Lowering.foldedTransposes(fn, fusedProducers));
       narrowedRopes = Lowering.narrowedRopes(fn, this::isAlias);
+      residency = QuantLowering.residency(fn, fusedProducers, size, target);
+      narrowedNorms = Lowering.narrowedNorms(fn, residency);
       arena = planArena(next);
       hbmEnd = next + arena[0];
     }
@@ -945,9 +948,13 @@ public final class SohuBackend {
           liveUntil.accept(reads(pair.getValue().up()), at);
         }
       }
-      // a rope that writes the cast after it: what it reads lives until the cast is defined
-      for (Map.Entry<Node, Node> narrowed : narrowedRopes.entrySet()) {
-        liveUntil.accept(reads(narrowed.getKey()), body.indexOf(narrowed.getValue()));
+      // a rope or norm that writes the cast after it: what it reads lives until the cast is
+      // defined (a norm's fused residual add among it: the norm stores that sum too, and the
+      // final norm is its only reader)
+      for (Map<Node, Node> narrowing : List.of(narrowedRopes, narrowedNorms)) {
+        for (Map.Entry<Node, Node> narrowed : narrowing.entrySet()) {
+          liveUntil.accept(reads(narrowed.getKey()), body.indexOf(narrowed.getValue()));
+        }
       }
       // a reduce_scatter or all_gather reads its operand on the link until a reader of its
       // result waits for it: the operand lives as long as the result
