@@ -224,7 +224,7 @@ final class ModelFile {
   private Weight.Data externalData(TensorProto t, long needed, String what) {
     String location = null;
     long offset = 0;
-    long length = -1;
+    Long length = null; // absent: the bytes the shape needs
     for (StringStringEntryProto e : t.getExternalDataList()) {
       try {
         switch (e.getKey()) {
@@ -242,11 +242,13 @@ final class ModelFile {
       throw new OnnxImportException(what + ": external data without a location");
     }
     Path file = resolveExternal(location, what);
-    if (offset < 0 || (length != -1 && length < 0)) {
-      throw new OnnxImportException(what + ": external data offset " + offset + " / length " + length
-          + " is negative");
+    if (offset < 0) {
+      throw new OnnxImportException(what + ": external data offset " + offset + " is negative");
     }
-    if (length != -1 && length != needed) {
+    if (length != null && length < 0) {
+      throw new OnnxImportException(what + ": external data length " + length + " is negative");
+    }
+    if (length != null && length != needed) {
       throw new OnnxImportException(what + ": external data length " + length + " but the shape needs "
           + needed + " bytes");
     }

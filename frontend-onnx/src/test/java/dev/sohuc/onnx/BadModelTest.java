@@ -41,12 +41,18 @@ class BadModelTest {
     return Models.write(dir, name, m);
   }
 
-  private static void assertRejected(Path model, String... expected) {
+  /** The import error of {@code model}, checked to be one line that names the file. */
+  private static String rejection(Path model) {
     OnnxImportException e = assertThrows(OnnxImportException.class,
         () -> OnnxImporter.importModel(model, ImportOptions.defaults()));
     String m = e.getMessage();
     assertFalse(m.contains("\n"), () -> "message is not one line: " + m);
     assertTrue(m.startsWith(model.toString()), () -> "message does not name the file: " + m);
+    return m;
+  }
+
+  private static void assertRejected(Path model, String... expected) {
+    String m = rejection(model);
     for (String s : expected) {
       assertTrue(m.contains(s), () -> "message lacks '" + s + "': " + m);
     }
@@ -197,6 +203,17 @@ class BadModelTest {
     Files.write(dir.resolve("w.bin"), new byte[20]);
     Path p = file("m.onnx", Models.model(17, withInitializer(external("w.bin", 8)).build()));
     assertRejected(p, "initializer 'w'", "too few");
+  }
+
+  @Test
+  void externalDataWithANegativeLength() throws Exception {
+    Files.write(dir.resolve("w.bin"), new byte[16]);
+    for (String length : new String[] {"-1", "-16"}) {
+      TensorProto t = external("w.bin", 0).toBuilder()
+          .setExternalData(2, StringStringEntryProto.newBuilder().setKey("length").setValue(length)).build();
+      Path p = file("m" + length + ".onnx", Models.model(17, withInitializer(t).build()));
+      assertEquals(p + ": initializer 'w': external data length " + length + " is negative", rejection(p));
+    }
   }
 
   @Test
