@@ -222,6 +222,11 @@ final class ModelFile {
   }
 
   private Weight.Data externalData(TensorProto t, long needed, String what) {
+    String inline = OnnxTensors.dataField(t);
+    if (inline != null) {
+      // onnx's checker refuses it too: the file's bytes would silently win over the inline ones
+      throw new OnnxImportException(what + " keeps its data in an external file but also sets " + inline);
+    }
     String location = null;
     long offset = 0;
     Long length = null; // absent: the bytes the shape needs

@@ -92,6 +92,18 @@ final class OnnxTensors {
     return t.getDataLocation() == TensorProto.DataLocation.EXTERNAL;
   }
 
+  /** The first field that holds data in the message ({@code raw_data}, {@code float_data}, ...), or null. */
+  static String dataField(TensorProto t) {
+    return t.hasRawData() ? "raw_data"
+        : t.getFloatDataCount() > 0 ? "float_data"
+        : t.getInt32DataCount() > 0 ? "int32_data"
+        : t.getInt64DataCount() > 0 ? "int64_data"
+        : t.getDoubleDataCount() > 0 ? "double_data"
+        : t.getUint64DataCount() > 0 ? "uint64_data"
+        : t.getStringDataCount() > 0 ? "string_data"
+        : null;
+  }
+
   /**
    * The tensor's little-endian bytes from {@code raw_data} or its typed field (not external
    * data), after checking that the message holds exactly the elements the dims claim.

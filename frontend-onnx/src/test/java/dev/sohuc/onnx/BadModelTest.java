@@ -217,6 +217,17 @@ class BadModelTest {
   }
 
   @Test
+  void externalDataWithInlineDataToo() throws Exception {
+    Files.write(dir.resolve("w.bin"), new byte[16]);
+    TensorProto raw = external("w.bin", 0).toBuilder().setRawData(ByteString.copyFrom(new byte[16])).build();
+    TensorProto typed = external("w.bin", 0).toBuilder().addAllFloatData(List.of(1f, 2f, 3f, 4f)).build();
+    Path p = file("raw.onnx", Models.model(17, withInitializer(raw).build()));
+    assertEquals(p + ": initializer 'w' keeps its data in an external file but also sets raw_data", rejection(p));
+    Path q = file("typed.onnx", Models.model(17, withInitializer(typed).build()));
+    assertEquals(q + ": initializer 'w' keeps its data in an external file but also sets float_data", rejection(q));
+  }
+
+  @Test
   void externalDataIsMappedNotCopied() throws Exception {
     ByteBuffer b = ByteBuffer.allocate(8 + 16).order(ByteOrder.LITTLE_ENDIAN);
     b.putLong(0).putFloat(1).putFloat(2).putFloat(3).putFloat(4);
