@@ -208,6 +208,7 @@ final class GraphImporter {
       if (!seen.add(out.getName())) {
         throw new OnnxImportException(file.path + ": graph output '" + out.getName() + "' is listed twice");
       }
+      checkDeclaredOutput(out, typeOf(out.getName()));
       current = new Location("output " + out.getName());
       outputs.add(new Function.Output(out.getName(), valueOf(out.getName())));
     }
@@ -218,6 +219,68 @@ final class GraphImporter {
       throw new OnnxImportException(file.path + ": the imported IR does not verify: " + e.getMessage(), e);
     }
     return module;
+  }
+
+  /**
+   * ONNX Runtime refuses a model whose graph output is declared other than the graph computes:
+   * a non-tensor type, another element type or rank, or another value of a dim that both give
+   * statically. An absent type or shape, and a symbolic or unknown dim, match anything.
+   */
+  private void checkDeclaredOutput(ValueInfoProto out, TensorType computed) {
+    TypeProto t = out.getType();
+    if (t.getValueCase() == TypeProto.ValueCase.VALUE_NOT_SET
+        || (t.hasTensorType() && declaredTensorAgrees(t.getTensorType(), computed))) {
+      return;
+    }
+    throw new OnnxImportException(file.path + ": graph output '" + out.getName() + "' is declared " + describe(t)
+        + " but the graph computes " + computed);
+  }
+
+  private static boolean declaredTensorAgrees(TypeProto.Tensor declared, TensorType computed) {
+    if (declared.getElemType() != TensorProto.DataType.UNDEFINED_VALUE
+        && OnnxTensors.elementType(declared.getElemType()).orElse(null) != computed.elementType()) {
+      return false;
+    }
+    if (!declared.hasShape()) {
+      return true;
+    }
+    List<TensorShapeProto.Dimension> dims = declared.getShape().getDimList();
+    if (dims.size() != computed.rank()) {
+      return false;
+    }
+    for (int axis = 0; axis < dims.size(); axis++) {
+      Dim c = computed.dim(axis);
+      if (dims.get(axis).hasDimValue() && c.isStatic() && !c.is(dims.get(axis).getDimValue())) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static String describe(TypeProto t) {
+    return switch (t.getValueCase()) {
+      case TENSOR_TYPE -> describe(t.getTensorType());
+      case SEQUENCE_TYPE -> "a sequence";
+      case MAP_TYPE -> "a map";
+      case OPTIONAL_TYPE -> "an optional";
+      case SPARSE_TENSOR_TYPE -> "a sparse tensor";
+      case OPAQUE_TYPE -> "an opaque type";
+      case VALUE_NOT_SET -> "nothing";
+    };
+  }
+
+  /** A declared tensor type in IR text, {@code tensor<?batch x 5 x i64>}, so it reads beside the computed one. */
+  private static String describe(TypeProto.Tensor t) {
+    String element = OnnxTensors.elementType(t.getElemType()).map(ElementType::text)
+        .orElse(OnnxTensors.typeName(t.getElemType()));
+    if (!t.hasShape()) {
+      return "a tensor of " + element;
+    }
+    StringBuilder sb = new StringBuilder("tensor<");
+    for (TensorShapeProto.Dimension d : t.getShape().getDimList()) {
+      sb.append(d.hasDimValue() ? String.valueOf(d.getDimValue()) : "?" + d.getDimParam()).append(" x ");
+    }
+    return sb.append(element).append('>').toString();
   }
 
   private int domainOpset(String domain) {

@@ -6,6 +6,9 @@ import ai.onnx.proto.OnnxMl.ModelProto;
 import ai.onnx.proto.OnnxMl.NodeProto;
 import ai.onnx.proto.OnnxMl.StringStringEntryProto;
 import ai.onnx.proto.OnnxMl.TensorProto;
+import ai.onnx.proto.OnnxMl.TensorShapeProto;
+import ai.onnx.proto.OnnxMl.TypeProto;
+import ai.onnx.proto.OnnxMl.ValueInfoProto;
 import com.google.protobuf.ByteString;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Weight;
@@ -346,5 +349,51 @@ class BadModelTest {
   void nodeWithAnEmptyOutputName() throws Exception {
     GraphProto g = relu().clearNode().addNode(node("Relu", List.of("x"), List.of(""))).build();
     assertRejected(file("unnamed.onnx", Models.model(17, g)), "graph output 'y' is not defined");
+  }
+
+  /** relu() (x f32[4] -> y) with y declared as {@code declared}. */
+  private Path reluDeclaring(String name, ValueInfoProto declared) throws Exception {
+    return file(name, Models.model(17, relu().setOutput(0, declared).build()));
+  }
+
+  @Test
+  void declaredOutputTypeThatDisagrees() throws Exception {
+    Path type = reluDeclaring("type.onnx", input("y", ElementType.I64, 4));
+    assertEquals(type + ": graph output 'y' is declared tensor<4 x i64> but the graph computes tensor<4 x f32>",
+        rejection(type));
+    Path rank = reluDeclaring("rank.onnx", Models.symbolicInput("y", ElementType.F32, "n", "1"));
+    assertEquals(rank + ": graph output 'y' is declared tensor<?n x 1 x f32> but the graph computes tensor<4 x f32>",
+        rejection(rank));
+    Path dim = reluDeclaring("dim.onnx", input("y", ElementType.F32, 5));
+    assertEquals(dim + ": graph output 'y' is declared tensor<5 x f32> but the graph computes tensor<4 x f32>",
+        rejection(dim));
+    Path unshaped = reluDeclaring("unshaped.onnx", ValueInfoProto.newBuilder().setName("y").setType(
+        TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(11))).build());
+    assertEquals(unshaped + ": graph output 'y' is declared a tensor of double but the graph computes"
+        + " tensor<4 x f32>", rejection(unshaped));
+    Path map = reluDeclaring("map.onnx", ValueInfoProto.newBuilder().setName("y").setType(TypeProto.newBuilder()
+        .setMapType(TypeProto.Map.newBuilder().setKeyType(7).setValueType(input("v", ElementType.F32).getType())))
+        .build());
+    assertEquals(map + ": graph output 'y' is declared a map but the graph computes tensor<4 x f32>", rejection(map));
+    Path optional = reluDeclaring("optional.onnx", ValueInfoProto.newBuilder().setName("y").setType(
+        TypeProto.newBuilder().setOptionalType(TypeProto.Optional.newBuilder())).build());
+    assertEquals(optional + ": graph output 'y' is declared an optional but the graph computes tensor<4 x f32>",
+        rejection(optional));
+  }
+
+  @Test
+  void declaredOutputTypesThatAgreeImport() throws Exception {
+    // exporters name dynamic dims, leave them unknown, or leave out the shape or the whole type
+    TypeProto.Tensor.Builder unknownDim = input("y", ElementType.F32, 4).getType().getTensorType().toBuilder();
+    unknownDim.getShapeBuilder().setDim(0, TensorShapeProto.Dimension.newBuilder());
+    for (ValueInfoProto declared : List.of(input("y", ElementType.F32, 4),
+        Models.symbolicInput("y", ElementType.F32, "batch"),
+        ValueInfoProto.newBuilder().setName("y").setType(TypeProto.newBuilder().setTensorType(unknownDim)).build(),
+        ValueInfoProto.newBuilder().setName("y").setType(TypeProto.newBuilder().setTensorType(
+            TypeProto.Tensor.newBuilder().setElemType(1))).build(),
+        output("y"))) {
+      Module m = OnnxImporter.importModel(reluDeclaring("ok.onnx", declared));
+      assertEquals("tensor<4 x f32>", m.main().outputs().get(0).value().type().toString());
+    }
   }
 }
