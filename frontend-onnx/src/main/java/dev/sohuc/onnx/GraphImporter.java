@@ -183,6 +183,7 @@ final class GraphImporter {
           OnnxOps.isDefaultDomain(proto.getDomain()) ? opset : domainOpset(proto.getDomain()));
       OnnxOps.OnnxOp def = OnnxOps.lookup(proto.getDomain(), proto.getOpType(), opset).orElseThrow();
       current = node.loc;
+      node.checkArity();
       try {
         def.handler().apply(node);
       } catch (OnnxImportException e) {

@@ -38,6 +38,31 @@ final class OnnxNode {
     return proto.getOpType();
   }
 
+  /**
+   * Refuses more inputs or outputs than the op's schema allows, which its handler would
+   * silently drop (Add(x, x, x) would add two). Trailing empty names leave optional ones out.
+   */
+  void checkArity() {
+    OnnxOps.Arity arity = OnnxOps.arity(opType(), opset);
+    checkCount(givenCount(proto.getInputList()), arity.inputs(), "inputs");
+    checkCount(givenCount(proto.getOutputList()), arity.outputs(), "outputs");
+  }
+
+  private void checkCount(int given, int allowed, String what) {
+    if (given > allowed) {
+      throw error("has " + given + " " + what + ", but " + opType() + " takes at most " + allowed + " at opset "
+          + opset);
+    }
+  }
+
+  private static int givenCount(List<String> names) {
+    int n = names.size();
+    while (n > 0 && names.get(n - 1).isEmpty()) {
+      n--;
+    }
+    return n;
+  }
+
   // ---- inputs
 
   int inputCount() {

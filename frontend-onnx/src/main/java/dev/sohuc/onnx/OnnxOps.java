@@ -158,6 +158,41 @@ final class OnnxOps {
     return TABLE.stream().filter(o -> o.opType().equals(opType) && o.sinceOpset() <= opset).findFirst();
   }
 
+  /** The most inputs and outputs a node of an op may have; {@link #VARIADIC} for no limit. */
+  record Arity(int inputs, int outputs) {
+    static final int VARIADIC = Integer.MAX_VALUE;
+  }
+
+  /**
+   * How many inputs and outputs the ONNX schema of each op in {@link #TABLE} allows at
+   * {@code opset}, optional ones included (from the ONNX operator docs, and ONNX Runtime's
+   * contrib schema for SimplifiedLayerNormalization): a handler reads no more than these.
+   */
+  static Arity arity(String opType, int opset) {
+    return switch (opType) {
+      case "Constant" -> new Arity(0, 1);
+      case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
+          "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
+          "ConstantOfShape", "Identity" -> new Arity(1, 1);
+      case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
+          "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike", "Trilu",
+          "CumSum" -> new Arity(2, 1);
+      case "Gemm", "Where", "Range", "Clip", "ScatterND", "QuantizeLinear", "DequantizeLinear" -> new Arity(3, 1);
+      case "MatMulInteger" -> new Arity(4, 1);
+      case "Slice" -> new Arity(5, 1);
+      case "Max", "Min", "Concat" -> new Arity(Arity.VARIADIC, 1);
+      case "Squeeze", "Unsqueeze", "ReduceSum" -> new Arity(opset >= 13 ? 2 : 1, 1);
+      case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd" -> new Arity(opset >= 18 ? 2 : 1, 1);
+      case "Split" -> new Arity(opset >= 13 ? 2 : 1, Arity.VARIADIC);
+      case "Pad" -> new Arity(opset >= 18 ? 4 : 3, 1);
+      case "Dropout" -> new Arity(opset >= 12 ? 3 : 1, 2);
+      case "LayerNormalization" -> new Arity(3, 3);
+      case "SimplifiedLayerNormalization" -> new Arity(2, 2);
+      case "DynamicQuantizeLinear" -> new Arity(1, 3);
+      default -> throw new IllegalStateException("no arity for " + opType);
+    };
+  }
+
   // ---- elementwise
 
   private static void binary(OnnxNode n, BinaryKind kind) {

@@ -396,4 +396,41 @@ class BadModelTest {
       assertEquals("tensor<4 x f32>", m.main().outputs().get(0).value().type().toString());
     }
   }
+
+  @Test
+  void nodeWithMoreInputsOrOutputsThanItsOpTakes() throws Exception {
+    Path add = file("add.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("Add", List.of("x", "x", "x"), List.of("y"))).build()));
+    assertEquals(add + ": node 'Add_node' (Add): has 3 inputs, but Add takes at most 2 at opset 17", rejection(add));
+    Path relu = file("relu.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("Relu", List.of("x"), List.of("y", "z"))).build()));
+    assertEquals(relu + ": node 'Relu_node' (Relu): has 2 outputs, but Relu takes at most 1 at opset 17",
+        rejection(relu));
+    // Squeeze took its axes as an input only from opset 13
+    GraphProto squeeze = relu().clearNode().addInitializer(Models.initializer("axes", Tensor.ofLongs(ElementType.I64,
+        new long[] {1}, new long[] {0}))).addNode(node("Squeeze", List.of("x", "axes"), List.of("y"))).build();
+    Path old = file("squeeze11.onnx", Models.model(11, squeeze));
+    assertEquals(old + ": node 'Squeeze_node' (Squeeze): has 2 inputs, but Squeeze takes at most 1 at opset 11",
+        rejection(old));
+  }
+
+  @Test
+  void optionalAndVariadicInputsAreNotTooMany() throws Exception {
+    // trailing empty names leave optional inputs and outputs out; Max and Concat take any number
+    for (NodeProto n : List.of(node("Clip", List.of("x", "", ""), List.of("y")),
+        node("Dropout", List.of("x"), List.of("y", "")),
+        node("Max", List.of("x", "x", "x", "x"), List.of("y")),
+        node("Concat", List.of("x", "x", "x"), List.of("y"), Models.attr("axis", 0L)))) {
+      OnnxImporter.importModel(file(n.getOpType() + ".onnx", Models.model(17, relu().clearNode().addNode(n).build())));
+    }
+  }
+
+  @Test
+  void everyOpHasAnArityAtEverySupportedOpset() {
+    for (OnnxOps.OnnxOp op : OnnxOps.TABLE) {
+      for (int opset = op.sinceOpset(); opset <= GraphImporter.MAX_OPSET; opset++) {
+        assertTrue(OnnxOps.arity(op.opType(), opset).outputs() >= 1, op.opType());
+      }
+    }
+  }
 }
