@@ -948,12 +948,19 @@ public final class SohuBackend {
           liveUntil.accept(reads(pair.getValue().up()), at);
         }
       }
-      // a rope or norm that writes the cast after it: what it reads lives until the cast is
-      // defined (a norm's fused residual add among it: the norm stores that sum too, and the
-      // final norm is its only reader)
-      for (Map<Node, Node> narrowing : List.of(narrowedRopes, narrowedNorms)) {
-        for (Map.Entry<Node, Node> narrowed : narrowing.entrySet()) {
-          liveUntil.accept(reads(narrowed.getKey()), body.indexOf(narrowed.getValue()));
+      // a rope that writes the cast after it: what it reads lives until the cast is defined
+      for (Map.Entry<Node, Node> narrowed : narrowedRopes.entrySet()) {
+        liveUntil.accept(reads(narrowed.getKey()), body.indexOf(narrowed.getValue()));
+      }
+      // a norm that writes the cast after it stores the sum of the residual add fused into it
+      // as it goes: the sum lives until the cast is defined, so that the two cannot share a
+      // block where the norm is the sum's only reader (the final norm). Its addends may: the
+      // cast's narrower rows start no later and trail the rows the norm reads
+      for (Map.Entry<Node, Node> narrowed : narrowedNorms.entrySet()) {
+        for (Value v : narrowed.getKey().op().operands()) {
+          if (v.producer() != null && fusedProducers.get(v.producer()) == narrowed.getKey()) {
+            liveUntil.accept(List.of(v), body.indexOf(narrowed.getValue()));
+          }
         }
       }
       // a reduce_scatter or all_gather reads its operand on the link until a reader of its
