@@ -36,9 +36,10 @@ public final class ServingSimulator {
 
   /**
    * One step: its time span, tokens and the timing of its programs. {@code prefill} is the
-   * program that carries the step's prompt: the step program for a prompt of at most a chunk,
-   * decodes riding along or not (then {@code decode} is null), else the prefill program, chunk
-   * by chunk; {@code decode} is a step without a prompt, or the decodes beside a longer one.
+   * program that carries the step's prompt: the step program for a prompt of at most a chunk
+   * with decodes riding along (then {@code decode} is null), the faster of it and the prefill
+   * program for such a prompt alone (StepModel#promptAlone), else the prefill program, chunk by
+   * chunk; {@code decode} is a step without a prompt, or the decodes beside a longer one.
    */
   public record Step(double start, double seconds, int prefillTokens, int decodeTokens,
       long decodePast, StepModel.StepTiming prefill, StepModel.StepTiming decode, long kvTokens) {}
@@ -95,7 +96,8 @@ public final class ServingSimulator {
       StepModel.StepTiming pt = null;
       StepModel.StepTiming dt = null;
       if (pre != null && pre.inputLen <= model.prefillChunk()) {
-        pt = model.step(pre.inputLen, pastLengths);
+        pt = running.isEmpty() ? model.promptAlone(pre.inputLen)
+            : model.step(pre.inputLen, pastLengths);
       } else {
         pt = pre == null ? null : model.prefill(pre.inputLen);
         dt = running.isEmpty() ? null : model.decode(pastLengths);

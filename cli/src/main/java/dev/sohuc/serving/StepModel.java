@@ -49,11 +49,12 @@ import java.util.concurrent.Future;
  *   <li>the serving-step program (HF {@code --step} graph: one prompt of up to the chunk, in
  *       {@link #MICRO_BATCHES} micro-batches, plus up to the decode batch of decodes, each with
  *       its own KV length, read from the argument block), for a step that admits a prompt of
- *       up to the chunk, alone or while others decode: the prompt's rows and the decodes' rows
- *       share every linear layer, so the weights are read once per micro-batch instead of once
- *       more for the decodes;
+ *       up to the chunk while others decode: the prompt's rows and the decodes' rows share
+ *       every linear layer, so the weights are read once per micro-batch instead of once more
+ *       for the decodes;
  *   <li>a prefill program (batch 1, seq up to the chunk, with a past), for the chunks of a prompt
- *       longer than the chunk;
+ *       longer than the chunk; a prompt of up to the chunk alone takes the faster of it and the
+ *       step program with no decodes ({@link #promptAlone});
  *   <li>a decode program (HF ragged decode graph: up to the decode batch of decodes, each with
  *       its own KV length), for a step with no prompt.
  * </ul>
@@ -462,9 +463,8 @@ public final class StepModel {
 
   /**
    * One step program: a prompt of {@code tokens} (at most the chunk) and a decode per entry of
-   * {@code pastLengths} (the tokens its cache holds), the weights read once per micro-batch. With
-   * no decodes it is a prompt alone, in micro-batches: the prefill program's single pass leaves
-   * the link's sums exposed, at 1.7 times the time (a 70B prompt on 8 chips).
+   * {@code pastLengths} (the tokens its cache holds, none for a prompt alone), the weights read
+   * once per micro-batch.
    */
   public StepTiming step(long tokens, long[] pastLengths) {
     int batch = pastLengths.length;
@@ -479,6 +479,18 @@ public final class StepModel {
     return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> run(step,
         programDims(Map.of("batch", rows, "seq", seq, "past", capacity)),
         Map.of("past_lengths", padded(pastLengths, rows, Math.min(mean, capacity - 1)))));
+  }
+
+  /**
+   * A prompt of {@code tokens} (at most the chunk) with nothing else to run, as a server would
+   * dispatch it: the faster of the step program with no decodes (micro-batches, whose sums on
+   * the link overlap each other's compute: a 70B prompt on 8 chips takes 0.58 of the time) and
+   * the prefill program (one pass, the weights read once: a short prompt of a small model).
+   */
+  public StepTiming promptAlone(long tokens) {
+    StepTiming microBatches = step(tokens, new long[0]);
+    StepTiming onePass = prefill(tokens);
+    return microBatches.seconds() <= onePass.seconds() ? microBatches : onePass;
   }
 
   /** The caches' capacity for these lengths: the longest plus the new position, bucketed. */

@@ -161,6 +161,21 @@ class ServingSimulatorTest {
   }
 
   /**
+   * A prompt alone runs as the faster of the step program with no decodes (two micro-batches:
+   * the weights read twice, the sums on the link of one overlapping the other's compute) and the
+   * prefill program (one pass); both run, so the step program handles a batch of none.
+   */
+  @Test
+  void aPromptAloneTakesTheFasterOfTheStepAndThePrefillProgram() throws IOException {
+    StepModel m = model(config("mid", 1024, 2048, 2, 8, 2, 512), 2, 64, 16, 64 + 8, null);
+    var microBatches = m.step(64, new long[0]);
+    var onePass = m.prefill(64);
+    assertTrue(microBatches.hbmBytesPerChip() > onePass.hbmBytesPerChip(),
+        microBatches.hbmBytesPerChip() + " bytes vs " + onePass.hbmBytesPerChip());
+    assertEquals(Math.min(microBatches.seconds(), onePass.seconds()), m.promptAlone(64).seconds());
+  }
+
+  /**
    * A step's decodes attend over their own KV lengths: with one decode at the longest length (the
    * same cache capacity) and the rest short, the step reads fewer KV bytes and takes less time
    * than with every decode at the longest.
