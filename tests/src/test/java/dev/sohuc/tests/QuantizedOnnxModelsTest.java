@@ -95,6 +95,10 @@ class QuantizedOnnxModelsTest {
       return init(OnnxMl.TensorProto.DataType.INT8, v, shape);
     }
 
+    String uint8(byte[] v, long... shape) {
+      return init(OnnxMl.TensorProto.DataType.UINT8, v, shape);
+    }
+
     List<String> node(String op, List<String> in, int outs, OnnxMl.AttributeProto... attrs) {
       OnnxMl.NodeProto.Builder n = OnnxMl.NodeProto.newBuilder().setOpType(op).setName(op + counter).addAllInput(in);
       List<String> names = new java.util.ArrayList<>();
@@ -240,6 +244,50 @@ class QuantizedOnnxModelsTest {
     float[] step = new float[M];
     java.util.Arrays.fill(step, sx2);
     withinOneStep("QDQ int8 model", o, step, w2, N2);
+  }
+
+  /**
+   * onnxruntime's static QDQ default: activations u8 per tensor with a zero point (here 128, and
+   * 0 after a ReLU), i8 weights. The chip clips x to the range the u8 holds and requantizes it
+   * i8 per token, within both sides' half steps of ORT; about one value in fourteen lies outside
+   * the centred range and is clipped on both sides.
+   */
+  @Test
+  void qdqModelWithU8ActivationsRunsOnTheInt8Mxu() throws Exception {
+    for (boolean relu : new boolean[] {false, true}) {
+      Random r = new Random(SEED + 4);
+      Graph g = new Graph();
+      g.input("x", M, K);
+      float sx = 3.0f / 127;
+      int zero = relu ? 0 : 128;
+      float[] ws = scales(r, N, 0.01f);
+      float[] w = new float[K * N];
+      byte[] q = weights(r, K, N, ws, w);
+      String zx = g.uint8(new byte[] {(byte) zero});
+      String s = g.floats(new float[] {sx});
+      String x = relu ? g.node("Relu", List.of("x")) : "x";
+      String a = g.node("DequantizeLinear", List.of(g.node("QuantizeLinear", List.of(x, s, zx)), s, zx));
+      String b = g.node("DequantizeLinear", List.of(g.int8(q, K, N), g.floats(ws, N), g.int8(new byte[N], N)),
+          intAttr("axis", 1));
+      g.node("MatMul", List.of(a, b));
+      g.outputLast("y");
+      float[] in = input(new Random(SEED + 5));
+      Outcome o = run(g.bytes(), in);
+      assertEquals(1, count(o.folded(), QuantOp.QMatMul.class));
+      assertEquals(0, count(o.folded(), QuantOp.QuantizeLinear.class));
+      float lo = sx * (0 - zero);
+      float hi = sx * (255 - zero);
+      float[] step = new float[M];
+      for (int i = 0; i < M; i++) {
+        float amax = 0;
+        for (int k = 0; k < K; k++) {
+          float v = relu ? Math.max(0, in[i * K + k]) : in[i * K + k];
+          amax = Math.max(amax, Math.abs(Math.min(Math.max(v, lo), hi)));
+        }
+        step[i] = sx / 2 + amax / 127f / 2;
+      }
+      withinOneStep("QDQ u8 activations, zero point " + zero, o, step, w, N);
+    }
   }
 
   @Test

@@ -43,14 +43,22 @@ import java.util.Set;
  *       directly, so the activation is requantized symmetrically per token (at least as fine
  *       a step as the original; the result differs from ONNX Runtime by less than one
  *       activation quantization step times the column's weight magnitude).
+ *   <li>Static QDQ with u8 activations (onnxruntime's {@code quantize_static} default: u8 per
+ *       tensor with a zero point, i8 weights): {@code matmul(dequantize_linear(quantize_linear(
+ *       x, sx, zx), sx, zx), dequantize_linear(wq, sw, 0))} becomes the dynamic form's qmatmul
+ *       over x clipped to the range the u8 holds, {@code [sx * (0 - zx), sx * (255 - zx)]}: the
+ *       model's clipping kept, its per-tensor u8 step replaced by the per-token i8 one (finer
+ *       for rows of smaller magnitude than the range, up to twice as coarse for a range on one
+ *       side of 0, as after a ReLU): the result differs from ONNX Runtime by less than half of
+ *       each step times the column's weight magnitude.
  *   <li>Quantized tables (onnxruntime's quantized Gather, as in its quantized BERT embeddings):
  *       {@code dequantize_linear(gather(t, ids), s, zp)} with a u8 table {@code t} becomes the
  *       same over an i8 table {@code t - 128} and zero point {@code zp - 128}: the same
  *       numbers, in a type the chip has (the backend subtracts a non-zero zero point).
  * </ul>
  *
- * Asymmetric forms (u8 activations with a non-zero zero point in QDQ, u8 weights, non-zero
- * weight zero points) are left as they are: the interpreter runs them, the backend reports them.
+ * Other asymmetric forms (u8 weights, non-zero weight zero points, i8 activations with a
+ * non-zero zero point) are left as they are: the interpreter runs them, the backend reports them.
  */
 public final class FoldQdqPass extends RewritePass {
 
@@ -114,6 +122,41 @@ public final class FoldQdqPass extends RewritePass {
     }
     return Replacement.op(new QuantOp.QMatMul(xq, wq, dx.get().scale(), dw.get().scale()));
   });
+
+  // matmul(dq(q(x, sx, zx), sx, zx), dq(wq, sw, 0)) with x quantized to u8 per tensor and wq i8
+  //   -> qmatmul(dynamic_quantize(min(max(x, lo), hi)){i8, row}, wq, its scales, sw)
+  public static final RewriteRule U8_QDQ_MATMUL = RewriteRule.of("u8-qdq-matmul", Set.of("matmul"),
+      (n, cx) -> {
+        LinalgOp.MatMul mm = (LinalgOp.MatMul) n.op();
+        Optional<QuantOp.DequantizeLinear> dx = def(mm.a(), QuantOp.DequantizeLinear.class);
+        Optional<QuantOp.DequantizeLinear> dw = def(mm.b(), QuantOp.DequantizeLinear.class);
+        if (dx.isEmpty() || dw.isEmpty() || mm.b().type().rank() != 2 || mm.a().type().rank() < 2) {
+          return Optional.empty();
+        }
+        Optional<QuantOp.QuantizeLinear> qx = def(dx.get().x(), QuantOp.QuantizeLinear.class);
+        Value wq = dw.get().x();
+        if (qx.isEmpty() || dx.get().x().type().elementType() != ElementType.U8
+            || wq.type().elementType() != ElementType.I8 || !isConstant(wq)
+            || qx.get().x().type().elementType() != ElementType.F32
+            || qx.get().scale().type().rank() != 0 || !sameScalar(cx, qx.get().scale(), dx.get().scale())
+            || !sameScalar(cx, qx.get().zeroPoint(), dx.get().zeroPoint())
+            || !zero(cx, dw.get().zeroPoint()) || !weightScale(cx, dw.get().scale(), wq, dw.get().axis())) {
+          return Optional.empty();
+        }
+        double scale = cx.constant(qx.get().scale()).orElseThrow().get(0);
+        double zeroPoint = cx.constant(qx.get().zeroPoint()).orElseThrow().get(0);
+        if (!(scale > 0) || Double.isInfinite(scale)) {
+          return Optional.empty();
+        }
+        // the range the u8 holds, which the model clips x to; within it, the per-token i8 step
+        // is at most the u8 step (as in the dynamic form)
+        Value x = qx.get().x();
+        Value lo = cx.scalar(RewriteContext.shortestF32(scale * (0 - zeroPoint)), ElementType.F32);
+        Value hi = cx.scalar(RewriteContext.shortestF32(scale * (255 - zeroPoint)), ElementType.F32);
+        Value clipped = cx.add(new Binary(BinaryKind.MIN, cx.add(new Binary(BinaryKind.MAX, x, lo)), hi));
+        Value[] qs = addTwo(cx, new QuantOp.DynamicQuantize(clipped, ElementType.I8, "row"));
+        return Replacement.op(new QuantOp.QMatMul(qs[0], wq, qs[1], dw.get().scale()));
+      });
 
   // mul(cast(matmul_integer(aq, wq, azp, 0), f32), mul(as, sw)) with aq, as, azp = dynamic_quantize_linear(x)
   //   -> qmatmul(dynamic_quantize(x){i8, row}, wq, its scales, sw)
@@ -209,7 +252,7 @@ public final class FoldQdqPass extends RewritePass {
   }
 
   private static final List<RewriteRule> RULES =
-      List.of(QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER, U8_TABLE);
+      List.of(QDQ_MATMUL, U8_QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER, U8_TABLE);
 
   @Override
   public String name() {
@@ -218,8 +261,8 @@ public final class FoldQdqPass extends RewritePass {
 
   @Override
   public String summary() {
-    return "imported QDQ matmuls and DynamicQuantizeLinear + MatMulInteger onto qmatmul (symmetric forms only), "
-        + "gathered u8 tables to i8";
+    return "imported QDQ matmuls (i8, fp8, u8 activations) and DynamicQuantizeLinear + MatMulInteger onto "
+        + "qmatmul (i8 weights of zero point 0), gathered u8 tables to i8";
   }
 
   @Override
