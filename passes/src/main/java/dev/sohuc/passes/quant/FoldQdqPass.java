@@ -148,8 +148,8 @@ public final class FoldQdqPass extends RewritePass {
         if (!(scale > 0) || Double.isInfinite(scale)) {
           return Optional.empty();
         }
-        // the range the u8 holds, which the model clips x to; within it, the per-token i8 step
-        // is at most the u8 step (as in the dynamic form)
+        // the range the u8 holds, which the model clips x to; the per-token i8 step then
+        // stands for the u8 one
         Value x = qx.get().x();
         Value lo = cx.scalar(RewriteContext.shortestF32(scale * (0 - zeroPoint)), ElementType.F32);
         Value hi = cx.scalar(RewriteContext.shortestF32(scale * (255 - zeroPoint)), ElementType.F32);
