@@ -51,6 +51,10 @@ import java.util.Set;
  *       for rows of smaller magnitude than the range, up to twice as coarse for a range on one
  *       side of 0, as after a ReLU): the result differs from ONNX Runtime by less than half of
  *       each step times the column's weight magnitude.
+ *   <li>Symmetric u8 pairs ({@code quantize_static} with symmetric activations): a
+ *       {@code dequantize_linear(quantize_linear(x, s, 128), s, 128)} of u8 becomes the same pair
+ *       in i8 with zero point 0, the same numbers; the rules above then fold it into a matmul
+ *       exactly, and the backend lowers the pair where it stands alone (before an Add, a Softmax).
  *   <li>Quantized tables (onnxruntime's quantized Gather, as in its quantized BERT embeddings):
  *       {@code dequantize_linear(gather(t, ids), s, zp)} with a u8 table {@code t} becomes the
  *       same over an i8 table {@code t - 128} and zero point {@code zp - 128}: the same
@@ -158,6 +162,27 @@ public final class FoldQdqPass extends RewritePass {
         return Replacement.op(new QuantOp.QMatMul(qs[0], wq, qs[1], dw.get().scale()));
       });
 
+  // dq(q(x, s, 128), s, 128) with u8 zero points 128 -> dq(q(x, s, 0), s, 0) in i8: both clamp
+  //   round(x / s) to [-128, 127], so the numbers are the same (quantize_static's symmetric
+  //   activations), and the chip has i8
+  public static final RewriteRule U8_SYMMETRIC_PAIR = RewriteRule.of("u8-symmetric-pair",
+      Set.of("dequantize_linear"), (n, cx) -> {
+        QuantOp.DequantizeLinear dq = (QuantOp.DequantizeLinear) n.op();
+        Optional<QuantOp.QuantizeLinear> q = def(dq.x(), QuantOp.QuantizeLinear.class);
+        Optional<Tensor> zp = cx.constant(dq.zeroPoint());
+        if (q.isEmpty() || dq.x().type().elementType() != ElementType.U8 || zp.isEmpty()
+            || zp.get().size() != 1 || zp.get().get(0) != 128
+            || !sameScalar(cx, q.get().zeroPoint(), dq.zeroPoint())
+            || !sameScalar(cx, q.get().scale(), dq.scale())) {
+          return Optional.empty();
+        }
+        Value zero = cx.add(new SourceOp.Constant(Tensor.zeros(ElementType.I8,
+            dq.zeroPoint().type().dims().stream().mapToLong(d -> d.value()).toArray())));
+        Value qi = cx.add(new QuantOp.QuantizeLinear(q.get().x(), q.get().scale(), zero,
+            q.get().axis()));
+        return Replacement.op(new QuantOp.DequantizeLinear(qi, dq.scale(), zero, dq.axis()));
+      });
+
   // mul(cast(matmul_integer(aq, wq, azp, 0), f32), mul(as, sw)) with aq, as, azp = dynamic_quantize_linear(x)
   //   -> qmatmul(dynamic_quantize(x){i8, row}, wq, its scales, sw)
   public static final RewriteRule DYNAMIC_MATMUL_INTEGER = RewriteRule.of("dynamic-matmul-integer", Set.of("mul"),
@@ -252,7 +277,7 @@ public final class FoldQdqPass extends RewritePass {
   }
 
   private static final List<RewriteRule> RULES =
-      List.of(QDQ_MATMUL, U8_QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER, U8_TABLE);
+      List.of(QDQ_MATMUL, U8_SYMMETRIC_PAIR, U8_QDQ_MATMUL, DYNAMIC_MATMUL_INTEGER, U8_TABLE);
 
   @Override
   public String name() {
@@ -262,7 +287,7 @@ public final class FoldQdqPass extends RewritePass {
   @Override
   public String summary() {
     return "imported QDQ matmuls (i8, fp8, u8 activations) and DynamicQuantizeLinear + MatMulInteger onto "
-        + "qmatmul (i8 weights of zero point 0), gathered u8 tables to i8";
+        + "qmatmul (i8 weights of zero point 0), symmetric u8 pairs and gathered u8 tables to i8";
   }
 
   @Override
