@@ -291,6 +291,51 @@ class QuantizedOnnxModelsTest {
     }
   }
 
+  /**
+   * Symmetric activations throughout (zero points 128, as quantize_static puts pairs around more
+   * than MatMul): the pair before the MatMul folds into it, the pair after it stands alone
+   * before an Add and lowers as an i8 pair. Each output is the MatMul's (exact up to f32 summing
+   * order) quantized to a step of the second pair: within that step of ORT, which the summing
+   * order may tip at a rounding boundary.
+   */
+  @Test
+  void symmetricU8PairsAroundAnAddLowerAsI8Pairs() throws Exception {
+    Random r = new Random(SEED + 6);
+    Graph g = new Graph();
+    g.input("x", M, K);
+    float sx = 3.0f / 127;
+    float sy = 0.05f;
+    float[] ws = scales(r, K, 0.01f);
+    float[] w = new float[K * K];
+    byte[] q = weights(r, K, K, ws, w);
+    String zp = g.uint8(new byte[] {(byte) 128});
+    String s1 = g.floats(new float[] {sx});
+    String s2 = g.floats(new float[] {sy});
+    String a = g.node("DequantizeLinear", List.of(g.node("QuantizeLinear", List.of("x", s1, zp)), s1, zp));
+    String b = g.node("DequantizeLinear", List.of(g.int8(q, K, K), g.floats(ws, K), g.int8(new byte[K], K)),
+        intAttr("axis", 1));
+    String m = g.node("MatMul", List.of(a, b));
+    String y = g.node("DequantizeLinear", List.of(g.node("QuantizeLinear", List.of(m, s2, zp)), s2, zp));
+    g.node("Add", List.of(y, "x"));
+    g.outputLast("y");
+    Outcome o = run(g.bytes(), input(new Random(SEED + 7)));
+    assertEquals(1, count(o.folded(), QuantOp.QMatMul.class));
+    assertEquals(0, count(o.folded(), QuantOp.DynamicQuantize.class));
+    // the qmatmul's x, and the pair before the Add, in i8
+    assertEquals(2, count(o.folded(), QuantOp.QuantizeLinear.class));
+    assertEquals(1, count(o.folded(), QuantOp.DequantizeLinear.class));
+    int tipped = 0;
+    for (int i = 0; i < o.ort().length; i++) {
+      double err = Math.abs(o.chip()[i] - o.ort()[i]);
+      assertTrue(err <= sy * 1.0001 + 1e-5 * Math.max(1, Math.abs(o.ort()[i])),
+          "y[" + i + "] = " + o.chip()[i] + ", ORT " + o.ort()[i]);
+      tipped += err > 1e-5 * Math.max(1, Math.abs(o.ort()[i])) ? 1 : 0;
+    }
+    System.out.printf("symmetric u8 pairs: %d of %d outputs a step apart from ORT%n", tipped,
+        o.ort().length);
+    assertTrue(tipped <= o.ort().length / 100, tipped + " outputs a step apart");
+  }
+
   @Test
   void dynamicQuantizeLinearAndMatMulIntegerRunOnTheInt8Mxu() throws Exception {
     Random r = new Random(SEED + 2);
