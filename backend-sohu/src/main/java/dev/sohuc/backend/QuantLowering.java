@@ -723,13 +723,11 @@ final class QuantLowering {
   void lower(Node n) {
     switch (n.op()) {
       case ElementwiseOp.Cast c -> convert(n, c.x(), dtype(c.x().type().elementType()),
-          dtype(c.to()), null, 0, false);
+          dtype(c.to()), null, 0, false, 0);
       case QuantOp.QuantizeLinear q -> convert(n, q.x(), DType.F32,
-          dtype(q.zeroPoint().type().elementType()), scalar(q.scale()), q.scale(), true);
-      case QuantOp.DequantizeLinear d when zeroPoint(d) != 0 ->
-          dequantizeOffset(n, d, zeroPoint(d));
+          dtype(q.zeroPoint().type().elementType()), scalar(q.scale()), q.scale(), true, 0);
       case QuantOp.DequantizeLinear d -> convert(n, d.x(), dtype(d.x().type().elementType()),
-          DType.F32, scalar(d.scale()), d.scale(), false);
+          DType.F32, scalar(d.scale()), d.scale(), false, zeroPoint(d));
       case QuantOp.DynamicQuantize d -> dynamicQuantize(n, d);
       case QuantOp.QMatMul q -> qmatmul(n, q);
       default -> throw new BackendException(n.describe() + ": no quantized lowering");
@@ -739,16 +737,20 @@ final class QuantLowering {
   /**
    * {@code dst = cvt(src * s)} (or {@code / s}): a plain conversion ({@code scaleValue} null and
    * {@code scaleVec} null), a per-tensor scale (an immediate), or a per-channel scale along the
-   * last axis ({@code scaleVec}, an f32 vector preloaded to SRAM, {@code cvt mode=col}).
+   * last axis ({@code scaleVec}, an f32 vector preloaded to SRAM, {@code cvt mode=col}). A
+   * non-zero {@code offset} (a dequantize's zero point for the whole tensor, {@code to} f32) is
+   * taken off first: {@code cvt} to f32 and {@code vbini sub} (both exact), then the scale's
+   * {@code cvt}, one rounding, as ONNX Runtime's.
    */
   private void convert(Node n, Value x, DType from, DType to, Float scaleValue, Object scaleVec,
-      boolean div) {
+      boolean div, float offset) {
     Lowering.View v = Lowering.view(x.type());
     long inRow = v.cols() * from.bytes();
     long outRow = v.cols() * to.bytes();
     boolean perChannel = scaleValue == null && scaleVec instanceof Value;
     int vec = perChannel ? e.li(l.preload((Value) scaleVec, v.cols() * 4, "scale vector")) : 0;
     float s = scaleValue == null ? 1.0f : scaleValue;
+    ScaleMode mode = perChannel ? ScaleMode.COL : ScaleMode.TENSOR;
     int rows = l.dimReg(v.rows());
     int cols = e.konst(v.cols());
     int inRs = e.konst(inRow);
@@ -757,38 +759,17 @@ final class QuantLowering {
     int dst = e.li(l.addr(n.result()));
     long tile = l.tileRows(2 * (inRow + outRow), v.cols() == 1 ? 1024 : 128);
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), dst, outRow, outRow,
-        (in, out, r, st) -> e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, from, r, cols,
-            perChannel ? ScaleMode.COL : ScaleMode.TENSOR, s, vec, 0, div, 0, 0)));
-    e.free(rows, src, dst, vec);
-  }
-
-  /**
-   * {@code (q - zp) * s} of i8 q with a non-zero zero point for the whole tensor, per tile:
-   * {@code cvt} to f32, {@code vbini sub} of zp (both exact), then {@code cvt} f32 to f32 by the
-   * scale: one rounding, as ONNX Runtime's.
-   */
-  private void dequantizeOffset(Node n, QuantOp.DequantizeLinear d, float zp) {
-    Lowering.View v = Lowering.view(d.x().type());
-    long inRow = v.cols();
-    long outRow = v.cols() * 4;
-    Float scaleValue = scalar(d.scale());
-    int vec = scaleValue == null ? e.li(l.preload(d.scale(), outRow, "scale vector")) : 0;
-    float s = scaleValue == null ? 1.0f : scaleValue;
-    ScaleMode mode = scaleValue == null ? ScaleMode.COL : ScaleMode.TENSOR;
-    int rows = l.dimReg(v.rows());
-    int cols = e.konst(v.cols());
-    int inRs = e.konst(inRow);
-    int outRs = e.konst(outRow);
-    int src = e.li(l.addr(d.x()));
-    int dst = e.li(l.addr(n.result()));
-    long tile = l.tileRows(2 * (inRow + outRow), v.cols() == 1 ? 1024 : 128);
-    l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), dst, outRow, outRow,
         (in, out, r, st) -> {
-          e.emit(new Insn.Cvt(out, 0, outRs, DType.F32, in[0], 0, inRs, DType.I8, r, cols,
+          if (offset == 0) {
+            e.emit(new Insn.Cvt(out, 0, outRs, to, in[0], 0, inRs, from, r, cols, mode, s, vec,
+                0, div, 0, 0));
+            return;
+          }
+          e.emit(new Insn.Cvt(out, 0, outRs, DType.F32, in[0], 0, inRs, from, r, cols,
               ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
-          e.vbini(BinOp.SUB, out, outRs, out, outRs, zp, r, cols, false);
-          e.emit(new Insn.Cvt(out, 0, outRs, DType.F32, out, 0, outRs, DType.F32, r, cols, mode,
-              s, vec, 0, false, 0, 0));
+          e.vbini(BinOp.SUB, out, outRs, out, outRs, offset, r, cols, false);
+          e.emit(new Insn.Cvt(out, 0, outRs, to, out, 0, outRs, DType.F32, r, cols, mode, s, vec,
+              0, div, 0, 0));
         });
     e.free(rows, src, dst, vec);
   }
