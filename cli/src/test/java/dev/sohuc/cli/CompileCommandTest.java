@@ -346,4 +346,24 @@ class CompileCommandTest {
     assertEquals(1, r.code(), r.err());
     assertEquals("error: " + tiny + message + "\n", r.err());
   }
+
+  /**
+   * A config of 3 x 2^39 query heads over 3 kv heads: the chip counts that would split them are
+   * found among the divisors of the head count (counting up to it would not finish).
+   */
+  @Test
+  void theChipCountsThatSplitAHugeHeadCountAreListedAtOnce() throws Exception {
+    Path cfg = dir.resolve("heads.json");
+    Files.writeString(cfg, "{\"model_type\": \"llama\", \"hidden_size\": 3298534883328, "
+        + "\"num_hidden_layers\": 1, \"num_attention_heads\": 1649267441664, "
+        + "\"num_key_value_heads\": 3, \"intermediate_size\": 16, \"vocab_size\": 32, "
+        + "\"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-5, \"torch_dtype\": \"bfloat16\"}");
+    CliResult r = run("compile", cfg.toString(), "--chips", "8", "-o",
+        dir.resolve("h.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().startsWith("error: " + cfg + ": shard-tensor-parallel: 3 kv heads neither "
+        + "split over nor replicate evenly across 8 chips; the model's heads split over 3, 6, 12,"),
+        r.err());
+    assertTrue(r.err().endsWith(", 824633720832 or 1649267441664 chips\n"), r.err());
+  }
 }

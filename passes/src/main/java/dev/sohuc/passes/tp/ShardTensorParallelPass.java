@@ -110,9 +110,18 @@ public final class ShardTensorParallelPass implements Pass {
 
     /** "; the model's heads split over 1, 2 or 4 chips": the chip counts that would do. */
     String chipCountsThatSplit() {
+      // only divisors of q split its query heads: found in pairs up to sqrt(q), so a config's
+      // head count of 2^40 lists them without counting to it
+      java.util.TreeSet<Long> divisors = new java.util.TreeSet<>();
+      for (long i = 1; i <= q / i; i++) {
+        if (q % i == 0) {
+          divisors.add(i);
+          divisors.add(q / i);
+        }
+      }
       List<String> counts = new ArrayList<>();
-      for (long n = 2; n <= q; n++) {
-        if (splitOver(n)) {
+      for (long n : divisors) {
+        if (n >= 2 && splitOver(n)) {
           counts.add(Long.toString(n));
         }
       }
