@@ -162,9 +162,10 @@ public final class FoldQdqPass extends RewritePass {
         return Replacement.op(new QuantOp.QMatMul(qs[0], wq, qs[1], dw.get().scale()));
       });
 
-  // dq(q(x, s, 128), s, 128) with u8 zero points 128 -> dq(q(x, s, 0), s, 0) in i8: both clamp
-  //   round(x / s) to [-128, 127], so the numbers are the same (quantize_static's symmetric
-  //   activations), and the chip has i8
+  // dq(q(x, s, 128), s, 128) with u8 zero points 128 -> dq(q(x, s, 0), s, 0) in i8, 128 lower:
+  //   both clamp round(x / s) to [-128, 127], so the numbers are the same (quantize_static's
+  //   symmetric activations), and the chip has i8 (the i8 quantize_linear lowers with zero
+  //   point 0 only, hence 128)
   public static final RewriteRule U8_SYMMETRIC_PAIR = RewriteRule.of("u8-symmetric-pair",
       Set.of("dequantize_linear"), (n, cx) -> {
         QuantOp.DequantizeLinear dq = (QuantOp.DequantizeLinear) n.op();
@@ -176,8 +177,7 @@ public final class FoldQdqPass extends RewritePass {
             || !sameScalar(cx, q.get().scale(), dq.scale())) {
           return Optional.empty();
         }
-        Value zero = cx.add(new SourceOp.Constant(Tensor.zeros(ElementType.I8,
-            dq.zeroPoint().type().dims().stream().mapToLong(d -> d.value()).toArray())));
+        Value zero = cx.add(new SourceOp.Constant(signed(zp.get())));
         Value qi = cx.add(new QuantOp.QuantizeLinear(q.get().x(), q.get().scale(), zero,
             q.get().axis()));
         return Replacement.op(new QuantOp.DequantizeLinear(qi, dq.scale(), zero, dq.axis()));
