@@ -223,29 +223,9 @@ class HfCompiledNumericsTest {
     long vocab = m.get("vocab_size");
     long[] pastLengths = {2, 0, 4};
     Map<String, Long> dims = Map.of("seq", PROMPT, "batch", (long) pastLengths.length, "past", 5L);
-    List<Tensor> interpreterIn = new ArrayList<>();
-    Map<String, HostTensor> chipIn = new LinkedHashMap<>();
-    for (Value a : module.main().arguments()) {
-      long[] shape = a.type().dims().stream().mapToLong(d -> d.evaluate(dims)).toArray();
-      long n = java.util.Arrays.stream(shape).reduce(1, (x, y) -> x * y);
-      if (a.type().elementType() == ElementType.I64) {
-        long[] v = a.name().equals("past_lengths") ? pastLengths : randomIds(random, n, vocab);
-        interpreterIn.add(Tensor.ofLongs(ElementType.I64, shape, v));
-        chipIn.put(a.name(), ids(v, shape));
-      } else {
-        // cache values a bf16 cache holds exactly, so both sides read the same numbers
-        float[] v = new float[(int) n];
-        for (int i = 0; i < v.length; i++) {
-          v[i] = Float.intBitsToFloat(Float.floatToIntBits((float) random.nextGaussian()) & 0xFFFF0000);
-        }
-        Tensor t = Tensor.ofFloats(a.type().elementType(), shape, v);
-        interpreterIn.add(t);
-        chipIn.put(a.name(), new HostTensor(DType.valueOf(a.type().elementType().name()), shape,
-            t.toBytes()));
-      }
-    }
-    Map<String, Tensor> reference = new Interpreter(module).run(interpreterIn);
-    Map<String, HostTensor> chip = emulate(compile(module), chipIn);
+    Inputs in = randomInputs(module, dims, pastLengths, vocab, random);
+    Map<String, Tensor> reference = new Interpreter(module).run(in.interpreter());
+    Map<String, HostTensor> chip = emulate(compile(module), in.chip());
     Map<String, float[]> expected = new LinkedHashMap<>();
     reference.forEach((k, v) -> expected.put(k, v.floats()));
     double tolerance = switch (mode) {
@@ -254,6 +234,45 @@ class HfCompiledNumericsTest {
       default -> 0x1p-6;
     };
     assertClose(variantAndMode + " quantized step", expected, chip, tolerance);
+  }
+
+  /** A module's inputs, for the reference interpreter and for the chip. */
+  record Inputs(List<Tensor> interpreter, Map<String, HostTensor> chip) {}
+
+  /**
+   * Seeded inputs for {@code m}'s arguments at {@code dims}, drawn from {@code random} in
+   * argument order: token ids below {@code vocab}, {@code past_lengths} taken in turn from
+   * {@code pastLengths}, and caches of values a bf16 cache holds exactly, so that both sides
+   * read the same numbers.
+   */
+  static Inputs randomInputs(Module m, Map<String, Long> dims, long[] pastLengths, long vocab,
+      Random random) {
+    List<Tensor> interpreter = new ArrayList<>();
+    Map<String, HostTensor> chip = new LinkedHashMap<>();
+    for (Value a : m.main().arguments()) {
+      long[] shape = a.type().dims().stream().mapToLong(d -> d.evaluate(dims)).toArray();
+      int n = (int) java.util.Arrays.stream(shape).reduce(1, (x, y) -> x * y);
+      if (a.type().elementType() == ElementType.I64) {
+        long[] v = new long[n];
+        for (int i = 0; i < n; i++) {
+          v[i] = a.name().equals("past_lengths") ? pastLengths[i % pastLengths.length]
+              : random.nextInt((int) vocab);
+        }
+        interpreter.add(Tensor.ofLongs(ElementType.I64, shape, v));
+        chip.put(a.name(), ids(v, shape));
+      } else {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+          v[i] = Float.intBitsToFloat(Float.floatToIntBits((float) random.nextGaussian())
+              & 0xFFFF0000);
+        }
+        Tensor t = Tensor.ofFloats(a.type().elementType(), shape, v);
+        interpreter.add(t);
+        chip.put(a.name(), new HostTensor(DType.valueOf(a.type().elementType().name()), shape,
+            t.toBytes()));
+      }
+    }
+    return new Inputs(interpreter, chip);
   }
 
   /** Positions {@code [from, to)} of batch row {@code b} of a {@code [B, heads, t, d]} cache. */

@@ -12,12 +12,10 @@ import dev.sohuc.emu.Options;
 import dev.sohuc.hf.HfImporter;
 import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
-import dev.sohuc.ir.Value;
 import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
-import dev.sohuc.isa.DType;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
 import dev.sohuc.passes.quant.QuantMode;
@@ -25,7 +23,6 @@ import dev.sohuc.passes.quant.QuantOptions;
 import dev.sohuc.passes.quant.Quantizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -80,36 +77,12 @@ class TileDimsNumericsTest {
     };
     Random random = new Random(6);
     long[] lengths = {0, 129, 200, 7, 259};
-    List<Tensor> interpreterIn = new ArrayList<>();
-    Map<String, HostTensor> chipIn = new LinkedHashMap<>();
-    for (Value a : m.main().arguments()) {
-      long[] shape = a.type().dims().stream().mapToLong(d -> d.evaluate(symbols)).toArray();
-      int n = (int) java.util.Arrays.stream(shape).reduce(1, (x, y) -> x * y);
-      if (a.type().elementType() == ElementType.I64) {
-        long[] v = new long[n];
-        for (int i = 0; i < n; i++) {
-          v[i] = a.name().equals("past_lengths") ? lengths[i % lengths.length]
-              : random.nextInt((int) dims[4]);
-        }
-        interpreterIn.add(Tensor.ofLongs(ElementType.I64, shape, v));
-        chipIn.put(a.name(), HfCompiledNumericsTest.ids(v, shape));
-      } else {
-        // cache values a bf16 cache holds exactly, so both sides read the same numbers
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-          v[i] = Float.intBitsToFloat(Float.floatToIntBits((float) random.nextGaussian())
-              & 0xFFFF0000);
-        }
-        Tensor t = Tensor.ofFloats(a.type().elementType(), shape, v);
-        interpreterIn.add(t);
-        chipIn.put(a.name(), new HostTensor(DType.valueOf(a.type().elementType().name()), shape,
-            t.toBytes()));
-      }
-    }
-    Map<String, Tensor> reference = new Interpreter(m).run(interpreterIn);
+    HfCompiledNumericsTest.Inputs in = HfCompiledNumericsTest.randomInputs(m, symbols, lengths,
+        dims[4], random);
+    Map<String, Tensor> reference = new Interpreter(m).run(in.interpreter());
     Emulator emulator = new Emulator(SohuBackend.compile(m, BackendOptions.defaults()).program(),
         MachineDescription.defaultTarget(), Options.defaults().withScheduleSeed(7L));
-    Map<String, HostTensor> chip = emulator.runFunctional(chipIn, Map.of()).outputs();
+    Map<String, HostTensor> chip = emulator.runFunctional(in.chip(), Map.of()).outputs();
     Map<String, float[]> expected = new LinkedHashMap<>();
     reference.forEach((k, v) -> expected.put(k, v.floats()));
     HfCompiledNumericsTest.assertClose(testCase, expected, chip,
