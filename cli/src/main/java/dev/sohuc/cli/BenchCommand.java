@@ -24,8 +24,12 @@ import picocli.CommandLine.Parameters;
 final class BenchCommand implements Callable<Integer> {
   @Parameters(paramLabel = "CONFIG", description = "Hugging Face config.json or its folder.")
   Path config;
-  @Option(names = "--chips", description = "Tensor-parallel chips (default 8).")
+  @Option(names = "--chips", description = "Chips per server (default 8).")
   int chips = 8;
+  @Option(names = "--tensor-parallel", paramLabel = "N", description = "Chips each copy of the "
+      + "model is split over (default: all of --chips). Fewer make --chips / N data-parallel "
+      + "replicas, each serving every (chips / N)-th request with its own KV cache.")
+  Integer tensorParallel;
   @Option(names = "--input-len", description = "Prompt tokens per request (default 2048).")
   int inputLen = 2048;
   @Option(names = "--output-len", description = "Output tokens per request (default 128).")
@@ -73,6 +77,11 @@ final class BenchCommand implements Callable<Integer> {
             + " must be 1 or more, got " + n.getValue());
       }
     }
+    int tp = tensorParallel == null ? chips : tensorParallel;
+    if (tp < 1 || chips % tp != 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--tensor-parallel "
+          + "must divide --chips " + chips + " (the server is whole replicas), got " + tp);
+    }
     if (requests > MAX_REQUESTS) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--requests must be at "
           + "most " + MAX_REQUESTS + " (the simulation keeps every request and step, for the "
@@ -106,15 +115,15 @@ final class BenchCommand implements Callable<Integer> {
     if (chunk <= 0) {
       chunk = inputLen;
     }
-    StepModel model = new StepModel(config, chips, chunk, decodeBatch, inputLen + outputLen,
+    StepModel model = new StepModel(config, tp, chunk, decodeBatch, inputLen + outputLen,
         target, mode, sequenceParallel);
     var shape = model.shape();
     double hbm = model.target().hbmBytes();
-    long kvPerTokenChip = shape.kvBytesPerTokenPerChip(chips);
+    long kvPerTokenChip = shape.kvBytesPerTokenPerChip(tp);
     long capacity = (long) ((hbm - shape.weightBytesPerChip()) / kvPerTokenChip);
     boolean tty = System.console() != null;
     ServingSimulator.Result res = ServingSimulator.run(model, requests, inputLen, outputLen, rate,
-        seed, decodeBatch, capacity, done -> {
+        seed, chips / tp, decodeBatch, capacity, done -> {
           if (tty) {
             int w = 30;
             int f = (int) ((long) done * w / requests);
@@ -143,12 +152,19 @@ final class BenchCommand implements Callable<Integer> {
       long kvPerTokenChip) {
     var shape = model.shape();
     var target = model.target();
+    int tp = model.chips();
+    int replicas = chips / tp;
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("model", config.toString());
     m.put("chips", chips);
-    m.put("parallelism", chips == 1 ? "one chip" : model.sequenceParallel()
+    m.put("tensor_parallel", tp);
+    m.put("replicas", replicas);
+    String split = tp == 1 ? "one chip" : model.sequenceParallel()
         ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
-        : "tensor-parallel (all_reduce)");
+        : "tensor-parallel (all_reduce)";
+    m.put("parallelism", replicas == 1 ? split : String.format(Locale.ROOT,
+        "%d data-parallel replicas of %d chip%s, each %s", replicas, tp, tp == 1 ? "" : "s",
+        split));
     m.put("precision", switch (model.quantMode()) {
       case BF16 -> "bf16 (linear layers as qmatmul with shape-only bf16 weights, type-only "
           + "quantization; attention's products and the KV cache bf16; norms fp32)";
@@ -215,7 +231,8 @@ final class BenchCommand implements Callable<Integer> {
     m.put("decode_mfu", dtm > 0 ? dp / dtm : 0);
     m.put("prefill_mfu_of_fp8_peak", pt > 0 ? pf / pt / target.peakFlops(DType.F8E4M3) : 0);
     m.put("decode_mfu_of_fp8_peak", dtm > 0 ? df / dtm / target.peakFlops(DType.F8E4M3) : 0);
-    m.put("hbm_bandwidth_use", bytes / span / target.hbmBytesPerSecond());
+    // the steps' bytes are per chip of their replica, and the replicas run side by side
+    m.put("hbm_bandwidth_use", bytes / replicas / span / target.hbmBytesPerSecond());
     // the article's batch: one full prefill plus decode_batch decodes, as one step program when
     // the prompt fits a chunk; in the steady state the decodes are one per generated count
     // 1 .. output_len - 1, each at its own KV length
@@ -231,23 +248,25 @@ final class BenchCommand implements Callable<Integer> {
     Map<String, Object> batch = new LinkedHashMap<>();
     batch.put("seconds", batchSeconds);
     batch.put("one_step_program", oneProgram);
-    batch.put("compiled_mxu_flops_server", batchFlops * chips);
+    // one batch runs on one replica's chips (each replica runs its own batch at once)
+    batch.put("compiled_mxu_flops_server", batchFlops * tp);
     batch.put("model_flops_2_x_params_x_tokens", 2.0 * shape.params() * (inputLen + decodeBatch));
     batch.put("active_params", shape.activeParams());
     batch.put("model_flops_2_x_active_params_x_tokens",
         2.0 * shape.activeParams() * (inputLen + decodeBatch));
     batch.put("article_flops", 304e12);
-    batch.put("weight_bytes_server_fp32", shape.weightBytesPerChip() * chips);
+    batch.put("weight_bytes_server_fp32", shape.weightBytesPerChip() * tp);
     batch.put("weight_bytes_bf16_params", 2.0 * shape.params());
     batch.put("article_weight_bytes", 140e9);
-    batch.put("kv_bytes_server", (double) kvPerTokenChip * chips * decodeBatch
+    batch.put("kv_bytes_server", (double) kvPerTokenChip * tp * decodeBatch
         * (inputLen + outputLen - 1));
     batch.put("article_kv_bytes", 72e9);
     // the article's 72 GB is 127 x 64 x 8 x 128 x 2175 x 2 x 2: 64 layers where the config has
     // its own count (Llama-3-70B: 80); the same formula with those is this figure
     batch.put("kv_layers", shape.layers());
     batch.put("params", shape.params());
-    batch.put("tokens_per_s_server_at_this_batch", (inputLen + decodeBatch) / batchSeconds);
+    batch.put("tokens_per_s_server_at_this_batch",
+        replicas * (inputLen + decodeBatch) / batchSeconds);
     batch.put("prefill_seconds_by_op_kind", p.secondsByKind());
     // the highest prefill MFU this compiled code could reach on this target, were its engines
     // perfectly overlapped: its MXU work at peak against each of its other bounds
@@ -267,15 +286,17 @@ final class BenchCommand implements Callable<Integer> {
     m.put("article_batch", batch);
     long kvHeads = shape.kvHeads();
     m.put("kv_dtype", shape.kvType().text());
-    m.put("kv_heads_layout", kvHeads >= chips
-        ? kvHeads / chips + " of " + kvHeads + " kv heads per chip, split across chips"
-        : kvHeads + " kv heads, each replicated on " + chips / kvHeads + " chips (1 per chip)");
-    m.put("kv_capacity_tokens", capacity);
+    m.put("kv_heads_layout", kvHeads >= tp
+        ? kvHeads / tp + " of " + kvHeads + " kv heads per chip, split across chips"
+        : kvHeads + " kv heads, each replicated on " + tp / kvHeads + " chips (1 per chip)");
+    m.put("kv_capacity_tokens", capacity * replicas);
+    m.put("kv_capacity_tokens_replica", capacity);
     m.put("kv_max_tokens_used", res.maxKvTokensUsed());
     m.put("timing_runs", model.timingRuns());
     List<Map<String, Object>> steps = new ArrayList<>();
     for (var s : res.steps()) {
       Map<String, Object> e = new LinkedHashMap<>();
+      e.put("replica", s.replica());
       e.put("start", s.start());
       e.put("seconds", s.seconds());
       e.put("prefill_tokens", s.prefillTokens());
@@ -342,9 +363,11 @@ final class BenchCommand implements Callable<Integer> {
         100 * (double) m.get("decode_mfu_of_fp8_peak")});
     line.accept("HBM bandwidth use: %.1f%%", new Object[] {100 * (double) m.get("hbm_bandwidth_use")});
     Map<String, Object> b = (Map<String, Object>) m.get("article_batch");
-    line.accept("article batch (1 x %d prefill + %d decodes): %.3f s -> %.0f tokens/s per server",
-        new Object[] {m.get("input_len"), m.get("decode_batch"), b.get("seconds"),
-        b.get("tokens_per_s_server_at_this_batch")});
+    int replicas = (int) m.get("replicas");
+    String eachReplica = replicas == 1 ? "" : " on each of " + replicas + " replicas";
+    line.accept("article batch (1 x %d prefill + %d decodes%s): %.3f s -> %.0f tokens/s per "
+        + "server", new Object[] {m.get("input_len"), m.get("decode_batch"), eachReplica,
+        b.get("seconds"), b.get("tokens_per_s_server_at_this_batch")});
     line.accept("  FLOPs: %.1f TFLOP compiled MXU work (attention and padding included), "
         + "%.1f TFLOP = 2 x params x tokens; article 304 TFLOP, the same product at 70e9 params "
         + "(this config: %.1fe9)", new Object[] {
@@ -360,9 +383,10 @@ final class BenchCommand implements Callable<Integer> {
     }
     line.accept("  weights: %.1f GB as compiled (%s linear layers, and lm_head where the "
         + "vocabulary splits, split across the chips; the embedding table, kept f32, on every "
-        + "chip); %.1f GB at 2 bytes/param; "
+        + "chip%s); %.1f GB at 2 bytes/param; "
         + "article 140 GB, 70e9 params at 2 bytes", new Object[] {
         (double) (long) b.get("weight_bytes_server_fp32") / 1e9, m.get("weights_dtype"),
+        replicas == 1 ? "" : "; one replica's, the server holds " + replicas + " copies",
         (double) b.get("weight_bytes_bf16_params") / 1e9});
     line.accept("  KV cache: %.1f GB (%s, %s); article 72 GB, from 127 x 64 x 8 x 128 x 2175 x "
         + "2 x 2 bytes: 64 layers where this model has %d", new Object[] {
@@ -383,8 +407,10 @@ final class BenchCommand implements Callable<Integer> {
         byKind((Map<String, Double>) b.get("prefill_seconds_by_op_kind"))});
     line.accept("  where the time goes, a decode-only step of %d: %s", new Object[] {
         m.get("decode_batch"), byKind((Map<String, Double>) b.get("decode_seconds_by_op_kind"))});
-    line.accept("KV capacity: %d tokens per server; most used %d", new Object[] {
-        m.get("kv_capacity_tokens"), m.get("kv_max_tokens_used")});
+    line.accept("KV capacity: %d tokens per server%s; most used %d%s", new Object[] {
+        m.get("kv_capacity_tokens"), replicas == 1 ? "" : String.format(Locale.ROOT,
+        " (%d per replica)", m.get("kv_capacity_tokens_replica")), m.get("kv_max_tokens_used"),
+        replicas == 1 ? "" : " (by one replica)"});
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
     line.accept("steps: %d (%d distinct shapes timed); each step against its bounds (compute: "
         + "MXU work at peak; bandwidth: HBM bytes at HBM bandwidth; interconnect: all-reduce bytes "
@@ -395,8 +421,9 @@ final class BenchCommand implements Callable<Integer> {
       if (shown++ >= 5 && shown < steps.size()) {
         continue;
       }
-      line.accept("  t=%.3f s prefill %d + decode %d (past %d): %.4f s = %.2fx max(compute %.4f s, "
-          + "bandwidth %.4f s, interconnect %.4f s)", new Object[] {s.get("start"),
+      line.accept("  %st=%.3f s prefill %d + decode %d (past %d): %.4f s = %.2fx max(compute "
+          + "%.4f s, bandwidth %.4f s, interconnect %.4f s)", new Object[] {
+          replicas == 1 ? "" : "replica " + s.get("replica") + " ", s.get("start"),
           s.get("prefill_tokens"), s.get("decode_tokens"), s.get("decode_past"), s.get("seconds"),
           s.get("time_over_max_bound"), s.get("compute_bound_s"), s.get("bandwidth_bound_s"),
           s.get("interconnect_bound_s")});

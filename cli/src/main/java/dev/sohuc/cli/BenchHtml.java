@@ -41,13 +41,16 @@ final class BenchHtml {
     // timeline
     sb.append("<h2>Timeline</h2><svg width=900 height=80 style='border:1px solid #ccc'>");
     double span = res.makespan();
+    // one lane per data-parallel replica
+    double lane = 60.0 / (int) m.get("replicas");
     for (Map<String, Object> s : steps) {
       double x0 = 900 * (double) s.get("start") / span;
       double w = Math.max(0.5, 900 * (double) s.get("seconds") / span);
-      sb.append(String.format(Locale.ROOT, "<rect x=%.2f y=10 width=%.2f height=60 fill=%s "
-          + "stroke=white stroke-width=0.2><title>prefill %s decode %s</title></rect>", x0, w,
-          (int) s.get("prefill_tokens") > 0 ? "'#c33'" : "'#33c'", s.get("prefill_tokens"),
-          s.get("decode_tokens")));
+      sb.append(String.format(Locale.ROOT, "<rect x=%.2f y=%.2f width=%.2f height=%.2f fill=%s "
+          + "stroke=white stroke-width=0.2><title>replica %s: prefill %s decode %s</title></rect>",
+          x0, 10 + lane * (int) s.get("replica"), w, lane,
+          (int) s.get("prefill_tokens") > 0 ? "'#c33'" : "'#33c'", s.get("replica"),
+          s.get("prefill_tokens"), s.get("decode_tokens")));
     }
     sb.append("</svg>");
     Map<String, Object> batch = (Map<String, Object>) m.get("article_batch");

@@ -76,6 +76,60 @@ class BenchCommandTest {
     assertTrue(page.contains("<svg") && page.contains("Where the time goes"));
   }
 
+  /**
+   * Two one-chip replicas serve six requests as two servers of one chip serve three each: the
+   * same steps side by side, so twice the tokens/s per server at the same MFU and bandwidth use.
+   */
+  @Test
+  void dataParallelReplicasServeTheirShareSideBySide() throws Exception {
+    JsonNode one = benchJson("one", "--chips", "1", "--requests", "3");
+    JsonNode two = benchJson("two", "--chips", "2", "--tensor-parallel", "1", "--requests", "6");
+    assertEquals(1, one.get("replicas").asInt());
+    assertEquals(2, two.get("replicas").asInt());
+    assertEquals(1, two.get("tensor_parallel").asInt());
+    assertTrue(two.get("parallelism").asText().startsWith("2 data-parallel replicas of 1 chip"),
+        two.toString());
+    assertEquals(2 * one.get("steps").size(), two.get("steps").size());
+    assertEquals(one.get("makespan_seconds").asDouble(), two.get("makespan_seconds").asDouble(),
+        0);
+    for (String twice : java.util.List.of("total_tokens_per_s_server",
+        "output_tokens_per_s_server", "kv_capacity_tokens")) {
+      assertEquals(2 * one.get(twice).asDouble(), two.get(twice).asDouble(),
+          1e-9 * one.get(twice).asDouble(), twice);
+    }
+    for (String same : java.util.List.of("total_tokens_per_s_chip", "prefill_mfu", "decode_mfu",
+        "hbm_bandwidth_use", "kv_max_tokens_used", "ttft_p50_s", "tpot_p99_s")) {
+      assertEquals(one.get(same).asDouble(), two.get(same).asDouble(),
+          1e-9 * one.get(same).asDouble(), same);
+    }
+    JsonNode batch1 = one.get("article_batch");
+    JsonNode batch2 = two.get("article_batch");
+    assertEquals(2 * batch1.get("tokens_per_s_server_at_this_batch").asDouble(),
+        batch2.get("tokens_per_s_server_at_this_batch").asDouble(),
+        1e-9 * batch1.get("tokens_per_s_server_at_this_batch").asDouble());
+    // the batch's FLOPs, weights and KV cache are one replica's, as the article's are one copy's
+    for (String same : java.util.List.of("compiled_mxu_flops_server", "weight_bytes_server_fp32",
+        "kv_bytes_server")) {
+      assertEquals(batch1.get(same).asDouble(), batch2.get(same).asDouble(), 0, same);
+    }
+    for (JsonNode s : two.get("steps")) {
+      assertTrue(s.get("replica").asInt() == 0 || s.get("replica").asInt() == 1, s.toString());
+    }
+  }
+
+  private JsonNode benchJson(String name, String... options) throws Exception {
+    Path json = tmp.resolve(name + ".json");
+    java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("bench",
+        "../examples/tiny-llama/config.json", "--input-len", "32", "--output-len", "4",
+        "--decode-batch", "3", "--json", json.toString()));
+    args.addAll(java.util.List.of(options));
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(args.toArray(String[]::new), new PrintWriter(new StringWriter()),
+        new PrintWriter(err));
+    assertEquals(0, code, err.toString());
+    return new ObjectMapper().readTree(json.toFile());
+  }
+
   @Test
   void unavailablePrecisionIsAUserError() {
     StringWriter out = new StringWriter();
@@ -100,7 +154,11 @@ class BenchCommandTest {
       "--rate 1e-300 | --rate 1.0E-300 spreads 256 requests over about 2.56e+302 s, past the "
           + "1e+09 s within which the simulation's clock still tells a step's microseconds; give "
           + "at least 2.56e-07 requests/s",
-      "--prefill-chunk -1 | --prefill-chunk must be 0 (the whole prompt) or more, got -1"})
+      "--prefill-chunk -1 | --prefill-chunk must be 0 (the whole prompt) or more, got -1",
+      "--tensor-parallel 0 | --tensor-parallel must divide --chips 2 (the server is whole "
+          + "replicas), got 0",
+      "--tensor-parallel 3 | --tensor-parallel must divide --chips 2 (the server is whole "
+          + "replicas), got 3"})
   void outOfRangeOptionsAreUsageErrors(String option, String message) {
     StringWriter err = new StringWriter();
     String[] kv = option.split(" ");

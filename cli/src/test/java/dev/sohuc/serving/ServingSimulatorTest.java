@@ -90,8 +90,8 @@ class ServingSimulatorTest {
   @Test
   void servingLoopConservesRequests() {
     StepModel m = model(small, 2, 64, 4, 64 + 8, null);
-    conserved(ServingSimulator.run(m, 10, 64, 8, 0, 1, 4, 1_000_000, d -> { }), 10, 8);
-    ServingSimulator.Result poisson = ServingSimulator.run(m, 10, 64, 8, 5000, 7, 4, 1_000_000,
+    conserved(ServingSimulator.run(m, 10, 64, 8, 0, 1, 1, 4, 1_000_000, d -> { }), 10, 8);
+    ServingSimulator.Result poisson = ServingSimulator.run(m, 10, 64, 8, 5000, 7, 1, 4, 1_000_000,
         d -> { });
     conserved(poisson, 10, 8);
     for (int i = 1; i < 10; i++) {
@@ -100,10 +100,30 @@ class ServingSimulatorTest {
   }
 
   @Test
+  void replicasTakeTheRequestsInTurnEachWithinItsOwnKvCapacity() {
+    StepModel m = model(small, 1, 64, 8, 64 + 8, null);
+    long capacity = 2 * (64 + 8);
+    ServingSimulator.Result r = ServingSimulator.run(m, 10, 64, 8, 0, 1, 3, 8, capacity,
+        d -> { });
+    conserved(r, 10, 8);
+    int[] prefills = new int[3];
+    for (var st : r.steps()) {
+      prefills[st.replica()] += st.prefillTokens() > 0 ? 1 : 0;
+      assertTrue(st.kvTokens() <= capacity);
+    }
+    // request i goes to replica i mod 3
+    assertEquals(java.util.List.of(4, 3, 3), java.util.Arrays.stream(prefills).boxed().toList());
+    assertEquals(capacity, r.maxKvTokensUsed());
+    double last = r.steps().stream().mapToDouble(st -> st.start() + st.seconds()).max()
+        .orElseThrow();
+    assertEquals(last, r.makespan(), 0);
+  }
+
+  @Test
   void kvCapacityIsNeverExceeded() {
     StepModel m = model(small, 2, 64, 8, 64 + 8, null);
     long capacity = 3 * (64 + 8); // three requests at a time, though the batch allows eight
-    ServingSimulator.Result r = ServingSimulator.run(m, 10, 64, 8, 0, 1, 8, capacity, d -> { });
+    ServingSimulator.Result r = ServingSimulator.run(m, 10, 64, 8, 0, 1, 1, 8, capacity, d -> { });
     conserved(r, 10, 8);
     assertTrue(r.maxKvTokensUsed() <= capacity, r.maxKvTokensUsed() + " > " + capacity);
     assertEquals(capacity, r.maxKvTokensUsed());
@@ -116,7 +136,7 @@ class ServingSimulatorTest {
   @Test
   void noStepBeatsItsComputeBandwidthOrInterconnectBound() {
     StepModel m = model(small, 2, 64, 4, 64 + 8, null);
-    ServingSimulator.Result r = ServingSimulator.run(m, 6, 64, 8, 0, 1, 4, 1_000_000, d -> { });
+    ServingSimulator.Result r = ServingSimulator.run(m, 6, 64, 8, 0, 1, 1, 4, 1_000_000, d -> { });
     double bw = m.target().hbmBytesPerSecond();
     int checked = 0;
     for (var st : r.steps()) {
