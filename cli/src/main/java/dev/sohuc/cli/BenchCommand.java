@@ -162,9 +162,9 @@ final class BenchCommand implements Callable<Integer> {
     String split = tp == 1 ? "one chip" : model.sequenceParallel()
         ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
         : "tensor-parallel (all_reduce)";
-    m.put("parallelism", replicas == 1 ? split : String.format(Locale.ROOT,
-        "%d data-parallel replicas of %d chip%s, each %s", replicas, tp, tp == 1 ? "" : "s",
-        split));
+    m.put("parallelism", replicas == 1 ? split : tp == 1
+        ? replicas + " data-parallel replicas of 1 chip"
+        : replicas + " data-parallel replicas of " + tp + " chips, each " + split);
     m.put("precision", switch (model.quantMode()) {
       case BF16 -> "bf16 (linear layers as qmatmul with shape-only bf16 weights, type-only "
           + "quantization; attention's products and the KV cache bf16; norms fp32)";
