@@ -24,6 +24,7 @@ public final class PassRegistry {
     register(FuseRopePass::new);
     register(FuseAttentionPass::new);
     register(dev.sohuc.passes.quant.FoldQdqPass::new);
+    register(dev.sohuc.passes.quant.ExpandQdqPass::new);
     register(dev.sohuc.passes.quant.QuantizePass::new);
     register(dev.sohuc.passes.tp.ShardTensorParallelPass::new);
     register(dev.sohuc.passes.tp.SequenceParallelPass::new);

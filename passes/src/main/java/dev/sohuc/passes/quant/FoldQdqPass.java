@@ -95,7 +95,7 @@ public final class FoldQdqPass extends RewritePass {
   }
 
   /** Two scalar constants with one value. */
-  private static boolean sameScalar(RewriteContext cx, Value a, Value b) {
+  static boolean sameScalar(RewriteContext cx, Value a, Value b) {
     if (a == b) {
       return true;
     }
