@@ -62,7 +62,8 @@ import java.util.Set;
  * </ul>
  *
  * Other asymmetric forms (u8 weights, non-zero weight zero points, i8 activations with a
- * non-zero zero point) are left as they are: the interpreter runs them, the backend reports them.
+ * non-zero zero point) are left as they are: {@link ExpandQdqPass} then turns their activation
+ * pairs into f32 arithmetic, and the backend reports a weight it cannot take.
  */
 public final class FoldQdqPass extends RewritePass {
 
