@@ -63,7 +63,8 @@ import java.util.Set;
  *
  * Other asymmetric forms (u8 weights, non-zero weight zero points, i8 activations with a
  * non-zero zero point) are left as they are: {@link ExpandQdqPass} then turns their activation
- * pairs into f32 arithmetic, and the backend reports a weight it cannot take.
+ * pairs into f32 arithmetic; a weight's dequantize_linear stays for fold-constants (small
+ * weights) or the backend.
  */
 public final class FoldQdqPass extends RewritePass {
 
