@@ -115,8 +115,17 @@ final class BenchCommand implements Callable<Integer> {
     if (chunk <= 0) {
       chunk = inputLen;
     }
-    StepModel model = new StepModel(config, tp, chunk, decodeBatch, inputLen + outputLen,
-        target, mode, sequenceParallel);
+    StepModel model;
+    try {
+      model = new StepModel(config, tp, chunk, decodeBatch, inputLen + outputLen, target, mode,
+          sequenceParallel);
+    } catch (dev.sohuc.passes.tp.ShardException e) {
+      if (tensorParallel != null) {
+        throw e;
+      }
+      throw new UserException(e.getMessage() + " (--tensor-parallel N with such an N that "
+          + "divides --chips serves it as --chips / N replicas of N chips)", e);
+    }
     var shape = model.shape();
     double hbm = model.target().hbmBytes();
     long kvPerTokenChip = shape.kvBytesPerTokenPerChip(tp);

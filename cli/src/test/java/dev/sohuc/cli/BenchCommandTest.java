@@ -243,8 +243,17 @@ class BenchCommandTest {
     assertEquals(1, code, err.toString());
     assertTrue(err.toString().contains("error: ../examples/tiny-llama/config.json: "
         + "shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's heads "
-        + "split over 2 or 4 chips"), err.toString());
+        + "split over 2 or 4 chips (--tensor-parallel N with such an N that divides --chips "
+        + "serves it as --chips / N replicas of N chips)"), err.toString());
     assertTrue(!err.toString().contains("internal error"), err.toString());
+    // asked for by name, the split is the user's: no hint
+    err = new StringWriter();
+    code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
+        "--chips", "3", "--tensor-parallel", "3"}, new PrintWriter(new StringWriter()),
+        new PrintWriter(err));
+    assertEquals(1, code, err.toString());
+    assertTrue(err.toString().contains("split over 2 or 4 chips")
+        && !err.toString().contains("replicas"), err.toString());
   }
 
   @Test
