@@ -299,7 +299,7 @@ public final class StepModel {
     try {
       new PassManager(List.of(new ShardTensorParallelPass(chips, 0))).run(m);
     } catch (ShardException e) {
-      throw new ShardException(config + ": " + e.getMessage());
+      throw new ShardException(config + ": " + e.getMessage(), e);
     }
     Quantizer.quantizeShapeOnly(m, quant);
     // weights laid out at load time, not transposed in HBM every step

@@ -8,4 +8,9 @@ public final class ShardException extends RuntimeException {
   public ShardException(String message) {
     super(message);
   }
+
+  /** The same error said again with more context (the config it came from). */
+  public ShardException(String message, ShardException cause) {
+    super(message, cause);
+  }
 }
