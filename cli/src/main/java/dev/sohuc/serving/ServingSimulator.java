@@ -70,10 +70,11 @@ public final class ServingSimulator {
     double makespan = 0;
     long kvMax = 0;
     int[] done = {0};
-    for (int r = 0; r < replicas; r++) {
+    // a replica past the requests' count gets none
+    for (int r = 0; r < Math.min(replicas, requests); r++) {
       List<Request> mine = new ArrayList<>();
-      for (int i = r; i < requests; i += replicas) {
-        mine.add(all.get(i));
+      for (long i = r; i < requests; i += replicas) {
+        mine.add(all.get((int) i));
       }
       Replica one = new Replica(r, model, maxDecodeBatch, kvCapacityTokens,
           () -> progress.accept(++done[0]), steps);

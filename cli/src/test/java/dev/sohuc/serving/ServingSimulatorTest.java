@@ -117,6 +117,12 @@ class ServingSimulatorTest {
     double last = r.steps().stream().mapToDouble(st -> st.start() + st.seconds()).max()
         .orElseThrow();
     assertEquals(last, r.makespan(), 0);
+    // more replicas than requests: one request each, the rest idle (and not walked one by one)
+    ServingSimulator.Result wide = ServingSimulator.run(m, 3, 64, 8, 0, 1, Integer.MAX_VALUE, 8,
+        capacity, d -> { });
+    conserved(wide, 3, 8);
+    assertEquals(java.util.Set.of(0, 1, 2), wide.steps().stream()
+        .map(ServingSimulator.Step::replica).collect(java.util.stream.Collectors.toSet()));
   }
 
   @Test
