@@ -7,11 +7,39 @@ import dev.sohuc.ir.IrException;
  * names the file, and the tensor or config key, that is wrong.
  */
 public final class HfImportException extends IrException {
+  /** Past this many characters a message is cut in the middle (its head names the file, its tail the fault). */
+  static final int MAX_MESSAGE_CHARS = 4000;
+
   public HfImportException(String message) {
-    super(message);
+    super(printable(message));
   }
 
   public HfImportException(String message, Throwable cause) {
-    super(message, cause);
+    super(printable(message), cause);
+  }
+
+  /**
+   * The message as one line of readable length, whatever the names and values quoted from the
+   * user's files hold: control characters escaped (a newline in a tensor name or config string
+   * would split the line) and the middle of an overlong message (a name of a million characters)
+   * cut.
+   */
+  private static String printable(String message) {
+    StringBuilder sb = new StringBuilder(Math.min(message.length(), MAX_MESSAGE_CHARS + 64));
+    for (int i = 0; i < message.length(); i++) {
+      char c = message.charAt(i);
+      switch (c) {
+        case '\n' -> sb.append("\\n");
+        case '\r' -> sb.append("\\r");
+        case '\t' -> sb.append("\\t");
+        default -> sb.append(Character.isISOControl(c) ? String.format("\\u%04x", (int) c) : String.valueOf(c));
+      }
+    }
+    if (sb.length() <= MAX_MESSAGE_CHARS) {
+      return sb.toString();
+    }
+    int keep = MAX_MESSAGE_CHARS / 2;
+    int cut = sb.length() - 2 * keep;
+    return sb.substring(0, keep) + " [... " + cut + " characters cut ...] " + sb.substring(sb.length() - keep);
   }
 }

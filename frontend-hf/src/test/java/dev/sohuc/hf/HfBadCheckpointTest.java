@@ -125,6 +125,30 @@ class HfBadCheckpointTest {
     assertContains(message(() -> Safetensors.open(f)), "dtype.safetensors", "tensor 'a'", "unknown dtype \"F7\"");
   }
 
+  private static final String KNOWN_DTYPES = "(known: [F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, "
+      + "U32, U16, U8, BOOL])";
+
+  /** A newline in a name from the file is escaped: the message stays one line. */
+  @Test
+  void controlCharactersInNamesAreEscaped() throws IOException {
+    Path f = raw("nl.safetensors", "{\"a\\nb\\u0000\":{\"dtype\":\"F\\r7\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+    assertEquals(f + ": tensor 'a\\nb\\u0000' has an unknown dtype \"F\\r7\" " + KNOWN_DTYPES,
+        message(() -> Safetensors.open(f)));
+  }
+
+  /** A dtype of a million characters is cut from the middle of the message, which keeps its head and tail. */
+  @Test
+  void overlongMessagesAreCutInTheMiddle() throws IOException {
+    String dtype = "x".repeat(1_000_000);
+    Path f = raw("long.safetensors", "{\"a\":{\"dtype\":\"" + dtype + "\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+    String head = f + ": tensor 'a' has an unknown dtype \"";
+    String tail = "\" " + KNOWN_DTYPES;
+    int keep = HfImportException.MAX_MESSAGE_CHARS / 2;
+    assertEquals(head + "x".repeat(keep - head.length()) + " [... " + (head.length() + dtype.length() + tail.length()
+        - 2 * keep) + " characters cut ...] " + "x".repeat(keep - tail.length()) + tail,
+        message(() -> Safetensors.open(f)));
+  }
+
   @Test
   void shapeProductOverflowAndByteLengthMismatch() throws IOException {
     Path f = raw("ovf.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
