@@ -103,10 +103,7 @@ final class DecoderModel {
     }
     intermediate = c.getPositive("intermediate_size");
     vocab = c.getPositive("vocab_size");
-    eps = c.getDouble(1e-6, "rms_norm_eps");
-    if (!(eps >= 0)) {
-      throw c.error("key \"rms_norm_eps\" must be non-negative, got " + eps);
-    }
+    eps = c.getNonNegative(1e-6, "rms_norm_eps");
     theta = c.getDouble(10000.0, "rope_theta");
     if (!(theta > 0) || Double.isInfinite(theta)) {
       // theta ** (2i/d) of zero or a negative theta makes every rotary angle inf or NaN

@@ -43,7 +43,7 @@ final class Gpt2Model {
     inner = c.has("n_inner") ? c.getPositive("n_inner") : 4 * hidden;
     vocab = c.getPositive("vocab_size");
     positions = c.getPositive("n_positions", "max_position_embeddings");
-    eps = c.getDouble(1e-5, "layer_norm_epsilon", "layer_norm_eps");
+    eps = c.getNonNegative(1e-5, "layer_norm_epsilon", "layer_norm_eps");
     act = Activation.parse(c, "activation_function", c.getString("activation_function").orElse("gelu_new"));
     scaleAttention = c.getBool(true, "scale_attn_weights");
     if (c.getBool(false, "scale_attn_by_inverse_layer_idx") || c.getBool(false, "reorder_and_upcast_attn")) {

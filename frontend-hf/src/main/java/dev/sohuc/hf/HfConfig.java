@@ -126,6 +126,18 @@ public final class HfConfig {
     return n.get().asDouble();
   }
 
+  /**
+   * A finite, non-negative number (a norm's epsilon): a negative one makes the norm NaN, an
+   * infinite one (1e400 reads as infinity) zero.
+   */
+  public double getNonNegative(double fallback, String... keys) {
+    double v = getDouble(fallback, keys);
+    if (!(v >= 0) || Double.isInfinite(v)) {
+      throw error("key " + keysText(keys) + " must be a finite non-negative number, got " + v);
+    }
+    return v;
+  }
+
   public boolean getBool(boolean fallback, String... keys) {
     Optional<JsonNode> n = node(keys);
     if (n.isEmpty()) {

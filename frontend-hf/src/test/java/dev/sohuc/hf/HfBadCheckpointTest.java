@@ -11,6 +11,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
+import java.math.BigDecimal;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -328,8 +329,27 @@ class HfBadCheckpointTest {
     assertContains(importError("llama", "rope_theta", -10000.0), "key \"rope_theta\" must be a positive number");
     assertContains(importError("llama", "rope_scaling", Map.of("type", "linear", "factor", 0)), "config.json",
         "rope_scaling \"factor\" must be a positive number, got 0");
-    assertContains(importError("llama", "rms_norm_eps", -1.0), "config.json",
-        "key \"rms_norm_eps\" must be non-negative, got -1.0");
+  }
+
+  /**
+   * A norm's epsilon must be finite and non-negative: a negative one makes the norm NaN (GPT-2's
+   * and BERT's were refused only by the op, without the file and the key), and 1e400, infinity
+   * once read, makes it zero.
+   */
+  @Test
+  void normEpsilonsMustBeFiniteAndNonNegative() {
+    Path config = nextConfig();
+    assertEquals(config + ": key \"rms_norm_eps\" must be a finite non-negative number, got -1.0",
+        importError("llama", "rms_norm_eps", -1.0));
+    config = nextConfig();
+    assertEquals(config + ": key \"rms_norm_eps\" must be a finite non-negative number, got Infinity",
+        importError("llama", "rms_norm_eps", new BigDecimal("1e400")));
+    config = nextConfig();
+    assertEquals(config + ": key \"layer_norm_epsilon\" (or \"layer_norm_eps\") must be a finite non-negative "
+        + "number, got -1.0", importError("gpt2", "layer_norm_epsilon", -1.0));
+    config = nextConfig();
+    assertEquals(config + ": key \"layer_norm_eps\" (or \"layer_norm_epsilon\") must be a finite non-negative "
+        + "number, got Infinity", importError("bert", "layer_norm_eps", new BigDecimal("1e400")));
   }
 
   /** max_position_embeddings x rotary dims past 2^63 must not wrap to a small inline table. */
@@ -353,6 +373,11 @@ class HfBadCheckpointTest {
   }
 
   private int configs;
+
+  /** The config.json the next {@link #importError} writes. */
+  private Path nextConfig() {
+    return tmp.resolve("config" + configs).resolve("config.json");
+  }
 
   /**
    * The import error of a tiny {@code family} model whose config has {@code key} set to
