@@ -102,6 +102,12 @@ final class DecoderModel {
       throw c.error("num_attention_heads (" + heads + ") is not a multiple of num_key_value_heads (" + kvHeads + ")");
     }
     intermediate = c.getPositive("intermediate_size");
+    // the widths the graph derives must not wrap: q's (k's and v's divide it) and Phi-3's fused ones
+    long qWidth = c.times(heads, headDim, "num_attention_heads x head_dim");
+    if (family == Family.PHI3) {
+      c.times(3, qWidth, "qkv_proj's width, 3 x num_attention_heads x head_dim,");
+      c.times(2, intermediate, "gate_up_proj's width, 2 x intermediate_size,");
+    }
     vocab = c.getPositive("vocab_size");
     eps = c.getNonNegative(1e-6, "rms_norm_eps");
     theta = c.getDouble(10000.0, "rope_theta");

@@ -40,7 +40,8 @@ final class Gpt2Model {
       throw c.error("n_embd (" + hidden + ") is not divisible by n_head (" + heads + ")");
     }
     headDim = hidden / heads;
-    inner = c.has("n_inner") ? c.getPositive("n_inner") : 4 * hidden;
+    c.times(3, hidden, "c_attn's width, 3 x n_embd,");
+    inner = c.has("n_inner") ? c.getPositive("n_inner") : c.times(4, hidden, "the default n_inner, 4 x n_embd,");
     vocab = c.getPositive("vocab_size");
     positions = c.getPositive("n_positions", "max_position_embeddings");
     eps = c.getNonNegative(1e-5, "layer_norm_epsilon", "layer_norm_eps");

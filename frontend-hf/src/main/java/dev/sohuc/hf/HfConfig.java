@@ -138,6 +138,18 @@ public final class HfConfig {
     return v;
   }
 
+  /**
+   * {@code a * b}, a width the graph derives from config sizes ({@code what}), refused when it
+   * overflows a long rather than wrapping to a negative or small width.
+   */
+  public long times(long a, long b, String what) {
+    try {
+      return Math.multiplyExact(a, b);
+    } catch (ArithmeticException overflow) {
+      throw error(what + " overflows 64 bits: " + a + " x " + b);
+    }
+  }
+
   public boolean getBool(boolean fallback, String... keys) {
     Optional<JsonNode> n = node(keys);
     if (n.isEmpty()) {

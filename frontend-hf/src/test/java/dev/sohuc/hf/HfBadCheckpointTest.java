@@ -17,6 +17,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -372,6 +373,26 @@ class HfBadCheckpointTest {
         "key \"num_local_experts\" is 100000, more than the 1024 this importer builds");
   }
 
+  /**
+   * A width the graph derives from config sizes is refused when it overflows a long (GPT-2's
+   * 3 x n_embd of 2^62 was an internal ArithmeticException; a decoder's q width wrapped).
+   */
+  @Test
+  void derivedWidthsPastSixtyFourBitsAreRefused() {
+    Path config = nextConfig();
+    assertEquals(config + ": c_attn's width, 3 x n_embd, overflows 64 bits: 3 x 4611686018427387904",
+        importError("gpt2", "n_embd", 1L << 62));
+    config = nextConfig();
+    assertEquals(config + ": num_attention_heads x head_dim overflows 64 bits: 1099511627776 x 16777216",
+        importError("llama", Map.of("num_attention_heads", 1L << 40, "head_dim", 1L << 24)));
+    config = nextConfig();
+    assertEquals(config + ": qkv_proj's width, 3 x num_attention_heads x head_dim, overflows 64 bits: "
+        + "3 x 4611686018427387904", importError("phi3", Map.of("num_attention_heads", 1L << 31, "head_dim", 1L << 31)));
+    config = nextConfig();
+    assertEquals(config + ": gate_up_proj's width, 2 x intermediate_size, overflows 64 bits: "
+        + "2 x 4611686018427387904", importError("phi3", "intermediate_size", 1L << 62));
+  }
+
   private int configs;
 
   /** The config.json the next {@link #importError} writes. */
@@ -384,12 +405,21 @@ class HfBadCheckpointTest {
    * {@code value} (removed when null).
    */
   private String importError(String family, String key, Object value) {
+    Map<String, Object> change = new HashMap<>();
+    change.put(key, value);
+    return importError(family, change);
+  }
+
+  /** As {@link #importError(String, String, Object)}, with several keys set (or removed). */
+  private String importError(String family, Map<String, Object> changes) {
     TinyModel m = TinyModel.of(family, 7);
-    if (value == null) {
-      m.config.remove(key);
-    } else {
-      m.config.put(key, value);
-    }
+    changes.forEach((key, value) -> {
+      if (value == null) {
+        m.config.remove(key);
+      } else {
+        m.config.put(key, value);
+      }
+    });
     Path dir = m.writeTo(tmp.resolve("config" + configs++), Safetensors.Dtype.F32);
     return message(() -> HfImporter.importModel(dir, HfOptions.prefill()));
   }
