@@ -43,7 +43,7 @@ final class BertModel {
     intermediate = c.getPositive("intermediate_size");
     vocab = c.getPositive("vocab_size");
     positions = c.getPositive("max_position_embeddings");
-    typeVocab = c.getLong(2, "type_vocab_size");
+    typeVocab = c.has("type_vocab_size") ? c.getPositive("type_vocab_size") : 2;
     eps = c.getNonNegative(1e-12, "layer_norm_eps", "layer_norm_epsilon");
     act = Activation.parse(c, "hidden_act", c.getString("hidden_act").orElse("gelu"));
     String posType = c.getString("position_embedding_type").orElse("absolute");

@@ -393,6 +393,13 @@ class HfBadCheckpointTest {
         + "2 x 4611686018427387904", importError("phi3", "intermediate_size", 1L << 62));
   }
 
+  /** A BERT of no token types (or -3) would have an embedding table of no (or negative) rows: refused. */
+  @Test
+  void bertTypeVocabularyMustBePositive() {
+    Path config = nextConfig();
+    assertEquals(config + ": key \"type_vocab_size\" must be positive, got -3", importError("bert", "type_vocab_size", -3));
+  }
+
   private int configs;
 
   /** The config.json the next {@link #importError} writes. */
