@@ -51,6 +51,8 @@ final class DecoderModel {
    * Phi-3's longrope serves 4096).
    */
   static final long MAX_TABULATED_POSITIONS = 1L << 16;
+  /** The most values (positions x rotary dims) each of those tables holds: 64 MB of f32. */
+  static final long MAX_TABULATED_VALUES = 1L << 24;
 
   enum Family { LLAMA, MISTRAL, QWEN2, GEMMA, PHI3, MIXTRAL }
 
@@ -133,6 +135,11 @@ final class DecoderModel {
     if (rotaryDim <= 0 || rotaryDim % 2 != 0 || rotaryDim > headDim) {
       throw c.error("partial_rotary_factor " + partial + " gives " + rotaryDim
           + " rotary dims of head_dim " + headDim + "; it must be even and positive");
+    }
+    // divided, not multiplied: the tables' length would overflow the int it is allocated with
+    if (tabulated && maxPositions > MAX_TABULATED_VALUES / rotaryDim) {
+      throw c.error("rope_scaling serves " + maxPositions + " positions of " + rotaryDim + " rotary dims from "
+          + "inline tables, more than the " + MAX_TABULATED_VALUES + " values this importer tabulates");
     }
     tied = c.getBool(family == Family.GEMMA, "tie_word_embeddings");
     qkvBias = family == Family.QWEN2 || c.getBool(false, "attention_bias");

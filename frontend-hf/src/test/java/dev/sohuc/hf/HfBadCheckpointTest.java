@@ -400,6 +400,18 @@ class HfBadCheckpointTest {
     assertEquals(config + ": key \"type_vocab_size\" must be positive, got -3", importError("bert", "type_vocab_size", -3));
   }
 
+  /**
+   * Dynamic rope's inline tables of 65536 positions x a head_dim of 32768 would be 2^31 values
+   * each (a NegativeArraySizeException before; 8192 dims ran a 1 GB heap out): refused by size.
+   */
+  @Test
+  void inlineRotaryTablesPastTheirValueLimitAreRefused() {
+    Path config = nextConfig();
+    assertEquals(config + ": rope_scaling serves 65536 positions of 32768 rotary dims from inline tables, more than "
+        + "the 16777216 values this importer tabulates", importError("llama", Map.of("head_dim", 32768,
+        "max_position_embeddings", 65536, "rope_scaling", Map.of("type", "dynamic", "factor", 2.0))));
+  }
+
   private int configs;
 
   /** The config.json the next {@link #importError} writes. */
