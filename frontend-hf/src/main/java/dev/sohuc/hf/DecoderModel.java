@@ -152,6 +152,11 @@ final class DecoderModel {
     }
     if (family == Family.MIXTRAL) {
       experts = c.getCount(HfConfig.MAX_EXPERTS, "num_local_experts");
+      if (layers * experts > HfConfig.MAX_EXPERTS_IN_ALL_LAYERS) {
+        throw c.error("num_hidden_layers (" + layers + ") x num_local_experts (" + experts + ") is "
+            + layers * experts + " experts, more than the " + HfConfig.MAX_EXPERTS_IN_ALL_LAYERS
+            + " this importer builds");
+      }
       topK = c.getPositive("num_experts_per_tok");
       if (topK > experts) {
         throw c.error("num_experts_per_tok (" + topK + ") exceeds num_local_experts (" + experts + ")");

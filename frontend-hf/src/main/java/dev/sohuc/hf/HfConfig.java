@@ -19,6 +19,11 @@ public final class HfConfig {
   public static final long MAX_LAYERS = 1024;
   /** The most experts a mixture-of-experts layer may have (published ones have up to 256). */
   public static final long MAX_EXPERTS = 1024;
+  /**
+   * The most experts a model may have over all its layers (Mixtral-8x22B has 448): each is a
+   * copy of the MLP's ops, and the two counts at their limits would build a graph of millions.
+   */
+  public static final long MAX_EXPERTS_IN_ALL_LAYERS = 1L << 14;
 
   /** A key given twice is an error: otherwise the last silently wins. */
   private static final ObjectMapper JSON = JsonMapper.builder()

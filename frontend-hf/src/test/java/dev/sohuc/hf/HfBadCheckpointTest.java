@@ -371,6 +371,11 @@ class HfBadCheckpointTest {
         "key \"num_hidden_layers\" is 1000000000, more than the 1024 this importer builds");
     assertContains(importError("mixtral", "num_local_experts", 100_000),
         "key \"num_local_experts\" is 100000, more than the 1024 this importer builds");
+    // each within its limit, together a graph of a million experts that did not finish building
+    Path config = nextConfig();
+    assertEquals(config + ": num_hidden_layers (1024) x num_local_experts (1024) is 1048576 experts, more than the "
+        + "16384 this importer builds", importError("mixtral", Map.of("num_hidden_layers", 1024,
+        "num_local_experts", 1024)));
   }
 
   /**
