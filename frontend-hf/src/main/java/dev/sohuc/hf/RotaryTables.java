@@ -133,10 +133,15 @@ final class RotaryTables {
   }
 
   private static long longropeOriginal(HfConfig config) {
-    JsonNode s = config.getObject("rope_scaling").get();
-    return s.has("original_max_position_embeddings")
-        ? (long) number(config, s, "original_max_position_embeddings")
-        : config.getPositive("original_max_position_embeddings");
+    JsonNode n = config.getObject("rope_scaling").get().get("original_max_position_embeddings");
+    if (n == null) {
+      return config.getPositive("original_max_position_embeddings");
+    }
+    // a count of positions: 0.5 would truncate to tables of no rows
+    if (!n.isIntegralNumber() || !n.canConvertToLong() || n.asLong() <= 0) {
+      throw config.error("rope_scaling \"original_max_position_embeddings\" must be a positive integer, got " + n);
+    }
+    return n.asLong();
   }
 
   /**

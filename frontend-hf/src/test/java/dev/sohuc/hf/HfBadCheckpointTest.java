@@ -300,8 +300,9 @@ class HfBadCheckpointTest {
   }
 
   /**
-   * longrope: its short factors, one per rotary pair, and no position past
-   * original_max_position_embeddings (HF's long factors there are not supported).
+   * longrope: its short factors, one per rotary pair, a whole original_max_position_embeddings
+   * (0.5 was imported as tables of no rows) and no position past it (HF's long factors there are
+   * not supported).
    */
   @Test
   void longropeNeedsItsShortFactorsAndStaysBelowItsOriginalPositions() throws IOException {
@@ -311,6 +312,10 @@ class HfBadCheckpointTest {
     assertContains(importError("phi3-longrope", "rope_scaling", Map.of("type", "longrope",
         "short_factor", List.of(1.0, 2.0, 0.0, 1.0))),
         "rope_scaling \"short_factor\" must hold positive numbers, got 0.0");
+    Path config = nextConfig();
+    assertEquals(config + ": rope_scaling \"original_max_position_embeddings\" must be a positive integer, got 0.5",
+        importError("phi3-longrope", "rope_scaling", Map.of("type", "longrope", "short_factor",
+        List.of(1.0, 1.0, 1.0, 1.0), "original_max_position_embeddings", 0.5)));
     assertContains(importError("phi3-longrope", "original_max_position_embeddings", 1),
         "original_max_position_embeddings 1 makes longrope's attention factor "
         + "sqrt(1 + ln(s) / ln(original)) infinite");
