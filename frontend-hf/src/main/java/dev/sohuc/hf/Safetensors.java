@@ -14,6 +14,7 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
@@ -162,7 +163,13 @@ public final class Safetensors {
     Map<String, TensorInfo> all = new LinkedHashMap<>();
     Map<String, String> meta = new LinkedHashMap<>();
     for (var e : byShard.entrySet()) {
-      Path shard = dir.resolve(e.getKey()).normalize();
+      Path shard;
+      try {
+        shard = dir.resolve(e.getKey()).normalize();
+      } catch (InvalidPathException notAPath) {  // a NUL in the name, on Linux
+        throw new HfImportException(indexFile + ": shard '" + e.getKey() + "' is not a file name: "
+            + notAPath.getReason());
+      }
       if (!shard.startsWith(dir)) {
         throw new HfImportException(indexFile + ": shard '" + e.getKey() + "' lies outside " + dir);
       }

@@ -192,6 +192,15 @@ class HfBadCheckpointTest {
         message(() -> Safetensors.openIndex(index)));
   }
 
+  /** A shard name no path can hold was an internal InvalidPathException. */
+  @Test
+  void shardNamesThatAreNoPathAreRefused() throws IOException {
+    Path index = tmp.resolve(Safetensors.INDEX_FILE);
+    Files.writeString(index, "{\"weight_map\": {\"w\": \"model\\u0000.safetensors\"}}");
+    assertEquals(index + ": shard 'model\\u0000.safetensors' is not a file name: Nul character not allowed",
+        message(() -> Safetensors.openIndex(index)));
+  }
+
   @Test
   void shardMissingFromTheIndex() throws IOException {
     Path dir = tmp.resolve("sharded");
