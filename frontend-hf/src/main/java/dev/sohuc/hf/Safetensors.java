@@ -39,6 +39,12 @@ import java.util.Optional;
 public final class Safetensors {
   /** Headers larger than this are rejected, as the reference implementation does. */
   public static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
+  /**
+   * Headers of more JSON tokens than this are rejected before their tree is built: a tensor takes
+   * about 14, so this is some 300,000 tensors a file, while 100 MB of tokens (a shape of 50 million
+   * dims) would build a tree of gigabytes.
+   */
+  static final long MAX_HEADER_TOKENS = 1L << 22;
 
   public static final String SINGLE_FILE = "model.safetensors";
   public static final String INDEX_FILE = "model.safetensors.index.json";
@@ -48,7 +54,7 @@ public final class Safetensors {
 
   static {
     JSON.getFactory().setStreamReadConstraints(StreamReadConstraints.builder()
-        .maxStringLength((int) MAX_HEADER_BYTES).maxNestingDepth(8).build());
+        .maxStringLength((int) MAX_HEADER_BYTES).maxNestingDepth(8).maxTokenCount(MAX_HEADER_TOKENS).build());
   }
 
   /** Safetensors dtype names with their sizes, and the IR type where there is one. */

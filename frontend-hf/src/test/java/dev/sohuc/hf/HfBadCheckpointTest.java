@@ -100,6 +100,19 @@ class HfBadCheckpointTest {
         "exceeds the limit");
   }
 
+  /**
+   * A header within the byte limit whose tree would take gigabytes (a shape of 50 million dims
+   * ran a 1 GB heap out) is refused by its token count while it is read.
+   */
+  @Test
+  void headerOfTooManyTokens() throws IOException {
+    String dims = "1,".repeat((int) Safetensors.MAX_HEADER_TOKENS) + "1";
+    Path f = raw("tokens.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[" + dims + "],\"data_offsets\":[0,4]}}", 4);
+    assertEquals(f + ": header cannot be read: Token count (" + (Safetensors.MAX_HEADER_TOKENS + 1) + ") exceeds the "
+        + "maximum allowed (" + Safetensors.MAX_HEADER_TOKENS + ", from `StreamReadConstraints.getMaxTokenCount()`)",
+        message(() -> Safetensors.open(f)));
+  }
+
   @Test
   void overlappingOffsets() throws IOException {
     Path f = raw("overlap.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
