@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Optional;
 
@@ -25,6 +26,12 @@ public final class HfConfig {
    */
   public static final long MAX_EXPERTS_IN_ALL_LAYERS = 1L << 14;
 
+  /**
+   * The largest config.json read (published ones are a few kilobytes): a tree of gigabytes of
+   * JSON would run the heap out before a key could be checked.
+   */
+  static final long MAX_CONFIG_BYTES = 16L << 20;
+
   /** A key given twice is an error: otherwise the last silently wins. */
   private static final ObjectMapper JSON = JsonMapper.builder()
       .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
@@ -39,13 +46,18 @@ public final class HfConfig {
 
   /** config.json, given it or the model's folder. */
   public static Path locate(Path configJsonOrDir) {
-    return java.nio.file.Files.isDirectory(configJsonOrDir)
+    return Files.isDirectory(configJsonOrDir)
         ? configJsonOrDir.resolve("config.json") : configJsonOrDir;
   }
 
   public static HfConfig read(Path file) {
     JsonNode root;
     try {
+      long size = Files.size(file);
+      if (size > MAX_CONFIG_BYTES) {
+        throw new HfImportException(file + ": " + size + " bytes, more than the " + MAX_CONFIG_BYTES
+            + " a config.json may have");
+      }
       root = JSON.readTree(file.toFile());
     } catch (IOException e) {
       throw new HfImportException(file + ": not valid JSON: " + Safetensors.oneLine(e), e);

@@ -301,6 +301,16 @@ class HfBadCheckpointTest {
         "tensor 'model.norm.weight'", "dtype I32", "F32, F16 or BF16");
   }
 
+  /** A config.json of gigabytes would run the heap out as a tree: past 16 MiB it is refused before it is read. */
+  @Test
+  void configPastItsSizeLimit() throws IOException {
+    Path dir = Files.createDirectories(tmp.resolve("huge-config"));
+    Path config = dir.resolve("config.json");
+    Files.writeString(config, "{" + " ".repeat((int) HfConfig.MAX_CONFIG_BYTES - 1) + "}");
+    assertEquals(config + ": 16777217 bytes, more than the 16777216 a config.json may have",
+        message(() -> HfImporter.importModel(dir, HfOptions.prefill())));
+  }
+
   @Test
   void unknownModelTypeListsTheSupportedOnes() throws IOException {
     Path dir = tmp.resolve("t5");
