@@ -348,6 +348,29 @@ class CompileCommandTest {
   }
 
   /**
+   * A hostile value in the tiny Llama's config exits 1 with one line naming the file and the key:
+   * an epsilon of 1e400 (infinity once read: imported before), a model_type with a newline (the
+   * message split in two), heads x head_dim past 64 bits (an internal ArithmeticException).
+   */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.CsvSource(delimiter = '|', value = {
+      "\"rms_norm_eps\": 1e-05 | \"rms_norm_eps\": 1e400 | key \"rms_norm_eps\" must be a finite non-negative "
+          + "number, got Infinity",
+      "\"model_type\": \"llama\" | \"model_type\": \"lla\\nma\" | model_type \"lla\\nma\" is not supported "
+          + "(supported: llama, mistral, qwen2, gemma, phi3, mixtral, gpt2, bert)",
+      "\"num_attention_heads\": 4 | \"num_attention_heads\": 1099511627776, \"head_dim\": 16777216 | "
+          + "num_attention_heads x head_dim overflows 64 bits: 1099511627776 x 16777216"})
+  void aHostileConfigValueExitsOneNamingTheFileAndTheKey(String from, String to, String message) throws Exception {
+    Path hf = Files.createDirectories(dir.resolve("hostile"));
+    String config = Files.readString(Path.of("..", "examples", "tiny-llama", "config.json"));
+    assertTrue(config.contains(from), from);
+    Files.writeString(hf.resolve("config.json"), config.replace(from, to));
+    CliResult r = run("compile", hf.toString(), "-o", dir.resolve("x.sohu").toString());
+    assertEquals(1, r.code(), r.err());
+    assertEquals("error: " + hf.resolve("config.json") + ": " + message + "\n", r.err());
+  }
+
+  /**
    * A config of 3 x 2^39 query heads over 3 kv heads: the chip counts that would split them are
    * found among the divisors of the head count (counting up to it would not finish).
    */
