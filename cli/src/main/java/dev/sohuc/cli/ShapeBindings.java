@@ -12,6 +12,12 @@ import picocli.CommandLine;
  * number binds a dim.
  */
 record ShapeBindings(Map<String, List<Long>> inputShapes, Map<String, Long> dimBindings) {
+  /**
+   * The largest dim a --shape may give: 2^40 elements along one axis is already more than a
+   * chip's HBM holds, and the shape arithmetic after it (past + seq, rows x width) stays within
+   * a long.
+   */
+  static final long MAX_DIM = 1L << 40;
 
   /** {@link #parse(List)}, with a malformed option reported as a usage error of {@code command}. */
   static ShapeBindings parse(List<String> options, CommandLine command) {
@@ -43,6 +49,10 @@ record ShapeBindings(Map<String, List<Long>> inputShapes, Map<String, Long> dimB
         } catch (NumberFormatException e) {
           throw new IllegalArgumentException("--shape " + option + ": '" + part
               + "' is not a non-negative number");
+        }
+        if (numbers.getLast() > MAX_DIM) {
+          throw new IllegalArgumentException("--shape " + option + ": " + part + " is more than "
+              + "2^40, larger than any tensor a chip holds");
         }
       }
       if (value.contains("x")) {

@@ -91,6 +91,21 @@ class CompileCommandTest {
         + ".reduce_scatter") && timed.out().contains("all_gather"), timed.out());
   }
 
+  /** A dim past 2^40 is refused as usage; past + seq of 2^63 - 1 and 1 overflowed a long. */
+  @Test
+  void aShapeNoChipHoldsIsAUsageError() {
+    String[] compile = {"compile", "-o", dir.resolve("x.sohu").toString()};
+    for (String[] command : java.util.List.of(new String[] {"ir"}, compile)) {
+      java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of(command));
+      args.addAll(java.util.List.of("../examples/tiny-llama", "--decode", "--shape",
+          "past=9223372036854775807", "--shape", "seq=1"));
+      CliResult r = run(args.toArray(String[]::new));
+      assertEquals(2, r.code(), r.err());
+      assertTrue(r.err().contains("--shape past=9223372036854775807: 9223372036854775807 is more "
+          + "than 2^40, larger than any tensor a chip holds"), r.err());
+    }
+  }
+
   /**
    * The HF issue's scale command: shape-only Llama-3-70B at seq 2048 on one chip. The bf16
    * checkpoint compiles in bf16 (auto), its weights (141 GB) fill most of the 144 GiB, so the
