@@ -116,7 +116,7 @@ final class GraphImporter {
     List<NodeProto> nodes = file.model.getGraph().getNodeList();
     for (int i = 0; i < nodes.size(); i++) {
       NodeProto n = nodes.get(i);
-      if (OnnxOps.lookup(n.getDomain(), n.getOpType(), opset).isEmpty()) {
+      if (OnnxOps.lookup(n.getDomain(), n.getOpType(), opsetOf(file, n.getDomain(), opset)).isEmpty()) {
         String key = (OnnxOps.isDefaultDomain(n.getDomain()) ? "" : n.getDomain() + ".") + n.getOpType();
         out.computeIfAbsent(key, k -> new ArrayList<>()).add(nodeName(n, i));
       }
@@ -179,9 +179,9 @@ final class GraphImporter {
     List<Integer> order = sortNodes(g);
     for (int index : order) {
       NodeProto proto = g.getNode(index);
-      OnnxNode node = new OnnxNode(this, proto, new Location(nodeName(proto, index)),
-          OnnxOps.isDefaultDomain(proto.getDomain()) ? opset : domainOpset(proto.getDomain()));
-      OnnxOps.OnnxOp def = OnnxOps.lookup(proto.getDomain(), proto.getOpType(), opset).orElseThrow();
+      int nodeOpset = opsetOf(file, proto.getDomain(), opset);
+      OnnxNode node = new OnnxNode(this, proto, new Location(nodeName(proto, index)), nodeOpset);
+      OnnxOps.OnnxOp def = OnnxOps.lookup(proto.getDomain(), proto.getOpType(), nodeOpset).orElseThrow();
       current = node.loc;
       node.checkArity();
       try {
@@ -284,10 +284,14 @@ final class GraphImporter {
     return sb.append(element).append('>').toString();
   }
 
-  private int domainOpset(String domain) {
+  /** The opset a node of {@code domain} is read at: the default one, or the model's import of its domain, else 1. */
+  private static int opsetOf(ModelFile file, String domain, int defaultOpset) {
+    if (OnnxOps.isDefaultDomain(domain)) {
+      return defaultOpset;
+    }
     for (OperatorSetIdProto o : file.model.getOpsetImportList()) {
       if (o.getDomain().equals(domain)) {
-        return (int) o.getVersion();
+        return (int) Math.min(Integer.MAX_VALUE, o.getVersion());
       }
     }
     return 1;

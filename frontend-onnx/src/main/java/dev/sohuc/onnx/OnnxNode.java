@@ -43,7 +43,7 @@ final class OnnxNode {
    * silently drop (Add(x, x, x) would add two). Trailing empty names leave optional ones out.
    */
   void checkArity() {
-    OnnxOps.Arity arity = OnnxOps.arity(opType(), opset);
+    OnnxOps.Arity arity = OnnxOps.arity(proto.getDomain(), opType(), opset);
     checkCount(givenCount(proto.getInputList()), arity.inputs(), "inputs");
     checkCount(givenCount(proto.getOutputList()), arity.outputs(), "outputs");
   }
@@ -87,7 +87,12 @@ final class OnnxNode {
 
   /** Input {@code i} as an IR value, materializing known values as constants or weights. */
   Value value(int i) {
-    return graph.valueOf(inputName(i, "input"));
+    return value(i, "input");
+  }
+
+  /** As {@link #value(int)}; {@code role} names the input when the node lacks it. */
+  Value value(int i, String role) {
+    return graph.valueOf(inputName(i, role));
   }
 
   /** The import-time value of input {@code i}, or null when it is only known at run time. */

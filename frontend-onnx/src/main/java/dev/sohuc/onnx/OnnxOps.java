@@ -50,8 +50,15 @@ final class OnnxOps {
 
   static final List<OnnxOp> TABLE = new ArrayList<>();
 
+  /** ONNX Runtime's contrib domain, whose ops its transformer optimizer writes (opset 1, the only one). */
+  static final String MS_DOMAIN = "com.microsoft";
+
   private static void op(String opType, int since, String irOps, String notes, Handler h) {
     TABLE.add(new OnnxOp("", opType, Math.max(since, GraphImporter.MIN_OPSET), irOps, notes, h));
+  }
+
+  private static void msOp(String opType, String irOps, String notes, Handler h) {
+    TABLE.add(new OnnxOp(MS_DOMAIN, opType, 1, irOps, notes, h));
   }
 
   static {
@@ -145,17 +152,31 @@ final class OnnxOps {
     op("MatMulInteger", 10, "matmul_integer", "zero points default to zero", n -> n.emit(new QuantOp.MatMulInteger(
         n.value(0), n.value(1), n.has(2) ? n.value(2) : n.zeroScalar(n.type(0).elementType()),
         n.has(3) ? n.value(3) : n.zeroScalar(n.type(1).elementType()))));
+
+    msOp("Gelu", "gelu", "the erf form", n -> n.emit(new TransformerOp.Gelu(n.value(0), false)));
+    msOp("BiasGelu", "add, gelu", "erf GELU of A + B; B a vector of A's last dim", n -> biasGelu(n, false, true));
+    msOp("FastGelu", "gelu (add)", "the tanh form; the optional bias (a vector of the last dim) is added first",
+        n -> biasGelu(n, true, false));
+    msOp("QuickGelu", "mul, sigmoid / silu", "x * sigmoid(alpha * x), alpha defaults to 1.702; alpha 1 is silu",
+        OnnxOps::quickGelu);
+    msOp("BiasAdd", "add", "X + bias + skip, bias a vector of the last dim (ONNX Runtime runs it on GPUs only)",
+        n -> n.emit(plusSkip(n, plusBias(n, n.value(0), 1, true), 2)));
+    msOp("SkipLayerNormalization", "add, layer_norm", "input + skip (+ bias), normalized over the last dim; "
+        + "epsilon defaults to 1e-12; input of rank 2 or 3; the input_skip_bias_sum output; not the mean and "
+        + "inv_std_var outputs, which ONNX Runtime does not compute either", n -> skipNorm(n, false));
+    msOp("SkipSimplifiedLayerNormalization", "add, rms_norm", "as SkipLayerNormalization, with an RMS norm "
+        + "and no beta", n -> skipNorm(n, true));
   }
 
   static boolean isDefaultDomain(String domain) {
     return domain.isEmpty() || domain.equals("ai.onnx");
   }
 
+  /** The op of {@code domain} at that domain's {@code opset}, if sohuc imports it. */
   static Optional<OnnxOp> lookup(String domain, String opType, int opset) {
-    if (!isDefaultDomain(domain)) {
-      return Optional.empty();
-    }
-    return TABLE.stream().filter(o -> o.opType().equals(opType) && o.sinceOpset() <= opset).findFirst();
+    String d = isDefaultDomain(domain) ? "" : domain;
+    return TABLE.stream().filter(o -> o.domain().equals(d) && o.opType().equals(opType) && o.sinceOpset() <= opset)
+        .findFirst();
   }
 
   /** The most inputs and outputs a node of an op may have; {@link #VARIADIC} for no limit. */
@@ -166,9 +187,20 @@ final class OnnxOps {
   /**
    * How many inputs and outputs the ONNX schema of each op in {@link #TABLE} allows at
    * {@code opset}, optional ones included (from the ONNX operator docs, and ONNX Runtime's
-   * contrib schema for SimplifiedLayerNormalization): a handler reads no more than these.
+   * contrib schemas for SimplifiedLayerNormalization and {@link #MS_DOMAIN}): a handler reads no
+   * more than these.
    */
-  static Arity arity(String opType, int opset) {
+  static Arity arity(String domain, String opType, int opset) {
+    if (!isDefaultDomain(domain)) {
+      return switch (opType) {
+        case "Gelu", "QuickGelu" -> new Arity(1, 1);
+        case "BiasGelu", "FastGelu" -> new Arity(2, 1);
+        case "BiasAdd" -> new Arity(3, 1);
+        case "SkipSimplifiedLayerNormalization" -> new Arity(4, 4);
+        case "SkipLayerNormalization" -> new Arity(5, 4);
+        default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
+      };
+    }
     return switch (opType) {
       case "Constant" -> new Arity(0, 1);
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
@@ -339,6 +371,82 @@ final class OnnxOps {
       throw n.error("the inv_std_var output is not supported");
     }
     n.emit(new TransformerOp.RmsNorm(x, n.value(1), n.attrFloat("epsilon", 1e-5), 0.0));
+  }
+
+  // ---- ONNX Runtime's contrib ops (com.microsoft): the fused IR ops their fusions stand for
+
+  /** GELU of input 0 plus the bias of input 1: BiasGelu's is required, FastGelu's optional. */
+  private static void biasGelu(OnnxNode n, boolean tanh, boolean biasRequired) {
+    n.emit(new TransformerOp.Gelu(plusBias(n, n.value(0), 1, biasRequired), tanh));
+  }
+
+  private static void quickGelu(OnnxNode n) {
+    Value x = n.value(0);
+    double alpha = n.attrFloat("alpha", 1.702);
+    if (alpha == 1) {
+      n.emit(new TransformerOp.Silu(x));
+      return;
+    }
+    Value scaled = n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, x,
+        n.constant(Tensor.scalar(x.type().elementType(), alpha))));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.MUL, x, n.temp(new ElementwiseOp.Unary(UnaryKind.SIGMOID, scaled))));
+  }
+
+  /**
+   * SkipLayerNormalization and SkipSimplifiedLayerNormalization: the norm over the last dim of
+   * {@code (input + skip) + bias}, that sum being output 3. ONNX Runtime's kernel takes inputs of
+   * rank 2 or 3 only.
+   */
+  private static void skipNorm(OnnxNode n, boolean simplified) {
+    Value x = n.value(0);
+    if (x.type().rank() != 2 && x.type().rank() != 3) {
+      throw n.error("input must have rank 2 or 3, got " + x.type());
+    }
+    Value sum = plusBias(n, n.temp(plusSkip(n, x, 1)), simplified ? 3 : 4, false);
+    Value gamma = vector(n, 2, "gamma", x);
+    double eps = n.attrFloat("epsilon", 1e-12);
+    n.emit(simplified ? new TransformerOp.RmsNorm(sum, gamma, eps, 0.0)
+        : new TransformerOp.LayerNorm(sum, gamma, n.has(3) ? vector(n, 3, "beta", x) : null, -1, eps));
+    n.set(3, sum);
+  }
+
+  /**
+   * {@code x + skip} (input {@code i}): the skip has x's shape, or that shape without its leading
+   * dims or with 1 for them, as ONNX Runtime's kernels take it.
+   */
+  private static Op plusSkip(OnnxNode n, Value x, int i) {
+    Value skip = n.value(i, "skip");
+    List<Dim> xd = x.type().dims();
+    List<Dim> sd = skip.type().dims();
+    int lead = xd.size() - sd.size();
+    boolean fits = lead >= 0;
+    for (int j = 0; fits && j < sd.size(); j++) {
+      fits = sd.get(j).equals(xd.get(lead + j)) || (j < sd.size() - 2 && sd.get(j).is(1));
+    }
+    if (!fits) {
+      throw n.error("skip " + skip.type() + " does not fit the input " + x.type()
+          + " (it must have the input's shape, without its leading dims or with 1 for them)");
+    }
+    return new ElementwiseOp.Binary(BinaryKind.ADD, x, skip);
+  }
+
+  /** {@code x + bias} (input {@code i}), or x when the bias is optional and absent. */
+  private static Value plusBias(OnnxNode n, Value x, int i, boolean required) {
+    if (!required && !n.has(i)) {
+      return x;
+    }
+    return n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, x, vector(n, i, "bias", x)));
+  }
+
+  /** Input {@code i}, which ONNX Runtime's kernels require to be a vector of x's last dim. */
+  private static Value vector(OnnxNode n, int i, String role, Value x) {
+    Value v = n.value(i, role);
+    int rank = x.type().rank();
+    if (rank == 0 || v.type().rank() != 1 || !v.type().dim(0).equals(x.type().dim(rank - 1))) {
+      throw n.error(role + " (input " + i + ") must be a vector as long as the last dim of the input "
+          + x.type() + ", got " + v.type());
+    }
+    return v;
   }
 
   // ---- data movement

@@ -19,20 +19,36 @@ public final class OnnxOpsDoc {
         .append(GraphImporter.MAX_OPSET).append(" of the default domain (`\"\"` or `ai.onnx`). ")
         .append("Each op is imported from the opset listed up to ").append(GraphImporter.MAX_OPSET)
         .append(", with the attribute and input forms of every opset in that range. ")
-        .append("Ops of other domains (`com.microsoft`, `ai.onnx.ml`) are reported as unsupported.\n\n");
+        .append("Ops of other domains are reported as unsupported, except the `").append(OnnxOps.MS_DOMAIN)
+        .append("` ops listed at the end.\n\n");
     sb.append("Inputs that give shapes, axes or bounds (Reshape's shape, Slice's starts, ...) must be known ")
         .append("when the model is imported: constants, or shape arithmetic on the inputs' dims, which the ")
         .append("importer evaluates symbolically (`Shape -> Gather -> Concat -> Reshape` becomes one ")
         .append("`reshape {shape = [?batch, ?seq, 12, 32]}`). A shape computed from run-time data is ")
         .append("reported as unsupported, with the node's name.\n\n");
-    sb.append("| ONNX op | opsets | IR op | notes |\n");
-    sb.append("|---|---|---|---|\n");
-    OnnxOps.TABLE.stream().sorted(java.util.Comparator.comparing(OnnxOps.OnnxOp::opType)).forEach(o ->
-        sb.append("| ").append(o.opType()).append(" | ").append(o.sinceOpset()).append("-")
-            .append(GraphImporter.MAX_OPSET).append(" | ").append(o.irOps()).append(" | ")
-            .append(o.notes().replace("|", "\\|")).append(" |\n"));
+    table(sb, "", GraphImporter.MAX_OPSET);
+    sb.append("\n## ").append(OnnxOps.MS_DOMAIN).append("\n\n")
+        .append("ONNX Runtime's contrib ops that its transformer optimizer (`onnxruntime.transformers.optimizer`, ")
+        .append("and Hugging Face Optimum's ORT optimization) writes for BERT, GPT-2 and Llama, at opset 1 of ")
+        .append("the domain, with the semantics of ONNX Runtime's CPU kernels (its SimplifiedLayerNormalization ")
+        .append("is of the default domain, above). The other ops of the domain ")
+        .append("(Attention, EmbedLayerNormalization, MultiHeadAttention, GroupQueryAttention, ")
+        .append("RotaryEmbedding, ...) are reported as unsupported; export those models without them ")
+        .append("(the optimizer's `--disable_attention`, `--disable_embed_layer_norm`, ...).\n\n");
+    table(sb, OnnxOps.MS_DOMAIN, 1);
     sb.append("\n").append(OnnxOps.TABLE.size()).append(" ops.\n");
     return sb.toString();
+  }
+
+  /** The ops of {@code domain}, each imported from its opset up to {@code maxOpset}. */
+  private static void table(StringBuilder sb, String domain, int maxOpset) {
+    sb.append("| ONNX op | opsets | IR op | notes |\n");
+    sb.append("|---|---|---|---|\n");
+    OnnxOps.TABLE.stream().filter(o -> o.domain().equals(domain))
+        .sorted(java.util.Comparator.comparing(OnnxOps.OnnxOp::opType)).forEach(o ->
+        sb.append("| ").append(o.opType()).append(" | ").append(o.sinceOpset())
+            .append(o.sinceOpset() == maxOpset ? "" : "-" + maxOpset).append(" | ").append(o.irOps()).append(" | ")
+            .append(o.notes().replace("|", "\\|")).append(" |\n"));
   }
 
   public static void main(String[] args) throws IOException {

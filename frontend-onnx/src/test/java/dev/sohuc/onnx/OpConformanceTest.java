@@ -3,10 +3,12 @@ package dev.sohuc.onnx;
 import ai.onnx.proto.OnnxMl.AttributeProto;
 import ai.onnx.proto.OnnxMl.GraphProto;
 import ai.onnx.proto.OnnxMl.ModelProto;
+import ai.onnx.proto.OnnxMl.OperatorSetIdProto;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -39,21 +41,27 @@ class OpConformanceTest {
   /** A node input: a graph input filled from {@code gen}, or an initializer holding {@code constant}. */
   record In(ElementType type, long[] shape, Function<Random, Tensor> gen, Tensor constant) {}
 
-  record Case(String label, int opset, String op, List<In> inputs, List<AttributeProto> attrs, int outputs) {
+  /** An op of {@code domain}, in a model of default-domain {@code opset}; "" in outputs leaves one out. */
+  record Case(String label, String domain, int opset, String op, List<In> inputs, List<AttributeProto> attrs,
+              List<String> outputs) {
     Case opset(int v) {
-      return new Case(label, v, op, inputs, attrs, outputs);
+      return new Case(label, domain, v, op, inputs, attrs, outputs);
     }
 
     Case attrs(AttributeProto... a) {
-      return new Case(label, opset, op, inputs, List.of(a), outputs);
+      return new Case(label, domain, opset, op, inputs, List.of(a), outputs);
     }
 
     Case outputs(int n) {
-      return new Case(label, opset, op, inputs, attrs, n);
+      return outputs(java.util.stream.IntStream.range(0, n).mapToObj(i -> "y" + i).toArray(String[]::new));
+    }
+
+    Case outputs(String... names) {
+      return new Case(label, domain, opset, op, inputs, attrs, List.of(names));
     }
 
     Case named(String l) {
-      return new Case(l, opset, op, inputs, attrs, outputs);
+      return new Case(l, domain, opset, op, inputs, attrs, outputs);
     }
 
     @Override
@@ -63,7 +71,12 @@ class OpConformanceTest {
   }
 
   static Case t(String op, In... inputs) {
-    return new Case(op, 17, op, java.util.Arrays.asList(inputs), List.of(), 1);
+    return new Case(op, "", 17, op, java.util.Arrays.asList(inputs), List.of(), List.of("y0"));
+  }
+
+  /** A com.microsoft op (ONNX Runtime's contrib ops, opset 1). */
+  static Case ms(String op, In... inputs) {
+    return new Case(op, OnnxOps.MS_DOMAIN, 17, op, java.util.Arrays.asList(inputs), List.of(), List.of("y0"));
   }
 
   static In f(long... shape) {
@@ -229,6 +242,8 @@ class OpConformanceTest {
         .named("LayerNormalization axis -2 no bias"));
     cs.add(t("LayerNormalization", f(2, 3, 8), f(8), f(8)).outputs(3).named("LayerNormalization mean invstd"));
     cs.add(t("SimplifiedLayerNormalization", f(2, 3, 8), f(8)).attrs(attr("epsilon", 1e-6)));
+    cs.add(t("SimplifiedLayerNormalization", f(2, 3, 8), f(8)).attrs(attr("axis", -1), attr("stash_type", 1))
+        .named("SimplifiedLayerNormalization default epsilon, axis and stash_type given"));
     cs.add(t("ScatterND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {2, 1}, new long[] {1, 3})), f(2, 3)));
     cs.add(t("ScatterND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {2, 1}, new long[] {1, 1})), f(2, 3))
         .attrs(attr("reduction", "add")).named("ScatterND add"));
@@ -247,6 +262,35 @@ class OpConformanceTest {
     cs.add(t("DynamicQuantizeLinear", f(3, 4)).outputs(3));
     cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(U8, 0, 255, 4, 5), cs(U8, 12), cs(U8, 100)));
     cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(I8, -128, 127, 4, 5)).named("MatMulInteger no zero points"));
+    cs.addAll(contribCases());
+    return cs;
+  }
+
+  /** com.microsoft ops, attribute defaults and optional inputs present and absent. */
+  static List<Case> contribCases() {
+    List<Case> cs = new ArrayList<>();
+    cs.add(ms("Gelu", f(2, 3, 8)).named("ms Gelu"));
+    cs.add(ms("BiasGelu", f(2, 3, 8), f(8)));
+    cs.add(ms("FastGelu", f(2, 3, 8)).named("FastGelu no bias"));
+    cs.add(ms("FastGelu", f(2, 3, 8), f(8)).named("FastGelu bias"));
+    cs.add(ms("FastGelu", new In(F32, new long[] {4, 8}, r -> random(F32, new long[] {4, 8}, r, -6, 6), null), f(8))
+        .named("FastGelu bias, inputs in the tails"));
+    cs.add(ms("QuickGelu", f(2, 3, 8)).named("QuickGelu default alpha"));
+    cs.add(ms("QuickGelu", f(2, 3, 8)).attrs(attr("alpha", -0.75)).named("QuickGelu alpha -0.75"));
+    cs.add(ms("QuickGelu", f(2, 3, 8)).attrs(attr("alpha", 1.0)).named("QuickGelu alpha 1 (silu)"));
+    cs.add(ms("SkipLayerNormalization", f(2, 3, 8), f(2, 3, 8), f(8)).named("SkipLayerNormalization default epsilon"));
+    cs.add(ms("SkipLayerNormalization", f(2, 3, 8), f(2, 3, 8), f(8), f(8), f(8)).attrs(attr("epsilon", 1e-5))
+        .outputs("y0", "", "", "y3").named("SkipLayerNormalization beta bias sum"));
+    cs.add(ms("SkipLayerNormalization", f(2, 3, 8), f(3, 8), f(8), none(), f(8)).outputs("y0", "", "", "y3")
+        .named("SkipLayerNormalization bias no beta, skip without batch"));
+    cs.add(ms("SkipLayerNormalization", f(2, 3, 8), f(1, 3, 8), f(8), f(8))
+        .named("SkipLayerNormalization skip batch 1"));
+    cs.add(ms("SkipLayerNormalization", f(5, 8), f(5, 8), f(8), f(8)).attrs(attr("epsilon", 1e-3))
+        .named("SkipLayerNormalization rank 2"));
+    cs.add(ms("SkipSimplifiedLayerNormalization", f(2, 3, 8), f(2, 3, 8), f(8))
+        .named("SkipSimplifiedLayerNormalization default epsilon"));
+    cs.add(ms("SkipSimplifiedLayerNormalization", f(2, 3, 8), f(3, 8), f(8), f(8)).attrs(attr("epsilon", 1e-6))
+        .outputs("y0", "", "", "y3").named("SkipSimplifiedLayerNormalization bias sum, skip without batch"));
     return cs;
   }
 
@@ -274,13 +318,15 @@ class OpConformanceTest {
         runtime.add(in.gen().apply(rnd));
       }
     }
-    List<String> outputs = new ArrayList<>();
-    for (int i = 0; i < c.outputs(); i++) {
-      outputs.add("y" + i);
-      g.addOutput(Models.output("y" + i));
-    }
-    g.addNode(Models.node(c.op(), inputNames, outputs, c.attrs().toArray(AttributeProto[]::new)));
+    List<String> outputs = c.outputs().stream().filter(o -> !o.isEmpty()).toList();
+    outputs.forEach(o -> g.addOutput(Models.output(o)));
+    g.addNode(Models.node(c.op(), inputNames, c.outputs(), c.attrs().toArray(AttributeProto[]::new)).toBuilder()
+        .setDomain(c.domain()));
     ModelProto model = Models.model(c.opset(), g.build());
+    if (!c.domain().isEmpty()) {
+      model = model.toBuilder().addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(c.domain()).setVersion(1))
+          .build();
+    }
     Path file = Models.write(dir, "model.onnx", model);
 
     Module m = OnnxImporter.importModel(file, ImportOptions.defaults());
@@ -289,5 +335,28 @@ class OpConformanceTest {
     for (String out : outputs) {
       OrtSupport.assertClose(c.label() + " output " + out, ort.get(out), ours.get(out), 1e-5);
     }
+  }
+
+  /** ONNX Runtime runs BiasAdd on GPUs only: it is checked against the two Adds it stands for. */
+  @Test
+  void biasAddIsItsTwoAdds(@TempDir Path dir) throws Exception {
+    long[][] shapes = {{2, 3, 8}, {8}, {2, 3, 8}};
+    List<String> names = List.of("x", "bias", "skip");
+    Random rnd = new Random(5);
+    List<Tensor> in = new ArrayList<>();
+    GraphProto.Builder g = GraphProto.newBuilder().setName("bias_add").addOutput(Models.output("y"));
+    for (int i = 0; i < shapes.length; i++) {
+      g.addInput(Models.input(names.get(i), F32, shapes[i]));
+      in.add(random(F32, shapes[i], rnd, -2, 2));
+    }
+    ModelProto fused = Models.model(17, g.clone().addNode(Models.node("BiasAdd", names, List.of("y")).toBuilder()
+        .setDomain(OnnxOps.MS_DOMAIN)).build()).toBuilder()
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(OnnxOps.MS_DOMAIN).setVersion(1)).build();
+    ModelProto adds = Models.model(17, g.addNode(Models.node("Add", List.of("x", "bias"), List.of("t")))
+        .addNode(Models.node("Add", List.of("t", "skip"), List.of("y")).toBuilder().setName("Add_1")).build());
+    Module m = OnnxImporter.importModel(Models.write(dir, "fused.onnx", fused), ImportOptions.defaults());
+    Tensor ours = new Interpreter(m).run(in).get("y");
+    Tensor ort = OrtSupport.run(Models.write(dir, "adds.onnx", adds), names, in).get("y");
+    OrtSupport.assertClose("BiasAdd", ort, ours, 0);
   }
 }
