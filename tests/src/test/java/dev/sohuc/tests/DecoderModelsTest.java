@@ -1,18 +1,10 @@
 package dev.sohuc.tests;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtSession;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
-import dev.sohuc.onnx.TensorFiles;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -122,13 +114,6 @@ class DecoderModelsTest {
         in.put(p, Tensor.ofFloats(ElementType.F32, shape, f));
       }
     }
-    Path inDir = tmp.resolve(name + "-in");
-    Files.createDirectories(inDir);
-    int i = 0;
-    for (Map.Entry<String, Tensor> e : in.entrySet()) {
-      TensorFiles.write(inDir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
-    }
-
     // the causal mask is folded into every attention, never kept as a mask operand (one decode
     // query sees every key, so there an all-zero mask may simply vanish: causal either way)
     String ir = Models.sohuc("compile", onnx.toString(), "--emit", "ir");
@@ -141,46 +126,8 @@ class DecoderModelsTest {
     }
     Path bin = tmp.resolve(name + ".sohu");
     String report = Models.sohuc("compile", onnx.toString(), "--report", "-o", bin.toString());
-    Path outDir = tmp.resolve(name + "-out");
-    Models.sohuc("run", bin.toString(), "--inputs", inDir.toString(), "--output-dir",
-        outDir.toString());
-    Map<String, Tensor> got = new LinkedHashMap<>();
-    for (int k = 0; Files.isRegularFile(outDir.resolve("output_" + k + ".pb")); k++) {
-      TensorFiles.Named t = TensorFiles.readNamed(outDir.resolve("output_" + k + ".pb"));
-      got.put(t.name(), t.tensor());
-    }
-
-    OrtEnvironment env = OrtEnvironment.getEnvironment();
-    Map<String, OnnxTensor> feed = new LinkedHashMap<>();
-    try (OrtSession s = env.createSession(model, new OrtSession.SessionOptions())) {
-      for (Map.Entry<String, Tensor> e : in.entrySet()) {
-        Tensor t = e.getValue();
-        feed.put(e.getKey(), t.elementType() == ElementType.I64
-            ? OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs()), t.shape())
-            : OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats()), t.shape()));
-      }
-      try (OrtSession.Result res = s.run(feed)) {
-        assertEquals(res.size(), got.size(), name + ": outputs " + got.keySet());
-        StringBuilder errors = new StringBuilder();
-        double worst = 0;
-        for (Map.Entry<String, OnnxValue> o : res) {
-          OnnxTensor want = (OnnxTensor) o.getValue();
-          Tensor g = got.get(o.getKey());
-          assertTrue(g != null, name + ": no output " + o.getKey() + " in " + got.keySet());
-          assertArrayEquals(want.getInfo().getShape(), g.shape(), name + ": " + o.getKey());
-          FloatBuffer fb = want.getFloatBuffer();
-          float[] w = new float[fb.remaining()];
-          fb.get(w);
-          double err = Models.maxError(g.floats(), w);
-          worst = Math.max(worst, err);
-          errors.append(String.format(" %s %.3g", o.getKey(), err));
-          assertTrue(err <= TOL, name + ": " + o.getKey() + " max error " + err + " > " + TOL);
-        }
-        System.out.printf("%s (seed %d): max error %.3g;%s%n", name, SEED, worst, errors);
-      }
-    } finally {
-      feed.values().forEach(OnnxTensor::close);
-    }
+    Models.assertMatchesOrt(name + " (seed " + SEED + ")", model, in,
+        Models.sohucRun(bin, in, tmp.resolve(name)), TOL);
     return report;
   }
 }

@@ -1,7 +1,13 @@
 package dev.sohuc.tests;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.sohuc.cli.Sohuc;
 import dev.sohuc.ir.tensor.Tensor;
@@ -11,6 +17,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -135,5 +143,64 @@ final class Models {
 
   static float[] floats(Path pb) {
     return TensorFiles.read(pb).floats();
+  }
+
+  /** {@code sohuc run} of a compiled model on the named inputs, its files under {@code dir}. */
+  static Map<String, Tensor> sohucRun(Path bin, Map<String, Tensor> inputs, Path dir)
+      throws IOException {
+    Path inDir = dir.resolve("in");
+    Path outDir = dir.resolve("out");
+    Files.createDirectories(inDir);
+    int i = 0;
+    for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
+      TensorFiles.write(inDir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
+    }
+    sohuc("run", bin.toString(), "--inputs", inDir.toString(), "--output-dir", outDir.toString());
+    Map<String, Tensor> got = new LinkedHashMap<>();
+    for (int k = 0; Files.isRegularFile(outDir.resolve("output_" + k + ".pb")); k++) {
+      TensorFiles.Named t = TensorFiles.readNamed(outDir.resolve("output_" + k + ".pb"));
+      got.put(t.name(), t.tensor());
+    }
+    return got;
+  }
+
+  /**
+   * Asserts that {@code got} holds every f32 output ONNX Runtime computes for the model on the
+   * (i64 or f32) inputs, of its shape and within {@code tol} ({@link #maxError}); prints each
+   * output's error after {@code label}.
+   */
+  static void assertMatchesOrt(String label, byte[] model, Map<String, Tensor> inputs,
+      Map<String, Tensor> got, double tol) throws OrtException {
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    Map<String, OnnxTensor> feed = new LinkedHashMap<>();
+    try (OrtSession s = env.createSession(model, new OrtSession.SessionOptions())) {
+      for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
+        Tensor t = e.getValue();
+        feed.put(e.getKey(), t.elementType() == ElementType.I64
+            ? OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs()), t.shape())
+            : OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats()), t.shape()));
+      }
+      try (OrtSession.Result res = s.run(feed)) {
+        assertEquals(res.size(), got.size(), label + ": outputs " + got.keySet());
+        StringBuilder errors = new StringBuilder();
+        double worst = 0;
+        for (Map.Entry<String, OnnxValue> o : res) {
+          OnnxTensor want = (OnnxTensor) o.getValue();
+          Tensor g = got.get(o.getKey());
+          assertTrue(g != null, label + ": no output " + o.getKey() + " in " + got.keySet());
+          assertArrayEquals(want.getInfo().getShape(), g.shape(), label + ": " + o.getKey());
+          FloatBuffer fb = want.getFloatBuffer();
+          float[] w = new float[fb.remaining()];
+          fb.get(w);
+          double err = maxError(g.floats(), w);
+          worst = Math.max(worst, err);
+          errors.append(String.format(" %s %.3g", o.getKey(), err));
+          assertTrue(err <= tol, label + ": " + o.getKey() + " max error " + err + " > " + tol);
+        }
+        System.out.printf("%s: max error %.3g;%s%n", label, worst, errors);
+      }
+    } finally {
+      feed.values().forEach(OnnxTensor::close);
+    }
   }
 }
