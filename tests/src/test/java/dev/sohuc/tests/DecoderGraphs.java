@@ -171,6 +171,7 @@ final class DecoderGraphs {
     private final OnnxMl.GraphProto.Builder graph = OnnxMl.GraphProto.newBuilder();
     private final Random random;
     private int counter;
+    private boolean contrib;
 
     Builder(long seed) {
       this.random = new Random(seed);
@@ -281,6 +282,29 @@ final class DecoderGraphs {
       graph.addNode(OnnxMl.NodeProto.newBuilder().setOpType(op).setName(out)
           .addAllInput(inputs).addOutput(out).addAllAttribute(List.of(attrs)));
       return out;
+    }
+
+    /**
+     * An ONNX Runtime contrib op (com.microsoft, as its transformer optimizer writes them): the
+     * outputs at {@code outputs} get fresh names, the others are left out; all are returned.
+     */
+    List<String> contrib(String op, List<String> inputs, int[] outputs,
+        OnnxMl.AttributeProto... attrs) {
+      contrib = true;
+      List<String> names = new ArrayList<>();
+      for (int i = 0; i <= Arrays.stream(outputs).max().orElseThrow(); i++) {
+        int index = i;
+        names.add(Arrays.stream(outputs).anyMatch(o -> o == index) ? fresh(op) : "");
+      }
+      graph.addNode(OnnxMl.NodeProto.newBuilder().setOpType(op).setDomain("com.microsoft")
+          .setName(fresh(op)).addAllInput(inputs).addAllOutput(names)
+          .addAllAttribute(List.of(attrs)));
+      return names;
+    }
+
+    static OnnxMl.AttributeProto floatAttr(String name, float v) {
+      return OnnxMl.AttributeProto.newBuilder().setName(name)
+          .setType(OnnxMl.AttributeProto.AttributeType.FLOAT).setF(v).build();
     }
 
     static OnnxMl.AttributeProto intAttr(String name, long v) {
@@ -409,9 +433,14 @@ final class DecoderGraphs {
     }
 
     byte[] modelBytes(String name) {
-      return OnnxMl.ModelProto.newBuilder().setIrVersion(8).setProducerName("pytorch")
-          .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("").setVersion(17))
-          .setGraph(graph.setName(name)).build().toByteArray();
+      OnnxMl.ModelProto.Builder m = OnnxMl.ModelProto.newBuilder().setIrVersion(8)
+          .setProducerName("pytorch")
+          .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("").setVersion(17));
+      if (contrib) {
+        m.addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("com.microsoft")
+            .setVersion(1));
+      }
+      return m.setGraph(graph.setName(name)).build().toByteArray();
     }
   }
 }
