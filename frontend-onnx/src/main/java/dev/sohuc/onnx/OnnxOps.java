@@ -380,6 +380,7 @@ final class OnnxOps {
     n.emit(new TransformerOp.Gelu(plusBias(n, n.value(0), 1, biasRequired), tanh));
   }
 
+  /** {@code x * sigmoid(alpha * x)}; with alpha 1 that is silu, one function on the chip. */
   private static void quickGelu(OnnxNode n) {
     Value x = n.value(0);
     double alpha = n.attrFloat("alpha", 1.702);
