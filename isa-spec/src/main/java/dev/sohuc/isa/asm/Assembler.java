@@ -149,13 +149,13 @@ public final class Assembler {
           arity(d, 2);
           String n = ident(a.get(0));
           checkNewName(n, a.get(0).start);
-          constants.put(n, number(a.get(1).expr(), "value of " + n));
+          constants.put(n, number(expr(a.get(1)), "value of " + n));
         }
         case ".reg" -> {
           arity(d, 2);
           String n = ident(a.get(0));
           checkNewName(n, a.get(0).start);
-          regAliases.put(n, register(a.get(1).expr(), "register of " + n));
+          regAliases.put(n, register(expr(a.get(1)), "register of " + n));
         }
         case ".target" -> {
           arity(d, 2);
@@ -177,10 +177,10 @@ public final class Assembler {
                 + "input name, index, capacity, below), got " + a.size());
           }
           String n = name(a.get(0));
-          long idx = integer(a.get(1).expr(), "argument index");
+          long idx = integer(expr(a.get(1)), "argument index");
           ArgSlot.Values values = null;
           if (a.size() == 4) {
-            long capacity = integer(a.get(2).expr(), "argument array capacity");
+            long capacity = integer(expr(a.get(2)), "argument array capacity");
             if (capacity < 1 || capacity > ArgSlot.MAX_WORDS) {
               throw error(a.get(2).start, "argument array capacity " + capacity
                   + " is out of range 1.." + ArgSlot.MAX_WORDS);
@@ -212,7 +212,7 @@ public final class Assembler {
             throw error(a.get(0).start, "symbol direction must be in or out, not " + dir);
           }
           String n = string(a.get(1));
-          DType dt = enumValue(a.get(2).expr(), DType.class, List.of(DType.values()), "dtype");
+          DType dt = enumValue(expr(a.get(2)), DType.class, List.of(DType.values()), "dtype");
           if (a.get(3).shape() == null) {
             throw error(a.get(3).start, "expected a shape like [\"seq\", 384] (a symbolic dim "
                 + "laid out at a capacity: \"past\"@2176)");
@@ -239,7 +239,7 @@ public final class Assembler {
             }
           }
           symbols.add(new Symbol(n, dir.equals("in") ? Direction.IN : Direction.OUT, dt, shape,
-              integer(a.get(4).expr(), "HBM address"), integer(a.get(5).expr(), "byte size")));
+              integer(expr(a.get(4)), "HBM address"), integer(expr(a.get(5)), "byte size")));
         }
         case ".constfile" -> {
           arity(d, 4);
@@ -247,8 +247,8 @@ public final class Assembler {
           if (!hash.matches("[0-9a-fA-F]{64}")) {
             throw error(a.get(2).start, "constants hash must be 64 hex digits (SHA-256)");
           }
-          consts = new SohuProgram.ExternalConstants(integer(a.get(0).expr(), "HBM address"),
-              integer(a.get(1).expr(), "size"), hash.toLowerCase(Locale.ROOT), string(a.get(3)));
+          consts = new SohuProgram.ExternalConstants(integer(expr(a.get(0)), "HBM address"),
+              integer(expr(a.get(1)), "size"), hash.toLowerCase(Locale.ROOT), string(a.get(3)));
         }
         case ".debug" -> {
           arity(d, 2);
@@ -605,6 +605,14 @@ public final class Assembler {
       throw error(d.start, d.DIRECTIVE().getText() + " takes " + n + " arguments, got "
           + d.arg().size());
     }
+  }
+
+  /** A directive argument that must be an expression, not a "string" or a [shape]. */
+  private ExprContext expr(ArgContext a) {
+    if (a.expr() == null) {
+      throw error(a.start, "expected a number or a name, got '" + a.getText() + "'");
+    }
+    return a.expr();
   }
 
   private String ident(ArgContext a) {

@@ -154,4 +154,18 @@ class AssemblerErrorTest {
     var words = Assembler.assembleCode("loop 3, end\n nop\n nop\nend: halt\n", "t.s");
     assertEquals("loop     3, 2", Disassembler.format(words.get(0)));
   }
+
+  /** A "string" or [shape] where a directive takes a number was an internal error. */
+  @Test
+  void directiveNumbersGivenAsStringsOrShapes() {
+    assertEquals("t.s:1:11: expected a number or a name, got '\"x\"' (in \".arg seq, \"x\"\")",
+        error(".arg seq, \"x\"\nhalt"));
+    assertEquals("t.s:1:9: expected a number or a name, got '[1]' (in \".equ A, [1]\")",
+        error(".equ A, [1]\nhalt"));
+    assertEquals("t.s:1:18: expected a number or a name, got '\"f32\"' (in \".symbol in, \"x\", "
+        + "\"f32\", [1], 0, 4\")", error(".symbol in, \"x\", \"f32\", [1], 0, 4\nhalt"));
+    assertEquals("t.s:1:12: expected a number or a name, got '\"4096\"' (in \".constfile "
+        + "\"4096\", 4, \"" + "0".repeat(57) + "...\")",
+        error(".constfile \"4096\", 4, \"" + "0".repeat(64) + "\", \"c.bin\"\nhalt"));
+  }
 }
