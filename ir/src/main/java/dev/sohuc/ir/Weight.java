@@ -51,8 +51,10 @@ public record Weight(String name, TensorType type, Data data) {
     }
   }
 
+  /** Frontends may build a weight too large for any target; its size is refused where asked. */
   public long sizeBytes() {
-    return type.staticElementCount().orElseThrow() * type.elementType().sizeBytes();
+    return type.staticSizeBytes().orElseThrow(() -> new IrException(
+        "weight @" + name + " of type " + type + " has more than 2^63 - 1 bytes"));
   }
 
   /**

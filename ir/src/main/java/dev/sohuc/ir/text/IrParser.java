@@ -141,9 +141,8 @@ public final class IrParser {
     if (!type.isStatic()) {
       throw error(ctx.tensorType().start, "weight " + nameToken.getText() + " has a symbolic type " + type);
     }
-    long sizeBytes = type.staticElementCount()
-        .orElseThrow(() -> error(ctx.tensorType().start, "weight type " + type + " has too many elements"))
-        * type.elementType().sizeBytes();
+    long sizeBytes = type.staticSizeBytes().orElseThrow(() -> error(ctx.tensorType().start,
+        "weight type " + type + " has more than 2^63 - 1 bytes"));
     Weight.Data data;
     long dataBytes;
     switch (ctx.weightData()) {

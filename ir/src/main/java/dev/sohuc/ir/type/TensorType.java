@@ -55,6 +55,14 @@ public record TensorType(List<Dim> dims, ElementType elementType) {
     return OptionalLong.of(n);
   }
 
+  /** Size in bytes when every dim is static and the size fits a long. */
+  public OptionalLong staticSizeBytes() {
+    OptionalLong n = staticElementCount();
+    int size = elementType.sizeBytes();
+    return n.isPresent() && n.getAsLong() <= Long.MAX_VALUE / size
+        ? OptionalLong.of(n.getAsLong() * size) : OptionalLong.empty();
+  }
+
   public long[] evaluateShape(Map<String, Long> bindings) {
     long[] shape = new long[dims.size()];
     for (int i = 0; i < shape.length; i++) {
