@@ -76,10 +76,10 @@ public record Weight(String name, TensorType type, Data data) {
           + " bytes, more than one mapped buffer holds");
     }
     try (FileChannel ch = FileChannel.open(slice.file(), StandardOpenOption.READ)) {
-      if (slice.offset() < 0 || slice.offset() + slice.length() > ch.size()) {
-        throw new IrException("weight @" + name + ": bytes " + slice.offset() + ".."
-            + (slice.offset() + slice.length()) + " lie outside " + slice.file()
-            + " (" + ch.size() + " bytes)");
+      // offset + length may pass 2^63: compare without adding them
+      if (slice.offset() < 0 || slice.length() > ch.size() - slice.offset()) {
+        throw new IrException("weight @" + name + ": " + slice.length() + " bytes at offset "
+            + slice.offset() + " lie outside " + slice.file() + " (" + ch.size() + " bytes)");
       }
       return ch.map(FileChannel.MapMode.READ_ONLY, slice.offset(), slice.length())
           .order(ByteOrder.LITTLE_ENDIAN);
