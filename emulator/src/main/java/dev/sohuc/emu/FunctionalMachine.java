@@ -601,9 +601,14 @@ final class FunctionalMachine {
     }
     block(d.srcSpace(), "dma source", src, rows, sRs, planes, sPs, rb, 1);
     block(d.dstSpace(), "dma destination", dst, rows, dRs, planes, dPs, rb, 1);
+    // Bounded by what the host may hold, not by the target's HBM: moving more in one
+    // instruction rewrites the same bytes (a stride of 0), and would busy the host for hours.
     double total = (double) rows * planes * rb;
-    if (total > 4.0 * Math.max(hbm.size(), sram.length)) {
-      throw Fault.bad("dma of " + (long) total + " bytes is larger than the emulator allows");
+    long maxBytes = Math.max(sram.length, options.hostHbmBudgetBytes());
+    if (total > maxBytes) {
+      throw Fault.bad(String.format(java.util.Locale.ROOT, "dma of %.0f bytes (%d planes x %d rows x %d bytes) is more "
+          + "than the emulator moves in one instruction (%d bytes, the larger of the SRAM and the "
+          + "host HBM budget)", total, planes, rows, rb, maxBytes));
     }
     // rows dense on both sides of a copy between two memories are one bulk copy (within one
     // memory, row order matters when source and destination overlap)

@@ -342,4 +342,21 @@ class TrapTest {
     assertEquals(Trap.Kind.HOST_LIMIT, t.kind());
     contains(t.getMessage(), "host budget");
   }
+
+  @Test
+  void aDmaRewritingTheSameRowsIsBoundedByTheHostNotByTheTargetHbm() {
+    // 2^21 rows of 16 bytes onto one row: was bounded by 4x the target's HBM, which on a real
+    // target (144 GB) let one instruction copy for hours
+    Trap t = functional(TestSupport.asm("""
+        li r1, 0x200000
+        .debug "copy_1", "m.ir:4:5"
+        dma hbm, r0+0, r0, hbm, r0+0, r0, 16, r1
+        halt
+        """), TestSupport.opts().withHostHbmBudgetBytes(2 << 20));
+    assertEquals(Trap.Kind.BAD_OPERAND, t.kind());
+    assertEquals("trap at pc 1 `dma      hbm, 0, r0, hbm, 0, r0, 16, r1` (IR op copy_1 at m.ir:4:5): "
+        + "bad operand: dma of 33554432 bytes (1 planes x 2097152 rows x 16 bytes) is more than "
+        + "the emulator moves in one instruction (2097152 bytes, the larger of the SRAM and the "
+        + "host HBM budget)", t.getMessage());
+  }
 }
