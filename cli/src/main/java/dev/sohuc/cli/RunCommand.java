@@ -227,20 +227,22 @@ final class RunCommand implements Callable<Integer> {
     if (!Files.isDirectory(dir)) {
       throw new UserException(dir + ": no such folder (expected input_0.pb, input_1.pb, ...)");
     }
-    List<TensorFiles.Named> files = new ArrayList<>();
+    List<InputFile> files = new ArrayList<>();
     for (int i = 0; Files.isRegularFile(dir.resolve("input_" + i + ".pb")); i++) {
-      files.add(TensorFiles.readNamed(dir.resolve("input_" + i + ".pb")));
+      Path file = dir.resolve("input_" + i + ".pb");
+      files.add(new InputFile(file, TensorFiles.readNamed(file)));
     }
     if (files.size() > syms.size()) {
       throw new UserException(dir + ": " + files.size() + " input files, but the program has "
           + syms.size() + " inputs (" + names(syms) + ")");
     }
-    Map<String, TensorFiles.Named> byName = new LinkedHashMap<>();
-    List<TensorFiles.Named> unnamed = new ArrayList<>();
-    for (TensorFiles.Named f : files) {
-      boolean known = syms.stream().anyMatch(s -> s.name().equals(f.name()));
-      if (known && !byName.containsKey(f.name())) {
-        byName.put(f.name(), f);
+    Map<String, InputFile> byName = new LinkedHashMap<>();
+    List<InputFile> unnamed = new ArrayList<>();
+    for (InputFile f : files) {
+      String name = f.named().name();
+      boolean known = syms.stream().anyMatch(s -> s.name().equals(name));
+      if (known && !byName.containsKey(name)) {
+        byName.put(name, f);
       } else {
         unnamed.add(f);
       }
@@ -249,7 +251,7 @@ final class RunCommand implements Callable<Integer> {
     int next = 0;
     for (int i = 0; i < syms.size(); i++) {
       SohuProgram.Symbol s = syms.get(i);
-      TensorFiles.Named f = byName.get(s.name());
+      InputFile f = byName.get(s.name());
       if (f == null && next < unnamed.size()) {
         f = unnamed.get(next++);
       }
@@ -258,11 +260,11 @@ final class RunCommand implements Callable<Integer> {
             + " has no file for it (the program expects " + s.dtype().asmName() + " "
             + s.shape() + ")");
       }
-      Tensor t = f.tensor();
+      Tensor t = f.named().tensor();
       DType dt = SymbolTypes.of(t.elementType());
       if (dt != s.dtype()) {
-        throw new UserException("input " + s.name() + ": the file holds " + dt.asmName()
-            + ", the program expects " + s.dtype().asmName() + " " + s.shape());
+        throw new UserException(f.path() + " holds " + dt.asmName() + ", but input " + s.name()
+            + " of the program is " + s.dtype().asmName() + " " + s.shape());
       }
       long[] shape = t.shape();
       boolean ok = shape.length == s.shape().size();
@@ -270,13 +272,16 @@ final class RunCommand implements Callable<Integer> {
         ok = !(s.shape().get(d) instanceof SohuProgram.Dim.Fixed fx) || fx.size() == shape[d];
       }
       if (!ok) {
-        throw new UserException("input " + s.name() + ": shape " + Arrays.toString(shape)
-            + ", the program expects " + s.shape());
+        throw new UserException(f.path() + " has shape " + Arrays.toString(shape) + ", but input "
+            + s.name() + " of the program is " + s.dtype().asmName() + " " + s.shape());
       }
       out.put(s.name(), new HostTensor(dt, shape, t.toBytes()));
     }
     return out;
   }
+
+  /** An input file and what it holds, so that errors about its tensor name the file. */
+  private record InputFile(Path path, TensorFiles.Named named) {}
 
   private static String names(List<SohuProgram.Symbol> syms) {
     return String.join(", ", syms.stream().map(SohuProgram.Symbol::name).toList());
