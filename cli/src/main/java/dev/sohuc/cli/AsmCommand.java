@@ -16,6 +16,8 @@ import picocli.CommandLine.Parameters;
 @Command(name = "asm", mixinStandardHelpOptions = true,
     description = "Assemble sohu assembly (docs/isa.md) into a .sohu file.")
 final class AsmCommand implements Callable<Integer> {
+  /** The largest string the JVM makes, so the largest assembly file. */
+  private static final long MAX_SOURCE_BYTES = Integer.MAX_VALUE - 8;
 
   @Parameters(index = "0", paramLabel = "FILE.s", description = "Assembly source.")
   Path source;
@@ -28,6 +30,13 @@ final class AsmCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     String text;
     try {
+      // a Java string holds at most 2^31 - 1 characters: refuse before reading, not by running
+      // out of memory
+      long size = Files.size(source);
+      if (size > MAX_SOURCE_BYTES) {
+        throw new UserException(source + ": " + size + " bytes, more than the "
+            + MAX_SOURCE_BYTES + " an assembly file may have");
+      }
       text = Files.readString(source, StandardCharsets.UTF_8);
     } catch (CharacterCodingException e) {
       throw new UserException(source + ": not UTF-8 text");  // as the IR parser says it

@@ -148,6 +148,18 @@ class IsaCommandsTest {
   }
 
   @Test
+  void aSourceTooLargeForOneStringIsRefusedBeforeReading() throws Exception {
+    Path src = dir.resolve("big.s");
+    try (var f = new java.io.RandomAccessFile(src.toFile(), "rw")) {
+      f.setLength(3L << 30); // sparse: no disk or heap spent
+    }
+    CliResult r = run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString());
+    assertEquals(1, r.code());
+    assertEquals("error: " + src + ": 3221225472 bytes, more than the 2147483639 an assembly file "
+        + "may have", r.err().strip());
+  }
+
+  @Test
   void unknownMnemonic() throws Exception {
     Path src = write("bad.s", "nop\n  frobnicate r1, r2\n");
     assertUserError(run("asm", src.toString(), "-o", dir.resolve("x.sohu").toString()),

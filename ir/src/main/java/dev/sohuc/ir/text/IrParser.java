@@ -68,6 +68,8 @@ import java.util.regex.Pattern;
  * after a symbol they do, since {@code ?ax3} is the symbol {@code ax3}.
  */
 public final class IrParser {
+  /** The largest string the JVM makes, so the largest IR text file. */
+  private static final long MAX_FILE_BYTES = Integer.MAX_VALUE - 8;
   /** Longest piece of input quoted in a message. */
   private static final int MAX_ECHO = 40;
   /** Far above any real line (dense data is one token); makes a huge line of small tokens fail fast. */
@@ -85,6 +87,13 @@ public final class IrParser {
   public static Module parse(Path file) {
     String text;
     try {
+      // a Java string holds at most 2^31 - 1 characters: refuse before reading, not by running
+      // out of memory
+      long size = Files.size(file);
+      if (size > MAX_FILE_BYTES) {
+        throw new IrException(file + ": " + size + " bytes, more than the " + MAX_FILE_BYTES
+            + " an IR text file may have");
+      }
       text = Files.readString(file);
     } catch (NoSuchFileException e) {
       throw new IrException(file + ": no such file");

@@ -145,6 +145,16 @@ class IrParserTest {
   }
 
   @Test
+  void aFileTooLargeForOneStringIsRefusedBeforeReading(@TempDir Path dir) throws IOException {
+    Path big = dir.resolve("big.ir");
+    try (var f = new java.io.RandomAccessFile(big.toFile(), "rw")) {
+      f.setLength(3L << 30); // sparse: no disk or heap spent
+    }
+    assertEquals(big + ": 3221225472 bytes, more than the 2147483639 an IR text file may have",
+        assertThrows(IrException.class, () -> IrParser.parse(big)).getMessage());
+  }
+
+  @Test
   void inlineWeightBytesAreKept() {
     Module m = IrParser.parse("module @m { weight @c : tensor<2 x f32> = inline 0x0000803F00000040 }", "f.ir");
     ByteBuffer b = m.weights().get("c").bytes().order(ByteOrder.LITTLE_ENDIAN);
