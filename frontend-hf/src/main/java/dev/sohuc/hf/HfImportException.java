@@ -25,21 +25,13 @@ public final class HfImportException extends IrException {
    * cut.
    */
   private static String printable(String message) {
-    StringBuilder sb = new StringBuilder(Math.min(message.length(), MAX_MESSAGE_CHARS + 64));
-    for (int i = 0; i < message.length(); i++) {
-      char c = message.charAt(i);
-      switch (c) {
-        case '\n' -> sb.append("\\n");
-        case '\r' -> sb.append("\\r");
-        case '\t' -> sb.append("\\t");
-        default -> sb.append(Character.isISOControl(c) ? String.format("\\u%04x", (int) c) : String.valueOf(c));
-      }
-    }
-    if (sb.length() <= MAX_MESSAGE_CHARS) {
-      return sb.toString();
+    String line = dev.sohuc.ir.type.Names.escapeControls(message);
+    if (line.length() <= MAX_MESSAGE_CHARS) {
+      return line;
     }
     int keep = MAX_MESSAGE_CHARS / 2;
-    int cut = sb.length() - 2 * keep;
-    return sb.substring(0, keep) + " [... " + cut + " characters cut ...] " + sb.substring(sb.length() - keep);
+    int cut = line.length() - 2 * keep;
+    return line.substring(0, keep) + " [... " + cut + " characters cut ...] "
+        + line.substring(line.length() - keep);
   }
 }

@@ -18,12 +18,19 @@ public final class Names {
 
   /** A double-quoted string literal with backslash escapes for quotes, backslashes and controls. */
   public static String quote(String s) {
-    StringBuilder sb = new StringBuilder(s.length() + 2).append('"');
+    return '"' + escapeControls(s.replace("\\", "\\\\").replace("\"", "\\\"")) + '"';
+  }
+
+  /**
+   * {@code s} with its control characters as backslash escapes ({@code \n}, {@code \t},
+   * {@code \r}, else {@code \}{@code uXXXX}): one printable line, as messages quoting a user's
+   * names need too.
+   */
+  public static String escapeControls(String s) {
+    StringBuilder sb = new StringBuilder(s.length());
     for (int i = 0; i < s.length(); i++) {
       char c = s.charAt(i);
       switch (c) {
-        case '"' -> sb.append("\\\"");
-        case '\\' -> sb.append("\\\\");
         case '\n' -> sb.append("\\n");
         case '\t' -> sb.append("\\t");
         case '\r' -> sb.append("\\r");
@@ -36,7 +43,7 @@ public final class Names {
         }
       }
     }
-    return sb.append('"').toString();
+    return sb.toString();
   }
 
   /** Inverse of {@link #quote}: takes the literal with its quotes. */
