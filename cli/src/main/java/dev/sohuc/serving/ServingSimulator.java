@@ -93,6 +93,8 @@ public final class ServingSimulator {
     final Runnable finished;
     final List<Step> steps;
     long kvMax;
+    long kvUsed;
+    int done;
 
     Replica(int index, StepModel model, int maxDecodeBatch, long kvCapacityTokens,
         Runnable finished, List<Step> steps) {
@@ -110,8 +112,6 @@ public final class ServingSimulator {
       Deque<Request> waiting = new ArrayDeque<>();
       List<Request> running = new ArrayList<>();
       int next = 0;
-      int done = 0;
-      long kvUsed = 0;
       double now = 0;
       while (done < requests) {
         while (next < requests && all.get(next).arrival <= now) {
@@ -157,10 +157,7 @@ public final class ServingSimulator {
         for (Request r : running) {
           r.generated++;
           if (r.generated == r.outputLen) {
-            r.finish = now;
-            kvUsed -= r.inputLen + r.outputLen;
-            done++;
-            finished.run();
+            retire(r, now);
           } else {
             still.add(r);
           }
@@ -170,16 +167,21 @@ public final class ServingSimulator {
           pre.generated = 1;
           pre.firstToken = now;
           if (pre.outputLen == 1) {
-            pre.finish = now;
-            kvUsed -= pre.inputLen + pre.outputLen;
-            done++;
-            finished.run();
+            retire(pre, now);
           } else {
             running.add(pre);
           }
         }
       }
       return now;
+    }
+
+    /** {@code r} generated its last token at {@code now}: its KV reservation is released. */
+    private void retire(Request r, double now) {
+      r.finish = now;
+      kvUsed -= r.inputLen + r.outputLen;
+      done++;
+      finished.run();
     }
   }
 }
