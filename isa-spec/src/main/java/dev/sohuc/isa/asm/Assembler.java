@@ -410,7 +410,7 @@ public final class Assembler {
     if (e instanceof UnaryContext u) {
       long v = constOnly(lin(u.expr(), what), u.expr(), what);
       return new Lin(-1, switch (u.op.getText()) {
-        case "-" -> -v;
+        case "-" -> exact(() -> Math.negateExact(v), u, what);
         case "~" -> ~v;
         default -> v;
       });
@@ -419,12 +419,13 @@ public final class Assembler {
       Lin l = lin(a.expr(0), what);
       Lin r = lin(a.expr(1), what);
       if (a.op.getText().equals("-")) {
-        return new Lin(l.reg, l.c - constOnly(r, a.expr(1), what));
+        long rc = constOnly(r, a.expr(1), what);
+        return new Lin(l.reg, exact(() -> Math.subtractExact(l.c, rc), a, what));
       }
       if (l.reg >= 0 && r.reg >= 0) {
         throw error(a.expr(1).start, what + ": an address or count takes one register");
       }
-      return new Lin(Math.max(l.reg, r.reg), l.c + r.c);
+      return new Lin(Math.max(l.reg, r.reg), exact(() -> Math.addExact(l.c, r.c), a, what));
     }
     if (e instanceof MulDivContext m) {
       long l = constOnly(lin(m.expr(0), what), m.expr(0), what);
@@ -433,15 +434,38 @@ public final class Assembler {
         throw error(m.expr(1).start, what + ": division by zero");
       }
       return new Lin(-1, switch (m.op.getText()) {
-        case "*" -> l * r;
-        case "/" -> l / r;
+        case "*" -> exact(() -> Math.multiplyExact(l, r), m, what);
+        case "/" -> exact(() -> Math.divideExact(l, r), m, what);
         default -> l % r;
       });
     }
     ShiftContext s = (ShiftContext) e;
     long l = constOnly(lin(s.expr(0), what), s.expr(0), what);
     long r = constOnly(lin(s.expr(1), what), s.expr(1), what);
-    return new Lin(-1, s.op.getText().equals("<<") ? l << r : l >> r);
+    // Java would take the count mod 64 (1 << 64 is 1) and drop the bits shifted out
+    if (r < 0 || r > 63) {
+      throw error(s.expr(1).start, what + ": a shift by " + r + ", outside 0..63");
+    }
+    boolean left = s.op.getText().equals("<<");
+    if (left && (l << r) >> r != l) {
+      throw overflow(s, what);
+    }
+    return new Lin(-1, left ? l << r : l >> r);
+  }
+
+  /** A constant expression's value, refused where it does not fit 64 bits. */
+  private long exact(java.util.function.LongSupplier value, ExprContext e, String what) {
+    try {
+      return value.getAsLong();
+    } catch (ArithmeticException overflow) {
+      throw overflow(e, what);
+    }
+  }
+
+  private IsaException overflow(ExprContext e, String what) {
+    String text = e.start.getInputStream().getText(org.antlr.v4.runtime.misc.Interval.of(
+        e.start.getStartIndex(), e.stop.getStopIndex()));
+    return error(e.start, what + ": " + text + " overflows 64 bits");
   }
 
   private long constOnly(Lin l, ExprContext e, String what) {

@@ -30,6 +30,25 @@ class AssemblerErrorTest {
         error("mma r1+5000, r2, r3, r4, r5, r6, 8, 8, 8, bf16"));
   }
 
+  /** Constant arithmetic is exact in 64 bits: what Java would wrap or take mod 64 is refused. */
+  @Test
+  void constantArithmeticThatOverflowsIsRefused() {
+    assertEquals("t.s:1:14: value of A: a shift by 64, outside 0..63 (in \".equ A, 1 << 64\")",
+        error(".equ A, 1 << 64\nhalt\n"));
+    assertEquals("t.s:1:9: value of A: 3 << 62 overflows 64 bits (in \".equ A, 3 << 62\")",
+        error(".equ A, 3 << 62\nhalt\n"));
+    assertEquals("t.s:1:9: value of A: 4611686018427387904 * 4 overflows 64 bits (in \".equ A, "
+        + "4611686018427387904 * 4\")", error(".equ A, 4611686018427387904 * 4\nhalt\n"));
+    assertEquals("t.s:1:9: value of A: (-9223372036854775807 - 1) / -1 overflows 64 bits (in "
+        + "\".equ A, (-9223372036854775807 - 1) / -1\")",
+        error(".equ A, (-9223372036854775807 - 1) / -1\nhalt\n"));
+    assertEquals("t.s:1:9: value of A: 5 - -9223372036854775807 overflows 64 bits (in \".equ A, "
+        + "5 - -9223372036854775807 - 2\")", error(".equ A, 5 - -9223372036854775807 - 2\nhalt\n"));
+    assertEquals("t.s:1:14: operand 'imm' of addi: -(-9223372036854775807 - 1) overflows 64 bits "
+        + "(in \"addi r1, r2, -(-9223372036854775807 - 1)\")",
+        error("addi r1, r2, -(-9223372036854775807 - 1)\nhalt\n"));
+  }
+
   /** A collective's group size, rank and element type are checked against the table. */
   @Test
   void collectiveOperandsOutOfRange() {
