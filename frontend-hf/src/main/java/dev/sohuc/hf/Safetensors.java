@@ -131,8 +131,17 @@ public final class Safetensors {
     return Optional.empty();
   }
 
-  /** True when {@link #find} would find a checkpoint in {@code dir}. */
+  /**
+   * True when {@link #find} would find a checkpoint in {@code dir}. A checkpoint's name held by
+   * something that is not a file (a folder) is an error, not a shape-only import.
+   */
   public static boolean existsIn(Path dir) {
+    for (String name : List.of(INDEX_FILE, SINGLE_FILE)) {
+      Path p = dir.resolve(name);
+      if (Files.exists(p) && !Files.isRegularFile(p)) {
+        throw new HfImportException(p + ": not a file (a checkpoint's " + name + " must be one)");
+      }
+    }
     return Files.isRegularFile(dir.resolve(INDEX_FILE)) || Files.isRegularFile(dir.resolve(SINGLE_FILE));
   }
 

@@ -67,6 +67,19 @@ class HfBadCheckpointTest {
     assertContains(message(() -> Safetensors.open(f)), "short.safetensors", "truncated", "3 bytes");
   }
 
+  /** A folder where the checkpoint should be was taken for no checkpoint: a shape-only import. */
+  @Test
+  void aCheckpointNameHeldByAFolder() throws IOException {
+    for (String name : List.of("model.safetensors", "model.safetensors.index.json")) {
+      Path dir = TinyModel.of("llama", 1).writeTo(tmp.resolve("d" + name.length()),
+          Safetensors.Dtype.F32);
+      Files.delete(dir.resolve("model.safetensors"));
+      Files.createDirectory(dir.resolve(name));
+      assertEquals(dir.resolve(name) + ": not a file (a checkpoint's " + name + " must be one)",
+          message(() -> HfImporter.importModel(dir, HfOptions.prefill())));
+    }
+  }
+
   @Test
   void truncatedData() throws IOException {
     Path dir = TinyModel.of("llama", 1).writeTo(tmp.resolve("m"), Safetensors.Dtype.F32);
