@@ -238,8 +238,15 @@ public final class Assembler {
               throw error(a.get(1).start, "symbol " + n + " defined twice");
             }
           }
+          long bytes = integer(expr(a.get(5)), "byte size");
+          long needed = laidOutBytes(shape, dt);
+          if (needed > bytes) {
+            throw error(a.get(5).start, "symbol " + n + " of " + dt.asmName() + " " + shape
+                + " needs " + (needed == Long.MAX_VALUE ? "more than 2^63 - 1" : needed)
+                + " bytes, more than the " + bytes + " it reserves");
+          }
           symbols.add(new Symbol(n, dir.equals("in") ? Direction.IN : Direction.OUT, dt, shape,
-              integer(expr(a.get(4)), "HBM address"), integer(expr(a.get(5)), "byte size")));
+              integer(expr(a.get(4)), "HBM address"), bytes));
         }
         case ".constfile" -> {
           arity(d, 4);
@@ -451,6 +458,26 @@ public final class Assembler {
       throw overflow(s, what);
     }
     return new Lin(-1, left ? l << r : l >> r);
+  }
+
+  /**
+   * The bytes a symbol's shape takes laid out (a symbolic dim at its capacity): 0 where a dim's
+   * extent is known only at run time, Long.MAX_VALUE past 2^63 - 1.
+   */
+  private static long laidOutBytes(List<Dim> shape, DType dt) {
+    long n = dt.bytes();
+    for (Dim dim : shape) {
+      long extent = dim instanceof Dim.Fixed f ? f.size() : ((Dim.Sym) dim).capacity();
+      if (extent == 0 && dim instanceof Dim.Sym) {
+        return 0;
+      }
+      try {
+        n = Math.multiplyExact(n, extent);
+      } catch (ArithmeticException overflow) {
+        return Long.MAX_VALUE;
+      }
+    }
+    return n;
   }
 
   /** A constant expression's value, refused where it does not fit 64 bits. */

@@ -30,6 +30,18 @@ class AssemblerErrorTest {
         error("mma r1+5000, r2, r3, r4, r5, r6, 8, 8, 8, bf16"));
   }
 
+  /** A symbol reserves at least the bytes its shape takes (a symbolic dim at its capacity). */
+  @Test
+  void aSymbolSmallerThanItsShape() {
+    assertEquals("t.s:1:46: symbol y of bf16 [past@100, 4] needs 800 bytes, more than the 16 it "
+        + "reserves (in \".symbol out, \"y\", bf16, [\"past\"@100, 4], 64, 16\")",
+        error(".symbol out, \"y\", bf16, [\"past\"@100, 4], 64, 16\nhalt\n"));
+    assertEquals("t.s:1:52: symbol x of f32 [4611686018427387904, 4] needs more than 2^63 - 1 "
+        + "bytes, more than the 16 it reserves (in \".symbol in, \"x\", f32, "
+        + "[4611686018427387904, 4], 0, 16\")",
+        error(".symbol in, \"x\", f32, [4611686018427387904, 4], 0, 16\nhalt\n"));
+  }
+
   /** Constant arithmetic is exact in 64 bits: what Java would wrap or take mod 64 is refused. */
   @Test
   void constantArithmeticThatOverflowsIsRefused() {
