@@ -166,6 +166,18 @@ final class OnnxOps {
         + "inv_std_var outputs, which ONNX Runtime does not compute either", n -> skipNorm(n, false));
     msOp("SkipSimplifiedLayerNormalization", "add, rms_norm", "as SkipLayerNormalization, with an RMS norm "
         + "and no beta", n -> skipNorm(n, true));
+    msOp("Attention", "matmul, add, slice, reshape, transpose, mul, where, softmax (attention after fuse-attention)",
+        "BERT's self-attention: input [B, S, D] @ weights [D, 3 * hidden] (or the sizes of qkv_hidden_sizes, "
+        + "q and k equal) + bias, split into num_heads heads, softmax(scale * q @ k^T + mask) @ v; scale "
+        + "defaults to 1/sqrt(head size); mask_index absent, [B, S] (0 or less masks a key with "
+        + "mask_filter_value, default -10000) or [B] (the keys at or after each length masked); unidirectional "
+        + "is causal; not past, present, attention_bias, past_sequence_length, do_rotary or the [2B], 3-D and "
+        + "4-D masks", OnnxOps::attention);
+    msOp("EmbedLayerNormalization", "gather, add, layer_norm, reduce_sum",
+        "word + position (+ segment) embeddings of int32 ids, layer-normalized over the hidden dim; epsilon "
+        + "defaults to 1e-12; positions 0..S-1 unless position_ids [B, S] or [1, S] are given; mask_index is "
+        + "each row's count of mask values equal to 1 (zeros without a mask); the embedding_sum output",
+        OnnxOps::embedLayerNorm);
   }
 
   static boolean isDefaultDomain(String domain) {
@@ -198,6 +210,8 @@ final class OnnxOps {
         case "BiasAdd" -> new Arity(3, 1);
         case "SkipSimplifiedLayerNormalization" -> new Arity(4, 4);
         case "SkipLayerNormalization" -> new Arity(5, 4);
+        case "Attention" -> new Arity(7, 2);
+        case "EmbedLayerNormalization" -> new Arity(9, 3);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
     }
@@ -448,6 +462,202 @@ final class OnnxOps {
           + x.type() + ", got " + v.type());
     }
     return v;
+  }
+
+  /**
+   * BERT's fused self-attention, as ONNX Runtime's CPU kernel computes it, in the ops of the
+   * unfused graph that {@code fuse-attention} recognizes: q, k and v split from one projection
+   * into heads, {@code softmax(q @ k^T * scale + mask) @ v} with the mask additive (and the
+   * causal one a {@code triu} of NEG), the heads merged back.
+   */
+  private static void attention(OnnxNode n) {
+    if (n.has(4) || n.has(5) || n.has(6)) {
+      int i = n.has(4) ? 4 : n.has(5) ? 5 : 6;
+      throw n.error("input " + i + " (" + List.of("past", "attention_bias", "past_sequence_length").get(i - 4)
+          + ") is not supported");
+    }
+    if (n.wants(1)) {
+      throw n.error("output 1 (present) is not supported");
+    }
+    if (n.attrInt("do_rotary", 0) != 0) {
+      throw n.error("do_rotary is not supported");
+    }
+    if (n.attrInt("past_present_share_buffer", 0) != 0) {
+      throw n.error("past_present_share_buffer is not supported");
+    }
+    Value x = n.value(0);
+    Value w = n.value(1, "weights");
+    if (!n.has(2)) {
+      throw n.error("needs input 2 (bias), which ONNX Runtime's CPU kernel requires");
+    }
+    Value bias = n.value(2, "bias");
+    if (x.type().rank() != 3) {
+      throw n.error("input must have rank 3 [batch, sequence, hidden], got " + x.type());
+    }
+    Dim b = x.type().dim(0);
+    Dim s = x.type().dim(1);
+    if (w.type().rank() != 2 || !w.type().dim(0).equals(x.type().dim(2)) || !w.type().dim(1).isStatic()) {
+      throw n.error("weights must be [" + x.type().dim(2) + ", q + k + v hidden sizes] for the input "
+          + x.type() + ", got " + w.type());
+    }
+    long total = w.type().dim(1).value();
+    long heads = n.attrInt("num_heads", 0);
+    if (!n.hasAttr("num_heads") || heads <= 0) {
+      throw n.error("num_heads must be given and positive");
+    }
+    long qh;
+    long vh;
+    List<Long> sizes = n.hasAttr("qkv_hidden_sizes") ? n.attrInts("qkv_hidden_sizes") : List.of();
+    if (sizes.isEmpty()) {
+      if (total % 3 != 0) {
+        throw n.error("weights " + w.type() + " must have 3 * hidden columns");
+      }
+      qh = total / 3;
+      vh = qh;
+    } else {
+      if (sizes.size() != 3 || sizes.get(0) <= 0 || sizes.get(2) <= 0 || !sizes.get(0).equals(sizes.get(1))
+          || sizes.get(0) + sizes.get(1) + sizes.get(2) != total) {
+        throw n.error("qkv_hidden_sizes " + sizes + " must be three positive sizes, q's equal to k's, summing "
+            + "to the " + total + " columns of the weights");
+      }
+      qh = sizes.get(0);
+      vh = sizes.get(2);
+    }
+    if (qh % heads != 0 || vh % heads != 0) {
+      throw n.error("hidden sizes " + qh + " (q, k) and " + vh + " (v) must be multiples of num_heads " + heads);
+    }
+    if (bias.type().rank() != 1 || !bias.type().dim(0).equals(Dim.of(total))) {
+      throw n.error("bias must be a vector of the weights' " + total + " columns, got " + bias.type());
+    }
+    ElementType et = x.type().elementType();
+    Value qkv = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, n.temp(new LinalgOp.MatMul(x, w)), bias));
+    Dim nh = Dim.of(heads);
+    List<Long> toHeads = List.of(0L, 2L, 1L, 3L);
+    Value q = n.temp(new DataOp.Transpose(headsOf(n, qkv, 0, qh, b, s, nh), toHeads));
+    Value kT = n.temp(new DataOp.Transpose(headsOf(n, qkv, qh, qh, b, s, nh), List.of(0L, 2L, 3L, 1L)));
+    Value v = n.temp(new DataOp.Transpose(headsOf(n, qkv, 2 * qh, vh, b, s, nh), toHeads));
+    double scale = n.attrFloat("scale", 0.0);
+    if (scale == 0.0) {
+      scale = (float) (1.0 / Math.sqrt((float) (qh / heads)));
+    }
+    Value scores = n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, n.temp(new LinalgOp.MatMul(q, kT)),
+        n.constant(Tensor.scalar(et, scale))));
+    if (n.has(3)) {
+      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores, attentionMask(n, b, s, et)));
+    }
+    if (n.attrInt("unidirectional", 0) != 0) {
+      // ONNX Runtime hides the later keys with the type's lowest value
+      Value neg = n.temp(new SourceOp.Fill(List.of(s, s), -Float.MAX_VALUE, et));
+      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores, n.temp(new DataOp.Trilu(neg, true, 1))));
+    }
+    Value probs = n.temp(new ReductionOp.Softmax(scores, -1, false));
+    Value merged = n.temp(new DataOp.Transpose(n.temp(new LinalgOp.MatMul(probs, v)), toHeads));
+    n.emit(new DataOp.Reshape(merged, List.of(b, s, Dim.of(vh))));
+  }
+
+  /** Columns {@code [start, start + width)} of the projection, as [B, S, heads, width / heads]. */
+  private static Value headsOf(OnnxNode n, Value qkv, long start, long width, Dim b, Dim s, Dim heads) {
+    Value cols = n.temp(new DataOp.Slice(qkv, List.of(Dim.of(start)), List.of(Dim.of(start + width)),
+        List.of(2L), List.of(1L)));
+    return n.reshape(cols, List.of(b, s, heads, Dim.of(width / heads.value())));
+  }
+
+  /**
+   * Attention's mask_index as an additive [B, 1, 1, S] mask: 0 for a key a query sees,
+   * mask_filter_value for one it does not. A [B, S] mask hides the keys where it is 0 or less;
+   * a [B] one holds each row's key count, hiding the keys at or after it.
+   */
+  private static Value attentionMask(OnnxNode n, Dim b, Dim s, ElementType et) {
+    Value m = n.value(3, "mask_index");
+    ElementType mt = m.type().elementType();
+    if (mt != ElementType.I32) {
+      throw n.error("mask_index must be int32, got " + m.type());
+    }
+    Value keep;
+    if (m.type().rank() == 2 && m.type().dim(0).equals(b) && m.type().dim(1).equals(s)) {
+      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.GREATER, m, n.zeroScalar(mt)));
+    } else if (m.type().rank() == 1 && m.type().dim(0).equals(b)) {
+      Value keys = n.temp(new SourceOp.Range(0, s, 1, mt));
+      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, keys, n.reshape(m, List.of(b, Dim.of(1)))));
+    } else {
+      throw n.error("mask_index " + m.type() + " is not supported: it must be [" + b + ", " + s
+          + "] (0/1 per key) or [" + b + "] (key counts)");
+    }
+    Value additive = n.temp(new ElementwiseOp.Where(keep, n.constant(Tensor.scalar(et, 0.0)),
+        n.constant(Tensor.scalar(et, (float) n.attrFloat("mask_filter_value", -10000.0)))));
+    return n.reshape(additive, List.of(b, Dim.of(1), Dim.of(1), s));
+  }
+
+  /**
+   * BERT's embeddings: word, position and (optional) segment embeddings gathered and added, then
+   * layer-normalized; mask_index counts each row's mask values equal to 1, as ONNX Runtime does.
+   */
+  private static void embedLayerNorm(OnnxNode n) {
+    Value ids = n.value(0, "input_ids");
+    TensorType it = ids.type();
+    if (it.rank() != 2 || it.elementType() != ElementType.I32) {
+      throw n.error("input_ids must be int32 [batch, sequence], got " + it);
+    }
+    Dim b = it.dim(0);
+    Dim s = it.dim(1);
+    Value word = n.value(2, "word_embedding");
+    Value pos = n.value(3, "position_embedding");
+    if (word.type().rank() != 2) {
+      throw n.error("word_embedding must have rank 2, got " + word.type());
+    }
+    Dim h = word.type().dim(1);
+    if (pos.type().rank() != 2 || !pos.type().dim(1).equals(h)) {
+      throw n.error("position_embedding must be [positions, " + h + "], got " + pos.type());
+    }
+    if (n.has(1) != n.has(4)) {
+      throw n.error("segment_ids (input 1) and segment_embedding (input 4) must be given together");
+    }
+    Value sum = n.temp(new DataOp.Gather(word, ids, 0));
+    Value positions;
+    if (n.has(8)) {
+      Value p = n.value(8, "position_ids");
+      TensorType pt = p.type();
+      if (pt.rank() != 2 || pt.elementType() != ElementType.I32 || !pt.dim(1).equals(s)
+          || !(pt.dim(0).equals(b) || pt.dim(0).is(1))) {
+        throw n.error("position_ids must be int32 [" + b + ", " + s + "] or [1, " + s + "], got " + pt);
+      }
+      positions = p;
+    } else {
+      positions = n.temp(new SourceOp.Range(0, s, 1, ElementType.I32));
+    }
+    sum = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, sum, n.temp(new DataOp.Gather(pos, positions, 0))));
+    if (n.has(1)) {
+      Value seg = n.value(1, "segment_ids");
+      Value segEmb = n.value(4, "segment_embedding");
+      if (!seg.type().equals(it)) {
+        throw n.error("segment_ids must have the type of input_ids " + it + ", got " + seg.type());
+      }
+      if (segEmb.type().rank() != 2 || !segEmb.type().dim(1).equals(h)) {
+        throw n.error("segment_embedding must be [segments, " + h + "], got " + segEmb.type());
+      }
+      sum = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, sum, n.temp(new DataOp.Gather(segEmb, seg, 0))));
+    }
+    Value gamma = vector(n, 5, "gamma", sum);
+    Value beta = vector(n, 6, "beta", sum);
+    n.emit(new TransformerOp.LayerNorm(sum, gamma, beta, -1, n.attrFloat("epsilon", 1e-12)));
+    if (n.wants(1)) {
+      Value maskIndex;
+      if (n.has(7)) {
+        Value m = n.value(7, "mask");
+        if (!m.type().equals(it)) {
+          throw n.error("mask must have the type of input_ids " + it + ", got " + m.type());
+        }
+        Value ones = n.temp(new ElementwiseOp.Cast(n.temp(new ElementwiseOp.Binary(BinaryKind.EQUAL, m,
+            n.constant(Tensor.scalar(ElementType.I32, 1)))), ElementType.I32));
+        maskIndex = n.temp(new ReductionOp.Reduce(ReduceKind.SUM, ones, List.of(1L), false));
+      } else {
+        maskIndex = n.temp(new SourceOp.Fill(List.of(b), 0, ElementType.I32));
+      }
+      n.set(1, maskIndex);
+    } else if (n.has(7) && !n.value(7, "mask").type().equals(it)) {
+      throw n.error("mask must have the type of input_ids " + it + ", got " + n.type(7));
+    }
+    n.set(2, sum);
   }
 
   // ---- data movement

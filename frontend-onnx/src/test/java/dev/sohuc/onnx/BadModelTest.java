@@ -282,10 +282,11 @@ class BadModelTest {
         .addOutput(output("d"))
         .addNode(node("FooBar", List.of("x"), List.of("a")).toBuilder().setName("foo1"))
         .addNode(node("FooBar", List.of("a"), List.of("b")).toBuilder().setName("foo2"))
-        .addNode(node("Attention", List.of("b"), List.of("c")).toBuilder().setName("attn").setDomain("com.microsoft"))
+        .addNode(node("MultiHeadAttention", List.of("b"), List.of("c")).toBuilder().setName("attn")
+            .setDomain("com.microsoft"))
         .addNode(node("NonZero", List.of("c"), List.of("d")).toBuilder().setName("nz")).build();
     Path p = file("unsupported.onnx", Models.model(17, g));
-    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.Attention x1 (attn)",
+    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.MultiHeadAttention x1 (attn)",
         "NonZero x1 (nz)");
     PreflightReport r = Preflight.check(p, ImportOptions.defaults());
     assertFalse(r.ok());
@@ -326,6 +327,80 @@ class BadModelTest {
         "needs input 1 (bias)");
     assertRejected(contrib("SkipLayerNormalization", List.of("x", "x", "v", "v", "v", "v"), List.of("y")),
         "has 6 inputs, but SkipLayerNormalization takes at most 5");
+  }
+
+  /**
+   * One com.microsoft node reading some of x [2, 3, 8], w [8, 24], bias [24], ids [2, 3] (int32),
+   * ids64 [2, 3] (int64), emb [10, 8], v [8], mask [2, 3] (int32), mask3 [2, 3, 3] (int32).
+   */
+  private Path bert(String op, List<String> inputs, List<String> outputs, AttributeProto... attrs) throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 3, 8))
+        .addInput(input("w", ElementType.F32, 8, 24)).addInput(input("bias", ElementType.F32, 24))
+        .addInput(input("ids", ElementType.I32, 2, 3)).addInput(input("ids64", ElementType.I64, 2, 3))
+        .addInput(input("emb", ElementType.F32, 10, 8)).addInput(input("v", ElementType.F32, 8))
+        .addInput(input("mask", ElementType.I32, 2, 3)).addInput(input("mask3", ElementType.I32, 2, 3, 3))
+        .addNode(node(op, inputs, outputs, attrs).toBuilder().setName(op).setDomain("com.microsoft"));
+    outputs.stream().filter(o -> !o.isEmpty()).forEach(o -> g.addOutput(output(o)));
+    return file(op + ".onnx", Models.model(17, g.build()).toBuilder()
+        .addOpsetImport(ai.onnx.proto.OnnxMl.OperatorSetIdProto.newBuilder().setDomain("com.microsoft").setVersion(1))
+        .build());
+  }
+
+  @Test
+  void attentionFormsOutsideBertsAreNamed() throws Exception {
+    AttributeProto heads = Models.attr("num_heads", 2L);
+    String at = dir.resolve("Attention.onnx") + ": node 'Attention' (Attention): ";
+    assertEquals(at + "input 4 (past) is not supported",
+        rejection(bert("Attention", List.of("x", "w", "bias", "", "x"), List.of("y"), heads)));
+    assertEquals(at + "input 5 (attention_bias) is not supported",
+        rejection(bert("Attention", List.of("x", "w", "bias", "mask", "", "x"), List.of("y"), heads)));
+    assertEquals(at + "output 1 (present) is not supported",
+        rejection(bert("Attention", List.of("x", "w", "bias"), List.of("y", "present"), heads)));
+    assertEquals(at + "do_rotary is not supported", rejection(bert("Attention", List.of("x", "w", "bias"),
+        List.of("y"), heads, Models.attr("do_rotary", 1L))));
+    assertEquals(at + "num_heads must be given and positive",
+        rejection(bert("Attention", List.of("x", "w", "bias"), List.of("y"))));
+    assertEquals(at + "needs input 2 (bias), which ONNX Runtime's CPU kernel requires",
+        rejection(bert("Attention", List.of("x", "w"), List.of("y"), heads)));
+    assertEquals(at + "hidden sizes 8 (q, k) and 8 (v) must be multiples of num_heads 3",
+        rejection(bert("Attention", List.of("x", "w", "bias"), List.of("y"), Models.attr("num_heads", 3L))));
+    assertEquals(at + "qkv_hidden_sizes [10, 6, 8] must be three positive sizes, q's equal to k's, summing to "
+        + "the 24 columns of the weights", rejection(bert("Attention", List.of("x", "w", "bias"), List.of("y"),
+        heads, Models.ints("qkv_hidden_sizes", 10, 6, 8))));
+    assertEquals(at + "weights must be [8, q + k + v hidden sizes] for the input tensor<2 x 3 x 8 x f32>, "
+        + "got tensor<10 x 8 x f32>", rejection(bert("Attention", List.of("x", "emb", "bias"), List.of("y"), heads)));
+    assertEquals(at + "bias must be a vector of the weights' 24 columns, got tensor<8 x f32>",
+        rejection(bert("Attention", List.of("x", "w", "v"), List.of("y"), heads)));
+    assertEquals(at + "mask_index tensor<2 x 3 x 3 x i32> is not supported: it must be [2, 3] (0/1 per key) "
+        + "or [2] (key counts)", rejection(bert("Attention", List.of("x", "w", "bias", "mask3"), List.of("y"),
+        heads)));
+    assertEquals(at + "mask_index must be int32, got tensor<2 x 3 x i64>",
+        rejection(bert("Attention", List.of("x", "w", "bias", "ids64"), List.of("y"), heads)));
+  }
+
+  @Test
+  void embedLayerNormalizationBreakingOnnxRuntimesRulesIsNamed() throws Exception {
+    String el = dir.resolve("EmbedLayerNormalization.onnx")
+        + ": node 'EmbedLayerNormalization' (EmbedLayerNormalization): ";
+    assertEquals(el + "input_ids must be int32 [batch, sequence], got tensor<2 x 3 x i64>",
+        rejection(bert("EmbedLayerNormalization", List.of("ids64", "", "emb", "emb", "", "v", "v"),
+            List.of("y", "mi"))));
+    assertEquals(el + "position_embedding must be [positions, 8], got tensor<8 x 24 x f32>",
+        rejection(bert("EmbedLayerNormalization", List.of("ids", "", "emb", "w", "", "v", "v"),
+            List.of("y", "mi"))));
+    assertEquals(el + "segment_ids (input 1) and segment_embedding (input 4) must be given together",
+        rejection(bert("EmbedLayerNormalization", List.of("ids", "ids", "emb", "emb", "", "v", "v"),
+            List.of("y", "mi"))));
+    assertEquals(el + "gamma (input 5) must be a vector as long as the last dim of the input "
+        + "tensor<2 x 3 x 8 x f32>, got tensor<24 x f32>",
+        rejection(bert("EmbedLayerNormalization", List.of("ids", "", "emb", "emb", "", "bias", "v"),
+            List.of("y", "mi"))));
+    assertEquals(el + "mask must have the type of input_ids tensor<2 x 3 x i32>, got tensor<2 x 3 x 3 x i32>",
+        rejection(bert("EmbedLayerNormalization", List.of("ids", "", "emb", "emb", "", "v", "v", "mask3"),
+            List.of("y", "mi"))));
+    assertEquals(el + "position_ids must be int32 [2, 3] or [1, 3], got tensor<2 x 3 x 3 x i32>",
+        rejection(bert("EmbedLayerNormalization", List.of("ids", "", "emb", "emb", "", "v", "v", "", "mask3"),
+            List.of("y", "mi"))));
   }
 
   @Test

@@ -291,6 +291,38 @@ class OpConformanceTest {
         .named("SkipSimplifiedLayerNormalization default epsilon"));
     cs.add(ms("SkipSimplifiedLayerNormalization", f(2, 3, 8), f(3, 8), f(8), f(8)).attrs(attr("epsilon", 1e-6))
         .outputs("y0", "", "", "y3").named("SkipSimplifiedLayerNormalization bias sum, skip without batch"));
+    // Attention: x [2, 5, 16], 4 heads of 4 (qkv_hidden_sizes 16, 16, 8: v heads of 2)
+    In mask2d = ix(I32, 0, 1, 2, 5);
+    In mask2dWide = c(Tensor.ofLongs(I32, new long[] {2, 5}, new long[] {1, 0, 2, -1, 1, 0, 1, 1, 1, 0}));
+    In lengths = ix(I32, 1, 5, 2);
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48)).attrs(attr("num_heads", 4L))
+        .named("Attention no mask, default scale"));
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48), mask2d).attrs(attr("num_heads", 4L))
+        .named("Attention 2-D mask"));
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48), mask2dWide)
+        .attrs(attr("num_heads", 2L), attr("mask_filter_value", -50.0), attr("scale", 0.3))
+        .named("Attention 2-D mask of other values, mask_filter_value, scale"));
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48), lengths).attrs(attr("num_heads", 4L))
+        .named("Attention 1-D key lengths"));
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48)).attrs(attr("num_heads", 4L), attr("unidirectional", 1L))
+        .named("Attention unidirectional"));
+    cs.add(ms("Attention", f(2, 5, 16), f(16, 48), f(48), mask2d)
+        .attrs(attr("num_heads", 4L), attr("unidirectional", 1L)).named("Attention unidirectional 2-D mask"));
+    cs.add(ms("Attention", f(2, 5, 12), f(12, 40), f(40), mask2d)
+        .attrs(attr("num_heads", 4L), ints("qkv_hidden_sizes", 16, 16, 8))
+        .named("Attention qkv_hidden_sizes, v narrower, input narrower"));
+    // EmbedLayerNormalization: ids [2, 5] into word [30, 16], position [8, 16], segment [2, 16]
+    In ids = ix(I32, 0, 29, 2, 5);
+    In segIds = ix(I32, 0, 1, 2, 5);
+    In mask = ix(I32, 0, 2, 2, 5);
+    cs.add(ms("EmbedLayerNormalization", ids, segIds, f(30, 16), f(8, 16), f(2, 16), f(16), f(16), mask)
+        .outputs(3).named("EmbedLayerNormalization segments, mask, sum"));
+    cs.add(ms("EmbedLayerNormalization", ids, none(), f(30, 16), f(8, 16), none(), f(16), f(16))
+        .attrs(attr("epsilon", 1e-5)).outputs(2).named("EmbedLayerNormalization no segments, no mask"));
+    cs.add(ms("EmbedLayerNormalization", ids, segIds, f(30, 16), f(8, 16), f(2, 16), f(16), f(16), none(),
+        ix(I32, 0, 7, 2, 5)).outputs("y0", "y1").named("EmbedLayerNormalization position_ids"));
+    cs.add(ms("EmbedLayerNormalization", ids, none(), f(30, 16), f(8, 16), none(), f(16), f(16), mask,
+        ix(I32, 0, 7, 1, 5)).outputs("y0", "y1", "y2").named("EmbedLayerNormalization position_ids [1, S]"));
     return cs;
   }
 

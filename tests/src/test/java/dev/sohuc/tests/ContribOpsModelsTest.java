@@ -95,15 +95,14 @@ class ContribOpsModelsTest {
     assertTrue(report.contains("unfused (ops a transformer op would absorb): {sigmoid=1}"), report);
   }
 
-  /** An unsupported contrib op (BERT's fused Attention) is named, with exit code 1. */
+  /** An unsupported contrib op (MultiHeadAttention, of unfused q, k and v) is named, with exit code 1. */
   @Test
   void unsupportedContribOpExitsOneNamingIt() throws Exception {
     long h = 64;
     var g = new DecoderGraphs.Builder(SEED);
     String x = g.input("x", DataType.FLOAT, 1, SEQ, h);
-    String attn = g.contrib("Attention", List.of(x, g.weight("qkv.weight", h, 3 * h),
-        g.weight("qkv.bias", 3 * h)), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4))
-        .get(0);
+    String attn = g.contrib("MultiHeadAttention", List.of(x, x, x), new int[] {0},
+        DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
     g.output("y", attn);
     Path onnx = tmp.resolve("attention.onnx");
     Files.write(onnx, g.modelBytes("attention"));
@@ -113,7 +112,7 @@ class ContribOpsModelsTest {
         new PrintWriter(out, true), new PrintWriter(err, true));
     assertEquals(1, code, out + "\n" + err);
     assertTrue(err.toString().matches("error: \\Q" + onnx + "\\E: 1 node with unsupported ops: "
-        + "com\\.microsoft\\.Attention x1 \\(/Attention_\\d+\\)\n"), err.toString());
+        + "com\\.microsoft\\.MultiHeadAttention x1 \\(/MultiHeadAttention_\\d+\\)\n"), err.toString());
   }
 
   /**
