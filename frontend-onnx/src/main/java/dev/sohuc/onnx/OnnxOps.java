@@ -573,12 +573,14 @@ final class OnnxOps {
     if (mt != ElementType.I32) {
       throw n.error("mask_index must be int32, got " + m.type());
     }
+    // compared in f32, which the chip compares: the cast keeps every int32 sign, and lengths below 2^24
+    Value fm = n.temp(new ElementwiseOp.Cast(m, ElementType.F32));
     Value keep;
     if (m.type().rank() == 2 && m.type().dim(0).equals(b) && m.type().dim(1).equals(s)) {
-      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.GREATER, m, n.zeroScalar(mt)));
+      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.GREATER, fm, n.zeroScalar(ElementType.F32)));
     } else if (m.type().rank() == 1 && m.type().dim(0).equals(b)) {
-      Value keys = n.temp(new SourceOp.Range(0, s, 1, mt));
-      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, keys, n.reshape(m, List.of(b, Dim.of(1)))));
+      Value keys = n.temp(new SourceOp.Range(0, s, 1, ElementType.F32));
+      keep = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, keys, n.reshape(fm, List.of(b, Dim.of(1)))));
     } else {
       throw n.error("mask_index " + m.type() + " is not supported: it must be [" + b + ", " + s
           + "] (0/1 per key) or [" + b + "] (key counts)");
@@ -647,9 +649,12 @@ final class OnnxOps {
         if (!m.type().equals(it)) {
           throw n.error("mask must have the type of input_ids " + it + ", got " + m.type());
         }
-        Value ones = n.temp(new ElementwiseOp.Cast(n.temp(new ElementwiseOp.Binary(BinaryKind.EQUAL, m,
-            n.constant(Tensor.scalar(ElementType.I32, 1)))), ElementType.I32));
-        maskIndex = n.temp(new ReductionOp.Reduce(ReduceKind.SUM, ones, List.of(1L), false));
+        // counted in f32, which the chip compares and sums (exact for counts and values below 2^24)
+        Value ones = n.temp(new ElementwiseOp.Cast(n.temp(new ElementwiseOp.Binary(BinaryKind.EQUAL,
+            n.temp(new ElementwiseOp.Cast(m, ElementType.F32)), n.constant(Tensor.scalar(ElementType.F32, 1)))),
+            ElementType.F32));
+        maskIndex = n.temp(new ElementwiseOp.Cast(n.temp(new ReductionOp.Reduce(ReduceKind.SUM, ones, List.of(1L),
+            false)), ElementType.I32));
       } else {
         maskIndex = n.temp(new SourceOp.Fill(List.of(b), 0, ElementType.I32));
       }
