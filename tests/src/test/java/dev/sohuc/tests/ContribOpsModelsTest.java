@@ -95,6 +95,90 @@ class ContribOpsModelsTest {
     assertTrue(report.contains("unfused (ops a transformer op would absorb): {sigmoid=1}"), report);
   }
 
+  /**
+   * A BERT layer as the optimizer writes it with its embedding and attention fusions:
+   * EmbedLayerNormalization of int32 input_ids and segment_ids (vocabulary 100, 64 positions,
+   * 2 segments) -> Attention (4 heads of 64) with the raw [1, SEQ] int32 attention mask, its last
+   * 5 keys padding -> MatMul -> SkipLayerNormalization with the dense bias over the embeddings ->
+   * MatMul -> FastGelu -> MatMul -> SkipLayerNormalization. The attention must fuse.
+   */
+  @Test
+  void bertLayerFromEmbeddingsThroughAttention() throws Exception {
+    long h = 256;
+    long f = 1024;
+    var g = new DecoderGraphs.Builder(SEED + 2);
+    String ids = g.input("input_ids", DataType.INT32, 1, SEQ);
+    String segments = g.input("token_type_ids", DataType.INT32, 1, SEQ);
+    String mask = g.input("attention_mask", DataType.INT32, 1, SEQ);
+    List<String> emb = g.contrib("EmbedLayerNormalization", List.of(ids, segments,
+        g.weight("embeddings.word_embeddings.weight", 100, h),
+        g.weight("embeddings.position_embeddings.weight", 64, h),
+        g.weight("embeddings.token_type_embeddings.weight", 2, h), g.normWeight("embeddings.LayerNorm.weight", h),
+        g.weight("embeddings.LayerNorm.bias", h), mask), new int[] {0, 1}, floatAttr("epsilon", 1e-12f));
+    String attn = g.contrib("Attention", List.of(emb.get(0), g.weight("attention.qkv.weight", h, 3 * h),
+        g.weight("attention.qkv.bias", 3 * h), mask), new int[] {0},
+        DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    String ln1 = g.contrib("SkipLayerNormalization", List.of(g.matmul(attn, g.weight("attention.output.dense.weight",
+        h, h)), emb.get(0), g.normWeight("attention.output.LayerNorm.weight", h),
+        g.weight("attention.output.LayerNorm.bias", h), g.weight("attention.output.dense.bias", h)),
+        new int[] {0}, floatAttr("epsilon", 1e-12f)).get(0);
+    String up = g.contrib("FastGelu", List.of(g.matmul(ln1, g.weight("intermediate.dense.weight", h, f)),
+        g.weight("intermediate.dense.bias", f)), new int[] {0}).get(0);
+    String down = g.matmul(up, g.weight("output.dense.weight", f, h));
+    String ln2 = g.contrib("SkipLayerNormalization", List.of(down, ln1, g.normWeight("output.LayerNorm.weight", h),
+        g.weight("output.LayerNorm.bias", h), g.weight("output.dense.bias", h)), new int[] {0},
+        floatAttr("epsilon", 1e-12f)).get(0);
+    g.output("last_hidden_state", ln2);
+    Random r = new Random(SEED);
+    long[] idv = new long[(int) SEQ];
+    long[] segv = new long[(int) SEQ];
+    long[] maskv = new long[(int) SEQ];
+    for (int i = 0; i < SEQ; i++) {
+      idv[i] = r.nextInt(100);
+      segv[i] = i < SEQ / 2 ? 0 : 1;
+      maskv[i] = i < SEQ - 5 ? 1 : 0;
+    }
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(ids, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, idv));
+    in.put(segments, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, segv));
+    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, maskv));
+    String report = check("bert-layer", g.modelBytes("bert_layer"), in);
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
+  /**
+   * Attention reading key lengths (mask_index [1] int32, the form of the older optimizer's
+   * EmbedLayerNormalization output), unidirectional so also causal, after an
+   * EmbedLayerNormalization without segments, mask or position_ids whose embedding_sum is an
+   * output too. The lengths are a graph input: the chip does not compute EmbedLayerNormalization's
+   * own mask_index (the backend has no lowering of equal, nor a cast from f32 to i32).
+   */
+  @Test
+  void keyLengthsIntoCausalAttention() throws Exception {
+    long h = 128;
+    var g = new DecoderGraphs.Builder(SEED + 3);
+    String ids = g.input("input_ids", DataType.INT32, 1, SEQ);
+    String lengths = g.input("mask_index", DataType.INT32, 1);
+    List<String> emb = g.contrib("EmbedLayerNormalization", List.of(ids, "",
+        g.weight("word_embeddings.weight", 50, h), g.weight("position_embeddings.weight", SEQ, h), "",
+        g.normWeight("LayerNorm.weight", h), g.weight("LayerNorm.bias", h)), new int[] {0, 1, 2});
+    String attn = g.contrib("Attention", List.of(emb.get(0), g.weight("qkv.weight", h, 3 * h),
+        g.weight("qkv.bias", 3 * h), lengths), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 2),
+        DecoderGraphs.Builder.intAttr("unidirectional", 1)).get(0);
+    g.output("attention_out", attn);
+    g.output("embedding_sum", emb.get(2));
+    Random r = new Random(SEED);
+    long[] idv = new long[(int) SEQ];
+    for (int i = 0; i < SEQ; i++) {
+      idv[i] = r.nextInt(50);
+    }
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(ids, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, idv));
+    in.put(lengths, Tensor.ofLongs(ElementType.I32, new long[] {1}, new long[] {SEQ - 9}));
+    String report = check("key-lengths-causal", g.modelBytes("key_lengths_causal"), in);
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
   /** An unsupported contrib op (MultiHeadAttention, of unfused q, k and v) is named, with exit code 1. */
   @Test
   void unsupportedContribOpExitsOneNamingIt() throws Exception {
@@ -120,8 +204,6 @@ class ContribOpsModelsTest {
    * {@code [1, SEQ, h]}, and compares every output with ORT; returns the compile report.
    */
   private String check(String name, byte[] model, List<String> inputs, long h) throws Exception {
-    Path onnx = tmp.resolve(name + ".onnx");
-    Files.write(onnx, model);
     Random r = new Random(SEED);
     Map<String, Tensor> in = new LinkedHashMap<>();
     for (String input : inputs) {
@@ -131,6 +213,13 @@ class ContribOpsModelsTest {
       }
       in.put(input, Tensor.ofFloats(ElementType.F32, new long[] {1, SEQ, h}, v));
     }
+    return check(name, model, in);
+  }
+
+  /** As above, on the given inputs. */
+  private String check(String name, byte[] model, Map<String, Tensor> in) throws Exception {
+    Path onnx = tmp.resolve(name + ".onnx");
+    Files.write(onnx, model);
     Path bin = tmp.resolve(name + ".sohu");
     String report = Models.sohuc("compile", onnx.toString(), "--report", "-o", bin.toString());
     Models.assertMatchesOrt(name + " (seed " + SEED + ")", model, in,

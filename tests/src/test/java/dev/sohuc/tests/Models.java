@@ -18,6 +18,7 @@ import java.io.InputStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -166,7 +167,7 @@ final class Models {
 
   /**
    * Asserts that {@code got} holds every f32 output ONNX Runtime computes for the model on the
-   * (i64 or f32) inputs, of its shape and within {@code tol} ({@link #maxError}); prints each
+   * (i64, i32 or f32) inputs, of its shape and within {@code tol} ({@link #maxError}); prints each
    * output's error after {@code label}.
    */
   static void assertMatchesOrt(String label, byte[] model, Map<String, Tensor> inputs,
@@ -176,9 +177,12 @@ final class Models {
     try (OrtSession s = env.createSession(model, new OrtSession.SessionOptions())) {
       for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
         Tensor t = e.getValue();
-        feed.put(e.getKey(), t.elementType() == ElementType.I64
-            ? OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs()), t.shape())
-            : OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats()), t.shape()));
+        feed.put(e.getKey(), switch (t.elementType()) {
+          case I64 -> OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs()), t.shape());
+          case I32 -> OnnxTensor.createTensor(env,
+              IntBuffer.wrap(java.util.Arrays.stream(t.longs()).mapToInt(Math::toIntExact).toArray()), t.shape());
+          default -> OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats()), t.shape());
+        });
       }
       try (OrtSession.Result res = s.run(feed)) {
         assertEquals(res.size(), got.size(), label + ": outputs " + got.keySet());
