@@ -26,6 +26,7 @@ import java.util.Map;
  *   a <  b   1 - ge(a, b)
  *   a <= b   ge(b, a)            (second operand full-shaped or a constant scalar)
  *   a >  b   1 - ge(b, a)        (likewise)
+ *   a == b   ge(a, b) * ge(b, a) (likewise; 0 for NaN, as ge)
  *   where(c, a, b) = max(a + log c, b + log(1 - c))
  * </pre>
  *
@@ -46,9 +47,6 @@ final class SelectLowering {
   // What is supported.
 
   static String compareReason(ElementwiseOp.Binary b, Map<Value, Tensor> known) {
-    if (b.kind() == BinaryKind.EQUAL) {
-      return "equal has no lowering";
-    }
     if (b.lhs().type().elementType() != ElementType.F32
         || b.rhs().type().elementType() != ElementType.F32) {
       return "comparison of " + b.lhs().type().elementType() + " values (only f32)";
@@ -57,7 +55,8 @@ final class SelectLowering {
     if (p == null || p.bShape() == Lowering.Shape.PLANE) {
       return "broadcast of " + b.lhs().type() + " and " + b.rhs().type() + " is not supported";
     }
-    if (reversed(b.kind(), p) && p.imm() == null && p.bShape() != Lowering.Shape.FULL) {
+    if ((reversed(b.kind(), p) || b.kind() == BinaryKind.EQUAL) && p.imm() == null
+        && p.bShape() != Lowering.Shape.FULL) {
       return b.kind().mnemonic() + " with a broadcast second operand (only >= and <)";
     }
     return null;
@@ -108,14 +107,16 @@ final class SelectLowering {
     Lowering.BinaryPlan p = Lowering.binaryPlan(bin, l.known());
     boolean rev = reversed(bin.kind(), p);
     boolean negate = bin.kind() == BinaryKind.LESS || bin.kind() == BinaryKind.GREATER;
+    boolean equal = bin.kind() == BinaryKind.EQUAL;
     Lowering.View v = Lowering.view(n.result().type());
     long rowBytes = v.cols() * 4;
     int rows = l.dimReg(v.rows());
     int cols = e.konst(v.cols());
     int rs = e.konst(rowBytes);
     int boolRs = e.konst(v.cols());
-    long tile = l.tileRows(5 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    long tile = l.tileRows((equal ? 6 : 5) * rowBytes, v.cols() == 1 ? 1024 : 128);
     int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
+    int converse = equal ? e.li(l.sram(tile * rowBytes, "f32 mask of b >= a")) : 0;
     int a = e.li(l.addr(p.a()));
     int dst = e.li(l.addr(n.result()));
     List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(a, rowBytes, rowBytes)));
@@ -161,9 +162,20 @@ final class SelectLowering {
       if (negate) {
         e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
       }
+      if (equal) {
+        // the converse comparison (b full-shaped or an immediate: compareReason)
+        if (p.imm() != null) {
+          e.vbini(BinOp.GE, converse, rs, in[0], rs, p.imm(), r, cols, !rev);
+        } else if (rev) {
+          e.vbin(BinOp.GE, converse, rs, in[0], rs, in[1], rs, r, cols, Bcast.NONE);
+        } else {
+          e.vbin(BinOp.GE, converse, rs, in[1], rs, in[0], rs, r, cols, Bcast.NONE);
+        }
+        e.vbin(BinOp.MUL, mask, rs, mask, rs, converse, rs, r, cols, Bcast.NONE);
+      }
       e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
     });
-    e.free(rows, mask, a, dst, b);
+    e.free(rows, mask, converse, a, dst, b);
   }
 
   void where(Node n, ElementwiseOp.Where w) {

@@ -66,4 +66,34 @@ class TrigAndSelectLoweringTest {
       c.check(List.of(x), 0, "route s=" + s);
     }
   }
+
+  /** equal as both ge's product: against a full-shaped tensor, a constant, a constant first. */
+  @Test
+  void equalOfTensorsAndConstants() {
+    String text = """
+        module @eq {
+          func @main(%x: tensor<?s x 8 x f32>, %y: tensor<?s x 8 x f32>) -> ("e": tensor<?s x 8 x bool>, "c": tensor<?s x 8 x bool>, "d": tensor<?s x 8 x bool>) {
+            %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+            %e = equal %x, %y : tensor<?s x 8 x bool>
+            %c = equal %x, %one : tensor<?s x 8 x bool>
+            %d = equal %one, %y : tensor<?s x 8 x bool>
+            return %e, %c, %d
+          }
+        }
+        """;
+    EndToEndHarness.Compiled c = EndToEndHarness.compile(() -> IrParser.parse(text, "eq.ir"),
+        BackendOptions.defaults().withBound("s", 300));
+    for (long s : new long[] {5, 140}) {
+      Random r = new Random(SEED);
+      Tensor x = EndToEndHarness.randomF32(r, 2, s, 8);
+      Tensor y = EndToEndHarness.randomF32(r, 2, s, 8);
+      for (int i = 0; i < s * 8; i += 3) {
+        y.set(i, x.get(i)); // equal pairs
+        x.set((int) ((i + 1) % (s * 8)), 1.0);
+        y.set((int) ((i + 2) % (s * 8)), 1.0);
+      }
+      System.out.println("equal seed " + SEED + " s " + s);
+      c.check(List.of(x, y), 0, "equal s=" + s);
+    }
+  }
 }
