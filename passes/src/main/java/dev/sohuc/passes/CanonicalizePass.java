@@ -9,7 +9,9 @@ import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.Binary;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
+import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.passes.rewrite.Replacement;
 import dev.sohuc.passes.rewrite.Patterns;
@@ -93,6 +95,45 @@ public final class CanonicalizePass extends RewritePass {
         .filter(inner -> inner.x().type().elementType() == outer.to() && widens(outer.to(), inner.to()))
         .flatMap(inner -> Replacement.value(inner.x()));
   });
+
+  // cast(cast(n : f32, to = i32), to = f32) -> n   when n = reduce_sum(cast(bool to f32)) over at
+  //   most 2^24 elements: a count, which f32 and i32 both hold exactly (EmbedLayerNormalization's
+  //   mask_index, an int32 count of the mask's ones, read back as f32 by Attention's mask)
+  public static final RewriteRule COUNT_ROUND_TRIP = RewriteRule.of("count-round-trip",
+      Set.of("cast"), (n, cx) -> {
+        if (!(n.op() instanceof ElementwiseOp.Cast outer) || outer.to() != ElementType.F32) {
+          return Optional.empty();
+        }
+        return def(outer.x(), ElementwiseOp.Cast.class)
+            .filter(inner -> inner.to() == ElementType.I32 && isSmallCount(inner.x()))
+            .flatMap(inner -> Replacement.value(inner.x()));
+      });
+
+  /** A sum of bools cast to f32 over a static count of at most 2^24 elements per result. */
+  private static boolean isSmallCount(Value v) {
+    Optional<ReductionOp.Reduce> sum = def(v, ReductionOp.Reduce.class)
+        .filter(r -> r.kind() == ReductionOp.ReduceKind.SUM);
+    if (sum.isEmpty() || sum.get().axes().isEmpty() || v.type().elementType() != ElementType.F32) {
+      return false;
+    }
+    Value x = sum.get().x();
+    if (def(x, ElementwiseOp.Cast.class).filter(c -> c.x().type().elementType() == ElementType.BOOL)
+        .isEmpty()) {
+      return false;
+    }
+    long count = 1;
+    for (long axis : sum.get().axes()) {
+      Dim d = x.type().dim((int) Math.floorMod(axis, Math.max(1, x.type().rank())));
+      if (!d.isStatic()) {
+        return false;
+      }
+      count = Math.multiplyExact(count, Math.max(1, d.value()));
+      if (count > 1 << 24) {
+        return false;
+      }
+    }
+    return true;
+  }
 
   /** True when every value of {@code narrow} is exactly a value of {@code wide}. */
   static boolean widens(ElementType narrow, ElementType wide) {
@@ -178,7 +219,7 @@ public final class CanonicalizePass extends RewritePass {
 
   private static final List<RewriteRule> RULES = List.of(
       ADD_ZERO, SUB_ZERO, MUL_ONE, DIV_ONE, POW_ONE, CONSTANT_LAST, MUL_MINUS_ONE, ZERO_MINUS, NEG_NEG,
-      WHERE_SAME, IDENTITY_CAST, CAST_ROUND_TRIP, IDENTITY_RESHAPE, IDENTITY_EXPAND, IDENTITY_TRANSPOSE,
+      WHERE_SAME, IDENTITY_CAST, CAST_ROUND_TRIP, COUNT_ROUND_TRIP, IDENTITY_RESHAPE, IDENTITY_EXPAND, IDENTITY_TRANSPOSE,
       IDENTITY_SLICE, SINGLE_CONCAT, RESHAPE_RESHAPE, TRANSPOSE_TRANSPOSE, RESOLVE_RESHAPE);
 
   @Override

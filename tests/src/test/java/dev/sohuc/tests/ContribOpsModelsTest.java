@@ -104,6 +104,20 @@ class ContribOpsModelsTest {
    */
   @Test
   void bertLayerFromEmbeddingsThroughAttention() throws Exception {
+    bertLayer("bert-layer", false);
+  }
+
+  /**
+   * The same layer in the optimizer's older form: Attention reads EmbedLayerNormalization's
+   * mask_index (each row's count of ones, int32) instead of the raw mask, so the chip computes
+   * the count (equal, a sum) and the int32 round trip between the two ops folds away.
+   */
+  @Test
+  void bertLayerWithTheEmbeddingsMaskIndex() throws Exception {
+    bertLayer("bert-layer-mask-index", true);
+  }
+
+  private void bertLayer(String name, boolean viaMaskIndex) throws Exception {
     long h = 256;
     long f = 1024;
     var g = new DecoderGraphs.Builder(SEED + 2);
@@ -116,7 +130,7 @@ class ContribOpsModelsTest {
         g.weight("embeddings.token_type_embeddings.weight", 2, h), g.normWeight("embeddings.LayerNorm.weight", h),
         g.weight("embeddings.LayerNorm.bias", h), mask), new int[] {0, 1}, floatAttr("epsilon", 1e-12f));
     String attn = g.contrib("Attention", List.of(emb.get(0), g.weight("attention.qkv.weight", h, 3 * h),
-        g.weight("attention.qkv.bias", 3 * h), mask), new int[] {0},
+        g.weight("attention.qkv.bias", 3 * h), viaMaskIndex ? emb.get(1) : mask), new int[] {0},
         DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
     String ln1 = g.contrib("SkipLayerNormalization", List.of(g.matmul(attn, g.weight("attention.output.dense.weight",
         h, h)), emb.get(0), g.normWeight("attention.output.LayerNorm.weight", h),
@@ -142,7 +156,7 @@ class ContribOpsModelsTest {
     in.put(ids, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, idv));
     in.put(segments, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, segv));
     in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, maskv));
-    String report = check("bert-layer", g.modelBytes("bert_layer"), in);
+    String report = check(name, g.modelBytes(name.replace('-', '_')), in);
     assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
 
@@ -150,8 +164,7 @@ class ContribOpsModelsTest {
    * Attention reading key lengths (mask_index [1] int32, the form of the older optimizer's
    * EmbedLayerNormalization output), unidirectional so also causal, after an
    * EmbedLayerNormalization without segments, mask or position_ids whose embedding_sum is an
-   * output too. The lengths are a graph input: the chip does not compute EmbedLayerNormalization's
-   * own mask_index (the backend has no lowering of equal, nor a cast from f32 to i32).
+   * output too. The lengths are a graph input here.
    */
   @Test
   void keyLengthsIntoCausalAttention() throws Exception {
