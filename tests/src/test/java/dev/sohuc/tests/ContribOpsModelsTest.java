@@ -48,18 +48,28 @@ class ContribOpsModelsTest {
     var g = new DecoderGraphs.Builder(SEED);
     String attn = g.input("attention_output", DataType.FLOAT, 1, SEQ, h);
     String residual = g.input("residual", DataType.FLOAT, 1, SEQ, h);
-    String ln1 = g.contrib("SkipLayerNormalization", List.of(attn, residual,
+    g.output("last_hidden_state", outputSublayers(g, attn, residual, h, f));
+    String report = check("bert-ffn", g.modelBytes("bert_ffn"), List.of(attn, residual), h);
+    assertTrue(report.contains("unfused: none"), report);
+  }
+
+  /**
+   * BERT's sublayers after attention as the optimizer writes them: SkipLayerNormalization of the
+   * attention's projected output (its dense bias and the residual) -> MatMul -> FastGelu with the
+   * intermediate bias -> MatMul -> SkipLayerNormalization with the output bias over the first
+   * norm; returns the last norm's output.
+   */
+  private static String outputSublayers(DecoderGraphs.Builder g, String projected, String residual,
+      long h, long f) {
+    String ln1 = g.contrib("SkipLayerNormalization", List.of(projected, residual,
         g.normWeight("attention.output.LayerNorm.weight", h), g.weight("attention.output.LayerNorm.bias", h),
         g.weight("attention.output.dense.bias", h)), new int[] {0}, floatAttr("epsilon", 1e-12f)).get(0);
     String up = g.contrib("FastGelu", List.of(g.matmul(ln1, g.weight("intermediate.dense.weight", h, f)),
         g.weight("intermediate.dense.bias", f)), new int[] {0}).get(0);
     String down = g.matmul(up, g.weight("output.dense.weight", f, h));
-    String ln2 = g.contrib("SkipLayerNormalization", List.of(down, ln1, g.normWeight("output.LayerNorm.weight", h),
+    return g.contrib("SkipLayerNormalization", List.of(down, ln1, g.normWeight("output.LayerNorm.weight", h),
         g.weight("output.LayerNorm.bias", h), g.weight("output.dense.bias", h)), new int[] {0},
         floatAttr("epsilon", 1e-12f)).get(0);
-    g.output("last_hidden_state", ln2);
-    String report = check("bert-ffn", g.modelBytes("bert_ffn"), List.of(attn, residual), h);
-    assertTrue(report.contains("unfused: none"), report);
   }
 
   /**
@@ -132,17 +142,8 @@ class ContribOpsModelsTest {
     String attn = g.contrib("Attention", List.of(emb.get(0), g.weight("attention.qkv.weight", h, 3 * h),
         g.weight("attention.qkv.bias", 3 * h), viaMaskIndex ? emb.get(1) : mask), new int[] {0},
         DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
-    String ln1 = g.contrib("SkipLayerNormalization", List.of(g.matmul(attn, g.weight("attention.output.dense.weight",
-        h, h)), emb.get(0), g.normWeight("attention.output.LayerNorm.weight", h),
-        g.weight("attention.output.LayerNorm.bias", h), g.weight("attention.output.dense.bias", h)),
-        new int[] {0}, floatAttr("epsilon", 1e-12f)).get(0);
-    String up = g.contrib("FastGelu", List.of(g.matmul(ln1, g.weight("intermediate.dense.weight", h, f)),
-        g.weight("intermediate.dense.bias", f)), new int[] {0}).get(0);
-    String down = g.matmul(up, g.weight("output.dense.weight", f, h));
-    String ln2 = g.contrib("SkipLayerNormalization", List.of(down, ln1, g.normWeight("output.LayerNorm.weight", h),
-        g.weight("output.LayerNorm.bias", h), g.weight("output.dense.bias", h)), new int[] {0},
-        floatAttr("epsilon", 1e-12f)).get(0);
-    g.output("last_hidden_state", ln2);
+    String projected = g.matmul(attn, g.weight("attention.output.dense.weight", h, h));
+    g.output("last_hidden_state", outputSublayers(g, projected, emb.get(0), h, f));
     Random r = new Random(SEED);
     long[] idv = new long[(int) SEQ];
     long[] segv = new long[(int) SEQ];
