@@ -5,7 +5,7 @@ import dev.sohuc.isa.DType;
 
 /**
  * How IR element types are stored in a program's input and output symbols, and back: the one
- * mapping the backend, the CLI and the tests share. u8 is stored as i8 (the same bytes).
+ * mapping the backend, the CLI and the tests share.
  */
 public final class SymbolTypes {
   private SymbolTypes() {}
@@ -17,7 +17,8 @@ public final class SymbolTypes {
       case F16 -> DType.F16;
       case F8E4M3 -> DType.F8E4M3;
       case F8E5M2 -> DType.F8E5M2;
-      case I8, U8 -> DType.I8;
+      case I8 -> DType.I8;
+      case U8 -> DType.U8;
       case BOOL -> DType.BOOL;
       case I32 -> DType.I32;
       case I64 -> DType.I64;
@@ -35,6 +36,7 @@ public final class SymbolTypes {
       case I32 -> ElementType.I32;
       case I64 -> ElementType.I64;
       case BOOL -> ElementType.BOOL;
+      case U8 -> ElementType.U8;
     };
   }
 }

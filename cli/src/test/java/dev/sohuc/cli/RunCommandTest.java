@@ -228,6 +228,40 @@ class RunCommandTest {
     }
   }
 
+  /**
+   * A u8 tensor keeps its type through the binary: a u8 input passed on to an output reads back
+   * as ONNX uint8 with its values, 200 as 200 (stored as i8 it read back as -56).
+   */
+  @Test
+  void u8InputsAndOutputsKeepTheirValues() throws Exception {
+    Path ir = tmp.resolve("u8.ir");
+    Files.writeString(ir, """
+        module @m {
+          func @main(%q: tensor<2 x 3 x u8>) -> ("r": tensor<3 x 2 x u8>) {
+            %r = reshape %q {shape = [3, 2]} : tensor<3 x 2 x u8>
+            return %r
+          }
+        }
+        """);
+    Path u8 = tmp.resolve("u8.sohu");
+    CliResult c = CliResult.run("compile", ir.toString(), "-o", u8.toString());
+    assertEquals(0, c.code(), c.err());
+    assertTrue(CliResult.run("inspect", u8.toString()).out().contains("u8      [2 x 3]"));
+    Path in = tmp.resolve("u8in");
+    Files.createDirectories(in);
+    long[] values = {0, 1, 127, 128, 200, 255};
+    TensorFiles.write(in.resolve("input_0.pb"), Tensor.ofLongs(ElementType.U8, new long[] {2, 3},
+        values), "q");
+    Path out = tmp.resolve("u8out");
+    CliResult r = CliResult.run("run", u8.toString(), "--inputs", in.toString(), "--output-dir",
+        out.toString());
+    assertEquals(0, r.code(), r.err());
+    Tensor back = TensorFiles.readNamed(out.resolve("output_0.pb")).tensor();
+    assertEquals(ElementType.U8, back.elementType());
+    assertArrayEquals(new long[] {3, 2}, back.shape());
+    assertArrayEquals(values, back.longs());
+  }
+
   @Test
   void anOutputFolderThatIsAFileIsAnError() throws Exception {
     Path file = tmp.resolve("taken");

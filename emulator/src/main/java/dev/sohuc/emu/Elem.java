@@ -76,6 +76,7 @@ final class Elem {
       // container-only types (host-side reads of inputs and outputs; no instruction uses them)
       case I64 -> (float) ((getI32(m, addr) & 0xFFFFFFFFL) | ((long) getI32(m, addr + 4) << 32));
       case BOOL -> m[addr] != 0 ? 1f : 0f;
+      case U8 -> m[addr] & 0xFF;
     };
   }
 

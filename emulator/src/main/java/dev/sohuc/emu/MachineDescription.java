@@ -348,7 +348,7 @@ public final class MachineDescription {
       case F8E4M3, F8E5M2 -> get("mxu.peak_f8");
       case BF16 -> get("mxu.peak_bf16");
       case F16 -> get("mxu.peak_f16");
-      case I8, I32, I64, BOOL -> get("mxu.peak_i8");
+      case I8, I32, I64, BOOL, U8 -> get("mxu.peak_i8");
       case F32 -> get("mxu.peak_f32");
     };
   }

@@ -13,7 +13,9 @@ public enum DType implements AsmEnum {
       + "instruction's dtype field takes it; programs read the low 32-bit word as i32 or index "
       + "with `gather idx64=1`."),
   BOOL(1, "One byte, 0 false, anything else true. Container symbols only: programs read it as "
-      + "i8 (0 or 1).");
+      + "i8 (0 or 1)."),
+  U8(1, "Unsigned 8-bit integer. Container symbols only: no instruction's dtype field takes it; "
+      + "a program copies its bytes (`sohuc run` reads and writes them as ONNX uint8).");
 
   /** The types instruction dtype fields take (codes 0..6, a 3-bit field). */
   public static final DType[] COMPUTE = {F32, BF16, F16, F8E4M3, F8E5M2, I8, I32};
@@ -31,7 +33,7 @@ public enum DType implements AsmEnum {
   }
 
   public boolean isFloat() {
-    return this != I8 && this != I32 && this != I64 && this != BOOL;
+    return this != I8 && this != I32 && this != I64 && this != BOOL && this != U8;
   }
 
   @Override

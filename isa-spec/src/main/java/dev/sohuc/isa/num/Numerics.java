@@ -21,7 +21,7 @@ public final class Numerics {
       case F8E5M2 -> toF8(f, 2, 15, 57344f, false);
       case I8 -> toInt(f, -128, 127) & 0xFF;
       case I32 -> toInt(f, Integer.MIN_VALUE, Integer.MAX_VALUE);
-      case I64, BOOL -> throw new IllegalArgumentException(t.asmName() + " is a container type, "
+      case I64, BOOL, U8 -> throw new IllegalArgumentException(t.asmName() + " is a container type, "
           + "not an instruction dtype");
     };
   }
@@ -36,7 +36,7 @@ public final class Numerics {
       case F8E5M2 -> f8e5m2ToF32(bits & 0xFF);
       case I8 -> (byte) bits;
       case I32 -> bits;
-      case I64, BOOL -> throw new IllegalArgumentException(t.asmName() + " is a container type, "
+      case I64, BOOL, U8 -> throw new IllegalArgumentException(t.asmName() + " is a container type, "
           + "not an instruction dtype");
     };
   }
