@@ -173,6 +173,14 @@ final class OnnxOps {
         + "mask_filter_value, default -10000) or [B] (the keys at or after each length masked); unidirectional "
         + "is causal; not past, present, attention_bias, past_sequence_length, do_rotary or the [2B], 3-D and "
         + "4-D masks", OnnxOps::attention);
+    msOp("MultiHeadAttention", "add, reshape, transpose, concat, matmul, mul, where, softmax (attention after "
+        + "fuse-attention)", "query [B, S, D], key [B, L, D] and value [B, L, Dv] (+ the optional bias of D + D + "
+        + "Dv) split into num_heads heads; past_key and past_value [B, N, P, H] before the new keys and values "
+        + "(present_key and present_value outputs); softmax(scale * q @ k^T + attention_bias + mask) @ v with "
+        + "attention_bias [B or 1, N or 1, S, P + L] and key_padding_mask as Attention's mask_index over the P + L "
+        + "keys; unidirectional is causal over the keys after the past (P static); not packed QKV or KV, "
+        + "[B, N, L, H] key and value, past_sequence_length, cache_indirection or the qk output",
+        OnnxOps::multiHeadAttention);
     msOp("EmbedLayerNormalization", "gather, add, layer_norm, reduce_sum",
         "word + position (+ segment) embeddings of int32 ids, layer-normalized over the hidden dim; epsilon "
         + "defaults to 1e-12; positions 0..S-1 unless position_ids [B, S] or [1, S] are given; mask_index is "
@@ -211,6 +219,7 @@ final class OnnxOps {
         case "SkipSimplifiedLayerNormalization" -> new Arity(4, 4);
         case "SkipLayerNormalization" -> new Arity(5, 4);
         case "Attention" -> new Arity(7, 2);
+        case "MultiHeadAttention" -> new Arity(10, 4);
         case "EmbedLayerNormalization" -> new Arity(9, 3);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
@@ -536,23 +545,157 @@ final class OnnxOps {
     Value q = n.temp(new DataOp.Transpose(headsOf(n, qkv, 0, qh, b, s, nh), toHeads));
     Value kT = n.temp(new DataOp.Transpose(headsOf(n, qkv, qh, qh, b, s, nh), List.of(0L, 2L, 3L, 1L)));
     Value v = n.temp(new DataOp.Transpose(headsOf(n, qkv, 2 * qh, vh, b, s, nh), toHeads));
+    List<Value> masks = n.has(3) ? List.of(attentionMask(n, 3, b, s, et)) : List.of();
+    n.emit(headsAttention(n, q, kT, v, scale(n, qh / heads), masks, vh));
+  }
+
+  /** The scale attribute, 1 / sqrt(head size) when absent or 0 (as ONNX Runtime takes it). */
+  private static double scale(OnnxNode n, long headSize) {
     double scale = n.attrFloat("scale", 0.0);
-    if (scale == 0.0) {
-      scale = (float) (1.0 / Math.sqrt((float) (qh / heads)));
-    }
+    return scale != 0.0 ? scale : (float) (1.0 / Math.sqrt((float) headSize));
+  }
+
+  /**
+   * {@code softmax(q @ kT * scale + masks) @ v} over heads ([B, N, S, H] queries, [B, N, H, T]
+   * transposed keys, [B, N, T, Hv] values), the heads merged back into [B, S, vHidden]. With
+   * {@code unidirectional}, query i sees keys up to {@code i + T - S} (the past before the
+   * queries), later ones hidden with the type's lowest value as ONNX Runtime hides them.
+   */
+  private static Op headsAttention(OnnxNode n, Value q, Value kT, Value v, double scale, List<Value> masks,
+      long vHidden) {
+    ElementType et = q.type().elementType();
+    Dim b = q.type().dim(0);
+    Dim s = q.type().dim(2);
+    Dim t = kT.type().dim(3);
     Value scores = n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, n.temp(new LinalgOp.MatMul(q, kT)),
         n.constant(Tensor.scalar(et, scale))));
-    if (n.has(3)) {
-      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores, attentionMask(n, b, s, et)));
+    for (Value m : masks) {
+      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores, m));
     }
     if (n.attrInt("unidirectional", 0) != 0) {
-      // ONNX Runtime hides the later keys with the type's lowest value
-      Value neg = n.temp(new SourceOp.Fill(List.of(s, s), -Float.MAX_VALUE, et));
-      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores, n.temp(new DataOp.Trilu(neg, true, 1))));
+      Dim past = t.minus(s);
+      if (!past.isStatic() || past.value() < 0) {
+        throw n.error("unidirectional needs a known number of keys before the queries; " + t + " keys for " + s
+            + " queries is " + past);
+      }
+      Value neg = n.temp(new SourceOp.Fill(List.of(s, t), -Float.MAX_VALUE, et));
+      scores = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, scores,
+          n.temp(new DataOp.Trilu(neg, true, past.value() + 1))));
     }
     Value probs = n.temp(new ReductionOp.Softmax(scores, -1, false));
-    Value merged = n.temp(new DataOp.Transpose(n.temp(new LinalgOp.MatMul(probs, v)), toHeads));
-    n.emit(new DataOp.Reshape(merged, List.of(b, s, Dim.of(vh))));
+    Value merged = n.temp(new DataOp.Transpose(n.temp(new LinalgOp.MatMul(probs, v)), List.of(0L, 2L, 1L, 3L)));
+    return new DataOp.Reshape(merged, List.of(b, s, Dim.of(vHidden)));
+  }
+
+  /**
+   * MultiHeadAttention with separate query [B, S, D], key [B, L, D] and value [B, L, Dv]: each
+   * split into num_heads heads after the optional input-projection bias (q's, k's, v's slices of
+   * one vector), keys and values appended to past_key / past_value ([B, N, P, H]: present_key and
+   * present_value are the [B, N, P + L, H] results), and attention over them with the optional
+   * key_padding_mask (as Attention's mask_index, over the P + L keys) and attention_bias
+   * ([B or 1, N or 1, S, P + L], added to the scaled scores).
+   */
+  private static void multiHeadAttention(OnnxNode n) {
+    for (int i = 8; i < n.inputCount(); i++) {
+      if (n.has(i)) {
+        throw n.error("input " + i + " (" + (i == 8 ? "past_sequence_length" : "cache_indirection")
+            + ") is not supported");
+      }
+    }
+    if (n.wants(3)) {
+      throw n.error("output 3 (qk) is not supported");
+    }
+    Value query = n.value(0, "query");
+    if (query.type().rank() != 3) {
+      throw n.error("query must be [batch, sequence, hidden], got " + query.type()
+          + " (packed QKV is not supported)");
+    }
+    if (!n.has(1) || !n.has(2)) {
+      throw n.error("needs key (input 1) and value (input 2): packed QKV is not supported");
+    }
+    Value key = n.value(1, "key");
+    Value value = n.value(2, "value");
+    Dim b = query.type().dim(0);
+    Dim s = query.type().dim(1);
+    Dim d = query.type().dim(2);
+    if (key.type().rank() != 3 || value.type().rank() != 3) {
+      throw n.error("key and value must be [batch, kv_sequence, hidden], got " + key.type() + " and "
+          + value.type() + " (packed KV and [batch, heads, kv_sequence, head size] forms are not supported)");
+    }
+    Dim l = key.type().dim(1);
+    if (!key.type().dim(0).equals(b) || !key.type().dim(2).equals(d) || !value.type().dim(0).equals(b)
+        || !value.type().dim(1).equals(l) || !d.isStatic() || !value.type().dim(2).isStatic()) {
+      throw n.error("key " + key.type() + " and value " + value.type() + " do not fit the query "
+          + query.type() + ": key must be [" + b + ", L, " + d + "], value [" + b + ", L, Dv], hidden sizes static");
+    }
+    long heads = n.attrInt("num_heads", 0);
+    long hidden = d.value();
+    long vHidden = value.type().dim(2).value();
+    if (!n.hasAttr("num_heads") || heads <= 0 || hidden % heads != 0 || vHidden % heads != 0) {
+      throw n.error("num_heads must be given, positive and divide the hidden sizes " + hidden + " and " + vHidden);
+    }
+    if (n.has(3)) {
+      Value bias = n.value(3, "bias");
+      if (bias.type().rank() != 1 || !bias.type().dim(0).equals(Dim.of(2 * hidden + vHidden))) {
+        throw n.error("bias must be a vector of " + (2 * hidden + vHidden) + " (q, k and v hidden sizes), got "
+            + bias.type());
+      }
+      query = plusSlice(n, query, bias, 0, hidden);
+      key = plusSlice(n, key, bias, hidden, hidden);
+      value = plusSlice(n, value, bias, 2 * hidden, vHidden);
+    }
+    Dim nh = Dim.of(heads);
+    List<Long> toHeads = List.of(0L, 2L, 1L, 3L);
+    Value q = n.temp(new DataOp.Transpose(n.reshape(query, List.of(b, s, nh, Dim.of(hidden / heads))), toHeads));
+    Value k = withPast(n, 6, n.temp(new DataOp.Transpose(n.reshape(key, List.of(b, l, nh, Dim.of(hidden / heads))),
+        toHeads)), 1);
+    Value v = withPast(n, 7, n.temp(new DataOp.Transpose(n.reshape(value,
+        List.of(b, l, nh, Dim.of(vHidden / heads))), toHeads)), 2);
+    Dim t = k.type().dim(2);
+    List<Value> masks = new ArrayList<>();
+    if (n.has(5)) {
+      Value bias = n.value(5, "attention_bias");
+      TensorType bt = bias.type();
+      if (bt.rank() != 4 || !(bt.dim(0).equals(b) || bt.dim(0).is(1)) || !(bt.dim(1).equals(nh) || bt.dim(1).is(1))
+          || !bt.dim(2).equals(s) || !bt.dim(3).equals(t)) {
+        throw n.error("attention_bias must be [" + b + " or 1, " + heads + " or 1, " + s + ", " + t + "], got " + bt);
+      }
+      masks.add(bias);
+    }
+    if (n.has(4)) {
+      masks.add(attentionMask(n, 4, b, t, query.type().elementType()));
+    }
+    n.emit(headsAttention(n, q, n.temp(new DataOp.Transpose(k, List.of(0L, 1L, 3L, 2L))), v,
+        scale(n, hidden / heads), masks, vHidden));
+  }
+
+  /** {@code x + bias[start, start + width)}. */
+  private static Value plusSlice(OnnxNode n, Value x, Value bias, long start, long width) {
+    Value part = n.temp(new DataOp.Slice(bias, List.of(Dim.of(start)), List.of(Dim.of(start + width)),
+        List.of(0L), List.of(1L)));
+    return n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, x, part));
+  }
+
+  /**
+   * New keys or values [B, N, L, H] after the past of input {@code pastInput} ([B, N, P, H]) when
+   * given, defining output {@code presentOutput} as the result.
+   */
+  private static Value withPast(OnnxNode n, int pastInput, Value x, int presentOutput) {
+    Value all = x;
+    if (n.has(pastInput)) {
+      Value past = n.value(pastInput, pastInput == 6 ? "past_key" : "past_value");
+      TensorType pt = past.type();
+      if (pt.rank() != 4 || !pt.dim(0).equals(x.type().dim(0)) || !pt.dim(1).equals(x.type().dim(1))
+          || !pt.dim(3).equals(x.type().dim(3))) {
+        throw n.error((pastInput == 6 ? "past_key" : "past_value") + " must be [" + x.type().dim(0) + ", "
+            + x.type().dim(1) + ", past, " + x.type().dim(3) + "], got " + pt);
+      }
+      all = n.temp(new DataOp.Concat(List.of(past, x), 2));
+    }
+    if (n.wants(presentOutput)) {
+      n.set(presentOutput, all);
+    }
+    return all;
   }
 
   /** Columns {@code [start, start + width)} of the projection, as [B, S, heads, width / heads]. */
@@ -563,15 +706,16 @@ final class OnnxOps {
   }
 
   /**
-   * Attention's mask_index as an additive [B, 1, 1, S] mask: 0 for a key a query sees,
-   * mask_filter_value for one it does not. A [B, S] mask hides the keys where it is 0 or less;
-   * a [B] one holds each row's key count, hiding the keys at or after it.
+   * Attention's mask_index (input 3) or MultiHeadAttention's key_padding_mask (input 4) as an
+   * additive [B, 1, 1, S] mask over the S keys: 0 for a key a query sees, mask_filter_value for
+   * one it does not. A [B, S] mask hides the keys where it is 0 or less; a [B] one holds each
+   * row's key count, hiding the keys at or after it.
    */
-  private static Value attentionMask(OnnxNode n, Dim b, Dim s, ElementType et) {
-    Value m = n.value(3, "mask_index");
+  private static Value attentionMask(OnnxNode n, int input, Dim b, Dim s, ElementType et) {
+    Value m = n.value(input, input == 3 ? "mask_index" : "key_padding_mask");
     ElementType mt = m.type().elementType();
     if (mt != ElementType.I32) {
-      throw n.error("mask_index must be int32, got " + m.type());
+      throw n.error((input == 3 ? "mask_index" : "key_padding_mask") + " must be int32, got " + m.type());
     }
     // compared in f32, which the chip compares: the cast keeps every int32 sign, and lengths below 2^24
     Value fm = n.temp(new ElementwiseOp.Cast(m, ElementType.F32));
@@ -582,7 +726,7 @@ final class OnnxOps {
       Value keys = n.temp(new SourceOp.Range(0, s, 1, ElementType.F32));
       keep = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, keys, n.reshape(fm, List.of(b, Dim.of(1)))));
     } else {
-      throw n.error("mask_index " + m.type() + " is not supported: it must be [" + b + ", " + s
+      throw n.error((input == 3 ? "mask_index " : "key_padding_mask ") + m.type() + " is not supported: it must be [" + b + ", " + s
           + "] (0/1 per key) or [" + b + "] (key counts)");
     }
     Value additive = n.temp(new ElementwiseOp.Where(keep, n.constant(Tensor.scalar(et, 0.0)),

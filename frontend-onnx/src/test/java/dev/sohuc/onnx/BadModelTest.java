@@ -282,11 +282,11 @@ class BadModelTest {
         .addOutput(output("d"))
         .addNode(node("FooBar", List.of("x"), List.of("a")).toBuilder().setName("foo1"))
         .addNode(node("FooBar", List.of("a"), List.of("b")).toBuilder().setName("foo2"))
-        .addNode(node("MultiHeadAttention", List.of("b"), List.of("c")).toBuilder().setName("attn")
+        .addNode(node("GroupQueryAttention", List.of("b"), List.of("c")).toBuilder().setName("attn")
             .setDomain("com.microsoft"))
         .addNode(node("NonZero", List.of("c"), List.of("d")).toBuilder().setName("nz")).build();
     Path p = file("unsupported.onnx", Models.model(17, g));
-    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.MultiHeadAttention x1 (attn)",
+    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.GroupQueryAttention x1 (attn)",
         "NonZero x1 (nz)");
     PreflightReport r = Preflight.check(p, ImportOptions.defaults());
     assertFalse(r.ok());
@@ -331,7 +331,7 @@ class BadModelTest {
 
   /**
    * One com.microsoft node reading some of x [2, 3, 8], w [8, 24], bias [24], ids [2, 3] (int32),
-   * ids64 [2, 3] (int64), emb [10, 8], v [8], mask [2, 3] (int32), mask3 [2, 3, 3] (int32).
+   * ids64 [2, 3] (int64), emb [10, 8], v [8], mask [2, 3] (int32), mask3 [2, 3, 3] (int32), x2 [2, 2, 8].
    */
   private Path bert(String op, List<String> inputs, List<String> outputs, AttributeProto... attrs) throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 3, 8))
@@ -339,6 +339,7 @@ class BadModelTest {
         .addInput(input("ids", ElementType.I32, 2, 3)).addInput(input("ids64", ElementType.I64, 2, 3))
         .addInput(input("emb", ElementType.F32, 10, 8)).addInput(input("v", ElementType.F32, 8))
         .addInput(input("mask", ElementType.I32, 2, 3)).addInput(input("mask3", ElementType.I32, 2, 3, 3))
+        .addInput(input("x2", ElementType.F32, 2, 2, 8))
         .addNode(node(op, inputs, outputs, attrs).toBuilder().setName(op).setDomain("com.microsoft"));
     outputs.stream().filter(o -> !o.isEmpty()).forEach(o -> g.addOutput(output(o)));
     return file(op + ".onnx", Models.model(17, g.build()).toBuilder()
@@ -376,6 +377,38 @@ class BadModelTest {
         heads)));
     assertEquals(at + "mask_index must be int32, got tensor<2 x 3 x i64>",
         rejection(bert("Attention", List.of("x", "w", "bias", "ids64"), List.of("y"), heads)));
+  }
+
+  @Test
+  void multiHeadAttentionFormsNotImportedAreNamed() throws Exception {
+    AttributeProto heads = Models.attr("num_heads", 2L);
+    String at = dir.resolve("MultiHeadAttention.onnx") + ": node 'MultiHeadAttention' (MultiHeadAttention): ";
+    String[][] cases = {
+        {"query must be [batch, sequence, hidden], got tensor<8 x 24 x f32> (packed QKV is not supported)", "w"},
+        {"needs key (input 1) and value (input 2): packed QKV is not supported", "x"},
+        {"key and value must be [batch, kv_sequence, hidden], got tensor<8 x 24 x f32> and tensor<2 x 3 x 8 x f32> "
+            + "(packed KV and [batch, heads, kv_sequence, head size] forms are not supported)", "x", "w", "x"},
+        {"key tensor<2 x 3 x 3 x i32> and value tensor<2 x 3 x 8 x f32> do not fit the query tensor<2 x 3 x 8 x f32>: "
+            + "key must be [2, L, 8], value [2, L, Dv], hidden sizes static", "x", "mask3", "x"},
+        {"bias must be a vector of 24 (q, k and v hidden sizes), got tensor<8 x f32>", "x", "x", "x", "v"},
+        {"key_padding_mask must be int32, got tensor<2 x 3 x i64>", "x", "x", "x", "", "ids64"},
+        {"key_padding_mask tensor<2 x 3 x 3 x i32> is not supported: it must be [2, 3] (0/1 per key) or [2] "
+            + "(key counts)", "x", "x", "x", "", "mask3"},
+        {"attention_bias must be [2 or 1, 2 or 1, 3, 3], got tensor<2 x 3 x 8 x f32>", "x", "x", "x", "", "", "x"},
+        {"past_key must be [2, 2, past, 4], got tensor<2 x 3 x 8 x f32>", "x", "x", "x", "", "", "", "x", "x"},
+        {"input 8 (past_sequence_length) is not supported", "x", "x", "x", "", "", "", "", "", "ids"},
+        {"input 9 (cache_indirection) is not supported", "x", "x", "x", "", "", "", "", "", "", "ids"}};
+    for (String[] c : cases) {
+      assertEquals(at + c[0], rejection(bert("MultiHeadAttention", List.of(c).subList(1, c.length), List.of("y"),
+          heads)));
+    }
+    assertEquals(at + "num_heads must be given, positive and divide the hidden sizes 8 and 8",
+        rejection(bert("MultiHeadAttention", List.of("x", "x", "x"), List.of("y"), Models.attr("num_heads", 3L))));
+    assertEquals(at + "output 3 (qk) is not supported",
+        rejection(bert("MultiHeadAttention", List.of("x", "x", "x"), List.of("y", "", "", "qk"), heads)));
+    assertEquals(at + "unidirectional needs a known number of keys before the queries; 2 keys for 3 queries is -1",
+        rejection(bert("MultiHeadAttention", List.of("x", "x2", "x2"), List.of("y"), heads,
+            Models.attr("unidirectional", 1L))));
   }
 
   @Test

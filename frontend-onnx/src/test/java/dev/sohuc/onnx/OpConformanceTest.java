@@ -311,6 +311,26 @@ class OpConformanceTest {
     cs.add(ms("Attention", f(2, 5, 12), f(12, 40), f(40), mask2d)
         .attrs(attr("num_heads", 4L), ints("qkv_hidden_sizes", 16, 16, 8))
         .named("Attention qkv_hidden_sizes, v narrower, input narrower"));
+    // MultiHeadAttention: query [2, 5, 16], key and value [2, 7, 16 / 8] (cross) or [2, 5, ..] (self)
+    In keyMask = ix(I32, 0, 1, 2, 7);
+    cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 7, 16), f(2, 7, 8)).attrs(attr("num_heads", 4L))
+        .named("MultiHeadAttention cross, v narrower, default scale"));
+    cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 7, 16), f(2, 7, 16), f(48), keyMask)
+        .attrs(attr("num_heads", 2L), attr("scale", 0.3)).named("MultiHeadAttention bias, 2-D key_padding_mask, scale"));
+    cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 7, 16), f(2, 7, 16), none(), ix(I32, 1, 7, 2))
+        .attrs(attr("num_heads", 4L)).named("MultiHeadAttention key lengths"));
+    cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 5, 16), f(2, 5, 16), none(), none(), f(1, 4, 5, 5))
+        .attrs(attr("num_heads", 4L), attr("unidirectional", 1L))
+        .named("MultiHeadAttention unidirectional, attention_bias [1, N, S, T]"));
+    cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 5, 16), f(2, 5, 16), f(48), ix(I32, 0, 1, 2, 8), f(2, 1, 5, 8),
+        f(2, 4, 3, 4), f(2, 4, 3, 4)).attrs(attr("num_heads", 4L), attr("unidirectional", 1L))
+        .outputs(3).named("MultiHeadAttention past and present, unidirectional, mask and bias over past + new keys"));
+    // ONNX Runtime's kernel reads the past only while writing the presents: a case with a past asks for both
+    cs.add(ms("MultiHeadAttention", f(1, 1, 16), f(1, 1, 16), f(1, 1, 16), none(), none(), none(), f(1, 2, 6, 8),
+        f(1, 2, 6, 8)).attrs(attr("num_heads", 2L), attr("unidirectional", 1L)).outputs(3)
+        .named("MultiHeadAttention one decode step"));
+    cs.add(ms("MultiHeadAttention", f(1, 2, 16), f(1, 2, 16), f(1, 2, 16), none(), none(), none(), f(1, 2, 6, 8),
+        f(1, 2, 6, 8)).attrs(attr("num_heads", 2L)).outputs(3).named("MultiHeadAttention two new keys after a past"));
     // EmbedLayerNormalization: ids [2, 5] into word [30, 16], position [8, 16], segment [2, 16]
     In ids = ix(I32, 0, 29, 2, 5);
     In segIds = ix(I32, 0, 1, 2, 5);

@@ -193,14 +193,70 @@ class ContribOpsModelsTest {
     assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
 
-  /** An unsupported contrib op (MultiHeadAttention, of unfused q, k and v) is named, with exit code 1. */
+  /**
+   * An encoder's self-attention as the optimizer writes it with MultiHeadAttention: q, k and v
+   * projected by MatMuls, their biases in the op's bias input, the [1, SEQ] int32 padding mask
+   * (the last 6 keys padding) as its key_padding_mask -> MatMul of the output projection. The
+   * attention must fuse.
+   */
+  @Test
+  void multiHeadAttentionEncoderLayer() throws Exception {
+    long h = 256;
+    var g = new DecoderGraphs.Builder(SEED + 4);
+    String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
+    String mask = g.input("attention_mask", DataType.INT32, 1, SEQ);
+    String attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
+        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)),
+        g.weight("qkv.bias", 3 * h), mask), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    g.output("attention_out", g.matmul(attn, g.weight("o.weight", h, h)));
+    long[] maskv = new long[(int) SEQ];
+    for (int i = 0; i < SEQ; i++) {
+      maskv[i] = i < SEQ - 6 ? 1 : 0;
+    }
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(new Random(SEED), 1, SEQ, h));
+    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, maskv));
+    String report = check("mha-encoder", g.modelBytes("mha_encoder"), in);
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
+  /**
+   * A decoder's causal self-attention with a KV cache: MultiHeadAttention (unidirectional, 2
+   * heads of 64, no bias) over 11 past keys and values given as inputs, the present keys and
+   * values [1, 2, 11 + SEQ, 64] outputs beside the attention's. The attention must fuse, causal.
+   */
+  @Test
+  void multiHeadAttentionWithPastIsCausalOverTheNewKeys() throws Exception {
+    long h = 128;
+    long past = 11;
+    var g = new DecoderGraphs.Builder(SEED + 5);
+    String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
+    String pk = g.input("past_key", DataType.FLOAT, 1, 2, past, 64);
+    String pv = g.input("past_value", DataType.FLOAT, 1, 2, past, 64);
+    List<String> attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
+        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)), "", "", "", pk, pv),
+        new int[] {0, 1, 2}, DecoderGraphs.Builder.intAttr("num_heads", 2),
+        DecoderGraphs.Builder.intAttr("unidirectional", 1));
+    g.output("attention_out", attn.get(0));
+    g.output("present_key", attn.get(1));
+    g.output("present_value", attn.get(2));
+    Random r = new Random(SEED);
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(r, 1, SEQ, h));
+    in.put(pk, gaussian(r, 1, 2, past, 64));
+    in.put(pv, gaussian(r, 1, 2, past, 64));
+    String report = check("mha-past", g.modelBytes("mha_past"), in);
+    assertTrue(report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
+  /** An unsupported contrib op (GroupQueryAttention) is named, with exit code 1. */
   @Test
   void unsupportedContribOpExitsOneNamingIt() throws Exception {
     long h = 64;
     var g = new DecoderGraphs.Builder(SEED);
     String x = g.input("x", DataType.FLOAT, 1, SEQ, h);
-    String attn = g.contrib("MultiHeadAttention", List.of(x, x, x), new int[] {0},
-        DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    String attn = g.contrib("GroupQueryAttention", List.of(x, x, x), new int[] {0},
+        DecoderGraphs.Builder.intAttr("num_heads", 4), DecoderGraphs.Builder.intAttr("kv_num_heads", 4)).get(0);
     g.output("y", attn);
     Path onnx = tmp.resolve("attention.onnx");
     Files.write(onnx, g.modelBytes("attention"));
@@ -210,7 +266,7 @@ class ContribOpsModelsTest {
         new PrintWriter(out, true), new PrintWriter(err, true));
     assertEquals(1, code, out + "\n" + err);
     assertTrue(err.toString().matches("error: \\Q" + onnx + "\\E: 1 node with unsupported ops: "
-        + "com\\.microsoft\\.MultiHeadAttention x1 \\(/MultiHeadAttention_\\d+\\)\n"), err.toString());
+        + "com\\.microsoft\\.GroupQueryAttention x1 \\(/GroupQueryAttention_\\d+\\)\n"), err.toString());
   }
 
   /**
@@ -221,13 +277,18 @@ class ContribOpsModelsTest {
     Random r = new Random(SEED);
     Map<String, Tensor> in = new LinkedHashMap<>();
     for (String input : inputs) {
-      float[] v = new float[(int) (SEQ * h)];
-      for (int i = 0; i < v.length; i++) {
-        v[i] = (float) r.nextGaussian();
-      }
-      in.put(input, Tensor.ofFloats(ElementType.F32, new long[] {1, SEQ, h}, v));
+      in.put(input, gaussian(r, 1, SEQ, h));
     }
     return check(name, model, in);
+  }
+
+  /** An f32 tensor of seeded N(0, 1) values. */
+  private static Tensor gaussian(Random r, long... shape) {
+    float[] v = new float[(int) java.util.Arrays.stream(shape).reduce(1, Math::multiplyExact)];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = (float) r.nextGaussian();
+    }
+    return Tensor.ofFloats(ElementType.F32, shape, v);
   }
 
   /** As above, on the given inputs. */
