@@ -181,6 +181,11 @@ final class OnnxOps {
         + "keys; unidirectional is causal over the keys after the past (P static); not packed QKV or KV, "
         + "[B, N, L, H] key and value, past_sequence_length, cache_indirection or the qk output",
         OnnxOps::multiHeadAttention);
+    msOp("RotaryEmbedding", "gather, concat, reshape, transpose, rope", "input [B, S, hidden] (num_heads heads, or heads of "
+        + "twice cos_cache's width) or [B, N, S, H]; position_ids int64 [B, S], or [1] for positions from that one "
+        + "on; cos_cache and sin_cache [positions, R / 2] for the first R dims of each head (rotary_embedding_dim, "
+        + "default all); interleaved pairs dims 2i and 2i + 1, else i and i + R / 2; not is_packed_batching or a "
+        + "scale other than 1", OnnxOps::rotaryEmbedding);
     msOp("EmbedLayerNormalization", "gather, add, layer_norm, reduce_sum",
         "word + position (+ segment) embeddings of int32 ids, layer-normalized over the hidden dim; epsilon "
         + "defaults to 1e-12; positions 0..S-1 unless position_ids [B, S] or [1, S] are given; mask_index is "
@@ -220,6 +225,7 @@ final class OnnxOps {
         case "SkipLayerNormalization" -> new Arity(5, 4);
         case "Attention" -> new Arity(7, 2);
         case "MultiHeadAttention" -> new Arity(10, 4);
+        case "RotaryEmbedding" -> new Arity(4, 1);
         case "EmbedLayerNormalization" -> new Arity(9, 3);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
@@ -667,6 +673,92 @@ final class OnnxOps {
     }
     n.emit(headsAttention(n, q, n.temp(new DataOp.Transpose(k, List.of(0L, 1L, 3L, 2L))), v,
         scale(n, hidden / heads), masks, vHidden));
+  }
+
+  /**
+   * RotaryEmbedding: the IR's rope over each head, its tables the cache rows at the positions,
+   * each half-width row widened to the rope's R columns as its style pairs them (rotate-half:
+   * the row twice; interleaved: each value twice in place).
+   */
+  private static void rotaryEmbedding(OnnxNode n) {
+    if (n.attrInt("is_packed_batching", 0) != 0) {
+      throw n.error("is_packed_batching is not supported");
+    }
+    if (n.attrFloat("scale", 1.0) != 1.0) {
+      throw n.error("scale " + n.attrFloat("scale", 1.0) + " is not supported (only 1)");
+    }
+    Value x = n.value(0, "input");
+    Value ids = n.value(1, "position_ids");
+    Value cos = n.value(2, "cos_cache");
+    Value sin = n.value(3, "sin_cache");
+    TensorType ct = cos.type();
+    if (ct.rank() != 2 || !ct.dim(1).isStatic() || !sin.type().dims().equals(ct.dims())
+        || sin.type().elementType() != ct.elementType() || ct.elementType() != x.type().elementType()) {
+      throw n.error("cos_cache and sin_cache must be [positions, rotary dims / 2] of the input's type, got "
+          + ct + " and " + sin.type());
+    }
+    long half = ct.dim(1).value();
+    long rotary = n.attrInt("rotary_embedding_dim", 0);
+    if (rotary != 0 && rotary != 2 * half) {
+      throw n.error("rotary_embedding_dim " + rotary + " must be twice the caches' " + half + " columns");
+    }
+    TensorType xt = x.type();
+    Dim b = xt.dim(0);
+    boolean bnsh = xt.rank() == 4;
+    if ((xt.rank() != 3 && !bnsh) || !xt.dim(xt.rank() - 1).isStatic()) {
+      throw n.error("input must be [batch, sequence, hidden] or [batch, heads, sequence, head size], got " + xt);
+    }
+    Dim s = xt.dim(bnsh ? 2 : 1);
+    long last = xt.dim(xt.rank() - 1).value();
+    long heads = bnsh ? 1 : n.attrInt("num_heads", 0) > 0 ? n.attrInt("num_heads", 0)
+        : half > 0 ? last / (2 * half) : 0;
+    if (half == 0 || heads == 0 || last % heads != 0 || 2 * half > last / heads) {
+      throw n.error("the caches' " + half + " columns (half the rotary dims) do not fit the heads of the input "
+          + xt + (bnsh ? "" : " (num_heads " + heads + ")"));
+    }
+    long headSize = last / heads;
+    Value positions;
+    TensorType pt = ids.type();
+    if (pt.elementType() != ElementType.I64) {
+      throw n.error("position_ids must be int64, got " + pt);
+    }
+    if (pt.rank() == 2 && pt.dim(0).equals(b) && pt.dim(1).equals(s)) {
+      positions = ids;
+    } else if (pt.rank() == 1 && pt.dim(0).is(1)) {
+      positions = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD,
+          n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.I64)), List.of(Dim.of(1), s)), ids));
+    } else {
+      throw n.error("position_ids must be [" + b + ", " + s + "] or [1] (the first position), got " + pt);
+    }
+    boolean interleaved = n.attrInt("interleaved", 0) != 0;
+    // [B or 1, 1, S, R]: a table the heads share, as the rope of a [B, N, S, H] input takes it
+    List<Dim> tableShape = List.of(positions.type().dim(0), Dim.of(1), s, Dim.of(2 * half));
+    Value cosRows = n.reshape(widen(n, n.temp(new DataOp.Gather(cos, positions, 0)), interleaved), tableShape);
+    Value sinRows = n.reshape(widen(n, n.temp(new DataOp.Gather(sin, positions, 0)), interleaved), tableShape);
+    TransformerOp.RopeStyle style = interleaved ? TransformerOp.RopeStyle.INTERLEAVED
+        : TransformerOp.RopeStyle.ROTATE_HALF;
+    if (bnsh) {
+      n.emit(new TransformerOp.Rope(x, cosRows, sinRows, style));
+      return;
+    }
+    List<Long> swap = List.of(0L, 2L, 1L, 3L);
+    Value byHead = n.temp(new DataOp.Transpose(n.reshape(x, List.of(b, s, Dim.of(heads), Dim.of(headSize))), swap));
+    Value rotated = n.temp(new TransformerOp.Rope(byHead, cosRows, sinRows, style));
+    n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(rotated, swap)), xt.dims()));
+  }
+
+  /** Half-width table rows [.., R/2] as the rope's [.., R]: twice over, or each value twice. */
+  private static Value widen(OnnxNode n, Value rows, boolean interleaved) {
+    if (!interleaved) {
+      return n.temp(new DataOp.Concat(List.of(rows, rows), -1));
+    }
+    List<Dim> dims = new ArrayList<>(rows.type().dims());
+    dims.add(Dim.of(1));
+    Value column = n.reshape(rows, dims);
+    Value pairs = n.temp(new DataOp.Concat(List.of(column, column), -1));
+    List<Dim> wide = new ArrayList<>(rows.type().dims());
+    wide.set(wide.size() - 1, Dim.of(2 * rows.type().dim(rows.type().rank() - 1).value()));
+    return n.reshape(pairs, wide);
   }
 
   /** {@code x + bias[start, start + width)}. */

@@ -32,7 +32,7 @@ public final class OnnxOpsDoc {
         .append("and Hugging Face Optimum's ORT optimization) writes for BERT, GPT-2 and Llama, at opset 1 of ")
         .append("the domain, with the semantics of ONNX Runtime's CPU kernels (its SimplifiedLayerNormalization ")
         .append("is of the default domain, above). The other ops of the domain ")
-        .append("(GroupQueryAttention, RotaryEmbedding, ...) are reported as ")
+        .append("(GroupQueryAttention, MatMulNBits, ...) are reported as ")
         .append("unsupported; export those models without them (the optimizer's `--disable_attention`, ...).\n\n");
     table(sb, OnnxOps.MS_DOMAIN, 1);
     sb.append("\n").append(OnnxOps.TABLE.size()).append(" ops.\n");

@@ -331,7 +331,8 @@ class BadModelTest {
 
   /**
    * One com.microsoft node reading some of x [2, 3, 8], w [8, 24], bias [24], ids [2, 3] (int32),
-   * ids64 [2, 3] (int64), emb [10, 8], v [8], mask [2, 3] (int32), mask3 [2, 3, 3] (int32), x2 [2, 2, 8].
+   * ids64 [2, 3] (int64), emb [10, 8], v [8], mask [2, 3] (int32), mask3 [2, 3, 3] (int32), x2 [2, 2, 8],
+   * cache4 [10, 4].
    */
   private Path bert(String op, List<String> inputs, List<String> outputs, AttributeProto... attrs) throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 3, 8))
@@ -339,7 +340,7 @@ class BadModelTest {
         .addInput(input("ids", ElementType.I32, 2, 3)).addInput(input("ids64", ElementType.I64, 2, 3))
         .addInput(input("emb", ElementType.F32, 10, 8)).addInput(input("v", ElementType.F32, 8))
         .addInput(input("mask", ElementType.I32, 2, 3)).addInput(input("mask3", ElementType.I32, 2, 3, 3))
-        .addInput(input("x2", ElementType.F32, 2, 2, 8))
+        .addInput(input("x2", ElementType.F32, 2, 2, 8)).addInput(input("cache4", ElementType.F32, 10, 4))
         .addNode(node(op, inputs, outputs, attrs).toBuilder().setName(op).setDomain("com.microsoft"));
     outputs.stream().filter(o -> !o.isEmpty()).forEach(o -> g.addOutput(output(o)));
     return file(op + ".onnx", Models.model(17, g.build()).toBuilder()
@@ -409,6 +410,34 @@ class BadModelTest {
     assertEquals(at + "unidirectional needs a known number of keys before the queries; 2 keys for 3 queries is -1",
         rejection(bert("MultiHeadAttention", List.of("x", "x2", "x2"), List.of("y"), heads,
             Models.attr("unidirectional", 1L))));
+  }
+
+  @Test
+  void rotaryEmbeddingFormsNotImportedAreNamed() throws Exception {
+    String at = dir.resolve("RotaryEmbedding.onnx") + ": node 'RotaryEmbedding' (RotaryEmbedding): ";
+    List<String> ok = List.of("x", "ids64", "cache4", "cache4");
+    assertEquals(at + "is_packed_batching is not supported", rejection(bert("RotaryEmbedding", ok, List.of("y"),
+        Models.attr("is_packed_batching", 1L))));
+    assertEquals(at + "scale 2.0 is not supported (only 1)", rejection(bert("RotaryEmbedding", ok, List.of("y"),
+        Models.attr("scale", 2.0))));
+    String[][] cases = {
+        {"cos_cache and sin_cache must be [positions, rotary dims / 2] of the input's type, got tensor<8 x 24 x f32> "
+            + "and tensor<10 x 4 x f32>", "x", "ids64", "w", "cache4"},
+        {"input must be [batch, sequence, hidden] or [batch, heads, sequence, head size], got tensor<8 x 24 x f32>",
+            "w", "ids64", "cache4", "cache4"},
+        {"the caches' 8 columns (half the rotary dims) do not fit the heads of the input tensor<2 x 3 x 8 x f32> "
+            + "(num_heads 0)", "x", "ids64", "emb", "emb"},
+        {"position_ids must be int64, got tensor<2 x 3 x i32>", "x", "ids", "cache4", "cache4"},
+        {"position_ids must be [2, 2] or [1] (the first position), got tensor<2 x 3 x i64>", "x2", "ids64", "cache4",
+            "cache4"}};
+    for (String[] c : cases) {
+      assertEquals(at + c[0], rejection(bert("RotaryEmbedding", List.of(c).subList(1, c.length), List.of("y"))));
+    }
+    assertEquals(at + "rotary_embedding_dim 6 must be twice the caches' 4 columns", rejection(bert("RotaryEmbedding",
+        ok, List.of("y"), Models.attr("rotary_embedding_dim", 6L))));
+    assertEquals(at + "the caches' 4 columns (half the rotary dims) do not fit the heads of the input "
+        + "tensor<2 x 3 x 8 x f32> (num_heads 3)", rejection(bert("RotaryEmbedding", ok, List.of("y"),
+        Models.attr("num_heads", 3L))));
   }
 
   @Test

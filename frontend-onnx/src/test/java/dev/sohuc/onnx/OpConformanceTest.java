@@ -331,6 +331,19 @@ class OpConformanceTest {
         .named("MultiHeadAttention one decode step"));
     cs.add(ms("MultiHeadAttention", f(1, 2, 16), f(1, 2, 16), f(1, 2, 16), none(), none(), none(), f(1, 2, 6, 8),
         f(1, 2, 6, 8)).attrs(attr("num_heads", 2L)).outputs(3).named("MultiHeadAttention two new keys after a past"));
+    // RotaryEmbedding: caches of 12 positions; input [2, 5, 16] as 2 heads of 8, or [2, 2, 5, 8]
+    In positions = ix(I64, 0, 11, 2, 5);
+    In start = c(Tensor.ofLongs(I64, new long[] {1}, new long[] {6}));
+    cs.add(ms("RotaryEmbedding", f(2, 5, 16), positions, f(12, 4), f(12, 4))
+        .named("RotaryEmbedding rotate-half, heads from the caches' width"));
+    cs.add(ms("RotaryEmbedding", f(2, 5, 16), start, f(12, 4), f(12, 4)).attrs(attr("interleaved", 1L))
+        .named("RotaryEmbedding interleaved, positions from one start"));
+    cs.add(ms("RotaryEmbedding", f(2, 2, 5, 8), positions, f(12, 4), f(12, 4)).named("RotaryEmbedding [B, N, S, H]"));
+    cs.add(ms("RotaryEmbedding", f(2, 5, 16), positions, f(12, 2), f(12, 2))
+        .attrs(attr("num_heads", 2L), attr("rotary_embedding_dim", 4L)).named("RotaryEmbedding partial rotary dims"));
+    cs.add(ms("RotaryEmbedding", f(2, 5, 16), positions, f(12, 2), f(12, 2))
+        .attrs(attr("num_heads", 2L), attr("rotary_embedding_dim", 4L), attr("interleaved", 1L))
+        .named("RotaryEmbedding partial rotary dims, interleaved"));
     // EmbedLayerNormalization: ids [2, 5] into word [30, 16], position [8, 16], segment [2, 16]
     In ids = ix(I32, 0, 29, 2, 5);
     In segIds = ix(I32, 0, 1, 2, 5);

@@ -249,6 +249,51 @@ class ContribOpsModelsTest {
     assertTrue(report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
 
+  /**
+   * Llama's attention as the optimizer writes it without GroupQueryAttention: q, k and v MatMuls
+   * -> RotaryEmbedding of q and k (int64 position_ids [1, SEQ] from 3 on, caches of 64 positions)
+   * -> MultiHeadAttention, unidirectional -> MatMul. Rope and attention must fuse into the chip's
+   * ops (nothing left unfused).
+   */
+  @Test
+  void llamaAttentionWithRotaryEmbedding() throws Exception {
+    long h = 256;
+    long headDim = 64;
+    var g = new DecoderGraphs.Builder(SEED + 6);
+    String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
+    String ids = g.input("position_ids", DataType.INT64, 1, SEQ);
+    Random r = new Random(SEED);
+    float[] cos = new float[(int) (64 * headDim / 2)];
+    float[] sin = new float[cos.length];
+    for (int p = 0; p < 64; p++) {
+      for (int i = 0; i < headDim / 2; i++) {
+        double angle = p * Math.pow(10000, -2.0 * i / headDim);
+        cos[(int) (p * headDim / 2 + i)] = (float) Math.cos(angle);
+        sin[(int) (p * headDim / 2 + i)] = (float) Math.sin(angle);
+      }
+    }
+    String cosCache = g.init("cos_cache", cos, 64, headDim / 2);
+    String sinCache = g.init("sin_cache", sin, 64, headDim / 2);
+    List<String> qk = new java.util.ArrayList<>();
+    for (String name : List.of("q", "k")) {
+      qk.add(g.contrib("RotaryEmbedding", List.of(g.matmul(x, g.weight(name + ".weight", h, h)), ids, cosCache,
+          sinCache), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0));
+    }
+    String attn = g.contrib("MultiHeadAttention", List.of(qk.get(0), qk.get(1),
+        g.matmul(x, g.weight("v.weight", h, h))), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4),
+        DecoderGraphs.Builder.intAttr("unidirectional", 1)).get(0);
+    g.output("attention_out", g.matmul(attn, g.weight("o.weight", h, h)));
+    long[] positions = new long[(int) SEQ];
+    for (int i = 0; i < SEQ; i++) {
+      positions[i] = 3 + i;
+    }
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(r, 1, SEQ, h));
+    in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {1, SEQ}, positions));
+    String report = check("llama-rotary-mha", g.modelBytes("llama_rotary_mha"), in);
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
   /** An unsupported contrib op (GroupQueryAttention) is named, with exit code 1. */
   @Test
   void unsupportedContribOpExitsOneNamingIt() throws Exception {
