@@ -710,9 +710,10 @@ final class OnnxOps {
     }
     Dim s = xt.dim(bnsh ? 2 : 1);
     long last = xt.dim(xt.rank() - 1).value();
+    // divisions only: a cache width or head count near 2^63 must not overflow into a pass
     long heads = bnsh ? 1 : n.attrInt("num_heads", 0) > 0 ? n.attrInt("num_heads", 0)
-        : half > 0 ? last / (2 * half) : 0;
-    if (half == 0 || heads == 0 || last % heads != 0 || 2 * half > last / heads) {
+        : half > 0 ? last / half / 2 : 0;
+    if (half == 0 || heads == 0 || last % heads != 0 || half > last / heads / 2) {
       throw n.error("the caches' " + half + " columns (half the rotary dims) do not fit the heads of the input "
           + xt + (bnsh ? "" : " (num_heads " + heads + ")"));
     }
