@@ -291,6 +291,17 @@ final class BenchCommand implements Callable<Integer> {
     batch.put("prefill_mfu_ceiling", lowest.getValue());
     batch.put("prefill_ceiling_bound", lowest.getValue() < 1 ? lowest.getKey() : "compute");
     batch.put("prefill_mfu_ceilings", ceilings);
+    // the link bandwidth at which the collectives alone no longer hold the prefill under 90%: of
+    // their bound, the bytes scale with it, the fixed costs and latency do not
+    if (ceilings.get("interconnect") < 0.9) {
+      double linkBandwidth = target.linkBytesPerCycle() * target.clockHz();
+      double fixed = Math.max(0, p.linkBoundSeconds() - p.linkBytesPerChip() / linkBandwidth);
+      double budget = pCompute / 0.9 - fixed;
+      batch.put("interconnect_bytes_per_s", linkBandwidth);
+      batch.put("interconnect_fixed_seconds", fixed);
+      // null: no link bandwidth reaches it
+      batch.put("interconnect_bytes_per_s_for_90pct", budget > 0 ? p.linkBytesPerChip() / budget : null);
+    }
     batch.put("decode_seconds_by_op_kind", d.secondsByKind());
     m.put("article_batch", batch);
     long kvHeads = shape.kvHeads();
@@ -411,6 +422,17 @@ final class BenchCommand implements Callable<Integer> {
         + "work at peak over the time each resource alone needs, were the engines perfectly "
         + "overlapped; the article claims over 90%%)", new Object[] {
         100 * (double) b.get("prefill_mfu_ceiling"), b.get("prefill_ceiling_bound"), others});
+    if (b.containsKey("interconnect_bytes_per_s_for_90pct")) {
+      Double needed = (Double) b.get("interconnect_bytes_per_s_for_90pct");
+      line.accept("  its collectives alone take %.0f%% longer than its MXU work at peak: %s, where this "
+          + "target has %.2f TB/s", new Object[] {
+          100 * (1 / (double) ((Map<String, Double>) b.get("prefill_mfu_ceilings")).get("interconnect") - 1),
+          needed == null ? String.format(Locale.ROOT, "their fixed costs and latency alone "
+              + "(%.1f us) leave 90%% out of reach at any link bandwidth",
+              1e6 * (double) b.get("interconnect_fixed_seconds"))
+              : String.format(Locale.ROOT, "90%% needs about %.2f TB/s per chip of interconnect",
+              needed / 1e12), (double) b.get("interconnect_bytes_per_s") / 1e12});
+    }
     line.accept("  where the time goes, %s: %s", new Object[] {
         (boolean) b.get("one_step_program") ? "its step program (prefill and decodes)" : "prefill",
         byKind((Map<String, Double>) b.get("prefill_seconds_by_op_kind"))});

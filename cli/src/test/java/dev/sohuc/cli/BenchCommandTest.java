@@ -69,6 +69,12 @@ class BenchCommandTest {
     }
     assertEquals(lowest, ceiling, 1e-12);
     assertTrue(text.contains("prefill MFU ceiling of this compiled code: "), text);
+    // two chips of a tiny model: the collectives' fixed costs and latency alone outlast its
+    // matmuls, so no link bandwidth gives 90%
+    assertTrue(batch.get("prefill_mfu_ceilings").get("interconnect").asDouble() < 0.9, batch.toString());
+    assertTrue(batch.get("interconnect_bytes_per_s_for_90pct").isNull(), batch.toString());
+    assertTrue(batch.get("interconnect_fixed_seconds").asDouble() > 0, batch.toString());
+    assertTrue(text.contains("leave 90% out of reach at any link bandwidth"), text);
     assertTrue(batch.get("one_step_program").asBoolean(), batch.toString());
     assertTrue(text.contains("where the time goes, its step program (prefill and decodes): "),
         text);
@@ -222,6 +228,45 @@ class BenchCommandTest {
       assertEquals(f.getKey().equals("mixtral") ? 2L * 6 * 3 * 4096 * 14336 : 0,
           batch.get("params").asLong() - batch.get("active_params").asLong(), f.getKey());
     }
+  }
+
+  /**
+   * The interconnect the summary says 90% needs is what it takes: Mistral-7B's dims on 8 chips,
+   * benched again on a target with that link bandwidth, reach an interconnect ceiling of 90%.
+   */
+  @Test
+  void theInterconnectFor90PercentGivesThat() throws Exception {
+    Path cfg = tmp.resolve("mistral.json");
+    Files.writeString(cfg, "{\"num_hidden_layers\": 2, \"rms_norm_eps\": 1e-05, \"model_type\": \"mistral\", "
+        + "\"max_position_embeddings\": 32768, "
+        + "\"hidden_size\": 4096, \"intermediate_size\": 14336, \"num_attention_heads\": 32, "
+        + "\"num_key_value_heads\": 8, \"vocab_size\": 32000, \"rope_theta\": 10000.0, \"torch_dtype\": \"bfloat16\"}");
+    JsonNode before = benchBatch(cfg, null);
+    assertTrue(before.get("prefill_mfu_ceilings").get("interconnect").asDouble() < 0.9, before.toString());
+    double needed = before.get("interconnect_bytes_per_s_for_90pct").asDouble();
+    assertTrue(needed > before.get("interconnect_bytes_per_s").asDouble(), before.toString());
+    ObjectMapper json = new ObjectMapper();
+    com.fasterxml.jackson.databind.node.ObjectNode target = (com.fasterxml.jackson.databind.node.ObjectNode)
+        json.readTree(Path.of("..", "targets", "sohu.json").toFile());
+    ((com.fasterxml.jackson.databind.node.ObjectNode) target.get("interconnect").get("bandwidth"))
+        .put("value", needed);
+    Path faster = tmp.resolve("faster-link.json");
+    json.writeValue(faster.toFile(), target);
+    JsonNode after = benchBatch(cfg, faster);
+    assertEquals(0.9, after.get("prefill_mfu_ceilings").get("interconnect").asDouble(), 0.005, after.toString());
+  }
+
+  private JsonNode benchBatch(Path cfg, Path target) throws Exception {
+    Path out = tmp.resolve(target == null ? "before.json" : "after.json");
+    java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("bench", cfg.toString(), "--chips",
+        "8", "--input-len", "256", "--output-len", "4", "--requests", "2", "--json", out.toString()));
+    if (target != null) {
+      args.addAll(java.util.List.of("--target", target.toString()));
+    }
+    StringWriter err = new StringWriter();
+    assertEquals(0, Sohuc.execute(args.toArray(String[]::new), new PrintWriter(new StringWriter()),
+        new PrintWriter(err)), err.toString());
+    return new ObjectMapper().readTree(out.toFile()).get("article_batch");
   }
 
   @Test
