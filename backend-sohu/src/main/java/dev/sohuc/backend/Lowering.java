@@ -74,6 +74,11 @@ final class Lowering {
 
   static String unsupportedReason(Node n, Map<Value, Tensor> known) {
     Op op = n.op();
+    for (Value v : java.util.stream.Stream.concat(op.operands().stream(), n.results().stream()).toList()) {
+      if (v.type().dims().stream().anyMatch(d -> d.is(0))) {
+        return "%" + v.name() + " " + v.type() + " is empty (a dim of 0)";
+      }
+    }
     if (QuantLowering.claims(op)) {
       return QuantLowering.unsupportedReason(n, known);
     }
