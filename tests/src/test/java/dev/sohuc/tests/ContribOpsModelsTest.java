@@ -221,6 +221,36 @@ class ContribOpsModelsTest {
   }
 
   /**
+   * MultiHeadAttention over a batch of 2 with both an attention_bias [1, 4, SEQ, SEQ] (a relative
+   * position bias per head, shared by the batch) and a key_padding_mask [2, SEQ] (the second
+   * sequence's last 9 keys padding): the two masks broadcast on different dims, and their sum
+   * reaches the fused attention as one [2, 4, SEQ, SEQ] mask.
+   */
+  @Test
+  void multiHeadAttentionWithABiasAndAPaddingMask() throws Exception {
+    long h = 128;
+    var g = new DecoderGraphs.Builder(SEED + 7);
+    String x = g.input("hidden_states", DataType.FLOAT, 2, SEQ, h);
+    String bias = g.input("position_bias", DataType.FLOAT, 1, 4, SEQ, SEQ);
+    String mask = g.input("attention_mask", DataType.INT32, 2, SEQ);
+    String attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
+        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)), "", mask, bias),
+        new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    g.output("attention_out", attn);
+    long[] maskv = new long[(int) (2 * SEQ)];
+    for (int i = 0; i < maskv.length; i++) {
+      maskv[i] = i < 2 * SEQ - 9 ? 1 : 0;
+    }
+    Random r = new Random(SEED);
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(r, 2, SEQ, h));
+    in.put(bias, gaussian(r, 1, 4, SEQ, SEQ));
+    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {2, SEQ}, maskv));
+    String report = check("mha-bias-mask", g.modelBytes("mha_bias_mask"), in);
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+  }
+
+  /**
    * A decoder's causal self-attention with a KV cache: MultiHeadAttention (unidirectional, 2
    * heads of 64, no bias) over 11 past keys and values given as inputs, the present keys and
    * values [1, 2, 11 + SEQ, 64] outputs beside the attention's. The attention must fuse, causal.
