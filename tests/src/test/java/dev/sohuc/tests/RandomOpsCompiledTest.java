@@ -1,0 +1,315 @@
+package dev.sohuc.tests;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+
+import ai.onnx.proto.OnnxMl.AttributeProto;
+import ai.onnx.proto.OnnxMl.GraphProto;
+import ai.onnx.proto.OnnxMl.ModelProto;
+import ai.onnx.proto.OnnxMl.NodeProto;
+import ai.onnx.proto.OnnxMl.OperatorSetIdProto;
+import ai.onnx.proto.OnnxMl.TensorProto;
+import ai.onnx.proto.OnnxMl.TensorProto.DataType;
+import ai.onnx.proto.OnnxMl.TensorShapeProto;
+import ai.onnx.proto.OnnxMl.TypeProto;
+import ai.onnx.proto.OnnxMl.ValueInfoProto;
+import dev.sohuc.backend.BackendException;
+import dev.sohuc.backend.BackendOptions;
+import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.backend.SymbolTypes;
+import dev.sohuc.emu.Emulator;
+import dev.sohuc.emu.HostTensor;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.Options;
+import dev.sohuc.ir.IrException;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.interp.Interpreter;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.ImportOptions;
+import dev.sohuc.onnx.OnnxImporter;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Seeded random one-node ONNX graphs of the ops the backend lowers (elementwise with broadcasts,
+ * softmax, layer norm, reductions, matmul and gemm, transpose, reshape, concat, slice, gather,
+ * expand, where, clip), at ranks 1 to 4 and dims that are and are not multiples of the 128-wide
+ * tiles: each imports, runs on the reference interpreter, compiles and runs on the emulator,
+ * whose outputs must be within 1e-4 of the interpreter's largest magnitude (exact for integer
+ * results); or a step refuses it with its own error. A wrong number or an internal error fails.
+ */
+class RandomOpsCompiledTest {
+  private static final long[] DIMS = {1, 1, 2, 3, 5, 7, 16, 33, 128, 130};
+  private static final List<String> UNARY = List.of("Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "Erf",
+      "Sqrt", "Log", "Reciprocal");
+  private static final List<String> BINARY = List.of("Add", "Sub", "Mul", "Div", "Max", "Min");
+
+  @TempDir Path dir;
+
+  /** A graph under construction: its inputs with their values, initializers and the node. */
+  private static final class Graph {
+    final GraphProto.Builder g = GraphProto.newBuilder().setName("g");
+    final List<Tensor> values = new ArrayList<>();
+    final Random r;
+    int names;
+
+    Graph(Random r) {
+      this.r = r;
+    }
+
+    /** A graph input of random floats in [lo, hi]. */
+    String input(long[] shape, double lo, double hi) {
+      String name = "x" + names++;
+      TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
+      for (long d : shape) {
+        s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+      }
+      g.addInput(ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+          TypeProto.Tensor.newBuilder().setElemType(DataType.FLOAT.getNumber()).setShape(s))));
+      float[] v = new float[(int) Arrays.stream(shape).reduce(1, Math::multiplyExact)];
+      for (int i = 0; i < v.length; i++) {
+        v[i] = (float) (lo + (hi - lo) * r.nextDouble());
+      }
+      values.add(Tensor.ofFloats(ElementType.F32, shape, v));
+      return name;
+    }
+
+    String ints(long... v) {
+      String name = "c" + names++;
+      g.addInitializer(TensorProto.newBuilder().setName(name).setDataType(DataType.INT64.getNumber())
+          .addDims(v.length).addAllInt64Data(Arrays.stream(v).boxed().toList()));
+      return name;
+    }
+
+    String scalar(float v) {
+      String name = "c" + names++;
+      g.addInitializer(TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.getNumber())
+          .addFloatData(v));
+      return name;
+    }
+
+    void node(String op, List<String> inputs, AttributeProto... attrs) {
+      g.addNode(NodeProto.newBuilder().setOpType(op).setName(op).addAllInput(inputs).addOutput("y")
+          .addAllAttribute(List.of(attrs)));
+      g.addOutput(ValueInfoProto.newBuilder().setName("y"));
+    }
+  }
+
+  private static AttributeProto attr(String name, long v) {
+    return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INT).setI(v).build();
+  }
+
+  private static AttributeProto attrF(String name, float v) {
+    return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT).setF(v).build();
+  }
+
+  private static AttributeProto ints(String name, long... v) {
+    return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INTS)
+        .addAllInts(Arrays.stream(v).boxed().toList()).build();
+  }
+
+  private long[] shape(Random r, int rank) {
+    long[] s = new long[rank];
+    long total = 1;
+    for (int i = 0; i < rank; i++) {
+      s[i] = DIMS[r.nextInt(DIMS.length)];
+      if (total * s[i] > 40_000) {
+        s[i] = 1;
+      }
+      total *= s[i];
+    }
+    return s;
+  }
+
+  /** {@code s} with some dims set to 1 and some leading dims dropped: a shape that broadcasts to it. */
+  private static long[] broadcastable(Random r, long[] s) {
+    long[] b = s.clone();
+    for (int i = 0; i < b.length; i++) {
+      if (r.nextInt(3) == 0) {
+        b[i] = 1;
+      }
+    }
+    return Arrays.copyOfRange(b, r.nextInt(b.length + 1) / 2, b.length);
+  }
+
+  private static long[] perm(Random r, int rank) {
+    List<Long> p = new ArrayList<>();
+    for (long i = 0; i < rank; i++) {
+      p.add(i);
+    }
+    java.util.Collections.shuffle(p, r);
+    return p.stream().mapToLong(Long::longValue).toArray();
+  }
+
+  private void build(Graph g, Random r) {
+    int rank = 1 + r.nextInt(4);
+    long[] s = shape(r, rank);
+    int axis = r.nextInt(rank);
+    switch (r.nextInt(14)) {
+      case 0 -> {
+        String op = UNARY.get(r.nextInt(UNARY.size()));
+        boolean positive = List.of("Sqrt", "Log", "Reciprocal").contains(op);
+        g.node(op, List.of(g.input(s, positive ? 0.1 : -3, 3)));
+      }
+      case 1 -> {
+        String op = BINARY.get(r.nextInt(BINARY.size()));
+        String a = g.input(s, -3, 3);
+        String b = g.input(broadcastable(r, s), op.equals("Div") ? 0.5 : -3, 3);
+        g.node(op, r.nextBoolean() ? List.of(a, b) : List.of(b, a));
+      }
+      case 2 -> g.node(r.nextBoolean() ? "Softmax" : "LogSoftmax", List.of(g.input(s, -4, 4)),
+          attr("axis", r.nextBoolean() ? -1 : axis - rank));
+      case 3 -> {
+        long[] norm = Arrays.copyOfRange(s, axis, rank);
+        g.node("LayerNormalization", List.of(g.input(s, -2, 2), g.input(norm, 0.5, 1.5), g.input(norm, -1, 1)),
+            attr("axis", axis), attrF("epsilon", 1e-5f));
+      }
+      case 4 -> {
+        // at opset 17 ReduceSum takes its axes as an input, the others as an attribute
+        String op = List.of("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin").get(r.nextInt(4));
+        long axes = r.nextBoolean() ? -1 : axis;
+        if (op.equals("ReduceSum")) {
+          g.node(op, List.of(g.input(s, -2, 2), g.ints(axes)), attr("keepdims", r.nextInt(2)));
+        } else {
+          g.node(op, List.of(g.input(s, -2, 2)), ints("axes", axes), attr("keepdims", r.nextInt(2)));
+        }
+      }
+      case 5 -> {
+        long m = DIMS[r.nextInt(DIMS.length)];
+        long k = DIMS[r.nextInt(DIMS.length)];
+        long n = DIMS[r.nextInt(DIMS.length)];
+        long batch = r.nextBoolean() ? 1 : DIMS[r.nextInt(5)];
+        long[] a = batch == 1 ? new long[] {m, k} : new long[] {batch, m, k};
+        long[] b = r.nextBoolean() ? new long[] {k, n} : batch == 1 ? new long[] {k, n} : new long[] {batch, k, n};
+        g.node("MatMul", List.of(g.input(a, -1, 1), g.input(b, -1, 1)));
+      }
+      case 6 -> {
+        long m = DIMS[r.nextInt(DIMS.length)];
+        long k = DIMS[r.nextInt(DIMS.length)];
+        long n = DIMS[r.nextInt(DIMS.length)];
+        boolean tb = r.nextBoolean();
+        List<String> in = new ArrayList<>(List.of(g.input(new long[] {m, k}, -1, 1),
+            g.input(tb ? new long[] {n, k} : new long[] {k, n}, -1, 1)));
+        if (r.nextBoolean()) {
+          in.add(g.input(new long[] {n}, -1, 1));
+        }
+        g.node("Gemm", in, attr("transB", tb ? 1 : 0), attrF("alpha", r.nextBoolean() ? 1f : 0.5f));
+      }
+      case 7 -> g.node("Transpose", List.of(g.input(s, -1, 1)), ints("perm", perm(r, rank)));
+      case 8 -> {
+        long total = Arrays.stream(s).reduce(1, Math::multiplyExact);
+        long first = total % 2 == 0 ? 2 : 1;
+        g.node("Reshape", List.of(g.input(s, -1, 1), g.ints(first, -1)));
+      }
+      case 9 -> {
+        long[] other = s.clone();
+        other[axis] = DIMS[r.nextInt(DIMS.length)];
+        g.node("Concat", List.of(g.input(s, -1, 1), g.input(other, -1, 1)), attr("axis", axis - (r.nextBoolean() ? rank : 0)));
+      }
+      case 10 -> {
+        long d = s[axis];
+        long start = r.nextInt((int) d);
+        long end = start + 1 + r.nextInt((int) (d - start));
+        boolean negative = r.nextBoolean();
+        g.node("Slice", List.of(g.input(s, -1, 1), g.ints(negative ? start - d : start),
+            g.ints(negative && end < d ? end - d : end), g.ints(axis)));
+      }
+      case 11 -> {
+        long d = s[axis];
+        long[] idx = new long[1 + r.nextInt(4)];
+        for (int i = 0; i < idx.length; i++) {
+          idx[i] = r.nextInt((int) d) - (r.nextBoolean() ? d : 0);
+        }
+        g.node("Gather", List.of(g.input(s, -1, 1), g.ints(idx)), attr("axis", axis));
+      }
+      case 12 -> {
+        long[] small = broadcastable(r, s);
+        g.node("Expand", List.of(g.input(small, -1, 1), g.ints(s)));
+      }
+      default -> {
+        String a = g.input(s, -2, 2);
+        String b = g.input(broadcastable(r, s), -2, 2);
+        if (r.nextBoolean()) {
+          g.node("Clip", List.of(a, g.scalar(-0.5f), g.scalar(0.75f)));
+        } else {
+          String c = "cond";
+          g.g.addNode(NodeProto.newBuilder().setOpType("Less").setName("Less").addInput(a).addInput(b).addOutput(c));
+          g.node("Where", List.of(c, a, b));
+        }
+      }
+    }
+  }
+
+  @Test
+  void randomOpsCompileToTheInterpretersNumbers() throws Exception {
+    Random r = new Random(99);
+    for (int i = 0; i < 800; i++) {
+      Graph g = new Graph(r);
+      build(g, r);
+      check(i, g);
+    }
+  }
+
+  private void check(int i, Graph graph) throws Exception {
+    ModelProto m = ModelProto.newBuilder().setIrVersion(8)
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(17)).setGraph(graph.g).build();
+    Path file = dir.resolve("case.onnx");
+    Files.write(file, m.toByteArray());
+    String form = "case " + i + ": " + graph.g.getNode(graph.g.getNodeCount() - 1).toString().replace('\n', ' ')
+        + " inputs " + graph.values.stream().map(t -> Arrays.toString(t.shape())).toList();
+    Module module;
+    Map<String, Tensor> reference;
+    try {
+      module = OnnxImporter.importModel(file, ImportOptions.defaults());
+      reference = new Interpreter(module).run(graph.values);
+    } catch (IrException e) {
+      assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
+      return;
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (import or interpreter): " + e, e);
+    }
+    Emulator chip;
+    try {
+      new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(module);
+      chip = new Emulator(SohuBackend.compile(module, BackendOptions.defaults()).program(),
+          MachineDescription.defaultTarget(), Options.defaults().withScheduleSeed(7L));
+    } catch (BackendException | IrException e) {
+      return;
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (compile): " + e, e);
+    }
+    Map<String, HostTensor> in = new LinkedHashMap<>();
+    for (int k = 0; k < graph.values.size(); k++) {
+      Tensor t = graph.values.get(k);
+      in.put(graph.g.getInput(k).getName(), new HostTensor(SymbolTypes.of(t.elementType()), t.shape(), t.toBytes()));
+    }
+    Map<String, HostTensor> got;
+    try {
+      got = chip.runFunctional(in, Map.of()).outputs();
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (emulator): " + e, e);
+    }
+    float[] want = reference.get("y").floats();
+    float[] have = got.get("y").toF32();
+    double scale = 1;
+    for (float w : want) {
+      scale = Math.max(scale, Math.abs(w));
+    }
+    for (int j = 0; j < want.length; j++) {
+      if (!(Math.abs(have[j] - want[j]) <= 1e-4 * scale) && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
+        throw new AssertionError(form + ": element " + j + " of " + want.length + " is " + have[j]
+            + " on the chip, " + want[j] + " on the interpreter");
+      }
+    }
+  }
+}
