@@ -35,8 +35,10 @@ import java.util.TreeMap;
  * The backend driver: fused IR in, a {@code .sohu} program out.
  *
  * <ol>
- *   <li>checks every op and reports all unsupported ones at once;
  *   <li>folds source ops (weights, constants, static fills and ranges) into the constants image;
+ *   <li>rewrites the ops the chip runs only in another form ({@link Legalization}: reductions
+ *       over a middle axis, log-softmax, broadcasts outside the vector unit's row patterns);
+ *   <li>checks every op and reports all unsupported ones at once;
  *   <li>plans HBM: constants, inputs and outputs (sized at the symbols' bounds), then an arena
  *       for intermediates with liveness-based first-fit reuse; reshapes alias their operand;
  *   <li>emits code: {@code ldarg} of every symbolic dim, then each op's loop nest, ops joined by
@@ -142,6 +144,7 @@ public final class SohuBackend {
         }
       }
       fold();
+      Legalization.run(fn, known);
       for (Node n : fn.body()) {
         if (isSource(n)) {
           if (!(n.op() instanceof SourceOp.WeightRef) && !known.containsKey(n.result())

@@ -141,6 +141,27 @@ class EndToEndOpsTest {
   }
 
   /** Decode positions past .. past+seq-1 from a range of symbolic length (laid out at its bound). */
+  /**
+   * Forms the chip runs after Legalization: operands broadcast on both sides or over middle
+   * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
+   * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed).
+   */
+  @Test
+  void legalizedForms() {
+    check("legalized", """
+        func @main(%a: tensor<2 x 1 x ?s x 24 x f32>, %b: tensor<1 x 3 x 1 x 24 x f32>, %m: tensor<2 x 1 x 1 x 24 x f32>, %x: tensor<2 x 3 x ?s x 24 x f32>) -> ("both": tensor<2 x 3 x ?s x 24 x f32>, "middle": tensor<2 x 3 x ?s x 24 x f32>, "sel": tensor<2 x 3 x ?s x 24 x f32>, "sm": tensor<2 x 3 x ?s x 24 x f32>, "lsm": tensor<2 x 3 x ?s x 24 x f32>, "rmax": tensor<2 x 1 x ?s x 24 x f32>, "rmean": tensor<3 x ?s x 24 x f32>) {
+          %both = add %a, %b : tensor<2 x 3 x ?s x 24 x f32>
+          %middle = mul %x, %m : tensor<2 x 3 x ?s x 24 x f32>
+          %c = less %a, %b : tensor<2 x 3 x ?s x 24 x bool>
+          %sel = where %c, %a, %b : tensor<2 x 3 x ?s x 24 x f32>
+          %sm = softmax %x {axis = 1} : tensor<2 x 3 x ?s x 24 x f32>
+          %lsm = log_softmax %x {axis = -1} : tensor<2 x 3 x ?s x 24 x f32>
+          %rmax = reduce_max %x {axes = [1], keepdims = true} : tensor<2 x 1 x ?s x 24 x f32>
+          %rmean = reduce_mean %x {axes = [0], keepdims = false} : tensor<3 x ?s x 24 x f32>
+          return %both, %middle, %sel, %sm, %lsm, %rmax, %rmean
+        }""", List.of(Map.of("s", 5L), Map.of("s", 130L)));
+  }
+
   @Test
   void symbolicRangeGivesDecodePositions() {
     check("positions", """

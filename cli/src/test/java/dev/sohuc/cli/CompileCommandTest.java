@@ -255,12 +255,13 @@ class CompileCommandTest {
 
   @Test
   void unsupportedOpExitsOneNamingIt() throws Exception {
-    // log_softmax has no lowering (sin, used here before, now lowers)
-    Path model = ir(GELU.replace("gelu %x {approximate = \"none\"}", "log_softmax %x {axis = 1}")
-        .replace("Gelu_0", "LogSoftmax_7"));
+    // reduce_prod has no lowering (sin and then log_softmax, used here before, now lower)
+    Path model = ir(GELU.replace("gelu %x {approximate = \"none\"}", "reduce_prod %x {axes = [1], keepdims = true}")
+        .replace("Gelu_0", "ReduceProd_7").replace("\"y\": tensor<?seq x 64 x f32>", "\"y\": tensor<?seq x 1 x f32>")
+        .replace(": tensor<?seq x 64 x f32> loc", ": tensor<?seq x 1 x f32> loc"));
     CliResult r = run("compile", model.toString(), "-o", dir.resolve("x.sohu").toString());
     assertEquals(1, r.code(), r.out() + r.err());
-    assertTrue(r.err().contains("LogSoftmax_7"), r.err());
+    assertTrue(r.err().contains("'reduce_prod' (%y, at \"ReduceProd_7\"): reduce_prod"), r.err());
   }
 
   @Test

@@ -191,16 +191,6 @@ public final class FuseAttentionPass extends RewritePass {
     }
     Value mask = null;
     for (Value m : masks) {
-      if (mask != null) {
-        // masks broadcast on both sides (a [1, H, S, T] bias and a [B, 1, 1, T] padding mask)
-        // sum as full [B, H, S, T] tensors: an add that broadcasts both operands, or one over
-        // middle dims, is not an elementwise pattern the chip's vector unit runs
-        List<Dim> both = dev.sohuc.ir.op.Shapes.broadcast(mask.type().dims(), m.type().dims());
-        if (!both.equals(mask.type().dims()) && !both.equals(m.type().dims())) {
-          mask = cx.add(new DataOp.Expand(mask, both));
-          m = cx.add(new DataOp.Expand(m, both));
-        }
-      }
       mask = mask == null ? m : cx.add(new Binary(BinaryKind.ADD, mask, m));
     }
     double scale = et == ElementType.F32 ? RewriteContext.shortestF32(sc.scale) : sc.scale;
