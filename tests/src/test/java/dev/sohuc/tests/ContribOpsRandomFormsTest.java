@@ -93,6 +93,7 @@ class ContribOpsRandomFormsTest {
   @Test
   void mutatedFormsImportCompileAndRunOrAreRefusedCleanly() throws Exception {
     Random r = new Random(2026);
+    int emulated = 0;
     for (int i = 0; i < 1500; i++) {
       Form base = FORMS.get(r.nextInt(FORMS.size()));
       List<In> inputs = new ArrayList<>(base.inputs());
@@ -100,8 +101,11 @@ class ContribOpsRandomFormsTest {
       for (int k = r.nextInt(4); k > 0; k--) {
         mutate(r, inputs, attrs);
       }
-      check(i, base.op(), inputs, attrs, 1 + r.nextInt(base.outputs()), r);
+      emulated += check(i, base.op(), inputs, attrs, 1 + r.nextInt(base.outputs()), r) ? 1 : 0;
     }
+    // most mutations are refused (a wrong rank or type is the point); the rest reach the chip
+    // (measured 311 of 1500)
+    assertTrue(emulated >= 250, emulated + " of 1500 forms compiled");
   }
 
   private static void mutate(Random r, List<In> inputs, Map<String, Long> attrs) {
@@ -138,7 +142,8 @@ class ContribOpsRandomFormsTest {
     return out;
   }
 
-  private void check(int i, String op, List<In> inputs, Map<String, Long> attrs, int outputs, Random r)
+  /** Whether the node compiled and ran (and so was compared). */
+  private boolean check(int i, String op, List<In> inputs, Map<String, Long> attrs, int outputs, Random r)
       throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g");
     List<String> names = new ArrayList<>();
@@ -181,19 +186,19 @@ class ContribOpsRandomFormsTest {
     } catch (IrException e) {
       assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
       assertTrue(e.getMessage().startsWith(file.toString()), () -> form + ": " + e.getMessage());
-      return;
+      return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + ": " + e, e);
     }
     if (!small) {
-      return;
+      return false;
     }
     Map<String, Tensor> reference;
     try {
       reference = new Interpreter(module).run(values);
     } catch (IrException e) {
       assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
-      return;
+      return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (interpreter): " + e, e);
     }
@@ -205,7 +210,7 @@ class ContribOpsRandomFormsTest {
     } catch (BackendException | IrException e) {
       assertFalse(e.getMessage().contains("\n") && !e.getMessage().startsWith("unsupported by the sohu backend"),
           () -> form + ": not one line: " + e.getMessage());
-      return;
+      return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (compile): " + e, e);
     }
@@ -231,6 +236,7 @@ class ContribOpsRandomFormsTest {
         }
       }
     }
+    return true;
   }
 
   private static ValueInfoProto input(String name, ElementType type, long[] dims) {

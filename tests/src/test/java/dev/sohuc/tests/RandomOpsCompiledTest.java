@@ -1,6 +1,7 @@
 package dev.sohuc.tests;
 
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.onnx.proto.OnnxMl.AttributeProto;
 import ai.onnx.proto.OnnxMl.GraphProto;
@@ -253,14 +254,18 @@ class RandomOpsCompiledTest {
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     Random r = new Random(99);
+    int emulated = 0;
     for (int i = 0; i < 800; i++) {
       Graph g = new Graph(r);
       build(g, r);
-      check(i, g);
+      emulated += check(i, g) ? 1 : 0;
     }
+    // the ops above are the backend's: nearly every graph reaches the chip (measured 800 of 800)
+    assertTrue(emulated >= 780, emulated + " of 800 graphs compiled");
   }
 
-  private void check(int i, Graph graph) throws Exception {
+  /** Whether the graph compiled and ran (and so was compared). */
+  private boolean check(int i, Graph graph) throws Exception {
     ModelProto m = ModelProto.newBuilder().setIrVersion(8)
         .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(17)).setGraph(graph.g).build();
     Path file = dir.resolve("case.onnx");
@@ -274,7 +279,7 @@ class RandomOpsCompiledTest {
       reference = new Interpreter(module).run(graph.values);
     } catch (IrException e) {
       assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
-      return;
+      return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (import or interpreter): " + e, e);
     }
@@ -284,7 +289,7 @@ class RandomOpsCompiledTest {
       chip = new Emulator(SohuBackend.compile(module, BackendOptions.defaults()).program(),
           MachineDescription.defaultTarget(), Options.defaults().withScheduleSeed(7L));
     } catch (BackendException | IrException e) {
-      return;
+      return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (compile): " + e, e);
     }
@@ -311,5 +316,6 @@ class RandomOpsCompiledTest {
             + " on the chip, " + want[j] + " on the interpreter");
       }
     }
+    return true;
   }
 }
