@@ -142,17 +142,8 @@ final class Legalization {
     n.setOp(n.op().withOperands(operands));
   }
 
-  /** Equal dims once leading 1s are dropped (the elementwise patterns ignore them). */
   private static boolean sameShape(Value v, List<Dim> out) {
-    return strip(v.type().dims()).equals(strip(out));
-  }
-
-  private static List<Dim> strip(List<Dim> d) {
-    int i = 0;
-    while (i < d.size() && d.get(i).is(1)) {
-      i++;
-    }
-    return d.subList(i, d.size());
+    return Lowering.squeezeEq(v.type().dims(), out);
   }
 
   private static boolean isScalarConstant(Value v, Map<Value, Tensor> known) {

@@ -332,8 +332,8 @@ final class Lowering {
     return (float) t.get(0);
   }
 
-  /** Equal after dropping leading 1s. */
-  private static boolean squeezeEq(List<Dim> a, List<Dim> b) {
+  /** Equal after dropping leading 1s (the elementwise patterns ignore them). */
+  static boolean squeezeEq(List<Dim> a, List<Dim> b) {
     return strip(a).equals(strip(b));
   }
 

@@ -5,7 +5,6 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.tensor.Tensor;
-import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Bcast;
@@ -84,15 +83,7 @@ final class SelectLowering {
   }
 
   private static boolean sameShape(TensorType t, TensorType out) {
-    return strip(t.dims()).equals(strip(out.dims()));
-  }
-
-  private static List<Dim> strip(List<Dim> d) {
-    int i = 0;
-    while (i < d.size() && d.get(i).is(1)) {
-      i++;
-    }
-    return d.subList(i, d.size());
+    return Lowering.squeezeEq(t.dims(), out.dims());
   }
 
   private static Float imm(Value v, Map<Value, Tensor> known) {

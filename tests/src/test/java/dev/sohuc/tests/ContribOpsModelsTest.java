@@ -205,17 +205,14 @@ class ContribOpsModelsTest {
     var g = new DecoderGraphs.Builder(SEED + 4);
     String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
     String mask = g.input("attention_mask", DataType.INT32, 1, SEQ);
-    String attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
-        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)),
-        g.weight("qkv.bias", 3 * h), mask), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    List<String> inputs = new java.util.ArrayList<>(projections(g, x, h));
+    inputs.addAll(List.of(g.weight("qkv.bias", 3 * h), mask));
+    String attn = g.contrib("MultiHeadAttention", inputs, new int[] {0},
+        DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
     g.output("attention_out", g.matmul(attn, g.weight("o.weight", h, h)));
-    long[] maskv = new long[(int) SEQ];
-    for (int i = 0; i < SEQ; i++) {
-      maskv[i] = i < SEQ - 6 ? 1 : 0;
-    }
     Map<String, Tensor> in = new LinkedHashMap<>();
     in.put(x, gaussian(new Random(SEED), 1, SEQ, h));
-    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, maskv));
+    in.put(mask, paddingMask(1, 6));
     String report = check("mha-encoder", g.modelBytes("mha_encoder"), in);
     assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
@@ -233,19 +230,16 @@ class ContribOpsModelsTest {
     String x = g.input("hidden_states", DataType.FLOAT, 2, SEQ, h);
     String bias = g.input("position_bias", DataType.FLOAT, 1, 4, SEQ, SEQ);
     String mask = g.input("attention_mask", DataType.INT32, 2, SEQ);
-    String attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
-        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)), "", mask, bias),
-        new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
+    List<String> inputs = new java.util.ArrayList<>(projections(g, x, h));
+    inputs.addAll(List.of("", mask, bias));
+    String attn = g.contrib("MultiHeadAttention", inputs, new int[] {0},
+        DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0);
     g.output("attention_out", attn);
-    long[] maskv = new long[(int) (2 * SEQ)];
-    for (int i = 0; i < maskv.length; i++) {
-      maskv[i] = i < 2 * SEQ - 9 ? 1 : 0;
-    }
     Random r = new Random(SEED);
     Map<String, Tensor> in = new LinkedHashMap<>();
     in.put(x, gaussian(r, 2, SEQ, h));
     in.put(bias, gaussian(r, 1, 4, SEQ, SEQ));
-    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {2, SEQ}, maskv));
+    in.put(mask, paddingMask(2, 9));
     String report = check("mha-bias-mask", g.modelBytes("mha_bias_mask"), in);
     assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
@@ -263,8 +257,9 @@ class ContribOpsModelsTest {
     String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
     String pk = g.input("past_key", DataType.FLOAT, 1, 2, past, 64);
     String pv = g.input("past_value", DataType.FLOAT, 1, 2, past, 64);
-    List<String> attn = g.contrib("MultiHeadAttention", List.of(g.matmul(x, g.weight("q.weight", h, h)),
-        g.matmul(x, g.weight("k.weight", h, h)), g.matmul(x, g.weight("v.weight", h, h)), "", "", "", pk, pv),
+    List<String> inputs = new java.util.ArrayList<>(projections(g, x, h));
+    inputs.addAll(List.of("", "", "", pk, pv));
+    List<String> attn = g.contrib("MultiHeadAttention", inputs,
         new int[] {0, 1, 2}, DecoderGraphs.Builder.intAttr("num_heads", 2),
         DecoderGraphs.Builder.intAttr("unidirectional", 1));
     g.output("attention_out", attn.get(0));
@@ -355,6 +350,21 @@ class ContribOpsModelsTest {
       in.put(input, gaussian(r, 1, SEQ, h));
     }
     return check(name, model, in);
+  }
+
+  /** The q, k and v projections of {@code x}, [h, h] MatMuls each. */
+  private static List<String> projections(DecoderGraphs.Builder g, String x, long h) {
+    return List.of(g.matmul(x, g.weight("q.weight", h, h)), g.matmul(x, g.weight("k.weight", h, h)),
+        g.matmul(x, g.weight("v.weight", h, h)));
+  }
+
+  /** An int32 [batch, SEQ] attention mask of ones, the last sequence's last {@code padded} keys 0. */
+  private static Tensor paddingMask(int batch, int padded) {
+    long[] mask = new long[(int) (batch * SEQ)];
+    for (int i = 0; i < mask.length; i++) {
+      mask[i] = i < mask.length - padded ? 1 : 0;
+    }
+    return Tensor.ofLongs(ElementType.I32, new long[] {batch, SEQ}, mask);
   }
 
   /** An f32 tensor of seeded N(0, 1) values. */

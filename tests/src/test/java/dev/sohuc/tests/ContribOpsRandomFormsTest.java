@@ -223,18 +223,8 @@ class ContribOpsRandomFormsTest {
     }
     Map<String, HostTensor> got = chip.runFunctional(in, Map.of()).outputs();
     for (Map.Entry<String, Tensor> e : reference.entrySet()) {
-      float[] want = e.getValue().floats();
-      float[] have = got.get(e.getKey()).toF32();
-      double scale = 1;
-      for (float w : want) {
-        scale = Math.max(scale, Math.abs(w));
-      }
-      for (int j = 0; j < want.length; j++) {
-        if (!(Math.abs(have[j] - want[j]) <= 1e-4 * scale) && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
-          throw new AssertionError(form + ": output " + e.getKey() + " element " + j + " is " + have[j]
-              + " on the chip, " + want[j] + " on the interpreter");
-        }
-      }
+      Models.assertNear(form + ": output " + e.getKey(), e.getValue().floats(),
+          got.get(e.getKey()).toF32(), 1e-4);
     }
     return true;
   }

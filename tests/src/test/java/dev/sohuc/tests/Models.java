@@ -142,6 +142,23 @@ final class Models {
     return max;
   }
 
+  /**
+   * Fails naming {@code what} and the first element of {@code have} more than {@code tol} x
+   * max(1, max |want|) from {@code want} (NaN where both are NaN agrees).
+   */
+  static void assertNear(String what, float[] want, float[] have, double tol) {
+    double scale = 1;
+    for (float w : want) {
+      scale = Math.max(scale, Math.abs(w));
+    }
+    for (int j = 0; j < want.length; j++) {
+      if (!(Math.abs(have[j] - want[j]) <= tol * scale) && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
+        throw new AssertionError(what + ": element " + j + " of " + want.length + " is " + have[j]
+            + " on the chip, " + want[j] + " on the interpreter");
+      }
+    }
+  }
+
   static float[] floats(Path pb) {
     return TensorFiles.read(pb).floats();
   }

@@ -304,18 +304,7 @@ class RandomOpsCompiledTest {
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (emulator): " + e, e);
     }
-    float[] want = reference.get("y").floats();
-    float[] have = got.get("y").toF32();
-    double scale = 1;
-    for (float w : want) {
-      scale = Math.max(scale, Math.abs(w));
-    }
-    for (int j = 0; j < want.length; j++) {
-      if (!(Math.abs(have[j] - want[j]) <= 1e-4 * scale) && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
-        throw new AssertionError(form + ": element " + j + " of " + want.length + " is " + have[j]
-            + " on the chip, " + want[j] + " on the interpreter");
-      }
-    }
+    Models.assertNear(form, reference.get("y").floats(), got.get("y").toF32(), 1e-4);
     return true;
   }
 }
