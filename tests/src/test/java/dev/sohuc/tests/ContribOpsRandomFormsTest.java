@@ -1,6 +1,5 @@
 package dev.sohuc.tests;
 
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.onnx.proto.OnnxMl.AttributeProto;
@@ -12,23 +11,12 @@ import ai.onnx.proto.OnnxMl.TensorProto.DataType;
 import ai.onnx.proto.OnnxMl.TensorShapeProto;
 import ai.onnx.proto.OnnxMl.TypeProto;
 import ai.onnx.proto.OnnxMl.ValueInfoProto;
-import dev.sohuc.backend.BackendException;
-import dev.sohuc.backend.BackendOptions;
-import dev.sohuc.backend.SohuBackend;
-import dev.sohuc.backend.SymbolTypes;
-import dev.sohuc.emu.Emulator;
-import dev.sohuc.emu.HostTensor;
-import dev.sohuc.emu.MachineDescription;
-import dev.sohuc.emu.Options;
 import dev.sohuc.ir.IrException;
 import dev.sohuc.ir.Module;
-import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.onnx.ImportOptions;
 import dev.sohuc.onnx.OnnxImporter;
-import dev.sohuc.passes.PassManager;
-import dev.sohuc.passes.PassPipelines;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -184,49 +172,13 @@ class ContribOpsRandomFormsTest {
     try {
       module = OnnxImporter.importModel(file, ImportOptions.defaults());
     } catch (IrException e) {
-      assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
+      Models.assertOneLine(form, e.getMessage());
       assertTrue(e.getMessage().startsWith(file.toString()), () -> form + ": " + e.getMessage());
       return false;
     } catch (RuntimeException e) {
       throw new AssertionError(form + ": " + e, e);
     }
-    if (!small) {
-      return false;
-    }
-    Map<String, Tensor> reference;
-    try {
-      reference = new Interpreter(module).run(values);
-    } catch (IrException e) {
-      assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
-      return false;
-    } catch (RuntimeException e) {
-      throw new AssertionError(form + " (interpreter): " + e, e);
-    }
-    Emulator chip;
-    try {
-      new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(module);
-      chip = new Emulator(SohuBackend.compile(module, BackendOptions.defaults()).program(),
-          MachineDescription.defaultTarget(), Options.defaults());
-    } catch (BackendException | IrException e) {
-      assertFalse(e.getMessage().contains("\n") && !e.getMessage().startsWith("unsupported by the sohu backend"),
-          () -> form + ": not one line: " + e.getMessage());
-      return false;
-    } catch (RuntimeException e) {
-      throw new AssertionError(form + " (compile): " + e, e);
-    }
-    Map<String, HostTensor> in = new LinkedHashMap<>();
-    for (int k = 0, v = 0; k < inputs.size(); k++) {
-      if (inputs.get(k) != null) {
-        Tensor t = values.get(v++);
-        in.put("in" + k, new HostTensor(SymbolTypes.of(t.elementType()), t.shape(), t.toBytes()));
-      }
-    }
-    Map<String, HostTensor> got = chip.runFunctional(in, Map.of()).outputs();
-    for (Map.Entry<String, Tensor> e : reference.entrySet()) {
-      Models.assertNear(form + ": output " + e.getKey(), e.getValue().floats(),
-          got.get(e.getKey()).toF32(), 1e-4);
-    }
-    return true;
+    return small && Models.chipMatchesInterpreter(form, module, values);
   }
 
   private static ValueInfoProto input(String name, ElementType type, long[] dims) {

@@ -9,10 +9,23 @@ import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
+import dev.sohuc.backend.BackendException;
+import dev.sohuc.backend.BackendOptions;
+import dev.sohuc.backend.SohuBackend;
+import dev.sohuc.backend.SymbolTypes;
 import dev.sohuc.cli.Sohuc;
+import dev.sohuc.emu.Emulator;
+import dev.sohuc.emu.HostTensor;
+import dev.sohuc.emu.MachineDescription;
+import dev.sohuc.emu.Options;
+import dev.sohuc.ir.IrException;
+import dev.sohuc.ir.Module;
+import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.onnx.TensorFiles;
+import dev.sohuc.passes.PassManager;
+import dev.sohuc.passes.PassPipelines;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
@@ -24,6 +37,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -140,6 +154,59 @@ final class Models {
       max = Double.isNaN(e) ? Double.POSITIVE_INFINITY : Math.max(max, e);
     }
     return max;
+  }
+
+  /**
+   * Runs {@code module} on the reference interpreter, then compiles it (default pipeline, sohu
+   * backend) and runs it on the emulator with the same inputs (in argument order), every output
+   * within 1e-4 of the interpreter's ({@link #assertNear}). A step that refuses the module with
+   * its own error (IrException, BackendException: one line, or the backend's list of ops) ends
+   * it; returns whether the chip ran it. Anything else fails naming {@code form}.
+   */
+  static boolean chipMatchesInterpreter(String form, Module module, List<Tensor> inputs) {
+    Map<String, Tensor> reference;
+    try {
+      reference = new Interpreter(module).run(inputs);
+    } catch (IrException e) {
+      assertOneLine(form, e.getMessage());
+      return false;
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (interpreter): " + e, e);
+    }
+    Emulator chip;
+    try {
+      new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(module);
+      chip = new Emulator(SohuBackend.compile(module, BackendOptions.defaults()).program(),
+          MachineDescription.defaultTarget(), Options.defaults().withScheduleSeed(7L));
+    } catch (BackendException | IrException e) {
+      if (!e.getMessage().startsWith("unsupported by the sohu backend")) {
+        assertOneLine(form, e.getMessage());
+      }
+      return false;
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (compile): " + e, e);
+    }
+    Map<String, HostTensor> in = new LinkedHashMap<>();
+    for (int k = 0; k < inputs.size(); k++) {
+      Tensor t = inputs.get(k);
+      in.put(module.main().arguments().get(k).name(), new HostTensor(SymbolTypes.of(t.elementType()),
+          t.shape(), t.toBytes()));
+    }
+    Map<String, HostTensor> got;
+    try {
+      got = chip.runFunctional(in, Map.of()).outputs();
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + " (emulator): " + e, e);
+    }
+    reference.forEach((name, want) -> assertNear(form + ": output " + name, want.floats(),
+        got.get(name).toF32(), 1e-4));
+    return true;
+  }
+
+  static void assertOneLine(String form, String message) {
+    if (message.contains("\n")) {
+      throw new AssertionError(form + ": not one line: " + message);
+    }
   }
 
   /**

@@ -1,6 +1,5 @@
 package dev.sohuc.tests;
 
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.onnx.proto.OnnxMl.AttributeProto;
@@ -13,30 +12,17 @@ import ai.onnx.proto.OnnxMl.TensorProto.DataType;
 import ai.onnx.proto.OnnxMl.TensorShapeProto;
 import ai.onnx.proto.OnnxMl.TypeProto;
 import ai.onnx.proto.OnnxMl.ValueInfoProto;
-import dev.sohuc.backend.BackendException;
-import dev.sohuc.backend.BackendOptions;
-import dev.sohuc.backend.SohuBackend;
-import dev.sohuc.backend.SymbolTypes;
-import dev.sohuc.emu.Emulator;
-import dev.sohuc.emu.HostTensor;
-import dev.sohuc.emu.MachineDescription;
-import dev.sohuc.emu.Options;
 import dev.sohuc.ir.IrException;
 import dev.sohuc.ir.Module;
-import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.onnx.ImportOptions;
 import dev.sohuc.onnx.OnnxImporter;
-import dev.sohuc.passes.PassManager;
-import dev.sohuc.passes.PassPipelines;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -273,38 +259,14 @@ class RandomOpsCompiledTest {
     String form = "case " + i + ": " + graph.g.getNode(graph.g.getNodeCount() - 1).toString().replace('\n', ' ')
         + " inputs " + graph.values.stream().map(t -> Arrays.toString(t.shape())).toList();
     Module module;
-    Map<String, Tensor> reference;
     try {
       module = OnnxImporter.importModel(file, ImportOptions.defaults());
-      reference = new Interpreter(module).run(graph.values);
     } catch (IrException e) {
-      assertFalse(e.getMessage().contains("\n"), () -> form + ": not one line: " + e.getMessage());
+      Models.assertOneLine(form, e.getMessage());
       return false;
     } catch (RuntimeException e) {
-      throw new AssertionError(form + " (import or interpreter): " + e, e);
+      throw new AssertionError(form + " (import): " + e, e);
     }
-    Emulator chip;
-    try {
-      new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(module);
-      chip = new Emulator(SohuBackend.compile(module, BackendOptions.defaults()).program(),
-          MachineDescription.defaultTarget(), Options.defaults().withScheduleSeed(7L));
-    } catch (BackendException | IrException e) {
-      return false;
-    } catch (RuntimeException e) {
-      throw new AssertionError(form + " (compile): " + e, e);
-    }
-    Map<String, HostTensor> in = new LinkedHashMap<>();
-    for (int k = 0; k < graph.values.size(); k++) {
-      Tensor t = graph.values.get(k);
-      in.put(graph.g.getInput(k).getName(), new HostTensor(SymbolTypes.of(t.elementType()), t.shape(), t.toBytes()));
-    }
-    Map<String, HostTensor> got;
-    try {
-      got = chip.runFunctional(in, Map.of()).outputs();
-    } catch (RuntimeException e) {
-      throw new AssertionError(form + " (emulator): " + e, e);
-    }
-    Models.assertNear(form, reference.get("y").floats(), got.get("y").toF32(), 1e-4);
-    return true;
+    return Models.chipMatchesInterpreter(form, module, graph.values);
   }
 }
