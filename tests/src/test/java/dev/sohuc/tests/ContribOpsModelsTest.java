@@ -158,7 +158,7 @@ class ContribOpsModelsTest {
     in.put(segments, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, segv));
     in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, maskv));
     String report = check(name, g.modelBytes(name.replace('-', '_')), in);
-    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+    assertOneFusedAttention(report);
   }
 
   /**
@@ -190,7 +190,7 @@ class ContribOpsModelsTest {
     in.put(ids, Tensor.ofLongs(ElementType.I32, new long[] {1, SEQ}, idv));
     in.put(lengths, Tensor.ofLongs(ElementType.I32, new long[] {1}, new long[] {SEQ - 9}));
     String report = check("key-lengths-causal", g.modelBytes("key_lengths_causal"), in);
-    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+    assertOneFusedAttention(report);
   }
 
   /**
@@ -214,7 +214,7 @@ class ContribOpsModelsTest {
     in.put(x, gaussian(new Random(SEED), 1, SEQ, h));
     in.put(mask, paddingMask(1, 6));
     String report = check("mha-encoder", g.modelBytes("mha_encoder"), in);
-    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+    assertOneFusedAttention(report);
   }
 
   /**
@@ -241,7 +241,7 @@ class ContribOpsModelsTest {
     in.put(bias, gaussian(r, 1, 4, SEQ, SEQ));
     in.put(mask, paddingMask(2, 9));
     String report = check("mha-bias-mask", g.modelBytes("mha_bias_mask"), in);
-    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+    assertOneFusedAttention(report);
   }
 
   /**
@@ -316,7 +316,7 @@ class ContribOpsModelsTest {
     in.put(x, gaussian(r, 1, SEQ, h));
     in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {1, SEQ}, positions));
     String report = check("llama-rotary-mha", g.modelBytes("llama_rotary_mha"), in);
-    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
+    assertOneFusedAttention(report);
   }
 
   /** An unsupported contrib op (GroupQueryAttention) is named, with exit code 1. */
@@ -350,6 +350,11 @@ class ContribOpsModelsTest {
       in.put(input, gaussian(r, 1, SEQ, h));
     }
     return check(name, model, in);
+  }
+
+  /** The compile report shows one attention fused and nothing left unfused. */
+  private static void assertOneFusedAttention(String report) {
+    assertTrue(report.contains("unfused: none") && report.matches("(?s).*fused:\\s+attention\\s+1\n.*"), report);
   }
 
   /** The q, k and v projections of {@code x}, [h, h] MatMuls each. */
