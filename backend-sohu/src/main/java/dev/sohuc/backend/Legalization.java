@@ -8,10 +8,13 @@ import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
+import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.ReductionOp.ReduceKind;
+import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -20,8 +23,15 @@ import java.util.Map;
  * Rewrites, before lowering, of ops the chip runs only in another form; the module changes by
  * the same numbers in other ops:
  * <ul>
- *   <li>a softmax, log-softmax or one-axis reduction over an axis other than the last (the VPU
- *       reduces along rows) runs on a transposed copy with that axis last, transposed back;
+ *   <li>data movement of static shapes as copies the DMA makes: a tile is an expand of x with a
+ *       1 before each dim, a pad the concat of its borders with x along each axis (constant
+ *       blocks; for reflect and edge, gathers of x's rows at constant indices), negative pads
+ *       slices; a trilu keeps x where a constant mask says (a where);
+ *   <li>a cumulative sum along a static axis of up to {@value #MAX_CUMSUM} is a matmul with a
+ *       constant triangle of ones (the MXU's f32 sums, exact for integers below 2^24);
+ *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
+ *       along rows) runs on a transposed copy with those axes last (several reduced axes
+ *       merged into one), transposed back;
  *   <li>a log-softmax is {@code d - log(sum(exp(d)))} with {@code d = x - max(x)}, ONNX
  *       Runtime's own form: finite where {@code log(softmax)} would underflow to minus infinity;
  *   <li>an elementwise op whose operands broadcast otherwise than in the VPU's row patterns (a
@@ -35,13 +45,35 @@ import java.util.Map;
 final class Legalization {
   private Legalization() {}
 
-  static void run(Function fn, Map<Value, Tensor> known) {
+  static final long MAX_CUMSUM = 2048;
+
+  /**
+   * Rewrites {@code fn}; returns the constants it added, for the caller to fold with the
+   * others.
+   */
+  static List<Value> run(Function fn, Map<Value, Tensor> known) {
+    List<Value> constants = new ArrayList<>();
+    for (Node n : List.copyOf(fn.body())) {
+      FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
+      Value y = switch (n.op()) {
+        case DataOp.Tile t when staticDims(t.x()) -> tile(b, n, t);
+        case DataOp.Pad p when staticDims(p.x()) && padLowers(p) -> pad(b, n, p, constants);
+        case DataOp.Trilu t when staticDims(t.x()) && t.x().type().elementType() == ElementType.F32 ->
+            trilu(b, n, t, constants);
+        case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(fn, n, c.x(), c.axis(),
+            (bb, x) -> cumsumLast(bb, n, x, c, constants));
+        default -> null;
+      };
+      if (y != null) {
+        replace(fn, n, y);
+      }
+    }
     for (Node n : List.copyOf(fn.body())) {
       switch (n.op()) {
         case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(fn, n, s.x(),
             s.axis(), (b, t) -> b.add(new ReductionOp.Softmax(t, -1, s.log()), n.location())));
-        case ReductionOp.Reduce r when r.axes().size() == 1 && !isLast(r.axes().get(0), r.x())
-            && r.kind() != ReduceKind.PROD -> replace(fn, n, reducedOverLast(fn, n, r));
+        case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.axes().size() == 1
+            && isLast(r.axes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(fn, n, r));
         default -> { }
       }
     }
@@ -55,6 +87,162 @@ final class Legalization {
         expandOperands(fn, n, known);
       }
     }
+    return constants;
+  }
+
+  private static boolean staticDims(Value v) {
+    return v.type().dims().stream().allMatch(Dim::isStatic);
+  }
+
+  private static long[] shape(Value v) {
+    return v.type().dims().stream().mapToLong(Dim::value).toArray();
+  }
+
+  private static Value constant(FunctionBuilder b, Node n, Tensor t, List<Value> constants) {
+    Value c = b.add(new SourceOp.Constant(t), n.location());
+    constants.add(c);
+    return c;
+  }
+
+  /**
+   * Axis by axis, x as [outer, 1, d, inner] expanded to [outer, r, d, inner] and merged back: r
+   * copies of each block along the axis (four dims at most: the DMA's loop nest).
+   */
+  private static Value tile(FunctionBuilder b, Node n, DataOp.Tile t) {
+    Value x = t.x();
+    long[] s = shape(x);
+    for (int axis = 0; axis < s.length; axis++) {
+      long r = t.repeats().get(axis);
+      if (r == 1) {
+        continue;
+      }
+      long outer = java.util.Arrays.stream(s, 0, axis).reduce(1, Math::multiplyExact);
+      long inner = java.util.Arrays.stream(s, axis + 1, s.length).reduce(1, Math::multiplyExact);
+      Value split = b.add(new DataOp.Reshape(x, dims(outer, 1, s[axis], inner)), n.location());
+      Value copies = b.add(new DataOp.Expand(split, dims(outer, r, s[axis], inner)), n.location());
+      s[axis] *= r;
+      x = b.add(new DataOp.Reshape(copies, dims(s)), n.location());
+    }
+    return x;
+  }
+
+  private static List<Dim> dims(long... d) {
+    return java.util.Arrays.stream(d).mapToObj(Dim::of).toList();
+  }
+
+  /** Whether each reflected border fits in its axis (ONNX reflects once, about the edge row). */
+  private static boolean padLowers(DataOp.Pad p) {
+    int rank = p.x().type().rank();
+    for (int axis = 0; axis < rank; axis++) {
+      long d = p.x().type().dim(axis).value() - Math.max(0, -p.pads().get(axis))
+          - Math.max(0, -p.pads().get(axis + rank));
+      long widest = Math.max(p.pads().get(axis), p.pads().get(axis + rank));
+      if (widest > 0 && (p.mode() == DataOp.PadMode.REFLECT ? widest > d - 1 : d < 1)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Axis by axis: negative pads slice x, positive ones concat their borders before and after it. */
+  private static Value pad(FunctionBuilder b, Node n, DataOp.Pad p, List<Value> constants) {
+    Value x = p.x();
+    int rank = x.type().rank();
+    for (int axis = 0; axis < rank; axis++) {
+      long before = p.pads().get(axis);
+      long after = p.pads().get(axis + rank);
+      long d = x.type().dim(axis).value();
+      if (before < 0 || after < 0) {
+        x = b.add(new DataOp.Slice(x, List.of(Dim.of(Math.max(0, -before))), List.of(Dim.of(d - Math.max(0, -after))),
+            List.of((long) axis), List.of(1L)), n.location());
+        before = Math.max(0, before);
+        after = Math.max(0, after);
+        d = x.type().dim(axis).value();
+      }
+      if (before == 0 && after == 0) {
+        continue;
+      }
+      List<Value> parts = new ArrayList<>();
+      if (before > 0) {
+        parts.add(border(b, n, p, x, axis, before, true, constants));
+      }
+      parts.add(x);
+      if (after > 0) {
+        parts.add(border(b, n, p, x, axis, after, false, constants));
+      }
+      x = b.add(new DataOp.Concat(parts, axis), n.location());
+    }
+    return x;
+  }
+
+  /** The {@code count} rows along {@code axis} a pad puts before (or after) x. */
+  private static Value border(FunctionBuilder b, Node n, DataOp.Pad p, Value x, int axis, long count,
+      boolean before, List<Value> constants) {
+    long[] shape = shape(x);
+    long d = shape[axis];
+    if (p.mode() == DataOp.PadMode.CONSTANT) {
+      shape[axis] = count;
+      Tensor fill = Tensor.zeros(x.type().elementType(), shape);
+      for (int i = 0; i < fill.size(); i++) {
+        fill.set(i, p.value());
+      }
+      return constant(b, n, fill, constants);
+    }
+    long[] rows = new long[(int) count];
+    for (int i = 0; i < count; i++) {
+      // reflect mirrors about the edge row (excluded), edge repeats it
+      rows[i] = p.mode() == DataOp.PadMode.EDGE ? (before ? 0 : d - 1)
+          : before ? count - i : d - 2 - i;
+    }
+    Value indices = constant(b, n, Tensor.ofLongs(ElementType.I64, new long[] {count}, rows), constants);
+    return b.add(new DataOp.Gather(x, indices, axis), n.location());
+  }
+
+  /** x where the kept triangle's constant mask is true, 0 elsewhere. */
+  private static Value trilu(FunctionBuilder b, Node n, DataOp.Trilu t, List<Value> constants) {
+    long[] s = shape(t.x());
+    long rows = s[s.length - 2];
+    long cols = s[s.length - 1];
+    Tensor keep = Tensor.zeros(ElementType.BOOL, rows, cols);
+    for (int i = 0; i < rows; i++) {
+      for (int j = 0; j < cols; j++) {
+        long diag = (long) j - i;
+        keep.set((int) (i * cols + j), (t.upper() ? diag >= t.k() : diag <= t.k()) ? 1 : 0);
+      }
+    }
+    return b.add(new ElementwiseOp.Where(constant(b, n, keep, constants), t.x(),
+        constant(b, n, Tensor.scalar(ElementType.F32, 0), constants)), n.location());
+  }
+
+  private static boolean cumsumLowers(ReductionOp.CumSum c) {
+    Dim d = c.x().type().dim((int) Math.floorMod(c.axis(), c.x().type().rank()));
+    return c.x().type().elementType() == ElementType.F32 && d.isStatic() && d.value() <= MAX_CUMSUM;
+  }
+
+  /** The cumulative sum along the last axis: x @ U, U[j][i] = 1 where j adds to position i. */
+  private static Value cumsumLast(FunctionBuilder b, Node n, Value x, ReductionOp.CumSum c,
+      List<Value> constants) {
+    int d = (int) x.type().dim(x.type().rank() - 1).value();
+    float[] u = new float[d * d];
+    for (int j = 0; j < d; j++) {
+      for (int i = 0; i < d; i++) {
+        boolean adds = c.reverse() ? (c.exclusive() ? j > i : j >= i) : (c.exclusive() ? j < i : j <= i);
+        u[j * d + i] = adds ? 1f : 0f;
+      }
+    }
+    Value ones = constant(b, n, Tensor.ofFloats(ElementType.F32, new long[] {d, d}, u), constants);
+    if (x.type().rank() > 1) {
+      return b.add(new LinalgOp.MatMul(x, ones), n.location());
+    }
+    // a vector as a one-row matrix: the MXU takes matrices
+    Value row = b.add(new DataOp.Reshape(x, dims(1, d)), n.location());
+    return b.add(new DataOp.Reshape(b.add(new LinalgOp.MatMul(row, ones), n.location()), x.type().dims()),
+        n.location());
+  }
+
+  private static boolean reducedStatic(ReductionOp.Reduce r) {
+    return r.axes().stream().allMatch(a -> r.x().type().dim((int) Math.floorMod(a, r.x().type().rank()))
+        .isStatic());
   }
 
   private static boolean isLast(long axis, Value x) {
@@ -74,7 +262,10 @@ final class Legalization {
   /** {@code op} over {@code axis} of {@code x}: over the last axis of x with that axis moved last. */
   private static Value lastAxis(Function fn, Node n, Value x, long axis, AlongLast op) {
     int rank = x.type().rank();
-    List<Long> perm = moveLast(rank, (int) Math.floorMod(axis, rank));
+    if (isLast(axis, x)) {
+      return op.apply(new FunctionBuilder(fn).insertBefore(n), x);
+    }
+    List<Long> perm = moveLast(rank, List.of((int) Math.floorMod(axis, rank)));
     List<Long> back = new ArrayList<>(perm);
     for (int i = 0; i < rank; i++) {
       back.set(perm.get(i).intValue(), (long) i);
@@ -84,26 +275,36 @@ final class Legalization {
     return b.add(new DataOp.Transpose(along, back), n.location());
   }
 
-  /** The reduction over the last axis of x with the reduced axis moved last, in the result's shape. */
+  /**
+   * The reduction over the last axis of x with the reduced axes moved last and merged into one,
+   * in the result's shape.
+   */
   private static Value reducedOverLast(Function fn, Node n, ReductionOp.Reduce r) {
     int rank = r.x().type().rank();
+    List<Integer> axes = r.axes().stream().map(a -> (int) Math.floorMod(a, rank)).distinct().sorted().toList();
     FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
-    Value moved = b.add(new DataOp.Transpose(r.x(), moveLast(rank,
-        (int) Math.floorMod(r.axes().get(0), rank))), n.location());
+    Value moved = b.add(new DataOp.Transpose(r.x(), moveLast(rank, axes)), n.location());
+    List<Dim> merged = new ArrayList<>(moved.type().dims().subList(0, rank - axes.size()));
+    Dim reducedSize = Dim.of(1);
+    for (int a : axes) {
+      reducedSize = reducedSize.times(r.x().type().dim(a));
+    }
+    merged.add(reducedSize);
+    Value flat = b.add(new DataOp.Reshape(moved, merged), n.location());
     // the other axes keep their order, so dropping the last one leaves the result's layout
-    Value reduced = b.add(new ReductionOp.Reduce(r.kind(), moved, List.of(-1L), false), n.location());
+    Value reduced = b.add(new ReductionOp.Reduce(r.kind(), flat, List.of(-1L), false), n.location());
     return b.add(new DataOp.Reshape(reduced, n.result().type().dims()), n.location());
   }
 
-  /** 0 .. rank-1 with {@code axis} taken out and put last. */
-  private static List<Long> moveLast(int rank, int axis) {
+  /** 0 .. rank-1 with {@code axes} taken out and put last, in their order. */
+  private static List<Long> moveLast(int rank, List<Integer> axes) {
     List<Long> perm = new ArrayList<>();
     for (long i = 0; i < rank; i++) {
-      if (i != axis) {
+      if (!axes.contains((int) i)) {
         perm.add(i);
       }
     }
-    perm.add((long) axis);
+    axes.forEach(a -> perm.add((long) a));
     return perm;
   }
 

@@ -144,7 +144,9 @@ public final class SohuBackend {
         }
       }
       fold();
-      Legalization.run(fn, known);
+      for (Value c : Legalization.run(fn, known)) {
+        foldNode(c.producer());
+      }
       for (Node n : fn.body()) {
         if (isSource(n)) {
           if (!(n.op() instanceof SourceOp.WeightRef) && !known.containsKey(n.result())

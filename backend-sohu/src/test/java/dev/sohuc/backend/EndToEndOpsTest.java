@@ -144,7 +144,9 @@ class EndToEndOpsTest {
   /**
    * Forms the chip runs after Legalization: operands broadcast on both sides or over middle
    * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
-   * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed).
+   * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed); tiles,
+   * pads of each mode (a negative one cropping), a trilu, cumulative sums and a reduction over
+   * two axes.
    */
   @Test
   void legalizedForms() {
@@ -160,6 +162,18 @@ class EndToEndOpsTest {
           %rmean = reduce_mean %x {axes = [0], keepdims = false} : tensor<3 x ?s x 24 x f32>
           return %both, %middle, %sel, %sm, %lsm, %rmax, %rmean
         }""", List.of(Map.of("s", 5L), Map.of("s", 130L)));
+    check("legalized_static", """
+        func @main(%x: tensor<3 x 5 x 24 x f32>) -> ("tile": tensor<6 x 5 x 72 x f32>, "reflect": tensor<3 x 9 x 23 x f32>, "edge": tensor<4 x 5 x 26 x f32>, "constant": tensor<3 x 6 x 24 x f32>, "tril": tensor<3 x 5 x 24 x f32>, "cum": tensor<3 x 5 x 24 x f32>, "rcum": tensor<3 x 5 x 24 x f32>, "two": tensor<5 x f32>) {
+          %tile = tile %x {repeats = [2, 1, 3]} : tensor<6 x 5 x 72 x f32>
+          %reflect = pad %x {pads = [0, 2, 0, 0, 2, -1], mode = "reflect", value = 0.0} : tensor<3 x 9 x 23 x f32>
+          %edge = pad %x {pads = [1, 0, 2, 0, 0, 0], mode = "edge", value = 0.0} : tensor<4 x 5 x 26 x f32>
+          %constant = pad %x {pads = [0, 1, 0, 0, 0, 0], mode = "constant", value = -1.5} : tensor<3 x 6 x 24 x f32>
+          %tril = trilu %x {upper = false, k = -1} : tensor<3 x 5 x 24 x f32>
+          %cum = cumsum %x {axis = 1, exclusive = false, reverse = false} : tensor<3 x 5 x 24 x f32>
+          %rcum = cumsum %x {axis = 2, exclusive = true, reverse = true} : tensor<3 x 5 x 24 x f32>
+          %two = reduce_sum %x {axes = [0, 2], keepdims = false} : tensor<5 x f32>
+          return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two
+        }""", List.of(Map.of()));
   }
 
   @Test

@@ -237,6 +237,63 @@ class RandomOpsCompiledTest {
     }
   }
 
+  /**
+   * Ops that reach the chip through the backend's Legalization (tile, pad, cumsum, trilu,
+   * reductions over several axes) and other data movement (split, unsqueeze, flatten, pow).
+   */
+  private void buildMore(Graph g, Random r) {
+    int rank = 1 + r.nextInt(4);
+    long[] s = shape(r, rank);
+    int axis = r.nextInt(rank);
+    switch (r.nextInt(9)) {
+      case 0 -> {
+        long[] reps = new long[rank];
+        for (int i = 0; i < rank; i++) {
+          reps[i] = 1 + r.nextInt(3);
+        }
+        g.node("Tile", List.of(g.input(s, -1, 1), g.ints(reps)));
+      }
+      case 1 -> {
+        long[] pads = new long[2 * rank];
+        for (int i = 0; i < pads.length; i++) {
+          pads[i] = r.nextInt(3);
+        }
+        g.node("Pad", List.of(g.input(s, -1, 1), g.ints(pads)), AttributeProto.newBuilder().setName("mode")
+            .setType(AttributeProto.AttributeType.STRING).setS(com.google.protobuf.ByteString.copyFromUtf8(
+                List.of("constant", "reflect", "edge").get(r.nextInt(3)))).build());
+      }
+      case 2 -> g.node("CumSum", List.of(g.input(s, -1, 1), g.ints(axis)), attr("exclusive", r.nextInt(2)),
+          attr("reverse", r.nextInt(2)));
+      case 3 -> {
+        long[] m = {DIMS[r.nextInt(DIMS.length)], DIMS[r.nextInt(DIMS.length)]};
+        g.node("Trilu", List.of(g.input(m, -1, 1)), attr("upper", r.nextInt(2)));
+      }
+      case 4 -> {
+        long d = s[axis];
+        g.node("Split", List.of(g.input(s, -1, 1), g.ints(d / 2, d - d / 2)), attr("axis", axis));
+      }
+      case 5 -> g.node("Unsqueeze", List.of(g.input(s, -1, 1), g.ints(r.nextInt(rank + 1))));
+      case 6 -> g.node("Pow", List.of(g.input(s, 0.1, 3), g.input(broadcastable(r, s), -2, 2)));
+      case 7 -> g.node("ReduceSum", List.of(g.input(s, -1, 1), g.ints(perm(r, rank)[0], -1)),
+          attr("keepdims", r.nextInt(2)));
+      default -> g.node("Flatten", List.of(g.input(s, -1, 1)), attr("axis", axis));
+    }
+  }
+
+  @Test
+  void otherOpsCompileToTheInterpretersNumbersOrAreRefused() throws Exception {
+    Random r = new Random(98);
+    int emulated = 0;
+    for (int i = 0; i < 300; i++) {
+      Graph g = new Graph(r);
+      buildMore(g, r);
+      emulated += check(i, g) ? 1 : 0;
+    }
+    // the rest: reflect pads as wide as their axis (ONNX Runtime refuses them too), splits with
+    // an empty part (measured 280 of 300)
+    assertTrue(emulated >= 270, emulated + " of 300 graphs compiled");
+  }
+
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     Random r = new Random(99);
