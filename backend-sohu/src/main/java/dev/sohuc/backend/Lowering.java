@@ -677,6 +677,14 @@ final class Lowering {
    */
   record Planes(int count, long max, int hbmStride) {}
 
+  /**
+   * Where a row stream's second output starts in each SRAM tile row: after the first output's
+   * bytes, aligned to 4 (an f32 beside an odd count of 1-byte values would be misaligned).
+   */
+  static long secondOutputOffset(long outRowBytes) {
+    return (outRowBytes + 3) / 4 * 4;
+  }
+
   /** The general form with planes (null: one). */
   void rowStream(int rowsReg, long tile, List<In> ins, int outBase, long outRowBytes,
       long outHbmStride, Body body, boolean rawTokens, int[] swapPairs, Runnable afterPrologue,
@@ -705,7 +713,8 @@ final class Lowering {
       tileRs[i] = e.konst(in.rowBytes());
       step[i] = tile * in.hbmRowStride();
     }
-    long tileRowBytes = outRowBytes + (second == null ? 0 : second.rowBytes());
+    long secondAt = secondOutputOffset(outRowBytes);
+    long tileRowBytes = second == null ? outRowBytes : secondAt + second.rowBytes();
     int outCur = e.li(sram(planeCount * tile * tileRowBytes, "output tile"));
     int outNext = e.li(sram(planeCount * tile * tileRowBytes, "output tile"));
     // SRAM plane strides of each input's tiles and of the output's
@@ -778,7 +787,7 @@ final class Lowering {
       e.patchTokens(st, TOK_STORE, 0);
       if (second != null) {
         // after the first store in the DMA queue, so after the same STORE token
-        e.addImm(secondTile, outCur, outRowBytes);
+        e.addImm(secondTile, outCur, secondAt);
         e.dma(MemSpace.HBM, secondPtr, secondStride, MemSpace.SRAM, secondTile, outRs,
             second.rowBytes(), curRows, 0, 0, 1, 0, 0);
       }

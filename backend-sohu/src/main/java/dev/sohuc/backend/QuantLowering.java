@@ -817,19 +817,20 @@ final class QuantLowering {
     int cols = e.konst(v.cols());
     int inRs = e.konst(inRow);
     // the output tile's rows: q, then the row's scale
-    int tileRs = e.konst(outRow + 4);
+    long scaleAt = Lowering.secondOutputOffset(outRow);
+    int tileRs = e.konst(scaleAt + 4);
     int four = e.konst(4);
     int one = e.konst(1);
     int src = e.li(l.addr(x));
     int qDst = e.li(l.addr(q));
     int sDst = e.li(l.addr(scale));
-    long tile = l.tileRows(2 * (inRow + outRow + 4) + 4, 128);
+    long tile = l.tileRows(2 * (inRow + scaleAt + 4) + 4, 128);
     int scratch = e.li(l.sram(tile * 4, "row scales"));
     l.rowStream(rows, tile, List.of(new Lowering.In(src, inRow, inRow)), qDst, outRow, outRow,
         (in, out, r, st) -> {
           quantizeRows(out, tileRs, to, scratch, four, in[0], inRs, r, cols, qmax, one);
           int scales = e.alloc();
-          e.addImm(scales, out, outRow);
+          e.addImm(scales, out, scaleAt);
           e.vbini(BinOp.MUL, scales, tileRs, scratch, four, 1.0f, r, one, false);
           e.free(scales);
         }, false, new int[0], null, false, new Lowering.Out(sDst, 4, 4));

@@ -145,12 +145,38 @@ class TileDimsNumericsTest {
   void quantizedPromptsTrackTheInterpreterAgainstF32(String testCase) throws Exception {
     String[] parts = testCase.split(" ");
     long[] dims = java.util.Arrays.stream(parts[1].split(",")).mapToLong(Long::parseLong).toArray();
-    Module f32 = build(parts[0], dims, "prefill");
-    Module quantized = build(parts[0], dims, "prefill");
+    quantizedTracksTheInterpreter(testCase, parts[0], dims, QuantMode.parse(parts[2]));
+  }
+
+  /**
+   * Fourteen quantized prompts at seeded random dims (MLPs of 64 to 863: rows of 1-byte values
+   * whose scales once lay misaligned after them), each tracking the interpreter as above.
+   */
+  @org.junit.jupiter.api.Test
+  void randomDimsQuantizedTrackTheInterpreter() throws Exception {
+    Random r = new Random(31);
+    List<String> families = List.of("llama", "mistral", "qwen2", "gemma", "phi3");
+    long[] headDims = {32, 64, 128};
+    for (int i = 0; i < 14; i++) {
+      String family = families.get(r.nextInt(families.size()));
+      long heads = 1 + r.nextInt(6);
+      long kv = heads % 2 == 0 && r.nextBoolean() ? heads / 2 : heads;
+      long hidden = heads * (family.equals("gemma") ? 64 : headDims[r.nextInt(3)]);
+      long[] dims = {hidden, heads, kv, 64 + r.nextInt(800), 100 + r.nextInt(900)};
+      QuantMode mode = List.of(QuantMode.FP8, QuantMode.INT8, QuantMode.BF16).get(r.nextInt(3));
+      quantizedTracksTheInterpreter(family + " " + java.util.Arrays.toString(dims) + " " + mode, family, dims,
+          mode);
+    }
+  }
+
+  private void quantizedTracksTheInterpreter(String testCase, String family, long[] dims, QuantMode mode)
+      throws Exception {
+    Module f32 = build(family, dims, "prefill");
+    Module quantized = build(family, dims, "prefill");
     for (Module m : List.of(f32, quantized)) {
       new PassManager(PassPipelines.defaultPipeline()).verifyEach(true).run(m);
     }
-    Quantizer.quantize(quantized, QuantOptions.of(QuantMode.parse(parts[2])));
+    Quantizer.quantize(quantized, QuantOptions.of(mode));
     Random random = new Random(6);
     long[] shape = {2, 257};
     long[] ids = new long[514];
