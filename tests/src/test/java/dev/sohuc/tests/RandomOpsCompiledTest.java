@@ -85,6 +85,38 @@ class RandomOpsCompiledTest {
       return name;
     }
 
+    /** An 8-bit initializer (int8 or uint8) of the given values. */
+    String bytes(DataType type, long[] shape, long... v) {
+      String name = "c" + names++;
+      TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(type.getNumber());
+      Arrays.stream(shape).forEach(t::addDims);
+      byte[] raw = new byte[v.length];
+      for (int i = 0; i < v.length; i++) {
+        raw[i] = (byte) v[i];
+      }
+      g.addInitializer(t.setRawData(com.google.protobuf.ByteString.copyFrom(raw)));
+      return name;
+    }
+
+    String floats(long[] shape, float... v) {
+      String name = "c" + names++;
+      TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.getNumber());
+      Arrays.stream(shape).forEach(t::addDims);
+      for (float f : v) {
+        t.addFloatData(f);
+      }
+      g.addInitializer(t);
+      return name;
+    }
+
+    /** An intermediate node with a fresh output. */
+    String inner(String op, List<String> inputs, AttributeProto... attrs) {
+      String out = "t" + names++;
+      g.addNode(NodeProto.newBuilder().setOpType(op).setName(out).addAllInput(inputs).addOutput(out)
+          .addAllAttribute(List.of(attrs)));
+      return out;
+    }
+
     void node(String op, List<String> inputs, AttributeProto... attrs) {
       g.addNode(NodeProto.newBuilder().setOpType(op).setName(op).addAllInput(inputs).addOutput("y")
           .addAllAttribute(List.of(attrs)));
@@ -292,6 +324,58 @@ class RandomOpsCompiledTest {
     // the rest: reflect pads as wide as their axis (ONNX Runtime refuses them too), splits with
     // an empty part (measured 280 of 300)
     assertTrue(emulated >= 270, emulated + " of 300 graphs compiled");
+  }
+
+  /**
+   * Static-quantization (QDQ) forms that fold into the chip's quantized matmul exactly: an i8
+   * activation pair of zero point 0, times int8 weights through DequantizeLinear (a per-tensor or
+   * per-channel scale), then a bias or a ReLU. (The u8 pairs with a zero point that
+   * quantize_static writes by default fold into a per-token i8 requantization, within a bound
+   * FoldQdqPass states, checked against ONNX Runtime in QuantizedOnnxModelsTest.)
+   */
+  private void buildQdq(Graph g, Random r) {
+    long m = DIMS[r.nextInt(DIMS.length)];
+    long k = DIMS[2 + r.nextInt(DIMS.length - 2)];
+    long n = DIMS[2 + r.nextInt(DIMS.length - 2)];
+    String x = g.input(new long[] {m, k}, -2, 2);
+    String xs = g.floats(new long[0], 0.01f + r.nextFloat() * 0.03f);
+    String xz = g.bytes(DataType.INT8, new long[0], 0);
+    String xq = g.inner("DequantizeLinear", List.of(g.inner("QuantizeLinear", List.of(x, xs, xz)), xs, xz));
+    long[] w = new long[(int) (k * n)];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = r.nextInt(255) - 127;
+    }
+    boolean perChannel = r.nextBoolean();
+    float[] ws = new float[perChannel ? (int) n : 1];
+    for (int i = 0; i < ws.length; i++) {
+      ws[i] = 0.002f + r.nextFloat() * 0.01f;
+    }
+    long[] zeros = new long[ws.length];
+    String wd = g.inner("DequantizeLinear", List.of(g.bytes(DataType.INT8, new long[] {k, n}, w),
+        g.floats(perChannel ? new long[] {n} : new long[0], ws),
+        g.bytes(DataType.INT8, perChannel ? new long[] {n} : new long[0], zeros)), attr("axis", 1));
+    String y = g.inner("MatMul", List.of(xq, wd));
+    if (r.nextBoolean()) {
+      float[] bias = new float[(int) n];
+      for (int i = 0; i < bias.length; i++) {
+        bias[i] = r.nextFloat() - 0.5f;
+      }
+      g.node("Add", List.of(y, g.floats(new long[] {n}, bias)));
+    } else {
+      g.node("Relu", List.of(y));
+    }
+  }
+
+  @Test
+  void qdqMatmulsCompileToTheInterpretersNumbers() throws Exception {
+    Random r = new Random(97);
+    int emulated = 0;
+    for (int i = 0; i < 100; i++) {
+      Graph g = new Graph(r);
+      buildQdq(g, r);
+      emulated += check(i, g) ? 1 : 0;
+    }
+    assertTrue(emulated == 100, emulated + " of 100 graphs compiled");
   }
 
   @Test
