@@ -57,7 +57,7 @@ final class Legalization {
       FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
       Value y = switch (n.op()) {
         case DataOp.Tile t when staticDims(t.x()) -> tile(b, n, t);
-        case DataOp.Pad p when staticDims(p.x()) && padLowers(p) -> pad(b, n, p, constants);
+        case DataOp.Pad p when staticDims(p.x()) -> pad(b, n, p, constants);
         case DataOp.Trilu t when staticDims(t.x()) && t.x().type().elementType() == ElementType.F32 ->
             trilu(b, n, t, constants);
         case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(fn, n, c.x(), c.axis(),
@@ -128,20 +128,6 @@ final class Legalization {
 
   private static List<Dim> dims(long... d) {
     return java.util.Arrays.stream(d).mapToObj(Dim::of).toList();
-  }
-
-  /** Whether each reflected border fits in its axis (ONNX reflects once, about the edge row). */
-  private static boolean padLowers(DataOp.Pad p) {
-    int rank = p.x().type().rank();
-    for (int axis = 0; axis < rank; axis++) {
-      long d = p.x().type().dim(axis).value() - Math.max(0, -p.pads().get(axis))
-          - Math.max(0, -p.pads().get(axis + rank));
-      long widest = Math.max(p.pads().get(axis), p.pads().get(axis + rank));
-      if (widest > 0 && (p.mode() == DataOp.PadMode.REFLECT ? widest > d - 1 : d < 1)) {
-        return false;
-      }
-    }
-    return true;
   }
 
   /** Axis by axis: negative pads slice x, positive ones concat their borders before and after it. */

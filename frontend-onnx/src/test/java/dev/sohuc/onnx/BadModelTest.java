@@ -465,6 +465,27 @@ class BadModelTest {
             List.of("y", "mi"))));
   }
 
+  /** Reflect and edge pads need values to mirror or repeat (ONNX Runtime writes garbage there). */
+  @Test
+  void padsWiderThanTheirAxisAreNamed() throws Exception {
+    String[][] cases = {{"reflect", "2", "reflect pad of 2 on axis 0 of 2 (reflect needs pads below the axis size)"},
+        {"reflect", "1", "reflect pad of 3 on axis 0 of 2 (reflect needs pads below the axis size)"},
+        {"edge", "0", "edge pad of 1 on axis 1 of 0 (edge needs a value to repeat)"}};
+    for (String[] c : cases) {
+      long[] pads = switch (c[1]) {
+        case "2" -> new long[] {2, 0, 0, 0};
+        case "1" -> new long[] {0, 0, 3, 0};
+        default -> new long[] {0, -4, 0, 1};
+      };
+      GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 4))
+          .addInitializer(Models.initializer("pads", Tensor.ofLongs(ElementType.I64, new long[] {4}, pads)))
+          .addOutput(output("y")).addNode(node("Pad", List.of("x", "pads"), List.of("y"), Models.attr("mode", c[0]))
+              .toBuilder().setName("pad")).build();
+      String m = rejection(file("pad-" + c[0] + c[1] + ".onnx", Models.model(18, g)));
+      assertTrue(m.contains("node 'pad' (Pad)") && m.endsWith(c[2]), m);
+    }
+  }
+
   @Test
   void dataDependentShapeIsNamed() throws Exception {
     GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))

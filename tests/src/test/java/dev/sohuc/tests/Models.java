@@ -256,9 +256,35 @@ final class Models {
    */
   static void assertMatchesOrt(String label, byte[] model, Map<String, Tensor> inputs,
       Map<String, Tensor> got, double tol) throws OrtException {
+    System.out.println(matchOrt(label, model, inputs, got, tol));
+  }
+
+  /**
+   * Runs {@code model} on ONNX Runtime and fails unless every output has {@code got}'s shape and
+   * values within {@code tol} ({@link #maxError}); returns the errors as a line.
+   */
+  static String matchOrt(String label, byte[] model, Map<String, Tensor> inputs,
+      Map<String, Tensor> got, double tol) throws OrtException {
+    return matchOrt(label, model, inputs, got, tol, new OrtSession.SessionOptions());
+  }
+
+  /**
+   * As above, with ONNX Runtime's graph optimizations off: each node as the ONNX spec defines it
+   * (optimized, ORT fuses an int8 QDQ matmul into an x86 kernel whose 16-bit pair sums saturate
+   * on some values).
+   */
+  static String matchUnoptimizedOrt(String label, byte[] model, Map<String, Tensor> inputs,
+      Map<String, Tensor> got, double tol) throws OrtException {
+    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+    return matchOrt(label, model, inputs, got, tol, options);
+  }
+
+  private static String matchOrt(String label, byte[] model, Map<String, Tensor> inputs,
+      Map<String, Tensor> got, double tol, OrtSession.SessionOptions options) throws OrtException {
     OrtEnvironment env = OrtEnvironment.getEnvironment();
     Map<String, OnnxTensor> feed = new LinkedHashMap<>();
-    try (OrtSession s = env.createSession(model, new OrtSession.SessionOptions())) {
+    try (OrtSession s = env.createSession(model, options)) {
       for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
         Tensor t = e.getValue();
         feed.put(e.getKey(), switch (t.elementType()) {
@@ -285,7 +311,7 @@ final class Models {
           errors.append(String.format(" %s %.3g", o.getKey(), err));
           assertTrue(err <= tol, label + ": " + o.getKey() + " max error " + err + " > " + tol);
         }
-        System.out.printf("%s: max error %.3g;%s%n", label, worst, errors);
+        return String.format("%s: max error %.3g;%s", label, worst, errors);
       }
     } finally {
       feed.values().forEach(OnnxTensor::close);

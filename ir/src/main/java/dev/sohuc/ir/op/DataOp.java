@@ -456,6 +456,16 @@ public sealed interface DataOp extends Op {
         if (d.isStatic() && d.value() < 0) {
           throw new OpException("pads " + pads + " crop axis " + i + " below zero");
         }
+        // reflect mirrors about the edge value, once: a border as wide as the (cropped) axis has
+        // no values to mirror (ONNX Runtime then writes what its buffer held)
+        Dim kept = x.type().dim(i).plus(Dim.of(Math.min(0, pads.get(i)) + Math.min(0, pads.get(i + rank))));
+        long border = Math.max(pads.get(i), pads.get(i + rank));
+        if (border > 0 && kept.isStatic() && (mode == PadMode.REFLECT ? border >= kept.value()
+            : mode == PadMode.EDGE && kept.value() == 0)) {
+          throw new OpException(mode.name().toLowerCase() + " pad of " + border + " on axis " + i + " of "
+              + kept.value() + (mode == PadMode.REFLECT ? " (reflect needs pads below the axis size)"
+              : " (edge needs a value to repeat)"));
+        }
         out.add(d);
       }
       return List.of(x.type().withDims(out));
