@@ -53,15 +53,17 @@ final class Legalization {
    */
   static List<Value> run(Function fn, Map<Value, Tensor> known) {
     List<Value> constants = new ArrayList<>();
+    // one builder (it collects the function's names once), moved before each op it rewrites
+    FunctionBuilder b = new FunctionBuilder(fn);
     for (Node n : List.copyOf(fn.body())) {
-      FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
+      b.insertBefore(n);
       Value y = switch (n.op()) {
         case DataOp.Tile t when staticDims(t.x()) -> tile(b, n, t);
         case DataOp.Pad p when staticDims(p.x()) -> pad(b, n, p, constants);
         case DataOp.Trilu t when staticDims(t.x()) && t.x().type().elementType() == ElementType.F32 ->
             trilu(b, n, t, constants);
-        case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(fn, n, c.x(), c.axis(),
-            (bb, x) -> cumsumLast(bb, n, x, c, constants));
+        case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(b, n, c.x(), c.axis(),
+            x -> cumsumLast(b, n, x, c, constants));
         default -> null;
       };
       if (y != null) {
@@ -69,22 +71,23 @@ final class Legalization {
       }
     }
     for (Node n : List.copyOf(fn.body())) {
+      b.insertBefore(n);
       switch (n.op()) {
-        case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(fn, n, s.x(),
-            s.axis(), (b, t) -> b.add(new ReductionOp.Softmax(t, -1, s.log()), n.location())));
+        case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(b, n, s.x(),
+            s.axis(), t -> b.add(new ReductionOp.Softmax(t, -1, s.log()), n.location())));
         case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.axes().size() == 1
-            && isLast(r.axes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(fn, n, r));
+            && isLast(r.axes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(b, n, r));
         default -> { }
       }
     }
     for (Node n : List.copyOf(fn.body())) {
       if (n.op() instanceof ReductionOp.Softmax s && s.log()) {
-        replace(fn, n, logSoftmax(new FunctionBuilder(fn).insertBefore(n), n, s.x()));
+        replace(fn, n, logSoftmax(b.insertBefore(n), n, s.x()));
       }
     }
     for (Node n : List.copyOf(fn.body())) {
       if (needsFullOperands(n, known)) {
-        expandOperands(fn, n, known);
+        expandOperands(b.insertBefore(n), n, known);
       }
     }
     return constants;
@@ -240,24 +243,22 @@ final class Legalization {
     fn.body().remove(n);
   }
 
-  /** The op along the last axis of a transposed copy of {@code x}. */
-  private interface AlongLast {
-    Value apply(FunctionBuilder b, Value transposed);
-  }
-
-  /** {@code op} over {@code axis} of {@code x}: over the last axis of x with that axis moved last. */
-  private static Value lastAxis(Function fn, Node n, Value x, long axis, AlongLast op) {
+  /**
+   * {@code op} (along the last axis of what it is given) over {@code axis} of {@code x}: on x
+   * with that axis moved last, moved back after.
+   */
+  private static Value lastAxis(FunctionBuilder b, Node n, Value x, long axis,
+      java.util.function.UnaryOperator<Value> op) {
     int rank = x.type().rank();
     if (isLast(axis, x)) {
-      return op.apply(new FunctionBuilder(fn).insertBefore(n), x);
+      return op.apply(x);
     }
     List<Long> perm = moveLast(rank, List.of((int) Math.floorMod(axis, rank)));
     List<Long> back = new ArrayList<>(perm);
     for (int i = 0; i < rank; i++) {
       back.set(perm.get(i).intValue(), (long) i);
     }
-    FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
-    Value along = op.apply(b, b.add(new DataOp.Transpose(x, perm), n.location()));
+    Value along = op.apply(b.add(new DataOp.Transpose(x, perm), n.location()));
     return b.add(new DataOp.Transpose(along, back), n.location());
   }
 
@@ -265,10 +266,9 @@ final class Legalization {
    * The reduction over the last axis of x with the reduced axes moved last and merged into one,
    * in the result's shape.
    */
-  private static Value reducedOverLast(Function fn, Node n, ReductionOp.Reduce r) {
+  private static Value reducedOverLast(FunctionBuilder b, Node n, ReductionOp.Reduce r) {
     int rank = r.x().type().rank();
     List<Integer> axes = r.axes().stream().map(a -> (int) Math.floorMod(a, rank)).distinct().sorted().toList();
-    FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
     Value moved = b.add(new DataOp.Transpose(r.x(), moveLast(rank, axes)), n.location());
     List<Dim> merged = new ArrayList<>(moved.type().dims().subList(0, rank - axes.size()));
     Dim reducedSize = Dim.of(1);
@@ -316,10 +316,9 @@ final class Legalization {
     };
   }
 
-  private static void expandOperands(Function fn, Node n, Map<Value, Tensor> known) {
+  private static void expandOperands(FunctionBuilder b, Node n, Map<Value, Tensor> known) {
     List<Dim> out = n.result().type().dims();
     List<Value> operands = new ArrayList<>(n.op().operands());
-    FunctionBuilder b = new FunctionBuilder(fn).insertBefore(n);
     for (int i = 0; i < operands.size(); i++) {
       Value v = operands.get(i);
       if (!sameShape(v, out) && !isScalarConstant(v, known)) {
