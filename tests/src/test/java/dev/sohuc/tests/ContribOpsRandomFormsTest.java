@@ -61,7 +61,7 @@ class ContribOpsRandomFormsTest {
       new Form("MultiHeadAttention", List.of(f(2, 5, 16), f(2, 5, 16), f(2, 5, 8), f(40), i32(2, 8), f(2, 4, 5, 8),
           f(2, 4, 3, 4), f(2, 4, 3, 2)), Map.of("num_heads", 4L, "unidirectional", 1L), 3),
       // forms the chip runs: no attention_bias, v heads as wide as q's; one sequence's positions
-      new Form("MultiHeadAttention", java.util.Arrays.asList(f(2, 5, 16), f(2, 5, 16), f(2, 5, 16), f(48), i32(2, 8),
+      new Form("MultiHeadAttention", Arrays.asList(f(2, 5, 16), f(2, 5, 16), f(2, 5, 16), f(48), i32(2, 8),
           null, f(2, 4, 3, 4), f(2, 4, 3, 4)), Map.of("num_heads", 4L, "unidirectional", 1L), 3),
       new Form("RotaryEmbedding", List.of(f(2, 5, 16), new In(ElementType.I64, new long[] {2, 5}), f(12, 4),
           f(12, 4)), Map.of("num_heads", 2L, "rotary_embedding_dim", 8L, "interleaved", 0L), 1),
