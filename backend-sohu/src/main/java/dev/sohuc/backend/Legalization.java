@@ -74,7 +74,7 @@ final class Legalization {
       b.insertBefore(n);
       switch (n.op()) {
         case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(b, n, s.x(),
-            s.axis(), t -> b.add(new ReductionOp.Softmax(t, -1, s.log()), n.location())));
+            s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
         case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.axes().size() == 1
             && isLast(r.axes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(b, n, r));
         default -> { }
@@ -93,6 +93,11 @@ final class Legalization {
     return constants;
   }
 
+  /** An op before n, named after n's result so that errors about it point back to n. */
+  private static Value add(FunctionBuilder b, Node n, dev.sohuc.ir.op.Op op) {
+    return b.add(op, n.location(), n.result().name());
+  }
+
   private static boolean staticDims(Value v) {
     return v.type().dims().stream().allMatch(Dim::isStatic);
   }
@@ -102,7 +107,7 @@ final class Legalization {
   }
 
   private static Value constant(FunctionBuilder b, Node n, Tensor t, List<Value> constants) {
-    Value c = b.add(new SourceOp.Constant(t), n.location());
+    Value c = add(b, n, new SourceOp.Constant(t));
     constants.add(c);
     return c;
   }
@@ -121,10 +126,10 @@ final class Legalization {
       }
       long outer = java.util.Arrays.stream(s, 0, axis).reduce(1, Math::multiplyExact);
       long inner = java.util.Arrays.stream(s, axis + 1, s.length).reduce(1, Math::multiplyExact);
-      Value split = b.add(new DataOp.Reshape(x, dims(outer, 1, s[axis], inner)), n.location());
-      Value copies = b.add(new DataOp.Expand(split, dims(outer, r, s[axis], inner)), n.location());
+      Value split = add(b, n, new DataOp.Reshape(x, dims(outer, 1, s[axis], inner)));
+      Value copies = add(b, n, new DataOp.Expand(split, dims(outer, r, s[axis], inner)));
       s[axis] *= r;
-      x = b.add(new DataOp.Reshape(copies, dims(s)), n.location());
+      x = add(b, n, new DataOp.Reshape(copies, dims(s)));
     }
     return x;
   }
@@ -142,8 +147,8 @@ final class Legalization {
       long after = p.pads().get(axis + rank);
       long d = x.type().dim(axis).value();
       if (before < 0 || after < 0) {
-        x = b.add(new DataOp.Slice(x, List.of(Dim.of(Math.max(0, -before))), List.of(Dim.of(d - Math.max(0, -after))),
-            List.of((long) axis), List.of(1L)), n.location());
+        x = add(b, n, new DataOp.Slice(x, List.of(Dim.of(Math.max(0, -before))),
+            List.of(Dim.of(d - Math.max(0, -after))), List.of((long) axis), List.of(1L)));
         before = Math.max(0, before);
         after = Math.max(0, after);
         d = x.type().dim(axis).value();
@@ -159,7 +164,7 @@ final class Legalization {
       if (after > 0) {
         parts.add(border(b, n, p, x, axis, after, false, constants));
       }
-      x = b.add(new DataOp.Concat(parts, axis), n.location());
+      x = add(b, n, new DataOp.Concat(parts, axis));
     }
     return x;
   }
@@ -184,7 +189,7 @@ final class Legalization {
           : before ? count - i : d - 2 - i;
     }
     Value indices = constant(b, n, Tensor.ofLongs(ElementType.I64, new long[] {count}, rows), constants);
-    return b.add(new DataOp.Gather(x, indices, axis), n.location());
+    return add(b, n, new DataOp.Gather(x, indices, axis));
   }
 
   /** x where the kept triangle's constant mask is true, 0 elsewhere. */
@@ -199,8 +204,8 @@ final class Legalization {
         keep.set((int) (i * cols + j), (t.upper() ? diag >= t.k() : diag <= t.k()) ? 1 : 0);
       }
     }
-    return b.add(new ElementwiseOp.Where(constant(b, n, keep, constants), t.x(),
-        constant(b, n, Tensor.scalar(ElementType.F32, 0), constants)), n.location());
+    return add(b, n, new ElementwiseOp.Where(constant(b, n, keep, constants), t.x(),
+        constant(b, n, Tensor.scalar(ElementType.F32, 0), constants)));
   }
 
   private static boolean cumsumLowers(ReductionOp.CumSum c) {
@@ -221,12 +226,11 @@ final class Legalization {
     }
     Value ones = constant(b, n, Tensor.ofFloats(ElementType.F32, new long[] {d, d}, u), constants);
     if (x.type().rank() > 1) {
-      return b.add(new LinalgOp.MatMul(x, ones), n.location());
+      return add(b, n, new LinalgOp.MatMul(x, ones));
     }
     // a vector as a one-row matrix: the MXU takes matrices
-    Value row = b.add(new DataOp.Reshape(x, dims(1, d)), n.location());
-    return b.add(new DataOp.Reshape(b.add(new LinalgOp.MatMul(row, ones), n.location()), x.type().dims()),
-        n.location());
+    Value row = add(b, n, new DataOp.Reshape(x, dims(1, d)));
+    return add(b, n, new DataOp.Reshape(add(b, n, new LinalgOp.MatMul(row, ones)), x.type().dims()));
   }
 
   private static boolean reducedStatic(ReductionOp.Reduce r) {
@@ -258,8 +262,8 @@ final class Legalization {
     for (int i = 0; i < rank; i++) {
       back.set(perm.get(i).intValue(), (long) i);
     }
-    Value along = op.apply(b.add(new DataOp.Transpose(x, perm), n.location()));
-    return b.add(new DataOp.Transpose(along, back), n.location());
+    Value along = op.apply(add(b, n, new DataOp.Transpose(x, perm)));
+    return add(b, n, new DataOp.Transpose(along, back));
   }
 
   /**
@@ -269,17 +273,17 @@ final class Legalization {
   private static Value reducedOverLast(FunctionBuilder b, Node n, ReductionOp.Reduce r) {
     int rank = r.x().type().rank();
     List<Integer> axes = r.axes().stream().map(a -> (int) Math.floorMod(a, rank)).distinct().sorted().toList();
-    Value moved = b.add(new DataOp.Transpose(r.x(), moveLast(rank, axes)), n.location());
+    Value moved = add(b, n, new DataOp.Transpose(r.x(), moveLast(rank, axes)));
     List<Dim> merged = new ArrayList<>(moved.type().dims().subList(0, rank - axes.size()));
     Dim reducedSize = Dim.of(1);
     for (int a : axes) {
       reducedSize = reducedSize.times(r.x().type().dim(a));
     }
     merged.add(reducedSize);
-    Value flat = b.add(new DataOp.Reshape(moved, merged), n.location());
+    Value flat = add(b, n, new DataOp.Reshape(moved, merged));
     // the other axes keep their order, so dropping the last one leaves the result's layout
-    Value reduced = b.add(new ReductionOp.Reduce(r.kind(), flat, List.of(-1L), false), n.location());
-    return b.add(new DataOp.Reshape(reduced, n.result().type().dims()), n.location());
+    Value reduced = add(b, n, new ReductionOp.Reduce(r.kind(), flat, List.of(-1L), false));
+    return add(b, n, new DataOp.Reshape(reduced, n.result().type().dims()));
   }
 
   /** 0 .. rank-1 with {@code axes} taken out and put last, in their order. */
@@ -295,12 +299,12 @@ final class Legalization {
   }
 
   private static Value logSoftmax(FunctionBuilder b, Node n, Value x) {
-    Value max = b.add(new ReductionOp.Reduce(ReduceKind.MAX, x, List.of(-1L), true), n.location());
-    Value d = b.add(new ElementwiseOp.Binary(BinaryKind.SUB, x, max), n.location());
-    Value sum = b.add(new ReductionOp.Reduce(ReduceKind.SUM,
-        b.add(new ElementwiseOp.Unary(UnaryKind.EXP, d), n.location()), List.of(-1L), true), n.location());
-    return b.add(new ElementwiseOp.Binary(BinaryKind.SUB, d,
-        b.add(new ElementwiseOp.Unary(UnaryKind.LOG, sum), n.location())), n.location());
+    Value max = add(b, n, new ReductionOp.Reduce(ReduceKind.MAX, x, List.of(-1L), true));
+    Value d = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB, x, max));
+    Value sum = add(b, n, new ReductionOp.Reduce(ReduceKind.SUM,
+        add(b, n, new ElementwiseOp.Unary(UnaryKind.EXP, d)), List.of(-1L), true));
+    return add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB, d,
+        add(b, n, new ElementwiseOp.Unary(UnaryKind.LOG, sum))));
   }
 
   private static boolean needsFullOperands(Node n, Map<Value, Tensor> known) {
