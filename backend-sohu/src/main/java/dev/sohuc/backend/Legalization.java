@@ -29,6 +29,8 @@ import java.util.Map;
  *       slices; a trilu keeps x where a constant mask says (a where);
  *   <li>a cumulative sum along a static axis of up to {@value #MAX_CUMSUM} is a matmul with a
  *       constant triangle of ones (the MXU's f32 sums, exact for integers below 2^24);
+ *   <li>a cast from f32 to i32 truncates toward zero first (the VPU's conversion rounds half to
+ *       even), in f32 arithmetic, then converts a whole number;
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
  *       along rows) runs on a transposed copy with those axes last (several reduced axes
  *       merged into one), transposed back;
@@ -64,6 +66,9 @@ final class Legalization {
             trilu(b, n, t, constants);
         case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(b, n, c.x(), c.axis(),
             x -> cumsumLast(b, n, x, c, constants));
+        case ElementwiseOp.Cast c when c.to() == ElementType.I32
+            && c.x().type().elementType() == ElementType.F32 -> add(b, n,
+            new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
         default -> null;
       };
       if (y != null) {
@@ -206,6 +211,40 @@ final class Legalization {
     }
     return add(b, n, new ElementwiseOp.Where(constant(b, n, keep, constants), t.x(),
         constant(b, n, Tensor.scalar(ElementType.F32, 0), constants)));
+  }
+
+  /** 1.5 x 2^23: adding and taking it away rounds an f32 below 2^22 in size to a whole number. */
+  private static final float ROUNDER = 12582912f;
+
+  /**
+   * x truncated toward zero, in f32: r = x rounded (half to even, by {@link #ROUNDER}), less
+   * x's sign where r went past x; x itself from 2^22 up (whole there but for halves between
+   * 2^22 and 2^23, which the conversion after then rounds to even).
+   */
+  private static Value truncated(FunctionBuilder b, Node n, Value x, List<Value> constants) {
+    Value rounder = scalar(b, n, ROUNDER, constants);
+    Value r = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB,
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.ADD, x, rounder)), rounder));
+    Value zero = scalar(b, n, 0, constants);
+    Value sign = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB,
+        asF32(b, n, add(b, n, new ElementwiseOp.Binary(BinaryKind.GREATER, x, zero))),
+        asF32(b, n, add(b, n, new ElementwiseOp.Binary(BinaryKind.LESS, x, zero)))));
+    Value absX = add(b, n, new ElementwiseOp.Unary(UnaryKind.ABS, x));
+    Value past = asF32(b, n, add(b, n, new ElementwiseOp.Binary(BinaryKind.GREATER,
+        add(b, n, new ElementwiseOp.Unary(UnaryKind.ABS, r)), absX)));
+    Value small = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB, r,
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, past, sign))));
+    Value inRange = add(b, n, new ElementwiseOp.Binary(BinaryKind.LESS, absX,
+        scalar(b, n, 4194304f, constants)));
+    return add(b, n, new ElementwiseOp.Where(inRange, small, x));
+  }
+
+  private static Value scalar(FunctionBuilder b, Node n, float v, List<Value> constants) {
+    return constant(b, n, Tensor.scalar(ElementType.F32, v), constants);
+  }
+
+  private static Value asF32(FunctionBuilder b, Node n, Value bool) {
+    return add(b, n, new ElementwiseOp.Cast(bool, ElementType.F32));
   }
 
   private static boolean cumsumLowers(ReductionOp.CumSum c) {

@@ -205,8 +205,9 @@ final class Lowering {
     if (from == to) {
       return true;
     }
+    // f32 to i32 after Legalization has truncated the values: the conversion of whole numbers
     return to == ElementType.F32 && (from == ElementType.I64 || from == ElementType.I32
-        || from == ElementType.BOOL);
+        || from == ElementType.BOOL) || to == ElementType.I32 && from == ElementType.F32;
   }
 
   private static boolean lastAxis(long axis, TensorType t) {
@@ -1116,10 +1117,11 @@ final class Lowering {
     int one = e.konst(1);
     long inStride = from.sizeBytes();
     long inBytes = from == ElementType.I64 ? 4 : from.sizeBytes();  // i64: the low word
-    DType srcType = from == ElementType.BOOL ? DType.I8 : DType.I32;
+    DType srcType = from == ElementType.BOOL ? DType.I8 : from == ElementType.F32 ? DType.F32 : DType.I32;
+    DType dstType = c.to() == ElementType.I32 ? DType.I32 : DType.F32;
     int inRs = e.konst(inBytes);
     rowStream(rows, 1024, List.of(new In(src, inStride, inBytes)), dst, 4, 4,
-        (in, out, r, s) -> e.cvt(out, four, DType.F32, in[0], inRs, srcType, r, one));
+        (in, out, r, s) -> e.cvt(out, four, dstType, in[0], inRs, srcType, r, one));
     e.free(rows, src, dst);
   }
 

@@ -146,7 +146,7 @@ class EndToEndOpsTest {
    * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
    * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed); tiles,
    * pads of each mode (a negative one cropping), a trilu, cumulative sums and a reduction over
-   * two axes.
+   * two axes; casts from f32 to i32.
    */
   @Test
   void legalizedForms() {
@@ -174,6 +174,19 @@ class EndToEndOpsTest {
           %two = reduce_sum %x {axes = [0, 2], keepdims = false} : tensor<5 x f32>
           return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two
         }""", List.of(Map.of()));
+    // casts to i32 truncate toward zero: halves, whole numbers, both signs, past 2^22
+    check("legalized_cast", """
+        func @main(%x: tensor<?s x 12 x f32>) -> ("wide": tensor<?s x 12 x i32>, "ties": tensor<?s x 12 x i32>) {
+          %k = constant {value = dense<1000.0> : tensor<f32>} : tensor<f32>
+          %big = mul %x, %k : tensor<?s x 12 x f32>
+          %wide = cast %big {to = i32} : tensor<?s x 12 x i32>
+          %zero = constant {value = dense<0.0> : tensor<f32>} : tensor<f32>
+          %z = mul %x, %zero : tensor<?s x 12 x f32>
+          %c = constant {value = dense<[-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.0, -7.0, 4194303.5, -4194305.0, 8388609.0, -0.75]> : tensor<12 x f32>} : tensor<12 x f32>
+          %v = add %z, %c : tensor<?s x 12 x f32>
+          %ties = cast %v {to = i32} : tensor<?s x 12 x i32>
+          return %wide, %ties
+        }""", List.of(Map.of("s", 3L), Map.of("s", 130L)));
   }
 
   @Test
