@@ -198,9 +198,22 @@ final class Models {
     } catch (RuntimeException e) {
       throw new AssertionError(form + " (emulator): " + e, e);
     }
-    reference.forEach((name, want) -> assertNear(form + ": output " + name, want.floats(),
+    reference.forEach((name, want) -> assertNear(form + ": output " + name, values(want),
         got.get(name).toF32(), 1e-4));
     return true;
+  }
+
+  /** A tensor's elements as floats (integers exactly, below 2^24). */
+  private static float[] values(Tensor t) {
+    if (t.isFloat()) {
+      return t.floats();
+    }
+    long[] v = t.longs();
+    float[] f = new float[v.length];
+    for (int i = 0; i < v.length; i++) {
+      f[i] = v[i];
+    }
+    return f;
   }
 
   static void assertOneLine(String form, String message) {
