@@ -776,11 +776,12 @@ final class OnnxOps {
   private static Value withPast(OnnxNode n, int pastInput, Value x, int presentOutput) {
     Value all = x;
     if (n.has(pastInput)) {
-      Value past = n.value(pastInput, pastInput == 6 ? "past_key" : "past_value");
+      String role = pastInput == 6 ? "past_key" : "past_value";
+      Value past = n.value(pastInput, role);
       TensorType pt = past.type();
       if (pt.rank() != 4 || !pt.dim(0).equals(x.type().dim(0)) || !pt.dim(1).equals(x.type().dim(1))
           || !pt.dim(3).equals(x.type().dim(3))) {
-        throw n.error((pastInput == 6 ? "past_key" : "past_value") + " must be [" + x.type().dim(0) + ", "
+        throw n.error(role + " must be [" + x.type().dim(0) + ", "
             + x.type().dim(1) + ", past, " + x.type().dim(3) + "], got " + pt);
       }
       all = n.temp(new DataOp.Concat(List.of(past, x), 2));

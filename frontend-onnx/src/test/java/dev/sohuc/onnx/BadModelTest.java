@@ -300,6 +300,11 @@ class BadModelTest {
         .addInput(input("x4", ElementType.F32, 1, 2, 3, 8)).addInput(input("v", ElementType.F32, 8))
         .addInput(input("m", ElementType.F32, 3, 8)).addInput(input("s", ElementType.F32, 2, 4, 8))
         .addNode(node(op, inputs, outputs).toBuilder().setDomain("com.microsoft"));
+    return contribFile(op, g, outputs);
+  }
+
+  /** {@code g} with its node's named outputs, as op.onnx of opset 17 and com.microsoft 1. */
+  private Path contribFile(String op, GraphProto.Builder g, List<String> outputs) throws Exception {
     outputs.stream().filter(o -> !o.isEmpty()).forEach(o -> g.addOutput(output(o)));
     return file(op + ".onnx", Models.model(17, g.build()).toBuilder()
         .addOpsetImport(ai.onnx.proto.OnnxMl.OperatorSetIdProto.newBuilder().setDomain("com.microsoft").setVersion(1))
@@ -342,10 +347,7 @@ class BadModelTest {
         .addInput(input("mask", ElementType.I32, 2, 3)).addInput(input("mask3", ElementType.I32, 2, 3, 3))
         .addInput(input("x2", ElementType.F32, 2, 2, 8)).addInput(input("cache4", ElementType.F32, 10, 4))
         .addNode(node(op, inputs, outputs, attrs).toBuilder().setName(op).setDomain("com.microsoft"));
-    outputs.stream().filter(o -> !o.isEmpty()).forEach(o -> g.addOutput(output(o)));
-    return file(op + ".onnx", Models.model(17, g.build()).toBuilder()
-        .addOpsetImport(ai.onnx.proto.OnnxMl.OperatorSetIdProto.newBuilder().setDomain("com.microsoft").setVersion(1))
-        .build());
+    return contribFile(op, g, outputs);
   }
 
   @Test

@@ -205,13 +205,9 @@ final class Models {
 
   /** A tensor's elements as floats (integers exactly, below 2^24). */
   private static float[] values(Tensor t) {
-    if (t.isFloat()) {
-      return t.floats();
-    }
-    long[] v = t.longs();
-    float[] f = new float[v.length];
-    for (int i = 0; i < v.length; i++) {
-      f[i] = v[i];
+    float[] f = new float[t.size()];
+    for (int i = 0; i < f.length; i++) {
+      f[i] = (float) t.get(i);
     }
     return f;
   }
