@@ -80,8 +80,8 @@ final class Legalization {
       switch (n.op()) {
         case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(b, n, s.x(),
             s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
-        case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.axes().size() == 1
-            && isLast(r.axes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(b, n, r));
+        case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.reducedAxes().size() == 1
+            && isLast(r.reducedAxes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(b, n, r));
         default -> { }
       }
     }
@@ -273,8 +273,7 @@ final class Legalization {
   }
 
   private static boolean reducedStatic(ReductionOp.Reduce r) {
-    return r.axes().stream().allMatch(a -> r.x().type().dim((int) Math.floorMod(a, r.x().type().rank()))
-        .isStatic());
+    return r.reducedAxes().stream().allMatch(a -> r.x().type().dim(a).isStatic());
   }
 
   private static boolean isLast(long axis, Value x) {
@@ -311,7 +310,8 @@ final class Legalization {
    */
   private static Value reducedOverLast(FunctionBuilder b, Node n, ReductionOp.Reduce r) {
     int rank = r.x().type().rank();
-    List<Integer> axes = r.axes().stream().map(a -> (int) Math.floorMod(a, rank)).distinct().sorted().toList();
+    // empty axes reduce over all of them
+    List<Integer> axes = r.reducedAxes().stream().distinct().sorted().toList();
     Value moved = add(b, n, new DataOp.Transpose(r.x(), moveLast(rank, axes)));
     List<Dim> merged = new ArrayList<>(moved.type().dims().subList(0, rank - axes.size()));
     Dim reducedSize = Dim.of(1);

@@ -118,7 +118,7 @@ final class Lowering {
       case ReductionOp.Softmax s -> s.log() ? "log_softmax"
           : lastAxis(s.axis(), s.x().type()) ? requireF32(n) : "softmax over a non-last axis";
       case ReductionOp.Reduce r -> r.kind() == ReductionOp.ReduceKind.PROD ? "reduce_prod"
-          : r.axes().size() == 1 && lastAxis(r.axes().get(0), r.x().type()) ? requireF32(n)
+          : r.reducedAxes().size() == 1 && lastAxis(r.reducedAxes().get(0), r.x().type()) ? requireF32(n)
           : "reduction over axes " + r.axes() + " (only the last axis)";
       case TransformerOp.Attention a -> !a.q().type().dim(3).isStatic()
           ? "attention over a symbolic head size"

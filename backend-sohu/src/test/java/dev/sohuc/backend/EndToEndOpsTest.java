@@ -140,13 +140,12 @@ class EndToEndOpsTest {
         }""");
   }
 
-  /** Decode positions past .. past+seq-1 from a range of symbolic length (laid out at its bound). */
   /**
    * Forms the chip runs after Legalization: operands broadcast on both sides or over middle
    * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
    * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed); tiles,
    * pads of each mode (a negative one cropping), a trilu, cumulative sums and a reduction over
-   * two axes; casts from f32 to i32.
+   * two axes and over all (empty axes); casts from f32 to i32.
    */
   @Test
   void legalizedForms() {
@@ -163,7 +162,7 @@ class EndToEndOpsTest {
           return %both, %middle, %sel, %sm, %lsm, %rmax, %rmean
         }""", List.of(Map.of("s", 5L), Map.of("s", 130L)));
     check("legalized_static", """
-        func @main(%x: tensor<3 x 5 x 24 x f32>) -> ("tile": tensor<6 x 5 x 72 x f32>, "reflect": tensor<3 x 9 x 23 x f32>, "edge": tensor<4 x 5 x 26 x f32>, "constant": tensor<3 x 6 x 24 x f32>, "tril": tensor<3 x 5 x 24 x f32>, "cum": tensor<3 x 5 x 24 x f32>, "rcum": tensor<3 x 5 x 24 x f32>, "two": tensor<5 x f32>) {
+        func @main(%x: tensor<3 x 5 x 24 x f32>) -> ("tile": tensor<6 x 5 x 72 x f32>, "reflect": tensor<3 x 9 x 23 x f32>, "edge": tensor<4 x 5 x 26 x f32>, "constant": tensor<3 x 6 x 24 x f32>, "tril": tensor<3 x 5 x 24 x f32>, "cum": tensor<3 x 5 x 24 x f32>, "rcum": tensor<3 x 5 x 24 x f32>, "two": tensor<5 x f32>, "all": tensor<1 x 1 x 1 x f32>, "vec": tensor<f32>) {
           %tile = tile %x {repeats = [2, 1, 3]} : tensor<6 x 5 x 72 x f32>
           %reflect = pad %x {pads = [0, 2, 0, 0, 2, -1], mode = "reflect", value = 0.0} : tensor<3 x 9 x 23 x f32>
           %edge = pad %x {pads = [1, 0, 2, 0, 0, 0], mode = "edge", value = 0.0} : tensor<4 x 5 x 26 x f32>
@@ -172,7 +171,10 @@ class EndToEndOpsTest {
           %cum = cumsum %x {axis = 1, exclusive = false, reverse = false} : tensor<3 x 5 x 24 x f32>
           %rcum = cumsum %x {axis = 2, exclusive = true, reverse = true} : tensor<3 x 5 x 24 x f32>
           %two = reduce_sum %x {axes = [0, 2], keepdims = false} : tensor<5 x f32>
-          return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two
+          %all = reduce_mean %x {axes = [], keepdims = true} : tensor<1 x 1 x 1 x f32>
+          %v = reshape %two {shape = [5]} : tensor<5 x f32>
+          %vec = reduce_max %v {axes = [], keepdims = false} : tensor<f32>
+          return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two, %all, %vec
         }""", List.of(Map.of()));
     // casts to i32 truncate toward zero: halves, whole numbers, both signs, past 2^22
     check("legalized_cast", """
@@ -189,6 +191,7 @@ class EndToEndOpsTest {
         }""", List.of(Map.of("s", 3L), Map.of("s", 130L)));
   }
 
+  /** Decode positions past .. past+seq-1 from a range of symbolic length (laid out at its bound). */
   @Test
   void symbolicRangeGivesDecodePositions() {
     check("positions", """
