@@ -39,11 +39,18 @@ final class OnnxNode {
   }
 
   /**
-   * Refuses more inputs or outputs than the op's schema allows, which its handler would
-   * silently drop (Add(x, x, x) would add two). Trailing empty names leave optional ones out.
+   * Refuses a node without the inputs its op requires, and more inputs or outputs than the op's
+   * schema allows, which its handler would silently drop (Add(x, x, x) would add two). Trailing
+   * empty names leave optional ones out.
    */
   void checkArity() {
     OnnxOps.Arity arity = OnnxOps.arity(proto.getDomain(), opType(), opset);
+    for (int i = 0; i < arity.required(); i++) {
+      if (!has(i)) {
+        throw error("has no input " + i + ", but " + opType() + " requires "
+            + (arity.required() == 1 ? "input 0" : "inputs 0 to " + (arity.required() - 1)) + " at opset " + opset);
+      }
+    }
     checkCount(givenCount(proto.getInputList()), arity.inputs(), "inputs");
     checkCount(givenCount(proto.getOutputList()), arity.outputs(), "outputs");
   }

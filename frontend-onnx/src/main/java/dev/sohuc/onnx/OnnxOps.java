@@ -204,52 +204,61 @@ final class OnnxOps {
         .findFirst();
   }
 
-  /** The most inputs and outputs a node of an op may have; {@link #VARIADIC} for no limit. */
-  record Arity(int inputs, int outputs) {
+  /**
+   * How many leading inputs a node of an op must give ({@code required}), the most inputs and
+   * outputs it may have; {@link #VARIADIC} for no limit.
+   */
+  record Arity(int required, int inputs, int outputs) {
     static final int VARIADIC = Integer.MAX_VALUE;
   }
 
   /**
-   * How many inputs and outputs the ONNX schema of each op in {@link #TABLE} allows at
-   * {@code opset}, optional ones included (from the ONNX operator docs, and ONNX Runtime's
+   * How many inputs and outputs the ONNX schema of each op in {@link #TABLE} requires and allows
+   * at {@code opset}, optional ones included (from the ONNX operator docs, and ONNX Runtime's
    * contrib schemas for SimplifiedLayerNormalization and {@link #MS_DOMAIN}): a handler reads no
-   * more than these.
+   * more than these, and may read the required ones without checking. An optional input between
+   * required ones (EmbedLayerNormalization's segment_ids) is checked by its handler.
    */
   static Arity arity(String domain, String opType, int opset) {
     if (!isDefaultDomain(domain)) {
       return switch (opType) {
-        case "Gelu", "QuickGelu" -> new Arity(1, 1);
-        case "BiasGelu", "FastGelu" -> new Arity(2, 1);
-        case "BiasAdd" -> new Arity(3, 1);
-        case "SkipSimplifiedLayerNormalization" -> new Arity(4, 4);
-        case "SkipLayerNormalization" -> new Arity(5, 4);
-        case "Attention" -> new Arity(7, 2);
-        case "MultiHeadAttention" -> new Arity(10, 4);
-        case "RotaryEmbedding" -> new Arity(4, 1);
-        case "EmbedLayerNormalization" -> new Arity(9, 3);
+        case "Gelu", "QuickGelu" -> new Arity(1, 1, 1);
+        case "FastGelu" -> new Arity(1, 2, 1);
+        case "BiasGelu" -> new Arity(2, 2, 1);
+        case "BiasAdd" -> new Arity(3, 3, 1);
+        case "SkipSimplifiedLayerNormalization" -> new Arity(3, 4, 4);
+        case "SkipLayerNormalization" -> new Arity(3, 5, 4);
+        case "Attention" -> new Arity(2, 7, 2);
+        case "MultiHeadAttention" -> new Arity(1, 10, 4);
+        case "RotaryEmbedding" -> new Arity(4, 4, 1);
+        case "EmbedLayerNormalization" -> new Arity(1, 9, 3);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
     }
     return switch (opType) {
-      case "Constant" -> new Arity(0, 1);
+      case "Constant" -> new Arity(0, 0, 1);
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
-          "ConstantOfShape", "Identity" -> new Arity(1, 1);
+          "ConstantOfShape", "Identity" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
-          "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike", "Trilu",
-          "CumSum" -> new Arity(2, 1);
-      case "Gemm", "Where", "Range", "Clip", "ScatterND", "QuantizeLinear", "DequantizeLinear" -> new Arity(3, 1);
-      case "MatMulInteger" -> new Arity(4, 1);
-      case "Slice" -> new Arity(5, 1);
-      case "Max", "Min", "Concat" -> new Arity(Arity.VARIADIC, 1);
-      case "Squeeze", "Unsqueeze", "ReduceSum" -> new Arity(opset >= 13 ? 2 : 1, 1);
-      case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd" -> new Arity(opset >= 18 ? 2 : 1, 1);
-      case "Split" -> new Arity(opset >= 13 ? 2 : 1, Arity.VARIADIC);
-      case "Pad" -> new Arity(opset >= 18 ? 4 : 3, 1);
-      case "Dropout" -> new Arity(opset >= 12 ? 3 : 1, 2);
-      case "LayerNormalization" -> new Arity(3, 3);
-      case "SimplifiedLayerNormalization" -> new Arity(2, 2);
-      case "DynamicQuantizeLinear" -> new Arity(1, 3);
+          "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
+          "CumSum" -> new Arity(2, 2, 1);
+      case "Trilu" -> new Arity(1, 2, 1);
+      case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
+      case "Gemm", "QuantizeLinear", "DequantizeLinear" -> new Arity(2, 3, 1);
+      case "Clip" -> new Arity(1, 3, 1);
+      case "MatMulInteger" -> new Arity(2, 4, 1);
+      case "Slice" -> new Arity(3, 5, 1);
+      case "Max", "Min", "Concat" -> new Arity(1, Arity.VARIADIC, 1);
+      case "Unsqueeze" -> opset >= 13 ? new Arity(2, 2, 1) : new Arity(1, 1, 1);
+      case "Squeeze", "ReduceSum" -> new Arity(1, opset >= 13 ? 2 : 1, 1);
+      case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd" -> new Arity(1, opset >= 18 ? 2 : 1, 1);
+      case "Split" -> new Arity(1, opset >= 13 ? 2 : 1, Arity.VARIADIC);
+      case "Pad" -> new Arity(2, opset >= 18 ? 4 : 3, 1);
+      case "Dropout" -> new Arity(1, opset >= 12 ? 3 : 1, 2);
+      case "LayerNormalization" -> new Arity(2, 3, 3);
+      case "SimplifiedLayerNormalization" -> new Arity(2, 2, 2);
+      case "DynamicQuantizeLinear" -> new Arity(1, 1, 3);
       default -> throw new IllegalStateException("no arity for " + opType);
     };
   }

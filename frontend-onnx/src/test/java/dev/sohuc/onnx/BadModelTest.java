@@ -329,7 +329,7 @@ class BadModelTest {
         "bias (input 1) must be a vector as long as the last dim of the input tensor<2 x 3 x 8 x f32>, "
             + "got tensor<3 x 8 x f32>");
     assertRejected(contrib("BiasGelu", List.of("x"), List.of("y")), "node 'BiasGelu_node' (BiasGelu)",
-        "needs input 1 (bias)");
+        "has no input 1, but BiasGelu requires inputs 0 to 1 at opset 1");
     assertRejected(contrib("SkipLayerNormalization", List.of("x", "x", "v", "v", "v", "v"), List.of("y")),
         "has 6 inputs, but SkipLayerNormalization takes at most 5");
   }
@@ -607,6 +607,28 @@ class BadModelTest {
     Path old = file("squeeze11.onnx", Models.model(11, squeeze));
     assertEquals(old + ": node 'Squeeze_node' (Squeeze): has 2 inputs, but Squeeze takes at most 1 at opset 11",
         rejection(old));
+  }
+
+  @Test
+  void nodeWithoutTheInputsItsOpRequires() throws Exception {
+    // found by mutating real graphs: a Constant turned Mul, a ReduceMean turned Slice, an empty
+    // name for a required input; each crashed the handler that read the input
+    Path mul = file("mul.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("Mul", List.of(), List.of("y"))).build()));
+    assertEquals(mul + ": node 'Mul_node' (Mul): has no input 0, but Mul requires inputs 0 to 1 at opset 17",
+        rejection(mul));
+    Path slice = file("slice.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("Slice", List.of("x"), List.of("y"))).build()));
+    assertEquals(slice + ": node 'Slice_node' (Slice): has no input 1, but Slice requires inputs 0 to 2 at opset 17",
+        rejection(slice));
+    Path where = file("where.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("Where", List.of("x", "", "x"), List.of("y"))).build()));
+    assertEquals(where + ": node 'Where_node' (Where): has no input 1, but Where requires inputs 0 to 2 at opset 17",
+        rejection(where));
+    Path fill = file("fill.onnx", Models.model(17, relu().clearNode()
+        .addNode(node("ConstantOfShape", List.of(), List.of("y"))).build()));
+    assertEquals(fill + ": node 'ConstantOfShape_node' (ConstantOfShape): has no input 0, but ConstantOfShape requires "
+        + "input 0 at opset 17", rejection(fill));
   }
 
   @Test
