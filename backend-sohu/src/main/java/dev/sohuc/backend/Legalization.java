@@ -12,6 +12,7 @@ import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.ReductionOp.ReduceKind;
 import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
@@ -41,7 +42,8 @@ import java.util.Map;
  *       or over middle dims: a [1, H, S, T] bias plus a [B, 1, 1, T] padding mask) reads
  *       full-shaped copies: each operand that is not the result's shape (nor a constant scalar,
  *       which the instructions take as an immediate) becomes an {@code expand}, a strided DMA
- *       copy.
+ *       copy;
+ *   <li>a norm's gamma or beta that broadcasts over the normalized dims is expanded to them.
  * </ul>
  */
 final class Legalization {
@@ -93,6 +95,10 @@ final class Legalization {
     for (Node n : List.copyOf(fn.body())) {
       if (needsFullOperands(n, known)) {
         expandOperands(b.insertBefore(n), n, known);
+      }
+      List<Dim> normalized = normalizedDims(n);
+      if (normalized != null && normalized.stream().allMatch(Dim::isStatic)) {
+        expandNormParams(b.insertBefore(n), n, normalized, known, constants);
       }
     }
     return constants;
@@ -366,6 +372,42 @@ final class Legalization {
       Value v = operands.get(i);
       if (!sameShape(v, out) && !isScalarConstant(v, known)) {
         operands.set(i, b.add(new DataOp.Expand(v, out), n.location(), v.name() + ".full"));
+      }
+    }
+    n.setOp(n.op().withOperands(operands));
+  }
+
+  /** The dims a norm's gamma and beta span, its normalized dims; null for other ops. */
+  private static List<Dim> normalizedDims(Node n) {
+    return switch (n.op()) {
+      case TransformerOp.LayerNorm l -> {
+        List<Dim> d = l.x().type().dims();
+        yield d.subList((int) Math.floorMod(l.axis(), d.size()), d.size());
+      }
+      case TransformerOp.RmsNorm r -> {
+        List<Dim> d = r.x().type().dims();
+        yield d.subList(d.size() - 1, d.size());
+      }
+      default -> null;
+    };
+  }
+
+  /**
+   * A norm's gamma or beta that broadcasts over its normalized dims (the unit gamma that
+   * fuse-layer-norm leaves where no scale follows is a scalar) becomes a full copy: the VPU
+   * reads one parameter per column. A constant one is folded.
+   */
+  private static void expandNormParams(FunctionBuilder b, Node n, List<Dim> normalized,
+      Map<Value, Tensor> known, List<Value> constants) {
+    List<Value> operands = new ArrayList<>(n.op().operands());
+    for (int i = 1; i < operands.size(); i++) {
+      Value v = operands.get(i);
+      if (!v.type().dims().equals(normalized)) {
+        Value full = b.add(new DataOp.Expand(v, normalized), n.location(), v.name() + ".full");
+        if (known.containsKey(v)) {
+          constants.add(full);
+        }
+        operands.set(i, full);
       }
     }
     n.setOp(n.op().withOperands(operands));

@@ -145,7 +145,7 @@ class EndToEndOpsTest {
    * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
    * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed); tiles,
    * pads of each mode (a negative one cropping), a trilu, cumulative sums and a reduction over
-   * two axes and over all (empty axes); casts from f32 to i32.
+   * two axes and over all (empty axes); norm parameters that broadcast; casts from f32 to i32.
    */
   @Test
   void legalizedForms() {
@@ -176,6 +176,17 @@ class EndToEndOpsTest {
           %vec = reduce_max %v {axes = [], keepdims = false} : tensor<f32>
           return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two, %all, %vec
         }""", List.of(Map.of()));
+    // norm parameters that broadcast over the normalized dims: fuse-layer-norm's unit gamma
+    // (a scalar) where no scale follows, a gamma of one column over two normalized dims
+    check("norm_params", """
+        func @main(%x: tensor<?s x 4 x 24 x f32>, %g: tensor<24 x f32>) -> ("unit": tensor<?s x 4 x 24 x f32>, "rms": tensor<?s x 4 x 24 x f32>, "two": tensor<?s x 4 x 24 x f32>) {
+          %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
+          %unit = layer_norm %x, %one {axis = 2, eps = 1.0E-5} : tensor<?s x 4 x 24 x f32>
+          %half = constant {value = dense<[0.5]> : tensor<1 x f32>} : tensor<1 x f32>
+          %rms = rms_norm %x, %half {eps = 1.0E-6, gamma_offset = 0.0} : tensor<?s x 4 x 24 x f32>
+          %two = layer_norm %x, %g, %half {axis = 1, eps = 1.0E-5} : tensor<?s x 4 x 24 x f32>
+          return %unit, %rms, %two
+        }""", List.of(Map.of("s", 3L)));
     // casts to i32 truncate toward zero: halves, whole numbers, both signs, past 2^22
     check("legalized_cast", """
         func @main(%x: tensor<?s x 12 x f32>) -> ("wide": tensor<?s x 12 x i32>, "ties": tensor<?s x 12 x i32>) {
