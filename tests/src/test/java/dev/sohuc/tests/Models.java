@@ -23,6 +23,8 @@ import dev.sohuc.ir.Module;
 import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.onnx.ImportOptions;
+import dev.sohuc.onnx.OnnxImporter;
 import dev.sohuc.onnx.TensorFiles;
 import dev.sohuc.passes.PassManager;
 import dev.sohuc.passes.PassPipelines;
@@ -164,6 +166,11 @@ final class Models {
    * it; returns whether the chip ran it. Anything else fails naming {@code form}.
    */
   static boolean chipMatchesInterpreter(String form, Module module, List<Tensor> inputs) {
+    return chipMatchesInterpreter(form, module, inputs, 1e-4);
+  }
+
+  /** As above, the outputs within {@code tol} of the interpreter's largest magnitude. */
+  static boolean chipMatchesInterpreter(String form, Module module, List<Tensor> inputs, double tol) {
     Map<String, Tensor> reference;
     try {
       reference = new Interpreter(module).run(inputs);
@@ -199,7 +206,7 @@ final class Models {
       throw new AssertionError(form + " (emulator): " + e, e);
     }
     reference.forEach((name, want) -> assertNear(form + ": output " + name, values(want),
-        got.get(name).toF32(), 1e-4));
+        got.get(name).toF32(), tol));
     return true;
   }
 
@@ -212,6 +219,33 @@ final class Models {
     return f;
   }
 
+  /**
+   * {@code file} imported, or null where the importer refuses it with one line that names the
+   * file; anything else fails naming {@code form}.
+   */
+  static Module importedOrRefused(String form, Path file) {
+    try {
+      return OnnxImporter.importModel(file, ImportOptions.defaults());
+    } catch (IrException e) {
+      assertOneLine(form, e.getMessage());
+      if (!e.getMessage().startsWith(file.toString())) {
+        throw new AssertionError(form + ": the error does not name the file: " + e.getMessage());
+      }
+      return null;
+    } catch (RuntimeException e) {
+      throw new AssertionError(form + ": " + e, e);
+    }
+  }
+
+  /** Floats in [-2, 2], integers in [0, 3] (ids, positions and mask values that exist). */
+  static Tensor random(ElementType type, long[] shape, Random r) {
+    Tensor t = Tensor.zeros(type, shape);
+    for (int i = 0; i < t.size(); i++) {
+      t.set(i, type.isFloat() ? -2 + 4 * r.nextDouble() : r.nextInt(4));
+    }
+    return t;
+  }
+
   static void assertOneLine(String form, String message) {
     if (message.contains("\n")) {
       throw new AssertionError(form + ": not one line: " + message);
@@ -220,15 +254,19 @@ final class Models {
 
   /**
    * Fails naming {@code what} and the first element of {@code have} more than {@code tol} x
-   * max(1, max |want|) from {@code want} (NaN where both are NaN agrees).
+   * max(1, max finite |want|) from {@code want} (NaN where both are NaN agrees, as do equal
+   * infinities).
    */
   static void assertNear(String what, float[] want, float[] have, double tol) {
     double scale = 1;
     for (float w : want) {
-      scale = Math.max(scale, Math.abs(w));
+      if (Float.isFinite(w)) {
+        scale = Math.max(scale, Math.abs(w));
+      }
     }
     for (int j = 0; j < want.length; j++) {
-      if (!(Math.abs(have[j] - want[j]) <= tol * scale) && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
+      if (!(Math.abs(have[j] - want[j]) <= tol * scale) && have[j] != want[j]
+          && !(Float.isNaN(have[j]) && Float.isNaN(want[j]))) {
         throw new AssertionError(what + ": element " + j + " of " + want.length + " is " + have[j]
             + " on the chip, " + want[j] + " on the interpreter");
       }
