@@ -4,6 +4,7 @@ import dev.sohuc.ir.Function;
 import dev.sohuc.ir.FunctionBuilder;
 import dev.sohuc.ir.Node;
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
@@ -35,6 +36,8 @@ import java.util.Map;
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
  *       along rows) runs on a transposed copy with those axes last (several reduced axes
  *       merged into one), transposed back;
+ *   <li>a rotate-half rope whose tables are not known to have equal halves
+ *       ({@link RopeTables}) is computed by parts: slices, a concat, multiplies and an add;
  *   <li>a log-softmax is {@code d - log(sum(exp(d)))} with {@code d = x - max(x)}, ONNX
  *       Runtime's own form: finite where {@code log(softmax)} would underflow to minus infinity;
  *   <li>an elementwise op whose operands broadcast otherwise than in the VPU's row patterns (a
@@ -43,7 +46,8 @@ import java.util.Map;
  *       full-shaped copies: each operand that is not the result's shape (nor a constant scalar,
  *       which the instructions take as an immediate) becomes an {@code expand}, a strided DMA
  *       copy;
- *   <li>a norm's gamma or beta that broadcasts over the normalized dims is expanded to them.
+ *   <li>a norm's gamma or beta that broadcasts over the normalized dims, and a rope's tables of
+ *       one row for every position, are expanded to full copies.
  * </ul>
  */
 final class Legalization {
@@ -55,7 +59,7 @@ final class Legalization {
    * Rewrites {@code fn}; returns the constants it added, for the caller to fold with the
    * others.
    */
-  static List<Value> run(Function fn, Map<Value, Tensor> known) {
+  static List<Value> run(Function fn, Map<Value, Tensor> known, Map<String, Weight> weights) {
     List<Value> constants = new ArrayList<>();
     // one builder (it collects the function's names once), moved before each op it rewrites
     FunctionBuilder b = new FunctionBuilder(fn);
@@ -71,6 +75,10 @@ final class Legalization {
         case ElementwiseOp.Cast c when c.to() == ElementType.I32
             && c.x().type().elementType() == ElementType.F32 -> add(b, n,
             new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
+        case TransformerOp.Rope r when r.style() == TransformerOp.RopeStyle.ROTATE_HALF
+            && r.x().type().dim(r.x().type().rank() - 1).isStatic()
+            && !(RopeTables.halvesEqual(r.cos(), known, weights) && RopeTables.halvesEqual(r.sin(), known, weights))
+            -> ropeByParts(b, n, r);
         default -> null;
       };
       if (y != null) {
@@ -98,7 +106,11 @@ final class Legalization {
       }
       List<Dim> normalized = normalizedDims(n);
       if (normalized != null && normalized.stream().allMatch(Dim::isStatic)) {
-        expandNormParams(b.insertBefore(n), n, normalized, known, constants);
+        expandParams(b.insertBefore(n), n, normalized, known, constants);
+      }
+      List<Dim> rows = ropeTableRows(n);
+      if (rows != null) {
+        expandParams(b.insertBefore(n), n, rows, known, constants);
       }
     }
     return constants;
@@ -377,6 +389,29 @@ final class Legalization {
     n.setOp(n.op().withOperands(operands));
   }
 
+  /**
+   * {@code x * cos + rotate_half(x) * sin} on the first R dims (the rest passed through), for
+   * tables the rope instruction cannot take: it reads the first half of each row for both.
+   */
+  private static Value ropeByParts(FunctionBuilder b, Node n, TransformerOp.Rope r) {
+    Value x = r.x();
+    long width = x.type().dim(x.type().rank() - 1).value();
+    long rotary = r.cos().type().dim(r.cos().type().rank() - 1).value();
+    Value rotated = rotary == width ? x : lastSlice(b, n, x, 0, rotary);
+    Value low = lastSlice(b, n, rotated, 0, rotary / 2);
+    Value high = lastSlice(b, n, rotated, rotary / 2, rotary);
+    Value turned = add(b, n, new DataOp.Concat(List.of(add(b, n, new ElementwiseOp.Unary(UnaryKind.NEG, high)),
+        low), -1));
+    Value y = add(b, n, new ElementwiseOp.Binary(BinaryKind.ADD,
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, rotated, r.cos())),
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, turned, r.sin()))));
+    return rotary == width ? y : add(b, n, new DataOp.Concat(List.of(y, lastSlice(b, n, x, rotary, width)), -1));
+  }
+
+  private static Value lastSlice(FunctionBuilder b, Node n, Value x, long from, long to) {
+    return add(b, n, new DataOp.Slice(x, List.of(Dim.of(from)), List.of(Dim.of(to)), List.of(-1L), List.of(1L)));
+  }
+
   /** The dims a norm's gamma and beta span, its normalized dims; null for other ops. */
   private static List<Dim> normalizedDims(Node n) {
     return switch (n.op()) {
@@ -393,17 +428,38 @@ final class Legalization {
   }
 
   /**
-   * A norm's gamma or beta that broadcasts over its normalized dims (the unit gamma that
-   * fuse-layer-norm leaves where no scale follows is a scalar) becomes a full copy: the VPU
-   * reads one parameter per column. A constant one is folded.
+   * The dims a rope's tables must have when they broadcast one row over the positions (the
+   * chip reads a row per position): x's positions, the tables' other dims; null when they
+   * have a row per position already.
    */
-  private static void expandNormParams(FunctionBuilder b, Node n, List<Dim> normalized,
+  private static List<Dim> ropeTableRows(Node n) {
+    if (!(n.op() instanceof TransformerOp.Rope r) || r.x().type().rank() < 2) {
+      return null;
+    }
+    List<Dim> table = r.cos().type().dims();
+    Dim positions = r.x().type().dim(r.x().type().rank() - 2);
+    if (positions.is(1) || (table.size() >= 2 && !table.get(table.size() - 2).is(1))) {
+      return null;
+    }
+    List<Dim> rows = new ArrayList<>(table.subList(0, Math.max(0, table.size() - 2)));
+    rows.add(positions);
+    rows.add(table.get(table.size() - 1));
+    return rows;
+  }
+
+  /**
+   * Parameters of {@code n} (its operands after the first) that broadcast over {@code dims}
+   * become full copies: the VPU reads a norm's gamma and beta one per column (the unit gamma
+   * that fuse-layer-norm leaves where no scale follows is a scalar), a rope's tables one row
+   * per position. Constant ones are folded.
+   */
+  private static void expandParams(FunctionBuilder b, Node n, List<Dim> dims,
       Map<Value, Tensor> known, List<Value> constants) {
     List<Value> operands = new ArrayList<>(n.op().operands());
     for (int i = 1; i < operands.size(); i++) {
       Value v = operands.get(i);
-      if (!v.type().dims().equals(normalized)) {
-        Value full = b.add(new DataOp.Expand(v, normalized), n.location(), v.name() + ".full");
+      if (!v.type().dims().equals(dims)) {
+        Value full = b.add(new DataOp.Expand(v, dims), n.location(), v.name() + ".full");
         if (known.containsKey(v)) {
           constants.add(full);
         }

@@ -144,7 +144,7 @@ public final class SohuBackend {
         }
       }
       fold();
-      for (Value c : Legalization.run(fn, known)) {
+      for (Value c : Legalization.run(fn, known, module.weights())) {
         foldNode(c.producer());
       }
       for (Node n : fn.body()) {

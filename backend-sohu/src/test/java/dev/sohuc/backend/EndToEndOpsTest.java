@@ -145,7 +145,7 @@ class EndToEndOpsTest {
    * dims (expanded to the result's shape), a where of broadcast operands, a softmax and
    * reductions over a middle axis (on a transposed copy), a log-softmax (decomposed); tiles,
    * pads of each mode (a negative one cropping), a trilu, cumulative sums and a reduction over
-   * two axes and over all (empty axes); norm parameters that broadcast; casts from f32 to i32.
+   * two axes and over all (empty axes); norm and rope parameters that broadcast; casts from f32 to i32.
    */
   @Test
   void legalizedForms() {
@@ -176,16 +176,19 @@ class EndToEndOpsTest {
           %vec = reduce_max %v {axes = [], keepdims = false} : tensor<f32>
           return %tile, %reflect, %edge, %constant, %tril, %cum, %rcum, %two, %all, %vec
         }""", List.of(Map.of()));
-    // norm parameters that broadcast over the normalized dims: fuse-layer-norm's unit gamma
-    // (a scalar) where no scale follows, a gamma of one column over two normalized dims
-    check("norm_params", """
-        func @main(%x: tensor<?s x 4 x 24 x f32>, %g: tensor<24 x f32>) -> ("unit": tensor<?s x 4 x 24 x f32>, "rms": tensor<?s x 4 x 24 x f32>, "two": tensor<?s x 4 x 24 x f32>) {
+    // parameters that broadcast: fuse-layer-norm's unit gamma (a scalar) where no scale
+    // follows, a gamma of one column over two normalized dims, rope tables of one row (or of
+    // no row dim) for every position
+    check("broadcast_params", """
+        func @main(%x: tensor<?s x 4 x 24 x f32>, %g: tensor<24 x f32>, %c: tensor<1 x 1 x 8 x f32>, %t: tensor<8 x f32>) -> ("unit": tensor<?s x 4 x 24 x f32>, "rms": tensor<?s x 4 x 24 x f32>, "two": tensor<?s x 4 x 24 x f32>, "rot": tensor<?s x 4 x 24 x f32>, "rot1": tensor<?s x 4 x 24 x f32>) {
           %one = constant {value = dense<1.0> : tensor<f32>} : tensor<f32>
           %unit = layer_norm %x, %one {axis = 2, eps = 1.0E-5} : tensor<?s x 4 x 24 x f32>
           %half = constant {value = dense<[0.5]> : tensor<1 x f32>} : tensor<1 x f32>
           %rms = rms_norm %x, %half {eps = 1.0E-6, gamma_offset = 0.0} : tensor<?s x 4 x 24 x f32>
           %two = layer_norm %x, %g, %half {axis = 1, eps = 1.0E-5} : tensor<?s x 4 x 24 x f32>
-          return %unit, %rms, %two
+          %rot = rope %x, %c, %c {style = "rotate_half"} : tensor<?s x 4 x 24 x f32>
+          %rot1 = rope %x, %t, %t {style = "rotate_half"} : tensor<?s x 4 x 24 x f32>
+          return %unit, %rms, %two, %rot, %rot1
         }""", List.of(Map.of("s", 3L)));
     // casts to i32 truncate toward zero: halves, whole numbers, both signs, past 2^22
     check("legalized_cast", """
@@ -233,8 +236,7 @@ class EndToEndOpsTest {
         }""";
     check("weighted_sum", func, List.of(Map.of("s", 5L), Map.of("s", 300L)));
     // the first add takes one product in (the other is stored for it), the second its one
-    List<String> ops = program(func, BackendOptions.defaults().withBound("s", 300)).debug().stream()
-        .map(SohuProgram.DebugEntry::irOp).distinct().toList();
+    List<String> ops = ops(func, BackendOptions.defaults().withBound("s", 300));
     assertTrue(ops.stream().noneMatch(o -> o.startsWith("mul %a") || o.startsWith("mul %c")), ops.toString());
     assertTrue(ops.stream().anyMatch(o -> o.startsWith("mul %b")), ops.toString());
   }
@@ -766,6 +768,32 @@ class EndToEndOpsTest {
           %y = rope %x, %cos, %sin {style = "rotate_half"} : tensor<1 x 3 x ?s x 16 x f32>
           return %y
         }""");
+  }
+
+  /**
+   * Tables the rope instruction cannot take (halves that differ: it reads the first half of a
+   * row for both) are computed by parts, a partial rotary's pass-through dims too; tables that
+   * are a concat of one value with itself keep the instruction.
+   */
+  @Test
+  void ropeTablesOfUnequalHalvesAreComputedByParts() {
+    String unequal = """
+        func @main(%x: tensor<1 x 3 x ?s x 16 x f32>, %c: tensor<?s x 16 x f32>, %sn: tensor<?s x 16 x f32>, %pc: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 3 x ?s x 16 x f32>, "part": tensor<1 x 3 x ?s x 16 x f32>) {
+          %y = rope %x, %c, %sn {style = "rotate_half"} : tensor<1 x 3 x ?s x 16 x f32>
+          %part = rope %x, %pc, %pc {style = "rotate_half"} : tensor<1 x 3 x ?s x 16 x f32>
+          return %y, %part
+        }""";
+    check("rope_unequal", unequal);
+    BackendOptions bound = BackendOptions.defaults().withBound("s", 300);
+    assertTrue(ops(unequal, bound).stream().noneMatch(o -> o.startsWith("rope ")), ops(unequal, bound).toString());
+    String doubled = """
+        func @main(%x: tensor<1 x 3 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>) -> ("y": tensor<1 x 3 x ?s x 16 x f32>) {
+          %cos = concat %c, %c {axis = -1} : tensor<?s x 16 x f32>
+          %sin = neg %cos : tensor<?s x 16 x f32>
+          %y = rope %x, %cos, %sin {style = "rotate_half"} : tensor<1 x 3 x ?s x 16 x f32>
+          return %y
+        }""";
+    assertTrue(ops(doubled, bound).contains("rope %y"), ops(doubled, bound).toString());
   }
 
   /**

@@ -1,0 +1,106 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.Weight;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.SourceOp;
+import dev.sohuc.ir.op.TransformerOp;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.TensorType;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Whether a rotate-half rope's cos or sin table has equal halves in every row ({@code t[c] ==
+ * t[c + R/2]}, as every model builds them, from {@code cat(freqs, freqs)}): the chip's rope
+ * instruction reads the first half only. Proven from the data of a constant or an inline weight
+ * (a shape-only one holds no numbers),
+ * a concat of one value with itself along the last axis, and what keeps rows whole from those
+ * (elementwise ops, casts, and copies, slices, gathers or reshapes of rows); anything else is not
+ * proven.
+ */
+final class RopeTables {
+  private RopeTables() {}
+
+  static boolean halvesEqual(Value table, Map<Value, Tensor> known, Map<String, Weight> weights) {
+    Tensor t = known.get(table);
+    if (t != null) {
+      return halvesEqual(t);
+    }
+    Node p = table.producer();
+    if (p == null) {
+      return false;
+    }
+    return switch (p.op()) {
+      // a shape-only weight has no numbers to be wrong about: a program compiled for timing
+      // (the serving bench's stand-in for tables computed in the graph)
+      case SourceOp.WeightRef w -> weights.get(w.name()) instanceof Weight wt
+          && (wt.data() instanceof Weight.Data.ShapeOnly || halvesEqual(wt));
+      case DataOp.Concat c -> isLast(c.axis(), table.type()) && c.inputs().size() == 2
+          && c.inputs().get(0) == c.inputs().get(1);
+      case ElementwiseOp.Unary u -> halvesEqual(u.x(), known, weights);
+      case ElementwiseOp.Cast c -> halvesEqual(c.x(), known, weights);
+      case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), known, weights) && rowsOrScalar(b.rhs(), known, weights);
+      case DataOp.Slice s -> s.axes().stream().noneMatch(a -> isLast(a, s.x().type()))
+          && halvesEqual(s.x(), known, weights);
+      case DataOp.Gather g -> !isLast(g.axis(), g.data().type()) && halvesEqual(g.data(), known, weights);
+      case TransformerOp.Embedding e -> halvesEqual(e.table(), known, weights);
+      case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) && halvesEqual(r.x(), known, weights);
+      case DataOp.Expand e -> rowsOrScalar(e.x(), known, weights);
+      case DataOp.Transpose tr -> tr.perm().get(tr.perm().size() - 1) == tr.perm().size() - 1
+          && halvesEqual(tr.x(), known, weights);
+      default -> false;
+    };
+  }
+
+  /** An elementwise operand: a table with equal halves, or one that broadcasts a column over them. */
+  private static boolean rowsOrScalar(Value v, Map<Value, Tensor> known, Map<String, Weight> weights) {
+    List<Dim> d = v.type().dims();
+    return d.isEmpty() || d.get(d.size() - 1).is(1) || halvesEqual(v, known, weights);
+  }
+
+  /** A weight's rows compared as bytes (an equal value of other bytes, -0.0 and 0.0, fails). */
+  private static boolean halvesEqual(Weight w) {
+    List<Dim> dims = w.type().dims();
+    if (dims.isEmpty() || !dims.get(dims.size() - 1).isStatic() || dims.get(dims.size() - 1).value() % 2 != 0) {
+      return false;
+    }
+    ByteBuffer b = w.bytes();
+    int half = (int) (dims.get(dims.size() - 1).value() / 2 * w.type().elementType().sizeBytes());
+    for (int row = 0; row + 2 * half <= b.limit(); row += 2 * half) {
+      if (!b.slice(row, half).equals(b.slice(row + half, half))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static boolean halvesEqual(Tensor t) {
+    long[] shape = t.shape();
+    if (shape.length == 0 || shape[shape.length - 1] % 2 != 0) {
+      return false;
+    }
+    int width = (int) shape[shape.length - 1];
+    int half = width / 2;
+    for (int row = 0; row < t.size(); row += width) {
+      for (int c = 0; c < half; c++) {
+        if (Double.compare(t.get(row + c), t.get(row + c + half)) != 0) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  private static boolean isLast(long axis, TensorType t) {
+    return Math.floorMod(axis, Math.max(1, t.rank())) == t.rank() - 1;
+  }
+
+  private static boolean sameLast(TensorType a, TensorType b) {
+    return a.rank() > 0 && b.rank() > 0 && a.dim(a.rank() - 1).equals(b.dim(b.rank() - 1));
+  }
+}
