@@ -29,7 +29,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Seeded structural mutations of the decoder graphs {@link DecoderGraphs} writes (GPT-2, and
- * Llama with a KV cache), one or two per model: an integer attribute set to 0, a few, 2^31,
+ * Llama with a KV cache: a prompt, and a decode step of two sequences), one or two per model: an integer attribute set to 0, a few, 2^31,
  * 2^40 or either end of the longs; an op type swapped for another the importer knows; an input
  * rewired to another node's output; a graph input's dim changed, made symbolic or left unnamed; a constant's
  * dims or integer data changed; an initializer's dims changed; a node deleted. Each model goes
@@ -58,8 +58,13 @@ class MutatedDecoderGraphsTest {
   }
 
   @Test
-  void mutatedLlamaStepCompilesAndMatchesOrIsRefusedCleanly() throws Exception {
+  void mutatedLlamaPromptCompilesAndMatchesOrIsRefusedCleanly() throws Exception {
     run("llama", DecoderGraphs.llama(DecoderGraphs.Llama.TINY, 1, 8, 4, 1), 32);
+  }
+
+  @Test
+  void mutatedLlamaDecodeStepCompilesAndMatchesOrIsRefusedCleanly() throws Exception {
+    run("llama_decode", DecoderGraphs.llama(DecoderGraphs.Llama.TINY, 2, 1, 7, 1), 33);
   }
 
   private void run(String name, byte[] model, long seed) throws Exception {
