@@ -40,10 +40,18 @@ final class ModelLoader {
     if (!Files.exists(model)) {
       throw new UserException(model + ": no such file");
     }
-    return switch (formatOf(model)) {
+    Format format = formatOf(model);
+    if (format != Format.ONNX && !shapes.inputShapes().isEmpty()) {
+      // their inputs' dims are named where the model is defined: bind those instead
+      String input = shapes.inputShapes().keySet().iterator().next();
+      throw new UserException(model + ": --shape " + input + "=" + shapes.inputShapes().get(input).stream()
+          .map(String::valueOf).collect(java.util.stream.Collectors.joining("x")) + ": only an ONNX model's inputs "
+          + "take a whole shape; bind this model's dims by name (--shape seq=128)");
+    }
+    return switch (format) {
       case ONNX -> OnnxImporter.importModel(model,
           new ImportOptions(shapes.inputShapes(), shapes.dimBindings()));
-      case IR -> IrParser.parse(model);
+      case IR -> IrParser.parse(model, shapes.dimBindings());
       case HF -> HfImporter.importModel(model, hf.withDimBindings(shapes.dimBindings()));
     };
   }

@@ -289,6 +289,32 @@ class CompileCommandTest {
     assertTrue(r.err().contains("unknown pass 'fuse-magic'"), r.err());
   }
 
+  /**
+   * --shape binds an IR file's dims by name (they were read as symbols whatever it said) and
+   * names a dim it lacks; a whole input shape, which only ONNX inputs take, is refused for IR and
+   * Hugging Face models instead of being dropped.
+   */
+  @Test
+  void shapesBindIrDimsAndWholeShapesAreOnlyForOnnx() throws Exception {
+    Path model = ir(GELU);
+    Path out = dir.resolve("g.ir");
+    CliResult bound = run("compile", model.toString(), "--shape", "seq=5", "--emit", "ir", "-o", out.toString());
+    assertEquals(0, bound.code(), bound.err());
+    assertTrue(Files.readString(out).contains("%x: tensor<5 x 64 x f32>"), Files.readString(out));
+    CliResult unknown = run("compile", model.toString(), "--shape", "sequence=5", "-o", dir.resolve("u.sohu").toString());
+    assertEquals(1, unknown.code(), unknown.err());
+    assertEquals("error: " + model + ": --shape sequence=5: the module has no dim named 'sequence' (its dims: seq)"
+        + System.lineSeparator(), unknown.err());
+    CliResult whole = run("compile", model.toString(), "--shape", "x=5x64", "-o", dir.resolve("w.sohu").toString());
+    assertEquals(1, whole.code(), whole.err());
+    assertEquals("error: " + model + ": --shape x=5x64: only an ONNX model's inputs take a whole shape; bind this "
+        + "model's dims by name (--shape seq=128)" + System.lineSeparator(), whole.err());
+    CliResult hf = run("compile", "../examples/tiny-llama", "--shape", "input_ids=1x4", "-o",
+        dir.resolve("h.sohu").toString());
+    assertEquals(1, hf.code(), hf.err());
+    assertTrue(hf.err().contains("--shape input_ids=1x4: only an ONNX model's inputs take a whole shape"), hf.err());
+  }
+
   /** A constant too large to hold (a hostile Range) is named by its node, not a bare shape. */
   @Test
   void aConstantTooLargeToFoldNamesItsNode() throws Exception {

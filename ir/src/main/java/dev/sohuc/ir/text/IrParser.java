@@ -78,13 +78,26 @@ public final class IrParser {
   private final String fileName;
   private final Path baseDir;
   private final Map<Node, Token> opTokens = new IdentityHashMap<>();
+  /** Values for symbolic dims, put in place of each {@code ?name} as it is read. */
+  private final Map<String, Long> bindings;
+  /** Every symbol the text names, for the message about a binding that names none. */
+  private final java.util.SortedSet<String> symbols = new java.util.TreeSet<>();
 
-  private IrParser(String fileName, Path baseDir) {
+  private IrParser(String fileName, Path baseDir, Map<String, Long> bindings) {
     this.fileName = fileName;
     this.baseDir = baseDir;
+    this.bindings = bindings;
   }
 
   public static Module parse(Path file) {
+    return parse(file, Map.of());
+  }
+
+  /**
+   * Parses {@code file} with each symbolic dim named in {@code bindings} read as its value (the
+   * CLI's {@code --shape seq=128}); a binding of a name the text does not use is an error.
+   */
+  public static Module parse(Path file, Map<String, Long> bindings) {
     String text;
     try {
       // a Java string holds at most 2^31 - 1 characters: refuse before reading, not by running
@@ -102,12 +115,20 @@ public final class IrParser {
     } catch (IOException e) {
       throw new IrException(file + ": cannot read: " + e.getMessage(), e);
     }
-    return new IrParser(file.toString(), file.getParent()).module(text);
+    IrParser parser = new IrParser(file.toString(), file.getParent(), bindings);
+    Module m = parser.module(text);
+    for (String name : bindings.keySet()) {
+      if (!parser.symbols.contains(name)) {
+        throw new IrException(file + ": --shape " + name + "=" + bindings.get(name) + ": the module has no dim named '"
+            + name + "' (its dims: " + (parser.symbols.isEmpty() ? "none" : String.join(", ", parser.symbols)) + ")");
+      }
+    }
+    return m;
   }
 
   /** Parses {@code text}; {@code fileName} is only used in messages. */
   public static Module parse(String text, String fileName) {
-    return new IrParser(fileName, null).module(text);
+    return new IrParser(fileName, null, Map.of()).module(text);
   }
 
   private Module module(String text) {
@@ -376,9 +397,15 @@ public final class IrParser {
     for (DimFactorContext f : ctx.dimFactor()) {
       product = product.times(f.INT() != null
           ? Dim.of(integer(f.INT().getSymbol(), false))
-          : Dim.symbol(name(f.DIM_SYMBOL().getSymbol())));
+          : symbol(name(f.DIM_SYMBOL().getSymbol())));
     }
     return product;
+  }
+
+  private Dim symbol(String name) {
+    symbols.add(name);
+    Long value = bindings.get(name);
+    return value == null ? Dim.symbol(name) : Dim.of(value);
   }
 
   private static final Pattern DENSE_INT = Pattern.compile("-?[0-9]+");
