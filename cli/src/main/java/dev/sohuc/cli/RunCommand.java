@@ -75,6 +75,12 @@ final class RunCommand implements Callable<Integer> {
       defaultValue = "" + Options.DEFAULT_MAX_INSTRUCTIONS)
   long maxInstructions;
 
+  @Option(names = "--max-cycles", paramLabel = "N",
+      description = "Functional mode: trap once the instructions run add up to N cycles of "
+          + "engine time by the cost model (default ${DEFAULT-VALUE}).",
+      defaultValue = "" + Options.DEFAULT_MAX_CYCLES)
+  long maxCycles;
+
   @Option(names = "--shape", paramLabel = "SYMBOL=N",
       description = "A symbolic dimension's value (seq=128); for timing mode without inputs.")
   List<String> shapes = new ArrayList<>();
@@ -97,9 +103,9 @@ final class RunCommand implements Callable<Integer> {
       throw new CommandLine.ParameterException(spec.commandLine(),
           "functional mode needs --inputs DIR");
     }
-    if (maxInstructions <= 0) {
+    if (maxInstructions <= 0 || maxCycles <= 0) {
       throw new CommandLine.ParameterException(spec.commandLine(),
-          "--max-instructions must be positive");
+          (maxInstructions <= 0 ? "--max-instructions" : "--max-cycles") + " must be positive");
     }
     Map<String, Long> args = new LinkedHashMap<>();
     ShapeBindings bindings = ShapeBindings.parse(shapes, spec.commandLine());
@@ -113,7 +119,7 @@ final class RunCommand implements Callable<Integer> {
     MachineDescription md = target == null ? MachineDescription.defaultTarget()
         : MachineDescription.load(target);
     Options options = Options.defaults().withMaxInstructions(maxInstructions)
-        .withProgramFile(program);
+        .withMaxCycles(maxCycles).withProgramFile(program);
     if (trace != null) {
       options = options.withTrace(trace);
     }

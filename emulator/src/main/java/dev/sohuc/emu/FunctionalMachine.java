@@ -44,6 +44,7 @@ final class FunctionalMachine {
   final long[] regs = new long[32];
   final long[] tokens = new long[TOKENS];
   private final LoopStack loops = new LoopStack();
+  private final WorkBudget budget;
   private final int queueDepth;
   /** The race check's random order ({@link Options#scheduleSeed}), or null: oldest first. */
   private final java.util.Random shuffle;
@@ -75,6 +76,7 @@ final class FunctionalMachine {
     this.sram = new byte[(int) target.sramBytes()];
     this.acc = new int[(int) target.accWords()];
     this.queueDepth = Math.max(1, target.queueDepth());
+    this.budget = new WorkBudget(target, options.maxCycles());
     this.shuffle = options.scheduleSeed() == null ? null
         : new java.util.Random(options.scheduleSeed());
     for (int e = 0; e < queues.length; e++) {
@@ -359,6 +361,7 @@ final class FunctionalMachine {
 
   private void execAt(int pc, Insn insn, long[] r) {
     try {
+      budget.charge(insn, r);
       execute(insn, r);
     } catch (Fault f) {
       throw image.trap(pc, f);

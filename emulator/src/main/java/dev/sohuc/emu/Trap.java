@@ -21,6 +21,8 @@ public final class Trap extends EmulatorException {
     TOKEN_OVERFLOW,
     /** The instruction cap was reached. */
     INSTRUCTION_LIMIT,
+    /** Functional mode's work cap was reached. */
+    WORK_LIMIT,
     /** A hardware loop nested too deep or not contained in its outer loop. */
     LOOP_NESTING,
     /** An operand value the hardware cannot execute (e.g. a negative count). */

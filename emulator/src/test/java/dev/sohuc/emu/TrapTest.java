@@ -246,6 +246,29 @@ class TrapTest {
     assertEquals(Trap.Kind.INSTRUCTION_LIMIT, tt.kind());
   }
 
+  /**
+   * Few instructions of much work each (a fill of 4 KiB, 4,000 times) pass no instruction cap:
+   * functional mode charges each its cycles by the cost model and traps past the work cap.
+   */
+  @Test
+  void workCap() {
+    String src = """
+        li r1, 16
+        li r2, 64
+        li r3, 256
+        li r4, 4000
+        loop r4, end
+        vfill 0, r3, 1.0, r1, r2, f32
+        end:
+        halt
+        """;
+    SohuProgram p = TestSupport.asm(src);
+    Trap t = functional(p, TestSupport.opts().withMaxCycles(10_000));
+    assertEquals(Trap.Kind.WORK_LIMIT, t.kind());
+    contains(t.getMessage(), "work cap of 10,000 cycles", "--max-cycles", "vfill");
+    assertEquals(5, t.pc());
+  }
+
   @Test
   void loopNestingTooDeepOrCrossingItsParent() {
     Trap t = functional("""
