@@ -61,6 +61,7 @@ final class Legalization {
    */
   static List<Value> run(Function fn, Map<Value, Tensor> known, Map<String, Weight> weights) {
     List<Value> constants = new ArrayList<>();
+    RopeTables tables = new RopeTables(known, weights);
     // one builder (it collects the function's names once), moved before each op it rewrites
     FunctionBuilder b = new FunctionBuilder(fn);
     for (Node n : List.copyOf(fn.body())) {
@@ -77,8 +78,7 @@ final class Legalization {
             new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
         case TransformerOp.Rope r when r.style() == TransformerOp.RopeStyle.ROTATE_HALF
             && r.x().type().dim(r.x().type().rank() - 1).isStatic()
-            && !(RopeTables.halvesEqual(r.cos(), known, weights) && RopeTables.halvesEqual(r.sin(), known, weights))
-            -> ropeByParts(b, n, r);
+            && !(tables.halvesEqual(r.cos()) && tables.halvesEqual(r.sin())) -> ropeByParts(b, n, r);
         default -> null;
       };
       if (y != null) {
@@ -91,7 +91,8 @@ final class Legalization {
         case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(b, n, s.x(),
             s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
         case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.reducedAxes().size() == 1
-            && isLast(r.reducedAxes().get(0), r.x())) && reducedStatic(r) -> replace(fn, n, reducedOverLast(b, n, r));
+            && isLast(r.reducedAxes().get(0), r.x())) && reducedStatic(r) ->
+            replace(fn, n, reducedOverLast(b, n, r));
         default -> { }
       }
     }
@@ -405,11 +406,13 @@ final class Legalization {
     Value y = add(b, n, new ElementwiseOp.Binary(BinaryKind.ADD,
         add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, rotated, r.cos())),
         add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, turned, r.sin()))));
-    return rotary == width ? y : add(b, n, new DataOp.Concat(List.of(y, lastSlice(b, n, x, rotary, width)), -1));
+    return rotary == width ? y
+        : add(b, n, new DataOp.Concat(List.of(y, lastSlice(b, n, x, rotary, width)), -1));
   }
 
   private static Value lastSlice(FunctionBuilder b, Node n, Value x, long from, long to) {
-    return add(b, n, new DataOp.Slice(x, List.of(Dim.of(from)), List.of(Dim.of(to)), List.of(-1L), List.of(1L)));
+    return add(b, n, new DataOp.Slice(x, List.of(Dim.of(from)), List.of(Dim.of(to)), List.of(-1L),
+        List.of(1L)));
   }
 
   /** The dims a norm's gamma and beta span, its normalized dims; null for other ops. */

@@ -24,9 +24,33 @@ import java.util.Map;
  * proven.
  */
 final class RopeTables {
-  private RopeTables() {}
+  /** How far back through the ops producing a table a proof looks; past it, not proven. */
+  private static final int MAX_DEPTH = 32;
 
-  static boolean halvesEqual(Value table, Map<Value, Tensor> known, Map<String, Weight> weights) {
+  private final Map<Value, Tensor> known;
+  private final Map<String, Weight> weights;
+  /** Each table proven or not, once: a graph of shared values would otherwise be walked again. */
+  private final Map<Value, Boolean> proven = new java.util.IdentityHashMap<>();
+
+  RopeTables(Map<Value, Tensor> known, Map<String, Weight> weights) {
+    this.known = known;
+    this.weights = weights;
+  }
+
+  boolean halvesEqual(Value table) {
+    return halvesEqual(table, 0);
+  }
+
+  private boolean halvesEqual(Value table, int depth) {
+    Boolean done = proven.get(table);
+    if (done == null) {
+      done = depth <= MAX_DEPTH && prove(table, depth + 1);
+      proven.put(table, done);
+    }
+    return done;
+  }
+
+  private boolean prove(Value table, int depth) {
     Tensor t = known.get(table);
     if (t != null) {
       return halvesEqual(t);
@@ -42,35 +66,40 @@ final class RopeTables {
           && (wt.data() instanceof Weight.Data.ShapeOnly || halvesEqual(wt));
       case DataOp.Concat c -> isLast(c.axis(), table.type()) && c.inputs().size() == 2
           && c.inputs().get(0) == c.inputs().get(1);
-      case ElementwiseOp.Unary u -> halvesEqual(u.x(), known, weights);
-      case ElementwiseOp.Cast c -> halvesEqual(c.x(), known, weights);
-      case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), known, weights) && rowsOrScalar(b.rhs(), known, weights);
+      case ElementwiseOp.Unary u -> halvesEqual(u.x(), depth);
+      case ElementwiseOp.Cast c -> halvesEqual(c.x(), depth);
+      case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), depth) && rowsOrScalar(b.rhs(), depth);
       case DataOp.Slice s -> s.axes().stream().noneMatch(a -> isLast(a, s.x().type()))
-          && halvesEqual(s.x(), known, weights);
-      case DataOp.Gather g -> !isLast(g.axis(), g.data().type()) && halvesEqual(g.data(), known, weights);
-      case TransformerOp.Embedding e -> halvesEqual(e.table(), known, weights);
-      case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) && halvesEqual(r.x(), known, weights);
-      case DataOp.Expand e -> rowsOrScalar(e.x(), known, weights);
+          && halvesEqual(s.x(), depth);
+      case DataOp.Gather g -> !isLast(g.axis(), g.data().type()) && halvesEqual(g.data(), depth);
+      case TransformerOp.Embedding e -> halvesEqual(e.table(), depth);
+      case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) && halvesEqual(r.x(), depth);
+      case DataOp.Expand e -> rowsOrScalar(e.x(), depth);
       case DataOp.Transpose tr -> tr.perm().get(tr.perm().size() - 1) == tr.perm().size() - 1
-          && halvesEqual(tr.x(), known, weights);
+          && halvesEqual(tr.x(), depth);
       default -> false;
     };
   }
 
   /** An elementwise operand: a table with equal halves, or one that broadcasts a column over them. */
-  private static boolean rowsOrScalar(Value v, Map<Value, Tensor> known, Map<String, Weight> weights) {
+  private boolean rowsOrScalar(Value v, int depth) {
     List<Dim> d = v.type().dims();
-    return d.isEmpty() || d.get(d.size() - 1).is(1) || halvesEqual(v, known, weights);
+    return d.isEmpty() || d.get(d.size() - 1).is(1) || halvesEqual(v, depth);
   }
 
   /** A weight's rows compared as bytes (an equal value of other bytes, -0.0 and 0.0, fails). */
   private static boolean halvesEqual(Weight w) {
     List<Dim> dims = w.type().dims();
-    if (dims.isEmpty() || !dims.get(dims.size() - 1).isStatic() || dims.get(dims.size() - 1).value() % 2 != 0) {
+    Dim width = dims.isEmpty() ? Dim.of(1) : dims.get(dims.size() - 1);
+    if (!width.isStatic() || width.value() <= 0 || width.value() % 2 != 0) {
       return false;
     }
     ByteBuffer b = w.bytes();
-    int half = (int) (dims.get(dims.size() - 1).value() / 2 * w.type().elementType().sizeBytes());
+    long rowBytes = width.value() * w.type().elementType().sizeBytes();
+    if (rowBytes > b.limit()) {
+      return false;
+    }
+    int half = (int) rowBytes / 2;
     for (int row = 0; row + 2 * half <= b.limit(); row += 2 * half) {
       if (!b.slice(row, half).equals(b.slice(row + half, half))) {
         return false;
@@ -81,7 +110,7 @@ final class RopeTables {
 
   private static boolean halvesEqual(Tensor t) {
     long[] shape = t.shape();
-    if (shape.length == 0 || shape[shape.length - 1] % 2 != 0) {
+    if (shape.length == 0 || shape[shape.length - 1] <= 0 || shape[shape.length - 1] % 2 != 0) {
       return false;
     }
     int width = (int) shape[shape.length - 1];

@@ -43,10 +43,11 @@ final class ModelLoader {
     Format format = formatOf(model);
     if (format != Format.ONNX && !shapes.inputShapes().isEmpty()) {
       // their inputs' dims are named where the model is defined: bind those instead
-      String input = shapes.inputShapes().keySet().iterator().next();
-      throw new UserException(model + ": --shape " + input + "=" + shapes.inputShapes().get(input).stream()
-          .map(String::valueOf).collect(java.util.stream.Collectors.joining("x")) + ": only an ONNX model's inputs "
-          + "take a whole shape; bind this model's dims by name (--shape seq=128)");
+      var input = shapes.inputShapes().entrySet().iterator().next();
+      String shape = input.getValue().stream().map(String::valueOf)
+          .collect(java.util.stream.Collectors.joining("x"));
+      throw new UserException(model + ": --shape " + input.getKey() + "=" + shape + ": only an ONNX "
+          + "model's inputs take a whole shape; bind this model's dims by name (--shape seq=128)");
     }
     return switch (format) {
       case ONNX -> OnnxImporter.importModel(model,

@@ -47,8 +47,9 @@ final class OnnxNode {
     OnnxOps.Arity arity = OnnxOps.arity(proto.getDomain(), opType(), opset);
     for (int i = 0; i < arity.required(); i++) {
       if (!has(i)) {
-        throw error("has no input " + i + ", but " + opType() + " requires "
-            + (arity.required() == 1 ? "input 0" : "inputs 0 to " + (arity.required() - 1)) + " at opset " + opset);
+        String inputs = arity.required() == 1 ? "input 0" : "inputs 0 to " + (arity.required() - 1);
+        throw error("has no input " + i + ", but " + opType() + " requires " + inputs + " at opset "
+            + opset);
       }
     }
     checkCount(givenCount(proto.getInputList()), arity.inputs(), "inputs");

@@ -119,8 +119,9 @@ public final class IrParser {
     Module m = parser.module(text);
     for (String name : bindings.keySet()) {
       if (!parser.symbols.contains(name)) {
-        throw new IrException(file + ": --shape " + name + "=" + bindings.get(name) + ": the module has no dim named '"
-            + name + "' (its dims: " + (parser.symbols.isEmpty() ? "none" : String.join(", ", parser.symbols)) + ")");
+        String dims = parser.symbols.isEmpty() ? "none" : String.join(", ", parser.symbols);
+        throw new IrException(file + ": --shape " + name + "=" + bindings.get(name)
+            + ": the module has no dim named '" + name + "' (its dims: " + dims + ")");
       }
     }
     return m;
