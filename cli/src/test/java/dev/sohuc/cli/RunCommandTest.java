@@ -186,9 +186,21 @@ class RunCommandTest {
   }
 
   @Test
+  void workCapTraps() {
+    CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
+        "--max-cycles", "50");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("the work cap of 50 cycles of sohu engine time was reached (--max-cycles)")
+        && !r.err().contains("internal error"), r.err());
+  }
+
+  @Test
   void badUsageExits2() {
     assertEquals(2, CliResult.run("run", bin.toString(), "--mode", "fast").code());
     assertEquals(2, CliResult.run("run", bin.toString()).code());
+    CliResult zero = CliResult.run("run", bin.toString(), "--mode", "timing", "--max-cycles", "0");
+    assertEquals(2, zero.code());
+    assertTrue(zero.err().contains("--max-cycles must be positive"), zero.err());
   }
 
   /**
