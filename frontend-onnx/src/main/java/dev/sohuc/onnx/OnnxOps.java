@@ -94,6 +94,8 @@ final class OnnxOps {
         n.value(1), n.has(2) ? n.value(2) : null, n.attrFloat("alpha", 1), n.attrFloat("beta", 1),
         n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0)));
     op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
+    op("Einsum", 12, "matmul / transpose / reshape / reduce_sum", "one or two operands; explicit or implicit "
+        + "output, ellipsis; not repeated labels (diagonals) nor labels broadcast from 1", Einsum::importNode);
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
         OnnxOps::reshape);
     op("Flatten", 1, "reshape", "axis in [-r, r]", OnnxOps::flatten);
@@ -249,7 +251,7 @@ final class OnnxOps {
       case "Clip" -> new Arity(1, 3, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);
       case "Slice" -> new Arity(3, 5, 1);
-      case "Max", "Min", "Concat" -> new Arity(1, Arity.VARIADIC, 1);
+      case "Max", "Min", "Concat", "Einsum" -> new Arity(1, Arity.VARIADIC, 1);
       case "Unsqueeze" -> opset >= 13 ? new Arity(2, 2, 1) : new Arity(1, 1, 1);
       case "Squeeze", "ReduceSum" -> new Arity(1, opset >= 13 ? 2 : 1, 1);
       case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd" -> new Arity(1, opset >= 18 ? 2 : 1, 1);

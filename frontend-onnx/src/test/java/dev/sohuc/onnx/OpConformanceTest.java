@@ -162,6 +162,27 @@ class OpConformanceTest {
     cs.add(t("Gemm", f(3, 4), f(4, 5)).named("Gemm no C"));
     cs.add(t("Transpose", f(2, 3, 4)).attrs(ints("perm", 1, 2, 0)));
     cs.add(t("Transpose", f(2, 3, 4)).named("Transpose default perm"));
+    for (Object[] e : new Object[][] {
+        {"ij,jk->ik", new long[][] {{3, 4}, {4, 5}}},
+        {"bhid,bhjd->bhij", new long[][] {{2, 3, 4, 8}, {2, 3, 5, 8}}},
+        {"bhij,bhjd->bhid", new long[][] {{2, 3, 4, 5}, {2, 3, 5, 8}}},
+        {"bqhd,bkhd->bhqk", new long[][] {{2, 4, 3, 8}, {2, 5, 3, 8}}},
+        {"i,j->ij", new long[][] {{4}, {5}}},
+        {"ij,kj->ik", new long[][] {{3, 4}, {5, 4}}},
+        {"ij,ij->ij", new long[][] {{3, 4}, {3, 4}}},
+        {"ij,k->i", new long[][] {{3, 4}, {5}}},
+        {"...ij,...jk->...ik", new long[][] {{2, 3, 4}, {2, 4, 5}}},
+        {"bij,bjk", new long[][] {{2, 3, 4}, {2, 4, 5}}},
+        {"ij->ji", new long[][] {{3, 4}}},
+        {"ijk->ik", new long[][] {{3, 4, 5}}},
+        {"ijk->kji", new long[][] {{3, 4, 5}}},
+        {"...i->...", new long[][] {{2, 3, 4}}},
+        {"ij->ij", new long[][] {{3, 4}}},
+        {"ij", new long[][] {{3, 4}}}}) {
+      long[][] shapes = (long[][]) e[1];
+      In[] ins = java.util.Arrays.stream(shapes).map(OpConformanceTest::f).toArray(In[]::new);
+      cs.add(t("Einsum", ins).opset(12).attrs(Models.attr("equation", (String) e[0])).named("Einsum " + e[0]));
+    }
     cs.add(t("Reshape", f(2, 3, 4), ci(0, -1)));
     cs.add(t("Reshape", f(2, 3, 4), ci(4, 1, 6)).opset(14).attrs(attr("allowzero", 1)).named("Reshape allowzero"));
     cs.add(t("Flatten", f(2, 3, 4)).named("Flatten default"));

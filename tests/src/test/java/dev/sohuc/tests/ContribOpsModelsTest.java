@@ -20,8 +20,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Blocks as ONNX Runtime's transformer optimizer writes them, with its com.microsoft fused ops,
- * through {@code sohuc compile} and {@code sohuc run}: every output within {@link #TOL} (relative
+ * Blocks as ONNX Runtime's transformer optimizer writes them, with its com.microsoft fused ops
+ * (and an attention as einsum exports write it), through {@code sohuc compile} and
+ * {@code sohuc run}: every output within {@link #TOL} (relative
  * above 1, absolute below) of ONNX Runtime on the same file. Sizes span several 128-wide tiles
  * and a sequence that fills none.
  *
@@ -350,6 +351,34 @@ class ContribOpsModelsTest {
       in.put(input, gaussian(r, 1, SEQ, h));
     }
     return check(name, model, in);
+  }
+
+  /**
+   * Attention written with Einsum (as models with einsum attention export it): scores
+   * {@code bhqd,bhkd->bhqk}, scaled, softmax, then {@code bhqk,bhkd->bhqd} on heads split from
+   * [h, h] projections. It imports as the matmuls it stands for, so the attention fuses and runs
+   * as ONNX Runtime computes it.
+   */
+  @Test
+  void einsumAttentionFusesAndMatchesOnnxRuntime() throws Exception {
+    long h = 32;
+    long heads = 4;
+    DecoderGraphs.Builder g = new DecoderGraphs.Builder(SEED);
+    String x = g.input("x", DataType.FLOAT, 1, SEQ, h);
+    List<String> qkv = projections(g, x, h);
+    List<String> split = qkv.stream().map(p -> g.splitHeads(p, 1, SEQ, heads, h / heads)).toList();
+    String scores = g.node("Einsum", List.of(split.get(0), split.get(1)), attr("equation", "bhqd,bhkd->bhqk"));
+    String probs = g.node("Softmax", List.of(g.mul(scores, g.scalar((float) (1 / Math.sqrt(h / heads))))),
+        DecoderGraphs.Builder.intAttr("axis", -1));
+    String ctx = g.node("Einsum", List.of(probs, split.get(2)), attr("equation", "bhqk,bhkd->bhqd"));
+    g.output("y", g.mergeHeads(ctx, 1, SEQ, h));
+    assertOneFusedAttention(check("einsum-attention", g.modelBytes("einsum_attention"), List.of(x), h));
+  }
+
+  private static ai.onnx.proto.OnnxMl.AttributeProto attr(String name, String value) {
+    return ai.onnx.proto.OnnxMl.AttributeProto.newBuilder().setName(name)
+        .setType(ai.onnx.proto.OnnxMl.AttributeProto.AttributeType.STRING)
+        .setS(com.google.protobuf.ByteString.copyFromUtf8(value)).build();
   }
 
   /** The compile report shows one attention fused and nothing left unfused. */
