@@ -634,7 +634,8 @@ class BadModelTest {
   @Test
   void einsumFormsNotImportedAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("a", ElementType.F32, 4, 4))
-        .addInput(input("b", ElementType.F32, 3, 4)).addOutput(output("y"));
+        .addInput(input("b", ElementType.F32, 3, 4)).addInput(input("n", ElementType.I64, 4, 4))
+        .addOutput(output("y"));
     String[][] cases = {
         {"ii->i", "a", "label 'i' repeats in 'ii' (a diagonal, which sohuc does not import)"},
         {"ij,ij->ij", "a,b", "label 'i' is 4 in one operand and 3 in another (broadcast labels are not imported)"},
@@ -643,7 +644,8 @@ class BadModelTest {
         {"ijk->i", "a", "term 'ijk' has 3 labels for a rank-2 operand"},
         {"i.j->i", "a", "a misplaced '.' in 'i.j'"},
         {"i1->i", "a", "'1' is not a label (a-z, A-Z)"},
-        {"ij->iz", "a", "output label 'z' is in no input"}};
+        {"ij->iz", "a", "output label 'z' is in no input"},
+        {"ij,jk->ik", "n,n", "matmul takes float operands"}};
     for (String[] c : cases) {
       Path p = file("einsum.onnx", Models.model(17, g.clone().addNode(node("Einsum", List.of(c[1].split(",")),
           List.of("y"), Models.attr("equation", c[0]))).build()));
