@@ -59,11 +59,11 @@ final class Einsum {
     for (int i = 0; i < count; i++) {
       int rank = n.type(i).rank();
       List<Character> labels = labels(terms[i], rank, equation);
-      int spanned = terms[i].contains("...") ? rank - (terms[i].length() - 3) : 0;
       if (terms[i].contains("...")) {
+        int spanned = (int) labels.stream().filter(Character::isDigit).count();
         if (ellipsis >= 0 && ellipsis != spanned) {
-          throw n.error("equation '" + equation + "': its ellipses span " + ellipsis + " and " + spanned
-              + " dims (sohuc takes the same number in every term)");
+          throw n.error("equation '" + equation + "': its ellipses span " + ellipsis + " and "
+              + spanned + " dims (sohuc takes the same number in every term)");
         }
         ellipsis = spanned;
       }
@@ -71,17 +71,19 @@ final class Einsum {
         Dim d = n.type(i).dim(a);
         Dim seen = dims.putIfAbsent(labels.get(a), d);
         if (seen != null && !seen.equals(d)) {
-          throw n.error("equation '" + equation + "': label '" + printable(labels.get(a)) + "' is " + seen
-              + " in one operand and " + d + " in another (broadcast labels are not imported)");
+          throw n.error("equation '" + equation + "': label '" + printable(labels.get(a)) + "' is "
+              + seen + " in one operand and " + d + " in another (broadcast labels are not imported)");
         }
       }
       inputs.add(labels);
     }
-    List<Character> output = sides.length == 2 ? labels(sides[1], sides[1].replace("...", "").length()
-        + (sides[1].contains("...") ? Math.max(0, ellipsis) : 0), equation) : implicitOutput(inputs);
+    List<Character> output = sides.length == 1 ? implicitOutput(inputs) : labels(sides[1],
+        sides[1].replace("...", "").length() + (sides[1].contains("...") ? Math.max(0, ellipsis) : 0),
+        equation);
     for (char c : output) {
       if (!dims.containsKey(c)) {
-        throw n.error("equation '" + equation + "': output label '" + printable(c) + "' is in no input");
+        throw n.error("equation '" + equation + "': output label '" + printable(c)
+            + "' is in no input");
       }
     }
     if (count == 1) {
@@ -100,18 +102,23 @@ final class Einsum {
     return last ? n.emit(op) : n.temp(op);
   }
 
-  /** A term's labels, its ellipsis as labels of its own (characters no equation uses). */
+  /** A term's labels, its ellipsis as labels of its own (digits, which no equation uses). */
   private List<Character> labels(String term, int rank, String equation) {
     List<Character> out = new ArrayList<>();
     int dots = term.indexOf("...");
     String letters = term.replace("...", "");
-    if (term.indexOf("...", dots + 1) > dots && dots >= 0 || letters.contains(".")) {
+    boolean twoEllipses = dots >= 0 && term.indexOf("...", dots + 1) > dots;
+    if (twoEllipses || letters.contains(".")) {
       throw n.error("equation '" + equation + "': a misplaced '.' in '" + term + "'");
     }
     int spanned = rank - letters.length();
     if (spanned < 0 || (dots < 0 && spanned != 0)) {
-      throw n.error("equation '" + equation + "': term '" + term + "' has " + letters.length() + " labels for a rank-"
-          + rank + " operand");
+      throw n.error("equation '" + equation + "': term '" + term + "' has " + letters.length()
+          + " labels for a rank-" + rank + " operand");
+    }
+    if (spanned > 10) {
+      throw n.error("equation '" + equation + "': the ellipsis of '" + term + "' spans " + spanned
+          + " dims (sohuc takes up to 10)");
     }
     for (int i = 0; i < term.length(); i++) {
       if (i == dots) {
@@ -149,9 +156,12 @@ final class Einsum {
     return out;
   }
 
-  /** x with the labels in neither the output nor {@code other} summed out (removed from {@code labels}). */
-  private Value summedOut(Value x, List<Character> labels, List<Character> output, List<Character> other,
-      boolean last) {
+  /**
+   * x with the labels in neither the output nor {@code other} summed out (and removed from
+   * {@code labels}); the node's output when {@code last}.
+   */
+  private Value summedOut(Value x, List<Character> labels, List<Character> output,
+      List<Character> other, boolean last) {
     List<Long> axes = new ArrayList<>();
     for (int a = 0; a < labels.size(); a++) {
       if (!output.contains(labels.get(a)) && !other.contains(labels.get(a))) {
@@ -180,8 +190,10 @@ final class Einsum {
     }
     List<Character> freeA = a.stream().filter(c -> !b.contains(c)).toList();
     List<Character> freeB = b.stream().filter(c -> !a.contains(c)).toList();
-    Value left = grouped(transposed(x, a, concat(batch, freeA, contracted), false), batch, freeA, contracted);
-    Value right = grouped(transposed(w, b, concat(batch, contracted, freeB), false), batch, contracted, freeB);
+    Value left = grouped(transposed(x, a, concat(batch, freeA, contracted), false), batch, freeA,
+        contracted);
+    Value right = grouped(transposed(w, b, concat(batch, contracted, freeB), false), batch, contracted,
+        freeB);
     List<Character> labels = concat(batch, freeA, freeB);
     List<Dim> grouped = new ArrayList<>(batch.stream().map(dims::get).toList());
     grouped.add(product(freeA));
@@ -210,7 +222,7 @@ final class Einsum {
     return p;
   }
 
-  /** v with its labels {@code from} moved to the order {@code to}; the node's output when {@code last}. */
+  /** v, of labels {@code from}, in the order {@code to}; the node's output when {@code last}. */
   private Value transposed(Value v, List<Character> from, List<Character> to, boolean last) {
     List<Long> perm = new ArrayList<>();
     for (char c : to) {
