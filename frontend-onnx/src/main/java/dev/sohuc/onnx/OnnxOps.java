@@ -94,6 +94,8 @@ final class OnnxOps {
         n.value(1), n.has(2) ? n.value(2) : null, n.attrFloat("alpha", 1), n.attrFloat("beta", 1),
         n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0)));
     op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
+    op("Conv", 1, "reshape / transpose / matmul / add", "2-D patch embeddings only (ViT): kernel = stride, "
+        + "no padding or dilation, one group", PatchConv::importNode);
     op("Einsum", 12, "matmul / transpose / reshape / reduce_sum", "one or two operands; explicit or implicit "
         + "output, ellipsis; not repeated labels (diagonals) nor labels broadcast from 1", Einsum::importNode);
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
@@ -247,7 +249,7 @@ final class OnnxOps {
           "CumSum" -> new Arity(2, 2, 1);
       case "Trilu" -> new Arity(1, 2, 1);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
-      case "Gemm", "QuantizeLinear", "DequantizeLinear" -> new Arity(2, 3, 1);
+      case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);
       case "Clip" -> new Arity(1, 3, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);
       case "Slice" -> new Arity(3, 5, 1);

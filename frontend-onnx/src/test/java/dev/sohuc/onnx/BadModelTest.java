@@ -654,6 +654,27 @@ class BadModelTest {
   }
 
   @Test
+  void convolutionsOtherThanPatchEmbeddingsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
+        .addInput(input("w", ElementType.F32, 4, 3, 2, 2)).addInput(input("x1", ElementType.F32, 1, 3, 8))
+        .addInput(input("w1", ElementType.F32, 4, 3, 2)).addOutput(output("y"));
+    Object[][] cases = {
+        {List.of("x", "w"), List.of(Models.ints("strides", 1, 1)), "a convolution other than a patch embedding "
+            + "(sohuc imports kernel = stride [2, 2], no padding or dilation, one group; got strides [1, 1]"},
+        {List.of("x", "w"), List.of(Models.ints("strides", 2, 2), Models.ints("pads", 1, 1, 1, 1)), "pads [1, 1, 1, 1]"},
+        {List.of("x1", "w1"), List.of(Models.ints("strides", 2)), "a convolution of a rank-3 input"}};
+    for (Object[] c : cases) {
+      @SuppressWarnings("unchecked")
+      List<AttributeProto> attrs = (List<AttributeProto>) c[1];
+      @SuppressWarnings("unchecked")
+      List<String> inputs = (List<String>) c[0];
+      Path p = file("conv.onnx", Models.model(17, g.clone().addNode(node("Conv", inputs, List.of("y"),
+          attrs.toArray(AttributeProto[]::new))).build()));
+      assertRejected(p, "node 'Conv_node' (Conv)", (String) c[2]);
+    }
+  }
+
+  @Test
   void optionalAndVariadicInputsAreNotTooMany() throws Exception {
     // trailing empty names leave optional inputs and outputs out; Max and Concat take any number
     for (NodeProto n : List.of(node("Clip", List.of("x", "", ""), List.of("y")),

@@ -162,6 +162,10 @@ class OpConformanceTest {
     cs.add(t("Gemm", f(3, 4), f(4, 5)).named("Gemm no C"));
     cs.add(t("Transpose", f(2, 3, 4)).attrs(ints("perm", 1, 2, 0)));
     cs.add(t("Transpose", f(2, 3, 4)).named("Transpose default perm"));
+    cs.add(t("Conv", f(2, 3, 8, 12), f(5, 3, 4, 4), f(5)).attrs(ints("kernel_shape", 4, 4), ints("strides", 4, 4))
+        .named("Conv patch embedding"));
+    cs.add(t("Conv", f(1, 2, 6, 4), f(3, 2, 3, 2)).attrs(ints("strides", 3, 2), ints("pads", 0, 0, 0, 0))
+        .named("Conv patch embedding, no bias"));
     for (Object[] e : new Object[][] {
         {"ij,jk->ik", new long[][] {{3, 4}, {4, 5}}},
         {"bhid,bhjd->bhij", new long[][] {{2, 3, 4, 8}, {2, 3, 5, 8}}},

@@ -21,7 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Blocks as ONNX Runtime's transformer optimizer writes them, with its com.microsoft fused ops
- * (and an attention as einsum exports write it), through {@code sohuc compile} and
+ * (and two forms of other exporters: an attention written with Einsum, a ViT patch embedding
+ * Conv), through {@code sohuc compile} and
  * {@code sohuc run}: every output within {@link #TOL} (relative
  * above 1, absolute below) of ONNX Runtime on the same file. Sizes span several 128-wide tiles
  * and a sequence that fills none.
@@ -373,6 +374,26 @@ class ContribOpsModelsTest {
     String ctx = g.node("Einsum", List.of(probs, split.get(2)), attr("equation", "bhqk,bhkd->bhqd"));
     g.output("y", g.mergeHeads(ctx, 1, SEQ, h));
     assertOneFusedAttention(check("einsum-attention", g.modelBytes("einsum_attention"), List.of(x), h));
+  }
+
+  /**
+   * A ViT image tower's start: a 4 x 4 patch embedding Conv of a 3 x 16 x 24 image (24 patches of
+   * 48 values to 32 channels), flattened to tokens, then its pre-norm and the q projection. The
+   * Conv imports as patches times the flattened kernel; the chip's numbers are ONNX Runtime's.
+   */
+  @Test
+  void patchEmbeddingConvMatchesOnnxRuntime() throws Exception {
+    long h = 32;
+    DecoderGraphs.Builder g = new DecoderGraphs.Builder(SEED);
+    String image = g.input("pixel_values", DataType.FLOAT, 1, 3, 16, 24);
+    String patches = g.node("Conv", List.of(image, g.weight("patch.weight", h, 3, 4, 4), g.weight("patch.bias", h)),
+        DecoderGraphs.Builder.intsAttr("strides", 4, 4), DecoderGraphs.Builder.intsAttr("kernel_shape", 4, 4));
+    String tokens = g.transpose(g.reshape(patches, 1, h, 24), 0, 2, 1);
+    String normed = g.layerNormDecomposed(tokens, "pre", h, 1e-6f);
+    g.output("q", g.matmul(normed, g.weight("q.weight", h, h)));
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(image, gaussian(new Random(SEED), 1, 3, 16, 24));
+    check("patch-embedding", g.modelBytes("vit_start"), in);
   }
 
   private static ai.onnx.proto.OnnxMl.AttributeProto attr(String name, String value) {
