@@ -72,12 +72,21 @@ final class Lowering {
   // ------------------------------------------------------------------------------------------
   // Which ops this backend lowers: null when supported, else why not.
 
+  /** The first of {@code n}'s operands and results with a dim of 0 (which no op lowers), or null. */
+  static Value emptyValue(Node n) {
+    for (Value v : java.util.stream.Stream.concat(n.op().operands().stream(), n.results().stream()).toList()) {
+      if (v.type().dims().stream().anyMatch(d -> d.is(0))) {
+        return v;
+      }
+    }
+    return null;
+  }
+
   static String unsupportedReason(Node n, Map<Value, Tensor> known) {
     Op op = n.op();
-    for (Value v : java.util.stream.Stream.concat(op.operands().stream(), n.results().stream()).toList()) {
-      if (v.type().dims().stream().anyMatch(d -> d.is(0))) {
-        return "%" + v.name() + " " + v.type() + " is empty (a dim of 0)";
-      }
+    Value empty = emptyValue(n);
+    if (empty != null) {
+      return "%" + empty.name() + " " + empty.type() + " is empty (a dim of 0)";
     }
     if (QuantLowering.claims(op)) {
       return QuantLowering.unsupportedReason(n, known);

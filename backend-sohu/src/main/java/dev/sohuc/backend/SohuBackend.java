@@ -131,6 +131,7 @@ public final class SohuBackend {
         }
       }
       List<Problem> problems = new ArrayList<>();
+      Set<Value> emptyNamed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
       for (Node n : fn.body()) {
         for (Value r : n.results()) {
           for (Dim d : r.type().dims()) {
@@ -154,6 +155,16 @@ public final class SohuBackend {
             problems.add(new Problem(n, "'" + n.op().mnemonic() + "' with a symbolic shape"));
           }
           continue;
+        }
+        // an empty tensor is named once, by the first op that reads or makes it: the ops that
+        // only pass it on would repeat it for every op of the model
+        Value empty = Lowering.emptyValue(n);
+        if (empty != null && !emptyNamed.add(empty)) {
+          emptyNamed.addAll(n.results());
+          continue;
+        }
+        if (empty != null) {
+          emptyNamed.addAll(n.results());
         }
         String why = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
             ? CollectiveLowering.unsupportedReason(n, fn)

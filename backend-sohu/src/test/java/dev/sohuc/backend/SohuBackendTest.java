@@ -193,6 +193,28 @@ class SohuBackendTest {
     assertTrue(!e.getMessage().contains("Cast_1"), e.getMessage());
   }
 
+  /**
+   * An empty input (a dim of 0, which no op lowers) is named once, by the op that reads it: the
+   * ops after it, empty only because of it, are not listed (a mutated MiniLM input listed 158).
+   */
+  @Test
+  void anEmptyTensorIsNamedOnceWhereItAppears() {
+    Module m = IrParser.parse("""
+        module @m {
+          func @main(%x: tensor<0 x 8 x f32>, %w: tensor<8 x 4 x f32>) -> ("y": tensor<0 x 4 x f32>) {
+            %e = exp %x : tensor<0 x 8 x f32> loc("Exp_0")
+            %p = matmul %e, %w : tensor<0 x 4 x f32> loc("MatMul_0")
+            %y = relu %p : tensor<0 x 4 x f32> loc("Relu_0")
+            return %y
+          }
+        }
+        """, "empty.ir");
+    BackendException e = assertThrows(BackendException.class,
+        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+    assertEquals("unsupported by the sohu backend (1):\n  'exp' (%e, at \"Exp_0\"): %x tensor<0 x 8 x f32> is "
+        + "empty (a dim of 0)", e.getMessage());
+  }
+
   @Test
   void modelTooBigForTheTargetNamesTheBuffer() throws Exception {
     java.nio.file.Path tiny = java.nio.file.Path.of("..", "targets", "tiny.json");
