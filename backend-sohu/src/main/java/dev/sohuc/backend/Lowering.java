@@ -151,7 +151,7 @@ final class Lowering {
       case TransformerOp.Silu s -> requireF32(n);
       case TransformerOp.SwiGlu s -> requireF32(n);
       case TransformerOp.Embedding m -> !m.table().type().dim(1).isStatic()
-          ? "embedding with a symbolic width" : null;
+          ? "embedding with a symbolic width" : rowsOutOfRange(m.ids(), m.table(), known);
       case TransformerOp.KvCacheAppend k -> null;
       case TransformerOp.KvCacheWrite w -> !w.pastLengths().isArgument()
           ? "past_lengths computed in the program (the argument block holds an input's)"
@@ -167,12 +167,34 @@ final class Lowering {
           ? (constantIndices(g, known) != null ? null : "gather on axis " + g.axis()
           + " with computed or out-of-range indices (axis 0, or constant indices)")
           : !g.data().type().dims().subList(1, g.data().type().rank()).stream()
-          .allMatch(Dim::isStatic) ? "gather rows of symbolic width" : null;
+          .allMatch(Dim::isStatic) ? "gather rows of symbolic width"
+          : constantIndices(g, known) == null ? rowsOutOfRange(g.indices(), g.data(), known) : null;
       default -> "no lowering for '" + op.mnemonic() + "'";
     };
   }
 
   /** The indices of a gather when they are constants in range, negatives resolved; else null. */
+  /**
+   * Why constant row indices cannot be gathered by the DMA's row gather, or null: it reads rows
+   * at index x row bytes past the table, so one outside [0, rows) reads what lies around the
+   * table (the interpreter refuses it when it runs; a compile refuses it here).
+   */
+  private static String rowsOutOfRange(Value ids, Value table, Map<Value, Tensor> known) {
+    Tensor t = known.get(ids);
+    Dim rows = table.type().dim(0);
+    if (t == null || !rows.isStatic()) {
+      return null;
+    }
+    for (int i = 0; i < t.size(); i++) {
+      long v = t.getLong(i);
+      if (v < 0 || v >= rows.value()) {
+        return "index " + v + " (element " + i + " of %" + ids.name() + ") is outside the "
+            + rows.value() + " rows of %" + table.name();
+      }
+    }
+    return null;
+  }
+
   static long[] constantIndices(DataOp.Gather g, Map<Value, Tensor> known) {
     Tensor t = known.get(g.indices());
     if (t == null || t.size() > 64) {

@@ -215,6 +215,27 @@ class SohuBackendTest {
         + "empty (a dim of 0)", e.getMessage());
   }
 
+  /**
+   * Constant positions past a table's rows (GPT-2's position embedding of 64 rows gathered at a
+   * 130-token prompt) are refused when compiled: the row gather would read past the table.
+   */
+  @Test
+  void constantIndicesPastATablesRowsAreRefused() {
+    Module m = IrParser.parse("""
+        module @m {
+          func @main(%t: tensor<64 x 8 x f32>) -> ("y": tensor<130 x 8 x f32>) {
+            %pos = range {start = 0, limit = [130], delta = 1, dtype = i64} : tensor<130 x i64> loc("Range_0")
+            %y = gather %t, %pos {axis = 0} : tensor<130 x 8 x f32> loc("Gather_0")
+            return %y
+          }
+        }
+        """, "positions.ir");
+    BackendException e = assertThrows(BackendException.class,
+        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+    assertEquals("unsupported by the sohu backend (1):\n  'gather' (%y, at \"Gather_0\"): index 64 (element 64 "
+        + "of %pos) is outside the 64 rows of %t", e.getMessage());
+  }
+
   @Test
   void modelTooBigForTheTargetNamesTheBuffer() throws Exception {
     java.nio.file.Path tiny = java.nio.file.Path.of("..", "targets", "tiny.json");
