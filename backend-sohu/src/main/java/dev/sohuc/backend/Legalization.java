@@ -88,10 +88,10 @@ final class Legalization {
     for (Node n : List.copyOf(fn.body())) {
       b.insertBefore(n);
       switch (n.op()) {
-        case ReductionOp.Softmax s when !isLast(s.axis(), s.x()) -> replace(fn, n, lastAxis(b, n, s.x(),
+        case ReductionOp.Softmax s when !Lowering.lastAxis(s.axis(), s.x().type()) -> replace(fn, n, lastAxis(b, n, s.x(),
             s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
         case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.reducedAxes().size() == 1
-            && isLast(r.reducedAxes().get(0), r.x())) && reducedStatic(r) ->
+            && Lowering.lastAxis(r.reducedAxes().get(0), r.x().type())) && reducedStatic(r) ->
             replace(fn, n, reducedOverLast(b, n, r));
         default -> { }
       }
@@ -295,10 +295,6 @@ final class Legalization {
     return r.reducedAxes().stream().allMatch(a -> r.x().type().dim(a).isStatic());
   }
 
-  private static boolean isLast(long axis, Value x) {
-    return Math.floorMod(axis, Math.max(1, x.type().rank())) == x.type().rank() - 1;
-  }
-
   private static void replace(Function fn, Node n, Value y) {
     fn.replaceAllUses(n.result(), y);
     fn.body().remove(n);
@@ -311,7 +307,7 @@ final class Legalization {
   private static Value lastAxis(FunctionBuilder b, Node n, Value x, long axis,
       java.util.function.UnaryOperator<Value> op) {
     int rank = x.type().rank();
-    if (isLast(axis, x)) {
+    if (Lowering.lastAxis(axis, x.type())) {
       return op.apply(x);
     }
     List<Long> perm = moveLast(rank, List.of((int) Math.floorMod(axis, rank)));

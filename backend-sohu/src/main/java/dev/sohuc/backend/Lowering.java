@@ -173,7 +173,6 @@ final class Lowering {
     };
   }
 
-  /** The indices of a gather when they are constants in range, negatives resolved; else null. */
   /**
    * Why constant row indices cannot be gathered by the DMA's row gather, or null: it reads rows
    * at index x row bytes past the table, so one outside [0, rows) reads what lies around the
@@ -195,6 +194,7 @@ final class Lowering {
     return null;
   }
 
+  /** The indices of a gather when they are constants in range, negatives resolved; else null. */
   static long[] constantIndices(DataOp.Gather g, Map<Value, Tensor> known) {
     Tensor t = known.get(g.indices());
     if (t == null || t.size() > 64) {
@@ -241,7 +241,7 @@ final class Lowering {
         || from == ElementType.BOOL) || to == ElementType.I32 && from == ElementType.F32;
   }
 
-  private static boolean lastAxis(long axis, TensorType t) {
+  static boolean lastAxis(long axis, TensorType t) {
     return Math.floorMod(axis, Math.max(1, t.rank())) == t.rank() - 1;
   }
 

@@ -64,14 +64,14 @@ final class RopeTables {
       // (the serving bench's stand-in for tables computed in the graph)
       case SourceOp.WeightRef w -> weights.get(w.name()) instanceof Weight wt
           && (wt.data() instanceof Weight.Data.ShapeOnly || halvesEqual(wt));
-      case DataOp.Concat c -> isLast(c.axis(), table.type()) && c.inputs().size() == 2
+      case DataOp.Concat c -> Lowering.lastAxis(c.axis(), table.type()) && c.inputs().size() == 2
           && c.inputs().get(0) == c.inputs().get(1);
       case ElementwiseOp.Unary u -> halvesEqual(u.x(), depth);
       case ElementwiseOp.Cast c -> halvesEqual(c.x(), depth);
       case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), depth) && rowsOrScalar(b.rhs(), depth);
-      case DataOp.Slice s -> s.axes().stream().noneMatch(a -> isLast(a, s.x().type()))
+      case DataOp.Slice s -> s.axes().stream().noneMatch(a -> Lowering.lastAxis(a, s.x().type()))
           && halvesEqual(s.x(), depth);
-      case DataOp.Gather g -> !isLast(g.axis(), g.data().type()) && halvesEqual(g.data(), depth);
+      case DataOp.Gather g -> !Lowering.lastAxis(g.axis(), g.data().type()) && halvesEqual(g.data(), depth);
       case TransformerOp.Embedding e -> halvesEqual(e.table(), depth);
       case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) && halvesEqual(r.x(), depth);
       case DataOp.Expand e -> rowsOrScalar(e.x(), depth);
@@ -123,10 +123,6 @@ final class RopeTables {
       }
     }
     return true;
-  }
-
-  private static boolean isLast(long axis, TensorType t) {
-    return Math.floorMod(axis, Math.max(1, t.rank())) == t.rank() - 1;
   }
 
   private static boolean sameLast(TensorType a, TensorType b) {

@@ -159,12 +159,12 @@ public final class SohuBackend {
         // an empty tensor is named once, by the first op that reads or makes it: the ops that
         // only pass it on would repeat it for every op of the model
         Value empty = Lowering.emptyValue(n);
-        if (empty != null && !emptyNamed.add(empty)) {
-          emptyNamed.addAll(n.results());
-          continue;
-        }
         if (empty != null) {
+          boolean first = emptyNamed.add(empty);
           emptyNamed.addAll(n.results());
+          if (!first) {
+            continue;
+          }
         }
         String why = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce
             ? CollectiveLowering.unsupportedReason(n, fn)
