@@ -129,18 +129,16 @@ class SohuBackendTest {
 
   @Test
   void anOutputNamedLikeAnInputIsRefused() {
-    Module m = IrParser.parse("""
+    String error = refusal("""
         module @dup {
         func @main(%x: tensor<4 x f32>) -> ("x": tensor<4 x f32>) {
           %y = neg %x : tensor<4 x f32>
           return %y
         }
         }
-        """, "dup.ir");
-    BackendException e = assertThrows(BackendException.class,
-        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+        """);
     assertEquals("output \"x\" has the name of an input or another output; a .sohu program "
-        + "names each input and output once", e.getMessage());
+        + "names each input and output once", error);
   }
 
   /**
@@ -149,7 +147,7 @@ class SohuBackendTest {
    */
   @Test
   void blockCollectivesOfTypesTheLinkDoesNotMoveAreRefused() {
-    Module m = IrParser.parse("""
+    String error = refusal("""
         module @types {
         func @main(%a: tensor<2 x i64>, %c: tensor<2 x u8>) -> (
             "g": tensor<4 x i64>, "u": tensor<4 x u8>) {
@@ -158,11 +156,9 @@ class SohuBackendTest {
           return %g, %u
         }
         }
-        """, "types.ir");
-    BackendException e = assertThrows(BackendException.class,
-        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+        """);
     for (String why : List.of("all_gather of i64", "all_gather of u8")) {
-      assertTrue(e.getMessage().contains(why), e.getMessage());
+      assertTrue(error.contains(why), error);
     }
   }
 
@@ -199,7 +195,7 @@ class SohuBackendTest {
    */
   @Test
   void anEmptyTensorIsNamedOnceWhereItAppears() {
-    Module m = IrParser.parse("""
+    String error = refusal("""
         module @m {
           func @main(%x: tensor<0 x 8 x f32>, %w: tensor<8 x 4 x f32>) -> ("y": tensor<0 x 4 x f32>) {
             %e = exp %x : tensor<0 x 8 x f32> loc("Exp_0")
@@ -208,11 +204,9 @@ class SohuBackendTest {
             return %y
           }
         }
-        """, "empty.ir");
-    BackendException e = assertThrows(BackendException.class,
-        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+        """);
     assertEquals("unsupported by the sohu backend (1):\n  'exp' (%e, at \"Exp_0\"): %x tensor<0 x 8 x f32> is "
-        + "empty (a dim of 0)", e.getMessage());
+        + "empty (a dim of 0)", error);
   }
 
   /**
@@ -221,7 +215,7 @@ class SohuBackendTest {
    */
   @Test
   void constantIndicesPastATablesRowsAreRefused() {
-    Module m = IrParser.parse("""
+    String error = refusal("""
         module @m {
           func @main(%t: tensor<64 x 8 x f32>) -> ("y": tensor<130 x 8 x f32>) {
             %pos = range {start = 0, limit = [130], delta = 1, dtype = i64} : tensor<130 x i64> loc("Range_0")
@@ -229,11 +223,16 @@ class SohuBackendTest {
             return %y
           }
         }
-        """, "positions.ir");
-    BackendException e = assertThrows(BackendException.class,
-        () -> SohuBackend.compile(m, BackendOptions.defaults()));
+        """);
     assertEquals("unsupported by the sohu backend (1):\n  'gather' (%y, at \"Gather_0\"): index 64 (element 64 "
-        + "of %pos) is outside the 64 rows of %t", e.getMessage());
+        + "of %pos) is outside the 64 rows of %t", error);
+  }
+
+  /** The backend's error for the module of IR {@code text}, compiled with the defaults. */
+  private static String refusal(String text) {
+    Module m = IrParser.parse(text, "m.ir");
+    return assertThrows(BackendException.class, () -> SohuBackend.compile(m, BackendOptions.defaults()))
+        .getMessage();
   }
 
   @Test
