@@ -529,6 +529,24 @@ final class GraphImporter {
     return s.known;
   }
 
+  /**
+   * The bytes of a tensor known at import time (an initializer, mapped rather than copied, or a
+   * folded value), little-endian; null when it is only known at run time.
+   */
+  java.nio.ByteBuffer bytesOf(String name) {
+    Slot s = slot(name);
+    if (s.data != null) {
+      return new Weight(s.weightName, s.type, s.data).bytes();
+    }
+    return s.known instanceof Known.Concrete c ? java.nio.ByteBuffer.wrap(c.tensor().toBytes())
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN) : null;
+  }
+
+  /** A new weight of {@code type} holding {@code data}, named after {@code hint}. */
+  Value newWeight(String hint, TensorType type, Weight.Data data) {
+    return weight(hint, type, data, hint);
+  }
+
   Value valueOf(String name) {
     Slot s = slot(name);
     if (s.value == null) {

@@ -108,6 +108,15 @@ final class OnnxNode {
     return has(i) ? graph.knownOf(proto.getInput(i)) : null;
   }
 
+  /** Input {@code i}'s bytes, which must be known at import time (a weight, a constant). */
+  java.nio.ByteBuffer bytes(int i, String role) {
+    java.nio.ByteBuffer b = has(i) ? graph.bytesOf(proto.getInput(i)) : null;
+    if (b == null) {
+      throw dataDependent(i, role);
+    }
+    return b;
+  }
+
   /** Whether every given input is known at import time, so the node can be folded. */
   boolean allKnown() {
     for (int i = 0; i < proto.getInputCount(); i++) {
@@ -271,6 +280,11 @@ final class OnnxNode {
 
   Value constant(Tensor t) {
     return graph.materialize(new Known.Concrete(t), null);
+  }
+
+  /** A new weight made by this node (named after its output), in the IR as a weight reference. */
+  Value weight(TensorType type, dev.sohuc.ir.Weight.Data data) {
+    return graph.newWeight(proto.getOutput(0) + ".weight", type, data);
   }
 
   Value reshape(Value v, List<Dim> shape) {

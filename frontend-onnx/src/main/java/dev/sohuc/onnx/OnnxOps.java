@@ -190,6 +190,11 @@ final class OnnxOps {
         + "on; cos_cache and sin_cache [positions, R / 2] for the first R dims of each head (rotary_embedding_dim, "
         + "default all); interleaved pairs dims 2i and 2i + 1, else i and i + R / 2; not is_packed_batching or a "
         + "scale other than 1", OnnxOps::rotaryEmbedding);
+    msOp("MatMulNBits", "matmul (add)", "4- and 8-bit codes in blocks along K (block_size a power of two, "
+        + "16 to 65536), dequantized when imported into a weight of A's type (f32, f16): (code - zero) * scale; "
+        + "zero_points packed u8, of the scales' type, or absent (2^(bits - 1)); B, scales and zero points must be "
+        + "constants; the optional bias; not g_idx. accuracy_level is ignored: the product is A's type (ONNX "
+        + "Runtime's level 4 quantizes A to int8 first)", MatMulNBits::importNode);
     msOp("EmbedLayerNormalization", "gather, add, layer_norm, reduce_sum",
         "word + position (+ segment) embeddings of int32 ids, layer-normalized over the hidden dim; epsilon "
         + "defaults to 1e-12; positions 0..S-1 unless position_ids [B, S] or [1, S] are given; mask_index is "
@@ -236,6 +241,7 @@ final class OnnxOps {
         case "MultiHeadAttention" -> new Arity(1, 10, 4);
         case "RotaryEmbedding" -> new Arity(4, 4, 1);
         case "EmbedLayerNormalization" -> new Arity(1, 9, 3);
+        case "MatMulNBits" -> new Arity(3, 6, 1);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
     }

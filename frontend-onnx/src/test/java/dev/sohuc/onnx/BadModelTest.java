@@ -414,6 +414,56 @@ class BadModelTest {
             Models.attr("unidirectional", 1L))));
   }
 
+  /**
+   * MatMulNBits over x f32 [2, 3, 32]: 4-bit codes u8 [4, 2, 8] (N 4, blocks of 16), scales f32
+   * [8], packed zero points u8 [4]; "dyn" u8 [4, 2, 8] a graph input, "half" u8 [4, 1, 8].
+   */
+  private Path nbits(List<String> inputs, AttributeProto... attrs) throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 3, 32))
+        .addInput(input("dyn", ElementType.U8, 4, 2, 8))
+        .addInitializer(Models.initializer("codes", Tensor.zeros(ElementType.U8, 4, 2, 8)))
+        .addInitializer(Models.initializer("half", Tensor.zeros(ElementType.U8, 4, 1, 8)))
+        .addInitializer(Models.initializer("scales", Tensor.zeros(ElementType.F32, 8)))
+        .addInitializer(Models.initializer("zeros", Tensor.zeros(ElementType.U8, 4)))
+        .addInitializer(Models.initializer("bias", Tensor.zeros(ElementType.F32, 3)))
+        .addInitializer(Models.initializer("gidx", Tensor.zeros(ElementType.I32, 32)))
+        .addNode(node("MatMulNBits", inputs, List.of("y"), attrs).toBuilder().setName("MatMulNBits")
+            .setDomain("com.microsoft"));
+    return contribFile("MatMulNBits", g, List.of("y"));
+  }
+
+  @Test
+  void matMulNBitsFormsNotImportedAreNamed() throws Exception {
+    String at = dir.resolve("MatMulNBits.onnx") + ": node 'MatMulNBits' (MatMulNBits): ";
+    List<String> ok = List.of("x", "codes", "scales");
+    AttributeProto k = Models.attr("K", 32L);
+    AttributeProto n = Models.attr("N", 4L);
+    AttributeProto bits = Models.attr("bits", 4L);
+    AttributeProto block = Models.attr("block_size", 16L);
+    assertEquals(at + "attributes K and N must be given, from 1 to 2^31 - 1, got K -1, N 4",
+        rejection(nbits(ok, n, bits, block)));
+    assertEquals(at + "attribute bits must be given (4 or 8)", rejection(nbits(ok, k, n, block)));
+    assertEquals(at + "bits 2 is not supported (4 or 8)",
+        rejection(nbits(ok, k, n, Models.attr("bits", 2L), block)));
+    assertEquals(at + "block_size 24 must be a power of two from 16 to 65536",
+        rejection(nbits(ok, k, n, bits, Models.attr("block_size", 24L))));
+    assertEquals(at + "g_idx (act-order quantization) is not supported",
+        rejection(nbits(List.of("x", "codes", "scales", "", "gidx"), k, n, bits, block)));
+    assertEquals(at + "A tensor<2 x 3 x 32 x f32> does not end in K = 48",
+        rejection(nbits(ok, Models.attr("K", 48L), n, bits, block)));
+    assertEquals(at + "B tensor<4 x 1 x 8 x u8> holds 32 elements; K, N, bits and block_size need 64",
+        rejection(nbits(List.of("x", "half", "scales"), k, n, bits, block)));
+    assertEquals(at + "B (input 'dyn') is computed from run-time data; sohuc needs it at compile time "
+        + "(unsupported)", rejection(nbits(List.of("x", "dyn", "scales"), k, n, bits, block)));
+    assertEquals(at + "zero_points of type i32 (u8, or the scales' type f32)",
+        rejection(nbits(List.of("x", "codes", "scales", "gidx"), k, n, bits, block)));
+    assertEquals(at + "bias tensor<3 x f32> is not a vector of N = 4",
+        rejection(nbits(List.of("x", "codes", "scales", "zeros", "", "bias"), k, n, bits, block)));
+    assertEquals(at + "the dequantized weight, 2147483647 x 32 f32, is 274877906816 bytes, more than the "
+        + "2 GiB one weight may hold", rejection(nbits(ok, k, Models.attr("N", (long) Integer.MAX_VALUE), bits,
+        block)));
+  }
+
   @Test
   void rotaryEmbeddingFormsNotImportedAreNamed() throws Exception {
     String at = dir.resolve("RotaryEmbedding.onnx") + ": node 'RotaryEmbedding' (RotaryEmbedding): ";

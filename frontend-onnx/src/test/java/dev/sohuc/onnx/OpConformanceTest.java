@@ -381,6 +381,36 @@ class OpConformanceTest {
         ix(I32, 0, 7, 2, 5)).outputs("y0", "y1").named("EmbedLayerNormalization position_ids"));
     cs.add(ms("EmbedLayerNormalization", ids, none(), f(30, 16), f(8, 16), none(), f(16), f(16), mask,
         ix(I32, 0, 7, 1, 5)).outputs("y0", "y1", "y2").named("EmbedLayerNormalization position_ids [1, S]"));
+    cs.addAll(matMulNBitsCases());
+    return cs;
+  }
+
+  /**
+   * MatMulNBits, 4-bit: N = 6 columns of K = 40 codes (blocks of 16, the last one partial), or
+   * K = 64 in blocks of 32; codes, scales and zero points random constants. (ONNX Runtime 1.22's
+   * CPU kernel runs 4-bit codes only: 8-bit ones are checked against standard ops below.)
+   */
+  static List<Case> matMulNBitsCases() {
+    List<Case> cs = new ArrayList<>();
+    Random r = new Random(11);
+    In codes4 = c(random(U8, new long[] {6, 3, 8}, r, 0, 255));
+    In scales4 = c(random(F32, new long[] {18}, r, 0.01, 0.2));
+    AttributeProto[] at4 = {attr("K", 40L), attr("N", 6L), attr("bits", 4L), attr("block_size", 16L)};
+    cs.add(ms("MatMulNBits", f(2, 3, 40), codes4, scales4).attrs(at4)
+        .named("MatMulNBits default zero points, partial last block"));
+    cs.add(ms("MatMulNBits", f(2, 3, 40), codes4, scales4, c(random(U8, new long[] {12}, r, 0, 255))).attrs(at4)
+        .named("MatMulNBits packed zero points"));
+    AttributeProto[] at = {attr("K", 64L), attr("N", 6L), attr("bits", 4L), attr("block_size", 32L)};
+    In codes = c(random(U8, new long[] {6, 2, 16}, r, 0, 255));
+    In scales = c(random(F32, new long[] {6, 2}, r, -0.2, 0.2));
+    cs.add(ms("MatMulNBits", f(5, 64), codes, scales, c(random(F32, new long[] {12}, r, 0, 15))).attrs(at)
+        .named("MatMulNBits rank-2 A, float zero points, [N, blocks] scales"));
+    cs.add(ms("MatMulNBits", f(5, 64), codes, scales, none(), none(), f(6)).attrs(at)
+        .named("MatMulNBits bias"));
+    // 4096 x 4160 f32 is over MatMulNBits.INLINE_LIMIT: dequantized into a mapped scratch file
+    cs.add(ms("MatMulNBits", f(1, 4096), c(random(U8, new long[] {4160, 32, 64}, r, 0, 255)),
+        c(random(F32, new long[] {4160 * 32}, r, 0.001, 0.01))).attrs(attr("K", 4096L), attr("N", 4160L),
+        attr("bits", 4L), attr("block_size", 128L)).named("MatMulNBits weight over 64 MiB, in a scratch file"));
     return cs;
   }
 
@@ -425,6 +455,44 @@ class OpConformanceTest {
     for (String out : outputs) {
       OrtSupport.assertClose(c.label() + " output " + out, ort.get(out), ours.get(out), 1e-5);
     }
+  }
+
+  /**
+   * 8-bit MatMulNBits (which ONNX Runtime 1.22 runs on GPUs only), checked against the standard
+   * ops it stands for: the codes cast, less their block's zero point, times its scale, laid out
+   * [N, K], transposed, multiplied.
+   */
+  @Test
+  void eightBitMatMulNBitsIsItsDequantizedMatMul(@TempDir Path dir) throws Exception {
+    Random rnd = new Random(8);
+    Tensor codes = random(U8, new long[] {6, 3, 16}, rnd, 0, 255);
+    Tensor zeros = random(U8, new long[] {6, 3, 1}, rnd, 0, 255);
+    Tensor scales = random(F32, new long[] {6, 3, 1}, rnd, 0.001, 0.02);
+    Tensor zeroValues = Tensor.zeros(F32, 6, 3, 1);
+    for (int i = 0; i < zeros.size(); i++) {
+      zeroValues.set(i, zeros.get(i));
+    }
+    Tensor x = random(F32, new long[] {2, 3, 48}, rnd, -2, 2);
+    GraphProto.Builder g = GraphProto.newBuilder().setName("nbits").addInput(Models.input("x", F32, 2, 3, 48))
+        .addOutput(Models.output("y")).addInitializer(Models.initializer("codes", codes))
+        .addInitializer(Models.initializer("scales", scales));
+    ModelProto fused = Models.model(17, g.clone().addInitializer(Models.initializer("zeros", zeros))
+        .addNode(Models.node("MatMulNBits", List.of("x", "codes", "scales", "zeros"), List.of("y"), attr("K", 48L),
+            attr("N", 6L), attr("bits", 8L), attr("block_size", 16L)).toBuilder().setDomain(OnnxOps.MS_DOMAIN))
+        .build()).toBuilder().addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(OnnxOps.MS_DOMAIN)
+        .setVersion(1)).build();
+    ModelProto standard = Models.model(17, g.addInitializer(Models.initializer("zeros", zeroValues))
+        .addInitializer(Models.initializer("rows", Tensor.ofLongs(I64, new long[] {2}, new long[] {6, 48})))
+        .addNode(Models.node("Cast", List.of("codes"), List.of("c"), attr("to", 1L)))
+        .addNode(Models.node("Sub", List.of("c", "zeros"), List.of("d")))
+        .addNode(Models.node("Mul", List.of("d", "scales"), List.of("w")))
+        .addNode(Models.node("Reshape", List.of("w", "rows"), List.of("wr")))
+        .addNode(Models.node("Transpose", List.of("wr"), List.of("wt")))
+        .addNode(Models.node("MatMul", List.of("x", "wt"), List.of("y"))).build());
+    Module m = OnnxImporter.importModel(Models.write(dir, "fused.onnx", fused), ImportOptions.defaults());
+    Tensor ours = new Interpreter(m).run(List.of(x)).get("y");
+    Tensor ort = OrtSupport.run(Models.write(dir, "standard.onnx", standard), List.of("x"), List.of(x)).get("y");
+    OrtSupport.assertClose("8-bit MatMulNBits", ort, ours, 1e-5);
   }
 
   /** ONNX Runtime runs BiasAdd on GPUs only: it is checked against the two Adds it stands for. */

@@ -432,6 +432,46 @@ class ContribOpsModelsTest {
   }
 
   /** As above, on the given inputs. */
+  /**
+   * A feed-forward block of 4-bit MatMulNBits layers, as ONNX Runtime's weight-only quantizer
+   * and transformers.js's q4 exports write them: up (256 -> 688, blocks of 32, packed zero
+   * points; 688 not a multiple of the MXU's tile) -> FastGelu -> down (688 -> 256, blocks of 64,
+   * the last partial, default zero points, a bias). The weights are dequantized when imported,
+   * so the chip runs the f32 matmuls ONNX Runtime's kernel computes.
+   */
+  @Test
+  void blockQuantizedFeedForwardMatchesOnnxRuntime() throws Exception {
+    long h = 256;
+    long f = 688;
+    var g = new DecoderGraphs.Builder(SEED + 9);
+    String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
+    String up = nbits(g, "up", x, h, f, 32, true, false);
+    String act = g.contrib("FastGelu", List.of(up), new int[] {0}).get(0);
+    g.output("mlp_out", nbits(g, "down", act, f, h, 64, false, true));
+    String report = check("matmulnbits-ffn", g.modelBytes("matmulnbits_ffn"), List.of(x), h);
+    assertTrue(report.contains("unfused: none"), report);
+  }
+
+  /** A 4-bit MatMulNBits of x [.., k] to n columns: seeded codes, scales in [0.002, 0.02). */
+  private static String nbits(DecoderGraphs.Builder g, String name, String x, long k, long n,
+      long block, boolean zeroPoints, boolean bias) {
+    long blocks = (k + block - 1) / block;
+    float[] scales = new float[(int) (n * blocks)];
+    Random r = new Random(k * n + block);
+    for (int i = 0; i < scales.length; i++) {
+      scales[i] = 0.002f + 0.018f * r.nextFloat();
+    }
+    List<String> inputs = new java.util.ArrayList<>(List.of(x, g.bytes(name + ".qweight", n, blocks, block / 2),
+        g.init(name + ".scales", scales, n * blocks)));
+    inputs.add(zeroPoints ? g.bytes(name + ".zeros", n * ((blocks + 1) / 2)) : "");
+    if (bias) {
+      inputs.addAll(List.of("", g.weight(name + ".bias", n)));
+    }
+    return g.contrib("MatMulNBits", inputs, new int[] {0}, DecoderGraphs.Builder.intAttr("K", k),
+        DecoderGraphs.Builder.intAttr("N", n), DecoderGraphs.Builder.intAttr("bits", 4),
+        DecoderGraphs.Builder.intAttr("block_size", block)).get(0);
+  }
+
   private String check(String name, byte[] model, Map<String, Tensor> in) throws Exception {
     Path onnx = tmp.resolve(name + ".onnx");
     Files.write(onnx, model);

@@ -226,6 +226,14 @@ final class DecoderGraphs {
       return init(name, w, shape);
     }
 
+    /** Seeded random bytes (u8), as block-quantized codes and packed zero points are stored. */
+    String bytes(String name, long... shape) {
+      byte[] b = new byte[(int) Arrays.stream(shape).reduce(1, (x, y) -> x * y)];
+      random.nextBytes(b);
+      graph.addInitializer(tensor(name, DataType.UINT8, ByteBuffer.wrap(b), shape));
+      return name;
+    }
+
     /** A norm's weight near 1, so the test sees the norm and not a zero. */
     String normWeight(String name, long size) {
       float[] w = new float[(int) size];
