@@ -82,7 +82,7 @@ final class MatMulNBits {
     TensorType wt = TensorType.of(t, cols, k);
     Weight.Data data = bytes <= INLINE_LIMIT ? inline(p, codes, scales, zeros, t, (int) bytes)
         : mapped(n, p, codes, scales, zeros, t, bytes);
-    Value rows = n.weight(wt, data);
+    Value rows = n.weightFrom(1, ".dequantized", wt, data);
     Value w = n.temp(new DataOp.Transpose(rows, List.of(1L, 0L)));
     if (!n.has(5)) {
       n.emit(new LinalgOp.MatMul(n.value(0), w));

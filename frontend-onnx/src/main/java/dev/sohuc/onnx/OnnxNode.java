@@ -282,9 +282,9 @@ final class OnnxNode {
     return graph.materialize(new Known.Concrete(t), null);
   }
 
-  /** A new weight made by this node (named after its output), in the IR as a weight reference. */
-  Value weight(TensorType type, dev.sohuc.ir.Weight.Data data) {
-    return graph.newWeight(proto.getOutput(0) + ".weight", type, data);
+  /** A new weight this node makes from input {@code i} (and named after it), as a weight reference. */
+  Value weightFrom(int i, String suffix, TensorType type, dev.sohuc.ir.Weight.Data data) {
+    return graph.newWeight(proto.getInput(i) + suffix, type, data);
   }
 
   Value reshape(Value v, List<Dim> shape) {
