@@ -195,6 +195,14 @@ final class OnnxOps {
         + "zero_points packed u8, of the scales' type, or absent (2^(bits - 1)); B, scales and zero points must be "
         + "constants; the optional bias; not g_idx. accuracy_level is ignored: the product is A's type (ONNX "
         + "Runtime's level 4 quantizes A to int8 first)", MatMulNBits::importNode);
+    msOp("GroupQueryAttention", "kv_cache_append, attention (a mask from seqlens_k), rope", "onnxruntime-genai's "
+        + "attention: query [B, S, Nq * H] with key and value [B, S, Nkv * H], or packed in the query; past_key and "
+        + "past_value [B, Nkv, P, H] before the new keys (the presents, [B, Nkv, P + S, H]); sequence b's "
+        + "seqlens_k + 1 - S past rows (none in a first prompt) and its new rows up to each query's own are "
+        + "attended; do_rotary with cos_cache and sin_cache (rotary_interleaved), local_window_size, scale. The "
+        + "presents are ONNX Runtime's when every past fills its buffer (no padding, separate past and present "
+        + "buffers). Not softcap, smooth_softmax, position_ids, attention_bias, head_sink or output_qk",
+        GroupQueryAttention::importNode);
     msOp("EmbedLayerNormalization", "gather, add, layer_norm, reduce_sum",
         "word + position (+ segment) embeddings of int32 ids, layer-normalized over the hidden dim; epsilon "
         + "defaults to 1e-12; positions 0..S-1 unless position_ids [B, S] or [1, S] are given; mask_index is "
@@ -242,6 +250,7 @@ final class OnnxOps {
         case "RotaryEmbedding" -> new Arity(4, 4, 1);
         case "EmbedLayerNormalization" -> new Arity(1, 9, 3);
         case "MatMulNBits" -> new Arity(3, 6, 1);
+        case "GroupQueryAttention" -> new Arity(1, 12, 4);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
     }
@@ -575,7 +584,7 @@ final class OnnxOps {
   }
 
   /** The scale attribute, 1 / sqrt(head size) when absent or 0 (as ONNX Runtime takes it). */
-  private static double scale(OnnxNode n, long headSize) {
+  static double scale(OnnxNode n, long headSize) {
     double scale = n.attrFloat("scale", 0.0);
     return scale != 0.0 ? scale : (float) (1.0 / Math.sqrt((float) headSize));
   }
@@ -751,20 +760,29 @@ final class OnnxOps {
       throw n.error("position_ids must be [" + b + ", " + s + "] or [1] (the first position), got " + pt);
     }
     boolean interleaved = n.attrInt("interleaved", 0) != 0;
-    // [B or 1, 1, S, R]: a table the heads share, as the rope of a [B, N, S, H] input takes it
-    List<Dim> tableShape = List.of(positions.type().dim(0), Dim.of(1), s, Dim.of(2 * half));
-    Value cosRows = n.reshape(widen(n, n.temp(new DataOp.Gather(cos, positions, 0)), interleaved), tableShape);
-    Value sinRows = n.reshape(widen(n, n.temp(new DataOp.Gather(sin, positions, 0)), interleaved), tableShape);
-    TransformerOp.RopeStyle style = interleaved ? TransformerOp.RopeStyle.INTERLEAVED
-        : TransformerOp.RopeStyle.ROTATE_HALF;
     if (bnsh) {
-      n.emit(new TransformerOp.Rope(x, cosRows, sinRows, style));
+      n.emit(rope(n, x, cos, sin, positions, interleaved));
       return;
     }
     List<Long> swap = List.of(0L, 2L, 1L, 3L);
     Value byHead = n.temp(new DataOp.Transpose(n.reshape(x, List.of(b, s, Dim.of(heads), Dim.of(headSize))), swap));
-    Value rotated = n.temp(new TransformerOp.Rope(byHead, cosRows, sinRows, style));
+    Value rotated = n.temp(rope(n, byHead, cos, sin, positions, interleaved));
     n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(rotated, swap)), xt.dims()));
+  }
+
+  /**
+   * The rope of heads [B, N, S, H] at {@code positions} ([B or 1, S], i64): the rows of the
+   * half-width caches ([positions, R / 2]) there, widened to the R rotated dims as the style pairs
+   * them, as one [B or 1, 1, S, R] table the heads share.
+   */
+  static TransformerOp.Rope rope(OnnxNode n, Value byHead, Value cos, Value sin, Value positions,
+      boolean interleaved) {
+    List<Dim> tableShape = List.of(positions.type().dim(0), Dim.of(1), byHead.type().dim(2),
+        Dim.of(2 * cos.type().dim(1).value()));
+    Value cosRows = n.reshape(widen(n, n.temp(new DataOp.Gather(cos, positions, 0)), interleaved), tableShape);
+    Value sinRows = n.reshape(widen(n, n.temp(new DataOp.Gather(sin, positions, 0)), interleaved), tableShape);
+    return new TransformerOp.Rope(byHead, cosRows, sinRows, interleaved ? TransformerOp.RopeStyle.INTERLEAVED
+        : TransformerOp.RopeStyle.ROTATE_HALF);
   }
 
   /** Half-width table rows [.., R/2] as the rope's [.., R]: twice over, or each value twice. */

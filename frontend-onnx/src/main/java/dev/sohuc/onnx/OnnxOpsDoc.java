@@ -29,10 +29,11 @@ public final class OnnxOpsDoc {
     table(sb, "", GraphImporter.MAX_OPSET);
     sb.append("\n## ").append(OnnxOps.MS_DOMAIN).append("\n\n")
         .append("ONNX Runtime's contrib ops that its transformer optimizer (`onnxruntime.transformers.optimizer`, ")
-        .append("and Hugging Face Optimum's ORT optimization) writes for BERT, GPT-2 and Llama, at opset 1 of ")
-        .append("the domain, with the semantics of ONNX Runtime's CPU kernels (its SimplifiedLayerNormalization ")
-        .append("is of the default domain, above). The other ops of the domain ")
-        .append("(GroupQueryAttention, MatMulNBits, ...) are reported as ")
+        .append("and Hugging Face Optimum's ORT optimization) writes for BERT, GPT-2 and Llama, that its ")
+        .append("weight-only quantizer and onnxruntime-genai's builder write (MatMulNBits, GroupQueryAttention), ")
+        .append("at opset 1 of the domain, with the semantics of ONNX Runtime's CPU kernels (its ")
+        .append("SimplifiedLayerNormalization is of the default domain, above). The other ops of the domain ")
+        .append("(DecoderMaskedMultiHeadAttention, PackedAttention, ...) are reported as ")
         .append("unsupported; export those models without them (the optimizer's `--disable_attention`, ...).\n\n");
     table(sb, OnnxOps.MS_DOMAIN, 1);
     sb.append("\n").append(OnnxOps.TABLE.size()).append(" ops.\n");

@@ -282,11 +282,11 @@ class BadModelTest {
         .addOutput(output("d"))
         .addNode(node("FooBar", List.of("x"), List.of("a")).toBuilder().setName("foo1"))
         .addNode(node("FooBar", List.of("a"), List.of("b")).toBuilder().setName("foo2"))
-        .addNode(node("GroupQueryAttention", List.of("b"), List.of("c")).toBuilder().setName("attn")
+        .addNode(node("DecoderMaskedMultiHeadAttention", List.of("b"), List.of("c")).toBuilder().setName("attn")
             .setDomain("com.microsoft"))
         .addNode(node("NonZero", List.of("c"), List.of("d")).toBuilder().setName("nz")).build();
     Path p = file("unsupported.onnx", Models.model(17, g));
-    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.GroupQueryAttention x1 (attn)",
+    assertRejected(p, "4 nodes with unsupported ops", "FooBar x2 (foo1, foo2)", "com.microsoft.DecoderMaskedMultiHeadAttention x1 (attn)",
         "NonZero x1 (nz)");
     PreflightReport r = Preflight.check(p, ImportOptions.defaults());
     assertFalse(r.ok());
@@ -462,6 +462,50 @@ class BadModelTest {
     assertEquals(at + "the dequantized weight, 2147483647 x 32 f32, is 274877906816 bytes, more than the "
         + "2 GiB one weight may hold", rejection(nbits(ok, k, Models.attr("N", (long) Integer.MAX_VALUE), bits,
         block)));
+  }
+
+  /**
+   * GroupQueryAttention over q f32 [2, 1, 16] (2 heads of 8 on 1 kv head: kv f32 [2, 1, 8]),
+   * past f32 [2, 1, 4, 8], lens i32 [2], lens64 i64 [2], total i32 [], cache f32 [16, 8].
+   */
+  private Path gqa(List<String> inputs, List<String> outputs, AttributeProto... attrs) throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("q", ElementType.F32, 2, 1, 16))
+        .addInput(input("kv", ElementType.F32, 2, 1, 8)).addInput(input("past", ElementType.F32, 2, 1, 4, 8))
+        .addInput(input("lens", ElementType.I32, 2)).addInput(input("lens64", ElementType.I64, 2))
+        .addInput(input("total", ElementType.I32)).addInput(input("cache", ElementType.F32, 16, 8))
+        .addNode(node("GroupQueryAttention", inputs, outputs, attrs).toBuilder().setName("GroupQueryAttention")
+            .setDomain("com.microsoft"));
+    return contribFile("GroupQueryAttention", g, outputs);
+  }
+
+  @Test
+  void groupQueryAttentionFormsNotImportedAreNamed() throws Exception {
+    String at = dir.resolve("GroupQueryAttention.onnx") + ": node 'GroupQueryAttention' (GroupQueryAttention): ";
+    AttributeProto heads = Models.attr("num_heads", 2L);
+    AttributeProto kv = Models.attr("kv_num_heads", 1L);
+    List<String> ok = List.of("q", "kv", "kv", "past", "past", "lens", "total");
+    List<String> y = List.of("y");
+    assertEquals(at + "softcap is not supported", rejection(gqa(ok, y, heads, kv, Models.attr("softcap", 30.0))));
+    assertEquals(at + "smooth_softmax is not supported",
+        rejection(gqa(ok, y, heads, kv, Models.attr("smooth_softmax", 1L))));
+    assertEquals(at + "output 3 (output_qk) is not supported", rejection(gqa(ok, List.of("y", "", "", "qk"), heads,
+        kv)));
+    assertEquals(at + "input 9 (position_ids) is not supported", rejection(gqa(List.of("q", "kv", "kv", "past",
+        "past", "lens", "total", "", "", "lens64"), y, heads, kv)));
+    assertEquals(at + "num_heads (2) and kv_num_heads (3) must be positive, the first a multiple of the second",
+        rejection(gqa(ok, y, heads, Models.attr("kv_num_heads", 3L))));
+    assertEquals(at + "key and value must both be given, or neither (packed QKV in the query)",
+        rejection(gqa(List.of("q", "kv", "", "past", "past", "lens", "total"), y, heads, kv)));
+    assertEquals(at + "key tensor<2 x 1 x 16 x f32> and value tensor<2 x 1 x 8 x f32> must be [2, 1, 8] "
+        + "(kv_num_heads x the query's head size)", rejection(gqa(List.of("q", "q", "kv", "past", "past", "lens",
+        "total"), y, heads, kv)));
+    assertEquals(at + "past_key and past_value must both be given, or neither",
+        rejection(gqa(List.of("q", "kv", "kv", "past", "", "lens", "total"), y, heads, kv)));
+    assertEquals(at + "seqlens_k must be given, int32 [2], got tensor<2 x i64>",
+        rejection(gqa(List.of("q", "kv", "kv", "past", "past", "lens64", "total"), y, heads, kv)));
+    assertEquals(at + "cos_cache and sin_cache must be [positions, rotary dims / 2] of the query's type, at most "
+        + "half the head size 8, got tensor<16 x 8 x f32> and tensor<16 x 8 x f32>", rejection(gqa(List.of("q",
+        "kv", "kv", "past", "past", "lens", "total", "cache", "cache"), y, heads, kv, Models.attr("do_rotary", 1L))));
   }
 
   @Test
