@@ -4,6 +4,7 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.TransformerOp;
 import dev.sohuc.ir.tensor.Tensor;
@@ -93,12 +94,14 @@ final class GroupQueryAttention {
         || !n.type(5).dim(0).equals(b)) {
       throw n.error("seqlens_k must be given, int32 [" + b + "]" + (n.has(5) ? ", got " + n.type(5) : ""));
     }
-    // L: each sequence's valid past, its queries' first position (0 in a first prompt)
-    Value total = n.temp(new ElementwiseOp.Cast(n.value(5), ElementType.I64));  // the last position
-    Value past = n.temp(new ElementwiseOp.Binary(BinaryKind.MAX, n.temp(new ElementwiseOp.Binary(
-        BinaryKind.SUB, total, n.dimScalar(s.minus(Dim.of(1))))), n.constant(Tensor.scalar(ElementType.I64, 0))));
-    Value queryPos = n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, n.reshape(past, List.of(b, Dim.of(1))),
-        n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.I64)), List.of(Dim.of(1), s))));
+    // in f32, exact for whole numbers below 2^24, which the chip computes (it has no integer
+    // arithmetic): the last position (seqlens_k) and L, each sequence's valid past, its queries'
+    // first position (0 in a first prompt)
+    Value last = lastPosition(n, n.value(5));
+    Value past = binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, last, f32(n, s.minus(Dim.of(1)))),
+        scalar(n, 0));
+    Value queryPos = n.temp(new ElementwiseOp.Cast(binary(n, BinaryKind.ADD, n.reshape(past, List.of(b, Dim.of(1))),
+        n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)), List.of(Dim.of(1), s))), ElementType.I32));
     if (n.attrInt("do_rotary", 0) != 0) {
       Value cos = n.value(7, "cos_cache");
       Value sin = n.value(8, "sin_cache");
@@ -133,42 +136,95 @@ final class GroupQueryAttention {
     if (n.wants(2)) {
       n.set(2, v);
     }
-    Value mask = mask(n, total, past, pastRows, b, s, k.type().dim(2), qt.elementType());
+    Value mask = mask(n, last, past, pastRows, b, s, qt.elementType());
     Value attended = n.temp(new TransformerOp.Attention(q, k, v, mask, OnnxOps.scale(n, h), false, 0));
     n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(attended, TO_HEADS)), List.of(b, s, Dim.of(heads * h))));
   }
 
   /**
-   * The additive [B, 1, S, P + S] mask: 0 where query i of sequence b sees key j (a valid past
-   * row, j below L, or a new row no later than its own, P <= j <= P + i; at a position within the
-   * sequence's total length, seqlens_k[b], which cuts a padded prompt's keys; with a window, no
-   * more than local_window_size positions back), the type's lowest value elsewhere. A padded
-   * first prompt's rows past its length are padding (ONNX Runtime's own are unspecified there).
+   * The additive [B, 1, S, P + S] mask, the past rows' part beside the new rows': 0 where query
+   * i of sequence b sees key j (a valid past row, below L, or a new row no later than its own; at
+   * a position no later than the sequence's last, seqlens_k[b], which cuts a padded prompt's keys;
+   * with a window, no more than local_window_size positions back), the type's lowest value
+   * elsewhere. A padded first prompt's rows past its length are padding (ONNX Runtime's own are
+   * unspecified there). Each condition is a 0 / lowest-value term and the mask their minimum.
    */
-  private static Value mask(OnnxNode n, Value total, Value past, Dim pastRows, Dim b, Dim s, Dim t,
-      ElementType et) {
+  private static Value mask(OnnxNode n, Value last, Value past, Dim pastRows, Dim b, Dim s, ElementType et) {
     List<Dim> perSequence = List.of(b, Dim.of(1), Dim.of(1), Dim.of(1));
     Value first = n.reshape(past, perSequence);
-    Value key = n.reshape(n.temp(new SourceOp.Range(0, t, 1, ElementType.I64)),
-        List.of(Dim.of(1), Dim.of(1), Dim.of(1), t));
-    Value row = n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.I64)),
+    Value end = n.reshape(last, perSequence);
+    Value row = n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)),
         List.of(Dim.of(1), Dim.of(1), s, Dim.of(1)));
-    Value sincePast = binary(n, BinaryKind.SUB, key, n.dimScalar(pastRows));
-    Value isNew = binary(n, BinaryKind.GREATER_EQUAL, sincePast, n.constant(Tensor.scalar(ElementType.I64, 0)));
-    // positions: a past row's is its row, a new one's counts on from the sequence's past
-    Value keyPos = n.temp(new ElementwiseOp.Where(isNew, binary(n, BinaryKind.ADD, first, sincePast), key));
-    Value visible = binary(n, BinaryKind.AND,
-        binary(n, BinaryKind.OR, binary(n, BinaryKind.LESS, key, first),
-            binary(n, BinaryKind.AND, isNew, binary(n, BinaryKind.LESS_EQUAL, sincePast, row))),
-        binary(n, BinaryKind.LESS_EQUAL, keyPos, n.reshape(total, perSequence)));
+    Value queryPos = binary(n, BinaryKind.ADD, first, row);
     long window = n.attrInt("local_window_size", -1);
+    // the past rows: positions 0 .. P - 1
+    Value pastKey = n.reshape(n.temp(new SourceOp.Range(0, pastRows, 1, ElementType.F32)),
+        List.of(Dim.of(1), Dim.of(1), Dim.of(1), pastRows));
+    Value pastTerm = visibleIf(n, BinaryKind.LESS, pastKey, first, et);
+    // the new rows: positions L .. L + S - 1
+    Value newKey = n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)),
+        List.of(Dim.of(1), Dim.of(1), Dim.of(1), s));
+    Value newPos = binary(n, BinaryKind.ADD, first, newKey);
+    Value newTerm = binary(n, BinaryKind.MIN, visibleIf(n, BinaryKind.LESS_EQUAL, newKey, row, et),
+        visibleIf(n, BinaryKind.LESS_EQUAL, newPos, end, et));
     if (window > 0) {  // ONNX Runtime's kernel takes 0 as no window, as -1
-      Value back = binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, first, row), keyPos);
-      visible = binary(n, BinaryKind.AND, visible, binary(n, BinaryKind.LESS_EQUAL, back,
-          n.constant(Tensor.scalar(ElementType.I64, window))));
+      pastTerm = binary(n, BinaryKind.MIN, pastTerm, withinWindow(n, queryPos, pastKey, window, et));
+      newTerm = binary(n, BinaryKind.MIN, newTerm, withinWindow(n, queryPos, newPos, window, et));
     }
-    return n.temp(new ElementwiseOp.Where(visible, n.constant(Tensor.scalar(et, 0)),
-        n.constant(Tensor.scalar(et, -Float.MAX_VALUE))));
+    List<Dim> scores = List.of(b, Dim.of(1), s, pastRows);
+    return pastRows.is(0) ? newTerm : n.temp(new DataOp.Concat(List.of(n.temp(new DataOp.Expand(pastTerm, scores)),
+        n.temp(new DataOp.Expand(newTerm, List.of(b, Dim.of(1), s, s)))), 3));
+  }
+
+  /**
+   * 0 where {@code a kind b}, the type's lowest value elsewhere; compared as {@code a - b} against
+   * 0, a scalar the chip compares with in any direction (of two broadcast operands, it compares
+   * only with >= and <).
+   */
+  private static Value visibleIf(OnnxNode n, BinaryKind kind, Value a, Value b, ElementType et) {
+    return n.temp(new ElementwiseOp.Where(binary(n, kind, binary(n, BinaryKind.SUB, a, b), scalar(n, 0)),
+        n.constant(Tensor.scalar(et, 0)), n.constant(Tensor.scalar(et, -Float.MAX_VALUE))));
+  }
+
+  private static Value withinWindow(OnnxNode n, Value queryPos, Value keyPos, long window, ElementType et) {
+    return visibleIf(n, BinaryKind.LESS_EQUAL, binary(n, BinaryKind.SUB, queryPos, keyPos), scalar(n, window), et);
+  }
+
+  /**
+   * seqlens_k, each sequence's last position, as f32 [B]. onnxruntime-genai computes it from the
+   * attention mask, {@code int32(ReduceSum(mask, last axis) - 1)}: that is summed in f32 here
+   * instead (the integer ops left unread are removed), as the chip can; a seqlens_k input is
+   * converted.
+   */
+  private static Value lastPosition(OnnxNode n, Value seqlens) {
+    Value v = seqlens;
+    while (v.producer() != null && v.producer().op() instanceof ElementwiseOp.Cast c
+        && !c.x().type().elementType().isFloat()) {
+      v = c.x();
+    }
+    if (v.producer() != null && v.producer().op() instanceof ElementwiseOp.Binary sub
+        && sub.kind() == BinaryKind.SUB && isOne(sub.rhs()) && sub.lhs().producer() != null
+        && sub.lhs().producer().op() instanceof ReductionOp.Reduce r && r.kind() == ReductionOp.ReduceKind.SUM
+        && !r.keepdims() && r.x().type().rank() == 2 && r.reducedAxes().equals(List.of(1))) {
+      Value mask = n.temp(new ElementwiseOp.Cast(r.x(), ElementType.F32));
+      Value sum = n.temp(new ReductionOp.Reduce(ReductionOp.ReduceKind.SUM, mask, List.of(1L), false));
+      return binary(n, BinaryKind.SUB, sum, scalar(n, 1));
+    }
+    return n.temp(new ElementwiseOp.Cast(seqlens, ElementType.F32));
+  }
+
+  private static boolean isOne(Value v) {
+    return v.producer() != null && v.producer().op() instanceof SourceOp.Constant c && c.value().size() == 1
+        && c.value().get(0) == 1;
+  }
+
+  private static Value scalar(OnnxNode n, double v) {
+    return n.constant(Tensor.scalar(ElementType.F32, v));
+  }
+
+  /** A dim's value as an f32 scalar (a constant when static). */
+  private static Value f32(OnnxNode n, Dim d) {
+    return d.isStatic() ? scalar(n, d.value()) : n.temp(new ElementwiseOp.Cast(n.dimScalar(d), ElementType.F32));
   }
 
   private static Value binary(OnnxNode n, BinaryKind kind, Value a, Value b) {
