@@ -1176,9 +1176,6 @@ final class Lowering {
 
   private void reduce(Node n, ReductionOp.Reduce red) {
     View v = view(red.x().type());
-    if (v.cols() == 1 && !red.x().type().dim(red.x().type().rank() - 1).is(1)) {
-      throw new BackendException(n.describe() + ": reduction over a symbolic last dim");
-    }
     RedOp op = switch (red.kind()) {
       case SUM -> RedOp.SUM;
       case MEAN -> RedOp.MEAN;
@@ -1186,6 +1183,10 @@ final class Lowering {
       case MIN -> RedOp.MIN;
       case PROD -> throw new BackendException(n.describe() + ": reduce_prod");
     };
+    if (v.cols() == 1 && !red.x().type().dim(red.x().type().rank() - 1).is(1)) {
+      reduceSymbolicRows(n, red, op);
+      return;
+    }
     long rowBytes = v.cols() * 4;
     int rows = dimReg(v.rows());
     int cols = e.konst(v.cols());
@@ -1197,6 +1198,37 @@ final class Lowering {
     rowStream(rows, tile, List.of(new In(src, rowBytes, rowBytes)), dst, 4, 4,
         (in, out, r, st) -> e.vred(op, out, four, in[0], rs, r, cols));
     e.free(rows, src, dst);
+  }
+
+  /**
+   * A reduction over a symbolic last dim (an attention mask's keys summed): the whole tensor,
+   * whose rows have their width only at run time, in SRAM at its bound, loaded as one run of
+   * 4-byte DMA rows (a DMA row's bytes are an immediate; its row count a register), reduced by
+   * one vred of the run-time width, the results stored.
+   */
+  private void reduceSymbolicRows(Node n, ReductionOp.Reduce red, RedOp op) {
+    TensorType t = red.x().type();
+    Dim rowsDim = product(t.dims().subList(0, t.rank() - 1));
+    Dim colsDim = t.dim(t.rank() - 1);
+    long rowsBound = rowsDim.evaluate(bounds);
+    long bytes = Math.multiplyExact(Math.multiplyExact(rowsBound, colsDim.evaluate(bounds)), 4L);
+    int in = e.li(sram(bytes, "the rows of a reduction over a symbolic last dim"));
+    int out = e.li(sram(rowsBound * 4, "its results"));
+    int rows = dimReg(rowsDim);
+    int cols = dimReg(colsDim);
+    int elements = e.alloc();
+    e.mul(elements, rows, cols);
+    int rowStride = e.alloc();
+    e.mulImm(rowStride, cols, 4);
+    int four = e.konst(4);
+    int src = e.li(addr(red.x()));
+    int dst = e.li(addr(n.result()));
+    e.patchTokens(e.dma(MemSpace.SRAM, in, four, MemSpace.HBM, src, four, 4, elements, 0, 0, 1, 0, 0),
+        0, Emitter.TOK_LOAD);
+    e.patchTokens(e.vred(op, out, four, in, rowStride, rows, cols), Emitter.TOK_LOAD, Emitter.TOK_STORE);
+    e.patchTokens(e.dma(MemSpace.HBM, dst, four, MemSpace.SRAM, out, four, 4, rows, 0, 0, 1, 0, 0),
+        Emitter.TOK_STORE, 0);
+    e.free(in, out, rows, cols, elements, rowStride, src, dst);
   }
 
   private void layerNorm(Node n, TransformerOp.LayerNorm l) {

@@ -705,6 +705,20 @@ class EndToEndOpsTest {
         }""");
   }
 
+  /**
+   * Reductions over a symbolic last dim (an attention mask's keys): the rows, of a width known
+   * only at run time, in SRAM at their bound, at two widths.
+   */
+  @Test
+  void reductionsOverASymbolicLastDim() {
+    check("red_symbolic", """
+        func @main(%x: tensor<3 x ?s x f32>) -> ("rs": tensor<3 x f32>, "rx": tensor<3 x 1 x f32>) {
+          %rs = reduce_sum %x {axes = [1], keepdims = false} : tensor<3 x f32>
+          %rx = reduce_max %x {axes = [-1], keepdims = true} : tensor<3 x 1 x f32>
+          return %rs, %rx
+        }""");
+  }
+
   @Test
   void norms() {
     check("norms", """

@@ -471,40 +471,81 @@ class ContribOpsModelsTest {
     genAiAttentionBlock("genai-prompt-window", 0, 8);
   }
 
+  /**
+   * The block as a decode step is compiled once for every past length: one new token, the past
+   * and the attention mask symbolic (past_sequence_length, total_sequence_length, bounded by the
+   * compiler), run at a past of 23.
+   */
+  @Test
+  void genAiDecodeStepOverASymbolicPastMatchesOnnxRuntime() throws Exception {
+    long h = 256;
+    long past = 23;
+    var g = new DecoderGraphs.Builder(SEED + 11);
+    String x = g.input("hidden_states", DataType.FLOAT, 2, 1, h);
+    String mask = g.symbolicInput("attention_mask", DataType.INT64, 2, "total_sequence_length");
+    String pk = g.symbolicInput("past_key_values.0.key", DataType.FLOAT, 2, 2, "past_sequence_length", 64);
+    String pv = g.symbolicInput("past_key_values.0.value", DataType.FLOAT, 2, 2, "past_sequence_length", 64);
+    List<String> attn = genAiAttention(g, x, mask, pk, pv, h, -1);
+    g.output("attn_out", attn.get(0));
+    g.output("present.0.key", attn.get(1));
+    g.output("present.0.value", attn.get(2));
+    Random r = new Random(SEED);
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(r, 2, 1, h));
+    in.put(mask, ones(2, past + 1));
+    in.put(pk, gaussian(r, 2, 2, past, 64));
+    in.put(pv, gaussian(r, 2, 2, past, 64));
+    check("genai-decode", g.modelBytes("genai_decode"), in);
+  }
+
   private void genAiAttentionBlock(String name, long past, long window) throws Exception {
     long h = 256;
-    long kvHidden = 128;
     var g = new DecoderGraphs.Builder(SEED + 10);
     String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
     String mask = g.input("attention_mask", DataType.INT64, 1, past + SEQ);
     String pk = past == 0 ? "" : g.input("past_key_values.0.key", DataType.FLOAT, 1, 2, past, 64);
     String pv = past == 0 ? "" : g.input("past_key_values.0.value", DataType.FLOAT, 1, 2, past, 64);
-    String normed = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight("input_layernorm.weight", h)),
-        DecoderGraphs.Builder.intAttr("axis", -1), floatAttr("epsilon", 1e-5f));
-    String qkv = nbits(g, "qkv_proj", normed, h, h + 2 * kvHidden, 32, false, false);
-    String seqlens = g.node("Cast", List.of(g.node("Sub", g.node("ReduceSum", List.of(mask, g.longs(1)),
-        DecoderGraphs.Builder.intAttr("keepdims", 0)), g.scalarLong(1))), DecoderGraphs.Builder.intAttr("to", 6));
-    String total = g.node("Cast", List.of(g.node("Gather", List.of(g.node("Shape", mask), g.scalarLong(1)))),
-        DecoderGraphs.Builder.intAttr("to", 6));
-    List<String> attn = g.contrib("GroupQueryAttention", List.of(qkv, "", "", pk, pv, seqlens, total,
-        g.weight("cos_cache", 128, 32), g.weight("sin_cache", 128, 32)), new int[] {0, 1, 2},
-        DecoderGraphs.Builder.intAttr("num_heads", 4), DecoderGraphs.Builder.intAttr("kv_num_heads", 2),
-        DecoderGraphs.Builder.intAttr("do_rotary", 1), DecoderGraphs.Builder.intAttr("local_window_size", window));
+    List<String> attn = genAiAttention(g, x, mask, pk, pv, h, window);
     g.output("attn_out", nbits(g, "o_proj", attn.get(0), h, h, 32, true, false));
     g.output("present.0.key", attn.get(1));
     g.output("present.0.value", attn.get(2));
     Random r = new Random(SEED);
     Map<String, Tensor> in = new LinkedHashMap<>();
     in.put(x, gaussian(r, 1, SEQ, h));
-    long[] ones = new long[(int) (past + SEQ)];
-    java.util.Arrays.fill(ones, 1);
-    in.put(mask, Tensor.ofLongs(ElementType.I64, new long[] {1, past + SEQ}, ones));
+    in.put(mask, ones(1, past + SEQ));
     if (past > 0) {
       in.put(pk, gaussian(r, 1, 2, past, 64));
       in.put(pv, gaussian(r, 1, 2, past, 64));
     }
     String report = check(name, g.modelBytes(name.replace('-', '_')), in);
     assertTrue(report.contains("unfused: none"), report);
+  }
+
+  /**
+   * RMS norm -> packed 4-bit qkv -> GroupQueryAttention (4 rotated query heads of 64 on 2 kv
+   * heads, seqlens_k and total_sequence_length from the i64 mask as onnxruntime-genai's builder
+   * computes them) over h = 256 columns; its output and presents.
+   */
+  private static List<String> genAiAttention(DecoderGraphs.Builder g, String x, String mask, String pk, String pv,
+      long h, long window) {
+    String normed = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight("input_layernorm.weight", h)),
+        DecoderGraphs.Builder.intAttr("axis", -1), floatAttr("epsilon", 1e-5f));
+    String qkv = nbits(g, "qkv_proj", normed, h, 2 * h, 32, false, false);
+    String seqlens = g.node("Cast", List.of(g.node("Sub", g.node("ReduceSum", List.of(mask, g.longs(1)),
+        DecoderGraphs.Builder.intAttr("keepdims", 0)), g.scalarLong(1))), DecoderGraphs.Builder.intAttr("to", 6));
+    String total = g.node("Cast", List.of(g.node("Gather", List.of(g.node("Shape", mask), g.scalarLong(1)))),
+        DecoderGraphs.Builder.intAttr("to", 6));
+    return g.contrib("GroupQueryAttention", List.of(qkv, "", "", pk, pv, seqlens, total,
+        g.weight("cos_cache", 128, 32), g.weight("sin_cache", 128, 32)), new int[] {0, 1, 2},
+        DecoderGraphs.Builder.intAttr("num_heads", 4), DecoderGraphs.Builder.intAttr("kv_num_heads", 2),
+        DecoderGraphs.Builder.intAttr("do_rotary", 1), DecoderGraphs.Builder.intAttr("local_window_size", window));
+  }
+
+  /** An i64 attention mask of ones. */
+  private static Tensor ones(long batch, long keys) {
+    long[] v = new long[(int) (batch * keys)];
+    java.util.Arrays.fill(v, 1);
+    return Tensor.ofLongs(ElementType.I64, new long[] {batch, keys}, v);
   }
 
   /** A 4-bit MatMulNBits of x [.., k] to n columns: seeded codes, scales in [0.002, 0.02). */

@@ -186,6 +186,18 @@ final class DecoderGraphs {
       return name;
     }
 
+    /** An input whose dims are numbers or, given as names, symbolic (dim_param). */
+    String symbolicInput(String name, DataType type, Object... dims) {
+      OnnxMl.TensorShapeProto.Builder s = OnnxMl.TensorShapeProto.newBuilder();
+      for (Object d : dims) {
+        var dim = OnnxMl.TensorShapeProto.Dimension.newBuilder();
+        s.addDim(d instanceof String p ? dim.setDimParam(p) : dim.setDimValue(((Number) d).longValue()));
+      }
+      graph.addInput(OnnxMl.ValueInfoProto.newBuilder().setName(name).setType(OnnxMl.TypeProto.newBuilder()
+          .setTensorType(OnnxMl.TypeProto.Tensor.newBuilder().setElemType(type.getNumber()).setShape(s))));
+      return name;
+    }
+
     void output(String name, String value) {
       graph.addNode(OnnxMl.NodeProto.newBuilder().setOpType("Identity").setName(fresh("Identity"))
           .addInput(value).addOutput(name));
