@@ -65,6 +65,10 @@ final class GroupQueryAttention {
     }
     boolean packed = !n.has(1);
     long width = qt.dim(2).value();
+    if (heads > width || kvHeads > width) {
+      throw n.error("num_heads (" + heads + ") and kv_num_heads (" + kvHeads + ") must not exceed the query's "
+          + width + " columns");
+    }
     long perHead = packed ? heads + 2 * kvHeads : heads;
     if (width % perHead != 0) {
       throw n.error("query's " + width + " columns do not split into " + perHead + " heads");

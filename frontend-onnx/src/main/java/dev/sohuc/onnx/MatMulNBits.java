@@ -48,7 +48,7 @@ final class MatMulNBits {
           + cols);
     }
     if (bits != 4 && bits != 8) {
-      throw n.error(bits < 0 ? "attribute bits must be given (4 or 8)"
+      throw n.error(!n.hasAttr("bits") ? "attribute bits must be given (4 or 8)"
           : "bits " + bits + " is not supported (4 or 8)");
     }
     if (block < 16 || block > MAX_BLOCK || Long.bitCount(block) != 1) {
