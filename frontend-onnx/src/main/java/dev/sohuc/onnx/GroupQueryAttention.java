@@ -102,8 +102,8 @@ final class GroupQueryAttention {
     // arithmetic): the last position (seqlens_k) and L, each sequence's valid past, its queries'
     // first position (0 in a first prompt)
     Value last = lastPosition(n, n.value(5));
-    Value past = binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, last, f32(n, s.minus(Dim.of(1)))),
-        scalar(n, 0));
+    Value past = binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
+        count(n, s)), scalar(n, 0));
     Value queryPos = n.temp(new ElementwiseOp.Cast(binary(n, BinaryKind.ADD, n.reshape(past, List.of(b, Dim.of(1))),
         n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)), List.of(Dim.of(1), s))), ElementType.I32));
     if (n.attrInt("do_rotary", 0) != 0) {
@@ -226,9 +226,18 @@ final class GroupQueryAttention {
     return n.constant(Tensor.scalar(ElementType.F32, v));
   }
 
-  /** A dim's value as an f32 scalar (a constant when static). */
-  private static Value f32(OnnxNode n, Dim d) {
-    return d.isStatic() ? scalar(n, d.value()) : n.temp(new ElementwiseOp.Cast(n.dimScalar(d), ElementType.F32));
+  /**
+   * A positive dim's value in f32: a constant when static, else a sum of ones over it (the chip
+   * holds a dim's value in its control unit, not as data, but sums over a symbolic length).
+   */
+  private static Value count(OnnxNode n, Dim d) {
+    if (d.isStatic()) {
+      return scalar(n, d.value());
+    }
+    Value range = n.temp(new SourceOp.Range(0, d, 1, ElementType.F32));
+    Value ones = binary(n, BinaryKind.ADD, binary(n, BinaryKind.MUL, range, scalar(n, 0)), scalar(n, 1));
+    return n.temp(new ReductionOp.Reduce(ReductionOp.ReduceKind.SUM, n.reshape(ones, List.of(Dim.of(1), d)),
+        List.of(1L), false));
   }
 
   private static Value binary(OnnxNode n, BinaryKind kind, Value a, Value b) {

@@ -291,11 +291,6 @@ final class OnnxNode {
     return temp(new DataOp.Reshape(v, shape));
   }
 
-  /** A dim's run-time value, an i64 scalar (shape arithmetic when it is symbolic). */
-  Value dimScalar(Dim d) {
-    return graph.materialize(Known.ofDims(List.of(d), true, ElementType.I64), null);
-  }
-
   Value zeroScalar(ElementType type) {
     return temp(new SourceOp.Constant(Tensor.zeros(type)));
   }

@@ -485,7 +485,7 @@ class ContribOpsModelsTest {
     String mask = g.symbolicInput("attention_mask", DataType.INT64, 2, "total_sequence_length");
     String pk = g.symbolicInput("past_key_values.0.key", DataType.FLOAT, 2, 2, "past_sequence_length", 64);
     String pv = g.symbolicInput("past_key_values.0.value", DataType.FLOAT, 2, 2, "past_sequence_length", 64);
-    List<String> attn = genAiAttention(g, x, mask, pk, pv, h, -1);
+    List<String> attn = genAiAttention(g, "", x, mask, pk, pv, h, -1);
     g.output("attn_out", attn.get(0));
     g.output("present.0.key", attn.get(1));
     g.output("present.0.value", attn.get(2));
@@ -498,6 +498,58 @@ class ContribOpsModelsTest {
     check("genai-decode", g.modelBytes("genai_decode"), in);
   }
 
+  /**
+   * A two-layer decoder in onnxruntime-genai's int4 form, as one program for every prompt and
+   * past length: embedding, per layer SkipSimplifiedLayerNormalization -> packed 4-bit qkv ->
+   * GroupQueryAttention (rotated, over a symbolic past) -> 4-bit output projection ->
+   * SkipSimplifiedLayerNormalization -> 4-bit gate and up, SiLU, 4-bit down; the final norm and a
+   * 4-bit lm_head. Run on the chip at a 5-token prompt after 19 past tokens.
+   */
+  @Test
+  void genAiTwoLayerDecoderMatchesOnnxRuntime() throws Exception {
+    long h = 256;
+    long f = 512;
+    long vocab = 320;
+    long past = 19;
+    long seq = 5;
+    var g = new DecoderGraphs.Builder(SEED + 12);
+    String ids = g.symbolicInput("input_ids", DataType.INT64, 1, "sequence_length");
+    String mask = g.symbolicInput("attention_mask", DataType.INT64, 1, "total_sequence_length");
+    String x = g.node("Gather", List.of(g.weight("embed_tokens.weight", vocab, h), ids));
+    String skip = "";
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    Random r = new Random(SEED);
+    long[] tokens = new long[(int) seq];
+    for (int i = 0; i < seq; i++) {
+      tokens[i] = r.nextInt((int) vocab);
+    }
+    in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {1, seq}, tokens));
+    in.put(mask, ones(1, past + seq));
+    for (int layer = 0; layer < 2; layer++) {
+      String pk = g.symbolicInput("past_key_values." + layer + ".key", DataType.FLOAT, 1, 2, "past_sequence_length", 64);
+      String pv = g.symbolicInput("past_key_values." + layer + ".value", DataType.FLOAT, 1, 2, "past_sequence_length",
+          64);
+      in.put(pk, gaussian(r, 1, 2, past, 64));
+      in.put(pv, gaussian(r, 1, 2, past, 64));
+      List<String> attn = genAiAttention(g, "layer" + layer + ".", x, mask, pk, pv, h, -1);
+      g.output("present." + layer + ".key", attn.get(1));
+      g.output("present." + layer + ".value", attn.get(2));
+      String o = nbits(g, "layer" + layer + ".o_proj", attn.get(0), h, h, 32, false, false);
+      List<String> normed = g.contrib("SkipSimplifiedLayerNormalization", List.of(o, x,
+          g.normWeight("layer" + layer + ".post_attention_layernorm.weight", h)), new int[] {0, 3},
+          floatAttr("epsilon", 1e-5f));
+      String gate = nbits(g, "layer" + layer + ".gate_proj", normed.get(0), h, f, 32, true, false);
+      String up = nbits(g, "layer" + layer + ".up_proj", normed.get(0), h, f, 32, true, false);
+      String act = g.mul(g.mul(gate, g.node("Sigmoid", gate)), up);
+      String down = nbits(g, "layer" + layer + ".down_proj", act, f, h, 64, false, false);
+      x = g.add(down, normed.get(3));
+    }
+    String last = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight("norm.weight", h)),
+        DecoderGraphs.Builder.intAttr("axis", -1), floatAttr("epsilon", 1e-5f));
+    g.output("logits", nbits(g, "lm_head", last, h, vocab, 32, false, false));
+    check("genai-decoder", g.modelBytes("genai_decoder"), in);
+  }
+
   private void genAiAttentionBlock(String name, long past, long window) throws Exception {
     long h = 256;
     var g = new DecoderGraphs.Builder(SEED + 10);
@@ -505,7 +557,7 @@ class ContribOpsModelsTest {
     String mask = g.input("attention_mask", DataType.INT64, 1, past + SEQ);
     String pk = past == 0 ? "" : g.input("past_key_values.0.key", DataType.FLOAT, 1, 2, past, 64);
     String pv = past == 0 ? "" : g.input("past_key_values.0.value", DataType.FLOAT, 1, 2, past, 64);
-    List<String> attn = genAiAttention(g, x, mask, pk, pv, h, window);
+    List<String> attn = genAiAttention(g, "", x, mask, pk, pv, h, window);
     g.output("attn_out", nbits(g, "o_proj", attn.get(0), h, h, 32, true, false));
     g.output("present.0.key", attn.get(1));
     g.output("present.0.value", attn.get(2));
@@ -526,17 +578,18 @@ class ContribOpsModelsTest {
    * heads, seqlens_k and total_sequence_length from the i64 mask as onnxruntime-genai's builder
    * computes them) over h = 256 columns; its output and presents.
    */
-  private static List<String> genAiAttention(DecoderGraphs.Builder g, String x, String mask, String pk, String pv,
-      long h, long window) {
-    String normed = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight("input_layernorm.weight", h)),
+  private static List<String> genAiAttention(DecoderGraphs.Builder g, String prefix, String x, String mask, String pk,
+      String pv, long h, long window) {
+    String normed = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight(prefix + "input_layernorm.weight",
+        h)),
         DecoderGraphs.Builder.intAttr("axis", -1), floatAttr("epsilon", 1e-5f));
-    String qkv = nbits(g, "qkv_proj", normed, h, 2 * h, 32, false, false);
+    String qkv = nbits(g, prefix + "qkv_proj", normed, h, 2 * h, 32, false, false);
     String seqlens = g.node("Cast", List.of(g.node("Sub", g.node("ReduceSum", List.of(mask, g.longs(1)),
         DecoderGraphs.Builder.intAttr("keepdims", 0)), g.scalarLong(1))), DecoderGraphs.Builder.intAttr("to", 6));
     String total = g.node("Cast", List.of(g.node("Gather", List.of(g.node("Shape", mask), g.scalarLong(1)))),
         DecoderGraphs.Builder.intAttr("to", 6));
     return g.contrib("GroupQueryAttention", List.of(qkv, "", "", pk, pv, seqlens, total,
-        g.weight("cos_cache", 128, 32), g.weight("sin_cache", 128, 32)), new int[] {0, 1, 2},
+        g.weight(prefix + "cos_cache", 128, 32), g.weight(prefix + "sin_cache", 128, 32)), new int[] {0, 1, 2},
         DecoderGraphs.Builder.intAttr("num_heads", 4), DecoderGraphs.Builder.intAttr("kv_num_heads", 2),
         DecoderGraphs.Builder.intAttr("do_rotary", 1), DecoderGraphs.Builder.intAttr("local_window_size", window));
   }
