@@ -17,9 +17,9 @@ import java.util.TreeMap;
  * container's metadata so that the runtime refuses a launch the reference interpreter would
  * refuse instead of reading past a table (docs/isa.md, "Launch limits"):
  * <ul>
- *   <li>{@value #DIM_LIMITS}: a slice of a static axis up to a symbolic end (a rotary table's
- *       rows {@code [past, past+seq)}) reads past the table when the end exceeds the axis, so
- *       {@code past+seq<=128};
+ *   <li>{@value #DIM_LIMITS}: a slice up to a symbolic end (a rotary table's rows
+ *       {@code [past, past+seq)}, an attention mask's first {@code past+seq} keys) reads past the
+ *       axis when the end exceeds it, so {@code past+seq<=128} or {@code past+seq<=total};
  *   <li>{@value #INDEX_LIMITS}: an input whose values pick rows of a table (token ids into the
  *       embeddings) must pick rows that exist, so {@code input_ids<32000}.
  * </ul>
@@ -43,8 +43,9 @@ final class LaunchChecks {
             int axis = (int) Math.floorMod(s.axes().get(k), s.x().type().rank());
             Dim size = s.x().type().dim(axis);
             Dim end = s.ends().get(k);
-            if (size.isStatic() && !end.isStatic() && s.steps().get(k) > 0) {
-              dims.add(SohuBackend.containerText(end) + "<=" + size.value());
+            if (!end.isStatic() && !end.equals(size) && s.steps().get(k) > 0) {
+              dims.add(SohuBackend.containerText(end) + "<=" + (size.isStatic() ? Long.toString(size.value())
+                  : SohuBackend.containerText(size)));
             }
           }
         }

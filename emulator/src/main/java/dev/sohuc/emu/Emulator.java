@@ -425,11 +425,14 @@ public final class Emulator {
    * bound polynomial at most its number, as the slices of static tables the program reads need.
    */
   private void checkDimLimits(Map<String, Long> dims) {
-    for (String[] limit : limits("dim_limits", "<=")) {
+    for (String[] limit : limits("dim_limits", "<=", true)) {
       Long v = polynomial(limit[0], dims);
-      if (v != null && v > Long.parseLong(limit[1])) {
+      Long rows = polynomial(limit[1], dims);
+      if (v != null && rows != null && v > rows) {
+        boolean table = limit[1].equals(rows.toString());
         throw new EmulatorException("dimensions: " + limit[0] + " = " + v + " exceeds " + limit[1]
-            + ": the program slices a table of " + limit[1] + " rows up to " + limit[0]
+            + (table ? ": the program slices a table of " + rows + " rows up to "
+            : " = " + rows + ": the program slices its " + rows + " rows up to ") + limit[0]
             + " (metadata dim_limits)");
       }
     }
@@ -490,6 +493,14 @@ public final class Emulator {
 
   /** Metadata {@code key}'s entries, each split at {@code op} into its two sides. */
   private List<String[]> limits(String key, String op) {
+    return limits(key, op, false);
+  }
+
+  /**
+   * As above; with {@code dims}, the right side may be a polynomial of dims too (a slice of a
+   * symbolic axis: {@code past+seq<=total}).
+   */
+  private List<String[]> limits(String key, String op, boolean dims) {
     String text = program.metadata().get(key);
     List<String[]> out = new ArrayList<>();
     if (text == null) {
@@ -497,12 +508,12 @@ public final class Emulator {
     }
     for (String entry : text.split(",")) {
       int at = entry.indexOf(op);
-      String number = at < 0 ? "" : entry.substring(at + op.length());
-      if (at <= 0 || !number.matches("[0-9]{1,18}")) {
+      String bound = at < 0 ? "" : entry.substring(at + op.length());
+      if (at <= 0 || !(bound.matches("[0-9]{1,18}") || dims && bound.matches("[A-Za-z0-9_+*\\-\"/.]{1,200}"))) {
         throw new EmulatorException("metadata " + key + ": entry '" + entry + "' is not of the "
-            + "form NAME" + op + "NUMBER");
+            + "form NAME" + op + (dims ? "DIMS" : "NUMBER"));
       }
-      out.add(new String[] {entry.substring(0, at), number});
+      out.add(new String[] {entry.substring(0, at), bound});
     }
     return out;
   }

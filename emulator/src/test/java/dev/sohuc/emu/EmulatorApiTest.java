@@ -387,9 +387,18 @@ class EmulatorApiTest {
     Emulator malformed = gather(GATHER_ROWS.replace(".arg batch, 0", """
         .meta "dim_limits", "past"
         .arg batch, 0"""));
-    assertEquals("metadata dim_limits: entry 'past' is not of the form NAME<=NUMBER",
+    assertEquals("metadata dim_limits: entry 'past' is not of the form NAME<=DIMS",
         assertThrows(EmulatorException.class, () -> malformed.runTiming(Map.of("batch", 1L,
             "past", 8L))).getMessage());
+    // a slice of a symbolic axis up to another symbolic end: both sides dims
+    Emulator symbolic = gather(GATHER_ROWS.replace(".arg batch, 0", """
+        .meta "dim_limits", "batch+1<=past"
+        .arg batch, 0"""));
+    assertEquals("dimensions: batch+1 = 9 exceeds past = 8: the program slices its 8 rows up to "
+        + "batch+1 (metadata dim_limits)", assertThrows(EmulatorException.class,
+            () -> symbolic.runTiming(Map.of("batch", 8L, "past", 8L))).getMessage());
+    assertArrayEquals(new float[] {30, 31, 32, 33, 0, 1, 2, 3}, symbolic.runFunctional(Map.of("table",
+        TABLE, "pos", ints(DType.I64, 3, 0)), Map.of("past", 8L)).outputs().get("y").toF32());
   }
 
   /** Loading one input must not overwrite another or the constants (an output may alias one). */

@@ -175,8 +175,9 @@ final class OnnxOps {
         + "q and k equal) + bias, split into num_heads heads, softmax(scale * q @ k^T + mask) @ v; scale "
         + "defaults to 1/sqrt(head size); mask_index absent, [B, S] (0 or less masks a key with "
         + "mask_filter_value, default -10000) or [B] (the keys at or after each length masked); unidirectional "
-        + "is causal; not past, present, attention_bias, past_sequence_length, do_rotary or the [2B], 3-D and "
-        + "4-D masks", OnnxOps::attention);
+        + "is causal; past [2, B, N, P, H] before the new keys and values, present [2, B, N, P + S, H] (GPT-2 with "
+        + "its KV cache; P may be symbolic); not attention_bias, past_sequence_length, do_rotary or the [2B], 3-D "
+        + "and 4-D masks", OnnxOps::attention);
     msOp("MultiHeadAttention", "add, reshape, transpose, concat, matmul, mul, where, softmax (attention after "
         + "fuse-attention)", "query [B, S, D], key [B, L, D] and value [B, L, Dv] (+ the optional bias of D + D + "
         + "Dv) split into num_heads heads; past_key and past_value [B, N, P, H] before the new keys and values "
@@ -514,13 +515,13 @@ final class OnnxOps {
    * causal one a {@code triu} of NEG), the heads merged back.
    */
   private static void attention(OnnxNode n) {
-    if (n.has(4) || n.has(5) || n.has(6)) {
-      int i = n.has(4) ? 4 : n.has(5) ? 5 : 6;
-      throw n.error("input " + i + " (" + List.of("past", "attention_bias", "past_sequence_length").get(i - 4)
+    if (n.has(5) || n.has(6)) {
+      int i = n.has(5) ? 5 : 6;
+      throw n.error("input " + i + " (" + List.of("attention_bias", "past_sequence_length").get(i - 5)
           + ") is not supported");
     }
-    if (n.wants(1)) {
-      throw n.error("output 1 (present) is not supported");
+    if (n.wants(1) && !n.has(4)) {
+      throw n.error("output 1 (present) needs input 4 (past)");
     }
     if (n.attrInt("do_rotary", 0) != 0) {
       throw n.error("do_rotary is not supported");
@@ -577,10 +578,53 @@ final class OnnxOps {
     Dim nh = Dim.of(heads);
     List<Long> toHeads = List.of(0L, 2L, 1L, 3L);
     Value q = n.temp(new DataOp.Transpose(headsOf(n, qkv, 0, qh, b, s, nh), toHeads));
+    if (n.has(4)) {
+      attentionAfterPast(n, q, n.temp(new DataOp.Transpose(headsOf(n, qkv, qh, qh, b, s, nh), toHeads)),
+          n.temp(new DataOp.Transpose(headsOf(n, qkv, 2 * qh, vh, b, s, nh), toHeads)), vh);
+      return;
+    }
     Value kT = n.temp(new DataOp.Transpose(headsOf(n, qkv, qh, qh, b, s, nh), List.of(0L, 2L, 3L, 1L)));
     Value v = n.temp(new DataOp.Transpose(headsOf(n, qkv, 2 * qh, vh, b, s, nh), toHeads));
     List<Value> masks = n.has(3) ? List.of(attentionMask(n, 3, b, s, et)) : List.of();
     n.emit(headsAttention(n, q, kT, v, scale(n, qh / heads), masks, vh));
+  }
+
+  /**
+   * Attention's past (GPT-2 as ONNX Runtime's optimizer fuses it with its KV cache): keys and
+   * values [2, B, N, P, H] before the new ones, present [2, B, N, P + S, H] the two stacked
+   * again; the chip's attention over them (P may be symbolic: unidirectional aligns the queries
+   * with the last keys), the mask_index over the P + S keys.
+   */
+  private static void attentionAfterPast(OnnxNode n, Value q, Value k, Value v, long vHidden) {
+    TensorType qt = q.type();
+    Dim b = qt.dim(0);
+    Dim nh = qt.dim(1);
+    Dim s = qt.dim(2);
+    Dim h = qt.dim(3);
+    Value past = n.value(4, "past");
+    TensorType pt = past.type();
+    if (!v.type().dim(3).equals(h) || pt.rank() != 5 || !pt.dim(0).is(2) || !pt.dim(1).equals(b)
+        || !pt.dim(2).equals(nh) || !pt.dim(4).equals(h)) {
+      throw n.error("past must be [2, " + b + ", " + nh + ", past, " + h + "] (and v's head size q's), got " + pt);
+    }
+    Dim p = pt.dim(3);
+    List<Dim> cache = List.of(b, nh, p, h);
+    Value pastK = n.reshape(n.temp(new DataOp.Slice(past, List.of(Dim.of(0)), List.of(Dim.of(1)), List.of(0L),
+        List.of(1L))), cache);
+    Value pastV = n.reshape(n.temp(new DataOp.Slice(past, List.of(Dim.of(1)), List.of(Dim.of(2)), List.of(0L),
+        List.of(1L))), cache);
+    Value keys = n.temp(new TransformerOp.KvCacheAppend(pastK, k));
+    Value values = n.temp(new TransformerOp.KvCacheAppend(pastV, v));
+    Dim t = keys.type().dim(2);
+    if (n.wants(1)) {
+      List<Dim> one = List.of(Dim.of(1), b, nh, t, h);
+      n.set(1, n.temp(new DataOp.Concat(List.of(n.reshape(keys, one), n.reshape(values, one)), 0)));
+    }
+    Value mask = n.has(3) ? attentionMask(n, 3, b, t, qt.elementType()) : null;
+    Value attended = n.temp(new TransformerOp.Attention(q, keys, values, mask, scale(n, h.value()),
+        n.attrInt("unidirectional", 0) != 0, 0));
+    n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(attended, List.of(0L, 2L, 1L, 3L))),
+        List.of(b, s, Dim.of(vHidden))));
   }
 
   /** The scale attribute, 1 / sqrt(head size) when absent or 0 (as ONNX Runtime takes it). */
@@ -847,6 +891,12 @@ final class OnnxOps {
     ElementType mt = m.type().elementType();
     if (mt != ElementType.I32) {
       throw n.error((input == 3 ? "mask_index" : "key_padding_mask") + " must be int32, got " + m.type());
+    }
+    if (m.type().rank() == 2 && m.type().dim(0).equals(b) && !m.type().dim(1).equals(s)
+        && !(m.type().dim(1).isStatic() && s.isStatic())) {
+      // a mask over keys of a dim of its own (total_sequence_length beside past_sequence_length + S):
+      // its first S keys, the rest past them refused at launch (a slice up to a symbolic end)
+      m = n.temp(new DataOp.Slice(m, List.of(Dim.of(0)), List.of(s), List.of(1L), List.of(1L)));
     }
     // compared in f32, which the chip compares: the cast keeps every int32 sign, and lengths below 2^24
     Value fm = n.temp(new ElementwiseOp.Cast(m, ElementType.F32));

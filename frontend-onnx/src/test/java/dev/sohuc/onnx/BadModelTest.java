@@ -354,11 +354,11 @@ class BadModelTest {
   void attentionFormsOutsideBertsAreNamed() throws Exception {
     AttributeProto heads = Models.attr("num_heads", 2L);
     String at = dir.resolve("Attention.onnx") + ": node 'Attention' (Attention): ";
-    assertEquals(at + "input 4 (past) is not supported",
+    assertEquals(at + "past must be [2, 2, 2, past, 4] (and v's head size q's), got tensor<2 x 3 x 8 x f32>",
         rejection(bert("Attention", List.of("x", "w", "bias", "", "x"), List.of("y"), heads)));
     assertEquals(at + "input 5 (attention_bias) is not supported",
         rejection(bert("Attention", List.of("x", "w", "bias", "mask", "", "x"), List.of("y"), heads)));
-    assertEquals(at + "output 1 (present) is not supported",
+    assertEquals(at + "output 1 (present) needs input 4 (past)",
         rejection(bert("Attention", List.of("x", "w", "bias"), List.of("y", "present"), heads)));
     assertEquals(at + "do_rotary is not supported", rejection(bert("Attention", List.of("x", "w", "bias"),
         List.of("y"), heads, Models.attr("do_rotary", 1L))));

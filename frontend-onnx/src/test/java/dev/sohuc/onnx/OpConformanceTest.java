@@ -343,6 +343,16 @@ class OpConformanceTest {
     cs.add(ms("Attention", f(2, 5, 12), f(12, 40), f(40), mask2d)
         .attrs(attr("num_heads", 4L), ints("qkv_hidden_sizes", 16, 16, 8))
         .named("Attention qkv_hidden_sizes, v narrower, input narrower"));
+    // with a past (GPT-2's KV cache): [2, B, N, P, 8] keys and values before the new ones, the present outputs
+    cs.add(ms("Attention", f(2, 1, 16), f(16, 48), f(48), ix(I32, 1, 1, 2, 5), f(2, 2, 2, 4, 8))
+        .attrs(attr("num_heads", 2L), attr("unidirectional", 1L)).outputs(2)
+        .named("Attention one decode step after a past, 2-D mask over past and new keys"));
+    cs.add(ms("Attention", f(2, 3, 16), f(16, 48), f(48), ix(I32, 0, 1, 2, 7), f(2, 2, 2, 4, 8))
+        .attrs(attr("num_heads", 2L), attr("unidirectional", 1L)).outputs(2)
+        .named("Attention three new tokens after a past, unidirectional, padding"));
+    cs.add(ms("Attention", f(2, 3, 16), f(16, 48), f(48), none(), f(2, 2, 4, 4, 4))
+        .attrs(attr("num_heads", 4L)).outputs(2).named("Attention after a past, not unidirectional")
+        .tolerance(1e-4));  // scores of random [-2, 2] weights in the hundreds: their f32 rounding shows
     // MultiHeadAttention: query [2, 5, 16], key and value [2, 7, 16 / 8] (cross) or [2, 5, ..] (self)
     In keyMask = ix(I32, 0, 1, 2, 7);
     cs.add(ms("MultiHeadAttention", f(2, 5, 16), f(2, 7, 16), f(2, 7, 8)).attrs(attr("num_heads", 4L))

@@ -550,6 +550,54 @@ class ContribOpsModelsTest {
     check("genai-decoder", g.modelBytes("genai_decoder"), in);
   }
 
+  /**
+   * GPT-2's attention as ONNX Runtime's optimizer fuses it with the KV cache: Attention
+   * (unidirectional, 4 heads of 32) with the int32 mask over past and new keys and the stacked
+   * past [2, B, N, P, H] (P symbolic), the present output beside the projected attention. Run
+   * on the chip at 5 new tokens after 9, the first sequence's first key padding.
+   */
+  @Test
+  void gpt2AttentionWithItsPastMatchesOnnxRuntime() throws Exception {
+    long h = 128;
+    long past = 9;
+    long seq = 5;
+    var g = new DecoderGraphs.Builder(SEED + 13);
+    String x = g.input("hidden_states", DataType.FLOAT, 2, seq, h);
+    String mask = g.symbolicInput("attention_mask", DataType.INT32, 2, "total_sequence_length");
+    String pastKv = g.symbolicInput("past_0", DataType.FLOAT, 2, 2, 4, "past_sequence_length", 32);
+    List<String> attn = g.contrib("Attention", List.of(x, g.weight("c_attn.weight", h, 3 * h),
+        g.weight("c_attn.bias", 3 * h), mask, pastKv), new int[] {0, 1}, DecoderGraphs.Builder.intAttr("num_heads", 4),
+        DecoderGraphs.Builder.intAttr("unidirectional", 1));
+    g.output("attention_out", g.matmul(attn.get(0), g.weight("c_proj.weight", h, h)));
+    g.output("present_0", attn.get(1));
+    Random r = new Random(SEED);
+    long[] m = new long[(int) (2 * (past + seq))];
+    java.util.Arrays.fill(m, 1);
+    m[0] = 0;
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    in.put(x, gaussian(r, 2, seq, h));
+    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {2, past + seq}, m));
+    in.put(pastKv, gaussian(r, 2, 2, 4, past, 32));
+    check("gpt2-attention-past", g.modelBytes("gpt2_attention_past"), in);
+    // a mask of fewer keys than the past and the new tokens hold is refused when launched
+    in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {2, past + seq - 1}, java.util.Arrays.copyOf(m,
+        (int) (2 * (past + seq - 1)))));
+    Path dir = tmp.resolve("short-mask");
+    Files.createDirectories(dir);
+    int i = 0;
+    for (Map.Entry<String, Tensor> e : in.entrySet()) {
+      dev.sohuc.onnx.TensorFiles.write(dir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
+    }
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(new String[] {"run", tmp.resolve("gpt2-attention-past.sohu").toString(), "--inputs",
+        dir.toString(), "--output-dir", tmp.resolve("short-out").toString()}, new PrintWriter(out, true),
+        new PrintWriter(err, true));
+    assertEquals(1, code, out + "\n" + err);
+    assertEquals("error: dimensions: past_sequence_length+5 = 14 exceeds total_sequence_length = 13: the program "
+        + "slices its 13 rows up to past_sequence_length+5 (metadata dim_limits)\n", err.toString());
+  }
+
   private void genAiAttentionBlock(String name, long past, long window) throws Exception {
     long h = 256;
     var g = new DecoderGraphs.Builder(SEED + 10);

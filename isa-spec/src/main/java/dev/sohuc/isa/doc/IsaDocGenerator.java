@@ -270,11 +270,12 @@ public final class IsaDocGenerator {
         compiler writes as metadata `hbm_bytes`), so that a program may read the block (a
         sequence's length) after it has written its intermediates.
 
-        **Launch limits.** Some limits of a launch the compiled code cannot check itself: a slice of
-        a table's rows up to a symbolic end (a rotary table's rows `[past, past+seq)`) and a row
-        gather whose indices come from an input (token ids into the embeddings) would read past the
-        table. The compiler writes them as metadata, entries separated by commas: `dim_limits`
-        (`seq<=128`: the dims' polynomial at most the table's rows) and `index_limits`
+        **Launch limits.** Some limits of a launch the compiled code cannot check itself: a slice
+        up to a symbolic end (a rotary table's rows `[past, past+seq)`, an attention mask's first
+        `past+seq` keys) and a row gather whose indices come from an input (token ids into the
+        embeddings) would read past what they slice or index. The compiler writes them as metadata,
+        entries separated by commas: `dim_limits` (`seq<=128`, `past+seq<=total`: the dims'
+        polynomial at most the axis's length, a number or dims) and `index_limits`
         (`input_ids<256`: every value of that integer input in [0, the table's rows)). The runtime
         refuses a launch that breaks one, as the reference interpreter refuses such a slice or gather:
         the dim limits in both modes once the dims are bound, the index limits where there are input
