@@ -36,8 +36,9 @@ import java.util.Map;
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
  *       along rows) runs on a transposed copy with those axes last (several reduced axes
  *       merged into one), transposed back;
- *   <li>a rotate-half rope whose tables are not known to have equal halves
- *       ({@link RopeTables}) is computed by parts: slices, a concat, multiplies and an add;
+ *   <li>a rope whose tables are not known to repeat each value as the rope instruction reads
+ *       them (equal halves, or for an interleaved rope equal pairs: {@link RopeTables}) is
+ *       computed by parts: slices, a concat, multiplies and an add;
  *   <li>a log-softmax is {@code d - log(sum(exp(d)))} with {@code d = x - max(x)}, ONNX
  *       Runtime's own form: finite where {@code log(softmax)} would underflow to minus infinity;
  *   <li>an elementwise op whose operands broadcast otherwise than in the VPU's row patterns (a
@@ -76,9 +77,10 @@ final class Legalization {
         case ElementwiseOp.Cast c when c.to() == ElementType.I32
             && c.x().type().elementType() == ElementType.F32 -> add(b, n,
             new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
-        case TransformerOp.Rope r when r.style() == TransformerOp.RopeStyle.ROTATE_HALF
-            && r.x().type().dim(r.x().type().rank() - 1).isStatic()
-            && !(tables.halvesEqual(r.cos()) && tables.halvesEqual(r.sin())) -> ropeByParts(b, n, r);
+        case TransformerOp.Rope r when r.x().type().dim(r.x().type().rank() - 1).isStatic()
+            && !(r.style() == TransformerOp.RopeStyle.ROTATE_HALF
+                ? tables.halvesEqual(r.cos()) && tables.halvesEqual(r.sin())
+                : tables.pairsEqual(r.cos()) && tables.pairsEqual(r.sin())) -> ropeByParts(b, n, r);
         default -> null;
       };
       if (y != null) {
@@ -387,18 +389,32 @@ final class Legalization {
   }
 
   /**
-   * {@code x * cos + rotate_half(x) * sin} on the first R dims (the rest passed through), for
-   * tables the rope instruction cannot take: it reads the first half of each row for both.
+   * {@code x * cos + rotate(x) * sin} on the first R dims (the rest passed through), for tables
+   * the rope instruction cannot take: it reads half of each row for both dims of a pair.
+   * rotate_half(x) is {@code [-x2, x1]} of its halves; the interleaved rotate is each pair
+   * {@code (x1, x2)} turned to {@code (-x2, x1)}, as a [.., R/2, 2] view's columns.
    */
   private static Value ropeByParts(FunctionBuilder b, Node n, TransformerOp.Rope r) {
     Value x = r.x();
     long width = x.type().dim(x.type().rank() - 1).value();
     long rotary = r.cos().type().dim(r.cos().type().rank() - 1).value();
     Value rotated = rotary == width ? x : lastSlice(b, n, x, 0, rotary);
-    Value low = lastSlice(b, n, rotated, 0, rotary / 2);
-    Value high = lastSlice(b, n, rotated, rotary / 2, rotary);
-    Value turned = add(b, n, new DataOp.Concat(List.of(add(b, n, new ElementwiseOp.Unary(UnaryKind.NEG, high)),
-        low), -1));
+    Value turned;
+    if (r.style() == TransformerOp.RopeStyle.ROTATE_HALF) {
+      Value low = lastSlice(b, n, rotated, 0, rotary / 2);
+      Value high = lastSlice(b, n, rotated, rotary / 2, rotary);
+      turned = add(b, n, new DataOp.Concat(List.of(add(b, n, new ElementwiseOp.Unary(UnaryKind.NEG, high)),
+          low), -1));
+    } else {
+      List<Dim> pairs = new java.util.ArrayList<>(rotated.type().dims());
+      pairs.set(pairs.size() - 1, Dim.of(rotary / 2));
+      pairs.add(Dim.of(2));
+      Value view = add(b, n, new DataOp.Reshape(rotated, pairs));
+      Value first = lastSlice(b, n, view, 0, 1);
+      Value second = lastSlice(b, n, view, 1, 2);
+      turned = add(b, n, new DataOp.Reshape(add(b, n, new DataOp.Concat(List.of(add(b, n,
+          new ElementwiseOp.Unary(UnaryKind.NEG, second)), first), -1)), rotated.type().dims()));
+    }
     Value y = add(b, n, new ElementwiseOp.Binary(BinaryKind.ADD,
         add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, rotated, r.cos())),
         add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, turned, r.sin()))));

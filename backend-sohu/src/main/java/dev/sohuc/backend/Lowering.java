@@ -142,8 +142,7 @@ final class Lowering {
           ? requireF32(n) : "layer_norm over symbolic dims";
       case TransformerOp.RmsNorm r -> !r.x().type().dim(r.x().type().rank() - 1).isStatic()
           ? "rms_norm over a symbolic dim" : requireF32(n);
-      case TransformerOp.Rope r -> r.style() != TransformerOp.RopeStyle.ROTATE_HALF
-          ? "interleaved rope" : !r.x().type().dim(r.x().type().rank() - 1).isStatic()
+      case TransformerOp.Rope r -> !r.x().type().dim(r.x().type().rank() - 1).isStatic()
           ? "rope over a symbolic head size" : !leadingOnes(r.cos().type(), 2) && !tablePerSequence(r)
           ? "rope tables with batch or head dims (other than a row per sequence of one position)"
           : requireF32(n);
@@ -873,6 +872,17 @@ final class Lowering {
     int rs = e.konst(rowBytes);
     int n = e.li(rows);
     e.dma(MemSpace.SRAM, dst, rs, MemSpace.HBM, src, rs, rowBytes, n, 0, 0, 1, 0, 0);
+    e.free(dst, src, n);
+    return at;
+  }
+
+  /** Every other f32 of {@code v} ({@code count} of them), packed into SRAM: one DMA of 4-byte rows. */
+  long preloadEveryOther(Value v, long count, String what) {
+    long at = sram(count * 4, what);
+    int dst = e.li(at);
+    int src = e.li(addr(v));
+    int n = e.li(count);
+    e.dma(MemSpace.SRAM, dst, e.konst(4), MemSpace.HBM, src, e.konst(8), 4, n, 0, 0, 1, 0, 0);
     e.free(dst, src, n);
     return at;
   }
@@ -1615,10 +1625,16 @@ final class Lowering {
     Node narrowTo = narrowedRopes.get(n);
     long outRowBytes = narrowTo == null ? rowBytes : d * 2;
     long tableBound = sizeAtBound(r.cos());
-    // row tiles: the table at its bound can be longer than one DMA row (131071 bytes)
-    int cosBuf = e.li(preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
-    int sinBuf = e.li(preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
-    int tableStride = oneRow && !perSequence ? 0 : e.konst(rot * 4);
+    // row tiles: the table at its bound can be longer than one DMA row (131071 bytes); an
+    // interleaved table's pairs (Legalization proved each value twice in place) as one value,
+    // each row half as wide, as its rope mode reads them
+    boolean interleaved = r.style() == TransformerOp.RopeStyle.INTERLEAVED;
+    long tableRowBytes = interleaved ? rot * 2L : rot * 4L;
+    int cosBuf = e.li(interleaved ? preloadEveryOther(r.cos(), tableBound / 8, "cos table")
+        : preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
+    int sinBuf = e.li(interleaved ? preloadEveryOther(r.sin(), tableBound / 8, "sin table")
+        : preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
+    int tableStride = oneRow && !perSequence ? 0 : e.konst(tableRowBytes);
     // a sequence's rows (its heads) read one table row
     int group = perSequence ? dimReg(product(xt.dims().subList(1, rank - 1))) : 0;
     int colsReg = e.konst(d);
@@ -1677,7 +1693,8 @@ final class Lowering {
           if (rot < d) {
             e.vun(UnaryFn.NONE, y, rs, x, rs, rr, colsReg);
           }
-          e.emit(new Insn.Rope(RopeMode.HALF, y, 0, rs, x, 0, rs, cosBuf, 0, sinBuf, 0,
+          e.emit(new Insn.Rope(interleaved ? RopeMode.INTERLEAVED : RopeMode.HALF, y, 0, rs, x, 0, rs, cosBuf, 0,
+              sinBuf, 0,
               tableStride, st, rr, rotReg, DType.F32, group, 0, 0));
           if (!oneRow) {
             e.add(x, x, planeStep);

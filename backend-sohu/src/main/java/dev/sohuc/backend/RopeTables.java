@@ -15,11 +15,13 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Whether a rotate-half rope's cos or sin table has equal halves in every row ({@code t[c] ==
- * t[c + R/2]}, as every model builds them, from {@code cat(freqs, freqs)}): the chip's rope
- * instruction reads the first half only. Proven from the data of a constant or an inline weight
- * (a shape-only one holds no numbers),
- * a concat of one value with itself along the last axis, and what keeps rows whole from those
+ * Whether a rope's cos or sin table repeats each value the way the chip's rope instruction
+ * reads it, which reads half of each row for both dims of a pair: a rotate-half table's equal
+ * halves ({@code t[c] == t[c + R/2]}, as every model builds them, from {@code cat(freqs,
+ * freqs)}), an interleaved table's equal pairs ({@code t[2c] == t[2c + 1]}, each value twice in
+ * place). Proven from the data of a constant or an inline weight (a shape-only one holds no
+ * numbers), the concat that builds the pattern (a value with itself along the last axis; for
+ * pairs, a column with itself, its two last dims merged), and what keeps rows whole from those
  * (elementwise ops, casts, and copies, slices, gathers or reshapes of rows); anything else is not
  * proven.
  */
@@ -29,8 +31,9 @@ final class RopeTables {
 
   private final Map<Value, Tensor> known;
   private final Map<String, Weight> weights;
-  /** Each table proven or not, once: a graph of shared values would otherwise be walked again. */
-  private final Map<Value, Boolean> proven = new java.util.IdentityHashMap<>();
+  /** Each table proven or not, once per pattern: a graph of shared values would otherwise be walked again. */
+  private final Map<Value, Boolean> halves = new java.util.IdentityHashMap<>();
+  private final Map<Value, Boolean> pairs = new java.util.IdentityHashMap<>();
 
   RopeTables(Map<Value, Tensor> known, Map<String, Weight> weights) {
     this.known = known;
@@ -38,22 +41,27 @@ final class RopeTables {
   }
 
   boolean halvesEqual(Value table) {
-    return halvesEqual(table, 0);
+    return repeats(table, false, 0);
   }
 
-  private boolean halvesEqual(Value table, int depth) {
+  boolean pairsEqual(Value table) {
+    return repeats(table, true, 0);
+  }
+
+  private boolean repeats(Value table, boolean inPairs, int depth) {
+    Map<Value, Boolean> proven = inPairs ? pairs : halves;
     Boolean done = proven.get(table);
     if (done == null) {
-      done = depth <= MAX_DEPTH && prove(table, depth + 1);
+      done = depth <= MAX_DEPTH && prove(table, inPairs, depth + 1);
       proven.put(table, done);
     }
     return done;
   }
 
-  private boolean prove(Value table, int depth) {
+  private boolean prove(Value table, boolean inPairs, int depth) {
     Tensor t = known.get(table);
     if (t != null) {
-      return halvesEqual(t);
+      return repeats(t, inPairs);
     }
     Node p = table.producer();
     if (p == null) {
@@ -63,52 +71,76 @@ final class RopeTables {
       // a shape-only weight has no numbers to be wrong about: a program compiled for timing
       // (the serving bench's stand-in for tables computed in the graph)
       case SourceOp.WeightRef w -> weights.get(w.name()) instanceof Weight wt
-          && (wt.data() instanceof Weight.Data.ShapeOnly || halvesEqual(wt));
-      case DataOp.Concat c -> Lowering.lastAxis(c.axis(), table.type()) && c.inputs().size() == 2
+          && (wt.data() instanceof Weight.Data.ShapeOnly || repeats(wt, inPairs));
+      case DataOp.Concat c -> !inPairs && Lowering.lastAxis(c.axis(), table.type()) && c.inputs().size() == 2
           && c.inputs().get(0) == c.inputs().get(1);
-      case ElementwiseOp.Unary u -> halvesEqual(u.x(), depth);
-      case ElementwiseOp.Cast c -> halvesEqual(c.x(), depth);
-      case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), depth) && rowsOrScalar(b.rhs(), depth);
+      case ElementwiseOp.Unary u -> repeats(u.x(), inPairs, depth);
+      case ElementwiseOp.Cast c -> repeats(c.x(), inPairs, depth);
+      case ElementwiseOp.Binary b -> rowsOrScalar(b.lhs(), inPairs, depth) && rowsOrScalar(b.rhs(), inPairs, depth);
       case DataOp.Slice s -> s.axes().stream().noneMatch(a -> Lowering.lastAxis(a, s.x().type()))
-          && halvesEqual(s.x(), depth);
-      case DataOp.Gather g -> !Lowering.lastAxis(g.axis(), g.data().type()) && halvesEqual(g.data(), depth);
-      case TransformerOp.Embedding e -> halvesEqual(e.table(), depth);
-      case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) && halvesEqual(r.x(), depth);
-      case DataOp.Expand e -> rowsOrScalar(e.x(), depth);
+          && repeats(s.x(), inPairs, depth);
+      case DataOp.Gather g -> !Lowering.lastAxis(g.axis(), g.data().type()) && repeats(g.data(), inPairs, depth);
+      case TransformerOp.Embedding e -> repeats(e.table(), inPairs, depth);
+      case DataOp.Reshape r -> sameLast(r.x().type(), table.type()) ? repeats(r.x(), inPairs, depth)
+          : inPairs && pairedColumns(r, table.type());
+      case DataOp.Expand e -> rowsOrScalar(e.x(), inPairs, depth);
       case DataOp.Transpose tr -> tr.perm().get(tr.perm().size() - 1) == tr.perm().size() - 1
-          && halvesEqual(tr.x(), depth);
+          && repeats(tr.x(), inPairs, depth);
       default -> false;
     };
   }
 
-  /** An elementwise operand: a table with equal halves, or one that broadcasts a column over them. */
-  private boolean rowsOrScalar(Value v, int depth) {
+  /**
+   * {@code [.., R/2, 2] -> [.., R]} of a column concatenated with itself: each value twice in
+   * place.
+   */
+  private static boolean pairedColumns(DataOp.Reshape r, TensorType out) {
+    TensorType in = r.x().type();
+    if (!(r.x().producer() != null && r.x().producer().op() instanceof DataOp.Concat c) || in.rank() < 2
+        || out.rank() != in.rank() - 1 || !Lowering.lastAxis(c.axis(), in) || c.inputs().size() != 2
+        || c.inputs().get(0) != c.inputs().get(1) || !c.inputs().get(0).type().dim(in.rank() - 1).is(1)) {
+      return false;
+    }
+    List<Dim> lead = in.dims().subList(0, in.rank() - 1);
+    return out.dims().subList(0, out.rank() - 1).equals(lead.subList(0, lead.size() - 1))
+        && out.dim(out.rank() - 1).equals(lead.get(lead.size() - 1).times(Dim.of(2)));
+  }
+
+  /** An elementwise operand: a table of the pattern, or one that broadcasts a column over it. */
+  private boolean rowsOrScalar(Value v, boolean inPairs, int depth) {
     List<Dim> d = v.type().dims();
-    return d.isEmpty() || d.get(d.size() - 1).is(1) || halvesEqual(v, depth);
+    return d.isEmpty() || d.get(d.size() - 1).is(1) || repeats(v, inPairs, depth);
   }
 
   /** A weight's rows compared as bytes (an equal value of other bytes, -0.0 and 0.0, fails). */
-  private static boolean halvesEqual(Weight w) {
+  private static boolean repeats(Weight w, boolean inPairs) {
     List<Dim> dims = w.type().dims();
     Dim width = dims.isEmpty() ? Dim.of(1) : dims.get(dims.size() - 1);
     if (!width.isStatic() || width.value() <= 0 || width.value() % 2 != 0) {
       return false;
     }
     ByteBuffer b = w.bytes();
-    long rowBytes = width.value() * w.type().elementType().sizeBytes();
+    int size = w.type().elementType().sizeBytes();
+    long rowBytes = width.value() * size;
     if (rowBytes > b.limit()) {
       return false;
     }
     int half = (int) rowBytes / 2;
     for (int row = 0; row + 2 * half <= b.limit(); row += 2 * half) {
-      if (!b.slice(row, half).equals(b.slice(row + half, half))) {
+      if (inPairs) {
+        for (int c = 0; c < half; c += size) {
+          if (!b.slice(row + 2 * c, size).equals(b.slice(row + 2 * c + size, size))) {
+            return false;
+          }
+        }
+      } else if (!b.slice(row, half).equals(b.slice(row + half, half))) {
         return false;
       }
     }
     return true;
   }
 
-  private static boolean halvesEqual(Tensor t) {
+  private static boolean repeats(Tensor t, boolean inPairs) {
     long[] shape = t.shape();
     if (shape.length == 0 || shape[shape.length - 1] <= 0 || shape[shape.length - 1] % 2 != 0) {
       return false;
@@ -117,7 +149,9 @@ final class RopeTables {
     int half = width / 2;
     for (int row = 0; row < t.size(); row += width) {
       for (int c = 0; c < half; c++) {
-        if (Double.compare(t.get(row + c), t.get(row + c + half)) != 0) {
+        int a = inPairs ? row + 2 * c : row + c;
+        int other = inPairs ? a + 1 : a + half;
+        if (Double.compare(t.get(a), t.get(other)) != 0) {
           return false;
         }
       }

@@ -785,6 +785,39 @@ class EndToEndOpsTest {
   }
 
   /**
+   * An interleaved rope (GPT-J, ChatGLM: dims 2c and 2c + 1 pair up) whose tables hold each value
+   * twice in place, as ONNX Runtime's RotaryEmbedding and GroupQueryAttention widen their caches,
+   * runs on the rope instruction (reading every other value of each row), a partial one too; with
+   * tables whose pairs differ it is computed by parts.
+   */
+  @Test
+  void interleavedRope() {
+    String paired = """
+        func @main(%x: tensor<1 x 3 x ?s x 16 x f32>, %c: tensor<?s x 8 x f32>, %sn: tensor<?s x 4 x f32>) -> ("y": tensor<1 x 3 x ?s x 16 x f32>, "part": tensor<1 x 3 x ?s x 16 x f32>) {
+          %c1 = reshape %c {shape = [?s, 8, 1]} : tensor<?s x 8 x 1 x f32>
+          %c2 = concat %c1, %c1 {axis = -1} : tensor<?s x 8 x 2 x f32>
+          %cos = reshape %c2 {shape = [?s, 16]} : tensor<?s x 16 x f32>
+          %sin = neg %cos : tensor<?s x 16 x f32>
+          %y = rope %x, %cos, %sin {style = "interleaved"} : tensor<1 x 3 x ?s x 16 x f32>
+          %s1 = reshape %sn {shape = [?s, 4, 1]} : tensor<?s x 4 x 1 x f32>
+          %s2 = concat %s1, %s1 {axis = -1} : tensor<?s x 4 x 2 x f32>
+          %ps = reshape %s2 {shape = [?s, 8]} : tensor<?s x 8 x f32>
+          %part = rope %x, %ps, %ps {style = "interleaved"} : tensor<1 x 3 x ?s x 16 x f32>
+          return %y, %part
+        }""";
+    check("rope_interleaved", paired);
+    BackendOptions bound = BackendOptions.defaults().withBound("s", 300);
+    assertTrue(ops(paired, bound).containsAll(List.of("rope %y", "rope %part")), ops(paired, bound).toString());
+    String unequal = """
+        func @main(%x: tensor<1 x 3 x ?s x 16 x f32>, %c: tensor<?s x 16 x f32>, %sn: tensor<?s x 16 x f32>) -> ("y": tensor<1 x 3 x ?s x 16 x f32>) {
+          %y = rope %x, %c, %sn {style = "interleaved"} : tensor<1 x 3 x ?s x 16 x f32>
+          return %y
+        }""";
+    check("rope_interleaved_unequal", unequal);
+    assertTrue(ops(unequal, bound).stream().noneMatch(o -> o.startsWith("rope ")), ops(unequal, bound).toString());
+  }
+
+  /**
    * Tables the rope instruction cannot take (halves that differ: it reads the first half of a
    * row for both) are computed by parts, a partial rotary's pass-through dims too; tables that
    * are a concat of one value with itself keep the instruction.

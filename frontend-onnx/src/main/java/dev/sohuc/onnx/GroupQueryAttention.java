@@ -101,10 +101,14 @@ final class GroupQueryAttention {
     // in f32, exact for whole numbers below 2^24, which the chip computes (it has no integer
     // arithmetic): the last position (seqlens_k) and L, each sequence's valid past, its queries'
     // first position (0 in a first prompt)
+    // without past inputs a first prompt: its queries at 0 .. S - 1 in every sequence, as ONNX
+    // Runtime takes a prompt (one table of positions for all: the chip's rope takes no other)
     Value last = lastPosition(n, n.value(5));
-    Value past = binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
-        count(n, s)), scalar(n, 0));
-    Value queryPos = n.temp(new ElementwiseOp.Cast(binary(n, BinaryKind.ADD, n.reshape(past, List.of(b, Dim.of(1))),
+    Value past = !n.has(3) ? n.reshape(scalar(n, 0), List.of(Dim.of(1)))
+        : binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
+            count(n, s)), scalar(n, 0));
+    Dim rows = past.type().dim(0);
+    Value queryPos = n.temp(new ElementwiseOp.Cast(binary(n, BinaryKind.ADD, n.reshape(past, List.of(rows, Dim.of(1))),
         n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)), List.of(Dim.of(1), s))), ElementType.I32));
     if (n.attrInt("do_rotary", 0) != 0) {
       Value cos = n.value(7, "cos_cache");
@@ -154,9 +158,8 @@ final class GroupQueryAttention {
    * unspecified there). Each condition is a 0 / lowest-value term and the mask their minimum.
    */
   private static Value mask(OnnxNode n, Value last, Value past, Dim pastRows, Dim b, Dim s, ElementType et) {
-    List<Dim> perSequence = List.of(b, Dim.of(1), Dim.of(1), Dim.of(1));
-    Value first = n.reshape(past, perSequence);
-    Value end = n.reshape(last, perSequence);
+    Value first = n.reshape(past, List.of(past.type().dim(0), Dim.of(1), Dim.of(1), Dim.of(1)));
+    Value end = n.reshape(last, List.of(b, Dim.of(1), Dim.of(1), Dim.of(1)));
     Value row = n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)),
         List.of(Dim.of(1), Dim.of(1), s, Dim.of(1)));
     Value queryPos = binary(n, BinaryKind.ADD, first, row);
