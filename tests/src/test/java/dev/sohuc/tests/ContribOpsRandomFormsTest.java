@@ -27,9 +27,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * ONNX Runtime's com.microsoft attention-family ops (GroupQueryAttention and Attention with a
- * past among them) on seeded mutations of forms they take: a
- * dim set to 0, 1, a few or 2^40, an input dropped or retyped, a rank changed, a head count or
- * size from -1 to near 2^63. Each node imports or is refused with a one-line error naming the
+ * past among them) on seeded mutations of forms they take: a dim set to 0, 1, a few or 2^40, an
+ * input dropped or retyped, a rank changed, a head count or size from -1 to near 2^63. Each node imports or is refused with a one-line error naming the
  * file. One that imports with small dims runs on the reference interpreter (which may refuse it
  * the same way), and is compiled (the backend may refuse it, naming what) and emulated: the
  * chip's outputs within 1e-4 of the interpreter's largest magnitude. Nothing else (a division by
