@@ -1693,9 +1693,8 @@ final class Lowering {
           if (rot < d) {
             e.vun(UnaryFn.NONE, y, rs, x, rs, rr, colsReg);
           }
-          e.emit(new Insn.Rope(interleaved ? RopeMode.INTERLEAVED : RopeMode.HALF, y, 0, rs, x, 0, rs, cosBuf, 0,
-              sinBuf, 0,
-              tableStride, st, rr, rotReg, DType.F32, group, 0, 0));
+          e.emit(new Insn.Rope(interleaved ? RopeMode.INTERLEAVED : RopeMode.HALF, y, 0, rs, x, 0, rs,
+              cosBuf, 0, sinBuf, 0, tableStride, st, rr, rotReg, DType.F32, group, 0, 0));
           if (!oneRow) {
             e.add(x, x, planeStep);
             e.add(y, y, planeStep);

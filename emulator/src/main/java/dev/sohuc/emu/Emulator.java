@@ -422,7 +422,8 @@ public final class Emulator {
 
   /**
    * The compiler's dim limits (metadata {@code dim_limits}, docs/isa.md "Launch limits"): each
-   * bound polynomial at most its number, as the slices of static tables the program reads need.
+   * bound polynomial at most its number or its other polynomial, as the slices the program reads
+   * need (of a static table, or of a symbolic axis up to a symbolic end).
    */
   private void checkDimLimits(Map<String, Long> dims) {
     for (String[] limit : limits("dim_limits", "<=", true)) {
