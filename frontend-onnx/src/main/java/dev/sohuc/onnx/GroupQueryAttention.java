@@ -98,11 +98,14 @@ final class GroupQueryAttention {
         || !n.type(5).dim(0).equals(b)) {
       throw n.error("seqlens_k must be given, int32 [" + b + "]" + (n.has(5) ? ", got " + n.type(5) : ""));
     }
+    if (n.has(3) != n.has(4)) {
+      throw n.error("past_key and past_value must both be given, or neither");
+    }
     // in f32, exact for whole numbers below 2^24, which the chip computes (it has no integer
     // arithmetic): the last position (seqlens_k) and L, each sequence's valid past, its queries'
-    // first position (0 in a first prompt)
-    // without past inputs a first prompt: its queries at 0 .. S - 1 in every sequence, as ONNX
-    // Runtime takes a prompt (one table of positions for all: the chip's rope takes no other)
+    // first position. Without past inputs a first prompt: its queries at 0 .. S - 1 in every
+    // sequence, as ONNX Runtime takes a prompt (one table of positions for all, as the chip's
+    // rope takes a prompt's)
     Value last = lastPosition(n, n.value(5));
     Value past = !n.has(3) ? n.reshape(scalar(n, 0), List.of(Dim.of(1)))
         : binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
@@ -124,9 +127,6 @@ final class GroupQueryAttention {
       k = n.temp(OnnxOps.rope(n, k, cos, sin, queryPos, interleaved));
     }
     Dim pastRows = Dim.of(0);
-    if (n.has(3) != n.has(4)) {
-      throw n.error("past_key and past_value must both be given, or neither");
-    }
     if (n.has(3)) {
       TensorType pt = n.type(3);
       if (pt.rank() != 4 || !pt.dim(0).equals(b) || !pt.dim(1).is(kvHeads) || !pt.dim(3).is(h)
