@@ -46,6 +46,7 @@ public final class Preflight {
     String importError = null;
     List<String> unbound = new ArrayList<>();
     long activations = -1;
+    long imported = -1;
     String note;
     if (!unsupported.isEmpty()) {
       note = "the model has unsupported ops";
@@ -58,6 +59,10 @@ public final class Preflight {
         }
         unbound.addAll(symbols);
         activations = peakLiveBytes(m.main());
+        imported = 0;
+        for (dev.sohuc.ir.Weight w : m.weights().values()) {
+          imported = saturatingAdd(imported, w.sizeBytes());
+        }
         note = symbols.isEmpty() ? "all dims static"
             : "unbound symbols taken as 1: " + String.join(", ", symbols.stream().map(s -> "?" + s).toList());
       } catch (IrException e) {
@@ -66,7 +71,7 @@ public final class Preflight {
       }
     }
     return new PreflightReport(model.toString(), opset, file.model.getGraph().getNodeCount(), unsupported,
-        importError, unbound, parameterBytes, activations, note);
+        importError, unbound, parameterBytes, imported, activations, note);
   }
 
   /**

@@ -11,12 +11,14 @@ import java.util.Map;
  * @param importError why the import failed when every op is supported, or null
  * @param unboundSymbols dims still symbolic after the given bindings
  * @param parameterBytes bytes of all initializers
+ * @param importedParameterBytes bytes of the imported model's weights (block-quantized ones
+ *     dequantized, large constants made weights), or -1 when it did not import
  * @param activationBytes peak bytes of live intermediate tensors, or -1 when not estimated
  * @param activationNote how the estimate was made (which symbols were taken as 1)
  */
 public record PreflightReport(String model, int opset, int nodeCount, Map<String, List<String>> unsupportedOps,
                               String importError, List<String> unboundSymbols, long parameterBytes,
-                              long activationBytes, String activationNote) {
+                              long importedParameterBytes, long activationBytes, String activationNote) {
 
   public PreflightReport {
     unsupportedOps = Map.copyOf(unsupportedOps);
@@ -49,7 +51,13 @@ public record PreflightReport(String model, int opset, int nodeCount, Map<String
     sb.append("symbolic dims left unbound: ")
         .append(unboundSymbols.isEmpty() ? "none" : String.join(", ", unboundSymbols.stream().map(s -> "?" + s).toList()))
         .append('\n');
-    sb.append("parameters: ").append(bytes(parameterBytes)).append('\n');
+    sb.append("parameters: ").append(bytes(parameterBytes));
+    // only a notable growth: any model's large constants add a little
+    if (importedParameterBytes > parameterBytes + parameterBytes / 64) {
+      sb.append(" in the file, ").append(bytes(importedParameterBytes))
+          .append(" as imported (block-quantized weights dequantized, large constants made weights)");
+    }
+    sb.append('\n');
     if (activationBytes >= 0) {
       sb.append("activations (peak live): ").append(bytes(activationBytes)).append(" (").append(activationNote)
           .append(")\n");
