@@ -104,8 +104,7 @@ final class GroupQueryAttention {
     // in f32, exact for whole numbers below 2^24, which the chip computes (it has no integer
     // arithmetic): the last position (seqlens_k) and L, each sequence's valid past, its queries'
     // first position. Without past inputs a first prompt: its queries at 0 .. S - 1 in every
-    // sequence, as ONNX Runtime takes a prompt (one table of positions for all, as the chip's
-    // rope takes a prompt's)
+    // sequence, as ONNX Runtime takes a prompt (one table of positions for all)
     Value last = lastPosition(n, n.value(5));
     Value past = !n.has(3) ? n.reshape(scalar(n, 0), List.of(Dim.of(1)))
         : binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
@@ -123,8 +122,8 @@ final class GroupQueryAttention {
             + "half the head size " + h + ", got " + ct + " and " + sin.type());
       }
       boolean interleaved = n.attrInt("rotary_interleaved", 0) != 0;
-      q = n.temp(OnnxOps.rope(n, q, cos, sin, queryPos, interleaved));
-      k = n.temp(OnnxOps.rope(n, k, cos, sin, queryPos, interleaved));
+      q = OnnxOps.rope(n, q, cos, sin, queryPos, interleaved);
+      k = OnnxOps.rope(n, k, cos, sin, queryPos, interleaved);
     }
     Dim pastRows = Dim.of(0);
     if (n.has(3)) {

@@ -805,28 +805,46 @@ final class OnnxOps {
     }
     boolean interleaved = n.attrInt("interleaved", 0) != 0;
     if (bnsh) {
-      n.emit(rope(n, x, cos, sin, positions, interleaved));
+      n.set(0, rope(n, x, cos, sin, positions, interleaved));
       return;
     }
     List<Long> swap = List.of(0L, 2L, 1L, 3L);
     Value byHead = n.temp(new DataOp.Transpose(n.reshape(x, List.of(b, s, Dim.of(heads), Dim.of(headSize))), swap));
-    Value rotated = n.temp(rope(n, byHead, cos, sin, positions, interleaved));
+    Value rotated = rope(n, byHead, cos, sin, positions, interleaved);
     n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(rotated, swap)), xt.dims()));
   }
 
   /**
-   * The rope of heads [B, N, S, H] at {@code positions} ([B or 1, S], i64): the rows of the
-   * half-width caches ([positions, R / 2]) there, widened to the R rotated dims as the style pairs
-   * them, as one [B or 1, 1, S, R] table the heads share.
+   * The rope of heads [B, N, S, H] at {@code positions} ([B or 1, S], i64 or i32): the rows of
+   * the half-width caches ([positions, R / 2]) there, widened to the R rotated dims as the style
+   * pairs them, as a [B or 1, 1, S, R] table the heads share. Several positions of each sequence
+   * of several rotate its heads moved ahead of the batch instead, [1, N, B * S, H] against a [1, 1,
+   * B * S, R] table: the chip's rope takes one table for every head, or a row per sequence of one
+   * position.
    */
-  static TransformerOp.Rope rope(OnnxNode n, Value byHead, Value cos, Value sin, Value positions,
-      boolean interleaved) {
-    List<Dim> tableShape = List.of(positions.type().dim(0), Dim.of(1), byHead.type().dim(2),
-        Dim.of(2 * cos.type().dim(1).value()));
+  static Value rope(OnnxNode n, Value byHead, Value cos, Value sin, Value positions, boolean interleaved) {
+    TensorType xt = byHead.type();
+    Dim b = xt.dim(0);
+    Dim heads = xt.dim(1);
+    Dim s = xt.dim(2);
+    Dim rotary = Dim.of(2 * cos.type().dim(1).value());
+    // one table for all, or a row per sequence of one position, the chip's rope takes as it is
+    boolean direct = positions.type().dim(0).is(1) || s.is(1);
+    Dim rows = direct ? s : b.times(s);
+    List<Dim> tableShape = direct ? List.of(positions.type().dim(0), Dim.of(1), s, rotary)
+        : List.of(Dim.of(1), Dim.of(1), rows, rotary);
     Value cosRows = n.reshape(widen(n, n.temp(new DataOp.Gather(cos, positions, 0)), interleaved), tableShape);
     Value sinRows = n.reshape(widen(n, n.temp(new DataOp.Gather(sin, positions, 0)), interleaved), tableShape);
-    return new TransformerOp.Rope(byHead, cosRows, sinRows, interleaved ? TransformerOp.RopeStyle.INTERLEAVED
-        : TransformerOp.RopeStyle.ROTATE_HALF);
+    TransformerOp.RopeStyle style = interleaved ? TransformerOp.RopeStyle.INTERLEAVED
+        : TransformerOp.RopeStyle.ROTATE_HALF;
+    if (direct) {
+      return n.temp(new TransformerOp.Rope(byHead, cosRows, sinRows, style));
+    }
+    List<Long> headsFirst = List.of(1L, 0L, 2L, 3L);
+    Value flat = n.reshape(n.temp(new DataOp.Transpose(byHead, headsFirst)), List.of(Dim.of(1), heads, rows,
+        xt.dim(3)));
+    Value rotated = n.temp(new TransformerOp.Rope(flat, cosRows, sinRows, style));
+    return n.temp(new DataOp.Transpose(n.reshape(rotated, List.of(heads, b, s, xt.dim(3))), headsFirst));
   }
 
   /** Half-width table rows [.., R/2] as the rope's [.., R]: twice over, or each value twice. */

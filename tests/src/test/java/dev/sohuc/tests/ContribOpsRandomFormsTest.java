@@ -93,8 +93,8 @@ class ContribOpsRandomFormsTest {
       emulated += check(i, base.op(), inputs, attrs, 1 + r.nextInt(base.outputs()), r) ? 1 : 0;
     }
     // most mutations are refused (a wrong rank or type is the point); the rest reach the chip
-    // (measured 402 of 1500)
-    assertTrue(emulated >= 320, emulated + " of 1500 forms compiled");
+    // (measured 448 of 1500)
+    assertTrue(emulated >= 360, emulated + " of 1500 forms compiled");
   }
 
   private static void mutate(Random r, List<In> inputs, Map<String, Long> attrs) {
