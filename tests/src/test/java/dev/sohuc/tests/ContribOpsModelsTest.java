@@ -284,11 +284,24 @@ class ContribOpsModelsTest {
    */
   @Test
   void llamaAttentionWithRotaryEmbedding() throws Exception {
+    llamaRotary("llama-rotary-mha", 1);
+  }
+
+  /**
+   * The same over two sequences at positions of their own (from 3 and from 10): the ropes rotate
+   * heads moved ahead of the batch against one table of both sequences' rows.
+   */
+  @Test
+  void rotaryEmbeddingOfSequencesAtTheirOwnPositions() throws Exception {
+    llamaRotary("llama-rotary-batch", 2);
+  }
+
+  private void llamaRotary(String name, int batch) throws Exception {
     long h = 256;
     long headDim = 64;
     var g = new DecoderGraphs.Builder(SEED + 6);
-    String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
-    String ids = g.input("position_ids", DataType.INT64, 1, SEQ);
+    String x = g.input("hidden_states", DataType.FLOAT, batch, SEQ, h);
+    String ids = g.input("position_ids", DataType.INT64, batch, SEQ);
     Random r = new Random(SEED);
     float[] cos = new float[(int) (64 * headDim / 2)];
     float[] sin = new float[cos.length];
@@ -302,22 +315,22 @@ class ContribOpsModelsTest {
     String cosCache = g.init("cos_cache", cos, 64, headDim / 2);
     String sinCache = g.init("sin_cache", sin, 64, headDim / 2);
     List<String> qk = new java.util.ArrayList<>();
-    for (String name : List.of("q", "k")) {
-      qk.add(g.contrib("RotaryEmbedding", List.of(g.matmul(x, g.weight(name + ".weight", h, h)), ids, cosCache,
+    for (String q : List.of("q", "k")) {
+      qk.add(g.contrib("RotaryEmbedding", List.of(g.matmul(x, g.weight(q + ".weight", h, h)), ids, cosCache,
           sinCache), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4)).get(0));
     }
     String attn = g.contrib("MultiHeadAttention", List.of(qk.get(0), qk.get(1),
         g.matmul(x, g.weight("v.weight", h, h))), new int[] {0}, DecoderGraphs.Builder.intAttr("num_heads", 4),
         DecoderGraphs.Builder.intAttr("unidirectional", 1)).get(0);
     g.output("attention_out", g.matmul(attn, g.weight("o.weight", h, h)));
-    long[] positions = new long[(int) SEQ];
-    for (int i = 0; i < SEQ; i++) {
-      positions[i] = 3 + i;
+    long[] positions = new long[(int) (batch * SEQ)];
+    for (int i = 0; i < positions.length; i++) {
+      positions[i] = 3 + 7 * (i / SEQ) + i % SEQ;
     }
     Map<String, Tensor> in = new LinkedHashMap<>();
-    in.put(x, gaussian(r, 1, SEQ, h));
-    in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {1, SEQ}, positions));
-    String report = check("llama-rotary-mha", g.modelBytes("llama_rotary_mha"), in);
+    in.put(x, gaussian(r, batch, SEQ, h));
+    in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {batch, SEQ}, positions));
+    String report = check(name, g.modelBytes(name.replace('-', '_')), in);
     assertOneFusedAttention(report);
   }
 
