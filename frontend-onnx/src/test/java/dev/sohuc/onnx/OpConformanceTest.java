@@ -463,11 +463,18 @@ class OpConformanceTest {
     cs.add(ms("GroupQueryAttention", f(1, 3, 16), f(1, 3, 8), f(1, 3, 8), f(1, 1, 4, 8), f(1, 1, 4, 8), lens(6),
         cs(I32, 7)).attrs(h2, kv1, attr("local_window_size", 2L)).outputs(3)
         .named("GroupQueryAttention local window"));
+    cs.add(ms("GroupQueryAttention", h16(1, 3, 32), h16(1, 3, 16), h16(1, 3, 16), h16(1, 1, 4, 16), h16(1, 1, 4, 16),
+        lens(6), cs(I32, 7), h16(16, 8), h16(16, 8)).attrs(h2, kv1, attr("do_rotary", 1L)).outputs(3)
+        .named("GroupQueryAttention f16, rotary").tolerance(4e-3));
     // the second sequence holds 2 of its buffer's 4 past rows: the attention is ONNX Runtime's, the presents
     // (the new row after the whole buffer here) are not
     cs.add(ms("GroupQueryAttention", f(2, 1, 16), f(2, 1, 8), f(2, 1, 8), f(2, 1, 4, 8), f(2, 1, 4, 8), lens(4, 2),
         cs(I32, 5)).attrs(h2, kv1).outputs("y0", "unchecked1", "unchecked2").named("GroupQueryAttention sequences of other lengths"));
     return cs;
+  }
+
+  private static In h16(long... shape) {
+    return new In(F16, shape, r -> random(F16, shape, r, -2, 2), null);
   }
 
   private static In lens(long... v) {
