@@ -96,6 +96,7 @@ final class Lowering {
       // after), reshapes, transposes, slices and kv_cache_append copy bytes of any type, and
       // attention checks its K and V below
       boolean copiedRows = op instanceof TransformerOp.Embedding m && v == m.table()
+          || op instanceof ElementwiseOp.Cast c && castSupported(v.type().elementType(), c.to())
           || op instanceof DataOp.Gather g && v == g.data()
           || op instanceof DataOp.Reshape || op instanceof DataOp.Transpose
           || op instanceof DataOp.Slice
@@ -235,9 +236,11 @@ final class Lowering {
     if (from == to) {
       return true;
     }
-    // f32 to i32 after Legalization has truncated the values: the conversion of whole numbers
+    // f32 to i32 after Legalization has truncated the values: the conversion of whole numbers;
+    // f16 to and from f32 at an f16 model's inputs and outputs (widen-half)
     return to == ElementType.F32 && (from == ElementType.I64 || from == ElementType.I32
-        || from == ElementType.BOOL) || to == ElementType.I32 && from == ElementType.F32;
+        || from == ElementType.BOOL || from == ElementType.F16)
+        || (to == ElementType.I32 || to == ElementType.F16) && from == ElementType.F32;
   }
 
   static boolean lastAxis(long axis, TensorType t) {
@@ -1158,11 +1161,18 @@ final class Lowering {
     int one = e.konst(1);
     long inStride = from.sizeBytes();
     long inBytes = from == ElementType.I64 ? 4 : from.sizeBytes();  // i64: the low word
-    DType srcType = from == ElementType.BOOL ? DType.I8 : from == ElementType.F32 ? DType.F32 : DType.I32;
-    DType dstType = c.to() == ElementType.I32 ? DType.I32 : DType.F32;
+    DType srcType = switch (from) {
+      case BOOL -> DType.I8;
+      case F32 -> DType.F32;
+      case F16 -> DType.F16;
+      default -> DType.I32;
+    };
+    DType dstType = c.to() == ElementType.I32 ? DType.I32 : c.to() == ElementType.F16 ? DType.F16 : DType.F32;
+    long outBytes = c.to().sizeBytes();
     int inRs = e.konst(inBytes);
-    rowStream(rows, 1024, List.of(new In(src, inStride, inBytes)), dst, 4, 4,
-        (in, out, r, s) -> e.cvt(out, four, dstType, in[0], inRs, srcType, r, one));
+    int outRs = e.konst(outBytes);
+    rowStream(rows, 1024, List.of(new In(src, inStride, inBytes)), dst, outBytes, outBytes,
+        (in, out, r, s) -> e.cvt(out, outRs, dstType, in[0], inRs, srcType, r, one));
     e.free(rows, src, dst);
   }
 

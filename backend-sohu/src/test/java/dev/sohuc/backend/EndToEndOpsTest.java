@@ -86,6 +86,13 @@ class EndToEndOpsTest {
       }
       if (t.elementType() == ElementType.F32) {
         out.add(EndToEndHarness.randomF32(r, 1.0, shape));
+      } else if (t.elementType() == ElementType.F16) {
+        Tensor f = EndToEndHarness.randomF32(r, 1.0, shape);
+        Tensor h = Tensor.zeros(ElementType.F16, shape);
+        for (int i = 0; i < f.size(); i++) {
+          h.set(i, f.get(i));
+        }
+        out.add(h);
       } else {
         int n = Tensor.checkedSize(shape);
         long[] v = new long[n];
@@ -717,6 +724,22 @@ class EndToEndOpsTest {
           %rx = reduce_max %x {axes = [-1], keepdims = true} : tensor<3 x 1 x f32>
           return %rs, %rx
         }""");
+  }
+
+  /**
+   * A model in f16 (an ONNX export in half precision) runs in f32 (widen-half): its f16 input and
+   * weight cast where they enter, its f16 output cast back; within f16's rounding of the
+   * interpreter's f16 arithmetic.
+   */
+  @Test
+  void anF16ModelRunsInF32() {
+    check("f16", """
+        func @main(%x: tensor<?s x 48 x f16>, %w: tensor<48 x 32 x f16>) -> ("y": tensor<?s x 32 x f16>, "z": tensor<?s x 32 x f32>) {
+          %m = matmul %x, %w : tensor<?s x 32 x f16>
+          %y = gelu %m {approximate = "none"} : tensor<?s x 32 x f16>
+          %z = cast %y {to = f32} : tensor<?s x 32 x f32>
+          return %y, %z
+        }""", BackendOptions.defaults().withBound("s", 300), List.of(Map.of("s", 5L), Map.of("s", 130L)), 1e-2);
   }
 
   @Test

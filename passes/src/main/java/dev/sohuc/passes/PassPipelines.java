@@ -7,13 +7,14 @@ import java.util.List;
 public final class PassPipelines {
 
   /**
-   * The optimization pipeline of {@code sohuc compile}: imported quantized matmuls onto
-   * qmatmul first (before fold-constants can dequantize small weights), the quantize-dequantize
-   * pairs left that the chip cannot quantize as f32 arithmetic, clean up, fuse the transformer
-   * decompositions into transformer ops, clean up what fusion left.
+   * The optimization pipeline of {@code sohuc compile}: an f16 model widened to the chip's f32,
+   * imported quantized matmuls onto qmatmul (before fold-constants can dequantize small
+   * weights), the quantize-dequantize pairs left that the chip cannot quantize as f32
+   * arithmetic, clean up, fuse the transformer decompositions into transformer ops, clean up
+   * what fusion left.
    */
   public static final List<String> DEFAULT = List.of(
-      "fold-qdq", "expand-qdq", "canonicalize", "fold-constants", "cse", "canonicalize",
+      "widen-half", "fold-qdq", "expand-qdq", "canonicalize", "fold-constants", "cse", "canonicalize",
       "fuse-layer-norm", "fuse-rms-norm", "fuse-gelu", "fuse-silu", "fuse-rope", "fuse-attention",
       "canonicalize", "cse", "dce");
 

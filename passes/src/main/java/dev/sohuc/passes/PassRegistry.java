@@ -13,6 +13,7 @@ public final class PassRegistry {
   private static final Map<String, Supplier<Pass>> PASSES = new LinkedHashMap<>();
 
   static {
+    register(WidenHalfPass::new);
     register(CanonicalizePass::new);
     register(FoldConstantsPass::new);
     register(CommonSubexpressionEliminationPass::new);
