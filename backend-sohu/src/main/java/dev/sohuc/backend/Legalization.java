@@ -90,8 +90,8 @@ final class Legalization {
     for (Node n : List.copyOf(fn.body())) {
       b.insertBefore(n);
       switch (n.op()) {
-        case ReductionOp.Softmax s when !Lowering.lastAxis(s.axis(), s.x().type()) -> replace(fn, n, lastAxis(b, n, s.x(),
-            s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
+        case ReductionOp.Softmax s when !Lowering.lastAxis(s.axis(), s.x().type()) -> replace(fn, n,
+            lastAxis(b, n, s.x(), s.axis(), t -> add(b, n, new ReductionOp.Softmax(t, -1, s.log()))));
         case ReductionOp.Reduce r when r.kind() != ReduceKind.PROD && !(r.reducedAxes().size() == 1
             && Lowering.lastAxis(r.reducedAxes().get(0), r.x().type())) && reducedStatic(r) ->
             replace(fn, n, reducedOverLast(b, n, r));
@@ -403,8 +403,8 @@ final class Legalization {
     if (r.style() == TransformerOp.RopeStyle.ROTATE_HALF) {
       Value low = lastSlice(b, n, rotated, 0, rotary / 2);
       Value high = lastSlice(b, n, rotated, rotary / 2, rotary);
-      turned = add(b, n, new DataOp.Concat(List.of(add(b, n, new ElementwiseOp.Unary(UnaryKind.NEG, high)),
-          low), -1));
+      turned = add(b, n, new DataOp.Concat(List.of(add(b, n,
+          new ElementwiseOp.Unary(UnaryKind.NEG, high)), low), -1));
     } else {
       List<Dim> pairs = new java.util.ArrayList<>(rotated.type().dims());
       pairs.set(pairs.size() - 1, Dim.of(rotary / 2));

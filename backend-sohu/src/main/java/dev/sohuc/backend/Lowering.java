@@ -74,7 +74,8 @@ final class Lowering {
 
   /** The first of {@code n}'s operands and results with a dim of 0 (which no op lowers), or null. */
   static Value emptyValue(Node n) {
-    for (Value v : java.util.stream.Stream.concat(n.op().operands().stream(), n.results().stream()).toList()) {
+    for (Value v : java.util.stream.Stream.concat(n.op().operands().stream(), n.results().stream())
+        .toList()) {
       if (v.type().dims().stream().anyMatch(d -> d.is(0))) {
         return v;
       }
@@ -1157,17 +1158,13 @@ final class Lowering {
     int rows = dimReg(product(c.x().type().dims()));
     int src = e.li(addr(c.x()));
     int dst = e.li(addr(n.result()));
-    int four = e.konst(4);
     int one = e.konst(1);
     long inStride = from.sizeBytes();
     long inBytes = from == ElementType.I64 ? 4 : from.sizeBytes();  // i64: the low word
-    DType srcType = switch (from) {
-      case BOOL -> DType.I8;
-      case F32 -> DType.F32;
-      case F16 -> DType.F16;
-      default -> DType.I32;
-    };
-    DType dstType = c.to() == ElementType.I32 ? DType.I32 : c.to() == ElementType.F16 ? DType.F16 : DType.F32;
+    // a bool read as i8, an i64 as its low word
+    DType srcType = from == ElementType.BOOL ? DType.I8 : from == ElementType.I64 ? DType.I32
+        : SymbolTypes.of(from);
+    DType dstType = SymbolTypes.of(c.to());
     long outBytes = c.to().sizeBytes();
     int inRs = e.konst(inBytes);
     int outRs = e.konst(outBytes);
@@ -1640,10 +1637,10 @@ final class Lowering {
     // each row half as wide, as its rope mode reads them
     boolean interleaved = r.style() == TransformerOp.RopeStyle.INTERLEAVED;
     long tableRowBytes = interleaved ? rot * 2L : rot * 4L;
-    int cosBuf = e.li(interleaved ? preloadEveryOther(r.cos(), tableBound / 8, "cos table")
-        : preloadRows(r.cos(), rot * 4L, tableBound / (rot * 4L), "cos table"));
-    int sinBuf = e.li(interleaved ? preloadEveryOther(r.sin(), tableBound / 8, "sin table")
-        : preloadRows(r.sin(), rot * 4L, tableBound / (rot * 4L), "sin table"));
+    java.util.function.BiFunction<Value, String, Long> table = (v, what) -> interleaved
+        ? preloadEveryOther(v, tableBound / 8, what) : preloadRows(v, rot * 4L, tableBound / (rot * 4L), what);
+    int cosBuf = e.li(table.apply(r.cos(), "cos table"));
+    int sinBuf = e.li(table.apply(r.sin(), "sin table"));
     int tableStride = oneRow && !perSequence ? 0 : e.konst(tableRowBytes);
     // a sequence's rows (its heads) read one table row
     int group = perSequence ? dimReg(product(xt.dims().subList(1, rank - 1))) : 0;

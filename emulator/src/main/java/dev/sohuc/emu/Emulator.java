@@ -510,7 +510,8 @@ public final class Emulator {
     for (String entry : text.split(",")) {
       int at = entry.indexOf(op);
       String bound = at < 0 ? "" : entry.substring(at + op.length());
-      if (at <= 0 || !(bound.matches("[0-9]{1,18}") || dims && bound.matches("[A-Za-z0-9_+*\\-\"/.]{1,200}"))) {
+      boolean number = bound.matches("[0-9]{1,18}");
+      if (at <= 0 || !(number || dims && bound.matches("[A-Za-z0-9_+*\\-\"/.]{1,200}"))) {
         throw new EmulatorException("metadata " + key + ": entry '" + entry + "' is not of the "
             + "form NAME" + op + (dims ? "DIMS" : "NUMBER"));
       }

@@ -542,11 +542,6 @@ final class GraphImporter {
         .order(java.nio.ByteOrder.LITTLE_ENDIAN) : null;
   }
 
-  /** A new weight of {@code type} holding {@code data}, named after {@code hint}. */
-  Value newWeight(String hint, TensorType type, Weight.Data data) {
-    return weight(hint, type, data, hint);
-  }
-
   Value valueOf(String name) {
     Slot s = slot(name);
     if (s.value == null) {
@@ -559,7 +554,8 @@ final class GraphImporter {
     return s.value;
   }
 
-  private Value weight(String weightName, TensorType type, Weight.Data data, String hint) {
+  /** A new weight {@code weightName} (made unique) holding {@code data}, and its reference. */
+  Value weight(String weightName, TensorType type, Weight.Data data, String hint) {
     String unique = weightName;
     for (int i = 1; !weightNames.add(unique); i++) {
       unique = weightName + "_" + i;

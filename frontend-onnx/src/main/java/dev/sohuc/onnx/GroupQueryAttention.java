@@ -109,9 +109,8 @@ final class GroupQueryAttention {
     Value past = !n.has(3) ? n.reshape(scalar(n, 0), List.of(Dim.of(1)))
         : binary(n, BinaryKind.MAX, binary(n, BinaryKind.SUB, binary(n, BinaryKind.ADD, last, scalar(n, 1)),
             count(n, s)), scalar(n, 0));
-    Dim rows = past.type().dim(0);
-    Value queryPos = n.temp(new ElementwiseOp.Cast(binary(n, BinaryKind.ADD, n.reshape(past, List.of(rows, Dim.of(1))),
-        n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)), List.of(Dim.of(1), s))), ElementType.I32));
+    Value queryPos = binary(n, BinaryKind.ADD, n.reshape(past, List.of(past.type().dim(0), Dim.of(1))),
+        n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)), List.of(Dim.of(1), s)));
     if (n.attrInt("do_rotary", 0) != 0) {
       Value cos = n.value(7, "cos_cache");
       Value sin = n.value(8, "sin_cache");
@@ -122,8 +121,9 @@ final class GroupQueryAttention {
             + "half the head size " + h + ", got " + ct + " and " + sin.type());
       }
       boolean interleaved = n.attrInt("rotary_interleaved", 0) != 0;
-      q = OnnxOps.rope(n, q, cos, sin, queryPos, interleaved);
-      k = OnnxOps.rope(n, k, cos, sin, queryPos, interleaved);
+      Value rowIds = n.temp(new ElementwiseOp.Cast(queryPos, ElementType.I32));
+      q = OnnxOps.rope(n, q, cos, sin, rowIds, interleaved);
+      k = OnnxOps.rope(n, k, cos, sin, rowIds, interleaved);
     }
     Dim pastRows = Dim.of(0);
     if (n.has(3)) {
@@ -143,7 +143,7 @@ final class GroupQueryAttention {
     if (n.wants(2)) {
       n.set(2, v);
     }
-    Value mask = mask(n, last, past, pastRows, b, s, qt.elementType());
+    Value mask = mask(n, last, past, queryPos, pastRows, b, s, qt.elementType());
     Value attended = n.temp(new TransformerOp.Attention(q, k, v, mask, OnnxOps.scale(n, h), false, 0));
     n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(attended, TO_HEADS)), List.of(b, s, Dim.of(heads * h))));
   }
@@ -156,12 +156,14 @@ final class GroupQueryAttention {
    * elsewhere. A padded first prompt's rows past its length are padding (ONNX Runtime's own are
    * unspecified there). Each condition is a 0 / lowest-value term and the mask their minimum.
    */
-  private static Value mask(OnnxNode n, Value last, Value past, Dim pastRows, Dim b, Dim s, ElementType et) {
-    Value first = n.reshape(past, List.of(past.type().dim(0), Dim.of(1), Dim.of(1), Dim.of(1)));
+  private static Value mask(OnnxNode n, Value last, Value past, Value positions, Dim pastRows, Dim b, Dim s,
+      ElementType et) {
+    Dim sequences = past.type().dim(0);
+    Value first = n.reshape(past, List.of(sequences, Dim.of(1), Dim.of(1), Dim.of(1)));
     Value end = n.reshape(last, List.of(b, Dim.of(1), Dim.of(1), Dim.of(1)));
     Value row = n.reshape(n.temp(new SourceOp.Range(0, s, 1, ElementType.F32)),
         List.of(Dim.of(1), Dim.of(1), s, Dim.of(1)));
-    Value queryPos = binary(n, BinaryKind.ADD, first, row);
+    Value queryPos = n.reshape(positions, List.of(sequences, Dim.of(1), s, Dim.of(1)));
     long window = n.attrInt("local_window_size", -1);
     // the past rows: positions 0 .. P - 1
     Value pastKey = n.reshape(n.temp(new SourceOp.Range(0, pastRows, 1, ElementType.F32)),

@@ -284,7 +284,8 @@ final class OnnxNode {
 
   /** A new weight this node makes from input {@code i} (and named after it), as a weight reference. */
   Value weightFrom(int i, String suffix, TensorType type, dev.sohuc.ir.Weight.Data data) {
-    return graph.newWeight(proto.getInput(i) + suffix, type, data);
+    String name = proto.getInput(i) + suffix;
+    return graph.weight(name, type, data, name);
   }
 
   Value reshape(Value v, List<Dim> shape) {

@@ -529,7 +529,6 @@ class ContribOpsModelsTest {
     String ids = g.symbolicInput("input_ids", DataType.INT64, 1, "sequence_length");
     String mask = g.symbolicInput("attention_mask", DataType.INT64, 1, "total_sequence_length");
     String x = g.node("Gather", List.of(g.weight("embed_tokens.weight", vocab, h), ids));
-    String skip = "";
     Map<String, Tensor> in = new LinkedHashMap<>();
     Random r = new Random(SEED);
     long[] tokens = new long[(int) seq];
@@ -539,22 +538,24 @@ class ContribOpsModelsTest {
     in.put(ids, Tensor.ofLongs(ElementType.I64, new long[] {1, seq}, tokens));
     in.put(mask, ones(1, past + seq));
     for (int layer = 0; layer < 2; layer++) {
-      String pk = g.symbolicInput("past_key_values." + layer + ".key", DataType.FLOAT, 1, 2, "past_sequence_length", 64);
-      String pv = g.symbolicInput("past_key_values." + layer + ".value", DataType.FLOAT, 1, 2, "past_sequence_length",
-          64);
+      String at = "layer" + layer + ".";
+      String pk = g.symbolicInput("past_key_values." + layer + ".key", DataType.FLOAT, 1, 2,
+          "past_sequence_length", 64);
+      String pv = g.symbolicInput("past_key_values." + layer + ".value", DataType.FLOAT, 1, 2,
+          "past_sequence_length", 64);
       in.put(pk, gaussian(r, 1, 2, past, 64));
       in.put(pv, gaussian(r, 1, 2, past, 64));
-      List<String> attn = genAiAttention(g, "layer" + layer + ".", x, mask, pk, pv, h, -1);
+      List<String> attn = genAiAttention(g, at, x, mask, pk, pv, h, -1);
       g.output("present." + layer + ".key", attn.get(1));
       g.output("present." + layer + ".value", attn.get(2));
-      String o = nbits(g, "layer" + layer + ".o_proj", attn.get(0), h, h, 32, false, false);
+      String o = nbits(g, at + "o_proj", attn.get(0), h, h, 32, false, false);
       List<String> normed = g.contrib("SkipSimplifiedLayerNormalization", List.of(o, x,
-          g.normWeight("layer" + layer + ".post_attention_layernorm.weight", h)), new int[] {0, 3},
+          g.normWeight(at + "post_attention_layernorm.weight", h)), new int[] {0, 3},
           floatAttr("epsilon", 1e-5f));
-      String gate = nbits(g, "layer" + layer + ".gate_proj", normed.get(0), h, f, 32, true, false);
-      String up = nbits(g, "layer" + layer + ".up_proj", normed.get(0), h, f, 32, true, false);
+      String gate = nbits(g, at + "gate_proj", normed.get(0), h, f, 32, true, false);
+      String up = nbits(g, at + "up_proj", normed.get(0), h, f, 32, true, false);
       String act = g.mul(g.mul(gate, g.node("Sigmoid", gate)), up);
-      String down = nbits(g, "layer" + layer + ".down_proj", act, f, h, 64, false, false);
+      String down = nbits(g, at + "down_proj", act, f, h, 64, false, false);
       x = g.add(down, normed.get(3));
     }
     String last = g.node("SimplifiedLayerNormalization", List.of(x, g.normWeight("norm.weight", h)),
