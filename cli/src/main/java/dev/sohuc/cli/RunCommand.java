@@ -207,16 +207,19 @@ final class RunCommand implements Callable<Integer> {
     long count = 1;
     for (SohuProgram.Dim d : input.shape()) {
       Long n = d instanceof SohuProgram.Dim.Fixed f ? Long.valueOf(f.size())
-          : args.get(((SohuProgram.Dim.Sym) d).name());
+          : Emulator.polynomial(((SohuProgram.Dim.Sym) d).name(), args);
       if (n == null) {
         throw new UserException("input " + a.name() + ": its dimension " + d + " is not given (--shape "
             + d + "=N), so its element count is unknown");
       }
+      if (n < 0) {
+        throw new UserException("input " + a.name() + ": its dimension " + d + " is " + n);
+      }
+      if (n != 0 && count > a.values().capacity() / n) {
+        throw new UserException("input " + a.name() + ": " + input.shape() + " holds more "
+            + "elements than the " + a.values().capacity() + " of its argument array");
+      }
       count *= n;
-    }
-    if (count > a.values().capacity()) {
-      throw new UserException("input " + a.name() + ": " + count + " elements, more than the "
-          + a.values().capacity() + " of its argument array");
     }
     long[] values = new long[(int) count];
     java.util.Arrays.fill(values, value);

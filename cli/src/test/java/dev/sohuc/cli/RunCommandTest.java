@@ -178,6 +178,30 @@ class RunCommandTest {
   }
 
   @Test
+  void timingModeFillsAnArgumentArrayOverAnExpressionDim() throws Exception {
+    // a step program's batch split over 8 chips: the input's dim is 8*"batch/8"
+    Path src = tmp.resolve("e.s");
+    Files.writeString(src, """
+        .symbol in, "lengths", i64, ["8*\\"batch/8\\""], 0x1000, 128
+        .arg "batch/8", 0
+        .arg "lengths", 1, 16, "past"
+        .arg past, 17
+            halt
+        """);
+    Path e = tmp.resolve("e.sohu");
+    CliResult asm = CliResult.run("asm", src.toString(), "-o", e.toString());
+    assertEquals(0, asm.code(), asm.err());
+    CliResult r = CliResult.run("run", e.toString(), "--mode", "timing", "--shape", "batch/8=2",
+        "--shape", "past=40", "--shape", "lengths=30");
+    assertEquals(0, r.code(), r.err());
+    CliResult over = CliResult.run("run", e.toString(), "--mode", "timing", "--shape",
+        "batch/8=3", "--shape", "past=40", "--shape", "lengths=30");
+    assertEquals(1, over.code());
+    assertTrue(over.err().contains("input lengths: [8*\"batch/8\"] holds more elements than the 16 "
+        + "of its argument array"), over.err());
+  }
+
+  @Test
   void instructionCapTraps() {
     CliResult r = CliResult.run("run", bin.toString(), "--inputs", inputs("in", x(3), ids(3)).toString(),
         "--max-instructions", "5");

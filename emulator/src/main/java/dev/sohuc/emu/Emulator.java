@@ -554,36 +554,41 @@ public final class Emulator {
 
   /**
    * The value of a dimension the compiler wrote as a polynomial of symbols, such as
-   * {@code past+seq} or {@code 2*a*b-1}; null when a symbol in it is unbound or it is not one.
+   * {@code past+seq}, {@code 8*"batch/8"} or {@code 2*a*b-1}; null when a symbol in it is unbound
+   * or it is not one.
+   *
+   * @throws EmulatorException when its value overflows 64 bits
    */
-  static Long polynomial(String text, Map<String, Long> dims) {
+  public static Long polynomial(String text, Map<String, Long> dims) {
     long sum = 0;
     int sign = 1;
     int i = 0;
     String t = text.replace(" ", "");
-    while (i < t.length()) {
-      int j = i;
-      while (j < t.length() && t.charAt(j) != '+' && (t.charAt(j) != '-' || j == i)) {
-        j++;
-      }
-      long term = 1;
-      for (String f : t.substring(i, j).split("\\*")) {
-        if (f.matches("-?[0-9]+")) {
-          term *= Long.parseLong(f);
-        } else if (dims.containsKey(f)) {
-          term *= dims.get(f);
-        } else if (f.length() > 2 && f.startsWith("\"") && f.endsWith("\"")
-            && dims.containsKey(f.substring(1, f.length() - 1))) {
-          term *= dims.get(f.substring(1, f.length() - 1));  // a quoted name such as "seq/8"
-        } else {
-          return null;
+    try {
+      while (i < t.length()) {
+        int j = i;
+        while (j < t.length() && t.charAt(j) != '+' && (t.charAt(j) != '-' || j == i)) {
+          j++;
         }
+        long term = 1;
+        for (String f : t.substring(i, j).split("\\*")) {
+          Long factor = f.matches("-?[0-9]{1,18}") ? Long.valueOf(f) : dims.get(f);
+          if (factor == null && f.length() > 2 && f.startsWith("\"") && f.endsWith("\"")) {
+            factor = dims.get(f.substring(1, f.length() - 1));  // a quoted name such as "seq/8"
+          }
+          if (factor == null) {
+            return null;
+          }
+          term = Math.multiplyExact(term, factor);
+        }
+        sum = Math.addExact(sum, Math.multiplyExact(sign, term));
+        if (j < t.length()) {
+          sign = t.charAt(j) == '-' ? -1 : 1;
+        }
+        i = j + 1;
       }
-      sum += sign * term;
-      if (j < t.length()) {
-        sign = t.charAt(j) == '-' ? -1 : 1;
-      }
-      i = j + 1;
+    } catch (ArithmeticException e) {
+      throw new EmulatorException("dimension " + text + " overflows 64 bits at " + dims);
     }
     return sum;
   }
