@@ -533,9 +533,15 @@ final class DecoderModel {
     Location loc = new Location("model.rotary_emb");
     Value freqs = g.matmul(pos, invFreq, loc, "freqs");
     Value emb = g.b.add(new DataOp.Concat(List.of(freqs, freqs), -1), loc, "angles");
-    return new Value[] {
-        g.b.add(new ElementwiseOp.Unary(UnaryKind.COS, emb), loc, "cos"),
-        g.b.add(new ElementwiseOp.Unary(UnaryKind.SIN, emb), loc, "sin")};
+    Value cos = g.b.add(new ElementwiseOp.Unary(UnaryKind.COS, emb), loc, "cos");
+    Value sin = g.b.add(new ElementwiseOp.Unary(UnaryKind.SIN, emb), loc, "sin");
+    float factor = RotaryTables.attentionFactor(c);
+    if (factor == 1.0f) {
+      return new Value[] {cos, sin};
+    }
+    Value scale = g.scalar(factor, loc, "attention_factor");
+    return new Value[] {g.binary(BinaryKind.MUL, cos, scale, loc, "cos.scaled"),
+        g.binary(BinaryKind.MUL, sin, scale, loc, "sin.scaled")};
   }
 
   /** The q, k and v projections of {@code x}, heads not yet split. */

@@ -10,8 +10,9 @@ import java.util.Optional;
  * Rotary-embedding cos and sin tables {@code [maxPositions, rotaryDim]}, computed at import
  * time the way Hugging Face computes them (f32 inverse frequencies, f32 angle products,
  * {@code cat(freqs, freqs)} for rotate-half), with {@code rope_scaling} types {@code default},
- * {@code linear}, {@code dynamic}, {@code llama3} (Llama 3.1) and {@code longrope} (Phi-3's, its
- * short factors and attention factor).
+ * {@code linear}, {@code dynamic}, {@code llama3} (Llama 3.1), {@code longrope} (Phi-3's, its
+ * short factors and attention factor) and {@code yarn} (Qwen2.5's and DeepSeek's, its ramp and
+ * attention factor).
  */
 final class RotaryTables {
   final int maxPositions;
@@ -99,9 +100,70 @@ final class RotaryTables {
         }
         return inv;
       }
+      case "yarn" -> {
+        return yarn(config, s, theta, rotaryDim);
+      }
       default -> throw config.error("rope_scaling type \"" + type
-          + "\" is not supported (supported: default, linear, dynamic, llama3, longrope)");
+          + "\" is not supported (supported: default, linear, dynamic, llama3, longrope, yarn)");
     }
+  }
+
+  /**
+   * YaRN (Qwen2.5's long-context form, DeepSeek's): each pair's frequency blended between the
+   * original one (fast pairs, that turn beta_fast times or more over the original context) and
+   * the one divided by factor (slow pairs, beta_slow turns or fewer), on a linear ramp between
+   * them, all in f32 as HF computes it. The factor is the one given (transformers 4.53 on;
+   * older versions replaced it by max_position_embeddings / original_max_position_embeddings).
+   */
+  private static float[] yarn(HfConfig config, JsonNode s, double theta, int rotaryDim) {
+    double factor = number(config, s, "factor");
+    double fast = s.hasNonNull("beta_fast") ? number(config, s, "beta_fast") : 32;
+    double slow = s.hasNonNull("beta_slow") ? number(config, s, "beta_slow") : 1;
+    double original = s.hasNonNull("original_max_position_embeddings")
+        ? number(config, s, "original_max_position_embeddings")
+        : config.getPositive("max_position_embeddings");
+    boolean truncate = !s.has("truncate") || s.get("truncate").asBoolean(true);
+    double low = correctionDim(fast, rotaryDim, theta, original);
+    double high = correctionDim(slow, rotaryDim, theta, original);
+    if (truncate) {
+      low = Math.floor(low);
+      high = Math.ceil(high);
+    }
+    low = Math.max(low, 0);
+    high = Math.min(high, rotaryDim - 1);
+    if (low == high) {
+      high += 0.001;  // HF's guard against a ramp of no width
+    }
+    float[] inv = new float[rotaryDim / 2];
+    for (int i = 0; i < inv.length; i++) {
+      float pos = (float) Math.pow(theta, (float) (2 * i) / (float) rotaryDim);
+      float extrapolation = 1.0f / pos;
+      float interpolation = 1.0f / ((float) factor * pos);
+      float ramp = Math.clamp((i - (float) low) / ((float) high - (float) low), 0f, 1f);
+      float keep = 1 - ramp;
+      inv[i] = interpolation * (1 - keep) + extrapolation * keep;
+    }
+    return inv;
+  }
+
+  /** The pair index whose frequency turns {@code rotations} times over {@code context} positions. */
+  private static double correctionDim(double rotations, int dim, double theta, double context) {
+    return dim * Math.log(context / (rotations * 2 * Math.PI)) / (2 * Math.log(theta));
+  }
+
+  /** YaRN's attention factor: 0.1 ln(factor) + 1, scaled by mscale over mscale_all_dim. */
+  private static float yarnAttentionFactor(HfConfig config, JsonNode s) {
+    double factor = number(config, s, "factor");
+    // HF takes the ratio only when both are set and not 0
+    if (s.path("mscale").asDouble(0) != 0 && s.path("mscale_all_dim").asDouble(0) != 0) {
+      return (float) (mscale(factor, number(config, s, "mscale"))
+          / mscale(factor, number(config, s, "mscale_all_dim")));
+    }
+    return (float) mscale(factor, 1);
+  }
+
+  private static double mscale(double factor, double mscale) {
+    return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
   }
 
   /** The rope_scaling object's type, or empty without one. */
@@ -145,17 +207,22 @@ final class RotaryTables {
   }
 
   /**
-   * What HF multiplies cos and sin by: for longrope its attention_factor, by default
-   * sqrt(1 + ln(s) / ln(original)) when the context is stretched by s = max_position_embeddings
-   * / original_max_position_embeddings > 1; 1 for every other type.
+   * What HF multiplies cos and sin by: for longrope and yarn their attention_factor, by default
+   * for longrope sqrt(1 + ln(s) / ln(original)) when the context is stretched by s =
+   * max_position_embeddings / original_max_position_embeddings > 1, for yarn
+   * {@link #yarnAttentionFactor}; 1 for every other type.
    */
   static float attentionFactor(HfConfig config) {
-    if (!longrope(config)) {
+    boolean yarn = scalingType(config).filter(t -> t.equals("yarn")).isPresent();
+    if (!longrope(config) && !yarn) {
       return 1.0f;
     }
     JsonNode s = config.getObject("rope_scaling").get();
-    if (s.has("attention_factor")) {
+    if (s.hasNonNull("attention_factor")) {
       return (float) number(config, s, "attention_factor");
+    }
+    if (yarn) {
+      return yarnAttentionFactor(config, s);
     }
     long original = longropeOriginal(config);
     double stretch = (double) config.getPositive("max_position_embeddings") / original;

@@ -340,8 +340,24 @@ class HfBadCheckpointTest {
     assertContains(importError("llama", "num_key_value_heads", 3),
         "num_attention_heads (4) is not a multiple of num_key_value_heads (3)");
     assertContains(importError("llama", "vocab_size", null), "missing key \"vocab_size\"");
-    assertContains(importError("llama", "rope_scaling", Map.of("rope_type", "yarn", "factor",
-        4.0)), "rope_scaling type \"yarn\" is not supported");
+    assertContains(importError("llama", "rope_scaling", Map.of("rope_type", "mrope", "factor",
+        4.0)), "rope_scaling type \"mrope\" is not supported (supported: default, linear, "
+        + "dynamic, llama3, longrope, yarn)");
+  }
+
+  /** yarn: a factor, and positive betas, lengths and mscales where given. */
+  @Test
+  void yarnNeedsItsFactorAndPositiveParameters() throws IOException {
+    assertContains(importError("llama-yarn", "rope_scaling", Map.of("type", "yarn")),
+        "config.json", "rope_scaling needs a number \"factor\"");
+    assertContains(importError("llama-yarn", "rope_scaling", Map.of("type", "yarn", "factor", 4.0,
+        "beta_fast", -1)), "rope_scaling \"beta_fast\" must be a positive number, got -1");
+    assertContains(importError("qwen2-yarn", "rope_scaling", Map.of("type", "yarn", "factor", 4.0,
+        "original_max_position_embeddings", "long")),
+        "rope_scaling needs a number \"original_max_position_embeddings\"");
+    assertContains(importError("llama-yarn", "rope_scaling", Map.of("type", "yarn", "factor", 4.0,
+        "mscale", -0.5, "mscale_all_dim", 1.0)),
+        "rope_scaling \"mscale\" must be a positive number, got -0.5");
   }
 
   /**

@@ -36,8 +36,9 @@ class HfNumericsTest {
   Path tmp;
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"llama", "llama31", "llama-longrope", "llama-dynamic", "llama-bf16", "mistral", "qwen2",
-      "gemma", "phi3", "phi3-longrope", "mixtral", "gpt2"})
+  @ValueSource(strings = {"llama", "llama31", "llama-longrope", "llama-dynamic", "llama-bf16",
+      "llama-yarn", "mistral", "qwen2", "qwen2-yarn", "gemma", "phi3", "phi3-longrope", "mixtral",
+      "gpt2"})
   void decoderPromptThenDecodeStepMatchesOnnxRuntime(String variant) throws Exception {
     TinyModel m = TinyModel.of(variant, 42);
     Safetensors.Dtype dtype = Safetensors.Dtype.F32;

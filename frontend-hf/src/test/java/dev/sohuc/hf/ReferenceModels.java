@@ -42,6 +42,9 @@ public final class ReferenceModels {
       double divide = shortFactors == null ? 1 : shortFactors.get(i).doubleValue();
       inv[i] = 1.0 / (divide * Math.pow(theta, 2.0 * i / r));
     }
+    if (scaling != null && "yarn".equals(scaling.get("type"))) {
+      yarn(m, scaling, inv, r, theta);
+    }
     if (scaling != null && "llama3".equals(scaling.get("rope_type"))) {
       double factor = ((Number) scaling.get("factor")).doubleValue();
       double low = ((Number) scaling.get("low_freq_factor")).doubleValue();
@@ -63,12 +66,49 @@ public final class ReferenceModels {
   }
 
   /**
+   * YaRN's blend, from the paper's definitions: pair i keeps its frequency when it turns at least
+   * beta_fast times over the original context, takes it divided by factor when at most
+   * beta_slow times, and a linear mix of the two between (bounds floored and ceiled unless
+   * truncate is false).
+   */
+  private static void yarn(TinyModel m, Map<String, Object> scaling, double[] inv, int r,
+      double theta) {
+    double factor = ((Number) scaling.get("factor")).doubleValue();
+    double fast = ((Number) scaling.getOrDefault("beta_fast", 32)).doubleValue();
+    double slow = ((Number) scaling.getOrDefault("beta_slow", 1)).doubleValue();
+    double original = ((Number) scaling.getOrDefault("original_max_position_embeddings",
+        m.get("max_position_embeddings"))).doubleValue();
+    // the pair index turning n times over the original context: r ln(L / 2 pi n) / 2 ln theta
+    double low = r * Math.log(original / (2 * Math.PI * fast)) / (2 * Math.log(theta));
+    double high = r * Math.log(original / (2 * Math.PI * slow)) / (2 * Math.log(theta));
+    if (!Boolean.FALSE.equals(scaling.get("truncate"))) {
+      low = Math.floor(low);
+      high = Math.ceil(high);
+    }
+    low = Math.max(low, 0);
+    high = Math.min(high, r - 1);
+    for (int i = 0; i < inv.length; i++) {
+      double toInterpolated = Math.min(1, Math.max(0, (i - low) / (high - low)));
+      inv[i] = inv[i] / factor * toInterpolated + inv[i] * (1 - toInterpolated);
+    }
+  }
+
+  /**
    * HF's longrope attention factor, sqrt(1 + ln(s) / ln(original)) for a context stretched s
-   * times past its original_max_position_embeddings; 1 for every other rope.
+   * times past its original_max_position_embeddings; YaRN's 0.1 ln(factor) + 1 (its mscale
+   * over its mscale_all_dim form when both are given); 1 for every other rope.
    */
   @SuppressWarnings("unchecked")
   static double attentionFactor(TinyModel m) {
     Map<String, Object> scaling = (Map<String, Object>) m.config.get("rope_scaling");
+    if (scaling != null && "yarn".equals(scaling.get("type"))) {
+      double factor = ((Number) scaling.get("factor")).doubleValue();
+      Number mscale = (Number) scaling.get("mscale");
+      Number all = (Number) scaling.get("mscale_all_dim");
+      return mscale == null ? 0.1 * Math.log(factor) + 1
+          : (0.1 * mscale.doubleValue() * Math.log(factor) + 1)
+              / (0.1 * all.doubleValue() * Math.log(factor) + 1);
+    }
     if (scaling == null || !"longrope".equals(scaling.get("type"))) {
       return 1;
     }

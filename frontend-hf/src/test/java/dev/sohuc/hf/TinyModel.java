@@ -126,7 +126,8 @@ public final class TinyModel {
 
   private void decoder(String variant) {
     String type = switch (variant) {
-      case "llama31", "llama-bf16", "llama-longrope", "llama-dynamic" -> "llama";
+      case "llama31", "llama-bf16", "llama-longrope", "llama-dynamic", "llama-yarn" -> "llama";
+      case "qwen2-yarn" -> "qwen2";
       case "gemma-wide" -> "gemma";
       case "phi3-longrope" -> "phi3";
       default -> variant;
@@ -151,6 +152,15 @@ public final class TinyModel {
       }
       case "llama-longrope" -> config.put("max_position_embeddings", 400000);
       case "llama-dynamic" -> config.put("rope_scaling", Map.of("type", "dynamic", "factor", 2.0));
+      case "qwen2-yarn" -> {
+        // Qwen2.5's long-context form, its tables too long to inline (computed from positions)
+        config.put("max_position_embeddings", 400000);
+        config.put("rope_scaling", Map.of("type", "yarn", "factor", 4.0,
+            "original_max_position_embeddings", 100000));
+      }
+      case "llama-yarn" -> config.put("rope_scaling", Map.of("type", "yarn", "factor", 8.0,
+          "original_max_position_embeddings", 256, "beta_fast", 8, "beta_slow", 2,
+          "mscale", 0.707, "mscale_all_dim", 1.0, "truncate", false));
       case "mistral" -> config.put("sliding_window", 3);
       case "gemma", "gemma-wide" -> {
         // Gemma's real heads are 256 wide, twice the MXU's columns

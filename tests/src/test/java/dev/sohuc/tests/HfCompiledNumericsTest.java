@@ -66,8 +66,8 @@ class HfCompiledNumericsTest {
   Path tmp;
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"llama", "llama31", "mistral", "qwen2", "gemma", "gemma-wide", "phi3",
-      "mixtral", "gpt2"})
+  @ValueSource(strings = {"llama", "llama31", "mistral", "qwen2", "qwen2-yarn", "gemma",
+      "gemma-wide", "phi3", "mixtral", "gpt2"})
   void promptThenDecodeStepCompiledAndEmulatedMatchOnnxRuntime(String variant) throws Exception {
     TinyModel m = TinyModel.of(variant, 42);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
