@@ -41,6 +41,10 @@ start:
     reducescatter hbm, r11, r10, r9+65535, bf16, 8, 7, rows=r12+3, sstride=r13, dstride=r14
     allgather hbm, r11, r10, 1024, bf16, 64, 63, wait=3
     allgather sram, r11+64, r10, r9, f8e4m3, 2, 1, rows=1023, dstride=r15
+    fork     stream0
+    nop      wait=24
+    halt
+stream0:
     loop     seq, end_outer
         loop     4, end_inner
             mma      r20+0, r21, r22+0, r23, r24+0, r25, 128, 128, r26+64, bf16, tb=1, accumulate=1

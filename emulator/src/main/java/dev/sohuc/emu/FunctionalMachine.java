@@ -27,7 +27,6 @@ import java.util.concurrent.ForkJoinTask;
  * wait that nothing issued or queued can satisfy is reported as a deadlock.
  */
 final class FunctionalMachine {
-  private static final int TOKENS = 32;
   /** A token counter above this traps (docs/isa.md, synchronization rule 7). */
   static final int MAX_TOKEN_COUNT = 65535;
   /** Row-parallel VPU work starts at this many elements. */
@@ -41,9 +40,10 @@ final class FunctionalMachine {
   final Hbm hbm;
   final byte[] sram;
   final int[] acc;
+  /** Stream 0's registers (stream 1 gets a copy at its fork). */
   final long[] regs = new long[32];
-  final long[] tokens = new long[TOKENS];
-  private final LoopStack loops = new LoopStack();
+  /** Token counters: both streams' banks ({@link Streams#slot}). */
+  final long[] tokens = new long[Streams.COUNT * Streams.TOKENS];
   private final WorkBudget budget;
   private final int queueDepth;
   /** The race check's random order ({@link Options#scheduleSeed}), or null: oldest first. */
@@ -54,11 +54,15 @@ final class FunctionalMachine {
   private long seq;
   private final long[] engineInsns = new long[Engine.values().length];
 
-  /** An engine instruction waiting in its queue, with the registers it read at issue. */
-  private record Pending(int pc, Insn insn, long seq, long[] regs) {}
+  /**
+   * An engine instruction waiting in its stream's queue, with the registers it read at issue.
+   */
+  private record Pending(int stream, int pc, Insn insn, long seq, long[] regs) {}
 
+  private static final int ENGINES = Engine.values().length;
+  /** The engine queues, stream by stream: stream * ENGINES + engine. */
   @SuppressWarnings({"unchecked", "rawtypes"}) // no generic array creation in Java
-  private final ArrayDeque<Pending>[] queues = new ArrayDeque[Engine.values().length];
+  private final ArrayDeque<Pending>[] queues = new ArrayDeque[Streams.COUNT * ENGINES];
 
   FunctionalMachine(Image image, MachineDescription target, Options options) {
     this.image = image;
@@ -101,59 +105,139 @@ final class FunctionalMachine {
   // ---------------------------------------------------------------------------------------------
   // Control unit.
 
-  /** Runs from pc 0 until halt and every queue has drained; throws Trap on a fault. */
+  /** A control stream: where it issues, its registers and its loops. */
+  private static final class Stream {
+    final int id;
+    final long[] regs;
+    final LoopStack loops = new LoopStack();
+    int pc;
+    /** Its code ends before this pc: stream 1's halt is its code's last instruction. */
+    final int end;
+    boolean halted;
+    /** Why it cannot issue now, for a deadlock's message. */
+    String waiting;
+
+    Stream(int id, long[] regs, int pc, int end) {
+      this.id = id;
+      this.regs = regs;
+      this.pc = pc;
+      this.end = end;
+    }
+  }
+
+  /** What issuing an instruction did. */
+  private enum Issue { DONE, WAIT, END }
+
+  private final Stream[] streams = new Stream[Streams.COUNT];
+  /** The stream issuing now; its registers and loops are the ones control instructions use. */
+  private Stream cur;
+
+  /**
+   * Runs from pc 0 until every stream has halted and every queue has drained; throws Trap on a
+   * fault. After a fork the two streams issue in turn, one instruction each; one that must wait
+   * (a token, a full queue, its barrier) lets the other go on, and both waiting with nothing
+   * ready to run is a deadlock.
+   */
   void run() {
-    int pc = 0;
-    long max = options.maxInstructions();
+    streams[0] = new Stream(0, regs, 0, image.length);
     while (true) {
-      Insn insn = image.insn(pc);
-      if (issued >= max) {
-        throw image.trap(pc, Trap.Kind.INSTRUCTION_LIMIT, "the instruction cap of " + max
-            + " issued instructions was reached (--max-instructions)");
-      }
-      issued++;
-      try {
-        int next = step(pc, insn);
-        if (next < 0) {
-          drainAll(pc, "halt");
+      boolean issuedAny = false;
+      for (Stream s : streams) {
+        if (s == null || s.halted) {
+          continue;
+        }
+        Issue r = issue(s);
+        if (r == Issue.END) {
           return;
         }
-        pc = next;
-      } catch (Fault f) {
-        throw image.trap(pc, f);
-      } catch (Trap t) {
-        throw t;
-      } catch (RuntimeException e) {
-        throw image.trap(pc, Trap.Kind.BAD_OPERAND, "internal emulator error: " + e);
+        issuedAny |= r == Issue.DONE;
+      }
+      if (!issuedAny && !(shuffle != null && runRandomReady())) {
+        throw bothWait();
       }
     }
   }
 
+  /** Issues stream {@code s}'s next instruction. */
+  private Issue issue(Stream s) {
+    cur = s;
+    int pc = s.pc;
+    if (s.id == 1 && pc >= s.end) {
+      throw image.trap(s.end - 1, Trap.Kind.BAD_OPERAND, "stream 1 ran past the end of its "
+          + "code (the fork's body) without a halt");
+    }
+    Insn insn = image.insn(pc);
+    long max = options.maxInstructions();
+    if (issued >= max) {
+      throw image.trap(pc, Trap.Kind.INSTRUCTION_LIMIT, "the instruction cap of " + max
+          + " issued instructions was reached (--max-instructions)");
+    }
+    try {
+      int next = step(pc, insn);
+      if (next == WAIT) {
+        return Issue.WAIT;
+      }
+      issued++;
+      engineInsns[insn.engine().ordinal()]++;
+      if (next == HALT) {
+        s.halted = true;
+        if (streams[1] == null || streams[1 - s.id].halted) {
+          drained(pc, "halt", -1);
+          return Issue.END;
+        }
+        return Issue.DONE;
+      }
+      s.pc = next;
+      return Issue.DONE;
+    } catch (Fault f) {
+      throw image.trap(pc, f);
+    } catch (Trap t) {
+      throw t;
+    } catch (RuntimeException e) {
+      throw image.trap(pc, Trap.Kind.BAD_OPERAND, "internal emulator error: " + e);
+    }
+  }
+
+  /** Whether the stream that is not {@code s} can still issue (so {@code s} may wait for it). */
+  private boolean otherIssues(Stream s) {
+    Stream o = streams[1 - s.id];
+    return o != null && !o.halted;
+  }
+
   private long r(int reg) {
-    return regs[reg];
+    return cur.regs[reg];
   }
 
   private void set(int rd, long v) {
     if (rd != 0) {
-      regs[rd] = v;
+      cur.regs[rd] = v;
     }
   }
 
-  /** Issues one instruction; returns the next pc, or -1 for halt. */
+  private static final int WAIT = -2;
+  private static final int HALT = -1;
+
+  /** Issues one instruction; returns the next pc, {@link #HALT}, or {@link #WAIT} to retry. */
   private int step(int pc, Insn insn) {
-    engineInsns[insn.engine().ordinal()]++;
     if (insn.engine() != Engine.CTRL) {
-      issueEngine(pc, insn);
-      return loops.next(pc);
+      return issueEngine(pc, insn) ? cur.loops.next(pc) : WAIT;
     }
-    ctrlWait(pc, insn.waitTok());
+    if (!ctrlReady(pc, insn)) {
+      return WAIT;
+    }
+    take(cur.id, insn.waitTok());
     switch (insn) {
       case Insn.Halt h -> {
-        signal(pc, h.signalTok());
-        return -1;
+        signal(pc, cur.id, h.signalTok());
+        return HALT;
       }
       case Insn.Nop n -> { }
-      case Insn.Barrier b -> drainAll(pc, "barrier");
+      case Insn.Barrier b -> { }
+      case Insn.Fork f -> {
+        streams[1] = new Stream(1, cur.regs.clone(), pc + 1, pc + 1 + f.body());
+        signal(pc, cur.id, f.signalTok());
+        return pc + 1 + f.body();
+      }
       case Insn.Li i -> set(i.rd(), i.imm());
       case Insn.Ldarg l -> set(l.rd(),
           hbm.readLong(argBase + 8L * Emulator.argWord(l.index(), r(l.rs()), argWords)));
@@ -167,8 +251,8 @@ final class FunctionalMachine {
       case Insn.Shli s -> set(s.rd(), r(s.rs1()) << s.shamt());
       case Insn.Shri s -> set(s.rd(), r(s.rs1()) >>> s.shamt());
       case Insn.Loop l -> {
-        int next = loops.enter(pc, r(l.countReg()) + l.countImm(), l.body(), image.length);
-        signal(pc, l.signalTok());
+        int next = cur.loops.enter(pc, r(l.countReg()) + l.countImm(), l.body(), cur.end);
+        signal(pc, cur.id, l.signalTok());
         return next;
       }
       case Insn.Dma d -> throw new IllegalStateException("not CTRL");
@@ -193,8 +277,97 @@ final class FunctionalMachine {
       case Insn.Accdq a -> throw new IllegalStateException("not CTRL");
       case Insn.Accwr a -> throw new IllegalStateException("not CTRL");
     }
-    signal(pc, insn.signalTok());
-    return loops.next(pc);
+    signal(pc, cur.id, insn.signalTok());
+    return cur.loops.next(pc);
+  }
+
+  /**
+   * Whether a control instruction can execute now: its wait token is positive, a barrier's
+   * stream has drained, a fork's previous stream 1 has finished. Not yet: false while the other
+   * stream can still issue (and so change that), a trap otherwise.
+   */
+  private boolean ctrlReady(int pc, Insn insn) {
+    int tok = insn.waitTok();
+    int slot = Streams.slot(cur.id, tok);
+    if (tok != 0) {
+      if (shuffle != null) {
+        runRandomWhile(() -> tokens[slot] == 0);
+      }
+      if (tokens[slot] == 0) {
+        String why = "the control unit waits on " + Streams.describe(cur.id, tok) + " (count 0)";
+        return waitOrTrap(pc, why, "nothing issued can signal it" + blockedHeads());
+      }
+    }
+    if (insn instanceof Insn.Barrier) {
+      return drained(pc, "barrier", cur.id);
+    }
+    if (insn instanceof Insn.Fork f) {
+      if (cur.id != 0 || cur.loops.depth() > 0) {
+        throw Fault.bad(cur.id != 0 ? "stream 1 forks (only stream 0 does)"
+            : "fork inside a loop (stream 1 would run once per iteration)");
+      }
+      if ((long) pc + 1 + f.body() > image.length) {
+        throw Fault.bad("the fork's body (" + f.body() + " instructions) runs past the end of "
+            + "the code (" + image.length + " instructions)");
+      }
+      Stream one = streams[1];
+      if (one != null && !one.halted) {
+        return waitOrTrap(pc, "the fork waits for stream 1 to halt", "");
+      }
+      return one == null || drained(pc, "fork", 1);
+    }
+    return true;
+  }
+
+  /**
+   * Halt, barrier and fork: stream {@code stream}'s queues (every queue for -1) must drain;
+   * while the other stream issues that may still happen, otherwise any left is a deadlock.
+   */
+  private boolean drained(int pc, String why, int stream) {
+    if (shuffle != null) {
+      runRandomWhile(() -> oldestHead(stream) != null);
+    }
+    Pending oldest = oldestHead(stream);
+    if (oldest == null) {
+      return true;
+    }
+    if (stream >= 0 && cur.id == stream && otherIssues(cur)) {
+      cur.waiting = "the " + why + " at pc " + pc + " waits for its queues to drain";
+      return false;
+    }
+    throw image.trap(oldest.pc(), Trap.Kind.DEADLOCK, "the " + headName(oldest)
+        + " waits on " + Streams.describe(oldest.stream(), oldest.insn().waitTok())
+        + " (count 0) and nothing left to run will signal it (the control unit reached " + why
+        + " at pc " + pc + ")" + blockedHeads());
+  }
+
+  /** The oldest queued instruction of {@code stream} (every stream for -1), or null. */
+  private Pending oldestHead(int stream) {
+    Pending oldest = null;
+    for (ArrayDeque<Pending> q : queues) {
+      Pending h = q.peekFirst();
+      if (h != null && (stream < 0 || h.stream() == stream)
+          && (oldest == null || h.seq() < oldest.seq())) {
+        oldest = h;
+      }
+    }
+    return oldest;
+  }
+
+  /** False (wait) while the other stream can issue; otherwise a deadlock trap. */
+  private boolean waitOrTrap(int pc, String why, String detail) {
+    if (otherIssues(cur)) {
+      cur.waiting = why + " at pc " + pc;
+      return false;
+    }
+    throw image.trap(pc, Trap.Kind.DEADLOCK, why + " and " + detail);
+  }
+
+  /** Both streams wait and nothing queued is ready. */
+  private Trap bothWait() {
+    return image.trap(streams[0].pc, Trap.Kind.DEADLOCK, "both streams wait: stream 0: "
+        + streams[0].waiting + "; stream 1: " + streams[1].waiting
+        + "; nothing issued can change that" + blockedHeads());
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -202,25 +375,26 @@ final class FunctionalMachine {
 
   private boolean draining;
 
-  private boolean ready(int tok) {
-    return tok == 0 || tokens[tok] > 0;
+  private boolean ready(int stream, int tok) {
+    return tok == 0 || tokens[Streams.slot(stream, tok)] > 0;
   }
 
-  private void take(int tok) {
+  private void take(int stream, int tok) {
     if (tok != 0) {
-      tokens[tok]--;
+      tokens[Streams.slot(stream, tok)]--;
     }
   }
 
-  private void signal(int pc, int tok) {
+  private void signal(int pc, int stream, int tok) {
     if (tok == 0) {
       return;
     }
-    if (tokens[tok] >= MAX_TOKEN_COUNT) {
-      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, "token " + tok + " would exceed "
-          + MAX_TOKEN_COUNT + " (signalled that often without a wait)");
+    int slot = Streams.slot(stream, tok);
+    if (tokens[slot] >= MAX_TOKEN_COUNT) {
+      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, Streams.describe(stream, tok)
+          + " would exceed " + MAX_TOKEN_COUNT + " (signalled that often without a wait)");
     }
-    tokens[tok]++;
+    tokens[slot]++;
     if (shuffle != null) {
       return;  // the queues run when the control unit must wait, or at random (issueEngine)
     }
@@ -240,10 +414,10 @@ final class FunctionalMachine {
   private boolean runRandomReady() {
     int[] ready = new int[queues.length];
     int n = 0;
-    for (int e = 0; e < queues.length; e++) {
-      Pending head = queues[e].peekFirst();
-      if (head != null && ready(head.insn().waitTok())) {
-        ready[n++] = e;
+    for (int q = 0; q < queues.length; q++) {
+      Pending head = queues[q].peekFirst();
+      if (head != null && ready(head.stream(), head.insn().waitTok())) {
+        ready[n++] = q;
       }
     }
     if (n == 0) {
@@ -255,9 +429,9 @@ final class FunctionalMachine {
 
   /** Runs a queue head that is ready: takes its token, executes it, signals. */
   private void run(Pending p) {
-    take(p.insn().waitTok());
+    take(p.stream(), p.insn().waitTok());
     execAt(p.pc(), p.insn(), p.regs());
-    signal(p.pc(), p.insn().signalTok());
+    signal(p.pc(), p.stream(), p.insn().signalTok());
   }
 
   /** Race check: runs ready queue heads, in a random order, while {@code more} holds. */
@@ -270,81 +444,57 @@ final class FunctionalMachine {
   /** Runs the oldest queue head whose token is available; false when none is. */
   private boolean runOldestReady() {
     Pending best = null;
-    int bestEngine = -1;
-    for (int e = 0; e < queues.length; e++) {
-      Pending head = queues[e].peekFirst();
-      if (head != null && ready(head.insn().waitTok()) && (best == null || head.seq() < best.seq())) {
+    int bestQueue = -1;
+    for (int q = 0; q < queues.length; q++) {
+      Pending head = queues[q].peekFirst();
+      if (head != null && ready(head.stream(), head.insn().waitTok())
+          && (best == null || head.seq() < best.seq())) {
         best = head;
-        bestEngine = e;
+        bestQueue = q;
       }
     }
     if (best == null) {
       return false;
     }
-    run(queues[bestEngine].pollFirst());
+    run(queues[bestQueue].pollFirst());
     return true;
   }
 
-  private void ctrlWait(int pc, int tok) {
-    if (tok == 0) {
-      return;
-    }
-    if (shuffle != null) {
-      runRandomWhile(() -> tokens[tok] == 0);
-    }
-    if (tokens[tok] == 0) {
-      // invariant: no queue head is ready, so nothing can signal tok any more
-      throw image.trap(pc, Trap.Kind.DEADLOCK, "the control unit waits on token " + tok
-          + " (count 0) and nothing issued can signal it" + blockedHeads());
-    }
-    tokens[tok]--;
-  }
-
-  private void issueEngine(int pc, Insn insn) {
-    ArrayDeque<Pending> q = queues[insn.engine().ordinal()];
+  /** Queues an engine instruction of the issuing stream; false when it must wait to. */
+  private boolean issueEngine(int pc, Insn insn) {
+    ArrayDeque<Pending> q = queues[cur.id * ENGINES + insn.engine().ordinal()];
     if (shuffle != null) {
       // queued even when it could run: it runs when the control unit must wait (a full queue,
       // a token, a barrier) or at random here, after or before other engines' instructions
       runRandomWhile(() -> q.size() >= queueDepth);
       if (q.size() < queueDepth) {
-        q.addLast(new Pending(pc, insn, seq++, regs.clone()));
+        q.addLast(new Pending(cur.id, pc, insn, seq++, cur.regs.clone()));
         runRandomWhile(() -> shuffle.nextInt(4) == 0);
-        return;
+        return true;
       }
-    } else if (q.isEmpty() && ready(insn.waitTok())) {
-      take(insn.waitTok());
-      execAt(pc, insn, regs);
-      signal(pc, insn.signalTok());
-      return;
+    } else if (q.isEmpty() && ready(cur.id, insn.waitTok())) {
+      take(cur.id, insn.waitTok());
+      execAt(pc, insn, cur.regs);
+      signal(pc, cur.id, insn.signalTok());
+      return true;
     }
     if (q.size() >= queueDepth) {
       Pending head = q.peekFirst();
-      throw image.trap(head.pc(), Trap.Kind.DEADLOCK, "the " + insn.engine() + " waits on token "
-          + head.insn().waitTok() + " (count 0), its queue is full (" + queueDepth
-          + " instructions), so the control unit cannot issue pc " + pc
+      if (otherIssues(cur)) {
+        cur.waiting = "its " + insn.engine() + " queue is full at pc " + pc;
+        return false;
+      }
+      throw image.trap(head.pc(), Trap.Kind.DEADLOCK, "the " + insn.engine() + " waits on "
+          + Streams.describe(head.stream(), head.insn().waitTok()) + " (count 0), its queue is "
+          + "full (" + queueDepth + " instructions), so the control unit cannot issue pc " + pc
           + " and nothing issued can signal the token");
     }
-    q.addLast(new Pending(pc, insn, seq++, regs.clone()));
+    q.addLast(new Pending(cur.id, pc, insn, seq++, cur.regs.clone()));
+    return true;
   }
 
-  /** Halt and barrier: every queue must drain; since no head is ready, any left is a deadlock. */
-  private void drainAll(int pc, String why) {
-    if (shuffle != null) {
-      runRandomWhile(() -> true);
-    }
-    Pending oldest = null;
-    for (ArrayDeque<Pending> q : queues) {
-      Pending h = q.peekFirst();
-      if (h != null && (oldest == null || h.seq() < oldest.seq())) {
-        oldest = h;
-      }
-    }
-    if (oldest != null) {
-      throw image.trap(oldest.pc(), Trap.Kind.DEADLOCK, "the " + oldest.insn().engine()
-          + " waits on token " + oldest.insn().waitTok() + " (count 0) and nothing left to run "
-          + "will signal it (the control unit reached " + why + " at pc " + pc + ")"
-          + blockedHeads());
-    }
+  private String headName(Pending h) {
+    return (h.stream() == 0 ? "" : "stream 1's ") + h.insn().engine();
   }
 
   private String blockedHeads() {
@@ -352,7 +502,7 @@ final class FunctionalMachine {
     for (ArrayDeque<Pending> q : queues) {
       Pending h = q.peekFirst();
       if (h != null) {
-        sb.append(sb.isEmpty() ? "; blocked: " : ", ").append(h.insn().engine())
+        sb.append(sb.isEmpty() ? "; blocked: " : ", ").append(headName(h))
             .append(" at pc ").append(h.pc()).append(" on token ").append(h.insn().waitTok());
       }
     }

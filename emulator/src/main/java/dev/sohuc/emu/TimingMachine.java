@@ -33,30 +33,44 @@ final class TimingMachine {
   private final long[] argBlock;
   private final TraceWriter trace;
 
-  private final long[] regs = new long[32];
-  private final LoopStack loops = new LoopStack();
+  // per control stream (docs/isa.md, synchronization rule 8): registers, loops, where it issues
+  private final long[][] regs = {new long[32], new long[32]};
+  private final LoopStack[] loops = {new LoopStack(), new LoopStack()};
+  private final int[] pc = new int[Streams.COUNT];
+  private final long[] ctrlTime = new long[Streams.COUNT];
+  /** Stream 0 runs from the start, stream 1 from a fork until it halts. */
+  private final boolean[] running = {true, false};
+  /** The queues in use: stream 0's until the first fork, both streams' after it. */
+  private int queuesInUse = ENGINES;
+  /** Where each stream's code ends: stream 1's halt is the last instruction of its fork body. */
+  private final int[] end = new int[Streams.COUNT];
   private final Op[] ops;
   private final int depth;
 
-  // per engine (index = Engine.ordinal(); CTRL unused): in-order queue as a ring buffer
-  private final int[][] qPc = new int[ENGINES][];
-  private final long[][] qIssue = new long[ENGINES][];
-  private final long[][] qCycles = new long[ENGINES][];
+  /** Queues: stream * ENGINES + engine ordinal (CTRL's unused). */
+  private static final int QUEUES = Streams.COUNT * ENGINES;
+
+  // per queue: in-order, as a ring buffer
+  private final int[][] qPc = new int[QUEUES][];
+  private final long[][] qIssue = new long[QUEUES][];
+  private final long[][] qCycles = new long[QUEUES][];
   // per queued instruction: its completion latency and its work (an urgent allreduce's
   // algorithm, and so both, depend on its size)
-  private final long[][] qLatency = new long[ENGINES][];
-  private final long[][] qWork = new long[ENGINES][];
-  private final long[][] qSeq = new long[ENGINES][];
-  private final int[] qHead = new int[ENGINES];
-  private final int[] qSize = new int[ENGINES];
+  private final long[][] qLatency = new long[QUEUES][];
+  private final long[][] qWork = new long[QUEUES][];
+  private final long[][] qSeq = new long[QUEUES][];
+  private final int[] qHead = new int[QUEUES];
+  private final int[] qSize = new int[QUEUES];
+  /** Per queue: when its last instruction completes (a barrier waits for its stream's). */
+  private final long[] lastDone = new long[QUEUES];
+  /** Per engine: when it is free to start the next instruction of either stream's queue. */
   private final long[] freeAt = new long[ENGINES];
-  private final long[] lastDone = new long[ENGINES];
   final long[] busy = new long[ENGINES];
   final long[] count = new long[ENGINES];
 
-  // tokens: a min-heap of pending signal times per token
-  private final long[][] sig = new long[32][];
-  private final int[] sigSize = new int[32];
+  // tokens: a min-heap of pending signal times per counter (both streams' banks: Streams.slot)
+  private final long[][] sig = new long[Streams.COUNT * Streams.TOKENS][];
+  private final int[] sigSize = new int[Streams.COUNT * Streams.TOKENS];
 
   // the chip-to-chip group this machine belongs to; null: a single-chip run
   private Collective group;
@@ -92,17 +106,18 @@ final class TimingMachine {
     this.pcEngine = new int[image.length];
     this.pcHbm = new long[image.length];
     this.pcMacs = new long[image.length];
-    for (int e = 1; e < ENGINES; e++) {
-      qPc[e] = new int[depth];
-      qIssue[e] = new long[depth];
-      qCycles[e] = new long[depth];
-      qLatency[e] = new long[depth];
-      qWork[e] = new long[depth];
-      qSeq[e] = new long[depth];
+    for (int q = 0; q < QUEUES; q++) {
+      qPc[q] = new int[depth];
+      qIssue[q] = new long[depth];
+      qCycles[q] = new long[depth];
+      qLatency[q] = new long[depth];
+      qWork[q] = new long[depth];
+      qSeq[q] = new long[depth];
     }
-    for (int t = 0; t < 32; t++) {
+    for (int t = 0; t < sig.length; t++) {
       sig[t] = new long[4];
     }
+    end[0] = image.length;
   }
 
   /** Makes this machine chip {@code chip} of a group whose collectives synchronize. */
@@ -160,6 +175,7 @@ final class TimingMachine {
   private static final int K_SHLI = 13;
   private static final int K_SHRI = 14;
   private static final int K_LOOP = 15;
+  private static final int K_FORK = 16;
 
   /** Pre-decodes a control instruction into {@code o.kind} and its operands. */
   private static void decodeCtrl(Op o, Insn insn) {
@@ -179,6 +195,7 @@ final class TimingMachine {
       case Insn.Shli a -> ctrl(o, K_SHLI, a.rd(), a.rs1(), 0, a.shamt());
       case Insn.Shri a -> ctrl(o, K_SHRI, a.rd(), a.rs1(), 0, a.shamt());
       case Insn.Loop l -> ctrl(o, K_LOOP, 0, l.countReg(), l.body(), l.countImm());
+      case Insn.Fork f -> ctrl(o, K_FORK, 0, 0, 0, f.body());
       case Insn.Dma d -> o.kind = 0;
       case Insn.Gather g -> o.kind = 0;
       case Insn.Scatter s -> o.kind = 0;
@@ -260,7 +277,8 @@ final class TimingMachine {
     }
   }
 
-  private Op op(int pc) {
+  /** The pre-decoded instruction at pc, issued by {@code stream}. */
+  private Op op(int pc, int stream) {
     if (pc >= ops.length) {
       image.insn(pc); // traps: the program ran past its end
     }
@@ -282,7 +300,7 @@ final class TimingMachine {
     o.passes = c.passes();
     if (c.unit() != Cost.Unit.NONE) {
       o.values = new FieldValues(image.fields(pc));
-      o.values.regs = regs;
+      o.values.regs = regs[stream];
       o.values.recording = true;
       try {
         c.work().of(o.values);
@@ -372,11 +390,12 @@ final class TimingMachine {
     };
   }
 
-  /** Occupancy of one instruction with the registers as they are now. */
-  private long cycles(int pc, Op o) {
+  /** Occupancy of one instruction with the issuing stream's registers as they are now. */
+  private long cycles(int pc, Op o, long[] regs) {
     if (o.values == null) {
       return o.fixed;
     }
+    o.values.regs = regs;
     int[] rr = o.regsRead;
     boolean same = o.cycles >= 0;
     for (int i = 0; i < rr.length; i++) {
@@ -424,15 +443,18 @@ final class TimingMachine {
   // ---------------------------------------------------------------------------------------------
   // Tokens.
 
-  private void push(int pc, int tok, long time) {
-    long[] h = sig[tok];
-    int n = sigSize[tok];
+  /** Stream {@code stream} signals token {@code tok} at {@code time}. */
+  private void push(int pc, int stream, int tok, long time) {
+    int slot = Streams.slot(stream, tok);
+    long[] h = sig[slot];
+    int n = sigSize[slot];
     if (n >= FunctionalMachine.MAX_TOKEN_COUNT) {
-      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, "token " + tok + " would exceed "
-          + FunctionalMachine.MAX_TOKEN_COUNT + " (signalled that often without a wait)");
+      throw image.trap(pc, Trap.Kind.TOKEN_OVERFLOW, Streams.describe(stream, tok)
+          + " would exceed " + FunctionalMachine.MAX_TOKEN_COUNT
+          + " (signalled that often without a wait)");
     }
     if (n == h.length) {
-      h = sig[tok] = Arrays.copyOf(h, n * 2);
+      h = sig[slot] = Arrays.copyOf(h, n * 2);
     }
     int i = n;
     h[i] = time;
@@ -446,16 +468,19 @@ final class TimingMachine {
       h[i] = t;
       i = p;
     }
-    sigSize[tok] = n + 1;
+    sigSize[slot] = n + 1;
   }
 
-  private long earliest(int tok) {
-    return sigSize[tok] == 0 ? NEVER : sig[tok][0];
+  /** When stream {@code stream}'s token {@code tok} is first positive, or NEVER. */
+  private long earliest(int stream, int tok) {
+    int slot = Streams.slot(stream, tok);
+    return sigSize[slot] == 0 ? NEVER : sig[slot][0];
   }
 
-  private void pop(int tok) {
-    long[] h = sig[tok];
-    int n = --sigSize[tok];
+  private void pop(int stream, int tok) {
+    int slot = Streams.slot(stream, tok);
+    long[] h = sig[slot];
+    int n = --sigSize[slot];
     h[0] = h[n];
     int i = 0;
     while (true) {
@@ -477,154 +502,196 @@ final class TimingMachine {
   // ---------------------------------------------------------------------------------------------
   // The event loop.
 
-  /** Runs to halt and drain; returns the total number of cycles. */
+  /**
+   * Runs to halt and drain; returns the total number of cycles. Each step takes the earliest of
+   * the control units' next issues and the queue heads' starts (an engine start first on a tie).
+   */
   long run() {
-    int pc = 0;
-    long ctrlTime = 0;
-    boolean halted = false;
     long max = options.maxInstructions();
     while (true) {
-      // the control unit's next action
-      long ctrlAt = NEVER;
-      Op c = null;
-      if (!halted) {
-        c = op(pc);
-        if (c.engine != CTRL) {
-          ctrlAt = qSize[c.engine] < depth ? ctrlTime : NEVER;
-        } else if (c.kind == K_BARRIER) {
-          ctrlAt = queued() == 0 ? Math.max(ctrlTime, allDone()) : NEVER;
-        } else {
-          ctrlAt = ctrlTime;
-        }
-        if (c.engine == CTRL && c.wait != 0 && ctrlAt != NEVER) {
-          long s = earliest(c.wait);
-          ctrlAt = s == NEVER ? NEVER : Math.max(ctrlAt, s);
+      // the control units' next issues
+      int issuer = -1;
+      long issueAt = NEVER;
+      for (int s = 0; s < Streams.COUNT; s++) {
+        if (running[s]) {
+          long at = ctrlAt(s);
+          if (at < issueAt) {
+            issuer = s;
+            issueAt = at;
+          }
         }
       }
-      // the engines' next starts
+      // the engines' next starts: each engine's two queue heads, the older first on a tie
       int best = -1;
-      long bestAt = ctrlAt;
-      for (int e = 1; e < ENGINES; e++) {
-        if (qSize[e] == 0) {
-          continue;
-        }
-        int h = qHead[e];
-        long at = Math.max(freeAt[e], qIssue[e][h]);
-        Op head = ops[qPc[e][h]];
-        if (head.wait != 0) {
-          long s = earliest(head.wait);
-          at = s == NEVER ? NEVER : Math.max(at, s);
-        }
-        if (at <= bestAt && at != NEVER) {
-          best = e;
-          bestAt = at;
+      long bestAt = issueAt;
+      for (int base = 0; base < queuesInUse; base += ENGINES) {
+        int stream = base == 0 ? 0 : 1;
+        for (int e = 1; e < ENGINES; e++) {
+          int q = base + e;
+          if (qSize[q] == 0) {
+            continue;
+          }
+          int h = qHead[q];
+          long at = Math.max(freeAt[e], qIssue[q][h]);
+          Op head = ops[qPc[q][h]];
+          if (head.wait != 0) {
+            long t = earliest(stream, head.wait);
+            at = t == NEVER ? NEVER : Math.max(at, t);
+          }
+          if (at != NEVER && (at < bestAt || at == bestAt && (best < 0 || best - e != 0
+              && best - e != ENGINES || qSeq[q][h] < qSeq[best][qHead[best]]))) {
+            best = q;
+            bestAt = at;
+          }
         }
       }
-      if (best > 0) {
+      if (best >= 0) {
         start(best, bestAt);
         continue;
       }
-      if (ctrlAt == NEVER) {
-        if (halted && queued() == 0) {
-          return Math.max(ctrlTime, allDone());
+      if (issuer < 0) {
+        if (!running[0] && !running[1] && queued(-1) == 0) {
+          return Math.max(Math.max(ctrlTime[0], ctrlTime[1]), allDone(-1));
         }
-        throw deadlock(pc, c, halted);
+        throw deadlock();
       }
-      // issue at ctrlAt
       if (issued >= max) {
-        throw image.trap(pc, Trap.Kind.INSTRUCTION_LIMIT, "the instruction cap of " + max
-            + " issued instructions was reached (--max-instructions)");
+        throw image.trap(pc[issuer], Trap.Kind.INSTRUCTION_LIMIT, "the instruction cap of "
+            + max + " issued instructions was reached (--max-instructions)");
       }
-      issued++;
-      count[c.engine]++;
-      if (c.engine == CTRL && c.wait != 0) {
-        pop(c.wait);
-      }
-      if (c.engine != CTRL) {
-        long cyc = cycles(pc, c);
-        long latency = c.latency;
-        long work = c.realWork;
-        if (c.chips > 1 && c.insn instanceof Insn.Allreduce a && regs[a.urgent()] != 0) {
-          // urgent: one step when that finishes first (docs/isa.md, allreduce)
-          long oneStep = (c.chips - 1) * dev.sohuc.isa.InsnTable.collectiveBytes(c.values);
-          long oneStepCycles = c.fixed + (long) Math.ceil(oneStep / c.rate);
-          if (oneStepCycles + target.linkLatencyCycles() < cyc + latency) {
-            cyc = oneStepCycles;
-            latency = target.linkLatencyCycles();
-            work = oneStep;
-          }
-        }
-        int e = c.engine;
-        int slot = (qHead[e] + qSize[e]) % depth;
-        qPc[e][slot] = pc;
-        qIssue[e][slot] = ctrlAt + 1;
-        qCycles[e][slot] = cyc;
-        qLatency[e][slot] = latency;
-        qWork[e][slot] = work;
-        qSeq[e][slot] = seq++;
-        qSize[e]++;
-        if (c.mma) {
-          macsByType.merge(c.mmaType, c.realWork, Long::sum);
-          pcMacs[pc] += c.realWork;
-        }
-        hbmBytes += c.hbmSides * work;
-        pcHbm[pc] += c.hbmSides * work;
-        ctrlTime = ctrlAt + 1;
-        pc = loops.next(pc);
-        continue;
-      }
-      long done = ctrlAt + c.fixed;
-      busy[CTRL] += c.fixed;
-      profile(pc, CTRL, ctrlAt, c.fixed, done);
-      if (trace != null) {
-        trace.slice(CTRL, c.mnemonic, pc, ctrlAt, c.fixed);
-      }
-      if (c.signal != 0) {
-        push(pc, c.signal, done);
-      }
-      try {
-        pc = ctrl(pc, c);
-      } catch (Fault f) {
-        throw image.trap(pc, f);
-      }
-      if (pc < 0) {
-        halted = true;
-        pc = 0;
-      }
-      ctrlTime = done;
+      issue(issuer, issueAt);
     }
   }
 
-  /** Instructions waiting in the engines' queues. */
-  private int queued() {
+  /**
+   * When stream {@code s} can issue its next instruction: NEVER while it waits for a full queue,
+   * a token, its barrier's drain or (a fork) the previous stream 1's end.
+   */
+  private long ctrlAt(int s) {
+    if (s == 1 && pc[s] >= end[s]) {
+      throw image.trap(end[s] - 1, Trap.Kind.BAD_OPERAND, "stream 1 ran past the end of its "
+          + "code (the fork's body) without a halt");
+    }
+    Op c = op(pc[s], s);
+    long at = ctrlTime[s];
+    if (c.engine != CTRL) {
+      return qSize[s * ENGINES + c.engine] < depth ? at : NEVER;
+    }
+    if (c.kind == K_BARRIER) {
+      at = queued(s) == 0 ? Math.max(at, allDone(s)) : NEVER;
+    } else if (c.kind == K_FORK && s == 0) {
+      at = running[1] || queued(1) > 0 ? NEVER : Math.max(at, allDone(1));
+    }
+    if (c.wait != 0 && at != NEVER) {
+      long t = earliest(s, c.wait);
+      at = t == NEVER ? NEVER : Math.max(at, t);
+    }
+    return at;
+  }
+
+  /** Stream {@code s} issues its next instruction at {@code at}. */
+  private void issue(int s, long at) {
+    int p = pc[s];
+    Op c = ops[p];
+    issued++;
+    count[c.engine]++;
+    if (c.engine == CTRL && c.wait != 0) {
+      pop(s, c.wait);
+    }
+    if (c.engine != CTRL) {
+      long cyc = cycles(p, c, regs[s]);
+      long latency = c.latency;
+      long work = c.realWork;
+      if (c.chips > 1 && c.insn instanceof Insn.Allreduce a && regs[s][a.urgent()] != 0) {
+        // urgent: one step when that finishes first (docs/isa.md, allreduce)
+        long oneStep = (c.chips - 1) * dev.sohuc.isa.InsnTable.collectiveBytes(c.values);
+        long oneStepCycles = c.fixed + (long) Math.ceil(oneStep / c.rate);
+        if (oneStepCycles + target.linkLatencyCycles() < cyc + latency) {
+          cyc = oneStepCycles;
+          latency = target.linkLatencyCycles();
+          work = oneStep;
+        }
+      }
+      int q = s * ENGINES + c.engine;
+      int slot = (qHead[q] + qSize[q]) % depth;
+      qPc[q][slot] = p;
+      qIssue[q][slot] = at + 1;
+      qCycles[q][slot] = cyc;
+      qLatency[q][slot] = latency;
+      qWork[q][slot] = work;
+      qSeq[q][slot] = seq++;
+      qSize[q]++;
+      if (c.mma) {
+        macsByType.merge(c.mmaType, c.realWork, Long::sum);
+        pcMacs[p] += c.realWork;
+      }
+      hbmBytes += c.hbmSides * work;
+      pcHbm[p] += c.hbmSides * work;
+      ctrlTime[s] = at + 1;
+      pc[s] = loops[s].next(p);
+      return;
+    }
+    long done = at + c.fixed;
+    busy[CTRL] += c.fixed;
+    profile(p, CTRL, at, c.fixed, done);
+    if (trace != null) {
+      trace.slice(CTRL, c.mnemonic, p, at, c.fixed);
+    }
+    if (c.signal != 0) {
+      push(p, s, c.signal, done);
+    }
+    int next;
+    try {
+      next = ctrl(s, p, c, done);
+    } catch (Fault f) {
+      throw image.trap(p, f);
+    }
+    if (next < 0) {
+      running[s] = false;
+    } else {
+      pc[s] = next;
+    }
+    ctrlTime[s] = done;
+  }
+
+  /** Instructions waiting in stream {@code stream}'s queues (every stream's for -1). */
+  private int queued(int stream) {
     int n = 0;
-    for (int e = 1; e < ENGINES; e++) {
-      n += qSize[e];
+    for (int q = 0; q < queuesInUse; q++) {
+      if (stream < 0 || q / ENGINES == stream) {
+        n += qSize[q];
+      }
     }
     return n;
   }
 
-  private long allDone() {
+  /** When stream {@code stream}'s instructions (every stream's for -1) have all completed. */
+  private long allDone(int stream) {
     long t = 0;
-    for (int e = 1; e < ENGINES; e++) {
-      t = Math.max(t, lastDone[e]);
+    for (int q = 0; q < queuesInUse; q++) {
+      if (stream < 0 || q / ENGINES == stream) {
+        t = Math.max(t, lastDone[q]);
+      }
     }
     return t;
   }
 
-  private void start(int e, long at) {
-    int h = qHead[e];
-    int pc = qPc[e][h];
-    long cyc = qCycles[e][h];
-    long latency = qLatency[e][h];
+  /** Starts the head of queue {@code q} at {@code at} on its engine. */
+  private void start(int q, long at) {
+    int e = q % ENGINES;
+    int stream = q / ENGINES;
+    int h = qHead[q];
+    int pc = qPc[q][h];
+    long cyc = qCycles[q][h];
+    long latency = qLatency[q][h];
     Op o = ops[pc];
-    qHead[e] = (h + 1) % depth;
-    qSize[e]--;
+    qHead[q] = (h + 1) % depth;
+    qSize[q]--;
     if (o.wait != 0) {
-      pop(o.wait);
+      pop(stream, o.wait);
     }
     if (o.chips > 0) {
-      at = joinCollective(pc, o, at, qWork[e][h]);
+      at = joinCollective(pc, o, at, qWork[q][h]);
     }
     long end;
     try {
@@ -635,12 +702,12 @@ final class TimingMachine {
     end -= latency;
     freeAt[e] = end;
     // a LINK fence is done once the sums queued before it are (their latencies differ)
-    long done = o.fence ? Math.max(end, lastDone[e]) : end + latency;
-    lastDone[e] = Math.max(lastDone[e], done);
+    long done = o.fence ? Math.max(end, lastDone[q]) : end + latency;
+    lastDone[q] = Math.max(lastDone[q], done);
     busy[e] += cyc;
     profile(pc, e, at, cyc, done);
     if (o.signal != 0) {
-      push(pc, o.signal, done);
+      push(pc, stream, o.signal, done);
     }
     if (trace != null) {
       trace.slice(e, o.mnemonic, pc, at, cyc);
@@ -683,63 +750,96 @@ final class TimingMachine {
     }
   }
 
-  private Trap deadlock(int pc, Op c, boolean halted) {
-    if (!halted && c != null && c.engine == CTRL && c.wait != 0 && earliest(c.wait) == NEVER) {
-      return image.trap(pc, Trap.Kind.DEADLOCK, "the control unit waits on token " + c.wait
-          + " (count 0) and nothing issued can signal it");
-    }
-    int oldest = -1;
-    for (int e = 1; e < ENGINES; e++) {
-      if (qSize[e] > 0 && (oldest < 0 || qSeq[e][qHead[e]] < qSeq[oldest][qHead[oldest]])) {
-        oldest = e;
+  /** Nothing can issue or start: names what waits, in the words of a single stream's trap. */
+  private Trap deadlock() {
+    for (int s = 0; s < Streams.COUNT; s++) {
+      Op c = running[s] ? ops[pc[s]] : null;
+      if (c != null && c.engine == CTRL && c.wait != 0 && earliest(s, c.wait) == NEVER) {
+        return image.trap(pc[s], Trap.Kind.DEADLOCK, (s == 0 ? "the control unit" : "stream 1")
+            + " waits on " + Streams.describe(s, c.wait) + " (count 0) and nothing issued can "
+            + "signal it");
       }
     }
-    if (!halted && c != null && c.engine != CTRL && qSize[c.engine] >= depth) {
-      oldest = c.engine;
+    int oldest = -1;
+    for (int q = 0; q < QUEUES; q++) {
+      if (qSize[q] > 0 && (oldest < 0 || qSeq[q][qHead[q]] < qSeq[oldest][qHead[oldest]])) {
+        oldest = q;
+      }
+    }
+    String why = running[0] || running[1] ? "" : " (the control unit reached halt)";
+    for (int s = 0; s < Streams.COUNT; s++) {
+      Op c = running[s] ? ops[pc[s]] : null;
+      if (c != null && c.engine != CTRL && qSize[s * ENGINES + c.engine] >= depth) {
+        oldest = s * ENGINES + c.engine;
+        why = ", its queue is full (" + depth + " instructions), so the control unit cannot "
+            + "issue pc " + pc[s];
+        break;
+      }
     }
     if (oldest < 0) {
-      return image.trap(pc, Trap.Kind.DEADLOCK, "the control unit cannot proceed");
+      return image.trap(pc[0], Trap.Kind.DEADLOCK, "the control unit cannot proceed");
     }
     int hpc = qPc[oldest][qHead[oldest]];
     Op head = ops[hpc];
-    String why = halted ? " (the control unit reached halt)"
-        : c != null && c.engine == oldest ? ", its queue is full (" + depth
-            + " instructions), so the control unit cannot issue pc " + pc : "";
-    return image.trap(hpc, Trap.Kind.DEADLOCK, "the " + Engine.values()[oldest] + " waits on token "
-        + head.wait + " (count 0) and nothing left to run will signal it" + why);
+    return image.trap(hpc, Trap.Kind.DEADLOCK, "the " + (oldest < ENGINES ? "" : "stream 1's ")
+        + Engine.values()[oldest % ENGINES] + " waits on "
+        + Streams.describe(oldest / ENGINES, head.wait) + " (count 0) and nothing left to run "
+        + "will signal it" + why);
   }
 
-  /** Executes a control instruction on the scalar registers; returns the next pc, -1 on halt. */
-  private int ctrl(int pc, Op o) {
-    long[] r = regs;
+  /**
+   * Executes stream {@code s}'s control instruction at {@code p}, done at cycle {@code done};
+   * returns the next pc, -1 on halt.
+   */
+  private int ctrl(int s, int p, Op o, long done) {
+    long[] r = regs[s];
     switch (o.kind) {
       case K_HALT -> {
         return -1;
       }
       case K_NOP, K_BARRIER -> { }
-      case K_LI -> set(o.rd, o.imm);
+      case K_LI -> set(r, o.rd, o.imm);
       case K_LDARG ->
-          set(o.rd, argBlock[Emulator.argWord((int) o.imm, r[o.rs1], argBlock.length)]);
-      case K_ADD -> set(o.rd, r[o.rs1] + r[o.rs2]);
-      case K_SUB -> set(o.rd, r[o.rs1] - r[o.rs2]);
-      case K_MUL -> set(o.rd, r[o.rs1] * r[o.rs2]);
-      case K_MIN -> set(o.rd, Math.min(r[o.rs1], r[o.rs2]));
-      case K_MAX -> set(o.rd, Math.max(r[o.rs1], r[o.rs2]));
-      case K_ADDI -> set(o.rd, r[o.rs1] + o.imm);
-      case K_MULI -> set(o.rd, r[o.rs1] * o.imm);
-      case K_SHLI -> set(o.rd, r[o.rs1] << o.imm);
-      case K_SHRI -> set(o.rd, r[o.rs1] >>> o.imm);
+          set(r, o.rd, argBlock[Emulator.argWord((int) o.imm, r[o.rs1], argBlock.length)]);
+      case K_ADD -> set(r, o.rd, r[o.rs1] + r[o.rs2]);
+      case K_SUB -> set(r, o.rd, r[o.rs1] - r[o.rs2]);
+      case K_MUL -> set(r, o.rd, r[o.rs1] * r[o.rs2]);
+      case K_MIN -> set(r, o.rd, Math.min(r[o.rs1], r[o.rs2]));
+      case K_MAX -> set(r, o.rd, Math.max(r[o.rs1], r[o.rs2]));
+      case K_ADDI -> set(r, o.rd, r[o.rs1] + o.imm);
+      case K_MULI -> set(r, o.rd, r[o.rs1] * o.imm);
+      case K_SHLI -> set(r, o.rd, r[o.rs1] << o.imm);
+      case K_SHRI -> set(r, o.rd, r[o.rs1] >>> o.imm);
       case K_LOOP -> {
-        return loops.enter(pc, r[o.rs1] + o.imm, o.rs2, image.length);
+        return loops[s].enter(p, r[o.rs1] + o.imm, o.rs2, end[s]);
+      }
+      case K_FORK -> {
+        int body = (int) o.imm;
+        if (s != 0 || loops[0].depth() > 0) {
+          throw Fault.bad(s != 0 ? "stream 1 forks (only stream 0 does)"
+              : "fork inside a loop (stream 1 would run once per iteration)");
+        }
+        if ((long) p + 1 + body > image.length) {
+          throw Fault.bad("the fork's body (" + body + " instructions) runs past the end of the "
+              + "code (" + image.length + " instructions)");
+        }
+        System.arraycopy(r, 0, regs[1], 0, r.length);
+        loops[1].clear();
+        pc[1] = p + 1;
+        end[1] = p + 1 + body;
+        ctrlTime[1] = done;
+        running[1] = true;
+        queuesInUse = QUEUES;
+        return p + 1 + body;
       }
       default -> throw new IllegalStateException(o.mnemonic + " is not a control instruction");
     }
-    return loops.next(pc);
+    return loops[s].next(p);
   }
 
-  private void set(int rd, long v) {
+  private static void set(long[] r, int rd, long v) {
     if (rd != 0) {
-      regs[rd] = v;
+      r[rd] = v;
     }
   }
 }

@@ -69,6 +69,9 @@ public sealed interface Insn {
   /** {@code loop} (CTRL engine); semantics in docs/isa.md. */
   record Loop(int countReg, long countImm, int body, int waitTok, int signalTok) implements Insn {}
 
+  /** {@code fork} (CTRL engine); semantics in docs/isa.md. */
+  record Fork(int body, int waitTok, int signalTok) implements Insn {}
+
   /** {@code dma} (DMA engine); semantics in docs/isa.md. */
   record Dma(
       MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src,

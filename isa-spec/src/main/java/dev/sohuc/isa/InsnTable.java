@@ -172,8 +172,9 @@ public final class InsnTable {
 
     // ---- control unit: scalar registers, loops, synchronization
     t.add(InsnDef.builder(0x01, "halt", CTRL)
-        .semantics("Stops issuing. The program ends when every engine queue has drained; "
-            + "a queue that can never drain is a token deadlock.")
+        .semantics("Stops issuing (this stream's issuing, after a fork). The program ends when "
+            + "every stream has halted and every engine queue has drained; a queue that can never "
+            + "drain is a token deadlock.")
         .cost(1, NONE, 0, "-", v -> 0).example("halt").build());
     t.add(InsnDef.builder(0x02, "nop", CTRL)
         .semantics("Does nothing. With wait=t it is an explicit wait: the control unit stops "
@@ -181,7 +182,8 @@ public final class InsnTable {
         .cost(1, NONE, 0, "-", v -> 0).example("nop wait=3, signal=4").build());
     t.add(InsnDef.builder(0x03, "barrier", CTRL)
         .semantics("The control unit stops issuing until every engine queue is empty and every "
-            + "engine is idle.")
+            + "engine is idle (after a fork: until this stream's queues are empty and its "
+            + "instructions have completed).")
         .cost(1, NONE, 0, "-", v -> 0).example("barrier").build());
     t.add(InsnDef.builder(0x04, "li", CTRL)
         .reg("rd", "destination register")
@@ -231,6 +233,17 @@ public final class InsnTable {
             + "skips the body). Zero overhead: the jump back costs no cycle. Loops nest 4 deep; an "
             + "inner body must end at or before its outer body's end, and a fifth level traps.")
         .cost(1, NONE, 0, "-", v -> 0).example("loop r7, done").build());
+    t.add(InsnDef.builder(0x10, "fork", CTRL)
+        .bodyLen("body", 31, "number of instructions of stream 1's code, which starts right after "
+            + "the fork; a label names the first instruction after it, where stream 0 goes on")
+        .semantics("Starts control stream 1 at the next instruction, with a copy of stream 0's "
+            + "registers and no loops, and goes on `body` instructions later. Stream 1 issues its "
+            + "own instructions, into its own queue in each engine, beside stream 0, until its "
+            + "`halt`, the last instruction of its code (running past it traps). Only stream 0 "
+            + "forks, outside any loop; while the previous stream 1 has not halted and completed "
+            + "its instructions, a fork waits. Each stream has its own tokens 1..23; tokens "
+            + "24..31 are shared, for one stream to signal the other (see Synchronization).")
+        .cost(1, NONE, 0, "-", v -> 0).example("fork done").build());
 
     // ---- DMA: strided block copies
     t.add(InsnDef.builder(0x20, "dma", DMA)

@@ -130,6 +130,7 @@ public final class IsaDocGenerator {
                  +-------------------------- control unit (CTRL) ---------------------------+
                  |  32 x 64-bit scalar registers, loop stack (4 deep), token counters 1..31  |
                  |  issues every instruction in program order into one queue per engine     |
+                 |  (after a fork, two streams: each its own registers, tokens and queues)  |
                  +-----+-----------+----------------------+-----------------------+---------+
                        |           |                      |                       |
                   LINK queue   DMA queue              MXU queue               VPU queue
@@ -222,6 +223,21 @@ public final class IsaDocGenerator {
            control unit, unless it has halted) is waiting on a token whose counter is 0, nothing
            can ever signal again: the machine traps with a token deadlock naming each blocked
            instruction. A token counter above 65535 traps as an overflow.
+        8. **Two streams.** [`fork`](#fork) starts a second control stream, stream 1, at the
+           instruction after it; stream 0 goes on past stream 1's code. Each stream issues its
+           own instructions in its own program order (one per cycle each), with its own registers
+           (a copy of stream 0's at the fork) and loops, into its own in-order queue in each
+           engine. An engine with instructions waiting in both streams' queues starts whichever
+           head can start first (the one issued first when both can): two streams' ops, each a
+           chain of dependent instructions, overlap on the engines. Tokens 1..23 are each
+           stream's own (stream 1's token 3 is not stream 0's); tokens 24..31 are shared, so one
+           stream signals what the other waits for. `barrier` waits for its own stream's
+           instructions only; `halt` ends its stream, and the program ends when both streams
+           have halted and every queue has drained. Memories are shared: the program divides
+           SRAM and ACC between the streams, and orders their HBM accesses with shared tokens.
+           The deadlock rule covers both control units and all queues. A chip's collectives
+           still meet the other chips' in the order the chip starts them, whichever stream
+           issued them.
 
         A typical pattern (producer/consumer with double buffering) is in the
         [worked example](#worked-example-a-double-buffered-tiled-matmul).
