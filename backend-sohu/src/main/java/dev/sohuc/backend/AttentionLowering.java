@@ -166,8 +166,8 @@ final class AttentionLowering {
         : TILE;
     oInRegion = TILE * tPad;
     region = oInRegion + TILE * d;
-    if (Lowering.ACC_BASE + region > l.target().accWords()) {
-      throw new BackendException(n.describe() + ": needs " + (Lowering.ACC_BASE + region)
+    if (region > l.target().accWords()) {
+      throw new BackendException(n.describe() + ": needs " + region
           + " ACC words for keys up to " + tBound + ", the target has "
           + l.target().accWords());
     }
@@ -195,7 +195,7 @@ final class AttentionLowering {
     long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)
         + (narrow() ? 3 : 2) * Lowering.align(scoreBytes) + 2 * Lowering.align(TILE * 4);
     boolean overlap = at.mask() == null && !pipelined
-        && Lowering.ACC_BASE + 2 * region <= l.target().accWords()
+        && 2 * region <= l.target().accWords()
         && l.sramUsed() + overlapSram <= l.sramLimit();
     qRes = pipelined ? l.sram(qResBytes, "the batch's query tiles") : 0;
     nqRes = pipelined && narrow() ? l.sram(qResBytes / 4 * es, "the query tiles in " + mxu) : 0;
@@ -450,7 +450,7 @@ final class AttentionLowering {
     }
     Slot now = Slot.in(ring[0]);
     Slot next = Slot.in(ring[1]);
-    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot acc = Slot.at(l.accBase());
     Slot probs = Slot.at(pBufs[0]);
     int out = e.li(oRes);
     scores(now, query, 0, TOK_LOAD, acc);
@@ -715,8 +715,8 @@ final class AttentionLowering {
 
   /** The ACC region of the tile of {@code parity}, or of the other tile in flight. */
   private Slot region(int parity, boolean other) {
-    long r0 = Lowering.ACC_BASE;
-    long r1 = Lowering.ACC_BASE + region;
+    long r0 = l.accBase();
+    long r1 = l.accBase() + region;
     return other ? Slot.alternating(parity, r1, r0) : Slot.alternating(parity, r0, r1);
   }
 
@@ -851,7 +851,7 @@ final class AttentionLowering {
    * buffer.
    */
   private void compute(Slot kv, Slot slot, int cur, int diag) {
-    Slot acc = Slot.at(Lowering.ACC_BASE);
+    Slot acc = Slot.at(l.accBase());
     Slot probs = Slot.at(pBufs[0]);
     queryScores(kv, slot, cur, acc);
     softmax(acc, probs, cur, diag);

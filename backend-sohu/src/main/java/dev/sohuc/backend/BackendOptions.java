@@ -11,8 +11,12 @@ import java.util.TreeMap;
  * @param symbolBounds upper bound of each symbolic dimension (e.g. {@code seq -> 512}); buffers
  *     are sized for these bounds, and a run may use any value up to them
  * @param defaultSymbolBound bound of a symbol not named in {@code symbolBounds}
+ * @param secondStream the name of a value whose dependent ops run in a second control stream
+ *     beside the others (a step program's last micro-batch: its input rows), each stream in
+ *     half the SRAM and ACC; null for one stream
  */
-public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound) {
+public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound,
+    String secondStream) {
 
   public static final long DEFAULT_SYMBOL_BOUND = 512;
 
@@ -24,17 +28,22 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   }
 
   public static BackendOptions defaults() {
-    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND);
+    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, null);
   }
 
   public BackendOptions withTarget(Path t) {
-    return new BackendOptions(t, symbolBounds, defaultSymbolBound);
+    return new BackendOptions(t, symbolBounds, defaultSymbolBound, secondStream);
   }
 
   public BackendOptions withBound(String symbol, long bound) {
     Map<String, Long> m = new TreeMap<>(symbolBounds);
     m.put(symbol, bound);
-    return new BackendOptions(target, m, defaultSymbolBound);
+    return new BackendOptions(target, m, defaultSymbolBound, secondStream);
+  }
+
+  /** Runs the ops that depend on the value named {@code seed} in a second control stream. */
+  public BackendOptions withSecondStream(String seed) {
+    return new BackendOptions(target, symbolBounds, defaultSymbolBound, seed);
   }
 
   public long boundOf(String symbol) {
@@ -44,6 +53,7 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   /** One line for the container's metadata. */
   public String describe() {
     return "target=" + (target == null ? "<built-in sohu defaults>" : target.getFileName())
-        + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound;
+        + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound
+        + (secondStream == null ? "" : " second_stream=" + secondStream);
   }
 }

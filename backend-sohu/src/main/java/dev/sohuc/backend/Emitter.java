@@ -70,6 +70,23 @@ final class Emitter {
     used.set(0);
   }
 
+  /**
+   * An empty buffer for code that runs after this one's in another control stream (fork): it
+   * starts with this one's registers taken (a stream starts with a copy of them).
+   */
+  Emitter continuing() {
+    Emitter next = new Emitter();
+    next.used.or(used);
+    return next;
+  }
+
+  /** Appends {@code other}'s code and debug entries (loops are relative, so it moves as is). */
+  void append(Emitter other) {
+    code.addAll(other.code);
+    debugOp.addAll(other.debugOp);
+    debugLoc.addAll(other.debugLoc);
+  }
+
   List<Insn> code() {
     return code;
   }

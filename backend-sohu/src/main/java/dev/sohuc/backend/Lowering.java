@@ -47,8 +47,6 @@ import java.util.Map;
  * Every lowering leaves every token count where it found it (zero).
  */
 final class Lowering {
-  // the MXU fence accumulates nothing onto ACC word 0, so ACC can start at 0
-  static final long ACC_BASE = 0;
   static final long SRAM_ALIGN = 64;
 
   private final Emitter e;
@@ -57,6 +55,12 @@ final class Lowering {
   private final Map<Value, Long> hbm;
   private final Map<Value, Tensor> known;
   private long sramNext;
+  /**
+   * Where this lowering's SRAM and ACC start: 0, or the upper halves for a second control
+   * stream's ops (its target is then the halved one, so sizes stay relative).
+   */
+  private long sramBase;
+  private long accBase;
   private Node node;
 
   Lowering(Emitter e, TargetInfo target, Map<String, Integer> symbolRegs, Map<Value, Long> hbm,
@@ -442,8 +446,8 @@ final class Lowering {
 
   void lower(Node n) {
     this.node = n;
-    sramNext = 0;
-    sramTop = sramCollectives.limit(n, target.sramBytes());
+    sramNext = sramBase;
+    sramTop = sramBase + sramCollectives.limit(n, target.sramBytes());
     residentBefore = residentNow;
     residentNow = null;
     if (QuantLowering.claims(n.op())) {
@@ -531,20 +535,33 @@ final class Lowering {
     long at = sramNext;
     sramNext = align(at + bytes);
     if (sramNext > sramTop) {
-      throw new BackendException(node.describe() + ": needs " + sramNext + " bytes of SRAM (for "
-          + what + "), the target has " + sramTop
-          + (sramTop < target.sramBytes() ? " below the collectives' regions in SRAM" : ""));
+      throw new BackendException(node.describe() + ": needs " + (sramNext - sramBase)
+          + " bytes of SRAM (for " + what + "), the target has " + (sramTop - sramBase)
+          + (sramTop - sramBase < target.sramBytes() ? " below the collectives' regions in SRAM"
+              : ""));
     }
     return at;
   }
 
-  /** The end of the SRAM this op may use: below the collectives' regions in SRAM. */
+  /** The end of the SRAM this op may use (from its window's start): below the collectives'. */
   long sramLimit() {
-    return sramTop;
+    return sramTop - sramBase;
   }
 
+  /** The SRAM this op has taken, from its window's start. */
   long sramUsed() {
-    return sramNext;
+    return sramNext - sramBase;
+  }
+
+  /** The first ACC word this lowering's ops use. */
+  long accBase() {
+    return accBase;
+  }
+
+  /** Places this lowering's ops in SRAM and ACC from these offsets on (a second stream's). */
+  void setWindow(long sramBase, long accBase) {
+    this.sramBase = sramBase;
+    this.accBase = accBase;
   }
 
   static long align(long v) {

@@ -49,7 +49,7 @@ final class MatmulLowering {
     Dim batch = batched ? Lowering.product(at.dims().subList(0, ra - 2)) : Dim.of(1);
     long bStep = k * cols * 4;
     int mTile = m.isStatic() && m.value() < TILE ? (int) Math.max(1, m.value()) : TILE;
-    long accWords = Lowering.ACC_BASE + 2L * TILE * TILE;
+    long accWords = 2L * TILE * TILE;
     if (accWords > l.target().accWords()) {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
           + "has " + l.target().accWords());
@@ -127,8 +127,8 @@ final class MatmulLowering {
     int ahead = resident ? 2 : 1;
     int bAhead = resident ? e.li(l.sram(loadBytes, "B panels")) : bNext;
     // the row stream's two ACC tiles (resident A uses its ring instead)
-    int accCur = resident ? 0 : e.li(Lowering.ACC_BASE);
-    int accNext = resident ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    int accCur = resident ? 0 : e.li(l.accBase());
+    int accNext = resident ? 0 : e.li(l.accBase() + (long) TILE * TILE);
     int biasPtr = bias == null ? 0 : e.alloc();
     int jrem = e.alloc();
     int batchLoop = -1;
@@ -389,13 +389,13 @@ final class MatmulLowering {
   private void accOfOut(int acc, int out) {
     e.addImm(acc, out, -outRing);
     e.shri(acc, acc, 2);
-    e.addImm(acc, acc, Lowering.ACC_BASE);
+    e.addImm(acc, acc, l.accBase());
   }
 
   /** Opens the ring of ACC/output tile pairs for {@link #streamResident}, all free at first. */
   void openRing(Node n) {
     int ring = ring(l.target());
-    if (Lowering.ACC_BASE + (long) ring * TILE * TILE > l.target().accWords()) {
+    if ((long) ring * TILE * TILE > l.target().accWords()) {
       throw new BackendException(n.describe() + ": needs " + ring * TILE * TILE + " ACC "
           + "words, the target has " + l.target().accWords());
     }
@@ -437,7 +437,7 @@ final class MatmulLowering {
   static int ring(TargetInfo t) {
     long deepBytes = (long) DEEP_RING * TILE * TILE * 4;
     return 16 * deepBytes <= t.sramBytes()
-        && Lowering.ACC_BASE + (long) DEEP_RING * TILE * TILE <= t.accWords() ? DEEP_RING : RING;
+        && (long) DEEP_RING * TILE * TILE <= t.accWords() ? DEEP_RING : RING;
   }
 
   /** SRAM bytes the ring's output tiles take on {@code t}. */
@@ -623,7 +623,7 @@ final class MatmulLowering {
     e.mulImm(out, gAcc, GROUP * TILE * TILE * 4L);
     e.addImm(out, out, outRing);
     e.mulImm(gAcc, gAcc, GROUP * TILE * TILE);
-    e.addImm(gAcc, gAcc, Lowering.ACC_BASE);
+    e.addImm(gAcc, gAcc, l.accBase());
     e.emit(Emitter.fence(Engine.MXU, Emitter.TOK_FREE, 0));
     // per sub-panel: all but the last tile's mma, then the last; the group's very last
     // signals MXU. Each sub-panel walks A from the group's first row (then steps back), the

@@ -859,7 +859,7 @@ final class QuantLowering {
     Float swImm = scalar(q.wScale());
     boolean rowScale = sxImm == null;
     boolean colScale = swImm == null;
-    long accWords = Lowering.ACC_BASE + 2L * TILE * TILE;
+    long accWords = 2L * TILE * TILE;
     if (accWords > l.target().accWords()) {
       throw new BackendException(n.describe() + ": needs " + accWords + " ACC words, the target "
           + "has " + l.target().accWords());
@@ -917,7 +917,7 @@ final class QuantLowering {
     // streamed two panels ahead
     MatmulLowering ml = new MatmulLowering(l);
     boolean ring = resident != null
-        && Lowering.ACC_BASE + (long) MatmulLowering.ring(l.target()) * TILE * TILE
+        && (long) MatmulLowering.ring(l.target()) * TILE * TILE
             <= l.target().accWords()
         && l.sramUsed() + 3 * slotBytes + MatmulLowering.ringBytes(l.target())
             <= l.sramLimit();
@@ -998,8 +998,8 @@ final class QuantLowering {
     long tail = outCols % TILE;
     int bCur = e.li(slots);
     // the row stream's two ACC tiles (the ring replaces them)
-    int accCur = ring ? 0 : e.li(Lowering.ACC_BASE);
-    int accNext = ring ? 0 : e.li(Lowering.ACC_BASE + (long) TILE * TILE);
+    int accCur = ring ? 0 : e.li(l.accBase());
+    int accNext = ring ? 0 : e.li(l.accBase() + (long) TILE * TILE);
     // made before the loop opens, so the streams inside it find them (a constant first made
     // inside the loop is one of its own, remade each time it is entered): the load's output
     // row bytes, the store's plane strides, the result's row stride and the prefetch's clamp

@@ -75,8 +75,12 @@ public final class SohuBackend {
   private static final class Run {
     final Module module;
     final BackendOptions options;
-    final TargetInfo target;
+    /** The target, or each stream's half of it when the program forks (StreamPlan). */
+    TargetInfo target;
     final Function fn;
+    /** The ops that depend on the second stream's seed (StreamPlan.dependents). */
+    Set<Node> secondStream = Set.of();
+    StreamPlan plan = StreamPlan.single();
     final Map<Value, Tensor> known = new IdentityHashMap<>();
     /** Ranges of symbolic length, laid out at their bound (not known: their length varies). */
     final Map<Value, Tensor> rangePrefixes = new IdentityHashMap<>();
@@ -147,6 +151,11 @@ public final class SohuBackend {
       fold();
       for (Value c : Legalization.run(fn, known, module.weights())) {
         foldNode(c.producer());
+      }
+      secondStream = StreamPlan.dependents(fn, options.secondStream());
+      if (fn.body().stream().anyMatch(n -> !isSource(n) && !secondStream.contains(n))
+          && !secondStream.isEmpty()) {
+        target = target.halved();
       }
       for (Node n : fn.body()) {
         if (isSource(n)) {
@@ -221,128 +230,134 @@ public final class SohuBackend {
         lengthSlots.put(v, index);
         index += capacity;
       }
-      Lowering low = new Lowering(e, target, symRegs, addr, known);
-      low.setLengthSlots(lengthSlots);
-      low.setBoundSizes(size);
-      low.setBounds(bounds);
-      low.setFusedProducers(fusedProducers);
-      low.setResidency(residency);
-      low.setNarrowedNorms(narrowedNorms);
-      SramCollectives inSram = collectivesInSram ? SramCollectives.plan(fn, narrowedNorms,
-          fusedProducers, known, size, target.sramBytes()) : SramCollectives.none();
-      low.setSramCollectives(inSram);
-      low.setNarrowedRopes(narrowedRopes);
+      // a second stream's ops keep their collectives in HBM: the regions would be planned
+      // over both streams' ops
+      SramCollectives inSram = collectivesInSram && !plan.forked() ? SramCollectives.plan(fn,
+          narrowedNorms, fusedProducers, known, size, target.sramBytes()) : SramCollectives.none();
+      Lane[] lanes = plan.forked()
+          ? new Lane[] {new Lane(0, e.continuing()), new Lane(1, e.continuing())}
+          : new Lane[] {new Lane(0, e)};
+      for (Lane lane : lanes) {
+        lane.low = lowering(lane.e, symRegs, lengthSlots, inSram);
+        lane.low.setWindow(lane.id * target.sramBytes(), lane.id * target.accWords());
+      }
       // casts written by the norm or rope before them
       Set<Node> castInside = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
       castInside.addAll(narrowedNorms.values());
       castInside.addAll(narrowedRopes.values());
-      low.setEpilogues(epilogues);
-      low.setGatedPairs(gatedPairs);
-      low.setKvCapacity(kvCapacity);
       long maxSram = 0;
-      Node prev = null;  // the op lowered last, joined to the next by an engine handoff
-      // all_reduces summed inside their matmul whose link work runs on past it, oldest first
-      List<Value> summing = new ArrayList<>();
-      // the engine that waits for sums: the DMA, or the MXU from a qmatmul that read its x
-      // where a gather left it in SRAM until the next handoff (a DMA waiting too before that
-      // could take a sum's token meant for the MXU; a collective reads its operand in the link's
-      // order anyway)
-      Engine sumsWaiter = Engine.DMA;
       for (Node n : fn.body()) {
+        Lane lane = lanes[plan.of(n)];
+        Emitter le = lane.e;
+        Lowering low = lane.low;
+        lane.awaitOtherStream(n, lanes);
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castInside.contains(n)
             || inSram.quantizedInNorm(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
                 && !isBlockCollective(n))) {
+          lane.visited(n);
           continue;
         }
-        e.setOp(Emitter.opName(n), n.location().text());
+        lane.beforeOp(lanes);
+        le.setOp(Emitter.opName(n), n.location().text());
         if (isBlockCollective(n)) {
           // on the link while the next ops run; the first that reads the result waits for it
           if (low.isDoneInside(n)) {
             // scattered panel by panel inside its matmul: a LINK fence after the last panel
             // tells the first op that reads the result
-            e.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.ReduceScatter) n.op())
+            le.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.ReduceScatter) n.op())
                 .chips(), Emitter.TOK_SUMMED));
           } else {
-            awaitSums(e, summing, sumsRead(n, summing), sumsWaiter);
+            awaitSums(le, lane.summing, sumsRead(n, lane.summing), lane.sumsWaiter);
             Long region = inSram.gatherRegion(n);
             if (region == null) {
-              CollectiveLowering.block(e, low, n, addr.get(n.op().operands().get(0)),
+              CollectiveLowering.block(le, low, n, addr.get(n.op().operands().get(0)),
                   addr.get(n.result()));
             } else {
-              CollectiveLowering.gatherInSram(e, low, n, region);
+              CollectiveLowering.gatherInSram(le, low, n, region);
             }
           }
-          e.endOp();
-          summing.add(n.result());
+          le.endOp();
+          lane.summing.add(n.result());
+          lane.visited(n);
           continue;
         }
         boolean collective = n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce;
         if (collective && low.isDoneInside(n)) {
           // summed panel by panel inside its matmul (the op before): the other engines go on
           // with the next ops, and a LINK fence tells the first op that reads the sum
-          e.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.AllReduce) n.op())
+          le.emit(Emitter.linkFence((int) ((dev.sohuc.ir.op.TransformerOp.AllReduce) n.op())
               .chips(), Emitter.TOK_SUMMED));
-          e.endOp();
-          summing.add(aliasRoot(n.result()));
+          le.endOp();
+          lane.summing.add(aliasRoot(n.result()));
+          lane.visited(n);
           continue;
         }
-        if (prev != null) {
+        if (lane.prev != null) {
           // the tokens of the previous op's handoffEnd are consumed before a barrier too:
           // left over, they let a later op's engines start before the op before it finished
-          handoffStart(e, collective);
+          handoffStart(le, collective);
         }
-        sumsWaiter = Engine.DMA;
+        lane.sumsWaiter = Engine.DMA;
         if (collective) {
-          if (prev != null || !summing.isEmpty()) {
-            awaitSums(e, summing, summing.size());
-            e.emit(new Insn.Barrier(0, 0));
+          if (lane.prev != null || !lane.summing.isEmpty()) {
+            awaitSums(le, lane.summing, lane.summing.size());
+            le.emit(new Insn.Barrier(0, 0));
           }
         } else {
           // a qmatmul's mmas read x where its gather left it in SRAM: they wait, while the
           // weights' loads go ahead
-          sumsWaiter = low.readsGatherOnMxu(n) ? Engine.MXU : Engine.DMA;
-          awaitSums(e, summing, sumsRead(n, summing), sumsWaiter);
+          lane.sumsWaiter = low.readsGatherOnMxu(n) ? Engine.MXU : Engine.DMA;
+          awaitSums(le, lane.summing, sumsRead(n, lane.summing), lane.sumsWaiter);
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
-          CollectiveLowering.allreduce(e, low, a, addr.get(n.result()));
+          CollectiveLowering.allreduce(le, low, a, addr.get(n.result()));
         } else {
           low.lower(n);
         }
         // with the collectives' regions in SRAM above the op's own
-        maxSram = Math.max(maxSram, low.sramUsed() + target.sramBytes() - low.sramLimit());
-        e.endOp();
+        maxSram = Math.max(maxSram, lane.id * target.sramBytes() + low.sramUsed()
+            + target.sramBytes() - low.sramLimit());
+        le.endOp();
         if (collective) {
-          e.emit(new Insn.Barrier(0, 0));
-          prev = null;
+          le.emit(new Insn.Barrier(0, 0));
+          lane.prev = null;
         } else {
-          prev = n;
-          handoffEnd(e);
+          lane.prev = n;
+          handoffEnd(le);
         }
+        lane.visited(n);
       }
-      if (prev != null || !summing.isEmpty()) {
-        e.setOp("handoff", "");
-        if (prev != null) {
-          handoffStart(e, true);
-        }
-        awaitSums(e, summing, summing.size());
-        e.emit(new Insn.Barrier(0, 0));
+      for (Lane lane : lanes) {
+        lane.finish();
       }
+      if (plan.forked()) {
+        lanes[1].join(lanes[0]);
+        lanes[0].join(lanes[1]);
+      }
+      Emitter main = lanes[0].e;
       for (int i = 0; i < fn.outputs().size(); i++) {
         Function.Output o = fn.outputs().get(i);
         if (!outputAddr.get(i).equals(addr.get(o.value()))) {
-          e.setOp("output %" + o.name(), "");
+          main.setOp("output %" + o.name(), "");
           Value dst = Value.argument(o.name(), o.value().type());
           addr.put(dst, outputAddr.get(i));
-          low.copyDense(dst, o.value());
-          e.endOp();
+          lanes[0].low.copyDense(dst, o.value());
+          main.endOp();
         }
       }
-      e.setOp("end", "");
-      e.emit(new Insn.Barrier(0, 0));
-      e.emit(new Insn.Halt(0, 0));
+      main.setOp("end", "");
+      main.emit(new Insn.Barrier(0, 0));
+      main.emit(new Insn.Halt(0, 0));
+      if (plan.forked()) {
+        // stream 1's code right after the fork, stream 0 past it
+        e.setOp("fork", "");
+        e.emit(new Insn.Fork(lanes[1].e.pc(), 0, 0));
+        e.append(lanes[1].e);
+        e.append(main);
+      }
       List<Word> words = new ArrayList<>();
       List<SohuProgram.DebugEntry> debug = new ArrayList<>();
       for (int pc = 0; pc < e.code().size(); pc++) {
@@ -362,6 +377,149 @@ public final class SohuBackend {
       SohuProgram p = new SohuProgram(new SohuProgram.Target(target.name(), target.sha256()),
           words, consts, symbols, debug, meta, args);
       return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram, notes);
+    }
+
+    /** A lowering for {@code e}'s ops, with the plans every op consults. */
+    private Lowering lowering(Emitter e, Map<String, Integer> symRegs,
+        Map<Value, Integer> lengthSlots, SramCollectives inSram) {
+      Lowering low = new Lowering(e, target, symRegs, addr, known);
+      low.setLengthSlots(lengthSlots);
+      low.setBoundSizes(size);
+      low.setBounds(bounds);
+      low.setFusedProducers(fusedProducers);
+      low.setResidency(residency);
+      low.setNarrowedNorms(narrowedNorms);
+      low.setSramCollectives(inSram);
+      low.setNarrowedRopes(narrowedRopes);
+      low.setEpilogues(epilogues);
+      low.setGatedPairs(gatedPairs);
+      low.setKvCapacity(kvCapacity);
+      return low;
+    }
+
+    /**
+     * One control stream's code as the body is walked: its emitter and lowering, the op lowered
+     * last (joined to the next by an engine handoff), the sums still on its link, and what it
+     * signals to and takes from the other stream. Shared tokens: {@link #SIGNALS} + id counts
+     * this stream's ops whose results the other stream reads (an HBM fence after each such
+     * op); {@link #DONE} says stream 1 has finished.
+     */
+    private final class Lane {
+      static final int SIGNALS = 24;
+      static final int DONE = 26;
+      final int id;
+      final Emitter e;
+      Lowering low;
+      Node prev;
+      /** All_reduces summed inside their matmul whose link work runs on past it, oldest first. */
+      final List<Value> summing = new ArrayList<>();
+      /**
+       * The engine that waits for sums: the DMA, or the MXU from a qmatmul that read its x where
+       * a gather left it in SRAM until the next handoff (a DMA waiting too before that could
+       * take a sum's token meant for the MXU; a collective reads its operand in the link's
+       * order anyway).
+       */
+      Engine sumsWaiter = Engine.DMA;
+      /** This stream's signals so far, and whether its last op's results are owed one. */
+      int signals;
+      boolean owesSignal;
+      /** The other stream's signals taken, and how many its next op must have taken. */
+      int taken;
+      int needed;
+      /** Per shared value this stream wrote: the signal that says it is in HBM. */
+      final Map<Value, Integer> signalOf = new IdentityHashMap<>();
+
+      Lane(int id, Emitter e) {
+        this.id = id;
+        this.e = e;
+      }
+
+      /** Notes what {@code n} reads from the other stream, which its op must wait for. */
+      void awaitOtherStream(Node n, Lane[] lanes) {
+        if (!plan.forked()) {
+          return;
+        }
+        for (Value v : n.op().operands()) {
+          Value root = aliasRoot(v);
+          Integer signal = lanes[1 - id].signalOf.get(root);
+          if (plan.shared(root) && signal != null) {
+            needed = Math.max(needed, signal);
+          }
+        }
+      }
+
+      /**
+       * {@code n} is done (its op emitted, or lowered by another): a shared value it made is in
+       * HBM once the op this stream emitted last is, so that op owes a signal.
+       */
+      void visited(Node n) {
+        for (Value r : n.results()) {
+          if (plan.shared(r)) {
+            if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce || isBlockCollective(n)) {
+              throw new BackendException(n.describe() + ": a collective's result, read by the "
+                  + "other control stream (its sum is on the link past the op)");
+            }
+            owesSignal = true;
+            signalOf.put(r, signals + 1);
+          }
+        }
+      }
+
+      /** Before this stream's next op: the signal its last op owes, the other's it needs. */
+      void beforeOp(Lane[] lanes) {
+        if (!plan.forked()) {
+          return;
+        }
+        settle();
+        take(lanes[1 - id], needed);
+      }
+
+      /** The signal the last op owes, after its stores (handoffEnd): its HBM writes visible. */
+      void settle() {
+        if (owesSignal) {
+          e.emit(Emitter.hbmFence(0, SIGNALS + id));
+          signals++;
+          owesSignal = false;
+        }
+      }
+
+      /** Waits until the other stream has signalled {@code count} times in all. */
+      void take(Lane other, int count) {
+        for (; taken < count; taken++) {
+          e.emit(new Insn.Nop(SIGNALS + other.id, 0));
+        }
+      }
+
+      /** The end of this stream's ops: the last handoff, every sum, a barrier. */
+      void finish() {
+        settle();
+        if (prev == null && summing.isEmpty()) {
+          return;
+        }
+        e.setOp("handoff", "");
+        if (prev != null) {
+          handoffStart(e, true);
+        }
+        awaitSums(e, summing, summing.size());
+        e.emit(new Insn.Barrier(0, 0));
+      }
+
+      /**
+       * The streams meet at the end: stream 1 takes stream 0's signals left and says it is
+       * done, then halts; stream 0 waits for that, then takes the rest of stream 1's signals.
+       */
+      void join(Lane other) {
+        e.setOp("join", "");
+        if (id == 1) {
+          take(other, other.signals);
+          e.emit(new Insn.Barrier(0, 0));
+          e.emit(new Insn.Nop(0, DONE));
+          e.emit(new Insn.Halt(0, 0));
+        } else {
+          e.emit(new Insn.Nop(DONE, 0));
+          take(other, other.signals);
+        }
+      }
     }
 
     /**
@@ -531,6 +689,10 @@ public final class SohuBackend {
       narrowedRopes = Lowering.narrowedRopes(fn, this::isAlias);
       residency = QuantLowering.residency(fn, fusedProducers, size, target);
       narrowedNorms = Lowering.narrowedNorms(fn, residency);
+      Map<Node, Node> doneInside = new IdentityHashMap<>(fusedProducers);
+      narrowedNorms.forEach((norm, cast) -> doneInside.put(cast, norm));
+      narrowedRopes.forEach((rope, cast) -> doneInside.put(cast, rope));
+      plan = StreamPlan.of(fn, secondStream, doneInside, this::aliasRoot, SohuBackend::isSource);
       arena = planArena(next);
       hbmEnd = next + arena[0];
     }
@@ -987,8 +1149,11 @@ public final class SohuBackend {
               lastUse.getOrDefault(n.result(), body.size()), Math::max);
         }
       }
-      List<Block> live = new ArrayList<>();
-      long top = 0;
+      // one region per stream, and one for the values both streams read, which live to the
+      // end: a stream's op runs whenever the other stream is, so only its own stream's later
+      // ops may reuse a block. Planned at far-apart provisional bases, placed one after another
+      List<List<Block>> live = List.of(new ArrayList<>(), new ArrayList<>(), new ArrayList<>());
+      long[] top = new long[3];
       long total = 0;
       for (int i = 0; i < body.size(); i++) {
         Node n = body.get(i);
@@ -1000,38 +1165,62 @@ public final class SohuBackend {
           continue;
         }
         final int now = i;
-        live.removeIf(b -> b.end() < now);
-        Block addend = inPlaceAddend(n, live, lastUse, base, now);
+        for (List<Block> region : live) {
+          region.removeIf(b -> b.end() < now);
+        }
         for (Value r : n.results()) {
           Long out = outputRegion.get(r);
           if (out != null) {
             addr.put(r, out);
             continue;
           }
+          int region = plan.shared(r) ? 2 : plan.of(n);
+          long regionBase = provisionalBase(base, region);
+          List<Block> regionLive = live.get(region);
           long sz = size.get(r);
+          int end = plan.shared(r) ? body.size() : lastUse.getOrDefault(r, i);
+          Block addend = inPlaceAddend(n, regionLive, lastUse, regionBase, now);
           if (addend != null) {
             // the addend's last reader writes its result over it, row for row
-            live.remove(addend);
-            live.add(new Block(addend.off(), sz, lastUse.getOrDefault(r, i)));
-            addr.put(r, base + addend.off());
+            regionLive.remove(addend);
+            regionLive.add(new Block(addend.off(), sz, end));
+            addr.put(r, regionBase + addend.off());
             total += sz;
             continue;
           }
           total += sz;
-          live.sort((x, y) -> Long.compare(x.off(), y.off()));
+          regionLive.sort((x, y) -> Long.compare(x.off(), y.off()));
           long at = 0;
-          for (Block b : live) {
+          for (Block b : regionLive) {
             if (b.off() - at >= sz) {
               break;
             }
             at = Math.max(at, align(b.off() + b.size()));
           }
-          live.add(new Block(at, sz, lastUse.getOrDefault(r, i)));
-          top = Math.max(top, at + sz);
-          addr.put(r, base + at);
+          regionLive.add(new Block(at, sz, end));
+          top[region] = Math.max(top[region], at + sz);
+          addr.put(r, regionBase + at);
         }
       }
-      return new long[] {align(top), total};
+      if (plan.forked()) {
+        long[] start = {0, align(top[0]), align(top[0]) + align(top[1])};
+        for (Map.Entry<Value, Long> a : addr.entrySet()) {
+          if (a.getValue() >= PROVISIONAL) {
+            int region = (int) (a.getValue() / PROVISIONAL) - 1;
+            a.setValue(base + start[region] + a.getValue() % PROVISIONAL);
+          }
+        }
+        return new long[] {start[2] + align(top[2]), total};
+      }
+      return new long[] {align(top[0]), total};
+    }
+
+    /** Arena regions are planned this far apart, then placed (planArena). */
+    private static final long PROVISIONAL = 1L << 56;
+
+    /** Where a region's blocks are planned: the arena's base for one stream's only region. */
+    private long provisionalBase(long base, int region) {
+      return plan.forked() ? (region + 1) * PROVISIONAL : base;
     }
 
     /**

@@ -32,6 +32,15 @@ import java.util.Map;
 public record TargetInfo(String name, String sha256, long sramBytes, long accWords, long hbmBytes,
     long hbmLatencyBytes, Map<DType, Long> balanceRows, double hbmBytesPerCycle) {
 
+  /**
+   * This target as each of two control streams sees it (SohuBackend's second stream): half the
+   * SRAM and half the ACC, the rest shared.
+   */
+  TargetInfo halved() {
+    return new TargetInfo(name, sha256, sramBytes / 2 / Lowering.SRAM_ALIGN * Lowering.SRAM_ALIGN,
+        accWords / 2, hbmBytes, hbmLatencyBytes, balanceRows, hbmBytesPerCycle);
+  }
+
   /** The description's key of each mma type's peak rate ({@code mxu.peak_bf16}, ...). */
   private static final Map<DType, String> PEAK_KEYS = Map.of(DType.F32, "peak_f32", DType.BF16,
       "peak_bf16", DType.F16, "peak_f16", DType.F8E4M3, "peak_f8", DType.F8E5M2, "peak_f8",

@@ -57,6 +57,15 @@ class SohuBackendTest {
   }
 
   /** A small encoder layer: layer_norm, matmul + bias, gelu, attention, residual add. */
+  /** A second stream's seed must name a value of the program. */
+  @Test
+  void aSecondStreamSeedThatNamesNoValueIsAnError() {
+    BackendException e = assertThrows(BackendException.class, () -> SohuBackend.compile(
+        encoder(64, 1), BackendOptions.defaults().withSecondStream("no_such_value")));
+    assertTrue(e.getMessage().equals("second stream: no value of the program is named "
+        + "%no_such_value"), e.getMessage());
+  }
+
   static Module encoder(long hidden, int layers) {
     Module m = new Module("enc");
     Value x = Value.argument("x", seqType(hidden));

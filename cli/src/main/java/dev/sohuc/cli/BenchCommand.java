@@ -55,6 +55,10 @@ final class BenchCommand implements Callable<Integer> {
       + "whole blocks). On by default; --no-sequence-parallel keeps all rows on every chip "
       + "(all_reduce).")
   boolean sequenceParallel = true;
+  @Option(names = "--two-streams", description = "The step program's last micro-batch in a "
+      + "second control stream (fork), each stream in half the SRAM and ACC and its collectives "
+      + "through HBM; off by default: it measures slower today (README).")
+  boolean twoStreams;
   @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
   Path target;
   @Option(names = "--report", description = "Write a self-contained HTML report.")
@@ -118,7 +122,7 @@ final class BenchCommand implements Callable<Integer> {
     StepModel model;
     try {
       model = new StepModel(config, tp, chunk, decodeBatch, inputLen + outputLen, target, mode,
-          sequenceParallel);
+          sequenceParallel, twoStreams);
     } catch (dev.sohuc.passes.tp.ShardException e) {
       if (tensorParallel != null) {
         throw e;
@@ -168,9 +172,9 @@ final class BenchCommand implements Callable<Integer> {
     m.put("chips", chips);
     m.put("tensor_parallel", tp);
     m.put("replicas", replicas);
-    String split = tp == 1 ? "one chip" : model.sequenceParallel()
+    String split = (tp == 1 ? "one chip" : model.sequenceParallel()
         ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
-        : "tensor-parallel (all_reduce)";
+        : "tensor-parallel (all_reduce)") + (twoStreams ? ", two control streams" : "");
     m.put("parallelism", replicas == 1 ? split : tp == 1
         ? replicas + " data-parallel replicas of 1 chip"
         : replicas + " data-parallel replicas of " + tp + " chips, each " + split);

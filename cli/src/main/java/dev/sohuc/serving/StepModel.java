@@ -132,7 +132,8 @@ public final class StepModel {
 
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile) {
-    this(config, chips, prefillChunk, maxDecodeBatch, maxKv, targetFile, QuantMode.NONE, true);
+    this(config, chips, prefillChunk, maxDecodeBatch, maxKv, targetFile, QuantMode.NONE, true,
+        false);
   }
 
   /**
@@ -144,10 +145,12 @@ public final class StepModel {
    * step program shards its rows between the tensor-parallel sums
    * ({@link SequenceParallelPass}); its prompt and decode rows are then taken in multiples of
    * the chips, the rows of a step rounded up to them. The decode-only program keeps all_reduce:
-   * its 127 rows make collectives too small to hide, and it measured slower split.
+   * its 127 rows make collectives too small to hide, and it measured slower split. With
+   * {@code twoStreams} the step program runs its last micro-batch's ops in a second control
+   * stream (BackendOptions.secondStream): measured slower too (README).
    */
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
-      Path targetFile, QuantMode quant, boolean sequenceParallel) {
+      Path targetFile, QuantMode quant, boolean sequenceParallel, boolean twoStreams) {
     this.config = config;
     this.quant = quant;
     this.chips = chips;
@@ -174,8 +177,9 @@ public final class StepModel {
       Future<CompiledProgram> stepProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
               .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)), sequenceParallel),
-          bounds(base, Map.of("batch", stepRows(maxDecodeBatch),
-              "seq", microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)))));
+          bounds(twoStreams ? base.withSecondStream(HfOptions.microBatchIds(MICRO_BATCHES - 1))
+              : base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
+              microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)))));
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)),
               false),

@@ -123,6 +123,23 @@ class BenchCommandTest {
     }
   }
 
+  /**
+   * The step program in two control streams serves the same requests, each its output length,
+   * in the same steps: only their times differ.
+   */
+  @Test
+  void twoStreamsServeTheSameSteps() throws Exception {
+    JsonNode one = benchJson("one-stream", "--chips", "2", "--requests", "3");
+    JsonNode two = benchJson("two-streams", "--chips", "2", "--requests", "3", "--two-streams");
+    assertTrue(two.get("parallelism").asText().endsWith(", two control streams"),
+        two.toString());
+    assertEquals(one.get("steps").size(), two.get("steps").size());
+    assertEquals(one.get("output_tokens").asLong(), two.get("output_tokens").asLong());
+    assertEquals(one.get("article_batch").get("compiled_mxu_flops_server").asDouble(),
+        two.get("article_batch").get("compiled_mxu_flops_server").asDouble(), 0);
+    assertTrue(two.get("prefill_mfu").asDouble() > 0);
+  }
+
   private JsonNode benchJson(String name, String... options) throws Exception {
     Path json = tmp.resolve(name + ".json");
     java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("bench",
@@ -336,7 +353,8 @@ class BenchCommandTest {
       }
     }
     var model = new dev.sohuc.serving.StepModel(Path.of("..", "examples", "tiny-llama",
-        "config.json"), 2, 32, 3, 36, null, dev.sohuc.passes.quant.QuantMode.BF16, true);
+        "config.json"), 2, 32, 3, 36, null, dev.sohuc.passes.quant.QuantMode.BF16, true,
+        false);
     for (var p : java.util.List.of(model.prefillProgram(), model.decodeProgram(),
         model.stepProgram())) {
       assertTrue(p.program().code().stream()

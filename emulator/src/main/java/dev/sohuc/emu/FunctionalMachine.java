@@ -901,6 +901,9 @@ final class FunctionalMachine {
       block(MemSpace.SRAM, "mma B (k x n)", b, k, ldb, 1, 0, (long) n * e, e);
     }
     int c0 = accTile("mma C", c, ldc, m, n);
+    if (k == 0 && mm.accumulate()) {
+      return;  // adds no products: ACC keeps its bits (an MXU fence's, beside the other stream)
+    }
     boolean integer = t == DType.I8;
     if (integer) {
       int[][] cc = new int[m][n];

@@ -262,7 +262,7 @@ final class DecoderModel {
     List<Value[]> promptRope = new ArrayList<>();
     for (int m = 0; m < micro; m++) {
       Value rowIds = micro == 1 ? ids : g.b.add(new DataOp.Slice(ids, List.of(Dim.of(m)), List.of(Dim.of(m + 1)),
-          List.of(0L), List.of(1L)), embedLoc, "input_ids.micro" + m);
+          List.of(0L), List.of(1L)), embedLoc, HfOptions.microBatchIds(m));
       streams.add(embed(g, table, rowIds, "prompt_embeddings"));
       promptRope.add(rotary(g, seq.times(Dim.of(m)), seq));
     }

@@ -98,6 +98,14 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
     return new HfOptions(graph, dimBindings, shapeOnly, count, dimMultiples);
   }
 
+  /**
+   * The name of a step graph's micro-batch {@code m}'s token ids (its row of {@code input_ids}):
+   * the ops that depend on it are that micro-batch's (and the later ones' attention).
+   */
+  public static String microBatchIds(int m) {
+    return "input_ids.micro" + m;
+  }
+
   /** The named symbolic dims as multiples: {@code ?seq} becomes {@code k*?"seq/k"}. */
   public HfOptions withDimMultiples(Map<String, Long> multiples) {
     return new HfOptions(graph, dimBindings, shapeOnly, microBatches, multiples);

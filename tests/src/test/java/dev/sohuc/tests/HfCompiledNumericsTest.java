@@ -24,6 +24,8 @@ import dev.sohuc.ir.interp.Interpreter;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.isa.DType;
+import dev.sohuc.isa.Insn;
+import dev.sohuc.isa.InsnCodec;
 import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import dev.sohuc.isa.container.SohuWriter;
@@ -207,13 +209,19 @@ class HfCompiledNumericsTest {
    * after P V), where the interpreter's attention keeps q and P in f32: the first layer's caches
    * agree bit for bit, the second's by one bf16 step in most prompt rows, and the logits by 0.6
    * to 0.8% (bf16) and 4.4% (fp8) of the largest. Tolerances 2^-6 and 2^-3: a wrong row,
-   * position or cache slot is off by the values themselves.
+   * position or cache slot is off by the values themselves. "streams": compiled as the bench
+   * compiles it, the second micro-batch's ops in a second control stream (each stream in half
+   * the SRAM and ACC, the first micro-batch's keys and values handed over by shared tokens), and
+   * emulated in an order the race check draws as well.
    */
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"llama none", "llama bf16", "llama fp8", "phi3 bf16", "mixtral bf16"})
+  @ValueSource(strings = {"llama none", "llama bf16", "llama fp8", "phi3 bf16", "mixtral bf16",
+      "llama none streams", "llama bf16 streams", "llama fp8 streams", "mixtral bf16 streams"})
   void quantizedServingStepMatchesTheInterpreter(String variantAndMode) throws Exception {
-    String variant = variantAndMode.split(" ")[0];
-    QuantMode mode = QuantMode.parse(variantAndMode.split(" ")[1]);
+    String[] parts = variantAndMode.split(" ");
+    String variant = parts[0];
+    QuantMode mode = QuantMode.parse(parts[1]);
+    boolean streams = parts.length > 2;
     TinyModel m = TinyModel.of(variant, 42);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
     Module module = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(2));
@@ -225,7 +233,13 @@ class HfCompiledNumericsTest {
     Map<String, Long> dims = Map.of("seq", PROMPT, "batch", (long) pastLengths.length, "past", 5L);
     Inputs in = randomInputs(module, dims, pastLengths, vocab, random);
     Map<String, Tensor> reference = new Interpreter(module).run(in.interpreter());
-    Map<String, HostTensor> chip = emulate(compile(module), in.chip());
+    BackendOptions options = streams
+        ? BackendOptions.defaults().withSecondStream(HfOptions.microBatchIds(1))
+        : BackendOptions.defaults();
+    SohuProgram program = SohuBackend.compile(module, options).program();
+    assertEquals(streams, program.code().stream().anyMatch(w -> InsnCodec.decode(w)
+        instanceof Insn.Fork), "forked");
+    Map<String, HostTensor> chip = emulate(program, in.chip(), Options.defaults());
     Map<String, float[]> expected = new LinkedHashMap<>();
     reference.forEach((k, v) -> expected.put(k, v.floats()));
     double tolerance = switch (mode) {
@@ -234,6 +248,11 @@ class HfCompiledNumericsTest {
       default -> 0x1p-6;
     };
     assertClose(variantAndMode + " quantized step", expected, chip, tolerance);
+    if (streams) {
+      Map<String, HostTensor> raced = emulate(program, in.chip(),
+          Options.defaults().withScheduleSeed(5L));
+      chip.forEach((k, v) -> assertArrayEquals(v.data(), raced.get(k).data(), k));
+    }
   }
 
   /** A module's inputs, for the reference interpreter and for the chip. */
@@ -317,7 +336,12 @@ class HfCompiledNumericsTest {
   }
 
   static Map<String, HostTensor> emulate(SohuProgram p, Map<String, HostTensor> inputs) {
-    Emulator emu = new Emulator(p, MachineDescription.defaultTarget(), Options.defaults());
+    return emulate(p, inputs, Options.defaults());
+  }
+
+  static Map<String, HostTensor> emulate(SohuProgram p, Map<String, HostTensor> inputs,
+      Options options) {
+    Emulator emu = new Emulator(p, MachineDescription.defaultTarget(), options);
     FunctionalResult r = emu.runFunctional(inputs, Map.of());
     return r.outputs();
   }

@@ -1,0 +1,112 @@
+package dev.sohuc.backend;
+
+import dev.sohuc.ir.Function;
+import dev.sohuc.ir.Node;
+import dev.sohuc.ir.Value;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.UnaryOperator;
+
+/**
+ * Which control stream runs each op ({@link BackendOptions#secondStream}): stream 1 the ops that
+ * depend, through their operands, on the seed value (a step program's last micro-batch), stream
+ * 0 the others. An op lowered inside another (a conversion fused into its reader, a cast its
+ * norm writes) runs where that one does. A value read by an op of the other stream than its
+ * producer's is shared: it lives in HBM until the end, its stream signals once it is there, and
+ * the reader's stream waits for that signal (SohuBackend).
+ */
+final class StreamPlan {
+  private final Map<Node, Integer> stream;
+  private final Set<Value> shared;
+  private final boolean forked;
+
+  private StreamPlan(Map<Node, Integer> stream, Set<Value> shared, boolean forked) {
+    this.stream = stream;
+    this.shared = shared;
+    this.forked = forked;
+  }
+
+  /** Every op in stream 0. */
+  static StreamPlan single() {
+    return new StreamPlan(Map.of(), Set.of(), false);
+  }
+
+  /** The ops that depend on the value named {@code seed}, in body order; empty without one. */
+  static Set<Node> dependents(Function fn, String seed) {
+    Set<Node> out = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    if (seed == null) {
+      return out;
+    }
+    Value seedValue = fn.arguments().stream().filter(a -> a.name().equals(seed)).findFirst()
+        .orElse(null);
+    for (Node n : fn.body()) {
+      for (Value r : n.results()) {
+        if (seedValue == null && r.name().equals(seed)) {
+          seedValue = r;
+        }
+      }
+    }
+    if (seedValue == null) {
+      throw new BackendException("second stream: no value of the program is named %" + seed);
+    }
+    for (Node n : fn.body()) {
+      for (Value v : n.op().operands()) {
+        if (v == seedValue || (v.producer() != null && out.contains(v.producer()))) {
+          out.add(n);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The plan: {@code second} (from {@link #dependents}) in stream 1, each op of
+   * {@code doneInside} (an op to the op that lowers it, which may itself be done inside another)
+   * where that op runs; forked when both streams have ops.
+   */
+  static StreamPlan of(Function fn, Set<Node> second, Map<Node, Node> doneInside,
+      UnaryOperator<Value> aliasRoot, java.util.function.Predicate<Node> isSource) {
+    Map<Node, Integer> stream = new IdentityHashMap<>();
+    int inFirst = 0;
+    for (Node n : fn.body()) {
+      Node doer = n;
+      while (doneInside.containsKey(doer)) {
+        doer = doneInside.get(doer);
+      }
+      int s = second.contains(doer) ? 1 : 0;
+      stream.put(n, s);
+      if (!isSource.test(n)) {
+        inFirst += 1 - s;
+      }
+    }
+    boolean forked = !second.isEmpty() && inFirst > 0;
+    Set<Value> shared = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : fn.body()) {
+      for (Value v : n.op().operands()) {
+        Value root = aliasRoot.apply(v);
+        Node p = root.producer();
+        if (p != null && !isSource.test(p) && !stream.get(p).equals(stream.get(n))) {
+          shared.add(root);
+        }
+      }
+    }
+    return new StreamPlan(stream, shared, forked);
+  }
+
+  /** Whether both streams run ops. */
+  boolean forked() {
+    return forked;
+  }
+
+  /** The stream of op {@code n}: 0 or 1. */
+  int of(Node n) {
+    return forked ? stream.get(n) : 0;
+  }
+
+  /** Whether the other stream than its producer's reads {@code root} (an alias root). */
+  boolean shared(Value root) {
+    return forked && shared.contains(root);
+  }
+}
