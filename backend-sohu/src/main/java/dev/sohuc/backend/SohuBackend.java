@@ -230,16 +230,17 @@ public final class SohuBackend {
         lengthSlots.put(v, index);
         index += capacity;
       }
-      // a second stream's ops keep their collectives in HBM: the regions would be planned
-      // over both streams' ops
-      SramCollectives inSram = collectivesInSram && !plan.forked() ? SramCollectives.plan(fn,
-          narrowedNorms, fusedProducers, known, size, target.sramBytes()) : SramCollectives.none();
       Lane[] lanes = plan.forked()
           ? new Lane[] {new Lane(0, e.continuing()), new Lane(1, e.continuing())}
           : new Lane[] {new Lane(0, e)};
       for (Lane lane : lanes) {
-        lane.low = lowering(lane.e, symRegs, lengthSlots, inSram);
-        lane.low.setWindow(lane.id * target.sramBytes(), lane.id * target.accWords());
+        // each stream's collectives in its own SRAM, planned over its own ops
+        long sramBase = lane.id * target.sramBytes();
+        lane.inSram = collectivesInSram ? SramCollectives.plan(fn, fn.body().stream()
+            .filter(n -> plan.of(n) == lane.id).toList(), narrowedNorms, fusedProducers, known,
+            size, target.sramBytes(), sramBase) : SramCollectives.none();
+        lane.low = lowering(lane.e, symRegs, lengthSlots, lane.inSram);
+        lane.low.setWindow(sramBase, lane.id * target.accWords());
       }
       // casts written by the norm or rope before them
       Set<Node> castInside = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
@@ -254,7 +255,7 @@ public final class SohuBackend {
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castInside.contains(n)
-            || inSram.quantizedInNorm(n)
+            || lane.inSram.quantizedInNorm(n)
             || (low.isDoneInside(n) && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce)
                 && !isBlockCollective(n))) {
           lane.visited(n);
@@ -271,7 +272,7 @@ public final class SohuBackend {
                 .chips(), Emitter.TOK_SUMMED));
           } else {
             awaitSums(le, lane.summing, sumsRead(n, lane.summing), lane.sumsWaiter);
-            Long region = inSram.gatherRegion(n);
+            Long region = lane.inSram.gatherRegion(n);
             if (region == null) {
               CollectiveLowering.block(le, low, n, addr.get(n.op().operands().get(0)),
                   addr.get(n.result()));
@@ -410,6 +411,8 @@ public final class SohuBackend {
       final int id;
       final Emitter e;
       Lowering low;
+      /** This stream's collectives planned in its SRAM (or none: all through HBM). */
+      SramCollectives inSram;
       Node prev;
       /** All_reduces summed inside their matmul whose link work runs on past it, oldest first. */
       final List<Value> summing = new ArrayList<>();

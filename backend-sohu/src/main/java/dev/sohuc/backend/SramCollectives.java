@@ -76,20 +76,22 @@ final class SramCollectives {
   }
 
   /**
-   * Plans the regions of {@code fn}'s gathers, then of its scatters.
+   * Plans the regions of the gathers, then of the scatters, among {@code body}'s ops (one
+   * control stream's, in order) in the SRAM from {@code base} on, {@code sramBytes} long; a
+   * region's every user must be among them.
    *
    * @param narrowedNorms the norms that write their bf16 cast themselves, to that cast
    * @param fused ops lowered inside their reader, to that reader (a norm's residual add)
    * @param sizeAtBound each value's bytes at the symbols' bounds
    */
-  static SramCollectives plan(Function fn, Map<Node, Node> narrowedNorms, Map<Node, Node> fused,
-      Map<Value, Tensor> known, Map<Value, Long> sizeAtBound, long sramBytes) {
+  static SramCollectives plan(Function fn, List<Node> body, Map<Node, Node> narrowedNorms,
+      Map<Node, Node> fused, Map<Value, Tensor> known, Map<Value, Long> sizeAtBound,
+      long sramBytes, long base) {
     SramCollectives s = new SramCollectives();
     Map<Node, Node> normOfCast = new IdentityHashMap<>();
     narrowedNorms.forEach((norm, cast) -> normOfCast.put(cast, norm));
     Map<Value, List<Node>> users = fn.users();
     Set<Value> outputs = fn.outputValues();
-    List<Node> body = fn.body();
     Map<Node, Integer> index = new IdentityHashMap<>();
     for (int i = 0; i < body.size(); i++) {
       index.put(body.get(i), i);
@@ -104,6 +106,7 @@ final class SramCollectives {
       Node p = x.producer();
       List<Node> readers = users.getOrDefault(g.result(), List.of());
       if (p == null || readers.isEmpty() || users.get(x).size() != 1
+          || !readers.stream().allMatch(index::containsKey)
           || outputs.contains(g.result()) || !x.type().dim(x.type().rank() - 1).isStatic()) {
         continue;
       }
@@ -114,7 +117,8 @@ final class SramCollectives {
         norm = ((QuantOp.DynamicQuantize) p.op()).x().producer();
       }
       Value scales = scaleGather == null ? null : scaleGather.result();
-      if (norm == null || !(norm.op() instanceof TransformerOp.RmsNorm) || !fusedAdd(norm, fused)
+      if (norm == null || !index.containsKey(norm) || !(norm.op() instanceof TransformerOp.RmsNorm)
+          || !fusedAdd(norm, fused)
           || !readers.stream().allMatch(r -> takesResidentX(r, g.result(), scales, known))
           || scales != null && !users.get(scales).stream().allMatch(readers::contains)) {
         continue;
@@ -133,6 +137,7 @@ final class SramCollectives {
       if (address < 0) {
         continue;
       }
+      address += base;
       s.regions.put(g.result(), address);
       s.gathers.put(g, address);
       if (scales != null) {
@@ -147,7 +152,8 @@ final class SramCollectives {
     // loads and the link's HBM traffic) than a scatter's (the partial sums' stores)
     for (Node r : body) {
       if (r.op() instanceof TransformerOp.ReduceScatter) {
-        s.planScatter(r, body, index, users, outputs, fused, sizeAtBound, sramBytes, placed);
+        s.planScatter(r, body, index, users, outputs, fused, sizeAtBound, sramBytes, base,
+            placed);
       }
     }
     return s;
@@ -184,7 +190,7 @@ final class SramCollectives {
    */
   private void planScatter(Node scatter, List<Node> body, Map<Node, Integer> index,
       Map<Value, List<Node>> users, Set<Value> outputs, Map<Node, Node> fused,
-      Map<Value, Long> sizeAtBound, long sramBytes, List<long[]> placed) {
+      Map<Value, Long> sizeAtBound, long sramBytes, long base, List<long[]> placed) {
     Value partial = scatter.op().operands().get(0);
     Node cast = partial.producer();
     if (!CollectiveLowering.scattersPanels(scatter) || cast == null
@@ -205,7 +211,8 @@ final class SramCollectives {
     while (fused.get(norm) != null) {
       norm = fused.get(norm);
     }
-    if (!(norm.op() instanceof TransformerOp.RmsNorm) || !fusedAdd(norm, fused)) {
+    if (!(norm.op() instanceof TransformerOp.RmsNorm) || !fusedAdd(norm, fused)
+        || !index.containsKey(q) || !index.containsKey(norm)) {
       return;
     }
     Long partialSize = sizeAtBound.get(partial);
@@ -218,8 +225,8 @@ final class SramCollectives {
     long address = place(body, index.get(q), index.get(norm), partialBytes + blockBytes,
         sramBytes / SHARE, sramBytes, placed);
     if (address >= 0) {
-      scattered.put(partial, address);
-      scattered.put(scatter.result(), address + partialBytes);
+      scattered.put(partial, base + address);
+      scattered.put(scatter.result(), base + address + partialBytes);
       partials.put(q, partial);
     }
   }
@@ -301,7 +308,10 @@ final class SramCollectives {
     return normBlocks.get(n);
   }
 
-  /** The SRAM that {@code n} may use: below every region live while it runs. */
+  /**
+   * The SRAM that {@code n} may use, from its stream's SRAM's start: below every region live
+   * while it runs.
+   */
   long limit(Node n, long sramBytes) {
     return limits.getOrDefault(n, sramBytes);
   }

@@ -521,7 +521,7 @@ final class TimingMachine {
           }
         }
       }
-      // the engines' next starts: each engine's two queue heads, the older first on a tie
+      // the engines' next starts: each engine's two queue heads, stream 0's first on a tie
       int best = -1;
       long bestAt = issueAt;
       for (int base = 0; base < queuesInUse; base += ENGINES) {
@@ -538,8 +538,8 @@ final class TimingMachine {
             long t = earliest(stream, head.wait);
             at = t == NEVER ? NEVER : Math.max(at, t);
           }
-          if (at != NEVER && (at < bestAt || at == bestAt && (best < 0 || best - e != 0
-              && best - e != ENGINES || qSeq[q][h] < qSeq[best][qHead[best]]))) {
+          // on a tie the later engine; on one engine stream 0's head (scanned first) wins
+          if (at != NEVER && (at < bestAt || at == bestAt && (best < 0 || best % ENGINES != e))) {
             best = q;
             bestAt = at;
           }
