@@ -3,6 +3,7 @@ package dev.sohuc.backend;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.regex.Pattern;
 
 /**
  * How to compile.
@@ -11,12 +12,12 @@ import java.util.TreeMap;
  * @param symbolBounds upper bound of each symbolic dimension (e.g. {@code seq -> 512}); buffers
  *     are sized for these bounds, and a run may use any value up to them
  * @param defaultSymbolBound bound of a symbol not named in {@code symbolBounds}
- * @param secondStream the name of a value whose dependent ops run in a second control stream
- *     beside the others (a step program's last micro-batch: its input rows), each stream in
- *     half the SRAM and ACC; null for one stream
+ * @param secondStream the ops whose result's name it finds run in a second control stream
+ *     beside the others (a serving step's decode attention); null for one stream
+ * @param secondStreamShare the second stream's share of the SRAM and the ACC (0 to 1)
  */
 public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound,
-    String secondStream) {
+    Pattern secondStream, double secondStreamShare) {
 
   public static final long DEFAULT_SYMBOL_BOUND = 512;
 
@@ -25,25 +26,32 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
     if (defaultSymbolBound < 1) {
       throw new IllegalArgumentException("default symbol bound must be positive");
     }
+    if (!(secondStreamShare > 0 && secondStreamShare < 1)) {
+      throw new IllegalArgumentException("a second stream's share must be between 0 and 1");
+    }
   }
 
   public static BackendOptions defaults() {
-    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, null);
+    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, null, 0.5);
   }
 
   public BackendOptions withTarget(Path t) {
-    return new BackendOptions(t, symbolBounds, defaultSymbolBound, secondStream);
+    return new BackendOptions(t, symbolBounds, defaultSymbolBound, secondStream,
+        secondStreamShare);
   }
 
   public BackendOptions withBound(String symbol, long bound) {
     Map<String, Long> m = new TreeMap<>(symbolBounds);
     m.put(symbol, bound);
-    return new BackendOptions(target, m, defaultSymbolBound, secondStream);
+    return new BackendOptions(target, m, defaultSymbolBound, secondStream, secondStreamShare);
   }
 
-  /** Runs the ops that depend on the value named {@code seed} in a second control stream. */
-  public BackendOptions withSecondStream(String seed) {
-    return new BackendOptions(target, symbolBounds, defaultSymbolBound, seed);
+  /**
+   * Runs the ops whose result's name {@code names} finds in a second control stream, with
+   * {@code share} of the SRAM and ACC.
+   */
+  public BackendOptions withSecondStream(Pattern names, double share) {
+    return new BackendOptions(target, symbolBounds, defaultSymbolBound, names, share);
   }
 
   public long boundOf(String symbol) {
@@ -54,6 +62,7 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   public String describe() {
     return "target=" + (target == null ? "<built-in sohu defaults>" : target.getFileName())
         + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound
-        + (secondStream == null ? "" : " second_stream=" + secondStream);
+        + (secondStream == null ? "" : " second_stream=" + secondStream.pattern() + "@"
+            + secondStreamShare);
   }
 }

@@ -75,10 +75,14 @@ public final class SohuBackend {
   private static final class Run {
     final Module module;
     final BackendOptions options;
-    /** The target, or each stream's half of it when the program forks (StreamPlan). */
+    /**
+     * The target, or stream 0's part of it when the program forks (StreamPlan); stream 1's
+     * part then.
+     */
     TargetInfo target;
+    TargetInfo secondTarget;
     final Function fn;
-    /** The ops that depend on the second stream's seed (StreamPlan.dependents). */
+    /** The ops the second stream runs (StreamPlan.named). */
     Set<Node> secondStream = Set.of();
     StreamPlan plan = StreamPlan.single();
     final Map<Value, Tensor> known = new IdentityHashMap<>();
@@ -152,10 +156,11 @@ public final class SohuBackend {
       for (Value c : Legalization.run(fn, known, module.weights())) {
         foldNode(c.producer());
       }
-      secondStream = StreamPlan.dependents(fn, options.secondStream());
+      secondStream = StreamPlan.named(fn, options.secondStream());
       if (fn.body().stream().anyMatch(n -> !isSource(n) && !secondStream.contains(n))
           && !secondStream.isEmpty()) {
-        target = target.halved();
+        secondTarget = target.part(options.secondStreamShare());
+        target = target.part(1 - options.secondStreamShare());
       }
       for (Node n : fn.body()) {
         if (isSource(n)) {
@@ -234,12 +239,14 @@ public final class SohuBackend {
           ? new Lane[] {new Lane(0, e.continuing()), new Lane(1, e.continuing())}
           : new Lane[] {new Lane(0, e)};
       for (Lane lane : lanes) {
-        // each stream's collectives in its own SRAM, planned over its own ops
+        // each stream's collectives in its own SRAM, planned over its own ops; stream 1's
+        // SRAM and ACC after stream 0's
+        TargetInfo part = lane.id == 0 ? target : secondTarget;
         long sramBase = lane.id * target.sramBytes();
         lane.inSram = collectivesInSram ? SramCollectives.plan(fn, fn.body().stream()
             .filter(n -> plan.of(n) == lane.id).toList(), narrowedNorms, fusedProducers, known,
-            size, target.sramBytes(), sramBase) : SramCollectives.none();
-        lane.low = lowering(lane.e, symRegs, lengthSlots, lane.inSram);
+            size, part.sramBytes(), sramBase) : SramCollectives.none();
+        lane.low = lowering(lane.e, part, symRegs, lengthSlots, lane.inSram);
         lane.low.setWindow(sramBase, lane.id * target.accWords());
       }
       // casts written by the norm or rope before them
@@ -251,7 +258,6 @@ public final class SohuBackend {
         Lane lane = lanes[plan.of(n)];
         Emitter le = lane.e;
         Lowering low = lane.low;
-        lane.awaitOtherStream(n, lanes);
         if (isSource(n) || (isAlias(n) && !outputRegion.containsKey(n.result())
             && !(n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce))
             || fusedProducers.containsKey(n) || castInside.contains(n)
@@ -261,7 +267,7 @@ public final class SohuBackend {
           lane.visited(n);
           continue;
         }
-        lane.beforeOp(lanes);
+        lane.beforeOp(n, lanes);
         le.setOp(Emitter.opName(n), n.location().text());
         if (isBlockCollective(n)) {
           // on the link while the next ops run; the first that reads the result waits for it
@@ -320,7 +326,7 @@ public final class SohuBackend {
         }
         // with the collectives' regions in SRAM above the op's own
         maxSram = Math.max(maxSram, lane.id * target.sramBytes() + low.sramUsed()
-            + target.sramBytes() - low.sramLimit());
+            + low.target().sramBytes() - low.sramLimit());
         le.endOp();
         if (collective) {
           le.emit(new Insn.Barrier(0, 0));
@@ -380,10 +386,10 @@ public final class SohuBackend {
       return new CompiledProgram(p, hbmEnd, arena[0], arena[1], maxSram, notes);
     }
 
-    /** A lowering for {@code e}'s ops, with the plans every op consults. */
-    private Lowering lowering(Emitter e, Map<String, Integer> symRegs,
+    /** A lowering for {@code e}'s ops on {@code part}, with the plans every op consults. */
+    private Lowering lowering(Emitter e, TargetInfo part, Map<String, Integer> symRegs,
         Map<Value, Integer> lengthSlots, SramCollectives inSram) {
-      Lowering low = new Lowering(e, target, symRegs, addr, known);
+      Lowering low = new Lowering(e, part, symRegs, addr, known);
       low.setLengthSlots(lengthSlots);
       low.setBoundSizes(size);
       low.setBounds(bounds);
@@ -426,9 +432,8 @@ public final class SohuBackend {
       /** This stream's signals so far, and whether its last op's results are owed one. */
       int signals;
       boolean owesSignal;
-      /** The other stream's signals taken, and how many its next op must have taken. */
+      /** The other stream's signals taken. */
       int taken;
-      int needed;
       /** Per shared value this stream wrote: the signal that says it is in HBM. */
       final Map<Value, Integer> signalOf = new IdentityHashMap<>();
 
@@ -437,18 +442,25 @@ public final class SohuBackend {
         this.e = e;
       }
 
-      /** Notes what {@code n} reads from the other stream, which its op must wait for. */
-      void awaitOtherStream(Node n, Lane[] lanes) {
+      /**
+       * Before this stream's op {@code n}: the signal its last op owes, and the other stream's
+       * signals up to the last value {@code n} reads from it (its operands and the inputs of
+       * the ops fused into it: a view or a fused op reads nothing itself).
+       */
+      void beforeOp(Node n, Lane[] lanes) {
         if (!plan.forked()) {
           return;
         }
-        for (Value v : n.op().operands()) {
+        settle();
+        int needed = taken;
+        for (Value v : reads(n)) {
           Value root = aliasRoot(v);
           Integer signal = lanes[1 - id].signalOf.get(root);
           if (plan.shared(root) && signal != null) {
             needed = Math.max(needed, signal);
           }
         }
+        take(lanes[1 - id], needed);
       }
 
       /**
@@ -466,15 +478,6 @@ public final class SohuBackend {
             signalOf.put(r, signals + 1);
           }
         }
-      }
-
-      /** Before this stream's next op: the signal its last op owes, the other's it needs. */
-      void beforeOp(Lane[] lanes) {
-        if (!plan.forked()) {
-          return;
-        }
-        settle();
-        take(lanes[1 - id], needed);
       }
 
       /** The signal the last op owes, after its stores (handoffEnd): its HBM writes visible. */

@@ -7,14 +7,15 @@ import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.UnaryOperator;
+import java.util.regex.Pattern;
 
 /**
- * Which control stream runs each op ({@link BackendOptions#secondStream}): stream 1 the ops that
- * depend, through their operands, on the seed value (a step program's last micro-batch), stream
- * 0 the others. An op lowered inside another (a conversion fused into its reader, a cast its
- * norm writes) runs where that one does. A value read by an op of the other stream than its
- * producer's is shared: it lives in HBM until the end, its stream signals once it is there, and
- * the reader's stream waits for that signal (SohuBackend).
+ * Which control stream runs each op ({@link BackendOptions#secondStream}): stream 1 the ops whose
+ * result's name matches (a serving step's decode attention), stream 0 the others. An op lowered
+ * inside another (a conversion fused into its reader, a cast its norm writes) runs where that
+ * one does. A value read by an op of the other stream than its producer's is shared: it lives
+ * in HBM until the end, its stream signals once it is there, and the reader's stream waits for
+ * that signal before the op that reads it (SohuBackend).
  */
 final class StreamPlan {
   private final Map<Node, Integer> stream;
@@ -32,37 +33,26 @@ final class StreamPlan {
     return new StreamPlan(Map.of(), Set.of(), false);
   }
 
-  /** The ops that depend on the value named {@code seed}, in body order; empty without one. */
-  static Set<Node> dependents(Function fn, String seed) {
+  /** The ops whose (first) result's name {@code names} finds; empty without a pattern. */
+  static Set<Node> named(Function fn, Pattern names) {
     Set<Node> out = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
-    if (seed == null) {
+    if (names == null) {
       return out;
     }
-    Value seedValue = fn.arguments().stream().filter(a -> a.name().equals(seed)).findFirst()
-        .orElse(null);
     for (Node n : fn.body()) {
-      for (Value r : n.results()) {
-        if (seedValue == null && r.name().equals(seed)) {
-          seedValue = r;
-        }
+      if (!n.results().isEmpty() && names.matcher(n.results().get(0).name()).find()) {
+        out.add(n);
       }
     }
-    if (seedValue == null) {
-      throw new BackendException("second stream: no value of the program is named %" + seed);
-    }
-    for (Node n : fn.body()) {
-      for (Value v : n.op().operands()) {
-        if (v == seedValue || (v.producer() != null && out.contains(v.producer()))) {
-          out.add(n);
-          break;
-        }
-      }
+    if (out.isEmpty()) {
+      throw new BackendException("second stream: no op's result is named to match "
+          + names.pattern());
     }
     return out;
   }
 
   /**
-   * The plan: {@code second} (from {@link #dependents}) in stream 1, each op of
+   * The plan: {@code second} (from {@link #named}) in stream 1, each op of
    * {@code doneInside} (an op to the op that lowers it, which may itself be done inside another)
    * where that op runs; forked when both streams have ops.
    */

@@ -33,12 +33,13 @@ public record TargetInfo(String name, String sha256, long sramBytes, long accWor
     long hbmLatencyBytes, Map<DType, Long> balanceRows, double hbmBytesPerCycle) {
 
   /**
-   * This target as each of two control streams sees it (SohuBackend's second stream): half the
-   * SRAM and half the ACC, the rest shared.
+   * This target as one of two control streams sees it (SohuBackend's second stream): a
+   * {@code share} of the SRAM and of the ACC (aligned down), the rest shared.
    */
-  TargetInfo halved() {
-    return new TargetInfo(name, sha256, sramBytes / 2 / Lowering.SRAM_ALIGN * Lowering.SRAM_ALIGN,
-        accWords / 2, hbmBytes, hbmLatencyBytes, balanceRows, hbmBytesPerCycle);
+  TargetInfo part(double share) {
+    return new TargetInfo(name, sha256, (long) (sramBytes * share) / Lowering.SRAM_ALIGN
+        * Lowering.SRAM_ALIGN, (long) (accWords * share), hbmBytes, hbmLatencyBytes, balanceRows,
+        hbmBytesPerCycle);
   }
 
   /** The description's key of each mma type's peak rate ({@code mxu.peak_bf16}, ...). */

@@ -55,10 +55,11 @@ final class BenchCommand implements Callable<Integer> {
       + "whole blocks). On by default; --no-sequence-parallel keeps all rows on every chip "
       + "(all_reduce).")
   boolean sequenceParallel = true;
-  @Option(names = "--two-streams", description = "The step program's last micro-batch in a "
-      + "second control stream (fork), each stream in half the SRAM and ACC and its collectives "
-      + "through HBM; off by default: it measures slower today (README).")
-  boolean twoStreams;
+  @Option(names = "--two-streams", negatable = true, defaultValue = "true",
+      fallbackValue = "true", description = "The step program's decode attention in a second "
+      + "control stream (fork), beside the prompt's attention, in a quarter of the SRAM and ACC. "
+      + "On by default; --no-two-streams runs every op in one stream.")
+  boolean twoStreams = true;
   @Option(names = "--target", description = "Machine description JSON (default built-in sohu).")
   Path target;
   @Option(names = "--report", description = "Write a self-contained HTML report.")

@@ -80,6 +80,11 @@ public final class StepModel {
    * microBatches): each layer's sums on the link for one overlap the other's compute.
    */
   public static final int MICRO_BATCHES = 2;
+  /**
+   * With two streams, the step program's decode attention runs in the second, in this share of
+   * the SRAM and ACC: its slots need little, and the prompt's matmuls tile worse in half.
+   */
+  static final double DECODE_STREAM_SHARE = 0.25;
 
   /**
    * One program run: time and work per chip.
@@ -146,8 +151,8 @@ public final class StepModel {
    * ({@link SequenceParallelPass}); its prompt and decode rows are then taken in multiples of
    * the chips, the rows of a step rounded up to them. The decode-only program keeps all_reduce:
    * its 127 rows make collectives too small to hide, and it measured slower split. With
-   * {@code twoStreams} the step program runs its last micro-batch's ops in a second control
-   * stream (BackendOptions.secondStream): measured slower too (README).
+   * {@code twoStreams} the step program runs its decode attention in a second control stream
+   * (BackendOptions.secondStream), beside the prompt's.
    */
   public StepModel(Path config, int chips, int prefillChunk, int maxDecodeBatch, long maxKv,
       Path targetFile, QuantMode quant, boolean sequenceParallel, boolean twoStreams) {
@@ -177,7 +182,7 @@ public final class StepModel {
       Future<CompiledProgram> stepProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
               .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)), sequenceParallel),
-          bounds(twoStreams ? base.withSecondStream(HfOptions.microBatchIds(MICRO_BATCHES - 1))
+          bounds(twoStreams ? base.withSecondStream(HfOptions.DECODE_ATTENTION, DECODE_STREAM_SHARE)
               : base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
               microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)))));
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(

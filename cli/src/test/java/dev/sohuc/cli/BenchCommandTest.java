@@ -124,15 +124,17 @@ class BenchCommandTest {
   }
 
   /**
-   * The step program in two control streams serves the same requests, each its output length,
-   * in the same steps: only their times differ.
+   * The step program in one control stream serves the same requests, each its output length,
+   * in the same steps as in two (the default): only their times differ.
    */
   @Test
-  void twoStreamsServeTheSameSteps() throws Exception {
-    JsonNode one = benchJson("one-stream", "--chips", "2", "--requests", "3");
-    JsonNode two = benchJson("two-streams", "--chips", "2", "--requests", "3", "--two-streams");
+  void oneStreamServesTheSameSteps() throws Exception {
+    JsonNode one = benchJson("one-stream", "--chips", "2", "--requests", "3",
+        "--no-two-streams");
+    JsonNode two = benchJson("two-streams", "--chips", "2", "--requests", "3");
     assertTrue(two.get("parallelism").asText().endsWith(", two control streams"),
         two.toString());
+    assertTrue(!one.get("parallelism").asText().contains("streams"), one.toString());
     assertEquals(one.get("steps").size(), two.get("steps").size());
     assertEquals(one.get("output_tokens").asLong(), two.get("output_tokens").asLong());
     assertEquals(one.get("article_batch").get("compiled_mxu_flops_server").asDouble(),

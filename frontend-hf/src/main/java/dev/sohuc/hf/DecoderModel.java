@@ -262,7 +262,7 @@ final class DecoderModel {
     List<Value[]> promptRope = new ArrayList<>();
     for (int m = 0; m < micro; m++) {
       Value rowIds = micro == 1 ? ids : g.b.add(new DataOp.Slice(ids, List.of(Dim.of(m)), List.of(Dim.of(m + 1)),
-          List.of(0L), List.of(1L)), embedLoc, HfOptions.microBatchIds(m));
+          List.of(0L), List.of(1L)), embedLoc, "input_ids.micro" + m);
       streams.add(embed(g, table, rowIds, "prompt_embeddings"));
       promptRope.add(rotary(g, seq.times(Dim.of(m)), seq));
     }
@@ -279,6 +279,18 @@ final class DecoderModel {
     List<Value> h = layers(g, streams, (qkv, i, m) -> {
       Location loc = new Location("model.layers." + i + ".self_attn");
       String segment = micro == 1 ? ".prompt" : ".prompt" + m;
+      // the decodes' attention first (it reads nothing of the prompt's): a second control
+      // stream runs it while this one does the prompt's
+      Value decode = null;
+      if (m == 0) {
+        Value[] decodeKv = new Value[2];
+        decode = decodeAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, decodeRope,
+            caches.subList(2 * i, 2 * i + 2), pastLengths, decodeKv);
+        presents.add(new Function.Output("present." + i + ".key", decodeKv[0]));
+        presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
+        decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc,
+            "decode.attn.rows");
+      }
       Value[] promptKv = new Value[2];
       // micro-batch m's queries see the keys of micro-batches 0 .. m
       Value prompt = headsAttention(g, rowsOf(g, qkv, Dim.of(0), seq, loc), i, Dim.of(1), seq, promptRope.get(m),
@@ -294,12 +306,6 @@ final class DecoderModel {
       if (m > 0) {
         return prompt;
       }
-      Value[] decodeKv = new Value[2];
-      Value decode = decodeAttention(g, rowsOf(g, qkv, seq, batch, loc), i, batch, decodeRope,
-          caches.subList(2 * i, 2 * i + 2), pastLengths, decodeKv);
-      presents.add(new Function.Output("present." + i + ".key", decodeKv[0]));
-      presents.add(new Function.Output("present." + i + ".value", decodeKv[1]));
-      decode = g.reshape(decode, List.of(Dim.of(1), batch, decode.type().dim(2)), loc, "decode.attn.rows");
       return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
     }, (m, hm) -> {
       // the rows serving samples from, taken as soon as each stream is done: the prompt's last

@@ -99,12 +99,12 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   }
 
   /**
-   * The name of a step graph's micro-batch {@code m}'s token ids (its row of {@code input_ids}):
-   * the ops that depend on it are that micro-batch's (and the later ones' attention).
+   * What the names of a serving step's decode attention ops contain (their ropes, the attention,
+   * its rows): they read none of the prompt's results, so a second control stream can run them
+   * while the prompt's attention runs (SohuBackend's second stream).
    */
-  public static String microBatchIds(int m) {
-    return "input_ids.micro" + m;
-  }
+  public static final java.util.regex.Pattern DECODE_ATTENTION =
+      java.util.regex.Pattern.compile("decode\\.");
 
   /** The named symbolic dims as multiples: {@code ?seq} becomes {@code k*?"seq/k"}. */
   public HfOptions withDimMultiples(Map<String, Long> multiples) {

@@ -210,9 +210,9 @@ class HfCompiledNumericsTest {
    * agree bit for bit, the second's by one bf16 step in most prompt rows, and the logits by 0.6
    * to 0.8% (bf16) and 4.4% (fp8) of the largest. Tolerances 2^-6 and 2^-3: a wrong row,
    * position or cache slot is off by the values themselves. "streams": compiled as the bench
-   * compiles it, the second micro-batch's ops in a second control stream (each stream in half
-   * the SRAM and ACC, the first micro-batch's keys and values handed over by shared tokens), and
-   * emulated in an order the race check draws as well.
+   * compiles it with --two-streams, the decode attention in a second control stream (in a
+   * quarter of the SRAM and ACC, its q, k and v rows handed over and its output handed back by
+   * shared tokens), and emulated in an order the race check draws as well.
    */
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama none", "llama bf16", "llama fp8", "phi3 bf16", "mixtral bf16",
@@ -234,7 +234,7 @@ class HfCompiledNumericsTest {
     Inputs in = randomInputs(module, dims, pastLengths, vocab, random);
     Map<String, Tensor> reference = new Interpreter(module).run(in.interpreter());
     BackendOptions options = streams
-        ? BackendOptions.defaults().withSecondStream(HfOptions.microBatchIds(1))
+        ? BackendOptions.defaults().withSecondStream(HfOptions.DECODE_ATTENTION, 0.25)
         : BackendOptions.defaults();
     SohuProgram program = SohuBackend.compile(module, options).program();
     assertEquals(streams, program.code().stream().anyMatch(w -> InsnCodec.decode(w)
