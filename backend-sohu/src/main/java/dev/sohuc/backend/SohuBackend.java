@@ -157,8 +157,7 @@ public final class SohuBackend {
         foldNode(c.producer());
       }
       secondStream = StreamPlan.named(fn, options.secondStream());
-      if (fn.body().stream().anyMatch(n -> !isSource(n) && !secondStream.contains(n))
-          && !secondStream.isEmpty()) {
+      if (StreamPlan.forks(fn, secondStream, SohuBackend::isSource)) {
         secondTarget = target.part(options.secondStreamShare());
         target = target.part(1 - options.secondStreamShare());
       }

@@ -6,6 +6,7 @@ import dev.sohuc.ir.Value;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Predicate;
 import java.util.function.UnaryOperator;
 import java.util.regex.Pattern;
 
@@ -51,27 +52,28 @@ final class StreamPlan {
     return out;
   }
 
+  /** Whether {@code second} (from {@link #named}) leaves ops to stream 0: the program forks. */
+  static boolean forks(Function fn, Set<Node> second, Predicate<Node> isSource) {
+    return !second.isEmpty()
+        && fn.body().stream().anyMatch(n -> !isSource.test(n) && !second.contains(n));
+  }
+
   /**
    * The plan: {@code second} (from {@link #named}) in stream 1, each op of
    * {@code doneInside} (an op to the op that lowers it, which may itself be done inside another)
-   * where that op runs; forked when both streams have ops.
+   * where that op runs.
    */
   static StreamPlan of(Function fn, Set<Node> second, Map<Node, Node> doneInside,
-      UnaryOperator<Value> aliasRoot, java.util.function.Predicate<Node> isSource) {
+      UnaryOperator<Value> aliasRoot, Predicate<Node> isSource) {
     Map<Node, Integer> stream = new IdentityHashMap<>();
-    int inFirst = 0;
     for (Node n : fn.body()) {
       Node doer = n;
       while (doneInside.containsKey(doer)) {
         doer = doneInside.get(doer);
       }
-      int s = second.contains(doer) ? 1 : 0;
-      stream.put(n, s);
-      if (!isSource.test(n)) {
-        inFirst += 1 - s;
-      }
+      stream.put(n, second.contains(doer) ? 1 : 0);
     }
-    boolean forked = !second.isEmpty() && inFirst > 0;
+    boolean forked = forks(fn, second, isSource);
     Set<Value> shared = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
     for (Node n : fn.body()) {
       for (Value v : n.op().operands()) {

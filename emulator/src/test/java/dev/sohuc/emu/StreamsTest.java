@@ -105,7 +105,7 @@ class StreamsTest {
   @Test
   void eachStreamBarrierWaitsForItsOwnInstructions() {
     // stream 1's barrier does not wait for stream 0's VPU op, which waits for stream 1
-    FunctionalMachine m = functional("""
+    String src = """
         li r2, 1
         fork main
         vfill r0+0, r0, 2.0, r2, r2, f32
@@ -116,20 +116,10 @@ class StreamsTest {
         vfill r0+16, r0, 5.0, r2, r2, f32, wait=24
         barrier
         halt
-        """, TestSupport.opts());
+        """;
+    FunctionalMachine m = functional(src, TestSupport.opts());
     assertEquals(5.0f, TestSupport.get(m, 16, DType.F32));
-    assertTrue(cycles("""
-        li r2, 1
-        fork main
-        vfill r0+0, r0, 2.0, r2, r2, f32
-        barrier
-        nop signal=24
-        halt
-        main:
-        vfill r0+16, r0, 5.0, r2, r2, f32, wait=24
-        barrier
-        halt
-        """) > 0);
+    assertTrue(cycles(src) > 0);
   }
 
   @Test
