@@ -749,7 +749,8 @@ public final class Emulator {
     }
     double flops = 0;
     double peakTime = 0;
-    for (Map.Entry<DType, Long> e : t.macsByType.entrySet()) {
+    Map<DType, Long> macsByType = t.macsByType();
+    for (Map.Entry<DType, Long> e : macsByType.entrySet()) {
       double f = 2.0 * e.getValue();
       flops += f;
       peakTime += f / target.peakFlops(e.getKey());
@@ -768,7 +769,7 @@ public final class Emulator {
       fraction = seconds > 0 ? t.hbmBytes / seconds / bw : 0;
     }
     return new TimingReport(target.name(), target.clockHz(), cycles, seconds, t.issued, engines,
-        t.macsByType, flops, peak,
+        macsByType, flops, peak,
         peak > 0 ? achieved / peak : 0, achieved / target.peakFlops(DType.F8E4M3), t.hbmBytes,
         bw, intensity, ridge, computeBound, attainable, fraction, options.trace(),
         t.opTimings(), trace == null ? 0 : trace.events(), trace != null && trace.truncated());

@@ -85,7 +85,8 @@ final class TimingMachine {
   final int[] pcEngine;
   final long[] pcHbm;
   final long[] pcMacs;
-  final Map<DType, Long> macsByType = new java.util.EnumMap<>(DType.class);
+  /** MACs issued by dtype ordinal: an array, as a map would box a count per mma. */
+  private final long[] macs = new long[DType.values().length];
   long hbmBytes;
   long issued;
   long seq;
@@ -523,6 +524,7 @@ final class TimingMachine {
       }
       // the engines' next starts: each engine's two queue heads, stream 0's first on a tie
       int best = -1;
+      int bestEngine = -1;
       long bestAt = issueAt;
       for (int base = 0; base < queuesInUse; base += ENGINES) {
         int stream = base == 0 ? 0 : 1;
@@ -539,8 +541,9 @@ final class TimingMachine {
             at = t == NEVER ? NEVER : Math.max(at, t);
           }
           // on a tie the later engine; on one engine stream 0's head (scanned first) wins
-          if (at != NEVER && (at < bestAt || at == bestAt && (best < 0 || best % ENGINES != e))) {
+          if (at != NEVER && (at < bestAt || at == bestAt && bestEngine != e)) {
             best = q;
+            bestEngine = e;
             bestAt = at;
           }
         }
@@ -622,7 +625,7 @@ final class TimingMachine {
       qSeq[q][slot] = seq++;
       qSize[q]++;
       if (c.mma) {
-        macsByType.merge(c.mmaType, c.realWork, Long::sum);
+        macs[c.mmaType.ordinal()] += c.realWork;
         pcMacs[p] += c.realWork;
       }
       hbmBytes += c.hbmSides * work;
@@ -724,6 +727,17 @@ final class TimingMachine {
   }
 
   /** Where the time went, per IR op. */
+  /** The MACs issued to the MXU, by input dtype (those it issued any of). */
+  Map<DType, Long> macsByType() {
+    Map<DType, Long> m = new java.util.EnumMap<>(DType.class);
+    for (DType t : DType.values()) {
+      if (macs[t.ordinal()] != 0) {
+        m.put(t, macs[t.ordinal()]);
+      }
+    }
+    return m;
+  }
+
   List<OpTiming> opTimings() {
     return OpTiming.of(image, pcFirst, pcDone, pcBusy, pcEngine, pcHbm, pcMacs);
   }
