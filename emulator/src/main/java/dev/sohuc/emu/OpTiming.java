@@ -18,7 +18,9 @@ import java.util.Map;
  * @param startCycle when its first instruction started on an engine
  * @param endCycle when its last instruction completed
  * @param selfCycles how far it pushed the run's end: its completion past every earlier op's
- *     (the ops' self cycles add up to the run's cycles, less the control unit's tail)
+ *     (the ops' self cycles add up to the run's cycles, less the control unit's tail); 0 for an
+ *     op of a second control stream (fork), which runs beside the first: the time the first
+ *     waits for it is the waiting op's
  * @param busyCycles per engine, cycles its instructions occupied
  * @param hbmBytes bytes it moved to or from HBM
  * @param flops 2 x its multiply-accumulates (unpadded)
@@ -39,6 +41,13 @@ public record OpTiming(String op, String location, long startCycle, long endCycl
    */
   static List<OpTiming> of(Image image, long[] first, long[] done, long[] busy, int[] engine,
       long[] hbm, long[] macs) {
+    // the fork bodies that ran: a second stream's code
+    boolean[] beside = new boolean[image.length];
+    for (int pc = 0; pc < image.length; pc++) {
+      if (first[pc] >= 0 && image.insn(pc) instanceof dev.sohuc.isa.Insn.Fork f) {
+        java.util.Arrays.fill(beside, pc + 1, pc + 1 + f.body(), true);
+      }
+    }
     record Acc(String op, String loc, long[] v, long[] busy) {}
     Map<String, Acc> groups = new LinkedHashMap<>();
     String op = "?";
@@ -61,8 +70,10 @@ public record OpTiming(String op, String location, long startCycle, long endCycl
       if (a == null) {
         String o = op;
         String l = loc;
-        a = groups.computeIfAbsent(o + "\u0000" + l, k -> new Acc(o, l,
-            new long[] {Long.MAX_VALUE, 0, 0, 0}, new long[Engine.values().length]));
+        boolean second = beside[pc];
+        a = groups.computeIfAbsent(o + "\u0000" + l + (second ? "\u0000" : ""), k -> new Acc(o,
+            l, new long[] {Long.MAX_VALUE, 0, 0, 0, second ? 1 : 0},
+            new long[Engine.values().length]));
       }
       a.v[0] = Math.min(a.v[0], first[pc]);
       a.v[1] = Math.max(a.v[1], done[pc]);
@@ -73,8 +84,8 @@ public record OpTiming(String op, String location, long startCycle, long endCycl
     List<OpTiming> out = new ArrayList<>();
     long frontier = 0;
     for (Acc g : groups.values()) {
-      long self = Math.max(0, g.v[1] - frontier);
-      frontier = Math.max(frontier, g.v[1]);
+      long self = g.v[4] != 0 ? 0 : Math.max(0, g.v[1] - frontier);
+      frontier = g.v[4] != 0 ? frontier : Math.max(frontier, g.v[1]);
       EnumMap<Engine, Long> busyByEngine = new EnumMap<>(Engine.class);
       for (Engine e : Engine.values()) {
         if (g.busy[e.ordinal()] > 0) {

@@ -102,6 +102,31 @@ class StreamsTest {
     assertTrue(forked < serial - dma / 2, "forked " + forked + " cycles, serial " + serial);
   }
 
+  /** The profile charges the first stream's ops; the second's run beside them (self 0). */
+  @Test
+  void theProfileChargesTheFirstStream() {
+    TimingReport r = new Emulator(TestSupport.asm("""
+        li r3, 256
+        fork main
+        .debug "load %w", "second"
+        dma sram, r0+0, r3, hbm, r0+0, r3, 256, 256, signal=24
+        halt
+        main:
+        .debug "fill %x", "first"
+        li r2, 8
+        li r4, 65536
+        vfill r4+0, r0, 1.0, r2, r2, f32, wait=24
+        halt
+        """), TestSupport.TINY, TestSupport.opts()).runTiming(Map.of());
+    OpTiming load = r.ops().stream().filter(o -> o.op().equals("load %w")).findFirst()
+        .orElseThrow();
+    OpTiming fill = r.ops().stream().filter(o -> o.op().equals("fill %x")).findFirst()
+        .orElseThrow();
+    assertEquals(0, load.selfCycles());
+    assertTrue(fill.selfCycles() > load.endCycle() - 100, "the fill waited for the load: "
+        + fill.selfCycles());
+  }
+
   @Test
   void eachStreamBarrierWaitsForItsOwnInstructions() {
     // stream 1's barrier does not wait for stream 0's VPU op, which waits for stream 1
