@@ -63,7 +63,8 @@ class StreamsTest {
     // every order the tokens allow gives the same numbers
     for (long seed = 1; seed <= 20; seed++) {
       FunctionalMachine r = functional(HANDOFF, TestSupport.opts().withScheduleSeed(seed));
-      assertArrayEquals(TestSupport.get(m, 64, DType.F32, 16), TestSupport.get(r, 64, DType.F32, 16));
+      assertArrayEquals(TestSupport.get(m, 64, DType.F32, 16),
+          TestSupport.get(r, 64, DType.F32, 16));
     }
     assertTrue(cycles(HANDOFF) > 0);
   }

@@ -146,7 +146,7 @@ final class RotaryTables {
     return inv;
   }
 
-  /** The pair index whose frequency turns {@code rotations} times over {@code context} positions. */
+  /** The pair whose frequency turns {@code rotations} times over {@code context} positions. */
   private static double correctionDim(double rotations, int dim, double theta, double context) {
     return dim * Math.log(context / (rotations * 2 * Math.PI)) / (2 * Math.log(theta));
   }
