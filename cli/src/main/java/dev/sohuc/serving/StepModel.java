@@ -179,12 +179,19 @@ public final class StepModel {
         shardAndQuantize(m);
         return m;
       });
-      Future<CompiledProgram> stepProgram = pool.submit(() -> SohuBackend.compile(
-          shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
-              .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)), sequenceParallel),
-          bounds(twoStreams ? base.withSecondStream(HfOptions.DECODE_ATTENTION, DECODE_STREAM_SHARE)
-              : base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
-              microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)))));
+      BackendOptions stepOptions = bounds(base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
+          microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)));
+      Future<CompiledProgram> stepProgram = pool.submit(() -> {
+        if (twoStreams) {
+          try {
+            return compileStep(stepOptions.withSecondStream(HfOptions.DECODE_ATTENTION,
+                DECODE_STREAM_SHARE));
+          } catch (dev.sohuc.backend.BackendException tooLittleSram) {
+            // the decode attention does not fit the second stream's share: one stream
+          }
+        }
+        return compileStep(stepOptions);
+      });
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)),
               false),
@@ -196,6 +203,19 @@ public final class StepModel {
       this.decode = timed(await(decodeProgram));
       this.step = timed(await(stepProgram));
     }
+  }
+
+  /** The serving-step program, compiled with {@code options}. */
+  private CompiledProgram compileStep(BackendOptions options) {
+    return SohuBackend.compile(shard(HfImporter.importModel(config, HfOptions.step()
+        .withShapeOnly(true).withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)),
+        sequenceParallel), options);
+  }
+
+  /** Whether the step program runs in two control streams (it forks). */
+  public boolean twoStreams() {
+    return step.compiled().program().code().stream()
+        .anyMatch(w -> dev.sohuc.isa.InsnCodec.decode(w) instanceof dev.sohuc.isa.Insn.Fork);
   }
 
   /** A compiled program and the emulator that times it, kept so the program is decoded once. */

@@ -140,6 +140,11 @@ class BenchCommandTest {
     assertEquals(one.get("article_batch").get("compiled_mxu_flops_server").asDouble(),
         two.get("article_batch").get("compiled_mxu_flops_server").asDouble(), 0);
     assertTrue(two.get("prefill_mfu").asDouble() > 0);
+    // a target whose SRAM quarter cannot hold the decode attention's tiles: one stream
+    JsonNode small = benchJson("small-sram", "--chips", "2", "--requests", "3", "--target",
+        "../targets/tiny.json");
+    assertTrue(!small.get("parallelism").asText().contains("streams"), small.toString());
+    assertEquals(one.get("output_tokens").asLong(), small.get("output_tokens").asLong());
   }
 
   private JsonNode benchJson(String name, String... options) throws Exception {
