@@ -1,6 +1,7 @@
 package dev.sohuc.cli;
 
 import dev.sohuc.backend.CompiledProgram;
+import dev.sohuc.hf.HfOptions;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.text.IrPrinter;
 import dev.sohuc.onnx.TensorFiles;
@@ -12,6 +13,7 @@ import dev.sohuc.passes.quant.QuantReport;
 import dev.sohuc.passes.quant.Quantizer;
 import dev.sohuc.passes.tp.SequenceParallelPass;
 import dev.sohuc.passes.tp.ShardTensorParallelPass;
+import dev.sohuc.serving.StepModel;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -82,6 +84,11 @@ final class CompileCommand implements Callable<Integer> {
       + "rows split into N equal blocks (static shapes); on by default.")
   boolean sequenceParallel = true;
 
+  @Option(names = "--two-streams", description = "With --step: the decodes' attention in a second "
+      + "control stream (fork), beside the prompt's, in a quarter of the SRAM and ACC (as sohuc "
+      + "bench runs it).")
+  boolean twoStreams;
+
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @Override
@@ -96,6 +103,10 @@ final class CompileCommand implements Callable<Integer> {
           "--emit must be ir, asm or bin, got " + emit);
     }
     printIr.checkNames(spec.commandLine());
+    if (twoStreams && !graph.step) {
+      throw new CommandLine.ParameterException(spec.commandLine(), "--two-streams goes with "
+          + "--step (a second stream runs a step's decode attention)");
+    }
     Module m = ModelLoader.load(model, bindings,
         graph.options(spec.commandLine()));
     PassManager.Report passReport = Toolchain.optimize(m, pm -> printIr.apply(pm, out));
@@ -126,7 +137,10 @@ final class CompileCommand implements Callable<Integer> {
       write(IrPrinter.print(m), out);
       return 0;
     }
-    CompiledProgram p = Toolchain.lower(m, model, target);
+    CompiledProgram p = Toolchain.lower(m, model, twoStreams
+        ? Toolchain.backendOptions(target).withSecondStream(HfOptions.DECODE_ATTENTION,
+            StepModel.DECODE_STREAM_SHARE)
+        : Toolchain.backendOptions(target));
     p.notes().forEach(note -> spec.commandLine().getErr().println("note: " + note));
     if (report) {
       out.print(p.report());

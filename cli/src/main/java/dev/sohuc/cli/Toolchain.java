@@ -45,8 +45,18 @@ final class Toolchain {
 
   /** Lowers an optimized module; a backend error becomes a user error naming the model. */
   static CompiledProgram lower(Module m, Path model, Path target) {
-    // a symbol given a value by --shape was bound by the importer; others keep the default bound
-    BackendOptions options = BackendOptions.defaults().withTarget(target);
+    return lower(m, model, backendOptions(target));
+  }
+
+  /**
+   * The backend's options for {@code --target}: a symbol given a value by --shape was bound by
+   * the importer; others keep the default bound.
+   */
+  static BackendOptions backendOptions(Path target) {
+    return BackendOptions.defaults().withTarget(target);
+  }
+
+  static CompiledProgram lower(Module m, Path model, BackendOptions options) {
     try {
       return SohuBackend.compile(m, options);
     } catch (BackendException e) {

@@ -84,7 +84,7 @@ public final class StepModel {
    * With two streams, the step program's decode attention runs in the second, in this share of
    * the SRAM and ACC: its slots need little, and the prompt's matmuls tile worse in half.
    */
-  static final double DECODE_STREAM_SHARE = 0.25;
+  public static final double DECODE_STREAM_SHARE = 0.25;
 
   /**
    * One program run: time and work per chip.

@@ -192,6 +192,12 @@ class CompileCommandTest {
         && names.contains("IN past_key_values.1.value") && names.contains("OUT present.1.value")
         && names.contains("OUT prompt.present.1.value") && names.contains("OUT logits"),
         names.toString());
+    // the decodes' attention in a second control stream
+    CliResult two = run("compile", tiny.toString(), "--step", "--micro-batches", "2",
+        "--two-streams", "-o", out.toString());
+    assertEquals(0, two.code(), two.err());
+    assertTrue(SohuReader.read(out).code().stream().anyMatch(w -> dev.sohuc.isa.InsnCodec
+        .decode(w) instanceof dev.sohuc.isa.Insn.Fork), "forked");
     // quantized, its decode attention's K and V in bf16: the pipelined schedule takes a slot
     // fewer where the 16-wide heads' constants take a register more (it ran out of them)
     for (String mode : new String[] {"bf16", "fp8"}) {
@@ -221,6 +227,10 @@ class CompileCommandTest {
         dir.resolve("x.sohu").toString());
     assertEquals(2, both.code(), both.err());
     assertTrue(both.err().contains("--decode and --step name different graphs"), both.err());
+    CliResult streams = run("compile", tiny.toString(), "--two-streams", "-o",
+        dir.resolve("x.sohu").toString());
+    assertEquals(2, streams.code(), streams.err());
+    assertTrue(streams.err().contains("--two-streams goes with --step"), streams.err());
     CliResult ragged = run("compile", tiny.toString(), "--ragged", "-o", dir.resolve("x.sohu").toString());
     assertEquals(2, ragged.code(), ragged.err());
     assertTrue(ragged.err().contains("--ragged goes with --decode"), ragged.err());
