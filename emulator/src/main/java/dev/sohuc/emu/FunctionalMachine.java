@@ -163,8 +163,7 @@ final class FunctionalMachine {
     cur = s;
     int pc = s.pc;
     if (s.id == 1 && pc >= s.end) {
-      throw image.trap(s.end - 1, Trap.Kind.BAD_OPERAND, "stream 1 ran past the end of its "
-          + "code (the fork's body) without a halt");
+      throw Streams.ranPastItsCode(image, s.end);
     }
     Insn insn = image.insn(pc);
     long max = options.maxInstructions();
@@ -302,14 +301,7 @@ final class FunctionalMachine {
       return drained(pc, "barrier", cur.id);
     }
     if (insn instanceof Insn.Fork f) {
-      if (cur.id != 0 || cur.loops.depth() > 0) {
-        throw Fault.bad(cur.id != 0 ? "stream 1 forks (only stream 0 does)"
-            : "fork inside a loop (stream 1 would run once per iteration)");
-      }
-      if ((long) pc + 1 + f.body() > image.length) {
-        throw Fault.bad("the fork's body (" + f.body() + " instructions) runs past the end of "
-            + "the code (" + image.length + " instructions)");
-      }
+      Streams.forkBodyEnd(cur.id, cur.loops.depth(), pc, f.body(), image.length);
       Stream one = streams[1];
       if (one != null && !one.halted) {
         return waitOrTrap(pc, "the fork waits for stream 1 to halt", "");

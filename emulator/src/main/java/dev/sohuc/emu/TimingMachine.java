@@ -572,8 +572,7 @@ final class TimingMachine {
    */
   private long ctrlAt(int s) {
     if (s == 1 && pc[s] >= end[s]) {
-      throw image.trap(end[s] - 1, Trap.Kind.BAD_OPERAND, "stream 1 ran past the end of its "
-          + "code (the fork's body) without a halt");
+      throw Streams.ranPastItsCode(image, end[s]);
     }
     Op c = op(pc[s], s);
     long at = ctrlTime[s];
@@ -828,23 +827,14 @@ final class TimingMachine {
         return loops[s].enter(p, r[o.rs1] + o.imm, o.rs2, end[s]);
       }
       case K_FORK -> {
-        int body = (int) o.imm;
-        if (s != 0 || loops[0].depth() > 0) {
-          throw Fault.bad(s != 0 ? "stream 1 forks (only stream 0 does)"
-              : "fork inside a loop (stream 1 would run once per iteration)");
-        }
-        if ((long) p + 1 + body > image.length) {
-          throw Fault.bad("the fork's body (" + body + " instructions) runs past the end of the "
-              + "code (" + image.length + " instructions)");
-        }
+        end[1] = Streams.forkBodyEnd(s, loops[s].depth(), p, (int) o.imm, image.length);
         System.arraycopy(r, 0, regs[1], 0, r.length);
         loops[1].clear();
         pc[1] = p + 1;
-        end[1] = p + 1 + body;
         ctrlTime[1] = done;
         running[1] = true;
         queuesInUse = QUEUES;
-        return p + 1 + body;
+        return end[1];
       }
       default -> throw new IllegalStateException(o.mnemonic + " is not a control instruction");
     }
