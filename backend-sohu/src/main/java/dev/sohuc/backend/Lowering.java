@@ -2328,16 +2328,18 @@ final class Lowering {
     int rowRs = e.konst(rowBytes);
     int idRs = e.konst(idBytes);
     int tileReg = e.konst(tile);
+    // the table's rows bound every index: computed ones (positions from a mask's sum) too
+    int tableRows = dimReg(tt.dim(0));
     int cur = e.alloc();
     int loop = e.beginLoop(tiles, 0);
     e.min(cur, tileReg, rem);
     e.dma(MemSpace.SRAM, idSram, idRs, MemSpace.HBM, idPtr, idRs, idBytes, cur, 0, 0, 1, 0, 0);
     e.emit(new Insn.Gather(MemSpace.HBM, dst, 0, rowRs, MemSpace.HBM, src, 0, rowRs,
-        (int) rowBytes, cur, 0, idSram, 0, idx64, 0, 0));
+        (int) rowBytes, cur, 0, idSram, 0, idx64, tableRows, 0, 0));
     e.addImm(idPtr, idPtr, tile * idBytes);
     e.addImm(dst, dst, tile * rowBytes);
     e.sub(rem, rem, tileReg);
     e.endLoop(loop);
-    e.free(count, rem, tiles, idSram, idPtr, dst, src, cur);
+    e.free(count, rem, tiles, idSram, idPtr, dst, src, tableRows, cur);
   }
 }

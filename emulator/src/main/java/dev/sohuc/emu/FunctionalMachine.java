@@ -805,10 +805,29 @@ final class FunctionalMachine {
     long src = r[g.src()] + g.srcOff();
     long dRs = r[g.dstRstride()];
     long sRs = r[g.srcRstride()];
+    long rows = count("rows", r[g.rowsReg()] + g.rowsImm(), countLimit());
+    long idx = r[g.idx()] + g.idxOff();
+    if (g.limit() != 0) {
+      checkIndices(idx, rows, g.idx64(), r[g.limit()]);
+    }
     // the table row is indexed, the destination rows are consecutive
-    indexedRows("gather", r[g.rowsReg()] + g.rowsImm(), g.rowBytes(), r[g.idx()] + g.idxOff(), g.idx64(),
+    indexedRows("gather", rows, g.rowBytes(), idx, g.idx64(),
         g.srcSpace(), (i, index) -> Math.addExact(src, Math.multiplyExact(index, sRs)),
         g.dstSpace(), (i, index) -> dst + i * dRs, true, dst, dRs);
+  }
+
+  /** Traps unless each of the {@code rows} indices at SRAM {@code idx} lies in [0, limit). */
+  private void checkIndices(long idx, long rows, boolean idx64, long limit) {
+    int isz = idx64 ? 8 : 4;
+    block(MemSpace.SRAM, "gather indices", idx, 1, 0, 1, 0, rows * isz, isz);
+    for (long i = 0; i < rows; i++) {
+      int at = (int) (idx + i * isz);
+      long index = idx64 ? Elem.getI64(sram, at) : Elem.getI32(sram, at);
+      if (index < 0 || index >= limit) {
+        throw Fault.oob("gather: index " + index + " (row " + i + ") is outside the table's " + limit
+            + " rows (its limit register)");
+      }
+    }
   }
 
   private void scatter(Insn.Scatter g, long[] r) {

@@ -67,7 +67,8 @@ class DmaInstructionTest {
 
   @Test
   void gatherWithI32AndI64Indices() {
-    // table: 10 rows of 8 bytes at HBM 0x2000, row stride 16; indices at SRAM 0 (i32) and 64 (i64)
+    // table: 10 rows of 8 bytes at HBM 0x2000, row stride 16; indices at SRAM 0 (i32) and 64
+    // (i64), the first gather bounded by the table's rows (index 9 is its last)
     FunctionalMachine m = TestSupport.machine("""
         li r1, 0x2000
         li r2, 16
@@ -75,7 +76,8 @@ class DmaInstructionTest {
         li r4, 8
         li r5, 64
         li r6, 512
-        gather sram, r3+0, r4, hbm, r1+0, r2, 8, 4, r0+0
+        li r7, 10
+        gather sram, r3+0, r4, hbm, r1+0, r2, 8, 4, r0+0, limit=r7
         gather sram, r6+0, r4, hbm, r1+0, r2, 8, 3, r5+0, idx64=1
         halt
         """);

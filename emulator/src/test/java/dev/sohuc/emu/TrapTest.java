@@ -125,6 +125,25 @@ class TrapTest {
   }
 
   @Test
+  void gatherIndexAtOrPastItsLimitTrapsThoughTheRowIsInMemory() {
+    // rows 0..3 of a 4-row table at HBM 0; the next rows are ordinary memory, yet the limit
+    // register (4) stops index 4, and a negative index, before any row is copied
+    for (String index : List.of("4", "-1")) {
+      Trap t = functional("""
+          li r1, 100000
+          li r2, 64
+          li r3, 1
+          li r4, 4
+          vfill r0+0, r0, %s, r3, r3, i32
+          gather sram, r1+0, r2, hbm, r0+0, r2, 64, 1, r0+0, limit=r4
+          halt
+          """.formatted(index));
+      assertEquals(Trap.Kind.OUT_OF_BOUNDS, t.kind());
+      contains(t.getMessage(), "gather: index " + index + " (row 0) is outside the table's 4 rows");
+    }
+  }
+
+  @Test
   void misalignedAccessNamesTheElementSize() {
     Trap t = functional("""
         li r1, 1025

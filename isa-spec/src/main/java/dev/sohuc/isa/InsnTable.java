@@ -274,14 +274,18 @@ public final class InsnTable {
         .reg("src_rstride", "table row stride in bytes (signed)")
         .uimm("row_bytes", 17, 0, (1 << 17) - 1, "bytes per row")
         .count(TILE_ROWS, 10, "rows to gather")
-        .addr("idx", 16, "SRAM byte address of the row indices")
+        .addr("idx", 11, "SRAM byte address of the row indices")
         .flag("idx64", "indices are i64 (else i32)")
+        .reg("limit", "register holding the table's rows (r0: no bound)").kw(0)
         .semantics("For r < rows: i = the signed i32 (or i64) at SRAM idx + 4r (8r); copies "
             + "row_bytes bytes from src + i*src_rstride to dst + r*dst_rstride. Embedding "
-            + "lookup; an index outside the table traps as an out-of-bounds access.")
+            + "lookup. With a limit register other than r0, an i outside [0, limit) traps as an "
+            + "out-of-bounds access naming the index, before any row is copied: a table's "
+            + "neighbours in memory are never read as its rows, however the indices were "
+            + "computed. Any index whose row lies outside its memory traps the same way.")
         .cost(64, BYTES, 1, "row_bytes * rows",
             v -> v.field("row_bytes") * v.count(TILE_ROWS))
-        .example("gather sram, r8, r9, hbm, r10, r11, 1536, r3, r12")
+        .example("gather sram, r8, r9, hbm, r10, r11, 1536, r3, r12, limit=r13")
         .build());
     t.add(InsnDef.builder(0x22, "scatter", DMA)
         .enumf("dst_space", 2, MemSpace.class, "destination memory")

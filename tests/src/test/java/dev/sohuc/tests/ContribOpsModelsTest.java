@@ -596,23 +596,39 @@ class ContribOpsModelsTest {
     // a mask of fewer keys than the past and the new tokens hold is refused when launched
     in.put(mask, Tensor.ofLongs(ElementType.I32, new long[] {2, past + seq - 1}, java.util.Arrays.copyOf(m,
         (int) (2 * (past + seq - 1)))));
-    Path dir = tmp.resolve("short-mask");
-    Files.createDirectories(dir);
-    int i = 0;
-    for (Map.Entry<String, Tensor> e : in.entrySet()) {
-      dev.sohuc.onnx.TensorFiles.write(dir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
-    }
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(new String[] {"run", tmp.resolve("gpt2-attention-past.sohu").toString(), "--inputs",
-        dir.toString(), "--output-dir", tmp.resolve("short-out").toString()}, new PrintWriter(out, true),
-        new PrintWriter(err, true));
-    assertEquals(1, code, out + "\n" + err);
+    String err = runFails(tmp.resolve("gpt2-attention-past.sohu"), in, "short-mask");
     assertEquals("error: dimensions: past_sequence_length+5 = 14 exceeds total_sequence_length = 13: the program "
-        + "slices its 13 rows up to past_sequence_length+5 (metadata dim_limits)\n", err.toString());
+        + "slices its 13 rows up to past_sequence_length+5 (metadata dim_limits)\n", err);
   }
 
   private void genAiAttentionBlock(String name, long past, long window) throws Exception {
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    String report = check(name, genAiAttentionBlock(name, past, window, in), in);
+    assertTrue(report.contains("unfused: none"), report);
+  }
+
+  /**
+   * Rope positions the chip computes (GroupQueryAttention's, from the mask's sum) past the 128
+   * rows of the cos/sin cache, 120 past tokens and 37 new: no launch limit can see them, so the
+   * row gather's own bound (the table's rows) stops the run at the first one instead of rotating
+   * by whatever lies beyond the cache.
+   */
+  @Test
+  void genAiPositionsPastTheRotaryCacheStopTheRun() throws Exception {
+    Map<String, Tensor> in = new LinkedHashMap<>();
+    byte[] model = genAiAttentionBlock("genai-past-the-cache", 120, -1, in);
+    Path onnx = tmp.resolve("genai-past-the-cache.onnx");
+    Files.write(onnx, model);
+    Path bin = tmp.resolve("genai-past-the-cache.sohu");
+    Models.sohuc("compile", onnx.toString(), "-o", bin.toString());
+    String err = runFails(bin, in, "past-the-cache");
+    assertTrue(err.matches("error: trap at pc \\d+ `gather .*, limit=r\\d+` \\(IR op gather %\\w+ at "
+        + "/GroupQueryAttention_\\d+\\): out of bounds: gather: index 128 \\(row 8\\) is outside the table's "
+        + "128 rows \\(its limit register\\)\n"), err);
+  }
+
+  /** The block's model, its inputs put in {@code in}: seeded states, a mask of ones. */
+  private static byte[] genAiAttentionBlock(String name, long past, long window, Map<String, Tensor> in) {
     long h = 256;
     var g = new DecoderGraphs.Builder(SEED + 10);
     String x = g.input("hidden_states", DataType.FLOAT, 1, SEQ, h);
@@ -624,15 +640,29 @@ class ContribOpsModelsTest {
     g.output("present.0.key", attn.get(1));
     g.output("present.0.value", attn.get(2));
     Random r = new Random(SEED);
-    Map<String, Tensor> in = new LinkedHashMap<>();
     in.put(x, gaussian(r, 1, SEQ, h));
     in.put(mask, ones(1, past + SEQ));
     if (past > 0) {
       in.put(pk, gaussian(r, 1, 2, past, 64));
       in.put(pv, gaussian(r, 1, 2, past, 64));
     }
-    String report = check(name, g.modelBytes(name.replace('-', '_')), in);
-    assertTrue(report.contains("unfused: none"), report);
+    return g.modelBytes(name.replace('-', '_'));
+  }
+
+  /** Runs {@code bin} on {@code in} through the CLI, asserts exit code 1, returns its stderr. */
+  private String runFails(Path bin, Map<String, Tensor> in, String dirName) throws Exception {
+    Path dir = tmp.resolve(dirName);
+    Files.createDirectories(dir);
+    int i = 0;
+    for (Map.Entry<String, Tensor> e : in.entrySet()) {
+      dev.sohuc.onnx.TensorFiles.write(dir.resolve("input_" + i++ + ".pb"), e.getValue(), e.getKey());
+    }
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(new String[] {"run", bin.toString(), "--inputs", dir.toString(), "--output-dir",
+        dir.resolve("out").toString()}, new PrintWriter(out, true), new PrintWriter(err, true));
+    assertEquals(1, code, out + "\n" + err);
+    return err.toString();
   }
 
   /**
