@@ -320,8 +320,18 @@ public final class SohuBackend {
         }
         if (n.op() instanceof dev.sohuc.ir.op.TransformerOp.AllReduce a) {
           CollectiveLowering.allreduce(le, low, a, addr.get(n.result()));
-        } else {
+        } else if (!plan.forked()) {
           low.lower(n);
+        } else {
+          try {
+            low.lower(n);
+          } catch (BackendException tooSmall) {
+            // what it lacks is its stream's share, not the target's
+            double share = lane.id == 0 ? 1 - options.secondStreamShare() : options.secondStreamShare();
+            throw new BackendException(tooSmall.getMessage() + " (in control stream " + lane.id
+                + ", with " + Math.round(100 * share) + "% of the target's SRAM and ACC: compile in one"
+                + " stream)");
+          }
         }
         // with the collectives' regions in SRAM above the op's own
         maxSram = Math.max(maxSram, lane.id * target.sramBytes() + low.sramUsed()

@@ -198,6 +198,14 @@ class CompileCommandTest {
     assertEquals(0, two.code(), two.err());
     assertTrue(SohuReader.read(out).code().stream().anyMatch(w -> dev.sohuc.isa.InsnCodec
         .decode(w) instanceof dev.sohuc.isa.Insn.Fork), "forked");
+    // on a target too small for a stream's share (one stream fits), the error says so
+    CliResult small = run("compile", tiny.toString(), "--step", "--two-streams", "--chips", "2",
+        "--target", "../targets/tiny.json", "-o", out.toString());
+    assertEquals(1, small.code(), small.err());
+    assertTrue(small.err().endsWith("(in control stream 0, with 75% of the target's SRAM and ACC:"
+        + " compile in one stream)\n"), small.err());
+    assertEquals(0, run("compile", tiny.toString(), "--step", "--chips", "2", "--target",
+        "../targets/tiny.json", "-o", out.toString()).code());
     // quantized, its decode attention's K and V in bf16: the pipelined schedule takes a slot
     // fewer where the 16-wide heads' constants take a register more (it ran out of them)
     for (String mode : new String[] {"bf16", "fp8"}) {
