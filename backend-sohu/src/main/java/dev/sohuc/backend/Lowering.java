@@ -2335,7 +2335,7 @@ final class Lowering {
     e.min(cur, tileReg, rem);
     e.dma(MemSpace.SRAM, idSram, idRs, MemSpace.HBM, idPtr, idRs, idBytes, cur, 0, 0, 1, 0, 0);
     e.emit(new Insn.Gather(MemSpace.HBM, dst, 0, rowRs, MemSpace.HBM, src, 0, rowRs,
-        (int) rowBytes, cur, 0, idSram, 0, idx64, tableRows, 0, 0));
+        (int) rowBytes, cur, 0, idSram, 0, tableRows, idx64, 0, 0));
     e.addImm(idPtr, idPtr, tile * idBytes);
     e.addImm(dst, dst, tile * rowBytes);
     e.sub(rem, rem, tileReg);

@@ -82,7 +82,7 @@ public sealed interface Insn {
   record Gather(
       MemSpace dstSpace, int dst, int dstOff, int dstRstride, MemSpace srcSpace, int src,
       int srcOff, int srcRstride, int rowBytes, int rowsReg, int rowsImm, int idx, int idxOff,
-      boolean idx64, int limit, int waitTok, int signalTok) implements Insn {}
+      int limit, boolean idx64, int waitTok, int signalTok) implements Insn {}
 
   /** {@code scatter} (DMA engine); semantics in docs/isa.md. */
   record Scatter(

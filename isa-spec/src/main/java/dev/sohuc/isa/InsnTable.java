@@ -275,8 +275,8 @@ public final class InsnTable {
         .uimm("row_bytes", 17, 0, (1 << 17) - 1, "bytes per row")
         .count(TILE_ROWS, 10, "rows to gather")
         .addr("idx", 11, "SRAM byte address of the row indices")
-        .flag("idx64", "indices are i64 (else i32)")
         .reg("limit", "register holding the table's rows (r0: no bound)").kw(0)
+        .flag("idx64", "indices are i64 (else i32)")
         .semantics("For r < rows: i = the signed i32 (or i64) at SRAM idx + 4r (8r); copies "
             + "row_bytes bytes from src + i*src_rstride to dst + r*dst_rstride. Embedding "
             + "lookup. With a limit register other than r0, an i outside [0, limit) traps as an "
