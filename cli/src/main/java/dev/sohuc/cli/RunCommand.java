@@ -170,8 +170,9 @@ final class RunCommand implements Callable<Integer> {
       Files.createDirectories(outputDir);
       int i = 0;
       for (Map.Entry<String, HostTensor> o : result.outputs().entrySet()) {
-        TensorFiles.write(outputDir.resolve("output_" + i++ + ".pb"),
-            Toolchain.toTensor(o.getValue()), o.getKey());
+        HostTensor t = o.getValue();
+        TensorFiles.writeRaw(outputDir.resolve("output_" + i++ + ".pb"), o.getKey(),
+            SymbolTypes.elementType(t.dtype()), t.shape(), t.data());
       }
     }
     if (report) {

@@ -617,10 +617,14 @@ public final class Emulator {
       }
       n *= shape[i];
     }
-    if (laidOutBytes(s, shape) > s.byteSize() || n > Integer.MAX_VALUE - 16) {
+    if (laidOutBytes(s, shape) > s.byteSize()) {
       throw new EmulatorException("output " + s.name() + ": shape " + Arrays.toString(shape)
-          + " needs " + (long) n + " bytes, more than the " + s.byteSize() + " reserved"
-          + (n > Integer.MAX_VALUE - 16 ? " or than one host array holds" : ""));
+          + " needs " + (long) laidOutBytes(s, shape) + " bytes, more than the " + s.byteSize()
+          + " reserved for it");
+    }
+    if (n > Integer.MAX_VALUE - 16) {
+      throw new EmulatorException("output " + s.name() + ": shape " + Arrays.toString(shape)
+          + " needs " + (long) n + " bytes, more than one host array holds (2 GiB)");
     }
     return (long) n;
   }

@@ -3,7 +3,9 @@ package dev.sohuc.onnx;
 import ai.onnx.proto.OnnxMl.TensorProto;
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.UnsafeByteOperations;
 import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.ElementType;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -72,6 +74,23 @@ public final class TensorFiles {
   public static void write(Path file, Tensor t, String name) {
     try (OutputStream out = Files.newOutputStream(file)) {
       OnnxTensors.toProto(t, name == null ? "" : name).writeTo(out);
+    } catch (IOException e) {
+      throw new OnnxImportException(file + ": cannot write: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Writes a tensor given as its little-endian bytes ({@code raw}, as ONNX's raw_data holds them)
+   * without copying them: an emulator's output of a gigabyte or more is written from the one
+   * array that holds it.
+   */
+  public static void writeRaw(Path file, String name, ElementType type, long[] shape, byte[] raw) {
+    TensorProto.Builder b = TensorProto.newBuilder().setName(name).setDataType(OnnxTensors.onnxType(type));
+    for (long d : shape) {
+      b.addDims(d);
+    }
+    try (OutputStream out = Files.newOutputStream(file)) {
+      b.setRawData(UnsafeByteOperations.unsafeWrap(raw)).build().writeTo(out);
     } catch (IOException e) {
       throw new OnnxImportException(file + ": cannot write: " + e.getMessage(), e);
     }

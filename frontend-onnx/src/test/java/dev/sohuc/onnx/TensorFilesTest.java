@@ -74,6 +74,20 @@ class TensorFilesTest {
   }
 
   @Test
+  void rawBytesWriteTheFileATensorWrites() throws Exception {
+    // an f32 and a bf16 tensor, the bytes as an emulator's output holds them
+    Tensor f32 = Tensor.ofFloats(ElementType.F32, new long[] {2, 3}, new float[] {1, -2.5f, 0, 3e-8f, 7, -0f});
+    Tensor bf16 = Tensor.ofFloats(ElementType.BF16, new long[] {3}, new float[] {1, -2.5f, 65280});
+    for (Tensor t : List.of(f32, bf16)) {
+      Path viaTensor = dir.resolve("tensor.pb");
+      Path viaRaw = dir.resolve("raw.pb");
+      TensorFiles.write(viaTensor, t, "y");
+      TensorFiles.writeRaw(viaRaw, "y", t.elementType(), t.shape(), t.toBytes());
+      assertArrayEquals(Files.readAllBytes(viaTensor), Files.readAllBytes(viaRaw), t.elementType().toString());
+    }
+  }
+
+  @Test
   void readsInputsInOrder() throws Exception {
     for (int i = 0; i < 3; i++) {
       TensorFiles.write(dir.resolve("input_" + i + ".pb"), Tensor.scalar(ElementType.I64, i), "in" + i);
