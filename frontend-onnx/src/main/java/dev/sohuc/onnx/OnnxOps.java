@@ -84,6 +84,18 @@ final class OnnxOps {
       UnaryKind k = (UnaryKind) e.get(1);
       op((String) e.get(0), 1, k.mnemonic(), "", n -> unary(n, k));
     }
+    op("Sum", 1, "add", "variadic: a chain of binary add", n -> variadic(n, BinaryKind.ADD));
+    op("Mean", 1, "add / div", "variadic: the sum over the count", Composites::mean);
+    op("LeakyRelu", 6, "less / mul / where", "alpha", Composites::leakyRelu);
+    op("PRelu", 9, "less / mul / where", "slope broadcast to x", Composites::prelu);
+    op("ThresholdedRelu", 10, "greater / where", "alpha", Composites::thresholdedRelu);
+    op("Elu", 6, "exp / sub / mul / where", "alpha", Composites::elu);
+    op("Selu", 6, "exp / mul / sub / where", "alpha, gamma", Composites::selu);
+    op("Celu", 12, "exp / div / min / relu / add", "alpha", Composites::celu);
+    op("HardSigmoid", 6, "mul / add / clip", "alpha, beta", Composites::hardSigmoid);
+    op("HardSwish", 14, "mul / add / clip", "", Composites::hardSwish);
+    op("Softplus", 1, "abs / exp / log / relu / add", "max(x, 0) + log(exp(-|x|) + 1)", Composites::softplus);
+    op("Softsign", 1, "abs / add / div", "", Composites::softsign);
     op("Gelu", 20, "gelu", "approximate = none | tanh", n -> n.emit(new TransformerOp.Gelu(n.value(0),
         n.attrString("approximate", "none").equals("tanh"))));
     op("Softmax", 1, "softmax", "opset < 13: axis defaults to 1 and flattens to 2-D (reshape around softmax)",
@@ -133,6 +145,12 @@ final class OnnxOps {
     op("ReduceMax", 1, "reduce_max", "as ReduceMean", n -> reduce(n, ReduceKind.MAX));
     op("ReduceMin", 1, "reduce_min", "as ReduceMean", n -> reduce(n, ReduceKind.MIN));
     op("ReduceProd", 1, "reduce_prod", "as ReduceMean", n -> reduce(n, ReduceKind.PROD));
+    op("ReduceSumSquare", 1, "mul / reduce_sum", "as ReduceMean", Composites::reduceSumSquare);
+    op("ReduceL1", 1, "abs / reduce_sum", "as ReduceMean", Composites::reduceL1);
+    op("ReduceL2", 1, "mul / reduce_sum / sqrt", "as ReduceMean", Composites::reduceL2);
+    op("ReduceLogSum", 1, "reduce_sum / log", "as ReduceMean", Composites::reduceLogSum);
+    op("ReduceLogSumExp", 1, "reduce_max / sub / exp / reduce_sum / log / add",
+        "as ReduceMean; the max subtracted first", Composites::reduceLogSumExp);
     op("Clip", 1, "clip", "min/max: attributes (< 11) or static inputs (>= 11)", OnnxOps::clip);
     op("Pad", 11, "pad", "static pads; constant_value; axes (18); modes constant, reflect, edge", OnnxOps::pad);
     op("Trilu", 14, "trilu", "upper; k input static", n -> n.emit(new DataOp.Trilu(n.value(0),
@@ -259,20 +277,22 @@ final class OnnxOps {
       case "Constant" -> new Arity(0, 0, 1);
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
-          "ConstantOfShape", "Identity" -> new Arity(1, 1, 1);
+          "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
+          "HardSwish", "Softplus", "Softsign" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
-          "CumSum" -> new Arity(2, 2, 1);
+          "CumSum", "PRelu" -> new Arity(2, 2, 1);
       case "Trilu" -> new Arity(1, 2, 1);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
       case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);
       case "Clip" -> new Arity(1, 3, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);
       case "Slice" -> new Arity(3, 5, 1);
-      case "Max", "Min", "Concat", "Einsum" -> new Arity(1, Arity.VARIADIC, 1);
+      case "Max", "Min", "Sum", "Mean", "Concat", "Einsum" -> new Arity(1, Arity.VARIADIC, 1);
       case "Unsqueeze" -> opset >= 13 ? new Arity(2, 2, 1) : new Arity(1, 1, 1);
       case "Squeeze", "ReduceSum" -> new Arity(1, opset >= 13 ? 2 : 1, 1);
-      case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd" -> new Arity(1, opset >= 18 ? 2 : 1, 1);
+      case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2",
+          "ReduceLogSum", "ReduceLogSumExp" -> new Arity(1, opset >= 18 ? 2 : 1, 1);
       case "Split" -> new Arity(1, opset >= 13 ? 2 : 1, Arity.VARIADIC);
       case "Pad" -> new Arity(2, opset >= 18 ? 4 : 3, 1);
       case "Dropout" -> new Arity(1, opset >= 12 ? 3 : 1, 2);
@@ -1010,7 +1030,7 @@ final class OnnxOps {
 
   // ---- data movement
 
-  private static void passThrough(OnnxNode n, int in, int out) {
+  static void passThrough(OnnxNode n, int in, int out) {
     Known k = n.known(in);
     if (k != null) {
       n.set(out, k);
@@ -1102,7 +1122,7 @@ final class OnnxOps {
     reshapeTo(n, List.of(product(d.subList(0, ax)), product(d.subList(ax, d.size()))));
   }
 
-  private static List<Long> axesOf(OnnxNode n, int input, int sinceInputOpset) {
+  static List<Long> axesOf(OnnxNode n, int input, int sinceInputOpset) {
     if (n.opset >= sinceInputOpset) {
       return n.has(input) ? boxed(n.longs(input, "axes")) : null;
     }

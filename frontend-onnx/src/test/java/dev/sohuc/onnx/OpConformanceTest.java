@@ -153,6 +153,23 @@ class OpConformanceTest {
       cs.add(t(op, pos(3, 5)));
     }
     cs.add(t("Neg", ix(I64, -9, 9, 4)).named("Neg i64"));
+    for (String op : List.of("LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Softplus", "Softsign",
+        "ThresholdedRelu")) {
+      cs.add(t(op, f(3, 5)));
+    }
+    cs.add(t("LeakyRelu", f(3, 5)).attrs(attr("alpha", 0.2)).named("LeakyRelu alpha"));
+    cs.add(t("Elu", f(3, 5)).attrs(attr("alpha", 0.5)).named("Elu alpha"));
+    cs.add(t("Selu", f(3, 5)).attrs(attr("alpha", 2.0), attr("gamma", 0.5)).named("Selu alpha gamma"));
+    cs.add(t("Celu", f(3, 5)).attrs(attr("alpha", 2.0)).named("Celu alpha"));
+    cs.add(t("HardSigmoid", f(3, 5)).attrs(attr("alpha", 0.4), attr("beta", 0.3)).named("HardSigmoid alpha beta"));
+    cs.add(t("ThresholdedRelu", f(3, 5)).attrs(attr("alpha", 0.5)).named("ThresholdedRelu alpha"));
+    cs.add(t("Softplus", new In(F32, new long[] {8}, r -> random(F32, new long[] {8}, r, -100, 100), null))
+        .named("Softplus far from 0"));
+    cs.add(t("PRelu", f(2, 3, 4), f(4)).named("PRelu slope per channel"));
+    cs.add(t("PRelu", f(2, 3, 4), f(2, 3, 4)).named("PRelu slope per element"));
+    cs.add(t("Sum", f(2, 3), f(3), f(1, 3)).named("Sum variadic"));
+    cs.add(t("Sum", f(2, 3)).named("Sum one input"));
+    cs.add(t("Mean", f(2, 3), f(3), f(1, 3)).named("Mean variadic"));
     cs.add(t("Gelu", f(3, 5)).opset(20).named("Gelu erf"));
     cs.add(t("Gelu", f(3, 5)).opset(20).attrs(attr("approximate", "tanh")).named("Gelu tanh"));
     cs.add(t("Softmax", f(2, 3, 4)).opset(13).named("Softmax 13 default axis"));
@@ -253,6 +270,18 @@ class OpConformanceTest {
     cs.add(t("ReduceMax", f(2, 3, 4)).opset(13).attrs(ints("axes", 1)));
     cs.add(t("ReduceMin", f(2, 3, 4), ci(-1)).opset(18).named("ReduceMin 18 input"));
     cs.add(t("ReduceProd", f(2, 3, 4)).opset(13).attrs(ints("axes", 2)));
+    for (String op : List.of("ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp")) {
+      cs.add(t(op, f(2, 3, 4)).opset(13).attrs(ints("axes", 1)).named(op + " 13 attr"));
+      cs.add(t(op, f(2, 3, 4), ci(0, 2)).opset(18).attrs(attr("keepdims", 0)).named(op + " 18 input"));
+    }
+    cs.add(t("ReduceLogSum", pos(2, 3, 4)).opset(13).attrs(ints("axes", -1)).named("ReduceLogSum 13 attr"));
+    cs.add(t("ReduceL2", f(2, 3, 4)).opset(13).attrs(attr("keepdims", 0)).named("ReduceL2 all axes"));
+    cs.add(t("ReduceLogSumExp", f(2, 3, 4)).opset(13).attrs(attr("keepdims", 0)).named("ReduceLogSumExp all axes"));
+    cs.add(t("ReduceLogSumExp", new In(F32, new long[] {2, 5}, r -> random(F32, new long[] {2, 5}, r, 80, 120),
+        null)).opset(13).attrs(ints("axes", 1)).named("ReduceLogSumExp past exp's f32 range"));
+    for (String op : List.of("ReduceSumSquare", "ReduceL2", "ReduceLogSumExp")) {
+      cs.add(t(op, f(2, 3, 4), ci()).opset(18).attrs(attr("noop_with_empty_axes", 1)).named(op + " noop"));
+    }
     cs.add(t("Clip", f(3, 4), cs(F32, -0.5), cs(F32, 0.5)));
     cs.add(t("Clip", f(3, 4), cs(F32, 0)).named("Clip min only"));
     cs.add(t("Clip", f(3, 4), none(), cs(F32, 0)).named("Clip max only"));

@@ -41,8 +41,11 @@ import org.junit.jupiter.api.io.TempDir;
 class RandomOpsCompiledTest {
   private static final long[] DIMS = {1, 1, 2, 3, 5, 7, 16, 33, 128, 130};
   private static final List<String> UNARY = List.of("Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "Erf",
-      "Sqrt", "Log", "Reciprocal");
-  private static final List<String> BINARY = List.of("Add", "Sub", "Mul", "Div", "Max", "Min");
+      "Sqrt", "Log", "Reciprocal", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Softplus",
+      "Softsign", "ThresholdedRelu");
+  private static final List<String> BINARY = List.of("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean");
+  private static final List<String> REDUCTIONS = List.of("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+      "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp");
 
   @TempDir Path dir;
 
@@ -201,7 +204,7 @@ class RandomOpsCompiledTest {
       }
       case 4 -> {
         // at opset 17 ReduceSum takes its axes as an input, the others as an attribute
-        String op = List.of("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin").get(r.nextInt(4));
+        String op = REDUCTIONS.get(r.nextInt(REDUCTIONS.size()));
         long axes = r.nextBoolean() ? -1 : axis;
         if (op.equals("ReduceSum")) {
           g.node(op, List.of(g.input(s, -2, 2), g.ints(axes)), attr("keepdims", r.nextInt(2)));

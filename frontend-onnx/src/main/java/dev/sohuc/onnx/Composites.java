@@ -1,0 +1,198 @@
+package dev.sohuc.onnx;
+
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
+import dev.sohuc.ir.op.Op;
+import dev.sohuc.ir.op.ReductionOp;
+import dev.sohuc.ir.op.ReductionOp.ReduceKind;
+import dev.sohuc.ir.tensor.Tensor;
+import java.util.List;
+import java.util.function.UnaryOperator;
+
+/**
+ * ONNX ops the IR has no op of its own for, imported as the elementwise ops and reductions they
+ * are defined by (the formulas of the ONNX operator specs), so every later stage (fusion,
+ * interpreter, backend) already knows them: the activations of the ReLU family and its smooth
+ * relatives, and the reductions that transform their input or their result.
+ */
+final class Composites {
+  private Composites() {}
+
+  /** LeakyRelu: alpha * x below 0, x from 0 up. */
+  static void leakyRelu(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Where(less(n, x, 0), times(n, x, n.attrFloat("alpha", 0.01)), x));
+  }
+
+  /** PRelu: slope * x below 0 (slope broadcast to x), x from 0 up. */
+  static void prelu(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Where(less(n, x, 0), op(n, BinaryKind.MUL, x, n.value(1)), x));
+  }
+
+  /** ThresholdedRelu: x above alpha, else 0. */
+  static void thresholdedRelu(OnnxNode n) {
+    Value x = n.value(0);
+    Value above = n.temp(new ElementwiseOp.Binary(BinaryKind.GREATER, x, scalar(n, x, n.attrFloat("alpha", 1))));
+    n.emit(new ElementwiseOp.Where(above, x, scalar(n, x, 0)));
+  }
+
+  /** Elu: alpha * (exp(x) - 1) below 0, x from 0 up. */
+  static void elu(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Where(less(n, x, 0), times(n, expm1(n, x), n.attrFloat("alpha", 1)), x));
+  }
+
+  /** Selu: gamma * (alpha * exp(x) - alpha) up to 0, gamma * x above. */
+  static void selu(OnnxNode n) {
+    Value x = n.value(0);
+    double alpha = n.attrFloat("alpha", 1.67326319217681884765625);
+    double gamma = n.attrFloat("gamma", 1.05070102214813232421875);
+    Value negative = op(n, BinaryKind.SUB, times(n, unary(n, UnaryKind.EXP, x), alpha), scalar(n, x, alpha));
+    Value atMostZero = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS_EQUAL, x, scalar(n, x, 0)));
+    Value y = n.temp(new ElementwiseOp.Where(atMostZero, negative, x));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.MUL, y, scalar(n, x, gamma)));
+  }
+
+  /** Celu: max(0, x) + min(0, alpha * (exp(x / alpha) - 1)). */
+  static void celu(OnnxNode n) {
+    Value x = n.value(0);
+    double alpha = n.attrFloat("alpha", 1);
+    Value smooth = times(n, expm1(n, op(n, BinaryKind.DIV, x, scalar(n, x, alpha))), alpha);
+    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, unary(n, UnaryKind.RELU, x),
+        op(n, BinaryKind.MIN, smooth, scalar(n, x, 0))));
+  }
+
+  /** HardSigmoid: max(0, min(1, alpha * x + beta)). */
+  static void hardSigmoid(OnnxNode n) {
+    n.emit(hardSigmoidOp(n, n.value(0), n.attrFloat("alpha", 0.2), n.attrFloat("beta", 0.5)));
+  }
+
+  /** HardSwish: x * HardSigmoid(x) with alpha 1/6, beta 0.5. */
+  static void hardSwish(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Binary(BinaryKind.MUL, x, n.temp(hardSigmoidOp(n, x, 1.0 / 6, 0.5))));
+  }
+
+  private static Op hardSigmoidOp(OnnxNode n, Value x, double alpha, double beta) {
+    Value line = op(n, BinaryKind.ADD, times(n, x, alpha), scalar(n, x, beta));
+    return new ElementwiseOp.Clip(line, 0, 1);
+  }
+
+  /**
+   * Softplus: log(exp(x) + 1), as max(x, 0) + log(exp(-|x|) + 1), which is the same where exp(x)
+   * is finite and does not overflow past it (x near 89 and above in f32).
+   */
+  static void softplus(OnnxNode n) {
+    Value x = n.value(0);
+    Value negAbs = unary(n, UnaryKind.NEG, unary(n, UnaryKind.ABS, x));
+    Value tail = unary(n, UnaryKind.LOG, op(n, BinaryKind.ADD, unary(n, UnaryKind.EXP, negAbs), scalar(n, x, 1)));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, unary(n, UnaryKind.RELU, x), tail));
+  }
+
+  /** Softsign: x / (1 + |x|). */
+  static void softsign(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Binary(BinaryKind.DIV, x,
+        op(n, BinaryKind.ADD, unary(n, UnaryKind.ABS, x), scalar(n, x, 1))));
+  }
+
+  /** Mean: the inputs' broadcast sum over their count. */
+  static void mean(OnnxNode n) {
+    Value sum = n.value(0);
+    for (int i = 1; i < n.inputCount(); i++) {
+      sum = op(n, BinaryKind.ADD, sum, n.value(i));
+    }
+    n.emit(new ElementwiseOp.Binary(BinaryKind.DIV, sum, scalar(n, sum, n.inputCount())));
+  }
+
+  /** ReduceSumSquare: the sum of x * x. */
+  static void reduceSumSquare(OnnxNode n) {
+    reduce(n, x -> op(n, BinaryKind.MUL, x, x), null);
+  }
+
+  /** ReduceL1: the sum of |x|. */
+  static void reduceL1(OnnxNode n) {
+    reduce(n, x -> unary(n, UnaryKind.ABS, x), null);
+  }
+
+  /** ReduceL2: the square root of the sum of x * x. */
+  static void reduceL2(OnnxNode n) {
+    reduce(n, x -> op(n, BinaryKind.MUL, x, x), UnaryKind.SQRT);
+  }
+
+  /** ReduceLogSum: the log of the sum. */
+  static void reduceLogSum(OnnxNode n) {
+    reduce(n, x -> x, UnaryKind.LOG);
+  }
+
+  /**
+   * ReduceLogSumExp: max + log(sum(exp(x - max))), the max taken first as ONNX Runtime does, so
+   * exp cannot overflow.
+   */
+  static void reduceLogSumExp(OnnxNode n) {
+    Reduction r = Reduction.of(n);
+    Value x = n.value(0);
+    if (r.noop()) {
+      OnnxOps.passThrough(n, 0, 0);
+      return;
+    }
+    Value kept = n.temp(new ReductionOp.Reduce(ReduceKind.MAX, x, r.axes(), true));
+    Value sum = n.temp(new ReductionOp.Reduce(ReduceKind.SUM,
+        unary(n, UnaryKind.EXP, op(n, BinaryKind.SUB, x, kept)), r.axes(), r.keepdims()));
+    Value max = r.keepdims() ? kept : n.temp(new ReductionOp.Reduce(ReduceKind.MAX, x, r.axes(), false));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, unary(n, UnaryKind.LOG, sum), max));
+  }
+
+  /**
+   * The sum of {@code pre(x)}, then {@code post} (null: none). Over no axes with
+   * noop_with_empty_axes, x as it is, as ONNX Runtime gives it (not {@code post(pre(x))}).
+   */
+  private static void reduce(OnnxNode n, UnaryOperator<Value> pre, UnaryKind post) {
+    Reduction r = Reduction.of(n);
+    if (r.noop()) {
+      OnnxOps.passThrough(n, 0, 0);
+      return;
+    }
+    Op sum = new ReductionOp.Reduce(ReduceKind.SUM, pre.apply(n.value(0)), r.axes(), r.keepdims());
+    n.emit(post == null ? sum : new ElementwiseOp.Unary(post, n.temp(sum)));
+  }
+
+  /** A reduction's axes (attribute before opset 18, input from it), keepdims and noop flag. */
+  private record Reduction(List<Long> axes, boolean keepdims, boolean noop) {
+    static Reduction of(OnnxNode n) {
+      List<Long> axes = OnnxOps.axesOf(n, 1, 18);
+      List<Long> all = axes == null ? List.of() : axes;
+      return new Reduction(all, n.attrInt("keepdims", 1) != 0,
+          all.isEmpty() && n.attrInt("noop_with_empty_axes", 0) != 0);
+    }
+  }
+
+  private static Value less(OnnxNode n, Value x, double v) {
+    return n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, x, scalar(n, x, v)));
+  }
+
+  private static Value times(OnnxNode n, Value x, double v) {
+    return op(n, BinaryKind.MUL, x, scalar(n, x, v));
+  }
+
+  /** exp(x) - 1, as the specs write it (no expm1: ONNX Runtime's Elu subtracts too). */
+  private static Value expm1(OnnxNode n, Value x) {
+    return op(n, BinaryKind.SUB, unary(n, UnaryKind.EXP, x), scalar(n, x, 1));
+  }
+
+  private static Value op(OnnxNode n, BinaryKind kind, Value a, Value b) {
+    return n.temp(new ElementwiseOp.Binary(kind, a, b));
+  }
+
+  private static Value unary(OnnxNode n, UnaryKind kind, Value x) {
+    return n.temp(new ElementwiseOp.Unary(kind, x));
+  }
+
+  /** A scalar of x's element type. */
+  private static Value scalar(OnnxNode n, Value x, double v) {
+    return n.constant(Tensor.scalar(x.type().elementType(), v));
+  }
+}
