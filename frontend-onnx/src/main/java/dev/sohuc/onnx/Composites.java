@@ -35,7 +35,7 @@ final class Composites {
   /** ThresholdedRelu: x above alpha, else 0. */
   static void thresholdedRelu(OnnxNode n) {
     Value x = n.value(0);
-    Value above = n.temp(new ElementwiseOp.Binary(BinaryKind.GREATER, x, scalar(n, x, n.attrFloat("alpha", 1))));
+    Value above = op(n, BinaryKind.GREATER, x, scalar(n, x, n.attrFloat("alpha", 1)));
     n.emit(new ElementwiseOp.Where(above, x, scalar(n, x, 0)));
   }
 
@@ -51,7 +51,7 @@ final class Composites {
     double alpha = n.attrFloat("alpha", 1.67326319217681884765625);
     double gamma = n.attrFloat("gamma", 1.05070102214813232421875);
     Value negative = op(n, BinaryKind.SUB, times(n, unary(n, UnaryKind.EXP, x), alpha), scalar(n, x, alpha));
-    Value atMostZero = n.temp(new ElementwiseOp.Binary(BinaryKind.LESS_EQUAL, x, scalar(n, x, 0)));
+    Value atMostZero = op(n, BinaryKind.LESS_EQUAL, x, scalar(n, x, 0));
     Value y = n.temp(new ElementwiseOp.Where(atMostZero, negative, x));
     n.emit(new ElementwiseOp.Binary(BinaryKind.MUL, y, scalar(n, x, gamma)));
   }
@@ -171,7 +171,7 @@ final class Composites {
   }
 
   private static Value less(OnnxNode n, Value x, double v) {
-    return n.temp(new ElementwiseOp.Binary(BinaryKind.LESS, x, scalar(n, x, v)));
+    return op(n, BinaryKind.LESS, x, scalar(n, x, v));
   }
 
   private static Value times(OnnxNode n, Value x, double v) {
