@@ -86,10 +86,58 @@ final class Composites {
    * is finite and does not overflow past it (x near 89 and above in f32).
    */
   static void softplus(OnnxNode n) {
-    Value x = n.value(0);
+    n.set(0, softplusOf(n, n.value(0)));
+  }
+
+  private static Value softplusOf(OnnxNode n, Value x) {
     Value negAbs = unary(n, UnaryKind.NEG, unary(n, UnaryKind.ABS, x));
     Value tail = unary(n, UnaryKind.LOG, op(n, BinaryKind.ADD, unary(n, UnaryKind.EXP, negAbs), scalar(n, x, 1)));
-    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, unary(n, UnaryKind.RELU, x), tail));
+    return op(n, BinaryKind.ADD, unary(n, UnaryKind.RELU, x), tail);
+  }
+
+  /** Mish: x * tanh(softplus(x)). */
+  static void mish(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Binary(BinaryKind.MUL, x, unary(n, UnaryKind.TANH, softplusOf(n, x))));
+  }
+
+  /** Shrink: x + bias below -lambd, x - bias above lambd, 0 between. */
+  static void shrink(OnnxNode n) {
+    Value x = n.value(0);
+    double lambd = n.attrFloat("lambd", 0.5);
+    double bias = n.attrFloat("bias", 0);
+    Value above = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.GREATER, x, scalar(n, x, lambd)),
+        op(n, BinaryKind.SUB, x, scalar(n, x, bias)), scalar(n, x, 0)));
+    n.emit(new ElementwiseOp.Where(less(n, x, -lambd), op(n, BinaryKind.ADD, x, scalar(n, x, bias)), above));
+  }
+
+  /** Sign: 1 above 0, -1 below, x itself otherwise (0, or NaN as ONNX Runtime gives it). */
+  static void sign(OnnxNode n) {
+    Value x = n.value(0);
+    Value notBelow = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.GREATER, x, scalar(n, x, 0)),
+        scalar(n, x, 1), x));
+    n.emit(new ElementwiseOp.Where(less(n, x, 0), scalar(n, x, -1), notBelow));
+  }
+
+  /** IsNaN: x differs from itself. */
+  static void isNaN(OnnxNode n) {
+    Value x = n.value(0);
+    n.emit(new ElementwiseOp.Unary(UnaryKind.NOT, op(n, BinaryKind.EQUAL, x, x)));
+  }
+
+  /** IsInf: x is +inf (detect_positive) or -inf (detect_negative); neither: nothing is. */
+  static void isInf(OnnxNode n) {
+    Value x = n.value(0);
+    boolean positive = n.attrInt("detect_positive", 1) != 0;
+    boolean negative = n.attrInt("detect_negative", 1) != 0;
+    if (positive && negative) {
+      n.emit(new ElementwiseOp.Binary(BinaryKind.EQUAL, unary(n, UnaryKind.ABS, x),
+          scalar(n, x, Double.POSITIVE_INFINITY)));
+    } else {
+      // NaN equals nothing: with neither flag every element is false
+      double v = positive ? Double.POSITIVE_INFINITY : negative ? Double.NEGATIVE_INFINITY : Double.NaN;
+      n.emit(new ElementwiseOp.Binary(BinaryKind.EQUAL, x, scalar(n, x, v)));
+    }
   }
 
   /** Softsign: x / (1 + |x|). */

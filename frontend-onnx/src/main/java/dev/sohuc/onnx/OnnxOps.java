@@ -96,6 +96,11 @@ final class OnnxOps {
     op("HardSwish", 14, "mul / add / clip", "", Composites::hardSwish);
     op("Softplus", 1, "abs / exp / log / relu / add", "max(x, 0) + log(exp(-|x|) + 1)", Composites::softplus);
     op("Softsign", 1, "abs / add / div", "", Composites::softsign);
+    op("Mish", 18, "abs / exp / log / relu / add / tanh / mul", "x * tanh(softplus(x))", Composites::mish);
+    op("Shrink", 9, "greater / less / add / sub / where", "lambd, bias", Composites::shrink);
+    op("Sign", 9, "greater / less / where", "NaN gives NaN", Composites::sign);
+    op("IsNaN", 9, "equal / not", "", Composites::isNaN);
+    op("IsInf", 10, "abs / equal", "detect_negative, detect_positive", Composites::isInf);
     op("Gelu", 20, "gelu", "approximate = none | tanh", n -> n.emit(new TransformerOp.Gelu(n.value(0),
         n.attrString("approximate", "none").equals("tanh"))));
     op("Softmax", 1, "softmax", "opset < 13: axis defaults to 1 and flattens to 2-D (reshape around softmax)",
@@ -278,7 +283,7 @@ final class OnnxOps {
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
-          "HardSwish", "Softplus", "Softsign" -> new Arity(1, 1, 1);
+          "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "IsNaN", "IsInf" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);

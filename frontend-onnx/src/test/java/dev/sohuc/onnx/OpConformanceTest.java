@@ -165,6 +165,19 @@ class OpConformanceTest {
     cs.add(t("ThresholdedRelu", f(3, 5)).attrs(attr("alpha", 0.5)).named("ThresholdedRelu alpha"));
     cs.add(t("Softplus", new In(F32, new long[] {8}, r -> random(F32, new long[] {8}, r, -100, 100), null))
         .named("Softplus far from 0"));
+    cs.add(t("Mish", f(3, 5)).opset(18));
+    cs.add(t("Shrink", f(3, 5)));
+    cs.add(t("Shrink", f(3, 5)).attrs(attr("lambd", 1.0), attr("bias", 0.25)).named("Shrink lambd bias"));
+    In special = new In(F32, new long[] {8}, r -> Tensor.ofFloats(F32, new long[] {8}, new float[] {Float.NaN,
+        Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 0f, -0f, 1.5f, -2f, Float.MIN_VALUE}), null);
+    cs.add(t("Sign", special).named("Sign of special values"));
+    cs.add(t("Sign", ix(I64, -3, 3, 2, 4)).named("Sign i64"));
+    cs.add(t("IsNaN", special));
+    cs.add(t("IsInf", special));
+    cs.add(t("IsInf", special).attrs(attr("detect_negative", 0)).named("IsInf positive only"));
+    cs.add(t("IsInf", special).attrs(attr("detect_positive", 0)).named("IsInf negative only"));
+    cs.add(t("IsInf", special).attrs(attr("detect_positive", 0), attr("detect_negative", 0))
+        .named("IsInf neither"));
     cs.add(t("PRelu", f(2, 3, 4), f(4)).named("PRelu slope per channel"));
     cs.add(t("PRelu", f(2, 3, 4), f(2, 3, 4)).named("PRelu slope per element"));
     cs.add(t("Sum", f(2, 3), f(3), f(1, 3)).named("Sum variadic"));
