@@ -114,6 +114,7 @@ final class Lowering {
     }
     return switch (op) {
       case ElementwiseOp.Unary u when TrigLowering.claims(u.kind()) -> requireF32(n);
+      case ElementwiseOp.Unary u when u.kind() == ElementwiseOp.UnaryKind.NOT -> null;
       case ElementwiseOp.Unary u -> unaryFn(u.kind()) == null ? "no VPU function for "
           + u.kind().mnemonic() : requireF32(n);
       case ElementwiseOp.Binary b when b.kind().isComparison() ->
@@ -457,6 +458,8 @@ final class Lowering {
     switch (n.op()) {
       case ElementwiseOp.Unary u when TrigLowering.claims(u.kind()) ->
           new TrigLowering(this).lower(n, u);
+      case ElementwiseOp.Unary u when u.kind() == ElementwiseOp.UnaryKind.NOT ->
+          new SelectLowering(this).not(n, u.x());
       case ElementwiseOp.Unary u -> unary(n, u.x(), unaryFn(u.kind()));
       case TransformerOp.Gelu g -> unary(n, g.x(), g.tanhApproximation() ? UnaryFn.GELU_TANH
           : UnaryFn.GELU_ERF);

@@ -26,6 +26,7 @@ import java.util.Map;
  *   a <= b   ge(b, a)            (second operand full-shaped or a constant scalar)
  *   a >  b   1 - ge(b, a)        (likewise)
  *   a == b   ge(a, b) * ge(b, a) (likewise; 0 for NaN, as ge)
+ *   not c    1 - c
  *   where(c, a, b) = max(a + log c, b + log(1 - c))
  * </pre>
  *
@@ -167,6 +168,27 @@ final class SelectLowering {
       e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
     });
     e.free(rows, mask, converse, a, dst, b);
+  }
+
+  /** A bool's negation: its f32 mask m as 1 - m. */
+  void not(Node n, Value x) {
+    Lowering.View v = Lowering.view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int boolRs = e.konst(v.cols());
+    long tile = l.tileRows(3 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
+    int src = e.li(l.addr(x));
+    int dst = e.li(l.addr(n.result()));
+    l.rowStream(rows, tile, List.of(new Lowering.In(src, v.cols(), v.cols())), dst, v.cols(), v.cols(),
+        (in, out, r, s) -> {
+          e.cvt(mask, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
+          e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
+          e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
+        });
+    e.free(rows, mask, src, dst);
   }
 
   void where(Node n, ElementwiseOp.Where w) {

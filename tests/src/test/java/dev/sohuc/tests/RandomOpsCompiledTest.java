@@ -411,14 +411,14 @@ class RandomOpsCompiledTest {
   }
 
   /**
-   * IsInf of NaN, the infinities, signed zeros and a denormal, on the chip as on the interpreter
-   * (whose results ONNX Runtime's match, OpConformanceTest): its equalities are products of two
-   * VPU ge masks, which see NaN and the infinities as IEEE does. (Sign and IsNaN are not checked
-   * here: the chip's where lets an infinity on the side not taken through, and it has no bool not;
-   * see SelectLowering.)
+   * IsNaN and IsInf of NaN, the infinities, signed zeros and a denormal, on the chip as on the
+   * interpreter (whose results ONNX Runtime's match, OpConformanceTest): their equalities are
+   * products of two VPU ge masks, which see NaN and the infinities as IEEE does, and a bool's not
+   * is 1 minus its mask. (Sign is not checked here: the chip's where lets an infinity on the side
+   * not taken through; see SelectLowering.)
    */
   @Test
-  void isInfOfSpecialValuesCompilesToTheInterpretersNumbers() throws Exception {
+  void nanAndInfinityTestsCompileToTheInterpretersNumbers() throws Exception {
     Tensor special = Tensor.ofFloats(ElementType.F32, new long[] {2, 4}, new float[] {Float.NaN,
         Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 0f, -0f, 1.5f, -2f, Float.MIN_VALUE});
     int i = 0;
@@ -429,6 +429,10 @@ class RandomOpsCompiledTest {
       g.node("IsInf", List.of(g.input(special)), attrs);
       assertTrue(check(i++, g), "IsInf " + List.of(attrs) + " compiled");
     }
+    Graph g = new Graph(new Random(i));
+    g.ortComparable = false;
+    g.node("IsNaN", List.of(g.input(special)));
+    assertTrue(check(i, g), "IsNaN compiled");
   }
 
   @Test
