@@ -70,6 +70,8 @@ end_outer:
     vred     mean, r14, r15, r8, r9, r12, r13, f32
     vfill    r8, r9, 0.0, r12, r13, bf16
     vfill    r8, r9, 3.4028235E38, r12, r13, f32
+    vsel     r8, r9, r10, r11, r12, r9, r13, r0, r14, r15, f32, b_bcast=scalar
+    vsel     r8+511, r9, r10-512, r11, r12, r9, r13, r9, r14, r15, bf16, a_bcast=col, b_bcast=row
     softmax  r8, r9, r8, r9, r12, r13, f32, scale=0.125, causal=1, diag=r16
     softmax  r8, r9, r8, r9, r12, r13, bf16, valid=r17
     softmax  r8, r9, r8, r9, r12, r13, f32, causal=1, diag=r16, window=r18

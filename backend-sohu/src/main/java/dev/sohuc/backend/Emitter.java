@@ -464,6 +464,12 @@ final class Emitter {
         DType.F32, bcast, 0, 0));
   }
 
+  int vsel(int dst, int dstStride, int cond, int condStride, int a, int aStride, int b,
+      int bStride, int rows, int cols, Bcast aBcast, Bcast bBcast) {
+    return emit(new Insn.Vsel(dst, 0, dstStride, cond, 0, condStride, a, 0, aStride, b, 0, bStride,
+        rows, cols, DType.F32, aBcast, bBcast, 0, 0));
+  }
+
   int vbini(BinOp op, int dst, int dstStride, int a, int aStride, float imm, int rows, int cols,
       boolean rev) {
     return emit(new Insn.Vbini(op, dst, 0, dstStride, a, 0, aStride, imm, rows, cols, DType.F32,

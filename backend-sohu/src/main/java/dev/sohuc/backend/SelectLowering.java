@@ -10,7 +10,6 @@ import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Bcast;
 import dev.sohuc.isa.BinOp;
 import dev.sohuc.isa.DType;
-import dev.sohuc.isa.UnaryFn;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -22,17 +21,15 @@ import java.util.Map;
  *
  * <pre>
  *   a >= b   ge(a, b)            (the vbin ge function)
- *   a <  b   1 - ge(a, b)
+ *   a <  b   (1 - ge(a, b)) * ge(m, m), m = max(a, b)  (m is NaN where a or b is)
  *   a <= b   ge(b, a)            (second operand full-shaped or a constant scalar)
- *   a >  b   1 - ge(b, a)        (likewise)
+ *   a >  b   (1 - ge(b, a)) * ge(m, m)                (likewise)
  *   a == b   ge(a, b) * ge(b, a) (likewise; 0 for NaN, as ge)
  *   not c    1 - c
- *   where(c, a, b) = max(a + log c, b + log(1 - c))
+ *   where(c, a, b) = vsel(c, a, b)  (each element copied from the side c picks)
  * </pre>
  *
- * The select is exact for c in {0, 1} and operands that are finite or -inf: log 1 = 0 leaves
- * the taken side unchanged and log 0 = -inf removes the other. A +inf or NaN operand on the
- * side not taken would leak through; {@code lt}/{@code gt} of NaN give 1, not 0.
+ * Every comparison with NaN gives 0, as IEEE's.
  */
 final class SelectLowering {
   private final Lowering l;
@@ -106,9 +103,10 @@ final class SelectLowering {
     int cols = e.konst(v.cols());
     int rs = e.konst(rowBytes);
     int boolRs = e.konst(v.cols());
-    long tile = l.tileRows((equal ? 6 : 5) * rowBytes, v.cols() == 1 ? 1024 : 128);
+    long tile = l.tileRows((equal || negate ? 6 : 5) * rowBytes, v.cols() == 1 ? 1024 : 128);
     int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
-    int converse = equal ? e.li(l.sram(tile * rowBytes, "f32 mask of b >= a")) : 0;
+    // equal: the converse comparison; lt and gt: where neither operand is NaN
+    int second = equal || negate ? e.li(l.sram(tile * rowBytes, "second f32 mask")) : 0;
     int a = e.li(l.addr(p.a()));
     int dst = e.li(l.addr(n.result()));
     List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(a, rowBytes, rowBytes)));
@@ -152,22 +150,31 @@ final class SelectLowering {
         }
       }
       if (negate) {
+        // 1 - ge is 1 where an operand is NaN too: max(a, b) is NaN exactly there, and
+        // ge(m, m) 0 there, 1 elsewhere
         e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
+        if (p.imm() != null) {
+          e.vbini(BinOp.MAX, second, rs, in[0], rs, p.imm(), r, cols, false);
+        } else {
+          e.vbin(BinOp.MAX, second, rs, in[0], rs, streamedB ? in[1] : bFixed, bStride, r, cols, bcast);
+        }
+        e.vbin(BinOp.GE, second, rs, second, rs, second, rs, r, cols, Bcast.NONE);
+        e.vbin(BinOp.MUL, mask, rs, mask, rs, second, rs, r, cols, Bcast.NONE);
       }
       if (equal) {
         // the converse comparison (b full-shaped or an immediate: compareReason)
         if (p.imm() != null) {
-          e.vbini(BinOp.GE, converse, rs, in[0], rs, p.imm(), r, cols, !rev);
+          e.vbini(BinOp.GE, second, rs, in[0], rs, p.imm(), r, cols, !rev);
         } else if (rev) {
-          e.vbin(BinOp.GE, converse, rs, in[0], rs, in[1], rs, r, cols, Bcast.NONE);
+          e.vbin(BinOp.GE, second, rs, in[0], rs, in[1], rs, r, cols, Bcast.NONE);
         } else {
-          e.vbin(BinOp.GE, converse, rs, in[1], rs, in[0], rs, r, cols, Bcast.NONE);
+          e.vbin(BinOp.GE, second, rs, in[1], rs, in[0], rs, r, cols, Bcast.NONE);
         }
-        e.vbin(BinOp.MUL, mask, rs, mask, rs, converse, rs, r, cols, Bcast.NONE);
+        e.vbin(BinOp.MUL, mask, rs, mask, rs, second, rs, r, cols, Bcast.NONE);
       }
       e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
     });
-    e.free(rows, mask, converse, a, dst, b);
+    e.free(rows, mask, second, a, dst, b);
   }
 
   /** A bool's negation: its f32 mask m as 1 - m. */
@@ -198,41 +205,42 @@ final class SelectLowering {
     int cols = e.konst(v.cols());
     int rs = e.konst(rowBytes);
     int boolRs = e.konst(v.cols());
-    Float aImm = imm(w.onTrue(), l.known());
-    Float bImm = imm(w.onFalse(), l.known());
     long tile = l.tileRows(6 * rowBytes, v.cols() == 1 ? 1024 : 128);
-    int taken = e.li(l.sram(tile * rowBytes, "a + log c"));
-    int other = e.li(l.sram(tile * rowBytes, "b + log(1 - c)"));
     int c = e.li(l.addr(w.condition()));
     int dst = e.li(l.addr(n.result()));
     List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(c, v.cols(), v.cols())));
-    int a = 0;
-    int b = 0;
-    if (aImm == null) {
-      a = e.li(l.addr(w.onTrue()));
-      ins.add(new Lowering.In(a, rowBytes, rowBytes));
+    Side a = side(w.onTrue(), ins, rowBytes, "where's constant a");
+    Side b = side(w.onFalse(), ins, rowBytes, "where's constant b");
+    l.rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, r, s) ->
+        e.vsel(out, rs, in[0], boolRs, a.reg(in), a.stride(rs), b.reg(in), b.stride(rs), r, cols,
+            a.bcast(), b.bcast()));
+    e.free(rows, c, dst, a.owned(), b.owned());
+  }
+
+  /**
+   * One side of a where: streamed with the condition (input {@code index} of the row stream),
+   * or a constant scalar preloaded once into SRAM at the register {@code owned} and broadcast.
+   */
+  private record Side(int index, int owned) {
+    int reg(int[] in) {
+      return index > 0 ? in[index] : owned;
     }
-    if (bImm == null) {
-      b = e.li(l.addr(w.onFalse()));
-      ins.add(new Lowering.In(b, rowBytes, rowBytes));
+
+    int stride(int rowStride) {
+      return index > 0 ? rowStride : 0;
     }
-    l.rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, r, s) -> {
-      e.cvt(other, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
-      e.vun(UnaryFn.LOG, taken, rs, other, rs, r, cols);
-      if (aImm != null) {
-        e.vbini(BinOp.ADD, taken, rs, taken, rs, aImm, r, cols, false);
-      } else {
-        e.vbin(BinOp.ADD, taken, rs, in[1], rs, taken, rs, r, cols, Bcast.NONE);
-      }
-      e.vbini(BinOp.SUB, other, rs, other, rs, 1.0f, r, cols, true);
-      e.vun(UnaryFn.LOG, other, rs, other, rs, r, cols);
-      if (bImm != null) {
-        e.vbini(BinOp.ADD, other, rs, other, rs, bImm, r, cols, false);
-      } else {
-        e.vbin(BinOp.ADD, other, rs, in[in.length - 1], rs, other, rs, r, cols, Bcast.NONE);
-      }
-      e.vbin(BinOp.MAX, out, rs, taken, rs, other, rs, r, cols, Bcast.NONE);
-    });
-    e.free(rows, taken, other, c, dst, a, b);
+
+    Bcast bcast() {
+      return index > 0 ? Bcast.NONE : Bcast.SCALAR;
+    }
+  }
+
+  private Side side(Value x, List<Lowering.In> ins, long rowBytes, String what) {
+    if (imm(x, l.known()) != null) {
+      return new Side(0, e.li(l.preload(x, 4, what)));
+    }
+    int at = e.li(l.addr(x));
+    ins.add(new Lowering.In(at, rowBytes, rowBytes));
+    return new Side(ins.size() - 1, at);
   }
 }

@@ -266,6 +266,7 @@ final class FunctionalMachine {
       case Insn.Vun v -> throw new IllegalStateException("not CTRL");
       case Insn.Vred v -> throw new IllegalStateException("not CTRL");
       case Insn.Vfill v -> throw new IllegalStateException("not CTRL");
+      case Insn.Vsel v -> throw new IllegalStateException("not CTRL");
       case Insn.Softmax s -> throw new IllegalStateException("not CTRL");
       case Insn.Layernorm l -> throw new IllegalStateException("not CTRL");
       case Insn.Rmsnorm rn -> throw new IllegalStateException("not CTRL");
@@ -716,6 +717,7 @@ final class FunctionalMachine {
       case Insn.Vun v -> vun(v, r);
       case Insn.Vred v -> vred(v, r);
       case Insn.Vfill v -> vfill(v, r);
+      case Insn.Vsel v -> vsel(v, r);
       case Insn.Softmax s -> softmax(s, r);
       case Insn.Layernorm l -> layernorm(l, r);
       case Insn.Rmsnorm n -> rmsnorm(n, r);
@@ -1141,6 +1143,46 @@ final class FunctionalMachine {
       binop(v.op(), x, y, o, cols);
       Elem.storeRow(sram, (int) (dst + i * ds), cols, t, o);
     });
+  }
+
+  private void vsel(Insn.Vsel v, long[] r) {
+    long rows = rowsOf(r, v.rows());
+    int cols = colsOf(r, v.cols());
+    DType t = v.dtype();
+    if (rows == 0 || cols == 0) {
+      return;
+    }
+    long ds = r[v.dstStride()];
+    long cs = r[v.condStride()];
+    int dst = tile("vsel dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
+    int cond = tile("vsel cond", r[v.cond()] + v.condOff(), cs, rows, cols, DType.I8);
+    Operand a = operand("vsel a", r[v.a()] + v.aOff(), r[v.aStride()], v.aBcast(), rows, cols, t);
+    Operand b = operand("vsel b", r[v.b()] + v.bOff(), r[v.bStride()], v.bBcast(), rows, cols, t);
+    int e = t.bytes();
+    byte[] out = new byte[cols * e];
+    for (long i = 0; i < rows; i++) {
+      // each element copied byte for byte from the side its condition picks
+      for (int j = 0; j < cols; j++) {
+        Operand side = sram[(int) (cond + i * cs + j)] != 0 ? a : b;
+        System.arraycopy(sram, side.at(i, j, e), out, j * e, e);
+      }
+      System.arraycopy(out, 0, sram, (int) (dst + i * ds), out.length);
+    }
+  }
+
+  /** A tile operand read through a broadcast: the SRAM byte of element (i, j). */
+  private record Operand(int base, long stride, Bcast bcast) {
+    int at(long i, int j, int e) {
+      long row = bcast == Bcast.NONE || bcast == Bcast.COL ? i * stride : 0;
+      int col = bcast == Bcast.NONE || bcast == Bcast.ROW ? j * e : 0;
+      return (int) (base + row + col);
+    }
+  }
+
+  private Operand operand(String what, long base, long stride, Bcast bc, long rows, int cols, DType t) {
+    long r = bc == Bcast.NONE || bc == Bcast.COL ? rows : 1;
+    int c = bc == Bcast.NONE || bc == Bcast.ROW ? cols : 1;
+    return new Operand(tile(what, base, stride, r, c, t), stride, bc);
   }
 
   private static void binop(dev.sohuc.isa.BinOp op, float[] x, float[] y, float[] o, int n) {

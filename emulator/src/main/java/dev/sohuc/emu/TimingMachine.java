@@ -209,6 +209,7 @@ final class TimingMachine {
       case Insn.Vun v -> o.kind = 0;
       case Insn.Vred v -> o.kind = 0;
       case Insn.Vfill v -> o.kind = 0;
+      case Insn.Vsel v -> o.kind = 0;
       case Insn.Softmax v -> o.kind = 0;
       case Insn.Layernorm v -> o.kind = 0;
       case Insn.Rmsnorm v -> o.kind = 0;
@@ -383,6 +384,7 @@ final class TimingMachine {
       case Insn.Rmsnorm r -> VpuClass.ROW;
       case Insn.Vred v -> VpuClass.SIMPLE;
       case Insn.Vfill v -> VpuClass.SIMPLE;
+      case Insn.Vsel v -> VpuClass.SIMPLE;
       case Insn.Rope r -> VpuClass.SIMPLE;
       case Insn.Cvt c -> VpuClass.SIMPLE;
       case Insn.Accdq a -> VpuClass.SIMPLE;

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.sohuc.isa.BinOp;
 import dev.sohuc.isa.DType;
 import dev.sohuc.isa.RedOp;
+import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -102,6 +103,45 @@ class VpuInstructionTest {
           };
           assertEquals(want, TestSupport.get(m, 8192 + i * 32 + j * 4, F32), op + " " + bcast
               + " [" + i + "][" + j + "]");
+        }
+      }
+    }
+  }
+
+  /**
+   * vsel copies each element from the side its condition byte picks, bit for bit: NaN (with its
+   * payload), infinities and -0 on either side, whatever the other side holds; a's and b's
+   * broadcasts as vbin's b.
+   */
+  @Test
+  void vselCopiesTheChosenElementWhateverTheOtherHolds() {
+    float nan = Float.intBitsToFloat(0x7fc0_1234);
+    float[] aRow = {nan, Float.POSITIVE_INFINITY, 1f, -0f, 2f};
+    float[] bRow = {Float.POSITIVE_INFINITY, nan, Float.NEGATIVE_INFINITY, 3f, -0f};
+    byte[] cond = {1, 0, 0, 7, 0, 0, 1, 1, 0, 1};
+    for (String[] bc : new String[][] {{"none", "none"}, {"scalar", "row"}, {"col", "scalar"}}) {
+      int rows = 2;
+      int cols = 5;
+      FunctionalMachine m = TestSupport.machine(regs(rows, cols, 32, 40) + "li r15, 16\nvsel r12+0, r22, "
+          + "r14+0, r15, r10+0, r22, r11+0, r23, r20, r21, f32, a_bcast=" + bc[0] + ", b_bcast=" + bc[1]
+          + "\nhalt\n");
+      for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+          TestSupport.putBits(m, 1024 + i * 32 + j * 4, F32, Float.floatToRawIntBits(i == 0 ? aRow[j] : -aRow[j]));
+          TestSupport.putBits(m, 4096 + i * 40 + j * 4, F32, Float.floatToRawIntBits(i == 0 ? bRow[j] : -bRow[j]));
+          m.sram[16384 + i * 16 + j] = cond[i * cols + j];
+        }
+      }
+      m.run();
+      for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+          boolean takeA = cond[i * cols + j] != 0;
+          String b = takeA ? bc[0] : bc[1];
+          int ri = b.equals("none") || b.equals("col") ? i : 0;
+          int rj = b.equals("none") || b.equals("row") ? j : 0;
+          float want = takeA ? (ri == 0 ? aRow[rj] : -aRow[rj]) : (ri == 0 ? bRow[rj] : -bRow[rj]);
+          assertEquals(Float.floatToRawIntBits(want), Elem.getI32(m.sram, 8192 + i * 32 + j * 4),
+              List.of(bc) + " [" + i + "][" + j + "]");
         }
       }
     }

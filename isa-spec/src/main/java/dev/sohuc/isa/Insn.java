@@ -201,6 +201,12 @@ public sealed interface Insn {
       BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, int b, int bOff,
       int bStride, int rows, int cols, DType dtype, Bcast bcast, int waitTok, int signalTok) implements Insn {}
 
+  /** {@code vsel} (VPU engine); semantics in docs/isa.md. */
+  record Vsel(
+      int dst, int dstOff, int dstStride, int cond, int condOff, int condStride, int a, int aOff,
+      int aStride, int b, int bOff, int bStride, int rows, int cols, DType dtype, Bcast aBcast,
+      Bcast bBcast, int waitTok, int signalTok) implements Insn {}
+
   /** {@code vbini} (VPU engine); semantics in docs/isa.md. */
   record Vbini(
       BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, float imm,

@@ -470,6 +470,24 @@ public final class InsnTable {
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("vfill r8, r9, 0.0, r12, r13, bf16")
         .build());
+    t.add(tile(InsnDef.builder(0x6E, "vsel", VPU)
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("cond", 10, "SRAM byte address of the condition, one byte per element")
+        .reg("cond_stride", "its row stride in bytes")
+        .addr("a", 10, "SRAM byte address of the values taken where the condition holds")
+        .reg("a_stride", "their row stride")
+        .addr("b", 10, "SRAM byte address of the values taken elsewhere").reg("b_stride",
+            "their row stride"))
+        .enumf("a_bcast", 2, Bcast.class, "how a is broadcast").kw(0)
+        .enumf("b_bcast", 2, Bcast.class, "how b is broadcast").kw(0)
+        .semantics("dst[i][j] = a'[i][j] where the byte cond[i][j] (at cond + i*cond_stride + j) "
+            + "is not 0, else b'[i][j]; a' and b' as vbin's b' with a_bcast and b_bcast. The "
+            + "element is copied, not computed: NaN payloads, infinities and signed zeros pass "
+            + "unchanged, whatever the element not taken holds (a select, where arithmetic on a "
+            + "0/1 mask would let an infinity or NaN of the other side through).")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("vsel r8, r9, r10, r11, r12, r9, r13, r0, r14, r15, f32, b_bcast=scalar")
+        .build());
     t.add(tile(InsnDef.builder(0x65, "softmax", VPU)
         .addr("dst", 10, "SRAM byte address of the probabilities").reg("dst_stride",
             "its row stride")

@@ -411,28 +411,37 @@ class RandomOpsCompiledTest {
   }
 
   /**
-   * IsNaN and IsInf of NaN, the infinities, signed zeros and a denormal, on the chip as on the
-   * interpreter (whose results ONNX Runtime's match, OpConformanceTest): their equalities are
-   * products of two VPU ge masks, which see NaN and the infinities as IEEE does, and a bool's not
-   * is 1 minus its mask. (Sign is not checked here: the chip's where lets an infinity on the side
-   * not taken through; see SelectLowering.)
+   * IsNaN, IsInf, Sign and Where's select over NaN, the infinities, signed zeros and a denormal,
+   * on the chip as on the interpreter (whose results ONNX Runtime's match, OpConformanceTest):
+   * every VPU comparison with NaN is 0, as IEEE's, a bool's not is 1 minus its mask, and the
+   * select copies the element its condition picks whatever the other side holds.
    */
   @Test
-  void nanAndInfinityTestsCompileToTheInterpretersNumbers() throws Exception {
+  void nanAndInfinityCompileToTheInterpretersNumbers() throws Exception {
     Tensor special = Tensor.ofFloats(ElementType.F32, new long[] {2, 4}, new float[] {Float.NaN,
         Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 0f, -0f, 1.5f, -2f, Float.MIN_VALUE});
+    List<Object[]> nodes = List.of(new Object[] {"IsInf"}, new Object[] {"IsInf", attr("detect_negative", 0)},
+        new Object[] {"IsInf", attr("detect_positive", 0)}, new Object[] {"IsNaN"}, new Object[] {"Sign"});
     int i = 0;
-    for (AttributeProto[] attrs : new AttributeProto[][] {{}, {attr("detect_negative", 0)},
-        {attr("detect_positive", 0)}}) {
+    for (Object[] node : nodes) {
       Graph g = new Graph(new Random(i));
       g.ortComparable = false;  // bool results: matchOrt reads floats
-      g.node("IsInf", List.of(g.input(special)), attrs);
-      assertTrue(check(i++, g), "IsInf " + List.of(attrs) + " compiled");
+      AttributeProto[] attrs = java.util.Arrays.copyOfRange(node, 1, node.length, AttributeProto[].class);
+      g.node((String) node[0], List.of(g.input(special)), attrs);
+      assertTrue(check(i++, g), List.of(node) + " compiled");
     }
-    Graph g = new Graph(new Random(i));
-    g.ortComparable = false;
-    g.node("IsNaN", List.of(g.input(special)));
-    assertTrue(check(i, g), "IsNaN compiled");
+    for (String compare : List.of("Less", "Greater")) {
+      // where(x < y, x, y) and where(x > y, ...) with NaN and infinities on both sides
+      Graph g = new Graph(new Random(i));
+      g.ortComparable = false;
+      String x = g.input(special);
+      String y = g.input(Tensor.ofFloats(ElementType.F32, new long[] {2, 4}, new float[] {1f, Float.NaN,
+          Float.POSITIVE_INFINITY, -0f, 0f, Float.NEGATIVE_INFINITY, Float.NaN, 0f}));
+      g.g.addNode(NodeProto.newBuilder().setOpType(compare).setName(compare).addInput(x).addInput(y)
+          .addOutput("cond"));
+      g.node("Where", List.of("cond", x, y));
+      assertTrue(check(i++, g), compare + " then Where compiled");
+    }
   }
 
   @Test
