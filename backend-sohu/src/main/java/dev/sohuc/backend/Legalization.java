@@ -32,7 +32,8 @@ import java.util.Map;
  *   <li>a cumulative sum along a static axis of up to {@value #MAX_CUMSUM} is a matmul with a
  *       constant triangle of ones (the MXU's f32 sums, exact for integers below 2^24);
  *   <li>a cast from f32 to i32 truncates toward zero first (the VPU's conversion rounds half to
- *       even), in f32 arithmetic, then converts a whole number;
+ *       even), in f32 arithmetic, then converts a whole number; floor and ceil are f32
+ *       arithmetic the same way;
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
  *       along rows) runs on a transposed copy with those axes last (several reduced axes
  *       merged into one), transposed back;
@@ -77,6 +78,9 @@ final class Legalization {
         case ElementwiseOp.Cast c when c.to() == ElementType.I32
             && c.x().type().elementType() == ElementType.F32 -> add(b, n,
             new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
+        case ElementwiseOp.Unary u when (u.kind() == UnaryKind.FLOOR || u.kind() == UnaryKind.CEIL)
+            && u.x().type().elementType() == ElementType.F32 ->
+            floorOrCeil(b, n, u.x(), u.kind() == UnaryKind.FLOOR, constants);
         case TransformerOp.Rope r when r.x().type().dim(r.x().type().rank() - 1).isStatic()
             && !(r.style() == TransformerOp.RopeStyle.ROTATE_HALF
                 ? tables.halvesEqual(r.cos()) && tables.halvesEqual(r.sin())
@@ -258,6 +262,29 @@ final class Legalization {
     Value inRange = add(b, n, new ElementwiseOp.Binary(BinaryKind.LESS, absX,
         scalar(b, n, 4194304f, constants)));
     return add(b, n, new ElementwiseOp.Where(inRange, small, x));
+  }
+
+  /**
+   * floor(x) or ceil(x) in f32: r = x rounded to a whole number by adding and taking away 2^23
+   * with x's sign (one f32 rounding, exact below 2^23 in size), then one step back where r went
+   * past x the wrong way; x itself from 2^23 up, where every f32 is whole (and for infinities
+   * and NaN).
+   */
+  private static Value floorOrCeil(FunctionBuilder b, Node n, Value x, boolean floor,
+      List<Value> constants) {
+    Value zero = scalar(b, n, 0, constants);
+    Value negative = asF32(b, n, add(b, n, new ElementwiseOp.Binary(BinaryKind.LESS, x, zero)));
+    // 2^23 for x >= 0, -2^23 below: 2^23 - 2^24 * negative
+    Value shift = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB, scalar(b, n, 0x1p23f, constants),
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.MUL, negative, scalar(b, n, 0x1p24f, constants)))));
+    Value r = add(b, n, new ElementwiseOp.Binary(BinaryKind.SUB,
+        add(b, n, new ElementwiseOp.Binary(BinaryKind.ADD, x, shift)), shift));
+    Value past = asF32(b, n, add(b, n, new ElementwiseOp.Binary(floor ? BinaryKind.GREATER : BinaryKind.LESS,
+        r, x)));
+    Value whole = add(b, n, new ElementwiseOp.Binary(floor ? BinaryKind.SUB : BinaryKind.ADD, r, past));
+    Value inRange = add(b, n, new ElementwiseOp.Binary(BinaryKind.LESS,
+        add(b, n, new ElementwiseOp.Unary(UnaryKind.ABS, x)), scalar(b, n, 0x1p23f, constants)));
+    return add(b, n, new ElementwiseOp.Where(inRange, whole, x));
   }
 
   private static Value scalar(FunctionBuilder b, Node n, float v, List<Value> constants) {

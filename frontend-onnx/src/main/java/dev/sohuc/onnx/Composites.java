@@ -119,6 +119,26 @@ final class Composites {
     n.emit(new ElementwiseOp.Where(less(n, x, 0), scalar(n, x, -1), notBelow));
   }
 
+  /**
+   * Round, half to even: f = floor(x) and d = x - f (exact below 2^23, where a float still has
+   * a fraction); f + 1 above a half, f below, at a half f plus its oddness (f - 2 floor(f / 2));
+   * from 2^23 up (and infinities) x itself.
+   */
+  static void round(OnnxNode n) {
+    Value x = n.value(0);
+    Value f = unary(n, UnaryKind.FLOOR, x);
+    Value d = op(n, BinaryKind.SUB, x, f);
+    Value half = scalar(n, x, 0.5);
+    Value odd = op(n, BinaryKind.SUB, f,
+        times(n, unary(n, UnaryKind.FLOOR, op(n, BinaryKind.MUL, f, half)), 2));
+    Value atHalf = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.LESS, d, half), f,
+        op(n, BinaryKind.ADD, f, odd)));
+    Value rounded = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.GREATER, d, half),
+        op(n, BinaryKind.ADD, f, scalar(n, x, 1)), atHalf));
+    Value integral = op(n, BinaryKind.GREATER_EQUAL, unary(n, UnaryKind.ABS, x), scalar(n, x, 0x1p23));
+    n.emit(new ElementwiseOp.Where(integral, x, rounded));
+  }
+
   /** IsNaN: x differs from itself. */
   static void isNaN(OnnxNode n) {
     Value x = n.value(0);

@@ -99,6 +99,7 @@ final class OnnxOps {
     op("Mish", 18, "abs / exp / log / relu / add / tanh / mul", "x * tanh(softplus(x))", Composites::mish);
     op("Shrink", 9, "greater / less / add / sub / where", "lambd, bias", Composites::shrink);
     op("Sign", 9, "greater / less / where", "NaN gives NaN", Composites::sign);
+    op("Round", 11, "floor / sub / mul / less / greater / where", "half to even", Composites::round);
     op("IsNaN", 9, "equal / not", "", Composites::isNaN);
     op("IsInf", 10, "abs / equal", "detect_negative, detect_positive", Composites::isInf);
     op("Gelu", 20, "gelu", "approximate = none | tanh", n -> n.emit(new TransformerOp.Gelu(n.value(0),
@@ -283,7 +284,8 @@ final class OnnxOps {
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
-          "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "IsNaN", "IsInf" -> new Arity(1, 1, 1);
+          "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "Round", "IsNaN",
+          "IsInf" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);

@@ -171,6 +171,12 @@ class OpConformanceTest {
     In special = new In(F32, new long[] {8}, r -> Tensor.ofFloats(F32, new long[] {8}, new float[] {Float.NaN,
         Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 0f, -0f, 1.5f, -2f, Float.MIN_VALUE}), null);
     cs.add(t("Sign", special).named("Sign of special values"));
+    cs.add(t("Round", new In(F32, new long[] {4, 6}, r -> Tensor.ofFloats(F32, new long[] {4, 6}, new float[] {
+        0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.49999997f, -0.49999997f, 0.50000006f, 2.4999998f, 1e-30f, -1e-30f,
+        8388607.5f, -8388607.5f, 8388609f, 16777216f, 1e30f, -1e30f, Float.NaN, Float.POSITIVE_INFINITY,
+        Float.NEGATIVE_INFINITY, 3.7f, -3.7f, -0f}), null)).named("Round ties, neighbours and large values"));
+    cs.add(t("Round", new In(F32, new long[] {64}, r -> random(F32, new long[] {64}, r, -50, 50), null))
+        .named("Round random"));
     cs.add(t("Sign", ix(I64, -3, 3, 2, 4)).named("Sign i64"));
     cs.add(t("IsNaN", special));
     cs.add(t("IsInf", special));

@@ -42,7 +42,7 @@ class RandomOpsCompiledTest {
   private static final long[] DIMS = {1, 1, 2, 3, 5, 7, 16, 33, 128, 130};
   private static final List<String> UNARY = List.of("Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "Erf",
       "Sqrt", "Log", "Reciprocal", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Softplus",
-      "Softsign", "ThresholdedRelu", "Mish", "Shrink", "Sign");
+      "Softsign", "ThresholdedRelu", "Mish", "Shrink", "Sign", "Floor", "Ceil", "Round");
   private static final List<String> BINARY = List.of("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean");
   private static final List<String> REDUCTIONS = List.of("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
       "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp");
@@ -411,17 +411,24 @@ class RandomOpsCompiledTest {
   }
 
   /**
-   * IsNaN, IsInf, Sign and Where's select over NaN, the infinities, signed zeros and a denormal,
-   * on the chip as on the interpreter (whose results ONNX Runtime's match, OpConformanceTest):
-   * every VPU comparison with NaN is 0, as IEEE's, a bool's not is 1 minus its mask, and the
-   * select copies the element its condition picks whatever the other side holds.
+   * IsNaN, IsInf, Sign, Floor, Ceil, Round and Where's select over NaN, the infinities, signed
+   * zeros and a denormal (and the rounding ops over halves, their neighbours and the edges of
+   * f32's fractions), on the chip as on the interpreter (whose results ONNX Runtime's match,
+   * OpConformanceTest): every VPU comparison with NaN is 0, as IEEE's, a bool's not is 1 minus
+   * its mask, the select copies the element its condition picks whatever the other side holds,
+   * and floor and ceil are exact f32 arithmetic (Legalization).
    */
   @Test
   void nanAndInfinityCompileToTheInterpretersNumbers() throws Exception {
     Tensor special = Tensor.ofFloats(ElementType.F32, new long[] {2, 4}, new float[] {Float.NaN,
         Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 0f, -0f, 1.5f, -2f, Float.MIN_VALUE});
+    // halves, their neighbours and the edges of f32's fractions, for floor, ceil and round
+    Tensor fractions = Tensor.ofFloats(ElementType.F32, new long[] {4, 6}, new float[] {0.5f, 1.5f, 2.5f,
+        -0.5f, -1.5f, -2.5f, 0.49999997f, -0.49999997f, 0.50000006f, 2.4999998f, 1e-30f, -1e-30f, 4194303.5f,
+        -4194303.5f, 8388607.5f, -8388607.5f, 8388609f, -8388609f, 1e30f, -1e30f, 3.7f, -3.7f, -0f, -1f});
     List<Object[]> nodes = List.of(new Object[] {"IsInf"}, new Object[] {"IsInf", attr("detect_negative", 0)},
-        new Object[] {"IsInf", attr("detect_positive", 0)}, new Object[] {"IsNaN"}, new Object[] {"Sign"});
+        new Object[] {"IsInf", attr("detect_positive", 0)}, new Object[] {"IsNaN"}, new Object[] {"Sign"},
+        new Object[] {"Floor"}, new Object[] {"Ceil"}, new Object[] {"Round"});
     int i = 0;
     for (Object[] node : nodes) {
       Graph g = new Graph(new Random(i));
@@ -429,6 +436,11 @@ class RandomOpsCompiledTest {
       AttributeProto[] attrs = java.util.Arrays.copyOfRange(node, 1, node.length, AttributeProto[].class);
       g.node((String) node[0], List.of(g.input(special)), attrs);
       assertTrue(check(i++, g), List.of(node) + " compiled");
+    }
+    for (String op : List.of("Floor", "Ceil", "Round")) {
+      Graph g = new Graph(new Random(i));
+      g.node(op, List.of(g.input(fractions)));
+      assertTrue(check(i++, g), op + " of fractions compiled");
     }
     for (String compare : List.of("Less", "Greater")) {
       // where(x < y, x, y) and where(x > y, ...) with NaN and infinities on both sides
