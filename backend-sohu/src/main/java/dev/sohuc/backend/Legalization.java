@@ -392,6 +392,8 @@ final class Legalization {
 
   private static boolean needsFullOperands(Node n, Map<Value, Tensor> known) {
     return switch (n.op()) {
+      case ElementwiseOp.Binary b when b.kind().isLogical() ->
+          b.operands().stream().anyMatch(v -> !sameShape(v, n.result().type().dims()));
       case ElementwiseOp.Binary b when b.kind().isComparison() -> {
         Lowering.BinaryPlan p = Lowering.binaryPlan(b, known);
         yield p == null || p.bShape() == Lowering.Shape.PLANE;
@@ -406,9 +408,11 @@ final class Legalization {
   private static void expandOperands(FunctionBuilder b, Node n, Map<Value, Tensor> known) {
     List<Dim> out = n.result().type().dims();
     List<Value> operands = new ArrayList<>(n.op().operands());
+    // the VPU takes an f32 scalar as an immediate, never a bool
+    boolean logical = n.op() instanceof ElementwiseOp.Binary bin && bin.kind().isLogical();
     for (int i = 0; i < operands.size(); i++) {
       Value v = operands.get(i);
-      if (!sameShape(v, out) && !isScalarConstant(v, known)) {
+      if (!sameShape(v, out) && (logical || !isScalarConstant(v, known))) {
         operands.set(i, b.add(new DataOp.Expand(v, out), n.location(), v.name() + ".full"));
       }
     }

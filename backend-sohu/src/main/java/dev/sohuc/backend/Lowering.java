@@ -119,6 +119,7 @@ final class Lowering {
           + u.kind().mnemonic() : requireF32(n);
       case ElementwiseOp.Binary b when b.kind().isComparison() ->
           SelectLowering.compareReason(b, known);
+      case ElementwiseOp.Binary b when b.kind().isLogical() -> null;
       case ElementwiseOp.Binary b -> binOp(b.kind()) == null ? "no VPU function for "
           + b.kind().mnemonic() : (binaryPlan(b, known) == null ? "broadcast of "
           + b.lhs().type() + " and " + b.rhs().type() + " is not supported" : requireF32(n));
@@ -466,6 +467,8 @@ final class Lowering {
       case TransformerOp.Silu s -> unary(n, s.x(), UnaryFn.SILU);
       case ElementwiseOp.Binary b when b.kind().isComparison() ->
           new SelectLowering(this).compare(n, b);
+      case ElementwiseOp.Binary b when b.kind().isLogical() ->
+          new SelectLowering(this).logical(n, b);
       case ElementwiseOp.Binary b -> binary(n, b);
       case ElementwiseOp.Where w -> new SelectLowering(this).where(n, w);
       case ElementwiseOp.Clip c -> clip(n, c);

@@ -10,6 +10,7 @@ import dev.sohuc.ir.type.TensorType;
 import dev.sohuc.isa.Bcast;
 import dev.sohuc.isa.BinOp;
 import dev.sohuc.isa.DType;
+import dev.sohuc.isa.UnaryFn;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -25,7 +26,7 @@ import java.util.Map;
  *   a <= b   ge(b, a)            (second operand full-shaped or a constant scalar)
  *   a >  b   (1 - ge(b, a)) * ge(m, m)                (likewise)
  *   a == b   ge(a, b) * ge(b, a) (likewise; 0 for NaN, as ge)
- *   not c    1 - c
+ *   not c    1 - c;  a and b: a * b;  a or b: max(a, b);  a xor b: |a - b|
  *   where(c, a, b) = vsel(c, a, b)  (each element copied from the side c picks)
  * </pre>
  *
@@ -175,6 +176,39 @@ final class SelectLowering {
       e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
     });
     e.free(rows, mask, second, a, dst, b);
+  }
+
+  /** and, or, xor of two bools of the result's shape (Legalization): on their f32 masks. */
+  void logical(Node n, ElementwiseOp.Binary bin) {
+    Lowering.View v = Lowering.view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    int rows = l.dimReg(v.rows());
+    int cols = e.konst(v.cols());
+    int rs = e.konst(rowBytes);
+    int boolRs = e.konst(v.cols());
+    long tile = l.tileRows(4 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    int ma = e.li(l.sram(tile * rowBytes, "f32 mask of a"));
+    int mb = e.li(l.sram(tile * rowBytes, "f32 mask of b"));
+    int a = e.li(l.addr(bin.lhs()));
+    int b = e.li(l.addr(bin.rhs()));
+    int dst = e.li(l.addr(n.result()));
+    List<Lowering.In> ins = List.of(new Lowering.In(a, v.cols(), v.cols()),
+        new Lowering.In(b, v.cols(), v.cols()));
+    l.rowStream(rows, tile, ins, dst, v.cols(), v.cols(), (in, out, r, s) -> {
+      e.cvt(ma, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
+      e.cvt(mb, rs, DType.F32, in[1], boolRs, DType.I8, r, cols);
+      switch (bin.kind()) {
+        case AND -> e.vbin(BinOp.MUL, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
+        case OR -> e.vbin(BinOp.MAX, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
+        default -> {
+          // xor: |a - b|
+          e.vbin(BinOp.SUB, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
+          e.vun(UnaryFn.ABS, ma, rs, ma, rs, r, cols);
+        }
+      }
+      e.cvt(out, boolRs, DType.I8, ma, rs, DType.F32, r, cols);
+    });
+    e.free(rows, ma, mb, a, b, dst);
   }
 
   /** A bool's negation: its f32 mask m as 1 - m. */

@@ -415,7 +415,7 @@ class RandomOpsCompiledTest {
    * zeros and a denormal (and the rounding ops over halves, their neighbours and the edges of
    * f32's fractions), on the chip as on the interpreter (whose results ONNX Runtime's match,
    * OpConformanceTest): every VPU comparison with NaN is 0, as IEEE's, a bool's not is 1 minus
-   * its mask, the select copies the element its condition picks whatever the other side holds,
+   * its mask (and, or and xor products, maxima and differences of masks), the select copies the element its condition picks whatever the other side holds,
    * and floor and ceil are exact f32 arithmetic (Legalization).
    */
   @Test
@@ -441,6 +441,20 @@ class RandomOpsCompiledTest {
       Graph g = new Graph(new Random(i));
       g.node(op, List.of(g.input(fractions)));
       assertTrue(check(i++, g), op + " of fractions compiled");
+    }
+    for (String logical : List.of("And", "Or", "Xor")) {
+      // x < y with y > 0 (a [1, 4] row, broadcast), NaN on both sides
+      Graph g = new Graph(new Random(i));
+      g.ortComparable = false;
+      String x = g.input(special);
+      String y = g.input(Tensor.ofFloats(ElementType.F32, new long[] {2, 4}, new float[] {1f, Float.NaN,
+          Float.POSITIVE_INFINITY, -0f, 0f, Float.NEGATIVE_INFINITY, Float.NaN, 0f}));
+      String row = g.input(Tensor.ofFloats(ElementType.F32, new long[] {1, 4}, new float[] {1f, -1f, Float.NaN, 0f}));
+      g.g.addNode(NodeProto.newBuilder().setOpType("Less").setName("lt").addInput(x).addInput(y).addOutput("lt"));
+      g.g.addNode(NodeProto.newBuilder().setOpType("Greater").setName("gt").addInput(row).addInput(g.scalar(0f))
+          .addOutput("gt"));
+      g.node(logical, List.of("lt", "gt"));
+      assertTrue(check(i++, g), logical + " compiled");
     }
     for (String compare : List.of("Less", "Greater")) {
       // where(x < y, x, y) and where(x > y, ...) with NaN and infinities on both sides
