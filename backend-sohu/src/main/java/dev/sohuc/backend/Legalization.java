@@ -33,7 +33,7 @@ import java.util.Map;
  *       constant triangle of ones (the MXU's f32 sums, exact for integers below 2^24);
  *   <li>a cast from f32 to i32 truncates toward zero first (the VPU's conversion rounds half to
  *       even), in f32 arithmetic, then converts a whole number; floor and ceil are f32
- *       arithmetic the same way;
+ *       arithmetic the same way; a cast to bool is not(x == 0);
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
  *       along rows) runs on a transposed copy with those axes last (several reduced axes
  *       merged into one), transposed back;
@@ -78,6 +78,8 @@ final class Legalization {
         case ElementwiseOp.Cast c when c.to() == ElementType.I32
             && c.x().type().elementType() == ElementType.F32 -> add(b, n,
             new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
+        case ElementwiseOp.Cast c when c.to() == ElementType.BOOL && List.of(ElementType.F32, ElementType.I32,
+            ElementType.I64).contains(c.x().type().elementType()) -> nonZero(b, n, c.x(), constants);
         case ElementwiseOp.Unary u when (u.kind() == UnaryKind.FLOOR || u.kind() == UnaryKind.CEIL)
             && u.x().type().elementType() == ElementType.F32 ->
             floorOrCeil(b, n, u.x(), u.kind() == UnaryKind.FLOOR, constants);
@@ -287,12 +289,23 @@ final class Legalization {
     return add(b, n, new ElementwiseOp.Where(inRange, whole, x));
   }
 
+  /**
+   * A cast to bool: x != 0, as not(x == 0) in f32 (an integer converted first: a nonzero one
+   * stays nonzero in f32; NaN is not 0, so true, as ONNX casts it).
+   */
+  private static Value nonZero(FunctionBuilder b, Node n, Value x, List<Value> constants) {
+    Value f = x.type().elementType() == ElementType.F32 ? x : asF32(b, n, x);
+    Value zero = add(b, n, new ElementwiseOp.Binary(BinaryKind.EQUAL, f, scalar(b, n, 0, constants)));
+    return add(b, n, new ElementwiseOp.Unary(UnaryKind.NOT, zero));
+  }
+
   private static Value scalar(FunctionBuilder b, Node n, float v, List<Value> constants) {
     return constant(b, n, Tensor.scalar(ElementType.F32, v), constants);
   }
 
-  private static Value asF32(FunctionBuilder b, Node n, Value bool) {
-    return add(b, n, new ElementwiseOp.Cast(bool, ElementType.F32));
+  /** A bool or an integer as f32 (which the backend converts). */
+  private static Value asF32(FunctionBuilder b, Node n, Value x) {
+    return add(b, n, new ElementwiseOp.Cast(x, ElementType.F32));
   }
 
   private static boolean cumsumLowers(ReductionOp.CumSum c) {

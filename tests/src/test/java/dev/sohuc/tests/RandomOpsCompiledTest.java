@@ -411,7 +411,7 @@ class RandomOpsCompiledTest {
   }
 
   /**
-   * IsNaN, IsInf, Sign, Floor, Ceil, Round and Where's select over NaN, the infinities, signed
+   * IsNaN, IsInf, Sign, Floor, Ceil, Round, a cast to bool and Where's select over NaN, the infinities, signed
    * zeros and a denormal (and the rounding ops over halves, their neighbours and the edges of
    * f32's fractions), on the chip as on the interpreter (whose results ONNX Runtime's match,
    * OpConformanceTest): every VPU comparison with NaN is 0, as IEEE's, a bool's not is 1 minus
@@ -428,7 +428,8 @@ class RandomOpsCompiledTest {
         -4194303.5f, 8388607.5f, -8388607.5f, 8388609f, -8388609f, 1e30f, -1e30f, 3.7f, -3.7f, -0f, -1f});
     List<Object[]> nodes = List.of(new Object[] {"IsInf"}, new Object[] {"IsInf", attr("detect_negative", 0)},
         new Object[] {"IsInf", attr("detect_positive", 0)}, new Object[] {"IsNaN"}, new Object[] {"Sign"},
-        new Object[] {"Floor"}, new Object[] {"Ceil"}, new Object[] {"Round"});
+        new Object[] {"Floor"}, new Object[] {"Ceil"}, new Object[] {"Round"},
+        new Object[] {"Cast", attr("to", 9)});
     int i = 0;
     for (Object[] node : nodes) {
       Graph g = new Graph(new Random(i));
