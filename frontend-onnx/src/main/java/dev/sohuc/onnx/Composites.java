@@ -228,6 +228,37 @@ final class Composites {
     n.emit(post == null ? sum : new ElementwiseOp.Unary(post, n.temp(sum)));
   }
 
+  /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */
+  static void globalPool(OnnxNode n, ReduceKind kind) {
+    Value x = n.value(0);
+    int rank = x.type().rank();
+    if (rank < 3) {
+      throw n.error("input must be [N, C, D1, ...], got " + x.type());
+    }
+    List<Long> spatial = java.util.stream.LongStream.range(2, rank).boxed().toList();
+    n.emit(new ReductionOp.Reduce(kind, x, spatial, true));
+  }
+
+  /**
+   * LpNormalization: x over its L1 (p = 1) or L2 (p = 2) norm along the axis; where the norm is
+   * 0 (x all zeros there) x itself, as ONNX Runtime gives it, not the formula's NaN.
+   */
+  static void lpNormalization(OnnxNode n) {
+    Value x = n.value(0);
+    long p = n.attrInt("p", 2);
+    if (p != 1 && p != 2) {
+      throw n.error("p must be 1 or 2, got " + p);
+    }
+    List<Long> axis = List.of(n.attrInt("axis", -1));
+    Value norm = p == 1
+        ? n.temp(new ReductionOp.Reduce(ReduceKind.SUM, unary(n, UnaryKind.ABS, x), axis, true))
+        : unary(n, UnaryKind.SQRT, n.temp(new ReductionOp.Reduce(ReduceKind.SUM, op(n, BinaryKind.MUL, x, x),
+            axis, true)));
+    Value divisor = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, norm, scalar(n, x, 0)),
+        scalar(n, x, 1), norm));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.DIV, x, divisor));
+  }
+
   /** A reduction's axes (attribute before opset 18, input from it), keepdims and noop flag. */
   private record Reduction(List<Long> axes, boolean keepdims, boolean noop) {
     static Reduction of(OnnxNode n) {

@@ -152,6 +152,12 @@ final class OnnxOps {
     op("ReduceMin", 1, "reduce_min", "as ReduceMean", n -> reduce(n, ReduceKind.MIN));
     op("ReduceProd", 1, "reduce_prod", "as ReduceMean", n -> reduce(n, ReduceKind.PROD));
     op("ReduceSumSquare", 1, "mul / reduce_sum", "as ReduceMean", Composites::reduceSumSquare);
+    op("GlobalAveragePool", 1, "reduce_mean", "over every axis after N and C, kept",
+        n -> Composites.globalPool(n, ReduceKind.MEAN));
+    op("GlobalMaxPool", 1, "reduce_max", "over every axis after N and C, kept",
+        n -> Composites.globalPool(n, ReduceKind.MAX));
+    op("LpNormalization", 1, "abs or mul / reduce_sum / sqrt / div", "axis; p = 1 or 2",
+        Composites::lpNormalization);
     op("ReduceL1", 1, "abs / reduce_sum", "as ReduceMean", Composites::reduceL1);
     op("ReduceL2", 1, "mul / reduce_sum / sqrt", "as ReduceMean", Composites::reduceL2);
     op("ReduceLogSum", 1, "reduce_sum / log", "as ReduceMean", Composites::reduceLogSum);
@@ -285,7 +291,7 @@ final class OnnxOps {
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
           "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "Round", "IsNaN",
-          "IsInf" -> new Arity(1, 1, 1);
+          "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);

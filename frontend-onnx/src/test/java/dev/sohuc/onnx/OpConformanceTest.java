@@ -301,6 +301,13 @@ class OpConformanceTest {
     for (String op : List.of("ReduceSumSquare", "ReduceL2", "ReduceLogSumExp")) {
       cs.add(t(op, f(2, 3, 4), ci()).opset(18).attrs(attr("noop_with_empty_axes", 1)).named(op + " noop"));
     }
+    cs.add(t("GlobalAveragePool", f(2, 3, 4, 5)));
+    cs.add(t("GlobalMaxPool", f(2, 3, 4, 5)));
+    cs.add(t("GlobalAveragePool", f(2, 3, 7)).named("GlobalAveragePool 1-D"));
+    cs.add(t("LpNormalization", f(2, 3, 4)));
+    cs.add(t("LpNormalization", f(2, 3, 4)).attrs(attr("axis", 1), attr("p", 1)).named("LpNormalization p 1 axis 1"));
+    cs.add(t("LpNormalization", new In(F32, new long[] {2, 3}, r -> Tensor.ofFloats(F32, new long[] {2, 3},
+        new float[] {0, 0, 0, 3, -4, 0}), null)).named("LpNormalization of a zero row"));
     cs.add(t("Clip", f(3, 4), cs(F32, -0.5), cs(F32, 0.5)));
     cs.add(t("Clip", f(3, 4), cs(F32, 0)).named("Clip min only"));
     cs.add(t("Clip", f(3, 4), none(), cs(F32, 0)).named("Clip max only"));

@@ -471,6 +471,30 @@ class RandomOpsCompiledTest {
     }
   }
 
+  /**
+   * GlobalAveragePool and GlobalMaxPool over [2, 3, 5, 7], LpNormalization (p = 2 along the last
+   * axis, p = 1 along the middle one, and a row of zeros, which stays zeros) on the chip as on
+   * the interpreter, and the interpreter as ONNX Runtime.
+   */
+  @Test
+  void globalPoolsAndLpNormalizationCompileToTheInterpretersNumbers() throws Exception {
+    int i = 0;
+    for (String pool : List.of("GlobalAveragePool", "GlobalMaxPool")) {
+      Graph g = new Graph(new Random(i));
+      g.node(pool, List.of(g.input(new long[] {2, 3, 5, 7}, -2, 2)));
+      assertTrue(check(i++, g), pool + " compiled");
+    }
+    for (AttributeProto[] attrs : new AttributeProto[][] {{}, {attr("axis", 1), attr("p", 1)}}) {
+      Graph g = new Graph(new Random(i));
+      g.node("LpNormalization", List.of(g.input(new long[] {3, 4, 130}, -2, 2)), attrs);
+      assertTrue(check(i++, g), "LpNormalization " + List.of(attrs) + " compiled");
+    }
+    Graph g = new Graph(new Random(i));
+    g.node("LpNormalization", List.of(g.input(Tensor.ofFloats(ElementType.F32, new long[] {2, 3},
+        new float[] {0, 0, 0, 3, -4, 0}))));
+    assertTrue(check(i, g), "LpNormalization of a zero row compiled");
+  }
+
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     int emulated = compiled(99, 800, this::build);
