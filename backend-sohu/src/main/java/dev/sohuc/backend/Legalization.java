@@ -31,7 +31,7 @@ import java.util.Map;
  *       slices; a trilu keeps x where a constant mask says (a where);
  *   <li>a cumulative sum along a static axis of up to {@value #MAX_CUMSUM} is a matmul with a
  *       constant triangle of ones (the MXU's f32 sums, exact for integers below 2^24);
- *   <li>a cast from f32 to i32 truncates toward zero first (the VPU's conversion rounds half to
+ *   <li>a cast from f32 to i32 or i64 truncates toward zero first (the VPU's conversion rounds half to
  *       even), in f32 arithmetic, then converts a whole number; floor and ceil are f32
  *       arithmetic the same way; a cast to bool is not(x == 0);
  *   <li>a softmax, log-softmax or reduction over axes other than the last (the VPU reduces
@@ -75,9 +75,9 @@ final class Legalization {
             trilu(b, n, t, constants);
         case ReductionOp.CumSum c when cumsumLowers(c) -> lastAxis(b, n, c.x(), c.axis(),
             x -> cumsumLast(b, n, x, c, constants));
-        case ElementwiseOp.Cast c when c.to() == ElementType.I32
+        case ElementwiseOp.Cast c when (c.to() == ElementType.I32 || c.to() == ElementType.I64)
             && c.x().type().elementType() == ElementType.F32 -> add(b, n,
-            new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), ElementType.I32));
+            new ElementwiseOp.Cast(truncated(b, n, c.x(), constants), c.to()));
         case ElementwiseOp.Cast c when c.to() == ElementType.BOOL && List.of(ElementType.F32, ElementType.I32,
             ElementType.I64).contains(c.x().type().elementType()) -> nonZero(b, n, c.x(), constants);
         case ElementwiseOp.Unary u when (u.kind() == UnaryKind.FLOOR || u.kind() == UnaryKind.CEIL)
@@ -408,8 +408,9 @@ final class Legalization {
       case ElementwiseOp.Binary b when b.kind().isLogical() ->
           b.operands().stream().anyMatch(v -> !sameShape(v, n.result().type().dims()));
       case ElementwiseOp.Binary b when b.kind().isComparison() -> {
+        // also ==, <= and > of a broadcast second operand, which compare only full-shaped ones
         Lowering.BinaryPlan p = Lowering.binaryPlan(b, known);
-        yield p == null || p.bShape() == Lowering.Shape.PLANE;
+        yield p == null || p.bShape() == Lowering.Shape.PLANE || SelectLowering.compareReason(b, known) != null;
       }
       case ElementwiseOp.Binary b -> Lowering.binaryPlan(b, known) == null;
       case ElementwiseOp.Where w -> w.operands().stream().anyMatch(v ->

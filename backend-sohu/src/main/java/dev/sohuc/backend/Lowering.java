@@ -247,7 +247,8 @@ final class Lowering {
     // f16 to and from f32 at an f16 model's inputs and outputs (widen-half)
     return to == ElementType.F32 && (from == ElementType.I64 || from == ElementType.I32
         || from == ElementType.BOOL || from == ElementType.F16)
-        || (to == ElementType.I32 || to == ElementType.F16) && from == ElementType.F32;
+        || (to == ElementType.I32 || to == ElementType.I64 || to == ElementType.F16)
+        && from == ElementType.F32;
   }
 
   static boolean lastAxis(long axis, TensorType t) {
@@ -1178,6 +1179,10 @@ final class Lowering {
       copyDense(n.result(), c.x());
       return;
     }
+    if (c.to() == ElementType.I64) {
+      wholeToI64(n, c.x());
+      return;
+    }
     int rows = dimReg(product(c.x().type().dims()));
     int src = e.li(addr(c.x()));
     int dst = e.li(addr(n.result()));
@@ -1194,6 +1199,32 @@ final class Lowering {
     rowStream(rows, 1024, List.of(new In(src, inStride, inBytes)), dst, outBytes, outBytes,
         (in, out, r, s) -> e.cvt(out, outRs, dstType, in[0], inRs, srcType, r, one));
     e.free(rows, src, dst);
+  }
+
+  /**
+   * Whole f32 numbers (Legalization truncated them) below 2^31 in size as i64: each element's
+   * low word its i32 conversion, its high word -1 below 0 and 0 from 0 up (the sign extension),
+   * written side by side in a tile of 8-byte rows.
+   */
+  private void wholeToI64(Node n, Value x) {
+    int rows = dimReg(product(x.type().dims()));
+    int src = e.li(addr(x));
+    int dst = e.li(addr(n.result()));
+    int one = e.konst(1);
+    int inRs = e.konst(4);
+    int outRs = e.konst(8);
+    long tile = 1024;
+    int sign = e.li(sram(tile * 4, "i64 high words as f32"));
+    int high = e.alloc();
+    rowStream(rows, tile, List.of(new In(src, 4, 4)), dst, 8, 8, (in, out, r, s) -> {
+      e.cvt(out, outRs, DType.I32, in[0], inRs, DType.F32, r, one);
+      // ge(x, 0) - 1: 0 from 0 up, -1 below
+      e.vbini(BinOp.GE, sign, inRs, in[0], inRs, 0f, r, one, false);
+      e.vbini(BinOp.SUB, sign, inRs, sign, inRs, 1f, r, one, false);
+      e.addImm(high, out, 4);
+      e.cvt(high, outRs, DType.I32, sign, inRs, DType.F32, r, one);
+    });
+    e.free(rows, src, dst, sign, high);
   }
 
   private void softmax(Node n, ReductionOp.Softmax s) {

@@ -2,12 +2,15 @@ package dev.sohuc.onnx;
 
 import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
 import dev.sohuc.ir.op.ElementwiseOp.UnaryKind;
 import dev.sohuc.ir.op.Op;
 import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.op.ReductionOp.ReduceKind;
 import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
 import java.util.List;
 import java.util.function.UnaryOperator;
 
@@ -226,6 +229,35 @@ final class Composites {
     }
     Op sum = new ReductionOp.Reduce(ReduceKind.SUM, pre.apply(n.value(0)), r.axes(), r.keepdims());
     n.emit(post == null ? sum : new ElementwiseOp.Unary(post, n.temp(sum)));
+  }
+
+  /**
+   * ArgMax (max) or ArgMin: the first index along the axis (the last with select_last_index)
+   * where x equals its maximum (minimum), as int64: the indices where it does, others out of
+   * range (2^24, or -1), reduced by min (max).
+   */
+  static void argExtreme(OnnxNode n, boolean max) {
+    Value x = n.value(0);
+    int rank = x.type().rank();
+    long axis = n.attrInt("axis", 0);
+    if (axis < -rank || axis >= rank) {
+      throw n.error("axis " + axis + " is out of range for rank " + rank);
+    }
+    int ax = (int) (axis < 0 ? axis + rank : axis);
+    Dim length = x.type().dim(ax);
+    boolean last = n.attrInt("select_last_index", 0) != 0;
+    boolean keepdims = n.attrInt("keepdims", 1) != 0;
+    Value extreme = n.temp(new ReductionOp.Reduce(max ? ReduceKind.MAX : ReduceKind.MIN, x, List.of((long) ax),
+        true));
+    List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(rank, Dim.of(1)));
+    along.set(ax, length);
+    Value index = n.reshape(n.temp(new SourceOp.Range(0, length, 1, x.type().elementType())), along);
+    // past every index f32 counts exactly (2^24)
+    Value outside = scalar(n, x, last ? -1 : 0x1p24);
+    Value candidates = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index, outside));
+    Value picked = n.temp(new ReductionOp.Reduce(last ? ReduceKind.MAX : ReduceKind.MIN, candidates,
+        List.of((long) ax), keepdims));
+    n.emit(new ElementwiseOp.Cast(picked, ElementType.I64));
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

@@ -152,6 +152,10 @@ final class OnnxOps {
     op("ReduceMin", 1, "reduce_min", "as ReduceMean", n -> reduce(n, ReduceKind.MIN));
     op("ReduceProd", 1, "reduce_prod", "as ReduceMean", n -> reduce(n, ReduceKind.PROD));
     op("ReduceSumSquare", 1, "mul / reduce_sum", "as ReduceMean", Composites::reduceSumSquare);
+    op("ArgMax", 11, "reduce_max / equal / where / reduce_min / cast", "axis, keepdims, select_last_index (12)",
+        n -> Composites.argExtreme(n, true));
+    op("ArgMin", 11, "reduce_min / equal / where / reduce_min / cast", "as ArgMax",
+        n -> Composites.argExtreme(n, false));
     op("GlobalAveragePool", 1, "reduce_mean", "over every axis after N and C, kept",
         n -> Composites.globalPool(n, ReduceKind.MEAN));
     op("GlobalMaxPool", 1, "reduce_max", "over every axis after N and C, kept",
@@ -291,7 +295,8 @@ final class OnnxOps {
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
           "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "Round", "IsNaN",
-          "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization" -> new Arity(1, 1, 1);
+          "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization", "ArgMax",
+          "ArgMin" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);

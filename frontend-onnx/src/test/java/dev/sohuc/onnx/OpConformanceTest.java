@@ -126,6 +126,15 @@ class OpConformanceTest {
     return t;
   }
 
+  /** {@code count} whole numbers in [0, max] as f32, of the given shape. */
+  static Tensor wholeNumbers(Random r, int count, int max, long... shape) {
+    float[] v = new float[count];
+    for (int i = 0; i < count; i++) {
+      v[i] = r.nextInt(max + 1);
+    }
+    return Tensor.ofFloats(F32, shape, v);
+  }
+
   static List<Case> cases() {
     List<Case> cs = new ArrayList<>();
     for (String op : List.of("Add", "Sub", "Mul", "Div")) {
@@ -300,6 +309,14 @@ class OpConformanceTest {
         null)).opset(13).attrs(ints("axes", 1)).named("ReduceLogSumExp past exp's f32 range"));
     for (String op : List.of("ReduceSumSquare", "ReduceL2", "ReduceLogSumExp")) {
       cs.add(t(op, f(2, 3, 4), ci()).opset(18).attrs(attr("noop_with_empty_axes", 1)).named(op + " noop"));
+    }
+    for (String op : List.of("ArgMax", "ArgMin")) {
+      cs.add(t(op, f(3, 4, 5)).opset(13).named(op + " default axis"));
+      cs.add(t(op, f(3, 4, 5)).opset(13).attrs(attr("axis", -1), attr("keepdims", 0)).named(op + " last axis"));
+      // whole numbers in [0, 3]: ties, the first or the last of them
+      In ties = new In(F32, new long[] {4, 6}, r -> wholeNumbers(r, 24, 3, 4, 6), null);
+      cs.add(t(op, ties).opset(13).attrs(attr("axis", 1)).named(op + " first of ties"));
+      cs.add(t(op, ties).opset(13).attrs(attr("axis", 1), attr("select_last_index", 1)).named(op + " last of ties"));
     }
     cs.add(t("GlobalAveragePool", f(2, 3, 4, 5)));
     cs.add(t("GlobalMaxPool", f(2, 3, 4, 5)));

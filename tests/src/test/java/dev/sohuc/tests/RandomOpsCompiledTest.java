@@ -495,6 +495,42 @@ class RandomOpsCompiledTest {
     assertTrue(check(i, g), "LpNormalization of a zero row compiled");
   }
 
+  /**
+   * ArgMax and ArgMin (i64 results: the chip writes each index's low word and its sign as the
+   * high word) over each axis, with ties (whole numbers 0 to 3) taken first or last, and of
+   * [3, 130] random values, and a cast to i64 of negative and positive values, on the chip as
+   * on the interpreter.
+   */
+  @Test
+  void argMaxAndArgMinCompileToTheInterpretersNumbers() throws Exception {
+    int i = 0;
+    for (String op : List.of("ArgMax", "ArgMin")) {
+      for (int axis = 0; axis < 2; axis++) {
+        for (int last = 0; last < 2; last++) {
+          Graph g = new Graph(new Random(i));
+          g.ortComparable = false;  // i64 results: matchOrt reads floats
+          float[] ties = new float[24];
+          for (int k = 0; k < ties.length; k++) {
+            ties[k] = g.r.nextInt(4);
+          }
+          g.node(op, List.of(g.input(Tensor.ofFloats(ElementType.F32, new long[] {4, 6}, ties))),
+              attr("axis", axis), attr("select_last_index", last), attr("keepdims", axis));
+          assertTrue(check(i++, g), op + " axis " + axis + " last " + last + " compiled");
+        }
+      }
+      Graph g = new Graph(new Random(i));
+      g.ortComparable = false;
+      g.node(op, List.of(g.input(new long[] {3, 130}, -2, 2)), attr("axis", -1));
+      assertTrue(check(i++, g), op + " of [3, 130] compiled");
+    }
+    // a cast to i64 truncates toward zero; a negative result's high word is all ones
+    Graph g = new Graph(new Random(i));
+    g.ortComparable = false;
+    g.node("Cast", List.of(g.input(Tensor.ofFloats(ElementType.F32, new long[] {8}, new float[] {-3.7f, -1f,
+        -0.5f, 0f, 0.5f, 2.9f, 1e6f, -2147483520f}))), attr("to", 7));
+    assertTrue(check(i, g), "Cast to int64 compiled");
+  }
+
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     int emulated = compiled(99, 800, this::build);
