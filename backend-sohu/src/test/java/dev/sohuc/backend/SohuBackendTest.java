@@ -179,13 +179,13 @@ class SohuBackendTest {
     Function f = new Function("main", List.of(x));
     m.functions().add(f);
     FunctionBuilder b = new FunctionBuilder(f);
-    // reduce_prod and a cast from f32 to i64 have no lowering; both must be named in one error
+    // reduce_prod and a cast from f32 to i8 have no lowering; both must be named in one error
     Value c = b.add(new ReductionOp.Reduce(ReductionOp.ReduceKind.PROD, x, List.of(-1L), true),
         new Location("ReduceProd_0"));
-    Value i0 = b.add(new ElementwiseOp.Cast(c, ElementType.I64), new Location("Cast_0"));
+    Value i0 = b.add(new ElementwiseOp.Cast(c, ElementType.I8), new Location("Cast_0"));
     // the same reason again (a model's layers repeat their ops): said once, the others listed
-    Value i1 = b.add(new ElementwiseOp.Cast(x, ElementType.I64), new Location("Cast_1"), "i1");
-    Value i2 = b.add(new ElementwiseOp.Cast(c, ElementType.I64), new Location("Cast_2"), "i2");
+    Value i1 = b.add(new ElementwiseOp.Cast(x, ElementType.I8), new Location("Cast_1"), "i1");
+    Value i2 = b.add(new ElementwiseOp.Cast(c, ElementType.I8), new Location("Cast_2"), "i2");
     f.setOutputs(List.of(new Function.Output("a", i0), new Function.Output("b", i1),
         new Function.Output("c", i2)));
     BackendException e = assertThrows(BackendException.class,
@@ -194,7 +194,7 @@ class SohuBackendTest {
         e.getMessage());
     assertTrue(e.getMessage().startsWith("unsupported by the sohu backend (4):\n"),
         e.getMessage());
-    assertTrue(e.getMessage().contains(": cast from f32 to i64\n    and 2 more the same way: %i1, %i2"),
+    assertTrue(e.getMessage().contains(": cast from f32 to i8\n    and 2 more the same way: %i1, %i2"),
         e.getMessage());
     assertTrue(!e.getMessage().contains("Cast_1"), e.getMessage());
   }
