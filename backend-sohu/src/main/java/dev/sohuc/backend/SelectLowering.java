@@ -93,32 +93,41 @@ final class SelectLowering {
   // ------------------------------------------------------------------------------------------
   // Lowerings.
 
+  /**
+   * The row stream of an op over its result's rows: their count and width (registers), the f32
+   * and bool row strides (registers) and bytes, and the tile rows for {@code buffers} f32 rows of
+   * SRAM each.
+   */
+  private record Rows(int rows, int cols, int rs, int boolRs, long rowBytes, long boolBytes,
+      long tile) {}
+
+  private Rows rows(Node n, long buffers) {
+    Lowering.View v = Lowering.view(n.result().type());
+    long rowBytes = v.cols() * 4;
+    return new Rows(l.dimReg(v.rows()), e.konst(v.cols()), e.konst(rowBytes), e.konst(v.cols()),
+        rowBytes, v.cols(), l.tileRows(buffers * rowBytes, v.cols() == 1 ? 1024 : 128));
+  }
+
   void compare(Node n, ElementwiseOp.Binary bin) {
     Lowering.BinaryPlan p = Lowering.binaryPlan(bin, l.known());
     boolean rev = reversed(bin.kind(), p);
     boolean negate = bin.kind() == BinaryKind.LESS || bin.kind() == BinaryKind.GREATER;
     boolean equal = bin.kind() == BinaryKind.EQUAL;
-    Lowering.View v = Lowering.view(n.result().type());
-    long rowBytes = v.cols() * 4;
-    int rows = l.dimReg(v.rows());
-    int cols = e.konst(v.cols());
-    int rs = e.konst(rowBytes);
-    int boolRs = e.konst(v.cols());
-    long tile = l.tileRows((equal || negate ? 6 : 5) * rowBytes, v.cols() == 1 ? 1024 : 128);
-    int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
+    Rows g = rows(n, equal || negate ? 6 : 5);
+    int mask = e.li(l.sram(g.tile() * g.rowBytes(), "f32 mask tile"));
     // equal: the converse comparison; lt and gt: where neither operand is NaN
-    int second = equal || negate ? e.li(l.sram(tile * rowBytes, "second f32 mask")) : 0;
+    int second = equal || negate ? e.li(l.sram(g.tile() * g.rowBytes(), "second f32 mask")) : 0;
     int a = e.li(l.addr(p.a()));
     int dst = e.li(l.addr(n.result()));
-    List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(a, rowBytes, rowBytes)));
+    List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(a, g.rowBytes(), g.rowBytes())));
     int b = 0;
     Bcast bc = Bcast.NONE;
-    int bRs = rs;
+    int bRs = g.rs();
     if (p.imm() == null) {
       switch (p.bShape()) {
         case FULL -> {
           b = e.li(l.addr(p.b()));
-          ins.add(new Lowering.In(b, rowBytes, rowBytes));
+          ins.add(new Lowering.In(b, g.rowBytes(), g.rowBytes()));
         }
         case COL -> {
           b = e.li(l.addr(p.b()));
@@ -127,7 +136,7 @@ final class SelectLowering {
           ins.add(new Lowering.In(b, 4, 4));
         }
         case ROW, SCALAR -> {
-          b = e.li(l.preload(p.b(), p.bShape() == Lowering.Shape.ROW ? rowBytes : 4,
+          b = e.li(l.preload(p.b(), p.bShape() == Lowering.Shape.ROW ? g.rowBytes() : 4,
               "broadcast operand"));
           bRs = 0;
           bc = p.bShape() == Lowering.Shape.ROW ? Bcast.ROW : Bcast.SCALAR;
@@ -139,116 +148,100 @@ final class SelectLowering {
     final int bStride = bRs;
     final Bcast bcast = bc;
     final boolean streamedB = ins.size() == 2;
-    l.rowStream(rows, tile, ins, dst, v.cols(), v.cols(), (in, out, r, s) -> {
+    l.rowStream(g.rows(), g.tile(), ins, dst, g.boolBytes(), g.boolBytes(), (in, out, r, s) -> {
       if (p.imm() != null) {
-        e.vbini(BinOp.GE, mask, rs, in[0], rs, p.imm(), r, cols, rev);
+        e.vbini(BinOp.GE, mask, g.rs(), in[0], g.rs(), p.imm(), r, g.cols(), rev);
       } else {
         int bb = streamedB ? in[1] : bFixed;
         if (rev) {
-          e.vbin(BinOp.GE, mask, rs, bb, bStride, in[0], rs, r, cols, Bcast.NONE);
+          e.vbin(BinOp.GE, mask, g.rs(), bb, bStride, in[0], g.rs(), r, g.cols(), Bcast.NONE);
         } else {
-          e.vbin(BinOp.GE, mask, rs, in[0], rs, bb, bStride, r, cols, bcast);
+          e.vbin(BinOp.GE, mask, g.rs(), in[0], g.rs(), bb, bStride, r, g.cols(), bcast);
         }
       }
       if (negate) {
         // 1 - ge is 1 where an operand is NaN too: max(a, b) is NaN exactly there, and
         // ge(m, m) 0 there, 1 elsewhere
-        e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
+        e.vbini(BinOp.SUB, mask, g.rs(), mask, g.rs(), 1.0f, r, g.cols(), true);
         if (p.imm() != null) {
-          e.vbini(BinOp.MAX, second, rs, in[0], rs, p.imm(), r, cols, false);
+          e.vbini(BinOp.MAX, second, g.rs(), in[0], g.rs(), p.imm(), r, g.cols(), false);
         } else {
-          e.vbin(BinOp.MAX, second, rs, in[0], rs, streamedB ? in[1] : bFixed, bStride, r, cols, bcast);
+          e.vbin(BinOp.MAX, second, g.rs(), in[0], g.rs(), streamedB ? in[1] : bFixed, bStride, r,
+              g.cols(), bcast);
         }
-        e.vbin(BinOp.GE, second, rs, second, rs, second, rs, r, cols, Bcast.NONE);
-        e.vbin(BinOp.MUL, mask, rs, mask, rs, second, rs, r, cols, Bcast.NONE);
+        e.vbin(BinOp.GE, second, g.rs(), second, g.rs(), second, g.rs(), r, g.cols(), Bcast.NONE);
+        e.vbin(BinOp.MUL, mask, g.rs(), mask, g.rs(), second, g.rs(), r, g.cols(), Bcast.NONE);
       }
       if (equal) {
         // the converse comparison (b full-shaped or an immediate: compareReason)
         if (p.imm() != null) {
-          e.vbini(BinOp.GE, second, rs, in[0], rs, p.imm(), r, cols, !rev);
+          e.vbini(BinOp.GE, second, g.rs(), in[0], g.rs(), p.imm(), r, g.cols(), !rev);
         } else if (rev) {
-          e.vbin(BinOp.GE, second, rs, in[0], rs, in[1], rs, r, cols, Bcast.NONE);
+          e.vbin(BinOp.GE, second, g.rs(), in[0], g.rs(), in[1], g.rs(), r, g.cols(), Bcast.NONE);
         } else {
-          e.vbin(BinOp.GE, second, rs, in[1], rs, in[0], rs, r, cols, Bcast.NONE);
+          e.vbin(BinOp.GE, second, g.rs(), in[1], g.rs(), in[0], g.rs(), r, g.cols(), Bcast.NONE);
         }
-        e.vbin(BinOp.MUL, mask, rs, mask, rs, second, rs, r, cols, Bcast.NONE);
+        e.vbin(BinOp.MUL, mask, g.rs(), mask, g.rs(), second, g.rs(), r, g.cols(), Bcast.NONE);
       }
-      e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
+      e.cvt(out, g.boolRs(), DType.I8, mask, g.rs(), DType.F32, r, g.cols());
     });
-    e.free(rows, mask, second, a, dst, b);
+    e.free(g.rows(), mask, second, a, dst, b);
   }
 
   /** and, or, xor of two bools of the result's shape (Legalization): on their f32 masks. */
   void logical(Node n, ElementwiseOp.Binary bin) {
-    Lowering.View v = Lowering.view(n.result().type());
-    long rowBytes = v.cols() * 4;
-    int rows = l.dimReg(v.rows());
-    int cols = e.konst(v.cols());
-    int rs = e.konst(rowBytes);
-    int boolRs = e.konst(v.cols());
-    long tile = l.tileRows(4 * rowBytes, v.cols() == 1 ? 1024 : 128);
-    int ma = e.li(l.sram(tile * rowBytes, "f32 mask of a"));
-    int mb = e.li(l.sram(tile * rowBytes, "f32 mask of b"));
+    Rows g = rows(n, 4);
+    int ma = e.li(l.sram(g.tile() * g.rowBytes(), "f32 mask of a"));
+    int mb = e.li(l.sram(g.tile() * g.rowBytes(), "f32 mask of b"));
     int a = e.li(l.addr(bin.lhs()));
     int b = e.li(l.addr(bin.rhs()));
     int dst = e.li(l.addr(n.result()));
-    List<Lowering.In> ins = List.of(new Lowering.In(a, v.cols(), v.cols()),
-        new Lowering.In(b, v.cols(), v.cols()));
-    l.rowStream(rows, tile, ins, dst, v.cols(), v.cols(), (in, out, r, s) -> {
-      e.cvt(ma, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
-      e.cvt(mb, rs, DType.F32, in[1], boolRs, DType.I8, r, cols);
+    List<Lowering.In> ins = List.of(new Lowering.In(a, g.boolBytes(), g.boolBytes()),
+        new Lowering.In(b, g.boolBytes(), g.boolBytes()));
+    l.rowStream(g.rows(), g.tile(), ins, dst, g.boolBytes(), g.boolBytes(), (in, out, r, s) -> {
+      e.cvt(ma, g.rs(), DType.F32, in[0], g.boolRs(), DType.I8, r, g.cols());
+      e.cvt(mb, g.rs(), DType.F32, in[1], g.boolRs(), DType.I8, r, g.cols());
       switch (bin.kind()) {
-        case AND -> e.vbin(BinOp.MUL, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
-        case OR -> e.vbin(BinOp.MAX, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
+        case AND -> e.vbin(BinOp.MUL, ma, g.rs(), ma, g.rs(), mb, g.rs(), r, g.cols(), Bcast.NONE);
+        case OR -> e.vbin(BinOp.MAX, ma, g.rs(), ma, g.rs(), mb, g.rs(), r, g.cols(), Bcast.NONE);
         default -> {
           // xor: |a - b|
-          e.vbin(BinOp.SUB, ma, rs, ma, rs, mb, rs, r, cols, Bcast.NONE);
-          e.vun(UnaryFn.ABS, ma, rs, ma, rs, r, cols);
+          e.vbin(BinOp.SUB, ma, g.rs(), ma, g.rs(), mb, g.rs(), r, g.cols(), Bcast.NONE);
+          e.vun(UnaryFn.ABS, ma, g.rs(), ma, g.rs(), r, g.cols());
         }
       }
-      e.cvt(out, boolRs, DType.I8, ma, rs, DType.F32, r, cols);
+      e.cvt(out, g.boolRs(), DType.I8, ma, g.rs(), DType.F32, r, g.cols());
     });
-    e.free(rows, ma, mb, a, b, dst);
+    e.free(g.rows(), ma, mb, a, b, dst);
   }
 
   /** A bool's negation: its f32 mask m as 1 - m. */
   void not(Node n, Value x) {
-    Lowering.View v = Lowering.view(n.result().type());
-    long rowBytes = v.cols() * 4;
-    int rows = l.dimReg(v.rows());
-    int cols = e.konst(v.cols());
-    int rs = e.konst(rowBytes);
-    int boolRs = e.konst(v.cols());
-    long tile = l.tileRows(3 * rowBytes, v.cols() == 1 ? 1024 : 128);
-    int mask = e.li(l.sram(tile * rowBytes, "f32 mask tile"));
+    Rows g = rows(n, 3);
+    int mask = e.li(l.sram(g.tile() * g.rowBytes(), "f32 mask tile"));
     int src = e.li(l.addr(x));
     int dst = e.li(l.addr(n.result()));
-    l.rowStream(rows, tile, List.of(new Lowering.In(src, v.cols(), v.cols())), dst, v.cols(), v.cols(),
-        (in, out, r, s) -> {
-          e.cvt(mask, rs, DType.F32, in[0], boolRs, DType.I8, r, cols);
-          e.vbini(BinOp.SUB, mask, rs, mask, rs, 1.0f, r, cols, true);
-          e.cvt(out, boolRs, DType.I8, mask, rs, DType.F32, r, cols);
-        });
-    e.free(rows, mask, src, dst);
+    List<Lowering.In> ins = List.of(new Lowering.In(src, g.boolBytes(), g.boolBytes()));
+    l.rowStream(g.rows(), g.tile(), ins, dst, g.boolBytes(), g.boolBytes(), (in, out, r, s) -> {
+      e.cvt(mask, g.rs(), DType.F32, in[0], g.boolRs(), DType.I8, r, g.cols());
+      e.vbini(BinOp.SUB, mask, g.rs(), mask, g.rs(), 1.0f, r, g.cols(), true);
+      e.cvt(out, g.boolRs(), DType.I8, mask, g.rs(), DType.F32, r, g.cols());
+    });
+    e.free(g.rows(), mask, src, dst);
   }
 
   void where(Node n, ElementwiseOp.Where w) {
-    Lowering.View v = Lowering.view(n.result().type());
-    long rowBytes = v.cols() * 4;
-    int rows = l.dimReg(v.rows());
-    int cols = e.konst(v.cols());
-    int rs = e.konst(rowBytes);
-    int boolRs = e.konst(v.cols());
-    long tile = l.tileRows(6 * rowBytes, v.cols() == 1 ? 1024 : 128);
+    Rows g = rows(n, 6);
     int c = e.li(l.addr(w.condition()));
     int dst = e.li(l.addr(n.result()));
-    List<Lowering.In> ins = new ArrayList<>(List.of(new Lowering.In(c, v.cols(), v.cols())));
-    Side a = side(w.onTrue(), ins, rowBytes, "where's constant a");
-    Side b = side(w.onFalse(), ins, rowBytes, "where's constant b");
-    l.rowStream(rows, tile, ins, dst, rowBytes, rowBytes, (in, out, r, s) ->
-        e.vsel(out, rs, in[0], boolRs, a.reg(in), a.stride(rs), b.reg(in), b.stride(rs), r, cols,
-            a.bcast(), b.bcast()));
-    e.free(rows, c, dst, a.owned(), b.owned());
+    List<Lowering.In> ins = new ArrayList<>(List.of(
+        new Lowering.In(c, g.boolBytes(), g.boolBytes())));
+    Side a = side(w.onTrue(), ins, g.rowBytes(), "where's constant a");
+    Side b = side(w.onFalse(), ins, g.rowBytes(), "where's constant b");
+    l.rowStream(g.rows(), g.tile(), ins, dst, g.rowBytes(), g.rowBytes(), (in, out, r, s) ->
+        e.vsel(out, g.rs(), in[0], g.boolRs(), a.reg(in), a.stride(g.rs()), b.reg(in),
+            b.stride(g.rs()), r, g.cols(), a.bcast(), b.bcast()));
+    e.free(g.rows(), c, dst, a.owned(), b.owned());
   }
 
   /**
