@@ -18,7 +18,8 @@ import java.util.function.UnaryOperator;
  * ONNX ops the IR has no op of its own for, imported as the elementwise ops and reductions they
  * are defined by (the formulas of the ONNX operator specs), so every later stage (fusion,
  * interpreter, backend) already knows them: the activations of the ReLU family and its smooth
- * relatives, and the reductions that transform their input or their result.
+ * relatives, sign, rounding and the NaN and infinity tests, the reductions that transform their
+ * input or their result, the arg-extremes, global pools and Lp normalization.
  */
 final class Composites {
   private Composites() {}
