@@ -296,7 +296,8 @@ public final class IsaDocGenerator {
         (`input_ids<256`: every value of that integer input in [0, the table's rows)). The runtime
         refuses a launch that breaks one, as the reference interpreter refuses such a slice or gather:
         the dim limits in both modes once the dims are bound, the index limits where there are input
-        values (functional mode).
+        values (functional mode). Indices the code computes itself (positions from a mask's sum) are
+        bounded where they are used: `gather` traps on an index outside its `limit` register.
 
         ## Numbers: data types and rounding
 
