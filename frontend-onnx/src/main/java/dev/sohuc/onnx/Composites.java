@@ -19,7 +19,7 @@ import java.util.function.UnaryOperator;
  * are defined by (the formulas of the ONNX operator specs), so every later stage (fusion,
  * interpreter, backend) already knows them: the activations of the ReLU family and its smooth
  * relatives, sign, rounding and the NaN and infinity tests, the reductions that transform their
- * input or their result, the arg-extremes, global pools and Lp normalization.
+ * input or their result, the arg-extremes and hardmax, global pools and Lp normalization.
  */
 final class Composites {
   private Composites() {}
@@ -234,31 +234,54 @@ final class Composites {
 
   /**
    * ArgMax (max) or ArgMin: the first index along the axis (the last with select_last_index)
-   * where x equals its maximum (minimum), as int64: the indices where it does, others out of
-   * range (2^24, or -1), reduced by min (max).
+   * where x equals its maximum (minimum), as int64.
    */
   static void argExtreme(OnnxNode n, boolean max) {
     Value x = n.value(0);
-    int rank = x.type().rank();
-    long axis = n.attrInt("axis", 0);
-    if (axis < -rank || axis >= rank) {
-      throw n.error("axis " + axis + " is out of range for rank " + rank);
-    }
-    int ax = (int) (axis < 0 ? axis + rank : axis);
-    Dim length = x.type().dim(ax);
+    int ax = axis(n, x, 0);
     boolean last = n.attrInt("select_last_index", 0) != 0;
-    boolean keepdims = n.attrInt("keepdims", 1) != 0;
+    Extremes e = extremes(n, x, ax, max, last);
+    Value picked = n.temp(new ReductionOp.Reduce(last ? ReduceKind.MAX : ReduceKind.MIN, e.candidates(),
+        List.of((long) ax), n.attrInt("keepdims", 1) != 0));
+    n.emit(new ElementwiseOp.Cast(picked, ElementType.I64));
+  }
+
+  /** Hardmax (opset 13): 1 at the first maximum along the axis (default the last), 0 elsewhere. */
+  static void hardmax(OnnxNode n) {
+    Value x = n.value(0);
+    int ax = axis(n, x, -1);
+    Extremes e = extremes(n, x, ax, true, false);
+    Value first = n.temp(new ReductionOp.Reduce(ReduceKind.MIN, e.candidates(), List.of((long) ax), true));
+    n.emit(new ElementwiseOp.Cast(op(n, BinaryKind.EQUAL, e.index(), first), x.type().elementType()));
+  }
+
+  /**
+   * Along axis {@code ax}: the indices (a range shaped to broadcast along it) and, of x's
+   * elements, their index where x equals its maximum (minimum) there, else out of range (2^24,
+   * past every index f32 counts exactly; -1 when the last is wanted), for a min (max) to pick.
+   */
+  private record Extremes(Value index, Value candidates) {}
+
+  private static Extremes extremes(OnnxNode n, Value x, int ax, boolean max, boolean last) {
+    int rank = x.type().rank();
     Value extreme = n.temp(new ReductionOp.Reduce(max ? ReduceKind.MAX : ReduceKind.MIN, x, List.of((long) ax),
         true));
     List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(rank, Dim.of(1)));
-    along.set(ax, length);
-    Value index = n.reshape(n.temp(new SourceOp.Range(0, length, 1, x.type().elementType())), along);
-    // past every index f32 counts exactly (2^24)
+    along.set(ax, x.type().dim(ax));
+    Value index = n.reshape(n.temp(new SourceOp.Range(0, x.type().dim(ax), 1, x.type().elementType())), along);
     Value outside = scalar(n, x, last ? -1 : 0x1p24);
-    Value candidates = n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index, outside));
-    Value picked = n.temp(new ReductionOp.Reduce(last ? ReduceKind.MAX : ReduceKind.MIN, candidates,
-        List.of((long) ax), keepdims));
-    n.emit(new ElementwiseOp.Cast(picked, ElementType.I64));
+    return new Extremes(index, n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index,
+        outside)));
+  }
+
+  /** The node's axis attribute (default {@code dflt}) in [0, rank). */
+  private static int axis(OnnxNode n, Value x, long dflt) {
+    int rank = x.type().rank();
+    long axis = n.attrInt("axis", dflt);
+    if (axis < -rank || axis >= rank) {
+      throw n.error("axis " + axis + " is out of range for rank " + rank);
+    }
+    return (int) (axis < 0 ? axis + rank : axis);
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

@@ -156,6 +156,8 @@ final class OnnxOps {
         n -> Composites.argExtreme(n, true));
     op("ArgMin", 11, "reduce_min / equal / where / reduce_min / cast", "as ArgMax",
         n -> Composites.argExtreme(n, false));
+    op("Hardmax", 13, "reduce_max / equal / where / reduce_min / cast", "axis (default -1); not the "
+        + "2-D coercion of opsets before 13", Composites::hardmax);
     op("GlobalAveragePool", 1, "reduce_mean", "over every axis after N and C, kept",
         n -> Composites.globalPool(n, ReduceKind.MEAN));
     op("GlobalMaxPool", 1, "reduce_max", "over every axis after N and C, kept",
@@ -296,7 +298,7 @@ final class OnnxOps {
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
           "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "Round", "IsNaN",
           "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization", "ArgMax",
-          "ArgMin" -> new Arity(1, 1, 1);
+          "ArgMin", "Hardmax" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);

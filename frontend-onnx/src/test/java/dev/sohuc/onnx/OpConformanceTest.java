@@ -318,6 +318,9 @@ class OpConformanceTest {
       cs.add(t(op, ties).opset(13).attrs(attr("axis", 1)).named(op + " first of ties"));
       cs.add(t(op, ties).opset(13).attrs(attr("axis", 1), attr("select_last_index", 1)).named(op + " last of ties"));
     }
+    cs.add(t("Hardmax", f(3, 4, 5)).opset(13));
+    cs.add(t("Hardmax", new In(F32, new long[] {4, 6}, r -> wholeNumbers(r, 24, 3, 4, 6), null)).opset(13)
+        .attrs(attr("axis", 0)).named("Hardmax first of ties, axis 0"));
     cs.add(t("GlobalAveragePool", f(2, 3, 4, 5)));
     cs.add(t("GlobalMaxPool", f(2, 3, 4, 5)));
     cs.add(t("GlobalAveragePool", f(2, 3, 7)).named("GlobalAveragePool 1-D"));

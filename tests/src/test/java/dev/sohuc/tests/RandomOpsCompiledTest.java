@@ -498,8 +498,8 @@ class RandomOpsCompiledTest {
   /**
    * ArgMax and ArgMin (i64 results: the chip writes each index's low word and its sign as the
    * high word) over each axis, with ties (whole numbers 0 to 3) taken first or last, and of
-   * [3, 130] random values, and a cast to i64 of negative and positive values, on the chip as
-   * on the interpreter.
+   * [3, 130] random values, Hardmax of ties along each axis, and a cast to i64 of negative and
+   * positive values, on the chip as on the interpreter.
    */
   @Test
   void argMaxAndArgMinCompileToTheInterpretersNumbers() throws Exception {
@@ -522,6 +522,16 @@ class RandomOpsCompiledTest {
       g.ortComparable = false;
       g.node(op, List.of(g.input(new long[] {3, 130}, -2, 2)), attr("axis", -1));
       assertTrue(check(i++, g), op + " of [3, 130] compiled");
+    }
+    for (int axis = 0; axis < 2; axis++) {
+      Graph g = new Graph(new Random(i));
+      float[] ties = new float[24];
+      for (int k = 0; k < ties.length; k++) {
+        ties[k] = g.r.nextInt(4);
+      }
+      g.node("Hardmax", List.of(g.input(Tensor.ofFloats(ElementType.F32, new long[] {4, 6}, ties))),
+          attr("axis", axis));
+      assertTrue(check(i++, g), "Hardmax axis " + axis + " compiled");
     }
     // a cast to i64 truncates toward zero; a negative result's high word is all ones
     Graph g = new Graph(new Random(i));
