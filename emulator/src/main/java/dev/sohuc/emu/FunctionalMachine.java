@@ -1119,8 +1119,8 @@ final class FunctionalMachine {
     int dst = tile("vbin dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
     int a = tile("vbin a", r[v.a()] + v.aOff(), as, rows, cols, t);
     Bcast bc = v.bcast();
-    long bRows = bc == Bcast.NONE || bc == Bcast.COL ? rows : 1;
-    int bCols = bc == Bcast.NONE || bc == Bcast.ROW ? cols : 1;
+    long bRows = bc.rows(rows);
+    int bCols = bc.cols(cols);
     int b = tile("vbin b", r[v.b()] + v.bOff(), bs, bRows, bCols, t);
     int e = t.bytes();
     float[] rowB = new float[cols];
@@ -1170,19 +1170,20 @@ final class FunctionalMachine {
     }
   }
 
-  /** A tile operand read through a broadcast: the SRAM byte of element (i, j). */
-  private record Operand(int base, long stride, Bcast bcast) {
+  /**
+   * A tile operand of {@code rows} x {@code cols} elements read through a broadcast: the SRAM
+   * byte of element (i, j) of the tile, its one row or column standing for all.
+   */
+  private record Operand(int base, long stride, long rows, int cols) {
     int at(long i, int j, int e) {
-      long row = bcast == Bcast.NONE || bcast == Bcast.COL ? i * stride : 0;
-      int col = bcast == Bcast.NONE || bcast == Bcast.ROW ? j * e : 0;
-      return (int) (base + row + col);
+      return (int) (base + Math.min(i, rows - 1) * stride + (long) Math.min(j, cols - 1) * e);
     }
   }
 
   private Operand operand(String what, long base, long stride, Bcast bc, long rows, int cols, DType t) {
-    long r = bc == Bcast.NONE || bc == Bcast.COL ? rows : 1;
-    int c = bc == Bcast.NONE || bc == Bcast.ROW ? cols : 1;
-    return new Operand(tile(what, base, stride, r, c, t), stride, bc);
+    long r = bc.rows(rows);
+    int c = bc.cols(cols);
+    return new Operand(tile(what, base, stride, r, c, t), stride, r, c);
   }
 
   private static void binop(dev.sohuc.isa.BinOp op, float[] x, float[] y, float[] o, int n) {

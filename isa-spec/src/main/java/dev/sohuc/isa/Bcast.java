@@ -17,4 +17,14 @@ public enum Bcast implements AsmEnum {
   public String doc() {
     return doc;
   }
+
+  /** The rows of a {@code tileRows}-row tile such an operand holds: all, or one. */
+  public long rows(long tileRows) {
+    return this == NONE || this == COL ? tileRows : 1;
+  }
+
+  /** The columns of a {@code tileCols}-column tile such an operand holds: all, or one. */
+  public int cols(int tileCols) {
+    return this == NONE || this == ROW ? tileCols : 1;
+  }
 }
