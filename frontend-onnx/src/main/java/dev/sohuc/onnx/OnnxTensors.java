@@ -176,10 +176,15 @@ final class OnnxTensors {
 
   /** A {@code TensorProto} holding {@code t} as little-endian {@code raw_data}. */
   static TensorProto toProto(Tensor t, String name) {
-    TensorProto.Builder b = TensorProto.newBuilder().setName(name).setDataType(onnxType(t.elementType()));
-    for (long d : t.shape()) {
+    return toProto(name, t.elementType(), t.shape(), ByteString.copyFrom(t.toBytes()));
+  }
+
+  /** A {@code TensorProto} of {@code raw} as its {@code raw_data}. */
+  static TensorProto toProto(String name, ElementType type, long[] shape, ByteString raw) {
+    TensorProto.Builder b = TensorProto.newBuilder().setName(name).setDataType(onnxType(type));
+    for (long d : shape) {
       b.addDims(d);
     }
-    return b.setRawData(ByteString.copyFrom(t.toBytes())).build();
+    return b.setRawData(raw).build();
   }
 }

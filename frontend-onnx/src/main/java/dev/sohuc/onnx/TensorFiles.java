@@ -72,11 +72,7 @@ public final class TensorFiles {
 
   /** Writes a tensor as a TensorProto with little-endian raw_data. */
   public static void write(Path file, Tensor t, String name) {
-    try (OutputStream out = Files.newOutputStream(file)) {
-      OnnxTensors.toProto(t, name == null ? "" : name).writeTo(out);
-    } catch (IOException e) {
-      throw new OnnxImportException(file + ": cannot write: " + e.getMessage(), e);
-    }
+    writeRaw(file, name == null ? "" : name, t.elementType(), t.shape(), t.toBytes());
   }
 
   /**
@@ -85,12 +81,8 @@ public final class TensorFiles {
    * array that holds it.
    */
   public static void writeRaw(Path file, String name, ElementType type, long[] shape, byte[] raw) {
-    TensorProto.Builder b = TensorProto.newBuilder().setName(name).setDataType(OnnxTensors.onnxType(type));
-    for (long d : shape) {
-      b.addDims(d);
-    }
     try (OutputStream out = Files.newOutputStream(file)) {
-      b.setRawData(UnsafeByteOperations.unsafeWrap(raw)).build().writeTo(out);
+      OnnxTensors.toProto(name, type, shape, UnsafeByteOperations.unsafeWrap(raw)).writeTo(out);
     } catch (IOException e) {
       throw new OnnxImportException(file + ": cannot write: " + e.getMessage(), e);
     }

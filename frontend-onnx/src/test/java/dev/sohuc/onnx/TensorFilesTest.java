@@ -74,16 +74,22 @@ class TensorFilesTest {
   }
 
   @Test
-  void rawBytesWriteTheFileATensorWrites() throws Exception {
-    // an f32 and a bf16 tensor, the bytes as an emulator's output holds them
+  void rawBytesWriteATensorProtoThatReadsBackByteForByte() throws Exception {
+    // an f32 and a bf16 tensor, the bytes as an emulator's output holds them: the file is a
+    // TensorProto of that name, type and shape whose raw_data are those bytes, and reads back
     Tensor f32 = Tensor.ofFloats(ElementType.F32, new long[] {2, 3}, new float[] {1, -2.5f, 0, 3e-8f, 7, -0f});
     Tensor bf16 = Tensor.ofFloats(ElementType.BF16, new long[] {3}, new float[] {1, -2.5f, 65280});
     for (Tensor t : List.of(f32, bf16)) {
-      Path viaTensor = dir.resolve("tensor.pb");
-      Path viaRaw = dir.resolve("raw.pb");
-      TensorFiles.write(viaTensor, t, "y");
-      TensorFiles.writeRaw(viaRaw, "y", t.elementType(), t.shape(), t.toBytes());
-      assertArrayEquals(Files.readAllBytes(viaTensor), Files.readAllBytes(viaRaw), t.elementType().toString());
+      Path file = dir.resolve("raw.pb");
+      TensorFiles.writeRaw(file, "y", t.elementType(), t.shape(), t.toBytes());
+      TensorProto p = TensorProto.parseFrom(Files.readAllBytes(file));
+      assertEquals("y", p.getName());
+      assertEquals(t.elementType() == ElementType.F32 ? 1 : 16, p.getDataType());
+      assertEquals(java.util.Arrays.stream(t.shape()).boxed().toList(), p.getDimsList());
+      assertArrayEquals(t.toBytes(), p.getRawData().toByteArray(), t.elementType().toString());
+      TensorFiles.Named back = TensorFiles.readNamed(file);
+      assertEquals("y", back.name());
+      assertArrayEquals(t.toBytes(), back.tensor().toBytes(), t.elementType().toString());
     }
   }
 
