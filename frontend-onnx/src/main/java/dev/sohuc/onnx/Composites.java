@@ -238,7 +238,7 @@ final class Composites {
    */
   static void argExtreme(OnnxNode n, boolean max) {
     Value x = n.value(0);
-    int ax = axis(n, x, 0);
+    int ax = OnnxOps.normalizeAxis(n, n.attrInt("axis", 0), x.type().rank());
     boolean last = n.attrInt("select_last_index", 0) != 0;
     Extremes e = extremes(n, x, ax, max, last);
     Value picked = n.temp(new ReductionOp.Reduce(last ? ReduceKind.MAX : ReduceKind.MIN, e.candidates(),
@@ -249,7 +249,7 @@ final class Composites {
   /** Hardmax (opset 13): 1 at the first maximum along the axis (default the last), 0 elsewhere. */
   static void hardmax(OnnxNode n) {
     Value x = n.value(0);
-    int ax = axis(n, x, -1);
+    int ax = OnnxOps.normalizeAxis(n, n.attrInt("axis", -1), x.type().rank());
     Extremes e = extremes(n, x, ax, true, false);
     Value first = n.temp(new ReductionOp.Reduce(ReduceKind.MIN, e.candidates(), List.of((long) ax), true));
     n.emit(new ElementwiseOp.Cast(op(n, BinaryKind.EQUAL, e.index(), first), x.type().elementType()));
@@ -272,16 +272,6 @@ final class Composites {
     Value outside = scalar(n, x, last ? -1 : 0x1p24);
     return new Extremes(index, n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index,
         outside)));
-  }
-
-  /** The node's axis attribute (default {@code dflt}) in [0, rank). */
-  private static int axis(OnnxNode n, Value x, long dflt) {
-    int rank = x.type().rank();
-    long axis = n.attrInt("axis", dflt);
-    if (axis < -rank || axis >= rank) {
-      throw n.error("axis " + axis + " is out of range for rank " + rank);
-    }
-    return (int) (axis < 0 ? axis + rank : axis);
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

@@ -1540,7 +1540,7 @@ final class OnnxOps {
 
   // ---- helpers
 
-  private static int normalizeAxis(OnnxNode n, long axis, int rank) {
+  static int normalizeAxis(OnnxNode n, long axis, int rank) {
     if (axis < -rank || axis >= rank) {
       throw n.error("axis " + axis + " is out of range for rank " + rank);
     }
