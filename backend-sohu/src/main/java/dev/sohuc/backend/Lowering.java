@@ -56,8 +56,8 @@ final class Lowering {
   private final Map<Value, Tensor> known;
   private long sramNext;
   /**
-   * Where this lowering's SRAM and ACC start: 0, or the upper halves for a second control
-   * stream's ops (its target is then the halved one, so sizes stay relative).
+   * Where this lowering's SRAM and ACC start: 0, or past the first stream's share for a second
+   * control stream's ops (its target is then its own share, so sizes stay relative).
    */
   private long sramBase;
   private long accBase;
