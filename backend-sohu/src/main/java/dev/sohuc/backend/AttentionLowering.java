@@ -51,6 +51,11 @@ final class AttentionLowering {
    */
   static final int MAX_DEPTH = 6;
   /**
+   * The fewest slots the pipelined schedule is chosen with: with fewer the loads' HBM latency
+   * shows, and the prefetched schedule does as well.
+   */
+  static final int PIPELINED_MIN_SLOTS = 4;
+  /**
    * The most query slots the prefetched schedule keeps in flight (see {@link #prefetched}).
    * Its S = Q K^T is queued with the tile before it, so a query tile's load is queued three
    * tiles before its first use: enough to hide the HBM latency behind a 70B prefill's tiles
@@ -184,12 +189,17 @@ final class AttentionLowering {
     // (into further slots) while this head computes, and the batch's query tiles (mTile rows
     // apart, one more for the scores queued past the last) and output tiles are resident: one
     // DMA loads the queries, for narrow K one cvt converts them, and one DMA stores the outputs
-    // (a batch whose tiles would take more than an eighth of SRAM goes the prefetched way)
+    // (where those and four slots do not fit beside the scores and probabilities, the
+    // prefetched way)
     long qResBytes = (qt.dim(0).evaluate(l.bounds()) * hkv.value() + 1) * mTile * d * 4;
+    long pipelinedSram = 2 * Lowering.align(qResBytes)
+        + (narrow() ? Lowering.align(qResBytes / 4 * es) : 0)
+        + PIPELINED_MIN_SLOTS * Lowering.align(slotBytes)
+        + (narrow() ? 2 : 1) * Lowering.align(TILE * tPad * 4);
     // each tile one kv head with all its query heads: stacked (under a window too, loading the
     // last keys only), or without GQA a head of its own (the softmax keeping Phi-3's window)
     boolean pipelined = decode && stack == group && at.mask() == null
-        && 2 * qResBytes <= l.target().sramBytes() / 8;
+        && l.sramUsed() + pipelinedSram <= l.sramLimit();
     // without a mask, query tiles overlap (see prefetched): two ACC regions, a second query
     // slot and a second probabilities buffer; where they do not fit, tiles go one by one
     long overlapSram = Lowering.align(slotBytes) + Lowering.align(kOff)

@@ -328,13 +328,21 @@ final class MatmulLowering {
   static final int MAX_PANELS_AHEAD = 8;
 
   /**
+   * Panels in flight that cover the target's HBM latency in bytes, one more for the panel in
+   * use, at least 2 and at most {@link #MAX_PANELS_AHEAD}.
+   */
+  static int panelsToCover(TargetInfo t, long slotBytes) {
+    long cover = (t.hbmLatencyBytes() + slotBytes - 1) / slotBytes + 1;
+    return (int) Math.max(2, Math.min(MAX_PANELS_AHEAD, cover));
+  }
+
+  /**
    * How many panels ahead to load: enough that the panels in flight cover the target's HBM
    * latency in bytes, at least 2, at most {@link #MAX_PANELS_AHEAD}, and no more than the
    * SRAM left beside the output ring holds ({@code ahead + 1} slots of {@code slotBytes}).
    */
   static int panelsAhead(Lowering l, long slotBytes) {
-    long cover = (l.target().hbmLatencyBytes() + slotBytes - 1) / slotBytes + 1;
-    int ahead = (int) Math.max(2, Math.min(MAX_PANELS_AHEAD, cover));
+    int ahead = panelsToCover(l.target(), slotBytes);
     while (ahead > 2 && l.sramUsed() + (ahead + 1L) * slotBytes + ringBytes(l.target())
         > l.sramLimit()) {
       ahead--;

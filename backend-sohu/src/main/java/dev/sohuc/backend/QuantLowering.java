@@ -898,11 +898,13 @@ final class QuantLowering {
     boolean preloaded = residentCase
         && need + Lowering.align(xBound) <= l.sramLimit();
     // x larger than the SRAM at its bound (a generous ?batch): resident a block of rows at a time
-    // (a power of two of 128 or more, leaving room for the deepest panel prefetch and the ring),
-    // the weights streamed once per block. Not with per-row x scales: the readout finds a
-    // tile's scales by its row in the whole of x.
-    long room = l.sramLimit() - (need + (MatmulLowering.MAX_PANELS_AHEAD - 1L)
-        * slotBytes + MatmulLowering.ringBytes(l.target()));
+    // (a power of two of 128 or more, leaving room for the ring and the panels that cover the
+    // HBM latency: a block as large as it can be, since each streams the weights once), the
+    // weights streamed once per block. Not with per-row x scales: the readout finds a tile's
+    // scales by its row in the whole of x.
+    long room = l.sramLimit() - (l.sramUsed()
+        + (MatmulLowering.panelsToCover(l.target(), slotBytes) + 1L) * slotBytes
+        + MatmulLowering.ringBytes(l.target()));
     long blockRows = preloaded || !residentCase || rowScale ? 0
         : MatmulLowering.blockRows(room, k * es);
     boolean blocked = blockRows > 0;
