@@ -26,6 +26,7 @@ final class TimingMachine {
   private static final int CTRL = 0;
   /** Engines by ordinal; CTRL issues, the others run queues. */
   private static final int ENGINES = Engine.values().length;
+  private static final int MXU = Engine.MXU.ordinal();
 
   private final Image image;
   private final MachineDescription target;
@@ -542,8 +543,10 @@ final class TimingMachine {
             long t = earliest(stream, head.wait);
             at = t == NEVER ? NEVER : Math.max(at, t);
           }
-          // on a tie the later engine; on one engine stream 0's head (scanned first) wins
-          if (at != NEVER && (at < bestAt || at == bestAt && bestEngine != e)) {
+          // on a tie the later engine; on one engine stream 0's head (scanned first) wins,
+          // except on the MXU, where stream 1's does (docs/isa.md, synchronization rule 8)
+          if (at != NEVER && (at < bestAt
+              || at == bestAt && (bestEngine != e || stream == 1 && e == MXU))) {
             best = q;
             bestEngine = e;
             bestAt = at;

@@ -103,6 +103,27 @@ class StreamsTest {
     assertTrue(forked < serial - dma / 2, "forked " + forked + " cycles, serial " + serial);
   }
 
+  /**
+   * On the MXU, stream 1's ready mma goes before stream 0's when both can start (docs/isa.md,
+   * rule 8): it waits for the one mma running, not for the other 19 of stream 0's loop.
+   */
+  @Test
+  void theMxuStartsStreamOnesMmaFirstOnATie() {
+    String regs = "li r2, 128\nli r3, 256\n";
+    String mma = "mma r0+0, r2, r3+0, r2, r3+0, r2, 128, 128, 128, bf16";
+    // stream 1's mma is issued once stream 0's loop has queued mmas behind the running one
+    TimingReport r = new Emulator(TestSupport.asm(regs + "fork main\n"
+        + ".debug \"short %s\", \"second\"\n" + "nop\n".repeat(8) + mma + "\nhalt\nmain:\n"
+        + ".debug \"long %l\", \"first\"\nloop 20, done\n" + mma + "\ndone:\nhalt\n"),
+        TestSupport.TINY, TestSupport.opts()).runTiming(Map.of());
+    long oneMma = r.ops().stream().filter(o -> o.op().equals("long %l")).findFirst()
+        .orElseThrow().endCycle() / 20;
+    long shortEnd = r.ops().stream().filter(o -> o.op().equals("short %s")).findFirst()
+        .orElseThrow().endCycle();
+    assertTrue(shortEnd <= 3 * oneMma + 16, "stream 1's mma ended at " + shortEnd
+        + ", an mma takes about " + oneMma);
+  }
+
   /** The profile charges the first stream's ops; the second's run beside them (self 0). */
   @Test
   void theProfileChargesTheFirstStream() {

@@ -228,9 +228,10 @@ public final class IsaDocGenerator {
            own instructions in its own program order (one per cycle each), with its own registers
            (a copy of stream 0's at the fork) and loops, into its own in-order queue in each
            engine. An engine with instructions waiting in both streams' queues starts whichever
-           head can start first, stream 0's when both can (stream 1 takes what stream 0 leaves
-           idle): two streams' ops, each a chain of dependent instructions, overlap on the
-           engines. Tokens 1..23 are each
+           head can start first; when both can, stream 0's, except on the MXU, which starts
+           stream 1's: the second stream runs latency-bound chains (attention tiles, whose short
+           mmas each wait for a softmax), which would otherwise wait until stream 0's matmul
+           left the MXU idle. Two streams' ops overlap on the engines. Tokens 1..23 are each
            stream's own (stream 1's token 3 is not stream 0's); tokens 24..31 are shared, so one
            stream signals what the other waits for. `barrier` waits for its own stream's
            instructions only; `halt` ends its stream, and the program ends when both streams
