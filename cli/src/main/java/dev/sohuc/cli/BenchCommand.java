@@ -175,7 +175,10 @@ final class BenchCommand implements Callable<Integer> {
     m.put("replicas", replicas);
     String split = (tp == 1 ? "one chip" : model.sequenceParallel()
         ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
-        : "tensor-parallel (all_reduce)") + (model.twoStreams() ? ", two control streams" : "");
+        : "tensor-parallel (all_reduce)") + (!model.twoStreams() ? ""
+        : model.attentionOverlapped() ? ", two control streams (the second runs the decode "
+            + "attention, and the second micro-batch's prompt attention beside the first's MLP)"
+        : ", two control streams (the second runs the decode attention)");
     m.put("parallelism", replicas == 1 ? split : tp == 1
         ? replicas + " data-parallel replicas of 1 chip"
         : replicas + " data-parallel replicas of " + tp + " chips, each " + split);

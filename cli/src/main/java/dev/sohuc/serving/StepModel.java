@@ -65,7 +65,10 @@ import java.util.concurrent.Future;
  * the first step of that shape, since a decode's attention work grows with its keys, so steps
  * whose lengths have that mean take about its time. Each distinct shape runs once on the timing
  * emulator with the N chips meeting at every allreduce (symmetric group: all chips run the same
- * program on the same dims).
+ * program on the same dims). With two streams the step program is compiled twice, the second
+ * time with overlapped attention (HfOptions overlapAttention: the second micro-batch's prompt
+ * attention in the second stream, beside the first's MLP), and the one faster on the largest
+ * step it takes is kept.
  */
 public final class StepModel {
   public static final int KV_BUCKET = 128;
@@ -116,6 +119,8 @@ public final class StepModel {
   private final Timed prefill;
   private final Timed decode;
   private final Timed step;
+  /** Whether the step program is the overlapped one (HfOptions overlapAttention). */
+  private final boolean attentionOverlapped;
   private final int maxDecodeBatch;
   private final Map<Long, StepTiming> prefillMemo = new HashMap<>();
   private final Map<List<Long>, StepTiming> decodeMemo = new HashMap<>();
@@ -181,17 +186,13 @@ public final class StepModel {
       });
       BackendOptions stepOptions = bounds(base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
           microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)));
-      Future<CompiledProgram> stepProgram = pool.submit(() -> {
-        if (twoStreams) {
-          try {
-            return compileStep(stepOptions.withSecondStream(HfOptions.DECODE_ATTENTION,
-                DECODE_STREAM_SHARE));
-          } catch (dev.sohuc.backend.BackendException tooLittleSram) {
-            // the decode attention does not fit the second stream's share: one stream
-          }
-        }
-        return compileStep(stepOptions);
-      });
+      Future<CompiledProgram> stepProgram = pool.submit(() -> compileStep(stepOptions,
+          twoStreams, false));
+      // the later micro-batches' prompt attention beside the MLP before it, in the second
+      // stream too: kept where it times faster (measured: with 2 or 4 chips, not with 8, whose
+      // link then has nothing to overlap the deferred o projection's sum with)
+      Future<CompiledProgram> overlapped = twoStreams && MICRO_BATCHES > 1
+          ? pool.submit(() -> compileStep(stepOptions, true, true)) : null;
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)),
               false),
@@ -201,21 +202,61 @@ public final class StepModel {
       this.prefill = timed(SohuBackend.compile(await(pre), base.withBound("batch", 1)
           .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET))));
       this.decode = timed(await(decodeProgram));
-      this.step = timed(await(stepProgram));
+      Timed plain = timed(await(stepProgram));
+      Timed other = overlapped == null ? null : timed(await(overlapped));
+      this.attentionOverlapped = other != null
+          && fullStep(other, maxKv) < fullStep(plain, maxKv);
+      this.step = attentionOverlapped ? other : plain;
     }
   }
 
-  /** The serving-step program, compiled with {@code options}. */
-  private CompiledProgram compileStep(BackendOptions options) {
-    return SohuBackend.compile(shard(HfImporter.importModel(config, HfOptions.step()
-        .withShapeOnly(true).withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)),
-        sequenceParallel), options);
+  /**
+   * The serving-step program, compiled with {@code options}: with {@code twoStreams} the decode
+   * attention (and with {@code overlap} the later micro-batches' prompt attention, HfOptions
+   * overlapAttention) in a second control stream, in one stream where that does not fit its
+   * share of the SRAM.
+   */
+  private CompiledProgram compileStep(BackendOptions options, boolean twoStreams,
+      boolean overlap) {
+    Module m = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
+        .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)
+        .withOverlapAttention(overlap)), sequenceParallel);
+    if (twoStreams) {
+      try {
+        return SohuBackend.compile(m, options.withSecondStream(overlap
+            ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION, DECODE_STREAM_SHARE));
+      } catch (dev.sohuc.backend.BackendException tooLittleSram) {
+        // the second stream's ops do not fit its share: one stream
+      }
+    }
+    return SohuBackend.compile(m, options);
+  }
+
+  /**
+   * A step program's time on the largest step it takes: a prompt of the chunk and the whole
+   * decode batch, each decode at the longest KV length ({@code maxKv} cached tokens).
+   */
+  private double fullStep(Timed p, long maxKv) {
+    long rows = programRows(stepRows(maxDecodeBatch));
+    long capacity = ceilTo(maxKv + 1, KV_BUCKET);
+    long[] lengths = new long[(int) rows];
+    java.util.Arrays.fill(lengths, maxKv);
+    return time(p, programDims(Map.of("batch", rows, "seq", microBatchTokens(chunk), "past",
+        capacity)), Map.of("past_lengths", lengths)).seconds();
   }
 
   /** Whether the step program runs in two control streams (it forks). */
   public boolean twoStreams() {
     return step.compiled().program().code().stream()
         .anyMatch(w -> dev.sohuc.isa.InsnCodec.decode(w) instanceof dev.sohuc.isa.Insn.Fork);
+  }
+
+  /**
+   * Whether the step program runs the later micro-batches' prompt attention in its second
+   * stream, beside the MLP before it (it timed faster).
+   */
+  public boolean attentionOverlapped() {
+    return attentionOverlapped;
   }
 
   /** A compiled program and the emulator that times it, kept so the program is decoded once. */
@@ -564,8 +605,13 @@ public final class StepModel {
             Map.of("past_lengths", pastLengths)));
   }
 
+  /** A step shape timed for the serving loop (counted in {@link #timingRuns}). */
   private StepTiming run(Timed p, Map<String, Long> dims, Map<String, long[]> arrays) {
     timingRuns++;
+    return time(p, dims, arrays);
+  }
+
+  private StepTiming time(Timed p, Map<String, Long> dims, Map<String, long[]> arrays) {
     MultiChipTiming.Report r = MultiChipTiming.runSymmetric(p.emulator(), chips, dims, arrays);
     TimingReport c = r.chips().get(0);
     long linkBytes = r.linkBytes() / chips;

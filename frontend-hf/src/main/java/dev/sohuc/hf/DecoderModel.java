@@ -400,7 +400,8 @@ final class DecoderModel {
    * attention's middle from {@code core}. Each half of a layer (attention, then the MLP) runs
    * for every micro-batch in turn, and a micro-batch's residual add comes with its next norm,
    * after the other micro-batches' work of that half: the sum on the link of one micro-batch's
-   * o or down projection (tensor parallelism) has the next one's ops to overlap.
+   * o or down projection (tensor parallelism) has the next one's ops to overlap. With
+   * overlapped attention, a later micro-batch's o projection opens its MLP half instead.
    */
   private List<Value> layers(Graph g, List<Value> streams, AttentionCore core) {
     return layers(g, streams, core, (m, h) -> h);
@@ -420,9 +421,13 @@ final class DecoderModel {
             "model.layers." + (i - 1) + ".mlp_residual");
         h.set(m, r);
         Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
-        branch.set(m, outputProjection(g, core.apply(projections(g, x, i), i, m), i));
+        Value a = core.apply(projections(g, x, i), i, m);
+        branch.set(m, deferred(m) ? a : outputProjection(g, a, i));
       }
       for (int m = 0; m < h.size(); m++) {
+        if (deferred(m)) {
+          branch.set(m, outputProjection(g, branch.get(m), i));
+        }
         Value r = g.add(h.get(m), branch.get(m), loc, p + ".attn_residual");
         h.set(m, r);
         Value x = rmsNorm(g, r, p + ".post_attention_layernorm", p + ".norm2");
@@ -434,6 +439,14 @@ final class DecoderModel {
           "model.layers." + (layers - 1) + ".mlp_residual")));
     }
     return h;
+  }
+
+  /**
+   * Whether micro-batch {@code m}'s o projection waits until the MLP of the one before it
+   * (HfOptions overlapAttention): its attention then has that MLP to run beside.
+   */
+  private boolean deferred(int m) {
+    return ctx.options.overlapAttention() && m > 0;
   }
 
   private Value lmHead(Graph g, Value h, Value table) {

@@ -20,9 +20,14 @@ import java.util.Map;
  * @param dimMultiples symbolic dims known to be multiples, by name: {@code seq -> 8} makes the
  *                    prompt {@code 8*?"seq/8"} tokens (a sequence-parallel program splits its
  *                    rows into 8 equal blocks only when the types say they divide)
+ * @param overlapAttention a serving step of several micro-batches places each later
+ *                    micro-batch's o projection after the MLP of the micro-batch before it, so
+ *                    that a second control stream can run that micro-batch's prompt attention
+ *                    ({@link #OVERLAPPED_ATTENTION}) while the first runs the MLP: the
+ *                    attention's softmax, bound by the vector unit, then overlaps matrix work
  */
 public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly,
-    int microBatches, Map<String, Long> dimMultiples) {
+    int microBatches, Map<String, Long> dimMultiples, boolean overlapAttention) {
 
   /** The most micro-batches a step's prompt is split into (each is a copy of every layer's ops). */
   public static final int MAX_MICRO_BATCHES = 64;
@@ -31,12 +36,12 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   public enum GraphKind { PREFILL, DECODE, RAGGED_DECODE, STEP }
 
   public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly) {
-    this(graph, dimBindings, shapeOnly, 1, Map.of());
+    this(graph, dimBindings, shapeOnly, 1, Map.of(), false);
   }
 
   public HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly,
       int microBatches) {
-    this(graph, dimBindings, shapeOnly, microBatches, Map.of());
+    this(graph, dimBindings, shapeOnly, microBatches, Map.of(), false);
   }
 
   public HfOptions {
@@ -44,6 +49,10 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
         || (microBatches > 1 && graph != GraphKind.STEP)) {
       throw new HfImportException(microBatches + " micro-batches: a serving step takes 1 to "
           + MAX_MICRO_BATCHES + ", other graphs 1");
+    }
+    if (overlapAttention && microBatches < 2) {
+      throw new HfImportException("overlapped attention needs a serving step of 2 or more "
+          + "micro-batches; got " + microBatches);
     }
     dimBindings = Map.copyOf(dimBindings);
     for (var e : dimBindings.entrySet()) {
@@ -87,15 +96,21 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   }
 
   public HfOptions withDimBindings(Map<String, Long> bindings) {
-    return new HfOptions(graph, bindings, shapeOnly, microBatches, dimMultiples);
+    return new HfOptions(graph, bindings, shapeOnly, microBatches, dimMultiples,
+        overlapAttention);
   }
 
   public HfOptions withShapeOnly(boolean only) {
-    return new HfOptions(graph, dimBindings, only, microBatches, dimMultiples);
+    return new HfOptions(graph, dimBindings, only, microBatches, dimMultiples, overlapAttention);
   }
 
   public HfOptions withMicroBatches(int count) {
-    return new HfOptions(graph, dimBindings, shapeOnly, count, dimMultiples);
+    return new HfOptions(graph, dimBindings, shapeOnly, count, dimMultiples, overlapAttention);
+  }
+
+  /** See {@code overlapAttention}: with it the second stream takes {@link #OVERLAPPED_ATTENTION}. */
+  public HfOptions withOverlapAttention(boolean overlap) {
+    return new HfOptions(graph, dimBindings, shapeOnly, microBatches, dimMultiples, overlap);
   }
 
   /**
@@ -106,9 +121,18 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
   public static final java.util.regex.Pattern DECODE_ATTENTION =
       java.util.regex.Pattern.compile("decode\\.");
 
+  /**
+   * With {@code overlapAttention}: the decode attention and the prompt attention of every
+   * micro-batch after the first (their ropes, the attention), which reads the first stream's
+   * projections and runs beside the MLP before its o projection.
+   */
+  public static final java.util.regex.Pattern OVERLAPPED_ATTENTION =
+      java.util.regex.Pattern.compile("decode\\.|prompt[1-9][0-9]*\\.");
+
   /** The named symbolic dims as multiples: {@code ?seq} becomes {@code k*?"seq/k"}. */
   public HfOptions withDimMultiples(Map<String, Long> multiples) {
-    return new HfOptions(graph, dimBindings, shapeOnly, microBatches, multiples);
+    return new HfOptions(graph, dimBindings, shapeOnly, microBatches, multiples,
+        overlapAttention);
   }
 
   /** The symbol that counts the blocks of a dim taken as a multiple of {@code k}. */

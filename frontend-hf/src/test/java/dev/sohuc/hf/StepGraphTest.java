@@ -54,7 +54,63 @@ class StepGraphTest {
     check(variant, 3);
   }
 
+  /**
+   * Overlapped attention (HfOptions overlapAttention) only moves the later micro-batches' o
+   * projections after the MLP before them: the same numbers, and layer 0's o and down
+   * projections in the order "o down o down" where the plain step has "o o down down".
+   */
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"llama", "phi3"})
+  void overlappedAttentionMovesOnlyTheOutputProjections(String variant) {
+    check(variant, 2, true);
+    check(variant, 3, true);
+    Path dir = tmp.resolve(variant);
+    assertEquals(List.of("o", "o", "down", "down"), projectionOrder(HfImporter.importModel(dir,
+        HfOptions.step().withMicroBatches(2))));
+    assertEquals(List.of("o", "down", "o", "down"), projectionOrder(HfImporter.importModel(dir,
+        HfOptions.step().withMicroBatches(2).withOverlapAttention(true))));
+    HfImportException one = assertThrows(HfImportException.class,
+        () -> HfOptions.step().withOverlapAttention(true));
+    assertEquals("overlapped attention needs a serving step of 2 or more micro-batches; got 1",
+        one.getMessage());
+  }
+
+  /** Layer 0's o and down projections (by the weight each matmul reads), in body order. */
+  private static List<String> projectionOrder(Module m) {
+    List<String> order = new ArrayList<>();
+    for (dev.sohuc.ir.Node n : m.main().body()) {
+      if (!(n.op() instanceof dev.sohuc.ir.op.LinalgOp.MatMul mm)) {
+        continue;
+      }
+      String w = weightRead(mm.b());
+      if ("model.layers.0.self_attn.o_proj.weight".equals(w)) {
+        order.add("o");
+      } else if ("model.layers.0.mlp.down_proj.weight".equals(w)) {
+        order.add("down");
+      }
+    }
+    return order;
+  }
+
+  /** The weight {@code v} is, through ops of one operand (a transpose), or null. */
+  private static String weightRead(dev.sohuc.ir.Value v) {
+    while (v.producer() != null) {
+      if (v.producer().op() instanceof dev.sohuc.ir.op.SourceOp.WeightRef w) {
+        return w.name();
+      }
+      if (v.producer().op().operands().size() != 1) {
+        return null;
+      }
+      v = v.producer().op().operands().get(0);
+    }
+    return null;
+  }
+
   private void check(String variant, int micro) {
+    check(variant, micro, false);
+  }
+
+  private void check(String variant, int micro, boolean overlap) {
     TinyModel m = TinyModel.of(variant, 11);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
     Random random = new Random(3);
@@ -77,7 +133,8 @@ class StepGraphTest {
     List<Tensor> stepInputs = new ArrayList<>(List.of(HfNumericsTest.ids(prompt, PROMPT),
         HfNumericsTest.ids(decodeIds, 1), Tensor.ofLongs(ElementType.I64, new long[] {DECODES}, PAST_LENGTHS)));
     stepInputs.addAll(caches);
-    Module stepGraph = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(micro));
+    Module stepGraph = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(micro)
+        .withOverlapAttention(overlap));
     Map<String, Tensor> step = new Interpreter(stepGraph).run(stepInputs);
 
     Tensor logits = step.get("logits");
