@@ -84,9 +84,9 @@ final class CompileCommand implements Callable<Integer> {
       + "rows split into N equal blocks (static shapes); on by default.")
   boolean sequenceParallel = true;
 
-  @Option(names = "--two-streams", description = "With --step: the decodes' attention in a second "
-      + "control stream (fork), beside the prompt's, in a quarter of the SRAM and ACC (as sohuc "
-      + "bench runs it).")
+  @Option(names = "--two-streams", description = "With --step: the decodes' attention (and with "
+      + "--overlap-attention the later micro-batches' prompt attention) in a second control stream "
+      + "(fork), beside the prompt's, in a quarter of the SRAM and ACC (as sohuc bench runs it).")
   boolean twoStreams;
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -138,7 +138,8 @@ final class CompileCommand implements Callable<Integer> {
       return 0;
     }
     CompiledProgram p = Toolchain.lower(m, model, twoStreams
-        ? Toolchain.backendOptions(target).withSecondStream(HfOptions.DECODE_ATTENTION,
+        ? Toolchain.backendOptions(target).withSecondStream(graph.overlapAttention
+            ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION,
             StepModel.DECODE_STREAM_SHARE)
         : Toolchain.backendOptions(target));
     p.notes().forEach(note -> spec.commandLine().getErr().println("note: " + note));

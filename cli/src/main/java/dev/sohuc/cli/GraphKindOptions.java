@@ -5,8 +5,8 @@ import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
 /**
- * {@code --decode [--ragged]}, {@code --step} and {@code --micro-batches}: which graph a Hugging
- * Face model is imported as.
+ * {@code --decode [--ragged]}, {@code --step}, {@code --micro-batches} and
+ * {@code --overlap-attention}: which graph a Hugging Face model is imported as.
  */
 final class GraphKindOptions {
   @Option(names = "--decode", description = "Hugging Face models: the decode-step graph (KV cache of "
@@ -29,6 +29,12 @@ final class GraphKindOptions {
       + "other so that one's tensor-parallel sums overlap the next one's compute (default 1)")
   int microBatches = 1;
 
+  @Option(names = "--overlap-attention", description = "With --step --micro-batches 2 or more: "
+      + "each later micro-batch's o projection after the MLP of the one before it, so that with "
+      + "--two-streams the second stream runs its prompt attention beside that MLP (as sohuc "
+      + "bench does where it times faster)")
+  boolean overlapAttention;
+
   /** How to import a Hugging Face model, dims not yet bound. */
   HfOptions options(CommandLine cl) {
     if (decode && step) {
@@ -44,9 +50,14 @@ final class GraphKindOptions {
       throw new CommandLine.ParameterException(cl, "--micro-batches " + microBatches
           + ": 1 to " + HfOptions.MAX_MICRO_BATCHES + ", and more than 1 only with --step");
     }
+    if (overlapAttention && (!step || microBatches < 2)) {
+      throw new CommandLine.ParameterException(cl, "--overlap-attention goes with --step and "
+          + "--micro-batches 2 or more (it moves the later micro-batches' o projections)");
+    }
     HfOptions.GraphKind kind = step ? HfOptions.GraphKind.STEP
         : decode ? (ragged ? HfOptions.GraphKind.RAGGED_DECODE : HfOptions.GraphKind.DECODE)
         : HfOptions.GraphKind.PREFILL;
-    return new HfOptions(kind, java.util.Map.of(), false, microBatches);
+    return new HfOptions(kind, java.util.Map.of(), false, microBatches)
+        .withOverlapAttention(overlapAttention);
   }
 }

@@ -9,6 +9,7 @@ import dev.sohuc.isa.container.SohuProgram;
 import dev.sohuc.isa.container.SohuReader;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -198,6 +199,14 @@ class CompileCommandTest {
     assertEquals(0, two.code(), two.err());
     assertTrue(SohuReader.read(out).code().stream().anyMatch(w -> dev.sohuc.isa.InsnCodec
         .decode(w) instanceof dev.sohuc.isa.Insn.Fork), "forked");
+    // and the second micro-batch's prompt attention too: its rope and attention ops' debug
+    // entries lie in the forked stream's code, which starts right after the fork
+    CliResult overlapped = run("compile", tiny.toString(), "--step", "--micro-batches", "2",
+        "--two-streams", "--overlap-attention", "-o", out.toString());
+    assertEquals(0, overlapped.code(), overlapped.err());
+    assertTrue(secondStreamOps(SohuReader.read(out)).stream()
+        .anyMatch(op -> op.startsWith("attention %") && op.contains("prompt1.attn")),
+        secondStreamOps(SohuReader.read(out)).toString());
     // on a target too small for a stream's share (one stream fits), the error says so
     CliResult small = run("compile", tiny.toString(), "--step", "--two-streams", "--chips", "2",
         "--target", "../targets/tiny.json", "-o", out.toString());
@@ -213,6 +222,18 @@ class CompileCommandTest {
           out.toString());
       assertEquals(0, q.code(), mode + ": " + q.err());
     }
+  }
+
+  /** The IR ops whose code lies in the forked stream's: the instructions the fork skips. */
+  private static List<String> secondStreamOps(SohuProgram p) {
+    for (int pc = 0; pc < p.code().size(); pc++) {
+      if (dev.sohuc.isa.InsnCodec.decode(p.code().get(pc)) instanceof dev.sohuc.isa.Insn.Fork f) {
+        int fork = pc;
+        return p.debug().stream().filter(d -> d.pc() > fork && d.pc() <= fork + f.body())
+            .map(SohuProgram.DebugEntry::irOp).toList();
+      }
+    }
+    return List.of();
   }
 
   @Test
@@ -239,6 +260,11 @@ class CompileCommandTest {
         dir.resolve("x.sohu").toString());
     assertEquals(2, streams.code(), streams.err());
     assertTrue(streams.err().contains("--two-streams goes with --step"), streams.err());
+    CliResult overlap = run("compile", tiny.toString(), "--step", "--overlap-attention", "-o",
+        dir.resolve("x.sohu").toString());
+    assertEquals(2, overlap.code(), overlap.err());
+    assertTrue(overlap.err().contains("--overlap-attention goes with --step and --micro-batches "
+        + "2 or more"), overlap.err());
     CliResult ragged = run("compile", tiny.toString(), "--ragged", "-o", dir.resolve("x.sohu").toString());
     assertEquals(2, ragged.code(), ragged.err());
     assertTrue(ragged.err().contains("--ragged goes with --decode"), ragged.err());
