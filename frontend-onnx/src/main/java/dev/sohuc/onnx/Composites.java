@@ -1,6 +1,7 @@
 package dev.sohuc.onnx;
 
 import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.SourceOp;
 import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
@@ -272,6 +273,63 @@ final class Composites {
     Value outside = scalar(n, x, last ? -1 : 0x1p24);
     return new Extremes(index, n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index,
         outside)));
+  }
+
+  /** The largest K TopK imports: each of the K is a round of an extreme and its first index. */
+  static final int MAX_TOP_K = 64;
+
+  /**
+   * TopK: the K largest (smallest with largest = 0) elements along the axis, in order, and
+   * their indices, the lower index first among equal values, as ONNX Runtime orders them (with
+   * sorted = 0 too, where the spec leaves the order open and ONNX Runtime's differs). K rounds,
+   * each the extreme of the elements not yet taken and its first index there; a taken element
+   * is marked, not overwritten, so that infinities in x come out in their turn.
+   */
+  static void topK(OnnxNode n) {
+    Value x = n.value(0);
+    int rank = x.type().rank();
+    if (rank == 0 || !x.type().elementType().isFloat()) {
+      throw n.error("X must be a float tensor of rank 1 or more, got " + x.type());
+    }
+    long[] ks = n.longs(1, "K");
+    if (ks.length != 1) {
+      throw n.error("K must hold one value, got " + ks.length);
+    }
+    long k = ks[0];
+    int ax = OnnxOps.normalizeAxis(n, n.attrInt("axis", -1), rank);
+    Dim along = x.type().dim(ax);
+    if (k < 1 || k > MAX_TOP_K || along.isStatic() && k > along.value()) {
+      throw n.error("K = " + k + ": 1 to " + Math.min(MAX_TOP_K, along.isStatic() ? along.value()
+          : MAX_TOP_K) + " are supported (" + (along.isStatic() ? "the axis has " + along.value()
+          + " elements; " : "") + "each of the K unrolls an extreme and its index)");
+    }
+    boolean largest = n.attrInt("largest", 1) != 0;
+    List<Dim> shape = new java.util.ArrayList<>(java.util.Collections.nCopies(rank, Dim.of(1)));
+    shape.set(ax, along);
+    Value index = n.reshape(n.temp(new SourceOp.Range(0, along, 1, x.type().elementType())), shape);
+    Value outside = scalar(n, x, 0x1p24);
+    Value passed = scalar(n, x, largest ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY);
+    List<Value> values = new java.util.ArrayList<>();
+    List<Value> indices = new java.util.ArrayList<>();
+    Value taken = null;
+    for (long j = 0; j < k; j++) {
+      Value open = taken == null ? x : n.temp(new ElementwiseOp.Where(taken, passed, x));
+      Value extreme = n.temp(new ReductionOp.Reduce(largest ? ReduceKind.MAX : ReduceKind.MIN,
+          open, List.of((long) ax), true));
+      Value hit = op(n, BinaryKind.EQUAL, open, extreme);
+      if (taken != null) {
+        hit = op(n, BinaryKind.AND, hit, unary(n, UnaryKind.NOT, taken));
+      }
+      Value first = n.temp(new ReductionOp.Reduce(ReduceKind.MIN,
+          n.temp(new ElementwiseOp.Where(hit, index, outside)), List.of((long) ax), true));
+      values.add(extreme);
+      indices.add(first);
+      Value mark = op(n, BinaryKind.EQUAL, index, first);
+      taken = taken == null ? mark : op(n, BinaryKind.OR, taken, mark);
+    }
+    n.set(0, k == 1 ? values.get(0) : n.temp(new DataOp.Concat(values, ax)));
+    Value at = k == 1 ? indices.get(0) : n.temp(new DataOp.Concat(indices, ax));
+    n.set(1, n.temp(new ElementwiseOp.Cast(at, ElementType.I64)));
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

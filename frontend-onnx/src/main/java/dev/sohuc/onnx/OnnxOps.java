@@ -156,6 +156,9 @@ final class OnnxOps {
         n -> Composites.argExtreme(n, true));
     op("ArgMin", 11, "reduce_min / equal / where / reduce_min / cast", "as ArgMax",
         n -> Composites.argExtreme(n, false));
+    op("TopK", 11, "reduce_max / equal / where / reduce_min / concat / cast", "K (input, static, 1 "
+        + "to " + Composites.MAX_TOP_K + "), axis, largest; sorted results (with sorted = 0 too), "
+        + "the lower index first among equal values", Composites::topK);
     op("Hardmax", 13, "reduce_max / equal / where / reduce_min / cast", "axis (default -1); not the "
         + "2-D coercion of opsets before 13", Composites::hardmax);
     op("GlobalAveragePool", 1, "reduce_mean", "over every axis after N and C, kept",
@@ -303,6 +306,7 @@ final class OnnxOps {
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);
       case "Trilu" -> new Arity(1, 2, 1);
+      case "TopK" -> new Arity(2, 2, 2);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
       case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);
       case "Clip" -> new Arity(1, 3, 1);

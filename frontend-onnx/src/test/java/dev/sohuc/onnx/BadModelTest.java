@@ -294,6 +294,34 @@ class BadModelTest {
     assertTrue(r.render().contains("FooBar x2: foo1, foo2"), r.render());
   }
 
+  /** TopK of x (f32 [2, 5], or i64 with {@code ints}) with K from an initializer, or computed. */
+  private Path topK(String name, long[] k, boolean ints, boolean kComputed) throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g")
+        .addInput(input("x", ints ? ElementType.I64 : ElementType.F32, 2, 5))
+        .addOutput(output("v")).addOutput(output("i"));
+    if (kComputed) {
+      g.addInput(input("k", ElementType.I64, 1));
+    } else {
+      g.addInitializer(Models.initializer("k", Tensor.ofLongs(ElementType.I64,
+          new long[] {k.length}, k)));
+    }
+    g.addNode(node("TopK", List.of("x", "k"), List.of("v", "i")).toBuilder().setName("top"));
+    return file(name + ".onnx", Models.model(17, g.build()));
+  }
+
+  @Test
+  void topKBeyondWhatItUnrollsIsNamed() throws Exception {
+    String node = "node 'top' (TopK)";
+    assertRejected(topK("six", new long[] {6}, false, false), node,
+        "K = 6: 1 to 5 are supported (the axis has 5 elements; each of the K unrolls");
+    assertRejected(topK("zero", new long[] {0}, false, false), node, "K = 0: 1 to 5 are supported");
+    assertRejected(topK("two", new long[] {1, 2}, false, false), node, "K must hold one value, got 2");
+    assertRejected(topK("ints", new long[] {2}, true, false), node,
+        "X must be a float tensor of rank 1 or more, got tensor<2 x 5 x i64>");
+    assertRejected(topK("computed", null, false, true), node,
+        "K (input 'k') is computed from run-time data; sohuc needs it at compile time");
+  }
+
   /** One com.microsoft node reading some of x [2, 3, 8], x4 [1, 2, 3, 8], v [8], m [3, 8], s [2, 4, 8]. */
   private Path contrib(String op, List<String> inputs, List<String> outputs) throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 2, 3, 8))

@@ -318,6 +318,19 @@ class OpConformanceTest {
       cs.add(t(op, ties).opset(13).attrs(attr("axis", 1)).named(op + " first of ties"));
       cs.add(t(op, ties).opset(13).attrs(attr("axis", 1), attr("select_last_index", 1)).named(op + " last of ties"));
     }
+    cs.add(t("TopK", f(3, 4, 5), ci(2)).opset(11).outputs(2).named("TopK last axis"));
+    cs.add(t("TopK", f(3, 4, 5), ci(3)).opset(11).attrs(attr("axis", 1), attr("largest", 0))
+        .outputs(2).named("TopK smallest, axis 1"));
+    cs.add(t("TopK", f(6, 2), ci(1)).opset(11).attrs(attr("axis", 0)).outputs(2).named("TopK 1, axis 0"));
+    // whole numbers in [0, 3]: ties, the lower index first; and every element of the axis
+    In topTies = new In(F32, new long[] {4, 6}, r -> wholeNumbers(r, 24, 3, 4, 6), null);
+    cs.add(t("TopK", topTies, ci(6)).opset(11).outputs(2).named("TopK of ties, the whole axis"));
+    cs.add(t("TopK", topTies, ci(3)).opset(11).attrs(attr("largest", 0)).outputs(2)
+        .named("TopK smallest of ties"));
+    // infinities come out in their turn: a taken element is marked, not overwritten
+    cs.add(t("TopK", new In(F32, new long[] {2, 4}, r -> Tensor.ofFloats(F32, new long[] {2, 4},
+        new float[] {Float.NEGATIVE_INFINITY, 1, Float.NEGATIVE_INFINITY, 2, Float.POSITIVE_INFINITY, 0, 5,
+            Float.POSITIVE_INFINITY}), null), ci(4)).opset(11).outputs(2).named("TopK with infinities"));
     cs.add(t("Hardmax", f(3, 4, 5)).opset(13));
     cs.add(t("Hardmax", new In(F32, new long[] {4, 6}, r -> wholeNumbers(r, 24, 3, 4, 6), null)).opset(13)
         .attrs(attr("axis", 0)).named("Hardmax first of ties, axis 0"));

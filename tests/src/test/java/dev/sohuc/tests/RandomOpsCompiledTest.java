@@ -541,6 +541,37 @@ class RandomOpsCompiledTest {
     assertTrue(check(i, g), "Cast to int64 compiled");
   }
 
+  /**
+   * TopK (K rounds of an extreme and its first index among the elements not yet taken) of ties
+   * (whole numbers 0 to 3) and infinities along each axis, largest and smallest, on the chip as on
+   * the interpreter: the values and the indices (cast to f32) concatenated as one output.
+   */
+  @Test
+  void topKCompilesToTheInterpretersNumbers() throws Exception {
+    int i = 0;
+    for (int axis = 0; axis < 2; axis++) {
+      for (int largest = 0; largest < 2; largest++) {
+        Graph g = new Graph(new Random(i));
+        // infinities: matchOrt's relative error cannot take them (OpConformanceTest has TopK with
+        // infinities against ONNX Runtime)
+        g.ortComparable = false;
+        float[] x = new float[24];
+        for (int k = 0; k < x.length; k++) {
+          x[k] = g.r.nextInt(4);
+        }
+        x[5] = Float.POSITIVE_INFINITY;
+        x[7] = Float.NEGATIVE_INFINITY;
+        String in = g.input(Tensor.ofFloats(ElementType.F32, new long[] {4, 6}, x));
+        g.g.addNode(NodeProto.newBuilder().setOpType("TopK").setName("top").addInput(in)
+            .addInput(g.ints(3)).addOutput("v").addOutput("ix")
+            .addAttribute(attr("axis", axis)).addAttribute(attr("largest", largest)));
+        g.node("Concat", List.of("v", g.inner("Cast", List.of("ix"), attr("to", 1))),
+            attr("axis", axis));
+        assertTrue(check(i++, g), "TopK axis " + axis + " largest " + largest + " compiled");
+      }
+    }
+  }
+
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     int emulated = compiled(99, 800, this::build);
