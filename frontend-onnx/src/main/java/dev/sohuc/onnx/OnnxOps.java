@@ -112,8 +112,10 @@ final class OnnxOps {
         n.value(1), n.has(2) ? n.value(2) : null, n.attrFloat("alpha", 1), n.attrFloat("beta", 1),
         n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0)));
     op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
-    op("Conv", 1, "reshape / transpose / matmul / add", "2-D patch embeddings only (ViT): kernel = stride, "
-        + "no padding or dilation, one group", PatchConv::importNode);
+    op("Conv", 1, "pad / slice / concat / reshape / transpose / matmul / add", "1-D and 2-D, one group, "
+        + "static sizes; strides, pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " kernel taps, each a "
+        + "slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one reshape",
+        PatchConv::importNode);
     op("Einsum", 12, "matmul / transpose / reshape / reduce_sum", "one or two operands; explicit or implicit "
         + "output, ellipsis; not repeated labels (diagonals) nor labels broadcast from 1", Einsum::importNode);
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",

@@ -9,12 +9,11 @@ import dev.sohuc.ir.type.TensorType;
 import java.util.List;
 
 /**
- * ONNX Conv in the one form transformers use it: a 2-D patch embedding (ViT, CLIP's and
- * DeiT's image towers), whose kernel equals its stride, without padding, dilation or groups.
- * Each output pixel is then one patch times the weights: the image is cut into patches
- * (reshape, transpose), the patches multiplied by the flattened kernel (matmul) and the bias
- * added, and the result laid out as [N, O, H/kh, W/kw]. Any other convolution is refused by
- * name.
+ * ONNX Conv as a 2-D patch embedding (ViT, CLIP's and DeiT's image towers), whose kernel equals
+ * its stride, without padding, dilation or groups. Each output pixel is then one patch times the
+ * weights: the image is cut into patches (reshape, transpose), the patches multiplied by the
+ * flattened kernel (matmul) and the bias added, and the result laid out as [N, O, H/kh, W/kw].
+ * Other convolutions go tap by tap ({@link ConvTaps}).
  */
 final class PatchConv {
   private PatchConv() {}
@@ -22,12 +21,13 @@ final class PatchConv {
   static void importNode(OnnxNode n) {
     TensorType x = n.type(0);
     TensorType w = n.type(1);
-    if (x.rank() != 4 || w.rank() != 4) {
-      throw n.error("a convolution of a rank-" + x.rank() + " input (sohuc imports 2-D patch "
-          + "embeddings: kernel = stride, no padding, one group)");
+    if (x.rank() != 4 || w.rank() != 4 || !w.dim(2).isStatic() || !w.dim(3).isStatic()
+        || w.dim(2).value() < 1 || w.dim(3).value() < 1) {
+      ConvTaps.importNode(n);
+      return;
     }
-    long kh = staticDim(n, w.dim(2), "kernel height");
-    long kw = staticDim(n, w.dim(3), "kernel width");
+    long kh = w.dim(2).value();
+    long kw = w.dim(3).value();
     List<Long> kernel = n.attrInts("kernel_shape");
     List<Long> strides = n.attrInts("strides");
     List<Long> pads = n.attrInts("pads");
@@ -38,18 +38,14 @@ final class PatchConv {
         && (pads == null || pads.stream().allMatch(p -> p == 0))
         && (dilations == null || dilations.stream().allMatch(d -> d == 1))
         && n.attrInt("group", 1) == 1 && (autoPad.equals("NOTSET") || autoPad.equals("VALID"));
-    if (!patches) {
-      throw n.error("a convolution other than a patch embedding (sohuc imports kernel = stride "
-          + List.of(kh, kw) + ", no padding or dilation, one group; got strides " + strides
-          + ", pads " + pads + ", dilations " + dilations + ", group " + n.attrInt("group", 1) + ")");
+    if (!patches || !x.dim(2).isStatic() || !x.dim(3).isStatic()
+        || x.dim(2).value() % kh != 0 || x.dim(3).value() % kw != 0) {
+      ConvTaps.importNode(n);
+      return;
     }
-    long c = staticDim(n, x.dim(1), "input channels");
-    long h = staticDim(n, x.dim(2), "input height");
-    long wd = staticDim(n, x.dim(3), "input width");
-    if (h % kh != 0 || wd % kw != 0) {
-      throw n.error("a " + h + " x " + wd + " image does not cut into " + kh + " x " + kw
-          + " patches");
-    }
+    long c = ConvTaps.staticDim(n, x.dim(1), "input channels");
+    long h = x.dim(2).value();
+    long wd = x.dim(3).value();
     if (!w.dim(1).is(c)) {
       throw n.error("weights of " + w.dim(1) + " input channels for an input of " + c);
     }
@@ -69,12 +65,5 @@ final class PatchConv {
     }
     Value grid = n.reshape(product, List.of(batch, Dim.of(rows), Dim.of(cols), out));
     n.emit(new DataOp.Transpose(grid, List.of(0L, 3L, 1L, 2L)));
-  }
-
-  private static long staticDim(OnnxNode n, Dim d, String role) {
-    if (!d.isStatic()) {
-      throw n.error("the " + role + " must be static, got " + d);
-    }
-    return d.value();
   }
 }

@@ -776,15 +776,32 @@ class BadModelTest {
   }
 
   @Test
-  void convolutionsOtherThanPatchEmbeddingsAreNamed() throws Exception {
+  void convolutionsBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
         .addInput(input("w", ElementType.F32, 4, 3, 2, 2)).addInput(input("x1", ElementType.F32, 1, 3, 8))
-        .addInput(input("w1", ElementType.F32, 4, 3, 2)).addOutput(output("y"));
+        .addInput(input("w1", ElementType.F32, 4, 3, 2)).addInput(input("wg", ElementType.F32, 4, 1, 2))
+        .addInput(input("w9", ElementType.F32, 4, 3, 9, 9)).addInput(input("x3", ElementType.F32, 1, 3, 4, 4, 4))
+        .addInput(input("w3", ElementType.F32, 4, 3, 2, 2, 2)).addInput(input("w0", ElementType.F32, 4, 3, 0))
+        .addInput(input("w00", ElementType.F32, 4, 3, 0, 0))
+        .addOutput(output("y"));
     Object[][] cases = {
-        {List.of("x", "w"), List.of(Models.ints("strides", 1, 1)), "a convolution other than a patch embedding "
-            + "(sohuc imports kernel = stride [2, 2], no padding or dilation, one group; got strides [1, 1]"},
-        {List.of("x", "w"), List.of(Models.ints("strides", 2, 2), Models.ints("pads", 1, 1, 1, 1)), "pads [1, 1, 1, 1]"},
-        {List.of("x1", "w1"), List.of(Models.ints("strides", 2)), "a convolution of a rank-3 input"}};
+        {List.of("x1", "wg"), List.of(Models.attr("group", 3)), "group 3 (sohuc imports convolutions of one group)"},
+        {List.of("x", "w9"), List.of(), "a kernel of [9, 9] (sohuc imports 1 to 64 taps"},
+        {List.of("x1", "w0"), List.of(), "a kernel of [0] (sohuc imports 1 to 64 taps"},
+        {List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)), "a kernel of [0, 0] (sohuc imports 1 to "
+            + "64 taps"},
+        {List.of("x3", "w3"), List.of(), "a convolution over 3 spatial axes with a rank-5 kernel"},
+        {List.of("x1", "w1"), List.of(Models.ints("dilations", 9)), "a kernel reaching 10 positions "
+            + "(dilations [9]) and pads [0, 0] leave no output position on a spatial axis of 8"},
+        {List.of("x1", "w1"), List.of(Models.ints("kernel_shape", 3)), "kernel_shape [3] differs from the "
+            + "weights'"},
+        {List.of("x1", "w1"), List.of(Models.ints("pads", 1)), "pads [1] must hold 2 values"},
+        {List.of("x1", "w1"), List.of(Models.attr("auto_pad", "SAME")), "auto_pad SAME (NOTSET, VALID, "
+            + "SAME_UPPER or SAME_LOWER)"},
+        {List.of("x1", "w1"), List.of(Models.ints("pads", 0, Long.MAX_VALUE)), "pads [0, "
+            + Long.MAX_VALUE + "] must be 0 to 2^24"},
+        {List.of("x1", "w1"), List.of(Models.ints("strides", 0), Models.attr("auto_pad", "SAME_UPPER")),
+            "strides [0] and dilations [1] must be 1 to 2^24"}};
     for (Object[] c : cases) {
       @SuppressWarnings("unchecked")
       List<AttributeProto> attrs = (List<AttributeProto>) c[1];

@@ -218,6 +218,20 @@ class OpConformanceTest {
         .named("Conv patch embedding"));
     cs.add(t("Conv", f(1, 2, 6, 4), f(3, 2, 3, 2)).attrs(ints("strides", 3, 2), ints("pads", 0, 0, 0, 0))
         .named("Conv patch embedding, no bias"));
+    // tap by tap: Whisper's 1-D stem (kernel 3, pad 1, strides 1 and 2), dilation, auto_pad,
+    // 2-D 3 x 3 with padding and stride 2, an input past the last position read
+    cs.add(t("Conv", f(2, 5, 12), f(6, 5, 3), f(6)).attrs(ints("pads", 1, 1)).named("Conv 1-D k3 pad 1"));
+    cs.add(t("Conv", f(1, 4, 11), f(3, 4, 3), f(3)).attrs(ints("pads", 1, 1), ints("strides", 2))
+        .named("Conv 1-D k3 pad 1 stride 2"));
+    cs.add(t("Conv", f(1, 3, 13), f(2, 3, 3)).attrs(ints("dilations", 2), ints("strides", 3), ints("pads", 2, 0))
+        .named("Conv 1-D dilation 2 stride 3, uneven pads"));
+    cs.add(t("Conv", f(1, 3, 10), f(2, 3, 4)).attrs(attr("auto_pad", "SAME_UPPER"), ints("strides", 3))
+        .named("Conv 1-D SAME_UPPER"));
+    cs.add(t("Conv", f(1, 3, 10), f(2, 3, 4)).attrs(attr("auto_pad", "SAME_LOWER")).named("Conv 1-D SAME_LOWER"));
+    cs.add(t("Conv", f(2, 3, 9, 7), f(4, 3, 3, 3), f(4)).attrs(ints("pads", 1, 1, 1, 1), ints("strides", 2, 2))
+        .named("Conv 2-D 3x3 pad 1 stride 2"));
+    cs.add(t("Conv", f(1, 2, 8, 9), f(3, 2, 2, 3)).attrs(ints("strides", 3, 1), ints("dilations", 1, 2))
+        .named("Conv 2-D 2x3 dilation, input past the last position read"));
     for (Object[] e : new Object[][] {
         {"ij,jk->ik", new long[][] {{3, 4}, {4, 5}}},
         {"bhid,bhjd->bhij", new long[][] {{2, 3, 4, 8}, {2, 3, 5, 8}}},

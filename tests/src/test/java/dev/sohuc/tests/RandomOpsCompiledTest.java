@@ -572,6 +572,35 @@ class RandomOpsCompiledTest {
     }
   }
 
+  /**
+   * Convolutions tap by tap (ConvTaps: pad, a slice per tap, concat, matmul): Whisper's 1-D stem
+   * (80 mel channels, kernel 3, pad 1, stride 1 then 2) and a 2-D 3 x 3 of stride 2 with padding
+   * and dilation, on the chip as on the interpreter and ONNX Runtime.
+   */
+  @Test
+  void convolutionsCompileToTheInterpretersNumbers() throws Exception {
+    Graph g = new Graph(new Random(1));
+    String stem = g.inner("Conv", List.of(g.input(new long[] {1, 80, 64}, -1, 1),
+        g.floats(new long[] {16, 80, 3}, randomFloats(g.r, 16 * 80 * 3, 0.1f)),
+        g.floats(new long[] {16}, randomFloats(g.r, 16, 0.1f))), ints("pads", 1, 1));
+    g.node("Conv", List.of(stem, g.floats(new long[] {16, 16, 3}, randomFloats(g.r, 16 * 16 * 3, 0.1f))),
+        ints("pads", 1, 1), ints("strides", 2));
+    assertTrue(check(0, g), "Whisper's 1-D stem compiled");
+    Graph g2 = new Graph(new Random(2));
+    g2.node("Conv", List.of(g2.input(new long[] {2, 3, 9, 7}, -1, 1),
+        g2.floats(new long[] {4, 3, 3, 3}, randomFloats(g2.r, 4 * 3 * 3 * 3, 0.3f))),
+        ints("pads", 1, 2, 1, 0), ints("strides", 2, 1), ints("dilations", 1, 2));
+    assertTrue(check(1, g2), "2-D 3 x 3 compiled");
+  }
+
+  private static float[] randomFloats(Random r, int count, float scale) {
+    float[] v = new float[count];
+    for (int i = 0; i < count; i++) {
+      v[i] = (float) ((r.nextDouble() * 2 - 1) * scale);
+    }
+    return v;
+  }
+
   @Test
   void randomOpsCompileToTheInterpretersNumbers() throws Exception {
     int emulated = compiled(99, 800, this::build);
