@@ -260,19 +260,24 @@ final class Composites {
    * Along axis {@code ax}: the indices (a range shaped to broadcast along it) and, of x's
    * elements, their index where x equals its maximum (minimum) there, else out of range (2^24,
    * past every index f32 counts exactly; -1 when the last is wanted), for a min (max) to pick.
+   * The indices are f32 whatever x's type (f16 counts exactly only to 2048, bf16 to 256).
    */
   private record Extremes(Value index, Value candidates) {}
 
   private static Extremes extremes(OnnxNode n, Value x, int ax, boolean max, boolean last) {
-    int rank = x.type().rank();
     Value extreme = n.temp(new ReductionOp.Reduce(max ? ReduceKind.MAX : ReduceKind.MIN, x, List.of((long) ax),
         true));
-    List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(rank, Dim.of(1)));
-    along.set(ax, x.type().dim(ax));
-    Value index = n.reshape(n.temp(new SourceOp.Range(0, x.type().dim(ax), 1, x.type().elementType())), along);
-    Value outside = scalar(n, x, last ? -1 : 0x1p24);
+    Value index = indices(n, x, ax);
+    Value outside = n.constant(Tensor.scalar(ElementType.F32, last ? -1 : 0x1p24));
     return new Extremes(index, n.temp(new ElementwiseOp.Where(op(n, BinaryKind.EQUAL, x, extreme), index,
         outside)));
+  }
+
+  /** 0, 1, .. along axis {@code ax} of x, in f32, shaped to broadcast against x. */
+  private static Value indices(OnnxNode n, Value x, int ax) {
+    List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(x.type().rank(), Dim.of(1)));
+    along.set(ax, x.type().dim(ax));
+    return n.reshape(n.temp(new SourceOp.Range(0, x.type().dim(ax), 1, ElementType.F32)), along);
   }
 
   /** The largest K TopK imports: each of the K is a round of an extreme and its first index. */
@@ -304,10 +309,8 @@ final class Composites {
           + " elements; " : "") + "each of the K unrolls an extreme and its index)");
     }
     boolean largest = n.attrInt("largest", 1) != 0;
-    List<Dim> shape = new java.util.ArrayList<>(java.util.Collections.nCopies(rank, Dim.of(1)));
-    shape.set(ax, along);
-    Value index = n.reshape(n.temp(new SourceOp.Range(0, along, 1, x.type().elementType())), shape);
-    Value outside = scalar(n, x, 0x1p24);
+    Value index = indices(n, x, ax);
+    Value outside = n.constant(Tensor.scalar(ElementType.F32, 0x1p24));
     Value passed = scalar(n, x, largest ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY);
     List<Value> values = new java.util.ArrayList<>();
     List<Value> indices = new java.util.ArrayList<>();
