@@ -440,6 +440,12 @@ final class BenchCommand implements Callable<Integer> {
               1e6 * (double) b.get("interconnect_fixed_seconds"))
               : String.format(Locale.ROOT, "90%% needs about %.2f TB/s per chip of interconnect",
               needed / 1e12), (double) b.get("interconnect_bytes_per_s") / 1e12});
+      int tp = (int) m.get("tensor_parallel");
+      if (tp > 2) {
+        line.accept("  fewer chips a copy sum less on the link for the same MXU work (a sum moves "
+            + "(N-1)/N of the rows' bytes for 1/N of the FLOPs): --tensor-parallel %d serves %d "
+            + "data-parallel copies", new Object[] {tp / 2, 2 * (int) m.get("replicas")});
+      }
     }
     line.accept("  where the time goes, %s: %s", new Object[] {
         (boolean) b.get("one_step_program") ? "its step program (prefill and decodes)" : "prefill",
