@@ -335,6 +335,37 @@ final class Composites {
     n.set(1, n.temp(new ElementwiseOp.Cast(at, ElementType.I64)));
   }
 
+  /**
+   * BatchNormalization for inference: (x - mean) / sqrt(var + epsilon) * scale + B, each of
+   * scale, B, mean and var one value a channel (axis 1), broadcast over the axes after it.
+   */
+  static void batchNormalization(OnnxNode n) {
+    Value x = n.value(0);
+    int rank = x.type().rank();
+    if (rank < 2) {
+      throw n.error("X must be [N, C, ...], got " + x.type());
+    }
+    if (n.attrInt("training_mode", 0) != 0 || n.wants(1) || n.wants(2)) {
+      throw n.error("training mode (running mean and variance outputs) is not supported");
+    }
+    List<Dim> perChannel = new java.util.ArrayList<>(java.util.Collections.nCopies(rank - 1, Dim.of(1)));
+    perChannel.set(0, x.type().dim(1));
+    Value[] p = new Value[4];
+    String[] roles = {"scale", "B", "input_mean", "input_var"};
+    for (int i = 0; i < 4; i++) {
+      Value v = n.value(i + 1);
+      if (v.type().rank() != 1 || !v.type().dim(0).equals(x.type().dim(1))) {
+        throw n.error(roles[i] + " must hold one value a channel (" + x.type().dim(1) + "), got "
+            + v.type());
+      }
+      p[i] = n.reshape(v, perChannel);
+    }
+    Value std = unary(n, UnaryKind.SQRT, op(n, BinaryKind.ADD, p[3],
+        scalar(n, p[3], n.attrFloat("epsilon", 1e-5))));
+    Value normed = op(n, BinaryKind.DIV, op(n, BinaryKind.SUB, x, p[2]), std);
+    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, op(n, BinaryKind.MUL, normed, p[0]), p[1]));
+  }
+
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */
   static void globalPool(OnnxNode n, ReduceKind kind) {
     Value x = n.value(0);

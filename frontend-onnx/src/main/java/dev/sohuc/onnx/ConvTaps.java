@@ -4,35 +4,52 @@ import dev.sohuc.ir.Value;
 import dev.sohuc.ir.op.DataOp;
 import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
+import dev.sohuc.ir.op.ReductionOp;
+import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
- * ONNX Conv of one group over 1 or 2 spatial axes with any kernel, strides, pads and
- * dilations (Whisper's and wav2vec2's 1-D stems, a CNN's 3 x 3 convolutions), as a matmul over
- * the kernel's taps: each tap is a slice of the padded input, the taps are stacked next to the
- * channels (im2col) and multiplied by the flattened kernel. A strided tap is a slice with step
- * 1: each padded axis of length S * R is seen as [R, S], and tap t of dilation D starts at row
- * t*D / S, column t*D mod S. A patch embedding (kernel = stride, no padding) goes the cheaper
- * way of {@link PatchConv}.
+ * Sliding windows over 1 or 2 spatial axes, tap by tap: each kernel tap is a slice of the padded
+ * input, and the taps are stacked next to the channels. A strided tap is a slice with step 1:
+ * each padded axis of length S * R is seen as [R, S], and tap t of dilation D starts at row
+ * t*D / S, column t*D mod S. ONNX Conv of one group with any kernel, strides, pads and
+ * dilations (Whisper's and wav2vec2's 1-D stems, a CNN's 3 x 3 convolutions) is the stacked
+ * taps times the flattened kernel (im2col); MaxPool and AveragePool reduce over them. A patch
+ * embedding (kernel = stride, no padding) goes the cheaper way of {@link PatchConv}.
  */
 final class ConvTaps {
   private ConvTaps() {}
 
-  /** The most taps (kernel elements) a convolution imports: each is a slice and a concat input. */
+  /** The most taps (kernel elements) a window imports: each is a slice and a concat input. */
   static final int MAX_TAPS = 64;
   /** The largest stride, dilation or pad taken, so that the index arithmetic cannot overflow. */
   private static final long MAX_SIZE = 1L << 24;
 
-  static void importNode(OnnxNode n) {
+  /**
+   * A window's geometry per spatial axis: kernel, strides, dilations, pads (begins then ends),
+   * the output positions and the rows of S positions the padded axis is seen as.
+   */
+  private record Window(long[] kernel, long[] strides, long[] dilations, long[] pads, long[] out,
+      long[] rows) {
+    int spatial() {
+      return kernel.length;
+    }
+
+    long taps() {
+      return Arrays.stream(kernel).reduce(1, (a, b) -> a * b);
+    }
+  }
+
+  static void importConv(OnnxNode n) {
     TensorType x = n.type(0);
     TensorType w = n.type(1);
-    int spatial = x.rank() - 2;
-    if (spatial < 1 || spatial > 2 || w.rank() != x.rank()) {
-      throw n.error("a convolution over " + Math.max(0, spatial) + " spatial axes with a rank-"
-          + w.rank() + " kernel (sohuc imports 1-D and 2-D convolutions)");
+    int spatial = spatialAxes(n, x);
+    if (w.rank() != x.rank()) {
+      throw n.error("a rank-" + w.rank() + " kernel for a rank-" + x.rank() + " input");
     }
     if (n.attrInt("group", 1) != 1) {
       throw n.error("group " + n.attrInt("group", 1) + " (sohuc imports convolutions of one group)");
@@ -41,101 +58,20 @@ final class ConvTaps {
     if (!w.dim(1).is(c)) {
       throw n.error("weights of " + w.dim(1) + " input channels for an input of " + c);
     }
-    long[] len = new long[spatial];
     long[] k = new long[spatial];
-    long taps = 1;
     for (int i = 0; i < spatial; i++) {
-      len[i] = staticDim(n, x.dim(2 + i), "input's spatial size");
       k[i] = staticDim(n, w.dim(2 + i), "kernel size");
-      // capped past the most taps, so that a huge kernel cannot overflow the product
-      taps = k[i] > MAX_TAPS ? MAX_TAPS + 1 : Math.min(MAX_TAPS + 1, taps * k[i]);
     }
     List<Long> kernel = n.attrInts("kernel_shape");
-    if (kernel != null && !kernel.equals(java.util.Arrays.stream(k).boxed().toList())) {
+    if (kernel != null && !kernel.equals(Arrays.stream(k).boxed().toList())) {
       throw n.error("kernel_shape " + kernel + " differs from the weights' " + w);
     }
-    if (taps < 1 || taps > MAX_TAPS) {
-      throw n.error("a kernel of " + java.util.Arrays.toString(k) + " (sohuc imports 1 to "
-          + MAX_TAPS + " taps, each a slice of the input, or a patch embedding: kernel = stride, "
-          + "no padding)");
-    }
-    long[] s = ints(n, "strides", spatial, 1);
-    long[] d = ints(n, "dilations", spatial, 1);
-    for (long v : concat(s, d)) {
-      if (v < 1 || v > MAX_SIZE) {
-        throw n.error("strides " + java.util.Arrays.toString(s) + " and dilations "
-            + java.util.Arrays.toString(d) + " must be 1 to 2^24");
-      }
-    }
-    long[] pads = pads(n, spatial, len, k, s, d);
-    for (long v : pads) {
-      if (v < 0 || v > MAX_SIZE) {
-        throw n.error("pads " + java.util.Arrays.toString(pads) + " must be 0 to 2^24");
-      }
-    }
-    long[] out = new long[spatial];
-    long[] rows = new long[spatial];
-    for (int i = 0; i < spatial; i++) {
-      long reach = d[i] * (k[i] - 1) + 1;
-      long padded = len[i] + pads[i] + pads[spatial + i];
-      if (padded < reach) {
-        throw n.error("a kernel reaching " + reach + " positions (dilations "
-            + java.util.Arrays.toString(d) + ") and pads " + java.util.Arrays.toString(pads)
-            + " leave no output position on a spatial axis of " + len[i]);
-      }
-      out[i] = (padded - reach) / s[i] + 1;
-      // rows of S positions: enough for the last tap's last output, and for the input itself
-      rows[i] = Math.max(d[i] * (k[i] - 1) / s[i] + out[i], (len[i] + pads[i] + s[i] - 1) / s[i]);
-    }
-    Dim batch = x.dim(0);
-    // padded to S * rows on each axis (zeros past the last position read are never read)
-    List<Long> padList = new ArrayList<>(java.util.Collections.nCopies(2 * x.rank(), 0L));
-    for (int i = 0; i < spatial; i++) {
-      padList.set(2 + i, pads[i]);
-      padList.set(x.rank() + 2 + i, s[i] * rows[i] - len[i] - pads[i]);
-    }
-    Value padded = n.temp(new DataOp.Pad(n.value(0), padList, DataOp.PadMode.CONSTANT, 0));
-    // [N*C, R1, S1 (, R2, S2)]
-    List<Dim> grid = new ArrayList<>(List.of(batch.times(Dim.of(c))));
-    for (int i = 0; i < spatial; i++) {
-      grid.add(Dim.of(rows[i]));
-      grid.add(Dim.of(s[i]));
-    }
-    Value cells = n.reshape(padded, grid);
-    List<Dim> tapShape = new ArrayList<>(List.of(batch.times(Dim.of(c)), Dim.of(1)));
-    for (int i = 0; i < spatial; i++) {
-      tapShape.add(Dim.of(out[i]));
-    }
-    List<Value> slices = new ArrayList<>();
-    for (long t = 0; t < taps; t++) {
-      List<Dim> starts = new ArrayList<>();
-      List<Dim> ends = new ArrayList<>();
-      List<Long> axes = new ArrayList<>();
-      long rest = t;
-      long[] at = new long[spatial];
-      for (int i = spatial - 1; i >= 0; i--) {
-        at[i] = rest % k[i];
-        rest /= k[i];
-      }
-      for (int i = 0; i < spatial; i++) {
-        long offset = at[i] * d[i];
-        starts.add(Dim.of(offset / s[i]));
-        ends.add(Dim.of(offset / s[i] + out[i]));
-        starts.add(Dim.of(offset % s[i]));
-        ends.add(Dim.of(offset % s[i] + 1));
-        axes.add(1L + 2 * i);
-        axes.add(2L + 2 * i);
-      }
-      Value tap = n.temp(new DataOp.Slice(cells, starts, ends, axes,
-          java.util.Collections.nCopies(axes.size(), 1L)));
-      slices.add(n.reshape(tap, tapShape));
-    }
+    Window win = window(n, x, k, "dilations");
+    long taps = win.taps();
     // [N*C, T, positions] -> [N, positions, C*T] @ [C*T, M]
-    Value stacked = slices.size() == 1 ? slices.get(0) : n.temp(new DataOp.Concat(slices, 1));
-    long positions = 1;
-    for (long o : out) {
-      positions *= o;
-    }
+    Value stacked = taps(n, n.value(0), win, 0);
+    Dim batch = x.dim(0);
+    long positions = Arrays.stream(win.out()).reduce(1, (a, b) -> a * b);
     Value columns = n.reshape(stacked, List.of(batch, Dim.of(c * taps), Dim.of(positions)));
     Value patches = n.temp(new DataOp.Transpose(columns, List.of(0L, 2L, 1L)));
     Dim m = w.dim(0);
@@ -146,11 +82,185 @@ final class ConvTaps {
       product = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, product, n.value(2)));
     }
     Value channelsFirst = n.temp(new DataOp.Transpose(product, List.of(0L, 2L, 1L)));
-    List<Dim> shape = new ArrayList<>(List.of(batch, m));
-    for (long o : out) {
+    n.emit(new DataOp.Reshape(channelsFirst, outShape(batch, m, win)));
+  }
+
+  /**
+   * MaxPool (max, the padding -inf) or AveragePool (the mean over the window's positions inside
+   * the input, or over all of them with count_include_pad): the taps reduced; ceil_mode 0 and
+   * no Indices output.
+   */
+  static void importPool(OnnxNode n, boolean max) {
+    TensorType x = n.type(0);
+    int spatial = spatialAxes(n, x);
+    if (!x.elementType().isFloat()) {
+      throw n.error("X must be a float tensor, got " + x);
+    }
+    if (n.attrInt("ceil_mode", 0) != 0) {
+      throw n.error("ceil_mode 1 (sohuc imports pooling with ceil_mode 0)");
+    }
+    if (n.wants(1)) {
+      throw n.error("the Indices output (sohuc imports MaxPool's values only)");
+    }
+    List<Long> kernel = n.attrInts("kernel_shape");
+    if (kernel == null || kernel.size() != spatial) {
+      throw n.error("kernel_shape must hold " + spatial + " values, got " + kernel);
+    }
+    long[] k = kernel.stream().mapToLong(Long::longValue).toArray();
+    // AveragePool takes dilations from opset 19; before, its windows are dense
+    Window win = window(n, x, k, max || n.opset >= 19 ? "dilations" : null);
+    Value stacked = taps(n, n.value(0), win, max ? Double.NEGATIVE_INFINITY : 0);
+    Value reduced = n.temp(new ReductionOp.Reduce(max ? ReductionOp.ReduceKind.MAX
+        : ReductionOp.ReduceKind.SUM, stacked, List.of(1L), true));
+    if (!max) {
+      reduced = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.DIV, reduced,
+          windowCounts(n, x, win)));
+    }
+    n.emit(new DataOp.Reshape(reduced, outShape(x.dim(0), x.dim(1), win)));
+  }
+
+  /**
+   * The positions each window of an average covers: all of its taps (count_include_pad, or
+   * without padding), else those inside the input, as the window over a tensor of ones padded
+   * with zeros ([1, 1, out...]).
+   */
+  private static Value windowCounts(OnnxNode n, TensorType x, Window win) {
+    if (n.attrInt("count_include_pad", 0) != 0 || Arrays.stream(win.pads()).allMatch(p -> p == 0)) {
+      return n.constant(Tensor.scalar(x.elementType(), win.taps()));
+    }
+    List<Dim> shape = new ArrayList<>(java.util.Collections.nCopies(x.rank(), Dim.of(1)));
+    for (int i = 0; i < win.spatial(); i++) {
+      shape.set(2 + i, x.dim(2 + i));
+    }
+    Value ones = n.temp(new dev.sohuc.ir.op.SourceOp.Fill(shape, 1, x.elementType()));
+    return n.temp(new ReductionOp.Reduce(ReductionOp.ReduceKind.SUM, taps(n, ones, win, 0),
+        List.of(1L), true));
+  }
+
+  /** The spatial axes of x [N, C, ...]: 1 or 2. */
+  private static int spatialAxes(OnnxNode n, TensorType x) {
+    int spatial = x.rank() - 2;
+    if (spatial < 1 || spatial > 2) {
+      throw n.error("a window over " + Math.max(0, spatial) + " spatial axes (sohuc imports 1-D "
+          + "and 2-D convolutions and pooling)");
+    }
+    return spatial;
+  }
+
+  /** [N, M, out...]. */
+  private static List<Dim> outShape(Dim batch, Dim channels, Window win) {
+    List<Dim> shape = new ArrayList<>(List.of(batch, channels));
+    for (long o : win.out()) {
       shape.add(Dim.of(o));
     }
-    n.emit(new DataOp.Reshape(channelsFirst, shape));
+    return shape;
+  }
+
+  /**
+   * The window of kernel {@code k} over x's spatial axes, from the node's strides, pads or
+   * auto_pad, and dilations (the attribute {@code dilationsAttr}, or 1 where it is null), each
+   * checked.
+   */
+  private static Window window(OnnxNode n, TensorType x, long[] k, String dilationsAttr) {
+    int spatial = k.length;
+    long[] len = new long[spatial];
+    // capped past the most taps, so that a huge kernel cannot overflow the product
+    long taps = 1;
+    for (int i = 0; i < spatial; i++) {
+      len[i] = staticDim(n, x.dim(2 + i), "input's spatial size");
+      taps = k[i] > MAX_TAPS ? MAX_TAPS + 1 : Math.min(MAX_TAPS + 1, taps * k[i]);
+    }
+    if (taps < 1 || taps > MAX_TAPS) {
+      throw n.error("a kernel of " + Arrays.toString(k) + " (sohuc imports 1 to " + MAX_TAPS
+          + " taps, each a slice of the input, or a patch embedding: kernel = stride, "
+          + "no padding)");
+    }
+    long[] s = ints(n, "strides", spatial, 1);
+    long[] d = dilationsAttr == null ? ones(spatial) : ints(n, dilationsAttr, spatial, 1);
+    for (long v : concat(s, d)) {
+      if (v < 1 || v > MAX_SIZE) {
+        throw n.error("strides " + Arrays.toString(s) + " and dilations " + Arrays.toString(d)
+            + " must be 1 to 2^24");
+      }
+    }
+    long[] pads = pads(n, spatial, len, k, s, d);
+    for (long v : pads) {
+      if (v < 0 || v > MAX_SIZE) {
+        throw n.error("pads " + Arrays.toString(pads) + " must be 0 to 2^24");
+      }
+    }
+    long[] out = new long[spatial];
+    long[] rows = new long[spatial];
+    for (int i = 0; i < spatial; i++) {
+      long reach = d[i] * (k[i] - 1) + 1;
+      long padded = len[i] + pads[i] + pads[spatial + i];
+      if (padded < reach) {
+        throw n.error("a kernel reaching " + reach + " positions (dilations " + Arrays.toString(d)
+            + ") and pads " + Arrays.toString(pads) + " leave no output position on a spatial "
+            + "axis of " + len[i]);
+      }
+      out[i] = (padded - reach) / s[i] + 1;
+      // rows of S positions: enough for the last tap's last output, and for the input itself
+      rows[i] = Math.max(d[i] * (k[i] - 1) / s[i] + out[i], (len[i] + pads[i] + s[i] - 1) / s[i]);
+    }
+    return new Window(k, s, d, pads, out, rows);
+  }
+
+  /**
+   * {@code v} [N, C, L...] padded with {@code padValue} (the padding and past it, where no tap
+   * reads), as the window's taps stacked: [N*C, T, out...], tap t of the kernel's row-major
+   * order at index t.
+   */
+  private static Value taps(OnnxNode n, Value v, Window win, double padValue) {
+    TensorType t = v.type();
+    int spatial = win.spatial();
+    long[] k = win.kernel();
+    long[] s = win.strides();
+    long[] d = win.dilations();
+    List<Long> padList = new ArrayList<>(java.util.Collections.nCopies(2 * t.rank(), 0L));
+    for (int i = 0; i < spatial; i++) {
+      long len = t.dim(2 + i).value();
+      padList.set(2 + i, win.pads()[i]);
+      padList.set(t.rank() + 2 + i, s[i] * win.rows()[i] - len - win.pads()[i]);
+    }
+    Value padded = n.temp(new DataOp.Pad(v, padList, DataOp.PadMode.CONSTANT, padValue));
+    // [N*C, R1, S1 (, R2, S2)]
+    Dim lanes = t.dim(0).times(t.dim(1));
+    List<Dim> grid = new ArrayList<>(List.of(lanes));
+    for (int i = 0; i < spatial; i++) {
+      grid.add(Dim.of(win.rows()[i]));
+      grid.add(Dim.of(s[i]));
+    }
+    Value cells = n.reshape(padded, grid);
+    List<Dim> tapShape = new ArrayList<>(List.of(lanes, Dim.of(1)));
+    for (long o : win.out()) {
+      tapShape.add(Dim.of(o));
+    }
+    List<Value> slices = new ArrayList<>();
+    for (long tap = 0; tap < win.taps(); tap++) {
+      List<Dim> starts = new ArrayList<>();
+      List<Dim> ends = new ArrayList<>();
+      List<Long> axes = new ArrayList<>();
+      long rest = tap;
+      long[] at = new long[spatial];
+      for (int i = spatial - 1; i >= 0; i--) {
+        at[i] = rest % k[i];
+        rest /= k[i];
+      }
+      for (int i = 0; i < spatial; i++) {
+        long offset = at[i] * d[i];
+        starts.add(Dim.of(offset / s[i]));
+        ends.add(Dim.of(offset / s[i] + win.out()[i]));
+        starts.add(Dim.of(offset % s[i]));
+        ends.add(Dim.of(offset % s[i] + 1));
+        axes.add(1L + 2 * i);
+        axes.add(2L + 2 * i);
+      }
+      Value slice = n.temp(new DataOp.Slice(cells, starts, ends, axes,
+          java.util.Collections.nCopies(axes.size(), 1L)));
+      slices.add(n.reshape(slice, tapShape));
+    }
+    return slices.size() == 1 ? slices.get(0) : n.temp(new DataOp.Concat(slices, 1));
   }
 
   /**
@@ -181,7 +291,13 @@ final class ConvTaps {
   }
 
   private static long[] concat(long[]... parts) {
-    return java.util.Arrays.stream(parts).flatMapToLong(java.util.Arrays::stream).toArray();
+    return Arrays.stream(parts).flatMapToLong(Arrays::stream).toArray();
+  }
+
+  private static long[] ones(int count) {
+    long[] all = new long[count];
+    Arrays.fill(all, 1);
+    return all;
   }
 
   /** An ints attribute of {@code count} values, or {@code fallback} each where it is absent. */
@@ -189,7 +305,7 @@ final class ConvTaps {
     List<Long> v = n.attrInts(name);
     if (v == null) {
       long[] all = new long[count];
-      java.util.Arrays.fill(all, fallback);
+      Arrays.fill(all, fallback);
       return all;
     }
     if (v.size() != count) {

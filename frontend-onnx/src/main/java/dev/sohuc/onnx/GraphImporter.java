@@ -561,7 +561,7 @@ final class GraphImporter {
       unique = weightName + "_" + i;
     }
     module.addWeight(new Weight(unique, type, data));
-    return add(new SourceOp.WeightRef(unique, type), shortName(hint));
+    return add(new SourceOp.WeightRef(unique, type), hint == null ? null : shortName(hint));
   }
 
   private Value add(dev.sohuc.ir.op.Op op, String hint) {

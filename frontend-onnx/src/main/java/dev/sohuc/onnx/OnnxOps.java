@@ -116,6 +116,13 @@ final class OnnxOps {
         + "static sizes; strides, pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " kernel taps, each a "
         + "slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one reshape",
         PatchConv::importNode);
+    op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
+        + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode 0; not the Indices output",
+        n -> ConvTaps.importPool(n, true));
+    op("AveragePool", 11, "pad / slice / concat / reduce_sum / div", "as MaxPool; count_include_pad; "
+        + "dilations (19)", n -> ConvTaps.importPool(n, false));
+    op("BatchNormalization", 11, "sub / div / sqrt / mul / add", "inference: (x - mean) / sqrt(var + "
+        + "epsilon) * scale + B over the channel axis; not training_mode", Composites::batchNormalization);
     op("Einsum", 12, "matmul / transpose / reshape / reduce_sum", "one or two operands; explicit or implicit "
         + "output, ellipsis; not repeated labels (diagonals) nor labels broadcast from 1", Einsum::importNode);
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
@@ -308,6 +315,9 @@ final class OnnxOps {
           "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);
       case "Trilu" -> new Arity(1, 2, 1);
+      case "MaxPool" -> new Arity(1, 1, 2);
+      case "AveragePool" -> new Arity(1, 1, 1);
+      case "BatchNormalization" -> new Arity(5, 5, 3);
       case "TopK" -> new Arity(2, 2, 2);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
       case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);

@@ -23,7 +23,7 @@ final class PatchConv {
     TensorType w = n.type(1);
     if (x.rank() != 4 || w.rank() != 4 || !w.dim(2).isStatic() || !w.dim(3).isStatic()
         || w.dim(2).value() < 1 || w.dim(3).value() < 1) {
-      ConvTaps.importNode(n);
+      ConvTaps.importConv(n);
       return;
     }
     long kh = w.dim(2).value();
@@ -40,7 +40,7 @@ final class PatchConv {
         && n.attrInt("group", 1) == 1 && (autoPad.equals("NOTSET") || autoPad.equals("VALID"));
     if (!patches || !x.dim(2).isStatic() || !x.dim(3).isStatic()
         || x.dim(2).value() % kh != 0 || x.dim(3).value() % kw != 0) {
-      ConvTaps.importNode(n);
+      ConvTaps.importConv(n);
       return;
     }
     long c = ConvTaps.staticDim(n, x.dim(1), "input channels");

@@ -294,6 +294,40 @@ class BadModelTest {
     assertTrue(r.render().contains("FooBar x2: foo1, foo2"), r.render());
   }
 
+  @Test
+  void poolingAndBatchNormalizationBeyondWhatImportsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
+        .addInput(input("c", ElementType.F32, 3)).addInput(input("c4", ElementType.F32, 4))
+        .addOutput(output("y"));
+    Object[][] cases = {
+        {"MaxPool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2, 2), Models.attr("ceil_mode", 1)),
+            "ceil_mode 1 (sohuc imports pooling with ceil_mode 0)"},
+        {"MaxPool", List.of("x"), List.of("y", "idx"), List.of(Models.ints("kernel_shape", 2, 2)),
+            "the Indices output (sohuc imports MaxPool's values only)"},
+        {"AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2)),
+            "kernel_shape must hold 2 values, got [2]"},
+        {"AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 9, 9)),
+            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"},
+        {"BatchNormalization", List.of("x", "c", "c", "c4", "c"), List.of("y"), List.of(),
+            "input_mean must hold one value a channel (3), got tensor<4 x f32>"},
+        {"BatchNormalization", List.of("x", "c", "c", "c", "c"), List.of("y"),
+            List.of(Models.attr("training_mode", 1)), "training mode (running mean and variance outputs) is not "
+            + "supported"}};
+    for (Object[] c : cases) {
+      @SuppressWarnings("unchecked")
+      List<String> inputs = (List<String>) c[1];
+      @SuppressWarnings("unchecked")
+      List<String> outputs = (List<String>) c[2];
+      @SuppressWarnings("unchecked")
+      List<AttributeProto> attrs = (List<AttributeProto>) c[3];
+      GraphProto.Builder gc = g.clone();
+      outputs.stream().skip(1).forEach(o -> gc.addOutput(output(o)));
+      Path p = file("pool.onnx", Models.model(17, gc.addNode(node((String) c[0], inputs, outputs,
+          attrs.toArray(AttributeProto[]::new))).build()));
+      assertRejected(p, "node '" + c[0] + "_node' (" + c[0] + ")", (String) c[4]);
+    }
+  }
+
   /** TopK of x (f32 [2, 5], or i64 with {@code ints}) with K from an initializer, or computed. */
   private Path topK(String name, long[] k, boolean ints, boolean kComputed) throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g")
@@ -790,7 +824,9 @@ class BadModelTest {
         {List.of("x1", "w0"), List.of(), "a kernel of [0] (sohuc imports 1 to 64 taps"},
         {List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)), "a kernel of [0, 0] (sohuc imports 1 to "
             + "64 taps"},
-        {List.of("x3", "w3"), List.of(), "a convolution over 3 spatial axes with a rank-5 kernel"},
+        {List.of("x3", "w3"), List.of(), "a window over 3 spatial axes (sohuc imports 1-D and 2-D "
+            + "convolutions and pooling)"},
+        {List.of("x1", "w"), List.of(), "a rank-4 kernel for a rank-3 input"},
         {List.of("x1", "w1"), List.of(Models.ints("dilations", 9)), "a kernel reaching 10 positions "
             + "(dilations [9]) and pads [0, 0] leave no output position on a spatial axis of 8"},
         {List.of("x1", "w1"), List.of(Models.ints("kernel_shape", 3)), "kernel_shape [3] differs from the "

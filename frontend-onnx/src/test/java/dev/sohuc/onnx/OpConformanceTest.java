@@ -232,6 +232,25 @@ class OpConformanceTest {
         .named("Conv 2-D 3x3 pad 1 stride 2"));
     cs.add(t("Conv", f(1, 2, 8, 9), f(3, 2, 2, 3)).attrs(ints("strides", 3, 1), ints("dilations", 1, 2))
         .named("Conv 2-D 2x3 dilation, input past the last position read"));
+    // pooling over the same windows: ResNet's 3x3 stride 2 pad 1 max, averages with and without
+    // the padding counted, 1-D, SAME_UPPER, dilation (MaxPool; AveragePool from opset 19)
+    cs.add(t("MaxPool", f(2, 3, 9, 8)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        ints("pads", 1, 1, 1, 1)).named("MaxPool 3x3 stride 2 pad 1"));
+    cs.add(t("MaxPool", f(1, 2, 11)).attrs(ints("kernel_shape", 3), ints("dilations", 2), ints("strides", 2))
+        .opset(12).named("MaxPool 1-D dilation 2"));
+    cs.add(t("MaxPool", f(1, 2, 7, 7)).attrs(ints("kernel_shape", 2, 2), attr("auto_pad", "SAME_UPPER"))
+        .named("MaxPool SAME_UPPER"));
+    cs.add(t("AveragePool", f(2, 3, 9, 8)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        ints("pads", 1, 1, 1, 1)).named("AveragePool pad 1, padding not counted"));
+    cs.add(t("AveragePool", f(2, 3, 9, 8)).attrs(ints("kernel_shape", 3, 3), ints("pads", 1, 0, 2, 1),
+        attr("count_include_pad", 1)).named("AveragePool padding counted"));
+    cs.add(t("AveragePool", f(1, 4, 10)).attrs(ints("kernel_shape", 4), ints("strides", 3))
+        .named("AveragePool 1-D"));
+    cs.add(t("AveragePool", f(1, 2, 9, 9)).opset(19).attrs(ints("kernel_shape", 2, 2), ints("dilations", 2, 2),
+        ints("pads", 1, 1, 1, 1)).named("AveragePool 19 dilation"));
+    cs.add(t("BatchNormalization", f(2, 3, 4, 5), f(3), f(3), f(3), pos(3)).named("BatchNormalization"));
+    cs.add(t("BatchNormalization", f(2, 3), f(3), f(3), f(3), pos(3)).attrs(attr("epsilon", 0.1))
+        .named("BatchNormalization 2-D, epsilon"));
     for (Object[] e : new Object[][] {
         {"ij,jk->ik", new long[][] {{3, 4}, {4, 5}}},
         {"bhid,bhjd->bhij", new long[][] {{2, 3, 4, 8}, {2, 3, 5, 8}}},
