@@ -12,6 +12,7 @@ import dev.sohuc.ir.op.ReductionOp.ReduceKind;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
 import java.util.List;
 import java.util.function.UnaryOperator;
 
@@ -364,6 +365,50 @@ final class Composites {
         scalar(n, p[3], n.attrFloat("epsilon", 1e-5))));
     Value normed = op(n, BinaryKind.DIV, op(n, BinaryKind.SUB, x, p[2]), std);
     n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, op(n, BinaryKind.MUL, normed, p[0]), p[1]));
+  }
+
+  /**
+   * InstanceNormalization (a group a channel) or GroupNormalization (num_groups): each group's
+   * channels and positions normalized together as one layer norm, then scaled and shifted per
+   * channel (per group before opset 21, as GroupNormalization's scale and bias were then).
+   */
+  static void groupNormalization(OnnxNode n, boolean instance) {
+    Value x = n.value(0);
+    TensorType t = x.type();
+    if (t.rank() < 3 || !t.dim(1).isStatic()) {
+      throw n.error("X must be [N, C, D1, ...] with static channels, got " + t);
+    }
+    long channels = t.dim(1).value();
+    long groups = instance ? channels : n.attrInt("num_groups", 0);
+    if (groups < 1 || channels % groups != 0) {
+      throw n.error("num_groups " + groups + " must divide the " + channels + " channels");
+    }
+    boolean perGroup = !instance && n.opset < 21;
+    long affine = perGroup ? groups : channels;
+    Dim positions = Dim.of(1);
+    for (int i = 2; i < t.rank(); i++) {
+      positions = positions.times(t.dim(i));
+    }
+    Value grouped = n.reshape(x, List.of(t.dim(0), Dim.of(groups),
+        positions.times(Dim.of(channels / groups))));
+    Value normed = n.temp(new dev.sohuc.ir.op.TransformerOp.LayerNorm(grouped, scalar(n, x, 1), null, 2,
+        n.attrFloat("epsilon", 1e-5)));
+    List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(perGroup ? 2 : t.rank() - 1,
+        Dim.of(1)));
+    along.set(0, Dim.of(affine));
+    Value[] p = new Value[2];
+    String[] roles = {"scale", "B"};
+    for (int i = 0; i < 2; i++) {
+      Value v = n.value(i + 1);
+      if (v.type().rank() != 1 || !v.type().dim(0).is(affine)) {
+        throw n.error(roles[i] + " must hold one value a " + (perGroup ? "group" : "channel") + " ("
+            + affine + "), got " + v.type());
+      }
+      p[i] = n.reshape(v, along);
+    }
+    Value y = perGroup ? op(n, BinaryKind.ADD, op(n, BinaryKind.MUL, normed, p[0]), p[1])
+        : op(n, BinaryKind.ADD, op(n, BinaryKind.MUL, n.reshape(normed, t.dims()), p[0]), p[1]);
+    n.emit(new DataOp.Reshape(y, t.dims()));
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

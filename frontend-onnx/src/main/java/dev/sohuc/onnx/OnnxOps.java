@@ -123,6 +123,10 @@ final class OnnxOps {
         + "dilations (19)", n -> ConvTaps.importPool(n, false));
     op("BatchNormalization", 11, "sub / div / sqrt / mul / add", "inference: (x - mean) / sqrt(var + "
         + "epsilon) * scale + B over the channel axis; not training_mode", Composites::batchNormalization);
+    op("InstanceNormalization", 11, "reshape / layer_norm / mul / add", "epsilon; over each channel's positions",
+        n -> Composites.groupNormalization(n, true));
+    op("GroupNormalization", 18, "reshape / layer_norm / mul / add", "num_groups, epsilon; scale and bias per "
+        + "group (18) or per channel (21)", n -> Composites.groupNormalization(n, false));
     op("Einsum", 12, "matmul / transpose / reshape / reduce_sum", "one or two operands; explicit or implicit "
         + "output, ellipsis; not repeated labels (diagonals) nor labels broadcast from 1", Einsum::importNode);
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
@@ -318,6 +322,7 @@ final class OnnxOps {
       case "MaxPool" -> new Arity(1, 1, 2);
       case "AveragePool" -> new Arity(1, 1, 1);
       case "BatchNormalization" -> new Arity(5, 5, 3);
+      case "InstanceNormalization", "GroupNormalization" -> new Arity(3, 3, 1);
       case "TopK" -> new Arity(2, 2, 2);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
       case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);

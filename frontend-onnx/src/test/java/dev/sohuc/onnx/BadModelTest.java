@@ -295,7 +295,7 @@ class BadModelTest {
   }
 
   @Test
-  void poolingAndBatchNormalizationBeyondWhatImportsAreNamed() throws Exception {
+  void poolingAndNormalizationsBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
         .addInput(input("c", ElementType.F32, 3)).addInput(input("c4", ElementType.F32, 4))
         .addOutput(output("y"));
@@ -312,7 +312,11 @@ class BadModelTest {
             "input_mean must hold one value a channel (3), got tensor<4 x f32>"},
         {"BatchNormalization", List.of("x", "c", "c", "c", "c"), List.of("y"),
             List.of(Models.attr("training_mode", 1)), "training mode (running mean and variance outputs) is not "
-            + "supported"}};
+            + "supported"},
+        {"GroupNormalization", List.of("x", "c", "c"), List.of("y"), List.of(Models.attr("num_groups", 2)),
+            "num_groups 2 must divide the 3 channels"},
+        {"InstanceNormalization", List.of("x", "c4", "c"), List.of("y"), List.of(),
+            "scale must hold one value a channel (3), got tensor<4 x f32>"}};
     for (Object[] c : cases) {
       @SuppressWarnings("unchecked")
       List<String> inputs = (List<String>) c[1];
@@ -322,7 +326,7 @@ class BadModelTest {
       List<AttributeProto> attrs = (List<AttributeProto>) c[3];
       GraphProto.Builder gc = g.clone();
       outputs.stream().skip(1).forEach(o -> gc.addOutput(output(o)));
-      Path p = file("pool.onnx", Models.model(17, gc.addNode(node((String) c[0], inputs, outputs,
+      Path p = file("pool.onnx", Models.model(18, gc.addNode(node((String) c[0], inputs, outputs,
           attrs.toArray(AttributeProto[]::new))).build()));
       assertRejected(p, "node '" + c[0] + "_node' (" + c[0] + ")", (String) c[4]);
     }

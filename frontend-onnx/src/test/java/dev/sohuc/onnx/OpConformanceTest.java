@@ -251,6 +251,13 @@ class OpConformanceTest {
     cs.add(t("BatchNormalization", f(2, 3, 4, 5), f(3), f(3), f(3), pos(3)).named("BatchNormalization"));
     cs.add(t("BatchNormalization", f(2, 3), f(3), f(3), f(3), pos(3)).attrs(attr("epsilon", 0.1))
         .named("BatchNormalization 2-D, epsilon"));
+    cs.add(t("InstanceNormalization", f(2, 3, 5, 4), f(3), f(3)).named("InstanceNormalization"));
+    cs.add(t("InstanceNormalization", f(2, 4, 7), f(4), f(4)).attrs(attr("epsilon", 0.01))
+        .named("InstanceNormalization 1-D, epsilon"));
+    cs.add(t("GroupNormalization", f(2, 6, 5, 3), f(6), f(6)).opset(21).attrs(attr("num_groups", 3L))
+        .named("GroupNormalization 21, per channel"));
+    cs.add(t("GroupNormalization", f(2, 6, 9), f(2), f(2)).opset(18).attrs(attr("num_groups", 2L))
+        .named("GroupNormalization 18, per group"));
     for (Object[] e : new Object[][] {
         {"ij,jk->ik", new long[][] {{3, 4}, {4, 5}}},
         {"bhid,bhjd->bhij", new long[][] {{2, 3, 4, 8}, {2, 3, 5, 8}}},

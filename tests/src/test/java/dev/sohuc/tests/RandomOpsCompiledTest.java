@@ -575,8 +575,8 @@ class RandomOpsCompiledTest {
   /**
    * Convolutions tap by tap (ConvTaps: pad, a slice per tap, concat, matmul): Whisper's 1-D stem
    * (80 mel channels, kernel 3, pad 1, stride 1 then 2) and a 2-D 3 x 3 of stride 2 with padding
-   * and dilation; pooling over the same taps and BatchNormalization; on the chip as on the
-   * interpreter and ONNX Runtime.
+   * and dilation; pooling over the same taps, BatchNormalization, and wav2vec2's strided 1-D
+   * convolution into an InstanceNormalization; on the chip as on the interpreter and ONNX Runtime.
    */
   @Test
   void convolutionsCompileToTheInterpretersNumbers() throws Exception {
@@ -605,6 +605,13 @@ class RandomOpsCompiledTest {
     g4.node("AveragePool", List.of(g4.input(new long[] {1, 4, 7, 10}, -1, 1)), ints("kernel_shape", 3, 2),
         ints("strides", 2, 3), ints("pads", 1, 0, 1, 1));
     assertTrue(check(3, g4), "AveragePool compiled");
+    // wav2vec2's feature encoder: a strided 1-D convolution, then a group norm of a group a channel
+    Graph g5 = new Graph(new Random(5));
+    String conv = g5.inner("Conv", List.of(g5.input(new long[] {1, 1, 400}, -1, 1),
+        g5.floats(new long[] {8, 1, 10}, randomFloats(g5.r, 80, 0.3f))), ints("strides", 5));
+    g5.node("InstanceNormalization", List.of(conv, g5.floats(new long[] {8}, randomFloats(g5.r, 8, 1f)),
+        g5.floats(new long[] {8}, randomFloats(g5.r, 8, 1f))));
+    assertTrue(check(4, g5), "Conv and InstanceNormalization compiled");
   }
 
   private static float[] randomFloats(Random r, int count, float scale) {
