@@ -1115,29 +1115,26 @@ final class FunctionalMachine {
     }
     long ds = r[v.dstStride()];
     long as = r[v.aStride()];
-    long bs = r[v.bStride()];
     int dst = tile("vbin dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
     int a = tile("vbin a", r[v.a()] + v.aOff(), as, rows, cols, t);
     Bcast bc = v.bcast();
-    long bRows = bc.rows(rows);
-    int bCols = bc.cols(cols);
-    int b = tile("vbin b", r[v.b()] + v.bOff(), bs, bRows, bCols, t);
+    Operand b = operand("vbin b", r[v.b()] + v.bOff(), r[v.bStride()], bc, rows, cols, t);
     int e = t.bytes();
     float[] rowB = new float[cols];
     if (bc == Bcast.ROW || bc == Bcast.SCALAR) {
-      Elem.loadRow(sram, b, bCols, t, rowB);
+      Elem.loadRow(sram, b.base(), b.cols(), t, rowB);
     }
     boolean par = disjoint(span(dst, ds, rows, (long) cols * e), span(a, as, rows, (long) cols * e),
-        span(b, bs, bRows, (long) bCols * e));
+        span(b.base(), b.stride(), b.rows(), (long) b.cols() * e));
     rows(rows, cols, 3, par, (i, buf) -> {
       float[] x = buf[0];
       float[] y = buf[1];
       float[] o = buf[2];
       Elem.loadRow(sram, (int) (a + i * as), cols, t, x);
       switch (bc) {
-        case NONE -> Elem.loadRow(sram, (int) (b + i * bs), cols, t, y);
+        case NONE -> Elem.loadRow(sram, b.at(i, 0, e), cols, t, y);
         case ROW -> System.arraycopy(rowB, 0, y, 0, cols);
-        case COL -> java.util.Arrays.fill(y, 0, cols, Elem.load(sram, (int) (b + i * bs), t));
+        case COL -> java.util.Arrays.fill(y, 0, cols, Elem.load(sram, b.at(i, 0, e), t));
         case SCALAR -> java.util.Arrays.fill(y, 0, cols, rowB[0]);
       }
       binop(v.op(), x, y, o, cols);

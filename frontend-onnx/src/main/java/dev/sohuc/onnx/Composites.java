@@ -349,18 +349,8 @@ final class Composites {
     if (n.attrInt("training_mode", 0) != 0 || n.wants(1) || n.wants(2)) {
       throw n.error("training mode (running mean and variance outputs) is not supported");
     }
-    List<Dim> perChannel = new java.util.ArrayList<>(java.util.Collections.nCopies(rank - 1, Dim.of(1)));
-    perChannel.set(0, x.type().dim(1));
-    Value[] p = new Value[4];
-    String[] roles = {"scale", "B", "input_mean", "input_var"};
-    for (int i = 0; i < 4; i++) {
-      Value v = n.value(i + 1);
-      if (v.type().rank() != 1 || !v.type().dim(0).equals(x.type().dim(1))) {
-        throw n.error(roles[i] + " must hold one value a channel (" + x.type().dim(1) + "), got "
-            + v.type());
-      }
-      p[i] = n.reshape(v, perChannel);
-    }
+    Value[] p = perAxis(n, new String[] {"scale", "B", "input_mean", "input_var"}, x.type().dim(1),
+        "channel", rank - 2);
     Value std = unary(n, UnaryKind.SQRT, op(n, BinaryKind.ADD, p[3],
         scalar(n, p[3], n.attrFloat("epsilon", 1e-5))));
     Value normed = op(n, BinaryKind.DIV, op(n, BinaryKind.SUB, x, p[2]), std);
@@ -384,7 +374,6 @@ final class Composites {
       throw n.error("num_groups " + groups + " must divide the " + channels + " channels");
     }
     boolean perGroup = !instance && n.opset < 21;
-    long affine = perGroup ? groups : channels;
     Dim positions = Dim.of(1);
     for (int i = 2; i < t.rank(); i++) {
       positions = positions.times(t.dim(i));
@@ -393,22 +382,32 @@ final class Composites {
         positions.times(Dim.of(channels / groups))));
     Value normed = n.temp(new dev.sohuc.ir.op.TransformerOp.LayerNorm(grouped, scalar(n, x, 1), null, 2,
         n.attrFloat("epsilon", 1e-5)));
-    List<Dim> along = new java.util.ArrayList<>(java.util.Collections.nCopies(perGroup ? 2 : t.rank() - 1,
-        Dim.of(1)));
-    along.set(0, Dim.of(affine));
-    Value[] p = new Value[2];
-    String[] roles = {"scale", "B"};
-    for (int i = 0; i < 2; i++) {
-      Value v = n.value(i + 1);
-      if (v.type().rank() != 1 || !v.type().dim(0).is(affine)) {
-        throw n.error(roles[i] + " must hold one value a " + (perGroup ? "group" : "channel") + " ("
-            + affine + "), got " + v.type());
-      }
-      p[i] = n.reshape(v, along);
-    }
-    Value y = perGroup ? op(n, BinaryKind.ADD, op(n, BinaryKind.MUL, normed, p[0]), p[1])
-        : op(n, BinaryKind.ADD, op(n, BinaryKind.MUL, n.reshape(normed, t.dims()), p[0]), p[1]);
+    // per group: along [N, G, positions]; per channel: along [N, C, D1, ...]
+    Value[] p = perAxis(n, new String[] {"scale", "B"}, Dim.of(perGroup ? groups : channels),
+        perGroup ? "group" : "channel", perGroup ? 1 : t.rank() - 2);
+    Value scaled = perGroup ? normed : n.reshape(normed, t.dims());
+    Value y = op(n, BinaryKind.ADD, op(n, BinaryKind.MUL, scaled, p[0]), p[1]);
     n.emit(new DataOp.Reshape(y, t.dims()));
+  }
+
+  /**
+   * Inputs 1, 2, .. (named {@code roles}), each one value a {@code unit} ({@code count} of
+   * them), shaped [count, 1 x {@code trailing}] to broadcast along the axis they scale.
+   */
+  private static Value[] perAxis(OnnxNode n, String[] roles, Dim count, String unit,
+      int trailing) {
+    List<Dim> shape = new java.util.ArrayList<>(java.util.Collections.nCopies(trailing + 1, Dim.of(1)));
+    shape.set(0, count);
+    Value[] out = new Value[roles.length];
+    for (int i = 0; i < roles.length; i++) {
+      Value v = n.value(i + 1);
+      if (v.type().rank() != 1 || !v.type().dim(0).equals(count)) {
+        throw n.error(roles[i] + " must hold one value a " + unit + " (" + count + "), got "
+            + v.type());
+      }
+      out[i] = n.reshape(v, shape);
+    }
+    return out;
   }
 
   /** GlobalAveragePool or GlobalMaxPool: the mean or max over every axis after the channels. */

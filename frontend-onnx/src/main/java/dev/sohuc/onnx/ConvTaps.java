@@ -176,8 +176,8 @@ final class ConvTaps {
           + "no padding)");
     }
     long[] s = ints(n, "strides", spatial, 1);
-    long[] d = dilationsAttr == null ? ones(spatial) : ints(n, dilationsAttr, spatial, 1);
-    for (long v : concat(s, d)) {
+    long[] d = dilationsAttr == null ? filled(spatial, 1) : ints(n, dilationsAttr, spatial, 1);
+    for (long v : java.util.stream.LongStream.concat(Arrays.stream(s), Arrays.stream(d)).toArray()) {
       if (v < 1 || v > MAX_SIZE) {
         throw n.error("strides " + Arrays.toString(s) + " and dilations " + Arrays.toString(d)
             + " must be 1 to 2^24");
@@ -290,13 +290,9 @@ final class ConvTaps {
     return pads;
   }
 
-  private static long[] concat(long[]... parts) {
-    return Arrays.stream(parts).flatMapToLong(Arrays::stream).toArray();
-  }
-
-  private static long[] ones(int count) {
+  private static long[] filled(int count, long value) {
     long[] all = new long[count];
-    Arrays.fill(all, 1);
+    Arrays.fill(all, value);
     return all;
   }
 
@@ -304,9 +300,7 @@ final class ConvTaps {
   private static long[] ints(OnnxNode n, String name, int count, long fallback) {
     List<Long> v = n.attrInts(name);
     if (v == null) {
-      long[] all = new long[count];
-      Arrays.fill(all, fallback);
-      return all;
+      return filled(count, fallback);
     }
     if (v.size() != count) {
       throw n.error(name + " " + v + " must hold " + count + " values");

@@ -299,36 +299,41 @@ class BadModelTest {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
         .addInput(input("c", ElementType.F32, 3)).addInput(input("c4", ElementType.F32, 4))
         .addOutput(output("y"));
-    Object[][] cases = {
-        {"MaxPool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2, 2), Models.attr("ceil_mode", 1)),
-            "ceil_mode 1 (sohuc imports pooling with ceil_mode 0)"},
-        {"MaxPool", List.of("x"), List.of("y", "idx"), List.of(Models.ints("kernel_shape", 2, 2)),
-            "the Indices output (sohuc imports MaxPool's values only)"},
-        {"AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2)),
-            "kernel_shape must hold 2 values, got [2]"},
-        {"AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 9, 9)),
-            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"},
-        {"BatchNormalization", List.of("x", "c", "c", "c4", "c"), List.of("y"), List.of(),
-            "input_mean must hold one value a channel (3), got tensor<4 x f32>"},
-        {"BatchNormalization", List.of("x", "c", "c", "c", "c"), List.of("y"),
+    assertEachRefused(g, 18, List.of(
+        new Refused("MaxPool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2, 2),
+            Models.attr("ceil_mode", 1)), "ceil_mode 1 (sohuc imports pooling with ceil_mode 0)"),
+        new Refused("MaxPool", List.of("x"), List.of("y", "idx"), List.of(Models.ints("kernel_shape", 2, 2)),
+            "the Indices output (sohuc imports MaxPool's values only)"),
+        new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2)),
+            "kernel_shape must hold 2 values, got [2]"),
+        new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 9, 9)),
+            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"),
+        new Refused("BatchNormalization", List.of("x", "c", "c", "c4", "c"), List.of("y"), List.of(),
+            "input_mean must hold one value a channel (3), got tensor<4 x f32>"),
+        new Refused("BatchNormalization", List.of("x", "c", "c", "c", "c"), List.of("y"),
             List.of(Models.attr("training_mode", 1)), "training mode (running mean and variance outputs) is not "
-            + "supported"},
-        {"GroupNormalization", List.of("x", "c", "c"), List.of("y"), List.of(Models.attr("num_groups", 2)),
-            "num_groups 2 must divide the 3 channels"},
-        {"InstanceNormalization", List.of("x", "c4", "c"), List.of("y"), List.of(),
-            "scale must hold one value a channel (3), got tensor<4 x f32>"}};
-    for (Object[] c : cases) {
-      @SuppressWarnings("unchecked")
-      List<String> inputs = (List<String>) c[1];
-      @SuppressWarnings("unchecked")
-      List<String> outputs = (List<String>) c[2];
-      @SuppressWarnings("unchecked")
-      List<AttributeProto> attrs = (List<AttributeProto>) c[3];
-      GraphProto.Builder gc = g.clone();
-      outputs.stream().skip(1).forEach(o -> gc.addOutput(output(o)));
-      Path p = file("pool.onnx", Models.model(18, gc.addNode(node((String) c[0], inputs, outputs,
-          attrs.toArray(AttributeProto[]::new))).build()));
-      assertRejected(p, "node '" + c[0] + "_node' (" + c[0] + ")", (String) c[4]);
+            + "supported"),
+        new Refused("GroupNormalization", List.of("x", "c", "c"), List.of("y"), List.of(Models.attr("num_groups", 2)),
+            "num_groups 2 must divide the 3 channels"),
+        new Refused("InstanceNormalization", List.of("x", "c4", "c"), List.of("y"), List.of(),
+            "scale must hold one value a channel (3), got tensor<4 x f32>")));
+  }
+
+  /** A node of {@code op} that the importer must refuse with {@code message}. */
+  private record Refused(String op, List<String> inputs, List<String> outputs, List<AttributeProto> attrs,
+      String message) {}
+
+  /**
+   * Each case as the one node of {@code g} (its outputs past the first added to g's), in a model
+   * of {@code opset}, refused with its message naming the node.
+   */
+  private void assertEachRefused(GraphProto.Builder g, int opset, List<Refused> cases) throws Exception {
+    for (Refused c : cases) {
+      GraphProto.Builder one = g.clone();
+      c.outputs().stream().skip(1).forEach(o -> one.addOutput(output(o)));
+      Path p = file(c.op() + ".onnx", Models.model(opset, one.addNode(node(c.op(), c.inputs(), c.outputs(),
+          c.attrs().toArray(AttributeProto[]::new))).build()));
+      assertRejected(p, "node '" + c.op() + "_node' (" + c.op() + ")", c.message());
     }
   }
 
@@ -822,35 +827,36 @@ class BadModelTest {
         .addInput(input("w3", ElementType.F32, 4, 3, 2, 2, 2)).addInput(input("w0", ElementType.F32, 4, 3, 0))
         .addInput(input("w00", ElementType.F32, 4, 3, 0, 0))
         .addOutput(output("y"));
-    Object[][] cases = {
-        {List.of("x1", "wg"), List.of(Models.attr("group", 3)), "group 3 (sohuc imports convolutions of one group)"},
-        {List.of("x", "w9"), List.of(), "a kernel of [9, 9] (sohuc imports 1 to 64 taps"},
-        {List.of("x1", "w0"), List.of(), "a kernel of [0] (sohuc imports 1 to 64 taps"},
-        {List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)), "a kernel of [0, 0] (sohuc imports 1 to "
-            + "64 taps"},
-        {List.of("x3", "w3"), List.of(), "a window over 3 spatial axes (sohuc imports 1-D and 2-D "
-            + "convolutions and pooling)"},
-        {List.of("x1", "w"), List.of(), "a rank-4 kernel for a rank-3 input"},
-        {List.of("x1", "w1"), List.of(Models.ints("dilations", 9)), "a kernel reaching 10 positions "
-            + "(dilations [9]) and pads [0, 0] leave no output position on a spatial axis of 8"},
-        {List.of("x1", "w1"), List.of(Models.ints("kernel_shape", 3)), "kernel_shape [3] differs from the "
-            + "weights'"},
-        {List.of("x1", "w1"), List.of(Models.ints("pads", 1)), "pads [1] must hold 2 values"},
-        {List.of("x1", "w1"), List.of(Models.attr("auto_pad", "SAME")), "auto_pad SAME (NOTSET, VALID, "
-            + "SAME_UPPER or SAME_LOWER)"},
-        {List.of("x1", "w1"), List.of(Models.ints("pads", 0, Long.MAX_VALUE)), "pads [0, "
-            + Long.MAX_VALUE + "] must be 0 to 2^24"},
-        {List.of("x1", "w1"), List.of(Models.ints("strides", 0), Models.attr("auto_pad", "SAME_UPPER")),
-            "strides [0] and dilations [1] must be 1 to 2^24"}};
-    for (Object[] c : cases) {
-      @SuppressWarnings("unchecked")
-      List<AttributeProto> attrs = (List<AttributeProto>) c[1];
-      @SuppressWarnings("unchecked")
-      List<String> inputs = (List<String>) c[0];
-      Path p = file("conv.onnx", Models.model(17, g.clone().addNode(node("Conv", inputs, List.of("y"),
-          attrs.toArray(AttributeProto[]::new))).build()));
-      assertRejected(p, "node 'Conv_node' (Conv)", (String) c[2]);
-    }
+    assertEachRefused(g, 17, List.of(
+        conv(List.of("x1", "wg"), List.of(Models.attr("group", 3)),
+            "group 3 (sohuc imports convolutions of one group)"),
+        conv(List.of("x", "w9"), List.of(),
+            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"),
+        conv(List.of("x1", "w0"), List.of(),
+            "a kernel of [0] (sohuc imports 1 to 64 taps"),
+        conv(List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)),
+            "a kernel of [0, 0] (sohuc imports 1 to 64 taps"),
+        conv(List.of("x3", "w3"), List.of(),
+            "a window over 3 spatial axes (sohuc imports 1-D and 2-D convolutions and pooling)"),
+        conv(List.of("x1", "w"), List.of(),
+            "a rank-4 kernel for a rank-3 input"),
+        conv(List.of("x1", "w1"), List.of(Models.ints("dilations", 9)),
+            "a kernel reaching 10 positions (dilations [9]) and pads [0, 0] leave no output position on a "
+            + "spatial axis of 8"),
+        conv(List.of("x1", "w1"), List.of(Models.ints("kernel_shape", 3)),
+            "kernel_shape [3] differs from the weights'"),
+        conv(List.of("x1", "w1"), List.of(Models.ints("pads", 1)),
+            "pads [1] must hold 2 values"),
+        conv(List.of("x1", "w1"), List.of(Models.attr("auto_pad", "SAME")),
+            "auto_pad SAME (NOTSET, VALID, SAME_UPPER or SAME_LOWER)"),
+        conv(List.of("x1", "w1"), List.of(Models.ints("pads", 0, Long.MAX_VALUE)),
+            "pads [0, " + Long.MAX_VALUE + "] must be 0 to 2^24"),
+        conv(List.of("x1", "w1"), List.of(Models.ints("strides", 0), Models.attr("auto_pad", "SAME_UPPER")),
+            "strides [0] and dilations [1] must be 1 to 2^24")));
+  }
+
+  private static Refused conv(List<String> inputs, List<AttributeProto> attrs, String message) {
+    return new Refused("Conv", inputs, List.of("y"), attrs, message);
   }
 
   @Test
