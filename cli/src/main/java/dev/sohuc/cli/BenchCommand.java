@@ -162,6 +162,14 @@ final class BenchCommand implements Callable<Integer> {
     return 0;
   }
 
+  /** What the second stream runs in each step layout, and for how many step shapes. */
+  private static String layouts(Map<StepModel.StepLayout, Integer> shapes) {
+    List<String> parts = new ArrayList<>();
+    shapes.forEach((layout, n) -> parts.add(layout.secondStreamRuns + " for " + n
+        + (n == 1 ? " shape" : " shapes")));
+    return String.join("; ", parts);
+  }
+
   Map<String, Object> figures(StepModel model, ServingSimulator.Result res, long capacity,
       long kvPerTokenChip) {
     var shape = model.shape();
@@ -175,10 +183,9 @@ final class BenchCommand implements Callable<Integer> {
     m.put("replicas", replicas);
     String split = (tp == 1 ? "one chip" : model.sequenceParallel()
         ? "tensor-parallel with sequence-parallel norms (reduce_scatter, all_gather)"
-        : "tensor-parallel (all_reduce)") + (!model.twoStreams() ? ""
-        : model.attentionOverlapped() ? ", two control streams (the second runs the decode "
-            + "attention, and the second micro-batch's prompt attention beside the first's MLP)"
-        : ", two control streams (the second runs the decode attention)");
+        : "tensor-parallel (all_reduce)") + (!model.twoStreams() ? "" : ", two control streams"
+            + " in the step layout fastest for each step shape (the second runs "
+            + layouts(model.fastestLayouts()) + ")");
     m.put("parallelism", replicas == 1 ? split : tp == 1
         ? replicas + " data-parallel replicas of 1 chip"
         : replicas + " data-parallel replicas of " + tp + " chips, each " + split);

@@ -30,9 +30,10 @@ final class GraphKindOptions {
   int microBatches = 1;
 
   @Option(names = "--overlap-attention", description = "With --step --micro-batches 2 or more: "
-      + "each later micro-batch's o projection after the MLP of the one before it, so that with "
-      + "--two-streams the second stream runs its prompt attention beside that MLP (as sohuc "
-      + "bench does where it times faster)")
+      + "each micro-batch's o projection and MLP after the next one's attention (the last's "
+      + "after the first's of the next layer), so that with --two-streams the second stream "
+      + "runs the later micro-batches' prompt attention beside an MLP (one of the layouts "
+      + "sohuc bench times)")
   boolean overlapAttention;
 
   /** How to import a Hugging Face model, dims not yet bound. */

@@ -65,10 +65,9 @@ import java.util.concurrent.Future;
  * the first step of that shape, since a decode's attention work grows with its keys, so steps
  * whose lengths have that mean take about its time. Each distinct shape runs once on the timing
  * emulator with the N chips meeting at every allreduce (symmetric group: all chips run the same
- * program on the same dims). With two streams the step program is compiled twice, the second
- * time with overlapped attention (HfOptions overlapAttention: the second micro-batch's prompt
- * attention in the second stream, beside the first's MLP), and the one faster on the largest
- * step it takes is kept.
+ * program on the same dims). With two streams the step program is compiled in each
+ * {@link StepLayout}, and each step shape is timed in those that are the fastest at either end
+ * of the decodes (see {@link #keepFastestAtTheEnds}), the fastest kept.
  */
 public final class StepModel {
   public static final int KV_BUCKET = 128;
@@ -118,9 +117,10 @@ public final class StepModel {
   private final MachineDescription target;
   private final Timed prefill;
   private final Timed decode;
-  private final Timed step;
-  /** Whether the step program is the overlapped one (HfOptions overlapAttention). */
-  private final boolean attentionOverlapped;
+  /** The step program in each layout compiled (one without two streams). */
+  private final Map<StepLayout, Timed> steps = new java.util.EnumMap<>(StepLayout.class);
+  /** The step shapes each layout was the fastest of. */
+  private final Map<StepLayout, Integer> fastestFor = new java.util.EnumMap<>(StepLayout.class);
   private final int maxDecodeBatch;
   private final Map<Long, StepTiming> prefillMemo = new HashMap<>();
   private final Map<List<Long>, StepTiming> decodeMemo = new HashMap<>();
@@ -186,13 +186,12 @@ public final class StepModel {
       });
       BackendOptions stepOptions = bounds(base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
           microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)));
-      Future<CompiledProgram> stepProgram = pool.submit(() -> compileStep(stepOptions,
-          twoStreams, false));
-      // the later micro-batches' prompt attention beside the MLP before it, in the second
-      // stream too: kept where it times faster (measured: with 2 or 4 chips, not with 8, whose
-      // link then has nothing to overlap the deferred o projection's sum with)
-      Future<CompiledProgram> overlapped = twoStreams && MICRO_BATCHES > 1
-          ? pool.submit(() -> compileStep(stepOptions, true, true)) : null;
+      Map<StepLayout, Future<CompiledProgram>> stepPrograms = new java.util.EnumMap<>(StepLayout.class);
+      for (StepLayout layout : StepLayout.values()) {
+        if (layout == StepLayout.PLAIN || twoStreams && MICRO_BATCHES > 1) {
+          stepPrograms.put(layout, pool.submit(() -> compileStep(stepOptions, twoStreams, layout)));
+        }
+      }
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
           shard(HfImporter.importModel(config, HfOptions.raggedDecode().withShapeOnly(true)),
               false),
@@ -202,29 +201,57 @@ public final class StepModel {
       this.prefill = timed(SohuBackend.compile(await(pre), base.withBound("batch", 1)
           .withBound("seq", prefillChunk).withBound("past", ceilTo(maxKv, KV_BUCKET))));
       this.decode = timed(await(decodeProgram));
-      Timed plain = timed(await(stepProgram));
-      Timed other = overlapped == null ? null : timed(await(overlapped));
-      this.attentionOverlapped = other != null
-          && fullStep(other, maxKv) < fullStep(plain, maxKv);
-      this.step = attentionOverlapped ? other : plain;
+      stepPrograms.forEach((layout, p) -> steps.put(layout, timed(await(p))));
+      keepFastestAtTheEnds(maxKv);
     }
   }
 
   /**
-   * The serving-step program, compiled with {@code options}: with {@code twoStreams} the decode
-   * attention (and with {@code overlap} the later micro-batches' prompt attention, HfOptions
-   * overlapAttention) in a second control stream, in one stream where that does not fit its
-   * share of the SRAM.
+   * How a step program lays out its micro-batches' ops between two control streams. The bench
+   * compiles each layout and times every step shape in all of them, keeping the fastest, as a
+   * serving runtime picks its kernels per batch shape: which wins depends on the decodes (their
+   * attention reads the KV caches while an MLP reads its weights, both from HBM) and on the
+   * link (a deferred o projection's sum has no matmul after it to hide behind at 8 chips).
+   */
+  public enum StepLayout {
+    /** Each layer's attention for every micro-batch, then its MLPs; the second stream runs the decode attention. */
+    PLAIN(false, HfOptions.DECODE_ATTENTION, "the decode attention"),
+    /**
+     * Overlapped attention (HfOptions overlapAttention: each micro-batch's o projection and MLP
+     * after the next one's attention); the second stream runs the decode attention and the
+     * later micro-batches' prompt attention, each beside an MLP.
+     */
+    OVERLAPPED(true, HfOptions.OVERLAPPED_ATTENTION,
+        "the decode attention and the later micro-batches' prompt attention, beside an MLP"),
+    /** Overlapped attention; the second stream runs every attention, each beside an MLP. */
+    OVERLAPPED_ALL(true, HfOptions.EVERY_ATTENTION, "every attention, beside an MLP");
+
+    private final boolean overlap;
+    private final java.util.regex.Pattern secondStream;
+    /** What the second stream runs, for the bench's summary. */
+    public final String secondStreamRuns;
+
+    StepLayout(boolean overlap, java.util.regex.Pattern secondStream, String secondStreamRuns) {
+      this.overlap = overlap;
+      this.secondStream = secondStream;
+      this.secondStreamRuns = secondStreamRuns;
+    }
+  }
+
+  /**
+   * The serving-step program in {@code layout}, compiled with {@code options}: with
+   * {@code twoStreams} its second stream's ops forked, in one stream where they do not fit
+   * their share of the SRAM.
    */
   private CompiledProgram compileStep(BackendOptions options, boolean twoStreams,
-      boolean overlap) {
+      StepLayout layout) {
     Module m = shard(HfImporter.importModel(config, HfOptions.step().withShapeOnly(true)
         .withMicroBatches(MICRO_BATCHES).withDimMultiples(multiples)
-        .withOverlapAttention(overlap)), sequenceParallel);
+        .withOverlapAttention(layout.overlap)), sequenceParallel);
     if (twoStreams) {
       try {
-        return SohuBackend.compile(m, options.withSecondStream(overlap
-            ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION, DECODE_STREAM_SHARE));
+        return SohuBackend.compile(m, options.withSecondStream(layout.secondStream,
+            DECODE_STREAM_SHARE));
       } catch (dev.sohuc.backend.BackendException tooLittleSram) {
         // the second stream's ops do not fit its share: one stream
       }
@@ -232,31 +259,15 @@ public final class StepModel {
     return SohuBackend.compile(m, options);
   }
 
-  /**
-   * A step program's time on the largest step it takes: a prompt of the chunk and the whole
-   * decode batch, each decode at the longest KV length ({@code maxKv} cached tokens).
-   */
-  private double fullStep(Timed p, long maxKv) {
-    long rows = programRows(stepRows(maxDecodeBatch));
-    long capacity = ceilTo(maxKv + 1, KV_BUCKET);
-    long[] lengths = new long[(int) rows];
-    java.util.Arrays.fill(lengths, maxKv);
-    return time(p, programDims(Map.of("batch", rows, "seq", microBatchTokens(chunk), "past",
-        capacity)), Map.of("past_lengths", lengths)).seconds();
-  }
-
   /** Whether the step program runs in two control streams (it forks). */
   public boolean twoStreams() {
-    return step.compiled().program().code().stream()
+    return stepProgram().program().code().stream()
         .anyMatch(w -> dev.sohuc.isa.InsnCodec.decode(w) instanceof dev.sohuc.isa.Insn.Fork);
   }
 
-  /**
-   * Whether the step program runs the later micro-batches' prompt attention in its second
-   * stream, beside the MLP before it (it timed faster).
-   */
-  public boolean attentionOverlapped() {
-    return attentionOverlapped;
+  /** The step shapes timed so far that each layout ran fastest, in layout order. */
+  public Map<StepLayout, Integer> fastestLayouts() {
+    return java.util.Collections.unmodifiableMap(fastestFor);
   }
 
   /** A compiled program and the emulator that times it, kept so the program is decoded once. */
@@ -546,9 +557,55 @@ public final class StepModel {
     long capacity = batch == 0 ? KV_BUCKET : capacity(pastLengths);
     long mean = batch == 0 ? 0 : meanLength(pastLengths);
     long seq = microBatchTokens(tokens);
-    return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> run(step,
+    return stepMemo.computeIfAbsent(List.of(seq, rows, capacity, mean), k -> fastest(
         programDims(Map.of("batch", rows, "seq", seq, "past", capacity)),
         Map.of("past_lengths", padded(pastLengths, rows, Math.min(mean, capacity - 1)))));
+  }
+
+  /**
+   * Drops the step layouts that are the fastest neither for the largest step (a prompt of the
+   * chunk and the whole decode batch, each at the longest KV length) nor for the smallest that
+   * has decodes (one, at the shortest): which layout wins moves with the decodes' share of the
+   * work, so one that loses at both ends is not timed for every step shape.
+   */
+  private void keepFastestAtTheEnds(long maxKv) {
+    if (steps.size() < 2) {
+      return;
+    }
+    long seq = microBatchTokens(chunk);
+    long fullRows = programRows(stepRows(maxDecodeBatch));
+    long[] longest = new long[(int) fullRows];
+    java.util.Arrays.fill(longest, maxKv);
+    long oneRow = programRows(1);
+    java.util.Set<StepLayout> winners = java.util.EnumSet.noneOf(StepLayout.class);
+    winners.add(fastestOf(timeEach(programDims(Map.of("batch", fullRows, "seq", seq, "past",
+        ceilTo(maxKv + 1, KV_BUCKET))), Map.of("past_lengths", longest))));
+    winners.add(fastestOf(timeEach(programDims(Map.of("batch", oneRow, "seq", seq, "past",
+        (long) KV_BUCKET)), Map.of("past_lengths", new long[(int) oneRow]))));
+    steps.keySet().retainAll(winners);
+  }
+
+  /** A step shape timed in every layout, on the cores there are. */
+  private Map<StepLayout, StepTiming> timeEach(Map<String, Long> dims,
+      Map<String, long[]> arrays) {
+    Map<StepLayout, StepTiming> timings = new java.util.EnumMap<>(StepLayout.class);
+    steps.entrySet().parallelStream().map(e -> Map.entry(e.getKey(), time(e.getValue(), dims,
+        arrays))).toList().forEach(e -> timings.put(e.getKey(), e.getValue()));
+    return timings;
+  }
+
+  private static StepLayout fastestOf(Map<StepLayout, StepTiming> timings) {
+    return java.util.Collections.min(timings.keySet(),
+        java.util.Comparator.comparingDouble(l -> timings.get(l).seconds()));
+  }
+
+  /** A step shape timed in every layout kept, the fastest's timing. */
+  private StepTiming fastest(Map<String, Long> dims, Map<String, long[]> arrays) {
+    Map<StepLayout, StepTiming> timings = timeEach(dims, arrays);
+    timingRuns += timings.size();
+    StepLayout best = fastestOf(timings);
+    fastestFor.merge(best, 1, Integer::sum);
+    return timings.get(best);
   }
 
   /**
@@ -668,6 +725,6 @@ public final class StepModel {
   }
 
   public CompiledProgram stepProgram() {
-    return step.compiled();
+    return steps.values().iterator().next().compiled();
   }
 }

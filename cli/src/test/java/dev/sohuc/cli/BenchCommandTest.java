@@ -132,8 +132,8 @@ class BenchCommandTest {
     JsonNode one = benchJson("one-stream", "--chips", "2", "--requests", "3",
         "--no-two-streams");
     JsonNode two = benchJson("two-streams", "--chips", "2", "--requests", "3");
-    assertTrue(two.get("parallelism").asText().contains(", two control streams (the second "
-        + "runs the decode attention"), two.toString());
+    assertTrue(two.get("parallelism").asText().contains(", two control streams in the step "
+        + "layout fastest for each step shape (the second runs "), two.toString());
     assertTrue(!one.get("parallelism").asText().contains("streams"), one.toString());
     assertEquals(one.get("steps").size(), two.get("steps").size());
     assertEquals(one.get("output_tokens").asLong(), two.get("output_tokens").asLong());

@@ -218,7 +218,7 @@ final class DecoderModel {
           ctx.decode() ? caches.subList(2 * i, 2 * i + 2) : null, kv, "");
       presents.add(new Function.Output("present." + i + ".key", kv[0]));
       presents.add(new Function.Output("present." + i + ".value", kv[1]));
-      return a;
+      return List.of(a);
     }).get(0);
     Value logits = lmHead(g, rmsNorm(g, h, "model.norm", "final_norm"), table);
     List<Function.Output> outputs = new ArrayList<>();
@@ -303,10 +303,9 @@ final class DecoderModel {
         promptKeys.clear();
         promptValues.clear();
       }
-      if (m > 0) {
-        return prompt;
-      }
-      return g.b.add(new DataOp.Concat(List.of(prompt, decode), 1), loc, "attn.rows");
+      // joined before the o projection, not here: with overlapped attention an MLP comes
+      // between, and it must not wait for both attentions
+      return m > 0 ? List.of(prompt) : List.of(prompt, decode);
     }, (m, hm) -> {
       // the rows serving samples from, taken as soon as each stream is done: the prompt's last
       // position (the last micro-batch's) and every decode (the first's), in that order; a
@@ -354,7 +353,7 @@ final class DecoderModel {
       Value a = decodeAttention(g, qkv, i, batch, rope, caches.subList(2 * i, 2 * i + 2), pastLengths, kv);
       presents.add(new Function.Output("present." + i + ".key", kv[0]));
       presents.add(new Function.Output("present." + i + ".value", kv[1]));
-      return a;
+      return List.of(a);
     }).get(0);
     List<Function.Output> outputs = new ArrayList<>();
     outputs.add(new Function.Output("logits", lmHead(g, rmsNorm(g, h, "model.norm", "final_norm"), table)));
@@ -389,10 +388,10 @@ final class DecoderModel {
 
   /**
    * What a layer's attention makes of micro-batch {@code m}'s q, k and v projections:
-   * {@code [.., rows, heads * head_dim]}.
+   * {@code [.., rows, heads * head_dim]}, in parts whose rows the o projection reads in turn.
    */
   private interface AttentionCore {
-    Value apply(Value[] qkv, int layer, int m);
+    List<Value> apply(Value[] qkv, int layer, int m);
   }
 
   /**
@@ -401,7 +400,9 @@ final class DecoderModel {
    * for every micro-batch in turn, and a micro-batch's residual add comes with its next norm,
    * after the other micro-batches' work of that half: the sum on the link of one micro-batch's
    * o or down projection (tensor parallelism) has the next one's ops to overlap. With
-   * overlapped attention, a later micro-batch's o projection opens its MLP half instead.
+   * overlapped attention each micro-batch's o projection and MLP wait until the next
+   * micro-batch's attention is issued (the last's, the first's of the next layer), so that
+   * every attention has an MLP to run beside.
    */
   private List<Value> layers(Graph g, List<Value> streams, AttentionCore core) {
     return layers(g, streams, core, (m, h) -> h);
@@ -411,28 +412,39 @@ final class DecoderModel {
   private List<Value> layers(Graph g, List<Value> streams, AttentionCore core,
       java.util.function.BiFunction<Integer, Value, Value> tail) {
     List<Value> h = new ArrayList<>(streams);
-    // each micro-batch's attention or MLP output, added to its residual stream later
+    // each micro-batch's MLP or o projection output, added to its residual stream later
     List<Value> branch = new ArrayList<>(java.util.Collections.nCopies(h.size(), (Value) null));
+    // each micro-batch's attention, not yet projected
+    List<List<Value>> attention = new ArrayList<>(java.util.Collections.nCopies(h.size(), List.of()));
+    int micro = h.size();
+    boolean overlapped = ctx.options.overlapAttention() && micro > 1;
     for (int i = 0; i < layers; i++) {
-      String p = "model.layers." + i;
-      Location loc = new Location(p);
-      for (int m = 0; m < h.size(); m++) {
-        Value r = i == 0 ? h.get(m) : g.add(h.get(m), branch.get(m), new Location("model.layers." + (i - 1)),
-            "model.layers." + (i - 1) + ".mlp_residual");
-        h.set(m, r);
-        Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
-        Value a = core.apply(projections(g, x, i), i, m);
-        branch.set(m, deferred(m) ? a : outputProjection(g, a, i));
-      }
-      for (int m = 0; m < h.size(); m++) {
-        if (deferred(m)) {
-          branch.set(m, outputProjection(g, branch.get(m), i));
+      for (int m = 0; m < micro; m++) {
+        if (!overlapped) {
+          branch.set(m, outputProjection(g, attentionHalf(g, h, branch, core, i, m), i));
+          continue;
         }
-        Value r = g.add(h.get(m), branch.get(m), loc, p + ".attn_residual");
-        h.set(m, r);
-        Value x = rmsNorm(g, r, p + ".post_attention_layernorm", p + ".norm2");
-        branch.set(m, family == Family.MIXTRAL ? moe(g, x, p) : mlp(g, x, p + ".mlp"));
+        // the micro-batch before this one (the last, of the layer before, for the first)
+        int before = (m + micro - 1) % micro;
+        int itsLayer = m == 0 ? i - 1 : i;
+        if (itsLayer >= 0) {
+          branch.set(before, outputProjection(g, attention.get(before), itsLayer));
+        }
+        attention.set(m, attentionHalf(g, h, branch, core, i, m));
+        if (itsLayer >= 0) {
+          mlpHalf(g, h, branch, itsLayer, before);
+        }
       }
+      if (!overlapped) {
+        for (int m = 0; m < micro; m++) {
+          mlpHalf(g, h, branch, i, m);
+        }
+      }
+    }
+    if (overlapped) {
+      int last = (int) layers - 1;
+      branch.set(micro - 1, outputProjection(g, attention.get(micro - 1), last));
+      mlpHalf(g, h, branch, last, micro - 1);
     }
     for (int m = 0; m < h.size(); m++) {
       h.set(m, tail.apply(m, g.add(h.get(m), branch.get(m), new Location("model.layers." + (layers - 1)),
@@ -442,11 +454,27 @@ final class DecoderModel {
   }
 
   /**
-   * Whether micro-batch {@code m}'s o projection waits until the MLP of the one before it
-   * (HfOptions overlapAttention): its attention then has that MLP to run beside.
+   * Layer {@code i}'s attention of micro-batch {@code m} up to its o projection: the MLP
+   * output of the layer before added to the residual stream, the norm, the projections and
+   * {@code core}.
    */
-  private boolean deferred(int m) {
-    return ctx.options.overlapAttention() && m > 0;
+  private List<Value> attentionHalf(Graph g, List<Value> h, List<Value> branch, AttentionCore core,
+      int i, int m) {
+    String p = "model.layers." + i;
+    Value r = i == 0 ? h.get(m) : g.add(h.get(m), branch.get(m), new Location("model.layers." + (i - 1)),
+        "model.layers." + (i - 1) + ".mlp_residual");
+    h.set(m, r);
+    Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
+    return core.apply(projections(g, x, i), i, m);
+  }
+
+  /** Layer {@code i}'s MLP half of micro-batch {@code m}: the attention's residual, the norm, the MLP. */
+  private void mlpHalf(Graph g, List<Value> h, List<Value> branch, int i, int m) {
+    String p = "model.layers." + i;
+    Value r = g.add(h.get(m), branch.get(m), new Location(p), p + ".attn_residual");
+    h.set(m, r);
+    Value x = rmsNorm(g, r, p + ".post_attention_layernorm", p + ".norm2");
+    branch.set(m, family == Family.MIXTRAL ? moe(g, x, p) : mlp(g, x, p + ".mlp"));
   }
 
   private Value lmHead(Graph g, Value h, Value table) {
@@ -661,8 +689,11 @@ final class DecoderModel {
     return g.mergeHeads(a, batch, seq, heads, headDim, loc, hint + ".attn");
   }
 
-  private Value outputProjection(Graph g, Value a, int layer) {
+  /** The o projection of the attention's rows, in {@code parts} joined along the rows. */
+  private Value outputProjection(Graph g, List<Value> parts, int layer) {
     String p = "model.layers." + layer + ".self_attn";
+    Value a = parts.size() == 1 ? parts.get(0)
+        : g.b.add(new DataOp.Concat(parts, 1), new Location(p), "attn.rows");
     return g.linear(a, p + ".o_proj.weight", outBias ? p + ".o_proj.bias" : null, heads * headDim, hidden,
         new Location(p), p + ".o");
   }

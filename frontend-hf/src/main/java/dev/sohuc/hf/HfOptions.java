@@ -20,11 +20,12 @@ import java.util.Map;
  * @param dimMultiples symbolic dims known to be multiples, by name: {@code seq -> 8} makes the
  *                    prompt {@code 8*?"seq/8"} tokens (a sequence-parallel program splits its
  *                    rows into 8 equal blocks only when the types say they divide)
- * @param overlapAttention a serving step of several micro-batches places each later
- *                    micro-batch's o projection after the MLP of the micro-batch before it, so
- *                    that a second control stream can run that micro-batch's prompt attention
- *                    ({@link #OVERLAPPED_ATTENTION}) while the first runs the MLP: the
- *                    attention's softmax, bound by the vector unit, then overlaps matrix work
+ * @param overlapAttention a serving step of several micro-batches places each micro-batch's
+ *                    o projection and MLP after the next micro-batch's attention (the last
+ *                    micro-batch's after the first's of the next layer), so that a second
+ *                    control stream can run the attention ({@link #OVERLAPPED_ATTENTION} or
+ *                    {@link #EVERY_ATTENTION}) while the first runs an MLP: the attention's
+ *                    softmax (vector unit) then overlaps matrix work
  */
 public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean shapeOnly,
     int microBatches, Map<String, Long> dimMultiples, boolean overlapAttention) {
@@ -123,11 +124,16 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
 
   /**
    * With {@code overlapAttention}: the decode attention and the prompt attention of every
-   * micro-batch after the first (their ropes, the attention), which reads the first stream's
-   * projections and runs beside the MLP before its o projection.
+   * micro-batch after the first (their ropes, the attention), which read the first stream's
+   * projections and run beside the MLP placed before their o projection; the first
+   * micro-batch's prompt attention stays in the first stream, beside the decodes'.
    */
   public static final java.util.regex.Pattern OVERLAPPED_ATTENTION =
       java.util.regex.Pattern.compile("decode\\.|prompt[1-9][0-9]*\\.");
+
+  /** With {@code overlapAttention}: every micro-batch's prompt attention and the decodes'. */
+  public static final java.util.regex.Pattern EVERY_ATTENTION =
+      java.util.regex.Pattern.compile("decode\\.|prompt[0-9]+\\.");
 
   /** The named symbolic dims as multiples: {@code ?seq} becomes {@code k*?"seq/k"}. */
   public HfOptions withDimMultiples(Map<String, Long> multiples) {

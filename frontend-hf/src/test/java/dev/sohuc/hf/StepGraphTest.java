@@ -55,9 +55,11 @@ class StepGraphTest {
   }
 
   /**
-   * Overlapped attention (HfOptions overlapAttention) only moves the later micro-batches' o
-   * projections after the MLP before them: the same numbers, and layer 0's o and down
-   * projections in the order "o down o down" where the plain step has "o o down down".
+   * Overlapped attention (HfOptions overlapAttention) only moves each micro-batch's o projection
+   * and MLP after the next micro-batch's attention: the same numbers, and layer 0's o and down
+   * projections and layer 1's q projections in the order "o down o q1 down q1" (the last
+   * micro-batch's MLP after the first's attention of the next layer) where the plain step has
+   * "o o down down q1 q1".
    */
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama", "phi3"})
@@ -65,17 +67,21 @@ class StepGraphTest {
     check(variant, 2, true);
     check(variant, 3, true);
     Path dir = tmp.resolve(variant);
-    assertEquals(List.of("o", "o", "down", "down"), projectionOrder(HfImporter.importModel(dir,
-        HfOptions.step().withMicroBatches(2))));
-    assertEquals(List.of("o", "down", "o", "down"), projectionOrder(HfImporter.importModel(dir,
-        HfOptions.step().withMicroBatches(2).withOverlapAttention(true))));
+    assertEquals(List.of("o", "o", "down", "down", "q1", "q1"), projectionOrder(
+        HfImporter.importModel(dir, HfOptions.step().withMicroBatches(2))));
+    assertEquals(List.of("o", "down", "o", "q1", "down", "q1"), projectionOrder(
+        HfImporter.importModel(dir, HfOptions.step().withMicroBatches(2)
+            .withOverlapAttention(true))));
     HfImportException one = assertThrows(HfImportException.class,
         () -> HfOptions.step().withOverlapAttention(true));
     assertEquals("overlapped attention needs a serving step of 2 or more micro-batches; got 1",
         one.getMessage());
   }
 
-  /** Layer 0's o and down projections (by the weight each matmul reads), in body order. */
+  /**
+   * Layer 0's o and down projections and layer 1's q projections (by the weight each matmul
+   * reads), in body order.
+   */
   private static List<String> projectionOrder(Module m) {
     List<String> order = new ArrayList<>();
     for (dev.sohuc.ir.Node n : m.main().body()) {
@@ -87,6 +93,9 @@ class StepGraphTest {
         order.add("o");
       } else if ("model.layers.0.mlp.down_proj.weight".equals(w)) {
         order.add("down");
+      } else if ("model.layers.1.self_attn.q_proj.weight".equals(w)
+          || "model.layers.1.self_attn.qkv_proj.weight".equals(w)) {
+        order.add("q1");
       }
     }
     return order;

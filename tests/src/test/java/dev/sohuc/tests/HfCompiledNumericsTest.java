@@ -212,21 +212,25 @@ class HfCompiledNumericsTest {
    * position or cache slot is off by the values themselves. "streams": compiled as the bench
    * compiles it with --two-streams, the decode attention in a second control stream (in a
    * quarter of the SRAM and ACC, its q, k and v rows handed over and its output handed back by
-   * shared tokens), and emulated in an order the race check draws as well. "overlapped": the
-   * second micro-batch's o projection after the first's MLP and its prompt attention in the
-   * second stream too (HfOptions overlapAttention), reading the first stream's projections and
-   * the first micro-batch's keys.
+   * shared tokens), and emulated in an order the race check draws as well. "overlapped": each
+   * micro-batch's o projection and MLP after the next one's attention (HfOptions
+   * overlapAttention) and the second micro-batch's prompt attention in the second stream too,
+   * reading the first stream's projections and the first micro-batch's keys; "every": the
+   * first micro-batch's prompt attention there as well (HfOptions EVERY_ATTENTION), its keys
+   * then handed from the second stream to itself.
    */
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"llama none", "llama bf16", "llama fp8", "phi3 bf16", "mixtral bf16",
       "llama none streams", "llama bf16 streams", "llama fp8 streams", "mixtral bf16 streams",
-      "llama none overlapped", "llama fp8 overlapped", "phi3 bf16 overlapped"})
+      "llama none overlapped", "llama fp8 overlapped", "phi3 bf16 overlapped",
+      "llama bf16 every", "mixtral none every"})
   void quantizedServingStepMatchesTheInterpreter(String variantAndMode) throws Exception {
     String[] parts = variantAndMode.split(" ");
     String variant = parts[0];
     QuantMode mode = QuantMode.parse(parts[1]);
     boolean streams = parts.length > 2;
-    boolean overlapped = streams && parts[2].equals("overlapped");
+    boolean every = streams && parts[2].equals("every");
+    boolean overlapped = streams && (every || parts[2].equals("overlapped"));
     TinyModel m = TinyModel.of(variant, 42);
     Path dir = m.writeTo(tmp.resolve(variant), Safetensors.Dtype.F32);
     Module module = HfImporter.importModel(dir, HfOptions.step().withMicroBatches(2)
@@ -240,8 +244,8 @@ class HfCompiledNumericsTest {
     Inputs in = randomInputs(module, dims, pastLengths, vocab, random);
     Map<String, Tensor> reference = new Interpreter(module).run(in.interpreter());
     BackendOptions options = streams
-        ? BackendOptions.defaults().withSecondStream(overlapped
-            ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION, 0.25)
+        ? BackendOptions.defaults().withSecondStream(every ? HfOptions.EVERY_ATTENTION
+            : overlapped ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION, 0.25)
         : BackendOptions.defaults();
     SohuProgram program = SohuBackend.compile(module, options).program();
     assertEquals(streams, program.code().stream().anyMatch(w -> InsnCodec.decode(w)
