@@ -16,16 +16,20 @@ import java.util.List;
  * Sliding windows over 1 or 2 spatial axes, tap by tap: each kernel tap is a slice of the padded
  * input, and the taps are stacked next to the channels. A strided tap is a slice with step 1:
  * each padded axis of length S * R is seen as [R, S], and tap t of dilation D starts at row
- * t*D / S, column t*D mod S. ONNX Conv of one group with any kernel, strides, pads and
- * dilations (Whisper's and wav2vec2's 1-D stems, a CNN's 3 x 3 convolutions) is the stacked
- * taps times the flattened kernel (im2col); MaxPool and AveragePool reduce over them. A patch
+ * t*D / S, column t*D mod S. ONNX Conv with any kernel, strides, pads, dilations and groups
+ * (Whisper's and wav2vec2's 1-D stems and wav2vec2's grouped positional convolution, a CNN's
+ * 3 x 3 and depthwise convolutions) is the stacked taps times the flattened kernel (im2col),
+ * one matrix product per group; MaxPool and AveragePool reduce over them. A patch
  * embedding (kernel = stride, no padding) goes the cheaper way of {@link PatchConv}.
  */
 final class ConvTaps {
   private ConvTaps() {}
 
-  /** The most taps (kernel elements) a window imports: each is a slice and a concat input. */
-  static final int MAX_TAPS = 64;
+  /**
+   * The most taps (kernel elements) a window imports: each is a slice and a concat input
+   * (wav2vec2's positional convolution has 128).
+   */
+  static final int MAX_TAPS = 128;
   /** The largest stride, dilation or pad taken, so that the index arithmetic cannot overflow. */
   private static final long MAX_SIZE = 1L << 24;
 
@@ -51,12 +55,17 @@ final class ConvTaps {
     if (w.rank() != x.rank()) {
       throw n.error("a rank-" + w.rank() + " kernel for a rank-" + x.rank() + " input");
     }
-    if (n.attrInt("group", 1) != 1) {
-      throw n.error("group " + n.attrInt("group", 1) + " (sohuc imports convolutions of one group)");
-    }
     long c = staticDim(n, x.dim(1), "input channels");
-    if (!w.dim(1).is(c)) {
-      throw n.error("weights of " + w.dim(1) + " input channels for an input of " + c);
+    long m = staticDim(n, w.dim(0), "output channels");
+    long groups = n.attrInt("group", 1);
+    if (groups < 1 || c % groups != 0 || m % groups != 0) {
+      throw n.error("group " + groups + " must divide the " + c + " input and " + m
+          + " output channels");
+    }
+    long perGroup = c / groups;
+    if (!w.dim(1).is(perGroup)) {
+      throw n.error("weights of " + w.dim(1) + " input channels for an input of " + c
+          + (groups > 1 ? " in " + groups + " groups" : ""));
     }
     long[] k = new long[spatial];
     for (int i = 0; i < spatial; i++) {
@@ -68,21 +77,38 @@ final class ConvTaps {
     }
     Window win = window(n, x, k, "dilations");
     long taps = win.taps();
-    // [N*C, T, positions] -> [N, positions, C*T] @ [C*T, M]
+    // [N*C, T, positions] -> [N, positions, C*T] @ [C*T, M]; in groups, one product each:
+    // [G, N*positions, C/G*T] @ [G, C/G*T, M/G], the groups the batch axis
     Value stacked = taps(n, n.value(0), win, 0);
     Dim batch = x.dim(0);
     long positions = Arrays.stream(win.out()).reduce(1, (a, b) -> a * b);
-    Value columns = n.reshape(stacked, List.of(batch, Dim.of(c * taps), Dim.of(positions)));
-    Value patches = n.temp(new DataOp.Transpose(columns, List.of(0L, 2L, 1L)));
-    Dim m = w.dim(0);
-    Value kernelRows = n.reshape(n.value(1), List.of(m, Dim.of(c * taps)));
-    Value kernelColumns = n.temp(new DataOp.Transpose(kernelRows, List.of(1L, 0L)));
-    Value product = n.temp(new LinalgOp.MatMul(patches, kernelColumns));
+    long rows = perGroup * taps;
+    Value product;
+    if (groups == 1) {
+      Value columns = n.reshape(stacked, List.of(batch, Dim.of(rows), Dim.of(positions)));
+      Value patches = n.temp(new DataOp.Transpose(columns, List.of(0L, 2L, 1L)));
+      Value kernelRows = n.reshape(n.value(1), List.of(Dim.of(m), Dim.of(rows)));
+      product = n.temp(new LinalgOp.MatMul(patches, n.temp(new DataOp.Transpose(kernelRows,
+          List.of(1L, 0L)))));
+    } else {
+      Dim g = Dim.of(groups);
+      Value columns = n.reshape(stacked, List.of(batch, g, Dim.of(rows), Dim.of(positions)));
+      Value patches = n.reshape(n.temp(new DataOp.Transpose(columns, List.of(1L, 0L, 3L, 2L))),
+          List.of(g, batch.times(Dim.of(positions)), Dim.of(rows)));
+      Value kernelRows = n.reshape(n.value(1), List.of(g, Dim.of(m / groups), Dim.of(rows)));
+      Value perGroupProduct = n.temp(new LinalgOp.MatMul(patches, n.temp(new DataOp.Transpose(
+          kernelRows, List.of(0L, 2L, 1L)))));
+      // [G, N, positions, M/G] -> [N, positions, M]
+      Value split = n.reshape(perGroupProduct, List.of(g, batch, Dim.of(positions),
+          Dim.of(m / groups)));
+      product = n.reshape(n.temp(new DataOp.Transpose(split, List.of(1L, 2L, 0L, 3L))),
+          List.of(batch, Dim.of(positions), Dim.of(m)));
+    }
     if (n.has(2)) {
       product = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, product, n.value(2)));
     }
     Value channelsFirst = n.temp(new DataOp.Transpose(product, List.of(0L, 2L, 1L)));
-    n.emit(new DataOp.Reshape(channelsFirst, outShape(batch, m, win)));
+    n.emit(new DataOp.Reshape(channelsFirst, outShape(batch, Dim.of(m), win)));
   }
 
   /**

@@ -112,9 +112,10 @@ final class OnnxOps {
         n.value(1), n.has(2) ? n.value(2) : null, n.attrFloat("alpha", 1), n.attrFloat("beta", 1),
         n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0)));
     op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
-    op("Conv", 1, "pad / slice / concat / reshape / transpose / matmul / add", "1-D and 2-D, one group, "
-        + "static sizes; strides, pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " kernel taps, each a "
-        + "slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one reshape",
+    op("Conv", 1, "pad / slice / concat / reshape / transpose / matmul / add", "1-D and 2-D, static sizes; "
+        + "strides, pads, auto_pad, dilations, groups (a batched matmul over them); up to " + ConvTaps.MAX_TAPS
+        + " kernel taps, each a slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one "
+        + "reshape",
         PatchConv::importNode);
     op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
         + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode 0; not the Indices output",

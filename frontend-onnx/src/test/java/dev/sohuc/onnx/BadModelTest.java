@@ -306,8 +306,8 @@ class BadModelTest {
             "the Indices output (sohuc imports MaxPool's values only)"),
         new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2)),
             "kernel_shape must hold 2 values, got [2]"),
-        new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 9, 9)),
-            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"),
+        new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 12, 12)),
+            "a kernel of [12, 12] (sohuc imports 1 to 128 taps"),
         new Refused("BatchNormalization", List.of("x", "c", "c", "c4", "c"), List.of("y"), List.of(),
             "input_mean must hold one value a channel (3), got tensor<4 x f32>"),
         new Refused("BatchNormalization", List.of("x", "c", "c", "c", "c"), List.of("y"),
@@ -823,19 +823,24 @@ class BadModelTest {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
         .addInput(input("w", ElementType.F32, 4, 3, 2, 2)).addInput(input("x1", ElementType.F32, 1, 3, 8))
         .addInput(input("w1", ElementType.F32, 4, 3, 2)).addInput(input("wg", ElementType.F32, 4, 1, 2))
-        .addInput(input("w9", ElementType.F32, 4, 3, 9, 9)).addInput(input("x3", ElementType.F32, 1, 3, 4, 4, 4))
+        .addInput(input("w12", ElementType.F32, 4, 3, 12, 12))
+        .addInput(input("w6", ElementType.F32, 6, 3, 2)).addInput(input("x3", ElementType.F32, 1, 3, 4, 4, 4))
         .addInput(input("w3", ElementType.F32, 4, 3, 2, 2, 2)).addInput(input("w0", ElementType.F32, 4, 3, 0))
         .addInput(input("w00", ElementType.F32, 4, 3, 0, 0))
         .addOutput(output("y"));
     assertEachRefused(g, 17, List.of(
-        conv(List.of("x1", "wg"), List.of(Models.attr("group", 3)),
-            "group 3 (sohuc imports convolutions of one group)"),
-        conv(List.of("x", "w9"), List.of(),
-            "a kernel of [9, 9] (sohuc imports 1 to 64 taps"),
+        conv(List.of("x1", "wg"), List.of(Models.attr("group", 2)),
+            "group 2 must divide the 3 input and 4 output channels"),
+        conv(List.of("x1", "wg"), List.of(Models.attr("group", -3)),
+            "group -3 must divide the 3 input and 4 output channels"),
+        conv(List.of("x1", "w6"), List.of(Models.attr("group", 3)),
+            "weights of 3 input channels for an input of 3 in 3 groups"),
+        conv(List.of("x", "w12"), List.of(),
+            "a kernel of [12, 12] (sohuc imports 1 to 128 taps"),
         conv(List.of("x1", "w0"), List.of(),
-            "a kernel of [0] (sohuc imports 1 to 64 taps"),
+            "a kernel of [0] (sohuc imports 1 to 128 taps"),
         conv(List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)),
-            "a kernel of [0, 0] (sohuc imports 1 to 64 taps"),
+            "a kernel of [0, 0] (sohuc imports 1 to 128 taps"),
         conv(List.of("x3", "w3"), List.of(),
             "a window over 3 spatial axes (sohuc imports 1-D and 2-D convolutions and pooling)"),
         conv(List.of("x1", "w"), List.of(),

@@ -232,6 +232,15 @@ class OpConformanceTest {
         .named("Conv 2-D 3x3 pad 1 stride 2"));
     cs.add(t("Conv", f(1, 2, 8, 9), f(3, 2, 2, 3)).attrs(ints("strides", 3, 1), ints("dilations", 1, 2))
         .named("Conv 2-D 2x3 dilation, input past the last position read"));
+    // groups: two of a 2-D convolution, a depthwise 1-D one (a Conformer's), wav2vec2's
+    // positional convolution (128 taps, pad 64, 16 groups; here 2 channels a group)
+    cs.add(t("Conv", f(2, 4, 7, 6), f(6, 2, 3, 3), f(6)).attrs(attr("group", 2), ints("pads", 1, 1, 1, 1))
+        .named("Conv 2-D two groups"));
+    cs.add(t("Conv", f(1, 5, 12), f(5, 1, 5), f(5)).attrs(attr("group", 5), ints("pads", 2, 2), ints("strides", 2))
+        .named("Conv 1-D depthwise stride 2"));
+    cs.add(t("Conv", f(1, 32, 150), f(32, 2, 128), f(32)).attrs(attr("group", 16), ints("pads", 64, 64))
+        .named("Conv 1-D 128 taps 16 groups (wav2vec2 positional)")
+        .tolerance(1e-4));  // sums of 256 products, rounded in f32 in another order than ONNX Runtime's
     // pooling over the same windows: ResNet's 3x3 stride 2 pad 1 max, averages with and without
     // the padding counted, 1-D, SAME_UPPER, dilation (MaxPool; AveragePool from opset 19)
     cs.add(t("MaxPool", f(2, 3, 9, 8)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),

@@ -576,7 +576,8 @@ class RandomOpsCompiledTest {
    * Convolutions tap by tap (ConvTaps: pad, a slice per tap, concat, matmul): Whisper's 1-D stem
    * (80 mel channels, kernel 3, pad 1, stride 1 then 2) and a 2-D 3 x 3 of stride 2 with padding
    * and dilation; pooling over the same taps, BatchNormalization, and wav2vec2's strided 1-D
-   * convolution into an InstanceNormalization; on the chip as on the interpreter and ONNX Runtime.
+   * convolution into an InstanceNormalization; grouped: wav2vec2's positional convolution and a
+   * depthwise one; on the chip as on the interpreter and ONNX Runtime.
    */
   @Test
   void convolutionsCompileToTheInterpretersNumbers() throws Exception {
@@ -612,6 +613,19 @@ class RandomOpsCompiledTest {
     g5.node("InstanceNormalization", List.of(conv, g5.floats(new long[] {8}, randomFloats(g5.r, 8, 1f)),
         g5.floats(new long[] {8}, randomFloats(g5.r, 8, 1f))));
     assertTrue(check(4, g5), "Conv and InstanceNormalization compiled");
+    // wav2vec2's positional convolution (128 taps, pad 64, 16 groups: a batched matmul over
+    // the groups), and a depthwise 2-D 3 x 3 (a group a channel)
+    Graph g6 = new Graph(new Random(6));
+    g6.node("Conv", List.of(g6.input(new long[] {1, 32, 96}, -1, 1),
+        g6.floats(new long[] {32, 2, 128}, randomFloats(g6.r, 32 * 2 * 128, 0.1f)),
+        g6.floats(new long[] {32}, randomFloats(g6.r, 32, 0.1f))), attr("group", 16),
+        ints("pads", 64, 64));
+    assertTrue(check(5, g6), "grouped 128-tap Conv compiled");
+    Graph g7 = new Graph(new Random(7));
+    g7.node("Conv", List.of(g7.input(new long[] {2, 6, 8, 7}, -1, 1),
+        g7.floats(new long[] {6, 1, 3, 3}, randomFloats(g7.r, 54, 0.3f))), attr("group", 6),
+        ints("pads", 1, 1, 1, 1), ints("strides", 2, 1));
+    assertTrue(check(6, g7), "depthwise Conv compiled");
   }
 
   private static float[] randomFloats(Random r, int count, float scale) {
