@@ -186,10 +186,12 @@ public final class StepModel {
       });
       BackendOptions stepOptions = bounds(base, Map.of("batch", stepRows(maxDecodeBatch), "seq",
           microBatchTokens(prefillChunk), "past", ceilTo(maxKv + 1, KV_BUCKET)));
-      Map<StepLayout, Future<CompiledProgram>> stepPrograms = new java.util.EnumMap<>(StepLayout.class);
+      Map<StepLayout, Future<CompiledProgram>> stepPrograms =
+          new java.util.EnumMap<>(StepLayout.class);
       for (StepLayout layout : StepLayout.values()) {
         if (layout == StepLayout.PLAIN || twoStreams && MICRO_BATCHES > 1) {
-          stepPrograms.put(layout, pool.submit(() -> compileStep(stepOptions, twoStreams, layout)));
+          stepPrograms.put(layout, pool.submit(() -> compileStep(stepOptions, twoStreams,
+              layout)));
         }
       }
       Future<CompiledProgram> decodeProgram = pool.submit(() -> SohuBackend.compile(
@@ -208,13 +210,17 @@ public final class StepModel {
 
   /**
    * How a step program lays out its micro-batches' ops between two control streams. The bench
-   * compiles each layout and times every step shape in all of them, keeping the fastest, as a
-   * serving runtime picks its kernels per batch shape: which wins depends on the decodes (their
-   * attention reads the KV caches while an MLP reads its weights, both from HBM) and on the
-   * link (a deferred o projection's sum has no matmul after it to hide behind at 8 chips).
+   * compiles each layout and times every step shape in each that can win it, keeping the
+   * fastest, as a serving runtime picks its kernels per batch shape: which wins depends on the
+   * decodes (their attention reads the KV caches while an MLP reads its weights, both from HBM)
+   * and on the link (a deferred o projection's sum has no matmul after it to hide behind at 8
+   * chips).
    */
   public enum StepLayout {
-    /** Each layer's attention for every micro-batch, then its MLPs; the second stream runs the decode attention. */
+    /**
+     * Each layer's attention for every micro-batch, then its MLPs; the second stream runs the
+     * decode attention.
+     */
     PLAIN(false, HfOptions.DECODE_ATTENTION, "the decode attention"),
     /**
      * Overlapped attention (HfOptions overlapAttention: each micro-batch's o projection and MLP

@@ -415,7 +415,8 @@ final class DecoderModel {
     // each micro-batch's MLP or o projection output, added to its residual stream later
     List<Value> branch = new ArrayList<>(java.util.Collections.nCopies(h.size(), (Value) null));
     // each micro-batch's attention, not yet projected
-    List<List<Value>> attention = new ArrayList<>(java.util.Collections.nCopies(h.size(), List.of()));
+    List<List<Value>> attention =
+        new ArrayList<>(java.util.Collections.nCopies(h.size(), List.of()));
     int micro = h.size();
     boolean overlapped = ctx.options.overlapAttention() && micro > 1;
     for (int i = 0; i < layers; i++) {
@@ -461,14 +462,17 @@ final class DecoderModel {
   private List<Value> attentionHalf(Graph g, List<Value> h, List<Value> branch, AttentionCore core,
       int i, int m) {
     String p = "model.layers." + i;
-    Value r = i == 0 ? h.get(m) : g.add(h.get(m), branch.get(m), new Location("model.layers." + (i - 1)),
-        "model.layers." + (i - 1) + ".mlp_residual");
+    Value r = i == 0 ? h.get(m) : g.add(h.get(m), branch.get(m),
+        new Location("model.layers." + (i - 1)), "model.layers." + (i - 1) + ".mlp_residual");
     h.set(m, r);
     Value x = rmsNorm(g, r, p + ".input_layernorm", p + ".norm1");
     return core.apply(projections(g, x, i), i, m);
   }
 
-  /** Layer {@code i}'s MLP half of micro-batch {@code m}: the attention's residual, the norm, the MLP. */
+  /**
+   * Layer {@code i}'s MLP half of micro-batch {@code m}: the attention's residual, the norm, the
+   * MLP.
+   */
   private void mlpHalf(Graph g, List<Value> h, List<Value> branch, int i, int m) {
     String p = "model.layers." + i;
     Value r = g.add(h.get(m), branch.get(m), new Location(p), p + ".attn_residual");
