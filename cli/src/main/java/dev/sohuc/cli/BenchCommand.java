@@ -328,6 +328,7 @@ final class BenchCommand implements Callable<Integer> {
     m.put("kv_capacity_tokens_replica", capacity);
     m.put("kv_max_tokens_used", res.maxKvTokensUsed());
     m.put("timing_runs", model.timingRuns());
+    m.put("emulator_runs", model.emulatorRuns());
     List<Map<String, Object>> steps = new ArrayList<>();
     for (var s : res.steps()) {
       Map<String, Object> e = new LinkedHashMap<>();
@@ -464,10 +465,10 @@ final class BenchCommand implements Callable<Integer> {
         " (%d per replica)", m.get("kv_capacity_tokens_replica")), m.get("kv_max_tokens_used"),
         replicas == 1 ? "" : " (by one replica)"});
     List<Map<String, Object>> steps = (List<Map<String, Object>>) m.get("steps");
-    line.accept("steps: %d (%d distinct shapes timed); each step against its bounds (compute: "
-        + "MXU work at peak; bandwidth: HBM bytes at HBM bandwidth; interconnect: all-reduce bytes "
-        + "at link bandwidth plus one link latency):", new Object[] {
-        steps.size(), m.get("timing_runs")});
+    line.accept("steps: %d (%d distinct shapes timed, in %d emulator runs); each step against its "
+        + "bounds (compute: MXU work at peak; bandwidth: HBM bytes at HBM bandwidth; interconnect: "
+        + "all-reduce bytes at link bandwidth plus one link latency):", new Object[] {
+        steps.size(), m.get("timing_runs"), m.get("emulator_runs")});
     int shown = 0;
     for (Map<String, Object> s : steps) {
       if (shown++ >= 5 && shown < steps.size()) {
