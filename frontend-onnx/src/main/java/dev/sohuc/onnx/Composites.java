@@ -13,6 +13,7 @@ import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.function.UnaryOperator;
 
@@ -457,6 +458,66 @@ final class Composites {
 
   private static Value times(OnnxNode n, Value x, double v) {
     return op(n, BinaryKind.MUL, x, scalar(n, x, v));
+  }
+
+  /**
+   * GatherND with batch_dims 0: indices [..., k] pick rows of data's first k axes (static),
+   * flattened into one axis, by the tuple's row-major position there; each entry wrapped from
+   * the end where negative, and a tuple with an entry outside its axis's range sent past the
+   * last row, so that the gather reports it instead of reading another row. The positions are
+   * computed in f32 (exact below 2^24 rows; the chip computes in f32) and cast back.
+   */
+  static void gatherNd(OnnxNode n) {
+    TensorType data = n.type(0);
+    TensorType indices = n.type(1);
+    if (n.attrInt("batch_dims", 0) != 0) {
+      throw n.error("batch_dims " + n.attrInt("batch_dims", 0) + " (sohuc imports GatherND with "
+          + "batch_dims 0)");
+    }
+    if (indices.elementType() != ElementType.I64 || indices.rank() < 1) {
+      throw n.error("indices must be an int64 tensor of rank 1 or more, got " + indices);
+    }
+    Dim last = indices.dim(indices.rank() - 1);
+    if (!last.isStatic() || last.value() < 1 || last.value() > data.rank()) {
+      throw n.error("the index tuples' length " + last + " must be static, 1 to the data's rank "
+          + data.rank());
+    }
+    int k = (int) last.value();
+    long rows = 1;
+    for (int j = 0; j < k; j++) {
+      if (!data.dim(j).isStatic()) {
+        throw n.error("data axis " + j + " must be static, got " + data.dim(j));
+      }
+      // each factor and the product at most 2^31: no overflow
+      rows *= Math.min(data.dim(j).value(), 1L << 31);
+      if (rows > 1L << 24) {
+        throw n.error("data's first " + k + " axes hold more than 2^24 rows: " + data);
+      }
+    }
+    List<Dim> tupleShape = indices.dims().subList(0, indices.rank() - 1);
+    Value tuples = n.temp(new ElementwiseOp.Cast(n.value(1), ElementType.F32));
+    Value position = null;
+    Value outside = null;
+    long stride = 1;
+    for (int j = k - 1; j >= 0; j--) {
+      long extent = data.dim(j).value();
+      Value entry = n.reshape(n.temp(new DataOp.Slice(tuples, List.of(Dim.of(j)),
+          List.of(Dim.of(j + 1)), List.of(-1L), List.of(1L))), tupleShape);
+      Value negative = op(n, BinaryKind.LESS, entry, scalar(n, entry, 0));
+      Value wrapped = n.temp(new ElementwiseOp.Where(negative,
+          op(n, BinaryKind.ADD, entry, scalar(n, entry, extent)), entry));
+      Value bad = op(n, BinaryKind.OR, op(n, BinaryKind.LESS, wrapped, scalar(n, entry, 0)),
+          op(n, BinaryKind.GREATER_EQUAL, wrapped, scalar(n, entry, extent)));
+      outside = outside == null ? bad : op(n, BinaryKind.OR, outside, bad);
+      Value term = stride == 1 ? wrapped : op(n, BinaryKind.MUL, wrapped, scalar(n, entry, stride));
+      position = position == null ? term : op(n, BinaryKind.ADD, position, term);
+      stride *= extent;
+    }
+    Value checked = n.temp(new ElementwiseOp.Cast(n.temp(new ElementwiseOp.Where(outside,
+        scalar(n, position, rows), position)), ElementType.I64));
+    List<Dim> tableShape = new ArrayList<>(List.of(Dim.of(rows)));
+    tableShape.addAll(data.dims().subList(k, data.rank()));
+    n.emit(new DataOp.Gather(n.reshape(n.value(0), tableShape), checked, 0));
   }
 
   /** exp(x) - 1, as the specs write it (no expm1: ONNX Runtime's Elu subtracts too). */

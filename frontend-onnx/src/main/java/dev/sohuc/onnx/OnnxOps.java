@@ -73,6 +73,9 @@ final class OnnxOps {
           n -> binary(n, k));
     }
     op("Pow", 1, "pow", "an exponent of another type is cast to the base's type", OnnxOps::pow);
+    op("Mod", 10, "mod (integers with fmod 1: div / mul / sub)", "fmod 0 on integers (the sign of the "
+        + "divisor), fmod 1 (the sign of the dividend; floats need it); folded when both inputs are known",
+        OnnxOps::mod);
     op("Max", 1, "max", "variadic: a chain of binary max", n -> variadic(n, BinaryKind.MAX));
     op("Min", 1, "min", "variadic: a chain of binary min", n -> variadic(n, BinaryKind.MIN));
     for (var e : List.of(List.of("Sqrt", UnaryKind.SQRT), List.of("Reciprocal", UnaryKind.RECIPROCAL),
@@ -141,6 +144,9 @@ final class OnnxOps {
         OnnxOps::split);
     op("Slice", 10, "slice", "starts/ends may be symbolic; axes and steps static", OnnxOps::slice);
     op("Gather", 1, "gather", "folded on shape vectors", OnnxOps::gather);
+    op("GatherND", 11, "cast / slice / reshape / less / greater_equal / or / where / mul / add / gather", "batch_dims 0; each index "
+        + "tuple as one row of the data's leading axes flattened (an entry out of its axis's range is an "
+        + "error, as in ONNX Runtime)", Composites::gatherNd);
     op("GatherElements", 11, "gather_elements", "", n -> {
       checkConstantIndices(n, n.known(1), n.attrInt("axis", 0));
       n.emit(new DataOp.GatherElements(n.value(0), n.value(1), n.attrInt("axis", 0)));
@@ -317,7 +323,8 @@ final class OnnxOps {
           "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization", "ArgMax",
           "ArgMin", "Hardmax" -> new Arity(1, 1, 1);
       case "Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
-          "Xor", "Pow", "MatMul", "Reshape", "Gather", "GatherElements", "Expand", "Tile", "CastLike",
+          "Xor", "Pow", "Mod", "MatMul", "Reshape", "Gather", "GatherND", "GatherElements", "Expand", "Tile",
+          "CastLike",
           "CumSum", "PRelu" -> new Arity(2, 2, 1);
       case "Trilu" -> new Arity(1, 2, 1);
       case "MaxPool" -> new Arity(1, 1, 2);
@@ -356,6 +363,26 @@ final class OnnxOps {
       }
     }
     n.emit(new ElementwiseOp.Binary(kind, n.value(0), n.value(1)));
+  }
+
+  /**
+   * Mod: the IR's mod is C's fmod on floats and the divisor's sign on integers (fmod 0); fmod 1
+   * on integers is a - trunc(a / b) * b, the IR's integer division truncating.
+   */
+  private static void mod(OnnxNode n) {
+    boolean fmod = n.attrInt("fmod", 0) != 0;
+    if (n.type(0).elementType().isFloat() && !fmod) {
+      throw n.error("fmod 0 on " + n.type(0).elementType() + " (ONNX requires fmod 1 for floats)");
+    }
+    if (n.type(0).elementType().isFloat() || !fmod) {
+      binary(n, BinaryKind.MOD);
+      return;
+    }
+    Value a = n.value(0);
+    Value b = n.value(1);
+    Value quotient = n.temp(new ElementwiseOp.Binary(BinaryKind.DIV, a, b));
+    n.emit(new ElementwiseOp.Binary(BinaryKind.SUB, a,
+        n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, quotient, b))));
   }
 
   private static void pow(OnnxNode n) {

@@ -10,6 +10,7 @@ import ai.onnx.proto.OnnxMl.TensorShapeProto;
 import ai.onnx.proto.OnnxMl.TypeProto;
 import ai.onnx.proto.OnnxMl.ValueInfoProto;
 import com.google.protobuf.ByteString;
+import dev.sohuc.ir.IrException;
 import dev.sohuc.ir.Module;
 import dev.sohuc.ir.Weight;
 import dev.sohuc.ir.interp.Interpreter;
@@ -816,6 +817,41 @@ class BadModelTest {
           List.of("y"), Models.attr("equation", c[0]))).build()));
       assertRejected(p, "node 'Einsum_node' (Einsum)", c[2]);
     }
+  }
+
+  @Test
+  void gatherNdAndModBeyondWhatImportsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 3, 4))
+        .addInput(input("i", ElementType.I64, 2, 2)).addInput(input("i3", ElementType.I64, 2, 3))
+        .addInput(input("i32", ElementType.I32, 2, 2)).addInput(input("y4", ElementType.F32, 4))
+        .addOutput(output("y"));
+    assertEachRefused(g, 13, List.of(
+        new Refused("GatherND", List.of("x", "i"), List.of("y"), List.of(Models.attr("batch_dims", 1)),
+            "batch_dims 1 (sohuc imports GatherND with batch_dims 0)"),
+        new Refused("GatherND", List.of("x", "i3"), List.of("y"), List.of(),
+            "the index tuples' length 3 must be static, 1 to the data's rank 2"),
+        new Refused("GatherND", List.of("x", "i32"), List.of("y"), List.of(),
+            "indices must be an int64 tensor of rank 1 or more"),
+        new Refused("Mod", List.of("x", "y4"), List.of("y"), List.of(),
+            "fmod 0 on f32 (ONNX requires fmod 1 for floats)")));
+  }
+
+  /** A tuple's entry outside its axis's range is an error at run time, not another row read. */
+  @Test
+  void gatherNdRefusesAnEntryOutOfItsAxisRange() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 3, 4))
+        .addInput(input("i", ElementType.I64, 2)).addOutput(output("y"))
+        .addNode(node("GatherND", List.of("x", "i"), List.of("y")));
+    Module m = OnnxImporter.importModel(file("nd.onnx", Models.model(13, g.build())), ImportOptions.defaults());
+    Tensor x = Tensor.ofFloats(ElementType.F32, new long[] {3, 4}, new float[12]);
+    // (0, 5) would be row 5 of the 12 flattened ones; (0, 4) row 4: both out of axis 1's range
+    for (long[] tuple : new long[][] {{0, 5}, {0, 4}, {3, 0}, {-4, 0}}) {
+      Tensor i = Tensor.ofLongs(ElementType.I64, new long[] {2}, tuple);
+      IrException e = assertThrows(IrException.class, () -> new Interpreter(m).run(List.of(x, i)));
+      assertTrue(e.getMessage().contains("out of range"), e.getMessage());
+    }
+    Tensor ok = Tensor.ofLongs(ElementType.I64, new long[] {2}, new long[] {-1, 3});
+    assertEquals(0f, new Interpreter(m).run(List.of(x, ok)).values().iterator().next().floats()[0]);
   }
 
   @Test

@@ -142,6 +142,11 @@ class OpConformanceTest {
     }
     cs.add(t("Add", ix(I64, -5, 5, 2, 3), ix(I64, -5, 5, 3)).named("Add i64"));
     cs.add(t("Div", ix(I32, -9, 9, 2, 3), ix(I32, 1, 4, 3)).named("Div i32"));
+    cs.add(t("Mod", ix(I64, -9, 9, 2, 3), ix(I64, 1, 4, 3)).opset(13).named("Mod i64"));
+    cs.add(t("Mod", ix(I32, -9, 9, 2, 3), ix(I32, -4, -1, 3)).opset(13).named("Mod i32 negative divisors"));
+    cs.add(t("Mod", ix(I32, -9, 9, 2, 3), ix(I32, -4, -1, 3)).attrs(attr("fmod", 1)).opset(13)
+        .named("Mod i32 fmod 1"));
+    cs.add(t("Mod", f(2, 3), f(3)).attrs(attr("fmod", 1)).opset(13).named("Mod f32 fmod 1"));
     cs.add(t("Pow", pos(2, 3), f(2, 3)));
     cs.add(t("Pow", pos(2, 3), cs(I64, 2)).named("Pow i64 exponent"));
     cs.add(t("Max", f(2, 3), f(3), f(1, 3)).named("Max variadic"));
@@ -311,6 +316,12 @@ class OpConformanceTest {
     cs.add(t("Gather", f(5, 3), c(Tensor.ofLongs(I64, new long[] {2, 2}, new long[] {0, 2, 4, -1}))));
     cs.add(t("Gather", f(5, 3), ix(I64, 0, 2, 4)).attrs(attr("axis", 1)).named("Gather axis 1 runtime"));
     cs.add(t("Gather", f(5, 3), cs(I64, 3)).named("Gather scalar index"));
+    // GatherND: pairs into a 3-D tensor (negative entries), one tuple to a scalar, k = 1, and
+    // a sequence classifier's last-token logits at run-time positions (GPT-2's, Llama's)
+    cs.add(t("GatherND", f(3, 4, 5), c(Tensor.ofLongs(I64, new long[] {3, 2}, new long[] {0, 1, 2, -1, 1, 3}))));
+    cs.add(t("GatherND", f(2, 3), c(Tensor.ofLongs(I64, new long[] {2}, new long[] {1, 2}))).named("GatherND to a scalar"));
+    cs.add(t("GatherND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {3, 1}, new long[] {3, 0, -4}))).named("GatherND k 1"));
+    cs.add(t("GatherND", f(3, 3, 4), ix(I64, -3, 2, 2, 2, 2)).named("GatherND runtime tuples"));
     cs.add(t("GatherElements", f(3, 4), ix(I64, 0, 3, 3, 2)).attrs(attr("axis", 1)));
     cs.add(t("Expand", f(3, 1), ci(2, 3, 4)));
     cs.add(t("Expand", f(2, 3), ci(1, 1)).named("Expand smaller shape"));

@@ -86,6 +86,16 @@ class RandomOpsCompiledTest {
       return name;
     }
 
+    /** A graph input holding {@code entries} (int64). */
+    String longInput(long[] shape, long... entries) {
+      String name = input(shape, 0, 0);
+      g.setInput(g.getInputCount() - 1, g.getInput(g.getInputCount() - 1).toBuilder().setType(
+          TypeProto.newBuilder().setTensorType(g.getInput(g.getInputCount() - 1).getType()
+              .getTensorType().toBuilder().setElemType(DataType.INT64.getNumber()))));
+      values.set(values.size() - 1, Tensor.ofLongs(ElementType.I64, shape, entries));
+      return name;
+    }
+
     String ints(long... v) {
       String name = "c" + names++;
       g.addInitializer(TensorProto.newBuilder().setName(name).setDataType(DataType.INT64.getNumber())
@@ -626,6 +636,18 @@ class RandomOpsCompiledTest {
         g7.floats(new long[] {6, 1, 3, 3}, randomFloats(g7.r, 54, 0.3f))), attr("group", 6),
         ints("pads", 1, 1, 1, 1), ints("strides", 2, 1));
     assertTrue(check(6, g7), "depthwise Conv compiled");
+  }
+
+  /**
+   * GatherND as a sequence classifier takes its last tokens' logits (GPT-2's, Llama's): index
+   * pairs given at run time, one negative, their positions computed in f32 on the chip.
+   */
+  @Test
+  void gatherNdCompilesToTheInterpretersNumbers() throws Exception {
+    Graph g = new Graph(new Random(8));
+    g.node("GatherND", List.of(g.input(new long[] {3, 7, 5}, -1, 1),
+        g.longInput(new long[] {3, 2}, 0, 6, 1, 2, 2, -1)));
+    assertTrue(check(0, g), "GatherND compiled");
   }
 
   private static float[] randomFloats(Random r, int count, float scale) {
