@@ -120,6 +120,11 @@ final class OnnxOps {
         + " kernel taps, each a slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one "
         + "reshape",
         PatchConv::importNode);
+    op("Resize", 11, "expand / gather / mul / add", "nearest (every nearest_mode) and linear; "
+        + "coordinate transforms half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, "
+        + "tf_half_pixel_for_nn; constant scales or sizes, axes (18); static sizes; each axis a constant "
+        + "gather, a whole-number nearest upscale an expand; not cubic, tf_crop_and_resize or antialiased "
+        + "downscaling", ResizeImport::importNode);
     op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
         + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode 0; not the Indices output",
         n -> ConvTaps.importPool(n, true));
@@ -335,6 +340,7 @@ final class OnnxOps {
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
       case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);
       case "Clip" -> new Arity(1, 3, 1);
+      case "Resize" -> new Arity(1, 4, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);
       case "Slice" -> new Arity(3, 5, 1);
       case "Max", "Min", "Sum", "Mean", "Concat", "Einsum" -> new Arity(1, Arity.VARIADIC, 1);

@@ -836,6 +836,47 @@ class BadModelTest {
             "fmod 0 on f32 (ONNX requires fmod 1 for floats)")));
   }
 
+  @Test
+  void resizesBeyondWhatImportsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 2, 4, 4))
+        .addInput(input("rs", ElementType.F32, 4))
+        .addInitializer(Models.initializer("up", Tensor.ofFloats(ElementType.F32, new long[] {4},
+            new float[] {1, 1, 2, 2})))
+        .addInitializer(Models.initializer("down", Tensor.ofFloats(ElementType.F32, new long[] {4},
+            new float[] {1, 1, 0.5f, 0.5f})))
+        .addInitializer(Models.initializer("two", Tensor.ofFloats(ElementType.F32, new long[] {2},
+            new float[] {2, 2})))
+        .addInitializer(Models.initializer("zero", Tensor.ofFloats(ElementType.F32, new long[] {4},
+            new float[] {1, 1, 0, 2})))
+        .addInitializer(Models.initializer("sz", Tensor.ofLongs(ElementType.I64, new long[] {4},
+            new long[] {1, 2, 8, 8})))
+        .addInitializer(Models.initializer("huge", Tensor.ofLongs(ElementType.I64, new long[] {4},
+            new long[] {1, 2, 8, 1L << 40})))
+        .addOutput(output("y"));
+    List<String> up = List.of("x", "", "up");
+    assertEachRefused(g, 19, List.of(
+        new Refused("Resize", up, List.of("y"), List.of(Models.attr("mode", "cubic")),
+            "mode cubic (sohuc imports nearest and linear)"),
+        new Refused("Resize", up, List.of("y"), List.of(Models.attr("coordinate_transformation_mode",
+            "tf_crop_and_resize")), "coordinate_transformation_mode tf_crop_and_resize is not supported"),
+        new Refused("Resize", List.of("x", "", "up", "sz"), List.of("y"), List.of(),
+            "exactly one of scales and sizes must be given"),
+        new Refused("Resize", List.of("x"), List.of("y"), List.of(),
+            "exactly one of scales and sizes must be given"),
+        new Refused("Resize", List.of("x", "", "two"), List.of("y"), List.of(),
+            "scales must hold 4 values, got 2"),
+        new Refused("Resize", List.of("x", "", "zero"), List.of("y"), List.of(),
+            "scales must be positive and at most 65536"),
+        new Refused("Resize", List.of("x", "", "", "huge"), List.of("y"), List.of(),
+            "sizes must be 0 to 65536"),
+        new Refused("Resize", List.of("x", "", "down"), List.of("y"), List.of(Models.attr("antialias", 1)),
+            "antialias when downscaling"),
+        new Refused("Resize", up, List.of("y"), List.of(Models.attr("keep_aspect_ratio_policy", "not_larger")),
+            "keep_aspect_ratio_policy not_larger (sohuc imports stretch)"),
+        new Refused("Resize", List.of("x", "", "rs"), List.of("y"), List.of(),
+            "scales (input 'rs') is computed from run-time data")));
+  }
+
   /** A tuple's entry outside its axis's range is an error at run time, not another row read. */
   @Test
   void gatherNdRefusesAnEntryOutOfItsAxisRange() throws Exception {

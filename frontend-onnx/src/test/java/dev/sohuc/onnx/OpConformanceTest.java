@@ -114,6 +114,14 @@ class OpConformanceTest {
     return c(Tensor.scalar(type, v));
   }
 
+  static In scales(double... v) {
+    float[] f = new float[v.length];
+    for (int i = 0; i < v.length; i++) {
+      f[i] = (float) v[i];
+    }
+    return c(Tensor.ofFloats(F32, new long[] {v.length}, f));
+  }
+
   static In none() {
     return null;
   }
@@ -404,6 +412,25 @@ class OpConformanceTest {
     cs.add(t("LpNormalization", f(2, 3, 4)).attrs(attr("axis", 1), attr("p", 1)).named("LpNormalization p 1 axis 1"));
     cs.add(t("LpNormalization", new In(F32, new long[] {2, 3}, r -> Tensor.ofFloats(F32, new long[] {2, 3},
         new float[] {0, 0, 0, 3, -4, 0}), null)).named("LpNormalization of a zero row"));
+    // Resize: PyTorch's nearest x2 (asymmetric, floor: an expand), nearest to odd sizes with each
+    // rounding, bilinear up and down in each coordinate transform, 1-D and 3-D, axes (18)
+    cs.add(t("Resize", f(1, 2, 3, 4), none(), scales(1, 1, 2, 2)).attrs(attr("coordinate_transformation_mode",
+        "asymmetric"), attr("nearest_mode", "floor")).opset(13).named("Resize nearest x2 (PyTorch)"));
+    cs.add(t("Resize", f(1, 2, 3, 4), none(), none(), ci(1, 2, 5, 7)).opset(13).named("Resize nearest sizes"));
+    cs.add(t("Resize", f(1, 1, 4, 6), none(), scales(1, 1, 1.5, 0.5)).attrs(attr("nearest_mode", "round_prefer_ceil"))
+        .opset(13).named("Resize nearest round_prefer_ceil"));
+    cs.add(t("Resize", f(2, 5, 7), none(), none(), ci(2, 5, 3)).attrs(attr("nearest_mode", "ceil"),
+        attr("coordinate_transformation_mode", "tf_half_pixel_for_nn")).opset(13).named("Resize nearest 1-D ceil"));
+    cs.add(t("Resize", f(1, 2, 3, 4), none(), scales(1, 1, 2, 2)).attrs(attr("mode", "linear")).opset(13)
+        .named("Resize bilinear x2 half_pixel"));
+    cs.add(t("Resize", f(1, 2, 3, 4), none(), none(), ci(1, 2, 7, 5)).attrs(attr("mode", "linear"),
+        attr("coordinate_transformation_mode", "align_corners")).opset(13).named("Resize bilinear align_corners"));
+    cs.add(t("Resize", f(1, 2, 8, 6), none(), scales(1, 1, 0.5, 0.75)).attrs(attr("mode", "linear"),
+        attr("coordinate_transformation_mode", "pytorch_half_pixel")).opset(13).named("Resize bilinear down"));
+    cs.add(t("Resize", f(2, 4, 5), none(), scales(1, 1, 2.5)).attrs(attr("mode", "linear"),
+        attr("coordinate_transformation_mode", "asymmetric")).opset(13).named("Resize linear 1-D asymmetric"));
+    cs.add(t("Resize", f(1, 3, 4, 5), none(), none(), ci(6, 9)).attrs(attr("mode", "linear"), ints("axes", 2, 3),
+        attr("coordinate_transformation_mode", "half_pixel_symmetric")).opset(19).named("Resize axes half_pixel_symmetric"));
     cs.add(t("Clip", f(3, 4), cs(F32, -0.5), cs(F32, 0.5)));
     cs.add(t("Clip", f(3, 4), cs(F32, 0)).named("Clip min only"));
     cs.add(t("Clip", f(3, 4), none(), cs(F32, 0)).named("Clip max only"));

@@ -103,6 +103,18 @@ class RandomOpsCompiledTest {
       return name;
     }
 
+    /** A float vector initializer (Resize's scales). */
+    String floatConstant(float... v) {
+      String name = "c" + names++;
+      TensorProto.Builder t = TensorProto.newBuilder().setName(name)
+          .setDataType(DataType.FLOAT.getNumber()).addDims(v.length);
+      for (float f : v) {
+        t.addFloatData(f);
+      }
+      g.addInitializer(t);
+      return name;
+    }
+
     String scalar(float v) {
       String name = "c" + names++;
       g.addInitializer(TensorProto.newBuilder().setName(name).setDataType(DataType.FLOAT.getNumber())
@@ -151,6 +163,11 @@ class RandomOpsCompiledTest {
 
   private static AttributeProto attr(String name, long v) {
     return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INT).setI(v).build();
+  }
+
+  private static AttributeProto attr(String name, String v) {
+    return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.STRING)
+        .setS(com.google.protobuf.ByteString.copyFromUtf8(v)).build();
   }
 
   private static AttributeProto attrF(String name, float v) {
@@ -636,6 +653,22 @@ class RandomOpsCompiledTest {
         g7.floats(new long[] {6, 1, 3, 3}, randomFloats(g7.r, 54, 0.3f))), attr("group", 6),
         ints("pads", 1, 1, 1, 1), ints("strides", 2, 1));
     assertTrue(check(6, g7), "depthwise Conv compiled");
+  }
+
+  /**
+   * Resize as vision models and diffusion U-Nets use it: PyTorch's nearest x2 (an expand) and a
+   * bilinear x2 (constant gathers along each axis, weighted).
+   */
+  @Test
+  void resizeCompilesToTheInterpretersNumbers() throws Exception {
+    Graph g = new Graph(new Random(9));
+    g.node("Resize", List.of(g.input(new long[] {1, 3, 5, 6}, -1, 1), "", g.floatConstant(1, 1, 2, 2)),
+        attr("coordinate_transformation_mode", "asymmetric"), attr("nearest_mode", "floor"));
+    assertTrue(check(0, g), "nearest Resize compiled");
+    Graph g2 = new Graph(new Random(10));
+    g2.node("Resize", List.of(g2.input(new long[] {2, 2, 4, 3}, -1, 1), "", g2.floatConstant(1, 1, 2, 2)),
+        attr("mode", "linear"));
+    assertTrue(check(1, g2), "bilinear Resize compiled");
   }
 
   /**

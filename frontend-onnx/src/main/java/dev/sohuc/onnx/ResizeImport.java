@@ -1,0 +1,231 @@
+package dev.sohuc.onnx;
+
+import dev.sohuc.ir.Value;
+import dev.sohuc.ir.op.DataOp;
+import dev.sohuc.ir.op.ElementwiseOp;
+import dev.sohuc.ir.op.ElementwiseOp.BinaryKind;
+import dev.sohuc.ir.tensor.Tensor;
+import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
+import dev.sohuc.ir.type.TensorType;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * ONNX Resize, nearest or linear, one axis after another (both are separable): each output
+ * position of an axis maps back to an input coordinate (coordinate_transformation_mode), which
+ * nearest rounds to one input index and linear splits between its two neighbours. The indices
+ * and weights are computed here, in f32 as ONNX Runtime computes them, and become constant
+ * gathers along the axis; a whole-number nearest upscale that repeats each input f times
+ * (PyTorch's interpolate, asymmetric and floor) is an expand instead.
+ */
+final class ResizeImport {
+  private ResizeImport() {}
+
+  /** The most output positions an axis takes: each is a gathered slice of the input. */
+  static final long MAX_POSITIONS = 1 << 16;
+
+  static void importNode(OnnxNode n) {
+    TensorType x = n.type(0);
+    if (!x.elementType().isFloat()) {
+      throw n.error("X must be a float tensor, got " + x);
+    }
+    String mode = n.attrString("mode", "nearest");
+    if (!mode.equals("nearest") && !mode.equals("linear")) {
+      throw n.error("mode " + mode + " (sohuc imports nearest and linear)");
+    }
+    String transform = n.attrString("coordinate_transformation_mode", "half_pixel");
+    if (!List.of("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+        "asymmetric", "tf_half_pixel_for_nn").contains(transform)) {
+      throw n.error("coordinate_transformation_mode " + transform + " is not supported");
+    }
+    String nearest = n.attrString("nearest_mode", "round_prefer_floor");
+    if (!List.of("round_prefer_floor", "round_prefer_ceil", "floor", "ceil").contains(nearest)) {
+      throw n.error("nearest_mode " + nearest + " is not supported");
+    }
+    if (!n.attrString("keep_aspect_ratio_policy", "stretch").equals("stretch")) {
+      throw n.error("keep_aspect_ratio_policy " + n.attrString("keep_aspect_ratio_policy", "")
+          + " (sohuc imports stretch)");
+    }
+    int rank = x.rank();
+    long[] in = new long[rank];
+    for (int i = 0; i < rank; i++) {
+      in[i] = ConvTaps.staticDim(n, x.dim(i), "input's size");
+    }
+    int[] axes = axes(n, rank);
+    double[] scales = new double[rank];
+    long[] out = in.clone();
+    java.util.Arrays.fill(scales, 1);
+    double[] givenScales = n.has(2) ? constants(n, 2, "scales") : new double[0];
+    double[] givenSizes = n.has(3) ? constants(n, 3, "sizes") : new double[0];
+    if ((givenScales.length == 0) == (givenSizes.length == 0)) {
+      throw n.error("exactly one of scales and sizes must be given");
+    }
+    double[] given = givenScales.length > 0 ? givenScales : givenSizes;
+    if (given.length != axes.length) {
+      throw n.error((givenScales.length > 0 ? "scales" : "sizes") + " must hold " + axes.length
+          + " values, got " + given.length);
+    }
+    for (int j = 0; j < axes.length; j++) {
+      int a = axes[j];
+      if (givenScales.length > 0) {
+        if (!(given[j] > 0) || given[j] > MAX_POSITIONS) {
+          throw n.error("scales must be positive and at most " + MAX_POSITIONS + ", got "
+              + java.util.Arrays.toString(given));
+        }
+        scales[a] = (float) given[j];
+        out[a] = (long) Math.floor(in[a] * (float) given[j]);
+      } else {
+        if (given[j] < 0 || given[j] > MAX_POSITIONS) {
+          throw n.error("sizes must be 0 to " + MAX_POSITIONS + ", got "
+              + java.util.Arrays.toString(given));
+        }
+        out[a] = (long) given[j];
+        scales[a] = in[a] == 0 ? 1 : (float) out[a] / in[a];
+      }
+      if (out[a] > MAX_POSITIONS) {
+        throw n.error("axis " + a + " resized to " + out[a] + " positions, more than "
+            + MAX_POSITIONS);
+      }
+      if (out[a] > 0 && in[a] == 0) {
+        throw n.error("axis " + a + " of no positions resized to " + out[a]);
+      }
+    }
+    if (n.attrInt("antialias", 0) != 0
+        && java.util.Arrays.stream(scales).anyMatch(s -> s < 1)) {
+      throw n.error("antialias when downscaling (sohuc imports resampling without it)");
+    }
+    Value y = n.value(0);
+    for (int a = 0; a < rank; a++) {
+      if (out[a] == in[a] && scales[a] == 1) {
+        continue;
+      }
+      y = mode.equals("nearest") ? nearest(n, y, a, in[a], out[a], (float) scales[a], transform,
+          nearest) : linear(n, y, a, in[a], out[a], (float) scales[a], transform);
+    }
+    n.set(0, y);
+  }
+
+  /** The axes scales or sizes apply to: the axes attribute (18), else every axis. */
+  private static int[] axes(OnnxNode n, int rank) {
+    List<Long> given = n.attrInts("axes");
+    if (given == null) {
+      return java.util.stream.IntStream.range(0, rank).toArray();
+    }
+    int[] axes = new int[given.size()];
+    java.util.Set<Integer> seen = new java.util.HashSet<>();
+    for (int j = 0; j < axes.length; j++) {
+      long a = given.get(j);
+      if (a < -rank || a >= rank || !seen.add((int) Math.floorMod(a, rank))) {
+        throw n.error("axes " + given + " must be distinct axes of a rank-" + rank + " input");
+      }
+      axes[j] = (int) Math.floorMod(a, rank);
+    }
+    return axes;
+  }
+
+  /** A constant float or integer input's values (an empty tensor: none). */
+  private static double[] constants(OnnxNode n, int i, String role) {
+    if (!(n.known(i) instanceof Known.Concrete c)) {
+      throw n.dataDependent(i, role);
+    }
+    double[] v = new double[(int) c.tensor().size()];
+    for (int j = 0; j < v.length; j++) {
+      v[j] = c.tensor().get(j);
+    }
+    return v;
+  }
+
+  /** Output position {@code o}'s input coordinate, in f32 as ONNX Runtime computes it. */
+  private static float original(int o, long in, long out, float scale, String transform) {
+    float x = o;
+    return switch (transform) {
+      case "half_pixel" -> (x + 0.5f) / scale - 0.5f;
+      case "half_pixel_symmetric" -> {
+        float adjustment = out / (in * scale);
+        float center = in / 2f;
+        yield center * (1 - adjustment) + (x + 0.5f) / scale - 0.5f;
+      }
+      case "pytorch_half_pixel" -> out > 1 ? (x + 0.5f) / scale - 0.5f : 0f;
+      case "align_corners" -> out == 1 ? 0f : x * (in - 1) / (out - 1);
+      case "asymmetric" -> x / scale;
+      case "tf_half_pixel_for_nn" -> (x + 0.5f) / scale;
+      default -> throw new IllegalArgumentException(transform);
+    };
+  }
+
+  private static Value nearest(OnnxNode n, Value y, int axis, long in, long out, float scale,
+      String transform, String mode) {
+    long[] index = new long[(int) out];
+    boolean repeats = out > 0 && out % in == 0;
+    for (int o = 0; o < out; o++) {
+      float x = original(o, in, out, scale, transform);
+      long i = switch (mode) {
+        case "floor" -> (long) Math.floor(x);
+        case "ceil" -> (long) Math.ceil(x);
+        case "round_prefer_ceil" -> x == Math.floor(x) + 0.5f ? (long) Math.ceil(x) : Math.round(x);
+        default -> x == Math.floor(x) + 0.5f ? (long) Math.floor(x) : Math.round(x);
+      };
+      index[o] = Math.max(0, Math.min(in - 1, i));
+      // out a whole multiple of in (> 0) whenever repeats still holds
+      repeats = repeats && index[o] == o / (out / in);
+    }
+    return repeats ? repeated(n, y, axis, out / in) : gather(n, y, axis, index);
+  }
+
+  /** Each position of {@code axis} {@code factor} times in a row: [.., L, 1, ..] expanded. */
+  private static Value repeated(OnnxNode n, Value y, int axis, long factor) {
+    List<Dim> dims = y.type().dims();
+    List<Dim> split = new ArrayList<>(dims);
+    split.add(axis + 1, Dim.of(1));
+    List<Dim> wide = new ArrayList<>(split);
+    wide.set(axis + 1, Dim.of(factor));
+    List<Dim> merged = new ArrayList<>(dims);
+    merged.set(axis, dims.get(axis).times(Dim.of(factor)));
+    return n.reshape(n.temp(new DataOp.Expand(n.reshape(y, split), wide)), merged);
+  }
+
+  private static Value gather(OnnxNode n, Value y, int axis, long[] index) {
+    Value indices = n.constant(Tensor.ofLongs(ElementType.I64, new long[] {index.length}, index));
+    return n.temp(new DataOp.Gather(y, indices, axis));
+  }
+
+  /**
+   * Linear: each output position between input indices i1 = floor(x) and i2 = i1 + 1 (the
+   * coordinate clamped to the axis), weighted by its distance to the other, half each where
+   * the two are one index (ONNX Runtime's bilinear weights).
+   */
+  private static Value linear(OnnxNode n, Value y, int axis, long in, long out, float scale,
+      String transform) {
+    long[] low = new long[(int) out];
+    long[] high = new long[(int) out];
+    float[] lowWeight = new float[(int) out];
+    float[] highWeight = new float[(int) out];
+    for (int o = 0; o < out; o++) {
+      float x = Math.max(0f, Math.min(original(o, in, out, scale, transform), in - 1));
+      low[o] = Math.min((long) x, in - 1);
+      high[o] = Math.min(low[o] + 1, in - 1);
+      float toLow = Math.abs(x - low[o]);
+      float toHigh = Math.abs(x - high[o]);
+      if (low[o] == high[o]) {
+        toLow = 0.5f;
+        toHigh = 0.5f;
+      }
+      lowWeight[o] = toHigh;
+      highWeight[o] = toLow;
+    }
+    return n.temp(new ElementwiseOp.Binary(BinaryKind.ADD,
+        weighted(n, gather(n, y, axis, low), axis, lowWeight),
+        weighted(n, gather(n, y, axis, high), axis, highWeight)));
+  }
+
+  /** {@code y} times {@code w}, one weight per position of {@code axis}. */
+  private static Value weighted(OnnxNode n, Value y, int axis, float[] w) {
+    TensorType t = y.type();
+    long[] shape = new long[t.rank() - axis];
+    java.util.Arrays.fill(shape, 1);
+    shape[0] = w.length;
+    Value weights = n.constant(Tensor.ofFloats(t.elementType(), shape, w));
+    return n.temp(new ElementwiseOp.Binary(BinaryKind.MUL, y, weights));
+  }
+}
