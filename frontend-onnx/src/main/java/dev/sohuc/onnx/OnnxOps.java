@@ -120,10 +120,10 @@ final class OnnxOps {
         + " kernel taps, each a slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one "
         + "reshape",
         PatchConv::importNode);
-    op("Resize", 11, "expand / gather / mul / add", "nearest (every nearest_mode) and linear; "
+    op("Resize", 11, "expand / gather / mul / add", "nearest (every nearest_mode), linear and cubic (cubic_coeff_a, exclude_outside); "
         + "coordinate transforms half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, "
         + "tf_half_pixel_for_nn; constant scales or sizes, axes (18); static sizes; each axis a constant "
-        + "gather, a whole-number nearest upscale an expand; not cubic, tf_crop_and_resize or antialiased "
+        + "gather, a whole-number nearest upscale an expand; not tf_crop_and_resize or antialiased "
         + "downscaling", ResizeImport::importNode);
     op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
         + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode 0; not the Indices output",

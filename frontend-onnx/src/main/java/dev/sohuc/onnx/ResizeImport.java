@@ -12,12 +12,13 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * ONNX Resize, nearest or linear, one axis after another (both are separable): each output
- * position of an axis maps back to an input coordinate (coordinate_transformation_mode), which
- * nearest rounds to one input index and linear splits between its two neighbours. The indices
- * and weights are computed here, in f32 as ONNX Runtime computes them, and become constant
- * gathers along the axis; a whole-number nearest upscale that repeats each input f times
- * (PyTorch's interpolate, asymmetric and floor) is an expand instead.
+ * ONNX Resize, nearest, linear or cubic, one axis after another (all three are separable):
+ * each output position of an axis maps back to an input coordinate
+ * (coordinate_transformation_mode), which nearest rounds to one input index, linear splits
+ * between its two neighbours and cubic spreads over four. The indices and weights are computed
+ * here, in f32 as ONNX Runtime computes them, and become constant gathers along the axis, each
+ * weighted; a whole-number nearest upscale that repeats each input f times (PyTorch's
+ * interpolate, asymmetric and floor) is an expand instead.
  */
 final class ResizeImport {
   private ResizeImport() {}
@@ -31,8 +32,8 @@ final class ResizeImport {
       throw n.error("X must be a float tensor, got " + x);
     }
     String mode = n.attrString("mode", "nearest");
-    if (!mode.equals("nearest") && !mode.equals("linear")) {
-      throw n.error("mode " + mode + " (sohuc imports nearest and linear)");
+    if (!List.of("nearest", "linear", "cubic").contains(mode)) {
+      throw n.error("mode " + mode + " (nearest, linear or cubic)");
     }
     String transform = n.attrString("coordinate_transformation_mode", "half_pixel");
     if (!List.of("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
@@ -100,8 +101,12 @@ final class ResizeImport {
       if (out[a] == in[a] && scales[a] == 1) {
         continue;
       }
-      y = mode.equals("nearest") ? nearest(n, y, a, in[a], out[a], (float) scales[a], transform,
-          nearest) : linear(n, y, a, in[a], out[a], (float) scales[a], transform);
+      y = switch (mode) {
+        case "nearest" -> nearest(n, y, a, in[a], out[a], (float) scales[a], transform, nearest);
+        case "linear" -> linear(n, y, a, in[a], out[a], (float) scales[a], transform);
+        default -> cubic(n, y, a, in[a], out[a], (float) scales[a], transform,
+            (float) n.attrFloat("cubic_coeff_a", -0.75), n.attrInt("exclude_outside", 0) != 0);
+      };
     }
     n.set(0, y);
   }
@@ -197,26 +202,71 @@ final class ResizeImport {
    */
   private static Value linear(OnnxNode n, Value y, int axis, long in, long out, float scale,
       String transform) {
-    long[] low = new long[(int) out];
-    long[] high = new long[(int) out];
-    float[] lowWeight = new float[(int) out];
-    float[] highWeight = new float[(int) out];
+    long[][] index = new long[2][(int) out];
+    float[][] weight = new float[2][(int) out];
     for (int o = 0; o < out; o++) {
       float x = Math.max(0f, Math.min(original(o, in, out, scale, transform), in - 1));
-      low[o] = Math.min((long) x, in - 1);
-      high[o] = Math.min(low[o] + 1, in - 1);
-      float toLow = Math.abs(x - low[o]);
-      float toHigh = Math.abs(x - high[o]);
-      if (low[o] == high[o]) {
+      index[0][o] = Math.min((long) x, in - 1);
+      index[1][o] = Math.min(index[0][o] + 1, in - 1);
+      float toLow = Math.abs(x - index[0][o]);
+      float toHigh = Math.abs(x - index[1][o]);
+      if (index[0][o] == index[1][o]) {
         toLow = 0.5f;
         toHigh = 0.5f;
       }
-      lowWeight[o] = toHigh;
-      highWeight[o] = toLow;
+      weight[0][o] = toHigh;
+      weight[1][o] = toLow;
     }
-    return n.temp(new ElementwiseOp.Binary(BinaryKind.ADD,
-        weighted(n, gather(n, y, axis, low), axis, lowWeight),
-        weighted(n, gather(n, y, axis, high), axis, highWeight)));
+    return taps(n, y, axis, index, weight);
+  }
+
+  /**
+   * Cubic (Keys' kernel of coefficient a): each output position from the four input indices
+   * around its coordinate, clamped to the axis; with exclude_outside those past the axis weigh
+   * nothing and the rest are renormalized.
+   */
+  private static Value cubic(OnnxNode n, Value y, int axis, long in, long out, float scale,
+      String transform, float a, boolean excludeOutside) {
+    long[][] index = new long[4][(int) out];
+    float[][] weight = new float[4][(int) out];
+    for (int o = 0; o < out; o++) {
+      float x = original(o, in, out, scale, transform);
+      long base = (long) Math.floor(x);
+      float s = x - base;
+      float[] w = {keys(1 + s, a), keys(s, a), keys(1 - s, a), keys(2 - s, a)};
+      float sum = 0;
+      for (int t = 0; t < 4; t++) {
+        long i = base - 1 + t;
+        if (excludeOutside && (i < 0 || i >= in)) {
+          w[t] = 0;
+        }
+        sum += w[t];
+        index[t][o] = Math.max(0, Math.min(in - 1, i));
+      }
+      for (int t = 0; t < 4; t++) {
+        weight[t][o] = excludeOutside ? w[t] / sum : w[t];
+      }
+    }
+    return taps(n, y, axis, index, weight);
+  }
+
+  /** Keys' cubic convolution kernel at distance {@code d}. */
+  private static float keys(float d, float a) {
+    float x = Math.abs(d);
+    if (x <= 1) {
+      return ((a + 2) * x - (a + 3)) * x * x + 1;
+    }
+    return x < 2 ? ((a * x - 5 * a) * x + 8 * a) * x - 4 * a : 0;
+  }
+
+  /** The sum over taps t of y gathered at {@code index[t]} along {@code axis} times {@code weight[t]}. */
+  private static Value taps(OnnxNode n, Value y, int axis, long[][] index, float[][] weight) {
+    Value sum = null;
+    for (int t = 0; t < index.length; t++) {
+      Value term = weighted(n, gather(n, y, axis, index[t]), axis, weight[t]);
+      sum = sum == null ? term : n.temp(new ElementwiseOp.Binary(BinaryKind.ADD, sum, term));
+    }
+    return sum;
   }
 
   /** {@code y} times {@code w}, one weight per position of {@code axis}. */

@@ -855,8 +855,8 @@ class BadModelTest {
         .addOutput(output("y"));
     List<String> up = List.of("x", "", "up");
     assertEachRefused(g, 19, List.of(
-        new Refused("Resize", up, List.of("y"), List.of(Models.attr("mode", "cubic")),
-            "mode cubic (sohuc imports nearest and linear)"),
+        new Refused("Resize", up, List.of("y"), List.of(Models.attr("mode", "bicubic")),
+            "mode bicubic (nearest, linear or cubic)"),
         new Refused("Resize", up, List.of("y"), List.of(Models.attr("coordinate_transformation_mode",
             "tf_crop_and_resize")), "coordinate_transformation_mode tf_crop_and_resize is not supported"),
         new Refused("Resize", List.of("x", "", "up", "sz"), List.of("y"), List.of(),

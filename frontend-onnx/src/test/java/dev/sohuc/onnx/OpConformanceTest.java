@@ -431,6 +431,14 @@ class OpConformanceTest {
         attr("coordinate_transformation_mode", "asymmetric")).opset(13).named("Resize linear 1-D asymmetric"));
     cs.add(t("Resize", f(1, 3, 4, 5), none(), none(), ci(6, 9)).attrs(attr("mode", "linear"), ints("axes", 2, 3),
         attr("coordinate_transformation_mode", "half_pixel_symmetric")).opset(19).named("Resize axes half_pixel_symmetric"));
+    // bicubic (ViT's interpolated position embeddings), Keys' a and exclude_outside
+    cs.add(t("Resize", f(1, 2, 4, 5), none(), scales(1, 1, 2, 2)).attrs(attr("mode", "cubic")).opset(13)
+        .named("Resize bicubic x2"));
+    cs.add(t("Resize", f(1, 2, 5, 4), none(), none(), ci(1, 2, 7, 3)).attrs(attr("mode", "cubic"),
+        attr("coordinate_transformation_mode", "align_corners"), attr("cubic_coeff_a", -0.5),
+        attr("exclude_outside", 1)).opset(13).named("Resize bicubic align_corners, exclude_outside"));
+    cs.add(t("Resize", f(1, 3, 8, 6), none(), scales(1, 1, 0.5, 0.75)).attrs(attr("mode", "cubic"),
+        attr("coordinate_transformation_mode", "pytorch_half_pixel")).opset(13).named("Resize bicubic down"));
     cs.add(t("Clip", f(3, 4), cs(F32, -0.5), cs(F32, 0.5)));
     cs.add(t("Clip", f(3, 4), cs(F32, 0)).named("Clip min only"));
     cs.add(t("Clip", f(3, 4), none(), cs(F32, 0)).named("Clip max only"));

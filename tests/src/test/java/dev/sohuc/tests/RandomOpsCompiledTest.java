@@ -656,8 +656,9 @@ class RandomOpsCompiledTest {
   }
 
   /**
-   * Resize as vision models and diffusion U-Nets use it: PyTorch's nearest x2 (an expand) and a
-   * bilinear x2 (constant gathers along each axis, weighted).
+   * Resize as vision models and diffusion U-Nets use it: PyTorch's nearest x2 (an expand), a
+   * bilinear x2 and ViT's bicubic position-embedding interpolation (constant gathers along each
+   * axis, weighted).
    */
   @Test
   void resizeCompilesToTheInterpretersNumbers() throws Exception {
@@ -669,6 +670,10 @@ class RandomOpsCompiledTest {
     g2.node("Resize", List.of(g2.input(new long[] {2, 2, 4, 3}, -1, 1), "", g2.floatConstant(1, 1, 2, 2)),
         attr("mode", "linear"));
     assertTrue(check(1, g2), "bilinear Resize compiled");
+    Graph g3 = new Graph(new Random(11));
+    g3.node("Resize", List.of(g3.input(new long[] {1, 4, 6, 6}, -1, 1), "", g3.floatConstant(1, 1, 1.5f, 1.5f)),
+        attr("mode", "cubic"), attr("coordinate_transformation_mode", "pytorch_half_pixel"));
+    assertTrue(check(2, g3), "bicubic Resize compiled");
   }
 
   /**
