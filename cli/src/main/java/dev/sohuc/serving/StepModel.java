@@ -225,14 +225,20 @@ public final class StepModel {
      */
     PLAIN(false, HfOptions.DECODE_ATTENTION, "the decode attention"),
     /**
+     * The plain order; the second stream runs the decode attention and the later
+     * micro-batches' prompt attention.
+     */
+    PLAIN_LATER_PROMPTS(false, HfOptions.OVERLAPPED_ATTENTION,
+        "the decode attention and the later micro-batches' prompt attention"),
+    /**
      * Overlapped attention (HfOptions overlapAttention: each micro-batch's o projection and MLP
      * after the next one's attention); the second stream runs the decode attention and the
      * later micro-batches' prompt attention, each beside an MLP.
      */
-    OVERLAPPED(true, HfOptions.OVERLAPPED_ATTENTION,
-        "the decode attention and the later micro-batches' prompt attention, beside an MLP"),
+    OVERLAPPED(true, HfOptions.OVERLAPPED_ATTENTION, "the decode attention and the later "
+        + "micro-batches' prompt attention, overlapped with an MLP"),
     /** Overlapped attention; the second stream runs every attention, each beside an MLP. */
-    OVERLAPPED_ALL(true, HfOptions.EVERY_ATTENTION, "every attention, beside an MLP");
+    OVERLAPPED_ALL(true, HfOptions.EVERY_ATTENTION, "every attention, overlapped with an MLP");
 
     private final boolean overlap;
     private final java.util.regex.Pattern secondStream;

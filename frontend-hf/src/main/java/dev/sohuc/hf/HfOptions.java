@@ -123,10 +123,10 @@ public record HfOptions(GraphKind graph, Map<String, Long> dimBindings, boolean 
       java.util.regex.Pattern.compile("decode\\.");
 
   /**
-   * With {@code overlapAttention}: the decode attention and the prompt attention of every
-   * micro-batch after the first (their ropes, the attention), which read the first stream's
-   * projections and run beside the MLP placed before their o projection; the first
-   * micro-batch's prompt attention stays in the first stream, beside the decodes'.
+   * The decode attention and the prompt attention of every micro-batch after the first (their
+   * ropes, the attention), which read the first stream's projections; with
+   * {@code overlapAttention} they run beside the MLP placed before their o projection. The
+   * first micro-batch's prompt attention stays in the first stream, beside the decodes'.
    */
   public static final java.util.regex.Pattern OVERLAPPED_ATTENTION =
       java.util.regex.Pattern.compile("decode\\.|prompt[1-9][0-9]*\\.");
