@@ -53,7 +53,8 @@ final class GraphKindOptions {
     }
     if (overlapAttention && (!step || microBatches < 2)) {
       throw new CommandLine.ParameterException(cl, "--overlap-attention goes with --step and "
-          + "--micro-batches 2 or more (it moves the later micro-batches' o projections)");
+          + "--micro-batches 2 or more (it moves each micro-batch's o projection and MLP past the "
+          + "next one's attention)");
     }
     HfOptions.GraphKind kind = step ? HfOptions.GraphKind.STEP
         : decode ? (ragged ? HfOptions.GraphKind.RAGGED_DECODE : HfOptions.GraphKind.DECODE)

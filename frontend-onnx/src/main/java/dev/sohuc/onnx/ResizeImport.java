@@ -54,9 +54,10 @@ final class ResizeImport {
       in[i] = ConvTaps.staticDim(n, x.dim(i), "input's size");
     }
     int[] axes = axes(n, rank);
-    double[] scales = new double[rank];
+    // each axis's scale in f32, as the coordinate transforms take it
+    float[] scales = new float[rank];
     long[] out = in.clone();
-    java.util.Arrays.fill(scales, 1);
+    java.util.Arrays.fill(scales, 1f);
     double[] givenScales = n.has(2) ? constants(n, 2, "scales") : new double[0];
     double[] givenSizes = n.has(3) ? constants(n, 3, "sizes") : new double[0];
     if ((givenScales.length == 0) == (givenSizes.length == 0)) {
@@ -75,7 +76,7 @@ final class ResizeImport {
               + java.util.Arrays.toString(given));
         }
         scales[a] = (float) given[j];
-        out[a] = (long) Math.floor(in[a] * (float) given[j]);
+        out[a] = (long) Math.floor(in[a] * scales[a]);
       } else {
         if (given[j] < 0 || given[j] > MAX_POSITIONS) {
           throw n.error("sizes must be 0 to " + MAX_POSITIONS + ", got "
@@ -92,9 +93,10 @@ final class ResizeImport {
         throw n.error("axis " + a + " of no positions resized to " + out[a]);
       }
     }
-    if (n.attrInt("antialias", 0) != 0
-        && java.util.Arrays.stream(scales).anyMatch(s -> s < 1)) {
-      throw n.error("antialias when downscaling (sohuc imports resampling without it)");
+    for (float s : scales) {
+      if (s < 1 && n.attrInt("antialias", 0) != 0) {
+        throw n.error("antialias when downscaling (sohuc imports resampling without it)");
+      }
     }
     Value y = n.value(0);
     for (int a = 0; a < rank; a++) {
@@ -102,9 +104,9 @@ final class ResizeImport {
         continue;
       }
       y = switch (mode) {
-        case "nearest" -> nearest(n, y, a, in[a], out[a], (float) scales[a], transform, nearest);
-        case "linear" -> linear(n, y, a, in[a], out[a], (float) scales[a], transform);
-        default -> cubic(n, y, a, in[a], out[a], (float) scales[a], transform,
+        case "nearest" -> nearest(n, y, a, in[a], out[a], scales[a], transform, nearest);
+        case "linear" -> linear(n, y, a, in[a], out[a], scales[a], transform);
+        default -> cubic(n, y, a, in[a], out[a], scales[a], transform,
             (float) n.attrFloat("cubic_coeff_a", -0.75), n.attrInt("exclude_outside", 0) != 0);
       };
     }
