@@ -75,7 +75,7 @@ final class ConvTaps {
     if (kernel != null && !kernel.equals(Arrays.stream(k).boxed().toList())) {
       throw n.error("kernel_shape " + kernel + " differs from the weights' " + w);
     }
-    Window win = window(n, x, k, "dilations");
+    Window win = window(n, x, k, "dilations", false);
     long taps = win.taps();
     // [N*C, T, positions] -> [N, positions, C*T] @ [C*T, M]; in groups, one product each:
     // [G, N*positions, C/G*T] @ [G, C/G*T, M/G], the groups the batch axis
@@ -113,8 +113,9 @@ final class ConvTaps {
 
   /**
    * MaxPool (max, the padding -inf) or AveragePool (the mean over the window's positions inside
-   * the input, or over all of them with count_include_pad): the taps reduced; ceil_mode 0 and
-   * no Indices output.
+   * the input, or over all its taps with count_include_pad): the taps reduced; no Indices
+   * output. With ceil_mode the last window may reach past the end padding (where MaxPool
+   * ignores it and AveragePool counts nothing), never starting there.
    */
   static void importPool(OnnxNode n, boolean max) {
     TensorType x = n.type(0);
@@ -122,8 +123,9 @@ final class ConvTaps {
     if (!x.elementType().isFloat()) {
       throw n.error("X must be a float tensor, got " + x);
     }
-    if (n.attrInt("ceil_mode", 0) != 0) {
-      throw n.error("ceil_mode 1 (sohuc imports pooling with ceil_mode 0)");
+    long ceilMode = n.attrInt("ceil_mode", 0);
+    if (ceilMode != 0 && ceilMode != 1) {
+      throw n.error("ceil_mode must be 0 or 1, got " + ceilMode);
     }
     if (n.wants(1)) {
       throw n.error("the Indices output (sohuc imports MaxPool's values only)");
@@ -134,7 +136,7 @@ final class ConvTaps {
     }
     long[] k = kernel.stream().mapToLong(Long::longValue).toArray();
     // AveragePool takes dilations from opset 19; before, its windows are dense
-    Window win = window(n, x, k, max || n.opset >= 19 ? "dilations" : null);
+    Window win = window(n, x, k, max || n.opset >= 19 ? "dilations" : null, ceilMode == 1);
     Value stacked = taps(n, n.value(0), win, max ? Double.NEGATIVE_INFINITY : 0);
     Value reduced = n.temp(new ReductionOp.Reduce(max ? ReductionOp.ReduceKind.MAX
         : ReductionOp.ReduceKind.SUM, stacked, List.of(1L), true));
@@ -146,16 +148,24 @@ final class ConvTaps {
   }
 
   /**
-   * The positions each window of an average covers: all of its taps (count_include_pad, or
-   * without padding), else those inside the input, as the window over a tensor of ones padded
-   * with zeros ([1, 1, out...]).
+   * The positions each window of an average divides by: with count_include_pad all of its taps
+   * (as ONNX Runtime counts them, also where ceil_mode reaches past the padding), else those
+   * inside the input, as the window over a tensor of ones padded with zeros ([1, 1, out...])
+   * where some window reaches outside the input.
    */
   private static Value windowCounts(OnnxNode n, TensorType x, Window win) {
-    if (n.attrInt("count_include_pad", 0) != 0 || Arrays.stream(win.pads()).allMatch(p -> p == 0)) {
+    int spatial = win.spatial();
+    boolean inside = true;
+    for (int i = 0; i < spatial; i++) {
+      // no padding before the first window, and the last one's reach ends inside the input
+      inside &= win.pads()[i] == 0 && (win.out()[i] - 1) * win.strides()[i]
+          + win.dilations()[i] * (win.kernel()[i] - 1) + 1 <= x.dim(2 + i).value();
+    }
+    if (n.attrInt("count_include_pad", 0) != 0 || inside) {
       return n.constant(Tensor.scalar(x.elementType(), win.taps()));
     }
     List<Dim> shape = new ArrayList<>(java.util.Collections.nCopies(x.rank(), Dim.of(1)));
-    for (int i = 0; i < win.spatial(); i++) {
+    for (int i = 0; i < spatial; i++) {
       shape.set(2 + i, x.dim(2 + i));
     }
     Value ones = n.temp(new dev.sohuc.ir.op.SourceOp.Fill(shape, 1, x.elementType()));
@@ -185,9 +195,10 @@ final class ConvTaps {
   /**
    * The window of kernel {@code k} over x's spatial axes, from the node's strides, pads or
    * auto_pad, and dilations (the attribute {@code dilationsAttr}, or 1 where it is null), each
-   * checked.
+   * checked; with {@code ceil} the output positions rounded up, as pooling's ceil_mode does.
    */
-  private static Window window(OnnxNode n, TensorType x, long[] k, String dilationsAttr) {
+  private static Window window(OnnxNode n, TensorType x, long[] k, String dilationsAttr,
+      boolean ceil) {
     int spatial = k.length;
     long[] len = new long[spatial];
     // capped past the most taps, so that a huge kernel cannot overflow the product
@@ -225,7 +236,12 @@ final class ConvTaps {
             + ") and pads " + Arrays.toString(pads) + " leave no output position on a spatial "
             + "axis of " + len[i]);
       }
-      out[i] = (padded - reach) / s[i] + 1;
+      out[i] = ceil ? Math.ceilDiv(padded - reach, s[i]) + 1 : (padded - reach) / s[i] + 1;
+      // a rounded-up last window that would start in the end padding is dropped (as ONNX
+      // Runtime and PyTorch do): each window starts in the input or its begin padding
+      if (ceil && out[i] > 1 && (out[i] - 1) * s[i] >= len[i] + pads[i]) {
+        out[i]--;
+      }
       // rows of S positions: enough for the last tap's last output, and for the input itself
       rows[i] = Math.max(d[i] * (k[i] - 1) / s[i] + out[i], (len[i] + pads[i] + s[i] - 1) / s[i]);
     }

@@ -270,6 +270,20 @@ class OpConformanceTest {
         .named("AveragePool 1-D"));
     cs.add(t("AveragePool", f(1, 2, 9, 9)).opset(19).attrs(ints("kernel_shape", 2, 2), ints("dilations", 2, 2),
         ints("pads", 1, 1, 1, 1)).named("AveragePool 19 dilation"));
+    // ceil_mode: the last window past the input (8 - 3 is odd), one that would start in the end
+    // padding dropped (5 + 2 pads, kernel 2, stride 2: 3 windows, not 4), averages counting the
+    // positions inside the input or, with count_include_pad, inside the padded input
+    cs.add(t("MaxPool", f(2, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        attr("ceil_mode", 1)).named("MaxPool ceil_mode"));
+    cs.add(t("MaxPool", f(1, 2, 5, 5)).attrs(ints("kernel_shape", 2, 2), ints("strides", 2, 2),
+        ints("pads", 1, 1, 1, 1), attr("ceil_mode", 1)).named("MaxPool ceil_mode, a window dropped"));
+    cs.add(t("AveragePool", f(2, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        ints("pads", 1, 0, 0, 1), attr("ceil_mode", 1)).named("AveragePool ceil_mode"));
+    cs.add(t("AveragePool", f(2, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        ints("pads", 1, 0, 0, 1), attr("ceil_mode", 1), attr("count_include_pad", 1))
+        .named("AveragePool ceil_mode, padding counted"));
+    cs.add(t("AveragePool", f(1, 2, 10)).attrs(ints("kernel_shape", 4), ints("strides", 3),
+        attr("ceil_mode", 1), attr("count_include_pad", 1)).named("AveragePool 1-D ceil_mode"));
     cs.add(t("BatchNormalization", f(2, 3, 4, 5), f(3), f(3), f(3), pos(3)).named("BatchNormalization"));
     cs.add(t("BatchNormalization", f(2, 3), f(3), f(3), f(3), pos(3)).attrs(attr("epsilon", 0.1))
         .named("BatchNormalization 2-D, epsilon"));

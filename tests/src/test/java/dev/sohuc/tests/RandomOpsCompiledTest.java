@@ -620,14 +620,15 @@ class RandomOpsCompiledTest {
         g2.floats(new long[] {4, 3, 3, 3}, randomFloats(g2.r, 4 * 3 * 3 * 3, 0.3f))),
         ints("pads", 1, 2, 1, 0), ints("strides", 2, 1), ints("dilations", 1, 2));
     assertTrue(check(1, g2), "2-D 3 x 3 compiled");
-    // a CNN stem's 3 x 3 stride 2 max pool over a batch-normalized input (the padding -inf),
-    // and an average whose padded windows count only their positions inside the input
+    // a CNN stem's 3 x 3 stride 2 max pool over a batch-normalized input (the padding -inf;
+    // ceil_mode, as GoogLeNet's and SqueezeNet's, adds a last column of windows past the
+    // padding), and an average whose padded windows count only their positions inside the input
     Graph g3 = new Graph(new Random(3));
     String bn = g3.inner("BatchNormalization", List.of(g3.input(new long[] {2, 3, 9, 8}, -2, 2),
         g3.floats(new long[] {3}, 1.5f, -0.5f, 2f), g3.floats(new long[] {3}, 0.1f, 0.2f, -0.3f),
         g3.floats(new long[] {3}, 0.5f, -1f, 0f), g3.floats(new long[] {3}, 1f, 0.25f, 4f)));
     g3.node("MaxPool", List.of(bn), ints("kernel_shape", 3, 3), ints("strides", 2, 2),
-        ints("pads", 1, 1, 1, 1));
+        ints("pads", 1, 1, 1, 1), attr("ceil_mode", 1));
     assertTrue(check(2, g3), "BatchNormalization and MaxPool compiled");
     Graph g4 = new Graph(new Random(4));
     g4.node("AveragePool", List.of(g4.input(new long[] {1, 4, 7, 10}, -1, 1)), ints("kernel_shape", 3, 2),
