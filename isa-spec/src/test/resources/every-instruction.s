@@ -93,6 +93,8 @@ end_outer:
     accrd    r8, r9, r20, r21, r12, r13, f32, acc_i32=1, scale=0.001, act=relu
     accdq    r8, r9, r20, r21, r12, r13, bf16, r14, r15
     accdq    r8+64, r9, r20+16, r21, r12, r13, f32, r14, r15, acc_i32=1, scale=0.5
+    accglu   silu, r8, r9, r20, r22, r21, r12, r13, bf16
+    accglu   gelu_tanh, r8+64, r9, r20+16, r22+16, r21, r12, r13, f32, row_scales=r14, col_scales=r15, acc_i32=1
     accwr    r20, r21, r8, r9, r12, r13, f32
     nop      wait=3, signal=4
     barrier

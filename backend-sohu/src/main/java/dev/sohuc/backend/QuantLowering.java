@@ -1245,10 +1245,12 @@ final class QuantLowering {
     // loops, so this is the same register)
     int kReg = k > 8191 ? e.konst(k) : 0;
     int kImm = k > 8191 ? 0 : (int) k;
-    MatmulLowering.Readout readout = pair != null
-        ? gatedReadout(readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, DType.F32, 2),
-            ntReg, outRowBytes, nt, outType, pair.fn())
-        : readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count());
+    MatmulLowering.Readout readout = pair == null
+        ? readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, outType, b.count())
+        : t.accScale() == 1.0f && t.tailScale() == 1.0f
+        ? accGluReadout(t, ntReg, outRowBytes, nt, ldc, dt == DType.I8, outType, pair.fn())
+        : gatedReadout(readout(ml, t, ntReg, outRowBytes, ldc, dt == DType.I8, DType.F32, 2),
+            ntReg, outRowBytes, nt, outType, pair.fn());
     if (ring) {
       ml.streamResident(rows, ins.get(0).hbmBase(), lda, k * dt.bytes(), cPtr, cSpace,
           outHbmStride, outType.bytes(), nt, outRowBytes, b, kReg, kImm, dt, mTile, ldc,
@@ -1284,8 +1286,49 @@ final class QuantLowering {
   }
 
   /**
-   * A gated pair's readout: the gate's and the up's tiles read out in f32 side by side
-   * ({@code both}), then {@code vglu} ({@code fn} of the gate times the up, in f32) into the
+   * A gated pair's readout in one {@code accglu} from the gate's and the up's ACC tiles, each
+   * dequantized by its per-row x scales and per-column w scales where it has them, into the
+   * gate's output columns in {@code outType}: the numbers of {@link #gatedReadout} in a quarter
+   * of the VPU instructions (no tile read out alone, no cast after). Only the first sub-panel is
+   * stored.
+   */
+  private MatmulLowering.Readout accGluReadout(Tail t, int ntReg, int rowBytes, int nt, int ldc,
+      boolean integer, DType outType, UnaryFn fn) {
+    return new MatmulLowering.Readout() {
+      /** The gate's ACC address, from its sub-panel's turn to the up's. */
+      private int gateAcc;
+
+      @Override
+      public int emit(int out, int acc, int rows, int rowStart, int sub) {
+        if (sub == 0) {
+          gateAcc = e.copy(acc);
+          return -1;
+        }
+        int rowScales = 0;
+        if (t.rowScale()) {
+          rowScales = e.alloc();
+          e.mulImm(rowScales, rowStart, 4);
+          e.addImm(rowScales, rowScales, t.sxBuf());
+        }
+        // the result goes to the gate's columns, nt before out (streamResident walks out per
+        // sub-panel); the pair's w scales are the gate's 128 then the up's (loadPairedScales)
+        int last = e.emit(new Insn.Accglu(fn, out, -nt * 4, rowBytes, gateAcc, 0, acc, 0, ldc,
+            rows, ntReg, outType, rowScales, t.wsPtr(), integer, 0, 0));
+        e.patchTokens(last, TOK_MXU, 0);
+        e.free(rowScales, gateAcc);
+        return last;
+      }
+
+      @Override
+      public int storedSubPanels(int count) {
+        return 1;
+      }
+    };
+  }
+
+  /**
+   * A gated pair's readout where a per-tensor scale remains: the gate's and the up's tiles read
+   * out in f32 side by side ({@code both}), then {@code vglu} ({@code fn} of the gate times the up, in f32) into the
    * gate's columns and, for a result in bf16, the cast's {@code cvt} in place: the numbers of the
    * unit (a SwiGLU's vglu; a GeGLU's gelu, then mul) and the cast lowered after the two
    * qmatmuls. Only that first sub-panel is stored.

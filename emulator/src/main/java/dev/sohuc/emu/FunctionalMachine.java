@@ -275,6 +275,7 @@ final class FunctionalMachine {
       case Insn.Cvt c -> throw new IllegalStateException("not CTRL");
       case Insn.Accrd a -> throw new IllegalStateException("not CTRL");
       case Insn.Accdq a -> throw new IllegalStateException("not CTRL");
+      case Insn.Accglu a -> throw new IllegalStateException("not CTRL");
       case Insn.Accwr a -> throw new IllegalStateException("not CTRL");
     }
     signal(pc, cur.id, insn.signalTok());
@@ -726,6 +727,7 @@ final class FunctionalMachine {
       case Insn.Cvt c -> cvt(c, r);
       case Insn.Accrd a -> accrd(a, r);
       case Insn.Accdq a -> accdq(a, r);
+      case Insn.Accglu a -> accglu(a, r);
       case Insn.Accwr a -> accwr(a, r);
       default -> throw new IllegalStateException(insn.def().mnemonic() + " is not an engine "
           + "instruction");
@@ -1695,6 +1697,45 @@ final class FunctionalMachine {
       }
       Elem.storeRow(sram, (int) (o.dst() + i * o.ds()), cols, a.dtype(), x);
     }
+  }
+
+  private void accglu(Insn.Accglu a, long[] r) {
+    AccReadout o = accReadout("accglu", r, a.rows(), a.cols(), a.dst(), a.dstOff(),
+        a.dstStride(), a.gate(), a.gateOff(), a.accStride(), a.dtype());
+    if (o == null) {
+      return;
+    }
+    int rows = (int) o.rows();
+    int cols = o.cols();
+    int up = accTile("accglu ACC (up)", r[a.up()] + a.upOff(), o.as(), rows, cols);
+    float[] rowScales = scales("accglu row scales (f32)", r, a.rowScales(), rows);
+    // the gate's column scales, then the linear half's
+    float[] colScales = scales("accglu column scales (f32)", r, a.colScales(), 2 * cols);
+    UnaryFn fn = a.fn();
+    float[] x = new float[cols];
+    for (int i = 0; i < rows; i++) {
+      int g = (int) (o.src() + i * o.as());
+      int u = (int) (up + i * o.as());
+      for (int j = 0; j < cols; j++) {
+        // one f32 rounding a product, in this order: the numbers of accdq (or accrd), then vglu
+        float gate = AccReadout.value(acc[g + j], a.accI32()) * rowScales[i] * colScales[j];
+        float lin = AccReadout.value(acc[u + j], a.accI32()) * rowScales[i]
+            * colScales[cols + j];
+        x[j] = ExactMath.apply(fn, gate) * lin;
+      }
+      Elem.storeRow(sram, (int) (o.dst() + i * o.ds()), cols, a.dtype(), x);
+    }
+  }
+
+  /** {@code count} f32 scales at the SRAM address in register {@code reg}; ones for r0. */
+  private float[] scales(String what, long[] r, int reg, int count) {
+    float[] v = new float[count];
+    if (reg == 0) {
+      java.util.Arrays.fill(v, 1f);
+    } else {
+      Elem.loadRow(sram, tile(what, r[reg], 0, 1, count, DType.F32), count, DType.F32, v);
+    }
+    return v;
   }
 
   private void accwr(Insn.Accwr a, long[] r) {

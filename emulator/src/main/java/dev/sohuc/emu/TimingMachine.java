@@ -219,6 +219,7 @@ final class TimingMachine {
       case Insn.Cvt v -> o.kind = 0;
       case Insn.Accrd v -> o.kind = 0;
       case Insn.Accdq v -> o.kind = 0;
+      case Insn.Accglu v -> o.kind = 0;
       case Insn.Accwr v -> o.kind = 0;
     }
   }
@@ -389,6 +390,7 @@ final class TimingMachine {
       case Insn.Rope r -> VpuClass.SIMPLE;
       case Insn.Cvt c -> VpuClass.SIMPLE;
       case Insn.Accdq a -> VpuClass.SIMPLE;
+      case Insn.Accglu a -> simple(a.fn()) ? VpuClass.SIMPLE : VpuClass.TRANSCENDENTAL;
       case Insn.Accwr a -> VpuClass.SIMPLE;
       default -> VpuClass.SIMPLE;
     };

@@ -631,6 +631,72 @@ class VpuInstructionTest {
   }
 
   /**
+   * accglu reads a gated pair's two ACC tiles, dequantizes each by its row and column scales
+   * and applies the gate's activation times the linear half, bit for bit as accdq of each tile
+   * to f32, vglu and a cvt to bf16 do in four instructions; without scales, from i32, as accrd
+   * of each and vglu; column scales past the end of SRAM trap naming them.
+   */
+  @Test
+  void accgluIsTheReadoutsThenVgluInOnePass() {
+    FunctionalMachine m = TestSupport.machine(regs(3, 5, 20, 8) + """
+        li r24, 100
+        li r25, 164
+        li r26, 1088
+        li r15, 5120
+        li r19, 5140
+        li r16, 12800
+        li r17, 8704
+        li r18, 13312
+        accwr r24+0, r23, r10+0, r22, r20, r21, f32
+        accwr r25+0, r23, r26+0, r22, r20, r21, f32
+        accglu silu, r12+0, r22, r24+0, r25+0, r23, r20, r21, bf16, row_scales=r11, col_scales=r15
+        accdq r16+0, r22, r24+0, r23, r20, r21, f32, r11, r15
+        accdq r18+0, r22, r25+0, r23, r20, r21, f32, r11, r19
+        vglu silu, r13+0, r22, r16+0, r22, r18+0, r22, r20, r21, f32
+        cvt r17+0, r22, bf16, r13+0, r22, f32, r20, r21
+        li r24, 232
+        li r25, 296
+        li r26, 16400
+        li r27, 9216
+        li r16, 13824
+        li r18, 14336
+        li r19, 14848
+        accwr r24+0, r23, r14+0, r22, r20, r21, i8
+        accwr r25+0, r23, r26+0, r22, r20, r21, i8
+        accglu gelu_tanh, r27+0, r22, r24+0, r25+0, r23, r20, r21, f32, acc_i32=1
+        accrd r16+0, r22, r24+0, r23, r20, r21, f32, acc_i32=1
+        accrd r18+0, r22, r25+0, r23, r20, r21, f32, acc_i32=1
+        vglu gelu_tanh, r19+0, r22, r16+0, r22, r18+0, r22, r20, r21, f32
+        halt
+        """);
+    Random rnd = new Random(9);
+    for (int k = 0; k < 30; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 3f);
+      m.sram[16384 + k] = (byte) (rnd.nextInt(256) - 128);
+    }
+    TestSupport.put(m, 4096, F32, 0.013f, 1.7f, -0.4f);
+    TestSupport.put(m, 5120, F32, 0.3f, 11f, 0.0071f, -2.5f, 1f, 0.9f, -0.02f, 4f, 0.5f, 7f);
+    m.run();
+    boolean someNonZero = false;
+    for (int i = 0; i < 3; i++) {
+      for (int j = 0; j < 5; j++) {
+        int want = Elem.bits(m.sram, 8704 + 20 * i + 2 * j, DType.BF16);
+        assertEquals(want, Elem.bits(m.sram, 8192 + 20 * i + 2 * j, DType.BF16), "bf16 " + i
+            + "," + j);
+        assertEquals(Elem.bits(m.sram, 14848 + 20 * i + 4 * j, DType.F32),
+            Elem.bits(m.sram, 9216 + 20 * i + 4 * j, DType.F32), "from i32 " + i + "," + j);
+        someNonZero |= want != 0;
+      }
+    }
+    assertTrue(someNonZero);
+    assertTrapNaming(regs(3, 5, 20, 8) + """
+        li r15, 1099511627776
+        accglu silu, r12+0, r22, r0+0, r0+64, r23, r20, r21, bf16, col_scales=r15
+        halt
+        """, "accglu column scales");
+  }
+
+  /**
    * softmax src_acc=1 reads the scores where an mma leaves them, f32 words in ACC rows apart by
    * a word stride: the same probabilities as reading them out with accrd first, causal and with
    * bf16 output; scores past the end of ACC trap naming them.

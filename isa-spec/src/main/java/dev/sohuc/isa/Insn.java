@@ -273,6 +273,12 @@ public sealed interface Insn {
       DType dtype, int rowScales, int colScales, boolean accI32, float scale, int waitTok,
       int signalTok) implements Insn {}
 
+  /** {@code accglu} (VPU engine); semantics in docs/isa.md. */
+  record Accglu(
+      UnaryFn fn, int dst, int dstOff, int dstStride, int gate, int gateOff, int up, int upOff,
+      int accStride, int rows, int cols, DType dtype, int rowScales, int colScales,
+      boolean accI32, int waitTok, int signalTok) implements Insn {}
+
   /** {@code accwr} (VPU engine); semantics in docs/isa.md. */
   record Accwr(
       int acc, int accOff, int accStride, int src, int srcOff, int srcStride, int rows, int cols,

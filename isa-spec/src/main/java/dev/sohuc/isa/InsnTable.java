@@ -617,6 +617,32 @@ public final class InsnTable {
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("accdq r8, r9, r20, r21, r12, r13, bf16, r14, r15")
         .build());
+    t.add(InsnDef.builder(0x6F, "accglu", VPU)
+        .enumf("fn", 4, UnaryFn.class, "the gate's activation")
+        .addr("dst", 10, "SRAM byte address of the result").reg("dst_stride", "its row stride")
+        .addr("gate", 10, "ACC word address of the gate's tile")
+        .addr("up", 10, "ACC word address of the linear half's tile")
+        .reg("acc_stride", "their row stride in words")
+        .reg(TILE_ROWS, "register holding the number of rows")
+        .reg(TILE_COLS, "register holding the number of columns")
+        .enumf("dtype", 3, DType.class, "result type", DType.COMPUTE)
+        .reg("row_scales", "register holding the SRAM byte address of one f32 scale per row "
+            + "(r0: none)").kw(0)
+        .reg("col_scales", "register holding the SRAM byte address of one f32 scale per column "
+            + "of the gate, then one per column of the linear half (r0: none)").kw(0)
+        .flag("acc_i32", "ACC holds i32 (an i8 matmul), else f32")
+        .semantics("dst[i][j] = convert(fn(g) * u) with g = f32(f32(G * row_scales[i]) * "
+            + "col_scales[j]) for G = ACC[gate + i*acc_stride + j] as f32 (acc_i32: the i32 "
+            + "converted to f32), and u likewise from ACC[up + i*acc_stride + j] with "
+            + "col_scales[cols + j], a scale of r0 taken as 1; each product one f32 rounding, "
+            + "then the dtype's rounding. A gated unit's readout (SwiGLU with fn=silu, GeGLU "
+            + "with gelu_erf or gelu_tanh) straight from the two matmuls' accumulators: the "
+            + "numbers of an accrd (or, with the scales, an accdq) to f32 of each tile, then "
+            + "vglu, then a cvt to dtype, in the VPU work of the vglu alone.")
+        .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
+        .example("accglu silu, r8, r9, r20, r21, r22, r12, r13, bf16, row_scales=r14, "
+            + "col_scales=r15")
+        .build());
     t.add(InsnDef.builder(0x6C, "accwr", VPU)
         .addr("acc", 10, "ACC word address of the tile").reg("acc_stride", "its row stride in words")
         .addr("src", 10, "SRAM byte address of the input").reg("src_stride", "its row stride")
