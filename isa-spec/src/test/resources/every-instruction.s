@@ -56,6 +56,7 @@ end_inner:
         mma      r20, r21, r22, r23, r24, r25, 64, 32, r26, f16
 end_outer:
     vbin     add, r8, r9, r10, r9, r11, r0, r12, r13, bf16, bcast=row
+    vbin     add, r8, r9, r10, r9, r11, r9, r12, r13, f32, b_bf16=1
     vbin     pow, r8+511, r9, r10-512, r9, r11, r0, r12, r13, f32, bcast=scalar
     vbin     div, r8, r9, r10, r9, r11, r0, r12, r13, f16, bcast=col
     vbini    mul, r8, r9, r8, r9, 0.125, r12, r13, f32

@@ -460,8 +460,14 @@ final class Emitter {
 
   int vbin(BinOp op, int dst, int dstStride, int a, int aStride, int b, int bStride, int rows,
       int cols, Bcast bcast) {
+    return vbin(op, dst, dstStride, a, aStride, b, bStride, rows, cols, bcast, false);
+  }
+
+  /** {@code vbin} in f32, b in bf16 where {@code bBf16}. */
+  int vbin(BinOp op, int dst, int dstStride, int a, int aStride, int b, int bStride, int rows,
+      int cols, Bcast bcast, boolean bBf16) {
     return emit(new Insn.Vbin(op, dst, 0, dstStride, a, 0, aStride, b, 0, bStride, rows, cols,
-        DType.F32, bcast, 0, 0));
+        DType.F32, bcast, bBf16, 0, 0));
   }
 
   int vsel(int dst, int dstStride, int cond, int condStride, int a, int aStride, int b,

@@ -1086,40 +1086,47 @@ final class Lowering {
       int dst) {
     long rowBytes = v.cols() * 4;
     long tile = tileRows(4 * rowBytes, v.cols() == 1 ? 1024 : 128);
-    WidenedOperands w = new WidenedOperands(List.of(p.a(), p.b()), v.cols(), tile);
-    rowStream(rows, tile, w.ins(), dst, rowBytes, rowBytes, (in, out, r, s) -> {
-      int[] f32 = w.f32(in, r, cols, rs);
-      e.vbin(op, out, rs, f32[0], rs, f32[1], rs, r, cols, Bcast.NONE);
-    });
+    WidenedOperands w = new WidenedOperands(List.of(p.a(), p.b()), op, v.cols(), tile);
+    rowStream(rows, tile, w.ins(), dst, rowBytes, rowBytes,
+        (in, out, r, s) -> w.binary(op, out, rs, in, r, cols, rs));
     w.free();
   }
 
   /**
-   * The row-stream inputs of f32 operands of {@code cols} columns, in tiles of {@code tile} rows.
-   * An operand made by a bf16 to f32 cast fused into this op (QuantLowering.fusedConversions)
-   * streams in as bf16, half the bytes, and {@link #f32} widens its tile in SRAM ({@code cvt})
-   * before use, so the numbers are the unfused ones.
+   * The row-stream inputs of f32 operands of {@code cols} columns, in tiles of {@code tile} rows,
+   * for {@link #binary} (or one operand, as is). An operand made by a bf16 to f32 cast fused into
+   * this op (QuantLowering.fusedConversions) streams in as bf16, half the bytes: the vbin reads
+   * it as its b operand in bf16 ({@code b_bf16}, the operands swapped where {@code op}
+   * commutes), or a {@code cvt} widens its tile in SRAM first, so the numbers are the unfused
+   * ones.
    */
   private final class WidenedOperands {
     private final List<In> ins = new ArrayList<>();
     private final int[] bases;
-    /** Per operand: the SRAM tile it is widened into, 0 when it streams in as f32. */
+    /** Per operand: the SRAM tile it is widened into, 0 when it is not widened in SRAM. */
     private final int[] scratch;
+    /** The operand the vbin reads in bf16 as its b, or -1. */
+    private final int narrowB;
     private final int halfRs;
 
-    WidenedOperands(List<Value> operands, long cols, long tile) {
+    WidenedOperands(List<Value> operands, BinOp op, long cols, long tile) {
       bases = new int[operands.size()];
       scratch = new int[operands.size()];
+      boolean[] wide = new boolean[operands.size()];
       for (int i = 0; i < bases.length; i++) {
         Node cast = widening(operands.get(i));
-        boolean wide = cast != null;
-        long row = wide ? cols * 2 : cols * 4;
-        Value source = wide ? cast.op().operands().get(0) : operands.get(i);
+        wide[i] = cast != null;
+        long row = wide[i] ? cols * 2 : cols * 4;
+        Value source = wide[i] ? cast.op().operands().get(0) : operands.get(i);
         // a reduce_scatter's block in SRAM (SramCollectives), else HBM
         Long inSram = sramCollectives.scatteredInSram(source);
         bases[i] = e.li(inSram != null ? inSram : addr(source));
-        scratch[i] = wide ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
         ins.add(new In(bases[i], row, row, inSram != null ? MemSpace.SRAM : MemSpace.HBM, 0));
+      }
+      narrowB = operands.size() < 2 ? -1 : wide[1] ? 1
+          : wide[0] && (op == BinOp.ADD || op == BinOp.MUL) ? 0 : -1;
+      for (int i = 0; i < bases.length; i++) {
+        scratch[i] = wide[i] && i != narrowB ? e.li(sram(tile * cols * 4, "widened tile")) : 0;
       }
       halfRs = e.konst(cols * 2);
     }
@@ -1128,18 +1135,26 @@ final class Lowering {
       return ins;
     }
 
-    /** This tile's operands in f32 (the widened ones in their scratch tiles). */
-    int[] f32(int[] in, int rows, int colsReg, int rs) {
-      int[] f32 = new int[in.length];
-      for (int i = 0; i < in.length; i++) {
-        f32[i] = in[i];
-        if (scratch[i] != 0) {
-          e.emit(new Insn.Cvt(scratch[i], 0, rs, DType.F32, in[i], 0, halfRs, DType.BF16, rows,
-              colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
-          f32[i] = scratch[i];
-        }
+    /**
+     * {@code op} of this tile's two operands into {@code dst} (f32 rows {@code dstRs} apart),
+     * exactly as in f32; returns the vbin.
+     */
+    int binary(BinOp op, int dst, int dstRs, int[] in, int rows, int colsReg, int rs) {
+      int b = narrowB >= 0 ? narrowB : 1;
+      int a = 1 - b;
+      return e.vbin(op, dst, dstRs, f32(a, in, rows, colsReg, rs), rs,
+          narrowB >= 0 ? in[b] : f32(b, in, rows, colsReg, rs), narrowB >= 0 ? halfRs : rs, rows,
+          colsReg, Bcast.NONE, narrowB >= 0);
+    }
+
+    /** Operand {@code i}'s tile in f32: as it streamed in, or widened into its scratch tile. */
+    private int f32(int i, int[] in, int rows, int colsReg, int rs) {
+      if (scratch[i] == 0) {
+        return in[i];
       }
-      return f32;
+      e.emit(new Insn.Cvt(scratch[i], 0, rs, DType.F32, in[i], 0, halfRs, DType.BF16, rows,
+          colsReg, dev.sohuc.isa.ScaleMode.TENSOR, 1.0f, 0, 0, false, 0, 0));
+      return scratch[i];
     }
 
     void free() {
@@ -1580,16 +1595,15 @@ final class Lowering {
     int oneReg = quantize == null ? 0 : e.konst(1);
     // the addends (one may be the bf16 partial sum a fused cast widens), or x
     WidenedOperands w = new WidenedOperands(add == null ? List.of(r.x())
-        : List.of(addends.a(), addends.b()), v.cols(), tile);
+        : List.of(addends.a(), addends.b()), BinOp.ADD, v.cols(), tile);
     long storedBytes = unstored ? rowBytes : yBytes;
     rowStream(rows, tile, w.ins(), unstored ? sum : dst, storedBytes, storedBytes,
         (in, out, rr, st) -> {
       int x = in[0];
       int xRs = rs;
       if (add != null) {
-        int[] f32 = w.f32(in, rr, colsReg, rs);
         e.addImm(sumTile, out, unstored ? 0 : yBytes);
-        e.vbin(BinOp.ADD, sumTile, outRs, f32[0], rs, f32[1], rs, rr, colsReg, Bcast.NONE);
+        w.binary(BinOp.ADD, sumTile, outRs, in, rr, colsReg, rs);
         x = sumTile;
         xRs = outRs;
       }

@@ -780,6 +780,32 @@ class EndToEndOpsTest {
           return %y, %h
         }""", BackendOptions.defaults().withBound("s", 300).withBound("b", 2),
         List.of(Map.of("s", 300L, "b", 2L), Map.of("s", 3L, "b", 1L)));
+    // the widened partial first: the add reads it as its bf16 b all the same (a + b == b + a);
+    // a subtraction from a widened value widens it in SRAM first
+    String widenedFirst = """
+        func @main(%a: tensor<?s x 3072 x f32>, %pf: tensor<?s x 3072 x f32>, %g: tensor<3072 x f32>) -> ("y": tensor<?s x 3072 x f32>, "d": tensor<?s x 3072 x f32>) {
+          %pb = cast %pf {to = bf16} : tensor<?s x 3072 x bf16>
+          %p = cast %pb {to = f32} : tensor<?s x 3072 x f32>
+          %h = add %p, %a : tensor<?s x 3072 x f32>
+          %y = rms_norm %h, %g {eps = 1.0E-6, gamma_offset = 0.0} : tensor<?s x 3072 x f32>
+          %qb = cast %a {to = bf16} : tensor<?s x 3072 x bf16>
+          %q = cast %qb {to = f32} : tensor<?s x 3072 x f32>
+          %d = sub %q, %pf : tensor<?s x 3072 x f32>
+          return %y, %d
+        }""";
+    check("addnorm_widened_first", widenedFirst, BackendOptions.defaults().withBound("s", 300),
+        List.of(Map.of("s", 300L)));
+    SohuProgram wp = program(widenedFirst, BackendOptions.defaults().withBound("s", 300));
+    java.util.function.BiPredicate<String, java.util.function.Predicate<Insn>> has =
+        (op, what) -> wp.debug().stream().anyMatch(d -> d.irOp().equals(op)
+            && what.test(dev.sohuc.isa.InsnCodec.decode(wp.code().get(d.pc()))));
+    java.util.function.Predicate<Insn> bf16B = i -> i instanceof Insn.Vbin v && v.bBf16();
+    java.util.function.Predicate<Insn> widening = i -> i instanceof Insn.Cvt c
+        && c.srcDtype() == dev.sohuc.isa.DType.BF16;
+    assertTrue(has.test("rms_norm %y", bf16B) && !has.test("rms_norm %y", widening),
+        "the norm's add reads the partial in bf16, no cvt");
+    assertTrue(has.test("sub %d", widening) && !has.test("sub %d", bf16B),
+        "the subtraction widens its first operand by a cvt");
     // an intermediate addend read last by the norm: the norm's result takes its place, and rows
     // of 16 KB make 128-row tiles, so s = 130 and 300 stream two and three tiles over it
     check("addnorm_inplace", """

@@ -1120,23 +1120,25 @@ final class FunctionalMachine {
     int dst = tile("vbin dst", r[v.dst()] + v.dstOff(), ds, rows, cols, t);
     int a = tile("vbin a", r[v.a()] + v.aOff(), as, rows, cols, t);
     Bcast bc = v.bcast();
-    Operand b = operand("vbin b", r[v.b()] + v.bOff(), r[v.bStride()], bc, rows, cols, t);
+    DType bt = v.bBf16() ? DType.BF16 : t;
+    Operand b = operand("vbin b", r[v.b()] + v.bOff(), r[v.bStride()], bc, rows, cols, bt);
     int e = t.bytes();
+    int be = bt.bytes();
     float[] rowB = new float[cols];
     if (bc == Bcast.ROW || bc == Bcast.SCALAR) {
-      Elem.loadRow(sram, b.base(), b.cols(), t, rowB);
+      Elem.loadRow(sram, b.base(), b.cols(), bt, rowB);
     }
     boolean par = disjoint(span(dst, ds, rows, (long) cols * e), span(a, as, rows, (long) cols * e),
-        span(b.base(), b.stride(), b.rows(), (long) b.cols() * e));
+        span(b.base(), b.stride(), b.rows(), (long) b.cols() * be));
     rows(rows, cols, 3, par, (i, buf) -> {
       float[] x = buf[0];
       float[] y = buf[1];
       float[] o = buf[2];
       Elem.loadRow(sram, (int) (a + i * as), cols, t, x);
       switch (bc) {
-        case NONE -> Elem.loadRow(sram, b.at(i, 0, e), cols, t, y);
+        case NONE -> Elem.loadRow(sram, b.at(i, 0, be), cols, bt, y);
         case ROW -> System.arraycopy(rowB, 0, y, 0, cols);
-        case COL -> java.util.Arrays.fill(y, 0, cols, Elem.load(sram, b.at(i, 0, e), t));
+        case COL -> java.util.Arrays.fill(y, 0, cols, Elem.load(sram, b.at(i, 0, be), bt));
         case SCALAR -> java.util.Arrays.fill(y, 0, cols, rowB[0]);
       }
       binop(v.op(), x, y, o, cols);

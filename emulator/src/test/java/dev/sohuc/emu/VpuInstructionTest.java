@@ -631,6 +631,45 @@ class VpuInstructionTest {
   }
 
   /**
+   * vbin b_bf16=1 reads b in bf16 whatever the dtype, exactly as a cvt to f32 before it: full,
+   * row- and column-broadcast b, each against the two-instruction form.
+   */
+  @Test
+  void vbinReadsABf16BAsACvtBeforeItWould() {
+    FunctionalMachine m = TestSupport.machine(regs(3, 5, 20, 10) + """
+        li r15, 5120
+        li r16, 6144
+        li r17, 7168
+        vbin add, r12+0, r22, r10+0, r22, r11+0, r23, r20, r21, f32, b_bf16=1
+        cvt r15+0, r22, f32, r11+0, r23, bf16, r20, r21
+        vbin add, r13+0, r22, r10+0, r22, r15+0, r22, r20, r21, f32
+        vbin mul, r16+0, r22, r10+0, r22, r11+0, r0, r20, r21, f32, bcast=row, b_bf16=1
+        vbin mul, r16+64, r22, r10+0, r22, r15+0, r0, r20, r21, f32, bcast=row
+        vbin sub, r17+0, r22, r10+0, r22, r11+0, r23, r20, r21, f32, bcast=col, b_bf16=1
+        vbin sub, r17+64, r22, r10+0, r22, r15+0, r22, r20, r21, f32, bcast=col
+        halt
+        """);
+    Random rnd = new Random(5);
+    for (int k = 0; k < 15; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian());
+      TestSupport.put(m, 4096 + 2 * k, BF16, (float) rnd.nextGaussian() * 100f);
+    }
+    m.run();
+    for (int k = 0; k < 15; k++) {
+      int i = k / 5;
+      int j = k % 5;
+      assertEquals(Elem.bits(m.sram, 12288 + 4 * k, DType.F32), Elem.bits(m.sram, 8192 + 4 * k,
+          DType.F32), "full " + k);
+      assertEquals(Elem.bits(m.sram, 6144 + 64 + 20 * i + 4 * j, DType.F32),
+          Elem.bits(m.sram, 6144 + 20 * i + 4 * j, DType.F32), "row " + k);
+      assertEquals(Elem.bits(m.sram, 7168 + 64 + 20 * i + 4 * j, DType.F32),
+          Elem.bits(m.sram, 7168 + 20 * i + 4 * j, DType.F32), "col " + k);
+    }
+    assertEquals(TestSupport.get(m, 1024, F32) + TestSupport.get(m, 4096, BF16),
+        TestSupport.get(m, 8192, F32));
+  }
+
+  /**
    * accglu reads a gated pair's two ACC tiles, dequantizes each by its row and column scales
    * and applies the gate's activation times the linear half, bit for bit as accdq of each tile
    * to f32, vglu and a cvt to bf16 do in four instructions; without scales, from i32, as accrd

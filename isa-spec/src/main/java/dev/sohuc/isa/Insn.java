@@ -199,7 +199,8 @@ public sealed interface Insn {
   /** {@code vbin} (VPU engine); semantics in docs/isa.md. */
   record Vbin(
       BinOp op, int dst, int dstOff, int dstStride, int a, int aOff, int aStride, int b, int bOff,
-      int bStride, int rows, int cols, DType dtype, Bcast bcast, int waitTok, int signalTok) implements Insn {}
+      int bStride, int rows, int cols, DType dtype, Bcast bcast, boolean bBf16, int waitTok,
+      int signalTok) implements Insn {}
 
   /** {@code vsel} (VPU engine); semantics in docs/isa.md. */
   record Vsel(

@@ -425,9 +425,10 @@ public final class InsnTable {
         .addr("a", 10, "SRAM byte address of a").reg("a_stride", "its row stride")
         .addr("b", 10, "SRAM byte address of b").reg("b_stride", "its row stride"))
         .enumf("bcast", 2, Bcast.class, "how b is broadcast").kw(0)
+        .flag("b_bf16", "b holds bf16, whatever dtype (a bf16 partial sum added to f32 rows)")
         .semantics("dst[i][j] = op(a[i][j], b') for i < rows, j < cols, where b' is b[i][j], or "
-            + "with bcast=row b[0][j], col b[i][0], scalar b[0][0]. Operands are converted to f32, "
-            + "the result is rounded once to dtype.")
+            + "with bcast=row b[0][j], col b[i][0], scalar b[0][0]. Operands are converted to f32 "
+            + "(b from bf16 with b_bf16=1, exactly), the result is rounded once to dtype.")
         .cost(16, ELEMENTS, 1, "rows * cols", InsnTable::tileElements)
         .example("vbin add, r8, r9, r10, r9, r11, r0, r12, r13, bf16, bcast=row")
         .build());
