@@ -261,6 +261,11 @@ final class OnnxNode {
     return graph.builder().addNode(op, loc, List.of()).result();
   }
 
+  /** Appends an intermediate op of several results (not ONNX outputs). */
+  List<Value> tempAll(Op op) {
+    return graph.builder().addNode(op, loc, List.of()).results();
+  }
+
   /** Appends an op with several results and defines the outputs from them. */
   List<Value> emitAll(Op op) {
     List<String> hints = new ArrayList<>();

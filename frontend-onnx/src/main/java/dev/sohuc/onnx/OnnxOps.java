@@ -217,10 +217,19 @@ final class OnnxOps {
         OnnxOps::dequantize);
     op("DynamicQuantizeLinear", 11, "dynamic_quantize_linear", "",
         n -> n.emitAll(new QuantOp.DynamicQuantizeLinear(n.value(0))));
+    op("QLinearMatMul", 10, "matmul_integer / cast / mul / div / quantize_linear", "u8 and i8; a, y per "
+        + "tensor, b per tensor or per column of a [K, N] b; requantized as ONNX Runtime does (f32 product "
+        + "times a_scale * b_scale / y_scale, rounded half to even); on the interpreter (the chip's i8 "
+        + "MXU takes the dynamic and QDQ forms)", IntegerMatMuls::qlinearMatMul);
     op("MatMulInteger", 10, "matmul_integer", "zero points default to zero", n -> n.emit(new QuantOp.MatMulInteger(
         n.value(0), n.value(1), n.has(2) ? n.value(2) : n.zeroScalar(n.type(0).elementType()),
         n.has(3) ? n.value(3) : n.zeroScalar(n.type(1).elementType()))));
 
+    msOp("DynamicQuantizeMatMul", "dynamic_quantize_linear / matmul_integer / cast / mul (add)", "A f32 "
+        + "quantized to u8 per tensor; B u8 or i8 [K, N], per tensor or per column; the optional bias",
+        IntegerMatMuls::dynamicQuantizeMatMul);
+    msOp("MatMulIntegerToFloat", "matmul_integer / cast / mul (add)", "A per tensor; B [K, N] per tensor "
+        + "or per column; the optional bias", IntegerMatMuls::matMulIntegerToFloat);
     msOp("Gelu", "gelu", "the erf form", n -> n.emit(new TransformerOp.Gelu(n.value(0), false)));
     msOp("BiasGelu", "add, gelu", "erf GELU of A + B; B a vector of A's last dim", n -> biasGelu(n, false, true));
     msOp("FastGelu", "gelu (add)", "the tanh form; the optional bias (a vector of the last dim) is added first",
@@ -315,6 +324,8 @@ final class OnnxOps {
         case "RotaryEmbedding" -> new Arity(4, 4, 1);
         case "EmbedLayerNormalization" -> new Arity(1, 9, 3);
         case "MatMulNBits" -> new Arity(3, 6, 1);
+        case "DynamicQuantizeMatMul" -> new Arity(3, 5, 1);
+        case "MatMulIntegerToFloat" -> new Arity(4, 7, 1);
         case "GroupQueryAttention" -> new Arity(1, 12, 4);
         default -> throw new IllegalStateException("no arity for " + domain + "." + opType);
       };
@@ -342,6 +353,7 @@ final class OnnxOps {
       case "Clip" -> new Arity(1, 3, 1);
       case "Resize" -> new Arity(1, 4, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);
+      case "QLinearMatMul" -> new Arity(8, 8, 1);
       case "Slice" -> new Arity(3, 5, 1);
       case "Max", "Min", "Sum", "Mean", "Concat", "Einsum" -> new Arity(1, Arity.VARIADIC, 1);
       case "Unsqueeze" -> opset >= 13 ? new Arity(2, 2, 1) : new Arity(1, 1, 1);

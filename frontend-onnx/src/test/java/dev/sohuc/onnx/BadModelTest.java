@@ -296,6 +296,22 @@ class BadModelTest {
   }
 
   @Test
+  void integerMatMulsBeyondWhatImportsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g")
+        .addInput(input("a", ElementType.U8, 3, 4)).addInput(input("b", ElementType.U8, 4, 5))
+        .addInput(input("b3", ElementType.U8, 2, 4, 5)).addInput(input("s", ElementType.F32))
+        .addInput(input("s3", ElementType.F32, 3)).addInput(input("z", ElementType.U8))
+        .addInput(input("z32", ElementType.I32)).addOutput(output("y"));
+    assertEachRefused(g, 17, List.of(
+        new Refused("QLinearMatMul", List.of("a", "s3", "z", "b", "s", "z", "s", "z"), List.of("y"), List.of(),
+            "a_scale tensor<3 x f32> must be a scalar (sohuc imports per-tensor quantization of this input)"),
+        new Refused("QLinearMatMul", List.of("a", "s", "z", "b3", "s", "z", "s", "z"), List.of("y"), List.of(),
+            "B of rank 3 (sohuc imports a [K, N] B)"),
+        new Refused("QLinearMatMul", List.of("a", "s", "z", "b", "s", "z", "s", "z32"), List.of("y"), List.of(),
+            "y_zero_point of type i32 (u8 or i8)")));
+  }
+
+  @Test
   void poolingAndNormalizationsBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 1, 3, 8, 8))
         .addInput(input("c", ElementType.F32, 3)).addInput(input("c4", ElementType.F32, 4))

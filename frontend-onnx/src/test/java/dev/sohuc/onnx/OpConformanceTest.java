@@ -494,6 +494,12 @@ class OpConformanceTest {
     cs.add(t("DynamicQuantizeLinear", f(3, 4)).outputs(3));
     cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(U8, 0, 255, 4, 5), cs(U8, 12), cs(U8, 100)));
     cs.add(t("MatMulInteger", ix(U8, 0, 255, 3, 4), ix(I8, -128, 127, 4, 5)).named("MatMulInteger no zero points"));
+    // requantized exactly as ONNX Runtime does (its f32 multiplier, rounding half to even)
+    cs.add(t("QLinearMatMul", ix(U8, 0, 255, 2, 3, 16), cs(F32, 0.02), cs(U8, 128), ix(U8, 0, 255, 16, 8),
+        cs(F32, 0.01), cs(U8, 120), cs(F32, 0.37), cs(U8, 128)).named("QLinearMatMul u8, batched a"));
+    cs.add(t("QLinearMatMul", ix(I8, -128, 127, 5, 32), cs(F32, 0.03), cs(I8, 0), ix(I8, -127, 127, 32, 6),
+        scales(0.01, 0.02, 0.015, 0.03, 0.005, 0.011), c(Tensor.zeros(I8, 6)), cs(F32, 0.4), cs(I8, -3))
+        .named("QLinearMatMul i8, b per column"));
     cs.addAll(contribCases());
     return cs;
   }
@@ -503,6 +509,13 @@ class OpConformanceTest {
     List<Case> cs = new ArrayList<>();
     cs.add(ms("Gelu", f(2, 3, 8)).named("ms Gelu"));
     cs.add(ms("BiasGelu", f(2, 3, 8), f(8)));
+    cs.add(ms("DynamicQuantizeMatMul", f(2, 4, 24), ix(I8, -127, 127, 24, 10),
+        scales(0.01, 0.02, 0.015, 0.03, 0.005, 0.011, 0.02, 0.02, 0.01, 0.04), none(), f(10))
+        .named("DynamicQuantizeMatMul, b per column, bias"));
+    cs.add(ms("DynamicQuantizeMatMul", f(3, 16), ix(U8, 0, 255, 16, 5), cs(F32, 0.02), cs(U8, 131))
+        .named("DynamicQuantizeMatMul u8"));
+    cs.add(ms("MatMulIntegerToFloat", ix(U8, 0, 255, 3, 20), ix(I8, -127, 127, 20, 7), cs(F32, 0.03),
+        cs(F32, 0.01), cs(U8, 127), none(), f(7)).named("MatMulIntegerToFloat, bias"));
     cs.add(ms("FastGelu", f(2, 3, 8)).named("FastGelu no bias"));
     cs.add(ms("FastGelu", f(2, 3, 8), f(8)).named("FastGelu bias"));
     cs.add(ms("FastGelu", new In(F32, new long[] {4, 8}, r -> random(F32, new long[] {4, 8}, r, -6, 6), null), f(8))

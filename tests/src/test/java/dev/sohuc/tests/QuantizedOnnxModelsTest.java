@@ -128,6 +128,8 @@ class QuantizedOnnxModelsTest {
     byte[] bytes() {
       return OnnxMl.ModelProto.newBuilder().setIrVersion(8).setProducerName("sohuc-test")
           .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("").setVersion(17))
+          .addOpsetImport(OnnxMl.OperatorSetIdProto.newBuilder().setDomain("com.microsoft")
+              .setVersion(1))
           .setGraph(g).build().toByteArray();
     }
   }
@@ -391,6 +393,46 @@ class QuantizedOnnxModelsTest {
     System.out.printf("u8 pair after a softmax: %d of %d outputs a step apart from ORT%n", tipped,
         o.ort().length);
     assertTrue(tipped <= o.ort().length / 100, tipped + " outputs a step apart");
+  }
+
+  /**
+   * ONNX Runtime's fused dynamic quantization, com.microsoft DynamicQuantizeMatMul (i8 weights,
+   * per-column scales, a bias), folds onto the i8 MXU as the unfused DynamicQuantizeLinear +
+   * MatMulInteger does: one qmatmul, within one step of ONNX Runtime's u8 per-tensor numbers.
+   */
+  @Test
+  void dynamicQuantizeMatMulRunsOnTheInt8Mxu() throws Exception {
+    Random r = new Random(SEED + 11);
+    Graph g = new Graph();
+    g.input("x", M, K);
+    float[] ws = scales(r, N, 0.01f);
+    float[] w = new float[K * N];
+    byte[] q = weights(r, K, N, ws, w);
+    float[] bias = new float[N];
+    java.util.Arrays.fill(bias, 0.25f);
+    g.node("DynamicQuantizeMatMul", List.of("x", g.int8(q, K, N), g.floats(ws, N), "",
+        g.floats(bias, N)));
+    g.g.setNode(0, g.g.getNode(0).toBuilder().setDomain("com.microsoft"));
+    g.outputLast("y");
+    float[] x = input(new Random(SEED + 12));
+    Outcome o = run(g.bytes(), x);
+    assertEquals(1, count(o.folded(), QuantOp.QMatMul.class));
+    assertEquals(0, count(o.folded(), QuantOp.MatMulInteger.class));
+    float lo = 0;
+    float hi = 0;
+    for (float v : x) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    float[] step = new float[M];
+    for (int i = 0; i < M; i++) {
+      float amax = 0;
+      for (int k = 0; k < K; k++) {
+        amax = Math.max(amax, Math.abs(x[i * K + k]));
+      }
+      step[i] = (hi - lo) / 255f / 2 + amax / 127f / 2;
+    }
+    withinOneStep("DynamicQuantizeMatMul model", o, step, w, N);
   }
 
   @Test
