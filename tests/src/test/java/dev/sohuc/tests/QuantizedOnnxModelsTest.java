@@ -418,6 +418,14 @@ class QuantizedOnnxModelsTest {
     Outcome o = run(g.bytes(), x);
     assertEquals(1, count(o.folded(), QuantOp.QMatMul.class));
     assertEquals(0, count(o.folded(), QuantOp.MatMulInteger.class));
+    withinOneStep("DynamicQuantizeMatMul model", o, dynamicSteps(x), w, N);
+  }
+
+  /**
+   * Each row's step of the two dynamic quantizations, halved and added: ONNX Runtime's u8 per
+   * tensor, (max(x, 0) - min(x, 0)) / 255, and the chip's i8 per row, max|x_i| / 127.
+   */
+  static float[] dynamicSteps(float[] x) {
     float lo = 0;
     float hi = 0;
     for (float v : x) {
@@ -432,7 +440,7 @@ class QuantizedOnnxModelsTest {
       }
       step[i] = (hi - lo) / 255f / 2 + amax / 127f / 2;
     }
-    withinOneStep("DynamicQuantizeMatMul model", o, step, w, N);
+    return step;
   }
 
   @Test
@@ -453,23 +461,7 @@ class QuantizedOnnxModelsTest {
     Outcome o = run(g.bytes(), x);
     assertEquals(1, count(o.folded(), QuantOp.QMatMul.class));
     assertEquals(0, count(o.folded(), QuantOp.MatMulInteger.class));
-    // ORT: u8 per tensor, step (max(x, 0) - min(x, 0)) / 255; the chip: i8 per row, max|x_i| / 127
-    float lo = 0;
-    float hi = 0;
-    for (float v : x) {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    float ortStep = (hi - lo) / 255f;
-    float[] step = new float[M];
-    for (int i = 0; i < M; i++) {
-      float amax = 0;
-      for (int k = 0; k < K; k++) {
-        amax = Math.max(amax, Math.abs(x[i * K + k]));
-      }
-      step[i] = ortStep / 2 + amax / 127f / 2;
-    }
-    withinOneStep("DynamicQuantizeLinear + MatMulInteger model", o, step, w, N);
+    withinOneStep("DynamicQuantizeLinear + MatMulInteger model", o, dynamicSteps(x), w, N);
     // both against the unquantized product x @ dequantized(w): the per-token i8 requantization
     // is the finer of the two
     double eChip = 0;
