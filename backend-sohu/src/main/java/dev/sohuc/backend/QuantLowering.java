@@ -1301,6 +1301,7 @@ final class QuantLowering {
       @Override
       public int emit(int out, int acc, int rows, int rowStart, int sub) {
         if (sub == 0) {
+          // nothing to read yet (the caller patches only the last sub-panel's instruction)
           gateAcc = e.copy(acc);
           return -1;
         }
@@ -1328,10 +1329,10 @@ final class QuantLowering {
 
   /**
    * A gated pair's readout where a per-tensor scale remains: the gate's and the up's tiles read
-   * out in f32 side by side ({@code both}), then {@code vglu} ({@code fn} of the gate times the up, in f32) into the
-   * gate's columns and, for a result in bf16, the cast's {@code cvt} in place: the numbers of the
-   * unit (a SwiGLU's vglu; a GeGLU's gelu, then mul) and the cast lowered after the two
-   * qmatmuls. Only that first sub-panel is stored.
+   * out in f32 side by side ({@code both}), then {@code vglu} ({@code fn} of the gate times the
+   * up, in f32) into the gate's columns and, for a result in bf16, the cast's {@code cvt} in
+   * place: the numbers of the unit (a SwiGLU's vglu; a GeGLU's gelu, then mul) and the cast
+   * lowered after the two qmatmuls. Only that first sub-panel is stored.
    */
   private MatmulLowering.Readout gatedReadout(MatmulLowering.Readout both, int ntReg,
       int rowBytes, int nt, DType outType, UnaryFn fn) {
