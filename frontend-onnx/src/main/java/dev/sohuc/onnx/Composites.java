@@ -461,37 +461,45 @@ final class Composites {
   }
 
   /**
-   * GatherND with batch_dims 0: indices [..., k] pick rows of data's first k axes (static),
-   * flattened into one axis, by the tuple's row-major position there; each entry wrapped from
-   * the end where negative, and a tuple with an entry outside its axis's range sent past the
-   * last row, so that the gather reports it instead of reading another row. The positions are
-   * computed in f32 (exact below 2^24 rows; the chip computes in f32) and cast back.
+   * GatherND: indices [B..., ..., k] pick, within each of the first batch_dims axes' slices of
+   * data (axes equal to the indices' first ones, static), rows of data's next k axes (static),
+   * flattened with the batch axes into one axis, by the tuple's row-major position there plus
+   * its batch's first row; each entry wrapped from the end where negative, and a tuple with an
+   * entry outside its axis's range sent past the last row, so that the gather reports it
+   * instead of reading another row. The positions are computed in f32 (exact below 2^24 rows;
+   * the chip computes in f32) and cast back.
    */
   static void gatherNd(OnnxNode n) {
     TensorType data = n.type(0);
     TensorType indices = n.type(1);
-    if (n.attrInt("batch_dims", 0) != 0) {
-      throw n.error("batch_dims " + n.attrInt("batch_dims", 0) + " (sohuc imports GatherND with "
-          + "batch_dims 0)");
-    }
+    long b = n.attrInt("batch_dims", 0);
     if (indices.elementType() != ElementType.I64 || indices.rank() < 1) {
       throw n.error("indices must be an int64 tensor of rank 1 or more, got " + indices);
     }
+    if (b < 0 || b >= Math.min(data.rank(), indices.rank())) {
+      throw n.error("batch_dims " + b + " must be 0 to " + (Math.min(data.rank(), indices.rank()) - 1)
+          + " (less than both ranks: data " + data + ", indices " + indices + ")");
+    }
+    int batch = (int) b;
     Dim last = indices.dim(indices.rank() - 1);
-    if (!last.isStatic() || last.value() < 1 || last.value() > data.rank()) {
+    if (!last.isStatic() || last.value() < 1 || last.value() > data.rank() - batch) {
       throw n.error("the index tuples' length " + last + " must be static, 1 to the data's rank "
-          + data.rank());
+          + data.rank() + (batch > 0 ? " less batch_dims " + batch : ""));
     }
     int k = (int) last.value();
     long rows = 1;
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < batch + k; j++) {
       if (!data.dim(j).isStatic()) {
         throw n.error("data axis " + j + " must be static, got " + data.dim(j));
+      }
+      if (j < batch && !indices.dim(j).equals(data.dim(j))) {
+        throw n.error("indices axis " + j + " is " + indices.dim(j) + ", data's " + data.dim(j)
+            + ": the first batch_dims axes must match");
       }
       // each factor and the product at most 2^31: no overflow
       rows *= Math.min(data.dim(j).value(), 1L << 31);
       if (rows > 1L << 24) {
-        throw n.error("data's first " + k + " axes hold more than 2^24 rows: " + data);
+        throw n.error("data's first " + (batch + k) + " axes hold more than 2^24 rows: " + data);
       }
     }
     List<Dim> tupleShape = indices.dims().subList(0, indices.rank() - 1);
@@ -500,7 +508,7 @@ final class Composites {
     Value outside = null;
     long stride = 1;
     for (int j = k - 1; j >= 0; j--) {
-      long extent = data.dim(j).value();
+      long extent = data.dim(batch + j).value();
       Value entry = n.reshape(n.temp(new DataOp.Slice(tuples, List.of(Dim.of(j)),
           List.of(Dim.of(j + 1)), List.of(-1L), List.of(1L))), tupleShape);
       Value negative = op(n, BinaryKind.LESS, entry, scalar(n, entry, 0));
@@ -513,10 +521,19 @@ final class Composites {
       position = position == null ? term : op(n, BinaryKind.ADD, position, term);
       stride *= extent;
     }
+    if (batch > 0) {
+      // each tuple's batch's first row: the batch's row-major number times the rows of a batch
+      long batches = rows / stride;
+      List<Dim> along = new ArrayList<>(tupleShape.subList(0, batch));
+      along.addAll(java.util.Collections.nCopies(tupleShape.size() - batch, Dim.of(1)));
+      Value first = op(n, BinaryKind.MUL, n.reshape(n.temp(new SourceOp.Range(0, Dim.of(batches),
+          1, ElementType.F32)), along), scalar(n, position, stride));
+      position = op(n, BinaryKind.ADD, position, first);
+    }
     Value checked = n.temp(new ElementwiseOp.Cast(n.temp(new ElementwiseOp.Where(outside,
         scalar(n, position, rows), position)), ElementType.I64));
     List<Dim> tableShape = new ArrayList<>(List.of(Dim.of(rows)));
-    tableShape.addAll(data.dims().subList(k, data.rank()));
+    tableShape.addAll(data.dims().subList(batch + k, data.rank()));
     n.emit(new DataOp.Gather(n.reshape(n.value(0), tableShape), checked, 0));
   }
 

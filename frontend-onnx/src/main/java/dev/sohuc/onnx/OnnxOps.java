@@ -149,9 +149,10 @@ final class OnnxOps {
         OnnxOps::split);
     op("Slice", 10, "slice", "starts/ends may be symbolic; axes and steps static", OnnxOps::slice);
     op("Gather", 1, "gather", "folded on shape vectors", OnnxOps::gather);
-    op("GatherND", 11, "cast / slice / reshape / less / greater_equal / or / where / mul / add / gather", "batch_dims 0; each index "
-        + "tuple as one row of the data's leading axes flattened (an entry out of its axis's range is an "
-        + "error, as in ONNX Runtime)", Composites::gatherNd);
+    op("GatherND", 11, "cast / slice / reshape / less / greater_equal / or / where / mul / add / gather",
+        "batch_dims (static batch axes, the same in data and indices); each index tuple as one row of the "
+        + "data's leading axes flattened (an entry out of its axis's range is an error, as in ONNX Runtime)",
+        Composites::gatherNd);
     op("GatherElements", 11, "gather_elements", "", n -> {
       checkConstantIndices(n, n.known(1), n.attrInt("axis", 0));
       n.emit(new DataOp.GatherElements(n.value(0), n.value(1), n.attrInt("axis", 0)));

@@ -839,11 +839,16 @@ class BadModelTest {
   void gatherNdAndModBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 3, 4))
         .addInput(input("i", ElementType.I64, 2, 2)).addInput(input("i3", ElementType.I64, 2, 3))
+        .addInput(input("i1", ElementType.I64, 2, 1))
         .addInput(input("i32", ElementType.I32, 2, 2)).addInput(input("y4", ElementType.F32, 4))
         .addOutput(output("y"));
     assertEachRefused(g, 13, List.of(
         new Refused("GatherND", List.of("x", "i"), List.of("y"), List.of(Models.attr("batch_dims", 1)),
-            "batch_dims 1 (sohuc imports GatherND with batch_dims 0)"),
+            "the index tuples' length 2 must be static, 1 to the data's rank 2 less batch_dims 1"),
+        new Refused("GatherND", List.of("x", "i1"), List.of("y"), List.of(Models.attr("batch_dims", 1)),
+            "indices axis 0 is 2, data's 3: the first batch_dims axes must match"),
+        new Refused("GatherND", List.of("x", "i"), List.of("y"), List.of(Models.attr("batch_dims", 2)),
+            "batch_dims 2 must be 0 to 1 (less than both ranks"),
         new Refused("GatherND", List.of("x", "i3"), List.of("y"), List.of(),
             "the index tuples' length 3 must be static, 1 to the data's rank 2"),
         new Refused("GatherND", List.of("x", "i32"), List.of("y"), List.of(),

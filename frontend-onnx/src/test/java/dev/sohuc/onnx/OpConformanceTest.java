@@ -344,6 +344,14 @@ class OpConformanceTest {
     cs.add(t("GatherND", f(2, 3), c(Tensor.ofLongs(I64, new long[] {2}, new long[] {1, 2}))).named("GatherND to a scalar"));
     cs.add(t("GatherND", f(4, 3), c(Tensor.ofLongs(I64, new long[] {3, 1}, new long[] {3, 0, -4}))).named("GatherND k 1"));
     cs.add(t("GatherND", f(3, 3, 4), ix(I64, -3, 2, 2, 2, 2)).named("GatherND runtime tuples"));
+    // batch_dims: each batch's own rows (pairs, single entries, two batch axes)
+    cs.add(t("GatherND", f(2, 3, 4, 5), c(Tensor.ofLongs(I64, new long[] {2, 3, 2},
+        new long[] {0, 1, 2, -1, 1, 3, 2, 0, 0, -4, -3, 2}))).attrs(attr("batch_dims", 1))
+        .named("GatherND batch_dims 1"));
+    cs.add(t("GatherND", f(2, 3, 4), ix(I64, -4, 3, 2, 3, 1)).attrs(attr("batch_dims", 2))
+        .named("GatherND batch_dims 2, runtime tuples"));
+    cs.add(t("GatherND", f(3, 5), c(Tensor.ofLongs(I64, new long[] {3, 1}, new long[] {4, 0, -2})))
+        .attrs(attr("batch_dims", 1)).named("GatherND batch_dims 1 to scalars"));
     cs.add(t("GatherElements", f(3, 4), ix(I64, 0, 3, 3, 2)).attrs(attr("axis", 1)));
     cs.add(t("Expand", f(3, 1), ci(2, 3, 4)));
     cs.add(t("Expand", f(2, 3), ci(1, 1)).named("Expand smaller shape"));

@@ -679,7 +679,8 @@ class RandomOpsCompiledTest {
 
   /**
    * GatherND as a sequence classifier takes its last tokens' logits (GPT-2's, Llama's): index
-   * pairs given at run time, one negative, their positions computed in f32 on the chip.
+   * pairs given at run time, one negative, their positions computed in f32 on the chip; and
+   * with batch_dims 1, each sequence's own token.
    */
   @Test
   void gatherNdCompilesToTheInterpretersNumbers() throws Exception {
@@ -687,6 +688,10 @@ class RandomOpsCompiledTest {
     g.node("GatherND", List.of(g.input(new long[] {3, 7, 5}, -1, 1),
         g.longInput(new long[] {3, 2}, 0, 6, 1, 2, 2, -1)));
     assertTrue(check(0, g), "GatherND compiled");
+    Graph batched = new Graph(new Random(9));
+    batched.node("GatherND", List.of(batched.input(new long[] {3, 7, 5}, -1, 1),
+        batched.longInput(new long[] {3, 1}, 6, 2, -1)), attr("batch_dims", 1));
+    assertTrue(check(1, batched), "GatherND batch_dims 1 compiled");
   }
 
   private static float[] randomFloats(Random r, int count, float scale) {
