@@ -178,7 +178,8 @@ final class ConvTaps {
     int spatial = x.rank() - 2;
     if (spatial < 1 || spatial > 2) {
       throw n.error("a window over " + Math.max(0, spatial) + " spatial axes (sohuc imports 1-D "
-          + "and 2-D convolutions and pooling)");
+          + "and 2-D convolutions and pooling, and 3-D patch embeddings: kernel = stride, no "
+          + "padding)");
     }
     return spatial;
   }

@@ -117,8 +117,8 @@ final class OnnxOps {
     op("Transpose", 1, "transpose", "perm defaults to reversed dims", OnnxOps::transpose);
     op("Conv", 1, "pad / slice / concat / reshape / transpose / matmul / add", "1-D and 2-D, static sizes; "
         + "strides, pads, auto_pad, dilations, groups (a batched matmul over them); up to " + ConvTaps.MAX_TAPS
-        + " kernel taps, each a slice (im2col), or a patch embedding (ViT: kernel = stride, no padding) as one "
-        + "reshape",
+        + " kernel taps, each a slice (im2col), or a patch embedding (kernel = stride, no padding; 1-D to 3-D: "
+        + "ViT's patches, VideoMAE's tubelets) as one reshape",
         PatchConv::importNode);
     op("Resize", 11, "expand / gather / mul / add", "nearest (every nearest_mode), linear and cubic (cubic_coeff_a, exclude_outside); "
         + "coordinate transforms half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, "

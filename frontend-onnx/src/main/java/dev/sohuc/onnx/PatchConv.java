@@ -6,14 +6,16 @@ import dev.sohuc.ir.op.ElementwiseOp;
 import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.type.Dim;
 import dev.sohuc.ir.type.TensorType;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
- * ONNX Conv as a 2-D patch embedding (ViT, CLIP's and DeiT's image towers), whose kernel equals
- * its stride, without padding, dilation or groups. Each output pixel is then one patch times the
- * weights: the image is cut into patches (reshape, transpose), the patches multiplied by the
- * flattened kernel (matmul) and the bias added, and the result laid out as [N, O, H/kh, W/kw].
- * Other convolutions go tap by tap ({@link ConvTaps}).
+ * ONNX Conv as a patch embedding (ViT's, CLIP's and DeiT's image towers in 2-D, ViViT's and
+ * VideoMAE's tubelets in 3-D), whose kernel equals its stride, without padding, dilation or
+ * groups. Each output position is then one patch times the weights: the input is cut into
+ * patches (reshape, transpose), the patches multiplied by the flattened kernel (matmul) and the
+ * bias added, and the result laid out as [N, O, S1/k1, ...]. Other convolutions go tap by tap
+ * ({@link ConvTaps}).
  */
 final class PatchConv {
   private PatchConv() {}
@@ -21,49 +23,94 @@ final class PatchConv {
   static void importNode(OnnxNode n) {
     TensorType x = n.type(0);
     TensorType w = n.type(1);
-    if (x.rank() != 4 || w.rank() != 4 || !w.dim(2).isStatic() || !w.dim(3).isStatic()
-        || w.dim(2).value() < 1 || w.dim(3).value() < 1) {
-      ConvTaps.importConv(n);
-      return;
-    }
-    long kh = w.dim(2).value();
-    long kw = w.dim(3).value();
-    List<Long> kernel = n.attrInts("kernel_shape");
-    List<Long> strides = n.attrInts("strides");
-    List<Long> pads = n.attrInts("pads");
-    List<Long> dilations = n.attrInts("dilations");
-    String autoPad = n.attrString("auto_pad", "NOTSET");
-    boolean patches = (kernel == null || kernel.equals(List.of(kh, kw)))
-        && List.of(kh, kw).equals(strides)
-        && (pads == null || pads.stream().allMatch(p -> p == 0))
-        && (dilations == null || dilations.stream().allMatch(d -> d == 1))
-        && n.attrInt("group", 1) == 1 && (autoPad.equals("NOTSET") || autoPad.equals("VALID"));
-    if (!patches || !x.dim(2).isStatic() || !x.dim(3).isStatic()
-        || x.dim(2).value() % kh != 0 || x.dim(3).value() % kw != 0) {
+    int spatial = x.rank() - 2;
+    if (spatial < 1 || spatial > 3 || w.rank() != x.rank() || !isPatchEmbedding(n, x, w)) {
       ConvTaps.importConv(n);
       return;
     }
     long c = ConvTaps.staticDim(n, x.dim(1), "input channels");
-    long h = x.dim(2).value();
-    long wd = x.dim(3).value();
     if (!w.dim(1).is(c)) {
       throw n.error("weights of " + w.dim(1) + " input channels for an input of " + c);
     }
     Dim batch = x.dim(0);
     Dim out = w.dim(0);
-    long rows = h / kh;
-    long cols = wd / kw;
-    Value cut = n.reshape(n.value(0),
-        List.of(batch, Dim.of(c), Dim.of(rows), Dim.of(kh), Dim.of(cols), Dim.of(kw)));
-    Value patchFirst = n.temp(new DataOp.Transpose(cut, List.of(0L, 2L, 4L, 1L, 3L, 5L)));
-    Value flat = n.reshape(patchFirst, List.of(batch, Dim.of(rows * cols), Dim.of(c * kh * kw)));
-    Value kernelRows = n.reshape(n.value(1), List.of(out, Dim.of(c * kh * kw)));
+    List<Dim> grid = new ArrayList<>(List.of(batch));
+    Value input = n.value(0);
+    Dim cutBatch = batch;
+    long channels = c;
+    int first = 0;
+    if (spatial == 3) {
+      // the first axis's cells join the batch and its kernel the channels, so that the cut below
+      // is the 2-D one (transposes of rank 5 and 6, not one of rank 8)
+      long k = w.dim(2).value();
+      long cells = x.dim(2).value() / k;
+      Value split = n.reshape(input, List.of(batch, Dim.of(c), Dim.of(cells), Dim.of(k),
+          Dim.of(x.dim(3).value() * x.dim(4).value())));
+      cutBatch = batch.times(Dim.of(cells));
+      channels = c * k;
+      input = n.reshape(n.temp(new DataOp.Transpose(split, List.of(0L, 2L, 1L, 3L, 4L))),
+          List.of(cutBatch, Dim.of(channels), x.dim(3), x.dim(4)));
+      grid.add(Dim.of(cells));
+      first = 1;
+    }
+    // [N, C, S1/k1, k1, ...] -> [N, S1/k1, ..., C, k1, ...] -> [N, patches, C * k1 * ...]
+    List<Dim> cutShape = new ArrayList<>(List.of(cutBatch, Dim.of(channels)));
+    List<Long> order = new ArrayList<>(List.of(0L));
+    long patches = 1;
+    long patchSize = channels;
+    for (int i = first; i < spatial; i++) {
+      long k = w.dim(2 + i).value();
+      long cells = x.dim(2 + i).value() / k;
+      cutShape.add(Dim.of(cells));
+      cutShape.add(Dim.of(k));
+      order.add(2L + 2 * (i - first));
+      grid.add(Dim.of(cells));
+      patches *= cells;
+      patchSize *= k;
+    }
+    order.add(1L);
+    for (int i = first; i < spatial; i++) {
+      order.add(3L + 2 * (i - first));
+    }
+    Value cut = n.reshape(input, cutShape);
+    Value patchFirst = n.temp(new DataOp.Transpose(cut, order));
+    Value flat = n.reshape(patchFirst, List.of(cutBatch, Dim.of(patches), Dim.of(patchSize)));
+    Value kernelRows = n.reshape(n.value(1), List.of(out, Dim.of(patchSize)));
     Value kernelColumns = n.temp(new DataOp.Transpose(kernelRows, List.of(1L, 0L)));
     Value product = n.temp(new LinalgOp.MatMul(flat, kernelColumns));
     if (n.has(2)) {
       product = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, product, n.value(2)));
     }
-    Value grid = n.reshape(product, List.of(batch, Dim.of(rows), Dim.of(cols), out));
-    n.emit(new DataOp.Transpose(grid, List.of(0L, 3L, 1L, 2L)));
+    grid.add(out);
+    List<Long> channelsFirst = new ArrayList<>(List.of(0L, (long) spatial + 1));
+    for (int i = 0; i < spatial; i++) {
+      channelsFirst.add(1L + i);
+    }
+    n.emit(new DataOp.Transpose(n.reshape(product, grid), channelsFirst));
+  }
+
+  /**
+   * Whether the node's kernel (static, as the weights give it) equals its strides, with no
+   * padding, dilation or groups, and tiles the input's static spatial axes.
+   */
+  private static boolean isPatchEmbedding(OnnxNode n, TensorType x, TensorType w) {
+    int spatial = x.rank() - 2;
+    List<Long> k = new ArrayList<>();
+    for (int i = 0; i < spatial; i++) {
+      Dim kd = w.dim(2 + i);
+      Dim xd = x.dim(2 + i);
+      if (!kd.isStatic() || kd.value() < 1 || !xd.isStatic() || xd.value() % kd.value() != 0) {
+        return false;
+      }
+      k.add(kd.value());
+    }
+    List<Long> kernel = n.attrInts("kernel_shape");
+    List<Long> pads = n.attrInts("pads");
+    List<Long> dilations = n.attrInts("dilations");
+    String autoPad = n.attrString("auto_pad", "NOTSET");
+    return (kernel == null || kernel.equals(k)) && k.equals(n.attrInts("strides"))
+        && (pads == null || pads.stream().allMatch(p -> p == 0))
+        && (dilations == null || dilations.stream().allMatch(d -> d == 1))
+        && n.attrInt("group", 1) == 1 && (autoPad.equals("NOTSET") || autoPad.equals("VALID"));
   }
 }

@@ -940,7 +940,8 @@ class BadModelTest {
         conv(List.of("x", "w00"), List.of(Models.ints("strides", 0, 0)),
             "a kernel of [0, 0] (sohuc imports 1 to 128 taps"),
         conv(List.of("x3", "w3"), List.of(),
-            "a window over 3 spatial axes (sohuc imports 1-D and 2-D convolutions and pooling)"),
+            "a window over 3 spatial axes (sohuc imports 1-D and 2-D convolutions and pooling, and "
+                + "3-D patch embeddings: kernel = stride, no padding)"),
         conv(List.of("x1", "w"), List.of(),
             "a rank-4 kernel for a rank-3 input"),
         conv(List.of("x1", "w1"), List.of(Models.ints("dilations", 9)),

@@ -604,7 +604,7 @@ class RandomOpsCompiledTest {
    * (80 mel channels, kernel 3, pad 1, stride 1 then 2) and a 2-D 3 x 3 of stride 2 with padding
    * and dilation; pooling over the same taps, BatchNormalization, and wav2vec2's strided 1-D
    * convolution into an InstanceNormalization; grouped: wav2vec2's positional convolution and a
-   * depthwise one; on the chip as on the interpreter and ONNX Runtime.
+   * depthwise one; a 3-D tubelet embedding; on the chip as on the interpreter and ONNX Runtime.
    */
   @Test
   void convolutionsCompileToTheInterpretersNumbers() throws Exception {
@@ -634,6 +634,12 @@ class RandomOpsCompiledTest {
     g4.node("AveragePool", List.of(g4.input(new long[] {1, 4, 7, 10}, -1, 1)), ints("kernel_shape", 3, 2),
         ints("strides", 2, 3), ints("pads", 1, 0, 1, 1));
     assertTrue(check(3, g4), "AveragePool compiled");
+    // a video transformer's tubelet embedding (ViViT, VideoMAE): a 3-D patch convolution
+    Graph tubelets = new Graph(new Random(10));
+    tubelets.node("Conv", List.of(tubelets.input(new long[] {1, 3, 4, 16, 16}, -1, 1),
+        tubelets.floats(new long[] {8, 3, 2, 8, 8}, randomFloats(tubelets.r, 8 * 3 * 2 * 8 * 8, 0.1f)),
+        tubelets.floats(new long[] {8}, randomFloats(tubelets.r, 8, 0.1f))), ints("strides", 2, 8, 8));
+    assertTrue(check(7, tubelets), "3-D tubelet embedding compiled");
     // wav2vec2's feature encoder: a strided 1-D convolution, then a group norm of a group a channel
     Graph g5 = new Graph(new Random(5));
     String conv = g5.inner("Conv", List.of(g5.input(new long[] {1, 1, 400}, -1, 1),
