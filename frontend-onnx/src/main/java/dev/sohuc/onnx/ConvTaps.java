@@ -7,6 +7,7 @@ import dev.sohuc.ir.op.LinalgOp;
 import dev.sohuc.ir.op.ReductionOp;
 import dev.sohuc.ir.tensor.Tensor;
 import dev.sohuc.ir.type.Dim;
+import dev.sohuc.ir.type.ElementType;
 import dev.sohuc.ir.type.TensorType;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -30,6 +31,8 @@ final class ConvTaps {
    * (wav2vec2's positional convolution has 128).
    */
   static final int MAX_TAPS = 128;
+  /** The most positions of one axis's table for MaxPool's Indices (taps times outputs). */
+  private static final long MAX_INDEX_TABLE = 1L << 22;
   /** The largest stride, dilation or pad taken, so that the index arithmetic cannot overflow. */
   private static final long MAX_SIZE = 1L << 24;
 
@@ -113,9 +116,9 @@ final class ConvTaps {
 
   /**
    * MaxPool (max, the padding -inf) or AveragePool (the mean over the window's positions inside
-   * the input, or over all its taps with count_include_pad): the taps reduced; no Indices
-   * output. With ceil_mode the last window may reach past the end padding (where MaxPool
-   * ignores it and AveragePool counts nothing), never starting there.
+   * the input, or over all its taps with count_include_pad): the taps reduced, and MaxPool's
+   * Indices where wanted. With ceil_mode the last window may reach past the end padding (where
+   * MaxPool ignores it and AveragePool counts nothing), never starting there.
    */
   static void importPool(OnnxNode n, boolean max) {
     TensorType x = n.type(0);
@@ -126,9 +129,6 @@ final class ConvTaps {
     long ceilMode = n.attrInt("ceil_mode", 0);
     if (ceilMode != 0 && ceilMode != 1) {
       throw n.error("ceil_mode must be 0 or 1, got " + ceilMode);
-    }
-    if (n.wants(1)) {
-      throw n.error("the Indices output (sohuc imports MaxPool's values only)");
     }
     List<Long> kernel = n.attrInts("kernel_shape");
     if (kernel == null || kernel.size() != spatial) {
@@ -144,7 +144,93 @@ final class ConvTaps {
       reduced = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.DIV, reduced,
           windowCounts(n, x, win)));
     }
+    if (max && n.wants(1)) {
+      n.set(1, n.temp(new DataOp.Reshape(maxIndices(n, x, win, stacked, reduced),
+          outShape(x.dim(0), x.dim(1), win))));
+    }
     n.emit(new DataOp.Reshape(reduced, outShape(x.dim(0), x.dim(1), win)));
+  }
+
+  /**
+   * MaxPool's Indices, [N*C, 1, out...]: each window's maximum's flat position in X (row-major
+   * over N, C and the spatial axes; with storage_order 1 the spatial axes column-major), the
+   * first in the kernel's row-major order, as ONNX Runtime picks it: of the taps equal to the
+   * maximum, the least position, computed in f32 (exact: X holds at most 2^24 elements).
+   */
+  private static Value maxIndices(OnnxNode n, TensorType x, Window win, Value stacked,
+      Value max) {
+    long order = n.attrInt("storage_order", 0);
+    if (order != 0 && order != 1) {
+      throw n.error("storage_order must be 0 or 1, got " + order);
+    }
+    int spatial = win.spatial();
+    long channels = staticDim(n, x.dim(0), "batch (for the Indices output)")
+        * staticDim(n, x.dim(1), "channel count (for the Indices output)");
+    long plane = 1;
+    long[] stride = new long[spatial];
+    for (int i = spatial - 1; i >= 0; i--) {
+      stride[i] = plane;
+      plane *= x.dim(2 + i).value();
+    }
+    if (order == 1) {
+      // column-major: the first spatial axis varies fastest
+      long s = 1;
+      for (int i = 0; i < spatial; i++) {
+        stride[i] = s;
+        s *= x.dim(2 + i).value();
+      }
+    }
+    if (channels > (1L << 24) / plane) {
+      throw n.error("the Indices output counts positions in " + x + ", more than the 2^24 f32 "
+          + "counts exactly");
+    }
+    long taps = win.taps();
+    for (long o : win.out()) {
+      if (taps * o > MAX_INDEX_TABLE) {
+        throw n.error("the Indices output needs a table of " + taps + " x " + o + " positions, "
+            + "more than the " + MAX_INDEX_TABLE + " sohuc builds");
+      }
+    }
+    // per spatial axis, [1, T, 1.., out_i, ..1]: the tap's coordinate there times the axis's
+    // stride; summed, each tap's position in its channel's plane
+    Value position = null;
+    for (int i = 0; i < spatial; i++) {
+      long outI = win.out()[i];
+      long inner = 1;
+      for (int j = i + 1; j < spatial; j++) {
+        inner *= win.kernel()[j];
+      }
+      float[] v = new float[(int) (taps * outI)];
+      for (int t = 0; t < taps; t++) {
+        long k = t / inner % win.kernel()[i];
+        for (int o = 0; o < outI; o++) {
+          long at = o * win.strides()[i] - win.pads()[i] + k * win.dilations()[i];
+          v[(int) (t * outI + o)] = at * stride[i];
+        }
+      }
+      long[] shape = new long[2 + spatial];
+      Arrays.fill(shape, 1);
+      shape[1] = taps;
+      shape[2 + i] = outI;
+      Value term = n.constant(Tensor.ofFloats(ElementType.F32, shape, v));
+      position = position == null ? term
+          : n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, position, term));
+    }
+    float[] bases = new float[(int) channels];
+    for (int c = 0; c < channels; c++) {
+      bases[c] = c * plane;
+    }
+    long[] baseShape = new long[2 + spatial];
+    Arrays.fill(baseShape, 1);
+    baseShape[0] = channels;
+    position = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, position,
+        n.constant(Tensor.ofFloats(ElementType.F32, baseShape, bases))));
+    Value candidates = n.temp(new ElementwiseOp.Where(n.temp(new ElementwiseOp.Binary(
+        ElementwiseOp.BinaryKind.EQUAL, stacked, max)), position,
+        n.constant(Tensor.scalar(ElementType.F32, 0x1p24))));
+    Value first = n.temp(new ReductionOp.Reduce(ReductionOp.ReduceKind.MIN, candidates,
+        List.of(1L), true));
+    return n.temp(new ElementwiseOp.Cast(first, ElementType.I64));
   }
 
   /**

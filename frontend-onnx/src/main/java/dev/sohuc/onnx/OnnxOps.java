@@ -126,7 +126,7 @@ final class OnnxOps {
         + "gather, a whole-number nearest upscale an expand; not tf_crop_and_resize or antialiased "
         + "downscaling", ResizeImport::importNode);
     op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
-        + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode; not the Indices output",
+        + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode; the Indices output (storage_order 0 and 1, a static batch)",
         n -> ConvTaps.importPool(n, true));
     op("AveragePool", 11, "pad / slice / concat / reduce_sum / div", "as MaxPool; count_include_pad; "
         + "dilations (19)", n -> ConvTaps.importPool(n, false));

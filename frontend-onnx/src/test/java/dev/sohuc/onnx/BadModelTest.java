@@ -319,8 +319,8 @@ class BadModelTest {
     assertEachRefused(g, 18, List.of(
         new Refused("MaxPool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2, 2),
             Models.attr("ceil_mode", 2)), "ceil_mode must be 0 or 1, got 2"),
-        new Refused("MaxPool", List.of("x"), List.of("y", "idx"), List.of(Models.ints("kernel_shape", 2, 2)),
-            "the Indices output (sohuc imports MaxPool's values only)"),
+        new Refused("MaxPool", List.of("x"), List.of("y", "idx"), List.of(Models.ints("kernel_shape", 2, 2),
+            Models.attr("storage_order", 2)), "storage_order must be 0 or 1, got 2"),
         new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 2)),
             "kernel_shape must hold 2 values, got [2]"),
         new Refused("AveragePool", List.of("x"), List.of("y"), List.of(Models.ints("kernel_shape", 12, 12)),

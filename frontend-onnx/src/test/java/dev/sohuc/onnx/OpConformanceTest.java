@@ -278,6 +278,16 @@ class OpConformanceTest {
     // positions inside the input or, with count_include_pad, inside the padded input
     cs.add(t("MaxPool", f(2, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
         attr("ceil_mode", 1)).named("MaxPool ceil_mode"));
+    // the Indices output: each maximum's flat position in X, row-major or with storage_order 1
+    // the spatial axes column-major
+    cs.add(t("MaxPool", f(2, 3, 9, 8)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        ints("pads", 1, 1, 1, 1)).outputs(2).named("MaxPool Indices"));
+    cs.add(t("MaxPool", f(1, 2, 7, 6)).attrs(ints("kernel_shape", 2, 3), attr("storage_order", 1))
+        .outputs(2).named("MaxPool Indices column-major"));
+    cs.add(t("MaxPool", f(2, 2, 11)).attrs(ints("kernel_shape", 3), ints("dilations", 2), ints("strides", 2))
+        .outputs(2).opset(12).named("MaxPool 1-D Indices"));
+    cs.add(t("MaxPool", f(1, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
+        attr("ceil_mode", 1)).outputs(2).named("MaxPool ceil_mode Indices"));
     cs.add(t("MaxPool", f(1, 2, 5, 5)).attrs(ints("kernel_shape", 2, 2), ints("strides", 2, 2),
         ints("pads", 1, 1, 1, 1), attr("ceil_mode", 1)).named("MaxPool ceil_mode, a window dropped"));
     cs.add(t("AveragePool", f(2, 3, 8, 9)).attrs(ints("kernel_shape", 3, 3), ints("strides", 2, 2),
