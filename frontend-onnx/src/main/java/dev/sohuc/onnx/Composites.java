@@ -477,8 +477,9 @@ final class Composites {
       throw n.error("indices must be an int64 tensor of rank 1 or more, got " + indices);
     }
     if (b < 0 || b >= Math.min(data.rank(), indices.rank())) {
-      throw n.error("batch_dims " + b + " must be 0 to " + (Math.min(data.rank(), indices.rank()) - 1)
-          + " (less than both ranks: data " + data + ", indices " + indices + ")");
+      throw n.error("batch_dims " + b + " must be 0 to "
+          + (Math.min(data.rank(), indices.rank()) - 1) + " (less than both ranks: data " + data
+          + ", indices " + indices + ")");
     }
     int batch = (int) b;
     Dim last = indices.dim(indices.rank() - 1);

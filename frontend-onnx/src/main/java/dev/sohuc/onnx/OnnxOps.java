@@ -125,9 +125,9 @@ final class OnnxOps {
         + "tf_half_pixel_for_nn; constant scales or sizes, axes (18); static sizes; each axis a constant "
         + "gather, a whole-number nearest upscale an expand; not tf_crop_and_resize or antialiased "
         + "downscaling", ResizeImport::importNode);
-    op("MaxPool", 11, "pad / slice / concat / reduce_max", "1-D and 2-D, static sizes; kernel_shape, strides, "
-        + "pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode; the Indices output (storage_order 0 and 1, a static batch)",
-        n -> ConvTaps.importPool(n, true));
+    op("MaxPool", 11, "pad / slice / concat / reduce_max (reduce_min)", "1-D and 2-D, static sizes; "
+        + "kernel_shape, strides, pads, auto_pad, dilations; up to " + ConvTaps.MAX_TAPS + " taps; ceil_mode; "
+        + "the Indices output (storage_order 0 and 1, a static batch)", n -> ConvTaps.importPool(n, true));
     op("AveragePool", 11, "pad / slice / concat / reduce_sum / div", "as MaxPool; count_include_pad; "
         + "dilations (19)", n -> ConvTaps.importPool(n, false));
     op("BatchNormalization", 11, "sub / div / sqrt / mul / add", "inference: (x - mean) / sqrt(var + "
