@@ -538,6 +538,59 @@ final class Composites {
     n.emit(new DataOp.Gather(n.reshape(n.value(0), tableShape), checked, 0));
   }
 
+  /**
+   * DepthToSpace ({@code toSpace}: blocks of channels to b x b pixels, DCR or CRD order) or
+   * SpaceToDepth (b x b pixels to channels, DCR order) of an [N, C, H, W] input, as a reshape
+   * to six axes, a transpose and a reshape back.
+   */
+  static void blockRearrange(OnnxNode n, boolean toSpace) {
+    TensorType x = n.type(0);
+    long b = n.attrInt("blocksize", 0);
+    if (x.rank() != 4) {
+      throw n.error("input " + x + " must be [N, C, H, W]");
+    }
+    if (b < 1 || b > 1 << 12) {
+      throw n.error("blocksize " + b + " must be 1 to 4096");
+    }
+    long c = ConvTaps.staticDim(n, x.dim(1), "channel count");
+    long h = ConvTaps.staticDim(n, x.dim(2), "height");
+    long w = ConvTaps.staticDim(n, x.dim(3), "width");
+    Dim batch = x.dim(0);
+    List<Dim> cut;
+    List<Long> order;
+    List<Dim> out;
+    if (toSpace) {
+      String mode = n.attrString("mode", "DCR");
+      if (c % (b * b) != 0) {
+        throw n.error(c + " channels do not split into blocks of " + b + " x " + b);
+      }
+      Dim depth = Dim.of(c / (b * b));
+      Dim bd = Dim.of(b);
+      switch (mode) {
+        case "DCR" -> {
+          cut = List.of(batch, bd, bd, depth, Dim.of(h), Dim.of(w));
+          order = List.of(0L, 3L, 4L, 1L, 5L, 2L);
+        }
+        case "CRD" -> {
+          cut = List.of(batch, depth, bd, bd, Dim.of(h), Dim.of(w));
+          order = List.of(0L, 1L, 4L, 2L, 5L, 3L);
+        }
+        default -> throw n.error("mode " + mode + " (DCR or CRD)");
+      }
+      out = List.of(batch, depth, Dim.of(h * b), Dim.of(w * b));
+    } else {
+      if (h % b != 0 || w % b != 0) {
+        throw n.error("a " + h + " x " + w + " image does not split into blocks of " + b + " x "
+            + b);
+      }
+      cut = List.of(batch, Dim.of(c), Dim.of(h / b), Dim.of(b), Dim.of(w / b), Dim.of(b));
+      order = List.of(0L, 3L, 5L, 1L, 2L, 4L);
+      out = List.of(batch, Dim.of(c * b * b), Dim.of(h / b), Dim.of(w / b));
+    }
+    n.emit(new DataOp.Reshape(n.temp(new DataOp.Transpose(n.reshape(n.value(0), cut), order)),
+        out));
+  }
+
   /** exp(x) - 1, as the specs write it (no expm1: ONNX Runtime's Elu subtracts too). */
   private static Value expm1(OnnxNode n, Value x) {
     return op(n, BinaryKind.SUB, unary(n, UnaryKind.EXP, x), scalar(n, x, 1));

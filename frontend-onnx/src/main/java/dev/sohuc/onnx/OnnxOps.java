@@ -141,6 +141,10 @@ final class OnnxOps {
     op("Reshape", 5, "reshape", "shape input folded to dims (symbolic allowed); 0 copies a dim unless allowzero (14)",
         OnnxOps::reshape);
     op("Flatten", 1, "reshape", "axis in [-r, r]", OnnxOps::flatten);
+    op("DepthToSpace", 1, "reshape / transpose", "blocksize; mode DCR and CRD (11); static channels and "
+        + "sizes", n -> Composites.blockRearrange(n, true));
+    op("SpaceToDepth", 1, "reshape / transpose", "blocksize; static channels and sizes",
+        n -> Composites.blockRearrange(n, false));
     op("Squeeze", 1, "reshape", "axes: attribute (< 13) or input (>= 13); none squeezes static 1s",
         OnnxOps::squeeze);
     op("Unsqueeze", 1, "reshape", "axes: attribute (< 13) or input (>= 13)", OnnxOps::unsqueeze);
@@ -335,6 +339,7 @@ final class OnnxOps {
       case "Constant" -> new Arity(0, 0, 1);
       case "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Relu", "Not", "Floor",
           "Ceil", "Sin", "Cos", "Gelu", "Softmax", "LogSoftmax", "Transpose", "Flatten", "Cast", "Shape", "Size",
+          "DepthToSpace", "SpaceToDepth",
           "ConstantOfShape", "Identity", "LeakyRelu", "ThresholdedRelu", "Elu", "Selu", "Celu", "HardSigmoid",
           "HardSwish", "Softplus", "Softsign", "Mish", "Shrink", "Sign", "Round", "IsNaN",
           "IsInf", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization", "ArgMax",

@@ -296,6 +296,24 @@ class BadModelTest {
   }
 
   @Test
+  void blockRearrangementsBeyondWhatImportsAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g")
+        .addInput(input("x", ElementType.F32, 1, 6, 4, 5)).addInput(input("x3", ElementType.F32, 6, 4, 5))
+        .addOutput(output("y"));
+    assertEachRefused(g, 13, List.of(
+        new Refused("DepthToSpace", List.of("x"), List.of("y"), List.of(Models.attr("blocksize", 2)),
+            "6 channels do not split into blocks of 2 x 2"),
+        new Refused("DepthToSpace", List.of("x"), List.of("y"), List.of(Models.attr("blocksize", 1),
+            Models.attr("mode", "RCD")), "mode RCD (DCR or CRD)"),
+        new Refused("SpaceToDepth", List.of("x"), List.of("y"), List.of(Models.attr("blocksize", 2)),
+            "a 4 x 5 image does not split into blocks of 2 x 2"),
+        new Refused("SpaceToDepth", List.of("x"), List.of("y"), List.of(Models.attr("blocksize", 0)),
+            "blocksize 0 must be 1 to 4096"),
+        new Refused("SpaceToDepth", List.of("x3"), List.of("y"), List.of(Models.attr("blocksize", 1)),
+            "must be [N, C, H, W]")));
+  }
+
+  @Test
   void integerMatMulsBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g")
         .addInput(input("a", ElementType.U8, 3, 4)).addInput(input("b", ElementType.U8, 4, 5))

@@ -227,6 +227,10 @@ class OpConformanceTest {
     cs.add(t("Gemm", f(3, 4), f(4, 5)).named("Gemm no C"));
     cs.add(t("Transpose", f(2, 3, 4)).attrs(ints("perm", 1, 2, 0)));
     cs.add(t("Transpose", f(2, 3, 4)).named("Transpose default perm"));
+    cs.add(t("DepthToSpace", f(2, 8, 3, 4)).attrs(attr("blocksize", 2)).named("DepthToSpace DCR"));
+    cs.add(t("DepthToSpace", f(1, 18, 2, 3)).attrs(attr("blocksize", 3), attr("mode", "CRD"))
+        .named("DepthToSpace CRD"));
+    cs.add(t("SpaceToDepth", f(2, 3, 6, 4)).attrs(attr("blocksize", 2)));
     cs.add(t("Conv", f(2, 3, 8, 12), f(5, 3, 4, 4), f(5)).attrs(ints("kernel_shape", 4, 4), ints("strides", 4, 4))
         .named("Conv patch embedding"));
     cs.add(t("Conv", f(1, 2, 6, 4), f(3, 2, 3, 2)).attrs(ints("strides", 3, 2), ints("pads", 0, 0, 0, 0))

@@ -700,6 +700,18 @@ class RandomOpsCompiledTest {
     assertTrue(check(1, batched), "GatherND batch_dims 1 compiled");
   }
 
+  /** A super-resolution head's pixel shuffle (DepthToSpace) and its inverse, on the chip. */
+  @Test
+  void pixelShufflesCompileToTheInterpretersNumbers() throws Exception {
+    Graph g = new Graph(new Random(11));
+    g.node("DepthToSpace", List.of(g.input(new long[] {1, 12, 5, 6}, -1, 1)), attr("blocksize", 2),
+        attr("mode", "CRD"));
+    assertTrue(check(0, g), "DepthToSpace compiled");
+    Graph s = new Graph(new Random(12));
+    s.node("SpaceToDepth", List.of(s.input(new long[] {2, 3, 8, 6}, -1, 1)), attr("blocksize", 2));
+    assertTrue(check(1, s), "SpaceToDepth compiled");
+  }
+
   private static float[] randomFloats(Random r, int count, float scale) {
     float[] v = new float[count];
     for (int i = 0; i < count; i++) {
