@@ -120,6 +120,9 @@ final class OnnxOps {
         + " kernel taps, each a slice (im2col), or a patch embedding (kernel = stride, no padding; 1-D to 3-D: "
         + "ViT's patches, VideoMAE's tubelets) as one reshape",
         PatchConv::importNode);
+    op("ConvTranspose", 1, "transpose / reshape / matmul / add", "the upsampling form whose kernel equals its "
+        + "strides (SAM's mask decoder, a U-Net's up-convolutions): 1-D and 2-D, static sizes, no padding, "
+        + "output_padding, dilation or groups", PatchConv::importTranspose);
     op("Resize", 11, "expand / gather / mul / add", "nearest (every nearest_mode), linear and cubic (cubic_coeff_a, exclude_outside); "
         + "coordinate transforms half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, "
         + "tf_half_pixel_for_nn; constant scales or sizes, axes (18); static sizes; each axis a constant "
@@ -355,7 +358,7 @@ final class OnnxOps {
       case "InstanceNormalization", "GroupNormalization" -> new Arity(3, 3, 1);
       case "TopK" -> new Arity(2, 2, 2);
       case "Where", "Range", "ScatterND" -> new Arity(3, 3, 1);
-      case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv" -> new Arity(2, 3, 1);
+      case "Gemm", "QuantizeLinear", "DequantizeLinear", "Conv", "ConvTranspose" -> new Arity(2, 3, 1);
       case "Clip" -> new Arity(1, 3, 1);
       case "Resize" -> new Arity(1, 4, 1);
       case "MatMulInteger" -> new Arity(2, 4, 1);

@@ -24,7 +24,8 @@ final class PatchConv {
     TensorType x = n.type(0);
     TensorType w = n.type(1);
     int spatial = x.rank() - 2;
-    if (spatial < 1 || spatial > 3 || w.rank() != x.rank() || !isPatchEmbedding(n, x, w)) {
+    if (spatial < 1 || spatial > 3 || w.rank() != x.rank()
+        || !isPatchEmbedding(n, x, w, true)) {
       ConvTaps.importConv(n);
       return;
     }
@@ -90,16 +91,83 @@ final class PatchConv {
   }
 
   /**
-   * Whether the node's kernel (static, as the weights give it) equals its strides, with no
-   * padding, dilation or groups, and tiles the input's static spatial axes.
+   * ConvTranspose whose kernel equals its strides, without padding, output padding, dilation or
+   * groups (an upsampling by the kernel): each input position spreads into one patch of the
+   * output, the patch a row of x times the weights [C, O * k1 * ...] (matmul), laid out as
+   * [N, O, S1 * k1, ...] by a reshape and a transpose; the bias added per output channel.
    */
-  private static boolean isPatchEmbedding(OnnxNode n, TensorType x, TensorType w) {
+  static void importTranspose(OnnxNode n) {
+    TensorType x = n.type(0);
+    TensorType w = n.type(1);
+    int spatial = x.rank() - 2;
+    if (spatial < 1 || spatial > 2 || w.rank() != x.rank()) {
+      throw n.error("input " + x + " and weights " + w + ": sohuc imports 1-D and 2-D "
+          + "ConvTranspose");
+    }
+    if (!isPatchEmbedding(n, x, w, false) || n.attrInts("output_padding") != null
+        && n.attrInts("output_padding").stream().anyMatch(p -> p != 0)
+        || n.attrInts("output_shape") != null) {
+      throw n.error("a ConvTranspose other than an upsampling by its kernel (sohuc imports kernel "
+          + "= strides, no padding, output_padding, output_shape, dilation or groups)");
+    }
+    long c = ConvTaps.staticDim(n, x.dim(1), "input channels");
+    if (!w.dim(0).is(c)) {
+      throw n.error("weights of " + w.dim(0) + " input channels for an input of " + c);
+    }
+    long o = ConvTaps.staticDim(n, w.dim(1), "output channels");
+    Dim batch = x.dim(0);
+    long positions = 1;
+    long patch = o;
+    List<Dim> grid = new ArrayList<>(List.of(batch));
+    List<Long> toLast = new ArrayList<>(List.of(0L));
+    for (int i = 0; i < spatial; i++) {
+      positions *= x.dim(2 + i).value();
+      patch *= w.dim(2 + i).value();
+      grid.add(x.dim(2 + i));
+      toLast.add(2L + i);
+    }
+    toLast.add(1L);
+    // [N, C, S...] -> [N, S..., C] -> [N, positions, C] @ [C, O * k...]
+    Value rows = n.reshape(n.temp(new DataOp.Transpose(n.value(0), toLast)),
+        List.of(batch, Dim.of(positions), Dim.of(c)));
+    Value product = n.temp(new LinalgOp.MatMul(rows, n.reshape(n.value(1),
+        List.of(Dim.of(c), Dim.of(patch)))));
+    // [N, S1, S2, O, k1, k2] -> [N, O, S1, k1, S2, k2] (1-D: [N, S, O, k] -> [N, O, S, k])
+    grid.add(Dim.of(o));
+    List<Long> order = new ArrayList<>(List.of(0L, (long) spatial + 1));
+    List<Dim> out = new ArrayList<>(List.of(batch, Dim.of(o)));
+    for (int i = 0; i < spatial; i++) {
+      grid.add(w.dim(2 + i));
+    }
+    for (int i = 0; i < spatial; i++) {
+      order.add(1L + i);
+      order.add(spatial + 2L + i);
+      out.add(Dim.of(x.dim(2 + i).value() * w.dim(2 + i).value()));
+    }
+    Value spread = n.temp(new DataOp.Transpose(n.reshape(product, grid), order));
+    if (!n.has(2)) {
+      n.emit(new DataOp.Reshape(spread, out));
+      return;
+    }
+    List<Dim> perChannel = new ArrayList<>(java.util.Collections.nCopies(out.size(), Dim.of(1)));
+    perChannel.set(1, Dim.of(o));
+    n.emit(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, n.reshape(spread, out),
+        n.reshape(n.value(2), perChannel)));
+  }
+
+  /**
+   * Whether the node's kernel (static, as the weights give it) equals its strides, with no
+   * padding, dilation or groups, over static spatial axes that it tiles where {@code tiled}.
+   */
+  private static boolean isPatchEmbedding(OnnxNode n, TensorType x, TensorType w,
+      boolean tiled) {
     int spatial = x.rank() - 2;
     List<Long> k = new ArrayList<>();
     for (int i = 0; i < spatial; i++) {
       Dim kd = w.dim(2 + i);
       Dim xd = x.dim(2 + i);
-      if (!kd.isStatic() || kd.value() < 1 || !xd.isStatic() || xd.value() % kd.value() != 0) {
+      if (!kd.isStatic() || kd.value() < 1 || !xd.isStatic()
+          || tiled && xd.value() % kd.value() != 0) {
         return false;
       }
       k.add(kd.value());

@@ -296,6 +296,25 @@ class BadModelTest {
   }
 
   @Test
+  void convTransposesBeyondUpsamplingAreNamed() throws Exception {
+    GraphProto.Builder g = GraphProto.newBuilder().setName("g")
+        .addInput(input("x", ElementType.F32, 1, 3, 4, 5)).addInput(input("w", ElementType.F32, 3, 2, 2, 2))
+        .addInput(input("w5", ElementType.F32, 2, 3, 2, 2)).addInput(input("x5", ElementType.F32, 1, 3, 2, 2, 2))
+        .addInput(input("w3", ElementType.F32, 3, 2, 2, 2, 2)).addOutput(output("y"));
+    String other = "a ConvTranspose other than an upsampling by its kernel";
+    assertEachRefused(g, 13, List.of(
+        new Refused("ConvTranspose", List.of("x", "w"), List.of("y"), List.of(), other),
+        new Refused("ConvTranspose", List.of("x", "w"), List.of("y"), List.of(Models.ints("strides", 2, 2),
+            Models.ints("pads", 1, 0, 1, 0)), other),
+        new Refused("ConvTranspose", List.of("x", "w"), List.of("y"), List.of(Models.ints("strides", 2, 2),
+            Models.ints("output_padding", 1, 1)), other),
+        new Refused("ConvTranspose", List.of("x", "w5"), List.of("y"), List.of(Models.ints("strides", 2, 2)),
+            "weights of 2 input channels for an input of 3"),
+        new Refused("ConvTranspose", List.of("x5", "w3"), List.of("y"), List.of(Models.ints("strides", 2, 2, 2)),
+            "sohuc imports 1-D and 2-D ConvTranspose")));
+  }
+
+  @Test
   void blockRearrangementsBeyondWhatImportsAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g")
         .addInput(input("x", ElementType.F32, 1, 6, 4, 5)).addInput(input("x3", ElementType.F32, 6, 4, 5))

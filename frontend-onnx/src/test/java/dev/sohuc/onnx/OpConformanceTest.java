@@ -238,6 +238,11 @@ class OpConformanceTest {
     cs.add(t("Conv", f(2, 3, 4, 8, 8), f(6, 3, 2, 4, 4), f(6)).attrs(ints("strides", 2, 4, 4))
         .named("Conv 3-D tubelet embedding"));
     cs.add(t("Conv", f(2, 4, 12), f(5, 4, 3)).attrs(ints("strides", 3)).named("Conv 1-D patches"));
+    // ConvTranspose as an upsampling by its kernel (SAM's mask decoder: 2 x 2, stride 2)
+    cs.add(t("ConvTranspose", f(2, 4, 3, 5), f(4, 6, 2, 2), f(6)).attrs(ints("strides", 2, 2))
+        .named("ConvTranspose 2 x 2 upsampling"));
+    cs.add(t("ConvTranspose", f(1, 3, 7), f(3, 2, 4)).attrs(ints("strides", 4), ints("kernel_shape", 4))
+        .named("ConvTranspose 1-D, no bias"));
     // tap by tap: Whisper's 1-D stem (kernel 3, pad 1, strides 1 and 2), dilation, auto_pad,
     // 2-D 3 x 3 with padding and stride 2, an input past the last position read
     cs.add(t("Conv", f(2, 5, 12), f(6, 5, 3), f(6)).attrs(ints("pads", 1, 1)).named("Conv 1-D k3 pad 1"));

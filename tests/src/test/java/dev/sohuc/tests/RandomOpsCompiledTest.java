@@ -604,7 +604,8 @@ class RandomOpsCompiledTest {
    * (80 mel channels, kernel 3, pad 1, stride 1 then 2) and a 2-D 3 x 3 of stride 2 with padding
    * and dilation; pooling over the same taps, BatchNormalization, and wav2vec2's strided 1-D
    * convolution into an InstanceNormalization; grouped: wav2vec2's positional convolution and a
-   * depthwise one; a 3-D tubelet embedding; on the chip as on the interpreter and ONNX Runtime.
+   * depthwise one; a 3-D tubelet embedding and a 2 x 2 ConvTranspose upsampling; on the chip as
+   * on the interpreter and ONNX Runtime.
    */
   @Test
   void convolutionsCompileToTheInterpretersNumbers() throws Exception {
@@ -640,6 +641,12 @@ class RandomOpsCompiledTest {
         tubelets.floats(new long[] {8, 3, 2, 8, 8}, randomFloats(tubelets.r, 8 * 3 * 2 * 8 * 8, 0.1f)),
         tubelets.floats(new long[] {8}, randomFloats(tubelets.r, 8, 0.1f))), ints("strides", 2, 8, 8));
     assertTrue(check(7, tubelets), "3-D tubelet embedding compiled");
+    // and the other way: SAM's mask decoder upsamples by a 2 x 2 ConvTranspose of stride 2
+    Graph up = new Graph(new Random(11));
+    up.node("ConvTranspose", List.of(up.input(new long[] {1, 8, 6, 7}, -1, 1),
+        up.floats(new long[] {8, 4, 2, 2}, randomFloats(up.r, 8 * 4 * 2 * 2, 0.3f)),
+        up.floats(new long[] {4}, randomFloats(up.r, 4, 0.1f))), ints("strides", 2, 2));
+    assertTrue(check(8, up), "2 x 2 ConvTranspose compiled");
     // wav2vec2's feature encoder: a strided 1-D convolution, then a group norm of a group a channel
     Graph g5 = new Graph(new Random(5));
     String conv = g5.inner("Conv", List.of(g5.input(new long[] {1, 1, 400}, -1, 1),
