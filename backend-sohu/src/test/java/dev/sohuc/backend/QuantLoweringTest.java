@@ -443,6 +443,36 @@ class QuantLoweringTest {
       gateAndUpRunAsOnePairedQmatmul(mode + " geglu", gatedMlp(384, mode, true));
       gateAndUpRunAsOnePairedQmatmul(mode + " gate_up", splitGatedMlp(384, mode));
     }
+    // one w scale per weight (as a QDQ import may have them): accglu takes per-row and
+    // per-column scales only, so the pair reads out by accrd/accdq, vglu and cvt
+    String label = "INT8 per-tensor w scales";
+    Supplier<Module> perTensor = perTensorWeightScales(gatedMlp(384, QuantMode.INT8));
+    gateAndUpRunAsOnePairedQmatmul(label, perTensor);
+    List<Insn> code = check(label, perTensor, TOL).program.code().stream()
+        .map(InsnCodec::decode).toList();
+    assertTrue(code.stream().anyMatch(i -> i instanceof Insn.Vglu)
+        && code.stream().noneMatch(i -> i instanceof Insn.Accglu), label);
+  }
+
+  /** {@code factory}'s module with its gate and up qmatmuls' w scales one scalar each. */
+  private static Supplier<Module> perTensorWeightScales(Supplier<Module> factory) {
+    return () -> {
+      Module m = factory.get();
+      Function f = m.main();
+      for (Node n : List.copyOf(f.body())) {
+        if (n.op() instanceof QuantOp.QMatMul q && !n.result().name().startsWith("down")) {
+          FunctionBuilder b = new FunctionBuilder(f);
+          b.insertBefore(n);
+          Value scale = b.add(new SourceOp.Constant(Tensor.scalar(ElementType.F32, 0.004)),
+              n.location(), n.result().name() + ".w_scale");
+          Value y = b.add(new QuantOp.QMatMul(q.x(), q.w(), q.xScale(), scale), n.location(),
+              n.result().name() + ".per_tensor");
+          f.replaceAllUses(n.result(), y);
+          f.body().remove(n);
+        }
+      }
+      return m;
+    };
   }
 
   /** {@code factory}'s program, ?s bounded at {@code s}, with the ops lowered apart. */

@@ -583,6 +583,19 @@ class VpuInstructionTest {
   }
 
   /**
+   * The readout tests' inputs: {@code count} random f32 values at r10's address (1024) and i8
+   * codes at r14's (16384), and three row scales at r11's (4096).
+   */
+  private static void readoutInputs(FunctionalMachine m, long seed, int count) {
+    Random rnd = new Random(seed);
+    for (int k = 0; k < count; k++) {
+      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 3f);
+      m.sram[16384 + k] = (byte) (rnd.nextInt(256) - 128);
+    }
+    TestSupport.put(m, 4096, F32, 0.013f, 1.7f, -0.4f);
+  }
+
+  /**
    * accdq dequantizes an f32 and an i32 tile by row and column scales in one instruction, bit
    * for bit as accrd bias_mul=1 bias_bcast=col (the row scales, to f32) then cvt mode=col does
    * in two; a row-scale vector past the end of SRAM traps naming it.
@@ -606,12 +619,7 @@ class VpuInstructionTest {
         cvt r19+0, r22, f8e4m3, r18+0, r22, f32, r20, r21, mode=col, scale_vec=r15
         halt
         """);
-    Random rnd = new Random(7);
-    for (int k = 0; k < 60; k++) {
-      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 3f);
-      m.sram[16384 + k] = (byte) (rnd.nextInt(256) - 128);
-    }
-    TestSupport.put(m, 4096, F32, 0.013f, 1.7f, -0.4f);
+    readoutInputs(m, 7, 60);
     TestSupport.put(m, 5120, F32, 0.3f, 11f, 0.0071f, -2.5f, 1f);
     m.run();
     for (int i = 0; i < 3; i++) {
@@ -708,12 +716,7 @@ class VpuInstructionTest {
         vglu gelu_tanh, r19+0, r22, r16+0, r22, r18+0, r22, r20, r21, f32
         halt
         """);
-    Random rnd = new Random(9);
-    for (int k = 0; k < 30; k++) {
-      TestSupport.put(m, 1024 + 4 * k, F32, (float) rnd.nextGaussian() * 3f);
-      m.sram[16384 + k] = (byte) (rnd.nextInt(256) - 128);
-    }
-    TestSupport.put(m, 4096, F32, 0.013f, 1.7f, -0.4f);
+    readoutInputs(m, 9, 30);
     TestSupport.put(m, 5120, F32, 0.3f, 11f, 0.0071f, -2.5f, 1f, 0.9f, -0.02f, 4f, 0.5f, 7f);
     m.run();
     boolean someNonZero = false;

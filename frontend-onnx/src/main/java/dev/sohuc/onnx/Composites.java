@@ -596,7 +596,8 @@ final class Composites {
     return op(n, BinaryKind.SUB, unary(n, UnaryKind.EXP, x), scalar(n, x, 1));
   }
 
-  private static Value op(OnnxNode n, BinaryKind kind, Value a, Value b) {
+  /** An intermediate binary op of {@code a} and {@code b}. */
+  static Value op(OnnxNode n, BinaryKind kind, Value a, Value b) {
     return n.temp(new ElementwiseOp.Binary(kind, a, b));
   }
 

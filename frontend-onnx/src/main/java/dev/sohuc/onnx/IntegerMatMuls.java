@@ -41,8 +41,9 @@ final class IntegerMatMuls {
       throw n.error("y_zero_point of type " + n.type(7).elementType() + " (u8 or i8)");
     }
     requireF32(n, List.of(1, 4, 6));
-    Value multiplier = binary(n, BinaryKind.DIV, binary(n, BinaryKind.MUL, aScale, bScale), yScale);
-    Value scaled = binary(n, BinaryKind.MUL, n.temp(new ElementwiseOp.Cast(
+    Value multiplier = Composites.op(n, BinaryKind.DIV,
+        Composites.op(n, BinaryKind.MUL, aScale, bScale), yScale);
+    Value scaled = Composites.op(n, BinaryKind.MUL, n.temp(new ElementwiseOp.Cast(
         product(n, a, b, aZero, bZero), ElementType.F32)), multiplier);
     n.emit(new QuantOp.QuantizeLinear(scaled, n.constant(Tensor.scalar(ElementType.F32, 1)), yZero,
         1));
@@ -62,7 +63,7 @@ final class IntegerMatMuls {
     requireCodes(n, b, "B", bZero);
     requireF32(n, List.of(2));
     List<Value> q = n.tempAll(new QuantOp.DynamicQuantizeLinear(n.value(0)));
-    Value multiplier = binary(n, BinaryKind.MUL, q.get(1), perColumn(n, 2, "b_scale", b));
+    Value multiplier = Composites.op(n, BinaryKind.MUL, q.get(1), perColumn(n, 2, "b_scale", b));
     toFloat(n, product(n, q.get(0), b, q.get(2), bZero), multiplier, 4);
   }
 
@@ -79,7 +80,7 @@ final class IntegerMatMuls {
     requireCodes(n, a, "A", aZero);
     requireCodes(n, b, "B", bZero);
     requireF32(n, List.of(2, 3));
-    Value multiplier = binary(n, BinaryKind.MUL, perTensor(n, 2, "a_scale"),
+    Value multiplier = Composites.op(n, BinaryKind.MUL, perTensor(n, 2, "a_scale"),
         perColumn(n, 3, "b_scale", b));
     toFloat(n, product(n, a, b, aZero, bZero), multiplier, 6);
   }
@@ -104,12 +105,8 @@ final class IntegerMatMuls {
     if (t.elementType() != ElementType.F32 || t.rank() != 1 || !t.dim(0).equals(cols)) {
       throw n.error("bias " + t + " must be an f32 vector of B's " + cols + " columns");
     }
-    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, binary(n, BinaryKind.MUL, f, multiplier),
+    n.emit(new ElementwiseOp.Binary(BinaryKind.ADD, Composites.op(n, BinaryKind.MUL, f, multiplier),
         n.value(bias)));
-  }
-
-  private static Value binary(OnnxNode n, BinaryKind kind, Value lhs, Value rhs) {
-    return n.temp(new ElementwiseOp.Binary(kind, lhs, rhs));
   }
 
   /** Input {@code i}, a scalar or a one-element vector: per tensor. */
