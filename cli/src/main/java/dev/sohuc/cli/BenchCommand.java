@@ -116,6 +116,14 @@ final class BenchCommand implements Callable<Integer> {
       default -> throw new UserException("--quantize " + quantize + " is unavailable: auto, none, "
           + "bf16 or fp8 (int8 needs calibration data, which a shape-only model has not)");
     };
+    long positions = dev.sohuc.hf.HfImporter.servedPositions(config);
+    if ((long) inputLen + outputLen > positions) {
+      // a request's prompt and output share the model's positions; past them the compiled
+      // programs would refuse its lengths step by step, or not fit the chip
+      throw new UserException(config + ": --input-len " + inputLen + " + --output-len "
+          + outputLen + " = " + ((long) inputLen + outputLen) + " tokens a request, past the "
+          + positions + " positions the model serves");
+    }
     long t0 = System.nanoTime();
     if (chunk <= 0) {
       chunk = inputLen;

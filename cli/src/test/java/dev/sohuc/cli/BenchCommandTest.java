@@ -308,7 +308,8 @@ class BenchCommandTest {
   void chipsTheModelDoesNotSplitOverIsAUserError() {
     StringWriter err = new StringWriter();
     int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "3"}, new PrintWriter(new StringWriter()), new PrintWriter(err));
+        "--chips", "3", "--input-len", "32", "--output-len", "4"},
+        new PrintWriter(new StringWriter()), new PrintWriter(err));
     assertEquals(1, code, err.toString());
     assertTrue(err.toString().contains("error: ../examples/tiny-llama/config.json: "
         + "shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's heads "
@@ -318,11 +319,27 @@ class BenchCommandTest {
     // asked for by name, the split is the user's: no hint
     err = new StringWriter();
     code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "3", "--tensor-parallel", "3"}, new PrintWriter(new StringWriter()),
-        new PrintWriter(err));
+        "--chips", "3", "--tensor-parallel", "3", "--input-len", "32", "--output-len", "4"},
+        new PrintWriter(new StringWriter()), new PrintWriter(err));
     assertEquals(1, code, err.toString());
     assertTrue(err.toString().contains("split over 2 or 4 chips")
         && !err.toString().contains("replicas"), err.toString());
+  }
+
+  @Test
+  void aRequestPastTheModelsPositionsIsAUserError() {
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
+        "--chips", "2", "--input-len", "120", "--output-len", "9"},
+        new PrintWriter(new StringWriter()), new PrintWriter(err));
+    assertEquals(1, code, err.toString());
+    assertEquals("error: ../examples/tiny-llama/config.json: --input-len 120 + --output-len 9 "
+        + "= 129 tokens a request, past the 128 positions the model serves", err.toString().strip());
+    // at the limit it serves
+    assertEquals(0, Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
+        "--chips", "2", "--input-len", "124", "--output-len", "4", "--requests", "2",
+        "--decode-batch", "2"}, new PrintWriter(new StringWriter()),
+        new PrintWriter(new StringWriter())));
   }
 
   @Test

@@ -76,19 +76,36 @@ public final class HfImporter {
    * excluded), without building a graph: 70.6e9 for Llama-3-70B.
    */
   public static long parameterCount(Path configJsonOrDir) {
+    return sizeOf(configJsonOrDir, Gpt2Model::parameterCount, BertModel::parameterCount,
+        DecoderModel::parameterCount);
+  }
+
+  /**
+   * The positions the config's model serves, without building a graph: n_positions or
+   * max_position_embeddings, or for rope scaling that tabulates its tables (longrope, dynamic)
+   * the positions tabulated. A prompt and its output together fit in them.
+   */
+  public static long servedPositions(Path configJsonOrDir) {
+    return sizeOf(configJsonOrDir, m -> m.positions, m -> m.positions, m -> m.maxPositions);
+  }
+
+  /** One figure of the config's model, read from the model object its type builds. */
+  private static long sizeOf(Path configJsonOrDir, java.util.function.ToLongFunction<Gpt2Model> gpt2,
+      java.util.function.ToLongFunction<BertModel> bert,
+      java.util.function.ToLongFunction<DecoderModel> decoder) {
     Path config = HfConfig.locate(configJsonOrDir);
     HfConfig c = HfConfig.read(config);
     ModelContext ctx = new ModelContext(c, HfOptions.prefill(), null, config, ElementType.BF16, new Module("count"));
     String type = c.getString("model_type").orElse("");
     return switch (type) {
-      case "gpt2" -> new Gpt2Model(ctx).parameterCount();
-      case "bert" -> new BertModel(ctx).parameterCount();
+      case "gpt2" -> gpt2.applyAsLong(new Gpt2Model(ctx));
+      case "bert" -> bert.applyAsLong(new BertModel(ctx));
       default -> {
         if (!SUPPORTED_MODEL_TYPES.contains(type)) {
           throw c.error("model_type \"" + type + "\" is not supported (supported: "
               + String.join(", ", SUPPORTED_MODEL_TYPES) + ")");
         }
-        yield new DecoderModel(ctx, DecoderModel.Family.valueOf(type.toUpperCase())).parameterCount();
+        yield decoder.applyAsLong(new DecoderModel(ctx, DecoderModel.Family.valueOf(type.toUpperCase())));
       }
     };
   }
