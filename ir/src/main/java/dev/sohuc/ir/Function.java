@@ -1,6 +1,7 @@
 package dev.sohuc.ir;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
@@ -68,7 +69,15 @@ public final class Function {
 
   /** Replaces every use of {@code from} by {@code to}, in operands and outputs. */
   public void replaceAllUses(Value from, Value to) {
-    for (Node n : body) {
+    replaceUses(from, to, body);
+  }
+
+  /**
+   * {@link #replaceAllUses} where {@code readers} holds every node that reads {@code from} (a
+   * use list kept by the caller), so the body is not walked.
+   */
+  public void replaceUses(Value from, Value to, Collection<Node> readers) {
+    for (Node n : readers) {
       if (n.op().operands().contains(from)) {
         List<Value> ops = new ArrayList<>(n.op().operands());
         Collections.replaceAll(ops, from, to);

@@ -61,6 +61,9 @@ public final class RewriteContext {
     if (inserted.isEmpty()) {
       return;
     }
+    for (Node helper : inserted) {
+      dropUses(helper, helper.op().operands());
+    }
     // the builder inserts each helper just before the root, so they are the run of nodes
     // ending there: one index lookup instead of a membership test per node of the body
     List<Node> body = function.body();
@@ -75,9 +78,48 @@ public final class RewriteContext {
     inserted.clear();
   }
 
-  void invalidate() {
-    users = null;
+  /**
+   * {@code n}'s op was replaced by one with other operands ({@code before}, the old ones): the
+   * use lists follow, so that no rewrite rebuilds them from the whole body.
+   */
+  void operandsChanged(Node n, List<Value> before) {
+    dropUses(n, before);
+    addUses(n, n.op().operands());
+  }
+
+  /** Every use of {@code n}'s result now reads {@code by}, and {@code n} leaves the body. */
+  void replace(Node n, Value by) {
+    Value from = n.result();
+    List<Node> readers = users == null ? null : users.remove(from);
+    if (readers == null) {
+      function.replaceAllUses(from, by);
+    } else {
+      function.replaceUses(from, by, new java.util.LinkedHashSet<>(readers));
+      users.computeIfAbsent(by, k -> new ArrayList<>()).addAll(readers);
+    }
+    dropUses(n, n.op().operands());
+    function.body().remove(n);
     outputs = null;
+  }
+
+  private void addUses(Node n, List<Value> operands) {
+    if (users != null) {
+      for (Value v : operands) {
+        users.computeIfAbsent(v, k -> new ArrayList<>()).add(n);
+      }
+    }
+  }
+
+  /** One use by {@code n} per operand (a node reading a value twice is listed twice). */
+  private void dropUses(Node n, List<Value> operands) {
+    if (users != null) {
+      for (Value v : operands) {
+        List<Node> readers = users.get(v);
+        if (readers != null) {
+          readers.remove(n);
+        }
+      }
+    }
   }
 
   /** Builds a helper op before the root, at the root's location; throws when the op is ill-typed. */
@@ -90,7 +132,7 @@ public final class RewriteContext {
     String hint = root.results().isEmpty() ? null : root.results().get(0).name();
     Node n = builder.addNode(op, root.location(), hint == null ? List.of() : List.of(hint));
     inserted.add(n);
-    invalidate();
+    addUses(n, n.op().operands());
     return n;
   }
 
@@ -99,11 +141,12 @@ public final class RewriteContext {
     return add(new SourceOp.Constant(Tensor.scalar(type, value)));
   }
 
+  /** The nodes that read {@code v} now (a copy: a rule may add readers while it walks them). */
   public List<Node> users(Value v) {
     if (users == null) {
       users = function.users();
     }
-    return users.getOrDefault(v, List.of());
+    return List.copyOf(users.getOrDefault(v, List.of()));
   }
 
   public boolean isOutput(Value v) {
@@ -116,8 +159,11 @@ public final class RewriteContext {
 
   /** True when no op reads any result of {@code n} and none is a function output. */
   public boolean isDead(Node n) {
+    if (users == null) {
+      users = function.users();
+    }
     for (Value r : n.results()) {
-      if (!users(r).isEmpty() || isOutput(r)) {
+      if (!users.getOrDefault(r, List.of()).isEmpty() || isOutput(r)) {
         return false;
       }
     }

@@ -71,7 +71,6 @@ public final class RewriteDriver {
       cx.rollback();
       return false;
     }
-    cx.invalidate();
     return true;
   }
 
@@ -88,14 +87,15 @@ public final class RewriteDriver {
         if (!inferred.equals(types) || w.op().equals(n.op())) {
           return false;
         }
+        List<Value> before = n.op().operands();
         n.setOp(w.op());
+        cx.operandsChanged(n, before);
       }
       case Replacement.WithValue v -> {
         if (n.results().size() != 1 || !v.value().type().equals(types.get(0)) || v.value() == n.result()) {
           return false;
         }
-        cx.function().replaceAllUses(n.result(), v.value());
-        cx.function().body().remove(n);
+        cx.replace(n, v.value());
       }
     }
     return true;
