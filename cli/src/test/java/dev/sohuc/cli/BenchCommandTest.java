@@ -306,40 +306,45 @@ class BenchCommandTest {
 
   @Test
   void chipsTheModelDoesNotSplitOverIsAUserError() {
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "3", "--input-len", "32", "--output-len", "4"},
-        new PrintWriter(new StringWriter()), new PrintWriter(err));
-    assertEquals(1, code, err.toString());
-    assertTrue(err.toString().contains("error: ../examples/tiny-llama/config.json: "
+    Run r = bench("../examples/tiny-llama/config.json", "--chips", "3", "--input-len", "32",
+        "--output-len", "4");
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("error: ../examples/tiny-llama/config.json: "
         + "shard-tensor-parallel: 4 query heads do not split over 3 chips; the model's heads "
         + "split over 2 or 4 chips (--tensor-parallel N with such an N that divides --chips "
-        + "serves it as --chips / N replicas of N chips)"), err.toString());
-    assertTrue(!err.toString().contains("internal error"), err.toString());
+        + "serves it as --chips / N replicas of N chips)"), r.err());
+    assertTrue(!r.err().contains("internal error"), r.err());
     // asked for by name, the split is the user's: no hint
-    err = new StringWriter();
-    code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "3", "--tensor-parallel", "3", "--input-len", "32", "--output-len", "4"},
-        new PrintWriter(new StringWriter()), new PrintWriter(err));
-    assertEquals(1, code, err.toString());
-    assertTrue(err.toString().contains("split over 2 or 4 chips")
-        && !err.toString().contains("replicas"), err.toString());
+    r = bench("../examples/tiny-llama/config.json", "--chips", "3", "--tensor-parallel", "3",
+        "--input-len", "32", "--output-len", "4");
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("split over 2 or 4 chips") && !r.err().contains("replicas"),
+        r.err());
   }
 
   @Test
   void aRequestPastTheModelsPositionsIsAUserError() {
-    StringWriter err = new StringWriter();
-    int code = Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "2", "--input-len", "120", "--output-len", "9"},
-        new PrintWriter(new StringWriter()), new PrintWriter(err));
-    assertEquals(1, code, err.toString());
+    Run r = bench("../examples/tiny-llama/config.json", "--chips", "2", "--input-len", "120",
+        "--output-len", "9");
+    assertEquals(1, r.code(), r.err());
     assertEquals("error: ../examples/tiny-llama/config.json: --input-len 120 + --output-len 9 "
-        + "= 129 tokens a request, past the 128 positions the model serves", err.toString().strip());
+        + "= 129 tokens a request, past the 128 positions the model serves", r.err().strip());
     // at the limit it serves
-    assertEquals(0, Sohuc.execute(new String[] {"bench", "../examples/tiny-llama/config.json",
-        "--chips", "2", "--input-len", "124", "--output-len", "4", "--requests", "2",
-        "--decode-batch", "2"}, new PrintWriter(new StringWriter()),
-        new PrintWriter(new StringWriter())));
+    r = bench("../examples/tiny-llama/config.json", "--chips", "2", "--input-len", "124",
+        "--output-len", "4", "--requests", "2", "--decode-batch", "2");
+    assertEquals(0, r.code(), r.err());
+  }
+
+  /** What {@code sohuc bench} returned and wrote to stderr. */
+  private record Run(int code, String err) {}
+
+  private static Run bench(String... args) {
+    String[] all = new String[args.length + 1];
+    all[0] = "bench";
+    System.arraycopy(args, 0, all, 1, args.length);
+    StringWriter err = new StringWriter();
+    int code = Sohuc.execute(all, new PrintWriter(new StringWriter()), new PrintWriter(err));
+    return new Run(code, err.toString());
   }
 
   @Test
