@@ -41,7 +41,7 @@ start:
     reducescatter hbm, r11, r10, r9+65535, bf16, 8, 7, rows=r12+3, sstride=r13, dstride=r14
     allgather hbm, r11, r10, 1024, bf16, 64, 63, wait=3
     allgather sram, r11+64, r10, r9, f8e4m3, 2, 1, rows=1023, dstride=r15
-    fork     stream0
+    fork     stream0, fair_dma=1
     nop      wait=24
     halt
 stream0:

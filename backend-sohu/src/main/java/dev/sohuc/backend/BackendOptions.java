@@ -15,9 +15,11 @@ import java.util.regex.Pattern;
  * @param secondStream the ops whose result's name it finds run in a second control stream
  *     beside the others (a serving step's decode attention); null for one stream
  * @param secondStreamShare the second stream's share of the SRAM and the ACC (0 to 1)
+ * @param fairDma with a second stream, its fork asks the DMA engine to alternate between the
+ *     streams (docs/isa.md, {@code fork fair_dma=1}) rather than start the first's loads first
  */
 public record BackendOptions(Path target, Map<String, Long> symbolBounds, long defaultSymbolBound,
-    Pattern secondStream, double secondStreamShare) {
+    Pattern secondStream, double secondStreamShare, boolean fairDma) {
 
   public static final long DEFAULT_SYMBOL_BOUND = 512;
 
@@ -32,18 +34,19 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
   }
 
   public static BackendOptions defaults() {
-    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, null, 0.5);
+    return new BackendOptions(null, Map.of(), DEFAULT_SYMBOL_BOUND, null, 0.5, false);
   }
 
   public BackendOptions withTarget(Path t) {
     return new BackendOptions(t, symbolBounds, defaultSymbolBound, secondStream,
-        secondStreamShare);
+        secondStreamShare, fairDma);
   }
 
   public BackendOptions withBound(String symbol, long bound) {
     Map<String, Long> m = new TreeMap<>(symbolBounds);
     m.put(symbol, bound);
-    return new BackendOptions(target, m, defaultSymbolBound, secondStream, secondStreamShare);
+    return new BackendOptions(target, m, defaultSymbolBound, secondStream, secondStreamShare,
+        fairDma);
   }
 
   /**
@@ -51,7 +54,13 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
    * {@code share} of the SRAM and ACC.
    */
   public BackendOptions withSecondStream(Pattern names, double share) {
-    return new BackendOptions(target, symbolBounds, defaultSymbolBound, names, share);
+    return new BackendOptions(target, symbolBounds, defaultSymbolBound, names, share, fairDma);
+  }
+
+  /** With a second stream, its fork asks for fair DMA arbitration ({@code fork fair_dma=1}). */
+  public BackendOptions withFairDma(boolean fair) {
+    return new BackendOptions(target, symbolBounds, defaultSymbolBound, secondStream,
+        secondStreamShare, fair);
   }
 
   public long boundOf(String symbol) {
@@ -63,6 +72,6 @@ public record BackendOptions(Path target, Map<String, Long> symbolBounds, long d
     return "target=" + (target == null ? "<built-in sohu defaults>" : target.getFileName())
         + " bounds=" + symbolBounds + " default_bound=" + defaultSymbolBound
         + (secondStream == null ? "" : " second_stream=" + secondStream.pattern() + "@"
-            + secondStreamShare);
+            + secondStreamShare + (fairDma ? " fair_dma" : ""));
   }
 }

@@ -370,7 +370,7 @@ public final class SohuBackend {
       if (plan.forked()) {
         // stream 1's code right after the fork, stream 0 past it
         e.setOp("fork", "");
-        e.emit(new Insn.Fork(lanes[1].e.pc(), 0, 0));
+        e.emit(new Insn.Fork(lanes[1].e.pc(), options.fairDma(), 0, 0));
         e.append(lanes[1].e);
         e.append(main);
       }

@@ -27,6 +27,7 @@ final class TimingMachine {
   /** Engines by ordinal; CTRL issues, the others run queues. */
   private static final int ENGINES = Engine.values().length;
   private static final int MXU = Engine.MXU.ordinal();
+  private static final int DMA = Engine.DMA.ordinal();
 
   private final Image image;
   private final MachineDescription target;
@@ -66,6 +67,10 @@ final class TimingMachine {
   private final long[] lastDone = new long[QUEUES];
   /** Per engine: when it is free to start the next instruction of either stream's queue. */
   private final long[] freeAt = new long[ENGINES];
+  /** The last fork's fair_dma: the DMA engine alternates between the streams on a tie. */
+  private boolean fairDma;
+  /** The stream whose instruction the DMA engine started last. */
+  private int lastDmaStream;
   final long[] busy = new long[ENGINES];
   final long[] count = new long[ENGINES];
 
@@ -546,9 +551,11 @@ final class TimingMachine {
             at = t == NEVER ? NEVER : Math.max(at, t);
           }
           // on a tie the later engine; on one engine stream 0's head (scanned first) wins,
-          // except on the MXU, where stream 1's does (docs/isa.md, synchronization rule 8)
-          if (at != NEVER && (at < bestAt
-              || at == bestAt && (bestEngine != e || stream == 1 && e == MXU))) {
+          // except on the MXU, where stream 1's does, and on the DMA after a fork with
+          // fair_dma, where the stream that did not start the last DMA does (docs/isa.md,
+          // synchronization rule 8)
+          if (at != NEVER && (at < bestAt || at == bestAt && (bestEngine != e
+              || stream == 1 && e == MXU || e == DMA && fairDma && stream != lastDmaStream))) {
             best = q;
             bestEngine = e;
             bestAt = at;
@@ -556,6 +563,9 @@ final class TimingMachine {
         }
       }
       if (best >= 0) {
+        if (bestEngine == DMA) {
+          lastDmaStream = best / ENGINES;
+        }
         start(best, bestAt);
         continue;
       }
@@ -835,6 +845,7 @@ final class TimingMachine {
       }
       case K_FORK -> {
         end[1] = Streams.forkBodyEnd(s, loops[s].depth(), p, (int) o.imm, image.length);
+        fairDma = ((Insn.Fork) o.insn).fairDma();
         System.arraycopy(r, 0, regs[1], 0, r.length);
         loops[1].clear();
         pc[1] = p + 1;

@@ -124,6 +124,39 @@ class StreamsTest {
         + ", an mma takes about " + oneMma);
   }
 
+  /**
+   * With {@code fork fair_dma=1} the DMA engine alternates between the streams on a tie
+   * (docs/isa.md, rule 8): stream 1's short loads each wait for the one load running, not for
+   * stream 0's whole loop of loads, as they do without it.
+   */
+  @Test
+  void aFairDmaForkAlternatesTheStreamsLoads() {
+    long[] fair = shortLoadsEndAndLongLoad(true);
+    long[] plain = shortLoadsEndAndLongLoad(false);
+    assertTrue(fair[0] <= 6 * fair[1], "stream 1's loads ended at " + fair[0]
+        + ", a load of stream 0 takes about " + fair[1]);
+    assertTrue(plain[0] >= 15 * plain[1], "without fair_dma stream 1's loads ended at "
+        + plain[0] + ", a load of stream 0 takes about " + plain[1]);
+  }
+
+  /** When stream 1's three short loads end, and how long one of stream 0's 20 loads takes. */
+  private static long[] shortLoadsEndAndLongLoad(boolean fair) {
+    String regs = "li r2, 65536\nli r3, 1024\n";
+    String load = "dma sram, r0+0, r3, hbm, r0+0, r3, 1024, r3";
+    String shortLoad = "dma sram, r2+0, r3, hbm, r0+0, r3, 1024, 4";
+    // stream 1's loads are issued once stream 0's loop has queued loads behind the running one
+    TimingReport r = new Emulator(TestSupport.asm(regs + "fork main, fair_dma="
+        + (fair ? 1 : 0) + "\n.debug \"short %s\", \"second\"\n" + "nop\n".repeat(8)
+        + (shortLoad + "\n").repeat(3) + "halt\nmain:\n.debug \"long %l\", \"first\"\n"
+        + "loop 20, done\n" + load + "\ndone:\nhalt\n"), TestSupport.TINY, TestSupport.opts())
+        .runTiming(Map.of());
+    long oneLoad = r.ops().stream().filter(o -> o.op().equals("long %l")).findFirst()
+        .orElseThrow().endCycle() / 20;
+    long shortEnd = r.ops().stream().filter(o -> o.op().equals("short %s")).findFirst()
+        .orElseThrow().endCycle();
+    return new long[] {shortEnd, oneLoad};
+  }
+
   /** The profile charges the first stream's ops; the second's run beside them (self 0). */
   @Test
   void theProfileChargesTheFirstStream() {

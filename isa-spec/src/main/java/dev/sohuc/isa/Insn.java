@@ -70,7 +70,7 @@ public sealed interface Insn {
   record Loop(int countReg, long countImm, int body, int waitTok, int signalTok) implements Insn {}
 
   /** {@code fork} (CTRL engine); semantics in docs/isa.md. */
-  record Fork(int body, int waitTok, int signalTok) implements Insn {}
+  record Fork(int body, boolean fairDma, int waitTok, int signalTok) implements Insn {}
 
   /** {@code dma} (DMA engine); semantics in docs/isa.md. */
   record Dma(

@@ -236,6 +236,8 @@ public final class InsnTable {
     t.add(InsnDef.builder(0x10, "fork", CTRL)
         .bodyLen("body", 31, "number of instructions of stream 1's code, which starts right after "
             + "the fork; a label names the first instruction after it, where stream 0 goes on")
+        .flag("fair_dma", "while stream 1 runs, the DMA engine alternates between the two "
+            + "streams' queues when both heads can start (else stream 0's starts first)")
         .semantics("Starts control stream 1 at the next instruction, with a copy of stream 0's "
             + "registers and no loops, and goes on `body` instructions later. Stream 1 issues its "
             + "own instructions, into its own queue in each engine, beside stream 0, until its "

@@ -248,10 +248,14 @@ class HfCompiledNumericsTest {
     BackendOptions options = streams
         ? BackendOptions.defaults().withSecondStream(every ? HfOptions.EVERY_ATTENTION
             : overlapped || later ? HfOptions.OVERLAPPED_ATTENTION : HfOptions.DECODE_ATTENTION, 0.25)
+            .withFairDma(every)
         : BackendOptions.defaults();
     SohuProgram program = SohuBackend.compile(module, options).program();
     assertEquals(streams, program.code().stream().anyMatch(w -> InsnCodec.decode(w)
         instanceof Insn.Fork), "forked");
+    // as the bench's every-attention layout compiles it (StepModel): its fork asks for fair DMA
+    assertEquals(every, program.code().stream().anyMatch(w -> InsnCodec.decode(w)
+        instanceof Insn.Fork f && f.fairDma()), "fair_dma");
     Map<String, HostTensor> chip = emulate(program, in.chip(), Options.defaults());
     Map<String, float[]> expected = new LinkedHashMap<>();
     reference.forEach((k, v) -> expected.put(k, v.floats()));

@@ -231,7 +231,10 @@ public final class IsaDocGenerator {
            head can start first; when both can, stream 0's, except on the MXU, which starts
            stream 1's: the second stream runs latency-bound chains (attention tiles, whose short
            mmas each wait for a softmax), which would otherwise wait until stream 0's matmul
-           left the MXU idle. Two streams' ops overlap on the engines. Tokens 1..23 are each
+           left the MXU idle. A fork with `fair_dma=1` makes the DMA engine alternate instead
+           (the stream that did not start the last DMA first), so that the second stream's
+           short loads are not each held behind every weight panel of the first stream's
+           matmul; the first stream's double-buffered panels have the slack. Two streams' ops overlap on the engines. Tokens 1..23 are each
            stream's own (stream 1's token 3 is not stream 0's); tokens 24..31 are shared, so one
            stream signals what the other waits for. `barrier` waits for its own stream's
            instructions only; `halt` ends its stream, and the program ends when both streams
