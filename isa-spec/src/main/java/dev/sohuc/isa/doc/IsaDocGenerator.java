@@ -234,11 +234,12 @@ public final class IsaDocGenerator {
            left the MXU idle. A fork with `fair_dma=1` makes the DMA engine alternate instead
            (the stream that did not start the last DMA first), so that the second stream's
            short loads are not each held behind every weight panel of the first stream's
-           matmul; the first stream's double-buffered panels have the slack. Two streams' ops overlap on the engines. Tokens 1..23 are each
-           stream's own (stream 1's token 3 is not stream 0's); tokens 24..31 are shared, so one
-           stream signals what the other waits for. `barrier` waits for its own stream's
-           instructions only; `halt` ends its stream, and the program ends when both streams
-           have halted and every queue has drained. Memories are shared: the program divides
+           matmul; the first stream's double-buffered panels have the slack. Two streams' ops
+           overlap on the engines. Tokens 1..23 are each stream's own (stream 1's token 3 is
+           not stream 0's); tokens 24..31 are shared, so one stream signals what the other
+           waits for. `barrier` waits for its own stream's instructions only; `halt` ends its
+           stream, and the program ends when both streams have halted and every queue has
+           drained. Memories are shared: the program divides
            SRAM and ACC between the streams, and orders their HBM accesses with shared tokens.
            The deadlock rule covers both control units and all queues. A chip's collectives
            still meet the other chips' in the order the chip starts them, whichever stream
