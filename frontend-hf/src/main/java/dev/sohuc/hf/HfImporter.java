@@ -7,6 +7,7 @@ import dev.sohuc.ir.type.ElementType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.function.ToLongFunction;
 
 /**
  * Imports a Hugging Face model ({@code config.json}, plus {@code model.safetensors} or a
@@ -90,9 +91,8 @@ public final class HfImporter {
   }
 
   /** One figure of the config's model, read from the model object its type builds. */
-  private static long sizeOf(Path configJsonOrDir, java.util.function.ToLongFunction<Gpt2Model> gpt2,
-      java.util.function.ToLongFunction<BertModel> bert,
-      java.util.function.ToLongFunction<DecoderModel> decoder) {
+  private static long sizeOf(Path configJsonOrDir, ToLongFunction<Gpt2Model> gpt2,
+      ToLongFunction<BertModel> bert, ToLongFunction<DecoderModel> decoder) {
     Path config = HfConfig.locate(configJsonOrDir);
     HfConfig c = HfConfig.read(config);
     ModelContext ctx = new ModelContext(c, HfOptions.prefill(), null, config, ElementType.BF16, new Module("count"));
@@ -105,7 +105,8 @@ public final class HfImporter {
           throw c.error("model_type \"" + type + "\" is not supported (supported: "
               + String.join(", ", SUPPORTED_MODEL_TYPES) + ")");
         }
-        yield decoder.applyAsLong(new DecoderModel(ctx, DecoderModel.Family.valueOf(type.toUpperCase())));
+        yield decoder.applyAsLong(new DecoderModel(ctx,
+            DecoderModel.Family.valueOf(type.toUpperCase())));
       }
     };
   }
