@@ -128,7 +128,26 @@ final class GraphImporter {
     List<String> parts = new ArrayList<>();
     unsupported.forEach((op, names) -> parts.add(op + " x" + names.size() + " (" + String.join(", ",
         names.subList(0, Math.min(3, names.size()))) + (names.size() > 3 ? ", ..." : "") + ")"));
-    return String.join("; ", parts);
+    String hint = controlFlowHint(unsupported);
+    return String.join("; ", parts) + (hint.isEmpty() ? "" : ". " + hint);
+  }
+
+  /** The control-flow ops sohuc does not compile: graphs run straight through. */
+  private static final List<String> CONTROL_FLOW = List.of("If", "Loop", "Scan");
+
+  /**
+   * What to do about control flow among the unsupported ops, or "": a merged decoder's If (its
+   * use_cache_branch picks the branch at run time) has a straight-line export beside it.
+   */
+  static String controlFlowHint(Map<String, List<String>> unsupported) {
+    List<String> found = CONTROL_FLOW.stream().filter(unsupported::containsKey).toList();
+    if (found.isEmpty()) {
+      return "";
+    }
+    return String.join(", ", found) + " " + (found.size() == 1 ? "is" : "are") + " control "
+        + "flow, which sohuc does not compile: export the graph without it (an Optimum merged "
+        + "decoder's If picks a branch by use_cache_branch: compile decoder_model.onnx and "
+        + "decoder_with_past_model.onnx, its two branches, instead)";
   }
 
   private void checkSupported() {

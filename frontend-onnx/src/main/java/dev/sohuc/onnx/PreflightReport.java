@@ -44,6 +44,10 @@ public record PreflightReport(String model, int opset, int nodeCount, Map<String
       new java.util.TreeMap<>(unsupportedOps).forEach((op, names) -> sb.append("  ").append(op).append(" x")
           .append(names.size()).append(": ").append(String.join(", ", names.subList(0, Math.min(5, names.size()))))
           .append(names.size() > 5 ? ", ..." : "").append('\n'));
+      String hint = GraphImporter.controlFlowHint(unsupportedOps);
+      if (!hint.isEmpty()) {
+        sb.append("  (").append(hint).append(")\n");
+      }
     }
     if (importError != null) {
       sb.append("import error: ").append(importError).append('\n');

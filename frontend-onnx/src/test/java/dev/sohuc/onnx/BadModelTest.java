@@ -295,6 +295,29 @@ class BadModelTest {
     assertTrue(r.render().contains("FooBar x2: foo1, foo2"), r.render());
   }
 
+  /** A merged decoder's If: named with the straight-line exports to compile instead. */
+  @Test
+  void controlFlowIsNamedWithWhatToExportInstead() throws Exception {
+    GraphProto branch = GraphProto.newBuilder().setName("branch").addOutput(output("y"))
+        .addNode(node("Identity", List.of("x"), List.of("y"))).build();
+    GraphProto g = GraphProto.newBuilder().setName("g").addInput(input("x", ElementType.F32, 4))
+        .addInput(input("use_cache_branch", ElementType.BOOL, 1)).addOutput(output("out"))
+        .addNode(node("If", List.of("use_cache_branch"), List.of("out")).toBuilder()
+            .setName("optimum::if")
+            .addAttribute(AttributeProto.newBuilder().setName("then_branch")
+                .setType(AttributeProto.AttributeType.GRAPH).setG(branch))
+            .addAttribute(AttributeProto.newBuilder().setName("else_branch")
+                .setType(AttributeProto.AttributeType.GRAPH).setG(branch))).build();
+    Path p = file("merged.onnx", Models.model(17, g));
+    assertRejected(p, "1 node with unsupported ops: If x1 (optimum::if). If is control flow, "
+        + "which sohuc does not compile: export the graph without it (an Optimum merged "
+        + "decoder's If picks a branch by use_cache_branch: compile decoder_model.onnx and "
+        + "decoder_with_past_model.onnx, its two branches, instead)");
+    String report = Preflight.check(p, ImportOptions.defaults()).render();
+    assertTrue(report.contains("  If x1: optimum::if\n  (If is control flow, which sohuc does "
+        + "not compile"), report);
+  }
+
   @Test
   void convTransposesBeyondUpsamplingAreNamed() throws Exception {
     GraphProto.Builder g = GraphProto.newBuilder().setName("g")
