@@ -108,7 +108,7 @@ final class ConvTaps {
           List.of(batch, Dim.of(positions), Dim.of(m)));
     }
     if (n.has(2)) {
-      product = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, product, n.value(2)));
+      product = Composites.op(n, ElementwiseOp.BinaryKind.ADD, product, n.value(2));
     }
     Value channelsFirst = n.temp(new DataOp.Transpose(product, List.of(0L, 2L, 1L)));
     n.emit(new DataOp.Reshape(channelsFirst, outShape(batch, Dim.of(m), win)));
@@ -141,14 +141,13 @@ final class ConvTaps {
     Value reduced = n.temp(new ReductionOp.Reduce(max ? ReductionOp.ReduceKind.MAX
         : ReductionOp.ReduceKind.SUM, stacked, List.of(1L), true));
     if (!max) {
-      reduced = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.DIV, reduced,
-          windowCounts(n, x, win)));
+      reduced = Composites.op(n, ElementwiseOp.BinaryKind.DIV, reduced, windowCounts(n, x, win));
     }
+    List<Dim> shape = outShape(x.dim(0), x.dim(1), win);
     if (max && n.wants(1)) {
-      n.set(1, n.temp(new DataOp.Reshape(maxIndices(n, x, win, stacked, reduced),
-          outShape(x.dim(0), x.dim(1), win))));
+      n.set(1, n.temp(new DataOp.Reshape(maxIndices(n, x, win, stacked, reduced), shape)));
     }
-    n.emit(new DataOp.Reshape(reduced, outShape(x.dim(0), x.dim(1), win)));
+    n.emit(new DataOp.Reshape(reduced, shape));
   }
 
   /**
@@ -214,7 +213,7 @@ final class ConvTaps {
       shape[2 + i] = outI;
       Value term = n.constant(Tensor.ofFloats(ElementType.F32, shape, v));
       position = position == null ? term
-          : n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, position, term));
+          : Composites.op(n, ElementwiseOp.BinaryKind.ADD, position, term);
     }
     float[] bases = new float[(int) channels];
     for (int c = 0; c < channels; c++) {
@@ -223,10 +222,10 @@ final class ConvTaps {
     long[] baseShape = new long[2 + spatial];
     Arrays.fill(baseShape, 1);
     baseShape[0] = channels;
-    position = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, position,
-        n.constant(Tensor.ofFloats(ElementType.F32, baseShape, bases))));
-    Value candidates = n.temp(new ElementwiseOp.Where(n.temp(new ElementwiseOp.Binary(
-        ElementwiseOp.BinaryKind.EQUAL, stacked, max)), position,
+    position = Composites.op(n, ElementwiseOp.BinaryKind.ADD, position,
+        n.constant(Tensor.ofFloats(ElementType.F32, baseShape, bases)));
+    Value candidates = n.temp(new ElementwiseOp.Where(
+        Composites.op(n, ElementwiseOp.BinaryKind.EQUAL, stacked, max), position,
         n.constant(Tensor.scalar(ElementType.F32, 0x1p24))));
     Value first = n.temp(new ReductionOp.Reduce(ReductionOp.ReduceKind.MIN, candidates,
         List.of(1L), true));

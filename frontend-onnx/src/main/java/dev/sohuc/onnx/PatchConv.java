@@ -80,7 +80,7 @@ final class PatchConv {
     Value kernelColumns = n.temp(new DataOp.Transpose(kernelRows, List.of(1L, 0L)));
     Value product = n.temp(new LinalgOp.MatMul(flat, kernelColumns));
     if (n.has(2)) {
-      product = n.temp(new ElementwiseOp.Binary(ElementwiseOp.BinaryKind.ADD, product, n.value(2)));
+      product = Composites.op(n, ElementwiseOp.BinaryKind.ADD, product, n.value(2));
     }
     grid.add(out);
     List<Long> channelsFirst = new ArrayList<>(List.of(0L, (long) spatial + 1));
@@ -104,8 +104,9 @@ final class PatchConv {
       throw n.error("input " + x + " and weights " + w + ": sohuc imports 1-D and 2-D "
           + "ConvTranspose");
     }
-    if (!isPatchEmbedding(n, x, w, false) || n.attrInts("output_padding") != null
-        && n.attrInts("output_padding").stream().anyMatch(p -> p != 0)
+    List<Long> outputPadding = n.attrInts("output_padding");
+    if (!isPatchEmbedding(n, x, w, false)
+        || outputPadding != null && outputPadding.stream().anyMatch(p -> p != 0)
         || n.attrInts("output_shape") != null) {
       throw n.error("a ConvTranspose other than an upsampling by its kernel (sohuc imports kernel "
           + "= strides, no padding, output_padding, output_shape, dilation or groups)");
